@@ -1,0 +1,123 @@
+/* Hashing, randomness, clocks and logging. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "core.h"
+
+uint64_t hash_bytes(const void *p, size_t l)
+{
+	const unsigned char *s = p;
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < l; i++) {
+		h ^= s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+uint64_t hash_bytes_nocase(const void *p, size_t l)
+{
+	const unsigned char *s = p;
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < l; i++) {
+		unsigned char c = s[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c + 32);
+		h ^= c;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+void rand_bytes(void *p, size_t l)
+{
+	unsigned char *out = p;
+	while (l) {
+		ssize_t n = getrandom(out, l, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			abort(); /* no entropy means no safe tokens or branches */
+		}
+		out += n;
+		l -= (size_t)n;
+	}
+}
+
+uint32_t rand_u32(void)
+{
+	uint32_t v;
+	rand_bytes(&v, sizeof v);
+	return v;
+}
+
+uint64_t time_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t time_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int64_t time_wall_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static _Atomic int log_level = LOG_INFO;
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void log_set_level(enum log_level lvl)
+{
+	log_level = (int)lvl;
+}
+
+enum log_level log_get_level(void)
+{
+	return (enum log_level)log_level;
+}
+
+int log_level_parse(const char *s, enum log_level *out)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(level_names); i++) {
+		if (strcasecmp(s, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	}
+	return EINVAL;
+}
+
+void log_msg(enum log_level lvl, const char *role, const char *fmt, ...)
+{
+	if ((int)lvl > log_level)
+		return;
+	/* one write per line so that lines of several threads do not interleave */
+	char line[1024];
+	int n = snprintf(line, sizeof line, "%s %s: ", level_names[lvl], role);
+	if (n < 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		return;
+	size_t len = MIN((size_t)n + (size_t)m, sizeof line - 2);
+	for (size_t i = (size_t)n; i < len; i++) /* one event, one line */
+		if (line[i] == '\r' || line[i] == '\n')
+			line[i] = ' ';
+	line[len++] = '\n';
+	fwrite(line, 1, len, stderr);
+}

@@ -1,0 +1,191 @@
+/* net: event loops, timers, worker threads, addresses, UDP and TCP transports, flows. */
+#ifndef PINHOLE_NET_H
+#define PINHOLE_NET_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/core.h"
+
+/* ---- addresses ---- */
+
+struct net_addr {
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+		struct sockaddr_storage ss;
+	} u;
+};
+
+#define NET_ADDR_STRLEN 64 /* "[v6]:port" with room to spare */
+
+/* Parses "1.2.3.4:5060", "[::1]:5060", "1.2.3.4" (port = defport); numeric only. */
+int net_addr_parse(const char *s, uint16_t defport, struct net_addr *out);
+/* Parses a host slice (IPv4 literal, or IPv6 with or without brackets) and a port. */
+int net_addr_from_host(struct slice host, uint16_t port, struct net_addr *out);
+/* "1.2.3.4:5060" or "[::1]:5060"; returns buf. */
+char *net_addr_fmt(const struct net_addr *a, char *buf, size_t len);
+/* Just the IP, no brackets; returns buf. */
+char *net_addr_ip_fmt(const struct net_addr *a, char *buf, size_t len);
+uint16_t net_addr_port(const struct net_addr *a);
+void net_addr_set_port(struct net_addr *a, uint16_t port);
+int net_addr_family(const struct net_addr *a);
+socklen_t net_addr_len(const struct net_addr *a);
+bool net_addr_eq(const struct net_addr *a, const struct net_addr *b);    /* IP and port */
+bool net_addr_ip_eq(const struct net_addr *a, const struct net_addr *b); /* IP only */
+bool net_addr_is_any(const struct net_addr *a);
+/* RFC 1918, RFC 6598 shared (100.64.0.0/10), loopback, link-local, RFC 4193 ULA. */
+bool net_addr_is_private(const struct net_addr *a);
+uint64_t net_addr_hash(const struct net_addr *a);
+
+/* ---- event loop: one per worker thread (epoll) ---- */
+
+struct loop;
+
+typedef void(loop_fd_h)(int fd, uint32_t events, void *arg);
+typedef void(loop_call_h)(void *arg);
+
+int loop_alloc(struct loop **lp);
+void loop_free(struct loop *l);
+/* Watches fd for epoll events; the handler runs on the loop's thread. */
+int loop_fd_add(struct loop *l, int fd, uint32_t events, loop_fd_h *h, void *arg);
+int loop_fd_mod(struct loop *l, int fd, uint32_t events);
+void loop_fd_del(struct loop *l, int fd);
+/* Runs until loop_stop(); returns 0. */
+int loop_run(struct loop *l);
+/* Thread-safe. */
+void loop_stop(struct loop *l);
+/* Thread-safe: runs h(arg) on the loop's thread, in posting order (FIFO). */
+int loop_post(struct loop *l, loop_call_h *h, void *arg);
+/* h(arg) runs once after each turn's batch of events (e.g. group commit flush). */
+int loop_on_turn_end(struct loop *l, loop_call_h *h, void *arg);
+/* Millisecond clock cached at the start of the turn. */
+uint64_t loop_now_ms(const struct loop *l);
+/* The loop of the calling thread, or NULL. */
+struct loop *loop_current(void);
+
+/* ---- timers: a hashed wheel per loop, 10 ms resolution ----
+ * A struct timer is embedded in its owner; only the loop's thread touches it. */
+
+typedef void(timer_h)(void *arg);
+
+struct timer {
+	struct timer *next, *prev; /* wheel slot list; NULL when idle */
+	uint64_t expire_ms;
+	timer_h *h;
+	void *arg;
+	struct loop *loop;
+};
+
+void timer_init(struct timer *t);
+/* (Re)arms t to fire once after delay_ms. Safe to call from inside its handler. */
+void timer_start(struct loop *l, struct timer *t, uint64_t delay_ms, timer_h *h, void *arg);
+void timer_cancel(struct timer *t);
+bool timer_active(const struct timer *t);
+
+/* ---- flows: where a message came from, and the way back ---- */
+
+enum net_transport { NET_UDP = 0, NET_TCP = 1, NET_TLS = 2, NET_WS = 3 };
+
+const char *net_transport_name(enum net_transport tp);      /* "udp" */
+const char *net_transport_name_upper(enum net_transport tp); /* "UDP", as in Via */
+int net_transport_parse(struct slice s, enum net_transport *out);
+
+/* A flow is a value: copy it freely. conn_id names a TCP connection (0 for UDP);
+ * a connection id is never reused within a process, so a stale flow fails to
+ * send instead of reaching someone else's connection. */
+struct flow {
+	enum net_transport tp;
+	uint16_t listener; /* index into the net's listeners */
+	uint64_t conn_id;
+	struct net_addr local;  /* the listener's bound address */
+	struct net_addr remote; /* the packet's real source */
+};
+
+bool flow_eq(const struct flow *a, const struct flow *b);
+char *flow_fmt(const struct flow *f, char *buf, size_t len); /* "udp:1.2.3.4:5060" */
+
+/* ---- the network: listeners and worker threads ---- */
+
+struct net;
+struct worker;
+
+struct net_listener_conf {
+	enum net_transport tp;
+	struct net_addr addr;
+};
+
+/* A received message. data is valid only during the call; copy to keep it. */
+typedef void(net_recv_h)(struct worker *w, const struct flow *f, const char *data, size_t len,
+			 void *arg);
+/* TCP framing, supplied by the protocol: 0 and *msglen when a whole message is at
+ * the start of p, ENODATA when more bytes are needed, EBADMSG when the stream is
+ * broken (the connection is then closed). */
+typedef int(net_frame_h)(const char *p, size_t l, size_t max, size_t *msglen);
+/* Called on a worker thread when it starts, before any packet (per-worker setup). */
+typedef void(net_worker_init_h)(struct worker *w, void *arg);
+
+struct net_conf {
+	unsigned workers;        /* 0 = one per core */
+	size_t max_msg;          /* bytes; larger messages are dropped and counted */
+	unsigned tcp_max_conns;  /* per process */
+	unsigned tcp_idle_s;     /* close a TCP connection silent this long */
+	unsigned tcp_handshake_s;/* close a connection that sent no full message by then */
+};
+
+int net_alloc(struct net **np, const struct net_conf *conf);
+void net_free(struct net *n);
+/* Adds a listener; returns its index in *idx. Before net_start. */
+int net_listen(struct net *n, const struct net_listener_conf *lc, unsigned *idx);
+void net_set_recv(struct net *n, net_recv_h *h, net_frame_h *frame, void *arg);
+void net_set_worker_init(struct net *n, net_worker_init_h *h, void *arg);
+/* Starts the workers (threads). Listener sockets are bound in net_listen, so
+ * errors such as EADDRINUSE surface there. */
+int net_start(struct net *n);
+/* Stops and joins the workers. */
+void net_stop(struct net *n);
+
+unsigned net_listener_count(const struct net *n);
+const struct net_listener_conf *net_listener(const struct net *n, unsigned idx);
+/* The listener's actual bound address (port resolved when configured as 0). */
+const struct net_addr *net_listener_addr(const struct net *n, unsigned idx);
+/* First listener of a transport and family (AF_INET/AF_INET6, 0 = any); -1 if none. */
+int net_listener_find(const struct net *n, enum net_transport tp, int family);
+
+unsigned net_worker_count(const struct net *n);
+struct worker *net_worker(struct net *n, unsigned i);
+unsigned worker_id(const struct worker *w);
+struct loop *worker_loop(struct worker *w);
+struct net *worker_net(struct worker *w);
+/* Role-private per-worker state, set in the worker init hook. */
+void worker_set_data(struct worker *w, void *data);
+void *worker_data(struct worker *w);
+/* The worker of the calling thread, or NULL. */
+struct worker *worker_current(void);
+
+/* Sends on a flow from any worker thread. UDP: from this worker's socket of the
+ * flow's listener (same address and port). TCP: on the flow's connection;
+ * ENOTCONN if it is gone. */
+int net_send(struct net *n, const struct flow *f, const void *data, size_t len);
+/* Builds a UDP flow to dst from the listener idx. */
+void net_flow_udp(const struct net *n, unsigned listener, const struct net_addr *dst,
+		  struct flow *out);
+/* Whether a TCP connection still exists. */
+bool net_conn_alive(struct net *n, uint64_t conn_id);
+
+struct net_stats {
+	int64_t udp_rx, udp_tx, udp_oversize, tcp_accepted, tcp_open, tcp_refused,
+		tcp_idle_closed, tcp_broken, tcp_oversize;
+};
+void net_stats_get(struct net *n, struct net_stats *out);
+
+/* Opens a UDP socket bound to a (SO_REUSEPORT when reuseport); nonblocking. */
+int net_udp_socket(const struct net_addr *a, bool reuseport, int *fdp);
+/* Bound address of a socket. */
+int net_sock_addr(int fd, struct net_addr *out);
+
+#endif
