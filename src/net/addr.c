@@ -1,0 +1,227 @@
+/* Socket addresses: parsing, printing, comparing, and the private-range test that NAT detection uses. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "net.h"
+
+static int parse_ip(const char *ip, uint16_t port, struct net_addr *out)
+{
+	memset(out, 0, sizeof *out);
+	if (inet_pton(AF_INET, ip, &out->u.in.sin_addr) == 1) {
+		out->u.in.sin_family = AF_INET;
+		out->u.in.sin_port = htons(port);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, ip, &out->u.in6.sin6_addr) == 1) {
+		out->u.in6.sin6_family = AF_INET6;
+		out->u.in6.sin6_port = htons(port);
+		return 0;
+	}
+	return EINVAL;
+}
+
+int net_addr_from_host(struct slice host, uint16_t port, struct net_addr *out)
+{
+	char ip[INET6_ADDRSTRLEN + 2];
+	if (host.l >= 2 && host.p[0] == '[' && host.p[host.l - 1] == ']') {
+		host.p++;
+		host.l -= 2;
+	}
+	if (host.l == 0 || host.l >= sizeof ip)
+		return EINVAL;
+	slice_to_cstr(host, ip, sizeof ip);
+	return parse_ip(ip, port, out);
+}
+
+int net_addr_parse(const char *s, uint16_t defport, struct net_addr *out)
+{
+	struct slice in = slice_trim(slice_cstr(s));
+	struct slice host = in;
+	uint32_t port = defport;
+	if (in.l && in.p[0] == '[') {
+		size_t close = slice_find(in, ']');
+		if (close == in.l)
+			return EINVAL;
+		host = (struct slice){in.p, close + 1};
+		if (close + 1 < in.l) {
+			if (in.p[close + 1] != ':')
+				return EINVAL;
+			struct slice ps = {in.p + close + 2, in.l - close - 2};
+			if (slice_to_u32(ps, 65535, &port))
+				return EINVAL;
+		}
+	} else {
+		size_t colon = slice_find(in, ':');
+		/* one colon: v4:port; several: a bare IPv6 address without port */
+		if (colon < in.l && slice_find((struct slice){in.p + colon + 1, in.l - colon - 1},
+					       ':') == in.l - colon - 1) {
+			host = (struct slice){in.p, colon};
+			struct slice ps = {in.p + colon + 1, in.l - colon - 1};
+			if (slice_to_u32(ps, 65535, &port))
+				return EINVAL;
+		}
+	}
+	return net_addr_from_host(host, (uint16_t)port, out);
+}
+
+char *net_addr_ip_fmt(const struct net_addr *a, char *buf, size_t len)
+{
+	const void *src = a->u.sa.sa_family == AF_INET6 ? (const void *)&a->u.in6.sin6_addr
+							: (const void *)&a->u.in.sin_addr;
+	if (a->u.sa.sa_family != AF_INET && a->u.sa.sa_family != AF_INET6) {
+		snprintf(buf, len, "?");
+		return buf;
+	}
+	if (!inet_ntop(a->u.sa.sa_family, src, buf, (socklen_t)len))
+		snprintf(buf, len, "?");
+	return buf;
+}
+
+char *net_addr_fmt(const struct net_addr *a, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN];
+	net_addr_ip_fmt(a, ip, sizeof ip);
+	if (a->u.sa.sa_family == AF_INET6)
+		snprintf(buf, len, "[%s]:%u", ip, net_addr_port(a));
+	else
+		snprintf(buf, len, "%s:%u", ip, net_addr_port(a));
+	return buf;
+}
+
+uint16_t net_addr_port(const struct net_addr *a)
+{
+	if (a->u.sa.sa_family == AF_INET6)
+		return ntohs(a->u.in6.sin6_port);
+	return ntohs(a->u.in.sin_port);
+}
+
+void net_addr_set_port(struct net_addr *a, uint16_t port)
+{
+	if (a->u.sa.sa_family == AF_INET6)
+		a->u.in6.sin6_port = htons(port);
+	else
+		a->u.in.sin_port = htons(port);
+}
+
+int net_addr_family(const struct net_addr *a)
+{
+	return a->u.sa.sa_family;
+}
+
+socklen_t net_addr_len(const struct net_addr *a)
+{
+	return a->u.sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					     : sizeof(struct sockaddr_in);
+}
+
+bool net_addr_ip_eq(const struct net_addr *a, const struct net_addr *b)
+{
+	if (a->u.sa.sa_family != b->u.sa.sa_family)
+		return false;
+	if (a->u.sa.sa_family == AF_INET)
+		return a->u.in.sin_addr.s_addr == b->u.in.sin_addr.s_addr;
+	if (a->u.sa.sa_family == AF_INET6)
+		return memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, 16) == 0;
+	return false;
+}
+
+bool net_addr_eq(const struct net_addr *a, const struct net_addr *b)
+{
+	return net_addr_ip_eq(a, b) && net_addr_port(a) == net_addr_port(b);
+}
+
+bool net_addr_is_any(const struct net_addr *a)
+{
+	if (a->u.sa.sa_family == AF_INET)
+		return a->u.in.sin_addr.s_addr == htonl(INADDR_ANY);
+	if (a->u.sa.sa_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+	return true;
+}
+
+static bool v4_in(uint32_t ip, uint32_t net, unsigned bits)
+{
+	uint32_t mask = bits ? ~0u << (32 - bits) : 0;
+	return (ip & mask) == (net & mask);
+}
+
+bool net_addr_is_private(const struct net_addr *a)
+{
+	if (a->u.sa.sa_family == AF_INET) {
+		uint32_t ip = ntohl(a->u.in.sin_addr.s_addr);
+		return v4_in(ip, 0x0a000000, 8) ||   /* 10/8 */
+		       v4_in(ip, 0xac100000, 12) ||  /* 172.16/12 */
+		       v4_in(ip, 0xc0a80000, 16) ||  /* 192.168/16 */
+		       v4_in(ip, 0x64400000, 10) ||  /* 100.64/10, RFC 6598 CGNAT */
+		       v4_in(ip, 0xa9fe0000, 16) ||  /* 169.254/16 link-local */
+		       v4_in(ip, 0x7f000000, 8);     /* loopback */
+	}
+	if (a->u.sa.sa_family == AF_INET6) {
+		const uint8_t *b = a->u.in6.sin6_addr.s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
+			struct net_addr v4 = {0};
+			v4.u.in.sin_family = AF_INET;
+			memcpy(&v4.u.in.sin_addr, b + 12, 4);
+			return net_addr_is_private(&v4);
+		}
+		return (b[0] & 0xfe) == 0xfc ||                 /* fc00::/7 ULA */
+		       (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || /* fe80::/10 */
+		       IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
+	}
+	return false;
+}
+
+uint64_t net_addr_hash(const struct net_addr *a)
+{
+	uint16_t port = net_addr_port(a);
+	uint64_t h;
+	if (a->u.sa.sa_family == AF_INET6)
+		h = hash_bytes(&a->u.in6.sin6_addr, 16);
+	else
+		h = hash_bytes(&a->u.in.sin_addr, 4);
+	return h ^ (port * 0x9e3779b97f4a7c15ULL);
+}
+
+static const char *const tp_lower[] = {"udp", "tcp", "tls", "ws"};
+static const char *const tp_upper[] = {"UDP", "TCP", "TLS", "WS"};
+
+const char *net_transport_name(enum net_transport tp)
+{
+	return (unsigned)tp < ARRAY_SIZE(tp_lower) ? tp_lower[tp] : "?";
+}
+
+const char *net_transport_name_upper(enum net_transport tp)
+{
+	return (unsigned)tp < ARRAY_SIZE(tp_upper) ? tp_upper[tp] : "?";
+}
+
+int net_transport_parse(struct slice s, enum net_transport *out)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(tp_lower); i++) {
+		if (slice_eq_cstr_nocase(s, tp_lower[i])) {
+			*out = (enum net_transport)i;
+			return 0;
+		}
+	}
+	return EINVAL;
+}
+
+bool flow_eq(const struct flow *a, const struct flow *b)
+{
+	return a->tp == b->tp && a->listener == b->listener && a->conn_id == b->conn_id &&
+	       net_addr_eq(&a->remote, &b->remote);
+}
+
+char *flow_fmt(const struct flow *f, char *buf, size_t len)
+{
+	char a[NET_ADDR_STRLEN];
+	net_addr_fmt(&f->remote, a, sizeof a);
+	if (f->conn_id)
+		snprintf(buf, len, "%s:%s#%llu", net_transport_name(f->tp), a,
+			 (unsigned long long)f->conn_id);
+	else
+		snprintf(buf, len, "%s:%s", net_transport_name(f->tp), a);
+	return buf;
+}

@@ -1,0 +1,350 @@
+/* The per-thread event loop: epoll, a cross-thread post queue, end-of-turn hooks and a timer wheel. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "net.h"
+
+#define WHEEL_SLOTS 1024 /* x 10 ms = 10.24 s per revolution; longer timers go round */
+#define TICK_MS 10
+#define MAX_EVENTS 64
+#define MAX_TURN_HOOKS 8
+
+struct fd_reg {
+	int fd;
+	loop_fd_h *h;
+	void *arg;
+	bool dead; /* deleted during this turn; freed at turn end */
+	struct fd_reg *next_dead;
+};
+
+struct post {
+	loop_call_h *h;
+	void *arg;
+	struct post *next;
+};
+
+struct loop {
+	int epfd;
+	int evfd;
+	_Atomic bool stop;
+	uint64_t now_ms;
+	/* fd -> registration; worker-local */
+	struct fd_reg **regs;
+	size_t n_regs;
+	struct fd_reg *dead;
+	/* posted calls; guarded by post_lock */
+	pthread_mutex_t post_lock;
+	struct post *post_head, *post_tail;
+	/* timer wheel; worker-local. Each slot is a circular list with a sentinel. */
+	struct timer slots[WHEEL_SLOTS];
+	uint64_t tick; /* last processed tick */
+	size_t n_timers;
+	struct {
+		loop_call_h *h;
+		void *arg;
+	} turn_hooks[MAX_TURN_HOOKS];
+	size_t n_turn_hooks;
+};
+
+static _Thread_local struct loop *current_loop;
+
+struct loop *loop_current(void)
+{
+	return current_loop;
+}
+
+uint64_t loop_now_ms(const struct loop *l)
+{
+	return l->now_ms;
+}
+
+int loop_alloc(struct loop **lp)
+{
+	struct loop *l = calloc(1, sizeof *l);
+	if (!l)
+		return ENOMEM;
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->epfd < 0 || l->evfd < 0) {
+		int err = errno;
+		if (l->epfd >= 0)
+			close(l->epfd);
+		if (l->evfd >= 0)
+			close(l->evfd);
+		free(l);
+		return err;
+	}
+	pthread_mutex_init(&l->post_lock, NULL);
+	for (size_t i = 0; i < WHEEL_SLOTS; i++)
+		l->slots[i].next = l->slots[i].prev = &l->slots[i];
+	l->now_ms = time_mono_ms();
+	l->tick = l->now_ms / TICK_MS;
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+	epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev);
+	*lp = l;
+	return 0;
+}
+
+static void free_dead(struct loop *l)
+{
+	while (l->dead) {
+		struct fd_reg *r = l->dead;
+		l->dead = r->next_dead;
+		free(r);
+	}
+}
+
+void loop_free(struct loop *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n_regs; i++)
+		free(l->regs[i]);
+	free(l->regs);
+	free_dead(l);
+	while (l->post_head) {
+		struct post *p = l->post_head;
+		l->post_head = p->next;
+		free(p);
+	}
+	close(l->epfd);
+	close(l->evfd);
+	pthread_mutex_destroy(&l->post_lock);
+	free(l);
+}
+
+int loop_fd_add(struct loop *l, int fd, uint32_t events, loop_fd_h *h, void *arg)
+{
+	if (fd < 0)
+		return EBADF;
+	if ((size_t)fd >= l->n_regs) {
+		size_t n = l->n_regs ? l->n_regs : 64;
+		while (n <= (size_t)fd)
+			n *= 2;
+		struct fd_reg **grown = realloc(l->regs, n * sizeof *grown);
+		if (!grown)
+			return ENOMEM;
+		memset(grown + l->n_regs, 0, (n - l->n_regs) * sizeof *grown);
+		l->regs = grown;
+		l->n_regs = n;
+	}
+	if (l->regs[fd])
+		return EEXIST;
+	struct fd_reg *r = calloc(1, sizeof *r);
+	if (!r)
+		return ENOMEM;
+	r->fd = fd;
+	r->h = h;
+	r->arg = arg;
+	struct epoll_event ev = {.events = events, .data.ptr = r};
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int err = errno;
+		free(r);
+		return err;
+	}
+	l->regs[fd] = r;
+	return 0;
+}
+
+int loop_fd_mod(struct loop *l, int fd, uint32_t events)
+{
+	if (fd < 0 || (size_t)fd >= l->n_regs || !l->regs[fd])
+		return ENOENT;
+	struct epoll_event ev = {.events = events, .data.ptr = l->regs[fd]};
+	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? errno : 0;
+}
+
+void loop_fd_del(struct loop *l, int fd)
+{
+	if (fd < 0 || (size_t)fd >= l->n_regs || !l->regs[fd])
+		return;
+	struct fd_reg *r = l->regs[fd];
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+	l->regs[fd] = NULL;
+	/* events for it may still sit in this turn's batch: free later */
+	r->dead = true;
+	r->next_dead = l->dead;
+	l->dead = r;
+}
+
+void loop_stop(struct loop *l)
+{
+	l->stop = true;
+	uint64_t one = 1;
+	ssize_t n = write(l->evfd, &one, sizeof one);
+	(void)n;
+}
+
+int loop_post(struct loop *l, loop_call_h *h, void *arg)
+{
+	struct post *p = malloc(sizeof *p);
+	if (!p)
+		return ENOMEM;
+	p->h = h;
+	p->arg = arg;
+	p->next = NULL;
+	pthread_mutex_lock(&l->post_lock);
+	bool was_empty = !l->post_head;
+	if (l->post_tail)
+		l->post_tail->next = p;
+	else
+		l->post_head = p;
+	l->post_tail = p;
+	pthread_mutex_unlock(&l->post_lock);
+	if (was_empty) {
+		uint64_t one = 1;
+		ssize_t n = write(l->evfd, &one, sizeof one);
+		(void)n;
+	}
+	return 0;
+}
+
+int loop_on_turn_end(struct loop *l, loop_call_h *h, void *arg)
+{
+	if (l->n_turn_hooks == MAX_TURN_HOOKS)
+		return ENOSPC;
+	l->turn_hooks[l->n_turn_hooks].h = h;
+	l->turn_hooks[l->n_turn_hooks].arg = arg;
+	l->n_turn_hooks++;
+	return 0;
+}
+
+static void run_posts(struct loop *l)
+{
+	uint64_t v;
+	ssize_t n = read(l->evfd, &v, sizeof v);
+	(void)n;
+	pthread_mutex_lock(&l->post_lock);
+	struct post *p = l->post_head;
+	l->post_head = l->post_tail = NULL;
+	pthread_mutex_unlock(&l->post_lock);
+	while (p) {
+		struct post *next = p->next;
+		p->h(p->arg);
+		free(p);
+		p = next;
+	}
+}
+
+/* ---- timers ---- */
+
+void timer_init(struct timer *t)
+{
+	memset(t, 0, sizeof *t);
+}
+
+bool timer_active(const struct timer *t)
+{
+	return t->next != NULL;
+}
+
+void timer_cancel(struct timer *t)
+{
+	if (!t->next)
+		return;
+	t->prev->next = t->next;
+	t->next->prev = t->prev;
+	t->next = t->prev = NULL;
+	if (t->loop)
+		t->loop->n_timers--;
+}
+
+static void slot_insert(struct loop *l, struct timer *t)
+{
+	uint64_t tick = (t->expire_ms + TICK_MS - 1) / TICK_MS;
+	if (tick <= l->tick)
+		tick = l->tick + 1; /* never into a slot already processed this turn */
+	struct timer *head = &l->slots[tick % WHEEL_SLOTS];
+	t->next = head;
+	t->prev = head->prev;
+	head->prev->next = t;
+	head->prev = t;
+}
+
+void timer_start(struct loop *l, struct timer *t, uint64_t delay_ms, timer_h *h, void *arg)
+{
+	timer_cancel(t);
+	t->loop = l;
+	t->h = h;
+	t->arg = arg;
+	t->expire_ms = l->now_ms + delay_ms;
+	slot_insert(l, t);
+	l->n_timers++;
+}
+
+static void run_slot(struct loop *l, struct timer *head)
+{
+	/* move the slot aside so handlers may re-arm into it safely */
+	struct timer pending;
+	if (head->next == head)
+		return;
+	pending.next = head->next;
+	pending.prev = head->prev;
+	pending.next->prev = &pending;
+	pending.prev->next = &pending;
+	head->next = head->prev = head;
+	while (pending.next != &pending) {
+		struct timer *t = pending.next;
+		t->prev->next = t->next;
+		t->next->prev = t->prev;
+		if (t->expire_ms > l->now_ms) {
+			/* a later revolution: back into its slot */
+			t->next = head;
+			t->prev = head->prev;
+			head->prev->next = t;
+			head->prev = t;
+			continue;
+		}
+		t->next = t->prev = NULL;
+		l->n_timers--;
+		t->h(t->arg);
+	}
+}
+
+static void run_timers(struct loop *l)
+{
+	uint64_t now_tick = l->now_ms / TICK_MS;
+	if (now_tick <= l->tick)
+		return;
+	uint64_t from = l->tick + 1;
+	if (now_tick - l->tick > WHEEL_SLOTS)
+		from = now_tick - WHEEL_SLOTS + 1; /* fell far behind: each slot once */
+	l->tick = now_tick;
+	for (uint64_t t = from; t <= now_tick; t++)
+		run_slot(l, &l->slots[t % WHEEL_SLOTS]);
+}
+
+int loop_run(struct loop *l)
+{
+	current_loop = l;
+	struct epoll_event evs[MAX_EVENTS];
+	while (!l->stop) {
+		int timeout = l->n_timers ? TICK_MS : 1000;
+		int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
+		l->now_ms = time_mono_ms();
+		if (n < 0 && errno != EINTR)
+			break;
+		for (int i = 0; i < n; i++) {
+			struct fd_reg *r = evs[i].data.ptr;
+			if (!r) {
+				run_posts(l);
+				continue;
+			}
+			if (!r->dead)
+				r->h(r->fd, evs[i].events, r->arg);
+		}
+		run_timers(l);
+		for (size_t i = 0; i < l->n_turn_hooks; i++)
+			l->turn_hooks[i].h(l->turn_hooks[i].arg);
+		free_dead(l);
+	}
+	/* run what was posted before stop so no posted object leaks */
+	run_posts(l);
+	current_loop = NULL;
+	return 0;
+}

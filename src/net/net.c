@@ -1,0 +1,671 @@
+/* Listeners and worker threads: UDP with SO_REUSEPORT and recvmmsg, TCP with a bounded connection table. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net.h"
+
+#define MAX_LISTENERS 16
+#define RX_BATCH 16
+
+struct conn;
+
+struct worker {
+	unsigned id;
+	struct net *net;
+	struct loop *loop;
+	pthread_t thread;
+	bool started;
+	int fds[MAX_LISTENERS]; /* this worker's socket per listener (UDP or TCP listen) */
+	void *data;
+	/* UDP receive batch */
+	struct mmsghdr msgs[RX_BATCH];
+	struct iovec iov[RX_BATCH];
+	struct net_addr src[RX_BATCH];
+	char *rxbuf;
+	/* TCP connections this worker owns; worker-local list */
+	struct conn *conns;
+	struct timer sweep;
+	struct fd_ctx {
+		struct worker *w;
+		unsigned listener;
+	} ctx[MAX_LISTENERS];
+};
+
+struct conn {
+	uint64_t id;
+	int fd;
+	struct worker *owner;
+	struct flow flow;
+	struct buf in;
+	struct buf out;    /* unsent bytes; guarded by net->conn_lock */
+	uint64_t last_rx_ms;
+	uint64_t opened_ms;
+	bool got_message;
+	struct conn *next_in_worker, *prev_in_worker;
+	struct conn *next_hash;
+};
+
+struct listener {
+	struct net_listener_conf conf;
+	struct net_addr bound;
+	int first_fd; /* bound in net_listen; worker 0 takes it */
+};
+
+struct net {
+	struct net_conf conf;
+	struct listener listeners[MAX_LISTENERS];
+	unsigned n_listeners;
+	struct worker *workers;
+	unsigned n_workers;
+	net_recv_h *recv;
+	net_frame_h *frame;
+	void *recv_arg;
+	net_worker_init_h *winit;
+	void *winit_arg;
+	/* connection table: id -> conn; guarded by conn_lock */
+	pthread_mutex_t conn_lock;
+	struct conn **conn_hash;
+	size_t conn_hash_size;
+	unsigned n_conns;
+	_Atomic uint64_t next_conn_id;
+	struct {
+		_Atomic int64_t udp_rx, udp_tx, udp_oversize, tcp_accepted, tcp_refused,
+			tcp_idle_closed, tcp_broken, tcp_oversize;
+	} st;
+};
+
+static _Thread_local struct worker *current_worker;
+
+struct worker *worker_current(void)
+{
+	return current_worker;
+}
+
+int net_udp_socket(const struct net_addr *a, bool reuseport, int *fdp)
+{
+	int fd = socket(net_addr_family(a), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	int one = 1;
+	if (reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (net_addr_family(a) == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	int rcv = 4 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+	if (bind(fd, &a->u.sa, net_addr_len(a)) < 0) {
+		int err = errno;
+		close(fd);
+		return err;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+static int tcp_listen_socket(const struct net_addr *a, int *fdp)
+{
+	int fd = socket(net_addr_family(a), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (net_addr_family(a) == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, &a->u.sa, net_addr_len(a)) < 0 || listen(fd, 1024) < 0) {
+		int err = errno;
+		close(fd);
+		return err;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+int net_sock_addr(int fd, struct net_addr *out)
+{
+	socklen_t len = sizeof out->u.ss;
+	memset(out, 0, sizeof *out);
+	return getsockname(fd, &out->u.sa, &len) < 0 ? errno : 0;
+}
+
+int net_alloc(struct net **np, const struct net_conf *conf)
+{
+	struct net *n = calloc(1, sizeof *n);
+	if (!n)
+		return ENOMEM;
+	n->conf = *conf;
+	if (!n->conf.workers) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		n->conf.workers = cpus > 0 ? (unsigned)cpus : 1;
+	}
+	if (!n->conf.max_msg)
+		n->conf.max_msg = 65535;
+	n->n_workers = n->conf.workers;
+	n->workers = calloc(n->n_workers, sizeof *n->workers);
+	n->conn_hash_size = 4096;
+	n->conn_hash = calloc(n->conn_hash_size, sizeof *n->conn_hash);
+	if (!n->workers || !n->conn_hash) {
+		free(n->workers);
+		free(n->conn_hash);
+		free(n);
+		return ENOMEM;
+	}
+	pthread_mutex_init(&n->conn_lock, NULL);
+	n->next_conn_id = 1;
+	for (unsigned i = 0; i < n->n_workers; i++) {
+		struct worker *w = &n->workers[i];
+		w->id = i;
+		w->net = n;
+		for (unsigned j = 0; j < MAX_LISTENERS; j++)
+			w->fds[j] = -1;
+		int err = loop_alloc(&w->loop);
+		if (!err) {
+			w->rxbuf = malloc(RX_BATCH * (n->conf.max_msg + 1));
+			if (!w->rxbuf)
+				err = ENOMEM;
+		}
+		if (err) {
+			net_free(n);
+			return err;
+		}
+		timer_init(&w->sweep);
+	}
+	*np = n;
+	return 0;
+}
+
+static void conn_close(struct conn *c);
+
+void net_free(struct net *n)
+{
+	if (!n)
+		return;
+	for (unsigned i = 0; i < n->n_workers; i++) {
+		struct worker *w = &n->workers[i];
+		while (w->conns)
+			conn_close(w->conns);
+		for (unsigned j = 0; j < n->n_listeners; j++)
+			if (w->fds[j] >= 0)
+				close(w->fds[j]);
+		loop_free(w->loop);
+		free(w->rxbuf);
+	}
+	for (unsigned j = 0; j < n->n_listeners; j++)
+		if (n->n_workers == 0 && n->listeners[j].first_fd >= 0)
+			close(n->listeners[j].first_fd);
+	pthread_mutex_destroy(&n->conn_lock);
+	free(n->conn_hash);
+	free(n->workers);
+	free(n);
+}
+
+int net_listen(struct net *n, const struct net_listener_conf *lc, unsigned *idx)
+{
+	if (n->n_listeners == MAX_LISTENERS)
+		return ENOSPC;
+	if (lc->tp != NET_UDP && lc->tp != NET_TCP)
+		return ENOTSUP;
+	struct listener *l = &n->listeners[n->n_listeners];
+	l->conf = *lc;
+	int fd, err = lc->tp == NET_UDP ? net_udp_socket(&lc->addr, true, &fd)
+					: tcp_listen_socket(&lc->addr, &fd);
+	if (err)
+		return err;
+	l->first_fd = fd;
+	net_sock_addr(fd, &l->bound);
+	n->workers[0].fds[n->n_listeners] = fd;
+	/* the other workers get their own socket on the same (resolved) address */
+	for (unsigned i = 1; i < n->n_workers; i++) {
+		err = lc->tp == NET_UDP ? net_udp_socket(&l->bound, true, &fd)
+					: tcp_listen_socket(&l->bound, &fd);
+		if (err)
+			return err;
+		n->workers[i].fds[n->n_listeners] = fd;
+	}
+	if (idx)
+		*idx = n->n_listeners;
+	n->n_listeners++;
+	return 0;
+}
+
+void net_set_recv(struct net *n, net_recv_h *h, net_frame_h *frame, void *arg)
+{
+	n->recv = h;
+	n->frame = frame;
+	n->recv_arg = arg;
+}
+
+void net_set_worker_init(struct net *n, net_worker_init_h *h, void *arg)
+{
+	n->winit = h;
+	n->winit_arg = arg;
+}
+
+unsigned net_listener_count(const struct net *n)
+{
+	return n->n_listeners;
+}
+
+const struct net_listener_conf *net_listener(const struct net *n, unsigned idx)
+{
+	return idx < n->n_listeners ? &n->listeners[idx].conf : NULL;
+}
+
+const struct net_addr *net_listener_addr(const struct net *n, unsigned idx)
+{
+	return idx < n->n_listeners ? &n->listeners[idx].bound : NULL;
+}
+
+int net_listener_find(const struct net *n, enum net_transport tp, int family)
+{
+	for (unsigned i = 0; i < n->n_listeners; i++)
+		if (n->listeners[i].conf.tp == tp &&
+		    (!family || net_addr_family(&n->listeners[i].bound) == family))
+			return (int)i;
+	return -1;
+}
+
+unsigned net_worker_count(const struct net *n)
+{
+	return n->n_workers;
+}
+
+struct worker *net_worker(struct net *n, unsigned i)
+{
+	return i < n->n_workers ? &n->workers[i] : NULL;
+}
+
+unsigned worker_id(const struct worker *w)
+{
+	return w->id;
+}
+
+struct loop *worker_loop(struct worker *w)
+{
+	return w->loop;
+}
+
+struct net *worker_net(struct worker *w)
+{
+	return w->net;
+}
+
+void worker_set_data(struct worker *w, void *data)
+{
+	w->data = data;
+}
+
+void *worker_data(struct worker *w)
+{
+	return w->data;
+}
+
+void net_flow_udp(const struct net *n, unsigned listener, const struct net_addr *dst,
+		  struct flow *out)
+{
+	memset(out, 0, sizeof *out);
+	out->tp = NET_UDP;
+	out->listener = (uint16_t)listener;
+	out->local = n->listeners[listener].bound;
+	out->remote = *dst;
+}
+
+/* ---- UDP ---- */
+
+static void udp_readable(int fd, uint32_t events, void *arg)
+{
+	(void)events;
+	struct fd_ctx *ctx = arg;
+	struct worker *w = ctx->w;
+	struct net *n = w->net;
+	size_t bufsz = n->conf.max_msg + 1;
+	for (int rounds = 0; rounds < 8; rounds++) {
+		for (unsigned i = 0; i < RX_BATCH; i++) {
+			w->iov[i].iov_base = w->rxbuf + i * bufsz;
+			w->iov[i].iov_len = bufsz;
+			memset(&w->msgs[i].msg_hdr, 0, sizeof w->msgs[i].msg_hdr);
+			w->msgs[i].msg_hdr.msg_iov = &w->iov[i];
+			w->msgs[i].msg_hdr.msg_iovlen = 1;
+			w->msgs[i].msg_hdr.msg_name = &w->src[i].u.ss;
+			w->msgs[i].msg_hdr.msg_namelen = sizeof w->src[i].u.ss;
+		}
+		int got = recvmmsg(fd, w->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+		if (got <= 0)
+			return;
+		struct flow f;
+		memset(&f, 0, sizeof f);
+		f.tp = NET_UDP;
+		f.listener = (uint16_t)ctx->listener;
+		f.local = n->listeners[ctx->listener].bound;
+		for (int i = 0; i < got; i++) {
+			size_t len = w->msgs[i].msg_len;
+			if (len > n->conf.max_msg || (w->msgs[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+				n->st.udp_oversize++;
+				continue;
+			}
+			n->st.udp_rx++;
+			f.remote = w->src[i];
+			if (n->recv)
+				n->recv(w, &f, w->iov[i].iov_base, len, n->recv_arg);
+		}
+		if (got < RX_BATCH)
+			return;
+	}
+}
+
+/* ---- TCP ---- */
+
+static void conn_hash_link(struct net *n, struct conn *c)
+{
+	size_t b = c->id % n->conn_hash_size;
+	c->next_hash = n->conn_hash[b];
+	n->conn_hash[b] = c;
+}
+
+static void conn_hash_unlink(struct net *n, struct conn *c)
+{
+	struct conn **pp = &n->conn_hash[c->id % n->conn_hash_size];
+	while (*pp && *pp != c)
+		pp = &(*pp)->next_hash;
+	if (*pp)
+		*pp = c->next_hash;
+}
+
+static struct conn *conn_find_locked(struct net *n, uint64_t id)
+{
+	for (struct conn *c = n->conn_hash[id % n->conn_hash_size]; c; c = c->next_hash)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+static void conn_close(struct conn *c)
+{
+	struct worker *w = c->owner;
+	struct net *n = w->net;
+	pthread_mutex_lock(&n->conn_lock);
+	conn_hash_unlink(n, c);
+	n->n_conns--;
+	pthread_mutex_unlock(&n->conn_lock);
+	if (c->prev_in_worker)
+		c->prev_in_worker->next_in_worker = c->next_in_worker;
+	else
+		w->conns = c->next_in_worker;
+	if (c->next_in_worker)
+		c->next_in_worker->prev_in_worker = c->prev_in_worker;
+	loop_fd_del(w->loop, c->fd);
+	close(c->fd);
+	buf_free(&c->in);
+	buf_free(&c->out);
+	free(c);
+}
+
+bool net_conn_alive(struct net *n, uint64_t conn_id)
+{
+	pthread_mutex_lock(&n->conn_lock);
+	bool alive = conn_find_locked(n, conn_id) != NULL;
+	pthread_mutex_unlock(&n->conn_lock);
+	return alive;
+}
+
+/* Writes what it can of c->out; caller holds conn_lock. Returns errno on a dead socket. */
+static int conn_flush_locked(struct conn *c)
+{
+	while (c->out.len) {
+		ssize_t k = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return errno;
+		}
+		memmove(c->out.data, c->out.data + k, c->out.len - (size_t)k);
+		c->out.len -= (size_t)k;
+	}
+	uint32_t ev = EPOLLIN | (c->out.len ? EPOLLOUT : 0);
+	/* epoll_ctl is thread-safe, so any worker may ask for EPOLLOUT */
+	loop_fd_mod(c->owner->loop, c->fd, ev);
+	return 0;
+}
+
+static void conn_readable(int fd, uint32_t events, void *arg)
+{
+	struct conn *c = arg;
+	struct net *n = c->owner->net;
+	if (events & EPOLLOUT) {
+		pthread_mutex_lock(&n->conn_lock);
+		int err = conn_flush_locked(c);
+		pthread_mutex_unlock(&n->conn_lock);
+		if (err) {
+			conn_close(c);
+			return;
+		}
+	}
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
+	for (;;) {
+		if (buf_reserve(&c->in, 4096)) {
+			conn_close(c);
+			return;
+		}
+		ssize_t k = recv(fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+		if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+			conn_close(c);
+			return;
+		}
+		if (k < 0)
+			break;
+		c->in.len += (size_t)k;
+		c->last_rx_ms = loop_now_ms(c->owner->loop);
+		/* deliver every whole message at the start of the buffer */
+		size_t off = 0;
+		while (off < c->in.len) {
+			size_t msglen = 0;
+			int err = n->frame ? n->frame(c->in.data + off, c->in.len - off,
+						      n->conf.max_msg, &msglen)
+					   : (msglen = c->in.len - off, 0);
+			if (err == ENODATA) {
+				if (c->in.len - off >= n->conf.max_msg) {
+					n->st.tcp_oversize++;
+					conn_close(c);
+					return;
+				}
+				break;
+			}
+			if (err || msglen == 0) {
+				n->st.tcp_broken++;
+				conn_close(c);
+				return;
+			}
+			c->got_message = true;
+			/* handlers may send on this connection but never close it */
+			struct flow f = c->flow;
+			if (n->recv)
+				n->recv(c->owner, &f, c->in.data + off, msglen, n->recv_arg);
+			off += msglen;
+		}
+		if (off) {
+			memmove(c->in.data, c->in.data + off, c->in.len - off);
+			c->in.len -= off;
+		}
+	}
+}
+
+static void tcp_acceptable(int fd, uint32_t events, void *arg)
+{
+	(void)events;
+	struct fd_ctx *ctx = arg;
+	struct worker *w = ctx->w;
+	struct net *n = w->net;
+	for (;;) {
+		struct net_addr peer;
+		socklen_t plen = sizeof peer.u.ss;
+		int cfd = accept4(fd, &peer.u.sa, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0)
+			return;
+		pthread_mutex_lock(&n->conn_lock);
+		bool full = n->n_conns >= n->conf.tcp_max_conns;
+		if (!full)
+			n->n_conns++;
+		pthread_mutex_unlock(&n->conn_lock);
+		if (full) {
+			n->st.tcp_refused++;
+			close(cfd);
+			continue;
+		}
+		struct conn *c = calloc(1, sizeof *c);
+		if (!c) {
+			pthread_mutex_lock(&n->conn_lock);
+			n->n_conns--;
+			pthread_mutex_unlock(&n->conn_lock);
+			close(cfd);
+			continue;
+		}
+		int one = 1;
+		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		c->id = n->next_conn_id++;
+		c->fd = cfd;
+		c->owner = w;
+		c->flow.tp = NET_TCP;
+		c->flow.listener = (uint16_t)ctx->listener;
+		c->flow.conn_id = c->id;
+		c->flow.local = n->listeners[ctx->listener].bound;
+		c->flow.remote = peer;
+		c->opened_ms = c->last_rx_ms = loop_now_ms(w->loop);
+		buf_init(&c->in);
+		buf_init(&c->out);
+		c->next_in_worker = w->conns;
+		if (w->conns)
+			w->conns->prev_in_worker = c;
+		w->conns = c;
+		pthread_mutex_lock(&n->conn_lock);
+		conn_hash_link(n, c);
+		pthread_mutex_unlock(&n->conn_lock);
+		n->st.tcp_accepted++;
+		if (loop_fd_add(w->loop, cfd, EPOLLIN, conn_readable, c))
+			conn_close(c);
+	}
+}
+
+/* Closes idle connections and ones that never sent a whole message in time
+ * (a bound on half-open floods). O(connections of this worker) once a second. */
+static void sweep_conns(void *arg)
+{
+	struct worker *w = arg;
+	struct net *n = w->net;
+	uint64_t now = loop_now_ms(w->loop);
+	struct conn *c = w->conns;
+	while (c) {
+		struct conn *next = c->next_in_worker;
+		bool idle = n->conf.tcp_idle_s && now - c->last_rx_ms > n->conf.tcp_idle_s * 1000ull;
+		bool slow = n->conf.tcp_handshake_s && !c->got_message &&
+			    now - c->opened_ms > n->conf.tcp_handshake_s * 1000ull;
+		if (idle || slow) {
+			n->st.tcp_idle_closed++;
+			conn_close(c);
+		}
+		c = next;
+	}
+	timer_start(w->loop, &w->sweep, 1000, sweep_conns, w);
+}
+
+int net_send(struct net *n, const struct flow *f, const void *data, size_t len)
+{
+	if (f->tp == NET_UDP) {
+		if (f->listener >= n->n_listeners)
+			return EINVAL;
+		struct worker *w = current_worker && current_worker->net == n ? current_worker
+									      : &n->workers[0];
+		int fd = w->fds[f->listener];
+		ssize_t k = sendto(fd, data, len, MSG_DONTWAIT, &f->remote.u.sa,
+				   net_addr_len(&f->remote));
+		if (k < 0)
+			return errno;
+		n->st.udp_tx++;
+		return 0;
+	}
+	pthread_mutex_lock(&n->conn_lock);
+	struct conn *c = conn_find_locked(n, f->conn_id);
+	int err = 0;
+	if (!c)
+		err = ENOTCONN;
+	else if (c->out.len + len > 4 * n->conf.max_msg + 65536)
+		err = ENOBUFS; /* a peer that does not read: bound what we queue */
+	else if (buf_append(&c->out, data, len))
+		err = ENOMEM;
+	else
+		err = conn_flush_locked(c);
+	pthread_mutex_unlock(&n->conn_lock);
+	return err;
+}
+
+/* ---- workers ---- */
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	current_worker = w;
+	if (w->net->winit)
+		w->net->winit(w, w->net->winit_arg);
+	loop_run(w->loop);
+	current_worker = NULL;
+	return NULL;
+}
+
+int net_start(struct net *n)
+{
+	for (unsigned i = 0; i < n->n_workers; i++) {
+		struct worker *w = &n->workers[i];
+		for (unsigned j = 0; j < n->n_listeners; j++) {
+			w->ctx[j].w = w;
+			w->ctx[j].listener = j;
+			bool udp = n->listeners[j].conf.tp == NET_UDP;
+			int err = loop_fd_add(w->loop, w->fds[j], EPOLLIN,
+					      udp ? udp_readable : tcp_acceptable, &w->ctx[j]);
+			if (err)
+				return err;
+		}
+		timer_start(w->loop, &w->sweep, 1000, sweep_conns, w);
+	}
+	for (unsigned i = 0; i < n->n_workers; i++) {
+		struct worker *w = &n->workers[i];
+		int err = pthread_create(&w->thread, NULL, worker_main, w);
+		if (err)
+			return err;
+		w->started = true;
+	}
+	return 0;
+}
+
+void net_stop(struct net *n)
+{
+	for (unsigned i = 0; i < n->n_workers; i++)
+		if (n->workers[i].started)
+			loop_stop(n->workers[i].loop);
+	for (unsigned i = 0; i < n->n_workers; i++) {
+		if (n->workers[i].started)
+			pthread_join(n->workers[i].thread, NULL);
+		n->workers[i].started = false;
+	}
+}
+
+void net_stats_get(struct net *n, struct net_stats *out)
+{
+	out->udp_rx = n->st.udp_rx;
+	out->udp_tx = n->st.udp_tx;
+	out->udp_oversize = n->st.udp_oversize;
+	out->tcp_accepted = n->st.tcp_accepted;
+	out->tcp_refused = n->st.tcp_refused;
+	out->tcp_idle_closed = n->st.tcp_idle_closed;
+	out->tcp_broken = n->st.tcp_broken;
+	out->tcp_oversize = n->st.tcp_oversize;
+	pthread_mutex_lock(&n->conn_lock);
+	out->tcp_open = n->n_conns;
+	pthread_mutex_unlock(&n->conn_lock);
+}
