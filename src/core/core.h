@@ -48,6 +48,8 @@ int buf_append_slice(struct buf *b, struct slice s);
 int buf_append_cstr(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct slice buf_slice(const struct buf *b);
+/* Appends s as a quoted, escaped JSON string. */
+int buf_append_json_str(struct buf *b, const char *s);
 
 /* ---- hashing ---- */
 

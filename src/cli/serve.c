@@ -1,0 +1,315 @@
+/* pinhole serve: builds the roles its config enables and runs them until SIGINT/SIGTERM. */
+#include <errno.h>
+#include <pthread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "ctl/ctl.h"
+#include "edge/edge.h"
+#include "proxy/proxy.h"
+#include "registrar/registrar.h"
+#include "store/store.h"
+#include "stund/stund.h"
+
+static const struct conf_key log_conf_keys[] = {
+	{"log", "level", CONF_ENUM, "info", 0, 0, "error|warn|info|debug", "least severe level logged"},
+	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct conf_key *const all_tables[] = {
+	edge_conf_keys, proxy_conf_keys, registrar_conf_keys, stund_conf_keys, ctl_conf_keys,
+	log_conf_keys, NULL,
+};
+
+struct server {
+	struct conf *conf;
+	struct store *store;
+	struct store_cred *creds;
+	struct net *net;
+	struct edge *edge;
+	struct registrar *reg;
+	struct proxy *proxy;
+	struct stund *stund;
+	struct ctl *ctl;
+};
+
+static int route_registrations(const char *query, struct buf *out, const char **ctype, void *arg)
+{
+	struct server *s = arg;
+	if (strstr(query, "format=text")) {
+		*ctype = "text/plain";
+		return registrar_dump_text(s->reg, out) ? 500 : 200;
+	}
+	return registrar_dump_json(s->reg, out) ? 500 : 200;
+}
+
+static void refresh_gauges(struct server *s);
+
+static int route_counters(const char *query, struct buf *out, const char **ctype, void *arg)
+{
+	(void)query;
+	(void)ctype;
+	refresh_gauges(arg);
+	metrics_write_json(out);
+	buf_append_cstr(out, "\n");
+	return 200;
+}
+
+static int route_metrics(const char *query, struct buf *out, const char **ctype, void *arg)
+{
+	(void)query;
+	*ctype = "text/plain; version=0.0.4";
+	refresh_gauges(arg);
+	metrics_write_prometheus(out);
+	return 200;
+}
+
+static struct metric m_udp_oversize = {.name = "net_udp_oversize_total",
+				       .help = "datagrams over [sip] max_message, dropped"};
+static struct metric m_tcp_open = {.name = "net_tcp_connections", .help = "open TCP connections",
+				   .gauge = true};
+static struct metric m_tcp_refused = {.name = "net_tcp_refused_total",
+				      .help = "TCP connections refused at tcp_max_connections"};
+static struct metric m_tcp_closed = {.name = "net_tcp_timeout_closed_total",
+				     .help = "TCP connections closed idle or without a message"};
+static struct metric m_tcp_broken = {.name = "net_tcp_broken_total",
+				     .help = "TCP connections closed for bad framing or size"};
+
+static void refresh_gauges(struct server *s)
+{
+	if (!s->net)
+		return;
+	struct net_stats st;
+	net_stats_get(s->net, &st);
+	m_udp_oversize.value = st.udp_oversize;
+	m_tcp_open.value = st.tcp_open;
+	m_tcp_refused.value = st.tcp_refused;
+	m_tcp_closed.value = st.tcp_idle_closed;
+	m_tcp_broken.value = st.tcp_broken + st.tcp_oversize;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: pinhole serve [--config FILE] [--set section.key=value]... [--help-config]\n\n"
+		   "With no config every role runs on its defaults: SIP edge, registrar and proxy\n"
+		   "on udp/tcp 5060, STUN on 3478, bindings in ./pinhole.db, control on\n"
+		   "127.0.0.1:5080. A config file turns on only the roles whose section it has.\n");
+}
+
+static int apply_set(struct conf *c, const char *arg)
+{
+	char sec[64], key[64];
+	const char *dot = strchr(arg, '.'), *eq = strchr(arg, '=');
+	if (!dot || !eq || dot > eq || (size_t)(dot - arg) >= sizeof sec ||
+	    (size_t)(eq - dot - 1) >= sizeof key) {
+		fprintf(stderr, "pinhole serve: --set wants section.key=value, got \"%s\"\n", arg);
+		return EINVAL;
+	}
+	snprintf(sec, sizeof sec, "%.*s", (int)(dot - arg), arg);
+	snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
+	char err[256];
+	if (conf_set(c, sec, key, eq + 1, err, sizeof err)) {
+		fprintf(stderr, "pinhole serve: %s\n", err);
+		return EINVAL;
+	}
+	conf_section_enable(c, sec);
+	return 0;
+}
+
+static void server_free(struct server *s)
+{
+	ctl_free(s->ctl);
+	if (s->net)
+		net_stop(s->net);
+	stund_free(s->stund);
+	proxy_free(s->proxy);
+	registrar_free(s->reg);
+	edge_free(s->edge);
+	net_free(s->net);
+	store_free(s->store);
+	store_cred_free(s->creds);
+	conf_free(s->conf);
+}
+
+static void kick_store(void *arg)
+{
+	store_kick(arg);
+}
+
+static int start_sip(struct server *s)
+{
+	struct conf *c = s->conf;
+	const char *path = conf_str(c, "store", "path");
+	struct store_conf sc = {
+		.path = path[0] ? path : NULL,
+		.sync = strcmp(conf_str(c, "store", "sync"), "normal") == 0 ? STORE_SYNC_NORMAL
+									   : STORE_SYNC_FULL,
+		.max_per_aor = (unsigned)conf_int(c, "registrar", "max_contacts"),
+		.kick_explicit = true,
+	};
+	int err = store_alloc(&s->store, &sc);
+	if (err) {
+		LOG_E("serve", "store %s: %s", path, strerror(err));
+		return err;
+	}
+	if ((err = store_cred_alloc(&s->creds)))
+		return err;
+	struct net_conf nc = {
+		.workers = (unsigned)conf_int(c, "sip", "workers"),
+		.max_msg = (size_t)conf_int(c, "sip", "max_message"),
+		.tcp_max_conns = (unsigned)conf_int(c, "sip", "tcp_max_connections"),
+		.tcp_idle_s = (unsigned)conf_int(c, "sip", "tcp_idle_timeout"),
+		.tcp_handshake_s = (unsigned)conf_int(c, "sip", "tcp_first_message_timeout"),
+	};
+	if ((err = net_alloc(&s->net, &nc)))
+		return err;
+	if ((err = edge_alloc(&s->edge, s->net, c)))
+		return err;
+	edge_set_stun(s->edge, stund_flow_answer, NULL);
+	if ((err = registrar_alloc(&s->reg, s->edge, s->store, s->creds, c)))
+		return err;
+	if ((err = proxy_alloc(&s->proxy, s->edge, s->reg, c)))
+		return err;
+	/* group commit: the REGISTERs of one loop turn share one transaction */
+	for (unsigned i = 0; i < net_worker_count(s->net); i++)
+		loop_on_turn_end(worker_loop(net_worker(s->net, i)), kick_store, s->store);
+	metric_register(&m_udp_oversize);
+	metric_register(&m_tcp_open);
+	metric_register(&m_tcp_refused);
+	metric_register(&m_tcp_closed);
+	metric_register(&m_tcp_broken);
+	return 0;
+}
+
+int cli_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"set", required_argument, NULL, 's'},
+		{"help-config", no_argument, NULL, 'H'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct server s;
+	memset(&s, 0, sizeof s);
+	if (conf_alloc(&s.conf, all_tables)) {
+		fprintf(stderr, "pinhole serve: out of memory\n");
+		return 1;
+	}
+	const char *config = NULL;
+	const char *sets[32];
+	size_t n_sets = 0;
+	int o;
+	while ((o = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c':
+			config = optarg;
+			break;
+		case 's':
+			if (n_sets < ARRAY_SIZE(sets))
+				sets[n_sets++] = optarg;
+			break;
+		case 'H': {
+			struct buf b;
+			buf_init(&b);
+			conf_write_help(all_tables, &b);
+			fwrite(b.data, 1, b.len, stdout);
+			buf_free(&b);
+			conf_free(s.conf);
+			return 0;
+		}
+		case 'h':
+			usage(stdout);
+			conf_free(s.conf);
+			return 0;
+		default:
+			usage(stderr);
+			conf_free(s.conf);
+			return 2;
+		}
+	}
+	char err[512];
+	if (config && conf_load_file(s.conf, config, err, sizeof err)) {
+		fprintf(stderr, "pinhole serve: %s\n", err);
+		conf_free(s.conf);
+		return 2;
+	}
+	for (size_t i = 0; i < n_sets; i++) {
+		if (apply_set(s.conf, sets[i])) {
+			conf_free(s.conf);
+			return 2;
+		}
+	}
+	if (!config) { /* the embedded default: every role on */
+		conf_section_enable(s.conf, "sip");
+		conf_section_enable(s.conf, "stun");
+		conf_section_enable(s.conf, "control");
+	}
+	enum log_level lvl = LOG_INFO;
+	log_level_parse(conf_str(s.conf, "log", "level"), &lvl);
+	log_set_level(lvl);
+
+	/* signals are taken by sigwait below; threads inherit the mask */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	int rc = 1;
+	bool sip = conf_section_present(s.conf, "sip");
+	if (sip && start_sip(&s))
+		goto out;
+	if (!sip && conf_section_present(s.conf, "stun")) {
+		struct net_conf nc = {.workers = (unsigned)conf_int(s.conf, "sip", "workers")};
+		if (net_alloc(&s.net, &nc))
+			goto out;
+	}
+	if (conf_section_present(s.conf, "stun") && stund_start(&s.stund, s.net, s.conf))
+		goto out;
+	const char *cl = conf_str(s.conf, "control", "listen");
+	if (conf_section_present(s.conf, "control") && cl[0]) {
+		if (ctl_alloc(&s.ctl, cl))
+			goto out;
+		if (s.reg)
+			ctl_route(s.ctl, "/registrations", route_registrations, &s);
+		ctl_route(s.ctl, "/counters", route_counters, &s);
+		ctl_route(s.ctl, "/metrics", route_metrics, &s);
+	}
+	if (!s.net) {
+		LOG_E("serve", "no role enabled: the config has none of [sip] [stun]");
+		goto out;
+	}
+	if (net_start(s.net)) {
+		LOG_E("serve", "cannot start workers");
+		goto out;
+	}
+	if (s.reg) {
+		registrar_start(s.reg);
+		if (store_cred_count(s.creds) == 0)
+			LOG_W("registrar", "no users configured: accepting every REGISTER "
+					   "without authentication");
+	}
+	if (s.ctl)
+		ctl_start(s.ctl);
+	for (unsigned i = 0; s.edge && i < net_listener_count(s.net); i++) {
+		char a[NET_ADDR_STRLEN];
+		LOG_I("serve", "sip listening on %s:%s",
+		      net_transport_name(net_listener(s.net, i)->tp),
+		      net_addr_fmt(net_listener_addr(s.net, i), a, sizeof a));
+	}
+	LOG_I("serve", "running with %u workers%s%s", net_worker_count(s.net),
+	      s.ctl ? ", control on " : "", s.ctl ? cl : "");
+	int sig = 0;
+	sigwait(&sigs, &sig);
+	LOG_I("serve", "signal %d: stopping", sig);
+	rc = 0;
+out:
+	server_free(&s);
+	return rc;
+}

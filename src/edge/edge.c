@@ -1,0 +1,452 @@
+/* The SIP receive path: STUN and CRLF keepalives, parsing, symmetric response, Call-ID ownership. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge_int.h"
+
+const struct conf_key edge_conf_keys[] = {
+	{"sip", "listen", CONF_STR, "udp:0.0.0.0:5060, tcp:0.0.0.0:5060", 0, 0, NULL,
+	 "transport:address:port list; IPv6 as udp:[::]:5060"},
+	{"sip", "advertise", CONF_STR, "", 0, 0, NULL,
+	 "host to put in Via/Record-Route instead of the bound address (1:1 NAT)"},
+	{"sip", "force_rport", CONF_BOOL, "yes", 0, 0, NULL,
+	 "answer UDP requests to their source port even without ;rport (RFC 3581)"},
+	{"sip", "workers", CONF_INT, "0", 0, 256, NULL, "worker threads; 0 = one per core"},
+	{"sip", "max_message", CONF_INT, "65535", 1024, 1048576, NULL,
+	 "largest SIP message in bytes; larger ones are dropped and counted"},
+	{"sip", "tcp_max_connections", CONF_INT, "10000", 1, 1000000, NULL,
+	 "open TCP connections; more are refused and counted"},
+	{"sip", "tcp_idle_timeout", CONF_INT, "600", 0, 86400, NULL,
+	 "seconds before a silent TCP connection is closed; 0 = never"},
+	{"sip", "tcp_first_message_timeout", CONF_INT, "10", 0, 3600, NULL,
+	 "seconds a new TCP connection has to send a whole message (half-open bound)"},
+	{"sip", "t1", CONF_INT, "500", 50, 10000, NULL, "RFC 3261 T1 in ms (RTT estimate)"},
+	{"sip", "flow_key", CONF_STR, "", 0, 0, NULL,
+	 "64 hex chars keying flow-token HMACs; empty = random per start"},
+	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+struct metric edge_m_requests = {.name = "sip_requests_total", .help = "SIP requests received"};
+struct metric edge_m_responses[6] = {
+	{.name = "sip_responses_total", .help = "SIP responses received", .labels = "class=\"1xx\""},
+	{.name = "sip_responses_total", .help = "SIP responses received", .labels = "class=\"2xx\""},
+	{.name = "sip_responses_total", .help = "SIP responses received", .labels = "class=\"3xx\""},
+	{.name = "sip_responses_total", .help = "SIP responses received", .labels = "class=\"4xx\""},
+	{.name = "sip_responses_total", .help = "SIP responses received", .labels = "class=\"5xx\""},
+	{.name = "sip_responses_total", .help = "SIP responses received", .labels = "class=\"6xx\""},
+};
+struct metric edge_m_parse_errors = {.name = "sip_parse_errors_total",
+				     .help = "malformed SIP messages (answered 4xx or dropped)"};
+struct metric edge_m_retransmissions = {.name = "sip_retransmissions_total",
+					.help = "retransmitted requests absorbed"};
+struct metric edge_m_stun = {.name = "sip_stun_keepalives_total",
+			     .help = "STUN requests answered on SIP ports"};
+struct metric edge_m_crlf = {.name = "sip_crlf_keepalives_total",
+			     .help = "CRLF keepalives received (double-CRLF pings answered)"};
+struct metric edge_m_dropped = {.name = "sip_dropped_total",
+				.help = "messages dropped (no route back, unmatched, overload)"};
+struct metric edge_m_tsx_timeouts = {.name = "sip_transaction_timeouts_total",
+				     .help = "client transactions that timed out"};
+static struct metric m_tx = {.name = "sip_sent_total", .help = "SIP messages sent"};
+static struct metric m_send_errors = {.name = "sip_send_errors_total",
+				      .help = "sends that failed (dead connection, full buffer)"};
+
+struct edge_wk *edge_wk_of(struct edge *e, struct worker *w)
+{
+	return &e->wk[worker_id(w)];
+}
+
+static int parse_hex_key(const char *s, unsigned char out[32])
+{
+	if (strlen(s) != 64)
+		return EINVAL;
+	for (int i = 0; i < 32; i++) {
+		unsigned v;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return EINVAL;
+		out[i] = (unsigned char)v;
+	}
+	return 0;
+}
+
+/* Parses "udp:1.2.3.4:5060, tcp:[::]:5060" and opens each listener. */
+static int open_listeners(struct edge *e, const char *spec)
+{
+	char copy[1024];
+	snprintf(copy, sizeof copy, "%s", spec);
+	char *save = NULL;
+	for (char *item = strtok_r(copy, ", ", &save); item; item = strtok_r(NULL, ", ", &save)) {
+		char *colon = strchr(item, ':');
+		struct net_listener_conf lc;
+		if (!colon || net_transport_parse((struct slice){item, (size_t)(colon - item)},
+						  &lc.tp) ||
+		    net_addr_parse(colon + 1, 5060, &lc.addr)) {
+			LOG_E("edge", "[sip] listen: cannot parse \"%s\" (want udp:ADDR:PORT)", item);
+			return EINVAL;
+		}
+		int err = net_listen(e->net, &lc, NULL);
+		if (err) {
+			LOG_E("edge", "[sip] listen %s: %s", item, strerror(err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+static void edge_recv(struct worker *w, const struct flow *f, const char *data, size_t len,
+		      void *arg);
+
+int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
+{
+	struct edge *e = calloc(1, sizeof *e);
+	if (!e)
+		return ENOMEM;
+	e->net = n;
+	e->n_wk = net_worker_count(n);
+	e->wk = calloc(e->n_wk, sizeof *e->wk);
+	if (!e->wk) {
+		free(e);
+		return ENOMEM;
+	}
+	for (unsigned i = 0; i < e->n_wk; i++) {
+		e->wk[i].edge = e;
+		e->wk[i].w = net_worker(n, i);
+	}
+	e->force_rport = conf_bool(c, "sip", "force_rport");
+	snprintf(e->advertise, sizeof e->advertise, "%s", conf_str(c, "sip", "advertise"));
+	e->t1 = (uint32_t)conf_int(c, "sip", "t1");
+	e->t2 = 4000;
+	e->t4 = 5000;
+	const char *key = conf_str(c, "sip", "flow_key");
+	if (key[0]) {
+		if (parse_hex_key(key, e->flow_key)) {
+			LOG_E("edge", "[sip] flow_key: expected 64 hex characters");
+			edge_free(e);
+			return EINVAL;
+		}
+	} else {
+		rand_bytes(e->flow_key, sizeof e->flow_key);
+	}
+	int err = open_listeners(e, conf_str(c, "sip", "listen"));
+	if (err) {
+		edge_free(e);
+		return err;
+	}
+	metric_register(&edge_m_requests);
+	for (int i = 0; i < 6; i++)
+		metric_register(&edge_m_responses[i]);
+	metric_register(&edge_m_parse_errors);
+	metric_register(&edge_m_retransmissions);
+	metric_register(&edge_m_stun);
+	metric_register(&edge_m_crlf);
+	metric_register(&edge_m_dropped);
+	metric_register(&edge_m_tsx_timeouts);
+	metric_register(&m_tx);
+	metric_register(&m_send_errors);
+	net_set_recv(n, edge_recv, sip_frame, e);
+	*ep = e;
+	return 0;
+}
+
+void edge_free(struct edge *e)
+{
+	if (!e)
+		return;
+	for (unsigned i = 0; i < e->n_wk; i++)
+		edge_tsx_free_all(&e->wk[i]);
+	free(e->wk);
+	free(e);
+}
+
+void edge_set_handlers(struct edge *e, edge_request_h *req, edge_response_h *resp, void *arg)
+{
+	e->on_request = req;
+	e->on_response = resp;
+	e->handler_arg = arg;
+}
+
+void edge_set_stun(struct edge *e, edge_stun_h *h, void *arg)
+{
+	e->on_stun = h;
+	e->stun_arg = arg;
+}
+
+struct net *edge_net(struct edge *e)
+{
+	return e->net;
+}
+
+unsigned edge_worker_of_callid(const struct edge *e, struct slice call_id)
+{
+	return (unsigned)(hash_bytes(call_id.p, call_id.l) % e->n_wk);
+}
+
+const char *edge_local_hostport(const struct edge *e, const struct flow *f, char *buf,
+				size_t len)
+{
+	const struct net_addr *bound = net_listener_addr(e->net, f->listener);
+	struct net_addr a = bound ? *bound : f->local;
+	if (net_addr_is_any(&a) && !net_addr_is_any(&f->local))
+		a = f->local;
+	if (e->advertise[0]) {
+		snprintf(buf, len, "%s:%u", e->advertise, net_addr_port(&a));
+		return buf;
+	}
+	return net_addr_fmt(&a, buf, len);
+}
+
+bool edge_is_local(const struct edge *e, struct slice host, uint16_t port)
+{
+	if (!port)
+		port = 5060;
+	if (e->advertise[0] && slice_eq_cstr_nocase(host, e->advertise)) {
+		for (unsigned i = 0; i < net_listener_count(e->net); i++)
+			if (net_addr_port(net_listener_addr(e->net, i)) == port)
+				return true;
+	}
+	struct net_addr a;
+	if (net_addr_from_host(host, port, &a))
+		return false;
+	for (unsigned i = 0; i < net_listener_count(e->net); i++) {
+		const struct net_addr *l = net_listener_addr(e->net, i);
+		if (net_addr_port(l) != port || net_addr_family(l) != net_addr_family(&a))
+			continue;
+		/* a wildcard listener answers for any address of the host; we take
+		 * its word for loopback and our own listeners only */
+		if (net_addr_ip_eq(l, &a) || (net_addr_is_any(l) && net_addr_is_private(&a)))
+			return true;
+	}
+	return false;
+}
+
+int edge_send(struct edge *e, const struct flow *f, const void *p, size_t len)
+{
+	int err = net_send(e->net, f, p, len);
+	if (err)
+		metric_inc(&m_send_errors);
+	else
+		metric_inc(&m_tx);
+	return err;
+}
+
+int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *out)
+{
+	struct sip_param tp;
+	enum net_transport want = NET_UDP;
+	if (sip_param_find(uri->params, "transport", &tp) && tp.has_value &&
+	    net_transport_parse(tp.value, &want))
+		return ENOTSUP;
+	if (want != NET_UDP)
+		return ENOTCONN; /* we do not open outbound streams yet */
+	struct sip_param maddr;
+	struct slice host = uri->host;
+	if (sip_param_find(uri->params, "maddr", &maddr) && maddr.has_value)
+		host = maddr.value;
+	struct net_addr dst;
+	if (net_addr_from_host(host, uri->port ? uri->port : 5060, &dst))
+		return ENOENT;
+	int li = net_listener_find(e->net, NET_UDP, net_addr_family(&dst));
+	if (li < 0)
+		return ENOENT;
+	net_flow_udp(e->net, (unsigned)li, &dst, out);
+	return 0;
+}
+
+int edge_reply_stateless(const struct edge_rx *rx, uint16_t status, const char *reason,
+			 const char *extra_hdrs)
+{
+	char tag[24] = "";
+	if (status > 100 && rx->msg->to_tag.l == 0)
+		edge_new_tag(tag);
+	struct buf out;
+	buf_init(&out);
+	int err = sip_build_response(&out, rx->msg, status, reason, rx->via1_fixed,
+				     slice_cstr(tag), extra_hdrs);
+	if (!err)
+		err = edge_send(rx->edge, &rx->flow, out.data, out.len);
+	buf_free(&out);
+	return err;
+}
+
+/* RFC 3581 4 and 3261 18.2.1: note where the request really came from in the top
+ * Via, so that responses retrace the path through the NAT. */
+static void fix_via(struct edge *e, const struct flow *f, const struct sip_via *v,
+		    struct buf *out)
+{
+	char ip[INET6_ADDRSTRLEN];
+	net_addr_ip_fmt(&f->remote, ip, sizeof ip);
+	struct net_addr sent_by;
+	bool same_ip = net_addr_from_host(v->host, 0, &sent_by) == 0 &&
+		       net_addr_ip_eq(&sent_by, &f->remote);
+	bool add_rport = v->rport || (e->force_rport && f->tp == NET_UDP);
+	/* rebuild the params without old received/rport, then append ours */
+	buf_append(out, v->whole.p, (size_t)(v->params.p ? v->params.p - v->whole.p : v->whole.l));
+	struct slice params = v->params;
+	size_t pos = 0;
+	while (pos < params.l) {
+		size_t start = pos + 1; /* skip ';' */
+		size_t end = start;
+		while (end < params.l && params.p[end] != ';')
+			end++;
+		struct slice one = slice_trim((struct slice){params.p + start, end - start});
+		size_t eq = slice_find(one, '=');
+		struct slice name = slice_trim((struct slice){one.p, eq});
+		bool ours = slice_eq_cstr_nocase(name, "received") ||
+			    (add_rport && slice_eq_cstr_nocase(name, "rport"));
+		if (!ours && one.l) {
+			buf_append_cstr(out, ";");
+			buf_append_slice(out, one);
+		}
+		pos = end;
+	}
+	if (!same_ip || add_rport)
+		buf_printf(out, ";received=%s", ip);
+	if (add_rport)
+		buf_printf(out, ";rport=%u", net_addr_port(&f->remote));
+}
+
+/* A message handed from the receiving worker to the Call-ID's owner. */
+struct handoff {
+	struct edge *e;
+	struct flow flow;
+	size_t len;
+	char data[];
+};
+
+static void process(struct edge *e, struct worker *w, const struct flow *f, const char *data,
+		    size_t len);
+
+static void handoff_run(void *arg)
+{
+	struct handoff *h = arg;
+	struct worker *w = worker_current();
+	if (w)
+		process(h->e, w, &h->flow, h->data, h->len);
+	free(h);
+}
+
+static void answer_parse_error(struct edge *e, const struct flow *f, struct sip_msg *msg,
+			       const struct sip_parse_error *perr)
+{
+	metric_inc(&edge_m_parse_errors);
+	if (!msg->request || perr->status == 0 || msg->method == SIP_ACK)
+		return; /* responses and ACKs are never answered */
+	/* Enough of the message for a response? Via must be there to route it;
+	 * symmetric response sends it to the source anyway. */
+	if (!sip_msg_hdr(msg, SIP_HDR_VIA, 0)) {
+		metric_inc(&edge_m_dropped);
+		return;
+	}
+	struct buf out, via;
+	buf_init(&out);
+	buf_init(&via);
+	fix_via(e, f, &msg->via1, &via);
+	char tag[24] = "";
+	edge_new_tag(tag);
+	if (sip_build_response(&out, msg, perr->status, perr->reason, buf_slice(&via),
+			       msg->to_tag.l ? SLICE_NULL : slice_cstr(tag), NULL) == 0)
+		edge_send(e, f, out.data, out.len);
+	else
+		metric_inc(&edge_m_dropped);
+	buf_free(&out);
+	buf_free(&via);
+}
+
+static bool only_crlf(const char *p, size_t l)
+{
+	for (size_t i = 0; i < l; i++)
+		if (p[i] != '\r' && p[i] != '\n')
+			return false;
+	return true;
+}
+
+static void edge_recv(struct worker *w, const struct flow *f, const char *data, size_t len,
+		      void *arg)
+{
+	struct edge *e = arg;
+	if (len == 0)
+		return;
+	/* RFC 5626 4.4.1 / 3.5.1: keepalives share the SIP port */
+	if (f->tp == NET_UDP && e->on_stun && ((const unsigned char *)data)[0] < 2) {
+		struct buf out;
+		buf_init(&out);
+		if (e->on_stun(f, (const uint8_t *)data, len, &out, e->stun_arg) == 0 && out.len) {
+			metric_inc(&edge_m_stun);
+			edge_send(e, f, out.data, out.len);
+		} else {
+			metric_inc(&edge_m_dropped);
+		}
+		buf_free(&out);
+		return;
+	}
+	if (only_crlf(data, len)) {
+		metric_inc(&edge_m_crlf);
+		if (f->tp != NET_UDP && len >= 4)
+			edge_send(e, f, "\r\n", 2); /* pong */
+		return;
+	}
+	/* parse here to learn the Call-ID; the owner parses its own copy again,
+	 * which costs less than moving slices between buffers */
+	struct sip_msg *msg = malloc(sizeof *msg);
+	if (!msg)
+		return;
+	struct sip_parse_error perr = {0, NULL};
+	if (sip_msg_parse(msg, data, len, f->tp != NET_UDP, &perr)) {
+		answer_parse_error(e, f, msg, &perr);
+		free(msg);
+		return;
+	}
+	unsigned owner = edge_worker_of_callid(e, msg->call_id);
+	free(msg);
+	if (owner == worker_id(w)) {
+		process(e, w, f, data, len);
+		return;
+	}
+	struct handoff *h = malloc(sizeof *h + len);
+	if (!h) {
+		metric_inc(&edge_m_dropped);
+		return;
+	}
+	h->e = e;
+	h->flow = *f;
+	h->len = len;
+	memcpy(h->data, data, len);
+	if (loop_post(worker_loop(net_worker(e->net, owner)), handoff_run, h)) {
+		metric_inc(&edge_m_dropped);
+		free(h);
+	}
+}
+
+static void process(struct edge *e, struct worker *w, const struct flow *f, const char *data,
+		    size_t len)
+{
+	struct sip_msg *msg = malloc(sizeof *msg);
+	if (!msg)
+		return;
+	struct sip_parse_error perr = {0, NULL};
+	if (sip_msg_parse(msg, data, len, f->tp != NET_UDP, &perr)) {
+		answer_parse_error(e, f, msg, &perr);
+		free(msg);
+		return;
+	}
+	struct edge_wk *wk = edge_wk_of(e, w);
+	struct edge_rx rx = {.edge = e, .w = w, .flow = *f, .msg = msg};
+	if (msg->request) {
+		metric_inc(&edge_m_requests);
+		struct buf via;
+		buf_init(&via);
+		fix_via(e, f, &msg->via1, &via);
+		rx.via1_fixed = buf_slice(&via);
+		edge_tsx_request(wk, &rx);
+		buf_free(&via);
+	} else {
+		if (msg->status >= 100 && msg->status < 700)
+			metric_inc(&edge_m_responses[msg->status / 100 - 1]);
+		rx.via1_fixed = msg->via1.whole;
+		edge_tsx_response(wk, &rx);
+	}
+	free(msg);
+}

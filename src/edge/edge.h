@@ -1,0 +1,144 @@
+/* edge: SIP over flows — symmetric response, keepalive answers, flow tokens, and RFC 3261 transactions.
+ *
+ * The edge owns the net's receive path for SIP. Every message is parsed on the
+ * worker that received it and then handled by the worker that owns its Call-ID
+ * (hash of Call-ID), so all messages of one call are handled, and leave, in the
+ * order they arrived, whichever socket they came in on. Transactions live in
+ * per-worker tables and are touched only by their worker.
+ *
+ * Ownership: struct edge is owned by the serve command. A server transaction
+ * (struct stsx) is owned by the edge; the role that handles a request may attach
+ * itself (stsx_set_owner) and is told when the transaction ends. A client
+ * transaction (struct ctsx) is owned by the edge; its owner gets responses through
+ * the callback until it calls ctsx_detach() or the transaction ends.
+ */
+#ifndef PINHOLE_EDGE_H
+#define PINHOLE_EDGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "net/net.h"
+#include "sip/sip.h"
+
+struct edge;
+struct stsx;
+struct ctsx;
+
+extern const struct conf_key edge_conf_keys[]; /* [sip] */
+
+/* What a role sees of one received message, valid during the handler call. */
+struct edge_rx {
+	struct edge *edge;
+	struct worker *w;
+	struct flow flow;
+	const struct sip_msg *msg;
+	/* top Via value with received/rport added (RFC 3581), what responses and
+	 * forwarded requests must carry */
+	struct slice via1_fixed;
+	struct stsx *st; /* requests other than ACK; NULL for ACK */
+};
+
+/* A new request (not a retransmission). st is in Proceeding/Trying; the handler
+ * answers through stsx_reply() now or later. CANCEL is handled by the edge. */
+typedef void(edge_request_h)(const struct edge_rx *rx, void *arg);
+/* A response that matched no client transaction (forward statelessly or drop). */
+typedef void(edge_response_h)(const struct edge_rx *rx, void *arg);
+
+int edge_alloc(struct edge **ep, struct net *n, const struct conf *c);
+void edge_free(struct edge *e);
+void edge_set_handlers(struct edge *e, edge_request_h *req, edge_response_h *resp, void *arg);
+/* Hook for STUN datagrams arriving on a SIP UDP socket (RFC 5626 keepalives):
+ * returns 0 with the response in out, or an error to drop. */
+typedef int(edge_stun_h)(const struct flow *f, const uint8_t *p, size_t len, struct buf *out,
+			 void *arg);
+void edge_set_stun(struct edge *e, edge_stun_h *h, void *arg);
+
+struct net *edge_net(struct edge *e);
+unsigned edge_worker_of_callid(const struct edge *e, struct slice call_id);
+
+/* "host:port" that a peer reaching us on listener idx should put in a Route:
+ * [sip] advertise when set, else the listener's bound address, else (wildcard)
+ * the address the flow's packets were sent to. Writes into buf; returns buf. */
+const char *edge_local_hostport(const struct edge *e, const struct flow *f, char *buf,
+				size_t len);
+/* Whether host:port (port 0 = default 5060) names this server. */
+bool edge_is_local(const struct edge *e, struct slice host, uint16_t port);
+
+/* Sends raw bytes on a flow and counts it. */
+int edge_send(struct edge *e, const struct flow *f, const void *p, size_t len);
+/* Resolves a SIP URI's host:port (IP literals only) and transport into a flow
+ * from our matching listener. ENOENT when it names a host we cannot resolve,
+ * ENOTCONN when it needs a stream we do not have. */
+int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *out);
+/* Sends a stateless response to a request built from rx (To tag added for >100). */
+int edge_reply_stateless(const struct edge_rx *rx, uint16_t status, const char *reason,
+			 const char *extra_hdrs);
+
+/* ---- flow tokens (RFC 5626 5.2): a flow named in a URI user part ----
+ *
+ *   0      1        2                 10     11                27     29          39
+ *  +------+--------+-----------------+------+-----------------+------+-----------+
+ *  | ver/ | listen | conn id (BE 64) | fam  | remote IP (16)  | port | HMAC-SHA1 |
+ *  | tp   | index  |                 |      | v4: first 4     | BE   | first 10  |
+ *  +------+--------+-----------------+------+-----------------+------+-----------+
+ *  then base64url without padding (52 chars): unreserved in a SIP user part.
+ */
+#define FLOW_TOKEN_LEN 52
+
+/* Writes the token (FLOW_TOKEN_LEN chars + NUL) into out. */
+void edge_flow_token_encode(const struct edge *e, const struct flow *f,
+			    char out[FLOW_TOKEN_LEN + 1]);
+/* 0 and the flow, or EBADMSG (not a token) / EPERM (HMAC mismatch: forged or
+ * from another key). */
+int edge_flow_token_decode(const struct edge *e, struct slice token, struct flow *out);
+
+/* ---- server transactions (RFC 3261 17.2) ---- */
+
+typedef void(stsx_cancel_h)(struct stsx *st, void *arg); /* a CANCEL matched it */
+typedef void(stsx_end_h)(struct stsx *st, void *arg);    /* it is being freed */
+
+const struct sip_msg *stsx_msg(const struct stsx *st); /* the request (a copy) */
+const struct flow *stsx_flow(const struct stsx *st);
+struct slice stsx_via1_fixed(const struct stsx *st);
+struct worker *stsx_worker(const struct stsx *st);
+bool stsx_final_sent(const struct stsx *st);
+void stsx_set_owner(struct stsx *st, void *owner, stsx_cancel_h *on_cancel, stsx_end_h *on_end);
+void *stsx_owner(const struct stsx *st);
+/* Builds and sends a response (the To tag is the transaction's own for >100). */
+int stsx_reply(struct stsx *st, uint16_t status, const char *reason, const char *extra_hdrs);
+/* Sends a response prepared by the caller (a proxied one): status decides the
+ * transaction's state; bytes are kept for retransmission when final. */
+int stsx_send_response(struct stsx *st, uint16_t status, const char *p, size_t len);
+/* The To tag the transaction uses in its own responses. */
+const char *stsx_to_tag(const struct stsx *st);
+
+/* ---- client transactions (RFC 3261 17.1) ---- */
+
+/* resp is NULL on timeout (Timer B/F) or transport error; the owner then acts as
+ * if a 408 (or 503) was received. Called on the transaction's worker. */
+typedef void(ctsx_resp_h)(struct ctsx *ct, const struct edge_rx *rx, uint16_t status,
+			  void *arg);
+
+/* Sends req (taken over: *req is reset) to dst and keeps retransmitting it over
+ * UDP. branch is the value of our top Via's branch parameter in req. */
+int ctsx_start(struct edge *e, struct worker *w, const struct flow *dst, struct buf *req,
+	       const char *branch, ctsx_resp_h *h, void *arg, struct ctsx **out);
+/* Sends a CANCEL for a pending INVITE (once a provisional has arrived, as RFC
+ * 3261 9.1 asks; immediately schedules it otherwise). */
+void ctsx_cancel(struct ctsx *ct);
+/* The owner goes away: no more callbacks; the transaction runs out on its own. */
+void ctsx_detach(struct ctsx *ct);
+const struct flow *ctsx_flow(const struct ctsx *ct);
+
+/* Generates a fresh branch ("z9hG4bK" + 22 random base64url chars). */
+void edge_new_branch(char out[32]);
+/* Generates a fresh tag. */
+void edge_new_tag(char out[24]);
+
+struct edge_stats {
+	int64_t requests, responses, parse_errors, retransmissions, stun, crlf_pings;
+};
+
+#endif

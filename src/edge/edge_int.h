@@ -1,0 +1,43 @@
+/* edge internals shared by its files: per-worker state, transaction tables, metrics. */
+#ifndef PINHOLE_EDGE_INT_H
+#define PINHOLE_EDGE_INT_H
+
+#include "edge.h"
+
+#define TSX_BUCKETS 4096
+
+struct edge_wk {
+	struct edge *edge;
+	struct worker *w;
+	struct stsx *st_hash[TSX_BUCKETS]; /* worker-local */
+	struct ctsx *ct_hash[TSX_BUCKETS]; /* worker-local */
+	size_t n_st, n_ct;
+};
+
+struct edge {
+	struct net *net;
+	struct edge_wk *wk; /* one per worker */
+	unsigned n_wk;
+	edge_request_h *on_request;
+	edge_response_h *on_response;
+	void *handler_arg;
+	edge_stun_h *on_stun;
+	void *stun_arg;
+	bool force_rport;
+	char advertise[128]; /* "host" or "" */
+	unsigned char flow_key[32];
+	uint32_t t1, t2, t4; /* ms */
+};
+
+struct edge_wk *edge_wk_of(struct edge *e, struct worker *w);
+/* Handles a request on its owning worker: transaction matching, then the role. */
+void edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx);
+/* Handles a response on its owning worker: client transaction matching. */
+void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx);
+void edge_tsx_free_all(struct edge_wk *wk);
+
+extern struct metric edge_m_requests, edge_m_responses[6], edge_m_parse_errors,
+	edge_m_retransmissions, edge_m_stun, edge_m_crlf, edge_m_dropped,
+	edge_m_tsx_timeouts;
+
+#endif

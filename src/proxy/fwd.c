@@ -1,0 +1,237 @@
+/* Stateful forwarding (RFC 3261 16.6-16.7): branches, the best final response, CANCEL; and stateless responses. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy_int.h"
+
+struct proxy_call;
+
+struct branch {
+	struct proxy_call *pc;
+	struct ctsx *ct;
+	uint16_t status; /* last status seen; 0 = none */
+	bool done;
+};
+
+struct proxy_call {
+	struct proxy *p;
+	struct stsx *st; /* NULL once the server transaction ended */
+	struct branch br[PROXY_MAX_BRANCHES];
+	size_t n_br, pending;
+	uint16_t best_status;
+	struct buf best; /* best final so far, ready to send; empty = synthesise */
+	bool final_sent;
+};
+
+static void call_maybe_free(struct proxy_call *pc)
+{
+	if (pc->st || pc->pending)
+		return;
+	buf_free(&pc->best);
+	free(pc);
+}
+
+static void cancel_pending(struct proxy_call *pc)
+{
+	for (size_t i = 0; i < pc->n_br; i++)
+		if (!pc->br[i].done && pc->br[i].ct)
+			ctsx_cancel(pc->br[i].ct);
+}
+
+/* RFC 3261 16.7 step 6: 6xx first, then the lowest class; 503 becomes 500. */
+static bool better(uint16_t cand, uint16_t best)
+{
+	if (!best)
+		return true;
+	if (best >= 600)
+		return false;
+	if (cand >= 600)
+		return true;
+	return cand / 100 < best / 100;
+}
+
+static void send_best(struct proxy_call *pc)
+{
+	if (!pc->st || pc->final_sent)
+		return;
+	pc->final_sent = true;
+	uint16_t s = pc->best_status ? pc->best_status : 408;
+	if (pc->best.len && s != 503)
+		stsx_send_response(pc->st, s, pc->best.data, pc->best.len);
+	else if (s == 503)
+		stsx_reply(pc->st, 500, "Next Hop Unavailable", NULL);
+	else
+		stsx_reply(pc->st, s, sip_reason_phrase(s), NULL);
+}
+
+/* The response without our Via, ready to go upstream. */
+static int strip_via(const struct sip_msg *m, struct buf *out)
+{
+	struct sip_editor ed;
+	sip_editor_init(&ed, m);
+	sip_edit_remove_first_value(&ed, m->via1_hdr);
+	int err = sip_edit_apply(&ed, out);
+	sip_editor_free(&ed);
+	return err;
+}
+
+static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status, void *arg)
+{
+	(void)ct;
+	struct branch *b = arg;
+	struct proxy_call *pc = b->pc;
+	if (status == 100)
+		return;
+	b->status = status;
+	struct buf out;
+	buf_init(&out);
+	if (rx && strip_via(rx->msg, &out)) {
+		buf_free(&out);
+		return;
+	}
+	if (status < 200) {
+		if (pc->st && !pc->final_sent)
+			stsx_send_response(pc->st, status, out.data, out.len);
+		buf_free(&out);
+		return;
+	}
+	b->done = true;
+	pc->pending--;
+	if (status < 300) {
+		/* 16.7 step 5: every 2xx goes up at once; the rest is cancelled */
+		if (pc->st)
+			stsx_send_response(pc->st, status, out.data, out.len);
+		pc->final_sent = true;
+		cancel_pending(pc);
+	} else if (!pc->final_sent) {
+		if (better(status, pc->best_status)) {
+			pc->best_status = status;
+			buf_reset(&pc->best);
+			if (rx)
+				buf_append(&pc->best, out.data, out.len);
+		}
+		if (status >= 600)
+			cancel_pending(pc);
+		if (!pc->pending)
+			send_best(pc);
+	}
+	buf_free(&out);
+	b->ct = NULL;
+	call_maybe_free(pc);
+}
+
+static void on_cancel(struct stsx *st, void *arg)
+{
+	(void)st;
+	cancel_pending(arg);
+}
+
+static void on_end(struct stsx *st, void *arg)
+{
+	(void)st;
+	struct proxy_call *pc = arg;
+	pc->st = NULL;
+	/* branches still running keep the call until they end */
+	call_maybe_free(pc);
+}
+
+void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,
+		struct proxy_target *targets, size_t n)
+{
+	struct proxy_call *pc = calloc(1, sizeof *pc);
+	if (!pc) {
+		stsx_reply(rx->st, 500, "Server Internal Error", NULL);
+		return;
+	}
+	pc->p = p;
+	pc->st = rx->st;
+	buf_init(&pc->best);
+	stsx_set_owner(rx->st, pc, on_cancel, on_end);
+	for (size_t i = 0; i < n && i < PROXY_MAX_BRANCHES; i++) {
+		char branch[32];
+		edge_new_branch(branch);
+		struct buf req;
+		buf_init(&req);
+		if (proxy_build_request(p, rx, plan, &targets[i], branch, &req)) {
+			buf_free(&req);
+			continue;
+		}
+		struct branch *b = &pc->br[pc->n_br];
+		b->pc = pc;
+		pc->pending++;
+		pc->n_br++;
+		int err = ctsx_start(p->edge, rx->w, &targets[i].flow, &req, branch, on_branch, b,
+				     &b->ct);
+		buf_free(&req);
+		if (err) {
+			char f[96];
+			LOG_D("proxy", "branch to %s: %s", flow_fmt(&targets[i].flow, f, sizeof f),
+			      strerror(err));
+			b->done = true;
+			b->ct = NULL;
+			pc->pending--;
+			if (better(503, pc->best_status))
+				pc->best_status = 503;
+		}
+	}
+	if (!pc->pending) {
+		send_best(pc);
+		/* the server transaction still points at pc; on_end frees it */
+	}
+}
+
+/* Parses the Via value after the top one (the previous hop), if any. */
+static bool second_via(const struct sip_msg *m, struct sip_via *out)
+{
+	bool seen_first = false;
+	for (size_t i = m->via1_hdr; i < m->n_hdrs; i++) {
+		if (m->hdrs[i].id != SIP_HDR_VIA)
+			continue;
+		size_t pos = 0;
+		struct slice v;
+		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
+			if (!seen_first) {
+				seen_first = true;
+				continue;
+			}
+			return sip_via_parse(v, out) == 0;
+		}
+	}
+	return false;
+}
+
+void proxy_response_stateless(struct proxy *p, const struct edge_rx *rx)
+{
+	const struct sip_msg *m = rx->msg;
+	/* 16.11 / 18.2.2: only responses to what we sent, along the next Via */
+	if (!edge_is_local(p->edge, m->via1.host, m->via1.port))
+		return;
+	struct flow f;
+	struct sip_param ft;
+	if (sip_param_find(m->via1.params, "ft", &ft) && ft.has_value) {
+		if (edge_flow_token_decode(p->edge, ft.value, &f))
+			return;
+	} else {
+		struct sip_via v;
+		if (!second_via(m, &v))
+			return;
+		struct slice host = v.received.l ? v.received : v.host;
+		uint32_t port = v.port ? v.port : 5060;
+		if (v.rport_value.l)
+			slice_to_u32(v.rport_value, 65535, &port);
+		struct net_addr dst;
+		if (net_addr_from_host(host, (uint16_t)port, &dst))
+			return;
+		int li = net_listener_find(edge_net(p->edge), NET_UDP, net_addr_family(&dst));
+		if (li < 0)
+			return;
+		net_flow_udp(edge_net(p->edge), (unsigned)li, &dst, &f);
+	}
+	struct buf out;
+	buf_init(&out);
+	if (strip_via(m, &out) == 0)
+		edge_send(p->edge, &f, out.data, out.len);
+	buf_free(&out);
+}

@@ -1,0 +1,22 @@
+/* proxy: routes requests to the flow that works, forks over bindings, Record-Routes dialogs with flow tokens.
+ *
+ * The proxy installs itself as the edge's request and response handler and
+ * hands REGISTER to the registrar. A forwarded request's state (one server
+ * transaction, its client branches, the best final response so far) is a
+ * struct proxy_call, owned by the proxy and freed once the server transaction
+ * has ended and no branch is pending.
+ */
+#ifndef PINHOLE_PROXY_H
+#define PINHOLE_PROXY_H
+
+#include "edge/edge.h"
+#include "registrar/registrar.h"
+
+struct proxy;
+
+extern const struct conf_key proxy_conf_keys[]; /* [proxy] */
+
+int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, const struct conf *c);
+void proxy_free(struct proxy *p);
+
+#endif

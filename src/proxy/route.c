@@ -1,0 +1,319 @@
+/* Request routing: validation, loose routing with flow tokens, registrar lookup, and the forwarded message. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy_int.h"
+
+const struct conf_key proxy_conf_keys[] = {
+	{"proxy", "record_route", CONF_BOOL, "yes", 0, 0, NULL,
+	 "Record-Route dialog-forming requests so in-dialog requests cross the NAT's flow"},
+	{"proxy", "max_branches", CONF_INT, "8", 1, PROXY_MAX_BRANCHES, NULL,
+	 "bindings an INVITE is forked to in parallel"},
+	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static struct metric m_forwarded = {.name = "proxy_forwarded_total",
+				    .help = "requests forwarded (per branch)"};
+static struct metric m_stateless = {.name = "proxy_stateless_total",
+				    .help = "ACKs and responses forwarded without a transaction"};
+
+static void reply(const struct edge_rx *rx, uint16_t status, const char *reason, const char *extra)
+{
+	if (rx->st)
+		stsx_reply(rx->st, status, reason, extra);
+	/* ACK is never answered */
+}
+
+static bool is_dialog_forming(const struct sip_msg *m)
+{
+	if (m->to_tag.l)
+		return false;
+	return m->method == SIP_INVITE || m->method == SIP_SUBSCRIBE || m->method == SIP_REFER ||
+	       m->method == SIP_NOTIFY;
+}
+
+/* Walks the leading Route values that name us (RFC 3261 16.4) and collects
+ * what to remove. A value whose user part is a valid flow token for another
+ * flow than the one the request came on names the way out (RFC 5626 5.3). */
+static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_plan *plan,
+			bool *have_flow, struct flow *flow, struct slice *next_route)
+{
+	const struct sip_msg *m = rx->msg;
+	plan->n_pop_lines = 0;
+	plan->partial_line = SIZE_MAX;
+	*have_flow = false;
+	*next_route = SLICE_NULL;
+	for (size_t i = 0; i < m->n_hdrs; i++) {
+		if (m->hdrs[i].id != SIP_HDR_ROUTE)
+			continue;
+		size_t pos = 0, popped = 0;
+		struct slice v;
+		bool stop = false;
+		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
+			struct sip_nameaddr na;
+			if (sip_nameaddr_parse(v, &na) ||
+			    !edge_is_local(p->edge, na.uri.host, na.uri.port)) {
+				*next_route = v;
+				stop = true;
+				break;
+			}
+			popped++;
+			struct flow f;
+			if (na.uri.user.l &&
+			    edge_flow_token_decode(p->edge, na.uri.user, &f) == 0 &&
+			    !flow_eq(&f, &rx->flow)) {
+				*flow = f;
+				*have_flow = true;
+			}
+		}
+		if (stop) {
+			if (popped) {
+				plan->partial_line = i;
+				plan->partial_rest = (struct slice){
+					v.p, (size_t)(m->hdrs[i].value.p + m->hdrs[i].value.l - v.p)};
+			}
+			return;
+		}
+		if (popped && plan->n_pop_lines < ARRAY_SIZE(plan->pop_lines))
+			plan->pop_lines[plan->n_pop_lines++] = i;
+	}
+}
+
+int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,
+			const struct proxy_target *t, const char *branch, struct buf *out)
+{
+	const struct sip_msg *m = rx->msg;
+	struct sip_editor ed;
+	sip_editor_init(&ed, m);
+	char host[NET_ADDR_STRLEN + 16];
+	edge_local_hostport(p->edge, &t->flow, host, sizeof host);
+	const char *tp = net_transport_name_upper(t->flow.tp);
+	char token_in[FLOW_TOKEN_LEN + 1];
+	edge_flow_token_encode(p->edge, &rx->flow, token_in);
+	/* over a stream, the way back is not in the next Via: carry it in ours */
+	if (rx->flow.tp != NET_UDP)
+		sip_edit_insert_hdr_before(&ed, m->via1_hdr, "Via: SIP/2.0/%s %s;branch=%s;ft=%s", tp,
+					   host, branch, token_in);
+	else
+		sip_edit_insert_hdr_before(&ed, m->via1_hdr, "Via: SIP/2.0/%s %s;branch=%s", tp, host,
+					   branch);
+	sip_edit_replace(&ed, m->via1.whole, "%.*s", (int)rx->via1_fixed.l, rx->via1_fixed.p);
+	if (t->ruri[0])
+		sip_edit_set_ruri(&ed, "%s", t->ruri);
+	const struct sip_hdr *mf = sip_msg_hdr(m, SIP_HDR_MAX_FORWARDS, 0);
+	if (mf)
+		sip_edit_replace(&ed, mf->value, "%d", m->max_forwards > 0 ? m->max_forwards - 1 : 0);
+	else
+		sip_edit_insert_hdr_before(&ed, m->n_hdrs, "Max-Forwards: 70");
+	for (size_t i = 0; i < plan->n_pop_lines; i++)
+		sip_edit_remove_hdr(&ed, plan->pop_lines[i]);
+	if (plan->partial_line != SIZE_MAX)
+		sip_edit_replace(&ed, m->hdrs[plan->partial_line].value, "%.*s",
+				 (int)plan->partial_rest.l, plan->partial_rest.p);
+	if (plan->record_route) {
+		/* Two entries, RFC 5626 5.1 style: the callee side (top) and the caller
+		 * side, each naming its flow; whoever sends in the dialog later, the
+		 * entry that is not its own flow says where to go. */
+		char token_out[FLOW_TOKEN_LEN + 1], host_in[NET_ADDR_STRLEN + 16];
+		edge_flow_token_encode(p->edge, &t->flow, token_out);
+		edge_local_hostport(p->edge, &rx->flow, host_in, sizeof host_in);
+		const struct sip_hdr *rr = sip_msg_hdr(m, SIP_HDR_RECORD_ROUTE, 0);
+		size_t at = m->n_hdrs;
+		for (size_t i = 0; rr && i < m->n_hdrs; i++)
+			if (&m->hdrs[i] == rr)
+				at = i;
+		sip_edit_insert_hdr_before(
+			&ed, at, "Record-Route: <sip:%s@%s;%s%slr>, <sip:%s@%s;%s%slr>", token_out,
+			host, t->flow.tp == NET_TCP ? "transport=tcp" : "",
+			t->flow.tp == NET_TCP ? ";" : "", token_in, host_in,
+			rx->flow.tp == NET_TCP ? "transport=tcp" : "",
+			rx->flow.tp == NET_TCP ? ";" : "");
+	}
+	int err = sip_edit_apply(&ed, out);
+	sip_editor_free(&ed);
+	return err;
+}
+
+static bool flow_is_us(struct proxy *p, const struct flow *f)
+{
+	struct net *n = edge_net(p->edge);
+	for (unsigned i = 0; i < net_listener_count(n); i++) {
+		const struct net_addr *l = net_listener_addr(n, i);
+		if (net_addr_port(l) == net_addr_port(&f->remote) &&
+		    (net_addr_ip_eq(l, &f->remote) ||
+		     (net_addr_is_any(l) && net_addr_is_private(&f->remote))))
+			return true;
+	}
+	return false;
+}
+
+/* Targets for a Request-URI that is not routed by Route: the registrar's bindings. */
+static int lookup_targets(struct proxy *p, const struct edge_rx *rx, struct proxy_target *t,
+			  size_t *n, uint16_t *status, const char **reason)
+{
+	const struct sip_msg *m = rx->msg;
+	char aor[STORE_AOR_MAX];
+	*n = 0;
+	if (registrar_aor_of(&m->ruri, aor) == 0) {
+		struct store_binding b[PROXY_MAX_BRANCHES];
+		size_t nb = 0;
+		registrar_lookup(p->reg, aor, b, p->max_branches, &nb);
+		size_t unreachable = 0;
+		for (size_t i = 0; i < nb; i++) {
+			if (b[i].ka.unreachable) {
+				unreachable++;
+				continue;
+			}
+			if (b[i].flow.tp != NET_UDP &&
+			    !net_conn_alive(edge_net(p->edge), b[i].flow.conn_id)) {
+				unreachable++; /* its connection is gone; RFC 5626 would wait */
+				continue;
+			}
+			t[*n].flow = b[i].flow;
+			snprintf(t[*n].ruri, sizeof t[*n].ruri, "%s", b[i].contact);
+			(*n)++;
+		}
+		if (*n)
+			return 0;
+		if (nb || registrar_user_known(p->reg, &m->ruri)) {
+			*status = 480;
+			*reason = unreachable ? "Temporarily Unavailable (Unreachable)"
+					      : "Temporarily Unavailable";
+			return ENOENT;
+		}
+	}
+	if (edge_is_local(p->edge, m->ruri.host, m->ruri.port) || m->ruri.user.l == 0 ||
+	    edge_flow_for_uri(p->edge, &m->ruri, &t[0].flow)) {
+		*status = 404;
+		*reason = "Not Found";
+		return ENOENT;
+	}
+	t[0].ruri[0] = '\0';
+	*n = 1;
+	return 0;
+}
+
+static void stateless_branch(const struct edge_rx *rx, char branch[32])
+{
+	/* RFC 3261 16.11: the same input gives the same branch */
+	uint64_t h = hash_bytes(rx->msg->via1.branch.p, rx->msg->via1.branch.l);
+	snprintf(branch, 32, "z9hG4bKsl%016llx", (unsigned long long)h);
+}
+
+static void on_request(const struct edge_rx *rx, void *arg)
+{
+	struct proxy *p = arg;
+	const struct sip_msg *m = rx->msg;
+	if (m->method == SIP_REGISTER) {
+		registrar_handle(p->reg, rx);
+		return;
+	}
+	/* 16.3 step 6: Proxy-Require lists what every proxy must support; we support none */
+	const struct sip_hdr *pr = sip_msg_hdr(m, SIP_HDR_PROXY_REQUIRE, 0);
+	if (pr) {
+		char extra[200];
+		snprintf(extra, sizeof extra, "Unsupported: %.*s\r\n", (int)MIN(pr->value.l, 150),
+			 pr->value.p);
+		reply(rx, 420, "Bad Extension", extra);
+		return;
+	}
+	struct route_plan plan;
+	struct flow tflow;
+	bool have_flow;
+	struct slice next_route;
+	plan_routes(p, rx, &plan, &have_flow, &tflow, &next_route);
+	bool to_us = !have_flow && !next_route.l && m->ruri.user.l == 0 &&
+		     edge_is_local(p->edge, m->ruri.host, m->ruri.port);
+	if (to_us) {
+		if (m->method == SIP_OPTIONS)
+			reply(rx, 200, "OK",
+			      "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, "
+			      "PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE\r\nAccept: application/sdp\r\n");
+		else if (m->method != SIP_ACK)
+			reply(rx, 404, "Not Found", NULL);
+		return;
+	}
+	/* 16.3 step 3 */
+	if (m->max_forwards == 0) {
+		reply(rx, 483, "Too Many Hops", NULL);
+		return;
+	}
+	plan.record_route = p->record_route && is_dialog_forming(m) && rx->st;
+	struct proxy_target targets[PROXY_MAX_BRANCHES];
+	size_t n = 0;
+	if (have_flow) {
+		targets[0].flow = tflow;
+		targets[0].ruri[0] = '\0';
+		n = 1;
+	} else if (next_route.l) {
+		struct sip_nameaddr na;
+		if (sip_nameaddr_parse(next_route, &na) ||
+		    edge_flow_for_uri(p->edge, &na.uri, &targets[0].flow)) {
+			reply(rx, 404, "Next Hop Not Reachable", NULL);
+			return;
+		}
+		targets[0].ruri[0] = '\0';
+		n = 1;
+	} else {
+		uint16_t status = 404;
+		const char *reason = "Not Found";
+		if (lookup_targets(p, rx, targets, &n, &status, &reason)) {
+			reply(rx, status, reason, NULL);
+			return;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (flow_is_us(p, &targets[i].flow)) {
+			reply(rx, 482, "Loop Detected", NULL);
+			return;
+		}
+	}
+	if (!rx->st) {
+		/* ACK for a 2xx (or anything unmatched): forward without state */
+		char branch[32];
+		stateless_branch(rx, branch);
+		struct buf out;
+		buf_init(&out);
+		if (proxy_build_request(p, rx, &plan, &targets[0], branch, &out) == 0) {
+			edge_send(p->edge, &targets[0].flow, out.data, out.len);
+			metric_inc(&m_stateless);
+		}
+		buf_free(&out);
+		return;
+	}
+	metric_add(&m_forwarded, (int64_t)n);
+	proxy_fork(p, rx, &plan, targets, n);
+}
+
+static void on_response(const struct edge_rx *rx, void *arg)
+{
+	struct proxy *p = arg;
+	if (registrar_keepalive_response(p->reg, rx))
+		return;
+	metric_inc(&m_stateless);
+	proxy_response_stateless(p, rx);
+}
+
+int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, const struct conf *c)
+{
+	struct proxy *p = calloc(1, sizeof *p);
+	if (!p)
+		return ENOMEM;
+	p->edge = e;
+	p->reg = r;
+	p->record_route = conf_bool(c, "proxy", "record_route");
+	p->max_branches = (unsigned)conf_int(c, "proxy", "max_branches");
+	metric_register(&m_forwarded);
+	metric_register(&m_stateless);
+	edge_set_handlers(e, on_request, on_response, p);
+	*pp = p;
+	return 0;
+}
+
+void proxy_free(struct proxy *p)
+{
+	free(p);
+}

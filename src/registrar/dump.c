@@ -1,0 +1,77 @@
+/* Registrations as JSON and as a table, for pinhole ctl. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "registrar_int.h"
+
+struct dump {
+	struct buf *out;
+	int64_t now;
+	bool first;
+};
+
+static int dump_one(const struct store_binding *b, void *arg)
+{
+	struct dump *d = arg;
+	struct buf *o = d->out;
+	char src[NET_ADDR_STRLEN], flow[NET_ADDR_STRLEN + 32];
+	net_addr_fmt(&b->flow.remote, src, sizeof src);
+	flow_fmt(&b->flow, flow, sizeof flow);
+	buf_append_cstr(o, d->first ? "\n  {" : ",\n  {");
+	d->first = false;
+	buf_append_cstr(o, "\"aor\":");
+	buf_append_json_str(o, b->aor);
+	buf_append_cstr(o, ",\"contact\":");
+	buf_append_json_str(o, b->contact);
+	buf_printf(o, ",\"source\":\"%s\",\"transport\":\"%s\",\"flow\":\"%s\"", src,
+		   net_transport_name(b->flow.tp), flow);
+	buf_printf(o, ",\"expires_in\":%lld,\"behind_nat\":%s,\"q\":%u.%03u",
+		   (long long)(b->expires_at - d->now), b->behind_nat ? "true" : "false",
+		   b->q / 1000, b->q % 1000);
+	buf_append_cstr(o, ",\"instance\":");
+	buf_append_json_str(o, b->instance);
+	buf_printf(o, ",\"reg_id\":%u,\"user_agent\":", b->reg_id);
+	buf_append_json_str(o, b->user_agent);
+	buf_printf(o,
+		   ",\"keepalive\":{\"last_sent\":%lld,\"last_answer\":%lld,"
+		   "\"answered_ago\":%lld,\"failures\":%u,\"unreachable\":%s}}",
+		   (long long)b->ka.last_sent, (long long)b->ka.last_answer,
+		   b->ka.last_answer ? (long long)(d->now - b->ka.last_answer) : -1LL,
+		   b->ka.failures, b->ka.unreachable ? "true" : "false");
+	return 0;
+}
+
+int registrar_dump_json(struct registrar *r, struct buf *out)
+{
+	struct dump d = {.out = out, .now = time_wall_s(), .first = true};
+	buf_append_cstr(out, "{\"registrations\":[");
+	int err = store_foreach(r->store, dump_one, &d);
+	buf_append_cstr(out, d.first ? "]}\n" : "\n]}\n");
+	return err ? err : (out->failed ? ENOMEM : 0);
+}
+
+static int table_one(const struct store_binding *b, void *arg)
+{
+	struct dump *d = arg;
+	char src[NET_ADDR_STRLEN], ka[32];
+	net_addr_fmt(&b->flow.remote, src, sizeof src);
+	if (b->ka.unreachable)
+		snprintf(ka, sizeof ka, "UNREACHABLE");
+	else if (b->ka.last_answer)
+		snprintf(ka, sizeof ka, "%llds ago", (long long)(d->now - b->ka.last_answer));
+	else
+		snprintf(ka, sizeof ka, "-");
+	buf_printf(d->out, "%-28s %-40s %-4s %-24s %6lld %-3s %s\n", b->aor, b->contact,
+		   net_transport_name(b->flow.tp), src, (long long)(b->expires_at - d->now),
+		   b->behind_nat ? "yes" : "no", ka);
+	return 0;
+}
+
+int registrar_dump_text(struct registrar *r, struct buf *out)
+{
+	struct dump d = {.out = out, .now = time_wall_s(), .first = true};
+	buf_printf(out, "%-28s %-40s %-4s %-24s %6s %-3s %s\n", "AOR", "CONTACT", "TP",
+		   "SOURCE", "EXPIRES", "NAT", "KEEPALIVE");
+	int err = store_foreach(r->store, table_one, &d);
+	return err ? err : (out->failed ? ENOMEM : 0);
+}

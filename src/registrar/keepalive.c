@@ -1,0 +1,251 @@
+/* Server keepalives: OPTIONS or CRLF pings that hold NAT bindings open for phones that do not. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registrar_int.h"
+
+#define KA_HASH_SIZE 4096
+
+struct ka_pending {
+	struct ka_pending *next;
+	uint64_t id;
+	char aor[STORE_AOR_MAX];
+};
+
+static struct metric m_ka_sent = {.name = "keepalive_sent_total",
+				  .help = "server keepalive pings sent"};
+static struct metric m_ka_answered = {.name = "keepalive_answered_total",
+				      .help = "server OPTIONS pings answered"};
+static struct metric m_ka_unreachable = {.name = "keepalive_unreachable_total",
+					 .help = "bindings marked unreachable after failed pings"};
+static struct metric m_bindings = {.name = "registrar_bindings", .help = "live bindings",
+				   .gauge = true};
+
+static void ka_remember(struct registrar *r, uint64_t id, const char *aor)
+{
+	pthread_mutex_lock(&r->ka_lock);
+	struct ka_pending **pp = &r->ka_hash[id % r->ka_hash_size];
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	if (!*pp) {
+		struct ka_pending *p = calloc(1, sizeof *p);
+		if (p) {
+			p->id = id;
+			*pp = p;
+		}
+	}
+	if (*pp)
+		snprintf((*pp)->aor, sizeof (*pp)->aor, "%s", aor);
+	pthread_mutex_unlock(&r->ka_lock);
+}
+
+/* Takes the AOR of a ping in flight out of the table; false if unknown. */
+static bool ka_take(struct registrar *r, uint64_t id, char aor[STORE_AOR_MAX])
+{
+	bool found = false;
+	pthread_mutex_lock(&r->ka_lock);
+	struct ka_pending **pp = &r->ka_hash[id % r->ka_hash_size];
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	if (*pp) {
+		struct ka_pending *p = *pp;
+		*pp = p->next;
+		memcpy(aor, p->aor, STORE_AOR_MAX);
+		free(p);
+		found = true;
+	}
+	pthread_mutex_unlock(&r->ka_lock);
+	return found;
+}
+
+static void send_ping(struct registrar *r, const struct store_binding *b)
+{
+	struct edge *e = r->edge;
+	if (r->ka_method == KA_CRLF) {
+		edge_send(e, &b->flow, "\r\n\r\n", 4);
+		return;
+	}
+	char host[NET_ADDR_STRLEN + 8], branch[32], tag[24];
+	edge_local_hostport(e, &b->flow, host, sizeof host);
+	edge_new_branch(branch);
+	edge_new_tag(tag);
+	struct buf req;
+	buf_init(&req);
+	/* the From tag names the binding, so any worker can credit the answer */
+	buf_printf(&req,
+		   "OPTIONS %s SIP/2.0\r\n"
+		   "Via: SIP/2.0/%s %s;branch=%s;rport\r\n"
+		   "Max-Forwards: 1\r\n"
+		   "From: <sip:keepalive@%s>;tag=ka-%llx\r\n"
+		   "To: <%s>\r\n"
+		   "Call-ID: %s@pinhole\r\n"
+		   "CSeq: 1 OPTIONS\r\n"
+		   "User-Agent: pinhole\r\n"
+		   "Content-Length: 0\r\n\r\n",
+		   b->contact, net_transport_name_upper(b->flow.tp), host, branch, host,
+		   (unsigned long long)b->id, b->contact, tag);
+	if (!req.failed)
+		edge_send(e, &b->flow, req.data, req.len);
+	buf_free(&req);
+	ka_remember(r, b->id, b->aor);
+}
+
+struct sweep {
+	struct registrar *r;
+	int64_t now;
+	size_t live;
+};
+
+static int sweep_one(const struct store_binding *b, void *arg)
+{
+	struct sweep *s = arg;
+	struct registrar *r = s->r;
+	s->live++;
+	/* RFC 5626 phones (reg-id) and streams keep their own flows alive */
+	if (!b->behind_nat || b->flow.tp != NET_UDP || b->reg_id)
+		return 0;
+	int64_t since = b->ka.last_sent ? b->ka.last_sent : b->registered_at;
+	if (s->now - since < (int64_t)r->ka_interval)
+		return 0;
+	struct store_ka ka = b->ka;
+	if (r->ka_method == KA_OPTIONS && ka.last_sent && ka.last_answer < ka.last_sent) {
+		ka.failures++;
+		if (ka.failures >= r->ka_max_failures && !ka.unreachable) {
+			ka.unreachable = true;
+			metric_inc(&m_ka_unreachable);
+			LOG_W("registrar", "%s %s: unreachable after %u unanswered pings", b->aor,
+			      b->contact, ka.failures);
+		}
+	}
+	ka.last_sent = s->now;
+	send_ping(r, b);
+	metric_inc(&m_ka_sent);
+	store_ka_set(r->store, slice_cstr(b->aor), b->id, &ka);
+	return 0;
+}
+
+static void ka_tick(void *arg)
+{
+	struct registrar *r = arg;
+	struct sweep s = {.r = r, .now = time_wall_s()};
+	if (r->ka_interval)
+		store_foreach(r->store, sweep_one, &s);
+	struct loop *l = worker_loop(net_worker(edge_net(r->edge), 0));
+	timer_start(l, &r->ka_timer, 1000, ka_tick, r);
+}
+
+static void expire_tick(void *arg)
+{
+	struct registrar *r = arg;
+	size_t removed = 0;
+	store_expire(r->store, time_wall_s(), &removed);
+	struct store_stats st;
+	store_stats_get(r->store, &st);
+	m_bindings.value = (int64_t)st.bindings;
+	struct loop *l = worker_loop(net_worker(edge_net(r->edge), 0));
+	timer_start(l, &r->expire_timer, 5000, expire_tick, r);
+}
+
+static void start_on_worker0(void *arg)
+{
+	struct registrar *r = arg;
+	ka_tick(r);
+	expire_tick(r);
+}
+
+int registrar_start(struct registrar *r)
+{
+	metric_register(&m_ka_sent);
+	metric_register(&m_ka_answered);
+	metric_register(&m_ka_unreachable);
+	metric_register(&m_bindings);
+	return loop_post(worker_loop(net_worker(edge_net(r->edge), 0)), start_on_worker0, r);
+}
+
+bool registrar_keepalive_response(struct registrar *r, const struct edge_rx *rx)
+{
+	const struct sip_msg *m = rx->msg;
+	if (m->cseq.method != SIP_OPTIONS || m->from_tag.l < 4 ||
+	    strncmp(m->from_tag.p, "ka-", 3) != 0)
+		return false;
+	char hex[24];
+	slice_to_cstr((struct slice){m->from_tag.p + 3, m->from_tag.l - 3}, hex, sizeof hex);
+	char *end;
+	unsigned long long id = strtoull(hex, &end, 16);
+	if (*end)
+		return false;
+	char aor[STORE_AOR_MAX];
+	if (!ka_take(r, id, aor))
+		return true; /* a late or duplicate answer: ours, nothing to credit */
+	/* any answer, even 404 or 405, proves the NAT binding still leads to the phone */
+	struct store_binding b[16];
+	size_t n = 0;
+	registrar_lookup(r, aor, b, ARRAY_SIZE(b), &n);
+	for (size_t i = 0; i < n; i++) {
+		if (b[i].id != id)
+			continue;
+		struct store_ka ka = b[i].ka;
+		ka.last_answer = time_wall_s();
+		ka.failures = 0;
+		ka.unreachable = false;
+		store_ka_set(r->store, slice_cstr(aor), id, &ka);
+		metric_inc(&m_ka_answered);
+	}
+	return true;
+}
+
+int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
+		    struct store_cred *creds, const struct conf *c)
+{
+	struct registrar *r = calloc(1, sizeof *r);
+	if (!r)
+		return ENOMEM;
+	r->edge = e;
+	r->store = s;
+	r->creds = creds;
+	r->min_expires = conf_int(c, "registrar", "min_expires");
+	r->max_expires = conf_int(c, "registrar", "max_expires");
+	r->default_expires = conf_int(c, "registrar", "default_expires");
+	r->max_contacts = conf_int(c, "registrar", "max_contacts");
+	if (r->min_expires > r->max_expires) {
+		LOG_E("registrar", "min_expires %lld is above max_expires %lld",
+		      (long long)r->min_expires, (long long)r->max_expires);
+		free(r);
+		return EINVAL;
+	}
+	r->ka_interval = (unsigned)conf_int(c, "keepalive", "interval");
+	r->ka_method = strcmp(conf_str(c, "keepalive", "method"), "crlf") == 0 ? KA_CRLF
+										 : KA_OPTIONS;
+	r->ka_max_failures = (unsigned)conf_int(c, "keepalive", "max_failures");
+	timer_init(&r->ka_timer);
+	timer_init(&r->expire_timer);
+	pthread_mutex_init(&r->ka_lock, NULL);
+	r->ka_hash_size = KA_HASH_SIZE;
+	r->ka_hash = calloc(r->ka_hash_size, sizeof *r->ka_hash);
+	if (!r->ka_hash) {
+		free(r);
+		return ENOMEM;
+	}
+	metric_register(&reg_m_registers);
+	metric_register(&reg_m_rejected);
+	*rp = r;
+	return 0;
+}
+
+void registrar_free(struct registrar *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->ka_hash_size; i++) {
+		while (r->ka_hash[i]) {
+			struct ka_pending *p = r->ka_hash[i];
+			r->ka_hash[i] = p->next;
+			free(p);
+		}
+	}
+	free(r->ka_hash);
+	pthread_mutex_destroy(&r->ka_lock);
+	free(r);
+}

@@ -1,0 +1,424 @@
+/* REGISTER processing (RFC 3261 10.3): validate, apply atomically in the store, answer once durable. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "registrar_int.h"
+
+const struct conf_key registrar_conf_keys[] = {
+	{"registrar", "min_expires", CONF_INT, "60", 1, 86400, NULL,
+	 "shortest registration accepted; shorter ones get 423 Interval Too Brief"},
+	{"registrar", "max_expires", CONF_INT, "3600", 1, 604800, NULL,
+	 "longest registration granted; longer requests are cut to this"},
+	{"registrar", "default_expires", CONF_INT, "3600", 1, 604800, NULL,
+	 "expiry when the REGISTER names none"},
+	{"registrar", "max_contacts", CONF_INT, "16", 1, 1000, NULL, "bindings per AOR"},
+	{"keepalive", "interval", CONF_INT, "20", 0, 3600, NULL,
+	 "seconds between server pings to NATed UDP phones; 0 = off"},
+	{"keepalive", "method", CONF_ENUM, "options", 0, 0, "options|crlf",
+	 "ping with an OPTIONS request or a CRLF datagram"},
+	{"keepalive", "max_failures", CONF_INT, "3", 1, 100, NULL,
+	 "unanswered OPTIONS pings before a binding is marked unreachable"},
+	{"store", "path", CONF_STR, "pinhole.db", 0, 0, NULL,
+	 "SQLite file for bindings; empty = memory only"},
+	{"store", "sync", CONF_ENUM, "full", 0, 0, "full|normal",
+	 "full: fsync per commit (survives power loss); normal: survives process crash only"},
+	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+struct metric reg_m_registers = {.name = "registrar_registers_total",
+				 .help = "REGISTER requests answered 200"};
+struct metric reg_m_rejected = {.name = "registrar_rejected_total",
+				.help = "REGISTER requests refused (4xx/5xx)"};
+
+int registrar_aor_of(const struct sip_uri *uri, char *out)
+{
+	if (!slice_eq_cstr_nocase(uri->scheme, "sip") && !slice_eq_cstr_nocase(uri->scheme, "sips"))
+		return EINVAL;
+	if (uri->user.l == 0 || uri->host.l == 0)
+		return EINVAL;
+	char tmp[STORE_AOR_MAX * 2];
+	int n = snprintf(tmp, sizeof tmp, "%.*s@%.*s", (int)uri->user.l, uri->user.p,
+			 (int)uri->host.l, uri->host.p);
+	if (n < 0 || (size_t)n >= sizeof tmp)
+		return ENAMETOOLONG;
+	return store_aor_canon((struct slice){tmp, (size_t)n}, out);
+}
+
+static bool host_ip(struct slice host, struct net_addr *a)
+{
+	return net_addr_from_host(host, 0, a) == 0;
+}
+
+bool registrar_behind_nat(const struct flow *f, const struct sip_via *via,
+			  const struct sip_uri *contact)
+{
+	struct net_addr a;
+	/* the Via says where the phone thinks it sends from */
+	if (via && host_ip(via->host, &a) && !net_addr_ip_eq(&a, &f->remote))
+		return true;
+	if (via && f->tp == NET_UDP && (via->port ? via->port : 5060) != net_addr_port(&f->remote))
+		return true;
+	if (contact && host_ip(contact->host, &a)) {
+		if (!net_addr_ip_eq(&a, &f->remote))
+			return true;
+		if (net_addr_is_private(&a) && !net_addr_is_private(&f->remote))
+			return true;
+		if (f->tp == NET_UDP &&
+		    (contact->port ? contact->port : 5060) != net_addr_port(&f->remote))
+			return true;
+	}
+	return false;
+}
+
+bool registrar_user_known(struct registrar *r, const struct sip_uri *uri)
+{
+	struct store_cred_entry ce;
+	return r->creds && store_cred_count(r->creds) &&
+	       store_cred_lookup(r->creds, uri->user, uri->host, &ce) == 0;
+}
+
+int registrar_lookup(struct registrar *r, const char *aor, struct store_binding *out, size_t max,
+		     size_t *n)
+{
+	int err = store_lookup(r->store, slice_cstr(aor), out, max, n);
+	return err == ENOBUFS ? 0 : err;
+}
+
+/* ---- one REGISTER in flight ---- */
+
+#define MAX_CONTACTS_PER_REQ 16
+
+struct reg_contact {
+	struct sip_nameaddr na;
+	uint32_t expires;
+	uint16_t q;
+	struct slice instance;
+	uint32_t reg_id;
+};
+
+struct reg_job {
+	struct registrar *r;
+	struct stsx *st;
+	struct worker *w;
+	char aor[STORE_AOR_MAX];
+	struct flow flow;
+	bool behind_nat;
+	bool star;
+	bool outbound; /* the phone asked for RFC 5626 outbound */
+	struct reg_contact c[MAX_CONTACTS_PER_REQ];
+	size_t n;
+	struct slice call_id, user_agent, path;
+	uint32_t cseq;
+	int err; /* store result, filled by done */
+	uint16_t status;
+	const char *reason;
+};
+
+static int parse_q(struct slice v, uint16_t *q)
+{
+	/* qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ) */
+	if (v.l == 0 || (v.p[0] != '0' && v.p[0] != '1') || (v.l > 1 && v.p[1] != '.') || v.l > 5)
+		return EINVAL;
+	unsigned val = (unsigned)(v.p[0] - '0') * 1000, scale = 100;
+	for (size_t i = 2; i < v.l; i++, scale /= 10) {
+		if (v.p[i] < '0' || v.p[i] > '9')
+			return EINVAL;
+		val += (unsigned)(v.p[i] - '0') * scale;
+	}
+	if (val > 1000)
+		return EINVAL;
+	*q = (uint16_t)val;
+	return 0;
+}
+
+/* Fills job contacts from every Contact header. Returns a status (0 = fine). */
+static uint16_t collect_contacts(struct reg_job *j, const struct sip_msg *m, uint32_t hdr_expires,
+				 const char **reason)
+{
+	struct registrar *r = j->r;
+	for (size_t i = 0; i < m->n_hdrs; i++) {
+		if (m->hdrs[i].id != SIP_HDR_CONTACT)
+			continue;
+		size_t pos = 0;
+		struct slice v;
+		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
+			struct sip_nameaddr na;
+			if (sip_nameaddr_parse(v, &na)) {
+				*reason = "Bad Contact";
+				return 400;
+			}
+			if (na.star) {
+				j->star = true;
+				continue;
+			}
+			if (j->n == MAX_CONTACTS_PER_REQ) {
+				*reason = "Too Many Contacts";
+				return 403;
+			}
+			struct reg_contact *c = &j->c[j->n++];
+			c->na = na;
+			c->expires = hdr_expires;
+			c->q = 1000;
+			struct sip_param p;
+			if (sip_param_find(na.params, "expires", &p)) {
+				uint32_t e;
+				if (slice_to_u32(p.value, UINT32_MAX, &e) == 0)
+					c->expires = e;
+				else
+					c->expires = (uint32_t)r->max_expires; /* 10.3 step 7: bad is absent */
+			}
+			if (sip_param_find(na.params, "q", &p) && parse_q(p.value, &c->q)) {
+				*reason = "Bad q Value";
+				return 400;
+			}
+			if (sip_param_find(na.params, "+sip.instance", &p))
+				c->instance = p.value;
+			if (sip_param_find(na.params, "reg-id", &p) &&
+			    slice_to_u32(p.value, UINT32_MAX, &c->reg_id)) {
+				*reason = "Bad reg-id";
+				return 400;
+			}
+			if (c->reg_id && !c->instance.l) {
+				*reason = "reg-id Without +sip.instance"; /* RFC 5626 5.2 */
+				return 400;
+			}
+		}
+	}
+	/* 10.3 step 6: "*" only alone and with Expires: 0 */
+	if (j->star && (j->n || hdr_expires != 0)) {
+		*reason = "Wildcard Contact Needs Expires 0 Alone";
+		return 400;
+	}
+	for (size_t i = 0; i < j->n; i++) {
+		if (j->c[i].expires && j->c[i].expires < (uint32_t)r->min_expires)
+			return 423;
+		if (j->c[i].expires > (uint32_t)r->max_expires)
+			j->c[i].expires = (uint32_t)r->max_expires;
+	}
+	return 0;
+}
+
+#define EOUTOFORDER 10001
+
+/* Runs under the AOR's lock: the whole REGISTER applies or nothing does. */
+static int apply_update(struct store_view *v, void *arg)
+{
+	struct reg_job *j = arg;
+	int64_t now = store_view_now(v);
+	if (j->star) {
+		/* 10.3 step 6: a stale request must not clear newer bindings */
+		for (size_t i = 0; i < store_view_count(v); i++) {
+			const struct store_binding *b = store_view_get(v, i);
+			if (slice_eq(slice_cstr(b->call_id), j->call_id) && j->cseq <= b->cseq)
+				return EOUTOFORDER;
+		}
+		store_view_clear(v);
+		return 0;
+	}
+	for (size_t i = 0; i < j->n; i++) {
+		struct reg_contact *c = &j->c[i];
+		struct store_binding b;
+		memset(&b, 0, sizeof b);
+		if (STORE_SET(b.contact, c->na.uri_s) || STORE_SET(b.instance, c->instance) ||
+		    STORE_SET(b.call_id, j->call_id) || STORE_SET(b.path, j->path))
+			return ENAMETOOLONG;
+		store_field_set(b.user_agent, sizeof b.user_agent,
+				(struct slice){j->user_agent.p, MIN(j->user_agent.l,
+								    sizeof b.user_agent - 1)});
+		b.reg_id = c->reg_id;
+		long idx = store_view_find(v, &b);
+		if (idx >= 0) {
+			const struct store_binding *old = store_view_get(v, (size_t)idx);
+			/* 10.3 step 7: same Call-ID must come with a higher CSeq */
+			if (strcmp(old->call_id, b.call_id) == 0 && j->cseq <= old->cseq)
+				return EOUTOFORDER;
+			if (c->expires == 0) {
+				store_view_remove(v, (size_t)idx);
+				continue;
+			}
+			/* same flow: keep what keepalives learned; a new flow starts afresh */
+			if (flow_eq(&old->flow, &j->flow))
+				b.ka = old->ka;
+		} else if (c->expires == 0) {
+			continue;
+		}
+		b.expires_at = now + c->expires;
+		b.registered_at = now;
+		b.flow = j->flow;
+		b.cseq = j->cseq;
+		b.q = c->q;
+		b.behind_nat = j->behind_nat || registrar_behind_nat(&j->flow, NULL, &c->na.uri);
+		int err = idx >= 0 ? store_view_set(v, (size_t)idx, &b) : store_view_put(v, &b, NULL);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static void reply_ok(struct reg_job *j)
+{
+	struct registrar *r = j->r;
+	struct store_binding *bs = malloc(sizeof *bs * (size_t)r->max_contacts);
+	size_t n = 0;
+	if (!bs) {
+		stsx_reply(j->st, 500, "Server Internal Error", NULL);
+		return;
+	}
+	registrar_lookup(r, j->aor, bs, (size_t)r->max_contacts, &n);
+	struct buf extra;
+	buf_init(&extra);
+	int64_t now = time_wall_s();
+	bool any_outbound = false;
+	for (size_t i = 0; i < n; i++) {
+		buf_printf(&extra, "Contact: <%s>;expires=%lld", bs[i].contact,
+			   (long long)(bs[i].expires_at > now ? bs[i].expires_at - now : 0));
+		if (bs[i].q != 1000)
+			buf_printf(&extra, ";q=%u.%03u", bs[i].q / 1000, bs[i].q % 1000);
+		if (bs[i].instance[0])
+			buf_printf(&extra, ";+sip.instance=%s", bs[i].instance);
+		if (bs[i].reg_id) {
+			buf_printf(&extra, ";reg-id=%u", bs[i].reg_id);
+			any_outbound = true;
+		}
+		buf_append_cstr(&extra, "\r\n");
+	}
+	if (j->outbound && any_outbound)
+		buf_append_cstr(&extra, "Require: outbound\r\n"); /* RFC 5626 6 */
+	if (j->path.l)
+		buf_printf(&extra, "Path: %.*s\r\n", (int)j->path.l, j->path.p); /* RFC 3327 5.3 */
+	char date[64];
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(date, sizeof date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+	buf_append_cstr(&extra, date);
+	buf_append(&extra, "", 1);
+	if (extra.failed)
+		stsx_reply(j->st, 500, "Server Internal Error", NULL);
+	else
+		stsx_reply(j->st, 200, "OK", extra.data);
+	buf_free(&extra);
+	free(bs);
+	metric_inc(&reg_m_registers);
+}
+
+static void job_finish(void *arg)
+{
+	struct reg_job *j = arg;
+	if (j->err == EOUTOFORDER) {
+		metric_inc(&reg_m_rejected);
+		stsx_reply(j->st, 500, "Request Out Of Order", "Retry-After: 1\r\n");
+	} else if (j->err) {
+		metric_inc(&reg_m_rejected);
+		LOG_W("registrar", "%s: store error: %s", j->aor, strerror(j->err));
+		stsx_reply(j->st, 500, "Binding Not Stored", "Retry-After: 1\r\n");
+	} else {
+		reply_ok(j);
+	}
+	free(j);
+}
+
+/* Store durability callback: any thread; the answer goes out on the job's worker. */
+static void job_durable(int err, void *arg)
+{
+	struct reg_job *j = arg;
+	j->err = err;
+	if (worker_current() == j->w) {
+		job_finish(j);
+		return;
+	}
+	if (loop_post(worker_loop(j->w), job_finish, j))
+		LOG_E("registrar", "cannot post REGISTER answer for %s", j->aor);
+}
+
+static void reject(struct stsx *st, uint16_t status, const char *reason, const char *extra)
+{
+	metric_inc(&reg_m_rejected);
+	stsx_reply(st, status, reason, extra);
+}
+
+void registrar_handle(struct registrar *r, const struct edge_rx *rx)
+{
+	const struct sip_msg *m = rx->msg;
+	struct stsx *st = rx->st;
+	/* 10.3 step 2 (Require) */
+	const struct sip_hdr *req;
+	for (size_t i = 0; (req = sip_msg_hdr(m, SIP_HDR_REQUIRE, i)) != NULL; i++) {
+		size_t pos = 0;
+		struct slice tag;
+		while (sip_hdr_next_value(req->value, &pos, &tag)) {
+			tag = slice_trim(tag);
+			if (!slice_eq_cstr_nocase(tag, "outbound") &&
+			    !slice_eq_cstr_nocase(tag, "path")) {
+				char extra[160];
+				snprintf(extra, sizeof extra, "Unsupported: %.*s\r\n",
+					 (int)MIN(tag.l, 100), tag.p);
+				reject(st, 420, "Bad Extension", extra);
+				return;
+			}
+		}
+	}
+	struct reg_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		reject(st, 500, "Server Internal Error", NULL);
+		return;
+	}
+	j->r = r;
+	j->st = st;
+	j->w = rx->w;
+	j->flow = rx->flow;
+	const struct sip_msg *sm = stsx_msg(st); /* the copy that outlives this call */
+	if (registrar_aor_of(&sm->to.uri, j->aor)) {
+		free(j);
+		reject(st, 404, "Not Found", NULL); /* 10.3 step 3: not an AOR of ours */
+		return;
+	}
+	uint32_t hdr_expires = (uint32_t)r->default_expires;
+	const struct sip_hdr *eh = sip_msg_hdr(sm, SIP_HDR_EXPIRES, 0);
+	if (eh && slice_to_u32(slice_trim(eh->value), UINT32_MAX, &hdr_expires))
+		hdr_expires = (uint32_t)r->default_expires;
+	const char *reason = "Bad Request";
+	uint16_t status = collect_contacts(j, sm, hdr_expires, &reason);
+	if (status == 423) {
+		char extra[64];
+		snprintf(extra, sizeof extra, "Min-Expires: %lld\r\n", (long long)r->min_expires);
+		free(j);
+		reject(st, 423, "Interval Too Brief", extra);
+		return;
+	}
+	if (status) {
+		free(j);
+		reject(st, status, reason, NULL);
+		return;
+	}
+	j->call_id = sm->call_id;
+	j->cseq = sm->cseq.num;
+	const struct sip_hdr *ua = sip_msg_hdr(sm, SIP_HDR_USER_AGENT, 0);
+	j->user_agent = ua ? ua->value : SLICE_NULL;
+	const struct sip_hdr *path = sip_msg_hdr(sm, SIP_HDR_PATH, 0);
+	j->path = path ? path->value : SLICE_NULL;
+	j->outbound = sip_msg_has_option(sm, SIP_HDR_SUPPORTED, "outbound") ||
+		      sip_msg_has_option(sm, SIP_HDR_REQUIRE, "outbound");
+	j->behind_nat = registrar_behind_nat(&rx->flow, &sm->via1, NULL);
+	if (j->n == 0 && !j->star) {
+		/* 10.3 step 8 with no Contact: a query */
+		reply_ok(j);
+		free(j);
+		return;
+	}
+	int err = store_update(r->store, slice_cstr(j->aor), apply_update, j, job_durable, j);
+	if (err == EOUTOFORDER) {
+		free(j);
+		reject(st, 500, "Request Out Of Order", "Retry-After: 1\r\n");
+	} else if (err == ENOSPC) {
+		free(j);
+		reject(st, 403, "Too Many Bindings", NULL);
+	} else if (err) {
+		free(j);
+		reject(st, 500, "Binding Not Stored", "Retry-After: 1\r\n");
+	}
+	/* else: job_durable answers, maybe already did */
+}
