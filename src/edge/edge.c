@@ -283,7 +283,8 @@ static void fix_via(struct edge *e, const struct flow *f, const struct sip_via *
 		       net_addr_ip_eq(&sent_by, &f->remote);
 	bool add_rport = v->rport || (e->force_rport && f->tp == NET_UDP);
 	/* rebuild the params without old received/rport, then append ours */
-	buf_append(out, v->whole.p, (size_t)(v->params.p ? v->params.p - v->whole.p : v->whole.l));
+	size_t head = v->params.p ? (size_t)(v->params.p - v->whole.p) : v->whole.l;
+	buf_append(out, v->whole.p, head);
 	struct slice params = v->params;
 	size_t pos = 0;
 	while (pos < params.l) {

@@ -1,0 +1,24 @@
+#!/bin/bash
+# Installs the Debian packages of scripts/packages.txt (and .ci/packages.txt) that are missing.
+# Runs apt-get update first when anything is missing, or always with --update.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+lists=("$here/packages.txt")
+[ -f "$here/../.ci/packages.txt" ] && lists+=("$here/../.ci/packages.txt")
+mapfile -t wanted < <(cat "${lists[@]}" | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
+missing=()
+for p in "${wanted[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${1:-}" != "--update" ] && [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "deps.sh: need root to install: ${missing[*]}" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+if [ ${#missing[@]} -gt 0 ]; then
+	apt-get install -y --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,171 @@
+/* Tests for the edge: flow tokens, local-address checks, and the NAT test of the registrar. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "edge/edge.h"
+#include "registrar/registrar.h"
+
+static const struct conf_key *const tables[] = {edge_conf_keys, NULL};
+
+struct fixture {
+	struct conf *conf;
+	struct net *net;
+	struct edge *edge;
+};
+
+static int setup(void **state)
+{
+	static struct fixture f;
+	memset(&f, 0, sizeof f);
+	char err[256];
+	assert_int_equal(conf_alloc(&f.conf, tables), 0);
+	assert_int_equal(conf_load_string(f.conf, "test",
+					  "[sip]\nlisten = udp:127.0.0.1:0, tcp:127.0.0.1:0\n"
+					  "flow_key = 000102030405060708090a0b0c0d0e0f"
+					  "101112131415161718191a1b1c1d1e1f\n",
+					  err, sizeof err),
+			 0);
+	struct net_conf nc = {.workers = 1, .max_msg = 4096, .tcp_max_conns = 4};
+	assert_int_equal(net_alloc(&f.net, &nc), 0);
+	assert_int_equal(edge_alloc(&f.edge, f.net, f.conf), 0);
+	*state = &f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	edge_free(f->edge);
+	net_free(f->net);
+	conf_free(f->conf);
+	return 0;
+}
+
+static void token_roundtrip(void **state, const char *remote, enum net_transport tp,
+			    uint64_t conn)
+{
+	struct fixture *f = *state;
+	struct flow in;
+	memset(&in, 0, sizeof in);
+	in.tp = tp;
+	in.listener = tp == NET_UDP ? 0 : 1;
+	in.conn_id = conn;
+	assert_int_equal(net_addr_parse(remote, 5060, &in.remote), 0);
+	char tok[FLOW_TOKEN_LEN + 1];
+	edge_flow_token_encode(f->edge, &in, tok);
+	assert_int_equal(strlen(tok), FLOW_TOKEN_LEN);
+	for (const char *c = tok; *c; c++) /* unreserved in a SIP user part */
+		assert_true((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+			    (*c >= '0' && *c <= '9') || *c == '-' || *c == '_');
+	struct flow out;
+	assert_int_equal(edge_flow_token_decode(f->edge, slice_cstr(tok), &out), 0);
+	assert_true(flow_eq(&in, &out));
+	assert_int_equal(out.tp, tp);
+	assert_int_equal(out.conn_id, conn);
+}
+
+static void test_token_v4_udp(void **state)
+{
+	token_roundtrip(state, "198.18.0.11:40001", NET_UDP, 0);
+}
+
+static void test_token_v6_tcp(void **state)
+{
+	token_roundtrip(state, "[2001:db8::7]:5062", NET_TCP, 0x0102030405060708ULL);
+}
+
+static void test_token_tampered(void **state)
+{
+	struct fixture *f = *state;
+	struct flow in;
+	memset(&in, 0, sizeof in);
+	net_addr_parse("198.18.0.11:40001", 0, &in.remote);
+	char tok[FLOW_TOKEN_LEN + 1];
+	edge_flow_token_encode(f->edge, &in, tok);
+	/* flip one character of the address part: the HMAC must catch it */
+	tok[20] = tok[20] == 'A' ? 'B' : 'A';
+	struct flow out;
+	assert_int_equal(edge_flow_token_decode(f->edge, slice_cstr(tok), &out), EPERM);
+	assert_int_equal(edge_flow_token_decode(f->edge, SLICE_LIT("alice"), &out), EBADMSG);
+	assert_int_equal(edge_flow_token_decode(f->edge, slice_cstr(tok + 1), &out), EBADMSG);
+}
+
+static void test_is_local(void **state)
+{
+	struct fixture *f = *state;
+	uint16_t port = net_addr_port(net_listener_addr(f->net, 0));
+	assert_true(edge_is_local(f->edge, SLICE_LIT("127.0.0.1"), port));
+	assert_false(edge_is_local(f->edge, SLICE_LIT("127.0.0.1"), (uint16_t)(port + 1)));
+	assert_false(edge_is_local(f->edge, SLICE_LIT("198.18.0.1"), port));
+	assert_false(edge_is_local(f->edge, SLICE_LIT("example.com"), port));
+}
+
+static void via_of(const char *text, struct sip_via *v)
+{
+	assert_int_equal(sip_via_parse(slice_cstr(text), v), 0);
+}
+
+static void uri_of(const char *text, struct sip_uri *u)
+{
+	assert_int_equal(sip_uri_parse(slice_cstr(text), u), 0);
+}
+
+static void test_behind_nat(void **state)
+{
+	(void)state;
+	struct flow f;
+	memset(&f, 0, sizeof f);
+	f.tp = NET_UDP;
+	struct sip_via v;
+	struct sip_uri c;
+	/* a public phone that says where it is */
+	net_addr_parse("198.18.0.50:5060", 0, &f.remote);
+	via_of("SIP/2.0/UDP 198.18.0.50:5060;branch=z9hG4bK1", &v);
+	uri_of("sip:alice@198.18.0.50:5060", &c);
+	assert_false(registrar_behind_nat(&f, &v, &c));
+	/* the NAT rewrote the address */
+	net_addr_parse("198.18.0.11:5060", 0, &f.remote);
+	via_of("SIP/2.0/UDP 100.64.1.2:5060;branch=z9hG4bK1", &v);
+	uri_of("sip:alice@100.64.1.2:5060", &c);
+	assert_true(registrar_behind_nat(&f, &v, &c));
+	/* same address, new port (a port-changing NAT in front of a public IP) */
+	net_addr_parse("198.18.0.50:40000", 0, &f.remote);
+	via_of("SIP/2.0/UDP 198.18.0.50:5060;branch=z9hG4bK1", &v);
+	assert_true(registrar_behind_nat(&f, &v, NULL));
+	/* a Contact in the shared range 100.64/10 behind a public source */
+	net_addr_parse("198.18.0.50:5060", 0, &f.remote);
+	via_of("SIP/2.0/UDP 198.18.0.50:5060;branch=z9hG4bK1", &v);
+	uri_of("sip:alice@100.100.1.2", &c);
+	assert_true(registrar_behind_nat(&f, &v, &c));
+	/* a hostname in the Contact says nothing either way */
+	uri_of("sip:alice@phone.example.com", &c);
+	assert_false(registrar_behind_nat(&f, &v, &c));
+}
+
+static void test_aor(void **state)
+{
+	(void)state;
+	struct sip_uri u;
+	char aor[STORE_AOR_MAX];
+	uri_of("sip:Alice@Example.COM:5060;transport=udp", &u);
+	assert_int_equal(registrar_aor_of(&u, aor), 0);
+	assert_string_equal(aor, "Alice@example.com");
+	uri_of("sip:example.com", &u);
+	assert_int_not_equal(registrar_aor_of(&u, aor), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_token_v4_udp),   cmocka_unit_test(test_token_v6_tcp),
+		cmocka_unit_test(test_token_tampered), cmocka_unit_test(test_is_local),
+		cmocka_unit_test(test_behind_nat),     cmocka_unit_test(test_aor),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
