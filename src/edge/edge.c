@@ -317,15 +317,19 @@ struct handoff {
 	char data[];
 };
 
-static void process(struct edge *e, struct worker *w, const struct flow *f, const char *data,
-		    size_t len);
+static void process(struct edge *e, struct worker *w, const struct flow *f, struct sip_msg *msg);
 
 static void handoff_run(void *arg)
 {
 	struct handoff *h = arg;
 	struct worker *w = worker_current();
-	if (w)
-		process(h->e, w, &h->flow, h->data, h->len);
+	struct sip_msg *msg = malloc(sizeof *msg);
+	struct sip_parse_error perr;
+	/* it parsed on the receiving worker; the slices must point into this copy */
+	if (w && msg && sip_msg_parse(msg, h->data, h->len, h->flow.tp != NET_UDP, &perr) == 0)
+		process(h->e, w, &h->flow, msg);
+	else
+		free(msg);
 	free(h);
 }
 
@@ -389,7 +393,7 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 			edge_send(e, f, "\r\n", 2); /* pong */
 		return;
 	}
-	/* parse here to learn the Call-ID; the owner parses its own copy again,
+	/* parse here to learn the Call-ID; another owner parses its own copy again,
 	 * which costs less than moving slices between buffers */
 	struct sip_msg *msg = malloc(sizeof *msg);
 	if (!msg)
@@ -401,11 +405,11 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 		return;
 	}
 	unsigned owner = edge_worker_of_callid(e, msg->call_id);
-	free(msg);
 	if (owner == worker_id(w)) {
-		process(e, w, f, data, len);
+		process(e, w, f, msg);
 		return;
 	}
+	free(msg);
 	struct handoff *h = malloc(sizeof *h + len);
 	if (!h) {
 		metric_inc(&edge_m_dropped);
@@ -421,18 +425,9 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 	}
 }
 
-static void process(struct edge *e, struct worker *w, const struct flow *f, const char *data,
-		    size_t len)
+/* Handles a parsed message on the worker that owns its Call-ID; frees msg. */
+static void process(struct edge *e, struct worker *w, const struct flow *f, struct sip_msg *msg)
 {
-	struct sip_msg *msg = malloc(sizeof *msg);
-	if (!msg)
-		return;
-	struct sip_parse_error perr = {0, NULL};
-	if (sip_msg_parse(msg, data, len, f->tp != NET_UDP, &perr)) {
-		answer_parse_error(e, f, msg, &perr);
-		free(msg);
-		return;
-	}
 	struct edge_wk *wk = edge_wk_of(e, w);
 	struct edge_rx rx = {.edge = e, .w = w, .flow = *f, .msg = msg};
 	if (msg->request) {
