@@ -14,14 +14,14 @@ struct conf_entry {
 };
 
 struct conf_section {
-	char name[32];
+	const char *name; /* points into the key tables, which outlive the conf */
 	bool present;
 };
 
 struct conf {
 	struct conf_entry *entries;
 	size_t n_entries;
-	struct conf_section sections[32];
+	struct conf_section *sections; /* at most one per key */
 	size_t n_sections;
 	bool loaded_file;
 	/* parse state */
@@ -61,7 +61,10 @@ int conf_alloc(struct conf **cp, const struct conf_key *const *tables)
 		for (const struct conf_key *k = tables[t]; k->name; k++)
 			n++;
 	c->entries = calloc(n ? n : 1, sizeof *c->entries);
-	if (!c->entries) {
+	c->sections = calloc(n ? n : 1, sizeof *c->sections);
+	if (!c->entries || !c->sections) {
+		free(c->entries);
+		free(c->sections);
 		free(c);
 		return ENOMEM;
 	}
@@ -74,10 +77,8 @@ int conf_alloc(struct conf **cp, const struct conf_key *const *tables)
 				conf_free(c);
 				return ENOMEM;
 			}
-			if (!find_section(c, k->section) && c->n_sections < ARRAY_SIZE(c->sections)) {
-				struct conf_section *s = &c->sections[c->n_sections++];
-				snprintf(s->name, sizeof s->name, "%s", k->section);
-			}
+			if (!find_section(c, k->section))
+				c->sections[c->n_sections++].name = k->section;
 		}
 	}
 	*cp = c;
@@ -91,6 +92,7 @@ void conf_free(struct conf *c)
 	for (size_t i = 0; i < c->n_entries; i++)
 		free(c->entries[i].value);
 	free(c->entries);
+	free(c->sections);
 	free(c);
 }
 
@@ -244,6 +246,8 @@ static int load_text(struct conf *c, const char *name, const char *text, char *e
 	c->failed = false;
 	char section[64] = "";
 	const char *p = text;
+	if (strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+		p += 3; /* UTF-8 byte order mark, as editors on some systems write it */
 	int line = 0;
 	while (*p && !c->failed) {
 		line++;
@@ -256,7 +260,12 @@ static int load_text(struct conf *c, const char *name, const char *text, char *e
 				set_error(c, line, "malformed section header");
 				break;
 			}
-			slice_to_cstr((struct slice){s.p + 1, close - 1}, section, sizeof section);
+			struct slice secname = slice_trim((struct slice){s.p + 1, close - 1});
+			if (secname.l == 0) {
+				set_error(c, line, "malformed section header");
+				break;
+			}
+			slice_to_cstr(secname, section, sizeof section);
 			struct conf_section *sec = find_section(c, section);
 			if (!sec) {
 				set_error(c, line, "unknown section [%s]", section);
@@ -272,8 +281,15 @@ static int load_text(struct conf *c, const char *name, const char *text, char *e
 				set_error(c, line, "expected key = value");
 				break;
 			}
+			/* inih reads at most INI_MAX_LINE - 1 bytes a line and would take
+			 * the rest of a longer one as a line of its own */
+			if (s.l + 1 >= (size_t)INI_MAX_LINE) {
+				set_error(c, line, "line too long (at most %d characters)",
+					  INI_MAX_LINE - 2);
+				break;
+			}
 			/* one line, prefixed with its section, through inih */
-			char one[1200];
+			char one[sizeof section + INI_MAX_LINE + 4];
 			int n = snprintf(one, sizeof one, "[%s]\n%.*s\n", section, (int)s.l, s.p);
 			if (n < 0 || (size_t)n >= sizeof one) {
 				set_error(c, line, "line too long");
@@ -302,8 +318,9 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	if (!f) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return errno ? errno : EIO;
+		int e = errno ? errno : EIO;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return e;
 	}
 	struct buf b;
 	buf_init(&b);
@@ -311,7 +328,13 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
 	size_t n;
 	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
 		buf_append(&b, chunk, n);
+	bool rd_err = ferror(f);
 	fclose(f);
+	if (rd_err) {
+		buf_free(&b);
+		snprintf(err, errlen, "%s: read error", path);
+		return EIO;
+	}
 	buf_append(&b, "", 1);
 	if (b.failed) {
 		buf_free(&b);

@@ -17,9 +17,22 @@ bool slice_eq(struct slice a, struct slice b)
 	return a.l == b.l && (a.l == 0 || memcmp(a.p, b.p, a.l) == 0);
 }
 
+static unsigned char fold(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+/* ASCII case folding over exactly l bytes: slices are not NUL-terminated and
+ * may hold NUL bytes (strncasecmp would stop at the first one, and is locale
+ * dependent). */
 bool slice_eq_nocase(struct slice a, struct slice b)
 {
-	return a.l == b.l && (a.l == 0 || strncasecmp(a.p, b.p, a.l) == 0);
+	if (a.l != b.l)
+		return false;
+	for (size_t i = 0; i < a.l; i++)
+		if (fold((unsigned char)a.p[i]) != fold((unsigned char)b.p[i]))
+			return false;
+	return true;
 }
 
 bool slice_eq_cstr_nocase(struct slice a, const char *s)
@@ -45,13 +58,17 @@ struct slice slice_trim(struct slice s)
 
 int slice_to_u32(struct slice s, uint32_t max, uint32_t *out)
 {
-	if (s.l == 0 || s.l > 10)
+	if (s.l == 0)
 		return EINVAL;
+	/* leading zeros are valid ("Content-Length: 00000000005"); the value is
+	 * capped as it grows so that any length of digits cannot overflow */
 	uint64_t v = 0;
 	for (size_t i = 0; i < s.l; i++) {
 		if (s.p[i] < '0' || s.p[i] > '9')
 			return EINVAL;
 		v = v * 10 + (uint64_t)(s.p[i] - '0');
+		if (v > max)
+			return EINVAL;
 	}
 	if (v > max)
 		return EINVAL;
@@ -97,6 +114,10 @@ int buf_reserve(struct buf *b, size_t extra)
 {
 	if (b->failed)
 		return ENOMEM;
+	if (extra > SIZE_MAX / 2 - b->len) { /* would overflow the doubling below */
+		b->failed = true;
+		return ENOMEM;
+	}
 	if (b->len + extra <= b->cap)
 		return 0;
 	size_t cap = b->cap ? b->cap : 256;

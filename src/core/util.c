@@ -12,7 +12,7 @@
 uint64_t hash_bytes(const void *p, size_t l)
 {
 	const unsigned char *s = p;
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t h = 14695981039346656037ULL;
 	for (size_t i = 0; i < l; i++) {
 		h ^= s[i];
 		h *= 1099511628211ULL;
@@ -23,7 +23,7 @@ uint64_t hash_bytes(const void *p, size_t l)
 uint64_t hash_bytes_nocase(const void *p, size_t l)
 {
 	const unsigned char *s = p;
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t h = 14695981039346656037ULL;
 	for (size_t i = 0; i < l; i++) {
 		unsigned char c = s[i];
 		if (c >= 'A' && c <= 'Z')
@@ -105,9 +105,13 @@ void log_msg(enum log_level lvl, const char *role, const char *fmt, ...)
 		return;
 	/* one write per line so that lines of several threads do not interleave */
 	char line[1024];
-	int n = snprintf(line, sizeof line, "%s %s: ", level_names[lvl], role);
+	if ((unsigned)lvl >= ARRAY_SIZE(level_names))
+		lvl = LOG_DEBUG;
+	int n = snprintf(line, sizeof line, "%s %s: ", level_names[lvl], role ? role : "-");
 	if (n < 0)
 		return;
+	if ((size_t)n > sizeof line / 2) /* a runaway role string: keep room for the text */
+		n = (int)(sizeof line / 2);
 	va_list ap;
 	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

@@ -25,14 +25,20 @@ static int parse_ip(const char *ip, uint16_t port, struct net_addr *out)
 int net_addr_from_host(struct slice host, uint16_t port, struct net_addr *out)
 {
 	char ip[INET6_ADDRSTRLEN + 2];
+	bool bracketed = false;
 	if (host.l >= 2 && host.p[0] == '[' && host.p[host.l - 1] == ']') {
 		host.p++;
 		host.l -= 2;
+		bracketed = true;
 	}
 	if (host.l == 0 || host.l >= sizeof ip)
 		return EINVAL;
 	slice_to_cstr(host, ip, sizeof ip);
-	return parse_ip(ip, port, out);
+	int err = parse_ip(ip, port, out);
+	/* brackets mark an IPv6 reference (RFC 3261 IPv6reference); "[1.2.3.4]" is not one */
+	if (!err && bracketed && out->u.sa.sa_family != AF_INET6)
+		err = EINVAL;
+	return err;
 }
 
 int net_addr_parse(const char *s, uint16_t defport, struct net_addr *out)

@@ -33,7 +33,10 @@ struct loop {
 	int evfd;
 	_Atomic bool stop;
 	uint64_t now_ms;
-	/* fd -> registration; worker-local */
+	/* fd -> registration. Written on the loop's thread; loop_fd_mod may read
+	 * it from any thread (a TCP send asking for EPOLLOUT), so guarded by
+	 * regs_lock. dead is loop-thread only. */
+	pthread_mutex_t regs_lock;
 	struct fd_reg **regs;
 	size_t n_regs;
 	struct fd_reg *dead;
@@ -80,6 +83,7 @@ int loop_alloc(struct loop **lp)
 		return err;
 	}
 	pthread_mutex_init(&l->post_lock, NULL);
+	pthread_mutex_init(&l->regs_lock, NULL);
 	for (size_t i = 0; i < WHEEL_SLOTS; i++)
 		l->slots[i].next = l->slots[i].prev = &l->slots[i];
 	l->now_ms = time_mono_ms();
@@ -103,6 +107,16 @@ void loop_free(struct loop *l)
 {
 	if (!l)
 		return;
+	/* detach armed timers: their owners may still cancel them afterwards */
+	for (size_t i = 0; i < WHEEL_SLOTS; i++) {
+		struct timer *head = &l->slots[i];
+		while (head->next != head) {
+			struct timer *t = head->next;
+			head->next = t->next;
+			t->next = t->prev = NULL;
+			t->loop = NULL;
+		}
+	}
 	for (size_t i = 0; i < l->n_regs; i++)
 		free(l->regs[i]);
 	free(l->regs);
@@ -115,6 +129,7 @@ void loop_free(struct loop *l)
 	close(l->epfd);
 	close(l->evfd);
 	pthread_mutex_destroy(&l->post_lock);
+	pthread_mutex_destroy(&l->regs_lock);
 	free(l);
 }
 
@@ -122,50 +137,71 @@ int loop_fd_add(struct loop *l, int fd, uint32_t events, loop_fd_h *h, void *arg
 {
 	if (fd < 0)
 		return EBADF;
+	int err = 0;
+	pthread_mutex_lock(&l->regs_lock);
 	if ((size_t)fd >= l->n_regs) {
 		size_t n = l->n_regs ? l->n_regs : 64;
 		while (n <= (size_t)fd)
 			n *= 2;
 		struct fd_reg **grown = realloc(l->regs, n * sizeof *grown);
-		if (!grown)
-			return ENOMEM;
+		if (!grown) {
+			err = ENOMEM;
+			goto out_unlock;
+		}
 		memset(grown + l->n_regs, 0, (n - l->n_regs) * sizeof *grown);
 		l->regs = grown;
 		l->n_regs = n;
 	}
-	if (l->regs[fd])
-		return EEXIST;
+	if (l->regs[fd]) {
+		err = EEXIST;
+		goto out_unlock;
+	}
 	struct fd_reg *r = calloc(1, sizeof *r);
-	if (!r)
-		return ENOMEM;
+	if (!r) {
+		err = ENOMEM;
+		goto out_unlock;
+	}
 	r->fd = fd;
 	r->h = h;
 	r->arg = arg;
 	struct epoll_event ev = {.events = events, .data.ptr = r};
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		int err = errno;
+		err = errno;
 		free(r);
-		return err;
+		goto out_unlock;
 	}
 	l->regs[fd] = r;
-	return 0;
+out_unlock:
+	pthread_mutex_unlock(&l->regs_lock);
+	return err;
 }
 
 int loop_fd_mod(struct loop *l, int fd, uint32_t events)
 {
-	if (fd < 0 || (size_t)fd >= l->n_regs || !l->regs[fd])
-		return ENOENT;
-	struct epoll_event ev = {.events = events, .data.ptr = l->regs[fd]};
-	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? errno : 0;
+	int err = 0;
+	pthread_mutex_lock(&l->regs_lock);
+	if (fd < 0 || (size_t)fd >= l->n_regs || !l->regs[fd]) {
+		err = ENOENT;
+	} else {
+		struct epoll_event ev = {.events = events, .data.ptr = l->regs[fd]};
+		if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+			err = errno;
+	}
+	pthread_mutex_unlock(&l->regs_lock);
+	return err;
 }
 
 void loop_fd_del(struct loop *l, int fd)
 {
-	if (fd < 0 || (size_t)fd >= l->n_regs || !l->regs[fd])
+	pthread_mutex_lock(&l->regs_lock);
+	if (fd < 0 || (size_t)fd >= l->n_regs || !l->regs[fd]) {
+		pthread_mutex_unlock(&l->regs_lock);
 		return;
+	}
 	struct fd_reg *r = l->regs[fd];
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
 	l->regs[fd] = NULL;
+	pthread_mutex_unlock(&l->regs_lock);
 	/* events for it may still sit in this turn's batch: free later */
 	r->dead = true;
 	r->next_dead = l->dead;
@@ -272,7 +308,10 @@ void timer_start(struct loop *l, struct timer *t, uint64_t delay_ms, timer_h *h,
 	t->loop = l;
 	t->h = h;
 	t->arg = arg;
-	t->expire_ms = l->now_ms + delay_ms;
+	/* on the loop's thread the turn's clock; before the loop runs (setup)
+	 * the cached clock may be old, and the timer would fire early */
+	uint64_t now = current_loop == l ? l->now_ms : MAX(l->now_ms, time_mono_ms());
+	t->expire_ms = now + delay_ms;
 	slot_insert(l, t);
 	l->n_timers++;
 }
@@ -324,7 +363,8 @@ int loop_run(struct loop *l)
 	current_loop = l;
 	struct epoll_event evs[MAX_EVENTS];
 	while (!l->stop) {
-		int timeout = l->n_timers ? TICK_MS : 1000;
+		/* with timers armed, wake at the next tick boundary */
+		int timeout = l->n_timers ? TICK_MS - (int)(time_mono_ms() % TICK_MS) : 1000;
 		int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
 		l->now_ms = time_mono_ms();
 		if (n < 0 && errno != EINTR)
@@ -345,6 +385,7 @@ int loop_run(struct loop *l)
 	}
 	/* run what was posted before stop so no posted object leaks */
 	run_posts(l);
+	l->stop = false; /* the loop may be run again */
 	current_loop = NULL;
 	return 0;
 }

@@ -45,6 +45,7 @@ struct conn {
 	struct flow flow;
 	struct buf in;
 	struct buf out;    /* unsent bytes; guarded by net->conn_lock */
+	bool want_out;     /* EPOLLOUT requested; guarded by net->conn_lock */
 	uint64_t last_rx_ms;
 	uint64_t opened_ms;
 	bool got_message;
@@ -147,6 +148,8 @@ int net_alloc(struct net **np, const struct net_conf *conf)
 	}
 	if (!n->conf.max_msg)
 		n->conf.max_msg = 65535;
+	if (!n->conf.tcp_max_conns)
+		n->conf.tcp_max_conns = NET_TCP_MAX_CONNS_DEFAULT;
 	n->n_workers = n->conf.workers;
 	n->workers = calloc(n->n_workers, sizeof *n->workers);
 	n->conn_hash_size = 4096;
@@ -187,6 +190,7 @@ void net_free(struct net *n)
 {
 	if (!n)
 		return;
+	net_stop(n); /* connections and loops belong to the workers until they stop */
 	for (unsigned i = 0; i < n->n_workers; i++) {
 		struct worker *w = &n->workers[i];
 		while (w->conns)
@@ -225,8 +229,14 @@ int net_listen(struct net *n, const struct net_listener_conf *lc, unsigned *idx)
 	for (unsigned i = 1; i < n->n_workers; i++) {
 		err = lc->tp == NET_UDP ? net_udp_socket(&l->bound, true, &fd)
 					: tcp_listen_socket(&l->bound, &fd);
-		if (err)
+		if (err) {
+			/* the listener is not counted, so net_free would not close these */
+			for (unsigned j = 0; j < i; j++) {
+				close(n->workers[j].fds[n->n_listeners]);
+				n->workers[j].fds[n->n_listeners] = -1;
+			}
 			return err;
+		}
 		n->workers[i].fds[n->n_listeners] = fd;
 	}
 	if (idx)
@@ -428,9 +438,14 @@ static int conn_flush_locked(struct conn *c)
 		memmove(c->out.data, c->out.data + k, c->out.len - (size_t)k);
 		c->out.len -= (size_t)k;
 	}
-	uint32_t ev = EPOLLIN | (c->out.len ? EPOLLOUT : 0);
-	/* epoll_ctl is thread-safe, so any worker may ask for EPOLLOUT */
-	loop_fd_mod(c->owner->loop, c->fd, ev);
+	bool want = c->out.len != 0;
+	if (want != c->want_out) {
+		/* loop_fd_mod is thread-safe, so any worker may ask for EPOLLOUT;
+		 * only on a change, not a syscall per message */
+		uint32_t ev = EPOLLIN | (want ? EPOLLOUT : 0);
+		if (loop_fd_mod(c->owner->loop, c->fd, ev) == 0)
+			c->want_out = want;
+	}
 	return 0;
 }
 
@@ -478,7 +493,7 @@ static void conn_readable(int fd, uint32_t events, void *arg)
 				}
 				break;
 			}
-			if (err || msglen == 0) {
+			if (err || msglen == 0 || msglen > c->in.len - off) {
 				n->st.tcp_broken++;
 				conn_close(c);
 				return;
@@ -544,11 +559,14 @@ static void tcp_acceptable(int fd, uint32_t events, void *arg)
 		if (w->conns)
 			w->conns->prev_in_worker = c;
 		w->conns = c;
+		/* registered before it can be found, so that a send from another
+		 * worker can always ask for EPOLLOUT */
+		int err = loop_fd_add(w->loop, cfd, EPOLLIN, conn_readable, c);
 		pthread_mutex_lock(&n->conn_lock);
 		conn_hash_link(n, c);
 		pthread_mutex_unlock(&n->conn_lock);
 		n->st.tcp_accepted++;
-		if (loop_fd_add(w->loop, cfd, EPOLLIN, conn_readable, c))
+		if (err)
 			conn_close(c);
 	}
 }
@@ -578,7 +596,8 @@ static void sweep_conns(void *arg)
 int net_send(struct net *n, const struct flow *f, const void *data, size_t len)
 {
 	if (f->tp == NET_UDP) {
-		if (f->listener >= n->n_listeners)
+		if (f->listener >= n->n_listeners ||
+		    n->listeners[f->listener].conf.tp != NET_UDP)
 			return EINVAL;
 		struct worker *w = current_worker && current_worker->net == n ? current_worker
 									      : &n->workers[0];

@@ -132,10 +132,12 @@ typedef void(net_worker_init_h)(struct worker *w, void *arg);
 struct net_conf {
 	unsigned workers;        /* 0 = one per core */
 	size_t max_msg;          /* bytes; larger messages are dropped and counted */
-	unsigned tcp_max_conns;  /* per process */
+	unsigned tcp_max_conns;  /* per process; 0 = NET_TCP_MAX_CONNS_DEFAULT */
 	unsigned tcp_idle_s;     /* close a TCP connection silent this long */
 	unsigned tcp_handshake_s;/* close a connection that sent no full message by then */
 };
+
+#define NET_TCP_MAX_CONNS_DEFAULT 10000
 
 int net_alloc(struct net **np, const struct net_conf *conf);
 void net_free(struct net *n);
