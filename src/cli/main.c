@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "probe/probe.h"
 
 static void usage(FILE *f)
 {
@@ -26,6 +27,8 @@ int main(int argc, char **argv)
 		return cli_serve(argc - 1, argv + 1);
 	if (strcmp(cmd, "ctl") == 0)
 		return cli_ctl(argc - 1, argv + 1);
+	if (strcmp(cmd, "probe") == 0)
+		return probe_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("pinhole 0.1.0\n");
 		return 0;

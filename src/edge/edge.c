@@ -1,6 +1,7 @@
 /* The SIP receive path: STUN and CRLF keepalives, parsing, symmetric response, Call-ID ownership. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,34 @@ static int open_listeners(struct edge *e, const char *spec)
 static void edge_recv(struct worker *w, const struct flow *f, const char *data, size_t len,
 		      void *arg);
 
+/* A wildcard listener answers on every address of the host: learn them once. */
+static void learn_host_addrs(struct edge *e)
+{
+	struct ifaddrs *ifs;
+	if (getifaddrs(&ifs))
+		return;
+	for (struct ifaddrs *i = ifs; i && e->n_host_addrs < ARRAY_SIZE(e->host_addrs);
+	     i = i->ifa_next) {
+		if (!i->ifa_addr ||
+		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		struct net_addr *a = &e->host_addrs[e->n_host_addrs++];
+		memset(a, 0, sizeof *a);
+		memcpy(&a->u.sa, i->ifa_addr,
+		       i->ifa_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+							  : sizeof(struct sockaddr_in));
+	}
+	freeifaddrs(ifs);
+}
+
+static bool is_host_addr(const struct edge *e, const struct net_addr *a)
+{
+	for (size_t i = 0; i < e->n_host_addrs; i++)
+		if (net_addr_ip_eq(&e->host_addrs[i], a))
+			return true;
+	return false;
+}
+
 int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 {
 	struct edge *e = calloc(1, sizeof *e);
@@ -130,6 +159,7 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	} else {
 		rand_bytes(e->flow_key, sizeof e->flow_key);
 	}
+	learn_host_addrs(e);
 	int err = open_listeners(e, conf_str(c, "sip", "listen"));
 	if (err) {
 		edge_free(e);
@@ -214,9 +244,7 @@ bool edge_is_local(const struct edge *e, struct slice host, uint16_t port)
 		const struct net_addr *l = net_listener_addr(e->net, i);
 		if (net_addr_port(l) != port || net_addr_family(l) != net_addr_family(&a))
 			continue;
-		/* a wildcard listener answers for any address of the host; we take
-		 * its word for loopback and our own listeners only */
-		if (net_addr_ip_eq(l, &a) || (net_addr_is_any(l) && net_addr_is_private(&a)))
+		if (net_addr_ip_eq(l, &a) || (net_addr_is_any(l) && is_host_addr(e, &a)))
 			return true;
 	}
 	return false;

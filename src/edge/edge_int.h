@@ -27,6 +27,9 @@ struct edge {
 	char advertise[128]; /* "host" or "" */
 	unsigned char flow_key[32];
 	uint32_t t1, t2, t4; /* ms */
+	/* the host's addresses, for listeners bound to a wildcard; RO after alloc */
+	struct net_addr host_addrs[64];
+	size_t n_host_addrs;
 };
 
 struct edge_wk *edge_wk_of(struct edge *e, struct worker *w);

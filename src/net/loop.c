@@ -358,13 +358,31 @@ static void run_timers(struct loop *l)
 		run_slot(l, &l->slots[t % WHEEL_SLOTS]);
 }
 
+/* Sleeps until the tick of the first non-empty wheel slot, at most one
+ * revolution; an idle worker with one 1 s timer wakes once a second, not at
+ * every tick. O(empty slots ahead), paid only when about to sleep. */
+static int next_timeout(struct loop *l)
+{
+	if (!l->n_timers)
+		return 1000;
+	uint64_t now = time_mono_ms();
+	/* slots after the last processed tick; ones already due give 0 */
+	for (uint64_t t = l->tick + 1; t <= l->tick + WHEEL_SLOTS; t++) {
+		struct timer *head = &l->slots[t % WHEEL_SLOTS];
+		if (head->next != head) {
+			uint64_t at = t * TICK_MS;
+			return at > now ? (int)(at - now) : 0;
+		}
+	}
+	return WHEEL_SLOTS * TICK_MS;
+}
+
 int loop_run(struct loop *l)
 {
 	current_loop = l;
 	struct epoll_event evs[MAX_EVENTS];
 	while (!l->stop) {
-		/* with timers armed, wake at the next tick boundary */
-		int timeout = l->n_timers ? TICK_MS - (int)(time_mono_ms() % TICK_MS) : 1000;
+		int timeout = next_timeout(l);
 		int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
 		l->now_ms = time_mono_ms();
 		if (n < 0 && errno != EINTR)

@@ -28,10 +28,17 @@ struct worker {
 	struct mmsghdr msgs[RX_BATCH];
 	struct iovec iov[RX_BATCH];
 	struct net_addr src[RX_BATCH];
+	/* IP_PKTINFO: where each datagram was sent to, for wildcard listeners */
+	union {
+		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		struct cmsghdr align;
+	} ctl[RX_BATCH];
 	char *rxbuf;
 	/* TCP connections this worker owns; worker-local list */
 	struct conn *conns;
 	struct timer sweep;
+	struct timer accept_pause;
+	int paused_fd; /* listening socket paused after EMFILE, or -1 */
 	struct fd_ctx {
 		struct worker *w;
 		unsigned listener;
@@ -101,6 +108,12 @@ int net_udp_socket(const struct net_addr *a, bool reuseport, int *fdp)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 	int rcv = 4 << 20;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+	if (net_addr_is_any(a)) {
+		if (net_addr_family(a) == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
+		else
+			setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+	}
 	if (bind(fd, &a->u.sa, net_addr_len(a)) < 0) {
 		int err = errno;
 		close(fd);
@@ -179,6 +192,8 @@ int net_alloc(struct net **np, const struct net_conf *conf)
 			return err;
 		}
 		timer_init(&w->sweep);
+		timer_init(&w->accept_pause);
+		w->paused_fd = -1;
 	}
 	*np = n;
 	return 0;
@@ -329,6 +344,25 @@ void net_flow_udp(const struct net *n, unsigned listener, const struct net_addr 
 
 /* ---- UDP ---- */
 
+/* The address a datagram was sent to, so that a wildcard listener can name
+ * itself in Via and Record-Route with the address the peer actually used. */
+static void local_from_pktinfo(struct msghdr *h, const struct net_addr *bound,
+			       struct net_addr *out)
+{
+	*out = *bound;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(c), sizeof pi);
+			out->u.in.sin_addr = pi.ipi_addr;
+		} else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+			struct in6_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(c), sizeof pi);
+			out->u.in6.sin6_addr = pi.ipi6_addr;
+		}
+	}
+}
+
 static void udp_readable(int fd, uint32_t events, void *arg)
 {
 	(void)events;
@@ -336,6 +370,7 @@ static void udp_readable(int fd, uint32_t events, void *arg)
 	struct worker *w = ctx->w;
 	struct net *n = w->net;
 	size_t bufsz = n->conf.max_msg + 1;
+	bool wildcard = net_addr_is_any(&n->listeners[ctx->listener].bound);
 	for (int rounds = 0; rounds < 8; rounds++) {
 		for (unsigned i = 0; i < RX_BATCH; i++) {
 			w->iov[i].iov_base = w->rxbuf + i * bufsz;
@@ -345,6 +380,10 @@ static void udp_readable(int fd, uint32_t events, void *arg)
 			w->msgs[i].msg_hdr.msg_iovlen = 1;
 			w->msgs[i].msg_hdr.msg_name = &w->src[i].u.ss;
 			w->msgs[i].msg_hdr.msg_namelen = sizeof w->src[i].u.ss;
+			if (wildcard) {
+				w->msgs[i].msg_hdr.msg_control = w->ctl[i].buf;
+				w->msgs[i].msg_hdr.msg_controllen = sizeof w->ctl[i].buf;
+			}
 		}
 		int got = recvmmsg(fd, w->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
 		if (got <= 0)
@@ -362,6 +401,9 @@ static void udp_readable(int fd, uint32_t events, void *arg)
 			}
 			n->st.udp_rx++;
 			f.remote = w->src[i];
+			if (wildcard)
+				local_from_pktinfo(&w->msgs[i].msg_hdr, &n->listeners[ctx->listener].bound,
+						   &f.local);
 			if (n->recv)
 				n->recv(w, &f, w->iov[i].iov_base, len, n->recv_arg);
 		}
@@ -512,6 +554,14 @@ static void conn_readable(int fd, uint32_t events, void *arg)
 	}
 }
 
+static void accept_resume(void *arg)
+{
+	struct worker *w = arg;
+	if (w->paused_fd >= 0)
+		loop_fd_mod(w->loop, w->paused_fd, EPOLLIN);
+	w->paused_fd = -1;
+}
+
 static void tcp_acceptable(int fd, uint32_t events, void *arg)
 {
 	(void)events;
@@ -522,8 +572,17 @@ static void tcp_acceptable(int fd, uint32_t events, void *arg)
 		struct net_addr peer;
 		socklen_t plen = sizeof peer.u.ss;
 		int cfd = accept4(fd, &peer.u.sa, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (cfd < 0)
+		if (cfd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				/* out of descriptors: the backlog would keep the socket
+				 * readable and spin the worker; pause accepting */
+				n->st.tcp_refused++;
+				loop_fd_mod(w->loop, fd, 0);
+				w->paused_fd = fd;
+				timer_start(w->loop, &w->accept_pause, 100, accept_resume, w);
+			}
 			return;
+		}
 		pthread_mutex_lock(&n->conn_lock);
 		bool full = n->n_conns >= n->conf.tcp_max_conns;
 		if (!full)
@@ -550,7 +609,8 @@ static void tcp_acceptable(int fd, uint32_t events, void *arg)
 		c->flow.tp = NET_TCP;
 		c->flow.listener = (uint16_t)ctx->listener;
 		c->flow.conn_id = c->id;
-		c->flow.local = n->listeners[ctx->listener].bound;
+		if (net_sock_addr(cfd, &c->flow.local)) /* the address the peer used */
+			c->flow.local = n->listeners[ctx->listener].bound;
 		c->flow.remote = peer;
 		c->opened_ms = c->last_rx_ms = loop_now_ms(w->loop);
 		buf_init(&c->in);

@@ -139,15 +139,9 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 
 static bool flow_is_us(struct proxy *p, const struct flow *f)
 {
-	struct net *n = edge_net(p->edge);
-	for (unsigned i = 0; i < net_listener_count(n); i++) {
-		const struct net_addr *l = net_listener_addr(n, i);
-		if (net_addr_port(l) == net_addr_port(&f->remote) &&
-		    (net_addr_ip_eq(l, &f->remote) ||
-		     (net_addr_is_any(l) && net_addr_is_private(&f->remote))))
-			return true;
-	}
-	return false;
+	char ip[NET_ADDR_STRLEN];
+	net_addr_ip_fmt(&f->remote, ip, sizeof ip);
+	return edge_is_local(p->edge, slice_cstr(ip), net_addr_port(&f->remote));
 }
 
 /* Targets for a Request-URI that is not routed by Route: the registrar's bindings. */
