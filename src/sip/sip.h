@@ -75,6 +75,8 @@ enum sip_hdr_id {
 
 /* Maps a header name (full or compact, case-insensitive) to its id. */
 enum sip_hdr_id sip_hdr_id_from(struct slice name);
+/* Full canonical name of a header id ("Call-ID"), NULL for SIP_HDR_OTHER. */
+const char *sip_hdr_name(enum sip_hdr_id id);
 
 /* One header line. A header line may carry several comma-separated values;
  * sip_hdr_next_value() walks them. */
@@ -107,7 +109,8 @@ struct sip_uri {
 	struct slice whole;
 };
 
-/* Parses a SIP/SIPS/tel URI. EBADMSG when malformed. */
+/* Parses a SIP/SIPS/tel URI. EBADMSG when malformed; ENOTSUP (scheme and
+ * whole filled) for a well-formed URI of another scheme (416 material). */
 int sip_uri_parse(struct slice s, struct sip_uri *out);
 /* URI equality as RFC 3261 19.1.4 says, for what routing needs (scheme, user,
  * host, port, transport/user/maddr/ttl/method params). */
@@ -115,7 +118,7 @@ bool sip_uri_eq(const struct sip_uri *a, const struct sip_uri *b);
 
 /* name-addr / addr-spec with header parameters, as in From, To, Contact, Route. */
 struct sip_nameaddr {
-	struct slice display;   /* may be empty */
+	struct slice display;   /* may be empty; as written, quotes kept */
 	struct slice uri_s;     /* the URI text, without < > */
 	struct sip_uri uri;
 	struct slice params;    /* header params after the URI (";tag=..;expires=..") */
@@ -191,11 +194,15 @@ struct sip_parse_error {
 	const char *reason;
 };
 
-/* Parses data (not copied; must outlive msg). stream: the message came over a
+/* Parses data (not copied; must outlive msg). Leading CRLFs are skipped, so
+ * raw may start after data. stream: the message came over a
  * stream transport, so Content-Length is mandatory and the body is exactly that
  * long (data is exactly one framed message). Over datagrams a body longer than
  * Content-Length is truncated and a shorter one is an error (RFC 3261 18.3).
- * Returns 0, or EBADMSG with err filled. */
+ * Returns 0, or EBADMSG with err filled (err may be NULL). After EBADMSG
+ * the parse has gone on as far as it could: the index and every eager field
+ * whose header decoded cleanly (call_id, cseq, via1, from/to...) stay valid,
+ * so a 400 or 505 can still be built with sip_build_response(). */
 int sip_msg_parse(struct sip_msg *msg, const char *data, size_t len, bool stream,
 		  struct sip_parse_error *err);
 
@@ -261,9 +268,12 @@ int sip_edit_insert_after(struct sip_editor *e, struct slice orig, const char *f
 /* Replaces the Request-URI. */
 int sip_edit_set_ruri(struct sip_editor *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Replaces the body (and Content-Length; Content-Type is left alone). */
+/* Replaces the body (and Content-Length, inserted when absent; Content-Type
+ * is left alone). Do not also remove the Content-Length line yourself. */
 int sip_edit_set_body(struct sip_editor *e, struct slice body);
-/* Writes the edited message to out. */
+/* Appends the edited message to out. The message ends with its body: bytes
+ * past Content-Length are not copied. EINVAL when an earlier edit failed or
+ * two edits overlap, ENOSPC past SIP_MAX_EDITS, ENOMEM. */
 int sip_edit_apply(struct sip_editor *e, struct buf *out);
 
 /* ---- building responses and requests from scratch ---- */

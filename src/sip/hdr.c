@@ -1,0 +1,289 @@
+/* sip: method and header-name tables, value iteration and parameter lists. */
+#include <errno.h>
+#include <string.h>
+
+#include "sip/lex.h"
+#include "sip/sip.h"
+
+static const char *const method_names[] = {
+	[SIP_INVITE] = "INVITE",       [SIP_ACK] = "ACK",
+	[SIP_BYE] = "BYE",             [SIP_CANCEL] = "CANCEL",
+	[SIP_REGISTER] = "REGISTER",   [SIP_OPTIONS] = "OPTIONS",
+	[SIP_INFO] = "INFO",           [SIP_UPDATE] = "UPDATE",
+	[SIP_PRACK] = "PRACK",         [SIP_SUBSCRIBE] = "SUBSCRIBE",
+	[SIP_NOTIFY] = "NOTIFY",       [SIP_REFER] = "REFER",
+	[SIP_MESSAGE] = "MESSAGE",     [SIP_PUBLISH] = "PUBLISH",
+};
+
+/* RFC 3261 7.1: method names are case-sensitive. */
+enum sip_method sip_method_from(struct slice s)
+{
+	for (size_t i = 1; i < ARRAY_SIZE(method_names); i++)
+		if (slice_eq(s, slice_cstr(method_names[i])))
+			return (enum sip_method)i;
+	return SIP_METHOD_UNKNOWN;
+}
+
+const char *sip_method_name(enum sip_method m)
+{
+	if (m <= SIP_METHOD_UNKNOWN || (size_t)m >= ARRAY_SIZE(method_names))
+		return NULL;
+	return method_names[m];
+}
+
+struct hdr_name {
+	const char *full;
+	char compact; /* 0 when the header has no compact form */
+};
+
+static const struct hdr_name hdr_names[SIP_HDR_COUNT_] = {
+	[SIP_HDR_VIA] = {"Via", 'v'},
+	[SIP_HDR_FROM] = {"From", 'f'},
+	[SIP_HDR_TO] = {"To", 't'},
+	[SIP_HDR_CALL_ID] = {"Call-ID", 'i'},
+	[SIP_HDR_CSEQ] = {"CSeq", 0},
+	[SIP_HDR_CONTACT] = {"Contact", 'm'},
+	[SIP_HDR_MAX_FORWARDS] = {"Max-Forwards", 0},
+	[SIP_HDR_CONTENT_LENGTH] = {"Content-Length", 'l'},
+	[SIP_HDR_CONTENT_TYPE] = {"Content-Type", 'c'},
+	[SIP_HDR_ROUTE] = {"Route", 0},
+	[SIP_HDR_RECORD_ROUTE] = {"Record-Route", 0},
+	[SIP_HDR_PATH] = {"Path", 0},
+	[SIP_HDR_EXPIRES] = {"Expires", 0},
+	[SIP_HDR_MIN_EXPIRES] = {"Min-Expires", 0},
+	[SIP_HDR_SUPPORTED] = {"Supported", 'k'},
+	[SIP_HDR_REQUIRE] = {"Require", 0},
+	[SIP_HDR_PROXY_REQUIRE] = {"Proxy-Require", 0},
+	[SIP_HDR_UNSUPPORTED] = {"Unsupported", 0},
+	[SIP_HDR_AUTHORIZATION] = {"Authorization", 0},
+	[SIP_HDR_PROXY_AUTHORIZATION] = {"Proxy-Authorization", 0},
+	[SIP_HDR_WWW_AUTHENTICATE] = {"WWW-Authenticate", 0},
+	[SIP_HDR_PROXY_AUTHENTICATE] = {"Proxy-Authenticate", 0},
+	[SIP_HDR_USER_AGENT] = {"User-Agent", 0},
+	[SIP_HDR_SERVER] = {"Server", 0},
+	[SIP_HDR_ALLOW] = {"Allow", 0},
+	[SIP_HDR_CONTENT_ENCODING] = {"Content-Encoding", 'e'},
+	[SIP_HDR_SUBJECT] = {"Subject", 's'},
+	[SIP_HDR_EVENT] = {"Event", 'o'},
+	[SIP_HDR_REFER_TO] = {"Refer-To", 'r'},
+	[SIP_HDR_DATE] = {"Date", 0},
+	[SIP_HDR_TIMESTAMP] = {"Timestamp", 0},
+};
+
+static char lower(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+/* Linear scan of ~30 names, filtered on length and first letter; it runs once
+ * per header line, which is cheap next to everything else done with a message. */
+enum sip_hdr_id sip_hdr_id_from(struct slice name)
+{
+	if (name.l == 0)
+		return SIP_HDR_OTHER;
+	char c0 = lower(name.p[0]);
+	for (size_t i = 1; i < SIP_HDR_COUNT_; i++) {
+		const struct hdr_name *h = &hdr_names[i];
+		if (name.l == 1) {
+			if (h->compact && c0 == h->compact)
+				return (enum sip_hdr_id)i;
+			continue;
+		}
+		if (lower(h->full[0]) != c0)
+			continue;
+		if (slice_eq_cstr_nocase(name, h->full))
+			return (enum sip_hdr_id)i;
+	}
+	return SIP_HDR_OTHER;
+}
+
+/* Full name of a header id, for writers that normalise compact forms. */
+const char *sip_hdr_name(enum sip_hdr_id id)
+{
+	if (id <= SIP_HDR_OTHER || id >= SIP_HDR_COUNT_)
+		return NULL;
+	return hdr_names[id].full;
+}
+
+size_t sip_lex_skip_quoted(struct slice s, size_t i)
+{
+	for (i++; i < s.l; i++) {
+		if (s.p[i] == '\\') {
+			i++; /* quoted-pair: the next byte is taken as is */
+			continue;
+		}
+		if (s.p[i] == '"')
+			return i + 1;
+	}
+	return 0;
+}
+
+bool sip_hdr_next_value(struct slice value, size_t *pos, struct slice *out)
+{
+	size_t i = *pos;
+	for (;;) {
+		i = sip_lex_skip_lws(value, i);
+		if (i >= value.l) {
+			*pos = value.l;
+			return false;
+		}
+		if (value.p[i] != ',')
+			break;
+		i++; /* empty value between commas */
+	}
+	size_t start = i;
+	bool in_angle = false;
+	while (i < value.l) {
+		char c = value.p[i];
+		if (c == '"') {
+			size_t e = sip_lex_skip_quoted(value, i);
+			if (e == 0) {
+				i = value.l; /* unterminated: the rest is one value */
+				break;
+			}
+			i = e;
+			continue;
+		}
+		if (c == '<')
+			in_angle = true;
+		else if (c == '>')
+			in_angle = false;
+		else if (c == ',' && !in_angle)
+			break;
+		i++;
+	}
+	*out = slice_trim(sip_lex_sub(value, start, i));
+	*pos = i < value.l ? i + 1 : value.l;
+	return true;
+}
+
+/* Splits the parameter at params[i..] (after its ';'): name and value trimmed
+ * of LWS; returns the index of the next ';' or params.l. */
+static size_t param_at(struct slice params, size_t i, struct sip_param *p)
+{
+	size_t start = i, eq = 0;
+	bool has_eq = false;
+	while (i < params.l && params.p[i] != ';') {
+		if (params.p[i] == '"') {
+			size_t e = sip_lex_skip_quoted(params, i);
+			i = e ? e : params.l;
+			continue;
+		}
+		if (params.p[i] == '=' && !has_eq) {
+			has_eq = true;
+			eq = i;
+		}
+		i++;
+	}
+	if (has_eq) {
+		p->name = slice_trim(sip_lex_sub(params, start, eq));
+		p->value = slice_trim(sip_lex_sub(params, eq + 1, i));
+	} else {
+		p->name = slice_trim(sip_lex_sub(params, start, i));
+		p->value = (struct slice){params.p + i, 0};
+	}
+	p->has_value = has_eq;
+	return i;
+}
+
+bool sip_param_find(struct slice params, const char *name, struct sip_param *out)
+{
+	return sip_lex_param_find(params, slice_cstr(name), out);
+}
+
+bool sip_lex_param_find(struct slice params, struct slice want, struct sip_param *out)
+{
+	size_t i = 0;
+	while (i < params.l) {
+		if (params.p[i] == ';' || sip_lex_is_lws((unsigned char)params.p[i])) {
+			i++;
+			continue;
+		}
+		struct sip_param p;
+		i = param_at(params, i, &p);
+		if (slice_eq_nocase(p.name, want)) {
+			if (out)
+				*out = p;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool is_pvalue_char(unsigned char c)
+{
+	/* token plus what hosts and IPv6 references need (received=[::1]) */
+	return sip_lex_is_token(c) || c == ':' || c == '[' || c == ']' || c == '/';
+}
+
+int sip_lex_check_params(struct slice params)
+{
+	size_t i = sip_lex_skip_lws(params, 0);
+	while (i < params.l) {
+		if (params.p[i] != ';')
+			return EBADMSG;
+		struct sip_param p;
+		i = param_at(params, i + 1, &p);
+		if (!sip_lex_all_token(p.name))
+			return EBADMSG;
+		if (p.has_value) {
+			if (p.value.l == 0)
+				return EBADMSG;
+			if (p.value.p[0] == '"') {
+				if (sip_lex_skip_quoted(p.value, 0) != p.value.l)
+					return EBADMSG;
+			} else {
+				for (size_t k = 0; k < p.value.l; k++)
+					if (!is_pvalue_char((unsigned char)p.value.p[k]))
+						return EBADMSG;
+			}
+		}
+	}
+	return 0;
+}
+
+static bool is_v6_char(unsigned char c)
+{
+	return sip_lex_is_hex(c) || c == ':' || c == '.';
+}
+
+int sip_lex_hostport(struct slice s, size_t *end, struct slice *host, uint16_t *port,
+		     bool lws_around_colon)
+{
+	size_t i = 0;
+	if (s.l == 0)
+		return EBADMSG;
+	if (s.p[0] == '[') {
+		i = 1;
+		while (i < s.l && is_v6_char((unsigned char)s.p[i]))
+			i++;
+		if (i >= s.l || s.p[i] != ']' || i < 3)
+			return EBADMSG;
+		i++;
+	} else {
+		/* hostname or IPv4; '_' tolerated because real deployments use it */
+		while (i < s.l && (sip_lex_is_alnum((unsigned char)s.p[i]) || s.p[i] == '-' ||
+				   s.p[i] == '.' || s.p[i] == '_'))
+			i++;
+		if (i == 0)
+			return EBADMSG;
+	}
+	*host = sip_lex_sub(s, 0, i);
+	*port = 0;
+	size_t j = lws_around_colon ? sip_lex_skip_lws(s, i) : i;
+	if (j < s.l && s.p[j] == ':') {
+		j = lws_around_colon ? sip_lex_skip_lws(s, j + 1) : j + 1;
+		size_t d = j;
+		uint32_t v = 0;
+		while (j < s.l && sip_lex_is_digit((unsigned char)s.p[j]) && j - d < 6) {
+			v = v * 10 + (uint32_t)(s.p[j] - '0');
+			j++;
+		}
+		if (j == d || v > 65535 || (j < s.l && sip_lex_is_digit((unsigned char)s.p[j])))
+			return EBADMSG;
+		*port = (uint16_t)v;
+		i = j;
+	}
+	*end = i;
+	return 0;
+}

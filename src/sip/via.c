@@ -1,0 +1,94 @@
+/* sip: Via header value (via-parm) parsing. */
+#include <errno.h>
+#include <string.h>
+
+#include "sip/lex.h"
+#include "sip/sip.h"
+
+/* Reads "token SWS / SWS" steps of sent-protocol; returns the index after the
+ * token (and its slash when want_slash), or 0 when malformed. */
+static size_t proto_part(struct slice s, size_t i, bool want_slash, struct slice *tok)
+{
+	i = sip_lex_skip_lws(s, i);
+	size_t t = sip_lex_skip_token(s, i);
+	if (t == i)
+		return 0;
+	*tok = sip_lex_sub(s, i, t);
+	if (!want_slash)
+		return t;
+	i = sip_lex_skip_lws(s, t);
+	if (i >= s.l || s.p[i] != '/')
+		return 0;
+	return i + 1;
+}
+
+static bool all_digits(struct slice s, size_t maxlen)
+{
+	if (s.l == 0 || s.l > maxlen)
+		return false;
+	for (size_t i = 0; i < s.l; i++)
+		if (!sip_lex_is_digit((unsigned char)s.p[i]))
+			return false;
+	return true;
+}
+
+int sip_via_parse(struct slice s, struct sip_via *out)
+{
+	memset(out, 0, sizeof *out);
+	s = slice_trim(s);
+	out->whole = s;
+	struct slice name, version;
+	size_t i = proto_part(s, 0, true, &name);
+	if (i)
+		i = proto_part(s, i, true, &version);
+	if (i)
+		i = proto_part(s, i, false, &out->transport);
+	if (!i)
+		return EBADMSG;
+	/* RFC 3261 20.42: sent-protocol LWS sent-by */
+	size_t h = sip_lex_skip_lws(s, i);
+	if (h == i || h >= s.l)
+		return EBADMSG;
+	size_t end;
+	if (sip_lex_hostport(sip_lex_sub(s, h, s.l), &end, &out->host, &out->port, true))
+		return EBADMSG;
+	i = sip_lex_skip_lws(s, h + end);
+	if (i < s.l) {
+		if (s.p[i] != ';')
+			return EBADMSG;
+		out->params = sip_lex_sub(s, i, s.l);
+		if (sip_lex_check_params(out->params))
+			return EBADMSG;
+	}
+	struct sip_param p;
+	if (sip_param_find(out->params, "branch", &p)) {
+		if (p.value.l == 0)
+			return EBADMSG;
+		out->branch = p.value;
+	}
+	if (sip_param_find(out->params, "received", &p)) {
+		if (p.value.l == 0)
+			return EBADMSG;
+		out->received = p.value;
+	}
+	if (sip_param_find(out->params, "maddr", &p)) {
+		if (p.value.l == 0)
+			return EBADMSG;
+		out->maddr = p.value;
+	}
+	if (sip_param_find(out->params, "ttl", &p)) {
+		uint32_t ttl;
+		if (slice_to_u32(p.value, 255, &ttl))
+			return EBADMSG;
+		out->ttl = p.value;
+	}
+	if (sip_param_find(out->params, "rport", &p)) {
+		/* RFC 3581: empty in requests, the source port in responses */
+		uint32_t port;
+		if (p.has_value && (!all_digits(p.value, 5) || slice_to_u32(p.value, 65535, &port)))
+			return EBADMSG;
+		out->rport = true;
+		out->rport_value = p.value;
+	}
+	return 0;
+}
