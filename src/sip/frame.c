@@ -81,7 +81,7 @@ int sip_frame(const char *p, size_t l, size_t max, size_t *msglen)
 	size_t hend = headers_end(p, scan);
 	if (hend == 0)
 		return l >= max ? EBADMSG : ENODATA;
-	uint32_t cl;
+	uint32_t cl = 0;
 	int err = find_content_length(p, hend, &cl);
 	if (err)
 		return EBADMSG; /* RFC 3261 18.3: mandatory over streams */
