@@ -238,6 +238,9 @@ void registrar_free(struct registrar *r)
 {
 	if (!r)
 		return;
+	/* the loops are stopped but still exist: unlink our timers from them */
+	timer_cancel(&r->ka_timer);
+	timer_cancel(&r->expire_timer);
 	for (size_t i = 0; i < r->ka_hash_size; i++) {
 		while (r->ka_hash[i]) {
 			struct ka_pending *p = r->ka_hash[i];

@@ -1,0 +1,442 @@
+# shellcheck shell=bash
+# tests/lab/lib.sh: a NAT lab in network namespaces, for pinhole's lab tests.
+#
+# Topology (one lab per test process; every name carries the test's PID):
+#
+#              "public internet" 198.18.0.0/24, a bridge in namespace <id>-pub
+#     +-------------------------+---------------------------+---------- ...
+#     | 198.18.0.1, 198.18.0.2  | 198.18.0.11 (wan)         | 198.18.0.12 (wan)
+#   <id>-srv                  <id>-<nat1>                 <id>-<nat2>      NAT routers
+#   (the server host)           | 100.64.1.1 (lan)          | 100.64.2.1
+#                               |                           |
+#                             <id>-<nat1>-ph              <id>-<nat2>-ph   phones
+#                               100.64.1.2                  100.64.2.2
+#
+# Nothing in the lab is connected to the host's own namespace: veth pairs are
+# created directly inside the lab's namespaces, no route leads out, and the
+# server has no route to the LANs (it only ever sees the NATs' addresses).
+#
+# NAT kinds (lab_add_nat NAME KIND TIMEOUT):
+#   eim  endpoint-independent mapping, port preserving: MASQUERADE
+#   sym  symmetric (a new random port per destination): MASQUERADE --random-fully
+# Both filter inbound traffic like mainline netfilter always does (address-and-
+# port dependent), drop unsolicited inbound packets silently (no ICMP: a
+# rejected packet would otherwise leave a conntrack entry that makes the NAT
+# pick a new port for the phone's next packet), and have both conntrack UDP
+# timeouts (nf_conntrack_udp_timeout, nf_conntrack_udp_timeout_stream) set to
+# TIMEOUT seconds inside the NAT's namespace (they are per namespace).
+#
+# Usage:
+#   . "$LAB_DIR/lib.sh"
+#   lab_require sipp            # exit 77 unless root with the tools (and these)
+#   lab_setup tnt               # namespaces tnt<PID>-*, cleanup trap installed
+#   lab_add_nat n1 eim 20       # NAT n1 + phone n1-ph behind it
+#   lab_exec n1-ph "$LAB_PROBE" -b 100.64.1.2:4000 send 198.18.0.1:7000 hi
+#   lab_start_bg srv "$LAB_TMP/x.log" some-daemon --flag   # PID in LAB_LAST_PID
+#   lab_verify_nat n1           # asserts the NAT behaves as its kind says
+#   ... lab_cleanup runs on EXIT/INT/TERM.
+#
+# More helpers: lab_wait PID [SECS], lab_kill PID, lab_wait_line FILE RE [SECS],
+# lab_wait_udp NS ADDR:PORT [SECS], lab_probe_bg NS LOG ADDR:PORT STEP...,
+# lab_recv_src LOG [MSG], lab_conntrack NAT [ARGS], lab_nat_mapping NAT PORT
+# DST_IP DST_PORT, lab_sipp / lab_sipp_bg NS NAME SCENARIO ARGS...,
+# lab_sipp_succeeded NAME, lab_on_cleanup CMD, lab_dump_logs.  Functions that
+# start processes or fail the test must run in the test's own shell, not in
+# $(...) or a pipeline (PIDs are recorded, and lab_fail exits, in that shell).
+# LAB_KEEP=1 keeps $LAB_TMP (logs) after a passing run; a failing run always
+# keeps it and prints the logs.
+#
+# Logical namespace names for lab_exec/lab_start_bg: pub, srv, <nat>, <nat>-ph.
+# Addresses: $LAB_SRV_IP, $LAB_SRV_IP2, lab_wan_ip NAT, lab_phone_ip NAT.
+# A UDP test peer, $LAB_PROBE (tests/lab/udp_probe.c, built by lab_setup).
+
+LAB_DIR=${LAB_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+LAB_SRV_IP=198.18.0.1
+LAB_SRV_IP2=198.18.0.2
+LAB_ID=
+LAB_TMP=
+LAB_PROBE=
+LAB_LAST_PID=
+LAB_PIDS=()
+LAB_NSES=()
+LAB_NAT_COUNT=0
+LAB_CLEANUP_HOOKS=()
+declare -gA LAB_KIND=() LAB_IDX=() LAB_TIMEOUT=()
+
+lab_log()  { printf '[lab %s] %s\n' "$(date +%T)" "$*" >&2; }
+lab_fail() { printf '[lab %s] FAIL: %s\n' "$(date +%T)" "$*" >&2; exit 1; }
+lab_skip() { printf '[lab] SKIP: %s\n' "$*" >&2; exit 77; }
+
+# lab_require [TOOL...]: exit 77 (ctest SKIP_RETURN_CODE) unless we are root,
+# the base tools and the given ones exist, and namespaces can be made here.
+lab_require() {
+	[ "$(id -u)" -eq 0 ] || lab_skip "lab tests need root"
+	local t
+	for t in ip iptables sysctl conntrack cc awk "$@"; do
+		command -v "$t" >/dev/null 2>&1 || lab_skip "missing tool: $t"
+	done
+	local probe="labchk$$"
+	ip netns add "$probe" 2>/dev/null || lab_skip "cannot create network namespaces here"
+	if ! ip netns exec "$probe" iptables -t nat -L -n >/dev/null 2>&1; then
+		ip netns del "$probe"
+		lab_skip "iptables nat does not work inside a namespace here"
+	fi
+	ip netns del "$probe"
+}
+
+# lab_ns LOGICAL: the real namespace name.
+lab_ns() { printf '%s-%s' "$LAB_ID" "$1"; }
+
+# lab_exec LOGICAL CMD...: run CMD inside a lab namespace.
+lab_exec() {
+	local ns; ns=$(lab_ns "$1"); shift
+	ip netns exec "$ns" "$@"
+}
+
+# lab_start_bg LOGICAL LOGFILE CMD...: start CMD in the background inside a
+# lab namespace, stdout+stderr to LOGFILE.  Its PID is recorded for cleanup
+# and left in LAB_LAST_PID (ip netns exec execs CMD, so it is CMD's own PID).
+lab_start_bg() {
+	local ns log; ns=$(lab_ns "$1"); log=$2; shift 2
+	ip netns exec "$ns" "$@" >"$log" 2>&1 </dev/null &
+	LAB_LAST_PID=$!
+	LAB_PIDS+=("$LAB_LAST_PID")
+}
+
+# lab_wait PID [SECS]: wait for a process started by lab_start_bg, at most SECS
+# (default 60); returns its exit status, or 124 after killing it on timeout.
+lab_wait() {
+	local pid=$1 secs=${2:-60} i=0
+	while kill -0 "$pid" 2>/dev/null; do
+		if [ "$i" -ge $((secs * 10)) ]; then
+			kill -TERM "$pid" 2>/dev/null; sleep 0.2; kill -KILL "$pid" 2>/dev/null
+			wait "$pid" 2>/dev/null
+			return 124
+		fi
+		sleep 0.1; i=$((i + 1))
+	done
+	wait "$pid"
+}
+
+# lab_kill PID: stop one process we started (TERM, then KILL).
+lab_kill() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
+# lab_wait_line FILE REGEX [SECS]: wait until a line of FILE matches (grep -E).
+lab_wait_line() {
+	local file=$1 re=$2 secs=${3:-10} i=0
+	until grep -Eq -- "$re" "$file" 2>/dev/null; do
+		[ "$i" -ge $((secs * 20)) ] && return 1
+		sleep 0.05; i=$((i + 1))
+	done
+}
+
+# lab_wait_udp LOGICAL ADDR:PORT [SECS]: wait until a UDP socket is bound to
+# ADDR:PORT (or *:PORT) in a lab namespace.
+lab_wait_udp() {
+	local ns=$1 addr=$2 secs=${3:-10} i=0
+	until lab_exec "$ns" ss -Hunl 2>/dev/null |
+		awk -v a="$addr" -v w="*:${addr##*:}" -v z="0.0.0.0:${addr##*:}" \
+			'$4 == a || $4 == w || $4 == z { f = 1 } END { exit !f }'; do
+		[ "$i" -ge $((secs * 20)) ] && return 1
+		sleep 0.05; i=$((i + 1))
+	done
+}
+
+# lab_on_cleanup CMD: run CMD (a string, eval'd) at cleanup, before namespaces go.
+lab_on_cleanup() { LAB_CLEANUP_HOOKS+=("$1"); }
+
+# lab_add_ns LOGICAL: create one namespace of the lab, loopback up, no IPv6.
+lab_add_ns() {
+	local ns; ns=$(lab_ns "$1")
+	ip netns add "$ns" || lab_fail "ip netns add $ns"
+	LAB_NSES+=("$ns")
+	ip -n "$ns" link set lo up
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 2>/dev/null
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 2>/dev/null
+	return 0
+}
+
+# lab_reap_stale PREFIX: remove namespaces PREFIX<pid>-* left behind by a test
+# process that no longer exists (e.g. killed by a ctest timeout with SIGKILL).
+lab_reap_stale() {
+	local prefix=$1 ns pid p
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+		[[ $ns =~ ^${prefix}([0-9]+)- ]] || continue
+		pid=${BASH_REMATCH[1]}
+		kill -0 "$pid" 2>/dev/null && continue
+		lab_log "removing stale namespace $ns (test PID $pid is gone)"
+		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+		ip netns del "$ns" 2>/dev/null
+	done
+	return 0
+}
+
+# lab_setup [PREFIX]: make the public segment and the server host, build the
+# UDP probe, install the cleanup trap.  PREFIX: a few letters naming the test
+# (namespaces are PREFIX<PID>-pub, -srv, ...).  Sets LAB_ID, LAB_TMP, LAB_PROBE.
+lab_setup() {
+	local prefix=${1:-lab}
+	[[ $prefix =~ ^[a-z]{1,6}$ ]] || lab_fail "lab_setup: prefix must be 1-6 lowercase letters"
+	LAB_ID="$prefix$$"
+	lab_reap_stale "$prefix"
+	LAB_TMP=$(mktemp -d "${TMPDIR:-/tmp}/$LAB_ID.XXXXXX") || lab_fail "mktemp"
+	trap 'lab_cleanup' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+
+	LAB_PROBE="$LAB_TMP/udp_probe"
+	cc -std=c17 -O2 -Wall -Wextra -o "$LAB_PROBE" "$LAB_DIR/udp_probe.c" ||
+		lab_fail "cannot build udp_probe"
+
+	local pub srv
+	lab_add_ns pub; pub=$(lab_ns pub)
+	lab_add_ns srv; srv=$(lab_ns srv)
+	# The public segment: a bridge, not routed anywhere, not filtered.
+	ip netns exec "$pub" sysctl -qw net.bridge.bridge-nf-call-iptables=0 2>/dev/null
+	ip -n "$pub" link add br0 type bridge || lab_fail "bridge"
+	ip -n "$pub" link set br0 up
+	ip link add eth0 netns "$srv" type veth peer name p-srv netns "$pub" || lab_fail "veth srv"
+	ip -n "$pub" link set p-srv master br0 up
+	ip -n "$srv" addr add "$LAB_SRV_IP/24" dev eth0
+	ip -n "$srv" addr add "$LAB_SRV_IP2/24" dev eth0
+	ip -n "$srv" link set eth0 up
+	lab_log "lab $LAB_ID: server $LAB_SRV_IP (and $LAB_SRV_IP2), logs in $LAB_TMP"
+}
+
+lab_wan_ip()   { printf '198.18.0.%d' $((10 + LAB_IDX[$1])); }
+lab_lan_ip()   { printf '100.64.%d.1' "${LAB_IDX[$1]}"; }
+lab_phone_ip() { printf '100.64.%d.2' "${LAB_IDX[$1]}"; }
+
+# lab_add_nat NAME KIND TIMEOUT: a NAT router <id>-NAME (wan 198.18.0.(10+N),
+# lan 100.64.N.1/24) and a phone <id>-NAME-ph (100.64.N.2) behind it.
+# KIND: eim | sym.  TIMEOUT: seconds, both conntrack UDP timeouts.
+lab_add_nat() {
+	local name=$1 kind=$2 timeout=$3
+	[[ $name =~ ^[a-z0-9]{1,10}$ ]] || lab_fail "lab_add_nat: NAME must be 1-10 of [a-z0-9]"
+	[[ $timeout =~ ^[0-9]+$ ]] || lab_fail "lab_add_nat: TIMEOUT must be seconds"
+	local masq
+	case $kind in
+	eim) masq=(-j MASQUERADE) ;;
+	sym) masq=(-j MASQUERADE --random-fully) ;;
+	*) lab_fail "lab_add_nat: KIND must be eim or sym" ;;
+	esac
+	[ -z "${LAB_IDX[$name]+x}" ] || lab_fail "lab_add_nat: $name exists"
+	LAB_NAT_COUNT=$((LAB_NAT_COUNT + 1))
+	LAB_IDX[$name]=$LAB_NAT_COUNT
+	LAB_KIND[$name]=$kind
+	# shellcheck disable=SC2034 # for tests: the NAT's conntrack UDP timeout
+	LAB_TIMEOUT[$name]=$timeout
+	local pub nat ph
+	pub=$(lab_ns pub)
+	lab_add_ns "$name"; nat=$(lab_ns "$name")
+	lab_add_ns "$name-ph"; ph=$(lab_ns "$name-ph")
+
+	ip link add wan netns "$nat" type veth peer name "p-$name" netns "$pub" || lab_fail "veth wan"
+	ip -n "$pub" link set "p-$name" master br0 up
+	ip link add lan netns "$nat" type veth peer name eth0 netns "$ph" || lab_fail "veth lan"
+	ip -n "$nat" addr add "$(lab_wan_ip "$name")/24" dev wan
+	ip -n "$nat" addr add "$(lab_lan_ip "$name")/24" dev lan
+	ip -n "$nat" link set wan up
+	ip -n "$nat" link set lan up
+	ip -n "$ph" addr add "$(lab_phone_ip "$name")/24" dev eth0
+	ip -n "$ph" link set eth0 up
+	ip -n "$ph" route add default via "$(lab_lan_ip "$name")"
+
+	local ipt=(ip netns exec "$nat" iptables -w)
+	# Rules first: they make conntrack and NAT live in this namespace.
+	"${ipt[@]}" -t nat -A POSTROUTING -o wan "${masq[@]}" || lab_fail "iptables masquerade ($kind)"
+	"${ipt[@]}" -A FORWARD -m conntrack --ctstate INVALID -j DROP
+	"${ipt[@]}" -A FORWARD -i wan -m conntrack --ctstate NEW -j DROP
+	"${ipt[@]}" -A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+	"${ipt[@]}" -A INPUT -i wan -j DROP
+	"${ipt[@]}" -A OUTPUT -o wan -p icmp -j DROP
+	ip netns exec "$nat" sysctl -qw net.ipv4.ip_forward=1
+	local key got
+	for key in nf_conntrack_udp_timeout nf_conntrack_udp_timeout_stream; do
+		ip netns exec "$nat" sysctl -qw "net.netfilter.$key=$timeout" ||
+			lab_fail "cannot set $key in $nat"
+		got=$(ip netns exec "$nat" sysctl -n "net.netfilter.$key")
+		[ "$got" = "$timeout" ] || lab_fail "$key in $nat reads $got, not $timeout"
+	done
+	# Old kernels assigned conntrack helpers (the SIP ALG) automatically.
+	if ip netns exec "$nat" test -e /proc/sys/net/netfilter/nf_conntrack_helper; then
+		ip netns exec "$nat" sysctl -qw net.netfilter.nf_conntrack_helper=0
+	fi
+	lab_log "nat $name ($kind, udp timeout ${timeout}s): wan $(lab_wan_ip "$name"), phone $(lab_phone_ip "$name")"
+}
+
+# lab_conntrack NAT [ARGS...]: the NAT's conntrack table (conntrack -L ARGS).
+lab_conntrack() {
+	local nat=$1; shift
+	lab_exec "$nat" conntrack -L "$@" 2>/dev/null
+}
+
+# lab_nat_mapping NAT PHONE_PORT DST_IP DST_PORT: print the public WANIP:PORT
+# that the NAT's conntrack table holds for phone:PHONE_PORT -> DST (UDP);
+# nothing (status 1) when there is no live mapping.
+lab_nat_mapping() {
+	local nat=$1 sport=$2 dip=$3 dport=$4 line
+	line=$(lab_conntrack "$nat" -p udp --orig-src "$(lab_phone_ip "$nat")" \
+		--orig-port-src "$sport" --orig-dst "$dip" --orig-port-dst "$dport" | head -n1)
+	[ -n "$line" ] || return 1
+	# second src=/dst=/sport=/dport= group is the reply direction
+	awk '{ n = 0; for (i = 1; i <= NF; i++) {
+		if ($i ~ /^dst=/)   { n++; if (n == 2) ip = substr($i, 5) }
+		if ($i ~ /^dport=/) { m++; if (m == 2) port = substr($i, 7) } }
+		print ip ":" port }' <<<"$line"
+}
+
+# lab_probe_bg LOGICAL LOGFILE ADDR:PORT STEP...: run udp_probe in the background
+# and wait until its socket is bound.  PID in LAB_LAST_PID.
+lab_probe_bg() {
+	local ns=$1 log=$2 bind=$3; shift 3
+	lab_start_bg "$ns" "$log" "$LAB_PROBE" -b "$bind" "$@"
+	lab_wait_line "$log" '^bound ' 5 || lab_fail "udp_probe in $ns did not start: $(cat "$log")"
+}
+
+# lab_recv_src LOGFILE [MSG]: the source ADDR:PORT of the first datagram (with
+# payload MSG, if given) that a udp_probe log reports.
+lab_recv_src() {
+	awk -v m="${2-}" '$1 == "recv" && (m == "" || $3 == m) { print $2; exit }' "$1"
+}
+
+# lab_nat_ports NAT LPORT: from the phone's LPORT, send one datagram to each of
+# three public destinations: SRV_IP:P, SRV_IP2:P (other address) and SRV_IP:P+1
+# (other port).  Sets LAB_NAT_SRCS to the three source ADDR:PORTs the server saw.
+LAB_NAT_SRCS=()
+lab_nat_ports() {
+	local nat=$1 lport=$2 p=$((7000 + 10 * LAB_IDX[$1])) i pids=()
+	LAB_NAT_SRCS=()
+	local dst=("$LAB_SRV_IP:$p" "$LAB_SRV_IP2:$p" "$LAB_SRV_IP:$((p + 1))")
+	for i in 0 1 2; do
+		lab_probe_bg srv "$LAB_TMP/nat-$nat-$lport-rx$i.log" "${dst[$i]}" recv 5
+		pids+=("$LAB_LAST_PID")
+	done
+	lab_exec "$nat-ph" "$LAB_PROBE" -b "$(lab_phone_ip "$nat"):$lport" \
+		send "${dst[0]}" m0 send "${dst[1]}" m1 send "${dst[2]}" m2 \
+		>"$LAB_TMP/nat-$nat-$lport-tx.log" 2>&1 || lab_fail "probe send from $nat-ph"
+	for i in 0 1 2; do
+		lab_wait "${pids[$i]}" 10 || lab_fail "$nat: nothing arrived at ${dst[$i]}"
+		LAB_NAT_SRCS+=("$(lab_recv_src "$LAB_TMP/nat-$nat-$lport-rx$i.log")")
+	done
+}
+
+# lab_verify_nat NAT [LPORT]: check that NAT maps as its kind says.
+#   eim: all three destinations see the NAT's address and the phone's own port
+#   sym: all three see the NAT's address and three different ports
+lab_verify_nat() {
+	local nat=$1 lport=${2:-$((40000 + LAB_IDX[$1]))} wan kind srcs s ports=()
+	wan=$(lab_wan_ip "$nat"); kind=${LAB_KIND[$nat]}
+	lab_nat_ports "$nat" "$lport"
+	srcs=("${LAB_NAT_SRCS[@]}")
+	[ "${#srcs[@]}" -eq 3 ] || lab_fail "$nat: expected 3 sources, got '${srcs[*]}'"
+	for s in "${srcs[@]}"; do
+		[ "${s%:*}" = "$wan" ] || lab_fail "$nat: source address $s is not the NAT's $wan"
+		ports+=("${s##*:}")
+	done
+	lab_log "nat $nat ($kind): phone port $lport seen as ports ${ports[*]} at 3 destinations"
+	case $kind in
+	eim)
+		[ "${ports[0]}" = "$lport" ] && [ "${ports[1]}" = "$lport" ] && [ "${ports[2]}" = "$lport" ] ||
+			lab_fail "$nat: eim NAT did not keep port $lport for every destination: ${ports[*]}"
+		;;
+	sym)
+		[ "${ports[0]}" != "${ports[1]}" ] && [ "${ports[0]}" != "${ports[2]}" ] &&
+			[ "${ports[1]}" != "${ports[2]}" ] ||
+			lab_fail "$nat: sym NAT reused a port across destinations: ${ports[*]}"
+		;;
+	esac
+}
+
+# lab_sipp LOGICAL NAME SCENARIO [SIPP ARGS...]: run sipp (tests/lab/scenarios/
+# SCENARIO) in the foreground in a lab namespace with the lab's usual options:
+# one UDP socket (-t u1), bound to the -i address (-bind_local), one call (-m 1),
+# unexpected messages, all messages and the final screen in
+# $LAB_TMP/NAME.errors.log, .messages.log, .screen.log, stdout in $LAB_TMP/NAME.out.
+# Returns sipp's exit status (0: every call succeeded).  Give -i, -p, the
+# remote host, -s, -key, -cid_str, -timeout SECS -timeout_error in SIPP ARGS.
+lab_sipp() {
+	local ns=$1 name=$2 sf=$3; shift 3
+	(cd "$LAB_TMP" && lab_exec "$ns" sipp -sf "$LAB_DIR/scenarios/$sf" -t u1 -bind_local -m 1 -nostdin \
+		-trace_err -error_file "$LAB_TMP/$name.errors.log" \
+		-trace_msg -message_file "$LAB_TMP/$name.messages.log" \
+		-trace_screen -screen_file "$LAB_TMP/$name.screen.log" \
+		"$@" >"$LAB_TMP/$name.out" 2>&1 </dev/null)
+}
+
+# lab_sipp_bg: as lab_sipp, in the background; PID in LAB_LAST_PID.
+lab_sipp_bg() {
+	local ns=$1 name=$2 sf=$3; shift 3
+	pushd "$LAB_TMP" >/dev/null || return 1
+	lab_start_bg "$ns" "$LAB_TMP/$name.out" sipp -sf "$LAB_DIR/scenarios/$sf" -t u1 -bind_local -m 1 -nostdin \
+		-trace_err -error_file "$LAB_TMP/$name.errors.log" \
+		-trace_msg -message_file "$LAB_TMP/$name.messages.log" \
+		-trace_screen -screen_file "$LAB_TMP/$name.screen.log" "$@"
+	popd >/dev/null || return 1
+}
+
+# lab_sipp_succeeded NAME: did the sipp run NAME (lab_sipp/lab_sipp_bg) finish
+# its call successfully?  Checks sipp's own final statistics (cumulative
+# "Successful call" >= 1, "Failed call" 0), not only its exit status: a sipp
+# that is stopped by a signal exits 0 with no call done.
+lab_sipp_succeeded() {
+	sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$LAB_TMP/$1.out" 2>/dev/null | awk -F'|' '
+		/Successful call/ { s = $3 + 0 } /Failed call/ { f = $3 + 0 }
+		END { exit !(s >= 1 && f == 0) }'
+}
+
+# lab_dump_logs: print the lab's logs to stderr (ctest shows them on failure).
+lab_dump_logs() {
+	local f
+	[ -n "$LAB_TMP" ] && [ -d "$LAB_TMP" ] || return 0
+	for f in "$LAB_TMP"/*.log "$LAB_TMP"/*.out; do
+		[ -f "$f" ] || continue
+		printf '\n===== %s (last 60 lines)\n' "${f##*/}" >&2
+		tail -n 60 "$f" | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' >&2
+	done
+}
+
+# lab_cleanup: run hooks, stop our processes by PID, kill whatever is still in
+# our namespaces (by PID), remove the namespaces.  Logs are kept when the test
+# failed (or LAB_KEEP=1) and printed to stderr.  Idempotent.
+lab_cleanup() {
+	local rc=$? i pid ns
+	set +e
+	trap - EXIT INT TERM
+	for ((i = ${#LAB_CLEANUP_HOOKS[@]} - 1; i >= 0; i--)); do eval "${LAB_CLEANUP_HOOKS[$i]}"; done
+	LAB_CLEANUP_HOOKS=()
+	for pid in "${LAB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+	for i in $(seq 1 20); do
+		local alive=0
+		for pid in "${LAB_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+		[ "$alive" = 0 ] && break
+		sleep 0.1
+	done
+	for pid in "${LAB_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+	LAB_PIDS=()
+	for ((i = ${#LAB_NSES[@]} - 1; i >= 0; i--)); do
+		ns=${LAB_NSES[$i]}
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+		ip netns del "$ns" 2>/dev/null
+	done
+	LAB_NSES=()
+	if [ -n "$LAB_TMP" ] && [ -d "$LAB_TMP" ]; then
+		if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] || [ "${LAB_KEEP:-0}" = 1 ]; then
+			[ "$rc" -ne 0 ] && lab_dump_logs
+			lab_log "logs kept in $LAB_TMP"
+		else
+			rm -rf "$LAB_TMP"
+		fi
+	fi
+	return "$rc"
+}
