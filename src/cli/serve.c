@@ -11,6 +11,7 @@
 #include "ctl/ctl.h"
 #include "edge/edge.h"
 #include "proxy/proxy.h"
+#include "relay/relay.h"
 #include "registrar/registrar.h"
 #include "store/store.h"
 #include "stund/stund.h"
@@ -21,8 +22,8 @@ static const struct conf_key log_conf_keys[] = {
 };
 
 static const struct conf_key *const all_tables[] = {
-	edge_conf_keys, proxy_conf_keys, registrar_conf_keys, stund_conf_keys, ctl_conf_keys,
-	log_conf_keys, NULL,
+	edge_conf_keys, proxy_conf_keys, registrar_conf_keys, relay_conf_keys, stund_conf_keys,
+	ctl_conf_keys, log_conf_keys, NULL,
 };
 
 struct server {
@@ -34,6 +35,7 @@ struct server {
 	struct registrar *reg;
 	struct proxy *proxy;
 	struct stund *stund;
+	struct relay *relay;
 	struct ctl *ctl;
 };
 
@@ -126,7 +128,8 @@ static void server_free(struct server *s)
 	if (s->net)
 		net_stop(s->net);
 	stund_free(s->stund);
-	proxy_free(s->proxy);
+	proxy_free(s->proxy); /* its relayctl before the relay */
+	relay_free(s->relay);
 	registrar_free(s->reg);
 	edge_free(s->edge);
 	net_free(s->net);
@@ -172,7 +175,9 @@ static int start_sip(struct server *s)
 	edge_set_stun(s->edge, stund_flow_answer, NULL);
 	if ((err = registrar_alloc(&s->reg, s->edge, s->store, s->creds, c)))
 		return err;
-	if ((err = proxy_alloc(&s->proxy, s->edge, s->reg, c)))
+	if (conf_section_present(c, "relay") && (err = relay_start(&s->relay, s->net, c)))
+		return err;
+	if ((err = proxy_alloc(&s->proxy, s->edge, s->reg, s->relay, c)))
 		return err;
 	/* group commit: the REGISTERs of one loop turn share one transaction */
 	for (unsigned i = 0; i < net_worker_count(s->net); i++)
@@ -247,6 +252,7 @@ int cli_serve(int argc, char **argv)
 	if (!config) { /* the embedded default: every role on */
 		conf_section_enable(s.conf, "sip");
 		conf_section_enable(s.conf, "stun");
+		conf_section_enable(s.conf, "relay");
 		conf_section_enable(s.conf, "control");
 	}
 	enum log_level lvl = LOG_INFO;
@@ -265,13 +271,15 @@ int cli_serve(int argc, char **argv)
 	bool sip = conf_section_present(s.conf, "sip");
 	if (sip && start_sip(&s))
 		goto out;
-	if (!sip && conf_section_present(s.conf, "stun")) {
+	if (!sip && (conf_section_present(s.conf, "stun") || conf_section_present(s.conf, "relay"))) {
 		struct net_conf nc = {.workers = (unsigned)conf_int(s.conf, "sip", "workers")};
 		if (net_alloc(&s.net, &nc))
 			goto out;
 	}
 	if (conf_section_present(s.conf, "stun") && stund_start(&s.stund, s.net, s.conf))
 		goto out;
+	if (!sip && conf_section_present(s.conf, "relay") && relay_start(&s.relay, s.net, s.conf))
+		goto out; /* a relay-only host, driven over ng */
 	const char *cl = conf_str(s.conf, "control", "listen");
 	if (conf_section_present(s.conf, "control") && cl[0]) {
 		if (ctl_alloc(&s.ctl, cl))

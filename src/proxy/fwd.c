@@ -23,6 +23,7 @@ struct proxy_call {
 	uint16_t best_status;
 	struct buf best; /* best final so far, ready to send; empty = synthesise */
 	bool final_sent;
+	struct proxy_media media;
 };
 
 static void call_maybe_free(struct proxy_call *pc)
@@ -57,6 +58,9 @@ static void send_best(struct proxy_call *pc)
 	if (!pc->st || pc->final_sent)
 		return;
 	pc->final_sent = true;
+	/* a failed (or cancelled) initial INVITE: the call never was */
+	if (pc->media.engaged && pc->media.initial)
+		proxy_media_end(pc->p, slice_cstr(pc->media.call_id));
 	uint16_t s = pc->best_status ? pc->best_status : 408;
 	if (pc->best.len && s != 503)
 		stsx_send_response(pc->st, s, pc->best.data, pc->best.len);
@@ -66,12 +70,14 @@ static void send_best(struct proxy_call *pc)
 		stsx_reply(pc->st, s, sip_reason_phrase(s), NULL);
 }
 
-/* The response without our Via, ready to go upstream. */
-static int strip_via(const struct sip_msg *m, struct buf *out)
+/* The response without our Via (and with a new body when given), ready to go upstream. */
+static int strip_via(const struct sip_msg *m, const struct buf *body, struct buf *out)
 {
 	struct sip_editor ed;
 	sip_editor_init(&ed, m);
 	sip_edit_remove_first_value(&ed, m->via1_hdr);
+	if (body && body->len)
+		sip_edit_set_body(&ed, buf_slice(body));
 	int err = sip_edit_apply(&ed, out);
 	sip_editor_free(&ed);
 	return err;
@@ -85,12 +91,35 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 	if (status == 100)
 		return;
 	b->status = status;
-	struct buf out;
+	struct buf out, sdp;
 	buf_init(&out);
-	if (rx && strip_via(rx->msg, &out)) {
+	buf_init(&sdp);
+	int merr = rx ? proxy_media_response(pc->p, &pc->media, rx, &sdp) : ENOENT;
+	if (merr && merr != ENOENT) {
+		buf_free(&sdp);
+		if (status < 200)
+			return; /* a provisional whose SDP the relay refused: not passed on */
+		if (status < 300) {
+			/* the answer cannot be relayed: the call must not go on half-relayed */
+			b->done = true;
+			pc->pending--;
+			if (pc->st && !pc->final_sent) {
+				pc->final_sent = true;
+				stsx_reply(pc->st, 500, "Media Relay Failed", NULL);
+			}
+			proxy_media_end(pc->p, slice_cstr(pc->media.call_id));
+			cancel_pending(pc);
+			b->ct = NULL;
+			call_maybe_free(pc);
+			return;
+		}
+	}
+	if (rx && strip_via(rx->msg, &sdp, &out)) {
 		buf_free(&out);
+		buf_free(&sdp);
 		return;
 	}
+	buf_free(&sdp);
 	if (status < 200) {
 		if (pc->st && !pc->final_sent)
 			stsx_send_response(pc->st, status, out.data, out.len);
@@ -138,7 +167,7 @@ static void on_end(struct stsx *st, void *arg)
 }
 
 void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,
-		struct proxy_target *targets, size_t n)
+		struct proxy_target *targets, size_t n, const struct proxy_media *pm)
 {
 	struct proxy_call *pc = calloc(1, sizeof *pc);
 	if (!pc) {
@@ -147,6 +176,7 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	}
 	pc->p = p;
 	pc->st = rx->st;
+	pc->media = *pm;
 	buf_init(&pc->best);
 	stsx_set_owner(rx->st, pc, on_cancel, on_end);
 	for (size_t i = 0; i < n && i < PROXY_MAX_BRANCHES; i++) {
@@ -229,9 +259,16 @@ void proxy_response_stateless(struct proxy *p, const struct edge_rx *rx)
 			return;
 		net_flow_udp(edge_net(p->edge), (unsigned)li, &dst, &f);
 	}
-	struct buf out;
+	/* a retransmitted 2xx after its transaction ended: relay its answer again,
+	 * or the caller would see the callee's own addresses */
+	struct proxy_media pm = {.engaged = true};
+	struct buf out, sdp;
 	buf_init(&out);
-	if (strip_via(m, &out) == 0)
+	buf_init(&sdp);
+	if (m->cseq.method == SIP_INVITE && proxy_media_response(p, &pm, rx, &sdp))
+		buf_reset(&sdp);
+	if (strip_via(m, &sdp, &out) == 0)
 		edge_send(p->edge, &f, out.data, out.len);
 	buf_free(&out);
+	buf_free(&sdp);
 }

@@ -16,7 +16,12 @@ struct proxy;
 
 extern const struct conf_key proxy_conf_keys[]; /* [proxy] */
 
-int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, const struct conf *c);
+struct relay;
+
+/* relay: the in-process media relay, or NULL; with [proxy] relay = local the
+ * proxy engages it directly, with an ng address it drives a remote one. */
+int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct relay *relay,
+		const struct conf *c);
 void proxy_free(struct proxy *p);
 
 #endif

@@ -3,19 +3,26 @@
 #define PINHOLE_PROXY_INT_H
 
 #include "proxy.h"
+#include "relayctl/relayctl.h"
 
 #define PROXY_MAX_BRANCHES 8
+
+enum media_policy { MEDIA_AUTO, MEDIA_ALWAYS, MEDIA_NEVER };
 
 struct proxy {
 	struct edge *edge;
 	struct registrar *reg;
 	bool record_route;
 	unsigned max_branches;
+	struct relayctl *rc; /* NULL: no media relay; owned by the proxy when remote */
+	bool rc_owned;
+	enum media_policy media;
 };
 
 /* Where one copy of a request goes. */
 struct proxy_target {
 	struct flow flow;
+	bool behind_nat; /* the binding's NAT flag (registered targets) */
 	char ruri[STORE_CONTACT_MAX]; /* new Request-URI, "" = unchanged */
 };
 
@@ -29,14 +36,41 @@ struct route_plan {
 	size_t partial_line; /* SIZE_MAX when none */
 	struct slice partial_rest;
 	bool record_route;
+	/* a rewritten SDP to put in place of the body */
+	bool body_set;
+	struct slice body;
 };
 
 int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,
 			const struct proxy_target *t, const char *branch, struct buf *out);
 
+/* Media state of one INVITE/UPDATE transaction, kept by its proxy_call. */
+struct proxy_media {
+	bool engaged;	  /* the relay has (or will have) this call */
+	bool offered;	  /* the request carried the offer */
+	bool late;	  /* no SDP in the request: the offer comes in the response */
+	bool initial;	  /* dialog-creating: a failure ends the relay session */
+	char call_id[256];
+	char from_tag[128];
+};
+
+/* Decides whether to relay a request's media and, if so, rewrites its offer
+ * into body. Returns 0, or a SIP status to answer with (488, 503). */
+uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,
+			     const struct proxy_target *t, size_t n, struct proxy_media *pm,
+			     struct buf *body);
+/* Rewrites the SDP of a response (answer, or late offer) into body; returns
+ * 0 when body holds a new SDP, ENOENT when nothing is to change, or an error. */
+int proxy_media_response(struct proxy *p, const struct proxy_media *pm, const struct edge_rx *rx,
+			 struct buf *body);
+/* An ACK with the answer to a late offer: rewrites it into body (ENOENT: no change). */
+int proxy_media_ack(struct proxy *p, const struct edge_rx *rx, struct buf *body);
+/* The call ended (BYE, CANCEL, a failed initial INVITE): frees its relay session. */
+void proxy_media_end(struct proxy *p, struct slice call_id);
+
 /* Forwards statefully to the targets (owning a proxy_call) or answers. */
 void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,
-		struct proxy_target *targets, size_t n);
+		struct proxy_target *targets, size_t n, const struct proxy_media *pm);
 /* Forwards a response that matched no transaction along its Via. */
 void proxy_response_stateless(struct proxy *p, const struct edge_rx *rx);
 

@@ -12,6 +12,9 @@ const struct conf_key proxy_conf_keys[] = {
 	 "Record-Route dialog-forming requests so in-dialog requests cross the NAT's flow"},
 	{"proxy", "max_branches", CONF_INT, "8", 1, PROXY_MAX_BRANCHES, NULL,
 	 "bindings an INVITE is forked to in parallel"},
+	{"proxy", "relay", CONF_STR, "local", 0, 0, NULL,
+	 "media relay to engage: local (this process's [relay]), an ng address "
+	 "(udp:10.0.0.5:2223), or none"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -132,6 +135,8 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 			rx->flow.tp == NET_TCP ? "transport=tcp" : "",
 			rx->flow.tp == NET_TCP ? ";" : "");
 	}
+	if (plan->body_set)
+		sip_edit_set_body(&ed, plan->body);
 	int err = sip_edit_apply(&ed, out);
 	sip_editor_free(&ed);
 	return err;
@@ -167,6 +172,7 @@ static int lookup_targets(struct proxy *p, const struct edge_rx *rx, struct prox
 				continue;
 			}
 			t[*n].flow = b[i].flow;
+			t[*n].behind_nat = b[i].behind_nat;
 			snprintf(t[*n].ruri, sizeof t[*n].ruri, "%s", b[i].contact);
 			(*n)++;
 		}
@@ -186,6 +192,7 @@ static int lookup_targets(struct proxy *p, const struct edge_rx *rx, struct prox
 		return ENOENT;
 	}
 	t[0].ruri[0] = '\0';
+	t[0].behind_nat = false;
 	*n = 1;
 	return 0;
 }
@@ -238,6 +245,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	plan.record_route = p->record_route && is_dialog_forming(m) && rx->st;
 	struct proxy_target targets[PROXY_MAX_BRANCHES];
 	size_t n = 0;
+	memset(targets, 0, sizeof targets[0]);
 	if (have_flow) {
 		targets[0].flow = tflow;
 		targets[0].ruri[0] = '\0';
@@ -265,21 +273,44 @@ static void on_request(const struct edge_rx *rx, void *arg)
 			return;
 		}
 	}
+	if (m->method == SIP_BYE)
+		proxy_media_end(p, m->call_id); /* either side hangs up: free the ports */
 	if (!rx->st) {
 		/* ACK for a 2xx (or anything unmatched): forward without state */
 		char branch[32];
 		stateless_branch(rx, branch);
-		struct buf out;
+		struct buf out, sdp;
 		buf_init(&out);
+		buf_init(&sdp);
+		if (m->method == SIP_ACK && proxy_media_ack(p, rx, &sdp) == 0) {
+			plan.body_set = true;
+			plan.body = buf_slice(&sdp);
+		}
 		if (proxy_build_request(p, rx, &plan, &targets[0], branch, &out) == 0) {
 			edge_send(p->edge, &targets[0].flow, out.data, out.len);
 			metric_inc(&m_stateless);
 		}
 		buf_free(&out);
+		buf_free(&sdp);
 		return;
 	}
+	struct proxy_media pm;
+	struct buf sdp;
+	buf_init(&sdp);
+	uint16_t status = proxy_media_request(p, rx, targets, n, &pm, &sdp);
+	if (status) {
+		buf_free(&sdp);
+		reply(rx, status, status == 488 ? "Not Acceptable Here" : "Media Relay Unavailable",
+		      NULL);
+		return;
+	}
+	if (pm.offered) {
+		plan.body_set = true;
+		plan.body = buf_slice(&sdp);
+	}
 	metric_add(&m_forwarded, (int64_t)n);
-	proxy_fork(p, rx, &plan, targets, n);
+	proxy_fork(p, rx, &plan, targets, n, &pm);
+	buf_free(&sdp);
 }
 
 static void on_response(const struct edge_rx *rx, void *arg)
@@ -291,7 +322,10 @@ static void on_response(const struct edge_rx *rx, void *arg)
 	proxy_response_stateless(p, rx);
 }
 
-int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, const struct conf *c)
+void proxy_media_register_metrics(void);
+
+int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct relay *relay,
+		const struct conf *c)
 {
 	struct proxy *p = calloc(1, sizeof *p);
 	if (!p)
@@ -300,6 +334,27 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, const st
 	p->reg = r;
 	p->record_route = conf_bool(c, "proxy", "record_route");
 	p->max_branches = (unsigned)conf_int(c, "proxy", "max_branches");
+	const char *media = conf_str(c, "relay", "media");
+	p->media = strcmp(media, "always") == 0  ? MEDIA_ALWAYS
+		   : strcmp(media, "never") == 0 ? MEDIA_NEVER
+						 : MEDIA_AUTO;
+	const char *which = conf_str(c, "proxy", "relay");
+	int err = 0;
+	if (strcmp(which, "local") == 0) {
+		if (relay)
+			err = relayctl_local(&p->rc, relay);
+		else
+			LOG_W("proxy", "no [relay] role in this process: media is not relayed");
+	} else if (strcmp(which, "none") != 0 && which[0]) {
+		err = relayctl_ng_alloc(&p->rc, which, 1000);
+		if (err)
+			LOG_E("proxy", "[proxy] relay = %s: %s", which, strerror(err));
+	}
+	if (err) {
+		free(p);
+		return err;
+	}
+	proxy_media_register_metrics();
 	metric_register(&m_forwarded);
 	metric_register(&m_stateless);
 	edge_set_handlers(e, on_request, on_response, p);
@@ -309,5 +364,8 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, const st
 
 void proxy_free(struct proxy *p)
 {
+	if (!p)
+		return;
+	relayctl_free(p->rc);
 	free(p);
 }

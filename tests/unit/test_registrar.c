@@ -14,11 +14,12 @@
 
 #include "edge/edge.h"
 #include "proxy/proxy.h"
+#include "relay/relay.h"
 #include "registrar/registrar.h"
 #include "store/store.h"
 
 static const struct conf_key *const tables[] = {edge_conf_keys, proxy_conf_keys,
-						registrar_conf_keys, NULL};
+						registrar_conf_keys, relay_conf_keys, NULL};
 
 struct fixture {
 	struct conf *conf;
@@ -52,7 +53,7 @@ static int setup(void **state)
 	assert_int_equal(net_alloc(&f.net, &nc), 0);
 	assert_int_equal(edge_alloc(&f.edge, f.net, f.conf), 0);
 	assert_int_equal(registrar_alloc(&f.reg, f.edge, f.store, f.creds, f.conf), 0);
-	assert_int_equal(proxy_alloc(&f.proxy, f.edge, f.reg, f.conf), 0);
+	assert_int_equal(proxy_alloc(&f.proxy, f.edge, f.reg, NULL, f.conf), 0);
 	assert_int_equal(net_start(f.net), 0);
 	f.server = *net_listener_addr(f.net, 0);
 	f.sock = socket(AF_INET, SOCK_DGRAM, 0);

@@ -1,0 +1,204 @@
+/* Media relay engagement per call: offers and answers rewritten through relayctl, sessions ended with the call. */
+#include <errno.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proxy_int.h"
+#include "sdp/sdp.h"
+
+static struct metric m_relayed = {.name = "proxy_media_relayed_total",
+				  .help = "offers sent through the media relay"};
+static struct metric m_relay_errors = {.name = "proxy_media_errors_total",
+				       .help = "offers or answers the relay refused"};
+
+void proxy_media_register_metrics(void);
+void proxy_media_register_metrics(void)
+{
+	metric_register(&m_relayed);
+	metric_register(&m_relay_errors);
+}
+
+/* The message's SDP body, or an empty slice. */
+static struct slice sdp_body(const struct sip_msg *m)
+{
+	if (m->body.l == 0)
+		return SLICE_NULL;
+	const struct sip_hdr *ct = sip_msg_hdr(m, SIP_HDR_CONTENT_TYPE, 0);
+	if (!ct)
+		return SLICE_NULL;
+	struct slice v = slice_trim(ct->value);
+	size_t semi = slice_find(v, ';');
+	v = slice_trim((struct slice){v.p, semi});
+	return slice_eq_cstr_nocase(v, "application/sdp") ? m->body : SLICE_NULL;
+}
+
+static bool sdp_private(const struct sdp *s)
+{
+	for (size_t i = 0; i < s->n_media; i++) {
+		struct net_addr a;
+		if (s->media[i].conn.present &&
+		    net_addr_from_host(s->media[i].conn.addr, 0, &a) == 0 &&
+		    net_addr_is_private(&a))
+			return true;
+	}
+	return false;
+}
+
+static bool session_exists(struct proxy *p, struct slice call_id)
+{
+	struct relayctl_query *q = malloc(sizeof *q);
+	bool found = q && relayctl_query(p->rc, call_id, SLICE_NULL, q) == 0;
+	free(q);
+	return found;
+}
+
+static uint16_t status_of(int err)
+{
+	switch (err) {
+	case EBADMSG:
+	case ENOTSUP:
+		return 488;
+	default:
+		return 503; /* out of ports, relay down */
+	}
+}
+
+/* RFC 3261 16.6 leaves the body to the proxy; the auto policy relays when a
+ * party is behind NAT (its signalling or its SDP says so) or the families
+ * differ, because then the SDP addresses cannot work end to end. */
+static bool wants_relay(struct proxy *p, const struct edge_rx *rx, const struct sdp *s,
+			const struct proxy_target *t, size_t n)
+{
+	if (p->media == MEDIA_ALWAYS)
+		return true;
+	if (p->media == MEDIA_NEVER)
+		return false;
+	const struct sip_msg *m = rx->msg;
+	const struct sip_hdr *ch = sip_msg_hdr(m, SIP_HDR_CONTACT, 0);
+	struct sip_nameaddr contact;
+	bool have_contact = ch && sip_nameaddr_parse(ch->value, &contact) == 0 && !contact.star;
+	if (registrar_behind_nat(&rx->flow, &m->via1, have_contact ? &contact.uri : NULL))
+		return true;
+	if (s && sdp_private(s))
+		return true;
+	for (size_t i = 0; i < n; i++) {
+		if (t[i].behind_nat || net_addr_is_private(&t[i].flow.remote))
+			return true;
+		if (net_addr_family(&t[i].flow.remote) != net_addr_family(&rx->flow.remote))
+			return true;
+	}
+	return false;
+}
+
+uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,
+			     const struct proxy_target *t, size_t n, struct proxy_media *pm,
+			     struct buf *body)
+{
+	const struct sip_msg *m = rx->msg;
+	memset(pm, 0, sizeof *pm);
+	if (!p->rc || (m->method != SIP_INVITE && m->method != SIP_UPDATE))
+		return 0;
+	pm->initial = m->to_tag.l == 0;
+	slice_to_cstr(m->call_id, pm->call_id, sizeof pm->call_id);
+	slice_to_cstr(m->from_tag, pm->from_tag, sizeof pm->from_tag);
+	struct slice sdp = sdp_body(m);
+	struct sdp *parsed = NULL;
+	if (sdp.l) {
+		parsed = malloc(sizeof *parsed);
+		if (!parsed)
+			return 500;
+		int err = sdp_parse(parsed, sdp);
+		if (err) {
+			free(parsed);
+			metric_inc(&m_relay_errors);
+			return 488; /* the call must not go on half-relayed */
+		}
+		if (sdp_has_nortpproxy(parsed)) {
+			free(parsed); /* a proxy before us relays it already */
+			return 0;
+		}
+	}
+	bool engage = pm->initial ? wants_relay(p, rx, parsed, t, n)
+				  : session_exists(p, m->call_id);
+	free(parsed);
+	if (!engage)
+		return 0;
+	pm->engaged = true;
+	if (!sdp.l) {
+		pm->late = true; /* RFC 3261 13.2.1: the offer comes in the 2xx */
+		return 0;
+	}
+	struct relayctl_req req = {
+		.call_id = m->call_id,
+		.from_tag = m->from_tag,
+		.to_tag = m->to_tag,
+		.sdp = sdp,
+	};
+	req.opts.received_from = rx->flow.remote;
+	int err = relayctl_offer(p->rc, &req, body);
+	if (err) {
+		metric_inc(&m_relay_errors);
+		LOG_W("proxy", "relay offer for %.*s: %s", (int)MIN(m->call_id.l, 80), m->call_id.p,
+		      relayctl_strerror(err));
+		pm->engaged = false;
+		return status_of(err);
+	}
+	pm->offered = true;
+	metric_inc(&m_relayed);
+	return 0;
+}
+
+int proxy_media_response(struct proxy *p, const struct proxy_media *pm, const struct edge_rx *rx,
+			 struct buf *body)
+{
+	const struct sip_msg *m = rx->msg;
+	if (!p->rc || !pm->engaged || m->status < 101 || m->status >= 300)
+		return ENOENT;
+	struct slice sdp = sdp_body(m);
+	if (!sdp.l || m->to_tag.l == 0)
+		return ENOENT;
+	struct relayctl_req req = {.call_id = m->call_id, .sdp = sdp};
+	req.opts.received_from = rx->flow.remote;
+	int err;
+	if (pm->late) {
+		/* the callee offers: its tag names the offering leg */
+		req.from_tag = m->to_tag;
+		req.to_tag = m->from_tag;
+		err = relayctl_offer(p->rc, &req, body);
+	} else {
+		req.from_tag = m->from_tag;
+		req.to_tag = m->to_tag;
+		err = relayctl_answer(p->rc, &req, body);
+	}
+	if (err) {
+		metric_inc(&m_relay_errors);
+		LOG_W("proxy", "relay %s for %.*s: %s", pm->late ? "late offer" : "answer",
+		      (int)MIN(m->call_id.l, 80), m->call_id.p, relayctl_strerror(err));
+	}
+	return err;
+}
+
+int proxy_media_ack(struct proxy *p, const struct edge_rx *rx, struct buf *body)
+{
+	const struct sip_msg *m = rx->msg;
+	if (!p->rc)
+		return ENOENT;
+	struct slice sdp = sdp_body(m);
+	if (!sdp.l || !session_exists(p, m->call_id))
+		return ENOENT;
+	/* the answer to the callee's late offer: the callee (To) offered */
+	struct relayctl_req req = {
+		.call_id = m->call_id, .from_tag = m->to_tag, .to_tag = m->from_tag, .sdp = sdp};
+	req.opts.received_from = rx->flow.remote;
+	int err = relayctl_answer(p->rc, &req, body);
+	if (err)
+		metric_inc(&m_relay_errors);
+	return err;
+}
+
+void proxy_media_end(struct proxy *p, struct slice call_id)
+{
+	if (p->rc)
+		relayctl_delete(p->rc, call_id, SLICE_NULL, SLICE_NULL);
+}

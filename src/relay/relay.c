@@ -1,0 +1,347 @@
+/* relay: configuration, interfaces, the port pool, start and free of the role. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "relay/relay_int.h"
+
+const struct conf_key relay_conf_keys[] = {
+    {"relay", "address", CONF_STR, "0.0.0.0", 0, 0, NULL,
+     "interfaces to relay on: [name/]ip list, IPv6 as [::] or [2001:db8::1]; one port range each"},
+    {"relay", "advertise", CONF_STR, "", 0, 0, NULL,
+     "address written into SDP per interface, in address order (1:1 NAT); empty entry = the "
+     "bound IP, or for a wildcard the source IP of the default route"},
+    {"relay", "ports", CONF_STR, "30000-39999", 0, 0, NULL,
+     "UDP port range: RTP on even ports, RTCP on the next odd one"},
+    {"relay", "timeout", CONF_INT, "60", 1, 86400, NULL,
+     "seconds of silence on both legs after which a session is deleted"},
+    {"relay", "latch", CONF_ENUM, "strict", 0, 0, "strict|loose",
+     "strict: latch only onto the party's SIP source IP or SDP IP (RTP Bleed safe); loose: "
+     "any source, for carriers whose media comes from elsewhere"},
+    {"relay", "relatch", CONF_INT, "2000", 0, 3600000, NULL,
+     "milliseconds a latched source must be silent before another may take over (strict: "
+     "same SSRC only)"},
+    {"relay", "ng", CONF_STR, "", 0, 0, NULL,
+     "rtpengine ng control socket, e.g. udp:127.0.0.1:2223; empty = off"},
+    {"relay", "media", CONF_ENUM, "auto", 0, 0, "auto|always|never",
+     "(read by the proxy) relay media: auto = when a party is behind NAT or the families "
+     "differ"},
+    {NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+/* ---- the port pool: pairs (even RTP, odd RTCP) per interface ---- */
+
+int relay_pool_get(struct relay *r, unsigned ifidx, struct relay_media *m)
+{
+	struct relay_if *ifc = &r->ifs[ifidx];
+	int err = ENOSPC;
+	pthread_mutex_lock(&r->pool_lock);
+	/* one pass over the range at most; ports another process holds are
+	 * skipped, not marked, since it may let go of them */
+	for (uint32_t tries = 0; tries < r->npairs && ifc->nfree; tries++) {
+		uint32_t i = ifc->cursor;
+		ifc->cursor = (ifc->cursor + 1) % r->npairs;
+		if (ifc->used[i])
+			continue;
+		uint16_t port = (uint16_t)(r->port_lo + 2 * i);
+		struct net_addr a = ifc->bind;
+		int fd0, fd1;
+		net_addr_set_port(&a, port);
+		if (net_udp_socket(&a, false, &fd0))
+			continue;
+		net_addr_set_port(&a, (uint16_t)(port + 1));
+		if (net_udp_socket(&a, false, &fd1)) {
+			close(fd0);
+			continue;
+		}
+		ifc->used[i] = 1;
+		ifc->nfree--;
+		m->ifidx = ifidx;
+		m->pair = i;
+		m->rtp.fd = fd0;
+		m->rtp.port = port;
+		m->rtcp.fd = fd1;
+		m->rtcp.port = (uint16_t)(port + 1);
+		err = 0;
+		break;
+	}
+	pthread_mutex_unlock(&r->pool_lock);
+	return err;
+}
+
+void relay_pool_put(struct relay *r, struct relay_media *m)
+{
+	if (m->rtp.fd >= 0)
+		close(m->rtp.fd);
+	if (m->rtcp.fd >= 0)
+		close(m->rtcp.fd);
+	m->rtp.fd = m->rtcp.fd = -1;
+	pthread_mutex_lock(&r->pool_lock);
+	struct relay_if *ifc = &r->ifs[m->ifidx];
+	if (ifc->used[m->pair]) {
+		ifc->used[m->pair] = 0;
+		ifc->nfree++;
+	}
+	pthread_mutex_unlock(&r->pool_lock);
+}
+
+/* ---- configuration ---- */
+
+/* The source address the kernel would use towards a documentation address:
+ * connect() on UDP sends nothing. */
+static int default_source(int family, struct net_addr *out)
+{
+	struct net_addr dst;
+	if (net_addr_parse(family == AF_INET6 ? "[2001:db8::1]:9" : "192.0.2.1:9", 9, &dst))
+		return EINVAL;
+	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	int err = 0;
+	if (connect(fd, &dst.u.sa, net_addr_len(&dst)) < 0 || net_sock_addr(fd, out))
+		err = errno ? errno : EADDRNOTAVAIL;
+	close(fd);
+	return err;
+}
+
+/* Splits a comma list into trimmed items; empty items are kept (advertise). */
+static unsigned split_list(const char *s, char items[][96], unsigned max)
+{
+	unsigned n = 0;
+	const char *p = s;
+	if (!*s)
+		return 0;
+	for (;;) {
+		const char *c = strchr(p, ',');
+		size_t l = c ? (size_t)(c - p) : strlen(p);
+		if (n < max) {
+			struct slice t = slice_trim((struct slice){p, l});
+			slice_to_cstr(t, items[n], 96);
+		}
+		n++;
+		if (!c)
+			break;
+		p = c + 1;
+	}
+	return n;
+}
+
+static int parse_ifs(struct relay *r, const struct conf *c)
+{
+	char addrs[RELAY_MAX_IF][96], advs[RELAY_MAX_IF][96];
+	unsigned na = split_list(conf_str(c, "relay", "address"), addrs, RELAY_MAX_IF);
+	unsigned nv = split_list(conf_str(c, "relay", "advertise"), advs, RELAY_MAX_IF);
+	if (na == 0 || na > RELAY_MAX_IF) {
+		LOG_E("relay", "relay.address: want 1 to %u addresses", RELAY_MAX_IF);
+		return EINVAL;
+	}
+	if (nv > na) {
+		LOG_E("relay", "relay.advertise: more entries than relay.address");
+		return EINVAL;
+	}
+	for (unsigned i = 0; i < na; i++) {
+		struct relay_if *ifc = &r->ifs[i];
+		const char *a = addrs[i];
+		const char *slash = strchr(a, '/');
+		if (slash) {
+			snprintf(ifc->name, sizeof ifc->name, "%.*s", (int)(slash - a), a);
+			a = slash + 1;
+		} else {
+			snprintf(ifc->name, sizeof ifc->name, "%u", i);
+		}
+		if (net_addr_parse(a, 0, &ifc->bind) || net_addr_port(&ifc->bind) != 0) {
+			LOG_E("relay", "relay.address: '%s' is not an IP address (no port)",
+			      addrs[i]);
+			return EINVAL;
+		}
+		ifc->family = net_addr_family(&ifc->bind);
+		const char *v = i < nv ? advs[i] : "";
+		if (v[0]) {
+			if (net_addr_parse(v, 0, &ifc->adv_addr) ||
+			    net_addr_family(&ifc->adv_addr) != ifc->family) {
+				LOG_E("relay",
+				      "relay.advertise: '%s' is not an IP of the family of '%s'", v,
+				      addrs[i]);
+				return EINVAL;
+			}
+		} else if (net_addr_is_any(&ifc->bind)) {
+			if (default_source(ifc->family, &ifc->adv_addr)) {
+				LOG_E("relay",
+				      "relay.address %s: no route to guess the address to "
+				      "advertise; set relay.advertise",
+				      addrs[i]);
+				return EINVAL;
+			}
+		} else {
+			ifc->adv_addr = ifc->bind;
+		}
+		net_addr_set_port(&ifc->adv_addr, 0);
+		net_addr_ip_fmt(&ifc->adv_addr, ifc->adv, sizeof ifc->adv);
+	}
+	r->nif = na;
+	return 0;
+}
+
+static int parse_ports(struct relay *r, const struct conf *c)
+{
+	const char *s = conf_str(c, "relay", "ports");
+	unsigned lo, hi;
+	char extra;
+	if (sscanf(s, "%u - %u %c", &lo, &hi, &extra) != 2 || lo < 1024 || hi > 65535 || hi <= lo) {
+		LOG_E("relay", "relay.ports: want lo-hi within 1024-65535, got '%s'", s);
+		return EINVAL;
+	}
+	lo += lo & 1; /* RFC 3550 11: RTP on an even port, RTCP on the next */
+	if (hi < lo + 1) {
+		LOG_E("relay", "relay.ports: '%s' holds no even/odd pair", s);
+		return EINVAL;
+	}
+	r->port_lo = (uint16_t)lo;
+	r->npairs = (hi - lo + 1) / 2;
+	return 0;
+}
+
+static void sweep_timer(void *arg);
+
+/* Runs on worker 0's thread. */
+static void sweep_arm(void *arg)
+{
+	struct relay_worker *w = arg;
+	timer_start(w->loop, &w->sweep, RELAY_SWEEP_MS, sweep_timer, w);
+}
+
+static void sweep_timer(void *arg)
+{
+	struct relay_worker *w = arg;
+	relay_sweep(w->r, loop_now_ms(w->loop));
+	timer_start(w->loop, &w->sweep, RELAY_SWEEP_MS, sweep_timer, w);
+}
+
+int relay_start(struct relay **rp, struct net *n, const struct conf *c)
+{
+	relay_metrics_register();
+	struct relay *r = calloc(1, sizeof *r);
+	if (!r)
+		return ENOMEM;
+	r->net = n;
+	pthread_mutex_init(&r->pool_lock, NULL);
+	pthread_mutex_init(&r->table_lock, NULL);
+	r->timeout_ms = (uint64_t)conf_int(c, "relay", "timeout") * 1000;
+	r->latch.mode = strcmp(conf_str(c, "relay", "latch"), "loose") == 0 ? RELAY_LATCH_LOOSE
+									    : RELAY_LATCH_STRICT;
+	r->latch.relatch_ms = (uint32_t)conf_int(c, "relay", "relatch");
+	int err = parse_ifs(r, c);
+	if (!err)
+		err = parse_ports(r, c);
+	if (err)
+		goto out_free;
+	for (unsigned i = 0; i < r->nif; i++) {
+		r->ifs[i].used = calloc(r->npairs, 1);
+		if (!r->ifs[i].used) {
+			err = ENOMEM;
+			goto out_free;
+		}
+		r->ifs[i].nfree = r->npairs;
+		r->ifs[i].cursor = rand_u32() % r->npairs;
+		/* fail now, not on the first call: can we bind there at all? */
+		int fd;
+		err = net_udp_socket(&r->ifs[i].bind, false, &fd);
+		if (err) {
+			char t[NET_ADDR_STRLEN];
+			LOG_E("relay", "cannot bind %s: %s",
+			      net_addr_ip_fmt(&r->ifs[i].bind, t, sizeof t), strerror(err));
+			goto out_free;
+		}
+		close(fd);
+	}
+	r->table_size = 1024;
+	r->table = calloc(r->table_size, sizeof *r->table);
+	r->nworkers = net_worker_count(n);
+	r->workers = calloc(r->nworkers ? r->nworkers : 1, sizeof *r->workers);
+	if (!r->table || !r->workers) {
+		err = ENOMEM;
+		goto out_free;
+	}
+	for (unsigned i = 0; i < r->nworkers; i++) {
+		struct relay_worker *w = calloc(1, sizeof *w);
+		if (!w) {
+			err = ENOMEM;
+			goto out_free;
+		}
+		r->workers[i] = w;
+		w->r = r;
+		w->loop = worker_loop(net_worker(n, i));
+		timer_init(&w->sweep);
+	}
+	if (r->nworkers == 0) {
+		LOG_E("relay", "no net workers to run on");
+		err = EINVAL;
+		goto out_free;
+	}
+	const char *ng = conf_str(c, "relay", "ng");
+	if (ng[0] && (err = relay_ngd_start(r, ng)))
+		goto out_free;
+	/* nothing fails after this point: the posted arm must find a live relay */
+	if (loop_post(r->workers[0]->loop, sweep_arm, r->workers[0]))
+		LOG_W("relay", "cannot start the session timeout sweep");
+	for (unsigned i = 0; i < r->nif; i++) {
+		char t[NET_ADDR_STRLEN];
+		LOG_I("relay", "interface %s on %s advertised as %s, ports %u-%u, latch %s",
+		      r->ifs[i].name, net_addr_ip_fmt(&r->ifs[i].bind, t, sizeof t), r->ifs[i].adv,
+		      r->port_lo, r->port_lo + 2 * r->npairs - 1,
+		      r->latch.mode == RELAY_LATCH_STRICT ? "strict" : "loose");
+	}
+	*rp = r;
+	return 0;
+out_free:
+	relay_free(r);
+	return err;
+}
+
+void relay_free(struct relay *r)
+{
+	if (!r)
+		return;
+	relay_ngd_free(r->ngd);
+	relay_sessions_free(r);
+	for (unsigned i = 0; r->workers && i < r->nworkers; i++) {
+		struct relay_worker *w = r->workers[i];
+		if (!w)
+			continue;
+		/* after net_stop the loop no longer runs: detach from its wheel */
+		if (timer_active(&w->sweep))
+			timer_cancel(&w->sweep);
+		free(w);
+	}
+	free(r->workers);
+	free(r->table);
+	for (unsigned i = 0; i < RELAY_MAX_IF; i++)
+		free(r->ifs[i].used);
+	pthread_mutex_destroy(&r->pool_lock);
+	pthread_mutex_destroy(&r->table_lock);
+	free(r);
+}
+
+void relay_stats_get(struct relay *r, struct relay_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	pthread_mutex_lock(&r->table_lock);
+	out->sessions = (int64_t)r->nsessions;
+	pthread_mutex_unlock(&r->table_lock);
+	pthread_mutex_lock(&r->pool_lock);
+	for (unsigned i = 0; i < r->nif; i++)
+		out->ports_free += r->ifs[i].nfree;
+	pthread_mutex_unlock(&r->pool_lock);
+	out->packets = relay_metrics_get(0);
+	out->bytes = relay_metrics_get(1);
+	for (int d = 0; d < RELAY_DROP_COUNT; d++)
+		out->dropped[d] = relay_metrics_get(2 + d);
+}
+
+const struct net_addr *relay_ng_addr(const struct relay *r)
+{
+	return r->ngd ? relay_ngd_addr(r->ngd) : NULL;
+}

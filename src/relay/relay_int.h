@@ -1,0 +1,149 @@
+/* relay: internal structures shared by the relay's files (not a public header). */
+#ifndef PINHOLE_RELAY_INT_H
+#define PINHOLE_RELAY_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/core.h"
+#include "net/net.h"
+#include "relay/relay.h"
+#include "rtp/rtp.h"
+#include "sdp/sdp.h"
+
+#define RELAY_MAX_IF 8
+#define RELAY_BATCH 32
+#define RELAY_RXBUF 2048 /* larger datagrams are dropped as malformed */
+#define RELAY_SWEEP_MS 1000
+
+struct relay_session;
+struct relay_media;
+
+/* One relay interface: a bind address, the address the SDP advertises, and
+ * its share of the port range. RO after relay_start, except the pool fields
+ * (guarded by relay.pool_lock). */
+struct relay_if {
+	char name[32];
+	struct net_addr bind;	   /* port 0 */
+	char adv[NET_ADDR_STRLEN]; /* IP text written into SDP */
+	struct net_addr adv_addr;
+	int family;
+	uint8_t *used;	 /* per pair: 1 taken; owned */
+	uint32_t cursor; /* next pair to try: round robin delays port reuse */
+	uint32_t nfree;
+};
+
+/* One receiving socket (RTP or RTCP of one m= line of one leg); the epoll
+ * argument. Owned by its struct relay_media; fields under the session lock. */
+struct relay_sock {
+	struct relay_media *m; /* back-pointer */
+	int fd;		       /* -1 when not open */
+	uint16_t port;	       /* bound port */
+	bool rtcp;	       /* the odd port */
+	struct relay_latch latch;
+	struct rtp_seq seq;
+	uint64_t packets, bytes, dropped;
+	uint64_t created_ms;
+};
+
+/* One m= line of one leg. Owned by struct relay_leg. */
+struct relay_media {
+	struct relay_session *s; /* back-pointer */
+	unsigned leg, idx;
+	unsigned ifidx;
+	uint32_t pair; /* pool index of the port pair */
+	struct relay_sock rtp, rtcp;
+	bool offered_mux;    /* this party's SDP had a=rtcp-mux */
+	bool we_offered_mux; /* we put a=rtcp-mux in the offer sent to this party */
+	bool mux;	     /* this party gets RTCP on its RTP port */
+};
+
+/* One party. Owned by struct relay_session. */
+struct relay_leg {
+	char *tag; /* owned; NULL until known */
+	size_t tag_len;
+	bool ifset;
+	unsigned ifidx;
+	struct net_addr sig;			  /* received-from; AF_UNSPEC when unknown */
+	struct relay_media *media[SDP_MAX_MEDIA]; /* owned; NULL: no sockets */
+	struct sdp_vstate vout;			  /* o= version of what we send to this party */
+};
+
+/* One call. Owned by the relay's table (then by its dying list). */
+struct relay_session {
+	struct relay *r;      /* back-pointer */
+	pthread_mutex_t lock; /* everything below */
+	char *call_id;	      /* owned */
+	size_t call_id_len;
+	uint64_t hash;
+	struct relay_session *next; /* table chain or dying list; table lock */
+	unsigned worker;	    /* whose loop runs its sockets; RO */
+	bool dead;		    /* unlinked; sockets close on the worker */
+	uint64_t created_ms;
+	uint64_t touched_ms; /* last offer or answer */
+	struct relay_leg leg[2];
+};
+
+/* Per-worker receive and send scratch; only that worker's thread uses it. */
+struct relay_worker {
+	struct relay *r;
+	struct loop *loop;
+	struct timer sweep;
+	uint8_t rx[RELAY_BATCH][RELAY_RXBUF];
+	struct sockaddr_storage src[RELAY_BATCH], dst[RELAY_BATCH];
+	struct iovec riov[RELAY_BATCH], siov[RELAY_BATCH];
+	struct mmsghdr rmsg[RELAY_BATCH], smsg[RELAY_BATCH];
+	int sfd[RELAY_BATCH];
+};
+
+struct relay {
+	struct net *net;
+	struct relay_latch_conf latch; /* RO */
+	uint64_t timeout_ms;	       /* RO */
+	unsigned nif;
+	struct relay_if ifs[RELAY_MAX_IF];
+	uint16_t port_lo; /* even */
+	uint32_t npairs;
+	pthread_mutex_t pool_lock;
+
+	pthread_mutex_t table_lock;
+	struct relay_session **table; /* owned; chained by hash */
+	size_t table_size;	      /* power of two */
+	size_t nsessions;
+	struct relay_session *dying; /* unlinked, waiting for their worker */
+
+	unsigned nworkers;
+	struct relay_worker **workers; /* owned */
+
+	struct relay_ngd *ngd; /* owned; NULL when off */
+};
+
+/* pool (relay.c) */
+int relay_pool_get(struct relay *r, unsigned ifidx, struct relay_media *m);
+void relay_pool_put(struct relay *r, struct relay_media *m);
+
+/* sessions (session.c) */
+void relay_session_destroy_now(struct relay_session *s); /* closes and frees */
+void relay_sweep(struct relay *r, uint64_t now_ms);
+void relay_sessions_free(struct relay *r);
+
+/* packet path (forward.c) */
+void relay_sock_readable(int fd, uint32_t events, void *arg);
+int relay_media_attach(struct relay_media *m);	/* loop_fd_add both sockets */
+void relay_media_detach(struct relay_media *m); /* on the worker, or after net_stop */
+
+/* counters (forward.c) */
+void relay_metrics_register(void);
+void relay_metrics_drop(enum relay_drop d, int64_t n);
+void relay_metrics_sessions(int64_t delta);
+int64_t relay_metrics_get(int what); /* 0 packets, 1 bytes, 2+d drops */
+
+/* ng server (ngd.c) */
+struct relay_ngd;
+int relay_ngd_start(struct relay *r, const char *spec);
+void relay_ngd_free(struct relay_ngd *d);
+const struct net_addr *relay_ngd_addr(const struct relay_ngd *d);
+
+#endif

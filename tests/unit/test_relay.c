@@ -1,0 +1,410 @@
+/* The relay on loopback: offer/answer through the direct relayctl, two phones, a third host,
+ * counters, ports. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <poll.h>
+#include <unistd.h>
+
+#include "net/net.h"
+#include "relay/relay.h"
+#include "relayctl/relayctl.h"
+#include "rtp/rtp.h"
+#include "sdp/sdp.h"
+
+struct fixture {
+	struct conf *conf;
+	struct net *net;
+	struct relay *relay;
+	struct relayctl *rc;
+};
+
+static void start(struct fixture *f, const char *ini)
+{
+	memset(f, 0, sizeof *f);
+	const struct conf_key *const tables[] = {relay_conf_keys, NULL};
+	assert_int_equal(conf_alloc(&f->conf, tables), 0);
+	char err[256];
+	assert_int_equal(conf_load_string(f->conf, "test", ini, err, sizeof err), 0);
+	struct net_conf nc = {.workers = 2};
+	assert_int_equal(net_alloc(&f->net, &nc), 0);
+	assert_int_equal(relay_start(&f->relay, f->net, f->conf), 0);
+	assert_int_equal(net_start(f->net), 0);
+	assert_int_equal(relayctl_local(&f->rc, f->relay), 0);
+}
+
+static void stop(struct fixture *f)
+{
+	relayctl_free(f->rc);
+	net_stop(f->net);
+	relay_free(f->relay);
+	net_free(f->net);
+	conf_free(f->conf);
+}
+
+static int udp(const char *ip, uint16_t *port)
+{
+	struct net_addr a;
+	int fd;
+	assert_int_equal(net_addr_parse(ip, 0, &a), 0);
+	assert_int_equal(net_udp_socket(&a, false, &fd), 0);
+	assert_int_equal(net_sock_addr(fd, &a), 0);
+	*port = net_addr_port(&a);
+	return fd;
+}
+
+static void send_to(int fd, const void *p, size_t l, uint16_t port)
+{
+	struct net_addr a;
+	assert_int_equal(net_addr_parse("127.0.0.1", port, &a), 0);
+	assert_int_equal(sendto(fd, p, l, 0, &a.u.sa, net_addr_len(&a)), (ssize_t)l);
+}
+
+/* Receives one datagram within ms; returns its length or -1, and its source port. */
+static ssize_t recv_within(int fd, uint8_t *buf, size_t cap, int ms, uint16_t *from)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, ms) != 1)
+		return -1;
+	struct net_addr a;
+	socklen_t al = sizeof a.u.ss;
+	ssize_t n = recvfrom(fd, buf, cap, 0, &a.u.sa, &al);
+	if (from)
+		*from = net_addr_port(&a);
+	return n;
+}
+
+static void rtp_pkt(uint8_t *p, uint16_t seq, uint32_t ssrc)
+{
+	memset(p, 0, 172);
+	p[0] = 0x80;
+	p[2] = (uint8_t)(seq >> 8);
+	p[3] = (uint8_t)seq;
+	p[8] = (uint8_t)(ssrc >> 24);
+	p[9] = (uint8_t)(ssrc >> 16);
+	p[10] = (uint8_t)(ssrc >> 8);
+	p[11] = (uint8_t)ssrc;
+}
+
+static const uint8_t rr[] = {0x80, 201, 0x00, 0x01, 0x11, 0x22, 0x33, 0x44};
+
+static void sdp_for(char *out, size_t cap, uint16_t port, bool mux)
+{
+	snprintf(out, cap,
+		 "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+		 "m=audio %u RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+		 "a=candidate:1 1 UDP 2130706431 127.0.0.1 %u typ host\r\n%s",
+		 port, port, mux ? "a=rtcp-mux\r\n" : "");
+}
+
+/* The relay port a rewritten SDP names, after checking its shape. */
+static uint16_t relay_port(const struct buf *b, bool want_mux)
+{
+	struct sdp s;
+	assert_false(b->failed);
+	assert_int_equal(sdp_parse(&s, buf_slice(b)), 0);
+	assert_int_equal(s.n_media, 1);
+	assert_true(sdp_has_nortpproxy(&s));
+	assert_false(sdp_has_ice(&s));
+	assert_true(s.media[0].conn.present);
+	assert_true(slice_eq(s.media[0].conn.addr, SLICE_LIT("127.0.0.1")));
+	assert_int_equal(s.media[0].port % 2, 0);
+	assert_int_equal(s.media[0].rtcp_mux, want_mux);
+	if (!want_mux) {
+		assert_true(s.media[0].has_rtcp);
+		assert_int_equal(s.media[0].rtcp_port, s.media[0].port + 1);
+	}
+	return s.media[0].port;
+}
+
+static struct relayctl_req req(const char *cid, const char *ft, const char *tt, const char *sdp)
+{
+	struct relayctl_req q;
+	memset(&q, 0, sizeof q);
+	q.call_id = slice_cstr(cid);
+	q.from_tag = slice_cstr(ft);
+	q.to_tag = slice_cstr(tt);
+	q.sdp = slice_cstr(sdp);
+	assert_int_equal(net_addr_parse("127.0.0.1:5060", 0, &q.opts.received_from), 0);
+	q.opts.replace_origin = true;
+	q.opts.replace_session_conn = true;
+	return q;
+}
+
+static void wait_ports(struct fixture *f, int64_t want)
+{
+	struct relay_stats st;
+	for (int i = 0; i < 200; i++) {
+		relay_stats_get(f->relay, &st);
+		if (st.ports_free == want)
+			return;
+		usleep(10000);
+	}
+	assert_int_equal(st.ports_free, want);
+}
+
+static void test_call(void **state)
+{
+	(void)state;
+	struct fixture f;
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41000-41099\n");
+	struct relay_stats st0;
+	relay_stats_get(f.relay, &st0);
+	assert_int_equal(st0.ports_free, 50);
+
+	uint16_t pa, pa2, pb, pb2, pe;
+	int a = udp("127.0.0.1:0", &pa), b = udp("127.0.0.1:0", &pb);
+	/* the RTCP sockets of the phones, on RTP + 1 (RFC 3550 11) */
+	int a2 = udp("127.0.0.1:0", &pa2), b2 = udp("127.0.0.1:0", &pb2);
+	close(a2);
+	close(b2);
+	pa2 = pa + 1;
+	pb2 = pb + 1;
+	char t[NET_ADDR_STRLEN];
+	snprintf(t, sizeof t, "127.0.0.1:%u", pa2);
+	a2 = udp(t, &pa2);
+	snprintf(t, sizeof t, "127.0.0.1:%u", pb2);
+	b2 = udp(t, &pb2);
+	int evil = udp("127.0.0.3:0", &pe);
+
+	char sdp_a[512], sdp_b[512];
+	sdp_for(sdp_a, sizeof sdp_a, pa, false);
+	sdp_for(sdp_b, sizeof sdp_b, pb, false);
+	struct buf out;
+	buf_init(&out);
+	struct relayctl_req q = req("call-1@test", "tagA", "", sdp_a);
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), 0);
+	uint16_t rb = relay_port(&out, false); /* where B sends */
+	buf_reset(&out);
+	q = req("call-1@test", "tagA", "tagB", sdp_b);
+	assert_int_equal(relayctl_answer(f.rc, &q, &out), 0);
+	uint16_t ra = relay_port(&out, false); /* where A sends */
+	assert_int_not_equal(ra, rb);
+	relay_stats_get(f.relay, &st0);
+	assert_int_equal(st0.ports_free, 48);
+	assert_int_equal(st0.sessions, 1);
+
+	uint8_t pkt[172], rx[2048];
+	uint16_t from;
+	/* RTP Bleed: a third host sends first to both fresh ports */
+	rtp_pkt(pkt, 1, 0xbad);
+	send_to(evil, pkt, sizeof pkt, ra);
+	send_to(evil, pkt, sizeof pkt, rb);
+	assert_int_equal(recv_within(b, rx, sizeof rx, 150, NULL), -1);
+	assert_int_equal(recv_within(a, rx, sizeof rx, 10, NULL), -1);
+	assert_int_equal(recv_within(evil, rx, sizeof rx, 10, NULL), -1);
+
+	/* A -> B, with seq 4 lost */
+	const uint16_t seqs[] = {1, 2, 3, 5, 6};
+	for (size_t i = 0; i < ARRAY_SIZE(seqs); i++) {
+		rtp_pkt(pkt, seqs[i], 0xaaaa);
+		send_to(a, pkt, sizeof pkt, ra);
+		assert_int_equal(recv_within(b, rx, sizeof rx, 1000, &from), (ssize_t)sizeof pkt);
+		assert_int_equal(from, rb); /* B sees the relay port its SDP named */
+		assert_memory_equal(rx, pkt, sizeof pkt);
+	}
+	/* B -> A */
+	for (uint16_t i = 0; i < 3; i++) {
+		rtp_pkt(pkt, (uint16_t)(100 + i), 0xbbbb);
+		send_to(b, pkt, sizeof pkt, rb);
+		assert_int_equal(recv_within(a, rx, sizeof rx, 1000, &from), (ssize_t)sizeof pkt);
+		assert_int_equal(from, ra);
+	}
+	/* RTCP A -> B on the odd ports */
+	send_to(a2, rr, sizeof rr, (uint16_t)(ra + 1));
+	assert_int_equal(recv_within(b2, rx, sizeof rx, 1000, &from), (ssize_t)sizeof rr);
+	assert_int_equal(from, rb + 1);
+	/* garbage from A is dropped, not forwarded */
+	send_to(a, "hello", 5, ra);
+	/* the third host after latching: dropped, and it gets nothing */
+	rtp_pkt(pkt, 7, 0xaaaa);
+	send_to(evil, pkt, sizeof pkt, ra);
+	send_to(evil, pkt, sizeof pkt, rb);
+	assert_int_equal(recv_within(b, rx, sizeof rx, 150, NULL), -1);
+	assert_int_equal(recv_within(a, rx, sizeof rx, 10, NULL), -1);
+	assert_int_equal(recv_within(evil, rx, sizeof rx, 10, NULL), -1);
+
+	struct relayctl_query qr;
+	assert_int_equal(relayctl_query(f.rc, slice_cstr("call-1@test"), SLICE_NULL, &qr), 0);
+	assert_string_equal(qr.leg[0].tag, "tagA");
+	assert_string_equal(qr.leg[1].tag, "tagB");
+	assert_int_equal(qr.leg[0].n_media, 1);
+	const struct relayctl_stream *sa = &qr.leg[0].media[0].rtp, *sb = &qr.leg[1].media[0].rtp;
+	assert_int_equal(sa->packets, 5);
+	assert_int_equal(sa->bytes, 5 * 172);
+	assert_int_equal(sa->gaps, 1);
+	assert_true(sa->latched);
+	assert_int_equal(net_addr_port(&sa->peer), pa);
+	assert_int_equal(net_addr_port(&sa->local), ra);
+	assert_int_equal(sa->dropped, 3); /* evil twice, "hello" */
+	assert_int_equal(sb->packets, 3);
+	assert_int_equal(sb->dropped, 2);
+	assert_int_equal(sb->gaps, 0);
+	assert_int_equal(qr.leg[0].media[0].rtcp.packets, 1);
+
+	struct relay_stats st;
+	relay_stats_get(f.relay, &st);
+	assert_true(st.dropped[RELAY_DROP_SOURCE] >= 4);
+	assert_true(st.dropped[RELAY_DROP_MALFORMED] >= 1);
+	assert_true(st.packets >= 9);
+
+	/* delete: ports go back */
+	assert_int_equal(
+	    relayctl_delete(f.rc, slice_cstr("call-1@test"), slice_cstr("tagA"), SLICE_NULL), 0);
+	assert_int_equal(relayctl_delete(f.rc, slice_cstr("call-1@test"), SLICE_NULL, SLICE_NULL),
+			 ENOENT);
+	wait_ports(&f, 50);
+	/* and nothing is forwarded any more */
+	rtp_pkt(pkt, 8, 0xaaaa);
+	send_to(a, pkt, sizeof pkt, ra);
+	assert_int_equal(recv_within(b, rx, sizeof rx, 100, NULL), -1);
+
+	buf_free(&out);
+	close(a);
+	close(b);
+	close(a2);
+	close(b2);
+	close(evil);
+	stop(&f);
+}
+
+/* A muxes, B does not, and the relay demuxes between them (RFC 5761). */
+static void test_rtcp_demux(void **state)
+{
+	(void)state;
+	struct fixture f;
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41100-41199\n");
+	uint16_t pa, pb, pb2;
+	int a = udp("127.0.0.1:0", &pa), b = udp("127.0.0.1:0", &pb);
+	char t[64];
+	snprintf(t, sizeof t, "127.0.0.1:%u", pb + 1);
+	int b2 = udp(t, &pb2);
+	char sdp_a[512], sdp_b[512];
+	sdp_for(sdp_a, sizeof sdp_a, pa, true);
+	sdp_for(sdp_b, sizeof sdp_b, pb, false);
+	struct buf out;
+	buf_init(&out);
+	struct relayctl_req q = req("call-2", "a", "", sdp_a);
+	q.opts.rtcp_mux = RELAYCTL_MUX_DEMUX;
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), 0);
+	uint16_t rb = relay_port(&out, false); /* no a=rtcp-mux towards B */
+	buf_reset(&out);
+	q = req("call-2", "a", "b", sdp_b);
+	assert_int_equal(relayctl_answer(f.rc, &q, &out), 0);
+	uint16_t ra = relay_port(&out, true); /* A is told its mux is accepted */
+
+	uint8_t pkt[172], rx[512];
+	uint16_t from;
+	rtp_pkt(pkt, 1, 0xaaaa);
+	send_to(a, pkt, sizeof pkt, ra); /* latch A first */
+	assert_int_equal(recv_within(b, rx, sizeof rx, 1000, &from), (ssize_t)sizeof pkt);
+	/* A's RTCP, muxed on its RTP port, reaches B's RTCP port */
+	send_to(a, rr, sizeof rr, ra);
+	assert_int_equal(recv_within(b2, rx, sizeof rx, 1000, &from), (ssize_t)sizeof rr);
+	assert_int_equal(from, rb + 1);
+	assert_int_equal(recv_within(b, rx, sizeof rx, 50, NULL), -1);
+	/* B's RTCP on the odd port reaches A on its one port */
+	send_to(b2, rr, sizeof rr, (uint16_t)(rb + 1));
+	assert_int_equal(recv_within(a, rx, sizeof rx, 1000, &from), (ssize_t)sizeof rr);
+	assert_int_equal(from, ra);
+	buf_free(&out);
+	close(a);
+	close(b);
+	close(b2);
+	stop(&f);
+}
+
+static void test_errors_and_pool(void **state)
+{
+	(void)state;
+	struct fixture f;
+	/* two pairs only: one call of one stream */
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41200-41203\n");
+	char sdp[512];
+	sdp_for(sdp, sizeof sdp, 7078, false);
+	struct buf out;
+	buf_init(&out);
+	struct relayctl_req q = req("c1", "x", "", sdp);
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), 0);
+	/* a re-offer reuses the ports */
+	buf_reset(&out);
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), 0);
+	buf_reset(&out);
+	q = req("c2", "y", "", sdp);
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), ENOSPC);
+	struct relay_stats st;
+	relay_stats_get(f.relay, &st);
+	assert_int_equal(st.sessions, 1); /* the failed one is gone */
+	assert_string_equal(relayctl_strerror(ENOSPC), "out of relay ports");
+
+	buf_reset(&out);
+	q = req("c3", "z", "", "v=0\r\nthis is not sdp\r\n");
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), EBADMSG);
+	q = req("nope", "x", "y", sdp);
+	assert_int_equal(relayctl_answer(f.rc, &q, &out), ENOENT);
+	q = req("c1", "not-a-leg", "y", sdp);
+	assert_int_equal(relayctl_answer(f.rc, &q, &out), ENOENT);
+	q = req("", "x", "", sdp);
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), EINVAL);
+	q = req("c4", "x", "", sdp);
+	q.opts.ice = RELAYCTL_ICE_FORCE;
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), ENOTSUP);
+	q.opts.ice = RELAYCTL_ICE_REMOVE;
+	q.opts.family = AF_INET6; /* no IPv6 interface configured */
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), ENOTSUP);
+	assert_int_equal(relayctl_ping(f.rc), 0);
+	buf_free(&out);
+	stop(&f);
+}
+
+static void count_cb(struct slice cid, void *arg)
+{
+	(void)cid;
+	(*(size_t *)arg)++;
+}
+
+static void test_timeout(void **state)
+{
+	(void)state;
+	struct fixture f;
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41300-41399\ntimeout = 1\n");
+	char sdp[512];
+	sdp_for(sdp, sizeof sdp, 7078, false);
+	struct buf out;
+	buf_init(&out);
+	struct relayctl_req q = req("silent", "x", "", sdp);
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), 0);
+	size_t n = 0;
+	assert_int_equal(relayctl_list(f.rc, 0, count_cb, &n), 0);
+	assert_int_equal(n, 1);
+	/* deleted after 1 s of silence, swept once a second */
+	struct relay_stats st;
+	for (int i = 0; i < 400; i++) {
+		relay_stats_get(f.relay, &st);
+		if (st.sessions == 0 && st.ports_free == 50)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(st.sessions, 0);
+	assert_int_equal(st.ports_free, 50);
+	buf_free(&out);
+	stop(&f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_call),
+	    cmocka_unit_test(test_rtcp_demux),
+	    cmocka_unit_test(test_errors_and_pool),
+	    cmocka_unit_test(test_timeout),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
