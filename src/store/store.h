@@ -1,0 +1,275 @@
+/* store: location service (sharded memory, SQLite group commit) and credentials. */
+#ifndef PINHOLE_STORE_H
+#define PINHOLE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "net/net.h"
+
+/*
+ * Who owns what
+ * -------------
+ * struct store owns every binding. Callers never hold a pointer into it outside
+ * the calls below: lookups and visits copy bindings out; updates see them through
+ * a struct store_view that is valid only during the update callback.
+ *
+ * Threads
+ * -------
+ * Every function is thread-safe unless it says otherwise. Memory is split into
+ * shards (one mutex each, chosen by a hash of the AOR), so workers that touch
+ * different AORs rarely wait on each other. With a database, one writer thread
+ * owns the SQLite connection: workers never touch SQLite.
+ *
+ * Durability contract
+ * -------------------
+ * store_update() applies a change to memory at once, so that lookups see it
+ * immediately, and queues its rows for the writer. The done callback fires only
+ * after the transaction holding those rows has committed. A registrar answers
+ * 200 from done, so a binding that was acknowledged survives kill -9.
+ * A change whose commit failed stays in memory (it is still true for this
+ * process) and done gets the error, so the registrar answers 500 and the phone
+ * retries; its rows are not retried, the database catches up at the binding's
+ * next write.
+ */
+
+/* Bounds of the fixed-size fields, terminating NUL included. STORE_SET refuses
+ * longer input with ENAMETOOLONG; user_agent is only informative, so callers
+ * had better truncate it (slice_to_cstr) than refuse the REGISTER. */
+#define STORE_AOR_MAX 128     /* "user@host", host lowercased by the store */
+#define STORE_CONTACT_MAX 256 /* Contact URI as the phone sent it, no <> */
+#define STORE_INSTANCE_MAX 80 /* +sip.instance value, e.g. "<urn:uuid:...>" (47 bytes) */
+#define STORE_CALLID_MAX 128
+#define STORE_PATH_MAX 256 /* Path header values, comma-joined */
+#define STORE_UA_MAX 96
+
+#define STORE_Q_MAX 1000 /* q is kept in thousandths: q=0.5 -> 500 */
+
+/* Keepalive state, written by the keepalive task through store_ka_set(). Kept in
+ * memory only: it is rebuilt by the next pings after a restart, and writing it
+ * to disk on every ping would cost one fsync per ping for nothing. It reaches the
+ * database only as part of a binding that is upserted for another reason. */
+struct store_ka {
+	int64_t last_sent;   /* wall clock seconds, 0 = never */
+	int64_t last_answer; /* wall clock seconds, 0 = never */
+	uint32_t failures;   /* consecutive pings without answer */
+	bool unreachable;
+};
+
+/* One registered contact of an AOR.
+ * Size: 1,280 bytes on x86-64 (the flow 272 of them, its two sockaddr_storage
+ * mostly padding; the strings 1,024). 100,000 bindings cost about 130 MB; a packed,
+ * variable-length layout would cut that by 3-4x when the budget asks for it.
+ * Identity within its AOR (RFC 5626 6): (instance, reg_id) when instance is set
+ * and reg_id != 0, else the contact URI compared byte for byte (phones resend it
+ * unchanged; the registrar may canonicalise it first). */
+struct store_binding {
+	uint64_t id;	       /* set by the store: unique, kept across refreshes and restarts */
+	int64_t expires_at;    /* wall clock seconds; expired when expires_at <= now */
+	int64_t registered_at; /* wall clock seconds of the last REGISTER that wrote it */
+	struct flow flow;      /* where the REGISTER arrived; flow.remote is the real source */
+	struct store_ka ka;
+	uint32_t cseq;
+	uint32_t reg_id;		 /* 0 = none */
+	uint16_t q;			 /* 0..STORE_Q_MAX, thousandths */
+	bool behind_nat;		 /* the source differed from the Contact/Via address */
+	char aor[STORE_AOR_MAX];	 /* set by the store from the update's AOR */
+	char contact[STORE_CONTACT_MAX]; /* required, non-empty */
+	char instance[STORE_INSTANCE_MAX];
+	char call_id[STORE_CALLID_MAX];
+	char path[STORE_PATH_MAX];
+	char user_agent[STORE_UA_MAX];
+};
+
+/* Copies s into a fixed field with its NUL: 0, or ENAMETOOLONG (dst untouched).
+ * STORE_SET(b.contact, s) passes the field's size. */
+int store_field_set(char *dst, size_t cap, struct slice s);
+#define STORE_SET(field, s) store_field_set((field), sizeof(field), (s))
+
+/* Whether two bindings of one AOR are the same binding (see identity above). */
+bool store_binding_same(const struct store_binding *a, const struct store_binding *b);
+
+/* Canonical AOR: the host part (after the last '@') lowercased, the user part
+ * kept as is. 0, ENAMETOOLONG or EINVAL (empty). dst holds STORE_AOR_MAX. */
+int store_aor_canon(struct slice aor, char dst[STORE_AOR_MAX]);
+
+/* ---- the location store ---- */
+
+struct store;
+struct store_view;
+
+enum store_sync {
+	/* WAL, synchronous=FULL: each COMMIT fsyncs the WAL. An acknowledged binding
+	 * survives kill -9 and power loss. Group commit shares the fsync between all
+	 * REGISTERs of a batch, which is what makes FULL affordable. Default. */
+	STORE_SYNC_FULL = 0,
+	/* WAL, synchronous=NORMAL: COMMIT writes the WAL without fsync. Survives kill -9
+	 * of the process (the bytes are in the kernel's page cache), not power loss or
+	 * a kernel crash, which may lose the last commits. Cheaper on slow disks. */
+	STORE_SYNC_NORMAL = 1,
+};
+
+struct store_conf {
+	const char *path;     /* SQLite file, created if absent; NULL = memory only */
+	unsigned shards;      /* 0 = 64 */
+	unsigned max_per_aor; /* store_view_put() refuses more with ENOSPC; 0 = 32 */
+	enum store_sync sync;
+	/* false: every store_update() wakes the writer; batches form from the updates
+	 * queued while the previous COMMIT is in flight.
+	 * true: store_update() only queues; the caller calls store_kick() once per
+	 * loop turn (from loop_on_turn_end), so the REGISTERs of one turn share one
+	 * transaction. The writer also wakes by itself every 5 ms as a safety net. */
+	bool kick_explicit;
+};
+
+/* Opens the store. With a path: opens or creates the database (WAL), creates the
+ * schema, loads every binding that has not expired (deleting expired rows), and
+ * starts the writer thread. Returns 0, ENOMEM, EINVAL (bad conf) or EIO (SQLite
+ * error, logged with the file name). Sets *sp only on success. */
+int store_alloc(struct store **sp, const struct store_conf *conf);
+/* Commits everything queued (calling its done callbacks), stops the writer,
+ * closes the database and frees all memory. NULL is fine. */
+void store_free(struct store *s);
+
+/* Update callback: runs under the AOR's shard lock with the AOR's bindings in v
+ * (expired ones already dropped). It may read and change them through the
+ * store_view_* functions, and must not call other store functions (the shard
+ * lock is held). Return 0 to keep the changes, or an errno to discard all of them. */
+typedef int(store_update_h)(struct store_view *v, void *arg);
+/* Durability callback: err is 0 once the change is committed, else the commit error.
+ * On the writer thread it delays the next batch, so it should only post to the
+ * caller's loop (loop_post); it may call store functions except store_flush and
+ * store_free. */
+typedef void(store_done_h)(int err, void *arg);
+
+/*
+ * Atomic read-modify-write of one AOR.
+ *
+ * Returns what fn returned, or EINVAL/ENAMETOOLONG for a bad AOR, or ENOMEM.
+ * On a non-zero return nothing changed and done is never called.
+ * On 0 the change is visible to lookups already, and done(err, done_arg) is
+ * called exactly once:
+ *   - from the writer thread after the COMMIT that holds the change, or
+ *   - synchronously, before store_update returns, when the store is memory-only
+ *     or fn changed nothing.
+ * done may be NULL (fire and forget).
+ */
+int store_update(struct store *s, struct slice aor, store_update_h *fn, void *arg,
+		 store_done_h *done, void *done_arg);
+
+/* ---- inside an update callback: the AOR's bindings ----
+ * Indices run 0..count-1 and shift down on remove. Pointers returned by
+ * store_view_get() stay valid until the next change through the view. */
+const char *store_view_aor(const struct store_view *v); /* canonical AOR */
+int64_t store_view_now(const struct store_view *v);	/* wall clock at update start */
+size_t store_view_count(const struct store_view *v);
+const struct store_binding *store_view_get(const struct store_view *v, size_t i);
+/* Index of the binding with b's identity, or -1. */
+long store_view_find(const struct store_view *v, const struct store_binding *b);
+/* Adds b, or replaces the binding with its identity (keeping its id). The whole
+ * binding is copied, keepalive state included: a refresh that wants to keep the
+ * old ka state copies it from the old binding first. aor and id are set by the
+ * store. Index in *idx if not NULL. 0, EINVAL (empty contact, q > 1000),
+ * ENOSPC (max_per_aor reached). */
+int store_view_put(struct store_view *v, const struct store_binding *b, size_t *idx);
+/* Replaces binding i with b (the identity may change, e.g. a new contact for the
+ * same instance); keeps binding i's id. 0, EINVAL, ERANGE (bad index), EEXIST
+ * (another binding already has b's identity). */
+int store_view_set(struct store_view *v, size_t i, const struct store_binding *b);
+/* 0 or ERANGE. */
+int store_view_remove(struct store_view *v, size_t i);
+/* Removes every binding (Contact: *). */
+void store_view_clear(struct store_view *v);
+
+/* ---- reading ---- */
+
+/* Copies the AOR's live bindings into out[0..max), best first (q descending, then
+ * the most recent registration). Expired bindings are skipped; unreachable ones
+ * are returned with ka.unreachable set: the proxy decides. *n = number copied.
+ * Returns 0 (also for an unknown AOR, with *n = 0), ENOBUFS when there were more
+ * than max (out holds the best max), EINVAL/ENAMETOOLONG for a bad AOR. */
+int store_lookup(struct store *s, struct slice aor, struct store_binding *out, size_t max,
+		 size_t *n);
+
+/* Visit callback: b is a copy, valid during the call; return non-zero to stop. */
+typedef int(store_visit_h)(const struct store_binding *b, void *arg);
+/* Visits every live binding, shard by shard. Each shard is copied out under its
+ * lock and visited without it, so fn may call any store function (store_ka_set
+ * in particular). A binding changed meanwhile is seen as it was at the copy.
+ * Returns 0, what fn returned to stop, or ENOMEM. */
+int store_foreach(struct store *s, store_visit_h *fn, void *arg);
+
+/* ---- keepalive state (memory only, see struct store_ka) ---- */
+
+/* Sets the keepalive state of the binding with this id in this AOR. 0, ENOENT. */
+int store_ka_set(struct store *s, struct slice aor, uint64_t id, const struct store_ka *ka);
+/* Same for every binding of the AOR whose contact URI is contact. 0, ENOENT. */
+int store_ka_set_contact(struct store *s, struct slice aor, struct slice contact,
+			 const struct store_ka *ka);
+
+/* ---- housekeeping ---- */
+
+/* Removes bindings with expires_at <= now and queues their deletion (no callback).
+ * *removed (may be NULL) = how many. Call it every few seconds from one thread. */
+int store_expire(struct store *s, int64_t now, size_t *removed);
+
+/* With kick_explicit: wakes the writer to commit what is queued. Cheap, any thread. */
+void store_kick(struct store *s);
+/* store_kick with the loop_call_h signature: loop_on_turn_end(l, store_kick_turn, s). */
+void store_kick_turn(void *store);
+/* Blocks until everything queued before the call is committed and its done
+ * callbacks have run. Returns the error of the last commit (0 if fine). Must not
+ * be called from a done callback. Memory-only: returns 0 at once. */
+int store_flush(struct store *s);
+
+struct store_stats {
+	size_t bindings; /* in memory, expired but not yet purged included */
+	size_t aors;
+	uint64_t commits;     /* transactions committed */
+	uint64_t commit_rows; /* rows written by them */
+	uint64_t commit_errors;
+	size_t pending; /* updates queued, not yet committed */
+};
+void store_stats_get(struct store *s, struct store_stats *out);
+
+/* Metrics registered by store_alloc (process-wide, summed over stores):
+ * store_bindings, store_aors (gauges), store_commits_total,
+ * store_commit_rows_total, store_commit_errors_total. */
+
+/* ---- credentials: user@realm -> password or HA1 ----
+ * An interface beside the location store; the memory backend is the only one
+ * for now (a file or database backend fills the same table). No user at all
+ * means open registration: the registrar checks store_cred_count() == 0. */
+
+struct store_cred;
+
+enum store_cred_kind {
+	STORE_CRED_PASSWORD = 0, /* cleartext, needed for SHA-256 digest or TURN */
+	STORE_CRED_HA1 = 1,	 /* hex MD5(user:realm:password), RFC 2617 */
+};
+
+#define STORE_CRED_USER_MAX 64
+#define STORE_CRED_REALM_MAX 128
+#define STORE_CRED_SECRET_MAX 129 /* HA1 SHA-512-256 hex is 64; passwords up to 128 */
+
+struct store_cred_entry {
+	enum store_cred_kind kind;
+	char secret[STORE_CRED_SECRET_MAX];
+};
+
+int store_cred_alloc(struct store_cred **cp);
+void store_cred_free(struct store_cred *c);
+/* Adds or replaces a user. Realm compared case-insensitively, user exactly.
+ * 0, ENAMETOOLONG, EINVAL (empty user), ENOMEM. */
+int store_cred_set(struct store_cred *c, struct slice user, struct slice realm,
+		   enum store_cred_kind kind, struct slice secret);
+/* 0 or ENOENT. */
+int store_cred_del(struct store_cred *c, struct slice user, struct slice realm);
+/* Copies the secret out. 0 or ENOENT. */
+int store_cred_lookup(struct store_cred *c, struct slice user, struct slice realm,
+		      struct store_cred_entry *out);
+size_t store_cred_count(struct store_cred *c);
+
+#endif

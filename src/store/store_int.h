@@ -1,0 +1,88 @@
+/* store internals shared by the memory tier, the writer and the persistence backends. */
+#ifndef PINHOLE_STORE_INT_H
+#define PINHOLE_STORE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "store/store.h"
+
+/* One AOR in a shard's hash table; owned by its shard. */
+struct store_aor {
+	struct store_aor *next; /* bucket chain */
+	uint64_t hash;
+	struct store_binding *b; /* n used of cap; b[i].aor == aor */
+	size_t n, cap;
+	char aor[STORE_AOR_MAX];
+};
+
+/* A slice of the AORs, by hash; everything inside is protected by lock. */
+struct store_shard {
+	pthread_mutex_t lock;
+	struct store_aor **tab; /* power-of-two buckets */
+	size_t tabsize;
+	size_t naors;
+};
+
+/* One row to persist: an upsert of a whole binding, or a delete by id. */
+struct store_row {
+	bool del;
+	struct store_binding b; /* b.id always set; the rest only for an upsert */
+};
+
+/* The rows of one store_update (or one shard of a store_expire) and who to tell
+ * when they are durable. Owned by the writer queue once queued. */
+struct store_job {
+	struct store_job *next;
+	store_done_h *done; /* may be NULL */
+	void *done_arg;
+	size_t nrows;
+	struct store_row rows[];
+};
+
+/* Loader callback: a binding read back at startup. */
+typedef int(store_load_h)(const struct store_binding *b, void *arg);
+
+/* A persistence backend. The memory tier is always in front of it; a backend
+ * only loads at startup and writes batches. A shared backend (Redis) will add a
+ * change feed that invalidates the memory tier. */
+struct store_backend_ops {
+	const char *name;
+	int (*open)(void **ctxp, const struct store_conf *conf);
+	/* Deletes rows expired at now, calls h for the others; *max_id = largest id. */
+	int (*load)(void *ctx, int64_t now, store_load_h *h, void *arg, uint64_t *max_id);
+	/* Writes every row of every job in the list in ONE transaction; 0 or EIO. */
+	int (*write)(void *ctx, const struct store_job *jobs, size_t *rows);
+	void (*close)(void *ctx);
+};
+
+extern const struct store_backend_ops store_sqlite_ops;
+
+struct store_writer;
+
+struct store {
+	struct store_shard *shards; /* RO after alloc (the array, not the shards) */
+	unsigned nshards;
+	unsigned max_per_aor;
+	_Atomic uint64_t next_id;
+	_Atomic int64_t nbindings, naors;
+	struct store_writer *w; /* NULL when memory-only */
+	_Atomic uint64_t commits, commit_rows, commit_errors;
+};
+
+/* writer.c: the queue and the thread that drains it. */
+int store_writer_alloc(struct store_writer **wp, struct store *s,
+		       const struct store_backend_ops *ops, void *ctx, bool kick_explicit);
+/* Commits what is queued, stops the thread, closes the backend, frees. */
+void store_writer_free(struct store_writer *w);
+/* Takes ownership of job. Called under the AOR's shard lock, so that the
+ * queue order of the rows of one binding is the order of its changes. */
+void store_writer_push(struct store_writer *w, struct store_job *job);
+void store_writer_kick(struct store_writer *w);
+int store_writer_flush(struct store_writer *w);
+size_t store_writer_pending(struct store_writer *w);
+
+/* metrics.c-style process-wide counters, defined in mem.c */
+extern struct metric store_m_bindings, store_m_aors, store_m_commits, store_m_rows, store_m_errors;
+
+#endif
