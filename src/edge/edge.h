@@ -99,7 +99,8 @@ int edge_flow_token_decode(const struct edge *e, struct slice token, struct flow
 typedef void(stsx_cancel_h)(struct stsx *st, void *arg); /* a CANCEL matched it */
 typedef void(stsx_end_h)(struct stsx *st, void *arg);    /* it is being freed */
 
-const struct sip_msg *stsx_msg(const struct stsx *st); /* the request (a copy) */
+/* The request (a copy); NULL once the final response has been sent. */
+const struct sip_msg *stsx_msg(const struct stsx *st);
 const struct flow *stsx_flow(const struct stsx *st);
 struct slice stsx_via1_fixed(const struct stsx *st);
 struct worker *stsx_worker(const struct stsx *st);

@@ -4,7 +4,9 @@
 
 #include "edge.h"
 
-#define TSX_BUCKETS 4096
+/* per worker; UDP transactions linger 32 s after their answer (Timer J),
+ * so a worker at 20k requests/s holds ~640k: chains stay short at 64k */
+#define TSX_BUCKETS 65536
 
 struct edge_wk {
 	struct edge *edge;

@@ -168,6 +168,7 @@ void edge_tsx_free_all(struct edge_wk *wk)
 
 /* ---- server transactions ---- */
 
+/* NULL once the final response has been sent. */
 const struct sip_msg *stsx_msg(const struct stsx *st) { return st->msg; }
 const struct flow *stsx_flow(const struct stsx *st) { return &st->flow; }
 struct worker *stsx_worker(const struct stsx *st) { return st->wk->w; }
@@ -230,6 +231,12 @@ int stsx_send_response(struct stsx *st, uint16_t status, const char *p, size_t l
 	if (st->state == ST_ACCEPTED)
 		return err;
 	st->status = status;
+	/* from here on only the response is resent: drop the request's copy,
+	 * the bulk of a lingering transaction's memory */
+	free(st->msg);
+	free(st->raw);
+	st->msg = NULL;
+	st->raw = NULL;
 	if (st->invite && status < 300) {
 		/* RFC 6026 7.1: Accepted, absorbing INVITE retransmissions for 64*T1 */
 		st->state = ST_ACCEPTED;
@@ -251,6 +258,8 @@ int stsx_send_response(struct stsx *st, uint16_t status, const char *p, size_t l
 
 int stsx_reply(struct stsx *st, uint16_t status, const char *reason, const char *extra_hdrs)
 {
+	if (!st->msg)
+		return EALREADY; /* a final response went out already */
 	struct buf out;
 	buf_init(&out);
 	struct slice tag = status > 100 && st->msg->to_tag.l == 0 ? slice_cstr(st->to_tag)
@@ -576,6 +585,7 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 		edge_send(e, &ct->flow, ct->ack.data, ct->ack.len);
 	}
 	ct->state = CT_COMPLETED;
+	buf_free(&ct->req); /* never resent again; the ACK is built */
 	ct_report(ct, rx, s);
 	/* Timer D (32 s) for INVITE, K (T4) otherwise; zero over streams */
 	timer_start(wk_loop(wk), &ct->t_end, reliable ? 0 : (ct->invite ? 32000u : e->t4),
