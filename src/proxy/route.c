@@ -42,8 +42,9 @@ static bool is_dialog_forming(const struct sip_msg *m)
  * what to remove. A value whose user part is a valid flow token for another
  * flow than the one the request came on names the way out (RFC 5626 5.3). */
 static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_plan *plan,
-			bool *have_flow, struct flow *flow, struct slice *next_route)
+			bool *have_flow, struct flow *flow, struct slice *next_route, bool *forged)
 {
+	*forged = false;
 	const struct sip_msg *m = rx->msg;
 	plan->n_pop_lines = 0;
 	plan->partial_line = SIZE_MAX;
@@ -65,9 +66,11 @@ static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_
 			}
 			popped++;
 			struct flow f;
-			if (na.uri.user.l &&
-			    edge_flow_token_decode(p->edge, na.uri.user, &f) == 0 &&
-			    !flow_eq(&f, &rx->flow)) {
+			int terr = na.uri.user.l ? edge_flow_token_decode(p->edge, na.uri.user, &f)
+						 : EBADMSG;
+			if (terr == EPERM)
+				*forged = true;
+			if (terr == 0 && !flow_eq(&f, &rx->flow)) {
 				*flow = f;
 				*have_flow = true;
 			}
@@ -225,7 +228,13 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	struct flow tflow;
 	bool have_flow;
 	struct slice next_route;
-	plan_routes(p, rx, &plan, &have_flow, &tflow, &next_route);
+	bool forged;
+	plan_routes(p, rx, &plan, &have_flow, &tflow, &next_route, &forged);
+	if (forged) {
+		/* RFC 5626 5.3: a tampered flow token routes nowhere */
+		reply(rx, 403, "Forbidden (Bad Flow Token)", NULL);
+		return;
+	}
 	bool to_us = !have_flow && !next_route.l && m->ruri.user.l == 0 &&
 		     edge_is_local(p->edge, m->ruri.host, m->ruri.port);
 	if (to_us) {
