@@ -24,6 +24,7 @@ struct proxy_target {
 	struct flow flow;
 	bool behind_nat; /* the binding's NAT flag (registered targets) */
 	char ruri[STORE_CONTACT_MAX]; /* new Request-URI, "" = unchanged */
+	char path[STORE_PATH_MAX];    /* RFC 3327: the binding's Path, pushed as Route */
 };
 
 /* Builds the forwarded request for one target into out: our Via on top (with

@@ -109,6 +109,8 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 	sip_edit_replace(&ed, m->via1.whole, "%.*s", (int)rx->via1_fixed.l, rx->via1_fixed.p);
 	if (t->ruri[0])
 		sip_edit_set_ruri(&ed, "%s", t->ruri);
+	if (t->path[0]) /* RFC 3327 5.3: the way to the phone leads through its Path */
+		sip_edit_insert_hdr_before(&ed, m->via1_hdr, "Route: %s", t->path);
 	const struct sip_hdr *mf = sip_msg_hdr(m, SIP_HDR_MAX_FORWARDS, 0);
 	if (mf)
 		sip_edit_replace(&ed, mf->value, "%d", m->max_forwards > 0 ? m->max_forwards - 1 : 0);
@@ -176,6 +178,7 @@ static int lookup_targets(struct proxy *p, const struct edge_rx *rx, struct prox
 			}
 			t[*n].flow = b[i].flow;
 			t[*n].behind_nat = b[i].behind_nat;
+			snprintf(t[*n].path, sizeof t[*n].path, "%s", b[i].path);
 			snprintf(t[*n].ruri, sizeof t[*n].ruri, "%s", b[i].contact);
 			(*n)++;
 		}
@@ -195,6 +198,7 @@ static int lookup_targets(struct proxy *p, const struct edge_rx *rx, struct prox
 		return ENOENT;
 	}
 	t[0].ruri[0] = '\0';
+	t[0].path[0] = '\0';
 	t[0].behind_nat = false;
 	*n = 1;
 	return 0;
