@@ -24,14 +24,54 @@ struct proxy_call {
 	struct buf best; /* best final so far, ready to send; empty = synthesise */
 	bool final_sent;
 	struct proxy_media media;
+	struct proxy_call *prev, *next; /* proxy->calls; guarded by calls_lock */
 };
+
+static void call_link(struct proxy_call *pc)
+{
+	struct proxy *p = pc->p;
+	pthread_mutex_lock(&p->calls_lock);
+	pc->next = p->calls;
+	if (p->calls)
+		p->calls->prev = pc;
+	p->calls = pc;
+	pthread_mutex_unlock(&p->calls_lock);
+}
+
+static void call_free(struct proxy_call *pc)
+{
+	struct proxy *p = pc->p;
+	pthread_mutex_lock(&p->calls_lock);
+	if (pc->prev)
+		pc->prev->next = pc->next;
+	else
+		p->calls = pc->next;
+	if (pc->next)
+		pc->next->prev = pc->prev;
+	pthread_mutex_unlock(&p->calls_lock);
+	buf_free(&pc->best);
+	free(pc);
+}
 
 static void call_maybe_free(struct proxy_call *pc)
 {
 	if (pc->st || pc->pending)
 		return;
-	buf_free(&pc->best);
-	free(pc);
+	call_free(pc);
+}
+
+void proxy_calls_free_all(struct proxy *p)
+{
+	while (p->calls) {
+		struct proxy_call *pc = p->calls;
+		/* its transactions are freed by the edge without callbacks */
+		if (pc->st)
+			stsx_set_owner(pc->st, NULL, NULL, NULL);
+		for (size_t i = 0; i < pc->n_br; i++)
+			if (pc->br[i].ct)
+				ctsx_detach(pc->br[i].ct);
+		call_free(pc);
+	}
 }
 
 static void cancel_pending(struct proxy_call *pc)
@@ -178,6 +218,7 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	pc->st = rx->st;
 	pc->media = *pm;
 	buf_init(&pc->best);
+	call_link(pc);
 	stsx_set_owner(rx->st, pc, on_cancel, on_end);
 	for (size_t i = 0; i < n && i < PROXY_MAX_BRANCHES; i++) {
 		char branch[32];

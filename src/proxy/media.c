@@ -136,6 +136,9 @@ uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,
 		.sdp = sdp,
 	};
 	req.opts.received_from = rx->flow.remote;
+	/* no private address left anywhere in what the callee sees */
+	req.opts.replace_origin = true;
+	req.opts.replace_session_conn = true;
 	int err = relayctl_offer(p->rc, &req, body);
 	if (err) {
 		metric_inc(&m_relay_errors);
@@ -160,6 +163,8 @@ int proxy_media_response(struct proxy *p, const struct proxy_media *pm, const st
 		return ENOENT;
 	struct relayctl_req req = {.call_id = m->call_id, .sdp = sdp};
 	req.opts.received_from = rx->flow.remote;
+	req.opts.replace_origin = true;
+	req.opts.replace_session_conn = true;
 	int err;
 	if (pm->late) {
 		/* the callee offers: its tag names the offering leg */
@@ -191,6 +196,8 @@ int proxy_media_ack(struct proxy *p, const struct edge_rx *rx, struct buf *body)
 	struct relayctl_req req = {
 		.call_id = m->call_id, .from_tag = m->to_tag, .to_tag = m->from_tag, .sdp = sdp};
 	req.opts.received_from = rx->flow.remote;
+	req.opts.replace_origin = true;
+	req.opts.replace_session_conn = true;
 	int err = relayctl_answer(p->rc, &req, body);
 	if (err)
 		metric_inc(&m_relay_errors);

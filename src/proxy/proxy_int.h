@@ -2,6 +2,8 @@
 #ifndef PINHOLE_PROXY_INT_H
 #define PINHOLE_PROXY_INT_H
 
+#include <pthread.h>
+
 #include "proxy.h"
 #include "relayctl/relayctl.h"
 
@@ -14,10 +16,15 @@ struct proxy {
 	struct registrar *reg;
 	bool record_route;
 	unsigned max_branches;
-	struct relayctl *rc; /* NULL: no media relay; owned by the proxy when remote */
-	bool rc_owned;
+	struct relayctl *rc; /* NULL: no media relay; owned by the proxy */
 	enum media_policy media;
+	/* every live proxy_call, so that shutdown frees what is still pending */
+	pthread_mutex_t calls_lock;
+	struct proxy_call *calls;
 };
+
+/* Frees the calls still pending at shutdown (after the workers stopped). */
+void proxy_calls_free_all(struct proxy *p);
 
 /* Where one copy of a request goes. */
 struct proxy_target {

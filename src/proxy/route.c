@@ -45,8 +45,8 @@ static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_
 			bool *have_flow, struct flow *flow, struct slice *next_route, bool *forged)
 {
 	*forged = false;
+	memset(plan, 0, sizeof *plan);
 	const struct sip_msg *m = rx->msg;
-	plan->n_pop_lines = 0;
 	plan->partial_line = SIZE_MAX;
 	*have_flow = false;
 	*next_route = SLICE_NULL;
@@ -368,6 +368,7 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 		return err;
 	}
 	proxy_media_register_metrics();
+	pthread_mutex_init(&p->calls_lock, NULL);
 	metric_register(&m_forwarded);
 	metric_register(&m_stateless);
 	edge_set_handlers(e, on_request, on_response, p);
@@ -379,6 +380,8 @@ void proxy_free(struct proxy *p)
 {
 	if (!p)
 		return;
+	proxy_calls_free_all(p);
+	pthread_mutex_destroy(&p->calls_lock);
 	relayctl_free(p->rc);
 	free(p);
 }

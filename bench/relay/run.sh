@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Media relay benchmark: pinhole's relay against rtpengine (user space), in one invocation.
+#
+#   bench/relay/run.sh [calls|blast|all]      (default: all)
+#
+# Both relays run standalone on 127.0.0.1 and are driven the same way over
+# the ng protocol by bench/relay/rtp_bench.c (pinhole's ng client: offer with
+# party A's SDP, answer with party B's), which then plays both parties of
+# every call: one UDP socket per party, sending to the relay port the other
+# side's rewritten SDP names and receiving on its own (symmetric RTP).
+#
+# calls  N concurrent G.711 calls (172-byte packets, 50 packets/s per
+#        direction, so 100 N packets/s through the relay), for each N in
+#        BENCH_RELAY_CALLS; and the same sockets talking directly without a
+#        relay, the generator's and sink's own latency ("direct").
+# blast  BENCH_BLAST_CALLS calls, offered a total rate that climbs through
+#        BENCH_BLAST_RATES (sendmmsg batches); a relay's ramp ends at the
+#        first step with loss over 0.01 %, or after a lossless step that the
+#        generator could not offer in full (< 95 % of the target: the
+#        generator, not the relay, is the limit). The best lossless step is
+#        reported.
+#
+# For every step: offered and forwarded packets/s, loss, the relay's CPU
+# (utime+stime from /proc/PID/stat, all threads) as cores and as ns per
+# forwarded packet, and the latency from send to receive (p50, p99, max;
+# a timestamp in the payload). Tables with both relays side by side and the
+# ratios (pinhole / rtpengine) go to stdout; logs under BENCH_OUT.
+#
+# Environment (all optional):
+#   PINHOLE            pinhole binary; its build dir must hold libpinhole_lib.a
+#                      (build-bench/pinhole, then build/pinhole)
+#   RTPENGINE          rtpengine binary (rtpengine; Debian: apt-get install rtpengine-daemon)
+#   BENCH_RELAYS       which relays ("pinhole rtpengine")
+#   BENCH_RELAY_CALLS  concurrent calls per step ("100 500 1000")
+#   BENCH_RELAY_SECS   measured seconds per step (5); warm-up 1 s before
+#   BENCH_BLAST_CALLS  calls in the blast (100: rtpengine discards a socket's queue
+#                      when it holds many packets, "UDP receive queue exceeded",
+#                      so a few very fast streams measure that, not forwarding)
+#   BENCH_BLAST_RATES  offered packets/s ("50000 100000 150000 200000 250000 300000")
+#   BENCH_THREADS      rtpengine's worker threads (nproc); pinhole's relay-only
+#                      host runs one worker per core
+#   BENCH_OUT          where logs go (a new /tmp/pinhole-relay-bench.XXXXXX)
+# Ports on 127.0.0.1: ng 22230 (pinhole) and 22231 (rtpengine); relay ports
+# 22300-31999 (pinhole) and 40000-49999 (rtpengine, --delete-delay=0 so that
+# a step's deleted calls free their ports for the next); the parties
+# 20000-21999 (fixed, so no ephemeral socket of ours lands in a relay range).
+#
+# Nothing here is part of ctest: timing never decides whether a test passes.
+# Processes are stopped by PID, never by name (lab tests may run alongside).
+
+set -u -o pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+MODE=${1:-all}
+case $MODE in calls | blast | all) ;; *) echo "usage: $0 [calls|blast|all]" >&2; exit 2 ;; esac
+
+PINHOLE=${PINHOLE:-}
+if [ -z "$PINHOLE" ]; then
+	for c in "$ROOT/build-bench/pinhole" "$ROOT/build/pinhole"; do
+		[ -x "$c" ] && { PINHOLE=$c; break; }
+	done
+fi
+[ -x "${PINHOLE:-}" ] || { echo "no pinhole binary (set PINHOLE)" >&2; exit 1; }
+LIB=$(dirname "$PINHOLE")/libpinhole_lib.a
+[ -f "$LIB" ] || { echo "no $LIB beside $PINHOLE" >&2; exit 1; }
+RTPENGINE=${RTPENGINE:-rtpengine}
+RELAYS=${BENCH_RELAYS:-pinhole rtpengine}
+CALLS=${BENCH_RELAY_CALLS:-100 500 1000}
+SECS=${BENCH_RELAY_SECS:-5}
+BLAST_CALLS=${BENCH_BLAST_CALLS:-100}
+BLAST_RATES=${BENCH_BLAST_RATES:-50000 100000 150000 200000 250000 300000}
+THREADS=${BENCH_THREADS:-$(nproc)}
+OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-relay-bench.XXXXXX)}
+mkdir -p "$OUT"
+NG_PH=127.0.0.1:22230 NG_RE=127.0.0.1:22231 PARTY_PORTS=20000
+
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- build the generator against the same build as the relay --------------------
+BENCH="$OUT/rtp_bench"
+# shellcheck disable=SC2046
+cc -std=gnu17 -O2 -Wall -Wextra -I "$ROOT/src" -o "$BENCH" "$HERE/rtp_bench.c" "$LIB" \
+	$(pkg-config --libs inih sqlite3 libcrypto zlib) -lpthread -lm ||
+	{ echo "cannot build rtp_bench" >&2; exit 1; }
+
+# --- the relays -------------------------------------------------------------------
+declare -A PID NG
+start_pinhole() {
+	# relay only: no [sip], so workers = one per core ([sip] workers would
+	# enable SIP; a relay-only host cannot set its worker count yet)
+	cat >"$OUT/pinhole.conf" <<-EOF
+		; bench/relay/run.sh: a relay-only pinhole
+		[relay]
+		address = 127.0.0.1
+		ports = 22300-31999
+		ng = udp:$NG_PH
+		[log]
+		level = warn
+	EOF
+	"$PINHOLE" serve --config "$OUT/pinhole.conf" >"$OUT/pinhole.log" 2>&1 &
+	PID[pinhole]=$!
+	PIDS+=("${PID[pinhole]}")
+	NG[pinhole]=$NG_PH
+}
+start_rtpengine() {
+	command -v "$RTPENGINE" >/dev/null || { echo "no rtpengine (apt-get install rtpengine-daemon)" >&2; exit 1; }
+	"$RTPENGINE" --config-file=none --table=-1 --interface=127.0.0.1 --listen-ng="$NG_RE" \
+		--port-min=40000 --port-max=49999 --delete-delay=0 --foreground --log-stderr --log-level=4 \
+		--num-threads="$THREADS" >"$OUT/rtpengine.log" 2>&1 &
+	PID[rtpengine]=$!
+	PIDS+=("${PID[rtpengine]}")
+	NG[rtpengine]=$NG_RE
+}
+for r in $RELAYS; do "start_$r"; done
+sleep 1
+for r in $RELAYS; do
+	kill -0 "${PID[$r]}" 2>/dev/null || { echo "$r did not start: $(tail -n 5 "$OUT/$r.log")" >&2; exit 1; }
+done
+
+# run NAME ARGS...: one rtp_bench run; its result line to $OUT/results
+run() {
+	local name=$1; shift
+	local line
+	line=$("$BENCH" --port-base "$PARTY_PORTS" "$@" 2>>"$OUT/rtp_bench.err" | grep '^result ') ||
+		{ echo "rtp_bench $name failed: $(tail -n 3 "$OUT/rtp_bench.err")" >&2; return 1; }
+	echo "$line step=$name" >>"$OUT/results"
+	echo "$line"
+}
+# get LINE KEY
+get() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
+
+echo "# relay bench $(date -u +%FT%TZ) on $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# pinhole $PINHOLE; $("$RTPENGINE" --version 2>&1 | head -n 1); $THREADS worker threads each; logs in $OUT"
+
+if [ "$MODE" != blast ]; then
+	echo
+	echo "## calls: N concurrent G.711 calls, 50 pps per direction, ${SECS}s measured"
+	printf '%-6s %-10s %9s %9s %8s %6s %9s %8s %8s\n' calls relay offered forwarded loss% cores ns/pkt p50us p99us
+	declare -A R
+	for n in $CALLS; do
+		R[direct]=$(run "calls-$n-direct" --direct --calls "$n" --secs "$SECS") || exit 1
+		for r in $RELAYS; do
+			R[$r]=$(run "calls-$n-$r" --relay "$r" --ng "udp:${NG[$r]}" --pid "${PID[$r]}" \
+				--calls "$n" --secs "$SECS") || exit 1
+		done
+		for r in direct $RELAYS; do
+			l=${R[$r]}
+			printf '%-6s %-10s %9s %9s %8s %6s %9s %8s %8s\n' "$n" "$r" "$(get "$l" offered_pps)" \
+				"$(get "$l" forwarded_pps)" "$(get "$l" loss_pct)" "$(get "$l" cores)" \
+				"$(get "$l" ns_per_pkt)" "$(get "$l" lat_p50_us)" "$(get "$l" lat_p99_us)"
+		done
+		if [ -n "${R[pinhole]:-}" ] && [ -n "${R[rtpengine]:-}" ]; then
+			awk -v a="$(get "${R[pinhole]}" ns_per_pkt)" -v b="$(get "${R[rtpengine]}" ns_per_pkt)" \
+				-v pa="$(get "${R[pinhole]}" lat_p99_us)" -v pb="$(get "${R[rtpengine]}" lat_p99_us)" \
+				-v d="$(get "${R[direct]}" lat_p99_us)" -v n="$n" 'BEGIN {
+				printf "%-6s ratio pinhole/rtpengine: CPU per packet %.2f; p99 latency %.2f; added p99 over direct: pinhole %d us, rtpengine %d us\n",
+					n, (b > 0 ? a / b : 0), (pb > 0 ? pa / pb : 0), pa - d, pb - d }'
+		fi
+	done
+fi
+
+if [ "$MODE" != calls ]; then
+	echo
+	echo "## blast: $BLAST_CALLS calls ($((2 * BLAST_CALLS)) streams), offered rate ramp, ${SECS}s per step"
+	printf '%-10s %9s %9s %9s %8s %6s %9s %8s\n' relay target offered forwarded loss% cores ns/pkt p99us
+	declare -A BEST
+	for r in $RELAYS; do
+		BEST[$r]=
+		for rate in $BLAST_RATES; do
+			l=$(run "blast-$rate-$r" --relay "$r" --ng "udp:${NG[$r]}" --pid "${PID[$r]}" \
+				--calls "$BLAST_CALLS" --blast --rate "$rate" --secs "$SECS") || exit 1
+			printf '%-10s %9s %9s %9s %8s %6s %9s %8s\n' "$r" "$rate" "$(get "$l" offered_pps)" \
+				"$(get "$l" forwarded_pps)" "$(get "$l" loss_pct)" "$(get "$l" cores)" \
+				"$(get "$l" ns_per_pkt)" "$(get "$l" lat_p99_us)"
+			lossless=$(awk -v loss="$(get "$l" loss_pct)" 'BEGIN { print (loss <= 0.01) ? 1 : 0 }')
+			[ "$lossless" = 1 ] || break
+			BEST[$r]=$l
+			# the generator is saturated when it cannot offer 95 % of the target
+			full=$(awk -v o="$(get "$l" offered_pps)" -v t="$rate" 'BEGIN { print (o >= 0.95 * t) ? 1 : 0 }')
+			[ "$full" = 1 ] || { echo "$r: generator saturated at $(get "$l" offered_pps) pps"; break; }
+		done
+	done
+	for r in $RELAYS; do
+		l=${BEST[$r]}
+		if [ -n "$l" ]; then
+			echo "best lossless $r: $(get "$l" forwarded_pps) pps forwarded, $(get "$l" cores) cores, $(get "$l" ns_per_pkt) ns/pkt"
+		else
+			echo "best lossless $r: none (loss at the first step)"
+		fi
+	done
+	if [ -n "${BEST[pinhole]:-}" ] && [ -n "${BEST[rtpengine]:-}" ]; then
+		awk -v a="$(get "${BEST[pinhole]}" forwarded_pps)" -v b="$(get "${BEST[rtpengine]}" forwarded_pps)" \
+			'BEGIN { printf "ratio pinhole/rtpengine: max lossless pps %.2f (bounded by the ramp and the generator)\n", (b > 0 ? a / b : 0) }'
+	fi
+fi
+echo
+echo "# raw results: $OUT/results"
