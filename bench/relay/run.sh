@@ -102,6 +102,7 @@ start_pinhole() {
 		address = 127.0.0.1
 		ports = 22300-31999
 		ng = udp:$NG_PH
+		batch_wait = ${BENCH_BATCH_WAIT:-0}
 		[log]
 		level = warn
 	EOF

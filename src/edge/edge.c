@@ -337,28 +337,17 @@ static void fix_via(struct edge *e, const struct flow *f, const struct sip_via *
 		buf_printf(out, ";rport=%u", net_addr_port(&f->remote));
 }
 
-/* A message handed from the receiving worker to the Call-ID's owner. */
-struct handoff {
-	struct edge *e;
-	struct flow flow;
-	size_t len;
-	char data[];
-};
+static void process(struct edge *e, struct worker *w, struct edge_msg *em);
 
-static void process(struct edge *e, struct worker *w, const struct flow *f, struct sip_msg *msg);
-
+/* Runs on the Call-ID's owner worker, with the message parsed by the receiver. */
 static void handoff_run(void *arg)
 {
-	struct handoff *h = arg;
+	struct edge_msg *em = arg;
 	struct worker *w = worker_current();
-	struct sip_msg *msg = malloc(sizeof *msg);
-	struct sip_parse_error perr;
-	/* it parsed on the receiving worker; the slices must point into this copy */
-	if (w && msg && sip_msg_parse(msg, h->data, h->len, h->flow.tp != NET_UDP, &perr) == 0)
-		process(h->e, w, &h->flow, msg);
+	if (w)
+		process(em->edge, w, em);
 	else
-		free(msg);
-	free(h);
+		free(em);
 }
 
 static void answer_parse_error(struct edge *e, const struct flow *f, struct sip_msg *msg,
@@ -421,50 +410,48 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 			edge_send(e, f, "\r\n", 2); /* pong */
 		return;
 	}
-	/* parse here to learn the Call-ID; another owner parses its own copy again,
-	 * which costs less than moving slices between buffers */
-	struct sip_msg *msg = malloc(sizeof *msg);
-	if (!msg)
+	/* the one copy and the one parse of this message */
+	struct edge_msg *em = malloc(sizeof *em + len);
+	if (!em) {
+		metric_inc(&edge_m_dropped);
 		return;
+	}
+	memcpy(em->data, data, len);
+	em->len = len;
+	em->edge = e;
+	em->flow = *f;
 	struct sip_parse_error perr = {0, NULL};
-	if (sip_msg_parse(msg, data, len, f->tp != NET_UDP, &perr)) {
-		answer_parse_error(e, f, msg, &perr);
-		free(msg);
+	if (sip_msg_parse(&em->msg, em->data, len, f->tp != NET_UDP, &perr)) {
+		answer_parse_error(e, f, &em->msg, &perr);
+		free(em);
 		return;
 	}
-	unsigned owner = edge_worker_of_callid(e, msg->call_id);
+	unsigned owner = edge_worker_of_callid(e, em->msg.call_id);
 	if (owner == worker_id(w)) {
-		process(e, w, f, msg);
+		process(e, w, em);
 		return;
 	}
-	free(msg);
-	struct handoff *h = malloc(sizeof *h + len);
-	if (!h) {
+	if (loop_post(worker_loop(net_worker(e->net, owner)), handoff_run, em)) {
 		metric_inc(&edge_m_dropped);
-		return;
-	}
-	h->e = e;
-	h->flow = *f;
-	h->len = len;
-	memcpy(h->data, data, len);
-	if (loop_post(worker_loop(net_worker(e->net, owner)), handoff_run, h)) {
-		metric_inc(&edge_m_dropped);
-		free(h);
+		free(em);
 	}
 }
 
-/* Handles a parsed message on the worker that owns its Call-ID; frees msg. */
-static void process(struct edge *e, struct worker *w, const struct flow *f, struct sip_msg *msg)
+/* Handles a parsed message on the worker that owns its Call-ID; frees em
+ * unless a server transaction took it. */
+static void process(struct edge *e, struct worker *w, struct edge_msg *em)
 {
 	struct edge_wk *wk = edge_wk_of(e, w);
-	struct edge_rx rx = {.edge = e, .w = w, .flow = *f, .msg = msg};
+	struct sip_msg *msg = &em->msg;
+	struct edge_rx rx = {.edge = e, .w = w, .flow = em->flow, .msg = msg};
+	bool kept = false;
 	if (msg->request) {
 		metric_inc(&edge_m_requests);
 		struct buf via;
 		buf_init(&via);
-		fix_via(e, f, &msg->via1, &via);
+		fix_via(e, &em->flow, &msg->via1, &via);
 		rx.via1_fixed = buf_slice(&via);
-		edge_tsx_request(wk, &rx);
+		kept = edge_tsx_request(wk, &rx, em);
 		buf_free(&via);
 	} else {
 		if (msg->status >= 100 && msg->status < 700)
@@ -472,5 +459,6 @@ static void process(struct edge *e, struct worker *w, const struct flow *f, stru
 		rx.via1_fixed = msg->via1.whole;
 		edge_tsx_response(wk, &rx);
 	}
-	free(msg);
+	if (!kept)
+		free(em);
 }

@@ -34,9 +34,21 @@ struct edge {
 	size_t n_host_addrs;
 };
 
+/* One received message: a copy of its bytes and its parse, in one allocation,
+ * so that it moves between workers and into a server transaction without
+ * being parsed again. Owned by whoever holds it last (process, or a stsx). */
+struct edge_msg {
+	struct sip_msg msg; /* slices point into data */
+	struct edge *edge;
+	struct flow flow;
+	size_t len;
+	char data[];
+};
+
 struct edge_wk *edge_wk_of(struct edge *e, struct worker *w);
-/* Handles a request on its owning worker: transaction matching, then the role. */
-void edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx);
+/* Handles a request on its owning worker: transaction matching, then the role.
+ * Takes em when it returns true (a new server transaction keeps it). */
+bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *em);
 /* Handles a response on its owning worker: client transaction matching. */
 void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx);
 void edge_tsx_free_all(struct edge_wk *wk);

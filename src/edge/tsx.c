@@ -16,8 +16,8 @@ struct stsx {
 	char *key;
 	uint64_t hash;
 	struct edge_wk *wk;
-	char *raw; /* copy of the request; msg slices point into it */
-	struct sip_msg *msg;
+	struct edge_msg *em; /* the request as received; NULL once answered */
+	const struct sip_msg *msg; /* &em->msg, or NULL */
 	struct flow flow;
 	char *via1;
 	size_t via1_len;
@@ -115,8 +115,7 @@ static void st_free(struct stsx *st)
 	}
 	buf_free(&st->resp);
 	free(st->key);
-	free(st->raw);
-	free(st->msg);
+	free(st->em);
 	free(st->via1);
 	free(st);
 }
@@ -233,10 +232,9 @@ int stsx_send_response(struct stsx *st, uint16_t status, const char *p, size_t l
 	st->status = status;
 	/* from here on only the response is resent: drop the request's copy,
 	 * the bulk of a lingering transaction's memory */
-	free(st->msg);
-	free(st->raw);
+	free(st->em);
+	st->em = NULL;
 	st->msg = NULL;
-	st->raw = NULL;
 	if (st->invite && status < 300) {
 		/* RFC 6026 7.1: Accepted, absorbing INVITE retransmissions for 64*T1 */
 		st->state = ST_ACCEPTED;
@@ -272,38 +270,28 @@ int stsx_reply(struct stsx *st, uint16_t status, const char *reason, const char 
 	return err;
 }
 
-static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx, char *key)
+/* Creates the server transaction; it takes em (the request) and key. */
+static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx, char *key,
+			      struct edge_msg *em)
 {
 	struct stsx *st = calloc(1, sizeof *st);
 	if (!st)
 		return NULL;
+	st->via1 = malloc(rx->via1_fixed.l ? rx->via1_fixed.l : 1);
+	if (!st->via1) {
+		free(st);
+		return NULL;
+	}
 	st->key = key;
 	st->hash = hash_bytes(key, strlen(key));
 	st->wk = wk;
 	st->flow = rx->flow;
 	st->invite = rx->msg->method == SIP_INVITE;
-	st->raw = malloc(rx->msg->raw.l);
-	st->msg = malloc(sizeof *st->msg);
-	st->via1 = malloc(rx->via1_fixed.l ? rx->via1_fixed.l : 1);
+	st->em = em;
+	st->msg = &em->msg;
 	buf_init(&st->resp);
 	timer_init(&st->t_retx);
 	timer_init(&st->t_end);
-	if (!st->raw || !st->msg || !st->via1) {
-		free(st->raw);
-		free(st->msg);
-		free(st->via1);
-		free(st);
-		return NULL;
-	}
-	memcpy(st->raw, rx->msg->raw.p, rx->msg->raw.l);
-	struct sip_parse_error perr;
-	if (sip_msg_parse(st->msg, st->raw, rx->msg->raw.l, rx->flow.tp != NET_UDP, &perr)) {
-		free(st->raw);
-		free(st->msg);
-		free(st->via1);
-		free(st);
-		return NULL;
-	}
 	memcpy(st->via1, rx->via1_fixed.p, rx->via1_fixed.l);
 	st->via1_len = rx->via1_fixed.l;
 	edge_new_tag(st->to_tag);
@@ -332,17 +320,17 @@ static void handle_cancel(struct edge_wk *wk, struct edge_rx *rx)
 		stsx_reply(inv, 487, "Request Terminated", NULL);
 }
 
-void edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx)
+bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *em)
 {
 	struct edge *e = wk->edge;
 	const struct sip_msg *m = rx->msg;
 	if (m->method == SIP_CANCEL) {
 		handle_cancel(wk, rx);
-		return;
+		return false;
 	}
 	char *key = st_key(m, m->method, m->method_s);
 	if (!key)
-		return;
+		return false;
 	struct stsx *st = st_find(wk, key);
 	if (st) {
 		free(key);
@@ -353,16 +341,16 @@ void edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx)
 				timer_cancel(&st->t_retx);
 				timer_start(wk_loop(wk), &st->t_end,
 					    st->flow.tp == NET_UDP ? e->t4 : 0, st_end_timer, st);
-				return;
+				return false;
 			}
 			if (st->state == ST_CONFIRMED)
-				return;
+				return false;
 			/* an ACK for a 2xx: end-to-end, the proxy forwards it */
 		} else {
 			metric_inc(&edge_m_retransmissions);
 			if (st->resp.len && st->state != ST_ACCEPTED)
 				edge_send(e, &st->flow, st->resp.data, st->resp.len);
-			return;
+			return false;
 		}
 	} else if (m->method == SIP_ACK) {
 		free(key);
@@ -371,13 +359,13 @@ void edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx)
 		rx->st = NULL;
 		if (e->on_request)
 			e->on_request(rx, e->handler_arg);
-		return;
+		return false;
 	}
-	st = st_create(wk, rx, key);
+	st = st_create(wk, rx, key, em);
 	if (!st) {
 		free(key);
 		edge_reply_stateless(rx, 500, "Server Internal Error", NULL);
-		return;
+		return false;
 	}
 	rx->st = st;
 	if (st->invite)
@@ -386,6 +374,7 @@ void edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx)
 		e->on_request(rx, e->handler_arg);
 	else
 		stsx_reply(st, 501, "Not Implemented", NULL);
+	return true;
 }
 
 /* ---- client transactions ---- */

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net.h"
@@ -52,6 +54,7 @@ struct loop {
 		void *arg;
 	} turn_hooks[MAX_TURN_HOOKS];
 	size_t n_turn_hooks;
+	unsigned batch_wait_us; /* RO after start; see loop_set_batch_wait */
 };
 
 static _Thread_local struct loop *current_loop;
@@ -377,10 +380,17 @@ static int next_timeout(struct loop *l)
 	return WHEEL_SLOTS * TICK_MS;
 }
 
+void loop_set_batch_wait(struct loop *l, unsigned us)
+{
+	l->batch_wait_us = us;
+}
+
 int loop_run(struct loop *l)
 {
 	current_loop = l;
 	struct epoll_event evs[MAX_EVENTS];
+	if (l->batch_wait_us)
+		prctl(PR_SET_TIMERSLACK, 1000UL); /* ns: make the short waits short */
 	while (!l->stop) {
 		int timeout = next_timeout(l);
 		int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
@@ -400,6 +410,12 @@ int loop_run(struct loop *l)
 		for (size_t i = 0; i < l->n_turn_hooks; i++)
 			l->turn_hooks[i].h(l->turn_hooks[i].arg);
 		free_dead(l);
+		if (n > 0 && l->batch_wait_us) {
+			/* busy: let packets gather on many sockets so the next turn
+			 * serves them in one wake-up instead of one wake-up each */
+			struct timespec ts = {0, (long)l->batch_wait_us * 1000};
+			nanosleep(&ts, NULL);
+		}
 	}
 	/* run what was posted before stop so no posted object leaks */
 	run_posts(l);

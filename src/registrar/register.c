@@ -1,5 +1,6 @@
 /* REGISTER processing (RFC 3261 10.3): validate, apply atomically in the store, answer once durable. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,13 +109,11 @@ struct reg_job {
 	bool behind_nat;
 	bool star;
 	bool outbound; /* the phone asked for RFC 5626 outbound */
-	struct reg_contact c[MAX_CONTACTS_PER_REQ];
-	size_t n;
 	struct slice call_id, user_agent, path;
 	uint32_t cseq;
 	int err; /* store result, filled by done */
-	uint16_t status;
-	const char *reason;
+	size_t n;
+	struct reg_contact c[MAX_CONTACTS_PER_REQ]; /* last: not cleared, [0, n) valid */
 };
 
 static int parse_q(struct slice v, uint16_t *q)
@@ -258,6 +257,21 @@ static int apply_update(struct store_view *v, void *arg)
 	return 0;
 }
 
+/* "Date: ...\r\n" for now, formatted once a second per thread. */
+static const char *date_header(void)
+{
+	static _Thread_local char date[64];
+	static _Thread_local time_t when;
+	time_t t = time(NULL);
+	if (t != when) {
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(date, sizeof date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+		when = t;
+	}
+	return date;
+}
+
 static void reply_ok(struct reg_job *j)
 {
 	struct registrar *r = j->r;
@@ -289,12 +303,7 @@ static void reply_ok(struct reg_job *j)
 		buf_append_cstr(&extra, "Require: outbound\r\n"); /* RFC 5626 6 */
 	if (j->path.l)
 		buf_printf(&extra, "Path: %.*s\r\n", (int)j->path.l, j->path.p); /* RFC 3327 5.3 */
-	char date[64];
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(date, sizeof date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-	buf_append_cstr(&extra, date);
+	buf_append_cstr(&extra, date_header());
 	buf_append(&extra, "", 1);
 	if (extra.failed)
 		stsx_reply(j->st, 500, "Server Internal Error", NULL);
@@ -361,7 +370,10 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 			}
 		}
 	}
-	struct reg_job *j = calloc(1, sizeof *j);
+	/* only the head is cleared: the contact slots are filled as they are parsed */
+	struct reg_job *j = malloc(sizeof *j);
+	if (j)
+		memset(j, 0, offsetof(struct reg_job, c));
 	if (!j) {
 		reject(st, 500, "Server Internal Error", NULL);
 		return;

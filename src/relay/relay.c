@@ -24,6 +24,9 @@ const struct conf_key relay_conf_keys[] = {
     {"relay", "relatch", CONF_INT, "2000", 0, 3600000, NULL,
      "milliseconds a latched source must be silent before another may take over (strict: "
      "same SSRC only)"},
+    {"relay", "batch_wait", CONF_INT, "0", 0, 1000, NULL,
+     "microseconds a busy worker waits before its next poll so packets of many streams share "
+     "a wake-up; saves CPU under load, adds up to that much latency; 0 = off"},
     {"relay", "ng", CONF_STR, "", 0, 0, NULL,
      "rtpengine ng control socket, e.g. udp:127.0.0.1:2223; empty = off"},
     {"relay", "media", CONF_ENUM, "auto", 0, 0, "auto|always|never",
@@ -260,6 +263,9 @@ int relay_start(struct relay **rp, struct net *n, const struct conf *c)
 	r->table_size = 1024;
 	r->table = calloc(r->table_size, sizeof *r->table);
 	r->nworkers = net_worker_count(n);
+	unsigned wait_us = (unsigned)conf_int(c, "relay", "batch_wait");
+	for (unsigned i = 0; wait_us && i < r->nworkers; i++)
+		loop_set_batch_wait(worker_loop(net_worker(n, i)), wait_us);
 	r->workers = calloc(r->nworkers ? r->nworkers : 1, sizeof *r->workers);
 	if (!r->table || !r->workers) {
 		err = ENOMEM;
