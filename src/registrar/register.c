@@ -158,6 +158,7 @@ static uint16_t collect_contacts(struct reg_job *j, const struct sip_msg *m, uin
 				return 403;
 			}
 			struct reg_contact *c = &j->c[j->n++];
+			memset(c, 0, sizeof *c);
 			c->na = na;
 			c->expires = hdr_expires;
 			c->q = 1000;
