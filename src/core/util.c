@@ -34,7 +34,7 @@ uint64_t hash_bytes_nocase(const void *p, size_t l)
 	return h;
 }
 
-void rand_bytes(void *p, size_t l)
+static void rand_fill(void *p, size_t l)
 {
 	unsigned char *out = p;
 	while (l) {
@@ -46,6 +46,32 @@ void rand_bytes(void *p, size_t l)
 		}
 		out += n;
 		l -= (size_t)n;
+	}
+}
+
+/* Bytes from the kernel CSPRNG, drawn 256 at a time per thread: a branch or
+ * tag per message would otherwise cost a getrandom() system call each. */
+void rand_bytes(void *p, size_t l)
+{
+	static _Thread_local unsigned char pool[256];
+	static _Thread_local size_t left;
+	unsigned char *out = p;
+	if (l > sizeof pool) {
+		rand_fill(out, l);
+		return;
+	}
+	while (l) {
+		if (!left) {
+			rand_fill(pool, sizeof pool);
+			left = sizeof pool;
+		}
+		size_t n = MIN(l, left);
+		memcpy(out, pool + sizeof pool - left, n);
+		/* used bytes are wiped so a later memory disclosure cannot replay them */
+		memset(pool + sizeof pool - left, 0, n);
+		left -= n;
+		out += n;
+		l -= n;
 	}
 }
 

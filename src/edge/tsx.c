@@ -235,6 +235,9 @@ int stsx_send_response(struct stsx *st, uint16_t status, const char *p, size_t l
 	free(st->em);
 	st->em = NULL;
 	st->msg = NULL;
+	free(st->via1);
+	st->via1 = NULL;
+	st->via1_len = 0;
 	if (st->invite && status < 300) {
 		/* RFC 6026 7.1: Accepted, absorbing INVITE retransmissions for 64*T1 */
 		st->state = ST_ACCEPTED;
