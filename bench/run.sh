@@ -27,11 +27,12 @@
 #   BENCH_STEP_SECS     seconds per step       (10)
 #   BENCH_WARMUP_SECS   unrecorded warm-up at the first rate (3)
 #   BENCH_REPEAT        runs per step; the table shows their medians (1)
-#   BENCH_REG_RATES     REGISTER/s ramp        ("5000 10000 15000 20000 30000 40000")
-#   BENCH_CALL_RATES    calls/s ramp           ("1000 2000 3000 4000 5000 6000 8000")
+#   BENCH_REG_RATES     REGISTER/s ramp        ("5000 10000 20000 30000 40000 50000")
+#   BENCH_CALL_RATES    calls/s ramp           ("1000 2000 4000 6000 8000 10000 12000")
 #   BENCH_CALLEES       registered callees     (1000)
 #   BENCH_CALL_HOLD_MS  pause between ACK and BYE, sipp -d (0)
 #   BENCH_SQLITE_SYNC   pinhole [store] sync for the SQLite run (full)
+#   BENCH_MIN_FREE_MB   a ramp stops when the machine has less memory left (4000)
 #   BENCH_ADDR          server address         (127.0.0.1; loopback only)
 #   BENCH_PORT          server UDP port        (15060); the UAS uses +10,
 #                       the generator +30, pinhole's control endpoint +21
@@ -52,12 +53,20 @@ ROOT=$(cd "$HERE/.." && pwd)
 MODE=${1:-all}
 case $MODE in
 register | calls | all) ;;
+report)
+	# bench/run.sh report DIR: the tables again from a finished run's files
+	[ -d "${2:-}" ] || {
+		echo "usage: $0 report RESULTS-DIR" >&2
+		exit 2
+	}
+	BENCH_OUT=$2
+	;;
 -h | --help | help)
 	sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *)
-	echo "usage: $0 [register|calls|all]" >&2
+	echo "usage: $0 [register|calls|all] | $0 report RESULTS-DIR" >&2
 	exit 2
 	;;
 esac
@@ -71,9 +80,10 @@ KAMAILIO=${KAMAILIO:-kamailio}
 SERVERS=${BENCH_SERVERS:-pinhole kamailio}
 STEP_SECS=${BENCH_STEP_SECS:-10}
 WARMUP_SECS=${BENCH_WARMUP_SECS:-3}
+MIN_FREE_MB=${BENCH_MIN_FREE_MB:-4000}
 REPEAT=${BENCH_REPEAT:-1}
-REG_RATES=${BENCH_REG_RATES:-5000 10000 15000 20000 30000 40000}
-CALL_RATES=${BENCH_CALL_RATES:-1000 2000 3000 4000 5000 6000 8000}
+REG_RATES=${BENCH_REG_RATES:-5000 10000 20000 30000 40000 50000}
+CALL_RATES=${BENCH_CALL_RATES:-1000 2000 4000 6000 8000 10000 12000}
 CALLEES=${BENCH_CALLEES:-1000}
 CALL_HOLD_MS=${BENCH_CALL_HOLD_MS:-0}
 SQLITE_SYNC=${BENCH_SQLITE_SYNC:-full}
@@ -100,6 +110,7 @@ need() { command -v "$1" >/dev/null 2>&1 || {
 	echo "bench: $1 not found ($2)" >&2
 	exit 2
 }; }
+if [ "$MODE" != report ]; then
 need sipp "apt-get install sip-tester"
 need ss "apt-get install iproute2"
 need awk "apt-get install gawk"
@@ -116,6 +127,7 @@ for s in $SERVERS; do
 		;;
 	esac
 done
+fi
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -279,13 +291,14 @@ gen_ticks() { # FILE: CPU of this shell's reaped children (the sipp runs), in ti
 
 SIPP_COMMON=(-i "$ADDR" -nostdin -buff_size 4194304 -trace_stat -fd 1 -trace_err)
 
-# sipp's own -timeout does not always end a run (seen: a UAC waiting forever on
-# 73 calls whose messages were lost), so every sipp also runs under timeout(1):
-# SIGUSR1 makes sipp quit gracefully and write its statistics, KILL follows.
+# sipp 3.6's own -timeout does not end a run that has calls left waiting (seen:
+# a UAC waiting forever on 73 calls whose messages were lost), and SIGUSR1 (its
+# graceful quit) waits for them too, so every sipp runs under timeout(1) with
+# SIGINT, on which sipp quits at once and still writes its statistics.
 sipp_bounded() { # seconds sipp-args...
 	local t=$1
 	shift
-	timeout -s USR1 -k 10 "$t" sipp "$@"
+	timeout -s INT -k 10 "$t" sipp "$@"
 }
 
 # csv_ok_by FILE SECS: successful calls by SECS seconds into the run (the first
@@ -358,9 +371,14 @@ run_step() {
 	sleep 0.3 # the server's last sends and timers of this step
 	c1=$(cpu_ticks)
 	if [ -n "$UAS_PID" ]; then
-		kill -USR1 "$UAS_PID" 2>/dev/null # sipp: quit gracefully, writing its stats
+		kill -USR1 "$UAS_PID" 2>/dev/null # sipp: quit once its calls are done
 		local i
-		for ((i = 0; i < 50; i++)); do
+		for ((i = 0; i < 30; i++)); do
+			kill -0 "$UAS_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -INT "$UAS_PID" 2>/dev/null # calls left hanging: quit now
+		for ((i = 0; i < 30; i++)); do
 			kill -0 "$UAS_PID" 2>/dev/null || break
 			sleep 0.1
 		done
@@ -402,28 +420,82 @@ run_step() {
 	# machine used meanwhile (processes alive at the end of the step)
 	local wall_end
 	wall_end=$(now)
+	# memory: the sum of PSS, so Kamailio's shared memory counts once
 	local rss=0 p
 	for p in $SERVER_PIDS; do
-		rss=$((rss + $(awk '/^VmRSS/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
+		rss=$((rss + $(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)))
 	done
-	echo "rc=$rc n=$n ok=$ok ok_by_step_end=$ok_in failed=$failed uas_failed=$uas_failed out_of_order=$ooo retrans=$retrans elapsed=$elapsed cpu_ticks=$((c1 - c0)) gen_ticks=$((g1 - g0)) other_ticks=$b1 server_rss_kb=$rss" >"$dir/step.txt"
-	awk -v n="$n" -v ok="$ok" -v okin="$ok_in" -v secs="$STEP_SECS" -v ooo="$ooo" -v t0="$t0" -v t2="$wall_end" \
-		-v ticks="$((c1 - c0))" -v gt="$((g1 - g0))" -v ot="$b1" -v hz="$HZ" \
-		-v rate="$rate" -v rt="$retrans" 'BEGIN {
-		bad = n - ok; if (bad < 0) bad = 0
-		if (ooo > bad) ooo = bad
-		cpu = ticks / hz
-		other = ot / hz / (t2 - t0)
-		el = t2 - t0
-		printf "%d %.0f %.3f %.1f %.0f %d %d %d %.3f %.0f %.0f\n", rate, okin / secs, 100 * bad / n,
-			ok ? 1e6 * cpu / ok : 0, 100 * cpu / el, ok, bad, rt, 100 * ooo / n,
-			100 * gt / hz / (t2 - t0), 100 * other
-	}' >"$dir/result"
+	echo "kind=$kind rate=$rate secs=$STEP_SECS hz=$HZ rc=$rc n=$n ok=$ok ok_by_step_end=$ok_in failed=$failed uas_failed=$uas_failed out_of_order=$ooo retrans=$retrans elapsed=$elapsed cpu_ticks=$((c1 - c0)) gen_ticks=$((g1 - g0)) other_ticks=$b1 server_pss_kb=$rss" >"$dir/step.txt"
+	step_result "$dir"
+}
+
+# step_result DIR: DIR/result from DIR/step.txt and sipp's DIR/gen.csv:
+#   "offered achieved fail% us/op cpu% ok failed retrans out-of-order% sipp-cpu% other-cpu%"
+# achieved = successful calls done within a second of the step's end, over the
+# step's length; CPU shares are over the time the load lasted: the step's
+# length, or longer when the server fell behind and 99.9 % of the successful
+# calls completed later (not counting calls left hanging until sipp's timeout)
+step_result() {
+	local dir=$1 rate
+	rate=$(basename "$dir" | sed -n 's/^r\([0-9]*\)-.*/\1/p')
+	awk -F';' -v rate_dir="$rate" -v hz_dflt="$HZ" 'FNR == NR {
+			np = split($0, parts, " ")
+			for (i = 1; i <= np; i++) { split(parts[i], kv, "="); v[kv[1]] = kv[2] }
+			next
+		}
+		FNR == 1 { for (i = 1; i <= NF; i++) { if ($i == "ElapsedTime(C)") e = i; if ($i == "SuccessfulCall(C)") c = i }; next }
+		{ split($e, t, ":"); row_s[++rows] = t[1] * 3600 + t[2] * 60 + t[3]; row_ok[rows] = $c + 0 }
+		END {
+			rate = ("rate" in v) ? v["rate"] : rate_dir
+			hz = ("hz" in v) ? v["hz"] : hz_dflt
+			n = v["n"]; ok = v["ok"]; secs = ("secs" in v) ? v["secs"] : n / rate
+			done_at = 0   # when 99.9 % of the successful calls were done
+			for (i = 1; i <= rows; i++) if (row_ok[i] >= 0.999 * ok) { done_at = row_s[i]; break }
+			okin = ("ok_by_step_end" in v) ? v["ok_by_step_end"] : ok
+			ooo = v["out_of_order"]; el = v["elapsed"]
+			active = done_at; if (active > el) active = el; if (active < secs) active = secs
+			bad = n - ok; if (bad < 0) bad = 0
+			if (ooo > bad) ooo = bad
+			cpu = v["cpu_ticks"] / hz
+			printf "%d %.0f %.3f %.1f %.0f %d %d %d %.3f %.0f %.0f\n", rate, okin / secs, 100 * bad / n,
+				ok ? 1e6 * cpu / ok : 0, 100 * cpu / active, ok, bad, v["retrans"], 100 * ooo / n,
+				100 * v["gen_ticks"] / hz / active, 100 * v["other_ticks"] / hz / active
+		}' "$dir/step.txt" "$dir/gen.csv" >"$dir/result"
 }
 
 median() { # numbers... -> median
 	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
 		if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# median_row RAMPDIR RATE: "rate achieved fail% us/op cpu% ooo% oth% us/op-of-each-run",
+# medians over the runs RAMPDIR/rRATE-*/result
+median_row() {
+	local dir=$1 rate=$2 f cols=() i
+	local -a a=() b=() c=() d=() e=() g=()
+	for f in "$dir"/r"$rate"-*/result; do
+		[ -s "$f" ] || continue
+		read -r -a cols <"$f"
+		a+=("${cols[1]}") b+=("${cols[2]}") c+=("${cols[3]}") d+=("${cols[4]}") e+=("${cols[8]}") g+=("${cols[10]}")
+	done
+	[ ${#a[@]} -gt 0 ] || return 0
+	printf '%s %s %s %s %s %s %s %s\n' "$rate" "$(median "${a[@]}")" "$(median "${b[@]}")" \
+		"$(median "${c[@]}")" "$(median "${d[@]}")" "$(median "${e[@]}")" "$(median "${g[@]}")" \
+		"$(printf '%s,' "${c[@]}" | sed 's/,$//')"
+}
+
+# rebuild_tsv RAMPDIR: KIND-NAME.tsv again from the step directories (report mode)
+rebuild_tsv() {
+	local dir=$1 res=$1.tsv rate f
+	: >"$res"
+	for f in "$dir"/r*-*/step.txt; do
+		[ -f "$f" ] && step_result "$(dirname "$f")"
+	done
+	for rate in $(ls -d "$dir"/r*-* 2>/dev/null | sed -n 's/.*\/r\([0-9]*\)-[0-9]*$/\1/p' | sort -un); do
+		median_row "$dir" "$rate" >>"$res"
+	done
+	[ -f "$dir/crashed-at" ] && echo "$(cat "$dir/crashed-at") crashed" >>"$res"
+	return 0
 }
 
 # ramp KIND NAME RATES...: writes $OUT/KIND-NAME.tsv (median row per rate)
@@ -451,35 +523,41 @@ ramp() {
 	for rate in "$@"; do
 		local ach=() fail=() us=() cpu=() ooo=() oth=()
 		for ((rep = 1; rep <= REPEAT; rep++)); do
+			# every REGISTER leaves a binding for an hour: a long ramp fills the
+			# machine (pinhole used about 6 KB per binding, 22 GB after 3.6
+			# million), so stop before the kernel's OOM killer picks someone
+			local avail
+			avail=$(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo)
+			if [ "${avail:-0}" -lt "$MIN_FREE_MB" ]; then
+				log "$name: ramp stopped before $rate/s: only $avail MB of memory left (BENCH_MIN_FREE_MB=$MIN_FREE_MB)"
+				echo "$rate" >"$dir/memory-stop-at"
+				break 2
+			fi
 			if ! kill -0 "$SERVER_PID" 2>/dev/null; then
 				log "$name is gone (crashed?) before the $rate/s step; see $dir/server.log"
 				tail -20 "$dir/server.log" >&2
 				echo "$rate crashed" >>"$res"
+				echo "$rate" >"$dir/crashed-at"
 				SERVER_PID=
 				return 1
 			fi
-			local line
 			local _r s_ach s_fail s_us s_cpu s_ok s_bad s_rt s_ooo s_gen s_oth
 			run_step "$kind" "$rate" "$rep" "$dir/r$rate-$rep"
 			read -r _r s_ach s_fail s_us s_cpu s_ok s_bad s_rt s_ooo s_gen s_oth <"$dir/r$rate-$rep/result"
 			ach+=("$s_ach") fail+=("$s_fail") us+=("$s_us") cpu+=("$s_cpu") ooo+=("$s_ooo")
 			oth+=("$s_oth")
-			log "$kind $name offered $rate/s: achieved $s_ach/s, failed $s_fail % ($s_bad; out of order $s_ooo %), $s_us us/op, server cpu $s_cpu %, sipp cpu $s_gen %, other load $s_oth %, sipp retransmissions $s_rt"
+			log "$kind $name offered $rate/s: achieved $s_ach/s, failed $s_fail % ($s_bad; out of order $s_ooo %), $s_us us/op, server cpu $s_cpu %, sipp cpu $s_gen %, other load $s_oth %, sipp retransmissions $s_rt, server pss $(($(sed -n 's/.*server_pss_kb=\([0-9]*\).*/\1/p' "$dir/r$rate-$rep/step.txt") / 1024)) MB"
 			if [ "$name" != kamailio ]; then
 				"$PINHOLE" ctl --control "127.0.0.1:$CTL_PORT" counters \
 					>"$dir/r$rate-$rep/counters.json" 2>&1 || true
 			fi
 			sleep 1
 		done
-		local m_ach m_fail m_us m_cpu m_ooo
+		local m_ach m_fail m_ooo
 		m_ach=$(median "${ach[@]}")
 		m_fail=$(median "${fail[@]}")
-		m_us=$(median "${us[@]}")
-		m_cpu=$(median "${cpu[@]}")
 		m_ooo=$(median "${ooo[@]}")
-		# rate, medians (achieved fail% us/op cpu% out-of-order% other-load%), then every run's us/op
-		printf '%s %s %s %s %s %s %s %s\n' "$rate" "$m_ach" "$m_fail" "$m_us" "$m_cpu" "$m_ooo" \
-			"$(median "${oth[@]}")" "$(printf '%s,' "${us[@]}" | sed 's/,$//')" >>"$res"
+		median_row "$dir" "$rate" >>"$res"
 		# the ramp goes on while the server keeps up; losses to reordering alone
 		# (Kamailio's, at any rate) do not stop it, they are reported
 		if awk -v r="$rate" -v a="$m_ach" -v f="$m_fail" -v o="$m_ooo" 'BEGIN { exit !(f - o < 0.1 && a >= 0.95 * r) }'; then
@@ -521,8 +599,8 @@ table() {
 		printf "%s/s offered, %d s per step, median of %d run(s). fail%% = offered %ss not\n", unit, steps, rep, unit
 		printf "successful; ooo%% = the part of them lost to a message of the call overtaking another\n"
 		printf "(180 after 200, BYE before ACK); us/op = server CPU (user+sys) per successful %s;\n", unit
-		printf "cpu%% = server CPU in %% of one core over the step; oth%% = CPU used meanwhile by\n"
-		printf "neither the server nor sipp (other work on the machine), in %% of one core.\n\n"
+		printf "cpu%% = server CPU in %% of one core over the step length; oth%% = CPU used meanwhile\n"
+		printf "by neither the server nor sipp (other work on the machine), in %% of one core.\n\n"
 		printf "%8s | %-44s | %-44s | %s\n", "", A, B, "ratio A/B"
 		printf "%8s | %9s %7s %6s %8s %5s %5s | %9s %7s %6s %8s %5s %5s | %6s %6s\n", "offered", "achieved", "fail%", "ooo%", "us/op", "cpu%", "oth%", "achieved", "fail%", "ooo%", "us/op", "cpu%", "oth%", "rate", "us/op"
 		bestA = bestB = both = 0; lbestA = lbestB = lboth = 0
@@ -559,15 +637,44 @@ table() {
 
 # ---- main ----------------------------------------------------------------------
 
+print_report() { # the tables, from the .tsv files under $OUT
+	cat "$OUT/env.txt"
+	[ -f "$OUT/load-after.txt" ] && cat "$OUT/load-after.txt"
+	if [ -f "$OUT/register-pinhole-mem.tsv" ] || [ -f "$OUT/register-kamailio.tsv" ]; then
+		table "REGISTER, unique users, pinhole in-memory store vs Kamailio usrloc db_mode 0" REGISTER register pinhole-mem kamailio
+		table "REGISTER, unique users, pinhole SQLite store (sync=$SQLITE_SYNC) vs Kamailio usrloc db_mode 0" REGISTER register pinhole-sqlite kamailio
+	fi
+	if [ -f "$OUT/calls-pinhole-mem.tsv" ] || [ -f "$OUT/calls-kamailio.tsv" ]; then
+		table "Calls (INVITE/100/180/200/ACK/BYE/200 through the proxy)" call calls pinhole-mem kamailio
+	fi
+}
+
+if [ "$MODE" = report ]; then
+	trap - EXIT
+	STEP_SECS=$(sed -n 's/^steps: \([0-9]*\)s x \([0-9]*\).*/\1/p' "$OUT/env.txt")
+	REPEAT=$(sed -n 's/^steps: \([0-9]*\)s x \([0-9]*\).*/\2/p' "$OUT/env.txt")
+	SQLITE_SYNC=$(sed -n 's/^sqlite sync: //p' "$OUT/env.txt")
+	SQLITE_SYNC=${SQLITE_SYNC:-full}
+	for d in "$OUT"/register-* "$OUT"/calls-*; do
+		[ -d "$d" ] && rebuild_tsv "$d"
+	done
+	print_report | tee "$OUT/report.txt"
+	exit 0
+fi
+
 log "results and logs in $OUT"
 {
 	echo "date: $(date -Is)"
 	echo "host: $(uname -srm), $(nproc) cpus, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-	[ -n "${PINHOLE:-}" ] && echo "pinhole: $PINHOLE ($("$PINHOLE" version 2>/dev/null || true))"
+	if [ -n "${PINHOLE:-}" ]; then
+		echo "pinhole: $PINHOLE ($("$PINHOLE" version 2>/dev/null || true)), built $(date -r "$PINHOLE" -Is)"
+		echo "source: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" status --porcelain -- src 2>/dev/null | grep -q . && echo ' + uncommitted changes under src/ (now)')"
+	fi
 	echo "kamailio: $("$KAMAILIO" -v 2>/dev/null | head -1)"
 	echo "sipp: $(sipp -v 2>/dev/null | grep -m1 SIPp | sed 's/^ *//')"
 	echo "steps: ${STEP_SECS}s x $REPEAT; register ramp: $REG_RATES; call ramp: $CALL_RATES"
+	echo "sqlite sync: $SQLITE_SYNC"
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 
@@ -593,15 +700,6 @@ if [ "$MODE" = calls ] || [ "$MODE" = all ]; then
 	}
 fi
 
-{
-	cat "$OUT/env.txt"
-	echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-	if [ "$MODE" = register ] || [ "$MODE" = all ]; then
-		table "REGISTER, unique users, pinhole in-memory store vs Kamailio usrloc db_mode 0" REGISTER register pinhole-mem kamailio
-		table "REGISTER, unique users, pinhole SQLite store (sync=$SQLITE_SYNC) vs Kamailio usrloc db_mode 0" REGISTER register pinhole-sqlite kamailio
-	fi
-	if [ "$MODE" = calls ] || [ "$MODE" = all ]; then
-		table "Calls (INVITE/100/180/200/ACK/BYE/200 through the proxy)" call calls pinhole-mem kamailio
-	fi
-} | tee "$OUT/report.txt"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/load-after.txt"
+print_report | tee "$OUT/report.txt"
 log "report: $OUT/report.txt"
