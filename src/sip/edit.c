@@ -139,36 +139,38 @@ int sip_edit_remove_first_value(struct sip_editor *e, size_t idx)
 	return add_edit(e, off_of(e, v1.p), (size_t)(v2.p - v1.p), SLICE_NULL);
 }
 
-int sip_edit_replace(struct sip_editor *e, struct slice orig, const char *fmt, ...)
+/* Replaces orig (after = false) or inserts right after it (after = true). */
+static int vsplice(struct sip_editor *e, struct slice orig, bool after, const char *fmt,
+		   va_list ap)
 {
 	if (!orig.p || !in_raw(e, orig)) {
 		e->failed = true;
 		return EINVAL;
 	}
 	struct slice ins;
-	va_list ap;
-	va_start(ap, fmt);
 	int err = vformat(e, "", &ins, fmt, ap);
-	va_end(ap);
 	if (err)
 		return err;
-	return add_edit(e, off_of(e, orig.p), orig.l, ins);
+	size_t at = off_of(e, orig.p);
+	return after ? add_edit(e, at + orig.l, 0, ins) : add_edit(e, at, orig.l, ins);
+}
+
+int sip_edit_replace(struct sip_editor *e, struct slice orig, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int err = vsplice(e, orig, false, fmt, ap);
+	va_end(ap);
+	return err;
 }
 
 int sip_edit_insert_after(struct sip_editor *e, struct slice orig, const char *fmt, ...)
 {
-	if (!orig.p || !in_raw(e, orig)) {
-		e->failed = true;
-		return EINVAL;
-	}
-	struct slice ins;
 	va_list ap;
 	va_start(ap, fmt);
-	int err = vformat(e, "", &ins, fmt, ap);
+	int err = vsplice(e, orig, true, fmt, ap);
 	va_end(ap);
-	if (err)
-		return err;
-	return add_edit(e, off_of(e, orig.p) + orig.l, 0, ins);
+	return err;
 }
 
 int sip_edit_set_ruri(struct sip_editor *e, const char *fmt, ...)
