@@ -2,6 +2,7 @@
 # SIP benchmarks: pinhole against Kamailio 5.6, in one invocation, driven by sipp.
 #
 #   bench/run.sh [register|calls|all]      (default: all)
+#   bench/run.sh report RESULTS-DIR        (the tables again from a run's files)
 #
 # register  REGISTER throughput, every REGISTER for a user not seen before:
 #           pinhole with the in-memory store, pinhole with SQLite, Kamailio
@@ -418,8 +419,6 @@ run_step() {
 	elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 	# what sipp used (reaped children of this shell) and what the rest of the
 	# machine used meanwhile (processes alive at the end of the step)
-	local wall_end
-	wall_end=$(now)
 	# memory: the sum of PSS, so Kamailio's shared memory counts once
 	local rss=0 p
 	for p in $SERVER_PIDS; do
@@ -541,9 +540,9 @@ ramp() {
 				SERVER_PID=
 				return 1
 			fi
-			local _r s_ach s_fail s_us s_cpu s_ok s_bad s_rt s_ooo s_gen s_oth
+			local _r s_ach s_fail s_us s_cpu s_bad s_rt s_ooo s_gen s_oth
 			run_step "$kind" "$rate" "$rep" "$dir/r$rate-$rep"
-			read -r _r s_ach s_fail s_us s_cpu s_ok s_bad s_rt s_ooo s_gen s_oth <"$dir/r$rate-$rep/result"
+			read -r _r s_ach s_fail s_us s_cpu _ s_bad s_rt s_ooo s_gen s_oth <"$dir/r$rate-$rep/result"
 			ach+=("$s_ach") fail+=("$s_fail") us+=("$s_us") cpu+=("$s_cpu") ooo+=("$s_ooo")
 			oth+=("$s_oth")
 			log "$kind $name offered $rate/s: achieved $s_ach/s, failed $s_fail % ($s_bad; out of order $s_ooo %), $s_us us/op, server cpu $s_cpu %, sipp cpu $s_gen %, other load $s_oth %, sipp retransmissions $s_rt, server pss $(($(sed -n 's/.*server_pss_kb=\([0-9]*\).*/\1/p' "$dir/r$rate-$rep/step.txt") / 1024)) MB"
@@ -577,13 +576,13 @@ ramp() {
 
 # table TITLE UNIT KIND A B: A and B are result names (tsv files under $OUT)
 table() {
-	local title=$1 unit=$2 kind=$3 a=$4 b=$5
-	local fa=$OUT/$kind-$a.tsv fb=$OUT/$kind-$b.tsv
+	local title=$1 unit=$2 kind=$3 srv_a=$4 srv_b=$5
+	local fa=$OUT/$kind-$srv_a.tsv fb=$OUT/$kind-$srv_b.tsv
 	[ -f "$fa" ] || fa=/dev/null
 	[ -f "$fb" ] || fb=/dev/null
 	echo
 	echo "== $title =="
-	awk -v A="$a" -v B="$b" -v unit="$unit" -v steps="$STEP_SECS" -v rep="$REPEAT" -v kind="$kind" '
+	awk -v A="$srv_a" -v B="$srv_b" -v unit="$unit" -v steps="$STEP_SECS" -v rep="$REPEAT" -v kind="$kind" '
 	function sus(r, ach, f) { return f != "" && f + 0 < 0.1 && ach + 0 >= 0.95 * r }
 	function blk(r, x, f, o, u, c, h) {
 		if (!(r in x)) return sprintf("%9s %7s %6s %8s %5s %5s", "-", "-", "-", "-", "-", "-")
