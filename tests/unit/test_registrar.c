@@ -12,25 +12,11 @@
 
 #include <cmocka.h>
 
-#include "edge/edge.h"
-#include "proxy/proxy.h"
-#include "relay/relay.h"
-#include "registrar/registrar.h"
-#include "store/store.h"
-
-static const struct conf_key *const tables[] = {edge_conf_keys, proxy_conf_keys,
-						registrar_conf_keys, relay_conf_keys, NULL};
+#include "phone.h"
 
 struct fixture {
-	struct conf *conf;
-	struct store *store;
-	struct store_cred *creds;
-	struct net *net;
-	struct edge *edge;
-	struct registrar *reg;
-	struct proxy *proxy;
-	int sock;
-	struct net_addr server;
+	struct test_server srv;
+	struct phone ph; /* every REGISTER comes from this one socket */
 	unsigned cseq;
 };
 
@@ -38,30 +24,10 @@ static int setup(void **state)
 {
 	static struct fixture f;
 	memset(&f, 0, sizeof f);
-	char err[256];
-	assert_int_equal(conf_alloc(&f.conf, tables), 0);
-	assert_int_equal(conf_load_string(f.conf, "test",
-					  "[sip]\nlisten = udp:127.0.0.1:0\n"
-					  "[registrar]\nmin_expires = 60\nmax_expires = 600\n"
-					  "[keepalive]\ninterval = 0\n",
-					  err, sizeof err),
-			 0);
-	struct store_conf sc = {.path = NULL};
-	assert_int_equal(store_alloc(&f.store, &sc), 0);
-	assert_int_equal(store_cred_alloc(&f.creds), 0);
-	struct net_conf nc = {.workers = 2, .max_msg = 8192};
-	assert_int_equal(net_alloc(&f.net, &nc), 0);
-	assert_int_equal(edge_alloc(&f.edge, f.net, f.conf), 0);
-	assert_int_equal(registrar_alloc(&f.reg, f.edge, f.store, f.creds, f.conf), 0);
-	assert_int_equal(proxy_alloc(&f.proxy, f.edge, f.reg, NULL, f.conf), 0);
-	assert_int_equal(net_start(f.net), 0);
-	f.server = *net_listener_addr(f.net, 0);
-	f.sock = socket(AF_INET, SOCK_DGRAM, 0);
-	struct timeval tv = {.tv_sec = 2};
-	setsockopt(f.sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	struct net_addr lo;
-	net_addr_parse("127.0.0.1:0", 0, &lo);
-	assert_int_equal(bind(f.sock, &lo.u.sa, net_addr_len(&lo)), 0);
+	test_server_start(&f.srv, "[sip]\nlisten = udp:127.0.0.1:0\n"
+				  "[registrar]\nmin_expires = 60\nmax_expires = 600\n"
+				  "[keepalive]\ninterval = 0\n");
+	phone_open(&f.ph, &f.srv);
 	*state = &f;
 	return 0;
 }
@@ -69,15 +35,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	close(f->sock);
-	net_stop(f->net);
-	proxy_free(f->proxy);
-	registrar_free(f->reg);
-	edge_free(f->edge);
-	net_free(f->net);
-	store_free(f->store);
-	store_cred_free(f->creds);
-	conf_free(f->conf);
+	phone_close(&f->ph);
+	test_server_stop(&f->srv);
 	return 0;
 }
 
@@ -86,25 +45,18 @@ static int teardown(void **state)
 static int do_register(struct fixture *f, const char *user, const char *call_id, unsigned cseq,
 		       const char *extra, char *resp, size_t resplen)
 {
-	char msg[2048];
-	struct net_addr me;
-	net_sock_addr(f->sock, &me);
-	int n = snprintf(msg, sizeof msg,
-			 "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
-			 "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bK%s-%u-%u\r\n"
-			 "From: <sip:%s@127.0.0.1>;tag=t1\r\n"
-			 "To: <sip:%s@127.0.0.1>\r\n"
-			 "Call-ID: %s\r\n"
-			 "CSeq: %u REGISTER\r\n"
-			 "Max-Forwards: 70\r\n"
-			 "%s"
-			 "Content-Length: 0\r\n\r\n",
-			 net_addr_port(&me), call_id, cseq, ++f->cseq, user, user, call_id, cseq, extra);
-	assert_true(sendto(f->sock, msg, (size_t)n, 0, &f->server.u.sa,
-			   net_addr_len(&f->server)) == n);
-	ssize_t k = recv(f->sock, resp, resplen - 1, 0);
-	assert_true(k > 12);
-	resp[k] = '\0';
+	phone_send(&f->ph,
+		   "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bK%s-%u-%u\r\n"
+		   "From: <sip:%s@127.0.0.1>;tag=t1\r\n"
+		   "To: <sip:%s@127.0.0.1>\r\n"
+		   "Call-ID: %s\r\n"
+		   "CSeq: %u REGISTER\r\n"
+		   "Max-Forwards: 70\r\n"
+		   "%s"
+		   "Content-Length: 0\r\n\r\n",
+		   f->ph.port, call_id, cseq, ++f->cseq, user, user, call_id, cseq, extra);
+	phone_expect(&f->ph, "SIP/2.0 ", resp, resplen);
 	int status = 0;
 	sscanf(resp, "SIP/2.0 %d", &status);
 	return status;
@@ -137,10 +89,10 @@ static void test_add_refresh_remove(void **state)
 	/* the binding holds the real source and the NAT flag (private Contact) */
 	struct store_binding b[4];
 	size_t n = 0;
-	assert_int_equal(registrar_lookup(f->reg, "alice@127.0.0.1", b, 4, &n), 0);
+	assert_int_equal(registrar_lookup(f->srv.reg, "alice@127.0.0.1", b, 4, &n), 0);
 	assert_int_equal(n, 2);
 	struct net_addr me;
-	net_sock_addr(f->sock, &me);
+	net_sock_addr(f->ph.fd, &me);
 	assert_true(net_addr_eq(&b[0].flow.remote, &me));
 	assert_true(b[0].behind_nat);
 	/* remove one with expires=0 */
@@ -156,7 +108,7 @@ static void test_add_refresh_remove(void **state)
 				     sizeof r),
 			 200);
 	assert_int_equal(count(r, "Contact: "), 0);
-	assert_int_equal(registrar_lookup(f->reg, "alice@127.0.0.1", b, 4, &n), 0);
+	assert_int_equal(registrar_lookup(f->srv.reg, "alice@127.0.0.1", b, 4, &n), 0);
 	assert_int_equal(n, 0);
 }
 
@@ -188,7 +140,7 @@ static void test_ordering_and_wildcard_rules(void **state)
 			 500);
 	struct store_binding b[2];
 	size_t n = 0;
-	registrar_lookup(f->reg, "carol@127.0.0.1", b, 2, &n);
+	registrar_lookup(f->srv.reg, "carol@127.0.0.1", b, 2, &n);
 	assert_int_equal(n, 1);
 	/* "*" needs Expires: 0 and no other contact */
 	assert_int_equal(do_register(f, "carol", "c-carol", 11, "Contact: *\r\nExpires: 300\r\n", r,
