@@ -146,6 +146,7 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	}
 	e->force_rport = conf_bool(c, "sip", "force_rport");
 	snprintf(e->advertise, sizeof e->advertise, "%s", conf_str(c, "sip", "advertise"));
+	e->advertise_is_ip = net_addr_parse(e->advertise, 0, &e->advertise_addr) == 0;
 	e->t1 = (uint32_t)conf_int(c, "sip", "t1");
 	e->t2 = 4000;
 	e->t4 = 5000;
@@ -228,26 +229,40 @@ const char *edge_local_hostport(const struct edge *e, const struct flow *f, char
 	return net_addr_fmt(&a, buf, len);
 }
 
+static bool listens_on_port(const struct edge *e, uint16_t port)
+{
+	for (unsigned i = 0; i < net_listener_count(e->net); i++)
+		if (net_addr_port(net_listener_addr(e->net, i)) == port)
+			return true;
+	return false;
+}
+
+bool edge_addr_is_local(const struct edge *e, const struct net_addr *a)
+{
+	uint16_t port = net_addr_port(a);
+	if (e->advertise_is_ip && net_addr_ip_eq(&e->advertise_addr, a) && listens_on_port(e, port))
+		return true;
+	for (unsigned i = 0; i < net_listener_count(e->net); i++) {
+		const struct net_addr *l = net_listener_addr(e->net, i);
+		if (net_addr_port(l) != port || net_addr_family(l) != net_addr_family(a))
+			continue;
+		if (net_addr_ip_eq(l, a) || (net_addr_is_any(l) && is_host_addr(e, a)))
+			return true;
+	}
+	return false;
+}
+
 bool edge_is_local(const struct edge *e, struct slice host, uint16_t port)
 {
 	if (!port)
 		port = 5060;
-	if (e->advertise[0] && slice_eq_cstr_nocase(host, e->advertise)) {
-		for (unsigned i = 0; i < net_listener_count(e->net); i++)
-			if (net_addr_port(net_listener_addr(e->net, i)) == port)
-				return true;
-	}
+	if (e->advertise[0] && slice_eq_cstr_nocase(host, e->advertise) &&
+	    listens_on_port(e, port))
+		return true;
 	struct net_addr a;
 	if (net_addr_from_host(host, port, &a))
 		return false;
-	for (unsigned i = 0; i < net_listener_count(e->net); i++) {
-		const struct net_addr *l = net_listener_addr(e->net, i);
-		if (net_addr_port(l) != port || net_addr_family(l) != net_addr_family(&a))
-			continue;
-		if (net_addr_ip_eq(l, &a) || (net_addr_is_any(l) && is_host_addr(e, &a)))
-			return true;
-	}
-	return false;
+	return edge_addr_is_local(e, &a);
 }
 
 int edge_send(struct edge *e, const struct flow *f, const void *p, size_t len)

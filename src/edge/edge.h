@@ -65,6 +65,8 @@ const char *edge_local_hostport(const struct edge *e, const struct flow *f, char
 				size_t len);
 /* Whether host:port (port 0 = default 5060) names this server. */
 bool edge_is_local(const struct edge *e, struct slice host, uint16_t port);
+/* The same for an address already parsed (a flow's remote end). */
+bool edge_addr_is_local(const struct edge *e, const struct net_addr *a);
 
 /* Sends raw bytes on a flow and counts it. */
 int edge_send(struct edge *e, const struct flow *f, const void *p, size_t len);

@@ -27,6 +27,8 @@ struct edge {
 	void *stun_arg;
 	bool force_rport;
 	char advertise[128]; /* "host" or "" */
+	struct net_addr advertise_addr; /* when advertise is an IP literal */
+	bool advertise_is_ip;
 	unsigned char flow_key[32];
 	uint32_t t1, t2, t4; /* ms */
 	/* the host's addresses, for listeners bound to a wildcard; RO after alloc */

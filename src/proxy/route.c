@@ -147,13 +147,6 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 	return err;
 }
 
-static bool flow_is_us(struct proxy *p, const struct flow *f)
-{
-	char ip[NET_ADDR_STRLEN];
-	net_addr_ip_fmt(&f->remote, ip, sizeof ip);
-	return edge_is_local(p->edge, slice_cstr(ip), net_addr_port(&f->remote));
-}
-
 /* Targets for a Request-URI that is not routed by Route: the registrar's bindings. */
 static int lookup_targets(struct proxy *p, const struct edge_rx *rx, struct proxy_target *t,
 			  size_t *n, uint16_t *status, const char **reason)
@@ -281,7 +274,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (flow_is_us(p, &targets[i].flow)) {
+		if (edge_addr_is_local(p->edge, &targets[i].flow.remote)) {
 			reply(rx, 482, "Loop Detected", NULL);
 			return;
 		}
