@@ -11,6 +11,9 @@ static struct metric m_packets = {.name = "relay_forwarded_packets_total",
 				  .help = "RTP and RTCP packets the relay forwarded"};
 static struct metric m_bytes = {.name = "relay_forwarded_bytes_total",
 				.help = "bytes of RTP and RTCP the relay forwarded"};
+static struct metric m_fast = {
+    .name = "relay_fastpath_packets_total",
+    .help = "RTP packets the in-kernel fast path forwarded (included in relay_forwarded_packets_total)"};
 static struct metric m_sessions = {
     .name = "relay_sessions", .help = "live relay sessions", .gauge = true};
 #define DROP_METRIC(r)                                                                             \
@@ -35,6 +38,7 @@ void relay_metrics_register(void)
 {
 	metric_register(&m_packets);
 	metric_register(&m_bytes);
+	metric_register(&m_fast);
 	metric_register(&m_sessions);
 	for (int d = 0; d < RELAY_DROP_COUNT; d++)
 		metric_register(&m_drops[d]);
@@ -49,6 +53,18 @@ void relay_metrics_drop(enum relay_drop d, int64_t n)
 void relay_metrics_sessions(int64_t delta)
 {
 	metric_add(&m_sessions, delta);
+}
+
+void relay_metrics_fast(int64_t packets, int64_t bytes)
+{
+	metric_add(&m_packets, packets);
+	metric_add(&m_bytes, bytes);
+	metric_add(&m_fast, packets);
+}
+
+int64_t relay_metrics_fast_get(void)
+{
+	return metric_get(&m_fast);
 }
 
 int64_t relay_metrics_get(int what)
@@ -77,6 +93,8 @@ int relay_media_attach(struct relay_media *m)
 void relay_media_detach(struct relay_media *m)
 {
 	struct loop *l = media_loop(m);
+	relay_fast_forget(&m->rtp);
+	relay_fast_forget(&m->rtcp);
 	if (m->rtp.fd >= 0)
 		loop_fd_del(l, m->rtp.fd);
 	if (m->rtcp.fd >= 0)
@@ -87,7 +105,8 @@ void relay_media_detach(struct relay_media *m)
  * *dst, or NULL with *why set. Session locked. */
 static struct relay_sock *classify(struct relay *r, struct relay_sock *k, const uint8_t *p,
 				   size_t len, bool trunc, const struct net_addr *src, uint64_t now,
-				   const struct net_addr **dst, enum relay_drop *why)
+				   const struct net_addr **dst, enum relay_drop *why,
+				   bool *relatched)
 {
 	*why = RELAY_DROP_MALFORMED;
 	if (trunc)
@@ -126,6 +145,8 @@ static struct relay_sock *classify(struct relay *r, struct relay_sock *k, const 
 		*why = RELAY_DROP_SOURCE;
 		return NULL;
 	}
+	if (v != RELAY_LATCH_PASS)
+		*relatched = true;
 	if (v != RELAY_LATCH_PASS && log_get_level() >= LOG_DEBUG) {
 		char t[NET_ADDR_STRLEN];
 		LOG_D("relay", "%.*s leg %u m%u %s %s %s", (int)MIN(k->m->s->call_id_len, 64),
@@ -202,6 +223,11 @@ void relay_sock_readable(int fd, uint32_t events, void *arg)
 			pthread_mutex_unlock(&s->lock);
 			return;
 		}
+		/* the kernel forwarded this stream until now: the latch must see
+		 * its last activity before judging another source */
+		if (k->fast)
+			relay_fast_pull(k);
+		bool relatched = false;
 		for (int i = 0; i < got; i++) {
 			struct net_addr src;
 			memcpy(&src.u.ss, &w->src[i], sizeof src.u.ss);
@@ -210,7 +236,7 @@ void relay_sock_readable(int fd, uint32_t events, void *arg)
 			enum relay_drop why;
 			struct relay_sock *out = classify(
 			    r, k, w->rx[i], len, (w->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC) != 0,
-			    &src, now, &dst, &why);
+			    &src, now, &dst, &why, &relatched);
 			if (!out) {
 				drops[why]++;
 				k->dropped++;
@@ -227,6 +253,8 @@ void relay_sock_readable(int fd, uint32_t events, void *arg)
 			fwd_bytes += (int64_t)len;
 			n++;
 		}
+		if (relatched)
+			relay_fast_sync(k->m); /* hand the stream (and its reverse) to the kernel */
 		pthread_mutex_unlock(&s->lock);
 		/* sockets close only on this thread, so sending unlocked is safe */
 		int64_t send_drops = 0;

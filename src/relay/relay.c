@@ -27,6 +27,9 @@ const struct conf_key relay_conf_keys[] = {
     {"relay", "batch_wait", CONF_INT, "0", 0, 1000, NULL,
      "microseconds a busy worker waits before its next poll so packets of many streams share "
      "a wake-up; saves CPU under load, adds up to that much latency; 0 = off"},
+    {"relay", "fastpath", CONF_ENUM, "auto", 0, 0, "auto|on|off",
+     "forward latched IPv4 RTP in the kernel (eBPF tc program; needs CAP_BPF and "
+     "CAP_NET_ADMIN): auto = when it loads, else user space; on = fail to start without it"},
     {"relay", "ng", CONF_STR, "", 0, 0, NULL,
      "rtpengine ng control socket, e.g. udp:127.0.0.1:2223; empty = off"},
     {"relay", "media", CONF_ENUM, "auto", 0, 0, "auto|always|never",
@@ -287,6 +290,8 @@ int relay_start(struct relay **rp, struct net *n, const struct conf *c)
 		err = EINVAL;
 		goto out_free;
 	}
+	if ((err = relay_fast_start(r, conf_str(c, "relay", "fastpath"))))
+		goto out_free;
 	const char *ng = conf_str(c, "relay", "ng");
 	if (ng[0] && (err = relay_ngd_start(r, ng)))
 		goto out_free;
@@ -312,7 +317,8 @@ void relay_free(struct relay *r)
 	if (!r)
 		return;
 	relay_ngd_free(r->ngd);
-	relay_sessions_free(r);
+	relay_sessions_free(r); /* before the fast path: closing sockets reads its counters */
+	relay_fast_stop(r);
 	for (unsigned i = 0; r->workers && i < r->nworkers; i++) {
 		struct relay_worker *w = r->workers[i];
 		if (!w)
@@ -343,6 +349,8 @@ void relay_stats_get(struct relay *r, struct relay_stats *out)
 	pthread_mutex_unlock(&r->pool_lock);
 	out->packets = relay_metrics_get(0);
 	out->bytes = relay_metrics_get(1);
+	out->fast_packets = relay_metrics_fast_get();
+	out->fast = r->fast != NULL;
 	for (int d = 0; d < RELAY_DROP_COUNT; d++)
 		out->dropped[d] = relay_metrics_get(2 + d);
 }

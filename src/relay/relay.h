@@ -149,6 +149,8 @@ struct relay_stats {
 	int64_t sessions;	/* live */
 	int64_t ports_free;	/* RTP/RTCP pairs free over all interfaces */
 	int64_t packets, bytes; /* forwarded */
+	int64_t fast_packets;	/* of which by the in-kernel fast path (counted once pulled) */
+	bool fast;		/* the fast path is loaded */
 	int64_t dropped[RELAY_DROP_COUNT];
 };
 void relay_stats_get(struct relay *r, struct relay_stats *out);

@@ -44,8 +44,13 @@ struct relay_sock {
 	bool rtcp;	       /* the odd port */
 	struct relay_latch latch;
 	struct rtp_seq seq;
-	uint64_t packets, bytes, dropped;
+	uint64_t packets, bytes, dropped; /* totals, the kernel's included once pulled */
 	uint64_t created_ms;
+	bool fast;	 /* the kernel forwards its latched RTP (an entry in the fwd map) */
+	bool fast_stats; /* the kernel keeps counters for it */
+	struct {
+		uint64_t packets, bytes, gaps, resyncs;
+	} fast_seen; /* the kernel's counters already added to the totals */
 };
 
 /* One m= line of one leg. Owned by struct relay_leg. */
@@ -118,6 +123,8 @@ struct relay {
 	struct relay_worker **workers; /* owned */
 
 	struct relay_ngd *ngd; /* owned; NULL when off */
+
+	struct relay_fast_state *fast; /* owned; NULL: all media in user space */
 };
 
 /* pool (relay.c) */
@@ -139,6 +146,18 @@ void relay_metrics_register(void);
 void relay_metrics_drop(enum relay_drop d, int64_t n);
 void relay_metrics_sessions(int64_t delta);
 int64_t relay_metrics_get(int what); /* 0 packets, 1 bytes, 2+d drops */
+
+void relay_metrics_fast(int64_t packets, int64_t bytes); /* forwarded by the kernel */
+int64_t relay_metrics_fast_get(void);
+
+/* in-kernel fast path (fastpath.c). A latched IPv4 RTP stream is forwarded by
+ * a tc program; its counters are pulled into the socket's (session locked). */
+struct relay_fast_state;
+int relay_fast_start(struct relay *r, const char *mode); /* [relay] fastpath */
+void relay_fast_stop(struct relay *r);
+void relay_fast_sync(struct relay_media *m);  /* after latch or SDP changes of m */
+void relay_fast_pull(struct relay_sock *k);   /* fold the kernel's counters in */
+void relay_fast_forget(struct relay_sock *k); /* before the socket closes */
 
 /* ng server (ngd.c) */
 struct relay_ngd;

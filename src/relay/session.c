@@ -167,14 +167,16 @@ void relay_sessions_free(struct relay *r)
 	r->nsessions = 0;
 }
 
-static uint64_t session_last_ms(const struct relay_session *s)
+static uint64_t session_last_ms(struct relay_session *s)
 {
 	uint64_t last = MAX(s->created_ms, s->touched_ms);
 	for (unsigned l = 0; l < 2; l++)
 		for (unsigned i = 0; i < SDP_MAX_MEDIA; i++) {
-			const struct relay_media *m = s->leg[l].media[i];
+			struct relay_media *m = s->leg[l].media[i];
 			if (!m)
 				continue;
+			/* streams the kernel forwards: their activity and counters */
+			relay_fast_pull(&m->rtp);
 			last = MAX(last, m->rtp.latch.last_ms);
 			last = MAX(last, m->rtcp.latch.last_ms);
 		}
@@ -422,6 +424,7 @@ int relay_offer(struct relay *r, const struct relayctl_req *q, struct buf *out)
 			goto out_unlock;
 		struct relay_media *ma = s->leg[a].media[i], *mb = s->leg[b].media[i];
 		party_media(r, &s->leg[a], ma, m, o);
+		relay_fast_sync(ma);
 		bool rej = o->rtcp_mux & RELAYCTL_MUX_REJECT;
 		mux[i] = !rej && ((m->rtcp_mux && !(o->rtcp_mux & RELAYCTL_MUX_DEMUX)) ||
 				  (o->rtcp_mux & RELAYCTL_MUX_OFFER));
@@ -477,9 +480,11 @@ int relay_answer(struct relay *r, const struct relayctl_req *q, struct buf *out)
 			/* the answerer rejected it: nothing to send there */
 			relay_latch_update(&mb->rtp.latch, &r->latch, NULL, NULL, NULL);
 			relay_latch_update(&mb->rtcp.latch, &r->latch, NULL, NULL, NULL);
+			relay_fast_sync(mb);
 			continue;
 		}
 		party_media(r, &s->leg[b], mb, m, o);
+		relay_fast_sync(mb);
 		bool rej = o->rtcp_mux & RELAYCTL_MUX_REJECT;
 		/* the answerer muxes if it says so (RFC 5761 5.1.1) */
 		mb->mux = !rej && m->rtcp_mux;
@@ -526,9 +531,10 @@ out_unlock:
 	return err;
 }
 
-static void fill_stream(const struct relay_if *ifc, const struct relay_sock *k, uint64_t now,
+static void fill_stream(const struct relay_if *ifc, struct relay_sock *k, uint64_t now,
 			struct relayctl_stream *out)
 {
+	relay_fast_pull(k);
 	out->local = ifc->adv_addr;
 	net_addr_set_port(&out->local, k->port);
 	const struct net_addr *d;
@@ -568,7 +574,7 @@ int relay_query(struct relay *r, struct slice call_id, struct slice from_tag,
 		if (L->tag)
 			slice_to_cstr((struct slice){L->tag, L->tag_len}, ol->tag, sizeof ol->tag);
 		for (unsigned i = 0; i < SDP_MAX_MEDIA && i < RELAYCTL_MAX_MEDIA; i++) {
-			const struct relay_media *m = L->media[i];
+			struct relay_media *m = L->media[i];
 			if (!m)
 				continue;
 			ol->n_media = i + 1;

@@ -398,6 +398,133 @@ static void test_timeout(void **state)
 	stop(&f);
 }
 
+/* Sends pkt from fd to port and expects it at rx_fd from from_port. */
+static void relay_one(int fd, uint16_t port, int rx_fd, uint16_t from_port, const uint8_t *pkt)
+{
+	uint8_t rx[2048];
+	uint16_t from;
+	send_to(fd, pkt, 172, port);
+	assert_int_equal(recv_within(rx_fd, rx, sizeof rx, 1000, &from), 172);
+	assert_int_equal(from, from_port);
+	assert_memory_equal(rx, pkt, 172);
+}
+
+/* The in-kernel fast path (needs root and a kernel with BPF): the kernel
+ * carries latched RTP; counters stay exact, a spoofed source still meets the
+ * latch, a moved phone is re-latched, a stream the kernel carries keeps its
+ * session alive, and a deleted session forwards nothing. */
+static void test_fastpath(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	struct fixture f;
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41400-41499\nfastpath = on\n"
+		  "relatch = 200\ntimeout = 1\n");
+	struct relay_stats s0, st;
+	relay_stats_get(f.relay, &s0);
+	assert_true(s0.fast);
+
+	uint16_t pa, pb, pe, pa3;
+	int a = udp("127.0.0.1:0", &pa), b = udp("127.0.0.1:0", &pb);
+	int evil = udp("127.0.0.3:0", &pe), a3 = udp("127.0.0.1:0", &pa3);
+	char sdp_a[512], sdp_b[512];
+	sdp_for(sdp_a, sizeof sdp_a, pa, false);
+	sdp_for(sdp_b, sizeof sdp_b, pb, false);
+	struct buf out;
+	buf_init(&out);
+	struct relayctl_req q = req("fast-1@test", "tagA", "", sdp_a);
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), 0);
+	uint16_t rb = relay_port(&out, false);
+	buf_reset(&out);
+	q = req("fast-1@test", "tagA", "tagB", sdp_b);
+	assert_int_equal(relayctl_answer(f.rc, &q, &out), 0);
+	uint16_t ra = relay_port(&out, false);
+
+	/* A -> B: seq 1..1000 without 10..19; B -> A: 500 */
+	uint8_t pkt[172], rx[2048];
+	uint64_t delivered = 0;
+	for (uint16_t seq = 1; seq <= 1000; seq++) {
+		if (seq >= 10 && seq <= 19)
+			continue;
+		rtp_pkt(pkt, seq, 0xaaaa);
+		relay_one(a, ra, b, rb, pkt);
+		delivered++;
+	}
+	for (uint16_t i = 0; i < 500; i++) {
+		rtp_pkt(pkt, (uint16_t)(7000 + i), 0xbbbb);
+		relay_one(b, rb, a, ra, pkt);
+		delivered++;
+	}
+	struct relayctl_query qr;
+	assert_int_equal(relayctl_query(f.rc, slice_cstr("fast-1@test"), SLICE_NULL, &qr), 0);
+	const struct relayctl_stream *sa = &qr.leg[0].media[0].rtp, *sb = &qr.leg[1].media[0].rtp;
+	assert_int_equal(sa->packets, 990);
+	assert_int_equal(sa->bytes, 990 * 172);
+	assert_int_equal(sa->gaps, 10);
+	assert_int_equal(sb->packets, 500);
+	assert_int_equal(sb->gaps, 0);
+	relay_stats_get(f.relay, &st);
+	/* the kernel carried all but the first packets of each direction */
+	assert_true(st.fast_packets - s0.fast_packets >= 1480);
+	assert_int_equal(st.packets - s0.packets, 1490);
+
+	/* a spoofed source after latching: user space drops it */
+	rtp_pkt(pkt, 1001, 0xaaaa);
+	send_to(evil, pkt, sizeof pkt, ra);
+	assert_int_equal(recv_within(b, rx, sizeof rx, 150, NULL), -1);
+	assert_int_equal(recv_within(evil, rx, sizeof rx, 10, NULL), -1);
+	relay_stats_get(f.relay, &st);
+	assert_true(st.dropped[RELAY_DROP_SOURCE] > s0.dropped[RELAY_DROP_SOURCE]);
+
+	/* A's NAT moved it to another port: after relatch ms of silence the same
+	 * SSRC takes over, in both directions */
+	usleep(300 * 1000);
+	for (uint16_t seq = 1002; seq < 1102; seq++) {
+		rtp_pkt(pkt, seq, 0xaaaa);
+		relay_one(a3, ra, b, rb, pkt);
+		delivered++;
+	}
+	for (uint16_t i = 0; i < 100; i++) {
+		rtp_pkt(pkt, (uint16_t)(7500 + i), 0xbbbb);
+		relay_one(b, rb, a3, ra, pkt);
+		delivered++;
+	}
+	assert_int_equal(recv_within(a, rx, sizeof rx, 50, NULL), -1);
+
+	/* 1.5 s of a stream only the kernel sees keeps a 1 s timeout away */
+	for (int i = 0; i < 30; i++) {
+		rtp_pkt(pkt, (uint16_t)(1200 + i), 0xaaaa);
+		relay_one(a3, ra, b, rb, pkt);
+		delivered++;
+		usleep(50 * 1000);
+	}
+	assert_int_equal(relayctl_query(f.rc, slice_cstr("fast-1@test"), SLICE_NULL, &qr), 0);
+	assert_int_equal(qr.leg[0].media[0].rtp.packets, 990 + 100 + 30);
+
+	/* silence: the sweep deletes it; every packet is counted exactly once */
+	for (int i = 0; i < 400; i++) {
+		relay_stats_get(f.relay, &st);
+		if (st.sessions == 0 && st.ports_free == 50)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(st.sessions, 0);
+	assert_int_equal(st.ports_free, 50);
+	assert_int_equal(st.packets - s0.packets, (int64_t)delivered);
+	/* and the kernel forwards nothing for it any more */
+	rtp_pkt(pkt, 1300, 0xaaaa);
+	send_to(a3, pkt, sizeof pkt, ra);
+	assert_int_equal(recv_within(b, rx, sizeof rx, 100, NULL), -1);
+
+	buf_free(&out);
+	close(a);
+	close(a3);
+	close(b);
+	close(evil);
+	stop(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -405,6 +532,7 @@ int main(void)
 	    cmocka_unit_test(test_rtcp_demux),
 	    cmocka_unit_test(test_errors_and_pool),
 	    cmocka_unit_test(test_timeout),
+	    cmocka_unit_test(test_fastpath),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,391 @@
+/* relay: the in-kernel fast path (DESIGN "Performance shape"): latched RTP streams are handed to a
+ * tc program (bpf/relay_fast.bpf.c) and user space stays the fallback for everything else. */
+#include <errno.h>
+#include <string.h>
+
+#include "relay/relay_int.h"
+
+#ifdef PINHOLE_HAVE_BPF
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "relay/bpf/relay_fast.h"
+#include "relay_fast.skel.h"
+
+/* enum bpf_attach_type values of Linux 6.6 (tcx), newer than Debian 12's headers */
+#define TCX_INGRESS 46
+
+#define FAST_MAX_DEV 16
+#define FAST_MAX_LOCAL 64
+
+struct relay_fast_state {
+	struct relay_fast *skel;
+	int fwd_fd, stats_fd;
+	/* one attachment per interface: a tcx link (gone with the process) or,
+	 * on kernels before 6.6, a classic clsact filter removed at stop */
+	unsigned ndev;
+	struct {
+		int ifindex;
+		int link_fd; /* tcx; -1 for a classic filter */
+		struct bpf_tc_opts tc;
+	} dev[FAST_MAX_DEV];
+	/* IPv4 addresses of this host (network order) with their interface */
+	unsigned nlocal;
+	struct {
+		uint32_t addr;
+		int ifindex;
+	} local[FAST_MAX_LOCAL];
+};
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG || log_get_level() < LOG_DEBUG)
+		return 0;
+	char line[512];
+	vsnprintf(line, sizeof line, fmt, ap);
+	size_t n = strlen(line);
+	if (n && line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	LOG_D("relay", "libbpf: %s", line);
+	return 0;
+}
+
+static int local_ifindex(const struct relay_fast_state *f, uint32_t addr)
+{
+	if ((ntohl(addr) >> 24) == 127)
+		return (int)if_nametoindex("lo");
+	for (unsigned i = 0; i < f->nlocal; i++)
+		if (f->local[i].addr == addr)
+			return f->local[i].ifindex;
+	return 0;
+}
+
+static void read_local_addrs(struct relay_fast_state *f)
+{
+	struct ifaddrs *ifa0;
+	if (getifaddrs(&ifa0))
+		return;
+	for (struct ifaddrs *ifa = ifa0; ifa && f->nlocal < FAST_MAX_LOCAL; ifa = ifa->ifa_next) {
+		if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != AF_INET)
+			continue;
+		f->local[f->nlocal].addr = ((struct sockaddr_in *)ifa->ifa_addr)->sin_addr.s_addr;
+		f->local[f->nlocal].ifindex = (int)if_nametoindex(ifa->ifa_name);
+		f->nlocal++;
+	}
+	freeifaddrs(ifa0);
+}
+
+static bool dev_known(const struct relay_fast_state *f, int ifindex)
+{
+	for (unsigned i = 0; i < f->ndev; i++)
+		if (f->dev[i].ifindex == ifindex)
+			return true;
+	return false;
+}
+
+static int attach_dev(struct relay_fast_state *f, int ifindex)
+{
+	if (ifindex <= 0 || dev_known(f, ifindex))
+		return 0;
+	if (f->ndev == FAST_MAX_DEV)
+		return ENOSPC;
+	int prog = bpf_program__fd(f->skel->progs.relay_fast);
+	int link = bpf_link_create(prog, ifindex, (enum bpf_attach_type)TCX_INGRESS, NULL);
+	f->dev[f->ndev].ifindex = ifindex;
+	f->dev[f->ndev].link_fd = link;
+	if (link < 0) {
+		/* before Linux 6.6: a clsact qdisc (kept: others may use it) and a filter */
+		struct bpf_tc_hook hook = {
+		    .sz = sizeof hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS};
+		int err = bpf_tc_hook_create(&hook);
+		if (err && err != -EEXIST)
+			return -err;
+		struct bpf_tc_opts *o = &f->dev[f->ndev].tc;
+		*o = (struct bpf_tc_opts){.sz = sizeof *o, .prog_fd = prog};
+		if ((err = bpf_tc_attach(&hook, o)))
+			return -err;
+	}
+	f->ndev++;
+	return 0;
+}
+
+static void detach_all(struct relay_fast_state *f)
+{
+	for (unsigned i = 0; i < f->ndev; i++) {
+		if (f->dev[i].link_fd >= 0) {
+			close(f->dev[i].link_fd);
+			continue;
+		}
+		struct bpf_tc_hook hook = {
+		    .sz = sizeof hook, .ifindex = f->dev[i].ifindex, .attach_point = BPF_TC_INGRESS};
+		struct bpf_tc_opts o = {.sz = sizeof o,
+					.handle = f->dev[i].tc.handle,
+					.priority = f->dev[i].tc.priority};
+		bpf_tc_detach(&hook, &o);
+	}
+	f->ndev = 0;
+}
+
+static void fast_free(struct relay_fast_state *f)
+{
+	if (!f)
+		return;
+	detach_all(f);
+	relay_fast__destroy(f->skel);
+	free(f);
+}
+
+static int fast_open(struct relay *r, struct relay_fast_state **out)
+{
+	struct relay_fast_state *f = calloc(1, sizeof *f);
+	if (!f)
+		return ENOMEM;
+	libbpf_set_print(libbpf_log);
+	int err = 0;
+	f->skel = relay_fast__open_and_load();
+	if (!f->skel) {
+		err = errno ? errno : EINVAL;
+		goto fail;
+	}
+	f->fwd_fd = bpf_map__fd(f->skel->maps.fwd);
+	f->stats_fd = bpf_map__fd(f->skel->maps.stats);
+	uint32_t zero = 0;
+	struct relay_fast_conf c = {.port_lo = r->port_lo,
+				    .port_hi = (uint16_t)(r->port_lo + 2 * r->npairs - 1)};
+	if (bpf_map_update_elem(bpf_map__fd(f->skel->maps.conf), &zero, &c, BPF_ANY)) {
+		err = errno;
+		goto fail;
+	}
+	read_local_addrs(f);
+	/* the relay's interfaces, and loopback for parties on this host */
+	if ((err = attach_dev(f, (int)if_nametoindex("lo"))))
+		goto fail;
+	for (unsigned i = 0; i < r->nif; i++) {
+		const struct relay_if *ifc = &r->ifs[i];
+		if (ifc->family != AF_INET)
+			continue;
+		uint32_t a = ifc->bind.u.in.sin_addr.s_addr;
+		if (a) {
+			if ((err = attach_dev(f, local_ifindex(f, a))))
+				goto fail;
+			continue;
+		}
+		for (unsigned j = 0; j < f->nlocal; j++) /* wildcard: every interface */
+			if ((err = attach_dev(f, f->local[j].ifindex)))
+				goto fail;
+	}
+	*out = f;
+	return 0;
+fail:
+	fast_free(f);
+	return err;
+}
+
+int relay_fast_start(struct relay *r, const char *mode)
+{
+	if (strcmp(mode, "off") == 0)
+		return 0;
+	int err = fast_open(r, &r->fast);
+	if (!err) {
+		LOG_I("relay", "fast path: latched IPv4 RTP forwarded in the kernel (tc ingress on %u "
+			       "interface%s)",
+		      r->fast->ndev, r->fast->ndev == 1 ? "" : "s");
+		return 0;
+	}
+	if (strcmp(mode, "on") == 0) {
+		LOG_E("relay", "fast path: cannot load or attach the tc program: %s", strerror(err));
+		return err;
+	}
+	LOG_W("relay", "fast path unavailable (%s; needs CAP_BPF and CAP_NET_ADMIN): all "
+		       "media in user space",
+	      strerror(err));
+	return 0;
+}
+
+void relay_fast_stop(struct relay *r)
+{
+	fast_free(r->fast);
+	r->fast = NULL;
+}
+
+static struct relay_fast_key sock_key(const struct relay *r, const struct relay_sock *k)
+{
+	const struct relay_if *ifc = &r->ifs[k->m->ifidx];
+	return (struct relay_fast_key){.addr = ifc->bind.u.in.sin_addr.s_addr,
+				       .port = htons(k->port)};
+}
+
+/* The source address a socket bound to the wildcard sends to dst from. */
+static uint32_t route_source(uint32_t dst)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	struct sockaddr_in d = {.sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = dst};
+	struct sockaddr_in s = {0};
+	socklen_t sl = sizeof s;
+	uint32_t out = 0;
+	if (connect(fd, (struct sockaddr *)&d, sizeof d) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&s, &sl) == 0)
+		out = s.sin_addr.s_addr;
+	close(fd);
+	return out;
+}
+
+/* The entry k (an RTP socket) should have now, if any. Session locked. */
+static bool wanted(const struct relay *r, const struct relay_sock *k, struct relay_fast_fwd *e)
+{
+	const struct relay_media *m = k->m;
+	const struct relay_media *om = m->s->leg[1 - m->leg].media[m->idx];
+	const struct net_addr *d;
+	if (k->fd < 0 || !k->latch.latched || k->latch.peer.u.sa.sa_family != AF_INET)
+		return false;
+	if (r->ifs[m->ifidx].family != AF_INET || !om || om->rtp.fd < 0 ||
+	    r->ifs[om->ifidx].family != AF_INET)
+		return false;
+	if (!relay_latch_dest(&om->rtp.latch, &d) || d->u.sa.sa_family != AF_INET)
+		return false;
+	memset(e, 0, sizeof *e);
+	e->peer_addr = k->latch.peer.u.in.sin_addr.s_addr;
+	e->peer_port = k->latch.peer.u.in.sin_port;
+	e->dst_addr = d->u.in.sin_addr.s_addr;
+	e->dst_port = d->u.in.sin_port;
+	e->out_port = htons(om->rtp.port);
+	e->out_addr = r->ifs[om->ifidx].bind.u.in.sin_addr.s_addr;
+	if (!e->out_addr && !(e->out_addr = route_source(e->dst_addr)))
+		return false;
+	if (local_ifindex(r->fast, e->dst_addr)) {
+		e->flags = RELAY_FAST_LOCAL;
+		return true;
+	}
+	/* out of the interface that holds the sending address, as the user
+	 * space socket would; one not attached (or loopback) stays slow */
+	int ifindex = local_ifindex(r->fast, e->out_addr);
+	if (ifindex <= 0 || !dev_known(r->fast, ifindex) || (ntohl(e->out_addr) >> 24) == 127)
+		return false;
+	e->ifindex = (uint32_t)ifindex;
+	return true;
+}
+
+static void sync_sock(struct relay *r, struct relay_sock *k)
+{
+	struct relay_fast_fwd e;
+	struct relay_fast_key key = sock_key(r, k);
+	if (!wanted(r, k, &e)) {
+		if (k->fast && bpf_map_delete_elem(r->fast->fwd_fd, &key) == 0)
+			k->fast = false;
+		return;
+	}
+	if (!k->fast_stats) {
+		/* the kernel continues the stream's sequence where user space is */
+		struct relay_fast_stats st = {.ssrc = k->seq.ssrc,
+					      .max_seq = k->seq.max_seq,
+					      .seq_init = k->seq.init};
+		if (bpf_map_update_elem(r->fast->stats_fd, &key, &st, BPF_NOEXIST))
+			return; /* map full: stays in user space */
+		k->fast_stats = true;
+		memset(&k->fast_seen, 0, sizeof k->fast_seen);
+	}
+	if (bpf_map_update_elem(r->fast->fwd_fd, &key, &e, BPF_ANY) == 0)
+		k->fast = true;
+}
+
+void relay_fast_sync(struct relay_media *m)
+{
+	struct relay *r = m->s->r;
+	if (!r->fast)
+		return;
+	struct relay_media *om = m->s->leg[1 - m->leg].media[m->idx];
+	sync_sock(r, &m->rtp);
+	if (om)
+		sync_sock(r, &om->rtp);
+}
+
+void relay_fast_pull(struct relay_sock *k)
+{
+	struct relay *r = k->m->s->r;
+	if (!r->fast || !k->fast_stats)
+		return;
+	struct relay_fast_key key = sock_key(r, k);
+	struct relay_fast_stats st;
+	if (bpf_map_lookup_elem(r->fast->stats_fd, &key, &st))
+		return;
+	uint64_t dp = st.packets - k->fast_seen.packets;
+	if (!dp)
+		return;
+	uint64_t db = st.bytes - k->fast_seen.bytes;
+	k->packets += dp;
+	k->bytes += db;
+	k->seq.gaps += st.gaps - k->fast_seen.gaps;
+	k->seq.resyncs += st.resyncs - k->fast_seen.resyncs;
+	k->seq.init = st.seq_init;
+	k->seq.ssrc = st.ssrc;
+	k->seq.max_seq = st.max_seq;
+	k->fast_seen.packets = st.packets;
+	k->fast_seen.bytes = st.bytes;
+	k->fast_seen.gaps = st.gaps;
+	k->fast_seen.resyncs = st.resyncs;
+	/* the latch sees the stream alive, for timeouts and re-latching */
+	uint64_t last_ms = st.last_ns / 1000000u;
+	if (last_ms > k->latch.last_ms)
+		k->latch.last_ms = last_ms;
+	k->latch.ssrc = st.ssrc;
+	relay_metrics_fast((int64_t)dp, (int64_t)db);
+}
+
+void relay_fast_forget(struct relay_sock *k)
+{
+	struct relay *r = k->m->s->r;
+	if (!r->fast)
+		return;
+	struct relay_fast_key key = sock_key(r, k);
+	if (k->fast)
+		bpf_map_delete_elem(r->fast->fwd_fd, &key);
+	k->fast = false;
+	relay_fast_pull(k);
+	if (k->fast_stats)
+		bpf_map_delete_elem(r->fast->stats_fd, &key);
+	k->fast_stats = false;
+}
+
+#else /* !PINHOLE_HAVE_BPF: built without clang/bpftool/libbpf */
+
+int relay_fast_start(struct relay *r, const char *mode)
+{
+	(void)r;
+	if (strcmp(mode, "on") == 0) {
+		LOG_E("relay", "fast path: this build has no eBPF support (PINHOLE_BPF=OFF)");
+		return ENOTSUP;
+	}
+	return 0;
+}
+
+void relay_fast_stop(struct relay *r)
+{
+	(void)r;
+}
+
+void relay_fast_sync(struct relay_media *m)
+{
+	(void)m;
+}
+
+void relay_fast_pull(struct relay_sock *k)
+{
+	(void)k;
+}
+
+void relay_fast_forget(struct relay_sock *k)
+{
+	(void)k;
+}
+
+#endif
