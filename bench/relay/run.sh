@@ -85,7 +85,20 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 }
-trap cleanup EXIT
+# the kernel's run time of pinhole's fast path program (root only): exact
+# nanoseconds the tc program spent, which no process is charged for
+BPF_STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo '')
+if [ "$BPF_STATS_WAS" = 0 ] && command -v bpftool >/dev/null; then
+	sysctl -qw kernel.bpf_stats_enabled=1 2>/dev/null || BPF_STATS_WAS=''
+fi
+# bpf_ns: "run_time_ns run_cnt" of the bench pinhole's program (its id from its log)
+BPF_PROG=''
+bpf_ns() {
+	[ -n "$BPF_PROG" ] || { echo "0 0"; return; }
+	bpftool prog show id "$BPF_PROG" -j 2>/dev/null |
+		jq -r '"\(.run_time_ns // 0) \(.run_cnt // 0)"' 2>/dev/null || echo "0 0"
+}
+trap 'cleanup; [ "$BPF_STATS_WAS" = 0 ] && sysctl -qw kernel.bpf_stats_enabled=0' EXIT
 trap 'exit 130' INT TERM
 
 # --- build the generator against the same build as the relay --------------------
@@ -108,7 +121,7 @@ start_pinhole() {
 		ng = udp:$NG_PH
 		batch_wait = ${BENCH_BATCH_WAIT:-0}
 		[log]
-		level = warn
+		level = info
 	EOF
 	"$PINHOLE" serve --config "$OUT/pinhole.conf" >"$OUT/pinhole.log" 2>&1 &
 	PID[pinhole]=$!
@@ -129,13 +142,23 @@ sleep 1
 for r in $RELAYS; do
 	kill -0 "${PID[$r]}" 2>/dev/null || { echo "$r did not start: $(tail -n 5 "$OUT/$r.log")" >&2; exit 1; }
 done
+BPF_PROG=$(sed -n 's/.*fast path: .*bpf prog id \([0-9]*\).*/\1/p' "$OUT/pinhole.log" 2>/dev/null | head -n 1)
 
 # run NAME ARGS...: one rtp_bench run; its result line to $OUT/results
 run() {
 	local name=$1; shift
-	local line
+	local line b0 b1
+	b0=$(bpf_ns)
 	line=$("$BENCH" --port-base "$PARTY_PORTS" "$@" 2>>"$OUT/rtp_bench.err" | grep '^result ') ||
 		{ echo "rtp_bench $name failed: $(tail -n 3 "$OUT/rtp_bench.err")" >&2; return 1; }
+	b1=$(bpf_ns)
+	# the program's time over the whole run (setup and warm-up included), per
+	# forwarded packet of the measured part: an upper bound
+	line+=$(awk -v a="$b0" -v b="$b1" -v l="$line" 'BEGIN {
+		split(a, x, " "); split(b, y, " "); n = split(l, f, " ")
+		for (i = 1; i <= n; i++) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
+		pk = v["forwarded_pps"] * v["secs"]
+		printf " bpf_ns_per_pkt=%.0f bpf_runs=%d", (pk > 0 ? (y[1] - x[1]) / pk : 0), y[2] - x[2] }')
 	echo "$line step=$name" >>"$OUT/results"
 	echo "$line"
 }
@@ -155,8 +178,8 @@ echo "# pinhole $PINHOLE; $("$RTPENGINE" --version 2>&1 | head -n 1); $THREADS w
 if [ "$MODE" != blast ]; then
 	echo
 	echo "## calls: N concurrent G.711 calls, 50 pps per direction, ${SECS}s measured"
-	printf '%-6s %-10s %9s %9s %8s %6s %9s %7s %7s %9s %8s %8s\n' calls relay offered forwarded loss% \
-		cores ns/pkt machine added added-ns p50us p99us
+	printf '%-6s %-10s %9s %9s %8s %6s %9s %7s %7s %9s %7s %8s %8s\n' calls relay offered forwarded loss% \
+		cores ns/pkt machine added added-ns bpf-ns p50us p99us
 	declare -A R
 	for n in $CALLS; do
 		R[direct]=$(run "calls-$n-direct" --direct --calls "$n" --secs "$SECS") || exit 1
@@ -168,10 +191,10 @@ if [ "$MODE" != blast ]; then
 		for r in direct $RELAYS; do
 			l=${R[$r]}
 			ADD[$r]=$(added "$l" "${R[direct]}")
-			printf '%-6s %-10s %9s %9s %8s %6s %9s %7s %7s %9s %8s %8s\n' "$n" "$r" "$(get "$l" offered_pps)" \
+			printf '%-6s %-10s %9s %9s %8s %6s %9s %7s %7s %9s %7s %8s %8s\n' "$n" "$r" "$(get "$l" offered_pps)" \
 				"$(get "$l" forwarded_pps)" "$(get "$l" loss_pct)" "$(get "$l" cores)" \
 				"$(get "$l" ns_per_pkt)" "$(get "$l" machine_cores)" ${ADD[$r]} \
-				"$(get "$l" lat_p50_us)" "$(get "$l" lat_p99_us)"
+				"$(get "$l" bpf_ns_per_pkt)" "$(get "$l" lat_p50_us)" "$(get "$l" lat_p99_us)"
 		done
 		if [ -n "${R[pinhole]:-}" ] && [ -n "${R[rtpengine]:-}" ]; then
 			awk -v a="$(get "${R[pinhole]}" ns_per_pkt)" -v b="$(get "${R[rtpengine]}" ns_per_pkt)" \
@@ -187,8 +210,8 @@ fi
 if [ "$MODE" != calls ]; then
 	echo
 	echo "## blast: $BLAST_CALLS calls ($((2 * BLAST_CALLS)) streams), offered rate ramp, ${SECS}s per step"
-	printf '%-10s %9s %9s %9s %8s %6s %9s %7s %7s %9s %8s\n' relay target offered forwarded loss% \
-		cores ns/pkt machine added added-ns p99us
+	printf '%-10s %9s %9s %9s %8s %6s %9s %7s %7s %9s %7s %8s\n' relay target offered forwarded loss% \
+		cores ns/pkt machine added added-ns bpf-ns p99us
 	declare -A BEST DIRECT
 	for r in $RELAYS; do
 		BEST[$r]=
@@ -198,10 +221,10 @@ if [ "$MODE" != calls ]; then
 			l=$(run "blast-$rate-$r" --relay "$r" --ng "udp:${NG[$r]}" --pid "${PID[$r]}" \
 				--calls "$BLAST_CALLS" --blast --rate "$rate" --secs "$SECS") || exit 1
 			# shellcheck disable=SC2046
-			printf '%-10s %9s %9s %9s %8s %6s %9s %7s %7s %9s %8s\n' "$r" "$rate" "$(get "$l" offered_pps)" \
+			printf '%-10s %9s %9s %9s %8s %6s %9s %7s %7s %9s %7s %8s\n' "$r" "$rate" "$(get "$l" offered_pps)" \
 				"$(get "$l" forwarded_pps)" "$(get "$l" loss_pct)" "$(get "$l" cores)" \
 				"$(get "$l" ns_per_pkt)" "$(get "$l" machine_cores)" $(added "$l" "${DIRECT[$rate]}") \
-				"$(get "$l" lat_p99_us)"
+				"$(get "$l" bpf_ns_per_pkt)" "$(get "$l" lat_p99_us)"
 			lossless=$(awk -v loss="$(get "$l" loss_pct)" 'BEGIN { print (loss <= 0.01) ? 1 : 0 }')
 			[ "$lossless" = 1 ] || break
 			BEST[$r]=$l
