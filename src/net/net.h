@@ -194,4 +194,29 @@ int net_udp_socket(const struct net_addr *a, bool reuseport, int *fdp);
 /* Bound address of a socket. */
 int net_sock_addr(int fd, struct net_addr *out);
 
+/* ---- tc ingress hooks for the eBPF fast paths (relay, stund) ----
+ *
+ * A program (its fd) is attached to the ingress of each interface once: as a
+ * tcx link on Linux 6.6 and later (the kernel removes it when the process
+ * exits, even after kill -9), else as a classic clsact filter removed by
+ * net_tc_detach. Builds without eBPF support (PINHOLE_BPF=OFF) return
+ * ENOTSUP. Not thread-safe: one owner per struct net_tc.
+ */
+#define NET_TC_MAX_DEV 16
+struct net_tc {
+	unsigned n;
+	struct {
+		int ifindex;
+		int link_fd; /* tcx; -1 for a classic filter */
+		uint32_t handle, priority;
+	} dev[NET_TC_MAX_DEV];
+};
+int net_tc_attach(struct net_tc *t, int prog_fd, int ifindex);
+bool net_tc_has(const struct net_tc *t, int ifindex);
+void net_tc_detach(struct net_tc *t);
+/* The interface holding IPv4 address a (network order; 127/8: loopback), or 0. */
+int net_ifindex_of_ip4(uint32_t a);
+/* Calls h for every interface with an IPv4 address. */
+void net_each_ip4_if(void (*h)(int ifindex, void *arg), void *arg);
+
 #endif

@@ -10,7 +10,6 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <ifaddrs.h>
 #include <net/if.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,29 +19,10 @@
 #include "relay/bpf/relay_fast.h"
 #include "relay_fast.skel.h"
 
-/* enum bpf_attach_type values of Linux 6.6 (tcx), newer than Debian 12's headers */
-#define TCX_INGRESS 46
-
-#define FAST_MAX_DEV 16
-#define FAST_MAX_LOCAL 64
-
 struct relay_fast_state {
 	struct relay_fast *skel;
 	int fwd_fd, stats_fd;
-	/* one attachment per interface: a tcx link (gone with the process) or,
-	 * on kernels before 6.6, a classic clsact filter removed at stop */
-	unsigned ndev;
-	struct {
-		int ifindex;
-		int link_fd; /* tcx; -1 for a classic filter */
-		struct bpf_tc_opts tc;
-	} dev[FAST_MAX_DEV];
-	/* IPv4 addresses of this host (network order) with their interface */
-	unsigned nlocal;
-	struct {
-		uint32_t addr;
-		int ifindex;
-	} local[FAST_MAX_LOCAL];
+	struct net_tc tc;
 };
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -58,89 +38,25 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 	return 0;
 }
 
-static int local_ifindex(const struct relay_fast_state *f, uint32_t addr)
-{
-	if ((ntohl(addr) >> 24) == 127)
-		return (int)if_nametoindex("lo");
-	for (unsigned i = 0; i < f->nlocal; i++)
-		if (f->local[i].addr == addr)
-			return f->local[i].ifindex;
-	return 0;
-}
-
-static void read_local_addrs(struct relay_fast_state *f)
-{
-	struct ifaddrs *ifa0;
-	if (getifaddrs(&ifa0))
-		return;
-	for (struct ifaddrs *ifa = ifa0; ifa && f->nlocal < FAST_MAX_LOCAL; ifa = ifa->ifa_next) {
-		if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != AF_INET)
-			continue;
-		f->local[f->nlocal].addr = ((struct sockaddr_in *)ifa->ifa_addr)->sin_addr.s_addr;
-		f->local[f->nlocal].ifindex = (int)if_nametoindex(ifa->ifa_name);
-		f->nlocal++;
-	}
-	freeifaddrs(ifa0);
-}
-
-static bool dev_known(const struct relay_fast_state *f, int ifindex)
-{
-	for (unsigned i = 0; i < f->ndev; i++)
-		if (f->dev[i].ifindex == ifindex)
-			return true;
-	return false;
-}
-
-static int attach_dev(struct relay_fast_state *f, int ifindex)
-{
-	if (ifindex <= 0 || dev_known(f, ifindex))
-		return 0;
-	if (f->ndev == FAST_MAX_DEV)
-		return ENOSPC;
-	int prog = bpf_program__fd(f->skel->progs.relay_fast);
-	int link = bpf_link_create(prog, ifindex, (enum bpf_attach_type)TCX_INGRESS, NULL);
-	f->dev[f->ndev].ifindex = ifindex;
-	f->dev[f->ndev].link_fd = link;
-	if (link < 0) {
-		/* before Linux 6.6: a clsact qdisc (kept: others may use it) and a filter */
-		struct bpf_tc_hook hook = {
-		    .sz = sizeof hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS};
-		int err = bpf_tc_hook_create(&hook);
-		if (err && err != -EEXIST)
-			return -err;
-		struct bpf_tc_opts *o = &f->dev[f->ndev].tc;
-		*o = (struct bpf_tc_opts){.sz = sizeof *o, .prog_fd = prog};
-		if ((err = bpf_tc_attach(&hook, o)))
-			return -err;
-	}
-	f->ndev++;
-	return 0;
-}
-
-static void detach_all(struct relay_fast_state *f)
-{
-	for (unsigned i = 0; i < f->ndev; i++) {
-		if (f->dev[i].link_fd >= 0) {
-			close(f->dev[i].link_fd);
-			continue;
-		}
-		struct bpf_tc_hook hook = {
-		    .sz = sizeof hook, .ifindex = f->dev[i].ifindex, .attach_point = BPF_TC_INGRESS};
-		struct bpf_tc_opts o = {.sz = sizeof o,
-					.handle = f->dev[i].tc.handle,
-					.priority = f->dev[i].tc.priority};
-		bpf_tc_detach(&hook, &o);
-	}
-	f->ndev = 0;
-}
-
 static void fast_free(struct relay_fast_state *f)
 {
 	if (!f)
 		return;
-	detach_all(f);
+	net_tc_detach(&f->tc);
 	relay_fast__destroy(f->skel);
 	free(f);
+}
+
+struct attach_all {
+	struct relay_fast_state *f;
+	int prog, err;
+};
+
+static void attach_one(int ifindex, void *arg)
+{
+	struct attach_all *a = arg;
+	if (!a->err)
+		a->err = net_tc_attach(&a->f->tc, a->prog, ifindex);
 }
 
 static int fast_open(struct relay *r, struct relay_fast_state **out)
@@ -164,24 +80,21 @@ static int fast_open(struct relay *r, struct relay_fast_state **out)
 		err = errno;
 		goto fail;
 	}
-	read_local_addrs(f);
 	/* the relay's interfaces, and loopback for parties on this host */
-	if ((err = attach_dev(f, (int)if_nametoindex("lo"))))
-		goto fail;
-	for (unsigned i = 0; i < r->nif; i++) {
+	struct attach_all all = {f, bpf_program__fd(f->skel->progs.relay_fast), 0};
+	attach_one((int)if_nametoindex("lo"), &all);
+	for (unsigned i = 0; !all.err && i < r->nif; i++) {
 		const struct relay_if *ifc = &r->ifs[i];
 		if (ifc->family != AF_INET)
 			continue;
 		uint32_t a = ifc->bind.u.in.sin_addr.s_addr;
-		if (a) {
-			if ((err = attach_dev(f, local_ifindex(f, a))))
-				goto fail;
-			continue;
-		}
-		for (unsigned j = 0; j < f->nlocal; j++) /* wildcard: every interface */
-			if ((err = attach_dev(f, f->local[j].ifindex)))
-				goto fail;
+		if (a)
+			attach_one(net_ifindex_of_ip4(a), &all);
+		else
+			net_each_ip4_if(attach_one, &all); /* wildcard: every interface */
 	}
+	if ((err = all.err))
+		goto fail;
 	*out = f;
 	return 0;
 fail:
@@ -200,7 +113,7 @@ int relay_fast_start(struct relay *r, const char *mode)
 		bpf_obj_get_info_by_fd(bpf_program__fd(r->fast->skel->progs.relay_fast), &info, &il);
 		LOG_I("relay", "fast path: latched IPv4 RTP forwarded in the kernel (tc ingress on %u "
 			       "interface%s, bpf prog id %u)",
-		      r->fast->ndev, r->fast->ndev == 1 ? "" : "s", info.id);
+		      r->fast->tc.n, r->fast->tc.n == 1 ? "" : "s", info.id);
 		return 0;
 	}
 	if (strcmp(mode, "on") == 0) {
@@ -265,14 +178,14 @@ static bool wanted(const struct relay *r, const struct relay_sock *k, struct rel
 	e->out_addr = r->ifs[om->ifidx].bind.u.in.sin_addr.s_addr;
 	if (!e->out_addr && !(e->out_addr = route_source(e->dst_addr)))
 		return false;
-	if (local_ifindex(r->fast, e->dst_addr)) {
+	if (net_ifindex_of_ip4(e->dst_addr)) {
 		e->flags = RELAY_FAST_LOCAL;
 		return true;
 	}
 	/* out of the interface that holds the sending address, as the user
 	 * space socket would; one not attached (or loopback) stays slow */
-	int ifindex = local_ifindex(r->fast, e->out_addr);
-	if (ifindex <= 0 || !dev_known(r->fast, ifindex) || (ntohl(e->out_addr) >> 24) == 127)
+	int ifindex = net_ifindex_of_ip4(e->out_addr);
+	if (ifindex <= 0 || !net_tc_has(&r->fast->tc, ifindex) || (ntohl(e->out_addr) >> 24) == 127)
 		return false;
 	e->ifindex = (uint32_t)ifindex;
 	return true;
