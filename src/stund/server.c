@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "stun/stun.h"
-#include "stund.h"
+#include "stund_int.h"
 
 const struct conf_key stund_conf_keys[] = {
     {"stun", "listen", CONF_STR, "udp:0.0.0.0:3478", 0, 0, NULL,
@@ -23,6 +23,9 @@ const struct conf_key stund_conf_keys[] = {
     {"stun", "sources", CONF_INT, "16384", 64, 4194304, NULL, "rate-limit table slots per worker"},
     {"stun", "software", CONF_STR, "", 0, 0, NULL,
      "SOFTWARE attribute in responses; empty = none (smaller answers)"},
+    {"stun", "fastpath", CONF_ENUM, "auto", 0, 0, "auto|on|off",
+     "answer plain IPv4 Binding requests in the kernel (eBPF tc program; needs CAP_BPF and "
+     "CAP_NET_ADMIN, and no SOFTWARE): auto = when it loads; on = fail to start without it"},
     {NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -37,6 +40,9 @@ static struct metric m_drop_bad = {.name = "stun_dropped_total",
 				   .labels = "reason=\"malformed\""};
 static struct metric m_drop_rate = {
     .name = "stun_dropped_total", .help = "STUN datagrams dropped", .labels = "reason=\"rate\""};
+static struct metric m_fast = {
+    .name = "stun_fastpath_responses_total",
+    .help = "Binding responses the in-kernel fast path sent (included in stun_responses_total)"};
 static struct metric m_drop_send = {
     .name = "stun_dropped_total", .help = "STUN datagrams dropped", .labels = "reason=\"send\""};
 
@@ -74,7 +80,35 @@ struct stund {
 	char software[128];
 	unsigned nworkers;
 	struct stund_worker **workers; /* owned */
+	struct stund_fast *fast;       /* owned; NULL: all in user space */
+	struct timer fold;	       /* worker 0: the fast path's counters into the metrics */
 };
+
+#define FOLD_MS 1000
+
+/* Adds what the kernel answered to the server's counters. Thread-safe. */
+static void fold_fast(const struct stund *sd)
+{
+	int64_t req, resp, lim;
+	stund_fast_pull(sd->fast, &req, &resp, &lim);
+	metric_add(&m_requests, req);
+	metric_add(&m_success, resp);
+	metric_add(&m_fast, resp);
+	metric_add(&m_drop_rate, lim);
+}
+
+static void fold_timer(void *arg)
+{
+	struct stund *sd = arg;
+	fold_fast(sd);
+	timer_start(sd->workers[0]->loop, &sd->fold, FOLD_MS, fold_timer, sd);
+}
+
+static void fold_arm(void *arg)
+{
+	struct stund *sd = arg;
+	timer_start(sd->workers[0]->loop, &sd->fold, FOLD_MS, fold_timer, sd);
+}
 
 static socklen_t ss_len(const struct sockaddr_storage *ss)
 {
@@ -232,7 +266,7 @@ static int configure(struct stund *sd, const struct conf *c)
 int stund_start(struct stund **sp, struct net *n, const struct conf *c)
 {
 	static struct metric *metrics[] = {&m_requests, &m_success,   &m_error,
-					   &m_drop_bad, &m_drop_rate, &m_drop_send};
+					   &m_drop_bad, &m_drop_rate, &m_drop_send, &m_fast};
 	for (size_t i = 0; i < ARRAY_SIZE(metrics); i++)
 		metric_register(metrics[i]);
 
@@ -262,12 +296,18 @@ int stund_start(struct stund **sp, struct net *n, const struct conf *c)
 			buf_init(&sw->tx[i]);
 		err = stund_limiter_init(&sw->lim, slots, rate, burst);
 	}
+	timer_init(&sd->fold);
 	if (!err)
 		err = configure(sd, c);
+	if (!err)
+		err = stund_fast_start(&sd->fast, conf_str(c, "stun", "fastpath"), sd->views,
+				       sd->nslots, sd->nlisten, rate, burst);
 	if (err) {
 		stund_free(sd);
 		return err;
 	}
+	if (sd->fast && loop_post(sd->workers[0]->loop, fold_arm, sd))
+		LOG_W("stun", "fast path counters will only be read on request");
 	/* nothing can fail after this: a posted attach must never meet a freed stund */
 	for (unsigned w = 0; w < sd->nworkers; w++)
 		if (loop_post(sd->workers[w]->loop, worker_attach, sd->workers[w]))
@@ -287,6 +327,11 @@ void stund_free(struct stund *sd)
 {
 	if (!sd)
 		return;
+	/* after net_stop the loop no longer runs: detach from its wheel */
+	if (timer_active(&sd->fold))
+		timer_cancel(&sd->fold);
+	fold_fast(sd);
+	stund_fast_free(sd->fast);
 	for (unsigned w = 0; sd->workers && w < sd->nworkers; w++)
 		worker_free(sd->workers[w]);
 	free(sd->workers);
@@ -307,13 +352,16 @@ const struct sockaddr_storage *stund_addr(const struct stund *sd, unsigned i, un
 
 void stund_stats_get(const struct stund *sd, struct stund_stats *out)
 {
-	(void)sd; /* the counters are process-wide, like every metric */
+	/* the counters are process-wide, like every metric */
+	fold_fast(sd);
 	out->requests = metric_get(&m_requests);
 	out->responses = metric_get(&m_success) + metric_get(&m_error);
 	out->errors = metric_get(&m_error);
 	out->dropped_malformed = metric_get(&m_drop_bad);
 	out->dropped_rate = metric_get(&m_drop_rate);
 	out->send_failed = metric_get(&m_drop_send);
+	out->fast_responses = metric_get(&m_fast);
+	out->fast = sd->fast != NULL;
 }
 
 /* ---- the packet path: recvmmsg -> budget -> respond -> sendmmsg ---- */

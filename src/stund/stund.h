@@ -113,6 +113,8 @@ unsigned stund_listen_count(const struct stund *sd);
 
 struct stund_stats {
 	int64_t requests, responses, errors, dropped_malformed, dropped_rate, send_failed;
+	int64_t fast_responses; /* of responses, sent by the in-kernel fast path */
+	bool fast;		/* the fast path is loaded */
 };
 void stund_stats_get(const struct stund *sd, struct stund_stats *out);
 

@@ -195,6 +195,96 @@ static void test_rfc5780(void **state)
 	stop(&f);
 }
 
+/* The in-kernel fast path (root and a kernel with BPF): plain Binding
+ * requests get from the kernel the very bytes user space would send, others
+ * still reach user space, and the counters add up. */
+static void test_fastpath(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	struct fixture f;
+	assert_int_equal(start(&f, "[stun]\nlisten = udp:127.0.0.1:0\nfastpath = on\nrate = 0\n"), 0);
+	const struct sockaddr_storage *srv = stund_addr(f.sd, 0, 0);
+	struct sockaddr_storage me, from;
+	socklen_t l = sizeof me;
+	getsockname(f.fd, (struct sockaddr *)&me, &l);
+	struct stund_stats st0, st1;
+	stund_stats_get(f.sd, &st0);
+	assert_true(st0.fast);
+	struct buf req, want;
+	buf_init(&req);
+	buf_init(&want);
+	uint8_t p[1500];
+	for (int i = 0; i < 200; i++) {
+		buf_reset(&req);
+		struct stun_enc e;
+		stun_enc_begin(&e, &req, STUN_METHOD_BINDING, STUN_CLASS_REQUEST, NULL);
+		assert_int_equal(stun_enc_end(&e), 0);
+		assert_int_equal(req.len, 20);
+		buf_reset(&want);
+		assert_int_equal(stund_answer((struct sockaddr *)&me, req.data, req.len, &want), 0);
+		send_to(f.fd, &req, srv);
+		ssize_t n = recv_from(f.fd, p, sizeof p, &from, 2000);
+		assert_int_equal(n, (ssize_t)want.len);
+		assert_memory_equal(p, want.data, want.len);
+		assert_true(same(&from, srv));
+	}
+	/* with FINGERPRINT: user space answers, as before */
+	buf_reset(&req);
+	struct stun_enc e;
+	stun_enc_begin(&e, &req, STUN_METHOD_BINDING, STUN_CLASS_REQUEST, NULL);
+	stun_enc_fingerprint(&e);
+	assert_int_equal(stun_enc_end(&e), 0);
+	send_to(f.fd, &req, srv);
+	ssize_t n = recv_from(f.fd, p, sizeof p, &from, 2000);
+	assert_true(n > 0);
+	struct stun_msg m;
+	assert_int_equal(stun_msg_decode(&m, p, (size_t)n), 0);
+	assert_int_equal(stun_msg_check_fingerprint(&m), 0);
+	stund_stats_get(f.sd, &st1);
+	assert_int_equal(st1.fast_responses - st0.fast_responses, 200);
+	assert_int_equal(st1.responses - st0.responses, 201);
+	assert_int_equal(st1.requests - st0.requests, 201);
+	buf_free(&req);
+	buf_free(&want);
+	stop(&f);
+
+	/* RFC 5780: RESPONSE-ORIGIN and OTHER-ADDRESS from the kernel too */
+	int err = start(&f, "[stun]\nlisten = udp:127.0.0.1:0\nother = 127.0.0.2:0\nfastpath = on\n");
+	if (err == EADDRNOTAVAIL) {
+		stop(&f);
+		skip();
+	}
+	assert_int_equal(err, 0);
+	l = sizeof me;
+	getsockname(f.fd, (struct sockaddr *)&me, &l);
+	stund_stats_get(f.sd, &st0);
+	buf_init(&req);
+	stun_enc_begin(&e, &req, STUN_METHOD_BINDING, STUN_CLASS_REQUEST, NULL);
+	assert_int_equal(stun_enc_end(&e), 0);
+	for (unsigned s = 0; s < 4; s++) {
+		const struct sockaddr_storage *a = stund_addr(f.sd, 0, s);
+		struct sockaddr_storage ro, oa, mapped;
+		send_to(f.fd, &req, a);
+		n = recv_from(f.fd, p, sizeof p, &from, 2000);
+		assert_int_equal(n, 56);
+		assert_true(same(&from, a));
+		assert_int_equal(stun_msg_decode(&m, p, (size_t)n), 0);
+		assert_int_equal(m.cls, STUN_CLASS_SUCCESS);
+		assert_int_equal(stun_msg_addr(&m, STUN_ATTR_XOR_MAPPED_ADDRESS, &mapped), 0);
+		assert_true(same(&mapped, &me));
+		assert_int_equal(stun_msg_addr(&m, STUN_ATTR_RESPONSE_ORIGIN, &ro), 0);
+		assert_true(same(&ro, a));
+		assert_int_equal(stun_msg_addr(&m, STUN_ATTR_OTHER_ADDRESS, &oa), 0);
+		assert_true(same(&oa, stund_addr(f.sd, 0, s ^ 3u)));
+	}
+	stund_stats_get(f.sd, &st1);
+	assert_int_equal(st1.fast_responses - st0.fast_responses, 4);
+	buf_free(&req);
+	stop(&f);
+}
+
 static void test_rate_limit(void **state)
 {
 	(void)state;
@@ -272,7 +362,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_binding),    cmocka_unit_test(test_rfc5780),
 	    cmocka_unit_test(test_rate_limit), cmocka_unit_test(test_limiter),
-	    cmocka_unit_test(test_bad_config),
+	    cmocka_unit_test(test_bad_config), cmocka_unit_test(test_fastpath),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
