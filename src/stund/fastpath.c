@@ -124,9 +124,12 @@ int stund_fast_start(struct stund_fast **out, const char *mode, const struct stu
 			goto unavailable; /* the kernel's answers carry no SOFTWARE */
 	err = fast_open(out, views, nslots, nlisten, rate, burst);
 	if (!err) {
+		struct bpf_prog_info info = {0};
+		uint32_t il = sizeof info;
+		bpf_obj_get_info_by_fd(bpf_program__fd((*out)->skel->progs.stun_fast), &info, &il);
 		LOG_I("stun", "fast path: plain IPv4 Binding requests answered in the kernel (tc "
-			      "ingress on %u interface%s)",
-		      (*out)->tc.n, (*out)->tc.n == 1 ? "" : "s");
+			      "ingress on %u interface%s, bpf prog id %u)",
+		      (*out)->tc.n, (*out)->tc.n == 1 ? "" : "s", info.id);
 		return 0;
 	}
 unavailable:
