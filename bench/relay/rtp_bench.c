@@ -16,9 +16,8 @@
  *
  * Phases: warm-up (--warmup s: latching, caches), measure (--secs s), drain
  * (300 ms, nothing sent). Only packets sent during measure count. The
- * relay's CPU time (utime + stime of --pid, all threads, /proc/PID/stat) and
- * the machine's busy time (/proc/stat) are sampled at the start and end of
- * measure.
+ * relay's CPU time (utime + stime of --pid, all threads, /proc/PID/stat) is
+ * sampled at the start and end of measure.
  *
  * Payload (after the 12-byte RTP header), so the sink can time and sort:
  *   "PHBN" | phase (u32) | stream (u32) | send time CLOCK_MONOTONIC ns (u64) | 0xff...
@@ -29,7 +28,6 @@
  * Output: one line, key=value, for bench/relay/run.sh:
  *   result relay=pinhole mode=calls calls=1000 streams=2000 secs=5 sent=... received=...
  *     offered_pps=... forwarded_pps=... loss_pct=... cpu_s=... cores=... ns_per_pkt=...
- *     machine_cores=... (busy cores of the whole machine, generator included)
  *     lat_p50_us=... lat_p99_us=... lat_max_us=... setup_ms=...
  * Exit 0, or 1 on a setup error (message on stderr).
  */
@@ -92,28 +90,6 @@ static void sleep_until(uint64_t t)
 			      .tv_nsec = (long)(t % 1000000000u)};
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
 		;
-}
-
-/* Busy time of the whole machine, all CPUs, seconds (/proc/stat: everything
- * but idle, iowait and steal). The relay's share of it is what the same run
- * with --direct does not spend: work a relay does in softirq (the kernel's
- * own delivery, or pinhole's eBPF fast path) is charged to whichever process
- * runs when it happens, often the generator, so per-process CPU alone would
- * flatter an in-kernel relay. */
-static double machine_busy(void)
-{
-	FILE *f = fopen("/proc/stat", "r");
-	if (!f)
-		return 0;
-	unsigned long long v[8] = {0};
-	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-		       &v[4], &v[5], &v[6], &v[7]);
-	fclose(f);
-	if (n < 8)
-		return 0;
-	/* user nice system idle iowait irq softirq steal */
-	unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6];
-	return (double)busy / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* utime + stime of a whole process, seconds. */
@@ -466,12 +442,12 @@ int main(int argc, char **argv)
 	pthread_create(&rx, NULL, receiver, &ep);
 	pthread_create(&tx, NULL, sender, NULL);
 	sleep_until(now_ns() + (uint64_t)(opt_warmup * 1e9));
-	double cpu0 = proc_cpu(opt_pid), busy0 = machine_busy();
+	double cpu0 = proc_cpu(opt_pid);
 	uint64_t m0 = now_ns();
 	atomic_store(&phase, 1);
 	sleep_until(m0 + (uint64_t)(opt_secs * 1e9));
 	atomic_store(&phase, 2);
-	double cpu1 = proc_cpu(opt_pid), busy1 = machine_busy();
+	double cpu1 = proc_cpu(opt_pid);
 	double secs = (double)(now_ns() - m0) / 1e9;
 	pthread_join(tx, NULL);
 	sleep_until(now_ns() + 300000000u);
@@ -487,12 +463,11 @@ int main(int argc, char **argv)
 	double loss = sent ? 100.0 * (double)(sent > recvd ? sent - recvd : 0) / (double)sent : 0;
 	printf("result relay=%s mode=%s calls=%d streams=%zu secs=%.2f sent=%llu received=%llu "
 	       "offered_pps=%.0f forwarded_pps=%.0f loss_pct=%.4f cpu_s=%.3f cores=%.3f "
-	       "ns_per_pkt=%.0f machine_cores=%.3f lat_p50_us=%.0f lat_p99_us=%.0f lat_max_us=%.0f "
-	       "setup_ms=%.0f\n",
+	       "ns_per_pkt=%.0f lat_p50_us=%.0f lat_p99_us=%.0f lat_max_us=%.0f setup_ms=%.0f\n",
 	       opt_direct ? "direct" : opt_relay, opt_blast ? "blast" : "calls", opt_calls,
 	       n_streams, secs, (unsigned long long)sent, (unsigned long long)recvd,
 	       (double)sent / secs, (double)recvd / secs, loss, cpu, cpu / secs,
-	       recvd ? cpu * 1e9 / (double)recvd : 0, (busy1 - busy0) / secs, lat_pct(0.50), lat_pct(0.99), lat_max(),
+	       recvd ? cpu * 1e9 / (double)recvd : 0, lat_pct(0.50), lat_pct(0.99), lat_max(),
 	       setup_ms);
 	fflush(stdout);
 
