@@ -33,6 +33,7 @@
 #   BENCH_CALLEES       registered callees     (1000)
 #   BENCH_CALL_HOLD_MS  pause between ACK and BYE, sipp -d (0)
 #   BENCH_SQLITE_SYNC   pinhole [store] sync for the SQLite run (full)
+#   BENCH_STORES        pinhole stores in the REGISTER ramp ("mem sqlite")
 #   BENCH_MIN_FREE_MB   a ramp stops when the machine has less memory left (4000)
 #   BENCH_ADDR          server address         (127.0.0.1; loopback only)
 #   BENCH_PORT          server UDP port        (15060); the UAS uses +10,
@@ -88,6 +89,7 @@ CALL_RATES=${BENCH_CALL_RATES:-1000 2000 4000 6000 8000 10000 12000}
 CALLEES=${BENCH_CALLEES:-1000}
 CALL_HOLD_MS=${BENCH_CALL_HOLD_MS:-0}
 SQLITE_SYNC=${BENCH_SQLITE_SYNC:-full}
+STORES=${BENCH_STORES:-mem sqlite}
 ADDR=${BENCH_ADDR:-127.0.0.1}
 PORT=${BENCH_PORT:-15060}
 UAS_PORT=$((PORT + 10))
@@ -111,6 +113,15 @@ need() { command -v "$1" >/dev/null 2>&1 || {
 	echo "bench: $1 not found ($2)" >&2
 	exit 2
 }; }
+for st in $STORES; do
+	case $st in
+	mem | sqlite) ;;
+	*)
+		echo "bench: unknown store '$st' in BENCH_STORES (mem, sqlite)" >&2
+		exit 2
+		;;
+	esac
+done
 if [ "$MODE" != report ]; then
 need sipp "apt-get install sip-tester"
 need ss "apt-get install iproute2"
@@ -641,7 +652,10 @@ print_report() { # the tables, from the .tsv files under $OUT
 	[ -f "$OUT/load-after.txt" ] && cat "$OUT/load-after.txt"
 	if [ -f "$OUT/register-pinhole-mem.tsv" ] || [ -f "$OUT/register-kamailio.tsv" ]; then
 		table "REGISTER, unique users, pinhole in-memory store vs Kamailio usrloc db_mode 0" REGISTER register pinhole-mem kamailio
-		table "REGISTER, unique users, pinhole SQLite store (sync=$SQLITE_SYNC) vs Kamailio usrloc db_mode 0" REGISTER register pinhole-sqlite kamailio
+		# a run without the SQLite store (BENCH_STORES=mem) has no table for it
+		if [ -f "$OUT/register-pinhole-sqlite.tsv" ] || [ ! -f "$OUT/register-pinhole-mem.tsv" ]; then
+			table "REGISTER, unique users, pinhole SQLite store (sync=$SQLITE_SYNC) vs Kamailio usrloc db_mode 0" REGISTER register pinhole-sqlite kamailio
+		fi
 	fi
 	if [ -f "$OUT/calls-pinhole-mem.tsv" ] || [ -f "$OUT/calls-kamailio.tsv" ]; then
 		table "Calls (INVITE/100/180/200/ACK/BYE/200 through the proxy)" call calls pinhole-mem kamailio
@@ -682,8 +696,9 @@ has() { case " $SERVERS " in *" $1 "*) return 0 ;; esac; return 1; }
 if [ "$MODE" = register ] || [ "$MODE" = all ]; then
 	# shellcheck disable=SC2086
 	{
-		has pinhole && ramp register pinhole-mem $REG_RATES
-		has pinhole && ramp register pinhole-sqlite $REG_RATES
+		for st in $STORES; do
+			has pinhole && ramp register "pinhole-$st" $REG_RATES
+		done
 		has kamailio && ramp register kamailio $REG_RATES
 	}
 fi

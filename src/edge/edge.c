@@ -60,6 +60,60 @@ struct edge_wk *edge_wk_of(struct edge *e, struct worker *w)
 	return &e->wk[worker_id(w)];
 }
 
+/* The current thread's worker state in e, or NULL off e's workers. */
+static struct edge_wk *current_wk(struct edge *e)
+{
+	struct worker *w = worker_current();
+	unsigned id = w ? worker_id(w) : 0;
+	return w && id < e->n_wk && e->wk[id].w == w ? &e->wk[id] : NULL;
+}
+
+struct edge_msg *edge_msg_alloc(struct edge *e, size_t len)
+{
+	struct edge_wk *wk = len <= EDGE_MSG_DATA ? current_wk(e) : NULL;
+	struct edge_msg *em = NULL;
+	if (wk && wk->msg_pool) {
+		em = wk->msg_pool;
+		wk->msg_pool = em->next_free;
+		wk->n_msg_pool--;
+	} else if (len <= EDGE_MSG_DATA) {
+		em = malloc(sizeof *em + EDGE_MSG_DATA);
+	} else {
+		em = malloc(sizeof *em + len);
+	}
+	if (!em)
+		return NULL;
+	em->edge = e;
+	em->pooled = len <= EDGE_MSG_DATA;
+	em->next_free = NULL;
+	em->len = len;
+	return em;
+}
+
+void edge_msg_free(struct edge_msg *em)
+{
+	if (!em)
+		return;
+	struct edge_wk *wk = em->pooled ? current_wk(em->edge) : NULL;
+	if (!wk || wk->n_msg_pool >= EDGE_MSG_POOL) {
+		free(em);
+		return;
+	}
+	em->next_free = wk->msg_pool;
+	wk->msg_pool = em;
+	wk->n_msg_pool++;
+}
+
+void edge_msg_pool_free(struct edge_wk *wk)
+{
+	while (wk->msg_pool) {
+		struct edge_msg *em = wk->msg_pool;
+		wk->msg_pool = em->next_free;
+		free(em);
+	}
+	wk->n_msg_pool = 0;
+}
+
 static int parse_hex_key(const char *s, unsigned char out[32])
 {
 	if (strlen(s) != 64)
@@ -143,6 +197,10 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	for (unsigned i = 0; i < e->n_wk; i++) {
 		e->wk[i].edge = e;
 		e->wk[i].w = net_worker(n, i);
+		if (edge_tsx_init(&e->wk[i])) {
+			edge_free(e);
+			return ENOMEM;
+		}
 	}
 	e->force_rport = conf_bool(c, "sip", "force_rport");
 	snprintf(e->advertise, sizeof e->advertise, "%s", conf_str(c, "sip", "advertise"));
@@ -159,6 +217,11 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 		}
 	} else {
 		rand_bytes(e->flow_key, sizeof e->flow_key);
+	}
+	if (edge_mac_init(e)) {
+		LOG_E("edge", "cannot key the flow-token HMAC");
+		edge_free(e);
+		return ENOMEM;
 	}
 	learn_host_addrs(e);
 	int err = open_listeners(e, conf_str(c, "sip", "listen"));
@@ -186,8 +249,11 @@ void edge_free(struct edge *e)
 {
 	if (!e)
 		return;
-	for (unsigned i = 0; i < e->n_wk; i++)
+	for (unsigned i = 0; e->wk && i < e->n_wk; i++) {
 		edge_tsx_free_all(&e->wk[i]);
+		edge_msg_pool_free(&e->wk[i]);
+	}
+	edge_mac_free(e);
 	free(e->wk);
 	free(e);
 }
@@ -346,13 +412,39 @@ static void fix_via(struct edge *e, const struct flow *f, const struct sip_via *
 		}
 		pos = end;
 	}
-	if (!same_ip || add_rport)
-		buf_printf(out, ";received=%s", ip);
-	if (add_rport)
-		buf_printf(out, ";rport=%u", net_addr_port(&f->remote));
+	if (!same_ip || add_rport) {
+		buf_append(out, ";received=", 10);
+		buf_append_cstr(out, ip);
+	}
+	if (add_rport) {
+		char port[5];
+		size_t n = 0;
+		for (unsigned p = net_addr_port(&f->remote); n == 0 || p; p /= 10)
+			port[sizeof port - ++n] = (char)('0' + p % 10);
+		buf_append(out, ";rport=", 7);
+		buf_append(out, port + sizeof port - n, n);
+	}
 }
 
 static void process(struct edge *e, struct worker *w, struct edge_msg *em);
+
+void edge_set_register_local(struct edge *e, bool on)
+{
+	e->register_local = on;
+}
+
+bool edge_handled_where_received(const struct edge *e, const struct sip_msg *m)
+{
+	/* A REGISTER that a registrar answers is no call: no other message of
+	 * its Call-ID has to leave after it, and the registrar orders REGISTERs
+	 * of one AOR by Call-ID and CSeq under the store's lock whichever worker
+	 * runs them. Its retransmissions come from the same socket (UDP: the
+	 * same 4-tuple, which SO_REUSEPORT always steers to the same worker;
+	 * streams: the same connection, read by one worker), so they meet its
+	 * server transaction on the worker that received it. That saves the
+	 * cross-thread post and wake-up of half the REGISTERs. */
+	return e->register_local && m->request && m->method == SIP_REGISTER;
+}
 
 /* Runs on the Call-ID's owner worker, with the message parsed by the receiver. */
 static void handoff_run(void *arg)
@@ -362,7 +454,7 @@ static void handoff_run(void *arg)
 	if (w)
 		process(em->edge, w, em);
 	else
-		free(em);
+		edge_msg_free(em);
 }
 
 static void answer_parse_error(struct edge *e, const struct flow *f, struct sip_msg *msg,
@@ -426,29 +518,27 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 		return;
 	}
 	/* the one copy and the one parse of this message */
-	struct edge_msg *em = malloc(sizeof *em + len);
+	struct edge_msg *em = edge_msg_alloc(e, len);
 	if (!em) {
 		metric_inc(&edge_m_dropped);
 		return;
 	}
 	memcpy(em->data, data, len);
-	em->len = len;
-	em->edge = e;
 	em->flow = *f;
 	struct sip_parse_error perr = {0, NULL};
 	if (sip_msg_parse(&em->msg, em->data, len, f->tp != NET_UDP, &perr)) {
 		answer_parse_error(e, f, &em->msg, &perr);
-		free(em);
+		edge_msg_free(em);
 		return;
 	}
 	unsigned owner = edge_worker_of_callid(e, em->msg.call_id);
-	if (owner == worker_id(w)) {
+	if (owner == worker_id(w) || edge_handled_where_received(e, &em->msg)) {
 		process(e, w, em);
 		return;
 	}
 	if (loop_post(worker_loop(net_worker(e->net, owner)), handoff_run, em)) {
 		metric_inc(&edge_m_dropped);
-		free(em);
+		edge_msg_free(em);
 	}
 }
 
@@ -475,5 +565,5 @@ static void process(struct edge *e, struct worker *w, struct edge_msg *em)
 		edge_tsx_response(wk, &rx);
 	}
 	if (!kept)
-		free(em);
+		edge_msg_free(em);
 }

@@ -3,8 +3,10 @@
  * The edge owns the net's receive path for SIP. Every message is parsed on the
  * worker that received it and then handled by the worker that owns its Call-ID
  * (hash of Call-ID), so all messages of one call are handled, and leave, in the
- * order they arrived, whichever socket they came in on. Transactions live in
- * per-worker tables and are touched only by their worker.
+ * order they arrived, whichever socket they came in on. REGISTER, which belongs
+ * to no call, is handled where it arrived when a registrar answers it
+ * (edge_set_register_local; its retransmissions arrive there too).
+ * Transactions live in per-worker tables and are touched only by their worker.
  *
  * Ownership: struct edge is owned by the serve command. A server transaction
  * (struct stsx) is owned by the edge; the role that handles a request may attach
@@ -49,6 +51,14 @@ typedef void(edge_response_h)(const struct edge_rx *rx, void *arg);
 int edge_alloc(struct edge **ep, struct net *n, const struct conf *c);
 void edge_free(struct edge *e);
 void edge_set_handlers(struct edge *e, edge_request_h *req, edge_response_h *resp, void *arg);
+/* Says that the request handler answers every REGISTER itself (a registrar)
+ * and never forwards one through a client transaction. REGISTERs are then
+ * handled on the worker that received them, without the hand-off to their
+ * Call-ID's owner: nothing else of their Call-ID has to keep order with them,
+ * and their retransmissions arrive on that same worker. (A forwarded
+ * REGISTER has to stay with the owner, where its responses go to meet its
+ * client transaction.) Off by default; set before net_start. */
+void edge_set_register_local(struct edge *e, bool on);
 /* Hook for STUN datagrams arriving on a SIP UDP socket (RFC 5626 keepalives):
  * returns 0 with the response in out, or an error to drop. */
 typedef int(edge_stun_h)(const struct flow *f, const uint8_t *p, size_t len, struct buf *out,

@@ -4,16 +4,53 @@
 
 #include "edge.h"
 
-/* per worker; UDP transactions linger 32 s after their answer (Timer J),
- * so a worker at 20k requests/s holds ~640k: chains stay short at 64k */
+/* Client transactions per worker: a non-INVITE lingers T4 (5 s) after its
+ * answer and an INVITE's ends at its 2xx, so chains stay short at 64k. */
 #define TSX_BUCKETS 65536
+/* Server transactions per worker: UDP ones linger 32 s after their answer
+ * (Timer J), so a worker at 20k requests/s holds ~640k. The table doubles
+ * whenever it holds more transactions than buckets (up to the max), so that
+ * chains stay about one long whatever the rate. */
+#define ST_BUCKETS_MIN 1024
+#define ST_BUCKETS_MAX (1u << 23)
+
+struct st_node; /* tsx.c: a server transaction or what a completed one leaves */
+struct st_slab; /* tsx.c: where the records of completed ones are carved */
 
 struct edge_wk {
 	struct edge *edge;
 	struct worker *w;
-	struct stsx *st_hash[TSX_BUCKETS]; /* worker-local */
+	struct st_node **st_hash; /* st_buckets chains, a power of two; worker-local */
+	size_t st_buckets;
 	struct ctsx *ct_hash[TSX_BUCKETS]; /* worker-local */
 	size_t n_st, n_ct;
+	/* flow-token HMAC keyed once (a copy of edge.mac); worker-local */
+	struct evp_mac_ctx_st *mac;
+	struct edge_mac_memo *mac_memo; /* EDGE_MAC_MEMO entries; worker-local */
+	/* free struct edge_msg blocks of the pooled size; worker-local */
+	struct edge_msg *msg_pool;
+	unsigned n_msg_pool;
+	/* slabs of completed-transaction records (tsx.c); worker-local */
+	struct st_slab *slab_cur, *slab_spare;
+};
+
+/* Received messages up to this size get a block of one size, and a worker
+ * keeps up to EDGE_MSG_POOL freed blocks for its next messages: a block is
+ * some 12 KB (most of it the parse's header index), and a malloc and free of
+ * one per message was most of the allocator's time under a call load. A
+ * block freed on another worker (the Call-ID's owner) joins that worker's
+ * pool. */
+#define EDGE_MSG_DATA 4096
+#define EDGE_MSG_POOL 64
+
+/* The MACs a worker computed last, by their input (a token's first 29
+ * bytes): the tokens of a dialog's Record-Route and Route come back with
+ * every request of the dialog, and a flow's token is the same each time. */
+#define EDGE_MAC_MEMO 256
+struct edge_mac_memo {
+	unsigned char in[29];
+	unsigned char mac[10];
+	bool used;
 };
 
 struct edge {
@@ -26,10 +63,15 @@ struct edge {
 	edge_stun_h *on_stun;
 	void *stun_arg;
 	bool force_rport;
+	bool register_local; /* edge_set_register_local; RO after setup */
 	char advertise[128]; /* "host" or "" */
 	struct net_addr advertise_addr; /* when advertise is an IP literal */
 	bool advertise_is_ip;
 	unsigned char flow_key[32];
+	/* HMAC-SHA1 keyed with flow_key: the template that threads other than
+	 * the workers copy for each token (a one-shot HMAC() looks the digest up
+	 * and keys it again every time); RO after alloc */
+	struct evp_mac_ctx_st *mac;
 	uint32_t t1, t2, t4; /* ms */
 	/* the host's addresses, for listeners bound to a wildcard; RO after alloc */
 	struct net_addr host_addrs[64];
@@ -43,16 +85,35 @@ struct edge_msg {
 	struct sip_msg msg; /* slices point into data */
 	struct edge *edge;
 	struct flow flow;
+	struct edge_msg *next_free; /* in a worker's pool */
+	bool pooled;		    /* of the pooled size (EDGE_MSG_DATA bytes of data) */
 	size_t len;
 	char data[];
 };
 
+/* A block for a message of len bytes, from the current worker's pool when it
+ * fits; NULL when out of memory. */
+struct edge_msg *edge_msg_alloc(struct edge *e, size_t len);
+/* Frees em (NULL is fine): into the current worker's pool, or to the heap. */
+void edge_msg_free(struct edge_msg *em);
+/* Frees the worker's pool (at shutdown). */
+void edge_msg_pool_free(struct edge_wk *wk);
+
 struct edge_wk *edge_wk_of(struct edge *e, struct worker *w);
+/* Keys the flow-token HMAC contexts (edge and workers): 0 or ENOMEM. */
+int edge_mac_init(struct edge *e);
+void edge_mac_free(struct edge *e);
+/* Whether a message is handled on the worker that received it rather than on
+ * its Call-ID's owner (REGISTER with edge_set_register_local: see edge.c). */
+bool edge_handled_where_received(const struct edge *e, const struct sip_msg *m);
 /* Handles a request on its owning worker: transaction matching, then the role.
  * Takes em when it returns true (a new server transaction keeps it). */
 bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *em);
 /* Handles a response on its owning worker: client transaction matching. */
 void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx);
+/* Allocates the worker's server transaction table: 0 or ENOMEM. */
+int edge_tsx_init(struct edge_wk *wk);
+/* Frees every transaction of the worker, without callbacks, and the table. */
 void edge_tsx_free_all(struct edge_wk *wk);
 
 extern struct metric edge_m_requests, edge_m_responses[6], edge_m_parse_errors,

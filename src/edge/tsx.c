@@ -1,5 +1,6 @@
 /* RFC 3261 section 17 transactions for a proxy: server side (with RFC 6026 Accepted) and client side. */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +12,19 @@ enum ct_state { CT_CALLING, CT_PROCEEDING, CT_COMPLETED, CT_DONE };
 
 #define TIMER_C_MS 180000u /* RFC 3261 16.6 step 11: more than 3 minutes */
 
-struct stsx {
-	struct stsx *hnext;
-	char *key;
+/* What a worker's server table holds: a transaction (struct stsx), or the
+ * compact record (struct st_done) that a completed non-INVITE transaction
+ * over UDP leaves for Timer J. */
+struct st_node {
+	struct st_node *hnext;
 	uint64_t hash;
+	const char *key; /* inline in the record that starts with the node */
+	uint32_t key_len;
+	bool done; /* a struct st_done */
+};
+
+struct stsx {
+	struct st_node node; /* first */
 	struct edge_wk *wk;
 	struct edge_msg *em; /* the request as received; NULL once answered */
 	const struct sip_msg *msg; /* &em->msg, or NULL */
@@ -27,10 +37,33 @@ struct stsx {
 	struct buf resp; /* last response, for retransmissions */
 	struct timer t_retx, t_end;
 	uint32_t retx_ms;
+	uint64_t final_ms; /* loop time the final response went out */
 	char to_tag[24];
 	void *owner;
 	stsx_cancel_h *on_cancel;
 	stsx_end_h *on_end;
+	char key[]; /* see st_key; not NUL-terminated */
+};
+
+/* A completed non-INVITE transaction over UDP (RFC 3261 17.2.2, Completed):
+ * all it does until Timer J is answer retransmissions of its request with
+ * its final response, so it keeps only its key, where to send and the bytes,
+ * in one block of about 100 bytes plus the response. A struct stsx is some
+ * 600 bytes plus the response's buffer, and at 20,000 requests/s a worker
+ * holds 640,000 of them for Timer J's 32 s. Owned by the worker's table. */
+struct st_done {
+	struct st_node node; /* first */
+	struct edge_wk *wk;
+	struct st_slab *slab; /* NULL: its own heap block */
+	struct timer t_end;   /* Timer J */
+	uint16_t listener;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} remote;
+	uint32_t resp_len;
+	char data[]; /* key, then the response */
 };
 
 struct ctsx {
@@ -40,7 +73,7 @@ struct ctsx {
 	struct edge_wk *wk;
 	struct flow flow;
 	struct buf req;
-	struct sip_msg *msg; /* parsed over req */
+	struct sip_msg *msg; /* parsed over req; INVITE only, NULL otherwise */
 	bool invite;
 	enum ct_state state;
 	struct timer t_retx, t_timeout, t_end;
@@ -53,69 +86,268 @@ struct ctsx {
 
 /* ---- keys and tables ---- */
 
-static int method_class(enum sip_method m, struct slice name, char *out, size_t len)
+/* A transaction key being built: on the stack unless it is unusually long. */
+struct tkey {
+	char *p; /* stack or heap */
+	size_t len, cap;
+	bool failed;
+	char stack[256];
+};
+
+static void tk_init(struct tkey *k)
 {
-	if (m == SIP_ACK || m == SIP_INVITE)
-		return snprintf(out, len, "INVITE");
-	return snprintf(out, len, "%.*s", (int)name.l, name.p);
+	k->p = k->stack;
+	k->len = 0;
+	k->cap = sizeof k->stack;
+	k->failed = false;
 }
 
-/* Server key: RFC 3261 17.2.3 (branch, sent-by, method), else the RFC 2543 fields. */
-static char *st_key(const struct sip_msg *m, enum sip_method as, struct slice as_name)
+static void tk_free(struct tkey *k)
 {
-	char cls[32];
-	method_class(as, as_name, cls, sizeof cls);
-	const struct sip_via *v = &m->via1;
-	struct buf k;
-	buf_init(&k);
-	if (v->branch.l > 7 && strncmp(v->branch.p, SIP_BRANCH_MAGIC, 7) == 0)
-		buf_printf(&k, "%.*s|%.*s:%u|%s", (int)v->branch.l, v->branch.p, (int)v->host.l,
-			   v->host.p, v->port, cls);
-	else
-		buf_printf(&k, "2543|%.*s|%u|%.*s|%.*s|%s", (int)m->call_id.l, m->call_id.p,
-			   m->cseq.num, (int)m->from_tag.l, m->from_tag.p, (int)v->whole.l,
-			   v->whole.p, cls);
-	buf_append(&k, "", 1);
-	if (k.failed) {
-		buf_free(&k);
-		return NULL;
+	if (k->p != k->stack)
+		free(k->p);
+}
+
+static void tk_add(struct tkey *k, const char *p, size_t l)
+{
+	if (k->failed)
+		return;
+	if (l > k->cap - k->len) {
+		size_t cap = MAX(k->cap * 2, k->len + l);
+		char *np = k->p == k->stack ? malloc(cap) : realloc(k->p, cap);
+		if (!np) {
+			k->failed = true;
+			return;
+		}
+		if (k->p == k->stack)
+			memcpy(np, k->stack, k->len);
+		k->p = np;
+		k->cap = cap;
 	}
-	return k.data;
+	memcpy(k->p + k->len, p, l);
+	k->len += l;
 }
 
-static struct stsx *st_find(struct edge_wk *wk, const char *key)
+static void tk_slice(struct tkey *k, struct slice s)
 {
-	uint64_t h = hash_bytes(key, strlen(key));
-	for (struct stsx *st = wk->st_hash[h % TSX_BUCKETS]; st; st = st->hnext)
-		if (st->hash == h && strcmp(st->key, key) == 0)
-			return st;
+	tk_add(k, s.p, s.l);
+}
+
+static void tk_char(struct tkey *k, char c)
+{
+	tk_add(k, &c, 1);
+}
+
+static void tk_u32(struct tkey *k, uint32_t v)
+{
+	char d[10];
+	size_t n = 0;
+	do {
+		d[sizeof d - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	tk_add(k, d + sizeof d - n, n);
+}
+
+/* Server key: RFC 3261 17.2.3 (branch, sent-by, method; ACK matches INVITE),
+ * else the RFC 2543 fields:
+ *   branch "|" host ":" port "|" method
+ *   "2543|" call-id "|" cseq "|" from-tag "|" top Via "|" method
+ * 0 with the key in k (which the caller frees), or ENOMEM. */
+static int st_key(struct tkey *k, const struct sip_msg *m, enum sip_method as, struct slice as_name)
+{
+	struct slice cls = as == SIP_ACK || as == SIP_INVITE ? SLICE_LIT("INVITE") : as_name;
+	const struct sip_via *v = &m->via1;
+	tk_init(k);
+	if (v->branch.l > 7 && strncmp(v->branch.p, SIP_BRANCH_MAGIC, 7) == 0) {
+		tk_slice(k, v->branch);
+		tk_char(k, '|');
+		tk_slice(k, v->host);
+		tk_char(k, ':');
+		tk_u32(k, v->port);
+	} else {
+		tk_add(k, "2543|", 5);
+		tk_slice(k, m->call_id);
+		tk_char(k, '|');
+		tk_u32(k, m->cseq.num);
+		tk_char(k, '|');
+		tk_slice(k, m->from_tag);
+		tk_char(k, '|');
+		tk_slice(k, v->whole);
+	}
+	tk_char(k, '|');
+	tk_slice(k, cls);
+	if (k->failed) {
+		tk_free(k);
+		return ENOMEM;
+	}
+	return 0;
+}
+
+int edge_tsx_init(struct edge_wk *wk)
+{
+	wk->st_hash = calloc(ST_BUCKETS_MIN, sizeof *wk->st_hash);
+	if (!wk->st_hash)
+		return ENOMEM;
+	wk->st_buckets = ST_BUCKETS_MIN;
+	return 0;
+}
+
+static struct st_node **st_bucket(struct edge_wk *wk, uint64_t hash)
+{
+	return &wk->st_hash[hash & (wk->st_buckets - 1)];
+}
+
+static struct st_node *st_find(struct edge_wk *wk, const struct tkey *k)
+{
+	uint64_t h = hash_bytes(k->p, k->len);
+	for (struct st_node *n = *st_bucket(wk, h); n; n = n->hnext)
+		if (n->hash == h && n->key_len == k->len && memcmp(n->key, k->p, k->len) == 0)
+			return n;
 	return NULL;
 }
 
-static void st_unlink(struct stsx *st)
+/* A live transaction with this key (not a completed record), or NULL. */
+static struct stsx *st_find_live(struct edge_wk *wk, const struct tkey *k)
 {
-	struct stsx **pp = &st->wk->st_hash[st->hash % TSX_BUCKETS];
-	while (*pp && *pp != st)
+	struct st_node *n = st_find(wk, k);
+	return n && !n->done ? (struct stsx *)n : NULL;
+}
+
+/* Doubles the table; a failed grow only makes chains longer. */
+static void st_grow(struct edge_wk *wk)
+{
+	size_t size = wk->st_buckets * 2;
+	struct st_node **tab = calloc(size, sizeof *tab);
+	if (!tab)
+		return;
+	for (size_t i = 0; i < wk->st_buckets; i++) {
+		struct st_node *n = wk->st_hash[i], *next;
+		for (; n; n = next) {
+			next = n->hnext;
+			n->hnext = tab[n->hash & (size - 1)];
+			tab[n->hash & (size - 1)] = n;
+		}
+	}
+	free(wk->st_hash);
+	wk->st_hash = tab;
+	wk->st_buckets = size;
+}
+
+static void st_link(struct edge_wk *wk, struct st_node *n)
+{
+	if (wk->n_st >= wk->st_buckets && wk->st_buckets < ST_BUCKETS_MAX)
+		st_grow(wk);
+	struct st_node **head = st_bucket(wk, n->hash);
+	n->hnext = *head;
+	*head = n;
+	wk->n_st++;
+}
+
+static void st_unlink(struct edge_wk *wk, struct st_node *n)
+{
+	struct st_node **pp = st_bucket(wk, n->hash);
+	while (*pp && *pp != n)
 		pp = &(*pp)->hnext;
 	if (*pp) {
-		*pp = st->hnext;
-		st->wk->n_st--;
+		*pp = n->hnext;
+		wk->n_st--;
 	}
+}
+
+/* ---- slabs for st_done records ----
+ *
+ * The records all live Timer J and go in the order they came, so they are
+ * carved one after the other from 1 MB slabs, and a slab is reused (one
+ * spare per worker) or freed when its last record goes. From the heap, each
+ * record grew the worker's arena by its size, a page at a time, with an
+ * mprotect() system call each time under a steady stream of new ones. */
+
+#define ST_SLAB_SIZE (1u << 20)
+#define ST_SLAB_ALIGN 16u
+
+struct st_slab {
+	size_t used, live; /* bytes carved; records not yet freed */
+	_Alignas(ST_SLAB_ALIGN) char data[];
+};
+
+static struct st_done *st_done_alloc(struct edge_wk *wk, size_t size)
+{
+	size = (size + ST_SLAB_ALIGN - 1) & ~(size_t)(ST_SLAB_ALIGN - 1);
+	if (size > ST_SLAB_SIZE / 16) {
+		struct st_done *d = malloc(size); /* a large response: its own block */
+		if (d)
+			d->slab = NULL;
+		return d;
+	}
+	struct st_slab *sl = wk->slab_cur;
+	if (sl && sl->used + size > ST_SLAB_SIZE && sl->live == 0)
+		sl->used = 0; /* all of it came back already: start it over */
+	if (!sl || sl->used + size > ST_SLAB_SIZE) {
+		/* the full one stays until its last record goes (st_done_free) */
+		sl = wk->slab_spare ? wk->slab_spare : malloc(sizeof *sl + ST_SLAB_SIZE);
+		if (!sl)
+			return NULL;
+		wk->slab_spare = NULL;
+		sl->used = sl->live = 0;
+		wk->slab_cur = sl;
+	}
+	struct st_done *d = (struct st_done *)(sl->data + sl->used);
+	sl->used += size;
+	sl->live++;
+	d->slab = sl;
+	return d;
+}
+
+static void st_done_release(struct edge_wk *wk, struct st_done *d)
+{
+	struct st_slab *sl = d->slab;
+	if (!sl) {
+		free(d);
+		return;
+	}
+	if (--sl->live || sl == wk->slab_cur)
+		return;
+	if (!wk->slab_spare)
+		wk->slab_spare = sl;
+	else
+		free(sl);
+}
+
+static void st_done_free(struct st_done *d)
+{
+	timer_cancel(&d->t_end);
+	st_unlink(d->wk, &d->node);
+	st_done_release(d->wk, d);
+}
+
+static void st_done_timer(void *arg)
+{
+	st_done_free(arg); /* Timer J */
+}
+
+static void st_done_resend(struct st_done *d)
+{
+	struct flow f;
+	memset(&f, 0, sizeof f);
+	f.tp = NET_UDP;
+	f.listener = d->listener;
+	memcpy(&f.remote.u, &d->remote, sizeof d->remote);
+	edge_send(d->wk->edge, &f, d->data + d->node.key_len, d->resp_len);
 }
 
 static void st_free(struct stsx *st)
 {
 	timer_cancel(&st->t_retx);
 	timer_cancel(&st->t_end);
-	st_unlink(st);
+	st_unlink(st->wk, &st->node);
 	if (st->on_end) {
 		stsx_end_h *h = st->on_end;
 		st->on_end = NULL;
 		h(st, st->owner);
 	}
 	buf_free(&st->resp);
-	free(st->key);
-	free(st->em);
+	edge_msg_free(st->em);
 	free(st->via1);
 	free(st);
 }
@@ -154,15 +386,27 @@ static void ct_free(struct ctsx *ct)
 
 void edge_tsx_free_all(struct edge_wk *wk)
 {
-	for (size_t i = 0; i < TSX_BUCKETS; i++) {
+	for (size_t i = 0; wk->st_hash && i < wk->st_buckets; i++) {
 		while (wk->st_hash[i]) {
-			struct stsx *st = wk->st_hash[i];
+			struct st_node *n = wk->st_hash[i];
+			if (n->done) {
+				st_done_free((struct st_done *)n);
+				continue;
+			}
+			struct stsx *st = (struct stsx *)n;
 			st->on_end = NULL;
 			st_free(st);
 		}
+	}
+	for (size_t i = 0; i < TSX_BUCKETS; i++)
 		while (wk->ct_hash[i])
 			ct_free(wk->ct_hash[i]);
-	}
+	free(wk->slab_cur);
+	free(wk->slab_spare);
+	wk->slab_cur = wk->slab_spare = NULL;
+	free(wk->st_hash);
+	wk->st_hash = NULL;
+	wk->st_buckets = 0;
 }
 
 /* ---- server transactions ---- */
@@ -192,6 +436,42 @@ static void st_end_timer(void *arg)
 	st_free(arg);
 }
 
+/* Replaces a completed non-INVITE UDP transaction by its st_done record for
+ * the rest of Timer J. Runs from a timer, never inside a caller that still
+ * holds st; the owner learns of the end (on_end) as if Timer J had fired. */
+static void st_compact_timer(void *arg)
+{
+	struct stsx *st = arg;
+	struct edge_wk *wk = st->wk;
+	uint64_t j = 64u * wk->edge->t1;
+	uint64_t now = loop_now_ms(worker_loop(wk->w));
+	uint64_t left = now - st->final_ms < j ? j - (now - st->final_ms) : 0;
+	size_t klen = st->node.key_len;
+	struct st_done *d = left ? st_done_alloc(wk, sizeof *d + klen + st->resp.len) : NULL;
+	if (!d) {
+		/* keep the transaction itself to the end (or end it now) */
+		timer_start(worker_loop(wk->w), &st->t_end, left, st_end_timer, st);
+		return;
+	}
+	struct st_slab *slab = d->slab;
+	memset(d, 0, sizeof *d);
+	d->slab = slab;
+	memcpy(d->data, st->key, klen);
+	memcpy(d->data + klen, st->resp.data, st->resp.len);
+	d->node.hash = st->node.hash;
+	d->node.key = d->data;
+	d->node.key_len = (uint32_t)klen;
+	d->node.done = true;
+	d->wk = wk;
+	d->listener = st->flow.listener;
+	memcpy(&d->remote, &st->flow.remote.u, sizeof d->remote);
+	d->resp_len = (uint32_t)st->resp.len;
+	timer_init(&d->t_end);
+	st_free(st); /* unlinks it: the record takes its place */
+	st_link(wk, &d->node);
+	timer_start(worker_loop(wk->w), &d->t_end, left, st_done_timer, d);
+}
+
 static struct loop *wk_loop(struct edge_wk *wk)
 {
 	return worker_loop(wk->w);
@@ -218,7 +498,10 @@ int stsx_send_response(struct stsx *st, uint16_t status, const char *p, size_t l
 		return EALREADY; /* after a 2xx only more 2xx pass (forked answers) */
 	int err = edge_send(e, &st->flow, p, len);
 	bool reliable = st->flow.tp != NET_UDP;
-	if (status >= 200 || !st->resp.len) {
+	/* kept for retransmissions of the request; never a 2xx to an INVITE,
+	 * which Accepted does not resend (RFC 6026 7.1) */
+	bool accepting = st->invite && status >= 200 && status < 300;
+	if ((status >= 200 || !st->resp.len) && !accepting) {
 		buf_reset(&st->resp);
 		buf_append(&st->resp, p, len);
 	}
@@ -232,7 +515,7 @@ int stsx_send_response(struct stsx *st, uint16_t status, const char *p, size_t l
 	st->status = status;
 	/* from here on only the response is resent: drop the request's copy,
 	 * the bulk of a lingering transaction's memory */
-	free(st->em);
+	edge_msg_free(st->em);
 	st->em = NULL;
 	st->msg = NULL;
 	free(st->via1);
@@ -241,6 +524,7 @@ int stsx_send_response(struct stsx *st, uint16_t status, const char *p, size_t l
 	if (st->invite && status < 300) {
 		/* RFC 6026 7.1: Accepted, absorbing INVITE retransmissions for 64*T1 */
 		st->state = ST_ACCEPTED;
+		buf_free(&st->resp); /* a provisional; nothing is resent from here on */
 		timer_start(wk_loop(st->wk), &st->t_end, 64u * e->t1, st_end_timer, st);
 	} else if (st->invite) {
 		st->state = ST_COMPLETED;
@@ -251,8 +535,13 @@ int stsx_send_response(struct stsx *st, uint16_t status, const char *p, size_t l
 		timer_start(wk_loop(st->wk), &st->t_end, 64u * e->t1, st_end_timer, st); /* H */
 	} else {
 		st->state = ST_COMPLETED;
-		timer_start(wk_loop(st->wk), &st->t_end, reliable ? 0 : 64u * e->t1, st_end_timer,
-			    st); /* J */
+		/* J: zero over streams; over UDP 64*T1, most of it as a compact record */
+		st->final_ms = loop_now_ms(wk_loop(st->wk));
+		if (reliable || !st->resp.len || st->resp.len > UINT32_MAX)
+			timer_start(wk_loop(st->wk), &st->t_end, reliable ? 0 : 64u * e->t1,
+				    st_end_timer, st);
+		else
+			timer_start(wk_loop(st->wk), &st->t_end, 0, st_compact_timer, st);
 	}
 	return err;
 }
@@ -273,11 +562,11 @@ int stsx_reply(struct stsx *st, uint16_t status, const char *reason, const char 
 	return err;
 }
 
-/* Creates the server transaction; it takes em (the request) and key. */
-static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx, char *key,
+/* Creates the server transaction with a copy of key; it takes em (the request). */
+static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx, const struct tkey *key,
 			      struct edge_msg *em)
 {
-	struct stsx *st = calloc(1, sizeof *st);
+	struct stsx *st = calloc(1, sizeof *st + key->len);
 	if (!st)
 		return NULL;
 	st->via1 = malloc(rx->via1_fixed.l ? rx->via1_fixed.l : 1);
@@ -285,8 +574,10 @@ static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx, char
 		free(st);
 		return NULL;
 	}
-	st->key = key;
-	st->hash = hash_bytes(key, strlen(key));
+	memcpy(st->key, key->p, key->len);
+	st->node.key = st->key;
+	st->node.key_len = (uint32_t)key->len;
+	st->node.hash = hash_bytes(key->p, key->len);
 	st->wk = wk;
 	st->flow = rx->flow;
 	st->invite = rx->msg->method == SIP_INVITE;
@@ -298,10 +589,7 @@ static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx, char
 	memcpy(st->via1, rx->via1_fixed.p, rx->via1_fixed.l);
 	st->via1_len = rx->via1_fixed.l;
 	edge_new_tag(st->to_tag);
-	size_t b = st->hash % TSX_BUCKETS;
-	st->hnext = wk->st_hash[b];
-	wk->st_hash[b] = st;
-	wk->n_st++;
+	st_link(wk, &st->node);
 	return st;
 }
 
@@ -309,9 +597,12 @@ static void handle_cancel(struct edge_wk *wk, struct edge_rx *rx)
 {
 	/* RFC 3261 9.2: the CANCEL is answered by its own transaction; the INVITE
 	 * it names is found by the same branch */
-	char *ikey = st_key(rx->msg, SIP_INVITE, SLICE_LIT("INVITE"));
-	struct stsx *inv = ikey ? st_find(wk, ikey) : NULL;
-	free(ikey);
+	struct tkey ikey;
+	struct stsx *inv = NULL;
+	if (st_key(&ikey, rx->msg, SIP_INVITE, SLICE_LIT("INVITE")) == 0) {
+		inv = st_find_live(wk, &ikey);
+		tk_free(&ikey);
+	}
 	if (!inv) {
 		edge_reply_stateless(rx, 481, "Call/Transaction Does Not Exist", NULL);
 		return;
@@ -331,12 +622,22 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 		handle_cancel(wk, rx);
 		return false;
 	}
-	char *key = st_key(m, m->method, m->method_s);
-	if (!key)
+	struct tkey key;
+	if (st_key(&key, m, m->method, m->method_s))
 		return false;
-	struct stsx *st = st_find(wk, key);
+	struct st_node *found = st_find(wk, &key);
+	if (found && found->done) {
+		/* a completed non-INVITE: its request again */
+		tk_free(&key);
+		if (m->method != SIP_ACK) {
+			metric_inc(&edge_m_retransmissions);
+			st_done_resend((struct st_done *)found);
+		}
+		return false;
+	}
+	struct stsx *st = (struct stsx *)found;
 	if (st) {
-		free(key);
+		tk_free(&key);
 		if (m->method == SIP_ACK) {
 			if (st->state == ST_COMPLETED) {
 				/* the ACK of our non-2xx final: stop Timer G, wait Timer I */
@@ -356,7 +657,7 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 			return false;
 		}
 	} else if (m->method == SIP_ACK) {
-		free(key);
+		tk_free(&key);
 	}
 	if (m->method == SIP_ACK) {
 		rx->st = NULL;
@@ -364,9 +665,9 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 			e->on_request(rx, e->handler_arg);
 		return false;
 	}
-	st = st_create(wk, rx, key, em);
+	st = st_create(wk, rx, &key, em);
+	tk_free(&key);
 	if (!st) {
-		free(key);
 		edge_reply_stateless(rx, 500, "Server Internal Error", NULL);
 		return false;
 	}
@@ -462,18 +763,31 @@ int ctsx_start(struct edge *e, struct worker *w, const struct flow *dst, struct 
 	timer_init(&ct->t_end);
 	ct->h = h;
 	ct->arg = arg;
-	ct->msg = malloc(sizeof *ct->msg);
+	/* Only an INVITE is parsed and keeps its parse (for its CANCEL and the
+	 * ACK of a failure); any other request needs only its method, which the
+	 * parser holds equal to its CSeq method (a BYE's 8 KB parse lingering T4
+	 * after its answer was most of a call's memory). */
+	const char *sp = ct->req.len ? memchr(ct->req.data, ' ', ct->req.len) : NULL;
+	struct slice method = {ct->req.data, sp ? (size_t)(sp - ct->req.data) : 0};
+	ct->invite = slice_eq(method, SLICE_LIT("INVITE")); /* case-sensitive (3261 7.1) */
+	int err = method.l ? 0 : EINVAL;
 	struct sip_parse_error perr;
-	if (!ct->msg ||
-	    sip_msg_parse(ct->msg, ct->req.data, ct->req.len, dst->tp != NET_UDP, &perr) ||
-	    ct_insert(wk, ct, branch, ct->msg->cseq.method_s)) {
+	if (!err && ct->invite) {
+		ct->msg = malloc(sizeof *ct->msg);
+		err = !ct->msg ? ENOMEM
+		      : sip_msg_parse(ct->msg, ct->req.data, ct->req.len, dst->tp != NET_UDP, &perr)
+			  ? EINVAL
+			  : 0;
+	}
+	if (!err)
+		err = ct_insert(wk, ct, branch, method);
+	if (err) {
 		buf_free(&ct->req);
 		free(ct->msg);
 		free(ct);
-		return EINVAL;
+		return err;
 	}
-	ct->invite = ct->msg->method == SIP_INVITE;
-	int err = edge_send(e, dst, ct->req.data, ct->req.len);
+	err = edge_send(e, dst, ct->req.data, ct->req.len);
 	if (err) {
 		ct_free(ct);
 		return err;

@@ -80,6 +80,21 @@ char *net_addr_ip_fmt(const struct net_addr *a, char *buf, size_t len)
 		snprintf(buf, len, "?");
 		return buf;
 	}
+	if (a->u.sa.sa_family == AF_INET && len >= INET_ADDRSTRLEN) {
+		/* by hand: glibc's inet_ntop prints IPv4 with sprintf, and this runs
+		 * for the Via of every request */
+		const unsigned char *b = (const unsigned char *)&a->u.in.sin_addr;
+		char *o = buf;
+		for (int i = 0; i < 4; i++) {
+			if (b[i] >= 100)
+				*o++ = (char)('0' + b[i] / 100);
+			if (b[i] >= 10)
+				*o++ = (char)('0' + b[i] / 10 % 10);
+			*o++ = (char)('0' + b[i] % 10);
+			*o++ = i < 3 ? '.' : '\0';
+		}
+		return buf;
+	}
 	if (!inet_ntop(a->u.sa.sa_family, src, buf, (socklen_t)len))
 		snprintf(buf, len, "?");
 	return buf;

@@ -171,8 +171,11 @@ static int lookup_targets(struct proxy *p, const struct edge_rx *rx, struct prox
 			}
 			t[*n].flow = b[i].flow;
 			t[*n].behind_nat = b[i].behind_nat;
-			snprintf(t[*n].path, sizeof t[*n].path, "%s", b[i].path);
-			snprintf(t[*n].ruri, sizeof t[*n].ruri, "%s", b[i].contact);
+			/* same sizes, NUL-terminated by the store */
+			_Static_assert(sizeof t->path == sizeof b->path, "path fits");
+			_Static_assert(sizeof t->ruri == sizeof b->contact, "contact fits");
+			memcpy(t[*n].path, b[i].path, strlen(b[i].path) + 1);
+			memcpy(t[*n].ruri, b[i].contact, strlen(b[i].contact) + 1);
 			(*n)++;
 		}
 		if (*n)
@@ -365,6 +368,7 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 	metric_register(&m_forwarded);
 	metric_register(&m_stateless);
 	edge_set_handlers(e, on_request, on_response, p);
+	edge_set_register_local(e, true); /* on_request gives every REGISTER to the registrar */
 	*pp = p;
 	return 0;
 }

@@ -41,11 +41,13 @@ int registrar_aor_of(const struct sip_uri *uri, char *out)
 	if (uri->user.l == 0 || uri->host.l == 0)
 		return EINVAL;
 	char tmp[STORE_AOR_MAX * 2];
-	int n = snprintf(tmp, sizeof tmp, "%.*s@%.*s", (int)uri->user.l, uri->user.p,
-			 (int)uri->host.l, uri->host.p);
-	if (n < 0 || (size_t)n >= sizeof tmp)
+	size_t n = uri->user.l + 1 + uri->host.l;
+	if (n >= sizeof tmp)
 		return ENAMETOOLONG;
-	return store_aor_canon((struct slice){tmp, (size_t)n}, out);
+	memcpy(tmp, uri->user.p, uri->user.l);
+	tmp[uri->user.l] = '@';
+	memcpy(tmp + uri->user.l + 1, uri->host.p, uri->host.l);
+	return store_aor_canon((struct slice){tmp, n}, out);
 }
 
 static bool host_ip(struct slice host, struct net_addr *a)
@@ -112,9 +114,26 @@ struct reg_job {
 	struct slice call_id, user_agent, path;
 	uint32_t cseq;
 	int err; /* store result, filled by done */
-	size_t n;
-	struct reg_contact c[MAX_CONTACTS_PER_REQ]; /* last: not cleared, [0, n) valid */
+	size_t n, cap;
+	struct reg_contact c[]; /* cap slots, not cleared, [0, n) valid */
 };
+
+/* Contact values in m, at most MAX_CONTACTS_PER_REQ + 1 (one more is refused
+ * by collect_contacts anyway): a job holds that many slots, not the maximum,
+ * so that the usual one-contact REGISTER costs a small block. */
+static size_t count_contacts(const struct sip_msg *m)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->n_hdrs && n <= MAX_CONTACTS_PER_REQ; i++) {
+		if (m->hdrs[i].id != SIP_HDR_CONTACT)
+			continue;
+		size_t pos = 0;
+		struct slice v;
+		while (n <= MAX_CONTACTS_PER_REQ && sip_hdr_next_value(m->hdrs[i].value, &pos, &v))
+			n++;
+	}
+	return n;
+}
 
 static int parse_q(struct slice v, uint16_t *q)
 {
@@ -153,7 +172,7 @@ static uint16_t collect_contacts(struct reg_job *j, const struct sip_msg *m, uin
 				j->star = true;
 				continue;
 			}
-			if (j->n == MAX_CONTACTS_PER_REQ) {
+			if (j->n == MAX_CONTACTS_PER_REQ || j->n == j->cap) {
 				*reason = "Too Many Contacts";
 				return 403;
 			}
@@ -273,23 +292,42 @@ static const char *date_header(void)
 	return date;
 }
 
+/* Bindings copied for the 200 on the stack: most AORs have one or two, and a
+ * heap block of max_contacts x 1,280 bytes per REGISTER was, freed and trimmed
+ * each time, a fresh page fault per answer. */
+#define REPLY_STACK_BINDINGS 4
+
 static void reply_ok(struct reg_job *j)
 {
 	struct registrar *r = j->r;
-	struct store_binding *bs = malloc(sizeof *bs * (size_t)r->max_contacts);
+	struct store_binding stack[REPLY_STACK_BINDINGS], *bs = stack;
+	size_t max = MIN((size_t)r->max_contacts, (size_t)REPLY_STACK_BINDINGS);
 	size_t n = 0;
-	if (!bs) {
-		stsx_reply(j->st, 500, "Server Internal Error", NULL);
-		return;
+	if (store_lookup(r->store, slice_cstr(j->aor), bs, max, &n) == ENOBUFS &&
+	    max < (size_t)r->max_contacts) {
+		bs = malloc(sizeof *bs * (size_t)r->max_contacts);
+		if (!bs) {
+			stsx_reply(j->st, 500, "Server Internal Error", NULL);
+			return;
+		}
+		registrar_lookup(r, j->aor, bs, (size_t)r->max_contacts, &n);
 	}
-	registrar_lookup(r, j->aor, bs, (size_t)r->max_contacts, &n);
 	struct buf extra;
 	buf_init(&extra);
 	int64_t now = time_wall_s();
 	bool any_outbound = false;
 	for (size_t i = 0; i < n; i++) {
-		buf_printf(&extra, "Contact: <%s>;expires=%lld", bs[i].contact,
-			   (long long)(bs[i].expires_at > now ? bs[i].expires_at - now : 0));
+		char num[24];
+		int64_t left = bs[i].expires_at > now ? bs[i].expires_at - now : 0;
+		size_t k = sizeof num;
+		do {
+			num[--k] = (char)('0' + left % 10);
+			left /= 10;
+		} while (left);
+		buf_append(&extra, "Contact: <", 10);
+		buf_append_cstr(&extra, bs[i].contact);
+		buf_append(&extra, ">;expires=", 10);
+		buf_append(&extra, num + k, sizeof num - k);
 		if (bs[i].q != 1000)
 			buf_printf(&extra, ";q=%u.%03u", bs[i].q / 1000, bs[i].q % 1000);
 		if (bs[i].instance[0])
@@ -311,7 +349,8 @@ static void reply_ok(struct reg_job *j)
 	else
 		stsx_reply(j->st, 200, "OK", extra.data);
 	buf_free(&extra);
-	free(bs);
+	if (bs != stack)
+		free(bs);
 	metric_inc(&reg_m_registers);
 }
 
@@ -371,19 +410,21 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 			}
 		}
 	}
+	const struct sip_msg *sm = stsx_msg(st); /* the copy that outlives this call */
 	/* only the head is cleared: the contact slots are filled as they are parsed */
-	struct reg_job *j = malloc(sizeof *j);
+	size_t cap = MIN(count_contacts(sm), (size_t)MAX_CONTACTS_PER_REQ);
+	struct reg_job *j = malloc(sizeof *j + cap * sizeof j->c[0]);
 	if (j)
-		memset(j, 0, offsetof(struct reg_job, c));
+		memset(j, 0, sizeof *j);
 	if (!j) {
 		reject(st, 500, "Server Internal Error", NULL);
 		return;
 	}
+	j->cap = cap;
 	j->r = r;
 	j->st = st;
 	j->w = rx->w;
 	j->flow = rx->flow;
-	const struct sip_msg *sm = stsx_msg(st); /* the copy that outlives this call */
 	if (registrar_aor_of(&sm->to.uri, j->aor)) {
 		free(j);
 		reject(st, 404, "Not Found", NULL); /* 10.3 step 3: not an AOR of ours */

@@ -23,7 +23,14 @@ int sip_build_response(struct buf *out, const struct sip_msg *req, uint16_t stat
 		return EINVAL;
 	if (!reason)
 		reason = sip_reason_phrase(status);
-	buf_printf(out, "SIP/2.0 %u %s\r\n", status, reason);
+	/* room for the usual response at once (the request's headers come back) */
+	buf_reserve(out, req->hdr_end + 128 + (extra_hdrs ? strlen(extra_hdrs) : 0));
+	char code[4] = {(char)('0' + status / 100), (char)('0' + status / 10 % 10),
+			(char)('0' + status % 10), ' '};
+	buf_append(out, "SIP/2.0 ", 8);
+	buf_append(out, code, sizeof code);
+	buf_append_cstr(out, reason);
+	buf_append(out, "\r\n", 2);
 
 	/* RFC 3261 8.2.6.2: every Via, in order */
 	for (size_t k = 0; k < req->n_hdrs; k++) {

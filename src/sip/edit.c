@@ -55,16 +55,26 @@ static int vformat(struct sip_editor *e, const char *suffix, struct slice *out,
 		return ENOSPC;
 	}
 	struct buf *b = &e->scratch[e->n_scratch];
+	/* one pass into room that fits every usual piece; a second, sized,
+	 * only for a longer one */
 	va_list ap2;
 	va_copy(ap2, ap);
-	int n = vsnprintf(NULL, 0, fmt, ap2);
+	int err = buf_reserve(b, 256);
+	int n = err ? -1 : vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap2);
 	va_end(ap2);
-	int err = n < 0 ? EINVAL : buf_reserve(b, (size_t)n + strlen(suffix) + 1);
+	if (!err && n >= 0 && (size_t)n >= b->cap - b->len) {
+		err = buf_reserve(b, (size_t)n + 1);
+		if (!err)
+			n = vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	}
+	if (!err && n < 0)
+		err = EINVAL;
+	if (!err)
+		err = buf_reserve(b, (size_t)n + strlen(suffix) + 1);
 	if (err) {
 		e->failed = true;
 		return err;
 	}
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
 	b->len += (size_t)n;
 	buf_append_cstr(b, suffix);
 	e->n_scratch++;
@@ -248,8 +258,16 @@ int sip_edit_apply(struct sip_editor *e, struct buf *out)
 		ed[n++] = (struct sip_edit){m->hdr_end, end - m->hdr_end, e->new_body};
 	}
 	sort_edits(ed, n);
+	/* the output's size, reserved at once rather than grown by doubling */
+	size_t size = end;
+	for (size_t i = 0; i < n; i++) {
+		/* more deleted than there is: edits overlap */
+		if (ed[i].at > end || ed[i].del > end - ed[i].at || ed[i].del > size)
+			return EINVAL;
+		size = size - ed[i].del + ed[i].ins.l;
+	}
 	size_t cur = 0;
-	int err = 0;
+	int err = buf_reserve(out, size);
 	for (size_t i = 0; i < n && !err; i++) {
 		if (ed[i].at < cur || ed[i].at + ed[i].del > end)
 			return EINVAL; /* overlapping edits */

@@ -23,6 +23,7 @@ struct metric store_m_errors = {.name = "store_commit_errors_total",
 #define LOOKUP_STACK 32
 
 enum { VIEW_DIRTY = 1, VIEW_ORIG = 2 };
+#define VIEW_STACK 2
 
 /* Working copy of one AOR's bindings during an update; applied only if fn
  * returns 0, which is what makes an abort leave nothing behind. */
@@ -32,10 +33,136 @@ struct store_view {
 	int64_t now;
 	struct store_binding *b;
 	uint8_t *flags; /* VIEW_* per binding */
+	struct store_rec **src; /* the record b[i] was read from; NULL for a new one */
 	size_t n, cap;
 	uint64_t *removed; /* ids that were in memory before the update */
 	size_t nremoved;
+	/* b, flags, src and removed start here, on the caller's stack: most AORs
+	 * hold one binding, and three heap blocks per update, 5 KB together,
+	 * were most of what grew the heap under a REGISTER load */
+	struct store_binding stack_b[VIEW_STACK];
+	uint8_t stack_flags[VIEW_STACK];
+	struct store_rec *stack_src[VIEW_STACK];
+	uint64_t stack_removed[VIEW_STACK];
 };
+
+/* ---- packed bindings ----
+ *
+ * What the memory tier keeps of a binding: its fixed fields, the flow's
+ * addresses without sockaddr_storage's padding, and its five strings one
+ * after the other, each with its NUL; the AOR is its store_aor's. About 140
+ * bytes plus the strings, against 1,280 for a struct store_binding. */
+
+union rec_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+enum { REC_CONTACT, REC_INSTANCE, REC_CALLID, REC_PATH, REC_UA, REC_NSTR };
+
+struct store_rec {
+	uint64_t id;
+	int64_t expires_at, registered_at;
+	struct store_ka ka;
+	uint64_t conn_id;
+	uint32_t cseq, reg_id;
+	uint16_t q, listener;
+	uint8_t tp;
+	bool behind_nat;
+	bool keep;		/* store_update: reused by the new array */
+	uint16_t len[REC_NSTR]; /* without the NUL */
+	union rec_addr local, remote;
+	char s[];
+};
+
+static const char *rec_str(const struct store_rec *r, int which)
+{
+	const char *p = r->s;
+	for (int i = 0; i < which; i++)
+		p += r->len[i] + 1;
+	return p;
+}
+
+static void addr_pack(union rec_addr *out, const struct net_addr *a)
+{
+	memcpy(out, &a->u, sizeof *out);
+}
+
+static void addr_unpack(struct net_addr *out, const union rec_addr *a)
+{
+	memset(out, 0, sizeof *out);
+	memcpy(&out->u, a, sizeof *a);
+}
+
+/* A new record for b (fields checked by binding_check), or NULL. */
+static struct store_rec *rec_pack(const struct store_binding *b)
+{
+	const char *str[REC_NSTR] = {b->contact, b->instance, b->call_id, b->path, b->user_agent};
+	size_t len[REC_NSTR], total = 0;
+	for (int i = 0; i < REC_NSTR; i++) {
+		len[i] = strlen(str[i]);
+		total += len[i] + 1;
+	}
+	struct store_rec *r = malloc(sizeof *r + total);
+	if (!r)
+		return NULL;
+	memset(r, 0, sizeof *r);
+	r->id = b->id;
+	r->expires_at = b->expires_at;
+	r->registered_at = b->registered_at;
+	r->ka = b->ka;
+	r->conn_id = b->flow.conn_id;
+	r->cseq = b->cseq;
+	r->reg_id = b->reg_id;
+	r->q = b->q;
+	r->listener = b->flow.listener;
+	r->tp = (uint8_t)b->flow.tp;
+	r->behind_nat = b->behind_nat;
+	addr_pack(&r->local, &b->flow.local);
+	addr_pack(&r->remote, &b->flow.remote);
+	char *p = r->s;
+	for (int i = 0; i < REC_NSTR; i++) {
+		r->len[i] = (uint16_t)len[i]; /* < STORE_*_MAX, checked */
+		memcpy(p, str[i], len[i] + 1);
+		p += len[i] + 1;
+	}
+	return r;
+}
+
+static void rec_unpack(const struct store_rec *r, const char *aor, struct store_binding *b)
+{
+	memset(b, 0, sizeof *b);
+	b->id = r->id;
+	b->expires_at = r->expires_at;
+	b->registered_at = r->registered_at;
+	b->ka = r->ka;
+	b->flow.tp = (enum net_transport)r->tp;
+	b->flow.listener = r->listener;
+	b->flow.conn_id = r->conn_id;
+	addr_unpack(&b->flow.local, &r->local);
+	addr_unpack(&b->flow.remote, &r->remote);
+	b->cseq = r->cseq;
+	b->reg_id = r->reg_id;
+	b->q = r->q;
+	b->behind_nat = r->behind_nat;
+	strcpy(b->aor, aor); /* canonical, shorter than STORE_AOR_MAX */
+	char *dst[REC_NSTR] = {b->contact, b->instance, b->call_id, b->path, b->user_agent};
+	const char *p = r->s;
+	for (int i = 0; i < REC_NSTR; i++) {
+		memcpy(dst[i], p, r->len[i] + 1u);
+		p += r->len[i] + 1;
+	}
+}
+
+static void recs_free(struct store_aor *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->r[i]);
+	free(a->r);
+	a->r = NULL;
+	a->n = 0;
+}
 
 static uint64_t aor_hash(const char *aor)
 {
@@ -92,17 +219,18 @@ static void aor_unlink(struct store *s, struct store_shard *sh, struct store_aor
 	sh->naors--;
 	atomic_fetch_sub(&s->naors, 1);
 	metric_add(&store_m_aors, -1);
-	free(a->b);
+	recs_free(a);
 	free(a);
 }
 
 static struct store_aor *aor_create(struct store *s, struct store_shard *sh, const char *aor,
 				    uint64_t h)
 {
-	struct store_aor *a = calloc(1, sizeof *a);
+	size_t len = strlen(aor); /* canonical, shorter than STORE_AOR_MAX */
+	struct store_aor *a = calloc(1, sizeof *a + len + 1);
 	if (!a)
 		return NULL;
-	strcpy(a->aor, aor); /* canonical, shorter than STORE_AOR_MAX */
+	memcpy(a->aor, aor, len + 1);
 	a->hash = h;
 	aor_link(sh, a);
 	atomic_fetch_add(&s->naors, 1);
@@ -123,14 +251,25 @@ static int view_reserve(struct store_view *v, size_t want)
 	if (want <= v->cap)
 		return 0;
 	size_t cap = MAX(v->cap * 2, MAX(want, (size_t)4));
-	struct store_binding *b = realloc(v->b, cap * sizeof *b);
+	bool stack = v->b == v->stack_b;
+	struct store_binding *b = realloc(stack ? NULL : v->b, cap * sizeof *b);
 	if (!b)
 		return ENOMEM;
+	if (stack)
+		memcpy(b, v->b, v->n * sizeof *b);
 	v->b = b;
-	uint8_t *flags = realloc(v->flags, cap);
+	uint8_t *flags = realloc(stack ? NULL : v->flags, cap);
 	if (!flags)
 		return ENOMEM;
+	if (stack)
+		memcpy(flags, v->flags, v->n);
 	v->flags = flags;
+	struct store_rec **src = realloc(stack ? NULL : v->src, cap * sizeof *src);
+	if (!src)
+		return ENOMEM;
+	if (stack)
+		memcpy(src, v->src, v->n * sizeof *src);
+	v->src = src;
 	v->cap = cap;
 	return 0;
 }
@@ -139,31 +278,52 @@ static int view_init(struct store_view *v, const struct store_aor *a)
 {
 	if (!a)
 		return 0;
-	if (a->n) {
+	if (a->n > VIEW_STACK) {
 		v->removed = malloc(a->n * sizeof *v->removed);
 		if (!v->removed)
 			return ENOMEM;
 	}
-	int err = view_reserve(v, a->n + 1);
+	int err = view_reserve(v, a->n);
 	if (err)
 		return err;
 	for (size_t i = 0; i < a->n; i++) {
 		/* an expired binding is gone for the registrar even if not purged yet */
-		if (a->b[i].expires_at <= v->now) {
-			v->removed[v->nremoved++] = a->b[i].id;
+		if (a->r[i]->expires_at <= v->now) {
+			v->removed[v->nremoved++] = a->r[i]->id;
 			continue;
 		}
-		v->b[v->n] = a->b[i];
+		rec_unpack(a->r[i], a->aor, &v->b[v->n]);
+		v->src[v->n] = a->r[i];
 		v->flags[v->n++] = VIEW_ORIG;
 	}
 	return 0;
 }
 
+/* Points the view at its stack storage; the arrays are not cleared. */
+static void view_setup(struct store_view *v, struct store *s, const char *aor)
+{
+	v->s = s;
+	v->aor = aor;
+	v->now = time_wall_s();
+	v->b = v->stack_b;
+	v->flags = v->stack_flags;
+	v->src = v->stack_src;
+	v->n = 0;
+	v->cap = VIEW_STACK;
+	v->removed = v->stack_removed;
+	v->nremoved = 0;
+}
+
 static void view_release(struct store_view *v)
 {
-	free(v->b);
-	free(v->flags);
-	free(v->removed);
+	if (v->b != v->stack_b)
+		free(v->b);
+	if (v->flags != v->stack_flags)
+		free(v->flags);
+	if (v->src != v->stack_src)
+		free(v->src);
+	if (v->removed != v->stack_removed)
+		free(v->removed);
 }
 
 static bool field_ok(const char *f, size_t cap)
@@ -236,6 +396,7 @@ int store_view_put(struct store_view *v, const struct store_binding *b, size_t *
 			return err;
 		i = (long)v->n++;
 		v->flags[i] = 0;
+		v->src[i] = NULL;
 		view_store(v, (size_t)i, b, atomic_fetch_add(&v->s->next_id, 1));
 	}
 	if (idx)
@@ -266,6 +427,7 @@ int store_view_remove(struct store_view *v, size_t i)
 		v->removed[v->nremoved++] = v->b[i].id;
 	memmove(&v->b[i], &v->b[i + 1], (v->n - i - 1) * sizeof *v->b);
 	memmove(&v->flags[i], &v->flags[i + 1], v->n - i - 1);
+	memmove(&v->src[i], &v->src[i + 1], (v->n - i - 1) * sizeof *v->src);
 	v->n--;
 	return 0;
 }
@@ -310,6 +472,46 @@ static struct store_job *view_job(const struct store_view *v, size_t ndirty, sto
 	return job;
 }
 
+/* Makes the view the AOR's bindings: packs what changed, keeps the records
+ * of what did not, frees the rest. 0, or ENOMEM with the AOR unchanged. */
+static int view_commit(struct store_view *v, struct store_aor *a)
+{
+	struct store_rec **r = v->n ? malloc(v->n * sizeof *r) : NULL;
+	if (v->n && !r)
+		return ENOMEM;
+	for (size_t i = 0; i < v->n; i++) {
+		if (!(v->flags[i] & VIEW_DIRTY) && v->src[i]) {
+			r[i] = v->src[i];
+			continue;
+		}
+		r[i] = rec_pack(&v->b[i]);
+		if (!r[i]) {
+			for (size_t j = 0; j < i; j++)
+				if ((v->flags[j] & VIEW_DIRTY) || !v->src[j])
+					free(r[j]);
+			free(r);
+			return ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < v->n; i++)
+		if (!(v->flags[i] & VIEW_DIRTY) && v->src[i])
+			v->src[i]->keep = true;
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->r[i]->keep)
+			a->r[i]->keep = false;
+		else
+			free(a->r[i]);
+	}
+	count_bindings(v->s, (int64_t)v->n - (int64_t)a->n);
+	free(a->r);
+	a->r = r;
+	a->n = v->n;
+	a->first_expiry = INT64_MAX;
+	for (size_t i = 0; i < a->n; i++)
+		a->first_expiry = MIN(a->first_expiry, a->r[i]->expires_at);
+	return 0;
+}
+
 int store_update(struct store *s, struct slice aor, store_update_h *fn, void *arg,
 		 store_done_h *done, void *done_arg)
 {
@@ -319,7 +521,8 @@ int store_update(struct store *s, struct slice aor, store_update_h *fn, void *ar
 		return err;
 	uint64_t h = aor_hash(name);
 	struct store_shard *sh = shard_of(s, h);
-	struct store_view v = {.s = s, .aor = name, .now = time_wall_s()};
+	struct store_view v;
+	view_setup(&v, s, name);
 	bool queued = false;
 
 	pthread_mutex_lock(&sh->lock);
@@ -350,12 +553,13 @@ int store_update(struct store *s, struct slice aor, store_update_h *fn, void *ar
 			goto out_unlock;
 		}
 	}
-	count_bindings(s, (int64_t)v.n - (int64_t)a->n);
-	free(a->b);
-	a->b = v.b;
-	a->n = v.n;
-	a->cap = v.cap;
-	v.b = NULL;
+	err = view_commit(&v, a);
+	if (err) {
+		if (!a->n)
+			aor_unlink(s, sh, a); /* created above for nothing */
+		free(job);
+		goto out_unlock;
+	}
 	if (!a->n)
 		aor_unlink(s, sh, a);
 	if (job) {
@@ -374,8 +578,8 @@ out_unlock:
 
 static int binding_order(const void *x, const void *y)
 {
-	const struct store_binding *a = *(const struct store_binding *const *)x;
-	const struct store_binding *b = *(const struct store_binding *const *)y;
+	const struct store_rec *a = *(const struct store_rec *const *)x;
+	const struct store_rec *b = *(const struct store_rec *const *)y;
 	if (a->q != b->q)
 		return a->q > b->q ? -1 : 1;
 	if (a->registered_at != b->registered_at)
@@ -394,7 +598,7 @@ int store_lookup(struct store *s, struct slice aor, struct store_binding *out, s
 	uint64_t h = aor_hash(name);
 	struct store_shard *sh = shard_of(s, h);
 	int64_t now = time_wall_s();
-	const struct store_binding *stack[LOOKUP_STACK], **live = stack;
+	const struct store_rec *stack[LOOKUP_STACK], **live = stack;
 
 	pthread_mutex_lock(&sh->lock);
 	struct store_aor *a = aor_find(sh, name, h);
@@ -409,11 +613,12 @@ int store_lookup(struct store *s, struct slice aor, struct store_binding *out, s
 	}
 	size_t cnt = 0;
 	for (size_t i = 0; i < a->n; i++)
-		if (a->b[i].expires_at > now)
-			live[cnt++] = &a->b[i];
-	qsort(live, cnt, sizeof *live, binding_order);
+		if (a->r[i]->expires_at > now)
+			live[cnt++] = a->r[i];
+	if (cnt > 1)
+		qsort(live, cnt, sizeof *live, binding_order);
 	for (size_t i = 0; i < cnt && i < max; i++)
-		out[i] = *live[i];
+		rec_unpack(live[i], a->aor, &out[i]);
 	*n = MIN(cnt, max);
 	if (cnt > max)
 		err = ENOBUFS;
@@ -446,8 +651,8 @@ int store_foreach(struct store *s, store_visit_h *fn, void *arg)
 		for (size_t i = 0; i < sh->tabsize; i++)
 			for (struct store_aor *a = sh->tab[i]; a; a = a->next)
 				for (size_t j = 0; j < a->n; j++)
-					if (a->b[j].expires_at > now)
-						copy[n++] = a->b[j];
+					if (a->r[j]->expires_at > now)
+						rec_unpack(a->r[j], a->aor, &copy[n++]);
 		pthread_mutex_unlock(&sh->lock);
 
 		/* visited without the lock: fn may call back into the store */
@@ -477,10 +682,10 @@ static int ka_set(struct store *s, struct slice aor, uint64_t id, struct slice c
 	pthread_mutex_lock(&sh->lock);
 	struct store_aor *a = aor_find(sh, name, h);
 	for (size_t i = 0; a && i < a->n; i++) {
-		struct store_binding *b = &a->b[i];
+		struct store_rec *b = a->r[i];
 		bool hit = id ? b->id == id
-			      : strlen(b->contact) == contact.l &&
-				    memcmp(b->contact, contact.p, contact.l) == 0;
+			      : b->len[REC_CONTACT] == contact.l &&
+				    memcmp(rec_str(b, REC_CONTACT), contact.p, contact.l) == 0;
 		if (hit) {
 			b->ka = *ka; /* memory only, see struct store_ka */
 			found = true;
@@ -510,11 +715,13 @@ int store_ka_set_contact(struct store *s, struct slice aor, struct slice contact
 /* Purges one AOR's expired bindings; appends their ids to *ids (grown). */
 static int aor_expire(struct store_aor *a, int64_t now, uint64_t **ids, size_t *nids, size_t *cap)
 {
+	if (a->first_expiry > now)
+		return 0;
 	size_t keep = 0;
 	for (size_t i = 0; i < a->n; i++) {
-		if (a->b[i].expires_at > now) {
+		if (a->r[i]->expires_at > now) {
 			if (keep != i)
-				a->b[keep] = a->b[i];
+				a->r[keep] = a->r[i];
 			keep++;
 			continue;
 		}
@@ -523,17 +730,21 @@ static int aor_expire(struct store_aor *a, int64_t now, uint64_t **ids, size_t *
 			uint64_t *p = realloc(*ids, ncap * sizeof *p);
 			if (!p) {
 				/* keep the rest: the next pass retries */
-				memmove(&a->b[keep], &a->b[i], (a->n - i) * sizeof *a->b);
+				memmove(&a->r[keep], &a->r[i], (a->n - i) * sizeof *a->r);
 				keep += a->n - i;
 				break;
 			}
 			*ids = p;
 			*cap = ncap;
 		}
-		(*ids)[(*nids)++] = a->b[i].id;
+		(*ids)[(*nids)++] = a->r[i]->id;
+		free(a->r[i]);
 	}
 	size_t gone = a->n - keep;
 	a->n = keep;
+	a->first_expiry = INT64_MAX;
+	for (size_t i = 0; i < a->n; i++)
+		a->first_expiry = MIN(a->first_expiry, a->r[i]->expires_at);
 	return (int)gone; /* bounded by max_per_aor or the loaded rows */
 }
 
@@ -618,21 +829,19 @@ static int load_one(const struct store_binding *b, void *arg)
 	struct store_aor *a = aor_find(sh, name, h);
 	if (!a && !(a = aor_create(s, sh, name, h)))
 		return ENOMEM;
-	if (a->n == a->cap) {
-		size_t cap = MAX(a->cap * 2, (size_t)2);
-		struct store_binding *nb = realloc(a->b, cap * sizeof *nb);
-		if (!nb)
-			return ENOMEM;
-		a->b = nb;
-		a->cap = cap;
-	}
-	a->b[a->n] = *b;
-	strcpy(a->b[a->n].aor, name);
+	struct store_rec **nr = realloc(a->r, (a->n + 1) * sizeof *nr);
+	if (!nr)
+		return ENOMEM;
+	a->r = nr;
+	struct store_rec *r = rec_pack(b);
+	if (!r)
+		return ENOMEM;
 	/* connection ids are per process: an old one could name a new stranger's
 	 * connection, so a reloaded connection-oriented flow is marked gone */
 	if (b->flow.tp != NET_UDP)
-		a->b[a->n].flow.conn_id = 0;
-	a->n++;
+		r->conn_id = 0;
+	a->r[a->n++] = r;
+	a->first_expiry = a->n == 1 ? r->expires_at : MIN(a->first_expiry, r->expires_at);
 	count_bindings(s, 1);
 	return 0;
 }
@@ -647,7 +856,7 @@ static void shards_free(struct store *s)
 				next = a->next;
 				count_bindings(s, -(int64_t)a->n);
 				metric_add(&store_m_aors, -1);
-				free(a->b);
+				recs_free(a);
 				free(a);
 			}
 		}

@@ -7,13 +7,19 @@
 
 #include "store/store.h"
 
-/* One AOR in a shard's hash table; owned by its shard. */
+struct store_rec; /* mem.c: one binding, packed */
+
+/* One AOR in a shard's hash table; owned by its shard. Its bindings are kept
+ * packed (mem.c, struct store_rec): a struct store_binding is 1,280 bytes of
+ * fixed fields, and the memory tier holds every binding for good. */
 struct store_aor {
 	struct store_aor *next; /* bucket chain */
 	uint64_t hash;
-	struct store_binding *b; /* n used of cap; b[i].aor == aor */
-	size_t n, cap;
-	char aor[STORE_AOR_MAX];
+	struct store_rec **r; /* n records, each owned by this AOR */
+	size_t n;
+	int64_t first_expiry; /* the smallest expires_at of the records: the
+				 expiry scan skips the AOR without reading them */
+	char aor[];	      /* canonical, NUL-terminated */
 };
 
 /* A slice of the AORs, by hash; everything inside is protected by lock. */

@@ -1,5 +1,6 @@
 /* Tests for the edge: flow tokens, local-address checks, and the NAT test of the registrar. */
 #include <errno.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include "edge/edge.h"
 #include "registrar/registrar.h"
@@ -160,12 +165,101 @@ static void test_aor(void **state)
 	assert_int_not_equal(registrar_aor_of(&u, aor), 0);
 }
 
+/* The token's MAC is HMAC-SHA1 (RFC 2104) with flow_key over its first 29
+ * bytes, truncated to 10, whichever thread makes it: a keyed context on a
+ * worker, a copy of the edge's template elsewhere. */
+static void b64url_decode(const char *in, unsigned char *out, size_t max)
+{
+	static const char alpha[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	uint32_t acc = 0;
+	int bits = 0;
+	size_t o = 0;
+	for (const char *c = in; *c && o < max; c++) {
+		acc = acc << 6 | (uint32_t)(strchr(alpha, *c) - alpha);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (unsigned char)(acc >> bits);
+		}
+	}
+}
+
+struct on_worker {
+	struct edge *edge;
+	const struct flow *flow;
+	char tok[FLOW_TOKEN_LEN + 1], again[FLOW_TOKEN_LEN + 1];
+	int dec_ok, dec_tampered;
+	pthread_mutex_t lock;
+	bool done;
+};
+
+static void encode_on_worker(void *arg)
+{
+	struct on_worker *ow = arg;
+	edge_flow_token_encode(ow->edge, ow->flow, ow->tok);
+	/* the second time from the worker's memo */
+	edge_flow_token_encode(ow->edge, ow->flow, ow->again);
+	struct flow out;
+	ow->dec_ok = edge_flow_token_decode(ow->edge, slice_cstr(ow->tok), &out);
+	/* a forged MAC for an input whose true MAC is in the memo */
+	char bad[FLOW_TOKEN_LEN + 1];
+	memcpy(bad, ow->tok, sizeof bad);
+	bad[FLOW_TOKEN_LEN - 2] = bad[FLOW_TOKEN_LEN - 2] == 'A' ? 'B' : 'A';
+	ow->dec_tampered = edge_flow_token_decode(ow->edge, slice_cstr(bad), &out);
+	pthread_mutex_lock(&ow->lock);
+	ow->done = true;
+	pthread_mutex_unlock(&ow->lock);
+}
+
+static void test_token_mac(void **state)
+{
+	struct fixture *f = *state;
+	struct flow in;
+	memset(&in, 0, sizeof in);
+	in.tp = NET_UDP;
+	assert_int_equal(net_addr_parse("198.18.0.7:5062", 5060, &in.remote), 0);
+	char tok[FLOW_TOKEN_LEN + 1];
+	edge_flow_token_encode(f->edge, &in, tok);
+	unsigned char raw[39], key[32], full[EVP_MAX_MD_SIZE];
+	b64url_decode(tok, raw, sizeof raw);
+	for (int i = 0; i < 32; i++)
+		key[i] = (unsigned char)i; /* the fixture's flow_key */
+	unsigned int len = 0;
+	assert_non_null(HMAC(EVP_sha1(), key, sizeof key, raw, 29, full, &len));
+	assert_memory_equal(raw + 29, full, 10);
+	/* the same token from a worker thread, with the worker's own context */
+	struct on_worker ow = {.edge = f->edge, .flow = &in};
+	pthread_mutex_init(&ow.lock, NULL);
+	assert_int_equal(net_start(f->net), 0);
+	assert_int_equal(loop_post(worker_loop(net_worker(f->net, 0)), encode_on_worker, &ow), 0);
+	for (int i = 0; i < 200; i++) {
+		pthread_mutex_lock(&ow.lock);
+		bool done = ow.done;
+		pthread_mutex_unlock(&ow.lock);
+		if (done)
+			break;
+		usleep(10 * 1000);
+	}
+	net_stop(f->net);
+	pthread_mutex_destroy(&ow.lock);
+	assert_true(ow.done);
+	assert_string_equal(ow.tok, tok);
+	assert_string_equal(ow.again, tok);
+	assert_int_equal(ow.dec_ok, 0);
+	assert_int_equal(ow.dec_tampered, EPERM);
+	struct flow out;
+	assert_int_equal(edge_flow_token_decode(f->edge, slice_cstr(ow.tok), &out), 0);
+	assert_true(flow_eq(&in, &out));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_token_v4_udp),   cmocka_unit_test(test_token_v6_tcp),
-		cmocka_unit_test(test_token_tampered), cmocka_unit_test(test_is_local),
-		cmocka_unit_test(test_behind_nat),     cmocka_unit_test(test_aor),
+	    cmocka_unit_test(test_token_v4_udp),   cmocka_unit_test(test_token_v6_tcp),
+	    cmocka_unit_test(test_token_tampered), cmocka_unit_test(test_is_local),
+	    cmocka_unit_test(test_behind_nat),	   cmocka_unit_test(test_aor),
+	    cmocka_unit_test(test_token_mac),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -73,6 +73,23 @@ static void addr_parse_v4(void **state)
 	assert_int_equal(net_addr_port(&a), 0);
 	a = parse_ok("1.2.3.4:65535", 0);
 	assert_int_equal(net_addr_port(&a), 65535);
+
+	/* IPv4 is printed by hand: every digit count, against inet_ntop */
+	static const char *const ips[] = {"0.0.0.0", "255.255.255.255", "10.0.100.9", "100.64.1.99",
+					  "1.20.200.2"};
+	for (size_t i = 0; i < sizeof ips / sizeof ips[0]; i++) {
+		char ip[NET_ADDR_STRLEN], ref[INET_ADDRSTRLEN];
+		a = parse_ok(ips[i], 5060);
+		assert_non_null(inet_ntop(AF_INET, &a.u.in.sin_addr, ref, sizeof ref));
+		assert_string_equal(net_addr_ip_fmt(&a, ip, sizeof ip), ref);
+		assert_string_equal(ip, ips[i]);
+	}
+	for (uint32_t v = 0; v < 300000; v += 997) {
+		char ip[NET_ADDR_STRLEN], ref[INET_ADDRSTRLEN];
+		a.u.in.sin_addr.s_addr = htonl(v * 14327u);
+		assert_non_null(inet_ntop(AF_INET, &a.u.in.sin_addr, ref, sizeof ref));
+		assert_string_equal(net_addr_ip_fmt(&a, ip, sizeof ip), ref);
+	}
 }
 
 static void addr_parse_v6(void **state)

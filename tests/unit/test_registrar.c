@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -183,13 +184,184 @@ static void test_outbound_instance(void **state)
 			 400);
 }
 
+/* One REGISTER with a given branch from phone p: the bytes that a phone
+ * retransmits unchanged. */
+static void send_register(struct phone *p, const char *user, const char *branch, unsigned cseq,
+			  const char *contacts)
+{
+	phone_send(p,
+		   "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bK%s\r\n"
+		   "From: <sip:%s@127.0.0.1>;tag=t1\r\n"
+		   "To: <sip:%s@127.0.0.1>\r\n"
+		   "Call-ID: rtx-%s\r\n"
+		   "CSeq: %u REGISTER\r\n"
+		   "Max-Forwards: 70\r\n"
+		   "%s"
+		   "Expires: 300\r\n"
+		   "Content-Length: 0\r\n\r\n",
+		   p->port, branch, user, user, user, cseq, contacts);
+}
+
+/* A counter's value. The workers count after they answer: wait for the
+ * last answer's count to land first. */
+static int64_t counter(const char *name)
+{
+	usleep(50 * 1000);
+	struct buf b;
+	buf_init(&b);
+	metrics_write_prometheus(&b);
+	buf_append(&b, "", 1);
+	int64_t v = -1;
+	char key[128];
+	snprintf(key, sizeof key, "\npinhole_%s ", name);
+	const char *at = b.data ? strstr(b.data, key) : NULL;
+	if (at)
+		v = strtoll(at + strlen(key), NULL, 10);
+	buf_free(&b);
+	return v;
+}
+
+/* RFC 3261 17.2.2: a retransmitted REGISTER gets the transaction's own final
+ * response again, byte for byte, while the transaction is live and after it
+ * completed (Timer J keeps a compact record of it), and the registrar does not
+ * see it twice (it would refuse the same Call-ID and CSeq with 500). Several
+ * sockets, so that REGISTERs land on both workers: a REGISTER is handled on
+ * the worker that received it, and so must its retransmissions. */
+static void test_retransmission_absorbed(void **state)
+{
+	struct fixture *f = *state;
+	enum { PHONES = 8 };
+	struct phone ph[PHONES];
+	int64_t regs = counter("registrar_registers_total");
+	int64_t rtx = counter("sip_retransmissions_total");
+	for (int i = 0; i < PHONES; i++) {
+		phone_open(&ph[i], &f->srv);
+		char user[32], branch[32], first[4096], again[4096];
+		snprintf(user, sizeof user, "rtx%d", i);
+		snprintf(branch, sizeof branch, "rtx-%d", i);
+		send_register(&ph[i], user, branch, 1, "Contact: <sip:x@10.0.0.9>\r\n");
+		phone_expect(&ph[i], "SIP/2.0 200", first, sizeof first);
+		/* at once: the live transaction answers */
+		send_register(&ph[i], user, branch, 1, "Contact: <sip:x@10.0.0.9>\r\n");
+		phone_expect(&ph[i], "SIP/2.0 ", again, sizeof again);
+		assert_string_equal(first, again);
+		/* later: the completed record answers */
+		usleep(60 * 1000);
+		send_register(&ph[i], user, branch, 1, "Contact: <sip:x@10.0.0.9>\r\n");
+		phone_expect(&ph[i], "SIP/2.0 ", again, sizeof again);
+		assert_string_equal(first, again);
+		/* a new transaction (new branch, higher CSeq) is a new REGISTER */
+		snprintf(branch, sizeof branch, "rtx-%d-b", i);
+		send_register(&ph[i], user, branch, 2, "Contact: <sip:x@10.0.0.9>\r\n");
+		phone_expect(&ph[i], "SIP/2.0 200", again, sizeof again);
+		assert_string_not_equal(first, again);
+	}
+	assert_int_equal(counter("registrar_registers_total") - regs, 2 * PHONES);
+	assert_int_equal(counter("sip_retransmissions_total") - rtx, 2 * PHONES);
+	for (int i = 0; i < PHONES; i++)
+		phone_close(&ph[i]);
+}
+
+/* More server transactions than the table's first size: it grows, and the
+ * first ones are still found (their retransmissions answered, not re-run). */
+static void test_many_transactions(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 2500 };
+	char r[4096], first[4096];
+	for (int i = 0; i < N; i++) {
+		char user[32], branch[32];
+		snprintf(user, sizeof user, "many%d", i);
+		snprintf(branch, sizeof branch, "many-%d", i);
+		send_register(&f->ph, user, branch, 1, "Contact: <sip:y@10.0.0.10>\r\n");
+		phone_expect(&f->ph, "SIP/2.0 200", i == 0 ? first : r, sizeof r);
+	}
+	int64_t regs = counter("registrar_registers_total");
+	send_register(&f->ph, "many0", "many-0", 1, "Contact: <sip:y@10.0.0.10>\r\n");
+	phone_expect(&f->ph, "SIP/2.0 ", r, sizeof r);
+	assert_string_equal(first, r);
+	assert_int_equal(counter("registrar_registers_total"), regs);
+}
+
+/* Timer J (64*T1) ends the completed record: the same request again is then
+ * a new one (here refused, the binding already has its Call-ID and CSeq),
+ * and records made after that (in slabs their predecessors gave back) still
+ * absorb their retransmissions. Its own server with T1 = 50 ms. */
+static void test_timer_j_ends(void **state)
+{
+	(void)state;
+	struct test_server srv;
+	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\nt1 = 50\n"
+				"[registrar]\nmin_expires = 60\n[keepalive]\ninterval = 0\n");
+	struct phone ph;
+	phone_open(&ph, &srv);
+	char first[4096], r[4096];
+	for (int round = 0; round < 2; round++) {
+		enum { N = 2000 }; /* over 1 MB of records: more than one slab */
+		for (int i = 0; i < N; i++) {
+			char user[32], branch[32];
+			snprintf(user, sizeof user, "j%d-%d", round, i);
+			snprintf(branch, sizeof branch, "j-%d-%d", round, i);
+			send_register(&ph, user, branch, 1, "Contact: <sip:z@10.0.0.11>\r\n");
+			phone_expect(&ph, "SIP/2.0 200", i ? r : first, sizeof r);
+		}
+		/* within Timer J: absorbed */
+		char user[32], branch[32];
+		snprintf(user, sizeof user, "j%d-0", round);
+		snprintf(branch, sizeof branch, "j-%d-0", round);
+		usleep(100 * 1000);
+		send_register(&ph, user, branch, 1, "Contact: <sip:z@10.0.0.11>\r\n");
+		phone_expect(&ph, "SIP/2.0 ", r, sizeof r);
+		assert_string_equal(first, r);
+		/* after it: a new transaction, which the registrar refuses */
+		usleep(3400 * 1000);
+		send_register(&ph, user, branch, 1, "Contact: <sip:z@10.0.0.11>\r\n");
+		phone_expect(&ph, "SIP/2.0 ", r, sizeof r);
+		assert_int_equal(strncmp(r, "SIP/2.0 500", 11), 0);
+	}
+	phone_close(&ph);
+	test_server_stop(&srv);
+}
+
+/* More contacts than the 200's stack copy holds, and more than a REGISTER may carry. */
+static void test_many_contacts(void **state)
+{
+	struct fixture *f = *state;
+	char r[8192], contacts[2048] = "";
+	for (int i = 0; i < 7; i++) {
+		char one[64];
+		snprintf(one, sizeof one, "Contact: <sip:erin@10.0.1.%d>\r\n", i + 1);
+		strcat(contacts, one);
+	}
+	assert_int_equal(do_register(f, "erin", "c-erin", 1, contacts, r, sizeof r), 200);
+	assert_int_equal(count(r, "Contact: "), 7);
+	for (int i = 0; i < 7; i++) {
+		char one[64];
+		snprintf(one, sizeof one, "<sip:erin@10.0.1.%d>;expires=", i + 1);
+		assert_non_null(strstr(r, one));
+	}
+	contacts[0] = '\0';
+	for (int i = 0; i < 17; i++) {
+		char one[64];
+		snprintf(one, sizeof one, "%s<sip:frank@10.0.2.%d>", i ? ", " : "Contact: ", i + 1);
+		strcat(contacts, one);
+	}
+	strcat(contacts, "\r\n");
+	assert_int_equal(do_register(f, "frank", "c-frank", 1, contacts, r, sizeof r), 403);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_add_refresh_remove),
-		cmocka_unit_test(test_interval_too_brief_and_cap),
-		cmocka_unit_test(test_ordering_and_wildcard_rules),
-		cmocka_unit_test(test_outbound_instance),
+	    cmocka_unit_test(test_add_refresh_remove),
+	    cmocka_unit_test(test_interval_too_brief_and_cap),
+	    cmocka_unit_test(test_ordering_and_wildcard_rules),
+	    cmocka_unit_test(test_outbound_instance),
+	    cmocka_unit_test(test_retransmission_absorbed),
+	    cmocka_unit_test(test_many_transactions),
+	    cmocka_unit_test(test_many_contacts),
+	    cmocka_unit_test(test_timer_j_ends),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

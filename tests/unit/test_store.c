@@ -179,6 +179,86 @@ static void test_fields(void **state)
 	assert_false(store_binding_same(&x, &y));
 }
 
+static void binding_equal(const struct store_binding *x, const struct store_binding *y)
+{
+	assert_int_equal(x->expires_at, y->expires_at);
+	assert_int_equal(x->registered_at, y->registered_at);
+	assert_int_equal(x->flow.tp, y->flow.tp);
+	assert_int_equal(x->flow.listener, y->flow.listener);
+	assert_int_equal(x->flow.conn_id, y->flow.conn_id);
+	assert_true(net_addr_eq(&x->flow.local, &y->flow.local));
+	assert_true(net_addr_eq(&x->flow.remote, &y->flow.remote));
+	assert_memory_equal(&x->flow.remote.u.in6, &y->flow.remote.u.in6,
+			    net_addr_len(&x->flow.remote));
+	assert_int_equal(x->ka.last_sent, y->ka.last_sent);
+	assert_int_equal(x->ka.last_answer, y->ka.last_answer);
+	assert_int_equal(x->ka.failures, y->ka.failures);
+	assert_int_equal(x->ka.unreachable, y->ka.unreachable);
+	assert_int_equal(x->cseq, y->cseq);
+	assert_int_equal(x->reg_id, y->reg_id);
+	assert_int_equal(x->q, y->q);
+	assert_int_equal(x->behind_nat, y->behind_nat);
+	assert_string_equal(x->contact, y->contact);
+	assert_string_equal(x->instance, y->instance);
+	assert_string_equal(x->call_id, y->call_id);
+	assert_string_equal(x->path, y->path);
+	assert_string_equal(x->user_agent, y->user_agent);
+}
+
+/* The memory tier keeps bindings packed: every field comes back as it was
+ * put, empty and longest strings included, and a binding that an update of
+ * its AOR did not touch stays as it was. */
+static void test_packed_fields(void **state)
+{
+	(void)state;
+	struct store *s;
+	assert_int_equal(store_alloc(&s, NULL), 0);
+	struct store_binding a, b, out[4];
+	size_t n;
+	mk(&a, "sip:pack@[2001:db8::7]:5062;transport=tcp", 3600, 1000);
+	a.flow.tp = NET_TCP;
+	a.flow.listener = 3;
+	a.flow.conn_id = 0x123456789abcULL;
+	addr6(&a.flow.local, "2001:db8::1", 5060);
+	addr6(&a.flow.remote, "2001:db8::7", 40001);
+	a.flow.remote.u.in6.sin6_flowinfo = 0;
+	a.flow.remote.u.in6.sin6_scope_id = 0;
+	a.ka = (struct store_ka){.last_sent = 11, .last_answer = 12, .failures = 2};
+	a.reg_id = 7;
+	a.cseq = 99;
+	a.behind_nat = false;
+	strcpy(a.instance, "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>");
+	memset(a.path, 'p', sizeof a.path - 1); /* the longest a field may be */
+	a.path[sizeof a.path - 1] = '\0';
+	a.user_agent[0] = '\0';
+	assert_int_equal(put(s, "pack@example.com", &a), 0);
+	assert_int_equal(store_lookup(s, SLICE_LIT("pack@example.com"), out, 4, &n), 0);
+	assert_int_equal(n, 1);
+	binding_equal(&out[0], &a);
+	assert_string_equal(out[0].aor, "pack@example.com");
+	uint64_t id_a = out[0].id;
+
+	/* another binding of the AOR: the first one is kept as it was */
+	mk(&b, "sip:pack@100.64.0.9", 600, 300);
+	assert_int_equal(put(s, "pack@example.com", &b), 0);
+	assert_int_equal(store_lookup(s, SLICE_LIT("pack@example.com"), out, 4, &n), 0);
+	assert_int_equal(n, 2);
+	binding_equal(&out[0], &a);
+	assert_int_equal(out[0].id, id_a);
+	binding_equal(&out[1], &b);
+
+	/* keepalive state set by contact reaches only that binding */
+	struct store_ka ka = {
+	    .last_sent = 21, .last_answer = 0, .failures = 3, .unreachable = true};
+	assert_int_equal(
+	    store_ka_set_contact(s, SLICE_LIT("pack@example.com"), slice_cstr(b.contact), &ka), 0);
+	assert_int_equal(store_lookup(s, SLICE_LIT("pack@example.com"), out, 4, &n), 0);
+	b.ka = ka;
+	binding_equal(&out[0], &a);
+	binding_equal(&out[1], &b);
+	store_free(s);
+}
+
 static void test_add_refresh_remove(void **state)
 {
 	(void)state;
@@ -836,12 +916,12 @@ static void test_cred(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_fields),	 cmocka_unit_test(test_add_refresh_remove),
-	    cmocka_unit_test(test_max_per_aor),	 cmocka_unit_test(test_expiry),
-	    cmocka_unit_test(test_foreach_ka),	 cmocka_unit_test(test_threads_memory),
-	    cmocka_unit_test(test_group_commit), cmocka_unit_test(test_kick_explicit),
-	    cmocka_unit_test(test_persistence),	 cmocka_unit_test(test_crash),
-	    cmocka_unit_test(test_cred),
+	    cmocka_unit_test(test_fields),	   cmocka_unit_test(test_add_refresh_remove),
+	    cmocka_unit_test(test_packed_fields),  cmocka_unit_test(test_max_per_aor),
+	    cmocka_unit_test(test_expiry),	   cmocka_unit_test(test_foreach_ka),
+	    cmocka_unit_test(test_threads_memory), cmocka_unit_test(test_group_commit),
+	    cmocka_unit_test(test_kick_explicit),  cmocka_unit_test(test_persistence),
+	    cmocka_unit_test(test_crash),	   cmocka_unit_test(test_cred),
 	};
 	return cmocka_run_group_tests_name("store", tests, setup_dir, teardown_dir);
 }
