@@ -214,9 +214,10 @@ struct net_tc {
 int net_tc_attach(struct net_tc *t, int prog_fd, int ifindex);
 bool net_tc_has(const struct net_tc *t, int ifindex);
 void net_tc_detach(struct net_tc *t);
+/* Attaches to the interface holding IPv4 address a (network order; 127/8:
+ * loopback), or for 0 (the wildcard) to every interface with an IPv4 address. */
+int net_tc_attach_ip4(struct net_tc *t, int prog_fd, uint32_t a);
 /* The interface holding IPv4 address a (network order; 127/8: loopback), or 0. */
 int net_ifindex_of_ip4(uint32_t a);
-/* Calls h for every interface with an IPv4 address. */
-void net_each_ip4_if(void (*h)(int ifindex, void *arg), void *arg);
 
 #endif

@@ -24,15 +24,19 @@ int net_ifindex_of_ip4(uint32_t a)
 	return found;
 }
 
-void net_each_ip4_if(void (*h)(int ifindex, void *arg), void *arg)
+int net_tc_attach_ip4(struct net_tc *t, int prog_fd, uint32_t a)
 {
+	if (a)
+		return net_tc_attach(t, prog_fd, net_ifindex_of_ip4(a));
 	struct ifaddrs *ifa0;
 	if (getifaddrs(&ifa0))
-		return;
-	for (struct ifaddrs *ifa = ifa0; ifa; ifa = ifa->ifa_next)
+		return errno;
+	int err = 0;
+	for (struct ifaddrs *ifa = ifa0; ifa && !err; ifa = ifa->ifa_next)
 		if (ifa->ifa_addr && ifa->ifa_addr->sa_family == AF_INET)
-			h((int)if_nametoindex(ifa->ifa_name), arg);
+			err = net_tc_attach(t, prog_fd, (int)if_nametoindex(ifa->ifa_name));
 	freeifaddrs(ifa0);
+	return err;
 }
 
 bool net_tc_has(const struct net_tc *t, int ifindex)

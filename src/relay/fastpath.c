@@ -10,7 +10,6 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <net/if.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,18 +46,6 @@ static void fast_free(struct relay_fast_state *f)
 	free(f);
 }
 
-struct attach_all {
-	struct relay_fast_state *f;
-	int prog, err;
-};
-
-static void attach_one(int ifindex, void *arg)
-{
-	struct attach_all *a = arg;
-	if (!a->err)
-		a->err = net_tc_attach(&a->f->tc, a->prog, ifindex);
-}
-
 static int fast_open(struct relay *r, struct relay_fast_state **out)
 {
 	struct relay_fast_state *f = calloc(1, sizeof *f);
@@ -81,19 +68,12 @@ static int fast_open(struct relay *r, struct relay_fast_state **out)
 		goto fail;
 	}
 	/* the relay's interfaces, and loopback for parties on this host */
-	struct attach_all all = {f, bpf_program__fd(f->skel->progs.relay_fast), 0};
-	attach_one((int)if_nametoindex("lo"), &all);
-	for (unsigned i = 0; !all.err && i < r->nif; i++) {
-		const struct relay_if *ifc = &r->ifs[i];
-		if (ifc->family != AF_INET)
-			continue;
-		uint32_t a = ifc->bind.u.in.sin_addr.s_addr;
-		if (a)
-			attach_one(net_ifindex_of_ip4(a), &all);
-		else
-			net_each_ip4_if(attach_one, &all); /* wildcard: every interface */
-	}
-	if ((err = all.err))
+	int prog = bpf_program__fd(f->skel->progs.relay_fast);
+	err = net_tc_attach_ip4(&f->tc, prog, htonl(INADDR_LOOPBACK));
+	for (unsigned i = 0; !err && i < r->nif; i++)
+		if (r->ifs[i].family == AF_INET)
+			err = net_tc_attach_ip4(&f->tc, prog, r->ifs[i].bind.u.in.sin_addr.s_addr);
+	if (err)
 		goto fail;
 	*out = f;
 	return 0;

@@ -9,7 +9,6 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -25,18 +24,6 @@ struct stund_fast {
 	uint64_t seen[STUN_FAST_NCOUNT]; /* kernel counts already handed out */
 };
 
-struct attach_all {
-	struct stund_fast *f;
-	int prog, err;
-};
-
-static void attach_one(int ifindex, void *arg)
-{
-	struct attach_all *a = arg;
-	if (!a->err)
-		a->err = net_tc_attach(&a->f->tc, a->prog, ifindex);
-}
-
 void stund_fast_free(struct stund_fast *f)
 {
 	if (!f)
@@ -48,7 +35,7 @@ void stund_fast_free(struct stund_fast *f)
 }
 
 static int add_sock(struct stund_fast *f, const struct sockaddr_storage *ss,
-		    const struct sockaddr_storage *other, bool rfc5780, struct attach_all *all)
+		    const struct sockaddr_storage *other, bool rfc5780, int prog)
 {
 	const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
 	struct stun_fast_key k = {.addr = in->sin_addr.s_addr, .port = in->sin_port};
@@ -61,11 +48,7 @@ static int add_sock(struct stund_fast *f, const struct sockaddr_storage *ss,
 	}
 	if (bpf_map_update_elem(bpf_map__fd(f->skel->maps.socks), &k, &v, BPF_ANY))
 		return errno;
-	if (k.addr)
-		attach_one(net_ifindex_of_ip4(k.addr), all);
-	else
-		net_each_ip4_if(attach_one, all); /* the wildcard: every interface */
-	return all->err;
+	return net_tc_attach_ip4(&f->tc, prog, k.addr);
 }
 
 static int fast_open(struct stund_fast **out, const struct stund_view *views,
@@ -86,9 +69,9 @@ static int fast_open(struct stund_fast **out, const struct stund_view *views,
 		err = errno;
 		goto fail;
 	}
-	struct attach_all all = {f, bpf_program__fd(f->skel->progs.stun_fast), 0};
-	attach_one((int)if_nametoindex("lo"), &all); /* clients on this host */
-	if ((err = all.err))
+	int prog = bpf_program__fd(f->skel->progs.stun_fast);
+	/* clients on this host */
+	if ((err = net_tc_attach_ip4(&f->tc, prog, htonl(INADDR_LOOPBACK))))
 		goto fail;
 	unsigned n = 0;
 	for (unsigned i = 0; i < nlisten; i++)
@@ -97,7 +80,7 @@ static int fast_open(struct stund_fast **out, const struct stund_view *views,
 				continue;
 			/* RFC 5780 7.4: OTHER-ADDRESS is the other IP and the other port */
 			if ((err = add_sock(f, &views[i].addr[s], &views[i].addr[s ^ 3u],
-					    views[i].rfc5780, &all)))
+					    views[i].rfc5780, prog)))
 				goto fail;
 			n++;
 		}
