@@ -217,7 +217,18 @@ void net_tc_detach(struct net_tc *t);
 /* Attaches to the interface holding IPv4 address a (network order; 127/8:
  * loopback), or for 0 (the wildcard) to every interface with an IPv4 address. */
 int net_tc_attach_ip4(struct net_tc *t, int prog_fd, uint32_t a);
-/* The interface holding IPv4 address a (network order; 127/8: loopback), or 0. */
-int net_ifindex_of_ip4(uint32_t a);
+/* This host's IPv4 addresses (network order) and their interfaces: a snapshot
+ * for lookups on paths that should not ask the kernel each time. */
+#define NET_IP4_IFS_MAX 64
+struct net_ip4_ifs {
+	size_t n;
+	struct {
+		uint32_t addr;
+		int ifindex;
+	} e[NET_IP4_IFS_MAX];
+};
+int net_ip4_ifs_read(struct net_ip4_ifs *out);
+/* The interface holding a (127/8: loopback) in the snapshot, or 0. */
+int net_ip4_ifs_find(const struct net_ip4_ifs *ifs, uint32_t a);
 
 #endif

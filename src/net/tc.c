@@ -8,34 +8,43 @@
 
 #include "net/net.h"
 
-int net_ifindex_of_ip4(uint32_t a)
+int net_ip4_ifs_read(struct net_ip4_ifs *out)
+{
+	struct ifaddrs *ifa0;
+	out->n = 0;
+	if (getifaddrs(&ifa0))
+		return errno;
+	for (struct ifaddrs *ifa = ifa0; ifa && out->n < NET_IP4_IFS_MAX; ifa = ifa->ifa_next) {
+		if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != AF_INET)
+			continue;
+		out->e[out->n].addr = ((struct sockaddr_in *)ifa->ifa_addr)->sin_addr.s_addr;
+		out->e[out->n].ifindex = (int)if_nametoindex(ifa->ifa_name);
+		out->n++;
+	}
+	freeifaddrs(ifa0);
+	return 0;
+}
+
+int net_ip4_ifs_find(const struct net_ip4_ifs *ifs, uint32_t a)
 {
 	if ((ntohl(a) >> 24) == 127)
 		return (int)if_nametoindex("lo");
-	struct ifaddrs *ifa0;
-	int found = 0;
-	if (getifaddrs(&ifa0))
-		return 0;
-	for (struct ifaddrs *ifa = ifa0; ifa && !found; ifa = ifa->ifa_next)
-		if (ifa->ifa_addr && ifa->ifa_addr->sa_family == AF_INET &&
-		    ((struct sockaddr_in *)ifa->ifa_addr)->sin_addr.s_addr == a)
-			found = (int)if_nametoindex(ifa->ifa_name);
-	freeifaddrs(ifa0);
-	return found;
+	for (size_t i = 0; i < ifs->n; i++)
+		if (ifs->e[i].addr == a)
+			return ifs->e[i].ifindex;
+	return 0;
 }
 
 int net_tc_attach_ip4(struct net_tc *t, int prog_fd, uint32_t a)
 {
+	struct net_ip4_ifs ifs;
+	int err = net_ip4_ifs_read(&ifs);
+	if (err)
+		return err;
 	if (a)
-		return net_tc_attach(t, prog_fd, net_ifindex_of_ip4(a));
-	struct ifaddrs *ifa0;
-	if (getifaddrs(&ifa0))
-		return errno;
-	int err = 0;
-	for (struct ifaddrs *ifa = ifa0; ifa && !err; ifa = ifa->ifa_next)
-		if (ifa->ifa_addr && ifa->ifa_addr->sa_family == AF_INET)
-			err = net_tc_attach(t, prog_fd, (int)if_nametoindex(ifa->ifa_name));
-	freeifaddrs(ifa0);
+		return net_tc_attach(t, prog_fd, net_ip4_ifs_find(&ifs, a));
+	for (size_t i = 0; i < ifs.n && !err; i++) /* the wildcard: every interface */
+		err = net_tc_attach(t, prog_fd, ifs.e[i].ifindex);
 	return err;
 }
 

@@ -22,6 +22,7 @@ struct relay_fast_state {
 	struct relay_fast *skel;
 	int fwd_fd, stats_fd;
 	struct net_tc tc;
+	struct net_ip4_ifs ifs; /* at start: which destinations are local, and where */
 };
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -67,6 +68,8 @@ static int fast_open(struct relay *r, struct relay_fast_state **out)
 		err = errno;
 		goto fail;
 	}
+	if ((err = net_ip4_ifs_read(&f->ifs)))
+		goto fail;
 	/* the relay's interfaces, and loopback for parties on this host */
 	int prog = bpf_program__fd(f->skel->progs.relay_fast);
 	err = net_tc_attach_ip4(&f->tc, prog, htonl(INADDR_LOOPBACK));
@@ -158,13 +161,13 @@ static bool wanted(const struct relay *r, const struct relay_sock *k, struct rel
 	e->out_addr = r->ifs[om->ifidx].bind.u.in.sin_addr.s_addr;
 	if (!e->out_addr && !(e->out_addr = route_source(e->dst_addr)))
 		return false;
-	if (net_ifindex_of_ip4(e->dst_addr)) {
+	if (net_ip4_ifs_find(&r->fast->ifs, e->dst_addr)) {
 		e->flags = RELAY_FAST_LOCAL;
 		return true;
 	}
 	/* out of the interface that holds the sending address, as the user
 	 * space socket would; one not attached (or loopback) stays slow */
-	int ifindex = net_ifindex_of_ip4(e->out_addr);
+	int ifindex = net_ip4_ifs_find(&r->fast->ifs, e->out_addr);
 	if (ifindex <= 0 || !net_tc_has(&r->fast->tc, ifindex) || (ntohl(e->out_addr) >> 24) == 127)
 		return false;
 	e->ifindex = (uint32_t)ifindex;
