@@ -7,7 +7,11 @@
  * their SDP names and receive there); an offer carries A's SDP, the answer
  * B's, and each party sends to the relay port that the other's rewritten SDP
  * names. With --direct no relay is used: each party sends straight to the
- * other (the generator's and sink's own latency, the baseline).
+ * other (the generator's and sink's own latency, the baseline). With
+ * --baseline both at once: as many direct calls again, interleaved with the
+ * relayed ones so that every 1 ms slot sends both kinds, one after the other,
+ * and a latency histogram for each: the relay's added latency is read under
+ * the very same load and scheduling, not across two runs.
  *
  *   calls mode   every party sends 172-byte RTP (12 + 160, PCMU) at --pps
  *                (default 50) per direction, paced in 1 ms slots
@@ -29,6 +33,8 @@
  *   result relay=pinhole mode=calls calls=1000 streams=2000 secs=5 sent=... received=...
  *     offered_pps=... forwarded_pps=... loss_pct=... cpu_s=... cores=... ns_per_pkt=...
  *     lat_p50_us=... lat_p99_us=... lat_max_us=... setup_ms=...
+ *   and with --baseline: base_sent=... base_received=... base_p50_us=... base_p99_us=...
+ *     base_max_us=... (the direct calls; the other figures are the relayed calls' only)
  * Exit 0, or 1 on a setup error (message on stderr).
  */
 #define _GNU_SOURCE
@@ -61,6 +67,7 @@ struct stream {
 	struct sockaddr_in dst;	 /* where it sends: the relay port, or the peer (--direct) */
 	uint16_t seq;
 	uint32_t ts, ssrc;
+	int direct;		   /* --baseline: this stream bypasses the relay */
 	uint64_t sent;		   /* measure phase, by the sender thread */
 	_Atomic uint64_t received; /* measure phase, by the receiver thread */
 };
@@ -69,13 +76,30 @@ static struct stream *streams;
 static size_t n_streams;
 static _Atomic int phase; /* 0 warm-up, 1 measure, 2 drain, 3 stop */
 static _Atomic int stop_rx;
-static uint64_t lat_hist[LAT_BUCKETS + 1];
-static uint64_t lat_count;
+/* latency histograms: [0] relayed (or --direct) streams, [1] --baseline's direct ones */
+static uint64_t lat_hist[2][LAT_BUCKETS + 1];
+static uint64_t lat_count[2];
 
 static const char *opt_relay = "pinhole", *opt_ng = NULL, *opt_bind = "127.0.0.1";
 static const char *opt_relay_ip = "127.0.0.1";
 static int opt_calls = 100, opt_pid = 0, opt_blast = 0, opt_direct = 0, opt_port_base = 0;
+static int opt_baseline = 0;
 static double opt_secs = 5, opt_warmup = 1, opt_pps = 50, opt_rate = 100000;
+
+/* calls mode: stream i sends in the slots where slot % period == i % period */
+static unsigned send_period(void)
+{
+	unsigned period = (unsigned)(1000.0 / opt_pps + 0.5);
+	return period ? period : 1;
+}
+
+/* --baseline: which calls go direct. A slot sends streams s, s + period,
+ * s + 2 period, ...: alternating blocks of period streams (period / 2 calls)
+ * put a relayed and a direct stream next to each other in every slot. */
+static int baseline_direct(int call)
+{
+	return opt_baseline && ((2u * (unsigned)call / send_period()) & 1);
+}
 
 static uint64_t now_ns(void)
 {
@@ -150,10 +174,7 @@ static void *sender(void *arg)
 		uint64_t due = t0 + slot * 1000000u; /* 1 ms slots */
 		sleep_until(due);
 		if (!opt_blast) {
-			/* stream i sends in slots where slot % period_ms == i % period_ms */
-			unsigned period = (unsigned)(1000.0 / opt_pps + 0.5);
-			if (period == 0)
-				period = 1;
+			unsigned period = send_period();
 			for (size_t i = slot % period; i < n_streams; i += period) {
 				struct stream *s = &streams[i];
 				fill(pkts[0], s, (uint32_t)i, ph);
@@ -233,8 +254,9 @@ static void *receiver(void *arg)
 					atomic_fetch_add_explicit(&streams[idx].received, 1,
 								  memory_order_relaxed);
 					uint64_t us = now > t ? (now - t) / 1000 : 0;
-					lat_hist[us > LAT_BUCKETS ? LAT_BUCKETS : us]++;
-					lat_count++;
+					int h = streams[idx].direct;
+					lat_hist[h][us > LAT_BUCKETS ? LAT_BUCKETS : us]++;
+					lat_count[h]++;
 				}
 				if (r < BATCH)
 					break;
@@ -244,23 +266,23 @@ static void *receiver(void *arg)
 	return NULL;
 }
 
-static double lat_pct(double q)
+static double lat_pct(int h, double q)
 {
-	if (!lat_count)
+	if (!lat_count[h])
 		return -1;
-	uint64_t want = (uint64_t)((double)lat_count * q), acc = 0;
+	uint64_t want = (uint64_t)((double)lat_count[h] * q), acc = 0;
 	for (size_t i = 0; i <= LAT_BUCKETS; i++) {
-		acc += lat_hist[i];
+		acc += lat_hist[h][i];
 		if (acc > want)
 			return (double)i;
 	}
 	return LAT_BUCKETS;
 }
 
-static double lat_max(void)
+static double lat_max(int h)
 {
 	for (size_t i = LAT_BUCKETS + 1; i-- > 0;)
-		if (lat_hist[i])
+		if (lat_hist[h][i])
 			return (double)i;
 	return -1;
 }
@@ -311,7 +333,8 @@ int main(int argc, char **argv)
 	    {"rate", required_argument, NULL, 'r'},	 {"blast", no_argument, NULL, 'B'},
 	    {"direct", no_argument, NULL, 'D'},		 {"pid", required_argument, NULL, 'P'},
 	    {"bind", required_argument, NULL, 'b'},	 {"relay-ip", required_argument, NULL, 'I'},
-	    {"port-base", required_argument, NULL, 'O'}, {NULL, 0, NULL, 0}};
+	    {"port-base", required_argument, NULL, 'O'}, {"baseline", no_argument, NULL, 'L'},
+	    {NULL, 0, NULL, 0}};
 	int o;
 	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (o) {
@@ -354,12 +377,16 @@ int main(int argc, char **argv)
 		case 'O':
 			opt_port_base = atoi(optarg);
 			break;
+		case 'L':
+			opt_baseline = 1;
+			break;
 		default:
 			fprintf(
 			    stderr,
 			    "usage: rtp_bench [--relay NAME --ng udp:IP:PORT --pid PID | "
 			    "--direct]\n"
-			    "  [--calls N] [--secs S] [--warmup S] [--pps P] [--blast --rate PPS]\n"
+			    "  [--calls N] [--baseline] [--secs S] [--warmup S] [--pps P]\n"
+			    "  [--blast --rate PPS]\n"
 			    "  [--bind IP] [--port-base PORT] [--relay-ip IP]\n");
 			return 2;
 		}
@@ -368,8 +395,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rtp_bench: need --ng or --direct\n");
 		return 2;
 	}
+	if (opt_baseline && (opt_direct || opt_blast)) {
+		fprintf(stderr, "rtp_bench: --baseline goes with relayed calls only\n");
+		return 2;
+	}
 	srandom((unsigned)now_ns());
-	n_streams = 2 * (size_t)opt_calls;
+	int total_calls = opt_baseline ? 2 * opt_calls : opt_calls, relayed_calls = 0;
+	for (int c = 0; c < total_calls; c++)
+		relayed_calls += !baseline_direct(c);
+	n_streams = 2 * (size_t)total_calls;
 	streams = calloc(n_streams, sizeof *streams);
 	if (!streams)
 		return 1;
@@ -394,9 +428,10 @@ int main(int argc, char **argv)
 	inet_pton(AF_INET, opt_relay_ip, &relay.sin_addr);
 	struct buf out;
 	buf_init(&out);
-	for (int c = 0; c < opt_calls; c++) {
+	for (int c = 0; c < total_calls; c++) {
 		struct stream *a = &streams[2 * c], *b = &streams[2 * c + 1];
-		if (opt_direct) {
+		a->direct = b->direct = baseline_direct(c);
+		if (opt_direct || a->direct) {
 			a->dst = b->self;
 			b->dst = a->self;
 			continue;
@@ -454,25 +489,33 @@ int main(int argc, char **argv)
 	atomic_store(&stop_rx, 1);
 	pthread_join(rx, NULL);
 
-	uint64_t sent = 0, recvd = 0;
+	uint64_t sent = 0, recvd = 0, base_sent = 0, base_recvd = 0;
 	for (size_t i = 0; i < n_streams; i++) {
-		sent += streams[i].sent;
-		recvd += atomic_load(&streams[i].received);
+		*(streams[i].direct ? &base_sent : &sent) += streams[i].sent;
+		*(streams[i].direct ? &base_recvd : &recvd) += atomic_load(&streams[i].received);
 	}
 	double cpu = cpu1 - cpu0;
 	double loss = sent ? 100.0 * (double)(sent > recvd ? sent - recvd : 0) / (double)sent : 0;
 	printf("result relay=%s mode=%s calls=%d streams=%zu secs=%.2f sent=%llu received=%llu "
 	       "offered_pps=%.0f forwarded_pps=%.0f loss_pct=%.4f cpu_s=%.3f cores=%.3f "
-	       "ns_per_pkt=%.0f lat_p50_us=%.0f lat_p99_us=%.0f lat_max_us=%.0f setup_ms=%.0f\n",
-	       opt_direct ? "direct" : opt_relay, opt_blast ? "blast" : "calls", opt_calls,
-	       n_streams, secs, (unsigned long long)sent, (unsigned long long)recvd,
+	       "ns_per_pkt=%.0f lat_p50_us=%.0f lat_p99_us=%.0f lat_max_us=%.0f setup_ms=%.0f",
+	       opt_direct ? "direct" : opt_relay, opt_blast ? "blast" : "calls", relayed_calls,
+	       2 * (size_t)relayed_calls, secs, (unsigned long long)sent, (unsigned long long)recvd,
 	       (double)sent / secs, (double)recvd / secs, loss, cpu, cpu / secs,
-	       recvd ? cpu * 1e9 / (double)recvd : 0, lat_pct(0.50), lat_pct(0.99), lat_max(),
+	       recvd ? cpu * 1e9 / (double)recvd : 0, lat_pct(0, 0.50), lat_pct(0, 0.99), lat_max(0),
 	       setup_ms);
+	if (opt_baseline)
+		printf(" base_sent=%llu base_received=%llu base_p50_us=%.0f base_p99_us=%.0f "
+		       "base_max_us=%.0f",
+		       (unsigned long long)base_sent, (unsigned long long)base_recvd,
+		       lat_pct(1, 0.50), lat_pct(1, 0.99), lat_max(1));
+	printf("\n");
 	fflush(stdout);
 
 	/* ---- tear down ---- */
-	for (int c = 0; rc && c < opt_calls; c++) {
+	for (int c = 0; rc && c < total_calls; c++) {
+		if (baseline_direct(c))
+			continue;
 		char cid[64];
 		snprintf(cid, sizeof cid, "bench-%s-%d", run_id, c);
 		relayctl_delete(rc, slice_cstr(cid), SLICE_NULL, SLICE_NULL);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Media relay benchmark: pinhole's relay against rtpengine (user space), in one invocation.
 #
-#   bench/relay/run.sh [calls|blast|all]      (default: all)
+#   bench/relay/run.sh [calls|blast|latency|all]      (default: all)
 #
 # Both relays run standalone on 127.0.0.1 and are driven the same way over
 # the ng protocol by bench/relay/rtp_bench.c (pinhole's ng client: offer with
@@ -19,6 +19,14 @@
 #        generator could not offer in full (< 95 % of the target: the
 #        generator, not the relay, is the limit). The best lossless step is
 #        reported.
+# latency  the relay's added latency, read within one run: N relayed calls
+#        and N direct calls (no relay) interleaved in the same 1 ms send
+#        slots, each with its own histogram, so both see the same load and
+#        the same scheduling of the generator and the sink. Added latency =
+#        relayed minus direct (p50, p99), BENCH_LAT_RUNS runs per relay and
+#        N in BENCH_LAT_CALLS, and the median of the runs. The "calls" table
+#        compares separate runs, whose p99 moves by hundreds of us on 2 shared
+#        cores; this is the figure to quote.
 #
 # For every step: offered and forwarded packets/s, loss, the relay's CPU
 # (utime+stime from /proc/PID/stat, all threads) as cores and as ns per
@@ -33,20 +41,24 @@
 #   PINHOLE            pinhole binary; its build dir must hold libpinhole_lib.a
 #                      (build-bench/pinhole, then build/pinhole)
 #   RTPENGINE          rtpengine binary (rtpengine; Debian: apt-get install rtpengine-daemon)
-#   BENCH_RELAYS       which relays ("pinhole rtpengine")
+#   BENCH_RELAYS       which relays ("pinhole rtpengine"; "pinhole-user" is pinhole
+#                      with fastpath = off)
 #   BENCH_RELAY_CALLS  concurrent calls per step ("100 500 1000")
 #   BENCH_RELAY_SECS   measured seconds per step (5); warm-up 1 s before
 #   BENCH_BLAST_CALLS  calls in the blast (100: rtpengine discards a socket's queue
 #                      when it holds many packets, "UDP receive queue exceeded",
 #                      so a few very fast streams measure that, not forwarding)
 #   BENCH_BLAST_RATES  offered packets/s ("50000 100000 150000 200000 250000 300000")
+#   BENCH_LAT_CALLS    relayed calls in the latency runs ("100 1000"; as many direct again)
+#   BENCH_LAT_RUNS     runs per relay and N (5)
 #   BENCH_THREADS      rtpengine's worker threads (nproc); pinhole's relay-only
 #                      host runs one worker per core
 #   BENCH_OUT          where logs go (a new /tmp/pinhole-relay-bench.XXXXXX)
-# Ports on 127.0.0.1: ng 22230 (pinhole) and 22231 (rtpengine); relay ports
-# 22300-31999 (pinhole) and 40000-49999 (rtpengine, --delete-delay=0 so that
+# Ports on 127.0.0.1: ng 22230 (pinhole), 22231 (rtpengine), 22232 (pinhole-user);
+# relay ports 22300-31999 (pinhole), 32000-39999 (pinhole-user) and 40000-49999
+# (rtpengine, --delete-delay=0 so that
 # a step's deleted calls free their ports for the next); the parties
-# 20000-21999 (fixed, so no ephemeral socket of ours lands in a relay range).
+# 10000-13999 (fixed, so no ephemeral socket of ours lands in a relay range).
 #
 # Nothing here is part of ctest: timing never decides whether a test passes.
 # Processes are stopped by PID, never by name (lab tests may run alongside).
@@ -56,7 +68,7 @@ set -u -o pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 MODE=${1:-all}
-case $MODE in calls | blast | all) ;; *) echo "usage: $0 [calls|blast|all]" >&2; exit 2 ;; esac
+case $MODE in calls | blast | latency | all) ;; *) echo "usage: $0 [calls|blast|latency|all]" >&2; exit 2 ;; esac
 
 PINHOLE=${PINHOLE:-}
 if [ -z "$PINHOLE" ]; then
@@ -73,10 +85,12 @@ CALLS=${BENCH_RELAY_CALLS:-100 500 1000}
 SECS=${BENCH_RELAY_SECS:-5}
 BLAST_CALLS=${BENCH_BLAST_CALLS:-100}
 BLAST_RATES=${BENCH_BLAST_RATES:-50000 100000 150000 200000 250000 300000}
+LAT_CALLS=${BENCH_LAT_CALLS:-100 1000}
+LAT_RUNS=${BENCH_LAT_RUNS:-5}
 THREADS=${BENCH_THREADS:-$(nproc)}
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-relay-bench.XXXXXX)}
 mkdir -p "$OUT"
-NG_PH=127.0.0.1:22230 NG_RE=127.0.0.1:22231 PARTY_PORTS=20000
+NG_PH=127.0.0.1:22230 NG_RE=127.0.0.1:22231 NG_PU=127.0.0.1:22232 PARTY_PORTS=10000
 
 PIDS=()
 cleanup() {
@@ -109,24 +123,30 @@ cc -std=gnu17 -O2 -Wall -Wextra -I "$ROOT/src" -o "$BENCH" "$HERE/rtp_bench.c" "
 
 # --- the relays -------------------------------------------------------------------
 declare -A PID NG
-start_pinhole() {
+# start_pinhole_as NAME PORTS NG FASTPATH
+start_pinhole_as() {
 	# relay only: no [sip], so workers = one per core ([sip] workers would
 	# enable SIP; a relay-only host cannot set its worker count yet)
-	cat >"$OUT/pinhole.conf" <<-EOF
+	cat >"$OUT/$1.conf" <<-EOF
 		; bench/relay/run.sh: a relay-only pinhole
 		[relay]
 		address = 127.0.0.1
-		ports = 22300-31999
-		ng = udp:$NG_PH
+		ports = $2
+		ng = udp:$3
+		fastpath = $4
 		batch_wait = ${BENCH_BATCH_WAIT:-0}
 		[log]
 		level = info
 	EOF
-	"$PINHOLE" serve --config "$OUT/pinhole.conf" >"$OUT/pinhole.log" 2>&1 &
-	PID[pinhole]=$!
-	PIDS+=("${PID[pinhole]}")
-	NG[pinhole]=$NG_PH
+	"$PINHOLE" serve --config "$OUT/$1.conf" >"$OUT/$1.log" 2>&1 &
+	PID[$1]=$!
+	PIDS+=("${PID[$1]}")
+	NG[$1]=$3
 }
+start_pinhole() { start_pinhole_as pinhole 22300-31999 "$NG_PH" auto; }
+# pinhole's user-space path alone (what carries IPv6, RTCP, and everything
+# on a host without eBPF); pinhole's program, if loaded, lets its packets by
+start_pinhole-user() { start_pinhole_as pinhole-user 32000-39999 "$NG_PU" off; }
 start_rtpengine() {
 	command -v "$RTPENGINE" >/dev/null || { echo "no rtpengine (apt-get install rtpengine-daemon)" >&2; exit 1; }
 	"$RTPENGINE" --config-file=none --table=-1 --interface=127.0.0.1 --listen-ng="$NG_RE" \
@@ -167,7 +187,7 @@ get() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
 echo "# relay bench $(date -u +%FT%TZ) on $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# pinhole $PINHOLE; $("$RTPENGINE" --version 2>&1 | head -n 1); $THREADS worker threads each; logs in $OUT"
 
-if [ "$MODE" != blast ]; then
+if [ "$MODE" = calls ] || [ "$MODE" = all ]; then
 	echo
 	echo "## calls: N concurrent G.711 calls, 50 pps per direction, ${SECS}s measured"
 	printf '%-6s %-10s %9s %9s %8s %6s %9s %7s %9s %8s %8s\n' calls relay offered forwarded loss% \
@@ -203,7 +223,7 @@ if [ "$MODE" != blast ]; then
 	done
 fi
 
-if [ "$MODE" != calls ]; then
+if [ "$MODE" = blast ] || [ "$MODE" = all ]; then
 	echo
 	echo "## blast: $BLAST_CALLS calls ($((2 * BLAST_CALLS)) streams), offered rate ramp, ${SECS}s per step"
 	printf '%-10s %9s %9s %9s %8s %6s %9s %7s %8s\n' relay target offered forwarded loss% \
@@ -239,6 +259,32 @@ if [ "$MODE" != calls ]; then
 		awk -v a="$(get "${BEST[pinhole]}" forwarded_pps)" -v b="$(get "${BEST[rtpengine]}" forwarded_pps)" \
 			'BEGIN { printf "ratio pinhole/rtpengine: max lossless pps %.2f (bounded by the ramp and the generator)\n", (b > 0 ? a / b : 0) }'
 	fi
+fi
+if [ "$MODE" = latency ] || [ "$MODE" = all ]; then
+	echo
+	echo "## latency: N relayed + N direct calls interleaved in one run, ${SECS}s measured, $LAT_RUNS runs"
+	printf '%-6s %-10s %4s %9s %8s %8s %8s %8s %8s %8s\n' calls relay run loss% \
+		p50us base-p50 p99us base-p99 +p50us +p99us
+	for n in $LAT_CALLS; do
+		for r in $RELAYS; do
+			adds=''
+			for i in $(seq 1 "$LAT_RUNS"); do
+				l=$(run "latency-$n-$r-$i" --relay "$r" --ng "udp:${NG[$r]}" --pid "${PID[$r]}" \
+					--calls "$n" --baseline --secs "$SECS") || exit 1
+				a50=$(($(get "$l" lat_p50_us) - $(get "$l" base_p50_us)))
+				a99=$(($(get "$l" lat_p99_us) - $(get "$l" base_p99_us)))
+				adds+="$a50 $a99"$'\n'
+				printf '%-6s %-10s %4s %9s %8s %8s %8s %8s %8s %8s\n' "$n" "$r" "$i" "$(get "$l" loss_pct)" \
+					"$(get "$l" lat_p50_us)" "$(get "$l" base_p50_us)" \
+					"$(get "$l" lat_p99_us)" "$(get "$l" base_p99_us)" "$a50" "$a99"
+			done
+			# medians of the runs' added p50 and p99
+			m50=$(awk 'NF { print $1 }' <<<"$adds" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+			m99=$(awk 'NF { print $2 }' <<<"$adds" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+			max99=$(awk 'NF { print $2 }' <<<"$adds" | sort -n | tail -n 1)
+			echo "$n calls, $r: added latency over direct, median of $LAT_RUNS runs: p50 $m50 us, p99 $m99 us (worst run p99 $max99 us)"
+		done
+	done
 fi
 echo
 echo "# raw results: $OUT/results"
