@@ -34,6 +34,7 @@
 #   BENCH_CALL_HOLD_MS  pause between ACK and BYE, sipp -d (0)
 #   BENCH_SQLITE_SYNC   pinhole [store] sync for the SQLite run (full)
 #   BENCH_STORES        pinhole stores in the REGISTER ramp ("mem sqlite")
+#   BENCH_PINHOLE_WORKERS  pinhole [sip] workers (2, as Kamailio's 2 children)
 #   BENCH_MIN_FREE_MB   a ramp stops when the machine has less memory left (4000)
 #   BENCH_ADDR          server address         (127.0.0.1; loopback only)
 #   BENCH_PORT          server UDP port        (15060); the UAS uses +10,
@@ -205,7 +206,7 @@ pinhole_conf() { # store-path sync
 	cat <<EOF
 [sip]
 listen = udp:$ADDR:$PORT
-workers = 2
+workers = ${BENCH_PINHOLE_WORKERS:-2}
 [store]
 path = $1
 sync = $2

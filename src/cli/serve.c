@@ -72,6 +72,15 @@ static int route_metrics(const char *query, struct buf *out, const char **ctype,
 
 static struct metric m_udp_oversize = {.name = "net_udp_oversize_total",
 				       .help = "datagrams over [sip] max_message, dropped"};
+static struct metric m_udp_tx_errors = {
+    .name = "net_udp_send_errors_total",
+    .help = "datagrams the kernel refused when a worker's queue was sent (no route, full buffer)"};
+static struct metric m_steered = {
+    .name = "sip_steered_total",
+    .help = "UDP datagrams the kernel gave to their Call-ID's worker ([sip] steering)"};
+static struct metric m_steer_left = {
+    .name = "sip_steer_default_total",
+    .help = "UDP datagrams without a Call-ID the steering program could find"};
 static struct metric m_tcp_open = {.name = "net_tcp_connections", .help = "open TCP connections",
 				   .gauge = true};
 static struct metric m_tcp_refused = {.name = "net_tcp_refused_total",
@@ -88,6 +97,13 @@ static void refresh_gauges(struct server *s)
 	struct net_stats st;
 	net_stats_get(s->net, &st);
 	m_udp_oversize.value = st.udp_oversize;
+	m_udp_tx_errors.value = st.udp_tx_errors;
+	if (s->edge) {
+		int64_t steered, left;
+		edge_steer_counts(s->edge, &steered, &left);
+		m_steered.value = steered;
+		m_steer_left.value = left;
+	}
 	m_tcp_open.value = st.tcp_open;
 	m_tcp_refused.value = st.tcp_refused;
 	m_tcp_closed.value = st.tcp_idle_closed;
@@ -183,6 +199,9 @@ static int start_sip(struct server *s)
 	for (unsigned i = 0; i < net_worker_count(s->net); i++)
 		loop_on_turn_end(worker_loop(net_worker(s->net, i)), kick_store, s->store);
 	metric_register(&m_udp_oversize);
+	metric_register(&m_udp_tx_errors);
+	metric_register(&m_steered);
+	metric_register(&m_steer_left);
 	metric_register(&m_tcp_open);
 	metric_register(&m_tcp_refused);
 	metric_register(&m_tcp_closed);

@@ -27,6 +27,8 @@ const struct conf_key edge_conf_keys[] = {
 	{"sip", "t1", CONF_INT, "500", 50, 10000, NULL, "RFC 3261 T1 in ms (RTT estimate)"},
 	{"sip", "flow_key", CONF_STR, "", 0, 0, NULL,
 	 "64 hex chars keying flow-token HMACs; empty = random per start"},
+	{"sip", "steering", CONF_ENUM, "auto", 0, 0, "auto|on|off",
+	 "UDP datagrams to their Call-ID's worker in the kernel (eBPF); auto = if it loads"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -52,6 +54,8 @@ struct metric edge_m_dropped = {.name = "sip_dropped_total",
 struct metric edge_m_tsx_timeouts = {.name = "sip_transaction_timeouts_total",
 				     .help = "client transactions that timed out"};
 static struct metric m_tx = {.name = "sip_sent_total", .help = "SIP messages sent"};
+static struct metric m_handoffs = {.name = "sip_worker_handoffs_total",
+				   .help = "messages passed on to the worker that owns their Call-ID"};
 static struct metric m_send_errors = {.name = "sip_send_errors_total",
 				      .help = "sends that failed (dead connection, full buffer)"};
 
@@ -225,6 +229,8 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	}
 	learn_host_addrs(e);
 	int err = open_listeners(e, conf_str(c, "sip", "listen"));
+	if (!err)
+		err = edge_steer_start(e, conf_str(c, "sip", "steering"));
 	if (err) {
 		edge_free(e);
 		return err;
@@ -240,6 +246,7 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	metric_register(&edge_m_tsx_timeouts);
 	metric_register(&m_tx);
 	metric_register(&m_send_errors);
+	metric_register(&m_handoffs);
 	net_set_recv(n, edge_recv, sip_frame, e);
 	*ep = e;
 	return 0;
@@ -254,6 +261,7 @@ void edge_free(struct edge *e)
 		edge_msg_pool_free(&e->wk[i]);
 	}
 	edge_mac_free(e);
+	edge_steer_free(e->steer);
 	free(e->wk);
 	free(e);
 }
@@ -539,7 +547,9 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 	if (loop_post(worker_loop(net_worker(e->net, owner)), handoff_run, em)) {
 		metric_inc(&edge_m_dropped);
 		edge_msg_free(em);
+		return;
 	}
+	metric_inc(&m_handoffs);
 }
 
 /* Handles a parsed message on the worker that owns its Call-ID; frees em

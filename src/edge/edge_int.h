@@ -76,7 +76,13 @@ struct edge {
 	/* the host's addresses, for listeners bound to a wildcard; RO after alloc */
 	struct net_addr host_addrs[64];
 	size_t n_host_addrs;
+	struct edge_steer *steer; /* kernel steering by Call-ID (steer.c), or NULL */
 };
+
+/* steer.c: [sip] steering = auto|on|off. Without it (off, one worker, no
+ * eBPF, auto without privileges) workers hand messages to the owner. */
+int edge_steer_start(struct edge *e, const char *mode);
+void edge_steer_free(struct edge_steer *s);
 
 /* One received message: a copy of its bytes and its parse, in one allocation,
  * so that it moves between workers and into a server transaction without

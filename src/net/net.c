@@ -11,8 +11,17 @@
 
 #include "net.h"
 
+#ifdef PINHOLE_HAVE_BPF
+#include <bpf/bpf.h>
+#endif
+
 #define MAX_LISTENERS 16
 #define RX_BATCH 16
+/* UDP send queue per worker: what a loop turn sends leaves in one sendmmsg
+ * per socket at the turn's end (or when the queue fills), which saves a
+ * system call and, above all, a wake-up of the receiver per datagram. */
+#define TX_BATCH 64
+#define TX_ARENA (128u * 1024u)
 
 struct conn;
 
@@ -34,6 +43,14 @@ struct worker {
 		struct cmsghdr align;
 	} ctl[RX_BATCH];
 	char *rxbuf;
+	/* UDP send queue: tx_n datagrams, their bytes in tx_arena */
+	struct mmsghdr tx_msgs[TX_BATCH];
+	struct iovec tx_iov[TX_BATCH];
+	struct net_addr tx_to[TX_BATCH];
+	int tx_fd[TX_BATCH];
+	unsigned tx_n;
+	size_t tx_used;
+	char *tx_arena;
 	/* TCP connections this worker owns; worker-local list */
 	struct conn *conns;
 	struct timer sweep;
@@ -84,12 +101,13 @@ struct net {
 	unsigned n_conns;
 	_Atomic uint64_t next_conn_id;
 	struct {
-		_Atomic int64_t udp_rx, udp_tx, udp_oversize, tcp_accepted, tcp_refused,
-			tcp_idle_closed, tcp_broken, tcp_oversize;
+		_Atomic int64_t udp_rx, udp_tx, udp_tx_errors, udp_oversize, tcp_accepted,
+			tcp_refused, tcp_idle_closed, tcp_broken, tcp_oversize;
 	} st;
 };
 
 static _Thread_local struct worker *current_worker;
+static void udp_flush_hook(void *arg);
 
 struct worker *worker_current(void)
 {
@@ -184,9 +202,12 @@ int net_alloc(struct net **np, const struct net_conf *conf)
 		int err = loop_alloc(&w->loop);
 		if (!err) {
 			w->rxbuf = malloc(RX_BATCH * (n->conf.max_msg + 1));
-			if (!w->rxbuf)
+			w->tx_arena = malloc(TX_ARENA);
+			if (!w->rxbuf || !w->tx_arena)
 				err = ENOMEM;
 		}
+		if (!err)
+			err = loop_on_turn_end(w->loop, udp_flush_hook, w);
 		if (err) {
 			net_free(n);
 			return err;
@@ -200,6 +221,7 @@ int net_alloc(struct net **np, const struct net_conf *conf)
 }
 
 static void conn_close(struct conn *c);
+static void udp_flush(struct worker *w);
 
 void net_free(struct net *n)
 {
@@ -210,11 +232,13 @@ void net_free(struct net *n)
 		struct worker *w = &n->workers[i];
 		while (w->conns)
 			conn_close(w->conns);
+		udp_flush(w); /* queued outside a loop turn, e.g. by a worker init */
 		for (unsigned j = 0; j < n->n_listeners; j++)
 			if (w->fds[j] >= 0)
 				close(w->fds[j]);
 		loop_free(w->loop);
 		free(w->rxbuf);
+		free(w->tx_arena);
 	}
 	for (unsigned j = 0; j < n->n_listeners; j++)
 		if (n->n_workers == 0 && n->listeners[j].first_fd >= 0)
@@ -410,6 +434,63 @@ static void udp_readable(int fd, uint32_t events, void *arg)
 		if (got < RX_BATCH)
 			return;
 	}
+}
+
+/* Sends the queue: one sendmmsg per run of datagrams for the same socket. A
+ * datagram the kernel refuses (no route, a full buffer) is counted and
+ * dropped, as a lost one would be; the rest still go. */
+static void udp_flush(struct worker *w)
+{
+	struct net *n = w->net;
+	unsigned i = 0;
+	while (i < w->tx_n) {
+		unsigned end = i + 1;
+		while (end < w->tx_n && w->tx_fd[end] == w->tx_fd[i])
+			end++;
+		while (i < end) {
+			int r = sendmmsg(w->tx_fd[i], &w->tx_msgs[i], end - i, MSG_DONTWAIT);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				n->st.udp_tx_errors++;
+				i++;
+				continue;
+			}
+			n->st.udp_tx += r;
+			i += (unsigned)r;
+		}
+	}
+	w->tx_n = 0;
+	w->tx_used = 0;
+}
+
+static void udp_flush_hook(void *arg)
+{
+	struct worker *w = arg;
+	if (w->tx_n)
+		udp_flush(w);
+}
+
+/* Queues a datagram on this worker; sent at the end of the loop turn. */
+static int udp_queue(struct worker *w, int fd, const struct net_addr *to, const void *data,
+		     size_t len)
+{
+	if (w->tx_n == TX_BATCH || w->tx_used + len > TX_ARENA)
+		udp_flush(w);
+	if (len > TX_ARENA)
+		return EMSGSIZE;
+	unsigned i = w->tx_n++;
+	char *p = w->tx_arena + w->tx_used;
+	memcpy(p, data, len);
+	w->tx_used += len;
+	w->tx_to[i] = *to;
+	w->tx_fd[i] = fd;
+	w->tx_iov[i] = (struct iovec){p, len};
+	w->tx_msgs[i].msg_hdr = (struct msghdr){.msg_name = &w->tx_to[i].u.sa,
+						.msg_namelen = net_addr_len(to),
+						.msg_iov = &w->tx_iov[i],
+						.msg_iovlen = 1};
+	return 0;
 }
 
 /* ---- TCP ---- */
@@ -659,11 +740,14 @@ int net_send(struct net *n, const struct flow *f, const void *data, size_t len)
 		if (f->listener >= n->n_listeners ||
 		    n->listeners[f->listener].conf.tp != NET_UDP)
 			return EINVAL;
-		struct worker *w = current_worker && current_worker->net == n ? current_worker
-									      : &n->workers[0];
-		int fd = w->fds[f->listener];
-		ssize_t k = sendto(fd, data, len, MSG_DONTWAIT, &f->remote.u.sa,
-				   net_addr_len(&f->remote));
+		if (net_addr_family(&f->remote) != net_addr_family(&n->listeners[f->listener].bound))
+			return EAFNOSUPPORT;
+		struct worker *w = current_worker;
+		if (w && w->net == n)
+			return udp_queue(w, w->fds[f->listener], &f->remote, data, len);
+		/* not a worker of this net (the store's writer thread): at once */
+		ssize_t k = sendto(n->workers[0].fds[f->listener], data, len, MSG_DONTWAIT,
+				   &f->remote.u.sa, net_addr_len(&f->remote));
 		if (k < 0)
 			return errno;
 		n->st.udp_tx++;
@@ -682,6 +766,28 @@ int net_send(struct net *n, const struct flow *f, const void *data, size_t len)
 		err = conn_flush_locked(c);
 	pthread_mutex_unlock(&n->conn_lock);
 	return err;
+}
+
+int net_udp_steer(struct net *n, unsigned listener, int prog_fd, int sockarray_fd)
+{
+	if (listener >= n->n_listeners || n->listeners[listener].conf.tp != NET_UDP)
+		return EINVAL;
+#ifdef PINHOLE_HAVE_BPF
+	for (unsigned i = 0; i < n->n_workers; i++) {
+		uint32_t k = i;
+		uint64_t fd = (uint64_t)n->workers[i].fds[listener];
+		if (bpf_map_update_elem(sockarray_fd, &k, &fd, BPF_ANY))
+			return errno;
+	}
+	/* one socket of the group carries the program for all of them */
+	if (setsockopt(n->workers[0].fds[listener], SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd,
+		       sizeof prog_fd))
+		return errno;
+	return 0;
+#else
+	(void)prog_fd, (void)sockarray_fd;
+	return ENOTSUP;
+#endif
 }
 
 /* ---- workers ---- */
@@ -738,6 +844,7 @@ void net_stats_get(struct net *n, struct net_stats *out)
 {
 	out->udp_rx = n->st.udp_rx;
 	out->udp_tx = n->st.udp_tx;
+	out->udp_tx_errors = n->st.udp_tx_errors;
 	out->udp_oversize = n->st.udp_oversize;
 	out->tcp_accepted = n->st.tcp_accepted;
 	out->tcp_refused = n->st.tcp_refused;

@@ -173,10 +173,18 @@ void *worker_data(struct worker *w);
 /* The worker of the calling thread, or NULL. */
 struct worker *worker_current(void);
 
-/* Sends on a flow from any worker thread. UDP: from this worker's socket of the
- * flow's listener (same address and port). TCP: on the flow's connection;
+/* Sends on a flow from any thread. UDP: from this worker's socket of the
+ * flow's listener (same address and port); on a worker thread the datagram is
+ * queued and leaves at the end of the loop turn with the turn's others (one
+ * sendmmsg), so an error the kernel reports then (no route, full buffer) is
+ * counted in udp_tx_errors, not returned. TCP: on the flow's connection;
  * ENOTCONN if it is gone. */
 int net_send(struct net *n, const struct flow *f, const void *data, size_t len);
+/* Lets an sk_reuseport program choose which worker's socket of a UDP
+ * listener receives each datagram: sockarray_fd (a REUSEPORT_SOCKARRAY) gets
+ * worker i's socket at index i, and the program is attached to the listener's
+ * group. ENOTSUP in builds without eBPF. */
+int net_udp_steer(struct net *n, unsigned listener, int prog_fd, int sockarray_fd);
 /* Builds a UDP flow to dst from the listener idx. */
 void net_flow_udp(const struct net *n, unsigned listener, const struct net_addr *dst,
 		  struct flow *out);
@@ -184,8 +192,8 @@ void net_flow_udp(const struct net *n, unsigned listener, const struct net_addr 
 bool net_conn_alive(struct net *n, uint64_t conn_id);
 
 struct net_stats {
-	int64_t udp_rx, udp_tx, udp_oversize, tcp_accepted, tcp_open, tcp_refused,
-		tcp_idle_closed, tcp_broken, tcp_oversize;
+	int64_t udp_rx, udp_tx, udp_tx_errors, udp_oversize, tcp_accepted, tcp_open,
+		tcp_refused, tcp_idle_closed, tcp_broken, tcp_oversize;
 };
 void net_stats_get(struct net *n, struct net_stats *out);
 

@@ -31,6 +31,9 @@ start_server() {
 	lab_start_bg srv "$LAB_TMP/pinhole-$1.log" "$PINHOLE" serve --config "$conf"
 	SERVER_PID=$LAB_LAST_PID
 	lab_wait_udp srv "$LAB_SRV_IP:5060" 5 || lab_fail "pinhole did not start: $(tail -n 5 "$LAB_TMP/pinhole-$1.log")"
+	# the SIP socket is bound before the workers and the control endpoint run
+	lab_wait_line "$LAB_TMP/pinhole-$1.log" 'running with' 10 ||
+		lab_fail "pinhole did not come up: $(tail -n 5 "$LAB_TMP/pinhole-$1.log")"
 }
 
 { echo SEQUENTIAL; for i in $(seq 1 "$USERS"); do echo "user$i;"; done; } >"$LAB_TMP/users.csv"

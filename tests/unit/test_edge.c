@@ -10,7 +10,12 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "edge/edge.h"
@@ -253,13 +258,107 @@ static void test_token_mac(void **state)
 	assert_true(flow_eq(&in, &out));
 }
 
+/* ---- steering: each UDP datagram to its Call-ID's worker, in the kernel ---- */
+
+#define STEER_MSGS 64
+
+static _Atomic int steer_seen;
+
+static void steer_count(const struct edge_rx *rx, void *arg)
+{
+	(void)rx, (void)arg;
+	atomic_fetch_add(&steer_seen, 1);
+}
+
+static int64_t handoffs(void)
+{
+	struct metric *m = metric_find("sip_worker_handoffs_total", NULL);
+	return m ? metric_get(m) : -1;
+}
+
+/* Sends STEER_MSGS requests, each from its own socket (so the kernel's own
+ * choice spreads them over both workers), in the header forms a Call-ID may
+ * take, plus one whose Call-ID is past the scanned head and a CRLF ping.
+ * Returns the hand-offs they caused; steered/left from the kernel. */
+static int64_t steer_run(const char *mode, int64_t *steered, int64_t *left)
+{
+	char cfg[256], err[256];
+	snprintf(cfg, sizeof cfg, "[sip]\nlisten = udp:127.0.0.1:0\nsteering = %s\n", mode);
+	struct conf *c;
+	assert_int_equal(conf_alloc(&c, tables), 0);
+	assert_int_equal(conf_load_string(c, "test", cfg, err, sizeof err), 0);
+	struct net_conf nc = {.workers = 2, .max_msg = 8192, .tcp_max_conns = 4};
+	struct net *n;
+	struct edge *e;
+	assert_int_equal(net_alloc(&n, &nc), 0);
+	assert_int_equal(edge_alloc(&e, n, c), 0);
+	edge_set_handlers(e, steer_count, NULL, NULL);
+	assert_int_equal(net_start(n), 0);
+	struct sockaddr_in to = {.sin_family = AF_INET,
+				 .sin_port = htons(net_addr_port(net_listener_addr(n, 0))),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	static const char *const forms[] = {"Call-ID: ", "i: ", "call-id  :  ", "CALL-ID:\t"};
+	int64_t h0 = handoffs();
+	atomic_store(&steer_seen, 0);
+	char msg[4096], pad[2100];
+	memset(pad, 'x', sizeof pad - 1);
+	pad[sizeof pad - 1] = '\0';
+	for (int i = 0; i <= STEER_MSGS; i++) {
+		/* the last one carries its Call-ID past the first 2,047 bytes */
+		bool late = i == STEER_MSGS;
+		int l = snprintf(msg, sizeof msg,
+				 "OPTIONS sip:steer@127.0.0.1 SIP/2.0\r\n"
+				 "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKsteer%d\r\n"
+				 "Max-Forwards: 70\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:steer@b>\r\n"
+				 "%s%s%s"
+				 "%sq%d-%d@steer.test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+				 i, late ? "Subject: " : "", late ? pad : "", late ? "\r\n" : "",
+				 forms[i % 4], i, (int)getpid());
+		int fd = socket(AF_INET, SOCK_DGRAM, 0);
+		assert_true(fd >= 0);
+		assert_int_equal(sendto(fd, msg, (size_t)l, 0, (struct sockaddr *)&to, sizeof to), l);
+		close(fd);
+	}
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_int_equal(sendto(fd, "\r\n\r\n", 4, 0, (struct sockaddr *)&to, sizeof to), 4);
+	close(fd);
+	for (int i = 0; i < 500 && atomic_load(&steer_seen) < STEER_MSGS + 1; i++)
+		usleep(10 * 1000);
+	assert_int_equal(atomic_load(&steer_seen), STEER_MSGS + 1);
+	edge_steer_counts(e, steered, left);
+	int64_t h = handoffs() - h0;
+	net_stop(n);
+	edge_free(e);
+	net_free(n);
+	conf_free(c);
+	return h;
+}
+
+static void test_steering(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* loading the program needs CAP_BPF */
+	int64_t steered, left;
+	/* without it the kernel spreads by source, and user space hands on */
+	int64_t h = steer_run("off", &steered, &left);
+	assert_true(h > 0);
+	assert_int_equal(steered, 0);
+	/* with it every message with a Call-ID in its head lands on the owner:
+	 * the program's hash is user space's (edge_worker_of_callid) */
+	h = steer_run("on", &steered, &left);
+	assert_int_equal(steered, STEER_MSGS);
+	assert_int_equal(left, 2); /* the late Call-ID and the CRLF ping */
+	assert_true(h <= 1);	   /* only the late one may need a hand-off */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_token_v4_udp),   cmocka_unit_test(test_token_v6_tcp),
 	    cmocka_unit_test(test_token_tampered), cmocka_unit_test(test_is_local),
 	    cmocka_unit_test(test_behind_nat),	   cmocka_unit_test(test_aor),
-	    cmocka_unit_test(test_token_mac),
+	    cmocka_unit_test(test_token_mac),	   cmocka_unit_test(test_steering),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
