@@ -35,6 +35,7 @@
 #   BENCH_SQLITE_SYNC   pinhole [store] sync for the SQLite run (full)
 #   BENCH_STORES        pinhole stores in the REGISTER ramp ("mem sqlite")
 #   BENCH_PINHOLE_WORKERS  pinhole [sip] workers (2, as Kamailio's 2 children)
+#   BENCH_PINHOLE_ARGS  more pinhole serve arguments, e.g. "--set sip.steering=off"
 #   BENCH_MIN_FREE_MB   a ramp stops when the machine has less memory left (4000)
 #   BENCH_ADDR          server address         (127.0.0.1; loopback only)
 #   BENCH_PORT          server UDP port        (15060); the UAS uses +10,
@@ -229,13 +230,13 @@ start_server() {
 	case $name in
 	pinhole-mem)
 		pinhole_conf "" normal >"$dir/pinhole.conf"
-		"$PINHOLE" serve --config "$dir/pinhole.conf" >"$dir/server.log" 2>&1 &
+		"$PINHOLE" serve --config "$dir/pinhole.conf" ${BENCH_PINHOLE_ARGS:-} >"$dir/server.log" 2>&1 &
 		SERVER_PID=$!
 		;;
 	pinhole-sqlite)
 		rm -f "$dir/bindings.db"*
 		pinhole_conf "$dir/bindings.db" "$SQLITE_SYNC" >"$dir/pinhole.conf"
-		"$PINHOLE" serve --config "$dir/pinhole.conf" >"$dir/server.log" 2>&1 &
+		"$PINHOLE" serve --config "$dir/pinhole.conf" ${BENCH_PINHOLE_ARGS:-} >"$dir/server.log" 2>&1 &
 		SERVER_PID=$!
 		;;
 	kamailio)

@@ -28,7 +28,9 @@ const struct conf_key edge_conf_keys[] = {
 	{"sip", "flow_key", CONF_STR, "", 0, 0, NULL,
 	 "64 hex chars keying flow-token HMACs; empty = random per start"},
 	{"sip", "steering", CONF_ENUM, "auto", 0, 0, "auto|on|off",
-	 "UDP datagrams to their Call-ID's worker in the kernel (eBPF); auto = if it loads"},
+	 "give each UDP datagram to its Call-ID's worker in the kernel (eBPF sk_reuseport "
+	 "program; needs CAP_BPF): auto = when it loads, else workers hand messages on; on = "
+	 "fail to start without it"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 

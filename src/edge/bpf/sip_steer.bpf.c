@@ -167,6 +167,11 @@ int sip_steer(struct sk_reuseport_md *ctx)
 	n = n1 + 1;
 	if (bpf_skb_load_bytes(ctx, UDP_HDR, h->b, n))
 		goto left;
+	/* A REGISTER is handled by whichever worker receives it (the registrar
+	 * orders REGISTERs under the store's lock; edge_handled_where_received):
+	 * steering it would only cost the search. */
+	if (*(__u64 *)h->b == 0x5245545349474552ULL && h->b[8] == ' ') /* "REGISTER" */
+		goto left;
 	struct scan s = {.h = h, .n = n};
 	/* at most one step per 8 bytes and one per line */
 	bpf_loop(SIP_STEER_SCAN / 4, step, &s, 0);
