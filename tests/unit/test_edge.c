@@ -281,10 +281,11 @@ static int64_t handoffs(void)
  * take, plus one whose Call-ID is past the scanned head, a REGISTER (handled
  * where it lands, as serve sets it up) and a CRLF ping.
  * Returns the hand-offs they caused; steered/left from the kernel. */
-static int64_t steer_run(const char *mode, int64_t *steered, int64_t *left)
+static int64_t steer_run(const char *mode, bool v6, int64_t *steered, int64_t *left)
 {
 	char cfg[256], err[256];
-	snprintf(cfg, sizeof cfg, "[sip]\nlisten = udp:127.0.0.1:0\nsteering = %s\n", mode);
+	snprintf(cfg, sizeof cfg, "[sip]\nlisten = udp:%s:0\nsteering = %s\n",
+		 v6 ? "[::1]" : "127.0.0.1", mode);
 	struct conf *c;
 	assert_int_equal(conf_alloc(&c, tables), 0);
 	assert_int_equal(conf_load_string(c, "test", cfg, err, sizeof err), 0);
@@ -296,9 +297,8 @@ static int64_t steer_run(const char *mode, int64_t *steered, int64_t *left)
 	edge_set_handlers(e, steer_count, NULL, NULL);
 	edge_set_register_local(e, true);
 	assert_int_equal(net_start(n), 0);
-	struct sockaddr_in to = {.sin_family = AF_INET,
-				 .sin_port = htons(net_addr_port(net_listener_addr(n, 0))),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	const struct net_addr *to = net_listener_addr(n, 0);
+	int fam = v6 ? AF_INET6 : AF_INET;
 	static const char *const forms[] = {"Call-ID: ", "i: ", "call-id  :  ", "CALL-ID:\t"};
 	int64_t h0 = handoffs();
 	atomic_store(&steer_seen, 0);
@@ -316,9 +316,9 @@ static int64_t steer_run(const char *mode, int64_t *steered, int64_t *left)
 				 "%sq%d-%d@steer.test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
 				 i, late ? "Subject: " : "", late ? pad : "", late ? "\r\n" : "",
 				 forms[i % 4], i, (int)getpid());
-		int fd = socket(AF_INET, SOCK_DGRAM, 0);
+		int fd = socket(fam, SOCK_DGRAM, 0);
 		assert_true(fd >= 0);
-		assert_int_equal(sendto(fd, msg, (size_t)l, 0, (struct sockaddr *)&to, sizeof to), l);
+		assert_int_equal(sendto(fd, msg, (size_t)l, 0, &to->u.sa, net_addr_len(to)), l);
 		close(fd);
 	}
 	int l = snprintf(msg, sizeof msg,
@@ -328,9 +328,9 @@ static int64_t steer_run(const char *mode, int64_t *steered, int64_t *left)
 			 "To: <sip:a@steer.test>\r\nCall-ID: reg-%d@steer.test\r\n"
 			 "CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
 			 (int)getpid());
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	assert_int_equal(sendto(fd, msg, (size_t)l, 0, (struct sockaddr *)&to, sizeof to), l);
-	assert_int_equal(sendto(fd, "\r\n\r\n", 4, 0, (struct sockaddr *)&to, sizeof to), 4);
+	int fd = socket(fam, SOCK_DGRAM, 0);
+	assert_int_equal(sendto(fd, msg, (size_t)l, 0, &to->u.sa, net_addr_len(to)), l);
+	assert_int_equal(sendto(fd, "\r\n\r\n", 4, 0, &to->u.sa, net_addr_len(to)), 4);
 	close(fd);
 	for (int i = 0; i < 500 && atomic_load(&steer_seen) < STEER_MSGS + 2; i++)
 		usleep(10 * 1000);
@@ -351,15 +351,27 @@ static void test_steering(void **state)
 		skip(); /* loading the program needs CAP_BPF */
 	int64_t steered, left;
 	/* without it the kernel spreads by source, and user space hands on */
-	int64_t h = steer_run("off", &steered, &left);
+	int64_t h = steer_run("off", false, &steered, &left);
 	assert_true(h > 0);
 	assert_int_equal(steered, 0);
 	/* with it every message with a Call-ID in its head lands on the owner:
 	 * the program's hash is user space's (edge_worker_of_callid) */
-	h = steer_run("on", &steered, &left);
-	assert_int_equal(steered, STEER_MSGS);
-	assert_int_equal(left, 3); /* the late Call-ID, the REGISTER, the CRLF ping */
-	assert_true(h <= 1);	   /* only the late one may need a hand-off */
+	for (int v6 = 0; v6 <= 1; v6++) {
+		if (v6) {
+			/* the same program reads IPv6 datagrams: skip where ::1 is off */
+			int fd = socket(AF_INET6, SOCK_DGRAM, 0);
+			struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+			bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+			if (fd >= 0)
+				close(fd);
+			if (!ok)
+				break;
+		}
+		h = steer_run("on", v6, &steered, &left);
+		assert_int_equal(steered, STEER_MSGS);
+		assert_int_equal(left, 3); /* the late Call-ID, the REGISTER, the CRLF ping */
+		assert_true(h <= 1);	   /* only the late one may need a hand-off */
+	}
 }
 
 int main(void)
