@@ -59,7 +59,8 @@ static struct metric m_tx = {.name = "sip_sent_total", .help = "SIP messages sen
 static struct metric m_handoffs = {.name = "sip_worker_handoffs_total",
 				   .help = "messages passed on to the worker that owns their Call-ID"};
 static struct metric m_send_errors = {.name = "sip_send_errors_total",
-				      .help = "sends that failed (dead connection, full buffer)"};
+				      .help = "sends refused at once (dead TCP connection, full queue); "
+					      "UDP refused later: net_udp_send_errors_total"};
 
 struct edge_wk *edge_wk_of(struct edge *e, struct worker *w)
 {
