@@ -40,6 +40,8 @@
 #             kernel forwarded at least 80 % of them
 #             (relay_fastpath_packets_total), counted exactly once; with it
 #             off, none. ctest runs the test with `on` and with `off`.
+#             With the fast path, [sip] steering is on too: sip_steered_total
+#             grew (the calls' datagrams reached their Call-ID's worker).
 #   never     s2 calls s1 through server 2 (media never): the SDPs keep the
 #             phones' private addresses, and at least one direction loses
 #             (nearly) all packets. This is what the relay is for, and what
@@ -311,6 +313,15 @@ lab_log "bleed: attacker $(grep '^summary' "$alog"); relay_dropped_total{reason=
 [ "$asent" -gt 1000 ] || lab_fail "bleed: the attacker sent only $asent packets"
 [ "$arecv" -eq 0 ] || lab_fail "bleed: the attacker received $arecv datagrams: $(grep '^from' "$alog")"
 [ "$src1" -gt "$src0" ] || lab_fail "bleed: relay_dropped_total{reason=source} did not grow ($src0 -> $src1)"
+
+# with eBPF (the fast path loaded), [sip] steering = auto is on as well: the
+# calls' datagrams, through both NATs, went to their Call-ID's worker
+if [ "$FAST" = 1 ]; then
+	steered=$(counter "$CTL1" sip_steered_total)
+	lab_log "steering: the kernel gave $steered datagrams to their Call-ID's worker;" \
+		"$(counter "$CTL1" sip_worker_handoffs_total) were handed on in user space"
+	[ "$steered" -gt 0 ] || lab_fail "steering: eBPF works here, yet sip_steered_total is 0"
+fi
 
 call never s1 s2 "$SRV2" "$CTL2"
 for side in callee caller; do
