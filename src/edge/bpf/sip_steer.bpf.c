@@ -12,7 +12,7 @@
  * FNV-1a 64 of the value, modulo the worker count).
  *
  * It only chooses a socket. A datagram without a Call-ID it can find (STUN,
- * CRLF keepalives, a Call-ID past the first SIP_STEER_SCAN bytes, folded or
+ * CRLF keepalives, a Call-ID past the first SIP_STEER_SCAN - 1 bytes, folded or
  * odd header forms) is left to the kernel's default choice, and user space
  * hands it on as before: steering saves work, it never decides correctness.
  */
