@@ -76,13 +76,10 @@ int edge_steer_start(struct edge *e, const char *mode)
 	if (!err)
 		err = steer_open(e, &e->steer);
 	if (!err) {
-		struct bpf_prog_info info = {0};
-		uint32_t il = sizeof info;
-		bpf_obj_get_info_by_fd(bpf_program__fd(e->steer->skel[0]->progs.sip_steer), &info,
-				       &il);
 		LOG_I("edge", "steering: UDP datagrams go to their Call-ID's worker in the kernel "
 			      "(sk_reuseport on %u listener%s, bpf prog id %u)",
-		      e->steer->n, e->steer->n == 1 ? "" : "s", info.id);
+		      e->steer->n, e->steer->n == 1 ? "" : "s",
+		      net_bpf_prog_id(bpf_program__fd(e->steer->skel[0]->progs.sip_steer)));
 		return 0;
 	}
 	if (strcmp(mode, "on") == 0) {
@@ -98,21 +95,13 @@ void edge_steer_counts(const struct edge *e, int64_t *steered, int64_t *left)
 {
 	*steered = *left = 0;
 	struct edge_steer *s = e->steer;
-	int ncpu = libbpf_num_possible_cpus();
-	if (!s || ncpu <= 0)
-		return;
-	uint64_t *v = calloc((size_t)ncpu, sizeof *v);
-	if (!v)
-		return;
 	int64_t *outs[SIP_STEER_NCOUNT] = {steered, left};
-	for (unsigned l = 0; l < s->n; l++)
+	for (unsigned l = 0; s && l < s->n; l++)
 		for (uint32_t i = 0; i < SIP_STEER_NCOUNT; i++) {
-			if (bpf_map_lookup_elem(bpf_map__fd(s->skel[l]->maps.counts), &i, v))
-				continue;
-			for (int c = 0; c < ncpu; c++)
-				*outs[i] += (int64_t)v[c];
+			uint64_t sum;
+			if (!net_bpf_percpu_sum(bpf_map__fd(s->skel[l]->maps.counts), i, &sum))
+				*outs[i] += (int64_t)sum;
 		}
-	free(v);
 }
 
 #else /* !PINHOLE_HAVE_BPF */

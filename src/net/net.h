@@ -225,6 +225,10 @@ void net_tc_detach(struct net_tc *t);
 /* Attaches to the interface holding IPv4 address a (network order; 127/8:
  * loopback), or for 0 (the wildcard) to every interface with an IPv4 address. */
 int net_tc_attach_ip4(struct net_tc *t, int prog_fd, uint32_t a);
+/* A loaded program's id (what bpftool and bpf_stats name it by), or 0. */
+uint32_t net_bpf_prog_id(int prog_fd);
+/* The sum over CPUs of a per-CPU array's u64 at key; errno on failure. */
+int net_bpf_percpu_sum(int map_fd, uint32_t key, uint64_t *sum);
 /* This host's IPv4 addresses (network order) and their interfaces: a snapshot
  * for lookups on paths that should not ask the kernel each time. */
 #define NET_IP4_IFS_MAX 64

@@ -1,8 +1,10 @@
-/* net: attaching eBPF programs at tc ingress (the relay's and the STUN server's fast paths). */
+/* net: attaching eBPF programs at tc ingress (the relay's and the STUN server's fast paths),
+ * and what every program's owner reads back (its id, per-CPU counters). */
 #include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -108,6 +110,31 @@ void net_tc_detach(struct net_tc *t)
 	t->n = 0;
 }
 
+uint32_t net_bpf_prog_id(int prog_fd)
+{
+	struct bpf_prog_info info = {0};
+	uint32_t il = sizeof info;
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &il))
+		return 0;
+	return info.id;
+}
+
+int net_bpf_percpu_sum(int map_fd, uint32_t key, uint64_t *sum)
+{
+	*sum = 0;
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		return -ncpu;
+	uint64_t *v = calloc((size_t)ncpu, sizeof *v);
+	if (!v)
+		return ENOMEM;
+	int err = bpf_map_lookup_elem(map_fd, &key, v) ? errno : 0;
+	for (int c = 0; !err && c < ncpu; c++)
+		*sum += v[c];
+	free(v);
+	return err;
+}
+
 #else
 
 int net_tc_attach(struct net_tc *t, int prog_fd, int ifindex)
@@ -119,6 +146,19 @@ int net_tc_attach(struct net_tc *t, int prog_fd, int ifindex)
 void net_tc_detach(struct net_tc *t)
 {
 	t->n = 0;
+}
+
+uint32_t net_bpf_prog_id(int prog_fd)
+{
+	(void)prog_fd;
+	return 0;
+}
+
+int net_bpf_percpu_sum(int map_fd, uint32_t key, uint64_t *sum)
+{
+	(void)map_fd, (void)key;
+	*sum = 0;
+	return ENOTSUP;
 }
 
 #endif

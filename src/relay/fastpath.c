@@ -91,12 +91,10 @@ int relay_fast_start(struct relay *r, const char *mode)
 		return 0;
 	int err = fast_open(r, &r->fast);
 	if (!err) {
-		struct bpf_prog_info info = {0};
-		uint32_t il = sizeof info;
-		bpf_obj_get_info_by_fd(bpf_program__fd(r->fast->skel->progs.relay_fast), &info, &il);
 		LOG_I("relay", "fast path: latched IPv4 RTP forwarded in the kernel (tc ingress on %u "
 			       "interface%s, bpf prog id %u)",
-		      r->fast->tc.n, r->fast->tc.n == 1 ? "" : "s", info.id);
+		      r->fast->tc.n, r->fast->tc.n == 1 ? "" : "s",
+		      net_bpf_prog_id(bpf_program__fd(r->fast->skel->progs.relay_fast)));
 		return 0;
 	}
 	if (strcmp(mode, "on") == 0) {

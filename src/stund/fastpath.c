@@ -107,12 +107,10 @@ int stund_fast_start(struct stund_fast **out, const char *mode, const struct stu
 			goto unavailable; /* the kernel's answers carry no SOFTWARE */
 	err = fast_open(out, views, nslots, nlisten, rate, burst);
 	if (!err) {
-		struct bpf_prog_info info = {0};
-		uint32_t il = sizeof info;
-		bpf_obj_get_info_by_fd(bpf_program__fd((*out)->skel->progs.stun_fast), &info, &il);
 		LOG_I("stun", "fast path: plain IPv4 Binding requests answered in the kernel (tc "
 			      "ingress on %u interface%s, bpf prog id %u)",
-		      (*out)->tc.n, (*out)->tc.n == 1 ? "" : "s", info.id);
+		      (*out)->tc.n, (*out)->tc.n == 1 ? "" : "s",
+		      net_bpf_prog_id(bpf_program__fd((*out)->skel->progs.stun_fast)));
 		return 0;
 	}
 unavailable:
@@ -131,25 +129,16 @@ void stund_fast_pull(struct stund_fast *f, int64_t *requests, int64_t *responses
 	*requests = *responses = *limited = 0;
 	if (!f)
 		return;
-	int ncpu = libbpf_num_possible_cpus();
-	if (ncpu <= 0)
-		return;
-	uint64_t *v = calloc((size_t)ncpu, sizeof *v);
-	if (!v)
-		return;
 	int64_t *outs[STUN_FAST_NCOUNT] = {requests, responses, limited};
 	pthread_mutex_lock(&f->lock);
 	for (uint32_t i = 0; i < STUN_FAST_NCOUNT; i++) {
-		if (bpf_map_lookup_elem(bpf_map__fd(f->skel->maps.counts), &i, v))
+		uint64_t sum;
+		if (net_bpf_percpu_sum(bpf_map__fd(f->skel->maps.counts), i, &sum))
 			continue;
-		uint64_t sum = 0;
-		for (int c = 0; c < ncpu; c++)
-			sum += v[c];
 		*outs[i] = (int64_t)(sum - f->seen[i]);
 		f->seen[i] = sum;
 	}
 	pthread_mutex_unlock(&f->lock);
-	free(v);
 }
 
 #else /* !PINHOLE_HAVE_BPF */
