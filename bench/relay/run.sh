@@ -183,6 +183,8 @@ run() {
 }
 # get LINE KEY
 get() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
+# median_col K: the median of column K of the lines on stdin
+median_col() { awk -v k="$1" 'NF { print $k }' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "# relay bench $(date -u +%FT%TZ) on $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# pinhole $PINHOLE; $("$RTPENGINE" --version 2>&1 | head -n 1); $THREADS worker threads each; logs in $OUT"
@@ -278,9 +280,7 @@ if [ "$MODE" = latency ] || [ "$MODE" = all ]; then
 					"$(get "$l" lat_p50_us)" "$(get "$l" base_p50_us)" \
 					"$(get "$l" lat_p99_us)" "$(get "$l" base_p99_us)" "$a50" "$a99"
 			done
-			# medians of the runs' added p50 and p99
-			m50=$(awk 'NF { print $1 }' <<<"$adds" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-			m99=$(awk 'NF { print $2 }' <<<"$adds" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+			m50=$(median_col 1 <<<"$adds") m99=$(median_col 2 <<<"$adds")
 			max99=$(awk 'NF { print $2 }' <<<"$adds" | sort -n | tail -n 1)
 			echo "$n calls, $r: added latency over direct, median of $LAT_RUNS runs: p50 $m50 us, p99 $m99 us (worst run p99 $max99 us)"
 		done
