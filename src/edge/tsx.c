@@ -14,7 +14,7 @@ enum ct_state { CT_CALLING, CT_PROCEEDING, CT_COMPLETED, CT_DONE };
 
 /* What a worker's server table holds: a transaction (struct stsx), or the
  * compact record (struct st_done) that a completed non-INVITE transaction
- * over UDP leaves for Timer J. */
+ * over UDP leaves for Timer J, or an accepted INVITE for Timer L. */
 struct st_node {
 	struct st_node *hnext;
 	uint64_t hash;
@@ -50,13 +50,19 @@ struct stsx {
  * its final response, so it keeps only its key, where to send and the bytes,
  * in one block of about 100 bytes plus the response. A struct stsx is some
  * 600 bytes plus the response's buffer, and at 20,000 requests/s a worker
- * holds 640,000 of them for Timer J's 32 s. Owned by the worker's table. */
+ * holds 640,000 of them for Timer J's 32 s. Owned by the worker's table.
+ *
+ * An INVITE answered 2xx (RFC 6026 7.1, Accepted) leaves one too, with no
+ * response: until Timer L it only absorbs retransmissions of the INVITE and
+ * lets an ACK that reuses its branch through to the proxy. Every call holds
+ * one for 32 s; the proxy forwards later 2xx of other branches statelessly. */
 struct st_done {
 	struct st_node node; /* first */
 	struct edge_wk *wk;
 	struct st_slab *slab; /* NULL: its own heap block */
 	struct timer t_end;   /* Timer J */
 	uint16_t listener;
+	bool accepted; /* an INVITE's Accepted state: nothing to resend */
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
@@ -205,13 +211,6 @@ static struct st_node *st_find(struct edge_wk *wk, const struct tkey *k)
 		if (n->hash == h && n->key_len == k->len && memcmp(n->key, k->p, k->len) == 0)
 			return n;
 	return NULL;
-}
-
-/* A live transaction with this key (not a completed record), or NULL. */
-static struct stsx *st_find_live(struct edge_wk *wk, const struct tkey *k)
-{
-	struct st_node *n = st_find(wk, k);
-	return n && !n->done ? (struct stsx *)n : NULL;
 }
 
 /* Doubles the table; a failed grow only makes chains longer. */
@@ -437,8 +436,9 @@ static void st_end_timer(void *arg)
 }
 
 /* Replaces a completed non-INVITE UDP transaction by its st_done record for
- * the rest of Timer J. Runs from a timer, never inside a caller that still
- * holds st; the owner learns of the end (on_end) as if Timer J had fired. */
+ * the rest of Timer J, or an accepted INVITE by one for the rest of Timer L.
+ * Runs from a timer, never inside a caller that still holds st; the owner
+ * learns of the end (on_end) as if the timer had fired. */
 static void st_compact_timer(void *arg)
 {
 	struct stsx *st = arg;
@@ -447,7 +447,8 @@ static void st_compact_timer(void *arg)
 	uint64_t now = loop_now_ms(worker_loop(wk->w));
 	uint64_t left = now - st->final_ms < j ? j - (now - st->final_ms) : 0;
 	size_t klen = st->node.key_len;
-	struct st_done *d = left ? st_done_alloc(wk, sizeof *d + klen + st->resp.len) : NULL;
+	size_t rlen = st->state == ST_ACCEPTED ? 0 : st->resp.len;
+	struct st_done *d = left ? st_done_alloc(wk, sizeof *d + klen + rlen) : NULL;
 	if (!d) {
 		/* keep the transaction itself to the end (or end it now) */
 		timer_start(worker_loop(wk->w), &st->t_end, left, st_end_timer, st);
@@ -457,15 +458,16 @@ static void st_compact_timer(void *arg)
 	memset(d, 0, sizeof *d);
 	d->slab = slab;
 	memcpy(d->data, st->key, klen);
-	memcpy(d->data + klen, st->resp.data, st->resp.len);
+	memcpy(d->data + klen, st->resp.data, rlen);
 	d->node.hash = st->node.hash;
 	d->node.key = d->data;
 	d->node.key_len = (uint32_t)klen;
 	d->node.done = true;
 	d->wk = wk;
 	d->listener = st->flow.listener;
+	d->accepted = st->state == ST_ACCEPTED;
 	memcpy(&d->remote, &st->flow.remote.u, sizeof d->remote);
-	d->resp_len = (uint32_t)st->resp.len;
+	d->resp_len = d->accepted ? 0 : (uint32_t)st->resp.len;
 	timer_init(&d->t_end);
 	st_free(st); /* unlinks it: the record takes its place */
 	st_link(wk, &d->node);
@@ -522,10 +524,12 @@ int stsx_send_response(struct stsx *st, uint16_t status, const char *p, size_t l
 	st->via1 = NULL;
 	st->via1_len = 0;
 	if (st->invite && status < 300) {
-		/* RFC 6026 7.1: Accepted, absorbing INVITE retransmissions for 64*T1 */
+		/* RFC 6026 7.1: Accepted, absorbing INVITE retransmissions for 64*T1
+		 * (Timer L), as a compact record from the next turn on */
 		st->state = ST_ACCEPTED;
 		buf_free(&st->resp); /* a provisional; nothing is resent from here on */
-		timer_start(wk_loop(st->wk), &st->t_end, 64u * e->t1, st_end_timer, st);
+		st->final_ms = loop_now_ms(wk_loop(st->wk));
+		timer_start(wk_loop(st->wk), &st->t_end, 0, st_compact_timer, st);
 	} else if (st->invite) {
 		st->state = ST_COMPLETED;
 		if (!reliable) {
@@ -598,11 +602,17 @@ static void handle_cancel(struct edge_wk *wk, struct edge_rx *rx)
 	/* RFC 3261 9.2: the CANCEL is answered by its own transaction; the INVITE
 	 * it names is found by the same branch */
 	struct tkey ikey;
-	struct stsx *inv = NULL;
+	struct st_node *found = NULL;
 	if (st_key(&ikey, rx->msg, SIP_INVITE, SLICE_LIT("INVITE")) == 0) {
-		inv = st_find_live(wk, &ikey);
+		found = st_find(wk, &ikey);
 		tk_free(&ikey);
 	}
+	if (found && found->done) {
+		/* an INVITE answered 2xx already (Accepted): matched, nothing to stop */
+		edge_reply_stateless(rx, 200, "OK", NULL);
+		return;
+	}
+	struct stsx *inv = (struct stsx *)found;
 	if (!inv) {
 		edge_reply_stateless(rx, 481, "Call/Transaction Does Not Exist", NULL);
 		return;
@@ -627,11 +637,21 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 		return false;
 	struct st_node *found = st_find(wk, &key);
 	if (found && found->done) {
-		/* a completed non-INVITE: its request again */
+		struct st_done *d = (struct st_done *)found;
 		tk_free(&key);
+		if (d->accepted && m->method == SIP_ACK) {
+			/* an ACK reusing the 2xx'd INVITE's branch: end-to-end, forwarded */
+			rx->st = NULL;
+			if (e->on_request)
+				e->on_request(rx, e->handler_arg);
+			return false;
+		}
 		if (m->method != SIP_ACK) {
+			/* a completed non-INVITE's request again, or an accepted
+			 * INVITE's: the one is answered, the other absorbed */
 			metric_inc(&edge_m_retransmissions);
-			st_done_resend((struct st_done *)found);
+			if (!d->accepted)
+				st_done_resend(d);
 		}
 		return false;
 	}

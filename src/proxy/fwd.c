@@ -123,6 +123,52 @@ static int strip_via(const struct sip_msg *m, const struct buf *body, struct buf
 	return err;
 }
 
+/* Parses the Via value after the top one (the previous hop), if any. */
+static bool second_via(const struct sip_msg *m, struct sip_via *out)
+{
+	bool seen_first = false;
+	for (size_t i = m->via1_hdr; i < m->n_hdrs; i++) {
+		if (m->hdrs[i].id != SIP_HDR_VIA)
+			continue;
+		size_t pos = 0;
+		struct slice v;
+		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
+			if (!seen_first) {
+				seen_first = true;
+				continue;
+			}
+			return sip_via_parse(v, out) == 0;
+		}
+	}
+	return false;
+}
+
+/* Where a response goes without a server transaction (16.11 / 18.2.2): only
+ * one to what we sent, along the next Via or the flow in our Via's token. */
+static bool upstream_flow(struct proxy *p, const struct sip_msg *m, struct flow *f)
+{
+	if (!edge_is_local(p->edge, m->via1.host, m->via1.port))
+		return false;
+	struct sip_param ft;
+	if (sip_param_find(m->via1.params, "ft", &ft) && ft.has_value)
+		return edge_flow_token_decode(p->edge, ft.value, f) == 0;
+	struct sip_via v;
+	if (!second_via(m, &v))
+		return false;
+	struct slice host = v.received.l ? v.received : v.host;
+	uint32_t port = v.port ? v.port : 5060;
+	if (v.rport_value.l)
+		slice_to_u32(v.rport_value, 65535, &port);
+	struct net_addr dst;
+	if (net_addr_from_host(host, (uint16_t)port, &dst))
+		return false;
+	int li = net_listener_find(edge_net(p->edge), NET_UDP, net_addr_family(&dst));
+	if (li < 0)
+		return false;
+	net_flow_udp(edge_net(p->edge), (unsigned)li, &dst, f);
+	return true;
+}
+
 static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status, void *arg)
 {
 	(void)ct;
@@ -169,9 +215,14 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 	b->done = true;
 	pc->pending--;
 	if (status < 300) {
-		/* 16.7 step 5: every 2xx goes up at once; the rest is cancelled */
+		/* 16.7 step 5: every 2xx goes up at once; the rest is cancelled.
+		 * After the first, the server transaction is Accepted, a record
+		 * that no longer sends: later ones go up statelessly (RFC 6026). */
+		struct flow up;
 		if (pc->st)
 			stsx_send_response(pc->st, status, out.data, out.len);
+		else if (rx && upstream_flow(pc->p, rx->msg, &up))
+			edge_send(pc->p->edge, &up, out.data, out.len);
 		pc->final_sent = true;
 		cancel_pending(pc);
 	} else if (!pc->final_sent) {
@@ -253,53 +304,12 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	}
 }
 
-/* Parses the Via value after the top one (the previous hop), if any. */
-static bool second_via(const struct sip_msg *m, struct sip_via *out)
-{
-	bool seen_first = false;
-	for (size_t i = m->via1_hdr; i < m->n_hdrs; i++) {
-		if (m->hdrs[i].id != SIP_HDR_VIA)
-			continue;
-		size_t pos = 0;
-		struct slice v;
-		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
-			if (!seen_first) {
-				seen_first = true;
-				continue;
-			}
-			return sip_via_parse(v, out) == 0;
-		}
-	}
-	return false;
-}
-
 void proxy_response_stateless(struct proxy *p, const struct edge_rx *rx)
 {
 	const struct sip_msg *m = rx->msg;
-	/* 16.11 / 18.2.2: only responses to what we sent, along the next Via */
-	if (!edge_is_local(p->edge, m->via1.host, m->via1.port))
-		return;
 	struct flow f;
-	struct sip_param ft;
-	if (sip_param_find(m->via1.params, "ft", &ft) && ft.has_value) {
-		if (edge_flow_token_decode(p->edge, ft.value, &f))
-			return;
-	} else {
-		struct sip_via v;
-		if (!second_via(m, &v))
-			return;
-		struct slice host = v.received.l ? v.received : v.host;
-		uint32_t port = v.port ? v.port : 5060;
-		if (v.rport_value.l)
-			slice_to_u32(v.rport_value, 65535, &port);
-		struct net_addr dst;
-		if (net_addr_from_host(host, (uint16_t)port, &dst))
-			return;
-		int li = net_listener_find(edge_net(p->edge), NET_UDP, net_addr_family(&dst));
-		if (li < 0)
-			return;
-		net_flow_udp(edge_net(p->edge), (unsigned)li, &dst, &f);
-	}
+	if (!upstream_flow(p, m, &f))
+		return;
 	/* a retransmitted 2xx after its transaction ended: relay its answer again,
 	 * or the caller would see the callee's own addresses */
 	struct proxy_media pm = {.engaged = true};

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -111,6 +112,48 @@ static void test_cancel_before_answer(void **state)
 	phone_close(&b);
 }
 
+/* RFC 6026: once a 2xx went up, the INVITE's server transaction is Accepted
+ * (a compact record from the next turn on): it absorbs the INVITE's
+ * retransmissions, a CANCEL still matches it, and a 2xx of another branch
+ * still reaches the caller. */
+static void test_after_2xx_accepted(void **state)
+{
+	(void)state;
+	struct phone a, b1, b2;
+	phone_open(&a, &srv);
+	phone_open(&b1, &srv);
+	phone_open(&b2, &srv);
+	phone_register(&b1, "accepted");
+	phone_register(&b2, "accepted");
+	char r[4096], inv1[4096], inv2[4096];
+	phone_invite(&a, "accepted", "c-acc", "z9hG4bKacc1", 70);
+	phone_expect(&b1, "INVITE ", inv1, sizeof inv1);
+	phone_expect(&b2, "INVITE ", inv2, sizeof inv2);
+	phone_reply(&b1, inv1, 200, "OK", "x1");
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	assert_non_null(strstr(r, "tag=x1"));
+	usleep(50 * 1000); /* past the turn that makes the record */
+	phone_invite(&a, "accepted", "c-acc", "z9hG4bKacc1", 70);
+	phone_expect_silence(&a, 200);
+	phone_expect_silence(&b1, 0);
+	phone_reply(&b2, inv2, 200, "OK", "x2");
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	assert_non_null(strstr(r, "tag=x2"));
+	phone_send(&a,
+		   "CANCEL sip:accepted@127.0.0.1:%u SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKacc1;rport\r\n"
+		   "Max-Forwards: 70\r\n"
+		   "From: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:accepted@127.0.0.1>\r\n"
+		   "Call-ID: c-acc\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+		   net_addr_port(&srv.addr), a.port);
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	assert_non_null(strstr(r, "CSeq: 1 CANCEL"));
+	phone_expect_silence(&b1, 100); /* nothing to cancel there */
+	phone_close(&a);
+	phone_close(&b1);
+	phone_close(&b2);
+}
+
 static void send_bye(struct phone *from, uint16_t to_port, const char *route, const char *branch,
 		     unsigned cseq)
 {
@@ -162,6 +205,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_user_and_max_forwards),
 		cmocka_unit_test(test_fork_first_200_wins_other_cancelled),
 		cmocka_unit_test(test_cancel_before_answer),
+		cmocka_unit_test(test_after_2xx_accepted),
 		cmocka_unit_test(test_in_dialog_bye_follows_record_route),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

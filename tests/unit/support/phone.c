@@ -1,5 +1,6 @@
 /* Test support: an in-process SIP server and loopback phones (see phone.h). */
 #include <setjmp.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -96,6 +97,17 @@ void phone_expect(struct phone *p, const char *prefix, char *out, size_t len)
 			return;
 	}
 	fail_msg("phone %u: \"%s\" never came", p->port, prefix);
+}
+
+void phone_expect_silence(struct phone *p, int ms)
+{
+	struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+	if (poll(&pfd, 1, ms) <= 0)
+		return;
+	char out[4096];
+	ssize_t k = recv(p->fd, out, sizeof out - 1, 0);
+	out[k > 0 ? k : 0] = '\0';
+	fail_msg("phone %u: expected nothing, received:\n%s", p->port, out);
 }
 
 void msg_header(const char *msg, const char *name, char *out, size_t len)

@@ -39,6 +39,8 @@ void phone_close(struct phone *p);
 void phone_send(struct phone *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Receives until a message starting with prefix (skipping others); fails after 2 s. */
 void phone_expect(struct phone *p, const char *prefix, char *out, size_t len);
+/* Fails if anything arrives within ms. */
+void phone_expect_silence(struct phone *p, int ms);
 /* Answers req with status, copying Via, From, To (+tag), Call-ID, CSeq, Record-Route. */
 void phone_reply(struct phone *p, const char *req, int status, const char *reason,
 		 const char *tag);
