@@ -191,6 +191,17 @@ bool sip_param_find(struct slice params, const char *name, struct sip_param *out
 	return sip_lex_param_find(params, slice_cstr(name), out);
 }
 
+bool sip_lex_param_next(struct slice params, size_t *pos, struct sip_param *out)
+{
+	size_t i = *pos;
+	while (i < params.l && (params.p[i] == ';' || sip_lex_is_lws((unsigned char)params.p[i])))
+		i++;
+	if (i >= params.l)
+		return false;
+	*pos = param_at(params, i, out);
+	return true;
+}
+
 bool sip_lex_param_find(struct slice params, struct slice want, struct sip_param *out)
 {
 	size_t i = 0;

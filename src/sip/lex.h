@@ -72,6 +72,10 @@ static inline struct slice sip_lex_sub(struct slice s, size_t from, size_t to)
  * it is not terminated. */
 size_t sip_lex_skip_quoted(struct slice s, size_t i);
 
+/* The parameter at or after *pos in a ";a=b;c" list into *out, *pos moved
+ * past it; false when none is left. Start with *pos = 0. */
+bool sip_lex_param_next(struct slice params, size_t *pos, struct sip_param *out);
+
 /* sip_param_find() with the name as a slice. */
 bool sip_lex_param_find(struct slice params, struct slice name, struct sip_param *out);
 

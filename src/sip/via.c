@@ -1,6 +1,7 @@
 /* sip: Via header value (via-parm) parsing. */
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sip/lex.h"
 #include "sip/sip.h"
@@ -32,6 +33,9 @@ static bool all_digits(struct slice s, size_t maxlen)
 	return true;
 }
 
+/* name_is(n, "lit"): the parameter name n is lit, case-insensitively */
+#define name_is(n, lit) ((n).l == sizeof(lit) - 1 && strncasecmp((n).p, lit, sizeof(lit) - 1) == 0)
+
 int sip_via_parse(struct slice s, struct sip_via *out)
 {
 	memset(out, 0, sizeof *out);
@@ -60,35 +64,52 @@ int sip_via_parse(struct slice s, struct sip_via *out)
 		if (sip_lex_check_params(out->params))
 			return EBADMSG;
 	}
+	/* one pass over the parameters; the first of each name counts, as
+	 * sip_param_find() would find it */
+	enum { BRANCH = 1, RECEIVED = 2, MADDR = 4, TTL = 8, RPORT = 16 };
+	unsigned seen = 0;
+	size_t pos = 0;
 	struct sip_param p;
-	if (sip_param_find(out->params, "branch", &p)) {
-		if (p.value.l == 0)
-			return EBADMSG;
-		out->branch = p.value;
-	}
-	if (sip_param_find(out->params, "received", &p)) {
-		if (p.value.l == 0)
-			return EBADMSG;
-		out->received = p.value;
-	}
-	if (sip_param_find(out->params, "maddr", &p)) {
-		if (p.value.l == 0)
-			return EBADMSG;
-		out->maddr = p.value;
-	}
-	if (sip_param_find(out->params, "ttl", &p)) {
-		uint32_t ttl;
-		if (slice_to_u32(p.value, 255, &ttl))
-			return EBADMSG;
-		out->ttl = p.value;
-	}
-	if (sip_param_find(out->params, "rport", &p)) {
-		/* RFC 3581: empty in requests, the source port in responses */
-		uint32_t port;
-		if (p.has_value && (!all_digits(p.value, 5) || slice_to_u32(p.value, 65535, &port)))
-			return EBADMSG;
-		out->rport = true;
-		out->rport_value = p.value;
+	while (sip_lex_param_next(out->params, &pos, &p)) {
+		unsigned which = name_is(p.name, "branch")	 ? BRANCH
+				 : name_is(p.name, "received") ? RECEIVED
+				 : name_is(p.name, "maddr")	 ? MADDR
+				 : name_is(p.name, "ttl")	 ? TTL
+				 : name_is(p.name, "rport")	 ? RPORT
+								 : 0;
+		if (!which || (seen & which))
+			continue;
+		seen |= which;
+		uint32_t num;
+		switch (which) {
+		case BRANCH:
+			if (p.value.l == 0)
+				return EBADMSG;
+			out->branch = p.value;
+			break;
+		case RECEIVED:
+			if (p.value.l == 0)
+				return EBADMSG;
+			out->received = p.value;
+			break;
+		case MADDR:
+			if (p.value.l == 0)
+				return EBADMSG;
+			out->maddr = p.value;
+			break;
+		case TTL:
+			if (slice_to_u32(p.value, 255, &num))
+				return EBADMSG;
+			out->ttl = p.value;
+			break;
+		default:
+			/* RFC 3581: empty in requests, the source port in responses */
+			if (p.has_value &&
+			    (!all_digits(p.value, 5) || slice_to_u32(p.value, 65535, &num)))
+				return EBADMSG;
+			out->rport = true;
+			out->rport_value = p.value;
+		}
 	}
 	return 0;
 }
