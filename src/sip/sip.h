@@ -241,7 +241,9 @@ struct sip_editor {
 	const struct sip_msg *msg;
 	struct sip_edit edits[SIP_MAX_EDITS];
 	size_t n;
-	struct buf scratch[SIP_MAX_EDITS]; /* owned storage for printf'd pieces */
+	char arena[2048];                  /* printf'd pieces, one after the other */
+	size_t arena_used;
+	struct buf scratch[SIP_MAX_EDITS]; /* a piece the arena has no room for */
 	size_t n_scratch;
 	bool failed;
 	bool body_replaced;

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -182,6 +183,37 @@ static void test_body_no_cl(void **state)
 	buf_free(&out);
 }
 
+/* Pieces are formatted by the editor's own subset of printf, by vsnprintf for
+ * any other conversion, and kept on the heap once its arena is full: the
+ * text is the same whichever way it went. */
+static void test_piece_formats(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(sip_edit_insert_hdr_before(f->e, 0, "X-A: %s|%.*s|%d|%d|%u|%zu|100%%", "str", 3,
+						    "abcdef", -42, -2147483647 - 1, 4294967295u,
+						    (size_t)12345), 0);
+	assert_int_equal(sip_edit_insert_hdr_before(f->e, 0, "X-B: %x|%5d|%s", 255u, 7, "end"), 0);
+	char big[3000];
+	memset(big, 'y', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	assert_int_equal(sip_edit_insert_hdr_before(f->e, 0, "X-C: %s", big), 0);
+	assert_int_equal(sip_edit_insert_hdr_before(f->e, 0, "X-D: %u", 9u), 0);
+	assert_int_equal(sip_edit_apply(f->e, &f->out), 0);
+	static char want[4096];
+	snprintf(want, sizeof want,
+		 "X-A: str|abc|-42|-2147483648|4294967295|12345|100%%\r\n"
+		 "X-B: ff|    7|end\r\n"
+		 "X-C: %s\r\n"
+		 "X-D: 9\r\n",
+		 big);
+	const char *start = memchr(f->out.data, '\n', f->out.len);
+	assert_non_null(start);
+	start++;
+	assert_true((size_t)(f->out.data + f->out.len - start) > strlen(want));
+	if (memcmp(start, want, strlen(want)) != 0)
+		fail_msg("got:\n%.*s\nwant:\n%s", (int)strlen(want), start, want);
+}
+
 static void test_errors(void **state)
 {
 	struct fixture *f = *state;
@@ -277,6 +309,7 @@ int main(void)
 		T(test_noop),           T(test_proxy_edits),   T(test_remove),
 		T(test_body),           T(test_body_no_cl),    T(test_errors),
 		T(test_build_response), T(test_response_to_tagged),
+		T(test_piece_formats),
 	};
 	return cmocka_run_group_tests_name("sip_edit", tests, NULL, NULL);
 }
