@@ -128,7 +128,7 @@ int stsx_reply(struct stsx *st, uint16_t status, const char *reason, const char 
  * transaction's state; bytes are kept for retransmission when final. */
 int stsx_send_response(struct stsx *st, uint16_t status, const char *p, size_t len);
 /* The To tag the transaction uses in its own responses. */
-const char *stsx_to_tag(const struct stsx *st);
+const char *stsx_to_tag(struct stsx *st);
 
 /* ---- client transactions (RFC 3261 17.1) ---- */
 

@@ -79,7 +79,7 @@ struct ctsx {
 	struct edge_wk *wk;
 	struct flow flow;
 	struct buf req;
-	struct sip_msg *msg; /* parsed over req; INVITE only, NULL otherwise */
+	struct sip_msg *msg; /* parsed over req when a CANCEL or ACK needs it (ct_msg) */
 	bool invite;
 	enum ct_state state;
 	struct timer t_retx, t_timeout, t_end;
@@ -351,14 +351,26 @@ static void st_free(struct stsx *st)
 	free(st);
 }
 
+/* Client key: branch "|" method, NUL-terminated in key[48]; its length, or 0
+ * when it does not fit (no branch of ours is that long). */
+static size_t ct_key(char key[48], struct slice branch, struct slice method)
+{
+	if (branch.l + 1 + method.l >= 48)
+		return 0;
+	memcpy(key, branch.p, branch.l);
+	key[branch.l] = '|';
+	memcpy(key + branch.l + 1, method.p, method.l);
+	key[branch.l + 1 + method.l] = '\0';
+	return branch.l + 1 + method.l;
+}
+
 static struct ctsx *ct_find(struct edge_wk *wk, struct slice branch, struct slice method)
 {
 	char key[48];
-	int n = snprintf(key, sizeof key, "%.*s|%.*s", (int)branch.l, branch.p, (int)method.l,
-			 method.p);
-	if (n < 0 || (size_t)n >= sizeof key)
+	size_t n = ct_key(key, branch, method);
+	if (!n)
 		return NULL;
-	uint64_t h = hash_bytes(key, (size_t)n);
+	uint64_t h = hash_bytes(key, n);
 	for (struct ctsx *ct = wk->ct_hash[h % TSX_BUCKETS]; ct; ct = ct->hnext)
 		if (ct->hash == h && strcmp(ct->key, key) == 0)
 			return ct;
@@ -416,7 +428,13 @@ const struct flow *stsx_flow(const struct stsx *st) { return &st->flow; }
 struct worker *stsx_worker(const struct stsx *st) { return st->wk->w; }
 bool stsx_final_sent(const struct stsx *st) { return st->status >= 200; }
 void *stsx_owner(const struct stsx *st) { return st->owner; }
-const char *stsx_to_tag(const struct stsx *st) { return st->to_tag; }
+/* Made on first use: most transactions forward answers that carry their own tag. */
+const char *stsx_to_tag(struct stsx *st)
+{
+	if (!st->to_tag[0])
+		edge_new_tag(st->to_tag);
+	return st->to_tag;
+}
 
 struct slice stsx_via1_fixed(const struct stsx *st)
 {
@@ -556,7 +574,7 @@ int stsx_reply(struct stsx *st, uint16_t status, const char *reason, const char 
 		return EALREADY; /* a final response went out already */
 	struct buf out;
 	buf_init(&out);
-	struct slice tag = status > 100 && st->msg->to_tag.l == 0 ? slice_cstr(st->to_tag)
+	struct slice tag = status > 100 && st->msg->to_tag.l == 0 ? slice_cstr(stsx_to_tag(st))
 								 : SLICE_NULL;
 	int err = sip_build_response(&out, st->msg, status, reason, stsx_via1_fixed(st), tag,
 				     extra_hdrs);
@@ -592,7 +610,6 @@ static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx, cons
 	timer_init(&st->t_end);
 	memcpy(st->via1, rx->via1_fixed.p, rx->via1_fixed.l);
 	st->via1_len = rx->via1_fixed.l;
-	edge_new_tag(st->to_tag);
 	st_link(wk, &st->node);
 	return st;
 }
@@ -755,10 +772,10 @@ static void ct_retx(void *arg)
 
 static int ct_insert(struct edge_wk *wk, struct ctsx *ct, const char *branch, struct slice method)
 {
-	int n = snprintf(ct->key, sizeof ct->key, "%s|%.*s", branch, (int)method.l, method.p);
-	if (n < 0 || (size_t)n >= sizeof ct->key)
+	size_t n = ct_key(ct->key, slice_cstr(branch), method);
+	if (!n)
 		return EINVAL;
-	ct->hash = hash_bytes(ct->key, (size_t)n);
+	ct->hash = hash_bytes(ct->key, n);
 	size_t b = ct->hash % TSX_BUCKETS;
 	ct->hnext = wk->ct_hash[b];
 	wk->ct_hash[b] = ct;
@@ -783,27 +800,16 @@ int ctsx_start(struct edge *e, struct worker *w, const struct flow *dst, struct 
 	timer_init(&ct->t_end);
 	ct->h = h;
 	ct->arg = arg;
-	/* Only an INVITE is parsed and keeps its parse (for its CANCEL and the
-	 * ACK of a failure); any other request needs only its method, which the
-	 * parser holds equal to its CSeq method (a BYE's 8 KB parse lingering T4
-	 * after its answer was most of a call's memory). */
+	/* The request is ours and needs only its method here, which the parser
+	 * holds equal to its CSeq method. An INVITE is parsed only if a CANCEL
+	 * or the ACK of a failure is built from it (ct_msg), which most never
+	 * need: a parse per call and its 8 KB block saved. */
 	const char *sp = ct->req.len ? memchr(ct->req.data, ' ', ct->req.len) : NULL;
 	struct slice method = {ct->req.data, sp ? (size_t)(sp - ct->req.data) : 0};
 	ct->invite = slice_eq(method, SLICE_LIT("INVITE")); /* case-sensitive (3261 7.1) */
-	int err = method.l ? 0 : EINVAL;
-	struct sip_parse_error perr;
-	if (!err && ct->invite) {
-		ct->msg = malloc(sizeof *ct->msg);
-		err = !ct->msg ? ENOMEM
-		      : sip_msg_parse(ct->msg, ct->req.data, ct->req.len, dst->tp != NET_UDP, &perr)
-			  ? EINVAL
-			  : 0;
-	}
-	if (!err)
-		err = ct_insert(wk, ct, branch, method);
+	int err = method.l ? ct_insert(wk, ct, branch, method) : EINVAL;
 	if (err) {
 		buf_free(&ct->req);
-		free(ct->msg);
 		free(ct);
 		return err;
 	}
@@ -830,10 +836,22 @@ static void copy_routes(struct buf *b, const struct sip_msg *m)
 			buf_append_slice(b, m->hdrs[i].line);
 }
 
-static void build_hop_request(struct buf *b, const struct ctsx *ct, const char *method,
+/* The INVITE's parse, made on first use; NULL if it cannot be had. */
+static const struct sip_msg *ct_msg(struct ctsx *ct)
+{
+	if (ct->msg || !ct->req.len)
+		return ct->msg;
+	struct sip_msg *m = malloc(sizeof *m);
+	if (m && sip_msg_parse(m, ct->req.data, ct->req.len, ct->flow.tp != NET_UDP, NULL)) {
+		free(m);
+		m = NULL;
+	}
+	return ct->msg = m;
+}
+
+static void build_hop_request(struct buf *b, const struct sip_msg *m, const char *method,
 			      struct slice to)
 {
-	const struct sip_msg *m = ct->msg;
 	buf_printf(b, "%s %.*s SIP/2.0\r\nVia: %.*s\r\n", method, (int)m->ruri_s.l, m->ruri_s.p,
 		   (int)m->via1.whole.l, m->via1.whole.p);
 	copy_routes(b, m);
@@ -851,16 +869,19 @@ void ctsx_cancel(struct ctsx *ct)
 		ct->cancel_wanted = true; /* RFC 3261 9.1: wait for a provisional */
 		return;
 	}
+	const struct sip_msg *m = ct_msg(ct);
+	if (!m)
+		return;
 	ct->cancel_sent = true;
 	struct buf req;
 	buf_init(&req);
-	build_hop_request(&req, ct, "CANCEL", ct->msg->to.whole);
+	build_hop_request(&req, m, "CANCEL", m->to.whole);
 	if (req.failed) {
 		buf_free(&req);
 		return;
 	}
 	char branch[64];
-	slice_to_cstr(ct->msg->via1.branch, branch, sizeof branch);
+	slice_to_cstr(m->via1.branch, branch, sizeof branch);
 	ctsx_start(ct->wk->edge, ct->wk->w, &ct->flow, &req, branch, NULL, NULL, NULL);
 	buf_free(&req);
 }
@@ -906,12 +927,15 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 		timer_start(wk_loop(wk), &ct->t_end, 0, ct_end_timer, ct);
 		return;
 	}
-	if (ct->invite) {
-		build_hop_request(&ct->ack, ct, "ACK", m->to.whole);
+	const struct sip_msg *im = ct->invite ? ct_msg(ct) : NULL;
+	if (im) {
+		build_hop_request(&ct->ack, im, "ACK", m->to.whole);
 		edge_send(e, &ct->flow, ct->ack.data, ct->ack.len);
 	}
 	ct->state = CT_COMPLETED;
 	buf_free(&ct->req); /* never resent again; the ACK is built */
+	free(ct->msg);      /* it pointed into req */
+	ct->msg = NULL;
 	ct_report(ct, rx, s);
 	/* Timer D (32 s) for INVITE, K (T4) otherwise; zero over streams */
 	timer_start(wk_loop(wk), &ct->t_end, reliable ? 0 : (ct->invite ? 32000u : e->t4),

@@ -204,7 +204,10 @@ static void stateless_branch(const struct edge_rx *rx, char branch[32])
 {
 	/* RFC 3261 16.11: the same input gives the same branch */
 	uint64_t h = hash_bytes(rx->msg->via1.branch.p, rx->msg->via1.branch.l);
-	snprintf(branch, 32, "z9hG4bKsl%016llx", (unsigned long long)h);
+	memcpy(branch, "z9hG4bKsl", 9);
+	for (int i = 0; i < 16; i++)
+		branch[9 + i] = "0123456789abcdef"[(h >> (60 - 4 * i)) & 15];
+	branch[25] = '\0';
 }
 
 static void on_request(const struct edge_rx *rx, void *arg)
