@@ -1,6 +1,8 @@
 /* sip: method and header-name tables, value iteration and parameter lists. */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sip/lex.h"
 #include "sip/sip.h"
@@ -18,9 +20,11 @@ static const char *const method_names[] = {
 /* RFC 3261 7.1: method names are case-sensitive. */
 enum sip_method sip_method_from(struct slice s)
 {
-	for (size_t i = 1; i < ARRAY_SIZE(method_names); i++)
-		if (slice_eq(s, slice_cstr(method_names[i])))
+	for (size_t i = 1; i < ARRAY_SIZE(method_names); i++) {
+		const char *n = method_names[i];
+		if (n[0] == (s.l ? s.p[0] : 0) && strlen(n) == s.l && memcmp(n, s.p, s.l) == 0)
 			return (enum sip_method)i;
+	}
 	return SIP_METHOD_UNKNOWN;
 }
 
@@ -33,41 +37,44 @@ const char *sip_method_name(enum sip_method m)
 
 struct hdr_name {
 	const char *full;
+	uint8_t len;  /* of full */
 	char compact; /* 0 when the header has no compact form */
 };
 
+#define H(full, compact) {full, sizeof(full) - 1, compact}
+
 static const struct hdr_name hdr_names[SIP_HDR_COUNT_] = {
-	[SIP_HDR_VIA] = {"Via", 'v'},
-	[SIP_HDR_FROM] = {"From", 'f'},
-	[SIP_HDR_TO] = {"To", 't'},
-	[SIP_HDR_CALL_ID] = {"Call-ID", 'i'},
-	[SIP_HDR_CSEQ] = {"CSeq", 0},
-	[SIP_HDR_CONTACT] = {"Contact", 'm'},
-	[SIP_HDR_MAX_FORWARDS] = {"Max-Forwards", 0},
-	[SIP_HDR_CONTENT_LENGTH] = {"Content-Length", 'l'},
-	[SIP_HDR_CONTENT_TYPE] = {"Content-Type", 'c'},
-	[SIP_HDR_ROUTE] = {"Route", 0},
-	[SIP_HDR_RECORD_ROUTE] = {"Record-Route", 0},
-	[SIP_HDR_PATH] = {"Path", 0},
-	[SIP_HDR_EXPIRES] = {"Expires", 0},
-	[SIP_HDR_MIN_EXPIRES] = {"Min-Expires", 0},
-	[SIP_HDR_SUPPORTED] = {"Supported", 'k'},
-	[SIP_HDR_REQUIRE] = {"Require", 0},
-	[SIP_HDR_PROXY_REQUIRE] = {"Proxy-Require", 0},
-	[SIP_HDR_UNSUPPORTED] = {"Unsupported", 0},
-	[SIP_HDR_AUTHORIZATION] = {"Authorization", 0},
-	[SIP_HDR_PROXY_AUTHORIZATION] = {"Proxy-Authorization", 0},
-	[SIP_HDR_WWW_AUTHENTICATE] = {"WWW-Authenticate", 0},
-	[SIP_HDR_PROXY_AUTHENTICATE] = {"Proxy-Authenticate", 0},
-	[SIP_HDR_USER_AGENT] = {"User-Agent", 0},
-	[SIP_HDR_SERVER] = {"Server", 0},
-	[SIP_HDR_ALLOW] = {"Allow", 0},
-	[SIP_HDR_CONTENT_ENCODING] = {"Content-Encoding", 'e'},
-	[SIP_HDR_SUBJECT] = {"Subject", 's'},
-	[SIP_HDR_EVENT] = {"Event", 'o'},
-	[SIP_HDR_REFER_TO] = {"Refer-To", 'r'},
-	[SIP_HDR_DATE] = {"Date", 0},
-	[SIP_HDR_TIMESTAMP] = {"Timestamp", 0},
+	[SIP_HDR_VIA] = H("Via", 'v'),
+	[SIP_HDR_FROM] = H("From", 'f'),
+	[SIP_HDR_TO] = H("To", 't'),
+	[SIP_HDR_CALL_ID] = H("Call-ID", 'i'),
+	[SIP_HDR_CSEQ] = H("CSeq", 0),
+	[SIP_HDR_CONTACT] = H("Contact", 'm'),
+	[SIP_HDR_MAX_FORWARDS] = H("Max-Forwards", 0),
+	[SIP_HDR_CONTENT_LENGTH] = H("Content-Length", 'l'),
+	[SIP_HDR_CONTENT_TYPE] = H("Content-Type", 'c'),
+	[SIP_HDR_ROUTE] = H("Route", 0),
+	[SIP_HDR_RECORD_ROUTE] = H("Record-Route", 0),
+	[SIP_HDR_PATH] = H("Path", 0),
+	[SIP_HDR_EXPIRES] = H("Expires", 0),
+	[SIP_HDR_MIN_EXPIRES] = H("Min-Expires", 0),
+	[SIP_HDR_SUPPORTED] = H("Supported", 'k'),
+	[SIP_HDR_REQUIRE] = H("Require", 0),
+	[SIP_HDR_PROXY_REQUIRE] = H("Proxy-Require", 0),
+	[SIP_HDR_UNSUPPORTED] = H("Unsupported", 0),
+	[SIP_HDR_AUTHORIZATION] = H("Authorization", 0),
+	[SIP_HDR_PROXY_AUTHORIZATION] = H("Proxy-Authorization", 0),
+	[SIP_HDR_WWW_AUTHENTICATE] = H("WWW-Authenticate", 0),
+	[SIP_HDR_PROXY_AUTHENTICATE] = H("Proxy-Authenticate", 0),
+	[SIP_HDR_USER_AGENT] = H("User-Agent", 0),
+	[SIP_HDR_SERVER] = H("Server", 0),
+	[SIP_HDR_ALLOW] = H("Allow", 0),
+	[SIP_HDR_CONTENT_ENCODING] = H("Content-Encoding", 'e'),
+	[SIP_HDR_SUBJECT] = H("Subject", 's'),
+	[SIP_HDR_EVENT] = H("Event", 'o'),
+	[SIP_HDR_REFER_TO] = H("Refer-To", 'r'),
+	[SIP_HDR_DATE] = H("Date", 0),
+	[SIP_HDR_TIMESTAMP] = H("Timestamp", 0),
 };
 
 static char lower(char c)
@@ -76,7 +83,7 @@ static char lower(char c)
 }
 
 /* Linear scan of ~30 names, filtered on length and first letter; it runs once
- * per header line, which is cheap next to everything else done with a message. */
+ * per header line. */
 enum sip_hdr_id sip_hdr_id_from(struct slice name)
 {
 	if (name.l == 0)
@@ -89,9 +96,9 @@ enum sip_hdr_id sip_hdr_id_from(struct slice name)
 				return (enum sip_hdr_id)i;
 			continue;
 		}
-		if (lower(h->full[0]) != c0)
+		if (h->len != name.l || lower(h->full[0]) != c0)
 			continue;
-		if (slice_eq_cstr_nocase(name, h->full))
+		if (strncasecmp(name.p, h->full, name.l) == 0)
 			return (enum sip_hdr_id)i;
 	}
 	return SIP_HDR_OTHER;
