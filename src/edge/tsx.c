@@ -476,7 +476,8 @@ static void st_compact_timer(void *arg)
 	memset(d, 0, sizeof *d);
 	d->slab = slab;
 	memcpy(d->data, st->key, klen);
-	memcpy(d->data + klen, st->resp.data, rlen);
+	if (rlen)
+		memcpy(d->data + klen, st->resp.data, rlen);
 	d->node.hash = st->node.hash;
 	d->node.key = d->data;
 	d->node.key_len = (uint32_t)klen;
