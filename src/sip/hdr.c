@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
-#include <strings.h>
 
 #include "sip/lex.h"
 #include "sip/sip.h"
@@ -82,24 +81,57 @@ static char lower(char c)
 	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
 }
 
-/* Linear scan of ~30 names, filtered on length and first letter; it runs once
- * per header line. */
+/* Header ids by the first letter of their full name (0-terminated lists) and
+ * by compact form, built once at start-up from hdr_names. */
+static uint8_t ids_by_letter[26][SIP_HDR_COUNT_];
+static uint8_t id_by_compact[26];
+
+__attribute__((constructor)) static void hdr_index_build(void)
+{
+	size_t n[26] = {0};
+	for (size_t i = 1; i < SIP_HDR_COUNT_; i++) {
+		const struct hdr_name *h = &hdr_names[i];
+		unsigned l = (unsigned)(lower(h->full[0]) - 'a');
+		if (l < 26)
+			ids_by_letter[l][n[l]++] = (uint8_t)i;
+		if (h->compact)
+			id_by_compact[h->compact - 'a'] = (uint8_t)i;
+	}
+}
+
+/* Case-insensitive equality of a header name (a token) with a known name
+ * (letters and '-'), 8 bytes at a time: OR-ing 0x20 folds A-Z onto a-z and
+ * leaves '-', so among token characters it matches exactly the same pairs. */
+static bool name_eq(const char *a, const char *known, size_t l)
+{
+	const uint64_t fold = 0x2020202020202020ull;
+	uint64_t x, y;
+	for (; l >= 8; a += 8, known += 8, l -= 8) {
+		memcpy(&x, a, 8);
+		memcpy(&y, known, 8);
+		if ((x | fold) != (y | fold))
+			return false;
+	}
+	for (; l; a++, known++, l--)
+		if ((*a | 0x20) != (*known | 0x20))
+			return false;
+	return true;
+}
+
+/* Runs once per header line: the candidates of its first letter only. */
 enum sip_hdr_id sip_hdr_id_from(struct slice name)
 {
 	if (name.l == 0)
 		return SIP_HDR_OTHER;
-	char c0 = lower(name.p[0]);
-	for (size_t i = 1; i < SIP_HDR_COUNT_; i++) {
-		const struct hdr_name *h = &hdr_names[i];
-		if (name.l == 1) {
-			if (h->compact && c0 == h->compact)
-				return (enum sip_hdr_id)i;
-			continue;
-		}
-		if (h->len != name.l || lower(h->full[0]) != c0)
-			continue;
-		if (strncasecmp(name.p, h->full, name.l) == 0)
-			return (enum sip_hdr_id)i;
+	unsigned l = (unsigned)(lower(name.p[0]) - 'a');
+	if (l >= 26)
+		return SIP_HDR_OTHER;
+	if (name.l == 1)
+		return id_by_compact[l] ? (enum sip_hdr_id)id_by_compact[l] : SIP_HDR_OTHER;
+	for (const uint8_t *id = ids_by_letter[l]; *id; id++) {
+		const struct hdr_name *h = &hdr_names[*id];
+		if (h->len == name.l && name_eq(name.p, h->full, name.l))
+			return (enum sip_hdr_id)*id;
 	}
 	return SIP_HDR_OTHER;
 }
@@ -198,17 +230,6 @@ bool sip_param_find(struct slice params, const char *name, struct sip_param *out
 	return sip_lex_param_find(params, slice_cstr(name), out);
 }
 
-bool sip_lex_param_next(struct slice params, size_t *pos, struct sip_param *out)
-{
-	size_t i = *pos;
-	while (i < params.l && (params.p[i] == ';' || sip_lex_is_lws((unsigned char)params.p[i])))
-		i++;
-	if (i >= params.l)
-		return false;
-	*pos = param_at(params, i, out);
-	return true;
-}
-
 bool sip_lex_param_find(struct slice params, struct slice want, struct sip_param *out)
 {
 	size_t i = 0;
@@ -234,30 +255,36 @@ static bool is_pvalue_char(unsigned char c)
 	return sip_lex_is_token(c) || c == ':' || c == '[' || c == ']' || c == '/';
 }
 
+int sip_lex_params_next(struct slice params, size_t *pos, struct sip_param *out)
+{
+	size_t i = *pos ? *pos : sip_lex_skip_lws(params, 0);
+	if (i >= params.l)
+		return 0;
+	if (params.p[i] != ';')
+		return EBADMSG;
+	*pos = param_at(params, i + 1, out);
+	if (!sip_lex_all_token(out->name))
+		return EBADMSG;
+	if (!out->has_value)
+		return 1;
+	if (out->value.l == 0)
+		return EBADMSG;
+	if (out->value.p[0] == '"')
+		return sip_lex_skip_quoted(out->value, 0) == out->value.l ? 1 : EBADMSG;
+	for (size_t k = 0; k < out->value.l; k++)
+		if (!is_pvalue_char((unsigned char)out->value.p[k]))
+			return EBADMSG;
+	return 1;
+}
+
 int sip_lex_check_params(struct slice params)
 {
-	size_t i = sip_lex_skip_lws(params, 0);
-	while (i < params.l) {
-		if (params.p[i] != ';')
-			return EBADMSG;
-		struct sip_param p;
-		i = param_at(params, i + 1, &p);
-		if (!sip_lex_all_token(p.name))
-			return EBADMSG;
-		if (p.has_value) {
-			if (p.value.l == 0)
-				return EBADMSG;
-			if (p.value.p[0] == '"') {
-				if (sip_lex_skip_quoted(p.value, 0) != p.value.l)
-					return EBADMSG;
-			} else {
-				for (size_t k = 0; k < p.value.l; k++)
-					if (!is_pvalue_char((unsigned char)p.value.p[k]))
-						return EBADMSG;
-			}
-		}
-	}
-	return 0;
+	size_t pos = 0;
+	struct sip_param p;
+	int r;
+	while ((r = sip_lex_params_next(params, &pos, &p)) == 1)
+		;
+	return r;
 }
 
 static bool is_v6_char(unsigned char c)

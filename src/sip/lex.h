@@ -4,44 +4,52 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/core.h"
 #include "sip/sip.h"
 
-/* RFC 3261 25.1 token characters */
+enum {
+	SIP_CC_TOKEN = 1,      /* RFC 3261 25.1 token */
+	SIP_CC_ALNUM = 2,
+	SIP_CC_DIGIT = 4,
+	SIP_CC_LWS = 8,        /* SP, HTAB, and the CR/LF of a folded line */
+	SIP_CC_UNRESERVED = 16 /* RFC 3261 25.1 unreserved (alphanum / mark) */
+};
+
+/* Character classes of every byte value (lex.c). */
+extern const uint8_t sip_lex_class[256];
+
 static inline bool sip_lex_is_token(unsigned char c)
 {
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return true;
-	switch (c) {
-	case '-': case '.': case '!': case '%': case '*':
-	case '_': case '+': case '`': case '\'': case '~':
-		return true;
-	default:
-		return false;
-	}
+	return sip_lex_class[c] & SIP_CC_TOKEN;
 }
 
 static inline bool sip_lex_is_alnum(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+	return sip_lex_class[c] & SIP_CC_ALNUM;
 }
 
 static inline bool sip_lex_is_digit(unsigned char c)
 {
-	return c >= '0' && c <= '9';
+	return sip_lex_class[c] & SIP_CC_DIGIT;
 }
 
 static inline bool sip_lex_is_hex(unsigned char c)
 {
-	return sip_lex_is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+	return sip_lex_is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
 }
 
 /* SP, HTAB and the CR/LF of a folded line all count as linear white space
  * inside a header value. */
 static inline bool sip_lex_is_lws(unsigned char c)
 {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+	return sip_lex_class[c] & SIP_CC_LWS;
+}
+
+static inline bool sip_lex_is_unreserved(unsigned char c)
+{
+	return sip_lex_class[c] & SIP_CC_UNRESERVED;
 }
 
 static inline size_t sip_lex_skip_lws(struct slice s, size_t i)
@@ -72,16 +80,15 @@ static inline struct slice sip_lex_sub(struct slice s, size_t from, size_t to)
  * it is not terminated. */
 size_t sip_lex_skip_quoted(struct slice s, size_t i);
 
-/* The parameter at or after *pos in a ";a=b;c" list into *out, *pos moved
- * past it; false when none is left. Start with *pos = 0. */
-bool sip_lex_param_next(struct slice params, size_t *pos, struct sip_param *out);
-
 /* sip_param_find() with the name as a slice. */
 bool sip_lex_param_find(struct slice params, struct slice name, struct sip_param *out);
 
 /* Checks a ";name[=value]..." list: names are tokens, values tokens, quoted
  * strings or host-like text ([v6]:port). Returns 0 or EBADMSG. */
 int sip_lex_check_params(struct slice params);
+/* The same check one parameter at a time: 1 with the parameter at *pos (0 at
+ * first) in *out and *pos moved past it, 0 at the end, EBADMSG when malformed. */
+int sip_lex_params_next(struct slice params, size_t *pos, struct sip_param *out);
 
 /* Parses host[:port] at the start of s (host: name, IPv4 or [IPv6]). *end is
  * the index past what was consumed. EBADMSG when malformed. */

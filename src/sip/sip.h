@@ -73,7 +73,7 @@ enum sip_hdr_id {
 	SIP_HDR_COUNT_
 };
 
-/* Maps a header name (full or compact, case-insensitive) to its id. */
+/* Maps a header name (a token; full or compact, case-insensitive) to its id. */
 enum sip_hdr_id sip_hdr_id_from(struct slice name);
 /* Full canonical name of a header id ("Call-ID"), NULL for SIP_HDR_OTHER. */
 const char *sip_hdr_name(enum sip_hdr_id id);

@@ -5,17 +5,6 @@
 #include "sip/lex.h"
 #include "sip/sip.h"
 
-static bool is_mark(unsigned char c)
-{
-	return c == '-' || c == '_' || c == '.' || c == '!' || c == '~' || c == '*' ||
-	       c == '\'' || c == '(' || c == ')';
-}
-
-static bool is_unreserved(unsigned char c)
-{
-	return sip_lex_is_alnum(c) || is_mark(c);
-}
-
 /* Checks that every byte is unreserved, one of extra, or a valid %HH escape. */
 static bool chars_ok(struct slice s, const char *extra)
 {
@@ -30,7 +19,7 @@ static bool chars_ok(struct slice s, const char *extra)
 			i += 2;
 			continue;
 		}
-		if (is_unreserved(c))
+		if (sip_lex_is_unreserved(c))
 			continue;
 		if (c == 0 || !strchr(extra, c))
 			return false;

@@ -61,16 +61,15 @@ int sip_via_parse(struct slice s, struct sip_via *out)
 		if (s.p[i] != ';')
 			return EBADMSG;
 		out->params = sip_lex_sub(s, i, s.l);
-		if (sip_lex_check_params(out->params))
-			return EBADMSG;
 	}
-	/* one pass over the parameters; the first of each name counts, as
-	 * sip_param_find() would find it */
+	/* one pass over the parameters, checking each; the first of each name
+	 * counts, as sip_param_find() would find it */
 	enum { BRANCH = 1, RECEIVED = 2, MADDR = 4, TTL = 8, RPORT = 16 };
 	unsigned seen = 0;
 	size_t pos = 0;
 	struct sip_param p;
-	while (sip_lex_param_next(out->params, &pos, &p)) {
+	int r;
+	while ((r = sip_lex_params_next(out->params, &pos, &p)) == 1) {
 		unsigned which = name_is(p.name, "branch")	 ? BRANCH
 				 : name_is(p.name, "received") ? RECEIVED
 				 : name_is(p.name, "maddr")	 ? MADDR
@@ -111,5 +110,5 @@ int sip_via_parse(struct slice s, struct sip_via *out)
 			out->rport_value = p.value;
 		}
 	}
-	return 0;
+	return r; /* 0 at the end, or EBADMSG for a malformed parameter */
 }

@@ -193,7 +193,16 @@ static void test_hdr_table(void **state)
 		assert_int_equal(sip_hdr_id_from(slice_cstr(n)), id);
 	}
 	assert_null(sip_hdr_name(SIP_HDR_OTHER));
+	/* same first letter and length as a known name, but another name */
+	assert_int_equal(sip_hdr_id_from(SLICE_LIT("Contacq")), SIP_HDR_OTHER);
+	assert_int_equal(sip_hdr_id_from(SLICE_LIT("1-Header")), SIP_HDR_OTHER);
+	assert_int_equal(sip_hdr_id_from(SLICE_LIT("m")), SIP_HDR_CONTACT);
+	assert_int_equal(sip_hdr_id_from(SLICE_LIT("L")), SIP_HDR_CONTENT_LENGTH);
+	assert_int_equal(sip_hdr_id_from(SLICE_LIT("a")), SIP_HDR_OTHER);
 	assert_int_equal(sip_method_from(SLICE_LIT("REGISTER")), SIP_REGISTER);
+	assert_int_equal(sip_method_from(SLICE_LIT("BYE")), SIP_BYE);
+	assert_int_equal(sip_method_from(SLICE_LIT("BYES")), SIP_METHOD_UNKNOWN);
+	assert_int_equal(sip_method_from(SLICE_LIT("")), SIP_METHOD_UNKNOWN);
 	assert_int_equal(sip_method_from(SLICE_LIT("register")), SIP_METHOD_UNKNOWN);
 	assert_string_equal(sip_method_name(SIP_PUBLISH), "PUBLISH");
 	assert_null(sip_method_name(SIP_METHOD_UNKNOWN));
