@@ -63,51 +63,39 @@ int sip_via_parse(struct slice s, struct sip_via *out)
 		out->params = sip_lex_sub(s, i, s.l);
 	}
 	/* one pass over the parameters, checking each; the first of each name
-	 * counts, as sip_param_find() would find it */
-	enum { BRANCH = 1, RECEIVED = 2, MADDR = 4, TTL = 8, RPORT = 16 };
-	unsigned seen = 0;
+	 * counts, as sip_param_find() would find it: a field already set is
+	 * not set again (every field set here points into the text) */
 	size_t pos = 0;
 	struct sip_param p;
 	int r;
 	while ((r = sip_lex_params_next(out->params, &pos, &p)) == 1) {
-		unsigned which = name_is(p.name, "branch")	 ? BRANCH
-				 : name_is(p.name, "received") ? RECEIVED
-				 : name_is(p.name, "maddr")	 ? MADDR
-				 : name_is(p.name, "ttl")	 ? TTL
-				 : name_is(p.name, "rport")	 ? RPORT
-								 : 0;
-		if (!which || (seen & which))
-			continue;
-		seen |= which;
 		uint32_t num;
-		switch (which) {
-		case BRANCH:
-			if (p.value.l == 0)
-				return EBADMSG;
-			out->branch = p.value;
-			break;
-		case RECEIVED:
-			if (p.value.l == 0)
-				return EBADMSG;
-			out->received = p.value;
-			break;
-		case MADDR:
-			if (p.value.l == 0)
-				return EBADMSG;
-			out->maddr = p.value;
-			break;
-		case TTL:
-			if (slice_to_u32(p.value, 255, &num))
-				return EBADMSG;
-			out->ttl = p.value;
-			break;
-		default:
+		if (name_is(p.name, "rport")) {
 			/* RFC 3581: empty in requests, the source port in responses */
+			if (out->rport)
+				continue;
 			if (p.has_value &&
 			    (!all_digits(p.value, 5) || slice_to_u32(p.value, 65535, &num)))
 				return EBADMSG;
 			out->rport = true;
 			out->rport_value = p.value;
+		} else if (name_is(p.name, "ttl")) {
+			if (out->ttl.p)
+				continue;
+			if (slice_to_u32(p.value, 255, &num))
+				return EBADMSG;
+			out->ttl = p.value;
+		} else {
+			/* these three must have a value */
+			struct slice *f = name_is(p.name, "branch")	? &out->branch
+					  : name_is(p.name, "received") ? &out->received
+					  : name_is(p.name, "maddr")	? &out->maddr
+									: NULL;
+			if (!f || f->p)
+				continue;
+			if (p.value.l == 0)
+				return EBADMSG;
+			*f = p.value;
 		}
 	}
 	return r; /* 0 at the end, or EBADMSG for a malformed parameter */

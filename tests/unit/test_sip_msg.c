@@ -100,6 +100,37 @@ static void test_request(void **state)
 	assert_false(sip_msg_has_option(m, SIP_HDR_PROXY_REQUIRE, "100rel"));
 }
 
+/* Via parameters: names case-insensitive, the first of each name counts,
+ * and a bad value of a known one fails the whole Via. */
+static void test_via_params(void **state)
+{
+	(void)state;
+	struct sip_via v;
+	assert_int_equal(sip_via_parse(SLICE_LIT("SIP/2.0/UDP h.example:1;BRANCH=z9hG4bKa;"
+						 "branch=z9hG4bKb;ttl=5;ttl=300;Received=192.0.2.1;"
+						 "rport=5;rport;maddr=m1;maddr=m2;x"),
+				       &v),
+			 0);
+	assert_slice(v.branch, "z9hG4bKa");
+	assert_slice(v.ttl, "5");
+	assert_slice(v.received, "192.0.2.1");
+	assert_true(v.rport);
+	assert_slice(v.rport_value, "5");
+	assert_slice(v.maddr, "m1");
+	assert_int_equal(sip_via_parse(SLICE_LIT("SIP/2.0/UDP h;rport;branch=z9hG4bKc"), &v), 0);
+	assert_true(v.rport);
+	assert_int_equal(v.rport_value.l, 0);
+	assert_slice(v.branch, "z9hG4bKc");
+	const char *bad[] = {
+	    "SIP/2.0/UDP h;branch=", "SIP/2.0/UDP h;received", "SIP/2.0/UDP h;maddr=",
+	    "SIP/2.0/UDP h;ttl=256", "SIP/2.0/UDP h;rport=123456", "SIP/2.0/UDP h;rport=5x",
+	    "SIP/2.0/UDP h;x=\"open", "SIP/2.0/UDP h;branch=z9hG4bKa;;",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (sip_via_parse(slice_cstr(bad[i]), &v) != EBADMSG)
+			fail_msg("accepted: %s", bad[i]);
+}
+
 static void test_multi_values(void **state)
 {
 	(void)state;
@@ -431,7 +462,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request),
-		cmocka_unit_test(test_multi_values),
+		cmocka_unit_test(test_via_params), cmocka_unit_test(test_multi_values),
 		cmocka_unit_test(test_compact),
 		cmocka_unit_test(test_hdr_table),
 		cmocka_unit_test(test_response),
