@@ -94,13 +94,7 @@ static void test_cancel_before_answer(void **state)
 	phone_expect(&b, "INVITE ", inv, sizeof inv);
 	phone_reply(&b, inv, 180, "Ringing", "bb");
 	phone_expect(&a, "SIP/2.0 180", r, sizeof r);
-	phone_send(&a,
-		   "CANCEL sip:cancelme@127.0.0.1:%u SIP/2.0\r\n"
-		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKcan1;rport\r\n"
-		   "Max-Forwards: 70\r\n"
-		   "From: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:cancelme@127.0.0.1>\r\n"
-		   "Call-ID: c-cancel\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
-		   net_addr_port(&srv.addr), a.port);
+	phone_cancel(&a, "cancelme", "c-cancel", "z9hG4bKcan1");
 	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
 	assert_non_null(strstr(r, "CSeq: 1 CANCEL"));
 	char cancel[4096];
@@ -139,13 +133,7 @@ static void test_after_2xx_accepted(void **state)
 	phone_reply(&b2, inv2, 200, "OK", "x2");
 	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
 	assert_non_null(strstr(r, "tag=x2"));
-	phone_send(&a,
-		   "CANCEL sip:accepted@127.0.0.1:%u SIP/2.0\r\n"
-		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKacc1;rport\r\n"
-		   "Max-Forwards: 70\r\n"
-		   "From: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:accepted@127.0.0.1>\r\n"
-		   "Call-ID: c-acc\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
-		   net_addr_port(&srv.addr), a.port);
+	phone_cancel(&a, "accepted", "c-acc", "z9hG4bKacc1");
 	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
 	assert_non_null(strstr(r, "CSeq: 1 CANCEL"));
 	phone_expect_silence(&b1, 100); /* nothing to cancel there */

@@ -178,3 +178,15 @@ void phone_invite(struct phone *caller, const char *callee, const char *call_id,
 		   callee, net_addr_port(&caller->srv->addr), caller->port, branch, max_forwards,
 		   callee, call_id, caller->port);
 }
+
+void phone_cancel(struct phone *caller, const char *callee, const char *call_id,
+		  const char *branch)
+{
+	phone_send(caller,
+		   "CANCEL sip:%s@127.0.0.1:%u SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=%s;rport\r\n"
+		   "Max-Forwards: 70\r\n"
+		   "From: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:%s@127.0.0.1>\r\n"
+		   "Call-ID: %s\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+		   callee, net_addr_port(&caller->srv->addr), caller->port, branch, callee, call_id);
+}

@@ -48,6 +48,9 @@ void phone_reply(struct phone *p, const char *req, int status, const char *reaso
 void phone_register(struct phone *p, const char *user);
 void phone_invite(struct phone *caller, const char *callee, const char *call_id,
 		  const char *branch, int max_forwards);
+/* CANCELs the INVITE that phone_invite() sent with the same arguments. */
+void phone_cancel(struct phone *caller, const char *callee, const char *call_id,
+		  const char *branch);
 /* Copies the value of header name (first occurrence) from msg into out. */
 void msg_header(const char *msg, const char *name, char *out, size_t len);
 
