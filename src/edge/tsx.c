@@ -60,7 +60,7 @@ struct st_done {
 	struct st_node node; /* first */
 	struct edge_wk *wk;
 	struct st_slab *slab; /* NULL: its own heap block */
-	struct timer t_end;   /* Timer J */
+	struct timer t_end;   /* Timer J, or L when accepted */
 	uint16_t listener;
 	bool accepted; /* an INVITE's Accepted state: nothing to resend */
 	union {
