@@ -58,6 +58,7 @@ struct loop {
 	} turn_hooks[MAX_TURN_HOOKS];
 	size_t n_turn_hooks;
 	unsigned batch_wait_us; /* RO after start; see loop_set_batch_wait */
+	uint64_t turn_end_us;	/* when the last turn (and its wait) ended */
 };
 
 static _Thread_local struct loop *current_loop;
@@ -398,6 +399,10 @@ int loop_run(struct loop *l)
 		int timeout = next_timeout(l);
 		int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
 		l->now_ms = time_mono_ms();
+		/* busy = woken within one batch wait of the last turn's end: the
+		 * next packets are due before a wait would end anyway */
+		bool busy = l->batch_wait_us && n > 0 &&
+			    time_mono_us() - l->turn_end_us < l->batch_wait_us;
 		if (n < 0 && errno != EINTR)
 			break;
 		for (int i = 0; i < n; i++) {
@@ -413,12 +418,15 @@ int loop_run(struct loop *l)
 		for (size_t i = 0; i < l->n_turn_hooks; i++)
 			l->turn_hooks[i].h(l->turn_hooks[i].arg);
 		free_dead(l);
-		if (n > 0 && l->batch_wait_us) {
-			/* busy: let packets gather on many sockets so the next turn
-			 * serves them in one wake-up instead of one wake-up each */
+		if (busy) {
+			/* let packets gather on many sockets so the next turn serves
+			 * them in one wake-up instead of one wake-up each; a quiet
+			 * worker answers at once and sleeps only in epoll_wait */
 			struct timespec ts = {0, (long)l->batch_wait_us * 1000};
 			nanosleep(&ts, NULL);
 		}
+		if (l->batch_wait_us)
+			l->turn_end_us = time_mono_us();
 	}
 	/* run what was posted before stop so no posted object leaks */
 	run_posts(l);

@@ -63,9 +63,10 @@ void loop_stop(struct loop *l);
 int loop_post(struct loop *l, loop_call_h *h, void *arg);
 /* h(arg) runs once after each turn's batch of events (e.g. group commit flush). */
 int loop_on_turn_end(struct loop *l, loop_call_h *h, void *arg);
-/* After a turn that handled events, sleep us microseconds before waiting
- * again (0 = never, the default): under load, packets of many sockets are then
- * served per wake-up, at the cost of up to us of added latency. Before run. */
+/* After a busy turn (its wake-up came within us of the last turn's end),
+ * sleep us microseconds before waiting again (0 = never, the default): under
+ * load, packets of many sockets are then served per wake-up, at the cost of up
+ * to us of added latency; a quiet loop answers at once. Before run. */
 void loop_set_batch_wait(struct loop *l, unsigned us);
 /* Millisecond clock cached at the start of the turn. */
 uint64_t loop_now_ms(const struct loop *l);
