@@ -299,11 +299,23 @@ const char *edge_local_hostport(const struct edge *e, const struct flow *f, char
 	struct net_addr a = bound ? *bound : f->local;
 	if (net_addr_is_any(&a) && !net_addr_is_any(&f->local))
 		a = f->local;
-	if (e->advertise[0]) {
-		snprintf(buf, len, "%s:%u", e->advertise, net_addr_port(&a));
+	struct edge_wk *wk = current_wk((struct edge *)e);
+	if (wk && net_addr_eq(&wk->host_memo_addr, &a) &&
+	    (net_addr_family(&a) != AF_INET6 ||
+	     wk->host_memo_addr.u.in6.sin6_scope_id == a.u.in6.sin6_scope_id) &&
+	    strlen(wk->host_memo) < len) {
+		memcpy(buf, wk->host_memo, strlen(wk->host_memo) + 1);
 		return buf;
 	}
-	return net_addr_fmt(&a, buf, len);
+	if (e->advertise[0])
+		snprintf(buf, len, "%s:%u", e->advertise, net_addr_port(&a));
+	else
+		net_addr_fmt(&a, buf, len);
+	if (wk && strlen(buf) < sizeof wk->host_memo) {
+		memcpy(wk->host_memo, buf, strlen(buf) + 1);
+		wk->host_memo_addr = a;
+	}
+	return buf;
 }
 
 static bool listens_on_port(const struct edge *e, uint16_t port)

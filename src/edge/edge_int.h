@@ -32,6 +32,10 @@ struct edge_wk {
 	unsigned n_msg_pool;
 	/* slabs of completed-transaction records (tsx.c); worker-local */
 	struct st_slab *slab_cur, *slab_spare;
+	/* edge_local_hostport's last answer and its address, formatted once
+	 * instead of for every Via and Record-Route; worker-local */
+	struct net_addr host_memo_addr;
+	char host_memo[128 + 8];
 };
 
 /* Received messages up to this size get a block of one size, and a worker

@@ -33,10 +33,18 @@ static void b64url_encode(const unsigned char *in, size_t n, char *out)
 	out[o] = '\0';
 }
 
-static int b64url_value(char c)
+/* the inverse of b64url[] by ranges: a token is decoded for every in-dialog
+ * request, and a strchr per character was most of that */
+static int b64url_value(char ch)
 {
-	const char *p = c ? strchr(b64url, c) : NULL;
-	return p ? (int)(p - b64url) : -1;
+	unsigned char c = (unsigned char)ch;
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '-' ? 62 : c == '_' ? 63 : -1;
 }
 
 static int b64url_decode(struct slice in, unsigned char *out, size_t cap, size_t *n)

@@ -97,8 +97,11 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 	char host[NET_ADDR_STRLEN + 16];
 	edge_local_hostport(p->edge, &t->flow, host, sizeof host);
 	const char *tp = net_transport_name_upper(t->flow.tp);
-	char token_in[FLOW_TOKEN_LEN + 1];
-	edge_flow_token_encode(p->edge, &rx->flow, token_in);
+	/* the way back to the sender, needed in our Via over a stream and in a
+	 * Record-Route */
+	char token_in[FLOW_TOKEN_LEN + 1] = "";
+	if (rx->flow.tp != NET_UDP || plan->record_route)
+		edge_flow_token_encode(p->edge, &rx->flow, token_in);
 	/* over a stream, the way back is not in the next Via: carry it in ours */
 	if (rx->flow.tp != NET_UDP)
 		sip_edit_insert_hdr_before(&ed, m->via1_hdr, "Via: SIP/2.0/%s %s;branch=%s;ft=%s", tp,

@@ -7,7 +7,7 @@
 
 /* One lookup per byte instead of a chain of range tests and a switch: the
  * parser asks these questions of nearly every byte of every message. */
-const uint8_t sip_lex_class[256] = {
+const uint16_t sip_lex_class[256] = {
 	ALPHA_DIGIT(SIP_CC_TOKEN | SIP_CC_UNRESERVED),
 	/* RFC 3261 25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" /
 	 * "_" / "+" / "`" / "'" / "~"); unreserved = alphanum / mark, mark =
@@ -20,7 +20,18 @@ const uint8_t sip_lex_class[256] = {
 	['\''] = SIP_CC_TOKEN | SIP_CC_UNRESERVED,
 	['~'] = SIP_CC_TOKEN | SIP_CC_UNRESERVED,
 	['%'] = SIP_CC_TOKEN,
-	['+'] = SIP_CC_TOKEN,
+	['+'] = SIP_CC_TOKEN | SIP_CC_URI_USER | SIP_CC_URI_PASSWORD | SIP_CC_URI_PARAMS |
+		SIP_CC_URI_HEADERS,
+	['&'] = SIP_CC_URI_USER | SIP_CC_URI_PASSWORD | SIP_CC_URI_PARAMS | SIP_CC_URI_HEADERS,
+	['='] = SIP_CC_URI_USER | SIP_CC_URI_PASSWORD | SIP_CC_URI_PARAMS | SIP_CC_URI_HEADERS,
+	['$'] = SIP_CC_URI_USER | SIP_CC_URI_PASSWORD | SIP_CC_URI_PARAMS | SIP_CC_URI_HEADERS,
+	[','] = SIP_CC_URI_USER | SIP_CC_URI_PASSWORD,
+	[';'] = SIP_CC_URI_USER | SIP_CC_URI_PARAMS,
+	['?'] = SIP_CC_URI_USER | SIP_CC_URI_HEADERS,
+	['/'] = SIP_CC_URI_USER | SIP_CC_URI_PARAMS | SIP_CC_URI_HEADERS,
+	['['] = SIP_CC_URI_PARAMS | SIP_CC_URI_HEADERS,
+	[']'] = SIP_CC_URI_PARAMS | SIP_CC_URI_HEADERS,
+	[':'] = SIP_CC_URI_PARAMS | SIP_CC_URI_HEADERS,
 	['`'] = SIP_CC_TOKEN,
 	['('] = SIP_CC_UNRESERVED,
 	[')'] = SIP_CC_UNRESERVED,

@@ -14,11 +14,16 @@ enum {
 	SIP_CC_ALNUM = 2,
 	SIP_CC_DIGIT = 4,
 	SIP_CC_LWS = 8,        /* SP, HTAB, and the CR/LF of a folded line */
-	SIP_CC_UNRESERVED = 16 /* RFC 3261 25.1 unreserved (alphanum / mark) */
+	SIP_CC_UNRESERVED = 16, /* RFC 3261 25.1 unreserved (alphanum / mark) */
+	/* what a SIP URI part allows beside unreserved and escapes (19.1.1) */
+	SIP_CC_URI_USER = 32,      /* user-unreserved "&=+$,;?/" */
+	SIP_CC_URI_PASSWORD = 64,  /* "&=+$," */
+	SIP_CC_URI_PARAMS = 128,   /* param-unreserved "[]/:&+$" and the ";" "=" between */
+	SIP_CC_URI_HEADERS = 256   /* hnv-unreserved "[]/?:+$" and "=" "&" */
 };
 
 /* Character classes of every byte value (lex.c). */
-extern const uint8_t sip_lex_class[256];
+extern const uint16_t sip_lex_class[256];
 
 static inline bool sip_lex_is_token(unsigned char c)
 {

@@ -5,9 +5,11 @@
 #include "sip/lex.h"
 #include "sip/sip.h"
 
-/* Checks that every byte is unreserved, one of extra, or a valid %HH escape. */
-static bool chars_ok(struct slice s, const char *extra)
+/* Checks that every byte is unreserved, in the class extra (SIP_CC_URI_*),
+ * or a valid %HH escape. */
+static bool chars_ok(struct slice s, unsigned extra)
 {
+	extra |= SIP_CC_UNRESERVED;
 	for (size_t i = 0; i < s.l; i++) {
 		unsigned char c = (unsigned char)s.p[i];
 		if (c == '%') {
@@ -19,9 +21,7 @@ static bool chars_ok(struct slice s, const char *extra)
 			i += 2;
 			continue;
 		}
-		if (sip_lex_is_unreserved(c))
-			continue;
-		if (c == 0 || !strchr(extra, c))
+		if (!(sip_lex_class[c] & extra))
 			return false;
 	}
 	return true;
@@ -30,7 +30,7 @@ static bool chars_ok(struct slice s, const char *extra)
 /* ";name[=value]" items, none empty. */
 static bool params_ok(struct slice s)
 {
-	if (!chars_ok(s, "[]/:&+$;="))
+	if (!chars_ok(s, SIP_CC_URI_PARAMS))
 		return false;
 	for (size_t i = 0; i < s.l; i++) {
 		if (s.p[i] != ';')
@@ -71,8 +71,8 @@ static int parse_sip(struct slice rest, struct sip_uri *out)
 		out->user = sip_lex_sub(ui, 0, colon);
 		if (colon < ui.l)
 			out->password = sip_lex_sub(ui, colon + 1, ui.l);
-		if (out->user.l == 0 || !chars_ok(out->user, "&=+$,;?/") ||
-		    !chars_ok(out->password, "&=+$,"))
+		if (out->user.l == 0 || !chars_ok(out->user, SIP_CC_URI_USER) ||
+		    !chars_ok(out->password, SIP_CC_URI_PASSWORD))
 			return EBADMSG;
 		i = at + 1;
 	}
@@ -90,7 +90,7 @@ static int parse_sip(struct slice rest, struct sip_uri *out)
 	}
 	if (i < rest.l && rest.p[i] == '?') {
 		out->headers = sip_lex_sub(rest, i + 1, rest.l);
-		if (out->headers.l == 0 || !chars_ok(out->headers, "[]/?:+$=&"))
+		if (out->headers.l == 0 || !chars_ok(out->headers, SIP_CC_URI_HEADERS))
 			return EBADMSG;
 		i = rest.l;
 	}
