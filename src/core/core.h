@@ -53,8 +53,12 @@ int buf_append_json_str(struct buf *b, const char *s);
 
 /* ---- hashing ---- */
 
-uint64_t hash_bytes(const void *p, size_t l);          /* FNV-1a 64 */
-uint64_t hash_bytes_nocase(const void *p, size_t l); /* same, ASCII case folded */
+/* For in-memory tables: fast, not stable across versions. */
+uint64_t hash_bytes(const void *p, size_t l);
+/* FNV-1a 64, where another program must compute the same value (the
+ * sip_steer eBPF program's Call-ID owner). */
+uint64_t hash_fnv1a(const void *p, size_t l);
+uint64_t hash_fnv1a_nocase(const void *p, size_t l); /* same, ASCII case folded */
 
 /* Fills p with l bytes from getrandom(); aborts if the kernel cannot supply them. */
 void rand_bytes(void *p, size_t l);

@@ -9,7 +9,37 @@
 
 #include "core.h"
 
+/* Eight bytes per multiply instead of FNV's one: transaction keys are 60-100
+ * bytes and are hashed several times per message. The tail is read as two
+ * overlapping words (or three bytes), the length mixed in first, and the
+ * result finished so that the low bits a table masks off depend on every
+ * input bit. */
 uint64_t hash_bytes(const void *p, size_t l)
+{
+	const unsigned char *s = p;
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ (l * 0xff51afd7ed558ccdULL);
+	for (; l >= 8; s += 8, l -= 8) {
+		uint64_t w;
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 31;
+	}
+	uint64_t w = 0;
+	if (l >= 4) {
+		uint32_t a, b;
+		memcpy(&a, s, 4);
+		memcpy(&b, s + l - 4, 4);
+		w = (uint64_t)a << 32 | b;
+	} else if (l) {
+		w = (uint64_t)s[0] << 16 | (uint64_t)s[l / 2] << 8 | s[l - 1];
+	}
+	h = (h ^ w) * 0x94d049bb133111ebULL;
+	h ^= h >> 32;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	return h ^ (h >> 29);
+}
+
+uint64_t hash_fnv1a(const void *p, size_t l)
 {
 	const unsigned char *s = p;
 	uint64_t h = 14695981039346656037ULL;
@@ -20,7 +50,7 @@ uint64_t hash_bytes(const void *p, size_t l)
 	return h;
 }
 
-uint64_t hash_bytes_nocase(const void *p, size_t l)
+uint64_t hash_fnv1a_nocase(const void *p, size_t l)
 {
 	const unsigned char *s = p;
 	uint64_t h = 14695981039346656037ULL;

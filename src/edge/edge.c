@@ -289,7 +289,7 @@ struct net *edge_net(struct edge *e)
 
 unsigned edge_worker_of_callid(const struct edge *e, struct slice call_id)
 {
-	return (unsigned)(hash_bytes(call_id.p, call_id.l) % e->n_wk);
+	return (unsigned)(hash_fnv1a(call_id.p, call_id.l) % e->n_wk);
 }
 
 const char *edge_local_hostport(const struct edge *e, const struct flow *f, char *buf,

@@ -26,7 +26,7 @@ struct store_cred {
 /* The user is compared exactly, the realm case-insensitively. */
 static uint64_t cred_hash(struct slice user, struct slice realm)
 {
-	return hash_bytes(user.p, user.l) ^ (hash_bytes_nocase(realm.p, realm.l) * 31);
+	return hash_bytes(user.p, user.l) ^ (hash_fnv1a_nocase(realm.p, realm.l) * 31);
 }
 
 static struct cred_user **cred_find(struct store_cred *c, struct slice user, struct slice realm,

@@ -243,12 +243,41 @@ static void hash_fnv1a_and_nocase(void **state)
 {
 	(void)state;
 	/* FNV-1a 64 reference values */
-	assert_true(hash_bytes("", 0) == 0xcbf29ce484222325ULL);
-	assert_true(hash_bytes("a", 1) == 0xaf63dc4c8601ec8cULL);
-	assert_true(hash_bytes("foobar", 6) == 0x85944171f73967e8ULL);
-	assert_true(hash_bytes_nocase("FooBar", 6) == hash_bytes("foobar", 6));
-	assert_true(hash_bytes("FooBar", 6) != hash_bytes("foobar", 6));
-	assert_true(hash_bytes_nocase("[", 1) != hash_bytes_nocase("{", 1));
+	assert_true(hash_fnv1a("", 0) == 0xcbf29ce484222325ULL);
+	assert_true(hash_fnv1a("a", 1) == 0xaf63dc4c8601ec8cULL);
+	assert_true(hash_fnv1a("foobar", 6) == 0x85944171f73967e8ULL);
+	assert_true(hash_fnv1a_nocase("FooBar", 6) == hash_fnv1a("foobar", 6));
+	assert_true(hash_fnv1a("FooBar", 6) != hash_fnv1a("foobar", 6));
+	assert_true(hash_fnv1a_nocase("[", 1) != hash_fnv1a_nocase("{", 1));
+}
+
+/* hash_bytes: every byte and the length count, and a table's low bits spread */
+static void hash_bytes_spreads(void **state)
+{
+	(void)state;
+	char a[40], b[40];
+	memset(a, 'x', sizeof a);
+	memset(b, 'x', sizeof b);
+	assert_true(hash_bytes(a, 0) != hash_bytes(a, 1));
+	for (size_t l = 1; l <= sizeof a; l++) {
+		assert_true(hash_bytes(a, l) == hash_bytes(b, l));
+		assert_true(hash_bytes(a, l) != hash_bytes(a, l - 1));
+		for (size_t i = 0; i < l; i++) { /* one changed byte anywhere */
+			b[i] = 'y';
+			assert_true(hash_bytes(a, l) != hash_bytes(b, l));
+			b[i] = 'x';
+		}
+	}
+	/* keys differing in one digit, as transaction branches do, fill 64
+	 * buckets evenly enough: no bucket gets three times its share */
+	unsigned count[64] = {0};
+	for (unsigned k = 0; k < 6400; k++) {
+		char key[64];
+		int n = snprintf(key, sizeof key, "z9hG4bK-%08u-call@host", k);
+		count[hash_bytes(key, (size_t)n) & 63]++;
+	}
+	for (unsigned i = 0; i < 64; i++)
+		assert_true(count[i] < 300);
 }
 
 static void rand_and_clock(void **state)
@@ -454,6 +483,7 @@ int main(void)
 		cmocka_unit_test(buf_reserve_refuses_overflow),
 		cmocka_unit_test(buf_printf_short_and_long),
 		cmocka_unit_test(hash_fnv1a_and_nocase),
+		cmocka_unit_test(hash_bytes_spreads),
 		cmocka_unit_test(rand_and_clock),
 		cmocka_unit_test(log_levels),
 		cmocka_unit_test(json_string_escapes),

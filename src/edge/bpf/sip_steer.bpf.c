@@ -178,7 +178,7 @@ int sip_steer(struct sk_reuseport_md *ctx)
 	if (!s.val)
 		goto left;
 	/* callid = word ["@" word]: it ends at white space or the line's end;
-	 * FNV-1a 64 as hash_bytes (src/core/util.c) */
+	 * FNV-1a 64 as hash_fnv1a (src/core/util.c) */
 	__u64 hash = 14695981039346656037ULL;
 	__u32 p = s.val, got = 0;
 	for (int i = 0; i < 256; i++) {
