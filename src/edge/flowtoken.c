@@ -33,18 +33,15 @@ static void b64url_encode(const unsigned char *in, size_t n, char *out)
 	out[o] = '\0';
 }
 
-/* the inverse of b64url[] by ranges: a token is decoded for every in-dialog
- * request, and a strchr per character was most of that */
-static int b64url_value(char ch)
+/* the inverse of b64url[], -1 for other bytes: a token is decoded for every
+ * in-dialog request, and a strchr per character was most of that */
+static int8_t b64url_inv[256];
+
+__attribute__((constructor)) static void b64url_inv_init(void)
 {
-	unsigned char c = (unsigned char)ch;
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '-' ? 62 : c == '_' ? 63 : -1;
+	memset(b64url_inv, -1, sizeof b64url_inv);
+	for (int i = 0; i < 64; i++)
+		b64url_inv[(unsigned char)b64url[i]] = (int8_t)i;
 }
 
 static int b64url_decode(struct slice in, unsigned char *out, size_t cap, size_t *n)
@@ -53,7 +50,7 @@ static int b64url_decode(struct slice in, unsigned char *out, size_t cap, size_t
 	int bits = 0;
 	size_t o = 0;
 	for (size_t i = 0; i < in.l; i++) {
-		int v = b64url_value(in.p[i]);
+		int v = b64url_inv[(unsigned char)in.p[i]];
 		if (v < 0)
 			return EBADMSG;
 		acc = (acc << 6) | (uint32_t)v;

@@ -174,6 +174,10 @@ bool sip_hdr_next_value(struct slice value, size_t *pos, struct slice *out)
 	bool in_angle = false;
 	while (i < value.l) {
 		char c = value.p[i];
+		if (!(sip_lex_class[(unsigned char)c] & SIP_CC_LIST_MARK)) {
+			i++; /* most bytes: one lookup */
+			continue;
+		}
 		if (c == '"') {
 			size_t e = sip_lex_skip_quoted(value, i);
 			if (e == 0) {
@@ -203,6 +207,10 @@ static size_t param_at(struct slice params, size_t i, struct sip_param *p)
 	size_t start = i, eq = 0;
 	bool has_eq = false;
 	while (i < params.l && params.p[i] != ';') {
+		if (!(sip_lex_class[(unsigned char)params.p[i]] & SIP_CC_PARAM_MARK)) {
+			i++; /* most bytes: one lookup */
+			continue;
+		}
 		if (params.p[i] == '"') {
 			size_t e = sip_lex_skip_quoted(params, i);
 			i = e ? e : params.l;
@@ -249,10 +257,10 @@ bool sip_lex_param_find(struct slice params, struct slice want, struct sip_param
 	return false;
 }
 
+/* token plus what hosts and IPv6 references need (received=[::1]) */
 static bool is_pvalue_char(unsigned char c)
 {
-	/* token plus what hosts and IPv6 references need (received=[::1]) */
-	return sip_lex_is_token(c) || c == ':' || c == '[' || c == ']' || c == '/';
+	return sip_lex_class[c] & SIP_CC_PVALUE;
 }
 
 int sip_lex_params_next(struct slice params, size_t *pos, struct sip_param *out)
@@ -307,8 +315,7 @@ int sip_lex_hostport(struct slice s, size_t *end, struct slice *host, uint16_t *
 		i++;
 	} else {
 		/* hostname or IPv4; '_' tolerated because real deployments use it */
-		while (i < s.l && (sip_lex_is_alnum((unsigned char)s.p[i]) || s.p[i] == '-' ||
-				   s.p[i] == '.' || s.p[i] == '_'))
+		while (i < s.l && (sip_lex_class[(unsigned char)s.p[i]] & SIP_CC_HOST))
 			i++;
 		if (i == 0)
 			return EBADMSG;

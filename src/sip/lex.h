@@ -19,7 +19,11 @@ enum {
 	SIP_CC_URI_USER = 32,      /* user-unreserved "&=+$,;?/" */
 	SIP_CC_URI_PASSWORD = 64,  /* "&=+$," */
 	SIP_CC_URI_PARAMS = 128,   /* param-unreserved "[]/:&+$" and the ";" "=" between */
-	SIP_CC_URI_HEADERS = 256   /* hnv-unreserved "[]/?:+$" and "=" "&" */
+	SIP_CC_URI_HEADERS = 256,  /* hnv-unreserved "[]/?:+$" and "=" "&" */
+	SIP_CC_LIST_MARK = 512,    /* what ends or nests a header list value: , " < > */
+	SIP_CC_PARAM_MARK = 1024,  /* what ends or splits a parameter: ; = " */
+	SIP_CC_HOST = 2048,        /* hostname and IPv4 bytes: alphanum - . _ */
+	SIP_CC_PVALUE = 4096       /* unquoted parameter values: token : [ ] / */
 };
 
 /* Character classes of every byte value (lex.c). */
