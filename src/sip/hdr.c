@@ -173,11 +173,10 @@ bool sip_hdr_next_value(struct slice value, size_t *pos, struct slice *out)
 	size_t start = i;
 	bool in_angle = false;
 	while (i < value.l) {
+		i = sip_lex_find_class4(value, i, SIP_CC_LIST_MARK, ',', '"', '<', '>');
+		if (i >= value.l)
+			break;
 		char c = value.p[i];
-		if (!(sip_lex_class[(unsigned char)c] & SIP_CC_LIST_MARK)) {
-			i++; /* most bytes: one lookup */
-			continue;
-		}
 		if (c == '"') {
 			size_t e = sip_lex_skip_quoted(value, i);
 			if (e == 0) {
@@ -206,11 +205,10 @@ static size_t param_at(struct slice params, size_t i, struct sip_param *p)
 {
 	size_t start = i, eq = 0;
 	bool has_eq = false;
-	while (i < params.l && params.p[i] != ';') {
-		if (!(sip_lex_class[(unsigned char)params.p[i]] & SIP_CC_PARAM_MARK)) {
-			i++; /* most bytes: one lookup */
-			continue;
-		}
+	for (;;) {
+		i = sip_lex_find_class4(params, i, SIP_CC_PARAM_MARK, ';', '=', '"', ';');
+		if (i >= params.l || params.p[i] == ';')
+			break;
 		if (params.p[i] == '"') {
 			size_t e = sip_lex_skip_quoted(params, i);
 			i = e ? e : params.l;

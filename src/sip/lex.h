@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include "core/core.h"
 #include "sip/sip.h"
 
@@ -59,6 +63,32 @@ static inline bool sip_lex_is_lws(unsigned char c)
 static inline bool sip_lex_is_unreserved(unsigned char c)
 {
 	return sip_lex_class[c] & SIP_CC_UNRESERVED;
+}
+
+/* Index of the first byte at or after i whose class has one of the bits of
+ * marks, or s.l. Sixteen bytes at a time where SSE2 is there (the four bytes
+ * a, b, c, d must be exactly the class's members): header values are scanned
+ * for their commas, quotes and angle brackets on every message. */
+static inline size_t sip_lex_find_class4(struct slice s, size_t i, unsigned marks, char a, char b,
+					 char c, char d)
+{
+#ifdef __SSE2__
+	const __m128i va = _mm_set1_epi8(a), vb = _mm_set1_epi8(b), vc = _mm_set1_epi8(c),
+		      vd = _mm_set1_epi8(d);
+	for (; i + 16 <= s.l; i += 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s.p + i));
+		__m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, va), _mm_cmpeq_epi8(x, vb)),
+					   _mm_or_si128(_mm_cmpeq_epi8(x, vc), _mm_cmpeq_epi8(x, vd)));
+		unsigned bits = (unsigned)_mm_movemask_epi8(hit);
+		if (bits)
+			return i + (size_t)__builtin_ctz(bits);
+	}
+#else
+	(void)a, (void)b, (void)c, (void)d;
+#endif
+	while (i < s.l && !(sip_lex_class[(unsigned char)s.p[i]] & marks))
+		i++;
+	return i;
 }
 
 static inline size_t sip_lex_skip_lws(struct slice s, size_t i)

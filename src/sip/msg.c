@@ -235,13 +235,12 @@ static void decode_fromto(struct parse_ctx *c, enum sip_hdr_id id)
 		fail(c, 400, from ? "Bad From" : "Bad To");
 		return;
 	}
-	struct sip_param tag;
-	if (sip_param_find(na->params, "tag", &tag)) {
-		if (tag.value.l == 0) {
+	if (na->has_tag) {
+		if (na->tag.l == 0) {
 			fail(c, 400, from ? "Bad From" : "Bad To");
 			return;
 		}
-		*(from ? &m->from_tag : &m->to_tag) = tag.value;
+		*(from ? &m->from_tag : &m->to_tag) = na->tag;
 	}
 }
 

@@ -28,7 +28,18 @@ static int parse_params(struct slice s, size_t i, struct sip_nameaddr *out)
 	if (s.p[i] != ';')
 		return EBADMSG;
 	out->params = sip_lex_sub(s, i, s.l);
-	return sip_lex_check_params(out->params);
+	/* checked one parameter at a time, the tag picked up on the way: every
+	 * From and To is parsed, and a second scan for the tag cost as much */
+	size_t pos = 0;
+	struct sip_param p;
+	int r;
+	while ((r = sip_lex_params_next(out->params, &pos, &p)) == 1) {
+		if (!out->has_tag && p.name.l == 3 && slice_eq_cstr_nocase(p.name, "tag")) {
+			out->has_tag = true;
+			out->tag = p.value;
+		}
+	}
+	return r;
 }
 
 int sip_nameaddr_parse(struct slice s, struct sip_nameaddr *out)
@@ -57,9 +68,7 @@ int sip_nameaddr_parse(struct slice s, struct sip_nameaddr *out)
 			out->display = slice_trim(sip_lex_sub(s, 0, lt));
 	}
 	if (lt < s.l) {
-		size_t gt = lt + 1;
-		while (gt < s.l && s.p[gt] != '>')
-			gt++;
+		size_t gt = lt + 1 + slice_find(sip_lex_sub(s, lt + 1, s.l), '>');
 		if (gt >= s.l)
 			return EBADMSG;
 		out->uri_s = sip_lex_sub(s, lt + 1, gt);

@@ -123,6 +123,8 @@ struct sip_nameaddr {
 	struct sip_uri uri;
 	struct slice params;    /* header params after the URI (";tag=..;expires=..") */
 	struct slice whole;     /* the full value */
+	struct slice tag;       /* the first tag parameter's value (From, To) */
+	bool has_tag;           /* a tag parameter was there, even without a value */
 	bool star;              /* Contact: * */
 };
 

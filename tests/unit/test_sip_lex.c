@@ -51,10 +51,37 @@ static void test_classes_match_the_grammar(void **state)
 	}
 }
 
+/* The 16-byte scan finds the first mark wherever it sits: in the first
+ * block, across the block boundary, in the tail, or nowhere. */
+static void test_find_class4(void **state)
+{
+	(void)state;
+	const char marks[] = ",\"<>";
+	char buf[48];
+	for (size_t l = 0; l <= sizeof buf; l++) {
+		memset(buf, 'a', sizeof buf);
+		struct slice s = {buf, l};
+		assert_int_equal(sip_lex_find_class4(s, 0, SIP_CC_LIST_MARK, ',', '"', '<', '>'), l);
+		for (size_t at = 0; at < l; at++) {
+			for (size_t m = 0; m < 4; m++) {
+				memset(buf, 'a', sizeof buf);
+				buf[at] = marks[m];
+				if (at + 5 < l)
+					buf[at + 5] = ','; /* a later mark does not win */
+				for (size_t from = 0; from <= at; from += 3)
+					assert_int_equal(sip_lex_find_class4(s, from, SIP_CC_LIST_MARK,
+									     ',', '"', '<', '>'),
+							 at);
+			}
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classes_match_the_grammar),
+		cmocka_unit_test(test_find_class4),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
