@@ -68,7 +68,7 @@ struct edge_wk *edge_wk_of(struct edge *e, struct worker *w)
 }
 
 /* The current thread's worker state in e, or NULL off e's workers. */
-static struct edge_wk *current_wk(struct edge *e)
+static struct edge_wk *current_wk(const struct edge *e)
 {
 	struct worker *w = worker_current();
 	unsigned id = w ? worker_id(w) : 0;
@@ -299,7 +299,7 @@ const char *edge_local_hostport(const struct edge *e, const struct flow *f, char
 	struct net_addr a = bound ? *bound : f->local;
 	if (net_addr_is_any(&a) && !net_addr_is_any(&f->local))
 		a = f->local;
-	struct edge_wk *wk = current_wk((struct edge *)e);
+	struct edge_wk *wk = current_wk(e);
 	if (wk && net_addr_eq(&wk->host_memo_addr, &a) &&
 	    (net_addr_family(&a) != AF_INET6 ||
 	     wk->host_memo_addr.u.in6.sin6_scope_id == a.u.in6.sin6_scope_id) &&

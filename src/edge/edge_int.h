@@ -35,7 +35,7 @@ struct edge_wk {
 	/* edge_local_hostport's last answer and its address, formatted once
 	 * instead of for every Via and Record-Route; worker-local */
 	struct net_addr host_memo_addr;
-	char host_memo[128 + 8];
+	char host_memo[128 + 8]; /* edge.advertise and ":port" */
 };
 
 /* Received messages up to this size get a block of one size, and a worker
