@@ -283,16 +283,6 @@ int sip_lex_params_next(struct slice params, size_t *pos, struct sip_param *out)
 	return 1;
 }
 
-int sip_lex_check_params(struct slice params)
-{
-	size_t pos = 0;
-	struct sip_param p;
-	int r;
-	while ((r = sip_lex_params_next(params, &pos, &p)) == 1)
-		;
-	return r;
-}
-
 static bool is_v6_char(unsigned char c)
 {
 	return sip_lex_is_hex(c) || c == ':' || c == '.';

@@ -122,11 +122,10 @@ size_t sip_lex_skip_quoted(struct slice s, size_t i);
 /* sip_param_find() with the name as a slice. */
 bool sip_lex_param_find(struct slice params, struct slice name, struct sip_param *out);
 
-/* Checks a ";name[=value]..." list: names are tokens, values tokens, quoted
- * strings or host-like text ([v6]:port). Returns 0 or EBADMSG. */
-int sip_lex_check_params(struct slice params);
-/* The same check one parameter at a time: 1 with the parameter at *pos (0 at
- * first) in *out and *pos moved past it, 0 at the end, EBADMSG when malformed. */
+/* Checks a ";name[=value]..." list one parameter at a time (names are
+ * tokens, values tokens, quoted strings or host-like text ([v6]:port)): 1
+ * with the parameter at *pos (0 at first) in *out and *pos moved past it, 0
+ * at the end, EBADMSG when malformed. */
 int sip_lex_params_next(struct slice params, size_t *pos, struct sip_param *out);
 
 /* Parses host[:port] at the start of s (host: name, IPv4 or [IPv6]). *end is
