@@ -156,6 +156,22 @@ struct sip_cseq {
  * and <>. *pos starts at 0; returns false when no value is left. */
 bool sip_hdr_next_value(struct slice value, size_t *pos, struct slice *out);
 
+/* Digest credentials, one Authorization or Proxy-Authorization value
+ * (RFC 3261 22.4 and 25.1, RFC 7616 3.4). Each slice points into the value:
+ * quoted strings without their quotes, quoted-pairs left as written (escaped
+ * is set when one was seen). A parameter that was absent has p == NULL; one
+ * present but empty has p set and l == 0. */
+struct sip_digest_cred {
+	struct slice username, realm, nonce, uri, response, algorithm, cnonce, opaque, qop, nc;
+	struct slice userhash;
+	bool escaped;
+};
+
+/* Parses "Digest k=v, k=\"v\", ...". 0, ENOTSUP (another scheme, e.g. Basic),
+ * or EBADMSG (malformed, a parameter given twice, or a quoted one unquoted).
+ * Parameters it does not know are skipped. */
+int sip_digest_parse(struct slice value, struct sip_digest_cred *out);
+
 #define SIP_MAX_HEADERS 128
 
 struct sip_msg {

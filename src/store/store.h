@@ -239,38 +239,70 @@ void store_stats_get(struct store *s, struct store_stats *out);
  * store_bindings, store_aors (gauges), store_commits_total,
  * store_commit_rows_total, store_commit_errors_total. */
 
-/* ---- credentials: user@realm -> password or HA1 ----
- * An interface beside the location store; the memory backend is the only one
- * for now (a file or database backend fills the same table). No user at all
- * means open registration: the registrar checks store_cred_count() == 0. */
+/* ---- credentials: user@realm -> HA1 per digest algorithm ----
+ *
+ * The interface beside the location store. The password is never stored:
+ * `pinhole user` computes H(user:realm:password) for each algorithm (RFC 7616
+ * 3.4.2, RFC 8760) and the store keeps those hex strings. No user at all means
+ * what it meant before users existed (the registrar and proxy then
+ * authenticate nobody): callers check store_cred_count() == 0.
+ *
+ * Backends. Lookups always read a memory table (hash of user+realm behind a
+ * read-write lock), never a database on the packet path. The memory backend is
+ * only that table (tests). The SQLite backend (the credential table in the
+ * [store] path file) writes through to the file and keeps the table current
+ * from it: a watcher thread checks PRAGMA data_version every reload_ms and,
+ * when the file changed, the credential table's own change counter (kept by
+ * triggers, so that the bindings' commits do not count); when that moved, it
+ * reads the whole table into a new memory table and swaps it in. So `pinhole
+ * serve` sees users that `pinhole user` added, changed or deleted within about
+ * reload_ms, without a restart. A Redis backend would implement the same ops
+ * (store_int.h, struct store_cred_backend_ops) with its change feed.
+ */
 
 struct store_cred;
 
-enum store_cred_kind {
-	STORE_CRED_PASSWORD = 0, /* cleartext, needed for SHA-256 digest or TURN */
-	STORE_CRED_HA1 = 1,	 /* hex MD5(user:realm:password), RFC 2617 */
+enum store_cred_alg {
+	STORE_CRED_MD5 = 0,
+	STORE_CRED_SHA256 = 1,
+	STORE_CRED_SHA512_256 = 2,
+	STORE_CRED_ALGS
 };
 
 #define STORE_CRED_USER_MAX 64
 #define STORE_CRED_REALM_MAX 128
-#define STORE_CRED_SECRET_MAX 129 /* HA1 SHA-512-256 hex is 64; passwords up to 128 */
+#define STORE_CRED_HA1_MAX 65 /* hex of a 256-bit digest and its NUL */
 
 struct store_cred_entry {
-	enum store_cred_kind kind;
-	char secret[STORE_CRED_SECRET_MAX];
+	char ha1[STORE_CRED_ALGS][STORE_CRED_HA1_MAX]; /* lowercase hex; "" = none */
 };
 
+/* A memory-only store (tests). 0 or ENOMEM. */
 int store_cred_alloc(struct store_cred **cp);
+/* The SQLite backend on path (created if absent, WAL). Loads every user; with
+ * reload_ms > 0 starts the watcher thread described above. 0, ENOMEM or EIO
+ * (logged with the file name). */
+int store_cred_open(struct store_cred **cp, const char *path, unsigned reload_ms);
+/* Stops the watcher, closes the file, frees the table. NULL is fine. */
 void store_cred_free(struct store_cred *c);
-/* Adds or replaces a user. Realm compared case-insensitively, user exactly.
- * 0, ENAMETOOLONG, EINVAL (empty user), ENOMEM. */
+/* Adds or replaces a user (written to the backend first, then the table).
+ * Realm compared case-insensitively, user exactly. 0, ENAMETOOLONG, EINVAL
+ * (empty user, or no HA1 at all), ENOMEM, EIO. */
 int store_cred_set(struct store_cred *c, struct slice user, struct slice realm,
-		   enum store_cred_kind kind, struct slice secret);
-/* 0 or ENOENT. */
+		   const struct store_cred_entry *e);
+/* 0, ENOENT or EIO. */
 int store_cred_del(struct store_cred *c, struct slice user, struct slice realm);
-/* Copies the secret out. 0 or ENOENT. */
+/* Copies the entry out. 0 or ENOENT. */
 int store_cred_lookup(struct store_cred *c, struct slice user, struct slice realm,
 		      struct store_cred_entry *out);
 size_t store_cred_count(struct store_cred *c);
+/* Visits every user (a copy of the table is taken first; fn may call anything).
+ * Returns 0, what fn returned to stop, or ENOMEM. */
+typedef int(store_cred_visit_h)(const char *user, const char *realm,
+				const struct store_cred_entry *e, void *arg);
+int store_cred_foreach(struct store_cred *c, store_cred_visit_h *fn, void *arg);
+/* What the watcher does, now: reloads if the backend changed. *reloaded (may be
+ * NULL) says whether it did. 0 or EIO. Memory backend: 0, never reloads. */
+int store_cred_sync(struct store_cred *c, bool *reloaded);
 
 #endif

@@ -91,4 +91,26 @@ size_t store_writer_pending(struct store_writer *w);
 /* metrics.c-style process-wide counters, defined in mem.c */
 extern struct metric store_m_bindings, store_m_aors, store_m_commits, store_m_rows, store_m_errors;
 
+/* A credential backend behind the memory table of cred.c. The table is
+ * always what lookups read; a backend persists writes and says when someone
+ * else changed the data, so that the table is reloaded. Calls come from one
+ * thread at a time (cred.c holds its backend mutex around each). */
+typedef int(store_cred_load_h)(const char *user, const char *realm,
+			       const struct store_cred_entry *e, void *arg);
+struct store_cred_backend_ops {
+	const char *name;
+	int (*open)(void **ctxp, const char *path);
+	/* Whether the data may have changed since the last load or changed(). */
+	int (*changed)(void *ctx, bool *changed);
+	/* Calls h for every user. */
+	int (*load)(void *ctx, store_cred_load_h *h, void *arg);
+	int (*put)(void *ctx, const char *user, const char *realm,
+		   const struct store_cred_entry *e);
+	/* 0 or ENOENT when there was no such user. */
+	int (*del)(void *ctx, const char *user, const char *realm);
+	void (*close)(void *ctx);
+};
+
+extern const struct store_cred_backend_ops store_cred_sqlite_ops;
+
 #endif

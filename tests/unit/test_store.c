@@ -868,49 +868,132 @@ static void test_crash(void **state)
 
 /* ---- credentials ---- */
 
+static struct store_cred_entry entry(const char *md5)
+{
+	struct store_cred_entry e;
+	memset(&e, 0, sizeof e);
+	snprintf(e.ha1[STORE_CRED_MD5], sizeof e.ha1[0], "%s", md5);
+	return e;
+}
+
 static void test_cred(void **state)
 {
 	(void)state;
 	struct store_cred *c;
 	assert_int_equal(store_cred_alloc(&c), 0);
-	assert_int_equal(store_cred_count(c), 0); /* open registration */
-	struct store_cred_entry e;
+	assert_int_equal(store_cred_count(c), 0); /* no users: nothing is authenticated */
+	struct store_cred_entry e, a1 = entry("0123456789abcdef0123456789abcdef"),
+				   a2 = entry("fedcba9876543210fedcba9876543210");
 	assert_int_equal(store_cred_lookup(c, SLICE_LIT("alice"), SLICE_LIT("example.com"), &e),
 			 ENOENT);
-	assert_int_equal(store_cred_set(c, SLICE_LIT("alice"), SLICE_LIT("example.com"),
-					STORE_CRED_PASSWORD, SLICE_LIT("secret")),
-			 0);
-	assert_int_equal(store_cred_set(c, SLICE_LIT("bob"), SLICE_LIT("example.com"),
-					STORE_CRED_HA1,
-					SLICE_LIT("0123456789abcdef0123456789abcdef")),
-			 0);
+	assert_int_equal(store_cred_set(c, SLICE_LIT("alice"), SLICE_LIT("example.com"), &a1), 0);
+	assert_int_equal(store_cred_set(c, SLICE_LIT("bob"), SLICE_LIT("example.com"), &a2), 0);
 	assert_int_equal(store_cred_count(c), 2);
 	assert_int_equal(store_cred_lookup(c, SLICE_LIT("alice"), SLICE_LIT("EXAMPLE.com"), &e), 0);
-	assert_int_equal(e.kind, STORE_CRED_PASSWORD);
-	assert_string_equal(e.secret, "secret");
+	assert_string_equal(e.ha1[STORE_CRED_MD5], a1.ha1[STORE_CRED_MD5]);
+	assert_string_equal(e.ha1[STORE_CRED_SHA256], "");
 	assert_int_equal(store_cred_lookup(c, SLICE_LIT("Alice"), SLICE_LIT("example.com"), &e),
 			 ENOENT);
 	/* replace */
-	assert_int_equal(store_cred_set(c, SLICE_LIT("alice"), SLICE_LIT("example.com"),
-					STORE_CRED_PASSWORD, SLICE_LIT("other")),
-			 0);
+	assert_int_equal(store_cred_set(c, SLICE_LIT("alice"), SLICE_LIT("example.com"), &a2), 0);
 	assert_int_equal(store_cred_count(c), 2);
 	assert_int_equal(store_cred_lookup(c, SLICE_LIT("alice"), SLICE_LIT("example.com"), &e), 0);
-	assert_string_equal(e.secret, "other");
-	assert_int_equal(store_cred_lookup(c, SLICE_LIT("bob"), SLICE_LIT("example.com"), &e), 0);
-	assert_int_equal(e.kind, STORE_CRED_HA1);
-	assert_int_equal(
-	    store_cred_set(c, SLICE_LIT(""), SLICE_LIT("r"), STORE_CRED_PASSWORD, SLICE_LIT("x")),
-	    EINVAL);
+	assert_string_equal(e.ha1[STORE_CRED_MD5], a2.ha1[STORE_CRED_MD5]);
+	assert_int_equal(store_cred_set(c, SLICE_LIT(""), SLICE_LIT("r"), &a1), EINVAL);
+	struct store_cred_entry none = entry("");
+	assert_int_equal(store_cred_set(c, SLICE_LIT("z"), SLICE_LIT("r"), &none), EINVAL);
 	char big[200];
 	memset(big, 'x', sizeof big);
-	assert_int_equal(store_cred_set(c, SLICE_LIT("z"), SLICE_LIT("r"), STORE_CRED_PASSWORD,
-					((struct slice){big, sizeof big})),
+	assert_int_equal(store_cred_set(c, SLICE_LIT("z"), ((struct slice){big, sizeof big}), &a1),
 			 ENAMETOOLONG);
 	assert_int_equal(store_cred_del(c, SLICE_LIT("alice"), SLICE_LIT("example.com")), 0);
 	assert_int_equal(store_cred_del(c, SLICE_LIT("alice"), SLICE_LIT("example.com")), ENOENT);
 	assert_int_equal(store_cred_count(c), 1);
 	store_cred_free(c);
+}
+
+static int count_user(const char *user, const char *realm, const struct store_cred_entry *e,
+		      void *arg)
+{
+	(void)realm;
+	(void)e;
+	if (strcmp(user, "carol") == 0)
+		++*(int *)arg;
+	return 0;
+}
+
+/* Another process (another connection) adds, changes and deletes users in the
+ * file; the server's store sees each change at its next sync, and the binding
+ * store's commits to the same file do not make it reload. */
+static void test_cred_sqlite_reload(void **state)
+{
+	(void)state;
+	char path[128];
+	db_path(path, sizeof path);
+	struct store *s;
+	struct store_conf sc = {.path = path};
+	assert_int_equal(store_alloc(&s, &sc), 0);
+	struct store_cred *srv, *cli;
+	assert_int_equal(store_cred_open(&srv, path, 0), 0);
+	assert_int_equal(store_cred_count(srv), 0);
+	assert_int_equal(store_cred_open(&cli, path, 0), 0);
+	struct store_cred_entry e, a1 = entry("0123456789abcdef0123456789abcdef"),
+				   a2 = entry("fedcba9876543210fedcba9876543210");
+	assert_int_equal(store_cred_set(cli, SLICE_LIT("carol"), SLICE_LIT("Example.com"), &a1), 0);
+	bool reloaded = false;
+	assert_int_equal(store_cred_sync(srv, &reloaded), 0);
+	assert_true(reloaded);
+	assert_int_equal(store_cred_lookup(srv, SLICE_LIT("carol"), SLICE_LIT("example.com"), &e), 0);
+	assert_string_equal(e.ha1[STORE_CRED_MD5], a1.ha1[STORE_CRED_MD5]);
+	/* a binding commit moves data_version, not the credential counter */
+	struct store_binding b;
+	memset(&b, 0, sizeof b);
+	strcpy(b.contact, "sip:x@10.0.0.1");
+	b.expires_at = time_wall_s() + 300;
+	assert_int_equal(store_update(s, SLICE_LIT("x@example.com"), op_put, &b, NULL, NULL), 0);
+	assert_int_equal(store_flush(s), 0);
+	assert_int_equal(store_cred_sync(srv, &reloaded), 0);
+	assert_false(reloaded);
+	/* a password change, then a delete */
+	assert_int_equal(store_cred_set(cli, SLICE_LIT("carol"), SLICE_LIT("example.com"), &a2), 0);
+	assert_int_equal(store_cred_sync(srv, &reloaded), 0);
+	assert_true(reloaded);
+	assert_int_equal(store_cred_lookup(srv, SLICE_LIT("carol"), SLICE_LIT("example.com"), &e), 0);
+	assert_string_equal(e.ha1[STORE_CRED_MD5], a2.ha1[STORE_CRED_MD5]);
+	int n = 0;
+	assert_int_equal(store_cred_foreach(cli, count_user, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_cred_del(cli, SLICE_LIT("carol"), SLICE_LIT("EXAMPLE.COM")), 0);
+	assert_int_equal(store_cred_del(cli, SLICE_LIT("carol"), SLICE_LIT("example.com")), ENOENT);
+	assert_int_equal(store_cred_sync(srv, &reloaded), 0);
+	assert_true(reloaded);
+	assert_int_equal(store_cred_count(srv), 0);
+	store_cred_free(cli);
+	store_cred_free(srv);
+	store_free(s);
+	teardown_dir(NULL);
+	setup_dir(NULL);
+}
+
+/* The watcher thread does the same by itself within its interval. */
+static void test_cred_watcher(void **state)
+{
+	(void)state;
+	char path[128];
+	db_path(path, sizeof path);
+	struct store_cred *srv, *cli;
+	assert_int_equal(store_cred_open(&srv, path, 20), 0);
+	assert_int_equal(store_cred_open(&cli, path, 0), 0);
+	struct store_cred_entry a1 = entry("0123456789abcdef0123456789abcdef");
+	assert_int_equal(store_cred_set(cli, SLICE_LIT("dave"), SLICE_LIT("example.com"), &a1), 0);
+	/* waits for an event, not a duration: up to 5 s of 10 ms polls */
+	for (int i = 0; i < 500 && store_cred_count(srv) == 0; i++)
+		usleep(10000);
+	assert_int_equal(store_cred_count(srv), 1);
+	store_cred_free(cli);
+	store_cred_free(srv);
+	teardown_dir(NULL);
+	setup_dir(NULL);
 }
 
 int main(void)
@@ -922,6 +1005,7 @@ int main(void)
 	    cmocka_unit_test(test_threads_memory), cmocka_unit_test(test_group_commit),
 	    cmocka_unit_test(test_kick_explicit),  cmocka_unit_test(test_persistence),
 	    cmocka_unit_test(test_crash),	   cmocka_unit_test(test_cred),
+	    cmocka_unit_test(test_cred_sqlite_reload), cmocka_unit_test(test_cred_watcher),
 	};
 	return cmocka_run_group_tests_name("store", tests, setup_dir, teardown_dir);
 }

@@ -1,0 +1,63 @@
+/* auth internals shared by nonce.c, limit.c and auth.c. */
+#ifndef PINHOLE_AUTH_INT_H
+#define PINHOLE_AUTH_INT_H
+
+#include <pthread.h>
+
+#include "auth/auth.h"
+
+#define AUTH_KEY_LEN 32
+
+/* One nonce that verified at least once: the highest nc seen with it. */
+struct nc_entry {
+	uint8_t id[16]; /* issued|salt, the nonce's first 16 bytes */
+	int64_t issued;
+	uint32_t nc;
+	int32_t next; /* hash chain, -1 = end */
+	bool used;
+};
+
+/* Failures of one source address or one user name. */
+struct fail_entry {
+	uint64_t key; /* keyed hash of "s" + IP or "u" + name; 0 = free */
+	int64_t window_ms, last_ms, blocked_until_ms;
+	uint32_t failures; /* in the window that started at window_ms */
+	uint32_t refused;  /* requests refused while blocked, told in the next log line */
+	uint8_t level;	   /* backoff doublings so far */
+};
+
+#define FAIL_WAYS 8 /* set-associative: a key lives in one set of FAIL_WAYS slots */
+
+struct auth {
+	struct store_cred *creds; /* borrowed */
+	char realm[STORE_CRED_REALM_MAX]; /* "" = the request's domain */
+	uint8_t key[AUTH_KEY_LEN];	  /* RO after alloc */
+	int64_t nonce_lifetime;
+	unsigned max_failures;
+	int64_t fail_window_ms, backoff_min_ms, backoff_max_ms;
+
+	/* nc table: a ring in first-use order plus a hash index; guarded by nc_lock */
+	pthread_mutex_t nc_lock;
+	struct nc_entry *nc;
+	int32_t *nc_hash;
+	size_t nc_cap, nc_hash_size, nc_head, nc_count;
+	/* nonces issued at or before this second and not in the table may have
+	 * given way to newer ones: they are answered stale, never trusted */
+	int64_t nc_horizon;
+
+	/* failure limiter; guarded by fail_lock */
+	pthread_mutex_t fail_lock;
+	struct fail_entry *fail;
+	size_t fail_sets; /* slots = fail_sets * FAIL_WAYS */
+	size_t fail_count;
+};
+
+extern struct metric auth_m_ok, auth_m_challenges, auth_m_failures, auth_m_stale, auth_m_replays,
+    auth_m_limited, auth_m_nc_evicted, auth_m_fail_evicted, auth_m_blocks;
+
+int auth_nc_init(struct auth *a, size_t cap);
+void auth_nc_fini(struct auth *a);
+int auth_fail_init(struct auth *a, size_t cap);
+void auth_fail_fini(struct auth *a);
+
+#endif
