@@ -11,6 +11,7 @@ static void usage(FILE *f)
 		   "commands:\n"
 		   "  serve   run the server roles (edge, registrar, proxy, stun) from a config\n"
 		   "  ctl     ask a running server: registrations, counters, metrics\n"
+		   "  user    add, delete, list users and change passwords (digest HA1 only)\n"
 		   "  probe   discover the NAT in front of this host with a STUN server\n"
 		   "  version print the version\n\n"
 		   "pinhole <command> --help for a command's options\n");
@@ -27,6 +28,8 @@ int main(int argc, char **argv)
 		return cli_serve(argc - 1, argv + 1);
 	if (strcmp(cmd, "ctl") == 0)
 		return cli_ctl(argc - 1, argv + 1);
+	if (strcmp(cmd, "user") == 0)
+		return cli_user(argc - 1, argv + 1);
 	if (strcmp(cmd, "probe") == 0)
 		return probe_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

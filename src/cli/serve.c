@@ -12,6 +12,7 @@
 #include "edge/edge.h"
 #include "proxy/proxy.h"
 #include "relay/relay.h"
+#include "auth/auth.h"
 #include "registrar/registrar.h"
 #include "store/store.h"
 #include "stund/stund.h"
@@ -21,8 +22,8 @@ static const struct conf_key log_conf_keys[] = {
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
-static const struct conf_key *const all_tables[] = {
-	edge_conf_keys, proxy_conf_keys, registrar_conf_keys, relay_conf_keys, stund_conf_keys,
+const struct conf_key *const cli_conf_tables[] = {
+	edge_conf_keys, proxy_conf_keys, registrar_conf_keys, auth_conf_keys, relay_conf_keys, stund_conf_keys,
 	ctl_conf_keys, log_conf_keys, NULL,
 };
 
@@ -175,8 +176,12 @@ static int start_sip(struct server *s)
 		LOG_E("serve", "store %s: %s", path, strerror(err));
 		return err;
 	}
-	if ((err = store_cred_alloc(&s->creds)))
+	/* users live in the same file; `pinhole user` changes show within a second */
+	err = sc.path ? store_cred_open(&s->creds, sc.path, 1000) : store_cred_alloc(&s->creds);
+	if (err) {
+		LOG_E("serve", "credentials in %s: %s", path, strerror(err));
 		return err;
+	}
 	struct net_conf nc = {
 		.workers = (unsigned)conf_int(c, "sip", "workers"),
 		.max_msg = (size_t)conf_int(c, "sip", "max_message"),
@@ -220,7 +225,7 @@ int cli_serve(int argc, char **argv)
 	};
 	struct server s;
 	memset(&s, 0, sizeof s);
-	if (conf_alloc(&s.conf, all_tables)) {
+	if (conf_alloc(&s.conf, cli_conf_tables)) {
 		fprintf(stderr, "pinhole serve: out of memory\n");
 		return 1;
 	}
@@ -240,7 +245,7 @@ int cli_serve(int argc, char **argv)
 		case 'H': {
 			struct buf b;
 			buf_init(&b);
-			conf_write_help(all_tables, &b);
+			conf_write_help(cli_conf_tables, &b);
 			fwrite(b.data, 1, b.len, stdout);
 			buf_free(&b);
 			conf_free(s.conf);
@@ -318,9 +323,13 @@ int cli_serve(int argc, char **argv)
 	}
 	if (s.reg) {
 		registrar_start(s.reg);
-		if (store_cred_count(s.creds) == 0)
+		size_t users = store_cred_count(s.creds);
+		if (users == 0)
 			LOG_W("registrar", "no users configured: accepting every REGISTER "
-					   "without authentication");
+					   "without authentication (add one with `pinhole user add`)");
+		else
+			LOG_I("registrar", "%zu users: REGISTER and requests from local users "
+					   "need digest authentication", users);
 	}
 	if (s.ctl)
 		ctl_start(s.ctl);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
 #include "proxy_int.h"
 
 const struct conf_key proxy_conf_keys[] = {
@@ -203,6 +204,71 @@ static int lookup_targets(struct proxy *p, const struct edge_rx *rx, struct prox
 	return 0;
 }
 
+/* Whether the From names one of our domains. One small function so that the
+ * [sip] domains policy (issue 11, another branch) replaces it at merge. */
+static bool from_is_local(struct proxy *p, const struct sip_msg *m)
+{
+	return registrar_domain_is_local(p->reg, &m->from.uri);
+}
+
+static struct metric m_from_forbidden = {
+    .name = "proxy_from_forbidden_total",
+    .help = "authenticated requests refused for a From that is not the user (403)"};
+
+/*
+ * RFC 3261 22.3: a request whose From is one of our users must prove it with
+ * Proxy-Authorization. Returns 0 when the request may go on (*authenticated
+ * says whether it proved it), or a non-zero value once it has been answered.
+ * Unknown users and wrong passwords get the same 407 with a fresh challenge.
+ */
+static int check_sender(struct proxy *p, const struct edge_rx *rx, bool *authenticated)
+{
+	const struct sip_msg *m = rx->msg;
+	struct auth *a = registrar_auth(p->reg);
+	*authenticated = false;
+	/* ACK has no response to carry a challenge; CANCEL is the edge's; an
+	 * in-dialog request follows the flow tokens of its Route set */
+	if (!rx->st || m->method == SIP_ACK || m->method == SIP_CANCEL || m->to_tag.l)
+		return 0;
+	if (!auth_active(a) || !from_is_local(p, m))
+		return 0;
+	char realm[STORE_CRED_REALM_MAX];
+	if (auth_realm(a, &m->from.uri, realm)) {
+		reply(rx, 403, "Forbidden", NULL);
+		return EPERM;
+	}
+	struct auth_result ar;
+	auth_check(a, m, &rx->flow.remote, true, realm, &ar);
+	char extra[1024];
+	switch (ar.verdict) {
+	case AUTH_OK:
+		break;
+	case AUTH_CHALLENGE:
+	case AUTH_FAILED:
+		if (auth_challenge(a, realm, true, ar.stale, extra, sizeof extra))
+			reply(rx, 500, "Server Internal Error", NULL);
+		else
+			reply(rx, 407, "Proxy Authentication Required", extra);
+		return EACCES;
+	case AUTH_LIMITED:
+		snprintf(extra, sizeof extra, "Retry-After: %u\r\n", ar.retry_after);
+		reply(rx, 403, "Forbidden", extra);
+		return EACCES;
+	case AUTH_BAD_REQUEST:
+	default:
+		reply(rx, 400, "Bad Proxy-Authorization", NULL);
+		return EBADMSG;
+	}
+	/* no calling as someone else: the From user is the one who authenticated */
+	if (!slice_eq(m->from.uri.user, slice_cstr(ar.user))) {
+		metric_inc(&m_from_forbidden);
+		reply(rx, 403, "Forbidden (From Is Not You)", NULL);
+		return EPERM;
+	}
+	*authenticated = true;
+	return 0;
+}
+
 static void stateless_branch(const struct edge_rx *rx, char branch[32])
 {
 	/* RFC 3261 16.11: the same input gives the same branch */
@@ -252,6 +318,13 @@ static void on_request(const struct edge_rx *rx, void *arg)
 			reply(rx, 404, "Not Found", NULL);
 		return;
 	}
+	/* true once the sender proved with digest that it is the local user in its
+	 * From. The relay policy (issue 11: foreign destinations only for
+	 * authenticated users or trusted peers) is to read it here. */
+	bool authenticated = false;
+	if (check_sender(p, rx, &authenticated))
+		return;
+	(void)authenticated;
 	/* 16.3 step 3 */
 	if (m->max_forwards == 0) {
 		reply(rx, 483, "Too Many Hops", NULL);
@@ -373,6 +446,7 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 	pthread_mutex_init(&p->calls_lock, NULL);
 	metric_register(&m_forwarded);
 	metric_register(&m_stateless);
+	metric_register(&m_from_forbidden);
 	edge_set_handlers(e, on_request, on_response, p);
 	edge_set_register_local(e, true); /* on_request gives every REGISTER to the registrar */
 	*pp = p;

@@ -224,12 +224,16 @@ int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 	pthread_mutex_init(&r->ka_lock, NULL);
 	r->ka_hash_size = KA_HASH_SIZE;
 	r->ka_hash = calloc(r->ka_hash_size, sizeof *r->ka_hash);
-	if (!r->ka_hash) {
+	int err = r->ka_hash ? auth_alloc(&r->auth, creds, c) : ENOMEM;
+	if (err) {
+		free(r->ka_hash);
+		pthread_mutex_destroy(&r->ka_lock);
 		free(r);
-		return ENOMEM;
+		return err;
 	}
 	metric_register(&reg_m_registers);
 	metric_register(&reg_m_rejected);
+	metric_register(&reg_m_forbidden);
 	*rp = r;
 	return 0;
 }
@@ -250,5 +254,6 @@ void registrar_free(struct registrar *r)
 	}
 	free(r->ka_hash);
 	pthread_mutex_destroy(&r->ka_lock);
+	auth_free(r->auth);
 	free(r);
 }

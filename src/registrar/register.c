@@ -33,6 +33,9 @@ struct metric reg_m_registers = {.name = "registrar_registers_total",
 				 .help = "REGISTER requests answered 200"};
 struct metric reg_m_rejected = {.name = "registrar_rejected_total",
 				.help = "REGISTER requests refused (4xx/5xx)"};
+struct metric reg_m_forbidden = {
+    .name = "registrar_forbidden_total",
+    .help = "authenticated REGISTERs refused for an AOR that is not the user's (403)"};
 
 int registrar_aor_of(const struct sip_uri *uri, char *out)
 {
@@ -79,8 +82,28 @@ bool registrar_behind_nat(const struct flow *f, const struct sip_via *via,
 bool registrar_user_known(struct registrar *r, const struct sip_uri *uri)
 {
 	struct store_cred_entry ce;
-	return r->creds && store_cred_count(r->creds) &&
-	       store_cred_lookup(r->creds, uri->user, uri->host, &ce) == 0;
+	char realm[STORE_CRED_REALM_MAX];
+	return auth_active(r->auth) && auth_realm(r->auth, uri, realm) == 0 &&
+	       store_cred_lookup(r->creds, uri->user, slice_cstr(realm), &ce) == 0;
+}
+
+struct auth *registrar_auth(struct registrar *r)
+{
+	return r->auth;
+}
+
+bool registrar_domain_is_local(struct registrar *r, const struct sip_uri *uri)
+{
+	/* a domain is a host: whichever of our ports the URI names (or none) */
+	if (edge_is_local(r->edge, uri->host, uri->port))
+		return true;
+	struct net *n = edge_net(r->edge);
+	for (unsigned i = 0; i < net_listener_count(n); i++) {
+		uint16_t port = net_addr_port(net_listener_addr(n, i));
+		if (edge_is_local(r->edge, uri->host, port))
+			return true;
+	}
+	return false;
 }
 
 int registrar_lookup(struct registrar *r, const char *aor, struct store_binding *out, size_t max,
@@ -389,6 +412,54 @@ static void reject(struct stsx *st, uint16_t status, const char *reason, const c
 	stsx_reply(st, status, reason, extra);
 }
 
+/* RFC 3261 10.3 steps 3-4: who sends, and may it touch this AOR? true when
+ * the REGISTER may go on; otherwise it has been answered. Unknown users and
+ * wrong passwords get the same 401 (a fresh challenge), so that a scanner
+ * (sipvicious svwar) learns nothing about which users exist. */
+static bool authorize(struct registrar *r, const struct edge_rx *rx)
+{
+	const struct sip_msg *m = rx->msg;
+	if (!auth_active(r->auth))
+		return true; /* no users: as before users existed */
+	char realm[STORE_CRED_REALM_MAX];
+	if (auth_realm(r->auth, &m->to.uri, realm)) {
+		reject(rx->st, 404, "Not Found", NULL);
+		return false;
+	}
+	struct auth_result ar;
+	auth_check(r->auth, m, &rx->flow.remote, false, realm, &ar);
+	char extra[1024];
+	switch (ar.verdict) {
+	case AUTH_OK:
+		break;
+	case AUTH_CHALLENGE:
+	case AUTH_FAILED:
+		if (auth_challenge(r->auth, realm, false, ar.stale, extra, sizeof extra))
+			reject(rx->st, 500, "Server Internal Error", NULL);
+		else
+			reject(rx->st, 401, "Unauthorized", extra);
+		return false;
+	case AUTH_LIMITED:
+		snprintf(extra, sizeof extra, "Retry-After: %u\r\n", ar.retry_after);
+		reject(rx->st, 403, "Forbidden", extra);
+		return false;
+	case AUTH_BAD_REQUEST:
+	default:
+		reject(rx->st, 400, "Bad Authorization", NULL);
+		return false;
+	}
+	/* 10.3 step 4: the user registers its own AOR only (the To user, in the
+	 * realm it authenticated for, or a domain of ours under a fixed realm) */
+	if (!slice_eq(m->to.uri.user, slice_cstr(ar.user)) ||
+	    (!slice_eq_nocase(m->to.uri.host, slice_cstr(realm)) &&
+	     !registrar_domain_is_local(r, &m->to.uri))) {
+		metric_inc(&reg_m_forbidden);
+		reject(rx->st, 403, "Forbidden (Not Your AOR)", NULL);
+		return false;
+	}
+	return true;
+}
+
 void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 {
 	const struct sip_msg *m = rx->msg;
@@ -410,6 +481,8 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 			}
 		}
 	}
+	if (!authorize(r, rx))
+		return;
 	const struct sip_msg *sm = stsx_msg(st); /* the copy that outlives this call */
 	/* only the head is cleared: the contact slots are filled as they are parsed */
 	size_t cap = MIN(count_contacts(sm), (size_t)MAX_CONTACTS_PER_REQ);

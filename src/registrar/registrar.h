@@ -12,14 +12,24 @@
 #include "store/store.h"
 
 struct registrar;
+struct auth;
 
 extern const struct conf_key registrar_conf_keys[]; /* [registrar], [keepalive], [store] */
 
+/* creds (borrowed, may be NULL) holds the users: with at least one, every
+ * REGISTER must carry digest credentials (401) of the user it registers. The
+ * registrar owns the struct auth built from creds and [auth]. */
 int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 		    struct store_cred *creds, const struct conf *c);
 void registrar_free(struct registrar *r);
 /* Starts the keepalive and expiry timers on worker 0 (after net_start). */
 int registrar_start(struct registrar *r);
+
+/* The digest authenticator the registrar owns; the proxy checks with it too. */
+struct auth *registrar_auth(struct registrar *r);
+/* Whether a SIP URI's host is one of our domains (any port of ours). Stands in
+ * for the [sip] domains policy, which replaces it. */
+bool registrar_domain_is_local(struct registrar *r, const struct sip_uri *uri);
 
 /* Handles a REGISTER (rx->st set). */
 void registrar_handle(struct registrar *r, const struct edge_rx *rx);

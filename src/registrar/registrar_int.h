@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 
+#include "auth/auth.h"
 #include "registrar.h"
 
 enum ka_method { KA_OPTIONS, KA_CRLF };
@@ -14,6 +15,7 @@ struct registrar {
 	struct edge *edge;
 	struct store *store;
 	struct store_cred *creds;
+	struct auth *auth; /* owned; digest checks for us and for the proxy */
 	int64_t min_expires, max_expires, default_expires, max_contacts;
 	unsigned ka_interval;
 	enum ka_method ka_method;
@@ -26,6 +28,6 @@ struct registrar {
 	size_t ka_hash_size;
 };
 
-extern struct metric reg_m_registers, reg_m_rejected;
+extern struct metric reg_m_registers, reg_m_rejected, reg_m_forbidden;
 
 #endif
