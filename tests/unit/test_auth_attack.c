@@ -1,0 +1,362 @@
+/* Digest authentication through the real registrar and proxy, written as the attacks it stops. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "auth/auth.h"
+#include "phone.h"
+
+static struct test_server srv;
+static unsigned seq;
+
+static void add_user(const char *user, const char *pass)
+{
+	struct store_cred_entry e;
+	assert_int_equal(auth_ha1_all(slice_cstr(user), SLICE_LIT("127.0.0.1"), slice_cstr(pass), &e),
+			 0);
+	assert_int_equal(store_cred_set(srv.creds, slice_cstr(user), SLICE_LIT("127.0.0.1"), &e), 0);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\n"
+				"[keepalive]\ninterval = 0\n"
+				"[auth]\nmax_failures = 50\n");
+	add_user("alice", "wonderland");
+	add_user("bob", "builder");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	test_server_stop(&srv);
+	return 0;
+}
+
+static void copy_param(const char *msg, const char *name, char *out, size_t len)
+{
+	char key[32];
+	snprintf(key, sizeof key, "%s=\"", name);
+	const char *p = strstr(msg, key);
+	assert_non_null(p);
+	p += strlen(key);
+	const char *e = strchr(p, '"');
+	snprintf(out, len, "%.*s", (int)(e - p), p);
+}
+
+/* Credentials for user/pass answering the first challenge in resp (the
+ * SHA-512-256 one), as a header line named hdr. */
+static void credentials(const char *resp, const char *hdr, const char *user, const char *pass,
+			const char *method, const char *uri, char *out, size_t len)
+{
+	char nonce[128], realm[128], ha1[STORE_CRED_HA1_MAX], r[STORE_CRED_HA1_MAX];
+	copy_param(resp, "nonce", nonce, sizeof nonce);
+	copy_param(resp, "realm", realm, sizeof realm);
+	assert_non_null(strstr(resp, "algorithm=SHA-512-256"));
+	auth_ha1(STORE_CRED_SHA512_256, slice_cstr(user), slice_cstr(realm), slice_cstr(pass), ha1);
+	auth_response(STORE_CRED_SHA512_256, ha1, slice_cstr(nonce), SLICE_LIT("00000001"),
+		      SLICE_LIT("0a4f113b"), SLICE_LIT("auth"), slice_cstr(method), slice_cstr(uri),
+		      r);
+	snprintf(out, len,
+		 "%s: Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\", "
+		 "response=\"%s\", algorithm=SHA-512-256, qop=auth, nc=00000001, "
+		 "cnonce=\"0a4f113b\"\r\n",
+		 hdr, user, realm, nonce, uri, r);
+}
+
+/* One REGISTER from p for the AOR to_user@127.0.0.1 with the extra lines;
+ * returns the status, the response in resp. */
+static int reg(struct phone *p, const char *to_user, const char *extra, char *resp, size_t len)
+{
+	unsigned n = ++seq;
+	phone_send(p,
+		   "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKatk%u\r\n"
+		   "From: <sip:%s@127.0.0.1>;tag=f%u\r\nTo: <sip:%s@127.0.0.1>\r\n"
+		   "Call-ID: atk-%u@127.0.0.1\r\nCSeq: %u REGISTER\r\nMax-Forwards: 70\r\n"
+		   "%sContent-Length: 0\r\n\r\n",
+		   p->port, n, to_user, p->port, to_user, p->port, n, extra);
+	phone_expect(p, "SIP/2.0 ", resp, len);
+	int status = 0;
+	sscanf(resp, "SIP/2.0 %d", &status);
+	return status;
+}
+
+/* REGISTER challenged first, then answered with user/pass's credentials. */
+static int reg_auth(struct phone *p, const char *to_user, const char *user, const char *pass,
+		    const char *extra, char *resp, size_t len)
+{
+	char chal[4096], cred[1024], lines[2048];
+	assert_int_equal(reg(p, to_user, extra, chal, sizeof chal), 401);
+	credentials(chal, "Authorization", user, pass, "REGISTER", "sip:127.0.0.1", cred,
+		    sizeof cred);
+	snprintf(lines, sizeof lines, "%s%s", extra, cred);
+	return reg(p, to_user, lines, resp, len);
+}
+
+static size_t bindings(const char *aor, char *first_contact, size_t len)
+{
+	struct store_binding b[8];
+	size_t n = 0;
+	assert_int_equal(registrar_lookup(srv.reg, aor, b, 8, &n), 0);
+	if (n && first_contact)
+		snprintf(first_contact, len, "%s", b[0].contact);
+	return n;
+}
+
+static void register_alice(struct phone *alice)
+{
+	char r[4096], contact[256];
+	snprintf(contact, sizeof contact, "Contact: <sip:alice@10.1.1.1:%u>\r\nExpires: 300\r\n",
+		 alice->port);
+	assert_int_equal(reg_auth(alice, "alice", "alice", "wonderland", contact, r, sizeof r), 200);
+	assert_int_equal(bindings("alice@127.0.0.1", NULL, 0), 1);
+}
+
+/* Without credentials, or with a stranger's, nothing about alice changes. */
+static void test_stranger_unregisters_alice(void **state)
+{
+	(void)state;
+	struct phone alice, eve;
+	phone_open(&alice, &srv);
+	phone_open(&eve, &srv);
+	register_alice(&alice);
+	char r[4096];
+	const char *star = "Contact: *\r\nExpires: 0\r\n";
+	assert_int_equal(reg(&eve, "alice", star, r, sizeof r), 401);
+	assert_int_equal(reg_auth(&eve, "alice", "mallory", "guess", star, r, sizeof r), 401);
+	assert_int_equal(reg_auth(&eve, "alice", "alice", "guess", star, r, sizeof r), 401);
+	assert_int_equal(bindings("alice@127.0.0.1", NULL, 0), 1);
+	/* alice herself may */
+	assert_int_equal(reg_auth(&alice, "alice", "alice", "wonderland", star, r, sizeof r), 200);
+	assert_int_equal(bindings("alice@127.0.0.1", NULL, 0), 0);
+	phone_close(&alice);
+	phone_close(&eve);
+}
+
+static void test_stranger_adds_contact_to_alice(void **state)
+{
+	(void)state;
+	struct phone alice, eve;
+	phone_open(&alice, &srv);
+	phone_open(&eve, &srv);
+	register_alice(&alice);
+	char r[4096], c[256];
+	const char *evil = "Contact: <sip:evil@198.18.66.66>\r\nExpires: 300\r\n";
+	assert_int_equal(reg(&eve, "alice", evil, r, sizeof r), 401);
+	assert_int_equal(reg_auth(&eve, "alice", "alice", "guess", evil, r, sizeof r), 401);
+	assert_int_equal(bindings("alice@127.0.0.1", c, sizeof c), 1);
+	assert_null(strstr(c, "evil"));
+	phone_close(&alice);
+	phone_close(&eve);
+}
+
+/* Authenticated as bob, one registers bob only. */
+static void test_bob_registers_as_alice(void **state)
+{
+	(void)state;
+	struct phone alice, bob;
+	phone_open(&alice, &srv);
+	phone_open(&bob, &srv);
+	register_alice(&alice);
+	char r[4096], c[256];
+	assert_int_equal(reg_auth(&bob, "alice", "bob", "builder",
+				  "Contact: <sip:bob@198.18.66.67>\r\nExpires: 300\r\n", r, sizeof r),
+			 403);
+	assert_int_equal(reg_auth(&bob, "alice", "bob", "builder", "Contact: *\r\nExpires: 0\r\n", r,
+				  sizeof r),
+			 403);
+	assert_int_equal(bindings("alice@127.0.0.1", c, sizeof c), 1);
+	assert_null(strstr(c, "bob"));
+	/* bob's own AOR is fine */
+	assert_int_equal(reg_auth(&bob, "bob", "bob", "builder",
+				  "Contact: <sip:bob@10.1.1.2>\r\nExpires: 300\r\n", r, sizeof r),
+			 200);
+	phone_close(&alice);
+	phone_close(&bob);
+}
+
+static void invite(struct phone *p, const char *from_user, const char *to_user, unsigned n,
+		   const char *extra)
+{
+	phone_send(p,
+		   "INVITE sip:%s@127.0.0.1 SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKinv%u;rport\r\nMax-Forwards: 70\r\n"
+		   "From: <sip:%s@127.0.0.1>;tag=i%u\r\nTo: <sip:%s@127.0.0.1>\r\n"
+		   "Call-ID: inv-%u\r\nCSeq: 1 INVITE\r\nContact: <sip:%s@10.2.2.2:%u>\r\n"
+		   "%sContent-Length: 0\r\n\r\n",
+		   to_user, p->port, n, from_user, n, to_user, n, from_user, p->port, extra);
+}
+
+/* The final response to INVITE n (1xx and other calls' retransmissions
+ * skipped) must start with prefix; a non-2xx is ACKed (RFC 3261 17.1.1.3). */
+static void final(struct phone *p, unsigned n, const char *prefix, char *r, size_t len)
+{
+	char cid[32];
+	snprintf(cid, sizeof cid, "Call-ID: inv-%u\r\n", n);
+	for (int i = 0; i < 10; i++) {
+		phone_expect(p, "SIP/2.0 ", r, len);
+		if (!strstr(r, cid) || strncmp(r, "SIP/2.0 1", 9) == 0)
+			continue;
+		if (strncmp(r, prefix, strlen(prefix)) != 0)
+			fail_msg("INVITE %u: wanted %s, got:\n%s", n, prefix, r);
+		char to[256], via[256];
+		msg_header(r, "To", to, sizeof to);
+		msg_header(r, "Via", via, sizeof via);
+		phone_send(p,
+			   "ACK sip:x@127.0.0.1 SIP/2.0\r\nVia: %s\r\nMax-Forwards: 70\r\n"
+			   "From: <sip:x@127.0.0.1>;tag=i%u\r\nTo: %s\r\nCall-ID: inv-%u\r\n"
+			   "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+			   via, n, to, n);
+		return;
+	}
+	fail_msg("INVITE %u: no final response", n);
+}
+
+/* bob calls alice's phone pretending to be alice (or carol, a local user
+ * who is not bob): refused before anything reaches alice. */
+static void test_bob_calls_with_from_alice(void **state)
+{
+	(void)state;
+	struct phone alice, bob;
+	phone_open(&alice, &srv);
+	phone_open(&bob, &srv);
+	register_alice(&alice);
+	char r[4096], cred[1024];
+	unsigned n = ++seq;
+	invite(&bob, "alice", "alice", n, "");
+	final(&bob, n, "SIP/2.0 407", r, sizeof r);
+	assert_non_null(strstr(r, "Proxy-Authenticate: Digest "));
+	credentials(r, "Proxy-Authorization", "bob", "builder", "INVITE", "sip:alice@127.0.0.1",
+		    cred, sizeof cred);
+	invite(&bob, "alice", "alice", n = ++seq, cred);
+	final(&bob, n, "SIP/2.0 403", r, sizeof r);
+	/* the same credentials again: nc 1 was used, a replay gets a new challenge */
+	invite(&bob, "carol", "alice", n = ++seq, cred);
+	final(&bob, n, "SIP/2.0 407", r, sizeof r);
+	credentials(r, "Proxy-Authorization", "bob", "builder", "INVITE", "sip:alice@127.0.0.1",
+		    cred, sizeof cred);
+	invite(&bob, "carol", "alice", n = ++seq, cred);
+	final(&bob, n, "SIP/2.0 403", r, sizeof r);
+	phone_expect_silence(&alice, 200);
+	/* as himself, with his credentials, bob's call goes through */
+	invite(&bob, "bob", "alice", n = ++seq, "");
+	final(&bob, n, "SIP/2.0 407", r, sizeof r);
+	credentials(r, "Proxy-Authorization", "bob", "builder", "INVITE", "sip:alice@127.0.0.1",
+		    cred, sizeof cred);
+	invite(&bob, "bob", "alice", n = ++seq, cred);
+	phone_expect(&alice, "INVITE sip:alice@10.1.1.1", r, sizeof r);
+	assert_non_null(strstr(r, "From: <sip:bob@127.0.0.1>"));
+	phone_close(&alice);
+	phone_close(&bob);
+}
+
+/* Blanks the values that differ by design between two answers: the fresh
+ * nonce, the tags, and what the two requests could not share (a branch, a
+ * Call-ID and a CSeq of the same length). */
+static void mask(char *s)
+{
+	static const char *const keys[] = {"nonce=\"", "tag=", "branch=", "Call-ID: ", "CSeq: "};
+	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+		for (char *p = strstr(s, keys[k]); p; p = strstr(p + 1, keys[k])) {
+			char *v = p + strlen(keys[k]);
+			for (; *v && !strchr("\" ;,\r", *v); v++)
+				*v = 'x';
+		}
+	}
+}
+
+/* s with every "from" replaced by "to", into out. */
+static void subst(const char *s, const char *from, const char *to, char *out, size_t len)
+{
+	size_t o = 0, fl = strlen(from), tl = strlen(to);
+	while (*s && o + tl + 1 < len) {
+		if (strncmp(s, from, fl) == 0) {
+			memcpy(out + o, to, tl);
+			o += tl;
+			s += fl;
+		} else {
+			out[o++] = *s++;
+		}
+	}
+	out[o] = '\0';
+}
+
+/* The svwar question, "does this extension exist?", gets the same answer for
+ * an unknown user as for a known one with a wrong password, byte for byte
+ * but for the fresh nonce, the To tag and the request's own identifiers. */
+static void test_unknown_user_and_wrong_password_alike(void **state)
+{
+	(void)state;
+	struct phone eve;
+	phone_open(&eve, &srv);
+	char a[4096], b[4096], c[4096], d[4096], d2[4096];
+	seq = 100;
+	assert_int_equal(reg_auth(&eve, "alice", "alice", "guess", "", a, sizeof a), 401);
+	seq = 200;
+	assert_int_equal(reg_auth(&eve, "alice", "zed", "guess", "", b, sizeof b), 401);
+	mask(a);
+	mask(b);
+	assert_string_equal(a, b);
+	assert_non_null(strstr(a, "WWW-Authenticate: Digest realm=\"127.0.0.1\""));
+	/* RFC 8760 2.4: most preferred first */
+	char *s512 = strstr(a, "SHA-512-256"), *s256 = strstr(a, "SHA-256"), *md5 = strstr(a, "MD5");
+	assert_true(s512 && s256 && md5 && s512 < s256 && s256 < md5);
+	/* without credentials: the AOR of a user and of nobody */
+	seq = 300;
+	assert_int_equal(reg(&eve, "alice", "", c, sizeof c), 401);
+	seq = 400;
+	assert_int_equal(reg(&eve, "zed", "", d, sizeof d), 401);
+	mask(c);
+	mask(d);
+	subst(d, "zed@", "alice@", d2, sizeof d2);
+	assert_string_equal(c, d2);
+	phone_close(&eve);
+}
+
+/* Guessing passwords: after max_failures the source gets 403 with
+ * Retry-After, unverified, whatever it sends; counted. */
+static void test_guessing_is_limited(void **state)
+{
+	(void)state;
+	test_server_stop(&srv);
+	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\n"
+				"[keepalive]\ninterval = 0\n"
+				"[auth]\nmax_failures = 3\nbackoff_min = 30\n");
+	add_user("alice", "wonderland");
+	struct phone eve;
+	phone_open(&eve, &srv);
+	struct metric *lim = metric_find("auth_limited_total", NULL);
+	int64_t before = metric_get(lim);
+	char r[4096];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(reg_auth(&eve, "alice", "alice", "guess", "", r, sizeof r), 401);
+	assert_int_equal(reg_auth(&eve, "alice", "alice", "wonderland", "", r, sizeof r), 403);
+	assert_non_null(strstr(r, "Retry-After: "));
+	assert_int_equal(metric_get(lim) - before, 1);
+	phone_close(&eve);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_stranger_unregisters_alice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stranger_adds_contact_to_alice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bob_registers_as_alice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bob_calls_with_from_alice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_user_and_wrong_password_alike, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_guessing_is_limited, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("auth_attack", tests, NULL, NULL);
+}
