@@ -11,6 +11,9 @@
 const struct conf_key auth_conf_keys[] = {
 	{"auth", "realm", CONF_STR, "", 0, 0, NULL,
 	 "digest realm; empty = the domain of the request (To of a REGISTER, From of others)"},
+	{"auth", "algorithms", CONF_STR, "SHA-512-256, SHA-256, MD5", 0, 0, NULL,
+	 "digest algorithms offered (one challenge each, in RFC 8760 order) and accepted; "
+	 "some phones (and sipp) read only the first challenge: list just MD5 for them"},
 	{"auth", "nonce_lifetime", CONF_INT, "300", 10, 86400, NULL,
 	 "seconds a nonce is accepted; an older one is answered stale=true"},
 	{"auth", "nonce_key", CONF_STR, "", 0, 0, NULL,
@@ -75,6 +78,30 @@ static int parse_key(const char *hex, uint8_t *key)
 	return 0;
 }
 
+/* "SHA-256, MD5" -> offer[alg] = true. 0 or EINVAL (logged). */
+static int parse_algs(const char *list, bool *offer)
+{
+	bool any = false;
+	struct slice l = slice_cstr(list);
+	size_t pos = 0;
+	while (pos <= l.l) {
+		size_t e = pos;
+		while (e < l.l && l.p[e] != ',')
+			e++;
+		struct slice name = slice_trim((struct slice){l.p + pos, e - pos});
+		enum store_cred_alg a;
+		if (!name.l || auth_alg_parse(name, &a)) {
+			LOG_E("auth", "[auth] algorithms: \"%.*s\" is not one of SHA-512-256, "
+				      "SHA-256, MD5",
+			      (int)name.l, name.p);
+			return EINVAL;
+		}
+		offer[a] = any = true;
+		pos = e + 1;
+	}
+	return any ? 0 : EINVAL;
+}
+
 int auth_alloc(struct auth **ap, struct store_cred *creds, const struct conf *c)
 {
 	struct auth *a = calloc(1, sizeof *a);
@@ -100,6 +127,8 @@ int auth_alloc(struct auth **ap, struct store_cred *creds, const struct conf *c)
 	} else {
 		rand_bytes(a->key, sizeof a->key);
 	}
+	if ((err = parse_algs(conf_str(c, "auth", "algorithms"), a->offer)))
+		goto out_free;
 	a->nonce_lifetime = conf_int(c, "auth", "nonce_lifetime");
 	a->max_failures = (unsigned)conf_int(c, "auth", "max_failures");
 	a->fail_window_ms = conf_int(c, "auth", "fail_window") * 1000;
@@ -166,6 +195,8 @@ int auth_challenge(struct auth *a, const char *realm, bool proxy, bool stale, ch
 	auth_nonce_make(a, realm, time_wall_s(), nonce);
 	size_t o = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
+		if (!a->offer[order[i]])
+			continue;
 		int n = snprintf(out + o, cap - o,
 				 "%s: Digest realm=\"%s\", nonce=\"%s\", algorithm=%s, "
 				 "qop=\"auth\"%s\r\n",
@@ -254,7 +285,7 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 		return;
 	}
 	enum store_cred_alg alg;
-	if (auth_alg_parse(dc.algorithm, &alg)) {
+	if (auth_alg_parse(dc.algorithm, &alg) || !a->offer[alg]) {
 		res->verdict = AUTH_CHALLENGE; /* one we did not offer: offer ours again */
 		return;
 	}

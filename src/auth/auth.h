@@ -97,8 +97,8 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 		const char *realm, struct auth_result *res);
 
 /* Appends the challenge header lines (CRLF-terminated) for realm to out: one
- * WWW-Authenticate (or Proxy-Authenticate) per algorithm, SHA-512-256,
- * SHA-256, MD5 in that order (RFC 8760 2.4: most preferred first), qop="auth",
+ * WWW-Authenticate (or Proxy-Authenticate) per algorithm of [auth]
+ * algorithms, SHA-512-256, SHA-256, MD5 in that order (RFC 8760 2.4: most preferred first), qop="auth",
  * one fresh nonce shared by the three, stale=true when asked. NUL-terminated.
  * 0 or ENOSPC. */
 int auth_challenge(struct auth *a, const char *realm, bool proxy, bool stale, char *out,

@@ -32,6 +32,7 @@ struct auth {
 	struct store_cred *creds; /* borrowed */
 	char realm[STORE_CRED_REALM_MAX]; /* "" = the request's domain */
 	uint8_t key[AUTH_KEY_LEN];	  /* RO after alloc */
+	bool offer[STORE_CRED_ALGS];	  /* [auth] algorithms */
 	int64_t nonce_lifetime;
 	unsigned max_failures;
 	int64_t fail_window_ms, backoff_min_ms, backoff_max_ms;

@@ -322,6 +322,44 @@ static void test_check(void **state)
 	ctx_close(&c);
 }
 
+/* [auth] algorithms narrows what is offered and what is accepted. */
+static void test_algorithms_offered(void **state)
+{
+	(void)state;
+	struct ctx c;
+	ctx_open(&c, "[auth]\nalgorithms = MD5\n");
+	char ch[1024], n[AUTH_NONCE_LEN + 1];
+	assert_int_equal(auth_challenge(c.a, "example.com", false, false, ch, sizeof ch), 0);
+	assert_non_null(strstr(ch, "algorithm=MD5"));
+	assert_null(strstr(ch, "SHA"));
+	struct auth_result r;
+	auth_nonce_make(c.a, "example.com", time_wall_s(), n);
+	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_SHA256);
+	assert_int_equal(check(&c, &r), AUTH_CHALLENGE);
+	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_MD5);
+	assert_int_equal(check(&c, &r), AUTH_OK);
+	ctx_close(&c);
+	/* the default: all three, RFC 8760 order, one nonce, stale when asked */
+	ctx_open(&c, "");
+	assert_int_equal(auth_challenge(c.a, "example.com", true, true, ch, sizeof ch), 0);
+	char *a = strstr(ch, "Proxy-Authenticate: Digest realm=\"example.com\", nonce=\"");
+	assert_non_null(a);
+	char *s1 = strstr(ch, "algorithm=SHA-512-256"), *s2 = strstr(ch, "algorithm=SHA-256"),
+	     *s3 = strstr(ch, "algorithm=MD5");
+	assert_true(a < s1 && s1 && s2 && s3 && s1 < s2 && s2 < s3);
+	assert_non_null(strstr(s3, "qop=\"auth\", stale=true\r\n"));
+	ctx_close(&c);
+	static const struct conf_key *const tables[] = {auth_conf_keys, NULL};
+	struct conf *cf;
+	char err[128];
+	assert_int_equal(conf_alloc(&cf, tables), 0);
+	assert_int_equal(conf_load_string(cf, "t", "[auth]\nalgorithms = SHA-1\n", err, sizeof err),
+			 0);
+	struct auth *bad;
+	assert_int_equal(auth_alloc(&bad, NULL, cf), EINVAL);
+	conf_free(cf);
+}
+
 /* ---- the failure limiter ---- */
 
 static void test_limiter_backoff(void **state)
@@ -409,7 +447,7 @@ int main(void)
 	    cmocka_unit_test(test_alg_names),	     cmocka_unit_test(test_digest_parse),
 	    cmocka_unit_test(test_nonce),	     cmocka_unit_test(test_nc_replay_and_bound),
 	    cmocka_unit_test(test_check),	     cmocka_unit_test(test_limiter_backoff),
-	    cmocka_unit_test(test_limiter_bound),
+	    cmocka_unit_test(test_limiter_bound), cmocka_unit_test(test_algorithms_offered),
 	};
 	return cmocka_run_group_tests_name("auth", tests, NULL, NULL);
 }
