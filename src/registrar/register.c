@@ -23,7 +23,7 @@ const struct conf_key registrar_conf_keys[] = {
 	{"keepalive", "max_failures", CONF_INT, "3", 1, 100, NULL,
 	 "unanswered OPTIONS pings before a binding is marked unreachable"},
 	{"store", "path", CONF_STR, "pinhole.db", 0, 0, NULL,
-	 "SQLite file for bindings; empty = memory only"},
+	 "SQLite file for bindings and users (pinhole user); empty = memory only"},
 	{"store", "sync", CONF_ENUM, "full", 0, 0, "full|normal",
 	 "full: fsync per commit (survives power loss); normal: survives process crash only"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
