@@ -47,6 +47,9 @@ struct route_plan {
 	/* a rewritten SDP to put in place of the body */
 	bool body_set;
 	struct slice body;
+	/* RFC 3261 22.3: our realm's Proxy-Authorization is consumed here, not
+	 * handed to the callee (who could try its password offline); "" = none */
+	char consumed_realm[128];
 };
 
 int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,

@@ -144,6 +144,13 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 			rx->flow.tp == NET_TCP ? "transport=tcp" : "",
 			rx->flow.tp == NET_TCP ? ";" : "");
 	}
+	for (size_t i = 0; plan->consumed_realm[0] && i < m->n_hdrs; i++) {
+		struct sip_digest_cred dc;
+		if (m->hdrs[i].id == SIP_HDR_PROXY_AUTHORIZATION &&
+		    sip_digest_parse(m->hdrs[i].value, &dc) == 0 && dc.realm.p &&
+		    slice_eq_nocase(dc.realm, slice_cstr(plan->consumed_realm)))
+			sip_edit_remove_hdr(&ed, i);
+	}
 	if (plan->body_set)
 		sip_edit_set_body(&ed, plan->body);
 	int err = sip_edit_apply(&ed, out);
@@ -221,7 +228,8 @@ static struct metric m_from_forbidden = {
  * says whether it proved it), or a non-zero value once it has been answered.
  * Unknown users and wrong passwords get the same 407 with a fresh challenge.
  */
-static int check_sender(struct proxy *p, const struct edge_rx *rx, bool *authenticated)
+static int check_sender(struct proxy *p, const struct edge_rx *rx, struct route_plan *plan,
+			bool *authenticated)
 {
 	const struct sip_msg *m = rx->msg;
 	struct auth *a = registrar_auth(p->reg);
@@ -266,6 +274,8 @@ static int check_sender(struct proxy *p, const struct edge_rx *rx, bool *authent
 		return EPERM;
 	}
 	*authenticated = true;
+	_Static_assert(sizeof plan->consumed_realm >= sizeof realm, "realm fits");
+	memcpy(plan->consumed_realm, realm, strlen(realm) + 1);
 	return 0;
 }
 
@@ -322,7 +332,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	 * From. The relay policy (issue 11: foreign destinations only for
 	 * authenticated users or trusted peers) is to read it here. */
 	bool authenticated = false;
-	if (check_sender(p, rx, &authenticated))
+	if (check_sender(p, rx, &plan, &authenticated))
 		return;
 	(void)authenticated;
 	/* 16.3 step 3 */

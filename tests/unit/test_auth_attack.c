@@ -257,6 +257,9 @@ static void test_bob_calls_with_from_alice(void **state)
 	invite(&bob, "bob", "alice", n = ++seq, cred);
 	phone_expect(&alice, "INVITE sip:alice@10.1.1.1", r, sizeof r);
 	assert_non_null(strstr(r, "From: <sip:bob@127.0.0.1>"));
+	/* RFC 3261 22.3: bob's credentials for our realm stop here; alice's
+	 * phone must not get them to try his password offline */
+	assert_null(strstr(r, "Proxy-Authorization"));
 	phone_close(&alice);
 	phone_close(&bob);
 }
