@@ -191,7 +191,9 @@ static int lookup_targets(struct proxy *p, const struct edge_rx *rx, struct prox
 		}
 		if (*n)
 			return 0;
-		if (nb || registrar_user_known(p->reg, &m->ruri)) {
+		/* a user with no binding at all is answered like one that does not
+		 * exist (404 below): a scan of INVITEs must not tell which exist */
+		if (nb) {
 			*status = 480;
 			*reason = unreachable ? "Temporarily Unavailable (Unreachable)"
 					      : "Temporarily Unavailable";

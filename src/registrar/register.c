@@ -79,14 +79,6 @@ bool registrar_behind_nat(const struct flow *f, const struct sip_via *via,
 	return false;
 }
 
-bool registrar_user_known(struct registrar *r, const struct sip_uri *uri)
-{
-	struct store_cred_entry ce;
-	char realm[STORE_CRED_REALM_MAX];
-	return auth_active(r->auth) && auth_realm(r->auth, uri, realm) == 0 &&
-	       store_cred_lookup(r->creds, uri->user, slice_cstr(realm), &ce) == 0;
-}
-
 struct auth *registrar_auth(struct registrar *r)
 {
 	return r->auth;

@@ -39,8 +39,6 @@ int registrar_aor_of(const struct sip_uri *uri, char *out);
 /* Live bindings of an AOR, best first. */
 int registrar_lookup(struct registrar *r, const char *aor, struct store_binding *out, size_t max,
 		     size_t *n);
-/* Whether an AOR is known although it has no live binding (a configured user). */
-bool registrar_user_known(struct registrar *r, const struct sip_uri *uri);
 
 /* A response that matched no transaction: consumed (true) when it answers one
  * of our keepalive OPTIONS. */

@@ -327,6 +327,33 @@ static void test_unknown_user_and_wrong_password_alike(void **state)
 	phone_close(&eve);
 }
 
+/* INVITE scan from outside (a From that is not ours, so no challenge):
+ * bob, a user with no binding, and zed, nobody, are answered alike. */
+static void test_invite_scan_learns_nothing(void **state)
+{
+	(void)state;
+	struct phone eve;
+	phone_open(&eve, &srv);
+	char r[2][4096];
+	const char *who[2] = {"bob", "zed"};
+	for (int i = 0; i < 2; i++) {
+		unsigned n = 500 + (unsigned)i;
+		phone_send(&eve,
+			   "INVITE sip:%s@127.0.0.1:%u SIP/2.0\r\n"
+			   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKscan%u;rport\r\n"
+			   "Max-Forwards: 70\r\nFrom: <sip:100@198.51.100.7>;tag=i%u\r\n"
+			   "To: <sip:%s@127.0.0.1>\r\nCall-ID: inv-%u\r\nCSeq: 1 INVITE\r\n"
+			   "Contact: <sip:100@198.51.100.7>\r\nContent-Length: 0\r\n\r\n",
+			   who[i], net_addr_port(&srv.addr), eve.port, n, n, who[i], n);
+		final(&eve, n, "SIP/2.0 404", r[i], sizeof r[i]);
+		mask(r[i]);
+	}
+	char z[4096];
+	subst(r[1], "zed@", "bob@", z, sizeof z);
+	assert_string_equal(r[0], z);
+	phone_close(&eve);
+}
+
 /* Guessing passwords: after max_failures the source gets 403 with
  * Retry-After, unverified, whatever it sends; counted. */
 static void test_guessing_is_limited(void **state)
@@ -359,6 +386,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bob_calls_with_from_alice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_user_and_wrong_password_alike, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_invite_scan_learns_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_guessing_is_limited, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("auth_attack", tests, NULL, NULL);
