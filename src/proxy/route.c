@@ -231,14 +231,15 @@ static struct metric m_from_forbidden = {
  * Unknown users and wrong passwords get the same 407 with a fresh challenge.
  */
 static int check_sender(struct proxy *p, const struct edge_rx *rx, struct route_plan *plan,
-			bool *authenticated)
+			bool in_dialog, bool *authenticated)
 {
 	const struct sip_msg *m = rx->msg;
 	struct auth *a = registrar_auth(p->reg);
 	*authenticated = false;
 	/* ACK has no response to carry a challenge; CANCEL is the edge's; an
-	 * in-dialog request follows the flow tokens of its Route set */
-	if (!rx->st || m->method == SIP_ACK || m->method == SIP_CANCEL || m->to_tag.l)
+	 * in-dialog request follows the flow tokens of its Route set (a To tag
+	 * alone proves nothing: anyone can write one) */
+	if (!rx->st || m->method == SIP_ACK || m->method == SIP_CANCEL || in_dialog)
 		return 0;
 	if (!auth_active(a) || !from_is_local(p, m))
 		return 0;
@@ -334,7 +335,9 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	 * From. The relay policy (issue 11: foreign destinations only for
 	 * authenticated users or trusted peers) is to read it here. */
 	bool authenticated = false;
-	if (check_sender(p, rx, &plan, &authenticated))
+	/* in a dialog we Record-Routed: a To tag and a valid flow token of ours */
+	bool in_dialog = m->to_tag.l && have_flow;
+	if (check_sender(p, rx, &plan, in_dialog, &authenticated))
 		return;
 	(void)authenticated;
 	/* 16.3 step 3 */

@@ -248,6 +248,17 @@ static void test_bob_calls_with_from_alice(void **state)
 		    cred, sizeof cred);
 	invite(&bob, "carol", "alice", n = ++seq, cred);
 	final(&bob, n, "SIP/2.0 403", r, sizeof r);
+	/* a To tag does not make a request in-dialog: without our Route and its
+	 * flow token it is challenged like any other */
+	n = ++seq;
+	phone_send(&bob,
+		   "INVITE sip:alice@127.0.0.1 SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKinv%u;rport\r\nMax-Forwards: 70\r\n"
+		   "From: <sip:alice@127.0.0.1>;tag=i%u\r\nTo: <sip:alice@127.0.0.1>;tag=made-up\r\n"
+		   "Call-ID: inv-%u\r\nCSeq: 2 INVITE\r\nContact: <sip:alice@10.2.2.2:%u>\r\n"
+		   "Content-Length: 0\r\n\r\n",
+		   bob.port, n, n, n, bob.port);
+	final(&bob, n, "SIP/2.0 407", r, sizeof r);
 	phone_expect_silence(&alice, 200);
 	/* as himself, with his credentials, bob's call goes through */
 	invite(&bob, "bob", "alice", n = ++seq, "");
