@@ -1,4 +1,4 @@
-/* auth: [auth] config, the realm of a request, challenges, and the check of one request's credentials. */
+/* auth: [auth] config, a request's realm, challenges, and checking one request's credentials. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,30 +9,30 @@
 #include "auth_int.h"
 
 const struct conf_key auth_conf_keys[] = {
-	{"auth", "realm", CONF_STR, "", 0, 0, NULL,
-	 "digest realm; empty = the domain of the request (To of a REGISTER, From of others)"},
-	{"auth", "algorithms", CONF_STR, "SHA-512-256, SHA-256, MD5", 0, 0, NULL,
-	 "digest algorithms offered (one challenge each, in RFC 8760 order) and accepted; "
-	 "some phones (and sipp) read only the first challenge: list just MD5 for them"},
-	{"auth", "nonce_lifetime", CONF_INT, "300", 10, 86400, NULL,
-	 "seconds a nonce is accepted; an older one is answered stale=true"},
-	{"auth", "nonce_key", CONF_STR, "", 0, 0, NULL,
-	 "hex key (32-128 digits) that signs nonces, shared by servers behind one name; "
-	 "empty = random per process"},
-	{"auth", "nc_table", CONF_INT, "16384", 64, 4194304, NULL,
-	 "nonces whose nc is tracked against replay; when full the oldest gives way "
-	 "and nonces as old are answered stale"},
-	{"auth", "max_failures", CONF_INT, "5", 1, 1000, NULL,
-	 "failed authentications per source address or per user name before a backoff"},
-	{"auth", "fail_window", CONF_INT, "60", 1, 86400, NULL,
-	 "seconds over which max_failures are counted"},
-	{"auth", "backoff_min", CONF_INT, "5", 1, 86400, NULL,
-	 "first backoff in seconds; each further one doubles, up to backoff_max"},
-	{"auth", "backoff_max", CONF_INT, "300", 1, 86400, NULL, "longest backoff in seconds"},
-	{"auth", "fail_table", CONF_INT, "8192", 64, 4194304, NULL,
-	 "sources and user names whose failures are remembered; when full the least "
-	 "recently seen one that is not blocked gives way"},
-	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
+    {"auth", "realm", CONF_STR, "", 0, 0, NULL,
+     "digest realm; empty = the domain of the request (To of a REGISTER, From of others)"},
+    {"auth", "algorithms", CONF_STR, "SHA-512-256, SHA-256, MD5", 0, 0, NULL,
+     "digest algorithms offered (one challenge each, in RFC 8760 order) and accepted; "
+     "some phones (and sipp) read only the first challenge: list just MD5 for them"},
+    {"auth", "nonce_lifetime", CONF_INT, "300", 10, 86400, NULL,
+     "seconds a nonce is accepted; an older one is answered stale=true"},
+    {"auth", "nonce_key", CONF_STR, "", 0, 0, NULL,
+     "hex key (32-128 digits) that signs nonces, shared by servers behind one name; "
+     "empty = random per process"},
+    {"auth", "nc_table", CONF_INT, "16384", 64, 4194304, NULL,
+     "nonces whose nc is tracked against replay; when full the oldest gives way "
+     "and nonces as old are answered stale"},
+    {"auth", "max_failures", CONF_INT, "5", 1, 1000, NULL,
+     "failed authentications per source address or per user name before a backoff"},
+    {"auth", "fail_window", CONF_INT, "60", 1, 86400, NULL,
+     "seconds over which max_failures are counted"},
+    {"auth", "backoff_min", CONF_INT, "5", 1, 86400, NULL,
+     "first backoff in seconds; each further one doubles, up to backoff_max"},
+    {"auth", "backoff_max", CONF_INT, "300", 1, 86400, NULL, "longest backoff in seconds"},
+    {"auth", "fail_table", CONF_INT, "8192", 64, 4194304, NULL,
+     "sources and user names whose failures are remembered; when full the least "
+     "recently seen one that is not blocked gives way"},
+    {NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
 struct metric auth_m_ok = {.name = "auth_ok_total", .help = "requests whose credentials verified"};
@@ -91,8 +91,9 @@ static int parse_algs(const char *list, bool *offer)
 		struct slice name = slice_trim((struct slice){l.p + pos, e - pos});
 		enum store_cred_alg a;
 		if (!name.l || auth_alg_parse(name, &a)) {
-			LOG_E("auth", "[auth] algorithms: \"%.*s\" is not one of SHA-512-256, "
-				      "SHA-256, MD5",
+			LOG_E("auth",
+			      "[auth] algorithms: \"%.*s\" is not one of SHA-512-256, "
+			      "SHA-256, MD5",
 			      (int)name.l, name.p);
 			return EINVAL;
 		}
@@ -139,8 +140,8 @@ int auth_alloc(struct auth **ap, struct store_cred *creds, const struct conf *c)
 	if ((err = auth_nc_init(a, (size_t)conf_int(c, "auth", "nc_table"))) ||
 	    (err = auth_fail_init(a, (size_t)conf_int(c, "auth", "fail_table"))))
 		goto out_free;
-	struct metric *ms[] = {&auth_m_ok,	    &auth_m_challenges,	  &auth_m_failures,
-			       &auth_m_stale,	    &auth_m_replays,	  &auth_m_limited,
+	struct metric *ms[] = {&auth_m_ok,	   &auth_m_challenges,	 &auth_m_failures,
+			       &auth_m_stale,	   &auth_m_replays,	 &auth_m_limited,
 			       &auth_m_nc_evicted, &auth_m_fail_evicted, &auth_m_blocks};
 	for (size_t i = 0; i < ARRAY_SIZE(ms); i++)
 		metric_register(ms[i]);
@@ -186,8 +187,7 @@ int auth_realm(struct auth *a, const struct sip_uri *uri, char *out)
 	return 0;
 }
 
-int auth_challenge(struct auth *a, const char *realm, bool proxy, bool stale, char *out,
-		   size_t cap)
+int auth_challenge(struct auth *a, const char *realm, bool proxy, bool stale, char *out, size_t cap)
 {
 	static const enum store_cred_alg order[] = {STORE_CRED_SHA512_256, STORE_CRED_SHA256,
 						    STORE_CRED_MD5};
@@ -304,8 +304,8 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 		return;
 	}
 	struct store_cred_entry ce;
-	bool known = store_cred_lookup(a->creds, dc.username, slice_cstr(realm), &ce) == 0 &&
-		     ce.ha1[alg][0];
+	bool known =
+	    store_cred_lookup(a->creds, dc.username, slice_cstr(realm), &ce) == 0 && ce.ha1[alg][0];
 	char want[STORE_CRED_HA1_MAX];
 	/* the same work for an unknown user: its answer must not come sooner */
 	if (auth_response(alg, known ? ce.ha1[alg] : dummy_ha1 + (64 - auth_alg_hexlen(alg)),

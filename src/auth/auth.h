@@ -1,4 +1,4 @@
-/* auth: SIP digest authentication (RFC 3261 22, RFC 7616, RFC 8760): nonces, challenges, verification, failure limiting.
+/* auth: SIP digest (RFC 3261 22, RFC 7616, RFC 8760): nonces, challenges, checks, backoff.
  *
  * Who may ask: anyone can send a request with credentials. What it costs us:
  * one HMAC to check the nonce, one table lookup, and two or three hashes;
@@ -98,9 +98,9 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 
 /* Appends the challenge header lines (CRLF-terminated) for realm to out: one
  * WWW-Authenticate (or Proxy-Authenticate) per algorithm of [auth]
- * algorithms, SHA-512-256, SHA-256, MD5 in that order (RFC 8760 2.4: most preferred first), qop="auth",
- * one fresh nonce shared by the three, stale=true when asked. NUL-terminated.
- * 0 or ENOSPC. */
+ * algorithms, SHA-512-256, SHA-256, MD5 in that order (RFC 8760 2.4: most preferred first),
+ * qop="auth", one fresh nonce shared by the three, stale=true when asked. NUL-terminated. 0 or
+ * ENOSPC. */
 int auth_challenge(struct auth *a, const char *realm, bool proxy, bool stale, char *out,
 		   size_t cap);
 
@@ -133,8 +133,7 @@ void auth_fail_note(struct auth *a, const struct net_addr *src, struct slice use
 uint32_t auth_fail_blocked(struct auth *a, const struct net_addr *src, struct slice user,
 			   int64_t now_ms);
 /* A success clears the source's and the user's failures. */
-void auth_fail_clear(struct auth *a, const struct net_addr *src, struct slice user,
-		     int64_t now_ms);
+void auth_fail_clear(struct auth *a, const struct net_addr *src, struct slice user, int64_t now_ms);
 
 struct auth_stats {
 	uint64_t ok, challenges, failures, stale, replays, limited;

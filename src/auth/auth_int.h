@@ -29,7 +29,7 @@ struct fail_entry {
 #define FAIL_WAYS 8 /* set-associative: a key lives in one set of FAIL_WAYS slots */
 
 struct auth {
-	struct store_cred *creds; /* borrowed */
+	struct store_cred *creds;	  /* borrowed */
 	char realm[STORE_CRED_REALM_MAX]; /* "" = the request's domain */
 	uint8_t key[AUTH_KEY_LEN];	  /* RO after alloc */
 	bool offer[STORE_CRED_ALGS];	  /* [auth] algorithms */

@@ -7,9 +7,9 @@
 #include "auth/auth.h"
 
 static const char *const alg_names[STORE_CRED_ALGS] = {
-	[STORE_CRED_MD5] = "MD5",
-	[STORE_CRED_SHA256] = "SHA-256",
-	[STORE_CRED_SHA512_256] = "SHA-512-256",
+    [STORE_CRED_MD5] = "MD5",
+    [STORE_CRED_SHA256] = "SHA-256",
+    [STORE_CRED_SHA512_256] = "SHA-512-256",
 };
 
 const char *auth_alg_name(enum store_cred_alg a)

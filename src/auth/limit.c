@@ -1,4 +1,4 @@
-/* auth: failed attempts per source address and per user name, with an exponential backoff, in a bounded table. */
+/* auth: failures per source address and per user name, with backoff, in a bounded table. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,8 +139,9 @@ static void note_one(struct auth *a, struct fail_entry *e, int64_t now, char kin
 		net_addr_fmt(src, who, sizeof who);
 	else
 		slice_to_cstr((struct slice){user.p, MIN(user.l, (size_t)40)}, who, sizeof who);
-	LOG_W("auth", "%s %s: %u failed authentications, blocked for %lld s (%u refused in its "
-		      "previous block)",
+	LOG_W("auth",
+	      "%s %s: %u failed authentications, blocked for %lld s (%u refused in its "
+	      "previous block)",
 	      kind == 's' ? "source" : "user", who, a->max_failures, (long long)(backoff / 1000),
 	      e->refused);
 	e->refused = 0;
@@ -174,8 +175,7 @@ uint32_t auth_fail_blocked(struct auth *a, const struct net_addr *src, struct sl
 	return until ? (uint32_t)((until - now_ms + 999) / 1000) : 0;
 }
 
-void auth_fail_clear(struct auth *a, const struct net_addr *src, struct slice user,
-		     int64_t now_ms)
+void auth_fail_clear(struct auth *a, const struct net_addr *src, struct slice user, int64_t now_ms)
 {
 	uint64_t k[2];
 	keys(a, src, user, k);

@@ -1,4 +1,4 @@
-/* auth: stateless nonces (HMAC over issue time, salt and realm) and the bounded nc table against replay. */
+/* auth: stateless HMAC nonces (issue time, salt, realm) and the bounded nc replay table. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,8 +74,8 @@ static void nonce_mac(struct auth *a, const uint8_t *head, const char *realm, ui
 	memcpy(buf, head, 16);
 	/* the realm lowercased: it is compared case-insensitively everywhere else */
 	for (size_t i = 0; i < rl; i++)
-		buf[16 + i] = (uint8_t)((realm[i] >= 'A' && realm[i] <= 'Z') ? realm[i] | 0x20
-									   : realm[i]);
+		buf[16 + i] =
+		    (uint8_t)((realm[i] >= 'A' && realm[i] <= 'Z') ? realm[i] | 0x20 : realm[i]);
 	uint8_t md[EVP_MAX_MD_SIZE];
 	unsigned ml = 0;
 	HMAC(EVP_sha256(), a->key, AUTH_KEY_LEN, buf, 16 + rl, md, &ml);

@@ -1,4 +1,4 @@
-/* pinhole user: adds, deletes and lists the users in the store; keeps only HA1 values, never a password. */
+/* pinhole user: adds, deletes and lists users in the store; keeps HA1 values, never a password. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,20 +19,19 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: pinhole user add|passwd USER[@REALM] [--password-stdin] [options]\n"
-		"       pinhole user del USER[@REALM] [options]\n"
-		"       pinhole user list [options]\n\n"
-		"options:\n"
-		"  --config FILE      the server's config: its [store] path and [auth] realm\n"
-		"  --db PATH          the SQLite file (default: [store] path, pinhole.db)\n"
-		"  --realm REALM      the digest realm (default: @REALM, else [auth] realm);\n"
-		"                     with the default [auth] realm it is the SIP domain the\n"
-		"                     phones register to (their To host)\n"
-		"  --password-stdin   read the password from the first line of stdin\n\n"
-		"The password is asked twice without echo unless --password-stdin is given.\n"
-		"Only H(user:realm:password) is stored, for MD5, SHA-256 and SHA-512-256.\n"
-		"A running `pinhole serve` on the same file sees the change within a second.\n");
+	fprintf(f, "usage: pinhole user add|passwd USER[@REALM] [--password-stdin] [options]\n"
+		   "       pinhole user del USER[@REALM] [options]\n"
+		   "       pinhole user list [options]\n\n"
+		   "options:\n"
+		   "  --config FILE      the server's config: its [store] path and [auth] realm\n"
+		   "  --db PATH          the SQLite file (default: [store] path, pinhole.db)\n"
+		   "  --realm REALM      the digest realm (default: @REALM, else [auth] realm);\n"
+		   "                     with the default [auth] realm it is the SIP domain the\n"
+		   "                     phones register to (their To host)\n"
+		   "  --password-stdin   read the password from the first line of stdin\n\n"
+		   "The password is asked twice without echo unless --password-stdin is given.\n"
+		   "Only H(user:realm:password) is stored, for MD5, SHA-256 and SHA-512-256.\n"
+		   "A running `pinhole serve` on the same file sees the change within a second.\n");
 }
 
 /* User names go into HA1 input as "user:realm:password" and into quoted
@@ -42,7 +41,8 @@ static bool user_ok(const char *u)
 	if (!u[0] || strlen(u) >= STORE_CRED_USER_MAX)
 		return false;
 	for (const char *p = u; *p; p++)
-		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || strchr(":\"\\@<>%", *p))
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||
+		    strchr(":\"\\@<>%", *p))
 			return false;
 	return true;
 }
@@ -172,12 +172,9 @@ static int open_store(const struct user_args *ua, struct conf **cp, struct store
 int cli_user(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"db", required_argument, NULL, 'd'},
-		{"realm", required_argument, NULL, 'r'},
-		{"password-stdin", no_argument, NULL, 'p'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'}, {"db", required_argument, NULL, 'd'},
+	    {"realm", required_argument, NULL, 'r'},  {"password-stdin", no_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
 	};
 	struct user_args ua = {0};
 	int o;
@@ -248,8 +245,9 @@ int cli_user(int argc, char **argv)
 		goto out;
 	}
 	if (!user_ok(user) || !realm_ok(r)) {
-		fprintf(stderr, "pinhole user: bad user name or realm (no : \" \\ @ < > %% or "
-				"spaces; at most %d and %d bytes)\n",
+		fprintf(stderr,
+			"pinhole user: bad user name or realm (no : \" \\ @ < > %% or "
+			"spaces; at most %d and %d bytes)\n",
 			STORE_CRED_USER_MAX - 1, STORE_CRED_REALM_MAX - 1);
 		rc = 2;
 		goto out;
@@ -260,7 +258,9 @@ int cli_user(int argc, char **argv)
 	size_t rl = strlen(r);
 	bool as_is = fixed[0] && strcasecmp(fixed, r) == 0;
 	for (size_t i = 0; i <= rl; i++)
-		realm[i] = as_is ? fixed[i] : (r[i] >= 'A' && r[i] <= 'Z') ? (char)(r[i] | 0x20) : r[i];
+		realm[i] = as_is			  ? fixed[i]
+			   : (r[i] >= 'A' && r[i] <= 'Z') ? (char)(r[i] | 0x20)
+							  : r[i];
 	struct store_cred_entry e;
 	if (del) {
 		int err = store_cred_del(cred, slice_cstr(user), slice_cstr(realm));

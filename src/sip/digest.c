@@ -1,4 +1,4 @@
-/* sip: Digest credentials in Authorization and Proxy-Authorization (RFC 3261 25.1, RFC 7616 3.4). */
+/* sip: Digest credentials of Authorization/Proxy-Authorization (RFC 3261 25.1, RFC 7616 3.4). */
 #include <errno.h>
 #include <string.h>
 
@@ -20,17 +20,17 @@ static struct slice *slot(struct sip_digest_cred *c, struct slice name, bool *qu
 		size_t off;
 		bool quoted; /* RFC 7616 3.4: these are quoted-strings */
 	} tab[] = {
-		{"username", offsetof(struct sip_digest_cred, username), true},
-		{"realm", offsetof(struct sip_digest_cred, realm), true},
-		{"nonce", offsetof(struct sip_digest_cred, nonce), true},
-		{"uri", offsetof(struct sip_digest_cred, uri), true},
-		{"response", offsetof(struct sip_digest_cred, response), true},
-		{"algorithm", offsetof(struct sip_digest_cred, algorithm), false},
-		{"cnonce", offsetof(struct sip_digest_cred, cnonce), true},
-		{"opaque", offsetof(struct sip_digest_cred, opaque), true},
-		{"qop", offsetof(struct sip_digest_cred, qop), false},
-		{"nc", offsetof(struct sip_digest_cred, nc), false},
-		{"userhash", offsetof(struct sip_digest_cred, userhash), false},
+	    {"username", offsetof(struct sip_digest_cred, username), true},
+	    {"realm", offsetof(struct sip_digest_cred, realm), true},
+	    {"nonce", offsetof(struct sip_digest_cred, nonce), true},
+	    {"uri", offsetof(struct sip_digest_cred, uri), true},
+	    {"response", offsetof(struct sip_digest_cred, response), true},
+	    {"algorithm", offsetof(struct sip_digest_cred, algorithm), false},
+	    {"cnonce", offsetof(struct sip_digest_cred, cnonce), true},
+	    {"opaque", offsetof(struct sip_digest_cred, opaque), true},
+	    {"qop", offsetof(struct sip_digest_cred, qop), false},
+	    {"nc", offsetof(struct sip_digest_cred, nc), false},
+	    {"userhash", offsetof(struct sip_digest_cred, userhash), false},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(tab); i++) {
 		if (slice_eq_cstr_nocase(name, tab[i].name)) {

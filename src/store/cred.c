@@ -1,4 +1,4 @@
-/* Credentials: the memory table that lookups read, and the interface over its backends (store.h). */
+/* Credentials: the memory table that lookups read, and the interface over its backends. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -40,8 +40,8 @@ struct store_cred {
 	unsigned reload_ms;
 };
 
-static struct metric m_users = {.name = "auth_users", .help = "users in the credential table",
-				.gauge = true};
+static struct metric m_users = {
+    .name = "auth_users", .help = "users in the credential table", .gauge = true};
 static struct metric m_reloads = {.name = "auth_user_reloads_total",
 				  .help = "credential table reloads after the store changed"};
 static struct metric m_reload_err = {.name = "auth_user_reload_errors_total",

@@ -96,7 +96,8 @@ static int cq_open(void **ctxp, const char *path)
 			 "INSERT OR REPLACE INTO credential (user, realm, ha1_md5, ha1_sha256,"
 			 " ha1_sha512_256) VALUES (?,?,?,?,?)",
 			 &q->put);
-	err = err ? err : cq_prepare(q, "DELETE FROM credential WHERE user = ? AND realm = ?", &q->del);
+	err = err ? err
+		  : cq_prepare(q, "DELETE FROM credential WHERE user = ? AND realm = ?", &q->del);
 	err = err ? err
 		  : cq_prepare(q,
 			       "SELECT user, realm, ha1_md5, ha1_sha256, ha1_sha512_256"
@@ -161,8 +162,7 @@ static int cq_load(void *ctx, store_cred_load_h *h, void *arg)
 	return err;
 }
 
-static int cq_put(void *ctx, const char *user, const char *realm,
-		  const struct store_cred_entry *e)
+static int cq_put(void *ctx, const char *user, const char *realm, const struct store_cred_entry *e)
 {
 	struct cq *q = ctx;
 	sqlite3_bind_text(q->put, 1, user, -1, SQLITE_STATIC);
@@ -189,11 +189,11 @@ static int cq_del(void *ctx, const char *user, const char *realm)
 }
 
 const struct store_cred_backend_ops store_cred_sqlite_ops = {
-	.name = "sqlite",
-	.open = cq_open,
-	.changed = cq_changed,
-	.load = cq_load,
-	.put = cq_put,
-	.del = cq_del,
-	.close = cq_close,
+    .name = "sqlite",
+    .open = cq_open,
+    .changed = cq_changed,
+    .load = cq_load,
+    .put = cq_put,
+    .del = cq_del,
+    .close = cq_close,
 };

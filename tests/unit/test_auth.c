@@ -1,4 +1,4 @@
-/* Digest authentication: RFC 7616 vectors, nonces, nc replay, credentials checks and the failure limiter. */
+/* Digest: RFC 7616 vectors, nonces, nc replay, credential checks and the failure limiter. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,8 +22,8 @@
 static void vector(enum store_cred_alg alg, char *out)
 {
 	char ha1[STORE_CRED_HA1_MAX];
-	assert_int_equal(auth_ha1(alg, SLICE_LIT(V_USER), SLICE_LIT(V_REALM), SLICE_LIT(V_PASS), ha1),
-			 0);
+	assert_int_equal(
+	    auth_ha1(alg, SLICE_LIT(V_USER), SLICE_LIT(V_REALM), SLICE_LIT(V_PASS), ha1), 0);
 	assert_int_equal(auth_response(alg, ha1, SLICE_LIT(V_NONCE), SLICE_LIT("00000001"),
 				       SLICE_LIT(V_CNONCE), SLICE_LIT("auth"), SLICE_LIT("GET"),
 				       SLICE_LIT("/dir/index.html"), out),
@@ -106,7 +106,8 @@ static void test_digest_parse(void **state)
 	/* a quoted qop, folded lines */
 	assert_int_equal(sip_digest_parse(SLICE_LIT("digest\r\n qop=\"auth\" ,\tnc=1"), &c), 0);
 	assert_true(slice_eq(c.qop, SLICE_LIT("auth")));
-	assert_int_equal(sip_digest_parse(SLICE_LIT("Basic YWxhZGRpbjpvcGVuc2VzYW1l"), &c), ENOTSUP);
+	assert_int_equal(sip_digest_parse(SLICE_LIT("Basic YWxhZGRpbjpvcGVuc2VzYW1l"), &c),
+			 ENOTSUP);
 	static const char *const bad[] = {
 	    "",
 	    "Digest",
@@ -170,7 +171,8 @@ static void test_nonce(void **state)
 		assert_int_equal(auth_nonce_check(a, "example.com", slice_cstr(t), now, &issued),
 				 EPERM);
 	}
-	assert_int_equal(auth_nonce_check(a, "example.com", SLICE_LIT("short"), now, &issued), EPERM);
+	assert_int_equal(auth_nonce_check(a, "example.com", SLICE_LIT("short"), now, &issued),
+			 EPERM);
 	/* from the future */
 	auth_nonce_make(a, "example.com", now + 100, n);
 	assert_int_equal(auth_nonce_check(a, "example.com", slice_cstr(n), now, &issued), EPERM);
@@ -237,9 +239,9 @@ static void ctx_open(struct ctx *c, const char *conf)
 	memset(c, 0, sizeof *c);
 	assert_int_equal(store_cred_alloc(&c->creds), 0);
 	struct store_cred_entry e;
-	assert_int_equal(auth_ha1_all(SLICE_LIT("alice"), SLICE_LIT("example.com"),
-				      SLICE_LIT("wonderland"), &e),
-			 0);
+	assert_int_equal(
+	    auth_ha1_all(SLICE_LIT("alice"), SLICE_LIT("example.com"), SLICE_LIT("wonderland"), &e),
+	    0);
 	assert_int_equal(store_cred_set(c->creds, SLICE_LIT("alice"), SLICE_LIT("example.com"), &e),
 			 0);
 	c->a = make_auth(c->creds, conf);
@@ -376,7 +378,8 @@ static void test_limiter_backoff(void **state)
 		build(&c, "alice", "guess", n, "00000001", STORE_CRED_MD5);
 		assert_int_equal(check(&c, &r), AUTH_FAILED);
 	}
-	assert_int_equal(metric_get(metric_find("auth_blocks_total", NULL)) - blocks, 2); /* src, user */
+	assert_int_equal(metric_get(metric_find("auth_blocks_total", NULL)) - blocks,
+			 2); /* src, user */
 	/* now even the right password is not verified */
 	auth_nonce_make(c.a, "example.com", time_wall_s(), n);
 	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_MD5);
@@ -444,10 +447,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rfc7616_vectors), cmocka_unit_test(test_sha512_256_cross_check),
-	    cmocka_unit_test(test_alg_names),	     cmocka_unit_test(test_digest_parse),
-	    cmocka_unit_test(test_nonce),	     cmocka_unit_test(test_nc_replay_and_bound),
-	    cmocka_unit_test(test_check),	     cmocka_unit_test(test_limiter_backoff),
-	    cmocka_unit_test(test_limiter_bound), cmocka_unit_test(test_algorithms_offered),
+	    cmocka_unit_test(test_alg_names),	    cmocka_unit_test(test_digest_parse),
+	    cmocka_unit_test(test_nonce),	    cmocka_unit_test(test_nc_replay_and_bound),
+	    cmocka_unit_test(test_check),	    cmocka_unit_test(test_limiter_backoff),
+	    cmocka_unit_test(test_limiter_bound),   cmocka_unit_test(test_algorithms_offered),
 	};
 	return cmocka_run_group_tests_name("auth", tests, NULL, NULL);
 }

@@ -20,9 +20,10 @@ static unsigned seq;
 static void add_user(const char *user, const char *pass)
 {
 	struct store_cred_entry e;
-	assert_int_equal(auth_ha1_all(slice_cstr(user), SLICE_LIT("127.0.0.1"), slice_cstr(pass), &e),
+	assert_int_equal(
+	    auth_ha1_all(slice_cstr(user), SLICE_LIT("127.0.0.1"), slice_cstr(pass), &e), 0);
+	assert_int_equal(store_cred_set(srv.creds, slice_cstr(user), SLICE_LIT("127.0.0.1"), &e),
 			 0);
-	assert_int_equal(store_cred_set(srv.creds, slice_cstr(user), SLICE_LIT("127.0.0.1"), &e), 0);
 }
 
 static int setup(void **state)
@@ -119,7 +120,8 @@ static void register_alice(struct phone *alice)
 	char r[4096], contact[256];
 	snprintf(contact, sizeof contact, "Contact: <sip:alice@10.1.1.1:%u>\r\nExpires: 300\r\n",
 		 alice->port);
-	assert_int_equal(reg_auth(alice, "alice", "alice", "wonderland", contact, r, sizeof r), 200);
+	assert_int_equal(reg_auth(alice, "alice", "alice", "wonderland", contact, r, sizeof r),
+			 200);
 	assert_int_equal(bindings("alice@127.0.0.1", NULL, 0), 1);
 }
 
@@ -171,11 +173,12 @@ static void test_bob_registers_as_alice(void **state)
 	register_alice(&alice);
 	char r[4096], c[256];
 	assert_int_equal(reg_auth(&bob, "alice", "bob", "builder",
-				  "Contact: <sip:bob@198.18.66.67>\r\nExpires: 300\r\n", r, sizeof r),
-			 403);
-	assert_int_equal(reg_auth(&bob, "alice", "bob", "builder", "Contact: *\r\nExpires: 0\r\n", r,
+				  "Contact: <sip:bob@198.18.66.67>\r\nExpires: 300\r\n", r,
 				  sizeof r),
 			 403);
+	assert_int_equal(
+	    reg_auth(&bob, "alice", "bob", "builder", "Contact: *\r\nExpires: 0\r\n", r, sizeof r),
+	    403);
 	assert_int_equal(bindings("alice@127.0.0.1", c, sizeof c), 1);
 	assert_null(strstr(c, "bob"));
 	/* bob's own AOR is fine */
@@ -251,13 +254,14 @@ static void test_bob_calls_with_from_alice(void **state)
 	/* a To tag does not make a request in-dialog: without our Route and its
 	 * flow token it is challenged like any other */
 	n = ++seq;
-	phone_send(&bob,
-		   "INVITE sip:alice@127.0.0.1 SIP/2.0\r\n"
-		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKinv%u;rport\r\nMax-Forwards: 70\r\n"
-		   "From: <sip:alice@127.0.0.1>;tag=i%u\r\nTo: <sip:alice@127.0.0.1>;tag=made-up\r\n"
-		   "Call-ID: inv-%u\r\nCSeq: 2 INVITE\r\nContact: <sip:alice@10.2.2.2:%u>\r\n"
-		   "Content-Length: 0\r\n\r\n",
-		   bob.port, n, n, n, bob.port);
+	phone_send(
+	    &bob,
+	    "INVITE sip:alice@127.0.0.1 SIP/2.0\r\n"
+	    "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKinv%u;rport\r\nMax-Forwards: 70\r\n"
+	    "From: <sip:alice@127.0.0.1>;tag=i%u\r\nTo: <sip:alice@127.0.0.1>;tag=made-up\r\n"
+	    "Call-ID: inv-%u\r\nCSeq: 2 INVITE\r\nContact: <sip:alice@10.2.2.2:%u>\r\n"
+	    "Content-Length: 0\r\n\r\n",
+	    bob.port, n, n, n, bob.port);
 	final(&bob, n, "SIP/2.0 407", r, sizeof r);
 	phone_expect_silence(&alice, 200);
 	/* as himself, with his credentials, bob's call goes through */
@@ -324,7 +328,8 @@ static void test_unknown_user_and_wrong_password_alike(void **state)
 	assert_string_equal(a, b);
 	assert_non_null(strstr(a, "WWW-Authenticate: Digest realm=\"127.0.0.1\""));
 	/* RFC 8760 2.4: most preferred first */
-	char *s512 = strstr(a, "SHA-512-256"), *s256 = strstr(a, "SHA-256"), *md5 = strstr(a, "MD5");
+	char *s512 = strstr(a, "SHA-512-256"), *s256 = strstr(a, "SHA-256"),
+	     *md5 = strstr(a, "MD5");
 	assert_true(s512 && s256 && md5 && s512 < s256 && s256 < md5);
 	/* without credentials: the AOR of a user and of nobody */
 	seq = 300;
@@ -391,14 +396,14 @@ static void test_guessing_is_limited(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_stranger_unregisters_alice, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stranger_adds_contact_to_alice, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bob_registers_as_alice, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bob_calls_with_from_alice, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_user_and_wrong_password_alike, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_invite_scan_learns_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_guessing_is_limited, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stranger_unregisters_alice, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stranger_adds_contact_to_alice, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bob_registers_as_alice, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bob_calls_with_from_alice, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_user_and_wrong_password_alike, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_invite_scan_learns_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_guessing_is_limited, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("auth_attack", tests, NULL, NULL);
 }
