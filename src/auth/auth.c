@@ -130,6 +130,8 @@ int auth_alloc(struct auth **ap, struct store_cred *creds, const struct conf *c)
 	}
 	if ((err = parse_algs(conf_str(c, "auth", "algorithms"), a->offer)))
 		goto out_free;
+	if ((err = auth_hmac_init(a)))
+		goto out_free;
 	a->nonce_lifetime = conf_int(c, "auth", "nonce_lifetime");
 	a->max_failures = (unsigned)conf_int(c, "auth", "max_failures");
 	a->fail_window_ms = conf_int(c, "auth", "fail_window") * 1000;
@@ -158,6 +160,7 @@ void auth_free(struct auth *a)
 		return;
 	auth_nc_fini(a);
 	auth_fail_fini(a);
+	auth_hmac_fini(a);
 	OPENSSL_cleanse(a->key, sizeof a->key);
 	free(a);
 }
@@ -253,12 +256,12 @@ static int find_cred(const struct sip_msg *m, bool proxy, const char *realm,
 /* Used for unknown users, so that they cost what a known one costs. */
 static const char dummy_ha1[] = "0000000000000000000000000000000000000000000000000000000000000000";
 
-static void failed(struct auth *a, const struct net_addr *src, struct slice user,
-		   struct auth_result *res)
+static void failed(struct auth *a, const uint64_t k[2], const struct net_addr *src,
+		   struct slice user, struct auth_result *res)
 {
 	res->verdict = AUTH_FAILED;
 	metric_inc(&auth_m_failures);
-	auth_fail_note(a, src, user, (int64_t)time_mono_ms());
+	auth_fail_note_k(a, k, src, user, (int64_t)time_mono_ms());
 }
 
 void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *src, bool proxy,
@@ -276,7 +279,9 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 		return;
 	}
 	int64_t now_ms = (int64_t)time_mono_ms();
-	uint32_t wait = auth_fail_blocked(a, src, dc.username, now_ms);
+	uint64_t k[2];
+	auth_fail_keys(a, src, dc.username, k);
+	uint32_t wait = auth_fail_blocked_k(a, k, now_ms);
 	if (wait) {
 		/* nothing verified, so a right guess during the backoff is worth nothing */
 		res->verdict = AUTH_LIMITED;
@@ -300,7 +305,7 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 	 * protection, and RFC 2069 clients get no exception */
 	if (err || !dc.qop.p || !slice_eq_cstr_nocase(dc.qop, "auth") || !is_lhex(dc.nc, 8) ||
 	    !dc.cnonce.l || !is_lhex(dc.response, auth_alg_hexlen(alg)) || dc.escaped) {
-		failed(a, src, dc.username, res);
+		failed(a, k, src, dc.username, res);
 		return;
 	}
 	struct store_cred_entry ce;
@@ -310,7 +315,7 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 	/* the same work for an unknown user: its answer must not come sooner */
 	if (auth_response(alg, known ? ce.ha1[alg] : dummy_ha1 + (64 - auth_alg_hexlen(alg)),
 			  dc.nonce, dc.nc, dc.cnonce, dc.qop, m->method_s, dc.uri, want)) {
-		failed(a, src, dc.username, res);
+		failed(a, k, src, dc.username, res);
 		return;
 	}
 	char got[STORE_CRED_HA1_MAX];
@@ -319,7 +324,7 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 	got[dc.response.l] = '\0';
 	bool match = CRYPTO_memcmp(got, want, dc.response.l) == 0;
 	if (!known || !match) {
-		failed(a, src, dc.username, res);
+		failed(a, k, src, dc.username, res);
 		return;
 	}
 	/* state only for credentials that verified: a stranger cannot fill the table */
@@ -331,10 +336,10 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 	}
 	if (err) {
 		metric_inc(&auth_m_replays);
-		failed(a, src, dc.username, res);
+		failed(a, k, src, dc.username, res);
 		return;
 	}
-	auth_fail_clear(a, src, dc.username, now_ms);
+	auth_fail_clear_k(a, k, now_ms);
 	slice_to_cstr(dc.username, res->user, sizeof res->user);
 	res->verdict = AUTH_OK;
 	metric_inc(&auth_m_ok);

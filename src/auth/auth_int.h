@@ -32,6 +32,7 @@ struct auth {
 	struct store_cred *creds;	  /* borrowed */
 	char realm[STORE_CRED_REALM_MAX]; /* "" = the request's domain */
 	uint8_t key[AUTH_KEY_LEN];	  /* RO after alloc */
+	struct evp_mac_ctx_st *mac;	  /* HMAC-SHA256 keyed with key: copied per use */
 	bool offer[STORE_CRED_ALGS];	  /* [auth] algorithms */
 	int64_t nonce_lifetime;
 	unsigned max_failures;
@@ -55,6 +56,18 @@ struct auth {
 
 extern struct metric auth_m_ok, auth_m_challenges, auth_m_failures, auth_m_stale, auth_m_replays,
     auth_m_limited, auth_m_nc_evicted, auth_m_fail_evicted, auth_m_blocks;
+
+/* HMAC-SHA256(key, p) into out[32]. */
+void auth_hmac(struct auth *a, const void *p, size_t l, uint8_t *out);
+int auth_hmac_init(struct auth *a);
+void auth_hmac_fini(struct auth *a);
+
+/* The limiter's two keys (source, user name), made once per request. */
+void auth_fail_keys(struct auth *a, const struct net_addr *src, struct slice user, uint64_t k[2]);
+uint32_t auth_fail_blocked_k(struct auth *a, const uint64_t k[2], int64_t now_ms);
+void auth_fail_note_k(struct auth *a, const uint64_t k[2], const struct net_addr *src,
+		      struct slice user, int64_t now_ms);
+void auth_fail_clear_k(struct auth *a, const uint64_t k[2], int64_t now_ms);
 
 int auth_nc_init(struct auth *a, size_t cap);
 void auth_nc_fini(struct auth *a);

@@ -1,5 +1,6 @@
 /* auth: digest arithmetic over OpenSSL EVP (MD5, SHA-256, SHA-512/256), RFC 7616 3.4.1-3.4.2. */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -37,18 +38,22 @@ size_t auth_alg_hexlen(enum store_cred_alg a)
 	return a == STORE_CRED_MD5 ? 32 : 64;
 }
 
+/* Fetched once: OpenSSL 3 looks an implicit EVP_md5() up again at every
+ * DigestInit, which cost three times the hash itself here. Process lifetime. */
+static EVP_MD *mds[STORE_CRED_ALGS];
+static pthread_once_t mds_once = PTHREAD_ONCE_INIT;
+
+static void mds_fetch(void)
+{
+	mds[STORE_CRED_MD5] = EVP_MD_fetch(NULL, "MD5", NULL);
+	mds[STORE_CRED_SHA256] = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+	mds[STORE_CRED_SHA512_256] = EVP_MD_fetch(NULL, "SHA2-512/256", NULL);
+}
+
 static const EVP_MD *alg_md(enum store_cred_alg a)
 {
-	switch (a) {
-	case STORE_CRED_MD5:
-		return EVP_md5();
-	case STORE_CRED_SHA256:
-		return EVP_sha256();
-	case STORE_CRED_SHA512_256:
-		return EVP_sha512_256();
-	default:
-		return NULL;
-	}
+	pthread_once(&mds_once, mds_fetch);
+	return (unsigned)a < STORE_CRED_ALGS ? mds[a] : NULL;
 }
 
 static void to_hex(const unsigned char *d, size_t n, char *out)

@@ -3,9 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "auth_int.h"
 
 int auth_fail_init(struct auth *a, size_t cap)
@@ -29,12 +26,11 @@ void auth_fail_fini(struct auth *a)
  * block her, or push her entry out of its set. Never 0 (0 = free slot). */
 static uint64_t fail_key(struct auth *a, char kind, const void *p, size_t l)
 {
-	uint8_t buf[1 + 128], md[EVP_MAX_MD_SIZE];
-	unsigned ml = 0;
+	uint8_t buf[1 + 128], md[32];
 	l = MIN(l, sizeof buf - 1);
 	buf[0] = (uint8_t)kind;
 	memcpy(buf + 1, p, l);
-	HMAC(EVP_sha256(), a->key, AUTH_KEY_LEN, buf, l + 1, md, &ml);
+	auth_hmac(a, buf, l + 1, md);
 	uint64_t k;
 	memcpy(&k, md, 8);
 	return k ? k : 1;
@@ -52,7 +48,7 @@ static size_t src_key_bytes(const struct net_addr *src, const void **p)
 	return 4;
 }
 
-static void keys(struct auth *a, const struct net_addr *src, struct slice user, uint64_t k[2])
+void auth_fail_keys(struct auth *a, const struct net_addr *src, struct slice user, uint64_t k[2])
 {
 	const void *p;
 	size_t l = src_key_bytes(src, &p);
@@ -147,21 +143,17 @@ static void note_one(struct auth *a, struct fail_entry *e, int64_t now, char kin
 	e->refused = 0;
 }
 
-void auth_fail_note(struct auth *a, const struct net_addr *src, struct slice user, int64_t now_ms)
+void auth_fail_note_k(struct auth *a, const uint64_t k[2], const struct net_addr *src,
+		      struct slice user, int64_t now_ms)
 {
-	uint64_t k[2];
-	keys(a, src, user, k);
 	pthread_mutex_lock(&a->fail_lock);
 	note_one(a, take(a, k[0], now_ms), now_ms, 's', src, user);
 	note_one(a, take(a, k[1], now_ms), now_ms, 'u', src, user);
 	pthread_mutex_unlock(&a->fail_lock);
 }
 
-uint32_t auth_fail_blocked(struct auth *a, const struct net_addr *src, struct slice user,
-			   int64_t now_ms)
+uint32_t auth_fail_blocked_k(struct auth *a, const uint64_t k[2], int64_t now_ms)
 {
-	uint64_t k[2];
-	keys(a, src, user, k);
 	int64_t until = 0;
 	pthread_mutex_lock(&a->fail_lock);
 	for (int i = 0; i < 2; i++) {
@@ -175,10 +167,8 @@ uint32_t auth_fail_blocked(struct auth *a, const struct net_addr *src, struct sl
 	return until ? (uint32_t)((until - now_ms + 999) / 1000) : 0;
 }
 
-void auth_fail_clear(struct auth *a, const struct net_addr *src, struct slice user, int64_t now_ms)
+void auth_fail_clear_k(struct auth *a, const uint64_t k[2], int64_t now_ms)
 {
-	uint64_t k[2];
-	keys(a, src, user, k);
 	pthread_mutex_lock(&a->fail_lock);
 	for (int i = 0; i < 2; i++) {
 		struct fail_entry *e = find(a, k[i]);
@@ -190,4 +180,26 @@ void auth_fail_clear(struct auth *a, const struct net_addr *src, struct slice us
 		}
 	}
 	pthread_mutex_unlock(&a->fail_lock);
+}
+
+void auth_fail_note(struct auth *a, const struct net_addr *src, struct slice user, int64_t now_ms)
+{
+	uint64_t k[2];
+	auth_fail_keys(a, src, user, k);
+	auth_fail_note_k(a, k, src, user, now_ms);
+}
+
+uint32_t auth_fail_blocked(struct auth *a, const struct net_addr *src, struct slice user,
+			   int64_t now_ms)
+{
+	uint64_t k[2];
+	auth_fail_keys(a, src, user, k);
+	return auth_fail_blocked_k(a, k, now_ms);
+}
+
+void auth_fail_clear(struct auth *a, const struct net_addr *src, struct slice user, int64_t now_ms)
+{
+	uint64_t k[2];
+	auth_fail_keys(a, src, user, k);
+	auth_fail_clear_k(a, k, now_ms);
 }
