@@ -278,6 +278,16 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 		res->verdict = AUTH_BAD_REQUEST; /* RFC 7616 3.4: these are required */
 		return;
 	}
+	/* RFC 7616 3.4.6, RFC 3261 22.4: the credentials are for this
+	 * Request-URI. Without the check, credentials taken from a request held
+	 * back on the way would carry another Request-URI (the response covers
+	 * only the uri parameter) */
+	struct sip_uri du;
+	if (!slice_eq(dc.uri, m->ruri_s) &&
+	    (sip_uri_parse(dc.uri, &du) || !sip_uri_eq(&du, &m->ruri))) {
+		res->verdict = AUTH_BAD_REQUEST;
+		return;
+	}
 	int64_t now_ms = (int64_t)time_mono_ms();
 	uint64_t k[2];
 	auth_fail_keys(a, src, dc.username, k);

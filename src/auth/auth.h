@@ -81,7 +81,8 @@ enum auth_verdict {
 			     exactly like AUTH_CHALLENGE (no enumeration), counted */
 	AUTH_LIMITED,	  /* the source or the user name is in backoff: answer 403 with
 			     Retry-After = retry_after; nothing was verified */
-	AUTH_BAD_REQUEST, /* credentials that do not parse: 400 */
+	AUTH_BAD_REQUEST, /* credentials that do not parse, or whose uri is not the
+			     Request-URI: 400 */
 };
 
 struct auth_result {

@@ -11,7 +11,9 @@
 #
 # sipp (3.6) answers only the first challenge of a 401 and only with MD5, so
 # the server offers MD5 alone here ([auth] algorithms); the three-algorithm
-# challenge is covered by tests/unit/test_auth*.c.
+# challenge is covered by tests/unit/test_auth*.c. sipp's digest uri is the
+# server's address unless -auth_uri says the Request-URI, which the server
+# requires (RFC 7616 3.4.6).
 set -u
 LAB_DIR=${LAB_DIR:-$(cd "$(dirname "$0")" && pwd)}
 # shellcheck source=lib.sh
@@ -75,7 +77,8 @@ callee_bg() { # NAT USER PASSWORD NAME SECS
 }
 caller() { # NAT CALLEE USER PASSWORD CALLEE_NAME NAME
 	lab_sipp "$1-ph" "$6" caller_auth_hangs_up.xml -i "$(lab_phone_ip "$1")" -p 5060 "$SRV:5060" \
-		-s "$2" -key user "$3" -au "$3" -ap "$4" -cid_str "lab-$$-$5-%u" -d 200 \
+		-s "$2" -key user "$3" -au "$3" -ap "$4" -auth_uri "$2@$SRV:5060" \
+		-cid_str "lab-$$-$5-%u" -d 200 \
 		-timeout 15 -timeout_error
 }
 

@@ -306,6 +306,17 @@ static void test_check(void **state)
 		build(&c, "alice", "wonderland", n, "00000002", (enum store_cred_alg)alg);
 		assert_int_equal(check(&c, &r), AUTH_OK);
 	}
+	/* credentials lifted onto another Request-URI: 400 (RFC 7616 3.4.6) */
+	auth_nonce_make(c.a, "example.com", time_wall_s(), n);
+	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_MD5);
+	char *rl = strstr(c.buf, "sip:example.com SIP/2.0");
+	memcpy(rl, "sip:example.org", 15);
+	assert_int_equal(sip_msg_parse(&c.m, c.buf, strlen(c.buf), false, NULL), 0);
+	assert_int_equal(check(&c, &r), AUTH_BAD_REQUEST);
+	/* the same URI written differently is the same resource */
+	memcpy(rl, "sip:EXAMPLE.com", 15);
+	assert_int_equal(sip_msg_parse(&c.m, c.buf, strlen(c.buf), false, NULL), 0);
+	assert_int_equal(check(&c, &r), AUTH_OK);
 	/* wrong password and unknown user: the same verdict */
 	auth_nonce_make(c.a, "example.com", time_wall_s(), n);
 	build(&c, "alice", "guess", n, "00000001", STORE_CRED_SHA256);
