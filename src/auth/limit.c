@@ -132,7 +132,7 @@ static void note_one(struct auth *a, struct fail_entry *e, int64_t now, char kin
 	/* the one log line of this burst; what the last block refused comes with it */
 	char who[NET_ADDR_STRLEN + 8];
 	if (kind == 's')
-		net_addr_fmt(src, who, sizeof who);
+		net_addr_ip_fmt(src, who, sizeof who);
 	else
 		slice_to_cstr((struct slice){user.p, MIN(user.l, (size_t)40)}, who, sizeof who);
 	LOG_W("auth",
