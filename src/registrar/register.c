@@ -198,11 +198,11 @@ static uint16_t collect_contacts(struct reg_job *j, const struct sip_msg *m, uin
 			c->q = 1000;
 			struct sip_param p;
 			if (sip_param_find(na.params, "expires", &p)) {
+				/* 10.3 step 7: a malformed value is as if absent: the
+				 * Expires header or the default applies */
 				uint32_t e;
 				if (slice_to_u32(p.value, UINT32_MAX, &e) == 0)
 					c->expires = e;
-				else
-					c->expires = (uint32_t)r->max_expires; /* 10.3 step 7: bad is absent */
 			}
 			if (sip_param_find(na.params, "q", &p) && parse_q(p.value, &c->q)) {
 				*reason = "Bad q Value";

@@ -128,6 +128,32 @@ static void test_interval_too_brief_and_cap(void **state)
 	assert_non_null(strstr(r, ";expires=600"));
 }
 
+/* RFC 3261 10.3 step 7: a malformed expires parameter is ignored, so the
+ * Expires header (or the default) applies; it used to grant max_expires,
+ * which let a sloppy or hostile phone hold a binding for the longest time
+ * the server allows. */
+static void test_bad_contact_expires_ignored(void **state)
+{
+	struct fixture *f = *state;
+	char r[4096];
+	assert_int_equal(do_register(f, "gina", "c-gina", 1,
+				     "Contact: <sip:gina@10.0.0.12>;expires=soon\r\nExpires: 120\r\n",
+				     r, sizeof r),
+			 200);
+	assert_non_null(strstr(r, "<sip:gina@10.0.0.12>;expires=120"));
+	/* no header either: the default (3600, cut to max_expires = 600) */
+	assert_int_equal(do_register(f, "gina", "c-gina", 2,
+				     "Contact: <sip:gina@10.0.0.13>;expires=-5\r\n", r, sizeof r),
+			 200);
+	assert_non_null(strstr(r, "<sip:gina@10.0.0.13>;expires=600"));
+	/* and a malformed one below min_expires is not refused with 423 */
+	assert_int_equal(do_register(f, "gina", "c-gina", 3,
+				     "Contact: <sip:gina@10.0.0.14>;expires=1x\r\nExpires: 90\r\n",
+				     r, sizeof r),
+			 200);
+	assert_non_null(strstr(r, "<sip:gina@10.0.0.14>;expires=90"));
+}
+
 static void test_ordering_and_wildcard_rules(void **state)
 {
 	struct fixture *f = *state;
@@ -357,6 +383,7 @@ int main(void)
 	    cmocka_unit_test(test_add_refresh_remove),
 	    cmocka_unit_test(test_interval_too_brief_and_cap),
 	    cmocka_unit_test(test_ordering_and_wildcard_rules),
+	    cmocka_unit_test(test_bad_contact_expires_ignored),
 	    cmocka_unit_test(test_outbound_instance),
 	    cmocka_unit_test(test_retransmission_absorbed),
 	    cmocka_unit_test(test_many_transactions),
