@@ -25,6 +25,9 @@ const struct conf_key edge_conf_keys[] = {
 	{"sip", "tcp_first_message_timeout", CONF_INT, "10", 0, 3600, NULL,
 	 "seconds a new TCP connection has to send a whole message (half-open bound)"},
 	{"sip", "t1", CONF_INT, "500", 50, 10000, NULL, "RFC 3261 T1 in ms (RTT estimate)"},
+	{"sip", "timer_c", CONF_INT, "180", 1, 3600, NULL,
+	 "RFC 3261 Timer C in seconds: a forwarded INVITE with no provisional above 100 for "
+	 "this long is cancelled; every such provisional restarts it (more than 180 per the RFC)"},
 	{"sip", "flow_key", CONF_STR, "", 0, 0, NULL,
 	 "64 hex chars keying flow-token HMACs; empty = random per start"},
 	{"sip", "steering", CONF_ENUM, "auto", 0, 0, "auto|on|off",
@@ -215,6 +218,7 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	e->t1 = (uint32_t)conf_int(c, "sip", "t1");
 	e->t2 = 4000;
 	e->t4 = 5000;
+	e->timer_c = (uint32_t)conf_int(c, "sip", "timer_c") * 1000;
 	const char *key = conf_str(c, "sip", "flow_key");
 	if (key[0]) {
 		if (parse_hex_key(key, e->flow_key)) {

@@ -77,6 +77,7 @@ struct edge {
 	 * and keys it again every time); RO after alloc */
 	struct evp_mac_ctx_st *mac;
 	uint32_t t1, t2, t4; /* ms */
+	uint32_t timer_c;    /* ms, RFC 3261 16.6 step 11 */
 	/* the host's addresses, for listeners bound to a wildcard; RO after alloc */
 	struct net_addr host_addrs[64];
 	size_t n_host_addrs;

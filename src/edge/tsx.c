@@ -10,7 +10,6 @@
 enum st_state { ST_PROCEEDING, ST_COMPLETED, ST_CONFIRMED, ST_ACCEPTED, ST_DONE };
 enum ct_state { CT_CALLING, CT_PROCEEDING, CT_COMPLETED, CT_DONE };
 
-#define TIMER_C_MS 180000u /* RFC 3261 16.6 step 11: more than 3 minutes */
 
 /* What a worker's server table holds: a transaction (struct stsx), or the
  * compact record (struct st_done) that a completed non-INVITE transaction
@@ -910,8 +909,12 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 			ct->state = CT_PROCEEDING;
 			if (ct->invite) {
 				timer_cancel(&ct->t_retx);
-				timer_start(wk_loop(wk), &ct->t_timeout, TIMER_C_MS, ct_timeout, ct);
+				timer_start(wk_loop(wk), &ct->t_timeout, e->timer_c, ct_timeout, ct);
 			}
+		} else if (ct->invite && s > 100 && !ct->cancel_sent) {
+			/* RFC 3261 16.7 step 2: a provisional above 100 restarts Timer C,
+			 * so a phone that keeps ringing (180 every minute) is not cut off */
+			timer_start(wk_loop(wk), &ct->t_timeout, e->timer_c, ct_timeout, ct);
 		}
 		if (ct->cancel_wanted)
 			ctsx_cancel(ct);

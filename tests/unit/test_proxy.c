@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -142,6 +144,46 @@ static void test_after_2xx_accepted(void **state)
 	phone_close(&b2);
 }
 
+/* RFC 3261 16.7 step 2: every provisional above 100 restarts Timer C. A
+ * callee that keeps ringing longer than Timer C (here 2 s instead of 180 s),
+ * with a 180 now and then, is not cancelled; it used to be cancelled Timer C
+ * after its first 180, however often it rang since. */
+static void test_timer_c_reset_by_provisionals(void **state)
+{
+	(void)state;
+	struct test_server s2;
+	test_server_start(&s2, "[sip]\nlisten = udp:127.0.0.1:0\nt1 = 100\ntimer_c = 2\n"
+			       "[keepalive]\ninterval = 0\n[proxy]\nrelay = none\n");
+	struct phone a, b;
+	phone_open(&a, &s2);
+	phone_open(&b, &s2);
+	phone_register(&b, "ringer");
+	char r[4096], inv[4096];
+	phone_invite(&a, "ringer", "c-timer-c", "z9hG4bKtc1", 70);
+	phone_expect(&b, "INVITE ", inv, sizeof inv);
+	phone_reply(&b, inv, 180, "Ringing", "rg");
+	phone_expect(&a, "SIP/2.0 180", r, sizeof r);
+	phone_expect_silence(&b, 1300);
+	phone_reply(&b, inv, 183, "Session Progress", "rg");
+	phone_expect(&a, "SIP/2.0 183", r, sizeof r);
+	/* 2.6 s after the first 180, 1.3 s after the 183: still ringing */
+	phone_expect_silence(&b, 1300);
+	phone_expect_silence(&a, 0);
+	phone_reply(&b, inv, 200, "OK", "rg");
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	/* and with no provisional for Timer C, the branch is given up */
+	phone_invite(&a, "ringer", "c-timer-c2", "z9hG4bKtc2", 70);
+	phone_expect(&b, "INVITE ", inv, sizeof inv);
+	phone_reply(&b, inv, 180, "Ringing", "rg2");
+	phone_expect(&a, "SIP/2.0 180", r, sizeof r);
+	struct timeval tv = {.tv_sec = 4};
+	setsockopt(b.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	phone_expect(&b, "CANCEL ", r, sizeof r);
+	phone_close(&a);
+	phone_close(&b);
+	test_server_stop(&s2);
+}
+
 static void send_bye(struct phone *from, uint16_t to_port, const char *route, const char *branch,
 		     unsigned cseq)
 {
@@ -194,6 +236,7 @@ int main(void)
 		cmocka_unit_test(test_fork_first_200_wins_other_cancelled),
 		cmocka_unit_test(test_cancel_before_answer),
 		cmocka_unit_test(test_after_2xx_accepted),
+		cmocka_unit_test(test_timer_c_reset_by_provisionals),
 		cmocka_unit_test(test_in_dialog_bye_follows_record_route),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
