@@ -631,7 +631,15 @@ static void handle_cancel(struct edge_wk *wk, struct edge_rx *rx)
 	}
 	struct stsx *inv = (struct stsx *)found;
 	if (!inv) {
-		edge_reply_stateless(rx, 481, "Call/Transaction Does Not Exist", NULL);
+		/* RFC 3261 16.10: no response context (the INVITE went elsewhere,
+		 * or before a restart): forwarded statelessly where the INVITE
+		 * would go; the proxy answers only what it cannot route */
+		struct edge *e = wk->edge;
+		rx->st = NULL;
+		if (e->on_request)
+			e->on_request(rx, e->handler_arg);
+		else
+			edge_reply_stateless(rx, 481, "Call/Transaction Does Not Exist", NULL);
 		return;
 	}
 	edge_reply_stateless(rx, 200, "OK", NULL);

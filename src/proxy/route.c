@@ -22,12 +22,14 @@ const struct conf_key proxy_conf_keys[] = {
 static struct metric m_forwarded = {.name = "proxy_forwarded_total",
 				    .help = "requests forwarded (per branch)"};
 static struct metric m_stateless = {.name = "proxy_stateless_total",
-				    .help = "ACKs and responses forwarded without a transaction"};
+				    .help = "ACKs, CANCELs and responses forwarded without a transaction"};
 
 static void reply(const struct edge_rx *rx, uint16_t status, const char *reason, const char *extra)
 {
 	if (rx->st)
 		stsx_reply(rx->st, status, reason, extra);
+	else if (rx->msg->method == SIP_CANCEL)
+		edge_reply_stateless(rx, status, reason, extra); /* one answer, no state */
 	/* ACK is never answered */
 }
 
@@ -327,6 +329,8 @@ static void on_request(const struct edge_rx *rx, void *arg)
 			reply(rx, 200, "OK",
 			      "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, "
 			      "PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE\r\nAccept: application/sdp\r\n");
+		else if (m->method == SIP_CANCEL)
+			reply(rx, 481, "Call/Transaction Does Not Exist", NULL); /* 9.2 */
 		else if (m->method != SIP_ACK)
 			reply(rx, 404, "Not Found", NULL);
 		return;
@@ -379,7 +383,9 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	if (m->method == SIP_BYE)
 		proxy_media_end(p, m->call_id); /* either side hangs up: free the ports */
 	if (!rx->st) {
-		/* ACK for a 2xx (or anything unmatched): forward without state */
+		/* ACK for a 2xx, or a CANCEL without a transaction (16.10): forward
+		 * without state, to one target (16.11), with a branch that is the
+		 * same for the same input so the next hop can match it */
 		char branch[32];
 		stateless_branch(rx, branch);
 		struct buf out, sdp;

@@ -108,6 +108,47 @@ static void test_cancel_before_answer(void **state)
 	phone_close(&b);
 }
 
+/* RFC 3261 16.10: a CANCEL that matches no transaction here (its INVITE took
+ * another path, or this proxy restarted) is forwarded statelessly where the
+ * INVITE would go, and the answer of the next hop comes back; it used to be
+ * answered 481 by the proxy, so the callee rang on. A CANCEL for us is 481. */
+static void test_cancel_without_transaction_forwarded(void **state)
+{
+	(void)state;
+	struct phone a, b;
+	phone_open(&a, &srv);
+	phone_open(&b, &srv);
+	phone_register(&b, "orphan");
+	char r[4096], cancel[4096], via[256];
+	phone_cancel(&a, "orphan", "c-orphan", "z9hG4bKorphan1");
+	phone_expect(&b, "CANCEL sip:orphan@10.1.1.1:", cancel, sizeof cancel);
+	msg_header(cancel, "Via", via, sizeof via);
+	assert_non_null(strstr(via, "branch=z9hG4bK")); /* ours, on top */
+	assert_null(strstr(via, "z9hG4bKorphan1"));
+	assert_non_null(strstr(cancel, "z9hG4bKorphan1")); /* the caller's, below */
+	phone_reply(&b, cancel, 481, "Call/Transaction Does Not Exist", "bo");
+	phone_expect(&a, "SIP/2.0 481", r, sizeof r);
+	assert_non_null(strstr(r, "CSeq: 1 CANCEL"));
+	/* the same CANCEL again gets the same branch (16.11) */
+	phone_cancel(&a, "orphan", "c-orphan", "z9hG4bKorphan1");
+	char again[4096], via2[256];
+	phone_expect(&b, "CANCEL ", again, sizeof again);
+	msg_header(again, "Via", via2, sizeof via2);
+	assert_string_equal(via, via2);
+	/* a CANCEL for the proxy itself has nothing to cancel */
+	phone_send(&a,
+		   "CANCEL sip:127.0.0.1:%u SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKorphan2;rport\r\n"
+		   "Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=c1\r\n"
+		   "To: <sip:127.0.0.1>\r\nCall-ID: c-orphan2\r\nCSeq: 1 CANCEL\r\n"
+		   "Content-Length: 0\r\n\r\n",
+		   net_addr_port(&srv.addr), a.port);
+	phone_expect(&a, "SIP/2.0 481", r, sizeof r);
+	phone_expect_silence(&b, 100);
+	phone_close(&a);
+	phone_close(&b);
+}
+
 /* RFC 6026: once a 2xx went up, the INVITE's server transaction is Accepted
  * (a compact record from the next turn on): it absorbs the INVITE's
  * retransmissions, a CANCEL still matches it, and a 2xx of another branch
@@ -235,6 +276,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_user_and_max_forwards),
 		cmocka_unit_test(test_fork_first_200_wins_other_cancelled),
 		cmocka_unit_test(test_cancel_before_answer),
+		cmocka_unit_test(test_cancel_without_transaction_forwarded),
 		cmocka_unit_test(test_after_2xx_accepted),
 		cmocka_unit_test(test_timer_c_reset_by_provisionals),
 		cmocka_unit_test(test_in_dialog_bye_follows_record_route),
