@@ -377,7 +377,9 @@ static void job_finish(void *arg)
 		stsx_reply(j->st, 500, "Request Out Of Order", "Retry-After: 1\r\n");
 	} else if (j->err) {
 		metric_inc(&reg_m_rejected);
-		LOG_W("registrar", "%s: store error: %s", j->aor, strerror(j->err));
+		/* the store logs its failures once per burst: a line per REGISTER
+		 * would flood the log while the disk is full */
+		LOG_D("registrar", "%s: store error: %s", j->aor, strerror(j->err));
 		stsx_reply(j->st, 500, "Binding Not Stored", "Retry-After: 1\r\n");
 	} else {
 		reply_ok(j);

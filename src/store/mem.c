@@ -70,7 +70,7 @@ struct store_rec {
 	uint16_t q, listener;
 	uint8_t tp;
 	bool behind_nat;
-	bool keep;		/* store_update: reused by the new array */
+	uint32_t refs;		/* arrays and jobs holding it; under the shard lock */
 	uint16_t len[REC_NSTR]; /* without the NUL */
 	union rec_addr local, remote;
 	char s[];
@@ -108,6 +108,7 @@ static struct store_rec *rec_pack(const struct store_binding *b)
 	if (!r)
 		return NULL;
 	memset(r, 0, sizeof *r);
+	r->refs = 1;
 	r->id = b->id;
 	r->expires_at = b->expires_at;
 	r->registered_at = b->registered_at;
@@ -155,13 +156,69 @@ static void rec_unpack(const struct store_rec *r, const char *aor, struct store_
 	}
 }
 
+static struct store_rec *rec_ref(struct store_rec *r)
+{
+	r->refs++;
+	return r;
+}
+
+static void rec_unref(struct store_rec *r)
+{
+	if (r && --r->refs == 0)
+		free(r);
+}
+
+static void recs_release(struct store_rec **r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		rec_unref(r[i]);
+	free(r);
+}
+
+/* Forgets the queued changes' working copy: r is the latest state again. */
+static void aor_drop_w(struct store_aor *a)
+{
+	recs_release(a->w, a->nw);
+	a->w = NULL;
+	a->nw = 0;
+}
+
 static void recs_free(struct store_aor *a)
 {
-	for (size_t i = 0; i < a->n; i++)
-		free(a->r[i]);
-	free(a->r);
+	recs_release(a->r, a->n);
 	a->r = NULL;
 	a->n = 0;
+	aor_drop_w(a);
+}
+
+/* The state an update builds on: the queued changes' if any, else r. */
+static struct store_rec **aor_latest(const struct store_aor *a, size_t *n)
+{
+	*n = a->npending ? a->nw : a->n;
+	return a->npending ? a->w : a->r;
+}
+
+static long recs_find(struct store_rec *const *r, size_t n, uint64_t id)
+{
+	for (size_t i = 0; i < n; i++) /* O(n); n is capped by max_per_aor */
+		if (r[i]->id == id)
+			return (long)i;
+	return -1;
+}
+
+static void aor_first_expiry(struct store_aor *a)
+{
+	a->first_expiry = INT64_MAX;
+	for (size_t i = 0; i < a->n; i++)
+		a->first_expiry = MIN(a->first_expiry, a->r[i]->expires_at);
+	for (size_t i = 0; i < a->nw; i++)
+		a->first_expiry = MIN(a->first_expiry, a->w[i]->expires_at);
+}
+
+/* Nothing committed, nothing queued: the AOR may go. */
+static bool aor_empty(const struct store_aor *a)
+{
+	return !a->n && !a->npending;
 }
 
 static uint64_t aor_hash(const char *aor)
@@ -278,22 +335,24 @@ static int view_init(struct store_view *v, const struct store_aor *a)
 {
 	if (!a)
 		return 0;
-	if (a->n > VIEW_STACK) {
-		v->removed = malloc(a->n * sizeof *v->removed);
+	size_t n;
+	struct store_rec **r = aor_latest(a, &n);
+	if (n > VIEW_STACK) {
+		v->removed = malloc(n * sizeof *v->removed);
 		if (!v->removed)
 			return ENOMEM;
 	}
-	int err = view_reserve(v, a->n);
+	int err = view_reserve(v, n);
 	if (err)
 		return err;
-	for (size_t i = 0; i < a->n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		/* an expired binding is gone for the registrar even if not purged yet */
-		if (a->r[i]->expires_at <= v->now) {
-			v->removed[v->nremoved++] = a->r[i]->id;
+		if (r[i]->expires_at <= v->now) {
+			v->removed[v->nremoved++] = r[i]->id;
 			continue;
 		}
-		rec_unpack(a->r[i], a->aor, &v->b[v->n]);
-		v->src[v->n] = a->r[i];
+		rec_unpack(r[i], a->aor, &v->b[v->n]);
+		v->src[v->n] = r[i];
 		v->flags[v->n++] = VIEW_ORIG;
 	}
 	return 0;
@@ -456,15 +515,18 @@ static struct store_job *job_alloc(size_t nrows, store_done_h *done, void *done_
 	return job;
 }
 
-static struct store_job *view_job(const struct store_view *v, size_t ndirty, store_done_h *done,
-				  void *done_arg)
+static struct store_job *view_job(const struct store_view *v, struct store_rec *const *recs,
+				  size_t ndirty, store_done_h *done, void *done_arg)
 {
 	struct store_job *job = job_alloc(ndirty + v->nremoved, done, done_arg);
 	if (!job)
 		return NULL;
-	for (size_t i = 0; i < v->n; i++)
-		if (v->flags[i] & VIEW_DIRTY)
-			job->rows[job->nrows++].b = v->b[i];
+	for (size_t i = 0; i < v->n; i++) {
+		if (!(v->flags[i] & VIEW_DIRTY))
+			continue;
+		job->rows[job->nrows].rec = rec_ref(recs[i]);
+		job->rows[job->nrows++].b = v->b[i];
+	}
 	for (size_t i = 0; i < v->nremoved; i++) {
 		job->rows[job->nrows].del = true;
 		job->rows[job->nrows++].b.id = v->removed[i];
@@ -472,44 +534,55 @@ static struct store_job *view_job(const struct store_view *v, size_t ndirty, sto
 	return job;
 }
 
-/* Makes the view the AOR's bindings: packs what changed, keeps the records
- * of what did not, frees the rest. 0, or ENOMEM with the AOR unchanged. */
-static int view_commit(struct store_view *v, struct store_aor *a)
+/* Drops the job's references (shard lock held). */
+static void job_release(struct store_job *job)
+{
+	for (size_t i = 0; job && i < job->nrows; i++) {
+		rec_unref(job->rows[i].rec);
+		job->rows[i].rec = NULL;
+	}
+}
+
+/* The view's bindings as records: the unchanged ones shared with the state
+ * they were read from, the others packed. 0, or ENOMEM holding nothing. */
+static int view_pack(const struct store_view *v, struct store_rec ***out)
 {
 	struct store_rec **r = v->n ? malloc(v->n * sizeof *r) : NULL;
 	if (v->n && !r)
 		return ENOMEM;
 	for (size_t i = 0; i < v->n; i++) {
 		if (!(v->flags[i] & VIEW_DIRTY) && v->src[i]) {
-			r[i] = v->src[i];
+			r[i] = rec_ref(v->src[i]);
 			continue;
 		}
 		r[i] = rec_pack(&v->b[i]);
 		if (!r[i]) {
-			for (size_t j = 0; j < i; j++)
-				if ((v->flags[j] & VIEW_DIRTY) || !v->src[j])
-					free(r[j]);
-			free(r);
+			recs_release(r, i);
 			return ENOMEM;
 		}
 	}
-	for (size_t i = 0; i < v->n; i++)
-		if (!(v->flags[i] & VIEW_DIRTY) && v->src[i])
-			v->src[i]->keep = true;
-	for (size_t i = 0; i < a->n; i++) {
-		if (a->r[i]->keep)
-			a->r[i]->keep = false;
-		else
-			free(a->r[i]);
-	}
-	count_bindings(v->s, (int64_t)v->n - (int64_t)a->n);
-	free(a->r);
-	a->r = r;
-	a->n = v->n;
-	a->first_expiry = INT64_MAX;
-	for (size_t i = 0; i < a->n; i++)
-		a->first_expiry = MIN(a->first_expiry, a->r[i]->expires_at);
+	*out = r;
 	return 0;
+}
+
+/* Makes recs the AOR's latest state. Queued for a COMMIT, it is w and r
+ * stays what lookups see; memory-only, it is r at once. */
+static void view_install(struct store *s, struct store_aor *a, struct store_rec **recs, size_t n,
+			 bool queued)
+{
+	if (queued) {
+		if (a->npending)
+			aor_drop_w(a);
+		a->w = recs;
+		a->nw = n;
+		a->npending++;
+	} else {
+		count_bindings(s, (int64_t)n - (int64_t)a->n);
+		recs_release(a->r, a->n);
+		a->r = recs;
+		a->n = n;
+	}
+	aor_first_expiry(a);
 }
 
 int store_update(struct store *s, struct slice aor, store_update_h *fn, void *arg,
@@ -537,34 +610,29 @@ int store_update(struct store *s, struct slice aor, store_update_h *fn, void *ar
 	if (!ndirty && !v.nremoved)
 		goto out_unlock; /* nothing to make durable: done right away */
 
+	struct store_rec **recs = NULL;
+	err = view_pack(&v, &recs);
+	if (err)
+		goto out_unlock;
 	struct store_job *job = NULL;
-	if (s->w) {
-		job = view_job(&v, ndirty, done, done_arg);
-		if (!job) {
-			err = ENOMEM;
-			goto out_unlock;
-		}
-	}
-	if (!a) {
-		a = aor_create(s, sh, name, h);
-		if (!a) {
-			free(job);
-			err = ENOMEM;
-			goto out_unlock;
-		}
-	}
-	err = view_commit(&v, a);
+	if (s->w && !(job = view_job(&v, recs, ndirty, done, done_arg)))
+		err = ENOMEM;
+	if (!err && !a && !(a = aor_create(s, sh, name, h)))
+		err = ENOMEM;
 	if (err) {
-		if (!a->n)
-			aor_unlink(s, sh, a); /* created above for nothing */
+		job_release(job);
 		free(job);
+		recs_release(recs, v.n);
 		goto out_unlock;
 	}
-	if (!a->n)
-		aor_unlink(s, sh, a);
+	view_install(s, a, recs, v.n, job != NULL);
 	if (job) {
+		job->shard = sh;
+		job->aor = a;
 		store_writer_push(s->w, job);
 		queued = true;
+	} else if (aor_empty(a)) {
+		aor_unlink(s, sh, a);
 	}
 out_unlock:
 	pthread_mutex_unlock(&sh->lock);
@@ -572,6 +640,86 @@ out_unlock:
 	if (!err && !queued && done)
 		done(0, done_arg);
 	return err;
+}
+
+/* ---- the COMMIT's outcome ---- */
+
+static int recs_append(struct store_rec ***r, size_t *n, struct store_rec *rec)
+{
+	struct store_rec **nr = realloc(*r, (*n + 1) * sizeof *nr);
+	if (!nr)
+		return ENOMEM;
+	nr[(*n)++] = rec_ref(rec);
+	*r = nr;
+	return 0;
+}
+
+static void recs_remove(struct store_rec **r, size_t *n, size_t i)
+{
+	rec_unref(r[i]);
+	memmove(&r[i], &r[i + 1], (*n - i - 1) * sizeof *r);
+	(*n)--;
+}
+
+/* Committed: the rows become what lookups see, as they are in the database. */
+static void aor_apply(struct store *s, struct store_aor *a, const struct store_job *job)
+{
+	size_t before = a->n;
+	for (size_t k = 0; k < job->nrows; k++) {
+		const struct store_row *row = &job->rows[k];
+		long i = recs_find(a->r, a->n, row->b.id);
+		if (row->del) {
+			if (i >= 0)
+				recs_remove(a->r, &a->n, (size_t)i);
+		} else if (i >= 0) {
+			rec_unref(a->r[i]);
+			a->r[i] = rec_ref(row->rec);
+		} else if (recs_append(&a->r, &a->n, row->rec)) {
+			/* in the database, back in memory at the next start */
+			LOG_E("store", "%s: no memory for a committed binding", a->aor);
+		}
+	}
+	count_bindings(s, (int64_t)a->n - (int64_t)before);
+}
+
+/* Failed while later updates of the AOR are queued: their working copy
+ * forgets this job's rows (each back to its committed version, or gone).
+ * A later queued change to the same binding is forgotten with it until its
+ * own COMMIT lands; once nothing is queued w goes and r is all there is. */
+static void aor_undo(struct store_aor *a, const struct store_job *job)
+{
+	for (size_t k = 0; k < job->nrows; k++) {
+		uint64_t id = job->rows[k].b.id;
+		long ir = recs_find(a->r, a->n, id), iw = recs_find(a->w, a->nw, id);
+		if (ir >= 0 && iw >= 0) {
+			rec_unref(a->w[iw]);
+			a->w[iw] = rec_ref(a->r[ir]);
+		} else if (ir >= 0) {
+			recs_append(&a->w, &a->nw, a->r[ir]); /* ENOMEM: stays out until drained */
+		} else if (iw >= 0) {
+			recs_remove(a->w, &a->nw, (size_t)iw);
+		}
+	}
+}
+
+void store_job_resolve(struct store *s, struct store_job *job, int err)
+{
+	struct store_aor *a = job->aor;
+	if (!a)
+		return; /* expiry deletes: memory dropped those rows already */
+	struct store_shard *sh = job->shard;
+	pthread_mutex_lock(&sh->lock);
+	if (!err)
+		aor_apply(s, a, job);
+	else if (a->npending > 1)
+		aor_undo(a, job);
+	job_release(job);
+	if (--a->npending == 0)
+		aor_drop_w(a); /* r is the latest state again */
+	aor_first_expiry(a);
+	if (aor_empty(a))
+		aor_unlink(s, sh, a);
+	pthread_mutex_unlock(&sh->lock);
 }
 
 /* ---- reading ---- */
@@ -681,14 +829,20 @@ static int ka_set(struct store *s, struct slice aor, uint64_t id, struct slice c
 
 	pthread_mutex_lock(&sh->lock);
 	struct store_aor *a = aor_find(sh, name, h);
-	for (size_t i = 0; a && i < a->n; i++) {
-		struct store_rec *b = a->r[i];
-		bool hit = id ? b->id == id
-			      : b->len[REC_CONTACT] == contact.l &&
-				    memcmp(rec_str(b, REC_CONTACT), contact.p, contact.l) == 0;
-		if (hit) {
-			b->ka = *ka; /* memory only, see struct store_ka */
-			found = true;
+	/* both states: the committed one and what queued updates build on */
+	for (int state = 0; a && state < 2; state++) {
+		struct store_rec **r = state ? a->w : a->r;
+		size_t n = state ? a->nw : a->n;
+		for (size_t i = 0; i < n; i++) {
+			struct store_rec *b = r[i];
+			bool hit = id ? b->id == id
+				      : b->len[REC_CONTACT] == contact.l &&
+					    memcmp(rec_str(b, REC_CONTACT), contact.p, contact.l) ==
+						0;
+			if (hit) {
+				b->ka = *ka; /* memory only, see struct store_ka */
+				found = true;
+			}
 		}
 	}
 	pthread_mutex_unlock(&sh->lock);
@@ -712,40 +866,60 @@ int store_ka_set_contact(struct store *s, struct slice aor, struct slice contact
 
 /* ---- housekeeping ---- */
 
-/* Purges one AOR's expired bindings; appends their ids to *ids (grown). */
-static int aor_expire(struct store_aor *a, int64_t now, uint64_t **ids, size_t *nids, size_t *cap)
+static bool ids_add(uint64_t **ids, size_t *nids, size_t *cap, uint64_t id)
+{
+	if (*nids == *cap) {
+		size_t ncap = MAX(*cap * 2, (size_t)64);
+		uint64_t *p = realloc(*ids, ncap * sizeof *p);
+		if (!p)
+			return false;
+		*ids = p;
+		*cap = ncap;
+	}
+	(*ids)[(*nids)++] = id;
+	return true;
+}
+
+/* Purges one AOR's expired bindings from both of its states and appends
+ * their ids to *ids (grown). The latest state decides: a binding that a
+ * queued update refreshed stays committed until that update lands. Returns
+ * how many left the committed state. On ENOMEM the rest stays for the next
+ * pass. */
+static size_t aor_expire(struct store_aor *a, int64_t now, uint64_t **ids, size_t *nids, size_t *cap)
 {
 	if (a->first_expiry > now)
 		return 0;
-	size_t keep = 0;
-	for (size_t i = 0; i < a->n; i++) {
-		if (a->r[i]->expires_at > now) {
-			if (keep != i)
-				a->r[keep] = a->r[i];
-			keep++;
+	size_t first = *nids, keep = 0;
+	bool full = false;
+	for (size_t i = 0; i < a->nw; i++) {
+		struct store_rec *r = a->w[i];
+		if (full || r->expires_at > now || !ids_add(ids, nids, cap, r->id)) {
+			full = full || r->expires_at <= now;
+			a->w[keep++] = r;
 			continue;
 		}
-		if (*nids == *cap) {
-			size_t ncap = MAX(*cap * 2, (size_t)64);
-			uint64_t *p = realloc(*ids, ncap * sizeof *p);
-			if (!p) {
-				/* keep the rest: the next pass retries */
-				memmove(&a->r[keep], &a->r[i], (a->n - i) * sizeof *a->r);
-				keep += a->n - i;
-				break;
-			}
-			*ids = p;
-			*cap = ncap;
+		rec_unref(r);
+	}
+	a->nw = keep;
+	keep = 0;
+	for (size_t i = 0; i < a->n; i++) {
+		struct store_rec *r = a->r[i];
+		bool live = r->expires_at > now ||
+			    (a->npending && recs_find(a->w, a->nw, r->id) >= 0);
+		bool listed = false;
+		for (size_t k = first; !live && k < *nids && !listed; k++)
+			listed = (*ids)[k] == r->id;
+		if (live || full || (!listed && !ids_add(ids, nids, cap, r->id))) {
+			full = full || !live;
+			a->r[keep++] = r;
+			continue;
 		}
-		(*ids)[(*nids)++] = a->r[i]->id;
-		free(a->r[i]);
+		rec_unref(r);
 	}
 	size_t gone = a->n - keep;
 	a->n = keep;
-	a->first_expiry = INT64_MAX;
-	for (size_t i = 0; i < a->n; i++)
-		a->first_expiry = MIN(a->first_expiry, a->r[i]->expires_at);
-	return (int)gone; /* bounded by max_per_aor or the loaded rows */
+	aor_first_expiry(a);
+	return gone; /* bounded by max_per_aor or the loaded rows */
 }
 
 int store_expire(struct store *s, int64_t now, size_t *removed)
@@ -762,9 +936,9 @@ int store_expire(struct store *s, int64_t now, size_t *removed)
 			struct store_aor *a = sh->tab[i], *next;
 			for (; a; a = next) {
 				next = a->next;
-				int gone = aor_expire(a, now, &ids, &nids, &cap);
-				count_bindings(s, -gone);
-				if (!a->n)
+				size_t gone = aor_expire(a, now, &ids, &nids, &cap);
+				count_bindings(s, -(int64_t)gone);
+				if (aor_empty(a))
 					aor_unlink(s, sh, a);
 			}
 		}

@@ -1,5 +1,6 @@
 /* SQLite persistence backend: schema, startup load, one transaction per batch. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@ struct sq {
 	sqlite3 *db;
 	sqlite3_stmt *upsert, *del, *begin, *commit, *rollback;
 	char *path; /* for log lines */
+	char why[256]; /* the last write error: the writer logs it, once per burst */
 };
 
 static const char schema[] =
@@ -38,6 +40,20 @@ static int sq_fail(struct sq *q, const char *what)
 {
 	LOG_E("store", "%s: %s: %s", q->path, what, sqlite3_errmsg(q->db));
 	return EIO;
+}
+
+/* A write-path error: kept for the writer's log line, not logged here (a
+ * full disk fails every batch). */
+static int sq_note(struct sq *q, const char *what)
+{
+	snprintf(q->why, sizeof q->why, "%s: %s: %s", q->path, what, sqlite3_errmsg(q->db));
+	return EIO;
+}
+
+static const char *sq_errmsg(void *ctx)
+{
+	struct sq *q = ctx;
+	return q->why[0] ? q->why : NULL;
 }
 
 static int sq_exec(struct sq *q, const char *sql)
@@ -233,7 +249,7 @@ static int row_upsert(struct sq *q, const struct store_binding *b)
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
-	return rc == SQLITE_DONE ? 0 : sq_fail(q, "upsert");
+	return rc == SQLITE_DONE ? 0 : sq_note(q, "upsert");
 }
 
 static int row_delete(struct sq *q, uint64_t id)
@@ -241,14 +257,15 @@ static int row_delete(struct sq *q, uint64_t id)
 	sqlite3_bind_int64(q->del, 1, (sqlite3_int64)id);
 	int rc = sqlite3_step(q->del);
 	sqlite3_reset(q->del);
-	return rc == SQLITE_DONE ? 0 : sq_fail(q, "delete");
+	return rc == SQLITE_DONE ? 0 : sq_note(q, "delete");
 }
 
 static int stmt_run(struct sq *q, sqlite3_stmt *st, const char *what)
 {
 	int rc = sqlite3_step(st);
+	int err = rc == SQLITE_DONE ? 0 : sq_note(q, what);
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : sq_fail(q, what);
+	return err;
 }
 
 static int sq_write(void *ctx, const struct store_job *jobs, size_t *rows)
@@ -268,9 +285,11 @@ static int sq_write(void *ctx, const struct store_job *jobs, size_t *rows)
 	if (!err)
 		err = stmt_run(q, q->commit, "commit");
 	if (err) {
-		/* nothing of the batch is durable; memory keeps it (see store.h) */
-		if (!sqlite3_get_autocommit(q->db))
-			stmt_run(q, q->rollback, "rollback");
+		/* nothing of the batch is durable; memory undoes it (see store.h) */
+		if (!sqlite3_get_autocommit(q->db)) {
+			sqlite3_step(q->rollback);
+			sqlite3_reset(q->rollback);
+		}
 		return err;
 	}
 	*rows = n;
@@ -356,5 +375,6 @@ const struct store_backend_ops store_sqlite_ops = {
     .open = sq_open,
     .load = sq_load,
     .write = sq_write,
+    .errmsg = sq_errmsg,
     .close = sq_close,
 };

@@ -25,14 +25,18 @@
  *
  * Durability contract
  * -------------------
- * store_update() applies a change to memory at once, so that lookups see it
- * immediately, and queues its rows for the writer. The done callback fires only
- * after the transaction holding those rows has committed. A registrar answers
- * 200 from done, so a binding that was acknowledged survives kill -9.
- * A change whose commit failed stays in memory (it is still true for this
- * process) and done gets the error, so the registrar answers 500 and the phone
- * retries; its rows are not retried, the database catches up at the binding's
- * next write.
+ * A change is seen by lookups (and so used for routing) only once it is
+ * committed: memory never holds what the database does not. store_update()
+ * applies a change to the AOR's working state at once, so that the next
+ * update of the AOR builds on it, and queues its rows for the writer;
+ * store_lookup() and store_foreach() keep seeing the committed state. After
+ * the COMMIT the writer makes the rows the committed state and then calls
+ * done, so a REGISTER answered 200 from done is routable at once and
+ * survives kill -9. If the COMMIT fails the change is undone in memory too
+ * (a new binding is not routed, a removed one stays, as after a restart),
+ * and done gets the error, so the registrar answers 500 and the phone
+ * retries. Failures are logged once per burst with a count, and counted
+ * (store_commit_errors_total). Memory-only stores commit at once.
  */
 
 /* Bounds of the fixed-size fields, terminating NUL included. STORE_SET refuses
@@ -150,8 +154,9 @@ typedef void(store_done_h)(int err, void *arg);
  *
  * Returns what fn returned, or EINVAL/ENAMETOOLONG for a bad AOR, or ENOMEM.
  * On a non-zero return nothing changed and done is never called.
- * On 0 the change is visible to lookups already, and done(err, done_arg) is
- * called exactly once:
+ * On 0 the next store_update of the AOR sees the change; lookups see it once
+ * it is committed (at once when memory-only), and never if the commit fails.
+ * done(err, done_arg) is called exactly once, after that:
  *   - from the writer thread after the COMMIT that holds the change, or
  *   - synchronously, before store_update returns, when the store is memory-only
  *     or fn changed nothing.

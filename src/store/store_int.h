@@ -11,12 +11,22 @@ struct store_rec; /* mem.c: one binding, packed */
 
 /* One AOR in a shard's hash table; owned by its shard. Its bindings are kept
  * packed (mem.c, struct store_rec): a struct store_binding is 1,280 bytes of
- * fixed fields, and the memory tier holds every binding for good. */
+ * fixed fields, and the memory tier holds every binding for good.
+ *
+ * Two states while changes wait for their COMMIT (see store.h, durability):
+ * r is what is committed, and all that lookups, visits and keepalives see;
+ * w is r with the queued changes applied, what the next update builds on.
+ * With nothing queued w is NULL and r is both. Records are shared between
+ * r, w and the queued jobs by reference count. Everything here is under
+ * the shard's lock; an AOR with queued jobs stays linked. */
 struct store_aor {
 	struct store_aor *next; /* bucket chain */
 	uint64_t hash;
-	struct store_rec **r; /* n records, each owned by this AOR */
+	struct store_rec **r; /* n committed records */
 	size_t n;
+	struct store_rec **w; /* nw records with the queued changes; NULL when none */
+	size_t nw;
+	uint32_t npending;    /* update jobs queued, not yet committed or failed */
 	int64_t first_expiry; /* the smallest expires_at of the records: the
 				 expiry scan skips the AOR without reading them */
 	char aor[];	      /* canonical, NUL-terminated */
@@ -33,6 +43,8 @@ struct store_shard {
 /* One row to persist: an upsert of a whole binding, or a delete by id. */
 struct store_row {
 	bool del;
+	struct store_rec *rec;	/* upsert of an update: the packed binding, one
+				   reference held by the job; NULL otherwise */
 	struct store_binding b; /* b.id always set; the rest only for an upsert */
 };
 
@@ -42,6 +54,11 @@ struct store_job {
 	struct store_job *next;
 	store_done_h *done; /* may be NULL */
 	void *done_arg;
+	/* an update's AOR, to apply the rows to its committed state (or undo
+	 * them in w) once the COMMIT is known; NULL for expiry deletes, which
+	 * memory has applied already. Stays linked while the job is queued. */
+	struct store_shard *shard;
+	struct store_aor *aor;
 	size_t nrows;
 	struct store_row rows[];
 };
@@ -57,8 +74,11 @@ struct store_backend_ops {
 	int (*open)(void **ctxp, const struct store_conf *conf);
 	/* Deletes rows expired at now, calls h for the others; *max_id = largest id. */
 	int (*load)(void *ctx, int64_t now, store_load_h *h, void *arg, uint64_t *max_id);
-	/* Writes every row of every job in the list in ONE transaction; 0 or EIO. */
+	/* Writes every row of every job in the list in ONE transaction; 0 or EIO.
+	 * It does not log: the writer does, once per burst of failures. */
 	int (*write)(void *ctx, const struct store_job *jobs, size_t *rows);
+	/* Why the last write failed, for that log line; NULL if unknown. */
+	const char *(*errmsg)(void *ctx);
 	void (*close)(void *ctx);
 };
 
@@ -87,6 +107,11 @@ void store_writer_push(struct store_writer *w, struct store_job *job);
 void store_writer_kick(struct store_writer *w);
 int store_writer_flush(struct store_writer *w);
 size_t store_writer_pending(struct store_writer *w);
+
+/* mem.c, on the writer thread after the transaction that held job: err 0
+ * makes its rows the committed state, else they are undone; either way the
+ * job's references go. Then the writer calls done and frees the job. */
+void store_job_resolve(struct store *s, struct store_job *job, int err);
 
 /* metrics.c-style process-wide counters, defined in mem.c */
 extern struct metric store_m_bindings, store_m_aors, store_m_commits, store_m_rows, store_m_errors;

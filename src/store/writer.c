@@ -1,11 +1,13 @@
 /* The writer thread: drains the update queue into one transaction per batch (group commit). */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "store/store_int.h"
 
 #define KICK_FALLBACK_MS 5
+#define FAIL_LOG_MS 10000 /* one line per this much of a run of failed commits */
 
 /*
  * Group commit. Workers append jobs under `lock` and (unless kicks are
@@ -30,7 +32,42 @@ struct store_writer {
 	bool kick_explicit;
 	bool kicked;
 	bool stop;
+	/* failed commits, logged once per burst: writer thread only */
+	uint64_t fail_run;    /* consecutive failed commits */
+	uint64_t fail_quiet;  /* of which not logged yet */
+	uint64_t fail_log_ms; /* when the last line went out */
 };
+
+/* A full disk fails every batch, and every batch is a burst of REGISTERs:
+ * the first failure is logged with the backend's reason, then one line per
+ * FAIL_LOG_MS with how many failed meanwhile, and one when commits work
+ * again. store_commit_errors_total counts each. */
+static void log_commit(struct store_writer *w, int err)
+{
+	uint64_t now = time_mono_ms();
+	if (!err) {
+		if (w->fail_run)
+			LOG_W("store", "commits succeed again after %llu failed",
+			      (unsigned long long)w->fail_run);
+		w->fail_run = w->fail_quiet = 0;
+		return;
+	}
+	w->fail_run++;
+	if (w->fail_run > 1 && now - w->fail_log_ms < FAIL_LOG_MS) {
+		w->fail_quiet++;
+		return;
+	}
+	const char *why = w->ops->errmsg ? w->ops->errmsg(w->ctx) : NULL;
+	if (w->fail_run == 1)
+		LOG_E("store", "commit failed: %s; the changes are undone and their "
+			       "callers get the error", why ? why : strerror(err));
+	else
+		LOG_E("store", "commit failed: %s (%llu more failed in the last %llu s)",
+		      why ? why : strerror(err), (unsigned long long)w->fail_quiet,
+		      (unsigned long long)((now - w->fail_log_ms) / 1000));
+	w->fail_quiet = 0;
+	w->fail_log_ms = now;
+}
 
 static void deadline_in(struct timespec *ts, long ms)
 {
@@ -88,9 +125,12 @@ static void *writer_main(void *arg)
 			metric_inc(&store_m_commits);
 			metric_add(&store_m_rows, (int64_t)rows);
 		}
-		/* durable (or failed) now: tell every REGISTER of the batch */
+		log_commit(w, err);
+		/* durable (or failed) now: memory follows the database, then every
+		 * REGISTER of the batch is told */
 		for (struct store_job *j = jobs, *next; j; j = next) {
 			next = j->next;
+			store_job_resolve(s, j, err);
 			store_done_h *done = j->done;
 			void *done_arg = j->done_arg;
 			free(j);

@@ -484,6 +484,7 @@ static void test_foreach_ka(void **state)
 struct thr {
 	struct store *s;
 	int idx;
+	bool durable; /* a lookup sees a binding only once committed */
 	_Atomic int *dones;
 };
 
@@ -532,18 +533,19 @@ static void *thr_main(void *arg)
 			return "incr";
 		struct store_binding out[8];
 		size_t n;
-		if (store_lookup(t->s, SLICE_LIT("shared@example.com"), out, 8, &n) || n < 1)
+		if (store_lookup(t->s, SLICE_LIT("shared@example.com"), out, 8, &n) ||
+		    (n < 1 && !t->durable) || n > THREADS)
 			return "lookup";
 	}
 	return NULL;
 }
 
-static void run_threads(struct store *s, _Atomic int *dones)
+static void run_threads(struct store *s, bool durable, _Atomic int *dones)
 {
 	pthread_t th[THREADS];
 	struct thr t[THREADS];
 	for (int i = 0; i < THREADS; i++) {
-		t[i] = (struct thr){.s = s, .idx = i, .dones = dones};
+		t[i] = (struct thr){.s = s, .idx = i, .dones = dones, .durable = durable};
 		assert_int_equal(pthread_create(&th[i], NULL, thr_main, &t[i]), 0);
 	}
 	for (int i = 0; i < THREADS; i++) {
@@ -577,7 +579,7 @@ static void test_threads_memory(void **state)
 	struct store_conf conf = {.shards = 8};
 	assert_int_equal(store_alloc(&s, &conf), 0);
 	_Atomic int dones = 0;
-	run_threads(s, &dones);
+	run_threads(s, false, &dones);
 	assert_int_equal(dones, THREADS * ROUNDS * 3);
 	check_after_threads(s);
 	store_free(s);
@@ -593,7 +595,7 @@ static void test_group_commit(void **state)
 	struct store_conf conf = {.path = path, .sync = STORE_SYNC_NORMAL};
 	assert_int_equal(store_alloc(&s, &conf), 0);
 	_Atomic int dones = 0;
-	run_threads(s, &dones);
+	run_threads(s, true, &dones);
 	assert_int_equal(store_flush(s), 0);
 	assert_int_equal(dones, THREADS * ROUNDS * 3);
 	struct store_stats st;
