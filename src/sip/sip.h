@@ -112,9 +112,17 @@ struct sip_uri {
 /* Parses a SIP/SIPS/tel URI. EBADMSG when malformed; ENOTSUP (scheme and
  * whole filled) for a well-formed URI of another scheme (416 material). */
 int sip_uri_parse(struct slice s, struct sip_uri *out);
-/* URI equality as RFC 3261 19.1.4 says, for what routing needs (scheme, user,
- * host, port, transport/user/maddr/ttl/method params). */
+/* URI equality as RFC 3261 19.1.4 says: scheme and host in any case (IPv6
+ * references by address), userinfo case-sensitive, %HH escapes equal to the
+ * characters they stand for, ports equal (absent is not 5060); a parameter on
+ * both sides has equal values in any case, user/ttl/method/maddr/transport
+ * must be on both or neither, other parameters on one side are ignored;
+ * headers must be the same set with equal values. Symmetric, not transitive
+ * (a;x=1 = a = a;x=2), so it cannot be a hash key. */
 bool sip_uri_eq(const struct sip_uri *a, const struct sip_uri *b);
+/* The same on URI text (no <>): equal bytes are equal; otherwise both must
+ * parse as SIP, SIPS or tel URIs and compare equal. */
+bool sip_uri_text_eq(struct slice a, struct slice b);
 
 /* name-addr / addr-spec with header parameters, as in From, To, Contact, Route. */
 struct sip_nameaddr {

@@ -1,4 +1,5 @@
 /* sip: SIP, SIPS and tel URI parsing and RFC 3261 19.1.4 comparison. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
 
@@ -169,54 +170,151 @@ static bool unescaped_eq(struct slice a, struct slice b, bool nocase)
 	return i == a.l && j == b.l;
 }
 
+/* One "name[=value]" item of a list split by sep (';' for parameters, '&'
+ * for headers), from *pos; false at the end. Empty items are skipped. */
+static bool next_item(struct slice list, char sep, size_t *pos, struct slice *name,
+		      struct slice *value, bool *has_value)
+{
+	size_t i = *pos;
+	while (i < list.l && list.p[i] == sep)
+		i++;
+	if (i >= list.l)
+		return false;
+	size_t e = i;
+	while (e < list.l && list.p[e] != sep)
+		e++;
+	struct slice item = sip_lex_sub(list, i, e);
+	size_t eq = slice_find(item, '=');
+	*name = slice_trim(sip_lex_sub(item, 0, eq));
+	*has_value = eq < item.l;
+	*value = *has_value ? slice_trim(sip_lex_sub(item, eq + 1, item.l)) : SLICE_NULL;
+	*pos = e;
+	return true;
+}
+
+/* The first item of list named name (names compared unescaped, any case). */
+static bool find_item(struct slice list, char sep, struct slice name, struct slice *value,
+		      bool *has_value)
+{
+	size_t pos = 0;
+	struct slice n, v;
+	bool hv;
+	while (next_item(list, sep, &pos, &n, &v, &hv)) {
+		if (unescaped_eq(n, name, true)) {
+			*value = v;
+			*has_value = hv;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Whether the item at offset `at` of list is the first one of its name: a
+ * repeated name is judged by its first occurrence, as sip_param_find()
+ * reads it, so that equality stays symmetric. */
+static bool first_of_name(struct slice list, char sep, struct slice name)
+{
+	size_t pos = 0;
+	struct slice n, v;
+	bool hv;
+	while (next_item(list, sep, &pos, &n, &v, &hv))
+		if (unescaped_eq(n, name, true))
+			return n.p == name.p;
+	return false;
+}
+
 /* Parameters whose presence on one side only makes URIs differ (19.1.4; its
  * examples count transport among them: "can resolve to different transports"). */
 static const char *const must_match[] = {"user", "ttl", "method", "maddr", "transport"};
+
+static bool is_must_match(struct slice name)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(must_match); k++)
+		if (unescaped_eq(name, slice_cstr(must_match[k]), true))
+			return true;
+	return false;
+}
+
+/* 19.1.4: a parameter on both sides must have equal values (any case,
+ * escapes decoded); user, ttl, method, maddr and transport must also be on
+ * both sides or on neither; any other parameter on one side only is
+ * ignored. Looks from a's side; the caller runs it both ways. */
+static bool params_match(struct slice a, struct slice b)
+{
+	size_t pos = 0;
+	struct slice name, va, vb;
+	bool ha, hb;
+	while (next_item(a, ';', &pos, &name, &va, &ha)) {
+		if (!first_of_name(a, ';', name))
+			continue;
+		if (!find_item(b, ';', name, &vb, &hb)) {
+			if (is_must_match(name))
+				return false;
+			continue;
+		}
+		if (ha != hb || !unescaped_eq(va, vb, true))
+			return false;
+	}
+	return true;
+}
+
+/* 19.1.4: headers are never ignored: each on one side is on the other with
+ * an equal value. Names and values any case, escapes decoded. */
+static bool headers_match(struct slice a, struct slice b)
+{
+	size_t pos = 0;
+	struct slice name, va, vb;
+	bool ha, hb;
+	while (next_item(a, '&', &pos, &name, &va, &ha)) {
+		if (!first_of_name(a, '&', name))
+			continue;
+		if (!find_item(b, '&', name, &vb, &hb) || !unescaped_eq(va, vb, true))
+			return false;
+	}
+	return true;
+}
+
+/* Hosts: any case; IPv6 references by their address ("[2001:DB8::1]" is
+ * "[2001:db8:0::1]"). */
+static bool host_eq(struct slice a, struct slice b)
+{
+	if (slice_eq_nocase(a, b))
+		return true;
+	if (a.l < 3 || b.l < 3 || a.p[0] != '[' || b.p[0] != '[' || a.l > 47 || b.l > 47)
+		return false;
+	char ta[48], tb[48];
+	unsigned char ba[16], bb[16];
+	memcpy(ta, a.p + 1, a.l - 2);
+	ta[a.l - 2] = '\0';
+	memcpy(tb, b.p + 1, b.l - 2);
+	tb[b.l - 2] = '\0';
+	return inet_pton(AF_INET6, ta, ba) == 1 && inet_pton(AF_INET6, tb, bb) == 1 &&
+	       memcmp(ba, bb, sizeof ba) == 0;
+}
 
 bool sip_uri_eq(const struct sip_uri *a, const struct sip_uri *b)
 {
 	if (!slice_eq_nocase(a->scheme, b->scheme))
 		return false;
+	/* userinfo is case-sensitive in SIP and SIPS URIs; a tel number's
+	 * letters are hex digits */
 	if (!unescaped_eq(a->user, b->user, slice_eq_cstr_nocase(a->scheme, "tel")))
 		return false;
 	if (!unescaped_eq(a->password, b->password, false))
 		return false;
-	if (!slice_eq_nocase(a->host, b->host) || a->port != b->port)
+	/* an absent port is not 5060: it may resolve elsewhere (SRV) */
+	if (!host_eq(a->host, b->host) || a->port != b->port)
 		return false;
-	/* any parameter present in both must match */
-	struct slice ps = a->params;
-	size_t i = 0;
-	while (i < ps.l) {
-		if (ps.p[i] == ';') {
-			i++;
-			continue;
-		}
-		size_t e = i;
-		while (e < ps.l && ps.p[e] != ';')
-			e++;
-		struct slice item = sip_lex_sub(ps, i, e);
-		size_t eq = slice_find(item, '=');
-		struct slice name = slice_trim(sip_lex_sub(item, 0, eq));
-		struct sip_param first, other;
-		/* a repeated parameter is judged by its first occurrence, as
-		 * sip_param_find() reads it, so that equality stays reflexive */
-		if (sip_lex_param_find(a->params, name, &first) && first.name.p != name.p) {
-			i = e;
-			continue;
-		}
-		if (sip_lex_param_find(b->params, name, &other)) {
-			struct slice v = eq < item.l ? sip_lex_sub(item, eq + 1, item.l)
-						     : SLICE_NULL;
-			if (!unescaped_eq(v, other.value, true))
-				return false;
-		}
-		i = e;
-	}
-	for (size_t k = 0; k < ARRAY_SIZE(must_match); k++) {
-		bool pa = sip_param_find(a->params, must_match[k], NULL);
-		bool pb = sip_param_find(b->params, must_match[k], NULL);
-		if (pa != pb)
-			return false;
-	}
-	return true;
+	return params_match(a->params, b->params) && params_match(b->params, a->params) &&
+	       headers_match(a->headers, b->headers) && headers_match(b->headers, a->headers);
+}
+
+bool sip_uri_text_eq(struct slice a, struct slice b)
+{
+	if (slice_eq(a, b))
+		return true;
+	struct sip_uri ua, ub;
+	if (sip_uri_parse(a, &ua) || sip_uri_parse(b, &ub))
+		return false; /* not comparable by the rules: only the same bytes are equal */
+	return sip_uri_eq(&ua, &ub);
 }

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -128,7 +129,14 @@ static void test_uri_eq(void **state)
 	assert_true(uri_eq("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"));
 	assert_true(uri_eq("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;newparam=5"));
 	assert_true(uri_eq("sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
-			   "sip:biloxi.com;method=REGISTER;transport=tcp?from=sip:joe%40atlanta.com"));
+			   "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"));
+	assert_true(uri_eq("sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+			   "sip:alice@atlanta.com?priority=urgent&subject=project%20x"));
+	/* headers are never ignored */
+	assert_false(uri_eq("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"));
+	assert_false(uri_eq("sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+			    "sip:biloxi.com;method=REGISTER;transport=tcp?from=sip:joe%40atlanta.com"));
+	assert_false(uri_eq("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"));
 	assert_false(uri_eq("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"));
 	assert_false(uri_eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
 	/* the RFC's examples treat a transport on one side only as a difference */
@@ -140,6 +148,68 @@ static void test_uri_eq(void **state)
 	assert_false(uri_eq("sip:a@h", "sip:a@h;maddr=1.2.3.4"));
 	assert_false(uri_eq("sip:a@h", "sips:a@h"));
 	assert_false(uri_eq("sip:a:x@h", "sip:a@h"));
+}
+
+/* Beyond the RFC's examples: each rule of 19.1.4 on its own, both ways. */
+static void test_uri_eq_rules(void **state)
+{
+	(void)state;
+	/* scheme and host in any case; userinfo case-sensitive */
+	assert_true(uri_eq("SIPS:bob@EXAMPLE.com", "sips:bob@example.COM"));
+	assert_false(uri_eq("sip:Bob@example.com", "sip:bob@example.com"));
+	assert_false(uri_eq("sip:bob:Pw@example.com", "sip:bob:pw@example.com"));
+	assert_true(uri_eq("sip:bob:pw@example.com", "sip:bob:p%77@example.com"));
+	/* escapes equal what they stand for, in user, params and headers */
+	assert_true(uri_eq("sip:%62%6F%62@h", "sip:bob@h"));
+	assert_true(uri_eq("sip:%62%6f%62@h", "sip:%62%6F%62@h"));
+	assert_false(uri_eq("sip:%42ob@h", "sip:bob@h")); /* %42 is 'B' */
+	assert_true(uri_eq("sip:a@h;transport=%74cp", "sip:a@h;transport=TCP"));
+	assert_true(uri_eq("sip:a@h;%74ransport=tcp", "sip:a@h;transport=tcp"));
+	assert_true(uri_eq("sip:a@h?subject=a%20b", "sip:a@h?SUBJECT=A%20B"));
+	/* ports: absent differs from any, equal numbers match */
+	assert_true(uri_eq("sip:a@h:5070", "sip:a@h:5070"));
+	assert_false(uri_eq("sip:a@h:5070", "sip:a@h:5071"));
+	/* IPv6 references by address */
+	assert_true(uri_eq("sip:a@[2001:DB8::1]:5060", "sip:a@[2001:db8:0:0::1]:5060"));
+	assert_false(uri_eq("sip:a@[2001:db8::1]", "sip:a@[2001:db8::2]"));
+	assert_false(uri_eq("sip:a@[::ffff:192.0.2.1]", "sip:a@192.0.2.1"));
+	/* the five that must be on both sides or neither, each one */
+	const char *const five[] = {"user=phone", "ttl=1", "method=INVITE", "maddr=192.0.2.1",
+				    "transport=tcp"};
+	for (size_t i = 0; i < ARRAY_SIZE(five); i++) {
+		char with[64], other[64];
+		snprintf(with, sizeof with, "sip:a@h;lr;%s", five[i]);
+		assert_false(uri_eq("sip:a@h;lr", with));
+		assert_true(uri_eq(with, with));
+		snprintf(other, sizeof other, "sip:a@h;%s;x=1", five[i]);
+		assert_true(uri_eq(with, other));
+	}
+	assert_false(uri_eq("sip:a@h;ttl=1", "sip:a@h;ttl=2"));
+	assert_false(uri_eq("sip:a@h;maddr=192.0.2.1", "sip:a@h;maddr=192.0.2.2"));
+	/* others: ignored on one side, compared on both */
+	assert_true(uri_eq("sip:a@h;ob", "sip:a@h"));
+	assert_true(uri_eq("sip:a@h;x=1;y=2", "sip:a@h;y=2;z=3"));
+	assert_false(uri_eq("sip:a@h;x=1;y=2", "sip:a@h;y=3"));
+	assert_true(uri_eq("sip:a@h;X=Yes", "sip:a@h;x=yes"));
+	assert_false(uri_eq("sip:a@h;lr", "sip:a@h;lr=on")); /* with and without a value */
+	/* a repeated parameter is judged by its first occurrence */
+	assert_true(uri_eq("sip:a@h;x=1;x=2", "sip:a@h;x=1"));
+	assert_false(uri_eq("sip:a@h;x=1;x=2", "sip:a@h;x=2"));
+	/* headers: the same set, in any order */
+	assert_false(uri_eq("sip:a@h?x=1&y=2", "sip:a@h?x=1"));
+	assert_false(uri_eq("sip:a@h?x=1", "sip:a@h?x=2"));
+	assert_true(uri_eq("sip:a@h?x=1&y=2", "sip:a@h?y=2&x=1"));
+	/* user part with a ';' user-param, and tel numbers */
+	assert_true(uri_eq("sip:+1555;phone-context=x@h;user=phone",
+			   "sip:+1555;phone-context=x@H;USER=PHONE"));
+	assert_true(uri_eq("tel:+1-555-ABC", "tel:+1-555-abc"));
+	assert_false(uri_eq("tel:+1555", "sip:+1555@h"));
+	/* text form: equal bytes, or both parse and compare equal */
+	assert_true(sip_uri_text_eq(SLICE_LIT("sip:a@H;Transport=TCP"),
+				    SLICE_LIT("sip:a@h;transport=tcp")));
+	assert_false(sip_uri_text_eq(SLICE_LIT("sip:a@h"), SLICE_LIT("sip:a@h;transport=tcp")));
+	assert_true(sip_uri_text_eq(SLICE_LIT("x y"), SLICE_LIT("x y")));
+	assert_false(sip_uri_text_eq(SLICE_LIT("sip:a@h "), SLICE_LIT("sip:a@h")));
 }
 
 static void test_via(void **state)
@@ -279,6 +349,7 @@ int main(void)
 		cmocka_unit_test(test_uri_forms),
 		cmocka_unit_test(test_uri_bad),
 		cmocka_unit_test(test_uri_eq),
+		cmocka_unit_test(test_uri_eq_rules),
 		cmocka_unit_test(test_via),
 		cmocka_unit_test(test_nameaddr),
 		cmocka_unit_test(test_params),
