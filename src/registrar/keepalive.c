@@ -205,6 +205,10 @@ int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 	r->edge = e;
 	r->store = s;
 	r->creds = creds;
+	/* binding identity by RFC 3261 19.1.4, not bytes: a phone that resends
+	 * its Contact in another case or escaping refreshes (or removes) its
+	 * binding instead of leaving a second one behind */
+	store_set_contact_eq(s, sip_uri_text_eq);
 	r->min_expires = conf_int(c, "registrar", "min_expires");
 	r->max_expires = conf_int(c, "registrar", "max_expires");
 	r->default_expires = conf_int(c, "registrar", "default_expires");

@@ -14,7 +14,8 @@ int store_field_set(char *dst, size_t cap, struct slice s)
 	return 0;
 }
 
-bool store_binding_same(const struct store_binding *a, const struct store_binding *b)
+bool store_binding_same(const struct store_binding *a, const struct store_binding *b,
+			store_contact_eq_h *eq)
 {
 	bool ao = a->instance[0] && a->reg_id;
 	bool bo = b->instance[0] && b->reg_id;
@@ -23,6 +24,8 @@ bool store_binding_same(const struct store_binding *a, const struct store_bindin
 	 * phone that changed its contact (new NAT mapping) replaces its old one */
 	if (ao || bo)
 		return ao && bo && a->reg_id == b->reg_id && strcmp(a->instance, b->instance) == 0;
+	if (eq)
+		return eq(slice_cstr(a->contact), slice_cstr(b->contact));
 	return strcmp(a->contact, b->contact) == 0;
 }
 

@@ -426,7 +426,7 @@ const struct store_binding *store_view_get(const struct store_view *v, size_t i)
 long store_view_find(const struct store_view *v, const struct store_binding *b)
 {
 	for (size_t i = 0; i < v->n; i++) /* O(n); n is capped by max_per_aor */
-		if (store_binding_same(&v->b[i], b))
+		if (store_binding_same(&v->b[i], b, v->s->contact_eq))
 			return (long)i;
 	return -1;
 }
@@ -471,7 +471,7 @@ int store_view_set(struct store_view *v, size_t i, const struct store_binding *b
 	if (err)
 		return err;
 	for (size_t j = 0; j < v->n; j++)
-		if (j != i && store_binding_same(&v->b[j], b))
+		if (j != i && store_binding_same(&v->b[j], b, v->s->contact_eq))
 			return EEXIST;
 	view_store(v, i, b, v->b[i].id);
 	return 0;
@@ -1100,6 +1100,11 @@ out_shards:
 out_free:
 	free(s);
 	return err;
+}
+
+void store_set_contact_eq(struct store *s, store_contact_eq_h *eq)
+{
+	s->contact_eq = eq;
 }
 
 void store_free(struct store *s)

@@ -68,8 +68,8 @@ struct store_ka {
  * below; the memory tier keeps each binding packed (about 140 bytes plus its
  * strings, so some 250 for a usual phone) and copies it in and out.
  * Identity within its AOR (RFC 5626 6): (instance, reg_id) when instance is set
- * and reg_id != 0, else the contact URI compared byte for byte (phones resend it
- * unchanged; the registrar may canonicalise it first). */
+ * and reg_id != 0, else the contact URI, compared by the store's contact
+ * comparison (store_set_contact_eq: the registrar gives RFC 3261 19.1.4's). */
 struct store_binding {
 	uint64_t id;	       /* set by the store: unique, kept across refreshes and restarts */
 	int64_t expires_at;    /* wall clock seconds; expired when expires_at <= now */
@@ -93,8 +93,14 @@ struct store_binding {
 int store_field_set(char *dst, size_t cap, struct slice s);
 #define STORE_SET(field, s) store_field_set((field), sizeof(field), (s))
 
-/* Whether two bindings of one AOR are the same binding (see identity above). */
-bool store_binding_same(const struct store_binding *a, const struct store_binding *b);
+/* Whether two contact URIs name the same binding. The store is plumbing and
+ * does not parse SIP: without one it compares bytes. */
+typedef bool(store_contact_eq_h)(struct slice a, struct slice b);
+
+/* Whether two bindings of one AOR are the same binding (see identity above);
+ * eq NULL compares contacts byte for byte. */
+bool store_binding_same(const struct store_binding *a, const struct store_binding *b,
+			store_contact_eq_h *eq);
 
 /* Canonical AOR: the host part (after the last '@') lowercased, the user part
  * kept as is. 0, ENAMETOOLONG or EINVAL (empty). dst holds STORE_AOR_MAX. */
@@ -134,6 +140,9 @@ struct store_conf {
  * starts the writer thread. Returns 0, ENOMEM, EINVAL (bad conf) or EIO (SQLite
  * error, logged with the file name). Sets *sp only on success. */
 int store_alloc(struct store **sp, const struct store_conf *conf);
+/* How contacts are compared for identity from now on; call before the first
+ * update (the registrar does, with the SIP codec's URI comparison). */
+void store_set_contact_eq(struct store *s, store_contact_eq_h *eq);
 /* Commits everything queued (calling its done callbacks), stops the writer,
  * closes the database and frees all memory. NULL is fine. */
 void store_free(struct store *s);

@@ -90,6 +90,7 @@ struct store {
 	struct store_shard *shards; /* RO after alloc (the array, not the shards) */
 	unsigned nshards;
 	unsigned max_per_aor;
+	store_contact_eq_h *contact_eq; /* NULL: bytes; set before the first update */
 	_Atomic uint64_t next_id;
 	_Atomic int64_t nbindings, naors;
 	struct store_writer *w; /* NULL when memory-only */

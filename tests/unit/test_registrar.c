@@ -154,6 +154,48 @@ static void test_bad_contact_expires_ignored(void **state)
 	assert_non_null(strstr(r, "<sip:gina@10.0.0.14>;expires=90"));
 }
 
+/* RFC 3261 10.3 step 7 compares Contact URIs by 19.1.4, not byte for byte:
+ * a phone that resends its Contact with another case in the host, an
+ * escaped user or an extra ;ob refreshes its binding, and its unregistration
+ * removes it. Byte comparison left a second binding (forked to, pinged) and
+ * a ghost that survived the unregistration. */
+static void test_contact_uri_equivalence(void **state)
+{
+	struct fixture *f = *state;
+	char r[4096];
+	assert_int_equal(do_register(f, "hank", "c-hank", 1,
+				     "Contact: <sip:hank@Phone.Example.com:5060;transport=udp>\r\n"
+				     "Expires: 300\r\n",
+				     r, sizeof r),
+			 200);
+	assert_int_equal(count(r, "Contact: "), 1);
+	assert_int_equal(do_register(f, "hank", "c-hank", 2,
+				     "Contact: <sip:%68ank@phone.example.com:5060;TRANSPORT=UDP;ob>\r\n"
+				     "Expires: 300\r\n",
+				     r, sizeof r),
+			 200);
+	assert_int_equal(count(r, "Contact: "), 1);
+	assert_int_equal(do_register(f, "hank", "c-hank", 3,
+				     "Contact: <sip:hank@PHONE.EXAMPLE.COM:5060;transport=udp>"
+				     ";expires=0\r\n",
+				     r, sizeof r),
+			 200);
+	assert_int_equal(count(r, "Contact: "), 0);
+	struct store_binding b[4];
+	size_t n = 9;
+	assert_int_equal(registrar_lookup(f->srv.reg, "hank@127.0.0.1", b, 4, &n), 0);
+	assert_int_equal(n, 0);
+	/* what 19.1.4 keeps apart stays apart: no port vs 5060, a transport */
+	assert_int_equal(do_register(f, "hank", "c-hank", 4,
+				     "Contact: <sip:hank@phone.example.com>, "
+				     "<sip:hank@phone.example.com:5060>, "
+				     "<sip:hank@phone.example.com:5060;transport=tcp>\r\n"
+				     "Expires: 300\r\n",
+				     r, sizeof r),
+			 200);
+	assert_int_equal(count(r, "Contact: "), 3);
+}
+
 static void test_ordering_and_wildcard_rules(void **state)
 {
 	struct fixture *f = *state;
@@ -384,6 +426,7 @@ int main(void)
 	    cmocka_unit_test(test_interval_too_brief_and_cap),
 	    cmocka_unit_test(test_ordering_and_wildcard_rules),
 	    cmocka_unit_test(test_bad_contact_expires_ignored),
+	    cmocka_unit_test(test_contact_uri_equivalence),
 	    cmocka_unit_test(test_outbound_instance),
 	    cmocka_unit_test(test_retransmission_absorbed),
 	    cmocka_unit_test(test_many_transactions),

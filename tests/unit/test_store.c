@@ -170,13 +170,13 @@ static void test_fields(void **state)
 	struct store_binding x, y;
 	mk(&x, "sip:a@10.0.0.1:5060", 60, 1000);
 	mk(&y, "sip:a@10.0.0.2:5060", 60, 1000);
-	assert_false(store_binding_same(&x, &y));
+	assert_false(store_binding_same(&x, &y, NULL));
 	strcpy(x.instance, "<urn:uuid:1>");
 	strcpy(y.instance, "<urn:uuid:1>");
 	x.reg_id = y.reg_id = 1;
-	assert_true(store_binding_same(&x, &y));
+	assert_true(store_binding_same(&x, &y, NULL));
 	y.reg_id = 2;
-	assert_false(store_binding_same(&x, &y));
+	assert_false(store_binding_same(&x, &y, NULL));
 }
 
 static void binding_equal(const struct store_binding *x, const struct store_binding *y)
