@@ -93,20 +93,31 @@ int edge_reply_stateless(const struct edge_rx *rx, uint16_t status, const char *
 
 /* ---- flow tokens (RFC 5626 5.2): a flow named in a URI user part ----
  *
- *   0      1        2                 10     11                27     29          39
- *  +------+--------+-----------------+------+-----------------+------+-----------+
- *  | ver/ | listen | conn id (BE 64) | fam  | remote IP (16)  | port | HMAC-SHA1 |
- *  | tp   | index  |                 |      | v4: first 4     | BE   | first 10  |
- *  +------+--------+-----------------+------+-----------------+------+-----------+
+ *   0      1        2     3          6               11                27     29          39
+ *  +------+--------+-----+----------+---------------+-----------------+------+-----------+
+ *  | ver/ | listen | key | boot     | conn id       | remote IP (16)  | port | HMAC-SHA1 |
+ *  | v6/tp| index  | id  | (BE 24)  | (BE 40)       | v4: first 4     | BE   | first 10  |
+ *  +------+--------+-----+----------+---------------+-----------------+------+-----------+
+ *  byte 0: version (4 bits, 2), IPv6 (1 bit), transport (3 bits).
  *  then base64url without padding (52 chars): unreserved in a SIP user part.
+ *
+ * The epoch (key id, boot) bounds a token's life: the key id is derived from
+ * flow_key, so a token from before a key rotation, or from before a restart
+ * with a random key, is recognised as stale, not forged; boot is random per
+ * start and set only for connection flows, whose ids restart with the process:
+ * a token naming connection 7 of an earlier run must not reach whoever holds
+ * connection 7 now. UDP tokens under a fixed flow_key survive a restart.
+ * Connection ids are a per-process counter from 1: 40 bits never wrap.
  */
 #define FLOW_TOKEN_LEN 52
 
 /* Writes the token (FLOW_TOKEN_LEN chars + NUL) into out. */
 void edge_flow_token_encode(const struct edge *e, const struct flow *f,
 			    char out[FLOW_TOKEN_LEN + 1]);
-/* 0 and the flow, or EBADMSG (not a token) / EPERM (HMAC mismatch: forged or
- * from another key). */
+/* 0 and the flow, or EBADMSG (not a token), ESTALE (an authentic-looking token
+ * of another epoch: an earlier key, an earlier run's connection, an older
+ * format; RFC 5626 5.3: the flow is gone, 430) or EPERM (HMAC mismatch:
+ * forged). */
 int edge_flow_token_decode(const struct edge *e, struct slice token, struct flow *out);
 
 /* ---- server transactions (RFC 3261 17.2) ---- */

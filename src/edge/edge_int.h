@@ -26,6 +26,10 @@ struct edge_wk {
 	size_t n_st, n_ct;
 	/* flow-token HMAC keyed once (a copy of edge.mac); worker-local */
 	struct evp_mac_ctx_st *mac;
+	/* flow-token epoch (flowtoken.c): an id of flow_key, and a random value
+	 * of this run for connection flows; RO after alloc */
+	unsigned char token_key_id;
+	unsigned char token_boot[3];
 	struct edge_mac_memo *mac_memo; /* EDGE_MAC_MEMO entries; worker-local */
 	/* free struct edge_msg blocks of the pooled size; worker-local */
 	struct edge_msg *msg_pool;
@@ -76,6 +80,10 @@ struct edge {
 	 * the workers copy for each token (a one-shot HMAC() looks the digest up
 	 * and keys it again every time); RO after alloc */
 	struct evp_mac_ctx_st *mac;
+	/* flow-token epoch (flowtoken.c): an id of flow_key, and a random value
+	 * of this run for connection flows; RO after alloc */
+	unsigned char token_key_id;
+	unsigned char token_boot[3];
 	uint32_t t1, t2, t4; /* ms */
 	uint32_t timer_c;    /* ms, RFC 3261 16.6 step 11 */
 	/* the host's addresses, for listeners bound to a wildcard; RO after alloc */

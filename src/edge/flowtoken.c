@@ -10,7 +10,8 @@
 #define TOKEN_RAW 39
 #define TOKEN_MAC 10
 _Static_assert(sizeof((struct edge_mac_memo *)0)->mac == TOKEN_MAC, "memo holds a MAC");
-#define TOKEN_VERSION 1
+#define TOKEN_VERSION 2
+#define TOKEN_DATA 29 /* what the MAC covers */
 
 static const char b64url[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -79,6 +80,20 @@ int edge_mac_init(struct edge *e)
 	EVP_MAC_free(m); /* the context holds its own reference */
 	if (!e->mac || !EVP_MAC_init(e->mac, e->flow_key, sizeof e->flow_key, params))
 		return ENOMEM;
+	/* the key's id: a MAC of a fixed string, so it says nothing of the key */
+	static const char label[] = "pinhole flow-token key id";
+	unsigned char id[EVP_MAX_MD_SIZE];
+	size_t idlen = 0;
+	EVP_MAC_CTX *c = EVP_MAC_CTX_dup(e->mac);
+	bool ok = c && EVP_MAC_update(c, (const unsigned char *)label, sizeof label - 1) &&
+		  EVP_MAC_final(c, id, &idlen, sizeof id) && idlen;
+	EVP_MAC_CTX_free(c);
+	if (!ok)
+		return ENOMEM;
+	e->token_key_id = id[0];
+	do
+		rand_bytes(e->token_boot, sizeof e->token_boot);
+	while (!e->token_boot[0] && !e->token_boot[1] && !e->token_boot[2]);
 	for (unsigned i = 0; i < e->n_wk; i++) {
 		e->wk[i].mac = EVP_MAC_CTX_dup(e->mac);
 		e->wk[i].mac_memo = calloc(EDGE_MAC_MEMO, sizeof *e->wk[i].mac_memo);
@@ -151,21 +166,22 @@ void edge_flow_token_encode(const struct edge *e, const struct flow *f,
 			    char out[FLOW_TOKEN_LEN + 1])
 {
 	unsigned char raw[TOKEN_RAW] = {0};
-	raw[0] = (unsigned char)(TOKEN_VERSION << 4 | (f->tp & 0x0f));
+	bool v6 = net_addr_family(&f->remote) == AF_INET6;
+	raw[0] = (unsigned char)(TOKEN_VERSION << 4 | (v6 ? 8 : 0) | (f->tp & 7));
 	raw[1] = (unsigned char)f->listener;
-	for (int i = 0; i < 8; i++)
-		raw[2 + i] = (unsigned char)(f->conn_id >> (56 - 8 * i));
-	if (net_addr_family(&f->remote) == AF_INET6) {
-		raw[10] = 6;
+	raw[2] = e->token_key_id;
+	if (f->tp != NET_UDP) /* connection ids are this run's */
+		memcpy(raw + 3, e->token_boot, 3);
+	for (int i = 0; i < 5; i++)
+		raw[6 + i] = (unsigned char)(f->conn_id >> (32 - 8 * i));
+	if (v6)
 		memcpy(raw + 11, &f->remote.u.in6.sin6_addr, 16);
-	} else {
-		raw[10] = 4;
+	else
 		memcpy(raw + 11, &f->remote.u.in.sin_addr, 4);
-	}
 	uint16_t port = net_addr_port(&f->remote);
 	raw[27] = (unsigned char)(port >> 8);
 	raw[28] = (unsigned char)port;
-	mac(e, raw, 29, raw + 29);
+	mac(e, raw, TOKEN_DATA, raw + TOKEN_DATA);
 	b64url_encode(raw, TOKEN_RAW, out);
 }
 
@@ -174,29 +190,39 @@ int edge_flow_token_decode(const struct edge *e, struct slice token, struct flow
 	unsigned char raw[TOKEN_RAW + 1];
 	size_t n;
 	if (token.l != FLOW_TOKEN_LEN || b64url_decode(token, raw, sizeof raw, &n) ||
-	    n != TOKEN_RAW || raw[0] >> 4 != TOKEN_VERSION)
+	    n != TOKEN_RAW)
 		return EBADMSG;
+	if (raw[0] >> 4 != TOKEN_VERSION)
+		return raw[0] >> 4 == 1 ? ESTALE : EBADMSG; /* the format before epochs */
 	unsigned char expect[TOKEN_MAC];
-	mac(e, raw, 29, expect);
-	if (CRYPTO_memcmp(expect, raw + 29, TOKEN_MAC) != 0)
+	mac(e, raw, TOKEN_DATA, expect);
+	bool authentic = CRYPTO_memcmp(expect, raw + TOKEN_DATA, TOKEN_MAC) == 0;
+	enum net_transport tp = (enum net_transport)(raw[0] & 7);
+	/* another key's: stale, not forged (its MAC cannot be checked). One
+	 * forged token in 256 names our key id and fails as EPERM below. */
+	if (!authentic && raw[2] != e->token_key_id)
+		return ESTALE;
+	if (!authentic)
 		return EPERM;
+	/* ours, but naming a connection of an earlier run (a fixed flow_key) */
+	static const unsigned char none[3];
+	if (memcmp(raw + 3, tp != NET_UDP ? e->token_boot : none, 3) != 0)
+		return ESTALE;
 	unsigned listener = raw[1];
 	if (listener >= net_listener_count(e->net))
 		return EBADMSG;
 	memset(out, 0, sizeof *out);
-	out->tp = (enum net_transport)(raw[0] & 0x0f);
+	out->tp = tp;
 	out->listener = (uint16_t)listener;
-	for (int i = 0; i < 8; i++)
-		out->conn_id = out->conn_id << 8 | raw[2 + i];
+	for (int i = 0; i < 5; i++)
+		out->conn_id = out->conn_id << 8 | raw[6 + i];
 	uint16_t port = (uint16_t)(raw[27] << 8 | raw[28]);
-	if (raw[10] == 6) {
+	if (raw[0] & 8) {
 		out->remote.u.in6.sin6_family = AF_INET6;
 		memcpy(&out->remote.u.in6.sin6_addr, raw + 11, 16);
-	} else if (raw[10] == 4) {
+	} else {
 		out->remote.u.in.sin_family = AF_INET;
 		memcpy(&out->remote.u.in.sin_addr, raw + 11, 4);
-	} else {
-		return EBADMSG;
 	}
 	net_addr_set_port(&out->remote, port);
 	out->local = *net_listener_addr(e->net, listener);

@@ -45,9 +45,9 @@ static bool is_dialog_forming(const struct sip_msg *m)
  * what to remove. A value whose user part is a valid flow token for another
  * flow than the one the request came on names the way out (RFC 5626 5.3). */
 static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_plan *plan,
-			bool *have_flow, struct flow *flow, struct slice *next_route, bool *forged)
+			bool *have_flow, struct flow *flow, struct slice *next_route, int *token_err)
 {
-	*forged = false;
+	*token_err = 0;
 	memset(plan, 0, sizeof *plan);
 	const struct sip_msg *m = rx->msg;
 	plan->partial_line = SIZE_MAX;
@@ -71,8 +71,8 @@ static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_
 			struct flow f;
 			int terr = na.uri.user.l ? edge_flow_token_decode(p->edge, na.uri.user, &f)
 						 : EBADMSG;
-			if (terr == EPERM)
-				*forged = true;
+			if (terr == EPERM || (terr == ESTALE && *token_err != EPERM))
+				*token_err = terr;
 			if (terr == 0 && !flow_eq(&f, &rx->flow)) {
 				*flow = f;
 				*have_flow = true;
@@ -315,11 +315,17 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	struct flow tflow;
 	bool have_flow;
 	struct slice next_route;
-	bool forged;
-	plan_routes(p, rx, &plan, &have_flow, &tflow, &next_route, &forged);
-	if (forged) {
+	int token_err;
+	plan_routes(p, rx, &plan, &have_flow, &tflow, &next_route, &token_err);
+	if (token_err == EPERM) {
 		/* RFC 5626 5.3: a tampered flow token routes nowhere */
 		reply(rx, 403, "Forbidden (Bad Flow Token)", NULL);
+		return;
+	}
+	if (token_err == ESTALE) {
+		/* 5.3: ours, of an earlier epoch (key rotated, restarted): the
+		 * flow it named is gone */
+		reply(rx, 430, "Flow Failed", NULL);
 		return;
 	}
 	bool to_us = !have_flow && !next_route.l && m->ruri.user.l == 0 &&

@@ -87,7 +87,8 @@ static void test_token_v4_udp(void **state)
 
 static void test_token_v6_tcp(void **state)
 {
-	token_roundtrip(state, "[2001:db8::7]:5062", NET_TCP, 0x0102030405060708ULL);
+	/* connection ids count from 1 per run; the token keeps 40 bits */
+	token_roundtrip(state, "[2001:db8::7]:5062", NET_TCP, 0x0102030405ULL);
 }
 
 static void test_token_tampered(void **state)
@@ -104,6 +105,75 @@ static void test_token_tampered(void **state)
 	assert_int_equal(edge_flow_token_decode(f->edge, slice_cstr(tok), &out), EPERM);
 	assert_int_equal(edge_flow_token_decode(f->edge, SLICE_LIT("alice"), &out), EBADMSG);
 	assert_int_equal(edge_flow_token_decode(f->edge, slice_cstr(tok + 1), &out), EBADMSG);
+}
+
+/* An edge of its own, as after a restart, keyed with key (64 hex chars). */
+static void edge_with_key(const char *key, struct conf **c, struct net **n, struct edge **e)
+{
+	char text[256], err[256];
+	snprintf(text, sizeof text,
+		 "[sip]\nlisten = udp:127.0.0.1:0, tcp:127.0.0.1:0\nflow_key = %s\n", key);
+	assert_int_equal(conf_alloc(c, tables), 0);
+	assert_int_equal(conf_load_string(*c, "test", text, err, sizeof err), 0);
+	struct net_conf nc = {.workers = 1, .max_msg = 4096, .tcp_max_conns = 4};
+	assert_int_equal(net_alloc(n, &nc), 0);
+	assert_int_equal(edge_alloc(e, *n, *c), 0);
+}
+
+/* Flow tokens carry an epoch. With a fixed flow_key a token outlived a
+ * restart, and one that names a TCP connection then named whichever new
+ * connection got the same id: a route into a stranger's connection. Now it
+ * is stale (RFC 5626 5.3: 430), while UDP tokens survive the restart as the
+ * README promises; after a key rotation every old token is stale, told
+ * apart from a forged one. */
+static void test_token_epoch(void **state)
+{
+	struct fixture *f = *state;
+	static const char key[] = "000102030405060708090a0b0c0d0e0f"
+				  "101112131415161718191a1b1c1d1e1f";
+	struct flow tcp, udp, out;
+	memset(&tcp, 0, sizeof tcp);
+	memset(&udp, 0, sizeof udp);
+	tcp.tp = NET_TCP;
+	tcp.listener = 1;
+	tcp.conn_id = 7;
+	assert_int_equal(net_addr_parse("198.18.0.21:40000", 0, &tcp.remote), 0);
+	assert_int_equal(net_addr_parse("198.18.0.22:40002", 0, &udp.remote), 0);
+	char ttok[FLOW_TOKEN_LEN + 1], utok[FLOW_TOKEN_LEN + 1];
+	edge_flow_token_encode(f->edge, &tcp, ttok);
+	edge_flow_token_encode(f->edge, &udp, utok);
+	assert_int_equal(edge_flow_token_decode(f->edge, slice_cstr(ttok), &out), 0);
+	assert_int_equal(out.conn_id, 7);
+
+	/* the same key after a restart */
+	struct conf *c;
+	struct net *n;
+	struct edge *e;
+	edge_with_key(key, &c, &n, &e);
+	assert_int_equal(edge_flow_token_decode(e, slice_cstr(ttok), &out), ESTALE);
+	assert_int_equal(edge_flow_token_decode(e, slice_cstr(utok), &out), 0);
+	assert_true(net_addr_eq(&out.remote, &udp.remote));
+	assert_int_equal(out.tp, NET_UDP);
+	char again[FLOW_TOKEN_LEN + 1];
+	edge_flow_token_encode(e, &tcp, again);
+	assert_string_not_equal(again, ttok);
+	assert_int_equal(edge_flow_token_decode(e, slice_cstr(again), &out), 0);
+	edge_free(e);
+	net_free(n);
+	conf_free(c);
+
+	/* a rotated key: stale, both kinds; a tampered token is still forged */
+	edge_with_key("ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", &c, &n,
+		      &e);
+	assert_int_equal(edge_flow_token_decode(e, slice_cstr(ttok), &out), ESTALE);
+	assert_int_equal(edge_flow_token_decode(e, slice_cstr(utok), &out), ESTALE);
+	edge_free(e);
+	net_free(n);
+	conf_free(c);
+	char bad[FLOW_TOKEN_LEN + 1];
+	memcpy(bad, utok, sizeof bad);
+	bad[30] = bad[30] == 'A' ? 'B' : 'A';
+	assert_int_equal(edge_flow_token_decode(f->edge, slice_cstr(bad), &out), EPERM);
 }
 
 static void test_is_local(void **state)
@@ -378,7 +448,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_token_v4_udp),   cmocka_unit_test(test_token_v6_tcp),
-	    cmocka_unit_test(test_token_tampered), cmocka_unit_test(test_is_local),
+	    cmocka_unit_test(test_token_tampered), cmocka_unit_test(test_token_epoch),
+	    cmocka_unit_test(test_is_local),
 	    cmocka_unit_test(test_behind_nat),	   cmocka_unit_test(test_aor),
 	    cmocka_unit_test(test_token_mac),	   cmocka_unit_test(test_steering),
 	};
