@@ -11,12 +11,24 @@ static struct metric m_relayed = {.name = "proxy_media_relayed_total",
 				  .help = "offers sent through the media relay"};
 static struct metric m_relay_errors = {.name = "proxy_media_errors_total",
 				       .help = "offers or answers the relay refused"};
+static struct metric m_too_many = {.name = "proxy_media_too_many_streams_total",
+				   .help = "offers refused 488 for more m= lines than [relay] max_media"};
 
 void proxy_media_register_metrics(void);
 void proxy_media_register_metrics(void)
 {
 	metric_register(&m_relayed);
 	metric_register(&m_relay_errors);
+	metric_register(&m_too_many);
+}
+
+/* m= lines that would take relay ports (RFC 3264 6: port 0 takes none). */
+static unsigned active_media(const struct sdp *s)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < s->n_media; i++)
+		n += s->media[i].port != 0;
+	return n;
 }
 
 /* The message's SDP body, or an empty slice. */
@@ -58,6 +70,7 @@ static uint16_t status_of(int err)
 	switch (err) {
 	case EBADMSG:
 	case ENOTSUP:
+	case E2BIG:
 		return 488;
 	default:
 		return 503; /* out of ports, relay down */
@@ -121,9 +134,16 @@ uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,
 	}
 	bool engage = pm->initial ? wants_relay(p, rx, parsed, t, n)
 				  : session_exists(p, m->call_id);
+	/* every relayed m= line costs two port pairs: capped here too, for
+	 * relays that do not cap it themselves (ng) */
+	bool too_many = engage && parsed && active_media(parsed) > p->max_media;
 	free(parsed);
 	if (!engage)
 		return 0;
+	if (too_many) {
+		metric_inc(&m_too_many);
+		return 488;
+	}
 	pm->engaged = true;
 	if (!sdp.l) {
 		pm->late = true; /* RFC 3261 13.2.1: the offer comes in the 2xx */
@@ -136,6 +156,10 @@ uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,
 		.sdp = sdp,
 	};
 	req.opts.received_from = rx->flow.remote;
+	/* the caller's AOR pays for the ports with the source (max_pairs_per_aor) */
+	char owner[STORE_AOR_MAX];
+	if (pm->initial && registrar_aor_of(&m->from.uri, owner) == 0)
+		req.opts.owner = slice_cstr(owner);
 	/* no private address left anywhere in what the callee sees */
 	req.opts.replace_origin = true;
 	req.opts.replace_session_conn = true;
@@ -166,6 +190,9 @@ int proxy_media_response(struct proxy *p, const struct proxy_media *pm, const st
 	req.opts.replace_origin = true;
 	req.opts.replace_session_conn = true;
 	int err;
+	char owner[STORE_AOR_MAX];
+	if (pm->late && pm->initial && registrar_aor_of(&m->from.uri, owner) == 0)
+		req.opts.owner = slice_cstr(owner);
 	if (pm->late) {
 		/* the callee offers: its tag names the offering leg */
 		req.from_tag = m->to_tag;

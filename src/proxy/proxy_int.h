@@ -18,6 +18,7 @@ struct proxy {
 	unsigned max_branches;
 	struct relayctl *rc; /* NULL: no media relay; owned by the proxy */
 	enum media_policy media;
+	unsigned max_media; /* [relay] max_media: m= lines per relayed call */
 	/* every live proxy_call, so that shutdown frees what is still pending */
 	pthread_mutex_t calls_lock;
 	struct proxy_call *calls;

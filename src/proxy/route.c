@@ -453,6 +453,7 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 	p->media = strcmp(media, "always") == 0  ? MEDIA_ALWAYS
 		   : strcmp(media, "never") == 0 ? MEDIA_NEVER
 						 : MEDIA_AUTO;
+	p->max_media = (unsigned)conf_int(c, "relay", "max_media");
 	const char *which = conf_str(c, "proxy", "relay");
 	int err = 0;
 	if (strcmp(which, "local") == 0) {

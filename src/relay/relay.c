@@ -30,6 +30,15 @@ const struct conf_key relay_conf_keys[] = {
     {"relay", "fastpath", CONF_ENUM, "auto", 0, 0, "auto|on|off",
      "forward latched IPv4 RTP in the kernel (eBPF tc program; needs CAP_BPF and "
      "CAP_NET_ADMIN): auto = when it loads, else user space; on = fail to start without it"},
+    {"relay", "max_media", CONF_INT, "4", 1, SDP_MAX_MEDIA, NULL,
+     "m= lines with ports a relayed call may have (two port pairs each); an offer with more "
+     "gets 488 and relay_limit_media_total"},
+    {"relay", "max_pairs_per_source", CONF_INT, "256", 0, 1000000, NULL,
+     "port pairs the calls of one signalling source (IP, IPv6 /64) may hold; beyond: 503 and "
+     "relay_limit_source_total; 0 = no limit"},
+    {"relay", "max_pairs_per_aor", CONF_INT, "64", 0, 1000000, NULL,
+     "port pairs the calls of one caller AOR (From) may hold; beyond: 503 and "
+     "relay_limit_aor_total; 0 = no limit"},
     {"relay", "ng", CONF_STR, "", 0, 0, NULL,
      "rtpengine ng control socket, e.g. udp:127.0.0.1:2223; empty = off"},
     {"relay", "media", CONF_ENUM, "auto", 0, 0, "auto|always|never",
@@ -43,8 +52,13 @@ const struct conf_key relay_conf_keys[] = {
 int relay_pool_get(struct relay *r, unsigned ifidx, struct relay_media *m)
 {
 	struct relay_if *ifc = &r->ifs[ifidx];
-	int err = ENOSPC;
 	pthread_mutex_lock(&r->pool_lock);
+	int err = relay_charge_check(r, m->s);
+	if (err) {
+		pthread_mutex_unlock(&r->pool_lock);
+		return err;
+	}
+	err = ENOSPC;
 	/* one pass over the range at most; ports another process holds are
 	 * skipped, not marked, since it may let go of them */
 	for (uint32_t tries = 0; tries < r->npairs && ifc->nfree; tries++) {
@@ -71,6 +85,7 @@ int relay_pool_get(struct relay *r, unsigned ifidx, struct relay_media *m)
 		m->rtp.port = port;
 		m->rtcp.fd = fd1;
 		m->rtcp.port = (uint16_t)(port + 1);
+		relay_charge_add(m->s, 1);
 		err = 0;
 		break;
 	}
@@ -90,6 +105,7 @@ void relay_pool_put(struct relay *r, struct relay_media *m)
 	if (ifc->used[m->pair]) {
 		ifc->used[m->pair] = 0;
 		ifc->nfree++;
+		relay_charge_add(m->s, -1);
 	}
 	pthread_mutex_unlock(&r->pool_lock);
 }
@@ -229,6 +245,7 @@ static void sweep_timer(void *arg)
 int relay_start(struct relay **rp, struct net *n, const struct conf *c)
 {
 	relay_metrics_register();
+	relay_limits_register();
 	struct relay *r = calloc(1, sizeof *r);
 	if (!r)
 		return ENOMEM;
@@ -242,6 +259,8 @@ int relay_start(struct relay **rp, struct net *n, const struct conf *c)
 	int err = parse_ifs(r, c);
 	if (!err)
 		err = parse_ports(r, c);
+	if (!err)
+		err = relay_limits_init(r, c);
 	if (err)
 		goto out_free;
 	for (unsigned i = 0; i < r->nif; i++) {
@@ -330,6 +349,7 @@ void relay_free(struct relay *r)
 	}
 	free(r->workers);
 	free(r->table);
+	relay_limits_free(r);
 	for (unsigned i = 0; i < RELAY_MAX_IF; i++)
 		free(r->ifs[i].used);
 	pthread_mutex_destroy(&r->pool_lock);

@@ -155,6 +155,9 @@ struct relay_stats {
 };
 void relay_stats_get(struct relay *r, struct relay_stats *out);
 
+/* Port pairs held now by the calls charged to the AOR aor (limits, tests). */
+uint32_t relay_charge_pairs_of(struct relay *r, const char *aor);
+
 /* The bound ng address (port resolved when configured 0), or NULL when the
  * ng server is off. For tests and logs. */
 const struct net_addr *relay_ng_addr(const struct relay *r);

@@ -20,6 +20,9 @@
 
 struct relay_session;
 struct relay_media;
+struct relay_charge; /* limits.c: who pays for a session's port pairs */
+
+enum { RELAY_CHARGE_SOURCE = 0, RELAY_CHARGE_AOR = 1, RELAY_CHARGE_KINDS = 2 };
 
 /* One relay interface: a bind address, the address the SDP advertises, and
  * its share of the port range. RO after relay_start, except the pool fields
@@ -89,6 +92,8 @@ struct relay_session {
 	uint64_t created_ms;
 	uint64_t touched_ms; /* last offer or answer */
 	struct relay_leg leg[2];
+	/* charged with its pairs (limits.c); set at creation, under pool_lock */
+	struct relay_charge *charge[RELAY_CHARGE_KINDS];
 };
 
 /* Per-worker receive and send scratch; only that worker's thread uses it. */
@@ -111,7 +116,10 @@ struct relay {
 	struct relay_if ifs[RELAY_MAX_IF];
 	uint16_t port_lo; /* even */
 	uint32_t npairs;
-	pthread_mutex_t pool_lock;
+	pthread_mutex_t pool_lock; /* the pool and the charges */
+	unsigned max_media;	   /* RO: m= lines relayed per call */
+	uint32_t max_pairs[RELAY_CHARGE_KINDS]; /* RO: 0 = no limit */
+	struct relay_charge **charges;		 /* owned; chained by hash */
 
 	pthread_mutex_t table_lock;
 	struct relay_session **table; /* owned; chained by hash */
@@ -130,6 +138,23 @@ struct relay {
 /* pool (relay.c) */
 int relay_pool_get(struct relay *r, unsigned ifidx, struct relay_media *m);
 void relay_pool_put(struct relay *r, struct relay_media *m);
+
+/* limits (limits.c) */
+void relay_limits_register(void);
+int relay_limits_init(struct relay *r, const struct conf *c);
+void relay_limits_free(struct relay *r); /* after every session */
+/* E2BIG (counted) when sd and what leg L keeps from earlier offers make more
+ * m= lines with ports than max_media. */
+int relay_limit_media(struct relay *r, const struct sdp *sd, const struct relay_leg *L);
+/* Charges a new session to its source's IP (/64) and to owner (may be empty). */
+int relay_charge_attach(struct relay *r, struct relay_session *s, const struct net_addr *src,
+			struct slice owner);
+void relay_charge_detach(struct relay *r, struct relay_session *s);
+/* pool_lock held: EDQUOT (counted) when a charge of s holds its limit. */
+int relay_charge_check(struct relay *r, const struct relay_session *s);
+void relay_charge_add(struct relay_session *s, int delta); /* pool_lock held */
+/* Pairs held by one charge (tests): kind, and the IP bytes or the AOR. */
+uint32_t relay_charge_pairs(struct relay *r, int kind, const void *key, size_t len);
 
 /* sessions (session.c) */
 void relay_session_destroy_now(struct relay_session *s); /* closes and frees */

@@ -101,6 +101,7 @@ void relay_session_destroy_now(struct relay_session *s)
 				media_free(s->r, s->leg[l].media[i]);
 		free(s->leg[l].tag);
 	}
+	relay_charge_detach(s->r, s); /* its pairs are back already */
 	pthread_mutex_destroy(&s->lock);
 	free(s->call_id);
 	free(s);
@@ -382,6 +383,8 @@ int relay_offer(struct relay *r, const struct relayctl_req *q, struct buf *out)
 	bool created;
 	if ((err = session_get(r, q->call_id, true, &s, &created)))
 		return err;
+	if (created && (err = relay_charge_attach(r, s, &o->received_from, o->owner)))
+		goto out_unlock;
 
 	/* Which leg offers: the one with this tag; a new session's first leg. */
 	unsigned a;
@@ -415,6 +418,8 @@ int relay_offer(struct relay *r, const struct relayctl_req *q, struct buf *out)
 		s->leg[b].ifset = true;
 	}
 
+	if ((err = relay_limit_media(r, &sd, &s->leg[a])))
+		goto out_unlock;
 	bool mux[SDP_MAX_MEDIA] = {false};
 	for (unsigned i = 0; i < sd.n_media; i++) {
 		const struct sdp_media *m = &sd.media[i];

@@ -55,6 +55,10 @@ const char *relayctl_strerror(int err)
 		return "unsupported SDP or option";
 	case ENOSPC:
 		return "out of relay ports";
+	case EDQUOT:
+		return "relay ports for this source or caller used up";
+	case E2BIG:
+		return "too many media streams";
 	case ENOENT:
 		return "unknown call-id or tag";
 	case EINVAL:

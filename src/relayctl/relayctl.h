@@ -32,6 +32,8 @@
  *   EBADMSG  the SDP is malformed                      -> 488 (or 400)
  *   ENOTSUP  the SDP or an option is valid but unsupported -> 488
  *   ENOSPC   the relay is out of ports                 -> 503
+ *   EDQUOT   the call's source or AOR holds its share of ports -> 503
+ *   E2BIG    more m= lines than the relay takes per call -> 488
  *   ENOENT   no such session or leg (answer, delete, query)
  *   EINVAL   bad arguments (empty call_id or from_tag, sdp missing)
  *   ETIMEDOUT, ECONNREFUSED  (ng) the relay did not answer -> 503 or relay-less
@@ -106,6 +108,10 @@ struct relayctl_opts {
 	 * family. Only meaningful on an offer. */
 	struct slice direction[2];
 	struct slice via_branch; /* accepted for ng matching; the session is per call */
+	/* Whom a new session's port pairs are charged to besides its source
+	 * (received_from): the caller's AOR; empty = nobody. The in-process
+	 * relay only: the ng client does not send it. */
+	struct slice owner;
 };
 
 /* One offer or answer. Every slice is read during the call only. */

@@ -364,6 +364,104 @@ static void test_errors_and_pool(void **state)
 	stop(&f);
 }
 
+/* An SDP of n m= lines, those from first on with ports (the others port 0). */
+static void sdp_lines(char *out, size_t cap, int n, int first)
+{
+	int k = snprintf(out, cap, "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+				   "c=IN IP4 127.0.0.1\r\nt=0 0\r\n");
+	for (int i = 0; i < n; i++)
+		k += snprintf(out + k, cap - (size_t)k, "m=audio %d RTP/AVP 0\r\n",
+			      i >= first ? 7000 + 2 * i : 0);
+	assert_true((size_t)k < cap);
+}
+
+static int offer_from(struct fixture *f, const char *cid, const char *src, const char *owner,
+		      const char *sdp)
+{
+	struct buf out;
+	buf_init(&out);
+	struct relayctl_req q = req(cid, "a", "", sdp);
+	assert_int_equal(net_addr_parse(src, 5060, &q.opts.received_from), 0);
+	q.opts.owner = slice_cstr(owner);
+	int err = relayctl_offer(f->rc, &q, &out);
+	buf_free(&out);
+	return err;
+}
+
+static int64_t metric_value(const char *name)
+{
+	struct metric *m = metric_find(name, NULL);
+	return m ? metric_get(m) : -1;
+}
+
+/* The media bounds, as the attack: one offer with 16 m= lines used to take
+ * 32 port pairs, and one source could hold the whole pool (503 for everyone
+ * else). Now an offer has at most max_media lines with ports (E2BIG: 488),
+ * re-offers cannot walk a call through more indexes, and a source and an AOR
+ * hold at most their share of pairs (EDQUOT: 503), each refusal counted. */
+static void test_media_bounds(void **state)
+{
+	(void)state;
+	struct fixture f;
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41600-41799\n"
+		  "max_pairs_per_source = 8\nmax_pairs_per_aor = 6\n");
+	char sdp[2048];
+	int64_t m0 = metric_value("relay_limit_media_total");
+	int64_t s0 = metric_value("relay_limit_source_total");
+	int64_t a0 = metric_value("relay_limit_aor_total");
+
+	sdp_lines(sdp, sizeof sdp, 16, 0);
+	assert_int_equal(offer_from(&f, "flood", "198.18.9.1", "", sdp), E2BIG);
+	struct relay_stats st;
+	relay_stats_get(f.relay, &st);
+	assert_int_equal(st.ports_free, 100);
+	assert_int_equal(st.sessions, 0);
+	assert_int_equal(metric_value("relay_limit_media_total") - m0, 1);
+	/* lines with port 0 take nothing and do not count */
+	sdp_lines(sdp, sizeof sdp, 16, 12);
+	assert_int_equal(offer_from(&f, "walk", "198.18.9.2", "", sdp), 0);
+	relay_stats_get(f.relay, &st);
+	assert_int_equal(st.ports_free, 100 - 8);
+	/* a re-offer moving to other lines keeps the old ones: still capped */
+	sdp_lines(sdp, sizeof sdp, 12, 8);
+	assert_int_equal(offer_from(&f, "walk", "198.18.9.2", "", sdp), E2BIG);
+
+	/* one source: 8 pairs (the "walk" call holds them all) */
+	sdp_lines(sdp, sizeof sdp, 1, 0);
+	assert_int_equal(offer_from(&f, "src-2", "198.18.9.2", "", sdp), EDQUOT);
+	assert_int_equal(metric_value("relay_limit_source_total") - s0, 1);
+	assert_int_equal(offer_from(&f, "other", "198.18.9.3", "", sdp), 0);
+	/* an IPv6 source is one /64 */
+	assert_int_equal(offer_from(&f, "v6-1", "[2001:db8:1:2::1]", "", "v=0\r\no=- 1 1 IN IP4 "
+						 "127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+						 "m=audio 7000 RTP/AVP 0\r\nm=audio 7002 RTP/AVP 0\r\n"
+						 "m=audio 7004 RTP/AVP 0\r\nm=audio 7006 RTP/AVP 0\r\n"),
+			 0);
+	assert_int_equal(offer_from(&f, "v6-2", "[2001:db8:1:2::99]", "", sdp), EDQUOT);
+
+	/* one AOR from many sources: 6 pairs */
+	assert_int_equal(offer_from(&f, "aor-1", "198.18.9.10", "mallory@example.com", sdp), 0);
+	assert_int_equal(offer_from(&f, "aor-2", "198.18.9.11", "mallory@example.com", sdp), 0);
+	assert_int_equal(offer_from(&f, "aor-3", "198.18.9.12", "mallory@example.com", sdp), 0);
+	assert_int_equal(relay_charge_pairs_of(f.relay, "mallory@example.com"), 6);
+	assert_int_equal(offer_from(&f, "aor-4", "198.18.9.13", "mallory@example.com", sdp),
+			 EDQUOT);
+	assert_int_equal(metric_value("relay_limit_aor_total") - a0, 1);
+	assert_int_equal(offer_from(&f, "aor-5", "198.18.9.13", "alice@example.com", sdp), 0);
+
+	/* a call that ends gives its share back */
+	assert_int_equal(relayctl_delete(f.rc, SLICE_LIT("walk"), SLICE_NULL, SLICE_NULL), 0);
+	assert_int_equal(relayctl_delete(f.rc, SLICE_LIT("aor-1"), SLICE_NULL, SLICE_NULL), 0);
+	for (int i = 0; i < 200 && relay_charge_pairs_of(f.relay, "mallory@example.com") != 4; i++)
+		usleep(10000);
+	assert_int_equal(relay_charge_pairs_of(f.relay, "mallory@example.com"), 4);
+	assert_int_equal(offer_from(&f, "src-3", "198.18.9.2", "", sdp), 0);
+	assert_int_equal(offer_from(&f, "aor-6", "198.18.9.14", "mallory@example.com", sdp), 0);
+	assert_string_equal(relayctl_strerror(EDQUOT),
+			    "relay ports for this source or caller used up");
+	stop(&f);
+}
+
 static void count_cb(struct slice cid, void *arg)
 {
 	(void)cid;
@@ -537,6 +635,7 @@ int main(void)
 	    cmocka_unit_test(test_call),
 	    cmocka_unit_test(test_rtcp_demux),
 	    cmocka_unit_test(test_errors_and_pool),
+	    cmocka_unit_test(test_media_bounds),
 	    cmocka_unit_test(test_timeout),
 	    cmocka_unit_test(test_fastpath),
 	};
