@@ -18,6 +18,9 @@ const struct conf_key relay_conf_keys[] = {
      "UDP port range: RTP on even ports, RTCP on the next odd one"},
     {"relay", "timeout", CONF_INT, "60", 1, 86400, NULL,
      "seconds of silence on both legs after which a session is deleted"},
+    {"relay", "hold_timeout", CONF_INT, "3600", 1, 86400, NULL,
+     "seconds of silence after which a session on hold (every stream sendonly, recvonly, "
+     "inactive or c=0.0.0.0 in the last offer or answer) is deleted"},
     {"relay", "latch", CONF_ENUM, "strict", 0, 0, "strict|loose",
      "strict: latch only onto the party's SIP source IP or SDP IP (RTP Bleed safe); loose: "
      "any source, for carriers whose media comes from elsewhere"},
@@ -253,6 +256,7 @@ int relay_start(struct relay **rp, struct net *n, const struct conf *c)
 	pthread_mutex_init(&r->pool_lock, NULL);
 	pthread_mutex_init(&r->table_lock, NULL);
 	r->timeout_ms = (uint64_t)conf_int(c, "relay", "timeout") * 1000;
+	r->hold_timeout_ms = (uint64_t)conf_int(c, "relay", "hold_timeout") * 1000;
 	r->latch.mode = strcmp(conf_str(c, "relay", "latch"), "loose") == 0 ? RELAY_LATCH_LOOSE
 									    : RELAY_LATCH_STRICT;
 	r->latch.relatch_ms = (uint32_t)conf_int(c, "relay", "relatch");

@@ -91,6 +91,7 @@ struct relay_session {
 	bool dead;		    /* unlinked; sockets close on the worker */
 	uint64_t created_ms;
 	uint64_t touched_ms; /* last offer or answer */
+	bool on_hold;	     /* the last offer or answer held every stream */
 	struct relay_leg leg[2];
 	/* charged with its pairs (limits.c); set at creation, under pool_lock */
 	struct relay_charge *charge[RELAY_CHARGE_KINDS];
@@ -112,6 +113,7 @@ struct relay {
 	struct net *net;
 	struct relay_latch_conf latch; /* RO */
 	uint64_t timeout_ms;	       /* RO */
+	uint64_t hold_timeout_ms;      /* RO: for sessions on hold */
 	unsigned nif;
 	struct relay_if ifs[RELAY_MAX_IF];
 	uint16_t port_lo; /* even */

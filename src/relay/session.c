@@ -195,8 +195,11 @@ void relay_sweep(struct relay *r, uint64_t now_ms)
 			struct relay_session *next = s->next;
 			pthread_mutex_lock(&s->lock);
 			uint64_t last = session_last_ms(s);
+			/* a call on hold may be silent for long (no music on
+			 * hold): it keeps its ports until the longer timeout */
+			uint64_t limit = s->on_hold ? r->hold_timeout_ms : r->timeout_ms;
 			pthread_mutex_unlock(&s->lock);
-			if (now_ms > last && now_ms - last >= r->timeout_ms) {
+			if (now_ms > last && now_ms - last >= limit) {
 				LOG_I("relay", "session %.*s: %llu ms silent, deleted",
 				      (int)MIN(s->call_id_len, 64), s->call_id,
 				      (unsigned long long)(now_ms - last));
@@ -206,6 +209,23 @@ void relay_sweep(struct relay *r, uint64_t now_ms)
 		}
 	}
 	pthread_mutex_unlock(&r->table_lock);
+}
+
+/* Whether every stream with a port is on hold: sendonly, recvonly (the
+ * answer to a hold), inactive, or the old c=0.0.0.0 form (RFC 3264 8.4). */
+static bool sdp_held(const struct sdp *sd)
+{
+	bool any = false;
+	for (size_t i = 0; i < sd->n_media; i++) {
+		const struct sdp_media *m = &sd->media[i];
+		if (!m->port)
+			continue;
+		any = true;
+		if (!m->hold && m->dir != SDP_DIR_SENDONLY && m->dir != SDP_DIR_RECVONLY &&
+		    m->dir != SDP_DIR_INACTIVE)
+			return false;
+	}
+	return any;
 }
 
 /* ---- SDP to addresses ---- */
@@ -439,6 +459,7 @@ int relay_offer(struct relay *r, const struct relayctl_req *q, struct buf *out)
 		(void)mb;
 	}
 	s->touched_ms = time_mono_ms(); /* signaling keeps it alive */
+	s->on_hold = sdp_held(&sd);
 	err = rewrite(s, &sd, b, o, mux, out);
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
@@ -502,6 +523,7 @@ int relay_answer(struct relay *r, const struct relayctl_req *q, struct buf *out)
 		mux[i] = ma->mux;
 	}
 	s->touched_ms = time_mono_ms();
+	s->on_hold = sdp_held(&sd);
 	err = rewrite(s, &sd, a, o, mux, out);
 out_unlock:
 	pthread_mutex_unlock(&s->lock);

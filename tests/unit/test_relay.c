@@ -496,6 +496,56 @@ static void test_timeout(void **state)
 	stop(&f);
 }
 
+static bool session_alive(struct fixture *f, const char *cid)
+{
+	struct relayctl_query q;
+	return relayctl_query(f->rc, slice_cstr(cid), SLICE_NULL, &q) == 0;
+}
+
+/* A call on hold is silent (no music on hold): it used to be swept after
+ * [relay] timeout like a dead call, and the resumed call had no relay and no
+ * audio. A session whose streams are all sendonly/recvonly/inactive waits
+ * hold_timeout instead; resumed, the short timeout applies again. */
+static void test_hold_timeout(void **state)
+{
+	(void)state;
+	struct fixture f;
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41800-41899\ntimeout = 1\n"
+		  "hold_timeout = 60\n");
+	char sdp[512], held[600], answer[600];
+	sdp_for(sdp, sizeof sdp, 7078, false);
+	snprintf(held, sizeof held, "%sa=sendonly\r\n", sdp);
+	sdp_for(answer, sizeof answer, 7080, false);
+	snprintf(answer + strlen(answer), sizeof answer - strlen(answer), "a=recvonly\r\n");
+	struct buf out;
+	buf_init(&out);
+	struct relayctl_req q = req("dead", "x", "", sdp);
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), 0);
+	buf_reset(&out);
+	q = req("held", "x", "", sdp);
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), 0);
+	/* the caller puts the call on hold, the callee agrees */
+	buf_reset(&out);
+	q = req("held", "x", "y", held);
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), 0);
+	buf_reset(&out);
+	q = req("held", "x", "y", answer);
+	assert_int_equal(relayctl_answer(f.rc, &q, &out), 0);
+	for (int i = 0; i < 400 && session_alive(&f, "dead"); i++)
+		usleep(10000);
+	assert_false(session_alive(&f, "dead"));
+	assert_true(session_alive(&f, "held"));
+	/* resumed: silence ends it after the short timeout again */
+	buf_reset(&out);
+	q = req("held", "x", "y", sdp);
+	assert_int_equal(relayctl_offer(f.rc, &q, &out), 0);
+	for (int i = 0; i < 400 && session_alive(&f, "held"); i++)
+		usleep(10000);
+	assert_false(session_alive(&f, "held"));
+	buf_free(&out);
+	stop(&f);
+}
+
 /* Sends pkt from fd to port and expects it at rx_fd from from_port. */
 static void relay_one(int fd, uint16_t port, int rx_fd, uint16_t from_port, const uint8_t *pkt)
 {
@@ -637,6 +687,7 @@ int main(void)
 	    cmocka_unit_test(test_errors_and_pool),
 	    cmocka_unit_test(test_media_bounds),
 	    cmocka_unit_test(test_timeout),
+	    cmocka_unit_test(test_hold_timeout),
 	    cmocka_unit_test(test_fastpath),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
