@@ -105,8 +105,8 @@ static bool wants_relay(struct proxy *p, const struct edge_rx *rx, const struct 
 }
 
 uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,
-			     const struct proxy_target *t, size_t n, struct proxy_media *pm,
-			     struct buf *body)
+			     const struct proxy_target *t, size_t n, bool dialog_relayed,
+			     struct proxy_media *pm, struct buf *body)
 {
 	const struct sip_msg *m = rx->msg;
 	memset(pm, 0, sizeof *pm);
@@ -132,8 +132,10 @@ uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,
 			return 0;
 		}
 	}
+	/* in a dialog: relayed if it was, whether or not its session is still
+	 * there (a silent hold outlived it): the offer makes a new one */
 	bool engage = pm->initial ? wants_relay(p, rx, parsed, t, n)
-				  : session_exists(p, m->call_id);
+				  : dialog_relayed || session_exists(p, m->call_id);
 	/* every relayed m= line costs two port pairs: capped here too, for
 	 * relays that do not cap it themselves (ng) */
 	bool too_many = engage && parsed && active_media(parsed) > p->max_media;
@@ -158,7 +160,7 @@ uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,
 	req.opts.received_from = rx->flow.remote;
 	/* the caller's AOR pays for the ports with the source (max_pairs_per_aor) */
 	char owner[STORE_AOR_MAX];
-	if (pm->initial && registrar_aor_of(&m->from.uri, owner) == 0)
+	if (registrar_aor_of(&m->from.uri, owner) == 0)
 		req.opts.owner = slice_cstr(owner);
 	/* no private address left anywhere in what the callee sees */
 	req.opts.replace_origin = true;
@@ -191,7 +193,7 @@ int proxy_media_response(struct proxy *p, const struct proxy_media *pm, const st
 	req.opts.replace_session_conn = true;
 	int err;
 	char owner[STORE_AOR_MAX];
-	if (pm->late && pm->initial && registrar_aor_of(&m->from.uri, owner) == 0)
+	if (pm->late && registrar_aor_of(&m->from.uri, owner) == 0)
 		req.opts.owner = slice_cstr(owner);
 	if (pm->late) {
 		/* the callee offers: its tag names the offering leg */

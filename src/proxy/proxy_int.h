@@ -45,6 +45,12 @@ struct route_plan {
 	size_t partial_line; /* SIZE_MAX when none */
 	struct slice partial_rest;
 	bool record_route;
+	/* Our Record-Route entries say the dialog's media is relayed (";mr"),
+	 * so that a re-INVITE finds its relay again after the session was
+	 * swept (a silent hold). relayed_mark: put it in the Record-Route;
+	 * dialog_relayed: the Route of this request carried it. */
+	bool relayed_mark;
+	bool dialog_relayed;
 	/* a rewritten SDP to put in place of the body */
 	bool body_set;
 	struct slice body;
@@ -69,8 +75,8 @@ struct proxy_media {
 /* Decides whether to relay a request's media and, if so, rewrites its offer
  * into body. Returns 0, or a SIP status to answer with (488, 503). */
 uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,
-			     const struct proxy_target *t, size_t n, struct proxy_media *pm,
-			     struct buf *body);
+			     const struct proxy_target *t, size_t n, bool dialog_relayed,
+			     struct proxy_media *pm, struct buf *body);
 /* Rewrites the SDP of a response (answer, or late offer) into body; returns
  * 0 when body holds a new SDP, ENOENT when nothing is to change, or an error. */
 int proxy_media_response(struct proxy *p, const struct proxy_media *pm, const struct edge_rx *rx,

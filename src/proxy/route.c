@@ -68,6 +68,8 @@ static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_
 				break;
 			}
 			popped++;
+			if (sip_param_find(na.uri.params, "mr", NULL))
+				plan->dialog_relayed = true;
 			struct flow f;
 			int terr = na.uri.user.l ? edge_flow_token_decode(p->edge, na.uri.user, &f)
 						 : EBADMSG;
@@ -139,12 +141,13 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 		for (size_t i = 0; rr && i < m->n_hdrs; i++)
 			if (&m->hdrs[i] == rr)
 				at = i;
+		const char *mr = plan->relayed_mark ? "mr;" : "";
 		sip_edit_insert_hdr_before(
-			&ed, at, "Record-Route: <sip:%s@%s;%s%slr>, <sip:%s@%s;%s%slr>", token_out,
-			host, t->flow.tp == NET_TCP ? "transport=tcp" : "",
-			t->flow.tp == NET_TCP ? ";" : "", token_in, host_in,
+			&ed, at, "Record-Route: <sip:%s@%s;%s%s%slr>, <sip:%s@%s;%s%s%slr>",
+			token_out, host, t->flow.tp == NET_TCP ? "transport=tcp" : "",
+			t->flow.tp == NET_TCP ? ";" : "", mr, token_in, host_in,
 			rx->flow.tp == NET_TCP ? "transport=tcp" : "",
-			rx->flow.tp == NET_TCP ? ";" : "");
+			rx->flow.tp == NET_TCP ? ";" : "", mr);
 	}
 	for (size_t i = 0; plan->consumed_realm[0] && i < m->n_hdrs; i++) {
 		struct sip_digest_cred dc;
@@ -412,7 +415,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	struct proxy_media pm;
 	struct buf sdp;
 	buf_init(&sdp);
-	uint16_t status = proxy_media_request(p, rx, targets, n, &pm, &sdp);
+	uint16_t status = proxy_media_request(p, rx, targets, n, plan.dialog_relayed, &pm, &sdp);
 	if (status) {
 		buf_free(&sdp);
 		reply(rx, status, status == 488 ? "Not Acceptable Here" : "Media Relay Unavailable",
@@ -423,6 +426,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		plan.body_set = true;
 		plan.body = buf_slice(&sdp);
 	}
+	plan.relayed_mark = pm.engaged;
 	metric_add(&m_forwarded, (int64_t)n);
 	proxy_fork(p, rx, &plan, targets, n, &pm);
 	buf_free(&sdp);

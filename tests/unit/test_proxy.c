@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "phone.h"
+#include "relay/relay.h"
 
 static struct test_server srv;
 
@@ -225,6 +226,100 @@ static void test_timer_c_reset_by_provisionals(void **state)
 	test_server_stop(&s2);
 }
 
+/* An INVITE with SDP from the caller's socket: an initial one (route NULL)
+ * or a re-INVITE inside the dialog (to_tag, route set). */
+static void send_invite_sdp(struct phone *a, const char *ruri, const char *to_tag,
+			    const char *route, unsigned cseq, const char *branch, const char *dir)
+{
+	char sdp[512], route_line[1200] = "";
+	snprintf(sdp, sizeof sdp,
+		 "v=0\r\no=- 1 %u IN IP4 10.2.2.2\r\ns=-\r\nc=IN IP4 10.2.2.2\r\nt=0 0\r\n"
+		 "m=audio 4000 RTP/AVP 0\r\na=%s\r\n",
+		 cseq, dir);
+	if (route)
+		snprintf(route_line, sizeof route_line, "Route: %s\r\n", route);
+	phone_send(a,
+		   "INVITE %s SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=%s;rport\r\n"
+		   "%sMax-Forwards: 70\r\n"
+		   "From: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:holder@127.0.0.1>%s%s\r\n"
+		   "Call-ID: c-hold\r\nCSeq: %u INVITE\r\n"
+		   "Contact: <sip:caller@10.2.2.2:%u>\r\nContent-Type: application/sdp\r\n"
+		   "Content-Length: %zu\r\n\r\n%s",
+		   ruri, a->port, branch, route_line, to_tag ? ";tag=" : "", to_tag ? to_tag : "",
+		   cseq, a->port, strlen(sdp), sdp);
+}
+
+static int64_t relay_sessions(struct test_server *s)
+{
+	struct relay_stats st;
+	relay_stats_get(s->relay, &st);
+	return st.sessions;
+}
+
+/* A relayed call put on hold is silent; its relay session is swept (here
+ * after hold_timeout = 1 s, standing for a long hold). The re-INVITE that
+ * resumes it used to go on unrelayed (no session, so "not a relayed call"):
+ * the callee got the caller's private address and there was no audio. The
+ * dialog's Record-Route says it is relayed, and the re-INVITE gets a relay
+ * session again. */
+static void test_hold_then_resume_relayed(void **state)
+{
+	(void)state;
+	struct test_server s2;
+	test_server_start(&s2, "[sip]\nlisten = udp:127.0.0.1:0\nt1 = 100\n"
+			       "[keepalive]\ninterval = 0\n[proxy]\nrelay = local\n"
+			       "[relay]\naddress = 127.0.0.1\nports = 41900-41999\ntimeout = 1\n"
+			       "hold_timeout = 1\n");
+	struct phone a, b;
+	phone_open(&a, &s2);
+	phone_open(&b, &s2);
+	phone_register(&b, "holder");
+	char r[4096], inv[4096], rr[1024], ruri[128];
+	static const char answer[] = "v=0\r\no=- 2 1 IN IP4 10.1.1.1\r\ns=-\r\n"
+				     "c=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+	snprintf(ruri, sizeof ruri, "sip:holder@127.0.0.1:%u", net_addr_port(&s2.addr));
+	send_invite_sdp(&a, ruri, NULL, NULL, 1, "z9hG4bKhold1", "sendrecv");
+	phone_expect(&b, "INVITE ", inv, sizeof inv);
+	assert_non_null(strstr(inv, "a=nortpproxy:yes"));
+	phone_reply_sdp(&b, inv, 200, "OK", "hb", answer);
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	assert_non_null(strstr(r, "a=nortpproxy:yes"));
+	assert_int_equal(relay_sessions(&s2), 1);
+	msg_header(r, "Record-Route", rr, sizeof rr);
+	/* the caller's route set is the Record-Route reversed */
+	char route[1024];
+	const char *comma = strstr(rr, ", ");
+	assert_non_null(comma);
+	snprintf(route, sizeof route, "%s, %.*s", comma + 2, (int)(comma - rr), rr);
+	char bruri[64];
+	snprintf(bruri, sizeof bruri, "sip:callee@127.0.0.1:%u", b.port);
+
+	/* hold; both sides silent; the session goes */
+	send_invite_sdp(&a, bruri, "hb", route, 2, "z9hG4bKhold2", "sendonly");
+	phone_expect(&b, "INVITE ", inv, sizeof inv);
+	assert_non_null(strstr(inv, "a=nortpproxy:yes"));
+	phone_reply_sdp(&b, inv, 200, "OK", "hb", answer);
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	for (int i = 0; i < 500 && relay_sessions(&s2); i++)
+		usleep(10 * 1000);
+	assert_int_equal(relay_sessions(&s2), 0);
+
+	/* resume: relayed again, no private address reaches the callee */
+	send_invite_sdp(&a, bruri, "hb", route, 3, "z9hG4bKhold3", "sendrecv");
+	phone_expect(&b, "INVITE ", inv, sizeof inv);
+	assert_non_null(strstr(inv, "a=nortpproxy:yes"));
+	assert_null(strstr(strstr(inv, "\r\n\r\n"), "10.2.2.2"));
+	phone_reply_sdp(&b, inv, 200, "OK", "hb", answer);
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	assert_non_null(strstr(r, "a=nortpproxy:yes"));
+	assert_null(strstr(strstr(r, "\r\n\r\n"), "10.1.1.1"));
+	assert_int_equal(relay_sessions(&s2), 1);
+	phone_close(&a);
+	phone_close(&b);
+	test_server_stop(&s2);
+}
+
 static void send_bye(struct phone *from, uint16_t to_port, const char *route, const char *branch,
 		     unsigned cseq)
 {
@@ -279,6 +374,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_without_transaction_forwarded),
 		cmocka_unit_test(test_after_2xx_accepted),
 		cmocka_unit_test(test_timer_c_reset_by_provisionals),
+		cmocka_unit_test(test_hold_then_resume_relayed),
 		cmocka_unit_test(test_in_dialog_bye_follows_record_route),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -33,7 +33,9 @@ void test_server_start(struct test_server *s, const char *conf_text)
 	assert_int_equal(net_alloc(&s->net, &nc), 0);
 	assert_int_equal(edge_alloc(&s->edge, s->net, s->conf), 0);
 	assert_int_equal(registrar_alloc(&s->reg, s->edge, s->store, s->creds, s->conf), 0);
-	assert_int_equal(proxy_alloc(&s->proxy, s->edge, s->reg, NULL, s->conf), 0);
+	if (conf_section_present(s->conf, "relay"))
+		assert_int_equal(relay_start(&s->relay, s->net, s->conf), 0);
+	assert_int_equal(proxy_alloc(&s->proxy, s->edge, s->reg, s->relay, s->conf), 0);
 	assert_int_equal(net_start(s->net), 0);
 	assert_int_equal(registrar_start(s->reg), 0);
 	s->addr = *net_listener_addr(s->net, 0);
@@ -43,6 +45,7 @@ void test_server_stop(struct test_server *s)
 {
 	net_stop(s->net);
 	proxy_free(s->proxy);
+	relay_free(s->relay);
 	registrar_free(s->reg);
 	edge_free(s->edge);
 	net_free(s->net);
@@ -131,6 +134,12 @@ static bool starts(const char *line, const char *name)
 void phone_reply(struct phone *p, const char *req, int status, const char *reason,
 		 const char *tag)
 {
+	phone_reply_sdp(p, req, status, reason, tag, NULL);
+}
+
+void phone_reply_sdp(struct phone *p, const char *req, int status, const char *reason,
+		     const char *tag, const char *sdp)
+{
 	char resp[4096];
 	int n = snprintf(resp, sizeof resp, "SIP/2.0 %d %s\r\n", status, reason);
 	for (const char *line = strstr(req, "\r\n") + 2; !starts(line, "\r\n");
@@ -147,8 +156,15 @@ void phone_reply(struct phone *p, const char *req, int status, const char *reaso
 				      tagged ? "" : ";tag=", tagged ? "" : tag);
 		}
 	}
-	n += snprintf(resp + n, sizeof resp - (size_t)n,
-		      "Contact: <sip:callee@127.0.0.1:%u>\r\nContent-Length: 0\r\n\r\n", p->port);
+	if (sdp)
+		n += snprintf(resp + n, sizeof resp - (size_t)n,
+			      "Contact: <sip:callee@127.0.0.1:%u>\r\nContent-Type: application/sdp\r\n"
+			      "Content-Length: %zu\r\n\r\n%s",
+			      p->port, strlen(sdp), sdp);
+	else
+		n += snprintf(resp + n, sizeof resp - (size_t)n,
+			      "Contact: <sip:callee@127.0.0.1:%u>\r\nContent-Length: 0\r\n\r\n",
+			      p->port);
 	send_raw(p, resp, (size_t)n);
 }
 

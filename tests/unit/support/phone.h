@@ -18,12 +18,14 @@ struct test_server {
 	struct edge *edge;
 	struct registrar *reg;
 	struct proxy *proxy;
+	struct relay *relay; /* with a [relay] section in the config, else NULL */
 	struct net_addr addr; /* where phones send */
 	unsigned seq;
 };
 
 /* Starts edge, registrar (with its keepalive timers) and proxy on 127.0.0.1:0
- * with a memory store and the given config text; fails the test on error. */
+ * with a memory store and the given config text, and the media relay when it
+ * has a [relay] section; fails the test on error. */
 void test_server_start(struct test_server *s, const char *conf_text);
 void test_server_stop(struct test_server *s);
 
@@ -44,6 +46,9 @@ void phone_expect_silence(struct phone *p, int ms);
 /* Answers req with status, copying Via, From, To (+tag), Call-ID, CSeq, Record-Route. */
 void phone_reply(struct phone *p, const char *req, int status, const char *reason,
 		 const char *tag);
+/* The same with an SDP body (NULL: none). */
+void phone_reply_sdp(struct phone *p, const char *req, int status, const char *reason,
+		     const char *tag, const char *sdp);
 /* REGISTERs user with Contact sip:user@10.1.1.1:<port> (a private address). */
 void phone_register(struct phone *p, const char *user);
 void phone_invite(struct phone *caller, const char *callee, const char *call_id,
