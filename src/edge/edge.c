@@ -26,8 +26,8 @@ const struct conf_key edge_conf_keys[] = {
 	 "seconds a new TCP connection has to send a whole message (half-open bound)"},
 	{"sip", "t1", CONF_INT, "500", 50, 10000, NULL, "RFC 3261 T1 in ms (RTT estimate)"},
 	{"sip", "timer_c", CONF_INT, "180", 1, 3600, NULL,
-	 "RFC 3261 Timer C in seconds: a forwarded INVITE with no provisional above 100 for "
-	 "this long is cancelled; every such provisional restarts it (more than 180 per the RFC)"},
+	 "RFC 3261 Timer C in seconds: a forwarded INVITE that gets no provisional above 100 "
+	 "for this long is cancelled; each one restarts it (16.7 step 2); the RFC wants over 180"},
 	{"sip", "flow_key", CONF_STR, "", 0, 0, NULL,
 	 "64 hex chars keying flow-token HMACs; empty = random per start"},
 	{"sip", "steering", CONF_ENUM, "auto", 0, 0, "auto|on|off",
