@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -419,6 +421,84 @@ static void test_many_contacts(void **state)
 	assert_int_equal(do_register(f, "frank", "c-frank", 1, contacts, r, sizeof r), 403);
 }
 
+/* With the disk full, a REGISTER is answered 500, and its binding must not
+ * take calls (it used to: live in memory, gone after a restart), nor may an
+ * unregistration that failed stop them (it used to, and the binding came
+ * back after a restart). Commits fail by RLIMIT_FSIZE 0, as on a full disk. */
+static void test_disk_full_not_routed(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/pinhole-regfull-XXXXXX", conf[256];
+	assert_non_null(mkdtemp(dir));
+	snprintf(conf, sizeof conf,
+		 "[sip]\nlisten = udp:127.0.0.1:0\n[keepalive]\ninterval = 0\n"
+		 "[proxy]\nrelay = none\n[store]\npath = %s/reg.db\n",
+		 dir);
+	struct test_server srv;
+	test_server_start(&srv, conf);
+	struct phone a, b, c;
+	phone_open(&a, &srv);
+	phone_open(&b, &srv);
+	phone_open(&c, &srv);
+	phone_register(&b, "kept");
+	char r[4096];
+
+	signal(SIGXFSZ, SIG_IGN);
+	struct rlimit saved, full;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+	full = saved;
+	full.rlim_cur = 0;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &full), 0);
+	/* a new binding: 500, and calls to it are not routed there */
+	phone_send(&c,
+		   "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKdf1\r\n"
+		   "From: <sip:lost@127.0.0.1>;tag=d1\r\nTo: <sip:lost@127.0.0.1>\r\n"
+		   "Call-ID: df-1\r\nCSeq: 1 REGISTER\r\nContact: <sip:lost@10.1.1.9:%u>\r\n"
+		   "Expires: 300\r\nContent-Length: 0\r\n\r\n",
+		   c.port, c.port);
+	phone_expect(&c, "SIP/2.0 ", r, sizeof r);
+	int new_status = atoi(r + 8);
+	phone_invite(&a, "lost", "df-call-1", "z9hG4bKdfi1", 70);
+	phone_expect(&a, "SIP/2.0 4", r, sizeof r);
+	int lost_status = atoi(r + 8);
+	/* unregistering: 500, and calls still reach the binding */
+	phone_send(&b,
+		   "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKdf2\r\n"
+		   "From: <sip:kept@127.0.0.1>;tag=d2\r\nTo: <sip:kept@127.0.0.1>\r\n"
+		   "Call-ID: df-2\r\nCSeq: 1 REGISTER\r\nContact: *\r\n"
+		   "Expires: 0\r\nContent-Length: 0\r\n\r\n",
+		   b.port);
+	phone_expect(&b, "SIP/2.0 ", r, sizeof r);
+	int unreg_status = atoi(r + 8);
+	phone_invite(&a, "kept", "df-call-2", "z9hG4bKdfi2", 70);
+	phone_expect(&b, "INVITE ", r, sizeof r);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+	assert_int_equal(new_status, 500);
+	assert_int_equal(lost_status, 404);
+	assert_int_equal(unreg_status, 500);
+	phone_close(&a);
+	phone_close(&b);
+	phone_close(&c);
+	test_server_stop(&srv);
+
+	/* after a restart: exactly what memory said */
+	test_server_start(&srv, conf);
+	struct store_binding bs[2];
+	size_t n = 9;
+	assert_int_equal(registrar_lookup(srv.reg, "kept@127.0.0.1", bs, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(registrar_lookup(srv.reg, "lost@127.0.0.1", bs, 2, &n), 0);
+	assert_int_equal(n, 0);
+	test_server_stop(&srv);
+	char p[128];
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof p, "%s/reg.db%s", dir, suffix[i]);
+		unlink(p);
+	}
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -432,6 +512,7 @@ int main(void)
 	    cmocka_unit_test(test_many_transactions),
 	    cmocka_unit_test(test_many_contacts),
 	    cmocka_unit_test(test_timer_j_ends),
+	    cmocka_unit_test(test_disk_full_not_routed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

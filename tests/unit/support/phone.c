@@ -26,7 +26,10 @@ void test_server_start(struct test_server *s, const char *conf_text)
 	assert_int_equal(conf_alloc(&s->conf, tables), 0);
 	if (conf_load_string(s->conf, "test", conf_text, err, sizeof err))
 		fail_msg("config: %s", err);
-	struct store_conf sc = {.path = NULL};
+	/* memory only, unless the config names a [store] */
+	struct store_conf sc = {.path = NULL, .sync = STORE_SYNC_NORMAL};
+	if (conf_section_present(s->conf, "store") && conf_str(s->conf, "store", "path")[0])
+		sc.path = conf_str(s->conf, "store", "path");
 	assert_int_equal(store_alloc(&s->store, &sc), 0);
 	assert_int_equal(store_cred_alloc(&s->creds), 0);
 	struct net_conf nc = {.workers = 2, .max_msg = 8192};
