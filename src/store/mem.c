@@ -46,146 +46,17 @@ struct store_view {
 	uint64_t stack_removed[VIEW_STACK];
 };
 
-/* ---- packed bindings ----
- *
- * What the memory tier keeps of a binding: its fixed fields, the flow's
- * addresses without sockaddr_storage's padding, and its five strings one
- * after the other, each with its NUL; the AOR is its store_aor's. About 140
- * bytes plus the strings, against 1,280 for a struct store_binding. */
-
-union rec_addr {
-	struct sockaddr sa;
-	struct sockaddr_in in;
-	struct sockaddr_in6 in6;
-};
-
-enum { REC_CONTACT, REC_INSTANCE, REC_CALLID, REC_PATH, REC_UA, REC_NSTR };
-
-struct store_rec {
-	uint64_t id;
-	int64_t expires_at, registered_at;
-	struct store_ka ka;
-	uint64_t conn_id;
-	uint32_t cseq, reg_id;
-	uint16_t q, listener;
-	uint8_t tp;
-	bool behind_nat;
-	uint32_t refs;		/* arrays and jobs holding it; under the shard lock */
-	uint16_t len[REC_NSTR]; /* without the NUL */
-	union rec_addr local, remote;
-	char s[];
-};
-
-static const char *rec_str(const struct store_rec *r, int which)
-{
-	const char *p = r->s;
-	for (int i = 0; i < which; i++)
-		p += r->len[i] + 1;
-	return p;
-}
-
-static void addr_pack(union rec_addr *out, const struct net_addr *a)
-{
-	memcpy(out, &a->u, sizeof *out);
-}
-
-static void addr_unpack(struct net_addr *out, const union rec_addr *a)
-{
-	memset(out, 0, sizeof *out);
-	memcpy(&out->u, a, sizeof *a);
-}
-
-/* A new record for b (fields checked by binding_check), or NULL. */
-static struct store_rec *rec_pack(const struct store_binding *b)
-{
-	const char *str[REC_NSTR] = {b->contact, b->instance, b->call_id, b->path, b->user_agent};
-	size_t len[REC_NSTR], total = 0;
-	for (int i = 0; i < REC_NSTR; i++) {
-		len[i] = strlen(str[i]);
-		total += len[i] + 1;
-	}
-	struct store_rec *r = malloc(sizeof *r + total);
-	if (!r)
-		return NULL;
-	memset(r, 0, sizeof *r);
-	r->refs = 1;
-	r->id = b->id;
-	r->expires_at = b->expires_at;
-	r->registered_at = b->registered_at;
-	r->ka = b->ka;
-	r->conn_id = b->flow.conn_id;
-	r->cseq = b->cseq;
-	r->reg_id = b->reg_id;
-	r->q = b->q;
-	r->listener = b->flow.listener;
-	r->tp = (uint8_t)b->flow.tp;
-	r->behind_nat = b->behind_nat;
-	addr_pack(&r->local, &b->flow.local);
-	addr_pack(&r->remote, &b->flow.remote);
-	char *p = r->s;
-	for (int i = 0; i < REC_NSTR; i++) {
-		r->len[i] = (uint16_t)len[i]; /* < STORE_*_MAX, checked */
-		memcpy(p, str[i], len[i] + 1);
-		p += len[i] + 1;
-	}
-	return r;
-}
-
-static void rec_unpack(const struct store_rec *r, const char *aor, struct store_binding *b)
-{
-	memset(b, 0, sizeof *b);
-	b->id = r->id;
-	b->expires_at = r->expires_at;
-	b->registered_at = r->registered_at;
-	b->ka = r->ka;
-	b->flow.tp = (enum net_transport)r->tp;
-	b->flow.listener = r->listener;
-	b->flow.conn_id = r->conn_id;
-	addr_unpack(&b->flow.local, &r->local);
-	addr_unpack(&b->flow.remote, &r->remote);
-	b->cseq = r->cseq;
-	b->reg_id = r->reg_id;
-	b->q = r->q;
-	b->behind_nat = r->behind_nat;
-	strcpy(b->aor, aor); /* canonical, shorter than STORE_AOR_MAX */
-	char *dst[REC_NSTR] = {b->contact, b->instance, b->call_id, b->path, b->user_agent};
-	const char *p = r->s;
-	for (int i = 0; i < REC_NSTR; i++) {
-		memcpy(dst[i], p, r->len[i] + 1u);
-		p += r->len[i] + 1;
-	}
-}
-
-static struct store_rec *rec_ref(struct store_rec *r)
-{
-	r->refs++;
-	return r;
-}
-
-static void rec_unref(struct store_rec *r)
-{
-	if (r && --r->refs == 0)
-		free(r);
-}
-
-static void recs_release(struct store_rec **r, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		rec_unref(r[i]);
-	free(r);
-}
-
 /* Forgets the queued changes' working copy: r is the latest state again. */
 static void aor_drop_w(struct store_aor *a)
 {
-	recs_release(a->w, a->nw);
+	store_recs_release(a->w, a->nw);
 	a->w = NULL;
 	a->nw = 0;
 }
 
 static void recs_free(struct store_aor *a)
 {
-	recs_release(a->r, a->n);
+	store_recs_release(a->r, a->n);
 	a->r = NULL;
 	a->n = 0;
 	aor_drop_w(a);
@@ -351,7 +222,7 @@ static int view_init(struct store_view *v, const struct store_aor *a)
 			v->removed[v->nremoved++] = r[i]->id;
 			continue;
 		}
-		rec_unpack(r[i], a->aor, &v->b[v->n]);
+		store_rec_unpack(r[i], a->aor, &v->b[v->n]);
 		v->src[v->n] = r[i];
 		v->flags[v->n++] = VIEW_ORIG;
 	}
@@ -524,7 +395,7 @@ static struct store_job *view_job(const struct store_view *v, struct store_rec *
 	for (size_t i = 0; i < v->n; i++) {
 		if (!(v->flags[i] & VIEW_DIRTY))
 			continue;
-		job->rows[job->nrows].rec = rec_ref(recs[i]);
+		job->rows[job->nrows].rec = store_rec_ref(recs[i]);
 		job->rows[job->nrows++].b = v->b[i];
 	}
 	for (size_t i = 0; i < v->nremoved; i++) {
@@ -538,7 +409,7 @@ static struct store_job *view_job(const struct store_view *v, struct store_rec *
 static void job_release(struct store_job *job)
 {
 	for (size_t i = 0; job && i < job->nrows; i++) {
-		rec_unref(job->rows[i].rec);
+		store_rec_unref(job->rows[i].rec);
 		job->rows[i].rec = NULL;
 	}
 }
@@ -552,12 +423,12 @@ static int view_pack(const struct store_view *v, struct store_rec ***out)
 		return ENOMEM;
 	for (size_t i = 0; i < v->n; i++) {
 		if (!(v->flags[i] & VIEW_DIRTY) && v->src[i]) {
-			r[i] = rec_ref(v->src[i]);
+			r[i] = store_rec_ref(v->src[i]);
 			continue;
 		}
-		r[i] = rec_pack(&v->b[i]);
+		r[i] = store_rec_pack(&v->b[i]);
 		if (!r[i]) {
-			recs_release(r, i);
+			store_recs_release(r, i);
 			return ENOMEM;
 		}
 	}
@@ -578,7 +449,7 @@ static void view_install(struct store *s, struct store_aor *a, struct store_rec 
 		a->npending++;
 	} else {
 		count_bindings(s, (int64_t)n - (int64_t)a->n);
-		recs_release(a->r, a->n);
+		store_recs_release(a->r, a->n);
 		a->r = recs;
 		a->n = n;
 	}
@@ -622,7 +493,7 @@ int store_update(struct store *s, struct slice aor, store_update_h *fn, void *ar
 	if (err) {
 		job_release(job);
 		free(job);
-		recs_release(recs, v.n);
+		store_recs_release(recs, v.n);
 		goto out_unlock;
 	}
 	view_install(s, a, recs, v.n, job != NULL);
@@ -649,14 +520,14 @@ static int recs_append(struct store_rec ***r, size_t *n, struct store_rec *rec)
 	struct store_rec **nr = realloc(*r, (*n + 1) * sizeof *nr);
 	if (!nr)
 		return ENOMEM;
-	nr[(*n)++] = rec_ref(rec);
+	nr[(*n)++] = store_rec_ref(rec);
 	*r = nr;
 	return 0;
 }
 
 static void recs_remove(struct store_rec **r, size_t *n, size_t i)
 {
-	rec_unref(r[i]);
+	store_rec_unref(r[i]);
 	memmove(&r[i], &r[i + 1], (*n - i - 1) * sizeof *r);
 	(*n)--;
 }
@@ -672,8 +543,8 @@ static void aor_apply(struct store *s, struct store_aor *a, const struct store_j
 			if (i >= 0)
 				recs_remove(a->r, &a->n, (size_t)i);
 		} else if (i >= 0) {
-			rec_unref(a->r[i]);
-			a->r[i] = rec_ref(row->rec);
+			store_rec_unref(a->r[i]);
+			a->r[i] = store_rec_ref(row->rec);
 		} else if (recs_append(&a->r, &a->n, row->rec)) {
 			/* in the database, back in memory at the next start */
 			LOG_E("store", "%s: no memory for a committed binding", a->aor);
@@ -692,8 +563,8 @@ static void aor_undo(struct store_aor *a, const struct store_job *job)
 		uint64_t id = job->rows[k].b.id;
 		long ir = recs_find(a->r, a->n, id), iw = recs_find(a->w, a->nw, id);
 		if (ir >= 0 && iw >= 0) {
-			rec_unref(a->w[iw]);
-			a->w[iw] = rec_ref(a->r[ir]);
+			store_rec_unref(a->w[iw]);
+			a->w[iw] = store_rec_ref(a->r[ir]);
 		} else if (ir >= 0) {
 			recs_append(&a->w, &a->nw, a->r[ir]); /* ENOMEM: stays out until drained */
 		} else if (iw >= 0) {
@@ -766,7 +637,7 @@ int store_lookup(struct store *s, struct slice aor, struct store_binding *out, s
 	if (cnt > 1)
 		qsort(live, cnt, sizeof *live, binding_order);
 	for (size_t i = 0; i < cnt && i < max; i++)
-		rec_unpack(live[i], a->aor, &out[i]);
+		store_rec_unpack(live[i], a->aor, &out[i]);
 	*n = MIN(cnt, max);
 	if (cnt > max)
 		err = ENOBUFS;
@@ -800,7 +671,7 @@ int store_foreach(struct store *s, store_visit_h *fn, void *arg)
 			for (struct store_aor *a = sh->tab[i]; a; a = a->next)
 				for (size_t j = 0; j < a->n; j++)
 					if (a->r[j]->expires_at > now)
-						rec_unpack(a->r[j], a->aor, &copy[n++]);
+						store_rec_unpack(a->r[j], a->aor, &copy[n++]);
 		pthread_mutex_unlock(&sh->lock);
 
 		/* visited without the lock: fn may call back into the store */
@@ -837,7 +708,7 @@ static int ka_set(struct store *s, struct slice aor, uint64_t id, struct slice c
 			struct store_rec *b = r[i];
 			bool hit = id ? b->id == id
 				      : b->len[REC_CONTACT] == contact.l &&
-					    memcmp(rec_str(b, REC_CONTACT), contact.p, contact.l) ==
+					    memcmp(store_rec_str(b, REC_CONTACT), contact.p, contact.l) ==
 						0;
 			if (hit) {
 				b->ka = *ka; /* memory only, see struct store_ka */
@@ -898,7 +769,7 @@ static size_t aor_expire(struct store_aor *a, int64_t now, uint64_t **ids, size_
 			a->w[keep++] = r;
 			continue;
 		}
-		rec_unref(r);
+		store_rec_unref(r);
 	}
 	a->nw = keep;
 	keep = 0;
@@ -914,7 +785,7 @@ static size_t aor_expire(struct store_aor *a, int64_t now, uint64_t **ids, size_
 			a->r[keep++] = r;
 			continue;
 		}
-		rec_unref(r);
+		store_rec_unref(r);
 	}
 	size_t gone = a->n - keep;
 	a->n = keep;
@@ -1007,7 +878,7 @@ static int load_one(const struct store_binding *b, void *arg)
 	if (!nr)
 		return ENOMEM;
 	a->r = nr;
-	struct store_rec *r = rec_pack(b);
+	struct store_rec *r = store_rec_pack(b);
 	if (!r)
 		return ENOMEM;
 	/* connection ids are per process: an old one could name a new stranger's

@@ -7,7 +7,49 @@
 
 #include "store/store.h"
 
-struct store_rec; /* mem.c: one binding, packed */
+/* ---- packed bindings (rec.c) ----
+ *
+ * What the memory tier keeps of a binding: its fixed fields, the flow's
+ * addresses without sockaddr_storage's padding, and its five strings one
+ * after the other, each with its NUL; the AOR is its store_aor's. About 140
+ * bytes plus the strings, against 1,280 for a struct store_binding. */
+
+union store_rec_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+enum { REC_CONTACT, REC_INSTANCE, REC_CALLID, REC_PATH, REC_UA, REC_NSTR };
+
+struct store_rec {
+	uint64_t id;
+	int64_t expires_at, registered_at;
+	struct store_ka ka;
+	uint64_t conn_id;
+	uint32_t cseq, reg_id;
+	uint16_t q, listener;
+	uint8_t tp;
+	bool behind_nat;
+	uint32_t refs;		/* arrays and jobs holding it; under the shard lock */
+	uint16_t len[REC_NSTR]; /* without the NUL */
+	union store_rec_addr local, remote;
+	char s[];
+};
+
+/* The string `which` (REC_*) of r, NUL-terminated. */
+const char *store_rec_str(const struct store_rec *r, int which);
+/* A new record for b (fields checked: see binding_check in mem.c) with one
+ * reference, or NULL. */
+struct store_rec *store_rec_pack(const struct store_binding *b);
+/* Fills b from r; aor is the owning AOR's canonical name. */
+void store_rec_unpack(const struct store_rec *r, const char *aor, struct store_binding *b);
+/* References: under the shard lock of the record's AOR. */
+struct store_rec *store_rec_ref(struct store_rec *r);
+void store_rec_unref(struct store_rec *r); /* NULL is fine; frees at 0 */
+/* Drops one reference of each of the n records, then frees the array. */
+void store_recs_release(struct store_rec **r, size_t n);
+
 
 /* One AOR in a shard's hash table; owned by its shard. Its bindings are kept
  * packed (mem.c, struct store_rec): a struct store_binding is 1,280 bytes of

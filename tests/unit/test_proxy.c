@@ -365,6 +365,49 @@ static void test_in_dialog_bye_follows_record_route(void **state)
 	phone_close(&b);
 }
 
+/* A Route token made under another flow_key (before a key rotation, or a
+ * restart with a random key) is stale, not forged: RFC 5626 5.3's 430 Flow
+ * Failed, where it used to be 403 like a tampered one. */
+static void test_stale_flow_token_430(void **state)
+{
+	(void)state;
+	struct test_server old;
+	test_server_start(&old, "[sip]\nlisten = udp:127.0.0.1:0\nt1 = 100\n"
+				"[keepalive]\ninterval = 0\n[proxy]\nrelay = none\n");
+	struct phone a, b;
+	phone_open(&a, &old);
+	phone_open(&b, &old);
+	phone_register(&b, "rotated");
+	char r[4096], inv[4096], rr[1024];
+	phone_invite(&a, "rotated", "c-rot", "z9hG4bKrot1", 70);
+	phone_expect(&b, "INVITE ", inv, sizeof inv);
+	phone_reply(&b, inv, 200, "OK", "rt");
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	msg_header(r, "Record-Route", rr, sizeof rr);
+	unsigned old_port = net_addr_port(&old.addr);
+	phone_close(&a);
+	phone_close(&b);
+	test_server_stop(&old);
+	/* the same route towards the running server (its own key) */
+	char from[32], to[32], route[1024] = "";
+	snprintf(from, sizeof from, "@127.0.0.1:%u", old_port);
+	snprintf(to, sizeof to, "@127.0.0.1:%u", net_addr_port(&srv.addr));
+	for (const char *p = rr, *at; *p; p = at + strlen(from)) {
+		at = strstr(p, from);
+		if (!at) {
+			strncat(route, p, sizeof route - strlen(route) - 1);
+			break;
+		}
+		strncat(route, p, (size_t)(at - p));
+		strncat(route, to, sizeof route - strlen(route) - 1);
+	}
+	struct phone c;
+	phone_open(&c, &srv);
+	send_bye(&c, 5060, route, "z9hG4bKrot2", 1);
+	phone_expect(&c, "SIP/2.0 430", r, sizeof r);
+	phone_close(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -376,6 +419,7 @@ int main(void)
 		cmocka_unit_test(test_timer_c_reset_by_provisionals),
 		cmocka_unit_test(test_hold_then_resume_relayed),
 		cmocka_unit_test(test_in_dialog_bye_follows_record_route),
+		cmocka_unit_test(test_stale_flow_token_430),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
