@@ -78,8 +78,7 @@ int relay_limit_media(struct relay *r, const struct sdp *sd, const struct relay_
 	return E2BIG;
 }
 
-static struct relay_charge *charge_get(struct relay *r, uint8_t kind, const void *key,
-				       size_t len)
+static struct relay_charge *charge_get(struct relay *r, uint8_t kind, const void *key, size_t len)
 {
 	uint64_t h = hash_bytes(key, len) ^ kind;
 	struct relay_charge **head = &r->charges[h % CHARGE_BUCKETS];
@@ -125,7 +124,8 @@ int relay_charge_attach(struct relay *r, struct relay_session *s, const struct n
 		owner.l = 255; /* longer AORs are not ours to store anyway */
 	int err = 0;
 	pthread_mutex_lock(&r->pool_lock);
-	if (iplen && !(s->charge[RELAY_CHARGE_SOURCE] = charge_get(r, RELAY_CHARGE_SOURCE, ip, iplen)))
+	if (iplen &&
+	    !(s->charge[RELAY_CHARGE_SOURCE] = charge_get(r, RELAY_CHARGE_SOURCE, ip, iplen)))
 		err = ENOMEM;
 	else if (iplen)
 		s->charge[RELAY_CHARGE_SOURCE]->sessions++;

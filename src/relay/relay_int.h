@@ -118,10 +118,10 @@ struct relay {
 	struct relay_if ifs[RELAY_MAX_IF];
 	uint16_t port_lo; /* even */
 	uint32_t npairs;
-	pthread_mutex_t pool_lock; /* the pool and the charges */
-	unsigned max_media;	   /* RO: m= lines relayed per call */
+	pthread_mutex_t pool_lock;		/* the pool and the charges */
+	unsigned max_media;			/* RO: m= lines relayed per call */
 	uint32_t max_pairs[RELAY_CHARGE_KINDS]; /* RO: 0 = no limit */
-	struct relay_charge **charges;		 /* owned; chained by hash */
+	struct relay_charge **charges;		/* owned; chained by hash */
 
 	pthread_mutex_t table_lock;
 	struct relay_session **table; /* owned; chained by hash */

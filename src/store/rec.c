@@ -102,4 +102,3 @@ void store_recs_release(struct store_rec **r, size_t n)
 		store_rec_unref(r[i]);
 	free(r);
 }
-

@@ -13,7 +13,7 @@
 struct sq {
 	sqlite3 *db;
 	sqlite3_stmt *upsert, *del, *begin, *commit, *rollback;
-	char *path; /* for log lines */
+	char *path;    /* for log lines */
 	char why[256]; /* the last write error: the writer logs it, once per burst */
 };
 

@@ -50,7 +50,6 @@ void store_rec_unref(struct store_rec *r); /* NULL is fine; frees at 0 */
 /* Drops one reference of each of the n records, then frees the array. */
 void store_recs_release(struct store_rec **r, size_t n);
 
-
 /* One AOR in a shard's hash table; owned by its shard. Its bindings are kept
  * packed (mem.c, struct store_rec): a struct store_binding is 1,280 bytes of
  * fixed fields, and the memory tier holds every binding for good.

@@ -59,8 +59,10 @@ static void log_commit(struct store_writer *w, int err)
 	}
 	const char *why = w->ops->errmsg ? w->ops->errmsg(w->ctx) : NULL;
 	if (w->fail_run == 1)
-		LOG_E("store", "commit failed: %s; the changes are undone and their "
-			       "callers get the error", why ? why : strerror(err));
+		LOG_E("store",
+		      "commit failed: %s; the changes are undone and their "
+		      "callers get the error",
+		      why ? why : strerror(err));
 	else
 		LOG_E("store", "commit failed: %s (%llu more failed in the last %llu s)",
 		      why ? why : strerror(err), (unsigned long long)w->fail_quiet,

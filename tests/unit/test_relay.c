@@ -367,8 +367,9 @@ static void test_errors_and_pool(void **state)
 /* An SDP of n m= lines, those from first on with ports (the others port 0). */
 static void sdp_lines(char *out, size_t cap, int n, int first)
 {
-	int k = snprintf(out, cap, "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
-				   "c=IN IP4 127.0.0.1\r\nt=0 0\r\n");
+	int k = snprintf(out, cap,
+			 "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+			 "c=IN IP4 127.0.0.1\r\nt=0 0\r\n");
 	for (int i = 0; i < n; i++)
 		k += snprintf(out + k, cap - (size_t)k, "m=audio %d RTP/AVP 0\r\n",
 			      i >= first ? 7000 + 2 * i : 0);
@@ -432,10 +433,11 @@ static void test_media_bounds(void **state)
 	assert_int_equal(metric_value("relay_limit_source_total") - s0, 1);
 	assert_int_equal(offer_from(&f, "other", "198.18.9.3", "", sdp), 0);
 	/* an IPv6 source is one /64 */
-	assert_int_equal(offer_from(&f, "v6-1", "[2001:db8:1:2::1]", "", "v=0\r\no=- 1 1 IN IP4 "
-						 "127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-						 "m=audio 7000 RTP/AVP 0\r\nm=audio 7002 RTP/AVP 0\r\n"
-						 "m=audio 7004 RTP/AVP 0\r\nm=audio 7006 RTP/AVP 0\r\n"),
+	assert_int_equal(offer_from(&f, "v6-1", "[2001:db8:1:2::1]", "",
+				    "v=0\r\no=- 1 1 IN IP4 "
+				    "127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+				    "m=audio 7000 RTP/AVP 0\r\nm=audio 7002 RTP/AVP 0\r\n"
+				    "m=audio 7004 RTP/AVP 0\r\nm=audio 7006 RTP/AVP 0\r\n"),
 			 0);
 	assert_int_equal(offer_from(&f, "v6-2", "[2001:db8:1:2::99]", "", sdp), EDQUOT);
 

@@ -1,4 +1,5 @@
-/* Location store when COMMITs fail (disk full): memory holds only what is committed, logs stay short. */
+/* Location store when COMMITs fail (disk full): memory holds only what is committed, logs stay
+ * short. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -254,15 +255,14 @@ static void test_visible_once_committed(void **state)
 	mk(&d1, "sip:dave@100.64.3.1", 600);
 	mk(&d2, "sip:dave@100.64.3.2", 600);
 	struct done_rec r1 = {0}, r2 = {0}, r3 = {0};
-	assert_int_equal(store_update(s, SLICE_LIT("dave@example.com"), op_put, &d1, done_rec_h, &r1),
-			 0);
+	assert_int_equal(
+	    store_update(s, SLICE_LIT("dave@example.com"), op_put, &d1, done_rec_h, &r1), 0);
 	assert_int_equal(lookup_n(s, "dave@example.com", NULL), 0);
 	assert_int_equal(view_n(s, "dave@example.com"), 1);
-	assert_int_equal(store_update(s, SLICE_LIT("dave@example.com"), op_put, &d2, done_rec_h, &r2),
-			 0);
-	assert_int_equal(store_update(s, SLICE_LIT("dave@example.com"), op_remove, &d1, done_rec_h,
-				      &r3),
-			 0);
+	assert_int_equal(
+	    store_update(s, SLICE_LIT("dave@example.com"), op_put, &d2, done_rec_h, &r2), 0);
+	assert_int_equal(
+	    store_update(s, SLICE_LIT("dave@example.com"), op_remove, &d1, done_rec_h, &r3), 0);
 	assert_int_equal(view_n(s, "dave@example.com"), 1);
 	assert_int_equal(lookup_n(s, "dave@example.com", NULL), 0);
 	store_kick(s);
