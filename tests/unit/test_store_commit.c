@@ -294,11 +294,56 @@ static void test_visible_once_committed(void **state)
 	store_free(s);
 }
 
+/* Several updates of one AOR queued in one transaction that fails: each is
+ * undone (the later ones' working copy first, then all of it), and the
+ * next update and lookups see the committed bindings only. */
+static void test_failed_batch_undone(void **state)
+{
+	(void)state;
+	struct store *s;
+	struct store_conf conf = {.path = path, .sync = STORE_SYNC_NORMAL, .kick_explicit = true};
+	assert_int_equal(store_alloc(&s, &conf), 0);
+	struct store_binding e1, e2, e3;
+	mk(&e1, "sip:erin@100.64.4.1", 600);
+	mk(&e2, "sip:erin@100.64.4.2", 600);
+	mk(&e3, "sip:erin@100.64.4.3", 600);
+	assert_int_equal(store_update(s, SLICE_LIT("erin@example.com"), op_put, &e1, NULL, NULL), 0);
+	store_kick(s);
+	assert_int_equal(store_flush(s), 0);
+
+	disk_full();
+	log_capture();
+	struct done_rec r[3] = {{0}};
+	assert_int_equal(
+	    store_update(s, SLICE_LIT("erin@example.com"), op_put, &e2, done_rec_h, &r[0]), 0);
+	assert_int_equal(
+	    store_update(s, SLICE_LIT("erin@example.com"), op_remove, &e1, done_rec_h, &r[1]), 0);
+	assert_int_equal(
+	    store_update(s, SLICE_LIT("erin@example.com"), op_put, &e3, done_rec_h, &r[2]), 0);
+	size_t queued_view = view_n(s, "erin@example.com"); /* e2, e3 */
+	store_kick(s);
+	int flush_err = store_flush(s);
+	log_release();
+	disk_freed();
+	assert_int_equal(queued_view, 2);
+	assert_int_not_equal(flush_err, 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(r[i].calls, 1);
+		assert_int_not_equal(r[i].err, 0);
+	}
+	struct store_binding out[8];
+	assert_int_equal(lookup_n(s, "erin@example.com", out), 1);
+	assert_string_equal(out[0].contact, e1.contact);
+	assert_int_equal(view_n(s, "erin@example.com"), 1);
+	store_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_visible_once_committed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_batch_undone, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store_commit", tests, NULL, NULL);
 }
