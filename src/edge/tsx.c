@@ -10,7 +10,6 @@
 enum st_state { ST_PROCEEDING, ST_COMPLETED, ST_CONFIRMED, ST_ACCEPTED, ST_DONE };
 enum ct_state { CT_CALLING, CT_PROCEEDING, CT_COMPLETED, CT_DONE };
 
-
 /* What a worker's server table holds: a transaction (struct stsx), or the
  * compact record (struct st_done) that a completed non-INVITE transaction
  * over UDP leaves for Timer J, or an accepted INVITE for Timer L. */
