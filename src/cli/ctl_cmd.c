@@ -1,6 +1,8 @@
 /* pinhole ctl: reads a running server's control endpoint. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -8,11 +10,14 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: pinhole ctl [--control ADDR] [--json] <what>\n\n"
+	fprintf(f, "usage: pinhole ctl [--control ADDR] [--token-file FILE] [--json] <what>\n\n"
 		   "  registrations   bindings: AOR, contact, real source, flow, expiry, NAT, keepalive\n"
 		   "  counters        counters as JSON\n"
 		   "  metrics         counters in Prometheus text format\n\n"
 		   "  --control ADDR  control endpoint (default 127.0.0.1:5080)\n"
+		   "  --token-file FILE\n"
+		   "                  bearer token for an endpoint with [control] token: the\n"
+		   "                  file's first line (default: $PINHOLE_CTL_TOKEN, if set)\n"
 		   "  --json          machine-readable output\n");
 }
 
@@ -21,19 +26,24 @@ int cli_ctl(int argc, char **argv)
 	static const struct option opts[] = {
 		{"control", required_argument, NULL, 'c'},
 		{"json", no_argument, NULL, 'j'},
+		{"token-file", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *addr = "127.0.0.1:5080";
+	const char *token_file = NULL;
 	bool json = false;
 	int o;
-	while ((o = getopt_long(argc, argv, "c:jh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "c:jt:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
 			addr = optarg;
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 't':
+			token_file = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -60,9 +70,31 @@ int cli_ctl(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* from a file or the environment, never argv: /proc shows argv to everyone */
+	char token_buf[CTL_TOKEN_MAX + 1];
+	const char *token = getenv("PINHOLE_CTL_TOKEN");
+	if (token && !token[0])
+		token = NULL;
+	if (token_file) {
+		int terr = ctl_token_read(token_file, token_buf, sizeof token_buf);
+		if (terr) {
+			fprintf(stderr, "pinhole ctl: %s: %s\n", token_file,
+				terr == EINVAL ? "want one line of 16-256 token68 characters"
+					       : strerror(terr));
+			return 2;
+		}
+		token = token_buf;
+	} else if (token && ctl_token_check(token)) {
+		fprintf(stderr, "pinhole ctl: PINHOLE_CTL_TOKEN: want 16-256 token68 characters\n");
+		return 2;
+	}
 	struct buf out;
 	buf_init(&out);
-	int err = ctl_get(addr, path, &out);
+	int status = 0;
+	int err = ctl_get(addr, token, path, &out, &status);
+	if (status == 401)
+		fprintf(stderr, "pinhole ctl: %s: 401, the endpoint wants a token "
+				"(--token-file or PINHOLE_CTL_TOKEN)\n", addr);
 	if (err && out.len == 0) {
 		fprintf(stderr, "pinhole ctl: %s: %s\n", addr, strerror(err));
 		buf_free(&out);

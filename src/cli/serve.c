@@ -306,7 +306,7 @@ int cli_serve(int argc, char **argv)
 		goto out; /* a relay-only host, driven over ng */
 	const char *cl = conf_str(s.conf, "control", "listen");
 	if (conf_section_present(s.conf, "control") && cl[0]) {
-		if (ctl_alloc(&s.ctl, cl))
+		if (ctl_alloc(&s.ctl, s.conf))
 			goto out;
 		if (s.reg)
 			ctl_route(s.ctl, "/registrations", route_registrations, &s);

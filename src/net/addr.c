@@ -246,3 +246,100 @@ char *flow_fmt(const struct flow *f, char *buf, size_t len)
 		snprintf(buf, len, "%s:%s", net_transport_name(f->tp), a);
 	return buf;
 }
+
+/* IPv4-mapped IPv6 as plain IPv4, so that one IPv4 rule covers both socket kinds. */
+static void addr_unmap(const struct net_addr *a, struct net_addr *out)
+{
+	*out = *a;
+	if (a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
+		memset(out, 0, sizeof *out);
+		out->u.in.sin_family = AF_INET;
+		memcpy(&out->u.in.sin_addr, a->u.in6.sin6_addr.s6_addr + 12, 4);
+		out->u.in.sin_port = a->u.in6.sin6_port;
+	}
+}
+
+bool net_addr_is_loopback(const struct net_addr *a)
+{
+	struct net_addr u;
+	addr_unmap(a, &u);
+	if (u.u.sa.sa_family == AF_INET)
+		return v4_in(ntohl(u.u.in.sin_addr.s_addr), 0x7f000000, 8);
+	if (u.u.sa.sa_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&u.u.in6.sin6_addr);
+	return false;
+}
+
+/* Clears the bits of a past its first bits. */
+static void prefix_mask(uint8_t *p, size_t len, unsigned bits)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned keep = bits > i * 8 ? bits - (unsigned)i * 8 : 0;
+		if (keep < 8)
+			p[i] &= (uint8_t)(0xff00u >> keep);
+	}
+}
+
+int net_prefix_parse(struct slice s, struct net_prefix *out)
+{
+	s = slice_trim(s);
+	size_t slash = slice_find(s, '/');
+	struct slice ip = {s.p, slash};
+	memset(out, 0, sizeof *out);
+	if (net_addr_from_host(ip, 0, &out->addr))
+		return EINVAL;
+	addr_unmap(&out->addr, &out->addr);
+	unsigned max = out->addr.u.sa.sa_family == AF_INET ? 32 : 128;
+	uint32_t bits = max;
+	if (slash < s.l &&
+	    slice_to_u32((struct slice){s.p + slash + 1, s.l - slash - 1}, max, &bits))
+		return EINVAL;
+	out->bits = bits;
+	if (max == 32)
+		prefix_mask((uint8_t *)&out->addr.u.in.sin_addr, 4, bits);
+	else
+		prefix_mask(out->addr.u.in6.sin6_addr.s6_addr, 16, bits);
+	return 0;
+}
+
+int net_prefix_list_parse(const char *s, struct net_prefix *out, size_t cap, size_t *n)
+{
+	*n = 0;
+	struct slice rest = slice_cstr(s);
+	while (rest.l) {
+		size_t comma = slice_find(rest, ',');
+		struct slice item = slice_trim((struct slice){rest.p, comma});
+		rest = comma < rest.l ? (struct slice){rest.p + comma + 1, rest.l - comma - 1}
+				      : (struct slice){rest.p + rest.l, 0};
+		if (!item.l)
+			continue;
+		if (*n == cap)
+			return ENOSPC;
+		if (net_prefix_parse(item, &out[*n]))
+			return EINVAL;
+		(*n)++;
+	}
+	return 0;
+}
+
+bool net_prefix_match(const struct net_prefix *p, const struct net_addr *a)
+{
+	struct net_addr u;
+	addr_unmap(a, &u);
+	if (u.u.sa.sa_family != p->addr.u.sa.sa_family)
+		return false;
+	if (u.u.sa.sa_family == AF_INET) {
+		prefix_mask((uint8_t *)&u.u.in.sin_addr, 4, p->bits);
+		return u.u.in.sin_addr.s_addr == p->addr.u.in.sin_addr.s_addr;
+	}
+	prefix_mask(u.u.in6.sin6_addr.s6_addr, 16, p->bits);
+	return memcmp(&u.u.in6.sin6_addr, &p->addr.u.in6.sin6_addr, 16) == 0;
+}
+
+bool net_prefix_list_match(const struct net_prefix *list, size_t n, const struct net_addr *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (net_prefix_match(&list[i], a))
+			return true;
+	return false;
+}

@@ -41,6 +41,25 @@ bool net_addr_is_any(const struct net_addr *a);
 /* RFC 1918, RFC 6598 shared (100.64.0.0/10), loopback, link-local, RFC 4193 ULA. */
 bool net_addr_is_private(const struct net_addr *a);
 uint64_t net_addr_hash(const struct net_addr *a);
+/* 127.0.0.0/8, ::1, and IPv4-mapped loopback. */
+bool net_addr_is_loopback(const struct net_addr *a);
+
+/* An address prefix for source allow-lists: "10.0.0.0/8", "2001:db8::/32",
+ * or a bare IP (one host). An IPv4 prefix also matches IPv4-mapped IPv6
+ * sources (a dual-stack socket). */
+struct net_prefix {
+	struct net_addr addr; /* host bits cleared */
+	unsigned bits;
+};
+
+/* Parses one prefix; EINVAL for a bad IP or length. */
+int net_prefix_parse(struct slice s, struct net_prefix *out);
+/* Parses a comma-separated list into out[cap]; *n = entries. EINVAL names
+ * nothing: the caller reports the whole value; ENOSPC past cap. */
+int net_prefix_list_parse(const char *s, struct net_prefix *out, size_t cap, size_t *n);
+bool net_prefix_match(const struct net_prefix *p, const struct net_addr *a);
+/* True when a matches any of the n prefixes. */
+bool net_prefix_list_match(const struct net_prefix *list, size_t n, const struct net_addr *a);
 
 /* ---- event loop: one per worker thread (epoll) ---- */
 
