@@ -16,11 +16,17 @@
 #define NGD_NODES 1024
 #define NGD_CACHE 64
 #define NGD_CACHE_MS 30000 /* clients retransmit for a few seconds */
+#define NGD_ALLOW_MAX 32
+#define NGD_LIST_DEFAULT 32    /* rtpengine's default when list names no limit */
+#define NGD_LIST_BYTES 60000   /* a list answer stays one datagram */
 
 static struct metric m_cmds = {.name = "relay_ng_commands_total",
 			       .help = "ng commands received by the relay"};
 static struct metric m_errs = {.name = "relay_ng_errors_total",
 			       .help = "ng commands answered with an error result"};
+static struct metric m_denied = {
+    .name = "relay_ng_denied_total",
+    .help = "ng datagrams from sources outside [relay] ng_allow, dropped unanswered"};
 
 /* A reply kept for retransmissions of the same command (same cookie and
  * source), so that a repeated offer does not act twice. */
@@ -44,6 +50,10 @@ struct relay_ngd {
 	struct buf sdp;
 	struct ngd_cached cache[NGD_CACHE];
 	unsigned cache_next;
+	struct net_prefix allow[NGD_ALLOW_MAX]; /* RO after start */
+	size_t n_allow;
+	size_t list_max; /* RO */
+	bool denied_logged;
 };
 
 /* ---- options: ng dictionary -> struct relayctl_req ---- */
@@ -337,11 +347,18 @@ static int reply_query(struct buf *b, struct slice cookie, const struct relayctl
 
 struct list_ctx {
 	struct buf *b;
+	bool full;
 };
 
 static void list_one(struct slice cid, void *arg)
 {
-	ng_enc_str(((struct list_ctx *)arg)->b, cid);
+	struct list_ctx *lc = arg;
+	/* room left for this string's "len:" and the closing "ee" */
+	if (lc->full || lc->b->len + cid.l + 16 > NGD_LIST_BYTES) {
+		lc->full = true;
+		return;
+	}
+	ng_enc_str(lc->b, cid);
 }
 
 /* Builds the reply to one decoded command into d->out. */
@@ -393,14 +410,17 @@ static void dispatch(struct relay_ngd *d, struct slice cookie, const struct ng_n
 		return;
 	}
 	if (is(cmd, "list")) {
-		int64_t limit = 32;
+		/* clamped to 1..ng_list_max: relay_list holds the session table's
+		 * lock while it walks, and the answer must fit one datagram */
+		int64_t limit = NGD_LIST_DEFAULT;
 		ng_dict_int(msg, "limit", &limit);
-		struct list_ctx lc = {b};
+		size_t max = limit < 1 ? 1 : (uint64_t)limit > d->list_max ? d->list_max : (size_t)limit;
+		struct list_ctx lc = {b, false};
 		ng_reply_begin(b, cookie);
 		ng_enc_kv_cstr(b, "result", "ok");
 		ng_enc_cstr(b, "calls");
 		ng_enc_list_begin(b);
-		relay_list(d->r, limit > 0 ? (size_t)limit : 0, list_one, &lc);
+		relay_list(d->r, max, list_one, &lc);
 		ng_enc_end(b);
 		ng_enc_end(b);
 		return;
@@ -488,6 +508,19 @@ static void on_readable(int fd, uint32_t events, void *arg)
 		    recvfrom(fd, d->rx, sizeof d->rx, MSG_DONTWAIT | MSG_TRUNC, &src.u.sa, &sl);
 		if (n < 0)
 			return;
+		if (!net_prefix_list_match(d->allow, d->n_allow, &src)) {
+			/* a stranger gets no answer: ng is not a reflector, nor a way in */
+			metric_inc(&m_denied);
+			if (!d->denied_logged) {
+				char t[NET_ADDR_STRLEN];
+				LOG_W("relay",
+				      "ng: dropping commands from %s, not in [relay] ng_allow "
+				      "(counted in relay_ng_denied_total; logged once)",
+				      net_addr_fmt(&src, t, sizeof t));
+				d->denied_logged = true;
+			}
+			continue;
+		}
 		if ((size_t)n > sizeof d->rx) {
 			metric_inc(&m_errs); /* truncated: no SDP survives that */
 			continue;
@@ -496,10 +529,12 @@ static void on_readable(int fd, uint32_t events, void *arg)
 	}
 }
 
-int relay_ngd_start(struct relay *r, const char *spec)
+int relay_ngd_start(struct relay *r, const struct conf *c)
 {
 	metric_register(&m_cmds);
 	metric_register(&m_errs);
+	metric_register(&m_denied);
+	const char *spec = conf_str(c, "relay", "ng");
 	const char *a = spec;
 	if (strncmp(a, "udp:", 4) == 0)
 		a += 4;
@@ -519,6 +554,15 @@ int relay_ngd_start(struct relay *r, const char *spec)
 	int err = ng_arena_alloc(&d->arena, NGD_NODES);
 	if (err)
 		goto out_free;
+	const char *allow = conf_str(c, "relay", "ng_allow");
+	if ((err = net_prefix_list_parse(allow, d->allow, NGD_ALLOW_MAX, &d->n_allow))) {
+		LOG_E("relay", "[relay] ng_allow: want %s addresses or prefixes (10.0.0.0/8, ::1), "
+			       "got '%s'",
+		      err == ENOSPC ? "at most 32" : "a list of", allow);
+		err = EINVAL;
+		goto out_free;
+	}
+	d->list_max = (size_t)conf_int(c, "relay", "ng_list_max");
 	if (net_addr_parse(a, 2223, &d->addr)) {
 		LOG_E("relay", "relay.ng: '%s' is not udp:address:port", spec);
 		err = EINVAL;
@@ -535,7 +579,8 @@ int relay_ngd_start(struct relay *r, const char *spec)
 	if ((err = loop_fd_add(d->loop, d->fd, EPOLLIN, on_readable, d)))
 		goto out_free;
 	char t[NET_ADDR_STRLEN];
-	LOG_I("relay", "ng control on udp:%s", net_addr_fmt(&d->addr, t, sizeof t));
+	LOG_I("relay", "ng control on udp:%s, commands from %s", net_addr_fmt(&d->addr, t, sizeof t),
+	      d->n_allow ? allow : "nowhere (ng_allow is empty)");
 	r->ngd = d;
 	return 0;
 out_free:

@@ -44,6 +44,12 @@ const struct conf_key relay_conf_keys[] = {
      "relay_limit_aor_total; 0 = no limit"},
     {"relay", "ng", CONF_STR, "", 0, 0, NULL,
      "rtpengine ng control socket, e.g. udp:127.0.0.1:2223; empty = off"},
+    {"relay", "ng_allow", CONF_STR, "127.0.0.0/8, ::1", 0, 0, NULL,
+     "sources that may send ng commands: addresses or prefixes (10.0.0.0/24, 2001:db8::/64); "
+     "others are dropped unanswered and counted (relay_ng_denied_total)"},
+    {"relay", "ng_list_max", CONF_INT, "1000", 1, 100000, NULL,
+     "most call-IDs an ng list answers whatever limit it asks (no limit: 32); the answer "
+     "also stops short of 60000 bytes"},
     {"relay", "media", CONF_ENUM, "auto", 0, 0, "auto|always|never",
      "(read by the proxy) relay media: auto = when a party is behind NAT or the families "
      "differ"},
@@ -315,8 +321,7 @@ int relay_start(struct relay **rp, struct net *n, const struct conf *c)
 	}
 	if ((err = relay_fast_start(r, conf_str(c, "relay", "fastpath"))))
 		goto out_free;
-	const char *ng = conf_str(c, "relay", "ng");
-	if (ng[0] && (err = relay_ngd_start(r, ng)))
+	if (conf_str(c, "relay", "ng")[0] && (err = relay_ngd_start(r, c)))
 		goto out_free;
 	/* nothing fails after this point: the posted arm must find a live relay */
 	if (loop_post(r->workers[0]->loop, sweep_arm, r->workers[0]))

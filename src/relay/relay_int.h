@@ -188,7 +188,7 @@ void relay_fast_forget(struct relay_sock *k); /* before the socket closes */
 
 /* ng server (ngd.c) */
 struct relay_ngd;
-int relay_ngd_start(struct relay *r, const char *spec);
+int relay_ngd_start(struct relay *r, const struct conf *c); /* [relay] ng, ng_allow, ng_list_max */
 void relay_ngd_free(struct relay_ngd *d);
 const struct net_addr *relay_ngd_addr(const struct relay_ngd *d);
 

@@ -202,6 +202,56 @@ static bool private_of(const char *s)
 	return net_addr_is_private(&a);
 }
 
+static bool in_prefix(const char *prefix, const char *ip)
+{
+	struct net_prefix p;
+	struct net_addr a;
+	assert_int_equal(net_prefix_parse(slice_cstr(prefix), &p), 0);
+	assert_int_equal(net_addr_parse(ip, 0, &a), 0);
+	return net_prefix_match(&p, &a);
+}
+
+static void addr_prefixes(void **state)
+{
+	(void)state;
+	assert_true(in_prefix("10.0.0.0/8", "10.200.1.2"));
+	assert_false(in_prefix("10.0.0.0/8", "11.0.0.1"));
+	assert_true(in_prefix("10.1.2.3/8", "10.9.9.9")); /* host bits ignored */
+	assert_true(in_prefix("192.0.2.1", "192.0.2.1"));
+	assert_false(in_prefix("192.0.2.1", "192.0.2.2"));
+	assert_true(in_prefix("100.64.0.0/10", "100.127.255.255"));
+	assert_false(in_prefix("100.64.0.0/10", "100.128.0.0"));
+	assert_true(in_prefix("0.0.0.0/0", "203.0.113.9"));
+	assert_false(in_prefix("0.0.0.0/0", "[2001:db8::1]"));
+	assert_true(in_prefix("127.0.0.0/8", "[::ffff:127.0.0.5]")); /* dual-stack socket */
+	assert_true(in_prefix("2001:db8::/32", "[2001:db8:ffff::1]"));
+	assert_false(in_prefix("2001:db8::/33", "[2001:db8:ffff::1]"));
+	assert_true(in_prefix("::1", "[::1]"));
+	assert_false(in_prefix("::1", "127.0.0.1"));
+	struct net_prefix p;
+	assert_int_equal(net_prefix_parse(slice_cstr("10.0.0.0/33"), &p), EINVAL);
+	assert_int_equal(net_prefix_parse(slice_cstr("2001:db8::/129"), &p), EINVAL);
+	assert_int_equal(net_prefix_parse(slice_cstr("10.0.0.0/"), &p), EINVAL);
+	assert_int_equal(net_prefix_parse(slice_cstr("example.org/8"), &p), EINVAL);
+	struct net_prefix list[2];
+	size_t n;
+	assert_int_equal(net_prefix_list_parse(" 127.0.0.0/8, ::1 ,", list, 2, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(net_prefix_list_parse("", list, 2, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(net_prefix_list_parse("1.1.1.1, 2.2.2.2, 3.3.3.3", list, 2, &n), ENOSPC);
+	assert_int_equal(net_prefix_list_parse("1.1.1.1, nope", list, 2, &n), EINVAL);
+	struct net_addr a;
+	assert_int_equal(net_addr_parse("[::1]:5080", 0, &a), 0);
+	assert_true(net_addr_is_loopback(&a));
+	assert_int_equal(net_addr_parse("127.3.2.1", 0, &a), 0);
+	assert_true(net_addr_is_loopback(&a));
+	assert_int_equal(net_addr_parse("0.0.0.0", 0, &a), 0);
+	assert_false(net_addr_is_loopback(&a));
+	assert_int_equal(net_addr_parse("[::]", 0, &a), 0);
+	assert_false(net_addr_is_loopback(&a));
+}
+
 static void addr_is_private(void **state)
 {
 	(void)state;
@@ -1255,6 +1305,7 @@ int main(void)
 		cmocka_unit_test(addr_parse_invalid),
 		cmocka_unit_test(addr_port_eq_hash),
 		cmocka_unit_test(addr_is_private),
+		cmocka_unit_test(addr_prefixes),
 		cmocka_unit_test(transports_and_flows),
 		cmocka_unit_test(loop_post_fifo_from_other_threads),
 		cmocka_unit_test(loop_stop_from_other_thread),

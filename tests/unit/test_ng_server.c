@@ -269,6 +269,165 @@ static void test_client_timeout(void **state)
 	assert_int_equal(relayctl_ng_alloc(&rc, "udp:nonsense", 0), EINVAL);
 }
 
+/* A second relay whose ng listener admits only 127.0.0.2: the fixture's
+ * client on 127.0.0.1 is the stranger. */
+struct acl_fixture {
+	struct conf *conf;
+	struct net *net;
+	struct relay *relay;
+	int stranger, friend; /* raw ng sockets on 127.0.0.1 and 127.0.0.2 */
+};
+
+static void acl_start(struct acl_fixture *f, const char *extra)
+{
+	memset(f, 0, sizeof *f);
+	const struct conf_key *const tables[] = {relay_conf_keys, NULL};
+	assert_int_equal(conf_alloc(&f->conf, tables), 0);
+	char ini[512], err[256];
+	snprintf(ini, sizeof ini,
+		 "[relay]\naddress = 127.0.0.1\nports = 42100-42199\nng = udp:127.0.0.1:0\n%s",
+		 extra);
+	assert_int_equal(conf_load_string(f->conf, "test", ini, err, sizeof err), 0);
+	struct net_conf nc = {.workers = 1};
+	assert_int_equal(net_alloc(&f->net, &nc), 0);
+	assert_int_equal(relay_start(&f->relay, f->net, f->conf), 0);
+	assert_int_equal(net_start(f->net), 0);
+	const struct net_addr *ng = relay_ng_addr(f->relay);
+	const char *src[2] = {"127.0.0.1:0", "127.0.0.2:0"};
+	int *fd[2] = {&f->stranger, &f->friend};
+	for (int i = 0; i < 2; i++) {
+		struct net_addr a;
+		assert_int_equal(net_addr_parse(src[i], 0, &a), 0);
+		assert_int_equal(net_udp_socket(&a, false, fd[i]), 0);
+		assert_int_equal(connect(*fd[i], &ng->u.sa, net_addr_len(ng)), 0);
+	}
+}
+
+static void acl_stop(struct acl_fixture *f)
+{
+	close(f->stranger);
+	close(f->friend);
+	net_stop(f->net);
+	relay_free(f->relay);
+	net_free(f->net);
+	conf_free(f->conf);
+}
+
+static size_t ask(int fd, const char *msg, char *buf, size_t cap)
+{
+	assert_int_equal(send(fd, msg, strlen(msg), 0), (ssize_t)strlen(msg));
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 2000), 1);
+	ssize_t n = recv(fd, buf, cap - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	return (size_t)n;
+}
+
+static int64_t counter(const char *name)
+{
+	struct metric *m = metric_find(name, NULL);
+	return m ? metric_get(m) : 0;
+}
+
+/* ng from a source outside ng_allow: no answer, counted, and nothing done. */
+static void test_acl_drops_strangers(void **state)
+{
+	(void)state;
+	struct acl_fixture f;
+	acl_start(&f, "ng_allow = 127.0.0.2/32, 10.0.0.0/8\n");
+	int64_t denied = counter("relay_ng_denied_total");
+	int64_t cmds = counter("relay_ng_commands_total");
+	const char ping[] = "s1 d7:command4:pinge";
+	const char offer[] = "s2 d7:command5:offer7:call-id8:stranger8:from-tag1:a"
+			     "3:sdp62:v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+			     "t=0 0\r\ne";
+	assert_int_equal(send(f.stranger, ping, strlen(ping), 0), (ssize_t)strlen(ping));
+	assert_int_equal(send(f.stranger, offer, strlen(offer), 0), (ssize_t)strlen(offer));
+	/* the friend is answered; the server reads in order, so the stranger's
+	 * datagrams were handled (dropped) before this answer left */
+	char r[512];
+	ask(f.friend, "f1 d7:command4:pinge", r, sizeof r);
+	assert_string_equal(r, "f1 d6:result4:ponge");
+	struct pollfd p = {.fd = f.stranger, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 0), 0);
+	assert_int_equal(counter("relay_ng_denied_total"), denied + 2);
+	assert_int_equal(counter("relay_ng_commands_total"), cmds + 1);
+	ask(f.friend, "f2 d7:command4:liste", r, sizeof r);
+	assert_string_equal(r, "f2 d6:result2:ok5:callslee"); /* the offer made nothing */
+	acl_stop(&f);
+}
+
+/* The default admits loopback only: a stranger's prefix must be named. */
+static void test_acl_default_loopback(void **state)
+{
+	(void)state;
+	struct acl_fixture f;
+	acl_start(&f, "");
+	char r[512];
+	ask(f.stranger, "d1 d7:command4:pinge", r, sizeof r);
+	ask(f.friend, "d2 d7:command4:pinge", r, sizeof r);
+	acl_stop(&f);
+	const struct conf_key *const tables[] = {relay_conf_keys, NULL};
+	struct conf *c;
+	assert_int_equal(conf_alloc(&c, tables), 0);
+	char err[256];
+	assert_int_equal(conf_load_string(c, "test",
+					  "[relay]\naddress = 127.0.0.1\nports = 42100-42199\n"
+					  "ng = udp:127.0.0.1:0\nng_allow = 10.0.0.0/33\n",
+					  err, sizeof err),
+			 0);
+	struct net_conf nc = {.workers = 1};
+	struct net *n;
+	struct relay *rl;
+	assert_int_equal(net_alloc(&n, &nc), 0);
+	assert_int_equal(relay_start(&rl, n, c), EINVAL);
+	net_free(n);
+	conf_free(c);
+}
+
+static size_t count_calls(const char *reply, size_t len)
+{
+	struct ng_node nodes[256];
+	struct ng_arena a;
+	struct slice cookie;
+	const struct ng_node *d;
+	ng_arena_init(&a, nodes, ARRAY_SIZE(nodes));
+	assert_int_equal(ng_msg_parse((struct slice){reply, len}, &a, &cookie, &d), 0);
+	const struct ng_node *calls = ng_dict_get(d, "calls");
+	assert_non_null(calls);
+	assert_int_equal(calls->type, NG_LIST);
+	return calls->count;
+}
+
+/* list with a huge limit (or none, or a negative one) is clamped to ng_list_max. */
+static void test_list_clamped(void **state)
+{
+	(void)state;
+	struct acl_fixture f;
+	acl_start(&f, "ng_list_max = 2\n");
+	char r[4096];
+	for (int i = 0; i < 3; i++) {
+		char offer[512];
+		snprintf(offer, sizeof offer,
+			 "o%d d7:command5:offer7:call-id5:call%d8:from-tag1:a"
+			 "3:sdp84:v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+			 "t=0 0\r\nm=audio 9 RTP/AVP 0\r\ne",
+			 i, i);
+		ask(f.friend, offer, r, sizeof r);
+		assert_non_null(strstr(r, "6:result2:ok"));
+	}
+	size_t n = ask(f.friend, "l1 d7:command4:list5:limiti1000000000ee", r, sizeof r);
+	assert_int_equal(count_calls(r, n), 2);
+	n = ask(f.friend, "l2 d7:command4:liste", r, sizeof r);
+	assert_int_equal(count_calls(r, n), 2);
+	n = ask(f.friend, "l3 d7:command4:list5:limiti0ee", r, sizeof r);
+	assert_int_equal(count_calls(r, n), 1);
+	n = ask(f.friend, "l4 d7:command4:list5:limiti-1ee", r, sizeof r);
+	assert_int_equal(count_calls(r, n), 1);
+	acl_stop(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -277,6 +436,9 @@ int main(void)
 	    cmocka_unit_test(test_kamailio_offer_and_retransmission),
 	    cmocka_unit_test(test_client_call),
 	    cmocka_unit_test(test_client_timeout),
+	    cmocka_unit_test(test_acl_drops_strangers),
+	    cmocka_unit_test(test_acl_default_loopback),
+	    cmocka_unit_test(test_list_clamped),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
