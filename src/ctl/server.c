@@ -1,4 +1,5 @@
-/* The control endpoint's server: libmicrohttpd on a thread of its own, with our own accept for the connection bounds. */
+/* The control endpoint's server: libmicrohttpd on a thread of its own, with our own accept for the
+ * connection bounds. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -41,8 +42,8 @@ const struct conf_key ctl_conf_keys[] = {
 #define CTL_QUERY_MAX 512
 #define CTL_ACCEPT_BATCH 64
 
-static struct metric m_open = {.name = "ctl_connections", .help = "open control connections",
-			       .gauge = true};
+static struct metric m_open = {
+    .name = "ctl_connections", .help = "open control connections", .gauge = true};
 static struct metric m_refused_total = {
     .name = "ctl_refused_total",
     .help = "control connections closed at accept: max_connections or max_per_address reached",
@@ -167,7 +168,8 @@ static int conf_token(struct ctl *c, const struct conf *conf)
 		}
 	} else if (t[0]) {
 		if (ctl_token_check(t)) {
-			LOG_E("ctl", "[control] token: want 16-256 characters of A-Z a-z 0-9 -._~+/=");
+			LOG_E("ctl",
+			      "[control] token: want 16-256 characters of A-Z a-z 0-9 -._~+/=");
 			return EINVAL;
 		}
 		snprintf(c->token, sizeof c->token, "%s", t);
@@ -278,8 +280,8 @@ static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *k
 {
 	(void)kind;
 	struct query_ctx *x = cls;
-	int n = snprintf(x->q + x->len, CTL_QUERY_MAX - x->len, "%s%s%s%s", x->len ? "&" : "",
-			 key, value ? "=" : "", value ? value : "");
+	int n = snprintf(x->q + x->len, CTL_QUERY_MAX - x->len, "%s%s%s%s", x->len ? "&" : "", key,
+			 value ? "=" : "", value ? value : "");
 	if (n < 0 || (size_t)n >= CTL_QUERY_MAX - x->len)
 		return MHD_NO; /* the rest does not fit: the route sees what did */
 	x->len += (size_t)n;
@@ -545,14 +547,13 @@ static int start_mhd(struct ctl *c)
 		LOG_E("ctl", "libmicrohttpd was built without epoll");
 		return ENOTSUP;
 	}
-	c->mhd = MHD_start_daemon(
-	    MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-	    on_request, c, MHD_OPTION_NOTIFY_CONNECTION, on_conn, c,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_conns,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_per_addr,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(c->timeout_ms / 1000),
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CTL_REQUEST_MAX,
-	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	c->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG, 0,
+				  NULL, NULL, on_request, c, MHD_OPTION_NOTIFY_CONNECTION, on_conn,
+				  c, MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_conns,
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_per_addr,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(c->timeout_ms / 1000),
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CTL_REQUEST_MAX,
+				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (!c->mhd) {
 		LOG_E("ctl", "cannot start the HTTP server");
 		return ENOMEM;

@@ -1,4 +1,5 @@
-/* The control endpoint under attack on loopback: trickling and idle clients, foreign Host, tokens. */
+/* The control endpoint under attack on loopback: trickling and idle clients, foreign Host, tokens.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -6,7 +7,9 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,12 +80,12 @@ static int64_t counter(const char *name, const char *labels)
 	return m ? metric_get(m) : 0;
 }
 
-/* A TCP connection to the server from src_ip (a loopback address). */
+/* A TCP connection to the server from src_ip. */
 static int dial(const char *src_ip)
 {
 	struct net_addr src;
 	assert_int_equal(net_addr_parse(src_ip, 0, &src), 0);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(net_addr_family(&src), SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(fd >= 0);
 	assert_int_equal(bind(fd, &src.u.sa, net_addr_len(&src)), 0);
 	const struct net_addr *to = ctl_addr(fx.ctl);
@@ -131,12 +134,14 @@ static int request(const char *src_ip, const char *req, char *resp, size_t cap)
 	return st;
 }
 
+static const char *get_from = "127.0.0.1"; /* source of get() */
+
 static int get(const char *path, const char *host, const char *extra)
 {
 	char req[512], resp[65536];
 	snprintf(req, sizeof req, "GET %s HTTP/1.0\r\n%s%s%s%s\r\n", path, host ? "Host: " : "",
 		 host ? host : "", host ? "\r\n" : "", extra ? extra : "");
-	return request("127.0.0.1", req, resp, sizeof resp);
+	return request(get_from, req, resp, sizeof resp);
 }
 
 static void test_routes(void **state)
@@ -154,8 +159,9 @@ static void test_routes(void **state)
 	assert_int_equal(request("127.0.0.1", "GET /nope HTTP/1.0\r\n\r\n", resp, sizeof resp),
 			 404);
 	assert_non_null(strstr(resp, "{\"error\":404}"));
-	assert_int_equal(request("127.0.0.1", "POST /metrics HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc",
-				 resp, sizeof resp),
+	assert_int_equal(request("127.0.0.1",
+				 "POST /metrics HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc", resp,
+				 sizeof resp),
 			 405);
 	assert_int_equal(request("127.0.0.1", "HEAD /metrics HTTP/1.0\r\n\r\n", resp, sizeof resp),
 			 200);
@@ -433,7 +439,7 @@ static void check_token_enforced(void)
 {
 	int64_t before = counter("ctl_denied_total", "reason=\"token\"");
 	char resp[65536];
-	assert_int_equal(request("127.0.0.1", "GET /metrics HTTP/1.0\r\n\r\n", resp, sizeof resp),
+	assert_int_equal(request(get_from, "GET /metrics HTTP/1.0\r\n\r\n", resp, sizeof resp),
 			 401);
 	assert_non_null(strstr(resp, "WWW-Authenticate: Bearer"));
 	assert_int_equal(get("/metrics", NULL, "Authorization: Bearer wrong-token-0123456789\r\n"),
@@ -476,6 +482,43 @@ static void test_token(void **state)
 	stop();
 }
 
+/* Beyond loopback for real: in a network namespace of the test's own, on a
+ * veth interface with a "public" 198.18.0.0/15 address. The thread that
+ * unshares carries the namespace; the ctl thread it starts inherits it. */
+static void test_beyond_loopback_with_token(void **state)
+{
+	(void)state;
+	int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	assert_true(home >= 0);
+	if (unshare(CLONE_NEWNET) != 0) {
+		close(home);
+		skip(); /* not root */
+	}
+	int rc = system("ip link set lo up && ip link add phctl0 type veth peer name phctl1 && "
+			"ip addr add 198.18.0.1/24 dev phctl0 && ip link set phctl0 up && "
+			"ip link set phctl1 up");
+	if (rc != 0) {
+		assert_int_equal(setns(home, CLONE_NEWNET), 0);
+		close(home);
+		skip(); /* no iproute2 */
+	}
+	assert_int_equal(start("[control]\nlisten = 198.18.0.1:0\n"), EINVAL);
+	stop();
+	assert_int_equal(start("[control]\nlisten = 198.18.0.1:0\ntoken = " TOKEN "\n"), 0);
+	get_from = "198.18.0.1";
+	check_token_enforced();
+	/* the address connected to is a fine Host; a name is not */
+	assert_int_equal(get("/metrics", "198.18.0.1:5080", "Authorization: Bearer " TOKEN "\r\n"),
+			 200);
+	assert_int_equal(
+	    get("/metrics", "pinhole.evil.example", "Authorization: Bearer " TOKEN "\r\n"), 421);
+	get_from = "127.0.0.1";
+	stop();
+	/* the namespace and its veth pair go when nothing holds them */
+	assert_int_equal(setns(home, CLONE_NEWNET), 0);
+	close(home);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -488,6 +531,7 @@ int main(void)
 	    cmocka_unit_test(test_host_check),
 	    cmocka_unit_test(test_token_required_beyond_loopback),
 	    cmocka_unit_test(test_token),
+	    cmocka_unit_test(test_beyond_loopback_with_token),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
