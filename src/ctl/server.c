@@ -481,9 +481,9 @@ static uint64_t reap(struct ctl *c, uint64_t cap)
 		if (s->state != SLOT_LIVE || s->reaped)
 			continue;
 		if (now >= s->deadline_ms) {
-			shutdown(s->fd, SHUT_RDWR);
+			metric_inc(&m_timeout); /* counted before anyone can see it */
 			s->reaped = true;
-			metric_inc(&m_timeout);
+			shutdown(s->fd, SHUT_RDWR);
 		} else if (s->deadline_ms - now < next) {
 			next = s->deadline_ms - now;
 		}
