@@ -168,6 +168,51 @@ static bool v4_in(uint32_t ip, uint32_t net, unsigned bits)
 	return (ip & mask) == (net & mask);
 }
 
+bool net_addr_is_loopback(const struct net_addr *a)
+{
+	if (a->u.sa.sa_family == AF_INET)
+		return v4_in(ntohl(a->u.in.sin_addr.s_addr), 0x7f000000, 8);
+	if (a->u.sa.sa_family != AF_INET6)
+		return false;
+	const struct in6_addr *v6 = &a->u.in6.sin6_addr;
+	if (IN6_IS_ADDR_V4MAPPED(v6))
+		return v6->s6_addr[12] == 127;
+	return IN6_IS_ADDR_LOOPBACK(v6);
+}
+
+int net_cidr_list_parse(const char *s, struct net_cidr *out, size_t cap, size_t *n)
+{
+	*n = 0;
+	struct slice rest = slice_cstr(s);
+	while (rest.l) {
+		size_t comma = slice_find(rest, ',');
+		struct slice item = slice_trim((struct slice){rest.p, comma});
+		rest = comma < rest.l ? (struct slice){rest.p + comma + 1, rest.l - comma - 1}
+				      : (struct slice){rest.p + rest.l, 0};
+		if (!item.l)
+			continue;
+		if (*n == cap)
+			return ENOSPC;
+		char one[INET6_ADDRSTRLEN + 8];
+		if (item.l >= sizeof one)
+			return EINVAL;
+		slice_to_cstr(item, one, sizeof one);
+		int err = net_cidr_parse(one, &out[*n]);
+		if (err)
+			return err;
+		(*n)++;
+	}
+	return 0;
+}
+
+bool net_cidr_list_has(const struct net_cidr *list, size_t n, const struct net_addr *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (net_cidr_has(&list[i], a))
+			return true;
+	return false;
+}
+
 bool net_addr_is_private(const struct net_addr *a)
 {
 	if (a->u.sa.sa_family == AF_INET) {
@@ -247,99 +292,79 @@ char *flow_fmt(const struct flow *f, char *buf, size_t len)
 	return buf;
 }
 
-/* IPv4-mapped IPv6 as plain IPv4, so that one IPv4 rule covers both socket kinds. */
-static void addr_unmap(const struct net_addr *a, struct net_addr *out)
+/* The IP's bytes (4 or 16); an IPv4-mapped IPv6 address as its IPv4 part. */
+static const unsigned char *cidr_bytes(const struct net_addr *a, unsigned *bytes)
 {
-	*out = *a;
-	if (a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
-		memset(out, 0, sizeof *out);
-		out->u.in.sin_family = AF_INET;
-		memcpy(&out->u.in.sin_addr, a->u.in6.sin6_addr.s6_addr + 12, 4);
-		out->u.in.sin_port = a->u.in6.sin6_port;
+	if (a->u.sa.sa_family == AF_INET) {
+		*bytes = 4;
+		return (const unsigned char *)&a->u.in.sin_addr;
 	}
-}
-
-bool net_addr_is_loopback(const struct net_addr *a)
-{
-	struct net_addr u;
-	addr_unmap(a, &u);
-	if (u.u.sa.sa_family == AF_INET)
-		return v4_in(ntohl(u.u.in.sin_addr.s_addr), 0x7f000000, 8);
-	if (u.u.sa.sa_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&u.u.in6.sin6_addr);
-	return false;
-}
-
-/* Clears the bits of a past its first bits. */
-static void prefix_mask(uint8_t *p, size_t len, unsigned bits)
-{
-	for (size_t i = 0; i < len; i++) {
-		unsigned keep = bits > i * 8 ? bits - (unsigned)i * 8 : 0;
-		if (keep < 8)
-			p[i] &= (uint8_t)(0xff00u >> keep);
+	if (a->u.sa.sa_family == AF_INET6) {
+		const unsigned char *b = a->u.in6.sin6_addr.s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
+			*bytes = 4;
+			return b + 12;
+		}
+		*bytes = 16;
+		return b;
 	}
+	*bytes = 0;
+	return NULL;
 }
 
-int net_prefix_parse(struct slice s, struct net_prefix *out)
+static bool prefix_eq(const unsigned char *x, const unsigned char *y, unsigned plen)
 {
-	s = slice_trim(s);
-	size_t slash = slice_find(s, '/');
-	struct slice ip = {s.p, slash};
-	memset(out, 0, sizeof *out);
-	if (net_addr_from_host(ip, 0, &out->addr))
-		return EINVAL;
-	addr_unmap(&out->addr, &out->addr);
-	unsigned max = out->addr.u.sa.sa_family == AF_INET ? 32 : 128;
-	uint32_t bits = max;
-	if (slash < s.l &&
-	    slice_to_u32((struct slice){s.p + slash + 1, s.l - slash - 1}, max, &bits))
-		return EINVAL;
-	out->bits = bits;
-	if (max == 32)
-		prefix_mask((uint8_t *)&out->addr.u.in.sin_addr, 4, bits);
-	else
-		prefix_mask(out->addr.u.in6.sin6_addr.s6_addr, 16, bits);
-	return 0;
-}
-
-int net_prefix_list_parse(const char *s, struct net_prefix *out, size_t cap, size_t *n)
-{
-	*n = 0;
-	struct slice rest = slice_cstr(s);
-	while (rest.l) {
-		size_t comma = slice_find(rest, ',');
-		struct slice item = slice_trim((struct slice){rest.p, comma});
-		rest = comma < rest.l ? (struct slice){rest.p + comma + 1, rest.l - comma - 1}
-				      : (struct slice){rest.p + rest.l, 0};
-		if (!item.l)
-			continue;
-		if (*n == cap)
-			return ENOSPC;
-		if (net_prefix_parse(item, &out[*n]))
-			return EINVAL;
-		(*n)++;
-	}
-	return 0;
-}
-
-bool net_prefix_match(const struct net_prefix *p, const struct net_addr *a)
-{
-	struct net_addr u;
-	addr_unmap(a, &u);
-	if (u.u.sa.sa_family != p->addr.u.sa.sa_family)
+	unsigned full = plen / 8, rest = plen % 8;
+	if (memcmp(x, y, full))
 		return false;
-	if (u.u.sa.sa_family == AF_INET) {
-		prefix_mask((uint8_t *)&u.u.in.sin_addr, 4, p->bits);
-		return u.u.in.sin_addr.s_addr == p->addr.u.in.sin_addr.s_addr;
-	}
-	prefix_mask(u.u.in6.sin6_addr.s6_addr, 16, p->bits);
-	return memcmp(&u.u.in6.sin6_addr, &p->addr.u.in6.sin6_addr, 16) == 0;
+	if (!rest)
+		return true;
+	unsigned char m = (unsigned char)(0xff << (8 - rest));
+	return ((x[full] ^ y[full]) & m) == 0;
 }
 
-bool net_prefix_list_match(const struct net_prefix *list, size_t n, const struct net_addr *a)
+int net_cidr_parse(const char *s, struct net_cidr *out)
 {
-	for (size_t i = 0; i < n; i++)
-		if (net_prefix_match(&list[i], a))
-			return true;
+	char ip[INET6_ADDRSTRLEN + 8];
+	const char *slash = strchr(s, '/');
+	size_t l = slash ? (size_t)(slash - s) : strlen(s);
+	if (l == 0 || l >= sizeof ip)
+		return EINVAL;
+	memcpy(ip, s, l);
+	ip[l] = '\0';
+	if (parse_ip(ip, 0, &out->net))
+		return EINVAL;
+	unsigned max = out->net.u.sa.sa_family == AF_INET6 ? 128 : 32;
+	out->plen = max;
+	if (slash) {
+		uint32_t v;
+		if (slice_to_u32(slice_cstr(slash + 1), UINT32_MAX, &v))
+			return EINVAL;
+		if (v > max)
+			return ERANGE;
+		out->plen = v;
+	}
+	const unsigned char *b = out->net.u.sa.sa_family == AF_INET6
+					 ? out->net.u.in6.sin6_addr.s6_addr
+					 : (const unsigned char *)&out->net.u.in.sin_addr;
+	for (unsigned bit = out->plen; bit < max; bit++)
+		if (b[bit / 8] & (0x80 >> (bit % 8)))
+			return EDOM;
+	return 0;
+}
+
+bool net_cidr_has(const struct net_cidr *c, const struct net_addr *a)
+{
+	unsigned nb = c->net.u.sa.sa_family == AF_INET6 ? 16 : 4, ab;
+	const unsigned char *n = nb == 16 ? c->net.u.in6.sin6_addr.s6_addr
+					  : (const unsigned char *)&c->net.u.in.sin_addr;
+	const unsigned char *x = cidr_bytes(a, &ab);
+	if (!x)
+		return false;
+	if (nb == ab)
+		return prefix_eq(n, x, c->plen);
+	/* ::ffff:0:0/96 and longer written in IPv6 against an IPv4 peer */
+	if (nb == 16 && ab == 4 && c->plen >= 96 && IN6_IS_ADDR_V4MAPPED(&c->net.u.in6.sin6_addr))
+		return prefix_eq(n + 12, x, c->plen - 96);
 	return false;
 }

@@ -23,6 +23,17 @@ struct net_addr {
 
 #define NET_ADDR_STRLEN 64 /* "[v6]:port" with room to spare */
 
+struct net_cidr;
+
+/* 127.0.0.0/8, ::1, and IPv4-mapped loopback. */
+bool net_addr_is_loopback(const struct net_addr *a);
+/* Parses a comma-separated list of net_cidr_parse items into out[cap];
+ * *n = entries; an empty list is fine. EINVAL, ERANGE, EDOM as
+ * net_cidr_parse for the first bad item, ENOSPC past cap. */
+int net_cidr_list_parse(const char *s, struct net_cidr *out, size_t cap, size_t *n);
+/* Whether a's IP is inside any of the n prefixes. */
+bool net_cidr_list_has(const struct net_cidr *list, size_t n, const struct net_addr *a);
+
 /* Parses "1.2.3.4:5060", "[::1]:5060", "1.2.3.4" (port = defport); numeric only. */
 int net_addr_parse(const char *s, uint16_t defport, struct net_addr *out);
 /* Parses a host slice (IPv4 literal, or IPv6 with or without brackets) and a port. */
@@ -41,25 +52,20 @@ bool net_addr_is_any(const struct net_addr *a);
 /* RFC 1918, RFC 6598 shared (100.64.0.0/10), loopback, link-local, RFC 4193 ULA. */
 bool net_addr_is_private(const struct net_addr *a);
 uint64_t net_addr_hash(const struct net_addr *a);
-/* 127.0.0.0/8, ::1, and IPv4-mapped loopback. */
-bool net_addr_is_loopback(const struct net_addr *a);
 
-/* An address prefix for source allow-lists: "10.0.0.0/8", "2001:db8::/32",
- * or a bare IP (one host). An IPv4 prefix also matches IPv4-mapped IPv6
- * sources (a dual-stack socket). */
-struct net_prefix {
-	struct net_addr addr; /* host bits cleared */
-	unsigned bits;
+/* An address prefix, as in a source allow-list. */
+struct net_cidr {
+	struct net_addr net; /* port unused */
+	unsigned plen;
 };
-
-/* Parses one prefix; EINVAL for a bad IP or length. */
-int net_prefix_parse(struct slice s, struct net_prefix *out);
-/* Parses a comma-separated list into out[cap]; *n = entries. EINVAL names
- * nothing: the caller reports the whole value; ENOSPC past cap. */
-int net_prefix_list_parse(const char *s, struct net_prefix *out, size_t cap, size_t *n);
-bool net_prefix_match(const struct net_prefix *p, const struct net_addr *a);
-/* True when a matches any of the n prefixes. */
-bool net_prefix_list_match(const struct net_prefix *list, size_t n, const struct net_addr *a);
+/* Parses "192.0.2.0/24", "2001:db8::/32" or a bare address (a host: /32,
+ * /128). EINVAL when it is not that, ERANGE for a prefix length beyond the
+ * family's, EDOM when the address has bits set past the prefix (a typo for
+ * another network, more likely than not). */
+int net_cidr_parse(const char *s, struct net_cidr *out);
+/* Whether a's IP is inside c; an IPv4-mapped IPv6 address (a dual-stack
+ * socket's view of an IPv4 peer) matches as the IPv4 address it carries. */
+bool net_cidr_has(const struct net_cidr *c, const struct net_addr *a);
 
 /* ---- event loop: one per worker thread (epoll) ---- */
 

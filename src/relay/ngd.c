@@ -50,7 +50,7 @@ struct relay_ngd {
 	struct buf sdp;
 	struct ngd_cached cache[NGD_CACHE];
 	unsigned cache_next;
-	struct net_prefix allow[NGD_ALLOW_MAX]; /* RO after start */
+	struct net_cidr allow[NGD_ALLOW_MAX]; /* RO after start */
 	size_t n_allow;
 	size_t list_max; /* RO */
 	bool denied_logged;
@@ -508,7 +508,7 @@ static void on_readable(int fd, uint32_t events, void *arg)
 		    recvfrom(fd, d->rx, sizeof d->rx, MSG_DONTWAIT | MSG_TRUNC, &src.u.sa, &sl);
 		if (n < 0)
 			return;
-		if (!net_prefix_list_match(d->allow, d->n_allow, &src)) {
+		if (!net_cidr_list_has(d->allow, d->n_allow, &src)) {
 			/* a stranger gets no answer: ng is not a reflector, nor a way in */
 			metric_inc(&m_denied);
 			if (!d->denied_logged) {
@@ -555,10 +555,12 @@ int relay_ngd_start(struct relay *r, const struct conf *c)
 	if (err)
 		goto out_free;
 	const char *allow = conf_str(c, "relay", "ng_allow");
-	if ((err = net_prefix_list_parse(allow, d->allow, NGD_ALLOW_MAX, &d->n_allow))) {
-		LOG_E("relay", "[relay] ng_allow: want %s addresses or prefixes (10.0.0.0/8, ::1), "
-			       "got '%s'",
-		      err == ENOSPC ? "at most 32" : "a list of", allow);
+	if ((err = net_cidr_list_parse(allow, d->allow, NGD_ALLOW_MAX, &d->n_allow))) {
+		LOG_E("relay", "[relay] ng_allow: want %s, got '%s'",
+		      err == ENOSPC ? "at most 32 addresses or prefixes"
+		      : err == EDOM ? "prefixes without host bits (10.0.0.0/8, not 10.1.0.0/8)"
+				    : "addresses or prefixes (10.0.0.0/8, ::1)",
+		      allow);
 		err = EINVAL;
 		goto out_free;
 	}
