@@ -431,7 +431,7 @@ out_errno:
 	if (err == ENOENT)
 		snprintf(w.s, sizeof w.s, "Unknown call-id or tag");
 	else
-		snprintf(w.s, sizeof w.s, "%s", relayctl_strerror(err));
+		snprintf(w.s, sizeof w.s, "%s", relay_strerror(err));
 out_error:
 	metric_inc(&m_errs);
 	buf_reset(b);

@@ -340,6 +340,32 @@ out_free:
 	return err;
 }
 
+const char *relay_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "ok";
+	case EBADMSG:
+		return "malformed SDP or message";
+	case ENOTSUP:
+		return "unsupported SDP or option";
+	case ENOSPC:
+		return "out of relay ports";
+	case EDQUOT:
+		return "relay ports for this source or caller used up";
+	case E2BIG:
+		return "too many media streams";
+	case ENOENT:
+		return "unknown call-id or tag";
+	case EINVAL:
+		return "missing or bad argument";
+	case ENOMEM:
+		return "out of memory";
+	default:
+		return "relay error";
+	}
+}
+
 void relay_free(struct relay *r)
 {
 	if (!r)

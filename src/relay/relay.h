@@ -144,6 +144,8 @@ int relay_query(struct relay *r, struct slice call_id, struct slice from_tag,
 		struct relayctl_query *out);
 typedef void(relay_list_h)(struct slice call_id, void *arg);
 int relay_list(struct relay *r, size_t max, relay_list_h *h, void *arg);
+/* "out of relay ports", ... for an error of the calls above. */
+const char *relay_strerror(int err);
 
 struct relay_stats {
 	int64_t sessions;	/* live */

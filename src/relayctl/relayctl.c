@@ -47,32 +47,14 @@ void relayctl_free(struct relayctl *rc)
 const char *relayctl_strerror(int err)
 {
 	switch (err) {
-	case 0:
-		return "ok";
-	case EBADMSG:
-		return "malformed SDP or message";
-	case ENOTSUP:
-		return "unsupported SDP or option";
-	case ENOSPC:
-		return "out of relay ports";
-	case EDQUOT:
-		return "relay ports for this source or caller used up";
-	case E2BIG:
-		return "too many media streams";
-	case ENOENT:
-		return "unknown call-id or tag";
-	case EINVAL:
-		return "missing or bad argument";
 	case ETIMEDOUT:
 		return "relay did not answer";
 	case ECONNREFUSED:
 		return "relay refused the connection";
 	case EPROTO:
 		return "relay answered with an error";
-	case ENOMEM:
-		return "out of memory";
 	default:
-		return "relay error";
+		return relay_strerror(err); /* the engine's own */
 	}
 }
 
