@@ -547,13 +547,13 @@ static int start_mhd(struct ctl *c)
 		LOG_E("ctl", "libmicrohttpd was built without epoll");
 		return ENOTSUP;
 	}
-	c->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG, 0,
-				  NULL, NULL, on_request, c, MHD_OPTION_NOTIFY_CONNECTION, on_conn,
-				  c, MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_conns,
-				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_per_addr,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(c->timeout_ms / 1000),
-				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CTL_REQUEST_MAX,
-				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	c->mhd = MHD_start_daemon(
+	    MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
+	    c, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, or MHD logs to stderr */
+	    MHD_OPTION_NOTIFY_CONNECTION, on_conn, c, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)c->max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_per_addr,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(c->timeout_ms / 1000),
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CTL_REQUEST_MAX, MHD_OPTION_END);
 	if (!c->mhd) {
 		LOG_E("ctl", "cannot start the HTTP server");
 		return ENOMEM;
