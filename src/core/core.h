@@ -89,6 +89,17 @@ void log_msg(enum log_level lvl, const char *role, const char *fmt, ...)
 			log_msg(LOG_DEBUG, role, __VA_ARGS__);              \
 	} while (0)
 
+/* One line per burst, not per event: what a stranger can trigger at will
+ * (refused requests) is logged at most once per interval, with the count of
+ * the events since the last line. Zero-initialised; any thread. */
+struct log_burst {
+	_Atomic uint64_t next_ms; /* no line before this (monotonic ms) */
+	_Atomic int64_t events;   /* counted since the last line */
+};
+/* Counts one event; true when a line is due now, with *n the events it
+ * stands for (this one included). */
+bool log_burst_due(struct log_burst *b, uint64_t interval_ms, int64_t *n);
+
 /* ---- counters: named, atomic, exported in Prometheus text format ---- */
 
 struct metric {

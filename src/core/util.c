@@ -181,3 +181,14 @@ void log_msg(enum log_level lvl, const char *role, const char *fmt, ...)
 	line[len++] = '\n';
 	fwrite(line, 1, len, stderr);
 }
+
+bool log_burst_due(struct log_burst *b, uint64_t interval_ms, int64_t *n)
+{
+	atomic_fetch_add(&b->events, 1);
+	uint64_t now = time_mono_ms(), next = atomic_load(&b->next_ms);
+	/* one thread wins the line; the others only count */
+	if (now < next || !atomic_compare_exchange_strong(&b->next_ms, &next, now + interval_ms))
+		return false;
+	*n = atomic_exchange(&b->events, 0);
+	return true;
+}

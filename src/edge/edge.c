@@ -1,7 +1,6 @@
 /* The SIP receive path: STUN and CRLF keepalives, parsing, symmetric response, Call-ID ownership. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ifaddrs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,9 @@ const struct conf_key edge_conf_keys[] = {
 	 "transport:address:port list; IPv6 as udp:[::]:5060"},
 	{"sip", "advertise", CONF_STR, "", 0, 0, NULL,
 	 "host to put in Via/Record-Route instead of the bound address (1:1 NAT)"},
+	{"sip", "domains", CONF_STR, "", 0, 0, NULL,
+	 "(read by the registrar and proxy) domains this server is responsible for: host names "
+	 "or addresses, comma-separated; empty = its own addresses, host name and advertise"},
 	{"sip", "force_rport", CONF_BOOL, "yes", 0, 0, NULL,
 	 "answer UDP requests to their source port even without ;rport (RFC 3581)"},
 	{"sip", "workers", CONF_INT, "0", 0, 256, NULL, "worker threads; 0 = one per core"},
@@ -164,32 +166,9 @@ static int open_listeners(struct edge *e, const char *spec)
 static void edge_recv(struct worker *w, const struct flow *f, const char *data, size_t len,
 		      void *arg);
 
-/* A wildcard listener answers on every address of the host: learn them once. */
-static void learn_host_addrs(struct edge *e)
-{
-	struct ifaddrs *ifs;
-	if (getifaddrs(&ifs))
-		return;
-	for (struct ifaddrs *i = ifs; i && e->n_host_addrs < ARRAY_SIZE(e->host_addrs);
-	     i = i->ifa_next) {
-		if (!i->ifa_addr ||
-		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
-			continue;
-		struct net_addr *a = &e->host_addrs[e->n_host_addrs++];
-		memset(a, 0, sizeof *a);
-		memcpy(&a->u.sa, i->ifa_addr,
-		       i->ifa_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-							  : sizeof(struct sockaddr_in));
-	}
-	freeifaddrs(ifs);
-}
-
 static bool is_host_addr(const struct edge *e, const struct net_addr *a)
 {
-	for (size_t i = 0; i < e->n_host_addrs; i++)
-		if (net_addr_ip_eq(&e->host_addrs[i], a))
-			return true;
-	return false;
+	return e->hostaddrs && net_hostaddrs_has(e->hostaddrs, a);
 }
 
 int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
@@ -234,8 +213,17 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 		edge_free(e);
 		return ENOMEM;
 	}
-	learn_host_addrs(e);
-	int err = open_listeners(e, conf_str(c, "sip", "listen"));
+	/* a wildcard listener answers on every address of the host, and the
+	 * host's addresses change under us (DHCP, VPNs, an operator's ip addr) */
+	int err = net_hostaddrs_alloc(&e->hostaddrs);
+	if (!err && net_hostaddrs_watch(e->hostaddrs, worker_loop(net_worker(n, 0))))
+		LOG_W("edge", "no netlink address events: this host's addresses are read once");
+	if (err) {
+		LOG_E("edge", "cannot read this host's addresses: %s", strerror(err));
+		edge_free(e);
+		return err;
+	}
+	err = open_listeners(e, conf_str(c, "sip", "listen"));
 	if (!err)
 		err = edge_steer_start(e, conf_str(c, "sip", "steering"));
 	if (err) {
@@ -269,6 +257,7 @@ void edge_free(struct edge *e)
 	}
 	edge_mac_free(e);
 	edge_steer_free(e->steer);
+	net_hostaddrs_free(e->hostaddrs);
 	free(e->wk);
 	free(e);
 }
@@ -343,6 +332,16 @@ bool edge_addr_is_local(const struct edge *e, const struct net_addr *a)
 			return true;
 	}
 	return false;
+}
+
+bool edge_ip_is_local(const struct edge *e, const struct net_addr *a)
+{
+	if (e->advertise_is_ip && net_addr_ip_eq(&e->advertise_addr, a))
+		return true;
+	for (unsigned i = 0; i < net_listener_count(e->net); i++)
+		if (net_addr_ip_eq(net_listener_addr(e->net, i), a))
+			return true;
+	return is_host_addr(e, a);
 }
 
 bool edge_is_local(const struct edge *e, struct slice host, uint16_t port)
@@ -595,4 +594,9 @@ static void process(struct edge *e, struct worker *w, struct edge_msg *em)
 	}
 	if (!kept)
 		edge_msg_free(em);
+}
+
+const char *edge_advertise(const struct edge *e)
+{
+	return e->advertise;
 }

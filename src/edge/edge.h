@@ -78,8 +78,15 @@ const char *edge_local_hostport(const struct edge *e, const struct flow *f, char
 				size_t len);
 /* Whether host:port (port 0 = default 5060) names this server. */
 bool edge_is_local(const struct edge *e, struct slice host, uint16_t port);
-/* The same for an address already parsed (a flow's remote end). */
+/* The same for an address already parsed (a flow's remote end). Both know
+ * the host's addresses as they are now (netlink keeps them current), and a
+ * loopback interface's whole prefix (127.0.0.2 is us). */
 bool edge_addr_is_local(const struct edge *e, const struct net_addr *a);
+/* Whether an IP (any port) is this server's: [sip] advertise, a listener's
+ * address, or one of the host's. */
+bool edge_ip_is_local(const struct edge *e, const struct net_addr *a);
+/* The [sip] advertise value, "" when unset. */
+const char *edge_advertise(const struct edge *e);
 
 /* Sends raw bytes on a flow and counts it. */
 int edge_send(struct edge *e, const struct flow *f, const void *p, size_t len);

@@ -86,9 +86,9 @@ struct edge {
 	unsigned char token_boot[3];
 	uint32_t t1, t2, t4; /* ms */
 	uint32_t timer_c;    /* ms, RFC 3261 16.6 step 11 */
-	/* the host's addresses, for listeners bound to a wildcard; RO after alloc */
-	struct net_addr host_addrs[64];
-	size_t n_host_addrs;
+	/* the host's addresses, for listeners bound to a wildcard, kept
+	 * current from netlink on worker 0; owned by the edge */
+	struct net_hostaddrs *hostaddrs;
 	struct edge_steer *steer; /* kernel steering by Call-ID (steer.c), or NULL */
 };
 

@@ -228,6 +228,27 @@ int net_udp_socket(const struct net_addr *a, bool reuseport, int *fdp);
 /* Bound address of a socket. */
 int net_sock_addr(int fd, struct net_addr *out);
 
+/* ---- this host's own addresses, kept current ----
+ * A snapshot taken at alloc, read again whenever netlink reports an address
+ * added or removed (RTM_NEWADDR / RTM_DELADDR) once watched on a loop. An
+ * address on a loopback interface stands for its prefix (127.0.0.0/8 is
+ * ours although lo holds 127.0.0.1); any other stands for itself. */
+/* Addresses beyond this many are not known as ours: a loop through one is
+ * then caught after a round trip (RFC 3261 16.3 step 4), not before. */
+#define NET_HOSTADDRS_MAX 128
+struct net_hostaddrs;
+int net_hostaddrs_alloc(struct net_hostaddrs **hp);
+/* Follows address events on loop l (one loop; before it runs, or on it).
+ * ENOTSUP when no netlink socket could be opened: the snapshot stays. */
+int net_hostaddrs_watch(struct net_hostaddrs *h, struct loop *l);
+/* After the loops stopped. */
+void net_hostaddrs_free(struct net_hostaddrs *h);
+/* Whether a's IP is this host's. Any thread; no lock on the way (each
+ * thread keeps a copy of the set, taken again when it changed). */
+bool net_hostaddrs_has(struct net_hostaddrs *h, const struct net_addr *a);
+/* How many times the set was read again since alloc (tests, logs). */
+uint64_t net_hostaddrs_refreshes(struct net_hostaddrs *h);
+
 /* ---- tc ingress hooks for the eBPF fast paths (relay, stund) ----
  *
  * A program (its fd) is attached to the ingress of each interface once: as a

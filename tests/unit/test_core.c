@@ -472,6 +472,23 @@ static void metrics_register_add_export(void **state)
 	buf_free(&b);
 }
 
+/* A flood of refusals makes one log line, and the next line counts them all. */
+static void log_burst_one_line_per_burst(void **state)
+{
+	(void)state;
+	struct log_burst b = {0};
+	int64_t n = 0;
+	assert_true(log_burst_due(&b, 3600 * 1000, &n));
+	assert_int_equal(n, 1);
+	int lines = 0;
+	for (int i = 0; i < 10000; i++)
+		lines += log_burst_due(&b, 3600 * 1000, &n);
+	assert_int_equal(lines, 0);
+	b.next_ms = 0; /* as if the interval had passed */
+	assert_true(log_burst_due(&b, 3600 * 1000, &n));
+	assert_int_equal(n, 10001);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -488,6 +505,7 @@ int main(void)
 		cmocka_unit_test(log_levels),
 		cmocka_unit_test(json_string_escapes),
 		cmocka_unit_test(metrics_register_add_export),
+		cmocka_unit_test(log_burst_one_line_per_burst),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
