@@ -323,13 +323,7 @@ int cli_serve(int argc, char **argv)
 	}
 	if (s.reg) {
 		registrar_start(s.reg);
-		size_t users = store_cred_count(s.creds);
-		if (users == 0)
-			LOG_W("registrar", "no users configured: accepting every REGISTER "
-					   "without authentication (add one with `pinhole user add`)");
-		else
-			LOG_I("registrar", "%zu users: REGISTER and requests from local users "
-					   "need digest authentication", users);
+		registrar_log_rule(s.reg);
 	}
 	if (s.ctl)
 		ctl_start(s.ctl);

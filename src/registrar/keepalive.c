@@ -219,6 +219,10 @@ int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 		free(r);
 		return EINVAL;
 	}
+	if (registrar_policy_init(r, c)) {
+		free(r);
+		return EINVAL;
+	}
 	r->ka_interval = (unsigned)conf_int(c, "keepalive", "interval");
 	r->ka_method = strcmp(conf_str(c, "keepalive", "method"), "crlf") == 0 ? KA_CRLF
 										 : KA_OPTIONS;
@@ -238,6 +242,8 @@ int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 	metric_register(&reg_m_registers);
 	metric_register(&reg_m_rejected);
 	metric_register(&reg_m_forbidden);
+	metric_register(&reg_m_foreign_domain);
+	metric_register(&reg_m_closed);
 	*rp = r;
 	return 0;
 }

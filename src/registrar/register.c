@@ -16,6 +16,9 @@ const struct conf_key registrar_conf_keys[] = {
 	{"registrar", "default_expires", CONF_INT, "3600", 1, 604800, NULL,
 	 "expiry when the REGISTER names none"},
 	{"registrar", "max_contacts", CONF_INT, "16", 1, 1000, NULL, "bindings per AOR"},
+	{"registrar", "open", CONF_BOOL, "no", 0, 0, NULL,
+	 "DANGEROUS: with no users configured, accept REGISTER from any source, not only "
+	 "loopback and private ones (anyone on the internet can then take any AOR)"},
 	{"keepalive", "interval", CONF_INT, "20", 0, 3600, NULL,
 	 "seconds between server pings to NATed UDP phones; 0 = off"},
 	{"keepalive", "method", CONF_ENUM, "options", 0, 0, "options|crlf",
@@ -82,20 +85,6 @@ bool registrar_behind_nat(const struct flow *f, const struct sip_via *via,
 struct auth *registrar_auth(struct registrar *r)
 {
 	return r->auth;
-}
-
-bool registrar_domain_is_local(struct registrar *r, const struct sip_uri *uri)
-{
-	/* a domain is a host: whichever of our ports the URI names (or none) */
-	if (edge_is_local(r->edge, uri->host, uri->port))
-		return true;
-	struct net *n = edge_net(r->edge);
-	for (unsigned i = 0; i < net_listener_count(n); i++) {
-		uint16_t port = net_addr_port(net_listener_addr(n, i));
-		if (edge_is_local(r->edge, uri->host, port))
-			return true;
-	}
-	return false;
 }
 
 int registrar_lookup(struct registrar *r, const char *aor, struct store_binding *out, size_t max,
@@ -458,6 +447,12 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 {
 	const struct sip_msg *m = rx->msg;
 	struct stsx *st = rx->st;
+	const char *why = NULL;
+	uint16_t refuse = registrar_admit(r, rx, &why);
+	if (refuse) {
+		reject(st, refuse, why, NULL);
+		return;
+	}
 	/* 10.3 step 2 (Require) */
 	const struct sip_hdr *req;
 	for (size_t i = 0; (req = sip_msg_hdr(m, SIP_HDR_REQUIRE, i)) != NULL; i++) {

@@ -27,9 +27,6 @@ int registrar_start(struct registrar *r);
 
 /* The digest authenticator the registrar owns; the proxy checks with it too. */
 struct auth *registrar_auth(struct registrar *r);
-/* Whether a SIP URI's host is one of our domains (any port of ours). Stands in
- * for the [sip] domains policy, which replaces it. */
-bool registrar_domain_is_local(struct registrar *r, const struct sip_uri *uri);
 
 /* Handles a REGISTER (rx->st set). */
 void registrar_handle(struct registrar *r, const struct edge_rx *rx);
@@ -39,6 +36,23 @@ int registrar_aor_of(const struct sip_uri *uri, char *out);
 /* Live bindings of an AOR, best first. */
 int registrar_lookup(struct registrar *r, const char *aor, struct store_binding *out, size_t max,
 		     size_t *n);
+
+/* ---- policy (policy.c) ---- */
+
+/* Whether a URI's host is a domain this server is responsible for: one of
+ * [sip] domains, or by default this server's addresses and host name and
+ * [sip] advertise (an address with a port only when we listen on that
+ * port). The one answer to "is this host ours" for the registrar (RFC 3261
+ * 10.3 step 1) and the proxy (a local user or not). */
+bool registrar_domain_is_local(const struct registrar *r, const struct sip_uri *uri);
+/* Whether the credentials store holds any user. */
+bool registrar_has_users(const struct registrar *r);
+/* The embedded run's safe default: with no users, loopback, private (RFC
+ * 1918, ULA, link-local) and shared (100.64.0.0/10) sources are trusted
+ * to register and to reach beyond the local domain; nobody else is. */
+bool registrar_lan_default(const struct registrar *r, const struct net_addr *src);
+/* Logs which registration rule is in force (at start). */
+void registrar_log_rule(const struct registrar *r);
 
 /* A response that matched no transaction: consumed (true) when it answers one
  * of our keepalive OPTIONS. */

@@ -11,6 +11,14 @@ enum ka_method { KA_OPTIONS, KA_CRLF };
 
 struct ka_pending; /* OPTIONS pings awaiting an answer, by binding id */
 
+#define REG_MAX_DOMAINS 32
+
+struct reg_domain {
+	char name[128];
+	bool is_ip;
+	struct net_addr ip; /* when is_ip */
+};
+
 struct registrar {
 	struct edge *edge;
 	struct store *store;
@@ -26,8 +34,20 @@ struct registrar {
 	pthread_mutex_t ka_lock;
 	struct ka_pending **ka_hash;
 	size_t ka_hash_size;
+	/* policy.c; RO after alloc but for the log state */
+	struct reg_domain domains[REG_MAX_DOMAINS]; /* [sip] domains; none: the default */
+	size_t n_domains;
+	char hostname[256];
+	bool open; /* [registrar] open */
+	struct log_burst closed_log;
 };
 
-extern struct metric reg_m_registers, reg_m_rejected, reg_m_forbidden;
+/* policy.c: reads [sip] domains and [registrar] open; EINVAL (logged) on a bad list. */
+int registrar_policy_init(struct registrar *r, const struct conf *c);
+/* 0 when the REGISTER may go on, else the status to refuse it with. */
+uint16_t registrar_admit(struct registrar *r, const struct edge_rx *rx, const char **reason);
+
+extern struct metric reg_m_registers, reg_m_rejected, reg_m_forbidden, reg_m_foreign_domain,
+	reg_m_closed;
 
 #endif
