@@ -272,8 +272,8 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	call_link(pc);
 	stsx_set_owner(rx->st, pc, on_cancel, on_end);
 	for (size_t i = 0; i < n && i < PROXY_MAX_BRANCHES; i++) {
-		char branch[32];
-		edge_new_branch(branch);
+		char branch[PROXY_BRANCH_SIZE];
+		proxy_new_branch(rx, branch);
 		struct buf req;
 		buf_init(&req);
 		if (proxy_build_request(p, rx, plan, &targets[i], branch, &req)) {

@@ -8,6 +8,8 @@
 #include "relayctl/relayctl.h"
 
 #define PROXY_MAX_BRANCHES 8
+#define PROXY_MAX_TRUSTED 64
+#define PROXY_BRANCH_SIZE 40
 
 enum media_policy { MEDIA_AUTO, MEDIA_ALWAYS, MEDIA_NEVER };
 
@@ -22,7 +24,28 @@ struct proxy {
 	/* every live proxy_call, so that shutdown frees what is still pending */
 	pthread_mutex_t calls_lock;
 	struct proxy_call *calls;
+	/* [proxy] trusted: sources that may reach beyond our domain; RO after alloc */
+	struct net_cidr trusted[PROXY_MAX_TRUSTED];
+	size_t n_trusted;
+	struct log_burst relay_log;
 };
+
+/* ---- policy.c ---- */
+
+/* Reads [proxy] trusted: 0, or EINVAL (logged) on a bad entry. */
+int proxy_policy_init(struct proxy *p, const struct conf *c);
+bool proxy_source_trusted(const struct proxy *p, const struct net_addr *src);
+/* Whether rx may make us send to a target beyond our domain (a foreign
+ * Request-URI, Route or maddr): an authenticated user, a trusted peer, or
+ * the no-users LAN default; counts and logs (once per burst) a refusal. */
+bool proxy_may_relay(struct proxy *p, const struct edge_rx *rx, bool authenticated);
+/* A fresh branch for forwarding rx: unique part plus loop-detection hash. */
+void proxy_new_branch(const struct edge_rx *rx, char out[PROXY_BRANCH_SIZE]);
+/* RFC 3261 16.3 step 4: whether rx carries a Via of ours whose hash says it
+ * came back unchanged (a loop; a spiral is not one). Counts it. */
+bool proxy_looped(struct proxy *p, const struct edge_rx *rx);
+/* Counts a loop found otherwise (a target that is one of our addresses). */
+void proxy_count_loop(void);
 
 /* Frees the calls still pending at shutdown (after the workers stopped). */
 void proxy_calls_free_all(struct proxy *p);

@@ -13,6 +13,9 @@ const struct conf_key proxy_conf_keys[] = {
 	 "Record-Route dialog-forming requests so in-dialog requests cross the NAT's flow"},
 	{"proxy", "max_branches", CONF_INT, "8", 1, PROXY_MAX_BRANCHES, NULL,
 	 "bindings an INVITE is forked to in parallel"},
+	{"proxy", "trusted", CONF_STR, "", 0, 0, NULL,
+	 "peers (addresses or CIDR prefixes, comma-separated) whose requests may go beyond our "
+	 "domains without authentication, e.g. a trunk: 192.0.2.10, 198.51.100.0/24"},
 	{"proxy", "relay", CONF_STR, "local", 0, 0, NULL,
 	 "media relay to engage: local (this process's [relay]), an ng address "
 	 "(udp:10.0.0.5:2223), or none"},
@@ -42,8 +45,15 @@ static bool is_dialog_forming(const struct sip_msg *m)
 }
 
 /* Walks the leading Route values that name us (RFC 3261 16.4) and collects
- * what to remove. A value whose user part is a valid flow token for another
- * flow than the one the request came on names the way out (RFC 5626 5.3). */
+ * what to remove; our flow tokens among them name the way out (RFC 5626
+ * 5.3). Our Record-Route is a pair, the callee's side then the caller's, and
+ * a route set keeps the sender's side first (the callee's in order, the
+ * caller's reversed): the far side is the later token. The flow comparison
+ * is only a check, that skips a token naming the very flow the request came
+ * on; it cannot be the rule, since a sender that comes back on a new flow
+ * (NAT rebinding, TCP reconnect, a trunk sending from another port) matches
+ * neither token. When every token names the sender's flow (a hairpin: the
+ * same trunk or phone on both sides) the far side is that flow too. */
 static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_plan *plan,
 			bool *have_flow, struct flow *flow, struct slice *next_route, int *token_err)
 {
@@ -53,6 +63,8 @@ static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_
 	plan->partial_line = SIZE_MAX;
 	*have_flow = false;
 	*next_route = SLICE_NULL;
+	struct flow last; /* the far side by position, whatever the check says */
+	bool have_last = false;
 	for (size_t i = 0; i < m->n_hdrs; i++) {
 		if (m->hdrs[i].id != SIP_HDR_ROUTE)
 			continue;
@@ -75,6 +87,10 @@ static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_
 						 : EBADMSG;
 			if (terr == EPERM || (terr == ESTALE && *token_err != EPERM))
 				*token_err = terr;
+			if (terr == 0) {
+				last = f;
+				have_last = true;
+			}
 			if (terr == 0 && !flow_eq(&f, &rx->flow)) {
 				*flow = f;
 				*have_flow = true;
@@ -86,10 +102,14 @@ static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_
 				plan->partial_rest = (struct slice){
 					v.p, (size_t)(m->hdrs[i].value.p + m->hdrs[i].value.l - v.p)};
 			}
-			return;
+			break;
 		}
 		if (popped && plan->n_pop_lines < ARRAY_SIZE(plan->pop_lines))
 			plan->pop_lines[plan->n_pop_lines++] = i;
+	}
+	if (!*have_flow && have_last) {
+		*flow = last;
+		*have_flow = true;
 	}
 }
 
@@ -163,14 +183,20 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 	return err;
 }
 
-/* Targets for a Request-URI that is not routed by Route: the registrar's bindings. */
-static int lookup_targets(struct proxy *p, const struct edge_rx *rx, struct proxy_target *t,
-			  size_t *n, uint16_t *status, const char **reason)
+/* Targets for a Request-URI that is not routed by Route: a local user's
+ * bindings, or (beyond our domains, for those allowed to go there) the
+ * host the URI names. */
+static int lookup_targets(struct proxy *p, const struct edge_rx *rx, bool authenticated,
+			  struct proxy_target *t, size_t *n, uint16_t *status, const char **reason)
 {
 	const struct sip_msg *m = rx->msg;
 	char aor[STORE_AOR_MAX];
 	*n = 0;
-	if (registrar_aor_of(&m->ruri, aor) == 0) {
+	if (registrar_domain_is_local(p->reg, &m->ruri)) {
+		*status = 404;
+		*reason = "Not Found";
+		if (registrar_aor_of(&m->ruri, aor))
+			return ENOENT;
 		struct store_binding b[PROXY_MAX_BRANCHES];
 		size_t nb = 0;
 		registrar_lookup(p->reg, aor, b, p->max_branches, &nb);
@@ -202,11 +228,16 @@ static int lookup_targets(struct proxy *p, const struct edge_rx *rx, struct prox
 			*status = 480;
 			*reason = unreachable ? "Temporarily Unavailable (Unreachable)"
 					      : "Temporarily Unavailable";
-			return ENOENT;
 		}
+		return ENOENT;
 	}
-	if (edge_is_local(p->edge, m->ruri.host, m->ruri.port) || m->ruri.user.l == 0 ||
-	    edge_flow_for_uri(p->edge, &m->ruri, &t[0].flow)) {
+	/* beyond our domains: the Request-URI's host (or maddr) is the target */
+	if (!proxy_may_relay(p, rx, authenticated)) {
+		*status = 403;
+		*reason = "Forbidden (Relaying Denied)";
+		return EPERM;
+	}
+	if (m->ruri.user.l == 0 || edge_flow_for_uri(p->edge, &m->ruri, &t[0].flow)) {
 		*status = 404;
 		*reason = "Not Found";
 		return ENOENT;
@@ -331,8 +362,11 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		reply(rx, 430, "Flow Failed", NULL);
 		return;
 	}
+	/* addressed to this server: one of our domains, or our own address
+	 * (a phone's OPTIONS ping) whatever [sip] domains says */
 	bool to_us = !have_flow && !next_route.l && m->ruri.user.l == 0 &&
-		     edge_is_local(p->edge, m->ruri.host, m->ruri.port);
+		     (registrar_domain_is_local(p->reg, &m->ruri) ||
+		      edge_is_local(p->edge, m->ruri.host, m->ruri.port));
 	if (to_us) {
 		if (m->method == SIP_OPTIONS)
 			reply(rx, 200, "OK",
@@ -345,17 +379,21 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		return;
 	}
 	/* true once the sender proved with digest that it is the local user in its
-	 * From. The relay policy (issue 11: foreign destinations only for
-	 * authenticated users or trusted peers) is to read it here. */
+	 * From; the relay policy below reads it (targets beyond our domains only
+	 * for authenticated users, trusted peers and the no-users LAN rule) */
 	bool authenticated = false;
 	/* in a dialog we Record-Routed: a To tag and a valid flow token of ours */
 	bool in_dialog = m->to_tag.l && have_flow;
 	if (check_sender(p, rx, &plan, in_dialog, &authenticated))
 		return;
-	(void)authenticated;
 	/* 16.3 step 3 */
 	if (m->max_forwards == 0) {
 		reply(rx, 483, "Too Many Hops", NULL);
+		return;
+	}
+	/* 16.3 step 4 */
+	if (proxy_looped(p, rx)) {
+		reply(rx, 482, "Loop Detected", NULL);
 		return;
 	}
 	plan.record_route = p->record_route && is_dialog_forming(m) && rx->st;
@@ -367,6 +405,11 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		targets[0].ruri[0] = '\0';
 		n = 1;
 	} else if (next_route.l) {
+		/* a Route beyond us: loose routing for whoever may go there */
+		if (!proxy_may_relay(p, rx, authenticated)) {
+			reply(rx, 403, "Forbidden (Relaying Denied)", NULL);
+			return;
+		}
 		struct sip_nameaddr na;
 		if (sip_nameaddr_parse(next_route, &na) ||
 		    edge_flow_for_uri(p->edge, &na.uri, &targets[0].flow)) {
@@ -378,13 +421,15 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	} else {
 		uint16_t status = 404;
 		const char *reason = "Not Found";
-		if (lookup_targets(p, rx, targets, &n, &status, &reason)) {
+		if (lookup_targets(p, rx, authenticated, targets, &n, &status, &reason)) {
 			reply(rx, status, reason, NULL);
 			return;
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
+		/* one of our own addresses, now or since (netlink keeps them current) */
 		if (edge_addr_is_local(p->edge, &targets[i].flow.remote)) {
+			proxy_count_loop();
 			reply(rx, 482, "Loop Detected", NULL);
 			return;
 		}
@@ -459,7 +504,11 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 						 : MEDIA_AUTO;
 	p->max_media = (unsigned)conf_int(c, "relay", "max_media");
 	const char *which = conf_str(c, "proxy", "relay");
-	int err = 0;
+	int err = proxy_policy_init(p, c);
+	if (err) {
+		free(p);
+		return err;
+	}
 	if (strcmp(which, "local") == 0) {
 		if (relay)
 			err = relayctl_local(&p->rc, relay);

@@ -408,6 +408,144 @@ static void test_stale_flow_token_430(void **state)
 	phone_close(&c);
 }
 
+/* The sender of an in-dialog request comes back on a new flow (its NAT
+ * rebound, or it sends from another port than it listens on): neither of
+ * our Route entries names the flow it came on, and the request must still
+ * go to the far side, never back to the sender. Both directions. */
+static void test_in_dialog_rebound_sender_reaches_far_side(void **state)
+{
+	(void)state;
+	struct phone a, b, a2, b2;
+	phone_open(&a, &srv);
+	phone_open(&b, &srv);
+	phone_open(&a2, &srv);
+	phone_open(&b2, &srv);
+	phone_register(&b, "rebound");
+	char r[4096], inv[4096], rr[1024], bye[4096];
+	phone_invite(&a, "rebound", "c-rebind", "z9hG4bKrb1", 70);
+	phone_expect(&b, "INVITE ", inv, sizeof inv);
+	phone_reply(&b, inv, 200, "OK", "rb");
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	msg_header(r, "Record-Route", rr, sizeof rr);
+	/* the callee, from a new port, with its route set (Record-Route as is) */
+	phone_send(&b2,
+		   "BYE sip:caller@10.2.2.2:%u SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKrbye1\r\n"
+		   "Route: %s\r\nMax-Forwards: 70\r\n"
+		   "From: <sip:rebound@127.0.0.1>;tag=rb\r\nTo: <sip:caller@127.0.0.1>;tag=caller1\r\n"
+		   "Call-ID: c-rebind\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+		   a.port, b2.port, rr);
+	phone_expect(&a, "BYE sip:caller@10.2.2.2:", bye, sizeof bye);
+	phone_reply(&a, bye, 200, "OK", "caller1");
+	phone_expect(&b2, "SIP/2.0 200", r, sizeof r);
+	phone_expect_silence(&b, 0);
+	/* the caller, from a new port, with its route set reversed */
+	char rev[1024];
+	char *comma = strstr(rr, ", ");
+	assert_non_null(comma);
+	snprintf(rev, sizeof rev, "%s, %.*s", comma + 2, (int)(comma - rr), rr);
+	phone_send(&a2,
+		   "BYE sip:rebound@10.1.1.1:%u SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKrbye2\r\n"
+		   "Route: %s\r\nMax-Forwards: 70\r\n"
+		   "From: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:rebound@127.0.0.1>;tag=rb\r\n"
+		   "Call-ID: c-rebind\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+		   b.port, a2.port, rev);
+	phone_expect(&b, "BYE sip:rebound@10.1.1.1:", bye, sizeof bye);
+	phone_reply(&b, bye, 200, "OK", "rb");
+	phone_expect(&a2, "SIP/2.0 200", r, sizeof r);
+	phone_expect_silence(&a, 0);
+	phone_close(&a);
+	phone_close(&b);
+	phone_close(&a2);
+	phone_close(&b2);
+}
+
+/* A hairpin: the same phone (or trunk) on both sides of a dialog. Both of
+ * our Route tokens name the flow the BYE came on, and that flow is also the
+ * far side: the BYE goes there, not to its Request-URI (a private Contact
+ * behind the NAT, unreachable). */
+static void test_in_dialog_hairpin(void **state)
+{
+	(void)state;
+	struct phone h;
+	phone_open(&h, &srv);
+	phone_register(&h, "hairpin");
+	char r[4096], inv[4096], rr[1024], bye[4096];
+	phone_invite(&h, "hairpin", "c-hairpin", "z9hG4bKhp1", 70);
+	phone_expect(&h, "INVITE ", inv, sizeof inv);
+	phone_reply(&h, inv, 200, "OK", "hp");
+	phone_expect(&h, "SIP/2.0 200", r, sizeof r);
+	msg_header(r, "Record-Route", rr, sizeof rr);
+	char rev[1024];
+	char *comma = strstr(rr, ", ");
+	assert_non_null(comma);
+	snprintf(rev, sizeof rev, "%s, %.*s", comma + 2, (int)(comma - rr), rr);
+	phone_send(&h,
+		   "BYE sip:hairpin@10.1.1.1:%u SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKhpbye\r\n"
+		   "Route: %s\r\nMax-Forwards: 70\r\n"
+		   "From: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:hairpin@127.0.0.1>;tag=hp\r\n"
+		   "Call-ID: c-hairpin\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+		   h.port, h.port, rev);
+	phone_expect(&h, "BYE sip:hairpin@10.1.1.1:", bye, sizeof bye);
+	phone_reply(&h, bye, 200, "OK", "hp");
+	phone_expect(&h, "SIP/2.0 200", r, sizeof r);
+	assert_non_null(strstr(r, "CSeq: 2 BYE"));
+	phone_close(&h);
+}
+
+/* Sends req back to the server as a stateless proxy would: its own Via on
+ * top, the Request-URI replaced when ruri is given. */
+static void bounce(struct phone *p, const char *req, const char *ruri, const char *branch)
+{
+	const char *eol = strstr(req, "\r\n");
+	assert_non_null(eol);
+	const char *sp = strchr(req, ' ');
+	const char *sp2 = strchr(sp + 1, ' ');
+	if (ruri)
+		phone_send(p, "%.*s %s%.*s\r\nVia: SIP/2.0/UDP 127.0.0.1:%u;branch=%s%s",
+			   (int)(sp - req), req, ruri, (int)(eol - sp2), sp2, p->port, branch,
+			   eol);
+	else
+		phone_send(p, "%.*s\r\nVia: SIP/2.0/UDP 127.0.0.1:%u;branch=%s%s",
+			   (int)(eol - req), req, p->port, branch, eol);
+}
+
+/* RFC 3261 16.3 step 4: a request that another element sends back to us
+ * unchanged has looped (482 at once, not 70 more rounds); one that comes
+ * back changed (another Request-URI) is a spiral and goes on. */
+static void test_loop_through_other_element(void **state)
+{
+	(void)state;
+	struct phone a, p, q;
+	phone_open(&a, &srv);
+	phone_open(&p, &srv);
+	phone_open(&q, &srv);
+	char r[4096], req[4096], again[4096], ruri[128];
+	phone_send(&a,
+		   "OPTIONS sip:x@127.0.0.1:%u SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKlp1;rport\r\nMax-Forwards: 70\r\n"
+		   "From: <sip:a@127.0.0.1>;tag=lp\r\nTo: <sip:x@127.0.0.1>\r\n"
+		   "Call-ID: c-loop\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+		   p.port, a.port);
+	phone_expect(&p, "OPTIONS sip:x@127.0.0.1:", req, sizeof req);
+	bounce(&p, req, NULL, "z9hG4bKbounce1");
+	phone_expect(&p, "SIP/2.0 482", r, sizeof r);
+	assert_non_null(strstr(r, "branch=z9hG4bKbounce1"));
+	/* a spiral: the element changed the Request-URI */
+	snprintf(ruri, sizeof ruri, "sip:x@127.0.0.1:%u", q.port);
+	bounce(&p, req, ruri, "z9hG4bKbounce2");
+	phone_expect(&q, "OPTIONS sip:x@127.0.0.1:", again, sizeof again);
+	phone_reply(&q, again, 200, "OK", "qq");
+	phone_expect(&p, "SIP/2.0 200", r, sizeof r);
+	phone_reply(&p, req, 200, "OK", "pp");
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	phone_close(&a);
+	phone_close(&p);
+	phone_close(&q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -420,6 +558,9 @@ int main(void)
 		cmocka_unit_test(test_hold_then_resume_relayed),
 		cmocka_unit_test(test_in_dialog_bye_follows_record_route),
 		cmocka_unit_test(test_stale_flow_token_430),
+		cmocka_unit_test(test_in_dialog_rebound_sender_reaches_far_side),
+		cmocka_unit_test(test_in_dialog_hairpin),
+		cmocka_unit_test(test_loop_through_other_element),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
