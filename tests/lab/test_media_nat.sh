@@ -86,6 +86,9 @@ start_pinhole() {
 		[sip]
 		listen = udp:$addr:5060
 		workers = 2
+		[registrar]
+		; no users, and the phones register from the NATs' public side
+		open = yes
 		[keepalive]
 		interval = 10
 		method = options
@@ -340,6 +343,32 @@ done
 [ "$lost" -ge 1 ] || lab_fail "never: audio arrived both ways without the relay: the NATs do not do their job"
 lab_log "never: audio lost in $lost direction(s) without the relay"
 [ "$(counter "$CTL2" relay_sessions)" -eq 0 ] || lab_fail "never: server 2 has relay sessions"
+
+# --- no open relay: a MESSAGE for a third host (a gateway at ATTACKER:5099,
+# as in toll fraud), from the attacker on the public side and from a phone
+# behind a NAT (private inside, public as the server sees it; no users, so
+# neither is authenticated): each refused 403 and counted, nothing reaches
+# the gateway
+relay_msg() { # FROM_ADDR:PORT: the request, and an x that $(...) keeps the CRLFs before
+	printf 'MESSAGE sip:+442079460000@%s:5099 SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKrelay%s;rport\r\nMax-Forwards: 70\r\nFrom: <sip:x@%s>;tag=r\r\nTo: <sip:+442079460000@%s>\r\nCall-ID: relay-%s-%s\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\nx' \
+		"$ATTACKER" "$1" "$$" "$SRV1" "$ATTACKER" "$$" "$1"
+}
+den0=$(counter "$CTL1" proxy_relay_denied_total)
+lab_probe_bg pub "$LAB_TMP/relay-gateway.log" "$ATTACKER:5099" listen 4
+gw_pid=$LAB_LAST_PID
+for who in pub:"$ATTACKER":5098 s1-ph:"$(lab_phone_ip s1)":5097; do
+	ns=${who%%:*} from=${who#*:} msg=$(relay_msg "${who#*:}")
+	lab_exec "$ns" "$LAB_PROBE" -b "$from" send "$SRV1:5060" "${msg%x}" recv 3 \
+		>"$LAB_TMP/relay-$ns.log" || lab_fail "relay: no answer to $ns's MESSAGE: $(cat "$LAB_TMP/relay-$ns.log")"
+	grep -q '^recv [0-9.:]* SIP/2.0 403' "$LAB_TMP/relay-$ns.log" ||
+		lab_fail "relay: $ns's MESSAGE for a third host was not refused 403: $(head -n 3 "$LAB_TMP/relay-$ns.log")"
+done
+lab_wait "$gw_pid" 10 || true
+! grep -q '^recv' "$LAB_TMP/relay-gateway.log" ||
+	lab_fail "relay: the gateway received: $(grep '^recv' "$LAB_TMP/relay-gateway.log" | head -n 3)"
+den1=$(counter "$CTL1" proxy_relay_denied_total)
+lab_log "relay: both MESSAGEs for a third host refused 403; proxy_relay_denied_total $den0 -> $den1"
+[ "$den1" -eq $((den0 + 2)) ] || lab_fail "relay: proxy_relay_denied_total $den0 -> $den1, want +2"
 
 [ -z "$BODY_ERRORS" ] || lab_fail "the proxy put a body into bodiless requests (stale memory): $BODY_ERRORS"
 lab_log "PASS"

@@ -21,6 +21,9 @@ conf=$LAB_TMP/pinhole.conf
 cat >"$conf" <<-EOF2
 	[sip]
 	listen = udp:$LAB_SRV_IP:5060
+	[registrar]
+	; no users, and the phones register from the NAT's public side
+	open = yes
 	[store]
 	path = $LAB_TMP/bindings.db
 	[control]

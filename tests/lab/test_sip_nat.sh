@@ -61,6 +61,9 @@ start_pinhole() {
 		[sip]
 		listen = udp:$addr:5060
 		workers = 2
+		[registrar]
+		; no users, and the phones register from the NATs' public side
+		open = yes
 		[keepalive]
 		interval = $ka
 		method = options

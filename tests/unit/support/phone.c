@@ -59,12 +59,17 @@ void test_server_stop(struct test_server *s)
 
 void phone_open(struct phone *p, struct test_server *srv)
 {
+	phone_open_at(p, srv, "127.0.0.1");
+}
+
+void phone_open_at(struct phone *p, struct test_server *srv, const char *ip)
+{
 	p->srv = srv;
 	p->fd = socket(AF_INET, SOCK_DGRAM, 0);
 	struct timeval tv = {.tv_sec = 2};
 	setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	struct net_addr lo, me;
-	net_addr_parse("127.0.0.1:0", 0, &lo);
+	assert_int_equal(net_addr_parse(ip, 0, &lo), 0);
 	assert_int_equal(bind(p->fd, &lo.u.sa, net_addr_len(&lo)), 0);
 	net_sock_addr(p->fd, &me);
 	p->port = net_addr_port(&me);

@@ -37,6 +37,8 @@ struct phone {
 };
 
 void phone_open(struct phone *p, struct test_server *srv);
+/* The same, bound to another local IPv4 address (a namespace's own). */
+void phone_open_at(struct phone *p, struct test_server *srv, const char *ip);
 void phone_close(struct phone *p);
 void phone_send(struct phone *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Receives until a message starting with prefix (skipping others); fails after 2 s. */
