@@ -88,6 +88,14 @@ static struct metric m_tcp_refused = {.name = "net_tcp_refused_total",
 				      .help = "TCP connections refused at tcp_max_connections"};
 static struct metric m_tcp_closed = {.name = "net_tcp_timeout_closed_total",
 				     .help = "TCP connections closed idle or without a message"};
+static struct metric m_tcp_refused_addr = {
+    .name = "net_tcp_refused_per_address_total",
+    .help = "TCP connections refused at tcp_max_connections_per_address"};
+static struct metric m_tcp_slow = {.name = "net_tcp_slow_reader_closed_total",
+				   .help = "TCP connections closed with more than tcp_max_queue unsent"};
+static struct metric m_tcp_buffered = {.name = "net_tcp_buffered_bytes",
+				       .help = "bytes of TCP input and output buffers held",
+				       .gauge = true};
 static struct metric m_tcp_broken = {.name = "net_tcp_broken_total",
 				     .help = "TCP connections closed for bad framing or size"};
 
@@ -109,6 +117,9 @@ static void refresh_gauges(struct server *s)
 	m_tcp_refused.value = st.tcp_refused;
 	m_tcp_closed.value = st.tcp_idle_closed;
 	m_tcp_broken.value = st.tcp_broken + st.tcp_oversize;
+	m_tcp_refused_addr.value = st.tcp_refused_addr;
+	m_tcp_slow.value = st.tcp_slow_closed;
+	m_tcp_buffered.value = st.tcp_buffered;
 }
 
 static void usage(FILE *f)
@@ -186,6 +197,9 @@ static int start_sip(struct server *s)
 		.workers = (unsigned)conf_int(c, "sip", "workers"),
 		.max_msg = (size_t)conf_int(c, "sip", "max_message"),
 		.tcp_max_conns = (unsigned)conf_int(c, "sip", "tcp_max_connections"),
+		.tcp_max_conns_per_addr =
+		    (unsigned)conf_int(c, "sip", "tcp_max_connections_per_address"),
+		.tcp_max_queue = (size_t)conf_int(c, "sip", "tcp_max_queue"),
 		.tcp_idle_s = (unsigned)conf_int(c, "sip", "tcp_idle_timeout"),
 		.tcp_handshake_s = (unsigned)conf_int(c, "sip", "tcp_first_message_timeout"),
 	};
@@ -211,6 +225,9 @@ static int start_sip(struct server *s)
 	metric_register(&m_tcp_refused);
 	metric_register(&m_tcp_closed);
 	metric_register(&m_tcp_broken);
+	metric_register(&m_tcp_refused_addr);
+	metric_register(&m_tcp_slow);
+	metric_register(&m_tcp_buffered);
 	return 0;
 }
 

@@ -22,6 +22,12 @@ const struct conf_key edge_conf_keys[] = {
 	 "largest SIP message in bytes; larger ones are dropped and counted"},
 	{"sip", "tcp_max_connections", CONF_INT, "10000", 1, 1000000, NULL,
 	 "open TCP connections; more are refused and counted"},
+	{"sip", "tcp_max_connections_per_address", CONF_INT, "128", 0, 1000000, NULL,
+	 "open TCP connections per source (IPv4 address, IPv6 /64); more are refused and "
+	 "counted; 0 = no bound but tcp_max_connections"},
+	{"sip", "tcp_max_queue", CONF_INT, "131072", 4096, 67108864, NULL,
+	 "bytes a TCP connection may have waiting to be sent (at least 2 x max_message); a "
+	 "peer that lets more pile up is closed as a slow reader and counted"},
 	{"sip", "tcp_idle_timeout", CONF_INT, "600", 0, 86400, NULL,
 	 "seconds before a silent TCP connection is closed; 0 = never"},
 	{"sip", "tcp_first_message_timeout", CONF_INT, "10", 0, 3600, NULL,
@@ -166,6 +172,20 @@ static int open_listeners(struct edge *e, const char *spec)
 static void edge_recv(struct worker *w, const struct flow *f, const char *data, size_t len,
 		      void *arg);
 
+/* The SIP codec's stream framing, handed to the transport: net keeps the
+ * state per connection in its own terms, the codec in its own. */
+static int edge_frame(struct net_frame_state *nfs, const char *p, size_t l, size_t max,
+		      size_t *msglen)
+{
+	struct sip_frame_state fs = {.scanned = nfs->scanned, .hend = nfs->mark, .cl = nfs->value};
+	int err = sip_frame_resume(&fs, p, l, max, msglen);
+	nfs->scanned = fs.scanned;
+	nfs->mark = fs.hend;
+	nfs->value = fs.cl;
+	nfs->filler = fs.keepalive;
+	return err;
+}
+
 static bool is_host_addr(const struct edge *e, const struct net_addr *a)
 {
 	return e->hostaddrs && net_hostaddrs_has(e->hostaddrs, a);
@@ -242,7 +262,7 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	metric_register(&m_tx);
 	metric_register(&m_send_errors);
 	metric_register(&m_handoffs);
-	net_set_recv(n, edge_recv, sip_frame, e);
+	net_set_recv(n, edge_recv, edge_frame, e);
 	*ep = e;
 	return 0;
 }

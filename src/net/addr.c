@@ -250,6 +250,24 @@ uint64_t net_addr_hash(const struct net_addr *a)
 	return h ^ (port * 0x9e3779b97f4a7c15ULL);
 }
 
+void net_addr_src_key(const struct net_addr *a, struct net_src_key *out)
+{
+	out->hi = out->lo = 0;
+	if (a->u.sa.sa_family == AF_INET) {
+		out->lo = ntohl(a->u.in.sin_addr.s_addr);
+	} else if (a->u.sa.sa_family == AF_INET6) {
+		const uint8_t *b = a->u.in6.sin6_addr.s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
+			out->lo = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 |
+				  (uint32_t)b[14] << 8 | b[15];
+			return;
+		}
+		for (int i = 0; i < 8; i++)
+			out->hi = out->hi << 8 | b[i];
+		out->lo = 1ull << 63; /* never an IPv4 key */
+	}
+}
+
 static const char *const tp_lower[] = {"udp", "tcp", "tls", "ws"};
 static const char *const tp_upper[] = {"UDP", "TCP", "TLS", "WS"};
 

@@ -62,19 +62,33 @@ struct worker {
 	} ctx[MAX_LISTENERS];
 };
 
+/* A TCP connection. Idle, it holds no buffer: input is read into the
+ * worker's scratch and only the start of an unfinished message is kept (at
+ * most max_msg bytes), and the output queue exists only while the kernel
+ * does not take everything (at most tcp_max_queue bytes). */
 struct conn {
 	uint64_t id;
 	int fd;
 	struct worker *owner;
 	struct flow flow;
-	struct buf in;
+	struct buf in;     /* start of an unfinished message; worker-local */
+	struct net_frame_state fs; /* the framer's place in it; worker-local */
 	struct buf out;    /* unsent bytes; guarded by net->conn_lock */
 	bool want_out;     /* EPOLLOUT requested; guarded by net->conn_lock */
+	_Atomic bool dead; /* a slow reader, shut down; its owner closes it */
 	uint64_t last_rx_ms;
 	uint64_t opened_ms;
 	bool got_message;
 	struct conn *next_in_worker, *prev_in_worker;
 	struct conn *next_hash;
+};
+
+/* Open connections per source (struct net_src_key); one entry per source
+ * with a connection, so never more than tcp_max_conns. Guarded by conn_lock. */
+struct addr_count {
+	struct addr_count *next;
+	struct net_src_key key;
+	unsigned n;
 };
 
 struct listener {
@@ -99,10 +113,12 @@ struct net {
 	struct conn **conn_hash;
 	size_t conn_hash_size;
 	unsigned n_conns;
+	struct addr_count **addr_hash; /* conn_hash_size chains */
 	_Atomic uint64_t next_conn_id;
 	struct {
 		_Atomic int64_t udp_rx, udp_tx, udp_tx_errors, udp_oversize, tcp_accepted,
-			tcp_refused, tcp_idle_closed, tcp_broken, tcp_oversize;
+			tcp_refused, tcp_idle_closed, tcp_broken, tcp_oversize, tcp_refused_addr,
+			tcp_slow_closed, tcp_buffered;
 	} st;
 };
 
@@ -181,13 +197,20 @@ int net_alloc(struct net **np, const struct net_conf *conf)
 		n->conf.max_msg = 65535;
 	if (!n->conf.tcp_max_conns)
 		n->conf.tcp_max_conns = NET_TCP_MAX_CONNS_DEFAULT;
+	if (!n->conf.tcp_max_queue)
+		n->conf.tcp_max_queue = NET_TCP_MAX_QUEUE_DEFAULT;
+	/* room for two of the largest messages, or a big answer would close
+	 * every connection whose kernel buffer is momentarily full */
+	n->conf.tcp_max_queue = MAX(n->conf.tcp_max_queue, 2 * n->conf.max_msg);
 	n->n_workers = n->conf.workers;
 	n->workers = calloc(n->n_workers, sizeof *n->workers);
 	n->conn_hash_size = 4096;
 	n->conn_hash = calloc(n->conn_hash_size, sizeof *n->conn_hash);
-	if (!n->workers || !n->conn_hash) {
+	n->addr_hash = calloc(n->conn_hash_size, sizeof *n->addr_hash);
+	if (!n->workers || !n->conn_hash || !n->addr_hash) {
 		free(n->workers);
 		free(n->conn_hash);
+		free(n->addr_hash);
 		free(n);
 		return ENOMEM;
 	}
@@ -245,6 +268,7 @@ void net_free(struct net *n)
 			close(n->listeners[j].first_fd);
 	pthread_mutex_destroy(&n->conn_lock);
 	free(n->conn_hash);
+	free(n->addr_hash);
 	free(n->workers);
 	free(n);
 }
@@ -519,13 +543,78 @@ static struct conn *conn_find_locked(struct net *n, uint64_t id)
 	return NULL;
 }
 
+static struct addr_count **addr_slot(struct net *n, const struct net_src_key *k)
+{
+	uint64_t h = (k->hi ^ (k->lo * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+	struct addr_count **pp = &n->addr_hash[(h >> 32) % n->conn_hash_size];
+	while (*pp && ((*pp)->key.hi != k->hi || (*pp)->key.lo != k->lo))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Counts a new connection from k unless its source is at the bound; caller
+ * holds conn_lock. 0, EMFILE (source full) or ENOMEM. */
+static int addr_take_locked(struct net *n, const struct net_src_key *k)
+{
+	struct addr_count **pp = addr_slot(n, k);
+	if (*pp) {
+		if (n->conf.tcp_max_conns_per_addr && (*pp)->n >= n->conf.tcp_max_conns_per_addr)
+			return EMFILE;
+		(*pp)->n++;
+		return 0;
+	}
+	struct addr_count *a = malloc(sizeof *a);
+	if (!a)
+		return ENOMEM;
+	a->key = *k;
+	a->n = 1;
+	a->next = NULL;
+	*pp = a;
+	return 0;
+}
+
+static void addr_put_locked(struct net *n, const struct net_src_key *k)
+{
+	struct addr_count **pp = addr_slot(n, k);
+	struct addr_count *a = *pp;
+	if (a && --a->n == 0) {
+		*pp = a->next;
+		free(a);
+	}
+}
+
+/* Buffers count in tcp_buffered by their capacity, what they really hold. */
+static void buf_release(struct net *n, struct buf *b)
+{
+	n->st.tcp_buffered -= (int64_t)b->cap;
+	buf_free(b);
+}
+
+/* Grows b to at least need bytes (exactly need when small), counted. */
+static int buf_grow(struct net *n, struct buf *b, size_t need, size_t limit)
+{
+	if (b->cap >= need)
+		return 0;
+	size_t cap = MIN(MAX(need, b->cap * 2), MAX(limit, need));
+	char *p = realloc(b->data, cap);
+	if (!p)
+		return ENOMEM;
+	n->st.tcp_buffered += (int64_t)(cap - b->cap);
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
 static void conn_close(struct conn *c)
 {
 	struct worker *w = c->owner;
 	struct net *n = w->net;
+	struct net_src_key k;
+	net_addr_src_key(&c->flow.remote, &k);
 	pthread_mutex_lock(&n->conn_lock);
 	conn_hash_unlink(n, c);
 	n->n_conns--;
+	addr_put_locked(n, &k);
 	pthread_mutex_unlock(&n->conn_lock);
 	if (c->prev_in_worker)
 		c->prev_in_worker->next_in_worker = c->next_in_worker;
@@ -535,33 +624,22 @@ static void conn_close(struct conn *c)
 		c->next_in_worker->prev_in_worker = c->prev_in_worker;
 	loop_fd_del(w->loop, c->fd);
 	close(c->fd);
-	buf_free(&c->in);
-	buf_free(&c->out);
+	buf_release(n, &c->in);
+	buf_release(n, &c->out);
 	free(c);
 }
 
 bool net_conn_alive(struct net *n, uint64_t conn_id)
 {
 	pthread_mutex_lock(&n->conn_lock);
-	bool alive = conn_find_locked(n, conn_id) != NULL;
+	struct conn *c = conn_find_locked(n, conn_id);
+	bool alive = c && !c->dead;
 	pthread_mutex_unlock(&n->conn_lock);
 	return alive;
 }
 
-/* Writes what it can of c->out; caller holds conn_lock. Returns errno on a dead socket. */
-static int conn_flush_locked(struct conn *c)
+static void want_out_locked(struct conn *c, bool want)
 {
-	while (c->out.len) {
-		ssize_t k = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (k < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			return errno;
-		}
-		memmove(c->out.data, c->out.data + k, c->out.len - (size_t)k);
-		c->out.len -= (size_t)k;
-	}
-	bool want = c->out.len != 0;
 	if (want != c->want_out) {
 		/* loop_fd_mod is thread-safe, so any worker may ask for EPOLLOUT;
 		 * only on a change, not a syscall per message */
@@ -569,16 +647,98 @@ static int conn_flush_locked(struct conn *c)
 		if (loop_fd_mod(c->owner->loop, c->fd, ev) == 0)
 			c->want_out = want;
 	}
+}
+
+/* Writes what it can of c->out, and frees the queue once it is empty; caller
+ * holds conn_lock. Returns errno on a dead socket. */
+static int conn_flush_locked(struct net *n, struct conn *c)
+{
+	size_t done = 0;
+	while (done < c->out.len) {
+		ssize_t k = send(c->fd, c->out.data + done, c->out.len - done,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		done += (size_t)k;
+	}
+	if (done == c->out.len) {
+		buf_release(n, &c->out);
+	} else if (done) {
+		memmove(c->out.data, c->out.data + done, c->out.len - done);
+		c->out.len -= done;
+	}
+	want_out_locked(c, c->out.len != 0);
 	return 0;
+}
+
+/* A peer that lets more than tcp_max_queue pile up is not reading: its queue
+ * is freed at once and the socket shut down, and its owner closes it on the
+ * wake-up that follows. Any thread; caller holds conn_lock. */
+static void conn_kill_slow_locked(struct net *n, struct conn *c)
+{
+	c->dead = true;
+	n->st.tcp_slow_closed++;
+	buf_release(n, &c->out);
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+/* Delivers every whole message at the start of p[0..len); returns the bytes
+ * taken, or SIZE_MAX when the connection was closed. */
+static size_t conn_deliver(struct conn *c, const char *p, size_t len)
+{
+	struct net *n = c->owner->net;
+	size_t off = 0;
+	while (off < len) {
+		size_t msglen = 0;
+		int err = 0;
+		if (n->frame)
+			err = n->frame(&c->fs, p + off, len - off, n->conf.max_msg, &msglen);
+		else
+			msglen = len - off;
+		if (err == ENODATA) {
+			if (len - off >= n->conf.max_msg) {
+				n->st.tcp_oversize++;
+				conn_close(c);
+				return SIZE_MAX;
+			}
+			break;
+		}
+		if (err || msglen == 0 || msglen > len - off) {
+			n->st.tcp_broken++;
+			conn_close(c);
+			return SIZE_MAX;
+		}
+		/* a keepalive is no first message: a peer sending only CRLF pings
+		 * is still closed at tcp_handshake_s */
+		if (!c->fs.filler)
+			c->got_message = true;
+		memset(&c->fs, 0, sizeof c->fs);
+		/* handlers may send on this connection but never close it */
+		struct flow f = c->flow;
+		if (n->recv)
+			n->recv(c->owner, &f, p + off, msglen, n->recv_arg);
+		off += msglen;
+	}
+	return off;
 }
 
 static void conn_readable(int fd, uint32_t events, void *arg)
 {
 	struct conn *c = arg;
-	struct net *n = c->owner->net;
+	struct worker *w = c->owner;
+	struct net *n = w->net;
+	if (c->dead) {
+		conn_close(c);
+		return;
+	}
 	if (events & EPOLLOUT) {
 		pthread_mutex_lock(&n->conn_lock);
-		int err = conn_flush_locked(c);
+		int err = conn_flush_locked(n, c);
 		pthread_mutex_unlock(&n->conn_lock);
 		if (err) {
 			conn_close(c);
@@ -587,49 +747,58 @@ static void conn_readable(int fd, uint32_t events, void *arg)
 	}
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
+	size_t scratch_len = n->conf.max_msg + 1;
 	for (;;) {
-		if (buf_reserve(&c->in, 4096)) {
-			conn_close(c);
-			return;
+		/* with nothing kept, read into the worker's scratch (the UDP
+		 * batch's first slot; both run on this thread, one at a time) */
+		bool scratch = c->in.len == 0;
+		char *dst;
+		size_t room;
+		if (scratch) {
+			dst = w->rxbuf;
+			room = scratch_len;
+		} else {
+			if (c->in.cap - c->in.len < 1024 &&
+			    buf_grow(n, &c->in, c->in.len + 4096, scratch_len)) {
+				conn_close(c);
+				return;
+			}
+			dst = c->in.data + c->in.len;
+			room = c->in.cap - c->in.len;
 		}
-		ssize_t k = recv(fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+		ssize_t k = recv(fd, dst, room, MSG_DONTWAIT);
 		if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
 			conn_close(c);
 			return;
 		}
-		if (k < 0)
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
 			break;
-		c->in.len += (size_t)k;
-		c->last_rx_ms = loop_now_ms(c->owner->loop);
-		/* deliver every whole message at the start of the buffer */
-		size_t off = 0;
-		while (off < c->in.len) {
-			size_t msglen = 0;
-			int err = n->frame ? n->frame(c->in.data + off, c->in.len - off,
-						      n->conf.max_msg, &msglen)
-					   : (msglen = c->in.len - off, 0);
-			if (err == ENODATA) {
-				if (c->in.len - off >= n->conf.max_msg) {
-					n->st.tcp_oversize++;
+		}
+		c->last_rx_ms = loop_now_ms(w->loop);
+		const char *p = scratch ? w->rxbuf : c->in.data;
+		size_t len = scratch ? (size_t)k : c->in.len + (size_t)k;
+		if (!scratch)
+			c->in.len = len;
+		size_t off = conn_deliver(c, p, len);
+		if (off == SIZE_MAX)
+			return;
+		if (scratch) {
+			/* keep the start of the unfinished message, in a buffer of
+			 * its size: the framer will ask for more */
+			if (off < len) {
+				if (buf_grow(n, &c->in, MAX(len - off + 1024, 4096), scratch_len)) {
 					conn_close(c);
 					return;
 				}
-				break;
+				memcpy(c->in.data, p + off, len - off);
+				c->in.len = len - off;
 			}
-			if (err || msglen == 0 || msglen > c->in.len - off) {
-				n->st.tcp_broken++;
-				conn_close(c);
-				return;
-			}
-			c->got_message = true;
-			/* handlers may send on this connection but never close it */
-			struct flow f = c->flow;
-			if (n->recv)
-				n->recv(c->owner, &f, c->in.data + off, msglen, n->recv_arg);
-			off += msglen;
-		}
-		if (off) {
-			memmove(c->in.data, c->in.data + off, c->in.len - off);
+		} else if (off == len) {
+			buf_release(n, &c->in); /* all taken: an idle connection keeps none */
+		} else if (off) {
+			memmove(c->in.data, c->in.data + off, len - off);
 			c->in.len -= off;
 		}
 	}
@@ -652,6 +821,7 @@ static void tcp_acceptable(int fd, uint32_t events, void *arg)
 	for (;;) {
 		struct net_addr peer;
 		socklen_t plen = sizeof peer.u.ss;
+		memset(&peer, 0, sizeof peer);
 		int cfd = accept4(fd, &peer.u.sa, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
@@ -664,13 +834,18 @@ static void tcp_acceptable(int fd, uint32_t events, void *arg)
 			}
 			return;
 		}
+		struct net_src_key key;
+		net_addr_src_key(&peer, &key);
 		pthread_mutex_lock(&n->conn_lock);
-		bool full = n->n_conns >= n->conf.tcp_max_conns;
+		int full = n->n_conns >= n->conf.tcp_max_conns ? ENOSPC : addr_take_locked(n, &key);
 		if (!full)
 			n->n_conns++;
 		pthread_mutex_unlock(&n->conn_lock);
 		if (full) {
-			n->st.tcp_refused++;
+			if (full == EMFILE)
+				n->st.tcp_refused_addr++;
+			else
+				n->st.tcp_refused++;
 			close(cfd);
 			continue;
 		}
@@ -678,6 +853,7 @@ static void tcp_acceptable(int fd, uint32_t events, void *arg)
 		if (!c) {
 			pthread_mutex_lock(&n->conn_lock);
 			n->n_conns--;
+			addr_put_locked(n, &key);
 			pthread_mutex_unlock(&n->conn_lock);
 			close(cfd);
 			continue;
@@ -713,7 +889,8 @@ static void tcp_acceptable(int fd, uint32_t events, void *arg)
 }
 
 /* Closes idle connections and ones that never sent a whole message in time
- * (a bound on half-open floods). O(connections of this worker) once a second. */
+ * (a bound on half-open floods), and slow readers another worker shut down.
+ * O(connections of this worker) once a second. */
 static void sweep_conns(void *arg)
 {
 	struct worker *w = arg;
@@ -725,13 +902,59 @@ static void sweep_conns(void *arg)
 		bool idle = n->conf.tcp_idle_s && now - c->last_rx_ms > n->conf.tcp_idle_s * 1000ull;
 		bool slow = n->conf.tcp_handshake_s && !c->got_message &&
 			    now - c->opened_ms > n->conf.tcp_handshake_s * 1000ull;
-		if (idle || slow) {
+		if (idle || slow)
 			n->st.tcp_idle_closed++;
+		if (idle || slow || c->dead)
 			conn_close(c);
-		}
 		c = next;
 	}
 	timer_start(w->loop, &w->sweep, 1000, sweep_conns, w);
+}
+
+/* TCP send: straight to the kernel when nothing waits, else (or for what the
+ * kernel did not take) into the queue, up to tcp_max_queue. */
+static int tcp_send(struct net *n, const struct flow *f, const void *data, size_t len)
+{
+	pthread_mutex_lock(&n->conn_lock);
+	struct conn *c = conn_find_locked(n, f->conn_id);
+	int err = 0;
+	if (!c || c->dead) {
+		err = ENOTCONN;
+		goto out;
+	}
+	const char *p = data;
+	if (c->out.len == 0) {
+		while (len) {
+			ssize_t k = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			if (k < 0) {
+				err = errno;
+				goto out;
+			}
+			p += k;
+			len -= (size_t)k;
+		}
+		if (!len)
+			goto out;
+	}
+	if (c->out.len + len > n->conf.tcp_max_queue) {
+		conn_kill_slow_locked(n, c);
+		err = ENOBUFS;
+		goto out;
+	}
+	if (buf_grow(n, &c->out, c->out.len + len, n->conf.tcp_max_queue)) {
+		err = ENOMEM;
+		goto out;
+	}
+	memcpy(c->out.data + c->out.len, p, len);
+	c->out.len += len;
+	err = conn_flush_locked(n, c);
+out:
+	pthread_mutex_unlock(&n->conn_lock);
+	return err;
 }
 
 int net_send(struct net *n, const struct flow *f, const void *data, size_t len)
@@ -753,19 +976,7 @@ int net_send(struct net *n, const struct flow *f, const void *data, size_t len)
 		n->st.udp_tx++;
 		return 0;
 	}
-	pthread_mutex_lock(&n->conn_lock);
-	struct conn *c = conn_find_locked(n, f->conn_id);
-	int err = 0;
-	if (!c)
-		err = ENOTCONN;
-	else if (c->out.len + len > 4 * n->conf.max_msg + 65536)
-		err = ENOBUFS; /* a peer that does not read: bound what we queue */
-	else if (buf_append(&c->out, data, len))
-		err = ENOMEM;
-	else
-		err = conn_flush_locked(c);
-	pthread_mutex_unlock(&n->conn_lock);
-	return err;
+	return tcp_send(n, f, data, len);
 }
 
 int net_udp_steer(struct net *n, unsigned listener, int prog_fd, int sockarray_fd)
@@ -851,6 +1062,9 @@ void net_stats_get(struct net *n, struct net_stats *out)
 	out->tcp_idle_closed = n->st.tcp_idle_closed;
 	out->tcp_broken = n->st.tcp_broken;
 	out->tcp_oversize = n->st.tcp_oversize;
+	out->tcp_refused_addr = n->st.tcp_refused_addr;
+	out->tcp_slow_closed = n->st.tcp_slow_closed;
+	out->tcp_buffered = n->st.tcp_buffered;
 	pthread_mutex_lock(&n->conn_lock);
 	out->tcp_open = n->n_conns;
 	pthread_mutex_unlock(&n->conn_lock);

@@ -52,6 +52,12 @@ bool net_addr_is_any(const struct net_addr *a);
 /* RFC 1918, RFC 6598 shared (100.64.0.0/10), loopback, link-local, RFC 4193 ULA. */
 bool net_addr_is_private(const struct net_addr *a);
 uint64_t net_addr_hash(const struct net_addr *a);
+/* What names one source for per-source bounds: an IPv4 address (v4-mapped
+ * IPv6 too), or an IPv6 /64, which one subscriber gets whole (RFC 6177). */
+struct net_src_key {
+	uint64_t hi, lo;
+};
+void net_addr_src_key(const struct net_addr *a, struct net_src_key *out);
 
 /* An address prefix, as in a source allow-list. */
 struct net_cidr {
@@ -154,8 +160,19 @@ typedef void(net_recv_h)(struct worker *w, const struct flow *f, const char *dat
 			 void *arg);
 /* TCP framing, supplied by the protocol: 0 and *msglen when a whole message is at
  * the start of p, ENODATA when more bytes are needed, EBADMSG when the stream is
- * broken (the connection is then closed). */
-typedef int(net_frame_h)(const char *p, size_t l, size_t max, size_t *msglen);
+ * broken (the connection is then closed). fs is the connection's framing state,
+ * zeroed by the transport for each new message: the framer notes in it where it
+ * stopped, so that the next call on the same message (with more bytes after the
+ * same start) resumes there; fields other than filler mean what the framer says. */
+struct net_frame_state {
+	size_t scanned, mark, value; /* the framer's */
+	/* set by the framer with 0: the bytes are filler (a keepalive), not a
+	 * message: they keep the connection from going idle but do not count as
+	 * its first message (tcp_handshake_s) */
+	bool filler;
+};
+typedef int(net_frame_h)(struct net_frame_state *fs, const char *p, size_t l, size_t max,
+			 size_t *msglen);
 /* Called on a worker thread when it starts, before any packet (per-worker setup). */
 typedef void(net_worker_init_h)(struct worker *w, void *arg);
 
@@ -163,11 +180,17 @@ struct net_conf {
 	unsigned workers;        /* 0 = one per core */
 	size_t max_msg;          /* bytes; larger messages are dropped and counted */
 	unsigned tcp_max_conns;  /* per process; 0 = NET_TCP_MAX_CONNS_DEFAULT */
+	/* per source (IPv4 address, IPv6 /64); 0 = no bound beyond tcp_max_conns */
+	unsigned tcp_max_conns_per_addr;
+	/* bytes a connection may have queued for sending; a peer that lets more
+	 * pile up is closed as a slow reader; 0 = NET_TCP_MAX_QUEUE_DEFAULT */
+	size_t tcp_max_queue;
 	unsigned tcp_idle_s;     /* close a TCP connection silent this long */
 	unsigned tcp_handshake_s;/* close a connection that sent no full message by then */
 };
 
 #define NET_TCP_MAX_CONNS_DEFAULT 10000
+#define NET_TCP_MAX_QUEUE_DEFAULT (128u * 1024u)
 
 int net_alloc(struct net **np, const struct net_conf *conf);
 void net_free(struct net *n);
@@ -220,6 +243,9 @@ bool net_conn_alive(struct net *n, uint64_t conn_id);
 struct net_stats {
 	int64_t udp_rx, udp_tx, udp_tx_errors, udp_oversize, tcp_accepted, tcp_open,
 		tcp_refused, tcp_idle_closed, tcp_broken, tcp_oversize;
+	int64_t tcp_refused_addr; /* refused at tcp_max_conns_per_addr */
+	int64_t tcp_slow_closed;  /* closed with more than tcp_max_queue unsent */
+	int64_t tcp_buffered;     /* bytes of input and output buffers held now */
 };
 void net_stats_get(struct net *n, struct net_stats *out);
 

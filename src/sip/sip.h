@@ -244,8 +244,23 @@ bool sip_msg_has_option(const struct sip_msg *msg, enum sip_hdr_id id, const cha
 /* TCP framing: 0 and *msglen when p starts with a whole message (CRLF keepalives
  * are returned as a message of their own, made only of CR and LF), ENODATA
  * when more bytes are needed, EBADMSG when the headers exceed max or
- * Content-Length is missing or invalid. Matches net_frame_h. */
+ * Content-Length is missing or invalid. Stateless: it looks at p from the start. */
 int sip_frame(const char *p, size_t l, size_t max, size_t *msglen);
+
+/* Where sip_frame_resume stopped in the next message of a stream, so that a
+ * message trickled in a byte at a time is scanned once, not once per read.
+ * Zero it for each new message (the bytes before must stay where they were). */
+struct sip_frame_state {
+	size_t scanned; /* bytes of the headers searched for their end */
+	size_t hend;    /* end of the headers once found, else 0 */
+	size_t cl;      /* Content-Length once the headers are whole */
+	bool keepalive; /* out: the bytes framed are a CRLF keepalive (RFC 5626 4.4.1) */
+	size_t work;    /* bytes examined over all calls (a cost counter for tests) */
+};
+
+/* sip_frame that resumes where the last call on this message stopped. */
+int sip_frame_resume(struct sip_frame_state *fs, const char *p, size_t l, size_t max,
+		     size_t *msglen);
 
 /* ---- serializer: builds a new message by splicing slices of a parsed one ----
  *

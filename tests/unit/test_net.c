@@ -789,15 +789,26 @@ static void on_worker_init(struct worker *w, void *arg)
 }
 
 /* Line framing: a message ends with "\n"; '!' at a message start breaks the stream. */
-static int frame_lines(const char *p, size_t l, size_t max, size_t *msglen)
+/* Bytes frame_lines examined, over all calls. */
+static _Atomic size_t frame_work;
+
+/* Line framing: a message ends with "\n"; '!' at a message start breaks the
+ * stream; "~\n" is filler (a keepalive). Resumes where it stopped. */
+static int frame_lines(struct net_frame_state *fs, const char *p, size_t l, size_t max,
+		       size_t *msglen)
 {
 	(void)max;
 	if (l && p[0] == '!')
 		return EBADMSG;
-	const char *nl = memchr(p, '\n', l);
-	if (!nl)
+	size_t from = MIN(fs->scanned, l);
+	const char *nl = memchr(p + from, '\n', l - from);
+	frame_work += (nl ? (size_t)(nl - p) + 1 : l) - from;
+	if (!nl) {
+		fs->scanned = l;
 		return ENODATA;
+	}
 	*msglen = (size_t)(nl - p) + 1;
+	fs->filler = p[0] == '~';
 	return 0;
 }
 
@@ -806,13 +817,21 @@ struct srv {
 	unsigned udp, tcp;
 };
 
+/* Set before srv_start for the next server only. */
+static unsigned srv_per_addr;
+static size_t srv_max_queue;
+
 static void srv_start(struct srv *s, unsigned max_conns, unsigned handshake_s)
 {
 	struct net_conf nc = {.workers = 2,
 			      .max_msg = 1500,
 			      .tcp_max_conns = max_conns,
+			      .tcp_max_conns_per_addr = srv_per_addr,
+			      .tcp_max_queue = srv_max_queue,
 			      .tcp_idle_s = 0,
 			      .tcp_handshake_s = handshake_s};
+	srv_per_addr = 0;
+	srv_max_queue = 0;
 	rec_reset();
 	R.inits = 0;
 	R.bad_arg = 0;
@@ -1139,6 +1158,7 @@ static void net_tcp_backpressure(void **state)
 {
 	(void)state;
 	struct srv s;
+	srv_max_queue = 16u << 20;
 	srv_start(&s, 0, 0);
 	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
 	int fd = tcp_client_rcvbuf(srv_addr, 4096);
@@ -1149,38 +1169,25 @@ static void net_tcp_backpressure(void **state)
 	read_lines(fd, buf, sizeof buf, 1, 2000);
 	assert_string_equal(buf, "pong:ping\n");
 
-	/* more than the queue bound (4 x max_msg + 64 KiB) in one go: refused */
-	char *chunk = malloc(80000);
+	/* 20 000-byte pieces to a reader that reads nothing yet, until some wait
+	 * in our queue, and 1 MB more: what the kernel does not take is queued
+	 * (under tcp_max_queue) and flushed on EPOLLOUT once the reader reads,
+	 * in order, nothing lost */
+	char *chunk = malloc(20000);
 	assert_non_null(chunk);
-	assert_int_equal(net_send(s.n, &f, chunk, 80000), ENOBUFS);
-
-	/* up to 16 MiB in 20 000-byte pieces to a reader that first reads nothing:
-	 * what the kernel does not take is queued (up to the bound, then ENOBUFS)
-	 * and flushed on EPOLLOUT once the reader reads, in order, nothing lost */
 	const size_t piece = 20000;
-	size_t total = 16u << 20, sent = 0, got = 0;
-	int nobufs = 0;
-	bool reading = false;
+	size_t sent = 0, got = 0, total = 12000000;
+	while (sent < total) {
+		for (size_t i = 0; i < piece; i++)
+			chunk[i] = (char)('A' + (sent + i) % 23);
+		assert_int_equal(net_send(s.n, &f, chunk, piece), 0);
+		sent += piece;
+		if (total == 12000000 && stats(s.n).tcp_buffered > 0)
+			total = sent + 1000000;
+	}
+	assert_true(total < 12000000); /* the queue was used */
 	uint64_t end = time_mono_ms() + 5000;
-	while ((sent < total || got < total) && time_mono_ms() < end) {
-		if (sent < total) {
-			size_t l = MIN(piece, total - sent);
-			for (size_t i = 0; i < l; i++)
-				chunk[i] = (char)('A' + (sent + i) % 23);
-			int err = net_send(s.n, &f, chunk, l);
-			if (err == 0) {
-				sent += l;
-				continue;
-			}
-			assert_int_equal(err, ENOBUFS);
-			if (!reading) {
-				total = sent + 1000000; /* the queue is full: 1 MB more */
-				reading = true;
-			}
-			nobufs++;
-		}
-		if (!reading && sent < total)
-			continue;
+	while (got < total && time_mono_ms() < end) {
 		ssize_t k = recv_within(fd, buf, sizeof buf, 100, NULL);
 		for (ssize_t i = 0; i < k; i++)
 			if (buf[i] != (char)('A' + (got + (size_t)i) % 23))
@@ -1188,11 +1195,58 @@ static void net_tcp_backpressure(void **state)
 		if (k > 0)
 			got += (size_t)k;
 	}
-	assert_int_equal(sent, total);
 	assert_int_equal(got, total);
-	assert_true(nobufs > 0); /* the queue did fill up: the EPOLLOUT path ran */
+	/* drained: the queue is freed, the connection holds no buffer */
+	assert_true(WAIT_UNTIL(stats(s.n).tcp_buffered == 0, 2000));
+	assert_int_equal(stats(s.n).tcp_slow_closed, 0);
+	assert_true(net_conn_alive(s.n, f.conn_id));
 	free(chunk);
 	close(fd);
+	srv_stop(&s);
+}
+
+/* The attack: a client that never reads while the server has lots to send
+ * (10,000 of them pinned ~3.8 GB before). It is closed once its queue passes
+ * tcp_max_queue, counted, and its memory is freed. */
+static void net_tcp_slow_reader_closed(void **state)
+{
+	(void)state;
+	struct srv s;
+	srv_start(&s, 0, 0); /* tcp_max_queue: the default, 128 KiB */
+	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	int fd = tcp_client_rcvbuf(srv_addr, 4096);
+	int other = tcp_client(srv_addr);
+	assert_int_equal(send(fd, "ping\n", 5, MSG_NOSIGNAL), 5);
+	assert_true(WAIT_UNTIL(rec_count() == 1, 2000));
+	struct flow f = rec_get(0).f;
+	assert_int_equal(send(other, "ping 2\n", 7, MSG_NOSIGNAL), 7);
+	assert_true(WAIT_UNTIL(rec_count() == 2, 2000));
+
+	char chunk[20000];
+	memset(chunk, 'x', sizeof chunk);
+	int err = 0;
+	size_t sent = 0;
+	while (sent < (64u << 20) && !(err = net_send(s.n, &f, chunk, sizeof chunk)))
+		sent += sizeof chunk;
+	assert_int_equal(err, ENOBUFS);
+	assert_true(sent < (4u << 20)); /* well before 64 MB: the queue is bounded */
+	assert_int_equal(net_send(s.n, &f, "x\n", 2), ENOTCONN);
+	assert_false(net_conn_alive(s.n, f.conn_id));
+	assert_true(WAIT_UNTIL(stats(s.n).tcp_open == 1, 2000));
+	struct net_stats st = stats(s.n);
+	assert_int_equal(st.tcp_slow_closed, 1);
+	assert_int_equal(st.tcp_buffered, 0); /* its queue is gone; the other holds none */
+	/* the client sees the end of the stream after what had reached it */
+	char buf[65536];
+	ssize_t k;
+	while ((k = recv_within(fd, buf, sizeof buf, 2000, NULL)) > 0)
+		;
+	assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
+	/* the other connection is untouched */
+	read_lines(other, buf, sizeof buf, 1, 2000);
+	assert_string_equal(buf, "pong:ping 2\n");
+	close(fd);
+	close(other);
 	srv_stop(&s);
 }
 
@@ -1302,6 +1356,113 @@ static void net_tcp_handshake_timeout(void **state)
 	srv_stop(&s);
 }
 
+/* A connection that sends only keepalives (filler) never sent a first
+ * message: closed at tcp_handshake_s like a silent one. */
+static void net_tcp_keepalive_not_first_message(void **state)
+{
+	(void)state;
+	struct srv s;
+	srv_start(&s, 0, 1);
+	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	int pinger = tcp_client(srv_addr);
+	char buf[64];
+	ssize_t k = -1;
+	for (int i = 0; i < 40 && k < 0; i++) { /* a ping every 100 ms, up to 4 s */
+		if (send(pinger, "~\n", 2, MSG_NOSIGNAL) != 2)
+			break;
+		k = recv_within(pinger, buf, sizeof buf, 100, NULL);
+	}
+	assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
+	assert_int_equal(stats(s.n).tcp_idle_closed, 1);
+	assert_true(rec_count() >= 1); /* the pings were delivered all the same */
+	close(pinger);
+	srv_stop(&s);
+}
+
+static int tcp_client_from(const struct net_addr *srv, const char *src)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	struct net_addr a = parse_ok(src, 0);
+	assert_int_equal(bind(fd, &a.u.sa, net_addr_len(&a)), 0);
+	assert_int_equal(connect(fd, &srv->u.sa, net_addr_len(srv)), 0);
+	return fd;
+}
+
+/* N+1 connections from one address: the last is refused and counted; another
+ * address still gets in; a slot freed is usable again. */
+static void net_tcp_max_conns_per_addr(void **state)
+{
+	(void)state;
+	struct srv s;
+	srv_per_addr = 3;
+	srv_start(&s, 100, 0);
+	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	int a[3];
+	for (int i = 0; i < 3; i++)
+		a[i] = tcp_client_from(srv_addr, "127.0.0.1:0");
+	assert_true(WAIT_UNTIL(stats(s.n).tcp_accepted == 3, 2000));
+	int extra = tcp_client_from(srv_addr, "127.0.0.1:0");
+	assert_true(WAIT_UNTIL(stats(s.n).tcp_refused_addr == 1, 2000));
+	char buf[64];
+	ssize_t k = recv_within(extra, buf, sizeof buf, 2000, NULL);
+	assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
+	close(extra);
+	int b = tcp_client_from(srv_addr, "127.0.0.2:0");
+	assert_true(WAIT_UNTIL(stats(s.n).tcp_accepted == 4, 2000));
+	assert_int_equal(send(b, "ping b\n", 7, MSG_NOSIGNAL), 7);
+	read_lines(b, buf, sizeof buf, 1, 2000);
+	assert_string_equal(buf, "pong:ping b\n");
+	struct net_stats st = stats(s.n);
+	assert_int_equal(st.tcp_open, 4);
+	assert_int_equal(st.tcp_refused, 0);
+	assert_int_equal(st.tcp_refused_addr, 1);
+	close(a[0]);
+	assert_true(WAIT_UNTIL(stats(s.n).tcp_open == 3, 2000));
+	extra = tcp_client_from(srv_addr, "127.0.0.1:0");
+	assert_true(WAIT_UNTIL(stats(s.n).tcp_accepted == 5, 2000));
+	assert_int_equal(send(extra, "ping c\n", 7, MSG_NOSIGNAL), 7);
+	read_lines(extra, buf, sizeof buf, 1, 2000);
+	assert_string_equal(buf, "pong:ping c\n");
+	assert_int_equal(stats(s.n).tcp_refused_addr, 1);
+	close(extra);
+	close(a[1]);
+	close(a[2]);
+	close(b);
+	srv_stop(&s);
+}
+
+/* A message trickled in small pieces: the transport gives the framer its
+ * state back, so the bytes it examines stay linear in the message, however
+ * many reads it takes. */
+static void net_tcp_trickle_linear(void **state)
+{
+	(void)state;
+	struct srv s;
+	srv_start(&s, 0, 0);
+	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	int fd = tcp_client(srv_addr);
+	char line[1400];
+	memset(line, 'x', sizeof line);
+	line[sizeof line - 1] = '\n';
+	frame_work = 0;
+	for (size_t i = 0; i < sizeof line; i += 7) {
+		size_t l = MIN(7, sizeof line - i);
+		assert_int_equal(send(fd, line + i, l, MSG_NOSIGNAL), (ssize_t)l);
+		if (i % 70 == 0)
+			sleep_ms(1); /* let the server read it in many pieces */
+	}
+	assert_true(WAIT_UNTIL(rec_count() == 1, 2000));
+	assert_int_equal(rec_get(0).len, sizeof line);
+	if (frame_work > 2 * sizeof line)
+		fail_msg("framing examined %zu bytes for a %zu-byte message", (size_t)frame_work,
+			 sizeof line);
+	/* nothing is kept once the message is taken */
+	assert_int_equal(stats(s.n).tcp_buffered, 0);
+	close(fd);
+	srv_stop(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1326,6 +1487,10 @@ int main(void)
 		cmocka_unit_test(net_tcp_broken_and_oversize),
 		cmocka_unit_test(net_tcp_max_conns),
 		cmocka_unit_test(net_tcp_handshake_timeout),
+		cmocka_unit_test(net_tcp_keepalive_not_first_message),
+		cmocka_unit_test(net_tcp_max_conns_per_addr),
+		cmocka_unit_test(net_tcp_slow_reader_closed),
+		cmocka_unit_test(net_tcp_trickle_linear),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
