@@ -32,6 +32,30 @@ const struct conf_key edge_conf_keys[] = {
 	 "seconds before a silent TCP connection is closed; 0 = never"},
 	{"sip", "tcp_first_message_timeout", CONF_INT, "10", 0, 3600, NULL,
 	 "seconds a new TCP connection has to send a whole message (half-open bound)"},
+	{"sip", "max_server_transactions", CONF_INT, "4000000", 16, 100000000, NULL,
+	 "server transactions held (a UDP one lingers 32 s after its answer); new requests "
+	 "beyond get 503 and are counted"},
+	{"sip", "max_client_transactions", CONF_INT, "200000", 16, 100000000, NULL,
+	 "client transactions held (an INVITE may ring 3 minutes); new dialogs beyond get 503, "
+	 "in-dialog requests may use 1/8 more"},
+	{"sip", "rate_limit", CONF_INT, "100", 0, 1000000, NULL,
+	 "SIP messages per second per source (IPv4 address, IPv6 /64), shared by all workers; "
+	 "more are dropped silently and counted; 0 = off"},
+	{"sip", "rate_limit_burst", CONF_INT, "200", 1, 10000000, NULL,
+	 "messages a source may send at once before rate_limit applies"},
+	{"sip", "rate_limit_sources", CONF_INT, "65536", 64, 16777216, NULL,
+	 "sources the rate limiter tracks at once (~40 bytes each); a new one replaces the "
+	 "one with the most tokens left"},
+	{"sip", "rate_limit_exempt", CONF_STR, "127.0.0.0/8, ::1/128", 0, 0, NULL,
+	 "sources never rate-limited: address/prefix list (trusted peers, gateways)"},
+	{"sip", "overload_delay", CONF_INT, "500", 0, 60000, NULL,
+	 "ms a request may wait before a worker handles it (kernel receipt to handling); a "
+	 "dialog-creating one older than this gets 503, in-dialog ones are still served; 0 = off"},
+	{"sip", "overload_queue", CONF_INT, "2048", 16, 1000000, NULL,
+	 "messages waiting for one worker from the others; past it dialog-creating requests "
+	 "get 503 where they arrive, past 4 times it every message is dropped and counted"},
+	{"sip", "retry_after", CONF_INT, "5", 1, 3600, NULL,
+	 "seconds in the Retry-After of the 503s that the limits above send"},
 	{"sip", "t1", CONF_INT, "500", 50, 10000, NULL, "RFC 3261 T1 in ms (RTT estimate)"},
 	{"sip", "timer_c", CONF_INT, "180", 1, 3600, NULL,
 	 "RFC 3261 Timer C in seconds: a forwarded INVITE that gets no provisional above 100 "
@@ -243,7 +267,9 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 		edge_free(e);
 		return err;
 	}
-	err = open_listeners(e, conf_str(c, "sip", "listen"));
+	err = edge_limits_init(e, c);
+	if (!err)
+		err = open_listeners(e, conf_str(c, "sip", "listen"));
 	if (!err)
 		err = edge_steer_start(e, conf_str(c, "sip", "steering"));
 	if (err) {
@@ -276,6 +302,7 @@ void edge_free(struct edge *e)
 		edge_msg_pool_free(&e->wk[i]);
 	}
 	edge_mac_free(e);
+	edge_limits_free(e);
 	edge_steer_free(e->steer);
 	net_hostaddrs_free(e->hostaddrs);
 	free(e->wk);
@@ -530,6 +557,30 @@ static void answer_parse_error(struct edge *e, const struct flow *f, struct sip_
 	buf_free(&via);
 }
 
+/* The owner's hand-off queue is past overload_queue: it is behind. A new
+ * dialog is refused here (503), sparing the owner; past 4 times the bound
+ * every message is dropped, which bounds the queue's memory. True when em
+ * was dealt with. (A retransmission of a request the owner already has is
+ * refused as well: this worker cannot see the owner's transactions.) */
+static bool shed_here(struct edge *e, struct worker *w, struct edge_msg *em, size_t queued)
+{
+	if (queued >= 4 * e->overload_queue) {
+		metric_inc(&edge_m_overload_dropped);
+		return true;
+	}
+	if (!edge_creates_dialog(&em->msg))
+		return false;
+	metric_inc(&edge_m_overload_503);
+	struct buf via;
+	buf_init(&via);
+	fix_via(e, &em->flow, &em->msg.via1, &via);
+	struct edge_rx rx = {.edge = e, .w = w, .flow = em->flow, .msg = &em->msg,
+			     .via1_fixed = buf_slice(&via)};
+	edge_reply_stateless(&rx, 503, "Service Unavailable", e->retry_after_hdr);
+	buf_free(&via);
+	return true;
+}
+
 static bool only_crlf(const char *p, size_t l)
 {
 	for (size_t i = 0; i < l; i++)
@@ -563,6 +614,10 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 			edge_send(e, f, "\r\n", 2); /* pong */
 		return;
 	}
+	/* over its rate a source is dropped unanswered, before any parse: an
+	 * answer would make the limiter a reflector */
+	if (!edge_rate_ok(e, w, f))
+		return;
 	/* the one copy and the one parse of this message */
 	struct edge_msg *em = edge_msg_alloc(e, len);
 	if (!em) {
@@ -571,6 +626,8 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 	}
 	memcpy(em->data, data, len);
 	em->flow = *f;
+	uint64_t now = loop_now_ms(worker_loop(w));
+	em->rx_ms = now - MIN(now, worker_rx_age_ms(w));
 	struct sip_parse_error perr = {0, NULL};
 	if (sip_msg_parse(&em->msg, em->data, len, f->tp != NET_UDP, &perr)) {
 		answer_parse_error(e, f, &em->msg, &perr);
@@ -582,7 +639,13 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 		process(e, w, em);
 		return;
 	}
-	if (loop_post(worker_loop(net_worker(e->net, owner)), handoff_run, em)) {
+	struct loop *ol = worker_loop(net_worker(e->net, owner));
+	size_t queued = loop_post_pending(ol);
+	if (queued >= e->overload_queue && shed_here(e, w, em, queued)) {
+		edge_msg_free(em);
+		return;
+	}
+	if (loop_post(ol, handoff_run, em)) {
 		metric_inc(&edge_m_dropped);
 		edge_msg_free(em);
 		return;

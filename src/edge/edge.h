@@ -67,6 +67,9 @@ void edge_set_stun(struct edge *e, edge_stun_h *h, void *arg);
 
 struct net *edge_net(struct edge *e);
 unsigned edge_worker_of_callid(const struct edge *e, struct slice call_id);
+/* Messages the per-source limiter refused, and sources whose unfull bucket
+ * gave way to a new source (a table too small for the load), since start. */
+void edge_limit_counts(const struct edge *e, int64_t *limited, int64_t *evictions);
 /* Datagrams the kernel steered to their Call-ID's worker, and ones it left to
  * its default choice (no Call-ID found), since start; 0 without steering. */
 void edge_steer_counts(const struct edge *e, int64_t *steered, int64_t *left);

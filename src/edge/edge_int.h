@@ -61,6 +61,12 @@ struct edge_mac_memo {
 	bool used;
 };
 
+/* An address prefix, IPv4 kept v4-mapped (::ffff:a.b.c.d, 96 + n bits). */
+struct edge_prefix {
+	uint8_t addr[16];
+	unsigned bits;
+};
+
 struct edge {
 	struct net *net;
 	struct edge_wk *wk; /* one per worker */
@@ -90,6 +96,15 @@ struct edge {
 	 * current from netlink on worker 0; owned by the edge */
 	struct net_hostaddrs *hostaddrs;
 	struct edge_steer *steer; /* kernel steering by Call-ID (steer.c), or NULL */
+	/* limits (limit.c); RO after alloc but the counters */
+	struct net_ratelimit *rl; /* per-source rates, shared by the workers; or NULL */
+	struct edge_prefix exempt[16];
+	size_t n_exempt;
+	size_t max_st, max_ct;
+	_Atomic size_t n_st_all, n_ct_all; /* over all workers; atomic */
+	unsigned overload_delay_ms;
+	size_t overload_queue;
+	char retry_after_hdr[32]; /* "Retry-After: N\r\n" */
 };
 
 /* steer.c: [sip] steering = auto|on|off. Without it (off, one worker, no
@@ -105,6 +120,7 @@ struct edge_msg {
 	struct edge *edge;
 	struct flow flow;
 	struct edge_msg *next_free; /* in a worker's pool */
+	uint64_t rx_ms; /* the receiving worker's clock when the kernel got it */
 	bool pooled;		    /* of the pooled size (EDGE_MSG_DATA bytes of data) */
 	size_t len;
 	char data[];
@@ -134,6 +150,23 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx);
 int edge_tsx_init(struct edge_wk *wk);
 /* Frees every transaction of the worker, without callbacks, and the table. */
 void edge_tsx_free_all(struct edge_wk *wk);
+
+/* limit.c: reads [sip]'s limit keys and makes the rate limiter: 0 or errno. */
+int edge_limits_init(struct edge *e, const struct conf *c);
+void edge_limits_free(struct edge *e);
+/* Whether a message from f's source is within [sip] rate_limit (takes a
+ * token); counts what is not. Any worker. */
+bool edge_rate_ok(struct edge *e, struct worker *w, const struct flow *f);
+bool edge_rate_exempt(const struct edge *e, const struct net_addr *a);
+/* A request that would start something new: no To tag, not ACK or CANCEL. */
+bool edge_creates_dialog(const struct sip_msg *m);
+/* Whether a request that matched no transaction may have one: false (and
+ * counted) at a transaction cap, or when it waited past overload_delay and
+ * creates a dialog. The caller answers 503 with e->retry_after_hdr. */
+bool edge_admit(struct edge_wk *wk, const struct sip_msg *m, uint64_t rx_ms);
+
+extern struct metric edge_m_rate_limited, edge_m_st_refused, edge_m_ct_refused, edge_m_st_open,
+	edge_m_ct_open, edge_m_overload_503, edge_m_overload_dropped;
 
 extern struct metric edge_m_requests, edge_m_responses[6], edge_m_parse_errors,
 	edge_m_retransmissions, edge_m_stun, edge_m_crlf, edge_m_dropped,

@@ -239,6 +239,8 @@ static void st_link(struct edge_wk *wk, struct st_node *n)
 	n->hnext = *head;
 	*head = n;
 	wk->n_st++;
+	wk->edge->n_st_all++;
+	metric_inc(&edge_m_st_open);
 }
 
 static void st_unlink(struct edge_wk *wk, struct st_node *n)
@@ -249,6 +251,8 @@ static void st_unlink(struct edge_wk *wk, struct st_node *n)
 	if (*pp) {
 		*pp = n->hnext;
 		wk->n_st--;
+		wk->edge->n_st_all--;
+		metric_add(&edge_m_st_open, -1);
 	}
 }
 
@@ -386,6 +390,8 @@ static void ct_free(struct ctsx *ct)
 	if (*pp) {
 		*pp = ct->hnext;
 		ct->wk->n_ct--;
+		ct->wk->edge->n_ct_all--;
+		metric_add(&edge_m_ct_open, -1);
 	}
 	buf_free(&ct->req);
 	buf_free(&ct->ack);
@@ -709,6 +715,11 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 			e->on_request(rx, e->handler_arg);
 		return false;
 	}
+	if (!edge_admit(wk, m, em->rx_ms)) {
+		tk_free(&key);
+		edge_reply_stateless(rx, 503, "Service Unavailable", e->retry_after_hdr);
+		return false;
+	}
 	st = st_create(wk, rx, &key, em);
 	tk_free(&key);
 	if (!st) {
@@ -787,6 +798,8 @@ static int ct_insert(struct edge_wk *wk, struct ctsx *ct, const char *branch, st
 	ct->hnext = wk->ct_hash[b];
 	wk->ct_hash[b] = ct;
 	wk->n_ct++;
+	wk->edge->n_ct_all++;
+	metric_inc(&edge_m_ct_open);
 	return 0;
 }
 
@@ -794,6 +807,12 @@ int ctsx_start(struct edge *e, struct worker *w, const struct flow *dst, struct 
 	       const char *branch, ctsx_resp_h *h, void *arg, struct ctsx **out)
 {
 	struct edge_wk *wk = edge_wk_of(e, w);
+	/* the hard cap: new dialogs were refused at max_ct already (edge_admit);
+	 * what comes within dialogs, and CANCELs, may use an eighth more */
+	if (e->n_ct_all >= e->max_ct + e->max_ct / 8) {
+		metric_inc(&edge_m_ct_refused);
+		return ENOSPC;
+	}
 	struct ctsx *ct = calloc(1, sizeof *ct);
 	if (!ct)
 		return ENOMEM;

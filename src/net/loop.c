@@ -48,6 +48,7 @@ struct loop {
 	/* posted calls; guarded by post_lock */
 	pthread_mutex_t post_lock;
 	struct post *post_head, *post_tail;
+	_Atomic size_t n_posts; /* posted and not yet run (loop_post_pending) */
 	/* timer wheel; worker-local. Each slot is a circular list with a sentinel. */
 	struct timer slots[WHEEL_SLOTS];
 	uint64_t tick; /* last processed tick */
@@ -238,6 +239,7 @@ int loop_post(struct loop *l, loop_call_h *h, void *arg)
 	else
 		l->post_head = p;
 	l->post_tail = p;
+	l->n_posts++;
 	pthread_mutex_unlock(&l->post_lock);
 	if (was_empty) {
 		uint64_t one = 1;
@@ -270,8 +272,14 @@ static void run_posts(struct loop *l)
 		struct post *next = p->next;
 		p->h(p->arg);
 		free(p);
+		l->n_posts--;
 		p = next;
 	}
+}
+
+size_t loop_post_pending(const struct loop *l)
+{
+	return l->n_posts;
 }
 
 /* ---- timers ---- */

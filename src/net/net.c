@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net.h"
@@ -37,11 +38,13 @@ struct worker {
 	struct mmsghdr msgs[RX_BATCH];
 	struct iovec iov[RX_BATCH];
 	struct net_addr src[RX_BATCH];
-	/* IP_PKTINFO: where each datagram was sent to, for wildcard listeners */
+	/* IP_PKTINFO: where each datagram was sent to, for wildcard listeners;
+	 * SO_TIMESTAMPNS: when the kernel received it */
 	union {
-		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct timespec))];
 		struct cmsghdr align;
 	} ctl[RX_BATCH];
+	uint64_t rx_age_ms; /* of the message being delivered; worker_rx_age_ms */
 	char *rxbuf;
 	/* UDP send queue: tx_n datagrams, their bytes in tx_arena */
 	struct mmsghdr tx_msgs[TX_BATCH];
@@ -392,14 +395,31 @@ void net_flow_udp(const struct net *n, unsigned listener, const struct net_addr 
 
 /* ---- UDP ---- */
 
+uint64_t worker_rx_age_ms(const struct worker *w)
+{
+	return w->rx_age_ms;
+}
+
 /* The address a datagram was sent to, so that a wildcard listener can name
- * itself in Via and Record-Route with the address the peer actually used. */
-static void local_from_pktinfo(struct msghdr *h, const struct net_addr *bound,
-			       struct net_addr *out)
+ * itself in Via and Record-Route with the address the peer actually used;
+ * and how long it waited since the kernel received it (now_ns: realtime,
+ * the timestamps' clock). */
+static void read_cmsgs(struct msghdr *h, const struct net_addr *bound, bool wildcard,
+		       int64_t now_ns, struct net_addr *out, uint64_t *age_ms)
 {
 	*out = *bound;
+	*age_ms = 0;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
-		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
+			struct timespec ts;
+			memcpy(&ts, CMSG_DATA(c), sizeof ts);
+			int64_t at = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+			/* a clock step may put it in the future or far back: clamp */
+			if (now_ns > at)
+				*age_ms = (uint64_t)MIN(now_ns - at, 3600ll * 1000000000) / 1000000;
+		} else if (!wildcard) {
+			continue;
+		} else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
 			struct in_pktinfo pi;
 			memcpy(&pi, CMSG_DATA(c), sizeof pi);
 			out->u.in.sin_addr = pi.ipi_addr;
@@ -428,14 +448,15 @@ static void udp_readable(int fd, uint32_t events, void *arg)
 			w->msgs[i].msg_hdr.msg_iovlen = 1;
 			w->msgs[i].msg_hdr.msg_name = &w->src[i].u.ss;
 			w->msgs[i].msg_hdr.msg_namelen = sizeof w->src[i].u.ss;
-			if (wildcard) {
-				w->msgs[i].msg_hdr.msg_control = w->ctl[i].buf;
-				w->msgs[i].msg_hdr.msg_controllen = sizeof w->ctl[i].buf;
-			}
+			w->msgs[i].msg_hdr.msg_control = w->ctl[i].buf;
+			w->msgs[i].msg_hdr.msg_controllen = sizeof w->ctl[i].buf;
 		}
 		int got = recvmmsg(fd, w->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
 		if (got <= 0)
 			return;
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		int64_t now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 		struct flow f;
 		memset(&f, 0, sizeof f);
 		f.tp = NET_UDP;
@@ -449,11 +470,11 @@ static void udp_readable(int fd, uint32_t events, void *arg)
 			}
 			n->st.udp_rx++;
 			f.remote = w->src[i];
-			if (wildcard)
-				local_from_pktinfo(&w->msgs[i].msg_hdr, &n->listeners[ctx->listener].bound,
-						   &f.local);
+			read_cmsgs(&w->msgs[i].msg_hdr, &n->listeners[ctx->listener].bound, wildcard,
+				   now_ns, &f.local, &w->rx_age_ms);
 			if (n->recv)
 				n->recv(w, &f, w->iov[i].iov_base, len, n->recv_arg);
+			w->rx_age_ms = 0;
 		}
 		if (got < RX_BATCH)
 			return;
@@ -1022,6 +1043,11 @@ int net_start(struct net *n)
 			w->ctx[j].w = w;
 			w->ctx[j].listener = j;
 			bool udp = n->listeners[j].conf.tp == NET_UDP;
+			if (udp) {
+				/* receive timestamps: how long a datagram waited (worker_rx_age_ms) */
+				int one = 1;
+				setsockopt(w->fds[j], SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+			}
 			int err = loop_fd_add(w->loop, w->fds[j], EPOLLIN,
 					      udp ? udp_readable : tcp_acceptable, &w->ctx[j]);
 			if (err)

@@ -92,6 +92,9 @@ int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
 /* Thread-safe: runs h(arg) on the loop's thread, in posting order (FIFO). */
 int loop_post(struct loop *l, loop_call_h *h, void *arg);
+/* Calls posted to l and not yet run: how far behind its thread is with
+ * work handed to it (a snapshot; any thread). */
+size_t loop_post_pending(const struct loop *l);
 /* h(arg) runs once after each turn's batch of events (e.g. group commit flush). */
 int loop_on_turn_end(struct loop *l, loop_call_h *h, void *arg);
 /* After a busy turn (its wake-up came within us of the last turn's end),
@@ -221,6 +224,10 @@ void worker_set_data(struct worker *w, void *data);
 void *worker_data(struct worker *w);
 /* The worker of the calling thread, or NULL. */
 struct worker *worker_current(void);
+/* During a receive handler: how long ago (ms) the kernel received the
+ * datagram being delivered (UDP, by its receive timestamp), or 0 (TCP: read
+ * as it came). A worker that falls behind sees this grow. */
+uint64_t worker_rx_age_ms(const struct worker *w);
 
 /* Sends on a flow from any thread. UDP: from this worker's socket of the
  * flow's listener (same address and port); on a worker thread the datagram is
@@ -248,6 +255,22 @@ struct net_stats {
 	int64_t tcp_buffered;     /* bytes of input and output buffers held now */
 };
 void net_stats_get(struct net *n, struct net_stats *out);
+
+/* ---- per-source rate limits: token buckets keyed by net_src_key ----
+ *
+ * One table for the whole process (all workers share it, so the limit does
+ * not multiply by the worker count), of a fixed size: a new source takes the
+ * place of the one with the most tokens in its set (see ratelimit.c). */
+struct net_ratelimit;
+
+/* rate: tokens per second per source; burst: a bucket's size; slots: table
+ * entries (rounded up). EINVAL for a zero. */
+int net_ratelimit_alloc(struct net_ratelimit **rp, size_t slots, unsigned rate, unsigned burst);
+void net_ratelimit_free(struct net_ratelimit *r);
+/* Takes a token from a's source: true if it had one. Any thread. */
+bool net_ratelimit_take(struct net_ratelimit *r, const struct net_addr *a, uint64_t now_ms);
+/* Takes refused; sources whose unfull bucket gave way to another's. */
+void net_ratelimit_stats(const struct net_ratelimit *r, int64_t *limited, int64_t *evictions);
 
 /* Opens a UDP socket bound to a (SO_REUSEPORT when reuseport); nonblocking. */
 int net_udp_socket(const struct net_addr *a, bool reuseport, int *fdp);

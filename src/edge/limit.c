@@ -1,0 +1,181 @@
+/* edge: what bounds the load a stranger can put on the SIP edge: per-source rates, transaction caps, overload shedding. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge_int.h"
+
+struct metric edge_m_rate_limited = {.name = "sip_rate_limited_total",
+				     .help = "SIP messages dropped over [sip] rate_limit"};
+struct metric edge_m_st_refused = {.name = "sip_transactions_refused_total",
+				   .help = "requests answered 503 at a transaction cap",
+				   .labels = "table=\"server\""};
+struct metric edge_m_ct_refused = {.name = "sip_transactions_refused_total",
+				   .help = "requests answered 503 at a transaction cap",
+				   .labels = "table=\"client\""};
+struct metric edge_m_st_open = {.name = "sip_transactions", .help = "transactions held",
+				.labels = "table=\"server\"", .gauge = true};
+struct metric edge_m_ct_open = {.name = "sip_transactions", .help = "transactions held",
+				.labels = "table=\"client\"", .gauge = true};
+struct metric edge_m_overload_503 = {
+    .name = "sip_overload_rejected_total",
+    .help = "dialog-creating requests answered 503 because a worker was behind"};
+struct metric edge_m_overload_dropped = {
+    .name = "sip_overload_dropped_total",
+    .help = "messages dropped because their worker's queue was past 4 x overload_queue"};
+
+/* "a.b.c.d/n" or "x::y/n" (no prefix: the whole address). */
+static int parse_prefix(const char *s, struct edge_prefix *out)
+{
+	char ip[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(s, '/');
+	size_t l = slash ? (size_t)(slash - s) : strlen(s);
+	if (l == 0 || l >= sizeof ip)
+		return EINVAL;
+	memcpy(ip, s, l);
+	ip[l] = '\0';
+	memset(out, 0, sizeof *out);
+	unsigned max;
+	if (inet_pton(AF_INET, ip, out->addr + 12) == 1) {
+		out->addr[10] = out->addr[11] = 0xff; /* kept v4-mapped */
+		max = 32;
+		out->bits = 96;
+	} else if (inet_pton(AF_INET6, ip, out->addr) == 1) {
+		max = 128;
+	} else {
+		return EINVAL;
+	}
+	unsigned n = max;
+	if (slash) {
+		char *end;
+		unsigned long v = strtoul(slash + 1, &end, 10);
+		if (*end || end == slash + 1 || v > max)
+			return EINVAL;
+		n = (unsigned)v;
+	}
+	out->bits += n;
+	return 0;
+}
+
+static void addr_v6(const struct net_addr *a, uint8_t out[16])
+{
+	if (net_addr_family(a) == AF_INET6) {
+		memcpy(out, &a->u.in6.sin6_addr, 16);
+		return;
+	}
+	memset(out, 0, 10);
+	out[10] = out[11] = 0xff;
+	memcpy(out + 12, &a->u.in.sin_addr, 4);
+}
+
+static bool prefix_has(const struct edge_prefix *p, const uint8_t a[16])
+{
+	unsigned full = p->bits / 8, rest = p->bits % 8;
+	if (memcmp(p->addr, a, full))
+		return false;
+	return !rest || ((p->addr[full] ^ a[full]) & (0xff00 >> rest)) == 0;
+}
+
+bool edge_rate_exempt(const struct edge *e, const struct net_addr *a)
+{
+	uint8_t v6[16];
+	addr_v6(a, v6);
+	for (size_t i = 0; i < e->n_exempt; i++)
+		if (prefix_has(&e->exempt[i], v6))
+			return true;
+	return false;
+}
+
+int edge_limits_init(struct edge *e, const struct conf *c)
+{
+	e->max_st = (size_t)conf_int(c, "sip", "max_server_transactions");
+	e->max_ct = (size_t)conf_int(c, "sip", "max_client_transactions");
+	e->overload_delay_ms = (unsigned)conf_int(c, "sip", "overload_delay");
+	e->overload_queue = (size_t)conf_int(c, "sip", "overload_queue");
+	snprintf(e->retry_after_hdr, sizeof e->retry_after_hdr, "Retry-After: %u\r\n",
+		 (unsigned)conf_int(c, "sip", "retry_after"));
+	char list[1024];
+	snprintf(list, sizeof list, "%s", conf_str(c, "sip", "rate_limit_exempt"));
+	char *save = NULL;
+	for (char *item = strtok_r(list, ", ", &save); item; item = strtok_r(NULL, ", ", &save)) {
+		if (e->n_exempt == ARRAY_SIZE(e->exempt)) {
+			LOG_E("edge", "[sip] rate_limit_exempt: more than %zu prefixes",
+			      ARRAY_SIZE(e->exempt));
+			return EINVAL;
+		}
+		if (parse_prefix(item, &e->exempt[e->n_exempt])) {
+			LOG_E("edge", "[sip] rate_limit_exempt: cannot parse \"%s\" (want ADDR/BITS)",
+			      item);
+			return EINVAL;
+		}
+		e->n_exempt++;
+	}
+	unsigned rate = (unsigned)conf_int(c, "sip", "rate_limit");
+	if (rate) {
+		int err = net_ratelimit_alloc(&e->rl, (size_t)conf_int(c, "sip", "rate_limit_sources"),
+					      rate, (unsigned)conf_int(c, "sip", "rate_limit_burst"));
+		if (err)
+			return err;
+	}
+	metric_register(&edge_m_rate_limited);
+	metric_register(&edge_m_st_refused);
+	metric_register(&edge_m_ct_refused);
+	metric_register(&edge_m_st_open);
+	metric_register(&edge_m_ct_open);
+	metric_register(&edge_m_overload_503);
+	metric_register(&edge_m_overload_dropped);
+	return 0;
+}
+
+void edge_limits_free(struct edge *e)
+{
+	net_ratelimit_free(e->rl);
+	e->rl = NULL;
+}
+
+bool edge_rate_ok(struct edge *e, struct worker *w, const struct flow *f)
+{
+	if (!e->rl || edge_rate_exempt(e, &f->remote))
+		return true;
+	if (net_ratelimit_take(e->rl, &f->remote, loop_now_ms(worker_loop(w))))
+		return true;
+	metric_inc(&edge_m_rate_limited);
+	return false;
+}
+
+void edge_limit_counts(const struct edge *e, int64_t *limited, int64_t *evictions)
+{
+	*limited = *evictions = 0;
+	if (e->rl)
+		net_ratelimit_stats(e->rl, limited, evictions);
+}
+
+bool edge_creates_dialog(const struct sip_msg *m)
+{
+	return m->request && m->to_tag.l == 0 && m->method != SIP_ACK && m->method != SIP_CANCEL;
+}
+
+bool edge_admit(struct edge_wk *wk, const struct sip_msg *m, uint64_t rx_ms)
+{
+	struct edge *e = wk->edge;
+	bool fresh = edge_creates_dialog(m);
+	if (fresh && e->overload_delay_ms) {
+		uint64_t now = loop_now_ms(worker_loop(wk->w));
+		if (now > rx_ms && now - rx_ms > e->overload_delay_ms) {
+			metric_inc(&edge_m_overload_503);
+			return false;
+		}
+	}
+	if (e->n_st_all >= e->max_st) {
+		metric_inc(&edge_m_st_refused);
+		return false;
+	}
+	/* a new dialog will need a client transaction unless answered here */
+	if (fresh && !edge_handled_where_received(e, m) && e->n_ct_all >= e->max_ct) {
+		metric_inc(&edge_m_ct_refused);
+		return false;
+	}
+	return true;
+}
