@@ -96,6 +96,9 @@ static struct metric m_tcp_slow = {.name = "net_tcp_slow_reader_closed_total",
 static struct metric m_tcp_buffered = {.name = "net_tcp_buffered_bytes",
 				       .help = "bytes of TCP input and output buffers held",
 				       .gauge = true};
+static struct metric m_rl_evictions = {
+    .name = "sip_rate_limit_evictions_total",
+    .help = "sources whose unfull bucket gave way to a new source ([sip] rate_limit_sources too small)"};
 static struct metric m_tcp_broken = {.name = "net_tcp_broken_total",
 				     .help = "TCP connections closed for bad framing or size"};
 
@@ -112,6 +115,9 @@ static void refresh_gauges(struct server *s)
 		edge_steer_counts(s->edge, &steered, &left);
 		m_steered.value = steered;
 		m_steer_left.value = left;
+		int64_t limited, evictions;
+		edge_limit_counts(s->edge, &limited, &evictions);
+		m_rl_evictions.value = evictions;
 	}
 	m_tcp_open.value = st.tcp_open;
 	m_tcp_refused.value = st.tcp_refused;
@@ -228,6 +234,7 @@ static int start_sip(struct server *s)
 	metric_register(&m_tcp_refused_addr);
 	metric_register(&m_tcp_slow);
 	metric_register(&m_tcp_buffered);
+	metric_register(&m_rl_evictions);
 	return 0;
 }
 
