@@ -206,6 +206,7 @@ static int start_sip(struct server *s)
 		.tcp_max_conns_per_addr =
 		    (unsigned)conf_int(c, "sip", "tcp_max_connections_per_address"),
 		.tcp_max_queue = (size_t)conf_int(c, "sip", "tcp_max_queue"),
+		.tcp_stall_s = (unsigned)conf_int(c, "sip", "tcp_write_timeout"),
 		.tcp_idle_s = (unsigned)conf_int(c, "sip", "tcp_idle_timeout"),
 		.tcp_handshake_s = (unsigned)conf_int(c, "sip", "tcp_first_message_timeout"),
 	};

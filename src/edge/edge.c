@@ -28,6 +28,9 @@ const struct conf_key edge_conf_keys[] = {
 	{"sip", "tcp_max_queue", CONF_INT, "131072", 4096, 67108864, NULL,
 	 "bytes a TCP connection may have waiting to be sent (at least 2 x max_message); a "
 	 "peer that lets more pile up is closed as a slow reader and counted"},
+	{"sip", "tcp_write_timeout", CONF_INT, "32", 1, 3600, NULL,
+	 "seconds a TCP peer may take none of what waits for it before it is closed as a slow "
+	 "reader and counted"},
 	{"sip", "tcp_idle_timeout", CONF_INT, "600", 0, 86400, NULL,
 	 "seconds before a silent TCP connection is closed; 0 = never"},
 	{"sip", "tcp_first_message_timeout", CONF_INT, "10", 0, 3600, NULL,

@@ -78,6 +78,9 @@ struct conn {
 	struct net_frame_state fs; /* the framer's place in it; worker-local */
 	struct buf out;    /* unsent bytes; guarded by net->conn_lock */
 	bool want_out;     /* EPOLLOUT requested; guarded by net->conn_lock */
+	/* since when the queue has waited with no byte taken, 0 when empty;
+	 * written under conn_lock, read by the sweep */
+	_Atomic uint64_t stall_ms;
 	_Atomic bool dead; /* a slow reader, shut down; its owner closes it */
 	uint64_t last_rx_ms;
 	uint64_t opened_ms;
@@ -202,6 +205,8 @@ int net_alloc(struct net **np, const struct net_conf *conf)
 		n->conf.tcp_max_conns = NET_TCP_MAX_CONNS_DEFAULT;
 	if (!n->conf.tcp_max_queue)
 		n->conf.tcp_max_queue = NET_TCP_MAX_QUEUE_DEFAULT;
+	if (!n->conf.tcp_stall_s)
+		n->conf.tcp_stall_s = NET_TCP_STALL_S_DEFAULT;
 	/* room for two of the largest messages, or a big answer would close
 	 * every connection whose kernel buffer is momentarily full */
 	n->conf.tcp_max_queue = MAX(n->conf.tcp_max_queue, 2 * n->conf.max_msg);
@@ -689,9 +694,14 @@ static int conn_flush_locked(struct net *n, struct conn *c)
 	}
 	if (done == c->out.len) {
 		buf_release(n, &c->out);
-	} else if (done) {
-		memmove(c->out.data, c->out.data + done, c->out.len - done);
-		c->out.len -= done;
+		c->stall_ms = 0;
+	} else {
+		if (done) {
+			memmove(c->out.data, c->out.data + done, c->out.len - done);
+			c->out.len -= done;
+		}
+		if (done || !c->stall_ms)
+			c->stall_ms = time_mono_ms();
 	}
 	want_out_locked(c, c->out.len != 0);
 	return 0;
@@ -705,6 +715,7 @@ static void conn_kill_slow_locked(struct net *n, struct conn *c)
 	c->dead = true;
 	n->st.tcp_slow_closed++;
 	buf_release(n, &c->out);
+	c->stall_ms = 0;
 	shutdown(c->fd, SHUT_RDWR);
 }
 
@@ -925,6 +936,14 @@ static void sweep_conns(void *arg)
 			    now - c->opened_ms > n->conf.tcp_handshake_s * 1000ull;
 		if (idle || slow)
 			n->st.tcp_idle_closed++;
+		uint64_t stall = c->stall_ms;
+		if (stall && now > stall && now - stall > n->conf.tcp_stall_s * 1000ull) {
+			/* a peer that takes nothing of what we queue for it */
+			pthread_mutex_lock(&n->conn_lock);
+			if (!c->dead)
+				conn_kill_slow_locked(n, c);
+			pthread_mutex_unlock(&n->conn_lock);
+		}
 		if (idle || slow || c->dead)
 			conn_close(c);
 		c = next;

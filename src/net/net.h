@@ -188,12 +188,16 @@ struct net_conf {
 	/* bytes a connection may have queued for sending; a peer that lets more
 	 * pile up is closed as a slow reader; 0 = NET_TCP_MAX_QUEUE_DEFAULT */
 	size_t tcp_max_queue;
+	/* seconds a connection's queue may wait with nothing taken by the peer
+	 * before it is closed as a slow reader; 0 = NET_TCP_STALL_S_DEFAULT */
+	unsigned tcp_stall_s;
 	unsigned tcp_idle_s;     /* close a TCP connection silent this long */
 	unsigned tcp_handshake_s;/* close a connection that sent no full message by then */
 };
 
 #define NET_TCP_MAX_CONNS_DEFAULT 10000
 #define NET_TCP_MAX_QUEUE_DEFAULT (128u * 1024u)
+#define NET_TCP_STALL_S_DEFAULT 32 /* 64*T1: any transaction waiting on it has timed out */
 
 int net_alloc(struct net **np, const struct net_conf *conf);
 void net_free(struct net *n);

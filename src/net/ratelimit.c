@@ -51,8 +51,7 @@ int net_ratelimit_alloc(struct net_ratelimit **rp, size_t slots, unsigned rate, 
 		free(r);
 		return ENOMEM;
 	}
-	for (size_t i = 0; i < sets; i++)
-		atomic_flag_clear(&r->sets[i].lock);
+	/* zeroed memory is a clear flag: the pages stay untouched until used */
 	r->n_sets = sets;
 	r->rate = rate;
 	r->burst_milli = (uint64_t)burst * 1000;

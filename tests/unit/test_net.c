@@ -820,6 +820,7 @@ struct srv {
 /* Set before srv_start for the next server only. */
 static unsigned srv_per_addr;
 static size_t srv_max_queue;
+static unsigned srv_stall_s;
 
 static void srv_start(struct srv *s, unsigned max_conns, unsigned handshake_s)
 {
@@ -828,10 +829,12 @@ static void srv_start(struct srv *s, unsigned max_conns, unsigned handshake_s)
 			      .tcp_max_conns = max_conns,
 			      .tcp_max_conns_per_addr = srv_per_addr,
 			      .tcp_max_queue = srv_max_queue,
+			      .tcp_stall_s = srv_stall_s,
 			      .tcp_idle_s = 0,
 			      .tcp_handshake_s = handshake_s};
 	srv_per_addr = 0;
 	srv_max_queue = 0;
+	srv_stall_s = 0;
 	rec_reset();
 	R.inits = 0;
 	R.bad_arg = 0;
@@ -1356,6 +1359,37 @@ static void net_tcp_handshake_timeout(void **state)
 	srv_stop(&s);
 }
 
+/* The quieter attack: a client that lets a little pile up, under the queue's
+ * cap, and then never reads: closed once its queue has waited tcp_stall_s
+ * with nothing taken, counted, and its queue freed. */
+static void net_tcp_stalled_reader_closed(void **state)
+{
+	(void)state;
+	struct srv s;
+	srv_stall_s = 1;
+	srv_start(&s, 0, 0);
+	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	int fd = tcp_client_rcvbuf(srv_addr, 4096);
+	assert_int_equal(send(fd, "ping\n", 5, MSG_NOSIGNAL), 5);
+	assert_true(WAIT_UNTIL(rec_count() == 1, 2000));
+	struct flow f = rec_get(0).f;
+	char chunk[2000];
+	memset(chunk, 'y', sizeof chunk);
+	size_t sent = 0;
+	while (stats(s.n).tcp_buffered == 0 && sent < (32u << 20)) {
+		assert_int_equal(net_send(s.n, &f, chunk, sizeof chunk), 0);
+		sent += sizeof chunk;
+	}
+	assert_true(stats(s.n).tcp_buffered > 0); /* something waits, under the cap */
+	assert_true(WAIT_UNTIL(!net_conn_alive(s.n, f.conn_id), 4000));
+	assert_true(WAIT_UNTIL(stats(s.n).tcp_open == 0, 2000));
+	struct net_stats st = stats(s.n);
+	assert_int_equal(st.tcp_slow_closed, 1);
+	assert_int_equal(st.tcp_buffered, 0);
+	close(fd);
+	srv_stop(&s);
+}
+
 /* A connection that sends only keepalives (filler) never sent a first
  * message: closed at tcp_handshake_s like a silent one. */
 static void net_tcp_keepalive_not_first_message(void **state)
@@ -1490,6 +1524,7 @@ int main(void)
 		cmocka_unit_test(net_tcp_keepalive_not_first_message),
 		cmocka_unit_test(net_tcp_max_conns_per_addr),
 		cmocka_unit_test(net_tcp_slow_reader_closed),
+		cmocka_unit_test(net_tcp_stalled_reader_closed),
 		cmocka_unit_test(net_tcp_trickle_linear),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
