@@ -1,4 +1,5 @@
 /* libFuzzer entry point for the SIP codec: parse, frame, sub-parsers, editor, builder. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t off = 0;
 	while (off < size) {
 		size_t n = 0;
-		if (sip_frame(p + off, size - off, 65535, &n) != 0)
+		int rc = sip_frame(p + off, size - off, 65535, &n);
+		/* resumed framing, fed the same bytes in growing pieces, agrees */
+		struct sip_frame_state fs = {0};
+		size_t rn = 0, step = 1 + (size - off) / 7;
+		int rrc = ENODATA;
+		for (size_t l = 1; rrc == ENODATA && l < size - off; l += step)
+			rrc = sip_frame_resume(&fs, p + off, l, 65535, &rn);
+		if (rrc == ENODATA) {
+			rrc = sip_frame_resume(&fs, p + off, size - off, 65535, &rn);
+			if (rrc != rc || (rc == 0 && rn != n))
+				abort();
+		} else if (rrc == 0 && rc == 0 && rn != n && !fs.keepalive) {
+			abort(); /* whole early: the same message (a CRLF run ends
+				  * where the bytes that came so far end) */
+		}
+		if (rc != 0)
 			break;
 		if (n == 0 || n > size - off)
 			abort();

@@ -1497,6 +1497,56 @@ static void net_tcp_trickle_linear(void **state)
 	srv_stop(&s);
 }
 
+/* Token buckets by source, on a clock the test sets: the burst, then the
+ * rate; an IPv6 /64 is one source; a spray of new sources through a small
+ * table evicts its own fresh entries, not the busy source being limited. */
+static void net_ratelimit_buckets(void **state)
+{
+	(void)state;
+	struct net_ratelimit *r;
+	assert_int_equal(net_ratelimit_alloc(&r, 64, 2, 5), 0); /* 2/s, burst 5 */
+	struct net_addr a = parse_ok("198.18.0.1:5060", 0), b = parse_ok("198.18.0.2:1", 0);
+	uint64_t t = 1000000;
+	for (int i = 0; i < 5; i++)
+		assert_true(net_ratelimit_take(r, &a, t));
+	assert_false(net_ratelimit_take(r, &a, t));
+	assert_true(net_ratelimit_take(r, &b, t)); /* another source: its own bucket */
+	a = parse_ok("198.18.0.1:9999", 0);
+	assert_false(net_ratelimit_take(r, &a, t)); /* the port does not matter */
+	assert_false(net_ratelimit_take(r, &a, t + 499));
+	assert_true(net_ratelimit_take(r, &a, t + 500)); /* 2/s: one more each 500 ms */
+	assert_false(net_ratelimit_take(r, &a, t + 500));
+	assert_true(net_ratelimit_take(r, &a, t + 1000));
+
+	/* IPv6: keyed by /64 */
+	struct net_addr x = parse_ok("[2001:db8:1:2::a]:5060", 0);
+	struct net_addr y = parse_ok("[2001:db8:1:2:ffff::b]:5060", 0);
+	struct net_addr z = parse_ok("[2001:db8:1:3::a]:5060", 0);
+	for (int i = 0; i < 5; i++)
+		assert_true(net_ratelimit_take(r, &x, t));
+	assert_false(net_ratelimit_take(r, &y, t));
+	assert_true(net_ratelimit_take(r, &z, t));
+
+	/* a spray of 10,000 sources through 64 slots: the limited ones stay */
+	for (int i = 0; i < 10000; i++) {
+		char ip[32];
+		snprintf(ip, sizeof ip, "10.%d.%d.1", i / 250, i % 250);
+		struct net_addr sp = parse_ok(ip, 0);
+		assert_true(net_ratelimit_take(r, &sp, t + 1000));
+	}
+	assert_false(net_ratelimit_take(r, &a, t + 1000));
+	/* x's /64 was empty at t: 2 more by t + 1000, kept through the spray */
+	assert_true(net_ratelimit_take(r, &y, t + 1000));
+	assert_true(net_ratelimit_take(r, &y, t + 1000));
+	assert_false(net_ratelimit_take(r, &y, t + 1000));
+	int64_t limited, evictions;
+	net_ratelimit_stats(r, &limited, &evictions);
+	assert_true(limited >= 6);
+	assert_true(evictions > 0); /* the spray's own entries gave way */
+	assert_int_equal(net_ratelimit_alloc(&r, 64, 0, 5), EINVAL);
+	net_ratelimit_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1526,6 +1576,7 @@ int main(void)
 		cmocka_unit_test(net_tcp_slow_reader_closed),
 		cmocka_unit_test(net_tcp_stalled_reader_closed),
 		cmocka_unit_test(net_tcp_trickle_linear),
+		cmocka_unit_test(net_ratelimit_buckets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
