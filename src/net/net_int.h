@@ -1,0 +1,133 @@
+/* net internals shared by its files: workers, listeners, TCP connections. */
+#ifndef PINHOLE_NET_INT_H
+#define PINHOLE_NET_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "net.h"
+
+#define MAX_LISTENERS 16
+#define RX_BATCH 16
+/* UDP send queue per worker: what a loop turn sends leaves in one sendmmsg
+ * per socket at the turn's end (or when the queue fills), which saves a
+ * system call and, above all, a wake-up of the receiver per datagram. */
+#define TX_BATCH 64
+#define TX_ARENA (128u * 1024u)
+
+struct conn;
+
+struct worker {
+	unsigned id;
+	struct net *net;
+	struct loop *loop;
+	pthread_t thread;
+	bool started;
+	int fds[MAX_LISTENERS]; /* this worker's socket per listener (UDP or TCP listen) */
+	void *data;
+	/* UDP receive batch */
+	struct mmsghdr msgs[RX_BATCH];
+	struct iovec iov[RX_BATCH];
+	struct net_addr src[RX_BATCH];
+	/* IP_PKTINFO: where each datagram was sent to, for wildcard listeners;
+	 * SO_TIMESTAMPNS: when the kernel received it */
+	union {
+		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct timespec))];
+		struct cmsghdr align;
+	} ctl[RX_BATCH];
+	uint64_t rx_age_ms; /* of the message being delivered; worker_rx_age_ms */
+	char *rxbuf;
+	/* UDP send queue: tx_n datagrams, their bytes in tx_arena */
+	struct mmsghdr tx_msgs[TX_BATCH];
+	struct iovec tx_iov[TX_BATCH];
+	struct net_addr tx_to[TX_BATCH];
+	int tx_fd[TX_BATCH];
+	unsigned tx_n;
+	size_t tx_used;
+	char *tx_arena;
+	/* TCP connections this worker owns; worker-local list */
+	struct conn *conns;
+	struct timer sweep;
+	struct timer accept_pause;
+	int paused_fd; /* listening socket paused after EMFILE, or -1 */
+	struct fd_ctx {
+		struct worker *w;
+		unsigned listener;
+	} ctx[MAX_LISTENERS];
+};
+
+/* A TCP connection. Idle, it holds no buffer: input is read into the
+ * worker's scratch and only the start of an unfinished message is kept (at
+ * most max_msg bytes), and the output queue exists only while the kernel
+ * does not take everything (at most tcp_max_queue bytes). */
+struct conn {
+	uint64_t id;
+	int fd;
+	struct worker *owner;
+	struct flow flow;
+	struct buf in;     /* start of an unfinished message; worker-local */
+	struct net_frame_state fs; /* the framer's place in it; worker-local */
+	struct buf out;    /* unsent bytes; guarded by net->conn_lock */
+	bool want_out;     /* EPOLLOUT requested; guarded by net->conn_lock */
+	/* since when the queue has waited with no byte taken, 0 when empty;
+	 * written under conn_lock, read by the sweep */
+	_Atomic uint64_t stall_ms;
+	_Atomic bool dead; /* a slow reader, shut down; its owner closes it */
+	uint64_t last_rx_ms;
+	uint64_t opened_ms;
+	bool got_message;
+	struct conn *next_in_worker, *prev_in_worker;
+	struct conn *next_hash;
+};
+
+/* Open connections per source (struct net_src_key); one entry per source
+ * with a connection, so never more than tcp_max_conns. Guarded by conn_lock. */
+struct addr_count {
+	struct addr_count *next;
+	struct net_src_key key;
+	unsigned n;
+};
+
+struct listener {
+	struct net_listener_conf conf;
+	struct net_addr bound;
+	int first_fd; /* bound in net_listen; worker 0 takes it */
+};
+
+struct net {
+	struct net_conf conf;
+	struct listener listeners[MAX_LISTENERS];
+	unsigned n_listeners;
+	struct worker *workers;
+	unsigned n_workers;
+	net_recv_h *recv;
+	net_frame_h *frame;
+	void *recv_arg;
+	net_worker_init_h *winit;
+	void *winit_arg;
+	/* connection table: id -> conn; guarded by conn_lock */
+	pthread_mutex_t conn_lock;
+	struct conn **conn_hash;
+	size_t conn_hash_size;
+	unsigned n_conns;
+	struct addr_count **addr_hash; /* conn_hash_size chains */
+	_Atomic uint64_t next_conn_id;
+	struct {
+		_Atomic int64_t udp_rx, udp_tx, udp_tx_errors, udp_oversize, tcp_accepted,
+			tcp_refused, tcp_idle_closed, tcp_broken, tcp_oversize, tcp_refused_addr,
+			tcp_slow_closed, tcp_buffered;
+	} st;
+};
+
+/* tcp.c */
+/* Accepts on a listening socket (an epoll handler; arg: its struct fd_ctx). */
+void net_tcp_acceptable(int fd, uint32_t events, void *arg);
+/* Closes idle, silent and stalled connections of a worker; re-arms itself. */
+void net_tcp_sweep(void *arg);
+/* net_send for a TCP flow. */
+int net_tcp_send(struct net *n, const struct flow *f, const void *data, size_t len);
+/* Closes and frees c, on its owner's thread. */
+void net_tcp_close(struct conn *c);
+
+#endif

@@ -1,0 +1,463 @@
+/* TCP: accepting with per-source bounds, stream framing that resumes, bounded buffers, slow readers closed. */
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net_int.h"
+
+static void conn_hash_link(struct net *n, struct conn *c)
+{
+	size_t b = c->id % n->conn_hash_size;
+	c->next_hash = n->conn_hash[b];
+	n->conn_hash[b] = c;
+}
+
+static void conn_hash_unlink(struct net *n, struct conn *c)
+{
+	struct conn **pp = &n->conn_hash[c->id % n->conn_hash_size];
+	while (*pp && *pp != c)
+		pp = &(*pp)->next_hash;
+	if (*pp)
+		*pp = c->next_hash;
+}
+
+static struct conn *conn_find_locked(struct net *n, uint64_t id)
+{
+	for (struct conn *c = n->conn_hash[id % n->conn_hash_size]; c; c = c->next_hash)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+static struct addr_count **addr_slot(struct net *n, const struct net_src_key *k)
+{
+	uint64_t h = (k->hi ^ (k->lo * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+	struct addr_count **pp = &n->addr_hash[(h >> 32) % n->conn_hash_size];
+	while (*pp && ((*pp)->key.hi != k->hi || (*pp)->key.lo != k->lo))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Counts a new connection from k unless its source is at the bound; caller
+ * holds conn_lock. 0, EMFILE (source full) or ENOMEM. */
+static int addr_take_locked(struct net *n, const struct net_src_key *k)
+{
+	struct addr_count **pp = addr_slot(n, k);
+	if (*pp) {
+		if (n->conf.tcp_max_conns_per_addr && (*pp)->n >= n->conf.tcp_max_conns_per_addr)
+			return EMFILE;
+		(*pp)->n++;
+		return 0;
+	}
+	struct addr_count *a = malloc(sizeof *a);
+	if (!a)
+		return ENOMEM;
+	a->key = *k;
+	a->n = 1;
+	a->next = NULL;
+	*pp = a;
+	return 0;
+}
+
+static void addr_put_locked(struct net *n, const struct net_src_key *k)
+{
+	struct addr_count **pp = addr_slot(n, k);
+	struct addr_count *a = *pp;
+	if (a && --a->n == 0) {
+		*pp = a->next;
+		free(a);
+	}
+}
+
+/* Buffers count in tcp_buffered by their capacity, what they really hold. */
+static void buf_release(struct net *n, struct buf *b)
+{
+	n->st.tcp_buffered -= (int64_t)b->cap;
+	buf_free(b);
+}
+
+/* Grows b to at least need bytes (exactly need when small), counted. */
+static int buf_grow(struct net *n, struct buf *b, size_t need, size_t limit)
+{
+	if (b->cap >= need)
+		return 0;
+	size_t cap = MIN(MAX(need, b->cap * 2), MAX(limit, need));
+	char *p = realloc(b->data, cap);
+	if (!p)
+		return ENOMEM;
+	n->st.tcp_buffered += (int64_t)(cap - b->cap);
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+void net_tcp_close(struct conn *c)
+{
+	struct worker *w = c->owner;
+	struct net *n = w->net;
+	struct net_src_key k;
+	net_addr_src_key(&c->flow.remote, &k);
+	pthread_mutex_lock(&n->conn_lock);
+	conn_hash_unlink(n, c);
+	n->n_conns--;
+	addr_put_locked(n, &k);
+	pthread_mutex_unlock(&n->conn_lock);
+	if (c->prev_in_worker)
+		c->prev_in_worker->next_in_worker = c->next_in_worker;
+	else
+		w->conns = c->next_in_worker;
+	if (c->next_in_worker)
+		c->next_in_worker->prev_in_worker = c->prev_in_worker;
+	loop_fd_del(w->loop, c->fd);
+	close(c->fd);
+	buf_release(n, &c->in);
+	buf_release(n, &c->out);
+	free(c);
+}
+
+bool net_conn_alive(struct net *n, uint64_t conn_id)
+{
+	pthread_mutex_lock(&n->conn_lock);
+	struct conn *c = conn_find_locked(n, conn_id);
+	bool alive = c && !c->dead;
+	pthread_mutex_unlock(&n->conn_lock);
+	return alive;
+}
+
+static void want_out_locked(struct conn *c, bool want)
+{
+	if (want != c->want_out) {
+		/* loop_fd_mod is thread-safe, so any worker may ask for EPOLLOUT;
+		 * only on a change, not a syscall per message */
+		uint32_t ev = EPOLLIN | (want ? EPOLLOUT : 0);
+		if (loop_fd_mod(c->owner->loop, c->fd, ev) == 0)
+			c->want_out = want;
+	}
+}
+
+/* Writes what it can of c->out, and frees the queue once it is empty; caller
+ * holds conn_lock. Returns errno on a dead socket. */
+static int conn_flush_locked(struct net *n, struct conn *c)
+{
+	size_t done = 0;
+	while (done < c->out.len) {
+		ssize_t k = send(c->fd, c->out.data + done, c->out.len - done,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		done += (size_t)k;
+	}
+	if (done == c->out.len) {
+		buf_release(n, &c->out);
+		c->stall_ms = 0;
+	} else {
+		if (done) {
+			memmove(c->out.data, c->out.data + done, c->out.len - done);
+			c->out.len -= done;
+		}
+		if (done || !c->stall_ms)
+			c->stall_ms = time_mono_ms();
+	}
+	want_out_locked(c, c->out.len != 0);
+	return 0;
+}
+
+/* A peer that lets more than tcp_max_queue pile up is not reading: its queue
+ * is freed at once and the socket shut down, and its owner closes it on the
+ * wake-up that follows. Any thread; caller holds conn_lock. */
+static void conn_kill_slow_locked(struct net *n, struct conn *c)
+{
+	c->dead = true;
+	n->st.tcp_slow_closed++;
+	buf_release(n, &c->out);
+	c->stall_ms = 0;
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+/* Delivers every whole message at the start of p[0..len); returns the bytes
+ * taken, or SIZE_MAX when the connection was closed. */
+static size_t conn_deliver(struct conn *c, const char *p, size_t len)
+{
+	struct net *n = c->owner->net;
+	size_t off = 0;
+	while (off < len) {
+		size_t msglen = 0;
+		int err = 0;
+		if (n->frame)
+			err = n->frame(&c->fs, p + off, len - off, n->conf.max_msg, &msglen);
+		else
+			msglen = len - off;
+		if (err == ENODATA) {
+			if (len - off >= n->conf.max_msg) {
+				n->st.tcp_oversize++;
+				net_tcp_close(c);
+				return SIZE_MAX;
+			}
+			break;
+		}
+		if (err || msglen == 0 || msglen > len - off) {
+			n->st.tcp_broken++;
+			net_tcp_close(c);
+			return SIZE_MAX;
+		}
+		/* a keepalive is no first message: a peer sending only CRLF pings
+		 * is still closed at tcp_handshake_s */
+		if (!c->fs.filler)
+			c->got_message = true;
+		memset(&c->fs, 0, sizeof c->fs);
+		/* handlers may send on this connection but never close it */
+		struct flow f = c->flow;
+		if (n->recv)
+			n->recv(c->owner, &f, p + off, msglen, n->recv_arg);
+		off += msglen;
+	}
+	return off;
+}
+
+static void conn_readable(int fd, uint32_t events, void *arg)
+{
+	struct conn *c = arg;
+	struct worker *w = c->owner;
+	struct net *n = w->net;
+	if (c->dead) {
+		net_tcp_close(c);
+		return;
+	}
+	if (events & EPOLLOUT) {
+		pthread_mutex_lock(&n->conn_lock);
+		int err = conn_flush_locked(n, c);
+		pthread_mutex_unlock(&n->conn_lock);
+		if (err) {
+			net_tcp_close(c);
+			return;
+		}
+	}
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
+	size_t scratch_len = n->conf.max_msg + 1;
+	for (;;) {
+		/* with nothing kept, read into the worker's scratch (the UDP
+		 * batch's first slot; both run on this thread, one at a time) */
+		bool scratch = c->in.len == 0;
+		char *dst;
+		size_t room;
+		if (scratch) {
+			dst = w->rxbuf;
+			room = scratch_len;
+		} else {
+			if (c->in.cap - c->in.len < 1024 &&
+			    buf_grow(n, &c->in, c->in.len + 4096, scratch_len)) {
+				net_tcp_close(c);
+				return;
+			}
+			dst = c->in.data + c->in.len;
+			room = c->in.cap - c->in.len;
+		}
+		ssize_t k = recv(fd, dst, room, MSG_DONTWAIT);
+		if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+			net_tcp_close(c);
+			return;
+		}
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		c->last_rx_ms = loop_now_ms(w->loop);
+		const char *p = scratch ? w->rxbuf : c->in.data;
+		size_t len = scratch ? (size_t)k : c->in.len + (size_t)k;
+		if (!scratch)
+			c->in.len = len;
+		size_t off = conn_deliver(c, p, len);
+		if (off == SIZE_MAX)
+			return;
+		if (scratch) {
+			/* keep the start of the unfinished message, in a buffer of
+			 * its size: the framer will ask for more */
+			if (off < len) {
+				if (buf_grow(n, &c->in, MAX(len - off + 1024, 4096), scratch_len)) {
+					net_tcp_close(c);
+					return;
+				}
+				memcpy(c->in.data, p + off, len - off);
+				c->in.len = len - off;
+			}
+		} else if (off == len) {
+			buf_release(n, &c->in); /* all taken: an idle connection keeps none */
+		} else if (off) {
+			memmove(c->in.data, c->in.data + off, len - off);
+			c->in.len -= off;
+		}
+	}
+}
+
+static void accept_resume(void *arg)
+{
+	struct worker *w = arg;
+	if (w->paused_fd >= 0)
+		loop_fd_mod(w->loop, w->paused_fd, EPOLLIN);
+	w->paused_fd = -1;
+}
+
+void net_tcp_acceptable(int fd, uint32_t events, void *arg)
+{
+	(void)events;
+	struct fd_ctx *ctx = arg;
+	struct worker *w = ctx->w;
+	struct net *n = w->net;
+	for (;;) {
+		struct net_addr peer;
+		socklen_t plen = sizeof peer.u.ss;
+		memset(&peer, 0, sizeof peer);
+		int cfd = accept4(fd, &peer.u.sa, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				/* out of descriptors: the backlog would keep the socket
+				 * readable and spin the worker; pause accepting */
+				n->st.tcp_refused++;
+				loop_fd_mod(w->loop, fd, 0);
+				w->paused_fd = fd;
+				timer_start(w->loop, &w->accept_pause, 100, accept_resume, w);
+			}
+			return;
+		}
+		struct net_src_key key;
+		net_addr_src_key(&peer, &key);
+		pthread_mutex_lock(&n->conn_lock);
+		int full = n->n_conns >= n->conf.tcp_max_conns ? ENOSPC : addr_take_locked(n, &key);
+		if (!full)
+			n->n_conns++;
+		pthread_mutex_unlock(&n->conn_lock);
+		if (full) {
+			if (full == EMFILE)
+				n->st.tcp_refused_addr++;
+			else
+				n->st.tcp_refused++;
+			close(cfd);
+			continue;
+		}
+		struct conn *c = calloc(1, sizeof *c);
+		if (!c) {
+			pthread_mutex_lock(&n->conn_lock);
+			n->n_conns--;
+			addr_put_locked(n, &key);
+			pthread_mutex_unlock(&n->conn_lock);
+			close(cfd);
+			continue;
+		}
+		int one = 1;
+		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		c->id = n->next_conn_id++;
+		c->fd = cfd;
+		c->owner = w;
+		c->flow.tp = NET_TCP;
+		c->flow.listener = (uint16_t)ctx->listener;
+		c->flow.conn_id = c->id;
+		if (net_sock_addr(cfd, &c->flow.local)) /* the address the peer used */
+			c->flow.local = n->listeners[ctx->listener].bound;
+		c->flow.remote = peer;
+		c->opened_ms = c->last_rx_ms = loop_now_ms(w->loop);
+		buf_init(&c->in);
+		buf_init(&c->out);
+		c->next_in_worker = w->conns;
+		if (w->conns)
+			w->conns->prev_in_worker = c;
+		w->conns = c;
+		/* registered before it can be found, so that a send from another
+		 * worker can always ask for EPOLLOUT */
+		int err = loop_fd_add(w->loop, cfd, EPOLLIN, conn_readable, c);
+		pthread_mutex_lock(&n->conn_lock);
+		conn_hash_link(n, c);
+		pthread_mutex_unlock(&n->conn_lock);
+		n->st.tcp_accepted++;
+		if (err)
+			net_tcp_close(c);
+	}
+}
+
+/* Closes idle connections and ones that never sent a whole message in time
+ * (a bound on half-open floods), and slow readers another worker shut down.
+ * O(connections of this worker) once a second. */
+void net_tcp_sweep(void *arg)
+{
+	struct worker *w = arg;
+	struct net *n = w->net;
+	uint64_t now = loop_now_ms(w->loop);
+	struct conn *c = w->conns;
+	while (c) {
+		struct conn *next = c->next_in_worker;
+		bool idle = n->conf.tcp_idle_s && now - c->last_rx_ms > n->conf.tcp_idle_s * 1000ull;
+		bool slow = n->conf.tcp_handshake_s && !c->got_message &&
+			    now - c->opened_ms > n->conf.tcp_handshake_s * 1000ull;
+		if (idle || slow)
+			n->st.tcp_idle_closed++;
+		uint64_t stall = c->stall_ms;
+		if (stall && now > stall && now - stall > n->conf.tcp_stall_s * 1000ull) {
+			/* a peer that takes nothing of what we queue for it */
+			pthread_mutex_lock(&n->conn_lock);
+			if (!c->dead)
+				conn_kill_slow_locked(n, c);
+			pthread_mutex_unlock(&n->conn_lock);
+		}
+		if (idle || slow || c->dead)
+			net_tcp_close(c);
+		c = next;
+	}
+	timer_start(w->loop, &w->sweep, 1000, net_tcp_sweep, w);
+}
+
+/* TCP send: straight to the kernel when nothing waits, else (or for what the
+ * kernel did not take) into the queue, up to tcp_max_queue. */
+int net_tcp_send(struct net *n, const struct flow *f, const void *data, size_t len)
+{
+	pthread_mutex_lock(&n->conn_lock);
+	struct conn *c = conn_find_locked(n, f->conn_id);
+	int err = 0;
+	if (!c || c->dead) {
+		err = ENOTCONN;
+		goto out;
+	}
+	const char *p = data;
+	if (c->out.len == 0) {
+		while (len) {
+			ssize_t k = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			if (k < 0) {
+				err = errno;
+				goto out;
+			}
+			p += k;
+			len -= (size_t)k;
+		}
+		if (!len)
+			goto out;
+	}
+	if (c->out.len + len > n->conf.tcp_max_queue) {
+		conn_kill_slow_locked(n, c);
+		err = ENOBUFS;
+		goto out;
+	}
+	if (buf_grow(n, &c->out, c->out.len + len, n->conf.tcp_max_queue)) {
+		err = ENOMEM;
+		goto out;
+	}
+	memcpy(c->out.data + c->out.len, p, len);
+	c->out.len += len;
+	err = conn_flush_locked(n, c);
+out:
+	pthread_mutex_unlock(&n->conn_lock);
+	return err;
+}
