@@ -245,7 +245,10 @@ static void conn_readable(int fd, uint32_t events, void *arg)
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
 	size_t scratch_len = n->conf.max_msg + 1;
-	for (;;) {
+	/* a few reads per wake-up: a connection that always has more does not
+	 * keep the worker from the others (epoll is level-triggered: it comes
+	 * back next turn) */
+	for (int reads = 0; reads < 8; reads++) {
 		/* with nothing kept, read into the worker's scratch (the UDP
 		 * batch's first slot; both run on this thread, one at a time) */
 		bool scratch = c->in.len == 0;

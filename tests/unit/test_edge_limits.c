@@ -200,9 +200,10 @@ static void test_server_tsx_cap(void **state)
 	lone_stop(&s);
 }
 
-/* The attack: INVITEs to a callee that answers nothing (or rings for ever,
- * as an attacker's own host does) each pin a client transaction. Past
- * max_client_transactions a new INVITE gets 503 with Retry-After. */
+/* The attack: INVITEs to a callee that answers 180 and nothing more (an
+ * attacker's own host) each pin a client transaction for Timer C's 3
+ * minutes. Past max_client_transactions a new INVITE gets 503 with
+ * Retry-After, and is not forwarded. */
 static void test_client_tsx_cap(void **state)
 {
 	(void)state;
@@ -219,12 +220,13 @@ static void test_client_tsx_cap(void **state)
 		snprintf(cid, sizeof cid, "ccap-%d-%d", (int)getpid(), i);
 		snprintf(br, sizeof br, "z9hG4bKccap%d", i);
 		phone_invite(&caller, "bob", cid, br, 70);
-		phone_expect(&callee, "INVITE ", buf, sizeof buf); /* forwarded, unanswered */
+		phone_expect(&callee, "INVITE ", buf, sizeof buf);
+		phone_reply(&callee, buf, 180, "Ringing", "cb"); /* and rings for ever */
 	}
 	snprintf(cid, sizeof cid, "ccap-%d-last", (int)getpid());
 	phone_invite(&caller, "bob", cid, "z9hG4bKccaplast", 70);
 	bool got503 = false;
-	for (int i = 0; i < 20 && !got503; i++) {
+	for (int i = 0; i < 40 && !got503; i++) {
 		int st = recv_status(caller.fd, 2000, buf, sizeof buf);
 		if (st < 0)
 			break;
