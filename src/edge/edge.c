@@ -36,8 +36,8 @@ const struct conf_key edge_conf_keys[] = {
 	{"sip", "tcp_first_message_timeout", CONF_INT, "10", 0, 3600, NULL,
 	 "seconds a new TCP connection has to send a whole message (half-open bound)"},
 	{"sip", "max_server_transactions", CONF_INT, "4000000", 16, 100000000, NULL,
-	 "server transactions held (a UDP one lingers 32 s after its answer); new requests "
-	 "beyond get 503 and are counted"},
+	 "server transactions held (a UDP one lingers 32 s after its answer); new dialogs "
+	 "beyond get 503 and are counted, in-dialog requests may use 1/8 more"},
 	{"sip", "max_client_transactions", CONF_INT, "200000", 16, 100000000, NULL,
 	 "client transactions held (an INVITE may ring 3 minutes); new dialogs beyond get 503, "
 	 "in-dialog requests may use 1/8 more"},

@@ -168,7 +168,9 @@ bool edge_admit(struct edge_wk *wk, const struct sip_msg *m, uint64_t rx_ms)
 			return false;
 		}
 	}
-	if (e->n_st_all >= e->max_st) {
+	/* requests within dialogs (a BYE) may use an eighth more, so that calls
+	 * in progress can end while new ones are refused */
+	if (e->n_st_all >= e->max_st + (fresh ? 0 : e->max_st / 8)) {
 		metric_inc(&edge_m_st_refused);
 		return false;
 	}
