@@ -98,6 +98,7 @@ struct edge {
 	struct edge_steer *steer; /* kernel steering by Call-ID (steer.c), or NULL */
 	/* limits (limit.c); RO after alloc but the counters */
 	struct net_ratelimit *rl; /* per-source rates, shared by the workers; or NULL */
+	_Atomic uint64_t rl_logged_ms; /* when a drop was last logged; atomic */
 	struct edge_prefix exempt[16];
 	size_t n_exempt;
 	size_t max_st, max_ct;

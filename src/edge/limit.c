@@ -139,9 +139,21 @@ bool edge_rate_ok(struct edge *e, struct worker *w, const struct flow *f)
 {
 	if (!e->rl || edge_rate_exempt(e, &f->remote))
 		return true;
-	if (net_ratelimit_take(e->rl, &f->remote, loop_now_ms(worker_loop(w))))
+	uint64_t now = loop_now_ms(worker_loop(w));
+	if (net_ratelimit_take(e->rl, &f->remote, now))
 		return true;
 	metric_inc(&edge_m_rate_limited);
+	/* one line per 10 s at most, whoever floods: the log is no amplifier */
+	uint64_t last = e->rl_logged_ms;
+	if (now - last >= 10000 &&
+	    atomic_compare_exchange_strong(&e->rl_logged_ms, &last, now)) {
+		char a[NET_ADDR_STRLEN];
+		LOG_W("edge",
+		      "rate limit: dropping messages from %s (over [sip] rate_limit; %lld dropped "
+		      "since start, sip_rate_limited_total)",
+		      net_addr_ip_fmt(&f->remote, a, sizeof a),
+		      (long long)metric_get(&edge_m_rate_limited));
+	}
 	return false;
 }
 
