@@ -99,6 +99,10 @@ static struct metric m_tcp_buffered = {.name = "net_tcp_buffered_bytes",
 static struct metric m_rl_evictions = {
     .name = "sip_rate_limit_evictions_total",
     .help = "sources whose unfull bucket gave way to a new source ([sip] rate_limit_sources too small)"};
+static struct metric m_st_open = {.name = "sip_transactions", .help = "transactions held",
+				   .labels = "table=\"server\"", .gauge = true};
+static struct metric m_ct_open = {.name = "sip_transactions", .help = "transactions held",
+				   .labels = "table=\"client\"", .gauge = true};
 static struct metric m_tcp_broken = {.name = "net_tcp_broken_total",
 				     .help = "TCP connections closed for bad framing or size"};
 
@@ -118,6 +122,10 @@ static void refresh_gauges(struct server *s)
 		int64_t limited, evictions;
 		edge_limit_counts(s->edge, &limited, &evictions);
 		m_rl_evictions.value = evictions;
+		int64_t n_st, n_ct;
+		edge_tsx_counts(s->edge, &n_st, &n_ct);
+		m_st_open.value = n_st;
+		m_ct_open.value = n_ct;
 	}
 	m_tcp_open.value = st.tcp_open;
 	m_tcp_refused.value = st.tcp_refused;
@@ -236,6 +244,8 @@ static int start_sip(struct server *s)
 	metric_register(&m_tcp_slow);
 	metric_register(&m_tcp_buffered);
 	metric_register(&m_rl_evictions);
+	metric_register(&m_st_open);
+	metric_register(&m_ct_open);
 	return 0;
 }
 

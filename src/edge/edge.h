@@ -70,6 +70,8 @@ unsigned edge_worker_of_callid(const struct edge *e, struct slice call_id);
 /* Messages the per-source limiter refused, and sources whose unfull bucket
  * gave way to a new source (a table too small for the load), since start. */
 void edge_limit_counts(const struct edge *e, int64_t *limited, int64_t *evictions);
+/* Server and client transactions held now (the caps' counts). */
+void edge_tsx_counts(const struct edge *e, int64_t *server, int64_t *client);
 /* Datagrams the kernel steered to their Call-ID's worker, and ones it left to
  * its default choice (no Call-ID found), since start; 0 without steering. */
 void edge_steer_counts(const struct edge *e, int64_t *steered, int64_t *left);

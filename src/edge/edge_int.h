@@ -166,8 +166,8 @@ bool edge_creates_dialog(const struct sip_msg *m);
  * creates a dialog. The caller answers 503 with e->retry_after_hdr. */
 bool edge_admit(struct edge_wk *wk, const struct sip_msg *m, uint64_t rx_ms);
 
-extern struct metric edge_m_rate_limited, edge_m_st_refused, edge_m_ct_refused, edge_m_st_open,
-	edge_m_ct_open, edge_m_overload_503, edge_m_overload_dropped;
+extern struct metric edge_m_rate_limited, edge_m_st_refused, edge_m_ct_refused,
+	edge_m_overload_503, edge_m_overload_dropped;
 
 extern struct metric edge_m_requests, edge_m_responses[6], edge_m_parse_errors,
 	edge_m_retransmissions, edge_m_stun, edge_m_crlf, edge_m_dropped,

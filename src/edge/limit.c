@@ -15,10 +15,6 @@ struct metric edge_m_st_refused = {.name = "sip_transactions_refused_total",
 struct metric edge_m_ct_refused = {.name = "sip_transactions_refused_total",
 				   .help = "requests answered 503 at a transaction cap",
 				   .labels = "table=\"client\""};
-struct metric edge_m_st_open = {.name = "sip_transactions", .help = "transactions held",
-				.labels = "table=\"server\"", .gauge = true};
-struct metric edge_m_ct_open = {.name = "sip_transactions", .help = "transactions held",
-				.labels = "table=\"client\"", .gauge = true};
 struct metric edge_m_overload_503 = {
     .name = "sip_overload_rejected_total",
     .help = "dialog-creating requests answered 503 because a worker was behind"};
@@ -122,8 +118,6 @@ int edge_limits_init(struct edge *e, const struct conf *c)
 	metric_register(&edge_m_rate_limited);
 	metric_register(&edge_m_st_refused);
 	metric_register(&edge_m_ct_refused);
-	metric_register(&edge_m_st_open);
-	metric_register(&edge_m_ct_open);
 	metric_register(&edge_m_overload_503);
 	metric_register(&edge_m_overload_dropped);
 	return 0;
@@ -155,6 +149,12 @@ bool edge_rate_ok(struct edge *e, struct worker *w, const struct flow *f)
 		      (long long)metric_get(&edge_m_rate_limited));
 	}
 	return false;
+}
+
+void edge_tsx_counts(const struct edge *e, int64_t *server, int64_t *client)
+{
+	*server = (int64_t)e->n_st_all;
+	*client = (int64_t)e->n_ct_all;
 }
 
 void edge_limit_counts(const struct edge *e, int64_t *limited, int64_t *evictions)

@@ -240,7 +240,6 @@ static void st_link(struct edge_wk *wk, struct st_node *n)
 	*head = n;
 	wk->n_st++;
 	wk->edge->n_st_all++;
-	metric_inc(&edge_m_st_open);
 }
 
 static void st_unlink(struct edge_wk *wk, struct st_node *n)
@@ -252,7 +251,6 @@ static void st_unlink(struct edge_wk *wk, struct st_node *n)
 		*pp = n->hnext;
 		wk->n_st--;
 		wk->edge->n_st_all--;
-		metric_add(&edge_m_st_open, -1);
 	}
 }
 
@@ -391,7 +389,6 @@ static void ct_free(struct ctsx *ct)
 		*pp = ct->hnext;
 		ct->wk->n_ct--;
 		ct->wk->edge->n_ct_all--;
-		metric_add(&edge_m_ct_open, -1);
 	}
 	buf_free(&ct->req);
 	buf_free(&ct->ack);
@@ -799,7 +796,6 @@ static int ct_insert(struct edge_wk *wk, struct ctsx *ct, const char *branch, st
 	wk->ct_hash[b] = ct;
 	wk->n_ct++;
 	wk->edge->n_ct_all++;
-	metric_inc(&edge_m_ct_open);
 	return 0;
 }
 
