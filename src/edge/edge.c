@@ -288,6 +288,10 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	metric_register(&edge_m_crlf);
 	metric_register(&edge_m_dropped);
 	metric_register(&edge_m_tsx_timeouts);
+	metric_register(&edge_m_rejected);
+	metric_register(&edge_m_reply_trimmed);
+	metric_register(&edge_m_reply_oversize);
+	metric_register(&edge_m_acks_absorbed);
 	metric_register(&m_tx);
 	metric_register(&m_send_errors);
 	metric_register(&m_handoffs);
@@ -443,17 +447,8 @@ int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *ou
 int edge_reply_stateless(const struct edge_rx *rx, uint16_t status, const char *reason,
 			 const char *extra_hdrs)
 {
-	char tag[24] = "";
-	if (status > 100 && rx->msg->to_tag.l == 0)
-		edge_new_tag(tag);
-	struct buf out;
-	buf_init(&out);
-	int err = sip_build_response(&out, rx->msg, status, reason, rx->via1_fixed,
-				     slice_cstr(tag), extra_hdrs);
-	if (!err)
-		err = edge_send(rx->edge, &rx->flow, out.data, out.len);
-	buf_free(&out);
-	return err;
+	return edge_reply_bounded(rx->edge, &rx->flow, rx->msg, rx->msg->raw.l, status, reason,
+				  rx->via1_fixed, NULL, extra_hdrs);
 }
 
 /* RFC 3581 4 and 3261 18.2.1: note where the request really came from in the top
@@ -534,7 +529,7 @@ static void handoff_run(void *arg)
 }
 
 static void answer_parse_error(struct edge *e, const struct flow *f, struct sip_msg *msg,
-			       const struct sip_parse_error *perr)
+			       size_t len, const struct sip_parse_error *perr)
 {
 	metric_inc(&edge_m_parse_errors);
 	if (!msg->request || perr->status == 0 || msg->method == SIP_ACK)
@@ -545,18 +540,12 @@ static void answer_parse_error(struct edge *e, const struct flow *f, struct sip_
 		metric_inc(&edge_m_dropped);
 		return;
 	}
-	struct buf out, via;
-	buf_init(&out);
+	struct buf via;
 	buf_init(&via);
 	fix_via(e, f, &msg->via1, &via);
-	char tag[24] = "";
-	edge_new_tag(tag);
-	if (sip_build_response(&out, msg, perr->status, perr->reason, buf_slice(&via),
-			       msg->to_tag.l ? SLICE_NULL : slice_cstr(tag), NULL) == 0)
-		edge_send(e, f, out.data, out.len);
-	else
+	if (edge_reply_bounded(e, f, msg, len, perr->status, perr->reason, buf_slice(&via), NULL,
+			       NULL))
 		metric_inc(&edge_m_dropped);
-	buf_free(&out);
 	buf_free(&via);
 }
 
@@ -633,7 +622,7 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 	em->rx_ms = now - MIN(now, worker_rx_age_ms(w));
 	struct sip_parse_error perr = {0, NULL};
 	if (sip_msg_parse(&em->msg, em->data, len, f->tp != NET_UDP, &perr)) {
-		answer_parse_error(e, f, &em->msg, &perr);
+		answer_parse_error(e, f, &em->msg, len, &perr);
 		edge_msg_free(em);
 		return;
 	}

@@ -40,6 +40,9 @@ struct edge_rx {
 	 * forwarded requests must carry */
 	struct slice via1_fixed;
 	struct stsx *st; /* requests other than ACK; NULL for ACK */
+	/* responses: it matched a client transaction of ours (one that took a
+	 * 2xx, RFC 6026 Accepted, when it reaches the response handler) */
+	bool ct_matched;
 };
 
 /* A new request (not a retransmission). st is in Proceeding/Trying; the handler
@@ -99,9 +102,40 @@ int edge_send(struct edge *e, const struct flow *f, const void *p, size_t len);
  * from our matching listener. ENOENT when it names a host we cannot resolve,
  * ENOTCONN when it needs a stream we do not have. */
 int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *out);
-/* Sends a stateless response to a request built from rx (To tag added for >100). */
+/* Sends a stateless response to a request built from rx (To tag added for >100),
+ * bounded like stsx_reject. */
 int edge_reply_stateless(const struct edge_rx *rx, uint16_t status, const char *reason,
 			 const char *extra_hdrs);
+
+/* ---- no reflection, no amplification ----
+ *
+ * Whoever sends a datagram may put someone else's address on it, so what the
+ * edge sends back to an unproven source is one answer per received request,
+ * at most EDGE_REPLY_FACTOR times the request's size: 3 leaves room for an
+ * answer's own lines (received/rport, a To tag) and a few extra headers such
+ * as Allow or three digest challenges on a usual request, and gives a
+ * spoofer's shortest requests no lever. Over streams (a completed handshake)
+ * there is no bound. */
+#define EDGE_REPLY_FACTOR 3
+
+/* Refuses a request before routing: one response, sent now and never again
+ * (no Timer G over UDP, no record for Timer J), with a To tag derived from the
+ * request so that its retransmissions, answered anew, get the same one and
+ * the ACK is recognised and dropped. The transaction ends at once (its owner
+ * hears on_end on the next loop turn); st must not be used after the call.
+ * Extra headers are left out, and then the response, when it would exceed the
+ * bound above; both are counted. 0, EALREADY (a final went out already),
+ * EMSGSIZE (dropped) or a send error. */
+int stsx_reject(struct stsx *st, uint16_t status, const char *reason, const char *extra_hdrs);
+
+/* A branch for a request forwarded without a transaction (RFC 3261 16.11),
+ * HMAC-signed over the Via below ours and the Call-ID: the same input gives
+ * the same branch, and a response naming it can be checked with
+ * edge_branch_verify against its own second Via and Call-ID. */
+void edge_branch_sign(const struct edge *e, struct slice via_up, struct slice call_id,
+		      char out[32]);
+bool edge_branch_verify(const struct edge *e, struct slice branch, struct slice via_up,
+			struct slice call_id);
 
 /* ---- flow tokens (RFC 5626 5.2): a flow named in a URI user part ----
  *

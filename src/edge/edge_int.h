@@ -135,6 +135,26 @@ void edge_msg_free(struct edge_msg *em);
 /* Frees the worker's pool (at shutdown). */
 void edge_msg_pool_free(struct edge_wk *wk);
 
+/* HMAC-SHA1 keyed with flow_key over p, truncated to EDGE_MAC_LEN bytes: flow
+ * tokens, signed branches and stateless To tags (flowtoken.c). */
+#define EDGE_MAC_LEN 10
+void edge_mac(const struct edge *e, const unsigned char *p, size_t n,
+	      unsigned char out[EDGE_MAC_LEN]);
+/* base64url without padding of n bytes into out (4n/3 rounded up, plus NUL). */
+void edge_b64url_encode(const unsigned char *in, size_t n, char *out);
+
+/* reject.c: a response built from a request, sent once and bounded to
+ * EDGE_REPLY_FACTOR times the request's size over datagrams (the extra
+ * headers are left out first, then the response is dropped; both counted).
+ * to_tag "" makes the stateless tag of the request (edge_stateless_tag). */
+int edge_reply_bounded(struct edge *e, const struct flow *f, const struct sip_msg *req,
+		       size_t req_len, uint16_t status, const char *reason, struct slice via1,
+		       const char *to_tag, const char *extra_hdrs);
+/* The To tag of a stateless answer to req: the same for its retransmissions
+ * and for the ACK of a non-2xx, and recognisable (edge_stateless_tag_ours). */
+void edge_stateless_tag(const struct edge *e, const struct sip_msg *req, char out[24]);
+bool edge_stateless_tag_ours(const struct edge *e, const struct sip_msg *req);
+
 struct edge_wk *edge_wk_of(struct edge *e, struct worker *w);
 /* Keys the flow-token HMAC contexts (edge and workers): 0 or ENOMEM. */
 int edge_mac_init(struct edge *e);
@@ -169,7 +189,8 @@ bool edge_admit(struct edge_wk *wk, const struct sip_msg *m, uint64_t rx_ms);
 extern struct metric edge_m_rate_limited, edge_m_st_refused, edge_m_ct_refused,
 	edge_m_overload_503, edge_m_overload_dropped;
 
-extern struct metric edge_m_requests, edge_m_responses[6], edge_m_parse_errors,
+extern struct metric edge_m_rejected, edge_m_reply_trimmed, edge_m_reply_oversize,
+	edge_m_acks_absorbed, edge_m_requests, edge_m_responses[6], edge_m_parse_errors,
 	edge_m_retransmissions, edge_m_stun, edge_m_crlf, edge_m_dropped,
 	edge_m_tsx_timeouts;
 

@@ -8,7 +8,7 @@
 #include "edge_int.h"
 
 #define TOKEN_RAW 39
-#define TOKEN_MAC 10
+#define TOKEN_MAC EDGE_MAC_LEN
 _Static_assert(sizeof((struct edge_mac_memo *)0)->mac == TOKEN_MAC, "memo holds a MAC");
 #define TOKEN_VERSION 2
 #define TOKEN_DATA 29 /* what the MAC covers */
@@ -16,7 +16,7 @@ _Static_assert(sizeof((struct edge_mac_memo *)0)->mac == TOKEN_MAC, "memo holds 
 static const char b64url[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static void b64url_encode(const unsigned char *in, size_t n, char *out)
+void edge_b64url_encode(const unsigned char *in, size_t n, char *out)
 {
 	size_t o = 0;
 	uint32_t acc = 0;
@@ -115,14 +115,15 @@ void edge_mac_free(struct edge *e)
 	e->mac = NULL;
 }
 
-/* HMAC-SHA1 over p (29 bytes), truncated. On one of the edge's workers from
- * its memo of recent MACs, else with the worker's keyed context restarted
+/* HMAC-SHA1 over p (a token's 29 bytes, or what stateless.c signs),
+ * truncated. On one of the edge's workers from its memo of recent MACs
+ * (29-byte inputs), else with the worker's keyed context restarted
  * with its key; elsewhere with a copy of the edge's template. A memo entry
  * holds a MAC this process computed with its key, so a token that matches
  * it is as authentic as one checked afresh (the caller still compares in
  * constant time). */
-static void mac(const struct edge *e, const unsigned char *p, size_t n,
-		unsigned char out[TOKEN_MAC])
+void edge_mac(const struct edge *e, const unsigned char *p, size_t n,
+	      unsigned char out[EDGE_MAC_LEN])
 {
 	unsigned char full[EVP_MAX_MD_SIZE];
 	size_t len = 0;
@@ -181,8 +182,8 @@ void edge_flow_token_encode(const struct edge *e, const struct flow *f,
 	uint16_t port = net_addr_port(&f->remote);
 	raw[27] = (unsigned char)(port >> 8);
 	raw[28] = (unsigned char)port;
-	mac(e, raw, TOKEN_DATA, raw + TOKEN_DATA);
-	b64url_encode(raw, TOKEN_RAW, out);
+	edge_mac(e, raw, TOKEN_DATA, raw + TOKEN_DATA);
+	edge_b64url_encode(raw, TOKEN_RAW, out);
 }
 
 int edge_flow_token_decode(const struct edge *e, struct slice token, struct flow *out)
@@ -195,7 +196,7 @@ int edge_flow_token_decode(const struct edge *e, struct slice token, struct flow
 	if (raw[0] >> 4 != TOKEN_VERSION)
 		return raw[0] >> 4 == 1 ? ESTALE : EBADMSG; /* the format before epochs */
 	unsigned char expect[TOKEN_MAC];
-	mac(e, raw, TOKEN_DATA, expect);
+	edge_mac(e, raw, TOKEN_DATA, expect);
 	bool authentic = CRYPTO_memcmp(expect, raw + TOKEN_DATA, TOKEN_MAC) == 0;
 	enum net_transport tp = (enum net_transport)(raw[0] & 7);
 	/* another key's: stale, not forged (its MAC cannot be checked). One
@@ -234,12 +235,12 @@ void edge_new_branch(char out[32])
 	unsigned char r[16];
 	rand_bytes(r, sizeof r);
 	memcpy(out, SIP_BRANCH_MAGIC, 7);
-	b64url_encode(r, 16, out + 7); /* 22 chars */
+	edge_b64url_encode(r, 16, out + 7); /* 22 chars */
 }
 
 void edge_new_tag(char out[24])
 {
 	unsigned char r[12];
 	rand_bytes(r, sizeof r);
-	b64url_encode(r, sizeof r, out); /* 16 chars */
+	edge_b64url_encode(r, sizeof r, out); /* 16 chars */
 }

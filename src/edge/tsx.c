@@ -586,6 +586,25 @@ int stsx_reply(struct stsx *st, uint16_t status, const char *reason, const char 
 	return err;
 }
 
+int stsx_reject(struct stsx *st, uint16_t status, const char *reason, const char *extra_hdrs)
+{
+	if (!st->msg || st->state != ST_PROCEEDING || st->status >= 200)
+		return EALREADY;
+	struct edge_wk *wk = st->wk;
+	metric_inc(&edge_m_rejected);
+	int err = edge_reply_bounded(wk->edge, &st->flow, st->msg, st->em->len, status, reason,
+				     stsx_via1_fixed(st), NULL, extra_hdrs);
+	/* Nothing is kept to resend: a retransmission is a new request and is
+	 * answered (once) again. The request's copy lives until the free on the
+	 * next turn, since the handler that called us may still read it. */
+	st->status = status;
+	st->state = ST_DONE;
+	st->msg = NULL;
+	timer_cancel(&st->t_retx);
+	timer_start(wk_loop(wk), &st->t_end, 0, st_end_timer, st);
+	return err;
+}
+
 /* Creates the server transaction with a copy of key; it takes em (the request). */
 static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx, const struct tkey *key,
 			      struct edge_msg *em)
@@ -694,8 +713,8 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 					    st->flow.tp == NET_UDP ? e->t4 : 0, st_end_timer, st);
 				return false;
 			}
-			if (st->state == ST_CONFIRMED)
-				return false;
+			if (st->state == ST_CONFIRMED || st->state == ST_DONE)
+				return false; /* ST_DONE: rejected (stsx_reject), ends this turn */
 			/* an ACK for a 2xx: end-to-end, the proxy forwards it */
 		} else {
 			metric_inc(&edge_m_retransmissions);
@@ -705,6 +724,11 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 		}
 	} else if (m->method == SIP_ACK) {
 		tk_free(&key);
+		if (edge_stateless_tag_ours(e, m)) {
+			/* the ACK of a stateless rejection: hop by hop, it ends here */
+			metric_inc(&edge_m_acks_absorbed);
+			return false;
+		}
 	}
 	if (m->method == SIP_ACK) {
 		rx->st = NULL;
@@ -724,8 +748,8 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 		return false;
 	}
 	rx->st = st;
-	if (st->invite)
-		stsx_reply(st, 100, "Trying", NULL); /* RFC 3261 16.2: stop retransmissions */
+	/* no 100 Trying here: the proxy sends it once it forwards (RFC 3261
+	 * 16.2), so that a refused INVITE draws one answer and nothing else */
 	if (e->on_request)
 		e->on_request(rx, e->handler_arg);
 	else

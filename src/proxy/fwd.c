@@ -271,6 +271,9 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	buf_init(&pc->best);
 	call_link(pc);
 	stsx_set_owner(rx->st, pc, on_cancel, on_end);
+	/* RFC 3261 16.2: now that it goes on, stop the caller's retransmissions */
+	if (rx->msg->method == SIP_INVITE)
+		stsx_reply(rx->st, 100, "Trying", NULL);
 	for (size_t i = 0; i < n && i < PROXY_MAX_BRANCHES; i++) {
 		char branch[PROXY_BRANCH_SIZE];
 		proxy_new_branch(rx, branch);

@@ -27,10 +27,12 @@ static struct metric m_forwarded = {.name = "proxy_forwarded_total",
 static struct metric m_stateless = {.name = "proxy_stateless_total",
 				    .help = "ACKs, CANCELs and responses forwarded without a transaction"};
 
+/* Answers a request that is not forwarded: once, statelessly and bounded
+ * (stsx_reject), since whoever sent it may have used someone else's address. */
 static void reply(const struct edge_rx *rx, uint16_t status, const char *reason, const char *extra)
 {
 	if (rx->st)
-		stsx_reply(rx->st, status, reason, extra);
+		stsx_reject(rx->st, status, reason, extra);
 	else if (rx->msg->method == SIP_CANCEL)
 		edge_reply_stateless(rx, status, reason, extra); /* one answer, no state */
 	/* ACK is never answered */

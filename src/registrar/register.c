@@ -389,10 +389,12 @@ static void job_durable(int err, void *arg)
 		LOG_E("registrar", "cannot post REGISTER answer for %s", j->aor);
 }
 
+/* Refuses a REGISTER: one bounded answer, no transaction kept (stsx_reject),
+ * whoever the source claims to be. */
 static void reject(struct stsx *st, uint16_t status, const char *reason, const char *extra)
 {
 	metric_inc(&reg_m_rejected);
-	stsx_reply(st, status, reason, extra);
+	stsx_reject(st, status, reason, extra);
 }
 
 /* RFC 3261 10.3 steps 3-4: who sends, and may it touch this AOR? true when
