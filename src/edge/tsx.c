@@ -8,7 +8,7 @@
 #include "edge_int.h"
 
 enum st_state { ST_PROCEEDING, ST_COMPLETED, ST_CONFIRMED, ST_ACCEPTED, ST_DONE };
-enum ct_state { CT_CALLING, CT_PROCEEDING, CT_COMPLETED, CT_DONE };
+enum ct_state { CT_CALLING, CT_PROCEEDING, CT_COMPLETED, CT_ACCEPTED, CT_DONE };
 
 /* What a worker's server table holds: a transaction (struct stsx), or the
  * compact record (struct st_done) that a completed non-INVITE transaction
@@ -945,6 +945,17 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 	uint16_t s = m->status;
 	if (ct->state == CT_DONE)
 		return;
+	if (ct->state == CT_ACCEPTED) {
+		/* RFC 6026 7.2: more 2xx (retransmitted, or forked below) go up
+		 * statelessly, known as answers to what we sent */
+		if (s >= 200 && s < 300 && e->on_response) {
+			rx->ct_matched = true;
+			e->on_response(rx, e->handler_arg);
+		} else {
+			metric_inc(&edge_m_dropped);
+		}
+		return;
+	}
 	if (ct->state == CT_COMPLETED) {
 		if (ct->invite && s >= 300 && ct->ack.len) /* a retransmitted final */
 			edge_send(e, &ct->flow, ct->ack.data, ct->ack.len);
@@ -971,10 +982,17 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 	timer_cancel(&ct->t_timeout);
 	bool reliable = ct->flow.tp != NET_UDP;
 	if (ct->invite && s < 300) {
-		/* the 2xx ends the client transaction; its ACK is end-to-end */
-		ct->state = CT_DONE;
+		/* the 2xx ends the owner's part; its ACK is end-to-end. The
+		 * transaction stays Accepted for Timer M (RFC 6026 7.2, 64*T1), so
+		 * that later 2xx of the same INVITE are known as ours. */
+		ct->state = CT_ACCEPTED;
 		ct_report(ct, rx, s);
-		timer_start(wk_loop(wk), &ct->t_end, 0, ct_end_timer, ct);
+		ct->h = NULL;
+		ct->arg = NULL;
+		buf_free(&ct->req);
+		free(ct->msg);
+		ct->msg = NULL;
+		timer_start(wk_loop(wk), &ct->t_end, 64u * e->t1, ct_end_timer, ct);
 		return;
 	}
 	const struct sip_msg *im = ct->invite ? ct_msg(ct) : NULL;

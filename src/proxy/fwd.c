@@ -123,8 +123,9 @@ static int strip_via(const struct sip_msg *m, const struct buf *body, struct buf
 	return err;
 }
 
-/* Parses the Via value after the top one (the previous hop), if any. */
-static bool second_via(const struct sip_msg *m, struct sip_via *out)
+/* Parses the Via value after the top one (the previous hop), if any; raw
+ * (may be NULL) gets its text. */
+static bool second_via(const struct sip_msg *m, struct sip_via *out, struct slice *raw)
 {
 	bool seen_first = false;
 	for (size_t i = m->via1_hdr; i < m->n_hdrs; i++) {
@@ -137,6 +138,8 @@ static bool second_via(const struct sip_msg *m, struct sip_via *out)
 				seen_first = true;
 				continue;
 			}
+			if (raw)
+				*raw = v;
 			return sip_via_parse(v, out) == 0;
 		}
 	}
@@ -153,7 +156,7 @@ static bool upstream_flow(struct proxy *p, const struct sip_msg *m, struct flow 
 	if (sip_param_find(m->via1.params, "ft", &ft) && ft.has_value)
 		return edge_flow_token_decode(p->edge, ft.value, f) == 0;
 	struct sip_via v;
-	if (!second_via(m, &v))
+	if (!second_via(m, &v, NULL))
 		return false;
 	struct slice host = v.received.l ? v.received : v.host;
 	uint32_t port = v.port ? v.port : 5060;
@@ -177,6 +180,12 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 	if (status == 100)
 		return;
 	b->status = status;
+	/* the BYE of the relayed dialog was answered (481: no such dialog there
+	 * any more) or timed out: the call is over */
+	if (pc->media.bye_ends && status >= 200 && (status < 300 || status == 481 || !rx)) {
+		pc->media.bye_ends = false;
+		proxy_media_end(pc->p, slice_cstr(pc->media.call_id));
+	}
 	struct buf out, sdp;
 	buf_init(&out);
 	buf_init(&sdp);
@@ -307,19 +316,41 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	}
 }
 
+/* Whether we sent the request that m answers: its top Via's branch is one
+ * that we signed over the Via below it (a stateless forward), or it matched
+ * a client transaction of ours (matched). Anything else names us in its Via
+ * only to be sent on to whoever its second Via names: a reflector. */
+static bool response_ours(struct proxy *p, const struct edge_rx *rx)
+{
+	if (rx->ct_matched)
+		return true;
+	struct sip_via v;
+	struct slice raw;
+	return second_via(rx->msg, &v, &raw) &&
+	       edge_branch_verify(p->edge, rx->msg->via1.branch, raw, rx->msg->call_id);
+}
+
 void proxy_response_stateless(struct proxy *p, const struct edge_rx *rx)
 {
 	const struct sip_msg *m = rx->msg;
 	struct flow f;
+	if (!response_ours(p, rx)) {
+		metric_inc(&proxy_m_unproven_responses);
+		return;
+	}
 	if (!upstream_flow(p, m, &f))
 		return;
-	/* a retransmitted 2xx after its transaction ended: relay its answer again,
-	 * or the caller would see the callee's own addresses */
+	metric_inc(&proxy_m_stateless);
+	/* A 2xx of an INVITE that our client transaction took (a retransmission,
+	 * or another fork's) has its answer relayed too, or the caller would see
+	 * the callee's own addresses. Only such a one may touch the relay: a
+	 * verified branch proves where we sent, not who answers. */
 	struct proxy_media pm = {.engaged = true};
 	struct buf out, sdp;
 	buf_init(&out);
 	buf_init(&sdp);
-	if (m->cseq.method == SIP_INVITE && proxy_media_response(p, &pm, rx, &sdp))
+	if (rx->ct_matched && m->cseq.method == SIP_INVITE &&
+	    proxy_media_response(p, &pm, rx, &sdp))
 		buf_reset(&sdp);
 	if (strip_via(m, &sdp, &out) == 0)
 		edge_send(p->edge, &f, out.data, out.len);

@@ -65,6 +65,17 @@ static bool session_exists(struct proxy *p, struct slice call_id)
 	return found;
 }
 
+/* A request in a dialog touches its relay session only with the dialog's
+ * own tags (the session's two parties), not with a Call-ID alone; and a
+ * dialog that was relayed is relayed again when its session is gone (a
+ * silent hold outlived it): the offer makes a new one. */
+static bool dialog_engages(struct proxy *p, const struct sip_msg *m, bool dialog_relayed)
+{
+	if (proxy_media_dialog_matches(p, m))
+		return true;
+	return dialog_relayed && !session_exists(p, m->call_id);
+}
+
 static uint16_t status_of(int err)
 {
 	switch (err) {
@@ -132,10 +143,8 @@ uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,
 			return 0;
 		}
 	}
-	/* in a dialog: relayed if it was, whether or not its session is still
-	 * there (a silent hold outlived it): the offer makes a new one */
 	bool engage = pm->initial ? wants_relay(p, rx, parsed, t, n)
-				  : dialog_relayed || session_exists(p, m->call_id);
+				  : dialog_engages(p, m, dialog_relayed);
 	/* every relayed m= line costs two port pairs: capped here too, for
 	 * relays that do not cap it themselves (ng) */
 	bool too_many = engage && parsed && active_media(parsed) > p->max_media;
@@ -219,8 +228,8 @@ int proxy_media_ack(struct proxy *p, const struct edge_rx *rx, struct buf *body)
 	if (!p->rc)
 		return ENOENT;
 	struct slice sdp = sdp_body(m);
-	if (!sdp.l || !session_exists(p, m->call_id))
-		return ENOENT;
+	if (!sdp.l || !proxy_media_dialog_matches(p, m))
+		return ENOENT; /* only the relayed dialog's own ACK may answer in it */
 	/* the answer to the callee's late offer: the callee (To) offered */
 	struct relayctl_req req = {
 		.call_id = m->call_id, .from_tag = m->to_tag, .to_tag = m->from_tag, .sdp = sdp};
@@ -231,6 +240,25 @@ int proxy_media_ack(struct proxy *p, const struct edge_rx *rx, struct buf *body)
 	if (err)
 		metric_inc(&m_relay_errors);
 	return err;
+}
+
+static bool tag_is(const char *leg, struct slice tag)
+{
+	/* the query keeps RELAYCTL_TAG_MAX - 1 bytes of a tag */
+	size_t l = MIN(tag.l, (size_t)RELAYCTL_TAG_MAX - 1);
+	return tag.l && strlen(leg) == l && memcmp(leg, tag.p, l) == 0;
+}
+
+bool proxy_media_dialog_matches(struct proxy *p, const struct sip_msg *m)
+{
+	if (!p->rc || !m->from_tag.l || !m->to_tag.l)
+		return false;
+	struct relayctl_query *q = malloc(sizeof *q);
+	bool match = q && relayctl_query(p->rc, m->call_id, SLICE_NULL, q) == 0 &&
+		     ((tag_is(q->leg[0].tag, m->from_tag) && tag_is(q->leg[1].tag, m->to_tag)) ||
+		      (tag_is(q->leg[1].tag, m->from_tag) && tag_is(q->leg[0].tag, m->to_tag)));
+	free(q);
+	return match;
 }
 
 void proxy_media_end(struct proxy *p, struct slice call_id)

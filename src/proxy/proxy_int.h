@@ -91,6 +91,9 @@ struct proxy_media {
 	bool offered;	  /* the request carried the offer */
 	bool late;	  /* no SDP in the request: the offer comes in the response */
 	bool initial;	  /* dialog-creating: a failure ends the relay session */
+	/* a BYE whose tags are the relay session's two parties: its final
+	 * answer (or its timeout) ends the session */
+	bool bye_ends;
 	char call_id[256];
 	char from_tag[128];
 };
@@ -106,13 +109,20 @@ int proxy_media_response(struct proxy *p, const struct proxy_media *pm, const st
 			 struct buf *body);
 /* An ACK with the answer to a late offer: rewrites it into body (ENOENT: no change). */
 int proxy_media_ack(struct proxy *p, const struct edge_rx *rx, struct buf *body);
+/* Whether the request's From and To tags are the two parties of the relay
+ * session of its Call-ID (in either order): it belongs to the relayed dialog. */
+bool proxy_media_dialog_matches(struct proxy *p, const struct sip_msg *m);
 /* The call ended (BYE, CANCEL, a failed initial INVITE): frees its relay session. */
 void proxy_media_end(struct proxy *p, struct slice call_id);
 
 /* Forwards statefully to the targets (owning a proxy_call) or answers. */
 void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,
 		struct proxy_target *targets, size_t n, const struct proxy_media *pm);
-/* Forwards a response that matched no transaction along its Via. */
+extern struct metric proxy_m_stateless, proxy_m_unproven_responses;
+
+/* Forwards a response that matched no transaction along its Via, when it
+ * answers something we sent (a client transaction's 2xx in RFC 6026
+ * Accepted, or a signed stateless branch); drops and counts the rest. */
 void proxy_response_stateless(struct proxy *p, const struct edge_rx *rx);
 
 #endif

@@ -24,8 +24,12 @@ const struct conf_key proxy_conf_keys[] = {
 
 static struct metric m_forwarded = {.name = "proxy_forwarded_total",
 				    .help = "requests forwarded (per branch)"};
-static struct metric m_stateless = {.name = "proxy_stateless_total",
-				    .help = "ACKs, CANCELs and responses forwarded without a transaction"};
+struct metric proxy_m_stateless = {
+	.name = "proxy_stateless_total",
+	.help = "ACKs, CANCELs and responses forwarded without a transaction"};
+struct metric proxy_m_unproven_responses = {
+	.name = "proxy_responses_unproven_total",
+	.help = "responses dropped: no transaction of ours and no branch we signed"};
 
 /* Answers a request that is not forwarded: once, statelessly and bounded
  * (stsx_reject), since whoever sent it may have used someone else's address. */
@@ -320,14 +324,11 @@ static int check_sender(struct proxy *p, const struct edge_rx *rx, struct route_
 	return 0;
 }
 
-static void stateless_branch(const struct edge_rx *rx, char branch[32])
+/* RFC 3261 16.11: the same input gives the same branch; signed, so that a
+ * response to it can be told from a forged one (proxy_response_stateless). */
+static void stateless_branch(struct proxy *p, const struct edge_rx *rx, char branch[32])
 {
-	/* RFC 3261 16.11: the same input gives the same branch */
-	uint64_t h = hash_bytes(rx->msg->via1.branch.p, rx->msg->via1.branch.l);
-	memcpy(branch, "z9hG4bKsl", 9);
-	for (int i = 0; i < 16; i++)
-		branch[9 + i] = "0123456789abcdef"[(h >> (60 - 4 * i)) & 15];
-	branch[25] = '\0';
+	edge_branch_sign(p->edge, rx->via1_fixed, rx->msg->call_id, branch);
 }
 
 static void on_request(const struct edge_rx *rx, void *arg)
@@ -436,14 +437,12 @@ static void on_request(const struct edge_rx *rx, void *arg)
 			return;
 		}
 	}
-	if (m->method == SIP_BYE)
-		proxy_media_end(p, m->call_id); /* either side hangs up: free the ports */
 	if (!rx->st) {
 		/* ACK for a 2xx, or a CANCEL without a transaction (16.10): forward
 		 * without state, to one target (16.11), with a branch that is the
 		 * same for the same input so the next hop can match it */
 		char branch[32];
-		stateless_branch(rx, branch);
+		stateless_branch(p, rx, branch);
 		struct buf out, sdp;
 		buf_init(&out);
 		buf_init(&sdp);
@@ -453,7 +452,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		}
 		if (proxy_build_request(p, rx, &plan, &targets[0], branch, &out) == 0) {
 			edge_send(p->edge, &targets[0].flow, out.data, out.len);
-			metric_inc(&m_stateless);
+			metric_inc(&proxy_m_stateless);
 		}
 		buf_free(&out);
 		buf_free(&sdp);
@@ -468,6 +467,12 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		reply(rx, status, status == 488 ? "Not Acceptable Here" : "Media Relay Unavailable",
 		      NULL);
 		return;
+	}
+	if (m->method == SIP_BYE && proxy_media_dialog_matches(p, m)) {
+		/* either side hangs up: the ports go once the BYE is answered
+		 * through its transaction (fwd.c), not on a stranger's say-so */
+		pm.bye_ends = true;
+		slice_to_cstr(m->call_id, pm.call_id, sizeof pm.call_id);
 	}
 	if (pm.offered) {
 		plan.body_set = true;
@@ -484,7 +489,6 @@ static void on_response(const struct edge_rx *rx, void *arg)
 	struct proxy *p = arg;
 	if (registrar_keepalive_response(p->reg, rx))
 		return;
-	metric_inc(&m_stateless);
 	proxy_response_stateless(p, rx);
 }
 
@@ -528,7 +532,8 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 	proxy_media_register_metrics();
 	pthread_mutex_init(&p->calls_lock, NULL);
 	metric_register(&m_forwarded);
-	metric_register(&m_stateless);
+	metric_register(&proxy_m_stateless);
+	metric_register(&proxy_m_unproven_responses);
 	metric_register(&m_from_forbidden);
 	edge_set_handlers(e, on_request, on_response, p);
 	edge_set_register_local(e, true); /* on_request gives every REGISTER to the registrar */
