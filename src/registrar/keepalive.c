@@ -8,9 +8,16 @@
 
 #define KA_HASH_SIZE 4096
 
+/* An OPTIONS ping in flight. Its From tag carries nonce, 64 random bits: an
+ * answer is credited only when it names a ping we sent and comes from the
+ * address the ping went to, so no third party can make a binding look alive
+ * (or a victim's address look like a phone). Owned by the table; freed when
+ * answered or when the next sweep finds it unanswered. */
 struct ka_pending {
 	struct ka_pending *next;
-	uint64_t id;
+	uint64_t nonce;
+	int64_t sent; /* wall clock seconds */
+	struct flow flow;
 	char aor[STORE_AOR_MAX];
 };
 
@@ -20,47 +27,87 @@ static struct metric m_ka_answered = {.name = "keepalive_answered_total",
 				      .help = "server OPTIONS pings answered"};
 static struct metric m_ka_unreachable = {.name = "keepalive_unreachable_total",
 					 .help = "bindings marked unreachable after failed pings"};
+static struct metric m_ka_unproven = {
+	.name = "keepalive_unproven_unanswered_total",
+	.help = "unproven sources that left their one ping unanswered: unreachable, no more "
+		"pings until they REGISTER again"};
+static struct metric m_ka_forged = {
+	.name = "keepalive_answers_refused_total",
+	.help = "answers to keepalive pings from another address than the ping's, or unknown"};
+static struct metric m_ka_pending = {.name = "keepalive_pending",
+				     .help = "OPTIONS pings awaiting an answer", .gauge = true};
 static struct metric m_bindings = {.name = "registrar_bindings", .help = "live bindings",
 				   .gauge = true};
 
-static void ka_remember(struct registrar *r, uint64_t id, const char *aor)
+static void ka_remember(struct registrar *r, uint64_t nonce, const struct store_binding *b,
+			int64_t now)
 {
+	struct ka_pending *p = calloc(1, sizeof *p);
+	if (!p)
+		return; /* its answer will not be credited: a failure, not a leak */
+	p->nonce = nonce;
+	p->sent = now;
+	p->flow = b->flow;
+	snprintf(p->aor, sizeof p->aor, "%s", b->aor);
 	pthread_mutex_lock(&r->ka_lock);
-	struct ka_pending **pp = &r->ka_hash[id % r->ka_hash_size];
-	while (*pp && (*pp)->id != id)
-		pp = &(*pp)->next;
-	if (!*pp) {
-		struct ka_pending *p = calloc(1, sizeof *p);
-		if (p) {
-			p->id = id;
-			*pp = p;
-		}
-	}
-	if (*pp)
-		snprintf((*pp)->aor, sizeof (*pp)->aor, "%s", aor);
+	struct ka_pending **pp = &r->ka_hash[nonce % r->ka_hash_size];
+	p->next = *pp;
+	*pp = p;
+	m_ka_pending.value = (int64_t)++r->ka_n_pending;
 	pthread_mutex_unlock(&r->ka_lock);
 }
 
-/* Takes the AOR of a ping in flight out of the table; false if unknown. */
-static bool ka_take(struct registrar *r, uint64_t id, char aor[STORE_AOR_MAX])
+/* Takes a ping in flight out of the table into out; false if unknown. */
+static bool ka_take(struct registrar *r, uint64_t nonce, struct ka_pending *out)
 {
 	bool found = false;
 	pthread_mutex_lock(&r->ka_lock);
-	struct ka_pending **pp = &r->ka_hash[id % r->ka_hash_size];
-	while (*pp && (*pp)->id != id)
+	struct ka_pending **pp = &r->ka_hash[nonce % r->ka_hash_size];
+	while (*pp && (*pp)->nonce != nonce)
 		pp = &(*pp)->next;
 	if (*pp) {
 		struct ka_pending *p = *pp;
 		*pp = p->next;
-		memcpy(aor, p->aor, STORE_AOR_MAX);
+		*out = *p;
 		free(p);
+		m_ka_pending.value = (int64_t)--r->ka_n_pending;
 		found = true;
 	}
 	pthread_mutex_unlock(&r->ka_lock);
 	return found;
 }
 
-static void send_ping(struct registrar *r, const struct store_binding *b)
+/* Frees the pings sent before `before` that no one answered: by then the
+ * sweep has counted them as failures. */
+static void ka_forget_before(struct registrar *r, int64_t before)
+{
+	pthread_mutex_lock(&r->ka_lock);
+	for (size_t i = 0; r->ka_n_pending && i < r->ka_hash_size; i++) {
+		struct ka_pending **pp = &r->ka_hash[i];
+		while (*pp) {
+			if ((*pp)->sent < before) {
+				struct ka_pending *p = *pp;
+				*pp = p->next;
+				free(p);
+				r->ka_n_pending--;
+			} else {
+				pp = &(*pp)->next;
+			}
+		}
+	}
+	m_ka_pending.value = (int64_t)r->ka_n_pending;
+	pthread_mutex_unlock(&r->ka_lock);
+}
+
+size_t registrar_keepalive_pending(struct registrar *r)
+{
+	pthread_mutex_lock(&r->ka_lock);
+	size_t n = r->ka_n_pending;
+	pthread_mutex_unlock(&r->ka_lock);
+	return n;
+}
+
+static void send_ping(struct registrar *r, const struct store_binding *b, int64_t now)
 {
 	struct edge *e = r->edge;
 	if (r->ka_method == KA_CRLF) {
@@ -71,58 +118,98 @@ static void send_ping(struct registrar *r, const struct store_binding *b)
 	edge_local_hostport(e, &b->flow, host, sizeof host);
 	edge_new_branch(branch);
 	edge_new_tag(tag);
+	uint64_t nonce;
+	rand_bytes(&nonce, sizeof nonce);
 	struct buf req;
 	buf_init(&req);
-	/* the From tag names the binding, so any worker can credit the answer */
+	/* the From tag names the ping, so any worker can credit the answer */
 	buf_printf(&req,
 		   "OPTIONS %s SIP/2.0\r\n"
 		   "Via: SIP/2.0/%s %s;branch=%s;rport\r\n"
 		   "Max-Forwards: 1\r\n"
-		   "From: <sip:keepalive@%s>;tag=ka-%llx\r\n"
+		   "From: <sip:keepalive@%s>;tag=ka-%016llx\r\n"
 		   "To: <%s>\r\n"
 		   "Call-ID: %s@pinhole\r\n"
 		   "CSeq: 1 OPTIONS\r\n"
 		   "User-Agent: pinhole\r\n"
 		   "Content-Length: 0\r\n\r\n",
 		   b->contact, net_transport_name_upper(b->flow.tp), host, branch, host,
-		   (unsigned long long)b->id, b->contact, tag);
-	if (!req.failed)
+		   (unsigned long long)nonce, b->contact, tag);
+	if (!req.failed) {
 		edge_send(e, &b->flow, req.data, req.len);
+		ka_remember(r, nonce, b, now);
+	}
 	buf_free(&req);
-	ka_remember(r, b->id, b->aor);
 }
+
+/* Bindings of one AOR looked at for one ping, on the heap: up to this many
+ * share the ping of their flow; more than that are pinged on their own. */
+#define KA_GROUP_MAX 64
 
 struct sweep {
 	struct registrar *r;
 	int64_t now;
 	size_t live;
+	struct store_binding *group; /* KA_GROUP_MAX, allocated on first need */
 };
+
+static bool pingable(const struct store_binding *b)
+{
+	/* RFC 5626 phones (reg-id) and streams keep their own flows alive */
+	return b->behind_nat && b->flow.tp == NET_UDP && !b->reg_id;
+}
 
 static int sweep_one(const struct store_binding *b, void *arg)
 {
 	struct sweep *s = arg;
 	struct registrar *r = s->r;
 	s->live++;
-	/* RFC 5626 phones (reg-id) and streams keep their own flows alive */
-	if (!b->behind_nat || b->flow.tp != NET_UDP || b->reg_id)
-		return 0;
+	if (!pingable(b) || b->ka.unreachable)
+		return 0; /* not ours to ping, or pinging stopped */
 	int64_t since = b->ka.last_sent ? b->ka.last_sent : b->registered_at;
 	if (s->now - since < (int64_t)r->ka_interval)
 		return 0;
+	/* One ping per source flow, however many contacts of the AOR share it:
+	 * the one with the lowest id pings for all, and all take its state. */
+	if (!s->group)
+		s->group = malloc(KA_GROUP_MAX * sizeof *s->group);
+	size_t n = 0;
+	if (s->group)
+		registrar_lookup(r, b->aor, s->group, KA_GROUP_MAX, &n);
+	for (size_t i = 0; i < n; i++)
+		if (pingable(&s->group[i]) && flow_eq(&s->group[i].flow, &b->flow) &&
+		    s->group[i].id < b->id)
+			return 0;
 	struct store_ka ka = b->ka;
-	if (r->ka_method == KA_OPTIONS && ka.last_sent && ka.last_answer < ka.last_sent) {
+	bool proven = ka.proven || ka.last_answer;
+	if (r->ka_method == KA_OPTIONS && ka.last_sent && ka.last_answer < ka.last_sent)
 		ka.failures++;
-		if (ka.failures >= r->ka_max_failures && !ka.unreachable) {
-			ka.unreachable = true;
-			metric_inc(&m_ka_unreachable);
-			LOG_W("registrar", "%s %s: unreachable after %u unanswered pings", b->aor,
-			      b->contact, ka.failures);
-		}
+	if (!proven && ka.last_sent && r->ka_method == KA_OPTIONS) {
+		/* An unproven source gets one OPTIONS ping per REGISTER: whoever
+		 * sent that REGISTER may have named a victim, who never answers
+		 * (and calls to it would be INVITEs to the victim). A CRLF ping
+		 * cannot be answered, so it goes on: 4 bytes per interval and
+		 * flow, at most 4 x max_expires / interval per REGISTER (720
+		 * bytes with the defaults). */
+		ka.unreachable = true;
+		metric_inc(&m_ka_unproven);
+		LOG_D("registrar", "%s %s: unproven source left its ping unanswered, pings stop",
+		      b->aor, b->contact);
+	} else if (ka.failures >= r->ka_max_failures) {
+		ka.unreachable = true;
+		metric_inc(&m_ka_unreachable);
+		LOG_W("registrar", "%s %s: unreachable after %u unanswered pings, pings stop",
+		      b->aor, b->contact, ka.failures);
+	} else {
+		ka.last_sent = s->now;
+		send_ping(r, b, s->now);
+		metric_inc(&m_ka_sent);
 	}
-	ka.last_sent = s->now;
-	send_ping(r, b);
-	metric_inc(&m_ka_sent);
 	store_ka_set(r->store, slice_cstr(b->aor), b->id, &ka);
+	for (size_t i = 0; i < n; i++)
+		if (s->group[i].id != b->id && pingable(&s->group[i]) &&
+		    flow_eq(&s->group[i].flow, &b->flow))
+			store_ka_set(r->store, slice_cstr(b->aor), s->group[i].id, &ka);
 	return 0;
 }
 
@@ -130,8 +217,13 @@ static void ka_tick(void *arg)
 {
 	struct registrar *r = arg;
 	struct sweep s = {.r = r, .now = time_wall_s()};
-	if (r->ka_interval)
+	if (r->ka_interval) {
+		/* answers to pings sent an interval ago or more are failures
+		 * already (sweep_one): their records go first */
+		ka_forget_before(r, s.now - (int64_t)r->ka_interval + 1);
 		store_foreach(r->store, sweep_one, &s);
+	}
+	free(s.group);
 	struct loop *l = worker_loop(net_worker(edge_net(r->edge), 0));
 	timer_start(l, &r->ka_timer, 1000, ka_tick, r);
 }
@@ -160,6 +252,9 @@ int registrar_start(struct registrar *r)
 	metric_register(&m_ka_sent);
 	metric_register(&m_ka_answered);
 	metric_register(&m_ka_unreachable);
+	metric_register(&m_ka_unproven);
+	metric_register(&m_ka_forged);
+	metric_register(&m_ka_pending);
 	metric_register(&m_bindings);
 	return loop_post(worker_loop(net_worker(edge_net(r->edge), 0)), start_on_worker0, r);
 }
@@ -167,32 +262,41 @@ int registrar_start(struct registrar *r)
 bool registrar_keepalive_response(struct registrar *r, const struct edge_rx *rx)
 {
 	const struct sip_msg *m = rx->msg;
-	if (m->cseq.method != SIP_OPTIONS || m->from_tag.l < 4 ||
+	if (m->cseq.method != SIP_OPTIONS || m->from_tag.l != 3 + 16 ||
 	    strncmp(m->from_tag.p, "ka-", 3) != 0)
 		return false;
 	char hex[24];
 	slice_to_cstr((struct slice){m->from_tag.p + 3, m->from_tag.l - 3}, hex, sizeof hex);
 	char *end;
-	unsigned long long id = strtoull(hex, &end, 16);
+	unsigned long long nonce = strtoull(hex, &end, 16);
 	if (*end)
 		return false;
-	char aor[STORE_AOR_MAX];
-	if (!ka_take(r, id, aor))
-		return true; /* a late or duplicate answer: ours, nothing to credit */
-	/* any answer, even 404 or 405, proves the NAT binding still leads to the phone */
+	struct ka_pending p;
+	if (!ka_take(r, nonce, &p)) {
+		metric_inc(&m_ka_forged); /* late, duplicate or made up: ours, not credited */
+		return true;
+	}
+	/* the answer must come from where the ping went: that is what it proves */
+	if (!net_addr_eq(&p.flow.remote, &rx->flow.remote)) {
+		metric_inc(&m_ka_forged);
+		return true;
+	}
+	/* any answer, even 404 or 405, proves the NAT binding still leads to the
+	 * phone, for every binding of the AOR on that flow */
 	struct store_binding b[16];
 	size_t n = 0;
-	registrar_lookup(r, aor, b, ARRAY_SIZE(b), &n);
+	registrar_lookup(r, p.aor, b, ARRAY_SIZE(b), &n);
 	for (size_t i = 0; i < n; i++) {
-		if (b[i].id != id)
+		if (!flow_eq(&b[i].flow, &p.flow))
 			continue;
 		struct store_ka ka = b[i].ka;
 		ka.last_answer = time_wall_s();
 		ka.failures = 0;
 		ka.unreachable = false;
-		store_ka_set(r->store, slice_cstr(aor), id, &ka);
-		metric_inc(&m_ka_answered);
+		ka.proven = true;
+		store_ka_set(r->store, slice_cstr(p.aor), b[i].id, &ka);
 	}
+	metric_inc(&m_ka_answered);
 	return true;
 }
 

@@ -113,6 +113,7 @@ struct reg_job {
 	char aor[STORE_AOR_MAX];
 	struct flow flow;
 	bool behind_nat;
+	bool proven; /* the source has shown it is real: see registrar_handle */
 	bool star;
 	bool outbound; /* the phone asked for RFC 5626 outbound */
 	struct slice call_id, user_agent, path;
@@ -262,9 +263,14 @@ static int apply_update(struct store_view *v, void *arg)
 				store_view_remove(v, (size_t)idx);
 				continue;
 			}
-			/* same flow: keep what keepalives learned; a new flow starts afresh */
-			if (flow_eq(&old->flow, &j->flow))
+			/* same flow: keep what keepalives learned, and a REGISTER from
+			 * it earns it one more ping; a new flow starts afresh */
+			if (flow_eq(&old->flow, &j->flow)) {
 				b.ka = old->ka;
+				b.ka.failures = 0;
+				b.ka.unreachable = false;
+				b.ka.last_sent = 0; /* next ping an interval from now */
+			}
 		} else if (c->expires == 0) {
 			continue;
 		}
@@ -274,6 +280,8 @@ static int apply_update(struct store_view *v, void *arg)
 		b.cseq = j->cseq;
 		b.q = c->q;
 		b.behind_nat = j->behind_nat || registrar_behind_nat(&j->flow, NULL, &c->na.uri);
+		if (j->proven)
+			b.ka.proven = true;
 		int err = idx >= 0 ? store_view_set(v, (size_t)idx, &b) : store_view_put(v, &b, NULL);
 		if (err)
 			return err;
@@ -521,6 +529,11 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 	j->outbound = sip_msg_has_option(sm, SIP_HDR_SUPPORTED, "outbound") ||
 		      sip_msg_has_option(sm, SIP_HDR_REQUIRE, "outbound");
 	j->behind_nat = registrar_behind_nat(&rx->flow, &sm->via1, NULL);
+	/* Server pings go only where the source has shown it is real
+	 * (keepalive.c): a stream's peer completed a handshake from its
+	 * address. Digest authentication sets it too: a REGISTER whose
+	 * credentials were checked is proof, so its check sets j->proven. */
+	j->proven = rx->flow.tp != NET_UDP;
 	if (j->n == 0 && !j->star) {
 		/* 10.3 step 8 with no Contact: a query */
 		reply_ok(j);

@@ -57,6 +57,9 @@ void registrar_log_rule(const struct registrar *r);
 /* A response that matched no transaction: consumed (true) when it answers one
  * of our keepalive OPTIONS. */
 bool registrar_keepalive_response(struct registrar *r, const struct edge_rx *rx);
+/* OPTIONS pings awaiting an answer (each is freed when answered or when the
+ * next sweep finds it unanswered). For tests and metrics. */
+size_t registrar_keepalive_pending(struct registrar *r);
 
 /* Every live binding as {"registrations":[...]} JSON. */
 int registrar_dump_json(struct registrar *r, struct buf *out);

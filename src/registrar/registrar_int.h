@@ -34,6 +34,7 @@ struct registrar {
 	pthread_mutex_t ka_lock;
 	struct ka_pending **ka_hash;
 	size_t ka_hash_size;
+	size_t ka_n_pending; /* guarded by ka_lock */
 	/* policy.c; RO after alloc but for the log state */
 	struct reg_domain domains[REG_MAX_DOMAINS]; /* [sip] domains; none: the default */
 	size_t n_domains;

@@ -60,6 +60,10 @@ struct store_ka {
 	int64_t last_answer; /* wall clock seconds, 0 = never */
 	uint32_t failures;   /* consecutive pings without answer */
 	bool unreachable;
+	/* the source has shown it is real (an answer from it, a REGISTER over a
+	 * stream, an authenticated REGISTER); false after a restart unless
+	 * last_answer says it answered */
+	bool proven;
 };
 
 /* One registered contact of an AOR.

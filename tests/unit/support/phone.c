@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -109,6 +110,29 @@ void phone_expect(struct phone *p, const char *prefix, char *out, size_t len)
 			return;
 	}
 	fail_msg("phone %u: \"%s\" never came", p->port, prefix);
+}
+
+int phone_drain(struct phone *p, int ms, size_t *bytes, char *first, size_t len)
+{
+	struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int n = 0, left = ms;
+	while (left > 0 && poll(&pfd, 1, left) > 0) {
+		char out[8192];
+		ssize_t k = recv(p->fd, out, sizeof out - 1, 0);
+		if (k > 0) {
+			if (n == 0 && first && len) {
+				out[k] = '\0';
+				snprintf(first, len, "%s", out);
+			}
+			n++;
+			*bytes += (size_t)k;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = ms - (int)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+	}
+	return n;
 }
 
 void phone_expect_silence(struct phone *p, int ms)

@@ -43,6 +43,9 @@ void phone_close(struct phone *p);
 void phone_send(struct phone *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Receives until a message starting with prefix (skipping others); fails after 2 s. */
 void phone_expect(struct phone *p, const char *prefix, char *out, size_t len);
+/* Receives everything that arrives within ms; returns the number of
+ * datagrams and adds their bytes to *bytes; the first goes to first (len). */
+int phone_drain(struct phone *p, int ms, size_t *bytes, char *first, size_t len);
 /* Fails if anything arrives within ms. */
 void phone_expect_silence(struct phone *p, int ms);
 /* Answers req with status, copying Via, From, To (+tag), Call-ID, CSeq, Record-Route. */
