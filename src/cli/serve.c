@@ -36,6 +36,7 @@ struct server {
 	struct registrar *reg;
 	struct proxy *proxy;
 	struct stund *stund;
+	struct stund_limiter stun_lim; /* the SIP ports' and 3478's, shared */
 	struct relay *relay;
 	struct ctl *ctl;
 };
@@ -174,6 +175,7 @@ static void server_free(struct server *s)
 	relay_free(s->relay);
 	registrar_free(s->reg);
 	edge_free(s->edge);
+	stund_limiter_free(&s->stun_lim);
 	net_free(s->net);
 	store_free(s->store);
 	store_cred_free(s->creds);
@@ -222,7 +224,10 @@ static int start_sip(struct server *s)
 		return err;
 	if ((err = edge_alloc(&s->edge, s->net, c)))
 		return err;
-	edge_set_stun(s->edge, stund_flow_answer, NULL);
+	/* STUN on the SIP ports spends the same per-source budget as 3478 */
+	if ((err = stund_limiter_init_conf(&s->stun_lim, c)))
+		return err;
+	edge_set_stun(s->edge, stund_flow_answer, &s->stun_lim);
 	if ((err = registrar_alloc(&s->reg, s->edge, s->store, s->creds, c)))
 		return err;
 	if (conf_section_present(c, "relay") && (err = relay_start(&s->relay, s->net, c)))
@@ -335,7 +340,8 @@ int cli_serve(int argc, char **argv)
 		if (net_alloc(&s.net, &nc))
 			goto out;
 	}
-	if (conf_section_present(s.conf, "stun") && stund_start(&s.stund, s.net, s.conf))
+	if (conf_section_present(s.conf, "stun") && stund_start(&s.stund, s.net, s.conf,
+							    s.edge ? &s.stun_lim : NULL))
 		goto out;
 	if (!sip && conf_section_present(s.conf, "relay") && relay_start(&s.relay, s.net, s.conf))
 		goto out; /* a relay-only host, driven over ng */

@@ -18,13 +18,26 @@ int stund_limiter_init(struct stund_limiter *l, size_t slots, uint32_t rate, uin
 	l->mask = n - 1;
 	l->rate = rate;
 	l->burst = burst ? burst : 1;
+	for (size_t i = 0; i < STUND_LIMIT_LOCKS; i++)
+		pthread_spin_init(&l->locks[i], PTHREAD_PROCESS_PRIVATE);
 	return 0;
+}
+
+int stund_limiter_init_conf(struct stund_limiter *l, const struct conf *c)
+{
+	return stund_limiter_init(l, (size_t)conf_int(c, "stun", "sources"),
+				  (uint32_t)conf_int(c, "stun", "rate"),
+				  (uint32_t)conf_int(c, "stun", "burst"));
 }
 
 void stund_limiter_free(struct stund_limiter *l)
 {
+	if (!l->slots)
+		return;
 	free(l->slots);
 	l->slots = NULL;
+	for (size_t i = 0; i < STUND_LIMIT_LOCKS; i++)
+		pthread_spin_destroy(&l->locks[i]);
 }
 
 static uint64_t source_key(const struct sockaddr *sa)
@@ -57,17 +70,20 @@ bool stund_limiter_allow(struct stund_limiter *l, const struct sockaddr *src, ui
 	if (!l->rate)
 		return true;
 	uint64_t key = source_key(src);
-	struct stund_bucket *b = &l->slots[hash_bytes(&key, sizeof key) & l->mask];
+	size_t idx = hash_bytes(&key, sizeof key) & l->mask;
+	struct stund_bucket *b = &l->slots[idx];
+	pthread_spinlock_t *lock = &l->locks[idx % STUND_LIMIT_LOCKS];
+	pthread_spin_lock(lock);
 	uint32_t m = refill(l, b, now_ms);
 	if (b->key != key && (b->key == 0 || m >= l->burst * 1000u)) {
 		b->key = key; /* free, or idle long enough to be full: take it over */
 		m = l->burst * 1000u;
 	}
-	b->last_ms = now_ms;
-	if (m < 1000) {
-		b->milli = m;
-		return false;
-	}
-	b->milli = m - 1000;
-	return true;
+	/* workers' clocks are read apart: never move a bucket's time back */
+	if (now_ms > b->last_ms)
+		b->last_ms = now_ms;
+	bool ok = m >= 1000;
+	b->milli = ok ? m - 1000 : m;
+	pthread_spin_unlock(lock);
+	return ok;
 }

@@ -18,10 +18,21 @@ static socklen_t sa_len(const struct sockaddr *sa)
 	return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
+/* An error response, held to the same budget as a success (RFC 8489 allows
+ * an empty reason phrase; UNKNOWN-ATTRIBUTES lists as many as fit). */
 static int error_reply(const struct stun_msg *m, uint16_t code, const char *reason,
-		       const uint16_t *unk, size_t nunk, bool fp, struct buf *resp,
+		       const uint16_t *unk, size_t nunk, bool fp, size_t budget, struct buf *resp,
 		       struct stund_reply *out)
 {
+	if (!reason)
+		reason = stun_error_reason(code);
+	size_t fixed = 20 + 8 + (fp ? 8 : 0);
+	size_t rl = (strlen(reason) + 3) & ~(size_t)3;
+	if (fixed + rl + (nunk ? 4 + ((2 * nunk + 3) & ~(size_t)3) : 0) > budget) {
+		reason = "";
+		size_t room = budget > fixed + 4 ? (budget - fixed - 4) / 2 : 0;
+		nunk = MIN(nunk, room & ~(size_t)1);
+	}
 	struct stun_enc e;
 	stun_enc_begin_reply(&e, resp, m, STUN_CLASS_ERROR);
 	stun_enc_error(&e, code, reason);
@@ -56,6 +67,8 @@ int stund_respond(const struct stund_view *v, unsigned in, const struct sockaddr
 	if (!stun_is_message_classic(req, len))
 		return EBADMSG;
 
+	/* Amplification: what goes back stays within this (success or error) */
+	size_t budget = MAX(len, (size_t)STUND_RESP_FLOOR);
 	struct stun_msg m;
 	int err = stun_msg_decode(&m, req, len);
 	memset(out, 0, sizeof *out);
@@ -66,7 +79,8 @@ int stund_respond(const struct stund_view *v, unsigned in, const struct sockaddr
 		/* header fine, attributes broken: a request gets 400 (RFC 8489 6.3.1) */
 		if (m.cls != STUN_CLASS_REQUEST)
 			return EBADMSG;
-		return error_reply(&m, STUN_ERR_BAD_REQUEST, NULL, NULL, 0, false, resp, out);
+		return error_reply(&m, STUN_ERR_BAD_REQUEST, NULL, NULL, 0, false, budget, resp,
+				   out);
 	}
 	if (m.cls != STUN_CLASS_REQUEST)
 		return ENOTSUP;
@@ -78,7 +92,7 @@ int stund_respond(const struct stund_view *v, unsigned in, const struct sockaddr
 
 	if (m.method != STUN_METHOD_BINDING)
 		return error_reply(&m, STUN_ERR_BAD_REQUEST, "Unsupported Method", NULL, 0, fp,
-				   resp, out);
+				   budget, resp, out);
 
 	uint16_t unk[MAX_UNKNOWN];
 	size_t nunk = stun_msg_unknown(&m, NULL, 0, unk, MAX_UNKNOWN - 2);
@@ -86,7 +100,7 @@ int stund_respond(const struct stund_view *v, unsigned in, const struct sockaddr
 	uint32_t change = 0;
 	const struct stun_attr *a = stun_msg_attr(&m, STUN_ATTR_CHANGE_REQUEST);
 	if (a && stun_attr_change(a, &change) != 0)
-		return error_reply(&m, STUN_ERR_BAD_REQUEST, NULL, NULL, 0, fp, resp, out);
+		return error_reply(&m, STUN_ERR_BAD_REQUEST, NULL, NULL, 0, fp, budget, resp, out);
 	/* RFC 5780 6.1: without an alternate address CHANGE-REQUEST is "unknown".
 	 * An all-zero one asks for nothing, and RFC 3489 phones send it in their
 	 * keepalives, so it is answered rather than refused. */
@@ -98,10 +112,11 @@ int stund_respond(const struct stund_view *v, unsigned in, const struct sockaddr
 	if (a && !v->rfc5780) {
 		unk[nunk++] = STUN_ATTR_RESPONSE_PORT;
 	} else if (a && (stun_attr_response_port(a, &rport) != 0 || rport == 0)) {
-		return error_reply(&m, STUN_ERR_BAD_REQUEST, NULL, NULL, 0, fp, resp, out);
+		return error_reply(&m, STUN_ERR_BAD_REQUEST, NULL, NULL, 0, fp, budget, resp, out);
 	}
 	if (nunk)
-		return error_reply(&m, STUN_ERR_UNKNOWN_ATTRIBUTE, NULL, unk, nunk, fp, resp, out);
+		return error_reply(&m, STUN_ERR_UNKNOWN_ATTRIBUTE, NULL, unk, nunk, fp, budget,
+				   resp, out);
 
 	/* RFC 5780 6.1: answer from the address and port CHANGE-REQUEST names */
 	unsigned from =
@@ -115,9 +130,9 @@ int stund_respond(const struct stund_view *v, unsigned in, const struct sockaddr
 			((struct sockaddr_in6 *)&out->to)->sin6_port = htons(rport);
 	}
 
-	/* Amplification: only what the client needs is unconditional; the rest
-	 * goes in while the response stays within budget. */
-	size_t budget = MAX(len, (size_t)STUND_RESP_FLOOR) - (fp ? 8 : 0);
+	/* Only what the client needs is unconditional; the rest goes in while
+	 * the response stays within budget. */
+	budget -= fp ? 8 : 0;
 	struct stun_enc e;
 	stun_enc_begin_reply(&e, resp, &m, STUN_CLASS_SUCCESS);
 	/* RFC 5389 12.2: RFC 3489 clients read MAPPED-ADDRESS, not the XOR form */
@@ -152,11 +167,4 @@ int stund_answer(const struct sockaddr *src, const void *req, size_t len, struct
 {
 	struct stund_reply r;
 	return stund_respond(NULL, 0, src, req, len, resp, &r);
-}
-
-int stund_flow_answer(const struct flow *f, const uint8_t *p, size_t len, struct buf *out,
-		      void *arg)
-{
-	(void)arg;
-	return stund_answer(&f->remote.u.sa, p, len, out);
 }

@@ -63,7 +63,6 @@ struct stund_sock {
 struct stund_worker {
 	struct stund *sd; /* back-pointer */
 	struct loop *loop;
-	struct stund_limiter lim;
 	struct stund_sock socks[MAX_LISTEN][4];
 	uint8_t rx[BATCH][RXBUF];
 	struct sockaddr_storage src[BATCH], dst[BATCH];
@@ -82,6 +81,10 @@ struct stund {
 	struct stund_worker **workers; /* owned */
 	struct stund_fast *fast;       /* owned; NULL: all in user space */
 	struct timer fold;	       /* worker 0: the fast path's counters into the metrics */
+	/* the per-source budget of every worker: the caller's (shared with the
+	 * SIP ports) or own_lim; thread-safe */
+	struct stund_limiter *lim;
+	struct stund_limiter own_lim;
 };
 
 #define FOLD_MS 1000
@@ -169,7 +172,6 @@ static void worker_free(struct stund_worker *sw)
 				close(sw->socks[i][s].fd);
 	for (unsigned i = 0; i < BATCH; i++)
 		buf_free(&sw->tx[i]);
-	stund_limiter_free(&sw->lim);
 	free(sw);
 }
 
@@ -263,7 +265,8 @@ static int configure(struct stund *sd, const struct conf *c)
 	return 0;
 }
 
-int stund_start(struct stund **sp, struct net *n, const struct conf *c)
+int stund_start(struct stund **sp, struct net *n, const struct conf *c,
+		struct stund_limiter *lim)
 {
 	static struct metric *metrics[] = {&m_requests, &m_success,   &m_error,
 					   &m_drop_bad, &m_drop_rate, &m_drop_send, &m_fast};
@@ -271,6 +274,8 @@ int stund_start(struct stund **sp, struct net *n, const struct conf *c)
 		metric_register(metrics[i]);
 
 	struct stund *sd = calloc(1, sizeof *sd);
+	if (sd)
+		sd->lim = lim;
 	if (!sd)
 		return ENOMEM;
 	sd->net = n;
@@ -294,7 +299,10 @@ int stund_start(struct stund **sp, struct net *n, const struct conf *c)
 				sw->socks[i][s] = (struct stund_sock){sw, i, s, -1};
 		for (unsigned i = 0; i < BATCH; i++)
 			buf_init(&sw->tx[i]);
-		err = stund_limiter_init(&sw->lim, slots, rate, burst);
+	}
+	if (!err && !sd->lim) {
+		err = stund_limiter_init(&sd->own_lim, slots, rate, burst);
+		sd->lim = &sd->own_lim;
 	}
 	timer_init(&sd->fold);
 	if (!err)
@@ -335,7 +343,19 @@ void stund_free(struct stund *sd)
 	for (unsigned w = 0; sd->workers && w < sd->nworkers; w++)
 		worker_free(sd->workers[w]);
 	free(sd->workers);
+	stund_limiter_free(&sd->own_lim);
 	free(sd);
+}
+
+int stund_flow_answer(const struct flow *f, const uint8_t *p, size_t len, struct buf *out,
+		      void *arg)
+{
+	struct stund_limiter *lim = arg;
+	if (lim && !stund_limiter_allow(lim, &f->remote.u.sa, time_mono_ms())) {
+		metric_inc(&m_drop_rate);
+		return EAGAIN;
+	}
+	return stund_answer(&f->remote.u.sa, p, len, out);
 }
 
 unsigned stund_listen_count(const struct stund *sd)
@@ -394,7 +414,7 @@ static void handle_batch(struct stund_sock *k, unsigned got)
 			continue;
 		}
 		const struct sockaddr *src = (const struct sockaddr *)&sw->src[i];
-		if (!stund_limiter_allow(&sw->lim, src, now)) {
+		if (!stund_limiter_allow(sw->sd->lim, src, now)) {
 			metric_inc(&m_drop_rate);
 			continue;
 		}

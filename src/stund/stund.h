@@ -2,6 +2,7 @@
 #ifndef PINHOLE_STUND_H
 #define PINHOLE_STUND_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,19 +56,20 @@ int stund_respond(const struct stund_view *v, unsigned in, const struct sockaddr
  * the request came in on. Same return values. */
 int stund_answer(const struct sockaddr *src, const void *req, size_t len, struct buf *resp);
 
-/* The same in the shape of the SIP edge's STUN hook (edge_stun_h): answers
- * f->remote; arg is unused. Pass it to edge_set_stun(). */
-int stund_flow_answer(const struct flow *f, const uint8_t *p, size_t len, struct buf *out,
-		      void *arg);
 
 /* ---- per-source budget: token buckets keyed by source IP ----
  *
- * A fixed table per worker, direct-mapped by a hash of the source IP (IPv6 by
- * its /64: a spoofer picks any address of the victim's prefix). A colliding
- * source takes over a slot only once the slot's bucket has refilled; until
- * then both share it, which errs on the side of refusing. O(1), no allocation
- * after init. Worker-local: not thread-safe.
+ * A fixed table, direct-mapped by a hash of the source IP (IPv6 by its /64:
+ * a spoofer picks any address of the victim's prefix). A colliding source
+ * takes over a slot only once the slot's bucket has refilled; until then both
+ * share it, which errs on the side of refusing. O(1), no allocation after
+ * init. One table serves every worker (a source's datagrams land on any of
+ * them, so per-worker tables would multiply its rate by the worker count) and
+ * every port that answers STUN (3478 and the SIP ports): slots are guarded by
+ * STUND_LIMIT_LOCKS striped spinlocks, uncontended but for one source.
  */
+#define STUND_LIMIT_LOCKS 64
+
 struct stund_bucket {
 	uint64_t key;
 	uint64_t last_ms;
@@ -79,13 +81,24 @@ struct stund_limiter {
 	size_t mask;
 	uint32_t rate;	/* tokens per second; 0 = unlimited */
 	uint32_t burst; /* bucket size */
+	pthread_spinlock_t locks[STUND_LIMIT_LOCKS];
 };
 
 /* slots is rounded up to a power of two. */
 int stund_limiter_init(struct stund_limiter *l, size_t slots, uint32_t rate, uint32_t burst);
+/* The same from [stun] rate, burst and sources. */
+int stund_limiter_init_conf(struct stund_limiter *l, const struct conf *c);
 void stund_limiter_free(struct stund_limiter *l);
-/* Takes one token for src at time now_ms; false when the source is over budget. */
+/* Takes one token for src at time now_ms; false when the source is over
+ * budget. Thread-safe. */
 bool stund_limiter_allow(struct stund_limiter *l, const struct sockaddr *src, uint64_t now_ms);
+
+/* The SIP edge's STUN hook (edge_stun_h, for edge_set_stun): answers
+ * f->remote, within the budget of the limiter in arg (a struct
+ * stund_limiter, the one the server on 3478 uses; NULL = unlimited).
+ * EAGAIN: over budget, dropped and counted as the server counts its own. */
+int stund_flow_answer(const struct flow *f, const uint8_t *p, size_t len, struct buf *out,
+		      void *arg);
 
 /* ---- the standalone server role ----
  *
@@ -102,8 +115,11 @@ struct stund;
 /* Opens the sockets (errors such as EADDRINUSE or a bad address surface here,
  * with a log line) and hands them to every worker of n via loop_post. Call
  * before or after net_start. *sp is set on success; the stund is owned by the
- * caller and freed with stund_free after net_stop. */
-int stund_start(struct stund **sp, struct net *n, const struct conf *c);
+ * caller and freed with stund_free after net_stop. lim: the per-source
+ * budget to share (the SIP ports' one, which must outlive the stund), or NULL
+ * for one of its own from [stun] rate, burst and sources. */
+int stund_start(struct stund **sp, struct net *n, const struct conf *c,
+		struct stund_limiter *lim);
 void stund_free(struct stund *sd);
 
 /* Bound primary address of listen entry i (port resolved when configured 0);

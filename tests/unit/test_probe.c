@@ -110,7 +110,7 @@ static int serve(struct server *s, const char *ini)
 	assert_int_equal(conf_load_string(s->conf, "test", ini, err, sizeof err), 0);
 	struct net_conf nc = {.workers = 1};
 	assert_int_equal(net_alloc(&s->net, &nc), 0);
-	int e = stund_start(&s->sd, s->net, s->conf);
+	int e = stund_start(&s->sd, s->net, s->conf, NULL);
 	if (!e)
 		assert_int_equal(net_start(s->net), 0);
 	return e;

@@ -13,6 +13,8 @@
 #include "phone.h"
 #include "relay/relay.h"
 #include "relayctl/relayctl.h"
+#include "stun/stun.h"
+#include "stund/stund.h"
 
 static struct test_server srv;
 
@@ -327,6 +329,31 @@ static void test_spoofed_bye_keeps_session(void **state)
 	call_close(&c);
 }
 
+/* A STUN flood on the SIP port spends the per-source budget of port 3478. */
+static void test_stun_flood_on_sip_port(void **state)
+{
+	(void)state;
+	struct stund_limiter lim;
+	assert_int_equal(stund_limiter_init(&lim, 64, 1, 3), 0);
+	edge_set_stun(srv.edge, stund_flow_answer, &lim);
+	struct phone p;
+	phone_open(&p, &srv);
+	struct buf req;
+	buf_init(&req);
+	struct stun_enc e;
+	stun_enc_begin(&e, &req, STUN_METHOD_BINDING, STUN_CLASS_REQUEST, NULL);
+	for (int i = 0; i < 20; i++)
+		assert_true(sendto(p.fd, req.data, req.len, 0, &srv.addr.u.sa,
+				   net_addr_len(&srv.addr)) == (ssize_t)req.len);
+	size_t bytes = 0;
+	int got = phone_drain(&p, 400, &bytes, NULL, 0);
+	assert_true(got >= 3 && got <= 4); /* the burst, perhaps one refilled */
+	edge_set_stun(srv.edge, NULL, NULL);
+	buf_free(&req);
+	phone_close(&p);
+	stund_limiter_free(&lim);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -336,6 +363,7 @@ int main(void)
 		cmocka_unit_test(test_answering_source_gets_pings),
 		cmocka_unit_test(test_forged_2xx_dropped),
 		cmocka_unit_test(test_spoofed_bye_keeps_session),
+		cmocka_unit_test(test_stun_flood_on_sip_port),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

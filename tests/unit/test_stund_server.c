@@ -32,7 +32,7 @@ static int start(struct fixture *f, const char *ini)
 	assert_int_equal(conf_load_string(f->conf, "test", ini, err, sizeof err), 0);
 	struct net_conf nc = {.workers = 2};
 	assert_int_equal(net_alloc(&f->net, &nc), 0);
-	int e = stund_start(&f->sd, f->net, f->conf);
+	int e = stund_start(&f->sd, f->net, f->conf, NULL);
 	if (e)
 		return e;
 	assert_int_equal(net_start(f->net), 0);
@@ -313,6 +313,66 @@ static void test_rate_limit(void **state)
 	stop(&f);
 }
 
+/* A flood from many ports of one address spreads over both workers: the
+ * budget is the address's, whichever worker answers. */
+static void test_rate_limit_across_workers(void **state)
+{
+	(void)state;
+	struct fixture f;
+	assert_int_equal(start(&f, "[stun]\nlisten = udp:127.0.0.1:0\nrate = 1\nburst = 3\n"
+				   "fastpath = off\n"),
+			 0);
+	const struct sockaddr_storage *srv = stund_addr(f.sd, 0, 0);
+	struct buf req;
+	buf_init(&req);
+	struct stun_enc e;
+	stun_enc_begin(&e, &req, STUN_METHOD_BINDING, STUN_CLASS_REQUEST, NULL);
+	int fds[16];
+	struct net_addr local;
+	assert_int_equal(net_addr_parse("127.0.0.1:0", 0, &local), 0);
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(net_udp_socket(&local, false, &fds[i]), 0);
+		for (int k = 0; k < 4; k++)
+			send_to(fds[i], &req, srv);
+	}
+	int answers = 0;
+	uint8_t p[1500];
+	struct sockaddr_storage from;
+	for (int i = 0; i < 16; i++) {
+		while (recv_from(fds[i], p, sizeof p, &from, i == 0 ? 300 : 20) > 0)
+			answers++;
+		close(fds[i]);
+	}
+	/* the burst, plus perhaps a token refilled meanwhile: not once per worker */
+	assert_true(answers >= 3 && answers <= 4);
+	buf_free(&req);
+	stop(&f);
+}
+
+/* Error responses stay within the budget too: a short request with many
+ * unknown comprehension-required attributes gets a 420 no larger than
+ * STUND_RESP_FLOOR. */
+static void test_error_within_budget(void **state)
+{
+	(void)state;
+	uint8_t req[20 + 16 * 4];
+	memset(req, 0, sizeof req);
+	req[1] = 0x01; /* Binding request */
+	req[3] = 16 * 4;
+	req[4] = 0x21, req[5] = 0x12, req[6] = 0xa4, req[7] = 0x42;
+	for (int i = 0; i < 16; i++) {
+		req[20 + 4 * i] = 0x00;
+		req[20 + 4 * i + 1] = (uint8_t)(0x30 + i); /* unknown, < 0x8000 */
+	}
+	struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = htons(4000)};
+	struct buf out;
+	buf_init(&out);
+	assert_int_equal(stund_answer((struct sockaddr *)&src, req, sizeof req, &out), 0);
+	assert_true(out.len <= MAX(sizeof req, (size_t)STUND_RESP_FLOOR));
+	assert_true(out.len > 20);
+	buf_free(&out);
+}
+
 static void test_limiter(void **state)
 {
 	(void)state;
@@ -361,7 +421,8 @@ int main(void)
 	log_set_level(LOG_ERROR);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_binding),    cmocka_unit_test(test_rfc5780),
-	    cmocka_unit_test(test_rate_limit), cmocka_unit_test(test_limiter),
+	    cmocka_unit_test(test_rate_limit), cmocka_unit_test(test_rate_limit_across_workers),
+	    cmocka_unit_test(test_error_within_budget), cmocka_unit_test(test_limiter),
 	    cmocka_unit_test(test_bad_config), cmocka_unit_test(test_fastpath),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
