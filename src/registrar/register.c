@@ -20,11 +20,12 @@ const struct conf_key registrar_conf_keys[] = {
 	 "DANGEROUS: with no users configured, accept REGISTER from any source, not only "
 	 "loopback and private ones (anyone on the internet can then take any AOR)"},
 	{"keepalive", "interval", CONF_INT, "20", 0, 3600, NULL,
-	 "seconds between server pings to NATed UDP phones; 0 = off"},
+	 "seconds between server pings to NATed UDP phones (one per source flow; a source "
+	 "that has not shown it is real gets one OPTIONS per REGISTER); 0 = off"},
 	{"keepalive", "method", CONF_ENUM, "options", 0, 0, "options|crlf",
 	 "ping with an OPTIONS request or a CRLF datagram"},
 	{"keepalive", "max_failures", CONF_INT, "3", 1, 100, NULL,
-	 "unanswered OPTIONS pings before a binding is marked unreachable"},
+	 "unanswered OPTIONS pings before a binding is marked unreachable and pings stop"},
 	{"store", "path", CONF_STR, "pinhole.db", 0, 0, NULL,
 	 "SQLite file for bindings and users (pinhole user); empty = memory only"},
 	{"store", "sync", CONF_ENUM, "full", 0, 0, "full|normal",

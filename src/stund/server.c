@@ -18,9 +18,10 @@ const struct conf_key stund_conf_keys[] = {
      "RFC 5780 alternate address:port, IP and port both differing from listen (one per "
      "family); empty = behaviour discovery off"},
     {"stun", "rate", CONF_INT, "20", 0, 1000000, NULL,
-     "per-source budget in requests per second (IPv6 per /64); 0 = unlimited"},
+     "per-source budget in requests per second (IPv6 per /64), over all workers and shared "
+     "with STUN on the SIP ports; 0 = unlimited"},
     {"stun", "burst", CONF_INT, "40", 1, 1000000, NULL, "per-source burst in requests"},
-    {"stun", "sources", CONF_INT, "16384", 64, 4194304, NULL, "rate-limit table slots per worker"},
+    {"stun", "sources", CONF_INT, "16384", 64, 4194304, NULL, "rate-limit table slots (one table for every worker and the SIP ports)"},
     {"stun", "software", CONF_STR, "", 0, 0, NULL,
      "SOFTWARE attribute in responses; empty = none (smaller answers)"},
     {"stun", "fastpath", CONF_ENUM, "auto", 0, 0, "auto|on|off",

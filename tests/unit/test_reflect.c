@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "edge/edge_int.h"
 #include "phone.h"
 #include "relay/relay.h"
 #include "relayctl/relayctl.h"
@@ -112,6 +113,56 @@ static void test_options_answer_within_bound(void **state)
 	assert_true(bytes <= EDGE_REPLY_FACTOR * (size_t)n);
 	phone_expect_silence(&victim, 300);
 	phone_close(&victim);
+}
+
+/* The bound itself: extra headers go first, then the whole answer, each
+ * counted; a request large enough gets everything. */
+static void test_reply_bound_trims_then_drops(void **state)
+{
+	(void)state;
+	struct phone p;
+	phone_open(&p, &srv);
+	static char req[512];
+	int n = snprintf(req, sizeof req,
+			 "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n"
+			 "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKbound\r\n"
+			 "From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: bound\r\n"
+			 "CSeq: 1 OPTIONS\r\nMax-Forwards: 9\r\nContent-Length: 0\r\n\r\n",
+			 p.port);
+	struct sip_msg m;
+	assert_int_equal(sip_msg_parse(&m, req, (size_t)n, false, NULL), 0);
+	struct net_addr to;
+	assert_int_equal(net_addr_parse("127.0.0.1", p.port, &to), 0);
+	struct flow f;
+	net_flow_udp(srv.net, 0, &to, &f);
+	char extra[1200];
+	memset(extra, 0, sizeof extra);
+	memcpy(extra, "X-Big: ", 7);
+	memset(extra + 7, 'b', 3 * (size_t)n);
+	strcat(extra, "\r\n");
+	int64_t trimmed = metric_value("sip_reply_trimmed_total");
+	int64_t oversize = metric_value("sip_reply_oversize_total");
+	char got[4096];
+	/* as received: the extra header would pass 3x, so it is left out */
+	assert_int_equal(edge_reply_bounded(srv.edge, &f, &m, (size_t)n, 403, "Forbidden",
+					    m.via1.whole, NULL, extra),
+			 0);
+	phone_expect(&p, "SIP/2.0 403", got, sizeof got);
+	assert_null(strstr(got, "X-Big"));
+	assert_int_equal(metric_value("sip_reply_trimmed_total"), trimmed + 1);
+	/* a request far smaller than any answer: nothing goes out */
+	assert_int_equal(edge_reply_bounded(srv.edge, &f, &m, 40, 403, "Forbidden", m.via1.whole,
+					    NULL, NULL),
+			 EMSGSIZE);
+	phone_expect_silence(&p, 200);
+	assert_int_equal(metric_value("sip_reply_oversize_total"), oversize + 1);
+	/* a large request may have its extra headers */
+	assert_int_equal(edge_reply_bounded(srv.edge, &f, &m, 4000, 403, "Forbidden",
+					    m.via1.whole, NULL, extra),
+			 0);
+	phone_expect(&p, "SIP/2.0 403", got, sizeof got);
+	assert_non_null(strstr(got, "X-Big"));
+	phone_close(&p);
 }
 
 /* One spoofed REGISTER with 16 contacts and a Via that is not its source
@@ -359,6 +410,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spoofed_invite_unknown_user),
 		cmocka_unit_test(test_options_answer_within_bound),
+		cmocka_unit_test(test_reply_bound_trims_then_drops),
 		cmocka_unit_test(test_spoofed_multicontact_register),
 		cmocka_unit_test(test_answering_source_gets_pings),
 		cmocka_unit_test(test_forged_2xx_dropped),
