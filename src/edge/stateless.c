@@ -9,8 +9,8 @@
 #include "edge_int.h"
 
 struct metric edge_m_rejected = {.name = "sip_rejected_stateless_total",
-				 .help = "requests refused before routing, answered once without "
-					 "a transaction"};
+				 .help = "requests answered once without a transaction "
+					 "(refused before routing, or OPTIONS to us)"};
 struct metric edge_m_reply_trimmed = {
 	.name = "sip_reply_trimmed_total",
 	.help = "stateless answers sent without their extra headers to stay within "

@@ -32,6 +32,15 @@
 #             until after the call: the attacker receives nothing; the phones
 #             get >= $MIN_PCT % of each other's packets and not one of the
 #             attacker's; relay_dropped_total{reason=source} grew.
+#   forge     s2 calls s1 through server 1; once RTP flows, the attacker, who
+#             knows the Call-ID and the caller's From tag (here: read from
+#             the callee's INVITE), sends a 200 with the server's Via on top
+#             and the caller's below whose SDP names its own port, and a BYE
+#             with nothing of the dialog but its Call-ID: both phones still
+#             get >= $MIN_PCT % of each other's packets, all from the relay;
+#             the attacker's port gets no RTP; the 200 reaches no one
+#             (proxy_responses_unproven_total grew); the relay session
+#             survives until the real BYE is answered.
 #   counters  after each relayed call (its session deleted by the BYE), the
 #             relay's relay_forwarded_packets_total grew by at least what the
 #             two phones received from it. RELAY_FASTPATH (auto, the default,
@@ -179,6 +188,47 @@ field() { awk -v w="$2" '$1 == "summary" { for (i = 1; i < NF; i++) if ($i == w)
 # from_tag LOG TAG: packets received with sender tag TAG
 from_tag() { awk -v t="$2" '$1 == "from" && $10 == t { n += $4 } END { print n + 0 }' "$1"; }
 
+# invite_hdr LABEL NAME: the NAME header lines (all of them) of the INVITE the
+# callee received, in order
+invite_hdr() {
+	awk -v h="$2" '
+		{ sub(/\r$/, "") }
+		/^----------------------/ { rx = 0; next }
+		/message received/ { rx = 1; start = ""; next }
+		rx && start == "" && NF { start = $0; want = (start ~ /^INVITE /); next }
+		rx && want && !NF { rx = 0 }
+		rx && want && index($0, h ":") == 1 { print }' "$LAB_TMP/$1-callee.messages.log"
+}
+
+# forge LABEL SERVER: in the background, once the RTP has started, the
+# attacker sends a forged 200 and a Call-ID-only BYE; its udp_probe log is
+# $LAB_TMP/LABEL-forger.log, and an RTP listener on $ATTACKER:5006 (the port
+# its SDP names) logs to $LAB_TMP/LABEL-stolen.rtp.log.
+forge() {
+	local label=$1 srv=$2 via2 from to cid cseq sdp ok bye
+	via2=$(invite_hdr "$label" Via | sed -n 2p)
+	from=$(invite_hdr "$label" From | head -n 1)
+	to=$(invite_hdr "$label" To | head -n 1)
+	cid=$(invite_hdr "$label" Call-ID | head -n 1)
+	cseq=$(invite_hdr "$label" CSeq | head -n 1)
+	[ -n "$via2" ] && [ -n "$cid" ] || lab_fail "$label: cannot read the callee's INVITE"
+	sdp=$'v=0\r\no=evil 1 1 IN IP4 '"$ATTACKER"$'\r\ns=-\r\nc=IN IP4 '"$ATTACKER"$'\r\nt=0 0\r\nm=audio 5006 RTP/AVP 0\r\n'
+	ok="SIP/2.0 200 OK"$'\r\n'"Via: SIP/2.0/UDP $srv:5060;branch=z9hG4bKforged"$'\r\n'"$via2"$'\r\n'
+	ok+="$from"$'\r\n'"$to;tag=forged"$'\r\n'"$cid"$'\r\n'"$cseq"$'\r\n'
+	ok+="Contact: <sip:evil@$ATTACKER:5070>"$'\r\nContent-Type: application/sdp\r\n'
+	ok+="Content-Length: ${#sdp}"$'\r\n\r\n'"$sdp"
+	# a BYE that knows nothing of the dialog but its Call-ID, for a target
+	# that routes (the attacker's own address), so that it reaches the proxy
+	bye="BYE sip:x@$ATTACKER:5070 SIP/2.0"$'\r\n'"Via: SIP/2.0/UDP $ATTACKER:5070;branch=z9hG4bKevilbye"$'\r\n'
+	bye+=$'Max-Forwards: 70\r\nFrom: <sip:x@'"$ATTACKER"$'>;tag=x\r\nTo: <sip:x@'"$ATTACKER"$'>\r\n'
+	bye+="$cid"$'\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n'
+	lab_start_bg pub "$LAB_TMP/$label-stolen.rtp.log" "$RTP_PEER" -b "$ATTACKER:5006" -t 0 \
+		-w $((RTP_SECS + 4)) -m stolen
+	lab_wait_line "$LAB_TMP/$label-stolen.rtp.log" '^bound ' 5 || lab_fail "$label: RTP listener did not start"
+	lab_probe_bg pub "$LAB_TMP/$label-forger.log" "$ATTACKER:5070" listen 1.5 \
+		send "$srv:5060" "$ok" send "$srv:5060" "$bye" listen 3
+}
+
 # --- one call -----------------------------------------------------------------
 # call LABEL CALLEE_NAT CALLER_NAT SERVER CONTROL [attack]
 # Leaves the RTP peers' logs in $LAB_TMP/LABEL-{callee,caller}.rtp.log and
@@ -187,7 +237,7 @@ CALLEE_DST='' CALLER_DST=''
 call() {
 	local label=$1 cnat=$2 rnat=$3 srv=$4 ctl=$5 attack=${6:-}
 	local callee=alice$label caller=bob$label hold=$(((RTP_SECS + 4) * 1000)) apid=
-	if [ -n "$attack" ]; then
+	if [ "$attack" = attack ]; then
 		# before the INVITE: the ports are not allocated yet; it keeps going
 		# through the whole call, racing the phones for the latch
 		lab_start_bg pub "$LAB_TMP/$label-attacker.rtp.log" "$RTP_PEER" -b "$ATTACKER:5004" \
@@ -218,6 +268,7 @@ call() {
 
 	local start pc pr
 	start=$(date +%s.%N | awk '{ printf "%.3f", $1 + 0.5 }')
+	[ "$attack" = forge ] && forge "$label" "$srv"
 	lab_start_bg "$cnat-ph" "$LAB_TMP/$label-callee.rtp.log" "$RTP_PEER" \
 		-b "$(lab_phone_ip "$cnat"):$RTP_PORT" -d "$CALLEE_DST" -t "$RTP_SECS" -w 1 -S "$start" -m callee
 	pc=$LAB_LAST_PID
@@ -316,6 +367,19 @@ lab_log "bleed: attacker $(grep '^summary' "$alog"); relay_dropped_total{reason=
 [ "$asent" -gt 1000 ] || lab_fail "bleed: the attacker sent only $asent packets"
 [ "$arecv" -eq 0 ] || lab_fail "bleed: the attacker received $arecv datagrams: $(grep '^from' "$alog")"
 [ "$src1" -gt "$src0" ] || lab_fail "bleed: relay_dropped_total{reason=source} did not grow ($src0 -> $src1)"
+
+unp0=$(counter "$CTL1" proxy_responses_unproven_total)
+counters_before
+call forge s1 s2 "$SRV1" "$CTL1" forge
+check_relayed forge
+check_counters forge
+grep -q '^sent .*SIP/2.0 200 OK' "$LAB_TMP/forge-forger.log" || lab_fail "forge: the forged 200 was not sent"
+grep -q '^sent .*BYE sip:' "$LAB_TMP/forge-forger.log" || lab_fail "forge: the forged BYE was not sent"
+stolen=$(field "$LAB_TMP/forge-stolen.rtp.log" received)
+unp1=$(counter "$CTL1" proxy_responses_unproven_total)
+lab_log "forge: the attacker's RTP port got ${stolen:-?} datagrams; proxy_responses_unproven_total $unp0 -> $unp1"
+[ "$stolen" = 0 ] || lab_fail "forge: the forged 200 moved RTP to the attacker ($stolen datagrams)"
+[ "$unp1" -gt "$unp0" ] || lab_fail "forge: proxy_responses_unproven_total did not grow ($unp0 -> $unp1)"
 
 # with eBPF (the fast path loaded), [sip] steering = auto is on as well: the
 # calls' datagrams, through both NATs, went to their Call-ID's worker
