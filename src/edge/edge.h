@@ -134,6 +134,16 @@ int stsx_reject(struct stsx *st, uint16_t status, const char *reason, const char
  * edge_branch_verify against its own second Via and Call-ID. */
 void edge_branch_sign(const struct edge *e, struct slice via_up, struct slice call_id,
 		      char out[32]);
+/* A fresh branch for a request forwarded with a client transaction (one per
+ * fork branch: a random nonce, then the same MAC over it, the Via below ours
+ * and the Call-ID), so that a response arriving after its transaction ended
+ * can still be forwarded statelessly (RFC 3261 16.7) as one to what we sent.
+ * EDGE_SIGNED_BRANCH_LEN characters and a NUL; the caller may append "." and
+ * anything (the proxy's loop-detection hash): the check ignores it. */
+#define EDGE_SIGNED_BRANCH_LEN 29
+void edge_branch_new_signed(const struct edge *e, struct slice via_up, struct slice call_id,
+			    char out[32]);
+/* Whether branch is one of the two forms above for this Via and Call-ID. */
 bool edge_branch_verify(const struct edge *e, struct slice branch, struct slice via_up,
 			struct slice call_id);
 

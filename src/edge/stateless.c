@@ -12,12 +12,12 @@ struct metric edge_m_rejected = {.name = "sip_rejected_stateless_total",
 				 .help = "requests answered once without a transaction "
 					 "(refused before routing, or OPTIONS to us)"};
 struct metric edge_m_reply_trimmed = {
-	.name = "sip_reply_trimmed_total",
-	.help = "stateless answers sent without their extra headers to stay within "
-		"EDGE_REPLY_FACTOR times the request"};
+    .name = "sip_reply_trimmed_total",
+    .help = "stateless answers sent without their extra headers to stay within "
+	    "EDGE_REPLY_FACTOR times the request"};
 struct metric edge_m_reply_oversize = {
-	.name = "sip_reply_oversize_total",
-	.help = "stateless answers dropped: larger than EDGE_REPLY_FACTOR times the request"};
+    .name = "sip_reply_oversize_total",
+    .help = "stateless answers dropped: larger than EDGE_REPLY_FACTOR times the request"};
 struct metric edge_m_acks_absorbed = {.name = "sip_acks_absorbed_total",
 				      .help = "ACKs of stateless rejections, taken and dropped"};
 
@@ -106,19 +106,30 @@ int edge_reply_bounded(struct edge *e, const struct flow *f, const struct sip_ms
 	return err;
 }
 
-/* Signed branch of a request forwarded without a transaction:
+/* Signed branches: a response names the branch of our Via, and carries the
+ * Via below ours (what the previous hop sent, with our received/rport:
+ * where the answer goes) and the Call-ID, so it can be checked without any
+ * record of the request. A branch no one can make without the key names
+ * only destinations that we sent on.
  *
- *   z9hG4bK sl <14 chars: base64url of the first 10 bytes of
- *               HMAC-SHA1(flow_key, Via below ours | Call-ID)>
- *
- * The Via below ours (what the previous hop sent, with our received/rport)
- * is where the answer goes, and it comes back in every response, so a
- * response can be checked without any record of the request: a branch no
- * one can make without the key names only destinations that we sent on. */
+ *   stateless (RFC 3261 16.11: the same input gives the same branch)
+ *     z9hG4bK sl <14: b64url(HMAC-SHA1(flow_key, Via below | Call-ID)[0..10))>
+ *   stateful (one per branch of a fork, so a nonce makes them differ; the
+ *   proxy appends "." and its loop-detection hash, which is not signed)
+ *     z9hG4bK sf <6: nonce, 36 random bits in base64url characters>
+ *                <14: b64url(HMAC-SHA1(flow_key, nonce | Via below | Call-ID)[0..10))>
+ *                [ "." anything ]
+ * The Via below ours holds the previous hop's own branch, so the MAC (and
+ * the branch) differs for every transaction even with a short nonce.
+ */
 #define SL_BRANCH_PREFIX SIP_BRANCH_MAGIC "sl"
+#define SF_BRANCH_PREFIX SIP_BRANCH_MAGIC "sf"
+#define SL_BRANCH_LEN (9 + 14)
+#define SF_NONCE 6
+_Static_assert(EDGE_SIGNED_BRANCH_LEN == 9 + SF_NONCE + 14, "edge.h says so");
+_Static_assert(EDGE_SIGNED_BRANCH_LEN < 32 && SL_BRANCH_LEN < 32, "fits the branch buffers");
 
-void edge_branch_sign(const struct edge *e, struct slice via_up, struct slice call_id,
-		      char out[32])
+void edge_branch_sign(const struct edge *e, struct slice via_up, struct slice call_id, char out[32])
 {
 	struct slice s[2] = {via_up, call_id};
 	unsigned char m[EDGE_MAC_LEN];
@@ -127,12 +138,46 @@ void edge_branch_sign(const struct edge *e, struct slice via_up, struct slice ca
 	edge_b64url_encode(m, EDGE_MAC_LEN, out + 9); /* 14 chars */
 }
 
+/* The stateful form for a nonce of SF_NONCE characters. */
+static void branch_sign_nonce(const struct edge *e, const char *nonce, struct slice via_up,
+			      struct slice call_id, char out[32])
+{
+	struct slice s[3] = {{nonce, SF_NONCE}, via_up, call_id};
+	unsigned char m[EDGE_MAC_LEN];
+	mac_pieces(e, s, 3, m);
+	memcpy(out, SF_BRANCH_PREFIX, 9);
+	memcpy(out + 9, nonce, SF_NONCE);
+	edge_b64url_encode(m, EDGE_MAC_LEN, out + 9 + SF_NONCE); /* 14 chars */
+}
+
+void edge_branch_new_signed(const struct edge *e, struct slice via_up, struct slice call_id,
+			    char out[32])
+{
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned char r[SF_NONCE];
+	char nonce[SF_NONCE];
+	rand_bytes(r, sizeof r);
+	for (size_t i = 0; i < SF_NONCE; i++)
+		nonce[i] = b64[r[i] & 63];
+	branch_sign_nonce(e, nonce, via_up, call_id, out);
+}
+
 bool edge_branch_verify(const struct edge *e, struct slice branch, struct slice via_up,
 			struct slice call_id)
 {
-	if (branch.l != 23 || memcmp(branch.p, SL_BRANCH_PREFIX, 9) != 0)
-		return false;
 	char want[32];
-	edge_branch_sign(e, via_up, call_id, want);
-	return CRYPTO_memcmp(want, branch.p, 23) == 0;
+	size_t l;
+	if (branch.l == SL_BRANCH_LEN && memcmp(branch.p, SL_BRANCH_PREFIX, 9) == 0) {
+		l = SL_BRANCH_LEN;
+		edge_branch_sign(e, via_up, call_id, want);
+	} else if (branch.l >= EDGE_SIGNED_BRANCH_LEN &&
+		   memcmp(branch.p, SF_BRANCH_PREFIX, 9) == 0 &&
+		   (branch.l == EDGE_SIGNED_BRANCH_LEN || branch.p[EDGE_SIGNED_BRANCH_LEN] == '.')) {
+		l = EDGE_SIGNED_BRANCH_LEN;
+		branch_sign_nonce(e, branch.p + 9, via_up, call_id, want);
+	} else {
+		return false;
+	}
+	return CRYPTO_memcmp(want, branch.p, l) == 0;
 }

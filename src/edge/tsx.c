@@ -10,6 +10,9 @@
 enum st_state { ST_PROCEEDING, ST_COMPLETED, ST_CONFIRMED, ST_ACCEPTED, ST_DONE };
 enum ct_state { CT_CALLING, CT_PROCEEDING, CT_COMPLETED, CT_ACCEPTED, CT_DONE };
 
+/* our branches (the proxy's: 38 characters), "|" and the longest method */
+#define CT_KEY_MAX 64
+
 /* What a worker's server table holds: a transaction (struct stsx), or the
  * compact record (struct st_done) that a completed non-INVITE transaction
  * over UDP leaves for Timer J, or an accepted INVITE for Timer L. */
@@ -72,7 +75,7 @@ struct st_done {
 
 struct ctsx {
 	struct ctsx *hnext;
-	char key[48];
+	char key[CT_KEY_MAX];
 	uint64_t hash;
 	struct edge_wk *wk;
 	struct flow flow;
@@ -351,11 +354,11 @@ static void st_free(struct stsx *st)
 	free(st);
 }
 
-/* Client key: branch "|" method, NUL-terminated in key[48]; its length, or 0
- * when it does not fit (no branch of ours is that long). */
-static size_t ct_key(char key[48], struct slice branch, struct slice method)
+/* Client key: branch "|" method, NUL-terminated in key[CT_KEY_MAX]; its
+ * length, or 0 when it does not fit (no branch of ours is that long). */
+static size_t ct_key(char key[CT_KEY_MAX], struct slice branch, struct slice method)
 {
-	if (branch.l + 1 + method.l >= 48)
+	if (branch.l + 1 + method.l >= CT_KEY_MAX)
 		return 0;
 	memcpy(key, branch.p, branch.l);
 	key[branch.l] = '|';
@@ -366,7 +369,7 @@ static size_t ct_key(char key[48], struct slice branch, struct slice method)
 
 static struct ctsx *ct_find(struct edge_wk *wk, struct slice branch, struct slice method)
 {
-	char key[48];
+	char key[CT_KEY_MAX];
 	size_t n = ct_key(key, branch, method);
 	if (!n)
 		return NULL;

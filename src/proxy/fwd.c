@@ -316,9 +316,9 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	}
 }
 
-/* Whether we sent the request that m answers: its top Via's branch is one
- * that we signed over the Via below it (a stateless forward), or it matched
- * a client transaction of ours (matched). Anything else names us in its Via
+/* Whether we sent the request that m answers: it matched a client
+ * transaction of ours (matched), or its top Via's branch is one that we
+ * signed over the Via below it (every request we forward has one). Anything else names us in its Via
  * only to be sent on to whoever its second Via names: a reflector. */
 static bool response_ours(struct proxy *p, const struct edge_rx *rx)
 {

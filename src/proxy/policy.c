@@ -77,10 +77,11 @@ bool proxy_may_relay(struct proxy *p, const struct edge_rx *rx, bool authenticat
  * Our branch, RFC 3261 16.6 step 8: a part unique per transaction and a
  * part that hashes what decides where the request goes, as we received it:
  *
- *   z9hG4bK | 16 random (base64url, 96 bits) | "." | 8: hash (48 bits, base64url)
+ *   edge_branch_new_signed (29: unique, and signed so that a response can be
+ *   checked as one to what we sent) | "." | 8: hash (48 bits, base64url)
  *
  * The hash is a suffix after a '.' (outside base64url), so that what comes
- * before it may change (a signed part, say) without touching the check.
+ * before it may change without touching the check.
  *
  * The hash covers To tag, From tag, Call-ID, CSeq number, Request-URI, the
  * Via below ours (the sender's, as we forward it: with received/rport),
@@ -89,9 +90,8 @@ bool proxy_may_relay(struct proxy *p, const struct edge_rx *rx, bool authenticat
  * Request-URI after a registrar lookup elsewhere, a popped Route) makes it a
  * spiral, and it goes on (16.3 step 4).
  */
-#define LOOP_RAND 16
 #define LOOP_HASH 8
-#define LOOP_BRANCH_LEN (7 + LOOP_RAND + 1 + LOOP_HASH)
+#define LOOP_BRANCH_LEN (EDGE_SIGNED_BRANCH_LEN + 1 + LOOP_HASH)
 
 static uint64_t mix(uint64_t h, struct slice s)
 {
@@ -125,12 +125,11 @@ static void hash_chars(uint64_t h, char out[LOOP_HASH])
 void proxy_new_branch(const struct edge_rx *rx, char out[PROXY_BRANCH_SIZE])
 {
 	_Static_assert(LOOP_BRANCH_LEN < PROXY_BRANCH_SIZE, "branch fits");
-	char tag[24];
-	edge_new_tag(tag); /* 16 chars of 96 random bits */
-	memcpy(out, SIP_BRANCH_MAGIC, 7);
-	memcpy(out + 7, tag, LOOP_RAND);
-	out[7 + LOOP_RAND] = '.';
-	hash_chars(loop_hash(rx->msg, rx->via1_fixed), out + 7 + LOOP_RAND + 1);
+	char sig[32];
+	edge_branch_new_signed(rx->edge, rx->via1_fixed, rx->msg->call_id, sig);
+	memcpy(out, sig, EDGE_SIGNED_BRANCH_LEN);
+	out[EDGE_SIGNED_BRANCH_LEN] = '.';
+	hash_chars(loop_hash(rx->msg, rx->via1_fixed), out + EDGE_SIGNED_BRANCH_LEN + 1);
 	out[LOOP_BRANCH_LEN] = '\0';
 }
 

@@ -22,11 +22,12 @@ static struct test_server srv;
 static int setup(void **state)
 {
 	(void)state;
-	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\nt1 = 50\n"
-				"[keepalive]\ninterval = 1\nmax_failures = 2\n"
-				"[proxy]\nrelay = local\n"
-				"[relay]\naddress = 127.0.0.1\nports = 42000-42099\nmedia = always\n"
-				"fastpath = off\n");
+	test_server_start(&srv,
+			  "[sip]\nlisten = udp:127.0.0.1:0\nt1 = 50\n"
+			  "[keepalive]\ninterval = 1\nmax_failures = 2\n"
+			  "[proxy]\nrelay = local\n"
+			  "[relay]\naddress = 127.0.0.1\nports = 42000-42099\nmedia = always\n"
+			  "fastpath = off\n");
 	return 0;
 }
 
@@ -100,11 +101,12 @@ static void test_options_answer_within_bound(void **state)
 	struct phone victim;
 	phone_open(&victim, &srv);
 	char req[512];
-	int n = snprintf(req, sizeof req,
-			 "OPTIONS sip:127.0.0.1:%u SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKt\r\n"
-			 "From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: t\r\nCSeq: 1 OPTIONS\r\n"
-			 "Max-Forwards: 9\r\n\r\n",
-			 net_addr_port(&srv.addr));
+	int n = snprintf(
+	    req, sizeof req,
+	    "OPTIONS sip:127.0.0.1:%u SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKt\r\n"
+	    "From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: t\r\nCSeq: 1 OPTIONS\r\n"
+	    "Max-Forwards: 9\r\n\r\n",
+	    net_addr_port(&srv.addr));
 	phone_send(&victim, "%s", req);
 	size_t bytes = 0;
 	char first[4096] = "";
@@ -151,15 +153,15 @@ static void test_reply_bound_trims_then_drops(void **state)
 	assert_null(strstr(got, "X-Big"));
 	assert_int_equal(metric_value("sip_reply_trimmed_total"), trimmed + 1);
 	/* a request far smaller than any answer: nothing goes out */
-	assert_int_equal(edge_reply_bounded(srv.edge, &f, &m, 40, 403, "Forbidden", m.via1.whole,
-					    NULL, NULL),
-			 EMSGSIZE);
+	assert_int_equal(
+	    edge_reply_bounded(srv.edge, &f, &m, 40, 403, "Forbidden", m.via1.whole, NULL, NULL),
+	    EMSGSIZE);
 	phone_expect_silence(&p, 200);
 	assert_int_equal(metric_value("sip_reply_oversize_total"), oversize + 1);
 	/* a large request may have its extra headers */
-	assert_int_equal(edge_reply_bounded(srv.edge, &f, &m, 4000, 403, "Forbidden",
-					    m.via1.whole, NULL, extra),
-			 0);
+	assert_int_equal(
+	    edge_reply_bounded(srv.edge, &f, &m, 4000, 403, "Forbidden", m.via1.whole, NULL, extra),
+	    0);
 	phone_expect(&p, "SIP/2.0 403", got, sizeof got);
 	assert_non_null(strstr(got, "X-Big"));
 	phone_close(&p);
@@ -331,8 +333,8 @@ static void test_forged_2xx_dropped(void **state)
 		   "To: <sip:callee@127.0.0.1>;tag=evil\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\n"
 		   "Contact: <sip:evil@127.0.0.1:%u>\r\nContent-Type: application/sdp\r\n"
 		   "Content-Length: %d\r\n\r\n%s",
-		   net_addr_port(&srv.addr), c.a.port, c.call_id, c.a.port, c.call_id,
-		   c.evil.port, sl, sdp);
+		   net_addr_port(&srv.addr), c.a.port, c.call_id, c.a.port, c.call_id, c.evil.port,
+		   sl, sdp);
 	phone_expect_silence(&c.a, 400);
 	assert_int_equal(metric_value("proxy_responses_unproven_total"), dropped + 1);
 	relay_peers(c.call_id, after);
@@ -380,6 +382,36 @@ static void test_spoofed_bye_keeps_session(void **state)
 	call_close(&c);
 }
 
+/* What we did forward is still ours after its transaction ends: a late 200
+ * to a MESSAGE (Timer F gave the caller 408) goes up statelessly, its
+ * signed branch checked (RFC 3261 16.7), not dropped as a forgery. */
+static void test_late_response_to_our_forward(void **state)
+{
+	(void)state;
+	struct phone a, b;
+	phone_open(&a, &srv);
+	phone_open(&b, &srv);
+	phone_register(&b, "late");
+	phone_send(&a,
+		   "MESSAGE sip:late@127.0.0.1:%u SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKlate1;rport\r\n"
+		   "Max-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=la\r\n"
+		   "To: <sip:late@127.0.0.1>\r\nCall-ID: late-1\r\nCSeq: 1 MESSAGE\r\n"
+		   "Content-Length: 0\r\n\r\n",
+		   net_addr_port(&srv.addr), a.port);
+	char msg[4096], r[4096];
+	phone_expect(&b, "MESSAGE ", msg, sizeof msg);
+	size_t bytes = 0;
+	assert_int_equal(phone_drain(&a, 4000, &bytes, r, sizeof r), 1); /* 64*T1 = 3.2 s */
+	assert_memory_equal(r, "SIP/2.0 408", 11);
+	int64_t dropped = metric_value("proxy_responses_unproven_total");
+	phone_reply(&b, msg, 200, "OK", "lb");
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	assert_int_equal(metric_value("proxy_responses_unproven_total"), dropped);
+	phone_close(&a);
+	phone_close(&b);
+}
+
 /* A STUN flood on the SIP port spends the per-source budget of port 3478. */
 static void test_stun_flood_on_sip_port(void **state)
 {
@@ -408,14 +440,15 @@ static void test_stun_flood_on_sip_port(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_spoofed_invite_unknown_user),
-		cmocka_unit_test(test_options_answer_within_bound),
-		cmocka_unit_test(test_reply_bound_trims_then_drops),
-		cmocka_unit_test(test_spoofed_multicontact_register),
-		cmocka_unit_test(test_answering_source_gets_pings),
-		cmocka_unit_test(test_forged_2xx_dropped),
-		cmocka_unit_test(test_spoofed_bye_keeps_session),
-		cmocka_unit_test(test_stun_flood_on_sip_port),
+	    cmocka_unit_test(test_spoofed_invite_unknown_user),
+	    cmocka_unit_test(test_options_answer_within_bound),
+	    cmocka_unit_test(test_reply_bound_trims_then_drops),
+	    cmocka_unit_test(test_spoofed_multicontact_register),
+	    cmocka_unit_test(test_answering_source_gets_pings),
+	    cmocka_unit_test(test_forged_2xx_dropped),
+	    cmocka_unit_test(test_spoofed_bye_keeps_session),
+	    cmocka_unit_test(test_late_response_to_our_forward),
+	    cmocka_unit_test(test_stun_flood_on_sip_port),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
