@@ -410,9 +410,10 @@ static void reject(struct stsx *st, uint16_t status, const char *reason, const c
  * the REGISTER may go on; otherwise it has been answered. Unknown users and
  * wrong passwords get the same 401 (a fresh challenge), so that a scanner
  * (sipvicious svwar) learns nothing about which users exist. */
-static bool authorize(struct registrar *r, const struct edge_rx *rx)
+static bool authorize(struct registrar *r, const struct edge_rx *rx, bool *authenticated)
 {
 	const struct sip_msg *m = rx->msg;
+	*authenticated = false;
 	if (!auth_active(r->auth))
 		return true; /* no users: as before users existed */
 	char realm[STORE_CRED_REALM_MAX];
@@ -451,6 +452,7 @@ static bool authorize(struct registrar *r, const struct edge_rx *rx)
 		reject(rx->st, 403, "Forbidden (Not Your AOR)", NULL);
 		return false;
 	}
+	*authenticated = true;
 	return true;
 }
 
@@ -481,7 +483,8 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 			}
 		}
 	}
-	if (!authorize(r, rx))
+	bool authenticated;
+	if (!authorize(r, rx, &authenticated))
 		return;
 	const struct sip_msg *sm = stsx_msg(st); /* the copy that outlives this call */
 	/* only the head is cleared: the contact slots are filled as they are parsed */
@@ -531,10 +534,9 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 		      sip_msg_has_option(sm, SIP_HDR_REQUIRE, "outbound");
 	j->behind_nat = registrar_behind_nat(&rx->flow, &sm->via1, NULL);
 	/* Server pings go only where the source has shown it is real
-	 * (keepalive.c): a stream's peer completed a handshake from its
-	 * address. Digest authentication sets it too: a REGISTER whose
-	 * credentials were checked is proof, so its check sets j->proven. */
-	j->proven = rx->flow.tp != NET_UDP;
+	 * (keepalive.c): a REGISTER whose credentials were checked, or one
+	 * over a stream, whose peer completed a handshake from its address. */
+	j->proven = authenticated || rx->flow.tp != NET_UDP;
 	if (j->n == 0 && !j->star) {
 		/* 10.3 step 8 with no Contact: a query */
 		reply_ok(j);

@@ -125,6 +125,24 @@ static void register_alice(struct phone *alice)
 	assert_int_equal(bindings("alice@127.0.0.1", NULL, 0), 1);
 }
 
+/* An authenticated REGISTER shows its source is real: its NATed UDP binding
+ * gets server pings from the start (keepalive.c), where an unproven one gets
+ * one ping per REGISTER. */
+static void test_authenticated_register_is_proven(void **state)
+{
+	(void)state;
+	struct phone alice;
+	phone_open(&alice, &srv);
+	register_alice(&alice);
+	struct store_binding b[2];
+	size_t n = 0;
+	assert_int_equal(registrar_lookup(srv.reg, "alice@127.0.0.1", b, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_true(b[0].behind_nat);
+	assert_true(b[0].ka.proven);
+	phone_close(&alice);
+}
+
 /* Without credentials, or with a stranger's, nothing about alice changes. */
 static void test_stranger_unregisters_alice(void **state)
 {
@@ -396,6 +414,7 @@ static void test_guessing_is_limited(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_authenticated_register_is_proven, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stranger_unregisters_alice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stranger_adds_contact_to_alice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bob_registers_as_alice, setup, teardown),
