@@ -167,6 +167,21 @@ bool edge_handled_where_received(const struct edge *e, const struct sip_msg *m);
 bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *em);
 /* Handles a response on its owning worker: client transaction matching. */
 void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx);
+/* tsxkey.c: a server transaction key being built, on the stack unless it is
+ * unusually long. */
+struct edge_tkey {
+	char *p; /* stack or heap */
+	size_t len, cap;
+	bool failed;
+	char stack[256];
+};
+/* The key of m's server transaction, matching as method as (named as_name;
+ * ACK and INVITE share INVITE's): 0 with the key in k (the caller frees it
+ * with edge_tkey_free), or ENOMEM. */
+int edge_st_key(struct edge_tkey *k, const struct sip_msg *m, enum sip_method as,
+		struct slice as_name);
+void edge_tkey_free(struct edge_tkey *k);
+
 /* Allocates the worker's server transaction table: 0 or ENOMEM. */
 int edge_tsx_init(struct edge_wk *wk);
 /* Frees every transaction of the worker, without callbacks, and the table. */

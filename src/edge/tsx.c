@@ -43,7 +43,7 @@ struct stsx {
 	void *owner;
 	stsx_cancel_h *on_cancel;
 	stsx_end_h *on_end;
-	char key[]; /* see st_key; not NUL-terminated */
+	char key[]; /* see edge_st_key; not NUL-terminated */
 };
 
 /* A completed non-INVITE transaction over UDP (RFC 3261 17.2.2, Completed):
@@ -93,104 +93,6 @@ struct ctsx {
 
 /* ---- keys and tables ---- */
 
-/* A transaction key being built: on the stack unless it is unusually long. */
-struct tkey {
-	char *p; /* stack or heap */
-	size_t len, cap;
-	bool failed;
-	char stack[256];
-};
-
-static void tk_init(struct tkey *k)
-{
-	k->p = k->stack;
-	k->len = 0;
-	k->cap = sizeof k->stack;
-	k->failed = false;
-}
-
-static void tk_free(struct tkey *k)
-{
-	if (k->p != k->stack)
-		free(k->p);
-}
-
-static void tk_add(struct tkey *k, const char *p, size_t l)
-{
-	if (k->failed)
-		return;
-	if (l > k->cap - k->len) {
-		size_t cap = MAX(k->cap * 2, k->len + l);
-		char *np = k->p == k->stack ? malloc(cap) : realloc(k->p, cap);
-		if (!np) {
-			k->failed = true;
-			return;
-		}
-		if (k->p == k->stack)
-			memcpy(np, k->stack, k->len);
-		k->p = np;
-		k->cap = cap;
-	}
-	memcpy(k->p + k->len, p, l);
-	k->len += l;
-}
-
-static void tk_slice(struct tkey *k, struct slice s)
-{
-	tk_add(k, s.p, s.l);
-}
-
-static void tk_char(struct tkey *k, char c)
-{
-	tk_add(k, &c, 1);
-}
-
-static void tk_u32(struct tkey *k, uint32_t v)
-{
-	char d[10];
-	size_t n = 0;
-	do {
-		d[sizeof d - ++n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	tk_add(k, d + sizeof d - n, n);
-}
-
-/* Server key: RFC 3261 17.2.3 (branch, sent-by, method; ACK matches INVITE),
- * else the RFC 2543 fields:
- *   branch "|" host ":" port "|" method
- *   "2543|" call-id "|" cseq "|" from-tag "|" top Via "|" method
- * 0 with the key in k (which the caller frees), or ENOMEM. */
-static int st_key(struct tkey *k, const struct sip_msg *m, enum sip_method as, struct slice as_name)
-{
-	struct slice cls = as == SIP_ACK || as == SIP_INVITE ? SLICE_LIT("INVITE") : as_name;
-	const struct sip_via *v = &m->via1;
-	tk_init(k);
-	if (v->branch.l > 7 && strncmp(v->branch.p, SIP_BRANCH_MAGIC, 7) == 0) {
-		tk_slice(k, v->branch);
-		tk_char(k, '|');
-		tk_slice(k, v->host);
-		tk_char(k, ':');
-		tk_u32(k, v->port);
-	} else {
-		tk_add(k, "2543|", 5);
-		tk_slice(k, m->call_id);
-		tk_char(k, '|');
-		tk_u32(k, m->cseq.num);
-		tk_char(k, '|');
-		tk_slice(k, m->from_tag);
-		tk_char(k, '|');
-		tk_slice(k, v->whole);
-	}
-	tk_char(k, '|');
-	tk_slice(k, cls);
-	if (k->failed) {
-		tk_free(k);
-		return ENOMEM;
-	}
-	return 0;
-}
-
 int edge_tsx_init(struct edge_wk *wk)
 {
 	wk->st_hash = calloc(ST_BUCKETS_MIN, sizeof *wk->st_hash);
@@ -205,7 +107,7 @@ static struct st_node **st_bucket(struct edge_wk *wk, uint64_t hash)
 	return &wk->st_hash[hash & (wk->st_buckets - 1)];
 }
 
-static struct st_node *st_find(struct edge_wk *wk, const struct tkey *k)
+static struct st_node *st_find(struct edge_wk *wk, const struct edge_tkey *k)
 {
 	uint64_t h = hash_bytes(k->p, k->len);
 	for (struct st_node *n = *st_bucket(wk, h); n; n = n->hnext)
@@ -609,7 +511,8 @@ int stsx_reject(struct stsx *st, uint16_t status, const char *reason, const char
 }
 
 /* Creates the server transaction with a copy of key; it takes em (the request). */
-static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx, const struct tkey *key,
+static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx,
+			      const struct edge_tkey *key,
 			      struct edge_msg *em)
 {
 	struct stsx *st = calloc(1, sizeof *st + key->len);
@@ -642,11 +545,11 @@ static void handle_cancel(struct edge_wk *wk, struct edge_rx *rx)
 {
 	/* RFC 3261 9.2: the CANCEL is answered by its own transaction; the INVITE
 	 * it names is found by the same branch */
-	struct tkey ikey;
+	struct edge_tkey ikey;
 	struct st_node *found = NULL;
-	if (st_key(&ikey, rx->msg, SIP_INVITE, SLICE_LIT("INVITE")) == 0) {
+	if (edge_st_key(&ikey, rx->msg, SIP_INVITE, SLICE_LIT("INVITE")) == 0) {
 		found = st_find(wk, &ikey);
-		tk_free(&ikey);
+		edge_tkey_free(&ikey);
 	}
 	if (found && found->done) {
 		/* an INVITE answered 2xx already (Accepted): matched, nothing to stop */
@@ -681,13 +584,13 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 		handle_cancel(wk, rx);
 		return false;
 	}
-	struct tkey key;
-	if (st_key(&key, m, m->method, m->method_s))
+	struct edge_tkey key;
+	if (edge_st_key(&key, m, m->method, m->method_s))
 		return false;
 	struct st_node *found = st_find(wk, &key);
 	if (found && found->done) {
 		struct st_done *d = (struct st_done *)found;
-		tk_free(&key);
+		edge_tkey_free(&key);
 		if (d->accepted && m->method == SIP_ACK) {
 			/* an ACK reusing the 2xx'd INVITE's branch: end-to-end, forwarded */
 			rx->st = NULL;
@@ -706,7 +609,7 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 	}
 	struct stsx *st = (struct stsx *)found;
 	if (st) {
-		tk_free(&key);
+		edge_tkey_free(&key);
 		if (m->method == SIP_ACK) {
 			if (st->state == ST_COMPLETED) {
 				/* the ACK of our non-2xx final: stop Timer G, wait Timer I */
@@ -726,7 +629,7 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 			return false;
 		}
 	} else if (m->method == SIP_ACK) {
-		tk_free(&key);
+		edge_tkey_free(&key);
 		if (edge_stateless_tag_ours(e, m)) {
 			/* the ACK of a stateless rejection: hop by hop, it ends here */
 			metric_inc(&edge_m_acks_absorbed);
@@ -740,12 +643,12 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 		return false;
 	}
 	if (!edge_admit(wk, m, em->rx_ms)) {
-		tk_free(&key);
+		edge_tkey_free(&key);
 		edge_reply_stateless(rx, 503, "Service Unavailable", e->retry_after_hdr);
 		return false;
 	}
 	st = st_create(wk, rx, &key, em);
-	tk_free(&key);
+	edge_tkey_free(&key);
 	if (!st) {
 		edge_reply_stateless(rx, 500, "Server Internal Error", NULL);
 		return false;
