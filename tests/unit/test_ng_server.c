@@ -36,7 +36,7 @@ static int setup(void **state)
 	assert_int_equal(conf_alloc(&f.conf, tables), 0);
 	char err[256];
 	assert_int_equal(conf_load_string(f.conf, "test",
-					  "[relay]\naddress = 127.0.0.1\nports = 42000-42099\n"
+					  "[relay]\naddress = 127.0.0.1\nports = 22000-22099\n"
 					  "ng = udp:127.0.0.1:0\n",
 					  err, sizeof err),
 			 0);
@@ -171,7 +171,7 @@ static void test_kamailio_offer_and_retransmission(void **state)
 	assert_int_equal(sdp_parse(&s, v), 0);
 	assert_true(slice_eq(s.origin.conn.addr, SLICE_LIT("127.0.0.1")));
 	assert_true(slice_eq(s.conn.addr, SLICE_LIT("127.0.0.1")));
-	assert_true(s.media[0].port >= 42000 && s.media[0].port < 42100);
+	assert_true(s.media[0].port >= 22000 && s.media[0].port < 22100);
 	/* a retransmission gets the same answer, not a second allocation */
 	size_t n2 = RAW(f, kamailio_offer, r2);
 	assert_int_equal(n, n2);
@@ -285,7 +285,7 @@ static void acl_start(struct acl_fixture *f, const char *extra)
 	assert_int_equal(conf_alloc(&f->conf, tables), 0);
 	char ini[512], err[256];
 	snprintf(ini, sizeof ini,
-		 "[relay]\naddress = 127.0.0.1\nports = 42100-42199\nng = udp:127.0.0.1:0\n%s",
+		 "[relay]\naddress = 127.0.0.1\nports = 22100-22199\nng = udp:127.0.0.1:0\n%s",
 		 extra);
 	assert_int_equal(conf_load_string(f->conf, "test", ini, err, sizeof err), 0);
 	struct net_conf nc = {.workers = 1};
@@ -373,7 +373,7 @@ static void test_acl_default_loopback(void **state)
 	assert_int_equal(conf_alloc(&c, tables), 0);
 	char err[256];
 	assert_int_equal(conf_load_string(c, "test",
-					  "[relay]\naddress = 127.0.0.1\nports = 42100-42199\n"
+					  "[relay]\naddress = 127.0.0.1\nports = 22100-22199\n"
 					  "ng = udp:127.0.0.1:0\nng_allow = 10.0.0.0/33\n",
 					  err, sizeof err),
 			 0);

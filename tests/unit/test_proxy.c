@@ -269,7 +269,7 @@ static void test_hold_then_resume_relayed(void **state)
 	struct test_server s2;
 	test_server_start(&s2, "[sip]\nlisten = udp:127.0.0.1:0\nt1 = 100\n"
 			       "[keepalive]\ninterval = 0\n[proxy]\nrelay = local\n"
-			       "[relay]\naddress = 127.0.0.1\nports = 41900-41999\ntimeout = 1\n"
+			       "[relay]\naddress = 127.0.0.1\nports = 21900-21999\ntimeout = 1\n"
 			       "hold_timeout = 1\n");
 	struct phone a, b;
 	phone_open(&a, &s2);

@@ -26,7 +26,7 @@ static int setup(void **state)
 			  "[sip]\nlisten = udp:127.0.0.1:0\nt1 = 50\n"
 			  "[keepalive]\ninterval = 1\nmax_failures = 2\n"
 			  "[proxy]\nrelay = local\n"
-			  "[relay]\naddress = 127.0.0.1\nports = 42000-42099\nmedia = always\n"
+			  "[relay]\naddress = 127.0.0.1\nports = 23000-23099\nmedia = always\n"
 			  "fastpath = off\n");
 	return 0;
 }

@@ -154,7 +154,7 @@ static void test_call(void **state)
 {
 	(void)state;
 	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41000-41099\n");
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21000-21099\n");
 	struct relay_stats st0;
 	relay_stats_get(f.relay, &st0);
 	assert_int_equal(st0.ports_free, 50);
@@ -280,7 +280,7 @@ static void test_rtcp_demux(void **state)
 {
 	(void)state;
 	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41100-41199\n");
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21100-21199\n");
 	uint16_t pa, pb, pb2;
 	int a = udp("127.0.0.1:0", &pa), b = udp("127.0.0.1:0", &pb);
 	char t[64];
@@ -326,7 +326,7 @@ static void test_errors_and_pool(void **state)
 	(void)state;
 	struct fixture f;
 	/* two pairs only: one call of one stream */
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41200-41203\n");
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21200-21203\n");
 	char sdp[512];
 	sdp_for(sdp, sizeof sdp, 7078, false);
 	struct buf out;
@@ -404,7 +404,7 @@ static void test_media_bounds(void **state)
 {
 	(void)state;
 	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41600-41799\n"
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21600-21799\n"
 		  "max_pairs_per_source = 8\nmax_pairs_per_aor = 6\n");
 	char sdp[2048];
 	int64_t m0 = metric_value("relay_limit_media_total");
@@ -474,7 +474,7 @@ static void test_timeout(void **state)
 {
 	(void)state;
 	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41300-41399\ntimeout = 1\n");
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21300-21399\ntimeout = 1\n");
 	char sdp[512];
 	sdp_for(sdp, sizeof sdp, 7078, false);
 	struct buf out;
@@ -512,7 +512,7 @@ static void test_hold_timeout(void **state)
 {
 	(void)state;
 	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41800-41899\ntimeout = 1\n"
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21800-21899\ntimeout = 1\n"
 		  "hold_timeout = 60\n");
 	char sdp[512], held[600], answer[600];
 	sdp_for(sdp, sizeof sdp, 7078, false);
@@ -569,7 +569,7 @@ static void test_fastpath(void **state)
 	if (geteuid() != 0)
 		skip();
 	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 41400-41499\nfastpath = on\n"
+	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21400-21499\nfastpath = on\n"
 		  "relatch = 200\ntimeout = 1\n");
 	struct relay_stats s0, st;
 	relay_stats_get(f.relay, &s0);
