@@ -61,12 +61,6 @@ struct edge_mac_memo {
 	bool used;
 };
 
-/* An address prefix, IPv4 kept v4-mapped (::ffff:a.b.c.d, 96 + n bits). */
-struct edge_prefix {
-	uint8_t addr[16];
-	unsigned bits;
-};
-
 struct edge {
 	struct net *net;
 	struct edge_wk *wk; /* one per worker */
@@ -99,7 +93,7 @@ struct edge {
 	/* limits (limit.c); RO after alloc but the counters */
 	struct net_ratelimit *rl; /* per-source rates, shared by the workers; or NULL */
 	_Atomic uint64_t rl_logged_ms; /* when a drop was last logged; atomic */
-	struct edge_prefix exempt[16];
+	struct net_cidr exempt[16];
 	size_t n_exempt;
 	size_t max_st, max_ct;
 	_Atomic size_t n_st_all, n_ct_all; /* over all workers; atomic */

@@ -1,5 +1,4 @@
 /* edge: what bounds the load a stranger can put on the SIP edge: per-source rates, transaction caps, overload shedding. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,66 +21,9 @@ struct metric edge_m_overload_dropped = {
     .name = "sip_overload_dropped_total",
     .help = "messages dropped because their worker's queue was past 4 x overload_queue"};
 
-/* "a.b.c.d/n" or "x::y/n" (no prefix: the whole address). */
-static int parse_prefix(const char *s, struct edge_prefix *out)
-{
-	char ip[INET6_ADDRSTRLEN + 1];
-	const char *slash = strchr(s, '/');
-	size_t l = slash ? (size_t)(slash - s) : strlen(s);
-	if (l == 0 || l >= sizeof ip)
-		return EINVAL;
-	memcpy(ip, s, l);
-	ip[l] = '\0';
-	memset(out, 0, sizeof *out);
-	unsigned max;
-	if (inet_pton(AF_INET, ip, out->addr + 12) == 1) {
-		out->addr[10] = out->addr[11] = 0xff; /* kept v4-mapped */
-		max = 32;
-		out->bits = 96;
-	} else if (inet_pton(AF_INET6, ip, out->addr) == 1) {
-		max = 128;
-	} else {
-		return EINVAL;
-	}
-	unsigned n = max;
-	if (slash) {
-		char *end;
-		unsigned long v = strtoul(slash + 1, &end, 10);
-		if (*end || end == slash + 1 || v > max)
-			return EINVAL;
-		n = (unsigned)v;
-	}
-	out->bits += n;
-	return 0;
-}
-
-static void addr_v6(const struct net_addr *a, uint8_t out[16])
-{
-	if (net_addr_family(a) == AF_INET6) {
-		memcpy(out, &a->u.in6.sin6_addr, 16);
-		return;
-	}
-	memset(out, 0, 10);
-	out[10] = out[11] = 0xff;
-	memcpy(out + 12, &a->u.in.sin_addr, 4);
-}
-
-static bool prefix_has(const struct edge_prefix *p, const uint8_t a[16])
-{
-	unsigned full = p->bits / 8, rest = p->bits % 8;
-	if (memcmp(p->addr, a, full))
-		return false;
-	return !rest || ((p->addr[full] ^ a[full]) & (0xff00 >> rest)) == 0;
-}
-
 bool edge_rate_exempt(const struct edge *e, const struct net_addr *a)
 {
-	uint8_t v6[16];
-	addr_v6(a, v6);
-	for (size_t i = 0; i < e->n_exempt; i++)
-		if (prefix_has(&e->exempt[i], v6))
-			return true;
-	return false;
+	return net_cidr_list_has(e->exempt, e->n_exempt, a);
 }
 
 int edge_limits_init(struct edge *e, const struct conf *c)
@@ -92,21 +34,15 @@ int edge_limits_init(struct edge *e, const struct conf *c)
 	e->overload_queue = (size_t)conf_int(c, "sip", "overload_queue");
 	snprintf(e->retry_after_hdr, sizeof e->retry_after_hdr, "Retry-After: %u\r\n",
 		 (unsigned)conf_int(c, "sip", "retry_after"));
-	char list[1024];
-	snprintf(list, sizeof list, "%s", conf_str(c, "sip", "rate_limit_exempt"));
-	char *save = NULL;
-	for (char *item = strtok_r(list, ", ", &save); item; item = strtok_r(NULL, ", ", &save)) {
-		if (e->n_exempt == ARRAY_SIZE(e->exempt)) {
-			LOG_E("edge", "[sip] rate_limit_exempt: more than %zu prefixes",
-			      ARRAY_SIZE(e->exempt));
-			return EINVAL;
-		}
-		if (parse_prefix(item, &e->exempt[e->n_exempt])) {
-			LOG_E("edge", "[sip] rate_limit_exempt: cannot parse \"%s\" (want ADDR/BITS)",
-			      item);
-			return EINVAL;
-		}
-		e->n_exempt++;
+	const char *exempt = conf_str(c, "sip", "rate_limit_exempt");
+	int perr = net_cidr_list_parse(exempt, e->exempt, ARRAY_SIZE(e->exempt), &e->n_exempt);
+	if (perr) {
+		LOG_E("edge", "[sip] rate_limit_exempt: want %s, got '%s'",
+		      perr == ENOSPC ? "at most 16 addresses or prefixes"
+		      : perr == EDOM ? "prefixes without host bits (10.0.0.0/8, not 10.1.0.0/8)"
+				     : "addresses or prefixes (10.0.0.0/8, ::1)",
+		      exempt);
+		return EINVAL;
 	}
 	unsigned rate = (unsigned)conf_int(c, "sip", "rate_limit");
 	if (rate) {
