@@ -36,7 +36,8 @@
 #   lab_verify_nat n1           # asserts the NAT behaves as its kind says
 #   ... lab_cleanup runs on EXIT/INT/TERM.
 #
-# More helpers: lab_wait PID [SECS], lab_kill PID, lab_wait_line FILE RE [SECS],
+# More helpers: lab_add_host NAME IP (a host on the public segment),
+# lab_wait PID [SECS], lab_kill PID, lab_wait_line FILE RE [SECS],
 # lab_wait_udp NS ADDR:PORT [SECS], lab_probe_bg NS LOG ADDR:PORT STEP...,
 # lab_recv_src LOG [MSG], lab_conntrack NAT [ARGS], lab_nat_mapping NAT PORT
 # DST_IP DST_PORT, lab_sipp / lab_sipp_bg NS NAME SCENARIO ARGS...,
@@ -273,6 +274,21 @@ lab_add_nat() {
 		ip netns exec "$nat" sysctl -qw net.netfilter.nf_conntrack_helper=0
 	fi
 	lab_log "nat $name ($kind, udp timeout ${timeout}s): wan $(lab_wan_ip "$name"), phone $(lab_phone_ip "$name")"
+}
+
+# lab_add_host NAME IP: a host <id>-NAME on the public segment with address
+# IP/24 (198.18.0.x) and no route beyond it: an attacker, a victim, a gateway.
+lab_add_host() {
+	local name=$1 ip=$2 pub ns
+	[[ $name =~ ^[a-z0-9]{1,10}$ ]] || lab_fail "lab_add_host: NAME must be 1-10 of [a-z0-9]"
+	[[ $ip =~ ^198\.18\.0\.[0-9]+$ ]] || lab_fail "lab_add_host: IP must be on 198.18.0.0/24"
+	pub=$(lab_ns pub)
+	lab_add_ns "$name"; ns=$(lab_ns "$name")
+	ip link add eth0 netns "$ns" type veth peer name "h-$name" netns "$pub" || lab_fail "veth $name"
+	ip -n "$pub" link set "h-$name" master br0 up
+	ip -n "$ns" addr add "$ip/24" dev eth0
+	ip -n "$ns" link set eth0 up
+	lab_log "host $name: $ip on the public segment"
 }
 
 # lab_conntrack NAT [ARGS...]: the NAT's conntrack table (conntrack -L ARGS).
