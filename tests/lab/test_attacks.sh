@@ -240,22 +240,261 @@ flowing call
 CID=$(received_hdr bob '^SIP/2.0 200' Call-ID | head -n 1)
 lab_log "the call ($CID) is relayed: bob sends to $BOB_DST"
 
-# attacker NAME STEP...: udp_probe on the attacker's host, port 5070
+# --- the attacker's tools -------------------------------------------------------
+# attacker NAME [-p PORT] STEP...: udp_probe on the attacker's host (port
+# 5070 unless -p), log in $LAB_TMP/att-NAME.log
 attacker() {
-	local name=$1; shift
-	lab_exec att "$LAB_PROBE" -b "$ATT:5070" "$@" >"$LAB_TMP/att-$name.log" 2>&1
+	local name=$1 port=5070; shift
+	[ "$1" = -p ] && { port=$2; shift 2; }
+	lab_exec att "$LAB_PROBE" -b "$ATT:$port" "$@" >"$LAB_TMP/att-$name.log" 2>&1
 }
-# answered NAME CODE: the attacker's probe NAME got a CODE response
-answered() { grep -q "^recv [0-9.:]* SIP/2.0 $2" "$LAB_TMP/att-$1.log"; }
-# req METHOD RURI TO EXTRA [BODY]: a request from the attacker (x$$ in Call-ID
-# and branch: unique per call of req); EXTRA: more header lines, CRLF-ended
-REQ_N=0
+# answered NAME CODE: the attacker's probe NAME received a CODE response to
+# the last request that req made (its Call-ID: answers to earlier requests
+# may be retransmitted meanwhile)
+answered() {
+	grep -a "^recv [0-9.:]* SIP/2.0 $2" "$LAB_TMP/att-$1.log" | grep -aq "Call-ID: att-$$-$REQ_N "
+}
+# codes NAME CODE: how many requests (distinct Call-IDs) probe NAME saw answered CODE
+codes() {
+	grep -a "^recv [0-9.:]* SIP/2.0 $2" "$LAB_TMP/att-$1.log" | grep -ao "Call-ID: att-$$-[0-9]*" | sort -u | wc -l
+}
+# req METHOD RURI FROM TO [EXTRA [BODY]]: sets REQ to a request from the
+# attacker (Via the attacker's 5070, unless VIA is set); EXTRA: more header
+# lines, each CRLF-ended. Call-ID and branch are new for every request.
+REQ_N=0 REQ= VIA=
 req() {
-	local m=$1 ruri=$2 to=$3 extra=$4 body=${5-}
+	local m=$1 ruri=$2 from=$3 to=$4 extra=${5-} body=${6-}
 	REQ_N=$((REQ_N + 1))
-	printf '%s %s SIP/2.0\r\nVia: SIP/2.0/UDP %s:5070;branch=z9hG4bKatt%s.%s;rport\r\nMax-Forwards: 70\r\nFrom: <sip:mallory@%s>;tag=att%s\r\nTo: <%s>\r\nCall-ID: att-%s-%s\r\nCSeq: 1 %s\r\n%sContent-Length: %d\r\n\r\n%s' \
-		"$m" "$ruri" "$ATT" "$$" "$REQ_N" "$SRV" "$REQ_N" "$to" "$$" "$REQ_N" "$m" "$extra" "${#body}" "$body"
+	printf -v REQ '%s %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKatt%s.%s;rport\r\nMax-Forwards: 70\r\nFrom: <%s>;tag=att%s\r\nTo: <%s>\r\nCall-ID: att-%s-%s\r\nCSeq: 1 %s\r\n%sContent-Length: %d\r\n\r\n%s' \
+		"$m" "$ruri" "${VIA:-$ATT:5070}" "$$" "$REQ_N" "$from" "$REQ_N" "$to" "$$" "$REQ_N" "$m" "$extra" "${#body}" "$body"
 }
+# sdp PORT MLINES: an offer from the attacker with MLINES audio streams
+sdp() {
+	local i s
+	s=$'v=0\r\no=evil 1 1 IN IP4 '"$ATT"$'\r\ns=-\r\nc=IN IP4 '"$ATT"$'\r\nt=0 0\r\n'
+	for ((i = 0; i < $2; i++)); do s+="m=audio $(($1 + 2 * i)) RTP/AVP 0"$'\r\n'; done
+	printf '%s' "$s"
+}
+md5() { printf '%s' "$1" | md5sum | cut -d' ' -f1; }
+# nonce_of NAME: realm and nonce of the challenge the attacker's probe NAME got
+nonce_of() {
+	local n r
+	r=$(grep -ao 'realm="[^"]*"' "$LAB_TMP/att-$1.log" | head -n 1)
+	n=$(grep -ao 'nonce="[^"]*"' "$LAB_TMP/att-$1.log" | head -n 1)
+	r=${r#realm=\"} n=${n#nonce=\"}
+	[ -n "$n" ] && [ -n "$r" ] || lab_fail "$1: no challenge in $(head -c 300 "$LAB_TMP/att-$1.log")"
+	printf '%s %s' "${r%\"}" "${n%\"}"
+}
+# authz HEADER USER PASSWORD METHOD URI REALM NONCE: sets AUTHZ to a digest
+# credentials line (CRLF-ended)
+AUTHZ=
+authz() {
+	local ha1 ha2
+	ha1=$(md5 "$2:$6:$3") ha2=$(md5 "$4:$5")
+	printf -v AUTHZ '%s: Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=MD5, qop=auth, nc=00000001, cnonce="0a4f113b"\r\n' \
+		"$1" "$2" "$6" "$7" "$5" "$(md5 "$ha1:$7:00000001:0a4f113b:auth:$ha2")"
+}
+# mallory_nonce NAME: a fresh nonce for mallory's REGISTER, fetched by the
+# attacker from its own address: sets REALM and NONCE
+REALM= NONCE=
+mallory_nonce() {
+	req REGISTER "sip:$SRV:5060" "sip:mallory@$SRV" "sip:mallory@$SRV" $'Contact: <sip:mallory@'"$ATT"$':5070>\r\n'
+	attacker "$1" send "$SRV:5060" "$REQ" recv 3 listen 0.5 || lab_fail "$1: no answer to mallory's REGISTER"
+	answered "$1" 401 || lab_fail "$1: mallory's REGISTER was not challenged"
+	read -r REALM NONCE <<<"$(nonce_of "$1")"
+}
+# with_counter NAME WHAT: is the feature there whose counter NAME is listed?
+with_counter() {
+	has_counter "$1" && return 0
+	lab_log "SKIP $2: this build has no $1 (the branch that adds it has not landed)"
+	SKIPPED+="$2; "
+	return 1
+}
+SKIPPED=
+
+# --- 1: relaying to a third host (a toll gateway) ---------------------------------
+den0=$(counter proxy_relay_denied_total)
+req MESSAGE "sip:+442079460000@$GW:5060" "sip:evil@$ATT" "sip:+442079460000@$GW"
+attacker relay-msg send "$SRV:5060" "$REQ" recv 3 listen 0.5 || lab_fail "relay: no answer to the MESSAGE"
+answered relay-msg 403 || lab_fail "relay: the MESSAGE for $GW was not refused 403: $(head -c 200 "$LAB_TMP/att-relay-msg.log")"
+req INVITE "sip:+442079460000@$GW:5060" "sip:evil@$ATT" "sip:+442079460000@$GW" \
+	$'Contact: <sip:evil@'"$ATT"$':5070>\r\nContent-Type: application/sdp\r\n' "$(sdp 5006 1)"
+attacker relay-inv send "$SRV:5060" "$REQ" recv 3 listen 0.5 || lab_fail "relay: no answer to the INVITE"
+answered relay-inv 403 || lab_fail "relay: the INVITE for $GW was not refused 403: $(head -c 200 "$LAB_TMP/att-relay-inv.log")"
+# as a local user (From alice) without her password: challenged, not relayed
+req INVITE "sip:+442079460000@$GW:5060" "sip:alice@$SRV" "sip:+442079460000@$GW" \
+	$'Contact: <sip:evil@'"$ATT"$':5070>\r\nContent-Type: application/sdp\r\n' "$(sdp 5006 1)"
+attacker relay-asalice send "$SRV:5060" "$REQ" recv 3 listen 0.5 || lab_fail "relay: no answer to the INVITE as alice"
+answered relay-asalice 407 || lab_fail "relay: the INVITE as alice was not challenged 407"
+sleep 0.5
+den=$(( $(counter proxy_relay_denied_total) - den0 )) gwp=$(counted gw gateway)
+lab_log "1 relay: MESSAGE and INVITE for the gateway refused 403 (proxy_relay_denied_total +$den), as alice 407; the gateway received $gwp packets"
+[ "$den" -eq 2 ] || lab_fail "relay: proxy_relay_denied_total grew by $den, not 2"
+[ "$gwp" -eq 0 ] || lab_fail "relay: the gateway received $gwp packets"
+flowing "1 relay"
+
+# --- 2: registering over alice, unregistering alice -------------------------------
+forb0=$(counter registrar_forbidden_total) ch0=$(counter auth_challenges_total)
+evil=$'Contact: <sip:evil@'"$ATT"$':5070>\r\nExpires: 3600\r\n'
+star=$'Contact: *\r\nExpires: 0\r\n'
+for what in evil star; do
+	hdr=${!what}
+	req REGISTER "sip:$SRV:5060" "sip:alice@$SRV" "sip:alice@$SRV" "$hdr"
+	attacker "hijack-$what" send "$SRV:5060" "$REQ" recv 3 listen 0.5 || lab_fail "hijack: no answer ($what)"
+	answered "hijack-$what" 401 || lab_fail "hijack: alice's REGISTER ($what) without credentials was not challenged"
+	# with credentials: mallory's own, valid, for alice's AOR
+	read -r realm nonce <<<"$(nonce_of "hijack-$what")"
+	authz Authorization mallory mallory-secret REGISTER "sip:$SRV:5060" "$realm" "$nonce"
+	req REGISTER "sip:$SRV:5060" "sip:alice@$SRV" "sip:alice@$SRV" "$hdr$AUTHZ"
+	attacker "hijack-$what-auth" send "$SRV:5060" "$REQ" recv 3 listen 0.5 || lab_fail "hijack: no answer ($what, mallory)"
+	answered "hijack-$what-auth" 403 ||
+		lab_fail "hijack: mallory's REGISTER of alice ($what) was not refused 403: $(head -c 300 "$LAB_TMP/att-hijack-$what-auth.log")"
+done
+forb=$(( $(counter registrar_forbidden_total) - forb0 )) ch=$(( $(counter auth_challenges_total) - ch0 ))
+b=$(binding alice)
+lab_log "2 hijack: alice's AOR: a contact of the attacker's and Contact: * refused (401 x2, auth_challenges_total +$ch; with mallory's password 403 x2, registrar_forbidden_total +$forb); alice's bindings $b"
+[ "$forb" -eq 2 ] || lab_fail "hijack: registrar_forbidden_total grew by $forb, not 2"
+[ "$ch" -ge 2 ] || lab_fail "hijack: auth_challenges_total grew by $ch"
+[ "$b" = "$ALICE_BINDING" ] || lab_fail "hijack: alice's bindings changed: $b (were $ALICE_BINDING)"
+flowing "2 hijack"
+
+# --- 3: a spoofed REGISTER aimed at a victim host ----------------------------------
+# The attacker's packets from port 5071 leave with the victim's address and
+# port 5060 (SNAT in its own namespace): the server's answers and pings go
+# to the victim, which counts and drops them.
+REFLECT=0
+if with_counter keepalive_pending "3 reflect (spoofed REGISTER at a victim)"; then
+	REFLECT=1
+	lab_exec att iptables -w -t nat -A POSTROUTING -p udp -s "$ATT" --sport 5071 \
+		-j SNAT --to-source "$VICTIM:5060" || lab_fail "reflect: SNAT rule"
+	contacts=
+	for i in $(seq 1 16); do contacts+="Contact: <sip:v$i@$VICTIM:$((6000 + i))>"$'\r\n'; done
+	mallory_nonce reflect-nonce
+	ka0=$(counter keepalive_sent_total) un0=$(counter keepalive_unreachable_total)
+	v0=$(counted vic victim) vb0=$(counted vic victim bytes)
+	VIA="$VICTIM:5080" req REGISTER "sip:$SRV:5060" "sip:alice@$SRV" "sip:alice@$SRV" "${contacts}Expires: 3600"$'\r\n'
+	spoof1=$REQ
+	authz Authorization mallory mallory-secret REGISTER "sip:$SRV:5060" "$REALM" "$NONCE"
+	VIA="$VICTIM:5080" req REGISTER "sip:$SRV:5060" "sip:mallory@$SRV" "sip:mallory@$SRV" \
+		"${contacts}Expires: 3600"$'\r\n'"$AUTHZ"
+	spoof2=$REQ
+	SPOOF_BYTES=$(( ${#spoof1} + ${#spoof2} + 56 ))
+	attacker reflect -p 5071 send "$SRV:5060" "$spoof1" send "$SRV:5060" "$spoof2" ||
+		lab_fail "reflect: cannot send"
+	SPOOF_AT=$(date +%s)
+	lab_log "3 reflect: two spoofed REGISTERs with 16 contacts each ($SPOOF_BYTES bytes) sent as $VICTIM:5060; counting at the victim"
+fi
+flowing "3 reflect"
+
+# --- 4: a forged 2xx and a Call-ID-only BYE against the live call ------------------
+if with_counter proxy_responses_unproven_total "4 forge (forged 200, Call-ID-only BYE)"; then
+	unp0=$(counter proxy_responses_unproven_total)
+	via2=$(received_hdr bob '^SIP/2.0 200' Via | head -n 1)
+	from=$(received_hdr bob '^SIP/2.0 200' From | head -n 1)
+	to=$(received_hdr bob '^SIP/2.0 200' To | head -n 1)
+	cseq=$(received_hdr bob '^SIP/2.0 200' CSeq | head -n 1)
+	[ -n "$via2" ] && [ -n "$from" ] || lab_fail "forge: cannot read the call's 200"
+	body=$(sdp 5006 1)
+	ok="SIP/2.0 200 OK"$'\r\n'"Via: SIP/2.0/UDP $SRV:5060;branch=z9hG4bKforged"$'\r\n'"$via2"$'\r\n'
+	ok+="$from"$'\r\n'"${to%%;tag=*};tag=forged"$'\r\n'"$CID"$'\r\n'"$cseq"$'\r\n'
+	ok+="Contact: <sip:evil@$ATT:5070>"$'\r\nContent-Type: application/sdp\r\n'
+	ok+="Content-Length: ${#body}"$'\r\n\r\n'"$body"
+	# a BYE that knows the Call-ID and nothing else of the dialog, to alice
+	bye="BYE sip:alice@$SRV:5060 SIP/2.0"$'\r\n'"Via: SIP/2.0/UDP $ATT:5070;branch=z9hG4bKevilbye$$;rport"$'\r\n'
+	bye+=$'Max-Forwards: 70\r\nFrom: <sip:x@'"$ATT"$'>;tag=x\r\nTo: <sip:alice@'"$SRV"$'>\r\n'
+	bye+="$CID"$'\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n'
+	st0=$(counted att stolen)
+	attacker forge send "$SRV:5060" "$ok" send "$SRV:5060" "$bye" listen 2 || lab_fail "forge: cannot send"
+	flowing "4 forge"
+	sleep 1
+	stolen=$(( $(counted att stolen) - st0 )) unp=$(( $(counter proxy_responses_unproven_total) - unp0 ))
+	sess=$(counter relay_sessions)
+	lab_log "4 forge: forged 200 and Call-ID-only BYE: proxy_responses_unproven_total +$unp, the attacker's RTP port got $stolen packets, relay_sessions $sess"
+	[ "$stolen" -eq 0 ] || lab_fail "forge: the forged 200 moved RTP to the attacker ($stolen packets)"
+	[ "$unp" -ge 1 ] || lab_fail "forge: proxy_responses_unproven_total did not grow"
+	[ "$sess" -ge 1 ] || lab_fail "forge: the call's relay session is gone"
+fi
+
+# --- 5: an m= line flood ------------------------------------------------------------
+# dave, a phone that registers and then answers no INVITE (his sipp waits for
+# an INVITE with its own Call-ID), so that the flood's INVITEs hold their
+# ports until they time out
+lab_sipp_bg bo-ph dave callee_auth_gets_bye.xml -i "$BO" -p 5062 "$SRV:5060" \
+	-s dave -au dave -ap dave-secret -key expires 300 -cid_str "lab-$$-dave-%u" -aa \
+	-timeout 90 -timeout_error
+lab_wait_line "$LAB_TMP/dave.messages.log" '^SIP/2.0 200' 10 || lab_fail "dave did not register"
+# the proxy refuses a SIP offer with too many m= lines before the relay sees
+# it (proxy_media_too_many_streams_total); relay_limit_media_total counts the
+# relay's own refusals (ng offers): either may count this attack
+media_refused() { echo $(( $(counter proxy_media_too_many_streams_total) + $(counter relay_limit_media_total) )); }
+med0=$(media_refused) src0=$(counter relay_limit_source_total)
+steps=()
+for i in $(seq 1 10); do
+	req INVITE "sip:dave@$SRV:5060" "sip:evil@$ATT" "sip:dave@$SRV" \
+		$'Contact: <sip:evil@'"$ATT"$':5070>\r\nContent-Type: application/sdp\r\n' "$(sdp 7000 16)"
+	steps+=(send "$SRV:5060" "$REQ")
+done
+for i in $(seq 1 6); do
+	req INVITE "sip:dave@$SRV:5060" "sip:evil@$ATT" "sip:dave@$SRV" \
+		$'Contact: <sip:evil@'"$ATT"$':5070>\r\nContent-Type: application/sdp\r\n' "$(sdp 7000 4)"
+	steps+=(send "$SRV:5060" "$REQ")
+done
+attacker mflood "${steps[@]}" listen 3 || lab_fail "mflood: cannot send"
+n488=$(codes mflood 488) n503=$(codes mflood 503)
+med=$(( $(media_refused) - med0 )) src=$(( $(counter relay_limit_source_total) - src0 ))
+sess=$(counter relay_sessions)
+lab_log "5 mflood: 10 INVITEs with 16 m= lines, 6 with 4: $n488 x 488 (proxy_media_too_many_streams_total + relay_limit_media_total: +$med), $n503 x 503 (relay_limit_source_total +$src); relay_sessions $sess"
+[ "$med" -eq 10 ] && [ "$n488" -ge 10 ] || lab_fail "mflood: 16 m= lines not refused 488 ten times (488 x $n488, counter +$med)"
+[ "$src" -ge 4 ] && [ "$n503" -ge 4 ] || lab_fail "mflood: the per-source pair limit did not answer 503 (503 x $n503, counter +$src)"
+flowing "5 mflood"
+
+# alice is still reachable and a new call is still relayed: carol calls her
+lab_sipp bo-ph carol caller_auth_hangs_up.xml -i "$BO" -p 5064 "$SRV:5060" \
+	-s alice -key user carol -au carol -ap carol-secret -auth_uri "alice@$SRV:5060" \
+	-cid_str "lab-$$-carol-%u" -d 500 -timeout 15 -timeout_error; rc=$?
+[ "$rc" -eq 0 ] && lab_sipp_succeeded carol || lab_fail "carol's call to alice failed (sipp exit $rc)"
+cdst=$(received_sdp carol '^SIP/2.0 200')
+[ "${cdst%:*}" = "$SRV" ] || lab_fail "carol's call is not relayed: alice's answer names $cdst"
+lab_log "2+5: carol's call to alice rang and was answered, relayed via $cdst"
+flowing "second call"
+
+# --- 6: a TCP connection flood ------------------------------------------------------
+if with_counter net_tcp_refused_per_address_total "6 tcp (connection flood beyond the per-address cap)"; then
+	ref0=$(counter net_tcp_refused_per_address_total)
+	# 30 connections held open for 4 s from one bash in the attacker's host
+	lab_start_bg att "$LAB_TMP/att-tcpflood.log" bash -c '
+		ok=0; for i in $(seq 1 30); do exec {fd}<>"/dev/tcp/$1/5060" && ok=$((ok + 1)); done
+		echo "opened $ok"; sleep 4' tcpflood "$SRV"
+	tpid=$LAB_LAST_PID
+	lab_wait_line "$LAB_TMP/att-tcpflood.log" '^opened' 10 || lab_fail "tcp: the flood did not run"
+	sleep 0.5
+	ref=$(( $(counter net_tcp_refused_per_address_total) - ref0 ))
+	# meanwhile, a phone registers over TCP
+	(cd "$LAB_TMP" && lab_exec bo-ph sipp -sf "$LAB_DIR/scenarios/register_auth.xml" -t t1 -m 1 -nostdin \
+		-i "$BO" -p 5066 "$SRV:5060" -s dave -au dave -ap dave-secret -key expires 300 \
+		-trace_msg -message_file "$LAB_TMP/dave-tcp.messages.log" -timeout 10 -timeout_error \
+		>"$LAB_TMP/dave-tcp.out" 2>&1 </dev/null); rc=$?
+	lab_wait "$tpid" 10
+	lab_log "6 tcp: $(head -n 1 "$LAB_TMP/att-tcpflood.log") connections from the attacker, net_tcp_refused_per_address_total +$ref; dave's TCP REGISTER: sipp exit $rc"
+	[ "$ref" -ge $((30 - TCP_CAP)) ] || lab_fail "tcp: only $ref connections refused beyond the cap of $TCP_CAP"
+	[ "$rc" -eq 0 ] && lab_sipp_succeeded dave-tcp || lab_fail "tcp: dave's TCP REGISTER failed during the flood"
+	flowing "6 tcp"
+fi
+
+# --- 3, the result: what reached the victim over several keepalive intervals ---------
+if [ "$REFLECT" = 1 ]; then
+	w=$(( SPOOF_AT + 5 * KA + 1 - $(date +%s) ))
+	[ "$w" -gt 0 ] && sleep "$w"
+	vp=$(( $(counted vic victim) - v0 )) vb=$(( $(counted vic victim bytes) - vb0 ))
+	ka=$(( $(counter keepalive_sent_total) - ka0 )) un=$(( $(counter keepalive_unreachable_total) - un0 ))
+	lab_log "3 reflect: over $(( $(date +%s) - SPOOF_AT )) s ($KA s keepalive interval) the victim got $vp datagrams, $vb bytes for the attacker's $SPOOF_BYTES (keepalive_sent_total +$ka, keepalive_unreachable_total +$un)"
+	# the two answers, and the pings an authenticated REGISTER earns until
+	# [keepalive] max_failures; nothing per contact, nothing per interval
+	[ "$vp" -le 8 ] || lab_fail "reflect: the victim got $vp datagrams"
+	[ "$vb" -le $((3 * SPOOF_BYTES)) ] || lab_fail "reflect: the victim got $vb bytes for $SPOOF_BYTES sent"
+	flowing "3 reflect, after"
+fi
+
 
 lab_exec al-ph bash -c 'm="{\"command\":\"hangup\",\"token\":\"end\"}"; printf "%d:%s," ${#m} "$m" >/dev/tcp/127.0.0.1/4444' ||
 	lab_fail "cannot tell baresip to hang up"
