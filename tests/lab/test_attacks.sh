@@ -94,6 +94,7 @@ count vic victim -j DROP
 count gw gateway -j DROP
 count att stolen -p udp --dport 5006 -j DROP
 count al-ph rtp -p udp -s "$SRV" --sport 30000:30199 -d "$AL"
+count bo-ph carol -p udp -s "$SRV" --sport 30000:30199 -d "$BO" --dport 41000:41099
 count bo-ph rtp -p udp -s "$SRV" --sport 30000:30199 -d "$BO" --dport "$RTP_PORT"
 
 # --- the server ---------------------------------------------------------------
@@ -145,37 +146,58 @@ binding() {
 		jq -c --arg u "$1" '[.registrations[] | select(.aor | test("^(sips?:)?" + $u + "@")) | .contact] | sort'
 }
 
-# --- alice: baresip, headless ------------------------------------------------
-BS=$LAB_TMP/baresip
-mkdir -p "$BS"
-cat >"$BS/config" <<-EOF
-	sip_listen		$AL:5060
-	audio_source		ausine,440
-	ausrc_srate		48000
-	ausrc_channels		2
-	audio_player		aufile,$BS/heard.wav
-	audio_alert		aufile,/dev/null
-	module_path		/usr/lib/baresip/modules
-	module			g711.so
-	module			ausine.so
-	module			aufile.so
-	module_app		account.so
-	module_app		ctrl_tcp.so
-	module_app		menu.so
-	ctrl_tcp_listen		127.0.0.1:4444
-	rtp_stats		no
-EOF
-echo "<sip:alice@$SRV>;auth_pass=alice-secret;regint=600;answermode=auto;audio_codecs=PCMU" >"$BS/accounts"
-lab_start_bg al-ph "$LAB_TMP/baresip.log" baresip -f "$BS" -s
+# --- alice and carol: baresip, headless ------------------------------------------
+# baresip NAME NS ADDR:PORT RTP_PORTS: a baresip for user NAME (password
+# NAME-secret) in NS, config in $LAB_TMP/NAME.baresip, SIP trace in
+# $LAB_TMP/NAME.baresip.log; ausine sends a tone (48 kHz stereo, resampled
+# for PCMU), aufile records what arrives; it answers calls at once
+# (answermode=auto) and takes commands on ctrl_tcp (127.0.0.1:4444 in NS,
+# see bs_cmd). Its PID in LAB_LAST_PID once NAME is registered.
+baresip() {
+	local name=$1 ns=$2 listen=$3 rtp=$4 dir=$LAB_TMP/$1.baresip i=0 pid
+	mkdir -p "$dir"
+	cat >"$dir/config" <<-EOF
+		sip_listen		$listen
+		rtp_ports		$rtp
+		audio_source		ausine,440
+		ausrc_srate		48000
+		ausrc_channels		2
+		audio_player		aufile,$dir/heard.wav
+		audio_alert		aufile,/dev/null
+		module_path		/usr/lib/baresip/modules
+		module			g711.so
+		module			ausine.so
+		module			aufile.so
+		module_app		account.so
+		module_app		ctrl_tcp.so
+		module_app		menu.so
+		ctrl_tcp_listen		127.0.0.1:4444
+		rtp_stats		no
+	EOF
+	echo "<sip:$name@$SRV>;auth_pass=$name-secret;regint=600;answermode=auto;audio_codecs=PCMU" >"$dir/accounts"
+	lab_start_bg "$ns" "$LAB_TMP/$name.baresip.log" /usr/bin/baresip -f "$dir" -s
+	pid=$LAB_LAST_PID
+	until [ "$(binding "$name")" != '[]' ]; do
+		i=$((i + 1)); [ "$i" -lt 100 ] || lab_fail "baresip did not register $name: $(tail -n 20 "$LAB_TMP/$name.baresip.log")"
+		kill -0 "$pid" 2>/dev/null || lab_fail "baresip ($name) exited: $(tail -n 20 "$LAB_TMP/$name.baresip.log")"
+		sleep 0.1
+	done
+	LAB_LAST_PID=$pid
+}
+# bs_cmd NS COMMAND [PARAMS]: a command to the baresip in NS (ctrl_tcp: a
+# netstring holding JSON)
+bs_cmd() {
+	lab_exec "$1" bash -c 'm="{\"command\":\"$1\",\"params\":\"$2\",\"token\":\"t\"}"
+		printf "%d:%s," ${#m} "$m" >/dev/tcp/127.0.0.1/4444' bs_cmd "$2" "${3-}" ||
+		lab_fail "cannot send '$2' to baresip in $1"
+}
+baresip alice al-ph "$AL:5060" 42000-42099
 ALICE_PID=$LAB_LAST_PID
-i=0
-until [ "$(binding alice)" != '[]' ]; do
-	i=$((i + 1)); [ "$i" -lt 100 ] || lab_fail "baresip did not register alice: $(tail -n 20 "$LAB_TMP/baresip.log")"
-	kill -0 "$ALICE_PID" 2>/dev/null || lab_fail "baresip exited: $(tail -n 20 "$LAB_TMP/baresip.log")"
-	sleep 0.1
-done
 ALICE_BINDING=$(binding alice)
 lab_log "alice (baresip, eim NAT) registered with digest: $ALICE_BINDING"
+baresip carol bo-ph "$BO:5068" 41000-41099
+CAROL_PID=$LAB_LAST_PID
+lab_log "carol (baresip, sym NAT) registered with digest: $(binding carol)"
 
 # received_sdp NAME START_RE: "ip:port" of the audio stream in the last SDP
 # that sipp run NAME received in a message whose start line matches START_RE
@@ -315,12 +337,12 @@ SKIPPED=
 # --- 1: relaying to a third host (a toll gateway) ---------------------------------
 den0=$(counter proxy_relay_denied_total)
 req MESSAGE "sip:+442079460000@$GW:5060" "sip:evil@$ATT" "sip:+442079460000@$GW"
-attacker relay-msg send "$SRV:5060" "$REQ" recv 3 listen 0.5 || lab_fail "relay: no answer to the MESSAGE"
-answered relay-msg 403 || lab_fail "relay: the MESSAGE for $GW was not refused 403: $(head -c 200 "$LAB_TMP/att-relay-msg.log")"
+attacker relay-msg send "$SRV:5060" "$REQ" recv 3 listen 0.5
+answered relay-msg 403 || lab_fail "relay: the MESSAGE for $GW was not refused 403 (the gateway received $(counted gw gateway) packets)"
 req INVITE "sip:+442079460000@$GW:5060" "sip:evil@$ATT" "sip:+442079460000@$GW" \
 	$'Contact: <sip:evil@'"$ATT"$':5070>\r\nContent-Type: application/sdp\r\n' "$(sdp 5006 1)"
-attacker relay-inv send "$SRV:5060" "$REQ" recv 3 listen 0.5 || lab_fail "relay: no answer to the INVITE"
-answered relay-inv 403 || lab_fail "relay: the INVITE for $GW was not refused 403: $(head -c 200 "$LAB_TMP/att-relay-inv.log")"
+attacker relay-inv send "$SRV:5060" "$REQ" recv 3 listen 0.5
+answered relay-inv 403 || lab_fail "relay: the INVITE for $GW was not refused 403 (the gateway received $(counted gw gateway) packets)"
 # as a local user (From alice) without her password: challenged, not relayed
 req INVITE "sip:+442079460000@$GW:5060" "sip:alice@$SRV" "sip:+442079460000@$GW" \
 	$'Contact: <sip:evil@'"$ATT"$':5070>\r\nContent-Type: application/sdp\r\n' "$(sdp 5006 1)"
@@ -449,13 +471,13 @@ lab_log "5 mflood: 10 INVITEs with 16 m= lines, 6 with 4: $n488 x 488 (proxy_med
 flowing "5 mflood"
 
 # alice is still reachable and a new call is still relayed: carol calls her
-lab_sipp bo-ph carol caller_auth_hangs_up.xml -i "$BO" -p 5064 "$SRV:5060" \
-	-s alice -key user carol -au carol -ap carol-secret -auth_uri "alice@$SRV:5060" \
-	-cid_str "lab-$$-carol-%u" -d 500 -timeout 15 -timeout_error; rc=$?
-[ "$rc" -eq 0 ] && lab_sipp_succeeded carol || lab_fail "carol's call to alice failed (sipp exit $rc)"
-cdst=$(received_sdp carol '^SIP/2.0 200')
-[ "${cdst%:*}" = "$SRV" ] || lab_fail "carol's call is not relayed: alice's answer names $cdst"
-lab_log "2+5: carol's call to alice rang and was answered, relayed via $cdst"
+lab_sipp bo-ph second caller_auth_hangs_up.xml -i "$BO" -p 5064 "$SRV:5060" \
+	-s alice -key user bob -au bob -ap bob-secret -auth_uri "alice@$SRV:5060" \
+	-cid_str "lab-$$-second-%u" -d 500 -timeout 15 -timeout_error; rc=$?
+[ "$rc" -eq 0 ] && lab_sipp_succeeded second || lab_fail "a second call to alice failed (sipp exit $rc)"
+cdst=$(received_sdp second '^SIP/2.0 200')
+[ "${cdst%:*}" = "$SRV" ] || lab_fail "the second call is not relayed: alice's answer names $cdst"
+lab_log "2+5: a second call to alice (from bob's phone) rang and was answered, relayed via $cdst"
 flowing "second call"
 
 # --- 6: a TCP connection flood ------------------------------------------------------
@@ -496,9 +518,27 @@ if [ "$REFLECT" = 1 ]; then
 fi
 
 
-lab_exec al-ph bash -c 'm="{\"command\":\"hangup\",\"token\":\"end\"}"; printf "%d:%s," ${#m} "$m" >/dev/tcp/127.0.0.1/4444' ||
-	lab_fail "cannot tell baresip to hang up"
+bs_cmd al-ph hangup
 lab_wait "$BOB_SIPP" 15; rb=$?
 [ "$rb" -eq 0 ] && lab_sipp_succeeded bob || lab_fail "bob's call did not end with alice's BYE (sipp exit $rb)"
+lab_log "alice hung up: bob's sipp got her BYE"
+
+# --- the real clients the other way: alice (baresip) calls carol (baresip) ----------
+c0=$(counted bo-ph carol)
+bs_cmd al-ph dial "sip:carol@$SRV"
+for i in $(seq 1 100); do
+	[ "$(counted bo-ph carol)" -gt "$c0" ] && break
+	sleep 0.1
+done
+a0=$(counted al-ph rtp) c0=$(counted bo-ph carol)
+sleep 1
+a1=$(counted al-ph rtp) c1=$(counted bo-ph carol)
+lab_log "alice (baresip) calls carol (baresip, sym NAT): alice +$((a1 - a0)), carol +$((c1 - c0)) RTP packets from the relay in 1 s"
+[ $((a1 - a0)) -ge 20 ] && [ $((c1 - c0)) -ge 20 ] || lab_fail "alice's call to carol: no relayed RTP both ways"
+grep -aq '^SIP/2.0 407' "$LAB_TMP/alice.baresip.log" || lab_fail "alice's INVITE was not challenged"
+bs_cmd al-ph hangup
+# carol's baresip traces the BYE it receives
+lab_wait_line "$LAB_TMP/carol.baresip.log" '^BYE sip:carol' 10 || lab_fail "alice's BYE did not reach carol"
+[ -z "$SKIPPED" ] || lab_log "skipped: $SKIPPED"
 lab_log "PASS"
 exit 0
