@@ -13,11 +13,11 @@
 #                max_pairs_per_source 16, [keepalive] interval 2 s
 #   al (eim)     alice: baresip, a real phone, with auth_pass; no sound card
 #                (ausine sends a tone, aufile records what arrives); it
-#                answers at once and is told to hang up over ctrl_tcp
+#                answers at once and takes dial/hangup over ctrl_tcp
 #   bo (sym)     bob: sipp with [authentication] (media_caller_auth.xml) and
-#                tests/lab/rtp_peer.c sending 50 packets/s; carol (a second
-#                call to alice) and dave (a registered phone that never
-#                answers an INVITE) on other ports of the same phone host
+#                tests/lab/rtp_peer.c sending 50 packets/s from port 40000;
+#                carol: a second baresip on port 5068; dave: sipp on 5062, a
+#                registered phone that never answers an INVITE
 #   198.18.0.66  the attacker (lab_add_host), 198.18.0.77 a victim host,
 #                198.18.0.88 a gateway (a third host the attacker would
 #                like to reach through us); victim and gateway drop and count
@@ -32,7 +32,7 @@
 #             "Contact: *, Expires: 0" for alice, each without credentials
 #             (401) and with mallory's (403, registrar_forbidden_total);
 #             alice's binding is unchanged, and later a second call to her
-#             (carol) is answered.
+#             (from bob's phone) is answered.
 #  3 reflect  REGISTERs with 16 contacts whose source is spoofed as the
 #             victim (SNAT in the attacker's namespace): one for alice
 #             without credentials, one for mallory with valid ones (a nonce
@@ -45,13 +45,17 @@
 #             only the Call-ID: proxy_responses_unproven_total grows, the
 #             attacker's port gets no RTP, both phones still get theirs.
 #             Needs i11-reflect (proxy_responses_unproven_total).
-#  5 media    10 INVITEs with 16 m= lines (488, relay_limit_media_total) and
+#  5 media    10 INVITEs with 16 m= lines (488, counted by the proxy as
+#             proxy_media_too_many_streams_total) and
 #             6 with 4 (beyond 16 pairs: 503, relay_limit_source_total) to
-#             dave; then carol's call to alice is still relayed.
-#  6 tcp     30 TCP connections from the attacker beyond a per-address cap
+#             dave; then the second call to alice is still relayed.
+#  6 tcp      30 TCP connections from the attacker beyond a per-address cap
 #             of 8: refused and counted (net_tcp_refused_per_address_total),
-#             while dave registers over TCP. Needs i11-bounds.
-# Finally alice hangs up (baresip's BYE reaches bob) and the relay session goes.
+#             while dave registers over TCP (tcp_max_connections_per_address
+#             is set only when the binary has it).
+# Finally alice hangs up (baresip's BYE reaches bob), then calls carol: two
+# real clients, the INVITE challenged 407, relayed RTP both ways, BYE.
+# Bounded: about 150 SIP datagrams and 30 TCP connections from the attacker.
 set -u
 LAB_DIR=${LAB_DIR:-$(cd "$(dirname "$0")" && pwd)}
 # shellcheck source=lib.sh
@@ -187,6 +191,7 @@ baresip() {
 # bs_cmd NS COMMAND [PARAMS]: a command to the baresip in NS (ctrl_tcp: a
 # netstring holding JSON)
 bs_cmd() {
+	# shellcheck disable=SC2016 # expanded by the inner bash
 	lab_exec "$1" bash -c 'm="{\"command\":\"$1\",\"params\":\"$2\",\"token\":\"t\"}"
 		printf "%d:%s," ${#m} "$m" >/dev/tcp/127.0.0.1/4444' bs_cmd "$2" "${3-}" ||
 		lab_fail "cannot send '$2' to baresip in $1"
@@ -283,7 +288,7 @@ codes() {
 # req METHOD RURI FROM TO [EXTRA [BODY]]: sets REQ to a request from the
 # attacker (Via the attacker's 5070, unless VIA is set); EXTRA: more header
 # lines, each CRLF-ended. Call-ID and branch are new for every request.
-REQ_N=0 REQ= VIA=
+REQ_N=0 REQ='' VIA=''
 req() {
 	local m=$1 ruri=$2 from=$3 to=$4 extra=${5-} body=${6-}
 	REQ_N=$((REQ_N + 1))
@@ -318,7 +323,7 @@ authz() {
 }
 # mallory_nonce NAME: a fresh nonce for mallory's REGISTER, fetched by the
 # attacker from its own address: sets REALM and NONCE
-REALM= NONCE=
+REALM='' NONCE=''
 mallory_nonce() {
 	req REGISTER "sip:$SRV:5060" "sip:mallory@$SRV" "sip:mallory@$SRV" $'Contact: <sip:mallory@'"$ATT"$':5070>\r\n'
 	attacker "$1" send "$SRV:5060" "$REQ" recv 3 listen 0.5 || lab_fail "$1: no answer to mallory's REGISTER"
@@ -357,10 +362,11 @@ flowing "1 relay"
 
 # --- 2: registering over alice, unregistering alice -------------------------------
 forb0=$(counter registrar_forbidden_total) ch0=$(counter auth_challenges_total)
-evil=$'Contact: <sip:evil@'"$ATT"$':5070>\r\nExpires: 3600\r\n'
-star=$'Contact: *\r\nExpires: 0\r\n'
 for what in evil star; do
-	hdr=${!what}
+	case $what in
+	evil) hdr=$'Contact: <sip:evil@'"$ATT"$':5070>\r\nExpires: 3600\r\n' ;;
+	star) hdr=$'Contact: *\r\nExpires: 0\r\n' ;;
+	esac
 	req REGISTER "sip:$SRV:5060" "sip:alice@$SRV" "sip:alice@$SRV" "$hdr"
 	attacker "hijack-$what" send "$SRV:5060" "$REQ" recv 3 listen 0.5 || lab_fail "hijack: no answer ($what)"
 	answered "hijack-$what" 401 || lab_fail "hijack: alice's REGISTER ($what) without credentials was not challenged"
@@ -484,6 +490,7 @@ flowing "second call"
 if with_counter net_tcp_refused_per_address_total "6 tcp (connection flood beyond the per-address cap)"; then
 	ref0=$(counter net_tcp_refused_per_address_total)
 	# 30 connections held open for 4 s from one bash in the attacker's host
+	# shellcheck disable=SC2016 # expanded by the inner bash
 	lab_start_bg att "$LAB_TMP/att-tcpflood.log" bash -c '
 		ok=0; for i in $(seq 1 30); do exec {fd}<>"/dev/tcp/$1/5060" && ok=$((ok + 1)); done
 		echo "opened $ok"; sleep 4' tcpflood "$SRV"
@@ -521,6 +528,7 @@ fi
 bs_cmd al-ph hangup
 lab_wait "$BOB_SIPP" 15; rb=$?
 [ "$rb" -eq 0 ] && lab_sipp_succeeded bob || lab_fail "bob's call did not end with alice's BYE (sipp exit $rb)"
+lab_kill "$BOB_RTP"
 lab_log "alice hung up: bob's sipp got her BYE"
 
 # --- the real clients the other way: alice (baresip) calls carol (baresip) ----------
@@ -539,6 +547,7 @@ grep -aq '^SIP/2.0 407' "$LAB_TMP/alice.baresip.log" || lab_fail "alice's INVITE
 bs_cmd al-ph hangup
 # carol's baresip traces the BYE it receives
 lab_wait_line "$LAB_TMP/carol.baresip.log" '^BYE sip:carol' 10 || lab_fail "alice's BYE did not reach carol"
+kill -0 "$ALICE_PID" && kill -0 "$CAROL_PID" || lab_fail "a baresip exited"
 [ -z "$SKIPPED" ] || lab_log "skipped: $SKIPPED"
 lab_log "PASS"
 exit 0
