@@ -39,12 +39,12 @@
 #             the attacker fetched from its own address: nonces are not
 #             bound to a source). The victim's bytes are counted until the
 #             end of the test (several keepalive intervals) and must stay
-#             within a small bound. Needs i11-reflect (keepalive_pending).
+#             within a small bound (skipped on a build without keepalive_pending).
 #  4 forge    a 200 for the call's INVITE (the server's Via on top, the
 #             caller's below, SDP naming the attacker) and a BYE that knows
 #             only the Call-ID: proxy_responses_unproven_total grows, the
 #             attacker's port gets no RTP, both phones still get theirs.
-#             Needs i11-reflect (proxy_responses_unproven_total).
+#             (Skipped on a build without that counter.)
 #  5 media    10 INVITEs with 16 m= lines (488, counted by the proxy as
 #             proxy_media_too_many_streams_total) and
 #             6 with 4 (beyond 16 pairs: 503, relay_limit_source_total) to
