@@ -35,7 +35,8 @@ const struct conf_key relay_conf_keys[] = {
      "CAP_NET_ADMIN): auto = when it loads, else user space; on = fail to start without it"},
     {"relay", "max_media", CONF_INT, "4", 1, SDP_MAX_MEDIA, NULL,
      "m= lines with ports a relayed call may have (two port pairs each); an offer with more "
-     "gets 488 and relay_limit_media_total"},
+     "gets 488 (proxy_media_too_many_streams_total from the proxy, relay_limit_media_total "
+     "from the relay: ng clients, re-offers)"},
     {"relay", "max_pairs_per_source", CONF_INT, "256", 0, 1000000, NULL,
      "port pairs the calls of one signalling source (IP, IPv6 /64) may hold; beyond: 503 and "
      "relay_limit_source_total; 0 = no limit"},
