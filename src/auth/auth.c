@@ -23,7 +23,8 @@ const struct conf_key auth_conf_keys[] = {
      "nonces whose nc is tracked against replay; when full the oldest gives way "
      "and nonces as old are answered stale"},
     {"auth", "max_failures", CONF_INT, "5", 1, 1000, NULL,
-     "failed authentications per source address or per user name before a backoff"},
+     "failed authentications per source (IPv4 address, IPv6 /64), or per user name from "
+     "two sources or more, before a backoff; only answers to a nonce sent to that source count"},
     {"auth", "fail_window", CONF_INT, "60", 1, 86400, NULL,
      "seconds over which max_failures are counted"},
     {"auth", "backoff_min", CONF_INT, "5", 1, 86400, NULL,
@@ -52,6 +53,10 @@ struct metric auth_m_fail_evicted = {.name = "auth_fail_evicted_total",
 				     .help = "failure-limiter entries that gave way (table full)"};
 struct metric auth_m_blocks = {.name = "auth_blocks_total",
 			       .help = "backoffs started (per source or per user name)"};
+struct metric auth_m_foreign = {
+    .name = "auth_nonce_foreign_total",
+    .help = "credentials over a nonce not ours or issued to another source: challenged again, "
+	    "not counted as a failure"};
 
 static int parse_key(const char *hex, uint8_t *key)
 {
@@ -144,7 +149,8 @@ int auth_alloc(struct auth **ap, struct store_cred *creds, const struct conf *c)
 		goto out_free;
 	struct metric *ms[] = {&auth_m_ok,	   &auth_m_challenges,	 &auth_m_failures,
 			       &auth_m_stale,	   &auth_m_replays,	 &auth_m_limited,
-			       &auth_m_nc_evicted, &auth_m_fail_evicted, &auth_m_blocks};
+			       &auth_m_nc_evicted, &auth_m_fail_evicted, &auth_m_blocks,
+			       &auth_m_foreign};
 	for (size_t i = 0; i < ARRAY_SIZE(ms); i++)
 		metric_register(ms[i]);
 	*ap = a;
@@ -190,12 +196,13 @@ int auth_realm(struct auth *a, const struct sip_uri *uri, char *out)
 	return 0;
 }
 
-int auth_challenge(struct auth *a, const char *realm, bool proxy, bool stale, char *out, size_t cap)
+int auth_challenge(struct auth *a, const char *realm, const struct net_addr *src, bool proxy,
+		   bool stale, char *out, size_t cap)
 {
 	static const enum store_cred_alg order[] = {STORE_CRED_SHA512_256, STORE_CRED_SHA256,
 						    STORE_CRED_MD5};
 	char nonce[AUTH_NONCE_LEN + 1];
-	auth_nonce_make(a, realm, time_wall_s(), nonce);
+	auth_nonce_make(a, realm, src, time_wall_s(), nonce);
 	size_t o = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
 		if (!a->offer[order[i]])
@@ -256,7 +263,7 @@ static int find_cred(const struct sip_msg *m, bool proxy, const char *realm,
 /* Used for unknown users, so that they cost what a known one costs. */
 static const char dummy_ha1[] = "0000000000000000000000000000000000000000000000000000000000000000";
 
-static void failed(struct auth *a, const uint64_t k[2], const struct net_addr *src,
+static void failed(struct auth *a, const uint64_t k[FAIL_K_N], const struct net_addr *src,
 		   struct slice user, struct auth_result *res)
 {
 	res->verdict = AUTH_FAILED;
@@ -288,8 +295,31 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 		res->verdict = AUTH_BAD_REQUEST;
 		return;
 	}
+	enum store_cred_alg alg;
+	if (auth_alg_parse(dc.algorithm, &alg) || !a->offer[alg]) {
+		res->verdict = AUTH_CHALLENGE; /* one we did not offer: offer ours again */
+		return;
+	}
+	/* The nonce first: only one we sent to this very source (auth.h) shows
+	 * that the sender receives there. Anything else (made up, another
+	 * key's, fetched at another address, or a forged UDP source) gets a
+	 * fresh challenge at that source and counts against no one: failures
+	 * counted without that round trip would let anyone put alice, or an
+	 * office's NAT, into backoff from forged addresses. */
+	int64_t now = time_wall_s(), issued = 0;
+	err = auth_nonce_check(a, realm, src, dc.nonce, now, &issued);
+	if (err == ETIMEDOUT) {
+		res->verdict = AUTH_CHALLENGE;
+		res->stale = true;
+		return;
+	}
+	if (err) {
+		res->verdict = AUTH_CHALLENGE;
+		metric_inc(&auth_m_foreign);
+		return;
+	}
 	int64_t now_ms = (int64_t)time_mono_ms();
-	uint64_t k[2];
+	uint64_t k[FAIL_K_N];
 	auth_fail_keys(a, src, dc.username, k);
 	uint32_t wait = auth_fail_blocked_k(a, k, now_ms);
 	if (wait) {
@@ -299,21 +329,9 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 		metric_inc(&auth_m_limited);
 		return;
 	}
-	enum store_cred_alg alg;
-	if (auth_alg_parse(dc.algorithm, &alg) || !a->offer[alg]) {
-		res->verdict = AUTH_CHALLENGE; /* one we did not offer: offer ours again */
-		return;
-	}
-	int64_t now = time_wall_s(), issued = 0;
-	err = auth_nonce_check(a, realm, dc.nonce, now, &issued);
-	if (err == ETIMEDOUT) {
-		res->verdict = AUTH_CHALLENGE;
-		res->stale = true;
-		return;
-	}
 	/* qop=auth is what we offered: without it there is no nc, no replay
 	 * protection, and RFC 2069 clients get no exception */
-	if (err || !dc.qop.p || !slice_eq_cstr_nocase(dc.qop, "auth") || !is_lhex(dc.nc, 8) ||
+	if (!dc.qop.p || !slice_eq_cstr_nocase(dc.qop, "auth") || !is_lhex(dc.nc, 8) ||
 	    !dc.cnonce.l || !is_lhex(dc.response, auth_alg_hexlen(alg)) || dc.escaped) {
 		failed(a, k, src, dc.username, res);
 		return;
@@ -345,8 +363,11 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 		return;
 	}
 	if (err) {
+		/* a replay is a copy, not a guess: whoever sent it may only have
+		 * seen alice's request (and forged her source), so it proves
+		 * nothing about the source and must not count against her */
 		metric_inc(&auth_m_replays);
-		failed(a, k, src, dc.username, res);
+		res->verdict = AUTH_CHALLENGE;
 		return;
 	}
 	auth_fail_clear_k(a, k, now_ms);
@@ -365,6 +386,7 @@ void auth_stats_get(struct auth *a, struct auth_stats *out)
 	out->limited = (uint64_t)metric_get(&auth_m_limited);
 	out->nc_evicted = (uint64_t)metric_get(&auth_m_nc_evicted);
 	out->fail_evicted = (uint64_t)metric_get(&auth_m_fail_evicted);
+	out->foreign = (uint64_t)metric_get(&auth_m_foreign);
 	pthread_mutex_lock(&a->nc_lock);
 	out->nc_entries = a->nc_count;
 	pthread_mutex_unlock(&a->nc_lock);

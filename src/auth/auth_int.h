@@ -17,14 +17,20 @@ struct nc_entry {
 	bool used;
 };
 
-/* Failures of one source address or one user name. */
+/* Failures of one source (IPv4 address, IPv6 /64) or one user name; or a
+ * success of one user from one source (kind 'o': last_ms only). */
 struct fail_entry {
-	uint64_t key; /* keyed hash of "s" + IP or "u" + name; 0 = free */
+	uint64_t key; /* keyed hash of "s" + source, "u" + name, "o" + source + name; 0 = free */
 	int64_t window_ms, last_ms, blocked_until_ms;
+	uint64_t src1;	   /* user entries: the source key of the window's first failure */
 	uint32_t failures; /* in the window that started at window_ms */
 	uint32_t refused;  /* requests refused while blocked, told in the next log line */
 	uint8_t level;	   /* backoff doublings so far */
+	bool multi;	   /* user entries: the window's failures came from 2+ sources */
 };
+
+/* The limiter's keys for one request: the source, the user name, the pair. */
+enum { FAIL_K_SRC, FAIL_K_USER, FAIL_K_PAIR, FAIL_K_N };
 
 #define FAIL_WAYS 8 /* set-associative: a key lives in one set of FAIL_WAYS slots */
 
@@ -55,19 +61,20 @@ struct auth {
 };
 
 extern struct metric auth_m_ok, auth_m_challenges, auth_m_failures, auth_m_stale, auth_m_replays,
-    auth_m_limited, auth_m_nc_evicted, auth_m_fail_evicted, auth_m_blocks;
+    auth_m_limited, auth_m_nc_evicted, auth_m_fail_evicted, auth_m_blocks, auth_m_foreign;
 
 /* HMAC-SHA256(key, p) into out[32]. */
 void auth_hmac(struct auth *a, const void *p, size_t l, uint8_t *out);
 int auth_hmac_init(struct auth *a);
 void auth_hmac_fini(struct auth *a);
 
-/* The limiter's two keys (source, user name), made once per request. */
-void auth_fail_keys(struct auth *a, const struct net_addr *src, struct slice user, uint64_t k[2]);
-uint32_t auth_fail_blocked_k(struct auth *a, const uint64_t k[2], int64_t now_ms);
-void auth_fail_note_k(struct auth *a, const uint64_t k[2], const struct net_addr *src,
+/* The limiter's keys, made once per request. */
+void auth_fail_keys(struct auth *a, const struct net_addr *src, struct slice user,
+		    uint64_t k[FAIL_K_N]);
+uint32_t auth_fail_blocked_k(struct auth *a, const uint64_t k[FAIL_K_N], int64_t now_ms);
+void auth_fail_note_k(struct auth *a, const uint64_t k[FAIL_K_N], const struct net_addr *src,
 		      struct slice user, int64_t now_ms);
-void auth_fail_clear_k(struct auth *a, const uint64_t k[2], int64_t now_ms);
+void auth_fail_clear_k(struct auth *a, const uint64_t k[FAIL_K_N], int64_t now_ms);
 
 int auth_nc_init(struct auth *a, size_t cap);
 void auth_nc_fini(struct auth *a);

@@ -1,4 +1,4 @@
-/* auth: stateless HMAC nonces (issue time, salt, realm) and the bounded nc replay table. */
+/* auth: stateless HMAC nonces (issue time, salt, source, realm) and the bounded nc replay table. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,38 +102,49 @@ void auth_hmac(struct auth *a, const void *p, size_t l, uint8_t *out)
 	HMAC(EVP_sha256(), a->key, AUTH_KEY_LEN, p, l, out, &ml);
 }
 
-static void nonce_mac(struct auth *a, const uint8_t *head, const char *realm, uint8_t *mac16)
+/* The MAC binds the nonce to the source it was sent to (auth.h): only who
+ * receives there can answer it, so a counted failure or a verified REGISTER
+ * says something about the source, not just about the password. */
+static void nonce_mac(struct auth *a, const uint8_t *head, const struct net_addr *src,
+		      const char *realm, uint8_t *mac16)
 {
-	uint8_t buf[16 + STORE_CRED_REALM_MAX];
-	size_t rl = strlen(realm);
+	uint8_t buf[16 + 16 + STORE_CRED_REALM_MAX];
+	size_t rl = strnlen(realm, STORE_CRED_REALM_MAX);
+	struct net_src_key sk;
+	net_addr_src_key(src, &sk);
 	memcpy(buf, head, 16);
+	for (int i = 0; i < 8; i++) {
+		buf[16 + i] = (uint8_t)(sk.hi >> (56 - 8 * i));
+		buf[24 + i] = (uint8_t)(sk.lo >> (56 - 8 * i));
+	}
 	/* the realm lowercased: it is compared case-insensitively everywhere else */
 	for (size_t i = 0; i < rl; i++)
-		buf[16 + i] =
+		buf[32 + i] =
 		    (uint8_t)((realm[i] >= 'A' && realm[i] <= 'Z') ? realm[i] | 0x20 : realm[i]);
 	uint8_t md[32];
-	auth_hmac(a, buf, 16 + rl, md);
+	auth_hmac(a, buf, 32 + rl, md);
 	memcpy(mac16, md, 16);
 }
 
-void auth_nonce_make(struct auth *a, const char *realm, int64_t now, char *out)
+void auth_nonce_make(struct auth *a, const char *realm, const struct net_addr *src, int64_t now,
+		     char *out)
 {
 	uint8_t raw[NONCE_RAW];
 	uint64_t t = (uint64_t)now;
 	for (int i = 0; i < 8; i++)
 		raw[i] = (uint8_t)(t >> (56 - 8 * i));
 	rand_bytes(raw + 8, 8);
-	nonce_mac(a, raw, realm, raw + 16);
+	nonce_mac(a, raw, src, realm, raw + 16);
 	b64u_encode(raw, NONCE_RAW, out);
 }
 
-int auth_nonce_check(struct auth *a, const char *realm, struct slice nonce, int64_t now,
-		     int64_t *issued)
+int auth_nonce_check(struct auth *a, const char *realm, const struct net_addr *src,
+		     struct slice nonce, int64_t now, int64_t *issued)
 {
 	uint8_t raw[NONCE_RAW], mac[16];
 	if (b64u_decode(nonce, raw))
 		return EPERM;
-	nonce_mac(a, raw, realm, mac);
+	nonce_mac(a, raw, src, realm, mac);
 	if (CRYPTO_memcmp(mac, raw + 16, 16) != 0)
 		return EPERM;
 	uint64_t t = 0;

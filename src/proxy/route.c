@@ -298,7 +298,7 @@ static int check_sender(struct proxy *p, const struct edge_rx *rx, struct route_
 		break;
 	case AUTH_CHALLENGE:
 	case AUTH_FAILED:
-		if (auth_challenge(a, realm, true, ar.stale, extra, sizeof extra))
+		if (auth_challenge(a, realm, &rx->flow.remote, true, ar.stale, extra, sizeof extra))
 			reply(rx, 500, "Server Internal Error", NULL);
 		else
 			reply(rx, 407, "Proxy Authentication Required", extra);

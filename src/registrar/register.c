@@ -429,7 +429,8 @@ static bool authorize(struct registrar *r, const struct edge_rx *rx, bool *authe
 		break;
 	case AUTH_CHALLENGE:
 	case AUTH_FAILED:
-		if (auth_challenge(r->auth, realm, false, ar.stale, extra, sizeof extra))
+		if (auth_challenge(r->auth, realm, &rx->flow.remote, false, ar.stale, extra,
+				   sizeof extra))
 			reject(rx->st, 500, "Server Internal Error", NULL);
 		else
 			reject(rx->st, 401, "Unauthorized", extra);
@@ -535,7 +536,11 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 	j->behind_nat = registrar_behind_nat(&rx->flow, &sm->via1, NULL);
 	/* Server pings go only where the source has shown it is real
 	 * (keepalive.c): a REGISTER whose credentials were checked, or one
-	 * over a stream, whose peer completed a handshake from its address. */
+	 * over a stream, whose peer completed a handshake from its address.
+	 * Credentials verify only over a nonce that was sent to this source
+	 * address (auth.h: the IPv4 address or IPv6 /64, not the port), so
+	 * the sender received there: a user cannot aim pings at a third host
+	 * by forging a UDP source, only at other ports of its own address. */
 	j->proven = authenticated || rx->flow.tp != NET_UDP;
 	if (j->n == 0 && !j->star) {
 		/* 10.3 step 8 with no Contact: a query */

@@ -153,39 +153,45 @@ static void test_nonce(void **state)
 	struct auth *a = make_auth(NULL, "[auth]\nnonce_lifetime = 60\n");
 	char n[AUTH_NONCE_LEN + 1];
 	int64_t now = 1700000000, issued = 0;
-	auth_nonce_make(a, "example.com", now, n);
+	struct net_addr s0;
+	net_addr_parse("198.18.5.5:5060", 0, &s0);
+	auth_nonce_make(a, "example.com", &s0, now, n);
 	assert_int_equal(strlen(n), AUTH_NONCE_LEN);
-	assert_int_equal(auth_nonce_check(a, "example.com", slice_cstr(n), now + 60, &issued), 0);
+	assert_int_equal(auth_nonce_check(a, "example.com", &s0, slice_cstr(n), now + 60, &issued),
+			 0);
 	assert_int_equal(issued, now);
 	/* the realm is compared case-insensitively, and bound */
-	assert_int_equal(auth_nonce_check(a, "EXAMPLE.com", slice_cstr(n), now, &issued), 0);
-	assert_int_equal(auth_nonce_check(a, "example.org", slice_cstr(n), now, &issued), EPERM);
+	assert_int_equal(auth_nonce_check(a, "EXAMPLE.com", &s0, slice_cstr(n), now, &issued), 0);
+	assert_int_equal(auth_nonce_check(a, "example.org", &s0, slice_cstr(n), now, &issued),
+			 EPERM);
 	/* expired but ours: stale */
-	assert_int_equal(auth_nonce_check(a, "example.com", slice_cstr(n), now + 61, &issued),
+	assert_int_equal(auth_nonce_check(a, "example.com", &s0, slice_cstr(n), now + 61, &issued),
 			 ETIMEDOUT);
 	/* every single-character change is refused */
 	for (size_t i = 0; i < AUTH_NONCE_LEN; i++) {
 		char t[AUTH_NONCE_LEN + 1];
 		memcpy(t, n, sizeof t);
 		t[i] = t[i] == 'A' ? 'B' : 'A';
-		assert_int_equal(auth_nonce_check(a, "example.com", slice_cstr(t), now, &issued),
-				 EPERM);
+		assert_int_equal(
+		    auth_nonce_check(a, "example.com", &s0, slice_cstr(t), now, &issued), EPERM);
 	}
-	assert_int_equal(auth_nonce_check(a, "example.com", SLICE_LIT("short"), now, &issued),
+	assert_int_equal(auth_nonce_check(a, "example.com", &s0, SLICE_LIT("short"), now, &issued),
 			 EPERM);
 	/* from the future */
-	auth_nonce_make(a, "example.com", now + 100, n);
-	assert_int_equal(auth_nonce_check(a, "example.com", slice_cstr(n), now, &issued), EPERM);
+	auth_nonce_make(a, "example.com", &s0, now + 100, n);
+	assert_int_equal(auth_nonce_check(a, "example.com", &s0, slice_cstr(n), now, &issued),
+			 EPERM);
 	/* another process's key: not ours */
 	struct auth *b = make_auth(NULL, "");
-	auth_nonce_make(b, "example.com", now, n);
-	assert_int_equal(auth_nonce_check(a, "example.com", slice_cstr(n), now, &issued), EPERM);
+	auth_nonce_make(b, "example.com", &s0, now, n);
+	assert_int_equal(auth_nonce_check(a, "example.com", &s0, slice_cstr(n), now, &issued),
+			 EPERM);
 	auth_free(b);
 	/* a shared nonce_key: ours on both */
 	struct auth *k1 = make_auth(NULL, "[auth]\nnonce_key = 00112233445566778899aabbccddeeff\n");
 	struct auth *k2 = make_auth(NULL, "[auth]\nnonce_key = 00112233445566778899AABBCCDDEEFF\n");
-	auth_nonce_make(k1, "example.com", now, n);
-	assert_int_equal(auth_nonce_check(k2, "example.com", slice_cstr(n), now, &issued), 0);
+	auth_nonce_make(k1, "example.com", &s0, now, n);
+	assert_int_equal(auth_nonce_check(k2, "example.com", &s0, slice_cstr(n), now, &issued), 0);
 	auth_free(k1);
 	auth_free(k2);
 	auth_free(a);
@@ -196,8 +202,10 @@ static void test_nc_replay_and_bound(void **state)
 	(void)state;
 	struct auth *a = make_auth(NULL, "[auth]\nnc_table = 64\nnonce_lifetime = 300\n");
 	int64_t now = time_wall_s();
+	struct net_addr s0;
+	net_addr_parse("198.18.5.5:5060", 0, &s0);
 	char n[AUTH_NONCE_LEN + 1];
-	auth_nonce_make(a, "r", now - 10, n);
+	auth_nonce_make(a, "r", &s0, now - 10, n);
 	assert_int_equal(auth_nc_use(a, slice_cstr(n), now - 10, 1, now), 0);
 	assert_int_equal(auth_nc_use(a, slice_cstr(n), now - 10, 1, now), EALREADY); /* replay */
 	assert_int_equal(auth_nc_use(a, slice_cstr(n), now - 10, 2, now), 0);
@@ -208,7 +216,7 @@ static void test_nc_replay_and_bound(void **state)
 	int64_t before = metric_get(metric_find("auth_nc_evicted_total", NULL));
 	for (int i = 0; i < 64; i++) {
 		char m[AUTH_NONCE_LEN + 1];
-		auth_nonce_make(a, "r", now, m);
+		auth_nonce_make(a, "r", &s0, now, m);
 		assert_int_equal(auth_nc_use(a, slice_cstr(m), now, 1, now), 0);
 	}
 	struct auth_stats st;
@@ -219,7 +227,7 @@ static void test_nc_replay_and_bound(void **state)
 	assert_int_equal(auth_nc_use(a, slice_cstr(n), now - 10, 8, now), ESTALE);
 	assert_int_equal(auth_nc_use(a, slice_cstr(n), now - 10, 1, now), ESTALE);
 	/* a nonce issued after the horizon still works */
-	auth_nonce_make(a, "r", now + 1, n);
+	auth_nonce_make(a, "r", &s0, now + 1, n);
 	assert_int_equal(auth_nc_use(a, slice_cstr(n), now + 1, 1, now + 1), 0);
 	auth_free(a);
 }
@@ -297,17 +305,21 @@ static void test_check(void **state)
 	assert_int_equal(check(&c, &r), AUTH_CHALLENGE);
 	assert_false(r.stale);
 	for (int alg = 0; alg < STORE_CRED_ALGS; alg++) {
-		auth_nonce_make(c.a, "example.com", time_wall_s(), n);
+		auth_nonce_make(c.a, "example.com", &c.src, time_wall_s(), n);
 		build(&c, "alice", "wonderland", n, "00000001", (enum store_cred_alg)alg);
 		assert_int_equal(check(&c, &r), AUTH_OK);
 		assert_string_equal(r.user, "alice");
-		/* the same request again: a replay */
-		assert_int_equal(check(&c, &r), AUTH_FAILED);
+		/* the same request again: a replay, challenged, not a failure (a
+		 * copy proves nothing about who sent it) */
+		int64_t fails = metric_get(metric_find("auth_failures_total", NULL));
+		assert_int_equal(check(&c, &r), AUTH_CHALLENGE);
+		assert_false(r.stale);
+		assert_int_equal(metric_get(metric_find("auth_failures_total", NULL)), fails);
 		build(&c, "alice", "wonderland", n, "00000002", (enum store_cred_alg)alg);
 		assert_int_equal(check(&c, &r), AUTH_OK);
 	}
 	/* credentials lifted onto another Request-URI: 400 (RFC 7616 3.4.6) */
-	auth_nonce_make(c.a, "example.com", time_wall_s(), n);
+	auth_nonce_make(c.a, "example.com", &c.src, time_wall_s(), n);
 	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_MD5);
 	char *rl = strstr(c.buf, "sip:example.com SIP/2.0");
 	memcpy(rl, "sip:example.org", 15);
@@ -318,20 +330,38 @@ static void test_check(void **state)
 	assert_int_equal(sip_msg_parse(&c.m, c.buf, strlen(c.buf), false, NULL), 0);
 	assert_int_equal(check(&c, &r), AUTH_OK);
 	/* wrong password and unknown user: the same verdict */
-	auth_nonce_make(c.a, "example.com", time_wall_s(), n);
+	auth_nonce_make(c.a, "example.com", &c.src, time_wall_s(), n);
 	build(&c, "alice", "guess", n, "00000001", STORE_CRED_SHA256);
 	assert_int_equal(check(&c, &r), AUTH_FAILED);
 	build(&c, "mallory", "guess", n, "00000001", STORE_CRED_SHA256);
 	assert_int_equal(check(&c, &r), AUTH_FAILED);
 	/* an expired nonce with the right password: stale, a challenge */
-	auth_nonce_make(c.a, "example.com", time_wall_s() - 301, n);
+	auth_nonce_make(c.a, "example.com", &c.src, time_wall_s() - 301, n);
 	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_MD5);
 	assert_int_equal(check(&c, &r), AUTH_CHALLENGE);
 	assert_true(r.stale);
-	/* a nonce for another realm, or made up */
+	/* a nonce made up, or for another realm, or sent to another source:
+	 * a fresh challenge (stale=false), counted apart, not a failure */
+	int64_t fails = metric_get(metric_find("auth_failures_total", NULL));
+	int64_t foreign = metric_get(metric_find("auth_nonce_foreign_total", NULL));
 	build(&c, "alice", "wonderland", "7ypf_xlj9XXwfDPEoM4URrv_xwf94BcCAzFZH4GiTo0", "00000001",
 	      STORE_CRED_MD5);
-	assert_int_equal(check(&c, &r), AUTH_FAILED);
+	assert_int_equal(check(&c, &r), AUTH_CHALLENGE);
+	assert_false(r.stale);
+	auth_nonce_make(c.a, "example.org", &c.src, time_wall_s(), n);
+	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_MD5);
+	assert_int_equal(check(&c, &r), AUTH_CHALLENGE);
+	struct net_addr elsewhere;
+	net_addr_parse("198.18.5.6:5060", 0, &elsewhere);
+	auth_nonce_make(c.a, "example.com", &elsewhere, time_wall_s(), n);
+	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_MD5);
+	assert_int_equal(check(&c, &r), AUTH_CHALLENGE);
+	assert_false(r.stale);
+	assert_int_equal(metric_get(metric_find("auth_failures_total", NULL)), fails);
+	assert_int_equal(metric_get(metric_find("auth_nonce_foreign_total", NULL)) - foreign, 3);
+	/* the same nonce from the source it was sent to: alice */
+	c.src = elsewhere;
+	assert_int_equal(check(&c, &r), AUTH_OK);
 	ctx_close(&c);
 }
 
@@ -342,11 +372,12 @@ static void test_algorithms_offered(void **state)
 	struct ctx c;
 	ctx_open(&c, "[auth]\nalgorithms = MD5\n");
 	char ch[1024], n[AUTH_NONCE_LEN + 1];
-	assert_int_equal(auth_challenge(c.a, "example.com", false, false, ch, sizeof ch), 0);
+	assert_int_equal(auth_challenge(c.a, "example.com", &c.src, false, false, ch, sizeof ch),
+			 0);
 	assert_non_null(strstr(ch, "algorithm=MD5"));
 	assert_null(strstr(ch, "SHA"));
 	struct auth_result r;
-	auth_nonce_make(c.a, "example.com", time_wall_s(), n);
+	auth_nonce_make(c.a, "example.com", &c.src, time_wall_s(), n);
 	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_SHA256);
 	assert_int_equal(check(&c, &r), AUTH_CHALLENGE);
 	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_MD5);
@@ -354,7 +385,7 @@ static void test_algorithms_offered(void **state)
 	ctx_close(&c);
 	/* the default: all three, RFC 8760 order, one nonce, stale when asked */
 	ctx_open(&c, "");
-	assert_int_equal(auth_challenge(c.a, "example.com", true, true, ch, sizeof ch), 0);
+	assert_int_equal(auth_challenge(c.a, "example.com", &c.src, true, true, ch, sizeof ch), 0);
 	char *a = strstr(ch, "Proxy-Authenticate: Digest realm=\"example.com\", nonce=\"");
 	assert_non_null(a);
 	char *s1 = strstr(ch, "algorithm=SHA-512-256"), *s2 = strstr(ch, "algorithm=SHA-256"),
@@ -385,21 +416,26 @@ static void test_limiter_backoff(void **state)
 	int64_t blocks = metric_get(metric_find("auth_blocks_total", NULL));
 	int64_t limited = metric_get(metric_find("auth_limited_total", NULL));
 	for (int i = 0; i < 3; i++) {
-		auth_nonce_make(c.a, "example.com", time_wall_s(), n);
+		auth_nonce_make(c.a, "example.com", &c.src, time_wall_s(), n);
 		build(&c, "alice", "guess", n, "00000001", STORE_CRED_MD5);
 		assert_int_equal(check(&c, &r), AUTH_FAILED);
 	}
-	assert_int_equal(metric_get(metric_find("auth_blocks_total", NULL)) - blocks,
-			 2); /* src, user */
+	/* one source: the source is held, not the user name (see limit.c) */
+	assert_int_equal(metric_get(metric_find("auth_blocks_total", NULL)) - blocks, 1);
 	/* now even the right password is not verified */
-	auth_nonce_make(c.a, "example.com", time_wall_s(), n);
+	auth_nonce_make(c.a, "example.com", &c.src, time_wall_s(), n);
 	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_MD5);
 	assert_int_equal(check(&c, &r), AUTH_LIMITED);
 	assert_true(r.retry_after >= 1 && r.retry_after <= 10);
 	assert_int_equal(metric_get(metric_find("auth_limited_total", NULL)) - limited, 1);
-	/* another source trying alice is held by the user's entry too */
-	net_addr_parse("198.18.6.6:5060", 0, &c.src);
+	/* another source of the same IPv4 address (another port) is held too */
+	net_addr_parse("198.18.5.5:5099", 0, &c.src);
 	assert_int_equal(check(&c, &r), AUTH_LIMITED);
+	/* alice elsewhere is not */
+	net_addr_parse("198.18.6.6:5060", 0, &c.src);
+	auth_nonce_make(c.a, "example.com", &c.src, time_wall_s(), n);
+	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_MD5);
+	assert_int_equal(check(&c, &r), AUTH_OK);
 	/* the backoff doubles, up to backoff_max */
 	int64_t t = (int64_t)time_mono_ms() + 11000;
 	struct net_addr s2;
@@ -454,14 +490,84 @@ static void test_limiter_bound(void **state)
 	ctx_close(&c);
 }
 
+/* The user-name backoff: only for failures from two sources or more, and it
+ * does not hold a source where the user authenticated lately. */
+static void test_limiter_user_backoff_narrow(void **state)
+{
+	(void)state;
+	struct ctx c;
+	ctx_open(&c, "[auth]\nmax_failures = 3\nbackoff_min = 10\n");
+	int64_t t = (int64_t)time_mono_ms();
+	struct net_addr home, x, y, z;
+	net_addr_parse("198.18.1.1:5060", 0, &home);
+	net_addr_parse("198.18.2.2:5060", 0, &x);
+	net_addr_parse("198.18.3.3:5060", 0, &y);
+	net_addr_parse("198.18.4.4:5060", 0, &z);
+	auth_fail_clear(c.a, &home, SLICE_LIT("alice"), t); /* alice's phone at home */
+	/* many failures naming alice, one source: x is held, alice is not */
+	for (int i = 0; i < 3; i++)
+		auth_fail_note(c.a, &x, SLICE_LIT("alice"), t);
+	assert_int_equal(auth_fail_blocked(c.a, &x, SLICE_LIT("alice"), t), 10);
+	assert_int_equal(auth_fail_blocked(c.a, &z, SLICE_LIT("alice"), t), 0);
+	/* a second source: the user name is held, except where alice was lately */
+	auth_fail_note(c.a, &y, SLICE_LIT("alice"), t);
+	assert_int_equal(auth_fail_blocked(c.a, &z, SLICE_LIT("alice"), t), 10);
+	assert_int_equal(auth_fail_blocked(c.a, &z, SLICE_LIT("bob"), t), 0);
+	assert_int_equal(auth_fail_blocked(c.a, &home, SLICE_LIT("alice"), t), 0);
+	/* the home source is held by its own backoff like any other */
+	for (int i = 0; i < 3; i++)
+		auth_fail_note(c.a, &home, SLICE_LIT("carol"), t);
+	assert_int_equal(auth_fail_blocked(c.a, &home, SLICE_LIT("alice"), t), 10);
+	/* and the trust is for lately only */
+	int64_t later = t + (int64_t)AUTH_TRUST_S * 1000 + 1;
+	auth_fail_note(c.a, &x, SLICE_LIT("alice"), later);
+	auth_fail_note(c.a, &y, SLICE_LIT("alice"), later);
+	auth_fail_note(c.a, &z, SLICE_LIT("alice"), later);
+	struct net_addr home2;
+	net_addr_parse("198.18.1.1:7000", 0, &home2);
+	assert_true(auth_fail_blocked(c.a, &home2, SLICE_LIT("alice"), later) > 0);
+	ctx_close(&c);
+}
+
+/* IPv6 sources by /64, like every other per-source bound: a host that owns
+ * a /64 cannot go on guessing by changing address inside it. */
+static void test_limiter_ipv6_by_64(void **state)
+{
+	(void)state;
+	struct ctx c;
+	ctx_open(&c, "[auth]\nmax_failures = 3\nbackoff_min = 10\n");
+	int64_t t = (int64_t)time_mono_ms();
+	for (int i = 0; i < 3; i++) {
+		char a[64], u[16];
+		snprintf(a, sizeof a, "[2001:db8:1:2::%x]:5060", i + 1);
+		snprintf(u, sizeof u, "user%d", i);
+		struct net_addr s;
+		assert_int_equal(net_addr_parse(a, 0, &s), 0);
+		auth_fail_note(c.a, &s, slice_cstr(u), t);
+	}
+	struct net_addr same64, other64;
+	net_addr_parse("[2001:db8:1:2:ffff:ffff:ffff:ffff]:1", 0, &same64);
+	net_addr_parse("[2001:db8:1:3::1]:5060", 0, &other64);
+	assert_int_equal(auth_fail_blocked(c.a, &same64, SLICE_LIT("x"), t), 10);
+	assert_int_equal(auth_fail_blocked(c.a, &other64, SLICE_LIT("x"), t), 0);
+	ctx_close(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rfc7616_vectors), cmocka_unit_test(test_sha512_256_cross_check),
-	    cmocka_unit_test(test_alg_names),	    cmocka_unit_test(test_digest_parse),
-	    cmocka_unit_test(test_nonce),	    cmocka_unit_test(test_nc_replay_and_bound),
-	    cmocka_unit_test(test_check),	    cmocka_unit_test(test_limiter_backoff),
-	    cmocka_unit_test(test_limiter_bound),   cmocka_unit_test(test_algorithms_offered),
+	    cmocka_unit_test(test_rfc7616_vectors),
+	    cmocka_unit_test(test_sha512_256_cross_check),
+	    cmocka_unit_test(test_alg_names),
+	    cmocka_unit_test(test_digest_parse),
+	    cmocka_unit_test(test_nonce),
+	    cmocka_unit_test(test_nc_replay_and_bound),
+	    cmocka_unit_test(test_check),
+	    cmocka_unit_test(test_limiter_backoff),
+	    cmocka_unit_test(test_limiter_bound),
+	    cmocka_unit_test(test_algorithms_offered),
+	    cmocka_unit_test(test_limiter_user_backoff_narrow),
+	    cmocka_unit_test(test_limiter_ipv6_by_64),
 	};
 	return cmocka_run_group_tests_name("auth", tests, NULL, NULL);
 }
