@@ -411,6 +411,180 @@ static void test_guessing_is_limited(void **state)
 	phone_close(&eve);
 }
 
+static int64_t counter(const char *name)
+{
+	struct metric *m = metric_find(name, NULL);
+	return m ? metric_get(m) : 0;
+}
+
+/* A server that backs off after 5 failures (the default), alice its user. */
+static void restart_strict(void)
+{
+	test_server_stop(&srv);
+	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\n"
+				"[keepalive]\ninterval = 0\n"
+				"[auth]\nmax_failures = 5\nbackoff_min = 30\n");
+	add_user("alice", "wonderland");
+}
+
+/* Credentials for user/pass over a nonce of the caller's choosing. */
+static void credentials_over(const char *nonce, const char *user, const char *pass, char *out,
+			     size_t len)
+{
+	char chal[256];
+	snprintf(chal, sizeof chal,
+		 "WWW-Authenticate: Digest realm=\"127.0.0.1\", nonce=\"%s\", "
+		 "algorithm=SHA-512-256\r\n",
+		 nonce);
+	credentials(chal, "Authorization", user, pass, "REGISTER", "sip:127.0.0.1", out, len);
+}
+
+/* Lockout by forgery: failures that took no round trip (made-up nonces, a
+ * nonce fetched at another address, sent from forged UDP sources, some of
+ * them alice's own address) put neither alice's name nor her address in
+ * backoff: her phone still registers. They are challenged again, uncounted. */
+static void test_forged_failures_do_not_lock_out_alice(void **state)
+{
+	(void)state;
+	restart_strict();
+	struct phone alice, eve, forged;
+	phone_open(&alice, &srv);
+	phone_open_at(&eve, &srv, "127.0.0.10");
+	int64_t fails = counter("auth_failures_total");
+	char r[4096], chal[4096], cred[1024];
+	/* a real nonce, fetched at eve's own address */
+	assert_int_equal(reg(&eve, "alice", "", chal, sizeof chal), 401);
+	char real[128];
+	copy_param(chal, "nonce", real, sizeof real);
+	for (int i = 0; i < 6; i++) {
+		char ip[32];
+		snprintf(ip, sizeof ip, "127.0.0.%d", 11 + i);
+		phone_open_at(&forged, &srv, ip); /* stands for a forged source */
+		credentials_over(i % 2 ? real : "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+				 "alice", "guess", cred, sizeof cred);
+		assert_int_equal(reg(&forged, "alice", cred, r, sizeof r), 401);
+		phone_close(&forged);
+	}
+	/* and from alice's own address (another port), naming anyone */
+	phone_open(&forged, &srv);
+	for (int i = 0; i < 6; i++) {
+		credentials_over(real, "zed", "guess", cred, sizeof cred);
+		assert_int_equal(reg(&forged, "zed", cred, r, sizeof r), 401);
+	}
+	phone_close(&forged);
+	register_alice(&alice);
+	assert_int_equal(counter("auth_failures_total"), fails);
+	assert_true(counter("auth_nonce_foreign_total") >= 12);
+	phone_close(&alice);
+	phone_close(&eve);
+}
+
+/* A captured REGISTER of alice's, replayed from her own address (a forger
+ * who saw it on the way): a copy proves nothing, so it is challenged and
+ * not counted; alice's next REGISTER goes through. */
+static void test_replays_do_not_lock_out_alice(void **state)
+{
+	(void)state;
+	restart_strict();
+	struct phone alice, copy;
+	phone_open(&alice, &srv);
+	phone_open(&copy, &srv);
+	char chal[4096], cred[1024], r[4096];
+	assert_int_equal(reg(&alice, "alice", "", chal, sizeof chal), 401);
+	credentials(chal, "Authorization", "alice", "wonderland", "REGISTER", "sip:127.0.0.1", cred,
+		    sizeof cred);
+	assert_int_equal(reg(&alice, "alice", cred, r, sizeof r), 200);
+	int64_t fails = counter("auth_failures_total");
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(reg(&copy, "alice", cred, r, sizeof r), 401);
+	register_alice(&alice);
+	assert_int_equal(counter("auth_failures_total"), fails);
+	phone_close(&alice);
+	phone_close(&copy);
+}
+
+/* One real guesser (it receives its challenges) is held at its own address;
+ * alice's phones, the one that registered and a new one elsewhere, are not. */
+static void test_one_guesser_cannot_lock_out_alice(void **state)
+{
+	(void)state;
+	restart_strict();
+	struct phone alice, alice2, eve;
+	phone_open(&alice, &srv);
+	phone_open_at(&alice2, &srv, "127.0.0.21");
+	phone_open_at(&eve, &srv, "127.0.0.20");
+	register_alice(&alice);
+	char r[4096];
+	int64_t fails = counter("auth_failures_total");
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(reg_auth(&eve, "alice", "alice", "guess", "", r, sizeof r), 401);
+	assert_int_equal(counter("auth_failures_total") - fails, 5);
+	/* eve is held, the right password included */
+	assert_int_equal(reg_auth(&eve, "alice", "alice", "wonderland", "", r, sizeof r), 403);
+	assert_non_null(strstr(r, "Retry-After: "));
+	register_alice(&alice);
+	assert_int_equal(reg_auth(&alice2, "alice", "alice", "wonderland", "", r, sizeof r), 200);
+	phone_close(&alice);
+	phone_close(&alice2);
+	phone_close(&eve);
+}
+
+/* Guessing spread over sources puts alice's name in backoff: a source where
+ * she never authenticated is refused even with the right password, while her
+ * own phone goes on registering. */
+static void test_spread_guessing_spares_alices_phone(void **state)
+{
+	(void)state;
+	restart_strict();
+	struct phone alice, e1, e2, e3;
+	phone_open(&alice, &srv);
+	phone_open_at(&e1, &srv, "127.0.0.30");
+	phone_open_at(&e2, &srv, "127.0.0.31");
+	phone_open_at(&e3, &srv, "127.0.0.32");
+	register_alice(&alice);
+	char r[4096];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(reg_auth(&e1, "alice", "alice", "guess", "", r, sizeof r), 401);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(reg_auth(&e2, "alice", "alice", "guess", "", r, sizeof r), 401);
+	register_alice(&alice);
+	assert_int_equal(reg_auth(&e3, "alice", "alice", "wonderland", "", r, sizeof r), 403);
+	phone_close(&alice);
+	phone_close(&e1);
+	phone_close(&e2);
+	phone_close(&e3);
+}
+
+/* alice computes credentials over a nonce sent to her address and sends them
+ * with another address as the UDP source (a victim's): refused with a fresh
+ * challenge, so no binding there and no pings aimed at the victim. From her
+ * own address the same credentials work, and the binding is proven. */
+static void test_forged_source_register_refused(void **state)
+{
+	(void)state;
+	struct phone alice, victim;
+	phone_open(&alice, &srv);
+	phone_open_at(&victim, &srv, "127.0.0.40");
+	char chal[4096], cred[1024], lines[2048], r[4096];
+	snprintf(lines, sizeof lines, "Contact: <sip:alice@127.0.0.40:%u>\r\nExpires: 300\r\n",
+		 victim.port);
+	assert_int_equal(reg(&alice, "alice", lines, chal, sizeof chal), 401);
+	credentials(chal, "Authorization", "alice", "wonderland", "REGISTER", "sip:127.0.0.1", cred,
+		    sizeof cred);
+	strcat(lines, cred);
+	assert_int_equal(reg(&victim, "alice", lines, r, sizeof r), 401);
+	assert_null(strstr(r, "stale=true"));
+	assert_int_equal(bindings("alice@127.0.0.1", NULL, 0), 0);
+	assert_int_equal(reg(&alice, "alice", lines, r, sizeof r), 200);
+	struct store_binding b[2];
+	size_t n = 0;
+	assert_int_equal(registrar_lookup(srv.reg, "alice@127.0.0.1", b, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_true(b[0].ka.proven);
+	phone_close(&alice);
+	phone_close(&victim);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -423,6 +597,14 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_invite_scan_learns_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_guessing_is_limited, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forged_failures_do_not_lock_out_alice, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_replays_do_not_lock_out_alice, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_one_guesser_cannot_lock_out_alice, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_spread_guessing_spares_alices_phone, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_forged_source_register_refused, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("auth_attack", tests, NULL, NULL);
 }
