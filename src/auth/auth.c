@@ -31,8 +31,9 @@ const struct conf_key auth_conf_keys[] = {
      "first backoff in seconds; each further one doubles, up to backoff_max"},
     {"auth", "backoff_max", CONF_INT, "300", 1, 86400, NULL, "longest backoff in seconds"},
     {"auth", "fail_table", CONF_INT, "8192", 64, 4194304, NULL,
-     "sources and user names whose failures are remembered; when full the least "
-     "recently seen one that is not blocked gives way"},
+     "sources and user names whose failures are remembered, and the sources each user "
+     "authenticated from lately; when full the least recently seen one that is not blocked "
+     "gives way"},
     {NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
