@@ -540,7 +540,8 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 	 * Credentials verify only over a nonce that was sent to this source
 	 * address (auth.h: the IPv4 address or IPv6 /64, not the port), so
 	 * the sender received there: a user cannot aim pings at a third host
-	 * by forging a UDP source, only at other ports of its own address. */
+	 * by forging a UDP source, only at other ports of its own address
+	 * (IPv6: other addresses of its own /64). */
 	j->proven = authenticated || rx->flow.tp != NET_UDP;
 	if (j->n == 0 && !j->star) {
 		/* 10.3 step 8 with no Contact: a query */
