@@ -164,6 +164,30 @@ static void test_nonce(void **state)
 	assert_int_equal(auth_nonce_check(a, "EXAMPLE.com", &s0, slice_cstr(n), now, &issued), 0);
 	assert_int_equal(auth_nonce_check(a, "example.org", &s0, slice_cstr(n), now, &issued),
 			 EPERM);
+	/* bound to the source challenged: its address (any port), not another */
+	struct net_addr other;
+	net_addr_parse("198.18.5.5:1", 0, &other);
+	assert_int_equal(auth_nonce_check(a, "example.com", &other, slice_cstr(n), now, &issued),
+			 0);
+	net_addr_parse("[::ffff:198.18.5.5]:1", 0, &other);
+	assert_int_equal(auth_nonce_check(a, "example.com", &other, slice_cstr(n), now, &issued),
+			 0);
+	net_addr_parse("198.18.5.6:5060", 0, &other);
+	assert_int_equal(auth_nonce_check(a, "example.com", &other, slice_cstr(n), now, &issued),
+			 EPERM);
+	/* IPv6: its /64 (privacy addresses), not the next one */
+	struct net_addr v6;
+	net_addr_parse("[2001:db8:1:2::1]:5060", 0, &v6);
+	char n6[AUTH_NONCE_LEN + 1];
+	auth_nonce_make(a, "example.com", &v6, now, n6);
+	net_addr_parse("[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:7", 0, &other);
+	assert_int_equal(auth_nonce_check(a, "example.com", &other, slice_cstr(n6), now, &issued),
+			 0);
+	net_addr_parse("[2001:db8:1:3::1]:5060", 0, &other);
+	assert_int_equal(auth_nonce_check(a, "example.com", &other, slice_cstr(n6), now, &issued),
+			 EPERM);
+	assert_int_equal(auth_nonce_check(a, "example.com", &s0, slice_cstr(n6), now, &issued),
+			 EPERM);
 	/* expired but ours: stale */
 	assert_int_equal(auth_nonce_check(a, "example.com", &s0, slice_cstr(n), now + 61, &issued),
 			 ETIMEDOUT);
