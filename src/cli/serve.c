@@ -196,6 +196,7 @@ static int start_sip(struct server *s)
 		.sync = strcmp(conf_str(c, "store", "sync"), "normal") == 0 ? STORE_SYNC_NORMAL
 									   : STORE_SYNC_FULL,
 		.max_per_aor = (unsigned)conf_int(c, "registrar", "max_contacts"),
+		.max_bindings = (size_t)conf_int(c, "registrar", "max_bindings"),
 		.kick_explicit = true,
 	};
 	int err = store_alloc(&s->store, &sc);

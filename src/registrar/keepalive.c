@@ -317,6 +317,8 @@ int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 	r->max_expires = conf_int(c, "registrar", "max_expires");
 	r->default_expires = conf_int(c, "registrar", "default_expires");
 	r->max_contacts = conf_int(c, "registrar", "max_contacts");
+	snprintf(r->retry_after_hdr, sizeof r->retry_after_hdr, "Retry-After: %u\r\n",
+		 (unsigned)conf_int(c, "sip", "retry_after"));
 	if (r->min_expires > r->max_expires) {
 		LOG_E("registrar", "min_expires %lld is above max_expires %lld",
 		      (long long)r->min_expires, (long long)r->max_expires);

@@ -16,6 +16,9 @@ const struct conf_key registrar_conf_keys[] = {
 	{"registrar", "default_expires", CONF_INT, "3600", 1, 604800, NULL,
 	 "expiry when the REGISTER names none"},
 	{"registrar", "max_contacts", CONF_INT, "16", 1, 1000, NULL, "bindings per AOR"},
+	{"registrar", "max_bindings", CONF_INT, "1000000", 1, 100000000, NULL,
+	 "bindings in all (about 470 bytes each with its AOR, up to 1.2 KB with every field "
+	 "full); beyond it a new binding gets 503, refreshes and removals still pass"},
 	{"registrar", "open", CONF_BOOL, "no", 0, 0, NULL,
 	 "DANGEROUS: with no users configured, accept REGISTER from any source, not only "
 	 "loopback and private ones (anyone on the internet can then take any AOR)"},
@@ -398,6 +401,16 @@ static void job_durable(int err, void *arg)
 		LOG_E("registrar", "cannot post REGISTER answer for %s", j->aor);
 }
 
+static void log_full(struct registrar *r)
+{
+	int64_t n;
+	if (log_burst_due(&r->full_log, 60000, &n))
+		LOG_W("registrar",
+		      "refused %lld new bindings: the location store holds [registrar] "
+		      "max_bindings; refreshes and removals still pass",
+		      (long long)n);
+}
+
 /* Refuses a REGISTER: one bounded answer, no transaction kept (stsx_reject),
  * whoever the source claims to be. */
 static void reject(struct stsx *st, uint16_t status, const char *reason, const char *extra)
@@ -556,6 +569,12 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 	} else if (err == ENOSPC) {
 		free(j);
 		reject(st, 403, "Too Many Bindings", NULL);
+	} else if (err == EAGAIN) {
+		/* max_bindings: a table a stranger can grow (no users, open mode)
+		 * gives way to new bindings, never to refreshes */
+		free(j);
+		log_full(r);
+		reject(st, 503, "Service Unavailable (Binding Table Full)", r->retry_after_hdr);
 	} else if (err) {
 		free(j);
 		reject(st, 500, "Binding Not Stored", "Retry-After: 1\r\n");

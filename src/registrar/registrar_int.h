@@ -41,6 +41,8 @@ struct registrar {
 	char hostname[256];
 	bool open; /* [registrar] open */
 	struct log_burst closed_log;
+	struct log_burst full_log;    /* 503 at max_bindings */
+	char retry_after_hdr[32];     /* "Retry-After: N\r\n", [sip] retry_after */
 };
 
 /* policy.c: reads [sip] domains and [registrar] open; EINVAL (logged) on a bad list. */

@@ -15,6 +15,8 @@ struct metric store_m_rows = {.name = "store_commit_rows_total",
 			      .help = "Rows written by committed transactions"};
 struct metric store_m_errors = {.name = "store_commit_errors_total",
 				.help = "Location store transactions that failed"};
+struct metric store_m_full = {.name = "store_bindings_full_total",
+			      .help = "New bindings refused: the store held max_bindings"};
 
 #define SHARDS_DEFAULT 64
 #define SHARDS_MAX 65536
@@ -35,6 +37,7 @@ struct store_view {
 	uint8_t *flags; /* VIEW_* per binding */
 	struct store_rec **src; /* the record b[i] was read from; NULL for a new one */
 	size_t n, cap;
+	size_t base; /* bindings of the AOR's latest state, expired ones included */
 	uint64_t *removed; /* ids that were in memory before the update */
 	size_t nremoved;
 	/* b, flags, src and removed start here, on the caller's stack: most AORs
@@ -67,6 +70,20 @@ static struct store_rec **aor_latest(const struct store_aor *a, size_t *n)
 {
 	*n = a->npending ? a->nw : a->n;
 	return a->npending ? a->w : a->r;
+}
+
+static int64_t aor_latest_n(const struct store_aor *a)
+{
+	return (int64_t)(a->npending ? a->nw : a->n);
+}
+
+/* Keeps nlatest, what max_bindings bounds, in step: before is the AOR's
+ * aor_latest_n() before a change, taken under the same lock. */
+static void count_latest(struct store *s, const struct store_aor *a, int64_t before)
+{
+	int64_t d = aor_latest_n(a) - before;
+	if (d)
+		atomic_fetch_add(&s->nlatest, d);
 }
 
 static long recs_find(struct store_rec *const *r, size_t n, uint64_t id)
@@ -208,6 +225,7 @@ static int view_init(struct store_view *v, const struct store_aor *a)
 		return 0;
 	size_t n;
 	struct store_rec **r = aor_latest(a, &n);
+	v->base = n;
 	if (n > VIEW_STACK) {
 		v->removed = malloc(n * sizeof *v->removed);
 		if (!v->removed)
@@ -239,6 +257,7 @@ static void view_setup(struct store_view *v, struct store *s, const char *aor)
 	v->flags = v->stack_flags;
 	v->src = v->stack_src;
 	v->n = 0;
+	v->base = 0;
 	v->cap = VIEW_STACK;
 	v->removed = v->stack_removed;
 	v->nremoved = 0;
@@ -321,6 +340,14 @@ int store_view_put(struct store_view *v, const struct store_binding *b, size_t *
 	} else {
 		if (v->n >= v->s->max_per_aor)
 			return ENOSPC;
+		/* only growth counts against the total, so that a binding in
+		 * place of an expired or removed one still goes in */
+		int64_t grow = (int64_t)(v->n + 1) - (int64_t)v->base;
+		if (grow > 0 &&
+		    atomic_load(&v->s->nlatest) + grow > (int64_t)v->s->max_bindings) {
+			metric_inc(&store_m_full);
+			return EAGAIN;
+		}
 		err = view_reserve(v, v->n + 1);
 		if (err)
 			return err;
@@ -441,6 +468,7 @@ static int view_pack(const struct store_view *v, struct store_rec ***out)
 static void view_install(struct store *s, struct store_aor *a, struct store_rec **recs, size_t n,
 			 bool queued)
 {
+	int64_t before = aor_latest_n(a);
 	if (queued) {
 		if (a->npending)
 			aor_drop_w(a);
@@ -453,6 +481,7 @@ static void view_install(struct store *s, struct store_aor *a, struct store_rec 
 		a->r = recs;
 		a->n = n;
 	}
+	count_latest(s, a, before);
 	aor_first_expiry(a);
 }
 
@@ -580,6 +609,7 @@ void store_job_resolve(struct store *s, struct store_job *job, int err)
 		return; /* expiry deletes: memory dropped those rows already */
 	struct store_shard *sh = job->shard;
 	pthread_mutex_lock(&sh->lock);
+	int64_t before = aor_latest_n(a);
 	if (!err)
 		aor_apply(s, a, job);
 	else if (a->npending > 1)
@@ -587,6 +617,7 @@ void store_job_resolve(struct store *s, struct store_job *job, int err)
 	job_release(job);
 	if (--a->npending == 0)
 		aor_drop_w(a); /* r is the latest state again */
+	count_latest(s, a, before);
 	aor_first_expiry(a);
 	if (aor_empty(a))
 		aor_unlink(s, sh, a);
@@ -807,8 +838,10 @@ int store_expire(struct store *s, int64_t now, size_t *removed)
 			struct store_aor *a = sh->tab[i], *next;
 			for (; a; a = next) {
 				next = a->next;
+				int64_t before = aor_latest_n(a);
 				size_t gone = aor_expire(a, now, &ids, &nids, &cap);
 				count_bindings(s, -(int64_t)gone);
+				count_latest(s, a, before);
 				if (aor_empty(a))
 					aor_unlink(s, sh, a);
 			}
@@ -853,6 +886,7 @@ int store_flush(struct store *s)
 void store_stats_get(struct store *s, struct store_stats *out)
 {
 	out->bindings = (size_t)atomic_load(&s->nbindings);
+	out->bindings_latest = (size_t)atomic_load(&s->nlatest);
 	out->aors = (size_t)atomic_load(&s->naors);
 	out->commits = atomic_load(&s->commits);
 	out->commit_rows = atomic_load(&s->commit_rows);
@@ -888,6 +922,7 @@ static int load_one(const struct store_binding *b, void *arg)
 	a->r[a->n++] = r;
 	a->first_expiry = a->n == 1 ? r->expires_at : MIN(a->first_expiry, r->expires_at);
 	count_bindings(s, 1);
+	atomic_fetch_add(&s->nlatest, 1); /* past max_bindings too: see store.h */
 	return 0;
 }
 
@@ -926,11 +961,13 @@ int store_alloc(struct store **sp, const struct store_conf *conf)
 	metric_register(&store_m_commits);
 	metric_register(&store_m_rows);
 	metric_register(&store_m_errors);
+	metric_register(&store_m_full);
 
 	struct store *s = calloc(1, sizeof *s);
 	if (!s)
 		return ENOMEM;
 	s->max_per_aor = conf->max_per_aor ? conf->max_per_aor : MAX_PER_AOR_DEFAULT;
+	s->max_bindings = conf->max_bindings ? conf->max_bindings : STORE_MAX_BINDINGS_DEFAULT;
 	atomic_init(&s->next_id, 1);
 	int err = ENOMEM;
 	s->shards = calloc(nshards, sizeof *s->shards);
@@ -954,6 +991,11 @@ int store_alloc(struct store **sp, const struct store_conf *conf)
 		if (err)
 			goto out_shards;
 		err = ops->load(ctx, time_wall_s(), load_one, s, &max_id);
+		if (!err && (size_t)atomic_load(&s->nlatest) > s->max_bindings)
+			LOG_W("store",
+			      "%s holds %lld bindings, more than max_bindings %zu: all loaded; "
+			      "new bindings are refused until enough expire",
+			      conf->path, (long long)atomic_load(&s->nlatest), s->max_bindings);
 		if (!err) {
 			atomic_store(&s->next_id, max_id + 1);
 			err = store_writer_alloc(&s->w, s, ops, ctx, conf->kick_explicit);

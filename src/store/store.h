@@ -126,10 +126,27 @@ enum store_sync {
 	STORE_SYNC_NORMAL = 1,
 };
 
+/* Heap measured per binding with its own AOR (malloc overhead and hash
+ * buckets included): about 470 bytes for a usual phone's fields, so some
+ * 470 MB at the bound; 1,230 bytes when every field is full (what a flood
+ * can send), so at most about 1.2 GB. */
+#define STORE_MAX_BINDINGS_DEFAULT 1000000
+
 struct store_conf {
 	const char *path;     /* SQLite file, created if absent; NULL = memory only */
 	unsigned shards;      /* 0 = 64 */
 	unsigned max_per_aor; /* store_view_put() refuses more with ENOSPC; 0 = 32 */
+	/* Bindings in all (each AOR's latest state, queued changes included);
+	 * store_view_put() refuses a binding that would grow the total past it
+	 * with EAGAIN, and counts it. A refresh, a removal, or a new binding in
+	 * place of one that expired or was removed in the same update always
+	 * passes. Checked without a lock: concurrent updates of different
+	 * shards may overshoot by one binding each. Bindings loaded at start
+	 * count: past the bound on disk, all are loaded (logged) and new ones
+	 * are refused until enough expire or go. AORs need no bound of their
+	 * own: one exists only while it holds a binding or a queued change.
+	 * 0 = STORE_MAX_BINDINGS_DEFAULT. */
+	size_t max_bindings;
 	enum store_sync sync;
 	/* false: every store_update() wakes the writer; batches form from the updates
 	 * queued while the previous COMMIT is in flight.
@@ -191,7 +208,8 @@ long store_view_find(const struct store_view *v, const struct store_binding *b);
  * binding is copied, keepalive state included: a refresh that wants to keep the
  * old ka state copies it from the old binding first. aor and id are set by the
  * store. Index in *idx if not NULL. 0, EINVAL (empty contact, q > 1000),
- * ENOSPC (max_per_aor reached). */
+ * ENOSPC (max_per_aor reached), EAGAIN (max_bindings reached: a new binding
+ * only). */
 int store_view_put(struct store_view *v, const struct store_binding *b, size_t *idx);
 /* Replaces binding i with b (the identity may change, e.g. a new contact for the
  * same instance); keeps binding i's id. 0, EINVAL, ERANGE (bad index), EEXIST
@@ -245,6 +263,7 @@ int store_flush(struct store *s);
 
 struct store_stats {
 	size_t bindings; /* in memory, expired but not yet purged included */
+	size_t bindings_latest; /* with queued changes applied: what max_bindings bounds */
 	size_t aors;
 	uint64_t commits;     /* transactions committed */
 	uint64_t commit_rows; /* rows written by them */
@@ -255,7 +274,8 @@ void store_stats_get(struct store *s, struct store_stats *out);
 
 /* Metrics registered by store_alloc (process-wide, summed over stores):
  * store_bindings, store_aors (gauges), store_commits_total,
- * store_commit_rows_total, store_commit_errors_total. */
+ * store_commit_rows_total, store_commit_errors_total, store_bindings_full_total
+ * (new bindings refused at max_bindings). */
 
 /* ---- credentials: user@realm -> HA1 per digest algorithm ----
  *

@@ -131,9 +131,14 @@ struct store {
 	struct store_shard *shards; /* RO after alloc (the array, not the shards) */
 	unsigned nshards;
 	unsigned max_per_aor;
+	size_t max_bindings;
 	store_contact_eq_h *contact_eq; /* NULL: bytes; set before the first update */
 	_Atomic uint64_t next_id;
 	_Atomic int64_t nbindings, naors;
+	/* bindings of every AOR's latest state (w when changes are queued, else
+	 * r): what max_bindings bounds, so that queued new bindings count
+	 * before their COMMIT */
+	_Atomic int64_t nlatest;
 	struct store_writer *w; /* NULL when memory-only */
 	_Atomic uint64_t commits, commit_rows, commit_errors;
 };
@@ -156,7 +161,8 @@ size_t store_writer_pending(struct store_writer *w);
 void store_job_resolve(struct store *s, struct store_job *job, int err);
 
 /* metrics.c-style process-wide counters, defined in mem.c */
-extern struct metric store_m_bindings, store_m_aors, store_m_commits, store_m_rows, store_m_errors;
+extern struct metric store_m_bindings, store_m_aors, store_m_commits, store_m_rows, store_m_errors,
+	store_m_full;
 
 /* A credential backend behind the memory table of cred.c. The table is
  * always what lookups read; a backend persists writes and says when someone

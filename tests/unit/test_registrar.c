@@ -421,6 +421,77 @@ static void test_many_contacts(void **state)
 	assert_int_equal(do_register(f, "frank", "c-frank", 1, contacts, r, sizeof r), 403);
 }
 
+/* The attack: with no users, a LAN source may register any AOR, so one host
+ * sends REGISTERs for new AORs until memory runs out (it used to: only
+ * max_contacts per AOR bounded anything). With max_bindings = 8 the flood
+ * takes what is left of the 8 and then gets 503 with Retry-After, counted;
+ * the phones already registered still refresh and unregister, and an
+ * unregistration makes room for exactly one new binding. */
+static void test_binding_flood_bounded(void **state)
+{
+	(void)state;
+	struct fixture f;
+	memset(&f, 0, sizeof f);
+	test_server_start(&f.srv, "[sip]\nlisten = udp:127.0.0.1:0\nretry_after = 7\n"
+				  "[registrar]\nmax_bindings = 8\n[keepalive]\ninterval = 0\n");
+	phone_open(&f.ph, &f.srv);
+	char r[4096], contact[128], user[32];
+	assert_int_equal(do_register(&f, "alice", "c-alice", 1,
+				     "Contact: <sip:alice@10.0.0.1>\r\nExpires: 300\r\n", r,
+				     sizeof r),
+			 200);
+	assert_int_equal(do_register(&f, "bob", "c-bob", 1,
+				     "Contact: <sip:bob@10.0.0.2>\r\nExpires: 300\r\n", r, sizeof r),
+			 200);
+	int64_t rejected0 = counter("registrar_rejected_total");
+	int64_t full0 = counter("store_bindings_full_total");
+	int ok = 0, busy = 0;
+	for (int i = 0; i < 40; i++) {
+		snprintf(user, sizeof user, "flood%d", i);
+		snprintf(contact, sizeof contact, "Contact: <sip:%s@10.9.0.1:%d>\r\n", user,
+			 6000 + i);
+		int st = do_register(&f, user, user, 1, contact, r, sizeof r);
+		ok += st == 200;
+		if (st == 503) {
+			busy++;
+			assert_non_null(strstr(r, "\r\nRetry-After: 7\r\n"));
+		}
+	}
+	assert_int_equal(ok, 6);
+	assert_int_equal(busy, 34);
+	assert_int_equal(counter("store_bindings_full_total") - full0, 34);
+	assert_int_equal(counter("registrar_rejected_total") - rejected0, 34);
+	struct store_stats st;
+	store_stats_get(f.srv.store, &st);
+	assert_int_equal(st.bindings, 8);
+	/* a second contact for alice is a new binding too */
+	assert_int_equal(do_register(&f, "alice", "c-alice", 2,
+				     "Contact: <sip:alice@10.0.0.3>\r\n", r, sizeof r),
+			 503);
+	/* at the bound: alice refreshes, bob unregisters */
+	assert_int_equal(do_register(&f, "alice", "c-alice", 3,
+				     "Contact: <sip:alice@10.0.0.1>\r\nExpires: 600\r\n", r,
+				     sizeof r),
+			 200);
+	assert_non_null(strstr(r, "<sip:alice@10.0.0.1>;expires=600"));
+	assert_int_equal(do_register(&f, "bob", "c-bob", 2, "Contact: *\r\nExpires: 0\r\n", r,
+				     sizeof r),
+			 200);
+	struct store_binding b[2];
+	size_t n = 9;
+	assert_int_equal(registrar_lookup(f.srv.reg, "bob@127.0.0.1", b, 2, &n), 0);
+	assert_int_equal(n, 0);
+	/* bob's place goes to one more, and no further */
+	assert_int_equal(do_register(&f, "late1", "c-late1", 1, "Contact: <sip:l1@10.9.0.2>\r\n",
+				     r, sizeof r),
+			 200);
+	assert_int_equal(do_register(&f, "late2", "c-late2", 1, "Contact: <sip:l2@10.9.0.2>\r\n",
+				     r, sizeof r),
+			 503);
+	phone_close(&f.ph);
+	test_server_stop(&f.srv);
+}
+
 /* With the disk full, a REGISTER is answered 500, and its binding must not
  * take calls (it used to: live in memory, gone after a restart), nor may an
  * unregistration that failed stop them (it used to, and the binding came
@@ -513,6 +584,7 @@ int main(void)
 	    cmocka_unit_test(test_many_contacts),
 	    cmocka_unit_test(test_timer_j_ends),
 	    cmocka_unit_test(test_disk_full_not_routed),
+	    cmocka_unit_test(test_binding_flood_bounded),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -28,7 +28,12 @@ void test_server_start(struct test_server *s, const char *conf_text)
 	if (conf_load_string(s->conf, "test", conf_text, err, sizeof err))
 		fail_msg("config: %s", err);
 	/* memory only, unless the config names a [store] */
-	struct store_conf sc = {.path = NULL, .sync = STORE_SYNC_NORMAL};
+	struct store_conf sc = {
+	    .path = NULL,
+	    .sync = STORE_SYNC_NORMAL,
+	    .max_per_aor = (unsigned)conf_int(s->conf, "registrar", "max_contacts"),
+	    .max_bindings = (size_t)conf_int(s->conf, "registrar", "max_bindings"),
+	};
 	if (conf_section_present(s->conf, "store") && conf_str(s->conf, "store", "path")[0])
 		sc.path = conf_str(s->conf, "store", "path");
 	assert_int_equal(store_alloc(&s->store, &sc), 0);
