@@ -570,6 +570,7 @@ static void check_after_threads(struct store *s)
 	store_stats_get(s, &st);
 	assert_int_equal(st.aors, 2 + THREADS * 50);
 	assert_int_equal(st.bindings, 1 + THREADS + THREADS * 50 * 3);
+	assert_int_equal(st.bindings_latest, st.bindings); /* max_bindings' count */
 }
 
 static void test_threads_memory(void **state)

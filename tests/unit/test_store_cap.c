@@ -61,7 +61,8 @@ static int64_t full_count(void)
 	metrics_write_prometheus(&b);
 	buf_append(&b, "", 1);
 	const char *at = strstr(b.data, "\npinhole_store_bindings_full_total ");
-	int64_t v = at ? strtoll(at + strlen("\npinhole_store_bindings_full_total "), NULL, 10) : -1;
+	int64_t v =
+	    at ? strtoll(at + strlen("\npinhole_store_bindings_full_total "), NULL, 10) : -1;
 	buf_free(&b);
 	return v;
 }

@@ -225,6 +225,8 @@ static void test_disk_full(void **state)
 	store_stats_get(s, &st);
 	assert_int_equal(st.commit_errors, FAILS + 3);
 	assert_int_equal(st.bindings, 1);
+	/* failed new bindings give back their place under max_bindings */
+	assert_int_equal(st.bindings_latest, 1);
 
 	/* room again: updates commit, and the recovery is logged */
 	log_capture();
@@ -321,6 +323,9 @@ static void test_failed_batch_undone(void **state)
 	assert_int_equal(
 	    store_update(s, SLICE_LIT("erin@example.com"), op_put, &e3, done_rec_h, &r[2]), 0);
 	size_t queued_view = view_n(s, "erin@example.com"); /* e2, e3 */
+	struct store_stats st;
+	store_stats_get(s, &st);
+	size_t queued_latest = st.bindings_latest;
 	store_kick(s);
 	int flush_err = store_flush(s);
 	log_release();
@@ -335,6 +340,10 @@ static void test_failed_batch_undone(void **state)
 	assert_int_equal(lookup_n(s, "erin@example.com", out), 1);
 	assert_string_equal(out[0].contact, e1.contact);
 	assert_int_equal(view_n(s, "erin@example.com"), 1);
+	/* max_bindings counted the queued state, and counts e1 alone again */
+	assert_int_equal(queued_latest, 2);
+	store_stats_get(s, &st);
+	assert_int_equal(st.bindings_latest, 1);
 	store_free(s);
 }
 
