@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SIP benchmarks: pinhole against Kamailio 5.6, in one invocation, driven by sipp.
 #
-#   bench/run.sh [register|calls|all]      (default: all)
+#   bench/run.sh [register|calls|all|auth] (default: all = register and calls)
 #   bench/run.sh report RESULTS-DIR        (the tables again from a run's files)
 #
 # register  REGISTER throughput, every REGISTER for a user not seen before:
@@ -11,6 +11,15 @@
 #           along the Record-Route path, 200 to the BYE; the callees are
 #           registered from the UAS's own socket, so every INVITE is routed to
 #           a binding's real source.
+# auth      authenticated REGISTER: BENCH_AUTH_USERS users provisioned in
+#           both servers (pinhole: `pinhole user add` into its SQLite file;
+#           Kamailio: the same MD5 HA1 values in the subscriber table of an
+#           SQLite file read by auth_db), sipp REGISTER -> 401 -> REGISTER with
+#           Authorization (MD5, qop=auth) for the users in turn.  pinhole with
+#           its SQLite store, sync=full and sync=normal (users live in that
+#           file: a memory-only pinhole has no users); Kamailio with usrloc in
+#           memory, auth_db on SQLite, nonce_count, stateful
+#           (bench/kamailio/kamailio.cfg with WITH_AUTH).  Not part of `all`.
 #
 # Each server is started in turn on the same address and port, gets a rate
 # ramp (one sipp run per step, BENCH_STEP_SECS long, repeated BENCH_REPEAT
@@ -30,6 +39,12 @@
 #   BENCH_REPEAT        runs per step; the table shows their medians (1)
 #   BENCH_REG_RATES     REGISTER/s ramp        ("5000 10000 20000 30000 40000 50000")
 #   BENCH_CALL_RATES    calls/s ramp           ("1000 2000 4000 6000 8000 10000 12000")
+#   BENCH_AUTH_RATES    authenticated REGISTER/s ramp ("2000 4000 6000 8000 10000")
+#   BENCH_AUTH_USERS    users provisioned for auth (10000)
+#   BENCH_AUTH_SERVERS  auth runs   ("pinhole-sqlite-full pinhole-sqlite-normal kamailio-auth")
+#   BENCH_USERS_CACHE   where the provisioned user files are kept between
+#                       invocations (/tmp/pinhole-bench-users; adding 10,000
+#                       users with `pinhole user add` takes a minute or two)
 #   BENCH_CALLEES       registered callees     (1000)
 #   BENCH_CALL_HOLD_MS  pause between ACK and BYE, sipp -d (0)
 #   BENCH_SQLITE_SYNC   pinhole [store] sync for the SQLite run (full)
@@ -56,7 +71,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 MODE=${1:-all}
 case $MODE in
-register | calls | all) ;;
+register | calls | all | auth) ;;
 report)
 	# bench/run.sh report DIR: the tables again from a finished run's files
 	[ -d "${2:-}" ] || {
@@ -70,7 +85,7 @@ report)
 	exit 0
 	;;
 *)
-	echo "usage: $0 [register|calls|all] | $0 report RESULTS-DIR" >&2
+	echo "usage: $0 [register|calls|all|auth] | $0 report RESULTS-DIR" >&2
 	exit 2
 	;;
 esac
@@ -89,6 +104,10 @@ REPEAT=${BENCH_REPEAT:-1}
 REG_RATES=${BENCH_REG_RATES:-5000 10000 20000 30000 40000 50000}
 CALL_RATES=${BENCH_CALL_RATES:-1000 2000 4000 6000 8000 10000 12000}
 CALLEES=${BENCH_CALLEES:-1000}
+AUTH_RATES=${BENCH_AUTH_RATES:-2000 4000 6000 8000 10000}
+AUTH_USERS=${BENCH_AUTH_USERS:-10000}
+AUTH_SERVERS=${BENCH_AUTH_SERVERS:-pinhole-sqlite-full pinhole-sqlite-normal kamailio-auth}
+USERS_CACHE=${BENCH_USERS_CACHE:-/tmp/pinhole-bench-users}
 CALL_HOLD_MS=${BENCH_CALL_HOLD_MS:-0}
 SQLITE_SYNC=${BENCH_SQLITE_SYNC:-full}
 STORES=${BENCH_STORES:-mem sqlite}
@@ -141,6 +160,28 @@ for s in $SERVERS; do
 		;;
 	esac
 done
+if [ "$MODE" = auth ]; then
+	need sqlite3 "apt-get install sqlite3"
+	for s in $AUTH_SERVERS; do
+		case $s in
+		pinhole-sqlite-full | pinhole-sqlite-normal) [ -n "${PINHOLE:-}" ] && [ -x "$PINHOLE" ] || {
+			echo "bench: no pinhole binary; build it (see docs/benchmarks.md) or set PINHOLE" >&2
+			exit 2
+		} ;;
+		kamailio-auth)
+			need "$KAMAILIO" "apt-get install kamailio"
+			[ -f /usr/share/kamailio/db_sqlite/auth_db-create.sql ] || {
+				echo "bench: no Kamailio SQLite schema; apt-get install kamailio-sqlite-modules" >&2
+				exit 2
+			}
+			;;
+		*)
+			echo "bench: unknown server '$s' in BENCH_AUTH_SERVERS" >&2
+			exit 2
+			;;
+		esac
+	done
+fi
 fi
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
@@ -203,7 +244,7 @@ wait_port_free() {
 
 # ---- servers -------------------------------------------------------------------
 
-pinhole_conf() { # store-path sync
+pinhole_conf() { # store-path sync [auth]
 	cat <<EOF
 [sip]
 listen = udp:$ADDR:$PORT
@@ -221,9 +262,16 @@ listen = 127.0.0.1:$CTL_PORT
 [log]
 level = warn
 EOF
+	# sipp answers only the first challenge and only with MD5. Every REGISTER
+	# of the benchmark comes from one address: the failure limiter (per
+	# source) is set to its maximum so that a few lost packets cannot put the
+	# whole load in backoff; Kamailio has no such limiter.
+	[ "${3:-}" = auth ] && printf '[auth]\nalgorithms = MD5\nmax_failures = 1000\n'
+	return 0
 }
 
-# start_server NAME DIR: NAME is pinhole-mem, pinhole-sqlite or kamailio
+# start_server NAME DIR: NAME is pinhole-mem, pinhole-sqlite, kamailio, or for
+# the auth benchmark pinhole-sqlite-full, pinhole-sqlite-normal, kamailio-auth
 start_server() {
 	local name=$1 dir=$2 i
 	if ! wait_port_free "$PORT"; then
@@ -240,6 +288,21 @@ start_server() {
 		rm -f "$dir/bindings.db"*
 		pinhole_conf "$dir/bindings.db" "$SQLITE_SYNC" >"$dir/pinhole.conf"
 		"$PINHOLE" serve --config "$dir/pinhole.conf" ${BENCH_PINHOLE_ARGS:-} >"$dir/server.log" 2>&1 &
+		SERVER_PID=$!
+		;;
+	pinhole-sqlite-full | pinhole-sqlite-normal)
+		rm -f "$dir/pinhole.db"*
+		cp "$USERS_DB" "$dir/pinhole.db" || return 1
+		pinhole_conf "$dir/pinhole.db" "${name#pinhole-sqlite-}" auth >"$dir/pinhole.conf"
+		"$PINHOLE" serve --config "$dir/pinhole.conf" ${BENCH_PINHOLE_ARGS:-} >"$dir/server.log" 2>&1 &
+		SERVER_PID=$!
+		;;
+	kamailio-auth)
+		mkdir -p "$dir/run"
+		cp "$KAM_DB" "$dir/kamailio.db" || return 1
+		"$KAMAILIO" -f "$KAM_CFG" -A WITH_AUTH -A "DBURL=\"sqlite://$dir/kamailio.db\"" \
+			-l "udp:$ADDR:$PORT" -x tlsf -m 4096 -M 32 \
+			-DD -E -Y "$dir/run" >"$dir/server.log" 2>&1 &
 		SERVER_PID=$!
 		;;
 	kamailio)
@@ -349,12 +412,75 @@ register_callees() { # dir: register callee1..calleeN from the UAS port
 	wait_port_free "$UAS_PORT"
 }
 
+# ---- users for the auth benchmark ---------------------------------------------
+
+# provision_users: USERS_DB (pinhole's SQLite file with AUTH_USERS users b1..bN
+# in realm ADDR, the To domain of the benchmark's REGISTERs), KAM_DB (Kamailio's
+# subscriber table with the same MD5 HA1 values, copied from USERS_DB: both
+# servers check the very same credentials) and OUT/users.csv for sipp.  The
+# files are kept in USERS_CACHE and made again only when missing or short.
+provision_users() {
+	local base=$USERS_CACHE/users-$AUTH_USERS-$ADDR i n
+	mkdir -p "$USERS_CACHE" || return 1
+	USERS_DB=$base.db KAM_DB=$base.kamailio.db
+	n=$(sqlite3 "$USERS_DB" 'SELECT count(*) FROM credential' 2>/dev/null)
+	if [ "${n:-0}" != "$AUTH_USERS" ]; then
+		rm -f "$USERS_DB" "$USERS_DB"-* "$KAM_DB"
+		log "adding $AUTH_USERS users with \`pinhole user add\` (once: kept in $USERS_CACHE)"
+		for ((i = 1; i <= AUTH_USERS; i++)); do
+			printf 'bench-pw-%d\n' "$i" |
+				"$PINHOLE" user add "b$i@$ADDR" --db "$USERS_DB" --password-stdin >/dev/null ||
+				return 1
+		done
+		sqlite3 "$USERS_DB" 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null
+	fi
+	if [ ! -s "$KAM_DB" ]; then
+		local sql=/usr/share/kamailio/db_sqlite
+		{ cat "$sql/standard-create.sql" "$sql/auth_db-create.sql" &&
+			echo "ATTACH '$USERS_DB' AS p;
+			INSERT INTO subscriber (username, domain, ha1)
+				SELECT user, realm, ha1_md5 FROM p.credential;"; } | sqlite3 "$KAM_DB.tmp" &&
+			mv "$KAM_DB.tmp" "$KAM_DB" || return 1
+	fi
+	# sipp 3.6 does not expand [fieldN] inside [authentication ...], but it
+	# expands keywords in a field's text: the whole keyword is the field
+	awk -v n="$AUTH_USERS" 'BEGIN { print "SEQUENTIAL"
+		for (i = 1; i <= n; i++) printf "b%d;[authentication username=b%d password=bench-pw-%d]\n", i, i, i }' \
+		>"$OUT/users.csv"
+	printf 'SEQUENTIAL\nb1;[authentication username=b1 password=not-the-password]\n' >"$OUT/users-wrong.csv"
+	log "users: $AUTH_USERS in $USERS_DB (pinhole) and $KAM_DB (Kamailio)"
+}
+
+# auth_verify DIR: one REGISTER with the right password is accepted and one
+# with a wrong password is not (the server really checks what it is given)
+auth_verify() {
+	local dir=$1 f rc
+	for f in users users-wrong; do
+		sipp_bounded 15 -sf "$SIPP_DIR/register_auth.xml" -inf "$OUT/$f.csv" -m 1 \
+			-p "$GEN_PORT" "${SIPP_COMMON[@]}" -stf "$dir/verify-$f.csv" \
+			-error_file "$dir/verify-$f.err" -timeout 8s "$ADDR:$PORT" >"$dir/verify-$f.out" 2>&1
+		rc=$?
+		if [ "$f" = users ] && [ $rc -ne 0 ]; then
+			log "auth check: the right password was not accepted (see $dir/verify-$f.*)"
+			return 1
+		fi
+		if [ "$f" = users-wrong ] && [ $rc -eq 0 ]; then
+			log "auth check: a wrong password was accepted (see $dir/verify-$f.*)"
+			return 1
+		fi
+	done
+	wait_port_free "$GEN_PORT"
+}
+
 # run_step KIND RATE REP DIR
 #   -> writes DIR/result: "offered achieved fail% us/op cpu% ok failed retrans out-of-order%"
 run_step() {
 	local kind=$1 rate=$2 rep=$3 dir=$4
 	# calls still unfinished 12 s after the last one was offered count as failed
 	local n=$((rate * STEP_SECS)) timeout=$((STEP_SECS + 12))
+	# an authenticated REGISTER has no call to wait for: a shorter tail keeps
+	# a whole auth run within minutes
+	[ "$kind" = auth ] && timeout=$((STEP_SECS + 6))
 	mkdir -p "$dir"
 	local c0 c1 t0 t1 rc b1 g0 g1
 	gen_ticks "$dir/times"
@@ -374,6 +500,12 @@ run_step() {
 	if [ "$kind" = register ]; then
 		sipp_bounded $((timeout + 5)) -sf "$SIPP_DIR/register.xml" -key upfx "s${rate}r${rep}u" -r "$rate" -m "$n" \
 			-p "$GEN_PORT" "${SIPP_COMMON[@]}" -stf "$dir/gen.csv" \
+			-error_file "$dir/gen.err" -timeout "${timeout}s" "$ADDR:$PORT" \
+			>"$dir/gen.out" 2>&1
+		rc=$?
+	elif [ "$kind" = auth ]; then
+		sipp_bounded $((timeout + 5)) -sf "$SIPP_DIR/register_auth.xml" -inf "$OUT/users.csv" \
+			-r "$rate" -m "$n" -p "$GEN_PORT" "${SIPP_COMMON[@]}" -stf "$dir/gen.csv" \
 			-error_file "$dir/gen.err" -timeout "${timeout}s" "$ADDR:$PORT" \
 			>"$dir/gen.out" 2>&1
 		rc=$?
@@ -527,10 +659,20 @@ ramp() {
 			return 1
 		}
 	fi
-	# warm-up, not recorded: first-touch page faults, sipp's start, caches
-	log "$name: warm-up, ${WARMUP_SECS}s at $1/s"
-	local keep=$STEP_SECS
-	STEP_SECS=$WARMUP_SECS
+	if [ "$kind" = auth ]; then
+		auth_verify "$dir" || {
+			stop_server
+			return 1
+		}
+	fi
+	# warm-up, not recorded: first-touch page faults, sipp's start, caches;
+	# for auth, long enough that every user has registered once (the steps
+	# then refresh bindings that exist, and both servers' files are cached)
+	local keep=$STEP_SECS warm=$WARMUP_SECS
+	[ "$kind" = auth ] && [ $(((AUTH_USERS + $1 - 1) / $1)) -gt "$warm" ] &&
+		warm=$(((AUTH_USERS + $1 - 1) / $1))
+	log "$name: warm-up, ${warm}s at $1/s"
+	STEP_SECS=$warm
 	run_step "$kind" "$1" 0 "$dir/warmup"
 	STEP_SECS=$keep
 	sleep 1
@@ -562,7 +704,7 @@ ramp() {
 			ach+=("$s_ach") fail+=("$s_fail") us+=("$s_us") cpu+=("$s_cpu") ooo+=("$s_ooo")
 			oth+=("$s_oth")
 			log "$kind $name offered $rate/s: achieved $s_ach/s, failed $s_fail % ($s_bad; out of order $s_ooo %), $s_us us/op, server cpu $s_cpu %, sipp cpu $s_gen %, other load $s_oth %, sipp retransmissions $s_rt, server pss $(($(sed -n 's/.*server_pss_kb=\([0-9]*\).*/\1/p' "$dir/r$rate-$rep/step.txt") / 1024)) MB"
-			if [ "$name" != kamailio ]; then
+			if [ "${name#pinhole}" != "$name" ]; then
 				"$PINHOLE" ctl --control "127.0.0.1:$CTL_PORT" counters \
 					>"$dir/r$rate-$rep/counters.json" 2>&1 || true
 			fi
@@ -665,6 +807,15 @@ print_report() { # the tables, from the .tsv files under $OUT
 	if [ -f "$OUT/calls-pinhole-mem.tsv" ] || [ -f "$OUT/calls-kamailio.tsv" ]; then
 		table "Calls (INVITE/100/180/200/ACK/BYE/200 through the proxy)" call calls pinhole-mem kamailio
 	fi
+	local st
+	for st in full normal; do
+		[ -f "$OUT/auth-pinhole-sqlite-$st.tsv" ] || continue
+		table "Authenticated REGISTER (REGISTER, 401, REGISTER with digest MD5, 200), pinhole SQLite store sync=$st vs Kamailio usrloc in memory + auth_db on SQLite" "auth REGISTER" auth "pinhole-sqlite-$st" kamailio-auth
+	done
+	if [ ! -f "$OUT/auth-pinhole-sqlite-full.tsv" ] && [ ! -f "$OUT/auth-pinhole-sqlite-normal.tsv" ] &&
+		[ -f "$OUT/auth-kamailio-auth.tsv" ]; then
+		table "Authenticated REGISTER, Kamailio usrloc in memory + auth_db on SQLite" "auth REGISTER" auth none kamailio-auth
+	fi
 }
 
 if [ "$MODE" = report ]; then
@@ -673,7 +824,7 @@ if [ "$MODE" = report ]; then
 	REPEAT=$(sed -n 's/^steps: \([0-9]*\)s x \([0-9]*\).*/\2/p' "$OUT/env.txt")
 	SQLITE_SYNC=$(sed -n 's/^sqlite sync: //p' "$OUT/env.txt")
 	SQLITE_SYNC=${SQLITE_SYNC:-full}
-	for d in "$OUT"/register-* "$OUT"/calls-*; do
+	for d in "$OUT"/register-* "$OUT"/calls-* "$OUT"/auth-*; do
 		[ -d "$d" ] && rebuild_tsv "$d"
 	done
 	print_report | tee "$OUT/report.txt"
@@ -693,6 +844,7 @@ log "results and logs in $OUT"
 	echo "sipp: $(sipp -v 2>/dev/null | grep -m1 SIPp | sed 's/^ *//')"
 	echo "steps: ${STEP_SECS}s x $REPEAT; register ramp: $REG_RATES; call ramp: $CALL_RATES"
 	echo "sqlite sync: $SQLITE_SYNC"
+	[ "$MODE" = auth ] && echo "auth: $AUTH_USERS users, ramp: $AUTH_RATES; servers: $AUTH_SERVERS"
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 
@@ -717,6 +869,17 @@ if [ "$MODE" = calls ] || [ "$MODE" = all ]; then
 		has pinhole && ramp calls pinhole-mem $CALL_RATES
 		has kamailio && ramp calls kamailio $CALL_RATES
 	}
+fi
+
+if [ "$MODE" = auth ]; then
+	provision_users || {
+		log "could not provision the users"
+		exit 1
+	}
+	# shellcheck disable=SC2086
+	for s in $AUTH_SERVERS; do
+		ramp auth "$s" $AUTH_RATES
+	done
 fi
 
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/load-after.txt"
