@@ -7,7 +7,10 @@
 
 #include "store/store_int.h"
 
-#define CRED_BUCKETS 256 /* fixed: chains stay short below ~10,000 users */
+/* The bucket array doubles whenever users outnumber buckets, so a lookup
+ * (which anyone can cause with any user name) walks a chain of about one
+ * entry however many users there are. */
+#define CRED_BUCKETS_MIN 256
 
 /* One user; owned by its struct cred_tab. */
 struct cred_user {
@@ -20,7 +23,8 @@ struct cred_user {
 
 /* A whole table: reloads build a new one and swap it in. */
 struct cred_tab {
-	struct cred_user *b[CRED_BUCKETS];
+	struct cred_user **b;
+	size_t nb; /* buckets, a power of two */
 	size_t n;
 };
 
@@ -56,7 +60,7 @@ static uint64_t cred_hash(struct slice user, struct slice realm)
 static struct cred_user **tab_find(struct cred_tab *t, struct slice user, struct slice realm,
 				   uint64_t h)
 {
-	struct cred_user **pp = &t->b[h % CRED_BUCKETS];
+	struct cred_user **pp = &t->b[h & (t->nb - 1)];
 	for (; *pp; pp = &(*pp)->next) {
 		struct cred_user *u = *pp;
 		if (u->hash == h && slice_eq(slice_cstr(u->user), user) &&
@@ -66,18 +70,51 @@ static struct cred_user **tab_find(struct cred_tab *t, struct slice user, struct
 	return pp;
 }
 
+static struct cred_tab *tab_new(void)
+{
+	struct cred_tab *t = calloc(1, sizeof *t);
+	if (t && !(t->b = calloc(CRED_BUCKETS_MIN, sizeof *t->b))) {
+		free(t);
+		return NULL;
+	}
+	if (t)
+		t->nb = CRED_BUCKETS_MIN;
+	return t;
+}
+
 static void tab_free(struct cred_tab *t)
 {
 	if (!t)
 		return;
-	for (size_t i = 0; i < CRED_BUCKETS; i++) {
+	for (size_t i = 0; i < t->nb; i++) {
 		struct cred_user *u = t->b[i], *next;
 		for (; u; u = next) {
 			next = u->next;
 			free(u);
 		}
 	}
+	free(t->b);
 	free(t);
+}
+
+/* Doubles the bucket array; a failed grow only leaves the chains longer. */
+static void tab_grow(struct cred_tab *t)
+{
+	size_t nb = t->nb * 2;
+	struct cred_user **b = calloc(nb, sizeof *b);
+	if (!b)
+		return;
+	for (size_t i = 0; i < t->nb; i++) {
+		struct cred_user *u = t->b[i], *next;
+		for (; u; u = next) {
+			next = u->next;
+			u->next = b[u->hash & (nb - 1)];
+			b[u->hash & (nb - 1)] = u;
+		}
+	}
+	free(t->b);
+	t->b = b;
+	t->nb = nb;
 }
 
 static bool entry_empty(const struct store_cred_entry *e)
@@ -123,7 +160,8 @@ static int tab_put(struct cred_tab *t, const struct cred_user *tmp)
 	*u = *tmp;
 	u->next = NULL;
 	*pp = u;
-	t->n++;
+	if (++t->n > t->nb)
+		tab_grow(t);
 	return 0;
 }
 
@@ -139,7 +177,7 @@ static int load_one(const char *user, const char *realm, const struct store_cred
 /* Reads the backend into a fresh table and swaps it in. Under bk_lock. */
 static int reload_locked(struct store_cred *c)
 {
-	struct cred_tab *t = calloc(1, sizeof *t);
+	struct cred_tab *t = tab_new();
 	if (!t)
 		return ENOMEM;
 	int err = c->ops->load(c->ctx, load_one, t);
@@ -217,7 +255,7 @@ static int cred_new(struct store_cred **cp)
 	struct store_cred *c = calloc(1, sizeof *c);
 	if (!c)
 		return ENOMEM;
-	c->tab = calloc(1, sizeof *c->tab);
+	c->tab = tab_new();
 	if (!c->tab) {
 		free(c);
 		return ENOMEM;
@@ -368,7 +406,7 @@ int store_cred_foreach(struct store_cred *c, store_cred_visit_h *fn, void *arg)
 		pthread_rwlock_unlock(&c->lock);
 		return ENOMEM;
 	}
-	for (size_t i = 0; i < CRED_BUCKETS; i++)
+	for (size_t i = 0; i < c->tab->nb; i++)
 		for (struct cred_user *u = c->tab->b[i]; u && k < n; u = u->next)
 			copy[k++] = *u;
 	pthread_rwlock_unlock(&c->lock);
@@ -377,4 +415,19 @@ int store_cred_foreach(struct store_cred *c, store_cred_visit_h *fn, void *arg)
 		rc = fn(copy[i].user, copy[i].realm, &copy[i].e, arg);
 	free(copy);
 	return rc;
+}
+
+size_t store_cred_chain_max(struct store_cred *c)
+{
+	size_t max = 0;
+	pthread_rwlock_rdlock(&c->lock);
+	for (size_t i = 0; i < c->tab->nb; i++) {
+		size_t len = 0;
+		for (struct cred_user *u = c->tab->b[i]; u; u = u->next)
+			len++;
+		if (len > max)
+			max = len;
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return max;
 }

@@ -342,5 +342,7 @@ int store_cred_foreach(struct store_cred *c, store_cred_visit_h *fn, void *arg);
 /* What the watcher does, now: reloads if the backend changed. *reloaded (may be
  * NULL) says whether it did. 0 or EIO. Memory backend: 0, never reloads. */
 int store_cred_sync(struct store_cred *c, bool *reloaded);
+/* The longest bucket chain of the table: what the worst lookup walks (tests). */
+size_t store_cred_chain_max(struct store_cred *c);
 
 #endif

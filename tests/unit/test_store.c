@@ -915,6 +915,42 @@ static void test_cred(void **state)
 	store_cred_free(c);
 }
 
+/* Many users: a lookup walks a chain of a few entries, however many users
+ * there are. (A fixed table of 256 buckets made the chains about 80 long at
+ * 20,000 users, and an unknown user name, which anyone can send, walked a
+ * whole one on every request.) */
+static void test_cred_many(void **state)
+{
+	(void)state;
+	enum { USERS = 20000 };
+	struct store_cred *c;
+	assert_int_equal(store_cred_alloc(&c), 0);
+	struct store_cred_entry e, a = entry("0123456789abcdef0123456789abcdef");
+	char u[32];
+	for (int i = 0; i < USERS; i++) {
+		snprintf(u, sizeof u, "u%d", i);
+		assert_int_equal(store_cred_set(c, slice_cstr(u), SLICE_LIT("example.com"), &a), 0);
+	}
+	assert_int_equal(store_cred_count(c), USERS);
+	assert_true(store_cred_chain_max(c) <= 16);
+	for (int i = 0; i < USERS; i += 7) {
+		snprintf(u, sizeof u, "u%d", i);
+		assert_int_equal(store_cred_lookup(c, slice_cstr(u), SLICE_LIT("EXAMPLE.COM"), &e),
+				 0);
+	}
+	assert_int_equal(store_cred_lookup(c, SLICE_LIT("nobody"), SLICE_LIT("example.com"), &e),
+			 ENOENT);
+	for (int i = 0; i < USERS; i += 2) {
+		snprintf(u, sizeof u, "u%d", i);
+		assert_int_equal(store_cred_del(c, slice_cstr(u), SLICE_LIT("example.com")), 0);
+	}
+	assert_int_equal(store_cred_count(c), USERS / 2);
+	assert_int_equal(store_cred_lookup(c, SLICE_LIT("u1"), SLICE_LIT("example.com"), &e), 0);
+	assert_int_equal(store_cred_lookup(c, SLICE_LIT("u2"), SLICE_LIT("example.com"), &e),
+			 ENOENT);
+	store_cred_free(c);
+}
+
 static int count_user(const char *user, const char *realm, const struct store_cred_entry *e,
 		      void *arg)
 {
@@ -1008,7 +1044,8 @@ int main(void)
 	    cmocka_unit_test(test_threads_memory), cmocka_unit_test(test_group_commit),
 	    cmocka_unit_test(test_kick_explicit),  cmocka_unit_test(test_persistence),
 	    cmocka_unit_test(test_crash),	   cmocka_unit_test(test_cred),
-	    cmocka_unit_test(test_cred_sqlite_reload), cmocka_unit_test(test_cred_watcher),
+	    cmocka_unit_test(test_cred_many),	   cmocka_unit_test(test_cred_sqlite_reload),
+	    cmocka_unit_test(test_cred_watcher),
 	};
 	return cmocka_run_group_tests_name("store", tests, setup_dir, teardown_dir);
 }
