@@ -34,12 +34,12 @@
 #   PINHOLE             pinhole binary         (build-bench/pinhole, then build/pinhole)
 #   KAMAILIO            kamailio binary        (kamailio)
 #   BENCH_SERVERS       which servers to run   ("pinhole kamailio")
-#   BENCH_STEP_SECS     seconds per step       (10)
+#   BENCH_STEP_SECS     seconds per step       (10; auth: 4)
 #   BENCH_WARMUP_SECS   unrecorded warm-up at the first rate (3)
-#   BENCH_REPEAT        runs per step; the table shows their medians (1)
+#   BENCH_REPEAT        runs per step; the table shows their medians (1; auth: 3)
 #   BENCH_REG_RATES     REGISTER/s ramp        ("5000 10000 20000 30000 40000 50000")
 #   BENCH_CALL_RATES    calls/s ramp           ("1000 2000 4000 6000 8000 10000 12000")
-#   BENCH_AUTH_RATES    authenticated REGISTER/s ramp ("2000 4000 6000 8000 10000")
+#   BENCH_AUTH_RATES    authenticated REGISTER/s ramp ("2500 5000 7500 10000")
 #   BENCH_AUTH_USERS    users provisioned for auth (10000)
 #   BENCH_AUTH_SERVERS  auth runs   ("pinhole-sqlite-full pinhole-sqlite-normal kamailio-auth")
 #   BENCH_USERS_CACHE   where the provisioned user files are kept between
@@ -98,13 +98,17 @@ fi
 KAMAILIO=${KAMAILIO:-kamailio}
 SERVERS=${BENCH_SERVERS:-pinhole kamailio}
 STEP_SECS=${BENCH_STEP_SECS:-10}
+# auth: short steps, three runs each, so that a whole run (three servers) takes
+# about five minutes
+[ "$MODE" = auth ] && STEP_SECS=${BENCH_STEP_SECS:-4}
 WARMUP_SECS=${BENCH_WARMUP_SECS:-3}
 MIN_FREE_MB=${BENCH_MIN_FREE_MB:-4000}
 REPEAT=${BENCH_REPEAT:-1}
+[ "$MODE" = auth ] && REPEAT=${BENCH_REPEAT:-3}
 REG_RATES=${BENCH_REG_RATES:-5000 10000 20000 30000 40000 50000}
 CALL_RATES=${BENCH_CALL_RATES:-1000 2000 4000 6000 8000 10000 12000}
 CALLEES=${BENCH_CALLEES:-1000}
-AUTH_RATES=${BENCH_AUTH_RATES:-2000 4000 6000 8000 10000}
+AUTH_RATES=${BENCH_AUTH_RATES:-2500 5000 7500 10000}
 AUTH_USERS=${BENCH_AUTH_USERS:-10000}
 AUTH_SERVERS=${BENCH_AUTH_SERVERS:-pinhole-sqlite-full pinhole-sqlite-normal kamailio-auth}
 USERS_CACHE=${BENCH_USERS_CACHE:-/tmp/pinhole-bench-users}
