@@ -259,6 +259,8 @@ sync = $2
 [registrar]
 ; no users, and BENCH_ADDR may be any address
 open = yes
+; the unique-user ramp leaves millions of AORs; Kamailio's usrloc has no cap
+max_bindings = 100000000
 [keepalive]
 interval = 0
 [control]
