@@ -204,10 +204,14 @@ static int start_sip(struct server *s)
 		LOG_E("serve", "store %s: %s", path, strerror(err));
 		return err;
 	}
-	/* users live in the same file; `pinhole user` changes show within a second */
-	err = sc.path ? store_cred_open(&s->creds, sc.path, 1000) : store_cred_alloc(&s->creds);
+	/* users live in [store] users, else the same file; `pinhole user`
+	 * changes show within a second */
+	const char *users = conf_str(c, "store", "users");
+	if (!users[0])
+		users = path;
+	err = users[0] ? store_cred_open(&s->creds, users, 1000) : store_cred_alloc(&s->creds);
 	if (err) {
-		LOG_E("serve", "credentials in %s: %s", path, strerror(err));
+		LOG_E("serve", "credentials in %s: %s", users, strerror(err));
 		return err;
 	}
 	struct net_conf nc = {

@@ -23,8 +23,8 @@ static void usage(FILE *f)
 		   "       pinhole user del USER[@REALM] [options]\n"
 		   "       pinhole user list [options]\n\n"
 		   "options:\n"
-		   "  --config FILE      the server's config: its [store] path and [auth] realm\n"
-		   "  --db PATH          the SQLite file (default: [store] path, pinhole.db)\n"
+		   "  --config FILE      the server's config: its [store] users or path, [auth] realm\n"
+		   "  --db PATH          the SQLite file (default: [store] users, else path, pinhole.db)\n"
 		   "  --realm REALM      the digest realm (default: @REALM, else [auth] realm);\n"
 		   "                     with the default [auth] realm it is the SIP domain the\n"
 		   "                     phones register to (their To host)\n"
@@ -157,10 +157,12 @@ static int open_store(const struct user_args *ua, struct conf **cp, struct store
 		fprintf(stderr, "pinhole user: %s\n", err);
 		return EINVAL;
 	}
-	const char *path = ua->db ? ua->db : conf_str(*cp, "store", "path");
+	const char *path = ua->db ? ua->db : conf_str(*cp, "store", "users");
+	if (!path[0])
+		path = conf_str(*cp, "store", "path");
 	if (!path[0]) {
-		fprintf(stderr, "pinhole user: [store] path is empty (memory only): no file to "
-				"keep users in; give --db\n");
+		fprintf(stderr, "pinhole user: [store] path and users are empty (memory only): no "
+				"file to keep users in; set [store] users or give --db\n");
 		return EINVAL;
 	}
 	int e = store_cred_open(credp, path, 0);

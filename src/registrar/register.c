@@ -31,6 +31,9 @@ const struct conf_key registrar_conf_keys[] = {
 	 "unanswered OPTIONS pings before a binding is marked unreachable and pings stop"},
 	{"store", "path", CONF_STR, "pinhole.db", 0, 0, NULL,
 	 "SQLite file for bindings and users (pinhole user); empty = memory only"},
+	{"store", "users", CONF_STR, "", 0, 0, NULL,
+	 "SQLite file for users (pinhole user) when not [store] path's, e.g. beside a "
+	 "memory-only location store; empty = [store] path"},
 	{"store", "sync", CONF_ENUM, "full", 0, 0, "full|normal",
 	 "full: fsync per commit (survives power loss); normal: survives process crash only"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
