@@ -16,8 +16,9 @@
 #           Kamailio: the same MD5 HA1 values in the subscriber table of an
 #           SQLite file read by auth_db), sipp REGISTER -> 401 -> REGISTER with
 #           Authorization (MD5, qop=auth) for the users in turn.  pinhole with
-#           its SQLite store, sync=full and sync=normal (users live in that
-#           file: a memory-only pinhole has no users); Kamailio with usrloc in
+#           its memory store (users in their SQLite file, [store] users: the
+#           like-for-like pair with Kamailio), and with its SQLite store,
+#           sync=full and sync=normal (users in that file); Kamailio with usrloc in
 #           memory, auth_db on SQLite, nonce_count, stateful
 #           (bench/kamailio/kamailio.cfg with WITH_AUTH).  Not part of `all`.
 #
@@ -41,7 +42,7 @@
 #   BENCH_CALL_RATES    calls/s ramp           ("1000 2000 4000 6000 8000 10000 12000")
 #   BENCH_AUTH_RATES    authenticated REGISTER/s ramp ("2500 5000 7500 10000")
 #   BENCH_AUTH_USERS    users provisioned for auth (10000)
-#   BENCH_AUTH_SERVERS  auth runs   ("pinhole-sqlite-full pinhole-sqlite-normal kamailio-auth")
+#   BENCH_AUTH_SERVERS  auth runs   ("pinhole-mem-auth pinhole-sqlite-full pinhole-sqlite-normal kamailio-auth")
 #   BENCH_USERS_CACHE   where the provisioned user files are kept between
 #                       invocations (/tmp/pinhole-bench-users; adding 10,000
 #                       users with `pinhole user add` takes a minute or two)
@@ -110,7 +111,7 @@ CALL_RATES=${BENCH_CALL_RATES:-1000 2000 4000 6000 8000 10000 12000}
 CALLEES=${BENCH_CALLEES:-1000}
 AUTH_RATES=${BENCH_AUTH_RATES:-2500 5000 7500 10000}
 AUTH_USERS=${BENCH_AUTH_USERS:-10000}
-AUTH_SERVERS=${BENCH_AUTH_SERVERS:-pinhole-sqlite-full pinhole-sqlite-normal kamailio-auth}
+AUTH_SERVERS=${BENCH_AUTH_SERVERS:-pinhole-mem-auth pinhole-sqlite-full pinhole-sqlite-normal kamailio-auth}
 USERS_CACHE=${BENCH_USERS_CACHE:-/tmp/pinhole-bench-users}
 CALL_HOLD_MS=${BENCH_CALL_HOLD_MS:-0}
 SQLITE_SYNC=${BENCH_SQLITE_SYNC:-full}
@@ -168,7 +169,7 @@ if [ "$MODE" = auth ]; then
 	need sqlite3 "apt-get install sqlite3"
 	for s in $AUTH_SERVERS; do
 		case $s in
-		pinhole-sqlite-full | pinhole-sqlite-normal) [ -n "${PINHOLE:-}" ] && [ -x "$PINHOLE" ] || {
+		pinhole-mem-auth | pinhole-sqlite-full | pinhole-sqlite-normal) [ -n "${PINHOLE:-}" ] && [ -x "$PINHOLE" ] || {
 			echo "bench: no pinhole binary; build it (see docs/benchmarks.md) or set PINHOLE" >&2
 			exit 2
 		} ;;
@@ -277,7 +278,8 @@ EOF
 }
 
 # start_server NAME DIR: NAME is pinhole-mem, pinhole-sqlite, kamailio, or for
-# the auth benchmark pinhole-sqlite-full, pinhole-sqlite-normal, kamailio-auth
+# the auth benchmark pinhole-mem-auth, pinhole-sqlite-full, pinhole-sqlite-normal,
+# kamailio-auth
 start_server() {
 	local name=$1 dir=$2 i
 	if ! wait_port_free "$PORT"; then
@@ -293,6 +295,17 @@ start_server() {
 	pinhole-sqlite)
 		rm -f "$dir/bindings.db"*
 		pinhole_conf "$dir/bindings.db" "$SQLITE_SYNC" >"$dir/pinhole.conf"
+		"$PINHOLE" serve --config "$dir/pinhole.conf" ${BENCH_PINHOLE_ARGS:-} >"$dir/server.log" 2>&1 &
+		SERVER_PID=$!
+		;;
+	pinhole-mem-auth)
+		# bindings in memory, users read from their own SQLite file
+		rm -f "$dir/users.db"*
+		cp "$USERS_DB" "$dir/users.db" || return 1
+		{
+			pinhole_conf "" normal auth
+			printf '[store]\nusers = %s\n' "$dir/users.db"
+		} >"$dir/pinhole.conf"
 		"$PINHOLE" serve --config "$dir/pinhole.conf" ${BENCH_PINHOLE_ARGS:-} >"$dir/server.log" 2>&1 &
 		SERVER_PID=$!
 		;;
@@ -813,12 +826,15 @@ print_report() { # the tables, from the .tsv files under $OUT
 	if [ -f "$OUT/calls-pinhole-mem.tsv" ] || [ -f "$OUT/calls-kamailio.tsv" ]; then
 		table "Calls (INVITE/100/180/200/ACK/BYE/200 through the proxy)" call calls pinhole-mem kamailio
 	fi
+	[ -f "$OUT/auth-pinhole-mem-auth.tsv" ] &&
+		table "Authenticated REGISTER (REGISTER, 401, REGISTER with digest MD5, 200), pinhole memory store + users on SQLite vs Kamailio usrloc in memory + auth_db on SQLite (like for like)" "auth REGISTER" auth pinhole-mem-auth kamailio-auth
 	local st
 	for st in full normal; do
 		[ -f "$OUT/auth-pinhole-sqlite-$st.tsv" ] || continue
 		table "Authenticated REGISTER (REGISTER, 401, REGISTER with digest MD5, 200), pinhole SQLite store sync=$st vs Kamailio usrloc in memory + auth_db on SQLite" "auth REGISTER" auth "pinhole-sqlite-$st" kamailio-auth
 	done
-	if [ ! -f "$OUT/auth-pinhole-sqlite-full.tsv" ] && [ ! -f "$OUT/auth-pinhole-sqlite-normal.tsv" ] &&
+	if [ ! -f "$OUT/auth-pinhole-mem-auth.tsv" ] && [ ! -f "$OUT/auth-pinhole-sqlite-full.tsv" ] &&
+		[ ! -f "$OUT/auth-pinhole-sqlite-normal.tsv" ] &&
 		[ -f "$OUT/auth-kamailio-auth.tsv" ]; then
 		table "Authenticated REGISTER, Kamailio usrloc in memory + auth_db on SQLite" "auth REGISTER" auth none kamailio-auth
 	fi
