@@ -11,9 +11,11 @@
 const struct conf_key auth_conf_keys[] = {
     {"auth", "realm", CONF_STR, "", 0, 0, NULL,
      "digest realm; empty = the domain of the request (To of a REGISTER, From of others)"},
-    {"auth", "algorithms", CONF_STR, "SHA-512-256, SHA-256, MD5", 0, 0, NULL,
-     "digest algorithms offered (one challenge each, in RFC 8760 order) and accepted; "
-     "some phones (and sipp) read only the first challenge: list just MD5 for them"},
+    {"auth", "algorithms", CONF_STR, "MD5", 0, 0, NULL,
+     "digest algorithms offered and accepted, one challenge each in this order (RFC 8760: "
+     "a phone takes the first it supports; list SHA-512-256, SHA-256, MD5 to prefer SHA). "
+     "MD5 alone by default: MD5-only phones may fail on any SHA challenge (Debian 12's "
+     "baresip does, whatever the order; sipp reads only the first)"},
     {"auth", "nonce_lifetime", CONF_INT, "300", 10, 86400, NULL,
      "seconds a nonce is accepted; an older one is answered stale=true"},
     {"auth", "nonce_key", CONF_STR, "", 0, 0, NULL,
@@ -84,9 +86,11 @@ static int parse_key(const char *hex, uint8_t *key)
 	return 0;
 }
 
-/* "SHA-256, MD5" -> offer[alg] = true. 0 or EINVAL (logged). */
-static int parse_algs(const char *list, bool *offer)
+/* "SHA-256, MD5" -> offer[alg] = true, and the order as listed (a repeat
+ * keeps its first place). 0 or EINVAL (logged). */
+static int parse_algs(struct auth *a, const char *list)
 {
+	bool *offer = a->offer;
 	bool any = false;
 	struct slice l = slice_cstr(list);
 	size_t pos = 0;
@@ -95,15 +99,17 @@ static int parse_algs(const char *list, bool *offer)
 		while (e < l.l && l.p[e] != ',')
 			e++;
 		struct slice name = slice_trim((struct slice){l.p + pos, e - pos});
-		enum store_cred_alg a;
-		if (!name.l || auth_alg_parse(name, &a)) {
+		enum store_cred_alg alg;
+		if (!name.l || auth_alg_parse(name, &alg)) {
 			LOG_E("auth",
 			      "[auth] algorithms: \"%.*s\" is not one of SHA-512-256, "
 			      "SHA-256, MD5",
 			      (int)name.l, name.p);
 			return EINVAL;
 		}
-		offer[a] = any = true;
+		if (!offer[alg])
+			a->order[a->n_order++] = alg;
+		offer[alg] = any = true;
 		pos = e + 1;
 	}
 	return any ? 0 : EINVAL;
@@ -134,7 +140,7 @@ int auth_alloc(struct auth **ap, struct store_cred *creds, const struct conf *c)
 	} else {
 		rand_bytes(a->key, sizeof a->key);
 	}
-	if ((err = parse_algs(conf_str(c, "auth", "algorithms"), a->offer)))
+	if ((err = parse_algs(a, conf_str(c, "auth", "algorithms"))))
 		goto out_free;
 	if ((err = auth_hmac_init(a)))
 		goto out_free;
@@ -200,19 +206,15 @@ int auth_realm(struct auth *a, const struct sip_uri *uri, char *out)
 int auth_challenge(struct auth *a, const char *realm, const struct net_addr *src, bool proxy,
 		   bool stale, char *out, size_t cap)
 {
-	static const enum store_cred_alg order[] = {STORE_CRED_SHA512_256, STORE_CRED_SHA256,
-						    STORE_CRED_MD5};
 	char nonce[AUTH_NONCE_LEN + 1];
 	auth_nonce_make(a, realm, src, time_wall_s(), nonce);
 	size_t o = 0;
-	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
-		if (!a->offer[order[i]])
-			continue;
+	for (size_t i = 0; i < a->n_order; i++) {
 		int n = snprintf(out + o, cap - o,
 				 "%s: Digest realm=\"%s\", nonce=\"%s\", algorithm=%s, "
 				 "qop=\"auth\"%s\r\n",
 				 proxy ? "Proxy-Authenticate" : "WWW-Authenticate", realm, nonce,
-				 auth_alg_name(order[i]), stale ? ", stale=true" : "");
+				 auth_alg_name(a->order[i]), stale ? ", stale=true" : "");
 		if (n < 0 || (size_t)n >= cap - o)
 			return ENOSPC;
 		o += (size_t)n;

@@ -107,7 +107,7 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 
 /* Appends the challenge header lines (CRLF-terminated) for realm to out: one
  * WWW-Authenticate (or Proxy-Authenticate) per algorithm of [auth]
- * algorithms, SHA-512-256, SHA-256, MD5 in that order (RFC 8760 2.4: most preferred first),
+ * algorithms, in the order listed there (RFC 8760 2.4: the phone takes the first it supports),
  * qop="auth", one fresh nonce shared by the three and bound to src (the
  * address the challenge is sent to), stale=true when asked. NUL-terminated. 0 or
  * ENOSPC. */

@@ -40,6 +40,8 @@ struct auth {
 	uint8_t key[AUTH_KEY_LEN];	  /* RO after alloc */
 	struct evp_mac_ctx_st *mac;	  /* HMAC-SHA256 keyed with key: copied per use */
 	bool offer[STORE_CRED_ALGS];	  /* [auth] algorithms */
+	enum store_cred_alg order[STORE_CRED_ALGS]; /* the same, as listed: challenge order */
+	size_t n_order;
 	int64_t nonce_lifetime;
 	unsigned max_failures;
 	int64_t fail_window_ms, backoff_min_ms, backoff_max_ms;

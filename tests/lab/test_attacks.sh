@@ -117,7 +117,6 @@ cat >"$conf" <<-EOF
 	[store]
 	path = $DB
 	[auth]
-	algorithms = MD5
 	max_failures = 100
 	[keepalive]
 	interval = $KA

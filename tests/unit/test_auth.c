@@ -317,7 +317,7 @@ static void test_check(void **state)
 {
 	(void)state;
 	struct ctx c;
-	ctx_open(&c, "[auth]\nmax_failures = 100\n");
+	ctx_open(&c, "[auth]\nmax_failures = 100\nalgorithms = SHA-512-256, SHA-256, MD5\n");
 	struct auth_result r;
 	char n[AUTH_NONCE_LEN + 1];
 	/* no credentials: a challenge, not a failure */
@@ -407,15 +407,26 @@ static void test_algorithms_offered(void **state)
 	build(&c, "alice", "wonderland", n, "00000001", STORE_CRED_MD5);
 	assert_int_equal(check(&c, &r), AUTH_OK);
 	ctx_close(&c);
-	/* the default: all three, RFC 8760 order, one nonce, stale when asked */
+	/* the default: MD5 alone (MD5-only phones give up on a SHA challenge),
+	 * one nonce, stale when asked */
 	ctx_open(&c, "");
 	assert_int_equal(auth_challenge(c.a, "example.com", &c.src, true, true, ch, sizeof ch), 0);
 	char *a = strstr(ch, "Proxy-Authenticate: Digest realm=\"example.com\", nonce=\"");
 	assert_non_null(a);
-	char *s1 = strstr(ch, "algorithm=SHA-512-256"), *s2 = strstr(ch, "algorithm=SHA-256"),
-	     *s3 = strstr(ch, "algorithm=MD5");
-	assert_true(a < s1 && s1 && s2 && s3 && s1 < s2 && s2 < s3);
+	char *s1, *s2, *s3 = strstr(ch, "algorithm=MD5");
+	assert_true(s3 > a);
+	assert_null(strstr(ch, "SHA"));
 	assert_non_null(strstr(s3, "qop=\"auth\", stale=true\r\n"));
+	ctx_close(&c);
+	/* the operator's order is the order offered (RFC 8760 preference) */
+	ctx_open(&c, "[auth]\nalgorithms = SHA-512-256, SHA-256, MD5, SHA-256\n");
+	assert_int_equal(auth_challenge(c.a, "example.com", &c.src, false, false, ch, sizeof ch),
+			 0);
+	s1 = strstr(ch, "algorithm=SHA-512-256");
+	s2 = strstr(ch, "algorithm=SHA-256");
+	s3 = strstr(ch, "algorithm=MD5");
+	assert_true(s1 && s2 && s3 && s1 < s2 && s2 < s3);
+	assert_null(strstr(s2 + 1, "algorithm=SHA-256")); /* a repeat is offered once */
 	ctx_close(&c);
 	static const struct conf_key *const tables[] = {auth_conf_keys, NULL};
 	struct conf *cf;
