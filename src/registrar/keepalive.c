@@ -145,6 +145,8 @@ static void send_ping(struct registrar *r, const struct store_binding *b, int64_
 /* Bindings of one AOR looked at for one ping, on the heap: up to this many
  * share the ping of their flow; more than that are pinged on their own. */
 #define KA_GROUP_MAX 64
+/* the least a keepalive tick looks at (buckets + bindings): small stores in one go */
+#define KA_SLICE_MIN 4096
 
 struct sweep {
 	struct registrar *r;
@@ -221,7 +223,16 @@ static void ka_tick(void *arg)
 		/* answers to pings sent an interval ago or more are failures
 		 * already (sweep_one): their records go first */
 		ka_forget_before(r, s.now - (int64_t)r->ka_interval + 1);
-		store_foreach(r->store, sweep_one, &s);
+		/* A round over the store every interval / 4 s, a slice a tick,
+		 * rather than all of it every second: REGISTERs a flood leaves
+		 * would make this O(bindings) per second on worker 0. A ping is
+		 * late by up to a round. */
+		struct store_stats st;
+		store_stats_get(r->store, &st);
+		size_t round_s = MAX(1u, r->ka_interval / 4);
+		size_t budget = KA_SLICE_MIN + (st.bindings + 2 * st.aors) / round_s;
+		bool done;
+		store_foreach_slice(r->store, &r->ka_cursor, budget, sweep_one, &s, &done);
 	}
 	free(s.group);
 	struct loop *l = worker_loop(net_worker(edge_net(r->edge), 0));

@@ -29,6 +29,7 @@ struct registrar {
 	enum ka_method ka_method;
 	unsigned ka_max_failures;
 	struct timer ka_timer; /* worker 0 */
+	struct store_cursor ka_cursor; /* where the keepalive sweep stands (worker 0) */
 	struct timer expire_timer;
 	/* id -> aor of pings in flight; guarded by ka_lock (answers arrive on any worker) */
 	pthread_mutex_t ka_lock;

@@ -238,6 +238,21 @@ typedef int(store_visit_h)(const struct store_binding *b, void *arg);
  * Returns 0, what fn returned to stop, or ENOMEM. */
 int store_foreach(struct store *s, store_visit_h *fn, void *arg);
 
+/* Where a sliced walk stands; zeroed = at the start. */
+struct store_cursor {
+	unsigned shard;
+	size_t bucket;
+};
+/* One slice of a walk over every live binding: from *c on, visits bindings as
+ * store_foreach does until about budget units are spent (one per hash bucket
+ * looked at, one per binding; whole buckets, so a slice may overshoot by one
+ * bucket's bindings), then advances *c. *round_done is set, and *c back to
+ * the start, when the walk has passed the last binding. A binding added or a
+ * table resized between slices may be missed or seen twice in that round.
+ * Returns 0, what fn returned to stop, or ENOMEM. */
+int store_foreach_slice(struct store *s, struct store_cursor *c, size_t budget,
+			store_visit_h *fn, void *arg, bool *round_done);
+
 /* ---- keepalive state (memory only, see struct store_ka) ---- */
 
 /* Sets the keepalive state of the binding with this id in this AOR. 0, ENOENT. */

@@ -1,4 +1,4 @@
-/* Location store: the total bound on bindings (max_bindings), as a flood of new AORs meets it. */
+/* Location store: the total bound on bindings (max_bindings), as a flood of new AORs meets it, and the sliced walk that keeps the keepalive sweep's cost per tick bounded. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <setjmp.h>
@@ -231,12 +231,69 @@ static void test_sqlite_queued_and_loaded(void **state)
 	rmdir(dir);
 }
 
+struct walk {
+	int seen[2000];
+	size_t calls;
+};
+
+static int walk_visit(const struct store_binding *b, void *arg)
+{
+	struct walk *w = arg;
+	int i = atoi(b->aor + 1); /* "f<i>@flood.example" */
+	assert_true(i >= 0 && i < 2000);
+	w->seen[i]++;
+	w->calls++;
+	return 0;
+}
+
+/* The keepalive sweep walks the store in slices (store_foreach_slice): with
+ * the 2,000 bindings a REGISTER flood left, a slice of budget 100 visits at
+ * most its budget (plus one bucket's bindings), a round visits every binding
+ * exactly once over about (bindings + buckets) / budget slices, and then
+ * starts again. store_foreach visited all 2,000 at every tick. */
+static void test_flood_sweep_sliced(void **state)
+{
+	(void)state;
+	struct store *s;
+	struct store_conf conf = {.shards = 4};
+	assert_int_equal(store_alloc(&s, &conf), 0);
+	char aor[64];
+	struct store_binding b;
+	for (int i = 0; i < 2000; i++) {
+		snprintf(aor, sizeof aor, "f%d@flood.example", i);
+		mk(&b, "sip:f@100.64.1.1:5060", 600);
+		assert_int_equal(upd(s, aor, op_put, &b), 0);
+	}
+	static struct walk w;
+	memset(&w, 0, sizeof w);
+	struct store_cursor c = {0};
+	bool done = false;
+	size_t slices = 0;
+	while (!done) {
+		size_t before = w.calls;
+		assert_int_equal(store_foreach_slice(s, &c, 100, walk_visit, &w, &done), 0);
+		assert_true(w.calls - before <= 100 + 16);
+		assert_true(++slices < 1000);
+	}
+	assert_int_equal(w.calls, 2000);
+	for (int i = 0; i < 2000; i++)
+		assert_int_equal(w.seen[i], 1);
+	assert_true(slices >= 20); /* 2,000 bindings at <= 100 a slice, at the least */
+	/* the next round starts from the beginning */
+	assert_int_equal(c.shard, 0);
+	assert_int_equal(store_foreach_slice(s, &c, 100, walk_visit, &w, &done), 0);
+	assert_false(done);
+	assert_true(w.calls > 2000 && w.calls <= 2000 + 100 + 16);
+	store_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_flood_memory),
 	    cmocka_unit_test(test_expired_make_room),
 	    cmocka_unit_test(test_sqlite_queued_and_loaded),
+	    cmocka_unit_test(test_flood_sweep_sliced),
 	};
 	return cmocka_run_group_tests_name("store_cap", tests, NULL, NULL);
 }
