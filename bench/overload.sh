@@ -25,7 +25,7 @@
 # Environment (all optional):
 #   PINHOLE            pinhole binary               (build/pinhole)
 #   OVERLOAD_CAPACITY  REGISTER/s pinhole sustains here, measured with the
-#                      capacity mode and the same quota (12500)
+#                      capacity mode and the same quota (15000: docs/benchmarks.md)
 #   OVERLOAD_FACTOR    offered = capacity x this     (10)
 #   OVERLOAD_SECS      length of the flood           (30)
 #   OVERLOAD_WORKERS   pinhole [sip] workers         (2)
@@ -40,7 +40,7 @@ set -u -o pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 PINHOLE=${PINHOLE:-$ROOT/build/pinhole}
-CAP=${OVERLOAD_CAPACITY:-12500}
+CAP=${OVERLOAD_CAPACITY:-15000}
 FACTOR=${OVERLOAD_FACTOR:-10}
 SECS=${OVERLOAD_SECS:-30}
 WORKERS=${OVERLOAD_WORKERS:-2}

@@ -24,7 +24,8 @@ const struct conf_key registrar_conf_keys[] = {
 	 "loopback and private ones (anyone on the internet can then take any AOR)"},
 	{"keepalive", "interval", CONF_INT, "20", 0, 3600, NULL,
 	 "seconds between server pings to NATed UDP phones (one per source flow; a source "
-	 "that has not shown it is real gets one OPTIONS per REGISTER); 0 = off"},
+	 "that has not shown it is real gets one OPTIONS per REGISTER; the bindings are swept "
+	 "in slices, so a ping may be up to interval/4 late); 0 = off"},
 	{"keepalive", "method", CONF_ENUM, "options", 0, 0, "options|crlf",
 	 "ping with an OPTIONS request or a CRLF datagram"},
 	{"keepalive", "max_failures", CONF_INT, "3", 1, 100, NULL,
