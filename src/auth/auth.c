@@ -397,3 +397,31 @@ void auth_stats_get(struct auth *a, struct auth_stats *out)
 	out->fail_entries = a->fail_count;
 	pthread_mutex_unlock(&a->fail_lock);
 }
+
+uint16_t auth_answer(struct auth *a, const struct auth_result *res, const char *realm,
+		     const struct net_addr *src, bool proxy, const char **reason, char *extra,
+		     size_t cap)
+{
+	extra[0] = '\0';
+	switch (res->verdict) {
+	case AUTH_OK:
+		return 0;
+	case AUTH_CHALLENGE:
+	case AUTH_FAILED:
+		if (auth_challenge(a, realm, src, proxy, res->stale, extra, cap)) {
+			extra[0] = '\0';
+			*reason = "Server Internal Error";
+			return 500;
+		}
+		*reason = proxy ? "Proxy Authentication Required" : "Unauthorized";
+		return proxy ? 407 : 401;
+	case AUTH_LIMITED:
+		snprintf(extra, cap, "Retry-After: %u\r\n", res->retry_after);
+		*reason = "Forbidden";
+		return 403;
+	case AUTH_BAD_REQUEST:
+	default:
+		*reason = proxy ? "Bad Proxy-Authorization" : "Bad Authorization";
+		return 400;
+	}
+}

@@ -114,6 +114,14 @@ void auth_check(struct auth *a, const struct sip_msg *m, const struct net_addr *
 int auth_challenge(struct auth *a, const char *realm, const struct net_addr *src, bool proxy,
 		   bool stale, char *out, size_t cap);
 
+/* The answer to a request whose auth_check gave res, for the registrar
+ * (proxy = false: 401) and the proxy (407): 0 for AUTH_OK, else the status,
+ * with its reason in *reason and extra header lines (a challenge, a
+ * Retry-After; "" when none) in extra. */
+uint16_t auth_answer(struct auth *a, const struct auth_result *res, const char *realm,
+		     const struct net_addr *src, bool proxy, const char **reason, char *extra,
+		     size_t cap);
+
 /* ---- nonces (exposed for tests) ----
  *
  *  0        8        16                               32 bytes

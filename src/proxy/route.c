@@ -293,24 +293,12 @@ static int check_sender(struct proxy *p, const struct edge_rx *rx, struct route_
 	struct auth_result ar;
 	auth_check(a, m, &rx->flow.remote, true, realm, &ar);
 	char extra[1024];
-	switch (ar.verdict) {
-	case AUTH_OK:
-		break;
-	case AUTH_CHALLENGE:
-	case AUTH_FAILED:
-		if (auth_challenge(a, realm, &rx->flow.remote, true, ar.stale, extra, sizeof extra))
-			reply(rx, 500, "Server Internal Error", NULL);
-		else
-			reply(rx, 407, "Proxy Authentication Required", extra);
-		return EACCES;
-	case AUTH_LIMITED:
-		snprintf(extra, sizeof extra, "Retry-After: %u\r\n", ar.retry_after);
-		reply(rx, 403, "Forbidden", extra);
-		return EACCES;
-	case AUTH_BAD_REQUEST:
-	default:
-		reply(rx, 400, "Bad Proxy-Authorization", NULL);
-		return EBADMSG;
+	const char *reason;
+	uint16_t status = auth_answer(a, &ar, realm, &rx->flow.remote, true, &reason, extra,
+				      sizeof extra);
+	if (status) {
+		reply(rx, status, reason, extra[0] ? extra : NULL);
+		return status == 400 ? EBADMSG : EACCES;
 	}
 	/* no calling as someone else: the From user is the one who authenticated */
 	if (!slice_eq(m->from.uri.user, slice_cstr(ar.user))) {

@@ -441,24 +441,11 @@ static bool authorize(struct registrar *r, const struct edge_rx *rx, bool *authe
 	struct auth_result ar;
 	auth_check(r->auth, m, &rx->flow.remote, false, realm, &ar);
 	char extra[1024];
-	switch (ar.verdict) {
-	case AUTH_OK:
-		break;
-	case AUTH_CHALLENGE:
-	case AUTH_FAILED:
-		if (auth_challenge(r->auth, realm, &rx->flow.remote, false, ar.stale, extra,
-				   sizeof extra))
-			reject(rx->st, 500, "Server Internal Error", NULL);
-		else
-			reject(rx->st, 401, "Unauthorized", extra);
-		return false;
-	case AUTH_LIMITED:
-		snprintf(extra, sizeof extra, "Retry-After: %u\r\n", ar.retry_after);
-		reject(rx->st, 403, "Forbidden", extra);
-		return false;
-	case AUTH_BAD_REQUEST:
-	default:
-		reject(rx->st, 400, "Bad Authorization", NULL);
+	const char *reason;
+	uint16_t status = auth_answer(r->auth, &ar, realm, &rx->flow.remote, false, &reason, extra,
+				      sizeof extra);
+	if (status) {
+		reject(rx->st, status, reason, extra[0] ? extra : NULL);
 		return false;
 	}
 	/* 10.3 step 4: the user registers its own AOR only (the To user, in the
