@@ -29,6 +29,9 @@ int slice_to_u32(struct slice s, uint32_t max, uint32_t *out);
 char *slice_to_cstr(struct slice s, char *dst, size_t cap);
 /* Finds a byte; returns its offset or s.l if absent. */
 size_t slice_find(struct slice s, char c);
+/* Takes the next sep-separated item off the front of *rest, trimmed (it may be
+ * empty: "a,,b"); false once *rest is empty. */
+bool slice_next_item(struct slice *rest, char sep, struct slice *item);
 
 /* ---- buffers: growable byte arrays for building messages ----
  * Invariant: len <= cap. data is owned by the buf. */

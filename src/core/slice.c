@@ -93,6 +93,17 @@ size_t slice_find(struct slice s, char c)
 	return hit ? (size_t)(hit - s.p) : s.l;
 }
 
+bool slice_next_item(struct slice *rest, char sep, struct slice *item)
+{
+	if (!rest->l)
+		return false;
+	size_t at = slice_find(*rest, sep);
+	*item = slice_trim((struct slice){rest->p, at});
+	*rest = at < rest->l ? (struct slice){rest->p + at + 1, rest->l - at - 1}
+			     : (struct slice){rest->p + rest->l, 0};
+	return true;
+}
+
 void buf_init(struct buf *b)
 {
 	memset(b, 0, sizeof *b);

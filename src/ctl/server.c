@@ -189,12 +189,8 @@ static int conf_token(struct ctl *c, const struct conf *conf)
 
 static int conf_hosts(struct ctl *c, const struct conf *conf)
 {
-	struct slice rest = slice_cstr(conf_str(conf, "control", "hosts"));
-	while (rest.l) {
-		size_t comma = slice_find(rest, ',');
-		struct slice h = slice_trim((struct slice){rest.p, comma});
-		rest = comma < rest.l ? (struct slice){rest.p + comma + 1, rest.l - comma - 1}
-				      : (struct slice){rest.p + rest.l, 0};
+	struct slice rest = slice_cstr(conf_str(conf, "control", "hosts")), h;
+	while (slice_next_item(&rest, ',', &h)) {
 		if (!h.l)
 			continue;
 		if (c->n_hosts == CTL_MAX_HOSTS || h.l >= CTL_HOST_MAX) {

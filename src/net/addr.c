@@ -183,12 +183,8 @@ bool net_addr_is_loopback(const struct net_addr *a)
 int net_cidr_list_parse(const char *s, struct net_cidr *out, size_t cap, size_t *n)
 {
 	*n = 0;
-	struct slice rest = slice_cstr(s);
-	while (rest.l) {
-		size_t comma = slice_find(rest, ',');
-		struct slice item = slice_trim((struct slice){rest.p, comma});
-		rest = comma < rest.l ? (struct slice){rest.p + comma + 1, rest.l - comma - 1}
-				      : (struct slice){rest.p + rest.l, 0};
+	struct slice rest = slice_cstr(s), item;
+	while (slice_next_item(&rest, ',', &item)) {
 		if (!item.l)
 			continue;
 		if (*n == cap)

@@ -16,6 +16,20 @@
 
 /* ---- slices ---- */
 
+static void slice_next_item_walks_a_list(void **state)
+{
+	(void)state;
+	struct slice rest = SLICE_LIT(" a , b,,c "), it;
+	const char *want[] = {"a", "b", "", "c"};
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+		assert_true(slice_next_item(&rest, ',', &it));
+		assert_true(slice_eq(it, slice_cstr(want[i])));
+	}
+	assert_false(slice_next_item(&rest, ',', &it));
+	rest = SLICE_LIT("");
+	assert_false(slice_next_item(&rest, ',', &it));
+}
+
 static void slice_trim_strips_lws_both_ends(void **state)
 {
 	(void)state;
@@ -492,6 +506,7 @@ static void log_burst_one_line_per_burst(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(slice_next_item_walks_a_list),
 		cmocka_unit_test(slice_trim_strips_lws_both_ends),
 		cmocka_unit_test(slice_eq_exact_and_nocase),
 		cmocka_unit_test(slice_to_u32_bounds),
