@@ -73,37 +73,9 @@ int store_foreach_slice(struct store *s, struct store_cursor *c, size_t budget,
 
 int store_foreach(struct store *s, store_visit_h *fn, void *arg)
 {
-	int64_t now = time_wall_s();
-	for (unsigned k = 0; k < s->nshards; k++) {
-		struct store_shard *sh = &s->shards[k];
-		struct store_binding *copy = NULL;
-		size_t n = 0, total = 0;
-
-		pthread_mutex_lock(&sh->lock);
-		for (size_t i = 0; i < sh->tabsize; i++)
-			for (struct store_aor *a = sh->tab[i]; a; a = a->next)
-				total += a->n;
-		if (total) {
-			copy = malloc(total * sizeof *copy);
-			if (!copy) {
-				pthread_mutex_unlock(&sh->lock);
-				return ENOMEM;
-			}
-		}
-		for (size_t i = 0; i < sh->tabsize; i++)
-			for (struct store_aor *a = sh->tab[i]; a; a = a->next)
-				for (size_t j = 0; j < a->n; j++)
-					if (a->r[j]->expires_at > now)
-						store_rec_unpack(a->r[j], a->aor, &copy[n++]);
-		pthread_mutex_unlock(&sh->lock);
-
-		/* visited without the lock: fn may call back into the store */
-		int err = 0;
-		for (size_t i = 0; i < n && !err; i++)
-			err = fn(&copy[i], arg);
-		free(copy);
-		if (err)
-			return err;
-	}
-	return 0;
+	/* one round without a budget: each shard copied out under its lock and
+	 * visited without it (fn may call back into the store) */
+	struct store_cursor c = {0};
+	bool round_done;
+	return store_foreach_slice(s, &c, SIZE_MAX, fn, arg, &round_done);
 }
