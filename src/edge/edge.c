@@ -218,6 +218,21 @@ static bool is_host_addr(const struct edge *e, const struct net_addr *a)
 	return e->hostaddrs && net_hostaddrs_has(e->hostaddrs, a);
 }
 
+/* The net's connection-closed hook, on the connection's worker. */
+static void edge_conn_closed(struct worker *w, const struct flow *f, void *arg)
+{
+	struct edge *e = arg;
+	edge_tsx_conn_closed(e, f->conn_id);
+	if (e->on_closed)
+		e->on_closed(w, f, e->closed_arg);
+}
+
+void edge_set_conn_closed(struct edge *e, net_conn_closed_h *h, void *arg)
+{
+	e->on_closed = h;
+	e->closed_arg = arg;
+}
+
 int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 {
 	struct edge *e = calloc(1, sizeof *e);
@@ -296,6 +311,7 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	metric_register(&m_send_errors);
 	metric_register(&m_handoffs);
 	net_set_recv(n, edge_recv, edge_frame, e);
+	net_set_conn_closed(n, edge_conn_closed, e);
 	*ep = e;
 	return 0;
 }

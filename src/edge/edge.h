@@ -67,6 +67,11 @@ void edge_set_register_local(struct edge *e, bool on);
 typedef int(edge_stun_h)(const struct flow *f, const uint8_t *p, size_t len, struct buf *out,
 			 void *arg);
 void edge_set_stun(struct edge *e, edge_stun_h *h, void *arg);
+/* The edge owns the net's connection-closed hook (net_set_conn_closed): it
+ * ends the client transactions over the connection as transport errors at
+ * once (ctsx_resp_h with 503), then calls h, on the connection's worker,
+ * with the flow it carried. One handler; before net_start. */
+void edge_set_conn_closed(struct edge *e, net_conn_closed_h *h, void *arg);
 
 struct net *edge_net(struct edge *e);
 unsigned edge_worker_of_callid(const struct edge *e, struct slice call_id);
@@ -199,8 +204,10 @@ const char *stsx_to_tag(struct stsx *st);
 
 /* ---- client transactions (RFC 3261 17.1) ---- */
 
-/* resp is NULL on timeout (Timer B/F) or transport error; the owner then acts as
- * if a 408 (or 503) was received. Called on the transaction's worker. */
+/* resp is NULL on timeout (Timer B/F, status 408) or transport error (the
+ * connection it went over closed: status 503, on the next turn after the
+ * close, not at Timer B/F); the owner then acts as if that status was
+ * received. Called on the transaction's worker. */
 typedef void(ctsx_resp_h)(struct ctsx *ct, const struct edge_rx *rx, uint16_t status,
 			  void *arg);
 

@@ -2,6 +2,9 @@
 #ifndef PINHOLE_EDGE_INT_H
 #define PINHOLE_EDGE_INT_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "edge.h"
 
 /* Client transactions per worker: a non-INVITE lingers T4 (5 s) after its
@@ -13,6 +16,9 @@
  * chains stay about one long whatever the rate. */
 #define ST_BUCKETS_MIN 1024
 #define ST_BUCKETS_MAX (1u << 23)
+/* Client transactions over connections per worker, by connection id, so
+ * that a closed connection finds its own at once (tsx.c). */
+#define CT_CONN_BUCKETS 4096
 
 struct st_node; /* tsx.c: a server transaction or what a completed one leaves */
 struct st_slab; /* tsx.c: where the records of completed ones are carved */
@@ -24,6 +30,16 @@ struct edge_wk {
 	size_t st_buckets;
 	struct ctsx *ct_hash[TSX_BUCKETS]; /* worker-local */
 	size_t n_st, n_ct;
+	/* the pending ones over connections, by conn id; worker-local but the
+	 * count, which the closing worker reads to skip a worker with none */
+	struct ctsx *ct_conn[CT_CONN_BUCKETS];
+	_Atomic size_t n_ct_conn;
+	/* connections closed (ids) that this worker's transactions have not
+	 * heard of yet; guarded by closed_lock, drained on the worker */
+	pthread_mutex_t closed_lock;
+	uint64_t *closed_ids;
+	size_t n_closed, cap_closed;
+	bool closed_posted;
 	/* flow-token HMAC keyed once (a copy of edge.mac); worker-local */
 	struct evp_mac_ctx_st *mac;
 	/* flow-token epoch (flowtoken.c): an id of flow_key, and a random value
@@ -70,6 +86,8 @@ struct edge {
 	void *handler_arg;
 	edge_stun_h *on_stun;
 	void *stun_arg;
+	net_conn_closed_h *on_closed; /* edge_set_conn_closed; RO after setup */
+	void *closed_arg;
 	bool force_rport;
 	bool register_local; /* edge_set_register_local; RO after setup */
 	char advertise[128]; /* "host" or "" */
@@ -175,6 +193,11 @@ struct edge_tkey {
 int edge_st_key(struct edge_tkey *k, const struct sip_msg *m, enum sip_method as,
 		struct slice as_name);
 void edge_tkey_free(struct edge_tkey *k);
+
+/* A connection closed (called on its worker): every worker's client
+ * transactions over it end as a transport error on their own worker's next
+ * turn (RFC 3261 17.1.4), not at Timer B/F. */
+void edge_tsx_conn_closed(struct edge *e, uint64_t conn_id);
 
 /* Allocates the worker's server transaction table: 0 or ENOMEM. */
 int edge_tsx_init(struct edge_wk *wk);

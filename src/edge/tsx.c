@@ -88,6 +88,8 @@ struct ctsx {
 	ctsx_resp_h *h;
 	void *arg;
 	bool cancel_wanted, cancel_sent;
+	bool conn_linked; /* in wk->ct_conn (a connection flow, not yet final) */
+	struct ctsx *cnext, *cprev;
 	struct buf ack; /* ACK for a non-2xx final, resent on retransmissions */
 };
 
@@ -95,6 +97,7 @@ struct ctsx {
 
 int edge_tsx_init(struct edge_wk *wk)
 {
+	pthread_mutex_init(&wk->closed_lock, NULL);
 	wk->st_hash = calloc(ST_BUCKETS_MIN, sizeof *wk->st_hash);
 	if (!wk->st_hash)
 		return ENOMEM;
@@ -282,8 +285,40 @@ static struct ctsx *ct_find(struct edge_wk *wk, struct slice branch, struct slic
 	return NULL;
 }
 
+/* ---- client transactions by connection ---- */
+
+static void ct_conn_link(struct ctsx *ct)
+{
+	struct edge_wk *wk = ct->wk;
+	struct ctsx **head = &wk->ct_conn[ct->flow.conn_id % CT_CONN_BUCKETS];
+	ct->cprev = NULL;
+	ct->cnext = *head;
+	if (*head)
+		(*head)->cprev = ct;
+	*head = ct;
+	ct->conn_linked = true;
+	wk->n_ct_conn++;
+}
+
+static void ct_conn_unlink(struct ctsx *ct)
+{
+	if (!ct->conn_linked)
+		return;
+	struct edge_wk *wk = ct->wk;
+	if (ct->cprev)
+		ct->cprev->cnext = ct->cnext;
+	else
+		wk->ct_conn[ct->flow.conn_id % CT_CONN_BUCKETS] = ct->cnext;
+	if (ct->cnext)
+		ct->cnext->cprev = ct->cprev;
+	ct->cnext = ct->cprev = NULL;
+	ct->conn_linked = false;
+	wk->n_ct_conn--;
+}
+
 static void ct_free(struct ctsx *ct)
 {
+	ct_conn_unlink(ct);
 	timer_cancel(&ct->t_retx);
 	timer_cancel(&ct->t_timeout);
 	timer_cancel(&ct->t_end);
@@ -324,6 +359,10 @@ void edge_tsx_free_all(struct edge_wk *wk)
 	free(wk->st_hash);
 	wk->st_hash = NULL;
 	wk->st_buckets = 0;
+	free(wk->closed_ids);
+	wk->closed_ids = NULL;
+	wk->n_closed = wk->cap_closed = 0;
+	pthread_mutex_destroy(&wk->closed_lock);
 }
 
 /* ---- server transactions ---- */
@@ -691,6 +730,7 @@ static void ct_report(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 static void ct_timeout(void *arg)
 {
 	struct ctsx *ct = arg;
+	ct_conn_unlink(ct);
 	metric_inc(&edge_m_tsx_timeouts);
 	if (ct->invite && ct->state == CT_PROCEEDING && !ct->cancel_sent)
 		ctsx_cancel(ct); /* Timer C: give up on the branch */
@@ -765,6 +805,10 @@ int ctsx_start(struct edge *e, struct worker *w, const struct flow *dst, struct 
 		free(ct);
 		return err;
 	}
+	/* linked before the send: a close that the send races with finds it
+	 * (the closing worker reads n_ct_conn after the connection is gone) */
+	if (dst->tp != NET_UDP)
+		ct_conn_link(ct);
 	err = edge_send(e, dst, ct->req.data, ct->req.len);
 	if (err) {
 		ct_free(ct);
@@ -886,6 +930,7 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 	}
 	timer_cancel(&ct->t_retx);
 	timer_cancel(&ct->t_timeout);
+	ct_conn_unlink(ct); /* answered: a close from now on changes nothing */
 	bool reliable = ct->flow.tp != NET_UDP;
 	if (ct->invite && s < 300) {
 		/* the 2xx ends the owner's part; its ACK is end-to-end. The
@@ -914,4 +959,74 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 	/* Timer D (32 s) for INVITE, K (T4) otherwise; zero over streams */
 	timer_start(wk_loop(wk), &ct->t_end, reliable ? 0 : (ct->invite ? 32000u : e->t4),
 		    ct_end_timer, ct);
+}
+
+/* ---- connections that closed ---- */
+
+/* RFC 3261 17.1.1.2 / 17.1.2.2: a transport error ends a pending client
+ * transaction and the owner hears of it as a 503. */
+static void ct_transport_error(struct ctsx *ct)
+{
+	ct_conn_unlink(ct);
+	timer_cancel(&ct->t_retx);
+	timer_cancel(&ct->t_timeout);
+	ct->state = CT_DONE;
+	timer_start(wk_loop(ct->wk), &ct->t_end, 0, ct_end_timer, ct);
+	ct_report(ct, NULL, 503);
+}
+
+/* Ends this worker's pending transactions over connection id. The owner's
+ * callback may start or end others (a failover, a CANCEL): the bucket is
+ * searched again from its head after each one (all in it are few). */
+static void ct_conn_failed(struct edge_wk *wk, uint64_t id)
+{
+	for (;;) {
+		struct ctsx *ct = wk->ct_conn[id % CT_CONN_BUCKETS];
+		while (ct && ct->flow.conn_id != id)
+			ct = ct->cnext;
+		if (!ct)
+			return;
+		ct_transport_error(ct);
+	}
+}
+
+static void closed_drain(void *arg)
+{
+	struct edge_wk *wk = arg;
+	pthread_mutex_lock(&wk->closed_lock);
+	uint64_t *ids = wk->closed_ids;
+	size_t n = wk->n_closed;
+	wk->closed_ids = NULL;
+	wk->n_closed = wk->cap_closed = 0;
+	wk->closed_posted = false;
+	pthread_mutex_unlock(&wk->closed_lock);
+	for (size_t i = 0; i < n; i++)
+		ct_conn_failed(wk, ids[i]);
+	free(ids);
+}
+
+void edge_tsx_conn_closed(struct edge *e, uint64_t conn_id)
+{
+	for (unsigned i = 0; i < e->n_wk; i++) {
+		struct edge_wk *wk = &e->wk[i];
+		/* a transaction over it was linked before its send, and the send
+		 * came before the close (or it failed): none now, none to tell */
+		if (!wk->n_ct_conn)
+			continue;
+		pthread_mutex_lock(&wk->closed_lock);
+		if (wk->n_closed == wk->cap_closed) {
+			size_t cap = wk->cap_closed ? 2 * wk->cap_closed : 16;
+			uint64_t *p = realloc(wk->closed_ids, cap * sizeof *p);
+			if (!p) { /* Timer B/F will end them instead */
+				pthread_mutex_unlock(&wk->closed_lock);
+				continue;
+			}
+			wk->closed_ids = p;
+			wk->cap_closed = cap;
+		}
+		wk->closed_ids[wk->n_closed++] = conn_id;
+		if (!wk->closed_posted)
+			wk->closed_posted = loop_post(worker_loop(wk->w), closed_drain, wk) == 0;
+		pthread_mutex_unlock(&wk->closed_lock);
+	}
 }

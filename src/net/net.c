@@ -145,6 +145,7 @@ void net_free(struct net *n)
 	if (!n)
 		return;
 	net_stop(n); /* connections and loops belong to the workers until they stop */
+	n->closed = NULL; /* the roles that would hear of these closes are gone */
 	for (unsigned i = 0; i < n->n_workers; i++) {
 		struct worker *w = &n->workers[i];
 		while (w->conns)
@@ -213,6 +214,12 @@ void net_set_worker_init(struct net *n, net_worker_init_h *h, void *arg)
 {
 	n->winit = h;
 	n->winit_arg = arg;
+}
+
+void net_set_conn_closed(struct net *n, net_conn_closed_h *h, void *arg)
+{
+	n->closed = h;
+	n->closed_arg = arg;
 }
 
 unsigned net_listener_count(const struct net *n)

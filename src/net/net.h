@@ -178,6 +178,12 @@ typedef int(net_frame_h)(struct net_frame_state *fs, const char *p, size_t l, si
 			 size_t *msglen);
 /* Called on a worker thread when it starts, before any packet (per-worker setup). */
 typedef void(net_worker_init_h)(struct worker *w, void *arg);
+/* A TCP connection is gone, for whatever reason (the peer closed or reset it,
+ * idle, broken framing, a slow reader): called on the worker that owned it,
+ * after it was closed and unlinked (net_conn_alive is false, a send on f
+ * fails), with the flow it carried. Not called for the connections net_free
+ * closes at shutdown. The handler may send on other flows. */
+typedef void(net_conn_closed_h)(struct worker *w, const struct flow *f, void *arg);
 
 struct net_conf {
 	unsigned workers;        /* 0 = one per core */
@@ -205,6 +211,9 @@ void net_free(struct net *n);
 int net_listen(struct net *n, const struct net_listener_conf *lc, unsigned *idx);
 void net_set_recv(struct net *n, net_recv_h *h, net_frame_h *frame, void *arg);
 void net_set_worker_init(struct net *n, net_worker_init_h *h, void *arg);
+/* One handler per net (the role that owns the receive path fans it out);
+ * before net_start. */
+void net_set_conn_closed(struct net *n, net_conn_closed_h *h, void *arg);
 /* Starts the workers (threads). Listener sockets are bound in net_listen, so
  * errors such as EADDRINUSE surface there. */
 int net_start(struct net *n);

@@ -106,6 +106,8 @@ struct net {
 	void *recv_arg;
 	net_worker_init_h *winit;
 	void *winit_arg;
+	net_conn_closed_h *closed; /* RO after start; NULL from net_free on */
+	void *closed_arg;
 	/* connection table: id -> conn; guarded by conn_lock */
 	pthread_mutex_t conn_lock;
 	struct conn **conn_hash;

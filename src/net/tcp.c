@@ -117,7 +117,11 @@ void net_tcp_close(struct conn *c)
 	close(c->fd);
 	buf_release(n, &c->in);
 	buf_release(n, &c->out);
+	struct flow f = c->flow;
 	free(c);
+	/* after the unlink: whoever hears of it and sends on f gets ENOTCONN */
+	if (n->closed)
+		n->closed(w, &f, n->closed_arg);
 }
 
 bool net_conn_alive(struct net *n, uint64_t conn_id)

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "edge/edge.h"
@@ -444,6 +445,122 @@ static void test_steering(void **state)
 	}
 }
 
+
+/* ---- a closed connection ends its client transactions at once ---- */
+
+static struct {
+	struct edge *e;
+	_Atomic int started, reports, status, with_msg, closed_calls, answered;
+	_Atomic uint64_t conn;
+	struct buf req_text;
+} CC;
+
+static void cc_resp(struct ctsx *ct, const struct edge_rx *rx, uint16_t status, void *arg)
+{
+	(void)ct, (void)arg;
+	if (rx)
+		CC.with_msg++;
+	CC.status = status;
+	CC.reports++;
+}
+
+/* The phone's request over TCP: answered, and a request of ours goes back
+ * over that connection with a client transaction (as the proxy would send
+ * an INVITE to a phone registered over it). */
+static void cc_request(const struct edge_rx *rx, void *arg)
+{
+	(void)arg;
+	stsx_reply(rx->st, 200, "OK", NULL);
+	CC.answered++;
+	CC.conn = rx->flow.conn_id;
+	struct buf req;
+	buf_init(&req);
+	buf_printf(&req,
+		   "OPTIONS sip:phone@10.1.1.1 SIP/2.0\r\n"
+		   "Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKcc%u\r\nMax-Forwards: 70\r\n"
+		   "From: <sip:edge@127.0.0.1>;tag=cc\r\nTo: <sip:phone@10.1.1.1>\r\n"
+		   "Call-ID: cc-%u\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+		   (unsigned)CC.answered, (unsigned)CC.answered);
+	char branch[32];
+	snprintf(branch, sizeof branch, "z9hG4bKcc%u", (unsigned)CC.answered);
+	if (ctsx_start(CC.e, rx->w, &rx->flow, &req, branch, cc_resp, NULL, NULL) == 0)
+		CC.started++;
+	buf_free(&req);
+}
+
+static void cc_closed(struct worker *w, const struct flow *f, void *arg)
+{
+	(void)w, (void)arg;
+	if (f->conn_id == CC.conn && f->tp == NET_TCP)
+		CC.closed_calls++;
+}
+
+/* A request we sent over a TCP connection that then closes used to wait
+ * for Timer F (32 s with the default T1) to report a failure; the owner (a
+ * proxy that could fail over to another flow) hears at once now, as a
+ * transport error, and the role's own hook hears of the close too. */
+static void test_conn_closed_ends_client_tsx(void **state)
+{
+	(void)state;
+	memset(&CC, 0, sizeof CC);
+	char err[256];
+	struct conf *c;
+	assert_int_equal(conf_alloc(&c, tables), 0);
+	assert_int_equal(conf_load_string(c, "test", "[sip]\nlisten = tcp:127.0.0.1:0\n", err,
+					  sizeof err),
+			 0);
+	struct net_conf nc = {.workers = 2, .max_msg = 4096, .tcp_max_conns = 4};
+	struct net *n;
+	assert_int_equal(net_alloc(&n, &nc), 0);
+	assert_int_equal(edge_alloc(&CC.e, n, c), 0);
+	edge_set_handlers(CC.e, cc_request, NULL, NULL);
+	edge_set_conn_closed(CC.e, cc_closed, NULL);
+	assert_int_equal(net_start(n), 0);
+	const struct net_addr *to = net_listener_addr(n, 0);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(fd, &to->u.sa, net_addr_len(to)), 0);
+	static const char opt[] = "OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
+				  "Via: SIP/2.0/TCP 10.1.1.1:5060;branch=z9hG4bKphone1\r\n"
+				  "Max-Forwards: 70\r\nFrom: <sip:phone@127.0.0.1>;tag=p\r\n"
+				  "To: <sip:127.0.0.1>\r\nCall-ID: cc-phone\r\nCSeq: 1 OPTIONS\r\n"
+				  "Content-Length: 0\r\n\r\n";
+	assert_int_equal(send(fd, opt, sizeof opt - 1, MSG_NOSIGNAL), (ssize_t)(sizeof opt - 1));
+	/* our 200, then our OPTIONS: the transaction is out on the wire */
+	char got[4096] = "";
+	size_t have = 0;
+	for (int i = 0; i < 200 && !strstr(got, "OPTIONS sip:phone@"); i++) {
+		struct timeval tv = {.tv_sec = 0, .tv_usec = 10000};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		ssize_t k = recv(fd, got + have, sizeof got - 1 - have, 0);
+		if (k > 0)
+			have += (size_t)k;
+		got[have] = '\0';
+	}
+	assert_non_null(strstr(got, "OPTIONS sip:phone@"));
+	for (int i = 0; i < 200 && CC.started == 0; i++) /* the handler returns after the send */
+		usleep(10 * 1000);
+	assert_int_equal(CC.started, 1);
+	assert_int_equal(CC.reports, 0);
+	close(fd);
+	/* the close ends it, long before Timer F */
+	for (int i = 0; i < 200 && CC.reports == 0; i++)
+		usleep(10 * 1000);
+	assert_int_equal(CC.reports, 1);
+	assert_int_equal(CC.status, 503);
+	assert_int_equal(CC.with_msg, 0);
+	assert_int_equal(CC.closed_calls, 1);
+	int64_t srv = -1, cli = -1;
+	for (int i = 0; i < 200 && cli != 0; i++) {
+		usleep(10 * 1000);
+		edge_tsx_counts(CC.e, &srv, &cli);
+	}
+	assert_int_equal(cli, 0); /* and it is gone, not lingering to Timer F */
+	net_stop(n);
+	edge_free(CC.e);
+	net_free(n);
+	conf_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -452,6 +569,7 @@ int main(void)
 	    cmocka_unit_test(test_is_local),
 	    cmocka_unit_test(test_behind_nat),	   cmocka_unit_test(test_aor),
 	    cmocka_unit_test(test_token_mac),	   cmocka_unit_test(test_steering),
+	    cmocka_unit_test(test_conn_closed_ends_client_tsx),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -812,6 +812,37 @@ static int frame_lines(struct net_frame_state *fs, const char *p, size_t l, size
 	return 0;
 }
 
+/* What the connection-closed hook heard: the flow, on which thread, and
+ * whether the connection was already gone for a sender. */
+static struct {
+	pthread_mutex_t mu;
+	struct flow f[8];
+	bool right_thread[8], dead_then[8];
+	size_t n;
+} C = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t closed_count(void)
+{
+	pthread_mutex_lock(&C.mu);
+	size_t n = C.n;
+	pthread_mutex_unlock(&C.mu);
+	return n;
+}
+
+static void on_conn_closed(struct worker *w, const struct flow *f, void *arg)
+{
+	struct net *n = arg;
+	bool dead = !net_conn_alive(n, f->conn_id) && net_send(n, f, "x\n", 2) == ENOTCONN;
+	pthread_mutex_lock(&C.mu);
+	if (C.n < ARRAY_SIZE(C.f)) {
+		C.f[C.n] = *f;
+		C.right_thread[C.n] = worker_current() == w && loop_current() == worker_loop(w);
+		C.dead_then[C.n] = dead;
+		C.n++;
+	}
+	pthread_mutex_unlock(&C.mu);
+}
+
 struct srv {
 	struct net *n;
 	unsigned udp, tcp;
@@ -821,6 +852,7 @@ struct srv {
 static unsigned srv_per_addr;
 static size_t srv_max_queue;
 static unsigned srv_stall_s;
+static net_conn_closed_h *srv_closed; /* with the net as its argument */
 
 static void srv_start(struct srv *s, unsigned max_conns, unsigned handshake_s)
 {
@@ -848,6 +880,8 @@ static void srv_start(struct srv *s, unsigned max_conns, unsigned handshake_s)
 	assert_int_equal(s->tcp, 1);
 	net_set_recv(s->n, on_recv, frame_lines, &R);
 	net_set_worker_init(s->n, on_worker_init, &R);
+	net_set_conn_closed(s->n, srv_closed, s->n);
+	srv_closed = NULL;
 	assert_int_equal(net_start(s->n), 0);
 	assert_true(WAIT_UNTIL(R.inits == 2, 2000));
 	assert_int_equal(R.bad_init, 0);
@@ -1282,6 +1316,67 @@ static void net_tcp_broken_and_oversize(void **state)
 	srv_stop(&s);
 }
 
+/* The connection-closed hook: once per connection, whatever closed it (the
+ * peer's FIN, a reset, a broken stream, the idle sweep), on the owning
+ * worker, with the flow that its messages carried, after the connection is
+ * gone; never for the connections that shutdown closes. */
+static void net_tcp_closed_hook(void **state)
+{
+	(void)state;
+	pthread_mutex_lock(&C.mu);
+	C.n = 0;
+	pthread_mutex_unlock(&C.mu);
+	struct srv s;
+	srv_closed = on_conn_closed;
+	srv_start(&s, 0, 1); /* a connection with no message is closed after 1 s */
+	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	char buf[64];
+	/* the peer closes */
+	int fd = tcp_client(srv_addr);
+	assert_int_equal(send(fd, "one\n", 4, MSG_NOSIGNAL), 4);
+	assert_true(WAIT_UNTIL(rec_count() == 1, 2000));
+	struct flow f1 = rec_get(0).f;
+	struct net_addr me = sock_addr(fd);
+	close(fd);
+	assert_true(WAIT_UNTIL(closed_count() == 1, 2000));
+	assert_true(flow_eq(&C.f[0], &f1));
+	assert_true(net_addr_eq(&C.f[0].remote, &me));
+	assert_int_equal(C.f[0].tp, NET_TCP);
+	assert_true(C.right_thread[0]);
+	assert_true(C.dead_then[0]);
+	/* the peer resets */
+	fd = tcp_client(srv_addr);
+	assert_int_equal(send(fd, "two\n", 4, MSG_NOSIGNAL), 4);
+	assert_true(WAIT_UNTIL(rec_count() == 2, 2000));
+	struct flow f2 = rec_get(1).f;
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	close(fd);
+	assert_true(WAIT_UNTIL(closed_count() == 2, 2000));
+	assert_true(flow_eq(&C.f[1], &f2));
+	assert_true(f2.conn_id != f1.conn_id);
+	/* the stream is broken: we close it */
+	fd = tcp_client(srv_addr);
+	assert_int_equal(send(fd, "!bad\n", 5, MSG_NOSIGNAL), 5);
+	assert_int_equal(recv_within(fd, buf, sizeof buf, 2000, NULL), 0);
+	close(fd);
+	assert_true(WAIT_UNTIL(closed_count() == 3, 2000));
+	/* the sweep closes one that never sent a message */
+	fd = tcp_client(srv_addr);
+	assert_int_equal(recv_within(fd, buf, sizeof buf, 4000, NULL), 0);
+	close(fd);
+	assert_true(WAIT_UNTIL(closed_count() == 4, 2000));
+	for (size_t i = 0; i < 4; i++)
+		assert_true(C.right_thread[i] && C.dead_then[i]);
+	/* open at shutdown: no call (the roles are gone by then) */
+	fd = tcp_client(srv_addr);
+	assert_int_equal(send(fd, "three\n", 6, MSG_NOSIGNAL), 6);
+	assert_true(WAIT_UNTIL(rec_count() == 3, 2000));
+	srv_stop(&s);
+	close(fd);
+	assert_int_equal(closed_count(), 4);
+}
+
 static void net_tcp_max_conns(void **state)
 {
 	(void)state;
@@ -1569,6 +1664,7 @@ int main(void)
 		cmocka_unit_test(net_tcp_framing_and_reply),
 		cmocka_unit_test(net_tcp_backpressure),
 		cmocka_unit_test(net_tcp_broken_and_oversize),
+		cmocka_unit_test(net_tcp_closed_hook),
 		cmocka_unit_test(net_tcp_max_conns),
 		cmocka_unit_test(net_tcp_handshake_timeout),
 		cmocka_unit_test(net_tcp_keepalive_not_first_message),
