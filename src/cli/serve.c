@@ -23,7 +23,7 @@ static const struct conf_key log_conf_keys[] = {
 };
 
 const struct conf_key *const cli_conf_tables[] = {
-	edge_conf_keys, proxy_conf_keys, registrar_conf_keys, auth_conf_keys, relay_conf_keys, stund_conf_keys,
+	edge_conf_keys, proxy_conf_keys, proxy_upstream_conf_keys, registrar_conf_keys, auth_conf_keys, relay_conf_keys, stund_conf_keys,
 	ctl_conf_keys, log_conf_keys, NULL,
 };
 
@@ -190,7 +190,10 @@ static void kick_store(void *arg)
 static int start_sip(struct server *s)
 {
 	struct conf *c = s->conf;
-	const char *path = conf_str(c, "store", "path");
+	/* an edge in front of a registrar elsewhere keeps no bindings and no
+	 * users: an empty store in memory, [store] unread */
+	bool edge_only = proxy_conf_edge_only(c);
+	const char *path = edge_only ? "" : conf_str(c, "store", "path");
 	struct store_conf sc = {
 		.path = path[0] ? path : NULL,
 		.sync = strcmp(conf_str(c, "store", "sync"), "normal") == 0 ? STORE_SYNC_NORMAL
@@ -206,7 +209,7 @@ static int start_sip(struct server *s)
 	}
 	/* users live in [store] users, else the same file; `pinhole user`
 	 * changes show within a second */
-	const char *users = conf_str(c, "store", "users");
+	const char *users = edge_only ? "" : conf_str(c, "store", "users");
 	if (!users[0])
 		users = path;
 	err = users[0] ? store_cred_open(&s->creds, users, 1000) : store_cred_alloc(&s->creds);
@@ -369,7 +372,8 @@ int cli_serve(int argc, char **argv)
 	}
 	if (s.reg) {
 		registrar_start(s.reg);
-		registrar_log_rule(s.reg);
+		if (!proxy_conf_edge_only(s.conf)) /* an edge's registrar rules are elsewhere */
+			registrar_log_rule(s.reg);
 	}
 	if (s.ctl)
 		ctl_start(s.ctl);

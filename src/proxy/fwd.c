@@ -24,6 +24,7 @@ struct proxy_call {
 	struct buf best; /* best final so far, ready to send; empty = synthesise */
 	bool final_sent;
 	struct proxy_media media;
+	unsigned flow_timer; /* edge-only REGISTER: Flow-Timer for its 2xx (upstream.c) */
 	struct proxy_call *prev, *next; /* proxy->calls; guarded by calls_lock */
 };
 
@@ -110,12 +111,15 @@ static void send_best(struct proxy_call *pc)
 		stsx_reply(pc->st, s, sip_reason_phrase(s), NULL);
 }
 
-/* The response without our Via (and with a new body when given), ready to go upstream. */
-static int strip_via(const struct sip_msg *m, const struct buf *body, struct buf *out)
+/* The response without our Via (and with a new body when given, and the
+ * edge's Flow-Timer when not 0), ready to go upstream. */
+static int strip_via(const struct sip_msg *m, const struct buf *body, unsigned flow_timer,
+		     struct buf *out)
 {
 	struct sip_editor ed;
 	sip_editor_init(&ed, m);
 	sip_edit_remove_first_value(&ed, m->via1_hdr);
+	proxy_flow_timer_edit(&ed, m, flow_timer);
 	if (body && body->len)
 		sip_edit_set_body(&ed, buf_slice(body));
 	int err = sip_edit_apply(&ed, out);
@@ -209,7 +213,7 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 			return;
 		}
 	}
-	if (rx && strip_via(rx->msg, &sdp, &out)) {
+	if (rx && strip_via(rx->msg, &sdp, pc->flow_timer, &out)) {
 		buf_free(&out);
 		buf_free(&sdp);
 		return;
@@ -277,6 +281,7 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	pc->p = p;
 	pc->st = rx->st;
 	pc->media = *pm;
+	pc->flow_timer = plan->flow_timer;
 	buf_init(&pc->best);
 	call_link(pc);
 	stsx_set_owner(rx->st, pc, on_cancel, on_end);
@@ -352,7 +357,7 @@ void proxy_response_stateless(struct proxy *p, const struct edge_rx *rx)
 	if (rx->ct_matched && m->cseq.method == SIP_INVITE &&
 	    proxy_media_response(p, &pm, rx, &sdp))
 		buf_reset(&sdp);
-	if (strip_via(m, &sdp, &out) == 0)
+	if (strip_via(m, &sdp, 0, &out) == 0)
 		edge_send(p->edge, &f, out.data, out.len);
 	buf_free(&out);
 	buf_free(&sdp);

@@ -15,6 +15,11 @@
 struct proxy;
 
 extern const struct conf_key proxy_conf_keys[]; /* [proxy] */
+/* [proxy] registrar and [outbound] flow timers (upstream.c) */
+extern const struct conf_key proxy_upstream_conf_keys[];
+/* Whether this process is an edge in front of a registrar elsewhere
+ * ([proxy] registrar): it then keeps no bindings. */
+bool proxy_conf_edge_only(const struct conf *c);
 
 struct relay;
 

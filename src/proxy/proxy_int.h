@@ -28,6 +28,10 @@ struct proxy {
 	struct net_cidr trusted[PROXY_MAX_TRUSTED];
 	size_t n_trusted;
 	struct log_burst relay_log;
+	/* upstream.c: [proxy] registrar, the edge-only process; RO after alloc */
+	bool up_on;
+	struct flow up_flow; /* to the registrar, from the listener that faces it */
+	unsigned flow_timer_udp, flow_timer_tcp; /* [outbound] */
 };
 
 /* ---- policy.c ---- */
@@ -80,6 +84,10 @@ struct route_plan {
 	/* RFC 3261 22.3: our realm's Proxy-Authorization is consumed here, not
 	 * handed to the callee (who could try its password offline); "" = none */
 	char consumed_realm[128];
+	/* edge-only REGISTER (upstream.c): our Path entry, put above the others
+	 * ("" = none), and the Flow-Timer its 2xx gets (0 = none) */
+	char path_entry[FLOW_TOKEN_LEN + NET_ADDR_STRLEN + 48];
+	unsigned flow_timer;
 };
 
 int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,
@@ -114,6 +122,23 @@ int proxy_media_ack(struct proxy *p, const struct edge_rx *rx, struct buf *body)
 bool proxy_media_dialog_matches(struct proxy *p, const struct sip_msg *m);
 /* The call ended (BYE, CANCEL, a failed initial INVITE): frees its relay session. */
 void proxy_media_end(struct proxy *p, struct slice call_id);
+
+/* ---- upstream.c: the edge-only process ([proxy] registrar) ---- */
+
+/* Reads [proxy] registrar and [outbound]: 0, or an errno (logged). */
+int proxy_upstream_init(struct proxy *p, const struct conf *c);
+/* Whether rx is to go to the registrar: an edge-only process, and rx not
+ * from the registrar itself (what it sends is routed by our tokens). */
+bool proxy_upstream_applies(const struct proxy *p, const struct edge_rx *rx);
+/* Fills t (the registrar) and plan (a REGISTER's Path entry and Flow-Timer)
+ * for a request not routed by a token: 0, or an error with the status and
+ * reason to refuse it with (a foreign domain's REGISTER, relaying). */
+int proxy_upstream_route(struct proxy *p, const struct edge_rx *rx, struct slice next_route,
+			 bool authenticated, struct route_plan *plan, struct proxy_target *t,
+			 uint16_t *status, const char **reason);
+/* Adds (or lowers) Flow-Timer in a 2xx to an outbound REGISTER being
+ * forwarded to the phone; flow_timer 0 = leave the response alone. */
+void proxy_flow_timer_edit(struct sip_editor *ed, const struct sip_msg *m, unsigned flow_timer);
 
 /* Forwards statefully to the targets (owning a proxy_call) or answers. */
 void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,

@@ -145,6 +145,12 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 		sip_edit_set_ruri(&ed, "%s", t->ruri);
 	if (t->path[0]) /* RFC 3327 5.3: the way to the phone leads through its Path */
 		sip_edit_insert_hdr_before(&ed, m->via1_hdr, "Route: %s", t->path);
+	if (plan->path_entry[0]) {
+		/* RFC 3327 4: an edge-only REGISTER; ours goes above any Path there */
+		const struct sip_hdr *ph = sip_msg_hdr(m, SIP_HDR_PATH, 0);
+		size_t at = ph ? (size_t)(ph - m->hdrs) : m->via1_hdr;
+		sip_edit_insert_hdr_before(&ed, at, "Path: %s", plan->path_entry);
+	}
 	const struct sip_hdr *mf = sip_msg_hdr(m, SIP_HDR_MAX_FORWARDS, 0);
 	if (mf)
 		sip_edit_replace(&ed, mf->value, "%d", m->max_forwards > 0 ? m->max_forwards - 1 : 0);
@@ -323,10 +329,12 @@ static void on_request(const struct edge_rx *rx, void *arg)
 {
 	struct proxy *p = arg;
 	const struct sip_msg *m = rx->msg;
-	if (m->method == SIP_REGISTER) {
+	if (m->method == SIP_REGISTER && !p->up_on) {
 		registrar_handle(p->reg, rx);
 		return;
 	}
+	/* edge-only: the registrar elsewhere decides (upstream.c) */
+	bool upstream = proxy_upstream_applies(p, rx);
 	/* 16.3 step 6: Proxy-Require lists what every proxy must support; we support none */
 	const struct sip_hdr *pr = sip_msg_hdr(m, SIP_HDR_PROXY_REQUIRE, 0);
 	if (pr) {
@@ -356,6 +364,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	/* addressed to this server: one of our domains, or our own address
 	 * (a phone's OPTIONS ping) whatever [sip] domains says */
 	bool to_us = !have_flow && !next_route.l && m->ruri.user.l == 0 &&
+		     !(upstream && m->method == SIP_REGISTER) &&
 		     (registrar_domain_is_local(p->reg, &m->ruri) ||
 		      edge_is_local(p->edge, m->ruri.host, m->ruri.port));
 	if (to_us) {
@@ -391,7 +400,16 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	struct proxy_target targets[PROXY_MAX_BRANCHES];
 	size_t n = 0;
 	memset(targets, 0, sizeof targets[0]);
-	if (have_flow) {
+	if (upstream && (m->method == SIP_REGISTER || !have_flow)) {
+		uint16_t status = 403;
+		const char *reason = "Forbidden";
+		if (proxy_upstream_route(p, rx, next_route, authenticated, &plan, &targets[0],
+					 &status, &reason)) {
+			reply(rx, status, reason, NULL);
+			return;
+		}
+		n = 1;
+	} else if (have_flow) {
 		targets[0].flow = tflow;
 		targets[0].ruri[0] = '\0';
 		n = 1;
@@ -499,6 +517,8 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 	p->max_media = (unsigned)conf_int(c, "relay", "max_media");
 	const char *which = conf_str(c, "proxy", "relay");
 	int err = proxy_policy_init(p, c);
+	if (!err)
+		err = proxy_upstream_init(p, c);
 	if (err) {
 		free(p);
 		return err;
@@ -524,7 +544,9 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 	metric_register(&proxy_m_unproven_responses);
 	metric_register(&m_from_forbidden);
 	edge_set_handlers(e, on_request, on_response, p);
-	edge_set_register_local(e, true); /* on_request gives every REGISTER to the registrar */
+	/* on_request gives every REGISTER to the registrar, unless it forwards
+	 * them to one elsewhere through client transactions (edge-only) */
+	edge_set_register_local(e, !p->up_on);
 	*pp = p;
 	return 0;
 }

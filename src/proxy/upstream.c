@@ -1,0 +1,225 @@
+/* The edge-only process ([proxy] registrar): REGISTERs and out-of-dialog requests go to a registrar elsewhere, with Path and Flow-Timer (RFC 5626 5, RFC 3327). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proxy_int.h"
+
+const struct conf_key proxy_upstream_conf_keys[] = {
+	{"proxy", "registrar", CONF_STR, "", 0, 0, NULL,
+	 "edge-only process: udp:HOST:PORT (IP literal) of the registrar that REGISTERs (with a "
+	 "Path naming the phone's flow) and out-of-dialog requests from phones go to; this "
+	 "process then keeps no bindings (docs/outbound.md); empty = this process is the "
+	 "registrar"},
+	{"outbound", "flow_timer_udp", CONF_INT, "25", 5, 3600, NULL,
+	 "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over UDP: how often "
+	 "the phone sends keepalives; below common NAT UDP lifetimes (30 s)"},
+	{"outbound", "flow_timer_tcp", CONF_INT, "120", 5, 3600, NULL,
+	 "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over TCP"},
+	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static struct metric m_up_forwarded = {
+    .name = "proxy_upstream_forwarded_total",
+    .help = "edge-only process: REGISTERs and out-of-dialog requests forwarded to [proxy] "
+	    "registrar"};
+static struct metric m_up_paths = {
+    .name = "proxy_path_added_total",
+    .help = "edge-only process: REGISTERs given our Path entry (with ;ob: outbound)"};
+static struct metric m_up_ob = {.name = "proxy_path_outbound_total",
+				.help = "edge-only process: Path entries with ;ob (RFC 5626 5.1)"};
+static struct metric m_up_foreign = {
+    .name = "proxy_upstream_foreign_domain_total",
+    .help = "edge-only process: REGISTERs for a domain not in [sip] domains, refused 403 at "
+	    "the edge"};
+
+/* The listener that faces dst: the one bound to the address the kernel
+ * would send from, else a wildcard one, else the first of the family. Our
+ * Via and Path toward the registrar carry its address, so it must be one
+ * the registrar can reach (an edge's inside address, not its public one). */
+static int listener_toward(struct edge *e, const struct net_addr *dst)
+{
+	struct net *n = edge_net(e);
+	int fam = dst->u.sa.sa_family;
+	struct net_addr src;
+	bool have_src = false;
+	int fd = socket(fam, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		socklen_t len = sizeof src.u.ss;
+		have_src = connect(fd, &dst->u.sa, net_addr_len(dst)) == 0 &&
+			   getsockname(fd, &src.u.sa, &len) == 0;
+		close(fd);
+	}
+	int any = -1, first = -1;
+	for (unsigned i = 0; i < net_listener_count(n); i++) {
+		const struct net_addr *a = net_listener_addr(n, i);
+		if (net_listener(n, i)->tp != NET_UDP || a->u.sa.sa_family != fam)
+			continue;
+		if (first < 0)
+			first = (int)i;
+		if (net_addr_is_any(a)) {
+			if (any < 0)
+				any = (int)i;
+		} else if (have_src && net_addr_ip_eq(a, &src)) {
+			return (int)i;
+		}
+	}
+	return any >= 0 ? any : first;
+}
+
+int proxy_upstream_init(struct proxy *p, const struct conf *c)
+{
+	const char *spec = conf_str(c, "proxy", "registrar");
+	p->flow_timer_udp = (unsigned)conf_int(c, "outbound", "flow_timer_udp");
+	p->flow_timer_tcp = (unsigned)conf_int(c, "outbound", "flow_timer_tcp");
+	metric_register(&m_up_forwarded);
+	metric_register(&m_up_paths);
+	metric_register(&m_up_ob);
+	metric_register(&m_up_foreign);
+	if (!spec[0])
+		return 0;
+	const char *colon = strchr(spec, ':');
+	enum net_transport tp;
+	struct net_addr dst;
+	if (!colon || net_transport_parse((struct slice){spec, (size_t)(colon - spec)}, &tp) ||
+	    net_addr_parse(colon + 1, 5060, &dst)) {
+		LOG_E("proxy", "[proxy] registrar: cannot parse \"%s\" (want udp:ADDR:PORT)", spec);
+		return EINVAL;
+	}
+	if (tp != NET_UDP) {
+		/* needs outgoing connections, which the edge does not open yet */
+		LOG_E("proxy", "[proxy] registrar = %s: only udp: for now", spec);
+		return ENOTSUP;
+	}
+	int li = listener_toward(p->edge, &dst);
+	if (li < 0) {
+		LOG_E("proxy", "[proxy] registrar = %s: no UDP listener of that address family",
+		      spec);
+		return EINVAL;
+	}
+	if (edge_addr_is_local(p->edge, &dst)) {
+		LOG_E("proxy", "[proxy] registrar = %s is this process: leave it empty instead",
+		      spec);
+		return EINVAL;
+	}
+	net_flow_udp(edge_net(p->edge), (unsigned)li, &dst, &p->up_flow);
+	p->up_on = true;
+	char a[NET_ADDR_STRLEN];
+	LOG_I("proxy",
+	      "edge-only: REGISTERs and out-of-dialog requests go to the registrar at %s (from "
+	      "%s); no bindings are kept here",
+	      spec, net_addr_fmt(net_listener_addr(edge_net(p->edge), (unsigned)li), a, sizeof a));
+	return 0;
+}
+
+bool proxy_upstream_applies(const struct proxy *p, const struct edge_rx *rx)
+{
+	/* what the registrar sends us is routed by its Route (our tokens), never
+	 * sent back to it */
+	return p->up_on && !net_addr_ip_eq(&rx->flow.remote, &p->up_flow.remote);
+}
+
+/* RFC 5626 5.1: ;ob in our Path only when we are the phone's first hop (its
+ * Via alone), it supports outbound, and a Contact names an instance and a
+ * reg-id; otherwise the registrar must not treat the flow as outbound. */
+static bool wants_outbound(const struct sip_msg *m)
+{
+	if (sip_msg_hdr(m, SIP_HDR_VIA, 1) ||
+	    memchr(m->hdrs[m->via1_hdr].value.p, ',', m->hdrs[m->via1_hdr].value.l))
+		return false;
+	if (!sip_msg_has_option(m, SIP_HDR_SUPPORTED, "outbound") &&
+	    !sip_msg_has_option(m, SIP_HDR_REQUIRE, "outbound"))
+		return false;
+	for (size_t i = 0; i < m->n_hdrs; i++) {
+		if (m->hdrs[i].id != SIP_HDR_CONTACT)
+			continue;
+		size_t pos = 0;
+		struct slice v;
+		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
+			struct sip_nameaddr na;
+			if (sip_nameaddr_parse(v, &na) == 0 &&
+			    sip_param_find(na.params, "+sip.instance", NULL) &&
+			    sip_param_find(na.params, "reg-id", NULL))
+				return true;
+		}
+	}
+	return false;
+}
+
+int proxy_upstream_route(struct proxy *p, const struct edge_rx *rx, struct slice next_route,
+			 bool authenticated, struct route_plan *plan, struct proxy_target *t,
+			 uint16_t *status, const char **reason)
+{
+	const struct sip_msg *m = rx->msg;
+	memset(t, 0, sizeof *t);
+	t->flow = p->up_flow;
+	if (m->method == SIP_REGISTER) {
+		/* the registrar answers for its domains; one not ours stops here,
+		 * before it costs the registrar anything */
+		if (!registrar_domain_is_local(p->reg, &m->ruri) ||
+		    !registrar_domain_is_local(p->reg, &m->to.uri)) {
+			metric_inc(&m_up_foreign);
+			*status = 403;
+			*reason = "Forbidden (Domain Not Served Here)";
+			return EPERM;
+		}
+		/* RFC 3327 4 / RFC 5626 5.1: our entry names the phone's flow, at
+		 * the address our Via toward the registrar carries */
+		char token[FLOW_TOKEN_LEN + 1], host[NET_ADDR_STRLEN + 16];
+		edge_flow_token_encode(p->edge, &rx->flow, token);
+		edge_local_hostport(p->edge, &t->flow, host, sizeof host);
+		bool ob = wants_outbound(m);
+		snprintf(plan->path_entry, sizeof plan->path_entry, "<sip:%s@%s;%slr%s>", token,
+			 host, t->flow.tp == NET_TCP ? "transport=tcp;" : "", ob ? ";ob" : "");
+		metric_inc(&m_up_paths);
+		if (ob) {
+			metric_inc(&m_up_ob);
+			plan->flow_timer =
+			    rx->flow.tp == NET_UDP ? p->flow_timer_udp : p->flow_timer_tcp;
+		}
+		metric_inc(&m_up_forwarded);
+		return 0;
+	}
+	/* Beyond our domains the registrar trusts us ([proxy] trusted there),
+	 * so the edge keeps its relay rule for it: the target is a local user,
+	 * or the From is one of ours (the registrar demands digest for it), or
+	 * the sender may relay by this process's own rule (trusted, LAN). */
+	bool local_target = !next_route.l && !sip_param_find(m->ruri.params, "maddr", NULL) &&
+			    registrar_domain_is_local(p->reg, &m->ruri);
+	if (!local_target && !registrar_domain_is_local(p->reg, &m->from.uri) &&
+	    !proxy_may_relay(p, rx, authenticated)) {
+		*status = 403;
+		*reason = "Forbidden (Relaying Denied)";
+		return EPERM;
+	}
+	metric_inc(&m_up_forwarded);
+	return 0;
+}
+
+/* RFC 5626 5.4 / 6: tells the phone how often to ping, where the registrar
+ * accepted outbound (Require: outbound in its 2xx); a value the registrar
+ * wrote is kept when it asks no less often than ours. */
+void proxy_flow_timer_edit(struct sip_editor *ed, const struct sip_msg *m, unsigned flow_timer)
+{
+	if (!flow_timer || m->status < 200 || m->status >= 300 || m->cseq.method != SIP_REGISTER ||
+	    !sip_msg_has_option(m, SIP_HDR_REQUIRE, "outbound"))
+		return;
+	for (size_t i = 0; i < m->n_hdrs; i++) {
+		if (m->hdrs[i].id != SIP_HDR_OTHER ||
+		    !slice_eq_cstr_nocase(m->hdrs[i].name, "Flow-Timer"))
+			continue;
+		uint32_t v;
+		if (slice_to_u32(slice_trim(m->hdrs[i].value), UINT32_MAX, &v) == 0 &&
+		    v <= flow_timer)
+			return;
+		sip_edit_replace(ed, m->hdrs[i].value, "%u", flow_timer);
+		return;
+	}
+	sip_edit_insert_hdr_before(ed, m->n_hdrs, "Flow-Timer: %u", flow_timer);
+}
+
+bool proxy_conf_edge_only(const struct conf *c)
+{
+	return conf_str(c, "proxy", "registrar")[0] != '\0';
+}
