@@ -17,7 +17,7 @@
 #include "auth/auth.h"
 #include "relay/relay.h"
 
-static const struct conf_key *const tables[] = {edge_conf_keys, proxy_conf_keys,
+static const struct conf_key *const tables[] = {edge_conf_keys, proxy_conf_keys, proxy_upstream_conf_keys,
 						registrar_conf_keys, auth_conf_keys, relay_conf_keys, NULL};
 
 void test_server_start(struct test_server *s, const char *conf_text)
