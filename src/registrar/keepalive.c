@@ -110,7 +110,11 @@ size_t registrar_keepalive_pending(struct registrar *r)
 static void send_ping(struct registrar *r, const struct store_binding *b, int64_t now)
 {
 	struct edge *e = r->edge;
-	if (r->ka_method == KA_CRLF) {
+	/* RFC 3327: a binding with a Path is reached through its edge, which a
+	 * CRLF would not cross: an OPTIONS routed by the Path keeps the phone's
+	 * NAT binding (behind the edge) warm and proves it answers */
+	bool path = b->path[0] != '\0';
+	if (r->ka_method == KA_CRLF && !path) {
 		edge_send(e, &b->flow, "\r\n\r\n", 4);
 		return;
 	}
@@ -125,15 +129,16 @@ static void send_ping(struct registrar *r, const struct store_binding *b, int64_
 	/* the From tag names the ping, so any worker can credit the answer */
 	buf_printf(&req,
 		   "OPTIONS %s SIP/2.0\r\n"
-		   "Via: SIP/2.0/%s %s;branch=%s;rport\r\n"
-		   "Max-Forwards: 1\r\n"
+		   "Via: SIP/2.0/%s %s;branch=%s;rport\r\n%s%s%s"
+		   "Max-Forwards: %d\r\n"
 		   "From: <sip:keepalive@%s>;tag=ka-%016llx\r\n"
 		   "To: <%s>\r\n"
 		   "Call-ID: %s@pinhole\r\n"
 		   "CSeq: 1 OPTIONS\r\n"
 		   "User-Agent: pinhole\r\n"
 		   "Content-Length: 0\r\n\r\n",
-		   b->contact, net_transport_name_upper(b->flow.tp), host, branch, host,
+		   b->contact, net_transport_name_upper(b->flow.tp), host, branch,
+		   path ? "Route: " : "", path ? b->path : "", path ? "\r\n" : "", path ? 2 : 1, host,
 		   (unsigned long long)nonce, b->contact, tag);
 	if (!req.failed) {
 		edge_send(e, &b->flow, req.data, req.len);
@@ -161,6 +166,13 @@ static bool pingable(const struct store_binding *b)
 	return b->behind_nat && b->flow.tp == NET_UDP && !b->reg_id;
 }
 
+/* The same phone flow: bindings through one edge share its flow to us, and
+ * differ in the Path (the token of the phone's flow at the edge). */
+static bool same_flow(const struct store_binding *a, const struct store_binding *b)
+{
+	return flow_eq(&a->flow, &b->flow) && strcmp(a->path, b->path) == 0;
+}
+
 static int sweep_one(const struct store_binding *b, void *arg)
 {
 	struct sweep *s = arg;
@@ -179,7 +191,7 @@ static int sweep_one(const struct store_binding *b, void *arg)
 	if (s->group)
 		registrar_lookup(r, b->aor, s->group, KA_GROUP_MAX, &n);
 	for (size_t i = 0; i < n; i++)
-		if (pingable(&s->group[i]) && flow_eq(&s->group[i].flow, &b->flow) &&
+		if (pingable(&s->group[i]) && same_flow(&s->group[i], b) &&
 		    s->group[i].id < b->id)
 			return 0;
 	struct store_ka ka = b->ka;
@@ -209,8 +221,7 @@ static int sweep_one(const struct store_binding *b, void *arg)
 	}
 	store_ka_set(r->store, slice_cstr(b->aor), b->id, &ka);
 	for (size_t i = 0; i < n; i++)
-		if (s->group[i].id != b->id && pingable(&s->group[i]) &&
-		    flow_eq(&s->group[i].flow, &b->flow))
+		if (s->group[i].id != b->id && pingable(&s->group[i]) && same_flow(&s->group[i], b))
 			store_ka_set(r->store, slice_cstr(b->aor), s->group[i].id, &ka);
 	return 0;
 }

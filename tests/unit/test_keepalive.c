@@ -101,12 +101,64 @@ static void test_proven_then_silent_stops(void **state)
 	phone_close(&p);
 }
 
+/* A REGISTER as an edge forwards it (RFC 3327): its Via and Path on top, the phone's Via below. */
+static void register_via_edge(struct phone *edge, const char *user, const char *token,
+			      unsigned n)
+{
+	phone_send(edge,
+		   "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKkpe%u\r\n"
+		   "Via: SIP/2.0/UDP 10.1.1.%u:5060;branch=z9hG4bKkpp%u;received=198.51.100.%u\r\n"
+		   "Max-Forwards: 69\r\nFrom: <sip:%s@127.0.0.1>;tag=k%u\r\n"
+		   "To: <sip:%s@127.0.0.1>\r\nCall-ID: kp-%s-%u\r\nCSeq: 1 REGISTER\r\n"
+		   "Path: <sip:%s@127.0.0.1:%u;lr>\r\n"
+		   "Contact: <sip:%s@10.1.1.%u:5060>\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n",
+		   edge->port, n, n, n, n, user, n, user, user, n, token, edge->port, user, n);
+}
+
+/* Two NATed phones of one AOR registered through one edge share the edge's
+ * flow to us but not their own: each is pinged, through its Path (as a
+ * Route, which the edge follows to the phone's flow), not at the edge's
+ * address as if it were the phone. */
+static void test_path_binding_pinged_through_path(void **state)
+{
+	(void)state;
+	struct test_server s;
+	test_server_start(&s, "[sip]\nlisten = udp:127.0.0.1:0\nt1 = 100\n"
+			      "[keepalive]\ninterval = 1\nmax_failures = 2\n"
+			      "[proxy]\nrelay = none\ntrusted = 127.0.0.0/8\n");
+	struct phone edge;
+	phone_open(&edge, &s);
+	char msg[4096], route[512];
+	register_via_edge(&edge, "behind", "tokenOne", 1);
+	phone_expect(&edge, "SIP/2.0 200", msg, sizeof msg);
+	register_via_edge(&edge, "behind", "tokenTwo", 2);
+	phone_expect(&edge, "SIP/2.0 200", msg, sizeof msg);
+	bool seen[2] = {false, false};
+	for (int i = 0; i < 4 && !(seen[0] && seen[1]); i++) {
+		phone_expect(&edge, "OPTIONS sip:behind@10.1.1.", msg, sizeof msg);
+		msg_header(msg, "Route", route, sizeof route);
+		if (strstr(msg, "OPTIONS sip:behind@10.1.1.1:5060 ")) {
+			assert_non_null(strstr(route, "<sip:tokenOne@127.0.0.1:"));
+			seen[0] = true;
+		} else {
+			assert_non_null(strstr(route, "<sip:tokenTwo@127.0.0.1:"));
+			seen[1] = true;
+		}
+		phone_reply(&edge, msg, 200, "OK", "e");
+	}
+	assert_true(seen[0] && seen[1]);
+	phone_close(&edge);
+	test_server_stop(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_answered_pings_keep_binding),
 		cmocka_unit_test(test_silent_binding_becomes_unreachable),
 		cmocka_unit_test(test_proven_then_silent_stops),
+		cmocka_unit_test(test_path_binding_pinged_through_path),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
