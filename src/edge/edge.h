@@ -132,6 +132,11 @@ int edge_reply_stateless(const struct edge_rx *rx, uint16_t status, const char *
  * bound above; both are counted. 0, EALREADY (a final went out already),
  * EMSGSIZE (dropped) or a send error. */
 int stsx_reject(struct stsx *st, uint16_t status, const char *reason, const char *extra_hdrs);
+/* The same for a refusal prepared elsewhere (a registrar behind this edge
+ * refused a request we forwarded, before anything rang): sent once, or
+ * dropped and counted when over the bound (its headers cannot be left out
+ * here); the transaction ends. Status is its final status (>= 300). */
+int stsx_pass_refusal(struct stsx *st, uint16_t status, const char *p, size_t len);
 
 /* A branch for a request forwarded without a transaction (RFC 3261 16.11),
  * HMAC-signed over the Via below ours and the Call-ID: the same input gives

@@ -549,6 +549,26 @@ int stsx_reject(struct stsx *st, uint16_t status, const char *reason, const char
 	return err;
 }
 
+int stsx_pass_refusal(struct stsx *st, uint16_t status, const char *p, size_t len)
+{
+	if (!st->msg || st->state != ST_PROCEEDING || st->status >= 200)
+		return EALREADY;
+	struct edge_wk *wk = st->wk;
+	int err = EMSGSIZE;
+	metric_inc(&edge_m_rejected);
+	if (st->flow.tp != NET_UDP || len <= EDGE_REPLY_FACTOR * st->em->len)
+		err = edge_send(wk->edge, &st->flow, p, len);
+	else
+		metric_inc(&edge_m_reply_oversize);
+	/* as stsx_reject: nothing kept, no Timer G; the transaction ends */
+	st->status = status;
+	st->state = ST_DONE;
+	st->msg = NULL;
+	timer_cancel(&st->t_retx);
+	timer_start(wk_loop(wk), &st->t_end, 0, st_end_timer, st);
+	return err;
+}
+
 /* Creates the server transaction with a copy of key; it takes em (the request). */
 static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx,
 			      const struct edge_tkey *key,

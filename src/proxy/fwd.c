@@ -25,6 +25,9 @@ struct proxy_call {
 	bool final_sent;
 	struct proxy_media media;
 	unsigned flow_timer; /* edge-only REGISTER: Flow-Timer for its 2xx (upstream.c) */
+	/* edge-only: sent to the registrar for a phone (upstream.c); until
+	 * something rings, a refusal goes back once, bounded (no reflection) */
+	bool upstream, rang;
 	struct proxy_call *prev, *next; /* proxy->calls; guarded by calls_lock */
 };
 
@@ -103,8 +106,17 @@ static void send_best(struct proxy_call *pc)
 	if (pc->media.engaged && pc->media.initial)
 		proxy_media_end(pc->p, slice_cstr(pc->media.call_id));
 	uint16_t s = pc->best_status ? pc->best_status : 408;
-	if (pc->best.len && s != 503)
+	/* The registrar behind this edge refused it (nothing rang): as if it
+	 * was refused here, one bounded answer, since whoever sent it may have
+	 * used someone else's address; Timer G would resend it a dozen times */
+	bool once = pc->upstream && !pc->rang;
+	if (pc->best.len && s != 503 && once)
+		stsx_pass_refusal(pc->st, s, pc->best.data, pc->best.len);
+	else if (pc->best.len && s != 503)
 		stsx_send_response(pc->st, s, pc->best.data, pc->best.len);
+	else if (once)
+		stsx_reject(pc->st, s == 503 ? 500 : s,
+			    s == 503 ? "Next Hop Unavailable" : sip_reason_phrase(s), NULL);
 	else if (s == 503)
 		stsx_reply(pc->st, 500, "Next Hop Unavailable", NULL);
 	else
@@ -220,6 +232,7 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 	}
 	buf_free(&sdp);
 	if (status < 200) {
+		pc->rang = true;
 		if (pc->st && !pc->final_sent)
 			stsx_send_response(pc->st, status, out.data, out.len);
 		buf_free(&out);
@@ -282,6 +295,7 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	pc->st = rx->st;
 	pc->media = *pm;
 	pc->flow_timer = plan->flow_timer;
+	pc->upstream = plan->upstream;
 	buf_init(&pc->best);
 	call_link(pc);
 	stsx_set_owner(rx->st, pc, on_cancel, on_end);

@@ -88,6 +88,7 @@ struct route_plan {
 	 * ("" = none), and the Flow-Timer its 2xx gets (0 = none) */
 	char path_entry[FLOW_TOKEN_LEN + NET_ADDR_STRLEN + 48];
 	unsigned flow_timer;
+	bool upstream; /* sent to the registrar for a phone: refusals go back once */
 };
 
 int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,

@@ -154,6 +154,7 @@ int proxy_upstream_route(struct proxy *p, const struct edge_rx *rx, struct slice
 	const struct sip_msg *m = rx->msg;
 	memset(t, 0, sizeof *t);
 	t->flow = p->up_flow;
+	plan->upstream = true;
 	if (m->method == SIP_REGISTER) {
 		/* the registrar answers for its domains; one not ours stops here,
 		 * before it costs the registrar anything */

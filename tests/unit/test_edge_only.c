@@ -412,6 +412,46 @@ static void test_stranger_cannot_relay_through_edge(void **state)
 	test_server_stop(&s);
 }
 
+static int64_t counter(const char *name)
+{
+	struct metric *m = metric_find(name, NULL);
+	return m ? metric_get(m) : 0;
+}
+
+/* No reflector: a request from a forged source that the registrar refuses
+ * before anything rings comes back once (no Timer G resends to the victim)
+ * and within 3 times the request's size (a larger refusal is dropped and
+ * counted), as if the edge had refused it itself. */
+static void test_registrar_refusal_not_reflected(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server s;
+	struct phone reg, victim;
+	start_edge(&s, &reg);
+	phone_open_at(&victim, &s, ATTACKER);
+	char req[4096], r[4096];
+	send_request(&victim, "INVITE", "sip:nobody@example.org", "sip:x@evil.example");
+	phone_expect(&reg, "INVITE sip:nobody@example.org ", req, sizeof req);
+	reg_reply(&reg, req, "404 Not Found", "");
+	phone_expect(&victim, "SIP/2.0 404", r, sizeof r);
+	/* t1 = 100 ms: Timer G would have resent it 4 times by now */
+	phone_expect_silence(&victim, 1600);
+	/* a refusal over the bound: nothing goes out */
+	int64_t over = counter("sip_reply_oversize_total");
+	send_register(&victim, false, "");
+	phone_expect(&reg, "REGISTER ", req, sizeof req);
+	char big[3200];
+	snprintf(big, sizeof big,
+		 "WWW-Authenticate: Digest realm=\"example.org\", nonce=\"%03000d\"\r\n", 0);
+	reg_reply(&reg, req, "401 Unauthorized", big);
+	phone_expect_silence(&victim, 500);
+	assert_int_equal(counter("sip_reply_oversize_total"), over + 1);
+	phone_close(&victim);
+	phone_close(&reg);
+	test_server_stop(&s);
+}
+
 int main(void)
 {
 	if (unshare(CLONE_NEWNET) == 0 &&
@@ -428,6 +468,7 @@ int main(void)
 	    cmocka_unit_test(test_from_registrar_not_sent_back),
 	    cmocka_unit_test(test_out_of_dialog_to_registrar),
 	    cmocka_unit_test(test_stranger_cannot_relay_through_edge),
+	    cmocka_unit_test(test_registrar_refusal_not_reflected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
