@@ -526,7 +526,7 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 	if (strcmp(which, "local") == 0) {
 		if (relay)
 			err = relayctl_local(&p->rc, relay);
-		else
+		else if (!p->up_on) /* an edge leaves media to its registrar */
 			LOG_W("proxy", "no [relay] role in this process: media is not relayed");
 	} else if (strcmp(which, "none") != 0 && which[0]) {
 		err = relayctl_ng_alloc(&p->rc, which, 1000);

@@ -1,4 +1,5 @@
-/* The edge-only process ([proxy] registrar): REGISTERs and out-of-dialog requests go to a registrar elsewhere, with Path and Flow-Timer (RFC 5626 5, RFC 3327). */
+/* The edge-only process ([proxy] registrar): REGISTERs and out-of-dialog requests go to a registrar
+ * elsewhere, with Path and Flow-Timer (RFC 5626 5, RFC 3327). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,17 +8,17 @@
 #include "proxy_int.h"
 
 const struct conf_key proxy_upstream_conf_keys[] = {
-	{"proxy", "registrar", CONF_STR, "", 0, 0, NULL,
-	 "edge-only process: udp:HOST:PORT (IP literal) of the registrar that REGISTERs (with a "
-	 "Path naming the phone's flow) and out-of-dialog requests from phones go to; this "
-	 "process then keeps no bindings (docs/outbound.md); empty = this process is the "
-	 "registrar"},
-	{"outbound", "flow_timer_udp", CONF_INT, "25", 5, 3600, NULL,
-	 "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over UDP: how often "
-	 "the phone sends keepalives; below common NAT UDP lifetimes (30 s)"},
-	{"outbound", "flow_timer_tcp", CONF_INT, "120", 5, 3600, NULL,
-	 "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over TCP"},
-	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
+    {"proxy", "registrar", CONF_STR, "", 0, 0, NULL,
+     "edge-only process: udp:HOST:PORT (IP literal; tcp: once outgoing TCP exists) of the "
+     "registrar that REGISTERs (with a Path naming the phone's flow) and out-of-dialog "
+     "requests from phones go to; this process then keeps no bindings (docs/outbound.md); "
+     "empty = this process is the registrar"},
+    {"outbound", "flow_timer_udp", CONF_INT, "25", 5, 3600, NULL,
+     "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over UDP: how often "
+     "the phone sends keepalives; below common NAT UDP lifetimes (30 s)"},
+    {"outbound", "flow_timer_tcp", CONF_INT, "120", 5, 3600, NULL,
+     "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over TCP"},
+    {NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
 static struct metric m_up_forwarded = {
@@ -84,18 +85,10 @@ int proxy_upstream_init(struct proxy *p, const struct conf *c)
 	struct net_addr dst;
 	if (!colon || net_transport_parse((struct slice){spec, (size_t)(colon - spec)}, &tp) ||
 	    net_addr_parse(colon + 1, 5060, &dst)) {
-		LOG_E("proxy", "[proxy] registrar: cannot parse \"%s\" (want udp:ADDR:PORT)", spec);
-		return EINVAL;
-	}
-	if (tp != NET_UDP) {
-		/* needs outgoing connections, which the edge does not open yet */
-		LOG_E("proxy", "[proxy] registrar = %s: only udp: for now", spec);
-		return ENOTSUP;
-	}
-	int li = listener_toward(p->edge, &dst);
-	if (li < 0) {
-		LOG_E("proxy", "[proxy] registrar = %s: no UDP listener of that address family",
-		      spec);
+		LOG_E(
+		    "proxy",
+		    "[proxy] registrar: cannot parse \"%s\" (want udp:ADDR:PORT or tcp:ADDR:PORT)",
+		    spec);
 		return EINVAL;
 	}
 	if (edge_addr_is_local(p->edge, &dst)) {
@@ -103,13 +96,40 @@ int proxy_upstream_init(struct proxy *p, const struct conf *c)
 		      spec);
 		return EINVAL;
 	}
-	net_flow_udp(edge_net(p->edge), (unsigned)li, &dst, &p->up_flow);
+	if (tp == NET_UDP) {
+		int li = listener_toward(p->edge, &dst);
+		if (li < 0) {
+			LOG_E("proxy",
+			      "[proxy] registrar = %s: no UDP listener of that address family",
+			      spec);
+			return EINVAL;
+		}
+		net_flow_udp(edge_net(p->edge), (unsigned)li, &dst, &p->up_flow);
+	} else {
+		/* a stream next hop: the edge reuses or opens the connection
+		 * when it first sends, where the net can (RFC 5923) */
+		char u[NET_ADDR_STRLEN + 40], a[NET_ADDR_STRLEN];
+		snprintf(u, sizeof u, "sip:%s;transport=%s", net_addr_fmt(&dst, a, sizeof a),
+			 net_transport_name(tp));
+		struct sip_uri uri;
+		int err = sip_uri_parse(slice_cstr(u), &uri);
+		if (!err)
+			err = edge_flow_for_uri(p->edge, &uri, &p->up_flow);
+		if (err) {
+			LOG_E("proxy", "[proxy] registrar = %s: %s", spec,
+			      err == ENOTCONN
+				  ? "outgoing TCP connections are not supported yet: use udp:"
+				  : strerror(err));
+			return ENOTSUP;
+		}
+	}
 	p->up_on = true;
 	char a[NET_ADDR_STRLEN];
 	LOG_I("proxy",
 	      "edge-only: REGISTERs and out-of-dialog requests go to the registrar at %s (from "
 	      "%s); no bindings are kept here",
-	      spec, net_addr_fmt(net_listener_addr(edge_net(p->edge), (unsigned)li), a, sizeof a));
+	      spec,
+	      net_addr_fmt(net_listener_addr(edge_net(p->edge), p->up_flow.listener), a, sizeof a));
 	return 0;
 }
 

@@ -1,4 +1,5 @@
-/* The edge-only process ([proxy] registrar): Path with flow token and ;ob, Flow-Timer, token routing, 403/430, and what a stranger can make it forward; in a network namespace of its own. */
+/* The edge-only process ([proxy] registrar): Path with flow token and ;ob, Flow-Timer, token
+ * routing, 403/430, and what a stranger can make it forward; in a network namespace of its own. */
 #include <errno.h>
 #include <setjmp.h>
 #include <sched.h>
@@ -59,8 +60,9 @@ static void send_register(struct phone *p, bool outbound, const char *extra_via)
 		   "Max-Forwards: 70\r\nFrom: <sip:bob@example.org>;tag=r%u\r\n"
 		   "To: <sip:bob@example.org>\r\nCall-ID: eo-reg-%u\r\nCSeq: 1 REGISTER\r\n%s"
 		   "Contact: <sip:bob@10.1.1.1:%u>%s\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n",
-		   p->port, seq, extra_via, seq, seq, outbound ? "Supported: outbound, path\r\n" : "",
-		   p->port, outbound ? ";" INSTANCE ";reg-id=1" : "");
+		   p->port, seq, extra_via, seq, seq,
+		   outbound ? "Supported: outbound, path\r\n" : "", p->port,
+		   outbound ? ";" INSTANCE ";reg-id=1" : "");
 }
 
 /* Answers req (sent to us by the edge) with status and extra headers,
@@ -69,14 +71,15 @@ static void reg_reply(struct phone *reg, const char *req, const char *status, co
 {
 	char out[4096];
 	size_t n = (size_t)snprintf(out, sizeof out, "SIP/2.0 %s\r\n", status);
-	for (const char *l = strstr(req, "\r\n") + 2; *l && strncmp(l, "\r\n", 2); ) {
+	for (const char *l = strstr(req, "\r\n") + 2; *l && strncmp(l, "\r\n", 2);) {
 		const char *e = strstr(l, "\r\n");
-		if (!strncmp(l, "Via:", 4) || !strncmp(l, "From:", 5) || !strncmp(l, "Call-ID:", 8) ||
-		    !strncmp(l, "CSeq:", 5))
-			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s\r\n", (int)(e - l + 0), l);
-		else if (!strncmp(l, "To:", 3))
-			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s;tag=reg\r\n", (int)(e - l),
+		if (!strncmp(l, "Via:", 4) || !strncmp(l, "From:", 5) ||
+		    !strncmp(l, "Call-ID:", 8) || !strncmp(l, "CSeq:", 5))
+			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s\r\n", (int)(e - l),
 					      l);
+		else if (!strncmp(l, "To:", 3))
+			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s;tag=reg\r\n",
+					      (int)(e - l), l);
 		l = e + 2;
 	}
 	snprintf(out + n, sizeof out - n, "%sContent-Length: 0\r\n\r\n", extra);
@@ -222,13 +225,14 @@ static void test_register_tcp_flow_timer(void **state)
 				 net_addr_len(net_listener_addr(s.net, 1))),
 			 0);
 	char msg[1024], req[4096], path[512], r[4096], v[64];
-	int n = snprintf(msg, sizeof msg,
-			 "REGISTER sip:example.org SIP/2.0\r\n"
-			 "Via: SIP/2.0/TCP 10.1.1.1:5060;branch=z9hG4bKeotcp\r\n"
-			 "Max-Forwards: 70\r\nFrom: <sip:bob@example.org>;tag=t1\r\n"
-			 "To: <sip:bob@example.org>\r\nCall-ID: eo-tcp\r\nCSeq: 1 REGISTER\r\n"
-			 "Supported: outbound\r\nContact: <sip:bob@10.1.1.1:5060;transport=tcp>;" INSTANCE
-			 ";reg-id=2\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n");
+	int n = snprintf(
+	    msg, sizeof msg,
+	    "REGISTER sip:example.org SIP/2.0\r\n"
+	    "Via: SIP/2.0/TCP 10.1.1.1:5060;branch=z9hG4bKeotcp\r\n"
+	    "Max-Forwards: 70\r\nFrom: <sip:bob@example.org>;tag=t1\r\n"
+	    "To: <sip:bob@example.org>\r\nCall-ID: eo-tcp\r\nCSeq: 1 REGISTER\r\n"
+	    "Supported: outbound\r\nContact: <sip:bob@10.1.1.1:5060;transport=tcp>;" INSTANCE
+	    ";reg-id=2\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n");
 	assert_int_equal(send(fd, msg, (size_t)n, 0), n);
 	phone_expect(&reg, "REGISTER ", req, sizeof req);
 	msg_header(req, "Path", path, sizeof path);
@@ -297,8 +301,7 @@ static void test_token_routing_403_430(void **state)
 	net_flow_udp(other.net, 0, &pa, &f);
 	char tok[FLOW_TOKEN_LEN + 1], stale[512];
 	edge_flow_token_encode(other.edge, &f, tok);
-	snprintf(stale, sizeof stale, "<sip:%s@%s:%u;lr;ob>", tok, EDGE_IP,
-		 net_addr_port(&s.addr));
+	snprintf(stale, sizeof stale, "<sip:%s@%s:%u;lr;ob>", tok, EDGE_IP, net_addr_port(&s.addr));
 	reg_invite(&reg, stale, ph.port, "eo-inv-3");
 	phone_expect(&reg, "SIP/2.0 430", r, sizeof r);
 	phone_expect_silence(&ph, 200);
@@ -330,8 +333,7 @@ static void test_from_registrar_not_sent_back(void **state)
 	test_server_stop(&s);
 }
 
-static void send_request(struct phone *p, const char *method, const char *ruri,
-			 const char *from)
+static void send_request(struct phone *p, const char *method, const char *ruri, const char *from)
 {
 	unsigned seq = ++p->srv->seq;
 	phone_send(p,
