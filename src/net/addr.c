@@ -291,7 +291,7 @@ int net_transport_parse(struct slice s, enum net_transport *out)
 bool flow_eq(const struct flow *a, const struct flow *b)
 {
 	return a->tp == b->tp && a->listener == b->listener && a->conn_id == b->conn_id &&
-	       net_addr_eq(&a->remote, &b->remote);
+	       a->may_connect == b->may_connect && net_addr_eq(&a->remote, &b->remote);
 }
 
 char *flow_fmt(const struct flow *f, char *buf, size_t len)

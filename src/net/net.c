@@ -94,6 +94,10 @@ int net_alloc(struct net **np, const struct net_conf *conf)
 		n->conf.tcp_max_queue = NET_TCP_MAX_QUEUE_DEFAULT;
 	if (!n->conf.tcp_stall_s)
 		n->conf.tcp_stall_s = NET_TCP_STALL_S_DEFAULT;
+	if (!n->conf.tcp_connect_s)
+		n->conf.tcp_connect_s = NET_TCP_CONNECT_S_DEFAULT;
+	if (!n->conf.tcp_max_connecting)
+		n->conf.tcp_max_connecting = NET_TCP_MAX_CONNECTING_DEFAULT;
 	/* room for two of the largest messages, or a big answer would close
 	 * every connection whose kernel buffer is momentarily full */
 	n->conf.tcp_max_queue = MAX(n->conf.tcp_max_queue, 2 * n->conf.max_msg);
@@ -102,10 +106,12 @@ int net_alloc(struct net **np, const struct net_conf *conf)
 	n->conn_hash_size = 4096;
 	n->conn_hash = calloc(n->conn_hash_size, sizeof *n->conn_hash);
 	n->addr_hash = calloc(n->conn_hash_size, sizeof *n->addr_hash);
-	if (!n->workers || !n->conn_hash || !n->addr_hash) {
+	n->dst_hash = calloc(NET_DST_BUCKETS, sizeof *n->dst_hash);
+	if (!n->workers || !n->conn_hash || !n->addr_hash || !n->dst_hash) {
 		free(n->workers);
 		free(n->conn_hash);
 		free(n->addr_hash);
+		free(n->dst_hash);
 		free(n);
 		return ENOMEM;
 	}
@@ -164,6 +170,7 @@ void net_free(struct net *n)
 	pthread_mutex_destroy(&n->conn_lock);
 	free(n->conn_hash);
 	free(n->addr_hash);
+	free(n->dst_hash);
 	free(n->workers);
 	free(n);
 }
@@ -549,7 +556,11 @@ void net_stats_get(struct net *n, struct net_stats *out)
 	out->tcp_refused_addr = n->st.tcp_refused_addr;
 	out->tcp_slow_closed = n->st.tcp_slow_closed;
 	out->tcp_buffered = n->st.tcp_buffered;
+	out->tcp_connects = n->st.tcp_connects;
+	out->tcp_connect_failed = n->st.tcp_connect_failed;
+	out->tcp_connect_limited = n->st.tcp_connect_limited;
 	pthread_mutex_lock(&n->conn_lock);
 	out->tcp_open = n->n_conns;
+	out->tcp_connecting = n->n_connecting;
 	pthread_mutex_unlock(&n->conn_lock);
 }

@@ -136,10 +136,20 @@ int net_transport_parse(struct slice s, enum net_transport *out);
 
 /* A flow is a value: copy it freely. conn_id names a TCP connection (0 for UDP);
  * a connection id is never reused within a process, so a stale flow fails to
- * send instead of reaching someone else's connection. */
+ * send instead of reaching someone else's connection.
+ *
+ * A stream flow is one of two kinds, and only the second may ever open a
+ * connection: one naming a connection (conn_id set: a phone's, a peer's; if it
+ * is gone, sends fail with ENOTCONN and nothing is dialled, since a phone
+ * behind NAT cannot be reached by a new connection), and a next hop by
+ * address (conn_id 0, may_connect: made by net_flow_next_hop for a URI or
+ * Route that names a host), sent over a connection to that address if one
+ * exists (ours, or the peer's aliased per RFC 5923), else over a new one. A
+ * stream flow with neither (a stored binding's after a restart) is gone. */
 struct flow {
 	enum net_transport tp;
 	uint16_t listener; /* index into the net's listeners */
+	bool may_connect;  /* a next hop by address; never with conn_id */
 	uint64_t conn_id;
 	struct net_addr local;  /* the listener's bound address */
 	struct net_addr remote; /* the packet's real source */
@@ -199,11 +209,18 @@ struct net_conf {
 	unsigned tcp_stall_s;
 	unsigned tcp_idle_s;     /* close a TCP connection silent this long */
 	unsigned tcp_handshake_s;/* close a connection that sent no full message by then */
+	/* seconds an outgoing connect may take; 0 = NET_TCP_CONNECT_S_DEFAULT */
+	unsigned tcp_connect_s;
+	/* outgoing connects in progress at once (they count in tcp_max_conns
+	 * too); 0 = NET_TCP_MAX_CONNECTING_DEFAULT */
+	unsigned tcp_max_connecting;
 };
 
 #define NET_TCP_MAX_CONNS_DEFAULT 10000
 #define NET_TCP_MAX_QUEUE_DEFAULT (128u * 1024u)
 #define NET_TCP_STALL_S_DEFAULT 32 /* 64*T1: any transaction waiting on it has timed out */
+#define NET_TCP_CONNECT_S_DEFAULT 10
+#define NET_TCP_MAX_CONNECTING_DEFAULT 64
 
 int net_alloc(struct net **np, const struct net_conf *conf);
 void net_free(struct net *n);
@@ -260,12 +277,44 @@ void net_flow_udp(const struct net *n, unsigned listener, const struct net_addr 
 /* Whether a TCP connection still exists. */
 bool net_conn_alive(struct net *n, uint64_t conn_id);
 
+/* ---- outgoing connections and reuse (RFC 5923) ---- */
+
+/* Builds a next-hop flow to dst over the stream listener idx (its transport
+ * and family): conn_id 0, may_connect. Nothing is opened yet. */
+void net_flow_next_hop(const struct net *n, unsigned listener, const struct net_addr *dst,
+		       struct flow *out);
+/* Binds a next-hop flow to a connection: one to its address that exists (one
+ * we opened, or one the peer opened and aliased, net_conn_alias), else a new
+ * one, connecting in the background on the calling worker's loop; messages
+ * sent on it meanwhile are queued (up to tcp_max_queue) and leave once it is
+ * connected. On success f names that connection (conn_id set, may_connect
+ * cleared, local = our end's address with the listener's port). A flow that
+ * already names a connection, or a UDP flow, is left as it is: 0. A stream
+ * flow that is neither fails ENOTCONN: it never turns into a connect.
+ * A connect that fails later (refused, no answer in tcp_connect_s) closes the
+ * connection as any close does. Errors now: ENOTCONN (not a worker thread of
+ * n, for a new connection), ENOSPC (tcp_max_conns), EAGAIN (tcp_max_connecting
+ * connects in progress), EMFILE (tcp_max_conns_per_addr toward that address),
+ * EINVAL, EAFNOSUPPORT, or the socket's errno; all but EINVAL are counted. */
+int net_flow_connect(struct net *n, struct flow *f);
+/* RFC 5923 alias: requests toward (the connection's remote IP, port) may go
+ * over this accepted connection, as if we had opened it to there. The caller
+ * decides who may ask (RFC 5923 wants TLS; a trusted peer's word over TCP).
+ * Any thread. 0, or ENOTCONN when the connection is gone. */
+int net_conn_alias(struct net *n, uint64_t conn_id, uint16_t port);
+
 struct net_stats {
 	int64_t udp_rx, udp_tx, udp_tx_errors, udp_oversize, tcp_accepted, tcp_open,
 		tcp_refused, tcp_idle_closed, tcp_broken, tcp_oversize;
 	int64_t tcp_refused_addr; /* refused at tcp_max_conns_per_addr */
 	int64_t tcp_slow_closed;  /* closed with more than tcp_max_queue unsent */
 	int64_t tcp_buffered;     /* bytes of input and output buffers held now */
+	int64_t tcp_connects;     /* outgoing connect attempts (connect() calls) */
+	int64_t tcp_connect_failed; /* of those: refused, unreachable, timed out */
+	/* outgoing connects not attempted: tcp_max_conns, tcp_max_connecting or
+	 * the per-address bound was reached */
+	int64_t tcp_connect_limited;
+	int64_t tcp_connecting;   /* outgoing connects in progress now */
 };
 void net_stats_get(struct net *n, struct net_stats *out);
 

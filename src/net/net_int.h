@@ -9,6 +9,8 @@
 #include "net.h"
 
 #define MAX_LISTENERS 16
+/* Reusable connections (ours and aliased ones) are few, one per next hop. */
+#define NET_DST_BUCKETS 1024
 #define RX_BATCH 16
 /* UDP send queue per worker: what a loop turn sends leaves in one sendmmsg
  * per socket at the turn's end (or when the queue fills), which saves a
@@ -77,8 +79,16 @@ struct conn {
 	uint64_t last_rx_ms;
 	uint64_t opened_ms;
 	bool got_message;
+	/* outgoing, connect() not finished: sends only queue; guarded by
+	 * conn_lock */
+	bool connecting;
+	/* in the net's destination index under (remote IP, dst_port): one we
+	 * opened (the remote port), or one the peer aliased (RFC 5923); 0 = not
+	 * reusable for requests toward the peer; guarded by conn_lock */
+	uint16_t dst_port;
 	struct conn *next_in_worker, *prev_in_worker;
 	struct conn *next_hash;
+	struct conn *next_dst; /* destination index chain; guarded by conn_lock */
 };
 
 /* Open connections per source (struct net_src_key); one entry per source
@@ -114,11 +124,16 @@ struct net {
 	size_t conn_hash_size;
 	unsigned n_conns;
 	struct addr_count **addr_hash; /* conn_hash_size chains */
+	/* connections by destination (struct conn dst_port): NET_DST_BUCKETS
+	 * chains; guarded by conn_lock */
+	struct conn **dst_hash;
+	unsigned n_connecting; /* guarded by conn_lock */
 	_Atomic uint64_t next_conn_id;
 	struct {
 		_Atomic int64_t udp_rx, udp_tx, udp_tx_errors, udp_oversize, tcp_accepted,
 			tcp_refused, tcp_idle_closed, tcp_broken, tcp_oversize, tcp_refused_addr,
-			tcp_slow_closed, tcp_buffered;
+			tcp_slow_closed, tcp_buffered, tcp_connects, tcp_connect_failed,
+			tcp_connect_limited;
 	} st;
 };
 
@@ -131,5 +146,23 @@ void net_tcp_sweep(void *arg);
 int net_tcp_send(struct net *n, const struct flow *f, const void *data, size_t len);
 /* Closes and frees c, on its owner's thread. */
 void net_tcp_close(struct conn *c);
+/* A connection's epoll handler (arg: the conn). */
+void net_conn_readable(int fd, uint32_t events, void *arg);
+/* The connection table and per-source counts; caller holds conn_lock. */
+void net_conn_hash_link(struct net *n, struct conn *c);
+struct conn *net_conn_find_locked(struct net *n, uint64_t id);
+int net_addr_take_locked(struct net *n, const struct net_src_key *k);
+void net_addr_put_locked(struct net *n, const struct net_src_key *k);
+/* Writes what it can of c->out; caller holds conn_lock. errno on a dead socket. */
+int net_conn_flush_locked(struct net *n, struct conn *c);
+
+/* connect.c */
+/* Takes c out of the destination index, if in; caller holds conn_lock. */
+void net_conn_dst_unlink_locked(struct net *n, struct conn *c);
+/* A connecting c became writable or failed: true when it was closed (failed),
+ * false when it is connected now and its queue went out. On its owner. */
+bool net_conn_connected(struct conn *c);
+/* An outgoing connect failed (err: why): counted and closed. On its owner. */
+void net_conn_connect_failed(struct conn *c, int err);
 
 #endif

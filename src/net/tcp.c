@@ -1,4 +1,4 @@
-/* TCP: accepting with per-source bounds, stream framing that resumes, bounded buffers, slow readers closed. */
+/* TCP: accepting with per-source bounds, stream framing that resumes, bounded buffers, slow readers closed; outgoing connects and reuse are in connect.c. */
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -10,7 +10,7 @@
 
 #include "net_int.h"
 
-static void conn_hash_link(struct net *n, struct conn *c)
+void net_conn_hash_link(struct net *n, struct conn *c)
 {
 	size_t b = c->id % n->conn_hash_size;
 	c->next_hash = n->conn_hash[b];
@@ -26,7 +26,7 @@ static void conn_hash_unlink(struct net *n, struct conn *c)
 		*pp = c->next_hash;
 }
 
-static struct conn *conn_find_locked(struct net *n, uint64_t id)
+struct conn *net_conn_find_locked(struct net *n, uint64_t id)
 {
 	for (struct conn *c = n->conn_hash[id % n->conn_hash_size]; c; c = c->next_hash)
 		if (c->id == id)
@@ -45,7 +45,7 @@ static struct addr_count **addr_slot(struct net *n, const struct net_src_key *k)
 
 /* Counts a new connection from k unless its source is at the bound; caller
  * holds conn_lock. 0, EMFILE (source full) or ENOMEM. */
-static int addr_take_locked(struct net *n, const struct net_src_key *k)
+int net_addr_take_locked(struct net *n, const struct net_src_key *k)
 {
 	struct addr_count **pp = addr_slot(n, k);
 	if (*pp) {
@@ -64,7 +64,7 @@ static int addr_take_locked(struct net *n, const struct net_src_key *k)
 	return 0;
 }
 
-static void addr_put_locked(struct net *n, const struct net_src_key *k)
+void net_addr_put_locked(struct net *n, const struct net_src_key *k)
 {
 	struct addr_count **pp = addr_slot(n, k);
 	struct addr_count *a = *pp;
@@ -104,8 +104,11 @@ void net_tcp_close(struct conn *c)
 	net_addr_src_key(&c->flow.remote, &k);
 	pthread_mutex_lock(&n->conn_lock);
 	conn_hash_unlink(n, c);
+	net_conn_dst_unlink_locked(n, c);
+	if (c->connecting)
+		n->n_connecting--;
 	n->n_conns--;
-	addr_put_locked(n, &k);
+	net_addr_put_locked(n, &k);
 	pthread_mutex_unlock(&n->conn_lock);
 	if (c->prev_in_worker)
 		c->prev_in_worker->next_in_worker = c->next_in_worker;
@@ -127,7 +130,7 @@ void net_tcp_close(struct conn *c)
 bool net_conn_alive(struct net *n, uint64_t conn_id)
 {
 	pthread_mutex_lock(&n->conn_lock);
-	struct conn *c = conn_find_locked(n, conn_id);
+	struct conn *c = net_conn_find_locked(n, conn_id);
 	bool alive = c && !c->dead;
 	pthread_mutex_unlock(&n->conn_lock);
 	return alive;
@@ -146,7 +149,7 @@ static void want_out_locked(struct conn *c, bool want)
 
 /* Writes what it can of c->out, and frees the queue once it is empty; caller
  * holds conn_lock. Returns errno on a dead socket. */
-static int conn_flush_locked(struct net *n, struct conn *c)
+int net_conn_flush_locked(struct net *n, struct conn *c)
 {
 	size_t done = 0;
 	while (done < c->out.len) {
@@ -228,7 +231,7 @@ static size_t conn_deliver(struct conn *c, const char *p, size_t len)
 	return off;
 }
 
-static void conn_readable(int fd, uint32_t events, void *arg)
+void net_conn_readable(int fd, uint32_t events, void *arg)
 {
 	struct conn *c = arg;
 	struct worker *w = c->owner;
@@ -237,9 +240,15 @@ static void conn_readable(int fd, uint32_t events, void *arg)
 		net_tcp_close(c);
 		return;
 	}
+	if (c->connecting) {
+		/* an outgoing connect ended, one way or the other */
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) || net_conn_connected(c))
+			return;
+		events &= ~(uint32_t)EPOLLOUT; /* the queue was flushed */
+	}
 	if (events & EPOLLOUT) {
 		pthread_mutex_lock(&n->conn_lock);
-		int err = conn_flush_locked(n, c);
+		int err = net_conn_flush_locked(n, c);
 		pthread_mutex_unlock(&n->conn_lock);
 		if (err) {
 			net_tcp_close(c);
@@ -341,7 +350,7 @@ void net_tcp_acceptable(int fd, uint32_t events, void *arg)
 		struct net_src_key key;
 		net_addr_src_key(&peer, &key);
 		pthread_mutex_lock(&n->conn_lock);
-		int full = n->n_conns >= n->conf.tcp_max_conns ? ENOSPC : addr_take_locked(n, &key);
+		int full = n->n_conns >= n->conf.tcp_max_conns ? ENOSPC : net_addr_take_locked(n, &key);
 		if (!full)
 			n->n_conns++;
 		pthread_mutex_unlock(&n->conn_lock);
@@ -357,7 +366,7 @@ void net_tcp_acceptable(int fd, uint32_t events, void *arg)
 		if (!c) {
 			pthread_mutex_lock(&n->conn_lock);
 			n->n_conns--;
-			addr_put_locked(n, &key);
+			net_addr_put_locked(n, &key);
 			pthread_mutex_unlock(&n->conn_lock);
 			close(cfd);
 			continue;
@@ -382,9 +391,9 @@ void net_tcp_acceptable(int fd, uint32_t events, void *arg)
 		w->conns = c;
 		/* registered before it can be found, so that a send from another
 		 * worker can always ask for EPOLLOUT */
-		int err = loop_fd_add(w->loop, cfd, EPOLLIN, conn_readable, c);
+		int err = loop_fd_add(w->loop, cfd, EPOLLIN, net_conn_readable, c);
 		pthread_mutex_lock(&n->conn_lock);
-		conn_hash_link(n, c);
+		net_conn_hash_link(n, c);
 		pthread_mutex_unlock(&n->conn_lock);
 		n->st.tcp_accepted++;
 		if (err)
@@ -408,6 +417,11 @@ void net_tcp_sweep(void *arg)
 			    now - c->opened_ms > n->conf.tcp_handshake_s * 1000ull;
 		if (idle || slow)
 			n->st.tcp_idle_closed++;
+		if (c->connecting && now - c->opened_ms > n->conf.tcp_connect_s * 1000ull) {
+			net_conn_connect_failed(c, ETIMEDOUT);
+			c = next;
+			continue;
+		}
 		uint64_t stall = c->stall_ms;
 		if (stall && now > stall && now - stall > n->conf.tcp_stall_s * 1000ull) {
 			/* a peer that takes nothing of what we queue for it */
@@ -424,18 +438,30 @@ void net_tcp_sweep(void *arg)
 }
 
 /* TCP send: straight to the kernel when nothing waits, else (or for what the
- * kernel did not take) into the queue, up to tcp_max_queue. */
+ * kernel did not take) into the queue, up to tcp_max_queue. A next hop by
+ * address is bound to its connection first (net_flow_connect); a flow naming
+ * a connection never opens one. */
 int net_tcp_send(struct net *n, const struct flow *f, const void *data, size_t len)
 {
+	struct flow hop;
+	if (!f->conn_id) {
+		if (!f->may_connect)
+			return ENOTCONN;
+		hop = *f;
+		int err = net_flow_connect(n, &hop);
+		if (err)
+			return err;
+		f = &hop;
+	}
 	pthread_mutex_lock(&n->conn_lock);
-	struct conn *c = conn_find_locked(n, f->conn_id);
+	struct conn *c = net_conn_find_locked(n, f->conn_id);
 	int err = 0;
 	if (!c || c->dead) {
 		err = ENOTCONN;
 		goto out;
 	}
 	const char *p = data;
-	if (c->out.len == 0) {
+	if (c->out.len == 0 && !c->connecting) {
 		while (len) {
 			ssize_t k = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (k < 0 && errno == EINTR)
@@ -463,7 +489,8 @@ int net_tcp_send(struct net *n, const struct flow *f, const void *data, size_t l
 	}
 	memcpy(c->out.data + c->out.len, p, len);
 	c->out.len += len;
-	err = conn_flush_locked(n, c);
+	if (!c->connecting) /* else it leaves once connected */
+		err = net_conn_flush_locked(n, c);
 out:
 	pthread_mutex_unlock(&n->conn_lock);
 	return err;
