@@ -444,8 +444,8 @@ int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *ou
 	if (sip_param_find(uri->params, "transport", &tp) && tp.has_value &&
 	    net_transport_parse(tp.value, &want))
 		return ENOTSUP;
-	if (want != NET_UDP)
-		return ENOTCONN; /* we do not open outbound streams yet */
+	if (want != NET_UDP && want != NET_TCP)
+		return ENOENT; /* TLS (issue 15) and WebSocket: no listener of ours yet */
 	struct sip_param maddr;
 	struct slice host = uri->host;
 	if (sip_param_find(uri->params, "maddr", &maddr) && maddr.has_value)
@@ -453,10 +453,13 @@ int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *ou
 	struct net_addr dst;
 	if (net_addr_from_host(host, uri->port ? uri->port : 5060, &dst))
 		return ENOENT;
-	int li = net_listener_find(e->net, NET_UDP, net_addr_family(&dst));
+	int li = net_listener_find(e->net, want, net_addr_family(&dst));
 	if (li < 0)
 		return ENOENT;
-	net_flow_udp(e->net, (unsigned)li, &dst, out);
+	if (want == NET_UDP)
+		net_flow_udp(e->net, (unsigned)li, &dst, out);
+	else
+		net_flow_next_hop(e->net, (unsigned)li, &dst, out); /* RFC 5923 reuse or connect */
 	return 0;
 }
 

@@ -104,8 +104,11 @@ const char *edge_advertise(const struct edge *e);
 /* Sends raw bytes on a flow and counts it. */
 int edge_send(struct edge *e, const struct flow *f, const void *p, size_t len);
 /* Resolves a SIP URI's host:port (IP literals only) and transport into a flow
- * from our matching listener. ENOENT when it names a host we cannot resolve,
- * ENOTCONN when it needs a stream we do not have. */
+ * from our matching listener: a UDP flow, or for transport=tcp a next hop by
+ * address (net_flow_next_hop: it reuses a connection there, ours or one the
+ * peer aliased, or opens one when first sent on; nothing is opened now).
+ * ENOENT when it names a host we cannot resolve or a transport we have no
+ * listener for, ENOTSUP for a transport we do not know. */
 int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *out);
 /* Sends a stateless response to a request built from rx (To tag added for >100),
  * bounded like stsx_reject. */
@@ -165,12 +168,14 @@ bool edge_branch_verify(const struct edge *e, struct slice branch, struct slice 
  *  | v6/tp| index  | id  | (BE 24)  | (BE 40)       | v4: first 4     | BE   | first 10  |
  *  +------+--------+-----+----------+---------------+-----------------+------+-----------+
  *  byte 0: version (4 bits, 2), IPv6 (1 bit), transport (3 bits).
+ *  byte 1: listener index (7 bits); top bit: a next hop by address (a stream
+ *  flow with may_connect, conn id 0: "reuse or open a connection there").
  *  then base64url without padding (52 chars): unreserved in a SIP user part.
  *
  * The epoch (key id, boot) bounds a token's life: the key id is derived from
  * flow_key, so a token from before a key rotation, or from before a restart
  * with a random key, is recognised as stale, not forged; boot is random per
- * start and set only for connection flows, whose ids restart with the process:
+ * start and set only for flows naming a connection, whose ids restart with the process:
  * a token naming connection 7 of an earlier run must not reach whoever holds
  * connection 7 now. UDP tokens under a fixed flow_key survive a restart.
  * Connection ids are a per-process counter from 1: 40 bits never wrap.

@@ -169,9 +169,10 @@ void edge_flow_token_encode(const struct edge *e, const struct flow *f,
 	unsigned char raw[TOKEN_RAW] = {0};
 	bool v6 = net_addr_family(&f->remote) == AF_INET6;
 	raw[0] = (unsigned char)(TOKEN_VERSION << 4 | (v6 ? 8 : 0) | (f->tp & 7));
-	raw[1] = (unsigned char)f->listener;
+	bool hop = f->may_connect && f->tp != NET_UDP && !f->conn_id;
+	raw[1] = (unsigned char)((f->listener & 0x7f) | (hop ? 0x80 : 0));
 	raw[2] = e->token_key_id;
-	if (f->tp != NET_UDP) /* connection ids are this run's */
+	if (f->tp != NET_UDP && !hop) /* connection ids are this run's */
 		memcpy(raw + 3, e->token_boot, 3);
 	for (int i = 0; i < 5; i++)
 		raw[6 + i] = (unsigned char)(f->conn_id >> (32 - 8 * i));
@@ -205,18 +206,23 @@ int edge_flow_token_decode(const struct edge *e, struct slice token, struct flow
 		return ESTALE;
 	if (!authentic)
 		return EPERM;
-	/* ours, but naming a connection of an earlier run (a fixed flow_key) */
+	/* ours, but naming a connection of an earlier run (a fixed flow_key); a
+	 * next hop by address is no run's */
 	static const unsigned char none[3];
-	if (memcmp(raw + 3, tp != NET_UDP ? e->token_boot : none, 3) != 0)
+	bool hop = raw[1] & 0x80;
+	if (memcmp(raw + 3, tp != NET_UDP && !hop ? e->token_boot : none, 3) != 0)
 		return ESTALE;
-	unsigned listener = raw[1];
+	unsigned listener = raw[1] & 0x7f;
 	if (listener >= net_listener_count(e->net))
 		return EBADMSG;
 	memset(out, 0, sizeof *out);
 	out->tp = tp;
 	out->listener = (uint16_t)listener;
+	out->may_connect = hop;
 	for (int i = 0; i < 5; i++)
 		out->conn_id = out->conn_id << 8 | raw[6 + i];
+	if (hop && (tp == NET_UDP || out->conn_id))
+		return EBADMSG; /* we never make one */
 	uint16_t port = (uint16_t)(raw[27] << 8 | raw[28]);
 	if (raw[0] & 8) {
 		out->remote.u.in6.sin6_family = AF_INET6;

@@ -804,6 +804,15 @@ int ctsx_start(struct edge *e, struct worker *w, const struct flow *dst, struct 
 		return ENOMEM;
 	ct->wk = wk;
 	ct->flow = *dst;
+	/* a next hop by address: bound to the connection it goes over (reused,
+	 * or being opened), so that its CANCEL and ACK follow it and that
+	 * connection's end ends the transaction; a flow naming a connection
+	 * stays as it is (never a connect) */
+	int err = net_flow_connect(e->net, &ct->flow);
+	if (err) {
+		free(ct); /* req stays the caller's, as for ENOSPC above */
+		return err;
+	}
 	ct->req = *req;
 	buf_init(req);
 	buf_init(&ct->ack);
@@ -819,7 +828,7 @@ int ctsx_start(struct edge *e, struct worker *w, const struct flow *dst, struct 
 	const char *sp = ct->req.len ? memchr(ct->req.data, ' ', ct->req.len) : NULL;
 	struct slice method = {ct->req.data, sp ? (size_t)(sp - ct->req.data) : 0};
 	ct->invite = slice_eq(method, SLICE_LIT("INVITE")); /* case-sensitive (3261 7.1) */
-	int err = method.l ? ct_insert(wk, ct, branch, method) : EINVAL;
+	err = method.l ? ct_insert(wk, ct, branch, method) : EINVAL;
 	if (err) {
 		buf_free(&ct->req);
 		free(ct);
@@ -827,9 +836,9 @@ int ctsx_start(struct edge *e, struct worker *w, const struct flow *dst, struct 
 	}
 	/* linked before the send: a close that the send races with finds it
 	 * (the closing worker reads n_ct_conn after the connection is gone) */
-	if (dst->tp != NET_UDP)
+	if (ct->flow.tp != NET_UDP)
 		ct_conn_link(ct);
-	err = edge_send(e, dst, ct->req.data, ct->req.len);
+	err = edge_send(e, &ct->flow, ct->req.data, ct->req.len);
 	if (err) {
 		ct_free(ct);
 		return err;

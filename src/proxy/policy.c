@@ -13,6 +13,29 @@ static struct metric m_loops = {.name = "proxy_loops_total",
 				.help = "requests that came back to us unchanged (or aimed at "
 					"one of our own addresses), answered 482"};
 
+static struct metric m_alias_ignored = {
+    .name = "proxy_via_alias_ignored_total",
+    .help = "Via ;alias not honoured (RFC 5923): not a [proxy] trusted peer's TCP connection, "
+	    "or a sent-by that is not the connection's source address"};
+
+void proxy_note_alias(struct proxy *p, const struct edge_rx *rx)
+{
+	const struct sip_via *v = &rx->msg->via1;
+	if (!sip_param_find(v->params, "alias", NULL))
+		return;
+	struct net_addr sent_by;
+	/* the sent-by must be the address the connection comes from: over TCP
+	 * nothing proves a peer is another host it names (TLS would) */
+	if (rx->flow.tp != NET_TCP || !rx->flow.conn_id ||
+	    !proxy_source_trusted(p, &rx->flow.remote) ||
+	    net_addr_from_host(v->host, v->port ? v->port : 5060, &sent_by) ||
+	    !net_addr_ip_eq(&sent_by, &rx->flow.remote)) {
+		metric_inc(&m_alias_ignored);
+		return;
+	}
+	net_conn_alias(edge_net(p->edge), rx->flow.conn_id, net_addr_port(&sent_by));
+}
+
 int proxy_policy_init(struct proxy *p, const struct conf *c)
 {
 	const char *spec = conf_str(c, "proxy", "trusted");
@@ -40,6 +63,7 @@ int proxy_policy_init(struct proxy *p, const struct conf *c)
 	}
 	metric_register(&m_relay_denied);
 	metric_register(&m_loops);
+	metric_register(&m_alias_ignored);
 	return 0;
 }
 

@@ -39,6 +39,12 @@ struct proxy {
 /* Reads [proxy] trusted: 0, or EINVAL (logged) on a bad entry. */
 int proxy_policy_init(struct proxy *p, const struct conf *c);
 bool proxy_source_trusted(const struct proxy *p, const struct net_addr *src);
+/* RFC 5923: a request over a TCP connection a [proxy] trusted peer opened,
+ * whose top Via carries ;alias and names the connection's source IP, makes
+ * that connection the way to its sent-by (net_conn_alias). RFC 5923 asks for
+ * TLS; until TLS exists only trusted peers are believed (docs/security.md).
+ * Others are ignored and counted. */
+void proxy_note_alias(struct proxy *p, const struct edge_rx *rx);
 /* Whether rx may make us send to a target beyond our domain (a foreign
  * Request-URI, Route or maddr): an authenticated user, a trusted peer, or
  * the no-users LAN default; counts and logs (once per burst) a refusal. */
@@ -58,6 +64,10 @@ void proxy_calls_free_all(struct proxy *p);
 struct proxy_target {
 	struct flow flow;
 	bool behind_nat; /* the binding's NAT flag (registered targets) */
+	/* flow was a next hop by address (a URI or Route naming a TCP host),
+	 * bound now to the connection it leaves on (RFC 5923): Record-Route
+	 * names the address, and our Via offers ;alias to a trusted peer */
+	bool next_hop;
 	char ruri[STORE_CONTACT_MAX]; /* new Request-URI, "" = unchanged */
 	char path[STORE_PATH_MAX];    /* RFC 3327: the binding's Path, pushed as Route */
 };

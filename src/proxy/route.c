@@ -128,6 +128,12 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 	char host[NET_ADDR_STRLEN + 16];
 	edge_local_hostport(p->edge, &t->flow, host, sizeof host);
 	const char *tp = net_transport_name_upper(t->flow.tp);
+	/* RFC 5923 3: over a connection we opened to a trusted peer, offer it
+	 * for the peer's requests back to us */
+	const char *alias =
+		t->next_hop && t->flow.tp == NET_TCP && proxy_source_trusted(p, &t->flow.remote)
+			? ";alias"
+			: "";
 	/* the way back to the sender, needed in our Via over a stream and in a
 	 * Record-Route */
 	char token_in[FLOW_TOKEN_LEN + 1] = "";
@@ -135,11 +141,11 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 		edge_flow_token_encode(p->edge, &rx->flow, token_in);
 	/* over a stream, the way back is not in the next Via: carry it in ours */
 	if (rx->flow.tp != NET_UDP)
-		sip_edit_insert_hdr_before(&ed, m->via1_hdr, "Via: SIP/2.0/%s %s;branch=%s;ft=%s", tp,
-					   host, branch, token_in);
+		sip_edit_insert_hdr_before(&ed, m->via1_hdr, "Via: SIP/2.0/%s %s;branch=%s;ft=%s%s",
+					   tp, host, branch, token_in, alias);
 	else
-		sip_edit_insert_hdr_before(&ed, m->via1_hdr, "Via: SIP/2.0/%s %s;branch=%s", tp, host,
-					   branch);
+		sip_edit_insert_hdr_before(&ed, m->via1_hdr, "Via: SIP/2.0/%s %s;branch=%s%s", tp,
+					   host, branch, alias);
 	sip_edit_replace(&ed, m->via1.whole, "%.*s", (int)rx->via1_fixed.l, rx->via1_fixed.p);
 	if (t->ruri[0])
 		sip_edit_set_ruri(&ed, "%s", t->ruri);
@@ -166,7 +172,15 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 		 * side, each naming its flow; whoever sends in the dialog later, the
 		 * entry that is not its own flow says where to go. */
 		char token_out[FLOW_TOKEN_LEN + 1], host_in[NET_ADDR_STRLEN + 16];
-		edge_flow_token_encode(p->edge, &t->flow, token_out);
+		/* a next hop is named by its address, not this connection: a
+		 * BYE an hour later reuses or opens one (a phone's flow is
+		 * never a next hop: it names its connection) */
+		struct flow out_flow = t->flow;
+		if (t->next_hop) {
+			out_flow.conn_id = 0;
+			out_flow.may_connect = true;
+		}
+		edge_flow_token_encode(p->edge, &out_flow, token_out);
 		edge_local_hostport(p->edge, &rx->flow, host_in, sizeof host_in);
 		const struct sip_hdr *rr = sip_msg_hdr(m, SIP_HDR_RECORD_ROUTE, 0);
 		size_t at = m->n_hdrs;
@@ -224,6 +238,8 @@ static int lookup_targets(struct proxy *p, const struct edge_rx *rx, bool authen
 				continue;
 			}
 			t[*n].flow = b[i].flow;
+			t[*n].flow.may_connect = false; /* a phone's flow never dials */
+			t[*n].next_hop = false;
 			t[*n].behind_nat = b[i].behind_nat;
 			/* same sizes, NUL-terminated by the store */
 			_Static_assert(sizeof t->path == sizeof b->path, "path fits");
@@ -257,6 +273,7 @@ static int lookup_targets(struct proxy *p, const struct edge_rx *rx, bool authen
 	t[0].ruri[0] = '\0';
 	t[0].path[0] = '\0';
 	t[0].behind_nat = false;
+	t[0].next_hop = false;
 	*n = 1;
 	return 0;
 }
@@ -329,6 +346,8 @@ static void on_request(const struct edge_rx *rx, void *arg)
 {
 	struct proxy *p = arg;
 	const struct sip_msg *m = rx->msg;
+	if (rx->flow.tp == NET_TCP)
+		proxy_note_alias(p, rx); /* RFC 5923, also for an edge's REGISTERs */
 	if (m->method == SIP_REGISTER && !p->up_on) {
 		registrar_handle(p->reg, rx);
 		return;
@@ -442,6 +461,19 @@ static void on_request(const struct edge_rx *rx, void *arg)
 			reply(rx, 482, "Loop Detected", NULL);
 			return;
 		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!targets[i].flow.may_connect)
+			continue; /* a phone's or peer's connection: as it is, never dialled */
+		/* a TCP next hop (who may name one was decided above: a local
+		 * user's bindings never are one): its connection, reused or
+		 * opened now, so that our Via names the address it leaves from */
+		int err = net_flow_connect(edge_net(p->edge), &targets[i].flow);
+		if (err) {
+			reply(rx, 503, "Service Unavailable (Next Hop Unreachable)", NULL);
+			return;
+		}
+		targets[i].next_hop = true;
 	}
 	if (!rx->st) {
 		/* ACK for a 2xx, or a CANCEL without a transaction (16.10): forward
