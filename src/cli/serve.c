@@ -106,6 +106,19 @@ static struct metric m_ct_open = {.name = "sip_transactions", .help = "transacti
 				   .labels = "table=\"client\"", .gauge = true};
 static struct metric m_tcp_broken = {.name = "net_tcp_broken_total",
 				     .help = "TCP connections closed for bad framing or size"};
+static struct metric m_tcp_connects = {
+    .name = "net_tcp_connects_total",
+    .help = "outgoing TCP connection attempts (to next hops; never toward a phone)"};
+static struct metric m_tcp_connect_failed = {
+    .name = "net_tcp_connect_failures_total",
+    .help = "outgoing TCP connects refused, unreachable or timed out (tcp_connect_timeout)"};
+static struct metric m_tcp_connect_limited = {
+    .name = "net_tcp_connects_limited_total",
+    .help = "outgoing TCP connects not attempted: tcp_max_connecting, tcp_max_connections or "
+	    "tcp_max_connections_per_address reached"};
+static struct metric m_tcp_connecting = {.name = "net_tcp_connecting",
+					 .help = "outgoing TCP connects in progress",
+					 .gauge = true};
 
 static void refresh_gauges(struct server *s)
 {
@@ -135,6 +148,10 @@ static void refresh_gauges(struct server *s)
 	m_tcp_refused_addr.value = st.tcp_refused_addr;
 	m_tcp_slow.value = st.tcp_slow_closed;
 	m_tcp_buffered.value = st.tcp_buffered;
+	m_tcp_connects.value = st.tcp_connects;
+	m_tcp_connect_failed.value = st.tcp_connect_failed;
+	m_tcp_connect_limited.value = st.tcp_connect_limited;
+	m_tcp_connecting.value = st.tcp_connecting;
 }
 
 static void usage(FILE *f)
@@ -227,6 +244,8 @@ static int start_sip(struct server *s)
 		.tcp_stall_s = (unsigned)conf_int(c, "sip", "tcp_write_timeout"),
 		.tcp_idle_s = (unsigned)conf_int(c, "sip", "tcp_idle_timeout"),
 		.tcp_handshake_s = (unsigned)conf_int(c, "sip", "tcp_first_message_timeout"),
+		.tcp_connect_s = (unsigned)conf_int(c, "sip", "tcp_connect_timeout"),
+		.tcp_max_connecting = (unsigned)conf_int(c, "sip", "tcp_max_connecting"),
 	};
 	if ((err = net_alloc(&s->net, &nc)))
 		return err;
@@ -256,6 +275,10 @@ static int start_sip(struct server *s)
 	metric_register(&m_tcp_refused_addr);
 	metric_register(&m_tcp_slow);
 	metric_register(&m_tcp_buffered);
+	metric_register(&m_tcp_connects);
+	metric_register(&m_tcp_connect_failed);
+	metric_register(&m_tcp_connect_limited);
+	metric_register(&m_tcp_connecting);
 	metric_register(&m_rl_evictions);
 	metric_register(&m_st_open);
 	metric_register(&m_ct_open);

@@ -35,6 +35,12 @@ const struct conf_key edge_conf_keys[] = {
 	 "seconds before a silent TCP connection is closed; 0 = never"},
 	{"sip", "tcp_first_message_timeout", CONF_INT, "10", 0, 3600, NULL,
 	 "seconds a new TCP connection has to send a whole message (half-open bound)"},
+	{"sip", "tcp_connect_timeout", CONF_INT, "10", 1, 600, NULL,
+	 "seconds an outgoing TCP connection (to a transport=tcp next hop) may take to be "
+	 "accepted; then it fails, counted, and so does what waited for it"},
+	{"sip", "tcp_max_connecting", CONF_INT, "64", 1, 100000, NULL,
+	 "outgoing TCP connects in progress at once (they count in tcp_max_connections too); "
+	 "a request needing another gets 503, counted"},
 	{"sip", "max_server_transactions", CONF_INT, "4000000", 16, 100000000, NULL,
 	 "server transactions held (a UDP one lingers 32 s after its answer); new dialogs "
 	 "beyond get 503 and are counted, in-dialog requests may use 1/8 more"},
