@@ -87,6 +87,22 @@ int net_conn_alias(struct net *n, uint64_t conn_id, uint16_t port)
 	return err;
 }
 
+bool net_conn_next_hop(struct net *n, struct flow *f)
+{
+	if (f->tp == NET_UDP || !f->conn_id)
+		return false;
+	pthread_mutex_lock(&n->conn_lock);
+	struct conn *c = net_conn_find_locked(n, f->conn_id);
+	uint16_t port = c ? c->dst_port : 0;
+	pthread_mutex_unlock(&n->conn_lock);
+	if (!port)
+		return false;
+	struct net_addr to = f->remote;
+	net_addr_set_port(&to, port);
+	net_flow_next_hop(n, f->listener, &to, f);
+	return true;
+}
+
 /* Gives back what a connect reserved (its place in tcp_max_conns, in
  * tcp_max_connecting and its address's count); caller holds conn_lock. */
 static void unreserve_locked(struct net *n, const struct net_src_key *k)

@@ -302,6 +302,13 @@ int net_flow_connect(struct net *n, struct flow *f);
  * decides who may ask (RFC 5923 wants TLS; a trusted peer's word over TCP).
  * Any thread. 0, or ENOTCONN when the connection is gone. */
 int net_conn_alias(struct net *n, uint64_t conn_id, uint16_t port);
+/* When f names a connection that is reusable by address (one we opened, or
+ * one the peer aliased), turns f into the next hop by that address (the
+ * peer's IP and listening port, may_connect) and returns true: what a
+ * Record-Route should name, so that a request long after reuses or reopens
+ * a connection there. Otherwise (a phone's connection: never) false, f as it
+ * was. Any thread. */
+bool net_conn_next_hop(struct net *n, struct flow *f);
 
 struct net_stats {
 	int64_t udp_rx, udp_tx, udp_tx_errors, udp_oversize, tcp_accepted, tcp_open,

@@ -172,6 +172,15 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 		 * side, each naming its flow; whoever sends in the dialog later, the
 		 * entry that is not its own flow says where to go. */
 		char token_out[FLOW_TOKEN_LEN + 1], host_in[NET_ADDR_STRLEN + 16];
+		char token_rr_in[FLOW_TOKEN_LEN + 1];
+		/* the sender's side: a next hop's connection (ours, or a trusted
+		 * peer's aliased one) by its address, so that a request after it
+		 * closed opens another; a phone's by its connection */
+		struct flow in_flow = rx->flow;
+		if (net_conn_next_hop(edge_net(p->edge), &in_flow))
+			edge_flow_token_encode(p->edge, &in_flow, token_rr_in);
+		else
+			memcpy(token_rr_in, token_in, sizeof token_rr_in);
 		/* a next hop is named by its address, not this connection: a
 		 * BYE an hour later reuses or opens one (a phone's flow is
 		 * never a next hop: it names its connection) */
@@ -191,7 +200,7 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 		sip_edit_insert_hdr_before(
 			&ed, at, "Record-Route: <sip:%s@%s;%s%s%slr>, <sip:%s@%s;%s%s%slr>",
 			token_out, host, t->flow.tp == NET_TCP ? "transport=tcp" : "",
-			t->flow.tp == NET_TCP ? ";" : "", mr, token_in, host_in,
+			t->flow.tp == NET_TCP ? ";" : "", mr, token_rr_in, host_in,
 			rx->flow.tp == NET_TCP ? "transport=tcp" : "",
 			rx->flow.tp == NET_TCP ? ";" : "", mr);
 	}

@@ -177,6 +177,48 @@ static void test_token_epoch(void **state)
 	assert_int_equal(edge_flow_token_decode(f->edge, slice_cstr(bad), &out), EPERM);
 }
 
+/* A next hop by address (a transport=tcp URI) and its token: it names an
+ * address, never a connection, so it is no run's and survives a restart;
+ * a phone's TCP flow stays a connection's (it never turns into a dial). */
+static void test_token_next_hop(void **state)
+{
+	struct fixture *f = *state;
+	struct sip_uri u;
+	assert_int_equal(sip_uri_parse(SLICE_LIT("sip:bob@198.18.0.30:5070;transport=tcp"), &u), 0);
+	struct flow hop, out;
+	assert_int_equal(edge_flow_for_uri(f->edge, &u, &hop), 0);
+	assert_int_equal(hop.tp, NET_TCP);
+	assert_int_equal(hop.listener, 1);
+	assert_true(hop.may_connect);
+	assert_int_equal(hop.conn_id, 0);
+	char tok[FLOW_TOKEN_LEN + 1];
+	edge_flow_token_encode(f->edge, &hop, tok);
+	assert_int_equal(edge_flow_token_decode(f->edge, slice_cstr(tok), &out), 0);
+	assert_true(flow_eq(&hop, &out));
+	assert_true(out.may_connect);
+	/* the same key after a restart: still the same next hop */
+	struct conf *c;
+	struct net *n;
+	struct edge *e;
+	edge_with_key("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", &c, &n,
+		      &e);
+	assert_int_equal(edge_flow_token_decode(e, slice_cstr(tok), &out), 0);
+	assert_true(out.may_connect);
+	edge_free(e);
+	net_free(n);
+	conf_free(c);
+	/* a connection's flow never encodes as a next hop, even if marked */
+	struct flow conn = hop;
+	conn.conn_id = 9;
+	edge_flow_token_encode(f->edge, &conn, tok);
+	assert_int_equal(edge_flow_token_decode(f->edge, slice_cstr(tok), &out), 0);
+	assert_false(out.may_connect);
+	assert_int_equal(out.conn_id, 9);
+	/* no listener for the transport: ENOENT, not a flow */
+	assert_int_equal(sip_uri_parse(SLICE_LIT("sip:bob@198.18.0.30;transport=tls"), &u), 0);
+	assert_int_equal(edge_flow_for_uri(f->edge, &u, &hop), ENOENT);
+}
+
 static void test_is_local(void **state)
 {
 	struct fixture *f = *state;
@@ -566,7 +608,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_token_v4_udp),   cmocka_unit_test(test_token_v6_tcp),
 	    cmocka_unit_test(test_token_tampered), cmocka_unit_test(test_token_epoch),
-	    cmocka_unit_test(test_is_local),
+	    cmocka_unit_test(test_token_next_hop), cmocka_unit_test(test_is_local),
 	    cmocka_unit_test(test_behind_nat),	   cmocka_unit_test(test_aor),
 	    cmocka_unit_test(test_token_mac),	   cmocka_unit_test(test_steering),
 	    cmocka_unit_test(test_conn_closed_ends_client_tsx),

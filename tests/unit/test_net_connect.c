@@ -317,6 +317,13 @@ static void alias_reused_no_connect(void **state)
 	assert_string_equal(buf, "INVITE\n");
 	assert_int_equal(stats(n).tcp_connects, 0);
 
+	/* what a Record-Route names for it: the peer's listening address */
+	struct flow rr = in;
+	assert_true(net_conn_next_hop(n, &rr));
+	assert_true(rr.may_connect);
+	assert_int_equal(rr.conn_id, 0);
+	assert_true(net_addr_eq(&rr.remote, &peer_listen));
+
 	/* an alias for another port is no alias for this one */
 	assert_int_equal(net_conn_alias(n, in.conn_id, 5098), 0);
 	assert_int_equal(net_conn_alias(n, 987654, 5098), ENOTCONN);
@@ -338,6 +345,9 @@ static void phone_flow_never_connects(void **state)
 	assert_true(WAIT_UNTIL(rec_count() == 1, 5000));
 	struct flow phone = rec_get(0).f;
 	assert_false(phone.may_connect);
+	struct flow rr = phone; /* a phone's connection is no next hop */
+	assert_false(net_conn_next_hop(n, &rr));
+	assert_true(flow_eq(&rr, &phone));
 	close(fd);
 	assert_true(WAIT_UNTIL(!net_conn_alive(n, phone.conn_id), 5000));
 

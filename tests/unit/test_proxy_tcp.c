@@ -172,6 +172,55 @@ static void next_hop_connect_and_reuse(void **state)
 	test_server_stop(&srv);
 }
 
+/* The dialog's Record-Route names the next hop by its address: a BYE after
+ * its connection closed opens a new one (the other side, a UDP phone, is
+ * named by its flow as before). */
+static void in_dialog_after_next_hop_closed(void **state)
+{
+	(void)state;
+	struct test_server srv;
+	test_server_start(&srv, CONF_TRUSTED);
+	struct net_addr peer;
+	int lfd = listener(&peer);
+	struct phone a;
+	phone_open(&a, &srv);
+	char req[4096], r[4096], rr[1024];
+	invite_tcp_host(&a, &peer, "tcp-dlg", "z9hG4bKdlg1");
+	int fd = accept_within(lfd, 3000);
+	assert_true(fd >= 0);
+	stream_expect(fd, "INVITE sip:bob@", req, sizeof req);
+	msg_header(req, "Record-Route", rr, sizeof rr);
+	stream_reply_200(fd, req);
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	close(fd); /* the next hop goes away, as an idle timeout would */
+	struct timespec ts = {0, 10 * 1000000L};
+	for (int i = 0; i < 300 && stats(&srv).tcp_open; i++)
+		nanosleep(&ts, NULL);
+	assert_int_equal(stats(&srv).tcp_open, 0);
+
+	/* the caller's route set is the Record-Route reversed */
+	char *comma = strstr(rr, ", ");
+	assert_non_null(comma);
+	*comma = '\0';
+	phone_send(&a,
+		   "BYE sip:bob@127.0.0.1:%u;transport=tcp SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKdlg2;rport\r\n"
+		   "Route: %s, %s\r\nMax-Forwards: 70\r\n"
+		   "From: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:bob@127.0.0.1>;tag=callee\r\n"
+		   "Call-ID: tcp-dlg\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+		   net_addr_port(&peer), a.port, comma + 2, rr);
+	fd = accept_within(lfd, 3000);
+	assert_true(fd >= 0);
+	stream_expect(fd, "BYE sip:bob@", req, sizeof req);
+	stream_reply_200(fd, req);
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	assert_int_equal(stats(&srv).tcp_connects, 2);
+	close(fd);
+	close(lfd);
+	phone_close(&a);
+	test_server_stop(&srv);
+}
+
 /* A next hop that refuses: the caller hears at once (no Timer B wait). */
 static void next_hop_refused_answered(void **state)
 {
@@ -332,6 +381,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(next_hop_connect_and_reuse),
+		cmocka_unit_test(in_dialog_after_next_hop_closed),
 		cmocka_unit_test(next_hop_refused_answered),
 		cmocka_unit_test(alias_from_trusted_peer_reused),
 		cmocka_unit_test(alias_from_stranger_ignored),
