@@ -1,4 +1,4 @@
-/* Outgoing TCP connections (non-blocking, bounded in time and number) and their reuse by destination, also for connections a peer aliased (RFC 5923). */
+/* Outgoing TCP connections, bounded in time and number, and their reuse (RFC 5923 alias too). */
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -159,10 +159,10 @@ int net_flow_connect(struct net *n, struct flow *f)
 		return 0;
 	}
 	/* a connection belongs to a worker's loop: only a worker opens one */
-	int err = !w || w->net != n ? ENOTCONN
-		  : n->n_conns >= n->conf.tcp_max_conns ? ENOSPC
+	int err = !w || w->net != n				  ? ENOTCONN
+		  : n->n_conns >= n->conf.tcp_max_conns		  ? ENOSPC
 		  : n->n_connecting >= n->conf.tcp_max_connecting ? EAGAIN
-							       : net_addr_take_locked(n, &key);
+								  : net_addr_take_locked(n, &key);
 	if (!err) {
 		n->n_conns++;
 		n->n_connecting++;

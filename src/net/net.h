@@ -264,7 +264,8 @@ uint64_t worker_rx_age_ms(const struct worker *w);
  * queued and leaves at the end of the loop turn with the turn's others (one
  * sendmmsg), so an error the kernel reports then (no route, full buffer) is
  * counted in udp_tx_errors, not returned. TCP: on the flow's connection;
- * ENOTCONN if it is gone. */
+ * ENOTCONN if it is gone; a next hop by address goes through
+ * net_flow_connect first (reuse, or a new connection from a worker). */
 int net_send(struct net *n, const struct flow *f, const void *data, size_t len);
 /* Lets an sk_reuseport program choose which worker's socket of a UDP
  * listener receives each datagram: sockarray_fd (a REUSEPORT_SOCKARRAY) gets

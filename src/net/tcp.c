@@ -1,4 +1,4 @@
-/* TCP: accepting with per-source bounds, stream framing that resumes, bounded buffers, slow readers closed; outgoing connects and reuse are in connect.c. */
+/* TCP: accepting with per-source bounds, resumable framing, bounded buffers, slow readers closed. */
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <pthread.h>

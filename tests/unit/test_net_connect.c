@@ -1,4 +1,4 @@
-/* net: outgoing TCP connections over real loopback sockets: connect, queue, reuse, RFC 5923 alias, failures, bounds. */
+/* net: outgoing TCP over loopback: connect, queue, reuse, RFC 5923 alias, failures, bounds. */
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -28,12 +28,12 @@ static void sleep_ms(unsigned ms)
 
 /* Polls cond every 2 ms for at most ms milliseconds; evaluates to its last
  * value. The bound only keeps a broken build from hanging. */
-#define WAIT_UNTIL(cond, ms)                                                        \
-	({                                                                          \
-		uint64_t wu_end_ = time_mono_ms() + (ms);                           \
-		while (!(cond) && time_mono_ms() < wu_end_)                         \
-			sleep_ms(2);                                                \
-		(cond);                                                             \
+#define WAIT_UNTIL(cond, ms)                                                                       \
+	({                                                                                         \
+		uint64_t wu_end_ = time_mono_ms() + (ms);                                          \
+		while (!(cond) && time_mono_ms() < wu_end_)                                        \
+			sleep_ms(2);                                                               \
+		(cond);                                                                            \
 	})
 
 /* ---- what the net under test received ---- */
@@ -50,8 +50,7 @@ static struct {
 	size_t n;
 } R = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static void on_recv(struct worker *w, const struct flow *f, const char *data, size_t len,
-		    void *arg)
+static void on_recv(struct worker *w, const struct flow *f, const char *data, size_t len, void *arg)
 {
 	(void)w, (void)arg;
 	pthread_mutex_lock(&R.lock);
@@ -171,9 +170,8 @@ static void connect_and_send(void *arg)
 {
 	struct on_worker *ow = arg;
 	ow->connect_err = net_flow_connect(ow->n, &ow->f);
-	ow->send_err = ow->msg && !ow->connect_err
-			       ? net_send(ow->n, &ow->f, ow->msg, strlen(ow->msg))
-			       : 0;
+	ow->send_err =
+	    ow->msg && !ow->connect_err ? net_send(ow->n, &ow->f, ow->msg, strlen(ow->msg)) : 0;
 	ow->done = true;
 }
 
@@ -313,7 +311,7 @@ static void reuse_one_connect(void **state)
 			got += (size_t)k;
 	}
 	buf[got] = '\0';
-	assert_string_equal(buf, "one\ntwo\n"); /* in order, one stream */
+	assert_string_equal(buf, "one\ntwo\n");	      /* in order, one stream */
 	assert_int_equal(accept_within(lfd, 50), -1); /* no second connection */
 	assert_int_equal(stats(n).tcp_connects, 1);
 	close(fd);
@@ -545,14 +543,10 @@ static void connect_off_worker(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(connect_send_answer),
-		cmocka_unit_test(reuse_one_connect),
-		cmocka_unit_test(alias_reused_no_connect),
-		cmocka_unit_test(phone_flow_never_connects),
-		cmocka_unit_test(connect_refused_reported),
-		cmocka_unit_test(connect_timeout_reported),
-		cmocka_unit_test(connect_bounds),
-		cmocka_unit_test(connect_off_worker),
+	    cmocka_unit_test(connect_send_answer),	cmocka_unit_test(reuse_one_connect),
+	    cmocka_unit_test(alias_reused_no_connect),	cmocka_unit_test(phone_flow_never_connects),
+	    cmocka_unit_test(connect_refused_reported), cmocka_unit_test(connect_timeout_reported),
+	    cmocka_unit_test(connect_bounds),		cmocka_unit_test(connect_off_worker),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

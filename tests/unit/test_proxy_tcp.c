@@ -1,4 +1,4 @@
-/* The proxy over TCP next hops: connect and reuse (RFC 5923), ;alias from trusted peers, never a connect toward a phone, who may make us connect. */
+/* The proxy over TCP next hops: connect, reuse, RFC 5923 alias, never toward a phone, who may. */
 #include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -17,11 +17,11 @@
 #include "phone.h"
 
 static const char *const CONF_TRUSTED =
-	"[sip]\nlisten = udp:127.0.0.1:0, tcp:127.0.0.1:0\nt1 = 100\n"
-	"[keepalive]\ninterval = 0\n[proxy]\nrelay = none\ntrusted = 127.0.0.1\n";
+    "[sip]\nlisten = udp:127.0.0.1:0, tcp:127.0.0.1:0\nt1 = 100\n"
+    "[keepalive]\ninterval = 0\n[proxy]\nrelay = none\ntrusted = 127.0.0.1\n";
 static const char *const CONF_UNTRUSTED =
-	"[sip]\nlisten = udp:127.0.0.1:0, tcp:127.0.0.1:0\nt1 = 100\n"
-	"[keepalive]\ninterval = 0\n[proxy]\nrelay = none\n";
+    "[sip]\nlisten = udp:127.0.0.1:0, tcp:127.0.0.1:0\nt1 = 100\n"
+    "[keepalive]\ninterval = 0\n[proxy]\nrelay = none\n";
 
 static int64_t metric_val(const char *name, const char *labels)
 {
@@ -124,7 +124,8 @@ static void stream_reply_200(int fd, const char *req)
 		    !strncmp(line, "Call-ID:", 8) || !strncmp(line, "CSeq:", 5))
 			n += snprintf(resp + n, sizeof resp - (size_t)n, "%.*s\r\n", l, line);
 		else if (!strncmp(line, "To:", 3))
-			n += snprintf(resp + n, sizeof resp - (size_t)n, "%.*s;tag=callee\r\n", l, line);
+			n += snprintf(resp + n, sizeof resp - (size_t)n, "%.*s;tag=callee\r\n", l,
+				      line);
 	}
 	snprintf(resp + n, sizeof resp - (size_t)n, "Content-Length: 0\r\n\r\n");
 	stream_send(fd, resp);
@@ -147,8 +148,8 @@ static void next_hop_connect_and_reuse(void **state)
 	int fd = accept_within(lfd, 3000);
 	assert_true(fd >= 0);
 	stream_expect(fd, "INVITE sip:bob@", req, sizeof req);
-	snprintf(want, sizeof want, "Via: SIP/2.0/TCP 127.0.0.1:%u;branch=",
-		 net_addr_port(tcp_addr(&srv)));
+	snprintf(want, sizeof want,
+		 "Via: SIP/2.0/TCP 127.0.0.1:%u;branch=", net_addr_port(tcp_addr(&srv)));
 	if (!strstr(req, want))
 		fail_msg("our Via should name our TCP listener (%s):\n%s", want, req);
 	const char *via = strstr(req, want);
@@ -202,13 +203,14 @@ static void in_dialog_after_next_hop_closed(void **state)
 	char *comma = strstr(rr, ", ");
 	assert_non_null(comma);
 	*comma = '\0';
-	phone_send(&a,
-		   "BYE sip:bob@127.0.0.1:%u;transport=tcp SIP/2.0\r\n"
-		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKdlg2;rport\r\n"
-		   "Route: %s, %s\r\nMax-Forwards: 70\r\n"
-		   "From: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:bob@127.0.0.1>;tag=callee\r\n"
-		   "Call-ID: tcp-dlg\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-		   net_addr_port(&peer), a.port, comma + 2, rr);
+	phone_send(
+	    &a,
+	    "BYE sip:bob@127.0.0.1:%u;transport=tcp SIP/2.0\r\n"
+	    "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKdlg2;rport\r\n"
+	    "Route: %s, %s\r\nMax-Forwards: 70\r\n"
+	    "From: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:bob@127.0.0.1>;tag=callee\r\n"
+	    "Call-ID: tcp-dlg\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+	    net_addr_port(&peer), a.port, comma + 2, rr);
 	fd = accept_within(lfd, 3000);
 	assert_true(fd >= 0);
 	stream_expect(fd, "BYE sip:bob@", req, sizeof req);
@@ -358,9 +360,8 @@ static void stranger_route_tcp_no_connect(void **state)
 	struct test_server srv;
 	test_server_start(&srv, CONF_UNTRUSTED);
 	struct store_cred_entry e;
-	assert_int_equal(auth_ha1_all(SLICE_LIT("alice"), SLICE_LIT("127.0.0.1"),
-				      SLICE_LIT("secret"), &e),
-			 0);
+	assert_int_equal(
+	    auth_ha1_all(SLICE_LIT("alice"), SLICE_LIT("127.0.0.1"), SLICE_LIT("secret"), &e), 0);
 	assert_int_equal(store_cred_set(srv.creds, SLICE_LIT("alice"), SLICE_LIT("127.0.0.1"), &e),
 			 0);
 	struct net_addr peer;
@@ -387,13 +388,13 @@ static void stranger_route_tcp_no_connect(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(next_hop_connect_and_reuse),
-		cmocka_unit_test(in_dialog_after_next_hop_closed),
-		cmocka_unit_test(next_hop_refused_answered),
-		cmocka_unit_test(alias_from_trusted_peer_reused),
-		cmocka_unit_test(alias_from_stranger_ignored),
-		cmocka_unit_test(phone_over_tcp_never_dialled),
-		cmocka_unit_test(stranger_route_tcp_no_connect),
+	    cmocka_unit_test(next_hop_connect_and_reuse),
+	    cmocka_unit_test(in_dialog_after_next_hop_closed),
+	    cmocka_unit_test(next_hop_refused_answered),
+	    cmocka_unit_test(alias_from_trusted_peer_reused),
+	    cmocka_unit_test(alias_from_stranger_ignored),
+	    cmocka_unit_test(phone_over_tcp_never_dialled),
+	    cmocka_unit_test(stranger_route_tcp_no_connect),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
