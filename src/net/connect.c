@@ -78,6 +78,8 @@ int net_conn_alias(struct net *n, uint64_t conn_id, uint16_t port)
 	struct conn *c = net_conn_find_locked(n, conn_id);
 	if (!c || c->dead) {
 		err = ENOTCONN;
+	} else if (c->dst_port && c->dst_port == net_addr_port(&c->flow.remote)) {
+		/* one we opened: it stays the way to where we connected */
 	} else if (c->dst_port != port) {
 		net_conn_dst_unlink_locked(n, c);
 		if (port)

@@ -276,6 +276,9 @@ static void connect_send_answer(void **state)
 	assert_int_equal(st.tcp_accepted, 0);
 	assert_int_equal(st.tcp_buffered, 0); /* the queue went out and was freed */
 
+	/* an alias the peer says over our own connection leaves it the way to
+	 * where we connected */
+	assert_int_equal(net_conn_alias(n, ow.f.conn_id, 5555), 0);
 	/* sent from a thread that is no worker, the next hop reuses it too */
 	assert_int_equal(net_send(n, &hop, "BYE 1\n", 6), 0);
 	read_within(fd, buf, sizeof buf, 5000);
