@@ -451,7 +451,7 @@ static int black_hole(struct net_addr *at, int fillers[2])
 static void connect_timeout_reported(void **state)
 {
 	(void)state;
-	struct net *n = srv_start(0, 0, 1);
+	struct net *n = srv_start(0, 0, 2);
 	struct net_addr at;
 	int fill[2];
 	int lfd = black_hole(&at, fill);
