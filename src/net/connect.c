@@ -1,5 +1,6 @@
 /* Outgoing TCP connections, bounded in time and number, and their reuse (RFC 5923 alias too). */
 #include <errno.h>
+#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -114,16 +115,31 @@ static void unreserve_locked(struct net *n, const struct net_src_key *k)
 	net_addr_put_locked(n, k);
 }
 
-/* A new non-blocking connect to dst: 0 and the socket, connecting or (rare,
+/* A new non-blocking connect to dst from the listener's address (its IP,
+ * an ephemeral port; a wildcard listener leaves the choice to the kernel),
+ * so that the Via we write (the listener's) names the IP the peer sees, as
+ * RFC 5923's alias check wants: 0 and the socket, connecting or (rare,
  * loopback) connected already (the first EPOLLOUT tells either way); or the
  * errno of a failure known at once. */
-static int dial(const struct net_addr *dst, int *fdp)
+static int dial(const struct net_addr *from, const struct net_addr *dst, int *fdp)
 {
 	int fd = socket(net_addr_family(dst), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return errno;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (!net_addr_is_any(from)) {
+		struct net_addr src = *from;
+		net_addr_set_port(&src, 0);
+		/* the port is picked at connect, per destination: no ephemeral
+		 * port is held by the bind alone */
+		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+		if (bind(fd, &src.u.sa, net_addr_len(&src)) < 0) {
+			int err = errno;
+			close(fd);
+			return err;
+		}
+	}
 	int r;
 	do
 		r = connect(fd, &dst->u.sa, net_addr_len(dst));
@@ -178,7 +194,7 @@ int net_flow_connect(struct net *n, struct flow *f)
 	c = calloc(1, sizeof *c);
 	int fd = -1;
 	n->st.tcp_connects++;
-	err = c ? dial(&f->remote, &fd) : ENOMEM;
+	err = c ? dial(&n->listeners[f->listener].bound, &f->remote, &fd) : ENOMEM;
 	if (err) {
 		n->st.tcp_connect_failed++;
 		goto out_unreserve;

@@ -9,7 +9,7 @@
 
 const struct conf_key proxy_upstream_conf_keys[] = {
     {"proxy", "registrar", CONF_STR, "", 0, 0, NULL,
-     "edge-only process: udp:HOST:PORT (IP literal; tcp: once outgoing TCP exists) of the "
+     "edge-only process: udp:HOST:PORT or tcp:HOST:PORT (IP literal) of the "
      "registrar that REGISTERs (with a Path naming the phone's flow) and out-of-dialog "
      "requests from phones go to; this process then keeps no bindings (docs/outbound.md); "
      "empty = this process is the registrar"},
@@ -39,7 +39,7 @@ static struct metric m_up_foreign = {
  * would send from, else a wildcard one, else the first of the family. Our
  * Via and Path toward the registrar carry its address, so it must be one
  * the registrar can reach (an edge's inside address, not its public one). */
-static int listener_toward(struct edge *e, const struct net_addr *dst)
+static int listener_toward(struct edge *e, const struct net_addr *dst, enum net_transport tp)
 {
 	struct net *n = edge_net(e);
 	int fam = dst->u.sa.sa_family;
@@ -55,7 +55,7 @@ static int listener_toward(struct edge *e, const struct net_addr *dst)
 	int any = -1, first = -1;
 	for (unsigned i = 0; i < net_listener_count(n); i++) {
 		const struct net_addr *a = net_listener_addr(n, i);
-		if (net_listener(n, i)->tp != NET_UDP || a->u.sa.sa_family != fam)
+		if (net_listener(n, i)->tp != tp || a->u.sa.sa_family != fam)
 			continue;
 		if (first < 0)
 			first = (int)i;
@@ -96,33 +96,20 @@ int proxy_upstream_init(struct proxy *p, const struct conf *c)
 		      spec);
 		return EINVAL;
 	}
-	if (tp == NET_UDP) {
-		int li = listener_toward(p->edge, &dst);
-		if (li < 0) {
-			LOG_E("proxy",
-			      "[proxy] registrar = %s: no UDP listener of that address family",
-			      spec);
-			return EINVAL;
-		}
-		net_flow_udp(edge_net(p->edge), (unsigned)li, &dst, &p->up_flow);
-	} else {
-		/* a stream next hop: the edge reuses or opens the connection
-		 * when it first sends, where the net can (RFC 5923) */
-		char u[NET_ADDR_STRLEN + 40], a[NET_ADDR_STRLEN];
-		snprintf(u, sizeof u, "sip:%s;transport=%s", net_addr_fmt(&dst, a, sizeof a),
-			 net_transport_name(tp));
-		struct sip_uri uri;
-		int err = sip_uri_parse(slice_cstr(u), &uri);
-		if (!err)
-			err = edge_flow_for_uri(p->edge, &uri, &p->up_flow);
-		if (err) {
-			LOG_E("proxy", "[proxy] registrar = %s: %s", spec,
-			      err == ENOTCONN
-				  ? "outgoing TCP connections are not supported yet: use udp:"
-				  : strerror(err));
-			return ENOTSUP;
-		}
+	if (tp != NET_UDP && tp != NET_TCP) {
+		LOG_E("proxy", "[proxy] registrar = %s: only udp: and tcp: for now", spec);
+		return ENOTSUP;
 	}
+	int li = listener_toward(p->edge, &dst, tp);
+	if (li < 0) {
+		LOG_E("proxy", "[proxy] registrar = %s: no %s listener of that address family", spec,
+		      net_transport_name_upper(tp));
+		return EINVAL;
+	}
+	if (tp == NET_UDP)
+		net_flow_udp(edge_net(p->edge), (unsigned)li, &dst, &p->up_flow);
+	else /* a stream next hop: reused or opened when first sent on (RFC 5923) */
+		net_flow_next_hop(edge_net(p->edge), (unsigned)li, &dst, &p->up_flow);
 	p->up_on = true;
 	char a[NET_ADDR_STRLEN];
 	LOG_I("proxy",
@@ -175,6 +162,17 @@ int proxy_upstream_route(struct proxy *p, const struct edge_rx *rx, struct slice
 	memset(t, 0, sizeof *t);
 	t->flow = p->up_flow;
 	plan->upstream = true;
+	if (t->flow.may_connect) {
+		/* tcp: the connection to the registrar, reused (ours, or the one
+		 * it aliased, RFC 5923) or opened now: our Via and Path then name
+		 * the address it leaves from */
+		if (net_flow_connect(edge_net(p->edge), &t->flow)) {
+			*status = 503;
+			*reason = "Service Unavailable (Registrar Unreachable)";
+			return ENOTCONN;
+		}
+		t->next_hop = true;
+	}
 	if (m->method == SIP_REGISTER) {
 		/* the registrar answers for its domains; one not ours stops here,
 		 * before it costs the registrar anything */

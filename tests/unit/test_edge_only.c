@@ -1,6 +1,7 @@
 /* The edge-only process ([proxy] registrar): Path with flow token and ;ob, Flow-Timer, token
  * routing, 403/430, and what a stranger can make it forward; in a network namespace of its own. */
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -454,6 +455,127 @@ static void test_registrar_refusal_not_reflected(void **state)
 	test_server_stop(&s);
 }
 
+/* ---- the registrar over TCP: one connection for both ways (RFC 5923) ---- */
+
+/* One SIP message without a body from a stream, within 3 s. */
+static void stream_expect(int fd, const char *prefix, char *out, size_t len)
+{
+	size_t got = 0;
+	out[0] = '\0';
+	for (int i = 0; i < 300 && !strstr(out, "\r\n\r\n") && got < len - 1; i++) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 10) <= 0)
+			continue;
+		while (got < len - 1 && !strstr(out, "\r\n\r\n") &&
+		       recv(fd, out + got, 1, MSG_DONTWAIT) == 1)
+			out[++got] = '\0';
+	}
+	if (strncmp(out, prefix, strlen(prefix)) != 0)
+		fail_msg("expected \"%s\" on the stream, got:\n%s", prefix, out);
+}
+
+static void stream_send(int fd, const char *msg)
+{
+	assert_int_equal(send(fd, msg, strlen(msg), MSG_NOSIGNAL), (ssize_t)strlen(msg));
+}
+
+/* What reg_reply answers, over a stream. */
+static void stream_reply(int fd, const char *req, const char *status, const char *extra)
+{
+	char out[4096];
+	size_t n = (size_t)snprintf(out, sizeof out, "SIP/2.0 %s\r\n", status);
+	for (const char *l = strstr(req, "\r\n") + 2; *l && strncmp(l, "\r\n", 2);) {
+		const char *e = strstr(l, "\r\n");
+		if (!strncmp(l, "Via:", 4) || !strncmp(l, "From:", 5) ||
+		    !strncmp(l, "Call-ID:", 8) || !strncmp(l, "CSeq:", 5))
+			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s\r\n", (int)(e - l),
+					      l);
+		else if (!strncmp(l, "To:", 3))
+			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s;tag=reg\r\n",
+					      (int)(e - l), l);
+		l = e + 2;
+	}
+	snprintf(out + n, sizeof out - n, "%sContent-Length: 0\r\n\r\n", extra);
+	stream_send(fd, out);
+}
+
+/* [proxy] registrar = tcp: the edge opens one connection to the registrar
+ * (from its listener's address, offered with ;alias: the registrar is
+ * trusted here), every REGISTER goes over it, and the registrar's INVITE
+ * for the phone comes back over it too: no connection per message, none
+ * the other way. */
+static void test_registrar_over_tcp(void **state)
+{
+	(void)state;
+	need_ns();
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct net_addr ra, peer;
+	assert_int_equal(net_addr_parse(REG_IP ":0", 0, &ra), 0);
+	assert_int_equal(bind(lfd, &ra.u.sa, net_addr_len(&ra)), 0);
+	assert_int_equal(listen(lfd, 8), 0);
+	net_sock_addr(lfd, &ra);
+	struct test_server s;
+	char conf[1024];
+	snprintf(conf, sizeof conf,
+		 "[sip]\nlisten = udp:" EDGE_IP ":0, tcp:" EDGE_IP ":0\nt1 = 100\n"
+		 "domains = example.org\nflow_key = " KEY_A "\n[keepalive]\ninterval = 0\n"
+		 "[proxy]\nrelay = none\nregistrar = tcp:" REG_IP ":%u\ntrusted = " REG_IP "\n",
+		 net_addr_port(&ra));
+	test_server_start(&s, conf);
+	uint16_t edge_tcp = net_addr_port(net_listener_addr(s.net, 1));
+	struct phone ph;
+	phone_open(&ph, &s);
+	char req[4096], r[4096], path[512], want[128];
+	send_register(&ph, true, "");
+	struct pollfd pl = {.fd = lfd, .events = POLLIN};
+	assert_int_equal(poll(&pl, 1, 3000), 1);
+	socklen_t sl = sizeof peer.u.ss;
+	int fd = accept4(lfd, &peer.u.sa, &sl, SOCK_CLOEXEC);
+	assert_true(fd >= 0);
+	char ip[NET_ADDR_STRLEN];
+	assert_string_equal(net_addr_ip_fmt(&peer, ip, sizeof ip), EDGE_IP); /* as its Via says */
+	stream_expect(fd, "REGISTER sip:example.org ", req, sizeof req);
+	snprintf(want, sizeof want, "Via: SIP/2.0/TCP " EDGE_IP ":%u;branch=", edge_tcp);
+	const char *via = strstr(req, want);
+	assert_non_null(via);
+	const char *alias = strstr(via, ";alias");
+	assert_true(alias && alias < strstr(via, "\r\n"));
+	msg_header(req, "Path", path, sizeof path);
+	snprintf(want, sizeof want, "@" EDGE_IP ":%u;transport=tcp;lr;ob>", edge_tcp);
+	assert_non_null(strstr(path, want));
+	stream_reply(fd, req, "200 OK", "Require: outbound\r\n");
+	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
+	/* a refresh: the same connection */
+	send_register(&ph, true, "");
+	stream_expect(fd, "REGISTER sip:example.org ", req, sizeof req);
+	stream_reply(fd, req, "200 OK", "Require: outbound\r\n");
+	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
+	/* the registrar's INVITE for bob, through the Path, over that connection */
+	char inv[2048];
+	snprintf(inv, sizeof inv,
+		 "INVITE sip:bob@10.1.1.1:%u SIP/2.0\r\n"
+		 "Via: SIP/2.0/TCP " REG_IP ":%u;branch=z9hG4bKreginv1;alias\r\n"
+		 "Route: %s\r\nMax-Forwards: 70\r\n"
+		 "From: <sip:alice@example.org>;tag=a1\r\nTo: <sip:bob@example.org>\r\n"
+		 "Call-ID: eo-tcp-inv\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+		 ph.port, net_addr_port(&ra), path);
+	stream_send(fd, inv);
+	phone_expect(&ph, "INVITE sip:bob@10.1.1.1", r, sizeof r);
+	phone_reply(&ph, r, 486, "Busy Here", "bob1");
+	stream_expect(fd, "SIP/2.0 100", req, sizeof req);
+	stream_expect(fd, "SIP/2.0 486", req, sizeof req);
+	pl.revents = 0;
+	assert_int_equal(poll(&pl, 1, 50), 0); /* never a second connection */
+	struct net_stats st;
+	net_stats_get(s.net, &st);
+	assert_int_equal(st.tcp_connects, 1);
+	assert_int_equal(st.tcp_accepted, 0);
+	close(fd);
+	close(lfd);
+	phone_close(&ph);
+	test_server_stop(&s);
+}
+
 int main(void)
 {
 	if (unshare(CLONE_NEWNET) == 0 &&
@@ -471,6 +593,7 @@ int main(void)
 	    cmocka_unit_test(test_out_of_dialog_to_registrar),
 	    cmocka_unit_test(test_stranger_cannot_relay_through_edge),
 	    cmocka_unit_test(test_registrar_refusal_not_reflected),
+	    cmocka_unit_test(test_registrar_over_tcp),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
