@@ -128,7 +128,7 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 	char host[NET_ADDR_STRLEN + 16];
 	edge_local_hostport(p->edge, &t->flow, host, sizeof host);
 	const char *tp = net_transport_name_upper(t->flow.tp);
-	/* RFC 5923 3: over a connection we opened to a trusted peer, offer it
+	/* RFC 5923: over a connection we opened to a trusted peer, offer it
 	 * for the peer's requests back to us */
 	const char *alias =
 		t->next_hop && t->flow.tp == NET_TCP && proxy_source_trusted(p, &t->flow.remote)
