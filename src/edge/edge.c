@@ -75,6 +75,13 @@ const struct conf_key edge_conf_keys[] = {
 	 "give each UDP datagram to its Call-ID's worker in the kernel (eBPF sk_reuseport "
 	 "program; needs CAP_BPF): auto = when it loads, else workers hand messages on; on = "
 	 "fail to start without it"},
+	{"outbound", "flow_margin", CONF_INT, "10", 0, 3600, NULL,
+	 "seconds a flow's keepalives may be late beyond the Flow-Timer it was promised before "
+	 "the flow is failed and its bindings are marked unreachable"},
+	{"outbound", "max_flows", CONF_INT, "1000000", 64, 100000000, NULL,
+	 "flows watched (about 600 bytes each with its owner); a 16th of them may belong to no "
+	 "binding (keepalives from strangers) and give way oldest first; bound flows never give "
+	 "way: past the bound a new one is not watched, and counted"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -300,6 +307,20 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 		edge_free(e);
 		return err;
 	}
+	struct edge_flows_conf fc = {
+		.max_flows = (size_t)conf_int(c, "outbound", "max_flows"),
+		.margin_s = (unsigned)conf_int(c, "outbound", "flow_margin"),
+	};
+	/* a flow no binding owns goes after the default Flow-Timer and margin */
+	fc.idle_udp_s = 25 + fc.margin_s;
+	fc.idle_tcp_s = 120 + fc.margin_s;
+	if ((err = edge_flows_alloc(&e->flows, &fc))) {
+		edge_free(e);
+		return err;
+	}
+	e->flows_poll_conns = true;
+	timer_init(&e->flows_timer);
+	edge_flows_start(e);
 	metric_register(&edge_m_requests);
 	for (int i = 0; i < 6; i++)
 		metric_register(&edge_m_responses[i]);
@@ -330,6 +351,9 @@ void edge_free(struct edge *e)
 		edge_tsx_free_all(&e->wk[i]);
 		edge_msg_pool_free(&e->wk[i]);
 	}
+	/* the loops are stopped but still exist: unlink our timer from them */
+	timer_cancel(&e->flows_timer);
+	edge_flows_free(e->flows);
 	edge_mac_free(e);
 	edge_limits_free(e);
 	edge_steer_free(e->steer);
@@ -436,9 +460,12 @@ bool edge_is_local(const struct edge *e, struct slice host, uint16_t port)
 int edge_send(struct edge *e, const struct flow *f, const void *p, size_t len)
 {
 	int err = net_send(e->net, f, p, len);
-	if (err)
+	if (err) {
 		metric_inc(&m_send_errors);
-	else
+		/* a stream that refuses a send is gone for the bindings on it */
+		if (f->tp != NET_UDP && e->flows)
+			edge_flows_send_failed(e->flows, f, time_mono_ms());
+	} else
 		metric_inc(&m_tx);
 	return err;
 }
@@ -619,6 +646,9 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 		if (e->on_stun(f, (const uint8_t *)data, len, &out, e->stun_arg) == 0 && out.len) {
 			metric_inc(&edge_m_stun);
 			edge_send(e, f, out.data, out.len);
+			/* answered (a Binding request within its source's budget):
+			 * it keeps this exact flow alive, no other */
+			edge_flows_keepalive(e->flows, f, EDGE_KA_STUN, loop_now_ms(worker_loop(w)));
 		} else {
 			metric_inc(&edge_m_dropped);
 		}
@@ -629,6 +659,7 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 		metric_inc(&edge_m_crlf);
 		if (f->tp != NET_UDP && len >= 4)
 			edge_send(e, f, "\r\n", 2); /* pong */
+		edge_flows_keepalive(e->flows, f, EDGE_KA_CRLF, loop_now_ms(worker_loop(w)));
 		return;
 	}
 	/* over its rate a source is dropped unanswered, before any parse: an
@@ -699,4 +730,9 @@ static void process(struct edge *e, struct worker *w, struct edge_msg *em)
 const char *edge_advertise(const struct edge *e)
 {
 	return e->advertise;
+}
+
+struct edge_flows *edge_flows(struct edge *e)
+{
+	return e->flows;
 }

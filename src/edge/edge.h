@@ -28,7 +28,7 @@ struct edge;
 struct stsx;
 struct ctsx;
 
-extern const struct conf_key edge_conf_keys[]; /* [sip] */
+extern const struct conf_key edge_conf_keys[]; /* [sip], [outbound] flow_margin, max_flows */
 
 /* What a role sees of one received message, valid during the handler call. */
 struct edge_rx {
@@ -236,6 +236,127 @@ const struct flow *ctsx_flow(const struct ctsx *ct);
 void edge_new_branch(char out[32]);
 /* Generates a fresh tag. */
 void edge_new_tag(char out[24]);
+
+/* ---- the flow table (flows.c): the flows that bindings use, and their liveness ----
+ *
+ * One entry per (flow, owner AOR): UDP flows by listener and remote address,
+ * streams by connection id. It records when the entry was made, the last
+ * keepalive seen on the flow (STUN Binding on a SIP UDP port, CRLF on any),
+ * and what its owner asked for when it bound the flow (a registrar, after a
+ * REGISTER over it was committed): a promised keepalive interval (RFC 5626
+ * Flow-Timer), server pings every so often, an expiry. One wheel per shard,
+ * one slot a second, holds each entry at its next deadline: a flow whose
+ * keepalives stop for longer than its interval plus [outbound] flow_margin,
+ * whose connection closes or on which a send fails, is failed and its owner
+ * hears it (edge_flow_fail_h); a flow due a server ping has it sent
+ * (edge_flow_ping_h). A keepalive only writes the entry's time: a live flow
+ * is looked at by the wheel once per interval, never per keepalive or tick.
+ *
+ * Who can grow it: anyone who sends a STUN Binding or CRLF to a SIP port
+ * makes an entry that belongs to no binding (spoofed UDP sources included).
+ * Those are bounded apart (1/16 of [outbound] max_flows) and give way oldest
+ * first, to each other and to bound flows; a bound entry never gives way.
+ * At the bound with no unbound entry left, a bind is refused and counted
+ * (the binding still works; its flow is not watched). Counters:
+ * flows_evicted_total, flows_refused_total.
+ *
+ * Threads: any. Entries live in shards, each behind a mutex: the hot path (a
+ * keepalive) is a hash, a lock and a store. The handlers run with the entry's
+ * shard locked, on the thread that detected the event (the wheel's tick on
+ * worker 0, a connection's worker, a sender): they may use the store and
+ * send, and must not call edge_flows_* back.
+ */
+struct edge_flows;
+
+#define EDGE_FLOW_AOR_MAX 128
+#define EDGE_FLOW_INSTANCE_MAX 80
+
+enum edge_ka_kind { EDGE_KA_STUN = 1, EDGE_KA_CRLF = 2 };
+enum edge_flow_cause { EDGE_FLOW_KEEPALIVE = 0, EDGE_FLOW_CLOSED = 1, EDGE_FLOW_SEND = 2 };
+
+/* What an owner asks for when it binds a flow. */
+struct edge_flow_bind {
+	const char *aor;      /* the owner; required */
+	const char *instance; /* +sip.instance, or NULL */
+	uint32_t reg_id;      /* 0 = none */
+	/* keepalives promised every check_s seconds (the Flow-Timer the 200
+	 * gave): fail when none came for check_s + flow_margin; 0 = the flow is
+	 * not failed for silence (a phone without outbound) */
+	unsigned check_s;
+	unsigned ping_s;      /* call the ping handler every ping_s seconds; 0 = never */
+	unsigned expires_s;   /* the entry goes when not bound again within this; 0 = never */
+};
+
+/* The flow failed for cause; the owner marks what used it. Returns how many
+ * bindings used the flow: 0 says the owner had let go of it (not a failure;
+ * the entry goes). */
+typedef size_t(edge_flow_fail_h)(const struct flow *f, const char *aor, enum edge_flow_cause cause,
+				 void *arg);
+/* A server ping is due on f for aor: send it; false stops this entry's pings
+ * (until the next bind). */
+typedef bool(edge_flow_ping_h)(const struct flow *f, const char *aor, void *arg);
+
+struct edge_flows_conf {
+	size_t max_flows;    /* entries in all; 0 = 1,000,000 */
+	unsigned margin_s;   /* [outbound] flow_margin */
+	unsigned idle_udp_s; /* an unbound entry with no keepalive this long goes */
+	unsigned idle_tcp_s;
+};
+
+int edge_flows_alloc(struct edge_flows **fp, const struct edge_flows_conf *c);
+void edge_flows_free(struct edge_flows *fl);
+void edge_flows_set_handlers(struct edge_flows *fl, edge_flow_fail_h *fail, edge_flow_ping_h *ping,
+			     void *arg);
+/* A keepalive arrived on f (the exact flow: same listener and remote
+ * address, or the same connection). Makes an unbound entry when none has f. */
+void edge_flows_keepalive(struct edge_flows *fl, const struct flow *f, enum edge_ka_kind kind,
+			  uint64_t now_ms);
+/* (Re)binds f for b->aor: the entry is alive again, its keepalive clock and
+ * ping schedule start now. 0, EINVAL, ENOMEM, or ENOSPC (table full of bound
+ * flows; counted). */
+int edge_flows_bind(struct edge_flows *fl, const struct flow *f, const struct edge_flow_bind *b,
+		    uint64_t now_ms);
+/* aor no longer uses f: its entry goes. */
+void edge_flows_unbind(struct edge_flows *fl, const struct flow *f, const char *aor);
+/* Fails every bound entry of connection conn_id at once (cause closed);
+ * unbound ones go. */
+void edge_flows_conn_closed(struct edge_flows *fl, uint64_t conn_id, uint64_t now_ms);
+/* A send on stream f was refused: fails its bound entries (cause send). */
+void edge_flows_send_failed(struct edge_flows *fl, const struct flow *f, uint64_t now_ms);
+/* Whether a connection still exists (the tick asks for bound stream flows
+ * until the net tells us of closes itself). */
+typedef bool(edge_flows_conn_alive_h)(uint64_t conn_id, void *arg);
+/* Runs the wheel up to now: deadlines, pings, expiries. alive may be NULL. */
+void edge_flows_tick(struct edge_flows *fl, uint64_t now_ms, edge_flows_conn_alive_h *alive,
+		     void *arg);
+
+/* One entry as the dump and tests see it. */
+struct edge_flow_info {
+	struct flow flow;
+	uint64_t opened_ms, last_ka_ms; /* last_ka_ms 0 = none yet (a bind is not one) */
+	enum edge_ka_kind last_kind;    /* 0 = none */
+	bool owned, failed;
+	enum edge_flow_cause cause;     /* when failed */
+	char aor[EDGE_FLOW_AOR_MAX];
+	char instance[EDGE_FLOW_INSTANCE_MAX];
+	uint32_t reg_id;
+	unsigned check_s, ping_s;
+};
+/* Copies the entry of (f, aor) (aor NULL or "": the flow's first entry). 0 or ENOENT. */
+int edge_flows_get(struct edge_flows *fl, const struct flow *f, const char *aor,
+		   struct edge_flow_info *out);
+/* Every entry as {"flows":[...]} JSON, or as a table with a header line. */
+int edge_flows_dump_json(struct edge_flows *fl, uint64_t now_ms, struct buf *out);
+int edge_flows_dump_text(struct edge_flows *fl, uint64_t now_ms, struct buf *out);
+struct edge_flows_stats {
+	size_t flows, unowned;
+	int64_t evicted, refused;
+};
+void edge_flows_stats_get(struct edge_flows *fl, struct edge_flows_stats *out);
+
+/* The edge's own table (made by edge_alloc from [outbound]; the edge records
+ * keepalives and sends' failures in it and runs its wheel on worker 0). */
+struct edge_flows *edge_flows(struct edge *e);
 
 struct edge_stats {
 	int64_t requests, responses, parse_errors, retransmissions, stun, crlf_pings;

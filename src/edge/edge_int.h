@@ -118,7 +118,16 @@ struct edge {
 	unsigned overload_delay_ms;
 	size_t overload_queue;
 	char retry_after_hdr[32]; /* "Retry-After: N\r\n" */
+	/* the flow table (flows.c) and its wheel's tick on worker 0; owned */
+	struct edge_flows *flows;
+	struct timer flows_timer; /* worker 0 */
+	/* ask the net each tick whether bound connections live: until the net
+	 * tells of closes itself (the connection-closed hook) */
+	bool flows_poll_conns;
 };
+
+/* flows.c: the wheel ticks every quarter second on worker 0 (edge_flows_start). */
+void edge_flows_start(struct edge *e);
 
 /* steer.c: [sip] steering = auto|on|off. Without it (off, one worker, no
  * eBPF, auto without privileges) workers hand messages to the owner. */

@@ -21,8 +21,8 @@ struct ka_pending {
 	char aor[STORE_AOR_MAX];
 };
 
-static struct metric m_ka_sent = {.name = "keepalive_sent_total",
-				  .help = "server keepalive pings sent"};
+static struct metric m_ka_sent = {.name = "keepalives_sent_total",
+				  .help = "server keepalive pings sent (OPTIONS or CRLF)"};
 static struct metric m_ka_answered = {.name = "keepalive_answered_total",
 				      .help = "server OPTIONS pings answered"};
 static struct metric m_ka_unreachable = {.name = "keepalive_unreachable_total",
@@ -147,18 +147,9 @@ static void send_ping(struct registrar *r, const struct store_binding *b, int64_
 	buf_free(&req);
 }
 
-/* Bindings of one AOR looked at for one ping, on the heap: up to this many
- * share the ping of their flow; more than that are pinged on their own. */
+/* Bindings of one AOR looked at for one flow, on the heap: up to this many
+ * share the ping of their flow; more than that are not looked at. */
 #define KA_GROUP_MAX 64
-/* the least a keepalive tick looks at (buckets + bindings): small stores in one go */
-#define KA_SLICE_MIN 4096
-
-struct sweep {
-	struct registrar *r;
-	int64_t now;
-	size_t live;
-	struct store_binding *group; /* KA_GROUP_MAX, allocated on first need */
-};
 
 static bool pingable(const struct store_binding *b)
 {
@@ -166,34 +157,39 @@ static bool pingable(const struct store_binding *b)
 	return b->behind_nat && b->flow.tp == NET_UDP && !b->reg_id;
 }
 
-/* The same phone flow: bindings through one edge share its flow to us, and
- * differ in the Path (the token of the phone's flow at the edge). */
-static bool same_flow(const struct store_binding *a, const struct store_binding *b)
+/* The AOR's bindings on flow f into g[KA_GROUP_MAX] (malloc'd, or NULL on
+ * no memory): how many. */
+static size_t on_flow(struct registrar *r, const char *aor, const struct flow *f,
+		      struct store_binding **g)
 {
-	return flow_eq(&a->flow, &b->flow) && strcmp(a->path, b->path) == 0;
+	*g = malloc(KA_GROUP_MAX * sizeof **g);
+	size_t n = 0, k = 0;
+	if (!*g)
+		return 0;
+	registrar_lookup(r, aor, *g, KA_GROUP_MAX, &n);
+	for (size_t i = 0; i < n; i++)
+		if (flow_eq(&(*g)[i].flow, f))
+			(*g)[k++] = (*g)[i];
+	return k;
 }
 
-static int sweep_one(const struct store_binding *b, void *arg)
+/* The flow table's ping handler (the wheel on worker 0, the entry's shard
+ * locked): one ping per source flow and AOR, however many contacts of the
+ * AOR share it; all of them take the state of the one with the lowest id. */
+static bool flow_ping(const struct flow *f, const char *aor, void *arg)
 {
-	struct sweep *s = arg;
-	struct registrar *r = s->r;
-	s->live++;
-	if (!pingable(b) || b->ka.unreachable)
-		return 0; /* not ours to ping, or pinging stopped */
-	int64_t since = b->ka.last_sent ? b->ka.last_sent : b->registered_at;
-	if (s->now - since < (int64_t)r->ka_interval)
-		return 0;
-	/* One ping per source flow, however many contacts of the AOR share it:
-	 * the one with the lowest id pings for all, and all take its state. */
-	if (!s->group)
-		s->group = malloc(KA_GROUP_MAX * sizeof *s->group);
-	size_t n = 0;
-	if (s->group)
-		registrar_lookup(r, b->aor, s->group, KA_GROUP_MAX, &n);
+	struct registrar *r = arg;
+	struct store_binding *g;
+	size_t n = on_flow(r, aor, f, &g), lead = n;
 	for (size_t i = 0; i < n; i++)
-		if (pingable(&s->group[i]) && same_flow(&s->group[i], b) &&
-		    s->group[i].id < b->id)
-			return 0;
+		if (pingable(&g[i]) && (lead == n || g[i].id < g[lead].id))
+			lead = i;
+	if (lead == n || g[lead].ka.unreachable || !r->ka_interval) {
+		free(g);
+		return false; /* not ours to ping, or pinging stopped */
+	}
+	const struct store_binding *b = &g[lead];
+	int64_t now = time_wall_s();
 	struct store_ka ka = b->ka;
 	bool proven = ka.proven || ka.last_answer;
 	if (r->ka_method == KA_OPTIONS && ka.last_sent && ka.last_answer < ka.last_sent)
@@ -203,8 +199,8 @@ static int sweep_one(const struct store_binding *b, void *arg)
 		 * sent that REGISTER may have named a victim, who never answers
 		 * (and calls to it would be INVITEs to the victim). A CRLF ping
 		 * cannot be answered, so it goes on: 4 bytes per interval and
-		 * flow, at most 4 x max_expires / interval per REGISTER (720
-		 * bytes with the defaults). */
+		 * flow, at most 4 x max_expires / interval bytes per REGISTER
+		 * (720 with the defaults). */
 		ka.unreachable = true;
 		metric_inc(&m_ka_unproven);
 		LOG_D("registrar", "%s %s: unproven source left its ping unanswered, pings stop",
@@ -215,37 +211,95 @@ static int sweep_one(const struct store_binding *b, void *arg)
 		LOG_W("registrar", "%s %s: unreachable after %u unanswered pings, pings stop",
 		      b->aor, b->contact, ka.failures);
 	} else {
-		ka.last_sent = s->now;
-		send_ping(r, b, s->now);
+		ka.last_sent = now;
+		send_ping(r, b, now);
 		metric_inc(&m_ka_sent);
 	}
-	store_ka_set(r->store, slice_cstr(b->aor), b->id, &ka);
 	for (size_t i = 0; i < n; i++)
-		if (s->group[i].id != b->id && pingable(&s->group[i]) && same_flow(&s->group[i], b))
-			store_ka_set(r->store, slice_cstr(b->aor), s->group[i].id, &ka);
+		if (pingable(&g[i]))
+			store_ka_set(r->store, slice_cstr(aor), g[i].id, &ka);
+	free(g);
+	return !ka.unreachable;
+}
+
+/* The flow table's failure handler: a flow that lost its keepalives, its
+ * connection or a send takes its bindings with it (RFC 5626 5.4: the
+ * registrar learns it at once, the proxy tries them last). Returns how many
+ * bindings were on f. */
+static size_t flow_failed(const struct flow *f, const char *aor, enum edge_flow_cause cause,
+			  void *arg)
+{
+	struct registrar *r = arg;
+	struct store_binding *g;
+	size_t n = on_flow(r, aor, f, &g);
+	for (size_t i = 0; i < n; i++) {
+		struct store_ka ka = g[i].ka;
+		ka.unreachable = true;
+		store_ka_set(r->store, slice_cstr(aor), g[i].id, &ka);
+	}
+	if (n) {
+		char fs[NET_ADDR_STRLEN + 32];
+		LOG_D("registrar", "%s: flow %s failed (%s): %zu binding(s) unreachable", aor,
+		      flow_fmt(f, fs, sizeof fs),
+		      cause == EDGE_FLOW_KEEPALIVE ? "keepalives stopped"
+		      : cause == EDGE_FLOW_CLOSED  ? "connection closed"
+						   : "send failed",
+		      n);
+	}
+	free(g);
+	return n;
+}
+
+unsigned registrar_flow_timer(const struct registrar *r, enum net_transport tp)
+{
+	return tp == NET_UDP ? r->flow_timer_udp : r->flow_timer_tcp;
+}
+
+void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool outbound)
+{
+	struct store_binding *g;
+	size_t n = on_flow(r, aor, f, &g);
+	struct edge_flows *fl = edge_flows(r->edge);
+	if (!n) {
+		free(g);
+		edge_flows_unbind(fl, f, aor); /* removed, or moved to another flow */
+		return;
+	}
+	int64_t now = time_wall_s(), until = 0;
+	struct edge_flow_bind fb = {.aor = aor};
+	for (size_t i = 0; i < n; i++) {
+		until = MAX(until, g[i].expires_at);
+		if (pingable(&g[i]) && !g[i].ka.unreachable)
+			fb.ping_s = r->ka_interval;
+		/* RFC 5626 6: the registrar is the first hop (no Path) and
+		 * promised a Flow-Timer to an outbound REGISTER over f */
+		if (outbound && g[i].reg_id && !g[i].path[0]) {
+			fb.check_s = registrar_flow_timer(r, f->tp);
+			fb.instance = g[i].instance;
+			fb.reg_id = g[i].reg_id;
+		}
+	}
+	fb.expires_s = until > now ? (unsigned)(until - now) : 1;
+	edge_flows_bind(fl, f, &fb, time_mono_ms());
+	free(g);
+}
+
+/* Bindings loaded at start whose flows outlive a restart (UDP) are watched
+ * and pinged again; a connection of an earlier run is gone. */
+static int sync_loaded(const struct store_binding *b, void *arg)
+{
+	if (b->flow.tp == NET_UDP)
+		registrar_flow_sync(arg, &b->flow, b->aor, b->reg_id != 0);
 	return 0;
 }
 
 static void ka_tick(void *arg)
 {
 	struct registrar *r = arg;
-	struct sweep s = {.r = r, .now = time_wall_s()};
-	if (r->ka_interval) {
-		/* answers to pings sent an interval ago or more are failures
-		 * already (sweep_one): their records go first */
-		ka_forget_before(r, s.now - (int64_t)r->ka_interval + 1);
-		/* A round over the store every interval / 4 s, a slice a tick,
-		 * rather than all of it every second: REGISTERs a flood leaves
-		 * would make this O(bindings) per second on worker 0. A ping is
-		 * late by up to a round. */
-		struct store_stats st;
-		store_stats_get(r->store, &st);
-		size_t round_s = MAX(1u, r->ka_interval / 4);
-		size_t budget = KA_SLICE_MIN + (st.bindings + 2 * st.aors) / round_s;
-		bool done;
-		store_foreach_slice(r->store, &r->ka_cursor, budget, sweep_one, &s, &done);
-	}
-	free(s.group);
+	/* answers to pings sent an interval ago or more are failures already
+	 * (flow_ping): their records go */
+	if (r->ka_interval)
+		ka_forget_before(r, time_wall_s() - (int64_t)r->ka_interval + 1);
 	struct loop *l = worker_loop(net_worker(edge_net(r->edge), 0));
 	timer_start(l, &r->ka_timer, 1000, ka_tick, r);
 }
@@ -265,6 +319,7 @@ static void expire_tick(void *arg)
 static void start_on_worker0(void *arg)
 {
 	struct registrar *r = arg;
+	store_foreach(r->store, sync_loaded, r);
 	ka_tick(r);
 	expire_tick(r);
 }
@@ -355,6 +410,8 @@ int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 	r->ka_method = strcmp(conf_str(c, "keepalive", "method"), "crlf") == 0 ? KA_CRLF
 										 : KA_OPTIONS;
 	r->ka_max_failures = (unsigned)conf_int(c, "keepalive", "max_failures");
+	r->flow_timer_udp = (unsigned)conf_int(c, "outbound", "flow_timer_udp");
+	r->flow_timer_tcp = (unsigned)conf_int(c, "outbound", "flow_timer_tcp");
 	timer_init(&r->ka_timer);
 	timer_init(&r->expire_timer);
 	pthread_mutex_init(&r->ka_lock, NULL);
@@ -367,6 +424,8 @@ int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 		free(r);
 		return err;
 	}
+	/* one scheduler: the edge's flow table pings and watches our flows */
+	edge_flows_set_handlers(edge_flows(e), flow_failed, flow_ping, r);
 	metric_register(&reg_m_registers);
 	metric_register(&reg_m_rejected);
 	metric_register(&reg_m_forbidden);
@@ -380,6 +439,7 @@ void registrar_free(struct registrar *r)
 {
 	if (!r)
 		return;
+	edge_flows_set_handlers(edge_flows(r->edge), NULL, NULL, NULL);
 	/* the loops are stopped but still exist: unlink our timers from them */
 	timer_cancel(&r->ka_timer);
 	timer_cancel(&r->expire_timer);

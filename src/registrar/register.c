@@ -22,10 +22,15 @@ const struct conf_key registrar_conf_keys[] = {
 	{"registrar", "open", CONF_BOOL, "no", 0, 0, NULL,
 	 "DANGEROUS: with no users configured, accept REGISTER from any source, not only "
 	 "loopback and private ones (anyone on the internet can then take any AOR)"},
+	{"outbound", "flow_timer_udp", CONF_INT, "25", 1, 3600, NULL,
+	 "Flow-Timer promised to RFC 5626 phones registering over UDP: seconds between their "
+	 "keepalives (below common NAT UDP lifetimes of 30 s)"},
+	{"outbound", "flow_timer_tcp", CONF_INT, "120", 1, 3600, NULL,
+	 "Flow-Timer promised to RFC 5626 phones registering over TCP"},
 	{"keepalive", "interval", CONF_INT, "20", 0, 3600, NULL,
-	 "seconds between server pings to NATed UDP phones (one per source flow; a source "
-	 "that has not shown it is real gets one OPTIONS per REGISTER; the bindings are swept "
-	 "in slices, so a ping may be up to interval/4 late); 0 = off"},
+	 "seconds between server pings to NATed UDP phones without outbound (one per source "
+	 "flow and AOR; a source that has not shown it is real gets one OPTIONS per REGISTER); "
+	 "0 = off"},
 	{"keepalive", "method", CONF_ENUM, "options", 0, 0, "options|crlf",
 	 "ping with an OPTIONS request or a CRLF datagram"},
 	{"keepalive", "max_failures", CONF_INT, "3", 1, 100, NULL,
@@ -360,6 +365,13 @@ static void reply_ok(struct reg_job *j)
 	}
 	if (j->outbound && any_outbound)
 		buf_append_cstr(&extra, "Require: outbound\r\n"); /* RFC 5626 6 */
+	/* RFC 5626 5.4 / 6: as the first hop we watch this flow's keepalives
+	 * (registrar_flow_sync) and say how often we expect them */
+	bool flow_reg_id = false;
+	for (size_t i = 0; i < j->n; i++)
+		flow_reg_id |= j->c[i].reg_id && j->c[i].expires;
+	if (j->outbound && flow_reg_id && !j->path.l)
+		buf_printf(&extra, "Flow-Timer: %u\r\n", registrar_flow_timer(r, j->flow.tp));
 	if (j->path.l)
 		buf_printf(&extra, "Path: %.*s\r\n", (int)j->path.l, j->path.p); /* RFC 3327 5.3 */
 	buf_append_cstr(&extra, date_header());
@@ -388,6 +400,7 @@ static void job_finish(void *arg)
 		stsx_reply(j->st, 500, "Binding Not Stored", "Retry-After: 1\r\n");
 	} else {
 		reply_ok(j);
+		registrar_flow_sync(j->r, &j->flow, j->aor, j->outbound);
 	}
 	free(j);
 }

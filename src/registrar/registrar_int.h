@@ -28,8 +28,8 @@ struct registrar {
 	unsigned ka_interval;
 	enum ka_method ka_method;
 	unsigned ka_max_failures;
-	struct timer ka_timer; /* worker 0 */
-	struct store_cursor ka_cursor; /* where the keepalive sweep stands (worker 0) */
+	unsigned flow_timer_udp, flow_timer_tcp; /* [outbound], seconds */
+	struct timer ka_timer; /* worker 0: forgets unanswered pings */
 	struct timer expire_timer;
 	/* id -> aor of pings in flight; guarded by ka_lock (answers arrive on any worker) */
 	pthread_mutex_t ka_lock;
@@ -45,6 +45,14 @@ struct registrar {
 	struct log_burst full_log;    /* 503 at max_bindings */
 	char retry_after_hdr[32];     /* "Retry-After: N\r\n", [sip] retry_after */
 };
+
+/* keepalive.c: the Flow-Timer promised for flows of transport tp. */
+unsigned registrar_flow_timer(const struct registrar *r, enum net_transport tp);
+/* keepalive.c: after a REGISTER over f for aor was committed (or at start):
+ * tells the edge's flow table what the AOR's bindings on f need (server
+ * pings, a keepalive check when outbound asked for it and the registrar is
+ * the first hop, their expiry), or that none is left on f. */
+void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool outbound);
 
 /* policy.c: reads [sip] domains and [registrar] open; EINVAL (logged) on a bad list. */
 int registrar_policy_init(struct registrar *r, const struct conf *c);
