@@ -12,6 +12,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: pinhole ctl [--control ADDR] [--token-file FILE] [--json] <what>\n\n"
 		   "  registrations   bindings: AOR, contact, real source, flow, expiry, NAT, keepalive\n"
+		   "  flows           flows bindings use: transport, local socket, remote address,\n"
+		   "                  age, last keepalive, owner AOR/instance/reg-id, state\n"
 		   "  counters        counters as JSON\n"
 		   "  metrics         counters in Prometheus text format\n\n"
 		   "  --control ADDR  control endpoint (default 127.0.0.1:5080)\n"
@@ -61,6 +63,8 @@ int cli_ctl(int argc, char **argv)
 	const char *path;
 	if (strcmp(what, "registrations") == 0)
 		path = json ? "/registrations" : "/registrations?format=text";
+	else if (strcmp(what, "flows") == 0)
+		path = json ? "/flows" : "/flows?format=text";
 	else if (strcmp(what, "counters") == 0)
 		path = "/counters";
 	else if (strcmp(what, "metrics") == 0)

@@ -51,6 +51,17 @@ static int route_registrations(const char *query, struct buf *out, const char **
 	return registrar_dump_json(s->reg, out) ? 500 : 200;
 }
 
+static int route_flows(const char *query, struct buf *out, const char **ctype, void *arg)
+{
+	struct server *s = arg;
+	struct edge_flows *fl = edge_flows(s->edge);
+	if (strstr(query, "format=text")) {
+		*ctype = "text/plain";
+		return edge_flows_dump_text(fl, time_mono_ms(), out) ? 500 : 200;
+	}
+	return edge_flows_dump_json(fl, time_mono_ms(), out) ? 500 : 200;
+}
+
 static void refresh_gauges(struct server *s);
 
 static int route_counters(const char *query, struct buf *out, const char **ctype, void *arg)
@@ -382,6 +393,8 @@ int cli_serve(int argc, char **argv)
 			goto out;
 		if (s.reg)
 			ctl_route(s.ctl, "/registrations", route_registrations, &s);
+		if (s.edge)
+			ctl_route(s.ctl, "/flows", route_flows, &s);
 		ctl_route(s.ctl, "/counters", route_counters, &s);
 		ctl_route(s.ctl, "/metrics", route_metrics, &s);
 	}

@@ -645,10 +645,10 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 		buf_init(&out);
 		if (e->on_stun(f, (const uint8_t *)data, len, &out, e->stun_arg) == 0 && out.len) {
 			metric_inc(&edge_m_stun);
-			edge_send(e, f, out.data, out.len);
 			/* answered (a Binding request within its source's budget):
 			 * it keeps this exact flow alive, no other */
 			edge_flows_keepalive(e->flows, f, EDGE_KA_STUN, loop_now_ms(worker_loop(w)));
+			edge_send(e, f, out.data, out.len);
 		} else {
 			metric_inc(&edge_m_dropped);
 		}
@@ -657,9 +657,9 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 	}
 	if (only_crlf(data, len)) {
 		metric_inc(&edge_m_crlf);
+		edge_flows_keepalive(e->flows, f, EDGE_KA_CRLF, loop_now_ms(worker_loop(w)));
 		if (f->tp != NET_UDP && len >= 4)
 			edge_send(e, f, "\r\n", 2); /* pong */
-		edge_flows_keepalive(e->flows, f, EDGE_KA_CRLF, loop_now_ms(worker_loop(w)));
 		return;
 	}
 	/* over its rate a source is dropped unanswered, before any parse: an

@@ -399,8 +399,9 @@ static void job_finish(void *arg)
 		LOG_D("registrar", "%s: store error: %s", j->aor, strerror(j->err));
 		stsx_reply(j->st, 500, "Binding Not Stored", "Retry-After: 1\r\n");
 	} else {
-		reply_ok(j);
+		/* watched before the phone hears the 200 and starts its keepalives */
 		registrar_flow_sync(j->r, &j->flow, j->aor, j->outbound);
+		reply_ok(j);
 	}
 	free(j);
 }
