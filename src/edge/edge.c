@@ -236,6 +236,8 @@ static void edge_conn_closed(struct worker *w, const struct flow *f, void *arg)
 {
 	struct edge *e = arg;
 	edge_tsx_conn_closed(e, f->conn_id);
+	/* the bindings on it fail now, not at their keepalive deadline */
+	edge_flows_conn_closed(e->flows, f->conn_id, loop_now_ms(worker_loop(w)));
 	if (e->on_closed)
 		e->on_closed(w, f, e->closed_arg);
 }
@@ -318,7 +320,6 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 		edge_free(e);
 		return err;
 	}
-	e->flows_poll_conns = true;
 	timer_init(&e->flows_timer);
 	edge_flows_start(e);
 	metric_register(&edge_m_requests);

@@ -319,16 +319,12 @@ int edge_flows_bind(struct edge_flows *fl, const struct flow *f, const struct ed
 /* aor no longer uses f: its entry goes. */
 void edge_flows_unbind(struct edge_flows *fl, const struct flow *f, const char *aor);
 /* Fails every bound entry of connection conn_id at once (cause closed);
- * unbound ones go. */
+ * unbound ones go. The edge calls it from the net's connection-closed hook. */
 void edge_flows_conn_closed(struct edge_flows *fl, uint64_t conn_id, uint64_t now_ms);
 /* A send on stream f was refused: fails its bound entries (cause send). */
 void edge_flows_send_failed(struct edge_flows *fl, const struct flow *f, uint64_t now_ms);
-/* Whether a connection still exists (the tick asks for bound stream flows
- * until the net tells us of closes itself). */
-typedef bool(edge_flows_conn_alive_h)(uint64_t conn_id, void *arg);
-/* Runs the wheel up to now: deadlines, pings, expiries. alive may be NULL. */
-void edge_flows_tick(struct edge_flows *fl, uint64_t now_ms, edge_flows_conn_alive_h *alive,
-		     void *arg);
+/* Runs the wheel up to now: deadlines, pings, expiries. */
+void edge_flows_tick(struct edge_flows *fl, uint64_t now_ms);
 
 /* One entry as the dump and tests see it. */
 struct edge_flow_info {

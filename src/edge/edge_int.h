@@ -121,9 +121,6 @@ struct edge {
 	/* the flow table (flows.c) and its wheel's tick on worker 0; owned */
 	struct edge_flows *flows;
 	struct timer flows_timer; /* worker 0 */
-	/* ask the net each tick whether bound connections live: until the net
-	 * tells of closes itself (the connection-closed hook) */
-	bool flows_poll_conns;
 };
 
 /* flows.c: the wheel ticks every quarter second on worker 0 (edge_flows_start). */

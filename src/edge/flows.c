@@ -14,8 +14,6 @@
 #define FLOW_SHARDS 32
 #define WHEEL_SLOTS 1024
 #define SLOT_MS 250
-/* the connections are polled once a second, not each slot */
-#define POLL_EVERY 4
 #define FLOW_BUCKETS_MIN 16
 /* a failed entry stays this long, for ctl flows, before it goes */
 #define FLOW_LINGER_S 60
@@ -54,7 +52,6 @@ struct edge_flows {
 	struct fshard sh[FLOW_SHARDS];
 	size_t shard_max, shard_max_unowned; /* RO after alloc */
 	unsigned margin_s, idle_udp_s, idle_tcp_s;
-	unsigned ticks; /* the tick's thread only */
 	edge_flow_fail_h *on_fail; /* RO after setup */
 	edge_flow_ping_h *on_ping;
 	void *arg;
@@ -546,33 +543,12 @@ static void entry_due(struct edge_flows *fl, struct fshard *s, struct fentry *e,
 	schedule_owned(fl, s, e);
 }
 
-/* Bound stream flows whose connection went without a word to us: polled
- * each tick while the net has no close hook. */
-static void poll_conns(struct edge_flows *fl, struct fshard *s, uint64_t now_ms,
-		       edge_flows_conn_alive_h *alive, void *arg)
-{
-	for (size_t b = 0; b < s->n_buckets; b++) {
-		struct fentry *e = s->hash[b];
-		while (e) {
-			struct fentry *next = e->hnext;
-			if (e->flow.tp != NET_UDP && e->owner && !e->failed &&
-			    !alive(e->flow.conn_id, arg))
-				entry_fail(fl, s, e, EDGE_FLOW_CLOSED, now_ms);
-			e = next;
-		}
-	}
-}
-
-void edge_flows_tick(struct edge_flows *fl, uint64_t now_ms, edge_flows_conn_alive_h *alive,
-		     void *arg)
+void edge_flows_tick(struct edge_flows *fl, uint64_t now_ms)
 {
 	uint64_t now_u = now_ms / SLOT_MS;
-	bool poll = alive && fl->ticks++ % POLL_EVERY == 0;
 	for (unsigned i = 0; i < FLOW_SHARDS; i++) {
 		struct fshard *s = &fl->sh[i];
 		pthread_mutex_lock(&s->lock);
-		if (poll)
-			poll_conns(fl, s, now_ms, alive, arg);
 		/* the slots since the last tick, each at most once (the first
 		 * tick, or one after a long stall, looks at every slot) */
 		uint64_t from;
@@ -744,16 +720,11 @@ void edge_flows_stats_get(struct edge_flows *fl, struct edge_flows_stats *out)
 
 /* ---- the edge's table: a tick a slot on worker 0 ---- */
 
-static bool conn_alive(uint64_t conn_id, void *arg)
-{
-	return net_conn_alive(arg, conn_id);
-}
-
 static void flows_tick(void *arg)
 {
 	struct edge *e = arg;
 	struct loop *l = worker_loop(net_worker(e->net, 0));
-	edge_flows_tick(e->flows, loop_now_ms(l), e->flows_poll_conns ? conn_alive : NULL, e->net);
+	edge_flows_tick(e->flows, loop_now_ms(l));
 	timer_start(l, &e->flows_timer, SLOT_MS, flows_tick, e);
 }
 

@@ -147,9 +147,9 @@ static void send_ping(struct registrar *r, const struct store_binding *b, int64_
 	buf_free(&req);
 }
 
-/* Bindings of one AOR looked at for one flow, on the heap: up to this many
- * share the ping of their flow; more than that are not looked at. */
-#define KA_GROUP_MAX 64
+/* Bindings of one AOR looked at for one flow: on the stack up to this many
+ * (most AORs have one or two), else on the heap up to max_contacts. */
+#define KA_GROUP_STACK 4
 
 static bool pingable(const struct store_binding *b)
 {
@@ -157,20 +157,31 @@ static bool pingable(const struct store_binding *b)
 	return b->behind_nat && b->flow.tp == NET_UDP && !b->reg_id;
 }
 
-/* The AOR's bindings on flow f into g[KA_GROUP_MAX] (malloc'd, or NULL on
- * no memory): how many. */
+/* The AOR's bindings on flow f, into stack (KA_GROUP_STACK of them) or, when
+ * the AOR has more, a heap block: *g says which (free it with group_free).
+ * How many. */
 static size_t on_flow(struct registrar *r, const char *aor, const struct flow *f,
-		      struct store_binding **g)
+		      struct store_binding *stack, struct store_binding **g)
 {
-	*g = malloc(KA_GROUP_MAX * sizeof **g);
 	size_t n = 0, k = 0;
-	if (!*g)
-		return 0;
-	registrar_lookup(r, aor, *g, KA_GROUP_MAX, &n);
+	*g = stack;
+	if (store_lookup(r->store, slice_cstr(aor), stack, KA_GROUP_STACK, &n) == ENOBUFS) {
+		struct store_binding *h = malloc(sizeof *h * (size_t)r->max_contacts);
+		if (h) {
+			*g = h;
+			registrar_lookup(r, aor, h, (size_t)r->max_contacts, &n);
+		}
+	}
 	for (size_t i = 0; i < n; i++)
 		if (flow_eq(&(*g)[i].flow, f))
 			(*g)[k++] = (*g)[i];
 	return k;
+}
+
+static void group_free(struct store_binding *stack, struct store_binding *g)
+{
+	if (g != stack)
+		free(g);
 }
 
 /* The flow table's ping handler (the wheel on worker 0, the entry's shard
@@ -179,13 +190,13 @@ static size_t on_flow(struct registrar *r, const char *aor, const struct flow *f
 static bool flow_ping(const struct flow *f, const char *aor, void *arg)
 {
 	struct registrar *r = arg;
-	struct store_binding *g;
-	size_t n = on_flow(r, aor, f, &g), lead = n;
+	struct store_binding stack[KA_GROUP_STACK], *g;
+	size_t n = on_flow(r, aor, f, stack, &g), lead = n;
 	for (size_t i = 0; i < n; i++)
 		if (pingable(&g[i]) && (lead == n || g[i].id < g[lead].id))
 			lead = i;
 	if (lead == n || g[lead].ka.unreachable || !r->ka_interval) {
-		free(g);
+		group_free(stack, g);
 		return false; /* not ours to ping, or pinging stopped */
 	}
 	const struct store_binding *b = &g[lead];
@@ -218,7 +229,7 @@ static bool flow_ping(const struct flow *f, const char *aor, void *arg)
 	for (size_t i = 0; i < n; i++)
 		if (pingable(&g[i]))
 			store_ka_set(r->store, slice_cstr(aor), g[i].id, &ka);
-	free(g);
+	group_free(stack, g);
 	return !ka.unreachable;
 }
 
@@ -230,8 +241,8 @@ static size_t flow_failed(const struct flow *f, const char *aor, enum edge_flow_
 			  void *arg)
 {
 	struct registrar *r = arg;
-	struct store_binding *g;
-	size_t n = on_flow(r, aor, f, &g);
+	struct store_binding stack[KA_GROUP_STACK], *g;
+	size_t n = on_flow(r, aor, f, stack, &g);
 	for (size_t i = 0; i < n; i++) {
 		struct store_ka ka = g[i].ka;
 		ka.unreachable = true;
@@ -246,7 +257,7 @@ static size_t flow_failed(const struct flow *f, const char *aor, enum edge_flow_
 						   : "send failed",
 		      n);
 	}
-	free(g);
+	group_free(stack, g);
 	return n;
 }
 
@@ -257,11 +268,11 @@ unsigned registrar_flow_timer(const struct registrar *r, enum net_transport tp)
 
 void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool outbound)
 {
-	struct store_binding *g;
-	size_t n = on_flow(r, aor, f, &g);
+	struct store_binding stack[KA_GROUP_STACK], *g;
+	size_t n = on_flow(r, aor, f, stack, &g);
 	struct edge_flows *fl = edge_flows(r->edge);
 	if (!n) {
-		free(g);
+		group_free(stack, g);
 		edge_flows_unbind(fl, f, aor); /* removed, or moved to another flow */
 		return;
 	}
@@ -280,8 +291,13 @@ void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *
 		}
 	}
 	fb.expires_s = until > now ? (unsigned)(until - now) : 1;
-	edge_flows_bind(fl, f, &fb, time_mono_ms());
-	free(g);
+	uint64_t now_ms = time_mono_ms();
+	edge_flows_bind(fl, f, &fb, now_ms);
+	group_free(stack, g);
+	/* a connection that closed before its REGISTER was answered: its close
+	 * went by before the flow was bound */
+	if (f->tp != NET_UDP && !net_conn_alive(edge_net(r->edge), f->conn_id))
+		edge_flows_conn_closed(fl, f->conn_id, now_ms);
 }
 
 /* Bindings loaded at start whose flows outlive a restart (UDP) are watched

@@ -83,7 +83,7 @@ static bool failed(struct edge_flows *fl, const struct flow *f, const char *aor)
 static void run(struct edge_flows *fl, uint64_t *now, uint64_t until)
 {
 	for (; *now <= until; *now += 250)
-		edge_flows_tick(fl, *now, NULL, NULL);
+		edge_flows_tick(fl, *now);
 	*now -= 250;
 }
 
@@ -197,31 +197,6 @@ static void test_closed_connection_fails_at_once(void **state)
 	edge_flows_send_failed(fl, &g, T0 + 20);
 	assert_int_equal(s.fails, 2);
 	assert_int_equal(s.cause, EDGE_FLOW_SEND);
-	edge_flows_free(fl);
-}
-
-static bool alive_none(uint64_t conn_id, void *arg)
-{
-	(void)conn_id;
-	(void)arg;
-	return false;
-}
-
-/* Until the net reports closes, the tick asks after bound connections. */
-static void test_polled_close_fails(void **state)
-{
-	(void)state;
-	struct seen s;
-	struct edge_flows *fl = table(&s, 0, 10);
-	struct flow f = tcp_flow("198.51.100.7:40000", 42);
-	struct edge_flow_bind b = {.aor = "bob@example.com", .reg_id = 2, .check_s = 120};
-	assert_int_equal(edge_flows_bind(fl, &f, &b, T0), 0);
-	edge_flows_tick(fl, T0 + 250, NULL, NULL);
-	assert_int_equal(s.fails, 0);
-	for (uint64_t t = T0 + 250; t <= T0 + 1250; t += 250)
-		edge_flows_tick(fl, t, alive_none, NULL);
-	assert_int_equal(s.fails, 1);
-	assert_int_equal(s.cause, EDGE_FLOW_CLOSED);
 	edge_flows_free(fl);
 }
 
@@ -548,7 +523,6 @@ int main(void)
 		cmocka_unit_test(test_keepalives_keep_it_alive),
 		cmocka_unit_test(test_spoofed_keepalive_keeps_nothing),
 		cmocka_unit_test(test_closed_connection_fails_at_once),
-		cmocka_unit_test(test_polled_close_fails),
 		cmocka_unit_test(test_no_outbound_gets_pings_not_failure),
 		cmocka_unit_test(test_flood_does_not_push_out_bound_flows),
 		cmocka_unit_test(test_full_of_bound_flows_refuses),
