@@ -70,6 +70,14 @@ int conf_alloc(struct conf **cp, const struct conf_key *const *tables)
 	}
 	for (size_t t = 0; tables[t]; t++) {
 		for (const struct conf_key *k = tables[t]; k->name; k++) {
+			/* a section spans tables, a key is declared once: two
+			 * modules that declare one would print it twice and read
+			 * the first one's default */
+			if (find_entry(c, k->section, k->name)) {
+				LOG_E("config", "internal: [%s] %s declared twice", k->section, k->name);
+				conf_free(c);
+				return EEXIST;
+			}
 			struct conf_entry *e = &c->entries[c->n_entries++];
 			e->key = k;
 			e->value = strdup(k->def ? k->def : "");

@@ -155,7 +155,8 @@ struct conf_key {
 
 struct conf;
 
-/* Builds a config holding the defaults of the given NULL-terminated key tables. */
+/* Builds a config holding the defaults of the given NULL-terminated key
+ * tables. EEXIST (logged) when two tables, or one, declare the same key. */
 int conf_alloc(struct conf **cp, const struct conf_key *const *tables);
 void conf_free(struct conf *c);
 /* Loads a file; on error returns EINVAL and writes "file:line: message" to err. */

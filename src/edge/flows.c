@@ -24,19 +24,25 @@ struct fowner {
 	uint32_t reg_id;
 };
 
-/* One (flow, owner). Owned by its shard; touched under the shard's lock. */
+/* One (flow, owner). Owned by its shard; touched under the shard's lock.
+ * What a keepalive reads and writes is in the first cache line: the chain,
+ * the hash (for a stream, mix64 of its connection id: equal hashes are the
+ * same connection) and the time. */
 struct fentry {
-	struct fentry *hnext;	       /* hash chain */
-	struct fentry *wnext, **wprev; /* wheel slot list; wprev NULL when out of the wheel */
-	struct fentry *unext, *uprev;  /* the shard's unbound entries, oldest first */
-	struct fowner *owner;	       /* NULL: belongs to no binding */
-	struct flow flow;
-	uint64_t opened_ms, last_ka_ms, bound_ms, next_ping_ms, expires_ms, failed_ms;
-	uint64_t due_u; /* its wheel slot's time, in SLOT_MS units */
-	uint32_t check_s, ping_s;
+	struct fentry *hnext; /* hash chain */
+	uint64_t h;	      /* flow_hash(&flow) */
+	uint64_t last_ka_ms;
+	uint8_t tp;   /* flow.tp */
 	uint8_t kind; /* enum edge_ka_kind of the last keepalive, 0 = none */
 	bool failed;
 	uint8_t cause;
+	uint32_t check_s, ping_s;
+	struct fowner *owner;	       /* NULL: belongs to no binding */
+	struct fentry *wnext, **wprev; /* wheel slot list; wprev NULL when out of the wheel */
+	struct fentry *unext, *uprev;  /* the shard's unbound entries, oldest first */
+	uint64_t opened_ms, bound_ms, next_ping_ms, expires_ms, failed_ms;
+	uint64_t due_u; /* its wheel slot's time, in SLOT_MS units */
+	struct flow flow;
 };
 
 struct fshard {
@@ -109,6 +115,13 @@ static bool same_flow(const struct flow *a, const struct flow *b)
 	if (a->tp != NET_UDP)
 		return a->conn_id == b->conn_id;
 	return a->listener == b->listener && net_addr_eq(&a->remote, &b->remote);
+}
+
+/* Whether e is f's entry (h = flow_hash(f)): streams by hash alone (mix64
+ * is a bijection of the connection id), datagrams by hash and then key. */
+static bool entry_is(const struct fentry *e, uint64_t h, const struct flow *f)
+{
+	return e->h == h && e->tp == f->tp && (f->tp != NET_UDP || same_flow(&e->flow, f));
 }
 
 static struct fshard *shard_of(struct edge_flows *fl, uint64_t h)
@@ -250,7 +263,7 @@ static void unowned_push(struct fshard *s, struct fentry *e)
 
 static void entry_remove(struct edge_flows *fl, struct fshard *s, struct fentry *e)
 {
-	struct fentry **pp = bucket_of(s, flow_hash(&e->flow));
+	struct fentry **pp = bucket_of(s, e->h);
 	while (*pp && *pp != e)
 		pp = &(*pp)->hnext;
 	if (*pp)
@@ -279,7 +292,7 @@ static void maybe_grow(struct fshard *s)
 		while (s->hash[b]) {
 			struct fentry *e = s->hash[b];
 			s->hash[b] = e->hnext;
-			struct fentry **head = &nh[(flow_hash(&e->flow) / FLOW_SHARDS) & (nb - 1)];
+			struct fentry **head = &nh[(e->h / FLOW_SHARDS) & (nb - 1)];
 			e->hnext = *head;
 			*head = e;
 		}
@@ -311,6 +324,8 @@ static struct fentry *entry_new(struct fshard *s, const struct flow *f, uint64_t
 	if (!e)
 		return NULL;
 	e->flow = *f;
+	e->h = h;
+	e->tp = (uint8_t)f->tp;
 	e->opened_ms = now_ms;
 	struct fentry **head = bucket_of(s, h);
 	e->hnext = *head;
@@ -374,7 +389,7 @@ static void entry_fail(struct edge_flows *fl, struct fshard *s, struct fentry *e
 static struct fentry *find(struct fshard *s, uint64_t h, const struct flow *f, const char *aor)
 {
 	for (struct fentry *e = *bucket_of(s, h); e; e = e->hnext) {
-		if (!same_flow(&e->flow, f))
+		if (!entry_is(e, h, f))
 			continue;
 		if (!aor ? !e->owner : (!aor[0] || (e->owner && strcmp(e->owner->aor, aor) == 0)))
 			return e;
@@ -391,7 +406,7 @@ void edge_flows_keepalive(struct edge_flows *fl, const struct flow *f, enum edge
 	pthread_mutex_lock(&s->lock);
 	bool any = false;
 	for (struct fentry *e = *bucket_of(s, h); e; e = e->hnext) {
-		if (!same_flow(&e->flow, f))
+		if (!entry_is(e, h, f))
 			continue;
 		any = true;
 		/* only the time: the wheel finds the entry later at its old
@@ -485,7 +500,7 @@ static void fail_conn(struct edge_flows *fl, const struct flow *f, uint64_t conn
 	struct fentry *e = *bucket_of(s, h);
 	while (e) {
 		struct fentry *next = e->hnext;
-		if (e->flow.tp != NET_UDP && e->flow.conn_id == key.conn_id) {
+		if (e->h == h && e->tp != NET_UDP) { /* ids are unique across transports */
 			if (e->owner)
 				entry_fail(fl, s, e, cause, now_ms);
 			else

@@ -41,6 +41,30 @@ static struct conf *new_conf(void)
 	return c;
 }
 
+/* A section may span tables, a key may not be declared twice: two modules
+ * that meet on a key must agree on who declares it. */
+static void key_declared_twice_is_refused(void **state)
+{
+	(void)state;
+	static const struct conf_key more_sip[] = {
+		{"sip", "workers", CONF_INT, "0", 0, 8, NULL, "a new key in a known section"},
+		{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
+	};
+	static const struct conf_key again[] = {
+		{"SIP", "Port", CONF_INT, "5070", 1, 65535, NULL, "the same key again"},
+		{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
+	};
+	const struct conf_key *const spans[] = {sip_keys, more_sip, NULL};
+	const struct conf_key *const twice[] = {sip_keys, relay_keys, again, NULL};
+	struct conf *c = NULL;
+	assert_int_equal(conf_alloc(&c, spans), 0);
+	assert_int_equal(conf_int(c, "sip", "workers"), 0);
+	conf_free(c);
+	c = NULL;
+	assert_int_equal(conf_alloc(&c, twice), EEXIST);
+	assert_null(c);
+}
+
 static void defaults_are_set(void **state)
 {
 	(void)state;
@@ -328,6 +352,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(defaults_are_set),
+		cmocka_unit_test(key_declared_twice_is_refused),
 		cmocka_unit_test(good_values_load),
 		cmocka_unit_test(inline_comments),
 		cmocka_unit_test(unknown_key_names_line_and_key),
