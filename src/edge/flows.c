@@ -707,14 +707,14 @@ static void text_one(const struct edge_flow_info *fi, uint64_t now_ms, struct bu
 	else
 		snprintf(rid, sizeof rid, "-");
 	snprintf(state, sizeof state, "%s%s", fi->failed ? "FAILED:" : "", state_of(fi));
-	buf_printf(o, "%-4s %-22s %-24s %6lld %-10s %-28s %-47s %-6s %s\n",
+	buf_printf(o, "%-4s %-22s %-24s %6lld %-10s %-28s %-49s %-6s %s\n",
 		   net_transport_name(fi->flow.tp), local, remote, ago_s(now_ms, fi->opened_ms), ka,
 		   fi->aor[0] ? fi->aor : "-", fi->instance[0] ? fi->instance : "-", rid, state);
 }
 
 int edge_flows_dump_text(struct edge_flows *fl, uint64_t now_ms, struct buf *out)
 {
-	buf_printf(out, "%-4s %-22s %-24s %6s %-10s %-28s %-47s %-6s %s\n", "TP", "LOCAL", "REMOTE",
+	buf_printf(out, "%-4s %-22s %-24s %6s %-10s %-28s %-49s %-6s %s\n", "TP", "LOCAL", "REMOTE",
 		   "AGE", "KEEPALIVE", "AOR", "INSTANCE", "REG-ID", "STATE");
 	return dump(fl, now_ms, out, text_one);
 }

@@ -398,7 +398,7 @@ if with_counter keepalive_pending "3 reflect (spoofed REGISTER at a victim)"; th
 	contacts=
 	for i in $(seq 1 16); do contacts+="Contact: <sip:v$i@$VICTIM:$((6000 + i))>"$'\r\n'; done
 	mallory_nonce reflect-nonce
-	ka0=$(counter keepalive_sent_total) un0=$(counter keepalive_unreachable_total)
+	ka0=$(counter keepalives_sent_total) un0=$(counter keepalive_unreachable_total)
 	v0=$(counted vic victim) vb0=$(counted vic victim bytes)
 	VIA="$VICTIM:5080" req REGISTER "sip:$SRV:5060" "sip:alice@$SRV" "sip:alice@$SRV" "${contacts}Expires: 3600"$'\r\n'
 	spoof1=$REQ
@@ -515,8 +515,8 @@ if [ "$REFLECT" = 1 ]; then
 	w=$(( SPOOF_AT + 5 * KA + 1 - $(date +%s) ))
 	[ "$w" -gt 0 ] && sleep "$w"
 	vp=$(( $(counted vic victim) - v0 )) vb=$(( $(counted vic victim bytes) - vb0 ))
-	ka=$(( $(counter keepalive_sent_total) - ka0 )) un=$(( $(counter keepalive_unreachable_total) - un0 ))
-	lab_log "3 reflect: over $(( $(date +%s) - SPOOF_AT )) s ($KA s keepalive interval) the victim got $vp datagrams, $vb bytes for the attacker's $SPOOF_BYTES (keepalive_sent_total +$ka, keepalive_unreachable_total +$un)"
+	ka=$(( $(counter keepalives_sent_total) - ka0 )) un=$(( $(counter keepalive_unreachable_total) - un0 ))
+	lab_log "3 reflect: over $(( $(date +%s) - SPOOF_AT )) s ($KA s keepalive interval) the victim got $vp datagrams, $vb bytes for the attacker's $SPOOF_BYTES (keepalives_sent_total +$ka, keepalive_unreachable_total +$un)"
 	# the two 401s and nothing else: mallory's credentials were over a
 	# nonce sent to the attacker's address, so they do not verify from the
 	# victim's, and no binding (nor ping) is made there
