@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -150,6 +152,38 @@ static void test_path_binding_pinged_through_path(void **state)
 	assert_true(seen[0] && seen[1]);
 	phone_close(&edge);
 	test_server_stop(&s);
+/* Pings are scheduled per flow by the edge's flow table, which starts empty:
+ * bindings loaded from the database at start are put back in it, so a NATed
+ * phone keeps being pinged across a restart (its NAT binding would close). */
+static void test_pings_resume_after_restart(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/pinhole-karestart-XXXXXX", conf[256];
+	assert_non_null(mkdtemp(dir));
+	snprintf(conf, sizeof conf,
+		 "[sip]\nlisten = udp:127.0.0.1:0\nt1 = 100\n[keepalive]\ninterval = 1\n"
+		 "[proxy]\nrelay = none\n[store]\npath = %s/ka.db\n",
+		 dir);
+	struct test_server s1;
+	test_server_start(&s1, conf);
+	struct phone p;
+	phone_open(&p, &s1);
+	phone_register(&p, "restarted");
+	char msg[4096];
+	phone_expect(&p, "OPTIONS sip:restarted@10.1.1.1:", msg, sizeof msg);
+	phone_reply(&p, msg, 200, "OK", "rs");
+	test_server_stop(&s1);
+	test_server_start(&s1, conf);
+	phone_expect(&p, "OPTIONS sip:restarted@10.1.1.1:", msg, sizeof msg);
+	phone_close(&p);
+	test_server_stop(&s1);
+	char path[128];
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof path, "%s/ka.db%s", dir, suffix[i]);
+		unlink(path);
+	}
+	rmdir(dir);
 }
 
 int main(void)
@@ -159,6 +193,7 @@ int main(void)
 		cmocka_unit_test(test_silent_binding_becomes_unreachable),
 		cmocka_unit_test(test_proven_then_silent_stops),
 		cmocka_unit_test(test_path_binding_pinged_through_path),
+		cmocka_unit_test(test_pings_resume_after_restart),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
