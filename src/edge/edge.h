@@ -252,8 +252,9 @@ void edge_new_tag(char out[24]);
  * (edge_flow_ping_h). A keepalive only writes the entry's time: a live flow
  * is looked at by the wheel once per interval, never per keepalive or tick.
  *
- * Who can grow it: anyone who sends a STUN Binding or CRLF to a SIP port
- * makes an entry that belongs to no binding (spoofed UDP sources included).
+ * Who can grow it: anyone who sends a STUN Binding to a SIP UDP port (within
+ * its source's STUN budget, spoofed sources included) or a CRLF over a TCP
+ * connection makes an entry that belongs to no binding.
  * Those are bounded apart (1/16 of [outbound] max_flows) and give way oldest
  * first, to each other and to bound flows; a bound entry never gives way.
  * At the bound with no unbound entry left, a bind is refused and counted
@@ -308,7 +309,8 @@ void edge_flows_free(struct edge_flows *fl);
 void edge_flows_set_handlers(struct edge_flows *fl, edge_flow_fail_h *fail, edge_flow_ping_h *ping,
 			     void *arg);
 /* A keepalive arrived on f (the exact flow: same listener and remote
- * address, or the same connection). Makes an unbound entry when none has f. */
+ * address, or the same connection). Makes an unbound entry when none has f,
+ * for a STUN request or a CRLF over a connection (not a CRLF datagram). */
 void edge_flows_keepalive(struct edge_flows *fl, const struct flow *f, enum edge_ka_kind kind,
 			  uint64_t now_ms);
 /* (Re)binds f for b->aor: the entry is alive again, its keepalive clock and

@@ -414,7 +414,12 @@ void edge_flows_keepalive(struct edge_flows *fl, const struct flow *f, enum edge
 		e->last_ka_ms = now_ms;
 		e->kind = (uint8_t)kind;
 	}
-	if (!any && make_room(fl, s, true)) {
+	/* an unknown flow gets an entry for a STUN request (answered, so within
+	 * its source's STUN budget) or a CRLF over a connection (bounded by the
+	 * connection caps), not for a CRLF datagram: anyone may send those at
+	 * any rate, and an entry says nothing for a flow that never registers */
+	bool create = kind == EDGE_KA_STUN || f->tp != NET_UDP;
+	if (!any && create && make_room(fl, s, true)) {
 		struct fentry *e = entry_new(s, f, h, now_ms);
 		if (e) {
 			e->last_ka_ms = now_ms;

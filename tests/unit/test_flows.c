@@ -266,6 +266,11 @@ static void test_flood_does_not_push_out_bound_flows(void **state)
 	assert_true(st.unowned <= 32 * 6);
 	assert_true(st.flows <= 3200);
 	assert_true(st.evicted - st0.evicted >= 100000 - 32 * 6);
+	/* CRLF datagrams (anyone may send them at any rate) make no entry */
+	struct flow crlf = udp_flow("192.0.2.200:60000");
+	edge_flows_keepalive(fl, &crlf, EDGE_KA_CRLF, T0 + 1);
+	struct edge_flow_info none;
+	assert_int_equal(edge_flows_get(fl, &crlf, "", &none), ENOENT);
 	/* and a keepalive on a bound flow still reaches it */
 	struct flow f0 = udp_flow("203.0.113.0:10000");
 	edge_flows_keepalive(fl, &f0, EDGE_KA_STUN, T0 + 2);
