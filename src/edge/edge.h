@@ -262,7 +262,10 @@ void edge_new_tag(char out[24]);
  * flows_evicted_total, flows_refused_total.
  *
  * Threads: any. Entries live in shards, each behind a mutex: the hot path (a
- * keepalive) is a hash, a lock and a store. The handlers run with the entry's
+ * keepalive) is a hash, a lock and a store. Not per worker: a flow's
+ * keepalives arrive on the worker its 4-tuple hashes to, its REGISTER is
+ * handled on its Call-ID's, its close on its connection's, and the wheel
+ * runs on worker 0. The handlers run with the entry's
  * shard locked, on the thread that detected the event (the wheel's tick on
  * worker 0, a connection's worker, a sender): they may use the store and
  * send, and must not call edge_flows_* back.

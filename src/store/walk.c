@@ -1,5 +1,5 @@
 /* store: walks over the memory tier, whole (store_foreach) or in slices, so
- * that a periodic pass (the keepalive sweep) costs a bounded amount per turn
+ * that a periodic pass costs a bounded amount per turn
  * however many bindings a flood of REGISTERs has put in the store. */
 #include <errno.h>
 #include <stdlib.h>
