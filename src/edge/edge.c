@@ -79,7 +79,7 @@ const struct conf_key edge_conf_keys[] = {
 	 "seconds a flow's keepalives may be late beyond the Flow-Timer it was promised before "
 	 "the flow is failed and its bindings are marked unreachable"},
 	{"outbound", "max_flows", CONF_INT, "1000000", 64, 100000000, NULL,
-	 "flows watched (about 650 bytes each with its owner, 400 without); a 16th of them may "
+	 "flows watched (about 500 bytes each with its owner, 400 without); a 16th of them may "
 	 "belong to no "
 	 "binding (keepalives from strangers) and give way oldest first; bound flows never give "
 	 "way: past the bound a new one is not watched, and counted"},

@@ -18,11 +18,48 @@
 /* a failed entry stays this long, for ctl flows, before it goes */
 #define FLOW_LINGER_S 60
 
+/* Who bound an entry: its AOR and instance, each with its NUL, in one block
+ * of their size (a usual phone's is some 80 bytes). Owned by the entry. */
 struct fowner {
-	char aor[EDGE_FLOW_AOR_MAX];
-	char instance[EDGE_FLOW_INSTANCE_MAX];
 	uint32_t reg_id;
+	uint16_t inst; /* where the instance starts in s */
+	char s[];      /* aor NUL instance NUL */
 };
+
+static const char *owner_aor(const struct fowner *o)
+{
+	return o->s;
+}
+
+static const char *owner_instance(const struct fowner *o)
+{
+	return o->s + o->inst;
+}
+
+/* A block for b's owner, or NULL (no memory). Bounded: aor by bind's check,
+ * instance cut at EDGE_FLOW_INSTANCE_MAX - 1. */
+static struct fowner *owner_new(const struct edge_flow_bind *b)
+{
+	const char *inst = b->instance ? b->instance : "";
+	size_t la = strlen(b->aor), li = strnlen(inst, EDGE_FLOW_INSTANCE_MAX - 1);
+	struct fowner *o = malloc(sizeof *o + la + 1 + li + 1);
+	if (!o)
+		return NULL;
+	o->reg_id = b->reg_id;
+	o->inst = (uint16_t)(la + 1);
+	memcpy(o->s, b->aor, la + 1);
+	memcpy(o->s + la + 1, inst, li);
+	o->s[la + 1 + li] = '\0';
+	return o;
+}
+
+static bool owner_same(const struct fowner *o, const struct edge_flow_bind *b)
+{
+	const char *inst = b->instance ? b->instance : "";
+	return o->reg_id == b->reg_id && strcmp(owner_aor(o), b->aor) == 0 &&
+	       strncmp(owner_instance(o), inst, EDGE_FLOW_INSTANCE_MAX - 1) == 0 &&
+	       strlen(owner_instance(o)) == strnlen(inst, EDGE_FLOW_INSTANCE_MAX - 1);
+}
 
 /* One (flow, owner). Owned by its shard; touched under the shard's lock.
  * What a keepalive reads and writes is in the first cache line: the chain,
@@ -374,7 +411,7 @@ static void entry_fail(struct edge_flows *fl, struct fshard *s, struct fentry *e
 {
 	if (e->failed || !e->owner)
 		return;
-	size_t used = fl->on_fail ? fl->on_fail(&e->flow, e->owner->aor, cause, fl->arg) : 1;
+	size_t used = fl->on_fail ? fl->on_fail(&e->flow, owner_aor(e->owner), cause, fl->arg) : 1;
 	if (!used) {
 		entry_remove(fl, s, e); /* its bindings moved or went: nothing failed */
 		return;
@@ -391,7 +428,7 @@ static struct fentry *find(struct fshard *s, uint64_t h, const struct flow *f, c
 	for (struct fentry *e = *bucket_of(s, h); e; e = e->hnext) {
 		if (!entry_is(e, h, f))
 			continue;
-		if (!aor ? !e->owner : (!aor[0] || (e->owner && strcmp(e->owner->aor, aor) == 0)))
+		if (!aor ? !e->owner : (!aor[0] || (e->owner && strcmp(owner_aor(e->owner), aor) == 0)))
 			return e;
 	}
 	return NULL;
@@ -455,14 +492,17 @@ int edge_flows_bind(struct edge_flows *fl, const struct flow *f, const struct ed
 			goto out;
 		}
 	}
-	if (!e->owner && !(e->owner = calloc(1, sizeof *e->owner))) {
-		entry_remove(fl, s, e);
-		err = ENOMEM;
-		goto out;
+	if (!e->owner || !owner_same(e->owner, b)) {
+		struct fowner *o = owner_new(b);
+		if (!o) {
+			if (!e->owner)
+				entry_remove(fl, s, e);
+			err = ENOMEM;
+			goto out;
+		}
+		free(e->owner);
+		e->owner = o;
 	}
-	snprintf(e->owner->aor, sizeof e->owner->aor, "%s", b->aor);
-	snprintf(e->owner->instance, sizeof e->owner->instance, "%s", b->instance ? b->instance : "");
-	e->owner->reg_id = b->reg_id;
 	e->flow = *f;
 	e->check_s = b->check_s;
 	e->ping_s = b->ping_s;
@@ -555,7 +595,7 @@ static void entry_due(struct edge_flows *fl, struct fshard *s, struct fentry *e,
 		return;
 	}
 	if (e->ping_s && now_ms >= e->next_ping_ms) {
-		if (fl->on_ping && fl->on_ping(&e->flow, e->owner->aor, fl->arg))
+		if (fl->on_ping && fl->on_ping(&e->flow, owner_aor(e->owner), fl->arg))
 			e->next_ping_ms = now_ms + (uint64_t)e->ping_s * 1000;
 		else
 			e->ping_s = 0;
@@ -610,8 +650,8 @@ static void info_of(const struct fentry *e, struct edge_flow_info *out)
 	out->failed = e->failed;
 	out->cause = (enum edge_flow_cause)e->cause;
 	if (e->owner) {
-		memcpy(out->aor, e->owner->aor, sizeof out->aor);
-		memcpy(out->instance, e->owner->instance, sizeof out->instance);
+		snprintf(out->aor, sizeof out->aor, "%s", owner_aor(e->owner));
+		snprintf(out->instance, sizeof out->instance, "%s", owner_instance(e->owner));
 		out->reg_id = e->owner->reg_id;
 	}
 	out->check_s = e->check_s;

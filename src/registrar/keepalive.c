@@ -290,6 +290,13 @@ void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *
 			fb.reg_id = g[i].reg_id;
 		}
 	}
+	if (f->tp == NET_UDP && !fb.ping_s && !fb.check_s) {
+		/* nothing to watch on a datagram flow we neither ping nor check
+		 * (a phone not behind NAT, without outbound): no entry */
+		group_free(stack, g);
+		edge_flows_unbind(fl, f, aor);
+		return;
+	}
 	fb.expires_s = until > now ? (unsigned)(until - now) : 1;
 	uint64_t now_ms = time_mono_ms();
 	edge_flows_bind(fl, f, &fb, now_ms);

@@ -51,7 +51,8 @@ unsigned registrar_flow_timer(const struct registrar *r, enum net_transport tp);
 /* keepalive.c: after a REGISTER over f for aor was committed (or at start):
  * tells the edge's flow table what the AOR's bindings on f need (server
  * pings, a keepalive check when outbound asked for it and the registrar is
- * the first hop, their expiry), or that none is left on f. */
+ * the first hop, their expiry; a connection is always watched for its
+ * close), or that none is left on f, or none needs watching. */
 void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool outbound);
 
 /* policy.c: reads [sip] domains and [registrar] open; EINVAL (logged) on a bad list. */
