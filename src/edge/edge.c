@@ -75,6 +75,11 @@ const struct conf_key edge_conf_keys[] = {
 	 "give each UDP datagram to its Call-ID's worker in the kernel (eBPF sk_reuseport "
 	 "program; needs CAP_BPF): auto = when it loads, else workers hand messages on; on = "
 	 "fail to start without it"},
+	{"outbound", "flow_timer_udp", CONF_INT, "25", 5, 3600, NULL,
+	 "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over UDP: how often "
+	 "the phone sends keepalives; below common NAT UDP lifetimes (30 s)"},
+	{"outbound", "flow_timer_tcp", CONF_INT, "120", 5, 3600, NULL,
+	 "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over TCP"},
 	{"outbound", "flow_margin", CONF_INT, "10", 0, 3600, NULL,
 	 "seconds a flow's keepalives may be late beyond the Flow-Timer it was promised before "
 	 "the flow is failed and its bindings are marked unreachable"},
@@ -314,9 +319,11 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 		.max_flows = (size_t)conf_int(c, "outbound", "max_flows"),
 		.margin_s = (unsigned)conf_int(c, "outbound", "flow_margin"),
 	};
-	/* a flow no binding owns goes after the default Flow-Timer and margin */
-	fc.idle_udp_s = 25 + fc.margin_s;
-	fc.idle_tcp_s = 120 + fc.margin_s;
+	e->flow_timer_udp = (unsigned)conf_int(c, "outbound", "flow_timer_udp");
+	e->flow_timer_tcp = (unsigned)conf_int(c, "outbound", "flow_timer_tcp");
+	/* a flow no binding owns goes after a Flow-Timer and the margin */
+	fc.idle_udp_s = e->flow_timer_udp + fc.margin_s;
+	fc.idle_tcp_s = e->flow_timer_tcp + fc.margin_s;
 	if ((err = edge_flows_alloc(&e->flows, &fc))) {
 		edge_free(e);
 		return err;
@@ -737,4 +744,9 @@ const char *edge_advertise(const struct edge *e)
 struct edge_flows *edge_flows(struct edge *e)
 {
 	return e->flows;
+}
+
+unsigned edge_flow_timer(const struct edge *e, enum net_transport tp)
+{
+	return tp == NET_UDP ? e->flow_timer_udp : e->flow_timer_tcp;
 }

@@ -28,7 +28,7 @@ struct edge;
 struct stsx;
 struct ctsx;
 
-extern const struct conf_key edge_conf_keys[]; /* [sip], [outbound] flow_margin, max_flows */
+extern const struct conf_key edge_conf_keys[]; /* [sip], [outbound] */
 
 /* What a role sees of one received message, valid during the handler call. */
 struct edge_rx {
@@ -355,6 +355,9 @@ struct edge_flows_stats {
 };
 void edge_flows_stats_get(struct edge_flows *fl, struct edge_flows_stats *out);
 
+/* The Flow-Timer (RFC 5626 5.4) this edge promises for flows of transport
+ * tp: [outbound] flow_timer_udp or flow_timer_tcp, seconds. */
+unsigned edge_flow_timer(const struct edge *e, enum net_transport tp);
 /* The edge's own table (made by edge_alloc from [outbound]; the edge records
  * keepalives and sends' failures in it and runs its wheel on worker 0). */
 struct edge_flows *edge_flows(struct edge *e);

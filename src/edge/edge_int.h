@@ -121,6 +121,7 @@ struct edge {
 	/* the flow table (flows.c) and its wheel's tick on worker 0; owned */
 	struct edge_flows *flows;
 	struct timer flows_timer; /* worker 0 */
+	unsigned flow_timer_udp, flow_timer_tcp; /* [outbound], s; RO after alloc */
 };
 
 /* flows.c: the wheel ticks every quarter second on worker 0 (edge_flows_start). */

@@ -13,11 +13,6 @@ const struct conf_key proxy_upstream_conf_keys[] = {
      "registrar that REGISTERs (with a Path naming the phone's flow) and out-of-dialog "
      "requests from phones go to; this process then keeps no bindings (docs/outbound.md); "
      "empty = this process is the registrar"},
-    {"outbound", "flow_timer_udp", CONF_INT, "25", 5, 3600, NULL,
-     "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over UDP: how often "
-     "the phone sends keepalives; below common NAT UDP lifetimes (30 s)"},
-    {"outbound", "flow_timer_tcp", CONF_INT, "120", 5, 3600, NULL,
-     "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over TCP"},
     {NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 

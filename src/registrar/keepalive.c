@@ -184,21 +184,19 @@ static void group_free(struct store_binding *stack, struct store_binding *g)
 		free(g);
 }
 
-/* The flow table's ping handler (the wheel on worker 0, the entry's shard
- * locked): one ping per source flow and AOR, however many contacts of the
- * AOR share it; all of them take the state of the one with the lowest id. */
-static bool flow_ping(const struct flow *f, const char *aor, void *arg)
+/* One phone on the flow: bindings that share it and, through an edge, the
+ * Path too (the edge's flow to us is shared, the token in the Path names the
+ * phone's flow at the edge). */
+static bool same_phone(const struct store_binding *a, const struct store_binding *b)
 {
-	struct registrar *r = arg;
-	struct store_binding stack[KA_GROUP_STACK], *g;
-	size_t n = on_flow(r, aor, f, stack, &g), lead = n;
-	for (size_t i = 0; i < n; i++)
-		if (pingable(&g[i]) && (lead == n || g[i].id < g[lead].id))
-			lead = i;
-	if (lead == n || g[lead].ka.unreachable || !r->ka_interval) {
-		group_free(stack, g);
-		return false; /* not ours to ping, or pinging stopped */
-	}
+	return strcmp(a->path, b->path) == 0;
+}
+
+/* Pings the phone of g[lead] once for all its bindings in g (they take the
+ * lead's state): false when it is unreachable now. */
+static bool ping_phone(struct registrar *r, const char *aor, struct store_binding *g, size_t n,
+		       size_t lead)
+{
 	const struct store_binding *b = &g[lead];
 	int64_t now = time_wall_s();
 	struct store_ka ka = b->ka;
@@ -227,10 +225,33 @@ static bool flow_ping(const struct flow *f, const char *aor, void *arg)
 		metric_inc(&m_ka_sent);
 	}
 	for (size_t i = 0; i < n; i++)
-		if (pingable(&g[i]))
+		if (pingable(&g[i]) && same_phone(&g[i], b))
 			store_ka_set(r->store, slice_cstr(aor), g[i].id, &ka);
-	group_free(stack, g);
 	return !ka.unreachable;
+}
+
+/* The flow table's ping handler (the wheel on worker 0, the entry's shard
+ * locked): one ping per phone on the flow (per Path through an edge),
+ * however many contacts of the AOR it registered; each phone's bindings take
+ * the state of its one with the lowest id. False when none is left to ping. */
+static bool flow_ping(const struct flow *f, const char *aor, void *arg)
+{
+	struct registrar *r = arg;
+	struct store_binding stack[KA_GROUP_STACK], *g;
+	size_t n = on_flow(r, aor, f, stack, &g);
+	bool more = false;
+	for (size_t i = 0; r->ka_interval && i < n; i++) {
+		if (!pingable(&g[i]))
+			continue;
+		bool lead = true; /* O(n^2) over one AOR's bindings on one flow */
+		for (size_t k = 0; k < n && lead; k++)
+			lead = k == i || !pingable(&g[k]) || !same_phone(&g[k], &g[i]) ||
+			       g[k].id > g[i].id;
+		if (lead && !g[i].ka.unreachable)
+			more |= ping_phone(r, aor, g, n, i);
+	}
+	group_free(stack, g);
+	return more;
 }
 
 /* The flow table's failure handler: a flow that lost its keepalives, its
@@ -263,7 +284,7 @@ static size_t flow_failed(const struct flow *f, const char *aor, enum edge_flow_
 
 unsigned registrar_flow_timer(const struct registrar *r, enum net_transport tp)
 {
-	return tp == NET_UDP ? r->flow_timer_udp : r->flow_timer_tcp;
+	return edge_flow_timer(r->edge, tp);
 }
 
 void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool outbound)
@@ -433,8 +454,6 @@ int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 	r->ka_method = strcmp(conf_str(c, "keepalive", "method"), "crlf") == 0 ? KA_CRLF
 										 : KA_OPTIONS;
 	r->ka_max_failures = (unsigned)conf_int(c, "keepalive", "max_failures");
-	r->flow_timer_udp = (unsigned)conf_int(c, "outbound", "flow_timer_udp");
-	r->flow_timer_tcp = (unsigned)conf_int(c, "outbound", "flow_timer_tcp");
 	timer_init(&r->ka_timer);
 	timer_init(&r->expire_timer);
 	pthread_mutex_init(&r->ka_lock, NULL);

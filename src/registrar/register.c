@@ -22,15 +22,10 @@ const struct conf_key registrar_conf_keys[] = {
 	{"registrar", "open", CONF_BOOL, "no", 0, 0, NULL,
 	 "DANGEROUS: with no users configured, accept REGISTER from any source, not only "
 	 "loopback and private ones (anyone on the internet can then take any AOR)"},
-	{"outbound", "flow_timer_udp", CONF_INT, "25", 1, 3600, NULL,
-	 "Flow-Timer promised to RFC 5626 phones registering over UDP: seconds between their "
-	 "keepalives (below common NAT UDP lifetimes of 30 s)"},
-	{"outbound", "flow_timer_tcp", CONF_INT, "120", 1, 3600, NULL,
-	 "Flow-Timer promised to RFC 5626 phones registering over TCP"},
 	{"keepalive", "interval", CONF_INT, "20", 0, 3600, NULL,
-	 "seconds between server pings to NATed UDP phones without outbound (one per source "
-	 "flow and AOR; a source that has not shown it is real gets one OPTIONS per REGISTER); "
-	 "0 = off"},
+	 "seconds between server pings to NATed UDP phones without outbound (one per phone: "
+	 "per source flow and AOR, per Path through an edge; a source that has not shown it is "
+	 "real gets one OPTIONS per REGISTER); 0 = off"},
 	{"keepalive", "method", CONF_ENUM, "options", 0, 0, "options|crlf",
 	 "ping with an OPTIONS request or a CRLF datagram"},
 	{"keepalive", "max_failures", CONF_INT, "3", 1, 100, NULL,

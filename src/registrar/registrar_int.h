@@ -28,7 +28,6 @@ struct registrar {
 	unsigned ka_interval;
 	enum ka_method ka_method;
 	unsigned ka_max_failures;
-	unsigned flow_timer_udp, flow_timer_tcp; /* [outbound], seconds */
 	struct timer ka_timer; /* worker 0: forgets unanswered pings */
 	struct timer expire_timer;
 	/* id -> aor of pings in flight; guarded by ka_lock (answers arrive on any worker) */

@@ -383,7 +383,7 @@ static int setup_server(void **state)
 {
 	(void)state;
 	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0, tcp:127.0.0.1:0\nt1 = 100\n"
-				"[outbound]\nflow_timer_udp = 1\nflow_timer_tcp = 30\nflow_margin = 1\n"
+				"[outbound]\nflow_timer_udp = 5\nflow_timer_tcp = 30\nflow_margin = 1\n"
 				"[keepalive]\ninterval = 0\n"
 				"[proxy]\nrelay = none\n");
 	edge_set_stun(srv.edge, stund_flow_answer, NULL);
@@ -428,7 +428,7 @@ static bool unreachable_soon(const char *aor)
 }
 
 /* An outbound phone over UDP that stops its STUN keepalives: the 200
- * promised it Flow-Timer 1, and after 1 + 1 s of silence its binding is
+ * promised it Flow-Timer 5, and after 5 + 1 s of silence its binding is
  * marked unreachable (what the proxy's failover reads). */
 static void test_silent_outbound_phone_marked_unreachable(void **state)
 {
@@ -438,7 +438,7 @@ static void test_silent_outbound_phone_marked_unreachable(void **state)
 	char resp[4096], ft[32];
 	outbound_register(&p, "obsilent", resp, sizeof resp);
 	msg_header(resp, "Flow-Timer", ft, sizeof ft);
-	assert_string_equal(ft, "1");
+	assert_string_equal(ft, "5");
 	/* a STUN Binding on the SIP port is answered and seen */
 	unsigned char req[20] = {0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6,
 				 7, 8, 9, 10, 11, 12};
@@ -456,7 +456,7 @@ static void test_silent_outbound_phone_marked_unreachable(void **state)
 	assert_int_equal(edge_flows_get(edge_flows(srv.edge), &f, "obsilent@127.0.0.1", &fi), 0);
 	assert_int_equal(fi.last_kind, EDGE_KA_STUN);
 	assert_int_equal(fi.reg_id, 1);
-	assert_int_equal(fi.check_s, 1);
+	assert_int_equal(fi.check_s, 5);
 	/* then nothing */
 	assert_true(unreachable_soon("obsilent@127.0.0.1"));
 	assert_int_equal(edge_flows_get(edge_flows(srv.edge), &f, "obsilent@127.0.0.1", &fi), 0);

@@ -152,6 +152,8 @@ static void test_path_binding_pinged_through_path(void **state)
 	assert_true(seen[0] && seen[1]);
 	phone_close(&edge);
 	test_server_stop(&s);
+}
+
 /* Pings are scheduled per flow by the edge's flow table, which starts empty:
  * bindings loaded from the database at start are put back in it, so a NATed
  * phone keeps being pinged across a restart (its NAT binding would close). */
