@@ -287,7 +287,7 @@ unsigned registrar_flow_timer(const struct registrar *r, enum net_transport tp)
 	return edge_flow_timer(r->edge, tp);
 }
 
-void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool outbound)
+void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool first_hop)
 {
 	struct store_binding stack[KA_GROUP_STACK], *g;
 	size_t n = on_flow(r, aor, f, stack, &g);
@@ -305,7 +305,7 @@ void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *
 			fb.ping_s = r->ka_interval;
 		/* RFC 5626 6: the registrar is the first hop (no Path) and
 		 * promised a Flow-Timer to an outbound REGISTER over f */
-		if (outbound && g[i].reg_id && !g[i].path[0]) {
+		if (first_hop && g[i].reg_id && !g[i].path[0]) {
 			fb.check_s = registrar_flow_timer(r, f->tp);
 			fb.instance = g[i].instance;
 			fb.reg_id = g[i].reg_id;

@@ -124,6 +124,9 @@ struct reg_job {
 	bool proven; /* the source has shown it is real: see registrar_handle */
 	bool star;
 	bool outbound; /* the phone asked for RFC 5626 outbound */
+	/* and we are its first hop (one Via, no Path): we promise the
+	 * Flow-Timer and watch the flow's keepalives (RFC 5626 5.4, 6) */
+	bool first_hop;
 	struct slice call_id, user_agent, path;
 	uint32_t cseq;
 	int err; /* store result, filled by done */
@@ -365,7 +368,7 @@ static void reply_ok(struct reg_job *j)
 	bool flow_reg_id = false;
 	for (size_t i = 0; i < j->n; i++)
 		flow_reg_id |= j->c[i].reg_id && j->c[i].expires;
-	if (j->outbound && flow_reg_id && !j->path.l)
+	if (j->first_hop && flow_reg_id)
 		buf_printf(&extra, "Flow-Timer: %u\r\n", registrar_flow_timer(r, j->flow.tp));
 	if (j->path.l)
 		buf_printf(&extra, "Path: %.*s\r\n", (int)j->path.l, j->path.p); /* RFC 3327 5.3 */
@@ -395,7 +398,7 @@ static void job_finish(void *arg)
 		stsx_reply(j->st, 500, "Binding Not Stored", "Retry-After: 1\r\n");
 	} else {
 		/* watched before the phone hears the 200 and starts its keepalives */
-		registrar_flow_sync(j->r, &j->flow, j->aor, j->outbound);
+		registrar_flow_sync(j->r, &j->flow, j->aor, j->first_hop);
 		reply_ok(j);
 	}
 	free(j);
@@ -546,6 +549,8 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 	j->path = path ? path->value : SLICE_NULL;
 	j->outbound = sip_msg_has_option(sm, SIP_HDR_SUPPORTED, "outbound") ||
 		      sip_msg_has_option(sm, SIP_HDR_REQUIRE, "outbound");
+	j->first_hop = j->outbound && !j->path.l && !sip_msg_hdr(sm, SIP_HDR_VIA, 1) &&
+		       !memchr(sm->hdrs[sm->via1_hdr].value.p, ',', sm->hdrs[sm->via1_hdr].value.l);
 	j->behind_nat = registrar_behind_nat(&rx->flow, &sm->via1, NULL);
 	/* Server pings go only where the source has shown it is real
 	 * (keepalive.c): a REGISTER whose credentials were checked, or one

@@ -49,10 +49,10 @@ struct registrar {
 unsigned registrar_flow_timer(const struct registrar *r, enum net_transport tp);
 /* keepalive.c: after a REGISTER over f for aor was committed (or at start):
  * tells the edge's flow table what the AOR's bindings on f need (server
- * pings, a keepalive check when outbound asked for it and the registrar is
- * the first hop, their expiry; a connection is always watched for its
+ * pings, a keepalive check when the REGISTER asked for outbound with us as
+ * its first hop (first_hop), their expiry; a connection is always watched for its
  * close), or that none is left on f, or none needs watching. */
-void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool outbound);
+void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool first_hop);
 
 /* policy.c: reads [sip] domains and [registrar] open; EINVAL (logged) on a bad list. */
 int registrar_policy_init(struct registrar *r, const struct conf *c);

@@ -471,6 +471,38 @@ static void test_silent_outbound_phone_marked_unreachable(void **state)
 	phone_close(&p);
 }
 
+/* RFC 5626 5.4 / 6: keepalives go to the first hop. A REGISTER that came
+ * through another proxy (two Vias, no Path) gets no Flow-Timer from us, and
+ * its flow (the proxy's) is not failed for the phone's silence. */
+static void test_not_first_hop_no_flow_timer(void **state)
+{
+	(void)state;
+	struct phone p;
+	phone_open(&p, &srv);
+	unsigned seq = ++srv.seq;
+	phone_send(&p,
+		   "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKpx%u\r\n"
+		   "Via: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKph%u;received=198.51.100.4\r\n"
+		   "From: <sip:proxied@127.0.0.1>;tag=p%u\r\nTo: <sip:proxied@127.0.0.1>\r\n"
+		   "Call-ID: px-%u\r\nCSeq: 1 REGISTER\r\nSupported: outbound\r\n"
+		   "Contact: <sip:proxied@10.1.1.1:5060;ob>;reg-id=1;"
+		   "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEE11>\"\r\n"
+		   "Expires: 300\r\nContent-Length: 0\r\n\r\n",
+		   p.port, seq, seq, seq, seq);
+	char resp[4096];
+	phone_expect(&p, "SIP/2.0 200", resp, sizeof resp);
+	assert_null(strstr(resp, "\r\nFlow-Timer:"));
+	struct store_binding b[2];
+	size_t n = 0;
+	assert_int_equal(registrar_lookup(srv.reg, "proxied@127.0.0.1", b, 2, &n), 0);
+	assert_int_equal(n, 1);
+	struct edge_flow_info fi;
+	int err = edge_flows_get(edge_flows(srv.edge), &b[0].flow, "proxied@127.0.0.1", &fi);
+	assert_true(err == ENOENT || fi.check_s == 0);
+	phone_close(&p);
+}
+
 /* An outbound phone over TCP closes its connection: its binding is marked
  * unreachable at the close (Flow-Timer over TCP is 30 s here: not the
  * silence; the cause says so too). */
@@ -537,6 +569,7 @@ int main(void)
 	const struct CMUnitTest served[] = {
 		cmocka_unit_test(test_silent_outbound_phone_marked_unreachable),
 		cmocka_unit_test(test_closed_tcp_phone_marked_unreachable),
+		cmocka_unit_test(test_not_first_hop_no_flow_timer),
 	};
 	int failed_n = cmocka_run_group_tests(alone, NULL, NULL);
 	return failed_n + cmocka_run_group_tests(served, setup_server, teardown_server);
