@@ -263,12 +263,18 @@ static size_t flow_failed(const struct flow *f, const char *aor, enum edge_flow_
 {
 	struct registrar *r = arg;
 	struct store_binding stack[KA_GROUP_STACK], *g;
-	size_t n = on_flow(r, aor, f, stack, &g);
+	size_t n = on_flow(r, aor, f, stack, &g), own = 0;
 	for (size_t i = 0; i < n; i++) {
+		/* a binding with a Path is reached through its edge, not over
+		 * this flow (the edge's own to us): not this flow's to fail */
+		if (g[i].path[0])
+			continue;
 		struct store_ka ka = g[i].ka;
 		ka.unreachable = true;
 		store_ka_set(r->store, slice_cstr(aor), g[i].id, &ka);
+		own++;
 	}
+	n = own;
 	if (n) {
 		char fs[NET_ADDR_STRLEN + 32];
 		LOG_D("registrar", "%s: flow %s failed (%s): %zu binding(s) unreachable", aor,
@@ -299,8 +305,10 @@ void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *
 	}
 	int64_t now = time_wall_s(), until = 0;
 	struct edge_flow_bind fb = {.aor = aor};
+	bool own = false; /* a binding reached over f itself, not through a Path */
 	for (size_t i = 0; i < n; i++) {
 		until = MAX(until, g[i].expires_at);
+		own |= !g[i].path[0];
 		if (pingable(&g[i]) && !g[i].ka.unreachable)
 			fb.ping_s = r->ka_interval;
 		/* RFC 5626 6: the registrar is the first hop (no Path) and
@@ -311,9 +319,10 @@ void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *
 			fb.reg_id = g[i].reg_id;
 		}
 	}
-	if (f->tp == NET_UDP && !fb.ping_s && !fb.check_s) {
-		/* nothing to watch on a datagram flow we neither ping nor check
-		 * (a phone not behind NAT, without outbound): no entry */
+	if (!fb.ping_s && !fb.check_s && (f->tp == NET_UDP || !own)) {
+		/* nothing to watch: a datagram flow we neither ping nor check
+		 * (a phone not behind NAT, without outbound), or a connection
+		 * that only an edge's Path bindings came over */
 		group_free(stack, g);
 		edge_flows_unbind(fl, f, aor);
 		return;
