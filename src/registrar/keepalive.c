@@ -257,7 +257,7 @@ static bool flow_ping(const struct flow *f, const char *aor, void *arg)
 /* The flow table's failure handler: a flow that lost its keepalives, its
  * connection or a send takes its bindings with it (RFC 5626 5.4: the
  * registrar learns it at once, the proxy tries them last). Returns how many
- * bindings were on f. */
+ * bindings are reached over f itself (those without a Path). */
 static size_t flow_failed(const struct flow *f, const char *aor, enum edge_flow_cause cause,
 			  void *arg)
 {
