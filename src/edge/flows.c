@@ -1,4 +1,5 @@
-/* The flow table: the flows bindings use, their keepalives, and one wheel for liveness checks and server pings. */
+/* The flow table: the flows bindings use, their keepalives, and one wheel for liveness checks and
+ * server pings. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -100,30 +101,37 @@ struct edge_flows {
 	void *arg;
 };
 
-static struct metric m_opened = {.name = "flows_opened_total",
-				 .help = "flow table entries made (a bind, or a keepalive on an unknown flow)"};
-static struct metric m_closed = {.name = "flows_closed_total",
-				 .help = "flow table entries gone (closed, expired, idle, let go, evicted)"};
+static struct metric m_opened = {
+    .name = "flows_opened_total",
+    .help = "flow table entries made (a bind, or a keepalive on an unknown flow)"};
+static struct metric m_closed = {
+    .name = "flows_closed_total",
+    .help = "flow table entries gone (closed, expired, idle, let go, evicted)"};
 static struct metric m_failed[3] = {
-	{.name = "flows_failed_total", .help = "bound flows failed, by cause",
-	 .labels = "cause=\"keepalive\""},
-	{.name = "flows_failed_total", .help = "bound flows failed, by cause",
-	 .labels = "cause=\"closed\""},
-	{.name = "flows_failed_total", .help = "bound flows failed, by cause",
-	 .labels = "cause=\"send\""},
+    {.name = "flows_failed_total",
+     .help = "bound flows failed, by cause",
+     .labels = "cause=\"keepalive\""},
+    {.name = "flows_failed_total",
+     .help = "bound flows failed, by cause",
+     .labels = "cause=\"closed\""},
+    {.name = "flows_failed_total",
+     .help = "bound flows failed, by cause",
+     .labels = "cause=\"send\""},
 };
 static struct metric m_seen[2] = {
-	{.name = "keepalives_seen_total", .help = "client keepalives received on SIP ports",
-	 .labels = "kind=\"stun\""},
-	{.name = "keepalives_seen_total", .help = "client keepalives received on SIP ports",
-	 .labels = "kind=\"crlf\""},
+    {.name = "keepalives_seen_total",
+     .help = "client keepalives received on SIP ports",
+     .labels = "kind=\"stun\""},
+    {.name = "keepalives_seen_total",
+     .help = "client keepalives received on SIP ports",
+     .labels = "kind=\"crlf\""},
 };
 static struct metric m_evicted = {
-	.name = "flows_evicted_total",
-	.help = "flows of no binding that gave way to newer ones at [outbound] max_flows"};
+    .name = "flows_evicted_total",
+    .help = "flows of no binding that gave way to newer ones at [outbound] max_flows"};
 static struct metric m_refused = {
-	.name = "flows_refused_total",
-	.help = "bound flows not watched: the table was full of bound flows ([outbound] max_flows)"};
+    .name = "flows_refused_total",
+    .help = "bound flows not watched: the table was full of bound flows ([outbound] max_flows)"};
 static struct metric m_flows = {.name = "flows", .help = "flow table entries", .gauge = true};
 
 static const char *const cause_names[] = {"keepalive", "closed", "send"};
@@ -344,8 +352,7 @@ static void maybe_grow(struct fshard *s)
  * false when nothing may give way. */
 static bool make_room(struct edge_flows *fl, struct fshard *s, bool for_unowned)
 {
-	bool full = s->n >= fl->shard_max ||
-		    (for_unowned && s->n_unowned >= fl->shard_max_unowned);
+	bool full = s->n >= fl->shard_max || (for_unowned && s->n_unowned >= fl->shard_max_unowned);
 	if (!full)
 		return true;
 	if (!s->u_head)
@@ -428,7 +435,8 @@ static struct fentry *find(struct fshard *s, uint64_t h, const struct flow *f, c
 	for (struct fentry *e = *bucket_of(s, h); e; e = e->hnext) {
 		if (!entry_is(e, h, f))
 			continue;
-		if (!aor ? !e->owner : (!aor[0] || (e->owner && strcmp(owner_aor(e->owner), aor) == 0)))
+		if (!aor ? !e->owner
+			 : (!aor[0] || (e->owner && strcmp(owner_aor(e->owner), aor) == 0)))
 			return e;
 	}
 	return NULL;
@@ -671,7 +679,8 @@ int edge_flows_get(struct edge_flows *fl, const struct flow *f, const char *aor,
 	return e ? 0 : ENOENT;
 }
 
-typedef void(dump_h)(const struct edge_flow_info *fi, uint64_t now_ms, struct buf *out, bool *first);
+typedef void(dump_h)(const struct edge_flow_info *fi, uint64_t now_ms, struct buf *out,
+		     bool *first);
 
 /* Formats each shard under its lock: a copy of one entry at a time. */
 static int dump(struct edge_flows *fl, uint64_t now_ms, struct buf *out, dump_h *h)
@@ -715,7 +724,9 @@ static void json_one(const struct edge_flow_info *fi, uint64_t now_ms, struct bu
 		   net_transport_name(fi->flow.tp), local, remote,
 		   (unsigned long long)fi->flow.conn_id, ago_s(now_ms, fi->opened_ms),
 		   ago_s(now_ms, fi->last_ka_ms),
-		   fi->last_kind == EDGE_KA_STUN ? "stun" : fi->last_kind == EDGE_KA_CRLF ? "crlf" : "");
+		   fi->last_kind == EDGE_KA_STUN   ? "stun"
+		   : fi->last_kind == EDGE_KA_CRLF ? "crlf"
+						   : "");
 	buf_append_cstr(o, "\"aor\":");
 	buf_append_json_str(o, fi->aor);
 	buf_append_cstr(o, ",\"instance\":");

@@ -1,4 +1,6 @@
-/* The edge's flow table: liveness by Flow-Timer and margin on a fake clock, closes, spoofed keepalives, its bound under a flood, ctl flows; and through a real server, outbound bindings marked unreachable. */
+/* The edge's flow table: liveness by Flow-Timer and margin on a fake clock, closes, spoofed
+ * keepalives, its bound under a flood, ctl flows; and through a real server, outbound bindings
+ * marked unreachable. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -97,8 +99,11 @@ static void test_silence_fails_after_interval_and_margin(void **state)
 	struct seen s;
 	struct edge_flows *fl = table(&s, 0, 10);
 	struct flow f = udp_flow("198.51.100.7:40000");
-	struct edge_flow_bind b = {.aor = "alice@example.com", .instance = "<urn:uuid:1>",
-				   .reg_id = 1, .check_s = 25, .expires_s = 3600};
+	struct edge_flow_bind b = {.aor = "alice@example.com",
+				   .instance = "<urn:uuid:1>",
+				   .reg_id = 1,
+				   .check_s = 25,
+				   .expires_s = 3600};
 	uint64_t now = T0;
 	assert_int_equal(edge_flows_bind(fl, &f, &b, now), 0);
 	run(fl, &now, T0 + 35000);
@@ -334,7 +339,8 @@ static void test_dump(void **state)
 	struct flow t = tcp_flow("198.51.100.8:40000", 9);
 	struct edge_flow_bind b = {.aor = "alice@example.com",
 				   .instance = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>",
-				   .reg_id = 1, .check_s = 25};
+				   .reg_id = 1,
+				   .check_s = 25};
 	assert_int_equal(edge_flows_bind(fl, &f, &b, T0), 0);
 	edge_flows_keepalive(fl, &f, EDGE_KA_STUN, T0 + 3000);
 	edge_flows_keepalive(fl, &t, EDGE_KA_CRLF, T0 + 4000);
@@ -344,13 +350,14 @@ static void test_dump(void **state)
 	buf_append(&out, "", 1);
 	const char *j = out.data;
 	assert_non_null(strstr(j, "{\"flows\":["));
-	assert_non_null(strstr(j, "\"transport\":\"udp\",\"local\":\"198.18.0.1:5060\","
-				  "\"remote\":\"198.51.100.7:40000\",\"conn_id\":0,\"age\":10,"
-				  "\"last_keepalive_ago\":7,\"last_keepalive_kind\":\"stun\","
-				  "\"aor\":\"alice@example.com\","
-				  "\"instance\":\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\","
-				  "\"reg_id\":1,\"flow_timer\":25,\"ping_interval\":0,"
-				  "\"state\":\"alive\",\"failed\":false,\"cause\":\"\"}"));
+	assert_non_null(strstr(j,
+			       "\"transport\":\"udp\",\"local\":\"198.18.0.1:5060\","
+			       "\"remote\":\"198.51.100.7:40000\",\"conn_id\":0,\"age\":10,"
+			       "\"last_keepalive_ago\":7,\"last_keepalive_kind\":\"stun\","
+			       "\"aor\":\"alice@example.com\","
+			       "\"instance\":\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\","
+			       "\"reg_id\":1,\"flow_timer\":25,\"ping_interval\":0,"
+			       "\"state\":\"alive\",\"failed\":false,\"cause\":\"\"}"));
 	assert_non_null(strstr(j, "\"transport\":\"tcp\",\"local\":\"198.18.0.1:5060\","
 				  "\"remote\":\"198.51.100.8:40000\",\"conn_id\":9,\"age\":6,"
 				  "\"last_keepalive_ago\":6,\"last_keepalive_kind\":\"crlf\","
@@ -382,10 +389,11 @@ static struct test_server srv;
 static int setup_server(void **state)
 {
 	(void)state;
-	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0, tcp:127.0.0.1:0\nt1 = 100\n"
-				"[outbound]\nflow_timer_udp = 5\nflow_timer_tcp = 30\nflow_margin = 1\n"
-				"[keepalive]\ninterval = 0\n"
-				"[proxy]\nrelay = none\n");
+	test_server_start(&srv,
+			  "[sip]\nlisten = udp:127.0.0.1:0, tcp:127.0.0.1:0\nt1 = 100\n"
+			  "[outbound]\nflow_timer_udp = 5\nflow_timer_tcp = 30\nflow_margin = 1\n"
+			  "[keepalive]\ninterval = 0\n"
+			  "[proxy]\nrelay = none\n");
 	edge_set_stun(srv.edge, stund_flow_answer, NULL);
 	return 0;
 }
@@ -440,8 +448,8 @@ static void test_silent_outbound_phone_marked_unreachable(void **state)
 	msg_header(resp, "Flow-Timer", ft, sizeof ft);
 	assert_string_equal(ft, "5");
 	/* a STUN Binding on the SIP port is answered and seen */
-	unsigned char req[20] = {0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6,
-				 7, 8, 9, 10, 11, 12};
+	unsigned char req[20] = {0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1,  2,
+				 3,    4,    5,	   6,	 7,    8,    9,	   10,	 11, 12};
 	assert_true(sendto(p.fd, req, sizeof req, 0, &srv.addr.u.sa, net_addr_len(&srv.addr)) ==
 		    (ssize_t)sizeof req);
 	char stun[512];
@@ -556,20 +564,20 @@ static void test_closed_tcp_phone_marked_unreachable(void **state)
 int main(void)
 {
 	const struct CMUnitTest alone[] = {
-		cmocka_unit_test(test_silence_fails_after_interval_and_margin),
-		cmocka_unit_test(test_keepalives_keep_it_alive),
-		cmocka_unit_test(test_spoofed_keepalive_keeps_nothing),
-		cmocka_unit_test(test_closed_connection_fails_at_once),
-		cmocka_unit_test(test_no_outbound_gets_pings_not_failure),
-		cmocka_unit_test(test_flood_does_not_push_out_bound_flows),
-		cmocka_unit_test(test_full_of_bound_flows_refuses),
-		cmocka_unit_test(test_orphan_is_not_a_failure),
-		cmocka_unit_test(test_dump),
+	    cmocka_unit_test(test_silence_fails_after_interval_and_margin),
+	    cmocka_unit_test(test_keepalives_keep_it_alive),
+	    cmocka_unit_test(test_spoofed_keepalive_keeps_nothing),
+	    cmocka_unit_test(test_closed_connection_fails_at_once),
+	    cmocka_unit_test(test_no_outbound_gets_pings_not_failure),
+	    cmocka_unit_test(test_flood_does_not_push_out_bound_flows),
+	    cmocka_unit_test(test_full_of_bound_flows_refuses),
+	    cmocka_unit_test(test_orphan_is_not_a_failure),
+	    cmocka_unit_test(test_dump),
 	};
 	const struct CMUnitTest served[] = {
-		cmocka_unit_test(test_silent_outbound_phone_marked_unreachable),
-		cmocka_unit_test(test_closed_tcp_phone_marked_unreachable),
-		cmocka_unit_test(test_not_first_hop_no_flow_timer),
+	    cmocka_unit_test(test_silent_outbound_phone_marked_unreachable),
+	    cmocka_unit_test(test_closed_tcp_phone_marked_unreachable),
+	    cmocka_unit_test(test_not_first_hop_no_flow_timer),
 	};
 	int failed_n = cmocka_run_group_tests(alone, NULL, NULL);
 	return failed_n + cmocka_run_group_tests(served, setup_server, teardown_server);
