@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "ctl/ctl.h"
+#include "echo/echo.h"
 #include "edge/edge.h"
 #include "proxy/proxy.h"
 #include "relay/relay.h"
@@ -24,7 +25,7 @@ static const struct conf_key log_conf_keys[] = {
 
 const struct conf_key *const cli_conf_tables[] = {
 	edge_conf_keys, proxy_conf_keys, proxy_upstream_conf_keys, registrar_conf_keys, auth_conf_keys, relay_conf_keys, stund_conf_keys,
-	ctl_conf_keys, log_conf_keys, NULL,
+	ctl_conf_keys, echo_conf_keys, log_conf_keys, NULL,
 };
 
 struct server {
@@ -38,6 +39,7 @@ struct server {
 	struct stund *stund;
 	struct stund_limiter stun_lim; /* the SIP ports' and 3478's, shared */
 	struct relay *relay;
+	struct echo *echo;
 	struct ctl *ctl;
 };
 
@@ -199,6 +201,7 @@ static void server_free(struct server *s)
 	if (s->net)
 		net_stop(s->net);
 	stund_free(s->stund);
+	echo_free(s->echo);
 	proxy_free(s->proxy); /* its relayctl before the relay */
 	relay_free(s->relay);
 	registrar_free(s->reg);
@@ -272,6 +275,15 @@ static int start_sip(struct server *s)
 		return err;
 	if ((err = proxy_alloc(&s->proxy, s->edge, s->reg, s->relay, c)))
 		return err;
+	/* [echo]: off unless the config has the section (an open echo is a call
+	 * anyone may place, costing ports and CPU) */
+	if (conf_section_present(c, "echo") && !edge_only) {
+		if ((err = echo_start(&s->echo, s->net, c)))
+			return err;
+		proxy_set_service(s->proxy, echo_route, s->echo);
+	} else if (conf_section_present(c, "echo")) {
+		LOG_W("serve", "[echo] is ignored in an edge-only process: run it on the registrar");
+	}
 	/* group commit: the REGISTERs of one loop turn share one transaction */
 	for (unsigned i = 0; i < net_worker_count(s->net); i++)
 		loop_on_turn_end(worker_loop(net_worker(s->net, i)), kick_store, s->store);

@@ -29,4 +29,12 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 		const struct conf *c);
 void proxy_free(struct proxy *p);
 
+/* An in-process service that answers calls itself (the echo): for a
+ * Request-URI in our domains, h says whether it is the service's and gives
+ * the flow that reaches it. The proxy then forwards to it as to a
+ * registered phone (Record-Route, the media policy), except that the target
+ * may be one of our own addresses. Any thread; set before net_start. */
+typedef bool(proxy_service_h)(const struct sip_uri *ruri, struct flow *out, void *arg);
+void proxy_set_service(struct proxy *p, proxy_service_h *h, void *arg);
+
 #endif

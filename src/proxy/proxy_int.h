@@ -32,6 +32,8 @@ struct proxy {
 	bool up_on;
 	struct flow up_flow; /* to the registrar, from the listener that faces it */
 	unsigned flow_timer_udp, flow_timer_tcp; /* [outbound] */
+	proxy_service_h *service_h; /* the echo; NULL = none; RO after start */
+	void *service_arg;
 };
 
 /* ---- policy.c ---- */

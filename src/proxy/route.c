@@ -427,6 +427,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	plan.record_route = p->record_route && is_dialog_forming(m) && rx->st;
 	struct proxy_target targets[PROXY_MAX_BRANCHES];
 	size_t n = 0;
+	bool service = false;
 	memset(targets, 0, sizeof targets[0]);
 	if (upstream && (m->method == SIP_REGISTER || !have_flow)) {
 		uint16_t status = 403;
@@ -455,6 +456,10 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		}
 		targets[0].ruri[0] = '\0';
 		n = 1;
+	} else if (p->service_h && registrar_domain_is_local(p->reg, &m->ruri) &&
+		   p->service_h(&m->ruri, &targets[0].flow, p->service_arg)) {
+		n = 1; /* the echo service: a callee on this host */
+		service = true;
 	} else {
 		uint16_t status = 404;
 		const char *reason = "Not Found";
@@ -463,7 +468,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 			return;
 		}
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && !service; i++) {
 		/* one of our own addresses, now or since (netlink keeps them current) */
 		if (edge_addr_is_local(p->edge, &targets[i].flow.remote)) {
 			proxy_count_loop();
@@ -590,6 +595,12 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 	edge_set_register_local(e, !p->up_on);
 	*pp = p;
 	return 0;
+}
+
+void proxy_set_service(struct proxy *p, proxy_service_h *h, void *arg)
+{
+	p->service_h = h;
+	p->service_arg = arg;
 }
 
 void proxy_free(struct proxy *p)

@@ -15,10 +15,11 @@
 
 #include "phone.h"
 #include "auth/auth.h"
+#include "echo/echo.h"
 #include "relay/relay.h"
 
 static const struct conf_key *const tables[] = {edge_conf_keys, proxy_conf_keys, proxy_upstream_conf_keys,
-						registrar_conf_keys, auth_conf_keys, relay_conf_keys, NULL};
+						registrar_conf_keys, auth_conf_keys, relay_conf_keys, echo_conf_keys, NULL};
 
 void test_server_start(struct test_server *s, const char *conf_text)
 {
@@ -45,6 +46,10 @@ void test_server_start(struct test_server *s, const char *conf_text)
 	if (conf_section_present(s->conf, "relay"))
 		assert_int_equal(relay_start(&s->relay, s->net, s->conf), 0);
 	assert_int_equal(proxy_alloc(&s->proxy, s->edge, s->reg, s->relay, s->conf), 0);
+	if (conf_section_present(s->conf, "echo")) {
+		assert_int_equal(echo_start(&s->echo, s->net, s->conf), 0);
+		proxy_set_service(s->proxy, echo_route, s->echo);
+	}
 	assert_int_equal(net_start(s->net), 0);
 	assert_int_equal(registrar_start(s->reg), 0);
 	s->addr = *net_listener_addr(s->net, 0);
@@ -53,6 +58,7 @@ void test_server_start(struct test_server *s, const char *conf_text)
 void test_server_stop(struct test_server *s)
 {
 	net_stop(s->net);
+	echo_free(s->echo);
 	proxy_free(s->proxy);
 	relay_free(s->relay);
 	registrar_free(s->reg);

@@ -19,6 +19,7 @@ struct test_server {
 	struct registrar *reg;
 	struct proxy *proxy;
 	struct relay *relay; /* with a [relay] section in the config, else NULL */
+	struct echo *echo;   /* with an [echo] section, else NULL */
 	struct net_addr addr; /* where phones send */
 	unsigned seq;
 };
