@@ -452,6 +452,7 @@ static void on_request(struct echo *e, const struct sip_msg *m, const struct net
 		struct echo_call *c = find_call(e, m->call_id, m->from_tag);
 		if (c && c->state == ECHO_ANSWERED && slice_eq(m->to_tag, slice_cstr(c->to_tag))) {
 			c->state = ECHO_CONFIRMED;
+			c->acked = true;
 			timer_cancel(&c->t_sip);
 		}
 		return; /* never answered */

@@ -28,6 +28,7 @@ struct echo_sock {
 /* One call; a slot of struct echo's table, worker-local. */
 struct echo_call {
 	enum echo_state state;
+	bool acked;	/* the first ACK came: media may be echoed (re-INVITEs keep it) */
 	struct echo *e; /* back-pointer */
 	char call_id[128], from_tag[64], to_tag[24];
 	struct net_addr proxy;		 /* where its INVITE came from: the way back */

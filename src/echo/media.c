@@ -157,7 +157,7 @@ static void on_media(int fd, uint32_t events, void *arg)
 			return;
 		/* nothing is sent for a call not confirmed by its ACK: a forged
 		 * INVITE's SDP can name anyone */
-		if (c->state != ECHO_CONFIRMED) {
+		if (!c->acked || c->state == ECHO_ENDING) {
 			metric_inc(&m_early);
 			continue;
 		}

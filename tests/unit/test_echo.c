@@ -363,6 +363,63 @@ static void test_echo_bounds(void **state)
 	stop(&f);
 }
 
+/* A re-INVITE in the dialog with an SDP whose direction is dir. */
+static void reinvite(struct fixture *f, int cseq, const char *call_id, const struct answer *a,
+		     const char *dir)
+{
+	char sdp[512], uri[256];
+	snprintf(sdp, sizeof sdp,
+		 "v=0\r\no=caller 1 %d IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+		 "m=audio %u RTP/AVP 8 0\r\na=rtcp-mux\r\na=%s\r\n",
+		 cseq, f->media.port, dir);
+	snprintf(uri, sizeof uri, "%.*s", (int)strlen(a->contact) - 2, a->contact + 1);
+	phone_send(&f->caller,
+		   "INVITE %s SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bK-re-%d;rport\r\n"
+		   "Max-Forwards: 70\r\nRoute: %s\r\n"
+		   "From: <sip:caller@example.com>;tag=c1\r\nTo: <sip:echo@127.0.0.1>;tag=%s\r\n"
+		   "Call-ID: %s\r\nCSeq: %d INVITE\r\nContact: <sip:caller@127.0.0.1:%u>\r\n"
+		   "Content-Type: application/sdp\r\nContent-Length: %zu\r\n\r\n%s",
+		   uri, f->caller.port, cseq, a->route, a->tag, call_id, cseq, f->caller.port,
+		   strlen(sdp), sdp);
+}
+
+static void test_echo_hold(void **state)
+{
+	(void)state;
+	struct fixture f;
+	start(&f, "");
+	struct answer a;
+	call(&f, "echo-9", true, &a);
+	uint16_t seq = 1;
+	wait_echo(&f, &a, &seq);
+	/* hold: the caller only sends, so the echo only receives */
+	char r[8192];
+	reinvite(&f, 2, "echo-9", &a, "sendonly");
+	phone_expect(&f.caller, "SIP/2.0 200", r, sizeof r);
+	assert_non_null(strstr(r, "a=recvonly"));
+	assert_non_null(strstr(r, "CSeq: 2 INVITE"));
+	in_dialog(&f.caller, "ACK", 2, "echo-9", &a);
+	uint8_t pkt[256], back[2048];
+	for (int i = 0; i < 5; i++) {
+		size_t n = make_rtp(pkt, seq++, 0x1234, 1);
+		msock_send(&f.media, a.port, pkt, n);
+	}
+	assert_true(msock_recv(&f.media, 300, back, sizeof back, NULL) < 0);
+	/* resume: echoed again, on the same port */
+	reinvite(&f, 3, "echo-9", &a, "sendrecv");
+	phone_expect(&f.caller, "SIP/2.0 200", r, sizeof r);
+	assert_non_null(strstr(r, "a=sendrecv"));
+	const char *m = strstr(r, "\r\nm=audio ");
+	assert_non_null(m);
+	assert_int_equal(atoi(m + 10), a.port);
+	in_dialog(&f.caller, "ACK", 3, "echo-9", &a);
+	wait_echo(&f, &a, &seq);
+	in_dialog(&f.caller, "BYE", 4, "echo-9", &a);
+	phone_expect(&f.caller, "SIP/2.0 200", r, sizeof r);
+	stop(&f);
+}
+
 /* Through the relay: the proxy relays the echo's call like any, the echo's
  * answer names the relay, and what comes back comes from the relay's port. */
 static void test_echo_through_relay(void **state)
@@ -398,9 +455,8 @@ static void test_echo_through_relay(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_echo_call),
-	    cmocka_unit_test(test_echo_hangs_up),
-	    cmocka_unit_test(test_echo_bounds),
+	    cmocka_unit_test(test_echo_call),	       cmocka_unit_test(test_echo_hangs_up),
+	    cmocka_unit_test(test_echo_bounds),	       cmocka_unit_test(test_echo_hold),
 	    cmocka_unit_test(test_echo_through_relay),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
