@@ -53,6 +53,19 @@ static struct metric m_foreign = {
 
 /* ---- sending ---- */
 
+/* A fresh random token of len-1 base64url characters (branches, tags). */
+static void new_token(char *out, size_t len, const char *prefix)
+{
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t n = (size_t)snprintf(out, len, "%s", prefix);
+	uint8_t r[32];
+	rand_bytes(r, sizeof r);
+	for (size_t i = 0; n + 1 < len && i < sizeof r; i++)
+		out[n++] = b64[r[i] & 63];
+	out[n] = '\0';
+}
+
 static void send_sip(struct echo *e, const struct net_addr *to, const void *p, size_t len)
 {
 	(void)sendto(e->sip_fd, p, len, MSG_DONTWAIT, &to->u.sa, net_addr_len(to));
@@ -63,7 +76,10 @@ static void reply(struct echo *e, const struct sip_msg *m, const struct net_addr
 {
 	struct buf b;
 	buf_init(&b);
-	if (sip_build_response(&b, m, status, reason, SLICE_NULL, slice_cstr(tag ? tag : ""),
+	char fresh[24] = "";
+	if (!tag && status > 100) /* a final answer carries a To tag (RFC 3261 8.2.6.2) */
+		new_token(fresh, sizeof fresh, "");
+	if (sip_build_response(&b, m, status, reason, SLICE_NULL, slice_cstr(tag ? tag : fresh),
 			       extra) == 0)
 		send_sip(e, to, b.data, b.len);
 	buf_free(&b);
@@ -80,19 +96,6 @@ static int with_body(struct buf *b, const char *body)
 	buf_printf(b, "Content-Type: application/sdp\r\nContent-Length: %zu\r\n\r\n%s",
 		   strlen(body), body);
 	return b->failed ? ENOMEM : 0;
-}
-
-/* A fresh random token of len-1 base64url characters (branches, tags). */
-static void new_token(char *out, size_t len, const char *prefix)
-{
-	static const char b64[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	size_t n = (size_t)snprintf(out, len, "%s", prefix);
-	uint8_t r[32];
-	rand_bytes(r, sizeof r);
-	for (size_t i = 0; n + 1 < len && i < sizeof r; i++)
-		out[n++] = b64[r[i] & 63];
-	out[n] = '\0';
 }
 
 /* ---- calls ---- */
