@@ -230,6 +230,11 @@ int ctsx_start(struct edge *e, struct worker *w, const struct flow *dst, struct 
 void ctsx_cancel(struct ctsx *ct);
 /* The owner goes away: no more callbacks; the transaction runs out on its own. */
 void ctsx_detach(struct ctsx *ct);
+/* The owner takes the flow for failed and moves on (RFC 5626 failover):
+ * no more callbacks and no more retransmissions; an INVITE is cancelled
+ * once it is known to have arrived after all (its first provisional, RFC
+ * 3261 9.1). The transaction lingers to Timer B/F for late responses. */
+void ctsx_give_up(struct ctsx *ct);
 const struct flow *ctsx_flow(const struct ctsx *ct);
 
 /* Generates a fresh branch ("z9hG4bK" + 22 random base64url chars). */

@@ -740,6 +740,13 @@ static void ct_end_timer(void *arg)
 	ct_free(arg);
 }
 
+void ctsx_give_up(struct ctsx *ct)
+{
+	ctsx_detach(ct);
+	timer_cancel(&ct->t_retx);
+	ctsx_cancel(ct);
+}
+
 static void ct_report(struct ctsx *ct, const struct edge_rx *rx, uint16_t status)
 {
 	ctsx_resp_h *h = ct->h;
@@ -911,6 +918,17 @@ void ctsx_cancel(struct ctsx *ct)
 	buf_free(&req);
 }
 
+/* Whether a response came from where ct sent its request: over its
+ * connection, or from the address it went to. */
+static bool ct_from_hop(const struct ctsx *ct, const struct flow *f)
+{
+	if (ct->flow.tp != f->tp)
+		return false;
+	if (f->tp != NET_UDP)
+		return ct->flow.conn_id == f->conn_id;
+	return net_addr_eq(&ct->flow.remote, &f->remote);
+}
+
 void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 {
 	struct edge *e = wk->edge;
@@ -924,6 +942,13 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 	uint16_t s = m->status;
 	if (ct->state == CT_DONE)
 		return;
+	if (s == 430 && !ct_from_hop(ct, &rx->flow)) {
+		/* RFC 5626 11.5: a 430 says the hop we sent to lost its flow
+		 * to the phone, and moves the request to another flow; from
+		 * anyone else (who saw our branch) it says nothing */
+		metric_inc(&edge_m_dropped);
+		return;
+	}
 	if (ct->state == CT_ACCEPTED) {
 		/* RFC 6026 7.2: more 2xx (retransmitted, or forked below) go up
 		 * statelessly, known as answers to what we sent */

@@ -1,4 +1,4 @@
-/* Stateful forwarding (RFC 3261 16.6-16.7): branches, the best final response, CANCEL; and stateless responses. */
+/* Stateful forwarding (RFC 3261 16.6-16.7): branches, failover between an instance's flows (RFC 5626 5.3 / 7), the best final response, CANCEL; and stateless responses. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,11 +8,32 @@
 
 struct proxy_call;
 
+/* Why a branch left a flow for the next one of its instance. */
+enum fo_cause { FO_430, FO_CLOSED, FO_SEND, FO_TIMEOUT, FO_CAUSES };
+
+static struct metric m_failovers[FO_CAUSES] = {
+	{.name = "outbound_failovers_total",
+	 .help = "requests sent again over another flow of the same instance (RFC 5626), by what "
+		 "failed the flow before",
+	 .labels = "cause=\"430\""},
+	{.name = "outbound_failovers_total", .help = "", .labels = "cause=\"closed\""},
+	{.name = "outbound_failovers_total", .help = "", .labels = "cause=\"send\""},
+	{.name = "outbound_failovers_total", .help = "", .labels = "cause=\"timeout\""},
+};
+
+/* One branch: an instance (or a single target) and the flow being tried.
+ * Its flows are the call's targets [cur, end); each is tried at most once,
+ * in order, so a request costs at most PROXY_MAX_FLOWS sends per branch. */
 struct branch {
 	struct proxy_call *pc;
 	struct ctsx *ct;
 	uint16_t status; /* last status seen; 0 = none */
 	bool done;
+	/* the current attempt drew a response (even 100): the hop has the
+	 * request, and another flow would only bring it a second copy */
+	bool heard;
+	size_t first, cur, end;
+	struct timer t_fo; /* UDP: no answer within failover_timeout */
 };
 
 struct proxy_call {
@@ -23,11 +44,20 @@ struct proxy_call {
 	uint16_t best_status;
 	struct buf best; /* best final so far, ready to send; empty = synthesise */
 	bool final_sent;
+	bool cancelling; /* CANCEL, a 2xx or 6xx: no branch moves on to another flow */
 	struct proxy_media media;
 	unsigned flow_timer; /* edge-only REGISTER: Flow-Timer for its 2xx (upstream.c) */
 	/* edge-only: sent to the registrar for a phone (upstream.c); until
 	 * something rings, a refusal goes back once, bounded (no reflection) */
 	bool upstream, rang;
+	/* Only when a branch has flows to fail over to: the targets, and what
+	 * it takes to build the request again for another one (the request
+	 * itself is the server transaction's, kept until its final answer). */
+	struct proxy_target *tg;
+	size_t n_tg;
+	struct route_plan plan; /* its slices point into stsx_msg(st) */
+	struct buf body;	/* plan.body's bytes */
+	char aor[STORE_AOR_MAX];
 	struct proxy_call *prev, *next; /* proxy->calls; guarded by calls_lock */
 };
 
@@ -53,7 +83,11 @@ static void call_free(struct proxy_call *pc)
 	if (pc->next)
 		pc->next->prev = pc->prev;
 	pthread_mutex_unlock(&p->calls_lock);
+	for (size_t i = 0; i < pc->n_br; i++)
+		timer_cancel(&pc->br[i].t_fo);
 	buf_free(&pc->best);
+	buf_free(&pc->body);
+	free(pc->tg);
 	free(pc);
 }
 
@@ -80,9 +114,12 @@ void proxy_calls_free_all(struct proxy *p)
 
 static void cancel_pending(struct proxy_call *pc)
 {
-	for (size_t i = 0; i < pc->n_br; i++)
+	pc->cancelling = true;
+	for (size_t i = 0; i < pc->n_br; i++) {
+		timer_cancel(&pc->br[i].t_fo);
 		if (!pc->br[i].done && pc->br[i].ct)
 			ctsx_cancel(pc->br[i].ct);
+	}
 }
 
 /* RFC 3261 16.7 step 6: 6xx first, then the lowest class; 503 becomes 500. */
@@ -110,7 +147,9 @@ static void send_best(struct proxy_call *pc)
 	 * was refused here, one bounded answer, since whoever sent it may have
 	 * used someone else's address; Timer G would resend it a dozen times */
 	bool once = pc->upstream && !pc->rang;
-	if (pc->best.len && s != 503 && once)
+	if (s == 480 && !pc->best.len && !once)
+		stsx_reply(pc->st, 480, "Temporarily Unavailable (Flow Failed)", NULL);
+	else if (pc->best.len && s != 503 && once)
 		stsx_pass_refusal(pc->st, s, pc->best.data, pc->best.len);
 	else if (pc->best.len && s != 503)
 		stsx_send_response(pc->st, s, pc->best.data, pc->best.len);
@@ -188,13 +227,141 @@ static bool upstream_flow(struct proxy *p, const struct sip_msg *m, struct flow 
 	return true;
 }
 
+/* ---- failover between the flows of an instance ---- */
+
+static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status, void *arg);
+static void failover_timer(void *arg);
+
+/* The request as the server transaction holds it, for building it again. */
+static bool call_rx(struct proxy_call *pc, struct edge_rx *rx)
+{
+	memset(rx, 0, sizeof *rx);
+	if (!pc->st || !stsx_msg(pc->st))
+		return false;
+	rx->edge = pc->p->edge;
+	rx->w = stsx_worker(pc->st);
+	rx->flow = *stsx_flow(pc->st);
+	rx->msg = stsx_msg(pc->st);
+	rx->via1_fixed = stsx_via1_fixed(pc->st);
+	rx->st = pc->st;
+	return true;
+}
+
+/* Sends the request to target t as b's current attempt: a fresh branch
+ * and client transaction. 0, or the error of the build or the send. */
+static int attempt(struct branch *b, const struct edge_rx *rx, const struct route_plan *plan,
+		   const struct proxy_target *t)
+{
+	struct proxy_call *pc = b->pc;
+	struct proxy *p = pc->p;
+	char branch[PROXY_BRANCH_SIZE];
+	proxy_new_branch(rx, branch);
+	struct buf req;
+	buf_init(&req);
+	int err = proxy_build_request(p, rx, plan, t, branch, &req);
+	if (!err)
+		err = ctsx_start(p->edge, rx->w, &t->flow, &req, branch, on_branch, b, &b->ct);
+	buf_free(&req);
+	if (err) {
+		char f[96];
+		LOG_D("proxy", "branch to %s: %s", flow_fmt(&t->flow, f, sizeof f), strerror(err));
+		b->ct = NULL;
+		return err;
+	}
+	metric_inc(&proxy_m_forwarded);
+	b->heard = false;
+	/* RFC 5626 5.3: a UDP flow fails silently; with another flow to go
+	 * to, silence for failover_timeout is taken for a failed flow */
+	if (t->flow.tp == NET_UDP && b->cur + 1 < b->end)
+		timer_start(worker_loop(rx->w), &b->t_fo, p->failover_ms, failover_timer, b);
+	return 0;
+}
+
+/* Marks the flow of b's current attempt failed, where the next request
+ * should try the instance's others first. */
+static void mark_failed(struct branch *b)
+{
+	struct proxy_call *pc = b->pc;
+	if (pc->tg && pc->aor[0] && pc->tg[b->cur].binding_id)
+		registrar_binding_failed(pc->p->reg, pc->aor, pc->tg[b->cur].binding_id);
+}
+
+/* The flow of b's current attempt failed (cause). Marks it, and sends the
+ * request over the instance's next flows until one takes it; the attempt
+ * given up is told so (an INVITE that arrives late after all is cancelled
+ * on its first provisional). Returns true when a new attempt is under way;
+ * false when the branch is out of flows, or must not move on: it heard
+ * from its hop already, or the call is answered or cancelled. Only the
+ * branch's own client transaction reports a failure here, and a 430 only
+ * from the hop it went to (tsx.c): no stranger moves a call between flows. */
+static bool failover(struct branch *b, enum fo_cause cause)
+{
+	struct proxy_call *pc = b->pc;
+	timer_cancel(&b->t_fo);
+	mark_failed(b);
+	struct edge_rx rx;
+	if (!pc->tg || b->heard || pc->cancelling || pc->final_sent || b->cur + 1 >= b->end ||
+	    !call_rx(pc, &rx))
+		return false;
+	if (b->ct) {
+		ctsx_give_up(b->ct);
+		b->ct = NULL;
+	}
+	while (++b->cur < b->end) {
+		metric_inc(&m_failovers[cause]);
+		if (attempt(b, &rx, &pc->plan, &pc->tg[b->cur]) == 0)
+			return true;
+		mark_failed(b);
+		cause = FO_SEND;
+	}
+	b->cur = b->end - 1;
+	return false;
+}
+
+static void failover_timer(void *arg)
+{
+	struct branch *b = arg;
+	if (b->done || b->heard || !b->ct)
+		return;
+	if (failover(b, FO_TIMEOUT))
+		return;
+	/* no other flow would take it after all: this one keeps its chance */
+}
+
 static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status, void *arg)
 {
-	(void)ct;
 	struct branch *b = arg;
 	struct proxy_call *pc = b->pc;
+	if (ct != b->ct)
+		return; /* an attempt given up (ctsx_give_up stops these) */
+	if (status < 200) {
+		b->heard = true;
+		timer_cancel(&b->t_fo);
+	}
 	if (status == 100)
 		return;
+	if (status >= 200) {
+		timer_cancel(&b->t_fo);
+		/* RFC 5626 7: the flow failed when its edge says so (430), the
+		 * connection closed (a transport error), or it went unanswered
+		 * to Timer B/F; any other final answer is the hop's word */
+		int cause = status == 430 && rx		      ? FO_430
+			    : !rx && status == 503	      ? FO_CLOSED
+			    : !rx && status == 408 && !b->heard ? FO_TIMEOUT
+							      : -1;
+		if (cause >= 0) {
+			b->ct = NULL; /* this transaction has ended */
+			if (failover(b, (enum fo_cause)cause))
+				return;
+			/* out of flows: an instance none of whose flows
+			 * works is unavailable, and a 430 is never for the
+			 * caller (RFC 5626 11.5: an endpoint takes it for a 400) */
+			if (b->end - b->first > 1 || status == 430) {
+				status = 480;
+				rx = NULL;
+			}
+		}
+	}
 	b->status = status;
 	/* the BYE of the relayed dialog was answered (481: no such dialog there
 	 * any more) or timed out: the call is over */
@@ -283,8 +450,30 @@ static void on_end(struct stsx *st, void *arg)
 	call_maybe_free(pc);
 }
 
+/* Keeps what failover needs when some branch has flows to fall back on. */
+static int call_keep_targets(struct proxy_call *pc, const struct route_plan *plan,
+			     const struct proxy_target *t, size_t n, const char *aor)
+{
+	pc->tg = malloc(n * sizeof *pc->tg);
+	if (!pc->tg)
+		return ENOMEM;
+	memcpy(pc->tg, t, n * sizeof *t);
+	pc->n_tg = n;
+	pc->plan = *plan;
+	if (plan->body_set) {
+		buf_append(&pc->body, plan->body.p, plan->body.l);
+		if (pc->body.failed)
+			return ENOMEM;
+		pc->plan.body = buf_slice(&pc->body);
+	}
+	if (aor)
+		snprintf(pc->aor, sizeof pc->aor, "%s", aor);
+	return 0;
+}
+
 void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,
-		struct proxy_target *targets, size_t n, const struct proxy_media *pm)
+		struct proxy_target *targets, size_t n, const struct proxy_media *pm,
+		const char *aor)
 {
 	struct proxy_call *pc = calloc(1, sizeof *pc);
 	if (!pc) {
@@ -297,37 +486,38 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	pc->flow_timer = plan->flow_timer;
 	pc->upstream = plan->upstream;
 	buf_init(&pc->best);
+	buf_init(&pc->body);
 	call_link(pc);
 	stsx_set_owner(rx->st, pc, on_cancel, on_end);
 	/* RFC 3261 16.2: now that it goes on, stop the caller's retransmissions */
 	if (rx->msg->method == SIP_INVITE)
 		stsx_reply(rx->st, 100, "Trying", NULL);
-	for (size_t i = 0; i < n && i < PROXY_MAX_BRANCHES; i++) {
-		char branch[PROXY_BRANCH_SIZE];
-		proxy_new_branch(rx, branch);
-		struct buf req;
-		buf_init(&req);
-		if (proxy_build_request(p, rx, plan, &targets[i], branch, &req)) {
-			buf_free(&req);
-			continue;
-		}
-		struct branch *b = &pc->br[pc->n_br];
+	bool alternatives = false;
+	for (size_t i = 1; i < n; i++)
+		alternatives |= targets[i].group == targets[i - 1].group;
+	/* without a copy there is no failover, only the first flow of each */
+	if (alternatives && call_keep_targets(pc, plan, targets, n, aor)) {
+		free(pc->tg);
+		pc->tg = NULL;
+	}
+	for (size_t i = 0, end; i < n && pc->n_br < PROXY_MAX_BRANCHES; i = end) {
+		for (end = i + 1; end < n && targets[end].group == targets[i].group; end++)
+			;
+		struct branch *b = &pc->br[pc->n_br++];
 		b->pc = pc;
+		b->first = b->cur = i;
+		b->end = end;
+		timer_init(&b->t_fo);
 		pc->pending++;
-		pc->n_br++;
-		int err = ctsx_start(p->edge, rx->w, &targets[i].flow, &req, branch, on_branch, b,
-				     &b->ct);
-		buf_free(&req);
-		if (err) {
-			char f[96];
-			LOG_D("proxy", "branch to %s: %s", flow_fmt(&targets[i].flow, f, sizeof f),
-			      strerror(err));
-			b->done = true;
-			b->ct = NULL;
-			pc->pending--;
-			if (better(503, pc->best_status))
-				pc->best_status = 503;
-		}
+		if (attempt(b, rx, plan, &targets[i]) == 0)
+			continue;
+		if (failover(b, FO_SEND))
+			continue;
+		b->done = true;
+		pc->pending--;
+		uint16_t s = end - i > 1 ? 480 : 503;
+		if (better(s, pc->best_status))
+			pc->best_status = s;
 	}
 	if (!pc->pending) {
 		send_best(pc);
@@ -375,4 +565,19 @@ void proxy_response_stateless(struct proxy *p, const struct edge_rx *rx)
 		edge_send(p->edge, &f, out.data, out.len);
 	buf_free(&out);
 	buf_free(&sdp);
+}
+
+void proxy_fwd_init(struct proxy *p, const struct conf *c)
+{
+	p->failover_ms = (uint32_t)conf_int(c, "outbound", "failover_timeout");
+	/* RFC 5626 wants it well below Timer B (64 x T1), or the caller's own
+	 * transaction gives up before the next flow is tried */
+	uint32_t half_b = 32u * (uint32_t)conf_int(c, "sip", "t1");
+	if (p->failover_ms > half_b) {
+		LOG_W("proxy", "[outbound] failover_timeout = %u ms is above half of Timer B; %u ms",
+		      p->failover_ms, half_b);
+		p->failover_ms = half_b;
+	}
+	for (size_t i = 0; i < FO_CAUSES; i++)
+		metric_register(&m_failovers[i]);
 }

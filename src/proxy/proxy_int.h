@@ -8,6 +8,12 @@
 #include "relayctl/relayctl.h"
 
 #define PROXY_MAX_BRANCHES 8
+/* Bindings a request looks at, grouped into at most max_branches branches. */
+#define PROXY_MAX_TARGETS 32
+/* Flows of one instance (RFC 5626: one per reg-id) a branch tries, each at
+ * most once per request: what bounds a phone that registers many flows and
+ * fails them all (a send each, no more). */
+#define PROXY_MAX_FLOWS 4
 #define PROXY_MAX_TRUSTED 64
 #define PROXY_BRANCH_SIZE 40
 
@@ -34,6 +40,9 @@ struct proxy {
 	unsigned flow_timer_udp, flow_timer_tcp; /* [outbound] */
 	proxy_service_h *service_h; /* the echo; NULL = none; RO after start */
 	void *service_arg;
+	/* [outbound] failover_timeout: ms a UDP branch may go unanswered before
+	 * the next flow of its instance is tried; RO after alloc */
+	uint32_t failover_ms;
 };
 
 /* ---- policy.c ---- */
@@ -62,7 +71,9 @@ void proxy_count_loop(void);
 /* Frees the calls still pending at shutdown (after the workers stopped). */
 void proxy_calls_free_all(struct proxy *p);
 
-/* Where one copy of a request goes. */
+/* Where one copy of a request goes. Targets of one group are one branch:
+ * the flows of one instance (RFC 5626 5.3 / 7), in the order to try them;
+ * every other target is a group of its own. */
 struct proxy_target {
 	struct flow flow;
 	bool behind_nat; /* the binding's NAT flag (registered targets) */
@@ -70,6 +81,9 @@ struct proxy_target {
 	 * bound now to the connection it leaves on (RFC 5923): Record-Route
 	 * names the address, and our Via offers ;alias to a trusted peer */
 	bool next_hop;
+	unsigned group;	 /* targets of a group are adjacent, groups count from 0 */
+	uint64_t binding_id; /* the registered binding, 0 for other targets */
+	struct store_ka ka;  /* its keepalive state at the lookup */
 	char ruri[STORE_CONTACT_MAX]; /* new Request-URI, "" = unchanged */
 	char path[STORE_PATH_MAX];    /* RFC 3327: the binding's Path, pushed as Route */
 };
@@ -153,10 +167,16 @@ int proxy_upstream_route(struct proxy *p, const struct edge_rx *rx, struct slice
  * forwarded to the phone; flow_timer 0 = leave the response alone. */
 void proxy_flow_timer_edit(struct sip_editor *ed, const struct sip_msg *m, unsigned flow_timer);
 
-/* Forwards statefully to the targets (owning a proxy_call) or answers. */
+/* Forwards statefully to the targets (owning a proxy_call) or answers: one
+ * branch per group, over its first target; the group's others are the
+ * flows it fails over to (fwd.c). aor: the targets' AOR when they are
+ * registered bindings (failed flows are marked there), else NULL. */
 void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,
-		struct proxy_target *targets, size_t n, const struct proxy_media *pm);
-extern struct metric proxy_m_stateless, proxy_m_unproven_responses;
+		struct proxy_target *targets, size_t n, const struct proxy_media *pm,
+		const char *aor);
+/* Registers the failover counters and reads [outbound] (fwd.c). */
+void proxy_fwd_init(struct proxy *p, const struct conf *c);
+extern struct metric proxy_m_stateless, proxy_m_unproven_responses, proxy_m_forwarded;
 
 /* Forwards a response that matched no transaction along its Via, when it
  * answers something we sent (a client transaction's 2xx in RFC 6026

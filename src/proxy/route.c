@@ -19,10 +19,14 @@ const struct conf_key proxy_conf_keys[] = {
 	{"proxy", "relay", CONF_STR, "local", 0, 0, NULL,
 	 "media relay to engage: local (this process's [relay]), an ng address "
 	 "(udp:10.0.0.5:2223), or none"},
+	{"outbound", "failover_timeout", CONF_INT, "2000", 100, 16000, NULL,
+	 "ms a request sent over a UDP flow of a phone's instance may go without any answer "
+	 "before it is sent over the instance's next flow (RFC 5626 flow failure; only when the "
+	 "instance has another flow); kept below half of Timer B (32 x [sip] t1)"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
-static struct metric m_forwarded = {.name = "proxy_forwarded_total",
+struct metric proxy_m_forwarded = {.name = "proxy_forwarded_total",
 				    .help = "requests forwarded (per branch)"};
 struct metric proxy_m_stateless = {
 	.name = "proxy_stateless_total",
@@ -218,45 +222,122 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 	return err;
 }
 
+/* A registered binding's flow is known dead when it is a connection that
+ * closed: its id is never used again. A Path binding's flow is the way to
+ * its edge, which a new connection may take up (the edge names the phone's
+ * flow in the Path), so it is only failed. */
+static bool binding_dead(struct proxy *p, const struct store_binding *b)
+{
+	return b->flow.tp != NET_UDP && !b->path[0] &&
+	       !net_conn_alive(edge_net(p->edge), b->flow.conn_id);
+}
+
+/* Order within an instance: working flows first, then the most recently
+ * registered (RFC 5626 7: the most recent flow is the likeliest to work). */
+static bool flow_before(const struct store_binding *a, bool a_failed,
+			const struct store_binding *b, bool b_failed)
+{
+	if (a_failed != b_failed)
+		return !a_failed;
+	return a->registered_at > b->registered_at;
+}
+
+static void target_of(struct proxy_target *t, const struct store_binding *b, unsigned group)
+{
+	t->flow = b->flow;
+	t->flow.may_connect = false; /* a phone's flow never dials */
+	t->next_hop = false;
+	t->behind_nat = b->behind_nat;
+	t->group = group;
+	t->binding_id = b->id;
+	t->ka = b->ka;
+	/* same sizes, NUL-terminated by the store */
+	_Static_assert(sizeof t->path == sizeof b->path, "path fits");
+	_Static_assert(sizeof t->ruri == sizeof b->contact, "contact fits");
+	memcpy(t->path, b->path, strlen(b->path) + 1);
+	memcpy(t->ruri, b->contact, strlen(b->contact) + 1);
+}
+
+/*
+ * A local user's targets (RFC 5626 5.3 / 7): one branch per instance (the
+ * bindings that share a +sip.instance, outbound ones told apart by reg-id),
+ * over its flows in flow_before order, at most PROXY_MAX_FLOWS of them; and
+ * one branch per binding without an instance. A flow marked failed
+ * (ka.unreachable: unanswered keepalives, a 430, a close) of an instance is
+ * tried last, not skipped: the mark may be stale, and the instance may have
+ * nothing else. A binding without an instance has nothing to fall back on:
+ * failed, it is skipped as before (a dead connection fails at once, a UDP
+ * flow whose pings go unanswered would hold the caller to Timer B for a
+ * 408; 480 says the truth at once). A closed connection (no Path) is skipped
+ * in either case: no request can ever cross it again.
+ */
+static void group_bindings(struct proxy *p, const struct store_binding *b, size_t nb,
+			   struct proxy_target *t, size_t *n, size_t *unreachable)
+{
+	struct {
+		const char *instance; /* NULL: a binding of its own */
+		size_t idx[PROXY_MAX_FLOWS];
+		bool failed[PROXY_MAX_FLOWS];
+		size_t n;
+	} g[PROXY_MAX_BRANCHES];
+	size_t ng = 0;
+	for (size_t i = 0; i < nb; i++) {
+		bool dead = binding_dead(p, &b[i]);
+		bool failed = dead || b[i].ka.unreachable;
+		if (dead || (failed && !b[i].instance[0])) {
+			(*unreachable)++;
+			continue;
+		}
+		size_t k = ng;
+		for (size_t j = 0; b[i].instance[0] && j < ng; j++)
+			if (g[j].instance && strcmp(g[j].instance, b[i].instance) == 0)
+				k = j;
+		if (k == ng) {
+			if (ng == p->max_branches)
+				continue; /* the best max_branches instances ring */
+			g[ng].instance = b[i].instance[0] ? b[i].instance : NULL;
+			g[ng].n = 0;
+			ng++;
+		}
+		if (g[k].n == PROXY_MAX_FLOWS)
+			continue;
+		/* insertion in flow_before order: a handful of flows */
+		size_t at = g[k].n;
+		while (at > 0 && flow_before(&b[i], failed, &b[g[k].idx[at - 1]], g[k].failed[at - 1])) {
+			g[k].idx[at] = g[k].idx[at - 1];
+			g[k].failed[at] = g[k].failed[at - 1];
+			at--;
+		}
+		g[k].idx[at] = i;
+		g[k].failed[at] = failed;
+		g[k].n++;
+	}
+	*n = 0;
+	for (size_t k = 0; k < ng; k++)
+		for (size_t j = 0; j < g[k].n; j++)
+			target_of(&t[(*n)++], &b[g[k].idx[j]], (unsigned)k);
+}
+
 /* Targets for a Request-URI that is not routed by Route: a local user's
- * bindings, or (beyond our domains, for those allowed to go there) the
- * host the URI names. */
+ * bindings (aor set), or (beyond our domains, for those allowed to go there)
+ * the host the URI names. */
 static int lookup_targets(struct proxy *p, const struct edge_rx *rx, bool authenticated,
-			  struct proxy_target *t, size_t *n, uint16_t *status, const char **reason)
+			  struct proxy_target *t, size_t *n, char aor[STORE_AOR_MAX],
+			  uint16_t *status, const char **reason)
 {
 	const struct sip_msg *m = rx->msg;
-	char aor[STORE_AOR_MAX];
 	*n = 0;
+	aor[0] = '\0';
 	if (registrar_domain_is_local(p->reg, &m->ruri)) {
 		*status = 404;
 		*reason = "Not Found";
 		if (registrar_aor_of(&m->ruri, aor))
 			return ENOENT;
-		struct store_binding b[PROXY_MAX_BRANCHES];
-		size_t nb = 0;
-		registrar_lookup(p->reg, aor, b, p->max_branches, &nb);
-		size_t unreachable = 0;
-		for (size_t i = 0; i < nb; i++) {
-			if (b[i].ka.unreachable) {
-				unreachable++;
-				continue;
-			}
-			if (b[i].flow.tp != NET_UDP &&
-			    !net_conn_alive(edge_net(p->edge), b[i].flow.conn_id)) {
-				unreachable++; /* its connection is gone; RFC 5626 would wait */
-				continue;
-			}
-			t[*n].flow = b[i].flow;
-			t[*n].flow.may_connect = false; /* a phone's flow never dials */
-			t[*n].next_hop = false;
-			t[*n].behind_nat = b[i].behind_nat;
-			/* same sizes, NUL-terminated by the store */
-			_Static_assert(sizeof t->path == sizeof b->path, "path fits");
-			_Static_assert(sizeof t->ruri == sizeof b->contact, "contact fits");
-			memcpy(t[*n].path, b[i].path, strlen(b[i].path) + 1);
-			memcpy(t[*n].ruri, b[i].contact, strlen(b[i].contact) + 1);
-			(*n)++;
-		}
+		/* 40 KB: on the worker's stack, once per request */
+		struct store_binding b[PROXY_MAX_TARGETS];
+		size_t nb = 0, unreachable = 0;
+		registrar_lookup(p->reg, aor, b, PROXY_MAX_TARGETS, &nb);
+		group_bindings(p, b, nb, t, n, &unreachable);
 		if (*n)
 			return 0;
 		/* a user with no binding at all is answered like one that does not
@@ -383,9 +464,11 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		reply(rx, 403, "Forbidden (Bad Flow Token)", NULL);
 		return;
 	}
-	if (token_err == ESTALE) {
-		/* 5.3: ours, of an earlier epoch (key rotated, restarted): the
-		 * flow it named is gone */
+	if (token_err == ESTALE ||
+	    (have_flow && tflow.tp != NET_UDP && !net_conn_alive(edge_net(p->edge), tflow.conn_id))) {
+		/* 5.3: ours, of an earlier epoch (key rotated, restarted), or
+		 * naming a connection that has closed: the flow is gone, and
+		 * the proxy that sent it may try another flow of the phone */
 		reply(rx, 430, "Flow Failed", NULL);
 		return;
 	}
@@ -425,7 +508,8 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		return;
 	}
 	plan.record_route = p->record_route && is_dialog_forming(m) && rx->st;
-	struct proxy_target targets[PROXY_MAX_BRANCHES];
+	struct proxy_target targets[PROXY_MAX_TARGETS];
+	char aor[STORE_AOR_MAX] = "";
 	size_t n = 0;
 	bool service = false;
 	memset(targets, 0, sizeof targets[0]);
@@ -463,7 +547,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	} else {
 		uint16_t status = 404;
 		const char *reason = "Not Found";
-		if (lookup_targets(p, rx, authenticated, targets, &n, &status, &reason)) {
+		if (lookup_targets(p, rx, authenticated, targets, &n, aor, &status, &reason)) {
 			reply(rx, status, reason, NULL);
 			return;
 		}
@@ -531,8 +615,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		plan.body = buf_slice(&sdp);
 	}
 	plan.relayed_mark = pm.engaged;
-	metric_add(&m_forwarded, (int64_t)n);
-	proxy_fork(p, rx, &plan, targets, n, &pm);
+	proxy_fork(p, rx, &plan, targets, n, &pm, aor[0] ? aor : NULL);
 	buf_free(&sdp);
 }
 
@@ -585,7 +668,8 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 	}
 	proxy_media_register_metrics();
 	pthread_mutex_init(&p->calls_lock, NULL);
-	metric_register(&m_forwarded);
+	metric_register(&proxy_m_forwarded);
+	proxy_fwd_init(p, c);
 	metric_register(&proxy_m_stateless);
 	metric_register(&proxy_m_unproven_responses);
 	metric_register(&m_from_forbidden);

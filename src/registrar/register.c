@@ -102,6 +102,22 @@ int registrar_lookup(struct registrar *r, const char *aor, struct store_binding 
 	return err == ENOBUFS ? 0 : err;
 }
 
+int registrar_binding_failed(struct registrar *r, const char *aor, uint64_t id)
+{
+	/* read afresh: the keepalive state may have moved since the lookup */
+	struct store_binding b[32];
+	size_t n = 0;
+	registrar_lookup(r, aor, b, ARRAY_SIZE(b), &n);
+	for (size_t i = 0; i < n; i++) {
+		if (b[i].id != id)
+			continue;
+		struct store_ka ka = b[i].ka;
+		ka.unreachable = true;
+		return store_ka_set(r->store, slice_cstr(aor), id, &ka);
+	}
+	return ENOENT;
+}
+
 /* ---- one REGISTER in flight ---- */
 
 #define MAX_CONTACTS_PER_REQ 16

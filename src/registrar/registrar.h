@@ -37,6 +37,12 @@ int registrar_aor_of(const struct sip_uri *uri, char *out);
 int registrar_lookup(struct registrar *r, const char *aor, struct store_binding *out, size_t max,
 		     size_t *n);
 
+/* The flow of binding id of aor failed (the proxy saw a 430, a closed
+ * connection, a send error or silence over it): marks it ka.unreachable
+ * (memory only), so that the proxy tries it after the instance's other
+ * flows; a REGISTER over a working flow clears the mark. 0 or ENOENT. */
+int registrar_binding_failed(struct registrar *r, const char *aor, uint64_t id);
+
 /* ---- policy (policy.c) ---- */
 
 /* Whether a URI's host is a domain this server is responsible for: one of

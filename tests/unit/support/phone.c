@@ -180,34 +180,42 @@ void phone_reply(struct phone *p, const char *req, int status, const char *reaso
 	phone_reply_sdp(p, req, status, reason, tag, NULL);
 }
 
-void phone_reply_sdp(struct phone *p, const char *req, int status, const char *reason,
-		     const char *tag, const char *sdp)
+int phone_build_reply(const char *req, int status, const char *reason, const char *tag,
+		      uint16_t contact_port, const char *sdp, char *resp, size_t cap)
 {
-	char resp[4096];
-	int n = snprintf(resp, sizeof resp, "SIP/2.0 %d %s\r\n", status, reason);
+	int n = snprintf(resp, cap, "SIP/2.0 %d %s\r\n", status, reason);
 	for (const char *line = strstr(req, "\r\n") + 2; !starts(line, "\r\n");
 	     line = strstr(line, "\r\n") + 2) {
 		const char *e = strstr(line, "\r\n");
 		int l = (int)(e - line);
 		if (starts(line, "Via:") || starts(line, "From:") || starts(line, "Call-ID:") ||
 		    starts(line, "CSeq:") || starts(line, "Record-Route:")) {
-			n += snprintf(resp + n, sizeof resp - (size_t)n, "%.*s\r\n", l, line);
+			n += snprintf(resp + n, cap - (size_t)n, "%.*s\r\n", l, line);
 		} else if (starts(line, "To:")) {
 			const char *t = strstr(line, "tag=");
 			bool tagged = t && t < e; /* a CANCEL's or in-dialog To keeps its tag */
-			n += snprintf(resp + n, sizeof resp - (size_t)n, "%.*s%s%s\r\n", l, line,
+			n += snprintf(resp + n, cap - (size_t)n, "%.*s%s%s\r\n", l, line,
 				      tagged ? "" : ";tag=", tagged ? "" : tag);
 		}
 	}
 	if (sdp)
-		n += snprintf(resp + n, sizeof resp - (size_t)n,
+		n += snprintf(resp + n, cap - (size_t)n,
 			      "Contact: <sip:callee@127.0.0.1:%u>\r\nContent-Type: application/sdp\r\n"
 			      "Content-Length: %zu\r\n\r\n%s",
-			      p->port, strlen(sdp), sdp);
+			      contact_port, strlen(sdp), sdp);
 	else
-		n += snprintf(resp + n, sizeof resp - (size_t)n,
+		n += snprintf(resp + n, cap - (size_t)n,
 			      "Contact: <sip:callee@127.0.0.1:%u>\r\nContent-Length: 0\r\n\r\n",
-			      p->port);
+			      contact_port);
+	assert_true(n > 0 && (size_t)n < cap);
+	return n;
+}
+
+void phone_reply_sdp(struct phone *p, const char *req, int status, const char *reason,
+		     const char *tag, const char *sdp)
+{
+	char resp[4096];
+	int n = phone_build_reply(req, status, reason, tag, p->port, sdp, resp, sizeof resp);
 	send_raw(p, resp, (size_t)n);
 }
 

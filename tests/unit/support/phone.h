@@ -55,6 +55,10 @@ void phone_reply(struct phone *p, const char *req, int status, const char *reaso
 /* The same with an SDP body (NULL: none). */
 void phone_reply_sdp(struct phone *p, const char *req, int status, const char *reason,
 		     const char *tag, const char *sdp);
+/* Builds the response phone_reply_sdp sends (Contact at 127.0.0.1:contact_port)
+ * into resp[cap]; returns its length. */
+int phone_build_reply(const char *req, int status, const char *reason, const char *tag,
+		      uint16_t contact_port, const char *sdp, char *resp, size_t cap);
 /* REGISTERs user with Contact sip:user@10.1.1.1:<port> (a private address). */
 void phone_register(struct phone *p, const char *user);
 void phone_invite(struct phone *caller, const char *callee, const char *call_id,
