@@ -205,6 +205,8 @@ void edge_tkey_free(struct edge_tkey *k);
  * transactions over it end as a transport error on their own worker's next
  * turn (RFC 3261 17.1.4), not at Timer B/F. */
 void edge_tsx_conn_closed(struct edge *e, uint64_t conn_id);
+/* The same on one worker, for its own transactions (tsx.c). */
+void edge_tsx_conn_failed(struct edge_wk *wk, uint64_t conn_id);
 
 /* Allocates the worker's server transaction table: 0 or ENOMEM. */
 int edge_tsx_init(struct edge_wk *wk);

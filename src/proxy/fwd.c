@@ -32,6 +32,7 @@ struct branch {
 	/* the current attempt drew a response (even 100): the hop has the
 	 * request, and another flow would only bring it a second copy */
 	bool heard;
+	bool registered; /* a registered binding's flows, not some other target */
 	size_t first, cur, end;
 	struct timer t_fo; /* UDP: no answer within failover_timeout */
 };
@@ -318,6 +319,23 @@ static bool failover(struct branch *b, enum fo_cause cause)
 	return false;
 }
 
+/* Ends a branch that has no transaction left (every flow failed to take
+ * the request) with status; may free the call. */
+static void branch_end_failed(struct branch *b, uint16_t status)
+{
+	struct proxy_call *pc = b->pc;
+	b->done = true;
+	b->status = status;
+	pc->pending--;
+	if (!pc->final_sent && better(status, pc->best_status)) {
+		pc->best_status = status;
+		buf_reset(&pc->best);
+	}
+	if (!pc->pending)
+		send_best(pc);
+	call_maybe_free(pc);
+}
+
 static void failover_timer(void *arg)
 {
 	struct branch *b = arg;
@@ -325,7 +343,10 @@ static void failover_timer(void *arg)
 		return;
 	if (failover(b, FO_TIMEOUT))
 		return;
-	/* no other flow would take it after all: this one keeps its chance */
+	/* given up, and no other flow took it: the branch failed; else no
+	 * other flow could be tried and this one keeps its chance */
+	if (!b->ct)
+		branch_end_failed(b, 480);
 }
 
 static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status, void *arg)
@@ -354,9 +375,11 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 			if (failover(b, (enum fo_cause)cause))
 				return;
 			/* out of flows: an instance none of whose flows
-			 * works is unavailable, and a 430 is never for the
-			 * caller (RFC 5626 11.5: an endpoint takes it for a 400) */
-			if (b->end - b->first > 1 || status == 430) {
+			 * works, or a phone whose connection closed, is
+			 * unavailable; and a 430 is never for the caller (RFC
+			 * 5626 11.5: an endpoint takes it for a 400) */
+			if (status == 430 || b->end - b->first > 1 ||
+			    (b->registered && cause == FO_CLOSED)) {
 				status = 480;
 				rx = NULL;
 			}
@@ -507,6 +530,7 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 		b->pc = pc;
 		b->first = b->cur = i;
 		b->end = end;
+		b->registered = targets[i].binding_id != 0;
 		timer_init(&b->t_fo);
 		pc->pending++;
 		if (attempt(b, rx, plan, &targets[i]) == 0)
