@@ -1,4 +1,4 @@
-/* Stateful forwarding (RFC 3261 16.6-16.7): branches, failover between an instance's flows (RFC 5626 5.3 / 7), the best final response, CANCEL; and stateless responses. */
+/* Stateful forwarding (RFC 3261 16.6-16.7, RFC 5626 7): branches and their flows, the best final response, CANCEL; stateless responses. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,14 +11,14 @@ struct proxy_call;
 /* Why a branch left a flow for the next one of its instance. */
 enum fo_cause { FO_430, FO_CLOSED, FO_SEND, FO_TIMEOUT, FO_CAUSES };
 
+#define FO_HELP                                                                                    \
+	"requests sent again over another flow of the same instance (RFC 5626), by what failed "   \
+	"the flow before"
 static struct metric m_failovers[FO_CAUSES] = {
-	{.name = "outbound_failovers_total",
-	 .help = "requests sent again over another flow of the same instance (RFC 5626), by what "
-		 "failed the flow before",
-	 .labels = "cause=\"430\""},
-	{.name = "outbound_failovers_total", .help = "", .labels = "cause=\"closed\""},
-	{.name = "outbound_failovers_total", .help = "", .labels = "cause=\"send\""},
-	{.name = "outbound_failovers_total", .help = "", .labels = "cause=\"timeout\""},
+	{.name = "outbound_failovers_total", .help = FO_HELP, .labels = "cause=\"430\""},
+	{.name = "outbound_failovers_total", .help = FO_HELP, .labels = "cause=\"closed\""},
+	{.name = "outbound_failovers_total", .help = FO_HELP, .labels = "cause=\"send\""},
+	{.name = "outbound_failovers_total", .help = FO_HELP, .labels = "cause=\"timeout\""},
 };
 
 /* One branch: an instance (or a single target) and the flow being tried.
@@ -366,10 +366,13 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 		/* RFC 5626 7: the flow failed when its edge says so (430), the
 		 * connection closed (a transport error), or it went unanswered
 		 * to Timer B/F; any other final answer is the hop's word */
-		int cause = status == 430 && rx		      ? FO_430
-			    : !rx && status == 503	      ? FO_CLOSED
-			    : !rx && status == 408 && !b->heard ? FO_TIMEOUT
-							      : -1;
+		int cause = -1;
+		if (status == 430 && rx)
+			cause = FO_430;
+		else if (!rx && status == 503)
+			cause = FO_CLOSED;
+		else if (!rx && status == 408 && !b->heard)
+			cause = FO_TIMEOUT;
 		if (cause >= 0) {
 			b->ct = NULL; /* this transaction has ended */
 			if (failover(b, (enum fo_cause)cause))
@@ -598,7 +601,7 @@ void proxy_fwd_init(struct proxy *p, const struct conf *c)
 	 * transaction gives up before the next flow is tried */
 	uint32_t half_b = 32u * (uint32_t)conf_int(c, "sip", "t1");
 	if (p->failover_ms > half_b) {
-		LOG_W("proxy", "[outbound] failover_timeout = %u ms is above half of Timer B; %u ms",
+		LOG_W("proxy", "[outbound] failover_timeout = %u ms is above half of Timer B: %u",
 		      p->failover_ms, half_b);
 		p->failover_ms = half_b;
 	}

@@ -12,7 +12,8 @@ const struct conf_key proxy_conf_keys[] = {
 	{"proxy", "record_route", CONF_BOOL, "yes", 0, 0, NULL,
 	 "Record-Route dialog-forming requests so in-dialog requests cross the NAT's flow"},
 	{"proxy", "max_branches", CONF_INT, "8", 1, PROXY_MAX_BRANCHES, NULL,
-	 "branches an INVITE is forked to in parallel: one per instance (its flows tried in turn), one per binding without an instance"},
+	 "branches an INVITE is forked to in parallel: one per instance (its flows tried in turn), "
+	 "one per binding without an instance"},
 	{"proxy", "trusted", CONF_STR, "", 0, 0, NULL,
 	 "peers (addresses or CIDR prefixes, comma-separated) whose requests may go beyond our "
 	 "domains without authentication, e.g. a trunk: 192.0.2.10, 198.51.100.0/24"},

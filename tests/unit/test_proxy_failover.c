@@ -369,14 +369,15 @@ static void tphone_expect(struct tphone *t, const char *prefix, char *out, size_
 static void tphone_register(struct tphone *t, const char *user, unsigned inst, unsigned reg_id)
 {
 	char msg[2048], r[4096];
-	int n = snprintf(msg, sizeof msg,
-			 "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
-			 "Via: SIP/2.0/TCP 127.0.0.1:%u;branch=z9hG4bKtreg%u\r\nMax-Forwards: 70\r\n"
-			 "From: <sip:%s@127.0.0.1>;tag=t%u\r\nTo: <sip:%s@127.0.0.1>\r\n"
-			 "Call-ID: tob-%u\r\nCSeq: 1 REGISTER\r\nSupported: outbound, path\r\n"
-			 "Contact: <sip:%s@10.1.1.1:%u;transport=tcp;ob>%s",
-			 t->port, t->port, user, t->port, user, t->port, user, t->port,
-			 inst ? ";+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-" : "");
+	int n =
+	    snprintf(msg, sizeof msg,
+		     "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
+		     "Via: SIP/2.0/TCP 127.0.0.1:%u;branch=z9hG4bKtreg%u\r\nMax-Forwards: 70\r\n"
+		     "From: <sip:%s@127.0.0.1>;tag=t%u\r\nTo: <sip:%s@127.0.0.1>\r\n"
+		     "Call-ID: tob-%u\r\nCSeq: 1 REGISTER\r\nSupported: outbound, path\r\n"
+		     "Contact: <sip:%s@10.1.1.1:%u;transport=tcp;ob>%s",
+		     t->port, t->port, user, t->port, user, t->port, user, t->port,
+		     inst ? ";+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-" : "");
 	if (inst)
 		n += snprintf(msg + n, sizeof msg - (size_t)n, "%012u>\";reg-id=%u", inst, reg_id);
 	n += snprintf(msg + n, sizeof msg - (size_t)n,
@@ -388,8 +389,8 @@ static void tphone_register(struct tphone *t, const char *user, unsigned inst, u
 static void tphone_reply(struct tphone *t, const char *req, int status, const char *tag)
 {
 	char resp[4096];
-	int n = phone_build_reply(req, status, status == 200 ? "OK" : "Ringing", tag, t->port,
-				  NULL, resp, sizeof resp);
+	int n = phone_build_reply(req, status, status == 200 ? "OK" : "Ringing", tag, t->port, NULL,
+				  resp, sizeof resp);
 	tphone_send(t, resp, (size_t)n);
 }
 
@@ -485,14 +486,14 @@ static void test_token_for_closed_connection_430(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_one_branch_per_instance),
-		cmocka_unit_test(test_430_next_flow_then_failed_flow_last),
-		cmocka_unit_test(test_all_flows_failed),
-		cmocka_unit_test(test_2xx_first_no_failover),
-		cmocka_unit_test(test_udp_silence_then_next_flow),
-		cmocka_unit_test(test_430_from_stranger_ignored),
-		cmocka_unit_test(test_closed_connection_fails_over_at_once),
-		cmocka_unit_test(test_token_for_closed_connection_430),
+	    cmocka_unit_test(test_one_branch_per_instance),
+	    cmocka_unit_test(test_430_next_flow_then_failed_flow_last),
+	    cmocka_unit_test(test_all_flows_failed),
+	    cmocka_unit_test(test_2xx_first_no_failover),
+	    cmocka_unit_test(test_udp_silence_then_next_flow),
+	    cmocka_unit_test(test_430_from_stranger_ignored),
+	    cmocka_unit_test(test_closed_connection_fails_over_at_once),
+	    cmocka_unit_test(test_token_for_closed_connection_430),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
