@@ -154,14 +154,27 @@ static void test_430_next_flow_then_failed_flow_last(void **state)
 	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
 	assert_non_null(strstr(r, "tag=g"));
 	phone_expect_silence(&a, 100); /* no 430 ever */
-	/* the next request tries the failed flow last */
+	/* the next request tries the failed flow last, but still tries it */
 	phone_invite(&a, "fo430", "c-430b", "z9hG4bK4302", 70);
 	phone_expect(good, "INVITE sip:fo430@10.1.1.1:", inv2, sizeof inv2);
 	phone_expect_silence(bad, 0);
-	phone_reply(good, inv2, 486, "Busy Here", "g2");
+	phone_reply(good, inv2, 430, "Flow Failed", "g2");
+	phone_expect(good, "ACK ", ack, sizeof ack);
+	phone_expect(bad, "INVITE sip:fo430@10.1.1.1:", inv, sizeof inv);
+	phone_reply(bad, inv, 180, "Ringing", "b2");
+	phone_expect(&a, "SIP/2.0 180", r, sizeof r);
+	phone_reply(bad, inv, 200, "OK", "b2");
 	expect_final(&a, r, sizeof r);
-	assert_non_null(strstr(r, "SIP/2.0 486")); /* a final answer of the phone's: no failover */
-	phone_expect_silence(bad, 500);
+	assert_non_null(strstr(r, "SIP/2.0 200"));
+	/* a final answer of the phone's own is its word: no other flow */
+	phone_invite(&a, "fo430", "c-430c", "z9hG4bK4303", 70);
+	first = first_of(&f1, &f2);
+	struct phone *x = first ? &f2 : &f1, *y = first ? &f1 : &f2;
+	phone_expect(x, "INVITE sip:fo430@10.1.1.1:", inv2, sizeof inv2);
+	phone_reply(x, inv2, 486, "Busy Here", "x3");
+	expect_final(&a, r, sizeof r);
+	assert_non_null(strstr(r, "SIP/2.0 486"));
+	phone_expect_silence(y, 500);
 	phone_close(&a);
 	phone_close(&f1);
 	phone_close(&f2);
