@@ -88,6 +88,11 @@ const struct conf_key edge_conf_keys[] = {
 	 "belong to no "
 	 "binding (keepalives from strangers) and give way oldest first; bound flows never give "
 	 "way: past the bound a new one is not watched, and counted"},
+	/* read by the proxy (fwd.c); here so that [outbound] prints as one section */
+	{"outbound", "failover_timeout", CONF_INT, "2000", 100, 16000, NULL,
+	 "ms a request sent over a UDP flow of a phone's instance may go without any answer "
+	 "before it is sent over the instance's next flow (RFC 5626 flow failure; only when the "
+	 "instance has another flow); kept below half of Timer B (32 x [sip] t1)"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 

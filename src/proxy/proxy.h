@@ -14,8 +14,8 @@
 
 struct proxy;
 
-extern const struct conf_key proxy_conf_keys[]; /* [proxy], [outbound] failover_timeout */
-/* [proxy] registrar and [outbound] flow timers (upstream.c) */
+extern const struct conf_key proxy_conf_keys[]; /* [proxy] */
+/* [proxy] registrar (upstream.c) */
 extern const struct conf_key proxy_upstream_conf_keys[];
 /* Whether this process is an edge in front of a registrar elsewhere
  * ([proxy] registrar): it then keeps no bindings. */

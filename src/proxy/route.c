@@ -20,10 +20,6 @@ const struct conf_key proxy_conf_keys[] = {
 	{"proxy", "relay", CONF_STR, "local", 0, 0, NULL,
 	 "media relay to engage: local (this process's [relay]), an ng address "
 	 "(udp:10.0.0.5:2223), or none"},
-	{"outbound", "failover_timeout", CONF_INT, "2000", 100, 16000, NULL,
-	 "ms a request sent over a UDP flow of a phone's instance may go without any answer "
-	 "before it is sent over the instance's next flow (RFC 5626 flow failure; only when the "
-	 "instance has another flow); kept below half of Timer B (32 x [sip] t1)"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
