@@ -231,9 +231,9 @@ void ctsx_cancel(struct ctsx *ct);
 /* The owner goes away: no more callbacks; the transaction runs out on its own. */
 void ctsx_detach(struct ctsx *ct);
 /* The owner takes the flow for failed and moves on (RFC 5626 failover):
- * no more callbacks and no more retransmissions; an INVITE is cancelled
- * once it is known to have arrived after all (its first provisional, RFC
- * 3261 9.1). The transaction lingers to Timer B/F for late responses. */
+ * no more retransmissions, and an INVITE is cancelled once it is known to
+ * have arrived after all (its first provisional, RFC 3261 9.1). The owner
+ * still hears its responses and its end (a 2xx may come yet), as before. */
 void ctsx_give_up(struct ctsx *ct);
 const struct flow *ctsx_flow(const struct ctsx *ct);
 

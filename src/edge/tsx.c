@@ -742,7 +742,6 @@ static void ct_end_timer(void *arg)
 
 void ctsx_give_up(struct ctsx *ct)
 {
-	ctsx_detach(ct);
 	timer_cancel(&ct->t_retx);
 	ctsx_cancel(ct);
 }

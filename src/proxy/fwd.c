@@ -46,6 +46,7 @@ struct proxy_call {
 	struct buf best; /* best final so far, ready to send; empty = synthesise */
 	bool final_sent;
 	bool cancelling; /* CANCEL, a 2xx or 6xx: no branch moves on to another flow */
+	size_t given_up; /* attempts left for another flow, until they end */
 	struct proxy_media media;
 	unsigned flow_timer; /* edge-only REGISTER: Flow-Timer for its 2xx (upstream.c) */
 	/* edge-only: sent to the registrar for a phone (upstream.c); until
@@ -94,7 +95,7 @@ static void call_free(struct proxy_call *pc)
 
 static void call_maybe_free(struct proxy_call *pc)
 {
-	if (pc->st || pc->pending)
+	if (pc->st || pc->pending || pc->given_up)
 		return;
 	call_free(pc);
 }
@@ -305,7 +306,8 @@ static bool failover(struct branch *b, enum fo_cause cause)
 	    !call_rx(pc, &rx))
 		return false;
 	if (b->ct) {
-		ctsx_give_up(b->ct);
+		ctsx_give_up(b->ct); /* it still reports its end here */
+		pc->given_up++;
 		b->ct = NULL;
 	}
 	while (++b->cur < b->end) {
@@ -353,8 +355,19 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 {
 	struct branch *b = arg;
 	struct proxy_call *pc = b->pc;
-	if (ct != b->ct)
-		return; /* an attempt given up (ctsx_give_up stops these) */
+	bool stale = ct != b->ct;
+	if (stale) {
+		/* an attempt given up for another flow: only its end matters,
+		 * and a 2xx (the phone answered it after all) goes up as every
+		 * 2xx does (16.7 step 5) and ends the call's other attempts */
+		if (status < 200)
+			return;
+		pc->given_up--;
+		if (status >= 300 || !rx) {
+			call_maybe_free(pc);
+			return;
+		}
+	}
 	if (status < 200) {
 		b->heard = true;
 		timer_cancel(&b->t_fo);
@@ -405,15 +418,18 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 			return; /* a provisional whose SDP the relay refused: not passed on */
 		if (status < 300) {
 			/* the answer cannot be relayed: the call must not go on half-relayed */
-			b->done = true;
-			pc->pending--;
+			if (!stale) {
+				b->done = true;
+				pc->pending--;
+			}
 			if (pc->st && !pc->final_sent) {
 				pc->final_sent = true;
 				stsx_reply(pc->st, 500, "Media Relay Failed", NULL);
 			}
 			proxy_media_end(pc->p, slice_cstr(pc->media.call_id));
 			cancel_pending(pc);
-			b->ct = NULL;
+			if (!stale)
+				b->ct = NULL;
 			call_maybe_free(pc);
 			return;
 		}
@@ -431,8 +447,10 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 		buf_free(&out);
 		return;
 	}
-	b->done = true;
-	pc->pending--;
+	if (!stale) {
+		b->done = true;
+		pc->pending--;
+	}
 	if (status < 300) {
 		/* 16.7 step 5: every 2xx goes up at once; the rest is cancelled.
 		 * After the first, the server transaction is Accepted, a record
@@ -457,7 +475,8 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 			send_best(pc);
 	}
 	buf_free(&out);
-	b->ct = NULL;
+	if (!stale)
+		b->ct = NULL;
 	call_maybe_free(pc);
 }
 

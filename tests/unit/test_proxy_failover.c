@@ -314,6 +314,44 @@ static void test_430_from_stranger_ignored(void **state)
 	test_server_stop(&s2);
 }
 
+/* The silent flow's phone answers 200 after the request went over the next
+ * flow: a 2xx always reaches the caller (RFC 3261 16.7 step 5), and the
+ * copy on the other flow is cancelled; a given-up transaction that only
+ * stopped reporting would swallow it (its retransmissions alone going up
+ * statelessly), leaving the phone in a call the caller never heard of. */
+static void test_late_2xx_on_given_up_flow_goes_up(void **state)
+{
+	(void)state;
+	struct phone a, f1, f2;
+	phone_open(&a, &srv);
+	phone_open(&f1, &srv);
+	phone_open(&f2, &srv);
+	register_ob(&f1, "late2xx", 8, 1);
+	register_ob(&f2, "late2xx", 8, 2);
+	char r[4096], inv[4096], inv2[4096];
+	phone_invite(&a, "late2xx", "c-late2xx", "z9hG4bKl2x1", 70);
+	int first = first_of(&f1, &f2);
+	struct phone *slow = first ? &f2 : &f1, *next = first ? &f1 : &f2;
+	phone_expect(slow, "INVITE ", inv, sizeof inv);
+	phone_expect(next, "INVITE sip:late2xx@10.1.1.1:", inv2, sizeof inv2);
+	phone_reply(next, inv2, 180, "Ringing", "n");
+	phone_expect(&a, "SIP/2.0 100", r, sizeof r);
+	phone_expect(&a, "SIP/2.0 180", r, sizeof r);
+	phone_reply(slow, inv, 200, "OK", "late");
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	assert_non_null(strstr(r, "tag=late"));
+	/* and the copy on the other flow is cancelled: the call is answered */
+	char cancel[4096];
+	phone_expect(next, "CANCEL ", cancel, sizeof cancel);
+	phone_reply(next, cancel, 200, "OK", "n");
+	phone_reply(next, inv2, 487, "Request Terminated", "n");
+	phone_expect(next, "ACK ", r, sizeof r);
+	phone_expect_silence(&a, 200);
+	phone_close(&a);
+	phone_close(&f1);
+	phone_close(&f2);
+}
+
 /* ---- a phone over TCP ---- */
 
 struct tphone {
@@ -504,6 +542,7 @@ int main(void)
 	    cmocka_unit_test(test_all_flows_failed),
 	    cmocka_unit_test(test_2xx_first_no_failover),
 	    cmocka_unit_test(test_udp_silence_then_next_flow),
+	    cmocka_unit_test(test_late_2xx_on_given_up_flow_goes_up),
 	    cmocka_unit_test(test_430_from_stranger_ignored),
 	    cmocka_unit_test(test_closed_connection_fails_over_at_once),
 	    cmocka_unit_test(test_token_for_closed_connection_430),
