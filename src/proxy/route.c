@@ -461,11 +461,12 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		reply(rx, 403, "Forbidden (Bad Flow Token)", NULL);
 		return;
 	}
-	if (token_err == ESTALE ||
-	    (have_flow && tflow.tp != NET_UDP && !net_conn_alive(edge_net(p->edge), tflow.conn_id))) {
+	if (token_err == ESTALE || (have_flow && tflow.tp != NET_UDP && !tflow.may_connect &&
+				    !net_conn_alive(edge_net(p->edge), tflow.conn_id))) {
 		/* 5.3: ours, of an earlier epoch (key rotated, restarted), or
-		 * naming a connection that has closed: the flow is gone, and
-		 * the proxy that sent it may try another flow of the phone */
+		 * naming a connection that has closed (not a next hop by
+		 * address, which may be dialled): the flow is gone, and the
+		 * proxy that sent it may try another flow of the phone */
 		reply(rx, 430, "Flow Failed", NULL);
 		return;
 	}
