@@ -71,6 +71,10 @@ uint32_t rand_u32(void);
 
 uint64_t time_mono_ms(void);  /* CLOCK_MONOTONIC, milliseconds */
 uint64_t time_mono_us(void);
+/* Tests only, a fake clock: the two above (and so every loop's clock) jump
+ * ms ahead at once, process-wide, as if that much time had passed; they
+ * never go back. The server never calls it. */
+void time_mono_advance(uint64_t ms);
 int64_t time_wall_s(void);    /* CLOCK_REALTIME seconds, for persisted expiries */
 
 /* ---- logging: one line per event, level and role first, to stderr ---- */

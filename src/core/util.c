@@ -1,5 +1,6 @@
 /* Hashing, randomness, clocks and logging. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,18 +113,25 @@ uint32_t rand_u32(void)
 	return v;
 }
 
+/* microseconds added to CLOCK_MONOTONIC (time_mono_advance); 0 outside tests */
+static _Atomic uint64_t mono_skew_us;
+
+void time_mono_advance(uint64_t ms)
+{
+	atomic_fetch_add(&mono_skew_us, ms * 1000u);
+}
+
 uint64_t time_mono_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return time_mono_us() / 1000u;
 }
 
 uint64_t time_mono_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u +
+	       atomic_load_explicit(&mono_skew_us, memory_order_relaxed);
 }
 
 int64_t time_wall_s(void)

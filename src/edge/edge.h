@@ -333,6 +333,10 @@ void edge_flows_unbind(struct edge_flows *fl, const struct flow *f, const char *
 void edge_flows_conn_closed(struct edge_flows *fl, uint64_t conn_id, uint64_t now_ms);
 /* A send on stream f was refused: fails its bound entries (cause send). */
 void edge_flows_send_failed(struct edge_flows *fl, const struct flow *f, uint64_t now_ms);
+/* Whether f is known to have failed (RFC 5626 5.3: a request routed over it
+ * by its token gets 430): a bound entry of it failed and none of it is
+ * alive. A flow the table does not know is not failed. */
+bool edge_flows_failed(struct edge_flows *fl, const struct flow *f);
 /* Runs the wheel up to now: deadlines, pings, expiries. */
 void edge_flows_tick(struct edge_flows *fl, uint64_t now_ms);
 

@@ -411,8 +411,22 @@ static void schedule_owned(struct edge_flows *fl, struct fshard *s, struct fentr
 		wheel_at(s, e, slot_after(next));
 }
 
-/* Fails a bound entry: its owner hears it; the entry stays FLOW_LINGER_S for
- * the dump, failed, unless the owner had let go of the flow. Shard locked. */
+/* When a failed entry goes. A stream's close is final and the net knows it
+ * (net_conn_alive): a minute, for the dump. A datagram flow's failure is
+ * known only here, and its address may be sent to again: it stays failed
+ * until its binding expires (at least that minute), so that a request
+ * routed over it by its token gets 430 for as long as the binding could
+ * send one there, not only in the first minute; a REGISTER over the flow
+ * binds it alive again, an unbind takes it away. No growth: a bound entry
+ * held its place until then anyway. */
+static uint64_t failed_until(const struct fentry *e)
+{
+	uint64_t t = e->failed_ms + FLOW_LINGER_S * 1000;
+	return e->tp == NET_UDP ? MAX(t, e->expires_ms) : t;
+}
+
+/* Fails a bound entry: its owner hears it; the entry stays, failed, until
+ * failed_until, unless the owner had let go of the flow. Shard locked. */
 static void entry_fail(struct edge_flows *fl, struct fshard *s, struct fentry *e,
 		       enum edge_flow_cause cause, uint64_t now_ms)
 {
@@ -427,7 +441,7 @@ static void entry_fail(struct edge_flows *fl, struct fshard *s, struct fentry *e
 	e->cause = (uint8_t)cause;
 	e->failed_ms = now_ms;
 	metric_inc(&m_failed[cause]);
-	wheel_at(s, e, slot_after(now_ms + FLOW_LINGER_S * 1000));
+	wheel_at(s, e, slot_after(failed_until(e)));
 }
 
 static struct fentry *find(struct fshard *s, uint64_t h, const struct flow *f, const char *aor)
@@ -537,6 +551,22 @@ void edge_flows_unbind(struct edge_flows *fl, const struct flow *f, const char *
 	pthread_mutex_unlock(&s->lock);
 }
 
+bool edge_flows_failed(struct edge_flows *fl, const struct flow *f)
+{
+	uint64_t h = flow_hash(f);
+	struct fshard *s = shard_of(fl, h);
+	bool failed = false, alive = false;
+	pthread_mutex_lock(&s->lock);
+	for (struct fentry *e = *bucket_of(s, h); e; e = e->hnext) {
+		if (!entry_is(e, h, f) || !e->owner)
+			continue;
+		failed |= e->failed;
+		alive |= !e->failed;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return failed && !alive;
+}
+
 /* Fails (or, unbound, drops) every entry of the stream flow f; conn_id only
  * when f is NULL. */
 static void fail_conn(struct edge_flows *fl, const struct flow *f, uint64_t conn_id,
@@ -578,10 +608,10 @@ void edge_flows_send_failed(struct edge_flows *fl, const struct flow *f, uint64_
 static void entry_due(struct edge_flows *fl, struct fshard *s, struct fentry *e, uint64_t now_ms)
 {
 	if (e->failed) {
-		if (now_ms >= e->failed_ms + FLOW_LINGER_S * 1000)
+		if (now_ms >= failed_until(e))
 			entry_remove(fl, s, e);
 		else
-			wheel_at(s, e, slot_after(e->failed_ms + FLOW_LINGER_S * 1000));
+			wheel_at(s, e, slot_after(failed_until(e)));
 		return;
 	}
 	if (!e->owner) {

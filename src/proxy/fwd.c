@@ -456,6 +456,12 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 		 * After the first, the server transaction is Accepted, a record
 		 * that no longer sends: later ones go up statelessly (RFC 6026). */
 		struct flow up;
+		/* edge-only: the phone's flow is watched (or let go) as its
+		 * REGISTER's 2xx goes by, before the phone can read it */
+		if (pc->upstream && rx && pc->st && stsx_msg(pc->st) &&
+		    rx->msg->cseq.method == SIP_REGISTER)
+			proxy_upstream_registered(pc->p, stsx_msg(pc->st), stsx_flow(pc->st),
+						  rx->msg, pc->flow_timer);
 		if (pc->st)
 			stsx_send_response(pc->st, status, out.data, out.len);
 		else if (rx && upstream_flow(pc->p, rx->msg, &up))

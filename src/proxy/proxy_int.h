@@ -166,6 +166,14 @@ int proxy_upstream_route(struct proxy *p, const struct edge_rx *rx, struct slice
 /* Adds (or lowers) Flow-Timer in a 2xx to an outbound REGISTER being
  * forwarded to the phone; flow_timer 0 = leave the response alone. */
 void proxy_flow_timer_edit(struct sip_editor *ed, const struct sip_msg *m, unsigned flow_timer);
+/* The 2xx resp to the REGISTER req that came over the phone's flow f is on
+ * its way to the phone (flow_timer: ours, for an outbound REGISTER; 0 =
+ * none). One that keeps the binding of req's instance and reg-id (Require:
+ * outbound, expires > 0) binds f in the edge's flow table for the To's AOR,
+ * watched for the Flow-Timer the phone was told; one without it (expires 0,
+ * the binding gone, outbound refused) unbinds it. Other statuses: nothing. */
+void proxy_upstream_registered(struct proxy *p, const struct sip_msg *req, const struct flow *f,
+			       const struct sip_msg *resp, unsigned flow_timer);
 
 /* Forwards statefully to the targets (owning a proxy_call) or answers: one
  * branch per group, over its first target; the group's others are the

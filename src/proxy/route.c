@@ -118,6 +118,10 @@ static void plan_routes(struct proxy *p, const struct edge_rx *rx, struct route_
 		*flow = last;
 		*have_flow = true;
 	}
+	/* 5.3: a flow the flow table saw fail (keepalives stopped, its
+	 * connection closed) is gone as well: 430, as for an old epoch */
+	if (*have_flow && !*token_err && edge_flows_failed(edge_flows(p->edge), flow))
+		*token_err = ESTALE;
 }
 
 int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,
@@ -690,6 +694,8 @@ void proxy_free(struct proxy *p)
 	if (!p)
 		return;
 	proxy_calls_free_all(p);
+	if (p->up_on) /* its flow handler (upstream.c) names p */
+		edge_flows_set_handlers(edge_flows(p->edge), NULL, NULL, NULL);
 	pthread_mutex_destroy(&p->calls_lock);
 	relayctl_free(p->rc);
 	free(p);

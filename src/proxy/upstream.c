@@ -64,6 +64,22 @@ static int listener_toward(struct edge *e, const struct net_addr *dst, enum net_
 	return any >= 0 ? any : first;
 }
 
+/* What a failed flow means here: nothing to mark (the registrar keeps the
+ * bindings); the entry stays failed and a token naming it gets 430
+ * (route.c), which is how the registrar learns it. */
+static size_t upstream_flow_failed(const struct flow *f, const char *aor,
+				   enum edge_flow_cause cause, void *arg)
+{
+	(void)arg;
+	char fs[NET_ADDR_STRLEN + 32];
+	LOG_D("proxy", "%s: flow %s failed (%s): requests over it get 430", aor,
+	      flow_fmt(f, fs, sizeof fs),
+	      cause == EDGE_FLOW_KEEPALIVE ? "keepalives stopped"
+	      : cause == EDGE_FLOW_CLOSED  ? "connection closed"
+					   : "send failed");
+	return 1;
+}
+
 int proxy_upstream_init(struct proxy *p, const struct conf *c)
 {
 	const char *spec = conf_str(c, "proxy", "registrar");
@@ -101,6 +117,9 @@ int proxy_upstream_init(struct proxy *p, const struct conf *c)
 		      net_transport_name_upper(tp));
 		return EINVAL;
 	}
+	/* the edge watches its phones' outbound flows itself: a failure stays
+	 * in its table (430) instead of being marked on bindings kept here */
+	edge_flows_set_handlers(edge_flows(p->edge), upstream_flow_failed, NULL, p);
 	if (tp == NET_UDP)
 		net_flow_udp(edge_net(p->edge), (unsigned)li, &dst, &p->up_flow);
 	else /* a stream next hop: reused or opened when first sent on (RFC 5923) */
@@ -211,26 +230,134 @@ int proxy_upstream_route(struct proxy *p, const struct edge_rx *rx, struct slice
 	return 0;
 }
 
+/* Whether m is a 2xx in which the registrar accepted outbound (Require:
+ * outbound), where our Flow-Timer belongs; *ft the header it wrote, if any. */
+static bool outbound_2xx(const struct sip_msg *m, unsigned flow_timer, const struct sip_hdr **ft)
+{
+	*ft = NULL;
+	if (!flow_timer || m->status < 200 || m->status >= 300 || m->cseq.method != SIP_REGISTER ||
+	    !sip_msg_has_option(m, SIP_HDR_REQUIRE, "outbound"))
+		return false;
+	for (size_t i = 0; i < m->n_hdrs && !*ft; i++)
+		if (m->hdrs[i].id == SIP_HDR_OTHER &&
+		    slice_eq_cstr_nocase(m->hdrs[i].name, "Flow-Timer"))
+			*ft = &m->hdrs[i];
+	return true;
+}
+
 /* RFC 5626 5.4 / 6: tells the phone how often to ping, where the registrar
  * accepted outbound (Require: outbound in its 2xx); a value the registrar
  * wrote is kept when it asks no less often than ours. */
 void proxy_flow_timer_edit(struct sip_editor *ed, const struct sip_msg *m, unsigned flow_timer)
 {
-	if (!flow_timer || m->status < 200 || m->status >= 300 || m->cseq.method != SIP_REGISTER ||
-	    !sip_msg_has_option(m, SIP_HDR_REQUIRE, "outbound"))
+	const struct sip_hdr *ft;
+	if (!outbound_2xx(m, flow_timer, &ft))
 		return;
-	for (size_t i = 0; i < m->n_hdrs; i++) {
-		if (m->hdrs[i].id != SIP_HDR_OTHER ||
-		    !slice_eq_cstr_nocase(m->hdrs[i].name, "Flow-Timer"))
-			continue;
-		uint32_t v;
-		if (slice_to_u32(slice_trim(m->hdrs[i].value), UINT32_MAX, &v) == 0 &&
-		    v <= flow_timer)
-			return;
-		sip_edit_replace(ed, m->hdrs[i].value, "%u", flow_timer);
+	if (!ft) {
+		sip_edit_insert_hdr_before(ed, m->n_hdrs, "Flow-Timer: %u", flow_timer);
 		return;
 	}
-	sip_edit_insert_hdr_before(ed, m->n_hdrs, "Flow-Timer: %u", flow_timer);
+	uint32_t v;
+	if (slice_to_u32(slice_trim(ft->value), UINT32_MAX, &v) == 0 && v <= flow_timer)
+		return;
+	sip_edit_replace(ed, ft->value, "%u", flow_timer);
+}
+
+/* The first Contact value of m with +sip.instance and reg-id whose instance
+ * is inst (any, when inst is empty): its instance, reg-id and header
+ * parameters. */
+static bool outbound_contact(const struct sip_msg *m, struct slice inst, struct slice *inst_out,
+			     uint32_t *reg_id, struct slice *params)
+{
+	for (size_t i = 0; i < m->n_hdrs; i++) {
+		if (m->hdrs[i].id != SIP_HDR_CONTACT)
+			continue;
+		size_t pos = 0;
+		struct slice v;
+		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
+			struct sip_nameaddr na;
+			struct sip_param pi, pr;
+			uint32_t id;
+			if (sip_nameaddr_parse(v, &na) ||
+			    !sip_param_find(na.params, "+sip.instance", &pi) ||
+			    !sip_param_find(na.params, "reg-id", &pr) ||
+			    slice_to_u32(pr.value, UINT32_MAX, &id) || !id)
+				continue;
+			/* RFC 5626 4.1: an instance URN compares without case */
+			if (inst.l && !slice_eq_nocase(slice_trim(pi.value), inst))
+				continue;
+			if (*reg_id && id != *reg_id)
+				continue;
+			*inst_out = slice_trim(pi.value);
+			*reg_id = id;
+			*params = na.params;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The expiry of a Contact value of a 2xx to REGISTER (its params), seconds. */
+static uint32_t contact_expires(const struct sip_msg *m, struct slice params)
+{
+	struct sip_param pe;
+	uint32_t v;
+	if (sip_param_find(params, "expires", &pe) && pe.has_value &&
+	    slice_to_u32(pe.value, UINT32_MAX, &v) == 0)
+		return v;
+	const struct sip_hdr *eh = sip_msg_hdr(m, SIP_HDR_EXPIRES, 0);
+	if (eh && slice_to_u32(slice_trim(eh->value), UINT32_MAX, &v) == 0)
+		return v;
+	return 3600; /* RFC 3261 10.2.1.1 */
+}
+
+void proxy_upstream_registered(struct proxy *p, const struct sip_msg *req, const struct flow *f,
+			       const struct sip_msg *resp, unsigned flow_timer)
+{
+	char aor[STORE_AOR_MAX], inst[EDGE_FLOW_INSTANCE_MAX];
+	struct slice ri, ci, params;
+	uint32_t reg_id = 0;
+	if (resp->status < 200 || resp->status >= 300 || registrar_aor_of(&req->to.uri, aor))
+		return;
+	struct edge_flows *fl = edge_flows(p->edge);
+	const struct sip_hdr *ft;
+	if (!flow_timer || !outbound_contact(req, SLICE_NULL, &ri, &reg_id, &params)) {
+		/* no outbound binding asked for (Contact: *, a plain one):
+		 * the one bound on f goes once the registrar no longer lists
+		 * it (only what the table kept of the instance to compare) */
+		struct edge_flow_info fi;
+		if (edge_flows_get(fl, f, aor, &fi) || !fi.reg_id)
+			return;
+		reg_id = fi.reg_id;
+		if (!outbound_contact(resp, slice_cstr(fi.instance), &ci, &reg_id, &params) ||
+		    !contact_expires(resp, params))
+			edge_flows_unbind(fl, f, aor);
+		return;
+	}
+	/* the registrar answers with every binding of the AOR: ours is the
+	 * one of this instance and reg-id; gone, or expires 0, it let go */
+	uint32_t expires = 0;
+	if (outbound_2xx(resp, flow_timer, &ft) &&
+	    outbound_contact(resp, ri, &ci, &reg_id, &params))
+		expires = contact_expires(resp, params);
+	if (!expires) {
+		edge_flows_unbind(fl, f, aor);
+		return;
+	}
+	/* the interval the phone reads: ours, or the registrar's shorter one */
+	uint32_t v = flow_timer;
+	if (ft && (slice_to_u32(slice_trim(ft->value), UINT32_MAX, &v) || v > flow_timer))
+		v = flow_timer;
+	slice_to_cstr(ci, inst, sizeof inst);
+	struct edge_flow_bind fb = {
+	    .aor = aor, .instance = inst, .reg_id = reg_id, .check_s = v, .expires_s = expires};
+	uint64_t now_ms = time_mono_ms();
+	if (edge_flows_bind(fl, f, &fb, now_ms))
+		return; /* full (counted) or no memory: the flow is not watched */
+	/* a connection that closed before its 2xx came back: its close went
+	 * by before the flow was bound */
+	if (f->tp != NET_UDP && !net_conn_alive(edge_net(p->edge), f->conn_id))
+		edge_flows_conn_closed(fl, f->conn_id, now_ms);
 }
 
 bool proxy_conf_edge_only(const struct conf *c)
