@@ -1,0 +1,389 @@
+/* The edge-only process watches its phones' outbound flows: bound as the REGISTER's 2xx passes,
+ * failed by silence (on a fake clock) or close, 430 for a token naming a failed flow, listed by
+ * ctl flows, let go on unregistration; in a network namespace of its own. */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "phone.h"
+#include "stund/stund.h"
+
+/* The namespace (lo only): the edge at EDGE_IP, the registrar it forwards
+ * to (a socket playing it) at REG_IP, a stranger at ATTACKER, phones on
+ * 127.0.0.1. */
+#define EDGE_IP "198.18.0.1"
+#define REG_IP "198.18.0.3"
+#define ATTACKER "198.18.7.7"
+#define KEY_A "1111111111111111111111111111111111111111111111111111111111111111"
+#define INST_FMT "\"<urn:uuid:00000000-0000-4000-8000-%012u>\""
+
+static bool have_ns;
+
+static void need_ns(void)
+{
+	if (!have_ns)
+		skip(); /* needs root for a network namespace of its own */
+}
+
+/* An edge-only server in front of reg (Flow-Timer 25 over UDP, margin 10:
+ * the defaults), answering STUN on its SIP port. */
+static void start_edge(struct test_server *s, struct phone *reg)
+{
+	phone_open_at(reg, s, REG_IP);
+	char conf[1024];
+	snprintf(conf, sizeof conf,
+		 "[sip]\nlisten = udp:" EDGE_IP ":0, tcp:" EDGE_IP ":0\nt1 = 100\n"
+		 "domains = example.org\nflow_key = " KEY_A "\n[keepalive]\ninterval = 0\n"
+		 "[proxy]\nrelay = none\nregistrar = udp:" REG_IP ":%u\n",
+		 reg->port);
+	test_server_start(s, conf);
+	edge_set_stun(s->edge, stund_flow_answer, NULL);
+}
+
+/* Sends an outbound REGISTER for user@example.org from p (instance n,
+ * reg-id 1); contact_extra: "" or ";expires=0" and the like; hdrs: extra
+ * header lines. */
+static void send_register(struct phone *p, const char *user, unsigned n, const char *contact,
+			  const char *hdrs)
+{
+	unsigned seq = ++p->srv->seq;
+	char c[256];
+	if (contact)
+		snprintf(c, sizeof c, "%s", contact);
+	else
+		snprintf(c, sizeof c, "<sip:%s@10.1.1.1:%u>;+sip.instance=" INST_FMT ";reg-id=1",
+			 user, p->port, n);
+	phone_send(p,
+		   "REGISTER sip:example.org SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKef%u;rport\r\n"
+		   "Max-Forwards: 70\r\nFrom: <sip:%s@example.org>;tag=r%u\r\n"
+		   "To: <sip:%s@example.org>\r\nCall-ID: ef-reg-%u\r\nCSeq: %u REGISTER\r\n"
+		   "Supported: outbound, path\r\nContact: %s\r\n%sContent-Length: 0\r\n\r\n",
+		   p->port, seq, user, seq, user, seq, seq, c, hdrs);
+}
+
+/* Answers req (sent to us by the edge) with status and extra headers,
+ * every Via line copied, as a registrar would. */
+static void reg_reply(struct phone *reg, const char *req, const char *status, const char *extra)
+{
+	char out[4096];
+	size_t n = (size_t)snprintf(out, sizeof out, "SIP/2.0 %s\r\n", status);
+	for (const char *l = strstr(req, "\r\n") + 2; *l && strncmp(l, "\r\n", 2);) {
+		const char *e = strstr(l, "\r\n");
+		if (!strncmp(l, "Via:", 4) || !strncmp(l, "From:", 5) ||
+		    !strncmp(l, "Call-ID:", 8) || !strncmp(l, "CSeq:", 5))
+			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s\r\n", (int)(e - l), l);
+		else if (!strncmp(l, "To:", 3))
+			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s;tag=reg\r\n",
+					      (int)(e - l), l);
+		l = e + 2;
+	}
+	snprintf(out + n, sizeof out - n, "%sContent-Length: 0\r\n\r\n", extra);
+	phone_send(reg, "%s", out);
+}
+
+/* The registrar's 2xx lists the binding it keeps: outbound accepted, the
+ * Contact with its instance, reg-id and expiry. */
+static void reg_accept(struct phone *reg, const char *req, const char *user, struct phone *ph,
+		       unsigned n, unsigned expires)
+{
+	char extra[512];
+	snprintf(extra, sizeof extra,
+		 "Require: outbound\r\nContact: <sip:%s@10.1.1.1:%u>;+sip.instance=" INST_FMT
+		 ";reg-id=1;expires=%u\r\n",
+		 user, ph->port, n, expires);
+	reg_reply(reg, req, "200 OK", extra);
+}
+
+/* Registers user through the edge (the registrar accepts, expires 300);
+ * path gets the Path the registrar saw. */
+static void register_phone(struct phone *ph, struct phone *reg, const char *user, unsigned n,
+			   char *path, size_t len)
+{
+	char req[4096], r[4096];
+	send_register(ph, user, n, NULL, "");
+	phone_expect(reg, "REGISTER sip:example.org ", req, sizeof req);
+	msg_header(req, "Path", path, len);
+	reg_accept(reg, req, user, ph, n, 300);
+	phone_expect(ph, "SIP/2.0 200", r, sizeof r);
+}
+
+/* The phone's flow at the edge, from the token in the Path. */
+static struct flow path_flow(struct test_server *s, const char *path)
+{
+	const char *p = strstr(path, "sip:"), *at = p ? strchr(p, '@') : NULL;
+	assert_non_null(at);
+	struct flow f;
+	assert_int_equal(
+	    edge_flow_token_decode(s->edge, (struct slice){p + 4, (size_t)(at - p - 4)}, &f), 0);
+	return f;
+}
+
+/* A STUN Binding request (RFC 5626 keepalive) from p to the edge's SIP
+ * port, and its answer. */
+static void stun_keepalive(struct phone *p)
+{
+	unsigned char req[20] = {0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1,  2,
+				 3,    4,    5,	   6,	 7,    8,    9,	   10,	 11, 12};
+	const struct net_addr *to = &p->srv->addr;
+	assert_true(sendto(p->fd, req, sizeof req, 0, &to->u.sa, net_addr_len(to)) ==
+		    (ssize_t)sizeof req);
+	unsigned char ans[512];
+	assert_true(recv(p->fd, ans, sizeof ans, 0) >= 20);
+	assert_int_equal(ans[0], 0x01); /* a Binding success: it was recorded first */
+}
+
+static void reg_invite(struct phone *reg, const char *route, const char *user,
+		       unsigned contact_port, const char *call_id)
+{
+	phone_send(reg,
+		   "INVITE sip:%s@10.1.1.1:%u SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP " REG_IP ":%u;branch=z9hG4bK%s\r\n"
+		   "Route: %s\r\nMax-Forwards: 69\r\nFrom: <sip:alice@example.org>;tag=a1\r\n"
+		   "To: <sip:%s@example.org>\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\n"
+		   "Contact: <sip:alice@10.2.2.2>\r\nContent-Length: 0\r\n\r\n",
+		   user, contact_port, reg->port, call_id, route, user, call_id);
+}
+
+static struct edge_flow_info info(struct test_server *s, const struct flow *f, const char *aor)
+{
+	struct edge_flow_info fi;
+	assert_int_equal(edge_flows_get(edge_flows(s->edge), f, aor, &fi), 0);
+	return fi;
+}
+
+/* RFC 5626 5.4 / 5.3, the separate shape: bob keeps his STUN keepalives,
+ * carol stops hers (and a stranger's keepalives from elsewhere keep
+ * nothing). Past Flow-Timer + margin (25 + 10 s, on a fake clock) carol's
+ * flow is failed: the registrar's INVITE over it gets 430 from the edge and
+ * nothing reaches her; bob's still reaches bob. */
+static void test_silent_flow_gets_430(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server s;
+	struct phone reg, bob, carol, evil;
+	start_edge(&s, &reg);
+	phone_open(&bob, &s);
+	phone_open(&carol, &s);
+	phone_open_at(&evil, &s, ATTACKER);
+	char bob_path[512], carol_path[512], r[4096];
+	register_phone(&bob, &reg, "bob", 1, bob_path, sizeof bob_path);
+	register_phone(&carol, &reg, "carol", 2, carol_path, sizeof carol_path);
+	struct flow bf = path_flow(&s, bob_path), cf = path_flow(&s, carol_path);
+	struct edge_flow_info fi = info(&s, &cf, "carol@example.org");
+	assert_true(fi.owned);
+	assert_int_equal(fi.check_s, 25); /* what the phone was told */
+	assert_int_equal(fi.reg_id, 1);
+
+	time_mono_advance(20000);
+	stun_keepalive(&bob);
+	stun_keepalive(&evil); /* answered, but from another address: carol's flow gains nothing */
+	time_mono_advance(20000); /* carol: 40 s silent; bob: 20 s */
+	edge_flows_tick(edge_flows(s.edge), time_mono_ms());
+	fi = info(&s, &cf, "carol@example.org");
+	assert_true(fi.failed);
+	assert_int_equal(fi.cause, EDGE_FLOW_KEEPALIVE);
+	assert_false(info(&s, &bf, "bob@example.org").failed);
+
+	reg_invite(&reg, carol_path, "carol", carol.port, "ef-inv-carol");
+	phone_expect(&reg, "SIP/2.0 430", r, sizeof r);
+	phone_expect_silence(&carol, 300);
+	reg_invite(&reg, bob_path, "bob", bob.port, "ef-inv-bob");
+	phone_expect(&bob, "INVITE sip:bob@10.1.1.1:", r, sizeof r);
+	phone_reply(&bob, r, 486, "Busy Here", "b1");
+	phone_expect(&reg, "SIP/2.0 486", r, sizeof r);
+
+	/* carol registers again over the same flow: alive, reached again */
+	register_phone(&carol, &reg, "carol", 2, carol_path, sizeof carol_path);
+	assert_false(info(&s, &cf, "carol@example.org").failed);
+	reg_invite(&reg, carol_path, "carol", carol.port, "ef-inv-carol2");
+	phone_expect(&carol, "INVITE sip:carol@10.1.1.1:", r, sizeof r);
+	phone_reply(&carol, r, 486, "Busy Here", "c1");
+	phone_expect(&reg, "SIP/2.0 486", r, sizeof r);
+	phone_close(&evil);
+	phone_close(&carol);
+	phone_close(&bob);
+	phone_close(&reg);
+	test_server_stop(&s);
+}
+
+/* A failed datagram flow stays failed while its binding lasts, not only
+ * for the minute a failed entry is listed: 5 minutes on (the binding's 300
+ * s less a little) the INVITE still gets 430. Once the binding expired the
+ * entry goes. */
+static void test_failed_flow_430_while_bound(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server s;
+	struct phone reg, ph;
+	start_edge(&s, &reg);
+	phone_open(&ph, &s);
+	char path[512], r[4096];
+	register_phone(&ph, &reg, "dave", 4, path, sizeof path);
+	struct flow f = path_flow(&s, path);
+	time_mono_advance(40000);
+	edge_flows_tick(edge_flows(s.edge), time_mono_ms());
+	assert_true(info(&s, &f, "dave@example.org").failed);
+	time_mono_advance(250000); /* 290 s after the REGISTER */
+	edge_flows_tick(edge_flows(s.edge), time_mono_ms());
+	reg_invite(&reg, path, "dave", ph.port, "ef-inv-dave");
+	phone_expect(&reg, "SIP/2.0 430", r, sizeof r);
+	phone_expect_silence(&ph, 300);
+	time_mono_advance(15000);
+	edge_flows_tick(edge_flows(s.edge), time_mono_ms());
+	struct edge_flow_info fi;
+	assert_int_equal(edge_flows_get(edge_flows(s.edge), &f, "dave@example.org", &fi), ENOENT);
+	phone_close(&ph);
+	phone_close(&reg);
+	test_server_stop(&s);
+}
+
+/* An outbound phone over TCP whose connection closes: its flow fails at
+ * once (cause closed) and the registrar's INVITE over its token gets 430. */
+static void test_closed_tcp_flow_gets_430(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server s;
+	struct phone reg;
+	start_edge(&s, &reg);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct timeval tv = {.tv_sec = 2};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	const struct net_addr *tcp = net_listener_addr(s.net, 1);
+	assert_int_equal(connect(fd, &tcp->u.sa, net_addr_len(tcp)), 0);
+	char msg[1024], req[4096], path[512], r[4096], extra[512];
+	int n = snprintf(msg, sizeof msg,
+			 "REGISTER sip:example.org SIP/2.0\r\n"
+			 "Via: SIP/2.0/TCP 10.1.1.1:5060;branch=z9hG4bKeftcp\r\n"
+			 "Max-Forwards: 70\r\nFrom: <sip:erin@example.org>;tag=t1\r\n"
+			 "To: <sip:erin@example.org>\r\nCall-ID: ef-tcp\r\nCSeq: 1 REGISTER\r\n"
+			 "Supported: outbound\r\nContact: <sip:erin@10.1.1.1:5060;transport=tcp>;"
+			 "+sip.instance=" INST_FMT ";reg-id=2\r\nExpires: 300\r\n"
+			 "Content-Length: 0\r\n\r\n",
+			 5u);
+	assert_int_equal(send(fd, msg, (size_t)n, 0), n);
+	phone_expect(&reg, "REGISTER ", req, sizeof req);
+	msg_header(req, "Path", path, sizeof path);
+	snprintf(extra, sizeof extra,
+		 "Require: outbound\r\nContact: <sip:erin@10.1.1.1:5060;transport=tcp>;"
+		 "+sip.instance=" INST_FMT ";reg-id=2;expires=300\r\n",
+		 5u);
+	reg_reply(&reg, req, "200 OK", extra);
+	ssize_t k = recv(fd, r, sizeof r - 1, 0);
+	assert_true(k > 0);
+	struct flow f = path_flow(&s, path);
+	assert_int_equal(info(&s, &f, "erin@example.org").check_s, 120);
+	close(fd);
+	for (int i = 0; i < 200 && !info(&s, &f, "erin@example.org").failed; i++)
+		usleep(10 * 1000); /* the close reaches the table on the connection's worker */
+	struct edge_flow_info fi = info(&s, &f, "erin@example.org");
+	assert_true(fi.failed);
+	assert_int_equal(fi.cause, EDGE_FLOW_CLOSED);
+	reg_invite(&reg, path, "erin", 5060, "ef-inv-erin");
+	phone_expect(&reg, "SIP/2.0 430", r, sizeof r);
+	phone_close(&reg);
+	test_server_stop(&s);
+}
+
+/* `pinhole ctl flows` on the edge lists the phone's flow with its owner
+ * (AOR, instance, reg-id), the Flow-Timer it was told and its state; an
+ * unregistration (expires 0), a 2xx that no longer lists the binding, and
+ * Contact: * each let the flow go. A 401 changes nothing. */
+static void test_ctl_flows_and_unregistration(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server s;
+	struct phone reg, ph;
+	start_edge(&s, &reg);
+	phone_open(&ph, &s);
+	char path[512], req[4096], r[4096], want[128];
+	register_phone(&ph, &reg, "frank", 6, path, sizeof path);
+	struct flow f = path_flow(&s, path);
+	struct buf out;
+	buf_init(&out);
+	assert_int_equal(edge_flows_dump_text(edge_flows(s.edge), time_mono_ms(), &out), 0);
+	buf_append(&out, "", 1);
+	snprintf(want, sizeof want, "127.0.0.1:%u", ph.port);
+	const char *row = strstr((const char *)out.data, want);
+	assert_non_null(row);
+	assert_non_null(strstr(row, "frank@example.org"));
+	snprintf(want, sizeof want, INST_FMT, 6u);
+	assert_non_null(strstr(row, want));
+	assert_non_null(strstr(row, " alive"));
+	buf_reset(&out);
+	assert_int_equal(edge_flows_dump_json(edge_flows(s.edge), time_mono_ms(), &out), 0);
+	buf_append(&out, "", 1);
+	assert_non_null(strstr((const char *)out.data, "\"aor\":\"frank@example.org\""));
+	assert_non_null(strstr((const char *)out.data, "\"reg_id\":1,\"flow_timer\":25,"));
+	buf_free(&out);
+	struct edge_flow_info fi;
+
+	/* a challenge is no answer about the binding */
+	send_register(&ph, "frank", 6, NULL, "");
+	phone_expect(&reg, "REGISTER ", req, sizeof req);
+	reg_reply(&reg, req, "401 Unauthorized",
+		  "WWW-Authenticate: Digest realm=\"example.org\", nonce=\"x\"\r\n");
+	phone_expect(&ph, "SIP/2.0 401", r, sizeof r);
+	assert_true(info(&s, &f, "frank@example.org").owned);
+
+	/* expires 0 in the 2xx's Contact */
+	send_register(&ph, "frank", 6, NULL, "Expires: 0\r\n");
+	phone_expect(&reg, "REGISTER ", req, sizeof req);
+	reg_accept(&reg, req, "frank", &ph, 6, 0);
+	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
+	assert_int_equal(edge_flows_get(edge_flows(s.edge), &f, "frank@example.org", &fi), ENOENT);
+
+	/* the 2xx no longer lists it */
+	register_phone(&ph, &reg, "frank", 6, path, sizeof path);
+	assert_true(info(&s, &f, "frank@example.org").owned);
+	send_register(&ph, "frank", 6, NULL, "Expires: 0\r\n");
+	phone_expect(&reg, "REGISTER ", req, sizeof req);
+	reg_reply(&reg, req, "200 OK", "");
+	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
+	assert_int_equal(edge_flows_get(edge_flows(s.edge), &f, "frank@example.org", &fi), ENOENT);
+
+	/* Contact: * (no instance in the REGISTER at all) */
+	register_phone(&ph, &reg, "frank", 6, path, sizeof path);
+	assert_true(info(&s, &f, "frank@example.org").owned);
+	send_register(&ph, "frank", 6, "*", "Expires: 0\r\n");
+	phone_expect(&reg, "REGISTER ", req, sizeof req);
+	reg_reply(&reg, req, "200 OK", "");
+	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
+	assert_int_equal(edge_flows_get(edge_flows(s.edge), &f, "frank@example.org", &fi), ENOENT);
+	phone_close(&ph);
+	phone_close(&reg);
+	test_server_stop(&s);
+}
+
+int main(void)
+{
+	if (unshare(CLONE_NEWNET) == 0 &&
+	    system("ip link set lo up && ip addr add " EDGE_IP "/32 dev lo && "
+		   "ip addr add " REG_IP "/32 dev lo && ip addr add " ATTACKER "/32 dev lo") == 0)
+		have_ns = true;
+	else
+		fprintf(stderr, "no network namespace of our own (not root?): skipping\n");
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_silent_flow_gets_430),
+	    cmocka_unit_test(test_failed_flow_430_while_bound),
+	    cmocka_unit_test(test_closed_tcp_flow_gets_430),
+	    cmocka_unit_test(test_ctl_flows_and_unregistration),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
