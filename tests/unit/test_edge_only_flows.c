@@ -371,6 +371,47 @@ static void test_ctl_flows_and_unregistration(void **state)
 	test_server_stop(&s);
 }
 
+/* The same rule in one process (edge and registrar together): an
+ * in-dialog request whose Route token names an outbound phone's flow that
+ * went silent past Flow-Timer + margin gets 430, and the phone gets
+ * nothing. */
+static void test_colocated_failed_flow_430(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server s;
+	test_server_start(&s, "[sip]\nlisten = udp:" EDGE_IP ":0\nt1 = 100\n"
+			      "domains = example.org\n[keepalive]\ninterval = 0\n"
+			      "[proxy]\nrelay = none\n");
+	struct phone ph, caller;
+	phone_open(&ph, &s);
+	phone_open(&caller, &s);
+	char r[4096], tok[FLOW_TOKEN_LEN + 1];
+	send_register(&ph, "gina", 7, NULL, "Expires: 300\r\n");
+	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
+	struct store_binding b[2];
+	size_t n = 0;
+	assert_int_equal(registrar_lookup(s.reg, "gina@example.org", b, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(info(&s, &b[0].flow, "gina@example.org").check_s, 25);
+	edge_flow_token_encode(s.edge, &b[0].flow, tok);
+	time_mono_advance(40000);
+	edge_flows_tick(edge_flows(s.edge), time_mono_ms());
+	assert_true(info(&s, &b[0].flow, "gina@example.org").failed);
+	phone_send(&caller,
+		   "BYE sip:gina@10.1.1.1:%u SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKcobye;rport\r\n"
+		   "Route: <sip:%s@" EDGE_IP ":%u;lr>\r\nMax-Forwards: 70\r\n"
+		   "From: <sip:alice@example.org>;tag=a1\r\nTo: <sip:gina@example.org>;tag=g1\r\n"
+		   "Call-ID: ef-co-bye\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+		   ph.port, caller.port, tok, net_addr_port(&s.addr));
+	phone_expect(&caller, "SIP/2.0 430", r, sizeof r);
+	phone_expect_silence(&ph, 300);
+	phone_close(&caller);
+	phone_close(&ph);
+	test_server_stop(&s);
+}
+
 int main(void)
 {
 	if (unshare(CLONE_NEWNET) == 0 &&
@@ -384,6 +425,7 @@ int main(void)
 	    cmocka_unit_test(test_failed_flow_430_while_bound),
 	    cmocka_unit_test(test_closed_tcp_flow_gets_430),
 	    cmocka_unit_test(test_ctl_flows_and_unregistration),
+	    cmocka_unit_test(test_colocated_failed_flow_430),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
