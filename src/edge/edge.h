@@ -248,7 +248,8 @@ void edge_new_tag(char out[24]);
  * streams by connection id. It records when the entry was made, the last
  * keepalive seen on the flow (STUN Binding on a SIP UDP port, CRLF on any),
  * and what its owner asked for when it bound the flow (a registrar, after a
- * REGISTER over it was committed): a promised keepalive interval (RFC 5626
+ * REGISTER over it was committed; an edge-only proxy, as the registrar's 2xx
+ * to an outbound REGISTER passes): a promised keepalive interval (RFC 5626
  * Flow-Timer), server pings every so often, an expiry. One wheel per shard,
  * one slot a second, holds each entry at its next deadline: a flow whose
  * keepalives stop for longer than its interval plus [outbound] flow_margin,
