@@ -39,17 +39,22 @@ static void need_ns(void)
 
 /* An edge-only server in front of reg (Flow-Timer 25 over UDP, margin 10:
  * the defaults), answering STUN on its SIP port. */
-static void start_edge(struct test_server *s, struct phone *reg)
+static void start_edge_conf(struct test_server *s, struct phone *reg, const char *extra)
 {
 	phone_open_at(reg, s, REG_IP);
 	char conf[1024];
 	snprintf(conf, sizeof conf,
 		 "[sip]\nlisten = udp:" EDGE_IP ":0, tcp:" EDGE_IP ":0\nt1 = 100\n"
 		 "domains = example.org\nflow_key = " KEY_A "\n[keepalive]\ninterval = 0\n"
-		 "[proxy]\nrelay = none\nregistrar = udp:" REG_IP ":%u\n",
-		 reg->port);
+		 "[proxy]\nrelay = none\nregistrar = udp:" REG_IP ":%u\n%s",
+		 reg->port, extra);
 	test_server_start(s, conf);
 	edge_set_stun(s->edge, stund_flow_answer, NULL);
+}
+
+static void start_edge(struct test_server *s, struct phone *reg)
+{
+	start_edge_conf(s, reg, "");
 }
 
 /* Sends an outbound REGISTER for user@example.org from p (instance n,
@@ -371,6 +376,42 @@ static void test_ctl_flows_and_unregistration(void **state)
 	test_server_stop(&s);
 }
 
+static int64_t counter(const char *name)
+{
+	struct metric *m = metric_find(name, NULL);
+	return m ? metric_get(m) : 0;
+}
+
+/* The table's bound holds on this path too: with [outbound] max_flows =
+ * 64, 100 phones that register outbound through the edge all get their 200
+ * (the binding is the registrar's), at most 64 flows are watched, and the
+ * others are counted as refused. */
+static void test_bound_holds(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server s;
+	struct phone reg, ph[100];
+	start_edge_conf(&s, &reg, "[outbound]\nmax_flows = 64\n");
+	int64_t refused = counter("flows_refused_total");
+	char path[512];
+	for (unsigned i = 0; i < 100; i++) {
+		char user[16];
+		snprintf(user, sizeof user, "u%u", i);
+		phone_open(&ph[i], &s);
+		register_phone(&ph[i], &reg, user, 100 + i, path, sizeof path);
+	}
+	struct edge_flows_stats st;
+	edge_flows_stats_get(edge_flows(s.edge), &st);
+	assert_true(st.flows <= 64);
+	assert_true(st.flows > 0);
+	assert_int_equal(counter("flows_refused_total") - refused, (int64_t)(100 - st.flows));
+	for (unsigned i = 0; i < 100; i++)
+		phone_close(&ph[i]);
+	phone_close(&reg);
+	test_server_stop(&s);
+}
+
 /* The same rule in one process (edge and registrar together): an
  * in-dialog request whose Route token names an outbound phone's flow that
  * went silent past Flow-Timer + margin gets 430, and the phone gets
@@ -426,6 +467,7 @@ int main(void)
 	    cmocka_unit_test(test_closed_tcp_flow_gets_430),
 	    cmocka_unit_test(test_ctl_flows_and_unregistration),
 	    cmocka_unit_test(test_colocated_failed_flow_430),
+	    cmocka_unit_test(test_bound_holds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
