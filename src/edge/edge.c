@@ -113,75 +113,10 @@ struct metric edge_m_stun = {.name = "sip_stun_keepalives_total",
 			     .help = "STUN requests answered on SIP ports"};
 struct metric edge_m_crlf = {.name = "sip_crlf_keepalives_total",
 			     .help = "CRLF keepalives received (double-CRLF pings answered)"};
-struct metric edge_m_dropped = {.name = "sip_dropped_total",
-				.help = "messages dropped (no route back, unmatched, overload)"};
 struct metric edge_m_tsx_timeouts = {.name = "sip_transaction_timeouts_total",
 				     .help = "client transactions that timed out"};
-static struct metric m_tx = {.name = "sip_sent_total", .help = "SIP messages sent"};
 static struct metric m_handoffs = {.name = "sip_worker_handoffs_total",
 				   .help = "messages passed on to the worker that owns their Call-ID"};
-static struct metric m_send_errors = {.name = "sip_send_errors_total",
-				      .help = "sends refused at once (dead TCP connection, full queue); "
-					      "UDP refused later: net_udp_send_errors_total"};
-
-struct edge_wk *edge_wk_of(struct edge *e, struct worker *w)
-{
-	return &e->wk[worker_id(w)];
-}
-
-/* The current thread's worker state in e, or NULL off e's workers. */
-static struct edge_wk *current_wk(const struct edge *e)
-{
-	struct worker *w = worker_current();
-	unsigned id = w ? worker_id(w) : 0;
-	return w && id < e->n_wk && e->wk[id].w == w ? &e->wk[id] : NULL;
-}
-
-struct edge_msg *edge_msg_alloc(struct edge *e, size_t len)
-{
-	struct edge_wk *wk = len <= EDGE_MSG_DATA ? current_wk(e) : NULL;
-	struct edge_msg *em = NULL;
-	if (wk && wk->msg_pool) {
-		em = wk->msg_pool;
-		wk->msg_pool = em->next_free;
-		wk->n_msg_pool--;
-	} else if (len <= EDGE_MSG_DATA) {
-		em = malloc(sizeof *em + EDGE_MSG_DATA);
-	} else {
-		em = malloc(sizeof *em + len);
-	}
-	if (!em)
-		return NULL;
-	em->edge = e;
-	em->pooled = len <= EDGE_MSG_DATA;
-	em->next_free = NULL;
-	em->len = len;
-	return em;
-}
-
-void edge_msg_free(struct edge_msg *em)
-{
-	if (!em)
-		return;
-	struct edge_wk *wk = em->pooled ? current_wk(em->edge) : NULL;
-	if (!wk || wk->n_msg_pool >= EDGE_MSG_POOL) {
-		free(em);
-		return;
-	}
-	em->next_free = wk->msg_pool;
-	wk->msg_pool = em;
-	wk->n_msg_pool++;
-}
-
-void edge_msg_pool_free(struct edge_wk *wk)
-{
-	while (wk->msg_pool) {
-		struct edge_msg *em = wk->msg_pool;
-		wk->msg_pool = em->next_free;
-		free(em);
-	}
-	wk->n_msg_pool = 0;
-}
 
 static int parse_hex_key(const char *s, unsigned char out[32])
 {
@@ -240,48 +175,6 @@ static int edge_frame(struct net_frame_state *nfs, const char *p, size_t l, size
 static bool is_host_addr(const struct edge *e, const struct net_addr *a)
 {
 	return e->hostaddrs && net_hostaddrs_has(e->hostaddrs, a);
-}
-
-/* Runs on a worker: its transactions hear of the connections closed since. */
-static void closed_drain(void *arg)
-{
-	struct edge_wk *wk = arg;
-	pthread_mutex_lock(&wk->closed_lock);
-	uint64_t *ids = wk->closed_ids;
-	size_t n = wk->n_closed;
-	wk->closed_ids = NULL;
-	wk->n_closed = wk->cap_closed = 0;
-	wk->closed_posted = false;
-	pthread_mutex_unlock(&wk->closed_lock);
-	for (size_t i = 0; i < n; i++)
-		edge_tsx_conn_failed(wk, ids[i]);
-	free(ids);
-}
-
-void edge_tsx_conn_closed(struct edge *e, uint64_t conn_id)
-{
-	for (unsigned i = 0; i < e->n_wk; i++) {
-		struct edge_wk *wk = &e->wk[i];
-		/* a transaction over it was linked before its send, and the send
-		 * came before the close (or it failed): none now, none to tell */
-		if (!wk->n_ct_conn)
-			continue;
-		pthread_mutex_lock(&wk->closed_lock);
-		if (wk->n_closed == wk->cap_closed) {
-			size_t cap = wk->cap_closed ? 2 * wk->cap_closed : 16;
-			uint64_t *p = realloc(wk->closed_ids, cap * sizeof *p);
-			if (!p) { /* Timer B/F will end them instead */
-				pthread_mutex_unlock(&wk->closed_lock);
-				continue;
-			}
-			wk->closed_ids = p;
-			wk->cap_closed = cap;
-		}
-		wk->closed_ids[wk->n_closed++] = conn_id;
-		if (!wk->closed_posted)
-			wk->closed_posted = loop_post(worker_loop(wk->w), closed_drain, wk) == 0;
-		pthread_mutex_unlock(&wk->closed_lock);
-	}
 }
 
 /* The net's connection-closed hook, on the connection's worker. */
@@ -390,8 +283,8 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	metric_register(&edge_m_reply_trimmed);
 	metric_register(&edge_m_reply_oversize);
 	metric_register(&edge_m_acks_absorbed);
-	metric_register(&m_tx);
-	metric_register(&m_send_errors);
+	metric_register(&edge_m_tx);
+	metric_register(&edge_m_send_errors);
 	metric_register(&m_handoffs);
 	net_set_recv(n, edge_recv, edge_frame, e);
 	net_set_conn_closed(n, edge_conn_closed, e);
@@ -448,7 +341,7 @@ const char *edge_local_hostport(const struct edge *e, const struct flow *f, char
 	struct net_addr a = bound ? *bound : f->local;
 	if (net_addr_is_any(&a) && !net_addr_is_any(&f->local))
 		a = f->local;
-	struct edge_wk *wk = current_wk(e);
+	struct edge_wk *wk = edge_wk_current(e);
 	if (wk && net_addr_eq(&wk->host_memo_addr, &a) &&
 	    (net_addr_family(&a) != AF_INET6 ||
 	     wk->host_memo_addr.u.in6.sin6_scope_id == a.u.in6.sin6_scope_id) &&
@@ -513,19 +406,6 @@ bool edge_is_local(const struct edge *e, struct slice host, uint16_t port)
 	return edge_addr_is_local(e, &a);
 }
 
-int edge_send(struct edge *e, const struct flow *f, const void *p, size_t len)
-{
-	int err = net_send(e->net, f, p, len);
-	if (err) {
-		metric_inc(&m_send_errors);
-		/* a stream that refuses a send is gone for the bindings on it */
-		if (f->tp != NET_UDP && e->flows)
-			edge_flows_send_failed(e->flows, f, time_mono_ms());
-	} else
-		metric_inc(&m_tx);
-	return err;
-}
-
 int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *out)
 {
 	struct sip_param tp;
@@ -550,13 +430,6 @@ int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *ou
 	else
 		net_flow_next_hop(e->net, (unsigned)li, &dst, out); /* RFC 5923 reuse or connect */
 	return 0;
-}
-
-int edge_reply_stateless(const struct edge_rx *rx, uint16_t status, const char *reason,
-			 const char *extra_hdrs)
-{
-	return edge_reply_bounded(rx->edge, &rx->flow, rx->msg, rx->msg->raw.l, status, reason,
-				  rx->via1_fixed, NULL, extra_hdrs);
 }
 
 /* RFC 3581 4 and 3261 18.2.1: note where the request really came from in the top
@@ -610,19 +483,6 @@ static void process(struct edge *e, struct worker *w, struct edge_msg *em);
 void edge_set_register_local(struct edge *e, bool on)
 {
 	e->register_local = on;
-}
-
-bool edge_handled_where_received(const struct edge *e, const struct sip_msg *m)
-{
-	/* A REGISTER that a registrar answers is no call: no other message of
-	 * its Call-ID has to leave after it, and the registrar orders REGISTERs
-	 * of one AOR by Call-ID and CSeq under the store's lock whichever worker
-	 * runs them. Its retransmissions come from the same socket (UDP: the
-	 * same 4-tuple, which SO_REUSEPORT always steers to the same worker;
-	 * streams: the same connection, read by one worker), so they meet its
-	 * server transaction on the worker that received it. That saves the
-	 * cross-thread post and wake-up of half the REGISTERs. */
-	return e->register_local && m->request && m->method == SIP_REGISTER;
 }
 
 /* Runs on the Call-ID's owner worker, with the message parsed by the receiver. */

@@ -174,13 +174,27 @@ int edge_reply_bounded(struct edge *e, const struct flow *f, const struct sip_ms
 void edge_stateless_tag(const struct edge *e, const struct sip_msg *req, char out[24]);
 bool edge_stateless_tag_ours(const struct edge *e, const struct sip_msg *req);
 
+/* msgio.c: w's state in e; the current thread's, or NULL off e's workers. */
 struct edge_wk *edge_wk_of(struct edge *e, struct worker *w);
+struct edge_wk *edge_wk_current(const struct edge *e);
 /* Keys the flow-token HMAC contexts (edge and workers): 0 or ENOMEM. */
 int edge_mac_init(struct edge *e);
 void edge_mac_free(struct edge *e);
 /* Whether a message is handled on the worker that received it rather than on
- * its Call-ID's owner (REGISTER with edge_set_register_local: see edge.c). */
-bool edge_handled_where_received(const struct edge *e, const struct sip_msg *m);
+ * its Call-ID's owner: a REGISTER with edge_set_register_local. Read by the
+ * receive path and by admission (limit.c), so it lives here. A REGISTER that
+ * a registrar answers is no call: no other message of its Call-ID has to
+ * leave after it, and the registrar orders REGISTERs of one AOR by Call-ID
+ * and CSeq under the store's lock whichever worker runs them. Its
+ * retransmissions come from the same socket (UDP: the same 4-tuple, which
+ * SO_REUSEPORT always steers to the same worker; streams: the same
+ * connection, read by one worker), so they meet its server transaction on
+ * the worker that received it. That saves the cross-thread post and wake-up
+ * of half the REGISTERs. */
+static inline bool edge_handled_where_received(const struct edge *e, const struct sip_msg *m)
+{
+	return e->register_local && m->request && m->method == SIP_REGISTER;
+}
 /* Handles a request on its owning worker: transaction matching, then the role.
  * Takes em when it returns true (a new server transaction keeps it). */
 bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *em);
@@ -205,8 +219,6 @@ void edge_tkey_free(struct edge_tkey *k);
  * transactions over it end as a transport error on their own worker's next
  * turn (RFC 3261 17.1.4), not at Timer B/F. */
 void edge_tsx_conn_closed(struct edge *e, uint64_t conn_id);
-/* The same on one worker, for its own transactions (tsx.c). */
-void edge_tsx_conn_failed(struct edge_wk *wk, uint64_t conn_id);
 
 /* Allocates the worker's server transaction table: 0 or ENOMEM. */
 int edge_tsx_init(struct edge_wk *wk);
@@ -233,6 +245,6 @@ extern struct metric edge_m_rate_limited, edge_m_st_refused, edge_m_ct_refused,
 extern struct metric edge_m_rejected, edge_m_reply_trimmed, edge_m_reply_oversize,
 	edge_m_acks_absorbed, edge_m_requests, edge_m_responses[6], edge_m_parse_errors,
 	edge_m_retransmissions, edge_m_stun, edge_m_crlf, edge_m_dropped,
-	edge_m_tsx_timeouts;
+	edge_m_tsx_timeouts, edge_m_tx, edge_m_send_errors;
 
 #endif

@@ -181,3 +181,10 @@ bool edge_branch_verify(const struct edge *e, struct slice branch, struct slice 
 	}
 	return CRYPTO_memcmp(want, branch.p, l) == 0;
 }
+
+int edge_reply_stateless(const struct edge_rx *rx, uint16_t status, const char *reason,
+			 const char *extra_hdrs)
+{
+	return edge_reply_bounded(rx->edge, &rx->flow, rx->msg, rx->msg->raw.l, status, reason,
+				  rx->via1_fixed, NULL, extra_hdrs);
+}

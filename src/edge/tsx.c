@@ -1031,7 +1031,7 @@ static void ct_transport_error(struct ctsx *ct)
 /* Ends this worker's pending transactions over connection id. The owner's
  * callback may start or end others (a failover, a CANCEL): the bucket is
  * searched again from its head after each one (all in it are few). */
-void edge_tsx_conn_failed(struct edge_wk *wk, uint64_t id)
+static void ct_conn_failed(struct edge_wk *wk, uint64_t id)
 {
 	for (;;) {
 		struct ctsx *ct = wk->ct_conn[id % CT_CONN_BUCKETS];
@@ -1040,5 +1040,47 @@ void edge_tsx_conn_failed(struct edge_wk *wk, uint64_t id)
 		if (!ct)
 			return;
 		ct_transport_error(ct);
+	}
+}
+
+/* Runs on a worker: its transactions hear of the connections closed since. */
+static void closed_drain(void *arg)
+{
+	struct edge_wk *wk = arg;
+	pthread_mutex_lock(&wk->closed_lock);
+	uint64_t *ids = wk->closed_ids;
+	size_t n = wk->n_closed;
+	wk->closed_ids = NULL;
+	wk->n_closed = wk->cap_closed = 0;
+	wk->closed_posted = false;
+	pthread_mutex_unlock(&wk->closed_lock);
+	for (size_t i = 0; i < n; i++)
+		ct_conn_failed(wk, ids[i]);
+	free(ids);
+}
+
+void edge_tsx_conn_closed(struct edge *e, uint64_t conn_id)
+{
+	for (unsigned i = 0; i < e->n_wk; i++) {
+		struct edge_wk *wk = &e->wk[i];
+		/* a transaction over it was linked before its send, and the send
+		 * came before the close (or it failed): none now, none to tell */
+		if (!wk->n_ct_conn)
+			continue;
+		pthread_mutex_lock(&wk->closed_lock);
+		if (wk->n_closed == wk->cap_closed) {
+			size_t cap = wk->cap_closed ? 2 * wk->cap_closed : 16;
+			uint64_t *p = realloc(wk->closed_ids, cap * sizeof *p);
+			if (!p) { /* Timer B/F will end them instead */
+				pthread_mutex_unlock(&wk->closed_lock);
+				continue;
+			}
+			wk->closed_ids = p;
+			wk->cap_closed = cap;
+		}
+		wk->closed_ids[wk->n_closed++] = conn_id;
+		if (!wk->closed_posted)
+			wk->closed_posted = loop_post(worker_loop(wk->w), closed_drain, wk) == 0;
+		pthread_mutex_unlock(&wk->closed_lock);
 	}
 }
