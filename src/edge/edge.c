@@ -617,6 +617,18 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 	metric_inc(&m_handoffs);
 }
 
+/* A request the transaction layer passes up, to the role; without one, what
+ * a transaction needs is an answer. */
+static void request_up(struct edge *e, const struct edge_rx *rx)
+{
+	if (e->on_request)
+		e->on_request(rx, e->handler_arg);
+	else if (rx->st)
+		stsx_reply(rx->st, 501, "Not Implemented", NULL);
+	else if (rx->msg->method == SIP_CANCEL)
+		edge_reply_stateless(rx, 481, "Call/Transaction Does Not Exist", NULL);
+}
+
 /* Handles a parsed message on the worker that owns its Call-ID; frees em
  * unless a server transaction took it. */
 static void process(struct edge *e, struct worker *w, struct edge_msg *em)
@@ -631,13 +643,21 @@ static void process(struct edge *e, struct worker *w, struct edge_msg *em)
 		buf_init(&via);
 		fix_via(e, &em->flow, &msg->via1, &via);
 		rx.via1_fixed = buf_slice(&via);
-		kept = edge_tsx_request(wk, &rx, em);
+		if (edge_tsx_request(wk, &rx, em)) {
+			kept = rx.st != NULL; /* the transaction took em */
+			request_up(e, &rx);
+		}
 		buf_free(&via);
 	} else {
 		if (msg->status >= 100 && msg->status < 700)
 			metric_inc(&edge_m_responses[msg->status / 100 - 1]);
 		rx.via1_fixed = msg->via1.whole;
-		edge_tsx_response(wk, &rx);
+		if (edge_tsx_response(wk, &rx)) {
+			if (e->on_response)
+				e->on_response(&rx, e->handler_arg);
+			else if (rx.ct_matched)
+				metric_inc(&edge_m_dropped); /* a 2xx of ours, no one to take it */
+		}
 	}
 	if (!kept)
 		edge_msg_free(em);

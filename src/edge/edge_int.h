@@ -195,11 +195,18 @@ static inline bool edge_handled_where_received(const struct edge *e, const struc
 {
 	return e->register_local && m->request && m->method == SIP_REGISTER;
 }
-/* Handles a request on its owning worker: transaction matching, then the role.
- * Takes em when it returns true (a new server transaction keeps it). */
+/* The transaction layer (stsx.c, ctsx.c) under the receive path (edge.c),
+ * on the worker that owns the message: matching, retransmissions, and
+ * whether the message goes up to the role, which the caller then calls.
+ *
+ * A request: true when it goes up, with rx->st its new server transaction
+ * (which took em) or NULL (an ACK, or a CANCEL that matched nothing: passed
+ * on statelessly); false when the layer dealt with it (em stays the
+ * caller's). */
 bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *em);
-/* Handles a response on its owning worker: client transaction matching. */
-void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx);
+/* A response: true when it goes up, matching no client transaction, or a 2xx
+ * of an Accepted INVITE one (rx->ct_matched); false when the layer took it. */
+bool edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx);
 /* tsxkey.c: a server transaction key being built, on the stack unless it is
  * unusually long. */
 struct edge_tkey {

@@ -600,7 +600,8 @@ static struct stsx *st_create(struct edge_wk *wk, const struct edge_rx *rx,
 	return st;
 }
 
-static void handle_cancel(struct edge_wk *wk, struct edge_rx *rx)
+/* True when the CANCEL goes up to the role, statelessly. */
+static bool handle_cancel(struct edge_wk *wk, struct edge_rx *rx)
 {
 	/* RFC 3261 9.2: the CANCEL is answered by its own transaction; the INVITE
 	 * it names is found by the same branch */
@@ -613,36 +614,30 @@ static void handle_cancel(struct edge_wk *wk, struct edge_rx *rx)
 	if (found && found->done) {
 		/* an INVITE answered 2xx already (Accepted): matched, nothing to stop */
 		edge_reply_stateless(rx, 200, "OK", NULL);
-		return;
+		return false;
 	}
 	struct stsx *inv = (struct stsx *)found;
 	if (!inv) {
 		/* RFC 3261 16.10: no response context (the INVITE went elsewhere,
 		 * or before a restart): forwarded statelessly where the INVITE
 		 * would go; the proxy answers only what it cannot route */
-		struct edge *e = wk->edge;
 		rx->st = NULL;
-		if (e->on_request)
-			e->on_request(rx, e->handler_arg);
-		else
-			edge_reply_stateless(rx, 481, "Call/Transaction Does Not Exist", NULL);
-		return;
+		return true;
 	}
 	edge_reply_stateless(rx, 200, "OK", NULL);
 	if (inv->status < 200 && inv->on_cancel)
 		inv->on_cancel(inv, inv->owner);
 	else if (inv->status < 200)
 		stsx_reply(inv, 487, "Request Terminated", NULL);
+	return false;
 }
 
 bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *em)
 {
 	struct edge *e = wk->edge;
 	const struct sip_msg *m = rx->msg;
-	if (m->method == SIP_CANCEL) {
-		handle_cancel(wk, rx);
-		return false;
-	}
+	if (m->method == SIP_CANCEL)
+		return handle_cancel(wk, rx);
 	struct edge_tkey key;
 	if (edge_st_key(&key, m, m->method, m->method_s))
 		return false;
@@ -653,9 +648,7 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 		if (d->accepted && m->method == SIP_ACK) {
 			/* an ACK reusing the 2xx'd INVITE's branch: end-to-end, forwarded */
 			rx->st = NULL;
-			if (e->on_request)
-				e->on_request(rx, e->handler_arg);
-			return false;
+			return true;
 		}
 		if (m->method != SIP_ACK) {
 			/* a completed non-INVITE's request again, or an accepted
@@ -697,9 +690,7 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 	}
 	if (m->method == SIP_ACK) {
 		rx->st = NULL;
-		if (e->on_request)
-			e->on_request(rx, e->handler_arg);
-		return false;
+		return true;
 	}
 	if (!edge_admit(wk, m, em->rx_ms)) {
 		edge_tkey_free(&key);
@@ -712,13 +703,9 @@ bool edge_tsx_request(struct edge_wk *wk, struct edge_rx *rx, struct edge_msg *e
 		edge_reply_stateless(rx, 500, "Server Internal Error", NULL);
 		return false;
 	}
-	rx->st = st;
 	/* no 100 Trying here: the proxy sends it once it forwards (RFC 3261
 	 * 16.2), so that a refused INVITE draws one answer and nothing else */
-	if (e->on_request)
-		e->on_request(rx, e->handler_arg);
-	else
-		stsx_reply(st, 501, "Not Implemented", NULL);
+	rx->st = st;
 	return true;
 }
 
@@ -928,41 +915,37 @@ static bool ct_from_hop(const struct ctsx *ct, const struct flow *f)
 	return net_addr_eq(&ct->flow.remote, &f->remote);
 }
 
-void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
+bool edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 {
 	struct edge *e = wk->edge;
 	const struct sip_msg *m = rx->msg;
 	struct ctsx *ct = ct_find(wk, m->via1.branch, m->cseq.method_s);
-	if (!ct) {
-		if (e->on_response)
-			e->on_response(rx, e->handler_arg);
-		return;
-	}
+	if (!ct)
+		return true;
 	uint16_t s = m->status;
 	if (ct->state == CT_DONE)
-		return;
+		return false;
 	if (s == 430 && !ct_from_hop(ct, &rx->flow)) {
 		/* RFC 5626 11.5: a 430 says the hop we sent to lost its flow
 		 * to the phone, and moves the request to another flow; from
 		 * anyone else (who saw our branch) it says nothing */
 		metric_inc(&edge_m_dropped);
-		return;
+		return false;
 	}
 	if (ct->state == CT_ACCEPTED) {
 		/* RFC 6026 7.2: more 2xx (retransmitted, or forked below) go up
 		 * statelessly, known as answers to what we sent */
-		if (s >= 200 && s < 300 && e->on_response) {
+		if (s >= 200 && s < 300) {
 			rx->ct_matched = true;
-			e->on_response(rx, e->handler_arg);
-		} else {
-			metric_inc(&edge_m_dropped);
+			return true;
 		}
-		return;
+		metric_inc(&edge_m_dropped);
+		return false;
 	}
 	if (ct->state == CT_COMPLETED) {
 		if (ct->invite && s >= 300 && ct->ack.len) /* a retransmitted final */
 			edge_send(e, &ct->flow, ct->ack.data, ct->ack.len);
-		return;
+		return false;
 	}
 	if (s < 200) {
 		if (ct->state == CT_CALLING) {
@@ -979,7 +962,7 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 		if (ct->cancel_wanted)
 			ctsx_cancel(ct);
 		ct_report(ct, rx, s);
-		return;
+		return false;
 	}
 	timer_cancel(&ct->t_retx);
 	timer_cancel(&ct->t_timeout);
@@ -997,7 +980,7 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 		free(ct->msg);
 		ct->msg = NULL;
 		timer_start(wk_loop(wk), &ct->t_end, 64u * e->t1, ct_end_timer, ct);
-		return;
+		return false;
 	}
 	const struct sip_msg *im = ct->invite ? ct_msg(ct) : NULL;
 	if (im) {
@@ -1012,6 +995,7 @@ void edge_tsx_response(struct edge_wk *wk, struct edge_rx *rx)
 	/* Timer D (32 s) for INVITE, K (T4) otherwise; zero over streams */
 	timer_start(wk_loop(wk), &ct->t_end, reliable ? 0 : (ct->invite ? 32000u : e->t4),
 		    ct_end_timer, ct);
+	return false;
 }
 
 /* ---- connections that closed ---- */
