@@ -107,14 +107,10 @@ struct metric edge_m_responses[6] = {
 };
 struct metric edge_m_parse_errors = {.name = "sip_parse_errors_total",
 				     .help = "malformed SIP messages (answered 4xx or dropped)"};
-struct metric edge_m_retransmissions = {.name = "sip_retransmissions_total",
-					.help = "retransmitted requests absorbed"};
 struct metric edge_m_stun = {.name = "sip_stun_keepalives_total",
 			     .help = "STUN requests answered on SIP ports"};
 struct metric edge_m_crlf = {.name = "sip_crlf_keepalives_total",
 			     .help = "CRLF keepalives received (double-CRLF pings answered)"};
-struct metric edge_m_tsx_timeouts = {.name = "sip_transaction_timeouts_total",
-				     .help = "client transactions that timed out"};
 static struct metric m_handoffs = {.name = "sip_worker_handoffs_total",
 				   .help = "messages passed on to the worker that owns their Call-ID"};
 
@@ -209,7 +205,7 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	for (unsigned i = 0; i < e->n_wk; i++) {
 		e->wk[i].edge = e;
 		e->wk[i].w = net_worker(n, i);
-		if (edge_tsx_init(&e->wk[i])) {
+		if (edge_ctsx_init(&e->wk[i]) || edge_stsx_init(&e->wk[i])) {
 			edge_free(e);
 			return ENOMEM;
 		}
@@ -297,7 +293,8 @@ void edge_free(struct edge *e)
 	if (!e)
 		return;
 	for (unsigned i = 0; e->wk && i < e->n_wk; i++) {
-		edge_tsx_free_all(&e->wk[i]);
+		edge_stsx_free_all(&e->wk[i]);
+		edge_ctsx_free_all(&e->wk[i]);
 		edge_msg_pool_free(&e->wk[i]);
 	}
 	/* the loops are stopped but still exist: unlink our timer from them */

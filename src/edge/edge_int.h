@@ -17,11 +17,11 @@
 #define ST_BUCKETS_MIN 1024
 #define ST_BUCKETS_MAX (1u << 23)
 /* Client transactions over connections per worker, by connection id, so
- * that a closed connection finds its own at once (tsx.c). */
+ * that a closed connection finds its own at once (ctsx.c). */
 #define CT_CONN_BUCKETS 4096
 
-struct st_node; /* tsx.c: a server transaction or what a completed one leaves */
-struct st_slab; /* tsx.c: where the records of completed ones are carved */
+struct st_node; /* stsx.c: a server transaction or what a completed one leaves */
+struct st_slab; /* stsx.c: where the records of completed ones are carved */
 
 struct edge_wk {
 	struct edge *edge;
@@ -50,7 +50,7 @@ struct edge_wk {
 	/* free struct edge_msg blocks of the pooled size; worker-local */
 	struct edge_msg *msg_pool;
 	unsigned n_msg_pool;
-	/* slabs of completed-transaction records (tsx.c); worker-local */
+	/* slabs of completed-transaction records (stsx.c); worker-local */
 	struct st_slab *slab_cur, *slab_spare;
 	/* edge_local_hostport's last answer and its address, formatted once
 	 * instead of for every Via and Record-Route; worker-local */
@@ -227,10 +227,13 @@ void edge_tkey_free(struct edge_tkey *k);
  * turn (RFC 3261 17.1.4), not at Timer B/F. */
 void edge_tsx_conn_closed(struct edge *e, uint64_t conn_id);
 
-/* Allocates the worker's server transaction table: 0 or ENOMEM. */
-int edge_tsx_init(struct edge_wk *wk);
+/* Sets up the worker's server (stsx.c) and client (ctsx.c) transaction
+ * tables: 0 or ENOMEM. */
+int edge_stsx_init(struct edge_wk *wk);
+int edge_ctsx_init(struct edge_wk *wk);
 /* Frees every transaction of the worker, without callbacks, and the table. */
-void edge_tsx_free_all(struct edge_wk *wk);
+void edge_stsx_free_all(struct edge_wk *wk);
+void edge_ctsx_free_all(struct edge_wk *wk);
 
 /* limit.c: reads [sip]'s limit keys and makes the rate limiter: 0 or errno. */
 int edge_limits_init(struct edge *e, const struct conf *c);

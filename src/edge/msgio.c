@@ -1,12 +1,13 @@
-/* Messages in and out for every edge file: received-message blocks (pooled per worker) and edge_send. */
+/* The edge's message plumbing: received-message blocks (pooled per worker) and edge_send. */
 #include <stdlib.h>
 
 #include "edge_int.h"
 
 struct metric edge_m_tx = {.name = "sip_sent_total", .help = "SIP messages sent"};
 struct metric edge_m_send_errors = {.name = "sip_send_errors_total",
-					   .help = "sends refused at once (dead TCP connection, full queue); "
-						   "UDP refused later: net_udp_send_errors_total"};
+				    .help =
+					"sends refused at once (dead TCP connection, full queue); "
+					"UDP refused later: net_udp_send_errors_total"};
 struct metric edge_m_dropped = {.name = "sip_dropped_total",
 				.help = "messages dropped (no route back, unmatched, overload)"};
 

@@ -295,7 +295,7 @@ static void mark_failed(struct branch *b)
  * false when the branch is out of flows, or must not move on: it heard
  * from its hop already, or the call is answered or cancelled. Only the
  * branch's own client transaction reports a failure here, and a 430 only
- * from the hop it went to (tsx.c): no stranger moves a call between flows. */
+ * from the hop it went to (ctsx.c): no stranger moves a call between flows. */
 static bool failover(struct branch *b, enum fo_cause cause)
 {
 	struct proxy_call *pc = b->pc;
