@@ -10,5 +10,6 @@ extern const struct conf_key *const cli_conf_tables[];
 int cli_serve(int argc, char **argv);
 int cli_ctl(int argc, char **argv);
 int cli_user(int argc, char **argv);
+int cli_ua(int argc, char **argv);
 
 #endif

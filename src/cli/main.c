@@ -13,6 +13,7 @@ static void usage(FILE *f)
 		   "  ctl     ask a running server: registrations, counters, metrics\n"
 		   "  user    add, delete, list users and change passwords (digest HA1 only)\n"
 		   "  probe   discover the NAT in front of this host with a STUN server\n"
+		   "  ua      a SIP Outbound user agent: `ua register` keeps one or two flows\n"
 		   "  version print the version\n\n"
 		   "pinhole <command> --help for a command's options\n");
 }
@@ -30,6 +31,8 @@ int main(int argc, char **argv)
 		return cli_ctl(argc - 1, argv + 1);
 	if (strcmp(cmd, "user") == 0)
 		return cli_user(argc - 1, argv + 1);
+	if (strcmp(cmd, "ua") == 0)
+		return cli_ua(argc - 1, argv + 1);
 	if (strcmp(cmd, "probe") == 0)
 		return probe_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -31,6 +31,7 @@ static struct slice *slot(struct sip_digest_cred *c, struct slice name, bool *qu
 	    {"qop", offsetof(struct sip_digest_cred, qop), false},
 	    {"nc", offsetof(struct sip_digest_cred, nc), false},
 	    {"userhash", offsetof(struct sip_digest_cred, userhash), false},
+	    {"stale", offsetof(struct sip_digest_cred, stale), false},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(tab); i++) {
 		if (slice_eq_cstr_nocase(name, tab[i].name)) {

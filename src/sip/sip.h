@@ -172,10 +172,12 @@ bool sip_hdr_next_value(struct slice value, size_t *pos, struct slice *out);
 struct sip_digest_cred {
 	struct slice username, realm, nonce, uri, response, algorithm, cnonce, opaque, qop, nc;
 	struct slice userhash;
+	struct slice stale; /* challenges (WWW-Authenticate) only: "true" / "false" */
 	bool escaped;
 };
 
-/* Parses "Digest k=v, k=\"v\", ...". 0, ENOTSUP (another scheme, e.g. Basic),
+/* Parses "Digest k=v, k=\"v\", ..." (credentials, or a challenge: the
+ * same grammar, read with realm, nonce, opaque, algorithm, qop, stale). 0, ENOTSUP (another scheme, e.g. Basic),
  * or EBADMSG (malformed, a parameter given twice, or a quoted one unquoted).
  * Parameters it does not know are skipped. */
 int sip_digest_parse(struct slice value, struct sip_digest_cred *out);

@@ -1,0 +1,408 @@
+/* pinhole ua: the command line of the user agent (register for now), its signals and output. */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "cli.h"
+#include "ua/ua.h"
+
+static const char usage_text[] =
+    "usage: pinhole ua register [options] AOR\n"
+    "Registers AOR (sip:user@domain) through one or two outbound proxies, one flow\n"
+    "each (RFC 5626 SIP Outbound), keeps the flows alive, replaces a failed one, and\n"
+    "unregisters on SIGINT or SIGTERM. One line per event on stdout.\n\n"
+    "options:\n"
+    "  --proxy TP:HOST[:PORT]  an outbound proxy, TP udp or tcp, port 5060 by default;\n"
+    "                          give it twice for two flows (reg-id 1 and 2). Default:\n"
+    "                          udp:DOMAIN:PORT of the AOR\n"
+    "  --user NAME             digest user name (default: the AOR's user part)\n"
+    "  --password-stdin        read the password from the first line of stdin\n"
+    "  --password-file FILE    read it from the first line of FILE\n"
+    "                          (else $PINHOLE_UA_PASSWORD; none: register unauthenticated)\n"
+    "  --state FILE            this installation's +sip.instance lives here (default\n"
+    "                          $XDG_STATE_HOME/pinhole/ua.state, ~/.local/state/...)\n"
+    "  --expires S             registration lifetime to ask for (default 600)\n"
+    "  --keepalive S           keep flows alive every 80-100 %% of S seconds instead of\n"
+    "                          the server's Flow-Timer (default: Flow-Timer, else\n"
+    "                          24-29 s on UDP and 95-120 s on TCP)\n"
+    "  --nat-refresh S         without outbound at the server: re-register every S\n"
+    "                          seconds to hold the NAT binding (default 25 UDP, 110 TCP)\n"
+    "  --backoff-ok S          RFC 5626 4.5 base-time while another flow works (90)\n"
+    "  --backoff-all S         base-time when every flow failed (30)\n"
+    "  --backoff-max S         max-time (1800)\n"
+    "  --once                  register every flow, unregister, exit\n"
+    "  --json                  one JSON object per event instead of text\n"
+    "  -h, --help              this text\n\n"
+    "exit status: 0 registered (and unregistered at the end), 1 local error (socket,\n"
+    "state file), 2 usage, 3 credentials refused (401/407 to our answer), 4 refused\n"
+    "(403, 404, 5xx... on every flow), 5 no answer (unreachable proxy, timeouts).\n"
+    "Before any flow has registered, a failure of every flow ends the run; once one\n"
+    "has, failed flows are retried (RFC 5626 4.5) until the end.\n";
+
+struct run {
+	struct loop *loop;
+	struct ua *ua;
+	bool json;
+	int exit_code;
+	bool done;
+	char last_error[256];
+	int sfd;
+	unsigned signals;
+};
+
+static void on_event(const struct ua_event *ev, void *arg)
+{
+	struct run *r = arg;
+	struct buf b;
+	buf_init(&b);
+	ua_event_format(ev, r->json, &b);
+	buf_append(&b, "\n", 1);
+	fwrite(b.data, 1, b.len, stdout);
+	fflush(stdout);
+	buf_free(&b);
+	if ((ev->kind == UA_EV_REG_FAILED || ev->kind == UA_EV_AUTH_FAILED) && ev->detail)
+		snprintf(r->last_error, sizeof r->last_error, "flow %u (%s): %s", ev->flow,
+			 ev->proxy, ev->detail);
+	if (ev->kind == UA_EV_DONE) {
+		r->done = true;
+		r->exit_code = ev->exit_code;
+		loop_stop(r->loop);
+	}
+}
+
+static void on_signal(int fd, uint32_t events, void *arg)
+{
+	(void)events;
+	struct run *r = arg;
+	struct signalfd_siginfo si;
+	while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+		if (++r->signals > 1) {
+			/* a second ^C: leave without waiting for the unREGISTERs */
+			loop_stop(r->loop);
+			return;
+		}
+		ua_shutdown(r->ua);
+	}
+}
+
+static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || !*s || *end || v < min || v > max)
+		return EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* "udp:host[:port]", "tcp:[v6]:port"; names are resolved once, here. */
+static int parse_proxy(const char *s, struct ua_proxy *px, char *err, size_t errlen)
+{
+	const char *colon = strchr(s, ':');
+	if (!colon) {
+		snprintf(err, errlen, "--proxy '%s': want udp:HOST[:PORT] or tcp:HOST[:PORT]", s);
+		return EINVAL;
+	}
+	if (net_transport_parse((struct slice){s, (size_t)(colon - s)}, &px->tp) ||
+	    (px->tp != NET_UDP && px->tp != NET_TCP)) {
+		snprintf(err, errlen, "--proxy '%s': transport must be udp or tcp", s);
+		return EINVAL;
+	}
+	const char *hp = colon + 1, *port = NULL;
+	char host[256];
+	if (hp[0] == '[') {
+		const char *end = strchr(hp, ']');
+		if (!end || (size_t)(end - hp - 1) >= sizeof host || (end[1] && end[1] != ':')) {
+			snprintf(err, errlen, "--proxy '%s': bad IPv6 reference", s);
+			return EINVAL;
+		}
+		snprintf(host, sizeof host, "%.*s", (int)(end - hp - 1), hp + 1);
+		port = end[1] == ':' ? end + 2 : NULL;
+	} else {
+		const char *c = strrchr(hp, ':');
+		if (c && strchr(hp, ':') != c) {
+			snprintf(err, errlen, "--proxy '%s': put an IPv6 address in [ ]", s);
+			return EINVAL;
+		}
+		snprintf(host, sizeof host, "%.*s", (int)(c ? (size_t)(c - hp) : strlen(hp)), hp);
+		port = c ? c + 1 : NULL;
+	}
+	unsigned p = 5060;
+	if (!host[0] || (port && parse_uint(port, 1, 65535, &p))) {
+		snprintf(err, errlen, "--proxy '%s': bad host or port", s);
+		return EINVAL;
+	}
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = px->tp == NET_UDP ? SOCK_DGRAM : SOCK_STREAM};
+	struct addrinfo *res = NULL;
+	char ps[8];
+	snprintf(ps, sizeof ps, "%u", p);
+	int rc = getaddrinfo(host, ps, &hints, &res);
+	if (rc || !res) {
+		snprintf(err, errlen, "--proxy '%s': cannot resolve %s: %s", s, host,
+			 gai_strerror(rc));
+		return EINVAL;
+	}
+	memset(&px->addr, 0, sizeof px->addr);
+	memcpy(&px->addr.u.ss, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	snprintf(px->host, sizeof px->host, "%s", host);
+	px->port = (uint16_t)p;
+	return 0;
+}
+
+static int read_first_line(FILE *f, char *out, size_t cap)
+{
+	if (!fgets(out, (int)cap, f))
+		return EIO;
+	size_t n = strlen(out);
+	if (n == cap - 1 && out[n - 1] != '\n')
+		return ENAMETOOLONG;
+	while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+		out[--n] = '\0';
+	return 0;
+}
+
+/* The AOR's host and port for the default proxy: "sip:alice@host:port". */
+static int default_proxy(const char *aor, struct ua_proxy *px, char *err, size_t errlen)
+{
+	struct sip_uri u;
+	if (sip_uri_parse(slice_cstr(aor), &u) || !u.host.l) {
+		snprintf(err, errlen, "bad AOR '%s'", aor);
+		return EINVAL;
+	}
+	char spec[300];
+	snprintf(spec, sizeof spec, "udp:%.*s:%u", (int)u.host.l, u.host.p, u.port ? u.port : 5060);
+	return parse_proxy(spec, px, err, errlen);
+}
+
+static int get_password(const char *file, bool from_stdin, char *pw, size_t cap)
+{
+	int err = 0;
+	if (from_stdin) {
+		err = read_first_line(stdin, pw, cap);
+	} else if (file) {
+		FILE *f = fopen(file, "re");
+		if (!f)
+			return errno;
+		err = read_first_line(f, pw, cap);
+		fclose(f);
+	} else {
+		const char *env = getenv("PINHOLE_UA_PASSWORD");
+		if (env && strlen(env) >= cap)
+			return ENAMETOOLONG;
+		snprintf(pw, cap, "%s", env ? env : "");
+	}
+	return err;
+}
+
+static int run_loop(struct ua_conf *conf, bool json)
+{
+	struct run r = {.json = json, .sfd = -1};
+	int rc = UA_EXIT_ERROR;
+	if (loop_alloc(&r.loop)) {
+		fprintf(stderr, "pinhole ua: cannot make an event loop\n");
+		return UA_EXIT_ERROR;
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	r.sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (r.sfd < 0 || loop_fd_add(r.loop, r.sfd, EPOLLIN, on_signal, &r)) {
+		fprintf(stderr, "pinhole ua: cannot watch signals: %s\n", strerror(errno));
+		goto out_loop;
+	}
+	int err = ua_alloc(&r.ua, r.loop, conf, on_event, &r);
+	if (err) {
+		fprintf(stderr, "pinhole ua: %s\n",
+			err == EINVAL ? "the AOR must be sip:user@domain" : strerror(err));
+		rc = err == EINVAL ? UA_EXIT_USAGE : UA_EXIT_ERROR;
+		goto out_loop;
+	}
+	ua_start(r.ua);
+	loop_run(r.loop);
+	rc = r.done ? r.exit_code : UA_EXIT_OK;
+	if (rc && r.last_error[0])
+		fprintf(stderr, "pinhole ua: %s\n", r.last_error);
+	else if (rc == UA_EXIT_TIMEOUT)
+		fprintf(stderr, "pinhole ua: no flow got an answer\n");
+	ua_free(r.ua);
+out_loop:
+	if (r.sfd >= 0) {
+		loop_fd_del(r.loop, r.sfd);
+		close(r.sfd);
+	}
+	loop_free(r.loop);
+	return rc;
+}
+
+static int cli_ua_register(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"proxy", required_argument, NULL, 'p'},
+	    {"user", required_argument, NULL, 'u'},
+	    {"password-stdin", no_argument, NULL, 'S'},
+	    {"password-file", required_argument, NULL, 'F'},
+	    {"state", required_argument, NULL, 's'},
+	    {"expires", required_argument, NULL, 'e'},
+	    {"keepalive", required_argument, NULL, 'k'},
+	    {"nat-refresh", required_argument, NULL, 'n'},
+	    {"backoff-ok", required_argument, NULL, 'O'},
+	    {"backoff-all", required_argument, NULL, 'A'},
+	    {"backoff-max", required_argument, NULL, 'M'},
+	    {"once", no_argument, NULL, '1'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct ua_conf *c = calloc(1, sizeof *c);
+	if (!c)
+		return UA_EXIT_ERROR;
+	const char *state = NULL, *pwfile = NULL, *proxies[UA_MAX_FLOWS];
+	bool pwstdin = false, json = false;
+	unsigned np = 0;
+	int rc = UA_EXIT_USAGE, ch;
+	char err[320];
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		unsigned *num = NULL, lo = 1, hi = 86400;
+		const char *name = NULL;
+		switch (ch) {
+		case 'p':
+			if (np == UA_MAX_FLOWS) {
+				fprintf(stderr, "pinhole ua: at most %d --proxy\n", UA_MAX_FLOWS);
+				goto out;
+			}
+			proxies[np++] = optarg;
+			break;
+		case 'u':
+			if (strlen(optarg) >= sizeof c->auth_user) {
+				fprintf(stderr, "pinhole ua: --user too long\n");
+				goto out;
+			}
+			snprintf(c->auth_user, sizeof c->auth_user, "%s", optarg);
+			break;
+		case 'S':
+			pwstdin = true;
+			break;
+		case 'F':
+			pwfile = optarg;
+			break;
+		case 's':
+			state = optarg;
+			break;
+		case 'e':
+			num = &c->expires, name = "--expires", lo = 1;
+			break;
+		case 'k':
+			num = &c->keepalive_s, name = "--keepalive";
+			break;
+		case 'n':
+			num = &c->nat_refresh_s, name = "--nat-refresh";
+			break;
+		case 'O':
+			num = &c->backoff_ok_s, name = "--backoff-ok";
+			break;
+		case 'A':
+			num = &c->backoff_all_s, name = "--backoff-all";
+			break;
+		case 'M':
+			num = &c->backoff_max_s, name = "--backoff-max";
+			break;
+		case '1':
+			c->once = true;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			rc = UA_EXIT_OK;
+			goto out;
+		default:
+			fputs(usage_text, stderr);
+			goto out;
+		}
+		if (num && parse_uint(optarg, lo, hi, num)) {
+			fprintf(stderr, "pinhole ua: %s wants %u..%u seconds, not '%s'\n", name, lo, hi,
+				optarg);
+			goto out;
+		}
+	}
+	if (optind != argc - 1) {
+		fputs(usage_text, stderr);
+		goto out;
+	}
+	const char *aor = argv[optind];
+	struct sip_uri u;
+	if (strlen(aor) >= sizeof c->aor || sip_uri_parse(slice_cstr(aor), &u) ||
+	    !slice_eq_cstr_nocase(u.scheme, "sip") || !u.user.l || !u.host.l) {
+		fprintf(stderr, "pinhole ua: bad AOR '%s': want sip:user@domain\n", aor);
+		goto out;
+	}
+	snprintf(c->aor, sizeof c->aor, "%s", aor);
+	for (unsigned i = 0; i < np; i++)
+		if (parse_proxy(proxies[i], &c->proxy[i], err, sizeof err)) {
+			fprintf(stderr, "pinhole ua: %s\n", err);
+			goto out;
+		}
+	c->n_proxy = np;
+	if (!np) {
+		if (default_proxy(aor, &c->proxy[0], err, sizeof err)) {
+			fprintf(stderr, "pinhole ua: %s\n", err);
+			goto out;
+		}
+		c->n_proxy = 1;
+	}
+	int e = get_password(pwfile, pwstdin, c->password, sizeof c->password);
+	if (e) {
+		fprintf(stderr, "pinhole ua: cannot read the password: %s\n", strerror(e));
+		goto out;
+	}
+	char path[4096];
+	if (!state) {
+		if (ua_state_default_path(path, sizeof path)) {
+			fprintf(stderr, "pinhole ua: no XDG_STATE_HOME or HOME: give --state FILE\n");
+			goto out;
+		}
+		state = path;
+	}
+	e = ua_state_instance(state, c->instance);
+	if (e) {
+		fprintf(stderr, "pinhole ua: state file %s: %s\n", state,
+			e == EBADMSG ? "no valid 'instance = urn:uuid:...' line in it (left as it is)"
+				     : strerror(e));
+		rc = UA_EXIT_ERROR;
+		goto out;
+	}
+	rc = run_loop(c, json);
+out:
+	OPENSSL_cleanse(c->password, sizeof c->password);
+	free(c);
+	return rc;
+}
+
+int cli_ua(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "register") == 0)
+		return cli_ua_register(argc - 1, argv + 1);
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		fputs(usage_text, stdout);
+		return UA_EXIT_OK;
+	}
+	fputs(usage_text, stderr);
+	return UA_EXIT_USAGE;
+}

@@ -1,0 +1,387 @@
+/* ua: one socket per flow (symmetric signaling), TCP framing, and the flow's keepalives. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "stun/stun.h"
+#include "ua_int.h"
+
+static void on_io(int fd, uint32_t events, void *arg);
+
+static void note_local(struct ua_flow *f)
+{
+	if (net_sock_addr(f->fd, &f->local) == 0)
+		net_addr_fmt(&f->local, f->local_s, sizeof f->local_s);
+}
+
+/* UDP: a socket connect()ed to the proxy, so that what we send and what we
+ * take in use one address and port (RFC 5626 4.1, RFC 3581), and the kernel
+ * drops datagrams from anyone else. TCP: a connection we open. */
+int uaf_open(struct ua_flow *f)
+{
+	const struct ua_proxy *px = f->px;
+	int type = px->tp == NET_UDP ? SOCK_DGRAM : SOCK_STREAM;
+	int fd = socket(net_addr_family(&px->addr), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	if (px->tp == NET_TCP) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
+	int err = 0;
+	if (connect(fd, &px->addr.u.sa, net_addr_len(&px->addr)) < 0 && errno != EINPROGRESS)
+		err = errno;
+	if (!err)
+		err = loop_fd_add(f->ua->loop, fd, EPOLLIN | (px->tp == NET_TCP ? EPOLLOUT : 0),
+				  on_io, f);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	f->fd = fd;
+	f->connected = px->tp == NET_UDP;
+	f->sock_err = 0;
+	buf_reset(&f->rx);
+	buf_reset(&f->tx);
+	note_local(f);
+	return 0;
+}
+
+void uaf_close(struct ua_flow *f)
+{
+	uaf_ka_stop(f);
+	if (f->fd >= 0) {
+		loop_fd_del(f->ua->loop, f->fd);
+		close(f->fd);
+	}
+	f->fd = -1;
+	f->connected = false;
+	buf_reset(&f->rx);
+	buf_reset(&f->tx);
+}
+
+static void want_out(struct ua_flow *f, bool on)
+{
+	loop_fd_mod(f->ua->loop, f->fd, EPOLLIN | (on ? EPOLLOUT : 0));
+}
+
+static int flush_tx(struct ua_flow *f)
+{
+	while (f->tx.len) {
+		ssize_t n = send(f->fd, f->tx.data, f->tx.len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return errno;
+		}
+		memmove(f->tx.data, f->tx.data + n, f->tx.len - (size_t)n);
+		f->tx.len -= (size_t)n;
+	}
+	want_out(f, f->tx.len > 0);
+	return 0;
+}
+
+int uaf_send(struct ua_flow *f, const void *p, size_t len)
+{
+	if (f->fd < 0 || !f->connected)
+		return ENOTCONN;
+	if (f->px->tp == NET_UDP) {
+		if (send(f->fd, p, len, 0) < 0) {
+			/* an ICMP error from an earlier datagram surfaces here;
+			 * the transaction's timer decides, the error is kept for
+			 * the message */
+			f->sock_err = errno;
+			return errno;
+		}
+		return 0;
+	}
+	/* a UA sends a few small messages: a queue beyond one message's worth
+	 * means the server stopped reading */
+	if (f->tx.len + len > 4 * UA_MAX_MSG)
+		return ENOBUFS;
+	if (buf_append(&f->tx, p, len))
+		return ENOMEM;
+	return flush_tx(f);
+}
+
+/* ---- keepalives: RFC 5626 4.4 ---- */
+
+static void ka_due(void *arg);
+static void ka_wait(void *arg);
+
+static void ka_schedule(struct ua_flow *f)
+{
+	uint32_t ft = f->ua->c.keepalive_s ? f->ua->c.keepalive_s : f->flow_timer;
+	uint64_t ms = ua_keepalive_ms(ft, f->px->tp, (double)rand_u32() / 4294967296.0);
+	timer_start(f->ua->loop, &f->t_ka, ms, ka_due, f);
+}
+
+void uaf_ka_start(struct ua_flow *f)
+{
+	if (timer_active(&f->t_ka) || f->ka_pending)
+		return;
+	ka_schedule(f);
+}
+
+void uaf_ka_stop(struct ua_flow *f)
+{
+	timer_cancel(&f->t_ka);
+	timer_cancel(&f->t_ka_wait);
+	f->ka_pending = false;
+}
+
+static int ka_send_stun(struct ua_flow *f)
+{
+	struct buf b;
+	buf_init(&b);
+	struct stun_enc e;
+	stun_enc_begin(&e, &b, STUN_METHOD_BINDING, STUN_CLASS_REQUEST, f->tid);
+	stun_enc_fingerprint(&e);
+	int err = stun_enc_end(&e);
+	if (!err)
+		err = uaf_send(f, b.data, b.len);
+	buf_free(&b);
+	return err;
+}
+
+static void ka_due(void *arg)
+{
+	struct ua_flow *f = arg;
+	if (!f->connected)
+		return;
+	f->ka_pending = true;
+	f->ka_sent_ms = loop_now_ms(f->ua->loop);
+	f->ua->stats.keepalives_sent++;
+	if (f->px->tp == NET_UDP) {
+		rand_bytes(f->tid, sizeof f->tid);
+		ka_send_stun(f);
+		f->ka_next_rto_ms = UA_KA_RTO_MS;
+		timer_start(f->ua->loop, &f->t_ka_wait, UA_KA_RTO_MS, ka_wait, f);
+	} else {
+		/* RFC 5626 4.4.1: the ping is a double CRLF, the pong one CRLF */
+		int err = uaf_send(f, "\r\n\r\n", 4);
+		if (err) {
+			ua_flow_failed(f, "cannot send a CRLF ping", UA_EXIT_TIMEOUT);
+			return;
+		}
+		timer_start(f->ua->loop, &f->t_ka_wait, UA_KA_WAIT_MS, ka_wait, f);
+	}
+}
+
+static void ka_failed(struct ua_flow *f, const char *cause)
+{
+	struct ua_event ev = {.kind = UA_EV_KEEPALIVE_FAILED, .detail = cause};
+	ua_emit(f, &ev);
+	ua_flow_failed(f, cause, UA_EXIT_TIMEOUT);
+}
+
+/* STUN: retransmit with a doubling RTO until UA_KA_WAIT_MS; CRLF: the deadline. */
+static void ka_wait(void *arg)
+{
+	struct ua_flow *f = arg;
+	uint64_t waited = loop_now_ms(f->ua->loop) - f->ka_sent_ms;
+	if (f->px->tp == NET_TCP || waited + 5 >= UA_KA_WAIT_MS) {
+		ka_failed(f, f->px->tp == NET_UDP ? "no STUN answer within 10 s"
+						  : "no CRLF pong within 10 s");
+		return;
+	}
+	ka_send_stun(f);
+	f->ka_next_rto_ms *= 2;
+	uint64_t next = MIN(f->ka_next_rto_ms, UA_KA_WAIT_MS - waited);
+	timer_start(f->ua->loop, &f->t_ka_wait, next, ka_wait, f);
+}
+
+static void ka_answered(struct ua_flow *f)
+{
+	timer_cancel(&f->t_ka_wait);
+	f->ka_pending = false;
+	f->ka_answered = true;
+	f->failures = 0; /* 4.5: registered and a keepalive answered: successful */
+	f->ua->stats.keepalives_answered++;
+	ka_schedule(f);
+}
+
+static void on_stun(struct ua_flow *f, const char *p, size_t len)
+{
+	struct stun_msg m;
+	if (stun_msg_decode(&m, p, len) || m.classic || m.method != STUN_METHOD_BINDING) {
+		ua_bad_message(f, "malformed or unexpected STUN message");
+		return;
+	}
+	if (m.cls != STUN_CLASS_SUCCESS || !f->ka_pending ||
+	    memcmp(m.tid, f->tid, STUN_TID_LEN) != 0)
+		return; /* a late answer to an earlier keepalive, or not one */
+	if (m.fp >= 0 && stun_msg_check_fingerprint(&m)) {
+		ua_bad_message(f, "STUN answer with a bad FINGERPRINT");
+		return;
+	}
+	struct net_addr mapped;
+	memset(&mapped, 0, sizeof mapped);
+	if (stun_msg_addr(&m, STUN_ATTR_XOR_MAPPED_ADDRESS, &mapped.u.ss) == 0) {
+		/* RFC 5626 4.4.2: a new mapped address is a failed flow: the NAT
+		 * rebound us, and the registrar's flow points at the old one */
+		if (f->has_mapped && !net_addr_eq(&mapped, &f->mapped)) {
+			char was[NET_ADDR_STRLEN], now[NET_ADDR_STRLEN], why[160];
+			snprintf(why, sizeof why, "the NAT mapping moved from %s to %s",
+				 net_addr_fmt(&f->mapped, was, sizeof was),
+				 net_addr_fmt(&mapped, now, sizeof now));
+			ka_failed(f, why);
+			return;
+		}
+		f->mapped = mapped;
+		f->has_mapped = true;
+	}
+	ka_answered(f);
+}
+
+/* A run of CR and LF on a stream: a pong ("\r\n") answers our ping; a ping
+ * from the server ("\r\n\r\n") is answered with a pong. */
+static void on_crlf(struct ua_flow *f, size_t n)
+{
+	if (n >= 4) {
+		uaf_send(f, "\r\n", 2);
+		return;
+	}
+	if (f->ka_pending)
+		ka_answered(f);
+}
+
+/* ---- input ---- */
+
+static void read_udp(struct ua_flow *f)
+{
+	char p[UA_MAX_MSG + 1];
+	for (int i = 0; i < 64; i++) {
+		ssize_t n = recv(f->fd, p, sizeof p - 1, 0);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				f->sock_err = errno; /* ICMP: the proxy's port is closed */
+			return;
+		}
+		if (n == 0)
+			continue;
+		if (stun_is_message(p, (size_t)n))
+			on_stun(f, p, (size_t)n);
+		else if (p[0] == '\r' || p[0] == '\n')
+			continue; /* a CRLF keepalive over UDP: nothing to answer */
+		else
+			ua_on_sip(f, p, (size_t)n, false);
+		if (f->fd < 0)
+			return; /* the message closed the flow */
+	}
+}
+
+/* Frames whole messages off the front of rx; false when the flow was closed. */
+static bool frame_tcp(struct ua_flow *f)
+{
+	size_t off = 0;
+	bool ok = true;
+	while (off < f->rx.len) {
+		size_t ml = 0;
+		int err = sip_frame(f->rx.data + off, f->rx.len - off, UA_MAX_MSG, &ml);
+		if (err == ENODATA)
+			break;
+		if (err) {
+			ua_bad_message(f, "unframeable bytes on the TCP flow");
+			ua_flow_failed(f, "the server sent bytes that are not SIP", UA_EXIT_ERROR);
+			return false;
+		}
+		const char *m = f->rx.data + off;
+		off += ml;
+		if (m[0] == '\r' || m[0] == '\n')
+			on_crlf(f, ml);
+		else
+			ua_on_sip(f, m, ml, true);
+		if (f->fd < 0) {
+			ok = false;
+			break;
+		}
+	}
+	if (ok && off) {
+		memmove(f->rx.data, f->rx.data + off, f->rx.len - off);
+		f->rx.len -= off;
+	}
+	return ok;
+}
+
+static void read_tcp(struct ua_flow *f)
+{
+	for (;;) {
+		if (buf_reserve(&f->rx, 4096)) {
+			ua_flow_failed(f, "out of memory", UA_EXIT_ERROR);
+			return;
+		}
+		/* the framer refuses a message over UA_MAX_MSG, so rx stays below
+		 * it plus one read */
+		ssize_t n = recv(f->fd, f->rx.data + f->rx.len, f->rx.cap - f->rx.len, 0);
+		if (n == 0) {
+			ua_flow_failed(f, "connection closed by the server", UA_EXIT_TIMEOUT);
+			return;
+		}
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EINTR)
+				continue;
+			char why[96];
+			snprintf(why, sizeof why, "connection lost: %s", strerror(errno));
+			ua_flow_failed(f, why, UA_EXIT_TIMEOUT);
+			return;
+		}
+		f->rx.len += (size_t)n;
+		if (!frame_tcp(f))
+			return;
+	}
+}
+
+static void on_connected(struct ua_flow *f)
+{
+	int soerr = 0;
+	socklen_t sl = sizeof soerr;
+	getsockopt(f->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+	if (soerr) {
+		char why[96];
+		f->sock_err = soerr;
+		snprintf(why, sizeof why, "cannot connect: %s", strerror(soerr));
+		ua_flow_failed(f, why, UA_EXIT_TIMEOUT);
+		return;
+	}
+	f->connected = true;
+	note_local(f);
+	want_out(f, f->tx.len > 0);
+	struct ua_event ev = {.kind = UA_EV_FLOW_UP};
+	ua_emit(f, &ev);
+	ua_reg_start(f, f->ua->shutting_down ? 0 : f->ua->c.expires);
+}
+
+static void on_io(int fd, uint32_t events, void *arg)
+{
+	struct ua_flow *f = arg;
+	if (fd != f->fd)
+		return;
+	if (f->px->tp == NET_TCP && !f->connected) {
+		if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+			on_connected(f);
+		return;
+	}
+	if ((events & EPOLLOUT) && f->px->tp == NET_TCP) {
+		int err = flush_tx(f);
+		if (err) {
+			char why[96];
+			snprintf(why, sizeof why, "connection lost: %s", strerror(err));
+			ua_flow_failed(f, why, UA_EXIT_TIMEOUT);
+			return;
+		}
+	}
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+		if (f->px->tp == NET_UDP)
+			read_udp(f);
+		else
+			read_tcp(f);
+	}
+}

@@ -1,0 +1,190 @@
+/* ua: the client side: an outbound user agent (RFC 5626 section 4) that registers over
+ * one or two flows, keeps them alive and recovers a failed one.
+ *
+ * Registration only for now; calls and media come later and hang off the same
+ * flows (incoming INVITEs are refused 480 until then).
+ *
+ * Who may ask: only the proxies we registered through reach us. Each flow is
+ * one socket of our own: a UDP socket connect()ed to its proxy (the kernel
+ * drops datagrams from anyone else) or a TCP connection we opened. What it
+ * costs us: one bounded answer per request that arrives on a flow (200 to
+ * OPTIONS, 480 to INVITE, 405 to the rest). What our answer costs a third
+ * party: nothing; answers go back on the flow they came on. What state a
+ * stranger can create: none; a TCP flow's input buffer is bounded by
+ * UA_MAX_MSG, and anything malformed is counted and dropped.
+ *
+ * Threads: one. The ua lives on the caller's loop and every call and event
+ * happens on that loop's thread.
+ *
+ * Ownership: struct ua is owned by its caller (ua_alloc / ua_free); it
+ * borrows the loop, and copies the conf.
+ */
+#ifndef PINHOLE_UA_H
+#define PINHOLE_UA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "net/net.h"
+#include "sip/sip.h"
+
+#define UA_MAX_FLOWS 2      /* RFC 5626 4.1: one flow per outbound proxy; two give failover */
+#define UA_MAX_MSG 65535    /* a SIP message over TCP larger than this closes the flow */
+#define UA_INSTANCE_MAX 64  /* "urn:uuid:" + 36 */
+#define UA_UUID_LEN 36
+
+/* One outbound proxy: where a flow goes. */
+struct ua_proxy {
+	enum net_transport tp; /* NET_UDP or NET_TCP */
+	struct net_addr addr;
+	char host[256];        /* as given (name or address), for the Route header */
+	uint16_t port;
+};
+
+struct ua_conf {
+	char aor[256];          /* "sip:alice@example.org" */
+	char auth_user[128];    /* digest user name; "" = the AOR's user part */
+	char password[256];
+	struct ua_proxy proxy[UA_MAX_FLOWS];
+	unsigned n_proxy;       /* 1 or 2; flow i registers with reg-id i + 1 */
+	char instance[UA_INSTANCE_MAX]; /* "urn:uuid:...", from ua_state_instance() */
+	uint32_t expires;       /* asked for; 0 = 600 */
+	unsigned keepalive_s;   /* keepalive period override; 0 = from Flow-Timer */
+	unsigned nat_refresh_s; /* plain registration: refresh period; 0 = 25 (UDP), 110 (TCP) */
+	unsigned backoff_ok_s;  /* RFC 5626 4.5 base-time when another flow works; 0 = 90 */
+	unsigned backoff_all_s; /* base-time when every flow failed; 0 = 30 */
+	unsigned backoff_max_s; /* max-time; 0 = 1800 */
+	unsigned unregister_wait_ms; /* bound on unregistration at exit; 0 = 5000 */
+	bool once;              /* register every flow, unregister, done */
+};
+
+/* What happened, one per line of output. */
+enum ua_event_kind {
+	UA_EV_FLOW_UP,          /* socket open (UDP) or connected (TCP) */
+	UA_EV_FLOW_DOWN,        /* the flow failed or was closed: detail says why */
+	UA_EV_REGISTERED,       /* 200 to REGISTER: expires, outbound, flow timer */
+	UA_EV_NO_OUTBOUND,      /* the server did not take outbound: plain registration */
+	UA_EV_KEEPALIVE_FAILED, /* no STUN answer / CRLF pong, or the mapping moved */
+	UA_EV_RETRY,            /* the next attempt on a flow, retry_ms from now */
+	UA_EV_REG_FAILED,       /* a final error or a timeout for REGISTER */
+	UA_EV_AUTH_FAILED,      /* credentials refused (wrong user or password) */
+	UA_EV_UNREGISTERED,     /* 200 to the REGISTER with expires=0 */
+	UA_EV_REQUEST,          /* an incoming request answered (method, status) */
+	UA_EV_BAD_MESSAGE,      /* malformed or unexpected bytes from the server: counted */
+	UA_EV_DONE,             /* nothing left to do; exit_code says how it went */
+};
+
+/* Exit codes (documented in `pinhole ua --help` and docs/ua.md). */
+enum ua_exit {
+	UA_EXIT_OK = 0,
+	UA_EXIT_ERROR = 1,   /* local trouble: sockets, state file */
+	UA_EXIT_USAGE = 2,
+	UA_EXIT_AUTH = 3,    /* the password or user name was refused */
+	UA_EXIT_REFUSED = 4, /* a final error response (403, 404, 5xx...) on every flow */
+	UA_EXIT_TIMEOUT = 5, /* no flow got an answer (unreachable proxy, timeouts) */
+};
+
+struct ua_event {
+	enum ua_event_kind kind;
+	uint64_t t_ms;        /* since ua_start (monotonic) */
+	unsigned flow;        /* 1-based flow number (= its reg-id); 0 for the ua as a whole */
+	enum net_transport tp;
+	const char *proxy;    /* "udp:198.18.0.1:5060" */
+	const char *local;    /* our socket's address, "" when none */
+	uint16_t status;      /* a SIP status when one is involved */
+	uint32_t expires;     /* REGISTERED: seconds granted */
+	uint32_t flow_timer;  /* REGISTERED: the server's Flow-Timer, 0 when absent */
+	uint64_t interval_ms; /* REGISTERED: keepalive period (outbound) or refresh period */
+	uint64_t retry_ms;    /* RETRY */
+	unsigned failures;    /* RETRY: consecutive failures of this flow */
+	bool outbound;        /* REGISTERED: the server answered Require: outbound */
+	bool recovered;       /* REGISTERED: after the flow had failed */
+	bool refresh;         /* REGISTERED: a refresh of a standing registration */
+	const char *method;   /* REQUEST */
+	const char *detail;   /* free text: a reason phrase, a cause */
+	int exit_code;        /* DONE */
+};
+
+typedef void(ua_event_h)(const struct ua_event *ev, void *arg);
+
+struct ua;
+
+/* Copies conf. 0, EINVAL (a conf that cannot work: no proxy, bad AOR,
+ * no instance), ENOMEM. Nothing is sent before ua_start. */
+int ua_alloc(struct ua **up, struct loop *l, const struct ua_conf *conf, ua_event_h *h,
+	     void *arg);
+/* Opens every flow and registers it. Events follow on the loop. */
+int ua_start(struct ua *ua);
+/* Unregisters every registered flow (bounded by unregister_wait_ms), then
+ * reports UA_EV_DONE. Idempotent. */
+void ua_shutdown(struct ua *ua);
+void ua_free(struct ua *ua);
+
+struct ua_stats {
+	uint64_t registers_sent, retransmits, challenges, keepalives_sent, keepalives_answered;
+	uint64_t flow_failures, requests_answered, bad_messages;
+};
+void ua_stats_get(const struct ua *ua, struct ua_stats *out);
+
+/* One line of text or one JSON object (no newline) for an event; appended to out. */
+int ua_event_format(const struct ua_event *ev, bool json, struct buf *out);
+const char *ua_event_name(enum ua_event_kind k); /* "registered" */
+
+/* ---- pure parts (exposed for tests) ---- */
+
+/* RFC 5626 4.5: the upper bound of the wait before the next attempt to form
+ * a flow: min(max_s, base_s * 2^failures) seconds, with base_s the
+ * all-failed base when no other flow works, else the one-works base. The
+ * actual wait is uniformly random in [50 %, 100 %] of it: pass r in [0, 1)
+ * (ua_backoff_ms does). Milliseconds. */
+uint64_t ua_backoff_bound_ms(unsigned failures, bool other_flow_ok, unsigned base_ok_s,
+			     unsigned base_all_s, unsigned max_s);
+uint64_t ua_backoff_ms(uint64_t bound_ms, double r);
+
+/* RFC 5626 4.4.1: the keepalive period for a Flow-Timer of flow_timer_s
+ * seconds: uniformly random in [80 %, 100 %] of it (r in [0, 1)). With no
+ * Flow-Timer (0) the RFC's recommendation for the transport: 95-120 s over
+ * TCP, 24-29 s over UDP. Milliseconds, never 0. */
+uint64_t ua_keepalive_ms(uint32_t flow_timer_s, enum net_transport tp, double r);
+
+/* Reads the installation's +sip.instance from the state file at path, or
+ * makes one (a random UUID, RFC 4122 version 4) and writes the file (0600,
+ * parent folders made 0700) when the file does not exist. out gets
+ * "urn:uuid:xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx". 0, EBADMSG (a file that
+ * exists but holds no valid instance: it is left alone, since a new instance
+ * would strand the old bindings), or an errno from the file system. */
+int ua_state_instance(const char *path, char out[UA_INSTANCE_MAX]);
+/* The default state file: $XDG_STATE_HOME/pinhole/ua.state, else
+ * $HOME/.local/state/pinhole/ua.state. ENOENT when neither is set. */
+int ua_state_default_path(char *out, size_t cap);
+/* Whether s is "urn:uuid:" and a well-formed UUID (any case). */
+bool ua_instance_valid(const char *s);
+
+/* ---- digest, the client's half (RFC 7616, RFC 8760) ---- */
+
+/* One challenge of a 401/407, parsed; slices point into the header value. */
+struct ua_challenge {
+	int alg;             /* enum store_cred_alg value */
+	struct slice realm, nonce, opaque;
+	bool qop_auth;       /* qop offered and lists "auth" */
+	bool stale;
+};
+
+/* Picks the best challenge among the WWW-Authenticate (proxy = false) or
+ * Proxy-Authenticate (true) headers of a response: SHA-512-256 over SHA-256
+ * over MD5 (RFC 8760 2.4 lets the client choose), qop=auth preferred over no
+ * qop; -sess variants, auth-int-only and other schemes are skipped. 0,
+ * ENOENT (no header), ENOTSUP (none usable). */
+int ua_challenge_pick(const struct sip_msg *resp, bool proxy, struct ua_challenge *out);
+
+/* Appends the value of an Authorization header answering ch for method and
+ * uri (the Request-URI), with nonce count nc and client nonce cnonce (a
+ * fresh random one when NULL): "Digest username=..., response=...". 0, EIO,
+ * ENAMETOOLONG. */
+int ua_digest_credentials(const struct ua_challenge *ch, const char *user, const char *password,
+			  const char *method, const char *uri, uint32_t nc, const char *cnonce,
+			  struct buf *out);
+
+#endif
