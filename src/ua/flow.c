@@ -259,8 +259,14 @@ static void read_udp(struct ua_flow *f)
 	for (int i = 0; i < 64; i++) {
 		ssize_t n = recv(f->fd, p, sizeof p - 1, 0);
 		if (n < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				f->sock_err = errno; /* ICMP: the proxy's port is closed */
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EINTR)
+				continue;
+			/* ICMP: the proxy's port is closed, or no route. Anyone on
+			 * the path can forge one; the cost is one early retry */
+			f->sock_err = errno;
+			ua_reg_transport_error(f, errno);
 			return;
 		}
 		if (n == 0)

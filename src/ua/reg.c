@@ -186,6 +186,17 @@ static void on_timeout(void *arg)
 	attempt_failed(f, 0, why, UA_EXIT_TIMEOUT);
 }
 
+void ua_reg_transport_error(struct ua_flow *f, int err)
+{
+	if (!f->in_flight)
+		return; /* a keepalive's: its own timer decides */
+	char why[128];
+	snprintf(why, sizeof why, "%s: %s", f->px->tp == NET_UDP ? "ICMP error" : "transport error",
+		 strerror(err));
+	/* RFC 3261 8.1.3.1: a transport error counts as a 503 from the hop */
+	attempt_failed(f, 0, why, UA_EXIT_TIMEOUT);
+}
+
 static void refresh_due(void *arg)
 {
 	struct ua_flow *f = arg;

@@ -279,16 +279,16 @@ static void answer(struct ua_flow *f, const struct sip_msg *m)
 	char tag[17];
 	snprintf(tag, sizeof tag, "%016llx",
 		 (unsigned long long)hash_bytes(m->call_id.p, m->call_id.l));
-	struct buf b;
-	buf_init(&b);
-	if (sip_build_response(&b, m, status, NULL, SLICE_NULL, slice_cstr(tag), extra) == 0)
-		uaf_send(f, b.data, b.len);
-	buf_free(&b);
 	f->ua->stats.requests_answered++;
 	char method[24];
 	slice_to_cstr(m->method_s, method, sizeof method);
 	struct ua_event ev = {.kind = UA_EV_REQUEST, .status = status, .method = method};
 	ua_emit(f, &ev);
+	struct buf b;
+	buf_init(&b);
+	if (sip_build_response(&b, m, status, NULL, SLICE_NULL, slice_cstr(tag), extra) == 0)
+		uaf_send(f, b.data, b.len);
+	buf_free(&b);
 }
 
 void ua_on_sip(struct ua_flow *f, const char *data, size_t len, bool stream)

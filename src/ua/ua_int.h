@@ -127,5 +127,7 @@ void ua_reg_start(struct ua_flow *f, uint32_t expires);
 void ua_reg_on_response(struct ua_flow *f, const struct sip_msg *m);
 void ua_reg_stop(struct ua_flow *f); /* cancels timers, forgets the transaction */
 void ua_reg_init(struct ua_flow *f);
+/* An ICMP error on a UDP flow (RFC 3261 18.4): fails the REGISTER in flight. */
+void ua_reg_transport_error(struct ua_flow *f, int err);
 
 #endif

@@ -1,0 +1,424 @@
+/* ua against a scripted registrar on loopback: digest, outbound, Flow-Timer, STUN keepalives,
+ * a moved NAT mapping, strangers and garbage, incoming requests, unregistration. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "auth/auth.h"
+#include "stun/stun.h"
+#include "ua/ua.h"
+
+#define MAX_EVENTS 64
+#define WAIT_MS 15000 /* a bound on waits for things that must happen, not a measure */
+
+/* Events as the ua reports them, kept for the test thread. */
+struct rec {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct {
+		enum ua_event_kind kind;
+		unsigned flow;
+		bool outbound, recovered;
+		uint32_t flow_timer;
+		uint64_t interval_ms;
+		uint16_t status;
+		char local[NET_ADDR_STRLEN];
+		char detail[160];
+	} ev[MAX_EVENTS];
+	size_t n;
+};
+
+static void on_event(const struct ua_event *ev, void *arg)
+{
+	struct rec *r = arg;
+	pthread_mutex_lock(&r->mu);
+	if (r->n < MAX_EVENTS) {
+		r->ev[r->n].kind = ev->kind;
+		r->ev[r->n].flow = ev->flow;
+		r->ev[r->n].outbound = ev->outbound;
+		r->ev[r->n].recovered = ev->recovered;
+		r->ev[r->n].flow_timer = ev->flow_timer;
+		r->ev[r->n].interval_ms = ev->interval_ms;
+		r->ev[r->n].status = ev->status;
+		snprintf(r->ev[r->n].local, sizeof r->ev[r->n].local, "%s", ev->local ? ev->local : "");
+		snprintf(r->ev[r->n].detail, sizeof r->ev[r->n].detail, "%s",
+			 ev->detail ? ev->detail : "");
+		r->n++;
+	}
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Waits for the first event of kind at index >= from; returns its index. */
+static size_t wait_event(struct rec *r, enum ua_event_kind kind, size_t from)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += WAIT_MS / 1000;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		for (size_t i = from; i < r->n; i++)
+			if (r->ev[i].kind == kind) {
+				pthread_mutex_unlock(&r->mu);
+				return i;
+			}
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT) {
+			pthread_mutex_unlock(&r->mu);
+			fail_msg("no %s event", ua_event_name(kind));
+		}
+	}
+}
+
+static size_t count_events(struct rec *r, enum ua_event_kind kind)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&r->mu);
+	for (size_t i = 0; i < r->n; i++)
+		n += r->ev[i].kind == kind;
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}
+
+static int udp_bound(struct net_addr *a)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	struct net_addr any;
+	net_addr_parse("127.0.0.1:0", 0, &any);
+	assert_int_equal(bind(fd, &any.u.sa, net_addr_len(&any)), 0);
+	net_sock_addr(fd, a);
+	return fd;
+}
+
+/* Receives one datagram (WAIT_MS at most); its source into from. */
+static size_t recv_one(int fd, char *buf, size_t cap, struct net_addr *from)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	socklen_t sl = sizeof from->u.ss;
+	ssize_t n = recvfrom(fd, buf, cap - 1, 0, &from->u.sa, &sl);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	return (size_t)n;
+}
+
+/* The next SIP message (skipping STUN) into m. */
+static void recv_sip(int fd, char *buf, size_t cap, struct net_addr *from, struct sip_msg *m)
+{
+	for (;;) {
+		size_t n = recv_one(fd, buf, cap, from);
+		if (stun_is_message(buf, n))
+			continue;
+		assert_int_equal(sip_msg_parse(m, buf, n, false, NULL), 0);
+		return;
+	}
+}
+
+static void send_to(int fd, const struct net_addr *to, const void *p, size_t len)
+{
+	assert_int_equal(sendto(fd, p, len, 0, &to->u.sa, net_addr_len(to)), (ssize_t)len);
+}
+
+/* Answers a REGISTER: status with extra header lines. */
+static void reply(int fd, const struct net_addr *to, const struct sip_msg *req, uint16_t status,
+		  const char *extra)
+{
+	struct buf b;
+	buf_init(&b);
+	assert_int_equal(sip_build_response(&b, req, status, NULL, SLICE_NULL, SLICE_LIT("srv1"),
+					    extra),
+			 0);
+	send_to(fd, to, b.data, b.len);
+	buf_free(&b);
+}
+
+/* The Contact of a REGISTER echoed with expires, as a registrar does. */
+static void ok_with_contact(int fd, const struct net_addr *to, const struct sip_msg *req,
+			    const char *more)
+{
+	const struct sip_hdr *c = sip_msg_hdr(req, SIP_HDR_CONTACT, 0);
+	assert_non_null(c);
+	char extra[1024];
+	snprintf(extra, sizeof extra, "Contact: %.*s\r\n%s", (int)c->value.l, c->value.p, more);
+	reply(fd, to, req, 200, extra);
+}
+
+/* Checks the Authorization of req against what the registrar knows. */
+static void check_creds(const struct sip_msg *req, const char *nonce)
+{
+	const struct sip_hdr *h = sip_msg_hdr(req, SIP_HDR_AUTHORIZATION, 0);
+	assert_non_null(h);
+	struct sip_digest_cred c;
+	assert_int_equal(sip_digest_parse(h->value, &c), 0);
+	assert_true(slice_eq(c.nonce, slice_cstr(nonce)));
+	assert_true(slice_eq(c.username, SLICE_LIT("alice")));
+	assert_true(slice_eq(c.algorithm, SLICE_LIT("SHA-256")));
+	assert_true(slice_eq(c.uri, req->ruri_s));
+	char ha1[STORE_CRED_HA1_MAX], want[STORE_CRED_HA1_MAX];
+	auth_ha1(STORE_CRED_SHA256, SLICE_LIT("alice"), SLICE_LIT("example.test"),
+		 SLICE_LIT("wonderland"), ha1);
+	auth_response(STORE_CRED_SHA256, ha1, c.nonce, c.nc, c.cnonce, SLICE_LIT("auth"),
+		      SLICE_LIT("REGISTER"), c.uri, want);
+	assert_true(slice_eq(c.response, slice_cstr(want)));
+}
+
+/* What a NATed phone's REGISTER must carry (RFC 5626 4.2, RFC 3581). */
+static void check_register(const struct sip_msg *req, const struct net_addr *from,
+			   const char *instance)
+{
+	assert_int_equal(req->method, SIP_REGISTER);
+	assert_true(req->via1.rport);
+	assert_int_equal(req->via1.port, net_addr_port(from)); /* symmetric: one socket */
+	assert_true(sip_msg_has_option(req, SIP_HDR_SUPPORTED, "outbound"));
+	assert_true(sip_msg_has_option(req, SIP_HDR_SUPPORTED, "path"));
+	const struct sip_hdr *c = sip_msg_hdr(req, SIP_HDR_CONTACT, 0);
+	struct sip_nameaddr na;
+	assert_int_equal(sip_nameaddr_parse(c->value, &na), 0);
+	assert_int_equal(na.uri.port, net_addr_port(from));
+	struct sip_param p;
+	assert_true(sip_param_find(na.params, "reg-id", &p));
+	assert_true(slice_eq(p.value, SLICE_LIT("1")));
+	assert_true(sip_param_find(na.params, "+sip.instance", &p));
+	char want[UA_INSTANCE_MAX + 4];
+	snprintf(want, sizeof want, "\"<%s>\"", instance);
+	assert_true(slice_eq(p.value, slice_cstr(want)));
+}
+
+/* Answers a STUN Binding request with mapped as XOR-MAPPED-ADDRESS. */
+static void stun_answer(int fd, const struct net_addr *to, const char *req, size_t len,
+			const struct net_addr *mapped)
+{
+	struct stun_msg m;
+	assert_int_equal(stun_msg_decode(&m, req, len), 0);
+	assert_int_equal(m.cls, STUN_CLASS_REQUEST);
+	struct buf b;
+	buf_init(&b);
+	struct stun_enc e;
+	stun_enc_begin_reply(&e, &b, &m, STUN_CLASS_SUCCESS);
+	stun_enc_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, &mapped->u.sa);
+	stun_enc_fingerprint(&e);
+	assert_int_equal(stun_enc_end(&e), 0);
+	send_to(fd, to, b.data, b.len);
+	buf_free(&b);
+}
+
+/* The next STUN request from the ua (SIP skipped); its length. */
+static size_t recv_stun(int fd, char *buf, size_t cap, struct net_addr *from)
+{
+	for (;;) {
+		size_t n = recv_one(fd, buf, cap, from);
+		if (stun_is_message(buf, n))
+			return n;
+	}
+}
+
+static void *run_loop(void *arg)
+{
+	loop_run(arg);
+	return NULL;
+}
+
+static void post_shutdown(void *arg)
+{
+	ua_shutdown(arg);
+}
+
+static void test_register_keepalive_recover(void **state)
+{
+	(void)state;
+	static struct rec r = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	static char buf[8192];
+	static struct sip_msg m;
+	struct net_addr srv, from, stranger_addr;
+	int s = udp_bound(&srv), stranger = udp_bound(&stranger_addr);
+
+	struct ua_conf *c = calloc(1, sizeof *c);
+	snprintf(c->aor, sizeof c->aor, "sip:alice@example.test");
+	snprintf(c->password, sizeof c->password, "wonderland");
+	snprintf(c->instance, sizeof c->instance, "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+	c->n_proxy = 1;
+	c->proxy[0].tp = NET_UDP;
+	c->proxy[0].addr = srv;
+	snprintf(c->proxy[0].host, sizeof c->proxy[0].host, "127.0.0.1");
+	c->proxy[0].port = net_addr_port(&srv);
+	c->backoff_ok_s = c->backoff_all_s = 1;
+	struct loop *l;
+	assert_int_equal(loop_alloc(&l), 0);
+	struct ua *ua;
+	assert_int_equal(ua_alloc(&ua, l, c, on_event, &r), 0);
+	assert_int_equal(ua_start(ua), 0);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, run_loop, l), 0);
+
+	/* 1. REGISTER, 401 (SHA-256 beside MD5), REGISTER with credentials, 200
+	 * with Require: outbound and Flow-Timer */
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	check_register(&m, &from, c->instance);
+	assert_null(sip_msg_hdr(&m, SIP_HDR_AUTHORIZATION, 0));
+	/* the proxy is not the AOR's domain: loose-routed through it */
+	const struct sip_hdr *rt = sip_msg_hdr(&m, SIP_HDR_ROUTE, 0);
+	assert_non_null(rt);
+	char want_rt[64];
+	snprintf(want_rt, sizeof want_rt, "<sip:127.0.0.1:%u;lr>", net_addr_port(&srv));
+	assert_true(slice_eq(rt->value, slice_cstr(want_rt)));
+	reply(s, &from, &m, 401,
+	      "WWW-Authenticate: Digest realm=\"example.test\", nonce=\"n1\", qop=\"auth\", "
+	      "algorithm=MD5\r\n"
+	      "WWW-Authenticate: Digest realm=\"example.test\", nonce=\"n1\", qop=\"auth\", "
+	      "algorithm=SHA-256\r\n");
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	check_register(&m, &from, c->instance);
+	check_creds(&m, "n1");
+	ok_with_contact(s, &from, &m, "Require: outbound\r\nFlow-Timer: 2\r\n");
+	size_t i = wait_event(&r, UA_EV_REGISTERED, 0);
+	assert_true(r.ev[i].outbound);
+	assert_int_equal(r.ev[i].flow_timer, 2);
+	assert_true(r.ev[i].interval_ms >= 1600 && r.ev[i].interval_ms <= 2000);
+	assert_int_equal(count_events(&r, UA_EV_NO_OUTBOUND), 0);
+	struct net_addr first = from;
+
+	/* 2. a stranger's request to the ua's port is not taken (the flow's
+	 * socket is connected to its proxy); the proxy's OPTIONS is answered */
+	static const char opts[] = "OPTIONS sip:alice@127.0.0.1 SIP/2.0\r\n"
+				   "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKo1\r\n"
+				   "From: <sip:x@example.test>;tag=9\r\nTo: <sip:alice@example.test>\r\n"
+				   "Call-ID: opt1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+	send_to(stranger, &first, opts, sizeof opts - 1);
+	/* 3. garbage from the proxy is counted, not fatal */
+	send_to(s, &first, "garbage\r\n\r\n", 11);
+	send_to(s, &first, opts, sizeof opts - 1);
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	assert_false(m.request);
+	assert_int_equal(m.status, 200);
+	assert_true(net_addr_eq(&from, &first));
+	assert_int_equal(count_events(&r, UA_EV_REQUEST), 1);
+	assert_int_equal(count_events(&r, UA_EV_BAD_MESSAGE), 1);
+	static const char inv[] = "INVITE sip:alice@127.0.0.1 SIP/2.0\r\n"
+				  "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKi1\r\n"
+				  "From: <sip:x@example.test>;tag=9\r\nTo: <sip:alice@example.test>\r\n"
+				  "Call-ID: inv1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+	send_to(s, &first, inv, sizeof inv - 1);
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	assert_int_equal(m.status, 480);
+	assert_true(m.to_tag.l > 0);
+
+	/* 4. STUN keepalives on the flow, answered with its mapped address */
+	size_t n = recv_stun(s, buf, sizeof buf, &from);
+	assert_true(net_addr_eq(&from, &first));
+	stun_answer(s, &from, buf, n, &from);
+	n = recv_stun(s, buf, sizeof buf, &from);
+	/* 5. the NAT rebinds: the mapped address moves. RFC 5626 4.4.2: the
+	 * flow has failed; it worked, so it is replaced at once (4.5) over a
+	 * new socket, with credentials for the nonce it holds */
+	struct net_addr moved = from;
+	net_addr_set_port(&moved, (uint16_t)(net_addr_port(&from) ^ 1));
+	stun_answer(s, &from, buf, n, &moved);
+	i = wait_event(&r, UA_EV_KEEPALIVE_FAILED, 0);
+	assert_non_null(strstr(r.ev[i].detail, "mapping moved"));
+	wait_event(&r, UA_EV_FLOW_DOWN, i);
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	assert_false(net_addr_eq(&from, &first)); /* a new flow */
+	check_register(&m, &from, c->instance);
+	check_creds(&m, "n1");
+	ok_with_contact(s, &from, &m, "Require: outbound\r\nFlow-Timer: 2\r\n");
+	i = wait_event(&r, UA_EV_REGISTERED, i);
+	assert_true(r.ev[i].recovered);
+	assert_int_equal(count_events(&r, UA_EV_RETRY), 0); /* no wait for a flow that worked */
+
+	/* 6. shutdown: REGISTER expires=0 with credentials, then done */
+	assert_int_equal(loop_post(l, post_shutdown, ua), 0);
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	const struct sip_hdr *ex = sip_msg_hdr(&m, SIP_HDR_EXPIRES, 0);
+	assert_non_null(ex);
+	assert_true(slice_eq(ex->value, SLICE_LIT("0")));
+	reply(s, &from, &m, 200, NULL);
+	wait_event(&r, UA_EV_UNREGISTERED, 0);
+	i = wait_event(&r, UA_EV_DONE, 0);
+	loop_stop(l);
+	pthread_join(th, NULL);
+	struct ua_stats st;
+	ua_stats_get(ua, &st);
+	assert_int_equal(st.bad_messages, 1);
+	assert_int_equal(st.requests_answered, 2);
+	assert_true(st.keepalives_answered >= 1);
+	ua_free(ua);
+	loop_free(l);
+	free(c);
+	close(s);
+	close(stranger);
+}
+
+/* A registrar that never answers: the run ends with the timeout code. A
+ * plain registrar (no Require: outbound): the ua says so and refreshes
+ * below the NAT lifetime instead of keeping the flow alive. */
+static void test_no_outbound(void **state)
+{
+	(void)state;
+	static struct rec r = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	static char buf[8192];
+	static struct sip_msg m;
+	struct net_addr srv, from;
+	int s = udp_bound(&srv);
+	struct ua_conf *c = calloc(1, sizeof *c);
+	snprintf(c->aor, sizeof c->aor, "sip:alice@example.test");
+	snprintf(c->instance, sizeof c->instance, "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+	c->n_proxy = 1;
+	c->proxy[0].tp = NET_UDP;
+	c->proxy[0].addr = srv;
+	snprintf(c->proxy[0].host, sizeof c->proxy[0].host, "127.0.0.1");
+	c->proxy[0].port = net_addr_port(&srv);
+	c->nat_refresh_s = 1;
+	struct loop *l;
+	assert_int_equal(loop_alloc(&l), 0);
+	struct ua *ua;
+	assert_int_equal(ua_alloc(&ua, l, c, on_event, &r), 0);
+	assert_int_equal(ua_start(ua), 0);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, run_loop, l), 0);
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	ok_with_contact(s, &from, &m, ""); /* no Require: outbound */
+	size_t i = wait_event(&r, UA_EV_REGISTERED, 0);
+	assert_false(r.ev[i].outbound);
+	assert_int_equal(r.ev[i].interval_ms, 1000);
+	wait_event(&r, UA_EV_NO_OUTBOUND, 0);
+	/* the refresh comes, on the same flow, and no STUN is sent */
+	struct net_addr again;
+	size_t n = recv_one(s, buf, sizeof buf, &again);
+	assert_false(stun_is_message(buf, n));
+	assert_int_equal(sip_msg_parse(&m, buf, n, false, NULL), 0);
+	assert_int_equal(m.method, SIP_REGISTER);
+	assert_true(net_addr_eq(&again, &from));
+	ok_with_contact(s, &from, &m, "");
+	wait_event(&r, UA_EV_REGISTERED, i + 1);
+	assert_int_equal(count_events(&r, UA_EV_NO_OUTBOUND), 1); /* said once */
+	assert_int_equal(loop_post(l, post_shutdown, ua), 0);
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	reply(s, &from, &m, 200, NULL);
+	wait_event(&r, UA_EV_DONE, 0);
+	loop_stop(l);
+	pthread_join(th, NULL);
+	ua_free(ua);
+	loop_free(l);
+	free(c);
+	close(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_register_keepalive_recover),
+	    cmocka_unit_test(test_no_outbound),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
