@@ -9,6 +9,7 @@ static const char *const names[] = {
     [UA_EV_FLOW_DOWN] = "flow-down",
     [UA_EV_REGISTERED] = "registered",
     [UA_EV_NO_OUTBOUND] = "no-outbound",
+    [UA_EV_KEEPALIVE_OK] = "keepalive-ok",
     [UA_EV_KEEPALIVE_FAILED] = "keepalive-failed",
     [UA_EV_RETRY] = "retry",
     [UA_EV_REG_FAILED] = "register-failed",

@@ -200,10 +200,14 @@ static void ka_answered(struct ua_flow *f)
 {
 	timer_cancel(&f->t_ka_wait);
 	f->ka_pending = false;
-	f->ka_answered = true;
 	f->failures = 0; /* 4.5: registered and a keepalive answered: successful */
 	f->ua->stats.keepalives_answered++;
 	ka_schedule(f);
+	if (!f->ka_answered) {
+		f->ka_answered = true;
+		struct ua_event ev = {.kind = UA_EV_KEEPALIVE_OK};
+		ua_emit(f, &ev);
+	}
 }
 
 static void on_stun(struct ua_flow *f, const char *p, size_t len)

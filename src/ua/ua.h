@@ -66,6 +66,8 @@ enum ua_event_kind {
 	UA_EV_FLOW_DOWN,        /* the flow failed or was closed: detail says why */
 	UA_EV_REGISTERED,       /* 200 to REGISTER: expires, outbound, flow timer */
 	UA_EV_NO_OUTBOUND,      /* the server did not take outbound: plain registration */
+	UA_EV_KEEPALIVE_OK,     /* the first keepalive answered since the flow registered:
+				   the flow counts as working (RFC 5626 4.5) */
 	UA_EV_KEEPALIVE_FAILED, /* no STUN answer / CRLF pong, or the mapping moved */
 	UA_EV_RETRY,            /* the next attempt on a flow, retry_ms from now */
 	UA_EV_REG_FAILED,       /* a final error or a timeout for REGISTER */
