@@ -337,8 +337,8 @@ static int cli_ua_register(int argc, char **argv)
 			goto out;
 		}
 		if (num && parse_uint(optarg, lo, hi, num)) {
-			fprintf(stderr, "pinhole ua: %s wants %u..%u seconds, not '%s'\n", name, lo, hi,
-				optarg);
+			fprintf(stderr, "pinhole ua: %s wants %u..%u seconds, not '%s'\n", name, lo,
+				hi, optarg);
 			goto out;
 		}
 	}
@@ -375,7 +375,8 @@ static int cli_ua_register(int argc, char **argv)
 	char path[4096];
 	if (!state) {
 		if (ua_state_default_path(path, sizeof path)) {
-			fprintf(stderr, "pinhole ua: no XDG_STATE_HOME or HOME: give --state FILE\n");
+			fprintf(stderr,
+				"pinhole ua: no XDG_STATE_HOME or HOME: give --state FILE\n");
 			goto out;
 		}
 		state = path;
@@ -383,8 +384,9 @@ static int cli_ua_register(int argc, char **argv)
 	e = ua_state_instance(state, c->instance);
 	if (e) {
 		fprintf(stderr, "pinhole ua: state file %s: %s\n", state,
-			e == EBADMSG ? "no valid 'instance = urn:uuid:...' line in it (left as it is)"
-				     : strerror(e));
+			e == EBADMSG
+			    ? "no valid 'instance = urn:uuid:...' line in it (left as it is)"
+			    : strerror(e));
 		rc = UA_EXIT_ERROR;
 		goto out;
 	}

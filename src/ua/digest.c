@@ -124,8 +124,9 @@ int ua_digest_credentials(const struct ua_challenge *ch, const char *user, const
 	}
 	if (err)
 		return err;
-	buf_printf(out, "Digest username=\"%s\", realm=\"%.*s\", nonce=\"%.*s\", uri=\"%s\", "
-			"response=\"%s\", algorithm=%s",
+	buf_printf(out,
+		   "Digest username=\"%s\", realm=\"%.*s\", nonce=\"%.*s\", uri=\"%s\", "
+		   "response=\"%s\", algorithm=%s",
 		   user, (int)ch->realm.l, ch->realm.p, (int)ch->nonce.l, ch->nonce.p, uri, resp,
 		   auth_alg_name(alg));
 	if (ch->opaque.p)

@@ -35,8 +35,8 @@ static const char *registered_word(const struct ua_event *ev)
 
 static void text(const struct ua_event *ev, struct buf *o)
 {
-	const char *name = ev->kind == UA_EV_REGISTERED ? registered_word(ev)
-							: ua_event_name(ev->kind);
+	const char *name =
+	    ev->kind == UA_EV_REGISTERED ? registered_word(ev) : ua_event_name(ev->kind);
 	buf_printf(o, "%llu.%03llu %s", (unsigned long long)(ev->t_ms / 1000),
 		   (unsigned long long)(ev->t_ms % 1000), name);
 	if (ev->flow)
@@ -52,9 +52,10 @@ static void text(const struct ua_event *ev, struct buf *o)
 			   (double)ev->interval_ms / 1000);
 		break;
 	case UA_EV_NO_OUTBOUND:
-		buf_printf(o, " the server did not take SIP Outbound (no Require: outbound):"
-			      " plain registration, refreshed every %.0f s to keep the NAT"
-			      " binding",
+		buf_printf(o,
+			   " the server did not take SIP Outbound (no Require: outbound):"
+			   " plain registration, refreshed every %.0f s to keep the NAT"
+			   " binding",
 			   (double)ev->interval_ms / 1000);
 		break;
 	case UA_EV_RETRY:
@@ -100,8 +101,8 @@ static void json(const struct ua_event *ev, struct buf *o)
 		buf_printf(o, ",\"refresh_ms\":%llu", (unsigned long long)ev->interval_ms);
 		break;
 	case UA_EV_RETRY:
-		buf_printf(o, ",\"retry_ms\":%llu,\"failures\":%u", (unsigned long long)ev->retry_ms,
-			   ev->failures);
+		buf_printf(o, ",\"retry_ms\":%llu,\"failures\":%u",
+			   (unsigned long long)ev->retry_ms, ev->failures);
 		break;
 	case UA_EV_REQUEST:
 		buf_append_cstr(o, ",\"method\":");

@@ -1,4 +1,5 @@
-/* ua: the REGISTER client transaction of one flow: build, retransmit, authenticate, read the 200. */
+/* ua: the REGISTER client transaction of one flow: build, retransmit, authenticate, read the 200.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,8 +319,8 @@ static void on_ok(struct ua_flow *f, const struct sip_msg *m)
 	} else {
 		/* no outbound: no keepalives the registrar has agreed to; the
 		 * REGISTER refresh itself keeps the NAT binding open */
-		unsigned nat = ua->c.nat_refresh_s ? ua->c.nat_refresh_s
-						   : (f->px->tp == NET_UDP ? 25 : 110);
+		unsigned nat =
+		    ua->c.nat_refresh_s ? ua->c.nat_refresh_s : (f->px->tp == NET_UDP ? 25 : 110);
 		refresh_ms = MIN(refresh_ms, (uint64_t)nat * 1000);
 		interval = refresh_ms;
 	}

@@ -6,7 +6,8 @@ uint64_t ua_backoff_bound_ms(unsigned failures, bool other_flow_ok, unsigned bas
 {
 	/* RFC 5626 4.5: base-time 90 s while another flow works, 30 s when all
 	 * failed; max-time 1800 s; wait-time = min(max-time, base-time * 2^n) */
-	uint64_t base = other_flow_ok ? (base_ok_s ? base_ok_s : 90) : (base_all_s ? base_all_s : 30);
+	uint64_t base =
+	    other_flow_ok ? (base_ok_s ? base_ok_s : 90) : (base_all_s ? base_all_s : 30);
 	uint64_t max = max_s ? max_s : 1800;
 	uint64_t w = base;
 	for (unsigned i = 0; i < failures && w < max; i++)

@@ -75,7 +75,8 @@ void ua_shutdown(struct ua *ua)
 		return;
 	ua->shutting_down = true;
 	if (!ua->exit_code)
-		ua->exit_code = ua->c.once ? worst_code(ua) : (ua->any_registered ? 0 : worst_code(ua));
+		ua->exit_code =
+		    ua->c.once ? worst_code(ua) : (ua->any_registered ? 0 : worst_code(ua));
 	for (unsigned i = 0; i < ua->n; i++) {
 		struct ua_flow *f = &ua->f[i];
 		timer_cancel(&f->t_retry);
@@ -98,7 +99,9 @@ void ua_shutdown(struct ua *ua)
 void ua_flow_unregistered(struct ua_flow *f, bool ok, const char *detail)
 {
 	struct ua_event ev = {.kind = UA_EV_UNREGISTERED,
-			      .detail = ok ? NULL : detail ? detail : "not confirmed"};
+			      .detail = ok	 ? NULL
+					: detail ? detail
+						 : "not confirmed"};
 	ua_emit(f, &ev);
 	ua_reg_stop(f);
 	uaf_close(f);
@@ -306,8 +309,8 @@ void ua_on_sip(struct ua_flow *f, const char *data, size_t len, bool stream)
 		struct buf b;
 		buf_init(&b);
 		if (m->request && pe.status && m->via1.whole.p &&
-		    sip_build_response(&b, m, pe.status, pe.reason, SLICE_NULL, SLICE_NULL,
-				       NULL) == 0)
+		    sip_build_response(&b, m, pe.status, pe.reason, SLICE_NULL, SLICE_NULL, NULL) ==
+			0)
 			uaf_send(f, b.data, b.len);
 		buf_free(&b);
 		free(m);

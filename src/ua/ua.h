@@ -30,58 +30,58 @@
 #include "net/net.h"
 #include "sip/sip.h"
 
-#define UA_MAX_FLOWS 2      /* RFC 5626 4.1: one flow per outbound proxy; two give failover */
-#define UA_MAX_MSG 65535    /* a SIP message over TCP larger than this closes the flow */
-#define UA_INSTANCE_MAX 64  /* "urn:uuid:" + 36 */
+#define UA_MAX_FLOWS 2	   /* RFC 5626 4.1: one flow per outbound proxy; two give failover */
+#define UA_MAX_MSG 65535   /* a SIP message over TCP larger than this closes the flow */
+#define UA_INSTANCE_MAX 64 /* "urn:uuid:" + 36 */
 #define UA_UUID_LEN 36
 
 /* One outbound proxy: where a flow goes. */
 struct ua_proxy {
 	enum net_transport tp; /* NET_UDP or NET_TCP */
 	struct net_addr addr;
-	char host[256];        /* as given (name or address), for the Route header */
+	char host[256]; /* as given (name or address), for the Route header */
 	uint16_t port;
 };
 
 struct ua_conf {
-	char aor[256];          /* "sip:alice@example.org" */
-	char auth_user[128];    /* digest user name; "" = the AOR's user part */
+	char aor[256];	     /* "sip:alice@example.org" */
+	char auth_user[128]; /* digest user name; "" = the AOR's user part */
 	char password[256];
 	struct ua_proxy proxy[UA_MAX_FLOWS];
-	unsigned n_proxy;       /* 1 or 2; flow i registers with reg-id i + 1 */
+	unsigned n_proxy;		/* 1 or 2; flow i registers with reg-id i + 1 */
 	char instance[UA_INSTANCE_MAX]; /* "urn:uuid:...", from ua_state_instance() */
-	uint32_t expires;       /* asked for; 0 = 600 */
-	unsigned keepalive_s;   /* keepalive period override; 0 = from Flow-Timer */
+	uint32_t expires;		/* asked for; 0 = 600 */
+	unsigned keepalive_s;		/* keepalive period override; 0 = from Flow-Timer */
 	unsigned nat_refresh_s; /* plain registration: refresh period; 0 = 25 (UDP), 110 (TCP) */
-	unsigned backoff_ok_s;  /* RFC 5626 4.5 base-time when another flow works; 0 = 90 */
+	unsigned backoff_ok_s;	/* RFC 5626 4.5 base-time when another flow works; 0 = 90 */
 	unsigned backoff_all_s; /* base-time when every flow failed; 0 = 30 */
 	unsigned backoff_max_s; /* max-time; 0 = 1800 */
 	unsigned unregister_wait_ms; /* bound on unregistration at exit; 0 = 5000 */
-	bool once;              /* register every flow, unregister, done */
+	bool once;		     /* register every flow, unregister, done */
 };
 
 /* What happened, one per line of output. */
 enum ua_event_kind {
-	UA_EV_FLOW_UP,          /* socket open (UDP) or connected (TCP) */
-	UA_EV_FLOW_DOWN,        /* the flow failed or was closed: detail says why */
-	UA_EV_REGISTERED,       /* 200 to REGISTER: expires, outbound, flow timer */
-	UA_EV_NO_OUTBOUND,      /* the server did not take outbound: plain registration */
-	UA_EV_KEEPALIVE_OK,     /* the first keepalive answered since the flow registered:
+	UA_EV_FLOW_UP,		/* socket open (UDP) or connected (TCP) */
+	UA_EV_FLOW_DOWN,	/* the flow failed or was closed: detail says why */
+	UA_EV_REGISTERED,	/* 200 to REGISTER: expires, outbound, flow timer */
+	UA_EV_NO_OUTBOUND,	/* the server did not take outbound: plain registration */
+	UA_EV_KEEPALIVE_OK,	/* the first keepalive answered since the flow registered:
 				   the flow counts as working (RFC 5626 4.5) */
 	UA_EV_KEEPALIVE_FAILED, /* no STUN answer / CRLF pong, or the mapping moved */
-	UA_EV_RETRY,            /* the next attempt on a flow, retry_ms from now */
-	UA_EV_REG_FAILED,       /* a final error or a timeout for REGISTER */
-	UA_EV_AUTH_FAILED,      /* credentials refused (wrong user or password) */
-	UA_EV_UNREGISTERED,     /* 200 to the REGISTER with expires=0 */
-	UA_EV_REQUEST,          /* an incoming request answered (method, status) */
-	UA_EV_BAD_MESSAGE,      /* malformed or unexpected bytes from the server: counted */
-	UA_EV_DONE,             /* nothing left to do; exit_code says how it went */
+	UA_EV_RETRY,		/* the next attempt on a flow, retry_ms from now */
+	UA_EV_REG_FAILED,	/* a final error or a timeout for REGISTER */
+	UA_EV_AUTH_FAILED,	/* credentials refused (wrong user or password) */
+	UA_EV_UNREGISTERED,	/* 200 to the REGISTER with expires=0 */
+	UA_EV_REQUEST,		/* an incoming request answered (method, status) */
+	UA_EV_BAD_MESSAGE,	/* malformed or unexpected bytes from the server: counted */
+	UA_EV_DONE,		/* nothing left to do; exit_code says how it went */
 };
 
 /* Exit codes (documented in `pinhole ua --help` and docs/ua.md). */
 enum ua_exit {
 	UA_EXIT_OK = 0,
-	UA_EXIT_ERROR = 1,   /* local trouble: sockets, state file */
+	UA_EXIT_ERROR = 1, /* local trouble: sockets, state file */
 	UA_EXIT_USAGE = 2,
 	UA_EXIT_AUTH = 3,    /* the password or user name was refused */
 	UA_EXIT_REFUSED = 4, /* a final error response (403, 404, 5xx...) on every flow */
@@ -90,8 +90,8 @@ enum ua_exit {
 
 struct ua_event {
 	enum ua_event_kind kind;
-	uint64_t t_ms;        /* since ua_start (monotonic) */
-	unsigned flow;        /* 1-based flow number (= its reg-id); 0 for the ua as a whole */
+	uint64_t t_ms; /* since ua_start (monotonic) */
+	unsigned flow; /* 1-based flow number (= its reg-id); 0 for the ua as a whole */
 	enum net_transport tp;
 	const char *proxy;    /* "udp:198.18.0.1:5060" */
 	const char *local;    /* our socket's address, "" when none */
@@ -101,12 +101,12 @@ struct ua_event {
 	uint64_t interval_ms; /* REGISTERED: keepalive period (outbound) or refresh period */
 	uint64_t retry_ms;    /* RETRY */
 	unsigned failures;    /* RETRY: consecutive failures of this flow */
-	bool outbound;        /* REGISTERED: the server answered Require: outbound */
-	bool recovered;       /* REGISTERED: after the flow had failed */
-	bool refresh;         /* REGISTERED: a refresh of a standing registration */
+	bool outbound;	      /* REGISTERED: the server answered Require: outbound */
+	bool recovered;	      /* REGISTERED: after the flow had failed */
+	bool refresh;	      /* REGISTERED: a refresh of a standing registration */
 	const char *method;   /* REQUEST */
 	const char *detail;   /* free text: a reason phrase, a cause */
-	int exit_code;        /* DONE */
+	int exit_code;	      /* DONE */
 };
 
 typedef void(ua_event_h)(const struct ua_event *ev, void *arg);
@@ -115,8 +115,7 @@ struct ua;
 
 /* Copies conf. 0, EINVAL (a conf that cannot work: no proxy, bad AOR,
  * no instance), ENOMEM. Nothing is sent before ua_start. */
-int ua_alloc(struct ua **up, struct loop *l, const struct ua_conf *conf, ua_event_h *h,
-	     void *arg);
+int ua_alloc(struct ua **up, struct loop *l, const struct ua_conf *conf, ua_event_h *h, void *arg);
 /* Opens every flow and registers it. Events follow on the loop. */
 int ua_start(struct ua *ua);
 /* Unregisters every registered flow (bounded by unregister_wait_ms), then
@@ -168,9 +167,9 @@ bool ua_instance_valid(const char *s);
 
 /* One challenge of a 401/407, parsed; slices point into the header value. */
 struct ua_challenge {
-	int alg;             /* enum store_cred_alg value */
+	int alg; /* enum store_cred_alg value */
 	struct slice realm, nonce, opaque;
-	bool qop_auth;       /* qop offered and lists "auth" */
+	bool qop_auth; /* qop offered and lists "auth" */
 	bool stale;
 };
 

@@ -16,12 +16,12 @@
 #define UA_KA_RTO_MS 500
 
 enum uaf_state {
-	UAF_IDLE,          /* no socket: before start, or waiting to retry */
-	UAF_CONNECTING,    /* TCP connect in progress */
+	UAF_IDLE,	   /* no socket: before start, or waiting to retry */
+	UAF_CONNECTING,	   /* TCP connect in progress */
 	UAF_REGISTERING,   /* REGISTER in flight (first or after a failure) */
-	UAF_REGISTERED,    /* a binding stands (refreshes happen in this state) */
+	UAF_REGISTERED,	   /* a binding stands (refreshes happen in this state) */
 	UAF_UNREGISTERING, /* REGISTER expires=0 in flight */
-	UAF_DONE,          /* closed for good (shutdown, or a final failure at start) */
+	UAF_DONE,	   /* closed for good (shutdown, or a final failure at start) */
 };
 
 /* The last challenge, copied: later REGISTERs answer it at once with a
@@ -54,21 +54,21 @@ struct ua_flow {
 	char call_id[48], from_tag[24], branch[48];
 	uint32_t cseq;
 	uint32_t expires_req; /* Expires of the REGISTER in flight */
-	struct buf req;       /* the REGISTER in flight, for UDP retransmissions */
+	struct buf req;	      /* the REGISTER in flight, for UDP retransmissions */
 	bool in_flight;
 	uint64_t rto_ms;
 	struct timer t_retx, t_tsx, t_refresh;
-	unsigned challenges;  /* 401/407s in this attempt */
-	bool creds_fresh;     /* the request in flight answers a challenge of this attempt */
+	unsigned challenges; /* 401/407s in this attempt */
+	bool creds_fresh;    /* the request in flight answers a challenge of this attempt */
 	bool min_expires_tried;
 	struct ua_auth auth;
-	bool registered;      /* a binding stands at the registrar */
-	bool outbound;        /* the last 200 carried Require: outbound */
+	bool registered; /* a binding stands at the registrar */
+	bool outbound;	 /* the last 200 carried Require: outbound */
 	bool told_no_outbound;
 	uint32_t flow_timer;
 	bool ever_registered;
-	bool was_down;        /* failed since it last registered: the next 200 is a recovery */
-	int sock_err;         /* last socket error seen on this flow, for messages */
+	bool was_down; /* failed since it last registered: the next 200 is a recovery */
+	int sock_err;  /* last socket error seen on this flow, for messages */
 
 	/* keepalive (flow.c) */
 	struct timer t_ka, t_ka_wait;
@@ -82,7 +82,7 @@ struct ua_flow {
 	/* recovery (RFC 5626 4.5) */
 	unsigned failures; /* consecutive */
 	struct timer t_retry;
-	int final_code;    /* the exit code this flow's last failure stands for */
+	int final_code; /* the exit code this flow's last failure stands for */
 };
 
 struct ua {

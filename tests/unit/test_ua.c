@@ -34,9 +34,9 @@ static void answer_vector(int alg, char *out, size_t cap)
 				  .qop_auth = true};
 	struct buf b;
 	buf_init(&b);
-	assert_int_equal(ua_digest_credentials(&ch, V_USER, V_PASS, "GET", "/dir/index.html", 1,
-					       V_CNONCE, &b),
-			 0);
+	assert_int_equal(
+	    ua_digest_credentials(&ch, V_USER, V_PASS, "GET", "/dir/index.html", 1, V_CNONCE, &b),
+	    0);
 	snprintf(out, cap, "%.*s", (int)b.len, b.data);
 	buf_free(&b);
 }
@@ -100,12 +100,13 @@ static void test_challenge_pick(void **state)
 	struct ua_challenge ch;
 	/* RFC 8760 2.4: the server lists in its order of preference; the client
 	 * takes the strongest it supports, wherever it is */
-	parse_401("WWW-Authenticate: Digest realm=\"x\", nonce=\"n1\", qop=\"auth\", algorithm=MD5\r\n"
-		  "WWW-Authenticate: Digest realm=\"x\", nonce=\"n1\", qop=\"auth\", "
-		  "algorithm=SHA-512-256\r\n"
-		  "WWW-Authenticate: Digest realm=\"x\", nonce=\"n1\", qop=\"auth\", "
-		  "algorithm=SHA-256\r\n",
-		  buf, sizeof buf, &m);
+	parse_401(
+	    "WWW-Authenticate: Digest realm=\"x\", nonce=\"n1\", qop=\"auth\", algorithm=MD5\r\n"
+	    "WWW-Authenticate: Digest realm=\"x\", nonce=\"n1\", qop=\"auth\", "
+	    "algorithm=SHA-512-256\r\n"
+	    "WWW-Authenticate: Digest realm=\"x\", nonce=\"n1\", qop=\"auth\", "
+	    "algorithm=SHA-256\r\n",
+	    buf, sizeof buf, &m);
 	assert_int_equal(ua_challenge_pick(&m, false, &ch), 0);
 	assert_int_equal(ch.alg, STORE_CRED_SHA512_256);
 	assert_true(ch.qop_auth);
@@ -160,14 +161,16 @@ static void test_digest_against_server(void **state)
 	assert_int_equal(
 	    auth_ha1_all(SLICE_LIT("alice"), SLICE_LIT("example.com"), SLICE_LIT("wonderland"), &e),
 	    0);
-	assert_int_equal(store_cred_set(creds, SLICE_LIT("alice"), SLICE_LIT("example.com"), &e), 0);
+	assert_int_equal(store_cred_set(creds, SLICE_LIT("alice"), SLICE_LIT("example.com"), &e),
+			 0);
 	struct auth *a;
 	assert_int_equal(auth_alloc(&a, creds, c), 0);
 	struct net_addr src;
 	net_addr_parse("198.18.5.5:5060", 0, &src);
 
 	char chal[2048], resp_buf[4096];
-	assert_int_equal(auth_challenge(a, "example.com", &src, false, false, chal, sizeof chal), 0);
+	assert_int_equal(auth_challenge(a, "example.com", &src, false, false, chal, sizeof chal),
+			 0);
 	static struct sip_msg m, req;
 	parse_401(chal, resp_buf, sizeof resp_buf, &m);
 	struct ua_challenge ch;
@@ -177,10 +180,11 @@ static void test_digest_against_server(void **state)
 	for (uint32_t nc = 1; nc <= 2; nc++) {
 		struct buf b;
 		buf_init(&b);
-		buf_printf(&b, "REGISTER sip:example.com SIP/2.0\r\n"
-			       "Via: SIP/2.0/UDP 198.18.5.5;rport;branch=z9hG4bK1\r\n"
-			       "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\n"
-			       "Call-ID: c1\r\nCSeq: %u REGISTER\r\nAuthorization: ",
+		buf_printf(&b,
+			   "REGISTER sip:example.com SIP/2.0\r\n"
+			   "Via: SIP/2.0/UDP 198.18.5.5;rport;branch=z9hG4bK1\r\n"
+			   "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\n"
+			   "Call-ID: c1\r\nCSeq: %u REGISTER\r\nAuthorization: ",
 			   nc);
 		assert_int_equal(ua_digest_credentials(&ch, "alice", "wonderland", "REGISTER",
 						       "sip:example.com", nc, NULL, &b),
@@ -366,10 +370,10 @@ static void test_event_lines(void **state)
 	ev.detail = "connection \"closed\"";
 	ua_event_format(&ev, true, &b);
 	buf_append(&b, "", 1);
-	assert_string_equal(b.data,
-			    "{\"event\":\"flow-down\",\"t\":1.234,\"flow\":2,\"reg_id\":2,"
-			    "\"transport\":\"tcp\",\"proxy\":\"tcp:198.18.0.1:5060\","
-			    "\"local\":\"100.64.1.2:40000\",\"detail\":\"connection \\\"closed\\\"\"}");
+	assert_string_equal(
+	    b.data, "{\"event\":\"flow-down\",\"t\":1.234,\"flow\":2,\"reg_id\":2,"
+		    "\"transport\":\"tcp\",\"proxy\":\"tcp:198.18.0.1:5060\","
+		    "\"local\":\"100.64.1.2:40000\",\"detail\":\"connection \\\"closed\\\"\"}");
 	buf_free(&b);
 }
 

@@ -51,7 +51,8 @@ static void on_event(const struct ua_event *ev, void *arg)
 		r->ev[r->n].flow_timer = ev->flow_timer;
 		r->ev[r->n].interval_ms = ev->interval_ms;
 		r->ev[r->n].status = ev->status;
-		snprintf(r->ev[r->n].local, sizeof r->ev[r->n].local, "%s", ev->local ? ev->local : "");
+		snprintf(r->ev[r->n].local, sizeof r->ev[r->n].local, "%s",
+			 ev->local ? ev->local : "");
 		snprintf(r->ev[r->n].detail, sizeof r->ev[r->n].detail, "%s",
 			 ev->detail ? ev->detail : "");
 		r->n++;
@@ -136,9 +137,8 @@ static void reply(int fd, const struct net_addr *to, const struct sip_msg *req, 
 {
 	struct buf b;
 	buf_init(&b);
-	assert_int_equal(sip_build_response(&b, req, status, NULL, SLICE_NULL, SLICE_LIT("srv1"),
-					    extra),
-			 0);
+	assert_int_equal(
+	    sip_build_response(&b, req, status, NULL, SLICE_NULL, SLICE_LIT("srv1"), extra), 0);
 	send_to(fd, to, b.data, b.len);
 	buf_free(&b);
 }
@@ -290,10 +290,11 @@ static void test_register_keepalive_recover(void **state)
 
 	/* 2. a stranger's request to the ua's port is not taken (the flow's
 	 * socket is connected to its proxy); the proxy's OPTIONS is answered */
-	static const char opts[] = "OPTIONS sip:alice@127.0.0.1 SIP/2.0\r\n"
-				   "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKo1\r\n"
-				   "From: <sip:x@example.test>;tag=9\r\nTo: <sip:alice@example.test>\r\n"
-				   "Call-ID: opt1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+	static const char opts[] =
+	    "OPTIONS sip:alice@127.0.0.1 SIP/2.0\r\n"
+	    "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKo1\r\n"
+	    "From: <sip:x@example.test>;tag=9\r\nTo: <sip:alice@example.test>\r\n"
+	    "Call-ID: opt1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
 	send_to(stranger, &first, opts, sizeof opts - 1);
 	/* 3. garbage from the proxy is counted, not fatal */
 	send_to(s, &first, "garbage\r\n\r\n", 11);
@@ -304,10 +305,11 @@ static void test_register_keepalive_recover(void **state)
 	assert_true(net_addr_eq(&from, &first));
 	assert_int_equal(count_events(&r, UA_EV_REQUEST), 1);
 	assert_int_equal(count_events(&r, UA_EV_BAD_MESSAGE), 1);
-	static const char inv[] = "INVITE sip:alice@127.0.0.1 SIP/2.0\r\n"
-				  "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKi1\r\n"
-				  "From: <sip:x@example.test>;tag=9\r\nTo: <sip:alice@example.test>\r\n"
-				  "Call-ID: inv1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+	static const char inv[] =
+	    "INVITE sip:alice@127.0.0.1 SIP/2.0\r\n"
+	    "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKi1\r\n"
+	    "From: <sip:x@example.test>;tag=9\r\nTo: <sip:alice@example.test>\r\n"
+	    "Call-ID: inv1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
 	send_to(s, &first, inv, sizeof inv - 1);
 	recv_sip(s, buf, sizeof buf, &from, &m);
 	assert_int_equal(m.status, 480);
