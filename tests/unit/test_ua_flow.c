@@ -295,13 +295,19 @@ static void test_register_keepalive_recover(void **state)
 	    "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKo1\r\n"
 	    "From: <sip:x@example.test>;tag=9\r\nTo: <sip:alice@example.test>\r\n"
 	    "Call-ID: opt1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-	send_to(stranger, &first, opts, sizeof opts - 1);
+	static const char sopts[] =
+	    "OPTIONS sip:alice@127.0.0.1 SIP/2.0\r\n"
+	    "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKs1\r\n"
+	    "From: <sip:x@example.test>;tag=9\r\nTo: <sip:alice@example.test>\r\n"
+	    "Call-ID: stranger1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+	send_to(stranger, &first, sopts, sizeof sopts - 1);
 	/* 3. garbage from the proxy is counted, not fatal */
 	send_to(s, &first, "garbage\r\n\r\n", 11);
 	send_to(s, &first, opts, sizeof opts - 1);
 	recv_sip(s, buf, sizeof buf, &from, &m);
 	assert_false(m.request);
 	assert_int_equal(m.status, 200);
+	assert_true(slice_eq(m.call_id, SLICE_LIT("opt1"))); /* not the stranger's */
 	assert_true(net_addr_eq(&from, &first));
 	assert_int_equal(count_events(&r, UA_EV_REQUEST), 1);
 	assert_int_equal(count_events(&r, UA_EV_BAD_MESSAGE), 1);
