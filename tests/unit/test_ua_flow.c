@@ -31,7 +31,9 @@ struct rec {
 		unsigned flow;
 		bool outbound, recovered;
 		uint32_t flow_timer;
-		uint64_t interval_ms;
+		uint64_t interval_ms, retry_ms;
+		unsigned failures;
+		int exit_code;
 		uint16_t status;
 		char local[NET_ADDR_STRLEN];
 		char detail[160];
@@ -51,6 +53,9 @@ static void on_event(const struct ua_event *ev, void *arg)
 		r->ev[r->n].flow_timer = ev->flow_timer;
 		r->ev[r->n].interval_ms = ev->interval_ms;
 		r->ev[r->n].status = ev->status;
+		r->ev[r->n].retry_ms = ev->retry_ms;
+		r->ev[r->n].failures = ev->failures;
+		r->ev[r->n].exit_code = ev->exit_code;
 		snprintf(r->ev[r->n].local, sizeof r->ev[r->n].local, "%s",
 			 ev->local ? ev->local : "");
 		snprintf(r->ev[r->n].detail, sizeof r->ev[r->n].detail, "%s",
@@ -367,8 +372,7 @@ static void test_register_keepalive_recover(void **state)
 	close(stranger);
 }
 
-/* A registrar that never answers: the run ends with the timeout code. A
- * plain registrar (no Require: outbound): the ua says so and refreshes
+/* A plain registrar (no Require: outbound): the ua says so and refreshes
  * below the NAT lifetime instead of keeping the flow alive. */
 static void test_no_outbound(void **state)
 {
@@ -422,11 +426,286 @@ static void test_no_outbound(void **state)
 	close(s);
 }
 
+/* ---- a harness for the shorter cases ---- */
+
+struct harness {
+	struct rec r;
+	struct ua_conf c;
+	struct loop *l;
+	struct ua *ua;
+	pthread_t th;
+};
+
+static struct harness *h_new(void)
+{
+	struct harness *h = calloc(1, sizeof *h);
+	pthread_mutex_init(&h->r.mu, NULL);
+	pthread_cond_init(&h->r.cv, NULL);
+	snprintf(h->c.aor, sizeof h->c.aor, "sip:alice@example.test");
+	snprintf(h->c.password, sizeof h->c.password, "wonderland");
+	snprintf(h->c.instance, sizeof h->c.instance,
+		 "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+	return h;
+}
+
+static void h_proxy(struct harness *h, enum net_transport tp, const struct net_addr *a)
+{
+	struct ua_proxy *px = &h->c.proxy[h->c.n_proxy++];
+	px->tp = tp;
+	px->addr = *a;
+	snprintf(px->host, sizeof px->host, "127.0.0.1");
+	px->port = net_addr_port(a);
+}
+
+static void h_start(struct harness *h)
+{
+	assert_int_equal(loop_alloc(&h->l), 0);
+	assert_int_equal(ua_alloc(&h->ua, h->l, &h->c, on_event, &h->r), 0);
+	assert_int_equal(ua_start(h->ua), 0);
+	assert_int_equal(pthread_create(&h->th, NULL, run_loop, h->l), 0);
+}
+
+static void h_free(struct harness *h)
+{
+	loop_stop(h->l);
+	pthread_join(h->th, NULL);
+	ua_free(h->ua);
+	loop_free(h->l);
+	pthread_mutex_destroy(&h->r.mu);
+	pthread_cond_destroy(&h->r.cv);
+	free(h);
+}
+
+/* A loopback UDP port with nothing behind it: datagrams to it draw ICMP
+ * port unreachable. */
+static void closed_port(struct net_addr *a)
+{
+	int fd = udp_bound(a);
+	close(fd);
+}
+
+/* A TCP connection's input, framed like the ua frames ours. */
+struct conn {
+	int fd;
+	char buf[16384];
+	size_t len;
+};
+
+/* The next message or keepalive run; 1 for a CRLF run, 0 for SIP (in m). */
+static int conn_next(struct conn *c, char *out, size_t cap, struct sip_msg *m)
+{
+	for (;;) {
+		size_t ml = 0;
+		int err = c->len ? sip_frame(c->buf, c->len, sizeof c->buf, &ml) : ENODATA;
+		if (!err) {
+			bool crlf = c->buf[0] == '\r' || c->buf[0] == '\n';
+			assert_true(ml < cap);
+			memcpy(out, c->buf, ml);
+			out[ml] = '\0';
+			memmove(c->buf, c->buf + ml, c->len - ml);
+			c->len -= ml;
+			if (crlf)
+				return 1;
+			assert_int_equal(sip_msg_parse(m, out, ml, true, NULL), 0);
+			return 0;
+		}
+		assert_int_equal(err, ENODATA);
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+		ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+		assert_true(n > 0);
+		c->len += (size_t)n;
+	}
+}
+
+static void conn_accept(int lfd, struct conn *c)
+{
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	c->fd = accept(lfd, NULL, NULL);
+	assert_true(c->fd >= 0);
+	c->len = 0;
+}
+
+/* A response to req over c, written in two pieces (the ua must frame it). */
+static void conn_reply(struct conn *c, const struct sip_msg *req, uint16_t status,
+		       const char *extra)
+{
+	struct buf b;
+	buf_init(&b);
+	assert_int_equal(
+	    sip_build_response(&b, req, status, NULL, SLICE_NULL, SLICE_LIT("srv1"), extra), 0);
+	size_t half = b.len / 2;
+	assert_int_equal(send(c->fd, b.data, half, 0), (ssize_t)half);
+	usleep(20000);
+	assert_int_equal(send(c->fd, b.data + half, b.len - half, 0), (ssize_t)(b.len - half));
+	buf_free(&b);
+}
+
+static void check_proxy_creds(const struct sip_msg *req, uint32_t nc)
+{
+	const struct sip_hdr *h = sip_msg_hdr(req, SIP_HDR_PROXY_AUTHORIZATION, 0);
+	assert_non_null(h);
+	assert_null(sip_msg_hdr(req, SIP_HDR_AUTHORIZATION, 0));
+	struct sip_digest_cred c;
+	assert_int_equal(sip_digest_parse(h->value, &c), 0);
+	assert_true(slice_eq(c.algorithm, SLICE_LIT("SHA-512-256")));
+	assert_true(slice_eq(c.nonce, SLICE_LIT("p1")));
+	char ncs[9];
+	snprintf(ncs, sizeof ncs, "%08x", nc);
+	assert_true(slice_eq(c.nc, slice_cstr(ncs)));
+	char ha1[STORE_CRED_HA1_MAX], want[STORE_CRED_HA1_MAX];
+	auth_ha1(STORE_CRED_SHA512_256, SLICE_LIT("alice"), SLICE_LIT("example.test"),
+		 SLICE_LIT("wonderland"), ha1);
+	auth_response(STORE_CRED_SHA512_256, ha1, c.nonce, c.nc, c.cnonce, SLICE_LIT("auth"),
+		      SLICE_LIT("REGISTER"), c.uri, want);
+	assert_true(slice_eq(c.response, slice_cstr(want)));
+}
+
+/* TCP: a 407 answered with Proxy-Authorization (SHA-512-256), a 200 that
+ * arrives in two pieces, double-CRLF pings answered by a pong, then a ping
+ * left unanswered: after 10 s the flow has failed (RFC 5626 4.4.1) and is
+ * replaced by a new connection at once, with credentials for the kept
+ * challenge. */
+static void test_tcp_crlf_keepalive(void **state)
+{
+	(void)state;
+	static char buf[8192];
+	static struct sip_msg m;
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct net_addr a;
+	net_addr_parse("127.0.0.1:0", 0, &a);
+	assert_int_equal(bind(lfd, &a.u.sa, net_addr_len(&a)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	net_sock_addr(lfd, &a);
+	struct harness *h = h_new();
+	h_proxy(h, NET_TCP, &a);
+	h->c.keepalive_s = 1;
+	h_start(h);
+	static struct conn c1, c2;
+	conn_accept(lfd, &c1);
+	assert_int_equal(conn_next(&c1, buf, sizeof buf, &m), 0);
+	assert_true(m.via1.rport);
+	assert_true(slice_eq_cstr_nocase(m.via1.transport, "TCP"));
+	conn_reply(&c1, &m, 407,
+		   "Proxy-Authenticate: Digest realm=\"example.test\", nonce=\"p1\", "
+		   "qop=\"auth\", algorithm=SHA-512-256\r\n");
+	assert_int_equal(conn_next(&c1, buf, sizeof buf, &m), 0);
+	check_proxy_creds(&m, 1);
+	conn_reply(&c1, &m, 200, "Require: outbound\r\n");
+	size_t i = wait_event(&h->r, UA_EV_REGISTERED, 0);
+	assert_true(h->r.ev[i].outbound);
+	assert_true(h->r.ev[i].interval_ms >= 800 && h->r.ev[i].interval_ms <= 1000);
+	/* a ping, answered */
+	assert_int_equal(conn_next(&c1, buf, sizeof buf, &m), 1);
+	assert_string_equal(buf, "\r\n\r\n");
+	assert_int_equal(send(c1.fd, "\r\n", 2, 0), 2);
+	wait_event(&h->r, UA_EV_KEEPALIVE_OK, 0);
+	/* the next one is not */
+	assert_int_equal(conn_next(&c1, buf, sizeof buf, &m), 1);
+	i = wait_event(&h->r, UA_EV_KEEPALIVE_FAILED, 0);
+	assert_non_null(strstr(h->r.ev[i].detail, "no CRLF pong"));
+	wait_event(&h->r, UA_EV_FLOW_DOWN, i);
+	/* the connection is closed by the ua */
+	struct pollfd p = {.fd = c1.fd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	assert_int_equal(recv(c1.fd, buf, sizeof buf, 0), 0);
+	conn_accept(lfd, &c2);
+	assert_int_equal(conn_next(&c2, buf, sizeof buf, &m), 0);
+	check_proxy_creds(&m, 2);
+	conn_reply(&c2, &m, 200, "Require: outbound\r\n");
+	i = wait_event(&h->r, UA_EV_REGISTERED, i);
+	assert_true(h->r.ev[i].recovered);
+	assert_int_equal(count_events(&h->r, UA_EV_RETRY), 0);
+	assert_int_equal(loop_post(h->l, post_shutdown, h->ua), 0);
+	/* pings may come first */
+	while (conn_next(&c2, buf, sizeof buf, &m) == 1)
+		;
+	assert_int_equal(m.method, SIP_REGISTER);
+	conn_reply(&c2, &m, 200, NULL);
+	i = wait_event(&h->r, UA_EV_DONE, 0);
+	h_free(h);
+	close(c1.fd);
+	close(c2.fd);
+	close(lfd);
+}
+
+/* Before anything registered: a flow whose proxy is unreachable waits while
+ * the other tries, and retries by 4.5 once it works; every flow failing ends
+ * the run with the timeout code; refused credentials end it with the auth
+ * code at once. */
+static void test_initial_failures(void **state)
+{
+	(void)state;
+	static char buf[8192];
+	static struct sip_msg m;
+	struct net_addr dead, dead2, srv, from;
+
+	/* one dead, one alive */
+	closed_port(&dead);
+	int s = udp_bound(&srv);
+	struct harness *h = h_new();
+	h_proxy(h, NET_UDP, &dead);
+	h_proxy(h, NET_UDP, &srv);
+	h->c.backoff_ok_s = 100;
+	h_start(h);
+	size_t i = wait_event(&h->r, UA_EV_REG_FAILED, 0);
+	assert_int_equal(h->r.ev[i].flow, 1);
+	assert_non_null(strstr(h->r.ev[i].detail, "ICMP"));
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	ok_with_contact(s, &from, &m, "Require: outbound\r\n");
+	wait_event(&h->r, UA_EV_REGISTERED, 0);
+	i = wait_event(&h->r, UA_EV_RETRY, 0);
+	assert_int_equal(h->r.ev[i].flow, 1);
+	/* 4.5: one failure, another flow works, base 100 s: 100-200 s */
+	assert_int_equal(h->r.ev[i].failures, 1);
+	assert_true(h->r.ev[i].retry_ms >= 100000 && h->r.ev[i].retry_ms <= 200000);
+	assert_int_equal(count_events(&h->r, UA_EV_DONE), 0);
+	assert_int_equal(loop_post(h->l, post_shutdown, h->ua), 0);
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	reply(s, &from, &m, 200, NULL);
+	i = wait_event(&h->r, UA_EV_DONE, 0);
+	assert_int_equal(h->r.ev[i].exit_code, 0);
+	assert_int_equal(count_events(&h->r, UA_EV_UNREGISTERED), 1);
+	h_free(h);
+
+	/* both dead: done, exit 5, no retry */
+	closed_port(&dead2);
+	h = h_new();
+	h_proxy(h, NET_UDP, &dead);
+	h_proxy(h, NET_UDP, &dead2);
+	h_start(h);
+	i = wait_event(&h->r, UA_EV_DONE, 0);
+	assert_int_equal(h->r.ev[i].exit_code, UA_EXIT_TIMEOUT);
+	assert_int_equal(count_events(&h->r, UA_EV_REG_FAILED), 2);
+	assert_int_equal(count_events(&h->r, UA_EV_RETRY), 0);
+	h_free(h);
+
+	/* a wrong password: 401, credentials, 401 again (not stale): exit 3 */
+	h = h_new();
+	h_proxy(h, NET_UDP, &srv);
+	h_start(h);
+	static const char chal[] =
+	    "WWW-Authenticate: Digest realm=\"example.test\", nonce=\"n1\", qop=\"auth\"\r\n";
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	reply(s, &from, &m, 401, chal);
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	assert_non_null(sip_msg_hdr(&m, SIP_HDR_AUTHORIZATION, 0));
+	reply(s, &from, &m, 401, chal);
+	wait_event(&h->r, UA_EV_AUTH_FAILED, 0);
+	i = wait_event(&h->r, UA_EV_DONE, 0);
+	assert_int_equal(h->r.ev[i].exit_code, UA_EXIT_AUTH);
+	h_free(h);
+	close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_register_keepalive_recover),
 	    cmocka_unit_test(test_no_outbound),
+	    cmocka_unit_test(test_tcp_crlf_keepalive),
+	    cmocka_unit_test(test_initial_failures),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
