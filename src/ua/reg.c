@@ -53,6 +53,15 @@ static void contact_hostport(const struct ua_flow *f, char *out, size_t cap)
 		snprintf(out, cap, "%s:%u", ip, net_addr_port(&f->local));
 }
 
+/* Our Contact URI, as the REGISTER writes it. */
+static void contact_uri(const struct ua_flow *f, char *out, size_t cap)
+{
+	char hp[NET_ADDR_STRLEN + 8];
+	contact_hostport(f, hp, sizeof hp);
+	snprintf(out, cap, "sip:%s@%s%s", f->ua->aor_user, hp,
+		 f->px->tp == NET_TCP ? ";transport=tcp" : "");
+}
+
 static bool proxy_is_registrar(const struct ua *ua, const struct ua_proxy *px)
 {
 	return strcasecmp(px->host, ua->domain) == 0 &&
@@ -82,9 +91,10 @@ static int build(struct ua_flow *f, struct buf *b)
 	buf_printf(b, "Call-ID: %s\r\n", f->call_id);
 	buf_printf(b, "CSeq: %u REGISTER\r\n", f->cseq);
 	/* RFC 5626 4.2: reg-id names the flow, +sip.instance the installation */
-	buf_printf(b, "Contact: <sip:%s@%s%s>;reg-id=%u;+sip.instance=\"<%s>\";expires=%u\r\n",
-		   ua->aor_user, hp, tcp ? ";transport=tcp" : "", f->idx + 1, ua->c.instance,
-		   f->expires_req);
+	char curi[NET_ADDR_STRLEN + 160];
+	contact_uri(f, curi, sizeof curi);
+	buf_printf(b, "Contact: <%s>;reg-id=%u;+sip.instance=\"<%s>\";expires=%u\r\n", curi,
+		   f->idx + 1, ua->c.instance, f->expires_req);
 	buf_printf(b, "Expires: %u\r\n", f->expires_req);
 	buf_append_cstr(b, "Supported: outbound, path\r\n");
 	buf_append_cstr(b, "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n");
@@ -255,9 +265,12 @@ static void on_challenge(struct ua_flow *f, const struct sip_msg *m)
 }
 
 /* The expires the registrar granted our binding: the Contact that is ours
- * (same instance and reg-id), else the Expires header, else what we asked. */
+ * (same instance and reg-id; or, from a registrar that does not know
+ * outbound, the same URI), else the Expires header, else what we asked. */
 static uint32_t granted_expires(const struct ua_flow *f, const struct sip_msg *m)
 {
+	char curi[NET_ADDR_STRLEN + 160];
+	contact_uri(f, curi, sizeof curi);
 	const struct sip_hdr *h;
 	for (size_t i = 0; (h = sip_msg_hdr(m, SIP_HDR_CONTACT, i)) != NULL; i++) {
 		size_t pos = 0;
@@ -268,6 +281,13 @@ static uint32_t granted_expires(const struct ua_flow *f, const struct sip_msg *m
 				continue;
 			struct sip_param inst, rid, exp;
 			uint32_t reg_id = 0, e = 0;
+			if (!sip_param_find(na.params, "+sip.instance", &inst) &&
+			    sip_uri_text_eq(na.uri_s, slice_cstr(curi))) {
+				if (sip_param_find(na.params, "expires", &exp) &&
+				    !slice_to_u32(exp.value, UINT32_MAX, &e))
+					return e;
+				continue;
+			}
 			if (!sip_param_find(na.params, "+sip.instance", &inst) ||
 			    !sip_param_find(na.params, "reg-id", &rid) ||
 			    slice_to_u32(rid.value, UINT32_MAX, &reg_id) || reg_id != f->idx + 1)
@@ -344,6 +364,8 @@ static void on_ok(struct ua_flow *f, const struct sip_msg *m)
 		f->told_no_outbound = false;
 		uaf_ka_start(f);
 	}
+	if (!f->outbound)
+		uaf_ka_stop(f); /* the registrar no longer takes outbound */
 	ua_flow_registered(f);
 }
 

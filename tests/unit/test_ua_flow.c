@@ -30,7 +30,7 @@ struct rec {
 		enum ua_event_kind kind;
 		unsigned flow;
 		bool outbound, recovered;
-		uint32_t flow_timer;
+		uint32_t flow_timer, expires;
 		uint64_t interval_ms, retry_ms;
 		unsigned failures;
 		int exit_code;
@@ -51,6 +51,7 @@ static void on_event(const struct ua_event *ev, void *arg)
 		r->ev[r->n].outbound = ev->outbound;
 		r->ev[r->n].recovered = ev->recovered;
 		r->ev[r->n].flow_timer = ev->flow_timer;
+		r->ev[r->n].expires = ev->expires;
 		r->ev[r->n].interval_ms = ev->interval_ms;
 		r->ev[r->n].status = ev->status;
 		r->ev[r->n].retry_ms = ev->retry_ms;
@@ -399,8 +400,18 @@ static void test_no_outbound(void **state)
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, run_loop, l), 0);
 	recv_sip(s, buf, sizeof buf, &from, &m);
-	ok_with_contact(s, &from, &m, ""); /* no Require: outbound */
+	/* a registrar that knows nothing of outbound: the contacts of the AOR
+	 * with their URI and expires only (another phone's first) */
+	const struct sip_hdr *ch = sip_msg_hdr(&m, SIP_HDR_CONTACT, 0);
+	struct sip_nameaddr na;
+	assert_int_equal(sip_nameaddr_parse(ch->value, &na), 0);
+	char plain[512];
+	snprintf(plain, sizeof plain,
+		 "Contact: <sip:alice@192.0.2.9:5060>;expires=50, <%.*s>;expires=300\r\n",
+		 (int)na.uri_s.l, na.uri_s.p);
+	reply(s, &from, &m, 200, plain); /* no Require: outbound */
 	size_t i = wait_event(&r, UA_EV_REGISTERED, 0);
+	assert_int_equal(r.ev[i].expires, 300);
 	assert_false(r.ev[i].outbound);
 	assert_int_equal(r.ev[i].interval_ms, 1000);
 	wait_event(&r, UA_EV_NO_OUTBOUND, 0);
