@@ -159,26 +159,25 @@ void ua_flow_failed(struct ua_flow *f, const char *cause, int code)
 		check_done(ua);
 		return;
 	}
-	f->st = UAF_IDLE;
-	if (!ua->any_registered) {
-		/* nothing has worked yet: a wrong password is wrong on every
-		 * flow, and a run whose every flow failed at once ends, with
-		 * the reason as its exit code */
-		if (code == UA_EXIT_AUTH || ua->c.once) {
-			ua->exit_code = code;
-			f->st = UAF_DONE;
-			ua_shutdown(ua);
-			return;
-		}
-		for (unsigned i = 0; i < ua->n; i++)
-			if (ua->f[i].st != UAF_IDLE || timer_active(&ua->f[i].t_retry))
-				return; /* another flow is still trying: wait for it */
-		ua->exit_code = worst_code(ua);
+	f->st = ua->c.once ? UAF_DONE : UAF_IDLE;
+	if (!ua->any_registered && code == UA_EXIT_AUTH) {
+		/* a wrong password is wrong on every flow */
+		ua->exit_code = code;
+		f->st = UAF_DONE;
 		ua_shutdown(ua);
 		return;
 	}
-	if (ua->c.once) {
-		f->st = UAF_DONE;
+	if (!ua->any_registered || ua->c.once) {
+		/* nothing has worked yet (or a single check): the run ends once
+		 * no flow is still trying, with the reason as its exit code */
+		for (unsigned i = 0; i < ua->n; i++) {
+			const struct ua_flow *o = &ua->f[i];
+			if (o->st == UAF_CONNECTING || o->st == UAF_REGISTERING ||
+			    (o->st == UAF_REGISTERED && !ua->c.once) || timer_active(&o->t_retry))
+				return;
+		}
+		if (!ua->c.once)
+			ua->exit_code = worst_code(ua);
 		ua_shutdown(ua);
 		return;
 	}

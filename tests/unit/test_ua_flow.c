@@ -692,6 +692,26 @@ static void test_initial_failures(void **state)
 	assert_int_equal(count_events(&h->r, UA_EV_RETRY), 0);
 	h_free(h);
 
+	/* --once with one dead flow: the live one still registers and
+	 * unregisters, and the run says the other failed */
+	h = h_new();
+	h_proxy(h, NET_UDP, &dead);
+	h_proxy(h, NET_UDP, &srv);
+	h->c.once = true;
+	h_start(h);
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	ok_with_contact(s, &from, &m, "Require: outbound\r\n");
+	recv_sip(s, buf, sizeof buf, &from, &m);
+	const struct sip_hdr *ex = sip_msg_hdr(&m, SIP_HDR_EXPIRES, 0);
+	assert_true(ex && slice_eq(ex->value, SLICE_LIT("0")));
+	reply(s, &from, &m, 200, NULL);
+	i = wait_event(&h->r, UA_EV_DONE, 0);
+	assert_int_equal(h->r.ev[i].exit_code, UA_EXIT_TIMEOUT);
+	assert_int_equal(count_events(&h->r, UA_EV_REGISTERED), 1);
+	assert_int_equal(count_events(&h->r, UA_EV_UNREGISTERED), 1);
+	assert_int_equal(count_events(&h->r, UA_EV_RETRY), 0);
+	h_free(h);
+
 	/* a wrong password: 401, credentials, 401 again (not stale): exit 3 */
 	h = h_new();
 	h_proxy(h, NET_UDP, &srv);
