@@ -13,6 +13,13 @@
 
 static void on_io(int fd, uint32_t events, void *arg);
 
+/* A proxy that drops our SYNs would hold the flow in connect for the
+ * kernel's two minutes of retries: 64*T1 bounds it, like a transaction. */
+static void connect_timeout(void *arg)
+{
+	ua_flow_failed(arg, "cannot connect within 32 s", UA_EXIT_TIMEOUT);
+}
+
 static void note_local(struct ua_flow *f)
 {
 	if (net_sock_addr(f->fd, &f->local) == 0)
@@ -45,6 +52,8 @@ int uaf_open(struct ua_flow *f)
 	}
 	f->fd = fd;
 	f->connected = px->tp == NET_UDP;
+	if (px->tp == NET_TCP) /* the REGISTER's own Timer F replaces it once connected */
+		timer_start(f->ua->loop, &f->t_tsx, UA_TIMER_F_MS, connect_timeout, f);
 	f->sock_err = 0;
 	buf_reset(&f->rx);
 	buf_reset(&f->tx);

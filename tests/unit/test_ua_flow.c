@@ -20,7 +20,7 @@
 #include "ua/ua.h"
 
 #define MAX_EVENTS 64
-#define WAIT_MS 15000 /* a bound on waits for things that must happen, not a measure */
+#define WAIT_MS 40000 /* a bound on waits for things that must happen, not a measure */
 
 /* Events as the ua reports them, kept for the test thread. */
 struct rec {
@@ -730,6 +730,38 @@ static void test_initial_failures(void **state)
 	close(s);
 }
 
+/* A proxy whose SYNs go unanswered (here: a listener whose accept queue is
+ * full, so the kernel drops them) does not hold the ua in connect for the
+ * kernel's two minutes: 64*T1, then the run ends with the timeout code. */
+static void test_tcp_connect_bounded(void **state)
+{
+	(void)state;
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct net_addr a;
+	net_addr_parse("127.0.0.1:0", 0, &a);
+	assert_int_equal(bind(lfd, &a.u.sa, net_addr_len(&a)), 0);
+	assert_int_equal(listen(lfd, 0), 0);
+	net_sock_addr(lfd, &a);
+	/* fill the accept queue (backlog 0 holds one) */
+	int fill[2];
+	for (int k = 0; k < 2; k++) {
+		fill[k] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		connect(fill[k], &a.u.sa, net_addr_len(&a));
+	}
+	usleep(100000);
+	struct harness *h = h_new();
+	h_proxy(h, NET_TCP, &a);
+	h_start(h);
+	size_t i = wait_event(&h->r, UA_EV_DONE, 0);
+	assert_int_equal(h->r.ev[i].exit_code, UA_EXIT_TIMEOUT);
+	assert_int_equal(count_events(&h->r, UA_EV_FLOW_UP), 0);
+	assert_int_equal(count_events(&h->r, UA_EV_FLOW_DOWN), 1);
+	h_free(h);
+	close(fill[0]);
+	close(fill[1]);
+	close(lfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -737,6 +769,7 @@ int main(void)
 	    cmocka_unit_test(test_no_outbound),
 	    cmocka_unit_test(test_tcp_crlf_keepalive),
 	    cmocka_unit_test(test_initial_failures),
+	    cmocka_unit_test(test_tcp_connect_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
