@@ -26,9 +26,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct slice v = {p, size};
 	struct sip_digest_cred c;
 	if (sip_digest_parse(v, &c) == 0) {
-		const struct slice *all[] = {&c.username, &c.realm,	&c.nonce,   &c.uri,
-					     &c.response, &c.algorithm, &c.cnonce,  &c.opaque,
-					     &c.qop,	  &c.nc,	&c.userhash};
+		const struct slice *all[] = {&c.username, &c.realm,	&c.nonce,    &c.uri,
+					     &c.response, &c.algorithm, &c.cnonce,   &c.opaque,
+					     &c.qop,	  &c.nc,	&c.userhash, &c.stale};
 		for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
 			inside(*all[i], p, size);
 		enum store_cred_alg a;
