@@ -112,6 +112,13 @@ inst=$(sed -n 's/^instance = //p' "$LAB_TMP/ua.state")
 	lab_fail "the sources are not the NAT's $WAN: $b"
 [ "$(evs registered '.outbound == true' | jq length)" -eq 2 ] ||
 	lab_fail "the server's Require: outbound was not seen on both flows"
+# the server's Flow-Timer ([outbound] flow_timer_udp/tcp), where it has one
+if [ "$(evs registered '.flow_timer > 0' | jq length)" -gt 0 ]; then
+	[ "$(evs registered '.flow == 1 and .flow_timer == 25' | jq length)" -eq 1 ] &&
+		[ "$(evs registered '.flow == 2 and .flow_timer == 120' | jq length)" -eq 1 ] ||
+		lab_fail "Flow-Timer is not 25 (udp) and 120 (tcp): $(evs registered)"
+	lab_log "Flow-Timer: 25 s udp, 120 s tcp"
+fi
 tcp_src=$(jq -r '.[1].source' <<<"$b")
 
 # the server reaches alice through her flows
@@ -127,7 +134,14 @@ lab_log "OPTIONS 200 and INVITE 480 through the server"
 
 # --- the TCP connection dies --------------------------------------------------
 # a flow counts as working once registered and a keepalive was answered (4.5)
+ev 10 keepalive-ok '.flow == 1' || lab_fail "no keepalive answered on the UDP flow"
 ev 10 keepalive-ok '.flow == 2' || lab_fail "no keepalive answered on the TCP flow"
+# the server counted them by kind, where it counts them
+kas=$(lab_exec srv "$PINHOLE" ctl counters --control "$CTL" |
+	jq -c '[.["keepalives_seen_total{kind=stun}"], .["keepalives_seen_total{kind=crlf}"]]')
+lab_log "server keepalives seen [stun, crlf]: $kas"
+[ "$kas" = "[null,null]" ] || jq -e 'all(. > 0)' <<<"$kas" >/dev/null ||
+	lab_fail "the server saw no STUN or no CRLF keepalive: $kas"
 t0=$(evs registered | jq length)
 lab_exec srv ss -K -tn state established "( sport = :5060 )" >/dev/null ||
 	lab_fail "ss -K failed (no CONFIG_INET_DIAG_DESTROY?)"
