@@ -223,10 +223,41 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 	return err;
 }
 
+/* RFC 3327 5.3: the way to a phone registered through a Path is its first
+ * Path hop (an edge of ours), not the connection the REGISTER happened to
+ * come over: that one while it lasts, else the hop by the address its URI
+ * names (transport=tcp: a connection there, reused or opened; else UDP). A
+ * Path is followed so only from a [proxy] trusted source, the registrar's
+ * rule for accepting one, checked again here since a stored binding may
+ * predate the list; a stranger's Path never makes us send elsewhere, and a
+ * phone's own flow (no Path) never dials. false: the stored flow it is. */
+static bool path_hop(struct proxy *p, const struct store_binding *b, struct flow *out)
+{
+	if (!b->path[0] || !proxy_source_trusted(p, &b->flow.remote))
+		return false;
+	if (b->flow.tp != NET_UDP && net_conn_alive(edge_net(p->edge), b->flow.conn_id))
+		return false;
+	size_t pos = 0;
+	struct slice v;
+	struct sip_nameaddr na;
+	if (!sip_hdr_next_value(slice_cstr(b->path), &pos, &v) || sip_nameaddr_parse(v, &na) ||
+	    edge_flow_for_uri(p->edge, &na.uri, out))
+		return false; /* a name we cannot send to (numeric only) */
+	/* from the listener the REGISTER came to, as before, if it still is
+	 * one of that transport and family (the store outlives a restart) */
+	struct net *n = edge_net(p->edge);
+	struct net_addr to = out->remote;
+	unsigned li = b->flow.listener;
+	if (out->tp == NET_UDP && li < net_listener_count(n) &&
+	    net_listener(n, li)->tp == NET_UDP &&
+	    net_addr_family(net_listener_addr(n, li)) == net_addr_family(&to))
+		net_flow_udp(n, li, &to, out);
+	return true;
+}
+
 /* A registered binding's flow is known dead when it is a connection that
- * closed: its id is never used again. A Path binding's flow is the way to
- * its edge, which a new connection may take up (the edge names the phone's
- * flow in the Path), so it is only failed. */
+ * closed: its id is never used again. A Path binding's is only the way it
+ * came: the way to it is its edge (path_hop), so it is only failed. */
 static bool binding_dead(struct proxy *p, const struct store_binding *b)
 {
 	return b->flow.tp != NET_UDP && !b->path[0] &&
@@ -243,10 +274,12 @@ static bool flow_before(const struct store_binding *a, bool a_failed,
 	return a->registered_at > b->registered_at;
 }
 
-static void target_of(struct proxy_target *t, const struct store_binding *b, unsigned group)
+static void target_of(struct proxy *p, struct proxy_target *t, const struct store_binding *b,
+		      unsigned group)
 {
 	t->flow = b->flow;
 	t->flow.may_connect = false; /* a phone's flow never dials */
+	path_hop(p, b, &t->flow);    /* an edge's may (on_request connects it) */
 	t->next_hop = false;
 	t->behind_nat = b->behind_nat;
 	t->group = group;
@@ -316,7 +349,7 @@ static void group_bindings(struct proxy *p, const struct store_binding *b, size_
 	*n = 0;
 	for (size_t k = 0; k < ng; k++)
 		for (size_t j = 0; j < g[k].n; j++)
-			target_of(&t[(*n)++], &b[g[k].idx[j]], (unsigned)k);
+			target_of(p, &t[(*n)++], &b[g[k].idx[j]], (unsigned)k);
 }
 
 /* Targets for a Request-URI that is not routed by Route: a local user's
@@ -565,10 +598,13 @@ static void on_request(const struct edge_rx *rx, void *arg)
 	for (size_t i = 0; i < n; i++) {
 		if (!targets[i].flow.may_connect)
 			continue; /* a phone's or peer's connection: as it is, never dialled */
-		/* a TCP next hop (who may name one was decided above: a local
-		 * user's bindings never are one): its connection, reused or
-		 * opened now, so that our Via names the address it leaves from */
+		/* a TCP next hop (who may name one was decided above: of a local
+		 * user's bindings, only a trusted edge's Path hop): its
+		 * connection, reused or opened now, so that our Via names the
+		 * address it leaves from */
 		int err = net_flow_connect(edge_net(p->edge), &targets[i].flow);
+		if (err && targets[i].binding_id)
+			continue; /* its branch fails (over) on its own (fwd.c) */
 		if (err) {
 			reply(rx, 503, "Service Unavailable (Next Hop Unreachable)", NULL);
 			return;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -576,6 +577,69 @@ static void test_registrar_over_tcp(void **state)
 	test_server_stop(&s);
 }
 
+/* The two processes over TCP, both pinhole: when the edge's connection to
+ * the registrar is gone (here the registrar's idle close; an edge restart
+ * or reconnect is the same), the registrar reaches the phone through its
+ * Path's first hop (RFC 3327 5.3) over a new connection to the edge (one
+ * connect), and the edge routes it by its token to the phone. */
+static void test_registrar_reaches_edge_after_close(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server rs, s;
+	test_server_start(&rs, "[sip]\nlisten = udp:" REG_IP ":0, tcp:" REG_IP ":0\nt1 = 100\n"
+			       "domains = example.org\ntcp_idle_timeout = 1\n"
+			       "[keepalive]\ninterval = 0\n[registrar]\nopen = yes\n"
+			       "[proxy]\nrelay = none\ntrusted = " EDGE_IP "\n");
+	char conf[1024];
+	snprintf(conf, sizeof conf,
+		 "[sip]\nlisten = udp:" EDGE_IP ":0, tcp:" EDGE_IP ":0\nt1 = 100\n"
+		 "domains = example.org\nflow_key = " KEY_A "\n[keepalive]\ninterval = 0\n"
+		 "[proxy]\nrelay = none\nregistrar = tcp:" REG_IP ":%u\ntrusted = " REG_IP "\n",
+		 net_addr_port(net_listener_addr(rs.net, 1)));
+	test_server_start(&s, conf);
+	struct phone ph, caller;
+	phone_open(&ph, &s);
+	phone_open(&caller, &rs);
+	char r[4096], inv[4096], route[512];
+	send_register(&ph, true, "");
+	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
+	struct net_stats st;
+	net_stats_get(rs.net, &st);
+	assert_int_equal(st.tcp_accepted, 1);
+	int64_t connects0 = st.tcp_connects;
+	for (int i = 0; i < 500 && st.tcp_open; i++) { /* the idle close, within 2 s */
+		struct timespec ts = {0, 10 * 1000000L};
+		nanosleep(&ts, NULL);
+		net_stats_get(rs.net, &st);
+	}
+	assert_int_equal(st.tcp_open, 0);
+
+	phone_send(&caller,
+		   "INVITE sip:bob@example.org SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKpathhop1;rport\r\n"
+		   "Max-Forwards: 70\r\nFrom: <sip:alice@example.org>;tag=a1\r\n"
+		   "To: <sip:bob@example.org>\r\nCall-ID: eo-path-hop\r\nCSeq: 1 INVITE\r\n"
+		   "Contact: <sip:alice@10.2.2.2>\r\nContent-Length: 0\r\n\r\n",
+		   caller.port);
+	phone_expect(&ph, "INVITE sip:bob@10.1.1.1:", inv, sizeof inv);
+	route[0] = '\0';
+	if (strstr(inv, "\r\nRoute:"))
+		msg_header(inv, "Route", route, sizeof route);
+	assert_string_equal(route, ""); /* the edge's entry popped */
+	net_stats_get(rs.net, &st);
+	assert_int_equal(st.tcp_connects, connects0 + 1);
+	struct net_stats es;
+	net_stats_get(s.net, &es);
+	assert_int_equal(es.tcp_accepted, 1);
+	phone_reply(&ph, inv, 486, "Busy Here", "bob1");
+	phone_expect(&caller, "SIP/2.0 486", r, sizeof r);
+	phone_close(&caller);
+	phone_close(&ph);
+	test_server_stop(&s);
+	test_server_stop(&rs);
+}
+
 int main(void)
 {
 	if (unshare(CLONE_NEWNET) == 0 &&
@@ -594,6 +658,7 @@ int main(void)
 	    cmocka_unit_test(test_stranger_cannot_relay_through_edge),
 	    cmocka_unit_test(test_registrar_refusal_not_reflected),
 	    cmocka_unit_test(test_registrar_over_tcp),
+	    cmocka_unit_test(test_registrar_reaches_edge_after_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

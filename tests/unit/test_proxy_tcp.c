@@ -385,6 +385,188 @@ static void stranger_route_tcp_no_connect(void **state)
 	test_server_stop(&srv);
 }
 
+/* ---- two processes: a phone registered through an edge's Path ---- */
+
+/* An edge (played by a socket) registers pbob for its phone over a TCP
+ * connection of its own to us, with a Path naming its TCP listener at edge
+ * (and its flow token for the phone) and ;alias in its Via, as an edge-only
+ * pinhole does; returns that connection and the answer's status line. */
+static int edge_register_path(struct test_server *srv, const struct net_addr *edge, char *r,
+			      size_t len)
+{
+	int fd = tcp_client(tcp_addr(srv));
+	char msg[1024];
+	snprintf(msg, sizeof msg,
+		 "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
+		 "Via: SIP/2.0/TCP 127.0.0.1:%u;branch=z9hG4bKpreg1;alias\r\n"
+		 "Via: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKpph1;received=198.18.5.5;rport=7\r\n"
+		 "Path: <sip:edgetok1@127.0.0.1:%u;transport=tcp;lr;ob>\r\n"
+		 "Max-Forwards: 69\r\nFrom: <sip:pbob@127.0.0.1>;tag=p1\r\n"
+		 "To: <sip:pbob@127.0.0.1>\r\nCall-ID: preg-1\r\nCSeq: 1 REGISTER\r\n"
+		 "Supported: path\r\nContact: <sip:pbob@10.1.1.1:5060>\r\nExpires: 300\r\n"
+		 "Content-Length: 0\r\n\r\n",
+		 net_addr_port(edge), net_addr_port(edge));
+	stream_send(fd, msg);
+	stream_expect(fd, "SIP/2.0 ", r, len);
+	return fd;
+}
+
+static void wait_no_conns(struct test_server *srv)
+{
+	struct timespec ts = {0, 10 * 1000000L};
+	for (int i = 0; i < 300 && stats(srv).tcp_open; i++)
+		nanosleep(&ts, NULL);
+	assert_int_equal(stats(srv).tcp_open, 0);
+}
+
+/* RFC 3327 5.3: the way to a phone registered through a Path is its first
+ * Path hop, not the connection the REGISTER came over. Once that connection
+ * is gone (the edge reconnected, an idle close), an INVITE for the phone
+ * goes over the edge's new connection (aliased: nothing is dialled), and
+ * with none, over one we open to the hop's address; the edge gets it with
+ * its token in the Route. */
+static void path_hop_after_edge_conn_closed(void **state)
+{
+	(void)state;
+	struct test_server srv;
+	test_server_start(&srv, CONF_TRUSTED);
+	struct net_addr edge;
+	int lfd = listener(&edge); /* the edge's TCP listener, named in its Path */
+	char req[4096], r[4096], route[512], want[128];
+	int efd = edge_register_path(&srv, &edge, r, sizeof r);
+	if (strncmp(r, "SIP/2.0 200", 11) != 0)
+		fail_msg("the edge's REGISTER with Path:\n%s", r);
+	close(efd);
+	wait_no_conns(&srv);
+	snprintf(want, sizeof want, "<sip:edgetok1@127.0.0.1:%u;transport=tcp;lr;ob>",
+		 net_addr_port(&edge));
+
+	/* the edge is back on a new connection (here an OPTIONS ping, ;alias) */
+	efd = tcp_client(tcp_addr(&srv));
+	char msg[1024];
+	snprintf(msg, sizeof msg,
+		 "OPTIONS sip:127.0.0.1:%u;transport=tcp SIP/2.0\r\n"
+		 "Via: SIP/2.0/TCP 127.0.0.1:%u;branch=z9hG4bKpopt;alias\r\n"
+		 "Max-Forwards: 70\r\nFrom: <sip:edge@127.0.0.1>;tag=e1\r\n"
+		 "To: <sip:127.0.0.1>\r\nCall-ID: popt-1\r\nCSeq: 1 OPTIONS\r\n"
+		 "Content-Length: 0\r\n\r\n",
+		 net_addr_port(tcp_addr(&srv)), net_addr_port(&edge));
+	stream_send(efd, msg);
+	stream_expect(efd, "SIP/2.0 200", r, sizeof r);
+	struct phone a;
+	phone_open(&a, &srv);
+	phone_invite(&a, "pbob", "path-call-1", "z9hG4bKpc1", 70);
+	stream_expect(efd, "INVITE sip:pbob@10.1.1.1:5060 ", req, sizeof req);
+	msg_header(req, "Route", route, sizeof route);
+	assert_string_equal(route, want);
+	assert_int_equal(accept_within(lfd, 50), -1);
+	assert_int_equal(stats(&srv).tcp_connects, 0);
+	stream_reply_200(efd, req);
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	close(efd);
+	wait_no_conns(&srv);
+
+	/* no connection to the edge at all: one opened to its Path address */
+	phone_invite(&a, "pbob", "path-call-2", "z9hG4bKpc2", 70);
+	int fd = accept_within(lfd, 3000);
+	if (fd < 0)
+		fail_msg("no connection to the edge's Path address; the caller got:\n%s",
+			 phone_drain(&a, 300, &(size_t){0}, r, sizeof r) ? r : "(nothing)");
+	stream_expect(fd, "INVITE sip:pbob@10.1.1.1:5060 ", req, sizeof req);
+	msg_header(req, "Route", route, sizeof route);
+	assert_string_equal(route, want);
+	assert_int_equal(stats(&srv).tcp_connects, 1);
+	stream_reply_200(fd, req);
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	/* the next call reuses it */
+	phone_invite(&a, "pbob", "path-call-3", "z9hG4bKpc3", 70);
+	stream_expect(fd, "INVITE sip:pbob@10.1.1.1:5060 ", req, sizeof req);
+	assert_int_equal(accept_within(lfd, 50), -1);
+	assert_int_equal(stats(&srv).tcp_connects, 1);
+	stream_reply_200(fd, req);
+	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
+	close(fd);
+	close(lfd);
+	phone_close(&a);
+	test_server_stop(&srv);
+}
+
+/* A Path names where we send; only a [proxy] trusted hop's is followed to
+ * a new connection. From a stranger (refused at the REGISTER where the
+ * registrar checks it, or stored), an INVITE after its connection closed
+ * dials nothing. */
+static void path_from_stranger_never_dialled(void **state)
+{
+	(void)state;
+	struct test_server srv;
+	test_server_start(&srv, CONF_UNTRUSTED);
+	struct net_addr edge;
+	int lfd = listener(&edge);
+	char r[4096];
+	int efd = edge_register_path(&srv, &edge, r, sizeof r);
+	close(efd);
+	wait_no_conns(&srv);
+	struct phone a;
+	phone_open(&a, &srv);
+	phone_invite(&a, "pbob", "path-stranger", "z9hG4bKps1", 70);
+	do /* the final answer: the phone is not reached (480, or 503 where tried) */
+		phone_expect(&a, "SIP/2.0 ", r, sizeof r);
+	while (strncmp(r, "SIP/2.0 1", 9) == 0);
+	assert_true(strncmp(r, "SIP/2.0 4", 9) == 0 || strncmp(r, "SIP/2.0 5", 9) == 0);
+	assert_int_equal(accept_within(lfd, 100), -1);
+	assert_int_equal(stats(&srv).tcp_connects, 0);
+	phone_close(&a);
+	close(lfd);
+	test_server_stop(&srv);
+}
+
+/* Over UDP the Path hop is its URI's address too: an edge whose REGISTER
+ * left from another port than the one its Path names gets the INVITE at the
+ * Path's; a stranger's Path is not followed (the REGISTER's source is). */
+static void path_hop_udp(const char *conf, bool trusted)
+{
+	struct test_server srv;
+	test_server_start(&srv, conf);
+	struct phone from, hop, a;
+	phone_open(&from, &srv); /* where the edge's REGISTER comes from */
+	phone_open(&hop, &srv);	 /* the address its Path names */
+	phone_open(&a, &srv);
+	char r[4096];
+	phone_send(&from,
+		   "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKpu1;rport\r\n"
+		   "Via: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKpu0;received=198.18.5.5;rport=7\r\n"
+		   "Path: <sip:edgetok2@127.0.0.1:%u;lr>\r\n"
+		   "Max-Forwards: 69\r\nFrom: <sip:ubob@127.0.0.1>;tag=u1\r\n"
+		   "To: <sip:ubob@127.0.0.1>\r\nCall-ID: pureg-1\r\nCSeq: 1 REGISTER\r\n"
+		   "Contact: <sip:ubob@10.1.1.1:5060>\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n",
+		   from.port, hop.port);
+	phone_expect(&from, "SIP/2.0 ", r, sizeof r);
+	if (strncmp(r, "SIP/2.0 200", 11) == 0) { /* a stranger's may be refused */
+		phone_invite(&a, "ubob", "path-udp", "z9hG4bKpu2", 70);
+		phone_expect(trusted ? &hop : &from, "INVITE sip:ubob@10.1.1.1:5060 ", r, sizeof r);
+		phone_expect_silence(trusted ? &from : &hop, 100);
+	} else {
+		assert_false(trusted);
+	}
+	phone_close(&a);
+	phone_close(&hop);
+	phone_close(&from);
+	test_server_stop(&srv);
+}
+
+static void path_hop_udp_trusted(void **state)
+{
+	(void)state;
+	path_hop_udp(CONF_TRUSTED, true);
+}
+
+static void path_hop_udp_stranger(void **state)
+{
+	(void)state;
+	path_hop_udp(CONF_UNTRUSTED, false);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -395,6 +577,10 @@ int main(void)
 	    cmocka_unit_test(alias_from_stranger_ignored),
 	    cmocka_unit_test(phone_over_tcp_never_dialled),
 	    cmocka_unit_test(stranger_route_tcp_no_connect),
+	    cmocka_unit_test(path_hop_after_edge_conn_closed),
+	    cmocka_unit_test(path_from_stranger_never_dialled),
+	    cmocka_unit_test(path_hop_udp_trusted),
+	    cmocka_unit_test(path_hop_udp_stranger),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,7 +39,11 @@ void test_server_start(struct test_server *s, const char *conf_text)
 		sc.path = conf_str(s->conf, "store", "path");
 	assert_int_equal(store_alloc(&s->store, &sc), 0);
 	assert_int_equal(store_cred_alloc(&s->creds), 0);
-	struct net_conf nc = {.workers = 2, .max_msg = 8192};
+	struct net_conf nc = {
+	    .workers = 2,
+	    .max_msg = 8192,
+	    .tcp_idle_s = (unsigned)conf_int(s->conf, "sip", "tcp_idle_timeout"),
+	};
 	assert_int_equal(net_alloc(&s->net, &nc), 0);
 	assert_int_equal(edge_alloc(&s->edge, s->net, s->conf), 0);
 	assert_int_equal(registrar_alloc(&s->reg, s->edge, s->store, s->creds, s->conf), 0);
