@@ -634,6 +634,15 @@ static void test_registrar_reaches_edge_after_close(void **state)
 	assert_int_equal(es.tcp_accepted, 1);
 	phone_reply(&ph, inv, 486, "Busy Here", "bob1");
 	phone_expect(&caller, "SIP/2.0 486", r, sizeof r);
+	char to[256];
+	msg_header(r, "To", to, sizeof to);
+	phone_send(&caller,
+		   "ACK sip:bob@example.org SIP/2.0\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKpathhop1;rport\r\n"
+		   "Max-Forwards: 70\r\nFrom: <sip:alice@example.org>;tag=a1\r\n"
+		   "To: %s\r\nCall-ID: eo-path-hop\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+		   caller.port, to);
+	phone_expect_silence(&caller, 300); /* no 486 again: the ACK was taken */
 	phone_close(&caller);
 	phone_close(&ph);
 	test_server_stop(&s);
