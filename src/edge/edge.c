@@ -79,7 +79,8 @@ const struct conf_key edge_conf_keys[] = {
 	 "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over UDP: how often "
 	 "the phone sends keepalives; below common NAT UDP lifetimes (30 s)"},
 	{"outbound", "flow_timer_tcp", CONF_INT, "120", 5, 3600, NULL,
-	 "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over TCP"},
+	 "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over TCP; at most "
+	 "4/5 of [sip] tcp_idle_timeout, which would close the connection first"},
 	{"outbound", "flow_margin", CONF_INT, "10", 0, 3600, NULL,
 	 "seconds a flow's keepalives may be late beyond the Flow-Timer it was promised before "
 	 "the flow is failed and its bindings are marked unreachable"},
@@ -93,6 +94,11 @@ const struct conf_key edge_conf_keys[] = {
 	 "ms a request sent over a UDP flow of a phone's instance may go without any answer "
 	 "before it is sent over the instance's next flow (RFC 5626 flow failure; only when the "
 	 "instance has another flow); kept below half of Timer B (32 x [sip] t1)"},
+	/* read by the registrar (flows.c); here so that [outbound] prints as one section */
+	{"outbound", "max_flows_per_source", CONF_INT, "64", 0, 1000000, NULL,
+	 "outbound bindings (RFC 5626 flows) that phones at one source (IPv4 address, IPv6 "
+	 "/64) may hold when this process is their first hop; a new one beyond gets 403 and "
+	 "is counted, refreshes pass; [proxy] trusted sources are exempt; 0 = no limit"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -257,6 +263,17 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	};
 	e->flow_timer_udp = (unsigned)conf_int(c, "outbound", "flow_timer_udp");
 	e->flow_timer_tcp = (unsigned)conf_int(c, "outbound", "flow_timer_tcp");
+	/* A Flow-Timer we cannot keep is not promised: a phone pings at 80-100 %
+	 * of it (RFC 5626 4.4.1), and a TCP connection silent for
+	 * tcp_idle_timeout is closed; a fifth to spare for the way there. */
+	unsigned idle = (unsigned)conf_int(c, "sip", "tcp_idle_timeout");
+	if (idle && e->flow_timer_tcp > idle - idle / 5) {
+		LOG_W("edge",
+		      "[outbound] flow_timer_tcp = %u is not below [sip] tcp_idle_timeout = %u "
+		      "(less a fifth): promising %u s instead",
+		      e->flow_timer_tcp, idle, idle - idle / 5);
+		e->flow_timer_tcp = idle - idle / 5;
+	}
 	/* a flow no binding owns goes after a Flow-Timer and the margin */
 	fc.idle_udp_s = e->flow_timer_udp + fc.margin_s;
 	fc.idle_tcp_s = e->flow_timer_tcp + fc.margin_s;

@@ -16,7 +16,9 @@ const struct conf_key proxy_conf_keys[] = {
 	 "one per binding without an instance"},
 	{"proxy", "trusted", CONF_STR, "", 0, 0, NULL,
 	 "peers (addresses or CIDR prefixes, comma-separated) whose requests may go beyond our "
-	 "domains without authentication, e.g. a trunk: 192.0.2.10, 198.51.100.0/24"},
+	 "domains without authentication, e.g. a trunk: 192.0.2.10, 198.51.100.0/24; (read by "
+	 "the registrar too) the only sources whose REGISTER may carry a Path: list the edge "
+	 "proxies in front of a registrar-only process"},
 	{"proxy", "relay", CONF_STR, "local", 0, 0, NULL,
 	 "media relay to engage: local (this process's [relay]), an ng address "
 	 "(udp:10.0.0.5:2223), or none"},

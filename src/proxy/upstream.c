@@ -83,8 +83,9 @@ static size_t upstream_flow_failed(const struct flow *f, const char *aor,
 int proxy_upstream_init(struct proxy *p, const struct conf *c)
 {
 	const char *spec = conf_str(c, "proxy", "registrar");
-	p->flow_timer_udp = (unsigned)conf_int(c, "outbound", "flow_timer_udp");
-	p->flow_timer_tcp = (unsigned)conf_int(c, "outbound", "flow_timer_tcp");
+	/* what the edge promises and watches (a TCP one below its idle timeout) */
+	p->flow_timer_udp = edge_flow_timer(p->edge, NET_UDP);
+	p->flow_timer_tcp = edge_flow_timer(p->edge, NET_TCP);
 	metric_register(&m_up_forwarded);
 	metric_register(&m_up_paths);
 	metric_register(&m_up_ob);

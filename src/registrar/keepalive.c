@@ -38,6 +38,10 @@ static struct metric m_ka_pending = {.name = "keepalive_pending",
 				     .help = "OPTIONS pings awaiting an answer", .gauge = true};
 static struct metric m_bindings = {.name = "registrar_bindings", .help = "live bindings",
 				   .gauge = true};
+static struct metric m_flow_sources = {
+	.name = "registrar_flow_sources",
+	.help = "sources holding outbound bindings counted by [outbound] max_flows_per_source",
+	.gauge = true};
 
 static void ka_remember(struct registrar *r, uint64_t nonce, const struct store_binding *b,
 			int64_t now)
@@ -361,7 +365,13 @@ static void expire_tick(void *arg)
 {
 	struct registrar *r = arg;
 	size_t removed = 0;
-	store_expire(r->store, time_wall_s(), &removed);
+	int64_t now = time_wall_s();
+	store_expire(r->store, now, &removed);
+	if (r->srcs) {
+		size_t sources;
+		reg_srcs_sweep(r->srcs, now, &sources, NULL);
+		m_flow_sources.value = (int64_t)sources;
+	}
 	struct store_stats st;
 	store_stats_get(r->store, &st);
 	m_bindings.value = (int64_t)st.bindings;
@@ -386,6 +396,7 @@ int registrar_start(struct registrar *r)
 	metric_register(&m_ka_forged);
 	metric_register(&m_ka_pending);
 	metric_register(&m_bindings);
+	metric_register(&m_flow_sources);
 	return loop_post(worker_loop(net_worker(edge_net(r->edge), 0)), start_on_worker0, r);
 }
 
@@ -428,6 +439,33 @@ bool registrar_keepalive_response(struct registrar *r, const struct edge_rx *rx)
 	}
 	metric_inc(&m_ka_answered);
 	return true;
+}
+
+/* Counts the outbound bindings loaded from the database against their
+ * sources, so that the bound holds across a restart. */
+static int count_loaded(const struct store_binding *b, void *arg)
+{
+	struct registrar *r = arg;
+	if (!registrar_counts_flow(r, b))
+		return 0;
+	struct net_src_key k;
+	net_addr_src_key(&b->flow.remote, &k);
+	bool reserved;
+	if (reg_srcs_claim(r->srcs, &k, b->id, true, 0, b->expires_at, &reserved) == 0 &&
+	    reserved)
+		reg_srcs_settle(r->srcs, &k, b->id, b->expires_at, reserved);
+	return 0;
+}
+
+/* [outbound] max_flows_per_source: the per-source bound (flows.c). */
+static int outbound_init(struct registrar *r, const struct conf *c)
+{
+	r->max_flows_per_source = (unsigned)conf_int(c, "outbound", "max_flows_per_source");
+	if (!r->max_flows_per_source)
+		return 0;
+	if (reg_srcs_alloc(&r->srcs, r->max_flows_per_source))
+		return ENOMEM;
+	return store_foreach(r->store, count_loaded, r);
 }
 
 int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
@@ -477,11 +515,20 @@ int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 	}
 	/* one scheduler: the edge's flow table pings and watches our flows */
 	edge_flows_set_handlers(edge_flows(e), flow_failed, flow_ping, r);
+	err = outbound_init(r, c);
+	if (err) {
+		registrar_free(r);
+		return err;
+	}
 	metric_register(&reg_m_registers);
 	metric_register(&reg_m_rejected);
 	metric_register(&reg_m_forbidden);
 	metric_register(&reg_m_foreign_domain);
 	metric_register(&reg_m_closed);
+	metric_register(&reg_m_path_untrusted);
+	metric_register(&reg_m_no_ob_hop);
+	metric_register(&reg_m_flows_refused);
+	metric_register(&reg_m_contacts_refused);
 	*rp = r;
 	return 0;
 }
@@ -504,5 +551,6 @@ void registrar_free(struct registrar *r)
 	free(r->ka_hash);
 	pthread_mutex_destroy(&r->ka_lock);
 	auth_free(r->auth);
+	reg_srcs_free(r->srcs);
 	free(r);
 }

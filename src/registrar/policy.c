@@ -1,5 +1,6 @@
-/* Which domains are ours, and who may register: the no-users rule and [registrar] open. */
+/* Our domains, who may register (no-users rule, [registrar] open), whose Path we honour. */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,9 +15,69 @@ struct metric reg_m_closed = {
     .help =
 	"REGISTER requests refused 403 by the no-users rule (public source, no [registrar] open)"};
 
+struct metric reg_m_path_untrusted = {
+    .name = "registrar_path_untrusted_total",
+    .help = "REGISTER requests with a Path from a source not in [proxy] trusted, refused 403"};
+
+/* [proxy] trusted, read here too: the registrar may run without the proxy's
+ * routing (a registrar-only process still has it, but arrows point down) and
+ * it decides alone whose Path it stores. */
+static int trusted_init(struct registrar *r, const struct conf *c)
+{
+	struct slice rest = slice_cstr(conf_str(c, "proxy", "trusted")), item;
+	while (slice_next_item(&rest, ',', &item)) {
+		if (!item.l)
+			continue;
+		char one[INET6_ADDRSTRLEN + 8];
+		int err = EINVAL;
+		if (r->n_trusted == REG_MAX_TRUSTED)
+			err = ENOSPC;
+		else if (item.l < sizeof one)
+			err = net_cidr_parse(slice_to_cstr(item, one, sizeof one),
+					     &r->trusted[r->n_trusted]);
+		if (err) {
+			LOG_E("registrar", "[proxy] trusted: \"%.*s\": %s", (int)MIN(item.l, 64),
+			      item.p,
+			      err == ENOSPC ? "more than 64 entries"
+			      : err == ERANGE
+				  ? "prefix length out of range for the address family"
+			      : err == EDOM ? "address has bits set beyond the prefix length"
+					    : "expected an IP address or ADDRESS/PREFIX (CIDR)");
+			return EINVAL;
+		}
+		r->n_trusted++;
+	}
+	return 0;
+}
+
+bool registrar_source_trusted(const struct registrar *r, const struct net_addr *src)
+{
+	return net_cidr_list_has(r->trusted, r->n_trusted, src);
+}
+
+bool registrar_counts_flow(const struct registrar *r, const struct store_binding *b)
+{
+	return b->reg_id && !b->path[0] && !registrar_source_trusted(r, &b->flow.remote);
+}
+
+void registrar_log_path_untrusted(struct registrar *r, const struct flow *f)
+{
+	metric_inc(&reg_m_path_untrusted);
+	int64_t n;
+	if (!log_burst_due(&r->path_log, 60000, &n))
+		return;
+	char a[NET_ADDR_STRLEN];
+	LOG_W("registrar",
+	      "refused %lld REGISTER with a Path from sources not in [proxy] trusted (last %s): "
+	      "a Path names where requests for the phone go; list your edge proxies there",
+	      (long long)n, net_addr_fmt(&f->remote, a, sizeof a));
+}
+
 int registrar_policy_init(struct registrar *r, const struct conf *c)
 {
 	r->open = conf_bool(c, "registrar", "open");
+	if (trusted_init(r, c))
+		return EINVAL;
 	if (gethostname(r->hostname, sizeof r->hostname))
 		r->hostname[0] = '\0';
 	r->hostname[sizeof r->hostname - 1] = '\0';

@@ -47,6 +47,16 @@ struct metric reg_m_rejected = {.name = "registrar_rejected_total",
 struct metric reg_m_forbidden = {
     .name = "registrar_forbidden_total",
     .help = "authenticated REGISTERs refused for an AOR that is not the user's (403)"};
+struct metric reg_m_no_ob_hop = {
+    .name = "registrar_first_hop_lacks_outbound_total",
+    .help = "outbound REGISTERs through a first hop without outbound support, refused 439"};
+struct metric reg_m_flows_refused = {
+    .name = "registrar_flows_per_source_refused_total",
+    .help = "new outbound bindings refused 403 at [outbound] max_flows_per_source"};
+struct metric reg_m_contacts_refused = {
+    .name = "registrar_contacts_per_aor_refused_total",
+    .help = "new bindings refused 403 at [registrar] max_contacts (an AOR's bindings and "
+	    "flows)"};
 
 int registrar_aor_of(const struct sip_uri *uri, char *out)
 {
@@ -139,13 +149,30 @@ struct reg_job {
 	bool behind_nat;
 	bool proven; /* the source has shown it is real: see registrar_handle */
 	bool star;
-	bool outbound; /* the phone asked for RFC 5626 outbound */
+	/* RFC 5626 6: outbound applies (the option tag, a reg-id, and a first
+	 * hop that does outbound); otherwise every reg-id has been cleared */
+	bool outbound;
 	/* and we are its first hop (one Via, no Path): we promise the
 	 * Flow-Timer and watch the flow's keepalives (RFC 5626 5.4, 6) */
 	bool first_hop;
-	struct slice call_id, user_agent, path;
+	bool count_src;	 /* outbound bindings count against the source's bound */
+	struct net_src_key src; /* flow.remote as a source: IPv4 address, IPv6 /64 */
+	bool echo_path;	 /* RFC 3327: the UA supports path and sent one */
+	uint32_t flow_timer; /* seconds for the 200's Flow-Timer, 0 = none */
+	struct slice call_id, user_agent;
 	uint32_t cseq;
 	int err; /* store result, filled by done */
+	/* a new binding counted against the source: taken back if it is not stored */
+	bool claimed;
+	uint64_t claimed_id;
+	/* counted bindings this REGISTER removes or moves away (released once
+	 * the update has gone through) */
+	size_t n_released;
+	struct {
+		struct net_src_key src;
+		uint64_t id;
+	} released[MAX_CONTACTS_PER_REQ];
+	char path[STORE_PATH_MAX]; /* the Path vector: every Path value, in order */
 	size_t n, cap;
 	struct reg_contact c[]; /* cap slots, not cleared, [0, n) valid */
 };
@@ -182,6 +209,36 @@ static int parse_q(struct slice v, uint16_t *q)
 		return EINVAL;
 	*q = (uint16_t)val;
 	return 0;
+}
+
+/* RFC 5626 4.1: the instance is a URN, carried as a string feature tag
+ * (RFC 3840): +sip.instance="<urn:NID:NSS>" (unquoted, the angle brackets
+ * are no gen-value and the Contact does not parse). NID as RFC 8141 has
+ * it; NSS printable, without quote, angle bracket or backslash (uric). */
+static bool instance_is_urn(struct slice v)
+{
+	if (v.l < 4 || v.p[0] != '"' || v.p[1] != '<' || v.p[v.l - 2] != '>' ||
+	    v.p[v.l - 1] != '"')
+		return false;
+	v = (struct slice){v.p + 2, v.l - 4};
+	if (v.l < 4 || !slice_eq_cstr_nocase((struct slice){v.p, 4}, "urn:"))
+		return false;
+	size_t i = 4, nid = 0;
+	for (; i < v.l && v.p[i] != ':'; i++, nid++) {
+		char ch = v.p[i];
+		bool alnum = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+			     (ch >= 'A' && ch <= 'Z');
+		if (!alnum && (ch != '-' || nid == 0))
+			return false;
+	}
+	if (nid < 1 || nid > 32 || i + 1 >= v.l)
+		return false; /* no NID, or no NSS after it */
+	for (i++; i < v.l; i++) {
+		unsigned char ch = (unsigned char)v.p[i];
+		if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '<' || ch == '>' || ch == '\\')
+			return false;
+	}
+	return true;
 }
 
 /* Fills job contacts from every Contact header. Returns a status (0 = fine). */
@@ -225,17 +282,23 @@ static uint16_t collect_contacts(struct reg_job *j, const struct sip_msg *m, uin
 				*reason = "Bad q Value";
 				return 400;
 			}
-			if (sip_param_find(na.params, "+sip.instance", &p))
+			if (sip_param_find(na.params, "+sip.instance", &p)) {
+				if (!instance_is_urn(p.value)) {
+					*reason = "+sip.instance Is Not A URN"; /* RFC 5626 4.1 */
+					return 400;
+				}
 				c->instance = p.value;
+			}
+			/* RFC 5626 13: reg-id = 1*DIGIT, from 1 to 2^31 - 1 */
 			if (sip_param_find(na.params, "reg-id", &p) &&
-			    slice_to_u32(p.value, UINT32_MAX, &c->reg_id)) {
+			    (slice_to_u32(p.value, 0x7fffffff, &c->reg_id) || !c->reg_id)) {
 				*reason = "Bad reg-id";
 				return 400;
 			}
-			if (c->reg_id && !c->instance.l) {
-				*reason = "reg-id Without +sip.instance"; /* RFC 5626 5.2 */
-				return 400;
-			}
+			/* RFC 5626 6: a reg-id without an instance is not valid, and
+			 * the registrar ignores it (a plain binding) */
+			if (!c->instance.l)
+				c->reg_id = 0;
 		}
 	}
 	/* 10.3 step 6: "*" only alone and with Expires: 0 */
@@ -254,17 +317,105 @@ static uint16_t collect_contacts(struct reg_job *j, const struct sip_msg *m, uin
 
 #define EOUTOFORDER 10001
 
+/* A counted binding leaves its source (removed, or moved to another one):
+ * noted now, released once the whole update has gone through. */
+static void note_release(struct reg_job *j, const struct store_binding *old)
+{
+	if (!j->r->srcs || !registrar_counts_flow(j->r, old) ||
+	    j->n_released == ARRAY_SIZE(j->released))
+		return;
+	net_addr_src_key(&old->flow.remote, &j->released[j->n_released].src);
+	j->released[j->n_released].id = old->id;
+	j->n_released++;
+}
+
+static bool same_source(const struct net_addr *a, const struct net_src_key *kb)
+{
+	struct net_src_key ka;
+	net_addr_src_key(a, &ka);
+	return ka.hi == kb->hi && ka.lo == kb->lo;
+}
+
+/* Puts b (new, or in place of binding idx) and, for an outbound binding
+ * straight from the phone, counts it against its source first
+ * ([outbound] max_flows_per_source): a new binding, or one that moves to
+ * this source, needs room there; a refresh from the same source always
+ * passes. EDQUOT when the source is full. */
+static int put_counted(struct reg_job *j, struct store_view *v, long idx,
+		       const struct store_binding *b)
+{
+	struct registrar *r = j->r;
+	const struct store_binding *old = idx >= 0 ? store_view_get(v, (size_t)idx) : NULL;
+	bool counted = j->count_src && b->reg_id && r->srcs;
+	if (old && (!counted || !same_source(&old->flow.remote, &j->src)))
+		note_release(j, old);
+	if (!counted)
+		return idx >= 0 ? store_view_set(v, (size_t)idx, b) : store_view_put(v, b, NULL);
+	bool refresh =
+	    old && registrar_counts_flow(r, old) && same_source(&old->flow.remote, &j->src);
+	bool reserved;
+	uint64_t id = old ? old->id : 0;
+	int err = reg_srcs_claim(r->srcs, &j->src, id, refresh, store_view_now(v), b->expires_at,
+				 &reserved);
+	if (err)
+		return err;
+	size_t at = (size_t)idx;
+	err = idx >= 0 ? store_view_set(v, at, b) : store_view_put(v, b, &at);
+	if (err) {
+		reg_srcs_cancel(r->srcs, &j->src, reserved);
+		return err;
+	}
+	if (!reserved)
+		return 0; /* a refresh the source holds already */
+	id = store_view_get(v, at)->id;
+	reg_srcs_settle(r->srcs, &j->src, id, b->expires_at, reserved);
+	if (!old) {
+		j->claimed = true; /* taken back if the update does not go through */
+		j->claimed_id = id;
+	}
+	return 0;
+}
+
+/* The update went through: the sources of what it removed or moved let go. */
+static void release_noted(struct reg_job *j)
+{
+	for (size_t i = 0; i < j->n_released; i++)
+		reg_srcs_release(j->r->srcs, &j->released[i].src, j->released[i].id);
+	j->n_released = 0;
+}
+
+/* The update did not go through (refused, or its commit failed): the new
+ * binding it counted is not there. */
+static void undo_claim(struct reg_job *j)
+{
+	if (j->claimed)
+		reg_srcs_release(j->r->srcs, &j->src, j->claimed_id);
+	j->claimed = false;
+	j->n_released = 0;
+}
+
 /* Runs under the AOR's lock: the whole REGISTER applies or nothing does. */
 static int apply_update(struct store_view *v, void *arg)
 {
 	struct reg_job *j = arg;
 	int64_t now = store_view_now(v);
+	j->claimed = false;
+	j->n_released = 0;
 	if (j->star) {
 		/* 10.3 step 6: a stale request must not clear newer bindings */
 		for (size_t i = 0; i < store_view_count(v); i++) {
 			const struct store_binding *b = store_view_get(v, i);
 			if (slice_eq(slice_cstr(b->call_id), j->call_id) && j->cseq <= b->cseq)
 				return EOUTOFORDER;
+		}
+		/* nothing can fail past this point: the sources let go at once */
+		for (size_t i = 0; j->r->srcs && i < store_view_count(v); i++) {
+			const struct store_binding *b = store_view_get(v, i);
+			if (registrar_counts_flow(j->r, b)) {
+				struct net_src_key k;
+				net_addr_src_key(&b->flow.remote, &k);
+				reg_srcs_release(j->r->srcs, &k, b->id);
+			}
 		}
 		store_view_clear(v);
 		return 0;
@@ -274,8 +425,8 @@ static int apply_update(struct store_view *v, void *arg)
 		struct store_binding b;
 		memset(&b, 0, sizeof b);
 		if (STORE_SET(b.contact, c->na.uri_s) || STORE_SET(b.instance, c->instance) ||
-		    STORE_SET(b.call_id, j->call_id) || STORE_SET(b.path, j->path))
-			return ENAMETOOLONG;
+		    STORE_SET(b.call_id, j->call_id) || STORE_SET(b.path, slice_cstr(j->path)))
+			goto fail_long;
 		store_field_set(b.user_agent, sizeof b.user_agent,
 				(struct slice){j->user_agent.p, MIN(j->user_agent.l,
 								    sizeof b.user_agent - 1)});
@@ -284,9 +435,12 @@ static int apply_update(struct store_view *v, void *arg)
 		if (idx >= 0) {
 			const struct store_binding *old = store_view_get(v, (size_t)idx);
 			/* 10.3 step 7: same Call-ID must come with a higher CSeq */
-			if (strcmp(old->call_id, b.call_id) == 0 && j->cseq <= old->cseq)
+			if (strcmp(old->call_id, b.call_id) == 0 && j->cseq <= old->cseq) {
+				undo_claim(j);
 				return EOUTOFORDER;
+			}
 			if (c->expires == 0) {
+				note_release(j, old);
 				store_view_remove(v, (size_t)idx);
 				continue;
 			}
@@ -309,11 +463,17 @@ static int apply_update(struct store_view *v, void *arg)
 		b.behind_nat = j->behind_nat || registrar_behind_nat(&j->flow, NULL, &c->na.uri);
 		if (j->proven)
 			b.ka.proven = true;
-		int err = idx >= 0 ? store_view_set(v, (size_t)idx, &b) : store_view_put(v, &b, NULL);
-		if (err)
+		int err = put_counted(j, v, idx, &b);
+		if (err) {
+			undo_claim(j);
 			return err;
+		}
 	}
+	release_noted(j);
 	return 0;
+fail_long:
+	undo_claim(j);
+	return ENAMETOOLONG;
 }
 
 /* "Date: ...\r\n" for now, formatted once a second per thread. */
@@ -354,7 +514,6 @@ static void reply_ok(struct reg_job *j)
 	struct buf extra;
 	buf_init(&extra);
 	int64_t now = time_wall_s();
-	bool any_outbound = false;
 	for (size_t i = 0; i < n; i++) {
 		char num[24];
 		int64_t left = bs[i].expires_at > now ? bs[i].expires_at - now : 0;
@@ -371,23 +530,19 @@ static void reply_ok(struct reg_job *j)
 			buf_printf(&extra, ";q=%u.%03u", bs[i].q / 1000, bs[i].q % 1000);
 		if (bs[i].instance[0])
 			buf_printf(&extra, ";+sip.instance=%s", bs[i].instance);
-		if (bs[i].reg_id) {
+		if (bs[i].reg_id)
 			buf_printf(&extra, ";reg-id=%u", bs[i].reg_id);
-			any_outbound = true;
-		}
 		buf_append_cstr(&extra, "\r\n");
 	}
-	if (j->outbound && any_outbound)
-		buf_append_cstr(&extra, "Require: outbound\r\n"); /* RFC 5626 6 */
-	/* RFC 5626 5.4 / 6: as the first hop we watch this flow's keepalives
-	 * (registrar_flow_sync) and say how often we expect them */
-	bool flow_reg_id = false;
-	for (size_t i = 0; i < j->n; i++)
-		flow_reg_id |= j->c[i].reg_id && j->c[i].expires;
-	if (j->first_hop && flow_reg_id)
-		buf_printf(&extra, "Flow-Timer: %u\r\n", registrar_flow_timer(r, j->flow.tp));
-	if (j->path.l)
-		buf_printf(&extra, "Path: %.*s\r\n", (int)j->path.l, j->path.p); /* RFC 3327 5.3 */
+	/* RFC 5626 6: Require: outbound exactly when the reg-id was honoured */
+	if (j->outbound)
+		buf_append_cstr(&extra, "Require: outbound\r\n");
+	/* RFC 5626 4.4.1 / 5.4: how often the phone should ping, said by its first hop */
+	if (j->flow_timer)
+		buf_printf(&extra, "Flow-Timer: %u\r\n", j->flow_timer);
+	/* RFC 3327 5.3: the stored path vector, to a UA that supports path */
+	if (j->echo_path)
+		buf_printf(&extra, "Path: %s\r\n", j->path);
 	buf_append_cstr(&extra, date_header());
 	buf_append(&extra, "", 1);
 	if (extra.failed)
@@ -403,6 +558,8 @@ static void reply_ok(struct reg_job *j)
 static void job_finish(void *arg)
 {
 	struct reg_job *j = arg;
+	if (j->err)
+		undo_claim(j); /* the commit failed: the binding is not there */
 	if (j->err == EOUTOFORDER) {
 		metric_inc(&reg_m_rejected);
 		stsx_reply(j->st, 500, "Request Out Of Order", "Retry-After: 1\r\n");
@@ -489,6 +646,109 @@ static bool authorize(struct registrar *r, const struct edge_rx *rx, bool *authe
 	return true;
 }
 
+/* Via values, counted up to max (across Via header lines). */
+static size_t count_vias(const struct sip_msg *m, size_t max)
+{
+	size_t n = 0;
+	const struct sip_hdr *h;
+	for (size_t i = 0; n < max && (h = sip_msg_hdr(m, SIP_HDR_VIA, i)) != NULL; i++) {
+		size_t pos = 0;
+		struct slice v;
+		while (n < max && sip_hdr_next_value(h->value, &pos, &v))
+			n++;
+	}
+	return n;
+}
+
+/* RFC 3327 5.3: the path vector is every Path value in order; copied into
+ * out[STORE_PATH_MAX] joined by ", ". *top_ob says whether its first entry
+ * has the ;ob URI parameter (RFC 5626 5.1: that first hop does outbound).
+ * 0, EBADMSG (a value that is no name-addr) or ENAMETOOLONG. */
+static int path_vector(const struct sip_msg *m, char *out, bool *top_ob)
+{
+	size_t len = 0;
+	const struct sip_hdr *h;
+	*top_ob = false;
+	out[0] = '\0';
+	for (size_t i = 0; (h = sip_msg_hdr(m, SIP_HDR_PATH, i)) != NULL; i++) {
+		size_t pos = 0;
+		struct slice v;
+		while (sip_hdr_next_value(h->value, &pos, &v)) {
+			v = slice_trim(v);
+			struct sip_nameaddr na;
+			if (sip_nameaddr_parse(v, &na) || na.star)
+				return EBADMSG;
+			if (len == 0)
+				*top_ob = sip_param_find(na.uri.params, "ob", NULL);
+			if (len + (len ? 2 : 0) + v.l >= STORE_PATH_MAX)
+				return ENAMETOOLONG;
+			if (len) {
+				memcpy(out + len, ", ", 2);
+				len += 2;
+			}
+			memcpy(out + len, v.p, v.l);
+			len += v.l;
+			out[len] = '\0';
+		}
+	}
+	return 0;
+}
+
+static void log_srcs_full(struct registrar *r, const struct flow *f)
+{
+	metric_inc(&reg_m_flows_refused);
+	int64_t n;
+	if (!log_burst_due(&r->srcs_log, 60000, &n))
+		return;
+	char a[NET_ADDR_STRLEN];
+	LOG_W("registrar",
+	      "refused %lld new outbound bindings from sources holding [outbound] "
+	      "max_flows_per_source = %u already (last %s); refreshes still pass",
+	      (long long)n, r->max_flows_per_source, net_addr_fmt(&f->remote, a, sizeof a));
+}
+
+/* RFC 5626 6: decides whether outbound applies to j's contacts. Returns 0,
+ * or the status to refuse the REGISTER with (439, 400). */
+static uint16_t decide_outbound(struct reg_job *j, const struct sip_msg *m, bool top_ob,
+				bool has_path, const char **reason)
+{
+	struct registrar *r = j->r;
+	bool tag = sip_msg_has_option(m, SIP_HDR_SUPPORTED, "outbound") ||
+		   sip_msg_has_option(m, SIP_HDR_REQUIRE, "outbound");
+	/* one Via: the phone sent it to us, and we do outbound; more: the
+	 * first hop does outbound only if its Path entry (the first) says ;ob */
+	bool first_hop = count_vias(m, 2) == 1;
+	bool hop_ob = first_hop || top_ob;
+	size_t regids = 0, live = 0;
+	for (size_t i = 0; i < j->n; i++) {
+		regids += j->c[i].reg_id != 0;
+		live += j->c[i].expires != 0;
+	}
+	if (regids && tag && !hop_ob) {
+		metric_inc(&reg_m_no_ob_hop);
+		*reason = "First Hop Lacks Outbound Support";
+		return 439;
+	}
+	j->outbound = regids && tag && hop_ob;
+	if (!j->outbound) {
+		/* no option tag (RFC 3261 8.2.2.3: no extension it did not ask
+		 * for), or a first hop without outbound: reg-ids are ignored */
+		for (size_t i = 0; i < j->n; i++)
+			j->c[i].reg_id = 0;
+		return 0;
+	}
+	/* one flow per REGISTER: more live contacts beside a reg-id SHOULD be 400 */
+	if (live > 1) {
+		*reason = "One Contact With reg-id Per REGISTER";
+		return 400;
+	}
+	j->first_hop = first_hop && !has_path;
+	if (j->first_hop && live)
+		j->flow_timer = registrar_flow_timer(r, j->flow.tp);
+	j->count_src = r->srcs && !has_path && !registrar_source_trusted(r, &j->flow.remote);
+	return 0;
+}
+
 void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 {
 	const struct sip_msg *m = rx->msg;
@@ -516,6 +776,16 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 			}
 		}
 	}
+	/* A Path names where requests for the phone will go (RFC 3327): only
+	 * a trusted hop (an edge of ours) may set one, or a stranger could aim
+	 * our INVITEs at any host. Before authentication: a user's credentials
+	 * do not make its Path any safer for the third host. */
+	bool has_path = sip_msg_hdr(m, SIP_HDR_PATH, 0) != NULL;
+	if (has_path && !registrar_source_trusted(r, &rx->flow.remote)) {
+		registrar_log_path_untrusted(r, &rx->flow);
+		reject(st, 403, "Forbidden (Path From Untrusted Hop)", NULL);
+		return;
+	}
 	bool authenticated;
 	if (!authorize(r, rx, &authenticated))
 		return;
@@ -534,6 +804,7 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 	j->st = st;
 	j->w = rx->w;
 	j->flow = rx->flow;
+	net_addr_src_key(&rx->flow.remote, &j->src);
 	if (registrar_aor_of(&sm->to.uri, j->aor)) {
 		free(j);
 		reject(st, 404, "Not Found", NULL); /* 10.3 step 3: not an AOR of ours */
@@ -552,21 +823,30 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 		reject(st, 423, "Interval Too Brief", extra);
 		return;
 	}
+	bool top_ob = false;
+	if (!status && has_path) {
+		int perr = path_vector(sm, j->path, &top_ob);
+		if (perr == ENAMETOOLONG) {
+			status = 403; /* ours to store: a longer one is no use to us */
+			reason = "Path Too Long";
+		} else if (perr) {
+			status = 400;
+			reason = "Bad Path";
+		}
+	}
+	if (!status)
+		status = decide_outbound(j, sm, top_ob, has_path, &reason);
 	if (status) {
 		free(j);
 		reject(st, status, reason, NULL);
 		return;
 	}
+	j->echo_path = has_path && (sip_msg_has_option(sm, SIP_HDR_SUPPORTED, "path") ||
+				    sip_msg_has_option(sm, SIP_HDR_REQUIRE, "path"));
 	j->call_id = sm->call_id;
 	j->cseq = sm->cseq.num;
 	const struct sip_hdr *ua = sip_msg_hdr(sm, SIP_HDR_USER_AGENT, 0);
 	j->user_agent = ua ? ua->value : SLICE_NULL;
-	const struct sip_hdr *path = sip_msg_hdr(sm, SIP_HDR_PATH, 0);
-	j->path = path ? path->value : SLICE_NULL;
-	j->outbound = sip_msg_has_option(sm, SIP_HDR_SUPPORTED, "outbound") ||
-		      sip_msg_has_option(sm, SIP_HDR_REQUIRE, "outbound");
-	j->first_hop = j->outbound && !j->path.l && !sip_msg_hdr(sm, SIP_HDR_VIA, 1) &&
-		       !memchr(sm->hdrs[sm->via1_hdr].value.p, ',', sm->hdrs[sm->via1_hdr].value.l);
 	j->behind_nat = registrar_behind_nat(&rx->flow, &sm->via1, NULL);
 	/* Server pings go only where the source has shown it is real
 	 * (keepalive.c): a REGISTER whose credentials were checked, or one
@@ -584,12 +864,21 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 		return;
 	}
 	int err = store_update(r->store, slice_cstr(j->aor), apply_update, j, job_durable, j);
+	if (err)
+		undo_claim(j); /* nothing changed: done is not called, j is ours */
 	if (err == EOUTOFORDER) {
 		free(j);
 		reject(st, 500, "Request Out Of Order", "Retry-After: 1\r\n");
 	} else if (err == ENOSPC) {
 		free(j);
+		metric_inc(&reg_m_contacts_refused);
 		reject(st, 403, "Too Many Bindings", NULL);
+	} else if (err == EDQUOT) {
+		/* max_flows_per_source: new flows from a full source give way,
+		 * its refreshes and everyone else's go on */
+		log_srcs_full(r, &rx->flow);
+		free(j);
+		reject(st, 403, "Too Many Flows From This Source", NULL);
 	} else if (err == EAGAIN) {
 		/* max_bindings: a table a stranger can grow (no users, open mode)
 		 * gives way to new bindings, never to refreshes */

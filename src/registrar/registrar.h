@@ -57,6 +57,9 @@ bool registrar_has_users(const struct registrar *r);
  * 1918, ULA, link-local) and shared (100.64.0.0/10) sources are trusted
  * to register and to reach beyond the local domain; nobody else is. */
 bool registrar_lan_default(const struct registrar *r, const struct net_addr *src);
+/* Whether src is one of [proxy] trusted: a peer whose Path the registrar
+ * stores (RFC 3327; anyone else's REGISTER with a Path gets 403). */
+bool registrar_source_trusted(const struct registrar *r, const struct net_addr *src);
 /* Logs which registration rule is in force (at start). */
 void registrar_log_rule(const struct registrar *r);
 

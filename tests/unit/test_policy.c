@@ -441,7 +441,13 @@ static void test_cidr_parse(void **state)
 	assert_int_equal(net_alloc(&n, &nc), 0);
 	assert_int_equal(conf_set(conf, "sip", "listen", "udp:127.0.0.1:0", err, sizeof err), 0);
 	assert_int_equal(edge_alloc(&e, n, conf), 0);
+	/* the registrar reads the list too (whose Path it honours) and stops first */
+	assert_int_equal(registrar_alloc(&reg, e, st, NULL, conf), EINVAL);
+	assert_int_equal(conf_set(conf, "proxy", "trusted", "10.0.0.0/8", err, sizeof err), 0);
 	assert_int_equal(registrar_alloc(&reg, e, st, NULL, conf), 0);
+	assert_int_equal(conf_set(conf, "proxy", "trusted", "10.0.0.0/8, 10.1.2.3/16", err,
+				  sizeof err),
+			 0);
 	assert_int_equal(proxy_alloc(&p, e, reg, NULL, conf), EINVAL);
 	registrar_free(reg);
 	edge_free(e);

@@ -248,10 +248,15 @@ static void test_outbound_instance(void **state)
 	assert_int_equal(do_register(f, "dave", "c-dave-2", 1, extra, r, sizeof r), 200);
 	assert_int_equal(count(r, "Contact: "), 1);
 	assert_non_null(strstr(r, "10.0.0.7"));
-	/* reg-id without an instance is malformed */
+	/* reg-id without an instance is not valid, and RFC 5626 6 has the
+	 * registrar ignore it: a plain binding */
 	assert_int_equal(do_register(f, "dave", "c-dave-2", 2,
-				     "Contact: <sip:dave@10.0.0.8>;reg-id=2\r\n", r, sizeof r),
-			 400);
+				     "Supported: outbound\r\n"
+				     "Contact: <sip:dave@10.0.0.8>;reg-id=2\r\n",
+				     r, sizeof r),
+			 200);
+	assert_null(strstr(r, "reg-id=2"));
+	assert_null(strstr(r, "Require: outbound"));
 }
 
 /* One REGISTER with a given branch from phone p: the bytes that a phone
