@@ -40,8 +40,9 @@
 # default): TCP only on 127.0.0.1, [sip] workers = OB_WORKERS,
 # tcp_max_connections = flows + 1000 (default 10,000),
 # tcp_max_connections_per_address = OB_PER_SOURCE (default 128),
-# [registrar] open = yes (no users), max_flows_per_source = OB_PER_SOURCE
-# where the binary has that key, memory store, [log] level = warn. Loopback
+# [registrar] open = yes (no users), [outbound] max_flows_per_source =
+# OB_PER_SOURCE and max_flows = flows + 1000 where the binary has them,
+# memory store, [log] level = warn. Loopback
 # is exempt from the per-source rate limit by default.
 #
 # Environment (all optional):
@@ -95,9 +96,9 @@ ulimit -n "$need" 2>/dev/null || ulimit -n "$hard"
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
 
-pinhole_knows() { # SECTION KEY: the binary has this config key
-	"$PINHOLE" serve --help-config 2>/dev/null | awk -v s="[$1]" -v k="$2" '
-		/^\[/ { sec = $1 } sec == s && $1 == k { f = 1 } END { exit !f }'
+pinhole_key_section() { # KEY: the section of this binary's config key, if it has it
+	"$PINHOLE" serve --help-config 2>/dev/null | awk -v k="$1" '
+		/^\[/ { sec = substr($1, 2, length($1) - 2) } $1 == k { print sec; f = 1; exit } END { exit !f }'
 }
 
 {
@@ -112,7 +113,11 @@ path =
 [registrar]
 open = yes
 CONF
-	pinhole_knows registrar max_flows_per_source && echo "max_flows_per_source = $PER_SOURCE"
+	# keys of work in progress, set where the binary has them
+	sec=$(pinhole_key_section max_flows_per_source) &&
+		printf '[%s]\nmax_flows_per_source = %s\n' "$sec" "$PER_SOURCE"
+	sec=$(pinhole_key_section max_flows) &&
+		printf '[%s]\nmax_flows = %s\n' "$sec" "$((FLOWS + WARM + 1000))"
 	cat <<CONF
 [control]
 listen = $CTL

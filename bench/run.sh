@@ -26,8 +26,8 @@
 #           flow per binding), Supported: outbound, Contact with ;ob,
 #           +sip.instance and reg-id=1; a call counts only if the 200 carries
 #           Require: outbound.  Both in memory: pinhole (edge and registrar
-#           in one process, memory store, [registrar] max_flows_per_source
-#           raised when the binary has it: every flow comes from 127.0.0.1)
+#           in one process, memory store, max_flows_per_source
+#           off when the binary has it: every flow comes from 127.0.0.1)
 #           against Kamailio with outbound + path + stun + registrar
 #           (outbound_mode 1, use_path, flow_timer 25; usrloc db_mode 0;
 #           bench/kamailio/kamailio.cfg with WITH_OUTBOUND).  Not part of `all`.
@@ -52,6 +52,7 @@
 #   BENCH_CALL_RATES    calls/s ramp           ("1000 2000 4000 6000 8000 10000 12000")
 #   BENCH_AUTH_RATES    authenticated REGISTER/s ramp ("2500 5000 7500 10000")
 #   BENCH_OB_RATES      outbound REGISTER/s ramp ("5000 10000 15000 20000 25000 30000")
+#   BENCH_OB_PER_SOURCE pinhole max_flows_per_source in the outbound run (0: none)
 #   BENCH_AUTH_USERS    users provisioned for auth (10000)
 #   BENCH_AUTH_SERVERS  auth runs   ("pinhole-mem-auth pinhole-sqlite-full pinhole-sqlite-normal kamailio-auth")
 #   BENCH_USERS_CACHE   where the provisioned user files are kept between
@@ -289,11 +290,11 @@ EOF
 	return 0
 }
 
-# pinhole_knows SECTION KEY: this pinhole binary has the config key (keys of
-# work in progress are set only where they exist)
-pinhole_knows() {
-	"$PINHOLE" serve --help-config 2>/dev/null | awk -v s="[$1]" -v k="$2" '
-		/^\[/ { sec = $1 } sec == s && $1 == k { f = 1 } END { exit !f }'
+# pinhole_key_section KEY: the section of this binary's config key, if it
+# has it (keys of work in progress are set only where they exist)
+pinhole_key_section() {
+	"$PINHOLE" serve --help-config 2>/dev/null | awk -v k="$1" '
+		/^\[/ { sec = substr($1, 2, length($1) - 2) } $1 == k { print sec; f = 1; exit } END { exit !f }'
 }
 
 # start_server NAME DIR: NAME is pinhole-mem, pinhole-sqlite, kamailio, or for
@@ -339,9 +340,10 @@ start_server() {
 		{
 			pinhole_conf "" normal
 			# every flow of the benchmark comes from 127.0.0.1: the per-source
-			# bound on outbound flows would refuse all but the first few
-			pinhole_knows registrar max_flows_per_source &&
-				printf '[registrar]\nmax_flows_per_source = %s\n' "${BENCH_OB_PER_SOURCE:-1000000}"
+			# bound on outbound flows (0 = none) would refuse all but the
+			# first few; Kamailio has no such bound
+			sec=$(pinhole_key_section max_flows_per_source) &&
+				printf '[%s]\nmax_flows_per_source = %s\n' "$sec" "${BENCH_OB_PER_SOURCE:-0}"
 		} >"$dir/pinhole.conf"
 		"$PINHOLE" serve --config "$dir/pinhole.conf" ${BENCH_PINHOLE_ARGS:-} >"$dir/server.log" 2>&1 &
 		SERVER_PID=$!
