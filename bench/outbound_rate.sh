@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# RFC 5626 outbound REGISTERs over UDP flows: pinhole against Kamailio 5.6
+# with outbound + path + stun + registrar, in one invocation. Not part of
+# ctest; timing decides nothing.
+#
+#   bench/outbound_rate.sh                 the ramp, both servers, then the table
+#   bench/outbound_rate.sh report DIR      the table again from a run's files
+#
+# The generator is bench/sip/ob_reg.c (built here with cc), not sipp: sipp
+# with a socket per call (-t un, a flow per REGISTER) offered at most about
+# 12,000 REGISTERs/s here, below what either server sustains.
+#
+# OBR_FLOWS UDP sockets (OBR_PER_SOURCE per source address, 127.2.1.1 and up)
+# are OBR_FLOWS phones, each with its own AOR, +sip.instance and reg-id 1
+# over its own flow. First every phone registers once (unrecorded), then
+# OBR_WARMUP_SECS of unrecorded load at the first rate, then each step sends
+# refreshes at RATE per second for OBR_STEP_SECS, the phones in turn (same
+# Call-ID, CSeq up by one: a refresh of the binding over the same flow).
+# OBR_USERS=0 instead makes every REGISTER a new AOR (a new binding each time,
+# over the flows in turn). Nothing is retransmitted: a REGISTER without a 200
+# (carrying Require: outbound, else it does not count) is lost.
+#
+# Each step records the REGISTERs sent, the 200s with Require: outbound, and
+# the server's CPU: the run time of every thread of every server process
+# (/proc/PID/task/*/schedstat, ns) over the step, divided by the 200s. A step
+# is sustained when at least 99.9 % of what was sent got its 200 and the
+# generator sent at least 95 % of the offered rate. The ramp of a server ends
+# after two steps in a row (medians of OBR_REPEAT runs) not sustained.
+#
+# Servers, both in memory (bindings lost on restart, on both sides):
+# - pinhole: `pinhole serve`, UDP on 127.0.0.1, [sip] workers = 2, edge and
+#   registrar in one process (the registrar is the first hop: no Path, the
+#   200 carries Require: outbound and Flow-Timer), memory store,
+#   [registrar] open = yes, max_bindings 100,000,000, [keepalive] interval = 0;
+#   with OBR_USERS=0 also max_flows_per_source = 0 (every binding adds to its
+#   source's count; Kamailio has no such bound), otherwise its default.
+# - Kamailio 5.6: bench/kamailio/kamailio.cfg with WITH_OUTBOUND, 2 UDP
+#   children, -x tlsf -m 4096 -M 32: outbound (flow tokens), path, stun
+#   (keepalives on the SIP port), registrar with outbound_mode 1, use_path 1,
+#   path_mode 1, flow_timer 25; usrloc db_mode 0; nathelper's
+#   fix_nated_register on every REGISTER (the binding keyed to its source).
+#   Co-located like pinhole: save() sees one Via, so it is the first hop and
+#   answers Require: outbound and Flow-Timer; the path module is loaded, as
+#   in an edge, but finds no Path to store.
+#
+# Environment (all optional):
+#   PINHOLE           pinhole binary                    (build/pinhole)
+#   KAMAILIO          kamailio binary                   (kamailio)
+#   OBR_SERVERS       which servers                      ("pinhole kamailio")
+#   OBR_RATES         REGISTER/s ramp                    ("10000 20000 30000 40000 50000 60000")
+#   OBR_STEP_SECS     seconds per step                   (10)
+#   OBR_REPEAT        runs per step (medians)            (3)
+#   OBR_WARMUP_SECS   unrecorded load before the ramp     (3)
+#   OBR_FLOWS         phones, one UDP flow each          (10000)
+#   OBR_PER_SOURCE    flows per source address           (10)
+#   OBR_USERS         AORs (= OBR_FLOWS: refreshes; 0: a new AOR per REGISTER)
+#   OBR_PORT          server UDP port                    (15360; control +1)
+#   BENCH_OUT         where logs go                      (a new /tmp/pinhole-obrate.XXXXXX)
+set -u -o pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+PINHOLE=${PINHOLE:-$ROOT/build/pinhole}
+KAMAILIO=${KAMAILIO:-kamailio}
+SERVERS=${OBR_SERVERS:-pinhole kamailio}
+RATES=${OBR_RATES:-10000 20000 30000 40000 50000 60000}
+STEP_SECS=${OBR_STEP_SECS:-10}
+REPEAT=${OBR_REPEAT:-3}
+WARMUP=${OBR_WARMUP_SECS:-3}
+FLOWS=${OBR_FLOWS:-10000}
+PER_SOURCE=${OBR_PER_SOURCE:-10}
+USERS=${OBR_USERS:-$FLOWS}
+PORT=${OBR_PORT:-15360}
+CTL=127.0.0.1:$((PORT + 1))
+
+report() { # DIR: the table from DIR/*.steps
+	local dir=$1
+	cat "$dir/env.txt"
+	awk -v secs="$(sed -n 's/^step: \([0-9]*\)s.*/\1/p' "$dir/env.txt")" '
+	function med(s,   n, a, i, j, t) {
+		n = split(s, a, " ")
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	# lines: server rate rep sent errors ok ok_ob other cpu_ns
+	{
+		k = $1 SUBSEP $2; rates[$2] = 1; srv[$1] = 1
+		ach[k] = ach[k] " " $7 / secs
+		loss[k] = loss[k] " " ($4 ? 100 * ($4 - $7) / $4 : 100)
+		us[k] = us[k] " " ($7 ? $9 / $7 / 1000 : 0)
+		cpu[k] = cpu[k] " " $9 / 1e9 / secs * 100
+		sent[k] = sent[k] " " $4 / secs
+	}
+	END {
+		n = 0; for (r in rates) list[++n] = r + 0
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (list[j] < list[i]) { t = list[i]; list[i] = list[j]; list[j] = t }
+		A = "pinhole"; B = "kamailio"
+		printf "\noutbound REGISTER/s offered; achieved = 200s with Require: outbound per second; loss%% = sent\n"
+		printf "without that 200; us/op = server CPU (all threads, user+sys) per 200; cpu%% = of one core.\n"
+		printf "Medians of the runs of each step.\n\n"
+		printf "%8s | %-34s | %-34s | %s\n", "", A, B, "ratio A/B"
+		printf "%8s | %9s %7s %8s %6s | %9s %7s %8s %6s | %6s %6s\n", "offered", "achieved", "loss%", "us/op", "cpu%", "achieved", "loss%", "us/op", "cpu%", "rate", "us/op"
+		for (i = 1; i <= n; i++) {
+			r = list[i]
+			line = sprintf("%8d", r)
+			for (s = 1; s <= 2; s++) {
+				x = (s == 1 ? A : B); k = x SUBSEP r
+				if (!(k in ach)) { line = line sprintf(" | %9s %7s %8s %6s ", "-", "-", "-", "-"); continue }
+				a[s] = med(ach[k]); l[s] = med(loss[k]); u[s] = med(us[k]); c = med(cpu[k]); se = med(sent[k])
+				ok[s] = l[s] < 0.1 && se >= 0.95 * r
+				line = line sprintf(" | %9.0f %7.3f %8.2f %6.0f%s", a[s], l[s], u[s], c, ok[s] ? " " : "*")
+				if (ok[s] && r > best[s]) best[s] = r
+				has[s] = 1
+			}
+			if ((A SUBSEP r) in ach && (B SUBSEP r) in ach) {
+				line = line sprintf("| %6.2f %6.2f", a[2] ? a[1] / a[2] : 0, u[2] ? u[1] / u[2] : 0)
+				if (ok[1] && ok[2]) { both = r; ub[1] = u[1]; ub[2] = u[2] }
+			}
+			print line
+			delete a; delete u; delete ok
+		}
+		printf "\n* = not sustained (loss >= 0.1 %% or the generator sent < 95 %% of offered)\n"
+		printf "highest sustained: %s %d/s, %s %d/s", A, best[1], B, best[2]
+		if (best[2]) printf ", ratio %.2f", best[1] / best[2]
+		printf "\n"
+		if (both) printf "CPU per REGISTER at %d/s (highest rate both sustained): %s %.2f us, %s %.2f us, ratio %.2f\n", both, A, ub[1], B, ub[2], ub[1] / ub[2]
+	}' "$dir"/*.steps
+}
+
+if [ "${1:-}" = report ]; then
+	report "$2"
+	exit 0
+fi
+
+OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-obrate.XXXXXX)}
+mkdir -p "$OUT"
+GEN=$OUT/ob_reg
+cc -std=c17 -O2 -Wall -Wextra -o "$GEN" "$HERE/sip/ob_reg.c" || exit 1
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt $((FLOWS + 100)) ]; then
+	echo "bench: $FLOWS flows need a file limit above $((FLOWS + 100)) (hard limit $hard); set OBR_FLOWS" >&2
+	exit 2
+fi
+ulimit -n "$hard"
+
+log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
+pinhole_key_section() { # KEY: the section of this binary's config key, if it has it
+	"$PINHOLE" serve --help-config 2>/dev/null | awk -v k="$1" '
+		/^\[/ { sec = substr($1, 2, length($1) - 2) } $1 == k { print sec; f = 1; exit } END { exit !f }'
+}
+
+SRV=
+PIDS=
+stop_server() {
+	local p i
+	[ -n "$SRV" ] || return 0
+	kill "$SRV" 2>/dev/null
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$SRV" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$SRV" 2>/dev/null
+	wait "$SRV" 2>/dev/null
+	for p in $PIDS; do
+		[ "$p" != "$SRV" ] && kill -KILL "$p" 2>/dev/null
+	done
+	SRV= PIDS=
+}
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
+start_server() { # NAME DIR
+	local name=$1 dir=$2 i sec
+	case $name in
+	pinhole)
+		{
+			cat <<CONF
+[sip]
+listen = udp:127.0.0.1:$PORT
+workers = 2
+[store]
+path =
+[registrar]
+open = yes
+max_bindings = 100000000
+[keepalive]
+interval = 0
+[control]
+listen = $CTL
+[log]
+level = warn
+CONF
+			if [ "$USERS" = 0 ] && sec=$(pinhole_key_section max_flows_per_source); then
+				printf '[%s]\nmax_flows_per_source = 0\n' "$sec"
+			fi
+			if [ "$USERS" = 0 ] && sec=$(pinhole_key_section max_flows); then
+				printf '[%s]\nmax_flows = 100000000\n' "$sec"
+			fi
+		} >"$dir/pinhole.conf"
+		"$PINHOLE" serve --config "$dir/pinhole.conf" >"$dir/server.log" 2>&1 &
+		;;
+	kamailio)
+		mkdir -p "$dir/run"
+		"$KAMAILIO" -f "$HERE/kamailio/kamailio.cfg" -A WITH_OUTBOUND -l "udp:127.0.0.1:$PORT" \
+			-x tlsf -m 4096 -M 32 -DD -E -Y "$dir/run" >"$dir/server.log" 2>&1 &
+		;;
+	esac
+	SRV=$!
+	for ((i = 0; i < 50; i++)); do
+		ss -Hlun "sport = :$PORT" | grep -q . && break
+		sleep 0.1
+	done
+	sleep 0.5
+	kill -0 "$SRV" 2>/dev/null || {
+		log "$name did not start: $dir/server.log"
+		return 1
+	}
+	PIDS="$SRV $(pgrep -P "$SRV" | tr '\n' ' ')"
+	return 0
+}
+
+cpu_ns() { # run time of every thread of every server process
+	local p
+	for p in $PIDS; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{ s += $1 } END { printf "%d\n", s }'
+}
+
+{
+	echo "date: $(date -Is)"
+	echo "host: $(uname -srm), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "pinhole: $PINHOLE, built $(date -r "$PINHOLE" -Is), source $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
+	echo "kamailio: $("$KAMAILIO" -v 2>/dev/null | head -1)"
+	echo "step: ${STEP_SECS}s x $REPEAT; ramp: $RATES; flows $FLOWS ($PER_SOURCE per source), users $USERS (0: a new AOR each)"
+} | tee "$OUT/env.txt" >&2
+
+N=0 # REGISTERs so far (the next one's number: refreshes go on in turn)
+for s in $SERVERS; do
+	dir=$OUT/$s
+	mkdir -p "$dir"
+	: >"$OUT/$s.steps"
+	if ss -Hlun "sport = :$PORT" | grep -q .; then
+		log "udp port $PORT is taken by something else; set OBR_PORT"
+		continue
+	fi
+	start_server "$s" "$dir" || continue
+	N=0
+	# every phone registers once, then the warm-up
+	if [ "$USERS" != 0 ]; then
+		"$GEN" "$PORT" 5000 $(((FLOWS + 4999) / 5000)) "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/register-all.csv"
+		N=$((N + (FLOWS + 4999) / 5000 * 5000))
+	fi
+	first=${RATES%% *}
+	"$GEN" "$PORT" "$first" "$WARMUP" "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/warmup.csv"
+	N=$((N + first * WARMUP))
+	log "$s up (pids $PIDS); $(tail -1 "$dir/register-all.csv" 2>/dev/null) $(tail -1 "$dir/warmup.csv")"
+	bad=0
+	for rate in $RATES; do
+		for ((rep = 1; rep <= REPEAT; rep++)); do
+			kill -0 "$SRV" 2>/dev/null || {
+				log "$s is gone before $rate/s: $dir/server.log"
+				break 3
+			}
+			c0=$(cpu_ns)
+			"$GEN" "$PORT" "$rate" "$STEP_SECS" "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/r$rate-$rep.csv"
+			c1=$(cpu_ns)
+			N=$((N + rate * STEP_SECS))
+			IFS=';' read -r _ sent err ok ok_ob other < <(tail -1 "$dir/r$rate-$rep.csv")
+			echo "$s $rate $rep $sent $err $ok $ok_ob $other $((c1 - c0))" >>"$OUT/$s.steps"
+			log "$s $rate/s run $rep: sent $sent, 200 $ok (Require: outbound $ok_ob), other $other, $(awk -v c=$((c1 - c0)) -v o="$ok_ob" 'BEGIN { printf "%.2f", o ? c / o / 1000 : 0 }') us per 200"
+			sleep 1
+		done
+		# sustained? the median run of this step
+		if awk -v r="$rate" -v secs="$STEP_SECS" '$2 == r { l[++n] = $4 ? ($4 - $7) / $4 : 1; s[n] = $4 / secs }
+			END { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) { if (l[j] < l[i]) { t = l[i]; l[i] = l[j]; l[j] = t } if (s[j] < s[i]) { t = s[i]; s[i] = s[j]; s[j] = t } }
+				m = int((n + 1) / 2); exit !(l[m] < 0.001 && s[m] >= 0.95 * r) }' "$OUT/$s.steps"; then
+			bad=0
+		else
+			bad=$((bad + 1))
+			[ $bad -ge 2 ] && {
+				log "$s: ramp ends at $rate/s"
+				break
+			}
+		fi
+	done
+	[ "$s" = pinhole ] && "$PINHOLE" ctl --control "$CTL" metrics >"$dir/metrics.txt" 2>&1
+	stop_server
+	sleep 1
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
+report "$OUT" | tee "$OUT/report.txt"
+log "files in $OUT"
