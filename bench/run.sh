@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SIP benchmarks: pinhole against Kamailio 5.6, in one invocation, driven by sipp.
 #
-#   bench/run.sh [register|calls|all|auth|outbound] (default: all = register and calls)
+#   bench/run.sh [register|calls|all|auth] (default: all = register and calls)
 #   bench/run.sh report RESULTS-DIR        (the tables again from a run's files)
 #
 # register  REGISTER throughput, every REGISTER for a user not seen before:
@@ -21,16 +21,6 @@
 #           sync=full and sync=normal (users in that file); Kamailio with usrloc in
 #           memory, auth_db on SQLite, nonce_count, stateful
 #           (bench/kamailio/kamailio.cfg with WITH_AUTH).  Not part of `all`.
-# outbound  RFC 5626 outbound REGISTER over UDP flows, every one for a user
-#           not seen before, each from its own UDP socket (sipp -t un: one
-#           flow per binding), Supported: outbound, Contact with ;ob,
-#           +sip.instance and reg-id=1; a call counts only if the 200 carries
-#           Require: outbound.  Both in memory: pinhole (edge and registrar
-#           in one process, memory store, max_flows_per_source
-#           off when the binary has it: every flow comes from 127.0.0.1)
-#           against Kamailio with outbound + path + stun + registrar
-#           (outbound_mode 1, use_path, flow_timer 25; usrloc db_mode 0;
-#           bench/kamailio/kamailio.cfg with WITH_OUTBOUND).  Not part of `all`.
 #
 # Each server is started in turn on the same address and port, gets a rate
 # ramp (one sipp run per step, BENCH_STEP_SECS long, repeated BENCH_REPEAT
@@ -51,8 +41,6 @@
 #   BENCH_REG_RATES     REGISTER/s ramp        ("5000 10000 20000 30000 40000 50000")
 #   BENCH_CALL_RATES    calls/s ramp           ("1000 2000 4000 6000 8000 10000 12000")
 #   BENCH_AUTH_RATES    authenticated REGISTER/s ramp ("2500 5000 7500 10000")
-#   BENCH_OB_RATES      outbound REGISTER/s ramp ("5000 10000 15000 20000 25000 30000")
-#   BENCH_OB_PER_SOURCE pinhole max_flows_per_source in the outbound run (0: none)
 #   BENCH_AUTH_USERS    users provisioned for auth (10000)
 #   BENCH_AUTH_SERVERS  auth runs   ("pinhole-mem-auth pinhole-sqlite-full pinhole-sqlite-normal kamailio-auth")
 #   BENCH_USERS_CACHE   where the provisioned user files are kept between
@@ -84,7 +72,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 MODE=${1:-all}
 case $MODE in
-register | calls | all | auth | outbound) ;;
+register | calls | all | auth) ;;
 report)
 	# bench/run.sh report DIR: the tables again from a finished run's files
 	[ -d "${2:-}" ] || {
@@ -98,7 +86,7 @@ report)
 	exit 0
 	;;
 *)
-	echo "usage: $0 [register|calls|all|auth|outbound] | $0 report RESULTS-DIR" >&2
+	echo "usage: $0 [register|calls|all|auth] | $0 report RESULTS-DIR" >&2
 	exit 2
 	;;
 esac
@@ -122,7 +110,6 @@ REG_RATES=${BENCH_REG_RATES:-5000 10000 20000 30000 40000 50000}
 CALL_RATES=${BENCH_CALL_RATES:-1000 2000 4000 6000 8000 10000 12000}
 CALLEES=${BENCH_CALLEES:-1000}
 AUTH_RATES=${BENCH_AUTH_RATES:-2500 5000 7500 10000}
-OB_RATES=${BENCH_OB_RATES:-5000 10000 15000 20000 25000 30000}
 AUTH_USERS=${BENCH_AUTH_USERS:-10000}
 AUTH_SERVERS=${BENCH_AUTH_SERVERS:-pinhole-mem-auth pinhole-sqlite-full pinhole-sqlite-normal kamailio-auth}
 USERS_CACHE=${BENCH_USERS_CACHE:-/tmp/pinhole-bench-users}
@@ -290,16 +277,9 @@ EOF
 	return 0
 }
 
-# pinhole_key_section KEY: the section of this binary's config key, if it
-# has it (keys of work in progress are set only where they exist)
-pinhole_key_section() {
-	"$PINHOLE" serve --help-config 2>/dev/null | awk -v k="$1" '
-		/^\[/ { sec = substr($1, 2, length($1) - 2) } $1 == k { print sec; f = 1; exit } END { exit !f }'
-}
-
 # start_server NAME DIR: NAME is pinhole-mem, pinhole-sqlite, kamailio, or for
 # the auth benchmark pinhole-mem-auth, pinhole-sqlite-full, pinhole-sqlite-normal,
-# kamailio-auth, or for the outbound benchmark pinhole-ob, kamailio-ob
+# kamailio-auth
 start_server() {
 	local name=$1 dir=$2 i
 	if ! wait_port_free "$PORT"; then
@@ -334,24 +314,6 @@ start_server() {
 		cp "$USERS_DB" "$dir/pinhole.db" || return 1
 		pinhole_conf "$dir/pinhole.db" "${name#pinhole-sqlite-}" auth >"$dir/pinhole.conf"
 		"$PINHOLE" serve --config "$dir/pinhole.conf" ${BENCH_PINHOLE_ARGS:-} >"$dir/server.log" 2>&1 &
-		SERVER_PID=$!
-		;;
-	pinhole-ob)
-		{
-			pinhole_conf "" normal
-			# every flow of the benchmark comes from 127.0.0.1: the per-source
-			# bound on outbound flows (0 = none) would refuse all but the
-			# first few; Kamailio has no such bound
-			sec=$(pinhole_key_section max_flows_per_source) &&
-				printf '[%s]\nmax_flows_per_source = %s\n' "$sec" "${BENCH_OB_PER_SOURCE:-0}"
-		} >"$dir/pinhole.conf"
-		"$PINHOLE" serve --config "$dir/pinhole.conf" ${BENCH_PINHOLE_ARGS:-} >"$dir/server.log" 2>&1 &
-		SERVER_PID=$!
-		;;
-	kamailio-ob)
-		mkdir -p "$dir/run"
-		"$KAMAILIO" -f "$KAM_CFG" -A WITH_OUTBOUND -l "udp:$ADDR:$PORT" -x tlsf -m 4096 -M 32 \
-			-DD -E -Y "$dir/run" >"$dir/server.log" 2>&1 &
 		SERVER_PID=$!
 		;;
 	kamailio-auth)
@@ -556,16 +518,6 @@ run_step() {
 	t0=$(now)
 	if [ "$kind" = register ]; then
 		sipp_bounded $((timeout + 5)) -sf "$SIPP_DIR/register.xml" -key upfx "s${rate}r${rep}u" -r "$rate" -m "$n" \
-			-p "$GEN_PORT" "${SIPP_COMMON[@]}" -stf "$dir/gen.csv" \
-			-error_file "$dir/gen.err" -timeout "${timeout}s" "$ADDR:$PORT" \
-			>"$dir/gen.out" 2>&1
-		rc=$?
-	elif [ "$kind" = outbound ]; then
-		# -t un: a socket (a UDP flow) per REGISTER; -max_socket below the
-		# file limit, which sipp insists on
-		sipp_bounded $((timeout + 5)) -sf "$SIPP_DIR/register_outbound.xml" -t un \
-			-max_socket $(($(ulimit -n) - 100)) -inf "$OUT/instances.csv" \
-			-key upfx "o${rate}r${rep}u" -r "$rate" -m "$n" \
 			-p "$GEN_PORT" "${SIPP_COMMON[@]}" -stf "$dir/gen.csv" \
 			-error_file "$dir/gen.err" -timeout "${timeout}s" "$ADDR:$PORT" \
 			>"$dir/gen.out" 2>&1
@@ -881,9 +833,6 @@ print_report() { # the tables, from the .tsv files under $OUT
 		[ -f "$OUT/auth-pinhole-sqlite-$st.tsv" ] || continue
 		table "Authenticated REGISTER (REGISTER, 401, REGISTER with digest MD5, 200), pinhole SQLite store sync=$st vs Kamailio usrloc in memory + auth_db on SQLite" "auth REGISTER" auth "pinhole-sqlite-$st" kamailio-auth
 	done
-	if [ -f "$OUT/outbound-pinhole-ob.tsv" ] || [ -f "$OUT/outbound-kamailio-ob.tsv" ]; then
-		table "Outbound REGISTER (RFC 5626) over UDP flows, unique users, a flow each: pinhole memory store vs Kamailio outbound + path + registrar, usrloc db_mode 0" "outbound REGISTER" outbound pinhole-ob kamailio-ob
-	fi
 	if [ ! -f "$OUT/auth-pinhole-mem-auth.tsv" ] && [ ! -f "$OUT/auth-pinhole-sqlite-full.tsv" ] &&
 		[ ! -f "$OUT/auth-pinhole-sqlite-normal.tsv" ] &&
 		[ -f "$OUT/auth-kamailio-auth.tsv" ]; then
@@ -897,7 +846,7 @@ if [ "$MODE" = report ]; then
 	REPEAT=$(sed -n 's/^steps: \([0-9]*\)s x \([0-9]*\).*/\2/p' "$OUT/env.txt")
 	SQLITE_SYNC=$(sed -n 's/^sqlite sync: //p' "$OUT/env.txt")
 	SQLITE_SYNC=${SQLITE_SYNC:-full}
-	for d in "$OUT"/register-* "$OUT"/calls-* "$OUT"/auth-* "$OUT"/outbound-*; do
+	for d in "$OUT"/register-* "$OUT"/calls-* "$OUT"/auth-*; do
 		[ -d "$d" ] && rebuild_tsv "$d"
 	done
 	print_report | tee "$OUT/report.txt"
@@ -918,7 +867,6 @@ log "results and logs in $OUT"
 	echo "steps: ${STEP_SECS}s x $REPEAT; register ramp: $REG_RATES; call ramp: $CALL_RATES"
 	echo "sqlite sync: $SQLITE_SYNC"
 	[ "$MODE" = auth ] && echo "auth: $AUTH_USERS users, ramp: $AUTH_RATES; servers: $AUTH_SERVERS"
-	[ "$MODE" = outbound ] && echo "outbound ramp: $OB_RATES"
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 
@@ -942,17 +890,6 @@ if [ "$MODE" = calls ] || [ "$MODE" = all ]; then
 	{
 		has pinhole && ramp calls pinhole-mem $CALL_RATES
 		has kamailio && ramp calls kamailio $CALL_RATES
-	}
-fi
-
-if [ "$MODE" = outbound ]; then
-	# one urn:uuid instance per REGISTER (sipp cannot zero-pad a counter)
-	awk -v n=200000 'BEGIN { print "SEQUENTIAL"
-		for (i = 1; i <= n; i++) printf "00000000-0000-4000-8000-%012x\n", i }' >"$OUT/instances.csv"
-	# shellcheck disable=SC2086
-	{
-		has pinhole && ramp outbound pinhole-ob $OB_RATES
-		has kamailio && ramp outbound kamailio-ob $OB_RATES
 	}
 fi
 
