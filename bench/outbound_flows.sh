@@ -148,7 +148,7 @@ trap 'exit 130' INT TERM
 anon_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$SRV/status"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$SRV/status"; }
 slab_kb() { awk '/^Slab:/ { print $2 }' /proc/meminfo; }
-run_ns() { cat /proc/"$SRV"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d\n", s }'; }
+run_ns() { cat /proc/"$SRV"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 
 gen() { # COMMAND: send it to the generator, print its answer
 	echo "$1" >&"${G[1]}"

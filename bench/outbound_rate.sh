@@ -43,6 +43,17 @@
 #   answers Require: outbound and Flow-Timer; the path module is loaded, as
 #   in an edge, but finds no Path to store.
 #
+# OBR_SHAPE=split: edge and registrar as two processes each, on one host (the
+# REGISTER crosses the edge, gets a Path with the flow token and ;ob, and is
+# stored with it; the CPU is both processes'):
+# - pinhole: an edge-only `pinhole serve` ([proxy] registrar = the other,
+#   2 workers, no store) and a registrar-only one ([proxy] trusted =
+#   127.0.0.1, whose Paths it honours; max_flows_per_source = 0, as every
+#   binding arrives from the edge's address; 2 workers, memory store).
+# - Kamailio: bench/kamailio/edge.cfg (outbound + path + stun + tm: add_path()
+#   and t_relay to the registrar) and kamailio.cfg with WITH_OUTBOUND and
+#   SPLIT (save() with use_path; no fix_nated_register), 2 children each.
+#
 # Environment (all optional):
 #   PINHOLE           pinhole binary                    (build/pinhole)
 #   KAMAILIO          kamailio binary                   (kamailio)
@@ -54,7 +65,9 @@
 #   OBR_FLOWS         phones, one UDP flow each          (10000)
 #   OBR_PER_SOURCE    flows per source address           (10)
 #   OBR_USERS         AORs (= OBR_FLOWS: refreshes; 0: a new AOR per REGISTER)
-#   OBR_PORT          server UDP port                    (15360; control +1)
+#   OBR_SHAPE         colo (one process) or split (edge + registrar)  (colo)
+#   OBR_PORT          server UDP port                    (15360; control +1;
+#                     split: the registrar +2, its control +3)
 #   BENCH_OUT         where logs go                      (a new /tmp/pinhole-obrate.XXXXXX)
 set -u -o pipefail
 
@@ -71,7 +84,16 @@ FLOWS=${OBR_FLOWS:-10000}
 PER_SOURCE=${OBR_PER_SOURCE:-10}
 USERS=${OBR_USERS:-$FLOWS}
 PORT=${OBR_PORT:-15360}
+RPORT=$((PORT + 2)) # the registrar behind the edge (split)
 CTL=127.0.0.1:$((PORT + 1))
+SHAPE=${OBR_SHAPE:-colo}
+case $SHAPE in
+colo | split) ;;
+*)
+	echo "OBR_SHAPE is colo or split" >&2
+	exit 2
+	;;
+esac
 
 report() { # DIR: the table from DIR/*.steps
 	local dir=$1
@@ -149,34 +171,44 @@ pinhole_key_section() { # KEY: the section of this binary's config key, if it ha
 		/^\[/ { sec = substr($1, 2, length($1) - 2) } $1 == k { print sec; f = 1; exit } END { exit !f }'
 }
 
-SRV=
-PIDS=
+SRVS=     # the processes we started (masters), stopped by PID
+PIDS=     # those and their children (Kamailio's), for the CPU count
 stop_server() {
 	local p i
-	[ -n "$SRV" ] || return 0
-	kill "$SRV" 2>/dev/null
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$SRV" 2>/dev/null || break
-		sleep 0.1
+	for p in $SRVS; do kill "$p" 2>/dev/null; done
+	for p in $SRVS; do
+		for ((i = 0; i < 100; i++)); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
 	done
-	kill -KILL "$SRV" 2>/dev/null
-	wait "$SRV" 2>/dev/null
-	for p in $PIDS; do
-		[ "$p" != "$SRV" ] && kill -KILL "$p" 2>/dev/null
-	done
-	SRV= PIDS=
+	for p in $PIDS; do kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null; done
+	SRVS= PIDS=
 }
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 
-start_server() { # NAME DIR
-	local name=$1 dir=$2 i sec
-	case $name in
-	pinhole)
-		{
-			cat <<CONF
+alive() { # every process we started is still there
+	local p
+	for p in $SRVS; do kill -0 "$p" 2>/dev/null || return 1; done
+	[ -n "$SRVS" ]
+}
+
+wait_udp() { # PORT: until something listens there (5 s at most)
+	local i
+	for ((i = 0; i < 50; i++)); do
+		ss -Hlun "sport = :$1" | grep -q . && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+pinhole_registrar_conf() { # PORT CONTROL-PORT [split]
+	cat <<CONF
 [sip]
-listen = udp:127.0.0.1:$PORT
+listen = udp:127.0.0.1:$1
 workers = 2
 [store]
 path =
@@ -186,42 +218,86 @@ max_bindings = 100000000
 [keepalive]
 interval = 0
 [control]
+listen = 127.0.0.1:$2
+[log]
+level = warn
+CONF
+	local sec
+	# split: every binding comes through the edge, from one address; with
+	# OBR_USERS=0 every binding adds to its source's count. Kamailio has no
+	# such bound.
+	if { [ "${3:-}" = split ] || [ "$USERS" = 0 ]; } && sec=$(pinhole_key_section max_flows_per_source); then
+		printf '[%s]\nmax_flows_per_source = 0\n' "$sec"
+	fi
+	if [ "$USERS" = 0 ] && sec=$(pinhole_key_section max_flows); then
+		printf '[%s]\nmax_flows = 100000000\n' "$sec"
+	fi
+	# split: the edge's Path is honoured only from a trusted hop
+	[ "${3:-}" = split ] && printf '[proxy]\ntrusted = 127.0.0.1\n'
+	return 0
+}
+
+start_server() { # NAME DIR
+	local name=$1 dir=$2 p
+	SRVS=
+	case $name-$SHAPE in
+	pinhole-colo)
+		pinhole_registrar_conf "$PORT" $((PORT + 1)) >"$dir/pinhole.conf"
+		"$PINHOLE" serve --config "$dir/pinhole.conf" >"$dir/server.log" 2>&1 &
+		SRVS=$!
+		;;
+	pinhole-split)
+		pinhole_registrar_conf "$RPORT" $((PORT + 3)) split >"$dir/registrar.conf"
+		cat >"$dir/edge.conf" <<CONF
+[sip]
+listen = udp:127.0.0.1:$PORT
+workers = 2
+[proxy]
+registrar = udp:127.0.0.1:$RPORT
+[control]
 listen = $CTL
 [log]
 level = warn
 CONF
-			if [ "$USERS" = 0 ] && sec=$(pinhole_key_section max_flows_per_source); then
-				printf '[%s]\nmax_flows_per_source = 0\n' "$sec"
-			fi
-			if [ "$USERS" = 0 ] && sec=$(pinhole_key_section max_flows); then
-				printf '[%s]\nmax_flows = 100000000\n' "$sec"
-			fi
-		} >"$dir/pinhole.conf"
-		"$PINHOLE" serve --config "$dir/pinhole.conf" >"$dir/server.log" 2>&1 &
+		"$PINHOLE" serve --config "$dir/registrar.conf" >"$dir/registrar.log" 2>&1 &
+		SRVS=$!
+		wait_udp "$RPORT"
+		"$PINHOLE" serve --config "$dir/edge.conf" >"$dir/server.log" 2>&1 &
+		SRVS="$SRVS $!"
 		;;
-	kamailio)
+	kamailio-colo)
 		mkdir -p "$dir/run"
 		"$KAMAILIO" -f "$HERE/kamailio/kamailio.cfg" -A WITH_OUTBOUND -l "udp:127.0.0.1:$PORT" \
 			-x tlsf -m 4096 -M 32 -DD -E -Y "$dir/run" >"$dir/server.log" 2>&1 &
+		SRVS=$!
+		;;
+	kamailio-split)
+		mkdir -p "$dir/run" "$dir/run-edge"
+		"$KAMAILIO" -f "$HERE/kamailio/kamailio.cfg" -A WITH_OUTBOUND -A SPLIT -l "udp:127.0.0.1:$RPORT" \
+			-x tlsf -m 4096 -M 32 -DD -E -Y "$dir/run" >"$dir/registrar.log" 2>&1 &
+		SRVS=$!
+		wait_udp "$RPORT"
+		"$KAMAILIO" -f "$HERE/kamailio/edge.cfg" -A "REGISTRAR=\"sip:127.0.0.1:$RPORT\"" \
+			-l "udp:127.0.0.1:$PORT" -x tlsf -m 4096 -M 32 -DD -E -Y "$dir/run-edge" \
+			>"$dir/server.log" 2>&1 &
+		SRVS="$SRVS $!"
 		;;
 	esac
-	SRV=$!
-	for ((i = 0; i < 50; i++)); do
-		ss -Hlun "sport = :$PORT" | grep -q . && break
-		sleep 0.1
-	done
+	wait_udp "$PORT"
 	sleep 0.5
-	kill -0 "$SRV" 2>/dev/null || {
-		log "$name did not start: $dir/server.log"
+	alive || {
+		log "$name did not start: $dir/*.log"
+		stop_server
 		return 1
 	}
-	PIDS="$SRV $(pgrep -P "$SRV" | tr '\n' ' ')"
+	PIDS=
+	for p in $SRVS; do PIDS="$PIDS $p $(pgrep -P "$p" | tr '\n' ' ')"; done
 	return 0
 }
 
 cpu_ns() { # run time of every thread of every server process
 	local p
-	for p in $PIDS; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{ s += $1 } END { printf "%d\n", s }'
+	for p in $PIDS; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
 {
@@ -229,7 +305,7 @@ cpu_ns() { # run time of every thread of every server process
 	echo "host: $(uname -srm), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "pinhole: $PINHOLE, built $(date -r "$PINHOLE" -Is), source $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
 	echo "kamailio: $("$KAMAILIO" -v 2>/dev/null | head -1)"
-	echo "step: ${STEP_SECS}s x $REPEAT; ramp: $RATES; flows $FLOWS ($PER_SOURCE per source), users $USERS (0: a new AOR each)"
+	echo "step: ${STEP_SECS}s x $REPEAT; ramp: $RATES; flows $FLOWS ($PER_SOURCE per source), users $USERS (0: a new AOR each); shape $SHAPE"
 } | tee "$OUT/env.txt" >&2
 
 N=0 # REGISTERs so far (the next one's number: refreshes go on in turn)
@@ -237,8 +313,8 @@ for s in $SERVERS; do
 	dir=$OUT/$s
 	mkdir -p "$dir"
 	: >"$OUT/$s.steps"
-	if ss -Hlun "sport = :$PORT" | grep -q .; then
-		log "udp port $PORT is taken by something else; set OBR_PORT"
+	if ss -Hlun "sport = :$PORT" | grep -q . || ss -Hlun "sport = :$RPORT" | grep -q .; then
+		log "udp port $PORT or $RPORT is taken by something else; set OBR_PORT"
 		continue
 	fi
 	start_server "$s" "$dir" || continue
@@ -255,7 +331,7 @@ for s in $SERVERS; do
 	bad=0
 	for rate in $RATES; do
 		for ((rep = 1; rep <= REPEAT; rep++)); do
-			kill -0 "$SRV" 2>/dev/null || {
+			alive || {
 				log "$s is gone before $rate/s: $dir/server.log"
 				break 3
 			}
@@ -281,7 +357,10 @@ for s in $SERVERS; do
 			}
 		fi
 	done
-	[ "$s" = pinhole ] && "$PINHOLE" ctl --control "$CTL" metrics >"$dir/metrics.txt" 2>&1
+	if [ "$s" = pinhole ]; then
+		"$PINHOLE" ctl --control "$CTL" metrics >"$dir/metrics.txt" 2>&1
+		[ "$SHAPE" = split ] && "$PINHOLE" ctl --control "127.0.0.1:$((PORT + 3))" metrics >"$dir/metrics-registrar.txt" 2>&1
+	fi
 	stop_server
 	sleep 1
 done
