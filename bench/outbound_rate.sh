@@ -168,7 +168,7 @@ ulimit -n "$hard"
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
 pinhole_key_section() { # KEY: the section of this binary's config key, if it has it
 	"$PINHOLE" serve --help-config 2>/dev/null | awk -v k="$1" '
-		/^\[/ { sec = substr($1, 2, length($1) - 2) } $1 == k { print sec; f = 1; exit } END { exit !f }'
+		/^\[/ { sec = substr($1, 2, length($1) - 2) } $1 == k && !f { print sec; f = 1 } END { exit !f }'
 }
 
 SRVS=     # the processes we started (masters), stopped by PID
