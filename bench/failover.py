@@ -18,6 +18,9 @@ sends INVITEs for the phone's AOR. Per trial:
               answers, no 100 either. Measured: caller's INVITE -> INVITE on
               flow 2; expected near [outbound] failover_timeout.
 
+With --trying flow 1 first answers 100 Trying (a phone that took the
+INVITE and then lost its connection, or went silent).
+
 Flow 2 answers 486 (the caller ACKs it), then flow 1 is opened again and
 registered again (that clears its failed mark and makes it the most recent),
 and the next trial starts. A trial counts as failover only if the INVITE
@@ -190,6 +193,8 @@ def run(args, mode, port):
                 for m in msgs:
                     if m.startswith(b"INVITE ") and callid in header(m, "Call-ID") and t1 is None:
                         t1 = now_ms()
+                        if args.trying:
+                            answer(f1, m, 100, "Trying")
                         if mode == "tcp-reset":
                             reset_due = t1 + args.hold_ms
                         # udp-silent: swallowed, never answered
@@ -268,6 +273,8 @@ def main():
     ap.add_argument("--hold-ms", type=float, default=5.0,
                     help="tcp-reset: how long flow 1 holds the INVITE before the reset (an INVITE on flow 2 before it is a parallel fork, not a failover)")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds a trial may take")
+    ap.add_argument("--trying", action="store_true",
+                    help="flow 1 answers 100 Trying before it goes silent or is reset")
     ap.add_argument("--set", action="append", default=[], help="section.key=value for the server")
     a = ap.parse_args()
     conf = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)

@@ -320,10 +320,15 @@ for s in $SERVERS; do
 	start_server "$s" "$dir" || continue
 	N=0
 	# every phone registers once, then the warm-up
-	if [ "$USERS" != 0 ]; then
+	# (again while answers are missing: a split edge answers 503 until it
+	# has seen its registrar answer)
+	for ((try = 0; try < 5 && USERS != 0; try++)); do
 		"$GEN" "$PORT" 5000 $(((FLOWS + 4999) / 5000)) "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/register-all.csv"
 		N=$((N + (FLOWS + 4999) / 5000 * 5000))
-	fi
+		IFS=';' read -r _ _ _ _ ok_ob _ < <(tail -1 "$dir/register-all.csv")
+		[ "${ok_ob:-0}" -ge "$FLOWS" ] && break
+		sleep 1
+	done
 	first=${RATES%% *}
 	"$GEN" "$PORT" "$first" "$WARMUP" "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/warmup.csv"
 	N=$((N + first * WARMUP))

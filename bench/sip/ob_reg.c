@@ -79,7 +79,8 @@ static void answers(struct count *c, int ms)
 				} else if (mh[i].msg_len >= 8 && !memcmp(m, "SIP/2.0 1", 9)) {
 					/* a provisional: not an answer */
 				} else {
-					c->other++;
+					if (c->other++ < 3) /* what the other answers are */
+						fprintf(stderr, "ob_reg: %.*s\n", (int)strcspn(m, "\r\n"), m);
 				}
 			}
 			if (r < BATCH)
