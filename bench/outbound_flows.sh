@@ -130,7 +130,7 @@ SRV=
 GPID=
 stop_all() {
 	if [ -n "$GPID" ] && kill -0 "$GPID" 2>/dev/null; then
-		echo quit >&"${G[1]}" 2>/dev/null
+		{ echo quit >&"${G[1]}"; } 2>/dev/null
 		sleep 1
 		kill "$GPID" 2>/dev/null
 		wait "$GPID" 2>/dev/null

@@ -185,7 +185,7 @@ stop_server() {
 		wait "$p" 2>/dev/null
 	done
 	for p in $PIDS; do kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null; done
-	SRVS= PIDS=
+	SRVS='' PIDS=''
 }
 trap stop_server EXIT
 trap 'exit 130' INT TERM
