@@ -55,6 +55,9 @@
 #   OB_PING_RATE       keepalives per second, all flows        (10000)
 #   OB_PING_SECS       length of the idle and the ping phase  (20)
 #   OB_REPEAT          runs                                   (3)
+#   OB_KIND            register, or options: each connection sends an
+#                      OPTIONS instead of the REGISTER (a bare connection,
+#                      no binding and no flow entry: the connection's share)
 #   OB_WORKERS         pinhole [sip] workers                  (2)
 #   OB_PORT            server TCP port                        (15180; control +1)
 #   BENCH_OUT          where logs go                          (a new /tmp/pinhole-obflows.XXXXXX)
@@ -71,6 +74,15 @@ SETTLE=${OB_SETTLE_SECS:-5}
 PING_RATE=${OB_PING_RATE:-10000}
 PING_SECS=${OB_PING_SECS:-20}
 REPEAT=${OB_REPEAT:-3}
+KIND=${OB_KIND:-register}
+case $KIND in
+register) KIND_ARG= ;;
+options) KIND_ARG=options ;;
+*)
+	echo "OB_KIND is register or options" >&2
+	exit 2
+	;;
+esac
 WORKERS=${OB_WORKERS:-2}
 PORT=${OB_PORT:-15180}
 CTL=127.0.0.1:$((PORT + 1))
@@ -165,7 +177,7 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 	echo "date: $(date -Is)"
 	echo "host: $(uname -srm), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "pinhole: $PINHOLE, built $(date -r "$PINHOLE" -Is), source $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
-	echo "flows: $FLOWS (+ $WARM warm-up), $PER_SOURCE per source, opened at $OPEN_RATE/s; keepalives $PING_RATE/s for $PING_SECS s; file limit $(ulimit -n)"
+	echo "kind: $KIND; flows: $FLOWS (+ $WARM warm-up), $PER_SOURCE per source, opened at $OPEN_RATE/s; keepalives $PING_RATE/s for $PING_SECS s; file limit $(ulimit -n)"
 } | tee "$OUT/env.txt" >&2
 
 : >"$OUT/runs.txt"
@@ -177,7 +189,8 @@ for ((run = 1; run <= REPEAT; run++)); do
 		log "the server did not start: $OUT/server-$run.log"
 		exit 1
 	}
-	coproc G { exec "$GEN" "$PORT" "$((FLOWS + WARM))" "$PER_SOURCE" "r$run"; }
+	# shellcheck disable=SC2086 # KIND_ARG is empty or one word
+	coproc G { exec "$GEN" "$PORT" "$((FLOWS + WARM))" "$PER_SOURCE" "r$run" $KIND_ARG; }
 	GPID=$G_PID
 	a=$(gen "open $WARM $OPEN_RATE")
 	b=$(gen "ping $WARM 1")

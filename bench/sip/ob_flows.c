@@ -2,13 +2,16 @@
  * ob_flows: holds many registered RFC 5626 outbound TCP flows to one SIP
  * server on loopback, for bench/outbound_flows.sh.
  *
- *   ob_flows PORT FLOWS PER_SOURCE TAG
+ *   ob_flows PORT FLOWS PER_SOURCE TAG [options]
  *
  * Flow i connects from 127.S1.S2.S3 (source address i / PER_SOURCE, so no
  * source holds more than PER_SOURCE connections) to 127.0.0.1:PORT and sends
  * one outbound REGISTER: Supported: outbound, a Contact with ;ob,
  * +sip.instance (a urn:uuid of its own) and reg-id=1, AOR TAG-u<i>, Expires
- * 3600. Then it stays open and sends what it is told to.
+ * 3600. Then it stays open and sends what it is told to. With "options" as
+ * the fifth argument each flow sends an OPTIONS instead (no binding, no flow
+ * entry: a bare connection that has sent a message), to tell the outbound
+ * state apart from the connection's own.
  *
  * It reads commands on stdin, one a line, and answers each with one line on
  * stdout that starts with "ok" (or "error ..."):
@@ -63,6 +66,7 @@ struct flow {
 static struct flow *flows;
 static int nflows, per_source, port, epfd;
 static const char *tag;
+static int options_only;
 static int opened; /* flows started so far */
 static uint64_t n_registered, n_failed, n_req_ob, n_closed, n_pongs, n_unexpected;
 static long flow_timer = -1;
@@ -130,7 +134,18 @@ static void flow_register(int i)
 	inet_ntop(AF_INET, &me.sin_addr, ip, sizeof ip);
 	unsigned lp = ntohs(me.sin_port);
 	char m[1024];
-	int l = snprintf(m, sizeof m,
+	int l = options_only
+			? snprintf(m, sizeof m,
+				   "OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
+				   "Via: SIP/2.0/TCP %s:%u;branch=z9hG4bK%s%d;rport\r\n"
+				   "Max-Forwards: 70\r\n"
+				   "From: <sip:%s-u%d@127.0.0.1>;tag=f%d\r\n"
+				   "To: <sip:127.0.0.1>\r\n"
+				   "Call-ID: %s-%d\r\n"
+				   "CSeq: 1 OPTIONS\r\n"
+				   "Content-Length: 0\r\n\r\n",
+				   ip, lp, tag, i, tag, i, i, tag, i)
+			: snprintf(m, sizeof m,
 			 "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
 			 "Via: SIP/2.0/TCP %s:%u;branch=z9hG4bK%s%d;rport\r\n"
 			 "Max-Forwards: 70\r\n"
@@ -170,7 +185,7 @@ static void flow_answer(int i, const char *b, size_t n)
 			flow_close(i, true);
 		return;
 	}
-	if (strncmp(f->rx, "SIP/2.0 200", 11)) {
+	if (strncmp(f->rx, options_only ? "SIP/2.0 " : "SIP/2.0 200", options_only ? 8 : 11)) {
 		if (n_failed < 3)
 			fprintf(stderr, "ob_flows: flow %d: %.*s\n", i,
 				(int)strcspn(f->rx, "\r"), f->rx);
@@ -332,14 +347,15 @@ static void cmd_idle(double secs)
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr, "usage: ob_flows PORT FLOWS PER_SOURCE TAG\n");
+	if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "options"))) {
+		fprintf(stderr, "usage: ob_flows PORT FLOWS PER_SOURCE TAG [options]\n");
 		return 2;
 	}
 	port = atoi(argv[1]);
 	nflows = atoi(argv[2]);
 	per_source = atoi(argv[3]);
 	tag = argv[4];
+	options_only = argc == 6;
 	if (port <= 0 || nflows <= 0 || per_source <= 0)
 		return 2;
 	struct rlimit rl;
