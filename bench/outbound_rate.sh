@@ -346,7 +346,7 @@ for s in $SERVERS; do
 			N=$((N + rate * STEP_SECS))
 			IFS=';' read -r _ sent err ok ok_ob other < <(tail -1 "$dir/r$rate-$rep.csv")
 			echo "$s $rate $rep $sent $err $ok $ok_ob $other $((c1 - c0))" >>"$OUT/$s.steps"
-			log "$s $rate/s run $rep: sent $sent, 200 $ok (Require: outbound $ok_ob), other $other, $(awk -v c=$((c1 - c0)) -v o="$ok_ob" 'BEGIN { printf "%.2f", o ? c / o / 1000 : 0 }') us per 200"
+			log "$s $rate/s run $rep: sent $sent, 200 $ok (Require: outbound $ok_ob), other $other, $(awk -v c=$((c1 - c0)) -v o="$ok_ob" 'BEGIN { printf "%.2f", o ? c / o / 1000 : 0 }') us per 200, load $(cut -d' ' -f1 /proc/loadavg)"
 			sleep 1
 		done
 		# sustained? the median run of this step
