@@ -91,7 +91,10 @@ skip() {
 HAVE_FAIL=0 HAVE_SPLIT=0 HAVE_FT=0
 has_key outbound failover_timeout && HAVE_FAIL=1  # i12-fail: per-instance routing and failover
 has_key proxy registrar && HAVE_SPLIT=1           # i12-edge: edge-only processes
-has_key outbound flow_timer_udp && HAVE_FT=1      # i12-reg: Flow-Timer in the 200
+# i12-reg: Flow-Timer in the registrar's 200 (the edge-only process adds it
+# in the separate shape: i12-edge); [outbound] flow_timer_udp may come from
+# either, so the registrar's own max_flows_per_source tells
+awk '$1 == "max_flows_per_source" { f = 1 } END { exit !f }' <<<"$HELPCONF" && HAVE_FT=1
 HAVE_FLOWS=0
 "$PINHOLE" ctl --help 2>&1 | grep -q '^ *flows' && HAVE_FLOWS=1 # i12-ka: ctl flows
 
@@ -201,25 +204,31 @@ ctl() { local ns=$1; shift; lab_exec "$ns" "$PINHOLE" ctl "$@" --control 127.0.0
 # counter NS NAME: a counter of the pinhole in NS (0 when absent)
 counter() { ctl "$1" counters | jq -r --arg k "$2" '.[$k] // 0'; }
 has_counter() { ctl "$1" counters | jq -e --arg k "$2" 'has($k)' >/dev/null; }
-# bindings NS USER: USER's bindings as a sorted JSON array of
-# {instance, reg_id, transport, source}
+# bindings NS USER: USER's bindings as a JSON array of {instance, reg_id,
+# transport, source, path} sorted by reg-id (path: null where the build does
+# not show it)
 bindings() {
 	ctl "$1" registrations --json |
 		jq -c --arg u "$2" '[.registrations[] | select(.aor | test("^(sips?:)?" + $u + "@"))
-			| {instance, reg_id, transport, source}] | sort_by(.reg_id)'
+			| {instance, reg_id, transport, source, path}] | sort_by(.reg_id)'
 }
-# check_bindings NS USER UUID LABEL: two bindings of USER, one instance
-# (urn:uuid:UUID, or any one instance when UUID is empty), reg-ids 1 and 2,
-# over udp and tcp
+# check_bindings NS USER UUID LABEL HOP1 HOP2: two bindings of USER, one
+# instance (urn:uuid:UUID, or any one instance when UUID is empty), reg-ids 1
+# and 2; HOP1, HOP2: what reg-id 1 and 2 came over, "udp"/"tcp" (the
+# registrar sees the phone's flows) or an edge's address (it sees the edge);
+# a Path, where shown, with ;ob in the separate shape
 check_bindings() {
 	local b n
 	b=$(bindings "$1" "$2")
 	lab_log "$4: $2's bindings: $b"
-	n=$(jq -r --arg i "$3" '[.[] | select(($i == "" and .instance != "") or (.instance | test($i)))] |
+	n=$(jq -r --arg i "$3" --arg h1 "$5" --arg h2 "$6" '
+		def hop: if ($h1 | test("^[0-9]")) then (.source | split(":")[0]) else .transport end;
+		[.[] | select(($i == "" and .instance != "") or (.instance | test($i)))] |
 		if length == 2 and (map(.instance) | unique | length) == 1 and
-		   (map(.reg_id) == [1, 2]) and ((map(.transport) | sort) == ["tcp", "udp"])
+		   (map(.reg_id) == [1, 2]) and (map(hop) == [$h1, $h2]) and
+		   (($h1 | test("^[0-9]") | not) or all(.path == null or (.path | test(";ob"))))
 		then "ok" else "no" end' <<<"$b")
-	[ "$n" = ok ] || lab_fail "$4: expected two bindings of one instance ($3) with reg-ids 1 and 2 over udp and tcp: $b"
+	[ "$n" = ok ] || lab_fail "$4: expected two bindings of one instance ($3), reg-id 1 over $5 and 2 over $6: $b"
 }
 # flow_tcp_conns NS PORT: the established TCP connections to PORT in NS, as
 # "local peer" lines, sorted
@@ -250,16 +259,20 @@ run_shape() {
 	local tcp_pid=$LAB_LAST_PID
 	phone_flow "$udpn" u1 "$pu" "$e1" "$dom" "$uuid" 1
 	local udp_pid=$LAB_LAST_PID
-	check_bindings "$nsr" phone "$uuid" "$s 1 register"
+	if [ "$s" = split ]; then
+		check_bindings "$nsr" phone "$uuid" "$s 1 register" "$e1" "$e2"
+	else
+		check_bindings "$nsr" phone "$uuid" "$s 1 register" udp tcp
+	fi
 	hdr "$udpn" '^SIP/2.0 200' Require | grep -qi outbound ||
 		lab_fail "$s: the 200 to the UDP flow's REGISTER has no Require: outbound: $(hdr "$udpn" '^SIP/2.0 200' Require)"
 	ft=$(hdr "$udpn" '^SIP/2.0 200' Flow-Timer | head -n 1 | tr -dc 0-9)
 	if [ -n "$ft" ]; then
 		lab_log "$s 1 register: Flow-Timer $ft s (UDP), $(hdr "$tcpn" '^SIP/2.0 200' Flow-Timer | tr -d '\r') over TCP"
-	elif [ "$HAVE_FT" = 1 ]; then
-		lab_fail "$s: no Flow-Timer in the 200 to the UDP flow's REGISTER although this build has flow_timer_udp"
+	elif [ "$HAVE_FT" = 1 ] || [ "$s" = split ]; then
+		lab_fail "$s: no Flow-Timer in the 200 to the UDP flow's REGISTER"
 	else
-		skip "$s Flow-Timer" "no [outbound] flow_timer_udp (i12-reg has not landed); keepalives every 20 s"
+		skip "$s Flow-Timer" "no max_flows_per_source (i12-reg has not landed): the registrar promises no Flow-Timer; keepalives every 20 s"
 		ft=25
 	fi
 	if [ "$s" = split ]; then
@@ -409,8 +422,12 @@ if [ "$HAVE_SPLIT" = 1 ]; then
 	lab_add_host e1 "$E1"
 	lab_add_host e2 "$E2"
 	lab_add_host reg "$REG"
+	# the configs of docs/outbound.md, shape 2 (the edges have one address:
+	# phones and registrar reach the same one here)
 	start_pinhole reg reg "[sip]
 listen = udp:$REG:5060, tcp:$REG:5060
+domains = $REG
+rate_limit_exempt = $E1, $E2, 127.0.0.0/8
 workers = 2
 [proxy]
 trusted = $E1, $E2
@@ -422,6 +439,8 @@ path ="
 		ip=$E1; [ "$e" = 2 ] && ip=$E2
 		start_pinhole "edge$e" "e$e" "[sip]
 listen = udp:$ip:5060, tcp:$ip:5060
+domains = $REG
+flow_key = $(printf '%064x' "$e")
 workers = 2
 [proxy]
 registrar = udp:$REG:5060"
@@ -468,7 +487,7 @@ else
 		sleep 0.1
 	done
 	buuid=$(cat "$dir/uuid" 2>/dev/null)
-	check_bindings srv bob "$buuid" "baresip"
+	check_bindings srv bob "$buuid" "baresip" udp tcp
 fi
 if [ -n "${BOB_PID-}" ] && [ "$HAVE_FAIL" = 0 ]; then
 	skip "baresip call" "no failover_timeout (i12-fail has not landed): this build forks the INVITE to both of baresip's flows, and it answers both"
