@@ -305,9 +305,18 @@ run_shape() {
 	if [ "$HAVE_FLOWS" = 1 ]; then
 		ctl "$ns1" flows --json >"$LAB_TMP/$s-flows1.json" || lab_fail "$s: ctl flows"
 		ctl "$ns2" flows --json >"$LAB_TMP/$s-flows2.json" || lab_fail "$s: ctl flows"
-		lab_log "$s 2 keepalive: ctl flows: $(jq -c . "$LAB_TMP/$s-flows1.json" | head -c 600)"
-		jq -e --arg w "$PHWAN" '[.. | objects | select((.remote // "") | startswith($w))] | length >= 1' \
-			"$LAB_TMP/$s-flows1.json" >/dev/null || lab_fail "$s: ctl flows on edge 1 lists no flow from $PHWAN"
+		# the phone's flow at each edge: from the NAT's address, the
+		# keepalive we sent last seen on it
+		local f1 f2
+		f1=$(jq -c --arg w "$PHWAN:" '[.flows[] | select(.transport == "udp" and (.remote | startswith($w)))]' \
+			"$LAB_TMP/$s-flows1.json")
+		f2=$(jq -c --arg w "$PHWAN:" '[.flows[] | select(.transport == "tcp" and (.remote | startswith($w)))]' \
+			"$LAB_TMP/$s-flows2.json")
+		lab_log "$s 2 keepalive: ctl flows: edge 1 $f1; edge 2 $f2"
+		jq -e 'length == 1 and .[0].last_keepalive_kind == "stun"' <<<"$f1" >/dev/null ||
+			lab_fail "$s: ctl flows on edge 1 does not show the phone's UDP flow with its STUN keepalive"
+		jq -e 'length == 1 and .[0].last_keepalive_kind == "crlf"' <<<"$f2" >/dev/null ||
+			lab_fail "$s: ctl flows on edge 2 does not show the phone's TCP flow with its CRLF keepalive"
 	else
 		skip "$s ctl flows" "no 'pinhole ctl flows' (i12-ka has not landed)"
 	fi
