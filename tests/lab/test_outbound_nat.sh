@@ -95,7 +95,8 @@ has_key proxy registrar && HAVE_SPLIT=1           # i12-edge: edge-only processe
 # in the separate shape: i12-edge); [outbound] flow_timer_udp may come from
 # either, so the registrar's own max_flows_per_source tells
 awk '$1 == "max_flows_per_source" { f = 1 } END { exit !f }' <<<"$HELPCONF" && HAVE_FT=1
-HAVE_FLOWS=0
+HAVE_KA=0 HAVE_FLOWS=0
+has_key outbound flow_margin && HAVE_KA=1 # i12-ka: flow liveness (and Flow-Timer as first hop)
 "$PINHOLE" ctl --help 2>&1 | grep -q '^ *flows' && HAVE_FLOWS=1 # i12-ka: ctl flows
 
 # --- counting rules ----------------------------------------------------------------
@@ -269,10 +270,10 @@ run_shape() {
 	ft=$(hdr "$udpn" '^SIP/2.0 200' Flow-Timer | head -n 1 | tr -dc 0-9)
 	if [ -n "$ft" ]; then
 		lab_log "$s 1 register: Flow-Timer $ft s (UDP), $(hdr "$tcpn" '^SIP/2.0 200' Flow-Timer | tr -d '\r') over TCP"
-	elif [ "$HAVE_FT" = 1 ] || [ "$s" = split ]; then
+	elif [ "$HAVE_FT" = 1 ] || [ "$HAVE_KA" = 1 ] || [ "$s" = split ]; then
 		lab_fail "$s: no Flow-Timer in the 200 to the UDP flow's REGISTER"
 	else
-		skip "$s Flow-Timer" "no max_flows_per_source (i12-reg has not landed): the registrar promises no Flow-Timer; keepalives every 20 s"
+		skip "$s Flow-Timer" "neither max_flows_per_source (i12-reg) nor flow_margin (i12-ka): the registrar promises no Flow-Timer; keepalives every 20 s"
 		ft=25
 	fi
 	if [ "$s" = split ]; then
