@@ -18,11 +18,13 @@
  * Nothing is read: the answers go to the owner's socket (the test drops
  * the STUN answers before the phone sees them, and counts them there; the
  * CRLF pong is ignored by sipp). Prints "sent N"; exit 0 when every
- * keepalive was sent, 1 on errors, 2 on usage.
+ * keepalive was sent, 1 on errors, 2 on usage, 4 when this kernel does not
+ * let us borrow a socket (no pidfd_getfd: Linux < 5.6, or not permitted).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,14 +64,23 @@ static int same(const struct sockaddr_in *a, const struct sockaddr_in *b)
 	       a->sin_addr.s_addr == b->sin_addr.s_addr;
 }
 
+static int cannot_borrow; /* pidfd_open or pidfd_getfd refused as such */
+
+static int refused(int err)
+{
+	return err == ENOSYS || err == EPERM;
+}
+
 /* the socket of PID bound to local (and connected to peer, if given), of
  * type type; a descriptor of ours for it, or -1 */
 static int borrow(int pid, const struct sockaddr_in *local, int type,
 		  const struct sockaddr_in *peer)
 {
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pidfd < 0)
+	if (pidfd < 0) {
+		cannot_borrow = refused(errno);
 		return perror("flow_ka: pidfd_open"), -1;
+	}
 	char dir[64];
 	snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
 	DIR *d = opendir(dir);
@@ -87,8 +98,12 @@ static int borrow(int pid, const struct sockaddr_in *local, int type,
 		if (strncmp(link, "socket:", 7))
 			continue;
 		int fd = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0);
-		if (fd < 0)
+		if (fd < 0) {
+			if (refused(errno) && !cannot_borrow)
+				perror("flow_ka: pidfd_getfd");
+			cannot_borrow |= refused(errno);
 			continue;
+		}
 		struct sockaddr_in a, p;
 		socklen_t al = sizeof a, pl = sizeof p;
 		int t = 0;
@@ -131,6 +146,8 @@ int main(int argc, char **argv)
 				       "[-n COUNT] [-i MS]\n"),
 		       2;
 	int fd = borrow(pid, &local, tcp ? SOCK_STREAM : SOCK_DGRAM, tcp && have_d ? &server : NULL);
+	if (fd < 0 && cannot_borrow)
+		return 4;
 	if (fd < 0)
 		return fprintf(stderr, "flow_ka: process %d has no such %s socket\n", pid,
 			       tcp ? "tcp" : "udp"),
