@@ -49,6 +49,12 @@
 #              net_tcp_connects_total did not grow (where it exists)
 # Then baresip registers two flows (UDP via 198.18.0.1, TCP via .2) with the
 # co-located pinhole, and the caller calls it.
+# Timers: the whole test takes about 20 s. The NATs' UDP timeout ($NAT_T s)
+# is longer, so the keepalives matter to the server's flow liveness, not to
+# the NAT: a UDP flow silent for Flow-Timer + [outbound] flow_margin (25 + 10
+# s by default) is failed; flow_ka keeps the UDP flow well inside that until
+# it is cut. TCP flows (Flow-Timer 120 s) and baresip (its own keepalives
+# at Flow-Timer) need nothing within the test.
 # A part whose feature is not on this build is skipped with a message (the
 # branch that adds it has not landed); the checks of what is there run.
 set -u
