@@ -130,10 +130,18 @@ phone_rules() {
 		count "$nat-ph" INPUT "$p-${m,,}-udp" -p udp --dport "$pu" -m string --algo bm --to 40 --string "$m sip:"
 		count "$nat-ph" INPUT "$p-${m,,}-tcp" -p tcp --dport "$pt" -m string --algo bm --string "$m sip:"
 	done
+	# to the NAT's own address (INPUT: what a server dialling the phone's
+	# public address:port sends) and through it (FORWARD)
+	count "$nat" INPUT "$p-syn" -i wan -p tcp --syn
 	count "$nat" FORWARD "$p-syn" -i wan -p tcp --syn
 }
+# syns NAT PREFIX: TCP SYNs from outside that reached NAT so far
+syns() { echo $(( $(counted "$1" INPUT "$2-syn") + $(counted "$1" FORWARD "$2-syn") )); }
 phone_rules ph 5060 5062 ob
 phone_rules ph 5070 5072 sp
+# the SYN counter sees a connection attempt toward the NAT (from the attacker)
+lab_exec att timeout 0.5 bash -c "exec 3<>/dev/tcp/$PHWAN/5062" 2>/dev/null
+[ "$(syns ph ob)" -ge 1 ] || lab_fail "the NAT's SYN counter missed a connection attempt from outside"
 
 # --- helpers -------------------------------------------------------------------------
 # sipp_bg NS NAME SCENARIO TRANSPORT SIPP_ARGS...: sipp in the background (as
@@ -341,7 +349,7 @@ run_shape() {
 
 	# 3 call 1: over the UDP flow only, BYE over it too
 	local syn0 cx0 conns0 iu it bu bt
-	syn0=$(counted ph FORWARD "$p-syn") cx0=$(counter "$ns2" net_tcp_connects_total)
+	syn0=$(syns ph "$p") cx0=$(counter "$ns2" net_tcp_connects_total)
 	conns0=$(flow_tcp_conns "$ns2" 5060 | grep "$PHWAN")
 	it=$(counted ph-ph INPUT "$p-invite-tcp")
 	caller "$s-call1" "$dom" "$udpn"; rc=$?
@@ -408,7 +416,7 @@ run_shape() {
 	# the phone's sipp has closed its connection by now: the NAT's conntrack
 	# table still lists every TCP connection it carried (TIME_WAIT and all)
 	local syn conns1
-	syn=$(( $(counted ph FORWARD "$p-syn") - syn0 ))
+	syn=$(( $(syns ph "$p") - syn0 ))
 	conns1=$(lab_conntrack ph -p tcp --orig-src "$PH" --orig-dst "$e2" --orig-port-dst 5060 |
 		awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^dport=/) p = substr($i, 7); print p }')
 	lab_log "$s 6 tcp: the phone's connection at edge 2 before the calls: [$conns0]; connections the NAT carried to edge 2, by public port: [$(echo $conns1)]; SYNs from outside at the NAT: $syn"
