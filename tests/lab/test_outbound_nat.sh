@@ -346,14 +346,13 @@ run_shape() {
 				lab_fail "$s: ctl flows on edge 1 does not show the phone's UDP flow with its STUN keepalive"
 			jq -e 'length == 1 and .[0].last_keepalive_kind == "crlf"' <<<"$f2" >/dev/null ||
 				lab_fail "$s: ctl flows on edge 2 does not show the phone's TCP flow with its CRLF keepalive"
-		# co-located, the flow table knows each flow's owner and its promise
-		if [ "$s" = colo ]; then
-			jq -e --arg i "$uuid" --argjson ft "$ft" '.[0] | .reg_id == 1 and (.instance | test($i)) and
-				.flow_timer == $ft and .state == "alive"' <<<"$f1" >/dev/null ||
-				lab_fail "$s: ctl flows: the UDP flow is not reg-id 1 of the instance, alive, with Flow-Timer $ft"
-			jq -e --arg i "$uuid" '.[0] | .reg_id == 2 and (.instance | test($i)) and .state == "alive"' \
-				<<<"$f2" >/dev/null || lab_fail "$s: ctl flows: the TCP flow is not reg-id 2 of the instance, alive"
-		fi
+		# the flow table knows each flow's owner and what was promised (in
+		# the separate shape, the edge learns it as the registrar's 200 passes)
+		jq -e --arg i "$uuid" --argjson ft "$ft" '.[0] | .reg_id == 1 and (.instance | test($i)) and
+			.flow_timer == $ft and .state == "alive"' <<<"$f1" >/dev/null ||
+			lab_fail "$s: ctl flows: the UDP flow is not reg-id 1 of the instance, alive, with Flow-Timer $ft"
+		jq -e --arg i "$uuid" '.[0] | .reg_id == 2 and (.instance | test($i)) and .state == "alive"' \
+			<<<"$f2" >/dev/null || lab_fail "$s: ctl flows: the TCP flow is not reg-id 2 of the instance, alive"
 		else
 			skip "$s ctl flows" "no 'pinhole ctl flows' (i12-ka has not landed)"
 		fi
