@@ -287,8 +287,10 @@ run_shape() {
 	else
 		check_bindings "$nsr" phone "$uuid" "$s 1 register" udp tcp
 	fi
-	hdr "$udpn" '^SIP/2.0 200' Require | grep -qi outbound ||
-		lab_fail "$s: the 200 to the UDP flow's REGISTER has no Require: outbound: $(hdr "$udpn" '^SIP/2.0 200' Require)"
+	for b in "$udpn" "$tcpn"; do
+		hdr "$b" '^SIP/2.0 200' Require | grep -qi outbound ||
+			lab_fail "$s: the 200 to $b's REGISTER has no Require: outbound: $(hdr "$b" '^SIP/2.0 200' Require)"
+	done
 	ft=$(hdr "$udpn" '^SIP/2.0 200' Flow-Timer | head -n 1 | tr -dc 0-9)
 	if [ -n "$ft" ]; then
 		lab_log "$s 1 register: Flow-Timer $ft s (UDP), $(hdr "$tcpn" '^SIP/2.0 200' Flow-Timer | tr -d '\r') over TCP"
