@@ -1,4 +1,4 @@
-/* pinhole ua: the command line of the user agent (register for now), its signals and output. */
+/* pinhole ua: the command line of the user agent (register, call), its signals and output. */
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -18,6 +18,7 @@
 
 static const char usage_text[] =
     "usage: pinhole ua register [options] AOR\n"
+    "       pinhole ua call [options] --aor AOR URI\n"
     "Registers AOR (sip:user@domain) through one or two outbound proxies, one flow\n"
     "each (RFC 5626 SIP Outbound), keeps the flows alive, replaces a failed one, and\n"
     "unregisters on SIGINT or SIGTERM. One line per event on stdout.\n\n"
@@ -41,11 +42,28 @@ static const char usage_text[] =
     "  --backoff-all S         base-time when every flow failed (30)\n"
     "  --backoff-max S         max-time (1800)\n"
     "  --once                  register every flow, unregister, exit\n"
+    "  --auto-answer           (register) answer incoming calls 200 with PCMU/PCMA\n"
+    "                          media instead of 480; print a verdict per call\n\n"
+    "call: registers AOR through the flows as register does (or --no-register), then\n"
+    "INVITEs URI with an SDP offer (PCMU, PCMA, a=rtcp, rtcp-mux), answers digest\n"
+    "challenges, sends a tone as 20 ms RTP packets and RTCP reports every 5 s, hangs\n"
+    "up after --duration, and prints the media verdict: did audio go both ways.\n"
+    "SIGINT before the answer sends CANCEL, after it BYE.\n"
+    "  --aor AOR               who we are (From); --no-register default sip:ua@HOST\n"
+    "  --no-register           call at once, without registering\n"
+    "  --duration S            hang up after S seconds of call (default 10; answered\n"
+    "                          calls: the far end hangs up, or 3600)\n"
+    "  --answer-timeout S      CANCEL a call not answered within S seconds (60)\n"
+    "  --tone HZ               the tone sent (440)\n"
+    "  --echo                  the far end echoes our RTP (implied by sip:echo@...)\n"
     "  --json                  one JSON object per event instead of text\n"
     "  -h, --help              this text\n\n"
     "exit status: 0 registered (and unregistered at the end), 1 local error (socket,\n"
     "state file), 2 usage, 3 credentials refused (401/407 to our answer), 4 refused\n"
-    "(403, 404, 5xx... on every flow), 5 no answer (unreachable proxy, timeouts).\n"
+    "(403, 404, 5xx... on every flow; for call: a 4xx/5xx/6xx to the INVITE), 5 no\n"
+    "answer (unreachable proxy, timeouts, no answer to the INVITE), 6 the call was\n"
+    "answered but audio did not go both ways (the verdict says which way failed and\n"
+    "why), 7 the call was cancelled (signal or --answer-timeout) before an answer.\n"
     "Before any flow has registered, a failure of every flow ends the run; once one\n"
     "has, failed flows are retried (RFC 5626 4.5) until the end.\n";
 
@@ -249,7 +267,7 @@ out_loop:
 	return rc;
 }
 
-static int cli_ua_register(int argc, char **argv)
+static int cli_ua_run(int argc, char **argv, bool call)
 {
 	static const struct option longopts[] = {
 	    {"proxy", required_argument, NULL, 'p'},
@@ -264,6 +282,13 @@ static int cli_ua_register(int argc, char **argv)
 	    {"backoff-all", required_argument, NULL, 'A'},
 	    {"backoff-max", required_argument, NULL, 'M'},
 	    {"once", no_argument, NULL, '1'},
+	    {"auto-answer", no_argument, NULL, 'a'},
+	    {"aor", required_argument, NULL, 'R'},
+	    {"no-register", no_argument, NULL, 'N'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"answer-timeout", required_argument, NULL, 'T'},
+	    {"tone", required_argument, NULL, 't'},
+	    {"echo", no_argument, NULL, 'E'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -271,7 +296,7 @@ static int cli_ua_register(int argc, char **argv)
 	struct ua_conf *c = calloc(1, sizeof *c);
 	if (!c)
 		return UA_EXIT_ERROR;
-	const char *state = NULL, *pwfile = NULL, *proxies[UA_MAX_FLOWS];
+	const char *state = NULL, *pwfile = NULL, *proxies[UA_MAX_FLOWS], *aor_opt = NULL;
 	bool pwstdin = false, json = false;
 	unsigned np = 0;
 	int rc = UA_EXIT_USAGE, ch;
@@ -325,6 +350,27 @@ static int cli_ua_register(int argc, char **argv)
 		case '1':
 			c->once = true;
 			break;
+		case 'a':
+			c->auto_answer = true;
+			break;
+		case 'R':
+			aor_opt = optarg;
+			break;
+		case 'N':
+			c->no_register = true;
+			break;
+		case 'd':
+			num = &c->duration_s, name = "--duration";
+			break;
+		case 'T':
+			num = &c->answer_s, name = "--answer-timeout";
+			break;
+		case 't':
+			num = &c->tone_hz, name = "--tone", hi = 3999;
+			break;
+		case 'E':
+			c->echo = true;
+			break;
 		case 'j':
 			json = true;
 			break;
@@ -348,6 +394,31 @@ static int cli_ua_register(int argc, char **argv)
 	}
 	const char *aor = argv[optind];
 	struct sip_uri u;
+	char anon[300];
+	if (call) {
+		const char *uri = argv[optind];
+		if (strlen(uri) >= sizeof c->call_uri || sip_uri_parse(slice_cstr(uri), &u) ||
+		    !slice_eq_cstr_nocase(u.scheme, "sip") || !u.host.l) {
+			fprintf(stderr, "pinhole ua: bad URI '%s': want sip:user@host\n", uri);
+			goto out;
+		}
+		snprintf(c->call_uri, sizeof c->call_uri, "%s", uri);
+		if (slice_eq_cstr_nocase(u.user, "echo"))
+			c->echo = true;
+		if (!aor_opt && !c->no_register) {
+			fprintf(stderr, "pinhole ua: call wants --aor AOR (or --no-register)\n");
+			goto out;
+		}
+		if (!aor_opt) {
+			snprintf(anon, sizeof anon, "sip:ua@%.*s%s%.0u", (int)u.host.l, u.host.p,
+				 u.port ? ":" : "", u.port);
+			aor_opt = anon;
+		}
+		aor = aor_opt;
+	} else if (c->no_register || aor_opt) {
+		fprintf(stderr, "pinhole ua: --no-register and --aor are for call\n");
+		goto out;
+	}
 	if (strlen(aor) >= sizeof c->aor || sip_uri_parse(slice_cstr(aor), &u) ||
 	    !slice_eq_cstr_nocase(u.scheme, "sip") || !u.user.l || !u.host.l) {
 		fprintf(stderr, "pinhole ua: bad AOR '%s': want sip:user@domain\n", aor);
@@ -400,7 +471,9 @@ out:
 int cli_ua(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "register") == 0)
-		return cli_ua_register(argc - 1, argv + 1);
+		return cli_ua_run(argc - 1, argv + 1, false);
+	if (argc >= 2 && strcmp(argv[1], "call") == 0)
+		return cli_ua_run(argc - 1, argv + 1, true);
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		fputs(usage_text, stdout);
 		return UA_EXIT_OK;

@@ -17,6 +17,8 @@ static const char *const names[] = {
     [UA_EV_UNREGISTERED] = "unregistered",
     [UA_EV_REQUEST] = "request",
     [UA_EV_BAD_MESSAGE] = "bad-message",
+    [UA_EV_CALL] = "call",
+    [UA_EV_VERDICT] = "verdict",
     [UA_EV_DONE] = "done",
 };
 
@@ -72,6 +74,18 @@ static void text(const struct ua_event *ev, struct buf *o)
 	case UA_EV_DONE:
 		buf_printf(o, " exit=%d", ev->exit_code);
 		break;
+	case UA_EV_CALL:
+		if (ev->status)
+			buf_printf(o, " status=%u", ev->status);
+		break;
+	case UA_EV_VERDICT:
+		if (ev->verdict_in && ev->verdict_out) {
+			buf_append_cstr(o, "\n");
+			rtp_verdict_text(ev->verdict_in, ev->verdict_out, o);
+			while (o->len && o->data[o->len - 1] == '\n')
+				o->len--;
+		}
+		break;
 	default:
 		break;
 	}
@@ -111,6 +125,12 @@ static void json(const struct ua_event *ev, struct buf *o)
 		break;
 	case UA_EV_DONE:
 		buf_printf(o, ",\"exit\":%d", ev->exit_code);
+		break;
+	case UA_EV_VERDICT:
+		if (ev->verdict_in && ev->verdict_out) {
+			buf_append_cstr(o, ",\"media\":");
+			rtp_verdict_json(ev->verdict_in, ev->verdict_out, o);
+		}
 		break;
 	default:
 		if (ev->status)

@@ -375,7 +375,7 @@ static void on_connected(struct ua_flow *f)
 	want_out(f, f->tx.len > 0);
 	struct ua_event ev = {.kind = UA_EV_FLOW_UP};
 	ua_emit(f, &ev);
-	ua_reg_start(f, f->ua->shutting_down ? 0 : f->ua->c.expires);
+	ua_flow_ready(f);
 }
 
 static void on_io(int fd, uint32_t events, void *arg)

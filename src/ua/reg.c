@@ -8,7 +8,7 @@
 
 #include "ua_int.h"
 
-static void hex_rand(char *out, size_t bytes)
+void ua_hex_rand(char *out, size_t bytes)
 {
 	static const char hx[] = "0123456789abcdef";
 	uint8_t r[32];
@@ -27,9 +27,9 @@ void ua_reg_init(struct ua_flow *f)
 	 * registration, CSeq rising; a new flow (4.5) keeps them too, as it
 	 * replaces the same reg-id's binding */
 	char id[33];
-	hex_rand(id, 16);
+	ua_hex_rand(id, 16);
 	snprintf(f->call_id, sizeof f->call_id, "%s", id);
-	hex_rand(f->from_tag, 8);
+	ua_hex_rand(f->from_tag, 8);
 	f->cseq = rand_u32() % 10000 + 1;
 }
 
@@ -43,7 +43,7 @@ void ua_reg_stop(struct ua_flow *f)
 
 /* The Contact's host: our socket's address (what a peer behind no NAT would
  * reach; the registrar stores the flow anyway). */
-static void contact_hostport(const struct ua_flow *f, char *out, size_t cap)
+void ua_contact_hostport(const struct ua_flow *f, char *out, size_t cap)
 {
 	char ip[NET_ADDR_STRLEN];
 	net_addr_ip_fmt(&f->local, ip, sizeof ip);
@@ -57,7 +57,7 @@ static void contact_hostport(const struct ua_flow *f, char *out, size_t cap)
 static void contact_uri(const struct ua_flow *f, char *out, size_t cap)
 {
 	char hp[NET_ADDR_STRLEN + 8];
-	contact_hostport(f, hp, sizeof hp);
+	ua_contact_hostport(f, hp, sizeof hp);
 	snprintf(out, cap, "sip:%s@%s%s", f->ua->aor_user, hp,
 		 f->px->tp == NET_TCP ? ";transport=tcp" : "");
 }
@@ -68,24 +68,28 @@ static bool proxy_is_registrar(const struct ua *ua, const struct ua_proxy *px)
 	       (px->port == ua->domain_port || (!ua->domain_port && px->port == 5060));
 }
 
+void ua_outbound_route(const struct ua_flow *f, struct buf *b)
+{
+	if (proxy_is_registrar(f->ua, f->px))
+		return;
+	/* RFC 5626 4.2.1: through the outbound proxy, loose-routed */
+	const char *h = f->px->host;
+	bool v6 = strchr(h, ':') != NULL && h[0] != '[';
+	buf_printf(b, "Route: <sip:%s%s%s:%u%s;lr>\r\n", v6 ? "[" : "", h, v6 ? "]" : "",
+		   f->px->port, f->px->tp == NET_TCP ? ";transport=tcp" : "");
+}
+
 static int build(struct ua_flow *f, struct buf *b)
 {
 	struct ua *ua = f->ua;
 	char hp[NET_ADDR_STRLEN + 8];
-	contact_hostport(f, hp, sizeof hp);
+	ua_contact_hostport(f, hp, sizeof hp);
 	const char *tp = net_transport_name_upper(f->px->tp);
-	bool tcp = f->px->tp == NET_TCP;
 	buf_printf(b, "REGISTER %s SIP/2.0\r\n", ua->ruri);
 	/* RFC 3581: rport in every Via, so answers come back to the NAT's port */
 	buf_printf(b, "Via: SIP/2.0/%s %s;rport;branch=%s\r\n", tp, hp, f->branch);
 	buf_append_cstr(b, "Max-Forwards: 70\r\n");
-	if (!proxy_is_registrar(ua, f->px)) {
-		/* RFC 5626 4.2.1: through the outbound proxy, loose-routed */
-		const char *h = f->px->host;
-		bool v6 = strchr(h, ':') != NULL && h[0] != '[';
-		buf_printf(b, "Route: <sip:%s%s%s:%u%s;lr>\r\n", v6 ? "[" : "", h, v6 ? "]" : "",
-			   f->px->port, tcp ? ";transport=tcp" : "");
-	}
+	ua_outbound_route(f, b);
 	buf_printf(b, "From: <%s>;tag=%s\r\n", ua->c.aor, f->from_tag);
 	buf_printf(b, "To: <%s>\r\n", ua->c.aor);
 	buf_printf(b, "Call-ID: %s\r\n", f->call_id);
@@ -139,7 +143,7 @@ static void send_request(struct ua_flow *f)
 {
 	struct ua *ua = f->ua;
 	char br[33];
-	hex_rand(br, 12);
+	ua_hex_rand(br, 12);
 	snprintf(f->branch, sizeof f->branch, SIP_BRANCH_MAGIC "%s", br);
 	f->cseq++;
 	buf_reset(&f->req);

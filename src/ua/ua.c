@@ -73,7 +73,18 @@ void ua_shutdown(struct ua *ua)
 {
 	if (ua->shutting_down || ua->done)
 		return;
+	if (ua_call_active(ua)) {
+		/* CANCEL or BYE first; the call's end calls us again */
+		ua->shutdown_pending = true;
+		ua_call_hangup(ua);
+		if (ua_call_active(ua))
+			return;
+		if (ua->shutting_down || ua->done)
+			return;
+	}
 	ua->shutting_down = true;
+	if (!ua->exit_code && ua->call_exit)
+		ua->exit_code = ua->call_exit;
 	if (!ua->exit_code)
 		ua->exit_code =
 		    ua->c.once ? worst_code(ua) : (ua->any_registered ? 0 : worst_code(ua));
@@ -197,6 +208,8 @@ void ua_flow_registered(struct ua_flow *f)
 	f->ever_registered = true;
 	if (!f->outbound)
 		f->failures = 0; /* 4.5: no keepalives, so registered is successful */
+	if (ua->c.call_uri[0] && !ua->call_started && !ua->shutting_down)
+		ua_call_start(f);
 	if (!ua->any_registered) {
 		ua->any_registered = true;
 		/* flows that failed before anything worked now retry by 4.5 */
@@ -216,7 +229,6 @@ void ua_flow_registered(struct ua_flow *f)
 
 static void open_flow(struct ua_flow *f)
 {
-	struct ua *ua = f->ua;
 	f->ka_answered = false;
 	f->has_mapped = false;
 	int err = uaf_open(f);
@@ -237,7 +249,20 @@ static void open_flow(struct ua_flow *f)
 	}
 	struct ua_event ev = {.kind = UA_EV_FLOW_UP};
 	ua_emit(f, &ev);
-	ua_reg_start(f, ua->c.expires);
+	ua_flow_ready(f);
+}
+
+void ua_flow_ready(struct ua_flow *f)
+{
+	struct ua *ua = f->ua;
+	if (ua->c.no_register && !ua->shutting_down) {
+		/* no binding: the call goes out on the first flow up */
+		f->st = UAF_IDLE;
+		if (ua->c.call_uri[0])
+			ua_call_start(f);
+		return;
+	}
+	ua_reg_start(f, ua->shutting_down ? 0 : ua->c.expires);
 }
 
 /* ---- incoming ---- */
@@ -249,8 +274,8 @@ void ua_bad_message(struct ua_flow *f, const char *what)
 	ua_emit(f, &ev);
 }
 
-/* Until calls exist: OPTIONS 200 (the server's routing to us works), INVITE
- * 480, CANCEL 481 (nothing to cancel: the INVITE was answered), ACK nothing,
+/* What the call layer did not take: OPTIONS 200 (the server's routing to us
+ * works), INVITE 480 (no --auto-answer), CANCEL 481 (nothing to cancel: the INVITE was answered), ACK nothing,
  * the rest 405. One answer per request, on the flow it came on. */
 static void answer(struct ua_flow *f, const struct sip_msg *m)
 {
@@ -315,10 +340,14 @@ void ua_on_sip(struct ua_flow *f, const char *data, size_t len, bool stream)
 		free(m);
 		return;
 	}
-	if (m->request)
-		answer(f, m);
-	else
+	if (m->request) {
+		if (!ua_call_on_request(f, m))
+			answer(f, m);
+	} else if (m->cseq.method == SIP_REGISTER) {
 		ua_reg_on_response(f, m);
+	} else {
+		ua_call_on_response(f, m);
+	}
 	free(m);
 }
 
@@ -392,6 +421,7 @@ void ua_free(struct ua *ua)
 	if (!ua)
 		return;
 	timer_cancel(&ua->t_unreg);
+	ua_call_free(ua);
 	for (unsigned i = 0; i < ua->n; i++) {
 		struct ua_flow *f = &ua->f[i];
 		ua_reg_stop(f);

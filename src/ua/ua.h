@@ -28,6 +28,8 @@
 
 #include "core/core.h"
 #include "net/net.h"
+#include "sdp/sdp.h"
+#include "rtp/rtp.h"
 #include "sip/sip.h"
 
 #define UA_MAX_FLOWS 2	   /* RFC 5626 4.1: one flow per outbound proxy; two give failover */
@@ -58,6 +60,15 @@ struct ua_conf {
 	unsigned backoff_max_s; /* max-time; 0 = 1800 */
 	unsigned unregister_wait_ms; /* bound on unregistration at exit; 0 = 5000 */
 	bool once;		     /* register every flow, unregister, done */
+
+	/* calls (call.c) */
+	char call_uri[256];   /* ua call: the URI to call once registered; "" = none */
+	bool no_register;     /* call without registering first */
+	bool auto_answer;     /* answer an incoming INVITE 200 + SDP instead of 480 */
+	bool echo;	      /* the far end echoes our RTP (sip:echo@...): for the verdict */
+	unsigned duration_s;  /* hang up after this long; 0 = 10 (calls we make), 3600 (answered) */
+	unsigned answer_s;    /* CANCEL a call not answered after this; 0 = 60 */
+	unsigned tone_hz;     /* 0 = 440 */
 };
 
 /* What happened, one per line of output. */
@@ -75,6 +86,8 @@ enum ua_event_kind {
 	UA_EV_UNREGISTERED,	/* 200 to the REGISTER with expires=0 */
 	UA_EV_REQUEST,		/* an incoming request answered (method, status) */
 	UA_EV_BAD_MESSAGE,	/* malformed or unexpected bytes from the server: counted */
+	UA_EV_CALL,		/* a call's progress: detail says which step, status the SIP status */
+	UA_EV_VERDICT,		/* a call ended: the media verdict (verdict_in/out) */
 	UA_EV_DONE,		/* nothing left to do; exit_code says how it went */
 };
 
@@ -85,7 +98,10 @@ enum ua_exit {
 	UA_EXIT_USAGE = 2,
 	UA_EXIT_AUTH = 3,    /* the password or user name was refused */
 	UA_EXIT_REFUSED = 4, /* a final error response (403, 404, 5xx...) on every flow */
-	UA_EXIT_TIMEOUT = 5, /* no flow got an answer (unreachable proxy, timeouts) */
+	UA_EXIT_TIMEOUT = 5, /* no flow got an answer (unreachable proxy, timeouts), or the
+				INVITE none */
+	UA_EXIT_NO_AUDIO = 6,  /* the call was answered but audio did not go both ways */
+	UA_EXIT_CANCELLED = 7, /* the call was cancelled (signal, no answer in time) */
 };
 
 struct ua_event {
@@ -107,6 +123,8 @@ struct ua_event {
 	const char *method;   /* REQUEST */
 	const char *detail;   /* free text: a reason phrase, a cause */
 	int exit_code;	      /* DONE */
+	const struct rtp_verdict_in *verdict_in; /* VERDICT */
+	const struct rtp_verdict_out *verdict_out;
 };
 
 typedef void(ua_event_h)(const struct ua_event *ev, void *arg);
@@ -162,6 +180,34 @@ int ua_state_instance(const char *path, char out[UA_INSTANCE_MAX]);
 int ua_state_default_path(char *out, size_t cap);
 /* Whether s is "urn:uuid:" and a well-formed UUID (any case). */
 bool ua_instance_valid(const char *s);
+
+/* ---- SDP offer and answer of a call (sdp_oa.c), pure ---- */
+
+/* Our side: the RTP socket's address and ports. */
+struct ua_sdp_local {
+	const char *ip; /* no brackets */
+	bool ip6;
+	uint16_t rtp_port, rtcp_port;
+	uint64_t sess_id, version;
+};
+/* The far side's audio, from its offer or answer. */
+struct ua_sdp_remote {
+	char addr[64];
+	bool ip6;
+	uint16_t port, rtcp_port; /* rtcp_port: a=rtcp, else port + 1 */
+	bool rtcp_mux;
+	uint8_t pt; /* RTP_PT_PCMU or RTP_PT_PCMA: the first of them in its list */
+	enum sdp_dir dir;
+};
+/* An offer: one audio section, PCMU and PCMA, a=rtcp, a=rtcp-mux. 0, ENOMEM. */
+int ua_sdp_offer(const struct ua_sdp_local *l, struct buf *out);
+/* The answer to offer: its codec, rtcp-mux when it offered it. 0, ENOMEM. */
+int ua_sdp_answer(const struct ua_sdp_local *l, const struct ua_sdp_remote *offer,
+		  struct buf *out);
+/* Reads the first usable audio section (RTP/AVP, port not 0, PCMU or PCMA
+ * listed, an IP literal in c=). 0, EBADMSG (malformed, no address), ENOTSUP
+ * (no audio we can use). */
+int ua_sdp_read(struct slice body, struct ua_sdp_remote *out);
 
 /* ---- digest, the client's half (RFC 7616, RFC 8760) ---- */
 

@@ -85,6 +85,91 @@ struct ua_flow {
 	int final_code; /* the exit code this flow's last failure stands for */
 };
 
+/* One call's media (media.c): an RTP socket and an RTCP one (unused once
+ * rtcp-mux is agreed), both sending from where they receive (RFC 4961). */
+struct ua_media {
+	struct loop *loop;
+	int fd_rtp, fd_rtcp; /* -1 when closed */
+	struct net_addr local; /* the RTP socket's address */
+	char local_ip[NET_ADDR_STRLEN];
+	uint16_t rtp_port, rtcp_port;
+	bool running, mux;
+	struct net_addr to_rtp, to_rtcp; /* from the far end's SDP */
+	char remote_announced[64];
+	bool remote_private;
+	uint8_t pt;
+	uint32_t ssrc;
+	uint16_t seq, seq0;
+	uint32_t ts;
+	struct rtp_tone tone;
+	struct timer t_send, t_rtcp;
+	uint64_t start_us, frames;
+	uint64_t sent_packets, sent_bytes;
+	/* what came in */
+	struct rtp_recv rs;
+	uint64_t recv_packets, recv_bytes, strays, bad;
+	bool have_src;
+	struct net_addr src; /* where the far end's RTP came from */
+	/* its RTCP */
+	bool far_rtcp, far_block;
+	struct rtcp_block block; /* its last block about our SSRC */
+	uint32_t their_lsr;	 /* mid-32 NTP of its last SR, 0 = none */
+	uint64_t their_sr_us;	 /* when it arrived (monotonic) */
+	uint64_t our_ntp_last;
+	bool have_rtt;
+	uint32_t rtt_ms;
+};
+
+int uam_open(struct ua_media *m, struct loop *l, const struct net_addr *local_ip);
+/* Starts sending to the far end's SDP address with codec pt. */
+int uam_start(struct ua_media *m, const struct ua_sdp_remote *r, unsigned tone_hz);
+/* Stops sending: a last RTCP report with BYE (RFC 3550 6.6). */
+void uam_stop(struct ua_media *m);
+void uam_close(struct ua_media *m);
+void uam_verdict(const struct ua_media *m, bool echo, struct rtp_verdict_in *in);
+
+enum uac_state {
+	UAC_IDLE,
+	UAC_CALLING,	/* INVITE sent, nothing back yet */
+	UAC_PROCEEDING, /* a provisional came */
+	UAC_CANCELLING, /* CANCEL sent, waiting for the INVITE's final answer */
+	UAC_ANSWERED,	/* UAS: 200 sent, waiting for the ACK */
+	UAC_CONFIRMED,	/* the dialog stands; media flows */
+	UAC_BYE_SENT,
+	UAC_DONE,
+};
+
+#define UA_ROUTES_MAX 8
+
+/* The one call of a ua (call.c): ours (uac) or one we answered. */
+struct ua_call {
+	struct ua *ua;
+	struct ua_flow *f;
+	enum uac_state st;
+	bool uas;
+	char call_id[64], local_tag[24], remote_tag[128];
+	char local_uri[300], remote_uri[300]; /* From and To values without tags */
+	char ruri[300];			      /* the INVITE's Request-URI */
+	char target[300];		      /* the far end's Contact: in-dialog R-URI */
+	char routes[UA_ROUTES_MAX][300];      /* route set, in the order to send */
+	unsigned n_routes;
+	uint32_t cseq, inv_cseq;
+	char inv_branch[48];
+	struct buf inv;	 /* the INVITE in flight (retransmissions, CANCEL) */
+	struct buf ack;	 /* the ACK of the 200 (sent again per 200 retransmission) */
+	struct buf req;	 /* the BYE or CANCEL in flight; the UAS's 200 until the ACK */
+	uint64_t rto_ms; /* of req or inv */
+	struct timer t_retx, t_tsx, t_answer, t_dur, t_req;
+	unsigned challenges;
+	bool creds_fresh;
+	struct ua_auth auth;
+	uint16_t status;
+	int exit_code;
+	bool counted; /* a final outcome was reported */
+	struct ua_media media;
+	struct ua_sdp_remote remote;
+};
+
 struct ua {
 	struct loop *loop;
 	struct ua_conf c;
@@ -101,6 +186,9 @@ struct ua {
 	int exit_code; /* what DONE reports */
 	struct timer t_unreg;
 	struct ua_stats stats;
+	struct ua_call call;
+	bool call_started, shutdown_pending;
+	int call_exit; /* the worst outcome of answered calls (auto-answer) */
 };
 
 /* ua.c */
@@ -111,6 +199,8 @@ void ua_flow_failed(struct ua_flow *f, const char *cause, int code);
 void ua_flow_registered(struct ua_flow *f);
 /* A flow's unregistration finished (ok or not). */
 void ua_flow_unregistered(struct ua_flow *f, bool ok, const char *detail);
+/* A flow is up (UDP open, TCP connected): register it, or call (no_register). */
+void ua_flow_ready(struct ua_flow *f);
 /* A whole SIP message arrived on f. */
 void ua_on_sip(struct ua_flow *f, const char *data, size_t len, bool stream);
 void ua_bad_message(struct ua_flow *f, const char *what);
@@ -122,7 +212,21 @@ int uaf_send(struct ua_flow *f, const void *p, size_t len);
 void uaf_ka_start(struct ua_flow *f);
 void uaf_ka_stop(struct ua_flow *f);
 
+/* call.c */
+void ua_call_start(struct ua_flow *f);
+bool ua_call_active(const struct ua *ua);
+/* Ends the call: CANCEL or BYE; ua_shutdown follows when it is over. */
+void ua_call_hangup(struct ua *ua);
+void ua_call_on_response(struct ua_flow *f, const struct sip_msg *m);
+/* true when the request belonged to the call layer (answered there). */
+bool ua_call_on_request(struct ua_flow *f, const struct sip_msg *m);
+void ua_call_free(struct ua *ua);
+
 /* reg.c */
+void ua_contact_hostport(const struct ua_flow *f, char *out, size_t cap);
+/* "Route: <sip:proxy;lr>\r\n" when the proxy is not the registrar, else nothing. */
+void ua_outbound_route(const struct ua_flow *f, struct buf *b);
+void ua_hex_rand(char *out, size_t bytes);
 void ua_reg_start(struct ua_flow *f, uint32_t expires);
 void ua_reg_on_response(struct ua_flow *f, const struct sip_msg *m);
 void ua_reg_stop(struct ua_flow *f); /* cancels timers, forgets the transaction */

@@ -1,0 +1,295 @@
+/* ua: a call's media: 20 ms G.711 packets of a tone, RTCP reports every 5 s, and what
+ * arrives measured (RFC 3550 A.1, A.3, A.8) for the verdict.
+ *
+ * Symmetric RTP (RFC 4961): each socket sends from the address it receives
+ * on, so a NAT or a latching relay in the path sees one flow each way.
+ * Anyone may send to our ports: a packet from elsewhere than the SSRC we took
+ * is counted (strays) and dropped; nothing is ever sent in answer to a packet,
+ * so a stranger gains nothing, and the call's life bounds the whole thing.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ua_int.h"
+
+#define UAM_RTCP_MS 5000
+
+static uint64_t unix_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void on_rx(int fd, uint32_t events, void *arg);
+
+static int bind_one(struct ua_media *m, const struct net_addr *ip, int *fdp, uint16_t *port)
+{
+	struct net_addr a = *ip;
+	net_addr_set_port(&a, 0);
+	int fd = socket(net_addr_family(&a), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	struct net_addr got;
+	if (bind(fd, &a.u.sa, net_addr_len(&a)) < 0 || net_sock_addr(fd, &got)) {
+		int e = errno;
+		close(fd);
+		return e;
+	}
+	int err = loop_fd_add(m->loop, fd, EPOLLIN, on_rx, m);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	*fdp = fd;
+	*port = net_addr_port(&got);
+	if (fdp == &m->fd_rtp)
+		m->local = got;
+	return 0;
+}
+
+int uam_open(struct ua_media *m, struct loop *l, const struct net_addr *local_ip)
+{
+	memset(m, 0, sizeof *m);
+	m->loop = l;
+	m->fd_rtp = m->fd_rtcp = -1;
+	int err = bind_one(m, local_ip, &m->fd_rtp, &m->rtp_port);
+	if (!err)
+		err = bind_one(m, local_ip, &m->fd_rtcp, &m->rtcp_port);
+	if (err) {
+		uam_close(m);
+		return err;
+	}
+	net_addr_ip_fmt(&m->local, m->local_ip, sizeof m->local_ip);
+	m->ssrc = rand_u32();
+	m->seq = m->seq0 = (uint16_t)rand_u32();
+	m->ts = rand_u32();
+	return 0;
+}
+
+static void send_frame(struct ua_media *m)
+{
+	int16_t pcm[RTP_FRAME_SAMPLES];
+	uint8_t pkt[12 + RTP_FRAME_SAMPLES];
+	rtp_tone_fill(&m->tone, pcm, RTP_FRAME_SAMPLES);
+	struct rtp_hdr h = {.pt = m->pt, .marker = m->frames == 0, .seq = m->seq, .ts = m->ts,
+			    .ssrc = m->ssrc};
+	rtp_hdr_write(pkt, &h);
+	rtp_g711_encode(m->pt, pcm, RTP_FRAME_SAMPLES, pkt + 12);
+	if (sendto(m->fd_rtp, pkt, sizeof pkt, 0, &m->to_rtp.u.sa, net_addr_len(&m->to_rtp)) ==
+	    (ssize_t)sizeof pkt) {
+		m->sent_packets++;
+		m->sent_bytes += RTP_FRAME_SAMPLES;
+	}
+	m->seq++;
+	m->ts += RTP_FRAME_SAMPLES;
+	m->frames++;
+}
+
+/* Paced against the clock from the start, so the timer wheel's 10 ms grain
+ * does not add up into drift. */
+static void send_due(void *arg)
+{
+	struct ua_media *m = arg;
+	uint64_t due = (time_mono_us() - m->start_us) / 20000 + 1;
+	for (unsigned k = 0; m->frames < due && k < 5; k++)
+		send_frame(m);
+	uint64_t next_us = m->start_us + m->frames * 20000;
+	uint64_t now = time_mono_us();
+	timer_start(m->loop, &m->t_send, next_us > now ? (next_us - now + 999) / 1000 : 1,
+		    send_due, m);
+}
+
+static void send_rtcp(struct ua_media *m, bool bye)
+{
+	struct rtcp_report r = {.sr = m->sent_packets > 0, .ssrc = m->ssrc, .bye = bye};
+	uint64_t now_us = time_mono_us();
+	r.ntp = rtcp_ntp_from_unix_us(unix_us());
+	r.rtp_ts = m->ts;
+	r.packets = (uint32_t)m->sent_packets;
+	r.octets = (uint32_t)m->sent_bytes;
+	if (r.sr)
+		m->our_ntp_last = r.ntp;
+	if (m->rs.init) {
+		uint32_t dlsr = m->their_lsr ? rtcp_dlsr(now_us - m->their_sr_us) : 0;
+		rtp_recv_block(&m->rs, m->their_lsr, dlsr, &r.blocks[0]);
+		r.n_blocks = 1;
+	}
+	uint8_t out[512];
+	size_t len;
+	char cname[80];
+	snprintf(cname, sizeof cname, "pinhole-ua@%s", m->local_ip);
+	if (rtcp_report_build(&r, cname, out, sizeof out, &len))
+		return;
+	int fd = m->mux ? m->fd_rtp : m->fd_rtcp;
+	const struct net_addr *to = m->mux ? &m->to_rtp : &m->to_rtcp;
+	sendto(fd, out, len, 0, &to->u.sa, net_addr_len(to));
+}
+
+static void rtcp_due(void *arg)
+{
+	struct ua_media *m = arg;
+	send_rtcp(m, false);
+	timer_start(m->loop, &m->t_rtcp, UAM_RTCP_MS, rtcp_due, m);
+}
+
+static void on_rtcp(struct ua_media *m, const uint8_t *p, size_t n)
+{
+	struct rtcp_report r;
+	if (rtcp_report_parse(&r, p, n)) {
+		m->bad++;
+		return;
+	}
+	m->far_rtcp = true;
+	uint64_t now_us = unix_us();
+	if (r.sr) {
+		m->their_lsr = rtcp_ntp_mid32(r.ntp);
+		m->their_sr_us = time_mono_us();
+	}
+	const struct rtcp_block *b = rtcp_report_block_for(&r, m->ssrc);
+	if (!b)
+		return;
+	m->far_block = true;
+	m->block = *b;
+	uint32_t ms;
+	if (rtcp_rtt_ms(rtcp_ntp_mid32(rtcp_ntp_from_unix_us(now_us)), b->lsr, b->dlsr, &ms)) {
+		m->have_rtt = true;
+		m->rtt_ms = ms;
+	}
+}
+
+static void on_rtp(struct ua_media *m, const uint8_t *p, size_t n, const struct net_addr *from)
+{
+	struct rtp_hdr h;
+	if (rtp_parse(&h, p, n)) {
+		m->bad++;
+		return;
+	}
+	if (m->rs.init && h.ssrc != m->rs.ssrc) {
+		m->strays++; /* one source per call: the first one */
+		return;
+	}
+	uint32_t arrival = (uint32_t)((time_mono_us() - m->start_us) * RTP_RATE / 1000000u);
+	rtp_recv_update(&m->rs, h.ssrc, h.seq, h.ts, arrival);
+	m->recv_packets++;
+	m->recv_bytes += h.payload_len;
+	if (!m->have_src) {
+		m->have_src = true;
+		m->src = *from;
+	}
+}
+
+static void on_rx(int fd, uint32_t events, void *arg)
+{
+	(void)events;
+	struct ua_media *m = arg;
+	for (int k = 0; k < 64; k++) {
+		uint8_t p[1500];
+		struct net_addr from;
+		memset(&from, 0, sizeof from);
+		socklen_t sl = sizeof from.u.ss;
+		ssize_t n = recvfrom(fd, p, sizeof p, 0, &from.u.sa, &sl);
+		if (n < 0)
+			return;
+		if (!m->running)
+			continue; /* before the far end's SDP, or after the call: dropped */
+		switch (rtp_demux(p, (size_t)n)) {
+		case RTP_KIND_RTP:
+			if (fd == m->fd_rtp)
+				on_rtp(m, p, (size_t)n, &from);
+			else
+				m->bad++;
+			break;
+		case RTP_KIND_RTCP:
+			on_rtcp(m, p, (size_t)n);
+			break;
+		default:
+			m->bad++;
+			break;
+		}
+	}
+}
+
+int uam_start(struct ua_media *m, const struct ua_sdp_remote *r, unsigned tone_hz)
+{
+	if (m->running)
+		return 0;
+	if (net_addr_from_host(slice_cstr(r->addr), r->port, &m->to_rtp))
+		return EINVAL;
+	m->to_rtcp = m->to_rtp;
+	net_addr_set_port(&m->to_rtcp, r->rtcp_port);
+	m->mux = r->rtcp_mux;
+	m->pt = r->pt;
+	snprintf(m->remote_announced, sizeof m->remote_announced, "%s",
+		 net_addr_fmt(&m->to_rtp, (char[NET_ADDR_STRLEN]){0}, NET_ADDR_STRLEN));
+	m->remote_private = net_addr_is_private(&m->to_rtp);
+	rtp_tone_init(&m->tone, tone_hz ? tone_hz : 440, 8000);
+	m->running = true;
+	m->start_us = time_mono_us();
+	send_due(m);
+	timer_start(m->loop, &m->t_rtcp, UAM_RTCP_MS, rtcp_due, m);
+	return 0;
+}
+
+void uam_stop(struct ua_media *m)
+{
+	if (!m->running)
+		return;
+	timer_cancel(&m->t_send);
+	timer_cancel(&m->t_rtcp);
+	send_rtcp(m, true);
+	m->running = false;
+}
+
+void uam_close(struct ua_media *m)
+{
+	if (!m->loop)
+		return; /* never opened */
+	timer_cancel(&m->t_send);
+	timer_cancel(&m->t_rtcp);
+	m->running = false;
+	int *fds[] = {&m->fd_rtp, &m->fd_rtcp};
+	for (size_t i = 0; i < 2; i++)
+		if (*fds[i] >= 0) {
+			loop_fd_del(m->loop, *fds[i]);
+			close(*fds[i]);
+			*fds[i] = -1;
+		}
+}
+
+void uam_verdict(const struct ua_media *m, bool echo, struct rtp_verdict_in *in)
+{
+	memset(in, 0, sizeof *in);
+	in->echo = echo;
+	in->sent_packets = m->sent_packets;
+	in->sent_bytes = m->sent_bytes;
+	in->far_rtcp = m->far_rtcp;
+	in->far_block = m->far_block;
+	if (m->far_block) {
+		/* its extended highest sequence, from our first one, less its losses */
+		int64_t span = (int64_t)m->block.ext_max_seq - (int64_t)m->seq0 + 1;
+		int64_t got = span - m->block.cum_lost;
+		in->far_received = got > 0 ? (uint64_t)got : 0;
+		in->far_lost = m->block.cum_lost;
+		in->far_jitter_ms = (double)m->block.jitter * 1000.0 / RTP_RATE;
+	}
+	in->recv_packets = m->recv_packets;
+	in->recv_bytes = m->recv_bytes;
+	in->lost = m->rs.init ? rtp_recv_lost(&m->rs) : 0;
+	in->jitter_ms = m->rs.init ? (double)rtp_recv_jitter(&m->rs) * 1000.0 / RTP_RATE : 0;
+	in->strays = m->strays;
+	in->have_rtt = m->have_rtt;
+	in->rtt_ms = m->rtt_ms;
+	snprintf(in->local_announced, sizeof in->local_announced, "%s",
+		 net_addr_fmt(&m->local, (char[NET_ADDR_STRLEN]){0}, NET_ADDR_STRLEN));
+	in->local_private = net_addr_is_private(&m->local);
+	snprintf(in->remote_announced, sizeof in->remote_announced, "%s", m->remote_announced);
+	in->remote_private = m->remote_private;
+	if (m->have_src)
+		net_addr_fmt(&m->src, in->remote_source, sizeof in->remote_source);
+}
