@@ -168,9 +168,6 @@ void ua_call_start(struct ua_flow *f)
 	c->ua = ua;
 	c->f = f;
 	c->uas = false;
-	buf_init(&c->inv);
-	buf_init(&c->ack);
-	buf_init(&c->req);
 	char id[33];
 	ua_hex_rand(id, 16);
 	snprintf(c->call_id, sizeof c->call_id, "%s", id);
@@ -704,8 +701,6 @@ bool ua_call_on_request(struct ua_flow *f, const struct sip_msg *m)
 void ua_call_free(struct ua *ua)
 {
 	struct ua_call *c = &ua->call;
-	if (!c->ua)
-		return;
 	stop_timers(c);
 	uam_close(&c->media);
 	buf_free(&c->inv);

@@ -386,6 +386,10 @@ int ua_alloc(struct ua **up, struct loop *l, const struct ua_conf *conf, ua_even
 		ua->domain[n - 2] = '\0';
 	}
 	ua->n = conf->n_proxy;
+	ua->call.ua = ua;
+	buf_init(&ua->call.inv);
+	buf_init(&ua->call.ack);
+	buf_init(&ua->call.req);
 	for (unsigned i = 0; i < ua->n; i++) {
 		struct ua_flow *f = &ua->f[i];
 		f->ua = ua;
