@@ -1,8 +1,8 @@
 /* ua: the client side: an outbound user agent (RFC 5626 section 4) that registers over
  * one or two flows, keeps them alive and recovers a failed one.
  *
- * Registration only for now; calls and media come later and hang off the same
- * flows (incoming INVITEs are refused 480 until then).
+ * One call at a time hangs off the same flows (call.c, media.c): one we place
+ * (conf.call_uri) or one we answer (conf.auto_answer; else INVITEs get 480).
  *
  * Who may ask: only the proxies we registered through reach us. Each flow is
  * one socket of our own: a UDP socket connect()ed to its proxy (the kernel
