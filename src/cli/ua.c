@@ -394,7 +394,7 @@ static int cli_ua_run(int argc, char **argv, bool call)
 	}
 	const char *aor = argv[optind];
 	struct sip_uri u;
-	char anon[300];
+	char anon[sizeof c->aor];
 	if (call) {
 		const char *uri = argv[optind];
 		if (strlen(uri) >= sizeof c->call_uri || sip_uri_parse(slice_cstr(uri), &u) ||
