@@ -625,12 +625,14 @@ static void incoming(struct ua_flow *f, const struct sip_msg *m)
 	}
 	contact(c, &extra);
 	buf_append_cstr(&extra, "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n");
+	buf_append(&extra, "", 1); /* the builder takes a C string */
 	struct ua_sdp_local l;
 	local_sdp(c, &l);
 	ua_sdp_answer(&l, &c->remote, &sdp);
 	if (c->remote.rtcp_mux)
 		c->media.mux = true;
-	err = respond(f, m, 200, c->local_tag, extra.data ? extra.data : "", &sdp, &c->req);
+	err = extra.failed ? ENOMEM
+			   : respond(f, m, 200, c->local_tag, (const char *)extra.data, &sdp, &c->req);
 	buf_free(&extra);
 	buf_free(&sdp);
 	if (err) {
