@@ -277,6 +277,18 @@ static void run_posts(struct loop *l)
 	}
 }
 
+void loop_run_pending(struct loop *l)
+{
+	struct loop *was = current_loop;
+	current_loop = l;
+	l->now_ms = time_mono_ms();
+	run_posts(l);
+	for (size_t i = 0; i < l->n_turn_hooks; i++)
+		l->turn_hooks[i].h(l->turn_hooks[i].arg);
+	free_dead(l);
+	current_loop = was;
+}
+
 size_t loop_post_pending(const struct loop *l)
 {
 	return l->n_posts;

@@ -535,10 +535,32 @@ void net_stop(struct net *n)
 	for (unsigned i = 0; i < n->n_workers; i++)
 		if (n->workers[i].started)
 			loop_stop(n->workers[i].loop);
+	bool stopped = false;
 	for (unsigned i = 0; i < n->n_workers; i++) {
 		if (n->workers[i].started)
 			pthread_join(n->workers[i].thread, NULL);
+		stopped |= n->workers[i].started;
 		n->workers[i].started = false;
+	}
+	/* A worker still busy with its last turn may have posted to one that
+	 * had already run its queue and gone (a datagram received while
+	 * stopping, handed to its Call-ID's worker): loop_free would drop the
+	 * call and leak what it carries. The threads are gone, so run what is
+	 * left here, each as its own worker, one at a time, while the roles
+	 * still exist (a call may post again: a few rounds). */
+	for (unsigned round = 0; stopped && round < 8; round++) {
+		bool ran = false;
+		for (unsigned i = 0; i < n->n_workers; i++) {
+			struct worker *w = &n->workers[i];
+			if (!loop_post_pending(w->loop))
+				continue;
+			current_worker = w;
+			loop_run_pending(w->loop);
+			current_worker = NULL;
+			ran = true;
+		}
+		if (!ran)
+			break;
 	}
 }
 

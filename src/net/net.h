@@ -92,6 +92,9 @@ int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
 /* Thread-safe: runs h(arg) on the loop's thread, in posting order (FIFO). */
 int loop_post(struct loop *l, loop_call_h *h, void *arg);
+/* One turn without waiting, on the calling thread as l's: the calls posted
+ * so far, then the turn hooks. For a loop whose thread has stopped. */
+void loop_run_pending(struct loop *l);
 /* Calls posted to l and not yet run: how far behind its thread is with
  * work handed to it (a snapshot; any thread). */
 size_t loop_post_pending(const struct loop *l);
