@@ -414,12 +414,13 @@ int cli_serve(int argc, char **argv)
 		LOG_E("serve", "no role enabled: the config has none of [sip] [stun]");
 		goto out;
 	}
+	if (s.reg)
+		registrar_start(s.reg); /* before the workers: see registrar.h */
 	if (net_start(s.net)) {
 		LOG_E("serve", "cannot start workers");
 		goto out;
 	}
 	if (s.reg) {
-		registrar_start(s.reg);
 		if (!proxy_conf_edge_only(s.conf)) /* an edge's registrar rules are elsewhere */
 			registrar_log_rule(s.reg);
 	}

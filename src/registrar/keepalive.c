@@ -382,7 +382,6 @@ static void expire_tick(void *arg)
 static void start_on_worker0(void *arg)
 {
 	struct registrar *r = arg;
-	store_foreach(r->store, sync_loaded, r);
 	ka_tick(r);
 	expire_tick(r);
 }
@@ -397,6 +396,11 @@ int registrar_start(struct registrar *r)
 	metric_register(&m_ka_pending);
 	metric_register(&m_bindings);
 	metric_register(&m_flow_sources);
+	/* here, before the workers start, not on worker 0: a walk that ran
+	 * after the first REGISTERs would sync their bindings again too, and
+	 * a bind clears a failure the flow table saw in between (a flow that
+	 * fell silent got its 430s back) */
+	store_foreach(r->store, sync_loaded, r);
 	return loop_post(worker_loop(net_worker(edge_net(r->edge), 0)), start_on_worker0, r);
 }
 

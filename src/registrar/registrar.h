@@ -22,7 +22,9 @@ extern const struct conf_key registrar_conf_keys[]; /* [registrar], [keepalive],
 int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 		    struct store_cred *creds, const struct conf *c);
 void registrar_free(struct registrar *r);
-/* Starts the keepalive and expiry timers on worker 0 (after net_start). */
+/* Before net_start: watches the flows of the bindings loaded from the store
+ * (before any REGISTER can change them) and posts the keepalive and expiry
+ * timers to worker 0, where they start with it. */
 int registrar_start(struct registrar *r);
 
 /* The digest authenticator the registrar owns; the proxy checks with it too. */

@@ -54,8 +54,8 @@ void test_server_start(struct test_server *s, const char *conf_text)
 		assert_int_equal(echo_start(&s->echo, s->net, s->conf), 0);
 		proxy_set_service(s->proxy, echo_route, s->echo);
 	}
-	assert_int_equal(net_start(s->net), 0);
 	assert_int_equal(registrar_start(s->reg), 0);
+	assert_int_equal(net_start(s->net), 0);
 	s->addr = *net_listener_addr(s->net, 0);
 }
 
