@@ -324,6 +324,10 @@ void rtp_wav_header(uint8_t out[RTP_WAV_HDR_LEN], uint32_t samples);
  * or, when calling an echo service, from our own packets coming back.
  * Addresses are text as the caller formats them ("198.51.100.7:40112"),
  * compared as given; "" = unknown or none.
+ * A direction counts as carrying audio only when at least half of what was
+ * expected arrived (an echo: packets back of packets sent; far end: its
+ * received of received + lost; ours: received of received + lost); a
+ * two-way cause then states the loss, a failing one the figures.
  */
 enum rtp_verdict {
 	RTP_VERDICT_TWO_WAY = 0,

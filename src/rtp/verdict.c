@@ -43,20 +43,60 @@ static const char *why_nothing_in(const struct rtp_verdict_in *in)
 	return "a NAT or firewall in front of us drops it, or the far end sends it elsewhere";
 }
 
+/* What arrived of what was expected in one direction. A direction carries
+ * audio only when at least half arrived: above that the call is usable and
+ * its loss is reported; below it, a few packets (a NAT binding that passed
+ * some then closed, one stray) are not working audio. */
+struct share {
+	uint64_t got, of; /* of = 0: nothing expected, nothing known */
+};
+
+static struct share share_of(uint64_t got, int64_t lost)
+{
+	/* lost < 0 means duplicates: nothing missing */
+	return (struct share){got, got + (lost > 0 ? (uint64_t)lost : 0)};
+}
+
+static bool share_ok(struct share s)
+{
+	return s.got > 0 && s.got >= s.of - s.got;
+}
+
+static double share_lost_pct(struct share s)
+{
+	return s.of ? 100.0 * (double)(s.of - s.got) / (double)s.of : 0;
+}
+
+/* Appends a clause about a direction's loss (", but ..."), if any. */
+static void loss_clause(char *c, size_t cap, const char *what, struct share s)
+{
+	size_t n = strlen(c);
+	if (s.got >= s.of || n >= cap)
+		return;
+	snprintf(c + n, cap - n, " %s %" PRIu64 " of %" PRIu64 " (%.1f%% lost).", what, s.got, s.of,
+		 share_lost_pct(s));
+}
+
 void rtp_verdict_decide(const struct rtp_verdict_in *in, struct rtp_verdict_out *out)
 {
 	memset(out, 0, sizeof *out);
-	bool got_in = in->recv_packets > 0;
+	/* an echo: what came back is measured against what we sent */
+	struct share s_in = in->echo ? (struct share){in->recv_packets, in->sent_packets}
+				     : share_of(in->recv_packets, in->lost);
+	if (s_in.got > s_in.of)
+		s_in.of = s_in.got;
+	struct share s_out = in->echo ? s_in : share_of(in->far_received, in->far_lost);
+	bool got_in = share_ok(s_in);
 	/* ours reached them: they say so, or (an echo) it came back */
 	bool out_known = in->echo || in->far_rtcp;
-	bool got_out = in->echo ? got_in : (in->far_block && in->far_received > 0);
+	bool got_out = in->echo ? got_in : (in->far_block && share_ok(s_out));
 	out->source_mismatch = got_in && in->remote_source[0] && in->remote_announced[0] &&
 			       strcmp(in->remote_source, in->remote_announced) != 0;
 	const char *la = or_unknown(in->local_announced), *ra = or_unknown(in->remote_announced);
 	char *c = out->cause;
 	size_t cap = sizeof out->cause;
 
-	if (in->sent_packets == 0 && !got_in) {
+	if (in->sent_packets == 0 && in->recv_packets == 0) {
 		out->verdict = RTP_VERDICT_NONE;
 		snprintf(c, cap,
 			 "No RTP was sent or received: the call carried no media (no "
@@ -80,6 +120,12 @@ void rtp_verdict_decide(const struct rtp_verdict_in *in, struct rtp_verdict_out 
 			    in->remote_source, ra);
 		else
 			snprintf(c, cap, "Audio went both ways.");
+		if (in->echo) {
+			loss_clause(c, cap, "Of our packets, the echo returned", s_in);
+		} else if (got_out) {
+			loss_clause(c, cap, "Of ours, the far end reports", s_out);
+			loss_clause(c, cap, "Of theirs, we got", s_in);
+		}
 		return;
 	}
 	if (got_in) {
@@ -98,6 +144,12 @@ void rtp_verdict_decide(const struct rtp_verdict_in *in, struct rtp_verdict_out 
 			    "The far end announced the private address %s and our RTP sent there "
 			    "never reached it: it is behind NAT and nothing relays its media.",
 			    ra);
+		else if (in->far_block && s_out.got > 0)
+			snprintf(c, cap,
+				 "RTP arrived from %s, but the far end reports only %" PRIu64
+				 " of %" PRIu64 " of ours: our RTP to %s is mostly dropped on "
+				 "the way (a firewall, or a NAT that does not pass it).",
+				 or_unknown(in->remote_source), s_out.got, s_out.of, ra);
 		else
 			snprintf(
 			    c, cap,
@@ -109,18 +161,36 @@ void rtp_verdict_decide(const struct rtp_verdict_in *in, struct rtp_verdict_out 
 	}
 	if (got_out) {
 		out->verdict = RTP_VERDICT_ONE_WAY_OUT;
-		snprintf(
-		    c, cap,
-		    "Our RTP reached the far end but nothing came back to our announced %s: %s.",
-		    la, why_nothing_in(in));
+		if (s_in.got > 0)
+			snprintf(c, cap,
+				 "Our RTP reached the far end but only %" PRIu64 " of %" PRIu64
+				 " of its packets came to our announced %s: %s.",
+				 s_in.got, s_in.of, la, why_nothing_in(in));
+		else
+			snprintf(c, cap,
+				 "Our RTP reached the far end but nothing came back to our "
+				 "announced %s: %s.",
+				 la, why_nothing_in(in));
+		loss_clause(c, cap, "Of ours, the far end reports", s_out);
 		return;
 	}
 	out->verdict = RTP_VERDICT_NONE;
-	if (in->echo)
+	if (in->echo && s_in.got > 0)
+		snprintf(c, cap,
+			 "We sent %" PRIu64 " RTP packets to the echo at %s and only %" PRIu64
+			 " of %" PRIu64 " packets came back to our announced %s: %s.",
+			 in->sent_packets, ra, s_in.got, s_in.of, la, why_nothing_in(in));
+	else if (in->echo)
 		snprintf(c, cap,
 			 "We sent %" PRIu64 " RTP packets to the echo at %s and none came back to "
 			 "our announced %s: %s.",
 			 in->sent_packets, ra, la, why_nothing_in(in));
+	else if (s_in.got > 0 || (in->far_block && s_out.got > 0))
+		snprintf(c, cap,
+			 "Almost no RTP arrived either way: %" PRIu64 " of %" PRIu64
+			 " of theirs reached our announced %s, and the far end reports %" PRIu64
+			 " of our %" PRIu64 " sent to %s: %s.",
+			 s_in.got, s_in.of, la, s_out.got, s_out.of, ra, why_nothing_in(in));
 	else if (in->local_private && in->remote_private)
 		snprintf(
 		    c, cap,

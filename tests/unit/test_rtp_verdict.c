@@ -41,7 +41,8 @@ static void test_two_way(void **state)
 	rtp_verdict_decide(&in, &out);
 	assert_int_equal(out.verdict, RTP_VERDICT_TWO_WAY);
 	assert_false(out.source_mismatch);
-	assert_string_equal(out.cause, "Audio went both ways.");
+	assert_string_equal(out.cause,
+			    "Audio went both ways. Of theirs, we got 248 of 250 (0.8% lost).");
 	/* an echo: our packets coming back prove both ways, no RTCP needed */
 	in = base();
 	in.echo = true;
@@ -155,6 +156,62 @@ static void test_unconfirmed(void **state)
 	assert_string_equal(rtp_verdict_name(out.verdict), "unconfirmed");
 }
 
+/* A direction where almost nothing arrived is not working audio. */
+static void test_share(void **state)
+{
+	(void)state;
+	struct rtp_verdict_in in = base();
+	struct rtp_verdict_out out;
+	/* an echo: 1 of 300 came back */
+	in.echo = true;
+	in.sent_packets = 300;
+	in.recv_packets = 1;
+	in.recv_bytes = 172;
+	snprintf(in.remote_source, sizeof in.remote_source, "198.51.100.7:40112");
+	rtp_verdict_decide(&in, &out);
+	assert_int_not_equal(out.verdict, RTP_VERDICT_TWO_WAY);
+	assert_int_equal(out.verdict, RTP_VERDICT_NONE);
+	assert_non_null(strstr(out.cause, "only 1 of 300 packets came back"));
+	/* 280 of 300 back: two-way, with the loss in the cause */
+	in.recv_packets = 280;
+	rtp_verdict_decide(&in, &out);
+	assert_int_equal(out.verdict, RTP_VERDICT_TWO_WAY);
+	assert_string_equal(out.cause, "Audio went both ways. Of our packets, the echo "
+				       "returned 280 of 300 (6.7% lost).");
+	/* the far end got 2 of ours and lost 298 */
+	in = base();
+	in.sent_packets = 300;
+	hear(&in, "198.51.100.7:40112");
+	in.far_rtcp = in.far_block = true;
+	in.far_received = 2;
+	in.far_lost = 298;
+	rtp_verdict_decide(&in, &out);
+	assert_int_equal(out.verdict, RTP_VERDICT_ONE_WAY_IN);
+	assert_non_null(strstr(out.cause, "the far end reports only 2 of 300 of ours"));
+	/* theirs: 3 arrived, 297 lost by our statistics, while ours got through */
+	in.far_received = 300;
+	in.far_lost = 0;
+	in.recv_packets = 3;
+	in.lost = 297;
+	rtp_verdict_decide(&in, &out);
+	assert_int_equal(out.verdict, RTP_VERDICT_ONE_WAY_OUT);
+	assert_non_null(strstr(out.cause, "only 3 of 300 of its packets"));
+	/* at half, it counts */
+	in.recv_packets = 150;
+	in.lost = 150;
+	rtp_verdict_decide(&in, &out);
+	assert_int_equal(out.verdict, RTP_VERDICT_TWO_WAY);
+	assert_non_null(strstr(out.cause, "150 of 300 (50.0% lost)"));
+	/* both thin: neither counts, and the cause says what little came */
+	in.recv_packets = 3;
+	in.lost = 297;
+	in.far_received = 2;
+	in.far_lost = 298;
+	rtp_verdict_decide(&in, &out);
+	assert_int_equal(out.verdict, RTP_VERDICT_NONE);
+	assert_non_null(strstr(out.cause, "Almost no RTP arrived either way: 3 of 300"));
+}
+
 static void test_text_json(void **state)
 {
 	(void)state;
@@ -203,6 +260,7 @@ int main(void)
 	    cmocka_unit_test(test_two_way),	cmocka_unit_test(test_one_way_in_nat),
 	    cmocka_unit_test(test_one_way_out), cmocka_unit_test(test_none),
 	    cmocka_unit_test(test_unconfirmed), cmocka_unit_test(test_text_json),
+	    cmocka_unit_test(test_share),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
