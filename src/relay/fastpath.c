@@ -160,6 +160,13 @@ static bool wanted(const struct relay *r, const struct relay_sock *k, struct rel
 	if (!e->out_addr && !(e->out_addr = route_source(e->dst_addr)))
 		return false;
 	if (net_ip4_ifs_find(&r->fast->ifs, e->dst_addr)) {
+		/* A party on this host (a local PBX, the echo) gets the rewritten
+		 * packet up the stack only if it came in on loopback, i.e. from
+		 * this host too: arriving on another interface, its new source
+		 * (ours) and a 127/8 destination make it a martian the kernel
+		 * drops. From elsewhere it stays in user space. */
+		if (!net_ip4_ifs_find(&r->fast->ifs, e->peer_addr))
+			return false;
 		e->flags = RELAY_FAST_LOCAL;
 		return true;
 	}

@@ -16,7 +16,7 @@ struct relay_fast_key {
 	__u16 pad;
 };
 
-#define RELAY_FAST_LOCAL 1 /* the destination is this host: deliver, do not redirect */
+#define RELAY_FAST_LOCAL 1 /* sender and destination on this host: deliver, do not redirect */
 
 /* What to do with RTP from the latched source peer_addr:peer_port. */
 struct relay_fast_fwd {
