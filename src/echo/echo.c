@@ -538,23 +538,6 @@ static void on_sip(int fd, uint32_t events, void *arg)
 
 /* ---- setup ---- */
 
-/* The source address the kernel would use towards a documentation address
- * (connect on UDP sends nothing), as the relay guesses its own. */
-static int default_source(int family, struct net_addr *out)
-{
-	struct net_addr dst;
-	if (net_addr_parse(family == AF_INET6 ? "[2001:db8::1]:9" : "192.0.2.1:9", 9, &dst))
-		return EINVAL;
-	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return errno;
-	int err = 0;
-	if (connect(fd, &dst.u.sa, net_addr_len(&dst)) < 0 || net_sock_addr(fd, out))
-		err = errno ? errno : EADDRNOTAVAIL;
-	close(fd);
-	return err;
-}
-
 static void attach(void *arg)
 {
 	struct echo *e = arg;
@@ -621,7 +604,7 @@ static int pick_addrs(struct echo *e, const struct conf *c)
 		}
 	} else if (!e->proxy_wild) {
 		e->media_addr = e->proxy_addr;
-	} else if (default_source(family, &e->media_addr)) {
+	} else if (net_default_source(family, &e->media_addr)) {
 		LOG_E("echo", "no route to guess the echo's media address; set echo.address");
 		return EINVAL;
 	}

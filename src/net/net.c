@@ -76,6 +76,21 @@ int net_sock_addr(int fd, struct net_addr *out)
 	return getsockname(fd, &out->u.sa, &len) < 0 ? errno : 0;
 }
 
+int net_default_source(int family, struct net_addr *out)
+{
+	struct net_addr dst;
+	if (net_addr_parse(family == AF_INET6 ? "[2001:db8::1]:9" : "192.0.2.1:9", 9, &dst))
+		return EINVAL;
+	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	int err = 0;
+	if (connect(fd, &dst.u.sa, net_addr_len(&dst)) < 0 || net_sock_addr(fd, out))
+		err = errno ? errno : EADDRNOTAVAIL;
+	close(fd);
+	return err;
+}
+
 int net_alloc(struct net **np, const struct net_conf *conf)
 {
 	struct net *n = calloc(1, sizeof *n);

@@ -349,6 +349,10 @@ void net_ratelimit_stats(const struct net_ratelimit *r, int64_t *limited, int64_
 int net_udp_socket(const struct net_addr *a, bool reuseport, int *fdp);
 /* Bound address of a socket. */
 int net_sock_addr(int fd, struct net_addr *out);
+/* The source address the kernel would use towards the internet (a route
+ * lookup by connect() on a UDP socket to a documentation address: nothing is
+ * sent), for a wildcard listener's advertised address. 0, or an errno. */
+int net_default_source(int family, struct net_addr *out);
 
 /* ---- this host's own addresses, kept current ----
  * A snapshot taken at alloc, read again whenever netlink reports an address

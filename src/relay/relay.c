@@ -122,23 +122,6 @@ void relay_pool_put(struct relay *r, struct relay_media *m)
 
 /* ---- configuration ---- */
 
-/* The source address the kernel would use towards a documentation address:
- * connect() on UDP sends nothing. */
-static int default_source(int family, struct net_addr *out)
-{
-	struct net_addr dst;
-	if (net_addr_parse(family == AF_INET6 ? "[2001:db8::1]:9" : "192.0.2.1:9", 9, &dst))
-		return EINVAL;
-	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return errno;
-	int err = 0;
-	if (connect(fd, &dst.u.sa, net_addr_len(&dst)) < 0 || net_sock_addr(fd, out))
-		err = errno ? errno : EADDRNOTAVAIL;
-	close(fd);
-	return err;
-}
-
 /* Splits a comma list into trimmed items; empty items are kept (advertise). */
 static unsigned split_list(const char *s, char items[][96], unsigned max)
 {
@@ -200,7 +183,7 @@ static int parse_ifs(struct relay *r, const struct conf *c)
 				return EINVAL;
 			}
 		} else if (net_addr_is_any(&ifc->bind)) {
-			if (default_source(ifc->family, &ifc->adv_addr)) {
+			if (net_default_source(ifc->family, &ifc->adv_addr)) {
 				LOG_E("relay",
 				      "relay.address %s: no route to guess the address to "
 				      "advertise; set relay.advertise",
