@@ -53,6 +53,10 @@ int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf
 struct slice buf_slice(const struct buf *b);
 /* Appends s as a quoted, escaped JSON string. */
 int buf_append_json_str(struct buf *b, const char *s);
+/* Appends base64 of p[0..l) (RFC 4648 4: padded, no line breaks). 0 or ENOMEM. */
+int buf_append_base64(struct buf *b, const void *p, size_t l);
+/* Decodes padded base64 into out[cap]; *n gets the length. 0, EBADMSG, ENOSPC. */
+int base64_decode(struct slice in, unsigned char *out, size_t cap, size_t *n);
 
 /* ---- hashing ---- */
 

@@ -376,4 +376,22 @@ struct edge_stats {
 	int64_t requests, responses, parse_errors, retransmissions, stun, crlf_pings;
 };
 
+/* ---- Pinhole-Seen (seen.c, docs/nat-evidence.md) ----
+ * A response header of ours: base64 (RFC 4648) of "key=value" lines joined
+ * by "\n" saying what a request looked like when it arrived: src (ip:port it
+ * came from), via (its top Via value), contact (its first Contact value),
+ * and with_sdp also sdp-c (the session's c= address, else the first audio
+ * section's) and sdp-m (the first audio m= port). A value longer than
+ * EDGE_SEEN_VALUE_MAX is left out. Only on answers that accept a request
+ * (a REGISTER's 200, responses forwarded to an INVITE's caller), never on a
+ * refusal to an unauthenticated request: no larger answers to strangers. */
+#define EDGE_SEEN_HDR "Pinhole-Seen"
+#define EDGE_SEEN_VALUE_MAX 256
+/* Appends the header line (with its CRLF) for m received from src. 0 or ENOMEM. */
+int edge_seen_append(struct buf *out, const struct sip_msg *m, const struct net_addr *src,
+		     bool with_sdp);
+/* Removes m's own Pinhole-Seen lines in ed (a hop beyond us wrote them:
+ * what the phone wants is what reached us). */
+void edge_seen_strip(struct sip_editor *ed, const struct sip_msg *m);
+
 #endif

@@ -60,6 +60,11 @@ struct proxy_call {
 	struct route_plan plan; /* its slices point into stsx_msg(st) */
 	struct buf body;	/* plan.body's bytes */
 	char aor[STORE_AOR_MAX];
+	/* Pinhole-Seen line for the answers to the caller (edge.h): an INVITE's
+	 * responses (finals above 2xx only when the caller authenticated), an
+	 * edge-only REGISTER's 2xx; empty = none */
+	struct buf seen;
+	bool seen_refusals, seen_register;
 	struct proxy_call *prev, *next; /* proxy->calls; guarded by calls_lock */
 };
 
@@ -89,6 +94,7 @@ static void call_free(struct proxy_call *pc)
 		timer_cancel(&pc->br[i].t_fo);
 	buf_free(&pc->best);
 	buf_free(&pc->body);
+	buf_free(&pc->seen);
 	free(pc->tg);
 	free(pc);
 }
@@ -164,15 +170,31 @@ static void send_best(struct proxy_call *pc)
 		stsx_reply(pc->st, s, sip_reason_phrase(s), NULL);
 }
 
-/* The response without our Via (and with a new body when given, and the
- * edge's Flow-Timer when not 0), ready to go upstream. */
+/* Whether the response with status to pc's request carries Pinhole-Seen. */
+static bool seen_applies(const struct proxy_call *pc, uint16_t status)
+{
+	if (!pc->seen.len || status <= 100)
+		return false;
+	if (status < 200)
+		return !pc->seen_register;
+	return status < 300 || pc->seen_refusals;
+}
+
+/* The response without our Via (and with a new body when given, the
+ * edge's Flow-Timer when not 0, and our Pinhole-Seen in place of any other
+ * when seen is given), ready to go upstream. */
 static int strip_via(const struct sip_msg *m, const struct buf *body, unsigned flow_timer,
-		     struct buf *out)
+		     const struct buf *seen, struct buf *out)
 {
 	struct sip_editor ed;
 	sip_editor_init(&ed, m);
 	sip_edit_remove_first_value(&ed, m->via1_hdr);
 	proxy_flow_timer_edit(&ed, m, flow_timer);
+	if (seen) {
+		edge_seen_strip(&ed, m);
+		sip_edit_insert_hdr_before(&ed, m->n_hdrs, "%.*s", (int)(seen->len - 2),
+					   seen->data); /* without its CRLF */
+	}
 	if (body && body->len)
 		sip_edit_set_body(&ed, buf_slice(body));
 	int err = sip_edit_apply(&ed, out);
@@ -434,7 +456,8 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 			return;
 		}
 	}
-	if (rx && strip_via(rx->msg, &sdp, pc->flow_timer, &out)) {
+	if (rx && strip_via(rx->msg, &sdp, pc->flow_timer,
+			    pc->st && seen_applies(pc, status) ? &pc->seen : NULL, &out)) {
 		buf_free(&out);
 		buf_free(&sdp);
 		return;
@@ -538,6 +561,16 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	pc->upstream = plan->upstream;
 	buf_init(&pc->best);
 	buf_init(&pc->body);
+	buf_init(&pc->seen);
+	const struct sip_msg *m = rx->msg;
+	if (m->method == SIP_INVITE || (plan->upstream && m->method == SIP_REGISTER)) {
+		/* what reached us, for the caller to compare (edge.h); a
+		 * refusal to a stranger carries none (no larger answers) */
+		if (edge_seen_append(&pc->seen, m, &rx->flow.remote, m->method == SIP_INVITE))
+			buf_reset(&pc->seen);
+		pc->seen_refusals = m->method == SIP_INVITE && plan->authenticated;
+		pc->seen_register = m->method == SIP_REGISTER;
+	}
 	call_link(pc);
 	stsx_set_owner(rx->st, pc, on_cancel, on_end);
 	/* RFC 3261 16.2: now that it goes on, stop the caller's retransmissions */
@@ -613,7 +646,7 @@ void proxy_response_stateless(struct proxy *p, const struct edge_rx *rx)
 	if (rx->ct_matched && m->cseq.method == SIP_INVITE &&
 	    proxy_media_response(p, &pm, rx, &sdp))
 		buf_reset(&sdp);
-	if (strip_via(m, &sdp, 0, &out) == 0)
+	if (strip_via(m, &sdp, 0, NULL, &out) == 0)
 		edge_send(p->edge, &f, out.data, out.len);
 	buf_free(&out);
 	buf_free(&sdp);

@@ -45,18 +45,6 @@ static struct slice sdp_body(const struct sip_msg *m)
 	return slice_eq_cstr_nocase(v, "application/sdp") ? m->body : SLICE_NULL;
 }
 
-static bool sdp_private(const struct sdp *s)
-{
-	for (size_t i = 0; i < s->n_media; i++) {
-		struct net_addr a;
-		if (s->media[i].conn.present &&
-		    net_addr_from_host(s->media[i].conn.addr, 0, &a) == 0 &&
-		    net_addr_is_private(&a))
-			return true;
-	}
-	return false;
-}
-
 static bool session_exists(struct proxy *p, struct slice call_id)
 {
 	struct relayctl_query *q = malloc(sizeof *q);
@@ -88,31 +76,26 @@ static uint16_t status_of(int err)
 	}
 }
 
-/* RFC 3261 16.6 leaves the body to the proxy; the auto policy relays when a
- * party is behind NAT (its signalling or its SDP says so) or the families
- * differ, because then the SDP addresses cannot work end to end. */
+/* RFC 3261 16.6 leaves the body to the proxy: the parties as decide.c sees
+ * them (a registered callee reached through a Path, an edge of ours, is
+ * behind it where we cannot see: not direct). */
 static bool wants_relay(struct proxy *p, const struct edge_rx *rx, const struct sdp *s,
 			const struct proxy_target *t, size_t n)
 {
-	if (p->media == MEDIA_ALWAYS)
-		return true;
-	if (p->media == MEDIA_NEVER)
-		return false;
-	const struct sip_msg *m = rx->msg;
-	const struct sip_hdr *ch = sip_msg_hdr(m, SIP_HDR_CONTACT, 0);
-	struct sip_nameaddr contact;
-	bool have_contact = ch && sip_nameaddr_parse(ch->value, &contact) == 0 && !contact.star;
-	if (registrar_behind_nat(&rx->flow, &m->via1, have_contact ? &contact.uri : NULL))
-		return true;
-	if (s && sdp_private(s))
-		return true;
+	struct proxy_media_party caller, callees[PROXY_MAX_TARGETS];
+	proxy_media_caller(&p->mpol, rx->msg, &rx->flow.remote, &caller);
+	n = MIN(n, (size_t)PROXY_MAX_TARGETS);
 	for (size_t i = 0; i < n; i++) {
-		if (t[i].behind_nat || net_addr_is_private(&t[i].flow.remote))
-			return true;
-		if (net_addr_family(&t[i].flow.remote) != net_addr_family(&rx->flow.remote))
-			return true;
+		struct proxy_media_party *c = &callees[i];
+		memset(c, 0, sizeof *c);
+		c->src = t[i].flow.remote;
+		c->claims_nat = t[i].behind_nat;
+		c->direct = !t[i].path[0] && proxy_media_direct(&p->mpol, &c->src);
+		c->local = edge_addr_is_local(p->edge, &c->src);
 	}
-	return false;
+	enum proxy_media_why why = proxy_media_decide(&p->mpol, s, &caller, callees, n);
+	proxy_media_count(why);
+	return proxy_why_relays(why);
 }
 
 uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,

@@ -17,7 +17,63 @@
 #define PROXY_MAX_TRUSTED 64
 #define PROXY_BRANCH_SIZE 40
 
-enum media_policy { MEDIA_AUTO, MEDIA_ALWAYS, MEDIA_NEVER };
+enum media_policy { MEDIA_NAT_FACING, MEDIA_AUTO, MEDIA_ALWAYS, MEDIA_NEVER };
+
+/* ---- decide.c: the relay decision ---- */
+
+struct sdp;
+
+#define PROXY_MAX_DIRECT 64
+
+/* [relay] media, direct_networks, webrtc; RO after alloc. */
+struct proxy_media_policy {
+	enum media_policy mode;
+	bool webrtc_pass;
+	struct net_cidr direct[PROXY_MAX_DIRECT];
+	size_t n_direct;
+	const struct net_cidr *trusted; /* [proxy] trusted, the proxy's own list */
+	size_t n_trusted;
+};
+
+/* One party of a call as the decision sees it. */
+struct proxy_media_party {
+	struct net_addr src; /* where its packets come from */
+	bool direct;	     /* src in direct_networks or [proxy] trusted (and, through a
+				trusted proxy, the party behind it in direct_networks) */
+	bool claims_nat;     /* what its messages say (auto only): Via or Contact unlike
+				src, private addresses, the binding's NAT flag */
+	bool local;	     /* a service on this host (the echo): direct */
+};
+
+/* The outcome of the decision and why: the counters' label. */
+enum proxy_media_why {
+	PROXY_WHY_NAT_FACING, /* relay: a party is not known direct (nat-facing) */
+	PROXY_WHY_CLAIMS_NAT, /* relay: a message says NAT (auto) */
+	PROXY_WHY_FAMILY,     /* relay: IPv4 and IPv6 parties */
+	PROXY_WHY_ALWAYS,     /* relay: media = always */
+	PROXY_WHY_DIRECT,     /* not: every party direct (or, auto, nothing says NAT) */
+	PROXY_WHY_WEBRTC,     /* not: ICE with a=fingerprint, webrtc = pass */
+	PROXY_WHY_NEVER,      /* not: media = never */
+	PROXY_WHY_N
+};
+
+/* Reads the policy (trusted: the proxy's list, borrowed): 0 or EINVAL (logged). */
+int proxy_media_policy_init(struct proxy_media_policy *pol, const struct conf *c,
+			    const struct net_cidr *trusted, size_t n_trusted);
+/* Whether packets from src reach us directly: direct_networks or trusted. */
+bool proxy_media_direct(const struct proxy_media_policy *pol, const struct net_addr *src);
+/* The caller of request m, received from src. */
+void proxy_media_caller(const struct proxy_media_policy *pol, const struct sip_msg *m,
+			const struct net_addr *src, struct proxy_media_party *out);
+/* Whether to relay a call whose initial offer is offer (NULL: none yet),
+ * between caller and the n callees it may reach. Pure: no counters. */
+enum proxy_media_why proxy_media_decide(const struct proxy_media_policy *pol,
+					const struct sdp *offer,
+					const struct proxy_media_party *caller,
+					const struct proxy_media_party *callees, size_t n);
+bool proxy_why_relays(enum proxy_media_why w);
+const char *proxy_why_name(enum proxy_media_why w);
+void proxy_media_count(enum proxy_media_why w);
 
 struct proxy {
 	struct edge *edge;
@@ -25,7 +81,7 @@ struct proxy {
 	bool record_route;
 	unsigned max_branches;
 	struct relayctl *rc; /* NULL: no media relay; owned by the proxy */
-	enum media_policy media;
+	struct proxy_media_policy mpol;
 	unsigned max_media; /* [relay] max_media: m= lines per relayed call */
 	/* every live proxy_call, so that shutdown frees what is still pending */
 	pthread_mutex_t calls_lock;
@@ -115,6 +171,9 @@ struct route_plan {
 	char path_entry[FLOW_TOKEN_LEN + NET_ADDR_STRLEN + 48];
 	unsigned flow_timer;
 	bool upstream; /* sent to the registrar for a phone: refusals go back once */
+	/* digest-authenticated here, or from a [proxy] trusted peer: refusals
+	 * forwarded back may carry Pinhole-Seen */
+	bool authenticated;
 };
 
 int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct route_plan *plan,

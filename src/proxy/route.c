@@ -655,6 +655,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		plan.body = buf_slice(&sdp);
 	}
 	plan.relayed_mark = pm.engaged;
+	plan.authenticated = authenticated || proxy_source_trusted(p, &rx->flow.remote);
 	proxy_fork(p, rx, &plan, targets, n, &pm, aor[0] ? aor : NULL);
 	buf_free(&sdp);
 }
@@ -679,13 +680,11 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 	p->reg = r;
 	p->record_route = conf_bool(c, "proxy", "record_route");
 	p->max_branches = (unsigned)conf_int(c, "proxy", "max_branches");
-	const char *media = conf_str(c, "relay", "media");
-	p->media = strcmp(media, "always") == 0  ? MEDIA_ALWAYS
-		   : strcmp(media, "never") == 0 ? MEDIA_NEVER
-						 : MEDIA_AUTO;
 	p->max_media = (unsigned)conf_int(c, "relay", "max_media");
 	const char *which = conf_str(c, "proxy", "relay");
 	int err = proxy_policy_init(p, c);
+	if (!err)
+		err = proxy_media_policy_init(&p->mpol, c, p->trusted, p->n_trusted);
 	if (!err)
 		err = proxy_upstream_init(p, c);
 	if (err) {

@@ -543,6 +543,12 @@ static void reply_ok(struct reg_job *j)
 	/* RFC 3327 5.3: the stored path vector, to a UA that supports path */
 	if (j->echo_path)
 		buf_printf(&extra, "Path: %s\r\n", j->path);
+	/* what reached us, for the phone to compare with what it sent
+	 * (docs/nat-evidence.md); through an edge of ours (a Path) the edge
+	 * writes it, having seen the phone's own request */
+	const struct sip_msg *sm = stsx_msg(j->st);
+	if (!j->path[0] && sm)
+		edge_seen_append(&extra, sm, &j->flow.remote, false);
 	buf_append_cstr(&extra, date_header());
 	buf_append(&extra, "", 1);
 	if (extra.failed)

@@ -51,9 +51,19 @@ const struct conf_key relay_conf_keys[] = {
     {"relay", "ng_list_max", CONF_INT, "1000", 1, 100000, NULL,
      "most call-IDs an ng list answers whatever limit it asks (no limit: 32); the answer "
      "also stops short of 60000 bytes"},
-    {"relay", "media", CONF_ENUM, "auto", 0, 0, "auto|always|never",
-     "(read by the proxy) relay media: auto = when a party is behind NAT or the families "
-     "differ"},
+    {"relay", "media", CONF_ENUM, "nat-facing", 0, 0, "nat-facing|auto|always|never",
+     "(read by the proxy) relay media: nat-facing = every call with a party whose packets do "
+     "not come from direct_networks or [proxy] trusted, whatever its Via, Contact and SDP "
+     "say; auto = when the message says NAT (private addresses, Via/Contact unlike the "
+     "source) or the families differ: trusts what a SIP ALG rewrote (docs/relay.md)"},
+    {"relay", "direct_networks", CONF_STR, "", 0, 0, NULL,
+     "(read by the proxy) sources that reach us without NAT (the operator's LAN, trunks and "
+     "gateways): prefixes or addresses; with [proxy] trusted the only parties nat-facing "
+     "does not relay"},
+    {"relay", "webrtc", CONF_ENUM, "pass", 0, 0, "pass|relay",
+     "(read by the proxy) calls whose offer has ICE and a=fingerprint (WebRTC): pass = not "
+     "relayed by nat-facing or auto (the relay strips ICE and drops DTLS; ICE finds the "
+     "path); relay = as other calls"},
     {NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 

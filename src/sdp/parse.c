@@ -247,6 +247,8 @@ static int parse_session_attr(struct sdp *s, struct slice v)
 	} else if (slice_eq_cstr_nocase(name, "nortpproxy")) {
 		s->nortpproxy = true;
 		s->nortpproxy_val = val;
+	} else if (slice_eq_cstr_nocase(name, "fingerprint")) {
+		s->fingerprint = true;
 	} else {
 		parse_ice_attr(name, val, &s->ice);
 	}
@@ -270,6 +272,8 @@ static int parse_media_attr(struct sdp_media *m, struct slice v)
 		m->mid = val;
 	} else if (slice_eq_cstr_nocase(name, "nortpproxy")) {
 		m->nortpproxy = true;
+	} else if (slice_eq_cstr_nocase(name, "fingerprint")) {
+		m->fingerprint = true;
 	} else {
 		parse_ice_attr(name, val, &m->ice);
 	}
@@ -388,6 +392,16 @@ bool sdp_has_nortpproxy(const struct sdp *s)
 		return true;
 	for (size_t i = 0; i < s->n_media; i++)
 		if (s->media[i].nortpproxy)
+			return true;
+	return false;
+}
+
+bool sdp_has_fingerprint(const struct sdp *s)
+{
+	if (s->fingerprint)
+		return true;
+	for (size_t i = 0; i < s->n_media; i++)
+		if (s->media[i].fingerprint)
 			return true;
 	return false;
 }

@@ -108,6 +108,7 @@ struct sdp_media {
 
 	struct slice mid; /* a=mid (RFC 5888), empty if absent */
 	bool nortpproxy;  /* a=nortpproxy in this section */
+	bool fingerprint; /* a=fingerprint (RFC 8122): DTLS-SRTP, as WebRTC has it */
 	struct sdp_ice ice;
 };
 
@@ -122,6 +123,7 @@ struct sdp {
 	enum sdp_dir dir;     /* session-level direction attribute */
 	bool nortpproxy;      /* a=nortpproxy at session level */
 	struct slice nortpproxy_val;
+	bool fingerprint; /* a=fingerprint at session level */
 	struct sdp_ice ice; /* session-level ICE attributes */
 	size_t n_media;
 	struct sdp_media media[SDP_MAX_MEDIA];
@@ -135,6 +137,9 @@ int sdp_parse(struct sdp *s, struct slice body);
 /* True if any a=nortpproxy appears (session or media): another proxy already
  * relays this media and we must not relay it twice. */
 bool sdp_has_nortpproxy(const struct sdp *s);
+
+/* True if a=fingerprint appears (session or media). */
+bool sdp_has_fingerprint(const struct sdp *s);
 
 /* True if any media section (or the session) carries ICE attributes. */
 bool sdp_has_ice(const struct sdp *s);

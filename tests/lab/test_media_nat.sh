@@ -4,7 +4,7 @@
 # Needs root, iproute2, iptables, conntrack, cc, sipp, jq and $PINHOLE.
 #
 # Topology (tests/lab/lib.sh): the server namespace runs two pinholes:
-#   198.18.0.1:5060  [relay] media = auto, relay on 198.18.0.1 (advertise
+#   198.18.0.1:5060  [relay] media = nat-facing (the default), relay on 198.18.0.1 (advertise
 #                    198.18.0.1) ports 30000-30039, control 127.0.0.1:5080
 #   198.18.0.2:5060  [relay] media = never,                    control :5081
 # NATs (conntrack UDP timeout $NAT_T s) with one phone each: s1, s2 symmetric,
@@ -125,7 +125,7 @@ start_pinhole() {
 	[ "$i" -lt 100 ] || lab_fail "pinhole $n did not come up"
 	lab_log "pinhole $n on $addr:5060, media $media, relay ports $ports, control $ctl, pid $pid"
 }
-start_pinhole 1 "$SRV1" "$CTL1" auto "$PORTS_LO-$PORTS_HI" "$RELAY_FASTPATH"
+start_pinhole 1 "$SRV1" "$CTL1" nat-facing "$PORTS_LO-$PORTS_HI" "$RELAY_FASTPATH"
 start_pinhole 2 "$SRV2" "$CTL2" never 30100-30139
 FAST=0
 grep -q 'fast path: latched IPv4 RTP forwarded in the kernel' "$LAB_TMP/pinhole-1.log" && FAST=1

@@ -2,7 +2,7 @@
 # Lab test of issue 13, calls and the verdict: two `pinhole ua` behind two
 # symmetric NATs register to `pinhole serve`; bob answers (--auto-answer),
 # alice calls him for a few seconds; each prints the media verdict.
-#   - server 1 relays media ([relay] media = auto): both report two-way audio,
+#   - server 1 relays media ([relay] media = nat-facing, the default): both report two-way audio,
 #     no loss, and both exit 0;
 #   - server 2 does not ([relay] media = never): the SDPs name the phones'
 #     private addresses, so no RTP crosses the NATs: alice's verdict is not
@@ -56,7 +56,7 @@ start_pinhole() {
 	lab_wait_line "$LAB_TMP/pinhole-$n.log" 'running with' 10 ||
 		lab_fail "pinhole $n did not come up: $(tail -n 5 "$LAB_TMP/pinhole-$n.log")"
 }
-start_pinhole 1 "$SRV1" auto 30000-30039 echo
+start_pinhole 1 "$SRV1" nat-facing 30000-30039 echo
 start_pinhole 2 "$SRV2" never 30100-30139
 lab_log "relay 1 fast path: $(grep -q 'fast path: latched IPv4 RTP forwarded in the kernel' \
 	"$LAB_TMP/pinhole-1.log" && echo loaded || echo not loaded)"

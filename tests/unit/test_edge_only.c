@@ -119,6 +119,46 @@ static void register_bob(struct test_server *s, struct phone *ph, struct phone *
 	(void)s;
 }
 
+/* Pinhole-Seen in the edge-only shape: the edge saw the phone's own
+ * request, so the 2xx the phone gets carries the edge's copy (one, in
+ * place of whatever the registrar wrote, which saw only the edge). */
+static void test_register_2xx_seen_by_edge(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server s;
+	struct phone reg, ph;
+	start_edge(&s, &reg);
+	phone_open(&ph, &s);
+	char req[4096], r[4096], v[1024], want[256];
+	unsigned char txt[1024];
+	size_t n = 0;
+	send_register(&ph, false, "");
+	phone_expect(&reg, "REGISTER sip:example.org ", req, sizeof req);
+	assert_null(strstr(req, "Pinhole-Seen"));
+	/* "src=198.18.0.1:5060", as a registrar behind the edge would see it */
+	reg_reply(&reg, req, "200 OK", "Pinhole-Seen: c3JjPTE5OC4xOC4wLjE6NTA2MA==\r\n");
+	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
+	assert_int_equal(count_lines(r, "Pinhole-Seen:"), 1);
+	msg_header(r, "Pinhole-Seen", v, sizeof v);
+	assert_int_equal(base64_decode(slice_cstr(v), txt, sizeof txt - 1, &n), 0);
+	txt[n] = '\0';
+	snprintf(want, sizeof want, "src=127.0.0.1:%u\nvia=SIP/2.0/UDP 127.0.0.1:%u;", ph.port,
+		 ph.port);
+	assert_memory_equal(txt, want, strlen(want));
+	snprintf(want, sizeof want, "\ncontact=<sip:bob@10.1.1.1:%u>", ph.port);
+	assert_non_null(strstr((char *)txt, want));
+	/* a refusal passes as the registrar wrote it: none of ours */
+	send_register(&ph, false, "");
+	phone_expect(&reg, "REGISTER sip:example.org ", req, sizeof req);
+	reg_reply(&reg, req, "401 Unauthorized", "WWW-Authenticate: Digest realm=\"x\", nonce=\"y\"\r\n");
+	phone_expect(&ph, "SIP/2.0 401", r, sizeof r);
+	assert_null(strstr(r, "Pinhole-Seen"));
+	phone_close(&ph);
+	phone_close(&reg);
+	test_server_stop(&s);
+}
+
 /* RFC 5626 5.1 / RFC 3327: the registrar gets a Path naming the phone's flow
  * (token) with ;ob, above our Via; the 2xx gets Flow-Timer, our Via gone. */
 static void test_register_path_ob_flow_timer(void **state)
@@ -659,6 +699,7 @@ int main(void)
 		fprintf(stderr, "no network namespace of our own (not root?): skipping\n");
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_register_path_ob_flow_timer),
+	    cmocka_unit_test(test_register_2xx_seen_by_edge),
 	    cmocka_unit_test(test_register_without_outbound),
 	    cmocka_unit_test(test_register_tcp_flow_timer),
 	    cmocka_unit_test(test_token_routing_403_430),
