@@ -19,6 +19,7 @@
 static const char usage_text[] =
     "usage: pinhole ua register [options] AOR\n"
     "       pinhole ua call [options] --aor AOR URI\n"
+    "       pinhole ua check [options] AOR\n"
     "Registers AOR (sip:user@domain) through one or two outbound proxies, one flow\n"
     "each (RFC 5626 SIP Outbound), keeps the flows alive, replaces a failed one, and\n"
     "unregisters on SIGINT or SIGTERM. One line per event on stdout.\n\n"
@@ -65,7 +66,28 @@ static const char usage_text[] =
     "answered but audio did not go both ways (the verdict says which way failed and\n"
     "why), 7 the call was cancelled (signal or --answer-timeout) before an answer.\n"
     "Before any flow has registered, a failure of every flow ends the run; once one\n"
-    "has, failed flows are retried (RFC 5626 4.5) until the end.\n";
+    "has, failed flows are retried (RFC 5626 4.5) until the end.\n\n"
+    "check: probes the NAT (RFC 5780, against the first proxy's host on 3478, else its\n"
+    "SIP port), registers AOR over the flows, calls the server's echo service for\n"
+    "--duration (default 6) and prints one summary: NAT type, binding lifetime,\n"
+    "keepalive interval, registration per flow, audio both ways, loss, jitter, RTT.\n"
+    "  --echo-uri URI          the echo service (default sip:echo@ the AOR's domain)\n"
+    "  --probe HOST[:PORT]     the STUN server to probe (default port 3478)\n"
+    "  --no-probe              skip the NAT probe\n"
+    "  --lifetime S            also measure the NAT binding lifetime, up to S seconds\n"
+    "  (--no-register: probe and echo call only)\n"
+    "check exits 0 when every flow registered and audio went both ways; else a flow's\n"
+    "failure (3, 4, 5, 1), else the call's (4 refused, 5 no answer, 6 not two-way,\n"
+    "7 not answered in time). A STUN server that does not answer is reported, not\n"
+    "an error.\n";
+
+/* ua check's own options, and what it found (src/ua/check.c). */
+struct check_opts {
+	const char *echo_uri, *probe;
+	bool no_probe;
+	unsigned lifetime_s;
+	struct ua_check res;
+};
 
 struct run {
 	struct loop *loop;
@@ -76,6 +98,7 @@ struct run {
 	char last_error[256];
 	int sfd;
 	unsigned signals;
+	struct check_opts *check; /* ua check: events feed its summary */
 };
 
 static void on_event(const struct ua_event *ev, void *arg)
@@ -83,6 +106,29 @@ static void on_event(const struct ua_event *ev, void *arg)
 	struct run *r = arg;
 	struct buf b;
 	buf_init(&b);
+	if (r->check) {
+		ua_check_event(&r->check->res, ev);
+		if (ev->kind == UA_EV_DONE) {
+			/* the summary, then done with the check's own status */
+			struct ua_event d = *ev;
+			d.exit_code = ua_check_exit(&r->check->res);
+			if (r->json)
+				ua_check_json(&r->check->res, &b);
+			else
+				ua_check_text(&r->check->res, &b);
+			if (r->json)
+				buf_append(&b, "\n", 1);
+			ua_event_format(&d, r->json, &b);
+			buf_append(&b, "\n", 1);
+			fwrite(b.data, 1, b.len, stdout);
+			fflush(stdout);
+			buf_free(&b);
+			r->done = true;
+			r->exit_code = d.exit_code;
+			loop_stop(r->loop);
+			return;
+		}
+	}
 	ua_event_format(ev, r->json, &b);
 	buf_append(&b, "\n", 1);
 	fwrite(b.data, 1, b.len, stdout);
@@ -225,9 +271,9 @@ static int get_password(const char *file, bool from_stdin, char *pw, size_t cap)
 	return err;
 }
 
-static int run_loop(struct ua_conf *conf, bool json)
+static int run_loop(struct ua_conf *conf, bool json, struct check_opts *chk)
 {
-	struct run r = {.json = json, .sfd = -1};
+	struct run r = {.json = json, .sfd = -1, .check = chk};
 	int rc = UA_EXIT_ERROR;
 	if (loop_alloc(&r.loop)) {
 		fprintf(stderr, "pinhole ua: cannot make an event loop\n");
@@ -250,6 +296,16 @@ static int run_loop(struct ua_conf *conf, bool json)
 		rc = err == EINVAL ? UA_EXIT_USAGE : UA_EXIT_ERROR;
 		goto out_loop;
 	}
+	if (chk) {
+		ua_check_init(&chk->res, conf);
+		if (!chk->no_probe &&
+		    ua_check_probe(&chk->res, conf, chk->probe, chk->lifetime_s) == EINVAL) {
+			fprintf(stderr, "pinhole ua: --probe '%s' does not resolve\n", chk->probe);
+			rc = UA_EXIT_USAGE;
+			ua_free(r.ua);
+			goto out_loop;
+		}
+	}
 	ua_start(r.ua);
 	loop_run(r.loop);
 	rc = r.done ? r.exit_code : UA_EXIT_OK;
@@ -267,7 +323,7 @@ out_loop:
 	return rc;
 }
 
-static int cli_ua_run(int argc, char **argv, bool call)
+static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 {
 	static const struct option longopts[] = {
 	    {"proxy", required_argument, NULL, 'p'},
@@ -290,6 +346,10 @@ static int cli_ua_run(int argc, char **argv, bool call)
 	    {"tone", required_argument, NULL, 't'},
 	    {"echo", no_argument, NULL, 'E'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"echo-uri", required_argument, NULL, 0x100},
+	    {"probe", required_argument, NULL, 0x101},
+	    {"no-probe", no_argument, NULL, 0x102},
+	    {"lifetime", required_argument, NULL, 0x103},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -302,7 +362,8 @@ static int cli_ua_run(int argc, char **argv, bool call)
 	int rc = UA_EXIT_USAGE, ch;
 	char err[320];
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	int optind_long = 0;
+	while ((ch = getopt_long(argc, argv, "h", longopts, &optind_long)) != -1) {
 		unsigned *num = NULL, lo = 1, hi = 86400;
 		const char *name = NULL;
 		switch (ch) {
@@ -374,6 +435,24 @@ static int cli_ua_run(int argc, char **argv, bool call)
 		case 'j':
 			json = true;
 			break;
+		case 0x100: /* ua check */
+		case 0x101:
+		case 0x102:
+		case 0x103:
+			if (!chk) {
+				fprintf(stderr, "pinhole ua: --%s is for check\n",
+					longopts[optind_long].name);
+				goto out;
+			}
+			if (ch == 0x100)
+				chk->echo_uri = optarg;
+			else if (ch == 0x101)
+				chk->probe = optarg;
+			else if (ch == 0x102)
+				chk->no_probe = true;
+			else
+				num = &chk->lifetime_s, name = "--lifetime", hi = 3600;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			rc = UA_EXIT_OK;
@@ -415,7 +494,7 @@ static int cli_ua_run(int argc, char **argv, bool call)
 			aor_opt = anon;
 		}
 		aor = aor_opt;
-	} else if (c->no_register || aor_opt) {
+	} else if ((c->no_register && !chk) || aor_opt) {
 		fprintf(stderr, "pinhole ua: --no-register and --aor are for call\n");
 		goto out;
 	}
@@ -461,7 +540,28 @@ static int cli_ua_run(int argc, char **argv, bool call)
 		rc = UA_EXIT_ERROR;
 		goto out;
 	}
-	rc = run_loop(c, json);
+	if (chk) {
+		/* the echo of the AOR's domain, unless named */
+		char echo[sizeof c->call_uri];
+		struct sip_uri eu;
+		if (!chk->echo_uri) {
+			sip_uri_parse(slice_cstr(c->aor), &eu);
+			snprintf(echo, sizeof echo, "sip:echo@%.*s", (int)eu.host.l, eu.host.p);
+			if (eu.port)
+				snprintf(echo + strlen(echo), sizeof echo - strlen(echo), ":%u",
+					 eu.port);
+		} else if (strlen(chk->echo_uri) >= sizeof echo ||
+			   sip_uri_parse(slice_cstr(chk->echo_uri), &eu) || !eu.host.l) {
+			fprintf(stderr, "pinhole ua: bad --echo-uri '%s'\n", chk->echo_uri);
+			goto out;
+		}
+		snprintf(c->call_uri, sizeof c->call_uri, "%s",
+			 chk->echo_uri ? chk->echo_uri : echo);
+		c->echo = true;
+		if (!c->duration_s)
+			c->duration_s = 6; /* past the first RTCP report (5 s): an RTT */
+	}
+	rc = run_loop(c, json, chk);
 out:
 	OPENSSL_cleanse(c->password, sizeof c->password);
 	free(c);
@@ -471,9 +571,17 @@ out:
 int cli_ua(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "register") == 0)
-		return cli_ua_run(argc - 1, argv + 1, false);
+		return cli_ua_run(argc - 1, argv + 1, false, NULL);
 	if (argc >= 2 && strcmp(argv[1], "call") == 0)
-		return cli_ua_run(argc - 1, argv + 1, true);
+		return cli_ua_run(argc - 1, argv + 1, true, NULL);
+	if (argc >= 2 && strcmp(argv[1], "check") == 0) {
+		struct check_opts *chk = calloc(1, sizeof *chk); /* a probe result: not on the stack */
+		if (!chk)
+			return UA_EXIT_ERROR;
+		int rc = cli_ua_run(argc - 1, argv + 1, false, chk);
+		free(chk);
+		return rc;
+	}
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		fputs(usage_text, stdout);
 		return UA_EXIT_OK;

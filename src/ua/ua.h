@@ -28,6 +28,7 @@
 
 #include "core/core.h"
 #include "net/net.h"
+#include "probe/probe.h"
 #include "sdp/sdp.h"
 #include "rtp/rtp.h"
 #include "sip/sip.h"
@@ -233,5 +234,64 @@ int ua_challenge_pick(const struct sip_msg *resp, bool proxy, struct ua_challeng
 int ua_digest_credentials(const struct ua_challenge *ch, const char *user, const char *password,
 			  const char *method, const char *uri, uint32_t nc, const char *cnonce,
 			  struct buf *out);
+
+
+/* ---- ua check (check.c): register + NAT probe + echo call, one summary ---- */
+
+struct ua_check_flow {
+	char proxy[NET_ADDR_STRLEN + 8];
+	bool registered; /* a 200 to the first REGISTER (or a later try) */
+	bool outbound;
+	uint32_t flow_timer, expires;
+	uint64_t interval_ms; /* keepalive (outbound) or refresh period */
+	char local[NET_ADDR_STRLEN];
+	uint16_t status; /* of a failure */
+	int code;	 /* the exit code its failure stands for; 0 = none seen */
+	char detail[160];
+};
+
+/* What a check found; filled from the ua's events and a probe result. */
+struct ua_check {
+	char aor[256], call_uri[256];
+	bool registering;
+	unsigned n_flows;
+	struct ua_check_flow flow[UA_MAX_FLOWS];
+	bool probed;
+	char stun_server[NET_ADDR_STRLEN + 8];
+	struct probe_result pr;
+	struct probe_verdict pv;
+	bool call_tried, call_status_final;
+	uint16_t call_status; /* the INVITE's final status, 0 = none */
+	char call_detail[300];
+	bool have_verdict;
+	struct rtp_verdict_in vin;
+	struct rtp_verdict_out vout;
+	bool done;
+	int ua_exit; /* UA_EV_DONE's */
+};
+
+void ua_check_init(struct ua_check *c, const struct ua_conf *conf);
+/* Feed every event of the ua to it. */
+void ua_check_event(struct ua_check *c, const struct ua_event *ev);
+void ua_check_set_probe(struct ua_check *c, const struct probe_result *r);
+/* Runs src/probe's tests (blocking, before the ua starts) against spec
+ * ("host[:port]", default port 3478), or when spec is NULL against the first
+ * proxy's host on 3478 and then, if that is silent, on its SIP port.
+ * lifetime_s > 0 measures the binding lifetime up to that long. 0, EINVAL
+ * (spec does not resolve). A server that does not answer is a result, not
+ * an error. */
+int ua_check_probe(struct ua_check *c, const struct ua_conf *conf, const char *spec,
+		   unsigned lifetime_s);
+/* "no-nat", "endpoint-independent" (full cone), "address-restricted",
+ * "port-restricted", "symmetric", "nat" (type unknown: no RFC 5780), "unknown". */
+const char *ua_check_nat_type(const struct probe_result *r);
+/* The exit status of the check: 0 when every flow registered and audio went
+ * both ways; else a flow's failure (3, 4, 5, 1, in that order), else the
+ * call's (4, 5, 6, 7), else 5 for a flow with no answer by the end. */
+int ua_check_exit(const struct ua_check *c);
+/* The summary for a person (lines), or one JSON object ({"event":"check",...},
+ * no newline); appended to out. */
+int ua_check_text(const struct ua_check *c, struct buf *out);
+int ua_check_json(const struct ua_check *c, struct buf *out);
 
 #endif

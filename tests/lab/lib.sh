@@ -19,7 +19,12 @@
 # NAT kinds (lab_add_nat NAME KIND TIMEOUT):
 #   eim  endpoint-independent mapping, port preserving: MASQUERADE
 #   sym  symmetric (a new random port per destination): MASQUERADE --random-fully
-# Both filter inbound traffic like mainline netfilter always does (address-and-
+#   full endpoint-independent mapping and filtering ("full cone"): eim, plus a
+#        DNAT of any inbound UDP to the phone on the same port
+#   addr endpoint-independent mapping, address-dependent filtering ("restricted
+#        cone"): eim, plus that DNAT only from an IP the phone's port has sent to
+#        (an nftables set the phone's outbound packets fill)
+# eim and sym filter inbound traffic like mainline netfilter always does (address-and-
 # port dependent), drop unsolicited inbound packets silently (no ICMP: a
 # rejected packet would otherwise leave a conntrack entry that makes the NAT
 # pick a new port for the phone's next packet), and have both conntrack UDP
@@ -229,7 +234,8 @@ lab_add_nat() {
 	case $kind in
 	eim) masq=(-j MASQUERADE) ;;
 	sym) masq=(-j MASQUERADE --random-fully) ;;
-	*) lab_fail "lab_add_nat: KIND must be eim or sym" ;;
+	full | addr) masq=(-j MASQUERADE) ;;
+	*) lab_fail "lab_add_nat: KIND must be eim, sym, full or addr" ;;
 	esac
 	[ -z "${LAB_IDX[$name]+x}" ] || lab_fail "lab_add_nat: $name exists"
 	LAB_NAT_COUNT=$((LAB_NAT_COUNT + 1))
@@ -257,6 +263,9 @@ lab_add_nat() {
 	# Rules first: they make conntrack and NAT live in this namespace.
 	"${ipt[@]}" -t nat -A POSTROUTING -o wan "${masq[@]}" || lab_fail "iptables masquerade ($kind)"
 	"${ipt[@]}" -A FORWARD -m conntrack --ctstate INVALID -j DROP
+	case $kind in
+	full | addr) lab_nat_cone "$name" "$kind" "$timeout" ;;
+	esac
 	"${ipt[@]}" -A FORWARD -i wan -m conntrack --ctstate NEW -j DROP
 	"${ipt[@]}" -A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
 	"${ipt[@]}" -A INPUT -i wan -j DROP
@@ -274,6 +283,31 @@ lab_add_nat() {
 		ip netns exec "$nat" sysctl -qw net.netfilter.nf_conntrack_helper=0
 	fi
 	lab_log "nat $name ($kind, udp timeout ${timeout}s): wan $(lab_wan_ip "$name"), phone $(lab_phone_ip "$name")"
+}
+
+# lab_nat_cone NAME full|addr TIMEOUT: the inbound half of a cone NAT. New
+# inbound UDP to the WAN address goes to the phone on the same port (the
+# MASQUERADE keeps ports, so that is the mapping's owner): from anyone (full),
+# or from an IP that phone port sent to within TIMEOUT seconds (addr).
+lab_nat_cone() {
+	local name=$1 kind=$2 timeout=$3 nat ph
+	nat=$(lab_ns "$name"); ph=$(lab_phone_ip "$name")
+	local nft=(ip netns exec "$nat" nft)
+	"${nft[@]}" add table ip labcone || lab_fail "nft table in $name"
+	"${nft[@]}" add chain ip labcone pre '{ type nat hook prerouting priority -110; }'
+	if [ "$kind" = full ]; then
+		"${nft[@]}" add rule ip labcone pre iifname wan meta l4proto udp dnat to "$ph" ||
+			lab_fail "nft dnat in $name"
+	else
+		"${nft[@]}" add set ip labcone seen "{ type inet_service . ipv4_addr; flags dynamic,timeout; timeout ${timeout}s; }" ||
+			lab_fail "nft set in $name"
+		"${nft[@]}" add chain ip labcone seenfwd '{ type filter hook forward priority -10; }'
+		"${nft[@]}" add rule ip labcone seenfwd iifname lan meta l4proto udp \
+			update @seen '{ udp sport . ip daddr }' || lab_fail "nft set update in $name"
+		"${nft[@]}" add rule ip labcone pre iifname wan udp dport . ip saddr @seen dnat to "$ph" ||
+			lab_fail "nft dnat in $name"
+	fi
+	ip netns exec "$nat" iptables -w -A FORWARD -i wan -m conntrack --ctstate DNAT -j ACCEPT
 }
 
 # lab_add_host NAME IP: a host <id>-NAME on the public segment with address
@@ -362,7 +396,7 @@ lab_verify_nat() {
 	done
 	lab_log "nat $nat ($kind): phone port $lport seen as ports ${ports[*]} at 3 destinations"
 	case $kind in
-	eim)
+	eim | full | addr)
 		[ "${ports[0]}" = "$lport" ] && [ "${ports[1]}" = "$lport" ] && [ "${ports[2]}" = "$lport" ] ||
 			lab_fail "$nat: eim NAT did not keep port $lport for every destination: ${ports[*]}"
 		;;
