@@ -125,7 +125,7 @@ const char *ua_check_nat_type(const struct probe_result *r)
 static unsigned keepalive(const struct ua_check *c, const char **basis)
 {
 	if (c->probed && c->pr.answered && !c->pr.nat) {
-		*basis = "none needed (no NAT)";
+		*basis = "none needed, no NAT";
 		return 0;
 	}
 	if (c->probed && c->pv.keepalive_measured) {
@@ -137,7 +137,7 @@ static unsigned keepalive(const struct ua_check *c, const char **basis)
 			*basis = "server's Flow-Timer";
 			return c->flow[i].flow_timer * 4 / 5;
 		}
-	*basis = "default (lifetime not measured)";
+	*basis = "default, lifetime not measured";
 	return c->probed && c->pr.answered ? c->pv.keepalive_s : 25;
 }
 
