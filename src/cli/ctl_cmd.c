@@ -11,7 +11,10 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: pinhole ctl [--control ADDR] [--token-file FILE] [--json] <what>\n\n"
-		   "  registrations   bindings: AOR, contact, real source, flow, expiry, NAT, keepalive\n"
+		   "  registrations   bindings: AOR, contact, real source, flow, expiry, NAT,\n"
+		   "                  keepalive, NAT verdict with its evidence\n"
+		   "  calls           relayed calls: per party and stream, the signalling source,\n"
+		   "                  the SDP's address, where media comes from, the evidence\n"
 		   "  flows           flows bindings use: transport, local socket, remote address,\n"
 		   "                  age, last keepalive, owner AOR/instance/reg-id, state\n"
 		   "  counters        counters as JSON\n"
@@ -63,6 +66,8 @@ int cli_ctl(int argc, char **argv)
 	const char *path;
 	if (strcmp(what, "registrations") == 0)
 		path = json ? "/registrations" : "/registrations?format=text";
+	else if (strcmp(what, "calls") == 0)
+		path = json ? "/calls" : "/calls?format=text";
 	else if (strcmp(what, "flows") == 0)
 		path = json ? "/flows" : "/flows?format=text";
 	else if (strcmp(what, "counters") == 0)

@@ -64,6 +64,16 @@ static int route_flows(const char *query, struct buf *out, const char **ctype, v
 	return edge_flows_dump_json(fl, time_mono_ms(), out) ? 500 : 200;
 }
 
+/* The in-process relay's live calls with their media evidence (ctl calls). */
+static int route_calls(const char *query, struct buf *out, const char **ctype, void *arg)
+{
+	struct server *s = arg;
+	bool text = strstr(query, "format=text") != NULL;
+	if (text)
+		*ctype = "text/plain";
+	return relay_dump(s->relay, !text, 1000, out) ? 500 : 200;
+}
+
 static void refresh_gauges(struct server *s);
 
 static int route_counters(const char *query, struct buf *out, const char **ctype, void *arg)
@@ -407,6 +417,8 @@ int cli_serve(int argc, char **argv)
 			ctl_route(s.ctl, "/registrations", route_registrations, &s);
 		if (s.edge)
 			ctl_route(s.ctl, "/flows", route_flows, &s);
+		if (s.relay)
+			ctl_route(s.ctl, "/calls", route_calls, &s);
 		ctl_route(s.ctl, "/counters", route_counters, &s);
 		ctl_route(s.ctl, "/metrics", route_metrics, &s);
 	}

@@ -289,6 +289,7 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	metric_register(&edge_m_parse_errors);
 	metric_register(&edge_m_retransmissions);
 	metric_register(&edge_m_stun);
+	edge_seen_register_metrics();
 	metric_register(&edge_m_crlf);
 	metric_register(&edge_m_dropped);
 	metric_register(&edge_m_tsx_timeouts);
@@ -578,6 +579,7 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 			/* answered (a Binding request within its source's budget):
 			 * it keeps this exact flow alive, no other */
 			edge_flows_keepalive(e->flows, f, EDGE_KA_STUN, loop_now_ms(worker_loop(w)));
+			edge_stun_seen_note(e, f, time_mono_ms());
 			edge_send(e, f, out.data, out.len);
 		} else {
 			metric_inc(&edge_m_dropped);

@@ -390,6 +390,11 @@ struct edge_stats {
 /* Appends the header line (with its CRLF) for m received from src. 0 or ENOMEM. */
 int edge_seen_append(struct buf *out, const struct sip_msg *m, const struct net_addr *src,
 		     bool with_sdp);
+/* Whether a STUN Binding from src (address and port) on our SIP port was
+ * answered within the last within_ms (of now_ms, loop time): the phone may
+ * have learnt its public address from it (a NAT verdict's evidence). */
+bool edge_stun_seen(struct edge *e, const struct net_addr *src, uint64_t now_ms,
+		    uint64_t within_ms);
 /* Removes m's own Pinhole-Seen lines in ed (a hop beyond us wrote them:
  * what the phone wants is what reached us). */
 void edge_seen_strip(struct sip_editor *ed, const struct sip_msg *m);

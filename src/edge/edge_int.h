@@ -77,8 +77,20 @@ struct edge_mac_memo {
 	bool used;
 };
 
+/* Sources that sent a STUN Binding to our SIP port lately (seen.c): a
+ * direct-mapped table, a slot per hash of the source address and port; a
+ * new source takes its slot's place (edge_stun_seen_replaced_total). The
+ * answer is a hint for a NAT verdict, so a lost race between workers costs
+ * at most a wrong word in ctl. */
+#define EDGE_STUN_SEEN_SLOTS 4096
+struct edge_stun_seen {
+	_Atomic uint64_t key; /* net_addr_hash | 1; 0 = empty */
+	_Atomic uint64_t ms;  /* loop time of the last one */
+};
+
 struct edge {
 	struct net *net;
+	struct edge_stun_seen stun_seen[EDGE_STUN_SEEN_SLOTS];
 	struct edge_wk *wk; /* one per worker */
 	unsigned n_wk;
 	edge_request_h *on_request;
@@ -160,6 +172,9 @@ void edge_msg_pool_free(struct edge_wk *wk);
 void edge_mac(const struct edge *e, const unsigned char *p, size_t n,
 	      unsigned char out[EDGE_MAC_LEN]);
 /* base64url without padding of n bytes into out (4n/3 rounded up, plus NUL). */
+/* A STUN Binding from f's source was answered on our SIP port at now_ms. */
+void edge_stun_seen_note(struct edge *e, const struct flow *f, uint64_t now_ms);
+void edge_seen_register_metrics(void);
 void edge_b64url_encode(const unsigned char *in, size_t n, char *out);
 
 /* reject.c: a response built from a request, sent once and bounded to

@@ -12,6 +12,7 @@
  * can tell what the path changed (docs/nat-evidence.md).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,4 +120,42 @@ void edge_seen_strip(struct sip_editor *ed, const struct sip_msg *m)
 		if (m->hdrs[i].id == SIP_HDR_OTHER &&
 		    slice_eq_cstr_nocase(m->hdrs[i].name, EDGE_SEEN_HDR))
 			sip_edit_remove_hdr(ed, i);
+}
+
+/* ---- STUN Bindings seen on the SIP port ---- */
+
+static struct metric m_stun_replaced = {
+    .name = "edge_stun_seen_replaced_total",
+    .help = "sources of STUN Bindings on the SIP port forgotten for another in their slot "
+	    "(the table behind the stun-announced verdict holds 4096)"};
+
+void edge_seen_register_metrics(void)
+{
+	metric_register(&m_stun_replaced);
+}
+
+static uint64_t stun_key(const struct net_addr *a)
+{
+	return net_addr_hash(a) | 1;
+}
+
+void edge_stun_seen_note(struct edge *e, const struct flow *f, uint64_t now_ms)
+{
+	uint64_t k = stun_key(&f->remote);
+	struct edge_stun_seen *s = &e->stun_seen[k % EDGE_STUN_SEEN_SLOTS];
+	uint64_t old = atomic_exchange_explicit(&s->key, k, memory_order_relaxed);
+	if (old && old != k)
+		metric_inc(&m_stun_replaced);
+	atomic_store_explicit(&s->ms, now_ms, memory_order_relaxed);
+}
+
+bool edge_stun_seen(struct edge *e, const struct net_addr *src, uint64_t now_ms,
+		    uint64_t within_ms)
+{
+	uint64_t k = stun_key(src);
+	struct edge_stun_seen *s = &e->stun_seen[k % EDGE_STUN_SEEN_SLOTS];
+	if (atomic_load_explicit(&s->key, memory_order_relaxed) != k)
+		return false;
+	uint64_t ms = atomic_load_explicit(&s->ms, memory_order_relaxed);
+	return ms <= now_ms && now_ms - ms <= within_ms;
 }

@@ -428,6 +428,7 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 	 * any more) or timed out: the call is over */
 	if (pc->media.bye_ends && status >= 200 && (status < 300 || status == 481 || !rx)) {
 		pc->media.bye_ends = false;
+		proxy_media_note(pc->p, &pc->media);
 		proxy_media_end(pc->p, slice_cstr(pc->media.call_id));
 	}
 	struct buf out, sdp;

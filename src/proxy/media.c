@@ -244,6 +244,32 @@ bool proxy_media_dialog_matches(struct proxy *p, const struct sip_msg *m)
 	return match;
 }
 
+void proxy_media_note(struct proxy *p, const struct proxy_media *pm)
+{
+	if (!p->rc || !p->reg || (!pm->aor_from[0] && !pm->aor_to[0]))
+		return;
+	struct relayctl_query *q = malloc(sizeof *q);
+	if (!q || relayctl_query(p->rc, slice_cstr(pm->call_id), SLICE_NULL, q)) {
+		free(q);
+		return;
+	}
+	for (unsigned l = 0; l < 2; l++) {
+		const struct relayctl_leg *L = &q->leg[l];
+		/* the party's word: its most telling stream (the values go
+		 * no-media < as-announced < other-port < other-ip) */
+		unsigned ev = 0;
+		for (size_t i = 0; i < L->n_media; i++)
+			ev = MAX(ev, (unsigned)L->media[i].rtp.evidence);
+		if (!ev || net_addr_family(&L->sig) == AF_UNSPEC)
+			continue; /* not known (a relay over ng) */
+		if (pm->aor_from[0])
+			registrar_note_media(p->reg, pm->aor_from, &L->sig, ev);
+		if (pm->aor_to[0])
+			registrar_note_media(p->reg, pm->aor_to, &L->sig, ev);
+	}
+	free(q);
+}
+
 void proxy_media_end(struct proxy *p, struct slice call_id)
 {
 	if (p->rc)

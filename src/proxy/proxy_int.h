@@ -190,6 +190,9 @@ struct proxy_media {
 	bool bye_ends;
 	char call_id[256];
 	char from_tag[128];
+	/* the BYE's From and To AORs: their bindings get the call's media
+	 * evidence when it ends ("" = none) */
+	char aor_from[STORE_AOR_MAX], aor_to[STORE_AOR_MAX];
 };
 
 /* Decides whether to relay a request's media and, if so, rewrites its offer
@@ -206,6 +209,10 @@ int proxy_media_ack(struct proxy *p, const struct edge_rx *rx, struct buf *body)
 /* Whether the request's From and To tags are the two parties of the relay
  * session of its Call-ID (in either order): it belongs to the relayed dialog. */
 bool proxy_media_dialog_matches(struct proxy *p, const struct sip_msg *m);
+/* A relayed call is ending by its BYE: each party's media evidence (the
+ * relay's latch against its SDP) goes to the bindings of pm's AORs that
+ * signalled from that party's address (registrar_note_media). */
+void proxy_media_note(struct proxy *p, const struct proxy_media *pm);
 /* The call ended (BYE, CANCEL, a failed initial INVITE): frees its relay session. */
 void proxy_media_end(struct proxy *p, struct slice call_id);
 

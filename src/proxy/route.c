@@ -649,6 +649,10 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		 * through its transaction (fwd.c), not on a stranger's say-so */
 		pm.bye_ends = true;
 		slice_to_cstr(m->call_id, pm.call_id, sizeof pm.call_id);
+		if (registrar_aor_of(&m->from.uri, pm.aor_from))
+			pm.aor_from[0] = '\0';
+		if (registrar_aor_of(&m->to.uri, pm.aor_to))
+			pm.aor_to[0] = '\0';
 	}
 	if (pm.offered) {
 		plan.body_set = true;

@@ -39,6 +39,12 @@ static int dump_one(const struct store_binding *b, void *arg)
 	buf_append_json_str(o, b->path);
 	buf_append_cstr(o, ",\"user_agent\":");
 	buf_append_json_str(o, b->user_agent);
+	buf_printf(o, ",\"nat\":{\"verdict\":\"%s\",\"evidence\":[",
+		   registrar_nat_verdict_name(b->nat_verdict));
+	for (unsigned i = 0, n = 0; registrar_nat_evidence_name(i); i++)
+		if (b->nat_evidence & (1u << i))
+			buf_printf(o, "%s\"%s\"", n++ ? "," : "", registrar_nat_evidence_name(i));
+	buf_printf(o, "],\"media\":\"%s\"}", registrar_media_evidence_name(b->nat_media));
 	buf_printf(o,
 		   ",\"keepalive\":{\"last_sent\":%lld,\"last_answer\":%lld,"
 		   "\"answered_ago\":%lld,\"failures\":%u,\"unreachable\":%s}}",
@@ -77,8 +83,14 @@ static int table_one(const struct store_binding *b, void *arg)
 		snprintf(ka, sizeof ka, "%llds ago", (long long)(d->now - b->ka.last_answer));
 	else
 		snprintf(ka, sizeof ka, "-");
-	buf_printf(d->out, "%-28s %-40s %-50s %6lld %-3s %s\n", b->aor, b->contact, flow,
-		   (long long)(b->expires_at - d->now), b->behind_nat ? "yes" : "no", ka);
+	buf_printf(d->out, "%-28s %-40s %-50s %6lld %-3s %-11s %s\n", b->aor, b->contact, flow,
+		   (long long)(b->expires_at - d->now), b->behind_nat ? "yes" : "no", ka,
+		   registrar_nat_verdict_name(b->nat_verdict));
+	char ev[256];
+	registrar_nat_evidence_fmt(b->nat_evidence, ev, sizeof ev);
+	buf_printf(d->out, "%-28s nat=%s evidence=%s media=%s\n", "",
+		   registrar_nat_verdict_name(b->nat_verdict), ev,
+		   registrar_media_evidence_name(b->nat_media));
 	if (b->instance[0] || b->reg_id || b->path[0])
 		buf_printf(d->out, "%-28s instance=%s reg-id=%u path=%s\n", "",
 			   b->instance[0] ? b->instance : "-", b->reg_id,
@@ -89,8 +101,9 @@ static int table_one(const struct store_binding *b, void *arg)
 int registrar_dump_text(struct registrar *r, struct buf *out)
 {
 	struct dump d = {.out = out, .now = time_wall_s(), .first = true};
-	buf_printf(out, "%-28s %-40s %-50s %6s %-3s %s\n", "AOR", "CONTACT",
-		   "FLOW (TRANSPORT LOCAL<-REMOTE #CONN)", "EXPIRES", "NAT", "KEEPALIVE");
+	buf_printf(out, "%-28s %-40s %-50s %6s %-3s %-11s %s\n", "AOR", "CONTACT",
+		   "FLOW (TRANSPORT LOCAL<-REMOTE #CONN)", "EXPIRES", "NAT", "KEEPALIVE",
+		   "NAT VERDICT");
 	int err = store_foreach(r->store, table_one, &d);
 	return err ? err : (out->failed ? ENOMEM : 0);
 }

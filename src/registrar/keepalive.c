@@ -525,6 +525,7 @@ int registrar_alloc(struct registrar **rp, struct edge *e, struct store *s,
 		return err;
 	}
 	metric_register(&reg_m_registers);
+	registrar_nat_register_metrics();
 	metric_register(&reg_m_rejected);
 	metric_register(&reg_m_forbidden);
 	metric_register(&reg_m_foreign_domain);

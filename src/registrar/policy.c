@@ -76,6 +76,12 @@ void registrar_log_path_untrusted(struct registrar *r, const struct flow *f)
 int registrar_policy_init(struct registrar *r, const struct conf *c)
 {
 	r->open = conf_bool(c, "registrar", "open");
+	const char *direct = conf_str(c, "relay", "direct_networks");
+	if (net_cidr_list_parse(direct, r->direct, REG_MAX_TRUSTED, &r->n_direct)) {
+		LOG_E("registrar", "[relay] direct_networks = %s: expected at most 64 addresses or "
+				   "ADDRESS/PREFIX (CIDR), comma-separated", direct);
+		return EINVAL;
+	}
 	if (trusted_init(r, c))
 		return EINVAL;
 	if (gethostname(r->hostname, sizeof r->hostname))

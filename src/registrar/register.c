@@ -147,6 +147,12 @@ struct reg_job {
 	char aor[STORE_AOR_MAX];
 	struct flow flow;
 	bool behind_nat;
+	/* NAT verdict of this REGISTER (nat.c) and what its Via/Contact claim */
+	uint8_t nat_verdict;
+	uint16_t nat_evidence;
+	uint32_t nat_claim;
+	bool nat_changed; /* unlike the same phone's previous REGISTER */
+	struct sip_via phone_via; /* behind an edge: the phone's Via (slices into st's msg) */
 	bool proven; /* the source has shown it is real: see registrar_handle */
 	bool star;
 	/* RFC 5626 6: outbound applies (the option tag, a reg-id, and a first
@@ -394,6 +400,32 @@ static void undo_claim(struct reg_job *j)
 	j->n_released = 0;
 }
 
+/* The verdict goes on the binding; what the previous REGISTER of the same
+ * phone (this binding, or another of its Call-ID: a phone that rewrote its
+ * Contact) claimed is compared, and a disagreement stays on the binding. */
+static void nat_carry(struct reg_job *j, struct store_view *v, long idx, struct store_binding *b)
+{
+	b->nat_verdict = j->nat_verdict;
+	b->nat_evidence = j->nat_evidence;
+	b->nat_claim = j->nat_claim;
+	for (size_t i = 0; i < store_view_count(v); i++) {
+		const struct store_binding *o = store_view_get(v, i);
+		bool same = (long)i == idx;
+		/* a refresh compares with itself; a new binding with the
+		 * phone's others (same Call-ID: its Contact changed) */
+		if (!same && (idx >= 0 || strcmp(o->call_id, b->call_id) != 0))
+			continue;
+		if (same) {
+			b->nat_media = o->nat_media;
+			b->nat_evidence |= o->nat_evidence & REG_EV_CHANGED;
+		}
+		if (o->nat_claim && o->nat_claim != j->nat_claim) {
+			b->nat_evidence |= REG_EV_CHANGED;
+			j->nat_changed = true;
+		}
+	}
+}
+
 /* Runs under the AOR's lock: the whole REGISTER applies or nothing does. */
 static int apply_update(struct store_view *v, void *arg)
 {
@@ -461,6 +493,7 @@ static int apply_update(struct store_view *v, void *arg)
 		b.cseq = j->cseq;
 		b.q = c->q;
 		b.behind_nat = j->behind_nat || registrar_behind_nat(&j->flow, NULL, &c->na.uri);
+		nat_carry(j, v, idx, &b);
 		if (j->proven)
 			b.ka.proven = true;
 		int err = put_counted(j, v, idx, &b);
@@ -578,6 +611,8 @@ static void job_finish(void *arg)
 	} else {
 		/* watched before the phone hears the 200 and starts its keepalives */
 		registrar_flow_sync(j->r, &j->flow, j->aor, j->first_hop);
+		if (j->n)
+			registrar_nat_count(j->nat_verdict, j->nat_changed);
 		reply_ok(j);
 	}
 	free(j);
@@ -755,6 +790,69 @@ static uint16_t decide_outbound(struct reg_job *j, const struct sip_msg *m, bool
 	return 0;
 }
 
+/* How long a STUN Binding on our SIP port counts as the source of the
+ * address a REGISTER claims: phones ask just before registering, and
+ * refresh their keepalives well within this. */
+#define NAT_STUN_WINDOW_MS (300 * 1000)
+
+/* The Via below the top one (the phone's, behind an edge of ours). */
+static bool phone_via(const struct sip_msg *m, struct sip_via *out)
+{
+	bool first = true;
+	for (size_t i = m->via1_hdr; i < m->n_hdrs; i++) {
+		if (m->hdrs[i].id != SIP_HDR_VIA)
+			continue;
+		size_t pos = 0;
+		struct slice v;
+		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
+			if (!first)
+				return sip_via_parse(v, out) == 0;
+			first = false;
+		}
+	}
+	return false;
+}
+
+/* The NAT verdict of a REGISTER (nat.c). Through a trusted edge (a Path
+ * from [proxy] trusted) the phone's source is what the edge wrote into the
+ * phone's Via (received, rport), which we believe of a trusted hop; the
+ * STUN it may have sent went to the edge, not here. */
+static void nat_judge(struct reg_job *j, const struct edge_rx *rx, const struct sip_msg *m,
+		      bool has_path)
+{
+	struct registrar *r = j->r;
+	struct registrar_nat_in in = {.src = rx->flow.remote, .tp = rx->flow.tp, .via = &m->via1};
+	struct sip_via pv;
+	if (has_path && phone_via(m, &pv)) {
+		struct slice host = pv.received.l ? pv.received : pv.host;
+		uint32_t port = pv.port ? pv.port : 5060;
+		if (pv.rport_value.l)
+			slice_to_u32(pv.rport_value, 65535, &port);
+		if (net_addr_from_host(host, (uint16_t)port, &in.src) == 0) {
+			in.via = &j->phone_via;
+			j->phone_via = pv;
+			in.tp = NET_UDP;
+			if (!slice_eq_cstr_nocase(pv.transport, "UDP"))
+				in.tp = NET_TCP;
+		} else {
+			in.src = rx->flow.remote;
+		}
+	} else {
+		in.stun_seen = edge_stun_seen(r->edge, &in.src, time_mono_ms(), NAT_STUN_WINDOW_MS);
+	}
+	in.contact = j->n ? &j->c[0].na.uri : NULL;
+	in.direct = net_cidr_list_has(r->direct, r->n_direct, &in.src) ||
+		    (!has_path && registrar_source_trusted(r, &in.src));
+	registrar_nat_judge(&in, &j->nat_verdict, &j->nat_evidence);
+	j->nat_claim = registrar_nat_claim(in.via, in.contact);
+}
+
+void registrar_note_media(struct registrar *r, const char *aor, const struct net_addr *src,
+			  unsigned m)
+{
+	store_nat_media_set(r->store, slice_cstr(aor), src, (uint8_t)m);
+}
+
 void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 {
 	const struct sip_msg *m = rx->msg;
@@ -854,6 +952,7 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 	const struct sip_hdr *ua = sip_msg_hdr(sm, SIP_HDR_USER_AGENT, 0);
 	j->user_agent = ua ? ua->value : SLICE_NULL;
 	j->behind_nat = registrar_behind_nat(&rx->flow, &sm->via1, NULL);
+	nat_judge(j, rx, sm, has_path);
 	/* Server pings go only where the source has shown it is real
 	 * (keepalive.c): a REGISTER whose credentials were checked, or one
 	 * over a stream, whose peer completed a handshake from its address.

@@ -82,4 +82,66 @@ int registrar_dump_text(struct registrar *r, struct buf *out);
 bool registrar_behind_nat(const struct flow *f, const struct sip_via *via,
 			  const struct sip_uri *contact);
 
+/* ---- NAT verdict per binding (nat.c, docs/nat-evidence.md) ---- */
+
+/* The verdict words, in ctl and in registrar_nat_verdicts_total{verdict}. */
+enum registrar_nat_verdict {
+	REG_NAT_UNKNOWN = 0, /* "unknown": no address to compare, source not direct */
+	REG_NAT_NONE,	     /* "no-nat": Via/Contact are the source, which is direct
+				([relay] direct_networks, [proxy] trusted) or private */
+	REG_NAT,	     /* "nat": Via/Contact private (or another public address) */
+	REG_NAT_ALG,	     /* "nat-alg-suspected": Via/Contact are exactly the packet's
+				public source, with no STUN from it: an ALG rewrote them */
+	REG_NAT_STUN,	     /* "stun-announced": the same, after a STUN Binding from
+				that very source on our SIP port */
+	REG_NAT_N
+};
+
+/* Evidence bits (ctl prints their names, comma-separated). */
+#define REG_EV_VIA_IS_SOURCE (1u << 0)	   /* "via=source" */
+#define REG_EV_CONTACT_IS_SOURCE (1u << 1) /* "contact=source" */
+#define REG_EV_VIA_PRIVATE (1u << 2)	   /* "via-private" (source public) */
+#define REG_EV_CONTACT_PRIVATE (1u << 3)   /* "contact-private" */
+#define REG_EV_VIA_OTHER (1u << 4)	   /* "via-other": public, not the source */
+#define REG_EV_CONTACT_OTHER (1u << 5)	   /* "contact-other" */
+#define REG_EV_STUN_SEEN (1u << 6)	   /* "stun-from-source" */
+#define REG_EV_DIRECT (1u << 7)		   /* "direct-network" */
+#define REG_EV_PRIVATE_SOURCE (1u << 8)	   /* "private-source" */
+#define REG_EV_CHANGED (1u << 9)	   /* "addresses-changed": unlike the same
+					      phone's previous REGISTER (sticky) */
+
+/* Media evidence of the last relayed call, as the relay's words
+ * (relay_evidence in relay.h, same order). */
+enum registrar_media_evidence {
+	REG_MEDIA_UNKNOWN = 0, /* "-" */
+	REG_MEDIA_NONE,	       /* "no-media" */
+	REG_MEDIA_AS_ANNOUNCED,
+	REG_MEDIA_OTHER_PORT,
+	REG_MEDIA_OTHER_IP,
+};
+
+/* What the verdict is made of; pure inputs, for tests. */
+struct registrar_nat_in {
+	struct net_addr src;	       /* the packet's source */
+	enum net_transport tp;	       /* ports compare over UDP only */
+	const struct sip_via *via;     /* top Via, or NULL */
+	const struct sip_uri *contact; /* the Contact's URI, or NULL */
+	bool direct;		       /* src in [relay] direct_networks or [proxy] trusted */
+	bool stun_seen;		       /* a STUN Binding from src on our SIP port lately */
+};
+void registrar_nat_judge(const struct registrar_nat_in *in, uint8_t *verdict,
+			 uint16_t *evidence);
+/* A hash of the addresses Via and Contact claim (never 0). */
+uint32_t registrar_nat_claim(const struct sip_via *via, const struct sip_uri *contact);
+const char *registrar_nat_verdict_name(unsigned v);
+const char *registrar_media_evidence_name(unsigned m);
+/* The name of evidence bit number bit (0..), NULL past the last. */
+const char *registrar_nat_evidence_name(unsigned bit);
+/* The evidence's names, comma-separated ("-" for none): 0 or ENOSPC. */
+int registrar_nat_evidence_fmt(uint16_t ev, char *out, size_t cap);
+/* A relayed call of aor ended: its party at src (signalling source) had
+ * media evidence m; noted on aor's bindings from exactly src. */
+void registrar_note_media(struct registrar *r, const char *aor, const struct net_addr *src,
+			  unsigned m);
+
 #endif

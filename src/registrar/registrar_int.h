@@ -49,6 +49,10 @@ struct registrar {
 	/* [proxy] trusted: the hops whose Path we honour (RFC 3327); RO after alloc */
 	struct net_cidr trusted[REG_MAX_TRUSTED];
 	size_t n_trusted;
+	/* [relay] direct_networks: sources that reach us without NAT (a
+	 * verdict's no-nat); RO after alloc */
+	struct net_cidr direct[REG_MAX_TRUSTED];
+	size_t n_direct;
 	struct log_burst path_log; /* Path from an untrusted source */
 	/* [outbound] (RFC 5626); RO after alloc */
 	unsigned max_flows_per_source;
@@ -108,5 +112,9 @@ void reg_srcs_sweep(struct reg_srcs *s, int64_t now, size_t *sources, size_t *en
 extern struct metric reg_m_registers, reg_m_rejected, reg_m_forbidden, reg_m_foreign_domain,
 	reg_m_closed, reg_m_path_untrusted, reg_m_no_ob_hop, reg_m_flows_refused,
 	reg_m_contacts_refused;
+
+/* nat.c */
+void registrar_nat_register_metrics(void);
+void registrar_nat_count(uint8_t verdict, bool changed);
 
 #endif

@@ -27,6 +27,26 @@ static struct metric m_drops[RELAY_DROP_COUNT] = {
     DROP_METRIC("no-peer"),   DROP_METRIC("send"),
 };
 
+#define EV_METRIC(k)                                                                               \
+	{                                                                                          \
+		.name = "relay_media_evidence_total",                                              \
+		.help = "RTP streams of ended relayed calls by where their media came from, "     \
+			"against the SDP that announced it (docs/nat-evidence.md)",                 \
+		.labels = "kind=\"" k "\""                                                         \
+	}
+static struct metric m_evidence[RELAY_EV_N] = {
+    [RELAY_EV_NO_MEDIA] = EV_METRIC("no-media"),
+    [RELAY_EV_AS_ANNOUNCED] = EV_METRIC("media-as-announced"),
+    [RELAY_EV_OTHER_PORT] = EV_METRIC("media-other-port"),
+    [RELAY_EV_OTHER_IP] = EV_METRIC("media-other-ip"),
+};
+
+void relay_metrics_evidence(enum relay_evidence e)
+{
+	if (e > RELAY_EV_UNKNOWN && e < RELAY_EV_N)
+		metric_inc(&m_evidence[e]);
+}
+
 const char *relay_drop_name(enum relay_drop d)
 {
 	static const char *const names[RELAY_DROP_COUNT] = {"malformed", "stun", "source",
@@ -42,6 +62,8 @@ void relay_metrics_register(void)
 	metric_register(&m_sessions);
 	for (int d = 0; d < RELAY_DROP_COUNT; d++)
 		metric_register(&m_drops[d]);
+	for (int e = RELAY_EV_NO_MEDIA; e < RELAY_EV_N; e++)
+		metric_register(&m_evidence[e]);
 }
 
 void relay_metrics_drop(enum relay_drop d, int64_t n)

@@ -105,3 +105,26 @@ bool relay_latch_dest(const struct relay_latch *l, const struct net_addr **out)
 	}
 	return false;
 }
+
+enum relay_evidence relay_latch_evidence(const struct relay_latch *l)
+{
+	if (!l->latched)
+		return RELAY_EV_NO_MEDIA;
+	/* no address announced (c=0.0.0.0, a name) counts as another IP */
+	if (!usable(&l->guess) || net_addr_is_any(&l->guess) || !net_addr_ip_eq(&l->guess, &l->peer))
+		return RELAY_EV_OTHER_IP;
+	return net_addr_port(&l->guess) == net_addr_port(&l->peer) ? RELAY_EV_AS_ANNOUNCED
+								     : RELAY_EV_OTHER_PORT;
+}
+
+const char *relay_evidence_name(enum relay_evidence e)
+{
+	static const char *const names[RELAY_EV_N] = {
+	    [RELAY_EV_UNKNOWN] = "unknown",
+	    [RELAY_EV_NO_MEDIA] = "no-media",
+	    [RELAY_EV_AS_ANNOUNCED] = "media-as-announced",
+	    [RELAY_EV_OTHER_PORT] = "media-other-port",
+	    [RELAY_EV_OTHER_IP] = "media-other-ip",
+	};
+	return (unsigned)e < RELAY_EV_N ? names[e] : "unknown";
+}

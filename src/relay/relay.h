@@ -110,6 +110,21 @@ enum relay_latch_verdict relay_latch_packet(struct relay_latch *l, const struct 
  * usable. False: nowhere yet (the packet is dropped, "no-peer"). */
 bool relay_latch_dest(const struct relay_latch *l, const struct net_addr **out);
 
+/* What the latched source says about the SDP that announced it (docs/nat-evidence.md):
+ * where the party's media really comes from against its c= and m= port. */
+enum relay_evidence {
+	RELAY_EV_UNKNOWN = 0,	   /* not known here (a relay driven over ng) */
+	RELAY_EV_NO_MEDIA,	   /* "no-media": nothing latched */
+	RELAY_EV_AS_ANNOUNCED,	   /* "media-as-announced": the SDP's address and port */
+	RELAY_EV_OTHER_PORT,	   /* "media-other-port": its IP, another port (a NAT
+				      that maps each flow anew, under an ALG or STUN) */
+	RELAY_EV_OTHER_IP,	   /* "media-other-ip": another IP (NAT, private c=) */
+	RELAY_EV_N
+};
+/* The evidence of one receiving socket's latch. */
+enum relay_evidence relay_latch_evidence(const struct relay_latch *l);
+const char *relay_evidence_name(enum relay_evidence e); /* "media-other-port", ... */
+
 /* ---- the role ---- */
 
 struct relay;
@@ -156,6 +171,12 @@ struct relay_stats {
 	int64_t dropped[RELAY_DROP_COUNT];
 };
 void relay_stats_get(struct relay *r, struct relay_stats *out);
+
+/* Live calls for pinhole ctl calls: per party and stream, the signalling
+ * source, the SDP's address, the latched media source and the evidence
+ * word (relay_evidence_name), as JSON or a text table; at most max calls
+ * (a bounded walk under the table lock). 0 or ENOMEM. */
+int relay_dump(struct relay *r, bool json, size_t max, struct buf *out);
 
 /* Port pairs held now by the calls charged to the AOR aor (limits, tests). */
 uint32_t relay_charge_pairs_of(struct relay *r, const char *aor);

@@ -172,6 +172,8 @@ void relay_media_detach(struct relay_media *m); /* on the worker, or after net_s
 void relay_metrics_register(void);
 void relay_metrics_drop(enum relay_drop d, int64_t n);
 void relay_metrics_sessions(int64_t delta);
+/* One RTP stream of an ended call, by its evidence. */
+void relay_metrics_evidence(enum relay_evidence e);
 int64_t relay_metrics_get(int what); /* 0 packets, 1 bytes, 2+d drops */
 
 void relay_metrics_fast(int64_t packets, int64_t bytes); /* forwarded by the kernel */

@@ -135,6 +135,12 @@ static void unlink_locked(struct relay *r, struct relay_session *s)
 	relay_metrics_sessions(-1);
 	pthread_mutex_lock(&s->lock);
 	s->dead = true; /* the packet path stops looking at it */
+	/* what each party's media did against its SDP, once per stream */
+	for (unsigned l = 0; l < 2; l++)
+		for (unsigned i = 0; i < SDP_MAX_MEDIA; i++)
+			if (s->leg[l].media[i])
+				relay_metrics_evidence(
+				    relay_latch_evidence(&s->leg[l].media[i]->rtp.latch));
 	pthread_mutex_unlock(&s->lock);
 	s->next = r->dying;
 	r->dying = s;
@@ -570,6 +576,8 @@ static void fill_stream(const struct relay_if *ifc, struct relay_sock *k, uint64
 	else
 		memset(&out->peer, 0, sizeof out->peer);
 	out->latched = k->latch.latched;
+	out->announced = k->latch.guess;
+	out->evidence = (uint8_t)relay_latch_evidence(&k->latch);
 	out->packets = k->packets;
 	out->bytes = k->bytes;
 	out->gaps = k->seq.gaps;
@@ -600,6 +608,7 @@ int relay_query(struct relay *r, struct slice call_id, struct slice from_tag,
 		struct relayctl_leg *ol = &out->leg[l];
 		if (L->tag)
 			slice_to_cstr((struct slice){L->tag, L->tag_len}, ol->tag, sizeof ol->tag);
+		ol->sig = L->sig;
 		for (unsigned i = 0; i < SDP_MAX_MEDIA && i < RELAYCTL_MAX_MEDIA; i++) {
 			struct relay_media *m = L->media[i];
 			if (!m)

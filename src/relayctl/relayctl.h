@@ -130,6 +130,9 @@ struct relayctl_stream {
 	struct net_addr local; /* the relay's advertised address and port */
 	struct net_addr peer;  /* where it sends: the latched source, else the SDP guess */
 	bool latched;
+	struct net_addr announced; /* the SDP's address and port; AF_UNSPEC: none */
+	uint8_t evidence; /* enum relay_evidence (relay.h): the latch against the SDP;
+			     0, unknown, over ng */
 	uint64_t packets, bytes; /* received and accepted */
 	uint64_t gaps;		 /* RTP sequence numbers missing (RFC 3550 A.3 style) */
 	uint64_t dropped;	 /* received and not forwarded, any reason */
@@ -138,6 +141,7 @@ struct relayctl_stream {
 
 struct relayctl_leg {
 	char tag[RELAYCTL_TAG_MAX]; /* NUL-terminated, truncated */
+	struct net_addr sig;	    /* its received-from; AF_UNSPEC when unknown (ng) */
 	size_t n_media;		    /* <= RELAYCTL_MAX_MEDIA */
 	struct {
 		struct relayctl_stream rtp, rtcp;

@@ -729,6 +729,35 @@ int store_ka_set_contact(struct store *s, struct slice aor, struct slice contact
 	return ka_set(s, aor, 0, contact, ka);
 }
 
+int store_nat_media_set(struct store *s, struct slice aor, const struct net_addr *src,
+			uint8_t media)
+{
+	char name[STORE_AOR_MAX];
+	int err = store_aor_canon(aor, name);
+	if (err)
+		return err;
+	uint64_t h = aor_hash(name);
+	struct store_shard *sh = shard_of(s, h);
+	bool found = false;
+	pthread_mutex_lock(&sh->lock);
+	struct store_aor *a = aor_find(sh, name, h);
+	for (int state = 0; a && state < 2; state++) {
+		struct store_rec **r = state ? a->w : a->r;
+		size_t n = state ? a->nw : a->n;
+		for (size_t i = 0; i < n; i++) {
+			struct net_addr remote;
+			memset(&remote, 0, sizeof remote);
+			memcpy(&remote.u, &r[i]->remote, sizeof r[i]->remote);
+			if (net_addr_eq(&remote, src)) {
+				r[i]->nat_media = media; /* memory only, as ka */
+				found = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return found ? 0 : ENOENT;
+}
+
 /* ---- housekeeping ---- */
 
 static bool ids_add(uint64_t **ids, size_t *nids, size_t *cap, uint64_t id)

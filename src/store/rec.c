@@ -48,6 +48,10 @@ struct store_rec *store_rec_pack(const struct store_binding *b)
 	r->listener = b->flow.listener;
 	r->tp = (uint8_t)b->flow.tp;
 	r->behind_nat = b->behind_nat;
+	r->nat_verdict = b->nat_verdict;
+	r->nat_media = b->nat_media;
+	r->nat_evidence = b->nat_evidence;
+	r->nat_claim = b->nat_claim;
 	addr_pack(&r->local, &b->flow.local);
 	addr_pack(&r->remote, &b->flow.remote);
 	char *p = r->s;
@@ -75,6 +79,10 @@ void store_rec_unpack(const struct store_rec *r, const char *aor, struct store_b
 	b->reg_id = r->reg_id;
 	b->q = r->q;
 	b->behind_nat = r->behind_nat;
+	b->nat_verdict = r->nat_verdict;
+	b->nat_media = r->nat_media;
+	b->nat_evidence = r->nat_evidence;
+	b->nat_claim = r->nat_claim;
 	strcpy(b->aor, aor); /* canonical, shorter than STORE_AOR_MAX */
 	char *dst[REC_NSTR] = {b->contact, b->instance, b->call_id, b->path, b->user_agent};
 	const char *p = r->s;

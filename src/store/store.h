@@ -84,6 +84,15 @@ struct store_binding {
 	uint32_t reg_id;		 /* 0 = none */
 	uint16_t q;			 /* 0..STORE_Q_MAX, thousandths */
 	bool behind_nat;		 /* the source differed from the Contact/Via address */
+	/* NAT verdict of the last REGISTER and its evidence (registrar.h:
+	 * REG_NAT_*, REG_EV_*), a hash of what its Via and Contact claimed
+	 * (0 = none), and the last relayed call's media evidence (REG_MEDIA_*).
+	 * Memory only: not in SQLite; a restart forgets them until the next
+	 * REGISTER or call. */
+	uint8_t nat_verdict;
+	uint8_t nat_media;
+	uint16_t nat_evidence;
+	uint32_t nat_claim;
 	char aor[STORE_AOR_MAX];	 /* set by the store from the update's AOR */
 	char contact[STORE_CONTACT_MAX]; /* required, non-empty */
 	char instance[STORE_INSTANCE_MAX];
@@ -257,6 +266,10 @@ int store_foreach_slice(struct store *s, struct store_cursor *c, size_t budget,
 
 /* Sets the keepalive state of the binding with this id in this AOR. 0, ENOENT. */
 int store_ka_set(struct store *s, struct slice aor, uint64_t id, const struct store_ka *ka);
+/* Sets nat_media on aor's bindings whose flow.remote equals src (address
+ * and port), memory only like store_ka_set: 0, or ENOENT when none. */
+int store_nat_media_set(struct store *s, struct slice aor, const struct net_addr *src,
+			uint8_t media);
 /* Same for every binding of the AOR whose contact URI is contact. 0, ENOENT. */
 int store_ka_set_contact(struct store *s, struct slice aor, struct slice contact,
 			 const struct store_ka *ka);

@@ -31,6 +31,9 @@ struct store_rec {
 	uint16_t q, listener;
 	uint8_t tp;
 	bool behind_nat;
+	uint8_t nat_verdict, nat_media;
+	uint16_t nat_evidence;
+	uint32_t nat_claim;
 	uint32_t refs;		/* arrays and jobs holding it; under the shard lock */
 	uint16_t len[REC_NSTR]; /* without the NUL */
 	union store_rec_addr local, remote;
