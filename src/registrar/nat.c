@@ -158,3 +158,68 @@ uint32_t registrar_nat_claim(const struct sip_via *via, const struct sip_uri *co
 	uint32_t h = (uint32_t)hash_fnv1a_nocase(buf, (size_t)MAX(n, 0));
 	return h ? h : 1;
 }
+
+/* ---- one REGISTER ---- */
+
+/* How long a STUN Binding on our SIP port counts as the source of the
+ * address a REGISTER claims: phones ask just before registering, and
+ * refresh their keepalives well within this. */
+#define NAT_STUN_WINDOW_MS (300 * 1000)
+
+/* The Via below the top one (the phone's, behind an edge of ours). */
+static bool phone_via(const struct sip_msg *m, struct sip_via *out)
+{
+	bool first = true;
+	for (size_t i = m->via1_hdr; i < m->n_hdrs; i++) {
+		if (m->hdrs[i].id != SIP_HDR_VIA)
+			continue;
+		size_t pos = 0;
+		struct slice v;
+		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
+			if (!first)
+				return sip_via_parse(v, out) == 0;
+			first = false;
+		}
+	}
+	return false;
+}
+
+/* The NAT verdict of a REGISTER (nat.c). Through a trusted edge (a Path
+ * from [proxy] trusted) the phone's source is what the edge wrote into the
+ * phone's Via (received, rport), which we believe of a trusted hop; the
+ * STUN it may have sent went to the edge, not here. */
+void registrar_nat_request(struct registrar *r, const struct flow *f, const struct sip_msg *m,
+			   const struct sip_uri *contact, bool has_path, struct sip_via *pvia,
+			   uint8_t *verdict, uint16_t *evidence, uint32_t *claim)
+{
+	struct registrar_nat_in in = {.src = f->remote, .tp = f->tp, .via = &m->via1};
+	struct sip_via pv;
+	if (has_path && phone_via(m, &pv)) {
+		struct slice host = pv.received.l ? pv.received : pv.host;
+		uint32_t port = pv.port ? pv.port : 5060;
+		if (pv.rport_value.l)
+			slice_to_u32(pv.rport_value, 65535, &port);
+		if (net_addr_from_host(host, (uint16_t)port, &in.src) == 0) {
+			*pvia = pv;
+			in.via = pvia;
+			in.tp = NET_UDP;
+			if (!slice_eq_cstr_nocase(pv.transport, "UDP"))
+				in.tp = NET_TCP;
+		} else {
+			in.src = f->remote;
+		}
+	} else {
+		in.stun_seen = edge_stun_seen(r->edge, &in.src, time_mono_ms(), NAT_STUN_WINDOW_MS);
+	}
+	in.contact = contact;
+	in.direct = net_cidr_list_has(r->direct, r->n_direct, &in.src) ||
+		    (!has_path && registrar_source_trusted(r, &in.src));
+	registrar_nat_judge(&in, verdict, evidence);
+	*claim = registrar_nat_claim(in.via, in.contact);
+}
+
+void registrar_note_media(struct registrar *r, const char *aor, const struct net_addr *src,
+			  unsigned m)
+{
+	store_nat_media_set(r->store, slice_cstr(aor), src, (uint8_t)m);
+}

@@ -790,69 +790,6 @@ static uint16_t decide_outbound(struct reg_job *j, const struct sip_msg *m, bool
 	return 0;
 }
 
-/* How long a STUN Binding on our SIP port counts as the source of the
- * address a REGISTER claims: phones ask just before registering, and
- * refresh their keepalives well within this. */
-#define NAT_STUN_WINDOW_MS (300 * 1000)
-
-/* The Via below the top one (the phone's, behind an edge of ours). */
-static bool phone_via(const struct sip_msg *m, struct sip_via *out)
-{
-	bool first = true;
-	for (size_t i = m->via1_hdr; i < m->n_hdrs; i++) {
-		if (m->hdrs[i].id != SIP_HDR_VIA)
-			continue;
-		size_t pos = 0;
-		struct slice v;
-		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
-			if (!first)
-				return sip_via_parse(v, out) == 0;
-			first = false;
-		}
-	}
-	return false;
-}
-
-/* The NAT verdict of a REGISTER (nat.c). Through a trusted edge (a Path
- * from [proxy] trusted) the phone's source is what the edge wrote into the
- * phone's Via (received, rport), which we believe of a trusted hop; the
- * STUN it may have sent went to the edge, not here. */
-static void nat_judge(struct reg_job *j, const struct edge_rx *rx, const struct sip_msg *m,
-		      bool has_path)
-{
-	struct registrar *r = j->r;
-	struct registrar_nat_in in = {.src = rx->flow.remote, .tp = rx->flow.tp, .via = &m->via1};
-	struct sip_via pv;
-	if (has_path && phone_via(m, &pv)) {
-		struct slice host = pv.received.l ? pv.received : pv.host;
-		uint32_t port = pv.port ? pv.port : 5060;
-		if (pv.rport_value.l)
-			slice_to_u32(pv.rport_value, 65535, &port);
-		if (net_addr_from_host(host, (uint16_t)port, &in.src) == 0) {
-			in.via = &j->phone_via;
-			j->phone_via = pv;
-			in.tp = NET_UDP;
-			if (!slice_eq_cstr_nocase(pv.transport, "UDP"))
-				in.tp = NET_TCP;
-		} else {
-			in.src = rx->flow.remote;
-		}
-	} else {
-		in.stun_seen = edge_stun_seen(r->edge, &in.src, time_mono_ms(), NAT_STUN_WINDOW_MS);
-	}
-	in.contact = j->n ? &j->c[0].na.uri : NULL;
-	in.direct = net_cidr_list_has(r->direct, r->n_direct, &in.src) ||
-		    (!has_path && registrar_source_trusted(r, &in.src));
-	registrar_nat_judge(&in, &j->nat_verdict, &j->nat_evidence);
-	j->nat_claim = registrar_nat_claim(in.via, in.contact);
-}
-
-void registrar_note_media(struct registrar *r, const char *aor, const struct net_addr *src,
-			  unsigned m)
-{
-	store_nat_media_set(r->store, slice_cstr(aor), src, (uint8_t)m);
-}
-
 void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 {
 	const struct sip_msg *m = rx->msg;
@@ -952,7 +889,8 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 	const struct sip_hdr *ua = sip_msg_hdr(sm, SIP_HDR_USER_AGENT, 0);
 	j->user_agent = ua ? ua->value : SLICE_NULL;
 	j->behind_nat = registrar_behind_nat(&rx->flow, &sm->via1, NULL);
-	nat_judge(j, rx, sm, has_path);
+	registrar_nat_request(r, &rx->flow, sm, j->n ? &j->c[0].na.uri : NULL, has_path,
+			      &j->phone_via, &j->nat_verdict, &j->nat_evidence, &j->nat_claim);
 	/* Server pings go only where the source has shown it is real
 	 * (keepalive.c): a REGISTER whose credentials were checked, or one
 	 * over a stream, whose peer completed a handshake from its address.

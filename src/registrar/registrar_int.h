@@ -116,5 +116,11 @@ extern struct metric reg_m_registers, reg_m_rejected, reg_m_forbidden, reg_m_for
 /* nat.c */
 void registrar_nat_register_metrics(void);
 void registrar_nat_count(uint8_t verdict, bool changed);
+/* The verdict, evidence and claim hash of REGISTER m over flow f whose
+ * first Contact is contact (NULL: none); has_path: it came through an edge
+ * (then judged by the phone's Via, kept in *pvia: slices into m). */
+void registrar_nat_request(struct registrar *r, const struct flow *f, const struct sip_msg *m,
+			   const struct sip_uri *contact, bool has_path, struct sip_via *pvia,
+			   uint8_t *verdict, uint16_t *evidence, uint32_t *claim);
 
 #endif
