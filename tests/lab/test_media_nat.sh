@@ -42,7 +42,9 @@
 #             (proxy_responses_unproven_total grew); the relay session
 #             survives until the real BYE is answered.
 #   counters  after each relayed call (its session deleted by the BYE), the
-#             relay's relay_forwarded_packets_total grew by at least what the
+#             relay's relay_media_evidence_total{kind=media-other-ip} grew by 2
+#             (each phone's private c=, its media from the NAT's address) and
+#             relay_forwarded_packets_total grew by at least what the
 #             two phones received from it. RELAY_FASTPATH (auto, the default,
 #             on or off) is server 1's [relay] fastpath: with the eBPF fast
 #             path loaded ("fast path:" in its log; `on` requires it), the
@@ -317,13 +319,15 @@ check_relayed() {
 
 # counters_before / check_counters LABEL: the relay's forwarded packets grew
 # by at least what the phones got, and the fast path carried its share.
-FWD0=0 FASTP0=0
+FWD0=0 FASTP0=0 EVIP0=0
+EVIP='relay_media_evidence_total{kind=media-other-ip}'
 counters_before() {
 	FWD0=$(counter "$CTL1" relay_forwarded_packets_total)
 	FASTP0=$(counter "$CTL1" relay_fastpath_packets_total)
+	EVIP0=$(counter "$CTL1" "$EVIP")
 }
 check_counters() {
-	local label=$1 i got fwd fastp
+	local label=$1 i got fwd fastp evip
 	# the BYE deleted the session; its worker folds the kernel's counters in
 	for i in $(seq 1 50); do
 		[ "$(counter "$CTL1" relay_sessions)" -eq 0 ] && break
@@ -336,6 +340,10 @@ check_counters() {
 	lab_log "$label: relay forwarded $fwd packets ($fastp by the kernel), phones received $got"
 	[ "$fwd" -ge "$got" ] || lab_fail "$label: relay_forwarded_packets_total grew by $fwd, phones got $got"
 	[ "$fwd" -le $((got + got / 10 + 50)) ] || lab_fail "$label: relay counted $fwd packets, phones got $got"
+	# both phones announced their private address; their media came from
+	# their NAT's (docs/nat-evidence.md): one stream each
+	evip=$(($(counter "$CTL1" "$EVIP") - EVIP0))
+	[ "$evip" -eq 2 ] || lab_fail "$label: $EVIP grew by $evip, not 2"
 	if [ "$FAST" = 1 ]; then
 		[ $((fastp * 100)) -ge $((fwd * 80)) ] ||
 			lab_fail "$label: the kernel forwarded $fastp of $fwd packets (< 80 %)"

@@ -13,7 +13,8 @@
 # Phase 1, per kind, against the keepalive server:
 #   a) A registers; `pinhole ctl registrations --json` shows A's binding with
 #      the NAT's public address and port (what the NAT's conntrack table says)
-#      as its source, behind_nat true.
+#      as its source, behind_nat true, NAT verdict "nat" (its private Via and
+#      Contact, no ALG: docs/nat-evidence.md).
 #   b) B calls A: 180 and 200 reach B, ACK reaches A, B hangs up, A gets BYE.
 #   c) B calls A, A hangs up, B gets BYE.
 # Phase 2, both kinds at once: A registers with the keepalive server, C with
@@ -136,6 +137,10 @@ for kind in $KINDS; do
 	[ "$(jq -r .source <<<"$b")" = "$mapped" ] ||
 		lab_fail "$kind: binding source $(jq -r .source <<<"$b") is not the NAT's $mapped"
 	[ "$(jq -r .behind_nat <<<"$b")" = true ] || lab_fail "$kind: binding not marked behind NAT"
+	# no ALG here: the phone's own private Via/Contact, a public source
+	[ "$(jq -r .nat.verdict <<<"$b")" = nat ] &&
+		jq -e '.nat.evidence | index("via-private") and index("contact-private")' <<<"$b" >/dev/null ||
+		lab_fail "$kind: binding's NAT verdict is not nat (via-private, contact-private): $(jq -c .nat <<<"$b")"
 	[ "$(jq -r .transport <<<"$b")" = udp ] || lab_fail "$kind: binding transport is not udp"
 
 	# b) B calls A, B hangs up;  c) B calls A, A hangs up
