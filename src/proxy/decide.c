@@ -98,8 +98,9 @@ static bool via_below_top(const struct sip_msg *m, struct sip_via *out)
 }
 
 void proxy_media_caller(const struct proxy_media_policy *pol, const struct sip_msg *m,
-			const struct net_addr *src, struct proxy_media_party *out)
+			const struct flow *f, struct proxy_media_party *out)
 {
+	const struct net_addr *src = &f->remote;
 	memset(out, 0, sizeof *out);
 	out->src = *src;
 	/* what the message claims (auto's evidence): Via or Contact unlike the
@@ -107,8 +108,7 @@ void proxy_media_caller(const struct proxy_media_policy *pol, const struct sip_m
 	const struct sip_hdr *ch = sip_msg_hdr(m, SIP_HDR_CONTACT, 0);
 	struct sip_nameaddr contact;
 	bool have_contact = ch && sip_nameaddr_parse(ch->value, &contact) == 0 && !contact.star;
-	struct flow f = {.tp = NET_UDP, .remote = *src};
-	out->claims_nat = registrar_behind_nat(&f, &m->via1, have_contact ? &contact.uri : NULL);
+	out->claims_nat = registrar_behind_nat(f, &m->via1, have_contact ? &contact.uri : NULL);
 	out->direct = proxy_media_direct(pol, src);
 	/* Through a trusted proxy (an edge of ours, an SBC), the party is
 	 * whoever sent to it: the address it wrote into the Via below its own

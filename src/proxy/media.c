@@ -83,7 +83,7 @@ static bool wants_relay(struct proxy *p, const struct edge_rx *rx, const struct 
 			const struct proxy_target *t, size_t n)
 {
 	struct proxy_media_party caller, callees[PROXY_MAX_TARGETS];
-	proxy_media_caller(&p->mpol, rx->msg, &rx->flow.remote, &caller);
+	proxy_media_caller(&p->mpol, rx->msg, &rx->flow, &caller);
 	n = MIN(n, (size_t)PROXY_MAX_TARGETS);
 	for (size_t i = 0; i < n; i++) {
 		struct proxy_media_party *c = &callees[i];

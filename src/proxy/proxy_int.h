@@ -62,9 +62,9 @@ int proxy_media_policy_init(struct proxy_media_policy *pol, const struct conf *c
 			    const struct net_cidr *trusted, size_t n_trusted);
 /* Whether packets from src reach us directly: direct_networks or trusted. */
 bool proxy_media_direct(const struct proxy_media_policy *pol, const struct net_addr *src);
-/* The caller of request m, received from src. */
+/* The caller of request m, received over f. */
 void proxy_media_caller(const struct proxy_media_policy *pol, const struct sip_msg *m,
-			const struct net_addr *src, struct proxy_media_party *out);
+			const struct flow *f, struct proxy_media_party *out);
 /* Whether to relay a call whose initial offer is offer (NULL: none yet),
  * between caller and the n callees it may reach. Pure: no counters. */
 enum proxy_media_why proxy_media_decide(const struct proxy_media_policy *pol,

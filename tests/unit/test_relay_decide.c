@@ -77,8 +77,8 @@ static void call_setup(struct call *c, const struct proxy_media_policy *pol, con
 		     host, port, host, port, strlen(sdp), sdp);
 	assert_int_equal(sip_msg_parse(&c->m, c->raw, (size_t)n, false, NULL), 0);
 	assert_int_equal(sdp_parse(&c->sdp, c->m.body), 0);
-	struct net_addr src = addr(src_ip, src_port);
-	proxy_media_caller(pol, &c->m, &src, &c->caller);
+	struct flow f = {.tp = NET_UDP, .remote = addr(src_ip, src_port)};
+	proxy_media_caller(pol, &c->m, &f, &c->caller);
 	memset(&c->callee, 0, sizeof c->callee);
 	c->callee.src = addr(callee_ip, 5060);
 	c->callee.claims_nat = callee_claims_nat;
@@ -184,7 +184,7 @@ static void test_through_trusted_proxy(void **state)
 	char raw[1024];
 	struct sip_msg m;
 	struct proxy_media_party p;
-	struct net_addr edge = addr("192.0.2.10", 5060);
+	struct flow edge = {.tp = NET_UDP, .remote = addr("192.0.2.10", 5060)};
 	int n = snprintf(raw, sizeof raw, tpl, "198.51.100.7", "198.51.100.7");
 	assert_int_equal(sip_msg_parse(&m, raw, (size_t)n, false, NULL), 0);
 	proxy_media_caller(&pol, &m, &edge, &p);
