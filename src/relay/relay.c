@@ -57,9 +57,9 @@ const struct conf_key relay_conf_keys[] = {
      "say; auto = when the message says NAT (private addresses, Via/Contact unlike the "
      "source) or the families differ: trusts what a SIP ALG rewrote (docs/relay.md)"},
     {"relay", "direct_networks", CONF_STR, "", 0, 0, NULL,
-     "(read by the proxy) sources that reach us without NAT (the operator's LAN, trunks and "
-     "gateways): prefixes or addresses; with [proxy] trusted the only parties nat-facing "
-     "does not relay"},
+     "(read by the proxy and registrar) sources that reach us without NAT (the operator's "
+     "LAN, trunks and gateways): prefixes or addresses; with [proxy] trusted the only "
+     "parties nat-facing does not relay, and whose bindings may get the no-nat verdict"},
     {"relay", "webrtc", CONF_ENUM, "pass", 0, 0, "pass|relay",
      "(read by the proxy) calls whose offer has ICE and a=fingerprint (WebRTC): pass = not "
      "relayed by nat-facing or auto (the relay strips ICE and drops DTLS; ICE finds the "
