@@ -180,8 +180,8 @@ static bool seen_applies(const struct proxy_call *pc, uint16_t status)
 	return status < 300 || pc->seen_refusals;
 }
 
-/* The response without our Via (and with a new body when given, the
- * edge's Flow-Timer when not 0, and our Pinhole-Seen in place of any other
+/* The response without our Via and without any Pinhole-Seen (with a new
+ * body when given, the edge's Flow-Timer when not 0, and our Pinhole-Seen
  * when seen is given), ready to go upstream. */
 static int strip_via(const struct sip_msg *m, const struct buf *body, unsigned flow_timer,
 		     const struct buf *seen, struct buf *out)
@@ -190,11 +190,11 @@ static int strip_via(const struct sip_msg *m, const struct buf *body, unsigned f
 	sip_editor_init(&ed, m);
 	sip_edit_remove_first_value(&ed, m->via1_hdr);
 	proxy_flow_timer_edit(&ed, m, flow_timer);
-	if (seen) {
-		edge_seen_strip(&ed, m);
+	/* what a hop beyond us saw is not what the phone sent: never passed on */
+	edge_seen_strip(&ed, m);
+	if (seen)
 		sip_edit_insert_hdr_before(&ed, m->n_hdrs, "%.*s", (int)(seen->len - 2),
 					   seen->data); /* without its CRLF */
-	}
 	if (body && body->len)
 		sip_edit_set_body(&ed, buf_slice(body));
 	int err = sip_edit_apply(&ed, out);

@@ -148,10 +148,12 @@ static void test_register_2xx_seen_by_edge(void **state)
 	assert_memory_equal(txt, want, strlen(want));
 	snprintf(want, sizeof want, "\ncontact=<sip:bob@10.1.1.1:%u>", ph.port);
 	assert_non_null(strstr((char *)txt, want));
-	/* a refusal passes as the registrar wrote it: none of ours */
+	/* a refusal gets none of ours, nor one a hop beyond us wrote */
 	send_register(&ph, false, "");
 	phone_expect(&reg, "REGISTER sip:example.org ", req, sizeof req);
-	reg_reply(&reg, req, "401 Unauthorized", "WWW-Authenticate: Digest realm=\"x\", nonce=\"y\"\r\n");
+	reg_reply(&reg, req, "401 Unauthorized",
+		  "WWW-Authenticate: Digest realm=\"x\", nonce=\"y\"\r\n"
+		  "Pinhole-Seen: c3JjPTE5OC4xOC4wLjE6NTA2MA==\r\n");
 	phone_expect(&ph, "SIP/2.0 401", r, sizeof r);
 	assert_null(strstr(r, "Pinhole-Seen"));
 	phone_close(&ph);
