@@ -8,23 +8,28 @@ static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 int buf_append_base64(struct buf *b, const void *p, size_t l)
 {
 	const unsigned char *in = p;
-	int err = buf_reserve(b, (l + 2) / 3 * 4 + 1);
+	size_t n = (l + 2) / 3 * 4;
+	int err = buf_reserve(b, n + 1);
 	if (err)
 		return err;
-	char q[4];
-	for (size_t i = 0; i < l; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		if (i + 1 < l)
-			v |= (uint32_t)in[i + 1] << 8;
-		if (i + 2 < l)
-			v |= in[i + 2];
-		q[0] = b64[(v >> 18) & 63];
-		q[1] = b64[(v >> 12) & 63];
-		q[2] = i + 1 < l ? b64[(v >> 6) & 63] : '=';
-		q[3] = i + 2 < l ? b64[v & 63] : '=';
-		buf_append(b, q, 4);
+	char *o = b->data + b->len; /* reserved: written in place */
+	size_t i = 0;
+	for (; i + 3 <= l; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		*o++ = b64[v >> 18];
+		*o++ = b64[(v >> 12) & 63];
+		*o++ = b64[(v >> 6) & 63];
+		*o++ = b64[v & 63];
 	}
-	return b->failed ? ENOMEM : 0;
+	if (i < l) {
+		uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < l ? (uint32_t)in[i + 1] << 8 : 0);
+		*o++ = b64[v >> 18];
+		*o++ = b64[(v >> 12) & 63];
+		*o++ = i + 1 < l ? b64[(v >> 6) & 63] : '=';
+		*o++ = '=';
+	}
+	b->len += n;
+	return 0;
 }
 
 static int b64_val(char c)

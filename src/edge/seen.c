@@ -19,21 +19,30 @@
 #include "edge_int.h"
 #include "sdp/sdp.h"
 
+/* The text before encoding: five keys of at most EDGE_SEEN_VALUE_MAX bytes,
+ * on the stack (one REGISTER's 200 pays no allocation for it). */
+struct seen_text {
+	char p[5 * (EDGE_SEEN_VALUE_MAX + 16)];
+	size_t l;
+};
+
 /* One "key=value" line; a value longer than EDGE_SEEN_VALUE_MAX is left
- * out (the header stays small whatever the request carried). Line breaks of
- * a folded header are dropped so that each key stays one line. */
-static void add_kv(struct buf *t, const char *key, struct slice v)
+ * out (the header stays small whatever the request carried). Line breaks
+ * of a folded header are dropped so that each key stays one line. */
+static void add_kv(struct seen_text *t, const char *key, struct slice v)
 {
 	v = slice_trim(v);
-	if (!v.l || v.l > EDGE_SEEN_VALUE_MAX)
+	size_t kl = strlen(key);
+	if (!v.l || v.l > EDGE_SEEN_VALUE_MAX || t->l + kl + v.l + 2 > sizeof t->p)
 		return;
-	if (t->len)
-		buf_append(t, "\n", 1);
-	buf_append_cstr(t, key);
-	buf_append(t, "=", 1);
+	if (t->l)
+		t->p[t->l++] = '\n';
+	memcpy(t->p + t->l, key, kl);
+	t->l += kl;
+	t->p[t->l++] = '=';
 	for (size_t i = 0; i < v.l; i++)
 		if (v.p[i] != '\r' && v.p[i] != '\n')
-			buf_append(t, &v.p[i], 1);
+			t->p[t->l++] = v.p[i];
 }
 
 static struct slice first_value(const struct sip_msg *m, enum sip_hdr_id id, size_t line)
@@ -62,7 +71,7 @@ static bool body_is_sdp(const struct sip_msg *m)
 
 /* RFC 8866 5.7: the session's c= when it has one, else the first audio
  * section's own; and that section's port. */
-static void add_sdp(struct buf *t, const struct sip_msg *m)
+static void add_sdp(struct seen_text *t, const struct sip_msg *m)
 {
 	if (!body_is_sdp(m))
 		return;
@@ -95,23 +104,18 @@ static void add_sdp(struct buf *t, const struct sip_msg *m)
 int edge_seen_append(struct buf *out, const struct sip_msg *m, const struct net_addr *src,
 		     bool with_sdp)
 {
-	struct buf t;
-	buf_init(&t);
+	struct seen_text t;
+	t.l = 0;
 	char a[NET_ADDR_STRLEN];
 	add_kv(&t, "src", slice_cstr(net_addr_fmt(src, a, sizeof a)));
 	add_kv(&t, "via", first_value(m, SIP_HDR_VIA, m->via1_hdr));
 	add_kv(&t, "contact", first_value(m, SIP_HDR_CONTACT, 0));
 	if (with_sdp)
 		add_sdp(&t, m);
-	int err = t.failed ? ENOMEM : 0;
-	if (!err) {
-		buf_append_cstr(out, EDGE_SEEN_HDR ": ");
-		buf_append_base64(out, t.data, t.len);
-		buf_append_cstr(out, "\r\n");
-		err = out->failed ? ENOMEM : 0;
-	}
-	buf_free(&t);
-	return err;
+	buf_append_cstr(out, EDGE_SEEN_HDR ": ");
+	buf_append_base64(out, t.p, t.l);
+	buf_append_cstr(out, "\r\n");
+	return out->failed ? ENOMEM : 0;
 }
 
 void edge_seen_strip(struct sip_editor *ed, const struct sip_msg *m)
@@ -149,8 +153,7 @@ void edge_stun_seen_note(struct edge *e, const struct flow *f, uint64_t now_ms)
 	atomic_store_explicit(&s->ms, now_ms, memory_order_relaxed);
 }
 
-bool edge_stun_seen(struct edge *e, const struct net_addr *src, uint64_t now_ms,
-		    uint64_t within_ms)
+bool edge_stun_seen(struct edge *e, const struct net_addr *src, uint64_t now_ms, uint64_t within_ms)
 {
 	uint64_t k = stun_key(src);
 	struct edge_stun_seen *s = &e->stun_seen[k % EDGE_STUN_SEEN_SLOTS];
