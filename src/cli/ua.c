@@ -11,6 +11,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <openssl/crypto.h>
 
 #include "cli.h"
@@ -57,6 +60,26 @@ static const char usage_text[] =
     "  --answer-timeout S      CANCEL a call not answered within S seconds (60)\n"
     "  --tone HZ               the tone sent (440)\n"
     "  --echo                  the far end echoes our RTP (implied by sip:echo@...)\n"
+    "\ncalls, either way (call, register --auto-answer):\n"
+    "  --hold-after S          S seconds into the call, hold it: re-INVITE with\n"
+    "                          a=sendonly (we go on sending, the far end stops)\n"
+    "  --resume-after S        S seconds after the hold was answered, resume it:\n"
+    "                          re-INVITE with a=sendrecv. A re-INVITE from the far\n"
+    "                          end is answered with the mirrored direction (RFC 3264)\n"
+    "                          and our RTP stops or restarts with it\n"
+    "  --wav FILE              send FILE (WAV, 8 kHz mono 16-bit PCM; looped)\n"
+    "                          instead of the tone\n"
+    "  --record FILE           write the audio received to FILE (same format; the\n"
+    "                          packets in arrival order, at most an hour; each call\n"
+    "                          overwrites it)\n"
+    "  --stun HOST[:PORT]      learn the RTP and RTCP sockets' mapped addresses from\n"
+    "                          this STUN server (port 3478) and announce them in the\n"
+    "                          SDP; the verdict says when that was not enough\n"
+    "  --config FILE           read options from FILE first: INI, an optional [ua]\n"
+    "                          section, key = value with the long options' names\n"
+    "                          (proxy = udp:..., duration = 10, json = yes); the\n"
+    "                          command line overrides it (and its --proxy replaces\n"
+    "                          the file's)\n"
     "  --json                  one JSON object per event instead of text\n"
     "  -h, --help              this text\n\n"
     "exit status: 0 registered (and unregistered at the end), 1 local error (socket,\n"
@@ -271,6 +294,187 @@ static int get_password(const char *file, bool from_stdin, char *pw, size_t cap)
 	return err;
 }
 
+/* ---- --config, --wav, --stun ---- */
+
+#define UA_FILE_MAX (64u << 20) /* a WAV file: 70 minutes of 8 kHz mono */
+#define UA_CONFIG_MAX 65536
+#define UA_CONFIG_KEYS 64
+
+static int read_file(const char *path, size_t max, struct buf *b)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	struct stat st;
+	int err = 0;
+	if (fstat(fd, &st))
+		err = errno;
+	else if (!S_ISREG(st.st_mode))
+		err = EINVAL;
+	else if ((uint64_t)st.st_size > max)
+		err = EFBIG;
+	while (!err) {
+		char chunk[65536];
+		ssize_t n = read(fd, chunk, sizeof chunk);
+		if (n < 0)
+			err = errno;
+		if (n <= 0)
+			break;
+		if (b->len + (size_t)n > max)
+			err = EFBIG;
+		else
+			buf_append(b, chunk, (size_t)n);
+	}
+	close(fd);
+	if (!err && b->failed)
+		err = ENOMEM;
+	return err;
+}
+
+static int load_wav(const char *path, struct ua_conf *c, char *err, size_t errlen)
+{
+	struct buf b;
+	buf_init(&b);
+	int e = read_file(path, UA_FILE_MAX, &b);
+	struct rtp_wav w;
+	if (e) {
+		snprintf(err, errlen, "%s", e == EFBIG ? "over 64 MB" : strerror(e));
+	} else if (rtp_wav_parse(&w, (const uint8_t *)b.data, b.len)) {
+		snprintf(err, errlen, "%s", w.why);
+		e = EINVAL;
+	} else if (w.data_len / 2 < RTP_FRAME_SAMPLES) {
+		snprintf(err, errlen, "shorter than one 20 ms packet");
+		e = EINVAL;
+	} else {
+		size_t n = w.data_len / 2;
+		int16_t *s = malloc(n * sizeof *s);
+		if (!s) {
+			e = ENOMEM;
+			snprintf(err, errlen, "%s", strerror(e));
+		} else {
+			for (size_t i = 0; i < n; i++)
+				s[i] = rtp_wav_sample(&w, (const uint8_t *)b.data, i);
+			free((void *)c->wav);
+			c->wav = s;
+			c->wav_n = n;
+		}
+	}
+	buf_free(&b);
+	return e;
+}
+
+static int parse_stun(const char *s, struct ua_conf *c, char *err, size_t errlen)
+{
+	char spec[320];
+	struct ua_proxy px;
+	if (strlen(s) > 290) {
+		snprintf(err, errlen, "too long");
+		return EINVAL;
+	}
+	/* HOST[:PORT] parses as a UDP proxy would, with STUN's port by default */
+	bool has_port = s[0] == '[' ? strstr(s, "]:") != NULL
+				    : strchr(s, ':') && strchr(s, ':') == strrchr(s, ':');
+	snprintf(spec, sizeof spec, "udp:%.290s%s", s, has_port ? "" : ":3478");
+	char e2[320];
+	if (parse_proxy(spec, &px, e2, sizeof e2)) {
+		snprintf(err, errlen, "want HOST[:PORT] (port 3478 by default)");
+		return EINVAL;
+	}
+	c->stun = px.addr;
+	c->has_stun = true;
+	return 0;
+}
+
+/* The --config file's keys, read before the command line's options. */
+struct file_opt {
+	int ch, idx; /* idx: in the long options */
+	char *val;
+	unsigned line;
+};
+struct file_opts {
+	const struct option *lo;
+	const char *name;
+	struct file_opt v[UA_CONFIG_KEYS];
+	size_t n;
+	char *err;
+	size_t errlen;
+};
+
+static int file_key(const char *key, const char *value, unsigned line, void *arg)
+{
+	struct file_opts *fo = arg;
+	const struct option *o = fo->lo;
+	while (o->name && strcmp(o->name, key) != 0)
+		o++;
+	if (!o->name || o->val == 'C' || o->val == 'h') {
+		snprintf(fo->err, fo->errlen, "unknown key '%s' (the keys are the long options)",
+			 key);
+		return EINVAL;
+	}
+	if (o->has_arg == no_argument) {
+		if (!strcasecmp(value, "no") || !strcasecmp(value, "false") || !strcmp(value, "0") ||
+		    !strcasecmp(value, "off"))
+			return 0;
+		if (strcasecmp(value, "yes") && strcasecmp(value, "true") && strcmp(value, "1") &&
+		    strcasecmp(value, "on")) {
+			snprintf(fo->err, fo->errlen, "%s wants yes or no, not '%s'", key, value);
+			return EINVAL;
+		}
+	} else if (!value[0]) {
+		snprintf(fo->err, fo->errlen, "%s wants a value", key);
+		return EINVAL;
+	}
+	if (fo->n == UA_CONFIG_KEYS) {
+		snprintf(fo->err, fo->errlen, "more than %d keys", UA_CONFIG_KEYS);
+		return E2BIG;
+	}
+	char *v = strdup(value);
+	if (!v) {
+		snprintf(fo->err, fo->errlen, "out of memory");
+		return ENOMEM;
+	}
+	fo->v[fo->n++] =
+	    (struct file_opt){.ch = o->val, .idx = (int)(o - fo->lo), .val = v, .line = line};
+	return 0;
+}
+
+/* --config FILE (or --config=FILE), wherever it is on the command line. */
+static int load_config(int argc, char **argv, struct file_opts *fo, char *err, size_t errlen)
+{
+	const char *path = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			path = argv[++i];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			path = argv[i] + 9;
+	}
+	if (!path)
+		return 0;
+	fo->name = path;
+	struct buf b;
+	buf_init(&b);
+	int e = read_file(path, UA_CONFIG_MAX, &b);
+	buf_append(&b, "", 1);
+	if (e || b.failed) {
+		snprintf(err, errlen, "--config %s: %s", path,
+			 e == EFBIG ? "over 64 kB" : strerror(e ? e : ENOMEM));
+		buf_free(&b);
+		return e ? e : ENOMEM;
+	}
+	if (memchr(b.data, '\0', b.len - 1)) {
+		snprintf(err, errlen, "--config %s: not a text file (a NUL byte)", path);
+		buf_free(&b);
+		return EINVAL;
+	}
+	fo->err = err;
+	fo->errlen = errlen;
+	e = ua_ini_parse(path, (const char *)b.data, file_key, fo, err, errlen);
+	buf_free(&b);
+	return e;
+}
+
 static int run_loop(struct ua_conf *conf, bool json, struct check_opts *chk)
 {
 	struct run r = {.json = json, .sfd = -1, .check = chk};
@@ -345,6 +549,12 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 	    {"answer-timeout", required_argument, NULL, 'T'},
 	    {"tone", required_argument, NULL, 't'},
 	    {"echo", no_argument, NULL, 'E'},
+	    {"hold-after", required_argument, NULL, 'H'},
+	    {"resume-after", required_argument, NULL, 'U'},
+	    {"wav", required_argument, NULL, 'W'},
+	    {"record", required_argument, NULL, 'r'},
+	    {"stun", required_argument, NULL, 'X'},
+	    {"config", required_argument, NULL, 'C'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"echo-uri", required_argument, NULL, 0x100},
 	    {"probe", required_argument, NULL, 0x101},
@@ -361,13 +571,40 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 	unsigned np = 0;
 	int rc = UA_EXIT_USAGE, ch;
 	char err[320];
+	struct file_opts fo = {.lo = longopts};
+	const char *where = "";
+	char wbuf[4200];
+	if (load_config(argc, argv, &fo, err, sizeof err)) {
+		fprintf(stderr, "pinhole ua: %s\n", err);
+		goto out;
+	}
+	size_t fi = 0;
+	bool cli_proxy = false;
 	optind = 1;
 	int optind_long = 0;
-	while ((ch = getopt_long(argc, argv, "h", longopts, &optind_long)) != -1) {
+	for (;;) {
+		if (fi < fo.n) {
+			/* the file's keys first, so that the command line wins */
+			ch = fo.v[fi].ch;
+			optarg = fo.v[fi].val;
+			optind_long = fo.v[fi].idx;
+			snprintf(wbuf, sizeof wbuf, "%s:%u: ", fo.name, fo.v[fi].line);
+			where = wbuf;
+			fi++;
+		} else {
+			where = "";
+			ch = getopt_long(argc, argv, "h", longopts, &optind_long);
+			if (ch == -1)
+				break;
+		}
 		unsigned *num = NULL, lo = 1, hi = 86400;
 		const char *name = NULL;
 		switch (ch) {
 		case 'p':
+			if (!where[0] && !cli_proxy) {
+				cli_proxy = true;
+				np = 0; /* the command line's --proxy replace the file's */
+			}
 			if (np == UA_MAX_FLOWS) {
 				fprintf(stderr, "pinhole ua: at most %d --proxy\n", UA_MAX_FLOWS);
 				goto out;
@@ -432,6 +669,33 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 		case 'E':
 			c->echo = true;
 			break;
+		case 'H':
+			num = &c->hold_s, name = "--hold-after";
+			break;
+		case 'U':
+			num = &c->resume_s, name = "--resume-after";
+			break;
+		case 'W':
+			if (load_wav(optarg, c, err, sizeof err)) {
+				fprintf(stderr, "pinhole ua: %s--wav %s: %s\n", where, optarg, err);
+				goto out;
+			}
+			break;
+		case 'r':
+			if (strlen(optarg) >= sizeof c->record || !optarg[0]) {
+				fprintf(stderr, "pinhole ua: %s--record: bad file name\n", where);
+				goto out;
+			}
+			snprintf(c->record, sizeof c->record, "%s", optarg);
+			break;
+		case 'X':
+			if (parse_stun(optarg, c, err, sizeof err)) {
+				fprintf(stderr, "pinhole ua: %s--stun %s: %s\n", where, optarg, err);
+				goto out;
+			}
+			break;
+		case 'C':
+			break; /* read before the loop */
 		case 'j':
 			json = true;
 			break;
@@ -462,8 +726,8 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 			goto out;
 		}
 		if (num && parse_uint(optarg, lo, hi, num)) {
-			fprintf(stderr, "pinhole ua: %s wants %u..%u seconds, not '%s'\n", name, lo,
-				hi, optarg);
+			fprintf(stderr, "pinhole ua: %s%s wants %u..%u seconds, not '%s'\n", where,
+				name, lo, hi, optarg);
 			goto out;
 		}
 	}
@@ -563,6 +827,11 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 	}
 	rc = run_loop(c, json, chk);
 out:
+	if (rc == UA_EXIT_USAGE && where[0])
+		fprintf(stderr, "pinhole ua: (at %.*s)\n", (int)strlen(where) - 2, where);
+	for (size_t i = 0; i < fo.n; i++)
+		free(fo.v[i].val);
+	free((void *)c->wav);
 	OPENSSL_cleanse(c->password, sizeof c->password);
 	free(c);
 	return rc;

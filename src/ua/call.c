@@ -1,5 +1,6 @@
 /* ua: one call at a time: the INVITE we send (digest, provisionals, CANCEL, ACK, BYE) or
- * the one we answer (--auto-answer), and its media and verdict at the end.
+ * the one we answer (--auto-answer), re-INVITEs for hold and resume both ways, and its
+ * media and verdict at the end.
  *
  * Every request goes out on the flow the call uses (symmetric signaling);
  * the server routes the far end's requests back on it. Every wait is
@@ -33,6 +34,12 @@ static void stop_timers(struct ua_call *c)
 	timer_cancel(&c->t_answer);
 	timer_cancel(&c->t_dur);
 	timer_cancel(&c->t_req);
+	timer_cancel(&c->t_hold);
+	timer_cancel(&c->t_reinv_retx);
+	timer_cancel(&c->t_reinv_tsx);
+	timer_cancel(&c->t_reinv_retry);
+	timer_cancel(&c->t_reok_retx);
+	timer_cancel(&c->t_reok_tsx);
 }
 
 /* Request line, Via, Max-Forwards, Route, From, To, Call-ID, CSeq. */
@@ -79,14 +86,24 @@ static void body(struct buf *b, const struct buf *sdp)
 	}
 }
 
-static void local_sdp(struct ua_call *c, struct ua_sdp_local *l)
+/* Our SDP with direction dir; the o= version moves on only when what we say
+ * changes (RFC 3264 8: a repeated SDP keeps its version). */
+static void local_sdp(struct ua_call *c, struct ua_sdp_local *l, enum sdp_dir dir)
 {
+	if (!c->sess_id) {
+		c->sess_id = rand_u32() % 1000000000u + 1;
+		c->sdp_version = 1;
+		c->our_dir = dir;
+	} else if (dir != c->our_dir) {
+		c->sdp_version++;
+	}
 	*l = (struct ua_sdp_local){.ip = c->media.local_ip,
 				   .ip6 = net_addr_family(&c->media.local) == AF_INET6,
 				   .rtp_port = c->media.rtp_port,
 				   .rtcp_port = c->media.rtcp_port,
-				   .sess_id = c->cseq + 1000,
-				   .version = 1};
+				   .sess_id = c->sess_id,
+				   .version = c->sdp_version,
+				   .dir = dir};
 }
 
 static void new_branch(char *out, size_t cap)
@@ -142,7 +159,7 @@ static int send_invite(struct ua_call *c)
 	struct buf sdp;
 	buf_init(&sdp);
 	struct ua_sdp_local l;
-	local_sdp(c, &l);
+	local_sdp(c, &l, SDP_DIR_SENDRECV);
 	ua_sdp_offer(&l, &sdp);
 	body(&c->inv, &sdp);
 	buf_free(&sdp);
@@ -233,6 +250,7 @@ static void take_dialog(struct ua_call *c, const struct sip_msg *m, bool reverse
 }
 
 static void dur_due(void *arg);
+static void hold_due(void *arg);
 
 static void ack_2xx(struct ua_call *c)
 {
@@ -273,8 +291,10 @@ static void on_invite_2xx(struct ua_call *c, const struct sip_msg *m)
 	snprintf(what, sizeof what, "answered: %s to %s:%u%s", rtp_g711_name(c->remote.pt),
 		 c->remote.addr, c->remote.port, c->remote.rtcp_mux ? " rtcp-mux" : "");
 	emit(c, m->status, what);
-	if (uam_start(&c->media, &c->remote, c->ua->c.tone_hz)) {
-		c->exit_code = UA_EXIT_REFUSED;
+	c->our_dir = SDP_DIR_SENDRECV;
+	if (uam_start(&c->media, &c->remote, &c->ua->c)) {
+		c->exit_code = UA_EXIT_ERROR;
+		emit(c, 0, "cannot start the media (the --record file?)");
 		ua_call_hangup(c->ua);
 		return;
 	}
@@ -286,6 +306,8 @@ static void on_invite_2xx(struct ua_call *c, const struct sip_msg *m)
 	}
 	timer_start(c->ua->loop, &c->t_dur,
 		    (uint64_t)(c->ua->c.duration_s ? c->ua->c.duration_s : 10) * 1000, dur_due, c);
+	if (c->ua->c.hold_s)
+		timer_start(c->ua->loop, &c->t_hold, (uint64_t)c->ua->c.hold_s * 1000, hold_due, c);
 }
 
 static void keep_auth(struct ua_call *c, const struct ua_challenge *ch, bool proxy)
@@ -303,6 +325,7 @@ static void keep_auth(struct ua_call *c, const struct ua_challenge *ch, bool pro
 }
 
 static void answer_due(void *arg);
+static void on_reinvite_response(struct ua_call *c, const struct sip_msg *m);
 
 static void on_invite_response(struct ua_call *c, const struct sip_msg *m)
 {
@@ -398,6 +421,13 @@ static void send_cancel(struct ua_call *c)
 static void send_bye(struct ua_call *c)
 {
 	uam_stop(&c->media); /* its last RTCP goes before the BYE */
+	timer_cancel(&c->t_hold);
+	timer_cancel(&c->t_reinv_retx);
+	timer_cancel(&c->t_reinv_tsx);
+	timer_cancel(&c->t_reinv_retry);
+	timer_cancel(&c->t_reok_retx);
+	timer_cancel(&c->t_reok_tsx);
+	c->reinv_pending = c->reok_pending = false;
 	char br[48];
 	new_branch(br, sizeof br);
 	buf_reset(&c->req);
@@ -469,6 +499,14 @@ static void call_end(struct ua_call *c, int code, const char *why)
 		struct rtp_verdict_out out;
 		uam_verdict(&c->media, ua->c.echo, &in);
 		rtp_verdict_decide(&in, &out);
+		if (c->media.held_ms) {
+			/* said so, since the counts leave those seconds out */
+			size_t n = strlen(out.cause);
+			snprintf(out.cause + n, sizeof out.cause - n,
+				 " The far end was not to send for %.1f s (hold): no RTP was "
+				 "expected from it then.",
+				 (double)c->media.held_ms / 1000.0);
+		}
 		struct ua_event ev = {.kind = UA_EV_VERDICT, .verdict_in = &in, .verdict_out = &out};
 		ua_emit(c->f, &ev);
 		if (!rc && out.verdict != RTP_VERDICT_TWO_WAY)
@@ -496,14 +534,19 @@ static bool same_call(const struct ua_call *c, const struct sip_msg *m)
 void ua_call_on_response(struct ua_flow *f, const struct sip_msg *m)
 {
 	struct ua_call *c = &f->ua->call;
-	if (!same_call(c, m) || c->uas) {
+	if (!same_call(c, m)) {
 		ua_bad_message(f, "a response to no request of ours");
 		return;
 	}
 	switch (m->cseq.method) {
 	case SIP_INVITE:
-		if (m->cseq.num == c->inv_cseq)
+		if (c->reinv_pending && m->cseq.num == c->reinv_cseq)
+			on_reinvite_response(c, m);
+		else if (!c->uas && m->cseq.num == c->inv_cseq)
 			on_invite_response(c, m);
+		else if (c->reack.len && m->status < 300 && m->status >= 200 &&
+			 m->cseq.num == c->reinv_cseq)
+			uaf_send(c->f, c->reack.data, c->reack.len); /* a 200 again: our ACK was lost */
 		break;
 	case SIP_BYE:
 		if (m->status >= 200 && c->st == UAC_BYE_SENT) {
@@ -573,6 +616,284 @@ static void ok_timeout(void *arg)
 	send_bye(c);
 }
 
+/* ---- re-INVITEs: hold and resume (RFC 3264 8.4, RFC 3261 14) ----
+ *
+ * Holding is an offer with a=sendonly: we go on sending (as music on hold
+ * would) and the far end, answering recvonly, stops; resuming is a=sendrecv.
+ * A re-INVITE from the far end gets the mirrored direction, and our RTP
+ * stops or restarts with it. RTCP goes on throughout. A re-INVITE that fails
+ * leaves the session as it was (14.1), except 408 and 481, and no answer in
+ * 32 s, which end the call. */
+
+static const char *dir_words(const struct ua_media *md)
+{
+	return md->send_rtp && md->far_sends ? "both send"
+	       : md->send_rtp		      ? "we send, the far end does not"
+	       : md->far_sends		      ? "the far end sends, we do not"
+					      : "neither sends";
+}
+
+static void reinv_retx(void *arg)
+{
+	struct ua_call *c = arg;
+	uaf_send(c->f, c->reinv.data, c->reinv.len);
+	c->reinv_rto *= 2;
+	timer_start(c->ua->loop, &c->t_reinv_retx, c->reinv_rto, reinv_retx, c);
+}
+
+static void reinv_timeout(void *arg)
+{
+	struct ua_call *c = arg;
+	timer_cancel(&c->t_reinv_retx);
+	c->reinv_pending = false;
+	emit(c, 0, "no answer to our re-INVITE in 32 s: hanging up (RFC 3261 14.1)");
+	if (!c->exit_code)
+		c->exit_code = UA_EXIT_TIMEOUT;
+	send_bye(c);
+}
+
+static void send_reinvite(struct ua_call *c, enum sdp_dir dir)
+{
+	if (c->st != UAC_CONFIRMED || c->reinv_pending || c->reok_pending)
+		return; /* hold_due waits its turn: one offer at a time (14.1) */
+	new_branch(c->reinv_branch, sizeof c->reinv_branch);
+	c->reinv_cseq = ++c->cseq;
+	c->reinv_dir = dir;
+	buf_reset(&c->reinv);
+	buf_reset(&c->reack);
+	req_head(c, &c->reinv, "INVITE", c->target, c->reinv_branch, c->reinv_cseq, true);
+	contact(c, &c->reinv);
+	buf_append_cstr(&c->reinv, "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n");
+	struct buf sdp;
+	buf_init(&sdp);
+	struct ua_sdp_local l;
+	local_sdp(c, &l, dir);
+	ua_sdp_offer(&l, &sdp);
+	body(&c->reinv, &sdp);
+	buf_free(&sdp);
+	if (c->reinv.failed)
+		return;
+	c->reinv_pending = true;
+	uaf_send(c->f, c->reinv.data, c->reinv.len);
+	if (c->f->px->tp == NET_UDP) {
+		c->reinv_rto = UA_T1_MS;
+		timer_start(c->ua->loop, &c->t_reinv_retx, c->reinv_rto, reinv_retx, c);
+	}
+	timer_start(c->ua->loop, &c->t_reinv_tsx, UA_TIMER_F_MS, reinv_timeout, c);
+	emit(c, 0, dir == SDP_DIR_SENDONLY ? "holding: re-INVITE with a=sendonly"
+					   : "resuming: re-INVITE with a=sendrecv");
+}
+
+/* --hold-after, then --resume-after; also a re-INVITE that waited its turn */
+static void hold_due(void *arg)
+{
+	struct ua_call *c = arg;
+	if (c->reinv_pending || c->reok_pending) {
+		timer_start(c->ua->loop, &c->t_reinv_retry, 1000, hold_due, c);
+		return;
+	}
+	if (!c->holds_done) {
+		c->holds_done = true;
+		c->hold_wish = SDP_DIR_SENDONLY;
+		send_reinvite(c, SDP_DIR_SENDONLY);
+	} else if (!c->resume_done) {
+		c->resume_done = true;
+		c->hold_wish = SDP_DIR_NONE;
+		send_reinvite(c, SDP_DIR_SENDRECV);
+	}
+}
+
+static void on_reinvite_response(struct ua_call *c, const struct sip_msg *m)
+{
+	timer_cancel(&c->t_reinv_retx);
+	if (m->status < 200)
+		return;
+	timer_cancel(&c->t_reinv_tsx);
+	c->reinv_pending = false;
+	char what[300], r[64];
+	slice_to_cstr(m->reason, r, sizeof r);
+	if (m->status >= 300) {
+		/* the transaction's own ACK (17.1.1.3) */
+		struct buf b;
+		buf_init(&b);
+		req_head(c, &b, "ACK", c->target, c->reinv_branch, c->reinv_cseq, true);
+		body(&b, NULL);
+		uaf_send(c->f, b.data, b.len);
+		buf_free(&b);
+		/* what we wished did not happen: our_dir stays, the version is spent */
+		c->hold_wish = c->our_dir == SDP_DIR_SENDONLY ? SDP_DIR_SENDONLY : SDP_DIR_NONE;
+		c->sdp_version++;
+		if (m->status == 408 || m->status == 481) {
+			snprintf(what, sizeof what, "re-INVITE answered %u %s: hanging up", m->status,
+				 r);
+			emit(c, m->status, what);
+			send_bye(c);
+			return;
+		}
+		if (m->status == 491) {
+			/* glare: 0-2 s when the far end owns the Call-ID, else 2.1-4 s */
+			uint64_t ms = c->uas ? rand_u32() % 2000 : 2100 + rand_u32() % 1900;
+			timer_start(c->ua->loop, &c->t_reinv_retry, ms, hold_due, c);
+			if (c->reinv_dir == SDP_DIR_SENDONLY)
+				c->holds_done = false;
+			else
+				c->resume_done = false;
+		}
+		snprintf(what, sizeof what, "re-INVITE answered %u %s: the session stays as it was",
+			 m->status, r);
+		emit(c, m->status, what);
+		return;
+	}
+	/* 2xx: ACK it (kept for its retransmissions), take the answer */
+	char br[48];
+	new_branch(br, sizeof br);
+	buf_reset(&c->reack);
+	req_head(c, &c->reack, "ACK", c->target, br, c->reinv_cseq, true);
+	body(&c->reack, NULL);
+	uaf_send(c->f, c->reack.data, c->reack.len);
+	struct ua_sdp_remote ans;
+	if (ua_sdp_read(m->body, &ans)) {
+		emit(c, m->status, "re-INVITE answered without an SDP we can use: hanging up");
+		send_bye(c);
+		return;
+	}
+	c->remote = ans;
+	c->our_dir = c->reinv_dir;
+	uam_update(&c->media, &ans, c->reinv_dir);
+	snprintf(what, sizeof what, "%s: the far end answered a=%s (%s)",
+		 c->reinv_dir == SDP_DIR_SENDONLY ? "held" : "resumed",
+		 sdp_dir_name(ans.dir ? ans.dir : SDP_DIR_SENDRECV), dir_words(&c->media));
+	emit(c, m->status, what);
+	if (c->reinv_dir == SDP_DIR_SENDONLY && c->ua->c.resume_s && !c->resume_done)
+		timer_start(c->ua->loop, &c->t_hold, (uint64_t)c->ua->c.resume_s * 1000, hold_due,
+			    c);
+}
+
+static void reok_retx(void *arg)
+{
+	struct ua_call *c = arg;
+	uaf_send(c->f, c->reok.data, c->reok.len);
+	c->reok_rto = MIN(c->reok_rto * 2, (uint64_t)UA_T2_MS);
+	timer_start(c->ua->loop, &c->t_reok_retx, c->reok_rto, reok_retx, c);
+}
+
+static void reok_timeout(void *arg)
+{
+	struct ua_call *c = arg;
+	timer_cancel(&c->t_reok_retx);
+	c->reok_pending = false;
+	emit(c, 0, "no ACK to our 200 for the re-INVITE in 32 s: hanging up");
+	send_bye(c);
+}
+
+static void on_reinvite(struct ua_call *c, const struct sip_msg *m)
+{
+	struct ua_flow *f = c->f;
+	if (m->cseq.num <= c->remote_cseq) {
+		if (c->reok_pending && m->cseq.num == c->reok_cseq)
+			uaf_send(f, c->reok.data, c->reok.len); /* our 200 was lost */
+		else if (!(c->uas && m->cseq.num == c->inv_cseq))
+			respond_once(f, m, 500, c->local_tag); /* out of order (12.2.2) */
+		return;
+	}
+	c->remote_cseq = m->cseq.num;
+	if (c->st != UAC_CONFIRMED || c->reinv_pending) {
+		/* 14.2: ours is in flight (glare), or the last one is not ACKed */
+		respond_once(f, m, c->reinv_pending ? 491 : 500, c->local_tag);
+		return;
+	}
+	if (c->reok_pending) {
+		struct buf b;
+		buf_init(&b);
+		respond(f, m, 500, c->local_tag, "Retry-After: 1\r\n", NULL, &b);
+		buf_free(&b);
+		return;
+	}
+	struct ua_sdp_remote offer;
+	bool offerless = m->body.l == 0;
+	if (!offerless && ua_sdp_read(m->body, &offer)) {
+		respond_once(f, m, 488, c->local_tag); /* 14.2: the session stays */
+		emit(c, 488, "re-INVITE without an SDP we can use: answered 488, the call stands");
+		return;
+	}
+	/* a new Contact refreshes the remote target (12.2.2) */
+	const struct sip_hdr *ct = sip_msg_hdr(m, SIP_HDR_CONTACT, 0);
+	struct sip_nameaddr na;
+	if (ct && sip_nameaddr_parse(ct->value, &na) == 0 && na.uri_s.l &&
+	    na.uri_s.l < sizeof c->target)
+		slice_to_cstr(na.uri_s, c->target, sizeof c->target);
+	struct buf extra, sdp;
+	buf_init(&extra);
+	buf_init(&sdp);
+	contact(c, &extra);
+	buf_append_cstr(&extra, "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n");
+	buf_append(&extra, "", 1);
+	struct ua_sdp_local l;
+	enum sdp_dir ours;
+	if (offerless) {
+		/* RFC 3261 14.2: we offer in the 200, the answer comes in the ACK */
+		ours = c->hold_wish ? c->hold_wish : SDP_DIR_SENDRECV;
+		local_sdp(c, &l, ours);
+		ua_sdp_offer(&l, &sdp);
+	} else {
+		ours = ua_sdp_answer_dir(offer.dir, c->hold_wish);
+		local_sdp(c, &l, ours);
+		ua_sdp_answer(&l, &offer, &sdp);
+	}
+	c->our_dir = ours;
+	c->reok_cseq = m->cseq.num;
+	c->reok_offer = offerless;
+	int err = extra.failed || sdp.failed
+		      ? ENOMEM
+		      : respond(f, m, 200, c->local_tag, (const char *)extra.data, &sdp, &c->reok);
+	buf_free(&extra);
+	buf_free(&sdp);
+	if (err)
+		return;
+	c->reok_pending = true;
+	if (f->px->tp == NET_UDP) {
+		c->reok_rto = UA_T1_MS;
+		timer_start(c->ua->loop, &c->t_reok_retx, c->reok_rto, reok_retx, c);
+	}
+	timer_start(c->ua->loop, &c->t_reok_tsx, UA_TIMER_F_MS, reok_timeout, c);
+	char what[300];
+	if (offerless) {
+		snprintf(what, sizeof what, "re-INVITE without an offer: we offered a=%s",
+			 sdp_dir_name(ours));
+	} else {
+		c->remote = offer;
+		uam_update(&c->media, &offer, ours);
+		snprintf(what, sizeof what, "%s by the far end: it offered a=%s, we answered a=%s (%s)",
+			 ua_sdp_dir_they_send(offer.dir) && ua_sdp_dir_we_send(offer.dir)
+			     ? "resumed"
+			     : "held",
+			 sdp_dir_name(offer.dir ? offer.dir : SDP_DIR_SENDRECV), sdp_dir_name(ours),
+			 dir_words(&c->media));
+	}
+	emit(c, 200, what);
+}
+
+static void on_reinvite_ack(struct ua_call *c, const struct sip_msg *m)
+{
+	timer_cancel(&c->t_reok_retx);
+	timer_cancel(&c->t_reok_tsx);
+	c->reok_pending = false;
+	if (!c->reok_offer)
+		return;
+	struct ua_sdp_remote ans;
+	if (ua_sdp_read(m->body, &ans)) {
+		emit(c, 0, "the ACK carried no SDP answer we can use: hanging up");
+		send_bye(c);
+		return;
+	}
+	c->remote = ans;
+	uam_update(&c->media, &ans, c->our_dir);
+	char what[160];
+	snprintf(what, sizeof what, "the far end answered a=%s in the ACK (%s)",
+		 sdp_dir_name(ans.dir ? ans.dir : SDP_DIR_SENDRECV), dir_words(&c->media));
+	emit(c, 0, what);
+}
+
 static void incoming(struct ua_flow *f, const struct sip_msg *m)
 {
 	struct ua *ua = f->ua;
@@ -580,6 +901,9 @@ static void incoming(struct ua_flow *f, const struct sip_msg *m)
 	buf_free(&c->inv);
 	buf_free(&c->ack);
 	buf_free(&c->req);
+	buf_free(&c->reinv);
+	buf_free(&c->reack);
+	buf_free(&c->reok);
 	memset(c, 0, sizeof *c);
 	c->ua = ua;
 	c->f = f;
@@ -601,7 +925,7 @@ static void incoming(struct ua_flow *f, const struct sip_msg *m)
 	slice_to_cstr(m->from.uri_s, c->remote_uri, sizeof c->remote_uri);
 	slice_to_cstr(m->to.uri_s, c->local_uri, sizeof c->local_uri);
 	ua_hex_rand(c->local_tag, 8);
-	c->inv_cseq = m->cseq.num;
+	c->inv_cseq = c->remote_cseq = m->cseq.num;
 	c->cseq = rand_u32() % 10000;
 	take_dialog(c, m, false);
 	if (uam_open(&c->media, ua->loop, &f->local)) {
@@ -627,7 +951,7 @@ static void incoming(struct ua_flow *f, const struct sip_msg *m)
 	buf_append_cstr(&extra, "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n");
 	buf_append(&extra, "", 1); /* the builder takes a C string */
 	struct ua_sdp_local l;
-	local_sdp(c, &l);
+	local_sdp(c, &l, ua_sdp_answer_dir(c->remote.dir, SDP_DIR_NONE));
 	ua_sdp_answer(&l, &c->remote, &sdp);
 	if (c->remote.rtcp_mux)
 		c->media.mux = true;
@@ -646,7 +970,8 @@ static void incoming(struct ua_flow *f, const struct sip_msg *m)
 	timer_start(ua->loop, &c->t_tsx, UA_TIMER_F_MS, ok_timeout, c);
 	/* media starts now: a latching relay learns our address from our first
 	 * packets, and the caller's may come before its ACK */
-	uam_start(&c->media, &c->remote, ua->c.tone_hz);
+	if (uam_start(&c->media, &c->remote, &ua->c))
+		emit(c, 0, "cannot start the media (the --record file?)");
 	timer_start(ua->loop, &c->t_dur,
 		    (uint64_t)(ua->c.duration_s ? ua->c.duration_s : 3600) * 1000, dur_due, c);
 }
@@ -664,8 +989,7 @@ bool ua_call_on_request(struct ua_flow *f, const struct sip_msg *m)
 			return true;
 		}
 		if (mine) {
-			/* re-INVITEs (hold, resume) are not done yet: the call stands */
-			respond_once(f, m, 488, NULL);
+			on_reinvite(c, m);
 			return true;
 		}
 		if (!ua->c.auto_answer)
@@ -682,6 +1006,11 @@ bool ua_call_on_request(struct ua_flow *f, const struct sip_msg *m)
 			timer_cancel(&c->t_tsx);
 			c->st = UAC_CONFIRMED;
 			emit(c, 0, "confirmed (ACK)");
+			if (ua->c.hold_s)
+				timer_start(ua->loop, &c->t_hold, (uint64_t)ua->c.hold_s * 1000,
+					    hold_due, c);
+		} else if (mine && c->reok_pending && m->cseq.num == c->reok_cseq) {
+			on_reinvite_ack(c, m);
 		}
 		return mine;
 	case SIP_BYE:
@@ -708,4 +1037,7 @@ void ua_call_free(struct ua *ua)
 	buf_free(&c->inv);
 	buf_free(&c->ack);
 	buf_free(&c->req);
+	buf_free(&c->reinv);
+	buf_free(&c->reack);
+	buf_free(&c->reok);
 }

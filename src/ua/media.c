@@ -1,5 +1,6 @@
-/* ua: a call's media: 20 ms G.711 packets of a tone, RTCP reports every 5 s, and what
- * arrives measured (RFC 3550 A.1, A.3, A.8) for the verdict.
+/* ua: a call's media: 20 ms G.711 packets of a tone or a WAV file, RTCP reports every 5 s,
+ * and what arrives measured (RFC 3550 A.1, A.3, A.8) for the verdict and written to a WAV
+ * file (--record).
  *
  * Symmetric RTP (RFC 4961): each socket sends from the address it receives
  * on, so a NAT or a latching relay in the path sees one flow each way.
@@ -18,6 +19,9 @@
 #include "ua_int.h"
 
 #define UAM_RTCP_MS 5000
+/* --record stops writing after an hour of audio (57.6 MB): a bound on the
+ * disk a far end that never hangs up can fill */
+#define UAM_RECORD_MAX ((uint64_t)RTP_RATE * 3600)
 
 static uint64_t unix_us(void)
 {
@@ -76,7 +80,21 @@ static void send_frame(struct ua_media *m)
 {
 	int16_t pcm[RTP_FRAME_SAMPLES];
 	uint8_t pkt[12 + RTP_FRAME_SAMPLES];
-	rtp_tone_fill(&m->tone, pcm, RTP_FRAME_SAMPLES);
+	if (m->wav_n) {
+		for (size_t i = 0; i < RTP_FRAME_SAMPLES; i++) {
+			pcm[i] = m->wav[m->wav_pos++];
+			if (m->wav_pos == m->wav_n)
+				m->wav_pos = 0; /* looped */
+		}
+	} else {
+		rtp_tone_fill(&m->tone, pcm, RTP_FRAME_SAMPLES);
+	}
+	if (!m->send_rtp) {
+		/* held: the source and timestamps run on, nothing goes out */
+		m->ts += RTP_FRAME_SAMPLES;
+		m->frames++;
+		return;
+	}
 	struct rtp_hdr h = {.pt = m->pt, .marker = m->frames == 0, .seq = m->seq, .ts = m->ts,
 			    .ssrc = m->ssrc};
 	rtp_hdr_write(pkt, &h);
@@ -85,6 +103,8 @@ static void send_frame(struct ua_media *m)
 	    (ssize_t)sizeof pkt) {
 		m->sent_packets++;
 		m->sent_bytes += RTP_FRAME_SAMPLES;
+		if (!m->far_sends)
+			m->sent_unanswered++;
 	}
 	m->seq++;
 	m->ts += RTP_FRAME_SAMPLES;
@@ -178,6 +198,14 @@ static void on_rtp(struct ua_media *m, const uint8_t *p, size_t n, const struct 
 	rtp_recv_update(&m->rs, h.ssrc, h.seq, h.ts, arrival);
 	m->recv_packets++;
 	m->recv_bytes += h.payload_len;
+	if (m->rec && (h.pt == RTP_PT_PCMU || h.pt == RTP_PT_PCMA) &&
+	    h.payload_len <= RTP_FRAME_SAMPLES * 3 && m->rec_samples + h.payload_len <= UAM_RECORD_MAX) {
+		/* in arrival order; what was lost is simply not there */
+		int16_t pcm[RTP_FRAME_SAMPLES * 3];
+		rtp_g711_decode(h.pt, p + h.payload_off, h.payload_len, pcm);
+		if (fwrite(pcm, 2, h.payload_len, m->rec) == h.payload_len)
+			m->rec_samples += h.payload_len;
+	}
 	if (!m->have_src) {
 		m->have_src = true;
 		m->src = *from;
@@ -215,12 +243,49 @@ static void on_rx(int fd, uint32_t events, void *arg)
 	}
 }
 
-int uam_start(struct ua_media *m, const struct ua_sdp_remote *r, unsigned tone_hz)
+static void rec_close(struct ua_media *m)
+{
+	if (!m->rec)
+		return;
+	uint8_t hdr[RTP_WAV_HDR_LEN];
+	rtp_wav_header(hdr, (uint32_t)m->rec_samples);
+	if (fseek(m->rec, 0, SEEK_SET) == 0)
+		fwrite(hdr, 1, sizeof hdr, m->rec);
+	fclose(m->rec);
+	m->rec = NULL;
+}
+
+/* WAV samples are little-endian; so is every host this runs on, which the
+ * record writer relies on (static_assert would need a compile-time test). */
+static int rec_open(struct ua_media *m, const char *path)
+{
+	m->rec = fopen(path, "wbe");
+	if (!m->rec)
+		return errno ? errno : EIO;
+	uint8_t hdr[RTP_WAV_HDR_LEN];
+	rtp_wav_header(hdr, 0); /* the count is written at the end */
+	if (fwrite(hdr, 1, sizeof hdr, m->rec) != sizeof hdr) {
+		fclose(m->rec);
+		m->rec = NULL;
+		return EIO;
+	}
+	return 0;
+}
+
+int uam_start(struct ua_media *m, const struct ua_sdp_remote *r, const struct ua_conf *conf)
 {
 	if (m->running)
 		return 0;
-	if (net_addr_from_host(slice_cstr(r->addr), r->port, &m->to_rtp))
+	if (net_addr_from_host(slice_cstr(r->null_addr ? m->local_ip : r->addr), r->port,
+			       &m->to_rtp))
 		return EINVAL;
+	if (conf->record[0]) {
+		int err = rec_open(m, conf->record);
+		if (err)
+			return err;
+	}
+	m->wav = conf->wav;
+	m->wav_n = conf->wav_n;
 	m->to_rtcp = m->to_rtp;
 	net_addr_set_port(&m->to_rtcp, r->rtcp_port);
 	m->mux = r->rtcp_mux;
@@ -228,12 +293,41 @@ int uam_start(struct ua_media *m, const struct ua_sdp_remote *r, unsigned tone_h
 	snprintf(m->remote_announced, sizeof m->remote_announced, "%s",
 		 net_addr_fmt(&m->to_rtp, (char[NET_ADDR_STRLEN]){0}, NET_ADDR_STRLEN));
 	m->remote_private = net_addr_is_private(&m->to_rtp);
-	rtp_tone_init(&m->tone, tone_hz ? tone_hz : 440, 8000);
+	rtp_tone_init(&m->tone, conf->tone_hz ? conf->tone_hz : 440, 8000);
+	m->send_rtp = ua_sdp_dir_we_send(r->dir);
+	m->far_sends = ua_sdp_dir_they_send(r->dir);
 	m->running = true;
 	m->start_us = time_mono_us();
+	if (!m->far_sends)
+		m->held_since_us = m->start_us;
 	send_due(m);
 	timer_start(m->loop, &m->t_rtcp, UAM_RTCP_MS, rtcp_due, m);
 	return 0;
+}
+
+void uam_update(struct ua_media *m, const struct ua_sdp_remote *r, enum sdp_dir ours)
+{
+	struct net_addr to;
+	if (!r->null_addr && net_addr_from_host(slice_cstr(r->addr), r->port, &to) == 0) {
+		m->to_rtp = to;
+		m->to_rtcp = to;
+		net_addr_set_port(&m->to_rtcp, r->rtcp_port);
+		m->mux = r->rtcp_mux;
+		net_addr_fmt(&m->to_rtp, m->remote_announced, sizeof m->remote_announced);
+		m->remote_private = net_addr_is_private(&m->to_rtp);
+	}
+	/* both sides' words count: theirs, and what we wrote (RFC 3264 6.1) */
+	bool send = ua_sdp_dir_we_send(r->dir) && ours != SDP_DIR_RECVONLY &&
+		    ours != SDP_DIR_INACTIVE;
+	bool recv = ua_sdp_dir_they_send(r->dir) && ours != SDP_DIR_SENDONLY &&
+		    ours != SDP_DIR_INACTIVE;
+	uint64_t now = time_mono_us();
+	if (m->far_sends && !recv)
+		m->held_since_us = now;
+	else if (!m->far_sends && recv && m->held_since_us)
+		m->held_ms += (now - m->held_since_us) / 1000;
+	m->far_sends = recv;
+	m->send_rtp = send;
 }
 
 void uam_stop(struct ua_media *m)
@@ -244,6 +338,10 @@ void uam_stop(struct ua_media *m)
 	timer_cancel(&m->t_rtcp);
 	send_rtcp(m, true);
 	m->running = false;
+	if (!m->far_sends && m->held_since_us)
+		m->held_ms += (time_mono_us() - m->held_since_us) / 1000;
+	m->held_since_us = 0;
+	rec_close(m);
 }
 
 void uam_close(struct ua_media *m)
@@ -253,6 +351,7 @@ void uam_close(struct ua_media *m)
 	timer_cancel(&m->t_send);
 	timer_cancel(&m->t_rtcp);
 	m->running = false;
+	rec_close(m);
 	int *fds[] = {&m->fd_rtp, &m->fd_rtcp};
 	for (size_t i = 0; i < 2; i++)
 		if (*fds[i] >= 0) {
@@ -266,7 +365,9 @@ void uam_verdict(const struct ua_media *m, bool echo, struct rtp_verdict_in *in)
 {
 	memset(in, 0, sizeof *in);
 	in->echo = echo;
-	in->sent_packets = m->sent_packets;
+	/* an echo returns nothing while the far end is not to send (we hold
+	 * it): those packets are not missing (the verdict's held interval) */
+	in->sent_packets = echo ? m->sent_packets - m->sent_unanswered : m->sent_packets;
 	in->sent_bytes = m->sent_bytes;
 	in->far_rtcp = m->far_rtcp;
 	in->far_block = m->far_block;

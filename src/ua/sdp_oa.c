@@ -1,4 +1,5 @@
-/* ua: the SDP offer and answer of a call (RFC 3264): PCMU and PCMA, a=rtcp, rtcp-mux. Pure. */
+/* ua: the SDP offer and answer of a call (RFC 3264): PCMU and PCMA, a=rtcp, rtcp-mux,
+ * the direction (hold and resume). Pure. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,8 +28,32 @@ int ua_sdp_offer(const struct ua_sdp_local *l, struct buf *b)
 	rtpmap(b, RTP_PT_PCMU);
 	rtpmap(b, RTP_PT_PCMA);
 	/* RFC 3605: the RTCP port need not be RTP + 1; RFC 5761: offer mux */
-	buf_printf(b, "a=rtcp:%u\r\na=rtcp-mux\r\na=ptime:20\r\na=sendrecv\r\n", l->rtcp_port);
+	buf_printf(b, "a=rtcp:%u\r\na=rtcp-mux\r\na=ptime:20\r\na=%s\r\n", l->rtcp_port,
+		   sdp_dir_name(l->dir ? l->dir : SDP_DIR_SENDRECV));
 	return b->failed ? ENOMEM : 0;
+}
+
+enum sdp_dir ua_sdp_answer_dir(enum sdp_dir offered, enum sdp_dir want)
+{
+	bool send = ua_sdp_dir_we_send(offered), recv = ua_sdp_dir_they_send(offered);
+	if (want == SDP_DIR_SENDONLY || want == SDP_DIR_INACTIVE)
+		recv = false;
+	if (want == SDP_DIR_RECVONLY || want == SDP_DIR_INACTIVE)
+		send = false;
+	return send && recv ? SDP_DIR_SENDRECV
+	       : send	    ? SDP_DIR_SENDONLY
+	       : recv	    ? SDP_DIR_RECVONLY
+			    : SDP_DIR_INACTIVE;
+}
+
+bool ua_sdp_dir_we_send(enum sdp_dir theirs)
+{
+	return theirs != SDP_DIR_SENDONLY && theirs != SDP_DIR_INACTIVE;
+}
+
+bool ua_sdp_dir_they_send(enum sdp_dir theirs)
+{
+	return theirs != SDP_DIR_RECVONLY && theirs != SDP_DIR_INACTIVE;
 }
 
 int ua_sdp_answer(const struct ua_sdp_local *l, const struct ua_sdp_remote *offer, struct buf *b)
@@ -40,7 +65,7 @@ int ua_sdp_answer(const struct ua_sdp_local *l, const struct ua_sdp_remote *offe
 		buf_printf(b, "a=rtcp:%u\r\na=rtcp-mux\r\n", l->rtp_port);
 	else
 		buf_printf(b, "a=rtcp:%u\r\n", l->rtcp_port);
-	buf_append_cstr(b, "a=ptime:20\r\na=sendrecv\r\n");
+	buf_printf(b, "a=ptime:20\r\na=%s\r\n", sdp_dir_name(ua_sdp_answer_dir(offer->dir, l->dir)));
 	return b->failed ? ENOMEM : 0;
 }
 
@@ -86,6 +111,12 @@ int ua_sdp_read(struct slice body, struct ua_sdp_remote *out)
 		out->rtcp_mux = m->rtcp_mux;
 		out->rtcp_port = m->has_rtcp ? m->rtcp_port : (uint16_t)(m->port + 1);
 		out->dir = m->dir;
+		if (strcmp(out->addr, "0.0.0.0") == 0) {
+			/* RFC 3264 8.4 (the RFC 2543 form): do not send to it */
+			out->null_addr = true;
+			out->dir = ua_sdp_dir_they_send(m->dir) ? SDP_DIR_SENDONLY
+								 : SDP_DIR_INACTIVE;
+		}
 		return 0;
 	}
 	return ENOTSUP;

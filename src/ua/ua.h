@@ -70,6 +70,16 @@ struct ua_conf {
 	unsigned duration_s;  /* hang up after this long; 0 = 10 (calls we make), 3600 (answered) */
 	unsigned answer_s;    /* CANCEL a call not answered after this; 0 = 60 */
 	unsigned tone_hz;     /* 0 = 440 */
+	/* hold and resume (call.c): re-INVITE with a=sendonly this long after the
+	 * answer, then a=sendrecv resume_s after that; 0 = never */
+	unsigned hold_s, resume_s;
+	const int16_t *wav;   /* --wav: 8 kHz mono samples sent instead of the tone, looped;
+			       * owned by the caller, outlives the ua */
+	size_t wav_n;
+	char record[4096];    /* --record: received audio to this WAV file; "" = none */
+	/* --stun: the RTP socket's mapped address from this server goes in the SDP */
+	struct net_addr stun;
+	bool has_stun;
 };
 
 /* What happened, one per line of output. */
@@ -182,6 +192,18 @@ int ua_state_default_path(char *out, size_t cap);
 /* Whether s is "urn:uuid:" and a well-formed UUID (any case). */
 bool ua_instance_valid(const char *s);
 
+/* ---- the config file (ini.c) ---- */
+
+/* One key = value, as written (value trimmed, inline "; comment" gone).
+ * Returns 0, or an errno value having written a message (without the place)
+ * into the err buffer the parser was given: reach it through arg. */
+typedef int(ua_ini_h)(const char *key, const char *value, unsigned line, void *arg);
+/* Reads an INI text: blank lines, ; and # comments, an optional [ua] section
+ * header (any other section is an error), key = value lines in order to h.
+ * 0, or EINVAL (or h's error) with "NAME:LINE: message" in err. */
+int ua_ini_parse(const char *name, const char *text, ua_ini_h *h, void *arg, char *err,
+		 size_t errlen);
+
 /* ---- SDP offer and answer of a call (sdp_oa.c), pure ---- */
 
 /* Our side: the RTP socket's address and ports. */
@@ -189,7 +211,9 @@ struct ua_sdp_local {
 	const char *ip; /* no brackets */
 	bool ip6;
 	uint16_t rtp_port, rtcp_port;
-	uint64_t sess_id, version;
+	uint64_t sess_id, version; /* version: one more for each re-INVITE (RFC 3264 8) */
+	enum sdp_dir dir;	   /* what we write; SDP_DIR_NONE = sendrecv (offer) or the
+				    * mirror of the offer's (answer) */
 };
 /* The far side's audio, from its offer or answer. */
 struct ua_sdp_remote {
@@ -198,11 +222,23 @@ struct ua_sdp_remote {
 	uint16_t port, rtcp_port; /* rtcp_port: a=rtcp, else port + 1 */
 	bool rtcp_mux;
 	uint8_t pt; /* RTP_PT_PCMU or RTP_PT_PCMA: the first of them in its list */
-	enum sdp_dir dir;
+	enum sdp_dir dir; /* effective; the old hold form c=0.0.0.0 reads as sendonly
+			   * (or inactive when it said recvonly): we must not send to it */
+	bool null_addr;	  /* c=0.0.0.0: keep sending to the address we had, if any */
 };
-/* An offer: one audio section, PCMU and PCMA, a=rtcp, a=rtcp-mux. 0, ENOMEM. */
+/* RFC 3264 6.1: the direction that answers an offered one (sendonly ->
+ * recvonly, recvonly -> sendonly, inactive -> inactive, else sendrecv), held
+ * to at most `want` (our own wish: sendonly when we hold). */
+enum sdp_dir ua_sdp_answer_dir(enum sdp_dir offered, enum sdp_dir want);
+/* Whether a direction, as written in the far end's SDP, lets us send to it
+ * (sendrecv or recvonly on its side) or lets it send to us. */
+bool ua_sdp_dir_we_send(enum sdp_dir theirs);
+bool ua_sdp_dir_they_send(enum sdp_dir theirs);
+/* An offer: one audio section, PCMU and PCMA, a=rtcp, a=rtcp-mux, l->dir
+ * (sendonly to hold, sendrecv to resume: RFC 3264 8.4). 0, ENOMEM. */
 int ua_sdp_offer(const struct ua_sdp_local *l, struct buf *out);
-/* The answer to offer: its codec, rtcp-mux when it offered it. 0, ENOMEM. */
+/* The answer to offer: its codec, rtcp-mux when it offered it, and the
+ * direction ua_sdp_answer_dir(offer->dir, l->dir). 0, ENOMEM. */
 int ua_sdp_answer(const struct ua_sdp_local *l, const struct ua_sdp_remote *offer,
 		  struct buf *out);
 /* Reads the first usable audio section (RTP/AVP, port not 0, PCMU or PCMA

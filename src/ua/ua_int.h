@@ -102,9 +102,20 @@ struct ua_media {
 	uint16_t seq, seq0;
 	uint32_t ts;
 	struct rtp_tone tone;
+	const int16_t *wav; /* --wav samples (owned by the conf's owner), looped */
+	size_t wav_n, wav_pos;
 	struct timer t_send, t_rtcp;
 	uint64_t start_us, frames;
 	uint64_t sent_packets, sent_bytes;
+	/* hold (RFC 3264 8.4): the clock and timestamps run on while we do not
+	 * send, the sequence numbers do not (RFC 3550 5.1) */
+	bool send_rtp;	     /* the agreed direction lets us send */
+	bool far_sends;	     /* ... and lets the far end send */
+	uint64_t sent_unanswered; /* sent while the far end was not to send (an echo
+				   * returns none of them) */
+	uint64_t held_ms, held_since_us; /* time the far end was not to send */
+	FILE *rec;		  /* --record: decoded samples as they arrive */
+	uint64_t rec_samples;
 	/* what came in */
 	struct rtp_recv rs;
 	uint64_t recv_packets, recv_bytes, strays, bad;
@@ -121,8 +132,12 @@ struct ua_media {
 };
 
 int uam_open(struct ua_media *m, struct loop *l, const struct net_addr *local_ip);
-/* Starts sending to the far end's SDP address with codec pt. */
-int uam_start(struct ua_media *m, const struct ua_sdp_remote *r, unsigned tone_hz);
+/* Starts sending to the far end's SDP address with codec pt: conf's tone or
+ * WAV samples; opens conf's record file (EIO, errno). */
+int uam_start(struct ua_media *m, const struct ua_sdp_remote *r, const struct ua_conf *conf);
+/* A new agreed SDP of the far end (re-INVITE either way): its address (unless
+ * c=0.0.0.0) and whether each side sends; `ours` is the direction we wrote. */
+void uam_update(struct ua_media *m, const struct ua_sdp_remote *r, enum sdp_dir ours);
 /* Stops sending: a last RTCP report with BYE (RFC 3550 6.6). */
 void uam_stop(struct ua_media *m);
 void uam_close(struct ua_media *m);
@@ -168,6 +183,28 @@ struct ua_call {
 	bool counted; /* a final outcome was reported */
 	struct ua_media media;
 	struct ua_sdp_remote remote;
+
+	/* re-INVITEs (hold and resume, RFC 3264 8.4, RFC 3261 14) */
+	uint64_t sess_id, sdp_version;
+	enum sdp_dir our_dir;	/* what our last SDP said */
+	enum sdp_dir hold_wish; /* SDP_DIR_SENDONLY while we hold, else NONE */
+	uint32_t remote_cseq;	/* the far end's last in-dialog CSeq */
+	struct timer t_hold;	/* --hold-after, then --resume-after */
+	bool holds_done, resume_done;
+	/* the one we send */
+	bool reinv_pending;
+	enum sdp_dir reinv_dir;
+	uint32_t reinv_cseq;
+	char reinv_branch[48];
+	struct buf reinv, reack;
+	uint64_t reinv_rto;
+	struct timer t_reinv_retx, t_reinv_tsx, t_reinv_retry;
+	/* the one we answer: our 200 until its ACK */
+	bool reok_pending, reok_offer; /* reok_offer: offerless re-INVITE, answer in ACK */
+	uint32_t reok_cseq;
+	struct buf reok;
+	uint64_t reok_rto;
+	struct timer t_reok_retx, t_reok_tsx;
 };
 
 struct ua {
