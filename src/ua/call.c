@@ -97,10 +97,10 @@ static void local_sdp(struct ua_call *c, struct ua_sdp_local *l, enum sdp_dir di
 	} else if (dir != c->our_dir) {
 		c->sdp_version++;
 	}
-	*l = (struct ua_sdp_local){.ip = c->media.local_ip,
+	*l = (struct ua_sdp_local){.ip = c->media.sdp_ip,
 				   .ip6 = net_addr_family(&c->media.local) == AF_INET6,
-				   .rtp_port = c->media.rtp_port,
-				   .rtcp_port = c->media.rtcp_port,
+				   .rtp_port = c->media.sdp_rtp_port,
+				   .rtcp_port = c->media.sdp_rtcp_port,
 				   .sess_id = c->sess_id,
 				   .version = c->sdp_version,
 				   .dir = dir};
@@ -175,6 +175,28 @@ static int send_invite(struct ua_call *c)
 	return 0;
 }
 
+static void stun_told(struct ua_call *c)
+{
+	if (!c->ua->c.has_stun)
+		return;
+	char what[400];
+	uam_stun_describe(&c->media, what, sizeof what);
+	emit(c, 0, what);
+}
+
+static void stun_then_invite(struct ua_media *md, void *arg)
+{
+	(void)md;
+	struct ua_call *c = arg;
+	stun_told(c);
+	char what[512];
+	snprintf(what, sizeof what, "calling %s, media at %s:%u (rtcp %u)", c->ruri,
+		 c->media.sdp_ip, c->media.sdp_rtp_port, c->media.sdp_rtcp_port);
+	emit(c, 0, what);
+	if (send_invite(c))
+		call_end(c, UA_EXIT_ERROR, "cannot build the INVITE");
+}
+
 void ua_call_start(struct ua_flow *f)
 {
 	struct ua *ua = f->ua;
@@ -199,12 +221,12 @@ void ua_call_start(struct ua_flow *f)
 		call_end(c, UA_EXIT_ERROR, "cannot open the RTP sockets");
 		return;
 	}
-	char what[512];
-	snprintf(what, sizeof what, "calling %s, media at %s:%u (rtcp %u)", c->ruri,
-		 c->media.local_ip, c->media.rtp_port, c->media.rtcp_port);
-	emit(c, 0, what);
-	if (send_invite(c))
-		call_end(c, UA_EXIT_ERROR, "cannot build the INVITE");
+	if (ua->c.has_stun) {
+		c->st = UAC_CALLING; /* a signal meanwhile ends it at once */
+		uam_stun_start(&c->media, &ua->c.stun, stun_then_invite, c);
+		return;
+	}
+	stun_then_invite(&c->media, c);
 }
 
 /* The ACK of a non-2xx final answer: part of the INVITE transaction (17.1.1.3). */
@@ -506,6 +528,17 @@ static void call_end(struct ua_call *c, int code, const char *why)
 				 " The far end was not to send for %.1f s (hold): no RTP was "
 				 "expected from it then.",
 				 (double)c->media.held_ms / 1000.0);
+		}
+		if (c->media.stun_varies) {
+			size_t n = strlen(out.cause);
+			char a[NET_ADDR_STRLEN], b[NET_ADDR_STRLEN];
+			snprintf(out.cause + n, sizeof out.cause - n,
+				 " STUN was not enough: our NAT maps each destination to its own "
+				 "port (%s to the STUN server, %s to its other address), so the far "
+				 "end sees our media from another port than the one we announced; "
+				 "only a relay or a far end that latches onto the source reaches us.",
+				 net_addr_fmt(&c->media.stun.mapped[0], a, sizeof a),
+				 net_addr_fmt(&c->media.stun.mapped[2], b, sizeof b));
 		}
 		struct ua_event ev = {.kind = UA_EV_VERDICT, .verdict_in = &in, .verdict_out = &out};
 		ua_emit(c->f, &ev);
@@ -894,6 +927,25 @@ static void on_reinvite_ack(struct ua_call *c, const struct sip_msg *m)
 	emit(c, 0, what);
 }
 
+static void answer_invite(struct ua_call *c, const struct sip_msg *m);
+
+static void stun_then_answer(struct ua_media *md, void *arg)
+{
+	(void)md;
+	struct ua_call *c = arg;
+	stun_told(c);
+	struct sip_msg *m = malloc(sizeof *m); /* ~10 kB: not on the stack */
+	struct sip_parse_error pe;
+	if (!m || sip_msg_parse(m, (const char *)c->inv.data, c->inv.len, false, &pe)) {
+		free(m);
+		call_end(c, UA_EXIT_ERROR, "cannot read the kept INVITE again");
+		return;
+	}
+	answer_invite(c, m);
+	free(m);
+	buf_free(&c->inv);
+}
+
 static void incoming(struct ua_flow *f, const struct sip_msg *m)
 {
 	struct ua *ua = f->ua;
@@ -933,6 +985,22 @@ static void incoming(struct ua_flow *f, const struct sip_msg *m)
 		return;
 	}
 	c->st = UAC_ANSWERED;
+	if (ua->c.has_stun) {
+		/* the 200 waits (at most 3.5 s) for the mapping; the INVITE is kept
+		 * to answer it then, and its retransmissions meanwhile get nothing */
+		buf_reset(&c->inv);
+		buf_append(&c->inv, m->raw.p, m->raw.l);
+		uam_stun_start(&c->media, &ua->c.stun, stun_then_answer, c);
+		return;
+	}
+	answer_invite(c, m);
+}
+
+static void answer_invite(struct ua_call *c, const struct sip_msg *m)
+{
+	struct ua *ua = c->ua;
+	struct ua_flow *f = c->f;
+	int err;
 	char from[512];
 	snprintf(from, sizeof from, "incoming from %s, answering: %s to %s:%u%s", c->remote_uri,
 		 rtp_g711_name(c->remote.pt), c->remote.addr, c->remote.port,
@@ -984,7 +1052,7 @@ bool ua_call_on_request(struct ua_flow *f, const struct sip_msg *m)
 	switch (m->method) {
 	case SIP_INVITE:
 		if (mine && c->uas && m->cseq.num == c->inv_cseq) {
-			if (c->st == UAC_ANSWERED)
+			if (c->st == UAC_ANSWERED && c->req.len)
 				uaf_send(f, c->req.data, c->req.len); /* our 200 was lost */
 			return true;
 		}

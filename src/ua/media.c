@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "stun/stun.h"
 #include "ua_int.h"
 
 #define UAM_RTCP_MS 5000
@@ -70,6 +71,9 @@ int uam_open(struct ua_media *m, struct loop *l, const struct net_addr *local_ip
 		return err;
 	}
 	net_addr_ip_fmt(&m->local, m->local_ip, sizeof m->local_ip);
+	snprintf(m->sdp_ip, sizeof m->sdp_ip, "%s", m->local_ip);
+	m->sdp_rtp_port = m->rtp_port;
+	m->sdp_rtcp_port = m->rtcp_port;
 	m->ssrc = rand_u32();
 	m->seq = m->seq0 = (uint16_t)rand_u32();
 	m->ts = rand_u32();
@@ -202,14 +206,144 @@ static void on_rtp(struct ua_media *m, const uint8_t *p, size_t n, const struct 
 	    h.payload_len <= RTP_FRAME_SAMPLES * 3 && m->rec_samples + h.payload_len <= UAM_RECORD_MAX) {
 		/* in arrival order; what was lost is simply not there */
 		int16_t pcm[RTP_FRAME_SAMPLES * 3];
+		uint8_t le[RTP_FRAME_SAMPLES * 3 * 2];
 		rtp_g711_decode(h.pt, p + h.payload_off, h.payload_len, pcm);
-		if (fwrite(pcm, 2, h.payload_len, m->rec) == h.payload_len)
+		for (size_t i = 0; i < h.payload_len; i++) {
+			le[2 * i] = (uint8_t)((uint16_t)pcm[i] & 0xff);
+			le[2 * i + 1] = (uint8_t)((uint16_t)pcm[i] >> 8);
+		}
+		if (fwrite(le, 2, h.payload_len, m->rec) == h.payload_len)
 			m->rec_samples += h.payload_len;
 	}
 	if (!m->have_src) {
 		m->have_src = true;
 		m->src = *from;
 	}
+}
+
+/* ---- --stun ---- */
+
+static void stun_send(struct ua_media *m, unsigned i)
+{
+	struct buf b;
+	buf_init(&b);
+	struct stun_enc e;
+	stun_enc_begin(&e, &b, STUN_METHOD_BINDING, STUN_CLASS_REQUEST, m->stun.tid[i]);
+	stun_enc_fingerprint(&e);
+	if (stun_enc_end(&e) == 0) {
+		const struct net_addr *to = i == 2 ? &m->stun.other : &m->stun.server;
+		sendto(i == 1 ? m->fd_rtcp : m->fd_rtp, b.data, b.len, 0, &to->u.sa,
+		       net_addr_len(to));
+	}
+	buf_free(&b);
+}
+
+static void stun_finish(struct ua_media *m)
+{
+	struct uam_stun *st = &m->stun;
+	if (st->done)
+		return;
+	st->done = true;
+	st->active = false;
+	timer_cancel(&st->t);
+	if (st->got[0]) {
+		m->stun_ok = true;
+		net_addr_ip_fmt(&st->mapped[0], m->sdp_ip, sizeof m->sdp_ip);
+		m->sdp_rtp_port = net_addr_port(&st->mapped[0]);
+		/* an RTCP socket that got no answer: RTP + 1 is the best guess */
+		m->sdp_rtcp_port = st->got[1] ? net_addr_port(&st->mapped[1])
+					      : (uint16_t)(m->sdp_rtp_port + 1);
+		m->stun_varies = st->got[2] && !net_addr_eq(&st->mapped[2], &st->mapped[0]);
+	}
+	st->h(m, st->arg);
+}
+
+/* RFC 8489 6.2.1: sent at 0, 0.5, 1.5 s; given up at 3.5 s (a call waits) */
+static void stun_due(void *arg)
+{
+	struct ua_media *m = arg;
+	struct uam_stun *st = &m->stun;
+	if (++st->tries > 3) {
+		stun_finish(m);
+		return;
+	}
+	for (unsigned i = 0; i < 3; i++)
+		if (!st->got[i] && (i < 2 || (st->has_other && st->got[0])))
+			stun_send(m, i);
+	timer_start(m->loop, &st->t, st->tries == 3 ? 2000 : 500u << (st->tries - 1), stun_due, m);
+}
+
+void uam_stun_start(struct ua_media *m, const struct net_addr *server, uam_stun_h *h, void *arg)
+{
+	struct uam_stun *st = &m->stun;
+	memset(st, 0, sizeof *st);
+	st->active = true;
+	st->server = *server;
+	st->h = h;
+	st->arg = arg;
+	for (unsigned i = 0; i < 3; i++)
+		rand_bytes(st->tid[i], sizeof st->tid[i]);
+	stun_due(m);
+}
+
+static void on_stun(struct ua_media *m, int fd, const uint8_t *p, size_t n,
+		    const struct net_addr *from)
+{
+	struct uam_stun *st = &m->stun;
+	struct stun_msg s;
+	if (stun_msg_decode(&s, p, n) || s.classic || s.method != STUN_METHOD_BINDING ||
+	    s.cls != STUN_CLASS_SUCCESS || (s.fp >= 0 && stun_msg_check_fingerprint(&s)))
+		return;
+	for (unsigned i = 0; i < 3; i++) {
+		const struct net_addr *srv = i == 2 ? &st->other : &st->server;
+		if (st->got[i] || memcmp(s.tid, st->tid[i], STUN_TID_LEN) != 0 ||
+		    (i == 1) != (fd == m->fd_rtcp) || !net_addr_eq(from, srv))
+			continue;
+		struct net_addr mapped;
+		memset(&mapped, 0, sizeof mapped);
+		if (stun_msg_addr(&s, STUN_ATTR_XOR_MAPPED_ADDRESS, &mapped.u.ss) &&
+		    stun_msg_addr(&s, STUN_ATTR_MAPPED_ADDRESS, &mapped.u.ss))
+			return;
+		st->got[i] = true;
+		st->mapped[i] = mapped;
+		if (i == 0) {
+			struct net_addr other;
+			memset(&other, 0, sizeof other);
+			if (stun_msg_addr(&s, STUN_ATTR_OTHER_ADDRESS, &other.u.ss) == 0 &&
+			    net_addr_family(&other) == net_addr_family(from) &&
+			    !net_addr_eq(&other, from)) {
+				st->other = other;
+				st->has_other = true;
+				stun_send(m, 2);
+			}
+		}
+		if (st->got[0] && st->got[1] && (!st->has_other || st->got[2]))
+			stun_finish(m);
+		return;
+	}
+}
+
+void uam_stun_describe(const struct ua_media *m, char *out, size_t cap)
+{
+	const struct uam_stun *st = &m->stun;
+	char a[NET_ADDR_STRLEN], b[NET_ADDR_STRLEN], c[NET_ADDR_STRLEN];
+	if (!m->stun_ok) {
+		snprintf(out, cap, "stun: no answer from %s in 3.5 s: the SDP announces %s:%u",
+			 net_addr_fmt(&st->server, a, sizeof a), m->local_ip, m->rtp_port);
+		return;
+	}
+	int n = snprintf(out, cap, "stun: RTP socket %s:%u maps to %s (RTCP :%u)", m->local_ip,
+			 m->rtp_port, net_addr_fmt(&st->mapped[0], a, sizeof a), m->sdp_rtcp_port);
+	if (n < 0 || (size_t)n >= cap)
+		return;
+	if (m->stun_varies)
+		snprintf(out + n, cap - (size_t)n,
+			 "; to the other address %s it maps to %s: a symmetric NAT",
+			 net_addr_fmt(&st->other, b, sizeof b),
+			 net_addr_fmt(&st->mapped[2], c, sizeof c));
+	else if (st->got[2])
+		snprintf(out + n, cap - (size_t)n, "; the same to the other address %s",
+			 net_addr_fmt(&st->other, b, sizeof b));
 }
 
 static void on_rx(int fd, uint32_t events, void *arg)
@@ -224,6 +358,10 @@ static void on_rx(int fd, uint32_t events, void *arg)
 		ssize_t n = recvfrom(fd, p, sizeof p, 0, &from.u.sa, &sl);
 		if (n < 0)
 			return;
+		if (m->stun.active && rtp_demux(p, (size_t)n) == RTP_KIND_STUN) {
+			on_stun(m, fd, p, (size_t)n, &from);
+			continue;
+		}
 		if (!m->running)
 			continue; /* before the far end's SDP, or after the call: dropped */
 		switch (rtp_demux(p, (size_t)n)) {
@@ -255,8 +393,6 @@ static void rec_close(struct ua_media *m)
 	m->rec = NULL;
 }
 
-/* WAV samples are little-endian; so is every host this runs on, which the
- * record writer relies on (static_assert would need a compile-time test). */
 static int rec_open(struct ua_media *m, const char *path)
 {
 	m->rec = fopen(path, "wbe");
@@ -352,6 +488,8 @@ void uam_close(struct ua_media *m)
 	timer_cancel(&m->t_rtcp);
 	m->running = false;
 	rec_close(m);
+	timer_cancel(&m->stun.t);
+	m->stun.active = false;
 	int *fds[] = {&m->fd_rtp, &m->fd_rtcp};
 	for (size_t i = 0; i < 2; i++)
 		if (*fds[i] >= 0) {
@@ -386,9 +524,10 @@ void uam_verdict(const struct ua_media *m, bool echo, struct rtp_verdict_in *in)
 	in->strays = m->strays;
 	in->have_rtt = m->have_rtt;
 	in->rtt_ms = m->rtt_ms;
-	snprintf(in->local_announced, sizeof in->local_announced, "%s",
-		 net_addr_fmt(&m->local, (char[NET_ADDR_STRLEN]){0}, NET_ADDR_STRLEN));
-	in->local_private = net_addr_is_private(&m->local);
+	const struct net_addr *ours = m->stun_ok ? &m->stun.mapped[0] : &m->local;
+	net_addr_fmt(ours, in->local_announced, sizeof in->local_announced);
+	in->local_private = net_addr_is_private(ours);
+	in->local_stun = m->stun_ok;
 	snprintf(in->remote_announced, sizeof in->remote_announced, "%s", m->remote_announced);
 	in->remote_private = m->remote_private;
 	if (m->have_src)

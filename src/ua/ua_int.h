@@ -85,6 +85,25 @@ struct ua_flow {
 	int final_code; /* the exit code this flow's last failure stands for */
 };
 
+struct ua_media;
+typedef void(uam_stun_h)(struct ua_media *m, void *arg);
+
+/* --stun: Binding requests from the RTP socket (0) and the RTCP one (1) to
+ * the server, and from the RTP socket to the server's OTHER-ADDRESS (2,
+ * RFC 5780) when it gives one: a mapping that differs there is symmetric. */
+struct uam_stun {
+	bool active, done;
+	struct net_addr server, other;
+	bool has_other;
+	uint8_t tid[3][12];
+	bool got[3];
+	struct net_addr mapped[3];
+	unsigned tries;
+	struct timer t;
+	uam_stun_h *h;
+	void *arg;
+};
+
 /* One call's media (media.c): an RTP socket and an RTCP one (unused once
  * rtcp-mux is agreed), both sending from where they receive (RFC 4961). */
 struct ua_media {
@@ -116,6 +135,12 @@ struct ua_media {
 	uint64_t held_ms, held_since_us; /* time the far end was not to send */
 	FILE *rec;		  /* --record: decoded samples as they arrive */
 	uint64_t rec_samples;
+	/* --stun: what the SDP announces (the local address without it) */
+	struct uam_stun stun;
+	bool stun_ok;	  /* the RTP socket's mapping is what we announce */
+	bool stun_varies; /* ... and the other STUN address saw another one */
+	char sdp_ip[NET_ADDR_STRLEN];
+	uint16_t sdp_rtp_port, sdp_rtcp_port;
 	/* what came in */
 	struct rtp_recv rs;
 	uint64_t recv_packets, recv_bytes, strays, bad;
@@ -138,6 +163,12 @@ int uam_start(struct ua_media *m, const struct ua_sdp_remote *r, const struct ua
 /* A new agreed SDP of the far end (re-INVITE either way): its address (unless
  * c=0.0.0.0) and whether each side sends; `ours` is the direction we wrote. */
 void uam_update(struct ua_media *m, const struct ua_sdp_remote *r, enum sdp_dir ours);
+/* Asks server for the sockets' mapped addresses; h is called once, when
+ * they are known or after 3.5 s without an answer (then the SDP keeps the
+ * local address). Anything but an answer to our own requests is ignored. */
+void uam_stun_start(struct ua_media *m, const struct net_addr *server, uam_stun_h *h, void *arg);
+/* A sentence about the STUN mappings for the call's events. */
+void uam_stun_describe(const struct ua_media *m, char *out, size_t cap);
 /* Stops sending: a last RTCP report with BYE (RFC 3550 6.6). */
 void uam_stop(struct ua_media *m);
 void uam_close(struct ua_media *m);
