@@ -534,9 +534,7 @@ static void call_end(struct ua_call *c, int code, const char *why)
 			char a[NET_ADDR_STRLEN], b[NET_ADDR_STRLEN];
 			snprintf(out.cause + n, sizeof out.cause - n,
 				 " STUN was not enough: our NAT maps each destination to its own "
-				 "port (%s to the STUN server, %s to its other address), so the far "
-				 "end sees our media from another port than the one we announced; "
-				 "only a relay or a far end that latches onto the source reaches us.",
+				 "port (%s to the STUN server, %s to its other address).",
 				 net_addr_fmt(&c->media.stun.mapped[0], a, sizeof a),
 				 net_addr_fmt(&c->media.stun.mapped[2], b, sizeof b));
 		}
@@ -658,12 +656,17 @@ static void ok_timeout(void *arg)
  * leaves the session as it was (14.1), except 408 and 481, and no answer in
  * 32 s, which end the call. */
 
+/* Who sends now, and the packets so far (a test reads them per phase). */
 static const char *dir_words(const struct ua_media *md)
 {
-	return md->send_rtp && md->far_sends ? "both send"
-	       : md->send_rtp		      ? "we send, the far end does not"
-	       : md->far_sends		      ? "the far end sends, we do not"
-					      : "neither sends";
+	static char w[128];
+	snprintf(w, sizeof w, "%s; so far in=%llu out=%llu",
+		 md->send_rtp && md->far_sends ? "both send"
+		 : md->send_rtp		       ? "we send, the far end does not"
+		 : md->far_sends	       ? "the far end sends, we do not"
+					       : "neither sends",
+		 (unsigned long long)md->recv_packets, (unsigned long long)md->sent_packets);
+	return w;
 }
 
 static void reinv_retx(void *arg)
