@@ -412,8 +412,8 @@ static int file_key(const char *key, const char *value, unsigned line, void *arg
 		return EINVAL;
 	}
 	if (o->has_arg == no_argument) {
-		if (!strcasecmp(value, "no") || !strcasecmp(value, "false") || !strcmp(value, "0") ||
-		    !strcasecmp(value, "off"))
+		if (!strcasecmp(value, "no") || !strcasecmp(value, "false") ||
+		    !strcmp(value, "0") || !strcasecmp(value, "off"))
 			return 0;
 		if (strcasecmp(value, "yes") && strcasecmp(value, "true") && strcmp(value, "1") &&
 		    strcasecmp(value, "on")) {
@@ -690,7 +690,8 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 			break;
 		case 'X':
 			if (parse_stun(optarg, c, err, sizeof err)) {
-				fprintf(stderr, "pinhole ua: %s--stun %s: %s\n", where, optarg, err);
+				fprintf(stderr, "pinhole ua: %s--stun %s: %s\n", where, optarg,
+					err);
 				goto out;
 			}
 			break;

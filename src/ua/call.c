@@ -16,7 +16,7 @@
 
 static void call_end(struct ua_call *c, int code, const char *why);
 
-static void emit(struct ua_call *c, uint16_t status, const char *detail)
+void uac_emit(struct ua_call *c, uint16_t status, const char *detail)
 {
 	struct ua_event ev = {.kind = UA_EV_CALL, .status = status, .detail = detail};
 	ua_emit(c->f, &ev);
@@ -43,8 +43,8 @@ static void stop_timers(struct ua_call *c)
 }
 
 /* Request line, Via, Max-Forwards, Route, From, To, Call-ID, CSeq. */
-static void req_head(struct ua_call *c, struct buf *b, const char *method, const char *ruri,
-		     const char *branch, uint32_t cseq, bool dialog)
+void uac_req_head(struct ua_call *c, struct buf *b, const char *method, const char *ruri,
+		  const char *branch, uint32_t cseq, bool dialog)
 {
 	char hp[NET_ADDR_STRLEN + 8];
 	ua_contact_hostport(c->f, hp, sizeof hp);
@@ -65,7 +65,7 @@ static void req_head(struct ua_call *c, struct buf *b, const char *method, const
 	buf_printf(b, "Call-ID: %s\r\nCSeq: %u %s\r\n", c->call_id, cseq, method);
 }
 
-static void contact(struct ua_call *c, struct buf *b)
+void uac_contact(struct ua_call *c, struct buf *b)
 {
 	char hp[NET_ADDR_STRLEN + 8];
 	ua_contact_hostport(c->f, hp, sizeof hp);
@@ -74,7 +74,7 @@ static void contact(struct ua_call *c, struct buf *b)
 		   c->f->px->tp == NET_TCP ? ";transport=tcp" : "");
 }
 
-static void body(struct buf *b, const struct buf *sdp)
+void uac_body(struct buf *b, const struct buf *sdp)
 {
 	buf_append_cstr(b, "User-Agent: pinhole-ua/0.1.0\r\n");
 	if (sdp && sdp->len) {
@@ -88,7 +88,7 @@ static void body(struct buf *b, const struct buf *sdp)
 
 /* Our SDP with direction dir; the o= version moves on only when what we say
  * changes (RFC 3264 8: a repeated SDP keeps its version). */
-static void local_sdp(struct ua_call *c, struct ua_sdp_local *l, enum sdp_dir dir)
+void uac_local_sdp(struct ua_call *c, struct ua_sdp_local *l, enum sdp_dir dir)
 {
 	if (!c->sess_id) {
 		c->sess_id = rand_u32() % 1000000000u + 1;
@@ -106,7 +106,7 @@ static void local_sdp(struct ua_call *c, struct ua_sdp_local *l, enum sdp_dir di
 				   .dir = dir};
 }
 
-static void new_branch(char *out, size_t cap)
+void uac_new_branch(char *out, size_t cap)
 {
 	char br[25];
 	ua_hex_rand(br, 12);
@@ -135,11 +135,11 @@ static void inv_timeout(void *arg)
 static int send_invite(struct ua_call *c)
 {
 	struct ua *ua = c->ua;
-	new_branch(c->inv_branch, sizeof c->inv_branch);
+	uac_new_branch(c->inv_branch, sizeof c->inv_branch);
 	c->inv_cseq = ++c->cseq;
 	buf_reset(&c->inv);
-	req_head(c, &c->inv, "INVITE", c->ruri, c->inv_branch, c->inv_cseq, false);
-	contact(c, &c->inv);
+	uac_req_head(c, &c->inv, "INVITE", c->ruri, c->inv_branch, c->inv_cseq, false);
+	uac_contact(c, &c->inv);
 	buf_append_cstr(&c->inv, "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n"
 				 "Supported: outbound\r\n");
 	if (c->auth.have) {
@@ -150,7 +150,8 @@ static int send_invite(struct ua_call *c)
 		    .opaque = c->auth.has_opaque ? slice_cstr(c->auth.opaque) : SLICE_NULL,
 		    .qop_auth = c->auth.qop_auth,
 		};
-		buf_append_cstr(&c->inv, c->auth.proxy ? "Proxy-Authorization: " : "Authorization: ");
+		buf_append_cstr(&c->inv,
+				c->auth.proxy ? "Proxy-Authorization: " : "Authorization: ");
 		if (ua_digest_credentials(&ch, ua->auth_user, ua->c.password, "INVITE", c->ruri,
 					  ++c->auth.nc, NULL, &c->inv))
 			return EINVAL;
@@ -159,9 +160,9 @@ static int send_invite(struct ua_call *c)
 	struct buf sdp;
 	buf_init(&sdp);
 	struct ua_sdp_local l;
-	local_sdp(c, &l, SDP_DIR_SENDRECV);
+	uac_local_sdp(c, &l, SDP_DIR_SENDRECV);
 	ua_sdp_offer(&l, &sdp);
-	body(&c->inv, &sdp);
+	uac_body(&c->inv, &sdp);
 	buf_free(&sdp);
 	if (c->inv.failed)
 		return ENOMEM;
@@ -181,7 +182,7 @@ static void stun_told(struct ua_call *c)
 		return;
 	char what[400];
 	uam_stun_describe(&c->media, what, sizeof what);
-	emit(c, 0, what);
+	uac_emit(c, 0, what);
 }
 
 static void stun_then_invite(struct ua_media *md, void *arg)
@@ -192,7 +193,7 @@ static void stun_then_invite(struct ua_media *md, void *arg)
 	char what[512];
 	snprintf(what, sizeof what, "calling %s, media at %s:%u (rtcp %u)", c->ruri,
 		 c->media.sdp_ip, c->media.sdp_rtp_port, c->media.sdp_rtcp_port);
-	emit(c, 0, what);
+	uac_emit(c, 0, what);
 	if (send_invite(c))
 		call_end(c, UA_EXIT_ERROR, "cannot build the INVITE");
 }
@@ -237,8 +238,8 @@ static void ack_failure(struct ua_call *c, const struct sip_msg *m)
 	char saved[128];
 	snprintf(saved, sizeof saved, "%s", c->remote_tag);
 	slice_to_cstr(m->to_tag, c->remote_tag, sizeof c->remote_tag);
-	req_head(c, &b, "ACK", c->ruri, c->inv_branch, c->inv_cseq, false);
-	body(&b, NULL);
+	uac_req_head(c, &b, "ACK", c->ruri, c->inv_branch, c->inv_cseq, false);
+	uac_body(&b, NULL);
 	uaf_send(c->f, b.data, b.len);
 	buf_free(&b);
 	snprintf(c->remote_tag, sizeof c->remote_tag, "%s", saved);
@@ -272,15 +273,14 @@ static void take_dialog(struct ua_call *c, const struct sip_msg *m, bool reverse
 }
 
 static void dur_due(void *arg);
-static void hold_due(void *arg);
 
 static void ack_2xx(struct ua_call *c)
 {
 	char br[48];
-	new_branch(br, sizeof br);
+	uac_new_branch(br, sizeof br);
 	buf_reset(&c->ack);
-	req_head(c, &c->ack, "ACK", c->target, br, c->inv_cseq, true);
-	body(&c->ack, NULL);
+	uac_req_head(c, &c->ack, "ACK", c->target, br, c->inv_cseq, true);
+	uac_body(&c->ack, NULL);
 	uaf_send(c->f, c->ack.data, c->ack.len);
 }
 
@@ -303,8 +303,9 @@ static void on_invite_2xx(struct ua_call *c, const struct sip_msg *m)
 	c->status = m->status;
 	int err = ua_sdp_read(m->body, &c->remote);
 	if (err) {
-		emit(c, m->status, err == ENOTSUP ? "answered, but no PCMU/PCMA audio in the SDP"
-						  : "answered with an SDP we cannot read");
+		uac_emit(c, m->status,
+			 err == ENOTSUP ? "answered, but no PCMU/PCMA audio in the SDP"
+					: "answered with an SDP we cannot read");
 		c->exit_code = UA_EXIT_REFUSED;
 		ua_call_hangup(c->ua);
 		return;
@@ -312,11 +313,11 @@ static void on_invite_2xx(struct ua_call *c, const struct sip_msg *m)
 	char what[300];
 	snprintf(what, sizeof what, "answered: %s to %s:%u%s", rtp_g711_name(c->remote.pt),
 		 c->remote.addr, c->remote.port, c->remote.rtcp_mux ? " rtcp-mux" : "");
-	emit(c, m->status, what);
+	uac_emit(c, m->status, what);
 	c->our_dir = SDP_DIR_SENDRECV;
 	if (uam_start(&c->media, &c->remote, &c->ua->c)) {
 		c->exit_code = UA_EXIT_ERROR;
-		emit(c, 0, "cannot start the media (the --record file?)");
+		uac_emit(c, 0, "cannot start the media (the --record file?)");
 		ua_call_hangup(c->ua);
 		return;
 	}
@@ -329,7 +330,8 @@ static void on_invite_2xx(struct ua_call *c, const struct sip_msg *m)
 	timer_start(c->ua->loop, &c->t_dur,
 		    (uint64_t)(c->ua->c.duration_s ? c->ua->c.duration_s : 10) * 1000, dur_due, c);
 	if (c->ua->c.hold_s)
-		timer_start(c->ua->loop, &c->t_hold, (uint64_t)c->ua->c.hold_s * 1000, hold_due, c);
+		timer_start(c->ua->loop, &c->t_hold, (uint64_t)c->ua->c.hold_s * 1000, uac_hold_due,
+			    c);
 }
 
 static void keep_auth(struct ua_call *c, const struct ua_challenge *ch, bool proxy)
@@ -347,7 +349,6 @@ static void keep_auth(struct ua_call *c, const struct ua_challenge *ch, bool pro
 }
 
 static void answer_due(void *arg);
-static void on_reinvite_response(struct ua_call *c, const struct sip_msg *m);
 
 static void on_invite_response(struct ua_call *c, const struct sip_msg *m)
 {
@@ -364,7 +365,7 @@ static void on_invite_response(struct ua_call *c, const struct sip_msg *m)
 		if (m->status > 100) {
 			char r[64];
 			slice_to_cstr(m->reason, r, sizeof r);
-			emit(c, m->status, r);
+			uac_emit(c, m->status, r);
 		}
 		return;
 	}
@@ -381,9 +382,10 @@ static void on_invite_response(struct ua_call *c, const struct sip_msg *m)
 	c->status = m->status;
 	if ((m->status == 401 || m->status == 407) && c->st != UAC_CANCELLING) {
 		struct ua_challenge ch;
-		if (ua_challenge_pick(m, m->status == 407, &ch) == 0 && !(c->creds_fresh && !ch.stale) &&
-		    ++c->challenges <= 3 && ch.realm.l < sizeof c->auth.realm &&
-		    ch.nonce.l < sizeof c->auth.nonce && ch.opaque.l < sizeof c->auth.opaque) {
+		if (ua_challenge_pick(m, m->status == 407, &ch) == 0 &&
+		    !(c->creds_fresh && !ch.stale) && ++c->challenges <= 3 &&
+		    ch.realm.l < sizeof c->auth.realm && ch.nonce.l < sizeof c->auth.nonce &&
+		    ch.opaque.l < sizeof c->auth.opaque) {
 			keep_auth(c, &ch, m->status == 407);
 			c->creds_fresh = true;
 			if (send_invite(c))
@@ -432,15 +434,15 @@ static void send_cancel(struct ua_call *c)
 	/* RFC 3261 9.1: the INVITE's Request-URI, Via branch, Call-ID, From,
 	 * To and CSeq number, and its Route */
 	buf_reset(&c->req);
-	req_head(c, &c->req, "CANCEL", c->ruri, c->inv_branch, c->inv_cseq, false);
-	body(&c->req, NULL);
+	uac_req_head(c, &c->req, "CANCEL", c->ruri, c->inv_branch, c->inv_cseq, false);
+	uac_body(&c->req, NULL);
 	c->st = UAC_CANCELLING;
 	send_req(c);
 	timer_start(c->ua->loop, &c->t_tsx, UA_TIMER_F_MS, inv_timeout, c);
-	emit(c, 0, "cancelling");
+	uac_emit(c, 0, "cancelling");
 }
 
-static void send_bye(struct ua_call *c)
+void uac_send_bye(struct ua_call *c)
 {
 	uam_stop(&c->media); /* its last RTCP goes before the BYE */
 	timer_cancel(&c->t_hold);
@@ -451,22 +453,22 @@ static void send_bye(struct ua_call *c)
 	timer_cancel(&c->t_reok_tsx);
 	c->reinv_pending = c->reok_pending = false;
 	char br[48];
-	new_branch(br, sizeof br);
+	uac_new_branch(br, sizeof br);
 	buf_reset(&c->req);
-	req_head(c, &c->req, "BYE", c->target, br, ++c->cseq, true);
-	body(&c->req, NULL);
+	uac_req_head(c, &c->req, "BYE", c->target, br, ++c->cseq, true);
+	uac_body(&c->req, NULL);
 	c->st = UAC_BYE_SENT;
 	timer_cancel(&c->t_retx);
 	send_req(c);
 	timer_start(c->ua->loop, &c->t_req, UA_TIMER_F_MS, bye_timeout, c);
-	emit(c, 0, "hanging up");
+	uac_emit(c, 0, "hanging up");
 }
 
 static void dur_due(void *arg)
 {
 	struct ua_call *c = arg;
 	if (c->st == UAC_CONFIRMED || c->st == UAC_ANSWERED)
-		send_bye(c);
+		uac_send_bye(c);
 }
 
 static void answer_due(void *arg)
@@ -474,7 +476,7 @@ static void answer_due(void *arg)
 	struct ua_call *c = arg;
 	if (!c->exit_code)
 		c->exit_code = UA_EXIT_CANCELLED;
-	emit(c, 0, "no answer in time");
+	uac_emit(c, 0, "no answer in time");
 	send_cancel(c);
 }
 
@@ -496,7 +498,7 @@ void ua_call_hangup(struct ua *ua)
 	case UAC_ANSWERED:
 	case UAC_CONFIRMED:
 		timer_cancel(&c->t_dur);
-		send_bye(c);
+		uac_send_bye(c);
 		break;
 	default:
 		break;
@@ -514,7 +516,7 @@ static void call_end(struct ua_call *c, int code, const char *why)
 	stop_timers(c);
 	uam_stop(&c->media);
 	if (why)
-		emit(c, c->status, why);
+		uac_emit(c, c->status, why);
 	int rc = code;
 	if (had_media) {
 		struct rtp_verdict_in in;
@@ -538,7 +540,8 @@ static void call_end(struct ua_call *c, int code, const char *why)
 				 net_addr_fmt(&c->media.stun.mapped[0], a, sizeof a),
 				 net_addr_fmt(&c->media.stun.mapped[2], b, sizeof b));
 		}
-		struct ua_event ev = {.kind = UA_EV_VERDICT, .verdict_in = &in, .verdict_out = &out};
+		struct ua_event ev = {
+		    .kind = UA_EV_VERDICT, .verdict_in = &in, .verdict_out = &out};
 		ua_emit(c->f, &ev);
 		if (!rc && out.verdict != RTP_VERDICT_TWO_WAY)
 			rc = UA_EXIT_NO_AUDIO;
@@ -572,12 +575,13 @@ void ua_call_on_response(struct ua_flow *f, const struct sip_msg *m)
 	switch (m->cseq.method) {
 	case SIP_INVITE:
 		if (c->reinv_pending && m->cseq.num == c->reinv_cseq)
-			on_reinvite_response(c, m);
+			uac_reinvite_response(c, m);
 		else if (!c->uas && m->cseq.num == c->inv_cseq)
 			on_invite_response(c, m);
 		else if (c->reack.len && m->status < 300 && m->status >= 200 &&
 			 m->cseq.num == c->reinv_cseq)
-			uaf_send(c->f, c->reack.data, c->reack.len); /* a 200 again: our ACK was lost */
+			uaf_send(c->f, c->reack.data,
+				 c->reack.len); /* a 200 again: our ACK was lost */
 		break;
 	case SIP_BYE:
 		if (m->status >= 200 && c->st == UAC_BYE_SENT) {
@@ -601,8 +605,8 @@ void ua_call_on_response(struct ua_flow *f, const struct sip_msg *m)
 
 /* A response to m on f, with an SDP body when sdp is given (the builder
  * writes Content-Length: 0 last; a body replaces that line). */
-static int respond(struct ua_flow *f, const struct sip_msg *m, uint16_t status, const char *tag,
-		   const char *extra, const struct buf *sdp, struct buf *out)
+int uac_respond(struct ua_flow *f, const struct sip_msg *m, uint16_t status, const char *tag,
+		const char *extra, const struct buf *sdp, struct buf *out)
 {
 	buf_reset(out);
 	int err = sip_build_response(out, m, status, NULL, SLICE_NULL,
@@ -611,7 +615,7 @@ static int respond(struct ua_flow *f, const struct sip_msg *m, uint16_t status, 
 	if (!err && sdp && out->len >= sizeof cl0 - 1 &&
 	    memcmp(out->data + out->len - (sizeof cl0 - 1), cl0, sizeof cl0 - 1) == 0) {
 		out->len -= sizeof cl0 - 1;
-		body(out, sdp);
+		uac_body(out, sdp);
 	}
 	if (err || out->failed)
 		return err ? err : ENOMEM;
@@ -620,12 +624,11 @@ static int respond(struct ua_flow *f, const struct sip_msg *m, uint16_t status, 
 	return 0;
 }
 
-static void respond_once(struct ua_flow *f, const struct sip_msg *m, uint16_t status,
-			 const char *tag)
+void uac_respond_once(struct ua_flow *f, const struct sip_msg *m, uint16_t status, const char *tag)
 {
 	struct buf b;
 	buf_init(&b);
-	respond(f, m, status, tag, NULL, NULL, &b);
+	uac_respond(f, m, status, tag, NULL, NULL, &b);
 	buf_free(&b);
 }
 
@@ -642,292 +645,9 @@ static void ok_timeout(void *arg)
 {
 	struct ua_call *c = arg;
 	timer_cancel(&c->t_retx);
-	emit(c, 0, "no ACK to our 200 in 32 s");
+	uac_emit(c, 0, "no ACK to our 200 in 32 s");
 	c->exit_code = UA_EXIT_TIMEOUT;
-	send_bye(c);
-}
-
-/* ---- re-INVITEs: hold and resume (RFC 3264 8.4, RFC 3261 14) ----
- *
- * Holding is an offer with a=sendonly: we go on sending (as music on hold
- * would) and the far end, answering recvonly, stops; resuming is a=sendrecv.
- * A re-INVITE from the far end gets the mirrored direction, and our RTP
- * stops or restarts with it. RTCP goes on throughout. A re-INVITE that fails
- * leaves the session as it was (14.1), except 408 and 481, and no answer in
- * 32 s, which end the call. */
-
-/* Who sends now, and the packets so far (a test reads them per phase). */
-static const char *dir_words(const struct ua_media *md)
-{
-	static char w[128];
-	snprintf(w, sizeof w, "%s; so far in=%llu out=%llu",
-		 md->send_rtp && md->far_sends ? "both send"
-		 : md->send_rtp		       ? "we send, the far end does not"
-		 : md->far_sends	       ? "the far end sends, we do not"
-					       : "neither sends",
-		 (unsigned long long)md->recv_packets, (unsigned long long)md->sent_packets);
-	return w;
-}
-
-static void reinv_retx(void *arg)
-{
-	struct ua_call *c = arg;
-	uaf_send(c->f, c->reinv.data, c->reinv.len);
-	c->reinv_rto *= 2;
-	timer_start(c->ua->loop, &c->t_reinv_retx, c->reinv_rto, reinv_retx, c);
-}
-
-static void reinv_timeout(void *arg)
-{
-	struct ua_call *c = arg;
-	timer_cancel(&c->t_reinv_retx);
-	c->reinv_pending = false;
-	emit(c, 0, "no answer to our re-INVITE in 32 s: hanging up (RFC 3261 14.1)");
-	if (!c->exit_code)
-		c->exit_code = UA_EXIT_TIMEOUT;
-	send_bye(c);
-}
-
-static void send_reinvite(struct ua_call *c, enum sdp_dir dir)
-{
-	if (c->st != UAC_CONFIRMED || c->reinv_pending || c->reok_pending)
-		return; /* hold_due waits its turn: one offer at a time (14.1) */
-	new_branch(c->reinv_branch, sizeof c->reinv_branch);
-	c->reinv_cseq = ++c->cseq;
-	c->reinv_dir = dir;
-	buf_reset(&c->reinv);
-	buf_reset(&c->reack);
-	req_head(c, &c->reinv, "INVITE", c->target, c->reinv_branch, c->reinv_cseq, true);
-	contact(c, &c->reinv);
-	buf_append_cstr(&c->reinv, "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n");
-	struct buf sdp;
-	buf_init(&sdp);
-	struct ua_sdp_local l;
-	local_sdp(c, &l, dir);
-	ua_sdp_offer(&l, &sdp);
-	body(&c->reinv, &sdp);
-	buf_free(&sdp);
-	if (c->reinv.failed)
-		return;
-	c->reinv_pending = true;
-	uaf_send(c->f, c->reinv.data, c->reinv.len);
-	if (c->f->px->tp == NET_UDP) {
-		c->reinv_rto = UA_T1_MS;
-		timer_start(c->ua->loop, &c->t_reinv_retx, c->reinv_rto, reinv_retx, c);
-	}
-	timer_start(c->ua->loop, &c->t_reinv_tsx, UA_TIMER_F_MS, reinv_timeout, c);
-	emit(c, 0, dir == SDP_DIR_SENDONLY ? "holding: re-INVITE with a=sendonly"
-					   : "resuming: re-INVITE with a=sendrecv");
-}
-
-/* --hold-after, then --resume-after; also a re-INVITE that waited its turn */
-static void hold_due(void *arg)
-{
-	struct ua_call *c = arg;
-	if (c->reinv_pending || c->reok_pending) {
-		timer_start(c->ua->loop, &c->t_reinv_retry, 1000, hold_due, c);
-		return;
-	}
-	if (!c->holds_done) {
-		c->holds_done = true;
-		c->hold_wish = SDP_DIR_SENDONLY;
-		send_reinvite(c, SDP_DIR_SENDONLY);
-	} else if (!c->resume_done) {
-		c->resume_done = true;
-		c->hold_wish = SDP_DIR_NONE;
-		send_reinvite(c, SDP_DIR_SENDRECV);
-	}
-}
-
-static void on_reinvite_response(struct ua_call *c, const struct sip_msg *m)
-{
-	timer_cancel(&c->t_reinv_retx);
-	if (m->status < 200)
-		return;
-	timer_cancel(&c->t_reinv_tsx);
-	c->reinv_pending = false;
-	char what[300], r[64];
-	slice_to_cstr(m->reason, r, sizeof r);
-	if (m->status >= 300) {
-		/* the transaction's own ACK (17.1.1.3) */
-		struct buf b;
-		buf_init(&b);
-		req_head(c, &b, "ACK", c->target, c->reinv_branch, c->reinv_cseq, true);
-		body(&b, NULL);
-		uaf_send(c->f, b.data, b.len);
-		buf_free(&b);
-		/* what we wished did not happen: our_dir stays, the version is spent */
-		c->hold_wish = c->our_dir == SDP_DIR_SENDONLY ? SDP_DIR_SENDONLY : SDP_DIR_NONE;
-		c->sdp_version++;
-		if (m->status == 408 || m->status == 481) {
-			snprintf(what, sizeof what, "re-INVITE answered %u %s: hanging up", m->status,
-				 r);
-			emit(c, m->status, what);
-			send_bye(c);
-			return;
-		}
-		if (m->status == 491) {
-			/* glare: 0-2 s when the far end owns the Call-ID, else 2.1-4 s */
-			uint64_t ms = c->uas ? rand_u32() % 2000 : 2100 + rand_u32() % 1900;
-			timer_start(c->ua->loop, &c->t_reinv_retry, ms, hold_due, c);
-			if (c->reinv_dir == SDP_DIR_SENDONLY)
-				c->holds_done = false;
-			else
-				c->resume_done = false;
-		}
-		snprintf(what, sizeof what, "re-INVITE answered %u %s: the session stays as it was",
-			 m->status, r);
-		emit(c, m->status, what);
-		return;
-	}
-	/* 2xx: ACK it (kept for its retransmissions), take the answer */
-	char br[48];
-	new_branch(br, sizeof br);
-	buf_reset(&c->reack);
-	req_head(c, &c->reack, "ACK", c->target, br, c->reinv_cseq, true);
-	body(&c->reack, NULL);
-	uaf_send(c->f, c->reack.data, c->reack.len);
-	struct ua_sdp_remote ans;
-	if (ua_sdp_read(m->body, &ans)) {
-		emit(c, m->status, "re-INVITE answered without an SDP we can use: hanging up");
-		send_bye(c);
-		return;
-	}
-	c->remote = ans;
-	c->our_dir = c->reinv_dir;
-	uam_update(&c->media, &ans, c->reinv_dir);
-	snprintf(what, sizeof what, "%s: the far end answered a=%s (%s)",
-		 c->reinv_dir == SDP_DIR_SENDONLY ? "held" : "resumed",
-		 sdp_dir_name(ans.dir ? ans.dir : SDP_DIR_SENDRECV), dir_words(&c->media));
-	emit(c, m->status, what);
-	if (c->reinv_dir == SDP_DIR_SENDONLY && c->ua->c.resume_s && !c->resume_done)
-		timer_start(c->ua->loop, &c->t_hold, (uint64_t)c->ua->c.resume_s * 1000, hold_due,
-			    c);
-}
-
-static void reok_retx(void *arg)
-{
-	struct ua_call *c = arg;
-	uaf_send(c->f, c->reok.data, c->reok.len);
-	c->reok_rto = MIN(c->reok_rto * 2, (uint64_t)UA_T2_MS);
-	timer_start(c->ua->loop, &c->t_reok_retx, c->reok_rto, reok_retx, c);
-}
-
-static void reok_timeout(void *arg)
-{
-	struct ua_call *c = arg;
-	timer_cancel(&c->t_reok_retx);
-	c->reok_pending = false;
-	emit(c, 0, "no ACK to our 200 for the re-INVITE in 32 s: hanging up");
-	send_bye(c);
-}
-
-static void on_reinvite(struct ua_call *c, const struct sip_msg *m)
-{
-	struct ua_flow *f = c->f;
-	if (m->cseq.num <= c->remote_cseq) {
-		if (c->reok_pending && m->cseq.num == c->reok_cseq)
-			uaf_send(f, c->reok.data, c->reok.len); /* our 200 was lost */
-		else if (!(c->uas && m->cseq.num == c->inv_cseq))
-			respond_once(f, m, 500, c->local_tag); /* out of order (12.2.2) */
-		return;
-	}
-	c->remote_cseq = m->cseq.num;
-	if (c->st != UAC_CONFIRMED || c->reinv_pending) {
-		/* 14.2: ours is in flight (glare), or the last one is not ACKed */
-		respond_once(f, m, c->reinv_pending ? 491 : 500, c->local_tag);
-		return;
-	}
-	if (c->reok_pending) {
-		struct buf b;
-		buf_init(&b);
-		respond(f, m, 500, c->local_tag, "Retry-After: 1\r\n", NULL, &b);
-		buf_free(&b);
-		return;
-	}
-	struct ua_sdp_remote offer;
-	bool offerless = m->body.l == 0;
-	if (!offerless && ua_sdp_read(m->body, &offer)) {
-		respond_once(f, m, 488, c->local_tag); /* 14.2: the session stays */
-		emit(c, 488, "re-INVITE without an SDP we can use: answered 488, the call stands");
-		return;
-	}
-	/* a new Contact refreshes the remote target (12.2.2) */
-	const struct sip_hdr *ct = sip_msg_hdr(m, SIP_HDR_CONTACT, 0);
-	struct sip_nameaddr na;
-	if (ct && sip_nameaddr_parse(ct->value, &na) == 0 && na.uri_s.l &&
-	    na.uri_s.l < sizeof c->target)
-		slice_to_cstr(na.uri_s, c->target, sizeof c->target);
-	struct buf extra, sdp;
-	buf_init(&extra);
-	buf_init(&sdp);
-	contact(c, &extra);
-	buf_append_cstr(&extra, "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n");
-	buf_append(&extra, "", 1);
-	struct ua_sdp_local l;
-	enum sdp_dir ours;
-	if (offerless) {
-		/* RFC 3261 14.2: we offer in the 200, the answer comes in the ACK */
-		ours = c->hold_wish ? c->hold_wish : SDP_DIR_SENDRECV;
-		local_sdp(c, &l, ours);
-		ua_sdp_offer(&l, &sdp);
-	} else {
-		ours = ua_sdp_answer_dir(offer.dir, c->hold_wish);
-		local_sdp(c, &l, ours);
-		ua_sdp_answer(&l, &offer, &sdp);
-	}
-	c->our_dir = ours;
-	c->reok_cseq = m->cseq.num;
-	c->reok_offer = offerless;
-	int err = extra.failed || sdp.failed
-		      ? ENOMEM
-		      : respond(f, m, 200, c->local_tag, (const char *)extra.data, &sdp, &c->reok);
-	buf_free(&extra);
-	buf_free(&sdp);
-	if (err)
-		return;
-	c->reok_pending = true;
-	if (f->px->tp == NET_UDP) {
-		c->reok_rto = UA_T1_MS;
-		timer_start(c->ua->loop, &c->t_reok_retx, c->reok_rto, reok_retx, c);
-	}
-	timer_start(c->ua->loop, &c->t_reok_tsx, UA_TIMER_F_MS, reok_timeout, c);
-	char what[300];
-	if (offerless) {
-		snprintf(what, sizeof what, "re-INVITE without an offer: we offered a=%s",
-			 sdp_dir_name(ours));
-	} else {
-		c->remote = offer;
-		uam_update(&c->media, &offer, ours);
-		snprintf(what, sizeof what, "%s by the far end: it offered a=%s, we answered a=%s (%s)",
-			 ua_sdp_dir_they_send(offer.dir) && ua_sdp_dir_we_send(offer.dir)
-			     ? "resumed"
-			     : "held",
-			 sdp_dir_name(offer.dir ? offer.dir : SDP_DIR_SENDRECV), sdp_dir_name(ours),
-			 dir_words(&c->media));
-	}
-	emit(c, 200, what);
-}
-
-static void on_reinvite_ack(struct ua_call *c, const struct sip_msg *m)
-{
-	timer_cancel(&c->t_reok_retx);
-	timer_cancel(&c->t_reok_tsx);
-	c->reok_pending = false;
-	if (!c->reok_offer)
-		return;
-	struct ua_sdp_remote ans;
-	if (ua_sdp_read(m->body, &ans)) {
-		emit(c, 0, "the ACK carried no SDP answer we can use: hanging up");
-		send_bye(c);
-		return;
-	}
-	c->remote = ans;
-	uam_update(&c->media, &ans, c->our_dir);
-	char what[160];
-	snprintf(what, sizeof what, "the far end answered a=%s in the ACK (%s)",
-		 sdp_dir_name(ans.dir ? ans.dir : SDP_DIR_SENDRECV), dir_words(&c->media));
-	emit(c, 0, what);
+	uac_send_bye(c);
 }
 
 static void answer_invite(struct ua_call *c, const struct sip_msg *m);
@@ -969,8 +689,10 @@ static void incoming(struct ua_flow *f, const struct sip_msg *m)
 	int err = ua_sdp_read(m->body, &c->remote);
 	if (err || m->call_id.l >= sizeof c->call_id || m->from_tag.l >= sizeof c->remote_tag ||
 	    m->from.uri_s.l >= sizeof c->remote_uri || m->to.uri_s.l >= sizeof c->local_uri) {
-		respond_once(f, m, 488, NULL);
-		struct ua_event ev = {.kind = UA_EV_REQUEST, .status = 488, .method = "INVITE",
+		uac_respond_once(f, m, 488, NULL);
+		struct ua_event ev = {.kind = UA_EV_REQUEST,
+				      .status = 488,
+				      .method = "INVITE",
 				      .detail = "no PCMU/PCMA audio offer we can use"};
 		ua_emit(f, &ev);
 		return;
@@ -984,7 +706,7 @@ static void incoming(struct ua_flow *f, const struct sip_msg *m)
 	c->cseq = rand_u32() % 10000;
 	take_dialog(c, m, false);
 	if (uam_open(&c->media, ua->loop, &f->local)) {
-		respond_once(f, m, 500, c->local_tag);
+		uac_respond_once(f, m, 500, c->local_tag);
 		return;
 	}
 	c->st = UAC_ANSWERED;
@@ -1008,7 +730,7 @@ static void answer_invite(struct ua_call *c, const struct sip_msg *m)
 	snprintf(from, sizeof from, "incoming from %s, answering: %s to %s:%u%s", c->remote_uri,
 		 rtp_g711_name(c->remote.pt), c->remote.addr, c->remote.port,
 		 c->remote.rtcp_mux ? " rtcp-mux" : "");
-	emit(c, 0, from);
+	uac_emit(c, 0, from);
 	/* the 200 carries the Record-Route (12.1.1) and our Contact */
 	struct buf extra, sdp;
 	buf_init(&extra);
@@ -1018,16 +740,17 @@ static void answer_invite(struct ua_call *c, const struct sip_msg *m)
 		const struct sip_hdr *h = sip_msg_hdr(m, SIP_HDR_RECORD_ROUTE, i);
 		buf_printf(&extra, "Record-Route: %.*s\r\n", (int)h->value.l, h->value.p);
 	}
-	contact(c, &extra);
+	uac_contact(c, &extra);
 	buf_append_cstr(&extra, "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n");
 	buf_append(&extra, "", 1); /* the builder takes a C string */
 	struct ua_sdp_local l;
-	local_sdp(c, &l, ua_sdp_answer_dir(c->remote.dir, SDP_DIR_NONE));
+	uac_local_sdp(c, &l, ua_sdp_answer_dir(c->remote.dir, SDP_DIR_NONE));
 	ua_sdp_answer(&l, &c->remote, &sdp);
 	if (c->remote.rtcp_mux)
 		c->media.mux = true;
-	err = extra.failed ? ENOMEM
-			   : respond(f, m, 200, c->local_tag, (const char *)extra.data, &sdp, &c->req);
+	err = extra.failed
+		  ? ENOMEM
+		  : uac_respond(f, m, 200, c->local_tag, (const char *)extra.data, &sdp, &c->req);
 	buf_free(&extra);
 	buf_free(&sdp);
 	if (err) {
@@ -1042,7 +765,7 @@ static void answer_invite(struct ua_call *c, const struct sip_msg *m)
 	/* media starts now: a latching relay learns our address from our first
 	 * packets, and the caller's may come before its ACK */
 	if (uam_start(&c->media, &c->remote, &ua->c))
-		emit(c, 0, "cannot start the media (the --record file?)");
+		uac_emit(c, 0, "cannot start the media (the --record file?)");
 	timer_start(ua->loop, &c->t_dur,
 		    (uint64_t)(ua->c.duration_s ? ua->c.duration_s : 3600) * 1000, dur_due, c);
 }
@@ -1060,13 +783,13 @@ bool ua_call_on_request(struct ua_flow *f, const struct sip_msg *m)
 			return true;
 		}
 		if (mine) {
-			on_reinvite(c, m);
+			uac_reinvite(c, m);
 			return true;
 		}
 		if (!ua->c.auto_answer)
 			return false;
 		if (ua_call_active(ua) || ua->shutting_down || ua->shutdown_pending) {
-			respond_once(f, m, 486, NULL);
+			uac_respond_once(f, m, 486, NULL);
 			return true;
 		}
 		incoming(f, m);
@@ -1076,24 +799,24 @@ bool ua_call_on_request(struct ua_flow *f, const struct sip_msg *m)
 			timer_cancel(&c->t_retx);
 			timer_cancel(&c->t_tsx);
 			c->st = UAC_CONFIRMED;
-			emit(c, 0, "confirmed (ACK)");
+			uac_emit(c, 0, "confirmed (ACK)");
 			if (ua->c.hold_s)
 				timer_start(ua->loop, &c->t_hold, (uint64_t)ua->c.hold_s * 1000,
-					    hold_due, c);
+					    uac_hold_due, c);
 		} else if (mine && c->reok_pending && m->cseq.num == c->reok_cseq) {
-			on_reinvite_ack(c, m);
+			uac_reinvite_ack(c, m);
 		}
 		return mine;
 	case SIP_BYE:
 		if (!mine)
 			return false;
-		respond_once(f, m, 200, NULL);
+		uac_respond_once(f, m, 200, NULL);
 		call_end(c, c->exit_code, "ended by the far end (BYE)");
 		return true;
 	case SIP_CANCEL:
 		if (!mine)
 			return false;
-		respond_once(f, m, 200, NULL); /* the INVITE is answered already */
+		uac_respond_once(f, m, 200, NULL); /* the INVITE is answered already */
 		return true;
 	default:
 		return false;

@@ -43,8 +43,8 @@ int ua_ini_parse(const char *name, const char *text, ua_ini_h *h, void *arg, cha
 			/* one section, [ua], so that a file can also hold other sections'
 			 * keys for other tools only if it says which are ours */
 			if (!slice_eq_cstr_nocase(s, "[ua]")) {
-				snprintf(err, errlen, "%s:%u: unknown section %.*s (only [ua])", name,
-					 line, (int)MIN(s.l, (size_t)64), s.p);
+				snprintf(err, errlen, "%s:%u: unknown section %.*s (only [ua])",
+					 name, line, (int)MIN(s.l, (size_t)64), s.p);
 				return EINVAL;
 			}
 			continue;

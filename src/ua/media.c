@@ -99,8 +99,8 @@ static void send_frame(struct ua_media *m)
 		m->frames++;
 		return;
 	}
-	struct rtp_hdr h = {.pt = m->pt, .marker = m->frames == 0, .seq = m->seq, .ts = m->ts,
-			    .ssrc = m->ssrc};
+	struct rtp_hdr h = {
+	    .pt = m->pt, .marker = m->frames == 0, .seq = m->seq, .ts = m->ts, .ssrc = m->ssrc};
 	rtp_hdr_write(pkt, &h);
 	rtp_g711_encode(m->pt, pcm, RTP_FRAME_SAMPLES, pkt + 12);
 	if (sendto(m->fd_rtp, pkt, sizeof pkt, 0, &m->to_rtp.u.sa, net_addr_len(&m->to_rtp)) ==
@@ -125,8 +125,8 @@ static void send_due(void *arg)
 		send_frame(m);
 	uint64_t next_us = m->start_us + m->frames * 20000;
 	uint64_t now = time_mono_us();
-	timer_start(m->loop, &m->t_send, next_us > now ? (next_us - now + 999) / 1000 : 1,
-		    send_due, m);
+	timer_start(m->loop, &m->t_send, next_us > now ? (next_us - now + 999) / 1000 : 1, send_due,
+		    m);
 }
 
 static void send_rtcp(struct ua_media *m, bool bye)
@@ -203,7 +203,8 @@ static void on_rtp(struct ua_media *m, const uint8_t *p, size_t n, const struct 
 	m->recv_packets++;
 	m->recv_bytes += h.payload_len;
 	if (m->rec && (h.pt == RTP_PT_PCMU || h.pt == RTP_PT_PCMA) &&
-	    h.payload_len <= RTP_FRAME_SAMPLES * 3 && m->rec_samples + h.payload_len <= UAM_RECORD_MAX) {
+	    h.payload_len <= RTP_FRAME_SAMPLES * 3 &&
+	    m->rec_samples + h.payload_len <= UAM_RECORD_MAX) {
 		/* in arrival order; what was lost is simply not there */
 		int16_t pcm[RTP_FRAME_SAMPLES * 3];
 		uint8_t le[RTP_FRAME_SAMPLES * 3 * 2];
@@ -251,8 +252,8 @@ static void stun_finish(struct ua_media *m)
 		net_addr_ip_fmt(&st->mapped[0], m->sdp_ip, sizeof m->sdp_ip);
 		m->sdp_rtp_port = net_addr_port(&st->mapped[0]);
 		/* an RTCP socket that got no answer: RTP + 1 is the best guess */
-		m->sdp_rtcp_port = st->got[1] ? net_addr_port(&st->mapped[1])
-					      : (uint16_t)(m->sdp_rtp_port + 1);
+		m->sdp_rtcp_port =
+		    st->got[1] ? net_addr_port(&st->mapped[1]) : (uint16_t)(m->sdp_rtp_port + 1);
 		m->stun_varies = st->got[2] && !net_addr_eq(&st->mapped[2], &st->mapped[0]);
 	}
 	st->h(m, st->arg);
@@ -453,10 +454,10 @@ void uam_update(struct ua_media *m, const struct ua_sdp_remote *r, enum sdp_dir 
 		m->remote_private = net_addr_is_private(&m->to_rtp);
 	}
 	/* both sides' words count: theirs, and what we wrote (RFC 3264 6.1) */
-	bool send = ua_sdp_dir_we_send(r->dir) && ours != SDP_DIR_RECVONLY &&
-		    ours != SDP_DIR_INACTIVE;
-	bool recv = ua_sdp_dir_they_send(r->dir) && ours != SDP_DIR_SENDONLY &&
-		    ours != SDP_DIR_INACTIVE;
+	bool send =
+	    ua_sdp_dir_we_send(r->dir) && ours != SDP_DIR_RECVONLY && ours != SDP_DIR_INACTIVE;
+	bool recv =
+	    ua_sdp_dir_they_send(r->dir) && ours != SDP_DIR_SENDONLY && ours != SDP_DIR_INACTIVE;
 	uint64_t now = time_mono_us();
 	if (m->far_sends && !recv)
 		m->held_since_us = now;

@@ -11,9 +11,9 @@
 static void sdp_head(const struct ua_sdp_local *l, struct buf *b)
 {
 	const char *af = l->ip6 ? "IP6" : "IP4";
-	buf_printf(b, "v=0\r\no=pinhole %llu %llu IN %s %s\r\ns=pinhole ua\r\nc=IN %s %s\r\nt=0 0\r\n",
-		   (unsigned long long)l->sess_id, (unsigned long long)l->version, af, l->ip, af,
-		   l->ip);
+	buf_printf(
+	    b, "v=0\r\no=pinhole %llu %llu IN %s %s\r\ns=pinhole ua\r\nc=IN %s %s\r\nt=0 0\r\n",
+	    (unsigned long long)l->sess_id, (unsigned long long)l->version, af, l->ip, af, l->ip);
 }
 
 static void rtpmap(struct buf *b, uint8_t pt)
@@ -65,7 +65,8 @@ int ua_sdp_answer(const struct ua_sdp_local *l, const struct ua_sdp_remote *offe
 		buf_printf(b, "a=rtcp:%u\r\na=rtcp-mux\r\n", l->rtp_port);
 	else
 		buf_printf(b, "a=rtcp:%u\r\n", l->rtcp_port);
-	buf_printf(b, "a=ptime:20\r\na=%s\r\n", sdp_dir_name(ua_sdp_answer_dir(offer->dir, l->dir)));
+	buf_printf(b, "a=ptime:20\r\na=%s\r\n",
+		   sdp_dir_name(ua_sdp_answer_dir(offer->dir, l->dir)));
 	return b->failed ? ENOMEM : 0;
 }
 
@@ -114,8 +115,8 @@ int ua_sdp_read(struct slice body, struct ua_sdp_remote *out)
 		if (strcmp(out->addr, "0.0.0.0") == 0) {
 			/* RFC 3264 8.4 (the RFC 2543 form): do not send to it */
 			out->null_addr = true;
-			out->dir = ua_sdp_dir_they_send(m->dir) ? SDP_DIR_SENDONLY
-								 : SDP_DIR_INACTIVE;
+			out->dir =
+			    ua_sdp_dir_they_send(m->dir) ? SDP_DIR_SENDONLY : SDP_DIR_INACTIVE;
 		}
 		return 0;
 	}

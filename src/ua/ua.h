@@ -70,14 +70,16 @@ struct ua_conf {
 	unsigned duration_s;  /* hang up after this long; 0 = 10 (calls we make), 3600 (answered) */
 	unsigned answer_s;    /* CANCEL a call not answered after this; 0 = 60 */
 	unsigned tone_hz;     /* 0 = 440 */
-	/* hold and resume (call.c): re-INVITE with a=sendonly this long after the
-	 * answer, then a=sendrecv resume_s after that; 0 = never */
+	/* hold and resume (reinvite.c): re-INVITE with a=sendonly this long after
+	 * the answer, then a=sendrecv resume_s after that was answered; 0 = never */
 	unsigned hold_s, resume_s;
-	const int16_t *wav;   /* --wav: 8 kHz mono samples sent instead of the tone, looped;
-			       * owned by the caller, outlives the ua */
+	/* --wav: 8 kHz mono samples sent instead of the tone, looped; owned by
+	 * the caller, outlives the ua */
+	const int16_t *wav;
 	size_t wav_n;
-	char record[4096];    /* --record: received audio to this WAV file; "" = none */
-	/* --stun: the RTP socket's mapped address from this server goes in the SDP */
+	/* --record: received audio to this WAV file; "" = none */
+	char record[4096];
+	/* --stun: the media sockets' mapped addresses from this server go in the SDP */
 	struct net_addr stun;
 	bool has_stun;
 };
@@ -222,9 +224,10 @@ struct ua_sdp_remote {
 	uint16_t port, rtcp_port; /* rtcp_port: a=rtcp, else port + 1 */
 	bool rtcp_mux;
 	uint8_t pt; /* RTP_PT_PCMU or RTP_PT_PCMA: the first of them in its list */
-	enum sdp_dir dir; /* effective; the old hold form c=0.0.0.0 reads as sendonly
-			   * (or inactive when it said recvonly): we must not send to it */
-	bool null_addr;	  /* c=0.0.0.0: keep sending to the address we had, if any */
+	/* effective; the old hold form c=0.0.0.0 (null_addr) reads as sendonly,
+	 * or inactive when it said recvonly: we must not send to it */
+	enum sdp_dir dir;
+	bool null_addr;
 };
 /* RFC 3264 6.1: the direction that answers an offered one (sendonly ->
  * recvonly, recvonly -> sendonly, inactive -> inactive, else sendrecv), held

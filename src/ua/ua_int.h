@@ -127,13 +127,15 @@ struct ua_media {
 	uint64_t start_us, frames;
 	uint64_t sent_packets, sent_bytes;
 	/* hold (RFC 3264 8.4): the clock and timestamps run on while we do not
-	 * send, the sequence numbers do not (RFC 3550 5.1) */
-	bool send_rtp;	     /* the agreed direction lets us send */
-	bool far_sends;	     /* ... and lets the far end send */
-	uint64_t sent_unanswered; /* sent while the far end was not to send (an echo
-				   * returns none of them) */
-	uint64_t held_ms, held_since_us; /* time the far end was not to send */
-	FILE *rec;		  /* --record: decoded samples as they arrive */
+	 * send, the sequence numbers do not (RFC 3550 5.1). send_rtp: the agreed
+	 * direction lets us send; far_sends: ... and lets the far end send;
+	 * sent_unanswered: sent while the far end was not to send (an echo
+	 * returns none of them); held_ms: how long it was not to send. */
+	bool send_rtp, far_sends;
+	uint64_t sent_unanswered;
+	uint64_t held_ms, held_since_us;
+	/* --record: decoded samples as they arrive */
+	FILE *rec;
 	uint64_t rec_samples;
 	/* --stun: what the SDP announces (the local address without it) */
 	struct uam_stun stun;
@@ -289,6 +291,32 @@ void ua_call_on_response(struct ua_flow *f, const struct sip_msg *m);
 /* true when the request belonged to the call layer (answered there). */
 bool ua_call_on_request(struct ua_flow *f, const struct sip_msg *m);
 void ua_call_free(struct ua *ua);
+/* call.c, for reinvite.c: the pieces of a request or response in the dialog */
+void uac_emit(struct ua_call *c, uint16_t status, const char *detail);
+/* Request line, Via, Max-Forwards, Route (the route set when dialog), From,
+ * To, Call-ID, CSeq. */
+void uac_req_head(struct ua_call *c, struct buf *b, const char *method, const char *ruri,
+		  const char *branch, uint32_t cseq, bool dialog);
+void uac_contact(struct ua_call *c, struct buf *b);
+/* User-Agent, then the SDP (or none) with its Content-Type and -Length. */
+void uac_body(struct buf *b, const struct buf *sdp);
+void uac_new_branch(char *out, size_t cap);
+/* Our SDP's fields with direction dir (the o= version moves on when it changes). */
+void uac_local_sdp(struct ua_call *c, struct ua_sdp_local *l, enum sdp_dir dir);
+/* A response to m on f (extra: header lines; sdp: a body), kept in out. */
+int uac_respond(struct ua_flow *f, const struct sip_msg *m, uint16_t status, const char *tag,
+		const char *extra, const struct buf *sdp, struct buf *out);
+void uac_respond_once(struct ua_flow *f, const struct sip_msg *m, uint16_t status, const char *tag);
+/* Stops the media (its last RTCP) and sends BYE. */
+void uac_send_bye(struct ua_call *c);
+
+/* reinvite.c */
+/* --hold-after and --resume-after come due (a timer callback, arg the call). */
+void uac_hold_due(void *arg);
+/* A response to our re-INVITE, a re-INVITE from the far end, its ACK. */
+void uac_reinvite_response(struct ua_call *c, const struct sip_msg *m);
+void uac_reinvite(struct ua_call *c, const struct sip_msg *m);
+void uac_reinvite_ack(struct ua_call *c, const struct sip_msg *m);
 
 /* reg.c */
 void ua_contact_hostport(const struct ua_flow *f, char *out, size_t cap);

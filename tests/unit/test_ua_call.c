@@ -519,8 +519,10 @@ static void test_wav_and_record(void **state)
 	for (unsigned k = 0; k < 5; k++) {
 		for (size_t i = 0; i < RTP_FRAME_SAMPLES; i++)
 			sent[k][i] = (uint8_t)(k * 31 + i * 3);
-		struct rtp_hdr o = {.pt = RTP_PT_PCMU, .seq = (uint16_t)(1000 + k),
-				    .ts = 5000 + k * RTP_FRAME_SAMPLES, .ssrc = 0xabcdef};
+		struct rtp_hdr o = {.pt = RTP_PT_PCMU,
+				    .seq = (uint16_t)(1000 + k),
+				    .ts = 5000 + k * RTP_FRAME_SAMPLES,
+				    .ssrc = 0xabcdef};
 		uint8_t out[12 + RTP_FRAME_SAMPLES];
 		rtp_hdr_write(out, &o);
 		memcpy(out + 12, sent[k], RTP_FRAME_SAMPLES);
@@ -556,7 +558,8 @@ static void test_wav_and_record(void **state)
 		int16_t pcm[RTP_FRAME_SAMPLES];
 		rtp_g711_decode(RTP_PT_PCMU, sent[k], RTP_FRAME_SAMPLES, pcm);
 		for (size_t i = 0; i < RTP_FRAME_SAMPLES; i++)
-			assert_int_equal(rtp_wav_sample(&w, wav, k * RTP_FRAME_SAMPLES + i), pcm[i]);
+			assert_int_equal(rtp_wav_sample(&w, wav, k * RTP_FRAME_SAMPLES + i),
+					 pcm[i]);
 	}
 	free(src);
 }
@@ -591,7 +594,8 @@ static void test_stun(void **state)
 	(void)state;
 	struct harness *h = h_new();
 	struct net_addr stun_a, other_a, stranger_a;
-	int stun = udp_bound(&stun_a), other = udp_bound(&other_a), stranger = udp_bound(&stranger_a);
+	int stun = udp_bound(&stun_a), other = udp_bound(&other_a),
+	    stranger = udp_bound(&stranger_a);
 	h->c.stun = stun_a;
 	h->c.has_stun = true;
 	h_start(h);
