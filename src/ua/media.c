@@ -507,7 +507,8 @@ void uam_verdict(const struct ua_media *m, bool echo, struct rtp_verdict_in *in)
 	/* an echo returns nothing while the far end is not to send (we hold
 	 * it): those packets are not missing (the verdict's held interval) */
 	in->sent_packets = echo ? m->sent_packets - m->sent_unanswered : m->sent_packets;
-	in->sent_bytes = m->sent_bytes;
+	in->sent_bytes =
+	    echo ? m->sent_bytes - m->sent_unanswered * RTP_FRAME_SAMPLES : m->sent_bytes;
 	in->far_rtcp = m->far_rtcp;
 	in->far_block = m->far_block;
 	if (m->far_block) {

@@ -53,7 +53,8 @@ start_pinhole() {
 		ports = $ports
 		media = $media
 	EOF2
-	[ -n "${5:-}" ] && printf '[stun]\nlisten = udp:%s:3478\nother = %s:3479\n' "$addr" "$SRV2" >>"$conf"
+	[ -n "${5:-}" ] && printf '[stun]\nlisten = udp:%s:3478\nother = %s:3479\n[echo]\nmax_duration = 30\n' \
+		"$addr" "$SRV2" >>"$conf"
 	lab_start_bg srv "$LAB_TMP/pinhole-$n.log" "$PINHOLE" serve --config "$conf"
 	lab_wait_udp srv "$addr:5060" 5 || lab_fail "pinhole $n did not start"
 	lab_wait_line "$LAB_TMP/pinhole-$n.log" 'running with' 10 ||
@@ -186,6 +187,21 @@ read -r caa _ _ <<<"$(corr "$LAB_TMP/alice-rec.wav" "$LAB_TMP/a.wav")"
 lab_log "wav: bob's recording vs a.wav $cba (offset $lba, rms $rba), vs b.wav $cbb; alice's vs b.wav $cab (offset $lab_, rms $rab), vs a.wav $caa"
 python3 -c "import sys; c=list(map(float, sys.argv[1:])); sys.exit(not (c[0] > 0.9 and c[2] > 0.9 and c[1] < 0.3 and c[3] < 0.3))" \
 	"$cba" "$cbb" "$cab" "$caa" || lab_fail "wav: the recordings do not hold the far end's audio"
+
+# --- holding the echo service: it sends nothing back while held, and the
+# verdict does not count that as loss ------------------------------------------
+lab_exec s1-ph timeout 60 "$PINHOLE" ua call --json --no-register --state "$LAB_TMP/alice.state" \
+	--proxy "udp:$SRV1:5060" --duration 9 --hold-after 1 --resume-after 5 "sip:echo@$SRV1" \
+	>"$LAB_TMP/alice-echo.log" 2>"$LAB_TMP/alice-echo.err" </dev/null
+rc=$?
+E=$(verdict "$LAB_TMP/alice-echo.log")
+lab_log "echo hold: alice exit $rc verdict $E"
+[ "$rc" -eq 0 ] || lab_fail "echo hold: exit $rc: $(cat "$LAB_TMP/alice-echo.err")"
+[ "$(jq -r .verdict <<<"$E")" = two-way ] || lab_fail "echo hold: verdict $E"
+grep -q 'held: the far end answered a=recvonly' "$LAB_TMP/alice-echo.log" || lab_fail "echo hold: not held"
+eh=$(count "$LAB_TMP/alice-echo.log" '^held:' in) er=$(count "$LAB_TMP/alice-echo.log" '^resumed:' in)
+[ $((er - eh)) -le 10 ] || lab_fail "echo hold: the echo sent $((er - eh)) packets back while held"
+[ $(($(jq '.in.packets' <<<"$E") - er)) -ge 100 ] || lab_fail "echo hold: nothing came back after the resume"
 
 # --- STUN behind endpoint-independent NATs, no relay: direct media ----------
 call stun-eim "$SRV2" e1 e2 "duration = 6\nstun = $SRV1" "stun = $SRV1"
