@@ -572,6 +572,7 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 	int rc = UA_EXIT_USAGE, ch;
 	char err[320];
 	struct file_opts fo = {.lo = longopts};
+	unsigned proxy_line[UA_MAX_FLOWS] = {0}; /* 0: from the command line */
 	const char *where = "";
 	char wbuf[4200];
 	if (load_config(argc, argv, &fo, err, sizeof err)) {
@@ -609,6 +610,7 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 				fprintf(stderr, "pinhole ua: at most %d --proxy\n", UA_MAX_FLOWS);
 				goto out;
 			}
+			proxy_line[np] = fi && where[0] ? fo.v[fi - 1].line : 0;
 			proxies[np++] = optarg;
 			break;
 		case 'u':
@@ -678,12 +680,14 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 		case 'W':
 			if (load_wav(optarg, c, err, sizeof err)) {
 				fprintf(stderr, "pinhole ua: %s--wav %s: %s\n", where, optarg, err);
+				where = "";
 				goto out;
 			}
 			break;
 		case 'r':
 			if (strlen(optarg) >= sizeof c->record || !optarg[0]) {
 				fprintf(stderr, "pinhole ua: %s--record: bad file name\n", where);
+				where = "";
 				goto out;
 			}
 			snprintf(c->record, sizeof c->record, "%s", optarg);
@@ -692,6 +696,7 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 			if (parse_stun(optarg, c, err, sizeof err)) {
 				fprintf(stderr, "pinhole ua: %s--stun %s: %s\n", where, optarg,
 					err);
+				where = "";
 				goto out;
 			}
 			break;
@@ -729,6 +734,7 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 		if (num && parse_uint(optarg, lo, hi, num)) {
 			fprintf(stderr, "pinhole ua: %s%s wants %u..%u seconds, not '%s'\n", where,
 				name, lo, hi, optarg);
+			where = ""; /* told already */
 			goto out;
 		}
 	}
@@ -771,7 +777,10 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 	snprintf(c->aor, sizeof c->aor, "%s", aor);
 	for (unsigned i = 0; i < np; i++)
 		if (parse_proxy(proxies[i], &c->proxy[i], err, sizeof err)) {
-			fprintf(stderr, "pinhole ua: %s\n", err);
+			if (proxy_line[i])
+				fprintf(stderr, "pinhole ua: %s:%u: %s\n", fo.name, proxy_line[i], err);
+			else
+				fprintf(stderr, "pinhole ua: %s\n", err);
 			goto out;
 		}
 	c->n_proxy = np;
@@ -828,6 +837,7 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 	}
 	rc = run_loop(c, json, chk);
 out:
+	/* the older options' messages do not say where: this line does */
 	if (rc == UA_EXIT_USAGE && where[0])
 		fprintf(stderr, "pinhole ua: (at %.*s)\n", (int)strlen(where) - 2, where);
 	for (size_t i = 0; i < fo.n; i++)
