@@ -496,6 +496,13 @@ void ua_call_hangup(struct ua *ua)
 		send_cancel(c);
 		break;
 	case UAC_ANSWERED:
+		if (!c->req.len) {
+			/* still asking STUN, nothing sent: the INVITE's transaction
+			 * times out at the far end */
+			call_end(c, c->exit_code, "stopped before answering");
+			break;
+		}
+		/* fall through */
 	case UAC_CONFIRMED:
 		timer_cancel(&c->t_dur);
 		uac_send_bye(c);

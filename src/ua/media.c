@@ -450,6 +450,7 @@ void uam_update(struct ua_media *m, const struct ua_sdp_remote *r, enum sdp_dir 
 		m->to_rtcp = to;
 		net_addr_set_port(&m->to_rtcp, r->rtcp_port);
 		m->mux = r->rtcp_mux;
+		m->pt = r->pt;
 		net_addr_fmt(&m->to_rtp, m->remote_announced, sizeof m->remote_announced);
 		m->remote_private = net_addr_is_private(&m->to_rtp);
 	}
