@@ -587,8 +587,8 @@ void ua_call_on_response(struct ua_flow *f, const struct sip_msg *m)
 			on_invite_response(c, m);
 		else if (c->reack.len && m->status < 300 && m->status >= 200 &&
 			 m->cseq.num == c->reinv_cseq)
-			uaf_send(c->f, c->reack.data,
-				 c->reack.len); /* a 200 again: our ACK was lost */
+			/* the re-INVITE's 200 again: our ACK was lost */
+			uaf_send(c->f, c->reack.data, c->reack.len);
 		break;
 	case SIP_BYE:
 		if (m->status >= 200 && c->st == UAC_BYE_SENT) {
