@@ -24,7 +24,7 @@ static const struct conf_key log_conf_keys[] = {
 };
 
 const struct conf_key *const cli_conf_tables[] = {
-	edge_conf_keys, proxy_conf_keys, proxy_upstream_conf_keys, registrar_conf_keys, auth_conf_keys, relay_conf_keys, stund_conf_keys,
+	edge_conf_keys, edge_tls_conf_keys, proxy_conf_keys, proxy_upstream_conf_keys, registrar_conf_keys, auth_conf_keys, relay_conf_keys, stund_conf_keys,
 	ctl_conf_keys, echo_conf_keys, log_conf_keys, NULL,
 };
 
@@ -139,6 +139,27 @@ static struct metric m_tcp_connect_limited = {
     .name = "net_tcp_connects_limited_total",
     .help = "outgoing TCP connects not attempted: tcp_max_connecting, tcp_max_connections or "
 	    "tcp_max_connections_per_address reached"};
+#define TLS_FAIL(c, h) {.name = "tls_handshake_failures_total", .help = h, .labels = "cause=\"" c "\""}
+static struct metric m_tls_fail[5] = {
+    TLS_FAIL("plaintext", "failed TLS handshakes, by cause"),
+    TLS_FAIL("timeout", "failed TLS handshakes, by cause"),
+    TLS_FAIL("certificate", "failed TLS handshakes, by cause"),
+    TLS_FAIL("protocol", "failed TLS handshakes, by cause"),
+    TLS_FAIL("closed", "failed TLS handshakes, by cause"),
+};
+static struct metric m_tls_ok = {.name = "tls_handshakes_total",
+				 .help = "TLS handshakes completed (both directions)"};
+static struct metric m_tls_resumed = {.name = "tls_handshakes_resumed_total",
+				      .help = "of those: sessions resumed (tickets)"};
+static struct metric m_tls_limited = {
+    .name = "tls_handshakes_limited_total",
+    .help = "TLS connections closed at accept: [tls] max_handshakes in progress"};
+static struct metric m_tls_handshaking = {.name = "tls_handshakes_in_progress",
+					  .help = "incoming TLS handshakes now", .gauge = true};
+static struct metric m_tls_expiry = {
+    .name = "tls_certificate_expiry_seconds",
+    .help = "seconds until the first of the [tls] certificates expires (negative: expired)",
+    .gauge = true};
 static struct metric m_tcp_connecting = {.name = "net_tcp_connecting",
 					 .help = "outgoing TCP connects in progress",
 					 .gauge = true};
@@ -175,6 +196,18 @@ static void refresh_gauges(struct server *s)
 	m_tcp_connect_failed.value = st.tcp_connect_failed;
 	m_tcp_connect_limited.value = st.tcp_connect_limited;
 	m_tcp_connecting.value = st.tcp_connecting;
+	struct net_tls_stats ts;
+	net_tls_stats_get(s->net, &ts);
+	m_tls_fail[0].value = ts.failed_plaintext;
+	m_tls_fail[1].value = ts.failed_timeout;
+	m_tls_fail[2].value = ts.failed_verify;
+	m_tls_fail[3].value = ts.failed_protocol;
+	m_tls_fail[4].value = ts.failed_closed;
+	m_tls_ok.value = ts.handshakes;
+	m_tls_resumed.value = ts.resumed;
+	m_tls_limited.value = ts.limited;
+	m_tls_handshaking.value = ts.handshaking;
+	m_tls_expiry.value = ts.cert_expiry_s;
 }
 
 static void usage(FILE *f)
@@ -312,6 +345,14 @@ static int start_sip(struct server *s)
 	metric_register(&m_tcp_connect_failed);
 	metric_register(&m_tcp_connect_limited);
 	metric_register(&m_tcp_connecting);
+	for (size_t i = 0; i < ARRAY_SIZE(m_tls_fail); i++)
+		metric_register(&m_tls_fail[i]);
+	metric_register(&m_tls_ok);
+	metric_register(&m_tls_resumed);
+	metric_register(&m_tls_limited);
+	metric_register(&m_tls_handshaking);
+	if (net_tls_can_listen(s->net))
+		metric_register(&m_tls_expiry);
 	metric_register(&m_rl_evictions);
 	metric_register(&m_st_open);
 	metric_register(&m_ct_open);

@@ -144,7 +144,7 @@ static int open_listeners(struct edge *e, const char *spec)
 		struct net_listener_conf lc;
 		if (!colon || net_transport_parse((struct slice){item, (size_t)(colon - item)},
 						  &lc.tp) ||
-		    net_addr_parse(colon + 1, 5060, &lc.addr)) {
+		    net_addr_parse(colon + 1, lc.tp == NET_TLS ? 5061 : 5060, &lc.addr)) {
 			LOG_E("edge", "[sip] listen: cannot parse \"%s\" (want udp:ADDR:PORT)", item);
 			return EINVAL;
 		}
@@ -250,6 +250,8 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	}
 	err = edge_limits_init(e, c);
 	if (!err)
+		err = edge_tls_setup(n, c);
+	if (!err)
 		err = open_listeners(e, conf_str(c, "sip", "listen"));
 	if (!err)
 		err = edge_steer_start(e, conf_str(c, "sip", "steering"));
@@ -277,6 +279,7 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 	/* a flow no binding owns goes after a Flow-Timer and the margin */
 	fc.idle_udp_s = e->flow_timer_udp + fc.margin_s;
 	fc.idle_tcp_s = e->flow_timer_tcp + fc.margin_s;
+	fc.net = n;
 	if ((err = edge_flows_alloc(&e->flows, &fc))) {
 		edge_free(e);
 		return err;
@@ -424,18 +427,27 @@ bool edge_is_local(const struct edge *e, struct slice host, uint16_t port)
 int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *out)
 {
 	struct sip_param tp;
-	enum net_transport want = NET_UDP;
-	if (sip_param_find(uri->params, "transport", &tp) && tp.has_value &&
-	    net_transport_parse(tp.value, &want))
-		return ENOTSUP;
-	if (want != NET_UDP && want != NET_TCP)
-		return ENOENT; /* TLS (issue 15) and WebSocket: no listener of ours yet */
+	/* RFC 5630: a sips: URI is reached over TLS on every hop; its
+	 * transport=tcp means TLS over TCP, and nothing else will do; a sip: URI
+	 * with transport=tls (deprecated, still sent) means TLS too */
+	bool sips = slice_eq_cstr_nocase(uri->scheme, "sips");
+	enum net_transport want = sips ? NET_TLS : NET_UDP;
+	if (sip_param_find(uri->params, "transport", &tp) && tp.has_value) {
+		if (net_transport_parse(tp.value, &want))
+			return ENOTSUP;
+		if (sips && want == NET_TCP)
+			want = NET_TLS;
+		if (sips && want != NET_TLS)
+			return EPROTO; /* sips: over UDP (or WebSocket without TLS) */
+	}
+	if (want != NET_UDP && want != NET_TCP && want != NET_TLS)
+		return ENOENT; /* WebSocket: never a next hop by address */
 	struct sip_param maddr;
 	struct slice host = uri->host;
 	if (sip_param_find(uri->params, "maddr", &maddr) && maddr.has_value)
 		host = maddr.value;
 	struct net_addr dst;
-	if (net_addr_from_host(host, uri->port ? uri->port : 5060, &dst))
+	if (net_addr_from_host(host, uri->port ? uri->port : want == NET_TLS ? 5061 : 5060, &dst))
 		return ENOENT;
 	int li = net_listener_find(e->net, want, net_addr_family(&dst));
 	if (li < 0)
@@ -445,6 +457,16 @@ int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *ou
 	else
 		net_flow_next_hop(e->net, (unsigned)li, &dst, out); /* RFC 5923 reuse or connect */
 	return 0;
+}
+
+const char *edge_uri_scheme(enum net_transport tp)
+{
+	return tp == NET_TLS ? "sips" : "sip";
+}
+
+const char *edge_uri_tp_param(enum net_transport tp)
+{
+	return tp == NET_TCP ? "transport=tcp;" : "";
 }
 
 /* RFC 3581 4 and 3261 18.2.1: note where the request really came from in the top

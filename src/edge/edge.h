@@ -29,6 +29,7 @@ struct stsx;
 struct ctsx;
 
 extern const struct conf_key edge_conf_keys[]; /* [sip], [outbound] */
+extern const struct conf_key edge_tls_conf_keys[]; /* [tls] */
 
 /* What a role sees of one received message, valid during the handler call. */
 struct edge_rx {
@@ -110,6 +111,11 @@ int edge_send(struct edge *e, const struct flow *f, const void *p, size_t len);
  * ENOENT when it names a host we cannot resolve or a transport we have no
  * listener for, ENOTSUP for a transport we do not know. */
 int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *out);
+/* How a URI naming one of our hops over tp is written (RFC 5630): "sips"
+ * for TLS, else "sip"; and the transport parameter with its ';' after it
+ * ("transport=tcp;" for TCP, "" for UDP and for a sips: URI). */
+const char *edge_uri_scheme(enum net_transport tp);
+const char *edge_uri_tp_param(enum net_transport tp);
 /* Sends a stateless response to a request built from rx (To tag added for >100),
  * bounded like stsx_reject. */
 int edge_reply_stateless(const struct edge_rx *rx, uint16_t status, const char *reason,
@@ -311,6 +317,7 @@ struct edge_flows_conf {
 	unsigned margin_s;   /* [outbound] flow_margin */
 	unsigned idle_udp_s; /* an unbound entry with no keepalive this long goes */
 	unsigned idle_tcp_s;
+	struct net *net; /* for a TLS flow's version and peer in dumps; may be NULL */
 };
 
 int edge_flows_alloc(struct edge_flows **fp, const struct edge_flows_conf *c);

@@ -272,4 +272,7 @@ extern struct metric edge_m_rejected, edge_m_reply_trimmed, edge_m_reply_oversiz
 	edge_m_retransmissions, edge_m_stun, edge_m_crlf, edge_m_dropped,
 	edge_m_tsx_timeouts, edge_m_tx, edge_m_send_errors;
 
+/* tls.c: [tls] into net's TLS layer (before the listeners open); logs why not. */
+int edge_tls_setup(struct net *n, const struct conf *c);
+
 #endif

@@ -96,6 +96,7 @@ struct edge_flows {
 	struct fshard sh[FLOW_SHARDS];
 	size_t shard_max, shard_max_unowned; /* RO after alloc */
 	unsigned margin_s, idle_udp_s, idle_tcp_s;
+	struct net *net; /* RO; NULL in tests without one */
 	edge_flow_fail_h *on_fail; /* RO after setup */
 	edge_flow_ping_h *on_ping;
 	void *arg;
@@ -188,6 +189,7 @@ int edge_flows_alloc(struct edge_flows **fp, const struct edge_flows_conf *c)
 	fl->shard_max = MAX((size_t)2, (max + FLOW_SHARDS - 1) / FLOW_SHARDS);
 	fl->shard_max_unowned = MAX((size_t)1, fl->shard_max / 16);
 	fl->margin_s = c->margin_s;
+	fl->net = c->net;
 	fl->idle_udp_s = c->idle_udp_s ? c->idle_udp_s : 35;
 	fl->idle_tcp_s = c->idle_tcp_s ? c->idle_tcp_s : 130;
 	for (unsigned i = 0; i < FLOW_SHARDS; i++) {
@@ -709,7 +711,7 @@ int edge_flows_get(struct edge_flows *fl, const struct flow *f, const char *aor,
 	return e ? 0 : ENOENT;
 }
 
-typedef void(dump_h)(const struct edge_flow_info *fi, uint64_t now_ms, struct buf *out,
+typedef void(dump_h)(struct edge_flows *fl, const struct edge_flow_info *fi, uint64_t now_ms, struct buf *out,
 		     bool *first);
 
 /* Formats each shard under its lock: a copy of one entry at a time. */
@@ -723,7 +725,7 @@ static int dump(struct edge_flows *fl, uint64_t now_ms, struct buf *out, dump_h 
 			for (struct fentry *e = s->hash[b]; e; e = e->hnext) {
 				struct edge_flow_info fi;
 				info_of(e, &fi);
-				h(&fi, now_ms, out, &first);
+				h(fl, &fi, now_ms, out, &first);
 			}
 		}
 		pthread_mutex_unlock(&s->lock);
@@ -741,7 +743,17 @@ static const char *state_of(const struct edge_flow_info *fi)
 	return !fi->failed ? "alive" : cause_names[fi->cause];
 }
 
-static void json_one(const struct edge_flow_info *fi, uint64_t now_ms, struct buf *o, bool *first)
+/* A TLS flow's protocol version and peer certificate subject, "" else. */
+static void tls_of(struct edge_flows *fl, const struct flow *f, char *ver, size_t vl, char *subj,
+		   size_t sl)
+{
+	ver[0] = subj[0] = '\0';
+	if (fl->net && f->tp == NET_TLS && f->conn_id)
+		net_conn_tls_info(fl->net, f->conn_id, ver, vl, subj, sl);
+}
+
+static void json_one(struct edge_flows *fl, const struct edge_flow_info *fi, uint64_t now_ms,
+		     struct buf *o, bool *first)
 {
 	char local[NET_ADDR_STRLEN], remote[NET_ADDR_STRLEN];
 	net_addr_fmt(&fi->flow.local, local, sizeof local);
@@ -763,9 +775,16 @@ static void json_one(const struct edge_flow_info *fi, uint64_t now_ms, struct bu
 	buf_append_json_str(o, fi->instance);
 	buf_printf(o,
 		   ",\"reg_id\":%u,\"flow_timer\":%u,\"ping_interval\":%u,\"state\":\"%s\","
-		   "\"failed\":%s,\"cause\":\"%s\"}",
+		   "\"failed\":%s,\"cause\":\"%s\"",
 		   fi->reg_id, fi->check_s, fi->ping_s, fi->failed ? "failed" : "alive",
 		   fi->failed ? "true" : "false", fi->failed ? cause_names[fi->cause] : "");
+	char ver[16], subj[256];
+	tls_of(fl, &fi->flow, ver, sizeof ver, subj, sizeof subj);
+	if (ver[0]) {
+		buf_printf(o, ",\"tls_version\":\"%s\",\"peer_subject\":", ver);
+		buf_append_json_str(o, subj);
+	}
+	buf_append_cstr(o, "}");
 }
 
 int edge_flows_dump_json(struct edge_flows *fl, uint64_t now_ms, struct buf *out)
@@ -777,7 +796,8 @@ int edge_flows_dump_json(struct edge_flows *fl, uint64_t now_ms, struct buf *out
 	return err ? err : (out->failed ? ENOMEM : 0);
 }
 
-static void text_one(const struct edge_flow_info *fi, uint64_t now_ms, struct buf *o, bool *first)
+static void text_one(struct edge_flows *fl, const struct edge_flow_info *fi, uint64_t now_ms,
+		     struct buf *o, bool *first)
 {
 	(void)first;
 	char local[NET_ADDR_STRLEN], remote[NET_ADDR_STRLEN], ka[24], rid[12], state[24];
@@ -793,9 +813,12 @@ static void text_one(const struct edge_flow_info *fi, uint64_t now_ms, struct bu
 	else
 		snprintf(rid, sizeof rid, "-");
 	snprintf(state, sizeof state, "%s%s", fi->failed ? "FAILED:" : "", state_of(fi));
-	buf_printf(o, "%-4s %-22s %-24s %6lld %-10s %-28s %-49s %-6s %s\n",
+	char ver[16], subj[256];
+	tls_of(fl, &fi->flow, ver, sizeof ver, subj, sizeof subj);
+	buf_printf(o, "%-4s %-22s %-24s %6lld %-10s %-28s %-49s %-6s %s%s%s%s%s\n",
 		   net_transport_name(fi->flow.tp), local, remote, ago_s(now_ms, fi->opened_ms), ka,
-		   fi->aor[0] ? fi->aor : "-", fi->instance[0] ? fi->instance : "-", rid, state);
+		   fi->aor[0] ? fi->aor : "-", fi->instance[0] ? fi->instance : "-", rid, state,
+		   ver[0] ? " " : "", ver, ver[0] ? " peer=" : "", ver[0] ? (subj[0] ? subj : "-") : "");
 }
 
 int edge_flows_dump_text(struct edge_flows *fl, uint64_t now_ms, struct buf *out)

@@ -161,7 +161,7 @@ int net_flow_connect(struct net *n, struct flow *f)
 		return 0;
 	if (!f->may_connect)
 		return ENOTCONN;
-	if (f->tp != NET_TCP || f->listener >= n->n_listeners ||
+	if ((f->tp != NET_TCP && f->tp != NET_TLS) || f->listener >= n->n_listeners ||
 	    n->listeners[f->listener].conf.tp != f->tp)
 		return EINVAL;
 	if (net_addr_family(&f->remote) != net_addr_family(&n->listeners[f->listener].bound))
@@ -261,7 +261,6 @@ void net_conn_connect_failed(struct conn *c, int err)
 
 bool net_conn_connected(struct conn *c)
 {
-	struct net *n = c->owner->net;
 	int soerr = 0;
 	socklen_t sl = sizeof soerr;
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
@@ -270,6 +269,22 @@ bool net_conn_connected(struct conn *c)
 		net_conn_connect_failed(c, soerr);
 		return true;
 	}
+	if (c->flow.tp == NET_TLS) {
+		/* TCP is up; the connection is up once the handshake is done
+		 * (tcp.c drives it, then net_conn_up) */
+		int err = net_tls_connect(c);
+		if (err) {
+			net_conn_connect_failed(c, err);
+			return true;
+		}
+		return false;
+	}
+	return net_conn_up(c);
+}
+
+bool net_conn_up(struct conn *c)
+{
+	struct net *n = c->owner->net;
 	pthread_mutex_lock(&n->conn_lock);
 	c->connecting = false;
 	n->n_connecting--;

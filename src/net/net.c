@@ -182,6 +182,7 @@ void net_free(struct net *n)
 	for (unsigned j = 0; j < n->n_listeners; j++)
 		if (n->n_workers == 0 && n->listeners[j].first_fd >= 0)
 			close(n->listeners[j].first_fd);
+	net_tls_free(n->tls);
 	pthread_mutex_destroy(&n->conn_lock);
 	free(n->conn_hash);
 	free(n->addr_hash);
@@ -194,8 +195,10 @@ int net_listen(struct net *n, const struct net_listener_conf *lc, unsigned *idx)
 {
 	if (n->n_listeners == MAX_LISTENERS)
 		return ENOSPC;
-	if (lc->tp != NET_UDP && lc->tp != NET_TCP)
+	if (lc->tp != NET_UDP && lc->tp != NET_TCP && lc->tp != NET_TLS)
 		return ENOTSUP;
+	if (lc->tp == NET_TLS && !net_tls_can_listen(n))
+		return ENOKEY; /* no [tls] certificate */
 	struct listener *l = &n->listeners[n->n_listeners];
 	l->conf = *lc;
 	int fd, err = lc->tp == NET_UDP ? net_udp_socket(&lc->addr, true, &fd)

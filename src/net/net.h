@@ -329,6 +329,46 @@ struct net_stats {
 };
 void net_stats_get(struct net *n, struct net_stats *out);
 
+/* ---- TLS (tls.c): OpenSSL under the stream transport ----
+ * A tls: listener is a TCP listener whose connections run a TLS handshake
+ * before anything else; a NET_TLS next hop is a TCP connect followed by a
+ * client handshake. Above the bytes, a TLS connection is a TCP one: same
+ * framing, flows, bounds and counters, plus the handshake's own. */
+struct net_tls_conf {
+	/* PEM files; the certificate file may hold the chain after the leaf */
+	const char *certificate, *private_key;
+	const char *sni;     /* "CERT:KEY, ...": more, each for the names it holds */
+	const char *ca_file; /* peers' certificates are checked against it; "" = system store */
+	int verify_client;   /* 0 no, 1 optional (checked if sent), 2 required */
+	bool verify_server;  /* outgoing: the chain and the target's address (RFC 5922) */
+	const char *ciphers; /* TLS 1.2 list; TLS 1.3 suites are OpenSSL's */
+	bool tls13_only;
+	unsigned handshake_s;      /* a handshake not done by then is closed; 0 = 10 */
+	unsigned max_handshakes;   /* incoming handshakes at once; 0 = 256 */
+	unsigned expiry_warn_days; /* warn when a certificate expires sooner */
+};
+/* Loads the contexts; before net_listen of a tls: listener and net_start.
+ * EINVAL with err naming the file and OpenSSL's reason. */
+int net_tls_setup(struct net *n, const struct net_tls_conf *c, char *err, size_t errlen);
+bool net_tls_can_listen(const struct net *n);
+bool net_tls_can_connect(const struct net *n);
+/* A TLS connection's protocol version ("TLSv1.3") and peer certificate
+ * subject ("" without one); ENOTSUP for a connection without TLS, ENOTCONN. */
+int net_conn_tls_info(struct net *n, uint64_t conn_id, char *version, size_t vlen, char *subject,
+		      size_t slen);
+struct net_tls_stats {
+	int64_t handshakes, resumed;
+	/* failed handshakes by cause: plain text to a TLS port, not done in
+	 * handshake_s, a certificate refused (ours or theirs), another protocol
+	 * error, closed by the peer */
+	int64_t failed_plaintext, failed_timeout, failed_verify, failed_protocol, failed_closed;
+	int64_t limited;     /* connections refused at max_handshakes */
+	int64_t handshaking; /* incoming handshakes in progress now */
+	int64_t cert_expiry_s; /* seconds until the first of our certificates expires */
+	bool have_cert;
+};
+void net_tls_stats_get(struct net *n, struct net_tls_stats *out);
+
 /* ---- per-source rate limits: token buckets keyed by net_src_key ----
  *
  * One table for the whole process (all workers share it, so the limit does

@@ -19,6 +19,8 @@
 #define TX_ARENA (128u * 1024u)
 
 struct conn;
+struct tls_conn;
+struct net_tls;
 
 struct worker {
 	unsigned id;
@@ -76,6 +78,9 @@ struct conn {
 	 * written under conn_lock, read by the sweep */
 	_Atomic uint64_t stall_ms;
 	_Atomic bool dead; /* a slow reader, shut down; its owner closes it */
+	/* TLS state (tls.c), NULL on a plain TCP connection; set before the
+	 * connection can be found, then RO */
+	struct tls_conn *tls;
 	uint64_t last_rx_ms;
 	uint64_t opened_ms;
 	bool got_message;
@@ -129,6 +134,7 @@ struct net {
 	struct conn **dst_hash;
 	unsigned n_connecting; /* guarded by conn_lock */
 	_Atomic uint64_t next_conn_id;
+	struct net_tls *tls; /* RO after net_tls_setup; NULL without TLS */
 	struct {
 		_Atomic int64_t udp_rx, udp_tx, udp_tx_errors, udp_oversize, tcp_accepted,
 			tcp_refused, tcp_idle_closed, tcp_broken, tcp_oversize, tcp_refused_addr,
@@ -162,7 +168,33 @@ void net_conn_dst_unlink_locked(struct net *n, struct conn *c);
 /* A connecting c became writable or failed: true when it was closed (failed),
  * false when it is connected now and its queue went out. On its owner. */
 bool net_conn_connected(struct conn *c);
+/* An outgoing connection is up (TCP connected, TLS handshake done): its
+ * queue goes out. true when that failed and c was closed. On its owner. */
+bool net_conn_up(struct conn *c);
 /* An outgoing connect failed (err: why): counted and closed. On its owner. */
 void net_conn_connect_failed(struct conn *c, int err);
+
+/* tls.c */
+enum net_tls_cause { NET_TLS_PLAINTEXT, NET_TLS_TIMEOUT, NET_TLS_VERIFY, NET_TLS_PROTO,
+		     NET_TLS_CLOSED };
+void net_tls_free(struct net_tls *t);
+/* Server side of an accepted c: EAGAIN at max_handshakes (counted). */
+int net_tls_accept(struct conn *c);
+/* Client side of an outgoing c (its flow's remote is what is verified). */
+int net_tls_connect(struct conn *c);
+/* Frees c->tls, sending a close_notify when the handshake was done. */
+void net_tls_conn_free(struct conn *c);
+bool net_tls_handshaking(const struct conn *c);
+/* A handshake step: 0 done, EAGAIN with *want (epoll events) to wait for,
+ * else failed (counted by cause): close c. On its owner. */
+int net_tls_handshake(struct conn *c, uint32_t *want);
+/* recv-like: bytes, 0 at the peer's close, -1 with errno (EAGAIN); *more
+ * when OpenSSL holds more decrypted bytes than were asked for. */
+ssize_t net_tls_read(struct conn *c, void *buf, size_t len, bool *more);
+/* send-like, for the send path (caller holds conn_lock). */
+ssize_t net_tls_write_locked(struct conn *c, const void *buf, size_t len);
+void net_tls_fail(struct conn *c, enum net_tls_cause cause);
+/* A handshake older than [tls] handshake_timeout. */
+bool net_tls_timed_out(const struct conn *c, uint64_t now_ms);
 
 #endif

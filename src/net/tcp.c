@@ -117,6 +117,7 @@ void net_tcp_close(struct conn *c)
 	if (c->next_in_worker)
 		c->next_in_worker->prev_in_worker = c->prev_in_worker;
 	loop_fd_del(w->loop, c->fd);
+	net_tls_conn_free(c);
 	close(c->fd);
 	buf_release(n, &c->in);
 	buf_release(n, &c->out);
@@ -136,6 +137,14 @@ bool net_conn_alive(struct net *n, uint64_t conn_id)
 	return alive;
 }
 
+/* send(2), or SSL_write on a TLS connection; caller holds conn_lock. */
+static ssize_t conn_send_locked(struct conn *c, const void *p, size_t len)
+{
+	if (c->tls)
+		return net_tls_write_locked(c, p, len);
+	return send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 static void want_out_locked(struct conn *c, bool want)
 {
 	if (want != c->want_out) {
@@ -153,8 +162,7 @@ int net_conn_flush_locked(struct net *n, struct conn *c)
 {
 	size_t done = 0;
 	while (done < c->out.len) {
-		ssize_t k = send(c->fd, c->out.data + done, c->out.len - done,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t k = conn_send_locked(c, c->out.data + done, c->out.len - done);
 		if (k < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
@@ -231,6 +239,32 @@ static size_t conn_deliver(struct conn *c, const char *p, size_t len)
 	return off;
 }
 
+/* One step of c's TLS handshake: true when there is nothing more to do now
+ * (it goes on, or failed and c is closed), false when it is done and
+ * application data may follow. On its owner. */
+static bool conn_tls_step(struct conn *c)
+{
+	struct net *n = c->owner->net;
+	uint32_t want = EPOLLIN;
+	int err = net_tls_handshake(c, &want);
+	if (err == EAGAIN) {
+		pthread_mutex_lock(&n->conn_lock);
+		want_out_locked(c, (want & EPOLLOUT) != 0);
+		pthread_mutex_unlock(&n->conn_lock);
+		return true;
+	}
+	if (err) {
+		net_tcp_close(c);
+		return true;
+	}
+	if (c->connecting) /* ours: what was queued meanwhile leaves now */
+		return net_conn_up(c);
+	pthread_mutex_lock(&n->conn_lock);
+	want_out_locked(c, c->out.len != 0);
+	pthread_mutex_unlock(&n->conn_lock);
+	return false;
+}
+
 void net_conn_readable(int fd, uint32_t events, void *arg)
 {
 	struct conn *c = arg;
@@ -240,11 +274,17 @@ void net_conn_readable(int fd, uint32_t events, void *arg)
 		net_tcp_close(c);
 		return;
 	}
-	if (c->connecting) {
+	if (c->connecting && !c->tls) {
 		/* an outgoing connect ended, one way or the other */
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) || net_conn_connected(c))
 			return;
 		events &= ~(uint32_t)EPOLLOUT; /* the queue was flushed */
+	}
+	if (net_tls_handshaking(c)) {
+		/* TLS first: until it is done no byte is the protocol's */
+		if (conn_tls_step(c))
+			return;
+		events = EPOLLIN; /* what followed the handshake, if any */
 	}
 	if (events & EPOLLOUT) {
 		pthread_mutex_lock(&n->conn_lock);
@@ -261,7 +301,8 @@ void net_conn_readable(int fd, uint32_t events, void *arg)
 	/* a few reads per wake-up: a connection that always has more does not
 	 * keep the worker from the others (epoll is level-triggered: it comes
 	 * back next turn) */
-	for (int reads = 0; reads < 8; reads++) {
+	bool more = false; /* OpenSSL holds decrypted bytes epoll cannot see */
+	for (int reads = 0; reads < 8 || more; reads++) {
 		/* with nothing kept, read into the worker's scratch (the UDP
 		 * batch's first slot; both run on this thread, one at a time) */
 		bool scratch = c->in.len == 0;
@@ -279,7 +320,8 @@ void net_conn_readable(int fd, uint32_t events, void *arg)
 			dst = c->in.data + c->in.len;
 			room = c->in.cap - c->in.len;
 		}
-		ssize_t k = recv(fd, dst, room, MSG_DONTWAIT);
+		ssize_t k = c->tls ? net_tls_read(c, dst, room, &more)
+				   : recv(fd, dst, room, MSG_DONTWAIT);
 		if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
 			net_tcp_close(c);
 			return;
@@ -376,7 +418,7 @@ void net_tcp_acceptable(int fd, uint32_t events, void *arg)
 		c->id = n->next_conn_id++;
 		c->fd = cfd;
 		c->owner = w;
-		c->flow.tp = NET_TCP;
+		c->flow.tp = n->listeners[ctx->listener].conf.tp;
 		c->flow.listener = (uint16_t)ctx->listener;
 		c->flow.conn_id = c->id;
 		if (net_sock_addr(cfd, &c->flow.local)) /* the address the peer used */
@@ -385,6 +427,17 @@ void net_tcp_acceptable(int fd, uint32_t events, void *arg)
 		c->opened_ms = c->last_rx_ms = loop_now_ms(w->loop);
 		buf_init(&c->in);
 		buf_init(&c->out);
+		if (c->flow.tp == NET_TLS && net_tls_accept(c)) {
+			/* at [tls] max_handshakes (counted there): the newest waits
+			 * no more than the others would let it */
+			pthread_mutex_lock(&n->conn_lock);
+			n->n_conns--;
+			net_addr_put_locked(n, &key);
+			pthread_mutex_unlock(&n->conn_lock);
+			close(cfd);
+			free(c);
+			continue;
+		}
 		c->next_in_worker = w->conns;
 		if (w->conns)
 			w->conns->prev_in_worker = c;
@@ -412,6 +465,12 @@ void net_tcp_sweep(void *arg)
 	struct conn *c = w->conns;
 	while (c) {
 		struct conn *next = c->next_in_worker;
+		if (net_tls_timed_out(c, now)) {
+			net_tls_fail(c, NET_TLS_TIMEOUT);
+			net_tcp_close(c);
+			c = next;
+			continue;
+		}
 		bool idle = n->conf.tcp_idle_s && now - c->last_rx_ms > n->conf.tcp_idle_s * 1000ull;
 		bool slow = n->conf.tcp_handshake_s && !c->got_message &&
 			    now - c->opened_ms > n->conf.tcp_handshake_s * 1000ull;
@@ -461,9 +520,10 @@ int net_tcp_send(struct net *n, const struct flow *f, const void *data, size_t l
 		goto out;
 	}
 	const char *p = data;
-	if (c->out.len == 0 && !c->connecting) {
+	bool hold = c->connecting || net_tls_handshaking(c); /* queue until it is up */
+	if (c->out.len == 0 && !hold) {
 		while (len) {
-			ssize_t k = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+			ssize_t k = conn_send_locked(c, p, len);
 			if (k < 0 && errno == EINTR)
 				continue;
 			if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -489,7 +549,7 @@ int net_tcp_send(struct net *n, const struct flow *f, const void *data, size_t l
 	}
 	memcpy(c->out.data + c->out.len, p, len);
 	c->out.len += len;
-	if (!c->connecting) /* else it leaves once connected */
+	if (!hold) /* else it leaves once connected */
 		err = net_conn_flush_locked(n, c);
 out:
 	pthread_mutex_unlock(&n->conn_lock);

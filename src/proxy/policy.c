@@ -26,7 +26,7 @@ void proxy_note_alias(struct proxy *p, const struct edge_rx *rx)
 	struct net_addr sent_by;
 	/* the sent-by must be the address the connection comes from: over TCP
 	 * nothing proves a peer is another host it names (TLS would) */
-	if (rx->flow.tp != NET_TCP || !rx->flow.conn_id ||
+	if ((rx->flow.tp != NET_TCP && rx->flow.tp != NET_TLS) || !rx->flow.conn_id ||
 	    !proxy_source_trusted(p, &rx->flow.remote) ||
 	    net_addr_from_host(v->host, v->port ? v->port : 5060, &sent_by) ||
 	    !net_addr_ip_eq(&sent_by, &rx->flow.remote)) {
@@ -36,8 +36,28 @@ void proxy_note_alias(struct proxy *p, const struct edge_rx *rx)
 	net_conn_alias(edge_net(p->edge), rx->flow.conn_id, net_addr_port(&sent_by));
 }
 
+static struct metric m_sips_dropped = {
+    .name = "proxy_sips_not_tls_total",
+    .help = "targets of sips: requests dropped for a flow that is not TLS (RFC 5630)"};
+
+bool proxy_sips_filter(const struct sip_msg *m, struct proxy_target *t, size_t *n)
+{
+	if (!slice_eq_cstr_nocase(m->ruri.scheme, "sips"))
+		return true;
+	size_t k = 0;
+	for (size_t i = 0; i < *n; i++) {
+		if (t[i].flow.tp == NET_TLS)
+			t[k++] = t[i];
+		else
+			metric_inc(&m_sips_dropped);
+	}
+	*n = k;
+	return k > 0;
+}
+
 int proxy_policy_init(struct proxy *p, const struct conf *c)
 {
+	metric_register(&m_sips_dropped);
 	const char *spec = conf_str(c, "proxy", "trusted");
 	char copy[2048];
 	if (strlen(spec) >= sizeof copy) {

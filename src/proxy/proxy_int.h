@@ -106,6 +106,11 @@ struct proxy {
 /* Reads [proxy] trusted: 0, or EINVAL (logged) on a bad entry. */
 int proxy_policy_init(struct proxy *p, const struct conf *c);
 bool proxy_source_trusted(const struct proxy *p, const struct net_addr *src);
+struct proxy_target;
+/* RFC 3261 26.2.2 / RFC 5630: a request for a sips: Request-URI goes over
+ * TLS only: the targets whose flow is not TLS are dropped (counted); false
+ * when none is left (the caller answers 480). Other requests: true, as is. */
+bool proxy_sips_filter(const struct sip_msg *m, struct proxy_target *t, size_t *n);
 /* RFC 5923: a request over a TCP connection a [proxy] trusted peer opened,
  * whose top Via carries ;alias and names the connection's source IP, makes
  * that connection the way to its sent-by (net_conn_alias). RFC 5923 asks for

@@ -138,7 +138,7 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 	/* RFC 5923: over a connection we opened to a trusted peer, offer it
 	 * for the peer's requests back to us */
 	const char *alias =
-		t->next_hop && t->flow.tp == NET_TCP && proxy_source_trusted(p, &t->flow.remote)
+		t->next_hop && t->flow.tp != NET_UDP && proxy_source_trusted(p, &t->flow.remote)
 			? ";alias"
 			: "";
 	/* the way back to the sender, needed in our Via over a stream and in a
@@ -204,12 +204,12 @@ int proxy_build_request(struct proxy *p, const struct edge_rx *rx, const struct 
 			if (&m->hdrs[i] == rr)
 				at = i;
 		const char *mr = plan->relayed_mark ? "mr;" : "";
+		/* a TLS side is a sips: URI (RFC 5630 3.1.3: not transport=tls) */
 		sip_edit_insert_hdr_before(
-			&ed, at, "Record-Route: <sip:%s@%s;%s%s%slr>, <sip:%s@%s;%s%s%slr>",
-			token_out, host, t->flow.tp == NET_TCP ? "transport=tcp" : "",
-			t->flow.tp == NET_TCP ? ";" : "", mr, token_rr_in, host_in,
-			rx->flow.tp == NET_TCP ? "transport=tcp" : "",
-			rx->flow.tp == NET_TCP ? ";" : "", mr);
+			&ed, at, "Record-Route: <%s:%s@%s;%s%slr>, <%s:%s@%s;%s%slr>",
+			edge_uri_scheme(t->flow.tp), token_out, host, edge_uri_tp_param(t->flow.tp),
+			mr, edge_uri_scheme(rx->flow.tp), token_rr_in, host_in,
+			edge_uri_tp_param(rx->flow.tp), mr);
 	}
 	for (size_t i = 0; plan->consumed_realm[0] && i < m->n_hdrs; i++) {
 		struct sip_digest_cred dc;
@@ -472,7 +472,7 @@ static void on_request(const struct edge_rx *rx, void *arg)
 {
 	struct proxy *p = arg;
 	const struct sip_msg *m = rx->msg;
-	if (rx->flow.tp == NET_TCP)
+	if (rx->flow.tp == NET_TCP || rx->flow.tp == NET_TLS)
 		proxy_note_alias(p, rx); /* RFC 5923, also for an edge's REGISTERs */
 	if (m->method == SIP_REGISTER && !p->up_on) {
 		registrar_handle(p->reg, rx);
@@ -588,6 +588,11 @@ static void on_request(const struct edge_rx *rx, void *arg)
 			reply(rx, status, reason, NULL);
 			return;
 		}
+	}
+	/* RFC 5630 / 3261 26.2.2: a sips: request leaves over TLS or not at all */
+	if (!proxy_sips_filter(m, targets, &n)) {
+		reply(rx, 480, "Temporarily Unavailable (No TLS Flow)", NULL);
+		return;
 	}
 	for (size_t i = 0; i < n && !service; i++) {
 		/* one of our own addresses, now or since (netlink keeps them current) */

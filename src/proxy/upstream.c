@@ -108,8 +108,8 @@ int proxy_upstream_init(struct proxy *p, const struct conf *c)
 		      spec);
 		return EINVAL;
 	}
-	if (tp != NET_UDP && tp != NET_TCP) {
-		LOG_E("proxy", "[proxy] registrar = %s: only udp: and tcp: for now", spec);
+	if (tp != NET_UDP && tp != NET_TCP && tp != NET_TLS) {
+		LOG_E("proxy", "[proxy] registrar = %s: only udp:, tcp: and tls:", spec);
 		return ENOTSUP;
 	}
 	int li = listener_toward(p->edge, &dst, tp);
@@ -204,8 +204,9 @@ int proxy_upstream_route(struct proxy *p, const struct edge_rx *rx, struct slice
 		edge_flow_token_encode(p->edge, &rx->flow, token);
 		edge_local_hostport(p->edge, &t->flow, host, sizeof host);
 		bool ob = wants_outbound(m);
-		snprintf(plan->path_entry, sizeof plan->path_entry, "<sip:%s@%s;%slr%s>", token,
-			 host, t->flow.tp == NET_TCP ? "transport=tcp;" : "", ob ? ";ob" : "");
+		snprintf(plan->path_entry, sizeof plan->path_entry, "<%s:%s@%s;%slr%s>",
+			 edge_uri_scheme(t->flow.tp), token, host, edge_uri_tp_param(t->flow.tp),
+			 ob ? ";ob" : "");
 		metric_inc(&m_up_paths);
 		if (ob) {
 			metric_inc(&m_up_ob);

@@ -1,0 +1,593 @@
+/* TLS under the stream transport (OpenSSL): contexts from the config, non-blocking
+ * handshakes bounded in time and number, and the byte layer (read, write) of a TLS
+ * connection. Framing, flows and everything above see plain bytes, as for TCP. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "net_int.h"
+
+#define TLS_SNI_MAX 16
+
+/* A connection's TLS state. The SSL is used from the owner's read path and
+ * from any thread's send path: every SSL call holds lock (after conn_lock
+ * when both are held, never the other way). */
+struct tls_conn {
+	SSL *ssl;
+	pthread_mutex_t lock;
+	bool handshaking; /* until the handshake is done; owner-local */
+	bool server;
+	bool counted;     /* in net_tls handshaking (server side) */
+	bool peeked;      /* the first byte was checked for a TLS record */
+};
+
+/* One per net; RO after net_tls_setup but for the atomics. */
+struct net_tls {
+	SSL_CTX *server;             /* default certificate; NULL: no tls: listener */
+	SSL_CTX *sni[TLS_SNI_MAX];   /* more certificates, chosen by SNI */
+	unsigned n_sni;
+	SSL_CTX *client;             /* outgoing connections */
+	bool verify_server;
+	unsigned handshake_s, max_handshakes;
+	int64_t expiry_s; /* soonest notAfter of our certificates, unix seconds; 0 none */
+	_Atomic unsigned handshaking;
+	struct {
+		_Atomic int64_t handshakes, resumed, plaintext, timeout, verify, proto, closed,
+			limited;
+	} st;
+};
+
+static void ssl_reason(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+	if (e)
+		ERR_error_string_n(e, buf, len);
+	else
+		snprintf(buf, len, "unknown reason");
+	ERR_clear_error();
+}
+
+/* A file the process must read: a missing or unreadable one is named with
+ * the system's reason, before OpenSSL's less telling "system lib". */
+static int check_file(const char *what, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "[tls] %s %s: %s", what, path, strerror(errno));
+		return EINVAL;
+	}
+	fclose(f);
+	return 0;
+}
+
+static int64_t cert_not_after(X509 *x)
+{
+	struct tm tm;
+	if (!x || !ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm))
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+static void ctx_common(SSL_CTX *ctx, const struct net_tls_conf *c)
+{
+	SSL_CTX_set_min_proto_version(ctx, c->tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
+	/* idle connections hold no read or write buffer (~34 KiB each otherwise) */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+}
+
+static int load_trust(SSL_CTX *ctx, const char *ca_file, char *err, size_t errlen)
+{
+	char why[256];
+	if (ca_file && ca_file[0]) {
+		if (check_file("ca_file", ca_file, err, errlen))
+			return EINVAL;
+		if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+			ssl_reason(why, sizeof why);
+			snprintf(err, errlen, "[tls] ca_file %s: %s", ca_file, why);
+			return EINVAL;
+		}
+		return 0;
+	}
+	if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		ssl_reason(why, sizeof why);
+		snprintf(err, errlen, "[tls] the system trust store: %s", why);
+		return EINVAL;
+	}
+	return 0;
+}
+
+/* A server context for one certificate and key. */
+static int server_ctx(struct net_tls *t, const struct net_tls_conf *c, const char *cert,
+		      const char *key, SSL_CTX **out, char *err, size_t errlen)
+{
+	char why[256];
+	if (check_file("certificate", cert, err, errlen) ||
+	    check_file("private_key", key, err, errlen))
+		return EINVAL;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx) {
+		ssl_reason(why, sizeof why);
+		snprintf(err, errlen, "[tls] %s", why);
+		return ENOMEM;
+	}
+	ctx_common(ctx, c);
+	if (c->ciphers && c->ciphers[0] && SSL_CTX_set_cipher_list(ctx, c->ciphers) != 1) {
+		ssl_reason(why, sizeof why);
+		snprintf(err, errlen, "[tls] ciphers \"%s\": %s", c->ciphers, why);
+		goto out_free;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		ssl_reason(why, sizeof why);
+		snprintf(err, errlen, "[tls] certificate %s: %s", cert, why);
+		goto out_free;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		ssl_reason(why, sizeof why);
+		snprintf(err, errlen, "[tls] private_key %s: %s", key, why);
+		goto out_free;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		ssl_reason(why, sizeof why);
+		snprintf(err, errlen, "[tls] private_key %s does not match certificate %s: %s", key,
+			 cert, why);
+		goto out_free;
+	}
+	/* resumption by tickets (stateless: nothing kept per client); one per
+	 * handshake is enough for a phone that reconnects */
+	SSL_CTX_set_num_tickets(ctx, 1);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	static const unsigned char sid_ctx[] = "pinhole";
+	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
+	if (c->verify_client) {
+		if (load_trust(ctx, c->ca_file, err, errlen))
+			goto out_free;
+		if (c->ca_file && c->ca_file[0]) {
+			STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(c->ca_file);
+			if (names)
+				SSL_CTX_set_client_CA_list(ctx, names);
+		}
+		SSL_CTX_set_verify(ctx,
+				   SSL_VERIFY_PEER |
+					   (c->verify_client == 2 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+				   NULL);
+	}
+	int64_t na = cert_not_after(SSL_CTX_get0_certificate(ctx));
+	if (na && (!t->expiry_s || na < t->expiry_s))
+		t->expiry_s = na;
+	if (na && na - (int64_t)time(NULL) < (int64_t)c->expiry_warn_days * 86400) {
+		char when[32];
+		time_t tt = (time_t)na;
+		struct tm tm;
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime_r(&tt, &tm));
+		LOG_W("tls", "certificate %s %s %s", cert, na < (int64_t)time(NULL) ? "expired" : "expires",
+		      when);
+	}
+	*out = ctx;
+	return 0;
+out_free:
+	SSL_CTX_free(ctx);
+	return EINVAL;
+}
+
+/* Whether the certificate of ctx names host (SAN dNSName, else the CN;
+ * X509_check_host does the wildcard rules). */
+static bool ctx_names(SSL_CTX *ctx, const char *host)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	return x && X509_check_host(x, host, 0, 0, NULL) == 1;
+}
+
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+	(void)alert;
+	struct net_tls *t = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	if (!name)
+		return SSL_TLSEXT_ERR_OK;
+	for (unsigned i = 0; i < t->n_sni; i++) {
+		if (ctx_names(t->sni[i], name)) {
+			SSL_set_SSL_CTX(ssl, t->sni[i]);
+			/* the verify mode is the connection's own, kept from the default */
+			break;
+		}
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+void net_tls_free(struct net_tls *t)
+{
+	if (!t)
+		return;
+	SSL_CTX_free(t->server);
+	for (unsigned i = 0; i < t->n_sni; i++)
+		SSL_CTX_free(t->sni[i]);
+	SSL_CTX_free(t->client);
+	free(t);
+}
+
+int net_tls_setup(struct net *n, const struct net_tls_conf *c, char *err, size_t errlen)
+{
+	char why[256];
+	struct net_tls *t = calloc(1, sizeof *t);
+	if (!t)
+		return ENOMEM;
+	t->verify_server = c->verify_server;
+	t->handshake_s = c->handshake_s ? c->handshake_s : 10;
+	t->max_handshakes = c->max_handshakes ? c->max_handshakes : 256;
+	int rc = EINVAL;
+	if (c->certificate && c->certificate[0]) {
+		if (!c->private_key || !c->private_key[0]) {
+			snprintf(err, errlen, "[tls] certificate %s: private_key is not set",
+				 c->certificate);
+			goto out;
+		}
+		if (server_ctx(t, c, c->certificate, c->private_key, &t->server, err, errlen))
+			goto out;
+	}
+	/* "CERT:KEY, CERT:KEY": more certificates, each for the names it holds */
+	char list[2048];
+	snprintf(list, sizeof list, "%s", c->sni ? c->sni : "");
+	char *save = NULL;
+	for (char *it = strtok_r(list, ", ", &save); it; it = strtok_r(NULL, ", ", &save)) {
+		char *colon = strchr(it, ':');
+		if (!colon) {
+			snprintf(err, errlen, "[tls] sni_certificates: \"%s\" is not CERT:KEY", it);
+			goto out;
+		}
+		if (t->n_sni == TLS_SNI_MAX) {
+			snprintf(err, errlen, "[tls] sni_certificates: more than %d", TLS_SNI_MAX);
+			goto out;
+		}
+		if (!t->server) {
+			snprintf(err, errlen, "[tls] sni_certificates needs a default certificate");
+			goto out;
+		}
+		*colon = '\0';
+		if (server_ctx(t, c, it, colon + 1, &t->sni[t->n_sni], err, errlen))
+			goto out;
+		t->n_sni++;
+	}
+	if (t->server && t->n_sni)
+		SSL_CTX_set_tlsext_servername_callback(t->server, on_servername),
+			SSL_CTX_set_tlsext_servername_arg(t->server, t);
+	t->client = SSL_CTX_new(TLS_client_method());
+	if (!t->client) {
+		ssl_reason(why, sizeof why);
+		snprintf(err, errlen, "[tls] %s", why);
+		goto out;
+	}
+	ctx_common(t->client, c);
+	if (c->ciphers && c->ciphers[0] && SSL_CTX_set_cipher_list(t->client, c->ciphers) != 1) {
+		ssl_reason(why, sizeof why);
+		snprintf(err, errlen, "[tls] ciphers \"%s\": %s", c->ciphers, why);
+		goto out;
+	}
+	if (t->verify_server) {
+		if (load_trust(t->client, c->ca_file, err, errlen))
+			goto out;
+		SSL_CTX_set_verify(t->client, SSL_VERIFY_PEER, NULL);
+	}
+	/* mutual TLS toward a next hop that asks for it: our certificate */
+	if (t->server && (SSL_CTX_use_certificate_chain_file(t->client, c->certificate) != 1 ||
+			  SSL_CTX_use_PrivateKey_file(t->client, c->private_key, SSL_FILETYPE_PEM) != 1)) {
+		ssl_reason(why, sizeof why);
+		snprintf(err, errlen, "[tls] certificate %s as a client: %s", c->certificate, why);
+		goto out;
+	}
+	net_tls_free(n->tls);
+	n->tls = t;
+	return 0;
+out:
+	net_tls_free(t);
+	return rc;
+}
+
+bool net_tls_can_listen(const struct net *n)
+{
+	return n->tls && n->tls->server;
+}
+
+bool net_tls_can_connect(const struct net *n)
+{
+	return n->tls && n->tls->client;
+}
+
+/* ---- per connection ---- */
+
+static struct tls_conn *tls_conn_new(SSL_CTX *ctx, int fd, bool server)
+{
+	struct tls_conn *tc = calloc(1, sizeof *tc);
+	if (!tc)
+		return NULL;
+	tc->ssl = SSL_new(ctx);
+	if (!tc->ssl || SSL_set_fd(tc->ssl, fd) != 1) {
+		SSL_free(tc->ssl);
+		free(tc);
+		ERR_clear_error();
+		return NULL;
+	}
+	pthread_mutex_init(&tc->lock, NULL);
+	tc->server = server;
+	tc->handshaking = true;
+	if (server)
+		SSL_set_accept_state(tc->ssl);
+	else
+		SSL_set_connect_state(tc->ssl);
+	return tc;
+}
+
+int net_tls_accept(struct conn *c)
+{
+	struct net_tls *t = c->owner->net->tls;
+	if (!t || !t->server)
+		return ENOTSUP;
+	/* a bound on handshakes in progress: each costs a private-key operation
+	 * and an SSL object, and a stranger can start them for free */
+	unsigned now = atomic_fetch_add(&t->handshaking, 1);
+	if (now >= t->max_handshakes) {
+		atomic_fetch_sub(&t->handshaking, 1);
+		t->st.limited++;
+		return EAGAIN;
+	}
+	c->tls = tls_conn_new(t->server, c->fd, true);
+	if (!c->tls) {
+		atomic_fetch_sub(&t->handshaking, 1);
+		return ENOMEM;
+	}
+	c->tls->counted = true;
+	return 0;
+}
+
+int net_tls_connect(struct conn *c)
+{
+	struct net_tls *t = c->owner->net->tls;
+	if (!t || !t->client)
+		return ENOTSUP;
+	c->tls = tls_conn_new(t->client, c->fd, false);
+	if (!c->tls)
+		return ENOMEM;
+	/* RFC 5922: the peer's certificate must name the host we meant; pinhole
+	 * routes to addresses, so that is the IP (an iPAddress entry) */
+	char ip[INET6_ADDRSTRLEN];
+	net_addr_ip_fmt(&c->flow.remote, ip, sizeof ip);
+	if (t->verify_server) {
+		X509_VERIFY_PARAM *vp = SSL_get0_param(c->tls->ssl);
+		X509_VERIFY_PARAM_set1_ip_asc(vp, ip);
+	}
+	return 0;
+}
+
+static void handshake_done(struct net_tls *t, struct tls_conn *tc)
+{
+	tc->handshaking = false;
+	if (tc->counted) {
+		atomic_fetch_sub(&t->handshaking, 1);
+		tc->counted = false;
+	}
+}
+
+void net_tls_conn_free(struct conn *c)
+{
+	struct tls_conn *tc = c->tls;
+	if (!tc)
+		return;
+	struct net_tls *t = c->owner->net->tls;
+	if (tc->handshaking)
+		handshake_done(t, tc);
+	else
+		SSL_shutdown(tc->ssl); /* a close_notify if the kernel takes it; no wait */
+	SSL_free(tc->ssl);
+	pthread_mutex_destroy(&tc->lock);
+	free(tc);
+	c->tls = NULL;
+	ERR_clear_error();
+}
+
+bool net_tls_handshaking(const struct conn *c)
+{
+	return c->tls && c->tls->handshaking;
+}
+
+void net_tls_fail(struct conn *c, enum net_tls_cause cause)
+{
+	struct net_tls *t = c->owner->net->tls;
+	switch (cause) {
+	case NET_TLS_PLAINTEXT:
+		t->st.plaintext++;
+		break;
+	case NET_TLS_TIMEOUT:
+		t->st.timeout++;
+		break;
+	case NET_TLS_VERIFY:
+		t->st.verify++;
+		break;
+	case NET_TLS_CLOSED:
+		t->st.closed++;
+		break;
+	default:
+		t->st.proto++;
+		break;
+	}
+}
+
+/* Why a handshake failed, from the SSL error and the verify result. */
+static enum net_tls_cause fail_cause(struct tls_conn *tc, int sslerr)
+{
+	if (SSL_get_verify_result(tc->ssl) != X509_V_OK)
+		return NET_TLS_VERIFY;
+	unsigned long e = ERR_peek_error();
+	if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+	    (ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED ||
+	     ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE ||
+	     ERR_GET_REASON(e) == SSL_R_TLSV1_ALERT_UNKNOWN_CA ||
+	     ERR_GET_REASON(e) == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
+	     ERR_GET_REASON(e) == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN))
+		return NET_TLS_VERIFY;
+	if (sslerr == SSL_ERROR_SYSCALL || sslerr == SSL_ERROR_ZERO_RETURN)
+		return e ? NET_TLS_PROTO : NET_TLS_CLOSED;
+	return NET_TLS_PROTO;
+}
+
+int net_tls_handshake(struct conn *c, uint32_t *want)
+{
+	struct tls_conn *tc = c->tls;
+	struct net_tls *t = c->owner->net->tls;
+	if (tc->server && !tc->peeked) {
+		/* a TLS connection starts with a handshake record (0x16); SIP in
+		 * clear starts with a letter: closed at once and counted, not left
+		 * to OpenSSL's guesswork */
+		unsigned char b;
+		ssize_t k = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (k == 0) {
+			net_tls_fail(c, NET_TLS_CLOSED);
+			return ECONNRESET;
+		}
+		if (k < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+				*want = EPOLLIN;
+				return EAGAIN;
+			}
+			net_tls_fail(c, NET_TLS_CLOSED);
+			return errno;
+		}
+		if (b != 0x16) {
+			net_tls_fail(c, NET_TLS_PLAINTEXT);
+			return EPROTO;
+		}
+		tc->peeked = true;
+	}
+	pthread_mutex_lock(&tc->lock);
+	int r = SSL_do_handshake(tc->ssl);
+	int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(tc->ssl, r);
+	enum net_tls_cause cause = NET_TLS_PROTO;
+	if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+		cause = fail_cause(tc, e);
+	bool resumed = r == 1 && SSL_session_reused(tc->ssl);
+	pthread_mutex_unlock(&tc->lock);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		*want = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLIN | EPOLLOUT;
+		return EAGAIN;
+	}
+	if (e != SSL_ERROR_NONE) {
+		if (log_get_level() >= LOG_DEBUG) {
+			char why[256], a[NET_ADDR_STRLEN];
+			ssl_reason(why, sizeof why);
+			LOG_D("tls", "handshake with %s failed: %s",
+			      net_addr_fmt(&c->flow.remote, a, sizeof a), why);
+		}
+		ERR_clear_error();
+		net_tls_fail(c, cause);
+		return EPROTO;
+	}
+	handshake_done(t, tc);
+	t->st.handshakes++;
+	if (resumed)
+		t->st.resumed++;
+	*want = EPOLLIN;
+	return 0;
+}
+
+ssize_t net_tls_read(struct conn *c, void *buf, size_t len, bool *more)
+{
+	struct tls_conn *tc = c->tls;
+	size_t got = 0;
+	pthread_mutex_lock(&tc->lock);
+	int r = SSL_read_ex(tc->ssl, buf, len, &got);
+	int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(tc->ssl, r);
+	*more = r == 1 && SSL_pending(tc->ssl) > 0;
+	pthread_mutex_unlock(&tc->lock);
+	ERR_clear_error();
+	switch (e) {
+	case SSL_ERROR_NONE:
+		return (ssize_t)got;
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		errno = EPROTO;
+		return -1;
+	}
+}
+
+ssize_t net_tls_write_locked(struct conn *c, const void *buf, size_t len)
+{
+	struct tls_conn *tc = c->tls;
+	size_t done = 0;
+	pthread_mutex_lock(&tc->lock);
+	int r = SSL_write_ex(tc->ssl, buf, len, &done);
+	int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(tc->ssl, r);
+	pthread_mutex_unlock(&tc->lock);
+	ERR_clear_error();
+	if (e == SSL_ERROR_NONE)
+		return (ssize_t)done;
+	errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EPIPE;
+	return -1;
+}
+
+bool net_tls_timed_out(const struct conn *c, uint64_t now_ms)
+{
+	const struct net_tls *t = c->owner->net->tls;
+	return c->tls && c->tls->handshaking && now_ms - c->opened_ms > t->handshake_s * 1000ull;
+}
+
+int net_conn_tls_info(struct net *n, uint64_t conn_id, char *version, size_t vlen, char *subject,
+		      size_t slen)
+{
+	int err = 0;
+	if (vlen)
+		version[0] = '\0';
+	if (slen)
+		subject[0] = '\0';
+	pthread_mutex_lock(&n->conn_lock);
+	struct conn *c = net_conn_find_locked(n, conn_id);
+	if (!c || !c->tls) {
+		err = c ? ENOTSUP : ENOTCONN;
+		goto out;
+	}
+	pthread_mutex_lock(&c->tls->lock);
+	if (!c->tls->handshaking) {
+		snprintf(version, vlen, "%s", SSL_get_version(c->tls->ssl));
+		X509 *x = SSL_get0_peer_certificate(c->tls->ssl);
+		if (x && slen)
+			X509_NAME_oneline(X509_get_subject_name(x), subject, (int)slen);
+	}
+	pthread_mutex_unlock(&c->tls->lock);
+out:
+	pthread_mutex_unlock(&n->conn_lock);
+	return err;
+}
+
+void net_tls_stats_get(struct net *n, struct net_tls_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	struct net_tls *t = n->tls;
+	if (!t)
+		return;
+	out->handshakes = t->st.handshakes;
+	out->resumed = t->st.resumed;
+	out->failed_plaintext = t->st.plaintext;
+	out->failed_timeout = t->st.timeout;
+	out->failed_verify = t->st.verify;
+	out->failed_protocol = t->st.proto;
+	out->failed_closed = t->st.closed;
+	out->limited = t->st.limited;
+	out->handshaking = t->handshaking;
+	out->cert_expiry_s = t->expiry_s ? t->expiry_s - (int64_t)time(NULL) : 0;
+	out->have_cert = t->expiry_s != 0;
+}
