@@ -27,7 +27,8 @@ static const char usage_text[] =
     "each (RFC 5626 SIP Outbound), keeps the flows alive, replaces a failed one, and\n"
     "unregisters on SIGINT or SIGTERM. One line per event on stdout.\n\n"
     "options:\n"
-    "  --proxy TP:HOST[:PORT]  an outbound proxy, TP udp or tcp, port 5060 by default;\n"
+    "  --proxy TP:HOST[:PORT]  an outbound proxy, TP udp, tcp or tls, port 5060 by\n"
+    "                          default (tls: 5061);\n"
     "                          give it twice for two flows (reg-id 1 and 2). Default:\n"
     "                          udp:DOMAIN:PORT of the AOR\n"
     "  --user NAME             digest user name (default: the AOR's user part)\n"
@@ -80,6 +81,9 @@ static const char usage_text[] =
     "                          (proxy = udp:..., duration = 10, json = yes); the\n"
     "                          command line overrides it (and its --proxy replaces\n"
     "                          the file's)\n"
+    "  --ca FILE               tls: trust the server certificates this PEM file's CAs\n"
+    "                          signed (default: the system trust store); the\n"
+    "                          certificate must also name the proxy's HOST\n"
     "  --json                  one JSON object per event instead of text\n"
     "  -h, --help              this text\n\n"
     "exit status: 0 registered (and unregistered at the end), 1 local error (socket,\n"
@@ -87,7 +91,9 @@ static const char usage_text[] =
     "(403, 404, 5xx... on every flow; for call: a 4xx/5xx/6xx to the INVITE), 5 no\n"
     "answer (unreachable proxy, timeouts, no answer to the INVITE), 6 the call was\n"
     "answered but audio did not go both ways (the verdict says which way failed and\n"
-    "why), 7 the call was cancelled (signal or --answer-timeout) before an answer.\n"
+    "why), 7 the call was cancelled (signal or --answer-timeout) before an answer,\n"
+    "8 a tls: flow's server certificate was refused (not trusted, or not naming the\n"
+    "proxy's host).\n"
     "Before any flow has registered, a failure of every flow ends the run; once one\n"
     "has, failed flows are retried (RFC 5626 4.5) until the end.\n\n"
     "check: probes the NAT (RFC 5780, against the first proxy's host on 3478, else its\n"
@@ -198,12 +204,12 @@ static int parse_proxy(const char *s, struct ua_proxy *px, char *err, size_t err
 {
 	const char *colon = strchr(s, ':');
 	if (!colon) {
-		snprintf(err, errlen, "--proxy '%s': want udp:HOST[:PORT] or tcp:HOST[:PORT]", s);
+		snprintf(err, errlen, "--proxy '%s': want udp:, tcp: or tls:HOST[:PORT]", s);
 		return EINVAL;
 	}
 	if (net_transport_parse((struct slice){s, (size_t)(colon - s)}, &px->tp) ||
-	    (px->tp != NET_UDP && px->tp != NET_TCP)) {
-		snprintf(err, errlen, "--proxy '%s': transport must be udp or tcp", s);
+	    (px->tp != NET_UDP && px->tp != NET_TCP && px->tp != NET_TLS)) {
+		snprintf(err, errlen, "--proxy '%s': transport must be udp, tcp or tls", s);
 		return EINVAL;
 	}
 	const char *hp = colon + 1, *port = NULL;
@@ -225,7 +231,7 @@ static int parse_proxy(const char *s, struct ua_proxy *px, char *err, size_t err
 		snprintf(host, sizeof host, "%.*s", (int)(c ? (size_t)(c - hp) : strlen(hp)), hp);
 		port = c ? c + 1 : NULL;
 	}
-	unsigned p = 5060;
+	unsigned p = px->tp == NET_TLS ? 5061 : 5060;
 	if (!host[0] || (port && parse_uint(port, 1, 65535, &p))) {
 		snprintf(err, errlen, "--proxy '%s': bad host or port", s);
 		return EINVAL;
@@ -555,6 +561,7 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 	    {"record", required_argument, NULL, 'r'},
 	    {"stun", required_argument, NULL, 'X'},
 	    {"config", required_argument, NULL, 'C'},
+	    {"ca", required_argument, NULL, 0x110},
 	    {"json", no_argument, NULL, 'j'},
 	    {"echo-uri", required_argument, NULL, 0x100},
 	    {"probe", required_argument, NULL, 0x101},
@@ -702,6 +709,20 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 			break;
 		case 'C':
 			break; /* read before the loop */
+		case 0x110: {
+			FILE *cf = fopen(optarg, "re");
+			if (!cf || strlen(optarg) >= sizeof c->ca_file) {
+				fprintf(stderr, "pinhole ua: %s--ca %s: %s\n", where, optarg,
+					cf ? "name too long" : strerror(errno));
+				if (cf)
+					fclose(cf);
+				where = "";
+				goto out;
+			}
+			fclose(cf);
+			snprintf(c->ca_file, sizeof c->ca_file, "%s", optarg);
+			break;
+		}
 		case 'j':
 			json = true;
 			break;

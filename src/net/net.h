@@ -369,6 +369,24 @@ struct net_tls_stats {
 };
 void net_tls_stats_get(struct net *n, struct net_tls_stats *out);
 
+/* A TLS client on a socket its caller owns and drives (pinhole ua; one
+ * thread). verify: the chain against ca_file (else the system store) and
+ * the host (a name, or an address) the socket was opened to (RFC 5922). */
+struct net_tls_client;
+struct net_tls_sock;
+int net_tls_client_alloc(struct net_tls_client **cp, const char *ca_file, bool verify, char *err,
+			 size_t errlen);
+void net_tls_client_free(struct net_tls_client *c);
+int net_tls_sock_alloc(struct net_tls_sock **sp, struct net_tls_client *c, int fd, const char *host);
+void net_tls_sock_free(struct net_tls_sock *s);
+/* 0 done; EAGAIN: wait for *want (epoll events); EPERM: the certificate
+ * was refused; else failed; why says how, in words. */
+int net_tls_sock_handshake(struct net_tls_sock *s, uint32_t *want, char *why, size_t whylen);
+const char *net_tls_sock_version(const struct net_tls_sock *s);
+/* recv/send-like; -1 with EAGAIN when it would block. */
+ssize_t net_tls_sock_read(struct net_tls_sock *s, void *buf, size_t len, bool *more);
+ssize_t net_tls_sock_write(struct net_tls_sock *s, const void *buf, size_t len);
+
 /* ---- per-source rate limits: token buckets keyed by net_src_key ----
  *
  * One table for the whole process (all workers share it, so the limit does

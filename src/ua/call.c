@@ -70,8 +70,8 @@ void uac_contact(struct ua_call *c, struct buf *b)
 	char hp[NET_ADDR_STRLEN + 8];
 	ua_contact_hostport(c->f, hp, sizeof hp);
 	/* RFC 5626 5.3: ;ob asks in-dialog requests to come back on this flow */
-	buf_printf(b, "Contact: <sip:%s@%s;ob%s>\r\n", c->ua->aor_user, hp,
-		   c->f->px->tp == NET_TCP ? ";transport=tcp" : "");
+	buf_printf(b, "Contact: <%s:%s@%s;ob%s>\r\n", ua_scheme(c->f->px), c->ua->aor_user, hp,
+		   ua_tp_param(c->f->px));
 }
 
 void uac_body(struct buf *b, const struct buf *sdp)

@@ -36,7 +36,7 @@ int uaf_open(struct ua_flow *f)
 	int fd = socket(net_addr_family(&px->addr), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return errno;
-	if (px->tp == NET_TCP) {
+	if (ua_stream(px)) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	}
@@ -44,7 +44,7 @@ int uaf_open(struct ua_flow *f)
 	if (connect(fd, &px->addr.u.sa, net_addr_len(&px->addr)) < 0 && errno != EINPROGRESS)
 		err = errno;
 	if (!err)
-		err = loop_fd_add(f->ua->loop, fd, EPOLLIN | (px->tp == NET_TCP ? EPOLLOUT : 0),
+		err = loop_fd_add(f->ua->loop, fd, EPOLLIN | (ua_stream(px) ? EPOLLOUT : 0),
 				  on_io, f);
 	if (err) {
 		close(fd);
@@ -52,7 +52,7 @@ int uaf_open(struct ua_flow *f)
 	}
 	f->fd = fd;
 	f->connected = px->tp == NET_UDP;
-	if (px->tp == NET_TCP) /* the REGISTER's own Timer F replaces it once connected */
+	if (ua_stream(px)) /* the REGISTER's own Timer F replaces it once connected */
 		timer_start(f->ua->loop, &f->t_tsx, UA_TIMER_F_MS, connect_timeout, f);
 	f->sock_err = 0;
 	buf_reset(&f->rx);
@@ -68,6 +68,9 @@ void uaf_close(struct ua_flow *f)
 		loop_fd_del(f->ua->loop, f->fd);
 		close(f->fd);
 	}
+	net_tls_sock_free(f->tls);
+	f->tls = NULL;
+	f->tcp_up = false;
 	f->fd = -1;
 	f->connected = false;
 	buf_reset(&f->rx);
@@ -82,7 +85,8 @@ static void want_out(struct ua_flow *f, bool on)
 static int flush_tx(struct ua_flow *f)
 {
 	while (f->tx.len) {
-		ssize_t n = send(f->fd, f->tx.data, f->tx.len, MSG_NOSIGNAL);
+		ssize_t n = f->tls ? net_tls_sock_write(f->tls, f->tx.data, f->tx.len)
+				   : send(f->fd, f->tx.data, f->tx.len, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
@@ -194,7 +198,7 @@ static void ka_wait(void *arg)
 {
 	struct ua_flow *f = arg;
 	uint64_t waited = loop_now_ms(f->ua->loop) - f->ka_sent_ms;
-	if (f->px->tp == NET_TCP || waited + 5 >= UA_KA_WAIT_MS) {
+	if (ua_stream(f->px) || waited + 5 >= UA_KA_WAIT_MS) {
 		ka_failed(f, f->px->tp == NET_UDP ? "no STUN answer within 10 s"
 						  : "no CRLF pong within 10 s");
 		return;
@@ -330,6 +334,7 @@ static bool frame_tcp(struct ua_flow *f)
 
 static void read_tcp(struct ua_flow *f)
 {
+	bool more = false;
 	for (;;) {
 		if (buf_reserve(&f->rx, 4096)) {
 			ua_flow_failed(f, "out of memory", UA_EXIT_ERROR);
@@ -337,7 +342,9 @@ static void read_tcp(struct ua_flow *f)
 		}
 		/* the framer refuses a message over UA_MAX_MSG, so rx stays below
 		 * it plus one read */
-		ssize_t n = recv(f->fd, f->rx.data + f->rx.len, f->rx.cap - f->rx.len, 0);
+		ssize_t n = f->tls ? net_tls_sock_read(f->tls, f->rx.data + f->rx.len,
+						       f->rx.cap - f->rx.len, &more)
+				   : recv(f->fd, f->rx.data + f->rx.len, f->rx.cap - f->rx.len, 0);
 		if (n == 0) {
 			ua_flow_failed(f, "connection closed by the server", UA_EXIT_TIMEOUT);
 			return;
@@ -358,6 +365,29 @@ static void read_tcp(struct ua_flow *f)
 	}
 }
 
+static void on_connected(struct ua_flow *f);
+
+/* One step of a tls: flow's handshake; the flow is up when it is done. A
+ * certificate we do not trust ends the flow as a failure of its own kind:
+ * the server may be someone else. */
+static void tls_step(struct ua_flow *f)
+{
+	uint32_t want;
+	char why[200];
+	int err = net_tls_sock_handshake(f->tls, &want, why, sizeof why);
+	if (err == EAGAIN) {
+		loop_fd_mod(f->ua->loop, f->fd, want);
+		return;
+	}
+	if (err) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "TLS handshake with %s failed: %s", f->proxy_s, why);
+		ua_flow_failed(f, msg, err == EPERM ? UA_EXIT_TLS : UA_EXIT_TIMEOUT);
+		return;
+	}
+	on_connected(f);
+}
+
 static void on_connected(struct ua_flow *f)
 {
 	int soerr = 0;
@@ -370,8 +400,19 @@ static void on_connected(struct ua_flow *f)
 		ua_flow_failed(f, why, UA_EXIT_TIMEOUT);
 		return;
 	}
-	f->connected = true;
 	note_local(f);
+	if (f->px->tp == NET_TLS && !f->tcp_up) {
+		/* TCP is up: the handshake next, and the flow is up after it */
+		f->tcp_up = true;
+		int err = net_tls_sock_alloc(&f->tls, f->ua->tls, f->fd, f->px->host);
+		if (err) {
+			ua_flow_failed(f, "cannot start TLS", UA_EXIT_ERROR);
+			return;
+		}
+		tls_step(f);
+		return;
+	}
+	f->connected = true;
 	want_out(f, f->tx.len > 0);
 	struct ua_event ev = {.kind = UA_EV_FLOW_UP};
 	ua_emit(f, &ev);
@@ -383,12 +424,14 @@ static void on_io(int fd, uint32_t events, void *arg)
 	struct ua_flow *f = arg;
 	if (fd != f->fd)
 		return;
-	if (f->px->tp == NET_TCP && !f->connected) {
-		if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+	if (ua_stream(f->px) && !f->connected) {
+		if (f->tcp_up)
+			tls_step(f);
+		else if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 			on_connected(f);
 		return;
 	}
-	if ((events & EPOLLOUT) && f->px->tp == NET_TCP) {
+	if ((events & EPOLLOUT) && ua_stream(f->px)) {
 		int err = flush_tx(f);
 		if (err) {
 			char why[96];

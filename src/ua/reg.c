@@ -58,8 +58,8 @@ static void contact_uri(const struct ua_flow *f, char *out, size_t cap)
 {
 	char hp[NET_ADDR_STRLEN + 8];
 	ua_contact_hostport(f, hp, sizeof hp);
-	snprintf(out, cap, "sip:%s@%s%s", f->ua->aor_user, hp,
-		 f->px->tp == NET_TCP ? ";transport=tcp" : "");
+	snprintf(out, cap, "%s:%s@%s%s", ua_scheme(f->px), f->ua->aor_user, hp,
+		 ua_tp_param(f->px));
 }
 
 static bool proxy_is_registrar(const struct ua *ua, const struct ua_proxy *px)
@@ -75,8 +75,8 @@ void ua_outbound_route(const struct ua_flow *f, struct buf *b)
 	/* RFC 5626 4.2.1: through the outbound proxy, loose-routed */
 	const char *h = f->px->host;
 	bool v6 = strchr(h, ':') != NULL && h[0] != '[';
-	buf_printf(b, "Route: <sip:%s%s%s:%u%s;lr>\r\n", v6 ? "[" : "", h, v6 ? "]" : "",
-		   f->px->port, f->px->tp == NET_TCP ? ";transport=tcp" : "");
+	buf_printf(b, "Route: <%s:%s%s%s:%u%s;lr>\r\n", ua_scheme(f->px), v6 ? "[" : "", h,
+		   v6 ? "]" : "", f->px->port, ua_tp_param(f->px));
 }
 
 static int build(struct ua_flow *f, struct buf *b)

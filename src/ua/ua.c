@@ -37,7 +37,8 @@ static void emit_done(struct ua *ua)
 /* The code that failed flows stand for, the most telling first. */
 static int worst_code(const struct ua *ua)
 {
-	static const int order[] = {UA_EXIT_AUTH, UA_EXIT_REFUSED, UA_EXIT_TIMEOUT, UA_EXIT_ERROR};
+	static const int order[] = {UA_EXIT_AUTH, UA_EXIT_TLS, UA_EXIT_REFUSED, UA_EXIT_TIMEOUT,
+				    UA_EXIT_ERROR};
 	for (size_t k = 0; k < ARRAY_SIZE(order); k++)
 		for (unsigned i = 0; i < ua->n; i++)
 			if (!ua->f[i].ever_registered && ua->f[i].final_code == order[k])
@@ -243,7 +244,7 @@ static void open_flow(struct ua_flow *f)
 		ua_flow_failed(f, why, UA_EXIT_ERROR);
 		return;
 	}
-	if (f->px->tp == NET_TCP) {
+	if (ua_stream(f->px)) {
 		f->st = UAF_CONNECTING;
 		return; /* flow.c reports it up and registers once connected */
 	}
@@ -402,6 +403,15 @@ int ua_alloc(struct ua **up, struct loop *l, const struct ua_conf *conf, ua_even
 		char a[NET_ADDR_STRLEN];
 		snprintf(f->proxy_s, sizeof f->proxy_s, "%s:%s", net_transport_name(f->px->tp),
 			 net_addr_fmt(&f->px->addr, a, sizeof a));
+		if (f->px->tp == NET_TLS && !ua->tls) {
+			char why[300];
+			int err = net_tls_client_alloc(&ua->tls, ua->c.ca_file, true, why, sizeof why);
+			if (err) {
+				LOG_E("ua", "TLS: %s", why);
+				ua_free(ua);
+				return err;
+			}
+		}
 	}
 	*up = ua;
 	return 0;
@@ -435,6 +445,7 @@ void ua_free(struct ua *ua)
 		buf_free(&f->tx);
 		buf_free(&f->req);
 	}
+	net_tls_client_free(ua->tls);
 	explicit_bzero(ua->c.password, sizeof ua->c.password);
 	free(ua);
 }

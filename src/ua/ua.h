@@ -40,7 +40,7 @@
 
 /* One outbound proxy: where a flow goes. */
 struct ua_proxy {
-	enum net_transport tp; /* NET_UDP or NET_TCP */
+	enum net_transport tp; /* NET_UDP, NET_TCP or NET_TLS */
 	struct net_addr addr;
 	char host[256]; /* as given (name or address), for the Route header */
 	uint16_t port;
@@ -61,6 +61,9 @@ struct ua_conf {
 	unsigned backoff_max_s; /* max-time; 0 = 1800 */
 	unsigned unregister_wait_ms; /* bound on unregistration at exit; 0 = 5000 */
 	bool once;		     /* register every flow, unregister, done */
+	/* tls: flows: the server's certificate is checked against this PEM file
+	 * (else the system trust store) and must name the proxy's host */
+	char ca_file[256];
 
 	/* calls (call.c) */
 	char call_uri[256];   /* ua call: the URI to call once registered; "" = none */
@@ -115,6 +118,8 @@ enum ua_exit {
 				INVITE none */
 	UA_EXIT_NO_AUDIO = 6,  /* the call was answered but audio did not go both ways */
 	UA_EXIT_CANCELLED = 7, /* the call was cancelled (signal, no answer in time) */
+	UA_EXIT_TLS = 8,       /* a tls: flow's server certificate was refused (not trusted,
+				  not naming the host), on every flow */
 };
 
 struct ua_event {

@@ -49,6 +49,8 @@ struct ua_flow {
 	char local_s[NET_ADDR_STRLEN];
 	struct buf rx; /* TCP bytes not framed yet; at most UA_MAX_MSG */
 	struct buf tx; /* TCP bytes the kernel did not take yet */
+	struct net_tls_sock *tls; /* tls: flows, once TCP is connected; owned */
+	bool tcp_up;		  /* tls: TCP connected, the handshake under way */
 
 	/* registration (reg.c) */
 	char call_id[48], from_tag[24], branch[48];
@@ -251,6 +253,7 @@ struct ua {
 	char auth_user[128];
 	struct ua_flow f[UA_MAX_FLOWS];
 	unsigned n;
+	struct net_tls_client *tls; /* when a proxy is tls:; owned */
 	uint64_t t0;
 	bool started, shutting_down, done, any_registered;
 	int exit_code; /* what DONE reports */
@@ -260,6 +263,22 @@ struct ua {
 	bool call_started, shutdown_pending;
 	int call_exit; /* the worst outcome of answered calls (auto-answer) */
 };
+
+/* Stream flows (TCP, TLS) share framing, queues and CRLF keepalives. */
+static inline bool ua_stream(const struct ua_proxy *px)
+{
+	return px->tp != NET_UDP;
+}
+/* How a URI naming a flow's hop is written (RFC 5630): sips: over TLS
+ * (never transport=tls), ";transport=tcp" over TCP. */
+static inline const char *ua_scheme(const struct ua_proxy *px)
+{
+	return px->tp == NET_TLS ? "sips" : "sip";
+}
+static inline const char *ua_tp_param(const struct ua_proxy *px)
+{
+	return px->tp == NET_TCP ? ";transport=tcp" : "";
+}
 
 /* ua.c */
 void ua_emit(struct ua_flow *f, struct ua_event *ev);
