@@ -3,6 +3,7 @@
  * connection. Framing, flows and everything above see plain bytes, as for TCP. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,8 +136,10 @@ static int server_ctx(struct net_tls *t, const struct net_tls_conf *c, const cha
 		goto out_free;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		bool mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
 		ssl_reason(why, sizeof why);
-		snprintf(err, errlen, "[tls] private_key %s: %s", key, why);
+		snprintf(err, errlen, "[tls] private_key %s%s%s: %s", key,
+			 mismatch ? " does not match certificate " : "", mismatch ? cert : "", why);
 		goto out_free;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -221,6 +224,9 @@ void net_tls_free(struct net_tls *t)
 int net_tls_setup(struct net *n, const struct net_tls_conf *c, char *err, size_t errlen)
 {
 	char why[256];
+	/* OpenSSL writes with write(2): a peer that went away would raise
+	 * SIGPIPE and end the process */
+	signal(SIGPIPE, SIG_IGN);
 	struct net_tls *t = calloc(1, sizeof *t);
 	if (!t)
 		return ENOMEM;

@@ -2,6 +2,7 @@
  * (one thread). The server side's connections live in tls.c. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ struct net_tls_sock {
 int net_tls_client_alloc(struct net_tls_client **cp, const char *ca_file, bool verify, char *err,
 			 size_t errlen)
 {
+	signal(SIGPIPE, SIG_IGN); /* OpenSSL writes with write(2) */
 	struct net_tls_client *c = calloc(1, sizeof *c);
 	if (!c)
 		return ENOMEM;
