@@ -1,0 +1,156 @@
+#!/bin/bash
+# Lab test of issue 15, TLS through real NAT: `pinhole serve` with a tls:
+# listener and a certificate made here at run time by a test CA (openssl; no
+# key is kept in the tree).
+#   - bob, a `pinhole ua` behind a symmetric NAT, registers over TLS trusting
+#     the test CA (--ca): ctl flows shows his flow as tls, its TLS version, from
+#     the NAT's address;
+#   - alice, behind another symmetric NAT, calls him over UDP: the INVITE
+#     reaches bob over his TLS connection, the call has two-way audio, and the
+#     server opened no connection of its own (net_tcp_connects_total stays 0:
+#     no new connection toward the NAT, which could not have passed anyway);
+#   - a ua that does not trust the server's certificate (no --ca: the system
+#     store does not know the test CA) refuses it: exit 8, "certificate not
+#     trusted", and the server counts a certificate failure;
+#   - plain-text SIP to the TLS port: closed unanswered, counted.
+# Needs root, iptables, openssl, jq and $PINHOLE.
+set -u
+LAB_DIR=${LAB_DIR:-$(cd "$(dirname "$0")" && pwd)}
+# shellcheck source=lib.sh
+. "$LAB_DIR/lib.sh"
+
+PINHOLE=${PINHOLE:-$LAB_DIR/../../build/pinhole}
+NAT_T=${NAT_T:-30}
+SECS=${SECS:-6} # more than one 5 s RTCP interval
+
+lab_require jq openssl
+[ -x "$PINHOLE" ] || lab_skip "no pinhole binary at $PINHOLE"
+"$PINHOLE" ua --help 2>&1 | grep -q -- '--ca FILE' || lab_skip "pinhole ua has no tls: flows yet"
+
+lab_setup ttls
+lab_add_nat s1 sym "$NAT_T"
+lab_add_nat s2 sym "$NAT_T"
+lab_add_host caller 198.18.0.50
+SRV=$LAB_SRV_IP CTL=127.0.0.1:5080
+
+# --- the test CA and the server's certificate (for its address: RFC 5922) ----
+C=$LAB_TMP/certs
+mkdir -p "$C"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj "/CN=pinhole lab CA" -keyout "$C/ca.key" -out "$C/ca.pem" 2>/dev/null ||
+	lab_fail "openssl: the CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=pinhole lab server" \
+	-keyout "$C/srv.key" -out "$C/srv.csr" 2>/dev/null || lab_fail "openssl: the request"
+printf 'subjectAltName=IP:%s\n' "$SRV" >"$C/ext"
+openssl x509 -req -in "$C/srv.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial \
+	-days 2 -extfile "$C/ext" -out "$C/srv.pem" 2>/dev/null || lab_fail "openssl: signing"
+
+conf=$LAB_TMP/pinhole.conf
+cat >"$conf" <<-EOF2
+	[sip]
+	listen = udp:$SRV:5060, tls:$SRV:5061
+	[tls]
+	certificate = $C/srv.pem
+	private_key = $C/srv.key
+	[registrar]
+	open = yes
+	[store]
+	path = $LAB_TMP/pinhole.db
+	[control]
+	listen = $CTL
+	[relay]
+	address = $SRV
+	advertise = $SRV
+	ports = 30000-30039
+	media = auto
+EOF2
+log=$LAB_TMP/pinhole.log
+lab_start_bg srv "$log" "$PINHOLE" serve --config "$conf"
+lab_wait_line "$log" 'running with' 10 || lab_fail "pinhole did not come up: $(tail -n 5 "$log")"
+grep -q "sip listening on tls:$SRV:5061" "$log" || lab_fail "no tls: listener: $(cat "$log")"
+
+counter() {
+	lab_exec srv "$PINHOLE" ctl counters --control "$CTL" | jq -r --arg k "$1" '.[$k] // 0'
+}
+
+# --- a ua that does not trust the certificate refuses it -----------------------
+lab_exec s2-ph timeout 20 "$PINHOLE" ua register --once --state "$LAB_TMP/eve.state" \
+	--proxy "tls:$SRV:5061" "sip:bob@$SRV" >"$LAB_TMP/untrusted.log" 2>&1 </dev/null
+rc=$?
+lab_log "untrusted: exit $rc: $(grep -m1 flow-down "$LAB_TMP/untrusted.log")"
+[ "$rc" -eq 8 ] || lab_fail "a ua without the CA exited $rc, not 8: $(cat "$LAB_TMP/untrusted.log")"
+grep -q 'certificate not trusted' "$LAB_TMP/untrusted.log" ||
+	lab_fail "no clear message for an untrusted certificate: $(cat "$LAB_TMP/untrusted.log")"
+i=0
+until [ "$(counter 'tls_handshake_failures_total{cause=certificate}')" -ge 1 ]; do
+	[ "$i" -ge 50 ] && lab_fail "the server did not count the refused handshake"
+	sleep 0.1; i=$((i + 1))
+done
+[ "$(lab_exec srv "$PINHOLE" ctl registrations --json --control "$CTL" | jq '.registrations | length')" -eq 0 ] ||
+	lab_fail "a refused ua left a binding"
+
+# --- plain text to the TLS port ------------------------------------------------
+# shellcheck disable=SC2016 # expanded by the inner shell
+out=$(lab_exec caller timeout 5 bash -c 'exec 3<>/dev/tcp/$0/5061 || exit 9
+	printf "OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/TCP 198.18.0.50:5070;branch=z9hG4bKp\r\nFrom: <sip:x@198.18.0.50>;tag=1\r\nTo: <sip:%s>\r\nCall-ID: plain\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n" "$0" "$0" >&3
+	cat <&3' "$SRV")
+rc=$?
+[ "$rc" -ne 9 ] && [ "$rc" -ne 124 ] || lab_fail "plain text: connect failed or the server kept the connection open ($rc)"
+[ -z "$out" ] || lab_fail "the server answered plain text on the TLS port: $out"
+[ "$(counter 'tls_handshake_failures_total{cause=plaintext}')" -eq 1 ] ||
+	lab_fail "plain text to the TLS port was not counted"
+lab_log "plain text to the TLS port: closed unanswered, counted"
+
+# --- bob registers over TLS from behind his NAT --------------------------------
+lab_start_bg s2-ph "$LAB_TMP/bob.log" "$PINHOLE" ua register --json --auto-answer \
+	--state "$LAB_TMP/bob.state" --ca "$C/ca.pem" --proxy "tls:$SRV:5061" "sip:bob@$SRV"
+BPID=$LAB_LAST_PID
+for i in $(seq 1 100); do
+	grep -q '"event":"registered"' "$LAB_TMP/bob.log" && break
+	sleep 0.1
+done
+[ "$i" -lt 100 ] || lab_fail "bob did not register over TLS: $(cat "$LAB_TMP/bob.log")"
+flows=$(lab_exec srv "$PINHOLE" ctl flows --json --control "$CTL")
+f=$(jq -c '[.flows[] | select(.transport == "tls")]' <<<"$flows")
+lab_log "bob's flow: $f"
+[ "$(jq length <<<"$f")" -eq 1 ] || lab_fail "not one tls flow: $flows"
+[ "$(jq -r '.[0].remote | split(":")[0]' <<<"$f")" = "$(lab_wan_ip s2)" ] ||
+	lab_fail "bob's flow is not from his NAT $(lab_wan_ip s2): $f"
+jq -e '.[0].tls_version | test("^TLSv1\\.[23]$")' <<<"$f" >/dev/null || lab_fail "no TLS version: $f"
+b=$(lab_exec srv "$PINHOLE" ctl registrations --json --control "$CTL" |
+	jq -c '[.registrations[] | select(.aor == "bob@'"$SRV"'")]')
+[ "$(jq -r '.[0].transport' <<<"$b")" = tls ] || lab_fail "bob's binding is not over tls: $b"
+
+# --- alice calls him: the INVITE comes down his TLS connection -----------------
+connects0=$(counter net_tcp_connects_total)
+lab_exec s1-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/alice.state" \
+	--aor "sip:alice@$SRV" --proxy "udp:$SRV:5060" --duration "$SECS" "sip:bob@$SRV" \
+	>"$LAB_TMP/alice.log" 2>"$LAB_TMP/alice.err" </dev/null
+RC=$?
+verdict() { jq -c -s '[.[] | select(.event == "verdict")][0].media // empty' "$1"; }
+A=$(verdict "$LAB_TMP/alice.log")
+lab_log "alice: exit $RC verdict $A"
+[ "$RC" -eq 0 ] || lab_fail "the call to bob over TLS: alice exited $RC: $(cat "$LAB_TMP/alice.err")"
+[ "$(jq -r .verdict <<<"$A")" = two-way ] || lab_fail "alice's verdict: $A"
+for i in $(seq 1 50); do
+	[ -n "$(verdict "$LAB_TMP/bob.log")" ] && break
+	sleep 0.1
+done
+B=$(verdict "$LAB_TMP/bob.log")
+lab_log "bob: verdict $B"
+[ "$(jq -r .verdict <<<"$B")" = two-way ] || lab_fail "bob's verdict: $B"
+connects1=$(counter net_tcp_connects_total)
+[ "$connects0" -eq 0 ] && [ "$connects1" -eq 0 ] ||
+	lab_fail "the server opened connections ($connects0 before the call, $connects1 after)"
+f2=$(lab_exec srv "$PINHOLE" ctl flows --json --control "$CTL" | jq -c '[.flows[] | select(.transport == "tls")]')
+[ "$(jq -r '.[0].conn_id' <<<"$f2")" = "$(jq -r '.[0].conn_id' <<<"$f")" ] ||
+	lab_fail "bob's TLS connection changed during the call: $f -> $f2"
+lab_log "the call reached bob over his TLS connection; no connection opened by the server"
+lab_log "tls counters: $(lab_exec srv "$PINHOLE" ctl counters --control "$CTL" | jq -c 'with_entries(select(.key | startswith("tls_")))')"
+
+kill -TERM "$BPID"
+lab_wait "$BPID" 10
+rc=$?
+[ "$rc" -eq 0 ] || lab_fail "bob exited $rc after SIGTERM"
+lab_log "PASS"
+exit 0
