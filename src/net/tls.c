@@ -48,11 +48,19 @@ struct net_tls {
 	} st;
 };
 
+/* OpenSSL's reasons, the first (the cause: "no start line") and the last
+ * (where it surfaced: "PEM lib") when they differ. */
 static void ssl_reason(char *buf, size_t len)
 {
-	unsigned long e = ERR_peek_last_error();
-	if (e)
-		ERR_error_string_n(e, buf, len);
+	unsigned long first = ERR_peek_error(), last = ERR_peek_last_error();
+	const char *f = first ? ERR_reason_error_string(first) : NULL;
+	const char *l = last ? ERR_reason_error_string(last) : NULL;
+	if (f && l && first != last)
+		snprintf(buf, len, "%s (%s)", f, l);
+	else if (l || f)
+		snprintf(buf, len, "%s", l ? l : f);
+	else if (last)
+		ERR_error_string_n(last, buf, len);
 	else
 		snprintf(buf, len, "unknown reason");
 	ERR_clear_error();
