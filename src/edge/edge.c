@@ -9,7 +9,8 @@
 
 const struct conf_key edge_conf_keys[] = {
 	{"sip", "listen", CONF_STR, "udp:0.0.0.0:5060, tcp:0.0.0.0:5060", 0, 0, NULL,
-	 "transport:address:port list; IPv6 as udp:[::]:5060"},
+	 "transport:address:port list, transports udp, tcp, tls (port 5061 by default; needs "
+	 "[tls] certificate); IPv6 as udp:[::]:5060"},
 	{"sip", "advertise", CONF_STR, "", 0, 0, NULL,
 	 "host to put in Via/Record-Route instead of the bound address (1:1 NAT)"},
 	{"sip", "domains", CONF_STR, "", 0, 0, NULL,
