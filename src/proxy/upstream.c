@@ -9,7 +9,7 @@
 
 const struct conf_key proxy_upstream_conf_keys[] = {
     {"proxy", "registrar", CONF_STR, "", 0, 0, NULL,
-     "edge-only process: udp:HOST:PORT or tcp:HOST:PORT (IP literal) of the "
+     "edge-only process: udp:, tcp: or tls:HOST:PORT (IP literal) of the "
      "registrar that REGISTERs (with a Path naming the phone's flow) and out-of-dialog "
      "requests from phones go to; this process then keeps no bindings (docs/outbound.md); "
      "empty = this process is the registrar"},
@@ -96,10 +96,10 @@ int proxy_upstream_init(struct proxy *p, const struct conf *c)
 	enum net_transport tp;
 	struct net_addr dst;
 	if (!colon || net_transport_parse((struct slice){spec, (size_t)(colon - spec)}, &tp) ||
-	    net_addr_parse(colon + 1, 5060, &dst)) {
+	    net_addr_parse(colon + 1, tp == NET_TLS ? 5061 : 5060, &dst)) {
 		LOG_E(
 		    "proxy",
-		    "[proxy] registrar: cannot parse \"%s\" (want udp:ADDR:PORT or tcp:ADDR:PORT)",
+		    "[proxy] registrar: cannot parse \"%s\" (want udp:, tcp: or tls:ADDR:PORT)",
 		    spec);
 		return EINVAL;
 	}
