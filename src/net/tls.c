@@ -26,7 +26,9 @@
 struct tls_conn {
 	SSL *ssl;
 	pthread_mutex_t lock;
-	bool handshaking; /* until the handshake is done; owner-local */
+	/* until the handshake is done; written by the owner, read by senders
+	 * (who hold conn_lock, as does the owner when it flushes after it) */
+	_Atomic bool handshaking;
 	bool server;
 	bool counted;     /* in net_tls handshaking (server side) */
 	bool peeked;      /* the first byte was checked for a TLS record */

@@ -43,6 +43,7 @@ static void sleep_ms(unsigned ms)
 /* ---- certificates, made at run time ---- */
 
 static char dir[64];
+static char sni_pem[128], sni_key[128];
 static char ca_pem[128], srv_pem[128], srv_key[128], other_key[128], expired_pem[128],
 	expired_key[128], junk[128];
 
@@ -55,7 +56,7 @@ static EVP_PKEY *new_key(void)
 
 /* A certificate for cn (with an IP SAN when ip), signed by ca/cak (self-signed
  * when NULL), valid from from_s to to_s seconds from now. */
-static X509 *new_cert(EVP_PKEY *key, const char *cn, const char *ip, X509 *ca, EVP_PKEY *cak,
+static X509 *new_cert(EVP_PKEY *key, const char *cn, const char *san, X509 *ca, EVP_PKEY *cak,
 		      long from_s, long to_s)
 {
 	X509 *x = X509_new();
@@ -73,9 +74,7 @@ static X509 *new_cert(EVP_PKEY *key, const char *cn, const char *ip, X509 *ca, E
 	    X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, ca ? "CA:FALSE" : "critical,CA:TRUE");
 	X509_add_ext(x, ext, -1);
 	X509_EXTENSION_free(ext);
-	if (ip) {
-		char san[64];
-		snprintf(san, sizeof san, "IP:%s", ip);
+	if (san) {
 		ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
 		X509_add_ext(x, ext, -1);
 		X509_EXTENSION_free(ext);
@@ -114,8 +113,14 @@ static int make_certs(void **state)
 	snprintf(junk, sizeof junk, "%s/junk.pem", dir);
 	EVP_PKEY *cak = new_key(), *sk = new_key(), *ok = new_key(), *ek = new_key();
 	X509 *ca = new_cert(cak, "pinhole test CA", NULL, NULL, NULL, -60, 3600);
-	X509 *srv = new_cert(sk, "srv", "127.0.0.1", ca, cak, -60, 3600);
-	X509 *exp = new_cert(ek, "old", "127.0.0.1", ca, cak, -7200, -3600);
+	X509 *srv = new_cert(sk, "srv", "IP:127.0.0.1", ca, cak, -60, 3600);
+	X509 *exp = new_cert(ek, "old", "IP:127.0.0.1", ca, cak, -7200, -3600);
+	X509 *sni = new_cert(ok, "sip.other.test", "DNS:sip.other.test", ca, cak, -60, 3600);
+	snprintf(sni_pem, sizeof sni_pem, "%s/sni.pem", dir);
+	snprintf(sni_key, sizeof sni_key, "%s/sni.key", dir);
+	write_cert(sni_pem, sni);
+	write_key(sni_key, ok);
+	X509_free(sni);
 	write_cert(ca_pem, ca);
 	write_cert(srv_pem, srv);
 	write_key(srv_key, sk);
@@ -133,7 +138,7 @@ static int make_certs(void **state)
 static int remove_certs(void **state)
 {
 	(void)state;
-	const char *files[] = {ca_pem, srv_pem, srv_key, other_key, expired_pem, expired_key, junk};
+	const char *files[] = {sni_pem, sni_key, ca_pem, srv_pem, srv_key, other_key, expired_pem, expired_key, junk};
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
 		unlink(files[i]);
 	rmdir(dir);
@@ -518,6 +523,36 @@ static void mutual_tls_required(void **state)
 	net_free(n);
 }
 
+/* A second certificate chosen by SNI: a client asking for sip.other.test
+ * gets it (and verifies that name), one asking for the address gets the
+ * default; neither would verify with the other's certificate. */
+static void sni_chooses_certificate(void **state)
+{
+	(void)state;
+	char list[300];
+	snprintf(list, sizeof list, "%s:%s", sni_pem, sni_key);
+	struct net_tls_conf tc = tls_conf();
+	tc.sni = list;
+	struct net *n = srv_start(&tc);
+	const char *hosts[] = {"sip.other.test", "127.0.0.1", "sip.third.test"};
+	int want[] = {0, 0, EPERM};
+	for (size_t i = 0; i < 3; i++) {
+		struct net_tls_client *cl;
+		char why[300];
+		assert_int_equal(net_tls_client_alloc(&cl, ca_pem, true, why, sizeof why), 0);
+		int fd = tcp_client(net_listener_addr(n, 0));
+		struct net_tls_sock *s;
+		assert_int_equal(net_tls_sock_alloc(&s, cl, fd, hosts[i]), 0);
+		int err = client_handshake(s, fd, why, sizeof why);
+		if (err != want[i])
+			fail_msg("%s: %d (%s), want %d", hosts[i], err, why, want[i]);
+		net_tls_sock_free(s);
+		close(fd);
+		net_tls_client_free(cl);
+	}
+	net_free(n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -525,6 +560,7 @@ int main(void)
 	    cmocka_unit_test(roundtrip),		cmocka_unit_test(client_refuses_untrusted),
 	    cmocka_unit_test(outgoing_verified),	cmocka_unit_test(plaintext_closed),
 	    cmocka_unit_test(half_open_flood_bounded), cmocka_unit_test(mutual_tls_required),
+	    cmocka_unit_test(sni_chooses_certificate),
 	};
 	return cmocka_run_group_tests(tests, make_certs, remove_certs);
 }
