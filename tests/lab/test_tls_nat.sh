@@ -12,8 +12,12 @@
 #   - a ua that does not trust the server's certificate (no --ca: the system
 #     store does not know the test CA) refuses it: exit 8, "certificate not
 #     trusted", and the server counts a certificate failure;
-#   - plain-text SIP to the TLS port: closed unanswered, counted.
-# Needs root, iptables, openssl, jq and $PINHOLE.
+#   - plain-text SIP to the TLS port: closed unanswered, counted;
+#   - where baresip is installed: carol, a baresip behind a third symmetric
+#     NAT, registers over TLS, and alice's call reaches her over her TLS
+#     connection (answered, carol's audio reaches alice), again with no
+#     connection opened by the server.
+# Needs root, iptables, openssl, jq and $PINHOLE; baresip optional.
 set -u
 LAB_DIR=${LAB_DIR:-$(cd "$(dirname "$0")" && pwd)}
 # shellcheck source=lib.sh
@@ -30,6 +34,7 @@ lab_require jq openssl
 lab_setup ttls
 lab_add_nat s1 sym "$NAT_T"
 lab_add_nat s2 sym "$NAT_T"
+lab_add_nat s3 sym "$NAT_T"
 lab_add_host caller 198.18.0.50
 SRV=$LAB_SRV_IP CTL=127.0.0.1:5080
 
@@ -152,5 +157,60 @@ kill -TERM "$BPID"
 lab_wait "$BPID" 10
 rc=$?
 [ "$rc" -eq 0 ] || lab_fail "bob exited $rc after SIGTERM"
+
+# --- a real client: baresip over TLS ------------------------------------------
+if command -v baresip >/dev/null; then
+	bs=$LAB_TMP/baresip
+	mkdir -p "$bs"
+	# an 8 kHz tone for its audio source (ausine only does 48 kHz)
+	python3 -c "
+import math, struct, wave
+w = wave.open('$bs/tone.wav', 'wb'); w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000)
+w.writeframes(b''.join(struct.pack('<h', int(8000 * math.sin(2 * math.pi * 440 * i / 8000))) for i in range(8000 * 60)))" ||
+		lab_fail "cannot write the tone"
+	cat >"$bs/config" <<-EOF2
+		poll_method	epoll
+		sip_listen	$(lab_phone_ip s3):0
+		sip_cafile	$C/ca.pem
+		module_path	/usr/lib/baresip/modules
+		module		g711.so
+		module		aufile.so
+		module_app	account.so
+		module_app	menu.so
+		audio_player	aufile,/dev/null
+		audio_alert	aufile,/dev/null
+		audio_source	aufile,$bs/tone.wav
+	EOF2
+	printf '<sip:carol@%s;transport=tls>;outbound="sip:%s:5061;transport=tls";regint=120;answermode=auto\n' \
+		"$SRV" "$SRV" >"$bs/accounts"
+	lab_start_bg s3-ph "$LAB_TMP/baresip.log" baresip -f "$bs"
+	CPID=$LAB_LAST_PID
+	lab_wait_line "$LAB_TMP/baresip.log" 'carol@.*200 OK' 10 ||
+		lab_fail "baresip did not register over TLS: $(tail -n 5 "$LAB_TMP/baresip.log")"
+	c=$(lab_exec srv "$PINHOLE" ctl registrations --json --control "$CTL" |
+		jq -c '[.registrations[] | select(.aor == "carol@'"$SRV"'")]')
+	lab_log "carol (baresip): $c"
+	[ "$(jq -r '.[0].transport' <<<"$c")" = tls ] &&
+		[ "$(jq -r '.[0].source | split(":")[0]' <<<"$c")" = "$(lab_wan_ip s3)" ] ||
+		lab_fail "carol's binding is not tls from her NAT $(lab_wan_ip s3): $c"
+	lab_exec s1-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/alice.state" \
+		--aor "sip:alice@$SRV" --proxy "udp:$SRV:5060" --duration "$SECS" "sip:carol@$SRV" \
+		>"$LAB_TMP/alice-carol.log" 2>"$LAB_TMP/alice-carol.err" </dev/null
+	RC=$?
+	A=$(verdict "$LAB_TMP/alice-carol.log")
+	lab_log "alice -> carol (baresip over TLS): exit $RC verdict $A"
+	# answered, and carol's tone reached alice; baresip may send no RTCP, so
+	# alice's verdict may stay "unconfirmed" (exit 6) rather than two-way
+	[ "$RC" -eq 0 ] || { [ "$RC" -eq 6 ] && [ "$(jq -r .verdict <<<"$A")" = unconfirmed ]; } ||
+		lab_fail "the call to baresip: alice exited $RC: $(cat "$LAB_TMP/alice-carol.err")"
+	[ "$(jq '.in.packets' <<<"$A")" -ge $((SECS * 50 * 9 / 10)) ] ||
+		lab_fail "too little of carol's audio reached alice: $A"
+	grep -q 'Call established' "$LAB_TMP/baresip.log" || lab_fail "baresip did not see the call"
+	[ "$(counter net_tcp_connects_total)" -eq 0 ] ||
+		lab_fail "the server opened a connection for the call to baresip"
+	lab_kill "$CPID"
+else
+	lab_log "no baresip: its part skipped"
+fi
 lab_log "PASS"
 exit 0
