@@ -67,7 +67,7 @@ LAB_PIDS=()
 LAB_NSES=()
 LAB_NAT_COUNT=0
 LAB_CLEANUP_HOOKS=()
-declare -gA LAB_KIND=() LAB_IDX=() LAB_TIMEOUT=()
+declare -gA LAB_KIND=() LAB_IDX=() LAB_TIMEOUT=() LAB_WAN=() LAB_ALG=()
 
 lab_log()  { printf '[lab %s] %s\n' "$(date +%T)" "$*" >&2; }
 lab_fail() { printf '[lab %s] FAIL: %s\n' "$(date +%T)" "$*" >&2; exit 1; }
@@ -219,7 +219,7 @@ lab_setup() {
 	lab_log "lab $LAB_ID: server $LAB_SRV_IP (and $LAB_SRV_IP2), logs in $LAB_TMP"
 }
 
-lab_wan_ip()   { printf '198.18.0.%d' $((10 + LAB_IDX[$1])); }
+lab_wan_ip()   { if [ -n "${LAB_WAN[$1]-}" ]; then printf '%s' "${LAB_WAN[$1]}"; else printf '198.18.0.%d' $((10 + LAB_IDX[$1])); fi; }
 lab_lan_ip()   { printf '100.64.%d.1' "${LAB_IDX[$1]}"; }
 lab_phone_ip() { printf '100.64.%d.2' "${LAB_IDX[$1]}"; }
 
@@ -230,13 +230,7 @@ lab_add_nat() {
 	local name=$1 kind=$2 timeout=$3
 	[[ $name =~ ^[a-z0-9]{1,10}$ ]] || lab_fail "lab_add_nat: NAME must be 1-10 of [a-z0-9]"
 	[[ $timeout =~ ^[0-9]+$ ]] || lab_fail "lab_add_nat: TIMEOUT must be seconds"
-	local masq
-	case $kind in
-	eim) masq=(-j MASQUERADE) ;;
-	sym) masq=(-j MASQUERADE --random-fully) ;;
-	full | addr) masq=(-j MASQUERADE) ;;
-	*) lab_fail "lab_add_nat: KIND must be eim, sym, full or addr" ;;
-	esac
+	[[ $kind =~ ^(eim|sym|full|addr)$ ]] || lab_fail "lab_add_nat: KIND must be eim, sym, full or addr"
 	[ -z "${LAB_IDX[$name]+x}" ] || lab_fail "lab_add_nat: $name exists"
 	LAB_NAT_COUNT=$((LAB_NAT_COUNT + 1))
 	LAB_IDX[$name]=$LAB_NAT_COUNT
@@ -259,6 +253,21 @@ lab_add_nat() {
 	ip -n "$ph" link set eth0 up
 	ip -n "$ph" route add default via "$(lab_lan_ip "$name")"
 
+	lab_nat_rules "$name" "$kind" "$timeout"
+	lab_log "nat $name ($kind, udp timeout ${timeout}s): wan $(lab_wan_ip "$name"), phone $(lab_phone_ip "$name")"
+}
+
+# lab_nat_rules LOGICAL KIND TIMEOUT: make namespace LOGICAL (interfaces wan
+# and lan...) a NAT router of KIND with both conntrack UDP timeouts TIMEOUT.
+lab_nat_rules() {
+	local name=$1 kind=$2 timeout=$3 nat masq
+	nat=$(lab_ns "$name")
+	case $kind in
+	eim) masq=(-j MASQUERADE) ;;
+	sym) masq=(-j MASQUERADE --random-fully) ;;
+	full | addr) masq=(-j MASQUERADE) ;;
+	*) lab_fail "lab_nat_rules: KIND must be eim, sym, full or addr" ;;
+	esac
 	local ipt=(ip netns exec "$nat" iptables -w)
 	# Rules first: they make conntrack and NAT live in this namespace.
 	"${ipt[@]}" -t nat -A POSTROUTING -o wan "${masq[@]}" || lab_fail "iptables masquerade ($kind)"
@@ -282,7 +291,57 @@ lab_add_nat() {
 	if ip netns exec "$nat" test -e /proc/sys/net/netfilter/nf_conntrack_helper; then
 		ip netns exec "$nat" sysctl -qw net.netfilter.nf_conntrack_helper=0
 	fi
-	lab_log "nat $name ($kind, udp timeout ${timeout}s): wan $(lab_wan_ip "$name"), phone $(lab_phone_ip "$name")"
+}
+
+# lab_nat_alg NAT: attach the kernel's SIP ALG (nf_conntrack_sip with
+# nf_nat_sip, as many home routers ship it) to SIP over UDP to port 5060 that
+# enters NAT from its LAN side(s): it rewrites Via, Contact and the SDP's c=
+# and m= to the NAT's public address and opens expectations for the media.
+# Skips the test (77) when the kernel has no SIP helper.
+lab_nat_alg() {
+	local nat=$1
+	if [ ! -d /sys/module/nf_conntrack_sip ]; then
+		command -v modprobe >/dev/null 2>&1 && modprobe nf_conntrack_sip 2>/dev/null
+		[ -d /sys/module/nf_conntrack_sip ] || lab_skip "no nf_conntrack_sip in this kernel (built in or module)"
+	fi
+	lab_exec "$nat" iptables -w -t raw -A PREROUTING ! -i wan -p udp --dport 5060 -j CT --helper sip ||
+		lab_skip "iptables cannot attach the sip helper (CT --helper sip) here"
+	LAB_ALG[$nat]=1
+	lab_log "nat $nat: SIP ALG attached (nf_conntrack_sip, CT --helper sip)"
+}
+
+# lab_add_nat_behind NAME KIND TIMEOUT OUTER: a second-level NAT router
+# <id>-NAME whose wan sits on a link of its own to the NAT OUTER (a carrier-
+# grade NAT, say): OUTER side 100.64.(100+N).1, NAME's wan 100.64.(100+N).2;
+# its lan 100.64.N.1/24 and a phone <id>-NAME-ph at 100.64.N.2 behind it.
+# OUTER masquerades NAME's traffic like its own phone's.
+lab_add_nat_behind() {
+	local name=$1 kind=$2 timeout=$3 outer=$4 nat ph onat n
+	[[ $name =~ ^[a-z0-9]{1,10}$ ]] || lab_fail "lab_add_nat_behind: NAME must be 1-10 of [a-z0-9]"
+	[ -n "${LAB_IDX[$outer]+x}" ] || lab_fail "lab_add_nat_behind: no NAT $outer"
+	[ -z "${LAB_IDX[$name]+x}" ] || lab_fail "lab_add_nat_behind: $name exists"
+	LAB_NAT_COUNT=$((LAB_NAT_COUNT + 1)); n=$LAB_NAT_COUNT
+	LAB_IDX[$name]=$n
+	LAB_KIND[$name]=$kind
+	LAB_TIMEOUT[$name]=$timeout
+	LAB_WAN[$name]=100.64.$((100 + n)).2
+	onat=$(lab_ns "$outer")
+	lab_add_ns "$name"; nat=$(lab_ns "$name")
+	lab_add_ns "$name-ph"; ph=$(lab_ns "$name-ph")
+	ip link add wan netns "$nat" type veth peer name "d-$name" netns "$onat" || lab_fail "veth $name wan"
+	ip link add lan netns "$nat" type veth peer name eth0 netns "$ph" || lab_fail "veth $name lan"
+	ip -n "$onat" addr add "100.64.$((100 + n)).1/24" dev "d-$name"
+	ip -n "$onat" link set "d-$name" up
+	ip -n "$nat" addr add "${LAB_WAN[$name]}/24" dev wan
+	ip -n "$nat" addr add "$(lab_lan_ip "$name")/24" dev lan
+	ip -n "$nat" link set wan up
+	ip -n "$nat" link set lan up
+	ip -n "$nat" route add default via "100.64.$((100 + n)).1"
+	ip -n "$ph" addr add "$(lab_phone_ip "$name")/24" dev eth0
+	ip -n "$ph" link set eth0 up
+	ip -n "$ph" route add default via "$(lab_lan_ip "$name")"
+	lab_nat_rules "$name" "$kind" "$timeout"
+	lab_log "nat $name ($kind, udp timeout ${timeout}s) behind $outer: wan ${LAB_WAN[$name]}, phone $(lab_phone_ip "$name")"
 }
 
 # lab_nat_cone NAME full|addr TIMEOUT: the inbound half of a cone NAT. New
