@@ -20,6 +20,7 @@ static const char *const names[] = {
     [UA_EV_CALL] = "call",
     [UA_EV_VERDICT] = "verdict",
     [UA_EV_DONE] = "done",
+    [UA_EV_SIP_ALG] = "sip-alg",
 };
 
 const char *ua_event_name(enum ua_event_kind k)
@@ -74,6 +75,10 @@ static void text(const struct ua_event *ev, struct buf *o)
 	case UA_EV_DONE:
 		buf_printf(o, " exit=%d", ev->exit_code);
 		break;
+	case UA_EV_SIP_ALG:
+		buf_printf(o, " request=%s alg=%s", ev->method ? ev->method : "?",
+			   ev->rewritten ? "yes" : "no");
+		break;
 	case UA_EV_CALL:
 		if (ev->status)
 			buf_printf(o, " status=%u", ev->status);
@@ -126,6 +131,17 @@ static void json(const struct ua_event *ev, struct buf *o)
 	case UA_EV_DONE:
 		buf_printf(o, ",\"exit\":%d", ev->exit_code);
 		break;
+	case UA_EV_SIP_ALG: {
+		static const char *const parts[] = {"via", "contact", "sdp"};
+		buf_append_cstr(o, ",\"request\":");
+		buf_append_json_str(o, ev->method ? ev->method : "");
+		buf_printf(o, ",\"alg\":%s,\"rewritten\":[", ev->rewritten ? "true" : "false");
+		for (unsigned i = 0, n = 0; i < ARRAY_SIZE(parts); i++)
+			if (ev->rewritten & (1u << i))
+				buf_printf(o, "%s\"%s\"", n++ ? "," : "", parts[i]);
+		buf_append_cstr(o, "]");
+		break;
+	}
 	case UA_EV_VERDICT:
 		if (ev->verdict_in && ev->verdict_out) {
 			buf_append_cstr(o, ",\"media\":");

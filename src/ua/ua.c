@@ -341,6 +341,8 @@ void ua_on_sip(struct ua_flow *f, const char *data, size_t len, bool stream)
 		free(m);
 		return;
 	}
+	if (!m->request)
+		ua_alg_on_response(f, m); /* before the response is acted on */
 	if (m->request) {
 		if (!ua_call_on_request(f, m))
 			answer(f, m);

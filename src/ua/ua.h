@@ -105,6 +105,8 @@ enum ua_event_kind {
 	UA_EV_CALL,		/* a call's progress: detail says which step, status the SIP status */
 	UA_EV_VERDICT,		/* a call ended: the media verdict (verdict_in/out) */
 	UA_EV_DONE,		/* nothing left to do; exit_code says how it went */
+	UA_EV_SIP_ALG,		/* the server said what it saw (Pinhole-Seen): rewritten says
+				   what a SIP ALG changed, 0 for nothing (alg.c) */
 };
 
 /* Exit codes (documented in `pinhole ua --help` and docs/ua.md). */
@@ -143,6 +145,7 @@ struct ua_event {
 	int exit_code;	      /* DONE */
 	const struct rtp_verdict_in *verdict_in; /* VERDICT */
 	const struct rtp_verdict_out *verdict_out;
+	unsigned rewritten; /* SIP_ALG: UA_ALG_* bits; method says of which request */
 };
 
 typedef void(ua_event_h)(const struct ua_event *ev, void *arg);
@@ -337,5 +340,27 @@ int ua_check_exit(const struct ua_check *c);
  * no newline); appended to out. */
 int ua_check_text(const struct ua_check *c, struct buf *out);
 int ua_check_json(const struct ua_check *c, struct buf *out);
+
+/* ---- the SIP ALG verdict (alg.c), pure parts ---- */
+
+/* What the server saw, decoded from a Pinhole-Seen header: base64 (RFC 4648)
+ * of "key=value" lines. A value too long for its field is left out. */
+struct ua_seen {
+	char src[64], via[300], contact[300], sdp_c[64];
+	uint16_t sdp_m;
+	bool has_src, has_via, has_contact, has_sdp_c, has_sdp_m;
+};
+/* 0, EBADMSG (not base64, or none of via, contact, sdp-c, sdp-m in it). */
+int ua_seen_decode(struct slice value, struct ua_seen *out);
+
+#define UA_ALG_VIA 1u	  /* Via's sent-by (host, port) or transport */
+#define UA_ALG_CONTACT 2u /* the first Contact's host or port */
+#define UA_ALG_SDP 4u	  /* the audio c= address or m= port */
+/* Compares the request we sent (its bytes) with what the server saw: the
+ * UA_ALG_* parts that differ. A key the server did not send is not compared. */
+unsigned ua_alg_compare(struct slice sent_req, const struct ua_seen *seen);
+/* The verdict in words: "a SIP ALG on your router rewrote Contact and SDP:
+ * switch it off", or that nothing was rewritten (rewritten = 0). */
+void ua_alg_words(unsigned rewritten, struct buf *out);
 
 #endif

@@ -242,6 +242,15 @@ struct ua_call {
 	struct timer t_reok_retx, t_reok_tsx;
 };
 
+/* What alg.c has told (once per flow and answer, once per INVITE). */
+struct ua_alg {
+	bool reg_told[UA_MAX_FLOWS];
+	unsigned reg_mask[UA_MAX_FLOWS];
+	bool inv_told;
+	uint32_t inv_cseq;
+	char inv_call_id[64];
+};
+
 struct ua {
 	struct loop *loop;
 	struct ua_conf c;
@@ -262,6 +271,7 @@ struct ua {
 	struct ua_call call;
 	bool call_started, shutdown_pending;
 	int call_exit; /* the worst outcome of answered calls (auto-answer) */
+	struct ua_alg alg;
 };
 
 /* Stream flows (TCP, TLS) share framing, queues and CRLF keepalives. */
@@ -336,6 +346,9 @@ void uac_hold_due(void *arg);
 void uac_reinvite_response(struct ua_call *c, const struct sip_msg *m);
 void uac_reinvite(struct ua_call *c, const struct sip_msg *m);
 void uac_reinvite_ack(struct ua_call *c, const struct sip_msg *m);
+
+/* alg.c: a response on f that may carry Pinhole-Seen (before it is handled) */
+void ua_alg_on_response(struct ua_flow *f, const struct sip_msg *m);
 
 /* reg.c */
 void ua_contact_hostport(const struct ua_flow *f, char *out, size_t cap);

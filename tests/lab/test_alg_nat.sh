@@ -40,6 +40,12 @@
 #             failures), then is called by d10; d11 is called by d00; d01 by
 #             d11; d10 by d01: each double-NATed phone calls and is called,
 #             audio both ways each time.
+#   ua        `pinhole ua` behind as1 (ALG) registers and calls a ua behind
+#             ps1 (no ALG): the ALG side's JSON verdict (sip-alg events) says
+#             the REGISTER's Contact and the INVITE's SDP were rewritten, the
+#             other side's says nothing was; `ua register --once` says "a SIP
+#             ALG on your router rewrote ...: switch it off" behind the ALG
+#             and nothing of the kind behind the plain NAT.
 #   verdict   `pinhole ctl registrations` gives nat-alg-suspected for the
 #             callees whose Contact an ALG rewrote to the public address
 #             (as1, ae1, d11) and not for ps1, st1 and d00.
@@ -264,6 +270,46 @@ call dbl-c d11 carol01 d01
 register_callee dbl-d d10 carol10
 call dbl-d d01 carol10 d10
 alg_rewrote dbl-b cga
+
+# --- the ua's own ALG verdict -----------------------------------------------------
+# uabob behind ps1 (no ALG) registers and answers; uaalice behind as1 (ALG)
+# registers and calls him. Each compares what it sent with what the server
+# says it saw (Pinhole-Seen).
+lab_start_bg ps1-ph "$LAB_TMP/ua-bob.log" "$PINHOLE" ua register --json --auto-answer \
+	--state "$LAB_TMP/uabob.state" --proxy "udp:$SRV:5060" "sip:uabob@$SRV"
+bpid=$LAB_LAST_PID
+lab_wait_line "$LAB_TMP/ua-bob.log" '"event":"registered"' 10 ||
+	lab_fail "ua: uabob did not register: $(cat "$LAB_TMP/ua-bob.log")"
+lab_exec as1-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/uaalice.state" \
+	--aor "sip:uaalice@$SRV" --proxy "udp:$SRV:5060" --duration 2 "sip:uabob@$SRV" \
+	>"$LAB_TMP/ua-alice.log" 2>"$LAB_TMP/ua-alice.err" </dev/null
+arc=$?
+lab_kill "$bpid"
+lab_log "ua: uaalice's call exited $arc"
+# alg_event LOG REQUEST: the ua's first sip-alg event about REQUEST
+alg_event() { jq -c -s --arg r "$2" '[.[] | select(.event == "sip-alg" and .request == $r)][0] // empty' "$1"; }
+ar=$(alg_event "$LAB_TMP/ua-alice.log" REGISTER) ai=$(alg_event "$LAB_TMP/ua-alice.log" INVITE)
+br=$(alg_event "$LAB_TMP/ua-bob.log" REGISTER)
+lab_log "ua: behind the ALG, REGISTER: ${ar:-(none)}"
+lab_log "ua: behind the ALG, INVITE: ${ai:-(none)}"
+lab_log "ua: behind a plain NAT, REGISTER: ${br:-(none)}"
+jq -e '.alg == true and (.rewritten | index("contact") != null)' <<<"${ar:-null}" >/dev/null ||
+	lab_fail "ua: behind the ALG, the REGISTER's verdict does not name the rewritten Contact: ${ar:-none}"
+jq -e '.alg == true and (.rewritten | index("sdp") != null)' <<<"${ai:-null}" >/dev/null ||
+	lab_fail "ua: behind the ALG, the INVITE's verdict does not name the rewritten SDP: ${ai:-none}"
+jq -e '.alg == false and .rewritten == []' <<<"${br:-null}" >/dev/null ||
+	lab_fail "ua: behind a plain NAT, the verdict is not 'no ALG': ${br:-none}"
+# the same in words, for a person
+lab_exec as1-ph timeout 30 "$PINHOLE" ua register --once --state "$LAB_TMP/uaalice.state" \
+	--proxy "udp:$SRV:5060" "sip:uaalice@$SRV" >"$LAB_TMP/ua-alice-once.log" 2>&1 </dev/null
+lab_exec ps1-ph timeout 30 "$PINHOLE" ua register --once --state "$LAB_TMP/uabob.state" \
+	--proxy "udp:$SRV:5060" "sip:uabob@$SRV" >"$LAB_TMP/ua-bob-once.log" 2>&1 </dev/null
+lab_log "ua: behind the ALG it says: $(grep sip-alg "$LAB_TMP/ua-alice-once.log" | head -n 1)"
+lab_log "ua: behind a plain NAT it says: $(grep sip-alg "$LAB_TMP/ua-bob-once.log" | head -n 1)"
+grep -q 'a SIP ALG on your router rewrote .*Contact.*: switch it off' "$LAB_TMP/ua-alice-once.log" ||
+	lab_fail "ua: behind the ALG, no words about the ALG: $(cat "$LAB_TMP/ua-alice-once.log")"
+! grep -q 'SIP ALG on your router' "$LAB_TMP/ua-bob-once.log" ||
+	lab_fail "ua: behind a plain NAT, the ua blames an ALG: $(cat "$LAB_TMP/ua-bob-once.log")"
 
 # --- the verdicts ---------------------------------------------------------------
 verdict_fail=
