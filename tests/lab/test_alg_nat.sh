@@ -285,7 +285,7 @@ lab_exec as1-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/uaalice.s
 	>"$LAB_TMP/ua-alice.log" 2>"$LAB_TMP/ua-alice.err" </dev/null
 arc=$?
 lab_kill "$bpid"
-lab_log "ua: uaalice's call exited $arc"
+lab_log "ua: uaalice's call exited $arc, media verdicts: alice $(jq -r 'select(.event == "verdict") | .media.verdict' "$LAB_TMP/ua-alice.log"), bob $(jq -r 'select(.event == "verdict") | .media.verdict' "$LAB_TMP/ua-bob.log")"
 # alg_event LOG REQUEST: the ua's first sip-alg event about REQUEST
 alg_event() { jq -c -s --arg r "$2" '[.[] | select(.event == "sip-alg" and .request == $r)][0] // empty' "$1"; }
 ar=$(alg_event "$LAB_TMP/ua-alice.log" REGISTER) ai=$(alg_event "$LAB_TMP/ua-alice.log" INVITE)
@@ -316,7 +316,7 @@ verdict_fail=
 for u in alice1 alice2 carol11 alice3 alice4 carol0 carol01 carol10; do
 	b=$(binding "$u")
 	[ -n "$b" ] || lab_fail "verdict: no binding for $u"
-	words=$(grep -oE 'nat-alg-suspected|stun-announced|no-nat|nat' <<<"$b" | sort -u | tr '\n' ' ')
+	words=$(grep -owE 'nat-alg-suspected|stun-announced|no-nat|nat' <<<"$b" | sort -u | tr '\n' ' ')
 	lab_log "verdict: $u: ${words:-(no verdict word)}"
 	case $u in
 	alice1 | alice2 | carol11)
