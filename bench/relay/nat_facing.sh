@@ -90,6 +90,7 @@ trap 'exit 143' TERM
 cpu_ticks() { # PID: utime+stime
 	local f
 	f=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+	# shellcheck disable=SC2086 # the fields, split
 	set -- $f
 	echo $((${12} + ${13}))
 }
@@ -106,7 +107,7 @@ stop() { # PID: TERM, then KILL
 # run MODE N: one run; prints "relayed cores fast" (concurrent relay sessions,
 # server cores over the window, 1 when the fast path loaded)
 run() {
-	local mode=$1 n=$2 dir=$OUT/$1-$2 spid upid gpid c0 c1 t0 t1 sess fast=0 i
+	local mode=$1 n=$2 dir=$OUT/$1-$2 spid upid gpid c0 c1 t0 t1 sess fast=0
 	mkdir -p "$dir"
 	cat >"$dir/pinhole.conf" <<-EOF
 		[sip]
@@ -137,7 +138,7 @@ run() {
 	ip netns exec "$NS" "$PINHOLE" serve --config "$dir/pinhole.conf" >"$dir/server.log" 2>&1 &
 	spid=$!
 	PIDS+=("$spid")
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		counter relay_sessions >/dev/null 2>&1 && [ -n "$(counter relay_sessions)" ] && break
 		kill -0 "$spid" 2>/dev/null || { log "$mode: pinhole exited: $(tail -n 3 "$dir/server.log")"; return 1; }
 		sleep 0.1

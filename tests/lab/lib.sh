@@ -306,6 +306,7 @@ lab_nat_alg() {
 	fi
 	lab_exec "$nat" iptables -w -t raw -A PREROUTING ! -i wan -p udp --dport 5060 -j CT --helper sip ||
 		lab_skip "iptables cannot attach the sip helper (CT --helper sip) here"
+	# shellcheck disable=SC2034 # for tests: which NATs have the ALG
 	LAB_ALG[$nat]=1
 	lab_log "nat $nat: SIP ALG attached (nf_conntrack_sip, CT --helper sip)"
 }
@@ -323,6 +324,7 @@ lab_add_nat_behind() {
 	LAB_NAT_COUNT=$((LAB_NAT_COUNT + 1)); n=$LAB_NAT_COUNT
 	LAB_IDX[$name]=$n
 	LAB_KIND[$name]=$kind
+	# shellcheck disable=SC2034 # for tests: the NAT's conntrack UDP timeout
 	LAB_TIMEOUT[$name]=$timeout
 	LAB_WAN[$name]=100.64.$((100 + n)).2
 	onat=$(lab_ns "$outer")

@@ -138,9 +138,6 @@ received_hdr() {
 field() { awk -v w="$2" '$1 == "summary" { for (i = 1; i < NF; i++) if ($i == w) print $(i + 1) }' "$1"; }
 # from_tag LOG TAG: packets received with sender tag TAG
 from_tag() { awk -v t="$2" '$1 == "from" && $10 == t { n += $4 } END { print n + 0 }' "$1"; }
-counter() {
-	lab_exec srv "$PINHOLE" ctl counters --control "$CTL" | jq -r --arg k "$1" '.[$k] // 0'
-}
 # binding USER: the registration of USER as one line of JSON ("" when none)
 binding() {
 	lab_exec srv "$PINHOLE" ctl registrations --json --control "$CTL" |
