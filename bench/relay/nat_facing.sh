@@ -96,7 +96,6 @@ cpu_ticks() { # PID: utime+stime
 }
 counter() { in_ns "$PINHOLE" ctl counters --control "$CTL" 2>/dev/null | jq -r --arg k "$1" '.[$k] // 0'; }
 stop() { # PID: TERM, then KILL
-
 	kill -TERM "$1" 2>/dev/null || return 0
 	for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
 	kill -KILL "$1" 2>/dev/null
