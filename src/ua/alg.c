@@ -23,47 +23,6 @@
 
 #define UA_SEEN_MAX 2048 /* decoded bytes; the server sends five values of <= 256 */
 
-static int b64_val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* RFC 4648 section 4 with padding (missing padding tolerated). Returns the
- * decoded length, or -1 (a character outside the alphabet, too long). */
-static long b64_decode(struct slice in, uint8_t *out, size_t cap)
-{
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	size_t n = 0, i = 0;
-	for (; i < in.l && in.p[i] != '='; i++) {
-		int v = b64_val((unsigned char)in.p[i]);
-		if (v < 0)
-			return -1;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (n == cap)
-				return -1;
-			out[n++] = (uint8_t)(acc >> bits);
-		}
-	}
-	for (; i < in.l; i++) /* only padding may follow */
-		if (in.p[i] != '=')
-			return -1;
-	return (long)n;
-}
-
 static void put(char *dst, size_t cap, bool *has, struct slice v)
 {
 	if (v.l >= cap) /* longer than the server sends: not what it saw */
@@ -76,9 +35,9 @@ static void put(char *dst, size_t cap, bool *has, struct slice v)
 int ua_seen_decode(struct slice value, struct ua_seen *out)
 {
 	memset(out, 0, sizeof *out);
-	uint8_t raw[UA_SEEN_MAX];
-	long n = b64_decode(slice_trim(value), raw, sizeof raw);
-	if (n <= 0)
+	unsigned char raw[UA_SEEN_MAX];
+	size_t n = 0;
+	if (base64_decode(slice_trim(value), raw, sizeof raw, &n) || n == 0)
 		return EBADMSG;
 	const char *p = (const char *)raw, *end = p + n;
 	while (p < end) {

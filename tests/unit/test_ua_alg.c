@@ -7,10 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "edge/edge.h"
 #include "ua/ua.h"
 
 /* RFC 4648 base64 with padding, as the server writes it */
@@ -113,7 +115,7 @@ static void test_decode_refuses(void **state)
 	/* only src: nothing to compare */
 	assert_int_equal(decode("src=198.18.0.11:2386", &s), EBADMSG);
 	/* a decoded text larger than any the server sends */
-	static char huge[3000];
+	static char huge[4001];
 	memset(huge, 'A', sizeof huge - 1);
 	assert_int_equal(ua_seen_decode(slice_cstr(huge), &s), EBADMSG);
 }
@@ -219,12 +221,71 @@ static void test_words(void **state)
 	buf_free(&b);
 }
 
+/* The seam end to end: the server's own encoder (edge_seen_append) on the
+ * message as it arrived, the ua's decoder and comparison against what it sent. */
+static unsigned through_server(const char *sent, const char *arrived, bool with_sdp)
+{
+	struct sip_msg *m = malloc(sizeof *m);
+	assert_non_null(m);
+	assert_int_equal(sip_msg_parse(m, arrived, strlen(arrived), false, NULL), 0);
+	struct net_addr src;
+	assert_int_equal(net_addr_parse("198.18.0.11:31000", 0, &src), 0);
+	struct buf b;
+	buf_init(&b);
+	assert_int_equal(edge_seen_append(&b, m, &src, with_sdp), 0);
+	buf_append(&b, "", 1);
+	const char *v = strchr(b.data, ':');
+	assert_non_null(v);
+	assert_int_equal(strncmp(b.data, "Pinhole-Seen:", 13), 0);
+	struct ua_seen seen;
+	assert_int_equal(ua_seen_decode(slice_trim(slice_cstr(v + 1)), &seen), 0);
+	assert_string_equal(seen.src, "198.18.0.11:31000");
+	unsigned r = ua_alg_compare(slice_cstr(sent), &seen);
+	buf_free(&b);
+	free(m);
+	return r;
+}
+
+static char *replace_all(const char *s, const char *from, const char *to)
+{
+	static char out[4096];
+	size_t o = 0, fl = strlen(from), tl = strlen(to);
+	while (*s && o + tl < sizeof out) {
+		if (!strncmp(s, from, fl)) {
+			memcpy(out + o, to, tl);
+			o += tl;
+			s += fl;
+		} else {
+			out[o++] = *s++;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static void test_seam(void **state)
+{
+	(void)state;
+	/* a plain NAT: the text arrives as sent */
+	assert_int_equal(through_server(reg, reg, false), 0);
+	/* an ALG: every 100.64.1.2:5062 became the NAT's 198.18.0.11:31000 */
+	assert_int_equal(
+	    through_server(reg, replace_all(reg, "100.64.1.2:5062", "198.18.0.11:31000"), false),
+	    UA_ALG_VIA | UA_ALG_CONTACT);
+	char inv[2048], alg[4096];
+	invite(inv, sizeof inv);
+	assert_int_equal(through_server(inv, inv, true), 0);
+	/* the ALG rewrites addresses in the SDP too (Content-Length kept: same length) */
+	snprintf(alg, sizeof alg, "%s", replace_all(inv, "100.64.1.2", "198.18.0.9"));
+	assert_int_equal(through_server(inv, alg, true), UA_ALG_VIA | UA_ALG_CONTACT | UA_ALG_SDP);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_decode),   cmocka_unit_test(test_decode_refuses),
 	    cmocka_unit_test(test_register), cmocka_unit_test(test_invite),
-	    cmocka_unit_test(test_words),
+	    cmocka_unit_test(test_words),    cmocka_unit_test(test_seam),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
