@@ -41,7 +41,8 @@
 #             d11; d10 by d01: each double-NATed phone calls and is called,
 #             audio both ways each time.
 #   ua        `pinhole ua` behind as1 (ALG) registers and calls a ua behind
-#             ps1 (no ALG): the ALG side's JSON verdict (sip-alg events) says
+#             ps1 (no ALG) for 6 s: both media verdicts two-way; the ALG
+#             side's JSON verdict (sip-alg events) says
 #             the REGISTER's Contact and the INVITE's SDP were rewritten, the
 #             other side's says nothing was; `ua register --once` says "a SIP
 #             ALG on your router rewrote ...: switch it off" behind the ALG
@@ -278,11 +279,16 @@ bpid=$LAB_LAST_PID
 lab_wait_line "$LAB_TMP/ua-bob.log" '"event":"registered"' 10 ||
 	lab_fail "ua: uabob did not register: $(cat "$LAB_TMP/ua-bob.log")"
 lab_exec as1-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/uaalice.state" \
-	--aor "sip:uaalice@$SRV" --proxy "udp:$SRV:5060" --duration 2 "sip:uabob@$SRV" \
+	--aor "sip:uaalice@$SRV" --proxy "udp:$SRV:5060" --duration 6 "sip:uabob@$SRV" \
 	>"$LAB_TMP/ua-alice.log" 2>"$LAB_TMP/ua-alice.err" </dev/null
 arc=$?
 lab_kill "$bpid"
-lab_log "ua: uaalice's call exited $arc, media verdicts: alice $(jq -r 'select(.event == "verdict") | .media.verdict' "$LAB_TMP/ua-alice.log"), bob $(jq -r 'select(.event == "verdict") | .media.verdict' "$LAB_TMP/ua-bob.log")"
+va=$(jq -r 'select(.event == "verdict") | .media.verdict' "$LAB_TMP/ua-alice.log")
+vb=$(jq -r 'select(.event == "verdict") | .media.verdict' "$LAB_TMP/ua-bob.log")
+lab_log "ua: uaalice's call exited $arc, media verdicts: alice $va, bob $vb"
+# the call lasts more than one 5 s RTCP interval: each side learns the other got its RTP
+[ "$arc" -eq 0 ] && [ "$va" = two-way ] && [ "$vb" = two-way ] ||
+	lab_fail "ua: the call from behind the ALG did not carry audio both ways (exit $arc, $va / $vb)"
 # alg_event LOG REQUEST: the ua's first sip-alg event about REQUEST
 alg_event() { jq -c -s --arg r "$2" '[.[] | select(.event == "sip-alg" and .request == $r)][0] // empty' "$1"; }
 ar=$(alg_event "$LAB_TMP/ua-alice.log" REGISTER) ai=$(alg_event "$LAB_TMP/ua-alice.log" INVITE)
