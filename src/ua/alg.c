@@ -78,6 +78,10 @@ static bool via_rewritten(const struct sip_msg *sent, const char *seen)
 	struct sip_via v;
 	if (!sent->via1.host.l || sip_via_parse(slice_cstr(seen), &v))
 		return false; /* nothing to compare: no claim */
+	/* another branch is another hop's Via (a proxy before the one that
+	 * answered): not ours to compare; an ALG leaves the branch alone */
+	if (!slice_eq(sent->via1.branch, v.branch))
+		return false;
 	return !hostport_eq(sent->via1.host, sent->via1.port, v.host, v.port) ||
 	       !slice_eq_nocase(sent->via1.transport, v.transport);
 }

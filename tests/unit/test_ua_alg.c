@@ -149,6 +149,8 @@ static void test_register(void **state)
 	assert_int_equal(cmp(reg, "contact=<sip:alice@100.64.1.2:31000>"), UA_ALG_CONTACT);
 	assert_int_equal(cmp(reg, "via=SIP/2.0/UDP 100.64.1.2;branch=z9hG4bKabc"), UA_ALG_VIA);
 	assert_int_equal(cmp(reg, "via=SIP/2.0/TCP 100.64.1.2:5062;branch=z9hG4bKabc"), UA_ALG_VIA);
+	/* the top Via the server saw is another hop's (its own branch): no claim */
+	assert_int_equal(cmp(reg, "via=SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bKotherhop"), 0);
 	/* an SDP key on a REGISTER (no body) is no claim */
 	assert_int_equal(cmp(reg, "sdp-c=198.18.0.11\nsdp-m=1"), 0);
 }
