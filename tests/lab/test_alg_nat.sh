@@ -24,7 +24,8 @@
 # A call (as test_media_nat.sh): the callee's sipp registers and waits, the
 # caller's calls it; both SDPs name the phone's private port $RTP_PORT, where
 # rtp_peer (one socket, symmetric RTP) sends 50 packets/s for $RTP_SECS s to
-# what the SDP it received names and counts what comes back.
+# what the SDP it received names and counts what comes back; the callee
+# starts 0.5 s before the caller (see call()).
 # Cases, each must pass:
 #   alg-sym   as2 calls as1; the ALG rewrote the callee's Contact to its NAT's
 #             public address (checked: else the ALG is not at work and the
@@ -184,12 +185,21 @@ call() {
 	[ -n "$cdst" ] && [ -n "$rdst" ] ||
 		lab_fail "$label: cannot read the SDPs (callee '$cdst', caller '$rdst')"
 	lab_log "$label: callee ($cnat) sends RTP to $cdst, caller ($rnat) to $rdst"
+	# the callee starts its media first, as an answerer does (it sends from its
+	# 200 on; the caller from the 200's arrival). Started at the same instant,
+	# an ALG'd phone's first packet and the relay's first packet toward its
+	# announced port can cross in a NAT with the ALG, whose media expectation
+	# then makes a second mapping beside the phone's own: the relay latches on
+	# one, the phone's packets move to the other, and strict latching drops
+	# them until the relay re-latches (relatch, 2 s). Seen here once in a
+	# loaded run (dbl-b, ALG at both levels).
 	start=$(date +%s.%N | awk '{ printf "%.3f", $1 + 0.5 }')
 	lab_start_bg "$cnat-ph" "$LAB_TMP/$label-callee.rtp.log" "$RTP_PEER" \
 		-b "$(lab_phone_ip "$cnat"):$RTP_PORT" -d "$cdst" -t "$RTP_SECS" -w 1 -S "$start" -m callee
 	pc=$LAB_LAST_PID
 	lab_start_bg "$rnat-ph" "$LAB_TMP/$label-caller.rtp.log" "$RTP_PEER" \
-		-b "$(lab_phone_ip "$rnat"):$RTP_PORT" -d "$rdst" -t "$RTP_SECS" -w 1 -S "$start" -m caller
+		-b "$(lab_phone_ip "$rnat"):$RTP_PORT" -d "$rdst" -t "$RTP_SECS" -w 1 \
+		-S "$(awk -v s="$start" 'BEGIN { printf "%.3f", s + 0.5 }')" -m caller
 	pr=$LAB_LAST_PID
 	lab_wait "$pc" $((RTP_SECS + 10)) || lab_fail "$label: callee rtp_peer failed"
 	lab_wait "$pr" $((RTP_SECS + 10)) || lab_fail "$label: caller rtp_peer failed"
@@ -206,13 +216,17 @@ call() {
 		got=$(from_tag "$log" "$other")
 		from=$(field "$log" from)
 		[ "$sent" -ge $((RTP_SECS * 45)) ] || lab_fail "$label: $other sent only $sent packets"
+		# the callee's first 0.5 s (25 packets) go out before the caller's
+		# first packet: nothing can carry them to a NATed caller yet
+		local early=0
+		[ "$side" = caller ] && early=25 sent=$((sent - 25))
 		[ $((got * 100)) -ge $((sent * MIN_PCT)) ] ||
 			lab_fail "$label: $side got $got of $other's $sent packets (< $MIN_PCT %): no audio $other -> $side"
 		[ "${dst%:*}" = "$SRV" ] || lab_fail "$label: $side's SDP names $dst, not the relay $SRV"
 		[ "${dst##*:}" -ge "$PORTS_LO" ] && [ "${dst##*:}" -le "$PORTS_HI" ] ||
 			lab_fail "$label: $side's SDP port ${dst##*:} is outside the relay range"
 		[ "$from" = "$dst" ] || lab_fail "$label: $side received from '$from', not only from the relay's $dst"
-		lab_log "$label: $side got $got/$sent of $other's packets, all from the relay's $from"
+		lab_log "$label: $side got $got of $other's $((sent + early)) packets (>= $MIN_PCT % of the $sent sent after its own first), all from the relay's $from"
 	done
 	[ "$rb" -eq 0 ] && [ "$ra" -eq 0 ] && lab_sipp_succeeded "$label-caller" &&
 		lab_sipp_succeeded "$label-callee" || lab_fail "$label: the SIP call failed (caller $rb, callee $ra)"
