@@ -297,48 +297,54 @@ unsigned registrar_flow_timer(const struct registrar *r, enum net_transport tp)
 	return edge_flow_timer(r->edge, tp);
 }
 
-void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool first_hop)
+void registrar_flow_sync_with(struct registrar *r, const struct flow *f, const char *aor,
+			      bool first_hop, const struct store_binding *all, size_t n_all)
 {
-	struct store_binding stack[KA_GROUP_STACK], *g;
-	size_t n = on_flow(r, aor, f, stack, &g);
 	struct edge_flows *fl = edge_flows(r->edge);
-	if (!n) {
-		group_free(stack, g);
-		edge_flows_unbind(fl, f, aor); /* removed, or moved to another flow */
-		return;
-	}
 	int64_t now = time_wall_s(), until = 0;
 	struct edge_flow_bind fb = {.aor = aor};
 	bool own = false; /* a binding reached over f itself, not through a Path */
-	for (size_t i = 0; i < n; i++) {
-		until = MAX(until, g[i].expires_at);
-		own |= !g[i].path[0];
-		if (pingable(&g[i]) && !g[i].ka.unreachable)
+	size_t n = 0;
+	for (size_t i = 0; i < n_all; i++) {
+		const struct store_binding *b = &all[i];
+		if (!flow_eq(&b->flow, f))
+			continue;
+		n++;
+		until = MAX(until, b->expires_at);
+		own |= !b->path[0];
+		if (pingable(b) && !b->ka.unreachable)
 			fb.ping_s = r->ka_interval;
 		/* RFC 5626 6: the registrar is the first hop (no Path) and
 		 * promised a Flow-Timer to an outbound REGISTER over f */
-		if (first_hop && g[i].reg_id && !g[i].path[0]) {
+		if (first_hop && b->reg_id && !b->path[0]) {
 			fb.check_s = registrar_flow_timer(r, f->tp);
-			fb.instance = g[i].instance;
-			fb.reg_id = g[i].reg_id;
+			fb.instance = b->instance;
+			fb.reg_id = b->reg_id;
 		}
 	}
-	if (!fb.ping_s && !fb.check_s && (f->tp == NET_UDP || !own)) {
-		/* nothing to watch: a datagram flow we neither ping nor check
-		 * (a phone not behind NAT, without outbound), or a connection
-		 * that only an edge's Path bindings came over */
-		group_free(stack, g);
+	if (!n || (!fb.ping_s && !fb.check_s && (f->tp == NET_UDP || !own))) {
+		/* none left on f (removed, or moved to another flow), or nothing
+		 * to watch: a datagram flow we neither ping nor check (a phone
+		 * not behind NAT, without outbound), or a connection that only
+		 * an edge's Path bindings came over */
 		edge_flows_unbind(fl, f, aor);
 		return;
 	}
 	fb.expires_s = until > now ? (unsigned)(until - now) : 1;
 	uint64_t now_ms = time_mono_ms();
 	edge_flows_bind(fl, f, &fb, now_ms);
-	group_free(stack, g);
 	/* a connection that closed before its REGISTER was answered: its close
 	 * went by before the flow was bound */
 	if (f->tp != NET_UDP && !net_conn_alive(edge_net(r->edge), f->conn_id))
 		edge_flows_conn_closed(fl, f->conn_id, now_ms);
+}
+
+void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool first_hop)
+{
+	struct store_binding stack[KA_GROUP_STACK], *g;
+	size_t n = on_flow(r, aor, f, stack, &g);
+	registrar_flow_sync_with(r, f, aor, first_hop, g, n);
+	group_free(stack, g);
 }
 
 /* Bindings loaded at start whose flows outlive a restart (UDP) are watched

@@ -529,53 +529,81 @@ static const char *date_header(void)
  * each time, a fresh page fault per answer. */
 #define REPLY_STACK_BINDINGS 4
 
-static void reply_ok(struct reg_job *j)
+/* The AOR's bindings into stack (REPLY_STACK_BINDINGS of them) or, when it
+ * has more, a heap block of max_contacts: *bs says which (free it when it is
+ * not stack). 0 or ENOMEM. */
+static int lookup_all(struct registrar *r, const char *aor, struct store_binding *stack,
+		      struct store_binding **bs, size_t *n)
 {
-	struct registrar *r = j->r;
-	struct store_binding stack[REPLY_STACK_BINDINGS], *bs = stack;
 	size_t max = MIN((size_t)r->max_contacts, (size_t)REPLY_STACK_BINDINGS);
-	size_t n = 0;
-	if (store_lookup(r->store, slice_cstr(j->aor), bs, max, &n) == ENOBUFS &&
+	*bs = stack;
+	*n = 0;
+	if (store_lookup(r->store, slice_cstr(aor), stack, max, n) == ENOBUFS &&
 	    max < (size_t)r->max_contacts) {
-		bs = malloc(sizeof *bs * (size_t)r->max_contacts);
-		if (!bs) {
-			stsx_reply(j->st, 500, "Server Internal Error", NULL);
-			return;
-		}
-		registrar_lookup(r, j->aor, bs, (size_t)r->max_contacts, &n);
+		*bs = malloc(sizeof **bs * (size_t)r->max_contacts);
+		if (!*bs)
+			return ENOMEM;
+		registrar_lookup(r, aor, *bs, (size_t)r->max_contacts, n);
 	}
+	return 0;
+}
+
+/* v in decimal: the 200 is built for every REGISTER, and printf's machinery
+ * cost more than the rest of its text together */
+static void append_u64(struct buf *b, uint64_t v)
+{
+	char num[24];
+	size_t k = sizeof num;
+	do {
+		num[--k] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_append(b, num + k, sizeof num - k);
+}
+
+/* The 200 listing bs[0, n), the AOR's bindings as they are now. */
+static void reply_ok(struct reg_job *j, const struct store_binding *bs, size_t n)
+{
 	struct buf extra;
 	buf_init(&extra);
 	int64_t now = time_wall_s();
 	for (size_t i = 0; i < n; i++) {
-		char num[24];
 		int64_t left = bs[i].expires_at > now ? bs[i].expires_at - now : 0;
-		size_t k = sizeof num;
-		do {
-			num[--k] = (char)('0' + left % 10);
-			left /= 10;
-		} while (left);
 		buf_append(&extra, "Contact: <", 10);
 		buf_append_cstr(&extra, bs[i].contact);
 		buf_append(&extra, ">;expires=", 10);
-		buf_append(&extra, num + k, sizeof num - k);
-		if (bs[i].q != 1000)
-			buf_printf(&extra, ";q=%u.%03u", bs[i].q / 1000, bs[i].q % 1000);
-		if (bs[i].instance[0])
-			buf_printf(&extra, ";+sip.instance=%s", bs[i].instance);
-		if (bs[i].reg_id)
-			buf_printf(&extra, ";reg-id=%u", bs[i].reg_id);
-		buf_append_cstr(&extra, "\r\n");
+		append_u64(&extra, (uint64_t)left);
+		if (bs[i].q != 1000) {
+			char q[8] = {';', 'q', '=', (char)('0' + bs[i].q / 1000), '.',
+				     (char)('0' + bs[i].q / 100 % 10), (char)('0' + bs[i].q / 10 % 10),
+				     (char)('0' + bs[i].q % 10)};
+			buf_append(&extra, q, sizeof q);
+		}
+		if (bs[i].instance[0]) {
+			buf_append(&extra, ";+sip.instance=", 15);
+			buf_append_cstr(&extra, bs[i].instance);
+		}
+		if (bs[i].reg_id) {
+			buf_append(&extra, ";reg-id=", 8);
+			append_u64(&extra, bs[i].reg_id);
+		}
+		buf_append(&extra, "\r\n", 2);
 	}
 	/* RFC 5626 6: Require: outbound exactly when the reg-id was honoured */
 	if (j->outbound)
 		buf_append_cstr(&extra, "Require: outbound\r\n");
 	/* RFC 5626 4.4.1 / 5.4: how often the phone should ping, said by its first hop */
-	if (j->flow_timer)
-		buf_printf(&extra, "Flow-Timer: %u\r\n", j->flow_timer);
+	if (j->flow_timer) {
+		buf_append(&extra, "Flow-Timer: ", 12);
+		append_u64(&extra, j->flow_timer);
+		buf_append(&extra, "\r\n", 2);
+	}
 	/* RFC 3327 5.3: the stored path vector, to a UA that supports path */
-	if (j->echo_path)
-		buf_printf(&extra, "Path: %s\r\n", j->path);
+	if (j->echo_path) {
+		buf_append(&extra, "Path: ", 6);
+		buf_append_cstr(&extra, j->path);
+		buf_append(&extra, "\r\n", 2);
+	}
 	/* what reached us, for the phone to compare with what it sent
 	 * (docs/nat-evidence.md); through an edge of ours (a Path) the edge
 	 * writes it, having seen the phone's own request */
@@ -589,9 +617,21 @@ static void reply_ok(struct reg_job *j)
 	else
 		stsx_reply(j->st, 200, "OK", extra.data);
 	buf_free(&extra);
+	metric_inc(&reg_m_registers);
+}
+
+/* A query (no Contact): the 200 with the AOR's bindings. */
+static void reply_query(struct reg_job *j)
+{
+	struct store_binding stack[REPLY_STACK_BINDINGS], *bs;
+	size_t n;
+	if (lookup_all(j->r, j->aor, stack, &bs, &n)) {
+		stsx_reply(j->st, 500, "Server Internal Error", NULL);
+		return;
+	}
+	reply_ok(j, bs, n);
 	if (bs != stack)
 		free(bs);
-	metric_inc(&reg_m_registers);
 }
 
 static void job_finish(void *arg)
@@ -609,11 +649,22 @@ static void job_finish(void *arg)
 		LOG_D("registrar", "%s: store error: %s", j->aor, strerror(j->err));
 		stsx_reply(j->st, 500, "Binding Not Stored", "Retry-After: 1\r\n");
 	} else {
-		/* watched before the phone hears the 200 and starts its keepalives */
-		registrar_flow_sync(j->r, &j->flow, j->aor, j->first_hop);
-		if (j->n)
-			registrar_nat_count(j->nat_verdict, j->nat_changed);
-		reply_ok(j);
+		/* one lookup for both: the flow table learns what the AOR's
+		 * bindings on the flow need (watched before the phone hears the
+		 * 200 and starts its keepalives), and the 200 lists them all */
+		struct store_binding stack[REPLY_STACK_BINDINGS], *bs;
+		size_t n;
+		if (lookup_all(j->r, j->aor, stack, &bs, &n)) {
+			registrar_flow_sync(j->r, &j->flow, j->aor, j->first_hop);
+			stsx_reply(j->st, 500, "Server Internal Error", NULL);
+		} else {
+			registrar_flow_sync_with(j->r, &j->flow, j->aor, j->first_hop, bs, n);
+			if (j->n)
+				registrar_nat_count(j->nat_verdict, j->nat_changed);
+			reply_ok(j, bs, n);
+			if (bs != stack)
+				free(bs);
+		}
 	}
 	free(j);
 }
@@ -902,7 +953,7 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 	j->proven = authenticated || rx->flow.tp != NET_UDP;
 	if (j->n == 0 && !j->star) {
 		/* 10.3 step 8 with no Contact: a query */
-		reply_ok(j);
+		reply_query(j);
 		free(j);
 		return;
 	}

@@ -68,6 +68,10 @@ unsigned registrar_flow_timer(const struct registrar *r, enum net_transport tp);
  * its first hop (first_hop), their expiry; a connection is always watched for its
  * close), or that none is left on f, or none needs watching. */
 void registrar_flow_sync(struct registrar *r, const struct flow *f, const char *aor, bool first_hop);
+/* The same from the AOR's bindings the caller looked up already (all of
+ * them: those on other flows are skipped). */
+void registrar_flow_sync_with(struct registrar *r, const struct flow *f, const char *aor,
+			      bool first_hop, const struct store_binding *all, size_t n_all);
 
 /* policy.c: reads [sip] domains, [registrar] open and [proxy] trusted; EINVAL
  * (logged) on a bad list. */
