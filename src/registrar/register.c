@@ -183,23 +183,6 @@ struct reg_job {
 	struct reg_contact c[]; /* cap slots, not cleared, [0, n) valid */
 };
 
-/* Contact values in m, at most MAX_CONTACTS_PER_REQ + 1 (one more is refused
- * by collect_contacts anyway): a job holds that many slots, not the maximum,
- * so that the usual one-contact REGISTER costs a small block. */
-static size_t count_contacts(const struct sip_msg *m)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < m->n_hdrs && n <= MAX_CONTACTS_PER_REQ; i++) {
-		if (m->hdrs[i].id != SIP_HDR_CONTACT)
-			continue;
-		size_t pos = 0;
-		struct slice v;
-		while (n <= MAX_CONTACTS_PER_REQ && sip_hdr_next_value(m->hdrs[i].value, &pos, &v))
-			n++;
-	}
-	return n;
-}
-
 static int parse_q(struct slice v, uint16_t *q)
 {
 	/* qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ) */
@@ -247,11 +230,45 @@ static bool instance_is_urn(struct slice v)
 	return true;
 }
 
-/* Fills job contacts from every Contact header. Returns a status (0 = fine). */
-static uint16_t collect_contacts(struct reg_job *j, const struct sip_msg *m, uint32_t hdr_expires,
-				 const char **reason)
+/* The header parameters of a Contact that the registrar reads, in one pass
+ * (the first of each name counts, as sip_param_find would find it). */
+struct contact_params {
+	struct sip_param expires, q, instance, reg_id;
+	bool has_expires, has_q, has_instance, has_reg_id;
+};
+
+static void contact_params(struct slice params, struct contact_params *cp)
 {
-	struct registrar *r = j->r;
+	memset(cp, 0, sizeof *cp);
+	size_t pos = 0;
+	struct sip_param p;
+	while (sip_param_next(params, &pos, &p) == 1) {
+		struct sip_param *slot = NULL;
+		bool *has = NULL;
+		if (p.name.l == 7 && slice_eq_cstr_nocase(p.name, "expires"))
+			slot = &cp->expires, has = &cp->has_expires;
+		else if (p.name.l == 1 && (p.name.p[0] == 'q' || p.name.p[0] == 'Q'))
+			slot = &cp->q, has = &cp->has_q;
+		else if (p.name.l == 13 && slice_eq_cstr_nocase(p.name, "+sip.instance"))
+			slot = &cp->instance, has = &cp->has_instance;
+		else if (p.name.l == 6 && slice_eq_cstr_nocase(p.name, "reg-id"))
+			slot = &cp->reg_id, has = &cp->has_reg_id;
+		if (slot && !*has) {
+			*slot = p;
+			*has = true;
+		}
+	}
+}
+
+/* Fills c[0, *n) from every Contact header, at most cap of them (cap >
+ * MAX_CONTACTS_PER_REQ: one more than allowed is refused here), and *star.
+ * Returns a status (0 = fine). */
+static uint16_t collect_contacts(const struct registrar *r, const struct sip_msg *m,
+				 uint32_t hdr_expires, struct reg_contact *c, size_t cap, size_t *n,
+				 bool *star, const char **reason)
+{
+	*n = 0;
+	*star = false;
 	for (size_t i = 0; i < m->n_hdrs; i++) {
 		if (m->hdrs[i].id != SIP_HDR_CONTACT)
 			continue;
@@ -264,59 +281,60 @@ static uint16_t collect_contacts(struct reg_job *j, const struct sip_msg *m, uin
 				return 400;
 			}
 			if (na.star) {
-				j->star = true;
+				*star = true;
 				continue;
 			}
-			if (j->n == MAX_CONTACTS_PER_REQ || j->n == j->cap) {
+			if (*n == MAX_CONTACTS_PER_REQ || *n == cap) {
 				*reason = "Too Many Contacts";
 				return 403;
 			}
-			struct reg_contact *c = &j->c[j->n++];
-			memset(c, 0, sizeof *c);
-			c->na = na;
-			c->expires = hdr_expires;
-			c->q = 1000;
-			struct sip_param p;
-			if (sip_param_find(na.params, "expires", &p)) {
+			struct reg_contact *rc = &c[(*n)++];
+			memset(rc, 0, sizeof *rc);
+			rc->na = na;
+			rc->expires = hdr_expires;
+			rc->q = 1000;
+			struct contact_params cp;
+			contact_params(na.params, &cp);
+			if (cp.has_expires) {
 				/* 10.3 step 7: a malformed value is as if absent: the
 				 * Expires header or the default applies */
 				uint32_t e;
-				if (slice_to_u32(p.value, UINT32_MAX, &e) == 0)
-					c->expires = e;
+				if (slice_to_u32(cp.expires.value, UINT32_MAX, &e) == 0)
+					rc->expires = e;
 			}
-			if (sip_param_find(na.params, "q", &p) && parse_q(p.value, &c->q)) {
+			if (cp.has_q && parse_q(cp.q.value, &rc->q)) {
 				*reason = "Bad q Value";
 				return 400;
 			}
-			if (sip_param_find(na.params, "+sip.instance", &p)) {
-				if (!instance_is_urn(p.value)) {
+			if (cp.has_instance) {
+				if (!instance_is_urn(cp.instance.value)) {
 					*reason = "+sip.instance Is Not A URN"; /* RFC 5626 4.1 */
 					return 400;
 				}
-				c->instance = p.value;
+				rc->instance = cp.instance.value;
 			}
 			/* RFC 5626 13: reg-id = 1*DIGIT, from 1 to 2^31 - 1 */
-			if (sip_param_find(na.params, "reg-id", &p) &&
-			    (slice_to_u32(p.value, 0x7fffffff, &c->reg_id) || !c->reg_id)) {
+			if (cp.has_reg_id &&
+			    (slice_to_u32(cp.reg_id.value, 0x7fffffff, &rc->reg_id) || !rc->reg_id)) {
 				*reason = "Bad reg-id";
 				return 400;
 			}
 			/* RFC 5626 6: a reg-id without an instance is not valid, and
 			 * the registrar ignores it (a plain binding) */
-			if (!c->instance.l)
-				c->reg_id = 0;
+			if (!rc->instance.l)
+				rc->reg_id = 0;
 		}
 	}
 	/* 10.3 step 6: "*" only alone and with Expires: 0 */
-	if (j->star && (j->n || hdr_expires != 0)) {
+	if (*star && (*n || hdr_expires != 0)) {
 		*reason = "Wildcard Contact Needs Expires 0 Alone";
 		return 400;
 	}
-	for (size_t i = 0; i < j->n; i++) {
-		if (j->c[i].expires && j->c[i].expires < (uint32_t)r->min_expires)
+	for (size_t i = 0; i < *n; i++) {
+		if (c[i].expires && c[i].expires < (uint32_t)r->min_expires)
 			return 423;
-		if (j->c[i].expires > (uint32_t)r->max_expires)
-			j->c[i].expires = (uint32_t)r->max_expires;
+		if (c[i].expires > (uint32_t)r->max_expires)
+			c[i].expires = (uint32_t)r->max_expires;
 	}
 	return 0;
 }
@@ -882,23 +900,8 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 	if (!authorize(r, rx, &authenticated))
 		return;
 	const struct sip_msg *sm = stsx_msg(st); /* the copy that outlives this call */
-	/* only the head is cleared: the contact slots are filled as they are parsed */
-	size_t cap = MIN(count_contacts(sm), (size_t)MAX_CONTACTS_PER_REQ);
-	struct reg_job *j = malloc(sizeof *j + cap * sizeof j->c[0]);
-	if (j)
-		memset(j, 0, sizeof *j);
-	if (!j) {
-		reject(st, 500, "Server Internal Error", NULL);
-		return;
-	}
-	j->cap = cap;
-	j->r = r;
-	j->st = st;
-	j->w = rx->w;
-	j->flow = rx->flow;
-	net_addr_src_key(&rx->flow.remote, &j->src);
-	if (registrar_aor_of(&sm->to.uri, j->aor)) {
-		free(j);
+	char aor[STORE_AOR_MAX];
+	if (registrar_aor_of(&sm->to.uri, aor)) {
 		reject(st, 404, "Not Found", NULL); /* 10.3 step 3: not an AOR of ours */
 		return;
 	}
@@ -906,15 +909,40 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 	const struct sip_hdr *eh = sip_msg_hdr(sm, SIP_HDR_EXPIRES, 0);
 	if (eh && slice_to_u32(slice_trim(eh->value), UINT32_MAX, &hdr_expires))
 		hdr_expires = (uint32_t)r->default_expires;
+	/* parsed here, then copied into a job of just that many slots (most
+	 * REGISTERs have one): one pass over the Contacts, not a count first */
+	struct reg_contact cs[MAX_CONTACTS_PER_REQ];
+	size_t ncs;
+	bool star;
 	const char *reason = "Bad Request";
-	uint16_t status = collect_contacts(j, sm, hdr_expires, &reason);
+	uint16_t status =
+	    collect_contacts(r, sm, hdr_expires, cs, ARRAY_SIZE(cs), &ncs, &star, &reason);
 	if (status == 423) {
 		char extra[64];
 		snprintf(extra, sizeof extra, "Min-Expires: %lld\r\n", (long long)r->min_expires);
-		free(j);
 		reject(st, 423, "Interval Too Brief", extra);
 		return;
 	}
+	if (status) {
+		reject(st, status, reason, NULL);
+		return;
+	}
+	/* only the head is cleared: the contact slots are copied in */
+	struct reg_job *j = malloc(sizeof *j + ncs * sizeof j->c[0]);
+	if (!j) {
+		reject(st, 500, "Server Internal Error", NULL);
+		return;
+	}
+	memset(j, 0, sizeof *j);
+	memcpy(j->c, cs, ncs * sizeof j->c[0]);
+	j->n = j->cap = ncs;
+	j->star = star;
+	memcpy(j->aor, aor, sizeof aor);
+	j->r = r;
+	j->st = st;
+	j->w = rx->w;
+	j->flow = rx->flow;
+	net_addr_src_key(&rx->flow.remote, &j->src);
 	bool top_ob = false;
 	if (!status && has_path) {
 		int perr = path_vector(sm, j->path, &top_ob);

@@ -236,6 +236,11 @@ bool sip_param_find(struct slice params, const char *name, struct sip_param *out
 	return sip_lex_param_find(params, slice_cstr(name), out);
 }
 
+int sip_param_next(struct slice params, size_t *pos, struct sip_param *out)
+{
+	return sip_lex_params_next(params, pos, out);
+}
+
 bool sip_lex_param_find(struct slice params, struct slice want, struct sip_param *out)
 {
 	size_t i = 0;

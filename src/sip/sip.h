@@ -97,6 +97,10 @@ struct sip_param {
 /* Finds a parameter in a ";a=b;c" string (case-insensitive name). Returns true
  * and fills *out when present. */
 bool sip_param_find(struct slice params, const char *name, struct sip_param *out);
+/* The parameters of a ";a=b;c" string one at a time, from *pos = 0: 1 with
+ * *out filled, 0 at the end, EBADMSG at one that is malformed. A caller that
+ * wants several parameters reads them in one pass instead of one find each. */
+int sip_param_next(struct slice params, size_t *pos, struct sip_param *out);
 
 struct sip_uri {
 	struct slice scheme;  /* "sip", "sips", "tel" */
