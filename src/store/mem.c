@@ -185,6 +185,8 @@ static struct store_aor *aor_create(struct store *s, struct store_shard *sh, con
 
 static void count_bindings(struct store *s, int64_t delta)
 {
+	if (!delta)
+		return; /* a refresh: no write to the lines every worker shares */
 	atomic_fetch_add(&s->nbindings, delta);
 	metric_add(&store_m_bindings, delta);
 }
