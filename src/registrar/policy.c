@@ -171,7 +171,11 @@ uint16_t registrar_admit(struct registrar *r, const struct edge_rx *rx, const ch
 {
 	const struct sip_msg *m = rx->msg;
 	/* RFC 3261 10.3 step 1: the Request-URI names the domain, the To the AOR */
-	if (!registrar_domain_is_local(r, &m->ruri) || !registrar_domain_is_local(r, &m->to.uri)) {
+	/* the answer depends on host and port only: the usual REGISTER names
+	 * the same domain in both, and is checked once */
+	bool same = m->ruri.port == m->to.uri.port && slice_eq(m->ruri.host, m->to.uri.host);
+	if (!registrar_domain_is_local(r, &m->ruri) ||
+	    (!same && !registrar_domain_is_local(r, &m->to.uri))) {
 		metric_inc(&reg_m_foreign_domain);
 		*reason = "Forbidden (Domain Not Served Here)";
 		return 403;
