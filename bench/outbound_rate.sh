@@ -22,10 +22,19 @@
 #
 # Each step records the REGISTERs sent, the 200s with Require: outbound, and
 # the server's CPU: the run time of every thread of every server process
-# (/proc/PID/task/*/schedstat, ns) over the step, divided by the 200s. A step
+# (/proc/PID/task/*/schedstat, ns) over the step, divided by the 200s, and
+# its user/system split (utime/stime ticks of the same threads). A step
 # is sustained when at least 99.9 % of what was sent got its 200 and the
 # generator sent at least 95 % of the offered rate. The ramp of a server ends
 # after two steps in a row (medians of OBR_REPEAT runs) not sustained.
+#
+# Both servers run at once, each on its own ports (Kamailio 10 above
+# pinhole), idle but for the run in progress; each run of each step goes to
+# them in turn, the order rotating with the run number. On a machine shared
+# with other work the load drifts over minutes, and ramps run one after the
+# other compared two different machines. The report adds the ratio run by
+# run (each pinhole run against the Kamailio run of the same step and
+# number, next to it in time) and its median.
 #
 # Servers, both in memory (bindings lost on restart, on both sides):
 # - pinhole: `pinhole serve`, UDP on 127.0.0.1, [sip] workers = 2, edge and
@@ -67,7 +76,8 @@
 #   OBR_USERS         AORs (= OBR_FLOWS: refreshes; 0: a new AOR per REGISTER)
 #   OBR_SHAPE         colo (one process) or split (edge + registrar)  (colo)
 #   OBR_PORT          server UDP port                    (15360; control +1;
-#                     split: the registrar +2, its control +3)
+#                     split: the registrar +2, its control +3; the second
+#                     server the same 10 above)
 #   BENCH_OUT         where logs go                      (a new /tmp/pinhole-obrate.XXXXXX)
 set -u -o pipefail
 
@@ -146,6 +156,40 @@ report() { # DIR: the table from DIR/*.steps
 		if (best[2]) printf ", ratio %.2f", best[1] / best[2]
 		printf "\n"
 		if (both) printf "CPU per REGISTER at %d/s (highest rate both sustained): %s %.2f us, %s %.2f us, ratio %.2f\n", both, A, ub[1], B, ub[2], ub[1] / ub[2]
+	}' "$dir"/*.steps
+	# run by run: each run of A against B's run of the same step and number
+	# (interleaved, so next to it in time); the user/system split of the CPU
+	awk '
+	function med(s,   n, a, i, j, t) {
+		n = split(s, a, " ")
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	{
+		k = $1 SUBSEP $2 SUBSEP $3; rates[$2] = 1
+		us[k] = $7 ? $9 / $7 / 1000 : 0; ok[k] = $4 && ($4 - $7) / $4 < 0.001
+		if (NF >= 11 && $10 + $11 > 0) { u = us[k] * $10 / ($10 + $11); su[$1 SUBSEP $2] = su[$1 SUBSEP $2] " " u; ss[$1 SUBSEP $2] = ss[$1 SUBSEP $2] " " us[k] - u }
+		reps[$2] = reps[$2] > $3 ? reps[$2] : $3
+	}
+	END {
+		A = "pinhole"; B = "kamailio"
+		n = 0; for (r in rates) list[++n] = r + 0
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (list[j] < list[i]) { t = list[i]; list[i] = list[j]; list[j] = t }
+		printf "\nRun by run (interleaved): us/op of %s / us/op of %s for the same run, * = a run\n", A, B
+		printf "that was not sustained (either side); user / system us/op, medians.\n\n"
+		printf "%8s | %-30s %6s | %-15s | %-15s\n", "offered", "ratio per run", "median", A " user/sys", B " user/sys"
+		for (i = 1; i <= n; i++) {
+			r = list[i]; line = ""; all = ""
+			for (p = 1; p <= reps[r]; p++) {
+				a = A SUBSEP r SUBSEP p; b = B SUBSEP r SUBSEP p
+				if (!(a in us) || !(b in us) || !us[b]) continue
+				line = line sprintf(" %.2f%s", us[a] / us[b], ok[a] && ok[b] ? "" : "*")
+				all = all " " us[a] / us[b]
+			}
+			sa = (A SUBSEP r) in su ? sprintf("%.1f / %.1f", med(su[A SUBSEP r]), med(ss[A SUBSEP r])) : "-"
+			sb = (B SUBSEP r) in su ? sprintf("%.1f / %.1f", med(su[B SUBSEP r]), med(ss[B SUBSEP r])) : "-"
+			printf "%8d | %-30s %6s | %-15s | %-15s\n", r, line, all != "" ? sprintf("%.2f", med(all)) : "-", sa, sb
+		}
 	}' "$dir"/*.steps
 }
 
@@ -295,9 +339,15 @@ CONF
 	return 0
 }
 
-cpu_ns() { # run time of every thread of every server process
+cpu_ns() { # PIDS: run time of every thread of every server process
 	local p
-	for p in $PIDS; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+	for p in $1; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+cpu_ticks() { # PIDS: "user system" clock ticks of every thread (the split of cpu_ns)
+	local p
+	for p in $1; do cat /proc/"$p"/task/*/stat 2>/dev/null; done |
+		awk '{ sub(/^.*\) /, ""); u += $12; s += $13 } END { printf "%d %d\n", u, s }'
 }
 
 {
@@ -308,17 +358,49 @@ cpu_ns() { # run time of every thread of every server process
 	echo "step: ${STEP_SECS}s x $REPEAT; ramp: $RATES; flows $FLOWS ($PER_SOURCE per source), users $USERS (0: a new AOR each); shape $SHAPE"
 } | tee "$OUT/env.txt" >&2
 
-N=0 # REGISTERs so far (the next one's number: refreshes go on in turn)
+# Every server is started first, each on its own ports (the next one 10
+# above), and then each run of each step goes to the servers in turn, the
+# order rotating with the run: the load that other work puts on the
+# machine drifts over minutes, and two ramps one after the other saw
+# different machines. Ratios are also taken run by run (each pinhole run
+# against the Kamailio run next to it).
+BASE_PORT=$PORT
+declare -A PORT_OF SRVS_OF PIDS_OF N_OF BAD_OF
+off=0
+for s in $SERVERS; do
+	PORT_OF[$s]=$((BASE_PORT + off))
+	off=$((off + 10))
+done
+use_server() { # NAME: the globals start_server and the steps use
+	PORT=${PORT_OF[$1]}
+	RPORT=$((PORT + 2))
+	CTL=127.0.0.1:$((PORT + 1))
+	SRVS=${SRVS_OF[$1]:-}
+	PIDS=${PIDS_OF[$1]:-}
+}
+stop_all() {
+	local s
+	for s in "${!PORT_OF[@]}"; do
+		use_server "$s"
+		stop_server
+		SRVS_OF[$s]='' PIDS_OF[$s]=''
+	done
+}
+trap stop_all EXIT
+
+UP=
 for s in $SERVERS; do
 	dir=$OUT/$s
 	mkdir -p "$dir"
 	: >"$OUT/$s.steps"
+	use_server "$s"
 	if ss -Hlun "sport = :$PORT" | grep -q . || ss -Hlun "sport = :$RPORT" | grep -q .; then
 		log "udp port $PORT or $RPORT is taken by something else; set OBR_PORT"
 		continue
 	fi
 	start_server "$s" "$dir" || continue
-	N=0
+	SRVS_OF[$s]=$SRVS PIDS_OF[$s]=$PIDS
+	N=0 # REGISTERs so far (the next one's number: refreshes go on in turn)
 	# every phone registers once, then the warm-up
 	# (again while answers are missing: a split edge answers 503 until it
 	# has seen its registrar answer)
@@ -332,43 +414,60 @@ for s in $SERVERS; do
 	first=${RATES%% *}
 	"$GEN" "$PORT" "$first" "$WARMUP" "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/warmup.csv"
 	N=$((N + first * WARMUP))
-	log "$s up (pids $PIDS); $(tail -1 "$dir/register-all.csv" 2>/dev/null) $(tail -1 "$dir/warmup.csv")"
-	bad=0
-	for rate in $RATES; do
-		for ((rep = 1; rep <= REPEAT; rep++)); do
+	N_OF[$s]=$N BAD_OF[$s]=0
+	UP="$UP $s"
+	log "$s up on port $PORT (pids $PIDS); $(tail -1 "$dir/register-all.csv" 2>/dev/null) $(tail -1 "$dir/warmup.csv")"
+done
+
+for rate in $RATES; do
+	[ -n "${UP// /}" ] || break
+	for ((rep = 1; rep <= REPEAT; rep++)); do
+		# the order rotates with the run
+		set -- $UP
+		for ((k = 1; k < rep; k++)); do set -- "${@:2}" "$1"; done
+		for s in "$@"; do
+			use_server "$s"
+			dir=$OUT/$s
 			alive || {
 				log "$s is gone before $rate/s: $dir/server.log"
-				break 3
+				UP=${UP/ $s/}
+				continue
 			}
-			c0=$(cpu_ns)
+			N=${N_OF[$s]}
+			c0=$(cpu_ns "$PIDS")
+			read -r u0 k0 < <(cpu_ticks "$PIDS")
 			"$GEN" "$PORT" "$rate" "$STEP_SECS" "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/r$rate-$rep.csv"
-			c1=$(cpu_ns)
-			N=$((N + rate * STEP_SECS))
+			c1=$(cpu_ns "$PIDS")
+			read -r u1 k1 < <(cpu_ticks "$PIDS")
+			N_OF[$s]=$((N + rate * STEP_SECS))
 			IFS=';' read -r _ sent err ok ok_ob other < <(tail -1 "$dir/r$rate-$rep.csv")
-			echo "$s $rate $rep $sent $err $ok $ok_ob $other $((c1 - c0))" >>"$OUT/$s.steps"
-			log "$s $rate/s run $rep: sent $sent, 200 $ok (Require: outbound $ok_ob), other $other, $(awk -v c=$((c1 - c0)) -v o="$ok_ob" 'BEGIN { printf "%.2f", o ? c / o / 1000 : 0 }') us per 200, load $(cut -d' ' -f1 /proc/loadavg)"
+			echo "$s $rate $rep $sent $err $ok $ok_ob $other $((c1 - c0)) $((u1 - u0)) $((k1 - k0))" >>"$OUT/$s.steps"
+			log "$s $rate/s run $rep: sent $sent, 200 $ok (Require: outbound $ok_ob), other $other, $(awk -v c=$((c1 - c0)) -v o="$ok_ob" 'BEGIN { printf "%.2f", o ? c / o / 1000 : 0 }') us per 200 (user:system ticks $((u1 - u0)):$((k1 - k0))), load $(cut -d' ' -f1 /proc/loadavg)"
 			sleep 1
 		done
-		# sustained? the median run of this step
+	done
+	# sustained? the median run of this step; a server's ramp ends after two
+	# steps in a row that were not
+	for s in $UP; do
 		if awk -v r="$rate" -v secs="$STEP_SECS" '$2 == r { l[++n] = $4 ? ($4 - $7) / $4 : 1; s[n] = $4 / secs }
 			END { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) { if (l[j] < l[i]) { t = l[i]; l[i] = l[j]; l[j] = t } if (s[j] < s[i]) { t = s[i]; s[i] = s[j]; s[j] = t } }
 				m = int((n + 1) / 2); exit !(l[m] < 0.001 && s[m] >= 0.95 * r) }' "$OUT/$s.steps"; then
-			bad=0
+			BAD_OF[$s]=0
 		else
-			bad=$((bad + 1))
-			[ $bad -ge 2 ] && {
+			BAD_OF[$s]=$((BAD_OF[$s] + 1))
+			if [ "${BAD_OF[$s]}" -ge 2 ]; then
 				log "$s: ramp ends at $rate/s"
-				break
-			}
+				UP=${UP/ $s/}
+			fi
 		fi
 	done
-	if [ "$s" = pinhole ]; then
-		"$PINHOLE" ctl --control "$CTL" metrics >"$dir/metrics.txt" 2>&1
-		[ "$SHAPE" = split ] && "$PINHOLE" ctl --control "127.0.0.1:$((PORT + 3))" metrics >"$dir/metrics-registrar.txt" 2>&1
-	fi
-	stop_server
-	sleep 1
 done
+if [ -n "${SRVS_OF[pinhole]:-}" ]; then
+	use_server pinhole
+	"$PINHOLE" ctl --control "$CTL" metrics >"$OUT/pinhole/metrics.txt" 2>&1
+	[ "$SHAPE" = split ] && "$PINHOLE" ctl --control "127.0.0.1:$((PORT + 3))" metrics >"$OUT/pinhole/metrics-registrar.txt" 2>&1
+fi
+stop_all
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
 report "$OUT" | tee "$OUT/report.txt"
 log "files in $OUT"
