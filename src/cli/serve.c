@@ -303,6 +303,8 @@ static int start_sip(struct server *s)
 		.tcp_handshake_s = (unsigned)conf_int(c, "sip", "tcp_first_message_timeout"),
 		.tcp_connect_s = (unsigned)conf_int(c, "sip", "tcp_connect_timeout"),
 		.tcp_max_connecting = (unsigned)conf_int(c, "sip", "tcp_max_connecting"),
+		.ws_ping_s = (unsigned)conf_int(c, "sip", "ws_ping_interval"),
+		.ws_pong_s = (unsigned)conf_int(c, "sip", "ws_pong_timeout"),
 	};
 	if ((err = net_alloc(&s->net, &nc)))
 		return err;

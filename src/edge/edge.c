@@ -11,6 +11,16 @@ const struct conf_key edge_conf_keys[] = {
 	{"sip", "listen", CONF_STR, "udp:0.0.0.0:5060, tcp:0.0.0.0:5060", 0, 0, NULL,
 	 "transport:address:port list, transports udp, tcp, tls (port 5061 by default; needs "
 	 "[tls] certificate); IPv6 as udp:[::]:5060"},
+	{"sip", "ws_origins", CONF_STR, "", 0, 0, NULL,
+	 "Origins a browser may open a ws: connection from, comma-separated and exact "
+	 "(\"https://phone.example.org\"), \"*\" = any; empty = any; others get 403; a client "
+	 "that sends no Origin (not a browser) passes"},
+	{"sip", "ws_ping_interval", CONF_INT, "30", 0, 3600, NULL,
+	 "seconds of silence on a WebSocket before the server pings it (the flow's keepalive); "
+	 "0 = never"},
+	{"sip", "ws_pong_timeout", CONF_INT, "10", 1, 600, NULL,
+	 "seconds a WebSocket ping may go unanswered before the connection is closed and its "
+	 "flow fails"},
 	{"sip", "advertise", CONF_STR, "", 0, 0, NULL,
 	 "host to put in Via/Record-Route instead of the bound address (1:1 NAT)"},
 	{"sip", "domains", CONF_STR, "", 0, 0, NULL,
@@ -256,6 +266,8 @@ int edge_alloc(struct edge **ep, struct net *n, const struct conf *c)
 		err = open_listeners(e, conf_str(c, "sip", "listen"));
 	if (!err)
 		err = edge_steer_start(e, conf_str(c, "sip", "steering"));
+	if (!err)
+		err = edge_ws_setup(e, c);
 	if (err) {
 		edge_free(e);
 		return err;
@@ -323,6 +335,7 @@ void edge_free(struct edge *e)
 	timer_cancel(&e->flows_timer);
 	edge_flows_free(e->flows);
 	edge_mac_free(e);
+	free(e->ws_origins);
 	edge_limits_free(e);
 	edge_steer_free(e->steer);
 	net_hostaddrs_free(e->hostaddrs);
@@ -632,7 +645,8 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 	uint64_t now = loop_now_ms(worker_loop(w));
 	em->rx_ms = now - MIN(now, worker_rx_age_ms(w));
 	struct sip_parse_error perr = {0, NULL};
-	if (sip_msg_parse(&em->msg, em->data, len, f->tp != NET_UDP, &perr)) {
+	/* a WebSocket message is one SIP message (RFC 7118 5): framed as a datagram */
+	if (sip_msg_parse(&em->msg, em->data, len, f->tp != NET_UDP && f->tp != NET_WS, &perr)) {
 		answer_parse_error(e, f, &em->msg, len, &perr);
 		edge_msg_free(em);
 		return;
@@ -714,5 +728,9 @@ struct edge_flows *edge_flows(struct edge *e)
 
 unsigned edge_flow_timer(const struct edge *e, enum net_transport tp)
 {
+	/* a WebSocket's keepalive is the server's ping ([sip] ws_ping_interval):
+	 * browsers send no CRLF, so no Flow-Timer is promised or checked */
+	if (tp == NET_WS)
+		return 0;
 	return tp == NET_UDP ? e->flow_timer_udp : e->flow_timer_tcp;
 }

@@ -120,6 +120,7 @@ struct edge {
 	 * current from netlink on worker 0; owned by the edge */
 	struct net_hostaddrs *hostaddrs;
 	struct edge_steer *steer; /* kernel steering by Call-ID (steer.c), or NULL */
+	char *ws_origins; /* [sip] ws_origins; owned; RO after alloc */
 	/* limits (limit.c); RO after alloc but the counters */
 	struct net_ratelimit *rl; /* per-source rates, shared by the workers; or NULL */
 	_Atomic uint64_t rl_logged_ms; /* when a drop was last logged; atomic */
@@ -274,5 +275,7 @@ extern struct metric edge_m_rejected, edge_m_reply_trimmed, edge_m_reply_oversiz
 
 /* tls.c: [tls] into net's TLS layer (before the listeners open); logs why not. */
 int edge_tls_setup(struct net *n, const struct conf *c);
+/* websocket.c: hands the net the ws codec and [sip] ws_origins. */
+int edge_ws_setup(struct edge *e, const struct conf *c);
 
 #endif

@@ -217,6 +217,11 @@ struct net_conf {
 	/* outgoing connects in progress at once (they count in tcp_max_conns
 	 * too); 0 = NET_TCP_MAX_CONNECTING_DEFAULT */
 	unsigned tcp_max_connecting;
+	/* ws: listeners (ws.c): seconds of silence before the server pings a
+	 * WebSocket (0 = never), and seconds a ping may go unanswered before the
+	 * connection is closed (0 = NET_WS_PONG_S_DEFAULT) */
+	unsigned ws_ping_s;
+	unsigned ws_pong_s;
 };
 
 #define NET_TCP_MAX_CONNS_DEFAULT 10000
@@ -224,6 +229,7 @@ struct net_conf {
 #define NET_TCP_STALL_S_DEFAULT 32 /* 64*T1: any transaction waiting on it has timed out */
 #define NET_TCP_CONNECT_S_DEFAULT 10
 #define NET_TCP_MAX_CONNECTING_DEFAULT 64
+#define NET_WS_PONG_S_DEFAULT 10
 
 int net_alloc(struct net **np, const struct net_conf *conf);
 void net_free(struct net *n);
@@ -234,6 +240,39 @@ void net_set_worker_init(struct net *n, net_worker_init_h *h, void *arg);
 /* One handler per net (the role that owns the receive path fans it out);
  * before net_start. */
 void net_set_conn_closed(struct net *n, net_conn_closed_h *h, void *arg);
+/* ---- WebSocket (RFC 6455, RFC 7118) over a ws: listener's connections ----
+ * The transport runs the connection (upgrade first, then frames: pings
+ * answered, messages reassembled and delivered one per net_recv_h call,
+ * close answered, idle connections pinged); the role hands it the codec,
+ * since plumbing and codecs do not include each other. A flow of such a
+ * connection has tp NET_WS; net_send on it sends one message. */
+struct net_ws_frame {
+	bool fin;
+	uint8_t opcode; /* RFC 6455 5.2 */
+	size_t hlen, plen;
+};
+struct net_ws_hooks {
+	/* The opening handshake in p[0..l) (what the client sent so far).
+	 * ENODATA: not complete; else 0 with *used its length, the answer
+	 * appended to out and its HTTP status in *status (101 opens). */
+	int (*upgrade)(const struct flow *f, const char *p, size_t l, size_t *used, struct buf *out,
+		       unsigned *status, void *arg);
+	/* A client's frame at p[0..l), payload unmasked in place: 0, ENODATA,
+	 * EBADMSG (protocol error), EMSGSIZE (payload above max). */
+	int (*frame)(char *p, size_t l, size_t max, struct net_ws_frame *fr);
+	/* Writes a server frame's header (at most 14 bytes); returns its length. */
+	size_t (*frame_hdr)(uint8_t *out, bool fin, uint8_t opcode, size_t plen);
+	/* A close frame's payload: 0 and its code, or EBADMSG. */
+	int (*close_code)(const char *p, size_t l, uint16_t *code);
+	/* Whether a text message is UTF-8 (RFC 6455 8.1). */
+	bool (*utf8)(const char *p, size_t l);
+	void *arg;
+};
+/* Before net_start; without hooks a ws: listener's connections are closed. */
+void net_set_ws(struct net *n, const struct net_ws_hooks *h);
+/* Counted as ws_* metrics (ws.c): upgrades, refusals by status, protocol
+ * errors, oversize messages, pings, ping timeouts, closes. */
+
 /* Starts the workers (threads). Listener sockets are bound in net_listen, so
  * errors such as EADDRINUSE surface there. */
 int net_start(struct net *n);

@@ -94,6 +94,7 @@ struct conn {
 	struct conn *next_in_worker, *prev_in_worker;
 	struct conn *next_hash;
 	struct conn *next_dst; /* destination index chain; guarded by conn_lock */
+	struct net_ws *ws; /* a ws: listener's connection (ws.c); worker-local */
 };
 
 /* Open connections per source (struct net_src_key); one entry per source
@@ -122,6 +123,7 @@ struct net {
 	net_worker_init_h *winit;
 	void *winit_arg;
 	net_conn_closed_h *closed; /* RO after start; NULL from net_free on */
+	struct net_ws_hooks ws; /* RO after start; ws.upgrade NULL = none */
 	void *closed_arg;
 	/* connection table: id -> conn; guarded by conn_lock */
 	pthread_mutex_t conn_lock;
@@ -161,6 +163,21 @@ int net_addr_take_locked(struct net *n, const struct net_src_key *k);
 void net_addr_put_locked(struct net *n, const struct net_src_key *k);
 /* Writes what it can of c->out; caller holds conn_lock. errno on a dead socket. */
 int net_conn_flush_locked(struct net *n, struct conn *c);
+
+/* ws.c: a ws: listener's connection, hooked into tcp.c */
+/* Sets c up for WebSocket: 0, or ENOMEM. */
+int net_ws_conn_init(struct net *n, struct conn *c);
+/* Frees what c's WebSocket state holds. */
+void net_ws_conn_free(struct net *n, struct conn *c);
+/* conn_deliver for a WebSocket: takes the upgrade and whole frames at the
+ * start of p[0..len) (unmasked in place); the bytes taken, or SIZE_MAX when
+ * c was closed. */
+size_t net_ws_deliver(struct conn *c, char *p, size_t len);
+/* net_send for a NET_WS flow: one message, as one frame. */
+int net_ws_send(struct net *n, const struct flow *f, const void *data, size_t len);
+/* The sweep's look at c: pings it when silent, closes it when a ping went
+ * unanswered. true when c was closed. */
+bool net_ws_sweep(struct conn *c, uint64_t now);
 
 /* connect.c */
 /* Takes c out of the destination index, if in; caller holds conn_lock. */

@@ -121,6 +121,7 @@ void net_tcp_close(struct conn *c)
 	close(c->fd);
 	buf_release(n, &c->in);
 	buf_release(n, &c->out);
+	net_ws_conn_free(n, c);
 	struct flow f = c->flow;
 	free(c);
 	/* after the unlink: whoever hears of it and sends on f gets ENOTCONN */
@@ -336,7 +337,8 @@ void net_conn_readable(int fd, uint32_t events, void *arg)
 		size_t len = scratch ? (size_t)k : c->in.len + (size_t)k;
 		if (!scratch)
 			c->in.len = len;
-		size_t off = conn_deliver(c, p, len);
+		/* a ws: listener's connection: its bytes are the buffer's (ws.c unmasks in place) */
+		size_t off = c->ws ? net_ws_deliver(c, (char *)p, len) : conn_deliver(c, p, len);
 		if (off == SIZE_MAX)
 			return;
 		if (scratch) {
@@ -444,7 +446,9 @@ void net_tcp_acceptable(int fd, uint32_t events, void *arg)
 		w->conns = c;
 		/* registered before it can be found, so that a send from another
 		 * worker can always ask for EPOLLOUT */
-		int err = loop_fd_add(w->loop, cfd, EPOLLIN, net_conn_readable, c);
+		int err = c->flow.tp == NET_WS ? net_ws_conn_init(n, c) : 0;
+		if (!err)
+			err = loop_fd_add(w->loop, cfd, EPOLLIN, net_conn_readable, c);
 		pthread_mutex_lock(&n->conn_lock);
 		net_conn_hash_link(n, c);
 		pthread_mutex_unlock(&n->conn_lock);
@@ -468,6 +472,10 @@ void net_tcp_sweep(void *arg)
 		if (net_tls_timed_out(c, now)) {
 			net_tls_fail(c, NET_TLS_TIMEOUT);
 			net_tcp_close(c);
+			c = next;
+			continue;
+		}
+		if (c->ws && net_ws_sweep(c, now)) {
 			c = next;
 			continue;
 		}

@@ -211,7 +211,9 @@ int proxy_upstream_route(struct proxy *p, const struct edge_rx *rx, struct slice
 		if (ob) {
 			metric_inc(&m_up_ob);
 			plan->flow_timer =
-			    rx->flow.tp == NET_UDP ? p->flow_timer_udp : p->flow_timer_tcp;
+			    rx->flow.tp == NET_UDP  ? p->flow_timer_udp
+			    : rx->flow.tp == NET_WS ? 0 /* the server's ping (edge_flow_timer) */
+						    : p->flow_timer_tcp;
 		}
 		metric_inc(&m_up_forwarded);
 		return 0;

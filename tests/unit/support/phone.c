@@ -43,6 +43,9 @@ void test_server_start(struct test_server *s, const char *conf_text)
 	    .workers = 2,
 	    .max_msg = 8192,
 	    .tcp_idle_s = (unsigned)conf_int(s->conf, "sip", "tcp_idle_timeout"),
+	    .tcp_handshake_s = (unsigned)conf_int(s->conf, "sip", "tcp_first_message_timeout"),
+	    .ws_ping_s = (unsigned)conf_int(s->conf, "sip", "ws_ping_interval"),
+	    .ws_pong_s = (unsigned)conf_int(s->conf, "sip", "ws_pong_timeout"),
 	};
 	assert_int_equal(net_alloc(&s->net, &nc), 0);
 	assert_int_equal(edge_alloc(&s->edge, s->net, s->conf), 0);
