@@ -1,0 +1,118 @@
+#!/bin/bash
+# Lab test of issue 15, a real browser: headless Chromium runs a JsSIP page
+# (tests/lab/browser, JsSIP from npm) behind a symmetric NAT; it registers to
+# `pinhole serve` over ws: (SIP over WebSocket, RFC 7118), and a `pinhole ua`
+# behind another symmetric NAT calls it:
+#   - a WebSocket upgrade from a page of another Origin gets 403 and is closed;
+#   - the page reports "registered 200"; the server's binding is over ws from
+#     the NAT's public address, and its Contact has a .invalid host;
+#   - the INVITE reaches the page over its WebSocket (our Via says WS, the
+#     Record-Route names the flow with transport=ws), the page refuses it with
+#     486, and the caller hears 486 (exit 4);
+#   - a screenshot of the page is kept (test_browser_ws.png in the working
+#     directory, ctest's build/tests).
+# Media is not part of it: the browser would need DTLS-SRTP and ICE, which a
+# plain RTP phone does not offer (docs/websocket.md).
+# Needs root, iptables, jq, node, chromium, the npm packages of tests/lab/browser
+# (scripts/deps.sh runs npm ci there) and $PINHOLE.
+set -u
+LAB_DIR=${LAB_DIR:-$(cd "$(dirname "$0")" && pwd)}
+# shellcheck source=lib.sh
+. "$LAB_DIR/lib.sh"
+
+PINHOLE=${PINHOLE:-$LAB_DIR/../../build/pinhole}
+BROWSER_DIR=$LAB_DIR/browser
+SHOT=${BROWSER_SHOT:-$PWD/test_browser_ws.png}
+NAT_T=${NAT_T:-30}
+
+lab_require jq node chromium
+[ -x "$PINHOLE" ] || lab_skip "no pinhole binary at $PINHOLE"
+[ -d "$BROWSER_DIR/node_modules/jssip" ] && [ -d "$BROWSER_DIR/node_modules/ws" ] ||
+	lab_skip "npm packages missing in $BROWSER_DIR (scripts/deps.sh runs npm ci there)"
+(cd "$BROWSER_DIR" && npm run --silent bundle) >/dev/null 2>&1 ||
+	lab_fail "cannot bundle JsSIP for the page (npm run bundle in $BROWSER_DIR)"
+
+lab_setup tbw
+lab_add_nat b1 sym "$NAT_T" # the browser's
+lab_add_nat p1 sym "$NAT_T" # the caller's
+SRV=$LAB_SRV_IP CTL=127.0.0.1:5080 PAGE_PORT=8088
+
+conf=$LAB_TMP/pinhole.conf
+cat >"$conf" <<EOF
+[sip]
+listen = udp:$SRV:5060, ws:$SRV:8080
+ws_origins = http://127.0.0.1:$PAGE_PORT
+[registrar]
+open = yes
+[store]
+path = $LAB_TMP/pinhole.db
+[control]
+listen = $CTL
+EOF
+lab_start_bg srv "$LAB_TMP/pinhole.log" "$PINHOLE" serve --config "$conf"
+lab_wait_udp srv "$SRV:5060" 5 || lab_fail "pinhole did not start"
+lab_wait_line "$LAB_TMP/pinhole.log" 'running with' 10 ||
+	lab_fail "pinhole did not come up: $(tail -n 5 "$LAB_TMP/pinhole.log")"
+
+# counter NAME [LABELS]: a counter from the server's metrics
+counter() {
+	local n="pinhole_$1"
+	[ -n "${2:-}" ] && n="$n{$2}"
+	lab_exec srv "$PINHOLE" ctl metrics --control "$CTL" 2>/dev/null |
+		awk -v n="$n" '$1 == n { v = $2 } END { print v + 0 }'
+}
+
+# --- another page's Origin: 403, once, closed ---------------------------------
+refused0=$(counter ws_refused_total 'status="403"')
+ans=$(lab_exec b1-ph timeout 5 bash -c '
+	exec 3<>/dev/tcp/'"$SRV"'/8080 || exit 1
+	printf "GET / HTTP/1.1\r\nHost: '"$SRV"'\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\nOrigin: https://evil.example\r\n\r\n" >&3
+	cat <&3' | head -c 400)
+[[ $ans == "HTTP/1.1 403 "* ]] || lab_fail "evil Origin: expected 403, got: $ans"
+[ "$(counter ws_refused_total 'status="403"')" -eq $((refused0 + 1)) ] ||
+	lab_fail "evil Origin: ws_refused_total{status=\"403\"} did not count it"
+lab_log "evil Origin: $(head -n 1 <<<"$ans" | tr -d '\r'), closed, counted"
+
+# --- the browser registers ----------------------------------------------------
+lab_start_bg b1-ph "$LAB_TMP/browser.log" node "$BROWSER_DIR/run.js" \
+	--ws "ws://$SRV:8080" --uri "sip:alice@$SRV" --out "$LAB_TMP" --port "$PAGE_PORT"
+BPID=$LAB_LAST_PID
+lab_wait_line "$LAB_TMP/browser.log" '^page: (registered|registration-failed)' 60 ||
+	lab_fail "the page did not register: $(tail -n 20 "$LAB_TMP/browser.log")"
+grep -q '^page: registered 200' "$LAB_TMP/browser.log" ||
+	lab_fail "registration failed: $(grep '^page:' "$LAB_TMP/browser.log")"
+lab_log "$(grep -m1 '^page: registered' "$LAB_TMP/browser.log")"
+
+lab_exec srv "$PINHOLE" ctl registrations --json --control "$CTL" >"$LAB_TMP/regs.json"
+b=$(jq -c '.registrations[] | select(.aor | test("^(sip:)?alice@"))' "$LAB_TMP/regs.json" | head -n 1)
+[ -n "$b" ] || lab_fail "no binding for alice: $(cat "$LAB_TMP/regs.json")"
+lab_log "binding: $b"
+[ "$(jq -r .transport <<<"$b")" = ws ] || lab_fail "alice's binding is not over ws"
+src=$(jq -r .source <<<"$b")
+[ "${src%:*}" = "$(lab_wan_ip b1)" ] || lab_fail "binding source $src is not the NAT's $(lab_wan_ip b1)"
+jq -r .contact <<<"$b" | grep -q '\.invalid' || lab_fail "the browser's Contact has no .invalid host"
+
+# --- a call from a phone behind NAT -------------------------------------------
+lab_exec p1-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/bob.state" \
+	--aor "sip:bob@$SRV" --proxy "udp:$SRV:5060" --duration 3 "sip:alice@$SRV" \
+	>"$LAB_TMP/bob.log" 2>&1
+rc=$?
+lab_wait_line "$LAB_TMP/browser.log" '^page: incoming' 10 ||
+	lab_fail "the INVITE did not reach the page: $(tail -n 20 "$LAB_TMP/browser.log")"
+inc=$(grep -m1 '^page: incoming' "$LAB_TMP/browser.log")
+lab_log "$inc"
+[[ $inc == *"from=sip:bob@$SRV"* ]] || lab_fail "the page saw another caller: $inc"
+[[ $inc == *"via=SIP/2.0/WS $SRV:8080;"* ]] || lab_fail "our Via is not WS $SRV:8080: $inc"
+[[ $inc == *"transport=ws;"* ]] || lab_fail "no Record-Route over ws: $inc"
+[[ $inc == *"ruri=sip:"*".invalid"* ]] || lab_fail "the INVITE is not for the .invalid Contact: $inc"
+[ "$rc" -eq 4 ] || lab_fail "the caller exited $rc, not 4 (a 4xx): $(tail -n 5 "$LAB_TMP/bob.log")"
+grep -q '486' "$LAB_TMP/bob.log" || lab_fail "the caller did not hear 486: $(tail -n 5 "$LAB_TMP/bob.log")"
+lab_wait_line "$LAB_TMP/browser.log" '^page: ended' 10 || lab_fail "the page saw no end of the call"
+lab_log "$(grep -m1 '^page: ended' "$LAB_TMP/browser.log"); the caller got 486, exit $rc"
+
+# --- the screenshot -------------------------------------------------------------
+lab_kill "$BPID" # SIGTERM: a last screenshot, then it exits
+[ -s "$LAB_TMP/browser.png" ] || lab_fail "no screenshot: $(tail -n 5 "$LAB_TMP/browser.log")"
+cp "$LAB_TMP/browser.png" "$SHOT" && lab_log "screenshot kept: $SHOT"
+lab_log "ws counters: upgrades $(counter ws_upgrades_total), messages $(counter ws_messages_total)"
+lab_log "PASS"
