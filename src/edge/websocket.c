@@ -20,8 +20,8 @@ static int ws_upgrade_h(const struct flow *f, const char *p, size_t l, size_t *u
 		memset(&u, 0, sizeof u);
 	if (*status != 101 && log_get_level() >= LOG_DEBUG) {
 		char a[NET_ADDR_STRLEN];
-		LOG_D("edge", "ws upgrade from %s refused: %u", net_addr_fmt(&f->remote, a, sizeof a),
-		      *status);
+		LOG_D("edge", "ws upgrade from %s refused: %u",
+		      net_addr_fmt(&f->remote, a, sizeof a), *status);
 	}
 	return ws_upgrade_answer(&u, *status, out);
 }
@@ -52,12 +52,12 @@ int edge_ws_setup(struct edge *e, const struct conf *c)
 	if (!e->ws_origins)
 		return ENOMEM;
 	struct net_ws_hooks h = {
-		.upgrade = ws_upgrade_h,
-		.frame = ws_frame_h,
-		.frame_hdr = ws_hdr_h,
-		.close_code = ws_close_parse,
-		.utf8 = ws_utf8_valid,
-		.arg = e,
+	    .upgrade = ws_upgrade_h,
+	    .frame = ws_frame_h,
+	    .frame_hdr = ws_hdr_h,
+	    .close_code = ws_close_parse,
+	    .utf8 = ws_utf8_valid,
+	    .arg = e,
 	};
 	net_set_ws(e->net, &h);
 	return 0;

@@ -7,24 +7,24 @@
 
 /* A connection's WebSocket state. Idle and open it holds no buffer. */
 struct net_ws {
-	bool open;        /* upgraded: frames from here on */
-	uint8_t msg_op;   /* the fragmented message in progress, 0 = none */
-	struct buf msg;   /* its payload so far, at most max_msg */
+	bool open;	  /* upgraded: frames from here on */
+	uint8_t msg_op;	  /* the fragmented message in progress, 0 = none */
+	struct buf msg;	  /* its payload so far, at most max_msg */
 	uint64_t ping_ms; /* when our unanswered ping went out, 0 = none */
 };
 
 static struct metric m_upgraded = {.name = "ws_upgrades_total",
 				   .help = "WebSocket connections opened (101 answered)"};
 static struct metric m_refused[3] = {
-	{.name = "ws_refused_total",
-	 .help = "WebSocket upgrades refused and closed, by status",
-	 .labels = "status=\"400\""},
-	{.name = "ws_refused_total",
-	 .help = "WebSocket upgrades refused and closed, by status",
-	 .labels = "status=\"403\""},
-	{.name = "ws_refused_total",
-	 .help = "WebSocket upgrades refused and closed, by status",
-	 .labels = "status=\"426\""},
+    {.name = "ws_refused_total",
+     .help = "WebSocket upgrades refused and closed, by status",
+     .labels = "status=\"400\""},
+    {.name = "ws_refused_total",
+     .help = "WebSocket upgrades refused and closed, by status",
+     .labels = "status=\"403\""},
+    {.name = "ws_refused_total",
+     .help = "WebSocket upgrades refused and closed, by status",
+     .labels = "status=\"426\""},
 };
 static struct metric m_upgrade_timeouts = {
     .name = "ws_upgrade_timeouts_total",
@@ -83,8 +83,7 @@ void net_ws_conn_free(struct net *n, struct conn *c)
 
 /* One frame of ours (control, or a message), header and payload queued as
  * one piece: senders on other workers never interleave inside it. */
-static int send_frame(struct net *n, const struct flow *f, uint8_t op, const void *data,
-		      size_t len)
+static int send_frame(struct net *n, const struct flow *f, uint8_t op, const void *data, size_t len)
 {
 	char stack[2048], *p = stack;
 	if (len + 14 > sizeof stack && !(p = malloc(len + 14)))
@@ -249,7 +248,8 @@ bool net_ws_sweep(struct conn *c, uint64_t now)
 	struct net_ws *ws = c->ws;
 	if (!ws->open) {
 		/* the upgrade is bounded like a first message */
-		if (n->conf.tcp_handshake_s && now - c->opened_ms > n->conf.tcp_handshake_s * 1000ull) {
+		if (n->conf.tcp_handshake_s &&
+		    now - c->opened_ms > n->conf.tcp_handshake_s * 1000ull) {
 			metric_inc(&m_upgrade_timeouts);
 			n->st.tcp_idle_closed++;
 			net_tcp_close(c);
@@ -264,7 +264,8 @@ bool net_ws_sweep(struct conn *c, uint64_t now)
 		net_tcp_close(c);
 		return true;
 	}
-	if (n->conf.ws_ping_s && !ws->ping_ms && now - c->last_rx_ms >= n->conf.ws_ping_s * 1000ull) {
+	if (n->conf.ws_ping_s && !ws->ping_ms &&
+	    now - c->last_rx_ms >= n->conf.ws_ping_s * 1000ull) {
 		metric_inc(&m_pings);
 		ws->ping_ms = now;
 		send_frame(n, &c->flow, 0x9, NULL, 0);

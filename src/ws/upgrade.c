@@ -52,8 +52,8 @@ static int parse_request_line(struct slice line, struct ws_upgrade *u)
 	for (size_t i = 0; i < u->path.l; i++)
 		if ((unsigned char)u->path.p[i] <= ' ' || u->path.p[i] == 0x7f)
 			return EBADMSG;
-	if (u->version.l != 8 || memcmp(u->version.p, "HTTP/1.", 7) ||
-	    u->version.p[7] < '0' || u->version.p[7] > '9')
+	if (u->version.l != 8 || memcmp(u->version.p, "HTTP/1.", 7) || u->version.p[7] < '0' ||
+	    u->version.p[7] > '9')
 		return EBADMSG;
 	return 0;
 }
@@ -175,8 +175,7 @@ int ws_accept_key(struct slice key, char out[29])
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (!ctx)
 		return ENOMEM;
-	int ok = EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) &&
-		 EVP_DigestUpdate(ctx, key.p, key.l) &&
+	int ok = EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) && EVP_DigestUpdate(ctx, key.p, key.l) &&
 		 EVP_DigestUpdate(ctx, ws_guid, sizeof ws_guid - 1) &&
 		 EVP_DigestFinal_ex(ctx, md, &mdlen);
 	EVP_MD_CTX_free(ctx);

@@ -29,7 +29,7 @@ struct ws_upgrade {
 	struct slice host, upgrade, key, ws_version, origin;
 	bool conn_upgrade; /* "upgrade" among the Connection tokens */
 	bool sip_offered;  /* "sip" among the Sec-WebSocket-Protocol tokens */
-	bool dup;          /* a header that must appear once came twice */
+	bool dup;	   /* a header that must appear once came twice */
 };
 
 /* Parses the HTTP/1.1 request at p[0..l) up to its empty line. ENODATA: not
@@ -138,7 +138,7 @@ bool ws_utf8_valid(const char *p, size_t l);
 
 struct ws_msg_state {
 	uint8_t opcode; /* the message in progress (TEXT, BINARY), 0 = none */
-	size_t len;     /* its payload so far */
+	size_t len;	/* its payload so far */
 };
 
 /* Adds a data frame (TEXT, BINARY, CONT) to the message in progress. max:

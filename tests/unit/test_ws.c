@@ -47,7 +47,8 @@ static void test_accept_key(void **state)
 	assert_int_equal(ws_upgrade_answer(&u, 101, &out), 0);
 	buf_append(&out, "", 1);
 	assert_non_null(strstr(out.data, "HTTP/1.1 101 "));
-	assert_non_null(strstr(out.data, "\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+	assert_non_null(
+	    strstr(out.data, "\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
 	assert_non_null(strstr(out.data, "\r\nSec-WebSocket-Protocol: sip\r\n"));
 	buf_free(&out);
 }
@@ -61,41 +62,50 @@ static void test_upgrade_decision(void **state)
 	assert_int_equal(check(REQ("Sec-WebSocket-Protocol: chat\r\n"), NULL), 400);
 	/* a second header line also counts */
 	assert_int_equal(
-	    check(REQ("Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: sip\r\n"), NULL), 101);
+	    check(REQ("Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: sip\r\n"), NULL),
+	    101);
 	/* Origin against the list */
 	const char *list = "https://phone.example.org, https://b.example";
 	assert_int_equal(
-	    check(REQ("Sec-WebSocket-Protocol: sip\r\nOrigin: https://PHONE.example.org\r\n"), list),
+	    check(REQ("Sec-WebSocket-Protocol: sip\r\nOrigin: https://PHONE.example.org\r\n"),
+		  list),
 	    101);
 	assert_int_equal(
-	    check(REQ("Sec-WebSocket-Protocol: sip\r\nOrigin: https://evil.example\r\n"), list), 403);
+	    check(REQ("Sec-WebSocket-Protocol: sip\r\nOrigin: https://evil.example\r\n"), list),
+	    403);
 	assert_int_equal(
-	    check(REQ("Sec-WebSocket-Protocol: sip\r\nOrigin: https://evil.example\r\n"), "*"), 101);
+	    check(REQ("Sec-WebSocket-Protocol: sip\r\nOrigin: https://evil.example\r\n"), "*"),
+	    101);
 	assert_int_equal(check(REQ("Sec-WebSocket-Protocol: sip\r\n"), list), 101); /* no Origin */
 	/* not a WebSocket upgrade: 426 */
 	assert_int_equal(check("GET / HTTP/1.1\r\nHost: x\r\n\r\n", NULL), 426);
-	assert_int_equal(check("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", NULL), 426);
+	assert_int_equal(check("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", NULL),
+			 426);
 	/* other version: 426 */
-	const char *v8 = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
-			 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n"
-			 "Sec-WebSocket-Protocol: sip\r\n\r\n";
+	const char *v8 =
+	    "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n"
+	    "Sec-WebSocket-Protocol: sip\r\n\r\n";
 	assert_int_equal(check(v8, NULL), 426);
 	/* bad key, POST, twice the key, HTTP/1.0, no Host */
-	const char *badkey = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
-			     "Sec-WebSocket-Key: short==\r\nSec-WebSocket-Version: 13\r\n"
-			     "Sec-WebSocket-Protocol: sip\r\n\r\n";
+	const char *badkey =
+	    "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+	    "Sec-WebSocket-Key: short==\r\nSec-WebSocket-Version: 13\r\n"
+	    "Sec-WebSocket-Protocol: sip\r\n\r\n";
 	assert_int_equal(check(badkey, NULL), 400);
 	assert_int_equal(check(REQ("Sec-WebSocket-Protocol: sip\r\n"
 				   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
 			       NULL),
 			 400);
-	const char *post = "POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
-			   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-			   "Sec-WebSocket-Protocol: sip\r\n\r\n";
+	const char *post =
+	    "POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+	    "Sec-WebSocket-Protocol: sip\r\n\r\n";
 	assert_int_equal(check(post, NULL), 400);
-	const char *nohost = "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
-			     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-			     "Sec-WebSocket-Protocol: sip\r\n\r\n";
+	const char *nohost =
+	    "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+	    "Sec-WebSocket-Protocol: sip\r\n\r\n";
 	assert_int_equal(check(nohost, NULL), 400);
 	/* refusals are short and close */
 	struct ws_upgrade u;
@@ -219,7 +229,8 @@ static void test_build_roundtrip(void **state)
 			for (size_t cut = 0; cut < h + lens[k]; cut += 1 + cut / 3)
 				assert_int_equal(ws_frame_parse(buf, cut, masked, 1u << 20, &fr),
 						 ENODATA);
-			assert_int_equal(ws_frame_parse(buf, h + lens[k], masked, 1u << 20, &fr), 0);
+			assert_int_equal(ws_frame_parse(buf, h + lens[k], masked, 1u << 20, &fr),
+					 0);
 			assert_int_equal(fr.hlen, h);
 			assert_int_equal(fr.plen, lens[k]);
 			if (masked)
@@ -274,7 +285,10 @@ static void test_close_and_utf8(void **state)
 	assert_int_equal(code, WS_CLOSE_NO_STATUS);
 	assert_int_equal(ws_close_parse("\x03\xe8", 2, &code), 0);
 	assert_int_equal(code, 1000);
-	assert_int_equal(ws_close_parse("\x03\xe8" "bye", 5, &code), 0);
+	assert_int_equal(ws_close_parse("\x03\xe8"
+					"bye",
+					5, &code),
+			 0);
 	assert_int_equal(ws_close_parse("\x03", 1, &code), EBADMSG);
 	assert_int_equal(ws_close_parse("\x03\xed", 2, &code), EBADMSG); /* 1005: never sent */
 	assert_int_equal(ws_close_parse("\x03\xee", 2, &code), EBADMSG); /* 1006 */
@@ -282,22 +296,19 @@ static void test_close_and_utf8(void **state)
 	assert_int_equal(ws_close_parse("\x0f\xa0", 2, &code), 0); /* 4000: private use */
 	assert_int_equal(ws_close_parse("\x03\xe8\xff", 3, &code), EBADMSG);
 	assert_true(ws_utf8_valid("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 16));
-	assert_false(ws_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
-	assert_false(ws_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+	assert_false(ws_utf8_valid("\xc0\xaf", 2));	    /* overlong '/' */
+	assert_false(ws_utf8_valid("\xed\xa0\x80", 3));	    /* surrogate */
 	assert_false(ws_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
-	assert_false(ws_utf8_valid("\xe2\x82", 2));         /* cut short */
+	assert_false(ws_utf8_valid("\xe2\x82", 2));	    /* cut short */
 	assert_false(ws_utf8_valid("\x80", 1));
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_accept_key),
-	    cmocka_unit_test(test_upgrade_decision),
-	    cmocka_unit_test(test_upgrade_parse_bounds),
-	    cmocka_unit_test(test_rfc6455_examples),
-	    cmocka_unit_test(test_build_roundtrip),
-	    cmocka_unit_test(test_broken_frames),
+	    cmocka_unit_test(test_accept_key),		 cmocka_unit_test(test_upgrade_decision),
+	    cmocka_unit_test(test_upgrade_parse_bounds), cmocka_unit_test(test_rfc6455_examples),
+	    cmocka_unit_test(test_build_roundtrip),	 cmocka_unit_test(test_broken_frames),
 	    cmocka_unit_test(test_close_and_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -85,11 +85,12 @@ static void http_expect(int fd, const char *prefix, char *out, size_t cap)
 static void upgrade_req(int fd, const char *origin, const char *proto)
 {
 	char req[1024];
-	int n = snprintf(req, sizeof req,
-			 "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-			 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-			 "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n%s%s%s\r\n",
-			 proto, origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" : "");
+	int n =
+	    snprintf(req, sizeof req,
+		     "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+		     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n%s%s%s\r\n",
+		     proto, origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" : "");
 	send_all(fd, req, (size_t)n);
 }
 
@@ -302,7 +303,8 @@ static void test_bad_upgrades(void **state)
 	refused(&s, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", NULL, NULL, "426");
 	/* SIP straight onto a ws: port is not HTTP */
 	refused(&s,
-		"REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 1.2.3.4\r\nContent-Length: 0\r\n\r\n",
+		"REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 1.2.3.4\r\nContent-Length: "
+		"0\r\n\r\n",
 		NULL, NULL, "400");
 	/* no Origin (not a browser): let in */
 	int fd = ws_connect(&s);
@@ -429,10 +431,8 @@ static void test_server_ping(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_register_and_call),
-	    cmocka_unit_test(test_fragmented_and_ping),
-	    cmocka_unit_test(test_bad_upgrades),
-	    cmocka_unit_test(test_bad_frames),
+	    cmocka_unit_test(test_register_and_call), cmocka_unit_test(test_fragmented_and_ping),
+	    cmocka_unit_test(test_bad_upgrades),      cmocka_unit_test(test_bad_frames),
 	    cmocka_unit_test(test_server_ping),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
