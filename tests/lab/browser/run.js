@@ -4,9 +4,13 @@
 // console ("console: ..."), and takes screenshots over the DevTools protocol.
 //
 //   node run.js --ws ws://198.18.0.1:8080 --uri sip:alice@198.18.0.1 \
-//       --out DIR [--port 8088] [--chromium /usr/bin/chromium] [--busy 486]
+//       --out DIR [--port 8088] [--chromium /usr/bin/chromium] [--name NAME]
+//       [--mode busy|answer|call] [--target URI] [--stun stun:HOST:PORT]
+//       [--busy 486] [--secs 4]
 //
-// A screenshot (DIR/browser.png) is taken after each "ended" event and when
+// The options other than out, port, chromium and name go to the page as its
+// query (phone.html says what they mean).
+// A screenshot (DIR/NAME.png, NAME browser by default) is taken after each "ended" event and when
 // the process gets SIGTERM (then it exits). Needs the npm packages of
 // package.json (ws) and jssip.bundle.js (npm run bundle).
 'use strict';
@@ -16,7 +20,7 @@ const path = require('path');
 const {spawn} = require('child_process');
 const WebSocket = require('ws');
 
-const args = {port: '8088', chromium: 'chromium', busy: '486'};
+const args = {port: '8088', chromium: 'chromium', name: 'browser'};
 for (let i = 2; i < process.argv.length; i += 2)
 	args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
 for (const k of ['ws', 'uri', 'out'])
@@ -38,7 +42,7 @@ const server = http.createServer((req, res) => {
 		req.on('data', (d) => { body += d; if (body.length > 65536) req.destroy(); });
 		req.on('end', () => {
 			console.log('page: ' + body.replace(/[\r\n]+/g, ' '));
-			if (body.startsWith('ended'))
+			if (body.startsWith('ended') || body.startsWith('media'))
 				screenshot().catch((e) => console.log('screenshot failed: ' + e.message));
 			res.end('ok');
 		});
@@ -68,8 +72,9 @@ async function screenshot() {
 	if (!sessionId)
 		return;
 	const r = await send('Page.captureScreenshot', {format: 'png'}, sessionId);
-	fs.writeFileSync(path.join(args.out, 'browser.png'), Buffer.from(r.data, 'base64'));
-	console.log('screenshot: ' + path.join(args.out, 'browser.png'));
+	const f = path.join(args.out, args.name + '.png');
+	fs.writeFileSync(f, Buffer.from(r.data, 'base64'));
+	console.log('screenshot: ' + f);
 }
 
 async function devtools(wsUrl) {
@@ -87,8 +92,11 @@ async function devtools(wsUrl) {
 		if (m.method === 'Runtime.exceptionThrown')
 			console.log('exception: ' + JSON.stringify(m.params.exceptionDetails).slice(0, 500));
 	});
-	const page = `http://127.0.0.1:${args.port}/phone.html?` +
-		new URLSearchParams({ws: args.ws, uri: args.uri, busy: args.busy});
+	const query = {};
+	for (const [k, v] of Object.entries(args))
+		if (!['out', 'port', 'chromium', 'name'].includes(k))
+			query[k] = v;
+	const page = `http://127.0.0.1:${args.port}/phone.html?` + new URLSearchParams(query);
 	const {targetId} = await send('Target.createTarget', {url: 'about:blank'});
 	({sessionId} = await send('Target.attachToTarget', {targetId, flatten: true}));
 	await send('Runtime.enable', {}, sessionId);
@@ -101,7 +109,7 @@ async function devtools(wsUrl) {
 
 async function main() {
 	await new Promise((ok) => server.listen(parseInt(args.port, 10), '127.0.0.1', ok));
-	const profile = fs.mkdtempSync(path.join(args.out, 'chromium-'));
+	const profile = fs.mkdtempSync(path.join(args.out, args.name + '-chromium-'));
 	chrome = spawn(args.chromium, [
 		'--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
 		'--disable-dev-shm-usage', '--use-fake-ui-for-media-stream',
