@@ -10,7 +10,8 @@
 const struct conf_key edge_conf_keys[] = {
 	{"sip", "listen", CONF_STR, "udp:0.0.0.0:5060, tcp:0.0.0.0:5060", 0, 0, NULL,
 	 "transport:address:port list, transports udp, tcp, tls (port 5061 by default; needs "
-	 "[tls] certificate); IPv6 as udp:[::]:5060"},
+	 "[tls] certificate), ws and wss (SIP over WebSocket, RFC 7118; wss needs [tls] "
+	 "certificate); IPv6 as udp:[::]:5060"},
 	{"sip", "ws_origins", CONF_STR, "", 0, 0, NULL,
 	 "Origins a browser may open a ws: connection from, comma-separated and exact "
 	 "(\"https://phone.example.org\"), \"*\" = any; empty = any; others get 403; a client "
@@ -475,12 +476,13 @@ int edge_flow_for_uri(struct edge *e, const struct sip_uri *uri, struct flow *ou
 
 const char *edge_uri_scheme(enum net_transport tp)
 {
-	return tp == NET_TLS ? "sips" : "sip";
+	return tp == NET_TLS || tp == NET_WSS ? "sips" : "sip";
 }
 
 const char *edge_uri_tp_param(enum net_transport tp)
 {
-	return tp == NET_TCP ? "transport=tcp;" : "";
+	/* RFC 7118 5.2: "ws" for WebSocket, secure or not */
+	return tp == NET_TCP ? "transport=tcp;" : tp == NET_WS || tp == NET_WSS ? "transport=ws;" : "";
 }
 
 /* RFC 3581 4 and 3261 18.2.1: note where the request really came from in the top
@@ -646,7 +648,8 @@ static void edge_recv(struct worker *w, const struct flow *f, const char *data, 
 	em->rx_ms = now - MIN(now, worker_rx_age_ms(w));
 	struct sip_parse_error perr = {0, NULL};
 	/* a WebSocket message is one SIP message (RFC 7118 5): framed as a datagram */
-	if (sip_msg_parse(&em->msg, em->data, len, f->tp != NET_UDP && f->tp != NET_WS, &perr)) {
+	bool stream = f->tp != NET_UDP && f->tp != NET_WS && f->tp != NET_WSS;
+	if (sip_msg_parse(&em->msg, em->data, len, stream, &perr)) {
 		answer_parse_error(e, f, &em->msg, len, &perr);
 		edge_msg_free(em);
 		return;
@@ -730,7 +733,7 @@ unsigned edge_flow_timer(const struct edge *e, enum net_transport tp)
 {
 	/* a WebSocket's keepalive is the server's ping ([sip] ws_ping_interval):
 	 * browsers send no CRLF, so no Flow-Timer is promised or checked */
-	if (tp == NET_WS)
+	if (tp == NET_WS || tp == NET_WSS)
 		return 0;
 	return tp == NET_UDP ? e->flow_timer_udp : e->flow_timer_tcp;
 }

@@ -748,7 +748,7 @@ static void tls_of(struct edge_flows *fl, const struct flow *f, char *ver, size_
 		   size_t sl)
 {
 	ver[0] = subj[0] = '\0';
-	if (fl->net && f->tp == NET_TLS && f->conn_id)
+	if (fl->net && (f->tp == NET_TLS || f->tp == NET_WSS) && f->conn_id)
 		net_conn_tls_info(fl->net, f->conn_id, ver, vl, subj, sl);
 }
 

@@ -264,8 +264,8 @@ void net_addr_src_key(const struct net_addr *a, struct net_src_key *out)
 	}
 }
 
-static const char *const tp_lower[] = {"udp", "tcp", "tls", "ws"};
-static const char *const tp_upper[] = {"UDP", "TCP", "TLS", "WS"};
+static const char *const tp_lower[] = {"udp", "tcp", "tls", "ws", "wss"};
+static const char *const tp_upper[] = {"UDP", "TCP", "TLS", "WS", "WSS"};
 
 const char *net_transport_name(enum net_transport tp)
 {

@@ -195,9 +195,10 @@ int net_listen(struct net *n, const struct net_listener_conf *lc, unsigned *idx)
 {
 	if (n->n_listeners == MAX_LISTENERS)
 		return ENOSPC;
-	if (lc->tp != NET_UDP && lc->tp != NET_TCP && lc->tp != NET_TLS && lc->tp != NET_WS)
+	if (lc->tp != NET_UDP && lc->tp != NET_TCP && lc->tp != NET_TLS && lc->tp != NET_WS &&
+	    lc->tp != NET_WSS)
 		return ENOTSUP;
-	if (lc->tp == NET_TLS && !net_tls_can_listen(n))
+	if ((lc->tp == NET_TLS || lc->tp == NET_WSS) && !net_tls_can_listen(n))
 		return ENOKEY; /* no [tls] certificate */
 	struct listener *l = &n->listeners[n->n_listeners];
 	l->conf = *lc;
@@ -480,7 +481,7 @@ int net_send(struct net *n, const struct flow *f, const void *data, size_t len)
 		n->st.udp_tx++;
 		return 0;
 	}
-	if (f->tp == NET_WS)
+	if (f->tp == NET_WS || f->tp == NET_WSS)
 		return net_ws_send(n, f, data, len);
 	return net_tcp_send(n, f, data, len);
 }

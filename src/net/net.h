@@ -131,7 +131,8 @@ bool timer_active(const struct timer *t);
 
 /* ---- flows: where a message came from, and the way back ---- */
 
-enum net_transport { NET_UDP = 0, NET_TCP = 1, NET_TLS = 2, NET_WS = 3 };
+/* NET_WSS: WebSocket over TLS (RFC 7118), a TLS connection whose bytes are ws.c's */
+enum net_transport { NET_UDP = 0, NET_TCP = 1, NET_TLS = 2, NET_WS = 3, NET_WSS = 4 };
 
 const char *net_transport_name(enum net_transport tp);      /* "udp" */
 const char *net_transport_name_upper(enum net_transport tp); /* "UDP", as in Via */

@@ -429,7 +429,7 @@ void net_tcp_acceptable(int fd, uint32_t events, void *arg)
 		c->opened_ms = c->last_rx_ms = loop_now_ms(w->loop);
 		buf_init(&c->in);
 		buf_init(&c->out);
-		if (c->flow.tp == NET_TLS && net_tls_accept(c)) {
+		if ((c->flow.tp == NET_TLS || c->flow.tp == NET_WSS) && net_tls_accept(c)) {
 			/* at [tls] max_handshakes (counted there): the newest waits
 			 * no more than the others would let it */
 			pthread_mutex_lock(&n->conn_lock);
@@ -446,7 +446,7 @@ void net_tcp_acceptable(int fd, uint32_t events, void *arg)
 		w->conns = c;
 		/* registered before it can be found, so that a send from another
 		 * worker can always ask for EPOLLOUT */
-		int err = c->flow.tp == NET_WS ? net_ws_conn_init(n, c) : 0;
+		int err = c->flow.tp == NET_WS || c->flow.tp == NET_WSS ? net_ws_conn_init(n, c) : 0;
 		if (!err)
 			err = loop_fd_add(w->loop, cfd, EPOLLIN, net_conn_readable, c);
 		pthread_mutex_lock(&n->conn_lock);

@@ -46,7 +46,7 @@ bool proxy_sips_filter(const struct sip_msg *m, struct proxy_target *t, size_t *
 		return true;
 	size_t k = 0;
 	for (size_t i = 0; i < *n; i++) {
-		if (t[i].flow.tp == NET_TLS)
+		if (t[i].flow.tp == NET_TLS || t[i].flow.tp == NET_WSS) /* both encrypted */
 			t[k++] = t[i];
 		else
 			metric_inc(&m_sips_dropped);

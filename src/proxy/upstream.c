@@ -212,7 +212,7 @@ int proxy_upstream_route(struct proxy *p, const struct edge_rx *rx, struct slice
 			metric_inc(&m_up_ob);
 			plan->flow_timer =
 			    rx->flow.tp == NET_UDP  ? p->flow_timer_udp
-			    : rx->flow.tp == NET_WS ? 0 /* the server's ping (edge_flow_timer) */
+			    : rx->flow.tp == NET_WS || rx->flow.tp == NET_WSS ? 0 /* the server's ping */
 						    : p->flow_timer_tcp;
 		}
 		metric_inc(&m_up_forwarded);

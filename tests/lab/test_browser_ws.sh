@@ -9,12 +9,17 @@
 #   - the INVITE reaches the page over its WebSocket (our Via says WS, the
 #     Record-Route names the flow with transport=ws), the page refuses it with
 #     486, and the caller hears 486 (exit 4);
-#   - a screenshot of the page is kept (test_browser_ws.png in the working
-#     directory, ctest's build/tests).
+#   - then carol, a second page behind a third NAT, registers over wss:
+#     (WebSocket over TLS, a certificate made here by a test CA; Chromium
+#     accepts exactly that key, --ignore-certificate-errors-spki-list); her
+#     binding is over wss, and bob's call reaches her with our Via
+#     SIP/2.0/WSS and a sips: Record-Route with transport=ws;
+#   - a screenshot of each page is kept (test_browser_ws.png and
+#     test_browser_ws-wss.png in the working directory, ctest's build/tests).
 # Media is not part of it: the browser would need DTLS-SRTP and ICE, which a
 # plain RTP phone does not offer (docs/websocket.md).
-# Needs root, iptables, jq, node, chromium, the npm packages of tests/lab/browser
-# (scripts/deps.sh runs npm ci there) and $PINHOLE.
+# Needs root, iptables, jq, node, chromium, openssl, the npm packages of
+# tests/lab/browser (scripts/deps.sh runs npm ci there) and $PINHOLE.
 set -u
 LAB_DIR=${LAB_DIR:-$(cd "$(dirname "$0")" && pwd)}
 # shellcheck source=lib.sh
@@ -25,7 +30,7 @@ BROWSER_DIR=$LAB_DIR/browser
 SHOT=${BROWSER_SHOT:-$PWD/test_browser_ws.png}
 NAT_T=${NAT_T:-30}
 
-lab_require jq node chromium
+lab_require jq node chromium openssl
 [ -x "$PINHOLE" ] || lab_skip "no pinhole binary at $PINHOLE"
 [ -d "$BROWSER_DIR/node_modules/jssip" ] && [ -d "$BROWSER_DIR/node_modules/ws" ] ||
 	lab_skip "npm packages missing in $BROWSER_DIR (scripts/deps.sh runs npm ci there)"
@@ -35,13 +40,31 @@ lab_require jq node chromium
 lab_setup tbw
 lab_add_nat b1 sym "$NAT_T" # the browser's
 lab_add_nat p1 sym "$NAT_T" # the caller's
+lab_add_nat b2 sym "$NAT_T" # carol's browser (wss:)
 SRV=$LAB_SRV_IP CTL=127.0.0.1:5080 PAGE_PORT=8088
+
+# a test CA and the server's certificate for wss: (no key is kept in the tree)
+C=$LAB_TMP/certs
+mkdir -p "$C"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj "/CN=pinhole lab CA" -keyout "$C/ca.key" -out "$C/ca.pem" 2>/dev/null ||
+	lab_fail "openssl: the CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=pinhole lab server" \
+	-keyout "$C/srv.key" -out "$C/srv.csr" 2>/dev/null || lab_fail "openssl: the request"
+printf 'subjectAltName=IP:%s\n' "$SRV" >"$C/ext"
+openssl x509 -req -in "$C/srv.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial \
+	-days 2 -extfile "$C/ext" -out "$C/srv.pem" 2>/dev/null || lab_fail "openssl: signing"
+SPKI=$(openssl x509 -in "$C/srv.pem" -pubkey -noout | openssl pkey -pubin -outform der |
+	openssl dgst -sha256 -binary | base64)
 
 conf=$LAB_TMP/pinhole.conf
 cat >"$conf" <<EOF
 [sip]
-listen = udp:$SRV:5060, ws:$SRV:8080
+listen = udp:$SRV:5060, ws:$SRV:8080, wss:$SRV:8443
 ws_origins = http://127.0.0.1:$PAGE_PORT
+[tls]
+certificate = $C/srv.pem
+private_key = $C/srv.key
 [registrar]
 open = yes
 [store]
@@ -110,9 +133,36 @@ grep -q '486' "$LAB_TMP/bob.log" || lab_fail "the caller did not hear 486: $(tai
 lab_wait_line "$LAB_TMP/browser.log" '^page: ended' 10 || lab_fail "the page saw no end of the call"
 lab_log "$(grep -m1 '^page: ended' "$LAB_TMP/browser.log"); the caller got 486, exit $rc"
 
-# --- the screenshot -------------------------------------------------------------
 lab_kill "$BPID" # SIGTERM: a last screenshot, then it exits
 [ -s "$LAB_TMP/browser.png" ] || lab_fail "no screenshot: $(tail -n 5 "$LAB_TMP/browser.log")"
 cp "$LAB_TMP/browser.png" "$SHOT" && lab_log "screenshot kept: $SHOT"
+
+# --- carol over wss: ------------------------------------------------------------
+lab_start_bg b2-ph "$LAB_TMP/carol.log" node "$BROWSER_DIR/run.js" --name carol \
+	--ws "wss://$SRV:8443" --uri "sip:carol@$SRV" --out "$LAB_TMP" --port "$PAGE_PORT" \
+	--spki "$SPKI"
+CPID=$LAB_LAST_PID
+lab_wait_line "$LAB_TMP/carol.log" '^page: (registered|registration-failed)' 60 ||
+	lab_fail "carol's page did not register over wss: $(tail -n 20 "$LAB_TMP/carol.log")"
+grep -q '^page: registered 200' "$LAB_TMP/carol.log" ||
+	lab_fail "carol: registration failed: $(grep '^page:' "$LAB_TMP/carol.log")"
+lab_exec srv "$PINHOLE" ctl registrations --json --control "$CTL" >"$LAB_TMP/regs2.json"
+b=$(jq -c '.registrations[] | select(.aor | test("^(sip:)?carol@"))' "$LAB_TMP/regs2.json" | head -n 1)
+[ "$(jq -r .transport <<<"$b")" = wss ] || lab_fail "carol's binding is not over wss: $b"
+lab_exec p1-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/bob.state" \
+	--aor "sip:bob@$SRV" --proxy "udp:$SRV:5060" --duration 3 "sip:carol@$SRV" \
+	>"$LAB_TMP/bob2.log" 2>&1
+rc=$?
+lab_wait_line "$LAB_TMP/carol.log" '^page: incoming' 10 ||
+	lab_fail "the INVITE did not reach carol: $(tail -n 20 "$LAB_TMP/carol.log")"
+inc=$(grep -m1 '^page: incoming' "$LAB_TMP/carol.log")
+lab_log "wss: $inc"
+[[ $inc == *"via=SIP/2.0/WSS $SRV:8443;"* ]] || lab_fail "our Via is not WSS $SRV:8443: $inc"
+[[ $inc == *"record-route=<sips:"*"transport=ws;"* ]] || lab_fail "no sips: Record-Route over ws: $inc"
+[ "$rc" -eq 4 ] || lab_fail "the caller exited $rc, not 4: $(tail -n 5 "$LAB_TMP/bob2.log")"
+lab_wait_line "$LAB_TMP/carol.log" '^page: ended' 10 || lab_fail "carol's page saw no end of the call"
+lab_kill "$CPID"
+[ -s "$LAB_TMP/carol.png" ] || lab_fail "no screenshot of carol's page"
+cp "$LAB_TMP/carol.png" "${SHOT%.png}-wss.png" && lab_log "screenshot kept: ${SHOT%.png}-wss.png"
 lab_log "ws counters: upgrades $(counter ws_upgrades_total), messages $(counter ws_messages_total)"
 lab_log "PASS"

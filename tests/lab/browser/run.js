@@ -6,8 +6,10 @@
 //   node run.js --ws ws://198.18.0.1:8080 --uri sip:alice@198.18.0.1 \
 //       --out DIR [--port 8088] [--chromium /usr/bin/chromium] [--name NAME]
 //       [--mode busy|answer|call] [--target URI] [--stun stun:HOST:PORT]
-//       [--busy 486] [--secs 4]
+//       [--busy 486] [--secs 4] [--spki HASH]
 //
+// --spki: the base64 SHA-256 of the server certificate's public key, which
+// Chromium then accepts for wss: without a CA of its own (only that key).
 // The options other than out, port, chromium and name go to the page as its
 // query (phone.html says what they mean).
 // A screenshot (DIR/NAME.png, NAME browser by default) is taken after each "ended" event and when
@@ -94,7 +96,7 @@ async function devtools(wsUrl) {
 	});
 	const query = {};
 	for (const [k, v] of Object.entries(args))
-		if (!['out', 'port', 'chromium', 'name'].includes(k))
+		if (!['out', 'port', 'chromium', 'name', 'spki'].includes(k))
 			query[k] = v;
 	const page = `http://127.0.0.1:${args.port}/phone.html?` + new URLSearchParams(query);
 	const {targetId} = await send('Target.createTarget', {url: 'about:blank'});
@@ -114,7 +116,9 @@ async function main() {
 		'--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
 		'--disable-dev-shm-usage', '--use-fake-ui-for-media-stream',
 		'--use-fake-device-for-media-stream', '--remote-debugging-port=0',
-		'--user-data-dir=' + profile, 'about:blank',
+		'--user-data-dir=' + profile,
+		...(args.spki ? ['--ignore-certificate-errors-spki-list=' + args.spki] : []),
+		'about:blank',
 	], {stdio: ['ignore', 'ignore', 'pipe']});
 	let err = '';
 	const wsUrl = await new Promise((ok, ko) => {
