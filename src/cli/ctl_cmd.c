@@ -17,6 +17,8 @@ static void usage(FILE *f)
 		   "                  the SDP's address, where media comes from, the evidence\n"
 		   "  flows           flows bindings use: transport, local socket, remote address,\n"
 		   "                  age, last keepalive, owner AOR/instance/reg-id, state\n"
+		   "  allocations     TURN allocations: user, client 5-tuple, relayed address,\n"
+		   "                  expiry, permissions, channels, bytes each way\n"
 		   "  counters        counters as JSON\n"
 		   "  metrics         counters in Prometheus text format\n\n"
 		   "  --control ADDR  control endpoint (default 127.0.0.1:5080)\n"
@@ -70,6 +72,8 @@ int cli_ctl(int argc, char **argv)
 		path = json ? "/calls" : "/calls?format=text";
 	else if (strcmp(what, "flows") == 0)
 		path = json ? "/flows" : "/flows?format=text";
+	else if (strcmp(what, "allocations") == 0)
+		path = json ? "/allocations" : "/allocations?format=text";
 	else if (strcmp(what, "counters") == 0)
 		path = "/counters";
 	else if (strcmp(what, "metrics") == 0)

@@ -17,6 +17,7 @@
 #include "registrar/registrar.h"
 #include "store/store.h"
 #include "stund/stund.h"
+#include "turn/turn.h"
 
 static const struct conf_key log_conf_keys[] = {
 	{"log", "level", CONF_ENUM, "info", 0, 0, "error|warn|info|debug", "least severe level logged"},
@@ -24,7 +25,7 @@ static const struct conf_key log_conf_keys[] = {
 };
 
 const struct conf_key *const cli_conf_tables[] = {
-	edge_conf_keys, edge_tls_conf_keys, proxy_conf_keys, proxy_upstream_conf_keys, registrar_conf_keys, auth_conf_keys, relay_conf_keys, stund_conf_keys,
+	edge_conf_keys, edge_tls_conf_keys, proxy_conf_keys, proxy_upstream_conf_keys, registrar_conf_keys, auth_conf_keys, relay_conf_keys, stund_conf_keys, turn_conf_keys,
 	ctl_conf_keys, echo_conf_keys, log_conf_keys, NULL,
 };
 
@@ -37,6 +38,7 @@ struct server {
 	struct registrar *reg;
 	struct proxy *proxy;
 	struct stund *stund;
+	struct turn *turn;
 	struct stund_limiter stun_lim; /* the SIP ports' and 3478's, shared */
 	struct relay *relay;
 	struct echo *echo;
@@ -72,6 +74,16 @@ static int route_calls(const char *query, struct buf *out, const char **ctype, v
 	if (text)
 		*ctype = "text/plain";
 	return relay_dump(s->relay, !text, 1000, out) ? 500 : 200;
+}
+
+static int route_allocations(const char *query, struct buf *out, const char **ctype, void *arg)
+{
+	struct server *s = arg;
+	if (strstr(query, "format=text")) {
+		*ctype = "text/plain";
+		return turn_dump_text(s->turn, out) ? 500 : 200;
+	}
+	return turn_dump_json(s->turn, out) ? 500 : 200;
 }
 
 static void refresh_gauges(struct server *s);
@@ -244,6 +256,7 @@ static void server_free(struct server *s)
 	if (s->net)
 		net_stop(s->net);
 	stund_free(s->stund);
+	turn_free(s->turn);
 	echo_free(s->echo);
 	proxy_free(s->proxy); /* its relayctl before the relay */
 	relay_free(s->relay);
@@ -452,6 +465,22 @@ int cli_serve(int argc, char **argv)
 		goto out;
 	if (!sip && conf_section_present(s.conf, "relay") && relay_start(&s.relay, s.net, s.conf))
 		goto out; /* a relay-only host, driven over ng */
+	/* [turn]: off unless the config has the section; users from the store
+	 * (the SIP side's, else [store] users or path opened here) */
+	if (conf_section_present(s.conf, "turn")) {
+		if (!s.creds) {
+			const char *users = conf_str(s.conf, "store", "users");
+			if (!users[0])
+				users = conf_str(s.conf, "store", "path");
+			if (users[0] ? store_cred_open(&s.creds, users, 1000)
+				     : store_cred_alloc(&s.creds)) {
+				LOG_E("serve", "credentials in %s: cannot open", users);
+				goto out;
+			}
+		}
+		if (turn_start(&s.turn, s.conf, s.creds))
+			goto out;
+	}
 	const char *cl = conf_str(s.conf, "control", "listen");
 	if (conf_section_present(s.conf, "control") && cl[0]) {
 		if (ctl_alloc(&s.ctl, s.conf))
@@ -462,11 +491,25 @@ int cli_serve(int argc, char **argv)
 			ctl_route(s.ctl, "/flows", route_flows, &s);
 		if (s.relay)
 			ctl_route(s.ctl, "/calls", route_calls, &s);
+		if (s.turn)
+			ctl_route(s.ctl, "/allocations", route_allocations, &s);
 		ctl_route(s.ctl, "/counters", route_counters, &s);
 		ctl_route(s.ctl, "/metrics", route_metrics, &s);
 	}
+	if (!s.net && s.turn) {
+		/* a TURN-only host: the control endpoint and signals need no workers */
+		if (s.ctl)
+			ctl_start(s.ctl);
+		LOG_I("serve", "running TURN only%s%s", s.ctl ? ", control on " : "",
+		      s.ctl ? cl : "");
+		int sig = 0;
+		sigwait(&sigs, &sig);
+		LOG_I("serve", "signal %d: stopping", sig);
+		rc = 0;
+		goto out;
+	}
 	if (!s.net) {
-		LOG_E("serve", "no role enabled: the config has none of [sip] [stun]");
+		LOG_E("serve", "no role enabled: the config has none of [sip] [stun] [relay] [turn]");
 		goto out;
 	}
 	if (s.reg)

@@ -91,6 +91,8 @@ enum stun_attr_type {
 	STUN_ATTR_USE_CANDIDATE = 0x0025, /* RFC 8445 */
 	STUN_ATTR_PADDING = 0x0026,	  /* RFC 5780 7.6 */
 	STUN_ATTR_RESPONSE_PORT = 0x0027, /* RFC 5780 7.5 */
+	STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY = 0x8000, /* RFC 8656 18.11 */
+	STUN_ATTR_ADDRESS_ERROR_CODE = 0x8001,	      /* RFC 8656 18.12 */
 	STUN_ATTR_PASSWORD_ALGORITHMS = 0x8002,
 	STUN_ATTR_ALTERNATE_DOMAIN = 0x8003,
 	STUN_ATTR_SOFTWARE = 0x8022,
@@ -119,8 +121,15 @@ enum stun_error {
 	STUN_ERR_UNAUTHORIZED = 401,
 	STUN_ERR_FORBIDDEN = 403,
 	STUN_ERR_UNKNOWN_ATTRIBUTE = 420,
+	STUN_ERR_ALLOCATION_MISMATCH = 437,
 	STUN_ERR_STALE_NONCE = 438,
+	STUN_ERR_ADDRESS_FAMILY = 440,
+	STUN_ERR_WRONG_CREDENTIALS = 441,
+	STUN_ERR_UNSUPPORTED_TRANSPORT = 442,
+	STUN_ERR_PEER_FAMILY_MISMATCH = 443,
+	STUN_ERR_QUOTA = 486,
 	STUN_ERR_SERVER_ERROR = 500,
+	STUN_ERR_CAPACITY = 508,
 };
 
 /* ---- header ---- */
@@ -265,6 +274,61 @@ void stun_enc_fingerprint(struct stun_enc *e);
 size_t stun_enc_len(const struct stun_enc *e);
 /* 0 or the first error (ENOMEM, EMSGSIZE, EAFNOSUPPORT, EINVAL). */
 int stun_enc_end(struct stun_enc *e);
+
+/* ---- TURN (RFC 8656) values and ChannelData ---- */
+
+/* RFC 8656 12: channel numbers 0x4000..0x4FFF. RFC 5766 allowed up to
+ * 0x7FFF and clients still pick those (coturn's own uclient), so the framing
+ * takes a first byte 0x40..0x7F, which no STUN message starts with, and the
+ * server accepts the old range too (STUN_CHAN_MAX_5766). */
+#define STUN_CHAN_MIN 0x4000u
+#define STUN_CHAN_MAX 0x4fffu
+#define STUN_CHAN_MAX_5766 0x7fffu
+#define STUN_CHAN_HDR 4
+#define STUN_PROTO_UDP 17 /* REQUESTED-TRANSPORT */
+#define STUN_PROTO_TCP 6
+#define STUN_FAMILY_IPV4 0x01 /* REQUESTED-ADDRESS-FAMILY, ADDITIONAL-ADDRESS-FAMILY */
+#define STUN_FAMILY_IPV6 0x02
+
+/* Whether p starts a ChannelData message (first byte 0x40..0x7F). */
+bool stun_is_channel_data(const void *p, size_t len);
+/* ChannelData over a datagram (RFC 8656 12.5): the length field may be
+ * shorter than what follows (padding, or junk that is ignored), never
+ * longer. *chan and the data (into p) out. EBADMSG otherwise. */
+int stun_chan_decode(const void *p, size_t len, uint16_t *chan, const uint8_t **data,
+		     size_t *dlen);
+/* ChannelData header:
+ *
+ *  0                   1                   2                   3
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |         Channel Number        |            Length             |
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |                      Application Data  ...                   ...
+ */
+void stun_chan_header(uint8_t hdr[STUN_CHAN_HDR], uint16_t chan, uint16_t len);
+/* Bytes after the data on a stream transport: padding to a multiple of 4
+ * (RFC 8656 12.5 says it MUST be there over TCP and TLS). */
+size_t stun_chan_pad(size_t dlen);
+/* TCP framing for a TURN port, where STUN messages and ChannelData
+ * interleave (net_frame_h shape as stun_frame). A ChannelData frame's length
+ * includes its padding. */
+int stun_frame_turn(const char *p, size_t l, size_t max, size_t *msglen);
+
+/* CHANNEL-NUMBER: number in the top 16 bits, RFFU below. */
+int stun_attr_channel(const struct stun_attr *a, uint16_t *chan);
+void stun_enc_channel(struct stun_enc *e, uint16_t chan);
+/* REQUESTED-TRANSPORT: protocol number in the first byte. */
+int stun_attr_transport(const struct stun_attr *a, uint8_t *proto);
+void stun_enc_transport(struct stun_enc *e, uint8_t proto);
+/* REQUESTED-ADDRESS-FAMILY / ADDITIONAL-ADDRESS-FAMILY: family in the first
+ * byte (0x01 IPv4, 0x02 IPv6; anything else EBADMSG). */
+int stun_attr_family(const struct stun_attr *a, uint8_t *family);
+void stun_enc_family(struct stun_enc *e, uint16_t type, uint8_t family);
+/* EVEN-PORT: the R bit (reserve the next port too). */
+int stun_attr_even_port(const struct stun_attr *a, bool *reserve);
+void stun_enc_even_port(struct stun_enc *e, bool reserve);
+/* ADDRESS-ERROR-CODE (RFC 8656 18.12): the family whose allocation failed, and why. */
+void stun_enc_address_error(struct stun_enc *e, uint8_t family, uint16_t code);
 
 /* Human-readable names, for logs and the probe ("XOR-MAPPED-ADDRESS"). */
 const char *stun_attr_name(uint16_t type);

@@ -1,0 +1,342 @@
+/* TURN allocations: the 5-tuple and relayed-address tables, relay ports, expiry, budgets. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "turn_int.h"
+
+unsigned turn_fam_index(const struct net_addr *a)
+{
+	return a->u.sa.sa_family == AF_INET6 ? 1 : 0;
+}
+
+static size_t tuple_hash(const struct turn *t, enum net_transport tp, unsigned li,
+			 const struct net_addr *client, const struct turn_conn *conn)
+{
+	if (tp != NET_UDP)
+		return hash_bytes(&conn, sizeof conn) & (t->nbuckets - 1);
+	return (net_addr_hash(client) ^ (uint64_t)li * 0x9e3779b97f4a7c15ull) & (t->nbuckets - 1);
+}
+
+static size_t relay_hash(const struct turn *t, const struct net_addr *a)
+{
+	return net_addr_hash(a) & (t->nbuckets - 1);
+}
+
+int turn_tables_init(struct turn *t)
+{
+	t->nbuckets = 64;
+	while (t->nbuckets < 2 * (size_t)t->cf.max_allocs)
+		t->nbuckets <<= 1;
+	t->by_tuple = calloc(t->nbuckets, sizeof *t->by_tuple);
+	t->by_relay = calloc(t->nbuckets, sizeof *t->by_relay);
+	for (size_t i = 0; i < TURN_RESERVE_MAX; i++)
+		t->resv[i].fd = -1;
+	return t->by_tuple && t->by_relay ? 0 : ENOMEM;
+}
+
+void turn_tables_free(struct turn *t)
+{
+	while (t->all)
+		turn_alloc_delete(t, t->all, NULL);
+	for (size_t i = 0; i < TURN_RESERVE_MAX; i++)
+		if (t->resv[i].fd >= 0)
+			close(t->resv[i].fd);
+	free(t->by_tuple);
+	free(t->by_relay);
+}
+
+struct turn_alloc *turn_alloc_find(struct turn *t, enum net_transport tp, unsigned li,
+				   const struct net_addr *client, struct turn_conn *conn)
+{
+	if (tp != NET_UDP)
+		return conn ? conn->alloc : NULL;
+	for (struct turn_alloc *a = t->by_tuple[tuple_hash(t, tp, li, client, conn)]; a;
+	     a = a->next_by_tuple)
+		if (a->tp == NET_UDP && a->li == li && net_addr_eq(&a->client, client))
+			return a;
+	return NULL;
+}
+
+struct turn_alloc *turn_alloc_by_relay(struct turn *t, const struct net_addr *addr)
+{
+	struct net_addr v4;
+	const struct net_addr *a = turn_peer_embedded_v4(addr, &v4) ? &v4 : addr;
+	unsigned f = turn_fam_index(a);
+	for (struct turn_alloc *x = t->by_relay[relay_hash(t, a)]; x; x = x->relay[f].next_by_addr)
+		if (x->relay[f].sk.fd >= 0 && net_addr_eq(&x->relay[f].addr, a))
+			return x;
+	return NULL;
+}
+
+size_t turn_alloc_count_user(struct turn *t, const char *quota)
+{
+	size_t n = 0;
+	for (struct turn_alloc *a = t->all; a; a = a->next)
+		n += strcmp(a->quota, quota) == 0;
+	return n;
+}
+
+int turn_alloc_new(struct turn *t, struct turn_alloc **ap)
+{
+	struct turn_alloc *a = calloc(1, sizeof *a);
+	if (!a)
+		return ENOMEM;
+	a->perms = calloc(t->cf.max_perms ? t->cf.max_perms : 1, sizeof *a->perms);
+	a->chans = calloc(t->cf.max_chans ? t->cf.max_chans : 1, sizeof *a->chans);
+	if (!a->perms || !a->chans) {
+		free(a->perms);
+		free(a->chans);
+		free(a);
+		return ENOMEM;
+	}
+	a->id = ++t->next_id;
+	for (unsigned f = 0; f < 2; f++)
+		a->relay[f].sk = (struct turn_sock){TURN_SK_RELAY, -1, 0, a, f, t};
+	a->bw_milli = t->cf.bandwidth * 1000;
+	*ap = a;
+	return 0;
+}
+
+void turn_alloc_link(struct turn *t, struct turn_alloc *a)
+{
+	size_t h = tuple_hash(t, a->tp, a->li, &a->client, a->conn);
+	a->next_by_tuple = t->by_tuple[h];
+	t->by_tuple[h] = a;
+	for (unsigned f = 0; f < 2; f++) {
+		if (a->relay[f].sk.fd < 0)
+			continue;
+		size_t r = relay_hash(t, &a->relay[f].addr);
+		a->relay[f].next_by_addr = t->by_relay[r];
+		t->by_relay[r] = a;
+	}
+	a->next = t->all;
+	if (t->all)
+		t->all->prev = a;
+	t->all = a;
+	t->nallocs++;
+	if (a->conn)
+		a->conn->alloc = a;
+	metric_add(&turn_m_allocs, 1);
+	metric_inc(&turn_m_alloc_total);
+}
+
+static void unlink_alloc(struct turn *t, struct turn_alloc *a)
+{
+	struct turn_alloc **pp = &t->by_tuple[tuple_hash(t, a->tp, a->li, &a->client, a->conn)];
+	while (*pp && *pp != a)
+		pp = &(*pp)->next_by_tuple;
+	if (*pp)
+		*pp = a->next_by_tuple;
+	for (unsigned f = 0; f < 2; f++) {
+		if (a->relay[f].sk.fd < 0)
+			continue;
+		pp = &t->by_relay[relay_hash(t, &a->relay[f].addr)];
+		while (*pp && *pp != a)
+			pp = &(*pp)->relay[f].next_by_addr;
+		if (*pp)
+			*pp = a->relay[f].next_by_addr;
+	}
+	if (a->prev)
+		a->prev->next = a->next;
+	else
+		t->all = a->next;
+	if (a->next)
+		a->next->prev = a->prev;
+	t->nallocs--;
+	metric_add(&turn_m_allocs, -1);
+}
+
+void turn_alloc_delete(struct turn *t, struct turn_alloc *a, const char *why)
+{
+	if (a->id && (a->prev || t->all == a))
+		unlink_alloc(t, a);
+	if (why) {
+		char c[NET_ADDR_STRLEN];
+		LOG_D("turn", "allocation %llu of %s (%s:%s) %s", (unsigned long long)a->id,
+		      a->user, net_transport_name(a->tp), net_addr_fmt(&a->client, c, sizeof c),
+		      why);
+	}
+	for (unsigned f = 0; f < 2; f++)
+		if (a->relay[f].sk.fd >= 0) {
+			loop_fd_del(t->loop, a->relay[f].sk.fd);
+			close(a->relay[f].sk.fd);
+		}
+	metric_add(&turn_m_perms, -(int64_t)a->nperm);
+	metric_add(&turn_m_chans, -(int64_t)a->nchan);
+	if (a->conn)
+		a->conn->alloc = NULL;
+	free(a->perms);
+	free(a->chans);
+	free(a);
+}
+
+static void on_relay(int fd, uint32_t events, void *arg);
+
+static int bind_port(const struct net_addr *ip, uint16_t port, int *fdp)
+{
+	struct net_addr a = *ip;
+	net_addr_set_port(&a, port);
+	return net_udp_socket(&a, false, fdp);
+}
+
+int turn_relay_open(struct turn *t, struct turn_alloc *a, unsigned fam, bool even, bool reserve,
+		    uint8_t token[8])
+{
+	const struct net_addr *ip = &t->cf.relay_ip[fam];
+	if (!ip->u.sa.sa_family)
+		return EAFNOSUPPORT;
+	uint32_t span = (uint32_t)t->cf.port_hi - t->cf.port_lo + 1;
+	uint32_t start = rand_u32() % span;
+	/* a random start, then a bounded walk: a busy range fails fast */
+	for (uint32_t i = 0; i < MIN(span, 256u); i++) {
+		uint16_t port = (uint16_t)(t->cf.port_lo + (start + i) % span);
+		if (even && (port & 1))
+			continue;
+		if (reserve && (uint32_t)port + 1 > t->cf.port_hi)
+			continue;
+		int fd, fd2 = -1;
+		if (bind_port(ip, port, &fd))
+			continue;
+		if (reserve) {
+			size_t r = 0;
+			while (r < TURN_RESERVE_MAX && t->resv[r].fd >= 0)
+				r++;
+			if (r == TURN_RESERVE_MAX || bind_port(ip, (uint16_t)(port + 1), &fd2)) {
+				close(fd);
+				if (r == TURN_RESERVE_MAX)
+					return EADDRNOTAVAIL;
+				continue;
+			}
+			struct turn_reservation *rv = &t->resv[r];
+			rv->fd = fd2;
+			rand_bytes(rv->token, 8);
+			memcpy(token, rv->token, 8);
+			rv->addr = *ip;
+			net_addr_set_port(&rv->addr, (uint16_t)(port + 1));
+			rv->expire_ms = loop_now_ms(t->loop) + TURN_RESERVE_S * 1000ull;
+		}
+		a->relay[fam].sk.fd = fd;
+		a->relay[fam].addr = *ip;
+		net_addr_set_port(&a->relay[fam].addr, port);
+		if (loop_fd_add(t->loop, fd, EPOLLIN, on_relay, &a->relay[fam].sk)) {
+			close(fd);
+			a->relay[fam].sk.fd = -1;
+			return EADDRNOTAVAIL;
+		}
+		return 0;
+	}
+	return EADDRNOTAVAIL;
+}
+
+int turn_relay_take(struct turn *t, struct turn_alloc *a, const uint8_t token[8])
+{
+	for (size_t r = 0; r < TURN_RESERVE_MAX; r++) {
+		struct turn_reservation *rv = &t->resv[r];
+		if (rv->fd < 0 || memcmp(rv->token, token, 8) != 0)
+			continue;
+		unsigned fam = turn_fam_index(&rv->addr);
+		a->relay[fam].sk.fd = rv->fd;
+		a->relay[fam].addr = rv->addr;
+		rv->fd = -1;
+		if (loop_fd_add(t->loop, a->relay[fam].sk.fd, EPOLLIN, on_relay,
+				&a->relay[fam].sk)) {
+			close(a->relay[fam].sk.fd);
+			a->relay[fam].sk.fd = -1;
+			return ENOENT;
+		}
+		return 0;
+	}
+	return ENOENT;
+}
+
+static void on_relay(int fd, uint32_t events, void *arg)
+{
+	(void)events;
+	struct turn_sock *sk = arg;
+	turn_relay_readable(sk->t, sk->owner, sk->fam, fd);
+}
+
+struct turn_perm *turn_perm_find(struct turn_alloc *a, const struct net_addr *peer, uint64_t now)
+{
+	for (size_t i = 0; i < a->nperm; i++)
+		if (a->perms[i].expire_ms > now && net_addr_ip_eq(&a->perms[i].ip, peer))
+			return &a->perms[i];
+	return NULL;
+}
+
+struct turn_chan *turn_chan_by_num(struct turn_alloc *a, uint16_t num, uint64_t now)
+{
+	for (size_t i = 0; i < a->nchan; i++)
+		if (a->chans[i].num == num && a->chans[i].expire_ms > now)
+			return &a->chans[i];
+	return NULL;
+}
+
+struct turn_chan *turn_chan_by_peer(struct turn_alloc *a, const struct net_addr *peer,
+				    uint64_t now)
+{
+	for (size_t i = 0; i < a->nchan; i++)
+		if (a->chans[i].expire_ms > now && net_addr_eq(&a->chans[i].peer, peer))
+			return &a->chans[i];
+	return NULL;
+}
+
+bool turn_bw_take(struct turn *t, struct turn_alloc *a, size_t len, uint64_t now)
+{
+	uint64_t rate = t->cf.bandwidth;
+	if (!rate)
+		return true;
+	uint64_t full = rate * 1000; /* one second's worth */
+	if (now > a->bw_last_ms) {
+		a->bw_milli += (now - a->bw_last_ms) * rate; /* rate B/s = rate mB/ms */
+		if (a->bw_milli > full)
+			a->bw_milli = full;
+		a->bw_last_ms = now;
+	}
+	uint64_t cost = (uint64_t)len * 1000;
+	if (a->bw_milli < cost)
+		return false;
+	a->bw_milli -= cost;
+	return true;
+}
+
+void turn_sweep(struct turn *t, uint64_t now)
+{
+	for (struct turn_alloc *a = t->all, *next; a; a = next) {
+		next = a->next;
+		if (a->expire_ms <= now) {
+			metric_inc(&turn_m_expired);
+			struct turn_conn *c = a->conn;
+			turn_alloc_delete(t, a, "expired");
+			if (c) /* RFC 6062 aside, the connection carried only this one */
+				turn_conn_close(t, c);
+			continue;
+		}
+		size_t k = 0;
+		for (size_t i = 0; i < a->nperm; i++)
+			if (a->perms[i].expire_ms > now)
+				a->perms[k++] = a->perms[i];
+		metric_add(&turn_m_perms, (int64_t)k - (int64_t)a->nperm);
+		a->nperm = k;
+		k = 0;
+		for (size_t i = 0; i < a->nchan; i++)
+			if (a->chans[i].expire_ms > now)
+				a->chans[k++] = a->chans[i];
+		metric_add(&turn_m_chans, (int64_t)k - (int64_t)a->nchan);
+		a->nchan = k;
+	}
+	for (size_t r = 0; r < TURN_RESERVE_MAX; r++)
+		if (t->resv[r].fd >= 0 && t->resv[r].expire_ms <= now) {
+			close(t->resv[r].fd);
+			t->resv[r].fd = -1;
+		}
+	for (struct turn_conn *c = t->conns, *next; c; c = next) {
+		next = c->next;
+		if (!c->alloc && now - c->last_ms > TURN_TCP_IDLE_S * 1000ull)
+			turn_conn_close(t, c);
+	}
+}

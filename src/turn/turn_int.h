@@ -1,0 +1,201 @@
+/* turn internals shared by the server, the methods, the allocations and the dumps. */
+#ifndef PINHOLE_TURN_INT_H
+#define PINHOLE_TURN_INT_H
+
+#include <pthread.h>
+
+#include "stun/stun.h"
+#include "stund/stund.h"
+#include "turn.h"
+
+#define TURN_MAX_LISTEN 8
+#define TURN_RX_MAX 65536 + 64 /* a datagram, or a whole TCP frame */
+#define TURN_TCP_OUT_MAX (256u * 1024u)
+#define TURN_USER_MAX (STORE_CRED_USER_MAX + 16) /* shared secret: "expiry:user" */
+#define TURN_PERM_S 300	     /* RFC 8656 9 */
+#define TURN_CHANNEL_S 600   /* RFC 8656 12 */
+#define TURN_RESERVE_S 30    /* RFC 8656 7.2: EVEN-PORT R bit reservations */
+#define TURN_RESERVE_MAX 256 /* reservations held at once */
+#define TURN_TCP_IDLE_S 30   /* a connection without an allocation */
+
+struct turn;
+struct turn_conn;
+
+/* The epoll argument of every socket: what kind it is and whose. */
+enum turn_sock_kind { TURN_SK_UDP, TURN_SK_TCP_LISTEN, TURN_SK_CONN, TURN_SK_RELAY };
+struct turn_sock {
+	enum turn_sock_kind kind;
+	int fd;
+	unsigned li; /* listener index for UDP / TCP listeners */
+	void *owner; /* struct turn_conn or struct turn_alloc; back-pointer */
+	unsigned fam;
+	struct turn *t; /* back-pointer */
+};
+
+struct turn_perm {
+	struct net_addr ip; /* port 0 */
+	uint64_t expire_ms;
+};
+
+struct turn_chan {
+	uint16_t num;
+	struct net_addr peer;
+	uint64_t expire_ms;
+};
+
+/* One relayed transport address of an allocation (IPv4, IPv6). */
+struct turn_relay {
+	struct turn_sock sk; /* fd -1 when this family is not allocated */
+	struct net_addr addr;
+	struct turn_alloc *next_by_addr; /* hash chain of t->by_relay */
+};
+
+/* One allocation; owned by struct turn (its tables). */
+struct turn_alloc {
+	uint64_t id;
+	enum net_transport tp;	/* to the client: NET_UDP or NET_TCP */
+	unsigned li;		/* the listener the 5-tuple's server side is */
+	struct net_addr client; /* the 5-tuple's client side */
+	struct turn_conn *conn; /* TCP: its connection (which points back) */
+	char user[TURN_USER_MAX];  /* as authenticated (USERNAME, or found by USERHASH) */
+	char quota[TURN_USER_MAX]; /* what per-user quotas count: the user part */
+	uint8_t key[32];
+	size_t keylen;
+	bool sha256; /* answers carry MESSAGE-INTEGRITY-SHA256 */
+	uint8_t tid[STUN_TID_LEN]; /* the Allocate's, for its retransmissions */
+	uint64_t created_ms, expire_ms;
+	struct turn_relay relay[2]; /* [0] IPv4, [1] IPv6 */
+	bool dont_fragment;
+	struct turn_perm *perms; /* [max_permissions], owned */
+	size_t nperm;
+	struct turn_chan *chans; /* [max_channels], owned */
+	size_t nchan;
+	uint64_t bw_milli, bw_last_ms; /* bandwidth token bucket (bytes x 1000) */
+	int64_t tx_bytes, tx_pkts, rx_bytes, rx_pkts; /* to peers / from peers */
+	struct turn_alloc *next_by_tuple;	      /* hash chain of t->by_tuple */
+	struct turn_alloc *next, *prev;		      /* every allocation, for sweeps */
+};
+
+/* A port held for a later Allocate with RESERVATION-TOKEN (EVEN-PORT R). */
+struct turn_reservation {
+	uint8_t token[8];
+	int fd; /* -1 = free slot */
+	struct net_addr addr;
+	uint64_t expire_ms;
+};
+
+/* A client's TCP connection to a listener; owned by struct turn. */
+struct turn_conn {
+	struct turn_sock sk;
+	struct turn *t;
+	struct net_addr remote;
+	struct turn_alloc *alloc; /* at most one (its 5-tuple) */
+	struct buf in, out;	  /* out: what the kernel did not take yet */
+	uint64_t last_ms;
+	struct turn_conn *next, *prev;
+};
+
+struct turn_conf {
+	char realm[STORE_CRED_REALM_MAX];
+	char secret[256];
+	char software[128];
+	struct net_addr relay_ip[2]; /* [0] IPv4, [1] IPv6; family 0 = none */
+	uint16_t port_lo, port_hi;
+	uint32_t lifetime_default, lifetime_max, nonce_lifetime;
+	uint32_t max_allocs, max_allocs_user, max_perms, max_chans;
+	uint64_t bandwidth; /* bytes per second per allocation; 0 = unlimited */
+	unsigned tcp_max_conns;
+};
+
+struct turn {
+	struct turn_conf cf; /* RO after start */
+	struct turn_filter filter;
+	struct store_cred *creds; /* borrowed */
+	uint8_t nonce_key[32];
+	struct stund_limiter lim;
+	struct loop *loop;
+	pthread_t thread;
+	bool running;
+	/* everything below: the role's thread, and dumps under lock */
+	pthread_mutex_t lock;
+	unsigned nudp, ntcp;
+	struct turn_sock udp[TURN_MAX_LISTEN], tcp[TURN_MAX_LISTEN];
+	struct net_addr udp_addr[TURN_MAX_LISTEN], tcp_addr[TURN_MAX_LISTEN];
+	struct turn_alloc **by_tuple, **by_relay; /* hash heads, [nbuckets] */
+	size_t nbuckets;
+	struct turn_alloc *all; /* list of every allocation */
+	size_t nallocs;
+	uint64_t next_id;
+	struct turn_conn *conns;
+	size_t nconns;
+	struct turn_reservation resv[TURN_RESERVE_MAX];
+	struct timer sweep;
+	uint8_t rx[TURN_RX_MAX];
+	struct buf tx;
+};
+
+/* ---- alloc.c: the tables ---- */
+int turn_tables_init(struct turn *t);
+void turn_tables_free(struct turn *t);
+struct turn_alloc *turn_alloc_find(struct turn *t, enum net_transport tp, unsigned li,
+				   const struct net_addr *client, struct turn_conn *conn);
+/* An allocation whose relayed address is a (IP and port), or NULL. */
+struct turn_alloc *turn_alloc_by_relay(struct turn *t, const struct net_addr *a);
+/* Per-user count (O(allocations): fine below some 10,000). */
+size_t turn_alloc_count_user(struct turn *t, const char *quota);
+/* A new allocation with empty relays, not yet in the tables. ENOMEM. */
+int turn_alloc_new(struct turn *t, struct turn_alloc **ap);
+/* Opens a relay socket of family fam (0 v4, 1 v6) on a port from the range;
+ * even: an even port; reserve: also the next one, held under *token. 0,
+ * EAFNOSUPPORT (no relay address of that family), EADDRNOTAVAIL (no port). */
+int turn_relay_open(struct turn *t, struct turn_alloc *a, unsigned fam, bool even, bool reserve,
+		    uint8_t token[8]);
+/* Takes the socket reserved under token for a's IPv4 relay: 0 or ENOENT. */
+int turn_relay_take(struct turn *t, struct turn_alloc *a, const uint8_t token[8]);
+/* Links a filled allocation (5-tuple, relays) into the tables. */
+void turn_alloc_link(struct turn *t, struct turn_alloc *a);
+/* Unlinks (when linked), closes its relays, frees. why: a log word or NULL. */
+void turn_alloc_delete(struct turn *t, struct turn_alloc *a, const char *why);
+/* Expires what is due: allocations, permissions, channels, reservations, idle
+ * connections. */
+void turn_sweep(struct turn *t, uint64_t now);
+struct turn_perm *turn_perm_find(struct turn_alloc *a, const struct net_addr *peer, uint64_t now);
+struct turn_chan *turn_chan_by_num(struct turn_alloc *a, uint16_t num, uint64_t now);
+struct turn_chan *turn_chan_by_peer(struct turn_alloc *a, const struct net_addr *peer,
+				    uint64_t now);
+/* Spends len bytes of a's bandwidth: false when over budget. */
+bool turn_bw_take(struct turn *t, struct turn_alloc *a, size_t len, uint64_t now);
+unsigned turn_fam_index(const struct net_addr *a); /* 0 IPv4, 1 IPv6 */
+
+/* ---- method.c: requests and indications from clients ---- */
+struct turn_src {
+	enum net_transport tp;
+	unsigned li;
+	struct net_addr client;
+	struct turn_conn *conn;
+};
+/* A STUN message or ChannelData from a client; an answer (if any) goes out
+ * by turn_send_client. */
+void turn_client_packet(struct turn *t, const struct turn_src *s, const uint8_t *p, size_t len,
+			uint64_t now);
+/* A datagram from a peer on a's relay socket fam. */
+void turn_peer_packet(struct turn *t, struct turn_alloc *a, unsigned fam,
+		      const struct net_addr *peer, const uint8_t *p, size_t len, uint64_t now);
+
+/* ---- server.c: I/O ---- */
+/* Sends to the client of a 5-tuple (a datagram, or onto its connection). */
+void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len);
+void turn_conn_close(struct turn *t, struct turn_conn *c);
+/* A relay socket is readable: reads what is there, hands it to turn_peer_packet. */
+void turn_relay_readable(struct turn *t, struct turn_alloc *a, unsigned fam, int fd);
+
+/* ---- metrics ---- */
+extern struct metric turn_m_allocs, turn_m_perms, turn_m_chans, turn_m_requests,
+    turn_m_to_peer_bytes, turn_m_to_peer_pkts, turn_m_from_peer_bytes, turn_m_from_peer_pkts,
+    turn_m_denied_peer, turn_m_drop_rate, turn_m_drop_bw, turn_m_drop_noperm, turn_m_drop_bad,
+    turn_m_alloc_total, turn_m_expired, turn_m_auth_fail, turn_m_conn_refused;
+/* Counts an error response by code. */
+void turn_count_error(uint16_t code);
+void turn_metrics_register(void);
+
+#endif
