@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "turn_int.h"
@@ -180,7 +181,14 @@ static int bind_port(const struct net_addr *ip, uint16_t port, int *fdp)
 {
 	struct net_addr a = *ip;
 	net_addr_set_port(&a, port);
-	return net_udp_socket(&a, false, fdp);
+	int err = net_udp_socket(&a, false, fdp);
+	if (!err) {
+		/* net_udp_socket asks for 4 MB (a listener's); thousands of relay
+		 * sockets must not, where rmem_max allows it */
+		int sz = TURN_RELAY_RCVBUF;
+		setsockopt(*fdp, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+	}
+	return err;
 }
 
 int turn_relay_open(struct turn *t, struct turn_alloc *a, unsigned fam, bool even, bool reserve,
@@ -283,6 +291,24 @@ struct turn_chan *turn_chan_by_peer(struct turn_alloc *a, const struct net_addr 
 		if (a->chans[i].expire_ms > now && net_addr_eq(&a->chans[i].peer, peer))
 			return &a->chans[i];
 	return NULL;
+}
+
+bool turn_budget_take(const struct turn *t, struct turn_budget *b, uint64_t now)
+{
+	if (!t->cf.rate)
+		return true;
+	uint64_t full = (uint64_t)t->cf.burst * 1000;
+	if (!b->last_ms) {
+		b->milli = full; /* a new one starts full */
+		b->last_ms = now;
+	} else if (now > b->last_ms) {
+		b->milli = MIN(full, b->milli + (now - b->last_ms) * t->cf.rate);
+		b->last_ms = now;
+	}
+	if (b->milli < 1000)
+		return false;
+	b->milli -= 1000;
+	return true;
 }
 
 bool turn_bw_take(struct turn *t, struct turn_alloc *a, size_t len, uint64_t now)

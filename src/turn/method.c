@@ -342,9 +342,6 @@ static void do_allocate(struct req *r)
 	a->conn = r->s->conn;
 	snprintf(a->user, sizeof a->user, "%s", r->user);
 	snprintf(a->quota, sizeof a->quota, "%s", r->quota);
-	memcpy(a->key, r->key, sizeof a->key);
-	a->keylen = r->keylen;
-	a->sha256 = r->sha256;
 	memcpy(a->tid, m->tid, STUN_TID_LEN);
 	a->created_ms = a->bw_last_ms = r->now;
 	a->expire_ms = r->now + (uint64_t)life * 1000;
@@ -656,6 +653,35 @@ static void do_channel_data(struct turn *t, const struct turn_src *s, const uint
 	to_peer(t, a, &ch->peer, data, dlen, false, now);
 }
 
+/* RFC 8489 6.3.1: comprehension-required attributes this role does not act
+ * on (the codec knows more, such as CHANGE-REQUEST: here it would be ignored,
+ * so it is refused) -> 420. */
+static size_t unknown_attrs(const struct stun_msg *m, uint16_t out[MAX_UNKNOWN])
+{
+	static const uint16_t understood[] = {
+	    STUN_ATTR_USERNAME,		    STUN_ATTR_MESSAGE_INTEGRITY,
+	    STUN_ATTR_MESSAGE_INTEGRITY_SHA256, STUN_ATTR_REALM,
+	    STUN_ATTR_NONCE,		    STUN_ATTR_PASSWORD_ALGORITHM,
+	    STUN_ATTR_USERHASH,		    STUN_ATTR_CHANNEL_NUMBER,
+	    STUN_ATTR_LIFETIME,		    STUN_ATTR_XOR_PEER_ADDRESS,
+	    STUN_ATTR_DATA,		    STUN_ATTR_REQUESTED_ADDRESS_FAMILY,
+	    STUN_ATTR_EVEN_PORT,	    STUN_ATTR_REQUESTED_TRANSPORT,
+	    STUN_ATTR_DONT_FRAGMENT,	    STUN_ATTR_RESERVATION_TOKEN,
+	};
+	size_t n = 0;
+	for (size_t i = 0; i < m->nattr && n < MAX_UNKNOWN; i++) {
+		uint16_t t = m->attr[i].type;
+		bool known = t >= 0x8000;
+		for (size_t k = 0; k < ARRAY_SIZE(understood) && !known; k++)
+			known = understood[k] == t;
+		for (size_t k = 0; k < n && !known; k++)
+			known = out[k] == t; /* listed once */
+		if (!known)
+			out[n++] = t;
+	}
+	return n;
+}
+
 void turn_client_packet(struct turn *t, const struct turn_src *s, const uint8_t *p, size_t len,
 			uint64_t now)
 {
@@ -682,8 +708,16 @@ void turn_client_packet(struct turn *t, const struct turn_src *s, const uint8_t 
 			metric_inc(&turn_m_drop_bad);
 		return;
 	}
-	/* requests: within the source's budget, whoever it is */
-	if (!stund_limiter_allow(&t->lim, &s->client.u.sa, now)) {
+	/* requests: within a budget. A 5-tuple with an allocation spends its
+	 * own (a busy NAT address with many clients does not starve them); a
+	 * TCP connection its own (its source cannot be forged; connections per
+	 * address are bounded); any other UDP source its address's, shared with
+	 * every port of it (the reflection guard, as STUN's). */
+	struct turn_alloc *own = turn_alloc_find(t, s->tp, s->li, &s->client, s->conn);
+	bool ok = own	   ? turn_budget_take(t, &own->rq, now)
+		  : s->conn ? turn_budget_take(t, &s->conn->rq, now)
+			    : stund_limiter_allow(&t->lim, &s->client.u.sa, now);
+	if (!ok) {
 		metric_inc(&turn_m_drop_rate);
 		return;
 	}
@@ -702,9 +736,8 @@ void turn_client_packet(struct turn *t, const struct turn_src *s, const uint8_t 
 	}
 	if (authenticate(&r))
 		return;
-	static const uint16_t turn_known[] = {0};
 	uint16_t unk[MAX_UNKNOWN];
-	size_t nunk = stun_msg_unknown(&r.m, turn_known, 0, unk, MAX_UNKNOWN);
+	size_t nunk = unknown_attrs(&r.m, unk);
 	if (nunk) {
 		unknown_reply(&r, unk, nunk);
 		return;

@@ -51,11 +51,15 @@ const struct conf_key turn_conf_keys[] = {
     {"turn", "denied_peers", CONF_STR, "", 0, 0, NULL,
      "CIDR list of peers denied beyond the default classes"},
     {"turn", "rate", CONF_INT, "20", 0, 1000000, NULL,
-     "per-source budget of requests per second (IPv6 per /64); 0 = unlimited"},
-    {"turn", "burst", CONF_INT, "40", 1, 1000000, NULL, "per-source burst in requests"},
+     "request budget per second: of a UDP source address (IPv6 per /64) without an "
+     "allocation, of each allocation on its own 5-tuple, of each TCP connection; over it "
+     "requests are dropped and counted; 0 = unlimited"},
+    {"turn", "burst", CONF_INT, "40", 1, 1000000, NULL, "burst of the request budgets"},
     {"turn", "sources", CONF_INT, "16384", 64, 4194304, NULL, "rate-limit table slots"},
     {"turn", "tcp_max_connections", CONF_INT, "1024", 1, 1000000, NULL,
      "client TCP connections at once; more are closed at accept"},
+    {"turn", "tcp_max_connections_per_address", CONF_INT, "16", 1, 1000000, NULL,
+     "client TCP connections from one address (IPv6: one /64); more are closed at accept"},
     {NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -96,8 +100,9 @@ struct metric turn_m_drop_bad = {.name = "turn_dropped_total", .help = "TURN pac
 				 .labels = "reason=\"malformed\""};
 struct metric turn_m_auth_fail = {.name = "turn_auth_failures_total",
 				  .help = "requests with credentials that did not verify"};
-struct metric turn_m_conn_refused = {.name = "turn_tcp_refused_total",
-				     .help = "TCP connections closed at tcp_max_connections"};
+struct metric turn_m_conn_refused = {
+    .name = "turn_tcp_refused_total",
+    .help = "TCP connections closed at tcp_max_connections or tcp_max_connections_per_address"};
 
 static const uint16_t err_codes[] = {400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508};
 static struct metric m_err[ARRAY_SIZE(err_codes)];
@@ -251,7 +256,7 @@ static void on_conn(int fd, uint32_t events, void *arg)
 		conn_flush(t, c);
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		goto out;
-	for (;;) {
+	for (int round = 0; round < TURN_CONN_ROUNDS; round++) {
 		if (buf_reserve(&c->in, 16384)) {
 			turn_conn_close(t, c);
 			goto out;
@@ -288,6 +293,19 @@ out:
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* O(connections): fine at the default thousand. */
+static unsigned conns_from(const struct turn *t, const struct net_addr *a)
+{
+	struct net_src_key k, x;
+	net_addr_src_key(a, &k);
+	unsigned n = 0;
+	for (const struct turn_conn *c = t->conns; c; c = c->next) {
+		net_addr_src_key(&c->remote, &x);
+		n += x.hi == k.hi && x.lo == k.lo;
+	}
+	return n;
+}
+
 static void on_accept(int fd, uint32_t events, void *arg)
 {
 	(void)events;
@@ -300,7 +318,10 @@ static void on_accept(int fd, uint32_t events, void *arg)
 		int cfd = accept4(fd, &remote.u.sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0)
 			break;
-		struct turn_conn *c = t->nconns < t->cf.tcp_max_conns ? calloc(1, sizeof *c) : NULL;
+		struct turn_conn *c = t->nconns < t->cf.tcp_max_conns &&
+					      conns_from(t, &remote) < t->cf.tcp_max_conns_src
+					  ? calloc(1, sizeof *c)
+					  : NULL;
 		if (!c) {
 			metric_inc(&turn_m_conn_refused);
 			close(cfd);
@@ -412,6 +433,9 @@ static int configure(struct turn *t, const struct conf *c)
 	cf->max_chans = (uint32_t)conf_int(c, "turn", "max_channels");
 	cf->bandwidth = (uint64_t)conf_int(c, "turn", "bandwidth") * 125; /* kbit/s -> B/s */
 	cf->tcp_max_conns = (unsigned)conf_int(c, "turn", "tcp_max_connections");
+	cf->tcp_max_conns_src = (unsigned)conf_int(c, "turn", "tcp_max_connections_per_address");
+	cf->rate = (uint32_t)conf_int(c, "turn", "rate");
+	cf->burst = (uint32_t)conf_int(c, "turn", "burst");
 	unsigned lo, hi;
 	char extra;
 	if (sscanf(conf_str(c, "turn", "relay_ports"), "%u-%u%c", &lo, &hi, &extra) != 2 ||

@@ -17,6 +17,8 @@
 #define TURN_RESERVE_S 30    /* RFC 8656 7.2: EVEN-PORT R bit reservations */
 #define TURN_RESERVE_MAX 256 /* reservations held at once */
 #define TURN_TCP_IDLE_S 30   /* a connection without an allocation */
+#define TURN_RELAY_RCVBUF (256 * 1024) /* per relay socket: media, not bulk */
+#define TURN_CONN_ROUNDS 16  /* reads per wake-up of one connection */
 
 struct turn;
 struct turn_conn;
@@ -30,6 +32,12 @@ struct turn_sock {
 	void *owner; /* struct turn_conn or struct turn_alloc; back-pointer */
 	unsigned fam;
 	struct turn *t; /* back-pointer */
+};
+
+/* A request budget (token bucket, tokens x 1000) of one allocation or one
+ * TCP connection: [turn] rate and burst. */
+struct turn_budget {
+	uint64_t milli, last_ms;
 };
 
 struct turn_perm {
@@ -59,9 +67,6 @@ struct turn_alloc {
 	struct turn_conn *conn; /* TCP: its connection (which points back) */
 	char user[TURN_USER_MAX];  /* as authenticated (USERNAME, or found by USERHASH) */
 	char quota[TURN_USER_MAX]; /* what per-user quotas count: the user part */
-	uint8_t key[32];
-	size_t keylen;
-	bool sha256; /* answers carry MESSAGE-INTEGRITY-SHA256 */
 	uint8_t tid[STUN_TID_LEN]; /* the Allocate's, for its retransmissions */
 	uint64_t created_ms, expire_ms;
 	struct turn_relay relay[2]; /* [0] IPv4, [1] IPv6 */
@@ -71,6 +76,7 @@ struct turn_alloc {
 	struct turn_chan *chans; /* [max_channels], owned */
 	size_t nchan;
 	uint64_t bw_milli, bw_last_ms; /* bandwidth token bucket (bytes x 1000) */
+	struct turn_budget rq;	       /* requests on its own 5-tuple */
 	int64_t tx_bytes, tx_pkts, rx_bytes, rx_pkts; /* to peers / from peers */
 	struct turn_alloc *next_by_tuple;	      /* hash chain of t->by_tuple */
 	struct turn_alloc *next, *prev;		      /* every allocation, for sweeps */
@@ -91,6 +97,7 @@ struct turn_conn {
 	struct net_addr remote;
 	struct turn_alloc *alloc; /* at most one (its 5-tuple) */
 	struct buf in, out;	  /* out: what the kernel did not take yet */
+	struct turn_budget rq;	  /* its requests before it holds an allocation */
 	uint64_t last_ms;
 	struct turn_conn *next, *prev;
 };
@@ -104,7 +111,8 @@ struct turn_conf {
 	uint32_t lifetime_default, lifetime_max, nonce_lifetime;
 	uint32_t max_allocs, max_allocs_user, max_perms, max_chans;
 	uint64_t bandwidth; /* bytes per second per allocation; 0 = unlimited */
-	unsigned tcp_max_conns;
+	unsigned tcp_max_conns, tcp_max_conns_src;
+	uint32_t rate, burst; /* requests per second per budget; rate 0 = unlimited */
 };
 
 struct turn {
@@ -163,6 +171,8 @@ struct turn_perm *turn_perm_find(struct turn_alloc *a, const struct net_addr *pe
 struct turn_chan *turn_chan_by_num(struct turn_alloc *a, uint16_t num, uint64_t now);
 struct turn_chan *turn_chan_by_peer(struct turn_alloc *a, const struct net_addr *peer,
 				    uint64_t now);
+/* Takes one request token: false when over [turn] rate/burst. */
+bool turn_budget_take(const struct turn *t, struct turn_budget *b, uint64_t now);
 /* Spends len bytes of a's bandwidth: false when over budget. */
 bool turn_bw_take(struct turn *t, struct turn_alloc *a, size_t len, uint64_t now);
 unsigned turn_fam_index(const struct net_addr *a); /* 0 IPv4, 1 IPv6 */

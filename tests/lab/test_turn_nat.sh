@@ -10,7 +10,7 @@
 #         49152-49999; a users store with alice (long-term, `pinhole user
 #         add`), static_auth_secret for the REST-API scheme; control on
 #         127.0.0.1:5080. The server host also has an "operator LAN"
-#         (10.99.0.1 on a dummy interface) with a UDP service on it and one on
+#         (10.99.0.1 on a veth link) with a UDP service on it and one on
 #         its loopback: the SSRF targets.
 #   s     a symmetric NAT (MASQUERADE --random-fully) with the client behind it
 #   peer  198.18.0.20, turnutils_peer (echoes what it gets) on 3480
@@ -53,11 +53,15 @@ SECRET=labsecret$$
 REALM=turn.lab
 
 # the operator's LAN on the server host, and a service on it and on loopback
-lab_exec srv ip link add lan0 type dummy
+# (a veth pair, as the lab's other links: the dummy module is not always there)
+lab_exec srv ip link add lan0 type veth peer name lan1 || lab_fail "cannot make the LAN link"
 lab_exec srv ip addr add 10.99.0.1/24 dev lan0
+lab_exec srv ip link set lan1 up
 lab_exec srv ip link set lan0 up
 lab_start_bg srv "$LAB_TMP/lan.log" "$LAB_PROBE" -b 10.99.0.1:3480 listen 600
 lab_start_bg srv "$LAB_TMP/lo.log" "$LAB_PROBE" -b 127.0.0.1:3480 listen 600
+lab_wait_udp srv 10.99.0.1:3480 5 || lab_fail "the LAN service did not start: $(cat "$LAB_TMP/lan.log")"
+lab_wait_udp srv 127.0.0.1:3480 5 || lab_fail "the loopback service did not start: $(cat "$LAB_TMP/lo.log")"
 
 printf 'alicepw\n' | "$PINHOLE" user add "alice@$REALM" --db "$LAB_TMP/users.db" \
 	--password-stdin >/dev/null || lab_fail "pinhole user add"
