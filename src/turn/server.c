@@ -493,8 +493,11 @@ static int open_listeners(struct turn *t)
 		int err = net_udp_socket(&t->udp_addr[i], false, &t->udp[i].fd);
 		char a[NET_ADDR_STRLEN];
 		if (err) {
-			LOG_E("turn", "cannot bind udp:%s: %s",
-			      net_addr_fmt(&t->udp_addr[i], a, sizeof a), strerror(err));
+			LOG_E("turn", "cannot bind udp:%s: %s%s",
+			      net_addr_fmt(&t->udp_addr[i], a, sizeof a), strerror(err),
+			      err == EADDRINUSE ? " (is [stun] listening there? the TURN port "
+						  "answers Binding itself)"
+						: "");
 			return err;
 		}
 		net_sock_addr(t->udp[i].fd, &t->udp_addr[i]);
