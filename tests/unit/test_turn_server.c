@@ -988,6 +988,88 @@ static void test_tcp_caps(void **state)
 	srv_stop(&s);
 }
 
+/* RFC 8656 with RFC 6156: an IPv6 relay from an IPv4 client, a dual
+ * allocation, relaying to an IPv6 peer, and 443 for the other family. */
+static void test_ipv6_and_dual(void **state)
+{
+	(void)state;
+	struct net_addr v6lo;
+	net_addr_parse("[::1]:0", 0, &v6lo);
+	int probe;
+	if (net_udp_socket(&v6lo, false, &probe)) {
+		skip(); /* no IPv6 loopback here */
+		return;
+	}
+	close(probe);
+	struct srv s;
+	srv_start(&s, "relay_address6 = ::1\nallowed_peers = 127.0.0.0/8, ::1\n");
+	struct cli c, d;
+	cli_open(&c, &s, false, "alice", "wonder");
+	challenge(&c);
+	struct buf b;
+	buf_init(&b);
+	struct stun_enc e;
+	begin(&b, &e, STUN_METHOD_ALLOCATE);
+	stun_enc_transport(&e, STUN_PROTO_UDP);
+	stun_enc_family(&e, STUN_ATTR_REQUESTED_ADDRESS_FAMILY, STUN_FAMILY_IPV6);
+	add_auth(&c, &e);
+	assert_int_equal(xchg(&c, &b), 0);
+	struct net_addr relay;
+	assert_int_equal(stun_msg_addr(&c.m, STUN_ATTR_XOR_RELAYED_ADDRESS, &relay.u.ss), 0);
+	assert_int_equal(net_addr_family(&relay), AF_INET6);
+	/* an IPv4 peer for an IPv6-only allocation: 443 */
+	assert_int_equal(perm(&c, "127.0.0.1:9"), 443);
+	/* an IPv6 peer: channel, data both ways */
+	int pfd;
+	assert_int_equal(net_udp_socket(&v6lo, false, &pfd), 0);
+	struct net_addr pa, from;
+	net_sock_addr(pfd, &pa);
+	assert_int_equal(chan_bind(&c, 0x4000, &pa), 0);
+	uint8_t cd[8] = {0x40, 0x00, 0x00, 0x04, 's', 'i', 'x', '!'};
+	cli_send(&c, cd, sizeof cd);
+	uint8_t got[64];
+	assert_int_equal(peer_recv(pfd, got, sizeof got, &from), 4);
+	assert_memory_equal(got, "six!", 4);
+	assert_true(net_addr_eq(&from, &relay));
+	assert_int_equal(sendto(pfd, "back", 4, 0, &relay.u.sa, net_addr_len(&relay)), 4);
+	assert_true(cli_recv(&c));
+	assert_int_equal(c.rxlen, 8);
+	assert_memory_equal(c.rx, "\x40\x00\x00\x04" "back", 8);
+	/* dual: two relayed addresses, one per family; Refresh asking for a
+	 * family keeps to what it has */
+	cli_open(&d, &s, false, "bob", "builder");
+	challenge(&d);
+	begin(&b, &e, STUN_METHOD_ALLOCATE);
+	stun_enc_transport(&e, STUN_PROTO_UDP);
+	stun_enc_family(&e, STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY, STUN_FAMILY_IPV6);
+	add_auth(&d, &e);
+	assert_int_equal(xchg(&d, &b), 0);
+	int fams = 0;
+	for (size_t i = 0; i < d.m.nattr; i++)
+		if (d.m.attr[i].type == STUN_ATTR_XOR_RELAYED_ADDRESS) {
+			struct net_addr r;
+			assert_int_equal(stun_attr_addr(&d.m, &d.m.attr[i], &r.u.ss), 0);
+			fams |= net_addr_family(&r) == AF_INET6 ? 2 : 1;
+		}
+	assert_int_equal(fams, 3);
+	assert_null(stun_msg_attr(&d.m, STUN_ATTR_ADDRESS_ERROR_CODE));
+	assert_int_equal(perm(&d, "127.0.0.1:9"), 0);
+	assert_int_equal(perm(&d, "[::1]:9"), 0);
+	begin(&b, &e, STUN_METHOD_REFRESH);
+	stun_enc_family(&e, STUN_ATTR_REQUESTED_ADDRESS_FAMILY, STUN_FAMILY_IPV6);
+	add_auth(&c, &e);
+	assert_int_equal(xchg(&c, &b), 0);
+	begin(&b, &e, STUN_METHOD_REFRESH);
+	stun_enc_family(&e, STUN_ATTR_REQUESTED_ADDRESS_FAMILY, STUN_FAMILY_IPV4);
+	add_auth(&c, &e);
+	assert_int_equal(xchg(&c, &b), 443);
+	close(pfd);
+	buf_free(&b);
+	cli_close(&c);
+	cli_close(&d);
+	srv_stop(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -996,6 +1078,7 @@ int main(void)
 	    cmocka_unit_test(test_credential_schemes),
 	    cmocka_unit_test(test_allocate_errors),
 	    cmocka_unit_test(test_even_port_reservation),
+	    cmocka_unit_test(test_ipv6_and_dual),
 	    cmocka_unit_test(test_relay_udp),
 	    cmocka_unit_test(test_relay_tcp),
 	    cmocka_unit_test(test_peer_denied),
