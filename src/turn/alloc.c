@@ -1,6 +1,7 @@
 /* TURN allocations: the 5-tuple and relayed-address tables, relay ports, expiry, budgets. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -187,6 +188,13 @@ static int bind_port(const struct net_addr *ip, uint16_t port, int *fdp)
 		 * sockets must not, where rmem_max allows it */
 		int sz = TURN_RELAY_RCVBUF;
 		setsockopt(*fdp, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+		/* RFC 8656 7.2, 10.2: DF only when the client asked for it
+		 * (DONT-FRAGMENT); Linux would set it by default (PMTU discovery) */
+		int pmtu = IP_PMTUDISC_DONT;
+		if (net_addr_family(&a) == AF_INET)
+			setsockopt(*fdp, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+		else
+			setsockopt(*fdp, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu, sizeof pmtu);
 	}
 	return err;
 }

@@ -3,7 +3,6 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 
 #include "turn_int.h"
@@ -105,27 +104,6 @@ static int hex_key(const char *hex, uint8_t *out, size_t *outlen)
 	return 0;
 }
 
-struct hash_find {
-	const uint8_t *hash;
-	const char *realm;
-	char *user;
-};
-
-static int find_userhash(const char *user, const char *realm, const struct store_cred_entry *e,
-			 void *arg)
-{
-	(void)e;
-	struct hash_find *h = arg;
-	if (strcasecmp(realm, h->realm) != 0)
-		return 0;
-	uint8_t uh[32];
-	stun_userhash(slice_cstr(user), slice_cstr(h->realm), uh);
-	if (memcmp(uh, h->hash, 32) != 0)
-		return 0;
-	snprintf(h->user, TURN_USER_MAX, "%s", user);
-	return 1;
-}
-
 /* The key for user under alg: the shared secret's, or the store's HA1 (which
  * is the long-term key itself: H(user:realm:password)). 0 or ENOENT. */
 static int user_key(struct req *r, uint16_t alg)
@@ -214,11 +192,8 @@ static int authenticate(struct req *r)
 		slice_to_cstr(stun_attr_slice(ua), r->user, sizeof r->user);
 		if (strlen(r->user) != ua->len)
 			r->user[0] = '\0'; /* a NUL inside: no such user */
-	} else if (t->creds) {
-		/* RFC 8489 14.4: O(users) scan; only after a nonce issued to
-		 * this source verified */
-		struct hash_find h = {uh->v, t->cf.realm, r->user};
-		store_cred_foreach(t->creds, find_userhash, &h);
+	} else if (turn_userhash_find(t, uh->v, r->now, r->user, sizeof r->user)) {
+		r->user[0] = '\0';
 	}
 	if (!r->user[0] || user_key(r, alg)) {
 		metric_inc(&turn_m_auth_fail);

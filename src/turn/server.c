@@ -600,6 +600,7 @@ void turn_free(struct turn *t)
 			close(t->tcp[i].fd);
 	}
 	net_hostaddrs_free(t->filter.host);
+	turn_userhash_free(t);
 	if (t->loop)
 		loop_free(t->loop);
 	stund_limiter_free(&t->lim);

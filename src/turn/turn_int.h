@@ -102,6 +102,13 @@ struct turn_conn {
 	struct turn_conn *next, *prev;
 };
 
+/* One user of the realm by its USERHASH (userhash.c). */
+struct turn_userhash {
+	uint8_t hash[32];
+	char user[STORE_CRED_USER_MAX];
+};
+#define TURN_USERHASH_MS 5000 /* the index is at most this old (new users) */
+
 struct turn_conf {
 	char realm[STORE_CRED_REALM_MAX];
 	char secret[256];
@@ -138,6 +145,9 @@ struct turn {
 	size_t nconns;
 	struct turn_reservation resv[TURN_RESERVE_MAX];
 	struct timer sweep;
+	struct turn_userhash *uh; /* sorted by hash; owned */
+	size_t nuh;
+	uint64_t uh_built_ms;
 	uint8_t rx[TURN_RX_MAX];
 	struct buf tx;
 };
@@ -176,6 +186,12 @@ bool turn_budget_take(const struct turn *t, struct turn_budget *b, uint64_t now)
 /* Spends len bytes of a's bandwidth: false when over budget. */
 bool turn_bw_take(struct turn *t, struct turn_alloc *a, size_t len, uint64_t now);
 unsigned turn_fam_index(const struct net_addr *a); /* 0 IPv4, 1 IPv6 */
+
+/* ---- userhash.c ---- */
+/* The user whose USERHASH is hash, into user[cap]: 0 or ENOENT. */
+int turn_userhash_find(struct turn *t, const uint8_t hash[32], uint64_t now, char *user,
+		       size_t cap);
+void turn_userhash_free(struct turn *t);
 
 /* ---- method.c: requests and indications from clients ---- */
 struct turn_src {

@@ -379,7 +379,10 @@ static void test_credentials_refused(void **state)
 	assert_null(stun_msg_attr(&c.m, STUN_ATTR_MESSAGE_INTEGRITY)); /* no oracle */
 	snprintf(c.user, sizeof c.user, "mallory");
 	assert_int_equal(allocate(&c, NULL), 401);
-	assert_int_equal(counter("turn_auth_failures_total", NULL), fails + 2);
+	c.userhash = true; /* a USERHASH of no user */
+	assert_int_equal(allocate(&c, NULL), 401);
+	c.userhash = false;
+	assert_int_equal(counter("turn_auth_failures_total", NULL), fails + 3);
 	/* a nonce that is not ours, or not for this source: 438 and a fresh one */
 	snprintf(c.user, sizeof c.user, "alice");
 	snprintf(c.pass, sizeof c.pass, "wonder");
