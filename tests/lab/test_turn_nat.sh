@@ -26,9 +26,12 @@
 #   d) client to client (-y): two allocations of this server relay to each
 #      other (a peer that is the server's own address, let through because it
 #      is another allocation's relayed address), over UDP and over TCP;
-#   e) the server's counters: bytes relayed to peers and to clients grew by
-#      the same amount (the data went through whole both ways), allocations
-#      were made from the NAT's public address (ctl allocations while one runs);
+#   e) byte for byte: turn_check (turn_check.c, an independent minimal client)
+#      sends random payloads through the echo peer and between two
+#      allocations, over UDP and TCP, and every one comes back unchanged; the
+#      server's counters: bytes relayed to peers and to clients grew by the
+#      same amount, allocations were made from the NAT's public address (ctl
+#      allocations while one runs);
 #   f) relaying to the server's loopback (127.0.0.1) and to its LAN
 #      (10.99.0.1) is refused: 403 answers, turn_denied_peers_total grows,
 #      and the services there receive nothing.
@@ -121,7 +124,24 @@ uclient ss-tcp -t -W "$SECRET" -u carol -e "$PEER_IP" -r 3480
 uclient c2c-udp -y -u alice -w alicepw
 uclient c2c-tcp -t -y -W "$SECRET" -u dave
 
-# e) what went out to peers came back to clients, byte for byte in count
+# e) byte for byte: turn_check (tests/lab/turn_check.c, written from the RFCs)
+# sends random payloads of an odd length (padding on TCP) and compares every
+# one that comes back: through the echo peer, and between two allocations
+cc -std=c17 -O2 -Wall -Wextra -o "$LAB_TMP/turn_check" "$LAB_DIR/turn_check.c" -lcrypto ||
+	lab_fail "cannot build turn_check"
+check() { # check NAME ARGS...: turn_check on the phone; every payload intact
+	local name=$1; shift
+	lab_exec s-ph timeout 60 "$LAB_TMP/turn_check" -s "$LAB_SRV_IP:3478" -u alice -w alicepw \
+		-n "$N" -l 171 "$@" >"$LAB_TMP/$name.out" 2>&1 ||
+		lab_fail "$name: $(tail -n 3 "$LAB_TMP/$name.out")"
+	lab_log "$name: $(tail -n 1 "$LAB_TMP/$name.out") payloads unchanged"
+}
+check intact-udp echo "$PEER_IP:3480"
+check intact-tcp -t echo "$PEER_IP:3480"
+check intact-c2c-udp c2c
+check intact-c2c-tcp -t c2c
+
+# what went out to peers came back to clients, byte for byte in count
 to_peer=$(( $(metric 'turn_relayed_bytes_total{direction="to_peer"}') - to_peer0 ))
 to_client=$(( $(metric 'turn_relayed_bytes_total{direction="to_client"}') - to_client0 ))
 [ "$to_peer" -gt 0 ] && [ "$to_peer" = "$to_client" ] ||
