@@ -87,14 +87,6 @@ int turn_alloc_new(struct turn *t, struct turn_alloc **ap)
 	struct turn_alloc *a = calloc(1, sizeof *a);
 	if (!a)
 		return ENOMEM;
-	a->perms = calloc(t->cf.max_perms ? t->cf.max_perms : 1, sizeof *a->perms);
-	a->chans = calloc(t->cf.max_chans ? t->cf.max_chans : 1, sizeof *a->chans);
-	if (!a->perms || !a->chans) {
-		free(a->perms);
-		free(a->chans);
-		free(a);
-		return ENOMEM;
-	}
 	a->id = ++t->next_id;
 	for (unsigned f = 0; f < 2; f++)
 		a->relay[f].sk = (struct turn_sock){TURN_SK_RELAY, -1, 0, a, f, t};
@@ -274,6 +266,29 @@ static void on_relay(int fd, uint32_t events, void *arg)
 	(void)events;
 	struct turn_sock *sk = arg;
 	turn_relay_readable(sk->t, sk->owner, sk->fam, fd);
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = MAX(need, MAX((size_t)4, 2 * *cap));
+	void *p = realloc(*arr, n * elem);
+	if (!p)
+		return ENOMEM;
+	*arr = p;
+	*cap = n;
+	return 0;
+}
+
+int turn_perms_reserve(struct turn_alloc *a, size_t n)
+{
+	return grow((void **)&a->perms, &a->perm_cap, n, sizeof *a->perms);
+}
+
+int turn_chans_reserve(struct turn_alloc *a, size_t n)
+{
+	return grow((void **)&a->chans, &a->chan_cap, n, sizeof *a->chans);
 }
 
 struct turn_perm *turn_perm_find(struct turn_alloc *a, const struct net_addr *peer, uint64_t now)

@@ -494,6 +494,10 @@ static void do_create_permission(struct req *r)
 		error_reply(r, STUN_ERR_CAPACITY, true);
 		return;
 	}
+	if (turn_perms_reserve(a, a->nperm + fresh)) {
+		error_reply(r, STUN_ERR_SERVER_ERROR, true);
+		return;
+	}
 	for (size_t i = 0; i < n; i++)
 		add_perm(a, &peers[i], r->now);
 	simple_success(r, 0, false);
@@ -523,7 +527,18 @@ static void do_channel_bind(struct req *r)
 		error_reply(r, STUN_ERR_BAD_REQUEST, true);
 		return;
 	}
+	/* the binding installs the permission too: within the bound, also when
+	 * a live channel's permission expired (300 s against 600) and the
+	 * client filled the table with others meanwhile */
 	bool new_perm = turn_perm_find(a, &peer, r->now) == NULL;
+	if (new_perm && live_perms(a, r->now) >= t->cf.max_perms) {
+		error_reply(r, STUN_ERR_CAPACITY, true);
+		return;
+	}
+	if (new_perm && turn_perms_reserve(a, a->nperm + 1)) {
+		error_reply(r, STUN_ERR_SERVER_ERROR, true);
+		return;
+	}
 	if (!byn) {
 		size_t slot = a->nchan;
 		for (size_t i = 0; i < a->nchan; i++)
@@ -531,9 +546,12 @@ static void do_channel_bind(struct req *r)
 				slot = i;
 				break;
 			}
-		if ((slot == a->nchan && a->nchan >= t->cf.max_chans) ||
-		    (new_perm && live_perms(a, r->now) >= t->cf.max_perms)) {
+		if (slot == a->nchan && a->nchan >= t->cf.max_chans) {
 			error_reply(r, STUN_ERR_CAPACITY, true);
+			return;
+		}
+		if (turn_chans_reserve(a, a->nchan + 1)) {
+			error_reply(r, STUN_ERR_SERVER_ERROR, true);
 			return;
 		}
 		if (slot == a->nchan) {

@@ -71,10 +71,10 @@ struct turn_alloc {
 	uint64_t created_ms, expire_ms;
 	struct turn_relay relay[2]; /* [0] IPv4, [1] IPv6 */
 	bool dont_fragment;
-	struct turn_perm *perms; /* [max_permissions], owned */
-	size_t nperm;
-	struct turn_chan *chans; /* [max_channels], owned */
-	size_t nchan;
+	struct turn_perm *perms; /* [perm_cap], grown up to max_permissions; owned */
+	size_t nperm, perm_cap;
+	struct turn_chan *chans; /* [chan_cap], grown up to max_channels; owned */
+	size_t nchan, chan_cap;
 	uint64_t bw_milli, bw_last_ms; /* bandwidth token bucket (bytes x 1000) */
 	struct turn_budget rq;	       /* requests on its own 5-tuple */
 	int64_t tx_bytes, tx_pkts, rx_bytes, rx_pkts; /* to peers / from peers */
@@ -181,6 +181,10 @@ struct turn_perm *turn_perm_find(struct turn_alloc *a, const struct net_addr *pe
 struct turn_chan *turn_chan_by_num(struct turn_alloc *a, uint16_t num, uint64_t now);
 struct turn_chan *turn_chan_by_peer(struct turn_alloc *a, const struct net_addr *peer,
 				    uint64_t now);
+/* Room for n permissions / n channels (most allocations need one or two:
+ * the arrays grow on demand). 0 or ENOMEM. */
+int turn_perms_reserve(struct turn_alloc *a, size_t n);
+int turn_chans_reserve(struct turn_alloc *a, size_t n);
 /* Takes one request token: false when over [turn] rate/burst. */
 bool turn_budget_take(const struct turn *t, struct turn_budget *b, uint64_t now);
 /* Spends len bytes of a's bandwidth: false when over budget. */

@@ -935,6 +935,33 @@ static void test_rate_budgets_apart(void **state)
 
 /* Lifetimes: the answer's LIFETIME follows RFC 8656 7.2, and an allocation
  * left alone past it goes (the clock jumps; the sweep runs each second). */
+/* A live channel whose permission expired (300 s against the channel's
+ * 600) is refreshed after the client filled its permissions with others:
+ * the binding's permission must still respect max_permissions (508), not
+ * be written past the table. */
+static void test_channel_refresh_perm_bound(void **state)
+{
+	(void)state;
+	struct srv s;
+	srv_start(&s, "allowed_peers = 127.0.0.0/8\nmax_permissions = 1\n");
+	struct cli c;
+	cli_open(&c, &s, false, "alice", "wonder");
+	assert_int_equal(allocate(&c, NULL), 0);
+	struct net_addr p1;
+	net_addr_parse("127.0.0.1:7", 0, &p1);
+	assert_int_equal(chan_bind(&c, 0x4000, &p1), 0);
+	int64_t perms = counter("turn_permissions", NULL);
+	time_mono_advance(301 * 1000); /* the permission goes, the channel stays */
+	for (int i = 0; i < 500 && counter("turn_permissions", NULL) == perms; i++)
+		usleep(10000);
+	assert_int_equal(counter("turn_permissions", NULL), perms - 1);
+	assert_int_equal(perm(&c, "127.0.0.2:1"), 0); /* the one permission */
+	assert_int_equal(chan_bind(&c, 0x4000, &p1), 508);
+	assert_int_equal(counter("turn_permissions", NULL), perms);
+	cli_close(&c);
+	srv_stop(&s);
+}
+
 static void test_expiry(void **state)
 {
 	(void)state;
@@ -1090,6 +1117,7 @@ int main(void)
 	    cmocka_unit_test(test_rate_limit),
 	    cmocka_unit_test(test_rate_budgets_apart),
 	    cmocka_unit_test(test_tcp_caps),
+	    cmocka_unit_test(test_channel_refresh_perm_bound),
 	    cmocka_unit_test(test_expiry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
