@@ -962,6 +962,57 @@ static void test_channel_refresh_perm_bound(void **state)
 	srv_stop(&s);
 }
 
+/* The rest of the 400s, and 508 when the relay port range is used up. */
+static void test_more_errors(void **state)
+{
+	(void)state;
+	struct srv s;
+	srv_start(&s, "allowed_peers = 127.0.0.0/8\nrelay_ports = 42900-42901\n");
+	struct cli c[3];
+	for (int i = 0; i < 3; i++)
+		cli_open(&c[i], &s, false, "alice", "wonder");
+	assert_int_equal(allocate(&c[0], NULL), 0);
+	struct buf b;
+	buf_init(&b);
+	struct stun_enc e;
+	/* CreatePermission without a peer, ChannelBind without a number */
+	begin(&b, &e, STUN_METHOD_CREATE_PERMISSION);
+	add_auth(&c[0], &e);
+	assert_int_equal(xchg(&c[0], &b), 400);
+	begin(&b, &e, STUN_METHOD_CHANNEL_BIND);
+	struct net_addr p1;
+	net_addr_parse("127.0.0.1:7", 0, &p1);
+	stun_enc_addr(&e, STUN_ATTR_XOR_PEER_ADDRESS, &p1.u.sa);
+	add_auth(&c[0], &e);
+	assert_int_equal(xchg(&c[0], &b), 400);
+	/* a peer address of a bad length, a family that is neither */
+	begin(&b, &e, STUN_METHOD_CREATE_PERMISSION);
+	stun_enc_attr(&e, STUN_ATTR_XOR_PEER_ADDRESS, "\x00\x01\x00\x07\x01\x02", 6);
+	add_auth(&c[0], &e);
+	assert_int_equal(xchg(&c[0], &b), 400);
+	begin(&b, &e, STUN_METHOD_REFRESH);
+	stun_enc_attr(&e, STUN_ATTR_REQUESTED_ADDRESS_FAMILY, "\x03\x00\x00\x00", 4);
+	add_auth(&c[0], &e);
+	assert_int_equal(xchg(&c[0], &b), 400);
+	/* a Send indication from a 5-tuple without an allocation: dropped, counted */
+	int64_t bad = counter("turn_dropped_total", "reason=\"malformed\"");
+	buf_reset(&b);
+	stun_enc_begin(&e, &b, STUN_METHOD_SEND, STUN_CLASS_INDICATION, NULL);
+	stun_enc_addr(&e, STUN_ATTR_XOR_PEER_ADDRESS, &p1.u.sa);
+	stun_enc_attr(&e, STUN_ATTR_DATA, "x", 1);
+	cli_send(&c[1], b.data, b.len);
+	begin(&b, &e, STUN_METHOD_BINDING);
+	assert_int_equal(xchg(&c[1], &b), 0);
+	assert_int_equal(counter("turn_dropped_total", "reason=\"malformed\""), bad + 1);
+	/* two relay ports: the second allocation takes the last, the third gets 508 */
+	assert_int_equal(allocate(&c[1], NULL), 0);
+	assert_int_equal(allocate(&c[2], NULL), 508);
+	buf_free(&b);
+	for (int i = 0; i < 3; i++)
+		cli_close(&c[i]);
+	srv_stop(&s);
+}
+
 static void test_expiry(void **state)
 {
 	(void)state;
@@ -1113,6 +1164,7 @@ int main(void)
 	    cmocka_unit_test(test_relay_tcp),
 	    cmocka_unit_test(test_peer_denied),
 	    cmocka_unit_test(test_quotas),
+	    cmocka_unit_test(test_more_errors),
 	    cmocka_unit_test(test_bandwidth),
 	    cmocka_unit_test(test_rate_limit),
 	    cmocka_unit_test(test_rate_budgets_apart),
