@@ -14,8 +14,7 @@ bool stun_is_channel_data(const void *p, size_t len)
 	return len >= STUN_CHAN_HDR && (((const uint8_t *)p)[0] & 0xc0) == 0x40;
 }
 
-int stun_chan_decode(const void *vp, size_t len, uint16_t *chan, const uint8_t **data,
-		     size_t *dlen)
+int stun_chan_decode(const void *vp, size_t len, uint16_t *chan, const uint8_t **data, size_t *dlen)
 {
 	const uint8_t *p = vp;
 	if (!stun_is_channel_data(p, len))

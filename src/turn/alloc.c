@@ -307,8 +307,7 @@ struct turn_chan *turn_chan_by_num(struct turn_alloc *a, uint16_t num, uint64_t 
 	return NULL;
 }
 
-struct turn_chan *turn_chan_by_peer(struct turn_alloc *a, const struct net_addr *peer,
-				    uint64_t now)
+struct turn_chan *turn_chan_by_peer(struct turn_alloc *a, const struct net_addr *peer, uint64_t now)
 {
 	for (size_t i = 0; i < a->nchan; i++)
 		if (a->chans[i].expire_ms > now && net_addr_eq(&a->chans[i].peer, peer))

@@ -1,4 +1,5 @@
-/* TURN methods: long-term credentials, Allocate, Refresh, CreatePermission, ChannelBind, Send, ChannelData. */
+/* TURN methods: long-term credentials, Allocate, Refresh, CreatePermission, ChannelBind, Send,
+ * ChannelData. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -130,7 +131,8 @@ static int user_key(struct req *r, uint16_t alg)
 	struct store_cred_entry ce;
 	if (!t->creds || store_cred_lookup(t->creds, u, realm, &ce))
 		return ENOENT;
-	const char *hex = alg == STUN_PWALG_SHA256 ? ce.ha1[STORE_CRED_SHA256] : ce.ha1[STORE_CRED_MD5];
+	const char *hex =
+	    alg == STUN_PWALG_SHA256 ? ce.ha1[STORE_CRED_SHA256] : ce.ha1[STORE_CRED_MD5];
 	return hex_key(hex, r->key, &r->keylen);
 }
 
@@ -237,8 +239,7 @@ static uint32_t lifetime_for(const struct turn *t, const struct stun_msg *m)
 	return MAX(want, t->cf.lifetime_default);
 }
 
-static void alloc_success(struct req *r, struct turn_alloc *a, const uint8_t *token,
-			  int v6_error)
+static void alloc_success(struct req *r, struct turn_alloc *a, const uint8_t *token, int v6_error)
 {
 	struct turn *t = r->t;
 	buf_reset(&t->tx);
@@ -623,8 +624,8 @@ static void do_send(struct turn *t, const struct turn_src *s, const struct stun_
 		now);
 }
 
-static void do_channel_data(struct turn *t, const struct turn_src *s, const uint8_t *p,
-			    size_t len, uint64_t now)
+static void do_channel_data(struct turn *t, const struct turn_src *s, const uint8_t *p, size_t len,
+			    uint64_t now)
 {
 	uint16_t num;
 	const uint8_t *data;
@@ -652,14 +653,22 @@ static void do_channel_data(struct turn *t, const struct turn_src *s, const uint
 static size_t unknown_attrs(const struct stun_msg *m, uint16_t out[MAX_UNKNOWN])
 {
 	static const uint16_t understood[] = {
-	    STUN_ATTR_USERNAME,		    STUN_ATTR_MESSAGE_INTEGRITY,
-	    STUN_ATTR_MESSAGE_INTEGRITY_SHA256, STUN_ATTR_REALM,
-	    STUN_ATTR_NONCE,		    STUN_ATTR_PASSWORD_ALGORITHM,
-	    STUN_ATTR_USERHASH,		    STUN_ATTR_CHANNEL_NUMBER,
-	    STUN_ATTR_LIFETIME,		    STUN_ATTR_XOR_PEER_ADDRESS,
-	    STUN_ATTR_DATA,		    STUN_ATTR_REQUESTED_ADDRESS_FAMILY,
-	    STUN_ATTR_EVEN_PORT,	    STUN_ATTR_REQUESTED_TRANSPORT,
-	    STUN_ATTR_DONT_FRAGMENT,	    STUN_ATTR_RESERVATION_TOKEN,
+	    STUN_ATTR_USERNAME,
+	    STUN_ATTR_MESSAGE_INTEGRITY,
+	    STUN_ATTR_MESSAGE_INTEGRITY_SHA256,
+	    STUN_ATTR_REALM,
+	    STUN_ATTR_NONCE,
+	    STUN_ATTR_PASSWORD_ALGORITHM,
+	    STUN_ATTR_USERHASH,
+	    STUN_ATTR_CHANNEL_NUMBER,
+	    STUN_ATTR_LIFETIME,
+	    STUN_ATTR_XOR_PEER_ADDRESS,
+	    STUN_ATTR_DATA,
+	    STUN_ATTR_REQUESTED_ADDRESS_FAMILY,
+	    STUN_ATTR_EVEN_PORT,
+	    STUN_ATTR_REQUESTED_TRANSPORT,
+	    STUN_ATTR_DONT_FRAGMENT,
+	    STUN_ATTR_RESERVATION_TOKEN,
 	};
 	size_t n = 0;
 	for (size_t i = 0; i < m->nattr && n < MAX_UNKNOWN; i++) {
@@ -707,7 +716,7 @@ void turn_client_packet(struct turn *t, const struct turn_src *s, const uint8_t 
 	 * address are bounded); any other UDP source its address's, shared with
 	 * every port of it (the reflection guard, as STUN's). */
 	struct turn_alloc *own = turn_alloc_find(t, s->tp, s->li, &s->client, s->conn);
-	bool ok = own	   ? turn_budget_take(t, &own->rq, now)
+	bool ok = own	    ? turn_budget_take(t, &own->rq, now)
 		  : s->conn ? turn_budget_take(t, &s->conn->rq, now)
 			    : stund_limiter_allow(&t->lim, &s->client.u.sa, now);
 	if (!ok) {

@@ -50,8 +50,7 @@ static bool v6_denied_class(const uint8_t *b)
 		return true; /* fc00::/7 unique local */
 	if (b[0] == 0x01 && b[1] == 0 && memcmp(b + 2, zero, 6) == 0)
 		return true; /* 100::/64 discard */
-	if (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 &&
-	    b[5] == 1)
+	if (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 && b[5] == 1)
 		return true; /* 64:ff9b:1::/48 local-use NAT64 */
 	if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0)
 		return true; /* 2001::/32 Teredo: reaches an IPv4 host we cannot judge */
@@ -90,7 +89,8 @@ enum turn_peer_verdict turn_peer_check(const struct turn_filter *f, const struct
 	struct net_addr v4;
 	const struct net_addr *a = turn_peer_embedded_v4(peer, &v4) ? &v4 : peer;
 	/* an allowed network wins, in either spelling */
-	if (net_cidr_list_has(f->allow, f->nallow, a) || net_cidr_list_has(f->allow, f->nallow, peer))
+	if (net_cidr_list_has(f->allow, f->nallow, a) ||
+	    net_cidr_list_has(f->allow, f->nallow, peer))
 		return TURN_PEER_OK;
 	if (a->u.sa.sa_family == AF_INET) {
 		if (v4_denied_class(ntohl(a->u.in.sin_addr.s_addr)))

@@ -63,21 +63,20 @@ const struct conf_key turn_conf_keys[] = {
     {NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
-struct metric turn_m_allocs = {.name = "turn_allocations", .help = "live TURN allocations",
-			       .gauge = true};
-struct metric turn_m_perms = {.name = "turn_permissions", .help = "live TURN permissions",
-			      .gauge = true};
-struct metric turn_m_chans = {.name = "turn_channels", .help = "live TURN channel bindings",
-			      .gauge = true};
+struct metric turn_m_allocs = {
+    .name = "turn_allocations", .help = "live TURN allocations", .gauge = true};
+struct metric turn_m_perms = {
+    .name = "turn_permissions", .help = "live TURN permissions", .gauge = true};
+struct metric turn_m_chans = {
+    .name = "turn_channels", .help = "live TURN channel bindings", .gauge = true};
 struct metric turn_m_alloc_total = {.name = "turn_allocations_total",
 				    .help = "TURN allocations created"};
 struct metric turn_m_expired = {.name = "turn_allocations_expired_total",
 				.help = "TURN allocations that expired unrefreshed"};
 struct metric turn_m_requests = {.name = "turn_requests_total",
 				 .help = "TURN/STUN requests within the per-source budget"};
-struct metric turn_m_to_peer_bytes = {.name = "turn_relayed_bytes_total",
-				      .help = "bytes relayed",
-				      .labels = "direction=\"to_peer\""};
+struct metric turn_m_to_peer_bytes = {
+    .name = "turn_relayed_bytes_total", .help = "bytes relayed", .labels = "direction=\"to_peer\""};
 struct metric turn_m_to_peer_pkts = {.name = "turn_relayed_packets_total",
 				     .help = "packets relayed",
 				     .labels = "direction=\"to_peer\""};
@@ -89,22 +88,23 @@ struct metric turn_m_from_peer_pkts = {.name = "turn_relayed_packets_total",
 				       .labels = "direction=\"to_client\""};
 struct metric turn_m_denied_peer = {.name = "turn_denied_peers_total",
 				    .help = "peers refused by the peer filter"};
-struct metric turn_m_drop_rate = {.name = "turn_dropped_total", .help = "TURN packets dropped",
-				  .labels = "reason=\"rate\""};
-struct metric turn_m_drop_bw = {.name = "turn_dropped_total", .help = "TURN packets dropped",
-				.labels = "reason=\"bandwidth\""};
+struct metric turn_m_drop_rate = {
+    .name = "turn_dropped_total", .help = "TURN packets dropped", .labels = "reason=\"rate\""};
+struct metric turn_m_drop_bw = {
+    .name = "turn_dropped_total", .help = "TURN packets dropped", .labels = "reason=\"bandwidth\""};
 struct metric turn_m_drop_noperm = {.name = "turn_dropped_total",
 				    .help = "TURN packets dropped",
 				    .labels = "reason=\"no_permission\""};
-struct metric turn_m_drop_bad = {.name = "turn_dropped_total", .help = "TURN packets dropped",
-				 .labels = "reason=\"malformed\""};
+struct metric turn_m_drop_bad = {
+    .name = "turn_dropped_total", .help = "TURN packets dropped", .labels = "reason=\"malformed\""};
 struct metric turn_m_auth_fail = {.name = "turn_auth_failures_total",
 				  .help = "requests with credentials that did not verify"};
 struct metric turn_m_conn_refused = {
     .name = "turn_tcp_refused_total",
     .help = "TCP connections closed at tcp_max_connections or tcp_max_connections_per_address"};
 
-static const uint16_t err_codes[] = {400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508};
+static const uint16_t err_codes[] = {400, 401, 403, 420, 437, 438, 440,
+				     441, 442, 443, 486, 500, 508};
 static struct metric m_err[ARRAY_SIZE(err_codes)];
 static char m_err_labels[ARRAY_SIZE(err_codes)][16];
 static struct metric m_err_other = {.name = "turn_errors_total",
@@ -124,12 +124,12 @@ void turn_count_error(uint16_t code)
 void turn_metrics_register(void)
 {
 	static struct metric *all[] = {
-	    &turn_m_allocs,	     &turn_m_perms,	    &turn_m_chans,
-	    &turn_m_alloc_total,     &turn_m_expired,	    &turn_m_requests,
-	    &turn_m_to_peer_bytes,   &turn_m_to_peer_pkts,  &turn_m_from_peer_bytes,
-	    &turn_m_from_peer_pkts,  &turn_m_denied_peer,   &turn_m_drop_rate,
-	    &turn_m_drop_bw,	     &turn_m_drop_noperm,   &turn_m_drop_bad,
-	    &turn_m_auth_fail,	     &turn_m_conn_refused,  &m_err_other,
+	    &turn_m_allocs,	    &turn_m_perms,	  &turn_m_chans,
+	    &turn_m_alloc_total,    &turn_m_expired,	  &turn_m_requests,
+	    &turn_m_to_peer_bytes,  &turn_m_to_peer_pkts, &turn_m_from_peer_bytes,
+	    &turn_m_from_peer_pkts, &turn_m_denied_peer,  &turn_m_drop_rate,
+	    &turn_m_drop_bw,	    &turn_m_drop_noperm,  &turn_m_drop_bad,
+	    &turn_m_auth_fail,	    &turn_m_conn_refused, &m_err_other,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		metric_register(all[i]);
@@ -381,8 +381,10 @@ static int parse_listen(struct turn *t, const char *s)
 		slice_to_cstr(it, item, sizeof item);
 		bool tcp = strncmp(item, "tcp:", 4) == 0;
 		if (!tcp && strncmp(item, "udp:", 4) != 0) {
-			LOG_E("turn", "turn.listen: '%s': want udp:ADDR:PORT or tcp:ADDR:PORT "
-				      "(tls: not yet)", item);
+			LOG_E("turn",
+			      "turn.listen: '%s': want udp:ADDR:PORT or tcp:ADDR:PORT "
+			      "(tls: not yet)",
+			      item);
 			return EINVAL;
 		}
 		unsigned *n = tcp ? &t->ntcp : &t->nudp;
@@ -425,7 +427,8 @@ static int configure(struct turn *t, const struct conf *c)
 	}
 	snprintf(cf->secret, sizeof cf->secret, "%s", conf_str(c, "turn", "static_auth_secret"));
 	cf->lifetime_default = (uint32_t)conf_int(c, "turn", "lifetime");
-	cf->lifetime_max = (uint32_t)MAX(conf_int(c, "turn", "max_lifetime"), conf_int(c, "turn", "lifetime"));
+	cf->lifetime_max =
+	    (uint32_t)MAX(conf_int(c, "turn", "max_lifetime"), conf_int(c, "turn", "lifetime"));
 	cf->nonce_lifetime = (uint32_t)conf_int(c, "turn", "nonce_lifetime");
 	cf->max_allocs = (uint32_t)conf_int(c, "turn", "max_allocations");
 	cf->max_allocs_user = (uint32_t)conf_int(c, "turn", "max_allocations_per_user");
@@ -451,20 +454,25 @@ static int configure(struct turn *t, const struct conf *c)
 	const char *r4 = conf_str(c, "turn", "relay_address");
 	const char *r6 = conf_str(c, "turn", "relay_address6");
 	if (r4[0]) {
-		if (net_addr_parse(r4, 0, &cf->relay_ip[0]) || net_addr_family(&cf->relay_ip[0]) != AF_INET) {
+		if (net_addr_parse(r4, 0, &cf->relay_ip[0]) ||
+		    net_addr_family(&cf->relay_ip[0]) != AF_INET) {
 			LOG_E("turn", "turn.relay_address: '%s' is not an IPv4 address", r4);
 			return EINVAL;
 		}
 	} else {
-		for (unsigned i = 0; i < t->nudp + t->ntcp && !cf->relay_ip[0].u.sa.sa_family; i++) {
-			const struct net_addr *l = i < t->nudp ? &t->udp_addr[i] : &t->tcp_addr[i - t->nudp];
+		for (unsigned i = 0; i < t->nudp + t->ntcp && !cf->relay_ip[0].u.sa.sa_family;
+		     i++) {
+			const struct net_addr *l =
+			    i < t->nudp ? &t->udp_addr[i] : &t->tcp_addr[i - t->nudp];
 			if (net_addr_family(l) == AF_INET && !net_addr_is_any(l))
 				cf->relay_ip[0] = *l;
 		}
-		if (!cf->relay_ip[0].u.sa.sa_family && net_default_source(AF_INET, &cf->relay_ip[0]))
+		if (!cf->relay_ip[0].u.sa.sa_family &&
+		    net_default_source(AF_INET, &cf->relay_ip[0]))
 			LOG_W("turn", "no IPv4 relay address: IPv4 allocations refused");
 	}
-	if (r6[0] && (net_addr_parse(r6, 0, &cf->relay_ip[1]) || net_addr_family(&cf->relay_ip[1]) != AF_INET6)) {
+	if (r6[0] && (net_addr_parse(r6, 0, &cf->relay_ip[1]) ||
+		      net_addr_family(&cf->relay_ip[1]) != AF_INET6)) {
 		LOG_E("turn", "turn.relay_address6: '%s' is not an IPv6 address", r6);
 		return EINVAL;
 	}
@@ -572,8 +580,9 @@ int turn_start(struct turn **tp, const struct conf *c, struct store_cred *creds)
 		      net_addr_fmt(i < t->nudp ? &t->udp_addr[i] : &t->tcp_addr[i - t->nudp], a,
 				   sizeof a),
 		      t->cf.realm,
-		      t->cf.relay_ip[0].u.sa.sa_family ? net_addr_ip_fmt(&t->cf.relay_ip[0], r, sizeof r)
-						       : "-",
+		      t->cf.relay_ip[0].u.sa.sa_family
+			  ? net_addr_ip_fmt(&t->cf.relay_ip[0], r, sizeof r)
+			  : "-",
 		      t->cf.port_lo, t->cf.port_hi);
 	*tp = t;
 	return 0;
@@ -642,12 +651,13 @@ int turn_dump_json(struct turn *t, struct buf *out)
 		buf_printf(out, "%s{\"id\":%llu,\"user\":", a == t->all ? "" : ",",
 			   (unsigned long long)a->id);
 		buf_append_json_str(out, a->user);
-		buf_printf(out,
-			   ",\"client\":\"%s:%s\",\"relayed\":[\"%s\",\"%s\"],\"expires_in\":%llu,"
-			   "\"age\":%llu,\"permissions\":[",
-			   net_transport_name(a->tp), net_addr_fmt(&a->client, c, sizeof c), r4, r6,
-			   (unsigned long long)(a->expire_ms > now ? (a->expire_ms - now) / 1000 : 0),
-			   (unsigned long long)((now - a->created_ms) / 1000));
+		buf_printf(
+		    out,
+		    ",\"client\":\"%s:%s\",\"relayed\":[\"%s\",\"%s\"],\"expires_in\":%llu,"
+		    "\"age\":%llu,\"permissions\":[",
+		    net_transport_name(a->tp), net_addr_fmt(&a->client, c, sizeof c), r4, r6,
+		    (unsigned long long)(a->expire_ms > now ? (a->expire_ms - now) / 1000 : 0),
+		    (unsigned long long)((now - a->created_ms) / 1000));
 		bool first = true;
 		for (size_t i = 0; i < a->nperm; i++) {
 			if (a->perms[i].expire_ms <= now)
@@ -689,10 +699,11 @@ int turn_dump_text(struct turn *t, struct buf *out)
 		snprintf(c, sizeof c, "%s:%s", net_transport_name(a->tp),
 			 net_addr_fmt(&a->client, cc, sizeof cc));
 		net_addr_fmt(&a->relay[a->relay[0].sk.fd >= 0 ? 0 : 1].addr, r, sizeof r);
-		buf_printf(out, "%-6llu %-16s %-26s %-22s %6llus %5zu %5zu %12lld %12lld\n",
-			   (unsigned long long)a->id, a->user, c, r,
-			   (unsigned long long)(a->expire_ms > now ? (a->expire_ms - now) / 1000 : 0),
-			   a->nperm, a->nchan, (long long)a->tx_bytes, (long long)a->rx_bytes);
+		buf_printf(
+		    out, "%-6llu %-16s %-26s %-22s %6llus %5zu %5zu %12lld %12lld\n",
+		    (unsigned long long)a->id, a->user, c, r,
+		    (unsigned long long)(a->expire_ms > now ? (a->expire_ms - now) / 1000 : 0),
+		    a->nperm, a->nchan, (long long)a->tx_bytes, (long long)a->rx_bytes);
 	}
 	buf_printf(out, "%zu allocations\n", t->nallocs);
 	pthread_mutex_unlock(&t->lock);

@@ -12,13 +12,13 @@
 #define TURN_RX_MAX 65536 + 64 /* a datagram, or a whole TCP frame */
 #define TURN_TCP_OUT_MAX (256u * 1024u)
 #define TURN_USER_MAX (STORE_CRED_USER_MAX + 16) /* shared secret: "expiry:user" */
-#define TURN_PERM_S 300	     /* RFC 8656 9 */
-#define TURN_CHANNEL_S 600   /* RFC 8656 12 */
-#define TURN_RESERVE_S 30    /* RFC 8656 7.2: EVEN-PORT R bit reservations */
-#define TURN_RESERVE_MAX 256 /* reservations held at once */
-#define TURN_TCP_IDLE_S 30   /* a connection without an allocation */
-#define TURN_RELAY_RCVBUF (256 * 1024) /* per relay socket: media, not bulk */
-#define TURN_CONN_ROUNDS 16  /* reads per wake-up of one connection */
+#define TURN_PERM_S 300				 /* RFC 8656 9 */
+#define TURN_CHANNEL_S 600			 /* RFC 8656 12 */
+#define TURN_RESERVE_S 30			 /* RFC 8656 7.2: EVEN-PORT R bit reservations */
+#define TURN_RESERVE_MAX 256			 /* reservations held at once */
+#define TURN_TCP_IDLE_S 30			 /* a connection without an allocation */
+#define TURN_RELAY_RCVBUF (256 * 1024)		 /* per relay socket: media, not bulk */
+#define TURN_CONN_ROUNDS 16			 /* reads per wake-up of one connection */
 
 struct turn;
 struct turn_conn;
@@ -61,10 +61,10 @@ struct turn_relay {
 /* One allocation; owned by struct turn (its tables). */
 struct turn_alloc {
 	uint64_t id;
-	enum net_transport tp;	/* to the client: NET_UDP or NET_TCP */
-	unsigned li;		/* the listener the 5-tuple's server side is */
-	struct net_addr client; /* the 5-tuple's client side */
-	struct turn_conn *conn; /* TCP: its connection (which points back) */
+	enum net_transport tp;	   /* to the client: NET_UDP or NET_TCP */
+	unsigned li;		   /* the listener the 5-tuple's server side is */
+	struct net_addr client;	   /* the 5-tuple's client side */
+	struct turn_conn *conn;	   /* TCP: its connection (which points back) */
 	char user[TURN_USER_MAX];  /* as authenticated (USERNAME, or found by USERHASH) */
 	char quota[TURN_USER_MAX]; /* what per-user quotas count: the user part */
 	uint8_t tid[STUN_TID_LEN]; /* the Allocate's, for its retransmissions */
@@ -75,8 +75,8 @@ struct turn_alloc {
 	size_t nperm, perm_cap;
 	struct turn_chan *chans; /* [chan_cap], grown up to max_channels; owned */
 	size_t nchan, chan_cap;
-	uint64_t bw_milli, bw_last_ms; /* bandwidth token bucket (bytes x 1000) */
-	struct turn_budget rq;	       /* requests on its own 5-tuple */
+	uint64_t bw_milli, bw_last_ms;		      /* bandwidth token bucket (bytes x 1000) */
+	struct turn_budget rq;			      /* requests on its own 5-tuple */
 	int64_t tx_bytes, tx_pkts, rx_bytes, rx_pkts; /* to peers / from peers */
 	struct turn_alloc *next_by_tuple;	      /* hash chain of t->by_tuple */
 	struct turn_alloc *next, *prev;		      /* every allocation, for sweeps */

@@ -1,4 +1,5 @@
-/* USERHASH (RFC 8489 14.4) -> user name: a sorted index of the realm's users, rebuilt at most every few seconds. */
+/* USERHASH (RFC 8489 14.4) -> user name: a sorted index of the realm's users, rebuilt at most every
+ * few seconds. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,8 +48,7 @@ void turn_userhash_free(struct turn *t)
 	t->nuh = 0;
 }
 
-int turn_userhash_find(struct turn *t, const uint8_t hash[32], uint64_t now, char *user,
-		       size_t cap)
+int turn_userhash_find(struct turn *t, const uint8_t hash[32], uint64_t now, char *user, size_t cap)
 {
 	/* a stranger with a nonce can send USERHASH at will: the O(users)
 	 * rebuild happens at most once per TURN_USERHASH_MS, the lookup is a
@@ -67,7 +67,8 @@ int turn_userhash_find(struct turn *t, const uint8_t hash[32], uint64_t now, cha
 	}
 	struct turn_userhash key;
 	memcpy(key.hash, hash, 32);
-	const struct turn_userhash *u = t->nuh ? bsearch(&key, t->uh, t->nuh, sizeof *t->uh, cmp_hash) : NULL;
+	const struct turn_userhash *u =
+	    t->nuh ? bsearch(&key, t->uh, t->nuh, sizeof *t->uh, cmp_hash) : NULL;
 	if (!u)
 		return ENOENT;
 	snprintf(user, cap, "%s", u->user);

@@ -1,4 +1,5 @@
-/* libFuzzer entry point for the TURN pieces of the STUN codec, the peer filter and the credential parsers. */
+/* libFuzzer entry point for the TURN pieces of the STUN codec, the peer filter and the credential
+ * parsers. */
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>

@@ -353,17 +353,31 @@ int main(int argc, char **argv)
 	int n = 10, len = 160, o;
 	while ((o = getopt(argc, argv, "ts:u:w:n:l:")) != -1) {
 		switch (o) {
-		case 't': use_tcp = 1; break;
-		case 's': server = optarg; break;
-		case 'u': user = optarg; break;
-		case 'w': pass = optarg; break;
-		case 'n': n = atoi(optarg); break;
-		case 'l': len = atoi(optarg); break;
-		default: die(2, "bad option");
+		case 't':
+			use_tcp = 1;
+			break;
+		case 's':
+			server = optarg;
+			break;
+		case 'u':
+			user = optarg;
+			break;
+		case 'w':
+			pass = optarg;
+			break;
+		case 'n':
+			n = atoi(optarg);
+			break;
+		case 'l':
+			len = atoi(optarg);
+			break;
+		default:
+			die(2, "bad option");
 		}
 	}
 	if (!server || !user || !pass || optind >= argc || len < 1 || len > 1400 || n < 1)
-		die(2, "usage: turn_check [-t] -s SERVER:PORT -u USER -w PASS [-n N] [-l LEN] echo PEER:PORT | c2c");
+		die(2, "usage: turn_check [-t] -s SERVER:PORT -u USER -w PASS [-n N] [-l LEN] echo "
+		       "PEER:PORT | c2c");
 	struct sockaddr_in srv;
 	parse_addr(server, &srv);
 	int intact = 0, total = 0;

@@ -1,4 +1,5 @@
-/* TURN pieces without sockets: ChannelData framing, TURN attributes, the peer filter, nonces, coturn's shared secret. */
+/* TURN pieces without sockets: ChannelData framing, TURN attributes, the peer filter, nonces,
+ * coturn's shared secret. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -103,9 +104,11 @@ static void test_turn_attrs(void **state)
 	bool r;
 	assert_int_equal(stun_attr_channel(stun_msg_attr(&m, STUN_ATTR_CHANNEL_NUMBER), &ch), 0);
 	assert_int_equal(ch, 0x4123);
-	assert_int_equal(stun_attr_transport(stun_msg_attr(&m, STUN_ATTR_REQUESTED_TRANSPORT), &proto), 0);
+	assert_int_equal(
+	    stun_attr_transport(stun_msg_attr(&m, STUN_ATTR_REQUESTED_TRANSPORT), &proto), 0);
 	assert_int_equal(proto, 17);
-	assert_int_equal(stun_attr_family(stun_msg_attr(&m, STUN_ATTR_REQUESTED_ADDRESS_FAMILY), &fam), 0);
+	assert_int_equal(
+	    stun_attr_family(stun_msg_attr(&m, STUN_ATTR_REQUESTED_ADDRESS_FAMILY), &fam), 0);
 	assert_int_equal(fam, STUN_FAMILY_IPV6);
 	const struct stun_attr *ev = stun_msg_attr(&m, STUN_ATTR_EVEN_PORT);
 	assert_int_equal(ev->len, 1);
@@ -114,7 +117,8 @@ static void test_turn_attrs(void **state)
 	const struct stun_attr *ae = stun_msg_attr(&m, STUN_ATTR_ADDRESS_ERROR_CODE);
 	assert_memory_equal(ae->v, "\x02\x00\x04\x28", 4);
 	/* a family that is neither IPv4 nor IPv6 is malformed */
-	struct stun_attr bad = {STUN_ATTR_REQUESTED_ADDRESS_FAMILY, 4, (const uint8_t *)"\x03\0\0\0", 0};
+	struct stun_attr bad = {STUN_ATTR_REQUESTED_ADDRESS_FAMILY, 4,
+				(const uint8_t *)"\x03\0\0\0", 0};
 	assert_int_equal(stun_attr_family(&bad, &fam), EBADMSG);
 	assert_string_equal(stun_attr_name(STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY),
 			    "ADDITIONAL-ADDRESS-FAMILY");
@@ -134,23 +138,50 @@ static void test_peer_filter_defaults(void **state)
 	struct turn_filter f;
 	memset(&f, 0, sizeof f);
 	static const char *denied[] = {
-	    "127.0.0.1",	"127.1.2.3",	   "0.0.0.0",		"0.1.2.3",
-	    "10.0.0.1",		"172.16.5.5",	   "172.31.255.255",	"192.168.1.1",
-	    "100.64.0.1",	"100.127.255.254", "169.254.169.254",	"224.0.0.1",
-	    "239.255.255.250",	"255.255.255.255", "240.0.0.1",		"192.0.0.8",
-	    "[::1]",		"[::]",		   "[::ffff:127.0.0.1]", "[::ffff:10.1.2.3]",
-	    "[::ffff:169.254.169.254]", "[::127.0.0.1]", "[64:ff9b::7f00:1]", "[64:ff9b::a9fe:a9fe]",
-	    "[2002:7f00:1::1]", "[2002:c0a8:101::]", "[fe80::1]",	"[fc00::1]",
-	    "[fd12:3456::1]",	"[ff02::1]",	   "[fec0::1]",		"[64:ff9b:1::1]",
-	    "[2001:0:4136:e378::1]", "[100::1]",
+	    "127.0.0.1",
+	    "127.1.2.3",
+	    "0.0.0.0",
+	    "0.1.2.3",
+	    "10.0.0.1",
+	    "172.16.5.5",
+	    "172.31.255.255",
+	    "192.168.1.1",
+	    "100.64.0.1",
+	    "100.127.255.254",
+	    "169.254.169.254",
+	    "224.0.0.1",
+	    "239.255.255.250",
+	    "255.255.255.255",
+	    "240.0.0.1",
+	    "192.0.0.8",
+	    "[::1]",
+	    "[::]",
+	    "[::ffff:127.0.0.1]",
+	    "[::ffff:10.1.2.3]",
+	    "[::ffff:169.254.169.254]",
+	    "[::127.0.0.1]",
+	    "[64:ff9b::7f00:1]",
+	    "[64:ff9b::a9fe:a9fe]",
+	    "[2002:7f00:1::1]",
+	    "[2002:c0a8:101::]",
+	    "[fe80::1]",
+	    "[fc00::1]",
+	    "[fd12:3456::1]",
+	    "[ff02::1]",
+	    "[fec0::1]",
+	    "[64:ff9b:1::1]",
+	    "[2001:0:4136:e378::1]",
+	    "[100::1]",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(denied); i++) {
 		if (chk(&f, denied[i]) != TURN_PEER_DENIED_CLASS)
 			fail_msg("%s was not denied", denied[i]);
 	}
 	static const char *allowed[] = {
-	    "198.18.0.5", "8.8.8.8", "100.63.255.255", "100.128.0.1", "172.32.0.1",
-	    "[2a00:1450:4001::1]", "[::ffff:198.18.0.5]", "[64:ff9b::808:808]",
+	    "198.18.0.5",	   "8.8.8.8",
+	    "100.63.255.255",	   "100.128.0.1",
+	    "172.32.0.1",	   "[2a00:1450:4001::1]",
+	    "[::ffff:198.18.0.5]", "[64:ff9b::808:808]",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(allowed); i++) {
 		if (chk(&f, allowed[i]) != TURN_PEER_OK)
@@ -170,8 +201,10 @@ static void test_peer_filter_lists(void **state)
 	(void)state;
 	struct turn_filter f;
 	memset(&f, 0, sizeof f);
-	assert_int_equal(net_cidr_list_parse("10.1.0.0/16, 127.0.0.1", f.allow, TURN_PEERS_MAX, &f.nallow), 0);
-	assert_int_equal(net_cidr_list_parse("203.0.113.0/24, 2a00::/16", f.deny, TURN_PEERS_MAX, &f.ndeny), 0);
+	assert_int_equal(
+	    net_cidr_list_parse("10.1.0.0/16, 127.0.0.1", f.allow, TURN_PEERS_MAX, &f.nallow), 0);
+	assert_int_equal(
+	    net_cidr_list_parse("203.0.113.0/24, 2a00::/16", f.deny, TURN_PEERS_MAX, &f.ndeny), 0);
 	f.own[f.nown++] = addr("198.18.0.2");
 	assert_int_equal(chk(&f, "10.1.2.3"), TURN_PEER_OK);
 	assert_int_equal(chk(&f, "[::ffff:10.1.2.3]"), TURN_PEER_OK);
@@ -211,7 +244,8 @@ static void test_shared_secret_coturn_formula(void **state)
 {
 	(void)state;
 	char pw[29];
-	assert_int_equal(turn_secret_password(SLICE_LIT("s3cret"), SLICE_LIT("1700000000:carol"), pw), 0);
+	assert_int_equal(
+	    turn_secret_password(SLICE_LIT("s3cret"), SLICE_LIT("1700000000:carol"), pw), 0);
 	assert_string_equal(pw, "lltCUDCxI+lapGw0T415Da+cOkQ=");
 	assert_int_equal(turn_secret_password(SLICE_LIT("north"), SLICE_LIT("1893456000"), pw), 0);
 	assert_string_equal(pw, "sqdTDrNuKKg7b57nGt21S56Eu5s=");
@@ -234,7 +268,8 @@ static void test_nonce(void **state)
 	memset(key2, 8, sizeof key2);
 	struct net_addr src = addr("198.18.0.10:4000"), port2 = addr("198.18.0.10:5000"),
 			other = addr("198.18.0.11:4000"), v6 = addr("[2001:db8:1:2::1]:1"),
-			v6same64 = addr("[2001:db8:1:2::99]:2"), v6other = addr("[2001:db8:1:3::1]:1");
+			v6same64 = addr("[2001:db8:1:2::99]:2"),
+			v6other = addr("[2001:db8:1:3::1]:1");
 	char n[TURN_NONCE_LEN + 1];
 	turn_nonce_make(key, "turn.test", &src, 1000, n);
 	assert_int_equal(strlen(n), TURN_NONCE_LEN);
@@ -249,7 +284,8 @@ static void test_nonce(void **state)
 	assert_int_equal(turn_nonce_check(key, "turn.test", &src, s, 900, 600), EPERM); /* future */
 	n[20] = n[20] == 'A' ? 'B' : 'A';
 	assert_int_equal(turn_nonce_check(key, "turn.test", &src, s, 1000, 600), EPERM);
-	assert_int_equal(turn_nonce_check(key, "turn.test", &src, SLICE_LIT("obMatJos2AAAD"), 1000, 600), EPERM);
+	assert_int_equal(
+	    turn_nonce_check(key, "turn.test", &src, SLICE_LIT("obMatJos2AAAD"), 1000, 600), EPERM);
 	turn_nonce_make(key, "turn.test", &v6, 1000, n);
 	assert_int_equal(turn_nonce_check(key, "turn.test", &v6same64, s, 1000, 600), 0);
 	assert_int_equal(turn_nonce_check(key, "turn.test", &v6other, s, 1000, 600), EPERM);
