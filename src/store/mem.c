@@ -683,8 +683,11 @@ out_unlock:
 
 /* ---- keepalive state ---- */
 
-static int ka_set(struct store *s, struct slice aor, uint64_t id, struct slice contact,
-		  const struct store_ka *ka)
+/* Memory-only fields (ka, nat_media) are set on every record of an AOR that
+ * matches, in both states: the committed one and what queued updates build
+ * on. 0 when one matched, else ENOENT. */
+static int set_matching(struct store *s, struct slice aor,
+			bool (*match_set)(struct store_rec *b, const void *arg), const void *arg)
 {
 	char name[STORE_AOR_MAX];
 	int err = store_aor_canon(aor, name);
@@ -696,31 +699,39 @@ static int ka_set(struct store *s, struct slice aor, uint64_t id, struct slice c
 
 	pthread_mutex_lock(&sh->lock);
 	struct store_aor *a = aor_find(sh, name, h);
-	/* both states: the committed one and what queued updates build on */
 	for (int state = 0; a && state < 2; state++) {
 		struct store_rec **r = state ? a->w : a->r;
 		size_t n = state ? a->nw : a->n;
-		for (size_t i = 0; i < n; i++) {
-			struct store_rec *b = r[i];
-			bool hit = id ? b->id == id
-				      : b->len[REC_CONTACT] == contact.l &&
-					    memcmp(store_rec_str(b, REC_CONTACT), contact.p, contact.l) ==
-						0;
-			if (hit) {
-				b->ka = *ka; /* memory only, see struct store_ka */
-				found = true;
-			}
-		}
+		for (size_t i = 0; i < n; i++)
+			found |= match_set(r[i], arg);
 	}
 	pthread_mutex_unlock(&sh->lock);
 	return found ? 0 : ENOENT;
+}
+
+struct ka_match {
+	uint64_t id; /* 0: by contact */
+	struct slice contact;
+	const struct store_ka *ka;
+};
+
+static bool ka_match_set(struct store_rec *b, const void *arg)
+{
+	const struct ka_match *m = arg;
+	bool hit = m->id
+		       ? b->id == m->id
+		       : b->len[REC_CONTACT] == m->contact.l &&
+			     memcmp(store_rec_str(b, REC_CONTACT), m->contact.p, m->contact.l) == 0;
+	if (hit)
+		b->ka = *m->ka; /* memory only, see struct store_ka */
+	return hit;
 }
 
 int store_ka_set(struct store *s, struct slice aor, uint64_t id, const struct store_ka *ka)
 {
 	if (!id)
 		return ENOENT;
-	return ka_set(s, aor, id, SLICE_NULL, ka);
+	return set_matching(s, aor, ka_match_set, &(struct ka_match){.id = id, .ka = ka});
 }
 
 int store_ka_set_contact(struct store *s, struct slice aor, struct slice contact,
@@ -728,36 +739,32 @@ int store_ka_set_contact(struct store *s, struct slice aor, struct slice contact
 {
 	if (!contact.l)
 		return ENOENT;
-	return ka_set(s, aor, 0, contact, ka);
+	return set_matching(s, aor, ka_match_set,
+			    &(struct ka_match){.contact = contact, .ka = ka});
+}
+
+struct media_match {
+	const struct net_addr *src;
+	uint8_t media;
+};
+
+static bool media_match_set(struct store_rec *b, const void *arg)
+{
+	const struct media_match *m = arg;
+	struct net_addr remote;
+	memset(&remote, 0, sizeof remote);
+	memcpy(&remote.u, &b->remote, sizeof b->remote);
+	if (!net_addr_eq(&remote, m->src))
+		return false;
+	b->nat_media = m->media; /* memory only, as ka */
+	return true;
 }
 
 int store_nat_media_set(struct store *s, struct slice aor, const struct net_addr *src,
 			uint8_t media)
 {
-	char name[STORE_AOR_MAX];
-	int err = store_aor_canon(aor, name);
-	if (err)
-		return err;
-	uint64_t h = aor_hash(name);
-	struct store_shard *sh = shard_of(s, h);
-	bool found = false;
-	pthread_mutex_lock(&sh->lock);
-	struct store_aor *a = aor_find(sh, name, h);
-	for (int state = 0; a && state < 2; state++) {
-		struct store_rec **r = state ? a->w : a->r;
-		size_t n = state ? a->nw : a->n;
-		for (size_t i = 0; i < n; i++) {
-			struct net_addr remote;
-			memset(&remote, 0, sizeof remote);
-			memcpy(&remote.u, &r[i]->remote, sizeof r[i]->remote);
-			if (net_addr_eq(&remote, src)) {
-				r[i]->nat_media = media; /* memory only, as ka */
-				found = true;
-			}
-		}
-	}
-	pthread_mutex_unlock(&sh->lock);
-	return found ? 0 : ENOENT;
+	return set_matching(s, aor, media_match_set,
+			    &(struct media_match){.src = src, .media = media});
 }
 
 /* ---- housekeeping ---- */
