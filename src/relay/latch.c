@@ -76,7 +76,22 @@ enum relay_latch_verdict relay_latch_packet(struct relay_latch *l, const struct 
 		l->latched = true;
 		l->ssrc = ssrc;
 		l->last_ms = now_ms;
+		l->latched_ms = now_ms;
+		l->to_guess = false;
 		return RELAY_LATCH_NEW;
+	}
+	/* Crossing in an ALG'd NAT (relay.h): right after it started, the stream
+	 * moved to another port of the same IP, the one its own SDP announced and
+	 * the relay was sending to. Taken at once, but only that address, only
+	 * the latched SSRC, only in the first relatch_ms and only once: a stranger
+	 * needs the party's announced source and its SSRC, within that window. */
+	if (l->guess_ok && !l->to_guess && ssrc == l->ssrc && net_addr_eq(src, &l->guess) &&
+	    net_addr_ip_eq(src, &l->peer) && now_ms - l->latched_ms < c->relatch_ms) {
+		l->peer = *src;
+		l->last_ms = now_ms;
+		l->to_guess = true;
+		l->relatches++;
+		return RELAY_LATCH_MOVED;
 	}
 	/* Re-latch (the phone's NAT binding changed, or it roamed): only once
 	 * the latched source fell silent, and in strict mode only for the

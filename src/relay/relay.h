@@ -53,6 +53,8 @@ extern const struct conf_key relay_conf_keys[];
  *   LATCHED   --from elsewhere---------------------> drop ("source")
  *   LATCHED   --src silent >= relatch_ms, a valid packet with the same
  *               SSRC from an allowed IP------------> LATCHED(new src)
+ *   LATCHED   --within relatch_ms of latching, once: the same SSRC from
+ *               exactly the SDP's address and port-> LATCHED(that address)
  *
  * Strict mode (the default): the allowed IPs are the party's SIP signaling
  * source (received-from) and the IP its SDP names; only the port is learnt.
@@ -62,6 +64,16 @@ extern const struct conf_key relay_conf_keys[];
  * and after relatch_ms of silence any source sending valid packets takes over
  * (the SSRC need not match). Re-latching is rate-limited by construction: the
  * new source must wait relatch_ms of silence of the old one.
+ *
+ * The one exception is the start of a stream whose SDP address is public: a
+ * NAT with a SIP ALG (nf_nat_sip) holds a mapping for the port it announced
+ * and opens it to the relay. When the party's first packet and the relay's
+ * first packet toward that port cross in the NAT, the party's packet can lose
+ * the NAT's race and leave through a mapping of its own, and every later one
+ * through the announced port. So, once and only in the first relatch_ms after
+ * latching, a packet of the latched SSRC from exactly the address and port the
+ * SDP announced (where the relay was sending already) takes the latch at once.
+ * The old source cannot take it back before relatch_ms of silence.
  */
 enum relay_latch_mode {
 	RELAY_LATCH_STRICT = 0,
@@ -84,6 +96,8 @@ struct relay_latch {
 	bool latched;
 	uint32_t ssrc; /* of the latched source's last packet */
 	uint64_t last_ms;
+	uint64_t latched_ms; /* when it latched from unlatched */
+	bool to_guess;	     /* the one early move to the SDP's address was made */
 	uint64_t relatches;
 };
 

@@ -28,6 +28,12 @@
  *   -S EPOCH    start sending at this CLOCK_REALTIME second (fractional), so
  *               that two peers in different namespaces start together
  *   -r PPS      packets per second per destination (default 50)
+ *   -f PORT     the first packet leaves from PORT on the -b address (a second
+ *               socket, closed right after), the rest from -b: what the
+ *               relay sees when a NAT gave a phone's first packet a mapping
+ *               of its own and every later one the mapping the phone
+ *               announced (a SIP ALG's NAT when the phone's first packet and
+ *               the relay's cross in it)
  *
  * Output, one line per fact, for a shell test to read:
  *   bound 100.64.1.2:40000
@@ -98,7 +104,7 @@ static void die_usage(const char *why)
 	fprintf(stderr,
 		"rtp_peer: %s\n"
 		"usage: rtp_peer -b ADDR:PORT [-d ADDR:PORT[-PORT2]]... [-t SECS] [-w SECS]\n"
-		"                [-s SSRC] [-m TAG] [-S EPOCH] [-r PPS]\n",
+		"                [-s SSRC] [-m TAG] [-S EPOCH] [-r PPS] [-f PORT]\n",
 		why);
 	exit(2);
 }
@@ -184,6 +190,7 @@ int main(int argc, char **argv)
 	struct sockaddr_in bind_sa;
 	int have_bind = 0;
 	double secs = 5, linger = 1, start_at = 0, pps = 50;
+	unsigned first_port = 0;
 	uint32_t ssrc;
 	char tag[9] = "peer";
 	unsigned lo, hi;
@@ -191,7 +198,7 @@ int main(int argc, char **argv)
 
 	srandom((unsigned)(now_real_ns() ^ getpid()));
 	ssrc = (uint32_t)random() << 1 ^ (uint32_t)random();
-	while ((o = getopt(argc, argv, "b:d:t:w:s:m:S:r:")) != -1) {
+	while ((o = getopt(argc, argv, "b:d:t:w:s:m:S:r:f:")) != -1) {
 		switch (o) {
 		case 'b':
 			if (parse_addr(optarg, &bind_sa, &lo, &hi) || lo != hi)
@@ -227,6 +234,11 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			pps = atof(optarg);
+			break;
+		case 'f':
+			first_port = (unsigned)strtoul(optarg, NULL, 10);
+			if (first_port == 0 || first_port > 65535)
+				die_usage("bad -f port");
 			break;
 		default:
 			die_usage("bad option");
@@ -281,14 +293,26 @@ int main(int argc, char **argv)
 			pkt[5] = (uint8_t)(ts >> 16);
 			pkt[6] = (uint8_t)(ts >> 8);
 			pkt[7] = (uint8_t)ts;
+			int sfd = fd;
+			if (tick == 0 && first_port) {
+				struct sockaddr_in fa = bind_sa;
+				fa.sin_port = htons((uint16_t)first_port);
+				sfd = socket(AF_INET, SOCK_DGRAM, 0);
+				if (sfd < 0 || bind(sfd, (struct sockaddr *)&fa, sizeof fa) < 0) {
+					perror("rtp_peer: bind -f");
+					return 1;
+				}
+			}
 			for (size_t i = 0; i < n_dest; i++) {
 				uint64_t ns = (uint64_t)now_real_ns();
 				for (int b = 0; b < 8; b++)
 					pkt[RTP_HDR + 12 + b] = (uint8_t)(ns >> (56 - 8 * b));
-				if (sendto(fd, pkt, sizeof pkt, 0, (struct sockaddr *)&dests[i],
+				if (sendto(sfd, pkt, sizeof pkt, 0, (struct sockaddr *)&dests[i],
 					   sizeof dests[i]) == (ssize_t)sizeof pkt)
 					sent[i]++;
 			}
+			if (sfd != fd)
+				close(sfd);
 			seq++;
 			ts += PAYLOAD;
 			tick++;

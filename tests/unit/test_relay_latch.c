@@ -162,6 +162,112 @@ static void test_guess_and_update(void **state)
 	assert_true(l.latched);
 }
 
+/* A phone behind a NAT with a SIP ALG: its SDP names the NAT's public
+ * address and the port the ALG holds for it, 198.18.0.5:40000. */
+static void alg_phone(struct relay_latch *l)
+{
+	struct net_addr guess = A("198.18.0.5:40000"), sig = A("198.18.0.5:5060"),
+			sdp = A("198.18.0.5");
+	relay_latch_init(l, &guess, &sig, &sdp);
+}
+
+/* The phone's first packet and the relay's first packet toward 40000 crossed
+ * in the ALG'd NAT: the first left through a mapping of its own (51234), the
+ * rest through the announced port. The relay follows at once (it used to drop
+ * them for relatch ms: ~2 s of lost audio at the start of the call). */
+static void test_crossing_moves_to_announced(void **state)
+{
+	(void)state;
+	struct relay_latch l;
+	alg_phone(&l);
+	struct net_addr first = A("198.18.0.5:51234"), announced = A("198.18.0.5:40000");
+	assert_int_equal(relay_latch_packet(&l, &strict, &first, 0x1111, 1000), RELAY_LATCH_NEW);
+	assert_int_equal(relay_latch_packet(&l, &strict, &announced, 0x1111, 1020),
+			 RELAY_LATCH_MOVED);
+	const struct net_addr *d;
+	assert_true(relay_latch_dest(&l, &d));
+	assert_true(net_addr_eq(d, &announced));
+	assert_int_equal(l.relatches, 1);
+	assert_int_equal(relay_latch_packet(&l, &strict, &announced, 0x1111, 1040),
+			 RELAY_LATCH_PASS);
+	/* the transient mapping cannot take it back while the stream is live */
+	assert_int_equal(relay_latch_packet(&l, &strict, &first, 0x1111, 1060), RELAY_LATCH_DROP);
+	/* loose mode follows the same way */
+	struct relay_latch l2;
+	alg_phone(&l2);
+	assert_int_equal(relay_latch_packet(&l2, &loose, &first, 0x1111, 0), RELAY_LATCH_NEW);
+	assert_int_equal(relay_latch_packet(&l2, &loose, &announced, 0x1111, 20),
+			 RELAY_LATCH_MOVED);
+}
+
+/* The early move as an attack: who may use it, and when. */
+static void test_crossing_rule_attacks(void **state)
+{
+	(void)state;
+	struct relay_latch l;
+	struct net_addr phone_src = A("198.18.0.5:51234"), announced = A("198.18.0.5:40000"),
+			other_port = A("198.18.0.5:40002"), evil = A("198.18.0.66:40000");
+	const struct net_addr *d;
+	/* an injector on the announced address with its own stream */
+	alg_phone(&l);
+	assert_int_equal(relay_latch_packet(&l, &strict, &phone_src, 0x1111, 1000),
+			 RELAY_LATCH_NEW);
+	assert_int_equal(relay_latch_packet(&l, &strict, &announced, 0x2222, 1010),
+			 RELAY_LATCH_DROP);
+	struct relay_latch l2;
+	alg_phone(&l2);
+	assert_int_equal(relay_latch_packet(&l2, &loose, &phone_src, 0x1111, 1000),
+			 RELAY_LATCH_NEW);
+	assert_int_equal(relay_latch_packet(&l2, &loose, &announced, 0x2222, 1010),
+			 RELAY_LATCH_DROP);
+	/* the right SSRC from another port of that IP, or from another host on
+	 * the announced port: not the announced address */
+	assert_int_equal(relay_latch_packet(&l, &strict, &other_port, 0x1111, 1020),
+			 RELAY_LATCH_DROP);
+	assert_int_equal(relay_latch_packet(&l, &strict, &evil, 0x1111, 1030), RELAY_LATCH_DROP);
+	assert_int_equal(relay_latch_packet(&l2, &loose, &evil, 0x1111, 1030), RELAY_LATCH_DROP);
+	assert_true(relay_latch_dest(&l, &d));
+	assert_true(net_addr_eq(d, &phone_src));
+	/* after the first relatch ms of a live stream: the ordinary rule */
+	alg_phone(&l);
+	assert_int_equal(relay_latch_packet(&l, &strict, &phone_src, 0x1111, 1000),
+			 RELAY_LATCH_NEW);
+	assert_int_equal(relay_latch_packet(&l, &strict, &phone_src, 0x1111, 2990),
+			 RELAY_LATCH_PASS);
+	assert_int_equal(relay_latch_packet(&l, &strict, &announced, 0x1111, 3000),
+			 RELAY_LATCH_DROP);
+	assert_int_equal(l.relatches, 0);
+	/* once only: moved to the announced address, then a NAT rebinding (2 s of
+	 * silence), and the early move does not come back to flip it */
+	alg_phone(&l);
+	struct net_addr rebound = A("198.18.0.5:47000");
+	assert_int_equal(relay_latch_packet(&l, &strict, &phone_src, 0x1111, 1000),
+			 RELAY_LATCH_NEW);
+	assert_int_equal(relay_latch_packet(&l, &strict, &announced, 0x1111, 1020),
+			 RELAY_LATCH_MOVED);
+	assert_int_equal(relay_latch_packet(&l, &strict, &rebound, 0x1111, 1100), RELAY_LATCH_DROP);
+	assert_int_equal(relay_latch_packet(&l, &strict, &rebound, 0x1111, 3100),
+			 RELAY_LATCH_MOVED);
+	/* a re-offer keeps the latch: the announced address may not take it now */
+	relay_latch_update(&l, &strict, &announced, &announced, NULL);
+	assert_true(l.latched);
+	assert_int_equal(relay_latch_packet(&l, &strict, &announced, 0x1111, 3120),
+			 RELAY_LATCH_DROP);
+	/* a private SDP address (no ALG) is never a source to move to: another IP */
+	phone(&l);
+	struct net_addr nat = A("198.18.0.5:40001"), lan = A("100.64.1.10:7078");
+	assert_int_equal(relay_latch_packet(&l, &strict, &nat, 0x1111, 1000), RELAY_LATCH_NEW);
+	assert_int_equal(relay_latch_packet(&l, &strict, &lan, 0x1111, 1010), RELAY_LATCH_DROP);
+	/* hold (c=0.0.0.0): no announced address to move to */
+	struct net_addr hold = A("0.0.0.0:40000"), sig = A("198.18.0.5:5060"),
+			sdp_ip = A("198.18.0.5");
+	relay_latch_init(&l, &hold, &sig, &sdp_ip);
+	assert_int_equal(relay_latch_packet(&l, &strict, &phone_src, 0x1111, 1000),
+			 RELAY_LATCH_NEW);
+	assert_int_equal(relay_latch_packet(&l, &strict, &announced, 0x1111, 1010),
+			 RELAY_LATCH_DROP);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -171,6 +277,8 @@ int main(void)
 	    cmocka_unit_test(test_relatch_after_silence),
 	    cmocka_unit_test(test_no_relatch_other_ssrc),
 	    cmocka_unit_test(test_guess_and_update),
+	    cmocka_unit_test(test_crossing_moves_to_announced),
+	    cmocka_unit_test(test_crossing_rule_attacks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
