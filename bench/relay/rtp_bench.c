@@ -29,6 +29,17 @@
  * Options: --port-base P binds the parties to P, P+1, ... (default: ephemeral
  * ports, which may collide with a relay port range above 32768).
  *
+ * --streams FILE: the calls were set up by someone else (SIP through a proxy
+ * that chose whether to relay, bench/relay/nat_facing.sh): one stream per
+ * line, "BIND_IP:PORT DST_IP:PORT" (the party's own SDP address, and the
+ * address the SDP it received names: a relay port or the other party); the
+ * two parties of a call on two lines that name each other's traffic. No ng.
+ *
+ * --bpf-stats: keep the kernel's BPF run-time statistics on while this runs
+ * (BPF_ENABLE_STATS: a reference of our own, so another program switching
+ * kernel.bpf_stats_enabled off does not stop them); bpf_stats=1 in the result
+ * when that worked.
+ *
  * Output: one line, key=value, for bench/relay/run.sh:
  *   result relay=pinhole mode=calls calls=1000 streams=2000 secs=5 sent=... received=...
  *     offered_pps=... forwarded_pps=... loss_pct=... cpu_s=... cores=... ns_per_pkt=...
@@ -48,8 +59,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/bpf.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,9 +94,9 @@ static uint64_t lat_hist[2][LAT_BUCKETS + 1];
 static uint64_t lat_count[2];
 
 static const char *opt_relay = "pinhole", *opt_ng = NULL, *opt_bind = "127.0.0.1";
-static const char *opt_relay_ip = "127.0.0.1";
+static const char *opt_relay_ip = "127.0.0.1", *opt_streams = NULL;
 static int opt_calls = 100, opt_pid = 0, opt_blast = 0, opt_direct = 0, opt_port_base = 0;
-static int opt_baseline = 0;
+static int opt_baseline = 0, opt_bpf_stats = 0;
 static double opt_secs = 5, opt_warmup = 1, opt_pps = 50, opt_rate = 100000;
 
 /* calls mode: stream i sends in the slots where slot % period == i % period */
@@ -296,6 +309,8 @@ static int open_socket(struct stream *s, size_t i)
 	inet_pton(AF_INET, opt_bind, &a.sin_addr);
 	if (opt_port_base)
 		a.sin_port = htons((uint16_t)(opt_port_base + (int)i));
+	if (opt_streams)
+		a = s->self; /* from the file */
 	int sz = 1 << 20;
 	setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
 	setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
@@ -317,6 +332,51 @@ static void make_sdp(char *out, size_t n, const struct stream *s, int sess)
 		 sess, opt_bind, opt_bind, ntohs(s->self.sin_port));
 }
 
+static int parse_ipport(const char *s, struct sockaddr_in *a)
+{
+	char ip[64];
+	unsigned port;
+	if (sscanf(s, "%63[^:]:%u", ip, &port) != 2 || port == 0 || port > 65535)
+		return EINVAL;
+	memset(a, 0, sizeof *a);
+	a->sin_family = AF_INET;
+	a->sin_port = htons((uint16_t)port);
+	return inet_pton(AF_INET, ip, &a->sin_addr) == 1 ? 0 : EINVAL;
+}
+
+/* --streams FILE: fills streams[] (self and dst); 0 or an errno value. */
+static int read_streams(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return errno;
+	char line[256], b[128], d[128];
+	size_t cap = 0;
+	int err = 0;
+	while (fgets(line, sizeof line, f)) {
+		if (sscanf(line, "%127s %127s", b, d) != 2)
+			continue;
+		if (n_streams == cap) {
+			cap = cap ? 2 * cap : 1024;
+			struct stream *ns = realloc(streams, cap * sizeof *ns);
+			if (!ns) {
+				err = ENOMEM;
+				break;
+			}
+			streams = ns;
+		}
+		struct stream *s = &streams[n_streams];
+		memset(s, 0, sizeof *s);
+		if ((err = parse_ipport(b, &s->self)) || (err = parse_ipport(d, &s->dst))) {
+			fprintf(stderr, "rtp_bench: %s: bad line: %s", path, line);
+			break;
+		}
+		n_streams++;
+	}
+	fclose(f);
+	return err ? err : n_streams ? 0 : ENODATA;
+}
+
 /* The audio port of a rewritten SDP. */
 static int sdp_port(const struct buf *b)
 {
@@ -334,6 +394,7 @@ int main(int argc, char **argv)
 	    {"direct", no_argument, NULL, 'D'},		 {"pid", required_argument, NULL, 'P'},
 	    {"bind", required_argument, NULL, 'b'},	 {"relay-ip", required_argument, NULL, 'I'},
 	    {"port-base", required_argument, NULL, 'O'}, {"baseline", no_argument, NULL, 'L'},
+	    {"streams", required_argument, NULL, 'F'},	 {"bpf-stats", no_argument, NULL, 'T'},
 	    {NULL, 0, NULL, 0}};
 	int o;
 	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -380,19 +441,29 @@ int main(int argc, char **argv)
 		case 'L':
 			opt_baseline = 1;
 			break;
+		case 'F':
+			opt_streams = optarg;
+			break;
+		case 'T':
+			opt_bpf_stats = 1;
+			break;
 		default:
 			fprintf(
 			    stderr,
 			    "usage: rtp_bench [--relay NAME --ng udp:IP:PORT --pid PID | "
 			    "--direct]\n"
 			    "  [--calls N] [--baseline] [--secs S] [--warmup S] [--pps P]\n"
-			    "  [--blast --rate PPS]\n"
+			    "  [--blast --rate PPS] [--streams FILE [--pid PID]]\n"
 			    "  [--bind IP] [--port-base PORT] [--relay-ip IP]\n");
 			return 2;
 		}
 	}
-	if (!opt_direct && !opt_ng) {
-		fprintf(stderr, "rtp_bench: need --ng or --direct\n");
+	if (!opt_direct && !opt_ng && !opt_streams) {
+		fprintf(stderr, "rtp_bench: need --ng, --direct or --streams\n");
+		return 2;
+	}
+	if (opt_streams && (opt_ng || opt_direct || opt_baseline)) {
+		fprintf(stderr, "rtp_bench: --streams goes alone (the calls exist already)\n");
 		return 2;
 	}
 	if (opt_baseline && (opt_direct || opt_blast)) {
@@ -400,13 +471,29 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	srandom((unsigned)now_ns());
+	int stats_fd = -1; /* closed at exit: the kernel then drops our reference */
+	if (opt_bpf_stats) {
+		union bpf_attr attr;
+		memset(&attr, 0, sizeof attr);
+		attr.enable_stats.type = BPF_STATS_RUN_TIME;
+		stats_fd = (int)syscall(__NR_bpf, BPF_ENABLE_STATS, &attr, sizeof attr);
+	}
 	int total_calls = opt_baseline ? 2 * opt_calls : opt_calls, relayed_calls = 0;
 	for (int c = 0; c < total_calls; c++)
 		relayed_calls += !baseline_direct(c);
-	n_streams = 2 * (size_t)total_calls;
-	streams = calloc(n_streams, sizeof *streams);
-	if (!streams)
-		return 1;
+	if (opt_streams) {
+		int err = read_streams(opt_streams);
+		if (err) {
+			fprintf(stderr, "rtp_bench: --streams %s: %s\n", opt_streams, strerror(err));
+			return 1;
+		}
+		total_calls = relayed_calls = (int)(n_streams / 2);
+	} else {
+		n_streams = 2 * (size_t)total_calls;
+		streams = calloc(n_streams, sizeof *streams);
+		if (!streams)
+			return 1;
+	}
 	for (size_t i = 0; i < n_streams; i++) {
 		int err = open_socket(&streams[i], i);
 		if (err) {
@@ -420,7 +507,7 @@ int main(int argc, char **argv)
 	char run_id[32];
 	snprintf(run_id, sizeof run_id, "%d-%ld", (int)getpid(), random() % 100000);
 	uint64_t t_setup = now_ns();
-	if (!opt_direct && relayctl_ng_alloc(&rc, opt_ng, 2000)) {
+	if (!opt_direct && !opt_streams && relayctl_ng_alloc(&rc, opt_ng, 2000)) {
 		fprintf(stderr, "rtp_bench: bad ng address %s\n", opt_ng);
 		return 1;
 	}
@@ -428,7 +515,7 @@ int main(int argc, char **argv)
 	inet_pton(AF_INET, opt_relay_ip, &relay.sin_addr);
 	struct buf out;
 	buf_init(&out);
-	for (int c = 0; c < total_calls; c++) {
+	for (int c = 0; !opt_streams && c < total_calls; c++) {
 		struct stream *a = &streams[2 * c], *b = &streams[2 * c + 1];
 		a->direct = b->direct = baseline_direct(c);
 		if (opt_direct || a->direct) {
@@ -509,11 +596,13 @@ int main(int argc, char **argv)
 		       "base_max_us=%.0f",
 		       (unsigned long long)base_sent, (unsigned long long)base_recvd,
 		       lat_pct(1, 0.50), lat_pct(1, 0.99), lat_max(1));
+	if (opt_bpf_stats)
+		printf(" bpf_stats=%d", stats_fd >= 0);
 	printf("\n");
 	fflush(stdout);
 
 	/* ---- tear down ---- */
-	for (int c = 0; rc && c < total_calls; c++) {
+	for (int c = 0; rc && !opt_streams && c < total_calls; c++) {
 		if (baseline_direct(c))
 			continue;
 		char cid[64];

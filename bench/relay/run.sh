@@ -118,7 +118,7 @@ trap 'exit 130' INT TERM
 BENCH="$OUT/rtp_bench"
 # shellcheck disable=SC2046
 cc -std=gnu17 -O2 -Wall -Wextra -I "$ROOT/src" -o "$BENCH" "$HERE/rtp_bench.c" "$LIB" \
-	$(pkg-config --libs inih sqlite3 libcrypto zlib) $(pkg-config --libs libbpf 2>/dev/null) -lpthread -lm ||
+	$(pkg-config --libs inih sqlite3 libssl libcrypto zlib) $(pkg-config --libs libbpf 2>/dev/null) -lpthread -lm ||
 	{ echo "cannot build rtp_bench" >&2; exit 1; }
 
 # --- the relays -------------------------------------------------------------------
