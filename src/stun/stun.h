@@ -330,6 +330,12 @@ void stun_enc_even_port(struct stun_enc *e, bool reserve);
 /* ADDRESS-ERROR-CODE (RFC 8656 18.12): the family whose allocation failed, and why. */
 void stun_enc_address_error(struct stun_enc *e, uint8_t family, uint16_t code);
 
+/* coturn's shared-secret scheme (its use-auth-secret, the "TURN REST API"):
+ * the password of username (EXPIRY[:USER]) is base64(HMAC-SHA1(secret,
+ * username)), 28 characters; out gets them and a NUL. 0 or EINVAL. Used by
+ * the server to check and by the client to answer. */
+int stun_secret_password(struct slice secret, struct slice username, char out[29]);
+
 /* Human-readable names, for logs and the probe ("XOR-MAPPED-ADDRESS"). */
 const char *stun_attr_name(uint16_t type);
 const char *stun_method_name(uint16_t method);

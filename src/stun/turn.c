@@ -2,6 +2,9 @@
 #include <errno.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "stun.h"
 
 static uint16_t rd16(const uint8_t *p)
@@ -124,4 +127,17 @@ void stun_enc_address_error(struct stun_enc *e, uint8_t family, uint16_t code)
 {
 	uint8_t v[4] = {family, 0, (uint8_t)(code / 100), (uint8_t)(code % 100)};
 	stun_enc_attr(e, STUN_ATTR_ADDRESS_ERROR_CODE, v, sizeof v);
+}
+
+/* coturn's use-auth-secret ("TURN REST API"): base64(HMAC-SHA1(secret, username)). */
+int stun_secret_password(struct slice secret, struct slice username, char out[29])
+{
+	uint8_t md[20];
+	unsigned ml = 0;
+	if (!HMAC(EVP_sha1(), secret.p ? secret.p : "", (int)secret.l,
+		  (const unsigned char *)username.p, username.l, md, &ml) ||
+	    ml != 20)
+		return EINVAL;
+	/* 20 bytes -> 28 characters and the NUL */
+	return EVP_EncodeBlock((unsigned char *)out, md, 20) == 28 ? 0 : EINVAL;
 }

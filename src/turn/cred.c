@@ -7,9 +7,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "stun/stun.h"
 #include "turn.h"
 
-static const char b64std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* Padded base64 (RFC 4648 4) with alphabet abc; returns the length written. */
@@ -40,14 +40,7 @@ static size_t b64(const char *abc, const uint8_t *in, size_t n, char *out, bool 
 
 int turn_secret_password(struct slice secret, struct slice username, char out[29])
 {
-	uint8_t md[20];
-	unsigned ml = 0;
-	if (!HMAC(EVP_sha1(), secret.p ? secret.p : "", (int)secret.l,
-		  (const unsigned char *)username.p, username.l, md, &ml) ||
-	    ml != 20)
-		return EINVAL;
-	b64(b64std, md, 20, out, true);
-	return 0;
+	return stun_secret_password(secret, username, out); /* the client computes it too */
 }
 
 int turn_secret_expiry(struct slice u, int64_t *expiry)
