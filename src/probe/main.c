@@ -19,7 +19,20 @@ static const char usage[] =
     "  --timeout MS      per request, retransmissions included (default 2000)\n"
     "  --local ADDR      local address to send from (default: any)\n"
     "  -h, --help        this text\n"
-    "exit status: 0 done, 1 no answer, 2 usage, 3 partial (server lacks RFC 5780)\n";
+    "exit status: 0 done, 1 no answer, 2 usage, 3 partial (server lacks RFC 5780)\n"
+    "\n"
+    "--turn checks a TURN server (RFC 8656) instead: allocate, permit, relay a random\n"
+    "payload from a second socket of ours up through the relay and back over a channel,\n"
+    "deallocate; it reports the time to allocate and the relayed address.\n"
+    "  --turn                  the TURN check (SERVER is the TURN server, port 3478)\n"
+    "  --turn-tcp              to the server over TCP (the relay is UDP either way)\n"
+    "  --turn-user USER        long-term credentials (the password from\n"
+    "                          $PINHOLE_TURN_PASSWORD or --turn-password)\n"
+    "  --turn-password PASS    (visible to ps: prefer the environment)\n"
+    "  --turn-secret SECRET    coturn's shared secret (use-auth-secret): the user name is\n"
+    "                          EXPIRY[:USER]; or $PINHOLE_TURN_SECRET\n"
+    "  exit status with --turn: 0 data went both ways, 1 no answer, 2 usage,\n"
+    "  4 credentials refused, 5 allocation refused, 6 allocated but no round trip\n";
 
 /* "host", "host:port", "[v6]:port" or a bare IPv6 literal. */
 static int resolve(const char *s, int family, uint16_t defport, struct sockaddr_storage *out,
@@ -68,6 +81,37 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 	return 0;
 }
 
+static int turn_main(const struct probe_opts *o, struct probe_turn_opts *to, bool json)
+{
+	const char *env = getenv("PINHOLE_TURN_PASSWORD");
+	if (!to->cred.pass[0] && env)
+		snprintf(to->cred.pass, sizeof to->cred.pass, "%s", env);
+	env = getenv("PINHOLE_TURN_SECRET");
+	if (!to->cred.secret[0] && env)
+		snprintf(to->cred.secret, sizeof to->cred.secret, "%s", env);
+	if (!to->cred.secret[0] && (!to->cred.user[0] || !to->cred.pass[0])) {
+		fprintf(stderr, "probe: --turn wants --turn-user and a password "
+				"($PINHOLE_TURN_PASSWORD), or --turn-secret\n");
+		return 2;
+	}
+	to->server = o->server;
+	/* the check as a whole: a few round trips; a lost one costs an RTO */
+	to->timeout_ms = o->timeout_ms * 5;
+	struct probe_turn_result r;
+	int err = probe_turn_run(to, &r);
+	struct buf out;
+	buf_init(&out);
+	if (json)
+		probe_turn_report_json(to, &r, &out);
+	else
+		probe_turn_report_text(to, &r, &out);
+	fwrite(out.data, 1, out.len, stdout);
+	buf_free(&out);
+	explicit_bzero(to->cred.pass, sizeof to->cred.pass);
+	explicit_bzero(to->cred.secret, sizeof to->cred.secret);
+	return err ? 1 : probe_turn_exit(&r);
+}
+
 int probe_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -77,8 +121,16 @@ int probe_main(int argc, char **argv)
 	    {"timeout", required_argument, NULL, 't'},
 	    {"local", required_argument, NULL, 'l'},
 	    {"help", no_argument, NULL, 'h'},
+	    /* --turn */
+	    {"turn", no_argument, NULL, 'T'},
+	    {"turn-tcp", no_argument, NULL, 'C'},
+	    {"turn-user", required_argument, NULL, 'U'},
+	    {"turn-password", required_argument, NULL, 'P'},
+	    {"turn-secret", required_argument, NULL, 'S'},
 	    {NULL, 0, NULL, 0},
 	};
+	struct probe_turn_opts to = {0};
+	bool turn = false;
 	struct probe_opts o = {.timeout_ms = 2000, .max_wait_s = 90, .lifetime = true};
 	bool json = false;
 	const char *local = NULL;
@@ -107,6 +159,21 @@ int probe_main(int argc, char **argv)
 		case 'l':
 			local = optarg;
 			break;
+		case 'T':
+			turn = true;
+			break;
+		case 'C':
+			to.tcp = true;
+			break;
+		case 'U':
+			snprintf(to.cred.user, sizeof to.cred.user, "%s", optarg);
+			break;
+		case 'P':
+			snprintf(to.cred.pass, sizeof to.cred.pass, "%s", optarg);
+			break;
+		case 'S':
+			snprintf(to.cred.secret, sizeof to.cred.secret, "%s", optarg);
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 0;
@@ -134,6 +201,8 @@ int probe_main(int argc, char **argv)
 	}
 	if (!local)
 		o.local.ss_family = o.server.ss_family; /* any address, any port */
+	if (turn)
+		return turn_main(&o, &to, json);
 
 	struct probe_result r;
 	int rc = probe_run(&o, &r);

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 
 #include "core/core.h"
+#include "net/net.h"
+#include "turnc/turnc.h"
 
 /* `pinhole probe [options] SERVER[:PORT]`; returns the process exit status:
  * 0 done, 1 the server did not answer, 2 usage, 3 partial (the server does
@@ -66,5 +68,38 @@ void probe_verdict(const struct probe_result *r, struct probe_verdict *v);
 int probe_report_text(const struct probe_result *r, const struct probe_verdict *v, struct buf *out);
 int probe_report_json(const struct probe_result *r, const struct probe_verdict *v, struct buf *out);
 const char *probe_behaviour_name(enum probe_behaviour b);
+
+/* ---- --turn: a TURN server's check (turn.c) ---- */
+
+struct probe_turn_opts {
+	struct sockaddr_storage server;
+	bool tcp;		/* TCP to the server (the relay is UDP either way) */
+	unsigned timeout_ms;	/* the whole check, deallocation aside */
+	struct turnc_conf cred; /* user/password or secret */
+};
+
+struct probe_turn_result {
+	bool answered, allocated, permitted, channel;
+	bool up, down; /* peer -> client (Data indication), client -> peer */
+	bool deallocated;
+	bool auth_refused;
+	uint16_t code; /* the error that ended it (0 = none or no answer) */
+	unsigned allocate_ms, permission_ms, round_trip_ms, lifetime_s;
+	char username[300];
+	char relayed[NET_ADDR_STRLEN], mapped[NET_ADDR_STRLEN], peer[NET_ADDR_STRLEN];
+	char error[256];
+};
+
+/* Allocates, permits our own NAT's address, relays a random payload from a
+ * second socket of ours up through the relay and back down over a channel,
+ * deallocates. Returns 0 (r says how it went) or an errno from the sockets. */
+int probe_turn_run(const struct probe_turn_opts *o, struct probe_turn_result *r);
+/* 0 works both ways, 1 no answer, 4 credentials refused, 5 another refusal,
+ * 6 allocated but the data did not make the round trip. */
+int probe_turn_exit(const struct probe_turn_result *r);
+int probe_turn_report_text(const struct probe_turn_opts *o, const struct probe_turn_result *r,
+			   struct buf *out);
+int probe_turn_report_json(const struct probe_turn_opts *o, const struct probe_turn_result *r,
+			   struct buf *out);
 
 #endif
