@@ -76,6 +76,14 @@ static const char usage_text[] =
     "  --stun HOST[:PORT]      learn the RTP and RTCP sockets' mapped addresses from\n"
     "                          this STUN server (port 3478) and announce them in the\n"
     "                          SDP; the verdict says when that was not enough\n"
+    "  --turn HOST[:PORT]      send the call's media through allocations on this TURN\n"
+    "                          server (RFC 8656, UDP, port 3478): the SDP names the\n"
+    "                          relayed addresses, RTP and RTCP go over channels\n"
+    "  --turn-user USER        its long-term credentials; the password from\n"
+    "                          --turn-password-file FILE, else $PINHOLE_TURN_PASSWORD\n"
+    "  --turn-password PASS    (visible to ps: prefer the file or the environment)\n"
+    "  --turn-secret SECRET    coturn's shared secret instead (use-auth-secret: the user\n"
+    "                          name is EXPIRY:USER); or $PINHOLE_TURN_SECRET\n"
     "  --config FILE           read options from FILE first: INI, an optional [ua]\n"
     "                          section, key = value with the long options' names\n"
     "                          (proxy = udp:..., duration = 10, json = yes); the\n"
@@ -93,7 +101,8 @@ static const char usage_text[] =
     "answered but audio did not go both ways (the verdict says which way failed and\n"
     "why), 7 the call was cancelled (signal or --answer-timeout) before an answer,\n"
     "8 a tls: flow's server certificate was refused (not trusted, or not naming the\n"
-    "proxy's host).\n"
+    "proxy's host), 9 --turn: no allocation for the media (credentials refused,\n"
+    "another refusal, or no answer from the TURN server).\n"
     "Before any flow has registered, a failure of every flow ends the run; once one\n"
     "has, failed flows are retried (RFC 5626 4.5) until the end.\n\n"
     "check: probes the NAT (RFC 5780, against the first proxy's host on 3478, else its\n"
@@ -391,6 +400,88 @@ static int parse_stun(const char *s, struct ua_conf *c, char *err, size_t errlen
 	return 0;
 }
 
+/* ---- --turn (src/ua/turn.c) ---- */
+
+/* One --turn* option into c; 0 or EINVAL with err set. */
+static int turn_option(int ch, const char *arg, struct ua_conf *c, char *err, size_t errlen)
+{
+	struct turnc_conf *t = &c->turn_cred;
+	switch (ch) {
+	case 0x120: {
+		struct net_addr stun_was = c->stun;
+		bool had = c->has_stun;
+		int e = parse_stun(arg, c, err, errlen); /* the same HOST[:PORT], port 3478 */
+		c->turn = c->stun;
+		c->stun = stun_was;
+		c->has_stun = had;
+		c->has_turn = e == 0;
+		return e;
+	}
+	case 0x121:
+		if (strlen(arg) >= sizeof t->user || !arg[0])
+			break;
+		snprintf(t->user, sizeof t->user, "%s", arg);
+		return 0;
+	case 0x122:
+		if (strlen(arg) >= sizeof t->pass || !arg[0])
+			break;
+		snprintf(t->pass, sizeof t->pass, "%s", arg);
+		return 0;
+	case 0x123: {
+		FILE *f = fopen(arg, "re");
+		if (!f) {
+			snprintf(err, errlen, "%s", strerror(errno));
+			return EINVAL;
+		}
+		int e = read_first_line(f, t->pass, sizeof t->pass);
+		fclose(f);
+		if (e || !t->pass[0]) {
+			snprintf(err, errlen, "no password in it");
+			return EINVAL;
+		}
+		return 0;
+	}
+	case 0x124:
+		if (strlen(arg) >= sizeof t->secret || !arg[0])
+			break;
+		snprintf(t->secret, sizeof t->secret, "%s", arg);
+		return 0;
+	}
+	snprintf(err, errlen, "empty or too long");
+	return EINVAL;
+}
+
+/* After the options: the environment's secrets, and what goes together. */
+static int turn_check(struct ua_conf *c, char *err, size_t errlen)
+{
+	struct turnc_conf *t = &c->turn_cred;
+	if (!c->has_turn) {
+		if (t->user[0] || t->pass[0] || t->secret[0]) {
+			snprintf(err, errlen, "--turn-user/--turn-password/--turn-secret need --turn");
+			return EINVAL;
+		}
+		return 0;
+	}
+	if (c->has_stun) {
+		snprintf(err, errlen, "--turn and --stun do not go together (the relayed address "
+				      "is what the SDP announces)");
+		return EINVAL;
+	}
+	const char *pw = getenv("PINHOLE_TURN_PASSWORD"), *sec = getenv("PINHOLE_TURN_SECRET");
+	if (!t->pass[0] && !t->secret[0] && pw && strlen(pw) < sizeof t->pass)
+		snprintf(t->pass, sizeof t->pass, "%s", pw);
+	if (!t->pass[0] && !t->secret[0] && sec && strlen(sec) < sizeof t->secret)
+		snprintf(t->secret, sizeof t->secret, "%s", sec);
+	if (!t->secret[0] && (!t->user[0] || !t->pass[0])) {
+		snprintf(err, errlen, "--turn wants --turn-user and a password "
+				      "(--turn-password-file, $PINHOLE_TURN_PASSWORD), or --turn-secret");
+		return EINVAL;
+	}
+	/* a call waits for the allocation: 0, 0.5, 1.5, 3.5, 7.5 s, then 8 s more */
+	t->max_tries = 5;
+	return 0;
+}
+
 /* The --config file's keys, read before the command line's options. */
 struct file_opt {
 	int ch, idx; /* idx: in the long options */
@@ -560,6 +651,11 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 	    {"wav", required_argument, NULL, 'W'},
 	    {"record", required_argument, NULL, 'r'},
 	    {"stun", required_argument, NULL, 'X'},
+	    {"turn", required_argument, NULL, 0x120},
+	    {"turn-user", required_argument, NULL, 0x121},
+	    {"turn-password", required_argument, NULL, 0x122},
+	    {"turn-password-file", required_argument, NULL, 0x123},
+	    {"turn-secret", required_argument, NULL, 0x124},
 	    {"config", required_argument, NULL, 'C'},
 	    {"ca", required_argument, NULL, 0x110},
 	    {"json", no_argument, NULL, 'j'},
@@ -707,6 +803,18 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 				goto out;
 			}
 			break;
+		case 0x120:
+		case 0x121:
+		case 0x122:
+		case 0x123:
+		case 0x124:
+			if (turn_option(ch, optarg, c, err, sizeof err)) {
+				fprintf(stderr, "pinhole ua: %s--%s: %s\n", where,
+					longopts[optind_long].name, err);
+				where = "";
+				goto out;
+			}
+			break;
 		case 'C':
 			break; /* read before the loop */
 		case 0x110: {
@@ -811,6 +919,10 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 			goto out;
 		}
 		c->n_proxy = 1;
+	}
+	if (turn_check(c, err, sizeof err)) {
+		fprintf(stderr, "pinhole ua: %s\n", err);
+		goto out;
 	}
 	int e = get_password(pwfile, pwstdin, c->password, sizeof c->password);
 	if (e) {

@@ -178,11 +178,45 @@ static int send_invite(struct ua_call *c)
 
 static void stun_told(struct ua_call *c)
 {
+	char what[400];
+	if (c->ua->c.has_turn) {
+		uam_turn_describe(&c->media, what, sizeof what);
+		uac_emit(c, 0, what);
+		return;
+	}
 	if (!c->ua->c.has_stun)
 		return;
-	char what[400];
 	uam_stun_describe(&c->media, what, sizeof what);
 	uac_emit(c, 0, what);
+}
+
+/* --turn: the call cannot go on without an allocation (exit 9). */
+static bool turn_failed(struct ua_call *c)
+{
+	if (!c->ua->c.has_turn || uam_turn_ok(&c->media))
+		return false;
+	char what[400];
+	uam_turn_describe(&c->media, what, sizeof what);
+	call_end(c, UA_EXIT_TURN, what);
+	return true;
+}
+
+/* Starts what must come before our SDP: the TURN allocations (--turn) or
+ * the STUN mappings (--stun); false when there is nothing to wait for. */
+static bool media_prepare(struct ua_call *c, uam_stun_h *h)
+{
+	struct ua *ua = c->ua;
+	if (ua->c.has_turn) {
+		if (uam_turn_start(&c->media, &ua->c, h, c)) {
+			h(&c->media, c); /* no allocation: h ends the call */
+		}
+		return true;
+	}
+	if (ua->c.has_stun) {
+		uam_stun_start(&c->media, &ua->c.stun, h, c);
+		return true;
+	}
+	return false;
 }
 
 static void stun_then_invite(struct ua_media *md, void *arg)
@@ -190,6 +224,8 @@ static void stun_then_invite(struct ua_media *md, void *arg)
 	(void)md;
 	struct ua_call *c = arg;
 	stun_told(c);
+	if (turn_failed(c))
+		return;
 	char what[512];
 	snprintf(what, sizeof what, "calling %s, media at %s:%u (rtcp %u)", c->ruri,
 		 c->media.sdp_ip, c->media.sdp_rtp_port, c->media.sdp_rtcp_port);
@@ -222,9 +258,9 @@ void ua_call_start(struct ua_flow *f)
 		call_end(c, UA_EXIT_ERROR, "cannot open the RTP sockets");
 		return;
 	}
-	if (ua->c.has_stun) {
+	if (ua->c.has_stun || ua->c.has_turn) {
 		c->st = UAC_CALLING; /* a signal meanwhile ends it at once */
-		uam_stun_start(&c->media, &ua->c.stun, stun_then_invite, c);
+		media_prepare(c, stun_then_invite);
 		return;
 	}
 	stun_then_invite(&c->media, c);
@@ -671,6 +707,13 @@ static void stun_then_answer(struct ua_media *md, void *arg)
 		call_end(c, UA_EXIT_ERROR, "cannot read the kept INVITE again");
 		return;
 	}
+	if (c->ua->c.has_turn && !uam_turn_ok(&c->media)) {
+		uac_respond_once(c->f, m, 500, c->local_tag);
+		free(m);
+		buf_free(&c->inv);
+		turn_failed(c);
+		return;
+	}
 	answer_invite(c, m);
 	free(m);
 	buf_free(&c->inv);
@@ -717,12 +760,13 @@ static void incoming(struct ua_flow *f, const struct sip_msg *m)
 		return;
 	}
 	c->st = UAC_ANSWERED;
-	if (ua->c.has_stun) {
-		/* the 200 waits (at most 3.5 s) for the mapping; the INVITE is kept
-		 * to answer it then, and its retransmissions meanwhile get nothing */
+	if (ua->c.has_stun || ua->c.has_turn) {
+		/* the 200 waits (at most 3.5 s for STUN; TURN's own timeouts) for
+		 * the mapping or the allocation; the INVITE is kept to answer it
+		 * then, and its retransmissions meanwhile get nothing */
 		buf_reset(&c->inv);
 		buf_append(&c->inv, m->raw.p, m->raw.l);
-		uam_stun_start(&c->media, &ua->c.stun, stun_then_answer, c);
+		media_prepare(c, stun_then_answer);
 		return;
 	}
 	answer_invite(c, m);

@@ -33,6 +33,15 @@ static uint64_t unix_us(void)
 
 static void on_rx(int fd, uint32_t events, void *arg);
 
+/* Through the TURN allocation with --turn, else straight. */
+static ssize_t media_send(struct ua_media *m, int fd, const void *p, size_t len,
+			  const struct net_addr *to)
+{
+	if (m->turn)
+		return uam_turn_send(m, fd, p, len, to) ? -1 : (ssize_t)len;
+	return sendto(fd, p, len, 0, &to->u.sa, net_addr_len(to));
+}
+
 static int bind_one(struct ua_media *m, const struct net_addr *ip, int *fdp, uint16_t *port)
 {
 	struct net_addr a = *ip;
@@ -103,8 +112,7 @@ static void send_frame(struct ua_media *m)
 	    .pt = m->pt, .marker = m->frames == 0, .seq = m->seq, .ts = m->ts, .ssrc = m->ssrc};
 	rtp_hdr_write(pkt, &h);
 	rtp_g711_encode(m->pt, pcm, RTP_FRAME_SAMPLES, pkt + 12);
-	if (sendto(m->fd_rtp, pkt, sizeof pkt, 0, &m->to_rtp.u.sa, net_addr_len(&m->to_rtp)) ==
-	    (ssize_t)sizeof pkt) {
+	if (media_send(m, m->fd_rtp, pkt, sizeof pkt, &m->to_rtp) == (ssize_t)sizeof pkt) {
 		m->sent_packets++;
 		m->sent_bytes += RTP_FRAME_SAMPLES;
 		if (!m->far_sends)
@@ -152,7 +160,7 @@ static void send_rtcp(struct ua_media *m, bool bye)
 		return;
 	int fd = m->mux ? m->fd_rtp : m->fd_rtcp;
 	const struct net_addr *to = m->mux ? &m->to_rtp : &m->to_rtcp;
-	sendto(fd, out, len, 0, &to->u.sa, net_addr_len(to));
+	media_send(m, fd, out, len, to);
 }
 
 static void rtcp_due(void *arg)
@@ -359,6 +367,23 @@ static void on_rx(int fd, uint32_t events, void *arg)
 		ssize_t n = recvfrom(fd, p, sizeof p, 0, &from.u.sa, &sl);
 		if (n < 0)
 			return;
+		if (m->turn) {
+			/* only the TURN server's datagrams; media comes out of them */
+			struct net_addr peer;
+			const uint8_t *d;
+			size_t dl;
+			int err = uam_turn_input(m, fd, p, (size_t)n, &from, &peer, &d, &dl);
+			if (err) {
+				if (err == EPERM || err == EBADMSG)
+					m->bad++;
+				continue;
+			}
+			if (!m->running || dl > sizeof p)
+				continue;
+			memmove(p, d, dl);
+			n = (ssize_t)dl;
+			from = peer;
+		}
 		if (m->stun.active && rtp_demux(p, (size_t)n) == RTP_KIND_STUN) {
 			on_stun(m, fd, p, (size_t)n, &from);
 			continue;
@@ -431,6 +456,8 @@ int uam_start(struct ua_media *m, const struct ua_sdp_remote *r, const struct ua
 		 net_addr_fmt(&m->to_rtp, (char[NET_ADDR_STRLEN]){0}, NET_ADDR_STRLEN));
 	m->remote_private = net_addr_is_private(&m->to_rtp);
 	rtp_tone_init(&m->tone, conf->tone_hz ? conf->tone_hz : 440, 8000);
+	if (m->turn)
+		uam_turn_peers(m);
 	m->send_rtp = ua_sdp_dir_we_send(r->dir);
 	m->far_sends = ua_sdp_dir_they_send(r->dir);
 	m->running = true;
@@ -453,6 +480,8 @@ void uam_update(struct ua_media *m, const struct ua_sdp_remote *r, enum sdp_dir 
 		m->pt = r->pt;
 		net_addr_fmt(&m->to_rtp, m->remote_announced, sizeof m->remote_announced);
 		m->remote_private = net_addr_is_private(&m->to_rtp);
+		if (m->turn)
+			uam_turn_peers(m);
 	}
 	/* both sides' words count: theirs, and what we wrote (RFC 3264 6.1) */
 	bool send =
@@ -492,6 +521,7 @@ void uam_close(struct ua_media *m)
 	rec_close(m);
 	timer_cancel(&m->stun.t);
 	m->stun.active = false;
+	uam_turn_close(m); /* before the sockets close: it sends the deallocation */
 	int *fds[] = {&m->fd_rtp, &m->fd_rtcp};
 	for (size_t i = 0; i < 2; i++)
 		if (*fds[i] >= 0) {
@@ -528,6 +558,8 @@ void uam_verdict(const struct ua_media *m, bool echo, struct rtp_verdict_in *in)
 	in->have_rtt = m->have_rtt;
 	in->rtt_ms = m->rtt_ms;
 	const struct net_addr *ours = m->stun_ok ? &m->stun.mapped[0] : &m->local;
+	if (uam_turn_relayed(m))
+		ours = uam_turn_relayed(m);
 	net_addr_fmt(ours, in->local_announced, sizeof in->local_announced);
 	in->local_private = net_addr_is_private(ours);
 	in->local_stun = m->stun_ok;

@@ -32,6 +32,7 @@
 #include "sdp/sdp.h"
 #include "rtp/rtp.h"
 #include "sip/sip.h"
+#include "turnc/turnc.h"
 
 #define UA_MAX_FLOWS 2	   /* RFC 5626 4.1: one flow per outbound proxy; two give failover */
 #define UA_MAX_MSG 65535   /* a SIP message over TCP larger than this closes the flow */
@@ -85,6 +86,11 @@ struct ua_conf {
 	/* --stun: the media sockets' mapped addresses from this server go in the SDP */
 	struct net_addr stun;
 	bool has_stun;
+	/* --turn: the media sockets allocate on this TURN server (UDP) and the
+	 * SDP names the relayed addresses; credentials in turn_cred */
+	struct net_addr turn;
+	bool has_turn;
+	struct turnc_conf turn_cred;
 };
 
 /* What happened, one per line of output. */
@@ -122,6 +128,8 @@ enum ua_exit {
 	UA_EXIT_CANCELLED = 7, /* the call was cancelled (signal, no answer in time) */
 	UA_EXIT_TLS = 8,       /* a tls: flow's server certificate was refused (not trusted,
 				  not naming the host), on every flow */
+	UA_EXIT_TURN = 9,      /* --turn: no allocation for the call's media (credentials
+				  refused, another refusal, or no answer) */
 };
 
 struct ua_event {

@@ -89,6 +89,7 @@ struct ua_flow {
 
 struct ua_media;
 typedef void(uam_stun_h)(struct ua_media *m, void *arg);
+struct uam_turn; /* --turn (turn.c) */
 
 /* --stun: Binding requests from the RTP socket (0) and the RTCP one (1) to
  * the server, and from the RTP socket to the server's OTHER-ADDRESS (2,
@@ -145,6 +146,8 @@ struct ua_media {
 	bool stun_varies; /* ... and the other STUN address saw another one */
 	char sdp_ip[NET_ADDR_STRLEN];
 	uint16_t sdp_rtp_port, sdp_rtcp_port;
+	/* --turn: the sockets talk only to the TURN server; owned; NULL without */
+	struct uam_turn *turn;
 	/* what came in */
 	struct rtp_recv rs;
 	uint64_t recv_packets, recv_bytes, strays, bad;
@@ -177,6 +180,30 @@ void uam_stun_describe(const struct ua_media *m, char *out, size_t cap);
 void uam_stop(struct ua_media *m);
 void uam_close(struct ua_media *m);
 void uam_verdict(const struct ua_media *m, bool echo, struct rtp_verdict_in *in);
+
+/* turn.c: --turn. Allocates for both media sockets; h is called once (from
+ * the loop, never inside these calls) when both are allocated (the SDP
+ * fields then name the relayed addresses) or one failed (uam_turn_ok says
+ * which). 0 or ENOMEM/EINVAL. */
+int uam_turn_start(struct ua_media *m, const struct ua_conf *conf, uam_stun_h *h, void *arg);
+bool uam_turn_ok(const struct ua_media *m);
+bool uam_turn_auth_refused(const struct ua_media *m);
+/* A sentence for the call's events: the allocation, or why there is none. */
+void uam_turn_describe(const struct ua_media *m, char *out, size_t cap);
+/* The far end's SDP addresses are known or changed: channels to them. */
+void uam_turn_peers(struct ua_media *m);
+/* Sends p to `to` through fd's allocation. */
+int uam_turn_send(struct ua_media *m, int fd, const void *p, size_t len,
+		  const struct net_addr *to);
+/* A datagram on fd from `from`: 0 and peer/data when it carried media from a
+ * peer; EPERM when it is not from the TURN server; else not media. */
+int uam_turn_input(struct ua_media *m, int fd, const uint8_t *p, size_t len,
+		   const struct net_addr *from, struct net_addr *peer, const uint8_t **data,
+		   size_t *dlen);
+/* The RTP allocation's relayed address, or NULL. */
+const struct net_addr *uam_turn_relayed(const struct ua_media *m);
+/* Releases the allocations (Refresh LIFETIME 0, sent once) and frees. */
+void uam_turn_close(struct ua_media *m);
 
 enum uac_state {
 	UAC_IDLE,
