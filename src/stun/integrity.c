@@ -1,6 +1,7 @@
 /* STUN MESSAGE-INTEGRITY (HMAC-SHA1/SHA256), FINGERPRINT (CRC-32) and key derivation. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -10,12 +11,89 @@
 
 #include "stun.h"
 
+/* OpenSSL 3 looks an algorithm up by name (locks, string compares) on every
+ * one-shot call; a TURN server makes five MACs and digests per authenticated
+ * request, so the lookups are done once per process and each thread keeps
+ * its own HMAC contexts, re-keyed per message (freed when the thread ends). */
 static EVP_MAC *hmac_impl; /* RO after fetch_once; OpenSSL objects are thread-safe to share */
+static EVP_MD *md_md5, *md_sha256;
 static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ctx_key;
 
-static void fetch_hmac(void)
+struct mac_ctxs {
+	EVP_MAC_CTX *sha1, *sha256;
+};
+
+static void ctxs_free(void *p)
+{
+	struct mac_ctxs *c = p;
+	EVP_MAC_CTX_free(c->sha1);
+	EVP_MAC_CTX_free(c->sha256);
+	free(c);
+}
+
+static void fetch_once(void)
 {
 	hmac_impl = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	md_md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	pthread_key_create(&ctx_key, ctxs_free);
+}
+
+/* This thread's HMAC context for digest ("SHA1" or "SHA256"), made on first use. */
+static EVP_MAC_CTX *mac_ctx(bool sha256)
+{
+	pthread_once(&hmac_once, fetch_once);
+	if (!hmac_impl)
+		return NULL;
+	struct mac_ctxs *c = pthread_getspecific(ctx_key);
+	if (!c) {
+		c = calloc(1, sizeof *c);
+		if (!c || pthread_setspecific(ctx_key, c)) {
+			free(c);
+			return NULL;
+		}
+	}
+	EVP_MAC_CTX **slot = sha256 ? &c->sha256 : &c->sha1;
+	if (!*slot) {
+		EVP_MAC_CTX *x = EVP_MAC_CTX_new(hmac_impl);
+		OSSL_PARAM params[] = {
+		    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+						     sha256 ? "SHA256" : "SHA1", 0),
+		    OSSL_PARAM_construct_end(),
+		};
+		if (!x || !EVP_MAC_CTX_set_params(x, params)) {
+			EVP_MAC_CTX_free(x);
+			return NULL;
+		}
+		*slot = x;
+	}
+	return *slot;
+}
+
+/* HMAC over up to three pieces with this thread's context. */
+static int hmac3(bool sha256, const void *key, size_t keylen, const void *a, size_t al,
+		 const void *b, size_t bl, const void *c, size_t cl, uint8_t *out, size_t outcap)
+{
+	EVP_MAC_CTX *ctx = mac_ctx(sha256);
+	if (!ctx)
+		return ENOTSUP;
+	static const uint8_t empty_key[1];
+	size_t outl = 0;
+	int ok = EVP_MAC_init(ctx, keylen ? key : empty_key, keylen, NULL) &&
+		 EVP_MAC_update(ctx, a, al) && (!bl || EVP_MAC_update(ctx, b, bl)) &&
+		 (!cl || EVP_MAC_update(ctx, c, cl)) && EVP_MAC_final(ctx, out, &outl, outcap);
+	return ok ? 0 : ENOTSUP;
+}
+
+int stun_hmac_sha1(const void *key, size_t keylen, const void *msg, size_t len, uint8_t out[20])
+{
+	return hmac3(false, key, keylen, msg, len, NULL, 0, NULL, 0, out, 20);
+}
+
+int stun_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len, uint8_t out[32])
+{
+	return hmac3(true, key, keylen, msg, len, NULL, 0, NULL, 0, out, 32);
 }
 
 /* RFC 8489 14.5: the MAC covers the header, with the length field set as if the
@@ -24,24 +102,9 @@ static void fetch_hmac(void)
 static int hmac(const char *digest, const void *key, size_t keylen, const uint8_t *msg, size_t upto,
 		uint16_t len_field, uint8_t *out, size_t outcap)
 {
-	pthread_once(&hmac_once, fetch_hmac);
-	if (!hmac_impl)
-		return ENOTSUP;
-	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac_impl);
-	if (!ctx)
-		return ENOMEM;
-	OSSL_PARAM params[] = {
-	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)digest, 0),
-	    OSSL_PARAM_construct_end(),
-	};
-	static const uint8_t empty_key[1];
 	uint8_t lf[2] = {(uint8_t)(len_field >> 8), (uint8_t)len_field};
-	size_t outl = 0;
-	int ok = EVP_MAC_init(ctx, keylen ? key : empty_key, keylen, params) &&
-		 EVP_MAC_update(ctx, msg, 2) && EVP_MAC_update(ctx, lf, 2) &&
-		 EVP_MAC_update(ctx, msg + 4, upto - 4) && EVP_MAC_final(ctx, out, &outl, outcap);
-	EVP_MAC_CTX_free(ctx);
-	return ok ? 0 : ENOTSUP;
+	return hmac3(strcmp(digest, "SHA256") == 0, key, keylen, msg, 2, lf, 2, msg + 4, upto - 4,
+		     out, outcap);
 }
 
 static uint32_t fingerprint(const uint8_t *msg, size_t upto, uint16_t len_field)
@@ -164,16 +227,19 @@ int stun_key_long_term(enum stun_pwalg alg, struct slice user, struct slice real
 		       struct slice pass, uint8_t key[32], size_t *keylen)
 {
 	const EVP_MD *md;
+	pthread_once(&hmac_once, fetch_once);
 	switch (alg) {
 	case STUN_PWALG_MD5:
-		md = EVP_md5();
+		md = md_md5;
 		break;
 	case STUN_PWALG_SHA256:
-		md = EVP_sha256();
+		md = md_sha256;
 		break;
 	default:
 		return ENOTSUP;
 	}
+	if (!md)
+		return ENOTSUP;
 	if (!pass.p)
 		pass = SLICE_LIT("");
 	return digest3(md, user, realm, pass, key, keylen);
@@ -181,6 +247,7 @@ int stun_key_long_term(enum stun_pwalg alg, struct slice user, struct slice real
 
 void stun_userhash(struct slice user, struct slice realm, uint8_t out[32])
 {
-	if (digest3(EVP_sha256(), user, realm, SLICE_NULL, out, NULL))
+	pthread_once(&hmac_once, fetch_once);
+	if (!md_sha256 || digest3(md_sha256, user, realm, SLICE_NULL, out, NULL))
 		memset(out, 0, 32);
 }

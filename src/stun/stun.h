@@ -227,6 +227,10 @@ int stun_msg_check_fingerprint(const struct stun_msg *m);
  * OpaqueString preparation: callers pass prepared strings). key holds 32. */
 int stun_key_long_term(enum stun_pwalg alg, struct slice user, struct slice realm,
 		       struct slice pass, uint8_t key[32], size_t *keylen);
+/* Plain HMACs with the codec's cached contexts (nonces, shared-secret
+ * passwords): 0 or ENOTSUP. */
+int stun_hmac_sha1(const void *key, size_t keylen, const void *msg, size_t len, uint8_t out[20]);
+int stun_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len, uint8_t out[32]);
 /* USERHASH (RFC 8489 14.4): SHA-256(username ":" realm). */
 void stun_userhash(struct slice user, struct slice realm, uint8_t out[32]);
 

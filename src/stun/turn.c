@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "stun.h"
 
@@ -133,10 +132,8 @@ void stun_enc_address_error(struct stun_enc *e, uint8_t family, uint16_t code)
 int stun_secret_password(struct slice secret, struct slice username, char out[29])
 {
 	uint8_t md[20];
-	unsigned ml = 0;
-	if (!HMAC(EVP_sha1(), secret.p ? secret.p : "", (int)secret.l,
-		  (const unsigned char *)username.p, username.l, md, &ml) ||
-	    ml != 20)
+	if (stun_hmac_sha1(secret.p ? secret.p : "", secret.l, username.p ? username.p : "",
+			   username.l, md))
 		return EINVAL;
 	/* 20 bytes -> 28 characters and the NUL */
 	return EVP_EncodeBlock((unsigned char *)out, md, 20) == 28 ? 0 : EINVAL;
