@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "turnc.h"
+#include "probe/probe.h"
 #include "turnc/turnc.h"
 
 /* What the client did: the last request it sent, events seen. */
@@ -416,12 +417,58 @@ static void test_timeouts(void **state)
 	assert_int_equal(turnc_alloc(&c, &empty, rec_send, rec_event, &r), EINVAL);
 }
 
+/* probe --turn against the loopback server: both ways over UDP and TCP,
+ * the report; a wrong secret is exit 4, a silent server exit 1. */
+static void test_probe_turn(void **state)
+{
+	(void)state;
+	struct tt_srv s;
+	tt_srv_start(&s, "allowed_peers = 127.0.0.0/8\n");
+	for (int tcp = 0; tcp < 2; tcp++) {
+		struct probe_turn_opts o = {.tcp = tcp, .timeout_ms = 3000};
+		memcpy(&o.server, tcp ? &s.tcp.u.ss : &s.udp.u.ss, sizeof o.server);
+		snprintf(o.cred.user, sizeof o.cred.user, "bob");
+		snprintf(o.cred.pass, sizeof o.cred.pass, "builder");
+		struct probe_turn_result r;
+		assert_int_equal(probe_turn_run(&o, &r), 0);
+		assert_true(r.allocated && r.permitted && r.up && r.down && r.channel);
+		assert_true(r.deallocated);
+		assert_int_equal(probe_turn_exit(&r), 0);
+		assert_int_equal(turn_allocation_count(s.t), 0);
+		struct buf b;
+		buf_init(&b);
+		probe_turn_report_json(&o, &r, &b);
+		buf_append(&b, "", 1);
+		assert_non_null(strstr(b.data, "\"client_to_peer\":true"));
+		assert_non_null(strstr(b.data, tcp ? "\"transport\":\"tcp\"" : "\"transport\":\"udp\""));
+		buf_reset(&b);
+		probe_turn_report_text(&o, &r, &b);
+		buf_append(&b, "", 1);
+		assert_non_null(strstr(b.data, "TURN works from here"));
+		buf_free(&b);
+	}
+	struct probe_turn_opts o = {.timeout_ms = 3000};
+	memcpy(&o.server, &s.udp.u.ss, sizeof o.server);
+	snprintf(o.cred.secret, sizeof o.cred.secret, "not-" SECRET);
+	struct probe_turn_result r;
+	assert_int_equal(probe_turn_run(&o, &r), 0);
+	assert_false(r.allocated);
+	assert_true(r.auth_refused);
+	assert_int_equal(probe_turn_exit(&r), 4);
+	tt_srv_stop(&s);
+	/* nobody there */
+	o.timeout_ms = 300;
+	assert_int_equal(probe_turn_run(&o, &r), 0);
+	assert_false(r.answered);
+	assert_int_equal(probe_turn_exit(&r), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_long_term),	    cmocka_unit_test(test_shared_secret),
 	    cmocka_unit_test(test_wrong_password),  cmocka_unit_test(test_credential_dance),
-	    cmocka_unit_test(test_timeouts),
+	    cmocka_unit_test(test_timeouts),	    cmocka_unit_test(test_probe_turn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
