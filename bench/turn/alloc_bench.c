@@ -412,11 +412,16 @@ static void pump(struct sess *ss, unsigned n, uint64_t until)
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"server", required_argument, NULL, 's'}, {"secret", required_argument, NULL, 'k'},
-	    {"peer", required_argument, NULL, 'p'},   {"sessions", required_argument, NULL, 'n'},
-	    {"sources", required_argument, NULL, 'S'}, {"duration", required_argument, NULL, 'd'},
-	    {"warmup", required_argument, NULL, 'w'}, {"cpu-pid", required_argument, NULL, 'c'},
-	    {"hold", required_argument, NULL, 'h'},   {"rss-pid", required_argument, NULL, 'r'},
+	    {"server", required_argument, NULL, 's'},
+	    {"secret", required_argument, NULL, 'k'},
+	    {"peer", required_argument, NULL, 'p'},
+	    {"sessions", required_argument, NULL, 'n'},
+	    {"sources", required_argument, NULL, 'S'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"warmup", required_argument, NULL, 'w'},
+	    {"cpu-pid", required_argument, NULL, 'c'},
+	    {"hold", required_argument, NULL, 'h'},
+	    {"rss-pid", required_argument, NULL, 'r'},
 	    {NULL, 0, NULL, 0},
 	};
 	unsigned n = 64, dur = 5, warm = 1, hold = 0;
@@ -459,7 +464,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!have_srv || !have_peer || !secret[0] || !nsources || nsources > 62500) {
-		fprintf(stderr, "usage: alloc_bench --server IP:PORT --secret S --peer IP:PORT ...\n");
+		fprintf(stderr,
+			"usage: alloc_bench --server IP:PORT --secret S --peer IP:PORT ...\n");
 		return 2;
 	}
 	if (hold) {
@@ -490,8 +496,8 @@ int main(int argc, char **argv)
 		pump(ss, n, now_ms() + 60000);
 		sleep(1);
 		long rss1 = rss_pid ? proc_rss_kb(rss_pid) : -1;
-		printf("held=%u rss_before_kb=%ld rss_after_kb=%ld bytes_per_alloc=%.0f\n", held, rss0,
-		       rss1, held ? (double)(rss1 - rss0) * 1024.0 / held : 0.0);
+		printf("held=%u rss_before_kb=%ld rss_after_kb=%ld bytes_per_alloc=%.0f\n", held,
+		       rss0, rss1, held ? (double)(rss1 - rss0) * 1024.0 / held : 0.0);
 		/* release them: Refresh 0 from each */
 		hold_mode = false;
 		for (unsigned i = 0; i < n; i++)
@@ -535,10 +541,11 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
-	printf("allocs_s=%.0f failed=%llu cpu_s=%.2f cpu_us_per_alloc=%.1f p50_ms=%llu p99_ms=%llu\n",
-	       (double)ok_cycles / secs, (unsigned long long)failed, cpu_s,
-	       ok_cycles ? cpu_s * 1e6 / (double)ok_cycles : 0.0, (unsigned long long)p50,
-	       (unsigned long long)p99);
+	printf(
+	    "allocs_s=%.0f failed=%llu cpu_s=%.2f cpu_us_per_alloc=%.1f p50_ms=%llu p99_ms=%llu\n",
+	    (double)ok_cycles / secs, (unsigned long long)failed, cpu_s,
+	    ok_cycles ? cpu_s * 1e6 / (double)ok_cycles : 0.0, (unsigned long long)p50,
+	    (unsigned long long)p99);
 	/* release what is allocated now, so that runs do not pile up */
 	for (unsigned i = 0; i < n; i++)
 		if (ss[i].st == S_BIND || ss[i].st == S_REFRESH) {

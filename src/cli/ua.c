@@ -457,14 +457,16 @@ static int turn_check(struct ua_conf *c, char *err, size_t errlen)
 	struct turnc_conf *t = &c->turn_cred;
 	if (!c->has_turn) {
 		if (t->user[0] || t->pass[0] || t->secret[0]) {
-			snprintf(err, errlen, "--turn-user/--turn-password/--turn-secret need --turn");
+			snprintf(err, errlen,
+				 "--turn-user/--turn-password/--turn-secret need --turn");
 			return EINVAL;
 		}
 		return 0;
 	}
 	if (c->has_stun) {
-		snprintf(err, errlen, "--turn and --stun do not go together (the relayed address "
-				      "is what the SDP announces)");
+		snprintf(err, errlen,
+			 "--turn and --stun do not go together (the relayed address "
+			 "is what the SDP announces)");
 		return EINVAL;
 	}
 	const char *pw = getenv("PINHOLE_TURN_PASSWORD"), *sec = getenv("PINHOLE_TURN_SECRET");
@@ -473,8 +475,9 @@ static int turn_check(struct ua_conf *c, char *err, size_t errlen)
 	if (!t->pass[0] && !t->secret[0] && sec && strlen(sec) < sizeof t->secret)
 		snprintf(t->secret, sizeof t->secret, "%s", sec);
 	if (!t->secret[0] && (!t->user[0] || !t->pass[0])) {
-		snprintf(err, errlen, "--turn wants --turn-user and a password "
-				      "(--turn-password-file, $PINHOLE_TURN_PASSWORD), or --turn-secret");
+		snprintf(err, errlen,
+			 "--turn wants --turn-user and a password "
+			 "(--turn-password-file, $PINHOLE_TURN_PASSWORD), or --turn-secret");
 		return EINVAL;
 	}
 	/* a call waits for the allocation: 0, 0.5, 1.5, 3.5, 7.5 s, then 8 s more */

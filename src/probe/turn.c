@@ -104,7 +104,8 @@ static int spin(struct pt *t, uint64_t deadline, bool (*done)(const struct pt *)
 				if (k > 0 && feed(t, t->rx, (size_t)k, d, dbuf, dlen) == 1)
 					return 0;
 			} else {
-				ssize_t k = recv(t->fd, t->rx + t->rxlen, sizeof t->rx - t->rxlen, 0);
+				ssize_t k =
+				    recv(t->fd, t->rx + t->rxlen, sizeof t->rx - t->rxlen, 0);
 				if (k <= 0) {
 					snprintf(t->detail, sizeof t->detail,
 						 "the server closed the TCP connection");
@@ -205,8 +206,8 @@ int probe_turn_run(const struct probe_turn_opts *o, struct probe_turn_result *r)
 	r->answered = t.allocated || t.r->code != 0;
 	if (!t.allocated) {
 		if (err == ETIMEDOUT && !r->error[0])
-			snprintf(r->error, sizeof r->error, "no answer from the TURN server in %u ms",
-				 o->timeout_ms);
+			snprintf(r->error, sizeof r->error,
+				 "no answer from the TURN server in %u ms", o->timeout_ms);
 		if (!r->error[0])
 			snprintf(r->error, sizeof r->error, "%s", t.detail);
 		goto out;

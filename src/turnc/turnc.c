@@ -17,7 +17,7 @@ struct tsx {
 	bool used;
 	enum tsx_kind kind;
 	uint8_t tid[STUN_TID_LEN];
-	int peer; /* index into peers for PERMIT/BIND, else -1 */
+	int peer;    /* index into peers for PERMIT/BIND, else -1 */
 	bool authed; /* carried credentials */
 	unsigned tries, stale;
 	uint64_t next_ms;
@@ -67,8 +67,8 @@ static void emit(struct turnc *c, struct turnc_event *ev)
 		c->eh(ev, c->arg);
 }
 
-int turnc_alloc(struct turnc **cp, const struct turnc_conf *cf, turnc_send_h *sh,
-		turnc_event_h *eh, void *arg)
+int turnc_alloc(struct turnc **cp, const struct turnc_conf *cf, turnc_send_h *sh, turnc_event_h *eh,
+		void *arg)
 {
 	if (!cf->secret[0] && (!cf->user[0] || !cf->pass[0]))
 		return EINVAL;
@@ -253,8 +253,11 @@ static void fail(struct turnc *c, uint16_t method, uint16_t code, bool auth, con
 	for (size_t i = 0; i < TURNC_MAX_TSX; i++)
 		tsx_done(&c->tsx[i]);
 	c->refresh_ms = 0;
-	struct turnc_event ev = {
-	    .kind = TURNC_EV_FAILED, .method = method, .code = code, .auth = auth, .detail = detail};
+	struct turnc_event ev = {.kind = TURNC_EV_FAILED,
+				 .method = method,
+				 .code = code,
+				 .auth = auth,
+				 .detail = detail};
 	emit(c, &ev);
 }
 
@@ -446,7 +449,8 @@ static void on_success(struct turnc *c, struct tsx *t, const struct stun_msg *m,
 		memset(&c->mapped, 0, sizeof c->mapped);
 		if (stun_msg_addr(m, STUN_ATTR_XOR_RELAYED_ADDRESS, &c->relayed.u.ss)) {
 			tsx_done(t);
-			fail(c, ev.method, 0, false, "the Allocate success has no XOR-RELAYED-ADDRESS");
+			fail(c, ev.method, 0, false,
+			     "the Allocate success has no XOR-RELAYED-ADDRESS");
 			return;
 		}
 		stun_msg_addr(m, STUN_ATTR_XOR_MAPPED_ADDRESS, &c->mapped.u.ss);
@@ -523,7 +527,8 @@ static void on_error(struct turnc *c, struct tsx *t, const struct stun_msg *m, u
 	struct peer *p = t->peer >= 0 ? &c->peers[t->peer] : NULL;
 	tsx_done(t);
 	if (code == STUN_ERR_UNAUTHORIZED) {
-		fail(c, method, code, true, "credentials refused (401): wrong user name or password");
+		fail(c, method, code, true,
+		     "credentials refused (401): wrong user name or password");
 		return;
 	}
 	if (k == TSX_ALLOCATE) {

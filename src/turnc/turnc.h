@@ -43,12 +43,12 @@
 struct turnc_conf {
 	char user[256]; /* with secret: the part after "EXPIRY:" ("" = none) */
 	char pass[256];
-	char secret[256];	/* non-empty: coturn's shared-secret scheme */
-	unsigned secret_ttl_s;	/* the made-up username's lifetime; 0 = 86400 */
-	uint32_t lifetime_s;	/* LIFETIME asked for; 0 = none (the server's default) */
-	bool stream;		/* TCP/TLS to the server */
-	unsigned rto_ms;	/* first retransmission (UDP); 0 = 500 (RFC 8489 6.2.1) */
-	unsigned max_tries;	/* sends per request (UDP); 0 = 7 (Rc) */
+	char secret[256];      /* non-empty: coturn's shared-secret scheme */
+	unsigned secret_ttl_s; /* the made-up username's lifetime; 0 = 86400 */
+	uint32_t lifetime_s;   /* LIFETIME asked for; 0 = none (the server's default) */
+	bool stream;	       /* TCP/TLS to the server */
+	unsigned rto_ms;       /* first retransmission (UDP); 0 = 500 (RFC 8489 6.2.1) */
+	unsigned max_tries;    /* sends per request (UDP); 0 = 7 (Rc) */
 };
 
 enum turnc_state {
@@ -88,8 +88,8 @@ struct turnc;
 
 /* A client; nothing is sent before turnc_start. EINVAL for a conf without
  * user/password (or secret), ENOMEM. */
-int turnc_alloc(struct turnc **cp, const struct turnc_conf *cf, turnc_send_h *sh,
-		turnc_event_h *eh, void *arg);
+int turnc_alloc(struct turnc **cp, const struct turnc_conf *cf, turnc_send_h *sh, turnc_event_h *eh,
+		void *arg);
 void turnc_free(struct turnc *c);
 /* Sends the Allocate. */
 int turnc_start(struct turnc *c, uint64_t now_ms);

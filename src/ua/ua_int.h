@@ -193,8 +193,7 @@ void uam_turn_describe(const struct ua_media *m, char *out, size_t cap);
 /* The far end's SDP addresses are known or changed: channels to them. */
 void uam_turn_peers(struct ua_media *m);
 /* Sends p to `to` through fd's allocation. */
-int uam_turn_send(struct ua_media *m, int fd, const void *p, size_t len,
-		  const struct net_addr *to);
+int uam_turn_send(struct ua_media *m, int fd, const void *p, size_t len, const struct net_addr *to);
 /* A datagram on fd from `from`: 0 and peer/data when it carried media from a
  * peer; EPERM when it is not from the TURN server; else not media. */
 int uam_turn_input(struct ua_media *m, int fd, const uint8_t *p, size_t len,

@@ -440,7 +440,8 @@ static void test_probe_turn(void **state)
 		probe_turn_report_json(&o, &r, &b);
 		buf_append(&b, "", 1);
 		assert_non_null(strstr(b.data, "\"client_to_peer\":true"));
-		assert_non_null(strstr(b.data, tcp ? "\"transport\":\"tcp\"" : "\"transport\":\"udp\""));
+		assert_non_null(
+		    strstr(b.data, tcp ? "\"transport\":\"tcp\"" : "\"transport\":\"udp\""));
 		buf_reset(&b);
 		probe_turn_report_text(&o, &r, &b);
 		buf_append(&b, "", 1);
@@ -466,9 +467,9 @@ static void test_probe_turn(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_long_term),	    cmocka_unit_test(test_shared_secret),
-	    cmocka_unit_test(test_wrong_password),  cmocka_unit_test(test_credential_dance),
-	    cmocka_unit_test(test_timeouts),	    cmocka_unit_test(test_probe_turn),
+	    cmocka_unit_test(test_long_term),	   cmocka_unit_test(test_shared_secret),
+	    cmocka_unit_test(test_wrong_password), cmocka_unit_test(test_credential_dance),
+	    cmocka_unit_test(test_timeouts),	   cmocka_unit_test(test_probe_turn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
