@@ -11,5 +11,10 @@ int cli_serve(int argc, char **argv);
 int cli_ctl(int argc, char **argv);
 int cli_user(int argc, char **argv);
 int cli_ua(int argc, char **argv);
+/* ua load (ua_load.c), and the pieces of ua.c it shares */
+int cli_ua_load(int argc, char **argv);
+struct ua_proxy;
+int cli_ua_proxy(const char *s, struct ua_proxy *px, char *err, size_t errlen);
+int cli_ua_password(const char *file, bool from_stdin, char *pw, size_t cap);
 
 #endif

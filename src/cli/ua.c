@@ -23,6 +23,7 @@ static const char usage_text[] =
     "usage: pinhole ua register [options] AOR\n"
     "       pinhole ua call [options] --aor AOR URI\n"
     "       pinhole ua check [options] AOR\n"
+    "       pinhole ua load [options] --aor FMT --count N   (see ua load --help)\n"
     "Registers AOR (sip:user@domain) through one or two outbound proxies, one flow\n"
     "each (RFC 5626 SIP Outbound), keeps the flows alive, replaces a failed one, and\n"
     "unregisters on SIGINT or SIGTERM. One line per event on stdout.\n\n"
@@ -984,8 +985,22 @@ out:
 	return rc;
 }
 
+/* ---- for ua load (ua_load.c): the same proxy and password rules ---- */
+
+int cli_ua_proxy(const char *s, struct ua_proxy *px, char *err, size_t errlen)
+{
+	return parse_proxy(s, px, err, errlen);
+}
+
+int cli_ua_password(const char *file, bool from_stdin, char *pw, size_t cap)
+{
+	return get_password(file, from_stdin, pw, cap);
+}
+
 int cli_ua(int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "load") == 0)
+		return cli_ua_load(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "register") == 0)
 		return cli_ua_run(argc - 1, argv + 1, false, NULL);
 	if (argc >= 2 && strcmp(argv[1], "call") == 0)

@@ -591,6 +591,20 @@ static void call_end(struct ua_call *c, int code, const char *why)
 	}
 	uam_close(&c->media);
 	c->st = UAC_DONE;
+	if (ua->c.load) {
+		/* ua load: the ua stays registered for the next call */
+		struct ua_event ev = {.kind = UA_EV_CALL,
+				      .status = c->status,
+				      .call_end = true,
+				      .uas = c->uas,
+				      .exit_code = rc};
+		ua_emit(c->f, &ev);
+		c->st = UAC_IDLE;
+		ua->call_started = false;
+		if (ua->shutdown_pending)
+			ua_shutdown(ua);
+		return;
+	}
 	if (c->uas) {
 		if (rc && (!ua->call_exit || rc == UA_EXIT_NO_AUDIO))
 			ua->call_exit = rc;
@@ -719,10 +733,10 @@ static void stun_then_answer(struct ua_media *md, void *arg)
 	buf_free(&c->inv);
 }
 
-static void incoming(struct ua_flow *f, const struct sip_msg *m)
+/* A call's state made new for the next one (the last one is over). */
+static void call_reset(struct ua_call *c)
 {
-	struct ua *ua = f->ua;
-	struct ua_call *c = &ua->call;
+	struct ua *ua = c->ua;
 	buf_free(&c->inv);
 	buf_free(&c->ack);
 	buf_free(&c->req);
@@ -731,11 +745,18 @@ static void incoming(struct ua_flow *f, const struct sip_msg *m)
 	buf_free(&c->reok);
 	memset(c, 0, sizeof *c);
 	c->ua = ua;
-	c->f = f;
-	c->uas = true;
 	buf_init(&c->inv);
 	buf_init(&c->ack);
 	buf_init(&c->req);
+}
+
+static void incoming(struct ua_flow *f, const struct sip_msg *m)
+{
+	struct ua *ua = f->ua;
+	struct ua_call *c = &ua->call;
+	call_reset(c);
+	c->f = f;
+	c->uas = true;
 	int err = ua_sdp_read(m->body, &c->remote);
 	if (err || m->call_id.l >= sizeof c->call_id || m->from_tag.l >= sizeof c->remote_tag ||
 	    m->from.uri_s.l >= sizeof c->remote_uri || m->to.uri_s.l >= sizeof c->local_uri) {
@@ -872,6 +893,31 @@ bool ua_call_on_request(struct ua_flow *f, const struct sip_msg *m)
 	default:
 		return false;
 	}
+}
+
+bool ua_in_call(const struct ua *ua)
+{
+	return ua_call_active(ua);
+}
+
+int ua_call_place(struct ua *ua, const char *uri)
+{
+	if (ua->shutting_down || ua->shutdown_pending || ua->done)
+		return ESHUTDOWN;
+	if (ua_call_active(ua) || ua->call_started)
+		return EBUSY;
+	if (strlen(uri) >= sizeof ua->c.call_uri)
+		return EINVAL;
+	struct ua_flow *f = NULL;
+	for (unsigned i = 0; i < ua->n && !f; i++)
+		if (ua->f[i].st == UAF_REGISTERED)
+			f = &ua->f[i];
+	if (!f)
+		return ENOTCONN;
+	snprintf(ua->c.call_uri, sizeof ua->c.call_uri, "%s", uri);
+	call_reset(&ua->call);
+	ua_call_start(f);
+	return 0;
 }
 
 void ua_call_free(struct ua *ua)

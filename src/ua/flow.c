@@ -41,6 +41,16 @@ int uaf_open(struct ua_flow *f)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	}
 	int err = 0;
+	if (f->ua->c.has_source) {
+		/* ua load: many flows from many addresses of one host */
+		struct net_addr src = f->ua->c.source;
+		net_addr_set_port(&src, 0);
+		if (bind(fd, &src.u.sa, net_addr_len(&src)) < 0) {
+			err = errno;
+			close(fd);
+			return err;
+		}
+	}
 	if (connect(fd, &px->addr.u.sa, net_addr_len(&px->addr)) < 0 && errno != EINPROGRESS)
 		err = errno;
 	if (!err)

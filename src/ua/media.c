@@ -1,5 +1,5 @@
-/* ua: a call's media: 20 ms G.711 packets of a tone or a WAV file, RTCP reports every 5 s,
- * and what arrives measured (RFC 3550 A.1, A.3, A.8) for the verdict and written to a WAV
+/* ua: a call's media: 20 ms G.711 packets of a tone or a WAV file, RTCP reports every 5 s
+ * (the first after 1 s), and what arrives measured (RFC 3550 A.1, A.3, A.8) for the verdict and written to a WAV
  * file (--record).
  *
  * Symmetric RTP (RFC 4961): each socket sends from the address it receives
@@ -20,6 +20,13 @@
 #include "ua_int.h"
 
 #define UAM_RTCP_MS 5000
+/* The first report goes out 1 s after media starts, not 5 s: RFC 3550 6.2
+ * halves the minimum for the first one, and a two-party G.711 call's RTCP
+ * share (5 % of ~80 kbit/s, some 500 bytes/s) allows one report a second
+ * anyway. Early, a relay that latches RTCP apart from RTP (rtpengine without
+ * rtcp-mux) learns our RTCP address while the call is young, and a short
+ * call's verdict has the far end's report about our RTP. */
+#define UAM_RTCP_FIRST_MS 1000
 /* --record stops writing after an hour of audio (57.6 MB): a bound on the
  * disk a far end that never hangs up can fill */
 #define UAM_RECORD_MAX ((uint64_t)RTP_RATE * 3600)
@@ -465,7 +472,7 @@ int uam_start(struct ua_media *m, const struct ua_sdp_remote *r, const struct ua
 	if (!m->far_sends)
 		m->held_since_us = m->start_us;
 	send_due(m);
-	timer_start(m->loop, &m->t_rtcp, UAM_RTCP_MS, rtcp_due, m);
+	timer_start(m->loop, &m->t_rtcp, UAM_RTCP_FIRST_MS, rtcp_due, m);
 	return 0;
 }
 

@@ -209,7 +209,7 @@ void ua_flow_registered(struct ua_flow *f)
 	f->ever_registered = true;
 	if (!f->outbound)
 		f->failures = 0; /* 4.5: no keepalives, so registered is successful */
-	if (ua->c.call_uri[0] && !ua->call_started && !ua->shutting_down)
+	if (ua->c.call_uri[0] && !ua->call_started && !ua->shutting_down && !ua->c.load)
 		ua_call_start(f);
 	if (!ua->any_registered) {
 		ua->any_registered = true;

@@ -91,6 +91,15 @@ struct ua_conf {
 	struct net_addr turn;
 	bool has_turn;
 	struct turnc_conf turn_cred;
+
+	/* ua load (load.c): the flow's sockets (signaling and media) bind to this
+	 * source address (port 0) instead of the kernel's choice */
+	struct net_addr source;
+	bool has_source;
+	/* calls come from ua_call_place only, and a call's end leaves the ua
+	 * registered (no shutdown); each call's end is one UA_EV_CALL with
+	 * call_end set, placed or answered */
+	bool load;
 };
 
 /* What happened, one per line of output. */
@@ -154,6 +163,10 @@ struct ua_event {
 	const struct rtp_verdict_in *verdict_in; /* VERDICT */
 	const struct rtp_verdict_out *verdict_out;
 	unsigned rewritten; /* SIP_ALG: UA_ALG_* bits; method says of which request */
+	bool call_end;	    /* CALL (conf.load only): the call is over; exit_code is its
+			       outcome (0, or 3..7 as for `ua call`), uas says whether we
+			       answered it */
+	bool uas;
 };
 
 typedef void(ua_event_h)(const struct ua_event *ev, void *arg);
@@ -169,6 +182,12 @@ int ua_start(struct ua *ua);
  * reports UA_EV_DONE. Idempotent. */
 void ua_shutdown(struct ua *ua);
 void ua_free(struct ua *ua);
+/* conf.load: places a call to uri now, on the first registered flow. 0,
+ * EBUSY (a call stands), ENOTCONN (no flow registered), EINVAL (uri too long),
+ * ESHUTDOWN. The call's events and its end (call_end) follow. */
+int ua_call_place(struct ua *ua, const char *uri);
+/* Whether a call (placed or answered) stands or is being set up. */
+bool ua_in_call(const struct ua *ua);
 
 struct ua_stats {
 	uint64_t registers_sent, retransmits, challenges, keepalives_sent, keepalives_answered;
@@ -370,5 +389,90 @@ unsigned ua_alg_compare(struct slice sent_req, const struct ua_seen *seen);
 /* The verdict in words: "a SIP ALG on your router rewrote Contact and SDP:
  * switch it off", or that nothing was rewritten (rewritten = 0). */
 void ua_alg_words(unsigned rewritten, struct buf *out);
+
+/* ---- ua load (load.c): many flows and calls in one process ----
+ *
+ * One struct ua per AOR (sip:user1@..., user2, ...), each with its own flow
+ * socket(s), all on one loop: their keepalives, refreshes and calls are
+ * timers in the loop's wheel, no thread per flow. Flows start at reg_rate
+ * per second; once every one has registered (or given up), calls start at
+ * rate per second, each held duration_s, each with its own RTP and verdict.
+ * Memory: one struct ua per flow (its one call included) and four floats of
+ * figures per call placed (calls is bounded by the caller). */
+
+#define UA_LOAD_MAX_FLOWS 100000
+#define UA_LOAD_MAX_CALLS 1000000
+
+struct ua_load_conf {
+	struct ua_conf base; /* proxies, password, expires, keepalive, duration_s, tone,
+				echo, auto_answer...; aor and instance are per flow */
+	char aor_fmt[256];   /* "sip:user%u@example.org": %u (or %d) is the flow's number */
+	unsigned first, count; /* flows first .. first + count - 1 */
+	/* per flow (count entries, borrowed; NULL or a NULL entry: base.password) */
+	char *const *passwords;
+	struct net_addr source; /* the first source address; 0 = the kernel's choice */
+	unsigned n_sources;	/* flow i binds to source + (i % n_sources) (IPv4) */
+	double reg_rate;	/* flows started per second; 0 = 200 */
+	unsigned calls;		/* calls to place in all */
+	double rate;		/* calls started per second; 0 = 10 */
+	/* whom: "" = pairs (the first half of the flows call the second half,
+	 * which answer); a URI; or a pattern with %u, filled with callee_first +
+	 * (k % callee_count) for the k-th call */
+	char call_to[256];
+	unsigned callee_first, callee_count;
+	unsigned run_s; /* after the ramp, run this long; 0 = until the calls are
+			   done (no calls: until ua_load_stop) */
+	bool verbose;	/* every ua event to the event handler too */
+};
+
+/* Every figure of a run. Percentiles are over calls (or flows) that have the figure. */
+struct ua_load_pct {
+	unsigned n;
+	double p50, p95, p99, max;
+};
+struct ua_load_result {
+	unsigned flows, flows_registered, flows_failed, flow_failures, flows_recovered;
+	unsigned flows_unregistered, max_flows_registered;
+	int flow_fail_code; /* the most telling exit code of flows that never registered */
+	char flow_fail_detail[200];
+	double ramp_s; /* from start until every flow registered or gave up */
+	unsigned calls, calls_placed, calls_answered, calls_two_way, calls_one_way, calls_none,
+	    calls_unconfirmed, calls_failed, max_calls_active, calls_not_placed;
+	unsigned fail_auth, fail_refused, fail_timeout, fail_cancelled, fail_error;
+	unsigned answered, answered_two_way; /* calls the flows answered */
+	char example_cause[560];	     /* the first not-two-way verdict, in words */
+	struct ua_load_pct reg_ms, setup_ms, loss_in_pct, loss_out_pct, jitter_ms, rtt_ms;
+	uint64_t packets_sent, packets_received;
+	double elapsed_s, cpu_user_s, cpu_sys_s;
+	long max_rss_kb;
+	int exit_code; /* 0 all ok; else a flow's failure (3, 8, 4, 5, 1), a call's
+			  failure (3, 4, 5, 7, 1), or 6: a call not two-way */
+};
+
+struct ua_load;
+/* The run is over: res holds the figures (valid during the call). */
+typedef void(ua_load_done_h)(const struct ua_load_result *res, void *arg);
+/* A progress line ("ramp done ...") or, verbose, one ua's event: flow is its
+ * 1-based index in the run, ev NULL for progress lines. */
+typedef void(ua_load_event_h)(unsigned flow, const struct ua_event *ev, const char *progress,
+			      void *arg);
+
+/* Copies conf. EINVAL (a bad pattern: no or more than one %u, another %, too
+ * long; count 0 or > UA_LOAD_MAX_FLOWS; pairs with fewer than 2 flows),
+ * ENOMEM. */
+int ua_load_alloc(struct ua_load **lp, struct loop *l, const struct ua_load_conf *conf,
+		  ua_load_event_h *eh, ua_load_done_h *dh, void *arg);
+int ua_load_start(struct ua_load *L);
+/* Hangs up, unregisters every flow, then reports done. Idempotent. */
+void ua_load_stop(struct ua_load *L);
+void ua_load_free(struct ua_load *L);
+/* The summary for a person (lines) or one JSON object ({"event":"load",...}). */
+int ua_load_text(const struct ua_load_result *r, struct buf *out);
+int ua_load_json(const struct ua_load_result *r, struct buf *out);
+/* Pure parts, for tests. fmt with exactly one %u or %d and no other %:
+ * fmt with n in its place. 0, EINVAL, ENAMETOOLONG. */
+int ua_load_fmt(const char *fmt, unsigned n, char *out, size_t cap);
+/* Percentiles of v[0..n) (sorted in place). */
+void ua_load_pct(double *v, unsigned n, struct ua_load_pct *out);
 
 #endif
