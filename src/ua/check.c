@@ -84,6 +84,15 @@ void ua_check_event(struct ua_check *c, const struct ua_event *ev)
 			c->vout = *ev->verdict_out;
 		}
 		break;
+	case UA_EV_SIP_ALG:
+		if (ev->method && !strcmp(ev->method, "INVITE")) {
+			c->alg_inv_seen = true;
+			c->alg_inv |= ev->rewritten;
+		} else {
+			c->alg_reg_seen = true;
+			c->alg_reg |= ev->rewritten;
+		}
+		break;
 	case UA_EV_DONE:
 		c->done = true;
 		c->ua_exit = ev->exit_code;
@@ -198,6 +207,81 @@ static const char *conclusion(const struct ua_check *c, int code)
 	}
 }
 
+/* Which parts a request had rewritten, "via, contact", or "nothing". */
+static void alg_parts(unsigned m, struct buf *o)
+{
+	static const char *const name[] = {"via", "contact", "sdp"};
+	bool any = false;
+	for (unsigned i = 0; i < 3; i++)
+		if (m & (1u << i)) {
+			buf_printf(o, "%s%s", any ? ", " : "", name[i]);
+			any = true;
+		}
+	if (!any)
+		buf_append_cstr(o, "nothing");
+}
+
+/* The SIP ALG line: the verdict in words and what each request had rewritten. */
+static void alg_text(const struct ua_check *c, struct buf *o)
+{
+	buf_append_cstr(o, "  sip alg:          ");
+	if (!c->alg_reg_seen && !c->alg_inv_seen) {
+		buf_append_cstr(o, "unknown: the server did not say what it received "
+				   "(no Pinhole-Seen)\n");
+		return;
+	}
+	ua_alg_words(c->alg_reg | c->alg_inv, o);
+	buf_append_cstr(o, " (");
+	if (c->alg_reg_seen) {
+		buf_append_cstr(o, "REGISTER: ");
+		alg_parts(c->alg_reg, o);
+	}
+	if (c->alg_inv_seen) {
+		buf_append_cstr(o, c->alg_reg_seen ? "; INVITE: " : "INVITE: ");
+		alg_parts(c->alg_inv, o);
+	}
+	buf_append_cstr(o, " rewritten)\n");
+}
+
+static void alg_json_list(struct buf *o, const char *key, bool seen, unsigned m)
+{
+	static const char *const name[] = {"via", "contact", "sdp"};
+	buf_printf(o, ",\"%s\":", key);
+	if (!seen) {
+		buf_append_cstr(o, "null");
+		return;
+	}
+	buf_append_cstr(o, "[");
+	bool any = false;
+	for (unsigned i = 0; i < 3; i++)
+		if (m & (1u << i)) {
+			buf_printf(o, "%s\"%s\"", any ? "," : "", name[i]);
+			any = true;
+		}
+	buf_append_cstr(o, "]");
+}
+
+static void alg_json(const struct ua_check *c, struct buf *o)
+{
+	buf_append_cstr(o, ",\"sip_alg\":");
+	if (!c->alg_reg_seen && !c->alg_inv_seen) {
+		buf_append_cstr(o, "null");
+		return;
+	}
+	unsigned all = c->alg_reg | c->alg_inv;
+	buf_printf(o, "{\"rewritten\":%s", all ? "true" : "false");
+	alg_json_list(o, "register", c->alg_reg_seen, c->alg_reg);
+	alg_json_list(o, "invite", c->alg_inv_seen, c->alg_inv);
+	struct buf w;
+	buf_init(&w);
+	ua_alg_words(all, &w);
+	buf_append(&w, "", 1);
+	buf_append_cstr(o, ",\"words\":");
+	buf_append_json_str(o, w.failed ? "" : w.data);
+	buf_free(&w);
+	buf_append_cstr(o, "}");
+}
+
 int ua_check_text(const struct ua_check *c, struct buf *o)
 {
 	char a[NET_ADDR_STRLEN + 8], b[NET_ADDR_STRLEN + 8];
@@ -243,6 +327,7 @@ int ua_check_text(const struct ua_check *c, struct buf *o)
 			buf_printf(o, "not registered: %s\n",
 				   f->detail[0] ? f->detail : "no answer before the end");
 	}
+	alg_text(c, o);
 	buf_printf(o, "  echo call:        %s: %s\n", c->call_uri,
 		   c->call_detail[0] ? c->call_detail : "not placed");
 	if (c->have_verdict) {
@@ -258,9 +343,10 @@ int ua_check_text(const struct ua_check *c, struct buf *o)
 				   pct(v->far_lost, v->far_received), v->far_jitter_ms);
 		else
 			buf_printf(o, ", no report from the echo\n");
-		buf_printf(o, "  received:         %llu packets, lost %lld (%.1f %%), jitter %.1f ms\n",
-			   (unsigned long long)v->recv_packets, (long long)v->lost,
-			   pct(v->lost, v->recv_packets), v->jitter_ms);
+		buf_printf(
+		    o, "  received:         %llu packets, lost %lld (%.1f %%), jitter %.1f ms\n",
+		    (unsigned long long)v->recv_packets, (long long)v->lost,
+		    pct(v->lost, v->recv_packets), v->jitter_ms);
 		if (v->have_rtt)
 			buf_printf(o, "  rtt:              %u ms\n", v->rtt_ms);
 		else
@@ -330,7 +416,9 @@ int ua_check_json(const struct ua_check *c, struct buf *o)
 		}
 		buf_append_cstr(o, "}");
 	}
-	buf_append_cstr(o, "],\"call\":{");
+	buf_append_cstr(o, "]");
+	alg_json(c, o);
+	buf_append_cstr(o, ",\"call\":{");
 	buf_append_cstr(o, "\"uri\":");
 	buf_append_json_str(o, c->call_uri);
 	buf_printf(o, ",\"status\":%u", c->call_status);
@@ -341,8 +429,8 @@ int ua_check_json(const struct ua_check *c, struct buf *o)
 		jstr(o, "audio", rtp_verdict_name(c->vout.verdict));
 		buf_printf(o, ",\"loss_out_pct\":");
 		if (v->far_block)
-			buf_printf(o, "%.1f,\"jitter_out_ms\":%.1f", pct(v->far_lost, v->far_received),
-				   v->far_jitter_ms);
+			buf_printf(o, "%.1f,\"jitter_out_ms\":%.1f",
+				   pct(v->far_lost, v->far_received), v->far_jitter_ms);
 		else
 			buf_append_cstr(o, "null,\"jitter_out_ms\":null");
 		if (v->recv_packets)

@@ -342,6 +342,10 @@ struct ua_check {
 	struct rtp_verdict_out vout;
 	bool done;
 	int ua_exit; /* UA_EV_DONE's */
+	/* the SIP ALG verdict (UA_EV_SIP_ALG): what the server said it saw of our
+	 * REGISTERs (over every flow) and INVITE; UA_ALG_* bits rewritten */
+	bool alg_reg_seen, alg_inv_seen;
+	unsigned alg_reg, alg_inv;
 };
 
 void ua_check_init(struct ua_check *c, const struct ua_conf *conf);

@@ -111,6 +111,10 @@ for nat in full addr eim sym; do
 	[ "$(jv '.media.in.packets')" -ge 270 ] || lab_fail "$nat: only $(jv .media.in.packets) packets back"
 	[ "$(jv '.rtt_ms != null')" = true ] || lab_fail "$nat: no RTT"
 	[ "$(jv .exit)" = 0 ] || lab_fail "$nat: summary exit $(jv .exit)"
+	# no ALG behind these NATs: pinhole's Pinhole-Seen says both REGISTERs and
+	# the INVITE arrived as sent
+	[ "$(jq -c .sip_alg <<<"$S")" = '{"rewritten":false,"register":[],"invite":[],"words":"the server saw what the ua sent: no SIP ALG on the path"}' ] ||
+		lab_fail "$nat: sip_alg $(jq -c .sip_alg <<<"$S")"
 	# the text form says the same
 done
 lab_exec sym-ph timeout 90 "$PINHOLE" ua check --state "$LAB_TMP/sym.state" --no-register --password-file "$LAB_TMP/pw" \

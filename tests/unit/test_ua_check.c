@@ -243,12 +243,86 @@ static void test_keepalive_and_output(void **state)
 	test_free(c);
 }
 
+static void alg_event(struct ua_check *c, unsigned flow, const char *method, unsigned rewritten)
+{
+	struct ua_event ev = {
+	    .kind = UA_EV_SIP_ALG, .flow = flow, .method = method, .rewritten = rewritten};
+	ua_check_event(c, &ev);
+}
+
+/* The SIP ALG verdict (Pinhole-Seen, alg.c) in the summary: unknown without
+ * one, "no SIP ALG" when nothing was rewritten, the parts per request when
+ * something was; it never changes the exit status (audio decides). */
+static void test_alg_verdict(void **state)
+{
+	(void)state;
+	struct ua_conf conf;
+	conf2(&conf);
+	struct ua_check *c = test_malloc(sizeof *c);
+	struct buf b;
+
+	ua_check_init(c, &conf);
+	registered(c, 1, 25);
+	registered(c, 2, 120);
+	verdict(c, RTP_VERDICT_TWO_WAY);
+	done(c, 0);
+	buf_init(&b);
+	ua_check_text(c, &b);
+	buf_append(&b, "", 1);
+	assert_non_null(strstr(b.data, "  sip alg:          unknown: the server did not say"));
+	buf_free(&b);
+	buf_init(&b);
+	ua_check_json(c, &b);
+	buf_append(&b, "", 1);
+	assert_non_null(strstr(b.data, "\"sip_alg\":null"));
+	buf_free(&b);
+
+	/* both flows' REGISTERs seen as sent */
+	alg_event(c, 1, "REGISTER", 0);
+	alg_event(c, 2, "REGISTER", 0);
+	buf_init(&b);
+	ua_check_text(c, &b);
+	buf_append(&b, "", 1);
+	assert_non_null(strstr(b.data, "  sip alg:          the server saw what the ua sent: no SIP "
+				       "ALG on the path (REGISTER: nothing rewritten)"));
+	buf_free(&b);
+	buf_init(&b);
+	ua_check_json(c, &b);
+	buf_append(&b, "", 1);
+	assert_non_null(strstr(b.data, "\"sip_alg\":{\"rewritten\":false,\"register\":[],"
+				       "\"invite\":null,"));
+	buf_free(&b);
+
+	/* the UDP flow's REGISTER and the INVITE rewritten */
+	alg_event(c, 1, "REGISTER", UA_ALG_VIA | UA_ALG_CONTACT);
+	alg_event(c, 1, "INVITE", UA_ALG_CONTACT | UA_ALG_SDP);
+	buf_init(&b);
+	ua_check_text(c, &b);
+	buf_append(&b, "", 1);
+	assert_non_null(strstr(b.data, "  sip alg:          a SIP ALG on your router rewrote Via, "
+				       "Contact and SDP: switch it off (REGISTER: via, contact; "
+				       "INVITE: contact, sdp rewritten)"));
+	assert_non_null(strstr(b.data, "(exit 0)"));
+	buf_free(&b);
+	buf_init(&b);
+	ua_check_json(c, &b);
+	buf_append(&b, "", 1);
+	assert_non_null(strstr(b.data, "\"sip_alg\":{\"rewritten\":true,\"register\":[\"via\","
+				       "\"contact\"],\"invite\":[\"contact\",\"sdp\"],\"words\":"
+				       "\"a SIP ALG on your router rewrote Via, Contact and SDP: switch "
+				       "it off\"}"));
+	assert_non_null(strstr(b.data, "\"exit\":0}"));
+	buf_free(&b);
+	test_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_nat_types),
 	    cmocka_unit_test(test_exit_order),
 	    cmocka_unit_test(test_keepalive_and_output),
+	    cmocka_unit_test(test_alg_verdict),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
