@@ -402,6 +402,43 @@ static void test_far_end_holds(void **state)
 	h_free(h);
 }
 
+/* The first RTCP report goes out soon after media starts (1 s), not after
+ * the regular 5 s: counted in the ua's own RTP packets (20 ms each, paced by
+ * its clock), the first SR comes before 2.5 s of them (RFC 3550 6.2's halved
+ * first interval); at 5 s it came after some 250. */
+static void test_first_rtcp_early(void **state)
+{
+	(void)state;
+	struct harness *h = h_new();
+	h_start(h);
+	struct dlg d;
+	struct net_addr ua_sip;
+	answer_call(h, &d, &ua_sip, true);
+	unsigned rtp_before = 0;
+	struct rtcp_report rr;
+	for (;;) {
+		uint8_t pkt[1500];
+		struct net_addr from;
+		size_t n = recv_one(h->rtp, (char *)pkt, sizeof pkt, &from);
+		enum rtp_kind k = rtp_demux(pkt, n);
+		if (k == RTP_KIND_RTP) {
+			rtp_before++;
+			assert_true(rtp_before < 2500 / 20); /* else the report is late */
+		} else if (k == RTP_KIND_RTCP) {
+			assert_int_equal(rtcp_report_parse(&rr, pkt, n), 0);
+			break;
+		}
+	}
+	assert_true(rr.sr);
+	assert_false(rr.bye);
+	assert_true(rtp_before >= 1); /* after media started, not before */
+	assert_int_equal(loop_post(h->l, post_shutdown, h->ua), 0);
+	recv_sip(h->sip, buf, sizeof buf, &ua_sip, &m, SIP_BYE, false);
+	respond(h->sip, &ua_sip, &m, 200, NULL);
+	wait_ev(&h->r, UA_EV_DONE, NULL, 0);
+	h_free(h);
+}
+
 /* --hold-after / --resume-after: the ua's re-INVITEs carry a=sendonly then
  * a=sendrecv in the same session with a higher version; a 491 (glare) is
  * ACKed and the resume retried with a new CSeq; without rtcp-mux in the
@@ -652,6 +689,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_far_end_holds),
+	    cmocka_unit_test(test_first_rtcp_early),
 	    cmocka_unit_test(test_we_hold),
 	    cmocka_unit_test(test_wav_and_record),
 	    cmocka_unit_test(test_stun),
