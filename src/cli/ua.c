@@ -792,12 +792,12 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 			}
 			break;
 		case 'r':
-			if (strlen(optarg) >= sizeof c->record || !optarg[0]) {
+			if (strlen(optarg) >= 4096 || !optarg[0]) {
 				fprintf(stderr, "pinhole ua: %s--record: bad file name\n", where);
 				where = "";
 				goto out;
 			}
-			snprintf(c->record, sizeof c->record, "%s", optarg);
+			c->record = optarg; /* argv, or the config's copy: both outlive the run */
 			break;
 		case 'X':
 			if (parse_stun(optarg, c, err, sizeof err)) {

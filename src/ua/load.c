@@ -268,6 +268,10 @@ static void ramp_check(struct ua_load *L)
 	snprintf(what, sizeof what, "ramp done: %u of %u flows registered in %.1f s",
 		 L->r.flows_registered, L->n, (double)L->ramp_ms / 1000.0);
 	progress(L, what);
+	if (!L->r.flows_registered) {
+		ua_load_stop(L); /* nothing registered: nothing to hold or call from */
+		return;
+	}
 	if (L->c.run_s)
 		timer_start(L->loop, &L->t_run, (uint64_t)L->c.run_s * 1000, run_due, L);
 	if (L->c.calls) {

@@ -448,7 +448,7 @@ int uam_start(struct ua_media *m, const struct ua_sdp_remote *r, const struct ua
 	if (net_addr_from_host(slice_cstr(r->null_addr ? m->local_ip : r->addr), r->port,
 			       &m->to_rtp))
 		return EINVAL;
-	if (conf->record[0]) {
+	if (conf->record && conf->record[0]) {
 		int err = rec_open(m, conf->record);
 		if (err)
 			return err;

@@ -81,8 +81,9 @@ struct ua_conf {
 	 * the caller, outlives the ua */
 	const int16_t *wav;
 	size_t wav_n;
-	/* --record: received audio to this WAV file; "" = none */
-	char record[4096];
+	/* --record: received audio to this WAV file; NULL or "" = none; owned by
+	 * the caller, outlives the ua (a pointer: every flow of ua load carries a conf) */
+	const char *record;
 	/* --stun: the media sockets' mapped addresses from this server go in the SDP */
 	struct net_addr stun;
 	bool has_stun;

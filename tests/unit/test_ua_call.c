@@ -520,7 +520,7 @@ static void test_wav_and_record(void **state)
 	int tfd = mkstemp(path);
 	assert_true(tfd >= 0);
 	close(tfd);
-	snprintf(h->c.record, sizeof h->c.record, "%s", path);
+	h->c.record = path;
 	h_start(h);
 	struct dlg d;
 	struct net_addr ua_sip;
