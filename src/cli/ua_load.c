@@ -67,8 +67,9 @@ static const char load_usage[] =
     "exit status: 0 every flow registered and every call placed went two-way (and\n"
     "every call the flows answered); 2 usage; else a flow that never registered\n"
     "(3 credentials, 8 certificate, 4 refused, 5 no answer, 1 local), else a call\n"
-    "that failed before media (3, 4, 5, 7, 1), else 6: a call answered but not\n"
-    "two-way (or one never placed: every caller busy or down until the end).\n";
+    "that failed before media (3, 4, 5, 7, 1), else 5 when a registered flow\n"
+    "failed later (keepalive unanswered, connection lost), else 6: a call answered\n"
+    "but not two-way (or one never placed: every caller busy or down until the end).\n";
 
 struct load_run {
 	struct loop *loop;

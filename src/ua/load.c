@@ -142,6 +142,9 @@ static void finish(struct ua_load *L)
 			if (counts[i])
 				code = call_order[i];
 	}
+	/* a flow that failed later (a keepalive unanswered, a connection lost) */
+	if (!code && r->flow_failures)
+		code = UA_EXIT_TIMEOUT;
 	/* a call not two-way, an answered one not two-way, a call never placed */
 	if (!code && (r->calls_two_way < r->calls_answered || r->answered_two_way < r->answered ||
 		      r->calls_not_placed))
@@ -187,6 +190,18 @@ static void calls_check_end(struct ua_load *L)
 		ua_load_stop(L);
 }
 
+static void set_up(struct load_flow *lf, bool up)
+{
+	struct ua_load *L = lf->L;
+	if (up == lf->up)
+		return;
+	lf->up = up;
+	if (up && ++L->reg_now > L->r.max_flows_registered)
+		L->r.max_flows_registered = L->reg_now;
+	if (!up)
+		L->reg_now--;
+}
+
 static bool flow_idle(const struct load_flow *lf)
 {
 	return lf->up && !lf->done && !lf->calling && !ua_in_call(lf->ua);
@@ -225,6 +240,7 @@ static void call_tick(void *arg)
 	struct ua_load *L = arg;
 	double rate = L->c.rate > 0 ? L->c.rate : 10;
 	uint64_t due = (uint64_t)((double)(time_mono_ms() - L->calls_t0) * rate / 1000.0) + 1;
+	unsigned refused = 0;
 	while (L->r.calls_placed < L->c.calls && L->r.calls_placed < due) {
 		char uri[300];
 		struct load_flow *lf = next_caller(L, uri, sizeof uri);
@@ -232,8 +248,12 @@ static void call_tick(void *arg)
 			break; /* every caller busy (or down): the rate waits for them */
 		int err = ua_call_place(lf->ua, uri);
 		if (err) {
-			/* not a call: the flow was not ready after all */
-			lf->up = lf->up && err != ENOTCONN;
+			/* not a call: the flow was not ready after all; at most one
+			 * try per caller and tick */
+			if (err == ENOTCONN)
+				set_up(lf, false);
+			if (++refused >= L->n_callers)
+				break;
 			continue;
 		}
 		lf->calling = true;
@@ -290,18 +310,6 @@ static void settle(struct load_flow *lf)
 }
 
 /* ---- one flow's events ---- */
-
-static void set_up(struct load_flow *lf, bool up)
-{
-	struct ua_load *L = lf->L;
-	if (up == lf->up)
-		return;
-	lf->up = up;
-	if (up && ++L->reg_now > L->r.max_flows_registered)
-		L->r.max_flows_registered = L->reg_now;
-	if (!up)
-		L->reg_now--;
-}
 
 static double pct_of(uint64_t part, uint64_t whole)
 {
@@ -406,9 +414,9 @@ static void on_event(const struct ua_event *ev, void *arg)
 		L->eh(L->c.first + lf->idx, ev, NULL, L->arg);
 	switch (ev->kind) {
 	case UA_EV_REGISTERED:
+		set_up(lf, true);
 		if (ev->refresh)
 			break;
-		set_up(lf, true);
 		if (!lf->ever_registered) {
 			r->flows_registered++;
 			L->reg_ms[L->n_reg++] = (double)(time_mono_ms() - lf->start_ms);

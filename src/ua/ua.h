@@ -451,7 +451,8 @@ struct ua_load_result {
 	double elapsed_s, cpu_user_s, cpu_sys_s;
 	long max_rss_kb;
 	int exit_code; /* 0 all ok; else a flow's failure (3, 8, 4, 5, 1), a call's
-			  failure (3, 4, 5, 7, 1), or 6: a call not two-way */
+			  failure (3, 4, 5, 7, 1), 5 for a flow that failed later,
+			  or 6: a call not two-way */
 };
 
 struct ua_load;
