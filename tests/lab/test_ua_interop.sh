@@ -19,6 +19,11 @@
 #     verdict of part 2 could fail)
 #   4 baresip registers with Kamailio; alice calls it; it answers; alice
 #     reports two-way audio (baresip's RTCP confirms it got hers), exit 0
+#   5 the same with baresip's rtcp_mux off and a 6 s call: its RTCP goes to
+#     rtpengine's RTCP port, which forwards it only once it has latched the
+#     ua's RTCP socket from the ua's own first report; that report now goes
+#     out 1 s after media starts (it was 5 s: baresip's report was lost and the
+#     verdict "unconfirmed", exit 6)
 # Needs root, iptables, jq, kamailio, rtpengine, baresip and $PINHOLE; skips
 # (77) without kamailio; skips the parts that need rtpengine or baresip when
 # they are missing, saying so.
@@ -161,10 +166,12 @@ if ! command -v baresip >/dev/null 2>&1; then
 else
 	CB=$(lab_phone_ip c) dir=$LAB_TMP/carol.baresip
 	mkdir -p "$dir"
+	# carol_config MUX: baresip's config with rtcp_mux MUX (yes/no)
+	carol_config() {
 	cat >"$dir/config" <<-EOF
 		sip_listen		$CB:5060
 		rtp_ports		42000-42099
-		rtcp_mux		yes
+		rtcp_mux		$1
 		audio_source		ausine,440
 		ausrc_srate		48000
 		ausrc_channels		2
@@ -177,6 +184,8 @@ else
 		module_app		account.so
 		module_app		menu.so
 	EOF
+	}
+	carol_config yes
 	echo "<sip:carol@$SRV>;auth_pass=carol-secret;outbound=\"sip:$SRV;transport=udp\";regint=600;answermode=auto;audio_codecs=PCMU" \
 		>"$dir/accounts"
 	lab_start_bg c-ph "$LAB_TMP/carol.baresip.log" /usr/bin/baresip -f "$dir" -s
@@ -190,6 +199,20 @@ else
 	[ "$(jq '.out.far_rtcp' <<<"$A")" = true ] || lab_fail "no RTCP from baresip: $A"
 	[ "$(jq '.in.packets' <<<"$A")" -ge $((12 * 50 * 8 / 10)) ] || lab_fail "too few packets from baresip: $A"
 	lab_log "4: alice -> baresip via Kamailio: two-way ($(jq -c '{in: .in.packets, lost: .in.lost, rtt_ms}' <<<"$A"))"
+
+	# 5: no rtcp-mux at baresip, a short call
+	lab_kill "$CAROL_PID"
+	carol_config no
+	lab_start_bg c-ph "$LAB_TMP/carol2.baresip.log" /usr/bin/baresip -f "$dir" -s
+	CAROL_PID=$LAB_LAST_PID
+	lab_wait_line "$LAB_TMP/carol2.baresip.log" 'SIP/2.0 200 OK' 10 ||
+		lab_fail "baresip (no mux) did not register: $(tail -n 30 "$LAB_TMP/carol2.baresip.log")"
+	SECS=6 call baresip-nomux carol
+	grep -q '"answered: PCMU to [0-9.:]*"' "$LAB_TMP/alice-baresip-nomux.log" ||
+		lab_fail "baresip answered with rtcp-mux: $(grep answered "$LAB_TMP/alice-baresip-nomux.log")"
+	[ "$RC" -eq 0 ] && [ "$(jq -r .verdict <<<"$A")" = two-way ] && [ "$(jq '.out.far_rtcp' <<<"$A")" = true ] ||
+		lab_fail "alice -> baresip (no mux, 6 s) exited $RC: $A"
+	lab_log "5: alice -> baresip without rtcp-mux, 6 s: two-way, baresip's RTCP arrived"
 fi
 
 kill -0 "$KAM_PID" 2>/dev/null || lab_fail "kamailio died"
