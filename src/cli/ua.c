@@ -970,7 +970,7 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 			 chk->echo_uri ? chk->echo_uri : echo);
 		c->echo = true;
 		if (!c->duration_s)
-			c->duration_s = 6; /* past the first RTCP report (5 s): an RTT */
+			c->duration_s = 6; /* two RTCP reports (1 s, 6 s): an RTT */
 	}
 	rc = run_loop(c, json, chk);
 out:
