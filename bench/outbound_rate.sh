@@ -8,7 +8,13 @@
 #
 # The generator is bench/sip/ob_reg.c (built here with cc), not sipp: sipp
 # with a socket per call (-t un, a flow per REGISTER) offered at most about
-# 12,000 REGISTERs/s here, below what either server sustains.
+# 12,000 REGISTERs/s here, below what either server sustains. ob_reg sends
+# each flow's datagrams from its own (address, port) but through
+# OBR_PER_SOURCE sockets (IP_PKTINFO picks the address), a batch per
+# sendmmsg, and prints its own CPU time: the report gives it per REGISTER
+# next to the servers', since it shares the machine with them. OBR_PIN=1
+# pins the generator to CPU 0 and the servers to the others (taskset), so
+# that the generator's own work does not come out of a server's share.
 #
 # OBR_FLOWS UDP sockets (OBR_PER_SOURCE per source address, 127.2.1.1 and up)
 # are OBR_FLOWS phones, each with its own AOR, +sip.instance and reg-id 1
@@ -75,6 +81,7 @@
 #   OBR_PER_SOURCE    flows per source address           (10)
 #   OBR_USERS         AORs (= OBR_FLOWS: refreshes; 0: a new AOR per REGISTER)
 #   OBR_SHAPE         colo (one process) or split (edge + registrar)  (colo)
+#   OBR_PIN           1: generator on CPU 0, servers on the rest      (0)
 #   OBR_PORT          server UDP port                    (15360; control +1;
 #                     split: the registrar +2, its control +3; the second
 #                     server the same 10 above)
@@ -86,7 +93,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 PINHOLE=${PINHOLE:-$ROOT/build/pinhole}
 KAMAILIO=${KAMAILIO:-kamailio}
 SERVERS=${OBR_SERVERS:-pinhole kamailio}
-RATES=${OBR_RATES:-10000 20000 30000 40000 50000 60000}
+RATES=${OBR_RATES:-10000 20000 30000 40000 50000 60000 80000 100000}
 STEP_SECS=${OBR_STEP_SECS:-10}
 REPEAT=${OBR_REPEAT:-3}
 WARMUP=${OBR_WARMUP_SECS:-3}
@@ -97,6 +104,15 @@ PORT=${OBR_PORT:-15360}
 RPORT=$((PORT + 2)) # the registrar behind the edge (split)
 CTL=127.0.0.1:$((PORT + 1))
 SHAPE=${OBR_SHAPE:-colo}
+GEN_CPU='' SRV_CPU=''
+if [ "${OBR_PIN:-0}" = 1 ]; then
+	ncpu=$(nproc)
+	if [ "$ncpu" -lt 2 ]; then
+		echo "OBR_PIN=1 needs two CPUs" >&2
+		exit 2
+	fi
+	GEN_CPU="taskset -c 0" SRV_CPU="taskset -c 1-$((ncpu - 1))"
+fi
 case $SHAPE in
 colo | split) ;;
 *)
@@ -169,6 +185,7 @@ report() { # DIR: the table from DIR/*.steps
 		k = $1 SUBSEP $2 SUBSEP $3; rates[$2] = 1
 		us[k] = $7 ? $9 / $7 / 1000 : 0; ok[k] = $4 && ($4 - $7) / $4 < 0.001
 		if (NF >= 11 && $10 + $11 > 0) { u = us[k] * $10 / ($10 + $11); su[$1 SUBSEP $2] = su[$1 SUBSEP $2] " " u; ss[$1 SUBSEP $2] = ss[$1 SUBSEP $2] " " us[k] - u }
+		if (NF >= 12 && $4) gen[$1 SUBSEP $2] = gen[$1 SUBSEP $2] " " $12 / $4
 		reps[$2] = reps[$2] > $3 ? reps[$2] : $3
 	}
 	END {
@@ -176,8 +193,9 @@ report() { # DIR: the table from DIR/*.steps
 		n = 0; for (r in rates) list[++n] = r + 0
 		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (list[j] < list[i]) { t = list[i]; list[i] = list[j]; list[j] = t }
 		printf "\nRun by run (interleaved): us/op of %s / us/op of %s for the same run, * = a run\n", A, B
-		printf "that was not sustained (either side); user / system us/op, medians.\n\n"
-		printf "%8s | %-30s %6s | %-15s | %-15s\n", "offered", "ratio per run", "median", A " user/sys", B " user/sys"
+		printf "that was not sustained (either side); user / system us/op, medians; gen = the\n"
+		printf "generator'"'"'s own CPU per REGISTER it sent (user+sys) in the runs against each.\n\n"
+		printf "%8s | %-30s %6s | %-15s | %-15s | %s\n", "offered", "ratio per run", "median", A " user/sys", B " user/sys", "gen us/op " A "/" B
 		for (i = 1; i <= n; i++) {
 			r = list[i]; line = ""; all = ""
 			for (p = 1; p <= reps[r]; p++) {
@@ -188,7 +206,9 @@ report() { # DIR: the table from DIR/*.steps
 			}
 			sa = (A SUBSEP r) in su ? sprintf("%.1f / %.1f", med(su[A SUBSEP r]), med(ss[A SUBSEP r])) : "-"
 			sb = (B SUBSEP r) in su ? sprintf("%.1f / %.1f", med(su[B SUBSEP r]), med(ss[B SUBSEP r])) : "-"
-			printf "%8d | %-30s %6s | %-15s | %-15s\n", r, line, all != "" ? sprintf("%.2f", med(all)) : "-", sa, sb
+			ga = (A SUBSEP r) in gen ? sprintf("%.1f", med(gen[A SUBSEP r])) : "-"
+			gb = (B SUBSEP r) in gen ? sprintf("%.1f", med(gen[B SUBSEP r])) : "-"
+			printf "%8d | %-30s %6s | %-15s | %-15s | %s / %s\n", r, line, all != "" ? sprintf("%.2f", med(all)) : "-", sa, sb, ga, gb
 		}
 	}' "$dir"/*.steps
 }
@@ -202,12 +222,7 @@ OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-obrate.XXXXXX)}
 mkdir -p "$OUT"
 GEN=$OUT/ob_reg
 cc -std=c17 -O2 -Wall -Wextra -o "$GEN" "$HERE/sip/ob_reg.c" || exit 1
-hard=$(ulimit -Hn)
-if [ "$hard" != unlimited ] && [ "$hard" -lt $((FLOWS + 100)) ]; then
-	echo "bench: $FLOWS flows need a file limit above $((FLOWS + 100)) (hard limit $hard); set OBR_FLOWS" >&2
-	exit 2
-fi
-ulimit -n "$hard"
+ulimit -n "$(ulimit -Hn)"
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
 pinhole_key_section() { # KEY: the section of this binary's config key, if it has it
@@ -287,7 +302,7 @@ start_server() { # NAME DIR
 	case $name-$SHAPE in
 	pinhole-colo)
 		pinhole_registrar_conf "$PORT" $((PORT + 1)) >"$dir/pinhole.conf"
-		"$PINHOLE" serve --config "$dir/pinhole.conf" >"$dir/server.log" 2>&1 &
+		$SRV_CPU "$PINHOLE" serve --config "$dir/pinhole.conf" >"$dir/server.log" 2>&1 &
 		SRVS=$!
 		;;
 	pinhole-split)
@@ -303,25 +318,25 @@ listen = $CTL
 [log]
 level = warn
 CONF
-		"$PINHOLE" serve --config "$dir/registrar.conf" >"$dir/registrar.log" 2>&1 &
+		$SRV_CPU "$PINHOLE" serve --config "$dir/registrar.conf" >"$dir/registrar.log" 2>&1 &
 		SRVS=$!
 		wait_udp "$RPORT"
-		"$PINHOLE" serve --config "$dir/edge.conf" >"$dir/server.log" 2>&1 &
+		$SRV_CPU "$PINHOLE" serve --config "$dir/edge.conf" >"$dir/server.log" 2>&1 &
 		SRVS="$SRVS $!"
 		;;
 	kamailio-colo)
 		mkdir -p "$dir/run"
-		"$KAMAILIO" -f "$HERE/kamailio/kamailio.cfg" -A WITH_OUTBOUND -l "udp:127.0.0.1:$PORT" \
+		$SRV_CPU "$KAMAILIO" -f "$HERE/kamailio/kamailio.cfg" -A WITH_OUTBOUND -l "udp:127.0.0.1:$PORT" \
 			-x tlsf -m 4096 -M 32 -DD -E -Y "$dir/run" >"$dir/server.log" 2>&1 &
 		SRVS=$!
 		;;
 	kamailio-split)
 		mkdir -p "$dir/run" "$dir/run-edge"
-		"$KAMAILIO" -f "$HERE/kamailio/kamailio.cfg" -A WITH_OUTBOUND -A SPLIT -l "udp:127.0.0.1:$RPORT" \
+		$SRV_CPU "$KAMAILIO" -f "$HERE/kamailio/kamailio.cfg" -A WITH_OUTBOUND -A SPLIT -l "udp:127.0.0.1:$RPORT" \
 			-x tlsf -m 4096 -M 32 -DD -E -Y "$dir/run" >"$dir/registrar.log" 2>&1 &
 		SRVS=$!
 		wait_udp "$RPORT"
-		"$KAMAILIO" -f "$HERE/kamailio/edge.cfg" -A "REGISTRAR=\"sip:127.0.0.1:$RPORT\"" \
+		$SRV_CPU "$KAMAILIO" -f "$HERE/kamailio/edge.cfg" -A "REGISTRAR=\"sip:127.0.0.1:$RPORT\"" \
 			-l "udp:127.0.0.1:$PORT" -x tlsf -m 4096 -M 32 -DD -E -Y "$dir/run-edge" \
 			>"$dir/server.log" 2>&1 &
 		SRVS="$SRVS $!"
@@ -355,7 +370,7 @@ cpu_ticks() { # PIDS: "user system" clock ticks of every thread (the split of cp
 	echo "host: $(uname -srm), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "pinhole: $PINHOLE, built $(date -r "$PINHOLE" -Is), source $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
 	echo "kamailio: $("$KAMAILIO" -v 2>/dev/null | head -1)"
-	echo "step: ${STEP_SECS}s x $REPEAT; ramp: $RATES; flows $FLOWS ($PER_SOURCE per source), users $USERS (0: a new AOR each); shape $SHAPE"
+	echo "step: ${STEP_SECS}s x $REPEAT; ramp: $RATES; flows $FLOWS ($PER_SOURCE per source), users $USERS (0: a new AOR each); shape $SHAPE; pinned: ${OBR_PIN:-0}"
 } | tee "$OUT/env.txt" >&2
 
 # Every server is started first, each on its own ports (the next one 10
@@ -405,14 +420,14 @@ for s in $SERVERS; do
 	# (again while answers are missing: a split edge answers 503 until it
 	# has seen its registrar answer)
 	for ((try = 0; try < 5 && USERS != 0; try++)); do
-		"$GEN" "$PORT" 5000 $(((FLOWS + 4999) / 5000)) "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/register-all.csv"
+		$GEN_CPU "$GEN" "$PORT" 5000 $(((FLOWS + 4999) / 5000)) "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/register-all.csv"
 		N=$((N + (FLOWS + 4999) / 5000 * 5000))
 		IFS=';' read -r _ _ _ _ ok_ob _ < <(tail -1 "$dir/register-all.csv")
 		[ "${ok_ob:-0}" -ge "$FLOWS" ] && break
 		sleep 1
 	done
 	first=${RATES%% *}
-	"$GEN" "$PORT" "$first" "$WARMUP" "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/warmup.csv"
+	$GEN_CPU "$GEN" "$PORT" "$first" "$WARMUP" "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/warmup.csv"
 	N=$((N + first * WARMUP))
 	N_OF[$s]=$N BAD_OF[$s]=0
 	UP="$UP $s"
@@ -436,13 +451,14 @@ for rate in $RATES; do
 			N=${N_OF[$s]}
 			c0=$(cpu_ns "$PIDS")
 			read -r u0 k0 < <(cpu_ticks "$PIDS")
-			"$GEN" "$PORT" "$rate" "$STEP_SECS" "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/r$rate-$rep.csv"
+			$GEN_CPU "$GEN" "$PORT" "$rate" "$STEP_SECS" "$FLOWS" "$PER_SOURCE" "$USERS" obr "$N" >"$dir/r$rate-$rep.csv"
 			c1=$(cpu_ns "$PIDS")
 			read -r u1 k1 < <(cpu_ticks "$PIDS")
 			N_OF[$s]=$((N + rate * STEP_SECS))
 			IFS=';' read -r _ sent err ok ok_ob other < <(tail -1 "$dir/r$rate-$rep.csv")
-			echo "$s $rate $rep $sent $err $ok $ok_ob $other $((c1 - c0)) $((u1 - u0)) $((k1 - k0))" >>"$OUT/$s.steps"
-			log "$s $rate/s run $rep: sent $sent, 200 $ok (Require: outbound $ok_ob), other $other, $(awk -v c=$((c1 - c0)) -v o="$ok_ob" 'BEGIN { printf "%.2f", o ? c / o / 1000 : 0 }') us per 200 (user:system ticks $((u1 - u0)):$((k1 - k0))), load $(cut -d' ' -f1 /proc/loadavg)"
+			IFS=';' read -r _ gu gs < <(grep '^cpu;' "$dir/r$rate-$rep.csv")
+			echo "$s $rate $rep $sent $err $ok $ok_ob $other $((c1 - c0)) $((u1 - u0)) $((k1 - k0)) $((${gu:-0} + ${gs:-0}))" >>"$OUT/$s.steps"
+			log "$s $rate/s run $rep: sent $sent, 200 $ok (Require: outbound $ok_ob), other $other, $(awk -v c=$((c1 - c0)) -v o="$ok_ob" 'BEGIN { printf "%.2f", o ? c / o / 1000 : 0 }') us per 200 (user:system ticks $((u1 - u0)):$((k1 - k0))), generator $(awk -v g=$((${gu:-0} + ${gs:-0})) -v o="$sent" 'BEGIN { printf "%.2f", o ? g / o : 0 }') us per REGISTER sent, load $(cut -d' ' -f1 /proc/loadavg)"
 			sleep 1
 		done
 	done
