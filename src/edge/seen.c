@@ -40,9 +40,17 @@ static void add_kv(struct seen_text *t, const char *key, struct slice v)
 	memcpy(t->p + t->l, key, kl);
 	t->l += kl;
 	t->p[t->l++] = '=';
-	for (size_t i = 0; i < v.l; i++)
-		if (v.p[i] != '\r' && v.p[i] != '\n')
-			t->p[t->l++] = v.p[i];
+	/* runs between line breaks, a copy each (usually one: no folding) */
+	while (v.l) {
+		const char *cr = memchr(v.p, '\r', v.l), *lf = memchr(v.p, '\n', v.l);
+		const char *stop = !cr ? lf : !lf ? cr : MIN(cr, lf);
+		size_t run = stop ? (size_t)(stop - v.p) : v.l;
+		memcpy(t->p + t->l, v.p, run);
+		t->l += run;
+		run += stop != NULL;
+		v.p += run;
+		v.l -= run;
+	}
 }
 
 static struct slice first_value(const struct sip_msg *m, enum sip_hdr_id id, size_t line)
