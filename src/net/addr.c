@@ -6,10 +6,33 @@
 
 #include "net.h"
 
+/* Dotted-quad IPv4 in the one form inet_pton accepts (four decimal octets,
+ * no leading zeros, nothing after), without its per-character state
+ * machine: every REGISTER has three such hosts. False for anything else,
+ * which then goes to inet_pton. */
+static bool quad_v4(const char *s, struct in_addr *a)
+{
+	unsigned char b[4];
+	for (int i = 0; i < 4; i++) {
+		if (i && *s++ != '.')
+			return false;
+		unsigned v = 0, n = 0;
+		for (; *s >= '0' && *s <= '9' && n < 4; s++, n++)
+			v = v * 10 + (unsigned)(*s - '0');
+		if (n == 0 || n > 3 || v > 255 || (n > 1 && s[-(int)n] == '0'))
+			return false;
+		b[i] = (unsigned char)v;
+	}
+	if (*s)
+		return false;
+	memcpy(&a->s_addr, b, 4);
+	return true;
+}
+
 static int parse_ip(const char *ip, uint16_t port, struct net_addr *out)
 {
 	memset(out, 0, sizeof *out);
-	if (inet_pton(AF_INET, ip, &out->u.in.sin_addr) == 1) {
+	if (quad_v4(ip, &out->u.in.sin_addr) || inet_pton(AF_INET, ip, &out->u.in.sin_addr) == 1) {
 		out->u.in.sin_family = AF_INET;
 		out->u.in.sin_port = htons(port);
 		return 0;

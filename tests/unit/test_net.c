@@ -167,6 +167,35 @@ static void addr_parse_invalid(void **state)
 	assert_int_equal(net_addr_from_host(SLICE_LIT("[1.2.3.4]"), 1, &a), EINVAL);
 }
 
+/* The dotted-quad fast path takes exactly what inet_pton takes, with the
+ * same address: leading zeros, short and long forms, octets above 255 and
+ * trailing bytes are inet_pton's to refuse (or, for IPv6, to accept). */
+static void addr_v4_like_inet_pton(void **state)
+{
+	(void)state;
+	static const char *in[] = {
+	    "0.0.0.0", "255.255.255.255", "192.0.2.9", "1.2.3.4", "10.0.0.1", "01.2.3.4",
+	    "1.2.3.04", "1.2.3.00", "00.0.0.0", "256.1.1.1", "1.2.3.256", "1.2.3", "1.2.3.4.5",
+	    "1..2.3", ".1.2.3", "1.2.3.", "1.2.3.4 ", " 1.2.3.4", "1.2.3.4x", "1234.1.1.1",
+	    "0001.1.1.1", "1.2.3.999", "::ffff:1.2.3.4", "1.2.3.-4", "+1.2.3.4", "127.000.0.1",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(in); i++) {
+		struct in_addr want;
+		unsigned char want6[16];
+		bool v4 = inet_pton(AF_INET, in[i], &want) == 1;
+		bool v6 = !v4 && inet_pton(AF_INET6, in[i], want6) == 1;
+		struct net_addr a;
+		int err = net_addr_from_host(slice_cstr(in[i]), 7, &a);
+		if (err != (v4 || v6 ? 0 : EINVAL))
+			fail_msg("\"%s\": %d, inet_pton %s", in[i], err, v4 ? "v4" : v6 ? "v6" : "no");
+		if (v4 && (a.u.sa.sa_family != AF_INET ||
+			   a.u.in.sin_addr.s_addr != want.s_addr))
+			fail_msg("\"%s\": not the address inet_pton reads", in[i]);
+		if (v6 && a.u.sa.sa_family != AF_INET6)
+			fail_msg("\"%s\": not IPv6", in[i]);
+	}
+}
+
 static void addr_port_eq_hash(void **state)
 {
 	(void)state;
@@ -1689,6 +1718,7 @@ int main(void)
 		cmocka_unit_test(addr_parse_v4),
 		cmocka_unit_test(addr_parse_v6),
 		cmocka_unit_test(addr_parse_invalid),
+		cmocka_unit_test(addr_v4_like_inet_pton),
 		cmocka_unit_test(addr_port_eq_hash),
 		cmocka_unit_test(addr_is_private),
 		cmocka_unit_test(addr_prefixes),
