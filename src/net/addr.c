@@ -125,12 +125,31 @@ char *net_addr_ip_fmt(const struct net_addr *a, char *buf, size_t len)
 
 char *net_addr_fmt(const struct net_addr *a, char *buf, size_t len)
 {
-	char ip[INET6_ADDRSTRLEN];
-	net_addr_ip_fmt(a, ip, sizeof ip);
-	if (a->u.sa.sa_family == AF_INET6)
-		snprintf(buf, len, "[%s]:%u", ip, net_addr_port(a));
-	else
-		snprintf(buf, len, "%s:%u", ip, net_addr_port(a));
+	/* "[ip]:port" or "ip:port" put together by hand, cut to len as
+	 * snprintf would: every REGISTER's 200 formats its source */
+	char t[INET6_ADDRSTRLEN + 8], *p = t;
+	bool v6 = a->u.sa.sa_family == AF_INET6;
+	if (v6)
+		*p++ = '[';
+	net_addr_ip_fmt(a, p, INET6_ADDRSTRLEN);
+	p += strlen(p);
+	if (v6)
+		*p++ = ']';
+	*p++ = ':';
+	char d[5];
+	size_t k = sizeof d;
+	unsigned port = net_addr_port(a);
+	do {
+		d[--k] = (char)('0' + port % 10);
+		port /= 10;
+	} while (port);
+	memcpy(p, d + k, sizeof d - k);
+	p += sizeof d - k;
+	if (len) {
+		size_t n = MIN((size_t)(p - t), len - 1);
+		memcpy(buf, t, n);
+		buf[n] = 0;
+	}
 	return buf;
 }
 

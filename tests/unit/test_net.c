@@ -196,6 +196,31 @@ static void addr_v4_like_inet_pton(void **state)
 	}
 }
 
+/* net_addr_fmt writes what snprintf("%s:%u") / ("[%s]:%u") would, cut
+ * to the buffer the same way. */
+static void addr_fmt_like_snprintf(void **state)
+{
+	(void)state;
+	static const char *in[] = {"192.0.2.1:5060", "0.0.0.0:0", "255.255.255.255:65535",
+				   "[2001:db8::1]:5061", "[::1]:1", "10.1.2.3:7"};
+	for (size_t i = 0; i < ARRAY_SIZE(in); i++) {
+		struct net_addr a = parse_ok(in[i], 0);
+		char ip[INET6_ADDRSTRLEN], want[NET_ADDR_STRLEN];
+		net_addr_ip_fmt(&a, ip, sizeof ip);
+		snprintf(want, sizeof want, a.u.sa.sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
+			 net_addr_port(&a));
+		assert_string_equal(want, in[i]);
+		for (size_t len = 1; len <= strlen(want) + 2; len++) {
+			char got[NET_ADDR_STRLEN], cut[NET_ADDR_STRLEN];
+			memset(got, 'x', sizeof got);
+			snprintf(cut, len, "%s", want);
+			net_addr_fmt(&a, got, len);
+			assert_string_equal(got, cut);
+			assert_int_equal(got[len], 'x'); /* nothing written past len */
+		}
+	}
+}
+
 static void addr_port_eq_hash(void **state)
 {
 	(void)state;
@@ -1719,6 +1744,7 @@ int main(void)
 		cmocka_unit_test(addr_parse_v6),
 		cmocka_unit_test(addr_parse_invalid),
 		cmocka_unit_test(addr_v4_like_inet_pton),
+		cmocka_unit_test(addr_fmt_like_snprintf),
 		cmocka_unit_test(addr_port_eq_hash),
 		cmocka_unit_test(addr_is_private),
 		cmocka_unit_test(addr_prefixes),
