@@ -16,7 +16,7 @@
 # pins the generator to CPU 0 and the servers to the others (taskset), so
 # that the generator's own work does not come out of a server's share.
 #
-# OBR_FLOWS UDP sockets (OBR_PER_SOURCE per source address, 127.2.1.1 and up)
+# OBR_FLOWS UDP flows (OBR_PER_SOURCE per source address, 127.2.1.1 and up)
 # are OBR_FLOWS phones, each with its own AOR, +sip.instance and reg-id 1
 # over its own flow. First every phone registers once (unrecorded), then
 # OBR_WARMUP_SECS of unrecorded load at the first rate, then each step sends
