@@ -149,7 +149,8 @@ void registrar_nat_judge(const struct registrar_nat_in *in, uint8_t *verdict, ui
 static size_t claim_part(char *out, struct slice host, unsigned port)
 {
 	size_t l = MIN(host.l, 256);
-	memcpy(out, host.p, l);
+	if (l) /* an absent host is a NULL slice */
+		memcpy(out, host.p, l);
 	out[l++] = ':';
 	char d[8];
 	size_t k = sizeof d;
