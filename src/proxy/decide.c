@@ -22,6 +22,9 @@ static struct metric m_decision[PROXY_WHY_N] = {
     [PROXY_WHY_ALWAYS] = {.name = "relay_decisions_total",
 			  .help = DECIDE_HELP,
 			  .labels = "why=\"always\""},
+    [PROXY_WHY_ICE] = {.name = "relay_decisions_total",
+		       .help = DECIDE_HELP,
+		       .labels = "why=\"ice-candidate\""},
     [PROXY_WHY_DIRECT] = {.name = "relay_decisions_total",
 			  .help = DECIDE_HELP,
 			  .labels = "why=\"direct\""},
@@ -39,6 +42,7 @@ const char *proxy_why_name(enum proxy_media_why w)
 						       [PROXY_WHY_CLAIMS_NAT] = "claims-nat",
 						       [PROXY_WHY_FAMILY] = "family",
 						       [PROXY_WHY_ALWAYS] = "always",
+						       [PROXY_WHY_ICE] = "ice-candidate",
 						       [PROXY_WHY_DIRECT] = "direct",
 						       [PROXY_WHY_WEBRTC] = "webrtc",
 						       [PROXY_WHY_NEVER] = "never"};
@@ -55,6 +59,7 @@ int proxy_media_policy_init(struct proxy_media_policy *pol, const struct conf *c
 		    : strcmp(media, "auto") == 0  ? MEDIA_AUTO
 						  : MEDIA_NAT_FACING;
 	pol->webrtc_pass = strcmp(conf_str(c, "relay", "webrtc"), "pass") == 0;
+	pol->ice_candidate = strcmp(conf_str(c, "proxy", "ice"), "candidate") == 0;
 	pol->trusted = trusted;
 	pol->n_trusted = n_trusted;
 	const char *spec = conf_str(c, "relay", "direct_networks");
@@ -136,10 +141,29 @@ static bool sdp_private(const struct sdp *s)
 	return false;
 }
 
+static enum proxy_media_why decide(const struct proxy_media_policy *pol, const struct sdp *offer,
+				   const struct proxy_media_party *caller,
+				   const struct proxy_media_party *callees, size_t n);
+
 enum proxy_media_why proxy_media_decide(const struct proxy_media_policy *pol,
 					const struct sdp *offer,
 					const struct proxy_media_party *caller,
 					const struct proxy_media_party *callees, size_t n)
+{
+	enum proxy_media_why w = decide(pol, offer, caller, callees, n);
+	/* An ICE-capable caller under ice = candidate is not forced through the
+	 * relay: the relay becomes its last candidate (and the c= that a party
+	 * without ICE uses), and the parties' own checks decide whether media
+	 * goes direct (issue 14: such legs need no relay by policy). */
+	if ((w == PROXY_WHY_NAT_FACING || w == PROXY_WHY_CLAIMS_NAT) && pol->ice_candidate &&
+	    offer && sdp_has_ice(offer))
+		return PROXY_WHY_ICE;
+	return w;
+}
+
+static enum proxy_media_why decide(const struct proxy_media_policy *pol, const struct sdp *offer,
+				   const struct proxy_media_party *caller,
+				   const struct proxy_media_party *callees, size_t n)
 {
 	if (pol->mode == MEDIA_ALWAYS)
 		return PROXY_WHY_ALWAYS;
@@ -176,7 +200,7 @@ enum proxy_media_why proxy_media_decide(const struct proxy_media_policy *pol,
 bool proxy_why_relays(enum proxy_media_why w)
 {
 	return w == PROXY_WHY_NAT_FACING || w == PROXY_WHY_CLAIMS_NAT || w == PROXY_WHY_FAMILY ||
-	       w == PROXY_WHY_ALWAYS;
+	       w == PROXY_WHY_ALWAYS || w == PROXY_WHY_ICE;
 }
 
 void proxy_media_count(enum proxy_media_why w)

@@ -157,6 +157,7 @@ uint16_t proxy_media_request(struct proxy *p, const struct edge_rx *rx,
 	/* no private address left anywhere in what the callee sees */
 	req.opts.replace_origin = true;
 	req.opts.replace_session_conn = true;
+	req.opts.ice = p->mpol.ice_candidate ? RELAYCTL_ICE_CANDIDATE : RELAYCTL_ICE_REMOVE;
 	int err = relayctl_offer(p->rc, &req, body);
 	if (err) {
 		metric_inc(&m_relay_errors);
@@ -183,6 +184,7 @@ int proxy_media_response(struct proxy *p, const struct proxy_media *pm, const st
 	req.opts.received_from = rx->flow.remote;
 	req.opts.replace_origin = true;
 	req.opts.replace_session_conn = true;
+	req.opts.ice = p->mpol.ice_candidate ? RELAYCTL_ICE_CANDIDATE : RELAYCTL_ICE_REMOVE;
 	int err;
 	char owner[STORE_AOR_MAX];
 	if (pm->late && registrar_aor_of(&m->from.uri, owner) == 0)
@@ -219,6 +221,7 @@ int proxy_media_ack(struct proxy *p, const struct edge_rx *rx, struct buf *body)
 	req.opts.received_from = rx->flow.remote;
 	req.opts.replace_origin = true;
 	req.opts.replace_session_conn = true;
+	req.opts.ice = p->mpol.ice_candidate ? RELAYCTL_ICE_CANDIDATE : RELAYCTL_ICE_REMOVE;
 	int err = relayctl_answer(p->rc, &req, body);
 	if (err)
 		metric_inc(&m_relay_errors);

@@ -29,6 +29,7 @@ struct sdp;
 struct proxy_media_policy {
 	enum media_policy mode;
 	bool webrtc_pass;
+	bool ice_candidate; /* [proxy] ice = candidate */
 	struct net_cidr direct[PROXY_MAX_DIRECT];
 	size_t n_direct;
 	const struct net_cidr *trusted; /* [proxy] trusted, the proxy's own list */
@@ -51,6 +52,8 @@ enum proxy_media_why {
 	PROXY_WHY_CLAIMS_NAT, /* relay: a message says NAT (auto) */
 	PROXY_WHY_FAMILY,     /* relay: IPv4 and IPv6 parties */
 	PROXY_WHY_ALWAYS,     /* relay: media = always */
+	PROXY_WHY_ICE,	      /* relay as an ICE candidate: nat-facing or auto would relay,
+				 the offer has ICE and [proxy] ice = candidate */
 	PROXY_WHY_DIRECT,     /* not: every party direct (or, auto, nothing says NAT) */
 	PROXY_WHY_WEBRTC,     /* not: ICE with a=fingerprint, webrtc = pass */
 	PROXY_WHY_NEVER,      /* not: media = never */

@@ -22,6 +22,10 @@ const struct conf_key proxy_conf_keys[] = {
 	{"proxy", "relay", CONF_STR, "local", 0, 0, NULL,
 	 "media relay to engage: local (this process's [relay]), an ng address "
 	 "(udp:10.0.0.5:2223), or none"},
+	{"proxy", "ice", CONF_ENUM, "remove", 0, 0, "remove|candidate",
+	 "ICE in relayed SDP (docs/ice.md): remove = strip it, media always through the relay; "
+	 "candidate = keep the parties' ICE and add the relay as their lowest candidate (and as "
+	 "c=), passing their checks on, so ICE may pick a direct path (local relay only)"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -709,6 +713,12 @@ int proxy_alloc(struct proxy **pp, struct edge *e, struct registrar *r, struct r
 		err = relayctl_ng_alloc(&p->rc, which, 1000);
 		if (err)
 			LOG_E("proxy", "[proxy] relay = %s: %s", which, strerror(err));
+		/* ng has no way to ask for a candidate that passes checks on */
+		if (!err && p->mpol.ice_candidate) {
+			LOG_W("proxy", "[proxy] ice = candidate needs the local relay: ICE is "
+				       "removed on relays driven over ng");
+			p->mpol.ice_candidate = false;
+		}
 	}
 	if (err) {
 		free(p);

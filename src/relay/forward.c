@@ -8,7 +8,7 @@
 #include "relay/relay_int.h"
 
 static struct metric m_packets = {.name = "relay_forwarded_packets_total",
-				  .help = "RTP and RTCP packets the relay forwarded"};
+				  .help = "RTP and RTCP packets the relay forwarded (and ICE checks, docs/ice.md)"};
 static struct metric m_bytes = {.name = "relay_forwarded_bytes_total",
 				.help = "bytes of RTP and RTCP the relay forwarded"};
 static struct metric m_fast = {
@@ -64,6 +64,7 @@ void relay_metrics_register(void)
 		metric_register(&m_drops[d]);
 	for (int e = RELAY_EV_NO_MEDIA; e < RELAY_EV_N; e++)
 		metric_register(&m_evidence[e]);
+	relay_ice_register_metrics();
 }
 
 void relay_metrics_drop(enum relay_drop d, int64_t n)
@@ -152,11 +153,17 @@ static struct relay_sock *classify(struct relay *r, struct relay_sock *k, const 
 		rtcp = true;
 		break;
 	case RTP_KIND_STUN:
+		/* the parties' own ICE checks when the relay is their candidate */
+		if (k->m->ice) {
+			*why = RELAY_DROP_STUN;
+			return relay_ice_packet(r, k, p, len, src, now, dst);
+		}
+		/* fall through */
 	case RTP_KIND_DTLS:
 	case RTP_KIND_ZRTP:
 	case RTP_KIND_TURN_CHANNEL:
-		/* ICE checks and DTLS-SRTP handshakes are not relayed (ICE is
-		 * stripped from relayed SDP) */
+		/* DTLS-SRTP handshakes are not relayed, nor ICE checks where
+		 * ICE is stripped from relayed SDP */
 		*why = RELAY_DROP_STUN;
 		return NULL;
 	default:

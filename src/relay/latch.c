@@ -58,6 +58,18 @@ void relay_latch_update(struct relay_latch *l, const struct relay_latch_conf *c,
 	set_allow(l, allow0, allow1);
 	if (l->latched && !allowed(l, c, &l->peer))
 		l->latched = false;
+	if (l->checked_ok && !allowed(l, c, &l->checked))
+		l->checked_ok = false;
+}
+
+bool relay_latch_check(struct relay_latch *l, const struct relay_latch_conf *c,
+		       const struct net_addr *src)
+{
+	if (!allowed(l, c, src))
+		return false;
+	l->checked = *src;
+	l->checked_ok = true;
+	return true;
 }
 
 enum relay_latch_verdict relay_latch_packet(struct relay_latch *l, const struct relay_latch_conf *c,
@@ -112,6 +124,10 @@ bool relay_latch_dest(const struct relay_latch *l, const struct net_addr **out)
 {
 	if (l->latched) {
 		*out = &l->peer;
+		return true;
+	}
+	if (l->checked_ok) {
+		*out = &l->checked;
 		return true;
 	}
 	if (l->guess_ok) {

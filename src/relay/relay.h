@@ -94,6 +94,8 @@ struct relay_latch {
 	struct net_addr allow[RELAY_LATCH_ALLOW]; /* IPs that may latch; AF_UNSPEC unused */
 	struct net_addr peer;			  /* latched source */
 	bool latched;
+	struct net_addr checked; /* source of the party's last authenticated ICE check */
+	bool checked_ok;
 	uint32_t ssrc; /* of the latched source's last packet */
 	uint64_t last_ms;
 	uint64_t latched_ms; /* when it latched from unlatched */
@@ -120,8 +122,13 @@ void relay_latch_update(struct relay_latch *l, const struct relay_latch_conf *c,
 enum relay_latch_verdict relay_latch_packet(struct relay_latch *l, const struct relay_latch_conf *c,
 					    const struct net_addr *src, uint32_t ssrc,
 					    uint64_t now_ms);
-/* Where to send to this party: the latched source, else the guess when it is
- * usable. False: nowhere yet (the packet is dropped, "no-peer"). */
+/* An authenticated ICE check (docs/ice.md) came from src: it becomes where
+ * to send to this party until RTP latches, if src may latch. False if not. */
+bool relay_latch_check(struct relay_latch *l, const struct relay_latch_conf *c,
+		       const struct net_addr *src);
+/* Where to send to this party: the latched source, else the source of its
+ * last authenticated ICE check, else the guess when it is usable. False:
+ * nowhere yet (the packet is dropped, "no-peer"). */
 bool relay_latch_dest(const struct relay_latch *l, const struct net_addr **out);
 
 /* What the latched source says about the SDP that announced it (docs/nat-evidence.md):

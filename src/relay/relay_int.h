@@ -66,6 +66,7 @@ struct relay_media {
 	bool offered_mux;    /* this party's SDP had a=rtcp-mux */
 	bool we_offered_mux; /* we put a=rtcp-mux in the offer sent to this party */
 	bool mux;	     /* this party gets RTCP on its RTP port */
+	struct relay_ice *ice; /* owned (ice.c); NULL: this party's ICE is stripped */
 };
 
 /* One party. Owned by struct relay_session. */
@@ -187,6 +188,21 @@ void relay_fast_stop(struct relay *r);
 void relay_fast_sync(struct relay_media *m);  /* after latch or SDP changes of m */
 void relay_fast_pull(struct relay_sock *k);   /* fold the kernel's counters in */
 void relay_fast_forget(struct relay_sock *k); /* before the socket closes */
+
+/* ICE checks across the relay (ice.c), [proxy] ice = candidate. Session locked. */
+struct relay_ice;
+void relay_ice_register_metrics(void);
+/* Keeps the ICE credentials of the party of m from section i of its SDP sd
+ * when on and it has them, else forgets them: 0 or ENOMEM. */
+int relay_ice_set(struct relay_media *m, const struct sdp *sd, size_t i, bool on);
+void relay_ice_free(struct relay_media *m);
+/* A STUN packet at k (whose media has ICE credentials): the socket to pass it
+ * out of and *dst, or NULL (dropped and counted by verdict). */
+struct relay_sock *relay_ice_packet(struct relay *r, struct relay_sock *k, const uint8_t *p,
+				    size_t len, const struct net_addr *src, uint64_t now,
+				    const struct net_addr **dst);
+void relay_ice_session_end(const struct relay_session *s); /* counts how its media went */
+int64_t relay_ice_checks_forwarded(void);		   /* tests */
 
 /* ng server (ngd.c) */
 struct relay_ngd;

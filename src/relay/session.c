@@ -90,6 +90,7 @@ static void media_free(struct relay *r, struct relay_media *m)
 {
 	relay_media_detach(m);
 	relay_pool_put(r, m);
+	relay_ice_free(m);
 	free(m);
 }
 
@@ -135,6 +136,7 @@ static void unlink_locked(struct relay *r, struct relay_session *s)
 	relay_metrics_sessions(-1);
 	pthread_mutex_lock(&s->lock);
 	s->dead = true; /* the packet path stops looking at it */
+	relay_ice_session_end(s);
 	/* what each party's media did against its SDP, once per stream */
 	for (unsigned l = 0; l < 2; l++)
 		for (unsigned i = 0; i < SDP_MAX_MEDIA; i++)
@@ -370,6 +372,13 @@ static int rewrite(struct relay_session *s, const struct sdp *sd, unsigned to,
 		/* RFC 5761 5.1.3: with mux agreed no separate RTCP port is needed */
 		mrw[i].rtcp_port = mux[i] ? 0 : m->rtcp.port;
 		mrw[i].rtcp_mux = mux[i];
+		/* the sender's ICE is kept with the relay as its last candidate
+		 * (docs/ice.md); component 2 only if the sender has one */
+		const struct relay_media *from = s->leg[1 - to].media[i];
+		if (from && from->ice) {
+			mrw[i].ice_candidate = true;
+			mrw[i].ice_rtcp_port = sdp_media_ice_component(sd, i, 2) ? m->rtcp.port : 0;
+		}
 	}
 	struct sdp_rw rw = {
 	    .media = mrw,
@@ -392,7 +401,7 @@ static int check_req(const struct relayctl_req *q, struct sdp *sd)
 	if (!q->call_id.l || !q->from_tag.l || !q->sdp.l)
 		return EINVAL;
 	if (q->opts.ice == RELAYCTL_ICE_FORCE)
-		return ENOTSUP;
+		return ENOTSUP; /* the relay is no ICE agent (docs/ice.md) */
 	if (q->opts.family && q->opts.family != AF_INET && q->opts.family != AF_INET6)
 		return EINVAL;
 	return sdp_parse(sd, q->sdp);
@@ -456,6 +465,8 @@ int relay_offer(struct relay *r, const struct relayctl_req *q, struct buf *out)
 		struct relay_media *ma = s->leg[a].media[i], *mb = s->leg[b].media[i];
 		party_media(r, &s->leg[a], ma, m, o);
 		relay_fast_sync(ma);
+		if ((err = relay_ice_set(ma, &sd, i, o->ice == RELAYCTL_ICE_CANDIDATE)))
+			goto out_unlock;
 		bool rej = o->rtcp_mux & RELAYCTL_MUX_REJECT;
 		mux[i] = !rej && ((m->rtcp_mux && !(o->rtcp_mux & RELAYCTL_MUX_DEMUX)) ||
 				  (o->rtcp_mux & RELAYCTL_MUX_OFFER));
@@ -513,10 +524,13 @@ int relay_answer(struct relay *r, const struct relayctl_req *q, struct buf *out)
 			relay_latch_update(&mb->rtp.latch, &r->latch, NULL, NULL, NULL);
 			relay_latch_update(&mb->rtcp.latch, &r->latch, NULL, NULL, NULL);
 			relay_fast_sync(mb);
+			relay_ice_free(mb);
 			continue;
 		}
 		party_media(r, &s->leg[b], mb, m, o);
 		relay_fast_sync(mb);
+		if ((err = relay_ice_set(mb, &sd, i, o->ice == RELAYCTL_ICE_CANDIDATE)))
+			goto out_unlock;
 		bool rej = o->rtcp_mux & RELAYCTL_MUX_REJECT;
 		/* the answerer muxes if it says so (RFC 5761 5.1.1) */
 		mb->mux = !rej && m->rtcp_mux;

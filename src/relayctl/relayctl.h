@@ -62,7 +62,11 @@ struct relayctl;
 enum relayctl_ice {
 	RELAYCTL_ICE_DEFAULT = 0, /* = remove: a relayed stream drops ICE */
 	RELAYCTL_ICE_REMOVE,
-	RELAYCTL_ICE_FORCE, /* not supported yet by the local relay: ENOTSUP */
+	RELAYCTL_ICE_FORCE, /* not supported by the local relay: ENOTSUP */
+	/* keep the parties' ICE and add the relay as their last candidate; the
+	 * relay passes their checks on (docs/ice.md). The local relay only: the
+	 * ng client sends "remove" for it. */
+	RELAYCTL_ICE_CANDIDATE,
 };
 
 /* RFC 5761 rtcp-mux handling; bits, ng "rtcp-mux" list items. */

@@ -140,13 +140,17 @@ static void rewrite_session(struct rw_out *o, const struct sdp *s, const struct 
 	struct slice rest = s->session;
 	struct sdp_line ln;
 	bool rebuild_origin = rw->replace_origin || rw->vstate;
+	bool strip = rw->strip_ice;
+	for (size_t i = 0; i < rw->n_media && strip; i++)
+		if (rw->media[i].ice_candidate && !rw->media[i].keep)
+			strip = false; /* the section's ICE needs the session's ufrag, pwd, lite */
 
 	while (sdp_line_next(&rest, &ln) == 0) {
 		if (ln.type == 'o' && rebuild_origin)
 			put_origin(o, s, rw, ver_off);
 		else if (ln.type == 'c' && sc->replaced)
 			put_conn(o, sc->af, sc->addr, SLICE_NULL);
-		else if (ln.type == 'a' && rw->strip_ice && is_ice_attr(ln.val))
+		else if (ln.type == 'a' && strip && is_ice_attr(ln.val))
 			continue;
 		else
 			put_line(o, &ln);
@@ -154,6 +158,87 @@ static void rewrite_session(struct rw_out *o, const struct sdp *s, const struct 
 	/* marker for chained proxies, as Kamailio and OpenSIPS write it */
 	if (rw->add_nortpproxy && !s->nortpproxy) {
 		put_cstr(o, "a=nortpproxy:yes");
+		put(o, o->eol);
+	}
+}
+
+/* What the section's own candidates mean for the ones the relay adds. */
+struct ice_scan {
+	size_t n;	      /* a=candidate lines, well-formed or not */
+	uint32_t min_prio[3]; /* per component 1 and 2; 0: none */
+	char foundation[sizeof SDP_RELAY_FOUNDATION + 1];
+};
+
+static void ice_scan(const struct sdp_media *m, struct ice_scan *sc)
+{
+	memset(sc, 0, sizeof *sc);
+	struct slice rest = m->section;
+	struct sdp_line ln;
+	unsigned clash = 0; /* bit d: SDP_RELAY_FOUNDATION followed by digit d (0: none) is used */
+	while (sdp_line_next(&rest, &ln) == 0) {
+		if (ln.type != 'a' || !attr_is(ln.val, "candidate"))
+			continue;
+		sc->n++;
+		size_t colon = slice_find(ln.val, ':');
+		struct sdp_candidate c;
+		/* a malformed candidate is the party's business: copied, not read */
+		if (colon == ln.val.l ||
+		    sdp_candidate_parse((struct slice){ln.val.p + colon + 1, ln.val.l - colon - 1},
+					&c))
+			continue;
+		if (c.component <= 2 && (!sc->min_prio[c.component] || c.priority < sc->min_prio[c.component]))
+			sc->min_prio[c.component] = c.priority;
+		size_t fl = sizeof SDP_RELAY_FOUNDATION - 1;
+		if (c.foundation.l == fl && memcmp(c.foundation.p, SDP_RELAY_FOUNDATION, fl) == 0)
+			clash |= 1u;
+		else if (c.foundation.l == fl + 1 &&
+			 memcmp(c.foundation.p, SDP_RELAY_FOUNDATION, fl) == 0 &&
+			 c.foundation.p[fl] >= '1' && c.foundation.p[fl] <= '9')
+			clash |= 1u << (c.foundation.p[fl] - '0');
+	}
+	strcpy(sc->foundation, SDP_RELAY_FOUNDATION);
+	for (unsigned d = 0; d < 10 && (clash & (1u << d)); d++) {
+		size_t fl = sizeof SDP_RELAY_FOUNDATION - 1;
+		sc->foundation[fl] = (char)('1' + d);
+		sc->foundation[fl + 1] = '\0';
+	}
+}
+
+/* RFC 8445 5.1.2.1: priority = 2^24 * type preference + 2^8 * local
+ * preference + (256 - component). Type preference 0 (relayed, as RFC 8445
+ * recommends), and below the lowest candidate the party has for the
+ * component, so that any path of its own is preferred to the relay. */
+static uint32_t relay_priority(const struct ice_scan *sc, unsigned comp)
+{
+	uint32_t p = (65535u << 8) + (256u - comp);
+	uint32_t low = sc->min_prio[comp];
+	if (low && low <= p)
+		p = low > 1 ? low - 1 : 1;
+	return p;
+}
+
+/* a=candidate:<foundation> <comp> UDP <prio> <addr> <port> typ relay raddr <addr> rport <port>
+ * (rel-addr and rel-port are required for relayed candidates, RFC 8839 5.1;
+ * the relay's address is its own base) */
+static void put_candidate(struct rw_out *o, const struct ice_scan *sc,
+			  const struct sdp_media_rw *mrw)
+{
+	for (unsigned comp = 1; comp <= 2; comp++) {
+		uint16_t port = comp == 1 ? mrw->port : mrw->ice_rtcp_port;
+		if (!port)
+			continue;
+		put_cstr(o, "a=candidate:");
+		put_cstr(o, sc->foundation);
+		put_cstr(o, comp == 1 ? " 1 UDP " : " 2 UDP ");
+		put_u64(o, relay_priority(sc, comp));
+		put_cstr(o, " ");
+		put(o, mrw->addr);
+		put_cstr(o, " ");
+		put_u64(o, port);
+		put_cstr(o, " typ relay raddr ");
+		put(o, mrw->addr);
+		put_cstr(o, " rport ");
+		put_u64(o, port);
 		put(o, o->eol);
 	}
 }
@@ -167,6 +252,13 @@ static void rewrite_media(struct rw_out *o, const struct sdp_media *m,
 	bool rtcp_done = false, mux_done = false;
 	struct slice rest = m->section;
 	struct sdp_line ln;
+	bool ice = active && mrw->ice_candidate;
+	bool strip = rw->strip_ice && !ice;
+	struct ice_scan is;
+	size_t cands = 0;
+	bool cand_done = false;
+	if (ice)
+		ice_scan(m, &is);
 
 	/* Connection this section must end up with when it has no c= of its
 	 * own: the relay's, or the session one it had before we replaced it. */
@@ -214,8 +306,22 @@ static void rewrite_media(struct rw_out *o, const struct sdp_media *m,
 			put(o, o->eol);
 		} else if (ln.type == 'c' && active) {
 			put_conn(o, mrw->af, mrw->addr, SLICE_NULL);
-		} else if (ln.type == 'a' && rw->strip_ice && is_ice_attr(ln.val)) {
+		} else if (ln.type == 'a' && strip && is_ice_attr(ln.val)) {
 			continue;
+		} else if (ice && ln.type == 'a' && attr_is(ln.val, "candidate")) {
+			/* ours go after the party's own */
+			put_line(o, &ln);
+			if (++cands == is.n && !cand_done) {
+				put_candidate(o, &is, mrw);
+				cand_done = true;
+			}
+		} else if (ice && ln.type == 'a' && attr_is(ln.val, "end-of-candidates")) {
+			/* RFC 8840 (trickle): nothing may follow the last candidate */
+			if (!cand_done) {
+				put_candidate(o, &is, mrw);
+				cand_done = true;
+			}
+			put_line(o, &ln);
 		} else if (ln.type == 'a' && active && attr_is(ln.val, "rtcp")) {
 			/* RFC 3605 2.1: without an address, RTCP goes to the c= address */
 			if (mrw->rtcp_port && !rtcp_done) {
@@ -243,6 +349,8 @@ static void rewrite_media(struct rw_out *o, const struct sdp_media *m,
 		put_cstr(o, "a=rtcp-mux");
 		put(o, o->eol);
 	}
+	if (ice && !cand_done)
+		put_candidate(o, &is, mrw);
 }
 
 /* FNV-1a 64, continued across pieces so that the version digits can be left out. */

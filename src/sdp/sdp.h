@@ -7,8 +7,9 @@
  *
  * The rewriter builds a new description into a struct buf by copying untouched
  * lines verbatim and splicing in only what the relay changes: m= ports, c=
- * addresses, a=rtcp / a=rtcp-mux, ICE attributes, the o= address and version,
- * and the a=nortpproxy marker. No I/O, no logging.
+ * addresses, a=rtcp / a=rtcp-mux, ICE attributes (stripped, or kept with the
+ * relay added as a candidate), the o= address and version, and the
+ * a=nortpproxy marker. No I/O, no logging.
  *
  * Errors: EBADMSG malformed (a line not of the form "x=value", a bad number, a
  * missing v= or o=), ENOTSUP valid but unsupported (a non-IN network type, an
@@ -144,6 +145,29 @@ bool sdp_has_fingerprint(const struct sdp *s);
 /* True if any media section (or the session) carries ICE attributes. */
 bool sdp_has_ice(const struct sdp *s);
 
+/* ---- ICE (RFC 8445, RFC 8839) ---- */
+
+/* One a=candidate value (RFC 8839 5.1); slices into it. */
+struct sdp_candidate {
+	struct slice foundation; /* 1..32 ice-chars */
+	unsigned component;	 /* 1..256 */
+	struct slice transport;	 /* "UDP", or an extension token */
+	uint32_t priority;	 /* 1..2^31-1 */
+	struct slice addr;	 /* connection-address: an IP literal or a name */
+	uint16_t port;
+	struct slice type; /* after "typ": host, srflx, prflx, relay, or another token */
+};
+
+/* Parses the value of an a=candidate line (after "candidate:"); the fields
+ * after the type (raddr, rport, extensions) are not read. 0 or EBADMSG. */
+int sdp_candidate_parse(struct slice v, struct sdp_candidate *c);
+/* The ICE credentials in force for media section i: its own a=ice-ufrag and
+ * a=ice-pwd, else the session's (RFC 8839 5.4). True when both are there. */
+bool sdp_media_ice_creds(const struct sdp *s, size_t i, struct slice *ufrag, struct slice *pwd);
+/* Whether section i lists a well-formed candidate of component comp (among
+ * its first SDP_MAX_CANDIDATES). */
+bool sdp_media_ice_component(const struct sdp *s, size_t i, unsigned comp);
+
 /* ---- rewriting ---- */
 
 /* What the relay puts in one media section. */
@@ -154,7 +178,19 @@ struct sdp_media_rw {
 	uint16_t port;	    /* relay RTP port; an m= port count is dropped */
 	uint16_t rtcp_port; /* relay RTCP port; 0 writes no a=rtcp line */
 	bool rtcp_mux;	    /* advertise a=rtcp-mux (and keep the peer's) */
+	/* RFC 8445 / RFC 8839: keep this section's ICE attributes (and the
+	 * session's) even under strip_ice, and add addr as a candidate of type
+	 * relay: component 1 at port, component 2 at ice_rtcp_port unless 0.
+	 * Its priority is below every well-formed candidate of the section for
+	 * the same component, so that the party's own paths are tried first. */
+	bool ice_candidate;
+	uint16_t ice_rtcp_port;
 };
+
+/* The foundation of the candidates the rewriter adds (another is chosen if
+ * the party already uses it). */
+#define SDP_RELAY_FOUNDATION "pinholerelay"
+
 
 /* RFC 3264 8: o= version state for one direction of one call leg, kept by the
  * caller between offers. Zero-initialise before the first rewrite. */
@@ -178,7 +214,9 @@ struct sdp_rw {
 	enum sdp_af session_af;
 	struct slice session_addr;
 
-	bool strip_ice;	     /* drop candidate, ice-*, end-of-candidates, remote-candidates */
+	bool strip_ice;	     /* drop candidate, ice-*, end-of-candidates, remote-candidates
+			      * (not in sections with ice_candidate, nor at session
+			      * level when a section has it) */
 	bool add_nortpproxy; /* append a=nortpproxy:yes at session level unless present */
 
 	/* NULL: the o= version is copied. Otherwise it is kept while what we send

@@ -1,0 +1,222 @@
+/* relay: the parties' ICE connectivity checks across the relay when it is one of their candidates
+ * ([proxy] ice = candidate, docs/ice.md).
+ *
+ * The relay is not an ICE agent (the MediaProxy 2 idea): it never answers a
+ * check itself and has no credentials of its own. Each party's SDP, which the
+ * relay rewrites anyway, gives it that party's ufrag and password per m= line;
+ * a STUN Binding request that arrives at party P's relay socket is passed on
+ * to the other party Q (out of Q's socket of the same component) only when it
+ * is a check P made for Q: USERNAME "Q-ufrag:P-ufrag" and MESSAGE-INTEGRITY
+ * under Q's password (RFC 8445 7.2.2). Q's answer comes back at Q's socket
+ * and goes to P only when it answers a request the relay passed to Q (its
+ * transaction ID) and carries MESSAGE-INTEGRITY under Q's password (RFC 8445
+ * 7.2.5, 7.3.1.1). So both agents see their own checks succeed over the relay
+ * path, and the relay needs no ICE state machine.
+ *
+ * Hostile network: nothing a stranger sends is passed on (it cannot sign with
+ * a password it has not seen); what is passed on goes only where the relay
+ * already sends that party's media (its latched source, the source of its
+ * last authenticated check, or its SDP address), one datagram for one, and at
+ * most RELAY_ICE_RATE checks a second per party and stream. An authenticated
+ * check from an IP that may latch (relay.h) makes its source where the relay
+ * sends to that party until RTP latches: the relay latches on checks too.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay/relay_int.h"
+#include "stun/stun.h"
+
+/* RFC 8445 14.2: one check every Ta >= 50 ms per agent when pacing, plus
+ * retransmissions and consent (RFC 7675): far below this per stream. */
+#define RELAY_ICE_RATE 100
+#define RELAY_ICE_TIDS 16
+#define RELAY_ICE_MAX 256 /* RFC 8839 5.4: ufrag and pwd at most 256 characters */
+
+/* One party's ICE credentials for one m= line, and the transactions the relay
+ * passed to it. Owned by its struct relay_media; under the session lock. */
+struct relay_ice {
+	char ufrag[RELAY_ICE_MAX];
+	size_t ufrag_len;
+	char pwd[RELAY_ICE_MAX];
+	size_t pwd_len;
+	uint8_t tid[RELAY_ICE_TIDS][STUN_TID_LEN]; /* requests passed to this party */
+	unsigned tid_next;
+	uint64_t win_ms; /* the current one-second window of its checks */
+	unsigned win_n;
+};
+
+enum ice_verdict {
+	ICE_FORWARDED = 0,
+	ICE_UNAUTH,   /* not a check of this call's parties: username or integrity */
+	ICE_NO_CREDS, /* the other party's credentials are not known (yet) */
+	ICE_UNMATCHED, /* a response to no request the relay passed on */
+	ICE_OTHER,     /* not a Binding request or response, or malformed */
+	ICE_SOURCE,    /* from an IP that may not latch (strict) */
+	ICE_RATE,      /* over RELAY_ICE_RATE a second */
+	ICE_NO_PEER,   /* nowhere to send it yet */
+	ICE_N
+};
+
+#define ICE_METRIC(v)                                                                              \
+	{                                                                                          \
+		.name = "relay_ice_checks_total",                                                  \
+		.help = "STUN packets at relay ports of ICE calls ([proxy] ice = candidate), by "  \
+			"what the relay did",                                                      \
+		.labels = "verdict=\"" v "\""                                                      \
+	}
+static struct metric m_checks[ICE_N] = {
+    ICE_METRIC("forwarded"), ICE_METRIC("unauthenticated"), ICE_METRIC("no-credentials"),
+    ICE_METRIC("unmatched"), ICE_METRIC("other"),	    ICE_METRIC("source"),
+    ICE_METRIC("rate"),	     ICE_METRIC("no-peer"),
+};
+#define SESS_METRIC(v)                                                                             \
+	{                                                                                          \
+		.name = "relay_ice_sessions_total",                                                \
+		.help = "ended relay sessions whose SDP kept ICE with the relay as a candidate, by " \
+			"whether media went through the relay",                                    \
+		.labels = "media=\"" v "\""                                                        \
+	}
+static struct metric m_sessions[2] = {SESS_METRIC("relayed"), SESS_METRIC("not-relayed")};
+
+void relay_ice_register_metrics(void)
+{
+	for (int i = 0; i < ICE_N; i++)
+		metric_register(&m_checks[i]);
+	metric_register(&m_sessions[0]);
+	metric_register(&m_sessions[1]);
+}
+
+int64_t relay_ice_checks_forwarded(void)
+{
+	return metric_get(&m_checks[ICE_FORWARDED]);
+}
+
+void relay_ice_free(struct relay_media *m)
+{
+	free(m->ice);
+	m->ice = NULL;
+}
+
+int relay_ice_set(struct relay_media *m, const struct sdp *sd, size_t i, bool on)
+{
+	struct slice ufrag, pwd;
+	/* out-of-range credentials: ICE is stripped for this stream, as before */
+	if (!on || !sd || !sdp_media_ice_creds(sd, i, &ufrag, &pwd) || ufrag.l > RELAY_ICE_MAX ||
+	    pwd.l > RELAY_ICE_MAX) {
+		relay_ice_free(m);
+		return 0;
+	}
+	if (!m->ice && !(m->ice = calloc(1, sizeof *m->ice)))
+		return ENOMEM;
+	struct relay_ice *c = m->ice;
+	/* an ICE restart (new ufrag) forgets what was passed under the old one */
+	if (c->ufrag_len != ufrag.l || memcmp(c->ufrag, ufrag.p, ufrag.l) != 0) {
+		memset(c->tid, 0, sizeof c->tid);
+		c->tid_next = 0;
+	}
+	memcpy(c->ufrag, ufrag.p, ufrag.l);
+	c->ufrag_len = ufrag.l;
+	memcpy(c->pwd, pwd.p, pwd.l);
+	c->pwd_len = pwd.l;
+	return 0;
+}
+
+static enum ice_verdict check_request(const struct stun_msg *msg, const struct relay_ice *own,
+				      struct relay_ice *peer)
+{
+	/* RFC 8445 7.2.2: USERNAME = the receiver's ufrag ":" the sender's */
+	const struct stun_attr *u = stun_msg_attr(msg, STUN_ATTR_USERNAME);
+	if (!u || u->len != peer->ufrag_len + 1 + own->ufrag_len)
+		return ICE_UNAUTH;
+	if (memcmp(u->v, peer->ufrag, peer->ufrag_len) != 0 || u->v[peer->ufrag_len] != ':' ||
+	    memcmp(u->v + peer->ufrag_len + 1, own->ufrag, own->ufrag_len) != 0)
+		return ICE_UNAUTH;
+	if (stun_msg_check_integrity(msg, peer->pwd, peer->pwd_len))
+		return ICE_UNAUTH;
+	memcpy(peer->tid[peer->tid_next], msg->tid, STUN_TID_LEN);
+	peer->tid_next = (peer->tid_next + 1) % RELAY_ICE_TIDS;
+	return ICE_FORWARDED;
+}
+
+static enum ice_verdict check_response(const struct stun_msg *msg, const struct relay_ice *own)
+{
+	bool asked = false;
+	for (unsigned i = 0; i < RELAY_ICE_TIDS && !asked; i++)
+		asked = memcmp(own->tid[i], msg->tid, STUN_TID_LEN) == 0;
+	if (!asked)
+		return ICE_UNMATCHED;
+	/* RFC 8445 7.3.1.1: the response is signed with the responder's password */
+	if (stun_msg_check_integrity(msg, own->pwd, own->pwd_len))
+		return ICE_UNAUTH;
+	return ICE_FORWARDED;
+}
+
+struct relay_sock *relay_ice_packet(struct relay *r, struct relay_sock *k, const uint8_t *p,
+				    size_t len, const struct net_addr *src, uint64_t now,
+				    const struct net_addr **dst)
+{
+	struct relay_media *m = k->m;
+	struct relay_ice *own = m->ice;
+	struct relay_media *om = m->s->leg[1 - m->leg].media[m->idx];
+	struct relay_ice *peer = om ? om->ice : NULL;
+	enum ice_verdict v;
+	struct stun_msg msg;
+
+	if (now - own->win_ms >= 1000) {
+		own->win_ms = now;
+		own->win_n = 0;
+	}
+	if (++own->win_n > RELAY_ICE_RATE) {
+		v = ICE_RATE;
+		goto out_drop;
+	}
+	if (stun_msg_decode(&msg, p, len) || msg.classic || msg.method != STUN_METHOD_BINDING ||
+	    (msg.fp >= 0 && stun_msg_check_fingerprint(&msg))) {
+		v = ICE_OTHER;
+		goto out_drop;
+	}
+	if (!peer) {
+		v = ICE_NO_CREDS;
+		goto out_drop;
+	}
+	if (msg.cls == STUN_CLASS_REQUEST)
+		v = check_request(&msg, own, peer);
+	else if (msg.cls == STUN_CLASS_SUCCESS || msg.cls == STUN_CLASS_ERROR)
+		v = check_response(&msg, own);
+	else
+		v = ICE_OTHER; /* indications: keepalives, nothing to pass on */
+	if (v != ICE_FORWARDED)
+		goto out_drop;
+	if (!relay_latch_check(&k->latch, &r->latch, src)) {
+		v = ICE_SOURCE;
+		goto out_drop;
+	}
+	/* the same component on the other leg: RTP port to RTP port */
+	struct relay_sock *out = k->rtcp ? &om->rtcp : &om->rtp;
+	if (out->fd < 0 || !relay_latch_dest(&out->latch, dst)) {
+		v = ICE_NO_PEER;
+		goto out_drop;
+	}
+	metric_inc(&m_checks[ICE_FORWARDED]);
+	return out;
+out_drop:
+	metric_inc(&m_checks[v]);
+	return NULL;
+}
+
+void relay_ice_session_end(const struct relay_session *s)
+{
+	bool ice = false, media = false;
+	for (unsigned l = 0; l < 2; l++)
+		for (unsigned i = 0; i < SDP_MAX_MEDIA; i++) {
+			const struct relay_media *m = s->leg[l].media[i];
+			if (!m)
+				continue;
+			ice |= m->ice != NULL;
+			media |= m->rtp.latch.latched || m->rtcp.latch.latched;
+		}
+	if (ice)
+		metric_inc(&m_sessions[media ? 0 : 1]);
+}
