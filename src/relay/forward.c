@@ -125,12 +125,14 @@ void relay_media_detach(struct relay_media *m)
 }
 
 /* One datagram through the stages; returns the socket to send from and sets
- * *dst, or NULL with *why set. Session locked. */
-static struct relay_sock *classify(struct relay *r, struct relay_sock *k, const uint8_t *p,
-				   size_t len, bool trunc, const struct net_addr *src, uint64_t now,
+ * *dst, or NULL with *why set. What goes out is p[0..*lenp): the datagram,
+ * or an answer to it the relay wrote over it (ice.c). Session locked. */
+static struct relay_sock *classify(struct relay *r, struct relay_sock *k, uint8_t *p,
+				   size_t *lenp, bool trunc, const struct net_addr *src, uint64_t now,
 				   const struct net_addr **dst, enum relay_drop *why,
 				   bool *relatched)
 {
+	size_t len = *lenp;
 	*why = RELAY_DROP_MALFORMED;
 	if (trunc)
 		return NULL;
@@ -156,7 +158,7 @@ static struct relay_sock *classify(struct relay *r, struct relay_sock *k, const 
 		/* the parties' own ICE checks when the relay is their candidate */
 		if (k->m->ice) {
 			*why = RELAY_DROP_STUN;
-			return relay_ice_packet(r, k, p, len, src, now, dst);
+			return relay_ice_packet(r, k, p, lenp, src, now, dst);
 		}
 		/* fall through */
 	case RTP_KIND_DTLS:
@@ -264,7 +266,7 @@ void relay_sock_readable(int fd, uint32_t events, void *arg)
 			const struct net_addr *dst;
 			enum relay_drop why;
 			struct relay_sock *out = classify(
-			    r, k, w->rx[i], len, (w->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC) != 0,
+			    r, k, w->rx[i], &len, (w->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC) != 0,
 			    &src, now, &dst, &why, &relatched);
 			if (!out) {
 				drops[why]++;

@@ -192,15 +192,21 @@ void relay_fast_forget(struct relay_sock *k); /* before the socket closes */
 /* ICE checks across the relay (ice.c), [proxy] ice = candidate. Session locked. */
 struct relay_ice;
 void relay_ice_register_metrics(void);
-/* Keeps the ICE credentials of the party of m from section i of its SDP sd
- * when on and it has them, else forgets them: 0 or ENOMEM. */
+/* When on: keeps the ICE credentials of the party of m from section i of its
+ * SDP sd, or for a party without ICE makes the relay's own (ICE-lite agent);
+ * when not, forgets them. 0 or ENOMEM. */
 int relay_ice_set(struct relay_media *m, const struct sdp *sd, size_t i, bool on);
 void relay_ice_free(struct relay_media *m);
-/* A STUN packet at k (whose media has ICE credentials): the socket to pass it
- * out of and *dst, or NULL (dropped and counted by verdict). */
-struct relay_sock *relay_ice_packet(struct relay *r, struct relay_sock *k, const uint8_t *p,
-				    size_t len, const struct net_addr *src, uint64_t now,
+/* A STUN packet at k (whose media has ICE credentials): the socket to send
+ * out of and *dst, or NULL (dropped and counted by verdict). What to send is
+ * p[0..*len): the packet, or the relay's own answer written over it. */
+struct relay_sock *relay_ice_packet(struct relay *r, struct relay_sock *k, uint8_t *p,
+				    size_t *len, const struct net_addr *src, uint64_t now,
 				    const struct net_addr **dst);
+/* The ICE part of the rewrite of section i of sd (the sender's SDP, whose
+ * media is from) for the party whose relay media is to. */
+void relay_ice_rw(const struct relay_media *from, const struct relay_media *to,
+		  const struct sdp *sd, size_t i, bool mux, struct sdp_media_rw *mrw);
 void relay_ice_session_end(const struct relay_session *s); /* counts how its media went */
 int64_t relay_ice_checks_forwarded(void);		   /* tests */
 

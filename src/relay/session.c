@@ -372,13 +372,8 @@ static int rewrite(struct relay_session *s, const struct sdp *sd, unsigned to,
 		/* RFC 5761 5.1.3: with mux agreed no separate RTCP port is needed */
 		mrw[i].rtcp_port = mux[i] ? 0 : m->rtcp.port;
 		mrw[i].rtcp_mux = mux[i];
-		/* the sender's ICE is kept with the relay as its last candidate
-		 * (docs/ice.md); component 2 only if the sender has one */
-		const struct relay_media *from = s->leg[1 - to].media[i];
-		if (from && from->ice) {
-			mrw[i].ice_candidate = true;
-			mrw[i].ice_rtcp_port = sdp_media_ice_component(sd, i, 2) ? m->rtcp.port : 0;
-		}
+		/* [proxy] ice = candidate (docs/ice.md) */
+		relay_ice_rw(s->leg[1 - to].media[i], m, sd, i, mux[i], &mrw[i]);
 	}
 	struct sdp_rw rw = {
 	    .media = mrw,

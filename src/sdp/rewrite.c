@@ -11,6 +11,7 @@ struct rw_out {
 	struct buf *b;
 	struct slice eol;
 	int err;
+	bool lite; /* the relay's ICE-lite lines go in (a=ice-lite at session level) */
 };
 
 static void put(struct rw_out *o, struct slice s)
@@ -140,10 +141,18 @@ static void rewrite_session(struct rw_out *o, const struct sdp *s, const struct 
 	struct slice rest = s->session;
 	struct sdp_line ln;
 	bool rebuild_origin = rw->replace_origin || rw->vstate;
-	bool strip = rw->strip_ice;
-	for (size_t i = 0; i < rw->n_media && strip; i++)
-		if (rw->media[i].ice_candidate && !rw->media[i].keep)
+	bool strip = rw->strip_ice, lite = false;
+	for (size_t i = 0; i < rw->n_media; i++) {
+		const struct sdp_media_rw *mr = &rw->media[i];
+		if (mr->keep || (i < s->n_media && s->media[i].port == 0))
+			continue;
+		if (mr->ice_candidate)
 			strip = false; /* the section's ICE needs the session's ufrag, pwd, lite */
+		else if (mr->lite_ufrag.l)
+			lite = true;
+	}
+	lite = lite && strip; /* never mixed with a party's own ICE */
+	o->lite = lite;
 
 	while (sdp_line_next(&rest, &ln) == 0) {
 		if (ln.type == 'o' && rebuild_origin)
@@ -154,6 +163,10 @@ static void rewrite_session(struct rw_out *o, const struct sdp *s, const struct 
 			continue;
 		else
 			put_line(o, &ln);
+	}
+	if (lite) {
+		put_cstr(o, "a=ice-lite");
+		put(o, o->eol);
 	}
 	/* marker for chained proxies, as Kamailio and OpenSIPS write it */
 	if (rw->add_nortpproxy && !s->nortpproxy) {
@@ -219,7 +232,8 @@ static uint32_t relay_priority(const struct ice_scan *sc, unsigned comp)
 
 /* a=candidate:<foundation> <comp> UDP <prio> <addr> <port> typ relay raddr <addr> rport <port>
  * (rel-addr and rel-port are required for relayed candidates, RFC 8839 5.1;
- * the relay's address is its own base) */
+ * the relay's address is its own base); sc NULL: the ICE-lite agent's
+ * "typ host" candidate, with the host type preference 126 (RFC 8445 5.1.2.2) */
 static void put_candidate(struct rw_out *o, const struct ice_scan *sc,
 			  const struct sdp_media_rw *mrw)
 {
@@ -228,17 +242,21 @@ static void put_candidate(struct rw_out *o, const struct ice_scan *sc,
 		if (!port)
 			continue;
 		put_cstr(o, "a=candidate:");
-		put_cstr(o, sc->foundation);
+		put_cstr(o, sc ? sc->foundation : SDP_RELAY_FOUNDATION);
 		put_cstr(o, comp == 1 ? " 1 UDP " : " 2 UDP ");
-		put_u64(o, relay_priority(sc, comp));
+		put_u64(o, sc ? relay_priority(sc, comp) : (126u << 24) + (65535u << 8) + 256 - comp);
 		put_cstr(o, " ");
 		put(o, mrw->addr);
 		put_cstr(o, " ");
 		put_u64(o, port);
-		put_cstr(o, " typ relay raddr ");
-		put(o, mrw->addr);
-		put_cstr(o, " rport ");
-		put_u64(o, port);
+		if (sc) {
+			put_cstr(o, " typ relay raddr ");
+			put(o, mrw->addr);
+			put_cstr(o, " rport ");
+			put_u64(o, port);
+		} else {
+			put_cstr(o, " typ host");
+		}
 		put(o, o->eol);
 	}
 }
@@ -351,6 +369,15 @@ static void rewrite_media(struct rw_out *o, const struct sdp_media *m,
 	}
 	if (ice && !cand_done)
 		put_candidate(o, &is, mrw);
+	if (active && !ice && mrw->lite_ufrag.l && o->lite) {
+		put_cstr(o, "a=ice-ufrag:");
+		put(o, mrw->lite_ufrag);
+		put(o, o->eol);
+		put_cstr(o, "a=ice-pwd:");
+		put(o, mrw->lite_pwd);
+		put(o, o->eol);
+		put_candidate(o, NULL, mrw);
+	}
 }
 
 /* FNV-1a 64, continued across pieces so that the version digits can be left out. */

@@ -185,6 +185,12 @@ struct sdp_media_rw {
 	 * the same component, so that the party's own paths are tried first. */
 	bool ice_candidate;
 	uint16_t ice_rtcp_port;
+	/* Or the relay answers checks itself for a party without ICE, as an
+	 * ICE-lite agent (RFC 8445 2.5): when lite_ufrag is set (and
+	 * ice_candidate is not), the section gets a=ice-ufrag and a=ice-pwd with
+	 * these, addr as a host candidate (component 1 at port, component 2 at
+	 * ice_rtcp_port unless 0), and the session gets a=ice-lite. */
+	struct slice lite_ufrag, lite_pwd;
 };
 
 /* The foundation of the candidates the rewriter adds (another is chosen if

@@ -13,12 +13,21 @@
 #              work: the parties' own checks succeed over the relay (they are
 #              passed on: relay_ice_checks_total{verdict="forwarded"} grows),
 #              and media flows both ways through it.
-#   3 plain    alice (`pinhole ua`, no ICE) behind a symmetric NAT calls carol
-#              (ICE): carol's answer reaches alice without ICE, pointing at the
-#              relay; both directions flow through the relay (alice's media
-#              verdict two-way, no loss; relay RTP counters).
+#   3 plain    carol (ICE) behind an eim NAT calls bob (`pinhole ua
+#              --auto-answer`, no ICE) behind a symmetric NAT: bob uses the
+#              offer's c= (the relay), his answer has no ICE, so carol sends to
+#              its c= (the relay): bob's media verdict is two-way with no loss,
+#              carol receives at PCMU's rate from the relay.
+#   3a plain   alice (`pinhole ua`, no ICE) behind a symmetric NAT calls carol
+#              (ICE): carol's offer has the relay as an ICE-lite agent (a=ice-lite,
+#              a host candidate of the relay), the relay answers her checks
+#              (relay_ice_checks_total{verdict="answered"} grows), alice's media
+#              verdict is two-way with no loss, carol receives at PCMU's rate.
 #   4 remove   the ICE pair of part 2 with [proxy] ice = remove (a second
-#              server): no ICE and no candidate in the SDPs, media relayed.
+#              server): no relay candidate and no ICE reach the parties (carol
+#              logs "ICE not supported by peer"); the audio each receives is
+#              reported (baresip 1.0's ice module starts no media without ICE
+#              at the peer: 0, which is what ice = candidate fixes).
 # Needs root, iptables, jq, baresip (with its ice module) and $PINHOLE.
 set -u
 LAB_DIR=${LAB_DIR:-$(cd "$(dirname "$0")" && pwd)}
@@ -31,6 +40,8 @@ NAT_T=${NAT_T:-30}
 # picks one, so behind symmetric NATs (the relay pair is the last resort)
 # media starts some 10 s into the call
 CALL_SECS=${CALL_SECS:-24}
+PARTS=${PARTS:-1 2 3 3a 4} # to run some of them only (debugging)
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 lab_require jq
 [ -x "$PINHOLE" ] || lab_skip "no pinhole binary at $PINHOLE"
@@ -199,6 +210,7 @@ ice_call() {
 }
 
 # --- 1 ICE pair behind two eim NATs ------------------------------------------------
+if part 1; then
 ice_call ice-eim e1 e2 "$SRV1" "$CTL1"
 [ "$PATH_SEEN" != none ] || lab_fail "ice-eim: ICE did not complete"
 # media both ways at PCMU's rate, from the path ICE chose
@@ -211,8 +223,10 @@ else
 		lab_fail "ice-eim: relayed, but media from $FROM_C / $FROM_D"
 fi
 lab_log "1: ICE pair behind eim NATs: media flows both ways, the pair went $PATH_SEEN"
+fi
 
 # --- 2 ICE pair behind two symmetric NATs: only the relay works ---------------------
+if part 2; then
 ice_call ice-sym s1 s2 "$SRV1" "$CTL1"
 [ "$PATH_SEEN" = relay ] || lab_fail "ice-sym: the pair is $PATH_SEEN, not the relay"
 [ "$CHECKS" -gt 0 ] || lab_fail "ice-sym: no ICE check passed on by the relay"
@@ -220,3 +234,86 @@ ice_call ice-sym s1 s2 "$SRV1" "$CTL1"
 [ "$RX_C" -ge 60000 ] && [ "$RX_D" -ge 60000 ] || lab_fail "ice-sym: no audio (carol $RX_C, dave $RX_D bit/s)"
 [ "${FROM_C%:*}" = "$SRV1" ] && [ "${FROM_D%:*}" = "$SRV1" ] || lab_fail "ice-sym: media from $FROM_C / $FROM_D"
 lab_log "2: ICE pair behind symmetric NATs: checks passed on, media through the relay"
+fi
+
+# verdict LOG: the first media verdict of a ua's JSON log
+verdict() { jq -c -s '[.[] | select(.event == "verdict")][0].media // empty' "$1"; }
+# two_way LABEL VERDICT: audio both ways with no loss, the far end the relay
+two_way() {
+	[ "$(jq -r .verdict <<<"$2")" = two-way ] || lab_fail "$1: not two-way: $2"
+	[ "$(jq '.in.lost' <<<"$2")" -eq 0 ] || lab_fail "$1: loss: $2"
+	[ "$(jq -r '.remote_announced | split(":")[0]' <<<"$2")" = "$SRV1" ] ||
+		lab_fail "$1: the far end's SDP does not name the relay: $2"
+}
+
+# --- 3 ICE to plain RTP ------------------------------------------------------------
+# carol (ICE) behind e1 calls bob (pinhole ua --auto-answer, no ICE) behind s2:
+# bob uses the offer's c= (the relay); his answer goes to carol with the relay
+# as an ICE-lite agent (a=ice-lite, its own ufrag and pwd, one host
+# candidate), which answers carol's checks itself
+if part 3; then
+fwd0=$(counter "$CTL1" relay_forwarded_packets_total)
+lab_start_bg s2-ph "$LAB_TMP/bob-plain.log" "$PINHOLE" ua register --json --auto-answer \
+	--state "$LAB_TMP/bob.state" --proxy "udp:$SRV1:5060" "sip:bob@$SRV1"
+BOB_PID=$LAB_LAST_PID
+lab_wait_line "$LAB_TMP/bob-plain.log" '"event":"registered"' 10 ||
+	lab_fail "3: bob did not register: $(cat "$LAB_TMP/bob-plain.log")"
+baresip_conf carol e1 "$SRV1" ice
+lab_start_bg e1-ph "$LAB_TMP/carol-plain.log" /usr/bin/baresip -f "$BDIR" -s \
+	-e "/dial sip:bob@$SRV1" -t 10
+lab_wait "$LAB_LAST_PID" 30 || lab_fail "3: carol did not finish"
+sleep 1
+kill -TERM "$BOB_PID" 2>/dev/null
+lab_wait "$BOB_PID" 10 || lab_kill "$BOB_PID"
+B=$(verdict "$LAB_TMP/bob-plain.log")
+two_way 3 "$B"
+[ "$(rx "$LAB_TMP/carol-plain.log")" -ge 60000 ] || lab_fail "3: carol receives $(rx "$LAB_TMP/carol-plain.log") bit/s"
+[ "$(from "$LAB_TMP/carol-plain.log" | cut -d: -f1)" = "$SRV1" ] || lab_fail "3: carol's media from $(from "$LAB_TMP/carol-plain.log")"
+grep -a -q '^a=ice-lite' "$LAB_TMP/carol-plain.log" || lab_fail "3: the answer to carol has no a=ice-lite"
+! grep -a -q '^a=candidate' "$LAB_TMP/bob-plain.log" || lab_fail "3: ICE in what bob got"
+relayed=$(($(counter "$CTL1" relay_forwarded_packets_total) - fwd0))
+lab_log "3: ICE -> plain: two-way through the relay ($relayed packets; bob $(jq -c '{in: .in.packets, lost: .in.lost}' <<<"$B"))"
+fi
+
+# --- 3a plain RTP to ICE ------------------------------------------------------------
+# alice (pinhole ua, no ICE) behind s3 calls carol (ICE) behind e1: carol gets
+# the offer with the relay as an ICE-lite agent, does her checks with it
+if part 3a; then
+fwd0=$(counter "$CTL1" relay_forwarded_packets_total)
+ans0=$(counter "$CTL1" 'relay_ice_checks_total{verdict=answered}')
+baresip_answer carol e1 "$SRV1" ice
+CPID=$BPID
+lab_exec s3-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/alice.state" \
+	--aor "sip:alice@$SRV1" --proxy "udp:$SRV1:5060" --duration 6 "sip:carol@$SRV1" \
+	>"$LAB_TMP/alice-plain.log" 2>"$LAB_TMP/alice-plain.err" </dev/null
+rc=$?
+baresip_stop "$CPID"
+cp "$LAB_TMP/carol.log" "$LAB_TMP/carol-3a.log"
+A=$(verdict "$LAB_TMP/alice-plain.log")
+grep -a -q '^a=ice-lite' "$LAB_TMP/carol-3a.log" || lab_fail "3a: carol's offer has no a=ice-lite"
+grep -a -q "^a=candidate:pinholerelay 1 UDP [0-9]* $SRV1 [0-9]* typ host" "$LAB_TMP/carol-3a.log" ||
+	lab_fail "3a: carol's offer has no host candidate of the relay"
+[ "$rc" -eq 0 ] || lab_fail "3a: alice exited $rc: $A $(cat "$LAB_TMP/alice-plain.err")"
+two_way 3a "$A"
+answered=$(($(counter "$CTL1" 'relay_ice_checks_total{verdict=answered}') - ans0))
+[ "$answered" -gt 0 ] || lab_fail "3a: the relay answered no check"
+[ "$(rx "$LAB_TMP/carol-3a.log")" -ge 60000 ] || lab_fail "3a: carol receives $(rx "$LAB_TMP/carol-3a.log") bit/s"
+relayed=$(($(counter "$CTL1" relay_forwarded_packets_total) - fwd0))
+lab_log "3a: plain -> ICE: two-way through the relay ($relayed packets, $answered checks answered by the relay; alice $(jq -c '{in: .in.packets, lost: .in.lost}' <<<"$A"))"
+fi
+
+# --- 4 ice = remove: the relay strips ICE, as before ---------------------------------
+if part 4; then
+ice_call remove s1 s2 "$SRV2" "$CTL2"
+for f in "$LAB_TMP/carol-remove.log" "$LAB_TMP/dave-remove.log"; do
+	! grep -a -q "typ relay" "$f" || lab_fail "4: a relay candidate with ice = remove"
+done
+grep -a -q 'ICE not supported by peer' "$LAB_TMP/carol-remove.log" ||
+	lab_fail "4: carol still saw ICE with ice = remove"
+# baresip 1.0's ice module starts no media when the peer has no ICE: this is
+# what ice = candidate is for (reported, not asserted: another client may)
+lab_log "4: ice = remove: ICE stripped, carol receives $RX_C bit/s, dave $RX_D bit/s"
+fi
+
+lab_log "PASS"
+exit 0
