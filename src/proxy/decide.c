@@ -38,14 +38,11 @@ static struct metric m_decision[PROXY_WHY_N] = {
 
 const char *proxy_why_name(enum proxy_media_why w)
 {
-	static const char *const names[PROXY_WHY_N] = {[PROXY_WHY_NAT_FACING] = "nat-facing",
-						       [PROXY_WHY_CLAIMS_NAT] = "claims-nat",
-						       [PROXY_WHY_FAMILY] = "family",
-						       [PROXY_WHY_ALWAYS] = "always",
-						       [PROXY_WHY_ICE] = "ice-candidate",
-						       [PROXY_WHY_DIRECT] = "direct",
-						       [PROXY_WHY_WEBRTC] = "webrtc",
-						       [PROXY_WHY_NEVER] = "never"};
+	static const char *const names[PROXY_WHY_N] = {
+	    [PROXY_WHY_NAT_FACING] = "nat-facing", [PROXY_WHY_CLAIMS_NAT] = "claims-nat",
+	    [PROXY_WHY_FAMILY] = "family",	   [PROXY_WHY_ALWAYS] = "always",
+	    [PROXY_WHY_ICE] = "ice-candidate",	   [PROXY_WHY_DIRECT] = "direct",
+	    [PROXY_WHY_WEBRTC] = "webrtc",	   [PROXY_WHY_NEVER] = "never"};
 	return (unsigned)w < PROXY_WHY_N ? names[w] : "?";
 }
 

@@ -7,8 +7,9 @@
 
 #include "relay/relay_int.h"
 
-static struct metric m_packets = {.name = "relay_forwarded_packets_total",
-				  .help = "RTP and RTCP packets the relay forwarded (and ICE checks, docs/ice.md)"};
+static struct metric m_packets = {
+    .name = "relay_forwarded_packets_total",
+    .help = "RTP and RTCP packets the relay forwarded (and ICE checks, docs/ice.md)"};
 static struct metric m_bytes = {.name = "relay_forwarded_bytes_total",
 				.help = "bytes of RTP and RTCP the relay forwarded"};
 static struct metric m_fast = {

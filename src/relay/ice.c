@@ -58,8 +58,8 @@ struct relay_ice {
 
 enum ice_verdict {
 	ICE_FORWARDED = 0,
-	ICE_UNAUTH,   /* not a check of this call's parties: username or integrity */
-	ICE_NO_CREDS, /* the other party's credentials are not known (yet) */
+	ICE_UNAUTH,    /* not a check of this call's parties: username or integrity */
+	ICE_NO_CREDS,  /* the other party's credentials are not known (yet) */
 	ICE_UNMATCHED, /* a response to no request the relay passed on */
 	ICE_OTHER,     /* not a Binding request or response, or malformed */
 	ICE_SOURCE,    /* from an IP that may not latch (strict) */
@@ -84,8 +84,9 @@ static struct metric m_checks[ICE_N] = {
 #define SESS_METRIC(v)                                                                             \
 	{                                                                                          \
 		.name = "relay_ice_sessions_total",                                                \
-		.help = "ended relay sessions whose SDP kept ICE with the relay as a candidate, by " \
-			"whether media went through the relay",                                    \
+		.help =                                                                            \
+		    "ended relay sessions whose SDP kept ICE with the relay as a candidate, by "   \
+		    "whether media went through the relay",                                        \
 		.labels = "media=\"" v "\""                                                        \
 	}
 static struct metric m_sessions[2] = {SESS_METRIC("relayed"), SESS_METRIC("not-relayed")};
@@ -96,11 +97,6 @@ void relay_ice_register_metrics(void)
 		metric_register(&m_checks[i]);
 	metric_register(&m_sessions[0]);
 	metric_register(&m_sessions[1]);
-}
-
-int64_t relay_ice_checks_forwarded(void)
-{
-	return metric_get(&m_checks[ICE_FORWARDED]);
 }
 
 void relay_ice_free(struct relay_media *m)
@@ -241,8 +237,8 @@ static int lite_answer(const struct stun_msg *req, const struct relay_ice *lite,
 	return err;
 }
 
-struct relay_sock *relay_ice_packet(struct relay *r, struct relay_sock *k, uint8_t *p,
-				    size_t *lenp, const struct net_addr *src, uint64_t now,
+struct relay_sock *relay_ice_packet(struct relay *r, struct relay_sock *k, uint8_t *p, size_t *lenp,
+				    const struct net_addr *src, uint64_t now,
 				    const struct net_addr **dst)
 {
 	size_t len = *lenp;

@@ -208,7 +208,6 @@ struct relay_sock *relay_ice_packet(struct relay *r, struct relay_sock *k, uint8
 void relay_ice_rw(const struct relay_media *from, const struct relay_media *to,
 		  const struct sdp *sd, size_t i, bool mux, struct sdp_media_rw *mrw);
 void relay_ice_session_end(const struct relay_session *s); /* counts how its media went */
-int64_t relay_ice_checks_forwarded(void);		   /* tests */
 
 /* ng server (ngd.c) */
 struct relay_ngd;

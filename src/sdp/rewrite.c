@@ -199,7 +199,8 @@ static void ice_scan(const struct sdp_media *m, struct ice_scan *sc)
 		    sdp_candidate_parse((struct slice){ln.val.p + colon + 1, ln.val.l - colon - 1},
 					&c))
 			continue;
-		if (c.component <= 2 && (!sc->min_prio[c.component] || c.priority < sc->min_prio[c.component]))
+		if (c.component <= 2 &&
+		    (!sc->min_prio[c.component] || c.priority < sc->min_prio[c.component]))
 			sc->min_prio[c.component] = c.priority;
 		size_t fl = sizeof SDP_RELAY_FOUNDATION - 1;
 		if (c.foundation.l == fl && memcmp(c.foundation.p, SDP_RELAY_FOUNDATION, fl) == 0)
@@ -244,7 +245,8 @@ static void put_candidate(struct rw_out *o, const struct ice_scan *sc,
 		put_cstr(o, "a=candidate:");
 		put_cstr(o, sc ? sc->foundation : SDP_RELAY_FOUNDATION);
 		put_cstr(o, comp == 1 ? " 1 UDP " : " 2 UDP ");
-		put_u64(o, sc ? relay_priority(sc, comp) : (126u << 24) + (65535u << 8) + 256 - comp);
+		put_u64(o,
+			sc ? relay_priority(sc, comp) : (126u << 24) + (65535u << 8) + 256 - comp);
 		put_cstr(o, " ");
 		put(o, mrw->addr);
 		put_cstr(o, " ");

@@ -252,6 +252,39 @@ static void test_bad_direct_networks_refused(void **state)
 	conf_free(c);
 }
 
+/* [proxy] ice = candidate: a NAT-facing call whose offer has ICE is engaged
+ * as a candidate ("ice-candidate": the parties' checks decide), one without
+ * ICE is relayed as before; WebRTC under webrtc = pass, and calls between
+ * direct parties, are not engaged at all; ice = remove changes nothing. */
+static void test_ice_candidate(void **state)
+{
+	(void)state;
+	static struct call c;
+	struct proxy_media_policy pol;
+	const char *ice = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\n"
+			  "a=candidate:1 1 UDP 2130706431 100.64.1.2 4000 typ host\r\n";
+	policy(&pol, "[proxy]\nice = candidate\n");
+	call_setup(&c, &pol, "198.51.100.7", 40112, "100.64.1.2", 5060, "203.0.113.9", false, ice);
+	assert_int_equal(decide(&pol, &c), PROXY_WHY_ICE);
+	assert_true(proxy_why_relays(PROXY_WHY_ICE));
+	assert_string_equal(proxy_why_name(PROXY_WHY_ICE), "ice-candidate");
+	call_setup(&c, &pol, "198.51.100.7", 40112, "100.64.1.2", 5060, "203.0.113.9", false, "");
+	assert_int_equal(decide(&pol, &c), PROXY_WHY_NAT_FACING);
+	call_setup(&c, &pol, "198.51.100.7", 40112, "198.51.100.7", 5060, "203.0.113.9", false,
+		   "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\na=fingerprint:sha-256 AB\r\n");
+	assert_int_equal(decide(&pol, &c), PROXY_WHY_WEBRTC);
+	policy(&pol, "[proxy]\nice = candidate\n[relay]\ndirect_networks = 198.51.100.0/24, "
+		     "203.0.113.0/24\n");
+	call_setup(&c, &pol, "198.51.100.7", 40112, "198.51.100.7", 5060, "203.0.113.9", false, ice);
+	assert_int_equal(decide(&pol, &c), PROXY_WHY_DIRECT);
+	policy(&pol, "[proxy]\nice = candidate\n[relay]\nmedia = always\n");
+	call_setup(&c, &pol, "198.51.100.7", 40112, "100.64.1.2", 5060, "203.0.113.9", false, ice);
+	assert_int_equal(decide(&pol, &c), PROXY_WHY_ALWAYS);
+	policy(&pol, "");
+	call_setup(&c, &pol, "198.51.100.7", 40112, "100.64.1.2", 5060, "203.0.113.9", false, ice);
+	assert_int_equal(decide(&pol, &c), PROXY_WHY_NAT_FACING);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -263,6 +296,7 @@ int main(void)
 	    cmocka_unit_test(test_webrtc_passes),
 	    cmocka_unit_test(test_always_never_and_family),
 	    cmocka_unit_test(test_bad_direct_networks_refused),
+	    cmocka_unit_test(test_ice_candidate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
