@@ -69,6 +69,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    .rtcp_port = (opt & 8) ? 0 : (uint16_t)(30001 + 2 * i),
 		    .rtcp_mux = opt & 16,
 		};
+		/* ICE (docs/ice.md), by the byte before: the relay as a candidate
+		 * or as an ICE-lite agent */
+		uint8_t opt2 = size > 1 ? data[size - 2] : 0;
+		mrw[i].ice_candidate = (opt2 & 1) && ((i + (opt2 >> 2)) & 1);
+		mrw[i].ice_rtcp_port = (opt2 & 8) ? 0 : (uint16_t)(30001 + 2 * i);
+		if (opt2 & 2) {
+			mrw[i].lite_ufrag = SLICE_LIT("Rel4yUfr");
+			mrw[i].lite_pwd = SLICE_LIT("abcdefghijklmnopqrstuvwx");
+		}
 	}
 	struct sdp_vstate vs = {0};
 	struct sdp_rw rw = {
@@ -96,7 +105,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(slice_eq(o.media[i].conn.addr, mrw[i].addr));
 			CHECK(o.media[i].rtcp_mux == mrw[i].rtcp_mux);
 			CHECK(o.media[i].has_rtcp == (mrw[i].rtcp_port != 0));
-			if (rw.strip_ice)
+			size_t ours = 1 + (mrw[i].ice_rtcp_port != 0);
+			if (mrw[i].ice_candidate)
+				CHECK(o.media[i].ice.n_candidates == s.media[i].ice.n_candidates + ours);
+			else if (rw.strip_ice && !mrw[i].lite_ufrag.l)
 				CHECK(o.media[i].ice.n_candidates == 0);
 		}
 		if (rw.add_nortpproxy)
