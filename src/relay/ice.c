@@ -10,8 +10,10 @@
  * under Q's password (RFC 8445 7.2.2). Q's answer comes back at Q's socket
  * and goes to P only when it answers a request the relay passed to Q (its
  * transaction ID) and carries MESSAGE-INTEGRITY under Q's password (RFC 8445
- * 7.2.5, 7.3.1.1). So both agents see their own checks succeed over the relay
- * path, and the relay needs no ICE state machine.
+ * 7.2.5, 7.3.1.1); its XOR-MAPPED-ADDRESS is made to say where the relay saw
+ * P, and signed again with Q's password (remap()). So both agents see their
+ * own checks succeed over the relay path, and the relay needs no ICE state
+ * machine.
  *
  * For a party without ICE the relay stands in as an ICE-lite agent (RFC 8445
  * 2.5) with a ufrag and password of its own: the ICE party's SDP names the
@@ -237,6 +239,43 @@ static int lite_answer(const struct stun_msg *req, const struct relay_ice *lite,
 	return err;
 }
 
+/* A success response on its way to the checking party P: its
+ * XOR-MAPPED-ADDRESS said where the responder saw the check come from (the
+ * relay's other port), which P would take for an address of its own (a
+ * peer-reflexive candidate at the relay). It is rewritten to where the relay
+ * saw P (P's mapping towards the relay, RFC 8445 7.2.5.3.1) and signed again
+ * with the responder's password, which the relay knows from its SDP; other
+ * attributes are kept in order. Left as it was if the result would not fit
+ * where the response was (another address family). */
+static void remap(const struct stun_msg *msg, const struct relay_ice *responder,
+		  const struct net_addr *to, uint8_t *p, size_t *len)
+{
+	if (stun_msg_attr(msg, STUN_ATTR_XOR_MAPPED_ADDRESS) == NULL)
+		return;
+	struct buf b;
+	struct stun_enc e;
+	buf_init(&b);
+	stun_enc_begin(&e, &b, STUN_METHOD_BINDING, STUN_CLASS_SUCCESS, msg->tid);
+	for (size_t i = 0; i < msg->nattr; i++) {
+		const struct stun_attr *a = &msg->attr[i];
+		if (a->type == STUN_ATTR_MESSAGE_INTEGRITY ||
+		    a->type == STUN_ATTR_MESSAGE_INTEGRITY_SHA256 || a->type == STUN_ATTR_FINGERPRINT)
+			break; /* what follows is not covered by the integrity */
+		if (a->type == STUN_ATTR_XOR_MAPPED_ADDRESS)
+			stun_enc_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, &to->u.sa);
+		else
+			stun_enc_attr(&e, a->type, a->v, a->len);
+	}
+	stun_enc_integrity(&e, responder->pwd, responder->pwd_len);
+	if (msg->fp >= 0)
+		stun_enc_fingerprint(&e);
+	if (stun_enc_end(&e) == 0 && b.len <= *len) {
+		memcpy(p, b.data, b.len);
+		*len = b.len;
+	}
+	buf_free(&b);
+}
+
 struct relay_sock *relay_ice_packet(struct relay *r, struct relay_sock *k, uint8_t *p, size_t *lenp,
 				    const struct net_addr *src, uint64_t now,
 				    const struct net_addr **dst)
@@ -296,6 +335,8 @@ struct relay_sock *relay_ice_packet(struct relay *r, struct relay_sock *k, uint8
 		v = ICE_NO_PEER;
 		goto out_drop;
 	}
+	if (msg.cls == STUN_CLASS_SUCCESS)
+		remap(&msg, own, *dst, p, lenp);
 	metric_inc(&m_checks[ICE_FORWARDED]);
 	return out;
 out_drop:

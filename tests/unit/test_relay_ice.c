@@ -198,12 +198,24 @@ static void test_pass_checks(void **state)
 	assert_int_equal(recv_within(b, rx, sizeof rx, 1000, &from), (ssize_t)m.len);
 	assert_int_equal(from, rb);
 	assert_memory_equal(rx, m.data, m.len);
-	/* B's answer: back to A from the port A's SDP names */
+	/* B's answer: back to A from the port A's SDP names, its mapped address
+	 * (B saw the relay's port) now A's own as the relay saw it, signed again
+	 * with B's password, the same size */
 	stun_msg(&m, STUN_CLASS_SUCCESS, tid, NULL, PWD_B);
 	send_to(b, &m, rb);
 	assert_int_equal(recv_within(a, rx, sizeof rx, 1000, &from), (ssize_t)m.len);
 	assert_int_equal(from, ra);
-	assert_memory_equal(rx, m.data, m.len);
+	struct stun_msg r;
+	assert_int_equal(stun_msg_decode(&r, rx, m.len), 0);
+	assert_int_equal(r.cls, STUN_CLASS_SUCCESS);
+	assert_memory_equal(r.tid, tid, STUN_TID_LEN);
+	assert_int_equal(stun_msg_check_integrity(&r, PWD_B, strlen(PWD_B)), 0);
+	assert_int_equal(stun_msg_check_fingerprint(&r), 0);
+	struct sockaddr_storage xm;
+	assert_int_equal(stun_msg_addr(&r, STUN_ATTR_XOR_MAPPED_ADDRESS, &xm), 0);
+	struct net_addr mapped;
+	memcpy(&mapped.u.ss, &xm, sizeof xm);
+	assert_int_equal(net_addr_port(&mapped), pa);
 
 	/* Attacks. A stranger's check, with a password it does not know */
 	tid[0] = 2;
