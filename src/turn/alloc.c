@@ -154,6 +154,7 @@ void turn_alloc_delete(struct turn *t, struct turn_alloc *a, const char *why)
 		      a->user, net_transport_name(a->tp), net_addr_fmt(&a->client, c, sizeof c),
 		      why);
 	}
+	turn_fast_forget(t, a); /* its counters final before they go */
 	for (unsigned f = 0; f < 2; f++)
 		if (a->relay[f].sk.fd >= 0) {
 			loop_fd_del(t->loop, a->relay[f].sk.fd);
@@ -364,6 +365,9 @@ void turn_sweep(struct turn *t, uint64_t now)
 				turn_conn_close(t, c);
 			continue;
 		}
+		/* the kernel lets go of what expired before the slots move */
+		turn_fast_sync(t, a, now);
+		turn_fast_pull(t, a);
 		size_t k = 0;
 		for (size_t i = 0; i < a->nperm; i++)
 			if (a->perms[i].expire_ms > now)

@@ -501,6 +501,7 @@ static void do_create_permission(struct req *r)
 	}
 	for (size_t i = 0; i < n; i++)
 		add_perm(a, &peers[i], r->now);
+	turn_fast_sync(t, a, r->now);
 	simple_success(r, 0, false);
 }
 
@@ -555,16 +556,20 @@ static void do_channel_bind(struct req *r)
 			error_reply(r, STUN_ERR_SERVER_ERROR, true);
 			return;
 		}
+		byn = &a->chans[slot];
 		if (slot == a->nchan) {
 			a->nchan++;
 			metric_inc(&turn_m_chans);
+			byn->fast = false;
+		} else {
+			turn_fast_chan_drop(t, a, byn); /* a reused slot: its old entries go */
 		}
-		byn = &a->chans[slot];
 		byn->num = num;
 		byn->peer = peer;
 	}
 	byn->expire_ms = r->now + TURN_CHANNEL_S * 1000ull;
 	add_perm(a, &peer, r->now); /* RFC 8656 11.2: binding installs or refreshes it */
+	turn_fast_sync(t, a, r->now);
 	simple_success(r, 0, false);
 }
 

@@ -56,6 +56,10 @@ const struct conf_key turn_conf_keys[] = {
      "requests are dropped and counted; 0 = unlimited"},
     {"turn", "burst", CONF_INT, "40", 1, 1000000, NULL, "burst of the request budgets"},
     {"turn", "sources", CONF_INT, "16384", 64, 4194304, NULL, "rate-limit table slots"},
+    {"turn", "fastpath", CONF_ENUM, "auto", 0, 0, "auto|on|off",
+     "relay ChannelData of bound channels (IPv4, UDP clients) in the kernel (eBPF tc program; "
+     "needs CAP_BPF and CAP_NET_ADMIN): auto = when it loads, else user space; on = fail to "
+     "start without it"},
     {"turn", "tcp_max_connections", CONF_INT, "1024", 1, 1000000, NULL,
      "client TCP connections at once; more are closed at accept"},
     {"turn", "tcp_max_connections_per_address", CONF_INT, "16", 1, 1000000, NULL,
@@ -124,12 +128,13 @@ void turn_count_error(uint16_t code)
 void turn_metrics_register(void)
 {
 	static struct metric *all[] = {
-	    &turn_m_allocs,	    &turn_m_perms,	  &turn_m_chans,
-	    &turn_m_alloc_total,    &turn_m_expired,	  &turn_m_requests,
-	    &turn_m_to_peer_bytes,  &turn_m_to_peer_pkts, &turn_m_from_peer_bytes,
-	    &turn_m_from_peer_pkts, &turn_m_denied_peer,  &turn_m_drop_rate,
-	    &turn_m_drop_bw,	    &turn_m_drop_noperm,  &turn_m_drop_bad,
-	    &turn_m_auth_fail,	    &turn_m_conn_refused, &m_err_other,
+	    &turn_m_allocs,	    &turn_m_perms,	    &turn_m_chans,
+	    &turn_m_alloc_total,    &turn_m_expired,	    &turn_m_requests,
+	    &turn_m_to_peer_bytes,  &turn_m_to_peer_pkts,   &turn_m_from_peer_bytes,
+	    &turn_m_from_peer_pkts, &turn_m_denied_peer,    &turn_m_drop_rate,
+	    &turn_m_drop_bw,	    &turn_m_drop_noperm,    &turn_m_drop_bad,
+	    &turn_m_auth_fail,	    &turn_m_conn_refused,   &m_err_other,
+	    &turn_m_fast_to_peer,   &turn_m_fast_to_client,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		metric_register(all[i]);
@@ -567,6 +572,8 @@ int turn_start(struct turn **tp, const struct conf *c, struct store_cred *creds)
 	if (!err)
 		err = open_listeners(t);
 	if (!err)
+		err = turn_fast_start(t, conf_str(c, "turn", "fastpath"));
+	if (!err)
 		err = pthread_create(&t->thread, NULL, thread_main, t);
 	if (err) {
 		turn_free(t);
@@ -602,6 +609,7 @@ void turn_free(struct turn *t)
 		turn_conn_close(t, t->conns);
 	if (t->by_tuple)
 		turn_tables_free(t);
+	turn_fast_stop(t); /* after the allocations: freeing them reads its counters */
 	for (unsigned i = 0; i < TURN_MAX_LISTEN; i++) {
 		if (t->udp[i].fd >= 0)
 			close(t->udp[i].fd);
@@ -643,6 +651,7 @@ int turn_dump_json(struct turn *t, struct buf *out)
 	uint64_t now = time_mono_ms();
 	buf_append_cstr(out, "{\"allocations\":[");
 	for (struct turn_alloc *a = t->all; a; a = a->next) {
+		turn_fast_pull(t, a);
 		char c[NET_ADDR_STRLEN], r4[NET_ADDR_STRLEN] = "", r6[NET_ADDR_STRLEN] = "";
 		if (a->relay[0].sk.fd >= 0)
 			net_addr_fmt(&a->relay[0].addr, r4, sizeof r4);
@@ -673,8 +682,10 @@ int turn_dump_json(struct turn *t, struct buf *out)
 			if (a->chans[i].expire_ms <= now)
 				continue;
 			char p[NET_ADDR_STRLEN];
-			buf_printf(out, "%s{\"number\":%u,\"peer\":\"%s\"}", first ? "" : ",",
-				   a->chans[i].num, net_addr_fmt(&a->chans[i].peer, p, sizeof p));
+			buf_printf(out, "%s{\"number\":%u,\"peer\":\"%s\",\"fast\":%s}",
+				   first ? "" : ",", a->chans[i].num,
+				   net_addr_fmt(&a->chans[i].peer, p, sizeof p),
+				   a->chans[i].fast ? "true" : "false");
 			first = false;
 		}
 		buf_printf(out,
@@ -695,6 +706,7 @@ int turn_dump_text(struct turn *t, struct buf *out)
 	buf_printf(out, "%-6s %-16s %-26s %-22s %7s %5s %5s %12s %12s\n", "id", "user", "client",
 		   "relayed", "expires", "perms", "chans", "to_peer", "to_client");
 	for (struct turn_alloc *a = t->all; a; a = a->next) {
+		turn_fast_pull(t, a);
 		char c[NET_ADDR_STRLEN + 4], cc[NET_ADDR_STRLEN], r[NET_ADDR_STRLEN];
 		snprintf(c, sizeof c, "%s:%s", net_transport_name(a->tp),
 			 net_addr_fmt(&a->client, cc, sizeof cc));

@@ -49,6 +49,7 @@ struct turn_chan {
 	uint16_t num;
 	struct net_addr peer;
 	uint64_t expire_ms;
+	bool fast; /* the kernel relays it (entries in both maps, fastpath.c) */
 };
 
 /* One relayed transport address of an allocation (IPv4, IPv6). */
@@ -77,9 +78,14 @@ struct turn_alloc {
 	size_t nchan, chan_cap;
 	uint64_t bw_milli, bw_last_ms;		      /* bandwidth token bucket (bytes x 1000) */
 	struct turn_budget rq;			      /* requests on its own 5-tuple */
-	int64_t tx_bytes, tx_pkts, rx_bytes, rx_pkts; /* to peers / from peers */
-	struct turn_alloc *next_by_tuple;	      /* hash chain of t->by_tuple */
-	struct turn_alloc *next, *prev;		      /* every allocation, for sweeps */
+	int64_t tx_bytes, tx_pkts, rx_bytes, rx_pkts; /* to peers / from peers, the kernel's
+							 included once pulled */
+	bool fast_stats;			      /* the kernel keeps counters for it */
+	struct {
+		uint64_t tx_pkts, tx_bytes, rx_pkts, rx_bytes, drop_bw;
+	} fast_seen;			  /* the kernel's counters already added */
+	struct turn_alloc *next_by_tuple; /* hash chain of t->by_tuple */
+	struct turn_alloc *next, *prev;	  /* every allocation, for sweeps */
 };
 
 /* A port held for a later Allocate with RESERVATION-TOKEN (EVEN-PORT R). */
@@ -122,8 +128,11 @@ struct turn_conf {
 	uint32_t rate, burst; /* requests per second per budget; rate 0 = unlimited */
 };
 
+struct turn_fast_state;
+
 struct turn {
-	struct turn_conf cf; /* RO after start */
+	struct turn_conf cf;	      /* RO after start */
+	struct turn_fast_state *fast; /* the in-kernel path; NULL: user space only */
 	struct turn_filter filter;
 	struct store_cred *creds; /* borrowed */
 	uint8_t nonce_key[32];
@@ -219,11 +228,30 @@ void turn_conn_close(struct turn *t, struct turn_conn *c);
 /* A relay socket is readable: reads what is there, hands it to turn_peer_packet. */
 void turn_relay_readable(struct turn *t, struct turn_alloc *a, unsigned fam, int fd);
 
+/* ---- fastpath.c: ChannelData of bound channels relayed in the kernel ---- */
+/* mode: [turn] fastpath (auto, on, off). 0, or (on only) why it could not load. */
+int turn_fast_start(struct turn *t, const char *mode);
+void turn_fast_stop(struct turn *t);
+/* Makes the kernel's entries of a's channels what they should be now: added
+ * for a live channel whose peer has a live permission (and the rest of the
+ * rules in fastpath.c), removed for any other. After every change of a's
+ * channels or permissions, and before the sweep drops expired ones. */
+void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now);
+/* Removes ch's entries (a slot about to be reused for another channel). */
+void turn_fast_chan_drop(struct turn *t, struct turn_alloc *a, struct turn_chan *ch);
+/* Adds the kernel's new counts for a to its counters and the metrics. */
+void turn_fast_pull(struct turn *t, struct turn_alloc *a);
+/* Before a is freed: every entry of it removed, its counts pulled. */
+void turn_fast_forget(struct turn *t, struct turn_alloc *a);
+/* Whether the kernel path is loaded (tests, dumps). */
+bool turn_fast_on(const struct turn *t);
+
 /* ---- metrics ---- */
 extern struct metric turn_m_allocs, turn_m_perms, turn_m_chans, turn_m_requests,
     turn_m_to_peer_bytes, turn_m_to_peer_pkts, turn_m_from_peer_bytes, turn_m_from_peer_pkts,
     turn_m_denied_peer, turn_m_drop_rate, turn_m_drop_bw, turn_m_drop_noperm, turn_m_drop_bad,
-    turn_m_alloc_total, turn_m_expired, turn_m_auth_fail, turn_m_conn_refused;
+    turn_m_alloc_total, turn_m_expired, turn_m_auth_fail, turn_m_conn_refused, turn_m_fast_to_peer,
+    turn_m_fast_to_client;
 /* Counts an error response by code. */
 void turn_count_error(uint16_t code);
 void turn_metrics_register(void);

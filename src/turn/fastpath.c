@@ -1,0 +1,378 @@
+/* TURN: the in-kernel fast path for ChannelData (bpf/turn_fast.bpf.c); user space decides which
+ * channels the kernel relays and stays the fallback for everything else.
+ *
+ * A channel goes to the kernel when all of these hold, and leaves it as soon
+ * as one does not (checked on every ChannelBind, CreatePermission and sweep):
+ * the channel and its peer's permission are live; the allocation is over UDP
+ * from an IPv4 client to a listener bound to a specific IPv4 address; the
+ * peer is IPv4 and passes the peer filter by itself (not only as another
+ * allocation's relayed address: that exception is asked per packet in user
+ * space); both destinations are reached out of an interface the program is
+ * attached to, or are on this host with the sender on this host too (then
+ * the packet is delivered up the stack, as the relay's fast path does).
+ *
+ * Bandwidth ([turn] bandwidth) is enforced in the kernel for what the kernel
+ * carries: each allocation's entry holds a token bucket of the same rate. The
+ * user-space bucket of the allocation keeps counting what user space carries
+ * (Send/Data indications, padded ChannelData), so an allocation that uses
+ * both paths at once can reach the limit on each.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "turn_int.h"
+
+struct metric turn_m_fast_to_peer = {.name = "turn_fast_relayed_packets_total",
+				     .help = "packets relayed by the in-kernel fast path",
+				     .labels = "direction=\"to_peer\""};
+struct metric turn_m_fast_to_client = {.name = "turn_fast_relayed_packets_total",
+				       .help = "packets relayed by the in-kernel fast path",
+				       .labels = "direction=\"to_client\""};
+
+#ifdef PINHOLE_HAVE_BPF
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "turn/bpf/turn_fast.h"
+#include "turn_fast.skel.h"
+
+struct turn_fast_state {
+	struct turn_fast *skel;
+	int chan_fd, peer_fd, stats_fd;
+	struct net_tc tc;
+	struct net_ip4_ifs ifs; /* at start: which destinations are local, and where */
+};
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG || log_get_level() < LOG_DEBUG)
+		return 0;
+	char line[512];
+	vsnprintf(line, sizeof line, fmt, ap);
+	size_t n = strlen(line);
+	if (n && line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	LOG_D("turn", "libbpf: %s", line);
+	return 0;
+}
+
+static void fast_free(struct turn_fast_state *f)
+{
+	if (!f)
+		return;
+	net_tc_detach(&f->tc);
+	turn_fast__destroy(f->skel);
+	free(f);
+}
+
+static bool specific_ip4(const struct net_addr *a)
+{
+	return net_addr_family(a) == AF_INET && !net_addr_is_any(a);
+}
+
+static int fast_open(struct turn *t, struct turn_fast_state **out)
+{
+	struct turn_fast_state *f = calloc(1, sizeof *f);
+	if (!f)
+		return ENOMEM;
+	libbpf_set_print(libbpf_log);
+	int err = 0;
+	f->skel = turn_fast__open_and_load();
+	if (!f->skel) {
+		err = errno ? errno : EINVAL;
+		goto fail;
+	}
+	f->chan_fd = bpf_map__fd(f->skel->maps.turn_chan);
+	f->peer_fd = bpf_map__fd(f->skel->maps.turn_peer);
+	f->stats_fd = bpf_map__fd(f->skel->maps.turn_stats);
+	struct turn_fast_conf c = {.relay_lo = t->cf.port_lo, .relay_hi = t->cf.port_hi};
+	for (unsigned i = 0; i < t->nudp && c.nlisten < TURN_FAST_LISTEN; i++)
+		if (specific_ip4(&t->udp_addr[i]))
+			c.listen_port[c.nlisten++] = t->udp_addr[i].u.in.sin_port;
+	uint32_t zero = 0;
+	if (bpf_map_update_elem(bpf_map__fd(f->skel->maps.turn_conf), &zero, &c, BPF_ANY)) {
+		err = errno;
+		goto fail;
+	}
+	if ((err = net_ip4_ifs_read(&f->ifs)))
+		goto fail;
+	/* where clients' and peers' packets come in: the interfaces of the
+	 * listeners and of the relay address, and loopback for this host */
+	int prog = bpf_program__fd(f->skel->progs.turn_fast);
+	err = net_tc_attach_ip4(&f->tc, prog, htonl(INADDR_LOOPBACK));
+	for (unsigned i = 0; !err && i < t->nudp; i++)
+		if (specific_ip4(&t->udp_addr[i]))
+			err = net_tc_attach_ip4(&f->tc, prog, t->udp_addr[i].u.in.sin_addr.s_addr);
+	if (!err && specific_ip4(&t->cf.relay_ip[0]))
+		err = net_tc_attach_ip4(&f->tc, prog, t->cf.relay_ip[0].u.in.sin_addr.s_addr);
+	if (err)
+		goto fail;
+	*out = f;
+	return 0;
+fail:
+	fast_free(f);
+	return err;
+}
+
+int turn_fast_start(struct turn *t, const char *mode)
+{
+	if (strcmp(mode, "off") == 0)
+		return 0;
+	int err = fast_open(t, &t->fast);
+	if (!err) {
+		LOG_I(
+		    "turn",
+		    "fast path: ChannelData of bound channels relayed in the kernel (tc ingress on "
+		    "%u interface%s, bpf prog id %u)",
+		    t->fast->tc.n, t->fast->tc.n == 1 ? "" : "s",
+		    net_bpf_prog_id(bpf_program__fd(t->fast->skel->progs.turn_fast)));
+		return 0;
+	}
+	if (strcmp(mode, "on") == 0) {
+		LOG_E("turn", "fast path: cannot load or attach the tc program: %s", strerror(err));
+		return err;
+	}
+	LOG_W("turn",
+	      "fast path unavailable (%s; needs CAP_BPF and CAP_NET_ADMIN): all relaying in "
+	      "user space",
+	      strerror(err));
+	return 0;
+}
+
+void turn_fast_stop(struct turn *t)
+{
+	fast_free(t->fast);
+	t->fast = NULL;
+}
+
+bool turn_fast_on(const struct turn *t)
+{
+	return t->fast != NULL;
+}
+
+static void keys(const struct turn *t, const struct turn_alloc *a, const struct turn_chan *ch,
+		 struct turn_fast_chan_key *ck, struct turn_fast_peer_key *pk)
+{
+	const struct net_addr *l = &t->udp_addr[a->li];
+	*ck = (struct turn_fast_chan_key){.srv_addr = l->u.in.sin_addr.s_addr,
+					  .client_addr = a->client.u.in.sin_addr.s_addr,
+					  .srv_port = l->u.in.sin_port,
+					  .client_port = a->client.u.in.sin_port,
+					  .num = ch->num};
+	*pk = (struct turn_fast_peer_key){.relay_addr = a->relay[0].addr.u.in.sin_addr.s_addr,
+					  .peer_addr = ch->peer.u.in.sin_addr.s_addr,
+					  .relay_port = a->relay[0].addr.u.in.sin_port,
+					  .peer_port = ch->peer.u.in.sin_port};
+}
+
+/* How a packet from sender reaches dst out of the interface of src: false
+ * when the kernel cannot take it there (user space then). */
+static bool route(const struct turn_fast_state *f, uint32_t src, uint32_t sender, uint32_t dst,
+		  struct turn_fast_out *o)
+{
+	if (net_ip4_ifs_find(&f->ifs, dst)) {
+		/* on this host: up the stack, but only for a sender on this host
+		 * too (arriving elsewhere, a 127/8 destination is a martian) */
+		if (!net_ip4_ifs_find(&f->ifs, sender))
+			return false;
+		o->flags |= TURN_FAST_LOCAL;
+		return true;
+	}
+	int ifindex = net_ip4_ifs_find(&f->ifs, src);
+	if (ifindex <= 0 || !net_tc_has(&f->tc, ifindex) || (ntohl(src) >> 24) == 127)
+		return false;
+	o->ifindex = (uint32_t)ifindex;
+	return true;
+}
+
+/* The entries ch should have now, if any. */
+static bool wanted(struct turn *t, struct turn_alloc *a, struct turn_chan *ch, uint64_t now,
+		   struct turn_fast_out *to_peer, struct turn_fast_out *to_client)
+{
+	const struct net_addr *l = &t->udp_addr[a->li];
+	if (a->tp != NET_UDP || !specific_ip4(l) || net_addr_family(&a->client) != AF_INET ||
+	    a->relay[0].sk.fd < 0 || ch->expire_ms <= now ||
+	    net_addr_family(&ch->peer) != AF_INET || !turn_perm_find(a, &ch->peer, now) ||
+	    turn_peer_check(&t->filter, &ch->peer) != TURN_PEER_OK)
+		return false;
+	uint32_t relay = a->relay[0].addr.u.in.sin_addr.s_addr,
+		 peer = ch->peer.u.in.sin_addr.s_addr;
+	uint32_t srv = l->u.in.sin_addr.s_addr, client = a->client.u.in.sin_addr.s_addr;
+	*to_peer = (struct turn_fast_out){.src_addr = relay,
+					  .dst_addr = peer,
+					  .src_port = a->relay[0].addr.u.in.sin_port,
+					  .dst_port = ch->peer.u.in.sin_port,
+					  .num = ch->num,
+					  .flags = a->dont_fragment ? TURN_FAST_DF : 0,
+					  .alloc = a->id};
+	*to_client = (struct turn_fast_out){.src_addr = srv,
+					    .dst_addr = client,
+					    .src_port = l->u.in.sin_port,
+					    .dst_port = a->client.u.in.sin_port,
+					    .num = ch->num,
+					    .flags = TURN_FAST_DF,
+					    .alloc = a->id};
+	return route(t->fast, relay, client, peer, to_peer) &&
+	       route(t->fast, srv, peer, client, to_client);
+}
+
+void turn_fast_chan_drop(struct turn *t, struct turn_alloc *a, struct turn_chan *ch)
+{
+	if (!t->fast || !ch->fast)
+		return;
+	struct turn_fast_chan_key ck;
+	struct turn_fast_peer_key pk;
+	keys(t, a, ch, &ck, &pk);
+	bpf_map_delete_elem(t->fast->chan_fd, &ck);
+	bpf_map_delete_elem(t->fast->peer_fd, &pk);
+	ch->fast = false;
+}
+
+static bool stats_ensure(struct turn *t, struct turn_alloc *a)
+{
+	if (a->fast_stats)
+		return true;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	struct turn_fast_stats st = {
+	    .rate = t->cf.bandwidth,
+	    .tokens = t->cf.bandwidth * 1000000000ull, /* starts full, as user space's */
+	    .last_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec};
+	uint64_t id = a->id;
+	if (bpf_map_update_elem(t->fast->stats_fd, &id, &st, BPF_NOEXIST))
+		return false; /* map full: the allocation stays in user space */
+	a->fast_stats = true;
+	memset(&a->fast_seen, 0, sizeof a->fast_seen);
+	return true;
+}
+
+void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
+{
+	if (!t->fast)
+		return;
+	for (size_t i = 0; i < a->nchan; i++) {
+		struct turn_chan *ch = &a->chans[i];
+		struct turn_fast_out tp, tc;
+		if (!wanted(t, a, ch, now, &tp, &tc)) {
+			turn_fast_chan_drop(t, a, ch);
+			continue;
+		}
+		if (ch->fast || !stats_ensure(t, a))
+			continue;
+		struct turn_fast_chan_key ck;
+		struct turn_fast_peer_key pk;
+		keys(t, a, ch, &ck, &pk);
+		/* the peer's way first: a client's first ChannelData through the
+		 * kernel then finds the answer's way ready too */
+		if (bpf_map_update_elem(t->fast->peer_fd, &pk, &tc, BPF_ANY))
+			continue;
+		if (bpf_map_update_elem(t->fast->chan_fd, &ck, &tp, BPF_ANY)) {
+			bpf_map_delete_elem(t->fast->peer_fd, &pk);
+			continue;
+		}
+		ch->fast = true;
+	}
+}
+
+void turn_fast_pull(struct turn *t, struct turn_alloc *a)
+{
+	if (!t->fast || !a->fast_stats)
+		return;
+	uint64_t id = a->id;
+	struct turn_fast_stats st;
+	if (bpf_map_lookup_elem(t->fast->stats_fd, &id, &st))
+		return;
+	int64_t tp = (int64_t)(st.to_peer_pkts - a->fast_seen.tx_pkts);
+	int64_t tb = (int64_t)(st.to_peer_bytes - a->fast_seen.tx_bytes);
+	int64_t cp = (int64_t)(st.to_client_pkts - a->fast_seen.rx_pkts);
+	int64_t cb = (int64_t)(st.to_client_bytes - a->fast_seen.rx_bytes);
+	int64_t bw = (int64_t)(st.drop_bw - a->fast_seen.drop_bw);
+	a->tx_pkts += tp;
+	a->tx_bytes += tb;
+	a->rx_pkts += cp;
+	a->rx_bytes += cb;
+	metric_add(&turn_m_to_peer_pkts, tp);
+	metric_add(&turn_m_to_peer_bytes, tb);
+	metric_add(&turn_m_from_peer_pkts, cp);
+	metric_add(&turn_m_from_peer_bytes, cb);
+	metric_add(&turn_m_fast_to_peer, tp);
+	metric_add(&turn_m_fast_to_client, cp);
+	metric_add(&turn_m_drop_bw, bw);
+	a->fast_seen.tx_pkts = st.to_peer_pkts;
+	a->fast_seen.tx_bytes = st.to_peer_bytes;
+	a->fast_seen.rx_pkts = st.to_client_pkts;
+	a->fast_seen.rx_bytes = st.to_client_bytes;
+	a->fast_seen.drop_bw = st.drop_bw;
+}
+
+void turn_fast_forget(struct turn *t, struct turn_alloc *a)
+{
+	if (!t->fast)
+		return;
+	for (size_t i = 0; i < a->nchan; i++)
+		turn_fast_chan_drop(t, a, &a->chans[i]);
+	/* entries are gone: what the counters hold now is final */
+	turn_fast_pull(t, a);
+	if (a->fast_stats) {
+		uint64_t id = a->id;
+		bpf_map_delete_elem(t->fast->stats_fd, &id);
+		a->fast_stats = false;
+	}
+}
+
+#else /* !PINHOLE_HAVE_BPF: built without clang/bpftool/libbpf */
+
+int turn_fast_start(struct turn *t, const char *mode)
+{
+	(void)t;
+	if (strcmp(mode, "on") == 0) {
+		LOG_E("turn", "fast path: this build has no eBPF support (PINHOLE_BPF=OFF)");
+		return ENOTSUP;
+	}
+	return 0;
+}
+
+void turn_fast_stop(struct turn *t)
+{
+	(void)t;
+}
+
+bool turn_fast_on(const struct turn *t)
+{
+	(void)t;
+	return false;
+}
+
+void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
+{
+	(void)t;
+	(void)a;
+	(void)now;
+}
+
+void turn_fast_chan_drop(struct turn *t, struct turn_alloc *a, struct turn_chan *ch)
+{
+	(void)t;
+	(void)a;
+	(void)ch;
+}
+
+void turn_fast_pull(struct turn *t, struct turn_alloc *a)
+{
+	(void)t;
+	(void)a;
+}
+
+void turn_fast_forget(struct turn *t, struct turn_alloc *a)
+{
+	(void)t;
+	(void)a;
+}
+
+#endif

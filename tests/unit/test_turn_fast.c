@@ -1,0 +1,299 @@
+/* The TURN fast path (src/turn/fastpath.c, bpf/turn_fast.bpf.c): ChannelData relayed in the
+ * kernel both ways with exact counters, user space for the rest, entries gone with the
+ * permission and the allocation, the bandwidth bucket in the kernel. Needs root: runs in a
+ * network namespace of its own. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "turnc.h"
+
+static bool have_ns;
+
+#define TO_PEER "direction=\"to_peer\""
+#define TO_CLIENT "direction=\"to_client\""
+
+struct counts {
+	int64_t rel_tp, rel_tc, fast_tp, fast_tc, noperm, bw;
+};
+
+static void counts(struct counts *c)
+{
+	c->rel_tp = tt_counter("turn_relayed_packets_total", TO_PEER);
+	c->rel_tc = tt_counter("turn_relayed_packets_total", TO_CLIENT);
+	c->fast_tp = tt_counter("turn_fast_relayed_packets_total", TO_PEER);
+	c->fast_tc = tt_counter("turn_fast_relayed_packets_total", TO_CLIENT);
+	c->noperm = tt_counter("turn_dropped_total", "reason=\"no_permission\"");
+	c->bw = tt_counter("turn_dropped_total", "reason=\"bandwidth\"");
+}
+
+/* The kernel's counts reach the metrics when user space pulls them: a dump
+ * does, for every allocation. */
+static void pull(struct tt_srv *s, struct buf *out)
+{
+	buf_reset(out);
+	assert_int_equal(turn_dump_json(s->t, out), 0);
+}
+
+/* Datagrams with a checksum of 0 (none): on loopback the kernel leaves the
+ * checksum of ours to the "hardware", and the fast path leaves such
+ * datagrams to user space; a NIC's datagrams come with theirs. */
+static void no_check(int fd, int on)
+{
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &on, sizeof on), 0);
+}
+
+static void chan_send(struct tt_cli *c, uint16_t num, const uint8_t *p, size_t len, size_t pad)
+{
+	uint8_t pkt[2048] = {0};
+	stun_chan_header(pkt, num, (uint16_t)len);
+	memcpy(pkt + 4, p, len);
+	tt_cli_send(c, pkt, 4 + len + pad);
+}
+
+static bool quiet(int fd, int ms)
+{
+	struct pollfd pf = {fd, POLLIN, 0};
+	return poll(&pf, 1, ms) == 0;
+}
+
+static void fill(uint8_t *p, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)((seed * 2654435761u + i * 40503u) >> 13);
+}
+
+struct pair {
+	struct tt_srv s;
+	struct tt_cli c;
+	struct net_addr relay, pa;
+	int peer;
+};
+
+static void pair_open(struct pair *x, const char *conf)
+{
+	tt_srv_start(&x->s, conf);
+	tt_cli_open(&x->c, &x->s, false, "alice", "wonder");
+	assert_int_equal(tt_allocate(&x->c, &x->relay), 0);
+	x->peer = tt_peer_open(&x->pa);
+	no_check(x->c.fd, 1);
+	no_check(x->peer, 1);
+	assert_int_equal(tt_chan_bind(&x->c, 0x4001, &x->pa), 0);
+}
+
+static void pair_close(struct pair *x)
+{
+	close(x->peer);
+	tt_cli_close(&x->c);
+	tt_srv_stop(&x->s);
+}
+
+/* One datagram each way through the channel, checked byte for byte. */
+static void round_trip(struct pair *x, size_t len, unsigned seed)
+{
+	uint8_t d[1500], rx[2048];
+	struct net_addr from;
+	fill(d, len, seed);
+	chan_send(&x->c, 0x4001, d, len, 0);
+	assert_int_equal(tt_peer_recv(x->peer, rx, sizeof rx, &from), len);
+	assert_memory_equal(rx, d, len);
+	assert_true(net_addr_eq(&from, &x->relay));
+	fill(d, len, seed + 7);
+	assert_int_equal(sendto(x->peer, d, len, 0, &x->relay.u.sa, net_addr_len(&x->relay)),
+			 (ssize_t)len);
+	assert_true(tt_cli_recv(&x->c));
+	assert_int_equal(x->c.rxlen, 4 + len); /* UDP: no padding */
+	assert_int_equal(x->c.rx[0] << 8 | x->c.rx[1], 0x4001);
+	assert_int_equal((size_t)(x->c.rx[2] << 8 | x->c.rx[3]), len);
+	assert_memory_equal(x->c.rx + 4, d, len);
+}
+
+/* Both ways through the kernel: every packet counted once, exactly, in the
+ * allocation and the metrics, and user space carried none of them; what the
+ * kernel cannot do (padding, a checksum left to the NIC) still goes through
+ * user space on the same channel. */
+static void test_fast_both_ways(void **state)
+{
+	(void)state;
+	if (!have_ns)
+		skip();
+	struct pair x;
+	pair_open(&x, "allowed_peers = 127.0.0.0/8\nbandwidth = 0\nfastpath = on\n");
+	struct buf out;
+	buf_init(&out);
+	pull(&x.s, &out);
+	assert_non_null(strstr(out.data, "\"fast\":true"));
+	struct counts c0, c1;
+	counts(&c0);
+	int64_t bytes = 0;
+	for (unsigned i = 0; i < 200; i++) {
+		size_t len = 1 + (i * 37) % 1400; /* odd and even, 1 to 1400 */
+		round_trip(&x, len, i);
+		bytes += (int64_t)len;
+	}
+	pull(&x.s, &out);
+	counts(&c1);
+	assert_int_equal(c1.fast_tp - c0.fast_tp, 200);
+	assert_int_equal(c1.fast_tc - c0.fast_tc, 200);
+	assert_int_equal(c1.rel_tp - c0.rel_tp, 200); /* user space: 0 of them */
+	assert_int_equal(c1.rel_tc - c0.rel_tc, 200);
+	char want[160];
+	snprintf(want, sizeof want,
+		 "\"to_peer\":{\"bytes\":%lld,\"packets\":200},\"to_client\":{\"bytes\":%lld,"
+		 "\"packets\":200}",
+		 (long long)bytes, (long long)bytes);
+	assert_non_null(strstr(out.data, want));
+
+	/* padded ChannelData (allowed on UDP): user space strips it */
+	uint8_t d[8] = "abcde", rx[64];
+	struct net_addr from;
+	chan_send(&x.c, 0x4001, d, 5, 3);
+	assert_int_equal(tt_peer_recv(x.peer, rx, sizeof rx, &from), 5);
+	assert_memory_equal(rx, d, 5);
+	/* a datagram whose checksum the kernel left for the NIC: user space */
+	no_check(x.c.fd, 0);
+	round_trip(&x, 100, 999);
+	no_check(x.c.fd, 1);
+	pull(&x.s, &out);
+	struct counts c2;
+	counts(&c2);
+	assert_int_equal(c2.fast_tp, c1.fast_tp);
+	assert_int_equal(c2.rel_tp, c1.rel_tp + 2);
+	assert_int_equal(c2.fast_tc, c1.fast_tc + 1); /* the peer's answer: kernel */
+	assert_int_equal(c2.rel_tc, c1.rel_tc + 1);
+	buf_free(&out);
+	pair_close(&x);
+}
+
+/* The kernel lets go with the permission: once it lapses, ChannelData and
+ * the peer's data are user space's again, which drops them (no permission);
+ * a new ChannelBind brings the channel back; the allocation's end removes
+ * everything and the totals are exact. */
+static void test_fast_expiry(void **state)
+{
+	(void)state;
+	if (!have_ns)
+		skip();
+	struct pair x;
+	pair_open(&x, "allowed_peers = 127.0.0.0/8\nbandwidth = 0\nfastpath = on\n");
+	struct buf out;
+	buf_init(&out);
+	struct counts c0, c1;
+	counts(&c0);
+	round_trip(&x, 160, 1);
+	int64_t perms = tt_counter("turn_permissions", NULL);
+	time_mono_advance(301 * 1000); /* the permission goes, the channel stays */
+	for (int i = 0; i < 500 && tt_counter("turn_permissions", NULL) == perms; i++)
+		usleep(10000);
+	assert_int_equal(tt_counter("turn_permissions", NULL), perms - 1);
+	uint8_t d[160] = {1, 2, 3};
+	chan_send(&x.c, 0x4001, d, sizeof d, 0);
+	assert_true(quiet(x.peer, 300));
+	assert_int_equal(sendto(x.peer, d, sizeof d, 0, &x.relay.u.sa, net_addr_len(&x.relay)),
+			 (ssize_t)sizeof d);
+	assert_true(quiet(x.c.fd, 300));
+	counts(&c1);
+	assert_int_equal(c1.noperm - c0.noperm, 2);
+
+	assert_int_equal(tt_chan_bind(&x.c, 0x4001, &x.pa), 0); /* back */
+	round_trip(&x, 161, 2);
+	pull(&x.s, &out);
+	counts(&c1);
+	assert_int_equal(c1.fast_tp - c0.fast_tp, 2);
+	assert_int_equal(c1.fast_tc - c0.fast_tc, 2);
+
+	/* traffic the sweep has not pulled yet is counted when it goes */
+	round_trip(&x, 162, 3);
+	assert_int_equal(tt_refresh(&x.c, 0), 0);
+	chan_send(&x.c, 0x4001, d, sizeof d, 0);
+	assert_true(quiet(x.peer, 300));
+	sendto(x.peer, d, sizeof d, 0, &x.relay.u.sa, net_addr_len(&x.relay));
+	assert_true(quiet(x.c.fd, 300));
+	counts(&c1);
+	assert_int_equal(c1.fast_tp - c0.fast_tp, 3);
+	assert_int_equal(c1.fast_tc - c0.fast_tc, 3);
+	assert_int_equal(c1.rel_tp - c0.rel_tp, 3);
+	assert_int_equal(c1.rel_tc - c0.rel_tc, 3);
+	buf_free(&out);
+	pair_close(&x);
+}
+
+/* [turn] bandwidth holds in the kernel: a burst beyond the bucket is
+ * dropped there and counted. */
+static void test_fast_bandwidth(void **state)
+{
+	(void)state;
+	if (!have_ns)
+		skip();
+	struct pair x;
+	/* 64 kbit/s: 8,000 bytes a second, the bucket starts full */
+	pair_open(&x, "allowed_peers = 127.0.0.0/8\nbandwidth = 64\nfastpath = on\n");
+	struct buf out;
+	buf_init(&out);
+	struct counts c0, c1;
+	counts(&c0);
+	uint8_t d[1000] = {0}, rx[2048];
+	for (int i = 0; i < 40; i++)
+		chan_send(&x.c, 0x4001, d, sizeof d, 0);
+	int got = 0;
+	while (!quiet(x.peer, 200)) {
+		assert_int_equal(recv(x.peer, rx, sizeof rx, 0), 1000);
+		got++;
+	}
+	pull(&x.s, &out);
+	counts(&c1);
+	assert_true(got >= 7 && got <= 10);
+	assert_int_equal(c1.fast_tp - c0.fast_tp, got);
+	assert_int_equal(c1.bw - c0.bw, 40 - got);
+	buf_free(&out);
+	pair_close(&x);
+}
+
+/* fastpath = off: the same traffic, all of it through user space. */
+static void test_fast_off(void **state)
+{
+	(void)state;
+	if (!have_ns)
+		skip();
+	struct pair x;
+	pair_open(&x, "allowed_peers = 127.0.0.0/8\nbandwidth = 0\nfastpath = off\n");
+	struct buf out;
+	buf_init(&out);
+	struct counts c0, c1;
+	counts(&c0);
+	for (unsigned i = 0; i < 20; i++)
+		round_trip(&x, 172, i);
+	pull(&x.s, &out);
+	counts(&c1);
+	assert_int_equal(c1.fast_tp - c0.fast_tp, 0);
+	assert_int_equal(c1.rel_tp - c0.rel_tp, 20);
+	assert_int_equal(c1.rel_tc - c0.rel_tc, 20);
+	assert_non_null(strstr(out.data, "\"fast\":false"));
+	buf_free(&out);
+	pair_close(&x);
+}
+
+int main(void)
+{
+	if (unshare(CLONE_NEWNET) == 0 && system("ip link set lo up") == 0)
+		have_ns = true;
+	else
+		fprintf(stderr, "no network namespace of our own (not root?): skipping\n");
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_fast_both_ways),
+	    cmocka_unit_test(test_fast_expiry),
+	    cmocka_unit_test(test_fast_bandwidth),
+	    cmocka_unit_test(test_fast_off),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
