@@ -1,0 +1,364 @@
+/* TURN ChannelData load generator (bench/turn/relay.sh): N allocations (coturn's shared-secret
+ * credentials), each with a channel to one peer socket, then media through them both ways at
+ * a fixed rate; counts what arrives, checks every byte, and reads the server's CPU (and its
+ * eBPF program's run time) over the measured window.
+ *
+ *   chan_bench SERVER:PORT SECRET PEER_IP CLIENT_NET STREAMS PPS SECS [PID [BPF_PROG_ID]]
+ *
+ * CLIENT_NET "198.18.1": clients bind CLIENT_NET.1 to .250 in turn (the server
+ * sees many sources, as from many NATs). PPS is per allocation and per
+ * direction; packets are 172 bytes (G.711 at 20 ms) unless BENCH_SIZE says
+ * otherwise. One second of warm-up precedes SECS measured seconds. Prints one
+ * line of key=value figures.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stun/stun.h"
+#include "turn/turn.h"
+
+#define MAGIC 0x50485442u /* "PHTB" */
+#define CHAN 0x4000
+
+struct stream {
+	int fd;
+	struct net_addr relay;
+	char user[64];
+	uint8_t key[32];
+	size_t keylen;
+	char nonce[128], realm[128];
+	uint32_t seq_tp, seq_tc;
+};
+
+static struct net_addr srv, peer;
+static const char *secret;
+static size_t size = 172;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int xchg(struct stream *s, struct buf *b, struct stun_msg *m, uint8_t *rx, size_t cap)
+{
+	for (int tries = 0; tries < 5; tries++) {
+		sendto(s->fd, b->data, b->len, 0, &srv.u.sa, net_addr_len(&srv));
+		struct pollfd pf = {s->fd, POLLIN, 0};
+		while (poll(&pf, 1, 500) == 1) {
+			ssize_t n = recv(s->fd, rx, cap, 0);
+			if (n > 20 && stun_msg_decode(m, rx, (size_t)n) == 0 &&
+			    memcmp(rx + 8, b->data + 8, 12) == 0) {
+				if (m->cls == STUN_CLASS_SUCCESS)
+					return 0;
+				uint16_t code = 0;
+				stun_attr_error(stun_msg_attr(m, STUN_ATTR_ERROR_CODE), &code, NULL);
+				const struct stun_attr *a = stun_msg_attr(m, STUN_ATTR_NONCE);
+				if (a)
+					slice_to_cstr(stun_attr_slice(a), s->nonce, sizeof s->nonce);
+				if ((a = stun_msg_attr(m, STUN_ATTR_REALM)))
+					slice_to_cstr(stun_attr_slice(a), s->realm, sizeof s->realm);
+				return code;
+			}
+		}
+	}
+	return -1;
+}
+
+static void auth(struct stream *s, struct stun_enc *e)
+{
+	stun_enc_str(e, STUN_ATTR_USERNAME, slice_cstr(s->user));
+	stun_enc_str(e, STUN_ATTR_REALM, slice_cstr(s->realm));
+	stun_enc_str(e, STUN_ATTR_NONCE, slice_cstr(s->nonce));
+	stun_enc_integrity(e, s->key, s->keylen);
+}
+
+static int setup(struct stream *s, unsigned i, const char *net)
+{
+	char ip[64];
+	snprintf(ip, sizeof ip, "%s.%u:0", net, 1 + i % 250);
+	struct net_addr local;
+	if (net_addr_parse(ip, 0, &local))
+		return EINVAL;
+	s->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s->fd < 0 || bind(s->fd, &local.u.sa, net_addr_len(&local)))
+		return errno;
+	snprintf(s->user, sizeof s->user, "%lld:b%u-%d", (long long)time(NULL) + 3600, i,
+		 (int)getpid());
+	char pass[29];
+	turn_secret_password(slice_cstr(secret), slice_cstr(s->user), pass);
+	struct buf b;
+	buf_init(&b);
+	struct stun_enc e;
+	struct stun_msg m;
+	uint8_t rx[2048];
+	stun_enc_begin(&e, &b, STUN_METHOD_ALLOCATE, STUN_CLASS_REQUEST, NULL);
+	stun_enc_transport(&e, STUN_PROTO_UDP);
+	stun_enc_end(&e);
+	int code = xchg(s, &b, &m, rx, sizeof rx);
+	if (code != 401)
+		goto out;
+	stun_key_long_term(STUN_PWALG_MD5, slice_cstr(s->user), slice_cstr(s->realm),
+			   slice_cstr(pass), s->key, &s->keylen);
+	buf_reset(&b);
+	stun_enc_begin(&e, &b, STUN_METHOD_ALLOCATE, STUN_CLASS_REQUEST, NULL);
+	stun_enc_transport(&e, STUN_PROTO_UDP);
+	auth(s, &e);
+	stun_enc_end(&e);
+	if ((code = xchg(s, &b, &m, rx, sizeof rx)))
+		goto out;
+	if ((code = stun_msg_addr(&m, STUN_ATTR_XOR_RELAYED_ADDRESS, &s->relay.u.ss)))
+		goto out;
+	buf_reset(&b);
+	stun_enc_begin(&e, &b, STUN_METHOD_CHANNEL_BIND, STUN_CLASS_REQUEST, NULL);
+	stun_enc_channel(&e, CHAN);
+	stun_enc_addr(&e, STUN_ATTR_XOR_PEER_ADDRESS, &peer.u.sa);
+	auth(s, &e);
+	stun_enc_end(&e);
+	code = xchg(s, &b, &m, rx, sizeof rx);
+out:
+	buf_free(&b);
+	return code;
+}
+
+static void teardown(struct stream *s)
+{
+	struct buf b;
+	buf_init(&b);
+	struct stun_enc e;
+	struct stun_msg m;
+	uint8_t rx[2048];
+	stun_enc_begin(&e, &b, STUN_METHOD_REFRESH, STUN_CLASS_REQUEST, NULL);
+	stun_enc_u32(&e, STUN_ATTR_LIFETIME, 0);
+	auth(s, &e);
+	stun_enc_end(&e);
+	xchg(s, &b, &m, rx, sizeof rx);
+	buf_free(&b);
+	close(s->fd);
+}
+
+/* payload: magic, stream, seq, phase, then bytes that follow from them */
+static void payload(uint8_t *p, uint32_t stream, uint32_t seq, uint8_t phase)
+{
+	uint32_t h[3] = {htonl(MAGIC), htonl(stream), htonl(seq)};
+	memcpy(p, h, sizeof h);
+	p[12] = phase;
+	for (size_t k = 13; k < size; k++)
+		p[k] = (uint8_t)(stream * 31 + seq * 7 + k);
+}
+
+static int check(const uint8_t *p, size_t n, unsigned nstreams, uint8_t *phase)
+{
+	uint32_t h[3];
+	if (n != size)
+		return -1;
+	memcpy(h, p, sizeof h);
+	uint32_t st = ntohl(h[1]), seq = ntohl(h[2]);
+	if (ntohl(h[0]) != MAGIC || st >= nstreams)
+		return -1;
+	for (size_t k = 13; k < size; k++)
+		if (p[k] != (uint8_t)(st * 31 + seq * 7 + k))
+			return -1;
+	*phase = p[12];
+	return 0;
+}
+
+/* Reads fd until it is empty: the peer's socket (raw data) or a client's
+ * (ChannelData), counting what was sent in the measured phase. */
+static void drain(int fd, bool at_peer, unsigned n, uint64_t recv_m[2], uint64_t *bad)
+{
+	static uint8_t rx[64][2048];
+	struct mmsghdr mm[64];
+	struct iovec iov[64];
+	for (;;) {
+		for (int i = 0; i < 64; i++) {
+			iov[i] = (struct iovec){rx[i], sizeof rx[i]};
+			mm[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+		}
+		int k = recvmmsg(fd, mm, 64, MSG_DONTWAIT, NULL);
+		if (k <= 0)
+			return;
+		for (int i = 0; i < k; i++) {
+			const uint8_t *p = rx[i];
+			size_t len = mm[i].msg_len;
+			uint8_t ph;
+			if (!at_peer) {
+				if (len < 4 || (p[0] << 8 | p[1]) != CHAN ||
+				    (size_t)(p[2] << 8 | p[3]) != len - 4) {
+					(*bad)++;
+					continue;
+				}
+				p += 4;
+				len -= 4;
+			}
+			if (check(p, len, n, &ph)) {
+				(*bad)++;
+				continue;
+			}
+			recv_m[at_peer ? 0 : 1] += ph;
+		}
+		if (k < 64)
+			return;
+	}
+}
+
+static double cpu_s(int pid)
+{
+	if (pid <= 0)
+		return 0;
+	char path[64], line[2048];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(line, 1, sizeof line - 1, f);
+	fclose(f);
+	line[n] = 0;
+	char *p = strrchr(line, ')');
+	unsigned long ut = 0, st = 0;
+	if (p)
+		sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static uint64_t bpf_ns(int id)
+{
+	if (id <= 0)
+		return 0;
+	int fd = bpf_prog_get_fd_by_id((uint32_t)id);
+	if (fd < 0)
+		return 0;
+	struct bpf_prog_info info = {0};
+	uint32_t len = sizeof info;
+	uint64_t ns = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.run_time_ns : 0;
+	close(fd);
+	return ns;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 8) {
+		fprintf(stderr, "usage: chan_bench SERVER:PORT SECRET PEER_IP CLIENT_NET STREAMS "
+				"PPS SECS [PID [BPF_PROG_ID]]\n");
+		return 2;
+	}
+	if (net_addr_parse(argv[1], 3478, &srv))
+		return 2;
+	secret = argv[2];
+	char pa[80];
+	snprintf(pa, sizeof pa, "%s:0", argv[3]);
+	if (net_addr_parse(pa, 0, &peer))
+		return 2;
+	unsigned n = (unsigned)atoi(argv[5]);
+	double pps = atof(argv[6]), secs = atof(argv[7]);
+	int pid = argc > 8 ? atoi(argv[8]) : 0, prog = argc > 9 ? atoi(argv[9]) : 0;
+	if (getenv("BENCH_SIZE"))
+		size = (size_t)atoi(getenv("BENCH_SIZE"));
+	if (size < 16 || size > 1400)
+		return 2;
+	int pfd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int big = 8 << 20;
+	setsockopt(pfd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+	setsockopt(pfd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
+	if (bind(pfd, &peer.u.sa, net_addr_len(&peer)))
+		return perror("peer bind"), 1;
+	net_sock_addr(pfd, &peer);
+	struct stream *s = calloc(n, sizeof *s);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	for (unsigned i = 0; i < n; i++) {
+		int code = setup(&s[i], i, argv[4]);
+		if (code) {
+			fprintf(stderr, "stream %u: setup failed (%d)\n", i, code);
+			return 1;
+		}
+		int sz = 256 * 1024;
+		setsockopt(s[i].fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof sz);
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+		epoll_ctl(ep, EPOLL_CTL_ADD, s[i].fd, &ev);
+	}
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = n};
+	epoll_ctl(ep, EPOLL_CTL_ADD, pfd, &ev);
+
+	double rate = pps * n; /* per direction */
+	uint64_t t0 = now_ns(), warm = 1000000000ull, meas = (uint64_t)(secs * 1e9);
+	uint64_t sent = 0, sent_m[2] = {0}, recv_m[2] = {0}, bad = 0, send_err[2] = {0};
+	int last_err = 0;
+	double cpu0 = 0, cpu1 = 0;
+	uint64_t bpf0 = 0, bpf1 = 0;
+	bool measuring = false;
+	uint8_t pkt[1500];
+	for (;;) {
+		uint64_t el = now_ns() - t0;
+		if (!measuring && el >= warm) {
+			measuring = true;
+			cpu0 = cpu_s(pid);
+			bpf0 = bpf_ns(prog);
+		}
+		if (el >= warm + meas)
+			break;
+		uint64_t due = (uint64_t)((double)el * rate / 1e9);
+		uint8_t phase = measuring;
+		for (; sent < due; sent++) {
+			struct stream *x = &s[sent % n];
+			uint32_t st = (uint32_t)(sent % n);
+			stun_chan_header(pkt, CHAN, (uint16_t)size);
+			payload(pkt + 4, st, x->seq_tp++, phase);
+			if (sendto(x->fd, pkt, 4 + size, 0, &srv.u.sa, net_addr_len(&srv)) > 0)
+				sent_m[0] += phase;
+			else
+				send_err[0]++, last_err = errno;
+			payload(pkt, st, x->seq_tc++, phase);
+			if (sendto(pfd, pkt, size, 0, &x->relay.u.sa, net_addr_len(&x->relay)) > 0)
+				sent_m[1] += phase;
+			else
+				send_err[1]++, last_err = errno;
+		}
+		drain(pfd, true, n, recv_m, &bad);
+		struct epoll_event evs[256];
+		int k = epoll_wait(ep, evs, 256, 1);
+		for (int j = 0; j < k; j++)
+			if (evs[j].data.u32 != n)
+				drain(s[evs[j].data.u32].fd, false, n, recv_m, &bad);
+	}
+	cpu1 = cpu_s(pid);
+	bpf1 = bpf_ns(prog);
+	/* what is in flight */
+	uint64_t d0 = now_ns();
+	while (now_ns() - d0 < 500000000ull) {
+		drain(pfd, true, n, recv_m, &bad);
+		struct epoll_event evs[256];
+		int k = epoll_wait(ep, evs, 256, 10);
+		for (int j = 0; j < k; j++)
+			if (evs[j].data.u32 != n)
+				drain(s[evs[j].data.u32].fd, false, n, recv_m, &bad);
+	}
+	for (unsigned i = 0; i < n; i++)
+		teardown(&s[i]);
+	uint64_t tot_sent = sent_m[0] + sent_m[1], tot_recv = recv_m[0] + recv_m[1];
+	double cpu = cpu1 - cpu0, bpf = (double)(bpf1 - bpf0) / 1e9;
+	printf("streams=%u offered_pps=%.0f relayed_pps=%.0f sent=%llu received=%llu "
+	       "lost=%lld bad=%llu to_peer_lost=%lld to_client_lost=%lld cpu_s=%.3f bpf_s=%.3f "
+	       "ns_per_pkt=%.0f\n",
+	       n, 2 * rate, (double)tot_recv / secs, (unsigned long long)tot_sent,
+	       (unsigned long long)tot_recv, (long long)(tot_sent - tot_recv),
+	       (unsigned long long)bad, (long long)(sent_m[0] - recv_m[0]),
+	       (long long)(sent_m[1] - recv_m[1]), cpu, bpf,
+	       tot_recv ? (cpu + bpf) * 1e9 / (double)tot_recv : 0);
+	if (send_err[0] || send_err[1])
+		fprintf(stderr, "send errors: %llu to the server, %llu to relays (last: %s)\n",
+			(unsigned long long)send_err[0], (unsigned long long)send_err[1],
+			strerror(last_err));
+	return 0;
+}

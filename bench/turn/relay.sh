@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# TURN relaying benchmark: relayed ChannelData packets per second and CPU per relayed packet,
+# pinhole in user space, pinhole with its eBPF fast path, and coturn, interleaved in one
+# invocation; and 1,000 concurrent G.711 streams, lost packets counted.
+#
+#   bench/turn/relay.sh
+#
+# Two network namespaces joined by a veth pair: tbr<PID>-srv (198.18.0.1) runs the
+# three servers at once, each on its own port and relay range; tbr<PID>-gen runs the
+# generator (bench/turn/chan_bench.c, built here against the same build): clients on
+# 198.18.1.1-250 (many sources, as from many NATs), the peer on 198.18.2.1. Transmit
+# checksum offload is off on the generator's veth so that its datagrams reach the
+# server with their checksums filled in, as from a wire (a datagram whose checksum
+# the kernel left for a NIC stays in pinhole's user space path).
+#
+# Per round (BENCH_ROUNDS, default 3), for each server in turn (pinhole-user,
+# pinhole-fast, coturn): a fresh set of allocations (coturn's shared-secret
+# credentials, one channel each), one second of warm-up, BENCH_SECS (5) measured:
+#   rate  BENCH_RATE_ALLOCS (100) allocations, BENCH_RATE (40000) packets/s offered
+#         in all, half each way (client -> peer as ChannelData, peer -> client)
+#   g711  BENCH_G711_ALLOCS (500) allocations, 50 packets/s each way: 1,000 streams
+#         of 172-byte packets at 20 ms, 50,000 packets/s in all
+# Figures per run: relayed packets/s, lost, the server's CPU (utime + stime of
+# every thread, /proc/PID/stat) plus, for the fast path, its tc program's run time
+# (bpf_stats: no process is charged for it) per relayed packet. The kernel's
+# receive path up to the socket (or to the tc hook) is charged to no one, for any
+# of the three. Ratios are per round (pinhole / coturn in the same round). Where
+# packets were lost: srv_drops and gen_drops are the UDP receive-buffer drops of the
+# server's and the generator's namespace over the run (a starved generator, or a
+# server that did not read in time).
+#
+# The machine may be shared: figures move with its load; compare within a round.
+# Needs root (namespaces, tc), coturn (turnserver), ethtool, bpftool, jq.
+# Nothing here is part of ctest. Processes are stopped by PID.
+
+set -u -o pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+PINHOLE=${PINHOLE:-}
+if [ -z "$PINHOLE" ]; then
+	for c in "$ROOT/build-bench/pinhole" "$ROOT/build/pinhole"; do
+		[ -x "$c" ] && { PINHOLE=$c; break; }
+	done
+fi
+[ -x "${PINHOLE:-}" ] || { echo "no pinhole binary (set PINHOLE)" >&2; exit 1; }
+LIB=$(dirname "$PINHOLE")/libpinhole_lib.a
+[ -f "$LIB" ] || { echo "no $LIB beside $PINHOLE" >&2; exit 1; }
+for t in turnserver ethtool bpftool jq ip; do
+	command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
+
+ROUNDS=${BENCH_ROUNDS:-3}
+SECS=${BENCH_SECS:-5}
+RATE=${BENCH_RATE:-40000}
+RATE_ALLOCS=${BENCH_RATE_ALLOCS:-100}
+G711_ALLOCS=${BENCH_G711_ALLOCS:-500}
+SECRET=benchsecret
+OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-turn-bench.XXXXXX)}
+mkdir -p "$OUT"
+NS=tbr$$
+SRV=$NS-srv
+GEN=$NS-gen
+PIDS=()
+
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	ip netns del "$SRV" 2>/dev/null
+	ip netns del "$GEN" 2>/dev/null
+	[ "${BPF_STATS_WAS:-}" = 0 ] && sysctl -qw kernel.bpf_stats_enabled=0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+BPF_STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo '')
+[ "$BPF_STATS_WAS" = 0 ] && sysctl -qw kernel.bpf_stats_enabled=1
+
+# --- the generator ------------------------------------------------------------------
+GENBIN="$OUT/chan_bench"
+# shellcheck disable=SC2046
+cc -std=gnu17 -O2 -Wall -Wextra -I "$ROOT/src" -o "$GENBIN" "$HERE/chan_bench.c" "$LIB" \
+	$(pkg-config --libs inih sqlite3 libssl libcrypto zlib libmicrohttpd) $(pkg-config --libs libbpf) -lpthread -lm ||
+	{ echo "cannot build chan_bench" >&2; exit 1; }
+
+# --- the namespaces -------------------------------------------------------------------
+ip netns add "$SRV" && ip netns add "$GEN" || exit 1
+ip link add tb0 netns "$SRV" type veth peer name tb1 netns "$GEN"
+ip -n "$SRV" link set lo up
+ip -n "$GEN" link set lo up
+ip -n "$SRV" addr add 198.18.0.1/16 dev tb0
+ip -n "$SRV" link set tb0 up
+{
+	for i in $(seq 1 250); do echo "addr add 198.18.1.$i/16 dev tb1"; done
+	echo "addr add 198.18.2.1/16 dev tb1"
+} | ip -n "$GEN" -batch -
+ip -n "$GEN" link set tb1 up
+ip netns exec "$GEN" ethtool -K tb1 tx off >/dev/null
+sleep 1
+
+# --- the servers ----------------------------------------------------------------------
+declare -A PORT PID PROG
+start_pinhole() { # NAME PORT RELAY_PORTS FASTPATH
+	cat >"$OUT/$1.conf" <<-EOF
+		[turn]
+		listen = udp:198.18.0.1:$2
+		realm = bench
+		static_auth_secret = $SECRET
+		relay_address = 198.18.0.1
+		relay_ports = $3
+		max_allocations_per_user = 10
+		fastpath = $4
+		[store]
+		path = $OUT/$1.db
+		[control]
+		listen = 127.0.0.1:0
+	EOF
+	ip netns exec "$SRV" "$PINHOLE" serve -c "$OUT/$1.conf" >"$OUT/$1.log" 2>&1 &
+	PID[$1]=$!
+	PIDS+=($!)
+	PORT[$1]=$2
+}
+start_pinhole pinhole-user 3478 40000-44999 off
+start_pinhole pinhole-fast 3479 45000-49999 on
+ip netns exec "$SRV" turnserver -n --listening-ip=198.18.0.1 --listening-port=3480 \
+	--relay-ip=198.18.0.1 --min-port=50000 --max-port=59999 --realm=bench \
+	--use-auth-secret --static-auth-secret="$SECRET" --no-tls --no-dtls --no-tcp --no-cli \
+	--no-software-attribute --fingerprint --log-file=stdout --simple-log \
+	>"$OUT/coturn.log" 2>&1 &
+PID[coturn]=$!
+PIDS+=($!)
+PORT[coturn]=3480
+sleep 2
+for s in pinhole-user pinhole-fast coturn; do
+	kill -0 "${PID[$s]}" 2>/dev/null || { echo "$s did not start:" >&2; tail "$OUT/$s.log" >&2; exit 1; }
+done
+PROG[pinhole-fast]=$(sed -n 's/.*turn: fast path:.*bpf prog id \([0-9]*\).*/\1/p' "$OUT/pinhole-fast.log" | head -1)
+PROG[pinhole-user]=0
+PROG[coturn]=0
+[ -n "${PROG[pinhole-fast]}" ] || { echo "pinhole-fast has no fast path:" >&2; cat "$OUT/pinhole-fast.log" >&2; exit 1; }
+
+# UDP datagrams a namespace's sockets dropped for a full receive buffer
+rcvbuf_errors() { ip netns exec "$1" awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
+run() { # SERVER ALLOCS PPS_PER_ALLOC: the generator's line + srv_drops= gen_drops=
+	local s0 g0 line
+	s0=$(rcvbuf_errors "$SRV")
+	g0=$(rcvbuf_errors "$GEN")
+	line=$(ip netns exec "$GEN" "$GENBIN" "198.18.0.1:${PORT[$1]}" "$SECRET" 198.18.2.1 198.18.1 \
+		"$2" "$3" "$SECS" "${PID[$1]}" "${PROG[$1]}" 2>>"$OUT/gen.err") || return
+	echo "$line srv_drops=$(($(rcvbuf_errors "$SRV") - s0)) gen_drops=$(($(rcvbuf_errors "$GEN") - g0))"
+}
+field() { sed -n "s/.*\b$1=\([-0-9.]*\).*/\1/p" <<<"$2"; }
+
+# warm-up: every server relays for a while before anything is measured
+for s in pinhole-user pinhole-fast coturn; do run "$s" 50 100 >/dev/null; done
+
+echo "# TURN relaying, $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# rate: $RATE_ALLOCS allocations, $RATE pps offered; g711: $G711_ALLOCS allocations x 2 directions x 50 pps"
+printf '%-5s %-5s %-13s %9s %9s %6s %4s %8s %8s %9s %9s %9s\n' round test server offered relayed lost bad \
+	cpu_s bpf_s ns/pkt srv_drops gen_drops
+declare -A NSPP
+for r in $(seq 1 "$ROUNDS"); do
+	for t in rate g711; do
+		if [ $t = rate ]; then a=$RATE_ALLOCS; p=$((RATE / 2 / RATE_ALLOCS)); else a=$G711_ALLOCS; p=50; fi
+		for s in pinhole-user pinhole-fast coturn; do
+			line=$(run "$s" "$a" "$p")
+			[ -n "$line" ] || { echo "run failed: $s $t (see $OUT/gen.err)" >&2; continue; }
+			echo "$r $t $s $line" >>"$OUT/results.txt"
+			printf '%-5s %-5s %-13s %9s %9s %6s %4s %8s %8s %9s %9s %9s\n' "$r" $t "$s" \
+				"$(field offered_pps "$line")" "$(field relayed_pps "$line")" \
+				"$(field lost "$line")" "$(field bad "$line")" "$(field cpu_s "$line")" \
+				"$(field bpf_s "$line")" "$(field ns_per_pkt "$line")" \
+				"$(field srv_drops "$line")" "$(field gen_drops "$line")"
+			NSPP[$r,$t,$s]=$(field ns_per_pkt "$line")
+		done
+		printf '      ratio CPU/pkt vs coturn (round %s, %s): user %s, fast %s\n' "$r" $t \
+			"$(awk -v a="${NSPP[$r,$t,pinhole-user]:-0}" -v b="${NSPP[$r,$t,coturn]:-0}" 'BEGIN{ if (b > 0) printf "%.3f", a / b; else print "-" }')" \
+			"$(awk -v a="${NSPP[$r,$t,pinhole-fast]:-0}" -v b="${NSPP[$r,$t,coturn]:-0}" 'BEGIN{ if (b > 0) printf "%.3f", a / b; else print "-" }')"
+	done
+done
+echo "# logs and raw lines in $OUT"
