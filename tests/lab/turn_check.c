@@ -14,6 +14,8 @@
  *                          N payloads A->B (ChannelData in, Data indication
  *                          out) and N B->A (Send in, ChannelData out), each
  *                          unchanged
+ * -H SECS  echo: hold the allocation that long after the last payload (the
+ *           server's state can be looked at), then end it
  * Prints "relayed ADDR" per allocation and "intact K/N"; exit 0 when every
  * payload arrived unchanged, 1 otherwise, 2 usage, 3 a request failed.
  */
@@ -350,8 +352,8 @@ static void refresh0(struct sess *s)
 int main(int argc, char **argv)
 {
 	const char *server = NULL;
-	int n = 10, len = 160, o;
-	while ((o = getopt(argc, argv, "ts:u:w:n:l:")) != -1) {
+	int n = 10, len = 160, hold = 0, o;
+	while ((o = getopt(argc, argv, "ts:u:w:n:l:H:")) != -1) {
 		switch (o) {
 		case 't':
 			use_tcp = 1;
@@ -370,6 +372,9 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			len = atoi(optarg);
+			break;
+		case 'H':
+			hold = atoi(optarg);
 			break;
 		default:
 			die(2, "bad option");
@@ -397,6 +402,9 @@ int main(int argc, char **argv)
 				send_channel(&a, 0x4000, p, (size_t)len);
 			intact += expect(&a, 0x4000, &peer, p, (size_t)len);
 		}
+		printf("intact %d/%d so far\n", intact, total);
+		fflush(stdout);
+		sleep((unsigned)hold);
 		refresh0(&a);
 	} else if (strcmp(argv[optind], "c2c") == 0) {
 		struct sess a, b;
