@@ -20,6 +20,8 @@
 #         in all, half each way (client -> peer as ChannelData, peer -> client)
 #   g711  BENCH_G711_ALLOCS (500) allocations, 50 packets/s each way: 1,000 streams
 #         of 172-byte packets at 20 ms, 50,000 packets/s in all
+# BENCH_TESTS ("rate g711") and BENCH_SERVERS ("pinhole-user pinhole-fast coturn")
+# pick a part.
 # Figures per run: relayed packets/s, lost, the server's CPU (utime + stime of
 # every thread, /proc/PID/stat) plus, for the fast path, its tc program's run time
 # (bpf_stats: no process is charged for it) per relayed packet. The kernel's
@@ -54,6 +56,8 @@ ROUNDS=${BENCH_ROUNDS:-3}
 SECS=${BENCH_SECS:-5}
 RATE=${BENCH_RATE:-40000}
 RATE_ALLOCS=${BENCH_RATE_ALLOCS:-100}
+TESTS=${BENCH_TESTS:-rate g711}
+SERVERS=${BENCH_SERVERS:-pinhole-user pinhole-fast coturn}
 G711_ALLOCS=${BENCH_G711_ALLOCS:-500}
 SECRET=benchsecret
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-turn-bench.XXXXXX)}
@@ -160,9 +164,9 @@ printf '%-5s %-5s %-13s %9s %9s %6s %4s %8s %8s %9s %9s %9s\n' round test server
 	cpu_s bpf_s ns/pkt srv_drops gen_drops
 declare -A NSPP
 for r in $(seq 1 "$ROUNDS"); do
-	for t in rate g711; do
+	for t in $TESTS; do
 		if [ $t = rate ]; then a=$RATE_ALLOCS; p=$((RATE / 2 / RATE_ALLOCS)); else a=$G711_ALLOCS; p=50; fi
-		for s in pinhole-user pinhole-fast coturn; do
+		for s in $SERVERS; do
 			line=$(run "$s" "$a" "$p")
 			[ -n "$line" ] || { echo "run failed: $s $t (see $OUT/gen.err)" >&2; continue; }
 			echo "$r $t $s $line" >>"$OUT/results.txt"
@@ -174,8 +178,8 @@ for r in $(seq 1 "$ROUNDS"); do
 			NSPP[$r,$t,$s]=$(field ns_per_pkt "$line")
 		done
 		printf '      ratio CPU/pkt vs coturn (round %s, %s): user %s, fast %s\n' "$r" $t \
-			"$(awk -v a="${NSPP[$r,$t,pinhole-user]:-0}" -v b="${NSPP[$r,$t,coturn]:-0}" 'BEGIN{ if (b > 0) printf "%.3f", a / b; else print "-" }')" \
-			"$(awk -v a="${NSPP[$r,$t,pinhole-fast]:-0}" -v b="${NSPP[$r,$t,coturn]:-0}" 'BEGIN{ if (b > 0) printf "%.3f", a / b; else print "-" }')"
+			"$(awk -v a="${NSPP[$r,$t,pinhole-user]:-0}" -v b="${NSPP[$r,$t,coturn]:-0}" 'BEGIN{ if (a > 0 && b > 0) printf "%.3f", a / b; else print "-" }')" \
+			"$(awk -v a="${NSPP[$r,$t,pinhole-fast]:-0}" -v b="${NSPP[$r,$t,coturn]:-0}" 'BEGIN{ if (a > 0 && b > 0) printf "%.3f", a / b; else print "-" }')"
 	done
 done
 echo "# logs and raw lines in $OUT"

@@ -28,6 +28,9 @@ struct metric turn_m_fast_to_peer = {.name = "turn_fast_relayed_packets_total",
 struct metric turn_m_fast_to_client = {.name = "turn_fast_relayed_packets_total",
 				       .help = "packets relayed by the in-kernel fast path",
 				       .labels = "direction=\"to_client\""};
+struct metric turn_m_fast_full = {.name = "turn_fast_full_total",
+				  .help = "times a channel stayed in user space because the fast "
+					  "path's maps were full (tried again each second)"};
 
 #ifdef PINHOLE_HAVE_BPF
 
@@ -245,8 +248,10 @@ static bool stats_ensure(struct turn *t, struct turn_alloc *a)
 	    .tokens = t->cf.bandwidth * 1000000000ull, /* starts full, as user space's */
 	    .last_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec};
 	uint64_t id = a->id;
-	if (bpf_map_update_elem(t->fast->stats_fd, &id, &st, BPF_NOEXIST))
-		return false; /* map full: the allocation stays in user space */
+	if (bpf_map_update_elem(t->fast->stats_fd, &id, &st, BPF_NOEXIST)) {
+		metric_inc(&turn_m_fast_full); /* the allocation stays in user space */
+		return false;
+	}
 	a->fast_stats = true;
 	memset(&a->fast_seen, 0, sizeof a->fast_seen);
 	return true;
@@ -270,9 +275,12 @@ void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
 		keys(t, a, ch, &ck, &pk);
 		/* the peer's way first: a client's first ChannelData through the
 		 * kernel then finds the answer's way ready too */
-		if (bpf_map_update_elem(t->fast->peer_fd, &pk, &tc, BPF_ANY))
+		if (bpf_map_update_elem(t->fast->peer_fd, &pk, &tc, BPF_ANY)) {
+			metric_inc(&turn_m_fast_full); /* this channel stays in user space */
 			continue;
+		}
 		if (bpf_map_update_elem(t->fast->chan_fd, &ck, &tp, BPF_ANY)) {
+			metric_inc(&turn_m_fast_full);
 			bpf_map_delete_elem(t->fast->peer_fd, &pk);
 			continue;
 		}

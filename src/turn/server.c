@@ -134,7 +134,7 @@ void turn_metrics_register(void)
 	    &turn_m_from_peer_pkts, &turn_m_denied_peer,    &turn_m_drop_rate,
 	    &turn_m_drop_bw,	    &turn_m_drop_noperm,    &turn_m_drop_bad,
 	    &turn_m_auth_fail,	    &turn_m_conn_refused,   &m_err_other,
-	    &turn_m_fast_to_peer,   &turn_m_fast_to_client,
+	    &turn_m_fast_to_peer,   &turn_m_fast_to_client, &turn_m_fast_full,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		metric_register(all[i]);
@@ -221,7 +221,10 @@ static void on_udp(int fd, uint32_t events, void *arg)
 	struct turn *t = sk->t;
 	pthread_mutex_lock(&t->lock);
 	uint64_t now = loop_now_ms(t->loop);
-	for (int i = 0; i < 64; i++) {
+	/* a listener carries every UDP client's traffic, a relay socket one
+	 * allocation's: it reads more per wake-up, or under load it falls
+	 * behind the relay sockets for good and its queue overflows */
+	for (int i = 0; i < TURN_LISTEN_ROUNDS; i++) {
 		struct turn_src s = {.tp = NET_UDP, .li = sk->li};
 		socklen_t sl = sizeof s.client.u.ss;
 		ssize_t n = recvfrom(fd, t->rx, sizeof t->rx, MSG_DONTWAIT, &s.client.u.sa, &sl);

@@ -19,6 +19,7 @@
 #define TURN_TCP_IDLE_S 30			 /* a connection without an allocation */
 #define TURN_RELAY_RCVBUF (256 * 1024)		 /* per relay socket: media, not bulk */
 #define TURN_CONN_ROUNDS 16			 /* reads per wake-up of one connection */
+#define TURN_LISTEN_ROUNDS 512			 /* datagrams per wake-up of a UDP listener */
 
 struct turn;
 struct turn_conn;
@@ -251,7 +252,7 @@ extern struct metric turn_m_allocs, turn_m_perms, turn_m_chans, turn_m_requests,
     turn_m_to_peer_bytes, turn_m_to_peer_pkts, turn_m_from_peer_bytes, turn_m_from_peer_pkts,
     turn_m_denied_peer, turn_m_drop_rate, turn_m_drop_bw, turn_m_drop_noperm, turn_m_drop_bad,
     turn_m_alloc_total, turn_m_expired, turn_m_auth_fail, turn_m_conn_refused, turn_m_fast_to_peer,
-    turn_m_fast_to_client;
+    turn_m_fast_to_client, turn_m_fast_full;
 /* Counts an error response by code. */
 void turn_count_error(uint16_t code);
 void turn_metrics_register(void);

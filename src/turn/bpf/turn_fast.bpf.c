@@ -239,7 +239,7 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 	nu.check = final_csum(pseudo_sum(o->src_addr, o->dst_addr, nu.len) + nu.source + nu.dest +
 			      nu.len + (__u64)d);
 	if (bpf_skb_adjust_room(skb, -4, BPF_ADJ_ROOM_NET, 0))
-		return TC_ACT_SHOT; /* headers already half moved: nothing sane to pass on */
+		return VERDICT_NEXT; /* nothing changed yet (the bucket spent: a rare miss) */
 	if (bpf_skb_store_bytes(skb, L4_OFF, &nu, sizeof nu, 0) ||
 	    write_ip(skb, &old, o, (__u16)(sizeof old + sizeof nu + dlen)))
 		return TC_ACT_SHOT;
