@@ -144,7 +144,7 @@ static __always_inline int bw_take(struct turn_fast_stats *st, __u32 len)
 {
 	if (!st->rate)
 		return 1;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns(); /* a tick is fine for a 1 s bucket */
 	__u64 full = st->rate * 1000000000ull;
 	__u64 el = now - st->last_ns;
 	if (el > 1000000000ull)

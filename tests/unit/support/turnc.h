@@ -15,7 +15,8 @@
 #define SECRET "s3cret" /* [turn] static_auth_secret */
 
 /* A server: [turn] on udp and tcp 127.0.0.1 (ports picked by the kernel),
- * relays on 127.0.0.1 42000-42999, users alice/wonder and bob/builder. */
+ * relays on 127.0.0.1 42000-42999, users alice/wonder and bob/builder; the
+ * fast path off unless extra sets [turn] fastpath. */
 struct tt_srv {
 	struct conf *conf;
 	struct store_cred *creds;
