@@ -321,16 +321,18 @@ int turn_fast(struct __sk_buff *skb)
 	struct turn_fast_conf *c = bpf_map_lookup_elem(&turn_conf, &zero);
 	if (!c)
 		return VERDICT_NEXT;
+	/* the listeners first: one may sit inside the relay range (an
+	 * ephemeral port in tests), and its traffic is never a peer's */
+#pragma unroll
+	for (int i = 0; i < TURN_FAST_LISTEN; i++)
+		if (i < c->nlisten && udp->dest == c->listen_port[i])
+			return to_peer(skb, ip, udp, pay, plen, end);
 	__u16 dport = bpf_ntohs(udp->dest);
 	if (dport >= c->relay_lo && dport <= c->relay_hi) {
 		if (plen == 0 || plen > TURN_FAST_MAX_DATA)
 			return VERDICT_NEXT;
 		return to_client(skb, ip, udp, plen);
 	}
-#pragma unroll
-	for (int i = 0; i < TURN_FAST_LISTEN; i++)
-		if (i < c->nlisten && udp->dest == c->listen_port[i])
-			return to_peer(skb, ip, udp, pay, plen, end);
 	return VERDICT_NEXT;
 }
 
