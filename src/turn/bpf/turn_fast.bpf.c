@@ -321,8 +321,8 @@ int turn_fast(struct __sk_buff *skb)
 	struct turn_fast_conf *c = bpf_map_lookup_elem(&turn_conf, &zero);
 	if (!c)
 		return VERDICT_NEXT;
-	/* the listeners first: one may sit inside the relay range (an
-	 * ephemeral port in tests), and its traffic is never a peer's */
+		/* the listeners first: one may sit inside the relay range (an
+		 * ephemeral port in tests), and its traffic is never a peer's */
 #pragma unroll
 	for (int i = 0; i < TURN_FAST_LISTEN; i++)
 		if (i < c->nlisten && udp->dest == c->listen_port[i])
