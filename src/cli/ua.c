@@ -28,8 +28,8 @@ static const char usage_text[] =
     "each (RFC 5626 SIP Outbound), keeps the flows alive, replaces a failed one, and\n"
     "unregisters on SIGINT or SIGTERM. One line per event on stdout.\n\n"
     "options:\n"
-    "  --proxy TP:HOST[:PORT]  an outbound proxy, TP udp, tcp or tls, port 5060 by\n"
-    "                          default (tls: 5061);\n"
+    "  --proxy TP:HOST[:PORT]  an outbound proxy, TP udp, tcp, tls, ws or wss, port\n"
+    "                          5060 by default (tls: 5061, ws: 80, wss: 443);\n"
     "                          give it twice for two flows (reg-id 1 and 2). Default:\n"
     "                          udp:DOMAIN:PORT of the AOR\n"
     "  --user NAME             digest user name (default: the AOR's user part)\n"
@@ -93,6 +93,10 @@ static const char usage_text[] =
     "  --ca FILE               tls: trust the server certificates this PEM file's CAs\n"
     "                          signed (default: the system trust store); the\n"
     "                          certificate must also name the proxy's HOST\n"
+    "  --ws-path PATH          ws:, wss: the upgrade's path (default /)\n"
+    "  --ws-origin ORIGIN      ws:, wss: send this Origin (default none, as a\n"
+    "                          non-browser client); wss: checks the certificate as\n"
+    "                          tls: does (--ca)\n"
     "  --json                  one JSON object per event instead of text\n"
     "  -h, --help              this text\n\n"
     "exit status: 0 registered (and unregistered at the end), 1 local error (socket,\n"
@@ -101,8 +105,8 @@ static const char usage_text[] =
     "answer (unreachable proxy, timeouts, no answer to the INVITE), 6 the call was\n"
     "answered but audio did not go both ways (the verdict says which way failed and\n"
     "why), 7 the call was cancelled (signal or --answer-timeout) before an answer,\n"
-    "8 a tls: flow's server certificate was refused (not trusted, or not naming the\n"
-    "proxy's host), 9 --turn: no allocation for the media (credentials refused,\n"
+    "8 a tls: or wss: flow's server certificate was refused (not trusted, or not naming\n"
+    "the proxy's host), 9 --turn: no allocation for the media (credentials refused,\n"
     "another refusal, or no answer from the TURN server).\n"
     "Before any flow has registered, a failure of every flow ends the run; once one\n"
     "has, failed flows are retried (RFC 5626 4.5) until the end.\n\n"
@@ -214,12 +218,14 @@ static int parse_proxy(const char *s, struct ua_proxy *px, char *err, size_t err
 {
 	const char *colon = strchr(s, ':');
 	if (!colon) {
-		snprintf(err, errlen, "--proxy '%s': want udp:, tcp: or tls:HOST[:PORT]", s);
+		snprintf(err, errlen, "--proxy '%s': want udp:, tcp:, tls:, ws: or wss:HOST[:PORT]",
+			 s);
 		return EINVAL;
 	}
 	if (net_transport_parse((struct slice){s, (size_t)(colon - s)}, &px->tp) ||
-	    (px->tp != NET_UDP && px->tp != NET_TCP && px->tp != NET_TLS)) {
-		snprintf(err, errlen, "--proxy '%s': transport must be udp, tcp or tls", s);
+	    (px->tp != NET_UDP && px->tp != NET_TCP && px->tp != NET_TLS && px->tp != NET_WS &&
+	     px->tp != NET_WSS)) {
+		snprintf(err, errlen, "--proxy '%s': transport must be udp, tcp, tls, ws or wss", s);
 		return EINVAL;
 	}
 	const char *hp = colon + 1, *port = NULL;
@@ -241,7 +247,7 @@ static int parse_proxy(const char *s, struct ua_proxy *px, char *err, size_t err
 		snprintf(host, sizeof host, "%.*s", (int)(c ? (size_t)(c - hp) : strlen(hp)), hp);
 		port = c ? c + 1 : NULL;
 	}
-	unsigned p = px->tp == NET_TLS ? 5061 : 5060;
+	unsigned p = px->tp == NET_TLS ? 5061 : px->tp == NET_WS ? 80 : px->tp == NET_WSS ? 443 : 5060;
 	if (!host[0] || (port && parse_uint(port, 1, 65535, &p))) {
 		snprintf(err, errlen, "--proxy '%s': bad host or port", s);
 		return EINVAL;
@@ -662,6 +668,8 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 	    {"turn-secret", required_argument, NULL, 0x124},
 	    {"config", required_argument, NULL, 'C'},
 	    {"ca", required_argument, NULL, 0x110},
+	    {"ws-path", required_argument, NULL, 0x130},
+	    {"ws-origin", required_argument, NULL, 0x131},
 	    {"json", no_argument, NULL, 'j'},
 	    {"echo-uri", required_argument, NULL, 0x100},
 	    {"probe", required_argument, NULL, 0x101},
@@ -833,6 +841,23 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 			}
 			fclose(cf);
 			snprintf(c->ca_file, sizeof c->ca_file, "%s", optarg);
+			break;
+		}
+		case 0x130: /* ws:, wss: (src/ua/ws.c) */
+		case 0x131: {
+			char *dst = ch == 0x130 ? c->ws_path : c->ws_origin;
+			bool bad = strlen(optarg) >= sizeof c->ws_path || !optarg[0] ||
+				   (ch == 0x130 && optarg[0] != '/');
+			for (const char *q = optarg; !bad && *q; q++)
+				bad = (unsigned char)*q <= ' ' || *q == 0x7f;
+			if (bad) {
+				fprintf(stderr, "pinhole ua: %s--%s: %s\n", where,
+					longopts[optind_long].name,
+					ch == 0x130 ? "want /PATH without spaces" : "want an origin without spaces");
+				where = "";
+				goto out;
+			}
+			snprintf(dst, sizeof c->ws_path, "%s", optarg);
 			break;
 		}
 		case 'j':

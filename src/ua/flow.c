@@ -74,6 +74,7 @@ int uaf_open(struct ua_flow *f)
 void uaf_close(struct ua_flow *f)
 {
 	uaf_ka_stop(f);
+	uaws_close(f);
 	if (f->fd >= 0) {
 		loop_fd_del(f->ua->loop, f->fd);
 		close(f->fd);
@@ -81,6 +82,7 @@ void uaf_close(struct ua_flow *f)
 	net_tls_sock_free(f->tls);
 	f->tls = NULL;
 	f->tcp_up = false;
+	f->ws_upgrading = false;
 	f->fd = -1;
 	f->connected = false;
 	buf_reset(&f->rx);
@@ -109,10 +111,25 @@ static int flush_tx(struct ua_flow *f)
 	return 0;
 }
 
+int uaf_send_raw(struct ua_flow *f, const void *p, size_t len)
+{
+	if (f->fd < 0)
+		return ENOTCONN;
+	/* a UA sends a few small messages: a queue beyond one message's worth
+	 * means the server stopped reading */
+	if (f->tx.len + len > 4 * UA_MAX_MSG)
+		return ENOBUFS;
+	if (buf_append(&f->tx, p, len))
+		return ENOMEM;
+	return flush_tx(f);
+}
+
 int uaf_send(struct ua_flow *f, const void *p, size_t len)
 {
 	if (f->fd < 0 || !f->connected)
 		return ENOTCONN;
+	if (ua_ws(f->px))
+		return uaws_send(f, p, len);
 	if (f->px->tp == NET_UDP) {
 		if (send(f->fd, p, len, 0) < 0) {
 			/* an ICMP error from an earlier datagram surfaces here;
@@ -123,13 +140,7 @@ int uaf_send(struct ua_flow *f, const void *p, size_t len)
 		}
 		return 0;
 	}
-	/* a UA sends a few small messages: a queue beyond one message's worth
-	 * means the server stopped reading */
-	if (f->tx.len + len > 4 * UA_MAX_MSG)
-		return ENOBUFS;
-	if (buf_append(&f->tx, p, len))
-		return ENOMEM;
-	return flush_tx(f);
+	return uaf_send_raw(f, p, len);
 }
 
 /* ---- keepalives: RFC 5626 4.4 ---- */
@@ -186,10 +197,14 @@ static void ka_due(void *arg)
 		f->ka_next_rto_ms = UA_KA_RTO_MS;
 		timer_start(f->ua->loop, &f->t_ka_wait, UA_KA_RTO_MS, ka_wait, f);
 	} else {
-		/* RFC 5626 4.4.1: the ping is a double CRLF, the pong one CRLF */
-		int err = uaf_send(f, "\r\n\r\n", 4);
+		/* RFC 5626 4.4.1: the ping is a double CRLF, the pong one CRLF;
+		 * over a WebSocket a ping frame (RFC 7118 has no CRLF keepalive,
+		 * and the server answers pings with pongs) */
+		int err = ua_ws(f->px) ? uaws_ping(f) : uaf_send(f, "\r\n\r\n", 4);
 		if (err) {
-			ua_flow_failed(f, "cannot send a CRLF ping", UA_EXIT_TIMEOUT);
+			ua_flow_failed(f, ua_ws(f->px) ? "cannot send a WebSocket ping"
+						       : "cannot send a CRLF ping",
+				       UA_EXIT_TIMEOUT);
 			return;
 		}
 		timer_start(f->ua->loop, &f->t_ka_wait, UA_KA_WAIT_MS, ka_wait, f);
@@ -210,7 +225,8 @@ static void ka_wait(void *arg)
 	uint64_t waited = loop_now_ms(f->ua->loop) - f->ka_sent_ms;
 	if (ua_stream(f->px) || waited + 5 >= UA_KA_WAIT_MS) {
 		ka_failed(f, f->px->tp == NET_UDP ? "no STUN answer within 10 s"
-						  : "no CRLF pong within 10 s");
+			     : ua_ws(f->px)	      ? "no WebSocket pong within 10 s"
+						      : "no CRLF pong within 10 s");
 		return;
 	}
 	ka_send_stun(f);
@@ -219,7 +235,7 @@ static void ka_wait(void *arg)
 	timer_start(f->ua->loop, &f->t_ka_wait, next, ka_wait, f);
 }
 
-static void ka_answered(struct ua_flow *f)
+void uaf_ka_answered(struct ua_flow *f)
 {
 	timer_cancel(&f->t_ka_wait);
 	f->ka_pending = false;
@@ -263,7 +279,7 @@ static void on_stun(struct ua_flow *f, const char *p, size_t len)
 		f->mapped = mapped;
 		f->has_mapped = true;
 	}
-	ka_answered(f);
+	uaf_ka_answered(f);
 }
 
 /* A run of CR and LF on a stream: a pong ("\r\n") answers our ping; a ping
@@ -275,7 +291,7 @@ static void on_crlf(struct ua_flow *f, size_t n)
 		return;
 	}
 	if (f->ka_pending)
-		ka_answered(f);
+		uaf_ka_answered(f);
 }
 
 /* ---- input ---- */
@@ -370,12 +386,13 @@ static void read_tcp(struct ua_flow *f)
 			return;
 		}
 		f->rx.len += (size_t)n;
-		if (!frame_tcp(f))
+		if (!(ua_ws(f->px) ? uaws_input(f) : frame_tcp(f)))
 			return;
 	}
 }
 
 static void on_connected(struct ua_flow *f);
+static void ws_or_up(struct ua_flow *f);
 
 /* One step of a tls: flow's handshake; the flow is up when it is done. A
  * certificate we do not trust ends the flow as a failure of its own kind:
@@ -395,7 +412,7 @@ static void tls_step(struct ua_flow *f)
 		ua_flow_failed(f, msg, err == EPERM ? UA_EXIT_TLS : UA_EXIT_TIMEOUT);
 		return;
 	}
-	on_connected(f);
+	ws_or_up(f);
 }
 
 static void on_connected(struct ua_flow *f)
@@ -411,7 +428,7 @@ static void on_connected(struct ua_flow *f)
 		return;
 	}
 	note_local(f);
-	if (f->px->tp == NET_TLS && !f->tcp_up) {
+	if (ua_tls(f->px) && !f->tcp_up) {
 		/* TCP is up: the handshake next, and the flow is up after it */
 		f->tcp_up = true;
 		int err = net_tls_sock_alloc(&f->tls, f->ua->tls, f->fd, f->px->host);
@@ -422,6 +439,31 @@ static void on_connected(struct ua_flow *f)
 		tls_step(f);
 		return;
 	}
+	ws_or_up(f);
+}
+
+/* The byte stream is up: a WebSocket flow asks for the upgrade first (ws.c
+ * calls uaf_up on the 101), the others are up. */
+static void ws_or_up(struct ua_flow *f)
+{
+	if (!ua_ws(f->px)) {
+		uaf_up(f);
+		return;
+	}
+	f->tcp_up = true;
+	int err = uaws_start(f);
+	if (err) {
+		char why[96];
+		snprintf(why, sizeof why, "cannot send the WebSocket upgrade: %s", strerror(err));
+		ua_flow_failed(f, why, UA_EXIT_ERROR);
+		return;
+	}
+	f->ws_upgrading = true;
+}
+
+void uaf_up(struct ua_flow *f)
+{
+	f->ws_upgrading = false;
 	f->connected = true;
 	want_out(f, f->tx.len > 0);
 	struct ua_event ev = {.kind = UA_EV_FLOW_UP};
@@ -434,7 +476,7 @@ static void on_io(int fd, uint32_t events, void *arg)
 	struct ua_flow *f = arg;
 	if (fd != f->fd)
 		return;
-	if (ua_stream(f->px) && !f->connected) {
+	if (ua_stream(f->px) && !f->connected && !f->ws_upgrading) {
 		if (f->tcp_up)
 			tls_step(f);
 		else if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))

@@ -45,6 +45,11 @@ void ua_reg_stop(struct ua_flow *f)
  * reach; the registrar stores the flow anyway). */
 void ua_contact_hostport(const struct ua_flow *f, char *out, size_t cap)
 {
+	if (ua_ws(f->px) && f->ws_host[0]) {
+		/* RFC 7118 5.2: a WebSocket client is reached over its flow only */
+		snprintf(out, cap, "%s", f->ws_host);
+		return;
+	}
 	char ip[NET_ADDR_STRLEN];
 	net_addr_ip_fmt(&f->local, ip, sizeof ip);
 	if (net_addr_family(&f->local) == AF_INET6)

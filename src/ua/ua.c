@@ -405,7 +405,7 @@ int ua_alloc(struct ua **up, struct loop *l, const struct ua_conf *conf, ua_even
 		char a[NET_ADDR_STRLEN];
 		snprintf(f->proxy_s, sizeof f->proxy_s, "%s:%s", net_transport_name(f->px->tp),
 			 net_addr_fmt(&f->px->addr, a, sizeof a));
-		if (f->px->tp == NET_TLS && !ua->tls) {
+		if (ua_tls(f->px) && !ua->tls) {
 			char why[300];
 			int err = net_tls_client_alloc(&ua->tls, ua->c.ca_file, true, why, sizeof why);
 			if (err) {
@@ -443,6 +443,7 @@ void ua_free(struct ua *ua)
 		ua_reg_stop(f);
 		timer_cancel(&f->t_retry);
 		uaf_close(f);
+		uaws_free(f);
 		buf_free(&f->rx);
 		buf_free(&f->tx);
 		buf_free(&f->req);

@@ -41,7 +41,7 @@
 
 /* One outbound proxy: where a flow goes. */
 struct ua_proxy {
-	enum net_transport tp; /* NET_UDP, NET_TCP or NET_TLS */
+	enum net_transport tp; /* NET_UDP, NET_TCP, NET_TLS, NET_WS or NET_WSS */
 	struct net_addr addr;
 	char host[256]; /* as given (name or address), for the Route header */
 	uint16_t port;
@@ -65,6 +65,10 @@ struct ua_conf {
 	/* tls: flows: the server's certificate is checked against this PEM file
 	 * (else the system trust store) and must name the proxy's host */
 	char ca_file[256];
+	/* ws:, wss: flows (ws.c): the upgrade's path ("" = "/") and Origin
+	 * ("" = none sent, as a non-browser client) */
+	char ws_path[256];
+	char ws_origin[256];
 
 	/* calls (call.c) */
 	char call_uri[256];   /* ua call: the URI to call once registered; "" = none */

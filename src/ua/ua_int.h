@@ -51,6 +51,9 @@ struct ua_flow {
 	struct buf tx; /* TCP bytes the kernel did not take yet */
 	struct net_tls_sock *tls; /* tls: flows, once TCP is connected; owned */
 	bool tcp_up;		  /* tls: TCP connected, the handshake under way */
+	struct uaws *ws;	  /* ws:, wss: flows: the WebSocket (ws.c); owned */
+	char ws_host[40];	  /* ws:, wss: our Via and Contact host (RFC 7118 5) */
+	bool ws_upgrading;	  /* ws:, wss: the upgrade sent, its answer awaited */
 
 	/* registration (reg.c) */
 	char call_id[48], from_tag[24], branch[48];
@@ -305,15 +308,26 @@ static inline bool ua_stream(const struct ua_proxy *px)
 {
 	return px->tp != NET_UDP;
 }
+/* WebSocket flows (ws.c) */
+static inline bool ua_ws(const struct ua_proxy *px)
+{
+	return px->tp == NET_WS || px->tp == NET_WSS;
+}
+/* Flows with a TLS handshake first (tls:, wss:) */
+static inline bool ua_tls(const struct ua_proxy *px)
+{
+	return px->tp == NET_TLS || px->tp == NET_WSS;
+}
 /* How a URI naming a flow's hop is written (RFC 5630): sips: over TLS
- * (never transport=tls), ";transport=tcp" over TCP. */
+ * (never transport=tls), ";transport=tcp" over TCP, ";transport=ws" over
+ * ws: and wss: (RFC 7118 5.2 has no "wss"; a sip: URI as browsers write it). */
 static inline const char *ua_scheme(const struct ua_proxy *px)
 {
 	return px->tp == NET_TLS ? "sips" : "sip";
 }
 static inline const char *ua_tp_param(const struct ua_proxy *px)
 {
-	return px->tp == NET_TCP ? ";transport=tcp" : "";
+	return px->tp == NET_TCP ? ";transport=tcp" : ua_ws(px) ? ";transport=ws" : "";
 }
 
 /* ua.c */
@@ -336,6 +350,25 @@ void uaf_close(struct ua_flow *f);
 int uaf_send(struct ua_flow *f, const void *p, size_t len);
 void uaf_ka_start(struct ua_flow *f);
 void uaf_ka_stop(struct ua_flow *f);
+/* for ws.c: bytes onto the stream as they are (no framing, before the flow
+ * is up too); the flow is up (upgrade done); our ping was answered */
+int uaf_send_raw(struct ua_flow *f, const void *p, size_t len);
+void uaf_up(struct ua_flow *f);
+void uaf_ka_answered(struct ua_flow *f);
+
+/* ws.c: the client side of SIP over WebSocket (RFC 7118) on a stream flow */
+/* The byte stream is up (TCP, or TLS's handshake done): send the upgrade. */
+int uaws_start(struct ua_flow *f);
+/* Takes what it can from f->rx: the server's 101, then frames; false when
+ * the flow was closed. */
+bool uaws_input(struct ua_flow *f);
+/* One SIP message as one masked text frame. */
+int uaws_send(struct ua_flow *f, const void *p, size_t len);
+/* The keepalive: a WebSocket ping; its pong calls uaf_ka_answered. */
+int uaws_ping(struct ua_flow *f);
+/* The connection is closing: a close frame if it was open, state reset. */
+void uaws_close(struct ua_flow *f);
+void uaws_free(struct ua_flow *f);
 
 /* call.c */
 void ua_call_start(struct ua_flow *f);

@@ -226,3 +226,145 @@ int ws_upgrade_answer(const struct ws_upgrade *u, unsigned status, struct buf *o
 	}
 	return out->failed ? ENOMEM : 0;
 }
+
+/* ---- the client side ---- */
+
+void ws_client_key(const uint8_t nonce[16], char out[25])
+{
+	EVP_EncodeBlock((unsigned char *)out, nonce, 16);
+}
+
+/* A value we write into a header: printable, no spaces, nothing that ends the line. */
+static bool header_safe(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || *s == 0x7f)
+			return false;
+	return true;
+}
+
+int ws_client_request(const char *host, const char *path, const char *origin, const char *key,
+		      struct buf *out)
+{
+	if (!path || !path[0])
+		path = "/";
+	if (!host[0] || !header_safe(host) || path[0] != '/' || !header_safe(path) ||
+	    (origin && !header_safe(origin)) || !header_safe(key))
+		return EINVAL;
+	buf_printf(out,
+		   "GET %s HTTP/1.1\r\n"
+		   "Host: %s\r\n"
+		   "Upgrade: websocket\r\n"
+		   "Connection: Upgrade\r\n"
+		   "Sec-WebSocket-Key: %s\r\n"
+		   "Sec-WebSocket-Version: 13\r\n"
+		   "Sec-WebSocket-Protocol: sip\r\n",
+		   path, host, key);
+	if (origin && origin[0])
+		buf_printf(out, "Origin: %s\r\n", origin);
+	buf_printf(out, "\r\n");
+	return out->failed ? ENOMEM : 0;
+}
+
+static int parse_status_line(struct slice line, struct ws_response *r)
+{
+	/* "HTTP/1.1 101 Switching Protocols" */
+	if (line.l < 12 || memcmp(line.p, "HTTP/1.", 7) || line.p[7] < '0' || line.p[7] > '9' ||
+	    line.p[8] != ' ' || (line.l > 12 && line.p[12] != ' '))
+		return EBADMSG;
+	unsigned st = 0;
+	for (size_t i = 9; i < 12; i++) {
+		if (line.p[i] < '0' || line.p[i] > '9')
+			return EBADMSG;
+		st = st * 10 + (unsigned)(line.p[i] - '0');
+	}
+	if (st < 100)
+		return EBADMSG;
+	r->status = st;
+	return 0;
+}
+
+static void set_once_r(struct ws_response *r, struct slice *slot, struct slice v)
+{
+	if (slot->p)
+		r->dup = true;
+	*slot = v;
+}
+
+static int parse_response_header(struct slice line, struct ws_response *r)
+{
+	size_t colon = slice_find(line, ':');
+	if (colon == 0 || colon >= line.l)
+		return EBADMSG;
+	struct slice name = {line.p, colon};
+	for (size_t i = 0; i < name.l; i++)
+		if (!is_tchar((unsigned char)name.p[i]))
+			return EBADMSG;
+	struct slice v = slice_trim((struct slice){line.p + colon + 1, line.l - colon - 1});
+	for (size_t i = 0; i < v.l; i++) {
+		unsigned char c = (unsigned char)v.p[i];
+		if ((c < ' ' && c != '\t') || c == 0x7f)
+			return EBADMSG;
+	}
+	if (slice_eq_cstr_nocase(name, "Upgrade"))
+		set_once_r(r, &r->upgrade, v);
+	else if (slice_eq_cstr_nocase(name, "Connection"))
+		r->conn_upgrade |= list_has(v, "upgrade");
+	else if (slice_eq_cstr_nocase(name, "Sec-WebSocket-Accept"))
+		set_once_r(r, &r->accept, v);
+	else if (slice_eq_cstr_nocase(name, "Sec-WebSocket-Protocol"))
+		set_once_r(r, &r->protocol, v);
+	else if (slice_eq_cstr_nocase(name, "Sec-WebSocket-Extensions"))
+		set_once_r(r, &r->extensions, v);
+	return 0;
+}
+
+int ws_response_parse(const char *p, size_t l, size_t max, struct ws_response *r, size_t *used)
+{
+	memset(r, 0, sizeof *r);
+	size_t scan = MIN(l, max);
+	size_t pos = 0;
+	bool first = true;
+	for (;;) {
+		size_t eol = pos;
+		while (eol + 1 < scan && !(p[eol] == '\r' && p[eol + 1] == '\n')) {
+			if (p[eol] == '\n' || p[eol] == '\0')
+				return EBADMSG;
+			eol++;
+		}
+		if (eol + 1 >= scan)
+			return l >= max ? EMSGSIZE : ENODATA;
+		struct slice line = {p + pos, eol - pos};
+		pos = eol + 2;
+		if (line.l == 0) {
+			if (first)
+				return EBADMSG;
+			*used = pos;
+			return 0;
+		}
+		int err = first ? parse_status_line(line, r) : parse_response_header(line, r);
+		if (err)
+			return err;
+		first = false;
+	}
+}
+
+int ws_response_check(const struct ws_response *r, const char *key)
+{
+	if (r->status != 101)
+		return ECONNREFUSED;
+	if (r->dup || !r->upgrade.p || !slice_eq_cstr_nocase(r->upgrade, "websocket") ||
+	    !r->conn_upgrade)
+		return EBADMSG;
+	char want[29];
+	if (ws_accept_key(slice_cstr(key), want))
+		return EBADMSG;
+	/* 4.1: compared exactly, not without case: it is base64 */
+	if (!r->accept.p || !slice_eq(r->accept, slice_cstr(want)))
+		return EBADMSG;
+	if (!r->protocol.p || !slice_eq_cstr_nocase(r->protocol, "sip"))
+		return EBADMSG;
+	if (r->extensions.p && r->extensions.l)
+		return EBADMSG;
+	return 0;
+}

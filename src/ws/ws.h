@@ -60,6 +60,41 @@ int ws_accept_key(struct slice key, char out[29]);
  * with Connection: close (426 names the version and protocol wanted). */
 int ws_upgrade_answer(const struct ws_upgrade *u, unsigned status, struct buf *out);
 
+/* ---- the opening handshake, client side (RFC 6455 4.1, RFC 7118 4) ---- */
+
+/* Sec-WebSocket-Key for 16 random bytes (the caller draws them): 24
+ * characters of base64 and a NUL. */
+void ws_client_key(const uint8_t nonce[16], char out[25]);
+
+/* Appends the upgrade request to out: GET path (NULL or "" = "/"), Host
+ * (host[:port] as given), Upgrade, Connection, the key, version 13,
+ * Sec-WebSocket-Protocol: sip, and Origin when origin is set. EINVAL for a
+ * host, path or origin with control characters or spaces (header injection),
+ * ENOMEM. */
+int ws_client_request(const char *host, const char *path, const char *origin, const char *key,
+		      struct buf *out);
+
+/* The server's answer, parsed: a view into the caller's bytes. */
+struct ws_response {
+	unsigned status;
+	struct slice upgrade, accept, protocol, extensions;
+	bool conn_upgrade;
+	bool dup; /* a header that must appear once came twice */
+};
+
+/* Parses the HTTP/1.1 status line and headers at p[0..l) up to the empty
+ * line; the same framing and errors as ws_upgrade_parse. The bytes after
+ * *used are already frames. */
+int ws_response_parse(const char *p, size_t l, size_t max, struct ws_response *r, size_t *used);
+
+/* What a client makes of a parsed answer to its key (RFC 6455 4.1 "the
+ * client MUST _Fail the WebSocket Connection_"): 0 = the connection is open:
+ * 101, Upgrade: websocket, Connection: upgrade, the accept value of our key,
+ * Sec-WebSocket-Protocol exactly "sip" (RFC 7118 4: without it the server
+ * speaks no SIP), and no extension (we offered none). ECONNREFUSED: a status
+ * other than 101 (r->status says which); EBADMSG: a 101 that breaks a rule. */
+int ws_response_check(const struct ws_response *r, const char *key);
+
 /* ---- frames (RFC 6455 5.2) ----
  *
  *  0                   1                   2                   3
