@@ -427,6 +427,21 @@ const char *net_tls_sock_version(const struct net_tls_sock *s);
 ssize_t net_tls_sock_read(struct net_tls_sock *s, void *buf, size_t len, bool *more);
 ssize_t net_tls_sock_write(struct net_tls_sock *s, const void *buf, size_t len);
 
+/* A TLS server on sockets its caller owns and drives (the TURN role, on its
+ * own thread and loop): the [tls] certificates (SNI too) in contexts of its
+ * own, with the same bound on handshakes in progress (max_handshakes,
+ * counted apart from the SIP listeners'). The caller bounds each
+ * handshake's time by net_tls_server_handshake_s. Client certificates are
+ * not asked for. */
+struct net_tls;
+int net_tls_server_alloc(struct net_tls **out, const struct net_tls_conf *c, char *err,
+			 size_t errlen);
+void net_tls_server_free(struct net_tls *t);
+unsigned net_tls_server_handshake_s(const struct net_tls *t);
+/* A server-side socket on an accepted fd; EAGAIN at max_handshakes, ENOMEM.
+ * Then net_tls_sock_handshake, _read, _write, _free as for a client. */
+int net_tls_sock_accept(struct net_tls_sock **sp, struct net_tls *srv, int fd);
+
 /* ---- per-source rate limits: token buckets keyed by net_src_key ----
  *
  * One table for the whole process (all workers share it, so the limit does

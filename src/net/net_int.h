@@ -195,6 +195,10 @@ void net_conn_connect_failed(struct conn *c, int err);
 enum net_tls_cause { NET_TLS_PLAINTEXT, NET_TLS_TIMEOUT, NET_TLS_VERIFY, NET_TLS_PROTO,
 		     NET_TLS_CLOSED };
 void net_tls_free(struct net_tls *t);
+/* for tls_sock.c's server side: an SSL in accept state counted among the
+ * handshakes in progress (NULL, errno EAGAIN at max_handshakes); its end */
+void *net_tls_server_ssl_new(struct net_tls *t);
+void net_tls_server_handshake_done(struct net_tls *t);
 /* Server side of an accepted c: EAGAIN at max_handshakes (counted). */
 int net_tls_accept(struct conn *c);
 /* Client side of an outgoing c (its flow's remote is what is verified). */

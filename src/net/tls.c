@@ -231,7 +231,8 @@ void net_tls_free(struct net_tls *t)
 	free(t);
 }
 
-int net_tls_setup(struct net *n, const struct net_tls_conf *c, char *err, size_t errlen)
+/* The contexts of c, in a struct net_tls of their own. */
+static int tls_build(struct net_tls **out, const struct net_tls_conf *c, char *err, size_t errlen)
 {
 	char why[256];
 	/* OpenSSL writes with write(2): a peer that went away would raise
@@ -303,12 +304,70 @@ int net_tls_setup(struct net *n, const struct net_tls_conf *c, char *err, size_t
 		snprintf(err, errlen, "[tls] certificate %s as a client: %s", c->certificate, why);
 		goto out;
 	}
-	net_tls_free(n->tls);
-	n->tls = t;
+	*out = t;
 	return 0;
 out:
 	net_tls_free(t);
 	return rc;
+}
+
+int net_tls_setup(struct net *n, const struct net_tls_conf *c, char *err, size_t errlen)
+{
+	struct net_tls *t = NULL;
+	int rc = tls_build(&t, c, err, errlen);
+	if (rc)
+		return rc;
+	net_tls_free(n->tls);
+	n->tls = t;
+	return 0;
+}
+
+/* ---- a server on sockets its caller owns (tls_sock.c: the TURN role) ---- */
+
+int net_tls_server_alloc(struct net_tls **out, const struct net_tls_conf *c, char *err,
+			 size_t errlen)
+{
+	if (!c->certificate || !c->certificate[0]) {
+		snprintf(err, errlen, "[tls] certificate is not set");
+		return EINVAL;
+	}
+	return tls_build(out, c, err, errlen);
+}
+
+void net_tls_server_free(struct net_tls *t)
+{
+	net_tls_free(t);
+}
+
+unsigned net_tls_server_handshake_s(const struct net_tls *t)
+{
+	return t->handshake_s;
+}
+
+void *net_tls_server_ssl_new(struct net_tls *t)
+{
+	/* the same bound on handshakes in progress as the SIP listeners',
+	 * counted apart (each struct net_tls has its own) */
+	unsigned now = atomic_fetch_add(&t->handshaking, 1);
+	if (now >= t->max_handshakes) {
+		atomic_fetch_sub(&t->handshaking, 1);
+		errno = EAGAIN;
+		return NULL;
+	}
+	SSL *ssl = SSL_new(t->server);
+	if (!ssl) {
+		atomic_fetch_sub(&t->handshaking, 1);
+		ERR_clear_error();
+		errno = ENOMEM;
+		return NULL;
+	}
+	SSL_set_accept_state(ssl);
+	return ssl;
+}
+
+void net_tls_server_handshake_done(struct net_tls *t)
+{
+	atomic_fetch_sub(&t->handshaking, 1);
 }
 
 bool net_tls_can_listen(const struct net *n)

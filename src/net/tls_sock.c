@@ -22,6 +22,8 @@ struct net_tls_client {
 struct net_tls_sock {
 	SSL *ssl;
 	struct net_tls_client *cl;
+	struct net_tls *srv; /* server side: counted among srv's handshakes until done */
+	bool counted;
 };
 
 int net_tls_client_alloc(struct net_tls_client **cp, const char *ca_file, bool verify, char *err,
@@ -103,10 +105,41 @@ int net_tls_sock_alloc(struct net_tls_sock **sp, struct net_tls_client *c, int f
 	return 0;
 }
 
+int net_tls_sock_accept(struct net_tls_sock **sp, struct net_tls *srv, int fd)
+{
+	struct net_tls_sock *s = calloc(1, sizeof *s);
+	if (!s)
+		return ENOMEM;
+	s->ssl = net_tls_server_ssl_new(srv);
+	if (!s->ssl) {
+		int err = errno;
+		free(s);
+		return err;
+	}
+	s->srv = srv;
+	s->counted = true;
+	if (SSL_set_fd(s->ssl, fd) != 1) {
+		net_tls_sock_free(s);
+		ERR_clear_error();
+		return ENOMEM;
+	}
+	*sp = s;
+	return 0;
+}
+
+static void uncount(struct net_tls_sock *s)
+{
+	if (s->counted) {
+		net_tls_server_handshake_done(s->srv);
+		s->counted = false;
+	}
+}
+
 void net_tls_sock_free(struct net_tls_sock *s)
 {
 	if (!s)
 		return;
+	uncount(s);
 	if (s->ssl && SSL_is_init_finished(s->ssl))
 		SSL_shutdown(s->ssl);
 	SSL_free(s->ssl);
@@ -118,6 +151,7 @@ int net_tls_sock_handshake(struct net_tls_sock *s, uint32_t *want, char *why, si
 {
 	int r = SSL_do_handshake(s->ssl);
 	if (r == 1) {
+		uncount(s);
 		*want = EPOLLIN;
 		return 0;
 	}

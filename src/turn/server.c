@@ -1,4 +1,4 @@
-/* The TURN server: [turn] config, its thread and loop, UDP and TCP listeners, relay sockets. */
+/* The TURN server: [turn] config, its thread and loop, UDP, TCP and TLS listeners, relay sockets. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,7 +13,8 @@
 
 const struct conf_key turn_conf_keys[] = {
     {"turn", "listen", CONF_STR, "udp:0.0.0.0:3478, tcp:0.0.0.0:3478", 0, 0, NULL,
-     "TURN listeners: udp:ADDR:PORT and tcp:ADDR:PORT entries (IPv6 as [::]); the role also "
+     "TURN listeners: udp:ADDR:PORT, tcp:ADDR:PORT and tls:ADDR:PORT entries (IPv6 as [::]; "
+     "tls: with the [tls] certificates, handshake_timeout and max_handshakes); the role also "
      "answers STUN Binding there, so [stun] must listen elsewhere"},
     {"turn", "realm", CONF_STR, "", 0, 0, NULL,
      "REALM of the long-term credentials; users are `pinhole user add USER@REALM`; empty = "
@@ -154,12 +155,23 @@ static void conn_want_write(struct turn *t, struct turn_conn *c, bool on)
 	loop_fd_mod(t->loop, c->sk.fd, EPOLLIN | (on ? EPOLLOUT : 0));
 }
 
+/* send(2), or TLS's write on a tls: connection (nothing before its handshake) */
+static ssize_t conn_write(struct turn_conn *c, const void *p, size_t len)
+{
+	if (c->handshaking) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (c->tls)
+		return net_tls_sock_write(c->tls, p, len);
+	return send(c->sk.fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 static void conn_flush(struct turn *t, struct turn_conn *c)
 {
 	size_t off = 0;
 	while (off < c->out.len) {
-		ssize_t w = send(c->sk.fd, c->out.data + off, c->out.len - off,
-				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t w = conn_write(c, c->out.data + off, c->out.len - off);
 		if (w <= 0)
 			break;
 		off += (size_t)w;
@@ -186,7 +198,7 @@ void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, s
 		return;
 	}
 	if (c->out.len == 0) {
-		ssize_t w = send(c->sk.fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t w = conn_write(c, p, len);
 		if (w == (ssize_t)len)
 			return;
 		size_t done = w > 0 ? (size_t)w : 0;
@@ -239,6 +251,7 @@ void turn_conn_close(struct turn *t, struct turn_conn *c)
 {
 	if (c->alloc)
 		turn_alloc_delete(t, c->alloc, "closed with its connection");
+	net_tls_sock_free(c->tls); /* its close_notify, if the kernel takes it */
 	loop_fd_del(t->loop, c->sk.fd);
 	close(c->sk.fd);
 	if (c->prev)
@@ -260,16 +273,29 @@ static void on_conn(int fd, uint32_t events, void *arg)
 	struct turn *t = c->t;
 	pthread_mutex_lock(&t->lock);
 	uint64_t now = loop_now_ms(t->loop);
+	if (c->handshaking) {
+		bool closed;
+		if (!turn_tls_step(t, c, &closed))
+			goto out;
+		c->last_ms = now;
+	}
 	if (events & EPOLLOUT)
 		conn_flush(t, c);
-	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->tls)
 		goto out;
-	for (int round = 0; round < TURN_CONN_ROUNDS; round++) {
+	/* TLS: what OpenSSL decrypted already is no longer on the socket for
+	 * epoll to see, so the rounds go on while it holds some (at most the
+	 * rest of one 16 KiB record) */
+	bool more = false;
+	for (int round = 0; round < TURN_CONN_ROUNDS || more; round++) {
 		if (buf_reserve(&c->in, 16384)) {
 			turn_conn_close(t, c);
 			goto out;
 		}
-		ssize_t n = recv(fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+		ssize_t n = c->tls ? net_tls_sock_read(c->tls, c->in.data + c->in.len,
+						       c->in.cap - c->in.len, &more)
+				   : recv(fd, c->in.data + c->in.len, c->in.cap - c->in.len,
+					  MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 			turn_conn_close(t, c);
 			goto out;
@@ -290,7 +316,7 @@ static void on_conn(int fd, uint32_t events, void *arg)
 				turn_conn_close(t, c);
 				goto out;
 			}
-			struct turn_src s = {NET_TCP, c->sk.li, c->remote, c};
+			struct turn_src s = {c->tls ? NET_TLS : NET_TCP, c->sk.li, c->remote, c};
 			turn_client_packet(t, &s, (const uint8_t *)c->in.data + off, ml, now);
 			off += ml;
 		}
@@ -340,10 +366,16 @@ static void on_accept(int fd, uint32_t events, void *arg)
 		c->sk = (struct turn_sock){TURN_SK_CONN, cfd, sk->li, c, 0, t};
 		c->t = t;
 		c->remote = remote;
-		c->last_ms = loop_now_ms(t->loop);
+		c->last_ms = c->opened_ms = loop_now_ms(t->loop);
 		buf_init(&c->in);
 		buf_init(&c->out);
+		if (t->tcp_tls[sk->li] && turn_tls_accept(t, c)) {
+			close(cfd);
+			free(c);
+			continue;
+		}
 		if (loop_fd_add(t->loop, cfd, EPOLLIN, on_conn, &c->sk)) {
+			net_tls_sock_free(c->tls);
 			close(cfd);
 			free(c);
 			continue;
@@ -362,6 +394,7 @@ static void on_sweep(void *arg)
 	struct turn *t = arg;
 	pthread_mutex_lock(&t->lock);
 	turn_sweep(t, loop_now_ms(t->loop));
+	turn_tls_sweep(t, loop_now_ms(t->loop));
 	pthread_mutex_unlock(&t->lock);
 	timer_start(t->loop, &t->sweep, 1000, on_sweep, t);
 }
@@ -387,21 +420,24 @@ static int parse_listen(struct turn *t, const char *s)
 			continue;
 		char item[128];
 		slice_to_cstr(it, item, sizeof item);
-		bool tcp = strncmp(item, "tcp:", 4) == 0;
+		bool tls = strncmp(item, "tls:", 4) == 0;
+		bool tcp = tls || strncmp(item, "tcp:", 4) == 0;
 		if (!tcp && strncmp(item, "udp:", 4) != 0) {
 			LOG_E("turn",
-			      "turn.listen: '%s': want udp:ADDR:PORT or tcp:ADDR:PORT "
-			      "(tls: not yet)",
+			      "turn.listen: '%s': want udp:ADDR:PORT, tcp:ADDR:PORT or "
+			      "tls:ADDR:PORT (no dtls:)",
 			      item);
 			return EINVAL;
 		}
+		if (tcp && t->ntcp < TURN_MAX_LISTEN)
+			t->tcp_tls[t->ntcp] = tls;
 		unsigned *n = tcp ? &t->ntcp : &t->nudp;
 		struct net_addr *addrs = tcp ? t->tcp_addr : t->udp_addr;
 		if (*n == TURN_MAX_LISTEN) {
 			LOG_E("turn", "turn.listen: more than %d of a transport", TURN_MAX_LISTEN);
 			return EINVAL;
 		}
-		if (net_addr_parse(item + 4, 3478, &addrs[*n])) {
+		if (net_addr_parse(item + 4, tls ? 5349 : 3478, &addrs[*n])) {
 			LOG_E("turn", "turn.listen: '%s' is not transport:address:port", item);
 			return EINVAL;
 		}
@@ -533,8 +569,8 @@ static int open_listeners(struct turn *t)
 		if (fd < 0 || bind(fd, &a->u.sa, net_addr_len(a)) || listen(fd, 128)) {
 			int err = errno;
 			char b[NET_ADDR_STRLEN];
-			LOG_E("turn", "cannot listen on tcp:%s: %s", net_addr_fmt(a, b, sizeof b),
-			      strerror(err));
+			LOG_E("turn", "cannot listen on %s:%s: %s", t->tcp_tls[i] ? "tls" : "tcp",
+			      net_addr_fmt(a, b, sizeof b), strerror(err));
 			if (fd >= 0)
 				close(fd);
 			return err;
@@ -561,7 +597,10 @@ int turn_start(struct turn **tp, const struct conf *c, struct store_cred *creds)
 	t->creds = creds;
 	rand_bytes(t->nonce_key, sizeof t->nonce_key);
 	turn_metrics_register();
+	turn_tls_metrics_register();
 	int err = configure(t, c);
+	if (!err)
+		err = turn_tls_setup(t, c);
 	if (!err)
 		err = turn_tables_init(t);
 	if (!err)
@@ -586,7 +625,7 @@ int turn_start(struct turn **tp, const struct conf *c, struct store_cred *creds)
 	char a[NET_ADDR_STRLEN], r[NET_ADDR_STRLEN];
 	for (unsigned i = 0; i < t->nudp + t->ntcp; i++)
 		LOG_I("turn", "listening on %s:%s, realm \"%s\", relays on %s ports %u-%u",
-		      i < t->nudp ? "udp" : "tcp",
+		      i < t->nudp ? "udp" : t->tcp_tls[i - t->nudp] ? "tls" : "tcp",
 		      net_addr_fmt(i < t->nudp ? &t->udp_addr[i] : &t->tcp_addr[i - t->nudp], a,
 				   sizeof a),
 		      t->cf.realm,
@@ -619,6 +658,7 @@ void turn_free(struct turn *t)
 		if (t->tcp[i].fd >= 0)
 			close(t->tcp[i].fd);
 	}
+	net_tls_server_free(t->tls);
 	net_hostaddrs_free(t->filter.host);
 	turn_userhash_free(t);
 	if (t->loop)
@@ -633,8 +673,10 @@ const struct net_addr *turn_listen_addr(const struct turn *t, enum net_transport
 {
 	if (tp == NET_UDP)
 		return i < t->nudp ? &t->udp_addr[i] : NULL;
-	if (tp == NET_TCP)
-		return i < t->ntcp ? &t->tcp_addr[i] : NULL;
+	/* the i-th stream listener of that kind */
+	for (unsigned k = 0; k < t->ntcp; k++)
+		if (t->tcp_tls[k] == (tp == NET_TLS) && (tp == NET_TCP || tp == NET_TLS) && i-- == 0)
+			return &t->tcp_addr[k];
 	return NULL;
 }
 

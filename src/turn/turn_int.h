@@ -107,6 +107,9 @@ struct turn_conn {
 	struct turn_budget rq;	  /* its requests before it holds an allocation */
 	uint64_t last_ms;
 	struct turn_conn *next, *prev;
+	struct net_tls_sock *tls; /* a tls: listener's connection; owned */
+	bool handshaking;	  /* tls: the handshake is not done yet */
+	uint64_t opened_ms;
 };
 
 /* One user of the realm by its USERHASH (userhash.c). */
@@ -146,6 +149,8 @@ struct turn {
 	unsigned nudp, ntcp;
 	struct turn_sock udp[TURN_MAX_LISTEN], tcp[TURN_MAX_LISTEN];
 	struct net_addr udp_addr[TURN_MAX_LISTEN], tcp_addr[TURN_MAX_LISTEN];
+	bool tcp_tls[TURN_MAX_LISTEN]; /* this stream listener is tls: */
+	struct net_tls *tls;	       /* the [tls] contexts when a listener is tls:; owned */
 	struct turn_alloc **by_tuple, **by_relay; /* hash heads, [nbuckets] */
 	size_t nbuckets;
 	struct turn_alloc *all; /* list of every allocation */
@@ -226,6 +231,21 @@ void turn_peer_packet(struct turn *t, struct turn_alloc *a, unsigned fam,
 /* Sends to the client of a 5-tuple (a datagram, or onto its connection). */
 void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len);
 void turn_conn_close(struct turn *t, struct turn_conn *c);
+
+/* ---- tls.c: TURN over TLS (RFC 8656 3.1: TLS over TCP to the server) ---- */
+void turn_tls_metrics_register(void);
+/* Reads [tls] into the role's own contexts when a listener is tls:. */
+int turn_tls_setup(struct turn *t, const struct conf *c);
+/* A tls: listener's new connection: its TLS state, the handshake begun.
+ * EAGAIN at [tls] max_handshakes (counted): the caller closes it. */
+int turn_tls_accept(struct turn *t, struct turn_conn *c);
+/* Moves the handshake on; true when it is done and the connection may be
+ * read; false while it goes on, or when it failed (then c is closed and
+ * freed: *closed is set). */
+bool turn_tls_step(struct turn *t, struct turn_conn *c, bool *closed);
+/* Closes the connections whose handshake took longer than [tls]
+ * handshake_timeout. */
+void turn_tls_sweep(struct turn *t, uint64_t now);
 /* A relay socket is readable: reads what is there, hands it to turn_peer_packet. */
 void turn_relay_readable(struct turn *t, struct turn_alloc *a, unsigned fam, int fd);
 
