@@ -318,7 +318,8 @@ static void reply(struct harness *h, const struct sip_msg *req, uint16_t status,
 /* Registered over ws: as RFC 7118 says (Via WS, a .invalid Contact with
  * transport=ws, every frame masked with a fresh key); a server ping answered
  * with its payload; our keepalive is a ping whose pong counts; a masked
- * frame from the server fails the flow with close 1002. */
+ * frame from the server fails the flow with close 1002, and the flow is
+ * formed again at once. */
 static void test_ua_over_ws(void **state)
 {
 	(void)state;
@@ -383,6 +384,22 @@ static void test_ua_over_ws(void **state)
 	assert_int_equal(n, 2);
 	assert_int_equal(((uint8_t)out[0] << 8) | (uint8_t)out[1], WS_CLOSE_PROTOCOL);
 	assert_int_equal(next_frame(h, out, sizeof out, &n), -1); /* and closed */
+
+	/* RFC 5626 4.5: a flow that worked is replaced at once: a new
+	 * connection, a new upgrade (a new key), the same .invalid Contact */
+	char host[64];
+	snprintf(host, sizeof host, "%.*s", (int)m.via1.host.l, m.via1.host.p);
+	close(h->fd);
+	h->len = 0;
+	struct pollfd lp = {.fd = h->lfd, .events = POLLIN};
+	assert_int_equal(poll(&lp, 1, WAIT_MS), 1);
+	h->fd = accept(h->lfd, NULL, NULL);
+	assert_true(h->fd >= 0);
+	upgrade(h, 101, false);
+	assert_int_equal(next_frame(h, out, sizeof out, &n), WS_OP_TEXT);
+	assert_int_equal(sip_msg_parse(&m, out, n, false, NULL), 0);
+	assert_int_equal(m.method, SIP_REGISTER);
+	assert_true(slice_eq_cstr_nocase(m.via1.host, host));
 	h_free(h);
 }
 
