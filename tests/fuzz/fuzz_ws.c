@@ -1,4 +1,4 @@
-/* libFuzzer entry point for the WebSocket codec: the upgrade request, then the frames after it. */
+/* libFuzzer entry point for the WebSocket codec: the upgrade request (or a server's answer), then the frames after it. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,6 +28,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 		buf_free(&out);
 		off = used;
+	}
+	/* the same bytes as a server's answer, as the ua's client side reads it */
+	struct ws_response r;
+	if (ws_response_parse(p, size, WS_UPGRADE_MAX, &r, &used) == 0) {
+		if (used > size)
+			__builtin_trap();
+		int rc = ws_response_check(&r, "dGhlIHNhbXBsZSBub25jZQ==");
+		if (rc == 0 && r.status != 101)
+			__builtin_trap();
+		if (!off)
+			off = used;
 	}
 	/* the rest as a client's frames, as a server reads them; and as a
 	 * server's, as a client would */
