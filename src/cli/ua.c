@@ -846,8 +846,7 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 		}
 		case 0x130: /* ws:, wss: (src/ua/ws.c) */
 		case 0x131: {
-			char *dst = ch == 0x130 ? c->ws_path : c->ws_origin;
-			bool bad = strlen(optarg) >= sizeof c->ws_path || !optarg[0] ||
+			bool bad = strlen(optarg) > 1024 || !optarg[0] ||
 				   (ch == 0x130 && optarg[0] != '/');
 			for (const char *q = optarg; !bad && *q; q++)
 				bad = (unsigned char)*q <= ' ' || *q == 0x7f;
@@ -858,7 +857,11 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 				where = "";
 				goto out;
 			}
-			snprintf(dst, sizeof c->ws_path, "%s", optarg);
+			/* argv, or the --config value: both live until the ua is gone */
+			if (ch == 0x130)
+				c->ws_path = optarg;
+			else
+				c->ws_origin = optarg;
 			break;
 		}
 		case 'j':

@@ -65,10 +65,9 @@ struct ua_conf {
 	/* tls: flows: the server's certificate is checked against this PEM file
 	 * (else the system trust store) and must name the proxy's host */
 	char ca_file[256];
-	/* ws:, wss: flows (ws.c): the upgrade's path ("" = "/") and Origin
-	 * ("" = none sent, as a non-browser client) */
-	char ws_path[256];
-	char ws_origin[256];
+	/* ws:, wss: flows (ws.c): the upgrade's path (NULL = "/") and Origin
+	 * (NULL = none sent, as a non-browser client); borrowed, outlive the ua */
+	const char *ws_path, *ws_origin;
 
 	/* calls (call.c) */
 	char call_uri[256];   /* ua call: the URI to call once registered; "" = none */

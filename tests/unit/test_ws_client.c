@@ -200,7 +200,7 @@ static struct harness *h_start(unsigned keepalive_s)
 	snprintf(h->c.aor, sizeof h->c.aor, "sip:alice@example.test");
 	snprintf(h->c.instance, sizeof h->c.instance,
 		 "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
-	snprintf(h->c.ws_origin, sizeof h->c.ws_origin, "https://phone.example");
+	h->c.ws_origin = "https://phone.example";
 	h->c.keepalive_s = keepalive_s;
 	h->c.once = keepalive_s == 0; /* with keepalives: stay registered */
 	h->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
