@@ -308,6 +308,7 @@ static void test_tcp_caps(void **state)
 
 int main(void)
 {
+	tt_relay_ports = "42200-42399";
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_peer_denied),
 	    cmocka_unit_test(test_quotas),

@@ -466,6 +466,7 @@ static void test_probe_turn(void **state)
 
 int main(void)
 {
+	tt_relay_ports = "42400-42599";
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_long_term),	   cmocka_unit_test(test_shared_secret),
 	    cmocka_unit_test(test_wrong_password), cmocka_unit_test(test_credential_dance),

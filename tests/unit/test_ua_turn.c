@@ -342,6 +342,7 @@ static void test_turn_refused(void **state)
 
 int main(void)
 {
+	tt_relay_ports = "42600-42799";
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_call_through_turn),
 	    cmocka_unit_test(test_turn_refused),

@@ -17,6 +17,8 @@
 
 /* ---- a server ---- */
 
+const char *tt_relay_ports = "42000-42999";
+
 void tt_srv_start(struct tt_srv *s, const char *extra)
 {
 	const struct conf_key *const tables[] = {turn_conf_keys, NULL};
@@ -26,7 +28,8 @@ void tt_srv_start(struct tt_srv *s, const char *extra)
 	snprintf(text, sizeof text,
 		 "[turn]\nlisten = udp:127.0.0.1:0, tcp:127.0.0.1:0\nrealm = " REALM "\n"
 		 "static_auth_secret = " SECRET "\nrelay_address = 127.0.0.1\n"
-		 "relay_ports = 42000-42999\n%s%s",
+		 "relay_ports = %s\n%s%s",
+		 tt_relay_ports,
 		 /* the kernel path only where a test asks for it (test_turn_fast) */
 		 strstr(extra, "fastpath") ? "" : "fastpath = off\n", extra);
 	if (conf_load_string(s->conf, "test", text, err, sizeof err))

@@ -15,7 +15,7 @@
 #define SECRET "s3cret" /* [turn] static_auth_secret */
 
 /* A server: [turn] on udp and tcp 127.0.0.1 (ports picked by the kernel),
- * relays on 127.0.0.1 42000-42999, users alice/wonder and bob/builder; the
+ * relays on 127.0.0.1 in tt_relay_ports, users alice/wonder and bob/builder; the
  * fast path off unless extra sets [turn] fastpath. */
 struct tt_srv {
 	struct conf *conf;
@@ -40,6 +40,11 @@ struct tt_cli {
 	size_t rxlen;
 	struct stun_msg m; /* the last answer */
 };
+
+/* Each test binary that runs beside the others sets a range of its own
+ * before its first server: ctest runs them in parallel on one loopback, and
+ * a port another binary holds would change what an allocation gets. */
+extern const char *tt_relay_ports;
 
 void tt_srv_start(struct tt_srv *s, const char *extra);
 void tt_srv_stop(struct tt_srv *s);
