@@ -166,6 +166,13 @@ static struct metric m_tls_resumed = {.name = "tls_handshakes_resumed_total",
 static struct metric m_tls_limited = {
     .name = "tls_handshakes_limited_total",
     .help = "TLS connections closed at accept: [tls] max_handshakes in progress"};
+static struct metric m_tls_sessions = {
+    .name = "tls_client_sessions",
+    .help = "sessions kept to resume outgoing TLS connections (one per next hop, at most 64)",
+    .gauge = true};
+static struct metric m_tls_sessions_evicted = {
+    .name = "tls_client_sessions_evicted_total",
+    .help = "kept sessions that gave way to another next hop's (the oldest goes)"};
 static struct metric m_tls_handshaking = {.name = "tls_handshakes_in_progress",
 					  .help = "incoming TLS handshakes now", .gauge = true};
 static struct metric m_tls_expiry = {
@@ -219,6 +226,8 @@ static void refresh_gauges(struct server *s)
 	m_tls_resumed.value = ts.resumed;
 	m_tls_limited.value = ts.limited;
 	m_tls_handshaking.value = ts.handshaking;
+	m_tls_sessions.value = ts.sessions;
+	m_tls_sessions_evicted.value = ts.sessions_evicted;
 	m_tls_expiry.value = ts.cert_expiry_s;
 }
 
@@ -366,6 +375,8 @@ static int start_sip(struct server *s)
 	metric_register(&m_tls_resumed);
 	metric_register(&m_tls_limited);
 	metric_register(&m_tls_handshaking);
+	metric_register(&m_tls_sessions);
+	metric_register(&m_tls_sessions_evicted);
 	if (net_tls_can_listen(s->net))
 		metric_register(&m_tls_expiry);
 	metric_register(&m_rl_evictions);

@@ -403,6 +403,9 @@ struct net_tls_stats {
 	 * error, closed by the peer */
 	int64_t failed_plaintext, failed_timeout, failed_verify, failed_protocol, failed_closed;
 	int64_t limited;     /* connections refused at max_handshakes */
+	/* sessions kept to resume outgoing connections (one per target, at
+	 * most 64), and those that gave way to a newer target's */
+	int64_t sessions, sessions_evicted;
 	int64_t handshaking; /* incoming handshakes in progress now */
 	int64_t cert_expiry_s; /* seconds until the first of our certificates expires */
 	bool have_cert;

@@ -19,6 +19,10 @@
 #include "net_int.h"
 
 #define TLS_SNI_MAX 16
+/* sessions kept for resuming outgoing connections, one per target: next
+ * hops are few (a registrar, trunks, trusted peers); routing can name more,
+ * so the oldest gives way */
+#define TLS_RESUME_MAX 64
 
 /* A connection's TLS state. The SSL is used from the owner's read path and
  * from any thread's send path: every SSL call holds lock (after conn_lock
@@ -34,7 +38,14 @@ struct tls_conn {
 	bool peeked;      /* the first byte was checked for a TLS record */
 };
 
-/* One per net; RO after net_tls_setup but for the atomics. */
+/* A session to offer the next time we connect to target. */
+struct tls_resume {
+	struct net_addr target;
+	SSL_SESSION *sess; /* NULL: a free slot */
+	uint64_t stored;   /* order of storing, for eviction */
+};
+
+/* One per net; RO after net_tls_setup but for the atomics and resume. */
 struct net_tls {
 	SSL_CTX *server;             /* default certificate; NULL: no tls: listener */
 	SSL_CTX *sni[TLS_SNI_MAX];   /* more certificates, chosen by SNI */
@@ -44,9 +55,13 @@ struct net_tls {
 	unsigned handshake_s, max_handshakes;
 	int64_t expiry_s; /* soonest notAfter of our certificates, unix seconds; 0 none */
 	_Atomic unsigned handshaking;
+	/* outgoing sessions by target; any worker connects, its owner stores */
+	pthread_mutex_t resume_lock;
+	struct tls_resume resume[TLS_RESUME_MAX];
+	uint64_t resume_seq;
 	struct {
 		_Atomic int64_t handshakes, resumed, plaintext, timeout, verify, proto, closed,
-			limited;
+			limited, sessions_evicted;
 	} st;
 };
 
@@ -220,6 +235,59 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/* The session kept for target, taken out of the table (a TLS 1.3 ticket is
+ * offered once; the resumed connection brings new ones); NULL if none. */
+static SSL_SESSION *resume_take(struct net_tls *t, const struct net_addr *target)
+{
+	SSL_SESSION *s = NULL;
+	pthread_mutex_lock(&t->resume_lock);
+	for (unsigned i = 0; i < TLS_RESUME_MAX; i++) {
+		if (t->resume[i].sess && net_addr_eq(&t->resume[i].target, target)) {
+			s = t->resume[i].sess;
+			t->resume[i].sess = NULL;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&t->resume_lock);
+	return s;
+}
+
+/* OpenSSL's new-session callback on an outgoing connection (its app data is
+ * the conn): keeps sess for the connection's target, in place of the one
+ * before, else in a free slot, else in place of the oldest. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct conn *c = SSL_get_app_data(ssl);
+	if (!c || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	struct net_tls *t = c->owner->net->tls;
+	pthread_mutex_lock(&t->resume_lock);
+	struct tls_resume *slot = NULL, *free_slot = NULL, *oldest = NULL;
+	for (unsigned i = 0; i < TLS_RESUME_MAX; i++) {
+		struct tls_resume *r = &t->resume[i];
+		if (r->sess && net_addr_eq(&r->target, &c->flow.remote)) {
+			slot = r;
+			break;
+		}
+		if (!r->sess && !free_slot)
+			free_slot = r;
+		if (r->sess && (!oldest || r->stored < oldest->stored))
+			oldest = r;
+	}
+	if (!slot && free_slot) {
+		slot = free_slot;
+	} else if (!slot) {
+		slot = oldest;
+		t->st.sessions_evicted++;
+	}
+	SSL_SESSION_free(slot->sess);
+	slot->sess = sess; /* ours now: returning 1 keeps OpenSSL's reference */
+	slot->target = c->flow.remote;
+	slot->stored = ++t->resume_seq;
+	pthread_mutex_unlock(&t->resume_lock);
+	return 1;
+}
+
 void net_tls_free(struct net_tls *t)
 {
 	if (!t)
@@ -228,6 +296,9 @@ void net_tls_free(struct net_tls *t)
 	for (unsigned i = 0; i < t->n_sni; i++)
 		SSL_CTX_free(t->sni[i]);
 	SSL_CTX_free(t->client);
+	for (unsigned i = 0; i < TLS_RESUME_MAX; i++)
+		SSL_SESSION_free(t->resume[i].sess);
+	pthread_mutex_destroy(&t->resume_lock);
 	free(t);
 }
 
@@ -241,6 +312,7 @@ static int tls_build(struct net_tls **out, const struct net_tls_conf *c, char *e
 	struct net_tls *t = calloc(1, sizeof *t);
 	if (!t)
 		return ENOMEM;
+	pthread_mutex_init(&t->resume_lock, NULL);
 	t->verify_server = c->verify_server;
 	t->handshake_s = c->handshake_s ? c->handshake_s : 10;
 	t->max_handshakes = c->max_handshakes ? c->max_handshakes : 256;
@@ -287,6 +359,12 @@ static int tls_build(struct net_tls **out, const struct net_tls_conf *c, char *e
 		goto out;
 	}
 	ctx_common(t->client, c);
+	/* resumption toward next hops: OpenSSL hands each new session (TLS 1.3:
+	 * each ticket, after the handshake) to on_new_session, which keeps one
+	 * per target; OpenSSL's own client cache is not keyed by target */
+	SSL_CTX_set_session_cache_mode(t->client,
+				       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(t->client, on_new_session);
 	if (c->ciphers && c->ciphers[0] && SSL_CTX_set_cipher_list(t->client, c->ciphers) != 1) {
 		ssl_reason(why, sizeof why);
 		snprintf(err, errlen, "[tls] ciphers \"%s\": %s", c->ciphers, why);
@@ -434,6 +512,12 @@ int net_tls_connect(struct conn *c)
 	c->tls = tls_conn_new(t->client, c->fd, false);
 	if (!c->tls)
 		return ENOMEM;
+	SSL_set_app_data(c->tls->ssl, c);
+	SSL_SESSION *sess = resume_take(t, &c->flow.remote);
+	if (sess) {
+		SSL_set_session(c->tls->ssl, sess); /* takes its own reference */
+		SSL_SESSION_free(sess);
+	}
 	/* RFC 5922: the peer's certificate must name the host we meant; pinhole
 	 * routes to addresses, so that is the IP (an iPAddress entry) */
 	char ip[INET6_ADDRSTRLEN];
@@ -662,6 +746,11 @@ void net_tls_stats_get(struct net *n, struct net_tls_stats *out)
 	out->failed_protocol = t->st.proto;
 	out->failed_closed = t->st.closed;
 	out->limited = t->st.limited;
+	out->sessions_evicted = t->st.sessions_evicted;
+	pthread_mutex_lock(&t->resume_lock);
+	for (unsigned i = 0; i < TLS_RESUME_MAX; i++)
+		out->sessions += t->resume[i].sess != NULL;
+	pthread_mutex_unlock(&t->resume_lock);
 	out->handshaking = t->handshaking;
 	out->cert_expiry_s = t->expiry_s ? t->expiry_s - (int64_t)time(NULL) : 0;
 	out->have_cert = t->expiry_s != 0;

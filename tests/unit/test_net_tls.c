@@ -439,6 +439,51 @@ static void outgoing_verified(void **state)
 	net_free(srv);
 }
 
+/* Outgoing resumption: the first connection to a next hop is a full
+ * handshake whose session (a TLS 1.3 ticket) is kept for that target; once
+ * it is closed, the next connection to the same target resumes it, and
+ * the server sees the resumption too. */
+static void outgoing_resumed(void **state)
+{
+	(void)state;
+	struct net_tls_conf tc = tls_conf();
+	struct net *srv = srv_start(&tc);
+	struct net_tls_conf cc = tls_conf();
+	/* idle connections close after 1 s: the second message needs a new one */
+	struct net_conf nc = {.workers = 1, .max_msg = 1500, .tcp_idle_s = 1};
+	struct net *cli;
+	assert_int_equal(net_alloc(&cli, &nc), 0);
+	char err[512];
+	assert_int_equal(net_tls_setup(cli, &cc, err, sizeof err), 0);
+	struct net_listener_conf l = {.tp = NET_TLS};
+	net_addr_parse("127.0.0.1:0", 0, &l.addr);
+	assert_int_equal(net_listen(cli, &l, NULL), 0);
+	assert_int_equal(net_start(cli), 0);
+	uint64_t first = 0;
+	for (int round = 0; round < 2; round++) {
+		struct on_worker ow = {.n = cli};
+		net_flow_next_hop(cli, 0, net_listener_addr(srv, 0), &ow.f);
+		assert_int_equal(loop_post(worker_loop(net_worker(cli, 0)), connect_and_send, &ow), 0);
+		assert_true(WAIT_UNTIL(ow.done, 3000));
+		assert_int_equal(ow.err, 0);
+		assert_true(WAIT_UNTIL(rec_count() == (size_t)round + 1, 3000));
+		assert_true(WAIT_UNTIL(tls_stats(cli).handshakes == round + 1, 3000));
+		/* the ticket arrives after the handshake; it is kept for the target */
+		assert_true(WAIT_UNTIL(tls_stats(cli).sessions == 1, 3000));
+		assert_int_equal(tls_stats(cli).resumed, round);
+		assert_int_equal(tls_stats(srv).resumed, round);
+		if (round == 0) {
+			first = ow.f.conn_id;
+			assert_true(WAIT_UNTIL(!net_conn_alive(cli, first), 4000));
+		} else {
+			assert_true(ow.f.conn_id != first); /* a new connection, resumed */
+		}
+	}
+	assert_int_equal(tls_stats(cli).sessions_evicted, 0);
+	net_free(cli);
+	net_free(srv);
+}
+
 /* SIP in clear to the TLS port: closed at once, counted, never delivered. */
 static void plaintext_closed(void **state)
 {
@@ -558,7 +603,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(setup_rejects_bad_files), cmocka_unit_test(expiry_in_stats),
 	    cmocka_unit_test(roundtrip),		cmocka_unit_test(client_refuses_untrusted),
-	    cmocka_unit_test(outgoing_verified),	cmocka_unit_test(plaintext_closed),
+	    cmocka_unit_test(outgoing_verified),	cmocka_unit_test(outgoing_resumed),
+	    cmocka_unit_test(plaintext_closed),
 	    cmocka_unit_test(half_open_flood_bounded), cmocka_unit_test(mutual_tls_required),
 	    cmocka_unit_test(sni_chooses_certificate),
 	};
