@@ -358,6 +358,11 @@ void net_conn_readable(int fd, uint32_t events, void *arg)
 			memmove(c->in.data, c->in.data + off, len - off);
 			c->in.len -= off;
 		}
+		/* TLS reads ahead: OpenSSL holding nothing means its read took
+		 * all the kernel had; epoll (level-triggered) says if more came,
+		 * without a read(2) to see EAGAIN */
+		if (c->tls && !more)
+			break;
 	}
 }
 

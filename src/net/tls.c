@@ -112,6 +112,9 @@ static void ctx_common(SSL_CTX *ctx, const struct net_tls_conf *c)
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* one read(2) takes what the kernel has, not a record header and then
+	 * its body: a REGISTER costs one read instead of three */
+	SSL_CTX_set_read_ahead(ctx, 1);
 }
 
 static int load_trust(SSL_CTX *ctx, const char *ca_file, char *err, size_t errlen)
@@ -666,7 +669,8 @@ ssize_t net_tls_read(struct conn *c, void *buf, size_t len, bool *more)
 	pthread_mutex_lock(&tc->lock);
 	int r = SSL_read_ex(tc->ssl, buf, len, &got);
 	int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(tc->ssl, r);
-	*more = r == 1 && SSL_pending(tc->ssl) > 0;
+	/* read ahead: bytes OpenSSL read but has not decrypted count too */
+	*more = r == 1 && SSL_has_pending(tc->ssl);
 	pthread_mutex_unlock(&tc->lock);
 	ERR_clear_error();
 	switch (e) {
