@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# SIP over TLS and WebSocket: pinhole against Kamailio 5.6 (tls + websocket
+# modules) in one invocation. Not part of ctest; timing decides nothing.
+#
+#   bench/tls/run.sh            memory per idle connection, handshakes, REGISTERs
+#   bench/tls/run.sh hold N     N idle TLS flows held by pinhole alone (50,000;
+#                               each side needs N + 100 descriptors)
+#
+# Both servers run at once on 127.0.0.1 (pinhole on TB_PORT, its ws: on +1;
+# Kamailio 10 above), with the same ECDSA P-256 certificate and intermediate
+# (certbot's default key since 2.0; TB_KEY=rsa: RSA-2048 throughout),
+# pinhole with 2 workers, Kamailio with 1 TCP worker (with 2, Debian's 5.6.3
+# on OpenSSL 3 crashes under handshake load: see kamailio.cfg), bindings in
+# memory, REGISTER
+# without authentication (pinhole [registrar] open = yes; Kamailio save()).
+# Kamailio: bench/tls/kamailio.cfg. The generator is bench/tls/tls_bench.c
+# (built here with cc; OpenSSL client, epoll, connections from 127.3.0.1 up,
+# TB_PER_SOURCE per source address).
+#
+# 1. Memory per idle connection (first, on fresh servers): each server in
+#    turn holds TB_IDLE TLS flows (each registered once, then silent; the
+#    generator frees its SSL and keeps the socket), then TB_IDLE WebSocket
+#    flows (ws: over TCP, upgrade + one REGISTER). Measured before and after:
+#    - pinhole: the allocator's bytes in use (glibc malloc_stats() called in
+#      the process by gdb: "in use bytes" of all arenas, mmap included)
+#    - Kamailio: shared memory in use (kamcmd core.shmmem used; its TCP
+#      connections and OpenSSL's allocations live there) plus private memory
+#      in use of every process (kamcmd pkg.stats)
+#    - both: the sum of Pss over all the server's processes (smaps_rollup),
+#      which counts fragmentation and Kamailio's shared pages once
+#    A warm-up of 200 flows each (opened and closed) goes before.
+# 2. Handshakes: TB_REPEAT runs of TB_HS_SECS each per server, alternating,
+#    after TB_WARMUP_SECS unrecorded; TB_HS_CONC handshakes in flight, each a
+#    full one (no session offered), counted when the server answered a CRLF
+#    keepalive over it. Rate, and the server's CPU per handshake (every
+#    thread of every process, /proc/*/task/*/schedstat).
+# 3. REGISTER over established TLS: TB_FLOWS flows, each registered once,
+#    then refreshes at TB_RATE/s round them for TB_REG_SECS (TB_REPEAT runs,
+#    alternating); server CPU per 200.
+# The machine may be shared: every figure is a same-run ratio, run by run.
+#
+# Environment: PINHOLE (build/pinhole), KAMAILIO (kamailio), TB_PORT (27061),
+# TB_IDLE (5000), TB_HS_CONC (32), TB_HS_SECS (5), TB_WARMUP_SECS (3),
+# TB_FLOWS (500), TB_RATE (4000), TB_REG_SECS (5), TB_REPEAT (3), TB_KEY
+# (ec), BENCH_OUT (a new /tmp/pinhole-tls.XXXXXX).
+set -u -o pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+PINHOLE=${PINHOLE:-$ROOT/build/pinhole}
+KAMAILIO=${KAMAILIO:-kamailio}
+PORT=${TB_PORT:-27061}
+KPORT=$((PORT + 10))
+IDLE=${TB_IDLE:-5000}
+HS_CONC=${TB_HS_CONC:-32}
+HS_SECS=${TB_HS_SECS:-5}
+WARMUP=${TB_WARMUP_SECS:-3}
+FLOWS=${TB_FLOWS:-500}
+RATE=${TB_RATE:-4000}
+REG_SECS=${TB_REG_SECS:-5}
+REPEAT=${TB_REPEAT:-3}
+KEY=${TB_KEY:-ec}
+OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-tls.XXXXXX)}
+MODE=${1:-all}
+HOLD_N=${2:-50000}
+mkdir -p "$OUT"
+
+# as many descriptors as the hard limit allows (raising it needs
+# CAP_SYS_RESOURCE; it bounds the connections one process can hold)
+ulimit -n "$(ulimit -Hn)"
+cc -O2 -Wall -o "$OUT/tls_bench" "$HERE/tls_bench.c" -lssl -lcrypto || exit 1
+GEN=$OUT/tls_bench
+
+# a root, an intermediate and the server's certificate; the file the servers
+# load is the leaf then the intermediate (certbot's fullchain.pem)
+newkey() {
+	if [ "$KEY" = rsa ]; then echo "-newkey rsa:2048"; else echo "-newkey ec -pkeyopt ec_paramgen_curve:P-256"; fi
+}
+(
+	cd "$OUT" || exit 1
+	openssl req -x509 $(newkey) -nodes -keyout root.key -out root.pem -days 30 -subj /CN=bench-root \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign
+	openssl req $(newkey) -nodes -keyout int.key -out int.csr -subj /CN=bench-intermediate
+	printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign\n' >int.ext
+	openssl x509 -req -in int.csr -CA root.pem -CAkey root.key -CAcreateserial -days 30 -extfile int.ext -out int.pem
+	openssl req $(newkey) -nodes -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1
+	printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >leaf.ext
+	openssl x509 -req -in leaf.csr -CA int.pem -CAkey int.key -CAcreateserial -days 30 -extfile leaf.ext -out leaf.pem
+	cat leaf.pem int.pem >cert.pem
+) >/dev/null 2>&1 || {
+	echo "certificates failed" >&2
+	exit 1
+}
+
+cat >"$OUT/pinhole.conf" <<EOF
+[sip]
+listen = tls:127.0.0.1:$PORT, ws:127.0.0.1:$((PORT + 1))
+workers = 2
+tcp_max_connections = 120000
+tcp_max_connections_per_address = 0
+tcp_idle_timeout = 3600
+[tls]
+certificate = $OUT/cert.pem
+private_key = $OUT/key.pem
+max_handshakes = 256
+[registrar]
+open = yes
+max_bindings = 1000000
+[outbound]
+max_flows_per_source = 0
+[keepalive]
+interval = 0
+[store]
+path =
+[control]
+listen = 127.0.0.1:$((PORT + 2))
+EOF
+cat >"$OUT/tls.cfg" <<EOF
+[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+private_key = $OUT/key.pem
+certificate = $OUT/cert.pem
+EOF
+
+PPID_=
+KPID=
+cleanup() {
+	[ -n "$PPID_" ] && kill "$PPID_" 2>/dev/null
+	[ -n "$KPID" ] && kill "$KPID" 2>/dev/null
+	wait 2>/dev/null
+}
+trap cleanup EXIT
+
+"$PINHOLE" serve --config "$OUT/pinhole.conf" >"$OUT/pinhole.log" 2>&1 &
+PPID_=$!
+if [ "$MODE" != hold ]; then
+	"$KAMAILIO" -f "$HERE/kamailio.cfg" -A "TLSCFG=\"$OUT/tls.cfg\"" \
+		-A "CTLSOCK=\"unix:$OUT/kamailio.ctl\"" -l "tls:127.0.0.1:$KPORT" \
+		-l "tcp:127.0.0.1:$((KPORT + 1))" -m 4096 -M 64 -x tlsf --atexit=no -DD -E -Y "$OUT" \
+		>"$OUT/kamailio.log" 2>&1 &
+	KPID=$!
+fi
+sleep 3
+kill -0 "$PPID_" || {
+	cat "$OUT/pinhole.log"
+	exit 1
+}
+
+pids() { # the server's processes
+	if [ "$1" = pinhole ]; then echo "$PPID_"; else echo "$KPID $(pgrep -P "$KPID" | tr '\n' ' ')"; fi
+}
+pss_kb() { # sum of Pss over the processes
+	local s=0 p v
+	for p in $(pids "$1"); do
+		v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null)
+		s=$((s + ${v:-0}))
+	done
+	echo $s
+}
+heap_b() { # allocator bytes in use
+	if [ "$1" = pinhole ]; then
+		: >"$OUT/mstats"
+		gdb -p "$PPID_" -batch -ex 'call (void)malloc_stats()' >/dev/null 2>&1
+		sleep 0.2
+		# the last "in use bytes" of the log is malloc_stats' total
+		grep 'in use bytes' "$OUT/pinhole.log" | tail -1 | awk '{print $NF}'
+	else
+		local shm pkg
+		shm=$(kamcmd -s "unix:$OUT/kamailio.ctl" core.shmmem | awk '$1 == "used:" {print $2}')
+		pkg=$(kamcmd -s "unix:$OUT/kamailio.ctl" pkg.stats | awk '$1 == "used:" {s += $2} END {print s}')
+		echo $((shm + pkg))
+	fi
+}
+port_of() { # server, kind
+	local b=$PORT
+	[ "$1" = kamailio ] && b=$KPORT
+	[ "$2" = ws ] && b=$((b + 1))
+	echo $b
+}
+
+hold() { # server kind n: holds, measures, releases; prints bytes/conn heap and pss
+	local srv=$1 kind=$2 n=$3 port h0 p0 h1 p1 fifo
+	port=$(port_of "$srv" "$kind")
+	h0=$(heap_b "$srv")
+	p0=$(pss_kb "$srv")
+	fifo=$OUT/hold.fifo
+	rm -f "$fifo"
+	mkfifo "$fifo"
+	"$GEN" hold "$port" "$n" "$kind" <"$fifo" >"$OUT/hold.out" 2>&1 &
+	local g=$!
+	exec 9>"$fifo"
+	while ! grep -q held "$OUT/hold.out" 2>/dev/null; do
+		kill -0 $g 2>/dev/null || break
+		sleep 0.5
+	done
+	sleep 2
+	h1=$(heap_b "$srv")
+	p1=$(pss_kb "$srv")
+	if [ "$srv" = pinhole ]; then # what the server says it holds
+		curl -s "http://127.0.0.1:$((PORT + 2))/metrics" |
+			grep -E '^pinhole_(net_tcp_connections|registrar_bindings|tls_handshakes_total) ' >"$OUT/held_metrics.txt"
+	fi
+	local held
+	held=$(awk '/held/ {print $2}' "$OUT/hold.out")
+	exec 9>&-
+	wait $g
+	sleep 3 # the server closes them
+	echo "$srv $kind $n held=${held:-0} heap $h0 $h1 pss_kb $p0 $p1" >>"$OUT/memory.txt"
+	awk -v s="$srv" -v k="$kind" -v h="${held:-0}" -v a="$h0" -v b="$h1" -v c="$p0" -v d="$p1" \
+		'BEGIN { if (h > 0) printf "%-8s %-3s %6d idle: %6.0f B/conn allocator, %6.0f B/conn Pss\n", s, k, h, (b - a) / h, (d - c) * 1024 / h; else printf "%s %s: none held\n", s, k }'
+}
+
+if [ "$MODE" = hold ]; then
+	echo "pinhole: $HOLD_N idle TLS flows" | tee "$OUT/hold50k.txt"
+	hold pinhole tls "$HOLD_N" | tee -a "$OUT/hold50k.txt"
+	cat "$OUT/held_metrics.txt"
+	echo "fd limit: $(ulimit -n) (hard $(ulimit -Hn))"
+	echo "files in $OUT"
+	exit 0
+fi
+
+{
+	echo "date: $(date -u +%FT%TZ)  host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "pinhole: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)  kamailio: $("$KAMAILIO" -v | head -1)"
+	echo "openssl: $(openssl version)  key: $KEY"
+} | tee "$OUT/env.txt"
+
+echo "== memory per idle connection (TB_IDLE=$IDLE)"
+for s in pinhole kamailio; do
+	TB_PER_SOURCE=100 "$GEN" hold "$(port_of $s tls)" 200 tls </dev/null >/dev/null 2>&1
+	TB_PER_SOURCE=100 "$GEN" hold "$(port_of $s ws)" 200 ws </dev/null >/dev/null 2>&1
+done
+sleep 2
+for kind in tls ws; do
+	for s in pinhole kamailio; do
+		hold "$s" "$kind" "$IDLE"
+	done
+done | tee "$OUT/memory_table.txt"
+
+echo "== handshakes (conc $HS_CONC, ${HS_SECS}s runs)"
+for s in pinhole kamailio; do
+	TB_PIDS="$(pids $s)" "$GEN" hs "$(port_of $s tls)" "$HS_CONC" "$WARMUP" >/dev/null
+done
+for r in $(seq 1 "$REPEAT"); do
+	order="pinhole kamailio"
+	[ $((r % 2)) = 0 ] && order="kamailio pinhole"
+	for s in $order; do
+		echo "$s $r $(TB_PIDS="$(pids $s)" "$GEN" hs "$(port_of $s tls)" "$HS_CONC" "$HS_SECS")"
+	done
+done | tee "$OUT/hs.txt"
+
+echo "== REGISTER over established TLS ($FLOWS flows, $RATE/s, ${REG_SECS}s runs)"
+for r in $(seq 1 "$REPEAT"); do
+	order="pinhole kamailio"
+	[ $((r % 2)) = 0 ] && order="kamailio pinhole"
+	for s in $order; do
+		echo "$s $r $(TB_PIDS="$(pids $s)" "$GEN" reg "$(port_of $s tls)" "$FLOWS" "$RATE" "$REG_SECS")"
+	done
+done | tee "$OUT/reg.txt"
+
+# lines: srv run hs N failed F cpu_ns C  /  srv run reg SENT OK flows F cpu_ns C
+awk -v secs="$HS_SECS" '
+	function med(s,   n, a, i, j, t) {
+		n = split(s, a, " ")
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	FILENAME ~ /hs.txt/ { rate[$1, $2] = $4 / secs; us[$1, $2] = $4 ? $8 / $4 / 1000 : 0; runs[$2] = 1 }
+	FILENAME ~ /reg.txt/ { rus[$1, $2] = $5 ? $9 / $5 / 1000 : 0; rok[$1, $2] = $5 " of " $4 }
+	END {
+		printf "\nrun | handshakes/s  pinhole kamailio ratio | server CPU us/handshake pinhole kamailio ratio | CPU us/REGISTER pinhole kamailio ratio\n"
+		for (r in runs) {
+			a = rate["pinhole", r] / (rate["kamailio", r] ? rate["kamailio", r] : 1)
+			b = us["pinhole", r] / (us["kamailio", r] ? us["kamailio", r] : 1)
+			c = rus["pinhole", r] / (rus["kamailio", r] ? rus["kamailio", r] : 1)
+			printf "%3s | %8.0f %8.0f %5.2f | %8.0f %8.0f %5.2f | %8.1f %8.1f %5.2f   (200s: %s / %s)\n", r, rate["pinhole", r], rate["kamailio", r], a, us["pinhole", r], us["kamailio", r], b, rus["pinhole", r], rus["kamailio", r], c, rok["pinhole", r], rok["kamailio", r]
+			ra = ra " " a; rb = rb " " b; rc = rc " " c
+		}
+		printf "median ratios: handshakes/s %.2f, CPU per handshake %.2f, CPU per REGISTER %.2f\n", med(ra), med(rb), med(rc)
+	}' "$OUT/hs.txt" "$OUT/reg.txt" | tee "$OUT/summary.txt"
+echo "files in $OUT"
