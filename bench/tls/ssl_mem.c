@@ -99,9 +99,9 @@ int main(int argc, char **argv)
 	if (argc > 4 && !strcmp(argv[4], "1.2"))
 		SSL_CTX_set_max_proto_version(s, TLS1_2_VERSION);
 	SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-				    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+				SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_options(s, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-				       SSL_OP_CIPHER_SERVER_PREFERENCE);
+				   SSL_OP_CIPHER_SERVER_PREFERENCE);
 	if (SSL_CTX_use_certificate_chain_file(s, argv[2]) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(s, argv[3], SSL_FILETYPE_PEM) != 1) {
 		ERR_print_errors_fp(stderr);

@@ -79,7 +79,8 @@ static uint64_t server_cpu_ns(void)
 		return 0;
 	char list[4096];
 	snprintf(list, sizeof list, "%s", pids);
-	for (char *save = NULL, *p = strtok_r(list, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
+	for (char *save = NULL, *p = strtok_r(list, " ", &save); p;
+	     p = strtok_r(NULL, " ", &save)) {
 		char path[128];
 		snprintf(path, sizeof path, "/proc/%s/task", p);
 		DIR *d = opendir(path);
@@ -109,8 +110,8 @@ static int open_conn(unsigned i, unsigned idx)
 		return -1;
 	unsigned k = idx / (unsigned)per_source;
 	struct sockaddr_in src = {.sin_family = AF_INET};
-	src.sin_addr.s_addr = htonl((127u << 24) | ((3 + k / 62500) << 16) |
-				    ((k / 250 % 250) << 8) | (1 + k % 250));
+	src.sin_addr.s_addr =
+	    htonl((127u << 24) | ((3 + k / 62500) << 16) | ((k / 250 % 250) << 8) | (1 + k % 250));
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -254,9 +255,9 @@ static unsigned answers(struct cx *c, unsigned *ok)
 }
 
 static const char *upgrade_req =
-	"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-	"Sec-WebSocket-Protocol: sip\r\n\r\n";
+    "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Protocol: sip\r\n\r\n";
 
 /* Drives connection i one step; returns true when it reached what the mode
  * wants (handshake answered, registered). */
@@ -421,7 +422,8 @@ int main(int argc, char **argv)
 		}
 		int k = epoll_wait(ep, evs, 256, 10000);
 		if (k == 0) {
-			fprintf(stderr, "tls_bench: stalled at %u ready %u failed\n", ready, failed);
+			fprintf(stderr, "tls_bench: stalled at %u ready %u failed\n", ready,
+				failed);
 			break;
 		}
 		for (int j = 0; j < k; j++) {
