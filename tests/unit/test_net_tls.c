@@ -474,7 +474,7 @@ static void outgoing_resumed(void **state)
 		assert_int_equal(tls_stats(srv).resumed, round);
 		if (round == 0) {
 			first = ow.f.conn_id;
-			assert_true(WAIT_UNTIL(!net_conn_alive(cli, first), 4000));
+			assert_true(WAIT_UNTIL(!net_conn_alive(cli, first), 10000));
 		} else {
 			assert_true(ow.f.conn_id != first); /* a new connection, resumed */
 		}
