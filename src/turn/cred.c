@@ -6,7 +6,7 @@
 #include <openssl/crypto.h>
 
 #include "stun/stun.h"
-#include "turn.h"
+#include "turn_int.h"
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -95,12 +95,11 @@ void turn_nonce_make(const uint8_t key[32], const char *realm, const struct net_
 	b64(b64url, raw, NONCE_RAW, out + NONCE_HEAD, false);
 }
 
-int turn_nonce_check(const uint8_t key[32], const char *realm, const struct net_addr *src,
-		     struct slice nonce, int64_t now, int64_t lifetime)
+/* nonce -> its raw bytes (issued | mac): 0 or EPERM. */
+static int nonce_decode(struct slice nonce, uint8_t raw[NONCE_RAW])
 {
 	if (nonce.l != TURN_NONCE_LEN || memcmp(nonce.p, NONCE_COOKIE NONCE_FEATURES, NONCE_HEAD))
 		return EPERM;
-	uint8_t raw[NONCE_RAW];
 	uint32_t acc = 0;
 	int bits = 0;
 	size_t o = 0;
@@ -116,15 +115,37 @@ int turn_nonce_check(const uint8_t key[32], const char *realm, const struct net_
 			acc &= (1u << bits) - 1;
 		}
 	}
-	if (o != NONCE_RAW)
+	return o == NONCE_RAW ? 0 : EPERM;
+}
+
+static int64_t nonce_time(const uint8_t raw[NONCE_RAW])
+{
+	int64_t issued = 0;
+	for (int i = 0; i < 8; i++)
+		issued = (int64_t)((uint64_t)issued << 8 | raw[i]);
+	return issued;
+}
+
+int turn_nonce_issued(struct slice nonce, int64_t *issued)
+{
+	uint8_t raw[NONCE_RAW];
+	if (nonce_decode(nonce, raw))
+		return EPERM;
+	*issued = nonce_time(raw);
+	return 0;
+}
+
+int turn_nonce_check(const uint8_t key[32], const char *realm, const struct net_addr *src,
+		     struct slice nonce, int64_t now, int64_t lifetime)
+{
+	uint8_t raw[NONCE_RAW];
+	if (nonce_decode(nonce, raw))
 		return EPERM;
 	uint8_t mac[16];
 	nonce_mac(key, raw, realm, src, mac);
 	if (CRYPTO_memcmp(mac, raw + 8, 16) != 0)
 		return EPERM;
-	int64_t issued = 0;
-	for (int i = 0; i < 8; i++)
-		issued = (int64_t)((uint64_t)issued << 8 | raw[i]);
+	int64_t issued = nonce_time(raw);
 	if (issued > now + 5)
 		return EPERM;
 	return now - issued > lifetime ? ETIMEDOUT : 0;

@@ -16,12 +16,16 @@ struct req {
 	const struct turn_src *s;
 	struct stun_msg m;
 	uint64_t now;
-	bool fp; /* the request had FINGERPRINT: so does the answer */
+	bool fp;		/* the request had FINGERPRINT: so does the answer */
+	struct turn_alloc *own; /* the 5-tuple's allocation, if any, when it came */
 	/* set by authenticate() */
 	char user[TURN_USER_MAX], quota[TURN_USER_MAX];
 	uint8_t key[32];
 	size_t keylen;
 	bool sha256;
+	uint16_t alg;	    /* the key's STUN_PWALG_* */
+	struct slice nonce; /* verified */
+	bool cached;	    /* the nonce is own's cached one: key from own->kc */
 };
 
 /* What our 401s and 438s offer (RFC 8489 9.2.4: a later request must echo
@@ -113,10 +117,18 @@ static int user_key(struct req *r, uint16_t alg)
 	struct slice u = slice_cstr(r->user);
 	struct slice realm = slice_cstr(t->cf.realm);
 	int64_t expiry;
+	bool secret = t->cf.secret[0] && turn_secret_expiry(u, &expiry) == 0;
+	if (secret && expiry < time_wall_s())
+		return ENOENT; /* coturn: an expired username is a wrong one */
+	if (r->cached && r->own->kc.alg == alg && strcmp(r->own->user, r->user) == 0) {
+		memcpy(r->key, r->own->kc.key, r->own->kc.keylen);
+		r->keylen = r->own->kc.keylen;
+		snprintf(r->quota, sizeof r->quota, "%s", r->own->quota);
+		return 0;
+	}
+	r->cached = false;
 	snprintf(r->quota, sizeof r->quota, "%s", r->user);
-	if (t->cf.secret[0] && turn_secret_expiry(u, &expiry) == 0) {
-		if (expiry < time_wall_s())
-			return ENOENT; /* coturn: an expired username is a wrong one */
+	if (secret) {
 		char pw[29];
 		if (turn_secret_password(slice_cstr(t->cf.secret), u, pw))
 			return ENOENT;
@@ -134,6 +146,22 @@ static int user_key(struct req *r, uint16_t alg)
 	const char *hex =
 	    alg == STUN_PWALG_SHA256 ? ce.ha1[STORE_CRED_SHA256] : ce.ha1[STORE_CRED_MD5];
 	return hex_key(hex, r->key, &r->keylen);
+}
+
+/* Keeps r's verified nonce and key on a (its user's). */
+static void keycache_fill(const struct req *r, struct turn_alloc *a)
+{
+	int64_t issued;
+	if (r->nonce.l != TURN_NONCE_LEN || r->keylen > sizeof a->kc.key ||
+	    turn_nonce_issued(r->nonce, &issued)) {
+		a->kc.alg = 0;
+		return;
+	}
+	memcpy(a->kc.nonce, r->nonce.p, TURN_NONCE_LEN);
+	a->kc.issued = issued;
+	a->kc.alg = r->alg;
+	memcpy(a->kc.key, r->key, r->keylen);
+	a->kc.keylen = (uint8_t)r->keylen;
 }
 
 /* RFC 8489 9.2.4. 0 when the request's credentials verify (r's user and key
@@ -155,9 +183,18 @@ static int authenticate(struct req *r)
 		error_reply(r, STUN_ERR_BAD_REQUEST, false);
 		return -1;
 	}
-	int err = turn_nonce_check(t->nonce_key, t->cf.realm, &r->s->client, stun_attr_slice(na),
-				   time_wall_s(), t->cf.nonce_lifetime);
+	/* the allocation's cached nonce passed the MAC already (for this
+	 * source: the 5-tuple's); only its age is left to check */
+	r->nonce = stun_attr_slice(na);
+	r->cached = r->own && r->own->kc.alg && r->nonce.l == TURN_NONCE_LEN &&
+		    memcmp(r->own->kc.nonce, r->nonce.p, TURN_NONCE_LEN) == 0;
+	int err = r->cached
+		      ? (time_wall_s() - r->own->kc.issued > t->cf.nonce_lifetime ? ETIMEDOUT : 0)
+		      : turn_nonce_check(t->nonce_key, t->cf.realm, &r->s->client, r->nonce,
+					 time_wall_s(), t->cf.nonce_lifetime);
 	if (err) {
+		if (r->own)
+			r->own->kc.alg = 0; /* stale: the next nonce is checked whole */
 		error_reply(r, STUN_ERR_STALE_NONCE, false);
 		return -1;
 	}
@@ -197,6 +234,7 @@ static int authenticate(struct req *r)
 	} else if (turn_userhash_find(t, uh->v, r->now, r->user, sizeof r->user)) {
 		r->user[0] = '\0';
 	}
+	r->alg = alg;
 	if (!r->user[0] || user_key(r, alg)) {
 		metric_inc(&turn_m_auth_fail);
 		error_reply(r, STUN_ERR_UNAUTHORIZED, false);
@@ -210,6 +248,10 @@ static int authenticate(struct req *r)
 		error_reply(r, STUN_ERR_UNAUTHORIZED, false);
 		return -1;
 	}
+	if (r->cached)
+		metric_inc(&turn_m_auth_cached);
+	else if (r->own && strcmp(r->own->user, r->user) == 0)
+		keycache_fill(r, r->own);
 	return 0;
 }
 
@@ -319,6 +361,7 @@ static void do_allocate(struct req *r)
 	snprintf(a->user, sizeof a->user, "%s", r->user);
 	snprintf(a->quota, sizeof a->quota, "%s", r->quota);
 	memcpy(a->tid, m->tid, STUN_TID_LEN);
+	keycache_fill(r, a);
 	a->created_ms = a->bw_last_ms = r->now;
 	a->expire_ms = r->now + (uint64_t)life * 1000;
 	a->dont_fragment = stun_msg_attr(m, STUN_ATTR_DONT_FRAGMENT) != NULL;
@@ -721,6 +764,7 @@ void turn_client_packet(struct turn *t, const struct turn_src *s, const uint8_t 
 	 * address are bounded); any other UDP source its address's, shared with
 	 * every port of it (the reflection guard, as STUN's). */
 	struct turn_alloc *own = turn_alloc_find(t, s->tp, s->li, &s->client, s->conn);
+	r.own = own;
 	bool ok = own	    ? turn_budget_take(t, &own->rq, now)
 		  : s->conn ? turn_budget_take(t, &s->conn->rq, now)
 			    : stund_limiter_allow(&t->lim, &s->client.u.sa, now);

@@ -104,6 +104,9 @@ struct metric turn_m_drop_bad = {
     .name = "turn_dropped_total", .help = "TURN packets dropped", .labels = "reason=\"malformed\""};
 struct metric turn_m_auth_fail = {.name = "turn_auth_failures_total",
 				  .help = "requests with credentials that did not verify"};
+struct metric turn_m_auth_cached = {
+    .name = "turn_auth_cached_total",
+    .help = "requests verified with their allocation's cached nonce and key"};
 struct metric turn_m_conn_refused = {
     .name = "turn_tcp_refused_total",
     .help = "TCP connections closed at tcp_max_connections or tcp_max_connections_per_address"};
@@ -136,6 +139,7 @@ void turn_metrics_register(void)
 	    &turn_m_drop_bw,	    &turn_m_drop_noperm,    &turn_m_drop_bad,
 	    &turn_m_auth_fail,	    &turn_m_conn_refused,   &m_err_other,
 	    &turn_m_fast_to_peer,   &turn_m_fast_to_client, &turn_m_fast_full,
+	    &turn_m_auth_cached,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		metric_register(all[i]);

@@ -60,6 +60,20 @@ struct turn_relay {
 	struct turn_alloc *next_by_addr; /* hash chain of t->by_relay */
 };
 
+/* The long-term key of an allocation's last verified request, kept while its
+ * nonce stands: a request on the allocation's 5-tuple with the same nonce,
+ * user and algorithm skips the nonce MAC, the shared-secret password and the
+ * key derivation (its integrity is still checked with the key). A store
+ * password change thus reaches a live allocation with its next nonce, at most
+ * nonce_lifetime later. */
+struct turn_keycache {
+	char nonce[TURN_NONCE_LEN];
+	int64_t issued; /* the nonce's, wall seconds */
+	uint16_t alg;	/* STUN_PWALG_*; 0 = empty */
+	uint8_t keylen;
+	uint8_t key[32];
+};
+
 /* One allocation; owned by struct turn (its tables). */
 struct turn_alloc {
 	uint64_t id;
@@ -70,6 +84,7 @@ struct turn_alloc {
 	char user[TURN_USER_MAX];  /* as authenticated (USERNAME, or found by USERHASH) */
 	char quota[TURN_USER_MAX]; /* what per-user quotas count: the user part */
 	uint8_t tid[STUN_TID_LEN]; /* the Allocate's, for its retransmissions */
+	struct turn_keycache kc;
 	uint64_t created_ms, expire_ms;
 	struct turn_relay relay[2]; /* [0] IPv4, [1] IPv6 */
 	bool dont_fragment;
@@ -212,6 +227,11 @@ int turn_userhash_find(struct turn *t, const uint8_t hash[32], uint64_t now, cha
 		       size_t cap);
 void turn_userhash_free(struct turn *t);
 
+/* ---- cred.c ---- */
+/* The issue time of a nonce of ours (its MAC not checked: for a nonce that
+ * was). 0 or EPERM. */
+int turn_nonce_issued(struct slice nonce, int64_t *issued);
+
 /* ---- method.c: requests and indications from clients ---- */
 struct turn_src {
 	enum net_transport tp;
@@ -272,7 +292,7 @@ extern struct metric turn_m_allocs, turn_m_perms, turn_m_chans, turn_m_requests,
     turn_m_to_peer_bytes, turn_m_to_peer_pkts, turn_m_from_peer_bytes, turn_m_from_peer_pkts,
     turn_m_denied_peer, turn_m_drop_rate, turn_m_drop_bw, turn_m_drop_noperm, turn_m_drop_bad,
     turn_m_alloc_total, turn_m_expired, turn_m_auth_fail, turn_m_conn_refused, turn_m_fast_to_peer,
-    turn_m_fast_to_client, turn_m_fast_full;
+    turn_m_fast_to_client, turn_m_fast_full, turn_m_auth_cached;
 /* Counts an error response by code. */
 void turn_count_error(uint16_t code);
 void turn_metrics_register(void);

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "turn/turn_int.h" /* the allocations' key caches, aged below */
 #include "turnc.h"
 
 /* RFC 8489 9.2.4: no credentials -> 401 with REALM, NONCE (cookie) and the
@@ -555,6 +556,66 @@ static void test_ipv6_and_dual(void **state)
 	tt_srv_stop(&s);
 }
 
+/* Ages every allocation's cached nonce by s seconds (as if issued earlier). */
+static void age_keycaches(struct turn *t, int64_t s)
+{
+	pthread_mutex_lock(&t->lock);
+	for (struct turn_alloc *a = t->all; a; a = a->next)
+		a->kc.issued -= s;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* The allocation's cached nonce and key serve its later requests (the
+ * counter) but are never a pass: a wrong password, another user on the
+ * 5-tuple, another algorithm still go through the whole check; and they hold
+ * only while the nonce stands (past nonce_lifetime: 438, whatever the cache
+ * says). */
+static void test_key_cache(void **state)
+{
+	(void)state;
+	struct tt_srv s;
+	tt_srv_start(&s, "");
+	struct tt_cli c;
+	tt_cli_open(&c, &s, false, "alice", "wonder");
+	assert_int_equal(tt_allocate(&c, NULL), 0);
+	int64_t hits = tt_counter("turn_auth_cached_total", NULL);
+	int64_t fails = tt_counter("turn_auth_failures_total", NULL);
+	assert_int_equal(tt_refresh(&c, 600), 0);
+	tt_assert_signed(&c);
+	assert_int_equal(tt_counter("turn_auth_cached_total", NULL), hits + 1);
+	/* the same nonce with a wrong password: 401, unsigned */
+	snprintf(c.pass, sizeof c.pass, "wrong");
+	assert_int_equal(tt_refresh(&c, 600), 401);
+	assert_int_equal(c.m.mi, -1);
+	assert_int_equal(tt_counter("turn_auth_failures_total", NULL), fails + 1);
+	/* another user of the realm on alice's 5-tuple and nonce: 441, not
+	 * alice's key */
+	snprintf(c.user, sizeof c.user, "bob");
+	snprintf(c.pass, sizeof c.pass, "wonder"); /* alice's: no */
+	assert_int_equal(tt_refresh(&c, 600), 401);
+	snprintf(c.pass, sizeof c.pass, "builder");
+	assert_int_equal(tt_refresh(&c, 600), 441);
+	assert_int_equal(tt_counter("turn_auth_cached_total", NULL), hits + 1);
+	/* SHA-256 on the same nonce: derived (not the cached MD5 key), then cached */
+	snprintf(c.user, sizeof c.user, "alice");
+	snprintf(c.pass, sizeof c.pass, "wonder");
+	c.alg = STUN_PWALG_SHA256;
+	assert_int_equal(tt_refresh(&c, 600), 0);
+	tt_assert_signed(&c);
+	assert_int_equal(tt_counter("turn_auth_cached_total", NULL), hits + 1);
+	assert_int_equal(tt_refresh(&c, 600), 0);
+	assert_int_equal(tt_counter("turn_auth_cached_total", NULL), hits + 2);
+	/* the cached nonce gone past nonce_lifetime (600 s): 438 and a fresh
+	 * one (the same text within the second it was issued in), which works */
+	age_keycaches(s.t, 601);
+	assert_int_equal(tt_refresh(&c, 600), 438);
+	assert_int_equal(tt_refresh(&c, 600), 0);
+	tt_assert_signed(&c);
+	assert_int_equal(turn_allocation_count(s.t), 1);
+	tt_cli_close(&c);
+	tt_srv_stop(&s);
+}
+
 int main(void)
 {
 	tt_relay_ports = "42000-42199";
@@ -568,6 +629,7 @@ int main(void)
 	    cmocka_unit_test(test_relay_udp),
 	    cmocka_unit_test(test_relay_tcp),
 	    cmocka_unit_test(test_more_errors),
+	    cmocka_unit_test(test_key_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
