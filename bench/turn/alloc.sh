@@ -35,8 +35,13 @@
 #   BENCH_SECS      measured seconds per run (5)
 #   BENCH_ROUNDS    rounds (5)
 #   BENCH_HOLD      allocations held for the memory figure (5000)
-#   BENCH_THREADS   coturn's --relay-threads (nproc)
+#   BENCH_THREADS   coturn's --relay-threads (the servers' CPUs: nproc, or
+#                   nproc - 1 when pinned)
 #   BENCH_OUT       where logs go (a new /tmp/pinhole-turn-alloc.XXXXXX)
+#   BENCH_PIN       1 (default on 2+ cores): the generator on CPU 0, both
+#                   servers on the same other CPUs (1..n-1) with taskset, so
+#                   the generator does not compete with them and both get
+#                   the same CPU set; 0: no pinning
 # About 90 s with the defaults.
 
 set -u -o pipefail
@@ -52,7 +57,19 @@ SOURCES=${BENCH_SOURCES:-8192}
 SECS=${BENCH_SECS:-5}
 ROUNDS=${BENCH_ROUNDS:-5}
 HOLD=${BENCH_HOLD:-5000}
-THREADS=${BENCH_THREADS:-$(nproc)}
+THREADS_SET=${BENCH_THREADS:-}
+PIN=${BENCH_PIN:-1}
+NCPU=$(nproc)
+[ "$NCPU" -ge 2 ] || PIN=0
+GEN_PIN=() SRV_PIN=()
+if [ "$PIN" = 1 ]; then
+	command -v taskset >/dev/null || { echo "no taskset (util-linux)" >&2; exit 1; }
+	GEN_PIN=(taskset -c 0)
+	SRV_PIN=(taskset -c "1-$((NCPU - 1))")
+fi
+# coturn's --relay-threads: the cores the servers are given (an operator's
+# setting for coturn: one relay thread per core)
+THREADS=${THREADS_SET:-$(if [ "$PIN" = 1 ]; then echo $((NCPU - 1)); else echo "$NCPU"; fi)}
 PORT_P=34780
 PORT_C=34790
 PEER=127.0.0.1:9 # ChannelBind's peer: nothing is sent to it
@@ -103,13 +120,13 @@ cat >"$OUT/pinhole.conf" <<-EOF
 EOF
 
 start_pinhole() {
-	"$PINHOLE" serve --config "$OUT/pinhole.conf" >>"$OUT/pinhole.log" 2>&1 </dev/null &
+	"${SRV_PIN[@]}" "$PINHOLE" serve --config "$OUT/pinhole.conf" >>"$OUT/pinhole.log" 2>&1 </dev/null &
 	PID_P=$!
 	PIDS+=("$PID_P")
 	wait_udp "$PORT_P" || { echo "pinhole did not start:"; tail -5 "$OUT/pinhole.log"; exit 1; } >&2
 }
 start_coturn() {
-	"$TURNSERVER" -n --listening-ip 127.0.0.1 --listening-port "$PORT_C" --relay-ip 127.0.0.1 \
+	"${SRV_PIN[@]}" "$TURNSERVER" -n --listening-ip 127.0.0.1 --listening-port "$PORT_C" --relay-ip 127.0.0.1 \
 		--min-port 40000 --max-port 59999 --use-auth-secret --static-auth-secret "$SECRET" \
 		--realm "$REALM" --no-tls --no-dtls --no-cli --allow-loopback-peers \
 		--no-multicast-peers --relay-threads "$THREADS" --log-file "$OUT/coturn.log" \
@@ -135,12 +152,18 @@ echo "memory coturn:  $MC"
 run() { # run pinhole|coturn: one measured run; prints the generator's line
 	local port=$PORT_P pid=$PID_P
 	[ "$1" = coturn ] && { port=$PORT_C; pid=$PID_C; }
-	"$GEN" --server 127.0.0.1:"$port" --secret "$SECRET" --peer $PEER --sessions "$SESSIONS" \
+	"${GEN_PIN[@]}" "$GEN" --server 127.0.0.1:"$port" --secret "$SECRET" --peer $PEER --sessions "$SESSIONS" \
 		--sources "$SOURCES" --duration "$SECS" --warmup 1 --cpu-pid "$pid"
 }
 run pinhole >/dev/null # warm-up
 run coturn >/dev/null
-printf '%-6s %-10s %10s %14s %8s %8s\n' round server allocs/s cpu_us/alloc p50_ms p99_ms
+if [ "$PIN" = 1 ]; then
+	echo "pinned: generator on CPU 0, both servers on CPUs 1-$((NCPU - 1)); coturn --relay-threads $THREADS"
+else
+	echo "not pinned"
+fi
+printf '%-6s %-10s %10s %14s %12s %8s %8s\n' round server allocs/s cpu_us/alloc allocs/cpu_s \
+	p50_ms p99_ms
 RP=() RC=() CP=() CC=() RATIO=() CRATIO=()
 for r in $(seq 1 "$ROUNDS"); do
 	if [ $((r % 2)) = 1 ]; then order="pinhole coturn"; else order="coturn pinhole"; fi
@@ -148,7 +171,8 @@ for r in $(seq 1 "$ROUNDS"); do
 		line=$(run "$s")
 		echo "$s $line" >>"$OUT/runs.txt"
 		a=$(field allocs_s "$line") c=$(field cpu_us_per_alloc "$line")
-		printf '%-6s %-10s %10s %14s %8s %8s\n' "$r" "$s" "$a" "$c" \
+		printf '%-6s %-10s %10s %14s %12s %8s %8s\n' "$r" "$s" "$a" "$c" \
+			"$(awk -v c="$c" 'BEGIN { printf "%.0f", (c > 0 ? 1e6 / c : 0) }')" \
 			"$(field p50_ms "$line")" "$(field p99_ms "$line")"
 		if [ "$s" = pinhole ]; then RP+=("$a"); CP+=("$c"); else RC+=("$a"); CC+=("$c"); fi
 	done

@@ -35,9 +35,10 @@ int turn_tables_init(struct turn *t)
 		t->nbuckets <<= 1;
 	t->by_tuple = calloc(t->nbuckets, sizeof *t->by_tuple);
 	t->by_relay = calloc(t->nbuckets, sizeof *t->by_relay);
+	t->by_user = calloc(t->nbuckets, sizeof *t->by_user);
 	for (size_t i = 0; i < TURN_RESERVE_MAX; i++)
 		t->resv[i].fd = -1;
-	return t->by_tuple && t->by_relay ? 0 : ENOMEM;
+	return t->by_tuple && t->by_relay && t->by_user ? 0 : ENOMEM;
 }
 
 void turn_tables_free(struct turn *t)
@@ -49,6 +50,7 @@ void turn_tables_free(struct turn *t)
 			close(t->resv[i].fd);
 	free(t->by_tuple);
 	free(t->by_relay);
+	free(t->by_user);
 }
 
 struct turn_alloc *turn_alloc_find(struct turn *t, enum net_transport tp, unsigned li,
@@ -74,10 +76,16 @@ struct turn_alloc *turn_alloc_by_relay(struct turn *t, const struct net_addr *ad
 	return NULL;
 }
 
-size_t turn_alloc_count_user(struct turn *t, const char *quota)
+static size_t user_hash(const struct turn *t, const char *quota)
+{
+	return hash_bytes(quota, strlen(quota)) & (t->nbuckets - 1);
+}
+
+size_t turn_alloc_count_user(struct turn *t, const char *quota, size_t stop)
 {
 	size_t n = 0;
-	for (struct turn_alloc *a = t->all; a; a = a->next)
+	for (struct turn_alloc *a = t->by_user[user_hash(t, quota)]; a && n < stop;
+	     a = a->next_by_user)
 		n += strcmp(a->quota, quota) == 0;
 	return n;
 }
@@ -107,6 +115,12 @@ void turn_alloc_link(struct turn *t, struct turn_alloc *a)
 		a->relay[f].next_by_addr = t->by_relay[r];
 		t->by_relay[r] = a;
 	}
+	struct turn_alloc **u = &t->by_user[user_hash(t, a->quota)];
+	a->prev_by_user = NULL;
+	a->next_by_user = *u;
+	if (*u)
+		(*u)->prev_by_user = a;
+	*u = a;
 	a->next = t->all;
 	if (t->all)
 		t->all->prev = a;
@@ -134,6 +148,12 @@ static void unlink_alloc(struct turn *t, struct turn_alloc *a)
 		if (*pp)
 			*pp = a->relay[f].next_by_addr;
 	}
+	if (a->prev_by_user)
+		a->prev_by_user->next_by_user = a->next_by_user;
+	else
+		t->by_user[user_hash(t, a->quota)] = a->next_by_user;
+	if (a->next_by_user)
+		a->next_by_user->prev_by_user = a->prev_by_user;
 	if (a->prev)
 		a->prev->next = a->next;
 	else

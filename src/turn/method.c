@@ -342,7 +342,7 @@ static void do_allocate(struct req *r)
 	uint32_t life = lifetime_for(t, m);
 	if (life == 0)
 		life = t->cf.lifetime_default;
-	if (turn_alloc_count_user(t, r->quota) >= t->cf.max_allocs_user) {
+	if (turn_alloc_count_user(t, r->quota, t->cf.max_allocs_user) >= t->cf.max_allocs_user) {
 		error_reply(r, STUN_ERR_QUOTA, true);
 		return;
 	}

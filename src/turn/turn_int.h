@@ -99,9 +99,10 @@ struct turn_alloc {
 	bool fast_stats;			      /* the kernel keeps counters for it */
 	struct {
 		uint64_t tx_pkts, tx_bytes, rx_pkts, rx_bytes, drop_bw;
-	} fast_seen;			  /* the kernel's counters already added */
-	struct turn_alloc *next_by_tuple; /* hash chain of t->by_tuple */
-	struct turn_alloc *next, *prev;	  /* every allocation, for sweeps */
+	} fast_seen;					/* the kernel's counters already added */
+	struct turn_alloc *next_by_tuple;		/* hash chain of t->by_tuple */
+	struct turn_alloc *next_by_user, *prev_by_user; /* chain of t->by_user (quota) */
+	struct turn_alloc *next, *prev;			/* every allocation, for sweeps */
 };
 
 /* A port held for a later Allocate with RESERVATION-TOKEN (EVEN-PORT R). */
@@ -166,7 +167,7 @@ struct turn {
 	struct net_addr udp_addr[TURN_MAX_LISTEN], tcp_addr[TURN_MAX_LISTEN];
 	bool tcp_tls[TURN_MAX_LISTEN]; /* this stream listener is tls: */
 	struct net_tls *tls;	       /* the [tls] contexts when a listener is tls:; owned */
-	struct turn_alloc **by_tuple, **by_relay; /* hash heads, [nbuckets] */
+	struct turn_alloc **by_tuple, **by_relay, **by_user; /* hash heads, [nbuckets] */
 	size_t nbuckets;
 	struct turn_alloc *all; /* list of every allocation */
 	size_t nallocs;
@@ -189,8 +190,9 @@ struct turn_alloc *turn_alloc_find(struct turn *t, enum net_transport tp, unsign
 				   const struct net_addr *client, struct turn_conn *conn);
 /* An allocation whose relayed address is a (IP and port), or NULL. */
 struct turn_alloc *turn_alloc_by_relay(struct turn *t, const struct net_addr *a);
-/* Per-user count (O(allocations): fine below some 10,000). */
-size_t turn_alloc_count_user(struct turn *t, const char *quota);
+/* The allocations counted under quota (per-user quotas), up to stop: walks
+ * the user's hash chain (its own allocations and hash neighbours), not all. */
+size_t turn_alloc_count_user(struct turn *t, const char *quota, size_t stop);
 /* A new allocation with empty relays, not yet in the tables. ENOMEM. */
 int turn_alloc_new(struct turn *t, struct turn_alloc **ap);
 /* Opens a relay socket of family fam (0 v4, 1 v6) on a port from the range;

@@ -96,6 +96,12 @@ static void test_quotas(void **state)
 	assert_int_equal(tt_allocate(&c[3], NULL), 0);
 	assert_int_equal(tt_allocate(&c[4], NULL), 508); /* the server's fourth */
 	assert_int_equal(tt_counter("turn_errors_total", "code=\"486\""), e486 + 1);
+	/* a deallocation gives the user's place back (its count follows the
+	 * tables), and only one */
+	assert_int_equal(tt_refresh(&c[1], 0), 0);
+	assert_int_equal(tt_allocate(&c[2], NULL), 0);
+	assert_int_equal(tt_allocate(&c[1], NULL), 486);
+	assert_int_equal(tt_counter("turn_errors_total", "code=\"486\""), e486 + 2);
 	/* permissions and channels per allocation */
 	assert_int_equal(tt_perm(&c[0], "127.0.0.1:1"), 0);
 	assert_int_equal(tt_perm(&c[0], "127.0.0.2:1"), 0);
