@@ -21,22 +21,26 @@
 # allocations per second; the server's CPU per allocation from /proc.
 #
 # Order: first memory (each server fresh: hold BENCH_HOLD allocations with a
-# channel each, VmRSS before and after), then a warm-up run on each, then
-# BENCH_ROUNDS rounds of one run on each, alternating which goes first;
-# every round prints both and the ratio pinhole / coturn; the last lines the
-# medians. Logs under BENCH_OUT. Nothing here is part of ctest; processes are
+# channel each, VmRSS before and after), then for each BENCH_SESSIONS count a
+# warm-up run on each and BENCH_ROUNDS rounds of one run on each, alternating
+# which goes first; every round prints both and the ratios pinhole / coturn;
+# the last lines the medians per count. With BENCH_PIN (default) the
+# generator has CPU 0 to itself and both servers share the others, so the
+# rate measures what the servers do with the same CPUs; allocs/cpu_s is the
+# rate per second of the server's own CPU time (1e6 / cpu_us/alloc). Logs under BENCH_OUT. Nothing here is part of ctest; processes are
 # stopped by PID, never by name.
 #
 # Environment (all optional):
 #   PINHOLE         pinhole binary (build/pinhole)
 #   TURNSERVER      coturn's binary (turnserver; Debian: apt-get install coturn)
-#   BENCH_SESSIONS  clients at once (64)
+#   BENCH_SESSIONS  clients at once; a list runs the rounds at each ("64 256":
+#                   64 leaves a fast server waiting on the generator's and
+#                   the scheduler's latency, 256 keeps it busy)
 #   BENCH_SOURCES   source addresses (8192)
 #   BENCH_SECS      measured seconds per run (5)
 #   BENCH_ROUNDS    rounds (5)
 #   BENCH_HOLD      allocations held for the memory figure (5000)
-#   BENCH_THREADS   coturn's --relay-threads (the servers' CPUs: nproc, or
-#                   nproc - 1 when pinned)
+#   BENCH_THREADS   coturn's --relay-threads (nproc)
 #   BENCH_OUT       where logs go (a new /tmp/pinhole-turn-alloc.XXXXXX)
 #   BENCH_PIN       1 (default on 2+ cores): the generator on CPU 0, both
 #                   servers on the same other CPUs (1..n-1) with taskset, so
@@ -52,7 +56,7 @@ PINHOLE=${PINHOLE:-$ROOT/build/pinhole}
 [ -x "$PINHOLE" ] || { echo "no pinhole binary (set PINHOLE)" >&2; exit 1; }
 TURNSERVER=${TURNSERVER:-$(command -v turnserver || true)}
 [ -n "$TURNSERVER" ] || { echo "no turnserver: apt-get install coturn" >&2; exit 1; }
-SESSIONS=${BENCH_SESSIONS:-64}
+SESSIONS_LIST=${BENCH_SESSIONS:-64 256}
 SOURCES=${BENCH_SOURCES:-8192}
 SECS=${BENCH_SECS:-5}
 ROUNDS=${BENCH_ROUNDS:-5}
@@ -67,9 +71,10 @@ if [ "$PIN" = 1 ]; then
 	GEN_PIN=(taskset -c 0)
 	SRV_PIN=(taskset -c "1-$((NCPU - 1))")
 fi
-# coturn's --relay-threads: the cores the servers are given (an operator's
-# setting for coturn: one relay thread per core)
-THREADS=${THREADS_SET:-$(if [ "$PIN" = 1 ]; then echo $((NCPU - 1)); else echo "$NCPU"; fi)}
+# coturn's --relay-threads: its default, the machine's cores (pinned to one
+# CPU, --relay-threads 1 made coturn slower here: about 1,190/s at 800 us of
+# CPU per allocation, against about 2,900/s at 260 us with 2)
+THREADS=${THREADS_SET:-$NCPU}
 PORT_P=34780
 PORT_C=34790
 PEER=127.0.0.1:9 # ChannelBind's peer: nothing is sent to it
@@ -152,37 +157,40 @@ echo "memory coturn:  $MC"
 run() { # run pinhole|coturn: one measured run; prints the generator's line
 	local port=$PORT_P pid=$PID_P
 	[ "$1" = coturn ] && { port=$PORT_C; pid=$PID_C; }
-	"${GEN_PIN[@]}" "$GEN" --server 127.0.0.1:"$port" --secret "$SECRET" --peer $PEER --sessions "$SESSIONS" \
+	"${GEN_PIN[@]}" "$GEN" --server 127.0.0.1:"$port" --secret "$SECRET" --peer $PEER --sessions "$2" \
 		--sources "$SOURCES" --duration "$SECS" --warmup 1 --cpu-pid "$pid"
 }
-run pinhole >/dev/null # warm-up
-run coturn >/dev/null
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 if [ "$PIN" = 1 ]; then
 	echo "pinned: generator on CPU 0, both servers on CPUs 1-$((NCPU - 1)); coturn --relay-threads $THREADS"
 else
-	echo "not pinned"
+	echo "not pinned; coturn --relay-threads $THREADS"
 fi
-printf '%-6s %-10s %10s %14s %12s %8s %8s\n' round server allocs/s cpu_us/alloc allocs/cpu_s \
-	p50_ms p99_ms
-RP=() RC=() CP=() CC=() RATIO=() CRATIO=()
-for r in $(seq 1 "$ROUNDS"); do
-	if [ $((r % 2)) = 1 ]; then order="pinhole coturn"; else order="coturn pinhole"; fi
-	for s in $order; do
-		line=$(run "$s")
-		echo "$s $line" >>"$OUT/runs.txt"
-		a=$(field allocs_s "$line") c=$(field cpu_us_per_alloc "$line")
-		printf '%-6s %-10s %10s %14s %12s %8s %8s\n' "$r" "$s" "$a" "$c" \
-			"$(awk -v c="$c" 'BEGIN { printf "%.0f", (c > 0 ? 1e6 / c : 0) }')" \
-			"$(field p50_ms "$line")" "$(field p99_ms "$line")"
-		if [ "$s" = pinhole ]; then RP+=("$a"); CP+=("$c"); else RC+=("$a"); CC+=("$c"); fi
+SUMMARY=()
+for SESSIONS in $SESSIONS_LIST; do
+	echo "--- $SESSIONS clients at once"
+	run pinhole "$SESSIONS" >/dev/null # warm-up
+	run coturn "$SESSIONS" >/dev/null
+	printf '%-6s %-10s %10s %14s %12s %8s %8s\n' round server allocs/s cpu_us/alloc allocs/cpu_s \
+		p50_ms p99_ms
+	RP=() RC=() CP=() CC=() RATIO=() CRATIO=()
+	for r in $(seq 1 "$ROUNDS"); do
+		if [ $((r % 2)) = 1 ]; then order="pinhole coturn"; else order="coturn pinhole"; fi
+		for s in $order; do
+			line=$(run "$s" "$SESSIONS")
+			echo "$SESSIONS $s $line" >>"$OUT/runs.txt"
+			a=$(field allocs_s "$line") c=$(field cpu_us_per_alloc "$line")
+			printf '%-6s %-10s %10s %14s %12s %8s %8s\n' "$r" "$s" "$a" "$c" \
+				"$(awk -v c="$c" 'BEGIN { printf "%.0f", (c > 0 ? 1e6 / c : 0) }')" \
+				"$(field p50_ms "$line")" "$(field p99_ms "$line")"
+			if [ "$s" = pinhole ]; then RP+=("$a"); CP+=("$c"); else RC+=("$a"); CC+=("$c"); fi
+		done
+		ratio=$(awk -v p="${RP[-1]}" -v c="${RC[-1]}" 'BEGIN { printf "%.2f", (c > 0 ? p / c : 0) }')
+		cratio=$(awk -v p="${CP[-1]}" -v c="${CC[-1]}" 'BEGIN { printf "%.2f", (c > 0 ? p / c : 0) }')
+		RATIO+=("$ratio") CRATIO+=("$cratio")
+		echo "       round $r: allocs/s pinhole/coturn = $ratio, CPU per allocation pinhole/coturn = $cratio"
 	done
-	ratio=$(awk -v p="${RP[-1]}" -v c="${RC[-1]}" 'BEGIN { printf "%.2f", (c > 0 ? p / c : 0) }')
-	cratio=$(awk -v p="${CP[-1]}" -v c="${CC[-1]}" 'BEGIN { printf "%.2f", (c > 0 ? p / c : 0) }')
-	RATIO+=("$ratio") CRATIO+=("$cratio")
-	echo "       round $r: allocs/s pinhole/coturn = $ratio, CPU per allocation pinhole/coturn = $cratio"
+	SUMMARY+=("$SESSIONS clients: median allocs/s pinhole $(median "${RP[@]}"), coturn $(median "${RC[@]}"); median ratios allocs/s $(median "${RATIO[@]}") (rounds: ${RATIO[*]}), CPU per allocation $(median "${CRATIO[@]}") (rounds: ${CRATIO[*]})")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-echo "median allocs/s: pinhole $(median "${RP[@]}"), coturn $(median "${RC[@]}")"
-echo "median ratio allocs/s pinhole/coturn: $(median "${RATIO[@]}")"
-echo "median ratio CPU per allocation pinhole/coturn: $(median "${CRATIO[@]}")"
+printf '%s\n' "${SUMMARY[@]}"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; logs in $OUT"

@@ -35,7 +35,8 @@ int turn_tables_init(struct turn *t)
 		t->nbuckets <<= 1;
 	t->by_tuple = calloc(t->nbuckets, sizeof *t->by_tuple);
 	t->by_relay = calloc(t->nbuckets, sizeof *t->by_relay);
-	t->by_user = calloc(t->nbuckets, sizeof *t->by_user);
+	t->nubuckets = t->nbuckets / 8 < 64 ? 64 : t->nbuckets / 8;
+	t->by_user = calloc(t->nubuckets, sizeof *t->by_user);
 	for (size_t i = 0; i < TURN_RESERVE_MAX; i++)
 		t->resv[i].fd = -1;
 	return t->by_tuple && t->by_relay && t->by_user ? 0 : ENOMEM;
@@ -78,7 +79,7 @@ struct turn_alloc *turn_alloc_by_relay(struct turn *t, const struct net_addr *ad
 
 static size_t user_hash(const struct turn *t, const char *quota)
 {
-	return hash_bytes(quota, strlen(quota)) & (t->nbuckets - 1);
+	return hash_bytes(quota, strlen(quota)) & (t->nubuckets - 1);
 }
 
 size_t turn_alloc_count_user(struct turn *t, const char *quota, size_t stop)

@@ -169,6 +169,7 @@ struct turn {
 	struct net_tls *tls;	       /* the [tls] contexts when a listener is tls:; owned */
 	struct turn_alloc **by_tuple, **by_relay, **by_user; /* hash heads, [nbuckets] */
 	size_t nbuckets;
+	size_t nubuckets;	/* by_user's: an eighth (a full table: chains of about 4) */
 	struct turn_alloc *all; /* list of every allocation */
 	size_t nallocs;
 	uint64_t next_id;
