@@ -16,5 +16,7 @@ int cli_ua_load(int argc, char **argv);
 struct ua_proxy;
 int cli_ua_proxy(const char *s, struct ua_proxy *px, char *err, size_t errlen);
 int cli_ua_password(const char *file, bool from_stdin, char *pw, size_t cap);
+/* A decimal number in [min, max], nothing else around it: 0 or EINVAL. */
+int cli_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
 
 #endif

@@ -203,7 +203,7 @@ static void on_signal(int fd, uint32_t events, void *arg)
 	}
 }
 
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+int cli_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 {
 	char *end;
 	errno = 0;
@@ -249,7 +249,7 @@ static int parse_proxy(const char *s, struct ua_proxy *px, char *err, size_t err
 		port = c ? c + 1 : NULL;
 	}
 	unsigned p = px->tp == NET_TLS ? 5061 : px->tp == NET_WS ? 80 : px->tp == NET_WSS ? 443 : 5060;
-	if (!host[0] || (port && parse_uint(port, 1, 65535, &p))) {
+	if (!host[0] || (port && cli_parse_uint(port, 1, 65535, &p))) {
 		snprintf(err, errlen, "--proxy '%s': bad host or port", s);
 		return EINVAL;
 	}
@@ -893,7 +893,7 @@ static int cli_ua_run(int argc, char **argv, bool call, struct check_opts *chk)
 			fputs(usage_text, stderr);
 			goto out;
 		}
-		if (num && parse_uint(optarg, lo, hi, num)) {
+		if (num && cli_parse_uint(optarg, lo, hi, num)) {
 			fprintf(stderr, "pinhole ua: %s%s wants %u..%u seconds, not '%s'\n", where,
 				name, lo, hi, optarg);
 			where = ""; /* told already */

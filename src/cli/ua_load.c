@@ -150,17 +150,6 @@ static void on_load_signal(int fd, uint32_t events, void *arg)
 	}
 }
 
-static int num(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || !*s || *end || v < min || v > max)
-		return EINVAL;
-	*out = (unsigned)v;
-	return 0;
-}
-
 static int rate(const char *s, double *out)
 {
 	char *end;
@@ -243,7 +232,8 @@ static int load_passwords(const char *path, const struct ua_load_conf *c, char *
 			continue;
 		snprintf(digits, sizeof digits, "%.*s", (int)(ul - pl - sl), user + pl);
 		unsigned n;
-		if (num(digits, 0, 4000000000u, &n) || n < c->first || n - c->first >= c->count)
+		if (cli_parse_uint(digits, 0, 4000000000u, &n) || n < c->first ||
+		    n - c->first >= c->count)
 			continue;
 		free(pw[n - c->first]);
 		pw[n - c->first] = strdup(pass);
@@ -456,7 +446,7 @@ int cli_ua_load(int argc, char **argv)
 			fputs(load_usage, stderr);
 			goto out;
 		}
-		if (n && num(optarg, nlo, nhi, n)) {
+		if (n && cli_parse_uint(optarg, nlo, nhi, n)) {
 		bad:
 			fprintf(stderr, "pinhole ua: --%s: bad value '%s'\n", lo[li].name, optarg);
 			goto out;

@@ -509,6 +509,8 @@ struct net_tc {
 	} dev[NET_TC_MAX_DEV];
 };
 int net_tc_attach(struct net_tc *t, int prog_fd, int ifindex);
+/* Sends libbpf's own messages to our log at debug level (before loading). */
+void net_bpf_log_init(void);
 bool net_tc_has(const struct net_tc *t, int ifindex);
 void net_tc_detach(struct net_tc *t);
 /* Attaches to the interface holding IPv4 address a (network order; 127/8:

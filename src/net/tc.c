@@ -4,6 +4,8 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -62,6 +64,26 @@ bool net_tc_has(const struct net_tc *t, int ifindex)
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+
+/* libbpf's messages at debug level only, through our log: its print hook is
+ * process-wide, so the relay's and TURN's fast paths share this one. */
+static int bpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG || log_get_level() < LOG_DEBUG)
+		return 0;
+	char line[512];
+	vsnprintf(line, sizeof line, fmt, ap);
+	size_t n = strlen(line);
+	if (n && line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	LOG_D("bpf", "libbpf: %s", line);
+	return 0;
+}
+
+void net_bpf_log_init(void)
+{
+	libbpf_set_print(bpf_log);
+}
 
 /* enum bpf_attach_type of Linux 6.6 (tcx), newer than Debian 12's headers */
 #define TCX_INGRESS 46
@@ -136,6 +158,10 @@ int net_bpf_percpu_sum(int map_fd, uint32_t key, uint64_t *sum)
 }
 
 #else
+
+void net_bpf_log_init(void)
+{
+}
 
 int net_tc_attach(struct net_tc *t, int prog_fd, int ifindex)
 {

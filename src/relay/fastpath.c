@@ -25,19 +25,6 @@ struct relay_fast_state {
 	struct net_ip4_ifs ifs; /* at start: which destinations are local, and where */
 };
 
-static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	if (level == LIBBPF_DEBUG || log_get_level() < LOG_DEBUG)
-		return 0;
-	char line[512];
-	vsnprintf(line, sizeof line, fmt, ap);
-	size_t n = strlen(line);
-	if (n && line[n - 1] == '\n')
-		line[n - 1] = '\0';
-	LOG_D("relay", "libbpf: %s", line);
-	return 0;
-}
-
 static void fast_free(struct relay_fast_state *f)
 {
 	if (!f)
@@ -52,7 +39,7 @@ static int fast_open(struct relay *r, struct relay_fast_state **out)
 	struct relay_fast_state *f = calloc(1, sizeof *f);
 	if (!f)
 		return ENOMEM;
-	libbpf_set_print(libbpf_log);
+	net_bpf_log_init();
 	int err = 0;
 	f->skel = relay_fast__open_and_load();
 	if (!f->skel) {

@@ -90,14 +90,16 @@ static int parse_header(struct slice line, struct ws_upgrade *u)
 	return 0;
 }
 
-int ws_upgrade_parse(const char *p, size_t l, size_t max, struct ws_upgrade *u, size_t *used)
+/* An HTTP/1.1 head (start line, header lines, empty line) read line by line:
+ * lines end in CRLF, a bare CR or LF or a NUL is no line end of ours. 0 and
+ * *used past the empty line; ENODATA for more bytes, EMSGSIZE past max. */
+static int parse_head(const char *p, size_t l, size_t max, size_t *used,
+		      int (*line_fn)(struct slice line, bool first, void *ctx), void *ctx)
 {
-	memset(u, 0, sizeof *u);
 	size_t scan = MIN(l, max);
 	size_t pos = 0;
 	bool first = true;
 	for (;;) {
-		/* lines end in CRLF; a bare CR or LF is no line end of ours */
 		size_t eol = pos;
 		while (eol + 1 < scan && !(p[eol] == '\r' && p[eol + 1] == '\n')) {
 			if (p[eol] == '\n' || p[eol] == '\0')
@@ -114,11 +116,22 @@ int ws_upgrade_parse(const char *p, size_t l, size_t max, struct ws_upgrade *u, 
 			*used = pos;
 			return 0;
 		}
-		int err = first ? parse_request_line(line, u) : parse_header(line, u);
+		int err = line_fn(line, first, ctx);
 		if (err)
 			return err;
 		first = false;
 	}
+}
+
+static int request_line_fn(struct slice line, bool first, void *u)
+{
+	return first ? parse_request_line(line, u) : parse_header(line, u);
+}
+
+int ws_upgrade_parse(const char *p, size_t l, size_t max, struct ws_upgrade *u, size_t *used)
+{
+	memset(u, 0, sizeof *u);
+	return parse_head(p, l, max, used, request_line_fn, u);
 }
 
 /* 16 random bytes in base64: 22 characters and "==" (RFC 6455 4.1) */
@@ -319,34 +332,15 @@ static int parse_response_header(struct slice line, struct ws_response *r)
 	return 0;
 }
 
+static int response_line_fn(struct slice line, bool first, void *r)
+{
+	return first ? parse_status_line(line, r) : parse_response_header(line, r);
+}
+
 int ws_response_parse(const char *p, size_t l, size_t max, struct ws_response *r, size_t *used)
 {
 	memset(r, 0, sizeof *r);
-	size_t scan = MIN(l, max);
-	size_t pos = 0;
-	bool first = true;
-	for (;;) {
-		size_t eol = pos;
-		while (eol + 1 < scan && !(p[eol] == '\r' && p[eol + 1] == '\n')) {
-			if (p[eol] == '\n' || p[eol] == '\0')
-				return EBADMSG;
-			eol++;
-		}
-		if (eol + 1 >= scan)
-			return l >= max ? EMSGSIZE : ENODATA;
-		struct slice line = {p + pos, eol - pos};
-		pos = eol + 2;
-		if (line.l == 0) {
-			if (first)
-				return EBADMSG;
-			*used = pos;
-			return 0;
-		}
-		int err = first ? parse_status_line(line, r) : parse_response_header(line, r);
-		if (err)
-			return err;
-		first = false;
-	}
+	return parse_head(p, l, max, used, response_line_fn, r);
 }
 
 int ws_response_check(const struct ws_response *r, const char *key)
