@@ -58,21 +58,30 @@ static int parse_request_line(struct slice line, struct ws_upgrade *u)
 	return 0;
 }
 
-static int parse_header(struct slice line, struct ws_upgrade *u)
+/* "Name: value" with a token name and no control characters in the value. */
+static int split_header(struct slice line, struct slice *name, struct slice *v)
 {
 	size_t colon = slice_find(line, ':');
 	if (colon == 0 || colon >= line.l)
 		return EBADMSG; /* also an obsolete folded line (it starts with SP) */
-	struct slice name = {line.p, colon};
-	for (size_t i = 0; i < name.l; i++)
-		if (!is_tchar((unsigned char)name.p[i]))
+	*name = (struct slice){line.p, colon};
+	for (size_t i = 0; i < name->l; i++)
+		if (!is_tchar((unsigned char)name->p[i]))
 			return EBADMSG;
-	struct slice v = slice_trim((struct slice){line.p + colon + 1, line.l - colon - 1});
-	for (size_t i = 0; i < v.l; i++) {
-		unsigned char c = (unsigned char)v.p[i];
+	*v = slice_trim((struct slice){line.p + colon + 1, line.l - colon - 1});
+	for (size_t i = 0; i < v->l; i++) {
+		unsigned char c = (unsigned char)v->p[i];
 		if ((c < ' ' && c != '\t') || c == 0x7f)
 			return EBADMSG;
 	}
+	return 0;
+}
+
+static int parse_header(struct slice line, struct ws_upgrade *u)
+{
+	struct slice name, v;
+	if (split_header(line, &name, &v))
+		return EBADMSG;
 	if (slice_eq_cstr_nocase(name, "Host"))
 		set_once(u, &u->host, v);
 	else if (slice_eq_cstr_nocase(name, "Upgrade"))
@@ -306,19 +315,9 @@ static void set_once_r(struct ws_response *r, struct slice *slot, struct slice v
 
 static int parse_response_header(struct slice line, struct ws_response *r)
 {
-	size_t colon = slice_find(line, ':');
-	if (colon == 0 || colon >= line.l)
+	struct slice name, v;
+	if (split_header(line, &name, &v))
 		return EBADMSG;
-	struct slice name = {line.p, colon};
-	for (size_t i = 0; i < name.l; i++)
-		if (!is_tchar((unsigned char)name.p[i]))
-			return EBADMSG;
-	struct slice v = slice_trim((struct slice){line.p + colon + 1, line.l - colon - 1});
-	for (size_t i = 0; i < v.l; i++) {
-		unsigned char c = (unsigned char)v.p[i];
-		if ((c < ' ' && c != '\t') || c == 0x7f)
-			return EBADMSG;
-	}
 	if (slice_eq_cstr_nocase(name, "Upgrade"))
 		set_once_r(r, &r->upgrade, v);
 	else if (slice_eq_cstr_nocase(name, "Connection"))
