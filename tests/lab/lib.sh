@@ -506,6 +506,125 @@ lab_sipp_succeeded() {
 		END { exit !(s >= 1 && f == 0) }'
 }
 
+# lab_received_sdp NAME START_RE: "ip:port" of the audio stream in the last SDP
+# that sipp run NAME received in a message whose start line matches START_RE
+# (a media-level c= wins over the session-level one).
+lab_received_sdp() {
+	awk -v re="$2" '
+		{ sub(/\r$/, "") }
+		/^----------------------/ { rx = 0; next }
+		/message received/ { rx = 1; start = ""; sc = ""; mc = ""; port = ""; next }
+		rx && start == "" && NF { start = $0; want = (start ~ re); next }
+		rx && want && /^c=IN IP4 / { if (port == "") sc = $3; else mc = $3 }
+		rx && want && /^m=audio / { port = $2 }
+		rx && want && port != "" { ip = mc != "" ? mc : sc; if (ip != "") res = ip ":" port }
+		END { if (res != "") print res }' "$LAB_TMP/$1.messages.log"
+}
+
+# lab_serve LOG CONF [UDP_ADDR:PORT...]: `$PINHOLE serve --config CONF` in the srv
+# namespace, its output in LOG; waits until each UDP address is bound and the log
+# says it runs (workers and control endpoint up), fails the test otherwise.
+# Its PID is left in LAB_LAST_PID.
+lab_serve() {
+	local log=$1 conf=$2 pid a
+	shift 2
+	lab_start_bg srv "$log" "$PINHOLE" serve --config "$conf"
+	pid=$LAB_LAST_PID
+	for a in "$@"; do
+		lab_wait_udp srv "$a" 5 || lab_fail "pinhole is not on $a: $(tail -n 20 "$log")"
+	done
+	lab_wait_line "$log" 'running with' 10 || lab_fail "pinhole did not come up: $(tail -n 20 "$log")"
+	kill -0 "$pid" 2>/dev/null || lab_fail "pinhole exited: $(tail -n 20 "$log")"
+	LAB_LAST_PID=$pid
+}
+
+# lab_counter CONTROL NAME: one value of the srv's `pinhole ctl counters` (0 when absent).
+lab_counter() {
+	lab_exec srv "$PINHOLE" ctl counters --control "$1" | jq -r --arg k "$2" '.[$k] // 0'
+}
+
+# lab_metric CONTROL NAME [LABELS]: one value of the srv's metrics (0 when absent);
+# LABELS as written inside the braces, e.g. 'status="403"'.
+lab_metric() {
+	local n="pinhole_$2"
+	[ -n "${3:-}" ] && n="$n{$3}"
+	lab_exec srv "$PINHOLE" ctl metrics --control "$1" 2>/dev/null |
+		awk -v n="$n" '$1 == n { v = $2 } END { print v + 0 }'
+}
+
+# lab_test_certs DIR IP [NAME]: a throwaway P-256 CA (DIR/ca.pem, ca.key) and a
+# server certificate for IP (subjectAltName, as RFC 5922 wants for an address)
+# signed by it (DIR/srv.pem, srv.key), valid two days; nothing is kept in the tree.
+lab_test_certs() {
+	local c=$1 ip=$2 name=${3:-server}
+	mkdir -p "$c"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=pinhole lab CA" -keyout "$c/ca.key" -out "$c/ca.pem" 2>/dev/null ||
+		lab_fail "openssl: the CA"
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=pinhole lab $name" \
+		-keyout "$c/srv.key" -out "$c/srv.csr" 2>/dev/null || lab_fail "openssl: the request"
+	printf 'subjectAltName=IP:%s\n' "$ip" >"$c/ext"
+	openssl x509 -req -in "$c/srv.csr" -CA "$c/ca.pem" -CAkey "$c/ca.key" -CAcreateserial \
+		-days 2 -extfile "$c/ext" -out "$c/srv.pem" 2>/dev/null || lab_fail "openssl: signing"
+}
+
+# lab_ua_verdict LOG: the media verdict ({"verdict": ...}) of a `pinhole ua --json`
+# log, or nothing while there is none.
+lab_ua_verdict() { jq -c -s '[.[] | select(.event == "verdict")][0].media // empty' "$1"; }
+
+# lab_call_down_flow CTL SRV SECS TRANSPORT WHAT FLOW_JSON: alice (in s1-ph, state
+# $LAB_TMP/alice.state) calls bob@SRV through udp:SRV:5060 for SECS; bob is a
+# `pinhole ua --json` answering into $LAB_TMP/bob.log over his TRANSPORT flow
+# (FLOW_JSON: that flow as `ctl flows --json` listed it; WHAT names it in
+# messages). Both verdicts must be two-way, the server must have opened no
+# connection (net_tcp_connects_total 0 before and after) and bob's flow must be
+# the same connection after the call.
+lab_call_down_flow() {
+	local ctl=$1 srv=$2 secs=$3 tp=$4 what=$5 f=$6 c0 c1 rc a b f2 i
+	c0=$(lab_counter "$ctl" net_tcp_connects_total)
+	lab_exec s1-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/alice.state" \
+		--aor "sip:alice@$srv" --proxy "udp:$srv:5060" --duration "$secs" "sip:bob@$srv" \
+		>"$LAB_TMP/alice.log" 2>"$LAB_TMP/alice.err" </dev/null
+	rc=$?
+	a=$(lab_ua_verdict "$LAB_TMP/alice.log")
+	lab_log "alice: exit $rc verdict $a"
+	[ "$rc" -eq 0 ] || lab_fail "the call to bob over $what: alice exited $rc: $(cat "$LAB_TMP/alice.err")"
+	[ "$(jq -r .verdict <<<"$a")" = two-way ] || lab_fail "alice's verdict: $a"
+	for i in $(seq 1 50); do
+		[ -n "$(lab_ua_verdict "$LAB_TMP/bob.log")" ] && break
+		sleep 0.1
+	done
+	b=$(lab_ua_verdict "$LAB_TMP/bob.log")
+	lab_log "bob: verdict $b"
+	[ "$(jq -r .verdict <<<"$b")" = two-way ] || lab_fail "bob's verdict: $b"
+	c1=$(lab_counter "$ctl" net_tcp_connects_total)
+	[ "$c0" -eq 0 ] && [ "$c1" -eq 0 ] ||
+		lab_fail "the server opened connections ($c0 before the call, $c1 after)"
+	f2=$(lab_exec srv "$PINHOLE" ctl flows --json --control "$ctl" |
+		jq -c --arg t "$tp" '[.flows[] | select(.transport == $t)]')
+	[ "$(jq -r '.[0].conn_id' <<<"$f2")" = "$(jq -r '.[0].conn_id' <<<"$f")" ] ||
+		lab_fail "bob's $what changed during the call: $f -> $f2"
+	lab_log "the call reached bob over his $what; no connection opened by the server"
+}
+
+# lab_baresip_config DIR LISTEN RTP_PORTS [LINE...]: DIR/config for a headless
+# baresip on LISTEN (addr:port) that plays a 440 Hz tone and writes what it
+# hears to DIR/heard.wav, with G.711; each LINE ("key value", e.g. "module_app
+# menu.so") is added at the end.
+lab_baresip_config() {
+	local dir=$1 listen=$2 rtp=$3 l
+	shift 3
+	mkdir -p "$dir"
+	{
+		printf 'sip_listen\t\t%s\nrtp_ports\t\t%s\n' "$listen" "$rtp"
+		printf 'audio_source\t\tausine,440\nausrc_srate\t\t48000\nausrc_channels\t\t2\n'
+		printf 'audio_player\t\taufile,%s/heard.wav\naudio_alert\t\taufile,/dev/null\n' "$dir"
+		printf 'module_path\t\t/usr/lib/baresip/modules\n'
+		printf 'module\t\t\t%s\n' g711.so ausine.so aufile.so
+		for l in "$@"; do printf '%s\t\t%s\n' "${l%% *}" "${l#* }"; done
+	} >"$dir/config"
+}
+
 # lab_dump_logs: print the lab's logs to stderr (ctest shows them on failure).
 lab_dump_logs() {
 	local f

@@ -112,32 +112,11 @@ conf=$LAB_TMP/pinhole.conf
 	[ -n "$ALG_MEDIA" ] && printf 'media = %s\n' "$ALG_MEDIA"
 	printf '[log]\nlevel = debug\n'
 } >"$conf"
-lab_start_bg srv "$LAB_TMP/pinhole.log" "$PINHOLE" serve --config "$conf"
+lab_serve "$LAB_TMP/pinhole.log" "$conf" "$SRV:5060" "$STUN"
 SERVER_PID=$LAB_LAST_PID
-for i in $(seq 1 100); do
-	kill -0 "$SERVER_PID" 2>/dev/null || lab_fail "pinhole exited: $(tail -n 20 "$LAB_TMP/pinhole.log")"
-	lab_exec srv "$PINHOLE" ctl counters --control "$CTL" >/dev/null 2>&1 &&
-		lab_wait_udp srv "$SRV:5060" 0 && lab_wait_udp srv "$STUN" 0 && break
-	sleep 0.1
-done
-[ "$i" -lt 100 ] || lab_fail "pinhole did not come up"
 lab_log "pinhole on $SRV:5060, [relay] media ${ALG_MEDIA:-(default)}, STUN on $STUN, pid $SERVER_PID"
 
 # --- reading what the phones got ------------------------------------------------
-# received_sdp NAME START_RE: "ip:port" of the audio stream in the last SDP
-# that sipp run NAME received in a message whose start line matches START_RE
-# (a media-level c= wins over the session-level one).
-received_sdp() {
-	awk -v re="$2" '
-		{ sub(/\r$/, "") }
-		/^----------------------/ { rx = 0; next }
-		/message received/ { rx = 1; start = ""; sc = ""; mc = ""; port = ""; next }
-		rx && start == "" && NF { start = $0; want = (start ~ re); next }
-		rx && want && /^c=IN IP4 / { if (port == "") sc = $3; else mc = $3 }
-		rx && want && /^m=audio / { port = $2 }
-		rx && want && port != "" { ip = mc != "" ? mc : sc; if (ip != "") res = ip ":" port }
-		END { if (res != "") print res }' "$LAB_TMP/$1.messages.log"
-}
 # received_hdr NAME START_RE HEADER: the first HEADER line of the last message
 # sipp run NAME received whose start line matches START_RE
 received_hdr() {
@@ -196,8 +175,8 @@ call() {
 		lab_fail "$label: the call was not set up (no ACK at the callee)"
 	lab_wait_line "$LAB_TMP/$label-caller.messages.log" '^m=audio ' 5 ||
 		lab_fail "$label: no SDP in the caller's 200"
-	cdst=$(received_sdp "$label-callee" '^INVITE ')
-	rdst=$(received_sdp "$label-caller" '^SIP/2.0 200')
+	cdst=$(lab_received_sdp "$label-callee" '^INVITE ')
+	rdst=$(lab_received_sdp "$label-caller" '^SIP/2.0 200')
 	[ -n "$cdst" ] && [ -n "$rdst" ] ||
 		lab_fail "$label: cannot read the SDPs (callee '$cdst', caller '$rdst')"
 	lab_log "$label: callee ($cnat) sends RTP to $cdst, caller ($rnat) to $rdst"
@@ -269,7 +248,7 @@ ANN_RTP=$(lab_exec st1-ph "$STUN_PING" -b "$(lab_phone_ip st1):$RTP_PORT" -d "$S
 lab_log "stun: st1 learnt $ANN_SIG (SIP) and $ANN_RTP (RTP) from STUN and announces them"
 register_callee stun st1 alice4 announce
 call stun pe1 alice4 st1
-[ "$(received_sdp stun-caller '^SIP/2.0 200')" != "$ANN_RTP" ] || lab_fail "stun: the relay passed the STUN address on"
+[ "$(lab_received_sdp stun-caller '^SIP/2.0 200')" != "$ANN_RTP" ] || lab_fail "stun: the relay passed the STUN address on"
 
 # the crossing's outcome: first packet from another port, then the announced one
 ANN_SIG="$(lab_wan_ip xe1):5060" ANN_RTP="$(lab_wan_ip xe1):$RTP_PORT"

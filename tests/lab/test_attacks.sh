@@ -131,9 +131,7 @@ cat >"$conf" <<-EOF
 	listen = $CTL
 EOF
 log=$LAB_TMP/pinhole.log
-lab_start_bg srv "$log" "$PINHOLE" serve --config "$conf"
-lab_wait_udp srv "$SRV:5060" 5 || lab_fail "pinhole did not start: $(tail -n 5 "$log")"
-lab_wait_line "$log" 'running with' 10 || lab_fail "pinhole did not come up: $(tail -n 5 "$log")"
+lab_serve "$log" "$conf" "$SRV:5060"
 for u in alice bob carol dave mallory; do
 	echo "$u-secret" | "$PINHOLE" user add "$u@$SRV" --db "$DB" --password-stdin ||
 		lab_fail "pinhole user add $u"
@@ -159,25 +157,8 @@ binding() {
 # see bs_cmd). Its PID in LAB_LAST_PID once NAME is registered.
 baresip() {
 	local name=$1 ns=$2 listen=$3 rtp=$4 dir=$LAB_TMP/$1.baresip i=0 pid
-	mkdir -p "$dir"
-	cat >"$dir/config" <<-EOF
-		sip_listen		$listen
-		rtp_ports		$rtp
-		audio_source		ausine,440
-		ausrc_srate		48000
-		ausrc_channels		2
-		audio_player		aufile,$dir/heard.wav
-		audio_alert		aufile,/dev/null
-		module_path		/usr/lib/baresip/modules
-		module			g711.so
-		module			ausine.so
-		module			aufile.so
-		module_app		account.so
-		module_app		ctrl_tcp.so
-		module_app		menu.so
-		ctrl_tcp_listen		127.0.0.1:4444
-		rtp_stats		no
-	EOF
+	lab_baresip_config "$dir" "$listen" "$rtp" 'module_app account.so' 'module_app ctrl_tcp.so' \
+		'module_app menu.so' 'ctrl_tcp_listen 127.0.0.1:4444' 'rtp_stats no'
 	echo "<sip:$name@$SRV>;auth_pass=$name-secret;regint=600;answermode=auto;audio_codecs=PCMU" >"$dir/accounts"
 	lab_start_bg "$ns" "$LAB_TMP/$name.baresip.log" /usr/bin/baresip -f "$dir" -s
 	pid=$LAB_LAST_PID
@@ -204,20 +185,6 @@ baresip carol bo-ph "$BO:5068" 41000-41099
 CAROL_PID=$LAB_LAST_PID
 lab_log "carol (baresip, sym NAT) registered with digest: $(binding carol)"
 
-# received_sdp NAME START_RE: "ip:port" of the audio stream in the last SDP
-# that sipp run NAME received in a message whose start line matches START_RE
-# (a media-level c= wins over the session-level one)
-received_sdp() {
-	awk -v re="$2" '
-		{ sub(/\r$/, "") }
-		/^----------------------/ { rx = 0; next }
-		/message received/ { rx = 1; start = ""; sc = ""; mc = ""; port = ""; next }
-		rx && start == "" && NF { start = $0; want = (start ~ re); next }
-		rx && want && /^c=IN IP4 / { if (port == "") sc = $3; else mc = $3 }
-		rx && want && /^m=audio / { port = $2 }
-		rx && want && port != "" { ip = mc != "" ? mc : sc; if (ip != "") res = ip ":" port }
-		END { if (res != "") print res }' "$LAB_TMP/$1.messages.log"
-}
 # received_hdr NAME START_RE HEADER: the HEADER lines of the last message
 # that sipp run NAME received whose start line matches START_RE
 received_hdr() {
@@ -254,7 +221,7 @@ lab_wait_line "$LAB_TMP/bob.messages.log" '^SIP/2.0 200' 15 ||
 	lab_fail "bob's call to alice was not answered: $(tail -n 20 "$LAB_TMP/bob.messages.log")"
 lab_wait_line "$LAB_TMP/bob.messages.log" '^ACK ' 5 || lab_fail "bob sent no ACK"
 grep -q '^SIP/2.0 407' "$LAB_TMP/bob.messages.log" || lab_fail "bob's first INVITE was not challenged"
-BOB_DST=$(received_sdp bob '^SIP/2.0 200')
+BOB_DST=$(lab_received_sdp bob '^SIP/2.0 200')
 [ "${BOB_DST%:*}" = "$SRV" ] || lab_fail "alice's answer names $BOB_DST, not the relay"
 lab_start_bg bo-ph "$LAB_TMP/bob.rtp.log" "$RTP_PEER" -b "$BO:$RTP_PORT" -d "$BOB_DST" -t 100 -w 1 -m bob
 BOB_RTP=$LAB_LAST_PID
@@ -481,7 +448,7 @@ lab_sipp bo-ph second caller_auth_hangs_up.xml -i "$BO" -p 5064 "$SRV:5060" \
 	-s alice -key user bob -au bob -ap bob-secret -auth_uri "alice@$SRV:5060" \
 	-cid_str "lab-$$-second-%u" -d 500 -timeout 15 -timeout_error; rc=$?
 [ "$rc" -eq 0 ] && lab_sipp_succeeded second || lab_fail "a second call to alice failed (sipp exit $rc)"
-cdst=$(received_sdp second '^SIP/2.0 200')
+cdst=$(lab_received_sdp second '^SIP/2.0 200')
 [ "${cdst%:*}" = "$SRV" ] || lab_fail "the second call is not relayed: alice's answer names $cdst"
 lab_log "2+5: a second call to alice (from bob's phone) rang and was answered, relayed via $cdst"
 flowing "second call"
@@ -524,7 +491,6 @@ if [ "$REFLECT" = 1 ]; then
 	[ "$vb" -le $((3 * SPOOF_BYTES)) ] || lab_fail "reflect: the victim got $vb bytes for $SPOOF_BYTES sent"
 	flowing "3 reflect, after"
 fi
-
 
 bs_cmd al-ph hangup
 lab_wait "$BOB_SIPP" 15; rb=$?

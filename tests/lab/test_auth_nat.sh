@@ -45,9 +45,7 @@ cat >"$conf" <<-EOF2
 	listen = $CTL
 EOF2
 log=$LAB_TMP/pinhole.log
-lab_start_bg srv "$log" "$PINHOLE" serve --config "$conf"
-lab_wait_udp srv "$SRV:5060" 5 || lab_fail "pinhole did not start: $(tail -n 5 "$log")"
-lab_wait_line "$log" 'running with' 10 || lab_fail "pinhole did not come up: $(tail -n 5 "$log")"
+lab_serve "$log" "$conf" "$SRV:5060"
 grep -q 'no users configured' "$log" || lab_fail "the start-up log does not say that no user exists"
 
 # users are added to the running server's file; it reloads them by itself
@@ -61,9 +59,7 @@ echo 'bob-secret' | "$PINHOLE" user add "bob@$SRV" --db "$DB" --password-stdin |
 lab_wait_line "$log" 'credentials: 2 users after a change' 10 ||
 	lab_fail "the running server did not pick up the users: $(tail -n 5 "$log")"
 
-counter() {
-	lab_exec srv "$PINHOLE" ctl counters --control "$CTL" | jq -r --arg k "$1" '.[$k] // 0'
-}
+counter() { lab_counter "$CTL" "$1"; }
 binding() {
 	lab_exec srv "$PINHOLE" ctl registrations --json --control "$CTL" |
 		jq -c --arg u "$1" '[.registrations[] | select(.aor | test("^(sips?:)?" + $u + "@"))]'

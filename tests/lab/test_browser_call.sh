@@ -55,18 +55,10 @@ listen = udp:$SRV:3478
 address = $SRV
 ports = 30000-30019
 EOF2
-lab_start_bg srv "$LAB_TMP/pinhole.log" "$PINHOLE" serve --config "$conf"
-lab_wait_udp srv "$SRV:5060" 5 || lab_fail "pinhole did not start"
-lab_wait_line "$LAB_TMP/pinhole.log" 'running with' 10 ||
-	lab_fail "pinhole did not come up: $(tail -n 5 "$LAB_TMP/pinhole.log")"
+lab_serve "$LAB_TMP/pinhole.log" "$conf" "$SRV:5060"
 
 # counter NAME [LABELS]: a counter from the server's metrics
-counter() {
-	local n="pinhole_$1"
-	[ -n "${2:-}" ] && n="$n{$2}"
-	lab_exec srv "$PINHOLE" ctl metrics --control "$CTL" 2>/dev/null |
-		awk -v n="$n" '$1 == n { v = $2 } END { print v + 0 }'
-}
+counter() { lab_metric "$CTL" "$@"; }
 webrtc0=$(counter relay_decisions_total 'why="webrtc"')
 
 # page NAME NS MODE [ARGS...]: a browser page in namespace NS

@@ -45,15 +45,7 @@ SRV=$LAB_SRV_IP CTL=127.0.0.1:5080 PAGE_PORT=8088
 
 # a test CA and the server's certificate for wss: (no key is kept in the tree)
 C=$LAB_TMP/certs
-mkdir -p "$C"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj "/CN=pinhole lab CA" -keyout "$C/ca.key" -out "$C/ca.pem" 2>/dev/null ||
-	lab_fail "openssl: the CA"
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=pinhole lab server" \
-	-keyout "$C/srv.key" -out "$C/srv.csr" 2>/dev/null || lab_fail "openssl: the request"
-printf 'subjectAltName=IP:%s\n' "$SRV" >"$C/ext"
-openssl x509 -req -in "$C/srv.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial \
-	-days 2 -extfile "$C/ext" -out "$C/srv.pem" 2>/dev/null || lab_fail "openssl: signing"
+lab_test_certs "$C" "$SRV"
 SPKI=$(openssl x509 -in "$C/srv.pem" -pubkey -noout | openssl pkey -pubin -outform der |
 	openssl dgst -sha256 -binary | base64)
 
@@ -72,18 +64,10 @@ path = $LAB_TMP/pinhole.db
 [control]
 listen = $CTL
 EOF
-lab_start_bg srv "$LAB_TMP/pinhole.log" "$PINHOLE" serve --config "$conf"
-lab_wait_udp srv "$SRV:5060" 5 || lab_fail "pinhole did not start"
-lab_wait_line "$LAB_TMP/pinhole.log" 'running with' 10 ||
-	lab_fail "pinhole did not come up: $(tail -n 5 "$LAB_TMP/pinhole.log")"
+lab_serve "$LAB_TMP/pinhole.log" "$conf" "$SRV:5060"
 
 # counter NAME [LABELS]: a counter from the server's metrics
-counter() {
-	local n="pinhole_$1"
-	[ -n "${2:-}" ] && n="$n{$2}"
-	lab_exec srv "$PINHOLE" ctl metrics --control "$CTL" 2>/dev/null |
-		awk -v n="$n" '$1 == n { v = $2 } END { print v + 0 }'
-}
+counter() { lab_metric "$CTL" "$@"; }
 
 # --- another page's Origin: 403, once, closed ---------------------------------
 refused0=$(counter ws_refused_total 'status="403"')

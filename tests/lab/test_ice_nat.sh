@@ -85,24 +85,12 @@ start_pinhole() {
 		[log]
 		level = debug
 	EOF
-	lab_start_bg srv "$LAB_TMP/pinhole-$n.log" "$PINHOLE" serve --config "$conf"
+	lab_serve "$LAB_TMP/pinhole-$n.log" "$conf" "$addr:5060"
 	local pid=$LAB_LAST_PID
-	for i in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || lab_fail "pinhole $n exited: $(tail -n 20 "$LAB_TMP/pinhole-$n.log")"
-		lab_exec srv "$PINHOLE" ctl counters --control "$ctl" >/dev/null 2>&1 &&
-			lab_wait_udp srv "$addr:5060" 0 && break
-		sleep 0.1
-	done
-	[ "$i" -lt 100 ] || lab_fail "pinhole $n did not come up"
 	lab_log "pinhole $n on $addr:5060, [proxy] ice = $ice, relay ports 3${n}000-3${n}039"
 }
 start_pinhole 1 "$SRV1" "$CTL1" candidate
 start_pinhole 2 "$SRV2" "$CTL2" remove
-
-# counter CONTROL NAME: one value of `pinhole ctl counters` (0 when absent)
-counter() {
-	lab_exec srv "$PINHOLE" ctl counters --control "$1" | jq -r --arg k "$2" '.[$k] // 0'
-}
 
 # baresip_conf NAME NAT SRV ICE: a config dir for NAME@SRV behind NAT that answers
 # calls, sends a 440 Hz tone and writes what it hears to heard.wav; ICE = ice
@@ -111,24 +99,8 @@ baresip_conf() {
 	local name=$1 nat=$2 srv=$3 ice=$4 ip dir
 	ip=$(lab_phone_ip "$nat") dir=$LAB_TMP/$name.baresip
 	rm -rf "$dir"
-	mkdir -p "$dir"
-	cat >"$dir/config" <<-EOF
-		sip_listen		$ip:5060
-		rtp_ports		42000-42099
-		rtcp_mux		no
-		audio_source		ausine,440
-		ausrc_srate		48000
-		ausrc_channels		2
-		audio_player		aufile,$dir/heard.wav
-		audio_alert		aufile,/dev/null
-		module_path		/usr/lib/baresip/modules
-		module			g711.so
-		module			ausine.so
-		module			aufile.so
-		module			ice.so
-		module_app		account.so
-		module_app		menu.so
-	EOF
+	lab_baresip_config "$dir" "$ip:5060" 42000-42099 'rtcp_mux no' 'module ice.so' \
+		'module_app account.so' 'module_app menu.so'
 	local params="regint=600;answermode=auto;audio_codecs=PCMU"
 	[ "$ice" = ice ] && params+=";medianat=ice;stunserver=\"stun:$srv:3478\""
 	echo "<sip:$name@$srv>;outbound=\"sip:$srv;transport=udp\";$params" >"$dir/accounts"
@@ -167,8 +139,8 @@ from() {
 # (RTP packets the relay forwarded), CHECKS (ICE checks it passed on).
 ice_call() {
 	local label=$1 cnat=$2 dnat=$3 srv=$4 ctl=$5 fwd0 chk0 raddr
-	fwd0=$(counter "$ctl" relay_forwarded_packets_total)
-	chk0=$(counter "$ctl" 'relay_ice_checks_total{verdict=forwarded}')
+	fwd0=$(lab_counter "$ctl" relay_forwarded_packets_total)
+	chk0=$(lab_counter "$ctl" 'relay_ice_checks_total{verdict=forwarded}')
 	baresip_answer dave "$dnat" "$srv" ice
 	local dpid=$BPID
 	baresip_conf carol "$cnat" "$srv" ice
@@ -202,8 +174,8 @@ ice_call() {
 	"") PATH_SEEN=none ;;
 	*) PATH_SEEN=direct ;;
 	esac
-	RELAYED=$(($(counter "$ctl" relay_forwarded_packets_total) - fwd0))
-	CHECKS=$(($(counter "$ctl" 'relay_ice_checks_total{verdict=forwarded}') - chk0))
+	RELAYED=$(($(lab_counter "$ctl" relay_forwarded_packets_total) - fwd0))
+	CHECKS=$(($(lab_counter "$ctl" 'relay_ice_checks_total{verdict=forwarded}') - chk0))
 	RX_C=$(rx "$LAB_TMP/carol-$label.log") RX_D=$(rx "$LAB_TMP/dave-$label.log")
 	FROM_C=$(from "$LAB_TMP/carol-$label.log") FROM_D=$(from "$LAB_TMP/dave-$label.log")
 	lab_log "$label: carol's ICE pair: $raddr ($PATH_SEEN); relay forwarded $RELAYED packets, $CHECKS ICE checks; carol receives $RX_C bit/s from $FROM_C, dave $RX_D bit/s from $FROM_D"
@@ -237,7 +209,6 @@ lab_log "2: ICE pair behind symmetric NATs: checks passed on, media through the 
 fi
 
 # verdict LOG: the first media verdict of a ua's JSON log
-verdict() { jq -c -s '[.[] | select(.event == "verdict")][0].media // empty' "$1"; }
 # two_way LABEL VERDICT: audio both ways with no loss, the far end the relay
 two_way() {
 	[ "$(jq -r .verdict <<<"$2")" = two-way ] || lab_fail "$1: not two-way: $2"
@@ -252,7 +223,7 @@ two_way() {
 # as an ICE-lite agent (a=ice-lite, its own ufrag and pwd, one host
 # candidate), which answers carol's checks itself
 if part 3; then
-fwd0=$(counter "$CTL1" relay_forwarded_packets_total)
+fwd0=$(lab_counter "$CTL1" relay_forwarded_packets_total)
 lab_start_bg s2-ph "$LAB_TMP/bob-plain.log" "$PINHOLE" ua register --json --auto-answer \
 	--state "$LAB_TMP/bob.state" --proxy "udp:$SRV1:5060" "sip:bob@$SRV1"
 BOB_PID=$LAB_LAST_PID
@@ -265,13 +236,13 @@ lab_wait "$LAB_LAST_PID" 30 || lab_fail "3: carol did not finish"
 sleep 1
 kill -TERM "$BOB_PID" 2>/dev/null
 lab_wait "$BOB_PID" 10 || lab_kill "$BOB_PID"
-B=$(verdict "$LAB_TMP/bob-plain.log")
+B=$(lab_ua_verdict "$LAB_TMP/bob-plain.log")
 two_way 3 "$B"
 [ "$(rx "$LAB_TMP/carol-plain.log")" -ge 60000 ] || lab_fail "3: carol receives $(rx "$LAB_TMP/carol-plain.log") bit/s"
 [ "$(from "$LAB_TMP/carol-plain.log" | cut -d: -f1)" = "$SRV1" ] || lab_fail "3: carol's media from $(from "$LAB_TMP/carol-plain.log")"
 grep -a -q '^a=ice-lite' "$LAB_TMP/carol-plain.log" || lab_fail "3: the answer to carol has no a=ice-lite"
 ! grep -a -q '^a=candidate' "$LAB_TMP/bob-plain.log" || lab_fail "3: ICE in what bob got"
-relayed=$(($(counter "$CTL1" relay_forwarded_packets_total) - fwd0))
+relayed=$(($(lab_counter "$CTL1" relay_forwarded_packets_total) - fwd0))
 lab_log "3: ICE -> plain: two-way through the relay ($relayed packets; bob $(jq -c '{in: .in.packets, lost: .in.lost}' <<<"$B"))"
 fi
 
@@ -279,8 +250,8 @@ fi
 # alice (pinhole ua, no ICE) behind s3 calls carol (ICE) behind e1: carol gets
 # the offer with the relay as an ICE-lite agent, does her checks with it
 if part 3a; then
-fwd0=$(counter "$CTL1" relay_forwarded_packets_total)
-ans0=$(counter "$CTL1" 'relay_ice_checks_total{verdict=answered}')
+fwd0=$(lab_counter "$CTL1" relay_forwarded_packets_total)
+ans0=$(lab_counter "$CTL1" 'relay_ice_checks_total{verdict=answered}')
 baresip_answer carol e1 "$SRV1" ice
 CPID=$BPID
 lab_exec s3-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/alice.state" \
@@ -289,16 +260,16 @@ lab_exec s3-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/alice.stat
 rc=$?
 baresip_stop "$CPID"
 cp "$LAB_TMP/carol.log" "$LAB_TMP/carol-3a.log"
-A=$(verdict "$LAB_TMP/alice-plain.log")
+A=$(lab_ua_verdict "$LAB_TMP/alice-plain.log")
 grep -a -q '^a=ice-lite' "$LAB_TMP/carol-3a.log" || lab_fail "3a: carol's offer has no a=ice-lite"
 grep -a -q "^a=candidate:pinholerelay 1 UDP [0-9]* $SRV1 [0-9]* typ host" "$LAB_TMP/carol-3a.log" ||
 	lab_fail "3a: carol's offer has no host candidate of the relay"
 [ "$rc" -eq 0 ] || lab_fail "3a: alice exited $rc: $A $(cat "$LAB_TMP/alice-plain.err")"
 two_way 3a "$A"
-answered=$(($(counter "$CTL1" 'relay_ice_checks_total{verdict=answered}') - ans0))
+answered=$(($(lab_counter "$CTL1" 'relay_ice_checks_total{verdict=answered}') - ans0))
 [ "$answered" -gt 0 ] || lab_fail "3a: the relay answered no check"
 [ "$(rx "$LAB_TMP/carol-3a.log")" -ge 60000 ] || lab_fail "3a: carol receives $(rx "$LAB_TMP/carol-3a.log") bit/s"
-relayed=$(($(counter "$CTL1" relay_forwarded_packets_total) - fwd0))
+relayed=$(($(lab_counter "$CTL1" relay_forwarded_packets_total) - fwd0))
 lab_log "3a: plain -> ICE: two-way through the relay ($relayed packets, $answered checks answered by the relay; alice $(jq -c '{in: .in.packets, lost: .in.lost}' <<<"$A"))"
 fi
 

@@ -116,15 +116,8 @@ start_pinhole() {
 		[log]
 		level = debug
 	EOF
-	lab_start_bg srv "$LAB_TMP/pinhole-$n.log" "$PINHOLE" serve --config "$conf"
-	local pid=$LAB_LAST_PID i
-	for i in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || lab_fail "pinhole $n exited: $(tail -n 20 "$LAB_TMP/pinhole-$n.log")"
-		lab_exec srv "$PINHOLE" ctl counters --control "$ctl" >/dev/null 2>&1 &&
-			lab_wait_udp srv "$addr:5060" 0 && break
-		sleep 0.1
-	done
-	[ "$i" -lt 100 ] || lab_fail "pinhole $n did not come up"
+	lab_serve "$LAB_TMP/pinhole-$n.log" "$conf" "$addr:5060"
+	local pid=$LAB_LAST_PID
 	lab_log "pinhole $n on $addr:5060, media $media, relay ports $ports, control $ctl, pid $pid"
 }
 start_pinhole 1 "$SRV1" "$CTL1" nat-facing "$PORTS_LO-$PORTS_HI" "$RELAY_FASTPATH"
@@ -134,25 +127,6 @@ grep -q 'fast path: latched IPv4 RTP forwarded in the kernel' "$LAB_TMP/pinhole-
 [ "$RELAY_FASTPATH" != on ] || [ "$FAST" = 1 ] || lab_fail "fastpath = on, but no fast path in the log"
 lab_log "relay fast path (fastpath = $RELAY_FASTPATH): $([ "$FAST" = 1 ] && echo loaded || echo not loaded)"
 
-# counter CONTROL NAME: one value of `pinhole ctl counters` (0 when absent)
-counter() {
-	lab_exec srv "$PINHOLE" ctl counters --control "$1" | jq -r --arg k "$2" '.[$k] // 0'
-}
-
-# received_sdp NAME START_RE: "ip:port" of the audio stream in the last SDP
-# that sipp run NAME received in a message whose start line matches START_RE.
-received_sdp() {
-	awk -v re="$2" '
-		{ sub(/\r$/, "") }
-		/^----------------------/ { rx = 0; next }
-		/message received/ { rx = 1; start = ""; sc = ""; mc = ""; port = ""; next }
-		rx && start == "" && NF { start = $0; want = (start ~ re); next }
-		# a media-level c= (after m=) overrides the session-level one
-		rx && want && /^c=IN IP4 / { if (port == "") sc = $3; else mc = $3 }
-		rx && want && /^m=audio / { port = $2 }
-		rx && want && port != "" { ip = mc != "" ? mc : sc; if (ip != "") res = ip ":" port }
-		END { if (res != "") print res }' "$LAB_TMP/$1.messages.log"
-}
 # sdp_has NAME START_RE TEXT: that SDP contains a line starting with TEXT
 sdp_has() {
 	awk -v re="$2" -v t="$3" '
@@ -262,8 +236,8 @@ call() {
 		lab_fail "$label: the call was not set up (no ACK at the callee)"
 	lab_wait_line "$LAB_TMP/$label-caller.messages.log" '^m=audio ' 5 ||
 		lab_fail "$label: no SDP in the caller's 200"
-	CALLEE_DST=$(received_sdp "$label-callee" '^INVITE ')
-	CALLER_DST=$(received_sdp "$label-caller" '^SIP/2.0 200')
+	CALLEE_DST=$(lab_received_sdp "$label-callee" '^INVITE ')
+	CALLER_DST=$(lab_received_sdp "$label-caller" '^SIP/2.0 200')
 	[ -n "$CALLEE_DST" ] && [ -n "$CALLER_DST" ] ||
 		lab_fail "$label: cannot read the SDPs (callee '$CALLEE_DST', caller '$CALLER_DST')"
 	lab_log "$label: callee ($cnat) sends RTP to $CALLEE_DST, caller ($rnat) to $CALLER_DST"
@@ -322,27 +296,27 @@ check_relayed() {
 FWD0=0 FASTP0=0 EVIP0=0
 EVIP='relay_media_evidence_total{kind=media-other-ip}'
 counters_before() {
-	FWD0=$(counter "$CTL1" relay_forwarded_packets_total)
-	FASTP0=$(counter "$CTL1" relay_fastpath_packets_total)
-	EVIP0=$(counter "$CTL1" "$EVIP")
+	FWD0=$(lab_counter "$CTL1" relay_forwarded_packets_total)
+	FASTP0=$(lab_counter "$CTL1" relay_fastpath_packets_total)
+	EVIP0=$(lab_counter "$CTL1" "$EVIP")
 }
 check_counters() {
 	local label=$1 i got fwd fastp evip
 	# the BYE deleted the session; its worker folds the kernel's counters in
 	for i in $(seq 1 50); do
-		[ "$(counter "$CTL1" relay_sessions)" -eq 0 ] && break
+		[ "$(lab_counter "$CTL1" relay_sessions)" -eq 0 ] && break
 		sleep 0.1
 	done
 	[ "$i" -lt 50 ] || lab_fail "$label: the relay session outlived the BYE"
 	got=$(($(field "$LAB_TMP/$label-callee.rtp.log" received) + $(field "$LAB_TMP/$label-caller.rtp.log" received)))
-	fwd=$(($(counter "$CTL1" relay_forwarded_packets_total) - FWD0))
-	fastp=$(($(counter "$CTL1" relay_fastpath_packets_total) - FASTP0))
+	fwd=$(($(lab_counter "$CTL1" relay_forwarded_packets_total) - FWD0))
+	fastp=$(($(lab_counter "$CTL1" relay_fastpath_packets_total) - FASTP0))
 	lab_log "$label: relay forwarded $fwd packets ($fastp by the kernel), phones received $got"
 	[ "$fwd" -ge "$got" ] || lab_fail "$label: relay_forwarded_packets_total grew by $fwd, phones got $got"
 	[ "$fwd" -le $((got + got / 10 + 50)) ] || lab_fail "$label: relay counted $fwd packets, phones got $got"
 	# both phones announced their private address; their media came from
 	# their NAT's (docs/nat-evidence.md): one stream each
-	evip=$(($(counter "$CTL1" "$EVIP") - EVIP0))
+	evip=$(($(lab_counter "$CTL1" "$EVIP") - EVIP0))
 	[ "$evip" -eq 2 ] || lab_fail "$label: $EVIP grew by $evip, not 2"
 	if [ "$FAST" = 1 ]; then
 		[ $((fastp * 100)) -ge $((fwd * 80)) ] ||
@@ -363,20 +337,20 @@ call sym-eim e1 s2 "$SRV1" "$CTL1"
 check_relayed sym-eim
 check_counters sym-eim
 
-src0=$(counter "$CTL1" 'relay_dropped_total{reason=source}')
+src0=$(lab_counter "$CTL1" 'relay_dropped_total{reason=source}')
 counters_before
 call bleed s1 s2 "$SRV1" "$CTL1" attack
 check_relayed bleed
 check_counters bleed
 alog=$LAB_TMP/bleed-attacker.rtp.log
 asent=$(field "$alog" sent) arecv=$(field "$alog" received)
-src1=$(counter "$CTL1" 'relay_dropped_total{reason=source}')
+src1=$(lab_counter "$CTL1" 'relay_dropped_total{reason=source}')
 lab_log "bleed: attacker $(grep '^summary' "$alog"); relay_dropped_total{reason=source} $src0 -> $src1"
 [ "$asent" -gt 1000 ] || lab_fail "bleed: the attacker sent only $asent packets"
 [ "$arecv" -eq 0 ] || lab_fail "bleed: the attacker received $arecv datagrams: $(grep '^from' "$alog")"
 [ "$src1" -gt "$src0" ] || lab_fail "bleed: relay_dropped_total{reason=source} did not grow ($src0 -> $src1)"
 
-unp0=$(counter "$CTL1" proxy_responses_unproven_total)
+unp0=$(lab_counter "$CTL1" proxy_responses_unproven_total)
 counters_before
 call forge s1 s2 "$SRV1" "$CTL1" forge
 check_relayed forge
@@ -384,7 +358,7 @@ check_counters forge
 grep -q '^sent .*SIP/2.0 200 OK' "$LAB_TMP/forge-forger.log" || lab_fail "forge: the forged 200 was not sent"
 grep -q '^sent .*BYE sip:' "$LAB_TMP/forge-forger.log" || lab_fail "forge: the forged BYE was not sent"
 stolen=$(field "$LAB_TMP/forge-stolen.rtp.log" received)
-unp1=$(counter "$CTL1" proxy_responses_unproven_total)
+unp1=$(lab_counter "$CTL1" proxy_responses_unproven_total)
 lab_log "forge: the attacker's RTP port got ${stolen:-?} datagrams; proxy_responses_unproven_total $unp0 -> $unp1"
 [ "$stolen" = 0 ] || lab_fail "forge: the forged 200 moved RTP to the attacker ($stolen datagrams)"
 [ "$unp1" -gt "$unp0" ] || lab_fail "forge: proxy_responses_unproven_total did not grow ($unp0 -> $unp1)"
@@ -392,9 +366,9 @@ lab_log "forge: the attacker's RTP port got ${stolen:-?} datagrams; proxy_respon
 # with eBPF (the fast path loaded), [sip] steering = auto is on as well: the
 # calls' datagrams, through both NATs, went to their Call-ID's worker
 if [ "$FAST" = 1 ]; then
-	steered=$(counter "$CTL1" sip_steered_total)
+	steered=$(lab_counter "$CTL1" sip_steered_total)
 	lab_log "steering: the kernel gave $steered datagrams to their Call-ID's worker;" \
-		"$(counter "$CTL1" sip_worker_handoffs_total) were handed on in user space"
+		"$(lab_counter "$CTL1" sip_worker_handoffs_total) were handed on in user space"
 	[ "$steered" -gt 0 ] || lab_fail "steering: eBPF works here, yet sip_steered_total is 0"
 fi
 
@@ -414,7 +388,7 @@ for side in callee caller; do
 done
 [ "$lost" -ge 1 ] || lab_fail "never: audio arrived both ways without the relay: the NATs do not do their job"
 lab_log "never: audio lost in $lost direction(s) without the relay"
-[ "$(counter "$CTL2" relay_sessions)" -eq 0 ] || lab_fail "never: server 2 has relay sessions"
+[ "$(lab_counter "$CTL2" relay_sessions)" -eq 0 ] || lab_fail "never: server 2 has relay sessions"
 
 # --- no open relay: a MESSAGE for a third host (a gateway at ATTACKER:5099,
 # as in toll fraud), from the attacker on the public side and from a phone
@@ -425,7 +399,7 @@ relay_msg() { # FROM_ADDR:PORT: the request, and an x that $(...) keeps the CRLF
 	printf 'MESSAGE sip:+442079460000@%s:5099 SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKrelay%s;rport\r\nMax-Forwards: 70\r\nFrom: <sip:x@%s>;tag=r\r\nTo: <sip:+442079460000@%s>\r\nCall-ID: relay-%s-%s\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\nx' \
 		"$ATTACKER" "$1" "$$" "$SRV1" "$ATTACKER" "$$" "$1"
 }
-den0=$(counter "$CTL1" proxy_relay_denied_total)
+den0=$(lab_counter "$CTL1" proxy_relay_denied_total)
 lab_probe_bg pub "$LAB_TMP/relay-gateway.log" "$ATTACKER:5099" listen 4
 gw_pid=$LAB_LAST_PID
 for who in pub:"$ATTACKER":5098 s1-ph:"$(lab_phone_ip s1)":5097; do
@@ -438,7 +412,7 @@ done
 lab_wait "$gw_pid" 10 || true
 ! grep -q '^recv' "$LAB_TMP/relay-gateway.log" ||
 	lab_fail "relay: the gateway received: $(grep '^recv' "$LAB_TMP/relay-gateway.log" | head -n 3)"
-den1=$(counter "$CTL1" proxy_relay_denied_total)
+den1=$(lab_counter "$CTL1" proxy_relay_denied_total)
 lab_log "relay: both MESSAGEs for a third host refused 403; proxy_relay_denied_total $den0 -> $den1"
 [ "$den1" -eq $((den0 + 2)) ] || lab_fail "relay: proxy_relay_denied_total $den0 -> $den1, want +2"
 

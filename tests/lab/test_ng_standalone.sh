@@ -73,7 +73,7 @@ sdp_media() {
 		/^m=audio / { port = $2 }
 		END { print (mc != "" ? mc : sc), port }'
 }
-counter() { lab_exec srv "$PINHOLE" ctl counters --control "$CTL" | jq -r --arg k "$1" '.[$k] // 0'; }
+counter() { lab_counter "$CTL" "$1"; }
 sdp() { printf 'v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %s RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n' "$1" "$1" "$2"; }
 sdp "$A" 40000 >"$LAB_TMP/a.sdp"
 sdp "$B" 40002 >"$LAB_TMP/b.sdp"

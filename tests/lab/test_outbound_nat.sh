@@ -512,22 +512,7 @@ elif [ ! -f /usr/lib/baresip/modules/uuid.so ]; then
 else
 	lab_add_nat bs sym "$NAT_T"
 	BS=$(lab_phone_ip bs) dir=$LAB_TMP/bob.baresip
-	mkdir -p "$dir"
-	cat >"$dir/config" <<-EOF
-		sip_listen		$BS:5060
-		rtp_ports		42000-42099
-		audio_source		ausine,440
-		ausrc_srate		48000
-		ausrc_channels		2
-		audio_player		aufile,$dir/heard.wav
-		audio_alert		aufile,/dev/null
-		module_path		/usr/lib/baresip/modules
-		module			g711.so
-		module			ausine.so
-		module			aufile.so
-		module_tmp		uuid.so
-		module_app		account.so
-	EOF
+	lab_baresip_config "$dir" "$BS:5060" 42000-42099 'module_tmp uuid.so' 'module_app account.so'
 	echo "<sip:bob@$S1>;sipnat=outbound;outbound=\"sip:$S1;transport=udp\";outbound2=\"sip:$S2;transport=tcp\";regint=600;answermode=auto;audio_codecs=PCMU" \
 		>"$dir/accounts"
 	lab_start_bg bs-ph "$LAB_TMP/bob.baresip.log" /usr/bin/baresip -f "$dir" -s

@@ -75,15 +75,8 @@ start_pinhole() {
 		[log]
 		level = debug
 	EOF
-	lab_start_bg srv "$LAB_TMP/pinhole-$n.log" "$PINHOLE" serve --config "$conf"
-	local pid=$LAB_LAST_PID i
-	for i in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || lab_fail "pinhole $n exited: $(tail -n 20 "$LAB_TMP/pinhole-$n.log")"
-		lab_exec srv "$PINHOLE" ctl registrations --json --control "$ctl" >/dev/null 2>&1 &&
-			lab_wait_udp srv "$addr:5060" 0 && break
-		sleep 0.1
-	done
-	[ "$i" -lt 100 ] || lab_fail "pinhole $n did not come up"
+	lab_serve "$LAB_TMP/pinhole-$n.log" "$conf" "$addr:5060"
+	local pid=$LAB_LAST_PID
 	lab_log "pinhole $n on $addr:5060 (keepalive ${ka}s), control $ctl, pid $pid"
 }
 start_pinhole 1 "$SRV1" "$CTL1" "$KA"

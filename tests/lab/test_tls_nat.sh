@@ -40,15 +40,7 @@ SRV=$LAB_SRV_IP CTL=127.0.0.1:5080
 
 # --- the test CA and the server's certificate (for its address: RFC 5922) ----
 C=$LAB_TMP/certs
-mkdir -p "$C"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj "/CN=pinhole lab CA" -keyout "$C/ca.key" -out "$C/ca.pem" 2>/dev/null ||
-	lab_fail "openssl: the CA"
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=pinhole lab server" \
-	-keyout "$C/srv.key" -out "$C/srv.csr" 2>/dev/null || lab_fail "openssl: the request"
-printf 'subjectAltName=IP:%s\n' "$SRV" >"$C/ext"
-openssl x509 -req -in "$C/srv.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial \
-	-days 2 -extfile "$C/ext" -out "$C/srv.pem" 2>/dev/null || lab_fail "openssl: signing"
+lab_test_certs "$C" "$SRV"
 
 conf=$LAB_TMP/pinhole.conf
 cat >"$conf" <<-EOF2
@@ -74,9 +66,7 @@ lab_start_bg srv "$log" "$PINHOLE" serve --config "$conf"
 lab_wait_line "$log" 'running with' 10 || lab_fail "pinhole did not come up: $(tail -n 5 "$log")"
 grep -q "sip listening on tls:$SRV:5061" "$log" || lab_fail "no tls: listener: $(cat "$log")"
 
-counter() {
-	lab_exec srv "$PINHOLE" ctl counters --control "$CTL" | jq -r --arg k "$1" '.[$k] // 0'
-}
+counter() { lab_counter "$CTL" "$1"; }
 
 # --- a ua that does not trust the certificate refuses it -----------------------
 lab_exec s2-ph timeout 20 "$PINHOLE" ua register --once --state "$LAB_TMP/eve.state" \
@@ -127,30 +117,7 @@ b=$(lab_exec srv "$PINHOLE" ctl registrations --json --control "$CTL" |
 [ "$(jq -r '.[0].transport' <<<"$b")" = tls ] || lab_fail "bob's binding is not over tls: $b"
 
 # --- alice calls him: the INVITE comes down his TLS connection -----------------
-connects0=$(counter net_tcp_connects_total)
-lab_exec s1-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/alice.state" \
-	--aor "sip:alice@$SRV" --proxy "udp:$SRV:5060" --duration "$SECS" "sip:bob@$SRV" \
-	>"$LAB_TMP/alice.log" 2>"$LAB_TMP/alice.err" </dev/null
-RC=$?
-verdict() { jq -c -s '[.[] | select(.event == "verdict")][0].media // empty' "$1"; }
-A=$(verdict "$LAB_TMP/alice.log")
-lab_log "alice: exit $RC verdict $A"
-[ "$RC" -eq 0 ] || lab_fail "the call to bob over TLS: alice exited $RC: $(cat "$LAB_TMP/alice.err")"
-[ "$(jq -r .verdict <<<"$A")" = two-way ] || lab_fail "alice's verdict: $A"
-for i in $(seq 1 50); do
-	[ -n "$(verdict "$LAB_TMP/bob.log")" ] && break
-	sleep 0.1
-done
-B=$(verdict "$LAB_TMP/bob.log")
-lab_log "bob: verdict $B"
-[ "$(jq -r .verdict <<<"$B")" = two-way ] || lab_fail "bob's verdict: $B"
-connects1=$(counter net_tcp_connects_total)
-[ "$connects0" -eq 0 ] && [ "$connects1" -eq 0 ] ||
-	lab_fail "the server opened connections ($connects0 before the call, $connects1 after)"
-f2=$(lab_exec srv "$PINHOLE" ctl flows --json --control "$CTL" | jq -c '[.flows[] | select(.transport == "tls")]')
-[ "$(jq -r '.[0].conn_id' <<<"$f2")" = "$(jq -r '.[0].conn_id' <<<"$f")" ] ||
-	lab_fail "bob's TLS connection changed during the call: $f -> $f2"
-lab_log "the call reached bob over his TLS connection; no connection opened by the server"
+lab_call_down_flow "$CTL" "$SRV" "$SECS" tls "TLS connection" "$f"
 lab_log "tls counters: $(lab_exec srv "$PINHOLE" ctl counters --control "$CTL" | jq -c 'with_entries(select(.key | startswith("tls_")))')"
 
 kill -TERM "$BPID"
@@ -197,7 +164,7 @@ w.writeframes(b''.join(struct.pack('<h', int(8000 * math.sin(2 * math.pi * 440 *
 		--aor "sip:alice@$SRV" --proxy "udp:$SRV:5060" --duration "$SECS" "sip:carol@$SRV" \
 		>"$LAB_TMP/alice-carol.log" 2>"$LAB_TMP/alice-carol.err" </dev/null
 	RC=$?
-	A=$(verdict "$LAB_TMP/alice-carol.log")
+	A=$(lab_ua_verdict "$LAB_TMP/alice-carol.log")
 	lab_log "alice -> carol (baresip over TLS): exit $RC verdict $A"
 	# answered, and carol's tone reached alice; baresip may send no RTCP, so
 	# alice's verdict may stay "unconfirmed" (exit 6) rather than two-way

@@ -89,10 +89,7 @@ lab_wait_udp srv "$LAB_SRV_IP:3478" 5 || lab_fail "no TURN listener: $(tail -n 5
 lab_start_bg peer "$LAB_TMP/peer.log" turnutils_peer -L "$PEER_IP" -p 3480
 lab_wait_udp peer "$PEER_IP:3480" 5 || lab_fail "turnutils_peer did not start"
 
-metric() { # metric NAME_WITH_LABELS: its value from the server's /metrics
-	lab_exec srv "$PINHOLE" ctl --control 127.0.0.1:5080 metrics |
-		awk -v m="pinhole_$1" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
-}
+metric() { lab_metric 127.0.0.1:5080 "$1"; } # NAME_WITH_LABELS
 
 # uclient NAME ARGS...: coturn's client on the phone behind the NAT; its
 # output in $LAB_TMP/NAME.out; fails the test unless every message came back.

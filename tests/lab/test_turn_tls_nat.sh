@@ -36,18 +36,7 @@ SECRET=labsecret$$
 REALM=turn.lab
 
 C=$LAB_TMP/certs
-mkdir -p "$C"
-mkca() { # mkca NAME: a test CA
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-		-subj "/CN=pinhole lab $1" -keyout "$C/$1.key" -out "$C/$1.pem" 2>/dev/null ||
-		lab_fail "openssl: the CA $1"
-}
-mkca ca
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=pinhole lab turn" \
-	-keyout "$C/srv.key" -out "$C/srv.csr" 2>/dev/null || lab_fail "openssl: the request"
-printf 'subjectAltName=IP:%s\n' "$SRV" >"$C/ext"
-openssl x509 -req -in "$C/srv.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial \
-	-days 2 -extfile "$C/ext" -out "$C/srv.pem" 2>/dev/null || lab_fail "openssl: signing"
+lab_test_certs "$C" "$SRV" turn
 
 printf 'alicepw\n' | "$PINHOLE" user add "alice@$REALM" --db "$LAB_TMP/users.db" \
 	--password-stdin >/dev/null || lab_fail "pinhole user add"
@@ -75,10 +64,7 @@ lab_wait_line "$LAB_TMP/pinhole.log" "listening on tls:$SRV:5349" 10 ||
 lab_start_bg peer "$LAB_TMP/peer.log" turnutils_peer -L "$PEER_IP" -p 3480
 lab_wait_udp peer "$PEER_IP:3480" 5 || lab_fail "turnutils_peer did not start"
 
-metric() { # metric NAME_WITH_LABELS: its value from the server's /metrics
-	lab_exec srv "$PINHOLE" ctl --control 127.0.0.1:5080 metrics |
-		awk -v m="pinhole_$1" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
-}
+metric() { lab_metric 127.0.0.1:5080 "$1"; } # NAME_WITH_LABELS
 
 # uclient NAME ARGS...: coturn's client over TLS on the phone behind the NAT;
 # fails the test unless every message came back.

@@ -51,10 +51,7 @@ start_pinhole() {
 		media = $media
 	EOF2
 	[ -n "${5:-}" ] && printf '[echo]\nmax_duration = 30\n' >>"$conf"
-	lab_start_bg srv "$LAB_TMP/pinhole-$n.log" "$PINHOLE" serve --config "$conf"
-	lab_wait_udp srv "$addr:5060" 5 || lab_fail "pinhole $n did not start"
-	lab_wait_line "$LAB_TMP/pinhole-$n.log" 'running with' 10 ||
-		lab_fail "pinhole $n did not come up: $(tail -n 5 "$LAB_TMP/pinhole-$n.log")"
+	lab_serve "$LAB_TMP/pinhole-$n.log" "$conf" "$addr:5060"
 }
 start_pinhole 1 "$SRV1" nat-facing 30000-30039 echo
 start_pinhole 2 "$SRV2" never 30100-30139
@@ -62,7 +59,6 @@ lab_log "relay 1 fast path: $(grep -q 'fast path: latched IPv4 RTP forwarded in 
 	"$LAB_TMP/pinhole-1.log" && echo loaded || echo not loaded)"
 
 # verdict LOG: the first verdict of a ua's JSON log
-verdict() { jq -c -s '[.[] | select(.event == "verdict")][0].media // empty' "$1"; }
 
 # call SRV NAME [BOB-OPTS]: bob (s2) registers at SRV and answers; alice (s1)
 # calls him; sets RC (alice's exit), A and B (their verdicts), BRC (bob's exit)
@@ -89,7 +85,7 @@ call() {
 	done
 	wait "$bpid" 2>/dev/null
 	BRC=$?
-	A=$(verdict "$LAB_TMP/alice-$name.log") B=$(verdict "$LAB_TMP/bob-$name.log")
+	A=$(lab_ua_verdict "$LAB_TMP/alice-$name.log") B=$(lab_ua_verdict "$LAB_TMP/bob-$name.log")
 	lab_log "$name: alice exit $RC verdict $A"
 	lab_log "$name: bob exit $BRC verdict $B"
 }
@@ -124,7 +120,7 @@ lab_exec s1-ph timeout 60 "$PINHOLE" ua call --json --no-register --state "$LAB_
 	--proxy "udp:$SRV1:5060" --duration "$SECS" "sip:echo@$SRV1" \
 	>"$LAB_TMP/alice-echo.log" 2>"$LAB_TMP/alice-echo.err" </dev/null
 rc=$?
-E=$(verdict "$LAB_TMP/alice-echo.log")
+E=$(lab_ua_verdict "$LAB_TMP/alice-echo.log")
 lab_log "echo: alice exit $rc verdict $E"
 ctr=$(lab_exec srv "$PINHOLE" ctl counters --control 127.0.0.1:5081 | tr ',' '\n' | grep -E 'echo|relay' | grep -v ':0$' | tr '\n' ' ')
 lab_log "echo: server counters: $ctr"

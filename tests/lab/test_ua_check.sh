@@ -67,10 +67,7 @@ start_pinhole() {
 	[ "$echo" = yes ] && printf '[echo]\nmax_duration = 30\n' >>"$conf"
 	echo 'alice-secret' | "$PINHOLE" user add "alice@$addr" --db "$db" --password-stdin >/dev/null ||
 		lab_fail "pinhole user add alice@$addr"
-	lab_start_bg srv "$LAB_TMP/pinhole-$n.log" "$PINHOLE" serve --config "$conf"
-	lab_wait_udp srv "$addr:5060" 5 || lab_fail "pinhole $n did not start"
-	lab_wait_line "$LAB_TMP/pinhole-$n.log" 'running with' 10 ||
-		lab_fail "pinhole $n did not come up: $(tail -n 5 "$LAB_TMP/pinhole-$n.log")"
+	lab_serve "$LAB_TMP/pinhole-$n.log" "$conf" "$addr:5060"
 	SERVER_PID=$LAB_LAST_PID
 }
 start_pinhole 1 "$SRV" auto yes 30000-30099

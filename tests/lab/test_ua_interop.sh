@@ -85,7 +85,6 @@ else
 fi
 
 # verdict LOG: the first verdict of a ua's JSON log
-verdict() { jq -c -s '[.[] | select(.event == "verdict")][0].media // empty' "$1"; }
 
 # --- 1 a wrong password -----------------------------------------------------------
 lab_exec a-ph timeout 40 "$PINHOLE" ua register --once --json --state "$LAB_TMP/alice.state" \
@@ -103,7 +102,7 @@ call() {
 		--duration "$SECS" "$@" "sip:$callee@$SRV" \
 		>"$LAB_TMP/alice-$name.log" 2>"$LAB_TMP/alice-$name.err" </dev/null
 	RC=$?
-	A=$(verdict "$LAB_TMP/alice-$name.log")
+	A=$(lab_ua_verdict "$LAB_TMP/alice-$name.log")
 	lab_log "$name: alice exit $RC verdict $A"
 }
 
@@ -126,7 +125,7 @@ bob_stop() {
 	done
 	wait "$BOB_PID" 2>/dev/null
 	BRC=$?
-	B=$(verdict "$BOB_LOG")
+	B=$(lab_ua_verdict "$BOB_LOG")
 	lab_log "bob exit $BRC verdict $B"
 }
 
@@ -165,25 +164,10 @@ if ! command -v baresip >/dev/null 2>&1; then
 	skip baresip "baresip (Debian baresip-core) is not installed"
 else
 	CB=$(lab_phone_ip c) dir=$LAB_TMP/carol.baresip
-	mkdir -p "$dir"
 	# carol_config MUX: baresip's config with rtcp_mux MUX (yes/no)
 	carol_config() {
-	cat >"$dir/config" <<-EOF
-		sip_listen		$CB:5060
-		rtp_ports		42000-42099
-		rtcp_mux		$1
-		audio_source		ausine,440
-		ausrc_srate		48000
-		ausrc_channels		2
-		audio_player		aufile,$dir/heard.wav
-		audio_alert		aufile,/dev/null
-		module_path		/usr/lib/baresip/modules
-		module			g711.so
-		module			ausine.so
-		module			aufile.so
-		module_app		account.so
-		module_app		menu.so
-	EOF
+		lab_baresip_config "$dir" "$CB:5060" 42000-42099 "rtcp_mux $1" 'module_app account.so' \
+			'module_app menu.so'
 	}
 	carol_config yes
 	echo "<sip:carol@$SRV>;auth_pass=carol-secret;outbound=\"sip:$SRV;transport=udp\";regint=600;answermode=auto;audio_codecs=PCMU" \

@@ -52,10 +52,7 @@ start_pinhole() {
 		ports = $ports
 		media = $media
 	EOF2
-	lab_start_bg srv "$LAB_TMP/pinhole-$n.log" "$PINHOLE" serve --config "$conf"
-	lab_wait_udp srv "$addr:5060" 5 || lab_fail "pinhole $n did not start"
-	lab_wait_line "$LAB_TMP/pinhole-$n.log" 'running with' 10 ||
-		lab_fail "pinhole $n did not come up: $(tail -n 5 "$LAB_TMP/pinhole-$n.log")"
+	lab_serve "$LAB_TMP/pinhole-$n.log" "$conf" "$addr:5060"
 }
 start_pinhole 1 "$SRV1" nat-facing 30000-30199
 start_pinhole 2 "$SRV2" never 30200-30399

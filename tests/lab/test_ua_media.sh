@@ -27,7 +27,6 @@ NAT_T=${NAT_T:-30}
 lab_require jq python3
 [ -x "$PINHOLE" ] || lab_skip "no pinhole binary at $PINHOLE"
 
-
 lab_setup tum
 lab_add_nat s1 sym "$NAT_T"
 lab_add_nat s2 sym "$NAT_T"
@@ -55,10 +54,7 @@ start_pinhole() {
 	EOF2
 	[ -n "${5:-}" ] && printf '[stun]\nlisten = udp:%s:3478\nother = %s:3479\n[echo]\nmax_duration = 30\n' \
 		"$addr" "$SRV2" >>"$conf"
-	lab_start_bg srv "$LAB_TMP/pinhole-$n.log" "$PINHOLE" serve --config "$conf"
-	lab_wait_udp srv "$addr:5060" 5 || lab_fail "pinhole $n did not start"
-	lab_wait_line "$LAB_TMP/pinhole-$n.log" 'running with' 10 ||
-		lab_fail "pinhole $n did not come up: $(tail -n 5 "$LAB_TMP/pinhole-$n.log")"
+	lab_serve "$LAB_TMP/pinhole-$n.log" "$conf" "$addr:5060"
 }
 start_pinhole 1 "$SRV1" auto 30000-30039 stun
 start_pinhole 2 "$SRV2" never 30100-30139
@@ -109,7 +105,6 @@ EOF
 }
 
 # verdict LOG: the first verdict of a ua's JSON log
-verdict() { jq -c -s '[.[] | select(.event == "verdict")][0].media // empty' "$1"; }
 # count LOG REGEX FIELD: the in= or out= figure of the first call event matching REGEX
 count() {
 	jq -r -s --arg re "$2" '[.[] | select(.event == "call" and ((.detail // "") | test($re)))][0].detail // ""' "$1" |
@@ -143,7 +138,7 @@ call() {
 	done
 	wait "$bpid" 2>/dev/null
 	BRC=$?
-	A=$(verdict "$LAB_TMP/alice-$name.log") B=$(verdict "$LAB_TMP/bob-$name.log")
+	A=$(lab_ua_verdict "$LAB_TMP/alice-$name.log") B=$(lab_ua_verdict "$LAB_TMP/bob-$name.log")
 	lab_log "$name: alice exit $RC verdict $A"
 	lab_log "$name: bob exit $BRC verdict $B"
 }
@@ -194,7 +189,7 @@ lab_exec s1-ph timeout 60 "$PINHOLE" ua call --json --no-register --state "$LAB_
 	--proxy "udp:$SRV1:5060" --duration 9 --hold-after 1 --resume-after 5 "sip:echo@$SRV1" \
 	>"$LAB_TMP/alice-echo.log" 2>"$LAB_TMP/alice-echo.err" </dev/null
 rc=$?
-E=$(verdict "$LAB_TMP/alice-echo.log")
+E=$(lab_ua_verdict "$LAB_TMP/alice-echo.log")
 lab_log "echo hold: alice exit $rc verdict $E"
 [ "$rc" -eq 0 ] || lab_fail "echo hold: exit $rc: $(cat "$LAB_TMP/alice-echo.err")"
 [ "$(jq -r .verdict <<<"$E")" = two-way ] || lab_fail "echo hold: verdict $E"

@@ -49,9 +49,7 @@ EOF2
 echo 'alice-secret' | "$PINHOLE" user add "alice@$SRV" --db "$DB" --password-stdin ||
 	lab_fail "pinhole user add alice"
 log=$LAB_TMP/pinhole.log
-lab_start_bg srv "$log" "$PINHOLE" serve --config "$conf"
-lab_wait_udp srv "$SRV:5060" 5 || lab_fail "pinhole did not start: $(tail -n 5 "$log")"
-lab_wait_line "$log" 'running with' 10 || lab_fail "pinhole did not come up: $(tail -n 5 "$log")"
+lab_serve "$log" "$conf" "$SRV:5060"
 
 printf 'alice-secret\n' >"$LAB_TMP/pw"
 printf 'guess\n' >"$LAB_TMP/badpw"

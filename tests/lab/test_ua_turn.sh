@@ -76,11 +76,7 @@ lab_start_bg srv "$LAB_TMP/pinhole.log" "$PINHOLE" serve --config "$conf"
 lab_wait_udp srv "$SRV:3478" 5 || lab_fail "no TURN listener: $(tail -n 5 "$LAB_TMP/pinhole.log")"
 lab_wait_udp srv "$SRV:5060" 5 || lab_fail "no SIP listener: $(tail -n 5 "$LAB_TMP/pinhole.log")"
 
-metric() { # metric NAME_WITH_LABELS: its value from the server's /metrics
-	lab_exec srv "$PINHOLE" ctl --control 127.0.0.1:5080 metrics |
-		awk -v m="pinhole_$1" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
-}
-verdict() { jq -c -s '[.[] | select(.event == "verdict")][0].media // empty' "$1"; }
+metric() { lab_metric 127.0.0.1:5080 "$1"; } # NAME_WITH_LABELS
 
 TURN_A=(--turn "$SRV" --turn-user alice --turn-password-file "$LAB_TMP/alice.pw")
 TURN_B=(--turn "$SRV" --turn-secret "$SECRET" --turn-user bob)
@@ -114,7 +110,7 @@ caller() {
 		--state "$LAB_TMP/alice.state" --aor "sip:alice@$REALM" --proxy "udp:$SRV:5060" --duration "$SECS" "$@" "$uri" \
 		>"$LAB_TMP/$name.log" 2>"$LAB_TMP/$name.err" </dev/null
 	RC=$?
-	A=$(verdict "$LAB_TMP/$name.log")
+	A=$(lab_ua_verdict "$LAB_TMP/$name.log")
 }
 two_way() { # two_way WHO VERDICT
 	[ "$(jq -r .verdict <<<"$2")" = two-way ] || lab_fail "$1: verdict $2"
@@ -129,7 +125,7 @@ answerer s2-ph bob-a "sip:bob@$REALM" "${TURN_B[@]}"
 caller alice-a "sip:bob@$REALM" "${TURN_A[@]}"
 sleep 0.5
 stop "$BPID"
-B=$(verdict "$LAB_TMP/bob-a.log")
+B=$(lab_ua_verdict "$LAB_TMP/bob-a.log")
 lab_log "a) alice exit $RC verdict $A"
 lab_log "a) bob exit $BRC verdict $B"
 [ "$RC" -eq 0 ] || lab_fail "a) alice exited $RC: $(cat "$LAB_TMP/alice-a.err")"
@@ -168,7 +164,7 @@ answerer carol carol-c "sip:carol@$REALM"
 caller alice-c "sip:carol@$REALM" "${TURN_A[@]}"
 sleep 0.5
 stop "$BPID"
-C=$(verdict "$LAB_TMP/carol-c.log")
+C=$(lab_ua_verdict "$LAB_TMP/carol-c.log")
 lab_log "c) alice exit $RC verdict $A"
 lab_log "c) carol exit $BRC verdict $C"
 [ "$RC" -eq 0 ] || lab_fail "c) alice exited $RC: $(cat "$LAB_TMP/alice-c.err")"

@@ -38,15 +38,7 @@ ORIGIN=https://phone.lab.example
 
 # --- the test CA and the server's certificate (for its address: RFC 5922) ----
 C=$LAB_TMP/certs
-mkdir -p "$C"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj "/CN=pinhole lab CA" -keyout "$C/ca.key" -out "$C/ca.pem" 2>/dev/null ||
-	lab_fail "openssl: the CA"
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=pinhole lab server" \
-	-keyout "$C/srv.key" -out "$C/srv.csr" 2>/dev/null || lab_fail "openssl: the request"
-printf 'subjectAltName=IP:%s\n' "$SRV" >"$C/ext"
-openssl x509 -req -in "$C/srv.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial \
-	-days 2 -extfile "$C/ext" -out "$C/srv.pem" 2>/dev/null || lab_fail "openssl: signing"
+lab_test_certs "$C" "$SRV"
 
 conf=$LAB_TMP/pinhole.conf
 cat >"$conf" <<-EOF2
@@ -75,9 +67,7 @@ lab_start_bg srv "$log" "$PINHOLE" serve --config "$conf"
 lab_wait_line "$log" 'running with' 10 || lab_fail "pinhole did not come up: $(tail -n 5 "$log")"
 grep -q "sip listening on wss:$SRV:8443" "$log" || lab_fail "no wss: listener: $(cat "$log")"
 
-counter() {
-	lab_exec srv "$PINHOLE" ctl counters --control "$CTL" | jq -r --arg k "$1" '.[$k] // 0'
-}
+counter() { lab_counter "$CTL" "$1"; }
 bindings() {
 	lab_exec srv "$PINHOLE" ctl registrations --json --control "$CTL" |
 		jq -c --arg a "$1@$SRV" '[.registrations[] | select(.aor == $a)]'
@@ -127,30 +117,7 @@ jq -e '.[0].contact | test("\\.invalid.*transport=ws")' <<<"$b" >/dev/null ||
 	lab_fail "bob's Contact is not RFC 7118's .invalid with transport=ws: $b"
 
 # --- alice calls him: the INVITE comes down his WebSocket -----------------------
-connects0=$(counter net_tcp_connects_total)
-lab_exec s1-ph timeout 60 "$PINHOLE" ua call --json --state "$LAB_TMP/alice.state" \
-	--aor "sip:alice@$SRV" --proxy "udp:$SRV:5060" --duration "$SECS" "sip:bob@$SRV" \
-	>"$LAB_TMP/alice.log" 2>"$LAB_TMP/alice.err" </dev/null
-RC=$?
-verdict() { jq -c -s '[.[] | select(.event == "verdict")][0].media // empty' "$1"; }
-A=$(verdict "$LAB_TMP/alice.log")
-lab_log "alice: exit $RC verdict $A"
-[ "$RC" -eq 0 ] || lab_fail "the call to bob over wss: alice exited $RC: $(cat "$LAB_TMP/alice.err")"
-[ "$(jq -r .verdict <<<"$A")" = two-way ] || lab_fail "alice's verdict: $A"
-for i in $(seq 1 50); do
-	[ -n "$(verdict "$LAB_TMP/bob.log")" ] && break
-	sleep 0.1
-done
-B=$(verdict "$LAB_TMP/bob.log")
-lab_log "bob: verdict $B"
-[ "$(jq -r .verdict <<<"$B")" = two-way ] || lab_fail "bob's verdict: $B"
-connects1=$(counter net_tcp_connects_total)
-[ "$connects0" -eq 0 ] && [ "$connects1" -eq 0 ] ||
-	lab_fail "the server opened connections ($connects0 before the call, $connects1 after)"
-f2=$(lab_exec srv "$PINHOLE" ctl flows --json --control "$CTL" | jq -c '[.flows[] | select(.transport == "wss")]')
-[ "$(jq -r '.[0].conn_id' <<<"$f2")" = "$(jq -r '.[0].conn_id' <<<"$f")" ] ||
-	lab_fail "bob's WebSocket changed during the call: $f -> $f2"
-lab_log "the call reached bob over his WebSocket; no connection opened by the server"
+lab_call_down_flow "$CTL" "$SRV" "$SECS" wss "WebSocket" "$f"
 
 # bob's own keepalives (WebSocket pings every 2.4-3 s) were answered meanwhile
 grep -q '"event":"keepalive-ok"' "$LAB_TMP/bob.log" ||
