@@ -63,8 +63,7 @@ cat >"$conf" <<-EOF2
 	media = auto
 EOF2
 log=$LAB_TMP/pinhole.log
-lab_start_bg srv "$log" "$PINHOLE" serve --config "$conf"
-lab_wait_line "$log" 'running with' 10 || lab_fail "pinhole did not come up: $(tail -n 5 "$log")"
+lab_serve "$log" "$conf"
 grep -q "sip listening on wss:$SRV:8443" "$log" || lab_fail "no wss: listener: $(cat "$log")"
 
 counter() { lab_counter "$CTL" "$1"; }
