@@ -13,6 +13,7 @@
 
 #include "auth/auth.h"
 #include "phone.h"
+#include "testenv.h"
 
 static struct test_server srv;
 static unsigned seq;
@@ -413,12 +414,6 @@ static void test_guessing_is_limited(void **state)
 	phone_close(&eve);
 }
 
-static int64_t counter(const char *name)
-{
-	struct metric *m = metric_find(name, NULL);
-	return m ? metric_get(m) : 0;
-}
-
 /* A server that backs off after 5 failures (the default), alice its user. */
 static void restart_strict(void)
 {
@@ -453,7 +448,7 @@ static void test_forged_failures_do_not_lock_out_alice(void **state)
 	struct phone alice, eve, forged;
 	phone_open(&alice, &srv);
 	phone_open_at(&eve, &srv, "127.0.0.10");
-	int64_t fails = counter("auth_failures_total");
+	int64_t fails = test_metric("auth_failures_total", NULL);
 	char r[4096], chal[4096], cred[1024];
 	/* a real nonce, fetched at eve's own address */
 	assert_int_equal(reg(&eve, "alice", "", chal, sizeof chal), 401);
@@ -476,8 +471,8 @@ static void test_forged_failures_do_not_lock_out_alice(void **state)
 	}
 	phone_close(&forged);
 	register_alice(&alice);
-	assert_int_equal(counter("auth_failures_total"), fails);
-	assert_true(counter("auth_nonce_foreign_total") >= 12);
+	assert_int_equal(test_metric("auth_failures_total", NULL), fails);
+	assert_true(test_metric("auth_nonce_foreign_total", NULL) >= 12);
 	phone_close(&alice);
 	phone_close(&eve);
 }
@@ -497,11 +492,11 @@ static void test_replays_do_not_lock_out_alice(void **state)
 	credentials(chal, "Authorization", "alice", "wonderland", "REGISTER", "sip:127.0.0.1", cred,
 		    sizeof cred);
 	assert_int_equal(reg(&alice, "alice", cred, r, sizeof r), 200);
-	int64_t fails = counter("auth_failures_total");
+	int64_t fails = test_metric("auth_failures_total", NULL);
 	for (int i = 0; i < 6; i++)
 		assert_int_equal(reg(&copy, "alice", cred, r, sizeof r), 401);
 	register_alice(&alice);
-	assert_int_equal(counter("auth_failures_total"), fails);
+	assert_int_equal(test_metric("auth_failures_total", NULL), fails);
 	phone_close(&alice);
 	phone_close(&copy);
 }
@@ -518,10 +513,10 @@ static void test_one_guesser_cannot_lock_out_alice(void **state)
 	phone_open_at(&eve, &srv, "127.0.0.20");
 	register_alice(&alice);
 	char r[4096];
-	int64_t fails = counter("auth_failures_total");
+	int64_t fails = test_metric("auth_failures_total", NULL);
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(reg_auth(&eve, "alice", "alice", "guess", "", r, sizeof r), 401);
-	assert_int_equal(counter("auth_failures_total") - fails, 5);
+	assert_int_equal(test_metric("auth_failures_total", NULL) - fails, 5);
 	/* eve is held, the right password included */
 	assert_int_equal(reg_auth(&eve, "alice", "alice", "wonderland", "", r, sizeof r), 403);
 	assert_non_null(strstr(r, "Retry-After: "));

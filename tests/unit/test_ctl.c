@@ -19,6 +19,7 @@
 
 #include "ctl/ctl.h"
 #include "net/net.h"
+#include "testenv.h"
 
 #define TOKEN "s3cret-token-0123456789"
 #define WAIT_MS 5000 /* a safety cap on any one wait; never what a test checks */
@@ -72,12 +73,6 @@ static void stop(void)
 	conf_free(fx.conf);
 	fx.ctl = NULL;
 	fx.conf = NULL;
-}
-
-static int64_t counter(const char *name, const char *labels)
-{
-	struct metric *m = metric_find(name, labels);
-	return m ? metric_get(m) : 0;
 }
 
 /* A TCP connection to the server from src_ip. */
@@ -303,7 +298,7 @@ static void test_trickler_closed_at_deadline(void **state)
 {
 	(void)state;
 	assert_int_equal(start("[control]\nlisten = 127.0.0.1:0\ntimeout = 1\n"), 0);
-	int64_t before = counter("ctl_timeout_closed_total", NULL);
+	int64_t before = test_metric("ctl_timeout_closed_total", NULL);
 	static char endless[1200];
 	memcpy(endless, "GET /metrics HTTP/1.0\r\nX-Slow: ", 31);
 	memset(endless + 31, 'a', sizeof endless - 32);
@@ -316,7 +311,7 @@ static void test_trickler_closed_at_deadline(void **state)
 	pthread_mutex_unlock(&t.lock);
 	assert_true(t.closed);
 	assert_true(t.sent < sizeof endless - 1);
-	assert_int_equal(counter("ctl_timeout_closed_total", NULL), before + 1);
+	assert_int_equal(test_metric("ctl_timeout_closed_total", NULL), before + 1);
 	trickle_end(&t, th);
 	stop();
 }
@@ -336,14 +331,14 @@ static void test_idle_connections_per_address(void **state)
 	assert_int_equal(start("[control]\nlisten = 127.0.0.1:0\ntimeout = 600\n"
 			       "max_per_address = 3\nmax_connections = 16\n"),
 			 0);
-	int64_t before = counter("ctl_refused_total", "reason=\"address\"");
+	int64_t before = test_metric("ctl_refused_total", "reason=\"address\"");
 	int idle[3];
 	for (int i = 0; i < 3; i++)
 		idle[i] = dial("127.0.0.1");
 	int extra = dial("127.0.0.1");
 	assert_true(closed_unanswered(extra));
 	close(extra);
-	assert_int_equal(counter("ctl_refused_total", "reason=\"address\""), before + 1);
+	assert_int_equal(test_metric("ctl_refused_total", "reason=\"address\""), before + 1);
 	/* another address is served while the three idle ones stay open */
 	char resp[65536];
 	assert_int_equal(request("127.0.0.2", "GET /metrics HTTP/1.0\r\n\r\n", resp, sizeof resp),
@@ -363,7 +358,7 @@ static void test_idle_connections_total(void **state)
 	assert_int_equal(start("[control]\nlisten = 127.0.0.1:0\ntimeout = 600\n"
 			       "max_per_address = 2\nmax_connections = 4\n"),
 			 0);
-	int64_t before = counter("ctl_refused_total", "reason=\"total\"");
+	int64_t before = test_metric("ctl_refused_total", "reason=\"total\"");
 	const char *src[4] = {"127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"};
 	int idle[4];
 	for (int i = 0; i < 4; i++)
@@ -371,7 +366,7 @@ static void test_idle_connections_total(void **state)
 	int extra = dial("127.0.0.3");
 	assert_true(closed_unanswered(extra));
 	close(extra);
-	assert_int_equal(counter("ctl_refused_total", "reason=\"total\""), before + 1);
+	assert_int_equal(test_metric("ctl_refused_total", "reason=\"total\""), before + 1);
 	char resp[65536];
 	assert_int_equal(exchange(idle[3], "GET /metrics HTTP/1.0\r\n\r\n", resp, sizeof resp),
 			 200);
@@ -386,7 +381,7 @@ static void test_host_check(void **state)
 {
 	(void)state;
 	assert_int_equal(start("[control]\nlisten = 127.0.0.1:0\nhosts = ctl.example.net\n"), 0);
-	int64_t before = counter("ctl_denied_total", "reason=\"host\"");
+	int64_t before = test_metric("ctl_denied_total", "reason=\"host\"");
 	char self[NET_ADDR_STRLEN + 8];
 	snprintf(self, sizeof self, "%s", fx.addr);
 	assert_int_equal(get("/metrics", "evil.example", NULL), 421);
@@ -395,7 +390,7 @@ static void test_host_check(void **state)
 	assert_int_equal(get("/metrics", "198.18.0.1", NULL), 421);
 	assert_int_equal(get("/metrics", "localhost:80:80", NULL), 421);
 	assert_int_equal(get("/metrics", "", NULL), 421);
-	assert_int_equal(counter("ctl_denied_total", "reason=\"host\""), before + 6);
+	assert_int_equal(test_metric("ctl_denied_total", "reason=\"host\""), before + 6);
 	assert_int_equal(get("/metrics", self, NULL), 200);
 	assert_int_equal(get("/metrics", "127.0.0.1", NULL), 200);
 	assert_int_equal(get("/metrics", "localhost", NULL), 200);
@@ -437,7 +432,7 @@ static void test_token_required_beyond_loopback(void **state)
 
 static void check_token_enforced(void)
 {
-	int64_t before = counter("ctl_denied_total", "reason=\"token\"");
+	int64_t before = test_metric("ctl_denied_total", "reason=\"token\"");
 	char resp[65536];
 	assert_int_equal(request(get_from, "GET /metrics HTTP/1.0\r\n\r\n", resp, sizeof resp),
 			 401);
@@ -447,7 +442,7 @@ static void check_token_enforced(void)
 	assert_int_equal(get("/metrics", NULL, "Authorization: Bearer " TOKEN "x\r\n"), 401);
 	assert_int_equal(get("/metrics", NULL, "Authorization: Basic " TOKEN "\r\n"), 401);
 	assert_int_equal(get("/nope", NULL, NULL), 401); /* nothing about routes either */
-	assert_int_equal(counter("ctl_denied_total", "reason=\"token\""), before + 5);
+	assert_int_equal(test_metric("ctl_denied_total", "reason=\"token\""), before + 5);
 	assert_int_equal(get("/metrics", NULL, "Authorization: Bearer " TOKEN "\r\n"), 200);
 	assert_int_equal(get("/metrics", NULL, "authorization: bearer " TOKEN "\r\n"), 200);
 	struct buf out;

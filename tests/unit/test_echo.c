@@ -18,6 +18,7 @@
 #include "echo/echo.h"
 #include "phone.h"
 #include "rtp/rtp.h"
+#include "testenv.h"
 
 /* A media socket: a caller's RTP port, or a stranger's. */
 struct msock {
@@ -202,12 +203,6 @@ fence:
 	}
 }
 
-static int64_t counter(const char *name, const char *labels)
-{
-	struct metric *m = metric_find(name, labels);
-	return m ? metric_get(m) : 0;
-}
-
 static void test_echo_call(void **state)
 {
 	(void)state;
@@ -269,7 +264,7 @@ static void test_echo_call(void **state)
 	assert_true(msock_recv(&stranger, 200, back, sizeof back, NULL) < 0);
 	assert_true(msock_recv(&far, 10, back, sizeof back, NULL) < 0);
 	assert_true(msock_recv(&f.media, 10, back, sizeof back, NULL) < 0);
-	assert_true(counter("echo_media_dropped_total", "reason=\"source\"") >= 10);
+	assert_true(test_metric("echo_media_dropped_total", "reason=\"source\"") >= 10);
 
 	/* RTCP on the muxed port: an SR gets a report about our stream */
 	struct rtcp_report sr;
@@ -340,7 +335,7 @@ static void test_echo_hangs_up(void **state)
 	size_t n = make_rtp(pkt, seq, 0x1234, 1);
 	msock_send(&f.media, a.port, pkt, n);
 	assert_true(msock_recv(&f.media, 300, back, sizeof back, NULL) < 0);
-	assert_true(counter("echo_calls_ended_total", "by=\"max_duration\"") >= 1);
+	assert_true(test_metric("echo_calls_ended_total", "by=\"max_duration\"") >= 1);
 	stop(&f);
 }
 
@@ -443,7 +438,7 @@ static void test_echo_through_relay(void **state)
 {
 	(void)state;
 	struct fixture f;
-	int64_t echoed = counter("echo_packets_total", NULL);
+	int64_t echoed = test_metric("echo_packets_total", NULL);
 	start(&f, "[relay]\naddress = 127.0.0.1\nports = 22500-22599\nmedia = always\n");
 	assert_non_null(f.srv.relay);
 	struct answer a;
@@ -462,7 +457,7 @@ static void test_echo_through_relay(void **state)
 		assert_memory_equal(back + 12, pkt + 12, 160);
 	}
 	/* the echo sent each of them: the relay did not answer by itself */
-	assert_true(counter("echo_packets_total", NULL) >= echoed + 11);
+	assert_true(test_metric("echo_packets_total", NULL) >= echoed + 11);
 	char r[8192];
 	in_dialog(&f.caller, "BYE", 2, "echo-8", &a);
 	phone_expect(&f.caller, "SIP/2.0 200", r, sizeof r);

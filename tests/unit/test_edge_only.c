@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "phone.h"
+#include "testenv.h"
 
 /* The namespace (lo only): the edge at EDGE_IP, the registrar it forwards
  * to (a raw socket playing it) at REG_IP, a stranger on the "internet" at
@@ -67,27 +68,6 @@ static void send_register(struct phone *p, bool outbound, const char *extra_via)
 		   outbound ? ";" INSTANCE ";reg-id=1" : "");
 }
 
-/* Answers req (sent to us by the edge) with status and extra headers,
- * every Via line copied, as a registrar would. */
-static void reg_reply(struct phone *reg, const char *req, const char *status, const char *extra)
-{
-	char out[4096];
-	size_t n = (size_t)snprintf(out, sizeof out, "SIP/2.0 %s\r\n", status);
-	for (const char *l = strstr(req, "\r\n") + 2; *l && strncmp(l, "\r\n", 2);) {
-		const char *e = strstr(l, "\r\n");
-		if (!strncmp(l, "Via:", 4) || !strncmp(l, "From:", 5) ||
-		    !strncmp(l, "Call-ID:", 8) || !strncmp(l, "CSeq:", 5))
-			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s\r\n", (int)(e - l),
-					      l);
-		else if (!strncmp(l, "To:", 3))
-			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s;tag=reg\r\n",
-					      (int)(e - l), l);
-		l = e + 2;
-	}
-	snprintf(out + n, sizeof out - n, "%sContent-Length: 0\r\n\r\n", extra);
-	phone_send(reg, "%s", out);
-}
-
 /* The user part of the first URI in a header value. */
 static void uri_user(const char *v, char *out, size_t len)
 {
@@ -114,7 +94,7 @@ static void register_bob(struct test_server *s, struct phone *ph, struct phone *
 	send_register(ph, true, "");
 	phone_expect(reg, "REGISTER sip:example.org ", req, sizeof req);
 	msg_header(req, "Path", path, len);
-	reg_reply(reg, req, "200 OK", "Require: outbound\r\n");
+	phone_reply_registrar(reg, req, "200 OK", "Require: outbound\r\n");
 	phone_expect(ph, "SIP/2.0 200", r, sizeof r);
 	(void)s;
 }
@@ -137,7 +117,7 @@ static void test_register_2xx_seen_by_edge(void **state)
 	phone_expect(&reg, "REGISTER sip:example.org ", req, sizeof req);
 	assert_null(strstr(req, "Pinhole-Seen"));
 	/* "src=198.18.0.1:5060", as a registrar behind the edge would see it */
-	reg_reply(&reg, req, "200 OK", "Pinhole-Seen: c3JjPTE5OC4xOC4wLjE6NTA2MA==\r\n");
+	phone_reply_registrar(&reg, req, "200 OK", "Pinhole-Seen: c3JjPTE5OC4xOC4wLjE6NTA2MA==\r\n");
 	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
 	assert_int_equal(count_lines(r, "Pinhole-Seen:"), 1);
 	msg_header(r, "Pinhole-Seen", v, sizeof v);
@@ -151,7 +131,7 @@ static void test_register_2xx_seen_by_edge(void **state)
 	/* a refusal gets none of ours, nor one a hop beyond us wrote */
 	send_register(&ph, false, "");
 	phone_expect(&reg, "REGISTER sip:example.org ", req, sizeof req);
-	reg_reply(&reg, req, "401 Unauthorized",
+	phone_reply_registrar(&reg, req, "401 Unauthorized",
 		  "WWW-Authenticate: Digest realm=\"x\", nonce=\"y\"\r\n"
 		  "Pinhole-Seen: c3JjPTE5OC4xOC4wLjE6NTA2MA==\r\n");
 	phone_expect(&ph, "SIP/2.0 401", r, sizeof r);
@@ -190,7 +170,7 @@ static void test_register_path_ob_flow_timer(void **state)
 	assert_non_null(strstr(via, EDGE_IP));
 	assert_int_equal(count_lines(req, "Via:"), 2);
 	/* the registrar accepts outbound: the phone learns how often to ping */
-	reg_reply(&reg, req, "200 OK", "Require: outbound\r\n");
+	phone_reply_registrar(&reg, req, "200 OK", "Require: outbound\r\n");
 	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
 	msg_header(r, "Flow-Timer", v, sizeof v);
 	assert_string_equal(v, "25");
@@ -200,13 +180,13 @@ static void test_register_path_ob_flow_timer(void **state)
 	 * lowered to ours when longer */
 	send_register(&ph, true, "");
 	phone_expect(&reg, "REGISTER ", req, sizeof req);
-	reg_reply(&reg, req, "200 OK", "Require: outbound\r\nFlow-Timer: 10\r\n");
+	phone_reply_registrar(&reg, req, "200 OK", "Require: outbound\r\nFlow-Timer: 10\r\n");
 	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
 	msg_header(r, "Flow-Timer", v, sizeof v);
 	assert_string_equal(v, "10");
 	send_register(&ph, true, "");
 	phone_expect(&reg, "REGISTER ", req, sizeof req);
-	reg_reply(&reg, req, "200 OK", "Require: outbound\r\nFlow-Timer: 300\r\n");
+	phone_reply_registrar(&reg, req, "200 OK", "Require: outbound\r\nFlow-Timer: 300\r\n");
 	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
 	msg_header(r, "Flow-Timer", v, sizeof v);
 	assert_string_equal(v, "25");
@@ -233,7 +213,7 @@ static void test_register_without_outbound(void **state)
 	msg_header(req, "Path", path, sizeof path);
 	assert_non_null(strstr(path, ";lr>"));
 	assert_null(strstr(path, ";ob"));
-	reg_reply(&reg, req, "200 OK", "Require: outbound\r\n");
+	phone_reply_registrar(&reg, req, "200 OK", "Require: outbound\r\n");
 	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
 	assert_null(strstr(r, "Flow-Timer"));
 	/* outbound asked, but another proxy stands between it and us */
@@ -246,7 +226,7 @@ static void test_register_without_outbound(void **state)
 	phone_expect(&reg, "REGISTER ", req, sizeof req);
 	msg_header(req, "Path", path, sizeof path);
 	assert_non_null(strstr(path, ";lr;ob>"));
-	reg_reply(&reg, req, "200 OK", "");
+	phone_reply_registrar(&reg, req, "200 OK", "");
 	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
 	assert_null(strstr(r, "Flow-Timer"));
 	phone_close(&ph);
@@ -281,7 +261,7 @@ static void test_register_tcp_flow_timer(void **state)
 	phone_expect(&reg, "REGISTER ", req, sizeof req);
 	msg_header(req, "Path", path, sizeof path);
 	assert_non_null(strstr(path, ";lr;ob>"));
-	reg_reply(&reg, req, "200 OK", "Require: outbound\r\n");
+	phone_reply_registrar(&reg, req, "200 OK", "Require: outbound\r\n");
 	ssize_t k = recv(fd, r, sizeof r - 1, 0);
 	assert_true(k > 0);
 	r[k] = '\0';
@@ -406,7 +386,7 @@ static void test_out_of_dialog_to_registrar(void **state)
 	struct flow f;
 	assert_int_equal(edge_flow_token_decode(s.edge, slice_cstr(tok), &f), 0);
 	assert_int_equal(net_addr_port(&f.remote), ph.port);
-	reg_reply(&reg, req, "486 Busy Here", "");
+	phone_reply_registrar(&reg, req, "486 Busy Here", "");
 	phone_expect(&ph, "SIP/2.0 486", r, sizeof r);
 	phone_expect(&reg, "ACK ", r, sizeof r); /* hop by hop (RFC 3261 17.1.1.3) */
 	/* an OPTIONS ping to the edge itself is answered here */
@@ -458,12 +438,6 @@ static void test_stranger_cannot_relay_through_edge(void **state)
 	test_server_stop(&s);
 }
 
-static int64_t counter(const char *name)
-{
-	struct metric *m = metric_find(name, NULL);
-	return m ? metric_get(m) : 0;
-}
-
 /* No reflector: a request from a forged source that the registrar refuses
  * before anything rings comes back once (no Timer G resends to the victim)
  * and within 3 times the request's size (a larger refusal is dropped and
@@ -479,20 +453,20 @@ static void test_registrar_refusal_not_reflected(void **state)
 	char req[4096], r[4096];
 	send_request(&victim, "INVITE", "sip:nobody@example.org", "sip:x@evil.example");
 	phone_expect(&reg, "INVITE sip:nobody@example.org ", req, sizeof req);
-	reg_reply(&reg, req, "404 Not Found", "");
+	phone_reply_registrar(&reg, req, "404 Not Found", "");
 	phone_expect(&victim, "SIP/2.0 404", r, sizeof r);
 	/* t1 = 100 ms: Timer G would have resent it 4 times by now */
 	phone_expect_silence(&victim, 1600);
 	/* a refusal over the bound: nothing goes out */
-	int64_t over = counter("sip_reply_oversize_total");
+	int64_t over = test_metric("sip_reply_oversize_total", NULL);
 	send_register(&victim, false, "");
 	phone_expect(&reg, "REGISTER ", req, sizeof req);
 	char big[3200];
 	snprintf(big, sizeof big,
 		 "WWW-Authenticate: Digest realm=\"example.org\", nonce=\"%03000d\"\r\n", 0);
-	reg_reply(&reg, req, "401 Unauthorized", big);
+	phone_reply_registrar(&reg, req, "401 Unauthorized", big);
 	phone_expect_silence(&victim, 500);
-	assert_int_equal(counter("sip_reply_oversize_total"), over + 1);
+	assert_int_equal(test_metric("sip_reply_oversize_total", NULL), over + 1);
 	phone_close(&victim);
 	phone_close(&reg);
 	test_server_stop(&s);
@@ -693,12 +667,8 @@ static void test_registrar_reaches_edge_after_close(void **state)
 
 int main(void)
 {
-	if (unshare(CLONE_NEWNET) == 0 &&
-	    system("ip link set lo up && ip addr add " EDGE_IP "/32 dev lo && "
-		   "ip addr add " REG_IP "/32 dev lo && ip addr add " ATTACKER "/32 dev lo") == 0)
-		have_ns = true;
-	else
-		fprintf(stderr, "no network namespace of our own (not root?): skipping\n");
+	static const char *const addrs[] = {EDGE_IP, REG_IP, ATTACKER, NULL};
+	have_ns = test_own_netns(addrs);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_register_path_ob_flow_timer),
 	    cmocka_unit_test(test_register_2xx_seen_by_edge),

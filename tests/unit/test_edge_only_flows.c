@@ -19,6 +19,7 @@
 
 #include "phone.h"
 #include "stund/stund.h"
+#include "testenv.h"
 
 /* The namespace (lo only): the edge at EDGE_IP, the registrar it forwards
  * to (a socket playing it) at REG_IP, a stranger at ATTACKER, phones on
@@ -79,26 +80,6 @@ static void send_register(struct phone *p, const char *user, unsigned n, const c
 		   p->port, seq, user, seq, user, seq, seq, c, hdrs);
 }
 
-/* Answers req (sent to us by the edge) with status and extra headers,
- * every Via line copied, as a registrar would. */
-static void reg_reply(struct phone *reg, const char *req, const char *status, const char *extra)
-{
-	char out[4096];
-	size_t n = (size_t)snprintf(out, sizeof out, "SIP/2.0 %s\r\n", status);
-	for (const char *l = strstr(req, "\r\n") + 2; *l && strncmp(l, "\r\n", 2);) {
-		const char *e = strstr(l, "\r\n");
-		if (!strncmp(l, "Via:", 4) || !strncmp(l, "From:", 5) ||
-		    !strncmp(l, "Call-ID:", 8) || !strncmp(l, "CSeq:", 5))
-			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s\r\n", (int)(e - l), l);
-		else if (!strncmp(l, "To:", 3))
-			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s;tag=reg\r\n",
-					      (int)(e - l), l);
-		l = e + 2;
-	}
-	snprintf(out + n, sizeof out - n, "%sContent-Length: 0\r\n\r\n", extra);
-	phone_send(reg, "%s", out);
-}
-
 /* The registrar's 2xx lists the binding it keeps: outbound accepted, the
  * Contact with its instance, reg-id and expiry. */
 static void reg_accept(struct phone *reg, const char *req, const char *user, struct phone *ph,
@@ -109,7 +90,7 @@ static void reg_accept(struct phone *reg, const char *req, const char *user, str
 		 "Require: outbound\r\nContact: <sip:%s@10.1.1.1:%u>;+sip.instance=" INST_FMT
 		 ";reg-id=1;expires=%u\r\n",
 		 user, ph->port, n, expires);
-	reg_reply(reg, req, "200 OK", extra);
+	phone_reply_registrar(reg, req, "200 OK", extra);
 }
 
 /* Registers user through the edge (the registrar accepts, expires 300);
@@ -288,7 +269,7 @@ static void test_closed_tcp_flow_gets_430(void **state)
 		 "Require: outbound\r\nContact: <sip:erin@10.1.1.1:5060;transport=tcp>;"
 		 "+sip.instance=" INST_FMT ";reg-id=2;expires=300\r\n",
 		 5u);
-	reg_reply(&reg, req, "200 OK", extra);
+	phone_reply_registrar(&reg, req, "200 OK", extra);
 	ssize_t k = recv(fd, r, sizeof r - 1, 0);
 	assert_true(k > 0);
 	struct flow f = path_flow(&s, path);
@@ -342,7 +323,7 @@ static void test_ctl_flows_and_unregistration(void **state)
 	/* a challenge is no answer about the binding */
 	send_register(&ph, "frank", 6, NULL, "");
 	phone_expect(&reg, "REGISTER ", req, sizeof req);
-	reg_reply(&reg, req, "401 Unauthorized",
+	phone_reply_registrar(&reg, req, "401 Unauthorized",
 		  "WWW-Authenticate: Digest realm=\"example.org\", nonce=\"x\"\r\n");
 	phone_expect(&ph, "SIP/2.0 401", r, sizeof r);
 	assert_true(info(&s, &f, "frank@example.org").owned);
@@ -359,7 +340,7 @@ static void test_ctl_flows_and_unregistration(void **state)
 	assert_true(info(&s, &f, "frank@example.org").owned);
 	send_register(&ph, "frank", 6, NULL, "Expires: 0\r\n");
 	phone_expect(&reg, "REGISTER ", req, sizeof req);
-	reg_reply(&reg, req, "200 OK", "");
+	phone_reply_registrar(&reg, req, "200 OK", "");
 	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
 	assert_int_equal(edge_flows_get(edge_flows(s.edge), &f, "frank@example.org", &fi), ENOENT);
 
@@ -368,18 +349,12 @@ static void test_ctl_flows_and_unregistration(void **state)
 	assert_true(info(&s, &f, "frank@example.org").owned);
 	send_register(&ph, "frank", 6, "*", "Expires: 0\r\n");
 	phone_expect(&reg, "REGISTER ", req, sizeof req);
-	reg_reply(&reg, req, "200 OK", "");
+	phone_reply_registrar(&reg, req, "200 OK", "");
 	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
 	assert_int_equal(edge_flows_get(edge_flows(s.edge), &f, "frank@example.org", &fi), ENOENT);
 	phone_close(&ph);
 	phone_close(&reg);
 	test_server_stop(&s);
-}
-
-static int64_t counter(const char *name)
-{
-	struct metric *m = metric_find(name, NULL);
-	return m ? metric_get(m) : 0;
 }
 
 /* The table's bound holds on this path too: with [outbound] max_flows =
@@ -393,7 +368,7 @@ static void test_bound_holds(void **state)
 	struct test_server s;
 	struct phone reg, ph[100];
 	start_edge_conf(&s, &reg, "[outbound]\nmax_flows = 64\n");
-	int64_t refused = counter("flows_refused_total");
+	int64_t refused = test_metric("flows_refused_total", NULL);
 	char path[512];
 	for (unsigned i = 0; i < 100; i++) {
 		char user[16];
@@ -405,7 +380,8 @@ static void test_bound_holds(void **state)
 	edge_flows_stats_get(edge_flows(s.edge), &st);
 	assert_true(st.flows <= 64);
 	assert_true(st.flows > 0);
-	assert_int_equal(counter("flows_refused_total") - refused, (int64_t)(100 - st.flows));
+	assert_int_equal(test_metric("flows_refused_total", NULL) - refused,
+			 (int64_t)(100 - st.flows));
 	for (unsigned i = 0; i < 100; i++)
 		phone_close(&ph[i]);
 	phone_close(&reg);
@@ -455,12 +431,8 @@ static void test_colocated_failed_flow_430(void **state)
 
 int main(void)
 {
-	if (unshare(CLONE_NEWNET) == 0 &&
-	    system("ip link set lo up && ip addr add " EDGE_IP "/32 dev lo && "
-		   "ip addr add " REG_IP "/32 dev lo && ip addr add " ATTACKER "/32 dev lo") == 0)
-		have_ns = true;
-	else
-		fprintf(stderr, "no network namespace of our own (not root?): skipping\n");
+	static const char *const addrs[] = {EDGE_IP, REG_IP, ATTACKER, NULL};
+	have_ns = test_own_netns(addrs);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_silent_flow_gets_430),
 	    cmocka_unit_test(test_failed_flow_430_while_bound),

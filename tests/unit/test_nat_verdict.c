@@ -17,6 +17,7 @@
 #include "phone.h"
 #include "relay/relay.h"
 #include "stund/stund.h"
+#include "testenv.h"
 
 /* The namespace (lo only): the server at SRV_IP, phones on the "internet"
  * at NET_IP, a phone in a direct network at LAN_IP. */
@@ -394,12 +395,8 @@ static void test_alg_call_relayed_with_evidence(void **state)
 
 int main(void)
 {
-	if (unshare(CLONE_NEWNET) == 0 &&
-	    system("ip link set lo up && ip addr add " SRV_IP "/32 dev lo && "
-		   "ip addr add " NET_IP "/32 dev lo && ip addr add " LAN_IP "/32 dev lo") == 0)
-		have_ns = true;
-	else
-		fprintf(stderr, "no network namespace of our own (not root?): skipping\n");
+	static const char *const addrs[] = {SRV_IP, NET_IP, LAN_IP, NULL};
+	have_ns = test_own_netns(addrs);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rules),
 	    cmocka_unit_test(test_media_evidence),

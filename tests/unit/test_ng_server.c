@@ -18,6 +18,7 @@
 #include "relay/relay.h"
 #include "relayctl/relayctl.h"
 #include "sdp/sdp.h"
+#include "testenv.h"
 
 struct fixture {
 	struct conf *conf;
@@ -324,20 +325,14 @@ static size_t ask(int fd, const char *msg, char *buf, size_t cap)
 	return (size_t)n;
 }
 
-static int64_t counter(const char *name)
-{
-	struct metric *m = metric_find(name, NULL);
-	return m ? metric_get(m) : 0;
-}
-
 /* ng from a source outside ng_allow: no answer, counted, and nothing done. */
 static void test_acl_drops_strangers(void **state)
 {
 	(void)state;
 	struct acl_fixture f;
 	acl_start(&f, "ng_allow = 127.0.0.2/32, 10.0.0.0/8\n");
-	int64_t denied = counter("relay_ng_denied_total");
-	int64_t cmds = counter("relay_ng_commands_total");
+	int64_t denied = test_metric("relay_ng_denied_total", NULL);
+	int64_t cmds = test_metric("relay_ng_commands_total", NULL);
 	const char ping[] = "s1 d7:command4:pinge";
 	const char offer[] = "s2 d7:command5:offer7:call-id8:stranger8:from-tag1:a"
 			     "3:sdp62:v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
@@ -351,8 +346,8 @@ static void test_acl_drops_strangers(void **state)
 	assert_string_equal(r, "f1 d6:result4:ponge");
 	struct pollfd p = {.fd = f.stranger, .events = POLLIN};
 	assert_int_equal(poll(&p, 1, 0), 0);
-	assert_int_equal(counter("relay_ng_denied_total"), denied + 2);
-	assert_int_equal(counter("relay_ng_commands_total"), cmds + 1);
+	assert_int_equal(test_metric("relay_ng_denied_total", NULL), denied + 2);
+	assert_int_equal(test_metric("relay_ng_commands_total", NULL), cmds + 1);
 	ask(f.friend, "f2 d7:command4:liste", r, sizeof r);
 	assert_string_equal(r, "f2 d6:result2:ok5:callslee"); /* the offer made nothing */
 	acl_stop(&f);

@@ -16,6 +16,7 @@
 #include "phone.h"
 #include "proxy/proxy.h"
 #include "relay/relay.h"
+#include "testenv.h"
 
 /* The namespace (lo only): the server listens on 0.0.0.0 and is reached at
  * SRV_IP; an attacker on the "internet" at ATTACKER, a trusted trunk at
@@ -25,12 +26,6 @@
 #define TRUNK "198.18.9.9"
 
 static bool have_ns;
-
-static int64_t counter(const char *name)
-{
-	struct metric *m = metric_find(name, NULL);
-	return m ? metric_get(m) : 0;
-}
 
 static void add_user(struct test_server *s, const char *user, const char *pass)
 {
@@ -79,10 +74,10 @@ static void test_register_public_source_without_users(void **state)
 	phone_open_at(&evil, &s, ATTACKER);
 	phone_open(&lan, &s);
 	char r[4096];
-	int64_t closed = counter("registrar_closed_total");
+	int64_t closed = test_metric("registrar_closed_total", NULL);
 	send_register(&evil, SRV_IP, "alice");
 	phone_expect(&evil, "SIP/2.0 403", r, sizeof r);
-	assert_int_equal(counter("registrar_closed_total"), closed + 1);
+	assert_int_equal(test_metric("registrar_closed_total", NULL), closed + 1);
 	/* nothing was bound: a call to alice finds no one */
 	struct store_binding b[2];
 	size_t n = 9;
@@ -121,10 +116,10 @@ static void test_register_foreign_domain(void **state)
 	struct phone p;
 	phone_open(&p, &s);
 	char r[4096];
-	int64_t foreign = counter("registrar_foreign_domain_total");
+	int64_t foreign = test_metric("registrar_foreign_domain_total", NULL);
 	send_register(&p, "example.org", "victim");
 	phone_expect(&p, "SIP/2.0 403", r, sizeof r);
-	assert_int_equal(counter("registrar_foreign_domain_total"), foreign + 1);
+	assert_int_equal(test_metric("registrar_foreign_domain_total", NULL), foreign + 1);
 	phone_close(&p);
 	test_server_stop(&s);
 	/* with [sip] domains, that domain is ours and our bare address is not */
@@ -197,9 +192,9 @@ static void test_relay_anonymous_public_source_refused(void **state)
 	struct phone evil, victim;
 	phone_open_at(&evil, &s, ATTACKER);
 	phone_open(&victim, &s);
-	int64_t denied = counter("proxy_relay_denied_total");
+	int64_t denied = test_metric("proxy_relay_denied_total", NULL);
 	relay_attempts(&evil, &victim, 403);
-	assert_int_equal(counter("proxy_relay_denied_total"), denied + 4);
+	assert_int_equal(test_metric("proxy_relay_denied_total", NULL), denied + 4);
 	phone_close(&evil);
 	phone_close(&victim);
 	test_server_stop(&s);
@@ -333,10 +328,10 @@ static void test_loop_through_other_local_address(void **state)
 	phone_open(&p, &s);
 	char r[4096];
 	uint16_t port = net_addr_port(&s.addr);
-	int64_t fwd = counter("proxy_forwarded_total");
+	int64_t fwd = test_metric("proxy_forwarded_total", NULL);
 	options_to(&p, "127.0.0.2", port, r, sizeof r);
 	assert_true(strncmp(r, "SIP/2.0 482", 11) == 0);
-	assert_int_equal(counter("proxy_forwarded_total"), fwd);
+	assert_int_equal(test_metric("proxy_forwarded_total", NULL), fwd);
 	/* an OPTIONS ping for the server itself is answered, domains or not */
 	phone_send(&p,
 		   "OPTIONS sip:127.0.0.2:%u SIP/2.0\r\n"
@@ -352,7 +347,7 @@ static void test_loop_through_other_local_address(void **state)
 	port = net_addr_port(&s.addr);
 	options_to(&p, "127.0.0.2", port, r, sizeof r);
 	assert_true(strncmp(r, "SIP/2.0 404", 11) == 0);
-	assert_int_equal(counter("proxy_forwarded_total"), fwd);
+	assert_int_equal(test_metric("proxy_forwarded_total", NULL), fwd);
 	phone_close(&p);
 	test_server_stop(&s);
 }
@@ -384,10 +379,10 @@ static void test_address_added_after_start(void **state)
 	struct phone p;
 	phone_open(&p, &s);
 	char r[4096];
-	int64_t fwd = counter("proxy_forwarded_total");
+	int64_t fwd = test_metric("proxy_forwarded_total", NULL);
 	options_to(&p, "10.77.0.1", port, r, sizeof r);
 	assert_true(strncmp(r, "SIP/2.0 482", 11) == 0);
-	assert_int_equal(counter("proxy_forwarded_total"), fwd);
+	assert_int_equal(test_metric("proxy_forwarded_total", NULL), fwd);
 	assert_int_equal(system("ip addr del 10.77.0.1/32 dev lo"), 0);
 	assert_true(wait_local(&s, &a, false));
 	phone_close(&p);
@@ -460,12 +455,8 @@ int main(void)
 {
 	/* a namespace of our own: the addresses below, and the ones the tests
 	 * add and remove, are seen by nothing else */
-	if (unshare(CLONE_NEWNET) == 0 &&
-	    system("ip link set lo up && ip addr add " SRV_IP "/32 dev lo && "
-		   "ip addr add " ATTACKER "/32 dev lo && ip addr add " TRUNK "/32 dev lo") == 0)
-		have_ns = true;
-	else
-		fprintf(stderr, "no network namespace of our own (not root?): skipping those\n");
+	static const char *const addrs[] = {SRV_IP, ATTACKER, TRUNK, NULL};
+	have_ns = test_own_netns(addrs);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cidr_parse),
 	    cmocka_unit_test(test_register_public_source_without_users),

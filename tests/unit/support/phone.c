@@ -181,6 +181,26 @@ static bool starts(const char *line, const char *name)
 	return strncmp(line, name, strlen(name)) == 0;
 }
 
+void phone_reply_registrar(struct phone *reg, const char *req, const char *status,
+			   const char *extra)
+{
+	char out[4096];
+	size_t n = (size_t)snprintf(out, sizeof out, "SIP/2.0 %s\r\n", status);
+	for (const char *l = strstr(req, "\r\n") + 2; *l && strncmp(l, "\r\n", 2);) {
+		const char *e = strstr(l, "\r\n");
+		if (starts(l, "Via:") || starts(l, "From:") || starts(l, "Call-ID:") ||
+		    starts(l, "CSeq:"))
+			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s\r\n", (int)(e - l),
+					      l);
+		else if (starts(l, "To:"))
+			n += (size_t)snprintf(out + n, sizeof out - n, "%.*s;tag=reg\r\n",
+					      (int)(e - l), l);
+		l = e + 2;
+	}
+	snprintf(out + n, sizeof out - n, "%sContent-Length: 0\r\n\r\n", extra);
+	phone_send(reg, "%s", out);
+}
+
 void phone_reply(struct phone *p, const char *req, int status, const char *reason,
 		 const char *tag)
 {

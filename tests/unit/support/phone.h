@@ -52,6 +52,11 @@ void phone_expect_silence(struct phone *p, int ms);
 /* Answers req with status, copying Via, From, To (+tag), Call-ID, CSeq, Record-Route. */
 void phone_reply(struct phone *p, const char *req, int status, const char *reason,
 		 const char *tag);
+/* Answers req as a registrar (or whatever a test plays behind an edge) does:
+ * "SIP/2.0 <status>", Via, From, Call-ID and CSeq copied, To with tag=reg,
+ * then the extra header lines and an empty body. */
+void phone_reply_registrar(struct phone *reg, const char *req, const char *status,
+			   const char *extra);
 /* The same with an SDP body (NULL: none). */
 void phone_reply_sdp(struct phone *p, const char *req, int status, const char *reason,
 		     const char *tag, const char *sdp);

@@ -1,0 +1,18 @@
+/* Test support: what many unit tests need around them (a network namespace
+ * of their own, the value of a counter). */
+#ifndef PINHOLE_TEST_TESTENV_H
+#define PINHOLE_TEST_TESTENV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Moves the process into a network namespace of its own (lo up) and gives lo
+ * each IPv4 address of the NULL-ended list (as /32). False, with a line on
+ * stderr, when that is not possible (not root): the caller skips what needs it. */
+bool test_own_netns(const char *const *addrs);
+
+/* The current value of metric name{labels} (labels NULL: the unlabelled one);
+ * 0 when it does not exist. */
+int64_t test_metric(const char *name, const char *labels);
+
+#endif
