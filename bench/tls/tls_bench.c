@@ -8,6 +8,8 @@
  * The server is 127.0.0.1:PORT. Connection i comes from 127.S1.S2.S3 (source
  * i / PER_SOURCE, TB_PER_SOURCE in the environment, 100 by default), from
  * 127.3.0.1 up, so no source holds more than PER_SOURCE connections.
+ * TB_FIRST (0 by default) shifts both the AORs (tb<i>) and the sources by
+ * that many flows, so that several generators hold distinct flows at once.
  *
  * hs: a handshake counts when the server has answered a CRLF keepalive over
  * the new connection (so it finished its side too), then the connection is
@@ -60,6 +62,7 @@ struct cx {
 
 static SSL_CTX *ctx;
 static int ep, port, per_source = 100;
+static unsigned first; /* TB_FIRST */
 static struct cx *cxs;
 
 static uint64_t now_ns(void)
@@ -108,7 +111,7 @@ static int open_conn(unsigned i, unsigned idx)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
-	unsigned k = idx / (unsigned)per_source;
+	unsigned k = (first + idx) / (unsigned)per_source;
 	struct sockaddr_in src = {.sin_family = AF_INET};
 	src.sin_addr.s_addr =
 	    htonl((127u << 24) | ((3 + k / 62500) << 16) | ((k / 250 % 250) << 8) | (1 + k % 250));
@@ -153,6 +156,7 @@ static void drop(struct cx *c)
 
 static int reg_msg(char *buf, size_t len, unsigned i, unsigned cseq, bool ws)
 {
+	i += first;
 	return snprintf(buf, len,
 			"REGISTER sip:127.0.0.1 SIP/2.0\r\n"
 			"Via: SIP/2.0/%s tb%u.invalid;branch=z9hG4bK-%u-%u\r\n"
@@ -353,6 +357,8 @@ int main(int argc, char **argv)
 	unsigned n = (unsigned)atoi(argv[3]);
 	if (getenv("TB_PER_SOURCE"))
 		per_source = atoi(getenv("TB_PER_SOURCE"));
+	if (getenv("TB_FIRST"))
+		first = (unsigned)atoi(getenv("TB_FIRST"));
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
 	if (rl.rlim_cur < n + 100) {
