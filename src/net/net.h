@@ -426,6 +426,10 @@ void net_tls_sock_free(struct net_tls_sock *s);
  * was refused; else failed; why says how, in words. */
 int net_tls_sock_handshake(struct net_tls_sock *s, uint32_t *want, char *why, size_t whylen);
 const char *net_tls_sock_version(const struct net_tls_sock *s);
+/* Whether the handshake resumed a session: the client offers the latest
+ * ticket of the same target (host name and address) once, kept from the
+ * connections before; a failed or dropped connection keeps its ticket. */
+bool net_tls_sock_resumed(const struct net_tls_sock *s);
 /* recv/send-like; -1 with EAGAIN when it would block. */
 ssize_t net_tls_sock_read(struct net_tls_sock *s, void *buf, size_t len, bool *more);
 ssize_t net_tls_sock_write(struct net_tls_sock *s, const void *buf, size_t len);

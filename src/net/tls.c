@@ -256,14 +256,21 @@ static SSL_SESSION *resume_take(struct net_tls *t, const struct net_addr *target
 }
 
 /* OpenSSL's new-session callback on an outgoing connection (its app data is
- * the conn): keeps sess for the connection's target, in place of the one
- * before, else in a free slot, else in place of the oldest. */
+ * the conn): keeps a copy of sess for the connection's target, in place of
+ * the one before, else in a free slot, else in place of the oldest. A copy:
+ * OpenSSL marks the connection's own session not resumable when the
+ * connection ends without a close_notify (a next hop that restarted). */
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
 	struct conn *c = SSL_get_app_data(ssl);
 	if (!c || !SSL_SESSION_is_resumable(sess))
 		return 0;
 	struct net_tls *t = c->owner->net->tls;
+	sess = SSL_SESSION_dup(sess);
+	if (!sess) {
+		ERR_clear_error();
+		return 0;
+	}
 	pthread_mutex_lock(&t->resume_lock);
 	struct tls_resume *slot = NULL, *free_slot = NULL, *oldest = NULL;
 	for (unsigned i = 0; i < TLS_RESUME_MAX; i++) {
@@ -284,11 +291,11 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 		t->st.sessions_evicted++;
 	}
 	SSL_SESSION_free(slot->sess);
-	slot->sess = sess; /* ours now: returning 1 keeps OpenSSL's reference */
+	slot->sess = sess;
 	slot->target = c->flow.remote;
 	slot->stored = ++t->resume_seq;
 	pthread_mutex_unlock(&t->resume_lock);
-	return 1;
+	return 0; /* OpenSSL keeps or frees its own */
 }
 
 void net_tls_free(struct net_tls *t)

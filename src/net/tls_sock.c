@@ -1,5 +1,6 @@
 /* TLS client on a socket its caller owns (pinhole ua): one context, one SSL per socket, no locks
- * (one thread). The server side's connections live in tls.c. */
+ * (one thread), and the sessions to resume by target. The server side's connections live in
+ * tls.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -14,9 +16,30 @@
 
 #include "net_int.h"
 
+/* sessions kept to resume, one per target: a ua has a few proxies, so the
+ * oldest target gives way past this */
+#define TLS_CLIENT_SESSIONS 8
+
+/* A target: the name asked for (SNI and the certificate check) and the
+ * address connected to. A session is offered only to the same pair, so a
+ * ticket never goes to a server of another name, nor to another address
+ * that happens to carry the name. */
+struct tls_target {
+	char *host;
+	struct net_addr addr;
+};
+
+struct client_session {
+	struct tls_target to;
+	SSL_SESSION *sess; /* NULL: a free slot */
+	uint64_t stored;   /* order of storing, for eviction */
+};
+
 struct net_tls_client {
 	SSL_CTX *ctx;
 	bool verify;
+	struct client_session sessions[TLS_CLIENT_SESSIONS];
+	uint64_t seq;
 };
 
 struct net_tls_sock {
@@ -24,7 +47,84 @@ struct net_tls_sock {
 	struct net_tls_client *cl;
 	struct net_tls *srv; /* server side: counted among srv's handshakes until done */
 	bool counted;
+	bool has_target; /* client side, the peer's address known */
+	struct tls_target to;
 };
+
+static int peer_addr(int fd, struct net_addr *out)
+{
+	socklen_t len = sizeof out->u.ss;
+	memset(out, 0, sizeof *out);
+	return getpeername(fd, &out->u.sa, &len) < 0 ? errno : 0;
+}
+
+static bool target_eq(const struct tls_target *a, const struct tls_target *b)
+{
+	return a->host && b->host && !strcmp(a->host, b->host) && net_addr_eq(&a->addr, &b->addr);
+}
+
+/* The session kept for to, taken out of the table: a TLS 1.3 ticket is
+ * offered once (RFC 8446 C.4: reuse would link the connections), and the
+ * resumed connection brings a new one. NULL if none. */
+static SSL_SESSION *session_take(struct net_tls_client *c, const struct tls_target *to)
+{
+	for (unsigned i = 0; i < TLS_CLIENT_SESSIONS; i++) {
+		struct client_session *cs = &c->sessions[i];
+		if (cs->sess && target_eq(&cs->to, to)) {
+			SSL_SESSION *s = cs->sess;
+			cs->sess = NULL;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+/* OpenSSL's new-session callback (TLS 1.3: each ticket, read after the
+ * handshake): the latest session of the target is kept, in place of the one
+ * before, else in a free slot, else in place of the oldest. A copy is kept:
+ * OpenSSL marks the connection's own session not resumable when the
+ * connection ends without a close_notify, as a dropped flow does, and that
+ * is when the ua reconnects. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct net_tls_sock *s = SSL_get_app_data(ssl);
+	if (!s || !s->has_target || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	struct net_tls_client *c = s->cl;
+	struct client_session *slot = NULL, *free_slot = NULL, *oldest = NULL;
+	for (unsigned i = 0; i < TLS_CLIENT_SESSIONS; i++) {
+		struct client_session *cs = &c->sessions[i];
+		if (cs->to.host && target_eq(&cs->to, &s->to)) {
+			slot = cs;
+			break;
+		}
+		if (!cs->sess && !free_slot)
+			free_slot = cs;
+		if (cs->sess && (!oldest || cs->stored < oldest->stored))
+			oldest = cs;
+	}
+	if (!slot)
+		slot = free_slot ? free_slot : oldest;
+	SSL_SESSION *copy = SSL_SESSION_dup(sess);
+	if (!copy) {
+		ERR_clear_error();
+		return 0;
+	}
+	if (!slot->to.host || strcmp(slot->to.host, s->to.host)) {
+		char *h = strdup(s->to.host);
+		if (!h) {
+			SSL_SESSION_free(copy);
+			return 0;
+		}
+		free(slot->to.host);
+		slot->to.host = h;
+	}
+	slot->to.addr = s->to.addr;
+	SSL_SESSION_free(slot->sess);
+	slot->sess = copy;
+	slot->stored = ++c->seq;
+	return 0; /* OpenSSL keeps its own reference as it likes */
+}
 
 int net_tls_client_alloc(struct net_tls_client **cp, const char *ca_file, bool verify, char *err,
 			 size_t errlen)
@@ -54,6 +154,11 @@ int net_tls_client_alloc(struct net_tls_client **cp, const char *ca_file, bool v
 		goto out_ssl;
 	}
 	SSL_CTX_set_verify(c->ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	/* resumption: every new session goes to on_new_session, which keeps it
+	 * by target; OpenSSL's own client cache is not keyed by target */
+	SSL_CTX_set_session_cache_mode(c->ctx,
+				       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(c->ctx, on_new_session);
 	*cp = c;
 	return 0;
 out_ssl:;
@@ -72,6 +177,10 @@ void net_tls_client_free(struct net_tls_client *c)
 	if (!c)
 		return;
 	SSL_CTX_free(c->ctx);
+	for (unsigned i = 0; i < TLS_CLIENT_SESSIONS; i++) {
+		SSL_SESSION_free(c->sessions[i].sess);
+		free(c->sessions[i].to.host);
+	}
 	free(c);
 }
 
@@ -88,6 +197,17 @@ int net_tls_sock_alloc(struct net_tls_sock **sp, struct net_tls_client *c, int f
 		return ENOMEM;
 	}
 	SSL_set_connect_state(s->ssl);
+	SSL_set_app_data(s->ssl, s);
+	/* the target a session is kept for and offered to: the name and the
+	 * address (fd is connected, or connecting: then no resumption) */
+	if (peer_addr(fd, &s->to.addr) == 0 && (s->to.host = strdup(host))) {
+		s->has_target = true;
+		SSL_SESSION *sess = session_take(c, &s->to);
+		if (sess) {
+			SSL_set_session(s->ssl, sess); /* takes its own reference */
+			SSL_SESSION_free(sess);
+		}
+	}
 	/* RFC 5922: the certificate must name the host we were told to reach;
 	 * SNI only for a name (RFC 6066: never an address) */
 	unsigned char bin[16];
@@ -143,6 +263,7 @@ void net_tls_sock_free(struct net_tls_sock *s)
 	if (s->ssl && SSL_is_init_finished(s->ssl))
 		SSL_shutdown(s->ssl);
 	SSL_free(s->ssl);
+	free(s->to.host);
 	free(s);
 	ERR_clear_error();
 }
@@ -181,6 +302,11 @@ int net_tls_sock_handshake(struct net_tls_sock *s, uint32_t *want, char *why, si
 const char *net_tls_sock_version(const struct net_tls_sock *s)
 {
 	return SSL_get_version(s->ssl);
+}
+
+bool net_tls_sock_resumed(const struct net_tls_sock *s)
+{
+	return SSL_session_reused(s->ssl) == 1;
 }
 
 ssize_t net_tls_sock_read(struct net_tls_sock *s, void *buf, size_t len, bool *more)

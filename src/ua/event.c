@@ -47,6 +47,10 @@ static void text(const struct ua_event *ev, struct buf *o)
 	if (ev->local && ev->local[0])
 		buf_printf(o, " local=%s", ev->local);
 	switch (ev->kind) {
+	case UA_EV_FLOW_UP:
+		if (ev->tls)
+			buf_printf(o, " tls=%s resumed=%s", ev->tls, ev->tls_resumed ? "yes" : "no");
+		break;
 	case UA_EV_REGISTERED:
 		buf_printf(o, " expires=%u outbound=%s", ev->expires, ev->outbound ? "yes" : "no");
 		if (ev->flow_timer)
@@ -108,6 +112,11 @@ static void json(const struct ua_event *ev, struct buf *o)
 	if (ev->local && ev->local[0])
 		buf_printf(o, ",\"local\":\"%s\"", ev->local);
 	switch (ev->kind) {
+	case UA_EV_FLOW_UP:
+		if (ev->tls)
+			buf_printf(o, ",\"tls\":\"%s\",\"resumed\":%s", ev->tls,
+				   ev->tls_resumed ? "true" : "false");
+		break;
 	case UA_EV_REGISTERED:
 		buf_printf(o,
 			   ",\"expires\":%u,\"outbound\":%s,\"flow_timer\":%u,\"interval_ms\":%llu,"

@@ -467,6 +467,12 @@ void uaf_up(struct ua_flow *f)
 	f->connected = true;
 	want_out(f, f->tx.len > 0);
 	struct ua_event ev = {.kind = UA_EV_FLOW_UP};
+	if (f->tls) {
+		ev.tls = net_tls_sock_version(f->tls);
+		ev.tls_resumed = net_tls_sock_resumed(f->tls);
+		f->ua->stats.tls_handshakes++;
+		f->ua->stats.tls_resumed += ev.tls_resumed;
+	}
 	ua_emit(f, &ev);
 	ua_flow_ready(f);
 }

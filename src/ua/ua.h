@@ -171,6 +171,8 @@ struct ua_event {
 			       outcome (0, or 3..7 as for `ua call`), uas says whether we
 			       answered it */
 	bool uas;
+	const char *tls;  /* FLOW_UP over TLS: the version ("TLSv1.3"); NULL otherwise */
+	bool tls_resumed; /* FLOW_UP over TLS: the handshake resumed a session */
 };
 
 typedef void(ua_event_h)(const struct ua_event *ev, void *arg);
@@ -196,6 +198,7 @@ bool ua_in_call(const struct ua *ua);
 struct ua_stats {
 	uint64_t registers_sent, retransmits, challenges, keepalives_sent, keepalives_answered;
 	uint64_t flow_failures, requests_answered, bad_messages;
+	uint64_t tls_handshakes, tls_resumed; /* TLS flows up, and those that resumed */
 };
 void ua_stats_get(const struct ua *ua, struct ua_stats *out);
 
