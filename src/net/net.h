@@ -381,7 +381,9 @@ struct net_tls_conf {
 	const char *ca_file; /* peers' certificates are checked against it; "" = system store */
 	int verify_client;   /* 0 no, 1 optional (checked if sent), 2 required */
 	bool verify_server;  /* outgoing: the chain and the target's address (RFC 5922) */
-	const char *ciphers; /* TLS 1.2 list; TLS 1.3 suites are OpenSSL's */
+	const char *ciphers; /* TLS 1.2 list */
+	const char *ciphersuites; /* TLS 1.3 suites in our order; NULL/"" = AES-128-GCM first */
+	const char *groups;  /* key exchange groups a server takes; NULL/"" = X25519:P-256 */
 	bool tls13_only;
 	unsigned handshake_s;      /* a handshake not done by then is closed; 0 = 10 */
 	unsigned max_handshakes;   /* incoming handshakes at once; 0 = 256 */

@@ -104,8 +104,26 @@ static int64_t cert_not_after(X509 *x)
 	return (int64_t)timegm(&tm);
 }
 
-static void ctx_common(SSL_CTX *ctx, const struct net_tls_conf *c)
+/* TLS 1.3 suites, ours first: the same three as OpenSSL's default, AES-128
+ * before AES-256 (RFC 8446's must-implement suite; its SHA-256 key schedule
+ * and transcript make a full handshake 10 % cheaper than SHA-384's) */
+#define TLS_SUITES_DEFAULT "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+/* key exchange groups a server accepts: OpenSSL's default also takes
+ * finite-field groups and the slower curves, which a client that offers only
+ * them can make the server compute: per handshake 120 ms for ffdhe8192,
+ * 2.5 ms ffdhe2048, 1.8 ms P-384, against 0.2 ms for X25519 (hs_cost) */
+#define TLS_GROUPS_DEFAULT "X25519:P-256"
+
+static int ctx_common(SSL_CTX *ctx, const struct net_tls_conf *c, char *err, size_t errlen)
 {
+	const char *suites = c->ciphersuites && c->ciphersuites[0] ? c->ciphersuites
+								     : TLS_SUITES_DEFAULT;
+	if (SSL_CTX_set_ciphersuites(ctx, suites) != 1) {
+		char why[256];
+		ssl_reason(why, sizeof why);
+		snprintf(err, errlen, "[tls] ciphersuites \"%s\": %s", suites, why);
+		return EINVAL;
+	}
 	SSL_CTX_set_min_proto_version(ctx, c->tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
 	/* idle connections hold no read or write buffer (~34 KiB each otherwise) */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -115,6 +133,7 @@ static void ctx_common(SSL_CTX *ctx, const struct net_tls_conf *c)
 	/* one read(2) takes what the kernel has, not a record header and then
 	 * its body: a REGISTER costs one read instead of three */
 	SSL_CTX_set_read_ahead(ctx, 1);
+	return 0;
 }
 
 static int load_trust(SSL_CTX *ctx, const char *ca_file, char *err, size_t errlen)
@@ -152,7 +171,14 @@ static int server_ctx(struct net_tls *t, const struct net_tls_conf *c, const cha
 		snprintf(err, errlen, "[tls] %s", why);
 		return ENOMEM;
 	}
-	ctx_common(ctx, c);
+	if (ctx_common(ctx, c, err, errlen))
+		goto out_free;
+	const char *groups = c->groups && c->groups[0] ? c->groups : TLS_GROUPS_DEFAULT;
+	if (SSL_CTX_set1_groups_list(ctx, groups) != 1) {
+		ssl_reason(why, sizeof why);
+		snprintf(err, errlen, "[tls] groups \"%s\": %s", groups, why);
+		goto out_free;
+	}
 	if (c->ciphers && c->ciphers[0] && SSL_CTX_set_cipher_list(ctx, c->ciphers) != 1) {
 		ssl_reason(why, sizeof why);
 		snprintf(err, errlen, "[tls] ciphers \"%s\": %s", c->ciphers, why);
@@ -368,7 +394,8 @@ static int tls_build(struct net_tls **out, const struct net_tls_conf *c, char *e
 		snprintf(err, errlen, "[tls] %s", why);
 		goto out;
 	}
-	ctx_common(t->client, c);
+	if (ctx_common(t->client, c, err, errlen))
+		goto out;
 	/* resumption toward next hops: OpenSSL hands each new session (TLS 1.3:
 	 * each ticket, after the handshake) to on_new_session, which keeps one
 	 * per target; OpenSSL's own client cache is not keyed by target */
