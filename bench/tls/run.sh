@@ -3,6 +3,7 @@
 # modules) in one invocation. Not part of ctest; timing decides nothing.
 #
 #   bench/tls/run.sh            memory per idle connection, handshakes, REGISTERs
+#   bench/tls/run.sh hs         handshakes and REGISTERs only
 #   bench/tls/run.sh hold N     N idle TLS flows held by pinhole alone (50,000;
 #                               each side needs N + 100 descriptors)
 #
@@ -11,7 +12,8 @@
 # (certbot's default key since 2.0; TB_KEY=rsa: RSA-2048 throughout),
 # pinhole with 2 workers, Kamailio with 1 TCP worker (with 2, Debian's 5.6.3
 # on OpenSSL 3 crashes under handshake load: see kamailio.cfg), bindings in
-# memory, REGISTER
+# memory; for handshakes and REGISTERs a second pinhole with 1 worker (20
+# above TB_PORT; "pinhole1") compares like for like. REGISTER
 # without authentication (pinhole [registrar] open = yes; Kamailio save()).
 # Kamailio: bench/tls/kamailio.cfg. The generator is bench/tls/tls_bench.c
 # (built here with cc; OpenSSL client, epoll, connections from 127.3.0.1 up,
@@ -29,11 +31,16 @@
 #    - both: the sum of Pss over all the server's processes (smaps_rollup),
 #      which counts fragmentation and Kamailio's shared pages once
 #    A warm-up of 200 flows each (opened and closed) goes before.
-# 2. Handshakes: TB_REPEAT runs of TB_HS_SECS each per server, alternating,
-#    after TB_WARMUP_SECS unrecorded; TB_HS_CONC handshakes in flight, each a
-#    full one (no session offered), counted when the server answered a CRLF
-#    keepalive over it. Rate, and the server's CPU per handshake (every
-#    thread of every process, /proc/*/task/*/schedstat).
+# 2. Handshakes: TB_REPEAT runs of TB_HS_SECS each per server, in turn (the
+#    order rotated run by run), after TB_WARMUP_SECS unrecorded; TB_HS_CONC
+#    handshakes in flight, each a full one (no session offered), counted when
+#    the server answered a CRLF keepalive over it. Rate, and the server's CPU
+#    per handshake (every thread of every process, /proc/*/task/*/schedstat).
+#    The client is TB_HS_CLIENT: hsl (default), tls_bench's light TLS 1.3
+#    client (hs_lite.c: the same server work, a fraction of OpenSSL's client
+#    cost, so the rate is the server's and not the generator's), or hs,
+#    OpenSSL's client (session 9's figures; it costs more per handshake than
+#    the server, so it bounds the rate on a 2-core machine).
 # 3. REGISTER over established TLS: TB_FLOWS flows, each registered once,
 #    then refreshes at TB_RATE/s round them for TB_REG_SECS (TB_REPEAT runs,
 #    alternating); server CPU per 200.
@@ -41,6 +48,7 @@
 #
 # Environment: PINHOLE (build/pinhole), KAMAILIO (kamailio), TB_PORT (27061),
 # TB_IDLE (5000), TB_HS_CONC (32), TB_HS_SECS (5), TB_WARMUP_SECS (3),
+# TB_HS_CLIENT (hsl),
 # TB_FLOWS (500), TB_RATE (4000), TB_REG_SECS (5), TB_REPEAT (3), TB_KEY
 # (ec), BENCH_OUT (a new /tmp/pinhole-tls.XXXXXX).
 set -u -o pipefail
@@ -68,7 +76,8 @@ mkdir -p "$OUT"
 # as many descriptors as the hard limit allows (raising it needs
 # CAP_SYS_RESOURCE; it bounds the connections one process can hold)
 ulimit -n "$(ulimit -Hn)"
-cc -O2 -Wall -o "$OUT/tls_bench" "$HERE/tls_bench.c" -lssl -lcrypto || exit 1
+HS_CLIENT=${TB_HS_CLIENT:-hsl}
+cc -O2 -Wall -o "$OUT/tls_bench" "$HERE/tls_bench.c" "$HERE/hs_lite.c" -lssl -lcrypto || exit 1
 GEN=$OUT/tls_bench
 
 # a root, an intermediate and the server's certificate; the file the servers
@@ -124,10 +133,16 @@ private_key = $OUT/key.pem
 certificate = $OUT/cert.pem
 EOF
 
+# like for like with Kamailio's single TCP worker: the same with 1 worker
+sed -e 's/^workers = 2/workers = 1/' -e "s/127.0.0.1:$PORT, ws:127.0.0.1:$((PORT + 1))/127.0.0.1:$((PORT + 20))/" \
+	-e "s/127.0.0.1:$((PORT + 2))/127.0.0.1:$((PORT + 22))/" "$OUT/pinhole.conf" >"$OUT/pinhole1.conf"
+
 PPID_=
+P1PID=
 KPID=
 cleanup() {
 	[ -n "$PPID_" ] && kill "$PPID_" 2>/dev/null
+	[ -n "$P1PID" ] && kill "$P1PID" 2>/dev/null
 	[ -n "$KPID" ] && kill "$KPID" 2>/dev/null
 	wait 2>/dev/null
 }
@@ -136,6 +151,8 @@ trap cleanup EXIT
 "$PINHOLE" serve --config "$OUT/pinhole.conf" >"$OUT/pinhole.log" 2>&1 &
 PPID_=$!
 if [ "$MODE" != hold ]; then
+	"$PINHOLE" serve --config "$OUT/pinhole1.conf" >"$OUT/pinhole1.log" 2>&1 &
+	P1PID=$!
 	"$KAMAILIO" -f "$HERE/kamailio.cfg" -A "TLSCFG=\"$OUT/tls.cfg\"" \
 		-A "CTLSOCK=\"unix:$OUT/kamailio.ctl\"" -l "tls:127.0.0.1:$KPORT" \
 		-l "tcp:127.0.0.1:$((KPORT + 1))" -m 4096 -M 64 -x tlsf --atexit=no -DD -E -Y "$OUT" \
@@ -149,7 +166,11 @@ kill -0 "$PPID_" || {
 }
 
 pids() { # the server's processes
-	if [ "$1" = pinhole ]; then echo "$PPID_"; else echo "$KPID $(pgrep -P "$KPID" | tr '\n' ' ')"; fi
+	case $1 in
+	pinhole) echo "$PPID_" ;;
+	pinhole1) echo "$P1PID" ;;
+	*) echo "$KPID $(pgrep -P "$KPID" | tr '\n' ' ')" ;;
+	esac
 }
 pss_kb() { # sum of Pss over the processes
 	local s=0 p v
@@ -176,6 +197,7 @@ heap_b() { # allocator bytes in use
 port_of() { # server, kind
 	local b=$PORT
 	[ "$1" = kamailio ] && b=$KPORT
+	[ "$1" = pinhole1 ] && b=$((PORT + 20))
 	[ "$2" = ws ] && b=$((b + 1))
 	echo $b
 }
@@ -227,6 +249,7 @@ fi
 	echo "openssl: $(openssl version)  key: $KEY"
 } | tee "$OUT/env.txt"
 
+if [ "$MODE" != hs ]; then
 echo "== memory per idle connection (TB_IDLE=$IDLE)"
 for s in pinhole kamailio; do
 	TB_PER_SOURCE=100 "$GEN" hold "$(port_of $s tls)" 200 tls </dev/null >/dev/null 2>&1
@@ -238,46 +261,57 @@ for kind in tls ws; do
 		hold "$s" "$kind" "$IDLE"
 	done
 done | tee "$OUT/memory_table.txt"
+fi
 
-echo "== handshakes (conc $HS_CONC, ${HS_SECS}s runs)"
-for s in pinhole kamailio; do
-	TB_PIDS="$(pids $s)" "$GEN" hs "$(port_of $s tls)" "$HS_CONC" "$WARMUP" >/dev/null
+# the servers in turn, the order rotated run by run
+order_of() {
+	case $(($1 % 3)) in
+	1) echo "pinhole pinhole1 kamailio" ;;
+	2) echo "kamailio pinhole pinhole1" ;;
+	*) echo "pinhole1 kamailio pinhole" ;;
+	esac
+}
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+echo "== handshakes (client $HS_CLIENT, conc $HS_CONC, ${HS_SECS}s runs)"
+for s in pinhole pinhole1 kamailio; do
+	TB_PIDS="$(pids $s)" "$GEN" "$HS_CLIENT" "$(port_of $s tls)" "$HS_CONC" "$WARMUP" >/dev/null
 done
 for r in $(seq 1 "$REPEAT"); do
-	order="pinhole kamailio"
-	[ $((r % 2)) = 0 ] && order="kamailio pinhole"
-	for s in $order; do
-		echo "$s $r $(TB_PIDS="$(pids $s)" "$GEN" hs "$(port_of $s tls)" "$HS_CONC" "$HS_SECS")"
+	for s in $(order_of "$r"); do
+		l=$(load1)
+		echo "$s $r $(TB_PIDS="$(pids $s)" "$GEN" "$HS_CLIENT" "$(port_of $s tls)" "$HS_CONC" "$HS_SECS") load $l"
 	done
 done | tee "$OUT/hs.txt"
 
 echo "== REGISTER over established TLS ($FLOWS flows, $RATE/s, ${REG_SECS}s runs)"
 for r in $(seq 1 "$REPEAT"); do
-	order="pinhole kamailio"
-	[ $((r % 2)) = 0 ] && order="kamailio pinhole"
-	for s in $order; do
-		echo "$s $r $(TB_PIDS="$(pids $s)" "$GEN" reg "$(port_of $s tls)" "$FLOWS" "$RATE" "$REG_SECS")"
+	for s in $(order_of "$r"); do
+		l=$(load1)
+		echo "$s $r $(TB_PIDS="$(pids $s)" "$GEN" reg "$(port_of $s tls)" "$FLOWS" "$RATE" "$REG_SECS") load $l"
 	done
 done | tee "$OUT/reg.txt"
 
-# lines: srv run hs N failed F cpu_ns C  /  srv run reg SENT OK flows F cpu_ns C
+# lines: srv run hs N failed F cpu_ns C load L / srv run reg SENT OK flows F cpu_ns C load L
 awk -v secs="$HS_SECS" '
 	function med(s,   n, a, i, j, t) {
 		n = split(s, a, " ")
 		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
 		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 	}
-	FILENAME ~ /hs.txt/ { rate[$1, $2] = $4 / secs; us[$1, $2] = $4 ? $8 / $4 / 1000 : 0; runs[$2] = 1 }
-	FILENAME ~ /reg.txt/ { rus[$1, $2] = $5 ? $9 / $5 / 1000 : 0; rok[$1, $2] = $5 " of " $4 }
+	function q(a, b) { return b ? a / b : 0 }
+	FILENAME ~ /hs.txt/ { rate[$1, $2] = $4 / secs; us[$1, $2] = $4 ? $8 / $4 / 1000 : 0; ld[$2] = ld[$2] " " $10; runs[$2] = 1 }
+	FILENAME ~ /reg.txt/ { rus[$1, $2] = $5 ? $9 / $5 / 1000 : 0; rok[$1, $2] = $5 "/" $4 }
 	END {
-		printf "\nrun | handshakes/s  pinhole kamailio ratio | server CPU us/handshake pinhole kamailio ratio | CPU us/REGISTER pinhole kamailio ratio\n"
-		for (r in runs) {
-			a = rate["pinhole", r] / (rate["kamailio", r] ? rate["kamailio", r] : 1)
-			b = us["pinhole", r] / (us["kamailio", r] ? us["kamailio", r] : 1)
-			c = rus["pinhole", r] / (rus["kamailio", r] ? rus["kamailio", r] : 1)
-			printf "%3s | %8.0f %8.0f %5.2f | %8.0f %8.0f %5.2f | %8.1f %8.1f %5.2f   (200s: %s / %s)\n", r, rate["pinhole", r], rate["kamailio", r], a, us["pinhole", r], us["kamailio", r], b, rus["pinhole", r], rus["kamailio", r], c, rok["pinhole", r], rok["kamailio", r]
-			ra = ra " " a; rb = rb " " b; rc = rc " " c
+		printf "\nhandshakes/s (pinhole 2 workers, pinhole1 1 worker, kamailio 1 TCP worker), server CPU us per handshake, CPU us per REGISTER; ratios to kamailio\n"
+		printf "run | hs/s p p1 k | p/k p1/k | us/hs p p1 k | p/k p1/k | us/REG p p1 k | p/k p1/k | load1\n"
+		for (r = 1; r in runs; r++) {
+			a = q(rate["pinhole", r], rate["kamailio", r]); a1 = q(rate["pinhole1", r], rate["kamailio", r])
+			b = q(us["pinhole", r], us["kamailio", r]); b1 = q(us["pinhole1", r], us["kamailio", r])
+			c = q(rus["pinhole", r], rus["kamailio", r]); c1 = q(rus["pinhole1", r], rus["kamailio", r])
+			printf "%3d | %5.0f %5.0f %5.0f | %4.2f %4.2f | %4.0f %4.0f %4.0f | %4.2f %4.2f | %5.1f %5.1f %5.1f | %4.2f %4.2f |%s\n", r, rate["pinhole", r], rate["pinhole1", r], rate["kamailio", r], a, a1, us["pinhole", r], us["pinhole1", r], us["kamailio", r], b, b1, rus["pinhole", r], rus["pinhole1", r], rus["kamailio", r], c, c1, ld[r]
+			ra = ra " " a; ra1 = ra1 " " a1; rb = rb " " b; rb1 = rb1 " " b1; rc = rc " " c; rc1 = rc1 " " c1
 		}
-		printf "median ratios: handshakes/s %.2f, CPU per handshake %.2f, CPU per REGISTER %.2f\n", med(ra), med(rb), med(rc)
+		printf "median ratios to kamailio: handshakes/s %.2f (1 worker: %.2f), CPU per handshake %.2f (%.2f), CPU per REGISTER %.2f (%.2f)\n", med(ra), med(ra1), med(rb), med(rb1), med(rc), med(rc1)
 	}' "$OUT/hs.txt" "$OUT/reg.txt" | tee "$OUT/summary.txt"
 echo "files in $OUT"
