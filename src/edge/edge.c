@@ -14,8 +14,9 @@ const struct conf_key edge_conf_keys[] = {
 	 "certificate); IPv6 as udp:[::]:5060"},
 	{"sip", "ws_origins", CONF_STR, "", 0, 0, NULL,
 	 "Origins a browser may open a ws: connection from, comma-separated and exact "
-	 "(\"https://phone.example.org\"), \"*\" = any; empty = any; others get 403; a client "
-	 "that sends no Origin (not a browser) passes"},
+	 "(\"https://phone.example.org\") or a wildcard for the hosts under a domain, same "
+	 "scheme and port (\"https://*.example.org\"), \"*\" = any; empty = any; others get "
+	 "403; a client that sends no Origin (not a browser) passes"},
 	{"sip", "ws_ping_interval", CONF_INT, "30", 0, 3600, NULL,
 	 "seconds of silence on a WebSocket before the server pings it (the flow's keepalive); "
 	 "0 = never"},

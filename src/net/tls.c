@@ -107,7 +107,8 @@ static int64_t cert_not_after(X509 *x)
 /* TLS 1.3 suites, ours first: the same three as OpenSSL's default, AES-128
  * before AES-256 (RFC 8446's must-implement suite; its SHA-256 key schedule
  * and transcript make a full handshake 10 % cheaper than SHA-384's) */
-#define TLS_SUITES_DEFAULT "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define TLS_SUITES_DEFAULT                                                                         \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 /* key exchange groups a server accepts: OpenSSL's default also takes
  * finite-field groups and the slower curves, which a client that offers only
  * them can make the server compute: per handshake 120 ms for ffdhe8192,

@@ -157,13 +157,42 @@ static bool key_ok(struct slice k)
 	return strchr("AQgw", k.p[21]) != NULL; /* the last 4 bits of a 16-byte value are 0 */
 }
 
+/* A wildcard entry, a scheme + "://" + "*." + a domain (+ ":" port): an
+ * origin of that scheme (and port) whose host is one or more labels under
+ * the domain, never the domain itself. */
+static bool origin_wildcard(struct slice origin, struct slice item)
+{
+	size_t sep = 0;
+	while (sep + 5 <= item.l && memcmp(item.p + sep, "://*.", 5))
+		sep++;
+	if (sep + 5 > item.l || sep == 0)
+		return false;
+	struct slice scheme = {item.p, sep + 3}, suffix = {item.p + sep + 4, item.l - sep - 4};
+	if (origin.l <= scheme.l + suffix.l ||
+	    !slice_eq_nocase((struct slice){origin.p, scheme.l}, scheme))
+		return false;
+	struct slice host = {origin.p + scheme.l, origin.l - scheme.l - suffix.l};
+	if (!slice_eq_nocase((struct slice){host.p + host.l, suffix.l}, suffix))
+		return false;
+	/* the labels in place of the star: host characters only (no port, path
+	 * or user part smuggled in front of the domain) */
+	for (size_t i = 0; i < host.l; i++) {
+		unsigned char c = (unsigned char)host.p[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '.'))
+			return false;
+	}
+	return host.p[0] != '.';
+}
+
 static bool origin_allowed(struct slice origin, const char *origins)
 {
 	if (!origins || !origins[0])
 		return true;
 	struct slice rest = slice_cstr(origins), item;
 	while (slice_next_item(&rest, ',', &item))
-		if (slice_eq_cstr_nocase(item, "*") || slice_eq_nocase(item, origin))
+		if (slice_eq_cstr_nocase(item, "*") || slice_eq_nocase(item, origin) ||
+		    origin_wildcard(origin, item))
 			return true;
 	return false;
 }

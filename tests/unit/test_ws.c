@@ -1,6 +1,7 @@
 /* WebSocket codec: RFC 6455's examples, the upgrade decision, fragmented, masked/unmasked, oversize and broken frames. */
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -77,6 +78,37 @@ static void test_upgrade_decision(void **state)
 	    check(REQ("Sec-WebSocket-Protocol: sip\r\nOrigin: https://evil.example\r\n"), "*"),
 	    101);
 	assert_int_equal(check(REQ("Sec-WebSocket-Protocol: sip\r\n"), list), 101); /* no Origin */
+	/* a wildcard entry: any host under the domain, same scheme and port */
+	const char *wild = "https://phone.example.org, https://*.example.com";
+	const struct {
+		const char *origin;
+		unsigned status;
+	} w[] = {
+	    {"https://a.example.com", 101},
+	    {"https://a.b.EXAMPLE.com", 101},
+	    {"HTTPS://x-1.example.com", 101},
+	    {"https://example.com", 403},	  /* the domain itself is not under it */
+	    {"https://evilexample.com", 403},	  /* nor a name that ends like it */
+	    {"https://.example.com", 403},
+	    {"http://a.example.com", 403},	  /* another scheme */
+	    {"https://a.example.com:8443", 403}, /* another port */
+	    {"https://a.example.com.evil.net", 403},
+	    {"https://user@a.example.com", 403}, /* not a host */
+	    {"https://evil.net/.example.com", 403},
+	    {"https://evil.net:1.example.com", 403},
+	};
+	for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+		char req[512];
+		snprintf(req, sizeof req, REQ("Sec-WebSocket-Protocol: sip\r\nOrigin: %s\r\n"),
+			 w[i].origin);
+		if (check(req, wild) != w[i].status)
+			fail_msg("Origin %s: %u, want %u", w[i].origin, check(req, wild),
+				 w[i].status);
+	}
+	assert_int_equal(
+	    check(REQ("Sec-WebSocket-Protocol: sip\r\nOrigin: https://a.example.com:8443\r\n"),
+		  "https://*.example.com:8443"),
+	    101);
 	/* not a WebSocket upgrade: 426 */
 	assert_int_equal(check("GET / HTTP/1.1\r\nHost: x\r\n\r\n", NULL), 426);
 	assert_int_equal(check("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", NULL),
