@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -71,15 +72,97 @@ int uaf_open(struct ua_flow *f)
 	return 0;
 }
 
+/* ---- closing with a queue: the socket lingers until it is sent ---- */
+
+static void linger_end(struct ua_linger *L)
+{
+	timer_cancel(&L->t);
+	loop_fd_del(L->ua->loop, L->fd);
+	net_tls_sock_free(L->tls); /* a close_notify after the queue */
+	close(L->fd);
+	buf_free(&L->tx);
+	*L->pprev = L->next;
+	if (L->next)
+		L->next->pprev = L->pprev;
+	free(L);
+}
+
+static void linger_timeout(void *arg)
+{
+	linger_end(arg); /* the peer did not take it in time: dropped */
+}
+
+static void on_linger(int fd, uint32_t events, void *arg)
+{
+	(void)fd;
+	struct ua_linger *L = arg;
+	if (events & (EPOLLERR | EPOLLHUP)) {
+		linger_end(L);
+		return;
+	}
+	while (L->tx.len) {
+		ssize_t n = L->tls ? net_tls_sock_write(L->tls, L->tx.data, L->tx.len)
+				   : send(L->fd, L->tx.data, L->tx.len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			break;
+		}
+		memmove(L->tx.data, L->tx.data + n, L->tx.len - (size_t)n);
+		L->tx.len -= (size_t)n;
+	}
+	linger_end(L); /* sent, or the connection is gone */
+}
+
+/* Hands f's socket, TLS and unsent queue to a linger of their own; the flow
+ * can open its next socket at once. 0, or an error (then close at once). */
+static int linger_start(struct ua_flow *f)
+{
+	struct ua *ua = f->ua;
+	struct ua_linger *L = calloc(1, sizeof *L);
+	if (!L)
+		return ENOMEM;
+	L->ua = ua;
+	L->fd = f->fd;
+	L->tls = f->tls;
+	int err = loop_fd_add(ua->loop, L->fd, EPOLLOUT, on_linger, L);
+	if (err) {
+		free(L);
+		return err;
+	}
+	L->tx = f->tx;
+	buf_init(&f->tx);
+	L->next = ua->lingering;
+	if (L->next)
+		L->next->pprev = &L->next;
+	L->pprev = &ua->lingering;
+	ua->lingering = L;
+	timer_start(ua->loop, &L->t, ua->c.linger_ms ? ua->c.linger_ms : 2000, linger_timeout, L);
+	ua->stats.flows_lingered++;
+	f->fd = -1;
+	f->tls = NULL;
+	return 0;
+}
+
+void uaf_linger_free_all(struct ua *ua)
+{
+	while (ua->lingering)
+		linger_end(ua->lingering);
+}
+
 void uaf_close(struct ua_flow *f)
 {
 	uaf_ka_stop(f);
-	uaws_close(f);
+	uaws_close(f); /* a WebSocket close frame joins the queue */
 	if (f->fd >= 0) {
 		loop_fd_del(f->ua->loop, f->fd);
-		close(f->fd);
+		/* what the kernel has not taken yet (the close frame, a last
+		 * message) is sent before the socket goes, bounded in time */
+		if (!(ua_stream(f->px) && f->tx.len && !f->ua->freeing && linger_start(f) == 0)) {
+			net_tls_sock_free(f->tls); /* its close_notify before the fd goes */
+			close(f->fd);
+		}
 	}
-	net_tls_sock_free(f->tls);
 	f->tls = NULL;
 	f->tcp_up = false;
 	f->ws_upgrading = false;

@@ -436,6 +436,7 @@ void ua_free(struct ua *ua)
 {
 	if (!ua)
 		return;
+	ua->freeing = true;
 	timer_cancel(&ua->t_unreg);
 	ua_call_free(ua);
 	for (unsigned i = 0; i < ua->n; i++) {
@@ -448,6 +449,7 @@ void ua_free(struct ua *ua)
 		buf_free(&f->tx);
 		buf_free(&f->req);
 	}
+	uaf_linger_free_all(ua);
 	net_tls_client_free(ua->tls);
 	explicit_bzero(ua->c.password, sizeof ua->c.password);
 	free(ua);

@@ -61,6 +61,10 @@ struct ua_conf {
 	unsigned backoff_all_s; /* base-time when every flow failed; 0 = 30 */
 	unsigned backoff_max_s; /* max-time; 0 = 1800 */
 	unsigned unregister_wait_ms; /* bound on unregistration at exit; 0 = 5000 */
+	/* a stream flow that fails or closes with bytes the kernel had not
+	 * taken (a WebSocket close frame, a last message) sends them first, for
+	 * at most this long; 0 = 2000 */
+	unsigned linger_ms;
 	bool once;		     /* register every flow, unregister, done */
 	/* tls: flows: the server's certificate is checked against this PEM file
 	 * (else the system trust store) and must name the proxy's host */
@@ -199,6 +203,7 @@ struct ua_stats {
 	uint64_t registers_sent, retransmits, challenges, keepalives_sent, keepalives_answered;
 	uint64_t flow_failures, requests_answered, bad_messages;
 	uint64_t tls_handshakes, tls_resumed; /* TLS flows up, and those that resumed */
+	uint64_t flows_lingered; /* closed with a queue the kernel had not taken: sent after */
 };
 void ua_stats_get(const struct ua *ua, struct ua_stats *out);
 

@@ -280,6 +280,16 @@ struct ua_alg {
 	char inv_call_id[64];
 };
 
+/* A closed stream flow's socket, kept until its queue is sent (flow.c). */
+struct ua_linger {
+	struct ua *ua;
+	int fd;
+	struct net_tls_sock *tls;
+	struct buf tx;
+	struct timer t;
+	struct ua_linger *next, **pprev;
+};
+
 struct ua {
 	struct loop *loop;
 	struct ua_conf c;
@@ -301,6 +311,8 @@ struct ua {
 	bool call_started, shutdown_pending;
 	int call_exit; /* the worst outcome of answered calls (auto-answer) */
 	struct ua_alg alg;
+	struct ua_linger *lingering; /* closed flows still sending their queue */
+	bool freeing;		     /* ua_free: sockets close at once */
 };
 
 /* Stream flows (TCP, TLS) share framing, queues and CRLF keepalives. */
@@ -347,6 +359,7 @@ void ua_bad_message(struct ua_flow *f, const char *what);
 /* flow.c */
 int uaf_open(struct ua_flow *f);
 void uaf_close(struct ua_flow *f);
+void uaf_linger_free_all(struct ua *ua); /* ua_free: closes the lingering sockets */
 int uaf_send(struct ua_flow *f, const void *p, size_t len);
 void uaf_ka_start(struct ua_flow *f);
 void uaf_ka_stop(struct ua_flow *f);
