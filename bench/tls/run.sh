@@ -284,6 +284,24 @@ for r in $(seq 1 "$REPEAT"); do
 	done
 done | tee "$OUT/hs.txt"
 
+# a client that offers only the dearest group a server may accept (OpenSSL's
+# client, 4 at a time, 3 s): pinhole refuses it (X25519 and P-256 only),
+# the attempts count as failed; CPU per attempt either way
+echo "== handshakes offering only ffdhe8192"
+for s in pinhole kamailio; do
+	echo "$s $(TB_GROUPS=ffdhe8192 TB_PIDS="$(pids $s)" "$GEN" hs "$(port_of $s tls)" 4 3)"
+done | tee "$OUT/hs_ffdhe.txt" | awk '{ n = $3 + $5; printf "%-8s %s done %s refused: %.0f us of server CPU per attempt\n", $1, $3, $5, n ? $7 / n / 1000 : 0 }'
+
+# pinhole's server context against OpenSSL's defaults, in one process over
+# memory BIOs (no sockets, no generator): what the context's settings save
+if [ -f "$ROOT/build/libpinhole_lib.a" ] && cc -O2 -I"$ROOT/src" -I"$ROOT/src/net" -o "$OUT/hs_cost" \
+	"$HERE/hs_cost.c" "$ROOT/build/libpinhole_lib.a" $(pkg-config --libs inih sqlite3 libssl libcrypto \
+	zlib libmicrohttpd libbpf 2>/dev/null) -lpthread -lm 2>/dev/null; then
+	echo "== server CPU per handshake in process (hs_cost, 2000 each, full then resumed)"
+	"$OUT/hs_cost" 2000 "$OUT/cert.pem" "$OUT/key.pem" | tee "$OUT/hs_cost.txt"
+	"$OUT/hs_cost" 2000 "$OUT/cert.pem" "$OUT/key.pem" resume | tee -a "$OUT/hs_cost.txt"
+fi
+
 echo "== REGISTER over established TLS ($FLOWS flows, $RATE/s, ${REG_SECS}s runs)"
 for r in $(seq 1 "$REPEAT"); do
 	for s in $(order_of "$r"); do

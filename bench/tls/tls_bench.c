@@ -394,6 +394,12 @@ int main(int argc, char **argv)
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* TB_GROUPS: the key exchange groups offered (hs), e.g. only ffdhe8192,
+	 * the dearest a server may accept */
+	if (getenv("TB_GROUPS") && SSL_CTX_set1_groups_list(ctx, getenv("TB_GROUPS")) != 1) {
+		fprintf(stderr, "tls_bench: TB_GROUPS %s\n", getenv("TB_GROUPS"));
+		return 2;
+	}
 	ep = epoll_create1(0);
 	cxs = calloc(n, sizeof *cxs);
 	struct epoll_event evs[256];
