@@ -37,6 +37,7 @@ struct metric turn_m_fast_full = {.name = "turn_fast_full_total",
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +46,26 @@ struct metric turn_m_fast_full = {.name = "turn_fast_full_total",
 #include "turn/bpf/turn_fast.h"
 #include "turn_fast.skel.h"
 
+/* Which allocation holds which slot of turn_stats: an open-addressing table
+ * by allocation id (linear probing, twice as many cells as slots). */
+#define SLOT_CELLS (2 * TURN_FAST_MAX_ALLOCS)
+struct slot_cell {
+	uint64_t id; /* 0: empty */
+	uint32_t slot;
+};
+
 struct turn_fast_state {
 	struct turn_fast *skel;
 	int chan_fd, peer_fd, stats_fd;
 	struct net_tc tc;
 	struct net_ip4_ifs ifs; /* at start: which destinations are local, and where */
+	/* Slots are given out oldest-freed first, so that a packet still in flight
+	 * on a removed entry cannot count for the slot's next owner. The lock: the
+	 * role may call in from more than one thread. */
+	pthread_mutex_t mu;
+	uint32_t *free_ring; /* [TURN_FAST_MAX_ALLOCS] */
+	uint32_t free_head, free_n;
+	struct slot_cell *cells; /* [SLOT_CELLS] */
 };
 
 static void fast_free(struct turn_fast_state *f)
@@ -58,7 +74,83 @@ static void fast_free(struct turn_fast_state *f)
 		return;
 	net_tc_detach(&f->tc);
 	turn_fast__destroy(f->skel);
+	pthread_mutex_destroy(&f->mu);
+	free(f->free_ring);
+	free(f->cells);
 	free(f);
+}
+
+static uint32_t cell_home(uint64_t id)
+{
+	return (uint32_t)((id * 0x9e3779b97f4a7c15ull) >> 40) & (SLOT_CELLS - 1);
+}
+
+/* The cell of id, or the empty cell where it would go. Under f->mu. */
+static struct slot_cell *cell_find(struct turn_fast_state *f, uint64_t id)
+{
+	uint32_t i = cell_home(id);
+	while (f->cells[i].id && f->cells[i].id != id)
+		i = (i + 1) & (SLOT_CELLS - 1);
+	return &f->cells[i];
+}
+
+/* Takes id's cell out and moves up what followed it (no tombstones). Under f->mu. */
+static void cell_remove(struct turn_fast_state *f, struct slot_cell *c)
+{
+	uint32_t i = (uint32_t)(c - f->cells), j = i;
+	for (;;) {
+		f->cells[i].id = 0;
+		for (;;) {
+			j = (j + 1) & (SLOT_CELLS - 1);
+			if (!f->cells[j].id)
+				return;
+			uint32_t h = cell_home(f->cells[j].id);
+			/* j's entry may fill the hole at i unless its home lies in (i, j] */
+			if (i <= j ? (h <= i || h > j) : (h <= i && h > j))
+				break;
+		}
+		f->cells[i] = f->cells[j];
+		i = j;
+	}
+}
+
+/* a's slot, or -1 if it has none */
+static int64_t slot_of(struct turn_fast_state *f, uint64_t id)
+{
+	pthread_mutex_lock(&f->mu);
+	struct slot_cell *c = cell_find(f, id);
+	int64_t slot = c->id ? (int64_t)c->slot : -1;
+	pthread_mutex_unlock(&f->mu);
+	return slot;
+}
+
+static int64_t slot_take(struct turn_fast_state *f, uint64_t id)
+{
+	int64_t slot = -1;
+	pthread_mutex_lock(&f->mu);
+	struct slot_cell *c = cell_find(f, id);
+	if (c->id)
+		slot = c->slot;
+	else if (f->free_n) {
+		slot = f->free_ring[f->free_head];
+		f->free_head = (f->free_head + 1) % TURN_FAST_MAX_ALLOCS;
+		f->free_n--;
+		*c = (struct slot_cell){.id = id, .slot = (uint32_t)slot};
+	}
+	pthread_mutex_unlock(&f->mu);
+	return slot;
+}
+
+static void slot_give_back(struct turn_fast_state *f, uint64_t id)
+{
+	pthread_mutex_lock(&f->mu);
+	struct slot_cell *c = cell_find(f, id);
+	if (c->id) {
+		f->free_ring[(f->free_head + f->free_n) % TURN_FAST_MAX_ALLOCS] = c->slot;
+		f->free_n++;
+		cell_remove(f, c);
+	}
+	pthread_mutex_unlock(&f->mu);
 }
 
 static bool specific_ip4(const struct net_addr *a)
@@ -71,6 +163,16 @@ static int fast_open(struct turn *t, struct turn_fast_state **out)
 	struct turn_fast_state *f = calloc(1, sizeof *f);
 	if (!f)
 		return ENOMEM;
+	pthread_mutex_init(&f->mu, NULL);
+	f->free_ring = malloc(TURN_FAST_MAX_ALLOCS * sizeof *f->free_ring);
+	f->cells = calloc(SLOT_CELLS, sizeof *f->cells);
+	if (!f->free_ring || !f->cells) {
+		fast_free(f);
+		return ENOMEM;
+	}
+	for (uint32_t i = 0; i < TURN_FAST_MAX_ALLOCS; i++)
+		f->free_ring[i] = i;
+	f->free_n = TURN_FAST_MAX_ALLOCS;
 	net_bpf_log_init();
 	int err = 0;
 	f->skel = turn_fast__open_and_load();
@@ -199,15 +301,13 @@ static bool wanted(struct turn *t, struct turn_alloc *a, struct turn_chan *ch, u
 					  .src_port = a->relay[0].addr.u.in.sin_port,
 					  .dst_port = ch->peer.u.in.sin_port,
 					  .num = ch->num,
-					  .flags = a->dont_fragment ? TURN_FAST_DF : 0,
-					  .alloc = a->id};
+					  .flags = a->dont_fragment ? TURN_FAST_DF : 0};
 	*to_client = (struct turn_fast_out){.src_addr = srv,
 					    .dst_addr = client,
 					    .src_port = l->u.in.sin_port,
 					    .dst_port = a->client.u.in.sin_port,
 					    .num = ch->num,
-					    .flags = TURN_FAST_DF,
-					    .alloc = a->id};
+					    .flags = TURN_FAST_DF};
 	return route(t->fast, relay, client, peer, to_peer) &&
 	       route(t->fast, srv, peer, client, to_client);
 }
@@ -224,24 +324,31 @@ void turn_fast_chan_drop(struct turn *t, struct turn_alloc *a, struct turn_chan 
 	ch->fast = false;
 }
 
-static bool stats_ensure(struct turn *t, struct turn_alloc *a)
+/* a's slot of turn_stats, set up on first use; -1 when none is free */
+static int64_t stats_ensure(struct turn *t, struct turn_alloc *a)
 {
 	if (a->fast_stats)
-		return true;
+		return slot_of(t->fast, a->id);
+	int64_t slot = slot_take(t->fast, a->id);
+	if (slot < 0) {
+		metric_inc(&turn_m_fast_full); /* the allocation stays in user space */
+		return -1;
+	}
 	struct timespec ts; /* the program's clock: bpf_ktime_get_coarse_ns */
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	struct turn_fast_stats st = {
 	    .rate = t->cf.bandwidth,
 	    .tokens = t->cf.bandwidth * 1000000000ull, /* starts full, as user space's */
 	    .last_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec};
-	uint64_t id = a->id;
-	if (bpf_map_update_elem(t->fast->stats_fd, &id, &st, BPF_NOEXIST)) {
-		metric_inc(&turn_m_fast_full); /* the allocation stays in user space */
-		return false;
+	uint32_t key = (uint32_t)slot;
+	if (bpf_map_update_elem(t->fast->stats_fd, &key, &st, BPF_ANY)) {
+		slot_give_back(t->fast, a->id);
+		metric_inc(&turn_m_fast_full);
+		return -1;
 	}
 	a->fast_stats = true;
 	memset(&a->fast_seen, 0, sizeof a->fast_seen);
-	return true;
+	return slot;
 }
 
 void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
@@ -255,8 +362,10 @@ void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
 			turn_fast_chan_drop(t, a, ch);
 			continue;
 		}
-		if (ch->fast || !stats_ensure(t, a))
+		int64_t slot;
+		if (ch->fast || (slot = stats_ensure(t, a)) < 0)
 			continue;
+		tp.slot = tc.slot = (uint32_t)slot;
 		struct turn_fast_chan_key ck;
 		struct turn_fast_peer_key pk;
 		keys(t, a, ch, &ck, &pk);
@@ -279,9 +388,10 @@ void turn_fast_pull(struct turn *t, struct turn_alloc *a)
 {
 	if (!t->fast || !a->fast_stats)
 		return;
-	uint64_t id = a->id;
+	int64_t slot = slot_of(t->fast, a->id);
+	uint32_t key = (uint32_t)slot;
 	struct turn_fast_stats st;
-	if (bpf_map_lookup_elem(t->fast->stats_fd, &id, &st))
+	if (slot < 0 || bpf_map_lookup_elem(t->fast->stats_fd, &key, &st))
 		return;
 	int64_t tp = (int64_t)(st.to_peer_pkts - a->fast_seen.tx_pkts);
 	int64_t tb = (int64_t)(st.to_peer_bytes - a->fast_seen.tx_bytes);
@@ -315,8 +425,7 @@ void turn_fast_forget(struct turn *t, struct turn_alloc *a)
 	/* entries are gone: what the counters hold now is final */
 	turn_fast_pull(t, a);
 	if (a->fast_stats) {
-		uint64_t id = a->id;
-		bpf_map_delete_elem(t->fast->stats_fd, &id);
+		slot_give_back(t->fast, a->id); /* the array's entry stays until reused */
 		a->fast_stats = false;
 	}
 }

@@ -12,9 +12,7 @@
  * Send and Data indications, ChannelData with padding or a length that does
  * not add up, unknown 5-tuples or channels, peers without a channel, IPv6, IP
  * options, fragments, datagrams larger than TURN_FAST_MAX_DATA, and datagrams
- * whose UDP checksum does not verify (also checksums left for the NIC to fill
- * in, from senders on this host: the kernel's metadata for them would point
- * at the wrong bytes once the header grew or shrank).
+ * whose UDP checksum is still to be filled in (below).
  *
  *   ChannelData (RFC 8656 12.4):
  *    0                   1                   2                   3
@@ -26,10 +24,19 @@
  *
  * The 4 bytes go or come right after the UDP header: bpf_skb_adjust_room at
  * the network layer removes or inserts them after the IP header, and the IP
- * and UDP headers are written fresh. The new UDP checksum is computed from
- * the data's sum (one pass, which also verifies the old one) and the new
- * headers. Counters and the allocation's bandwidth bucket live in a map
- * keyed by the allocation, read back by user space.
+ * and UDP headers (and the ChannelData header) are written fresh in one store.
+ *
+ * The UDP checksum is updated, not recomputed (RFC 1624): the data does not
+ * move within its 16-bit words, so the new checksum is the old one less the
+ * words that go (addresses, ports, lengths, the ChannelData header) plus the
+ * words that come. No pass over the payload: a datagram that arrived with a
+ * wrong checksum leaves with a wrong one and its receiver drops it, as behind
+ * a router or a NAT. A checksum of 0 (none, IPv4) stays 0. A datagram whose
+ * checksum is still to be filled in (CHECKSUM_PARTIAL, from a sender on this
+ * host: its checksum field holds the pseudo-header's sum) goes to user space:
+ * the kernel's metadata for it would point at the wrong bytes once the header
+ * grew or shrank. Counters and the allocation's bandwidth bucket live in an
+ * array slot that user space gives each allocation and names in its entries.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -61,10 +68,11 @@ struct {
 	__type(value, struct turn_fast_out);
 } turn_peer SEC(".maps");
 
+/* an array: its lookup is an address computation, not a second hash */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, TURN_FAST_MAX_ALLOCS);
-	__type(key, __u64);
+	__type(key, __u32);
 	__type(value, struct turn_fast_stats);
 } turn_stats SEC(".maps");
 
@@ -75,21 +83,12 @@ struct {
 	__type(value, struct turn_fast_conf);
 } turn_conf SEC(".maps");
 
-/* the data is copied here to be summed (bpf_csum_diff takes 512 bytes a call) */
-struct scratch {
-	__u8 b[2048]; /* 1024 + the largest chunk the verifier can be shown */
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct scratch);
-} turn_scratch SEC(".maps");
-
 #define L3_OFF ((int)sizeof(struct ethhdr))
 #define L4_OFF (L3_OFF + (int)sizeof(struct iphdr))
 #define PAY_OFF (L4_OFF + (int)sizeof(struct udphdr))
 
+/* One's complement arithmetic on network-order words read as host integers:
+ * sums of 32-bit words fold to the same 16-bit sum as their halves would. */
 static __always_inline __u32 fold(__u64 s)
 {
 	s = (s & 0xffffffff) + (s >> 32);
@@ -99,42 +98,14 @@ static __always_inline __u32 fold(__u64 s)
 	return (__u32)s;
 }
 
-/* The one's complement sum of len bytes at off (zero-padded to 4), as raw
- * network-order words; -1 when they cannot be read. */
-static __always_inline __s64 data_sum(struct __sk_buff *skb, __u32 off, __u32 len)
+static __always_inline __u64 neg32(__u32 x)
 {
-	if (len == 0)
-		return 0;
-	if (len > TURN_FAST_MAX_DATA)
-		return -1;
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&turn_scratch, &zero);
-	if (!s)
-		return -1;
-	if (bpf_skb_load_bytes(skb, off, s->b, len))
-		return -1;
-	__u32 i = len & 0x7ff;
-	if (i + 3 < sizeof(s->b)) {
-		s->b[i] = 0;
-		s->b[i + 1] = 0;
-		s->b[i + 2] = 0;
-	}
-	__u32 r = (len + 3) & ~3u;
-	__s64 acc = 0;
-#pragma unroll
-	for (__u32 k = 0; k < 3; k++) {
-		__u32 o = k * 512;
-		if (o >= r)
-			break;
-		__u32 n = r - o;
-		if (n > 512)
-			n = 512;
-		n &= 0x3fc;
-		acc = bpf_csum_diff(NULL, 0, (__be32 *)(s->b + o), n, (__wsum)acc);
-		if (acc < 0)
-			return -1;
-	}
-	return acc;
+	return (__u32)~x; /* adding it subtracts x */
+}
+
+static __always_inline __u64 neg16(__u16 x)
+{
+	return (__u16)~x;
 }
 
 /* The allocation's bandwidth bucket ([turn] bandwidth): false when over. Two
@@ -165,32 +136,50 @@ static __always_inline int bw_take(struct turn_fast_stats *st, __u32 len)
 
 /* A fresh IPv4 header from the old one: new addresses, length, TTL 64 (a
  * datagram of the relay's), DF as the allocation says, checksum. */
-static __always_inline int write_ip(struct __sk_buff *skb, const struct iphdr *old,
-				    const struct turn_fast_out *o, __u16 tot_len)
+static __always_inline void new_ip(struct iphdr *ip, const struct turn_fast_out *o,
+				   __u16 tot_len)
 {
-	struct iphdr ip = *old;
-	ip.saddr = o->src_addr;
-	ip.daddr = o->dst_addr;
-	ip.tot_len = bpf_htons(tot_len);
-	ip.ttl = 64;
-	ip.frag_off = (o->flags & TURN_FAST_DF) ? bpf_htons(0x4000) : 0;
-	ip.check = 0;
-	__s64 s = bpf_csum_diff(NULL, 0, (__be32 *)&ip, sizeof ip, 0);
-	if (s < 0)
-		return -1;
-	ip.check = (__u16)~fold((__u64)s);
-	return bpf_skb_store_bytes(skb, L3_OFF, &ip, sizeof ip, 0);
+	ip->saddr = o->src_addr;
+	ip->daddr = o->dst_addr;
+	ip->tot_len = bpf_htons(tot_len);
+	ip->ttl = 64;
+	ip->frag_off = (o->flags & TURN_FAST_DF) ? bpf_htons(0x4000) : 0;
+	ip->check = 0;
+	const __u32 *w = (const __u32 *)ip;
+	ip->check = (__u16)~fold((__u64)w[0] + w[1] + w[2] + w[3] + w[4]);
 }
 
-static __always_inline __u64 pseudo_sum(__be32 src, __be32 dst, __be16 ulen)
+/* A datagram with a checksum still to fill in (CHECKSUM_PARTIAL, sent on this
+ * host) carries the pseudo-header's folded sum where the checksum goes. A
+ * complete checksum equals it once in 65,535 datagrams: those go through user
+ * space, which is only slower. */
+static __always_inline int csum_partial(const struct iphdr *ip, const struct udphdr *udp)
 {
-	return (__u64)src + dst + bpf_htons(IPPROTO_UDP) + ulen;
+	return udp->check ==
+	       (__u16)fold((__u64)ip->saddr + ip->daddr + bpf_htons(IPPROTO_UDP) + udp->len);
 }
 
-static __always_inline __u16 final_csum(__u64 s)
+/* The new checksum from the old (RFC 1624, eqn. 3): old + what comes - what
+ * goes, over the words of the pseudo-header and headers that differ. 0 (none)
+ * stays 0; a computed 0 is sent as 0xffff (RFC 768). */
+static __always_inline __u16 csum_update(__u16 old, __u64 diff)
 {
-	__u16 c = (__u16)~fold(s);
-	return c ? c : 0xffff; /* RFC 768: 0 means "none" */
+	if (!old)
+		return 0;
+	__u16 c = (__u16)~fold(neg16(old) + diff);
+	return c ? c : 0xffff;
+}
+
+/* What the old pseudo-header and UDP header contribute, negated. */
+static __always_inline __u64 old_words(const struct iphdr *ip, const struct udphdr *udp)
+{
+	return neg32(ip->saddr) + neg32(ip->daddr) + 2 * neg16(udp->len) +
+	       neg32(*(const __u32 *)udp); /* the two ports */
+}
+
+static __always_inline __u64 new_words(const struct turn_fast_out *o, __be16 ulen)
+{
+	return (__u64)o->src_addr + o->dst_addr + 2 * (__u64)ulen + o->src_port + o->dst_port;
 }
 
 static __always_inline int verdict(const struct turn_fast_out *o)
@@ -210,6 +199,8 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 	__u32 dlen = ((__u32)pay[2] << 8) | pay[3];
 	if (dlen + 4 != plen) /* padded, or not what the length says: user space */
 		return VERDICT_NEXT;
+	if (udp->check && csum_partial(ip, udp))
+		return VERDICT_NEXT;
 	struct turn_fast_chan_key k = {.srv_addr = ip->daddr,
 				       .client_addr = ip->saddr,
 				       .srv_port = udp->dest,
@@ -218,30 +209,26 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 	struct turn_fast_out *o = bpf_map_lookup_elem(&turn_chan, &k);
 	if (!o)
 		return VERDICT_NEXT;
-	struct turn_fast_stats *st = bpf_map_lookup_elem(&turn_stats, &o->alloc);
+	__u32 slot = o->slot;
+	struct turn_fast_stats *st = bpf_map_lookup_elem(&turn_stats, &slot);
 	if (!st)
-		return VERDICT_NEXT;
-	__s64 d = data_sum(skb, PAY_OFF + 4, dlen);
-	if (d < 0)
-		return VERDICT_NEXT;
-	__be32 chdr = *(__be32 *)pay;
-	if (udp->check &&
-	    fold(pseudo_sum(ip->saddr, ip->daddr, udp->len) + udp->source + udp->dest + udp->len +
-		 udp->check + (chdr & 0xffff) + (chdr >> 16) + (__u64)d) != 0xffff)
 		return VERDICT_NEXT;
 	if (!bw_take(st, dlen))
 		return TC_ACT_SHOT;
 
-	struct iphdr old = *ip;
-	struct udphdr nu = {.source = o->src_port,
-			    .dest = o->dst_port,
-			    .len = bpf_htons((__u16)(dlen + sizeof nu))};
-	nu.check = final_csum(pseudo_sum(o->src_addr, o->dst_addr, nu.len) + nu.source + nu.dest +
-			      nu.len + (__u64)d);
+	struct {
+		struct iphdr ip;
+		struct udphdr u;
+	} h = {.ip = *ip,
+	       .u = {.source = o->src_port,
+		     .dest = o->dst_port,
+		     .len = bpf_htons((__u16)(dlen + sizeof(struct udphdr)))}};
+	h.u.check = csum_update(udp->check, old_words(ip, udp) + neg32(*(__u32 *)pay) +
+						new_words(o, h.u.len));
+	new_ip(&h.ip, o, (__u16)(sizeof h + dlen));
 	if (bpf_skb_adjust_room(skb, -4, BPF_ADJ_ROOM_NET, 0))
 		return VERDICT_NEXT; /* nothing changed yet (the bucket spent: a rare miss) */
-	if (bpf_skb_store_bytes(skb, L4_OFF, &nu, sizeof nu, 0) ||
-	    write_ip(skb, &old, o, (__u16)(sizeof old + sizeof nu + dlen)))
+	if (bpf_skb_store_bytes(skb, L3_OFF, &h, sizeof h, BPF_F_RECOMPUTE_CSUM))
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&st->to_peer_pkts, 1);
 	__sync_fetch_and_add(&st->to_peer_bytes, dlen);
@@ -252,6 +239,8 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, struct udphdr *udp,
 				     __u32 plen)
 {
+	if (udp->check && csum_partial(ip, udp))
+		return VERDICT_NEXT;
 	struct turn_fast_peer_key k = {.relay_addr = ip->daddr,
 				       .peer_addr = ip->saddr,
 				       .relay_port = udp->dest,
@@ -259,33 +248,29 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, st
 	struct turn_fast_out *o = bpf_map_lookup_elem(&turn_peer, &k);
 	if (!o)
 		return VERDICT_NEXT;
-	struct turn_fast_stats *st = bpf_map_lookup_elem(&turn_stats, &o->alloc);
+	__u32 slot = o->slot;
+	struct turn_fast_stats *st = bpf_map_lookup_elem(&turn_stats, &slot);
 	if (!st)
-		return VERDICT_NEXT;
-	__s64 d = data_sum(skb, PAY_OFF, plen);
-	if (d < 0)
-		return VERDICT_NEXT;
-	if (udp->check && fold(pseudo_sum(ip->saddr, ip->daddr, udp->len) + udp->source +
-			       udp->dest + udp->len + udp->check + (__u64)d) != 0xffff)
 		return VERDICT_NEXT;
 	if (!bw_take(st, plen))
 		return TC_ACT_SHOT;
 
-	struct iphdr old = *ip;
 	struct {
+		struct iphdr ip;
 		struct udphdr u;
 		__be16 num, len;
-	} h = {.u = {.source = o->src_port,
+	} h = {.ip = *ip,
+	       .u = {.source = o->src_port,
 		     .dest = o->dst_port,
-		     .len = bpf_htons((__u16)(sizeof h + plen))},
+		     .len = bpf_htons((__u16)(sizeof(struct udphdr) + 4 + plen))},
 	       .num = bpf_htons(o->num),
 	       .len = bpf_htons((__u16)plen)};
-	h.u.check = final_csum(pseudo_sum(o->src_addr, o->dst_addr, h.u.len) + h.u.source +
-			       h.u.dest + h.u.len + h.num + h.len + (__u64)d);
+	h.u.check = csum_update(udp->check, old_words(ip, udp) + new_words(o, h.u.len) + h.num +
+						h.len);
+	new_ip(&h.ip, o, (__u16)(sizeof h + plen));
 	if (bpf_skb_adjust_room(skb, 4, BPF_ADJ_ROOM_NET, 0))
 		return VERDICT_NEXT; /* nothing changed yet */
-	if (bpf_skb_store_bytes(skb, L4_OFF, &h, sizeof h, 0) ||
-	    write_ip(skb, &old, o, (__u16)(sizeof old + sizeof h + plen)))
+	if (bpf_skb_store_bytes(skb, L3_OFF, &h, sizeof h, BPF_F_RECOMPUTE_CSUM))
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&st->to_client_pkts, 1);
 	__sync_fetch_and_add(&st->to_client_bytes, plen);
@@ -297,11 +282,15 @@ int turn_fast(struct __sk_buff *skb)
 {
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return VERDICT_NEXT;
-	/* headers and a ChannelData header in the linear part (a shorter
-	 * datagram from a peer is fine) */
-	if (bpf_skb_pull_data(skb, skb->len < PAY_OFF + 4 ? skb->len : PAY_OFF + 4) < 0)
-		return VERDICT_NEXT;
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	/* headers and a ChannelData header in the linear part (a shorter
+	 * datagram from a peer is fine); pulled only when they are not */
+	if (data + PAY_OFF + 4 > end) {
+		if (bpf_skb_pull_data(skb, skb->len < PAY_OFF + 4 ? skb->len : PAY_OFF + 4) < 0)
+			return VERDICT_NEXT;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
 	struct ethhdr *eth = data;
 	struct iphdr *ip = data + L3_OFF;
 	struct udphdr *udp = data + L4_OFF;

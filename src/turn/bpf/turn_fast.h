@@ -6,7 +6,7 @@
 #include <linux/types.h>
 
 #define TURN_FAST_MAX 65536	   /* channels (one entry each way) */
-#define TURN_FAST_MAX_ALLOCS 65536 /* allocations with counters in the kernel */
+#define TURN_FAST_MAX_ALLOCS 65536 /* allocations with counters in the kernel (slots) */
 #define TURN_FAST_MAX_DATA 1400	   /* application data; larger stays in user space */
 #define TURN_FAST_LISTEN 8	   /* UDP listeners the program knows */
 
@@ -35,12 +35,13 @@ struct turn_fast_out {
 	__be16 src_port, dst_port;
 	__u16 num, flags;
 	__u32 ifindex;
-	__u64 alloc; /* the allocation's id: its stats entry */
+	__u32 slot; /* the allocation's entry in turn_stats (an array: no second hash lookup) */
+	__u32 pad;
 };
 
-/* Per allocation, while it has channels in the kernel. Counters only grow;
- * user space adds what is new to its own. The bandwidth bucket is the
- * kernel's own (rate 0: unlimited). */
+/* Per allocation, while it has channels in the kernel (a slot of turn_stats,
+ * given out by user space). Counters only grow; user space adds what is new to
+ * its own. The bandwidth bucket is the kernel's own (rate 0: unlimited). */
 struct turn_fast_stats {
 	__u64 to_peer_pkts, to_peer_bytes, to_client_pkts, to_client_bytes;
 	__u64 drop_bw;
