@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdio.h>
@@ -262,6 +263,211 @@ static void test_fast_bandwidth(void **state)
 	pair_close(&x);
 }
 
+/* ---- checksums: datagrams whose UDP checksum the test writes (a raw socket: complete, as
+ * from a NIC), and a raw socket that sees every datagram delivered here, after the program,
+ * with its IP header: the checksum the receiver got is checked by the test's own sum. */
+
+static uint32_t sum16(const uint8_t *p, size_t len)
+{
+	uint32_t s = 0;
+	for (size_t i = 0; i + 1 < len; i += 2)
+		s += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (len & 1)
+		s += (uint32_t)p[len - 1] << 8;
+	return s;
+}
+
+/* the one's complement sum of the pseudo-header and the UDP datagram (host order) */
+static uint16_t udp_sum(const struct net_addr *src, const struct net_addr *dst,
+			const uint8_t *udp, size_t len)
+{
+	uint8_t ph[12] = {0};
+	memcpy(ph, &src->u.in.sin_addr, 4);
+	memcpy(ph + 4, &dst->u.in.sin_addr, 4);
+	ph[9] = IPPROTO_UDP;
+	ph[10] = (uint8_t)(len >> 8);
+	ph[11] = (uint8_t)len;
+	uint32_t s = sum16(ph, sizeof ph) + sum16(udp, len);
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)s;
+}
+
+enum csum { CSUM_GOOD, CSUM_NONE, CSUM_BAD };
+
+/* a UDP datagram from src to dst (both on this host) with a checksum of ours */
+static void raw_send(const struct net_addr *src, const struct net_addr *dst, const uint8_t *p,
+		     size_t len, enum csum how)
+{
+	int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
+	assert_true(fd >= 0);
+	uint8_t d[2048] = {0};
+	memcpy(d, &src->u.in.sin_port, 2);
+	memcpy(d + 2, &dst->u.in.sin_port, 2);
+	d[4] = (uint8_t)((8 + len) >> 8);
+	d[5] = (uint8_t)(8 + len);
+	memcpy(d + 8, p, len);
+	uint16_t c = (uint16_t)~udp_sum(src, dst, d, 8 + len);
+	if (how == CSUM_NONE)
+		c = 0;
+	else if (c == 0)
+		c = 0xffff;
+	if (how == CSUM_BAD)
+		c = (uint16_t)(c == 0x1234 ? 0x4321 : 0x1234);
+	d[6] = (uint8_t)(c >> 8);
+	d[7] = (uint8_t)c;
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr = dst->u.in.sin_addr};
+	assert_int_equal(sendto(fd, d, 8 + len, 0, (struct sockaddr *)&to, sizeof to),
+			 (ssize_t)(8 + len));
+	close(fd);
+}
+
+static int raw_capture(void)
+{
+	int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
+	assert_true(fd >= 0);
+	int big = 4 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+	return fd;
+}
+
+/* The datagram delivered to dst with this payload, as the receiver got it:
+ * 1 if its checksum verifies, 0 if it is 0 (none), -1 if it does not verify. */
+static int captured(int fd, const struct net_addr *dst, const uint8_t *p, size_t len)
+{
+	uint8_t rx[2048];
+	for (;;) {
+		struct pollfd pf = {fd, POLLIN, 0};
+		if (poll(&pf, 1, 3000) != 1)
+			fail_msg("capture: no datagram of %zu bytes to port %u", len,
+				 ntohs(dst->u.in.sin_port));
+		ssize_t n = recv(fd, rx, sizeof rx, 0);
+		assert_true(n >= 28);
+		size_t ihl = (size_t)(rx[0] & 15) * 4;
+		const uint8_t *u = rx + ihl;
+		if ((size_t)n != ihl + 8 + len || memcmp(u + 2, &dst->u.in.sin_port, 2) ||
+		    memcmp(u + 8, p, len))
+			continue; /* someone else's (a request, the other way) */
+		struct net_addr src = *dst, to = *dst;
+		memcpy(&src.u.in.sin_addr, rx + 12, 4);
+		memcpy(&to.u.in.sin_addr, rx + 16, 4);
+		if (!u[6] && !u[7])
+			return 0;
+		return udp_sum(&src, &to, u, 8 + len) == 0xffff ? 1 : -1;
+	}
+}
+
+/* Nothing readable arrives on fd for ms: the kernel checks the UDP checksum of
+ * a datagram over 76 bytes only when it is read (poll already said readable),
+ * so each one is read. */
+static bool nothing_read(int fd, int ms)
+{
+	uint8_t rx[2048];
+	for (int waited = 0; waited < ms; waited += 50) {
+		if (quiet(fd, 50))
+			continue;
+		if (recv(fd, rx, sizeof rx, MSG_DONTWAIT) >= 0)
+			return false;
+	}
+	return true;
+}
+
+static int64_t csum_errors(void)
+{
+	FILE *f = fopen("/proc/net/snmp", "r");
+	assert_non_null(f);
+	char line[512];
+	long long v = -1;
+	bool head = false;
+	while (fgets(line, sizeof line, f))
+		if (strncmp(line, "Udp: ", 5) == 0) {
+			if (head) { /* InErrors ... InCsumErrors is the 7th value */
+				sscanf(line + 5, "%*d %*d %*d %*d %*d %*d %lld", &v);
+				break;
+			}
+			head = true;
+		}
+	fclose(f);
+	assert_true(v >= 0);
+	return v;
+}
+
+/* Complete checksums both ways (as from a NIC), odd and even lengths from 1 to
+ * the largest the kernel takes: the kernel relays each one, the bytes arrive
+ * intact at the receiver's socket, and the checksum it got verifies by the
+ * test's own sum; a checksum of 0 (none) stays 0; a datagram with a wrong
+ * checksum is relayed as a router would (the kernel does not read the payload)
+ * and its receiver drops it, counted in its InCsumErrors. */
+static void test_fast_checksums(void **state)
+{
+	(void)state;
+	if (!have_ns)
+		skip();
+	struct pair x;
+	pair_open(&x, "allowed_peers = 127.0.0.0/8\nbandwidth = 0\nfastpath = on\n");
+	struct net_addr cli;
+	net_sock_addr(x.c.fd, &cli);
+	int cap = raw_capture();
+	struct buf out;
+	buf_init(&out);
+	struct counts c0, c1;
+	counts(&c0);
+	int64_t err0 = csum_errors();
+	static const size_t lens[] = {1, 2, 3, 4, 5, 171, 172, 173, 1023, 1399, 1400};
+	unsigned n = 0;
+	for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+		for (int none = 0; none < 2; none++, n++) {
+			size_t len = lens[i];
+			enum csum how = none ? CSUM_NONE : CSUM_GOOD;
+			uint8_t d[1404], rx[2048];
+			struct net_addr from;
+			/* client -> peer: ChannelData in, the data out */
+			fill(d + 4, len, (unsigned)(n * 2));
+			stun_chan_header(d, 0x4001, (uint16_t)len);
+			raw_send(&cli, &x.s.udp, d, 4 + len, how);
+			assert_int_equal(tt_peer_recv(x.peer, rx, sizeof rx, &from), len);
+			assert_memory_equal(rx, d + 4, len);
+			assert_int_equal(captured(cap, &x.pa, d + 4, len), none ? 0 : 1);
+			/* peer -> client: the data in, ChannelData out */
+			fill(d + 4, len, (unsigned)(n * 2 + 1));
+			raw_send(&x.pa, &x.relay, d + 4, len, how);
+			assert_true(tt_cli_recv(&x.c));
+			assert_int_equal(x.c.rxlen, 4 + len);
+			assert_memory_equal(x.c.rx, d, 4 + len);
+			assert_int_equal(captured(cap, &cli, d, 4 + len), none ? 0 : 1);
+		}
+	pull(&x.s, &out);
+	counts(&c1);
+	assert_int_equal(c1.fast_tp - c0.fast_tp, n); /* all of them in the kernel */
+	assert_int_equal(c1.fast_tc - c0.fast_tc, n);
+	assert_int_equal(c1.rel_tp - c0.rel_tp, n);
+	assert_int_equal(csum_errors(), err0);
+
+	/* a wrong checksum from the client: relayed, dropped by the peer's kernel */
+	uint8_t d[4 + 100];
+	fill(d + 4, 100, 4242);
+	stun_chan_header(d, 0x4001, 100);
+	raw_send(&cli, &x.s.udp, d, sizeof d, CSUM_BAD);
+	assert_int_equal(captured(cap, &x.pa, d + 4, 100), -1);
+	assert_true(nothing_read(x.peer, 300));
+	assert_int_equal(csum_errors(), err0 + 1);
+	/* and from the peer: dropped by the client's */
+	raw_send(&x.pa, &x.relay, d + 4, 100, CSUM_BAD);
+	assert_int_equal(captured(cap, &cli, d, sizeof d), -1);
+	assert_true(nothing_read(x.c.fd, 300));
+	assert_int_equal(csum_errors(), err0 + 2);
+	pull(&x.s, &out);
+	struct counts c2;
+	counts(&c2);
+	assert_int_equal(c2.fast_tp - c1.fast_tp, 1);
+	assert_int_equal(c2.fast_tc - c1.fast_tc, 1);
+	/* and the channel still works */
+	round_trip(&x, 99, 77);
+	close(cap);
+	buf_free(&out);
+	pair_close(&x);
+}
+
 /* fastpath = off: the same traffic, all of it through user space. */
 static void test_fast_off(void **state)
 {
@@ -294,6 +500,7 @@ int main(void)
 		fprintf(stderr, "no network namespace of our own (not root?): skipping\n");
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_fast_both_ways),
+	    cmocka_unit_test(test_fast_checksums),
 	    cmocka_unit_test(test_fast_expiry),
 	    cmocka_unit_test(test_fast_bandwidth),
 	    cmocka_unit_test(test_fast_off),
