@@ -10,10 +10,16 @@
  * direction; packets are 172 bytes (G.711 at 20 ms) unless BENCH_SIZE says
  * otherwise. One second of warm-up precedes SECS measured seconds. Prints one
  * line of key=value figures.
+ *
+ * BENCH_RXTIME_OBJ (rx_time.bpf.o, built by relay.sh) and BENCH_SRV_NETNS (a path to the
+ * server's network namespace, /run/netns/NAME): the kernel's receive time per namespace
+ * over the window as well (rx_time.bpf.c), for the accounting that charges each server its
+ * packets' way in and out through the kernel (rx_srv_s, and ns_all_per_pkt).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -21,6 +27,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -247,6 +254,66 @@ static uint64_t bpf_ns(int id)
 	return ns;
 }
 
+/* the receive-time probes (rx_time.bpf.c): [0] server ns, [1] generator ns, [2] and [3]
+ * the same while the server's process was current */
+struct rx_acc {
+	uint64_t ns[4], pkts[4];
+	uint64_t probe_ns, probe_runs; /* the rx_in probe's own run time (bpf_stats) */
+};
+static struct bpf_object *rx_obj;
+static int rx_fd = -1;
+
+static int rx_start(int srv_pid)
+{
+	const char *obj = getenv("BENCH_RXTIME_OBJ"), *srv_ns = getenv("BENCH_SRV_NETNS");
+	if (!obj || !*obj || !srv_ns)
+		return 0;
+	struct stat sn, gn;
+	if (stat(srv_ns, &sn) || stat("/proc/self/ns/net", &gn))
+		return errno;
+	rx_obj = bpf_object__open_file(obj, NULL);
+	if (!rx_obj || bpf_object__load(rx_obj))
+		return EINVAL;
+	struct {
+		uint32_t srv_netns, gen_netns, srv_tgid;
+	} c = {(uint32_t)sn.st_ino, (uint32_t)gn.st_ino, (uint32_t)srv_pid};
+	uint32_t zero = 0;
+	if (bpf_map_update_elem(bpf_object__find_map_fd_by_name(rx_obj, "rx_conf"), &zero, &c, 0))
+		return errno;
+	rx_fd = bpf_object__find_map_fd_by_name(rx_obj, "rx_acc");
+	struct bpf_program *p;
+	bpf_object__for_each_program(p, rx_obj)
+	{
+		if (!bpf_program__attach(p))
+			return EINVAL;
+	}
+	return 0;
+}
+
+static void rx_read(struct rx_acc *out)
+{
+	memset(out, 0, sizeof *out);
+	if (rx_fd < 0)
+		return;
+	int ncpu = libbpf_num_possible_cpus();
+	struct rx_acc *v = calloc((size_t)ncpu, sizeof *v);
+	uint32_t zero = 0;
+	if (v && bpf_map_lookup_elem(rx_fd, &zero, v) == 0)
+		for (int c = 0; c < ncpu; c++)
+			for (int i = 0; i < 4; i++) {
+				out->ns[i] += v[c].ns[i];
+				out->pkts[i] += v[c].pkts[i];
+			}
+	free(v);
+	struct bpf_program *p = bpf_object__find_program_by_name(rx_obj, "rx_in");
+	struct bpf_prog_info info = {0};
+	uint32_t len = sizeof info;
+	if (p && bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len) == 0) {
+		out->probe_ns = info.run_time_ns;
+		out->probe_runs = info.run_cnt;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 8) {
@@ -268,6 +335,11 @@ int main(int argc, char **argv)
 		size = (size_t)atoi(getenv("BENCH_SIZE"));
 	if (size < 16 || size > 1400)
 		return 2;
+	int rx_err = rx_start(pid);
+	if (rx_err) {
+		fprintf(stderr, "receive-time probes: %s\n", strerror(rx_err));
+		return 1;
+	}
 	int pfd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	int big = 8 << 20;
 	setsockopt(pfd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
@@ -297,6 +369,7 @@ int main(int argc, char **argv)
 	int last_err = 0;
 	double cpu0 = 0, cpu1 = 0;
 	uint64_t bpf0 = 0, bpf1 = 0;
+	struct rx_acc rx0, rx1;
 	bool measuring = false;
 	uint8_t pkt[1500];
 	for (;;) {
@@ -305,6 +378,7 @@ int main(int argc, char **argv)
 			measuring = true;
 			cpu0 = cpu_s(pid);
 			bpf0 = bpf_ns(prog);
+			rx_read(&rx0);
 		}
 		if (el >= warm + meas)
 			break;
@@ -334,6 +408,9 @@ int main(int argc, char **argv)
 	}
 	cpu1 = cpu_s(pid);
 	bpf1 = bpf_ns(prog);
+	rx_read(&rx1);
+	if (rx_obj)
+		bpf_object__close(rx_obj); /* detaches the probes */
 	/* what is in flight */
 	uint64_t d0 = now_ns();
 	while (now_ns() - d0 < 500000000ull) {
@@ -348,14 +425,31 @@ int main(int argc, char **argv)
 		teardown(&s[i]);
 	uint64_t tot_sent = sent_m[0] + sent_m[1], tot_recv = recv_m[0] + recv_m[1];
 	double cpu = cpu1 - cpu0, bpf = (double)(bpf1 - bpf0) / 1e9;
+	double rx[4];
+	uint64_t rxp[4];
+	for (int i = 0; i < 4; i++) {
+		rx[i] = (double)(rx1.ns[i] - rx0.ns[i]) / 1e9;
+		rxp[i] = rx1.pkts[i] - rx0.pkts[i];
+	}
+	/* the server's process without the receive work it happened to run (the
+	 * kernel's tick accounting charged it that), plus every packet's way through
+	 * the server's namespace, whoever ran it: the fast path's program, redirect
+	 * and transmit included (bpf_s is inside rx_srv_s) */
+	double all = cpu - rx[2] - rx[3] + rx[0];
 	printf("streams=%u offered_pps=%.0f relayed_pps=%.0f sent=%llu received=%llu "
 	       "lost=%lld bad=%llu to_peer_lost=%lld to_client_lost=%lld cpu_s=%.3f bpf_s=%.3f "
-	       "ns_per_pkt=%.0f\n",
+	       "ns_per_pkt=%.0f rx_srv_s=%.3f rx_srv_pkts=%llu rx_gen_s=%.3f rx_gen_pkts=%llu "
+	       "rx_in_srv_s=%.3f all_s=%.3f ns_all_per_pkt=%.0f probe_ns=%.0f\n",
 	       n, 2 * rate, (double)tot_recv / secs, (unsigned long long)tot_sent,
 	       (unsigned long long)tot_recv, (long long)(tot_sent - tot_recv),
 	       (unsigned long long)bad, (long long)(sent_m[0] - recv_m[0]),
 	       (long long)(sent_m[1] - recv_m[1]), cpu, bpf,
-	       tot_recv ? (cpu + bpf) * 1e9 / (double)tot_recv : 0);
+	       tot_recv ? (cpu + bpf) * 1e9 / (double)tot_recv : 0, rx[0],
+	       (unsigned long long)rxp[0], rx[1], (unsigned long long)rxp[1], rx[2] + rx[3], all,
+	       tot_recv && rx_obj ? all * 1e9 / (double)tot_recv : 0,
+	       rx1.probe_runs > rx0.probe_runs ? (double)(rx1.probe_ns - rx0.probe_ns) /
+						     (double)(rx1.probe_runs - rx0.probe_runs)
+					       : 0);
 	if (send_err[0] || send_err[1])
 		fprintf(stderr, "send errors: %llu to the server, %llu to relays (last: %s)\n",
 			(unsigned long long)send_err[0], (unsigned long long)send_err[1],

@@ -1,0 +1,107 @@
+/* The kernel's receive time per network namespace, for bench/turn/relay.sh (loaded by
+ * chan_bench when BENCH_RXTIME_OBJ names this object, built by relay.sh).
+ *
+ * A server's CPU per relayed packet is more than its process's time: a packet's way in (from
+ * the interface to the socket, or through a tc program that relays it out again, with its
+ * redirect and the transmit onto the veth) runs in softirq, in whatever task was on the CPU.
+ * Here the receive work is timed per packet and added to the packet's namespace: the
+ * server's (where, for the fast path, the whole relay happens) or the generator's (delivery
+ * to the clients and the peer). The part of each that ran while the server's own process
+ * was current is kept apart: the tick-based CPU accounting of this kernel charged that part
+ * to the process already.
+ *
+ * Packets from a device's backlog go up the stack one after another on a CPU: one packet's
+ * work runs from its net:netif_receive_skb tracepoint (the start of __netif_receive_skb_core)
+ * to the next packet's on that CPU or to the end of the poll (napi:napi_poll). (fentry on
+ * __netif_receive_skb would time it exactly; this kernel refuses trampolines.)
+ */
+#include "vmlinux.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+struct conf {
+	__u32 srv_netns, gen_netns; /* inode numbers of the namespaces */
+	__u32 srv_tgid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct conf);
+} rx_conf SEC(".maps");
+
+/* the packet being received on this CPU, if it is one of ours */
+struct frame {
+	__u64 start;
+	__u32 which; /* 0: none, 1: server ns, 2: generator ns */
+	__u32 in_srv; /* the server's process was current */
+};
+
+/* [0] server ns, [1] generator ns, [2] server ns in the server's process, [3] generator ns
+ * in the server's process */
+struct acc {
+	__u64 ns[4], pkts[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct frame);
+} frames SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct acc);
+} rx_acc SEC(".maps");
+
+static __always_inline void close_frame(struct frame *f, __u64 now)
+{
+	__u32 zero = 0;
+	struct acc *a = bpf_map_lookup_elem(&rx_acc, &zero);
+	if (!a || !f->which)
+		return;
+	__u32 i = (f->which - 1) & 1;
+	__u64 dt = now - f->start;
+	a->ns[i] += dt;
+	a->pkts[i]++;
+	if (f->in_srv) {
+		a->ns[2 + i] += dt;
+		a->pkts[2 + i]++;
+	}
+	f->which = 0;
+}
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(rx_in, struct sk_buff *skb)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 zero = 0;
+	struct frame *f = bpf_map_lookup_elem(&frames, &zero);
+	struct conf *c = bpf_map_lookup_elem(&rx_conf, &zero);
+	if (!f || !c)
+		return 0;
+	close_frame(f, now);
+	__u32 ns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	f->which = ns == c->srv_netns ? 1 : ns == c->gen_netns ? 2 : 0;
+	f->in_srv = (bpf_get_current_pid_tgid() >> 32) == c->srv_tgid;
+	f->start = now;
+	return 0;
+}
+
+SEC("tp_btf/napi_poll")
+int BPF_PROG(rx_poll_end, struct napi_struct *napi, int work, int budget)
+{
+	__u32 zero = 0;
+	struct frame *f = bpf_map_lookup_elem(&frames, &zero);
+	if (f)
+		close_frame(f, bpf_ktime_get_ns());
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
