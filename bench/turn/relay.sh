@@ -21,12 +21,29 @@
 #   g711  BENCH_G711_ALLOCS (500) allocations, 50 packets/s each way: 1,000 streams
 #         of 172-byte packets at 20 ms, 50,000 packets/s in all
 # BENCH_TESTS ("rate g711") and BENCH_SERVERS ("pinhole-user pinhole-fast coturn")
-# pick a part.
-# Figures per run: relayed packets/s, lost, the server's CPU (utime + stime of
-# every thread, /proc/PID/stat) plus, for the fast path, its tc program's run time
-# (bpf_stats: no process is charged for it) per relayed packet. The kernel's
-# receive path up to the socket (or to the tc hook) is charged to no one, for any
-# of the three. Ratios are per round (pinhole / coturn in the same round). Where
+# pick a part. PINHOLE_BASE: another pinhole binary (only the binary: the generator is
+# built from PINHOLE's build) run as a fourth server, pinhole-fast-base, with its fast path: the
+# program before and after a change, in the same invocation.
+# Figures per run: relayed packets/s, lost, and two accountings of CPU per relayed
+# packet:
+#   ns/pkt   (the old one) the server's CPU (utime + stime of every thread,
+#            /proc/PID/stat) plus, for the fast path, its tc program's run time
+#            (bpf_stats). The kernel's work around the program (the redirect, the
+#            transmit onto the veth) and every server's receive path up to its
+#            socket are charged to no one.
+#   all/pkt  (BENCH_RXTIME=1, the default) the same process CPU, less the packet
+#            receive work that ran while the process was current (this kernel's
+#            tick accounting charges softirq work to whatever task it interrupts),
+#            plus all packet receive work in the server's namespace, timed per
+#            packet from the net:netif_receive_skb tracepoint to the next packet's
+#            or the end of the poll (bench/turn/rx_time.bpf.c; probe = that probe's
+#            own run time per packet, bpf_stats, inside every server's figure
+#            alike): each server pays for its packets' way in
+#            (up to the socket, or through the tc program, its redirect and the
+#            transmit onto the veth) and, in user space, for its sendto; the
+#            delivery in the generator's namespace (the clients' and the peer's
+#            machines, in life) is charged to no server (rx_gen_s shows it).
+# Ratios are per round (pinhole / coturn in the same round). Where
 # packets were lost: srv_drops and gen_drops are the UDP receive-buffer drops of the
 # server's and the generator's namespace over the run (a starved generator, or a
 # server that did not read in time).
@@ -57,7 +74,13 @@ SECS=${BENCH_SECS:-5}
 RATE=${BENCH_RATE:-40000}
 RATE_ALLOCS=${BENCH_RATE_ALLOCS:-100}
 TESTS=${BENCH_TESTS:-rate g711}
-SERVERS=${BENCH_SERVERS:-pinhole-user pinhole-fast coturn}
+PINHOLE_BASE=${PINHOLE_BASE:-}
+if [ -n "$PINHOLE_BASE" ]; then
+	SERVERS=${BENCH_SERVERS:-pinhole-user pinhole-fast pinhole-fast-base coturn}
+else
+	SERVERS=${BENCH_SERVERS:-pinhole-user pinhole-fast coturn}
+fi
+RXTIME=${BENCH_RXTIME:-1}
 G711_ALLOCS=${BENCH_G711_ALLOCS:-500}
 SECRET=benchsecret
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-turn-bench.XXXXXX)}
@@ -86,6 +109,13 @@ GENBIN="$OUT/chan_bench"
 cc -std=gnu17 -O2 -Wall -Wextra -I "$ROOT/src" -o "$GENBIN" "$HERE/chan_bench.c" "$LIB" \
 	$(pkg-config --libs inih sqlite3 libssl libcrypto zlib libmicrohttpd) $(pkg-config --libs libbpf) -lpthread -lm ||
 	{ echo "cannot build chan_bench" >&2; exit 1; }
+RXOBJ=
+if [ "$RXTIME" = 1 ]; then
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c >"$OUT/vmlinux.h" &&
+		clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -I "$OUT" -c "$HERE/rx_time.bpf.c" \
+			-o "$OUT/rx_time.bpf.o" && RXOBJ="$OUT/rx_time.bpf.o" ||
+		{ echo "cannot build rx_time.bpf.o (BENCH_RXTIME=0 runs without it)" >&2; exit 1; }
+fi
 
 # --- the namespaces -------------------------------------------------------------------
 ip netns add "$SRV" && ip netns add "$GEN" || exit 1
@@ -104,7 +134,7 @@ sleep 1
 
 # --- the servers ----------------------------------------------------------------------
 declare -A PORT PID PROG
-start_pinhole() { # NAME PORT RELAY_PORTS FASTPATH
+start_pinhole() { # NAME PORT RELAY_PORTS FASTPATH [BINARY]
 	cat >"$OUT/$1.conf" <<-EOF
 		[turn]
 		listen = udp:198.18.0.1:$2
@@ -119,13 +149,18 @@ start_pinhole() { # NAME PORT RELAY_PORTS FASTPATH
 		[control]
 		listen = 127.0.0.1:0
 	EOF
-	ip netns exec "$SRV" "$PINHOLE" serve -c "$OUT/$1.conf" >"$OUT/$1.log" 2>&1 &
+	ip netns exec "$SRV" "${5:-$PINHOLE}" serve -c "$OUT/$1.conf" >"$OUT/$1.log" 2>&1 &
 	PID[$1]=$!
 	PIDS+=($!)
 	PORT[$1]=$2
 }
 start_pinhole pinhole-user 3478 40000-44999 off
 start_pinhole pinhole-fast 3479 45000-49999 on
+STARTED="pinhole-user pinhole-fast coturn"
+if [ -n "$PINHOLE_BASE" ]; then
+	start_pinhole pinhole-fast-base 3481 60000-64999 on "$PINHOLE_BASE"
+	STARTED="$STARTED pinhole-fast-base"
+fi
 ip netns exec "$SRV" turnserver -n --listening-ip=198.18.0.1 --listening-port=3480 \
 	--relay-ip=198.18.0.1 --min-port=50000 --max-port=59999 --realm=bench \
 	--use-auth-secret --static-auth-secret="$SECRET" --no-tls --no-dtls --no-tcp --no-cli \
@@ -135,13 +170,17 @@ PID[coturn]=$!
 PIDS+=($!)
 PORT[coturn]=3480
 sleep 2
-for s in pinhole-user pinhole-fast coturn; do
+for s in $STARTED; do
 	kill -0 "${PID[$s]}" 2>/dev/null || { echo "$s did not start:" >&2; tail "$OUT/$s.log" >&2; exit 1; }
 done
 PROG[pinhole-fast]=$(sed -n 's/.*turn: fast path:.*bpf prog id \([0-9]*\).*/\1/p' "$OUT/pinhole-fast.log" | head -1)
 PROG[pinhole-user]=0
 PROG[coturn]=0
 [ -n "${PROG[pinhole-fast]}" ] || { echo "pinhole-fast has no fast path:" >&2; cat "$OUT/pinhole-fast.log" >&2; exit 1; }
+if [ -n "$PINHOLE_BASE" ]; then
+	PROG[pinhole-fast-base]=$(sed -n 's/.*turn: fast path:.*bpf prog id \([0-9]*\).*/\1/p' "$OUT/pinhole-fast-base.log" | head -1)
+	[ -n "${PROG[pinhole-fast-base]}" ] || { echo "pinhole-fast-base has no fast path" >&2; exit 1; }
+fi
 
 # UDP datagrams a namespace's sockets dropped for a full receive buffer
 rcvbuf_errors() { ip netns exec "$1" awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
@@ -149,20 +188,23 @@ run() { # SERVER ALLOCS PPS_PER_ALLOC: the generator's line + srv_drops= gen_dro
 	local s0 g0 line
 	s0=$(rcvbuf_errors "$SRV")
 	g0=$(rcvbuf_errors "$GEN")
-	line=$(ip netns exec "$GEN" "$GENBIN" "198.18.0.1:${PORT[$1]}" "$SECRET" 198.18.2.1 198.18.1 \
+	line=$(BENCH_RXTIME_OBJ=$RXOBJ BENCH_SRV_NETNS=/run/netns/$SRV \
+		ip netns exec "$GEN" "$GENBIN" "198.18.0.1:${PORT[$1]}" "$SECRET" 198.18.2.1 198.18.1 \
 		"$2" "$3" "$SECS" "${PID[$1]}" "${PROG[$1]}" 2>>"$OUT/gen.err") || return
 	echo "$line srv_drops=$(($(rcvbuf_errors "$SRV") - s0)) gen_drops=$(($(rcvbuf_errors "$GEN") - g0))"
 }
 field() { sed -n "s/.*\b$1=\([-0-9.]*\).*/\1/p" <<<"$2"; }
 
 # warm-up: every server relays for a while before anything is measured
-for s in pinhole-user pinhole-fast coturn; do run "$s" 50 100 >/dev/null; done
+for s in $STARTED; do run "$s" 50 100 >/dev/null; done
 
 echo "# TURN relaying, $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# rate: $RATE_ALLOCS allocations, $RATE pps offered; g711: $G711_ALLOCS allocations x 2 directions x 50 pps"
-printf '%-5s %-5s %-13s %9s %9s %6s %4s %8s %8s %9s %9s %9s\n' round test server offered relayed lost bad \
-	cpu_s bpf_s ns/pkt srv_drops gen_drops
-declare -A NSPP
+FMT='%-5s %-5s %-17s %9s %9s %6s %4s %7s %7s %7s %7s %8s %8s %6s %9s %9s\n'
+# shellcheck disable=SC2059
+printf "$FMT" round test server offered relayed lost bad cpu_s bpf_s rx_srv rx_gen ns/pkt \
+	all/pkt probe srv_drops gen_drops
+declare -A NSPP ALLPP
 for r in $(seq 1 "$ROUNDS"); do
 	for t in $TESTS; do
 		if [ $t = rate ]; then a=$RATE_ALLOCS; p=$((RATE / 2 / RATE_ALLOCS)); else a=$G711_ALLOCS; p=50; fi
@@ -170,16 +212,28 @@ for r in $(seq 1 "$ROUNDS"); do
 			line=$(run "$s" "$a" "$p")
 			[ -n "$line" ] || { echo "run failed: $s $t (see $OUT/gen.err)" >&2; continue; }
 			echo "$r $t $s $line" >>"$OUT/results.txt"
-			printf '%-5s %-5s %-13s %9s %9s %6s %4s %8s %8s %9s %9s %9s\n' "$r" $t "$s" \
+			# shellcheck disable=SC2059
+			printf "$FMT" "$r" $t "$s" \
 				"$(field offered_pps "$line")" "$(field relayed_pps "$line")" \
 				"$(field lost "$line")" "$(field bad "$line")" "$(field cpu_s "$line")" \
-				"$(field bpf_s "$line")" "$(field ns_per_pkt "$line")" \
-				"$(field srv_drops "$line")" "$(field gen_drops "$line")"
+				"$(field bpf_s "$line")" "$(field rx_srv_s "$line")" "$(field rx_gen_s "$line")" \
+				"$(field ns_per_pkt "$line")" "$(field ns_all_per_pkt "$line")" \
+				"$(field probe_ns "$line")" "$(field srv_drops "$line")" "$(field gen_drops "$line")"
 			NSPP[$r,$t,$s]=$(field ns_per_pkt "$line")
+			ALLPP[$r,$t,$s]=$(field ns_all_per_pkt "$line")
 		done
-		printf '      ratio CPU/pkt vs coturn (round %s, %s): user %s, fast %s\n' "$r" $t \
-			"$(awk -v a="${NSPP[$r,$t,pinhole-user]:-0}" -v b="${NSPP[$r,$t,coturn]:-0}" 'BEGIN{ if (a > 0 && b > 0) printf "%.3f", a / b; else print "-" }')" \
-			"$(awk -v a="${NSPP[$r,$t,pinhole-fast]:-0}" -v b="${NSPP[$r,$t,coturn]:-0}" 'BEGIN{ if (a > 0 && b > 0) printf "%.3f", a / b; else print "-" }')"
+		ratios() { # ARRAY-NAME
+			local -n a=$1
+			local out="" k
+			for k in pinhole-user pinhole-fast pinhole-fast-base; do
+				[[ " $SERVERS " == *" $k "* ]] || continue
+				out+=" ${k#pinhole-} $(awk -v a="${a[$r,$t,$k]:-0}" -v b="${a[$r,$t,coturn]:-0}" \
+					'BEGIN{ if (a > 0 && b > 0) printf "%.3f", a / b; else print "-" }')"
+			done
+			echo "$out"
+		}
+		printf '      ratio CPU/pkt vs coturn (round %s, %s): old accounting:%s; all:%s\n' \
+			"$r" $t "$(ratios NSPP)" "$(ratios ALLPP)"
 	done
 done
 echo "# logs and raw lines in $OUT"
