@@ -296,7 +296,9 @@ static void rx_read(struct rx_acc *out)
 	if (rx_fd < 0)
 		return;
 	int ncpu = libbpf_num_possible_cpus();
-	struct rx_acc *v = calloc((size_t)ncpu, sizeof *v);
+	struct {
+		uint64_t ns[4], pkts[4]; /* rx_time.bpf.c's struct acc, one per CPU */
+	} *v = calloc((size_t)ncpu, sizeof *v);
 	uint32_t zero = 0;
 	if (v && bpf_map_lookup_elem(rx_fd, &zero, v) == 0)
 		for (int c = 0; c < ncpu; c++)
@@ -450,6 +452,12 @@ int main(int argc, char **argv)
 	       rx1.probe_runs > rx0.probe_runs ? (double)(rx1.probe_ns - rx0.probe_ns) /
 						     (double)(rx1.probe_runs - rx0.probe_runs)
 					       : 0);
+	/* every relayed packet came into the server's namespace once: the probes
+	 * saw them all, or the accounting is not to be trusted */
+	if (rx_obj && (rxp[0] < tot_recv * 95 / 100 || rxp[0] > tot_sent * 105 / 100))
+		fprintf(stderr, "receive-time probes saw %llu packets in the server's namespace "
+				"for %llu relayed: all_s is off\n",
+			(unsigned long long)rxp[0], (unsigned long long)tot_recv);
 	if (send_err[0] || send_err[1])
 		fprintf(stderr, "send errors: %llu to the server, %llu to relays (last: %s)\n",
 			(unsigned long long)send_err[0], (unsigned long long)send_err[1],
