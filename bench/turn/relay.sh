@@ -219,8 +219,8 @@ for r in $(seq 1 "$ROUNDS"); do
 				"$(field bpf_s "$line")" "$(field rx_srv_s "$line")" "$(field rx_gen_s "$line")" \
 				"$(field ns_per_pkt "$line")" "$(field ns_all_per_pkt "$line")" \
 				"$(field probe_ns "$line")" "$(field srv_drops "$line")" "$(field gen_drops "$line")"
-			NSPP[$r,$t,$s]=$(field ns_per_pkt "$line")
-			ALLPP[$r,$t,$s]=$(field ns_all_per_pkt "$line")
+			# shellcheck disable=SC2034 # both read through a nameref (ratios)
+			NSPP[$r,$t,$s]=$(field ns_per_pkt "$line") ALLPP[$r,$t,$s]=$(field ns_all_per_pkt "$line")
 		done
 		ratios() { # ARRAY-NAME
 			local -n a=$1
