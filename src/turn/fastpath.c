@@ -37,7 +37,11 @@ struct metric turn_m_fast_full = {.name = "turn_fast_full_total",
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +67,8 @@ struct turn_fast_state {
 	 * on a removed entry cannot count for the slot's next owner. The lock: the
 	 * role may call in from more than one thread. */
 	pthread_mutex_t mu;
+	int nl_fd; /* rtnetlink, for next hops (-1: none; the kernel then looks up per packet) */
+	uint32_t nl_seq;
 	uint32_t *free_ring; /* [TURN_FAST_MAX_ALLOCS] */
 	uint32_t free_head, free_n;
 	struct slot_cell *cells; /* [SLOT_CELLS] */
@@ -74,6 +80,8 @@ static void fast_free(struct turn_fast_state *f)
 		return;
 	net_tc_detach(&f->tc);
 	turn_fast__destroy(f->skel);
+	if (f->nl_fd >= 0)
+		close(f->nl_fd);
 	pthread_mutex_destroy(&f->mu);
 	free(f->free_ring);
 	free(f->cells);
@@ -164,6 +172,10 @@ static int fast_open(struct turn *t, struct turn_fast_state **out)
 	if (!f)
 		return ENOMEM;
 	pthread_mutex_init(&f->mu, NULL);
+	f->nl_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	struct timeval tv = {0, 200000}; /* the kernel answers at once; never hang the role */
+	if (f->nl_fd >= 0)
+		setsockopt(f->nl_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	f->free_ring = malloc(TURN_FAST_MAX_ALLOCS * sizeof *f->free_ring);
 	f->cells = calloc(SLOT_CELLS, sizeof *f->cells);
 	if (!f->free_ring || !f->cells) {
@@ -283,6 +295,85 @@ static bool route(const struct turn_fast_state *f, uint32_t src, uint32_t sender
 	return true;
 }
 
+#define HOP_REFRESH_S 10
+
+static void nl_attr(struct nlmsghdr *h, uint16_t type, const void *v, uint16_t len)
+{
+	struct rtattr *ra = (struct rtattr *)((char *)h + NLMSG_ALIGN(h->nlmsg_len));
+	ra->rta_type = type;
+	ra->rta_len = (uint16_t)RTA_LENGTH(len);
+	memcpy(RTA_DATA(ra), v, len);
+	h->nlmsg_len = NLMSG_ALIGN(h->nlmsg_len) + RTA_ALIGN(ra->rta_len);
+}
+
+/* The next hop the routing table gives from src to dst out of ifindex (as
+ * `ip route get DST from SRC oif IF`): its gateway, or dst on a link. 0 when
+ * it cannot tell, or the route leaves by another interface: the program then
+ * has the kernel look the route up for each packet, as before. The hop is
+ * asked for when a channel goes to the kernel and again every HOP_REFRESH_S
+ * seconds (turn_fast_sync): a route change reaches the kernel's relaying
+ * within that. */
+static uint32_t next_hop(struct turn_fast_state *f, uint32_t src, uint32_t dst, uint32_t ifindex)
+{
+	struct {
+		struct nlmsghdr h;
+		struct rtmsg rt;
+		char attrs[64];
+	} rq;
+	memset(&rq, 0, sizeof rq);
+	rq.h.nlmsg_len = NLMSG_LENGTH(sizeof rq.rt);
+	rq.h.nlmsg_type = RTM_GETROUTE;
+	rq.h.nlmsg_flags = NLM_F_REQUEST;
+	rq.rt.rtm_family = AF_INET;
+	rq.rt.rtm_dst_len = 32;
+	rq.rt.rtm_src_len = 32;
+	nl_attr(&rq.h, RTA_DST, &dst, 4);
+	nl_attr(&rq.h, RTA_SRC, &src, 4);
+	nl_attr(&rq.h, RTA_OIF, &ifindex, 4);
+	uint32_t hop = 0;
+	pthread_mutex_lock(&f->mu);
+	rq.h.nlmsg_seq = ++f->nl_seq;
+	if (f->nl_fd < 0 || send(f->nl_fd, &rq, rq.h.nlmsg_len, 0) < 0)
+		goto out;
+	for (;;) {
+		uint32_t rx[2048];
+		ssize_t n = recv(f->nl_fd, rx, sizeof rx, 0);
+		if (n <= 0)
+			goto out;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)rx; NLMSG_OK(h, (size_t)n);
+		     h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_seq != rq.h.nlmsg_seq)
+				continue; /* an answer to an earlier question that timed out */
+			if (h->nlmsg_type != RTM_NEWROUTE)
+				goto out; /* NLMSG_ERROR: no route */
+			const struct rtmsg *rt = NLMSG_DATA(h);
+			if (rt->rtm_type != RTN_UNICAST)
+				goto out;
+			uint32_t gw = 0, oif = 0;
+			int len = (int)RTM_PAYLOAD(h);
+			for (const struct rtattr *ra = RTM_RTA(rt); RTA_OK(ra, len);
+			     ra = RTA_NEXT(ra, len)) {
+				if (ra->rta_type == RTA_GATEWAY && RTA_PAYLOAD(ra) == 4)
+					memcpy(&gw, RTA_DATA(ra), 4);
+				else if (ra->rta_type == RTA_OIF && RTA_PAYLOAD(ra) == 4)
+					memcpy(&oif, RTA_DATA(ra), 4);
+			}
+			if (oif == ifindex)
+				hop = gw ? gw : dst;
+			goto out;
+		}
+	}
+out:
+	pthread_mutex_unlock(&f->mu);
+	return hop;
+}
+
+static void hops(struct turn_fast_state *f, struct turn_fast_out *o)
+{
+	if (!(o->flags & TURN_FAST_LOCAL))
+		o->hop = next_hop(f, o->src_addr, o->dst_addr, o->ifindex);
+}
+
 /* The entries ch should have now, if any. */
 static bool wanted(struct turn *t, struct turn_alloc *a, struct turn_chan *ch, uint64_t now,
 		   struct turn_fast_out *to_peer, struct turn_fast_out *to_client)
@@ -363,12 +454,22 @@ void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
 			continue;
 		}
 		int64_t slot;
-		if (ch->fast || (slot = stats_ensure(t, a)) < 0)
+		/* a channel in the kernel: its hops asked for again now and then
+		 * (spread over the allocations) */
+		bool refresh = ch->fast && (now / 1000 + a->id) % HOP_REFRESH_S == 0;
+		if ((ch->fast && !refresh) || (slot = stats_ensure(t, a)) < 0)
 			continue;
 		tp.slot = tc.slot = (uint32_t)slot;
+		hops(t->fast, &tp);
+		hops(t->fast, &tc);
 		struct turn_fast_chan_key ck;
 		struct turn_fast_peer_key pk;
 		keys(t, a, ch, &ck, &pk);
+		if (refresh) { /* both entries are there: only their hops may change */
+			bpf_map_update_elem(t->fast->peer_fd, &pk, &tc, BPF_EXIST);
+			bpf_map_update_elem(t->fast->chan_fd, &ck, &tp, BPF_EXIST);
+			continue;
+		}
 		/* the peer's way first: a client's first ChannelData through the
 		 * kernel then finds the answer's way ready too */
 		if (bpf_map_update_elem(t->fast->peer_fd, &pk, &tc, BPF_ANY)) {

@@ -107,6 +107,9 @@ MAP=$(bpftool prog show id "$PROG" -j | jq -r '.map_ids[]' | while read -r id; d
 	bpftool map show id "$id" -j | jq -r 'select(.name == "turn_stats") | .id'
 done)
 [ -n "$MAP" ] || lab_fail "no turn_stats map on prog $PROG"
+PEERMAP=$(bpftool prog show id "$PROG" -j | jq -r '.map_ids[]' | while read -r id; do
+	bpftool map show id "$id" -j | jq -r 'select(.name == "turn_peer") | .id'
+done)
 snap
 # turn_check holds its allocation 3 s after the last payload: the kernel's
 # map is read then
@@ -117,6 +120,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 bpftool map dump id "$MAP" -j >"$LAB_TMP/map.json"
+bpftool map dump id "$PEERMAP" -j >"$LAB_TMP/peer.json"
 wait "$CHECK" || exit 1
 settle
 half=$((N / 2))
@@ -133,6 +137,12 @@ seen=$(jq -r '[.[] | .formatted.value | select(.to_peer_pkts + .to_client_pkts >
 	"\(.to_peer_pkts)/\(.to_client_pkts)"] | join(",")' "$LAB_TMP/map.json")
 [ "$seen" = "$half/$N" ] || lab_fail "the kernel's map: $seen, want $half/$N"
 lab_log "kernel: $half ChannelData to the peer, $N echoes to the client (its map: $seen); user space: $half Send indications; totals exact"
+# the next hop toward the client (its NAT, on the server's link here) is in the
+# entry, as the routing table says: the redirect skips a route lookup per packet
+hop=$(jq -r '[.[] | .formatted.value | "\(.dst_addr)/\(.hop)"] | join(",")' "$LAB_TMP/peer.json")
+nat=$(jq -r '.[0].formatted.value.dst_addr' "$LAB_TMP/peer.json")
+[ "$hop" = "$nat/$nat" ] && [ "$nat" != 0 ] || lab_fail "the entry's next hop: $hop, want the NAT's address (on-link)"
+lab_log "the entry toward the client holds its next hop (the NAT, on-link)"
 
 # a2) the checksums the kernel writes (updated from the old, RFC 1624): odd and even
 # lengths, 1 byte to the largest the kernel takes, both ways; the receivers'

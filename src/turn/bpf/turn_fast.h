@@ -36,7 +36,8 @@ struct turn_fast_out {
 	__u16 num, flags;
 	__u32 ifindex;
 	__u32 slot; /* the allocation's entry in turn_stats (an array: no second hash lookup) */
-	__u32 pad;
+	__be32 hop; /* the next hop toward dst_addr (user space asks the kernel's routing
+		     * table); 0: the kernel looks the route up for each packet */
 };
 
 /* Per allocation, while it has channels in the kernel (a slot of turn_stats,
