@@ -16,6 +16,10 @@
  * user-space bucket of the allocation keeps counting what user space carries
  * (Send/Data indications, padded ChannelData), so an allocation that uses
  * both paths at once can reach the limit on each.
+ *
+ * Each entry also carries its next hop, from the routing table (next_hop), so
+ * that the program's redirect does not look the route up for every packet; it
+ * is asked again every HOP_REFRESH_S seconds.
  */
 #include <errno.h>
 #include <string.h>

@@ -183,7 +183,7 @@ static __always_inline __u64 new_words(const struct turn_fast_out *o, __be16 ule
 }
 
 /* Out of the entry's interface to its next hop: given the hop, the redirect
- * skips a route lookup per packet (about 100 ns here; docs/benchmarks.md,
+ * skips a route lookup per packet (about 150 ns here; docs/benchmarks.md,
  * "Session 10: TURN fast path"). */
 static __always_inline int verdict(const struct turn_fast_out *o)
 {
