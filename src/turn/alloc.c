@@ -23,35 +23,114 @@ static size_t tuple_hash(const struct turn *t, enum net_transport tp, unsigned l
 	return (net_addr_hash(client) ^ (uint64_t)li * 0x9e3779b97f4a7c15ull) & (t->nbuckets - 1);
 }
 
-static size_t relay_hash(const struct turn *t, const struct net_addr *a)
+static size_t relay_hash(const struct turn_shared *sh, const struct net_addr *a)
 {
-	return net_addr_hash(a) & (t->nbuckets - 1);
+	return net_addr_hash(a) & (sh->nrbuckets - 1);
+}
+
+static size_t pow2_at_least(size_t n)
+{
+	size_t b = 64;
+	while (b < n)
+		b <<= 1;
+	return b;
+}
+
+int turn_counts_init(struct turn_counts *c, size_t nb)
+{
+	c->nb = pow2_at_least(nb);
+	c->b = calloc(c->nb, sizeof *c->b);
+	return c->b ? 0 : ENOMEM;
+}
+
+void turn_counts_free(struct turn_counts *c)
+{
+	for (size_t i = 0; c->b && i < c->nb; i++)
+		for (struct turn_count *e = c->b[i], *next; e; e = next) {
+			next = e->next;
+			free(e);
+		}
+	free(c->b);
+	c->b = NULL;
+}
+
+static struct turn_count **counts_slot(struct turn_counts *c, const void *key, size_t len)
+{
+	struct turn_count **pp = &c->b[hash_bytes(key, len) & (c->nb - 1)];
+	while (*pp && ((*pp)->len != len || memcmp((*pp)->key, key, len) != 0))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+bool turn_counts_take(struct turn_counts *c, const void *key, size_t len, uint32_t max)
+{
+	struct turn_count **pp = counts_slot(c, key, len);
+	if (!*pp) {
+		if (!max || !(*pp = calloc(1, sizeof **pp + len)))
+			return false;
+		(*pp)->len = (uint16_t)len;
+		memcpy((*pp)->key, key, len);
+	}
+	if ((*pp)->n >= max)
+		return false;
+	(*pp)->n++;
+	return true;
+}
+
+void turn_counts_put(struct turn_counts *c, const void *key, size_t len)
+{
+	struct turn_count **pp = counts_slot(c, key, len);
+	struct turn_count *e = *pp;
+	if (e && --e->n == 0) {
+		*pp = e->next;
+		free(e);
+	}
+}
+
+int turn_shared_init(struct turn_shared *sh, const struct turn_conf *cf)
+{
+	pthread_mutex_init(&sh->lock, NULL);
+	atomic_init(&sh->nallocs, 0);
+	atomic_init(&sh->next_id, 0);
+	atomic_init(&sh->relay_gen, 1);
+	atomic_init(&sh->nconns, 0);
+	for (size_t i = 0; i < TURN_RESERVE_MAX; i++)
+		sh->resv[i].fd = -1;
+	sh->nrbuckets = pow2_at_least(2 * (size_t)cf->max_allocs);
+	sh->by_relay = calloc(sh->nrbuckets, sizeof *sh->by_relay);
+	int err = sh->by_relay ? 0 : ENOMEM;
+	if (!err)
+		err = turn_counts_init(&sh->users, (size_t)cf->max_allocs / 4);
+	if (!err)
+		err = turn_counts_init(&sh->srcs, 256);
+	return err;
+}
+
+/* After every thread's allocations are gone. */
+void turn_shared_free(struct turn_shared *sh)
+{
+	for (size_t i = 0; i < TURN_RESERVE_MAX; i++)
+		if (sh->resv[i].fd >= 0)
+			close(sh->resv[i].fd);
+	free(sh->by_relay);
+	turn_counts_free(&sh->users);
+	turn_counts_free(&sh->srcs);
+	pthread_mutex_destroy(&sh->lock);
 }
 
 int turn_tables_init(struct turn *t)
 {
-	t->nbuckets = 64;
-	while (t->nbuckets < 2 * (size_t)t->cf.max_allocs)
-		t->nbuckets <<= 1;
+	t->nbuckets = pow2_at_least(2 * (size_t)t->cf.max_allocs / t->sh->nthr);
 	t->by_tuple = calloc(t->nbuckets, sizeof *t->by_tuple);
-	t->by_relay = calloc(t->nbuckets, sizeof *t->by_relay);
-	t->nubuckets = t->nbuckets / 8 < 64 ? 64 : t->nbuckets / 8;
-	t->by_user = calloc(t->nubuckets, sizeof *t->by_user);
-	for (size_t i = 0; i < TURN_RESERVE_MAX; i++)
-		t->resv[i].fd = -1;
-	return t->by_tuple && t->by_relay && t->by_user ? 0 : ENOMEM;
+	return t->by_tuple ? 0 : ENOMEM;
 }
 
 void turn_tables_free(struct turn *t)
 {
 	while (t->all)
 		turn_alloc_delete(t, t->all, NULL);
-	for (size_t i = 0; i < TURN_RESERVE_MAX; i++)
-		if (t->resv[i].fd >= 0)
-			close(t->resv[i].fd);
 	free(t->by_tuple);
-	free(t->by_relay);
-	free(t->by_user);
+	t->by_tuple = NULL;
 }
 
 struct turn_alloc *turn_alloc_find(struct turn *t, enum net_transport tp, unsigned li,
@@ -66,29 +145,84 @@ struct turn_alloc *turn_alloc_find(struct turn *t, enum net_transport tp, unsign
 	return NULL;
 }
 
-struct turn_alloc *turn_alloc_by_relay(struct turn *t, const struct net_addr *addr)
+bool turn_relay_known(struct turn *t, const struct net_addr *addr, uint64_t *gen)
 {
+	struct turn_shared *sh = t->sh;
 	struct net_addr v4;
 	const struct net_addr *a = turn_peer_embedded_v4(addr, &v4) ? &v4 : addr;
 	unsigned f = turn_fam_index(a);
-	for (struct turn_alloc *x = t->by_relay[relay_hash(t, a)]; x; x = x->relay[f].next_by_addr)
-		if (x->relay[f].sk.fd >= 0 && net_addr_eq(&x->relay[f].addr, a))
-			return x;
-	return NULL;
+	bool found = false;
+	pthread_mutex_lock(&sh->lock);
+	/* only linked relays are in the chains, and their addresses stay put
+	 * until unlinked (under this lock): another thread's are safe to read */
+	for (struct turn_alloc *x = sh->by_relay[relay_hash(sh, a)]; x && !found;
+	     x = x->relay[f].next_by_addr)
+		found = net_addr_eq(&x->relay[f].addr, a);
+	*gen = atomic_load(&sh->relay_gen);
+	pthread_mutex_unlock(&sh->lock);
+	return found;
 }
 
-static size_t user_hash(const struct turn *t, const char *quota)
+uint16_t turn_quota_take(struct turn *t, struct turn_alloc *a, const char *quota)
 {
-	return hash_bytes(quota, strlen(quota)) & (t->nubuckets - 1);
+	struct turn_shared *sh = t->sh;
+	uint16_t code = 0;
+	pthread_mutex_lock(&sh->lock);
+	size_t n = atomic_load(&sh->nallocs);
+	if (!turn_counts_take(&sh->users, quota, strlen(quota), t->cf.max_allocs_user))
+		code = STUN_ERR_QUOTA;
+	else if (n >= t->cf.max_allocs) {
+		turn_counts_put(&sh->users, quota, strlen(quota));
+		code = STUN_ERR_CAPACITY;
+	} else
+		atomic_store(&sh->nallocs, n + 1);
+	pthread_mutex_unlock(&sh->lock);
+	if (!code) {
+		a->counted = true;
+		snprintf(a->quota, sizeof a->quota, "%s", quota);
+	}
+	return code;
 }
 
-size_t turn_alloc_count_user(struct turn *t, const char *quota, size_t stop)
+static void quota_put(struct turn *t, struct turn_alloc *a)
 {
-	size_t n = 0;
-	for (struct turn_alloc *a = t->by_user[user_hash(t, quota)]; a && n < stop;
-	     a = a->next_by_user)
-		n += strcmp(a->quota, quota) == 0;
-	return n;
+	struct turn_shared *sh = t->sh;
+	pthread_mutex_lock(&sh->lock);
+	turn_counts_put(&sh->users, a->quota, strlen(a->quota));
+	atomic_fetch_sub(&sh->nallocs, 1);
+	pthread_mutex_unlock(&sh->lock);
+	a->counted = false;
+}
+
+bool turn_conn_take(struct turn *t, struct turn_conn *c)
+{
+	struct turn_shared *sh = t->sh;
+	struct net_src_key k;
+	net_addr_src_key(&c->remote, &k);
+	bool ok = false;
+	pthread_mutex_lock(&sh->lock);
+	if (atomic_load(&sh->nconns) < t->cf.tcp_max_conns &&
+	    turn_counts_take(&sh->srcs, &k, sizeof k, t->cf.tcp_max_conns_src)) {
+		atomic_fetch_add(&sh->nconns, 1);
+		ok = true;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	c->counted = ok;
+	return ok;
+}
+
+void turn_conn_put(struct turn *t, struct turn_conn *c)
+{
+	if (!c->counted)
+		return;
+	struct turn_shared *sh = t->sh;
+	struct net_src_key k;
+	net_addr_src_key(&c->remote, &k);
+	pthread_mutex_lock(&sh->lock);
+	turn_counts_put(&sh->srcs, &k, sizeof k);
+	atomic_fetch_sub(&sh->nconns, 1);
+	pthread_mutex_unlock(&sh->lock);
+	c->counted = false;
 }
 
 int turn_alloc_new(struct turn *t, struct turn_alloc **ap)
@@ -96,7 +230,7 @@ int turn_alloc_new(struct turn *t, struct turn_alloc **ap)
 	struct turn_alloc *a = calloc(1, sizeof *a);
 	if (!a)
 		return ENOMEM;
-	a->id = ++t->next_id;
+	a->id = atomic_fetch_add(&t->sh->next_id, 1) + 1;
 	for (unsigned f = 0; f < 2; f++)
 		a->relay[f].sk = (struct turn_sock){TURN_SK_RELAY, -1, 0, a, f, t};
 	a->bw_milli = t->cf.bandwidth * 1000;
@@ -109,19 +243,16 @@ void turn_alloc_link(struct turn *t, struct turn_alloc *a)
 	size_t h = tuple_hash(t, a->tp, a->li, &a->client, a->conn);
 	a->next_by_tuple = t->by_tuple[h];
 	t->by_tuple[h] = a;
+	struct turn_shared *sh = t->sh;
+	pthread_mutex_lock(&sh->lock);
 	for (unsigned f = 0; f < 2; f++) {
 		if (a->relay[f].sk.fd < 0)
 			continue;
-		size_t r = relay_hash(t, &a->relay[f].addr);
-		a->relay[f].next_by_addr = t->by_relay[r];
-		t->by_relay[r] = a;
+		size_t r = relay_hash(sh, &a->relay[f].addr);
+		a->relay[f].next_by_addr = sh->by_relay[r];
+		sh->by_relay[r] = a;
 	}
-	struct turn_alloc **u = &t->by_user[user_hash(t, a->quota)];
-	a->prev_by_user = NULL;
-	a->next_by_user = *u;
-	if (*u)
-		(*u)->prev_by_user = a;
-	*u = a;
+	pthread_mutex_unlock(&sh->lock);
 	a->next = t->all;
 	if (t->all)
 		t->all->prev = a;
@@ -140,21 +271,19 @@ static void unlink_alloc(struct turn *t, struct turn_alloc *a)
 		pp = &(*pp)->next_by_tuple;
 	if (*pp)
 		*pp = a->next_by_tuple;
+	struct turn_shared *sh = t->sh;
+	pthread_mutex_lock(&sh->lock);
 	for (unsigned f = 0; f < 2; f++) {
 		if (a->relay[f].sk.fd < 0)
 			continue;
-		pp = &t->by_relay[relay_hash(t, &a->relay[f].addr)];
+		pp = &sh->by_relay[relay_hash(sh, &a->relay[f].addr)];
 		while (*pp && *pp != a)
 			pp = &(*pp)->relay[f].next_by_addr;
 		if (*pp)
 			*pp = a->relay[f].next_by_addr;
 	}
-	if (a->prev_by_user)
-		a->prev_by_user->next_by_user = a->next_by_user;
-	else
-		t->by_user[user_hash(t, a->quota)] = a->next_by_user;
-	if (a->next_by_user)
-		a->next_by_user->prev_by_user = a->prev_by_user;
+	atomic_fetch_add(&sh->relay_gen, 1); /* channels let through to it check again */
+	pthread_mutex_unlock(&sh->lock);
 	if (a->prev)
 		a->prev->next = a->next;
 	else
@@ -169,6 +298,8 @@ void turn_alloc_delete(struct turn *t, struct turn_alloc *a, const char *why)
 {
 	if (a->id && (a->prev || t->all == a))
 		unlink_alloc(t, a);
+	if (a->counted)
+		quota_put(t, a);
 	if (why) {
 		char c[NET_ADDR_STRLEN];
 		LOG_D("turn", "allocation %llu of %s (%s:%s) %s", (unsigned long long)a->id,
@@ -213,6 +344,29 @@ static int bind_port(const struct net_addr *ip, uint16_t port, int *fdp)
 	return err;
 }
 
+/* Holds fd (ip:port) under a new token in the shared table: false when full. */
+static bool reserve_put(struct turn *t, const struct net_addr *ip, uint16_t port, int fd,
+			uint8_t token[8])
+{
+	struct turn_shared *sh = t->sh;
+	bool ok = false;
+	pthread_mutex_lock(&sh->lock);
+	for (size_t r = 0; r < TURN_RESERVE_MAX && !ok; r++) {
+		struct turn_reservation *rv = &sh->resv[r];
+		if (rv->fd >= 0)
+			continue;
+		rv->fd = fd;
+		rand_bytes(rv->token, 8);
+		memcpy(token, rv->token, 8);
+		rv->addr = *ip;
+		net_addr_set_port(&rv->addr, port);
+		rv->expire_ms = loop_now_ms(t->loop) + TURN_RESERVE_S * 1000ull;
+		ok = true;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return ok;
+}
+
 int turn_relay_open(struct turn *t, struct turn_alloc *a, unsigned fam, bool even, bool reserve,
 		    uint8_t token[8])
 {
@@ -232,22 +386,15 @@ int turn_relay_open(struct turn *t, struct turn_alloc *a, unsigned fam, bool eve
 		if (bind_port(ip, port, &fd))
 			continue;
 		if (reserve) {
-			size_t r = 0;
-			while (r < TURN_RESERVE_MAX && t->resv[r].fd >= 0)
-				r++;
-			if (r == TURN_RESERVE_MAX || bind_port(ip, (uint16_t)(port + 1), &fd2)) {
+			if (bind_port(ip, (uint16_t)(port + 1), &fd2)) {
 				close(fd);
-				if (r == TURN_RESERVE_MAX)
-					return EADDRNOTAVAIL;
 				continue;
 			}
-			struct turn_reservation *rv = &t->resv[r];
-			rv->fd = fd2;
-			rand_bytes(rv->token, 8);
-			memcpy(token, rv->token, 8);
-			rv->addr = *ip;
-			net_addr_set_port(&rv->addr, (uint16_t)(port + 1));
-			rv->expire_ms = loop_now_ms(t->loop) + TURN_RESERVE_S * 1000ull;
+			if (!reserve_put(t, ip, (uint16_t)(port + 1), fd2, token)) {
+				close(fd);
+				close(fd2);
+				return EADDRNOTAVAIL; /* TURN_RESERVE_MAX held */
+			}
 		}
 		a->relay[fam].sk.fd = fd;
 		a->relay[fam].addr = *ip;
@@ -264,14 +411,23 @@ int turn_relay_open(struct turn *t, struct turn_alloc *a, unsigned fam, bool eve
 
 int turn_relay_take(struct turn *t, struct turn_alloc *a, const uint8_t token[8])
 {
-	for (size_t r = 0; r < TURN_RESERVE_MAX; r++) {
-		struct turn_reservation *rv = &t->resv[r];
+	struct turn_shared *sh = t->sh;
+	pthread_mutex_lock(&sh->lock);
+	int fd = -1;
+	struct net_addr addr;
+	for (size_t r = 0; r < TURN_RESERVE_MAX && fd < 0; r++) {
+		struct turn_reservation *rv = &sh->resv[r];
 		if (rv->fd < 0 || memcmp(rv->token, token, 8) != 0)
 			continue;
-		unsigned fam = turn_fam_index(&rv->addr);
-		a->relay[fam].sk.fd = rv->fd;
-		a->relay[fam].addr = rv->addr;
+		fd = rv->fd; /* in no loop yet: it joins this thread's */
+		addr = rv->addr;
 		rv->fd = -1;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	if (fd >= 0) {
+		unsigned fam = turn_fam_index(&addr);
+		a->relay[fam].sk.fd = fd;
+		a->relay[fam].addr = addr;
 		if (loop_fd_add(t->loop, a->relay[fam].sk.fd, EPOLLIN, on_relay,
 				&a->relay[fam].sk)) {
 			close(a->relay[fam].sk.fd);
@@ -402,11 +558,16 @@ void turn_sweep(struct turn *t, uint64_t now)
 		metric_add(&turn_m_chans, (int64_t)k - (int64_t)a->nchan);
 		a->nchan = k;
 	}
-	for (size_t r = 0; r < TURN_RESERVE_MAX; r++)
-		if (t->resv[r].fd >= 0 && t->resv[r].expire_ms <= now) {
-			close(t->resv[r].fd);
-			t->resv[r].fd = -1;
-		}
+	struct turn_shared *sh = t->sh;
+	if (t->idx == 0) { /* one thread expires the shared reservations */
+		pthread_mutex_lock(&sh->lock);
+		for (size_t r = 0; r < TURN_RESERVE_MAX; r++)
+			if (sh->resv[r].fd >= 0 && sh->resv[r].expire_ms <= now) {
+				close(sh->resv[r].fd);
+				sh->resv[r].fd = -1;
+			}
+		pthread_mutex_unlock(&sh->lock);
+	}
 	for (struct turn_conn *c = t->conns, *next; c; c = next) {
 		next = c->next;
 		if (!c->alloc && now - c->last_ms > TURN_TCP_IDLE_S * 1000ull)

@@ -34,7 +34,7 @@ static const uint16_t offered_algs[] = {STUN_PWALG_SHA256, STUN_PWALG_MD5};
 
 static void send_reply(struct req *r)
 {
-	turn_send_client(r->t, r->s, r->t->tx.data, r->t->tx.len);
+	turn_send_client(r->t, r->s, r->t->tx.data, r->t->tx.len, false);
 }
 
 static void finish(struct req *r, struct stun_enc *e, bool integrity)
@@ -255,13 +255,17 @@ static int authenticate(struct req *r)
 	return 0;
 }
 
-/* A peer the filter lets through, or another allocation's relayed address. */
-static bool peer_ok(struct turn *t, const struct net_addr *peer)
+/* A peer the filter lets through, or another allocation's relayed address
+ * (on any thread: the shared index, under its lock, so asked second). gen:
+ * the index's generation when it was the latter, else 0. */
+static bool peer_ok(struct turn *t, const struct net_addr *peer, uint64_t *gen)
 {
-	if (turn_alloc_by_relay(t, peer))
-		return true;
+	*gen = 0;
 	if (turn_peer_check(&t->filter, peer) == TURN_PEER_OK)
 		return true;
+	if (turn_relay_known(t, peer, gen))
+		return true;
+	*gen = 0;
 	metric_inc(&turn_m_denied_peer);
 	char b[NET_ADDR_STRLEN];
 	LOG_D("turn", "peer %s denied", net_addr_fmt(peer, b, sizeof b));
@@ -342,16 +346,15 @@ static void do_allocate(struct req *r)
 	uint32_t life = lifetime_for(t, m);
 	if (life == 0)
 		life = t->cf.lifetime_default;
-	if (turn_alloc_count_user(t, r->quota, t->cf.max_allocs_user) >= t->cf.max_allocs_user) {
-		error_reply(r, STUN_ERR_QUOTA, true);
-		return;
-	}
-	if (t->nallocs >= t->cf.max_allocs) {
-		error_reply(r, STUN_ERR_CAPACITY, true);
-		return;
-	}
 	if (turn_alloc_new(t, &a)) {
 		error_reply(r, STUN_ERR_SERVER_ERROR, true);
+		return;
+	}
+	/* counted over every thread: a user's clients hash to any of them */
+	uint16_t qerr = turn_quota_take(t, a, r->quota);
+	if (qerr) {
+		turn_alloc_delete(t, a, NULL);
+		error_reply(r, qerr, true);
 		return;
 	}
 	a->tp = r->s->tp;
@@ -359,7 +362,6 @@ static void do_allocate(struct req *r)
 	a->client = r->s->client;
 	a->conn = r->s->conn;
 	snprintf(a->user, sizeof a->user, "%s", r->user);
-	snprintf(a->quota, sizeof a->quota, "%s", r->quota);
 	memcpy(a->tid, m->tid, STUN_TID_LEN);
 	keycache_fill(r, a);
 	a->created_ms = a->bw_last_ms = r->now;
@@ -478,7 +480,8 @@ static int peer_of(struct req *r, struct turn_alloc *a, const struct stun_attr *
 		error_reply(r, STUN_ERR_PEER_FAMILY_MISMATCH, true);
 		return -1;
 	}
-	if (!peer_ok(r->t, peer)) {
+	uint64_t gen;
+	if (!peer_ok(r->t, peer, &gen)) {
 		error_reply(r, STUN_ERR_FORBIDDEN, true);
 		return -1;
 	}
@@ -609,6 +612,7 @@ static void do_channel_bind(struct req *r)
 		}
 		byn->num = num;
 		byn->peer = peer;
+		byn->relay_gen = 0; /* checked again at its first ChannelData */
 	}
 	byn->expire_ms = r->now + TURN_CHANNEL_S * 1000ull;
 	add_perm(a, &peer, r->now); /* RFC 8656 11.2: binding installs or refreshes it */
@@ -666,7 +670,8 @@ static void do_send(struct turn *t, const struct turn_src *s, const struct stun_
 		metric_inc(&turn_m_drop_noperm);
 		return;
 	}
-	if (!peer_ok(t, &peer))
+	uint64_t gen;
+	if (!peer_ok(t, &peer, &gen))
 		return;
 	to_peer(t, a, &peer, da->v, da->len, stun_msg_attr(m, STUN_ATTR_DONT_FRAGMENT) != NULL,
 		now);
@@ -690,8 +695,12 @@ static void do_channel_data(struct turn *t, const struct turn_src *s, const uint
 	}
 	/* the filter again: a peer let through as another allocation's relayed
 	 * address stops being one when that allocation goes */
-	if (!peer_ok(t, &ch->peer))
-		return;
+	/* the shared index's lock is taken once per channel, not per packet,
+	 * while no relayed address left it since (its generation) */
+	if (!ch->relay_gen || ch->relay_gen != atomic_load_explicit(&t->sh->relay_gen,
+								   memory_order_acquire))
+		if (!peer_ok(t, &ch->peer, &ch->relay_gen))
+			return;
 	to_peer(t, a, &ch->peer, data, dlen, false, now);
 }
 
@@ -767,7 +776,7 @@ void turn_client_packet(struct turn *t, const struct turn_src *s, const uint8_t 
 	r.own = own;
 	bool ok = own	    ? turn_budget_take(t, &own->rq, now)
 		  : s->conn ? turn_budget_take(t, &s->conn->rq, now)
-			    : stund_limiter_allow(&t->lim, &s->client.u.sa, now);
+			    : stund_limiter_allow(&t->sh->lim, &s->client.u.sa, now);
 	if (!ok) {
 		metric_inc(&turn_m_drop_rate);
 		return;
@@ -777,7 +786,7 @@ void turn_client_packet(struct turn *t, const struct turn_src *s, const uint8_t 
 	if (r.m.method == STUN_METHOD_BINDING) {
 		buf_reset(&t->tx);
 		if (stund_answer(&s->client.u.sa, p, len, &t->tx) == 0)
-			turn_send_client(t, s, t->tx.data, t->tx.len);
+			turn_send_client(t, s, t->tx.data, t->tx.len, false);
 		return;
 	}
 	if (r.m.method != STUN_METHOD_ALLOCATE && r.m.method != STUN_METHOD_REFRESH &&
@@ -848,5 +857,5 @@ void turn_peer_packet(struct turn *t, struct turn_alloc *a, unsigned fam,
 	a->rx_pkts++;
 	metric_add(&turn_m_from_peer_bytes, (int64_t)len);
 	metric_inc(&turn_m_from_peer_pkts);
-	turn_send_client(t, &s, t->tx.data, t->tx.len);
+	turn_send_client(t, &s, t->tx.data, t->tx.len, true);
 }

@@ -65,6 +65,11 @@ const struct conf_key turn_conf_keys[] = {
      "client TCP connections at once; more are closed at accept"},
     {"turn", "tcp_max_connections_per_address", CONF_INT, "16", 1, 1000000, NULL,
      "client TCP connections from one address (IPv6: one /64); more are closed at accept"},
+    {"turn", "threads", CONF_INT, "0", 0, TURN_THREADS_MAX, NULL,
+     "threads of the role, each with its own SO_REUSEPORT sockets on every listen address "
+     "and the allocations made on it (quotas, relayed addresses and reservations are "
+     "shared); 0 = one per online CPU, at most 16; 1 = one thread, listeners without "
+     "SO_REUSEPORT"},
     {NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -187,8 +192,10 @@ static void conn_flush(struct turn *t, struct turn_conn *c)
 	conn_want_write(t, c, c->out.len > 0);
 }
 
-void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len)
+void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len,
+		      bool queue)
 {
+	(void)queue;
 	if (s->tp == NET_UDP) {
 		sendto(t->udp[s->li].fd, p, len, MSG_DONTWAIT, &s->client.u.sa,
 		       net_addr_len(&s->client));
@@ -255,6 +262,7 @@ void turn_conn_close(struct turn *t, struct turn_conn *c)
 {
 	if (c->alloc)
 		turn_alloc_delete(t, c->alloc, "closed with its connection");
+	turn_conn_put(t, c);
 	net_tls_sock_free(c->tls); /* its close_notify, if the kernel takes it */
 	loop_fd_del(t->loop, c->sk.fd);
 	close(c->sk.fd);
@@ -331,19 +339,6 @@ out:
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* O(connections): fine at the default thousand. */
-static unsigned conns_from(const struct turn *t, const struct net_addr *a)
-{
-	struct net_src_key k, x;
-	net_addr_src_key(a, &k);
-	unsigned n = 0;
-	for (const struct turn_conn *c = t->conns; c; c = c->next) {
-		net_addr_src_key(&c->remote, &x);
-		n += x.hi == k.hi && x.lo == k.lo;
-	}
-	return n;
-}
-
 static void on_accept(int fd, uint32_t events, void *arg)
 {
 	(void)events;
@@ -356,12 +351,13 @@ static void on_accept(int fd, uint32_t events, void *arg)
 		int cfd = accept4(fd, &remote.u.sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0)
 			break;
-		struct turn_conn *c = t->nconns < t->cf.tcp_max_conns &&
-					      conns_from(t, &remote) < t->cf.tcp_max_conns_src
-					  ? calloc(1, sizeof *c)
-					  : NULL;
-		if (!c) {
+		struct turn_conn *c = calloc(1, sizeof *c);
+		if (c)
+			c->remote = remote;
+		/* the limits count every thread's connections */
+		if (!c || !turn_conn_take(t, c)) {
 			metric_inc(&turn_m_conn_refused);
+			free(c);
 			close(cfd);
 			continue;
 		}
@@ -369,16 +365,17 @@ static void on_accept(int fd, uint32_t events, void *arg)
 		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		c->sk = (struct turn_sock){TURN_SK_CONN, cfd, sk->li, c, 0, t};
 		c->t = t;
-		c->remote = remote;
 		c->last_ms = c->opened_ms = loop_now_ms(t->loop);
 		buf_init(&c->in);
 		buf_init(&c->out);
 		if (t->tcp_tls[sk->li] && turn_tls_accept(t, c)) {
+			turn_conn_put(t, c);
 			close(cfd);
 			free(c);
 			continue;
 		}
 		if (loop_fd_add(t->loop, cfd, EPOLLIN, on_conn, &c->sk)) {
+			turn_conn_put(t, c);
 			net_tls_sock_free(c->tls);
 			close(cfd);
 			free(c);
@@ -540,13 +537,29 @@ static int configure(struct turn *t, const struct conf *c)
 	return 0;
 }
 
+/* With several threads a [stun] (SO_REUSEPORT too) on the same port would
+ * join the listener's group and take a share of the datagrams silently: a
+ * bind without the option first fails there, as one thread's does. */
+static int udp_probe(const struct net_addr *a)
+{
+	if (net_addr_port(a) == 0)
+		return 0;
+	int fd, err = net_udp_socket(a, false, &fd);
+	if (!err)
+		close(fd);
+	return err;
+}
+
 static int open_listeners(struct turn *t)
 {
+	bool group = t->sh->nthr > 1;
 	for (unsigned i = 0; i < t->nudp; i++) {
 		t->udp[i] = (struct turn_sock){TURN_SK_UDP, -1, i, NULL, 0, t};
-		/* no SO_REUSEPORT: a [stun] on the same port must be an error, not
-		 * a random split of the datagrams */
-		int err = net_udp_socket(&t->udp_addr[i], false, &t->udp[i].fd);
+		/* one thread: no SO_REUSEPORT, so a [stun] on the same port is an
+		 * error, not a random split of the datagrams */
+		int err = group && t->idx == 0 ? udp_probe(&t->udp_addr[i]) : 0;
+		if (!err)
+			err = net_udp_socket(&t->udp_addr[i], group, &t->udp[i].fd);
 		char a[NET_ADDR_STRLEN];
 		if (err) {
 			LOG_E("turn", "cannot bind udp:%s: %s%s",
@@ -556,6 +569,7 @@ static int open_listeners(struct turn *t)
 						: "");
 			return err;
 		}
+		/* thread 0 resolves port 0; the others bind what it got */
 		net_sock_addr(t->udp[i].fd, &t->udp_addr[i]);
 		if ((err = loop_fd_add(t->loop, t->udp[i].fd, EPOLLIN, on_udp, &t->udp[i])))
 			return err;
@@ -567,6 +581,8 @@ static int open_listeners(struct turn *t)
 		int one = 1;
 		if (fd >= 0) {
 			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+			if (group)
+				setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
 			if (net_addr_family(a) == AF_INET6)
 				setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 		}
@@ -588,27 +604,83 @@ static int open_listeners(struct turn *t)
 	return 0;
 }
 
-int turn_start(struct turn **tp, const struct conf *c, struct store_cred *creds)
+static unsigned threads_wanted(const struct conf *c)
+{
+	long n = conf_int(c, "turn", "threads");
+	if (n > 0)
+		return (unsigned)n;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	return cpus < 1 ? 1 : cpus > 16 ? 16 : (unsigned)cpus;
+}
+
+/* A thread's own state; the configuration copied from thread 0's (after
+ * its listeners resolved their ports). */
+static int thread_new(struct turn_shared *sh, unsigned idx, struct turn **tp)
 {
 	struct turn *t = calloc(1, sizeof *t);
 	if (!t)
 		return ENOMEM;
 	for (unsigned i = 0; i < TURN_MAX_LISTEN; i++)
 		t->udp[i].fd = t->tcp[i].fd = -1;
+	t->sh = sh;
+	t->idx = idx;
 	pthread_mutex_init(&t->lock, NULL);
 	buf_init(&t->tx);
 	timer_init(&t->sweep);
+	sh->thr[idx] = t;
+	*tp = t;
+	if (idx == 0)
+		return 0;
+	const struct turn *z = sh->thr[0];
+	t->cf = z->cf;
+	t->filter = z->filter;
+	t->creds = z->creds;
+	memcpy(t->nonce_key, z->nonce_key, sizeof t->nonce_key);
+	t->tls = z->tls;
+	t->nudp = z->nudp;
+	t->ntcp = z->ntcp;
+	memcpy(t->udp_addr, z->udp_addr, sizeof t->udp_addr);
+	memcpy(t->tcp_addr, z->tcp_addr, sizeof t->tcp_addr);
+	memcpy(t->tcp_tls, z->tcp_tls, sizeof t->tcp_tls);
+	int err = turn_tables_init(t);
+	if (!err)
+		err = loop_alloc(&t->loop);
+	if (!err)
+		err = open_listeners(t);
+	return err;
+}
+
+int turn_start(struct turn **tp, const struct conf *c, struct store_cred *creds)
+{
+	struct turn_shared *sh = calloc(1, sizeof *sh);
+	unsigned n = threads_wanted(c);
+	if (sh)
+		sh->thr = calloc(n, sizeof *sh->thr);
+	if (!sh || !sh->thr) {
+		free(sh);
+		return ENOMEM;
+	}
+	sh->nthr = n;
+	struct turn *t;
+	int err = thread_new(sh, 0, &t);
+	if (err) {
+		free(sh->thr);
+		free(sh);
+		return err;
+	}
 	t->creds = creds;
 	rand_bytes(t->nonce_key, sizeof t->nonce_key);
 	turn_metrics_register();
 	turn_tls_metrics_register();
-	int err = configure(t, c);
+	err = configure(t, c);
+	if (!err)
+		err = turn_shared_init(sh, &t->cf);
 	if (!err)
 		err = turn_tls_setup(t, c);
 	if (!err)
 		err = turn_tables_init(t);
 	if (!err)
-		err = stund_limiter_init(&t->lim, (size_t)conf_int(c, "turn", "sources"),
+		err = stund_limiter_init(&sh->lim, (size_t)conf_int(c, "turn", "sources"),
 					 (uint32_t)conf_int(c, "turn", "rate"),
 					 (uint32_t)conf_int(c, "turn", "burst"));
 	if (!err)
@@ -617,15 +689,23 @@ int turn_start(struct turn **tp, const struct conf *c, struct store_cred *creds)
 		net_hostaddrs_watch(t->filter.host, t->loop);
 	if (!err)
 		err = open_listeners(t);
+	for (unsigned i = 1; !err && i < n; i++) {
+		struct turn *x;
+		err = thread_new(sh, i, &x);
+	}
 	if (!err)
 		err = turn_fast_start(t, conf_str(c, "turn", "fastpath"));
-	if (!err)
-		err = pthread_create(&t->thread, NULL, thread_main, t);
+	for (unsigned i = 1; !err && i < n; i++)
+		sh->thr[i]->fast = t->fast;
+	for (unsigned i = 0; !err && i < n; i++) {
+		err = pthread_create(&sh->thr[i]->thread, NULL, thread_main, sh->thr[i]);
+		if (!err)
+			sh->thr[i]->running = true;
+	}
 	if (err) {
 		turn_free(t);
 		return err;
 	}
-	t->running = true;
 	char a[NET_ADDR_STRLEN], r[NET_ADDR_STRLEN];
 	for (unsigned i = 0; i < t->nudp + t->ntcp; i++)
 		LOG_I("turn", "listening on %s:%s, realm \"%s\", relays on %s ports %u-%u",
@@ -637,40 +717,66 @@ int turn_start(struct turn **tp, const struct conf *c, struct store_cred *creds)
 			  ? net_addr_ip_fmt(&t->cf.relay_ip[0], r, sizeof r)
 			  : "-",
 		      t->cf.port_lo, t->cf.port_hi);
+	LOG_I("turn", "%u thread%s", n, n == 1 ? "" : "s");
 	*tp = t;
 	return 0;
 }
 
-void turn_free(struct turn *t)
+/* Its allocations, connections and sockets; the loop stopped. */
+static void thread_close(struct turn *t)
 {
-	if (!t)
-		return;
-	if (t->running) {
-		loop_stop(t->loop);
-		pthread_join(t->thread, NULL);
-	}
 	if (timer_active(&t->sweep))
 		timer_cancel(&t->sweep);
 	while (t->conns)
 		turn_conn_close(t, t->conns);
 	if (t->by_tuple)
 		turn_tables_free(t);
-	turn_fast_stop(t); /* after the allocations: freeing them reads its counters */
 	for (unsigned i = 0; i < TURN_MAX_LISTEN; i++) {
 		if (t->udp[i].fd >= 0)
 			close(t->udp[i].fd);
 		if (t->tcp[i].fd >= 0)
 			close(t->tcp[i].fd);
+		t->udp[i].fd = t->tcp[i].fd = -1;
 	}
-	net_tls_server_free(t->tls);
-	net_hostaddrs_free(t->filter.host);
+}
+
+static void thread_free(struct turn *t)
+{
 	turn_userhash_free(t);
 	if (t->loop)
 		loop_free(t->loop);
-	stund_limiter_free(&t->lim);
 	buf_free(&t->tx);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
+}
+
+void turn_free(struct turn *t)
+{
+	if (!t)
+		return;
+	struct turn_shared *sh = t->sh; /* t is thread 0 */
+	for (unsigned i = 0; i < sh->nthr; i++)
+		if (sh->thr[i] && sh->thr[i]->running)
+			loop_stop(sh->thr[i]->loop);
+	for (unsigned i = 0; i < sh->nthr; i++)
+		if (sh->thr[i] && sh->thr[i]->running) {
+			pthread_join(sh->thr[i]->thread, NULL);
+			sh->thr[i]->running = false;
+		}
+	for (unsigned i = 0; i < sh->nthr; i++)
+		if (sh->thr[i])
+			thread_close(sh->thr[i]);
+	turn_fast_stop(t); /* after the allocations: freeing them reads its counters */
+	net_tls_server_free(t->tls);
+	net_hostaddrs_free(t->filter.host);
+	stund_limiter_free(&sh->lim);
+	if (sh->by_relay)
+		turn_shared_free(sh);
+	for (unsigned i = sh->nthr; i-- > 0;)
+		if (sh->thr[i])
+			thread_free(sh->thr[i]);
+	free(sh->thr);
+	free(sh);
 }
 
 const struct net_addr *turn_listen_addr(const struct turn *t, enum net_transport tp, unsigned i)
@@ -686,19 +792,38 @@ const struct net_addr *turn_listen_addr(const struct turn *t, enum net_transport
 
 size_t turn_allocation_count(struct turn *t)
 {
-	pthread_mutex_lock(&t->lock);
-	size_t n = t->nallocs;
-	pthread_mutex_unlock(&t->lock);
+	size_t n = 0;
+	for (unsigned i = 0; i < t->sh->nthr; i++) {
+		struct turn *x = t->sh->thr[i];
+		pthread_mutex_lock(&x->lock);
+		n += x->nallocs;
+		pthread_mutex_unlock(&x->lock);
+	}
 	return n;
 }
 
 /* ---- dumps for `pinhole ctl allocations` ---- */
 
-int turn_dump_json(struct turn *t, struct buf *out)
+static void dump_json_thread(struct turn *t, struct buf *out, uint64_t now, size_t *count);
+
+/* Each thread's allocations under its lock, one thread at a time. */
+int turn_dump_json(struct turn *t0, struct buf *out)
 {
-	pthread_mutex_lock(&t->lock);
 	uint64_t now = time_mono_ms();
+	size_t count = 0;
 	buf_append_cstr(out, "{\"allocations\":[");
+	for (unsigned ti = 0; ti < t0->sh->nthr; ti++) {
+		struct turn *t = t0->sh->thr[ti];
+		pthread_mutex_lock(&t->lock);
+		dump_json_thread(t, out, now, &count);
+		pthread_mutex_unlock(&t->lock);
+	}
+	buf_printf(out, "],\"count\":%zu}\n", count);
+	return out->failed ? ENOMEM : 0;
+}
+
+static void dump_json_thread(struct turn *t, struct buf *out, uint64_t now, size_t *count)
+{
 	for (struct turn_alloc *a = t->all; a; a = a->next) {
 		turn_fast_pull(t, a);
 		char c[NET_ADDR_STRLEN], r4[NET_ADDR_STRLEN] = "", r6[NET_ADDR_STRLEN] = "";
@@ -706,7 +831,7 @@ int turn_dump_json(struct turn *t, struct buf *out)
 			net_addr_fmt(&a->relay[0].addr, r4, sizeof r4);
 		if (a->relay[1].sk.fd >= 0)
 			net_addr_fmt(&a->relay[1].addr, r6, sizeof r6);
-		buf_printf(out, "%s{\"id\":%llu,\"user\":", a == t->all ? "" : ",",
+		buf_printf(out, "%s{\"id\":%llu,\"user\":", (*count)++ ? "," : "",
 			   (unsigned long long)a->id);
 		buf_append_json_str(out, a->user);
 		buf_printf(
@@ -743,17 +868,29 @@ int turn_dump_json(struct turn *t, struct buf *out)
 			   (long long)a->tx_bytes, (long long)a->tx_pkts, (long long)a->rx_bytes,
 			   (long long)a->rx_pkts);
 	}
-	buf_printf(out, "],\"count\":%zu}\n", t->nallocs);
-	pthread_mutex_unlock(&t->lock);
+}
+
+static void dump_text_thread(struct turn *t, struct buf *out, uint64_t now);
+
+int turn_dump_text(struct turn *t0, struct buf *out)
+{
+	uint64_t now = time_mono_ms();
+	size_t count = 0;
+	buf_printf(out, "%-6s %-16s %-26s %-22s %7s %5s %5s %12s %12s\n", "id", "user", "client",
+		   "relayed", "expires", "perms", "chans", "to_peer", "to_client");
+	for (unsigned ti = 0; ti < t0->sh->nthr; ti++) {
+		struct turn *t = t0->sh->thr[ti];
+		pthread_mutex_lock(&t->lock);
+		dump_text_thread(t, out, now);
+		count += t->nallocs;
+		pthread_mutex_unlock(&t->lock);
+	}
+	buf_printf(out, "%zu allocations\n", count);
 	return out->failed ? ENOMEM : 0;
 }
 
-int turn_dump_text(struct turn *t, struct buf *out)
+static void dump_text_thread(struct turn *t, struct buf *out, uint64_t now)
 {
-	pthread_mutex_lock(&t->lock);
-	uint64_t now = time_mono_ms();
-	buf_printf(out, "%-6s %-16s %-26s %-22s %7s %5s %5s %12s %12s\n", "id", "user", "client",
-		   "relayed", "expires", "perms", "chans", "to_peer", "to_client");
 	for (struct turn_alloc *a = t->all; a; a = a->next) {
 		turn_fast_pull(t, a);
 		char c[NET_ADDR_STRLEN + 4], cc[NET_ADDR_STRLEN], r[NET_ADDR_STRLEN];
@@ -766,7 +903,4 @@ int turn_dump_text(struct turn *t, struct buf *out)
 		    (unsigned long long)(a->expire_ms > now ? (a->expire_ms - now) / 1000 : 0),
 		    a->nperm, a->nchan, (long long)a->tx_bytes, (long long)a->rx_bytes);
 	}
-	buf_printf(out, "%zu allocations\n", t->nallocs);
-	pthread_mutex_unlock(&t->lock);
-	return out->failed ? ENOMEM : 0;
 }

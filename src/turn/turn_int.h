@@ -3,6 +3,8 @@
 #define PINHOLE_TURN_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 
 #include "stun/stun.h"
 #include "stund/stund.h"
@@ -20,6 +22,7 @@
 #define TURN_RELAY_RCVBUF (256 * 1024)		 /* per relay socket: media, not bulk */
 #define TURN_CONN_ROUNDS 16			 /* reads per wake-up of one connection */
 #define TURN_LISTEN_ROUNDS 512			 /* datagrams per wake-up of a UDP listener */
+#define TURN_THREADS_MAX 64			 /* [turn] threads */
 
 struct turn;
 struct turn_conn;
@@ -51,13 +54,16 @@ struct turn_chan {
 	struct net_addr peer;
 	uint64_t expire_ms;
 	bool fast; /* the kernel relays it (entries in both maps, fastpath.c) */
+	/* its peer was let through as another allocation's relayed address while
+	 * the shared relay index was at this generation (0 = not so) */
+	uint64_t relay_gen;
 };
 
 /* One relayed transport address of an allocation (IPv4, IPv6). */
 struct turn_relay {
 	struct turn_sock sk; /* fd -1 when this family is not allocated */
 	struct net_addr addr;
-	struct turn_alloc *next_by_addr; /* hash chain of t->by_relay */
+	struct turn_alloc *next_by_addr; /* hash chain of sh->by_relay (under sh->lock) */
 };
 
 /* The long-term key of an allocation's last verified request, kept while its
@@ -74,7 +80,7 @@ struct turn_keycache {
 	uint8_t key[32];
 };
 
-/* One allocation; owned by struct turn (its tables). */
+/* One allocation; owned by the struct turn (thread) it was created on. */
 struct turn_alloc {
 	uint64_t id;
 	enum net_transport tp;	   /* to the client: NET_UDP or NET_TCP */
@@ -88,6 +94,7 @@ struct turn_alloc {
 	uint64_t created_ms, expire_ms;
 	struct turn_relay relay[2]; /* [0] IPv4, [1] IPv6 */
 	bool dont_fragment;
+	bool counted; /* in the shared quotas (turn_quota_take) */
 	struct turn_perm *perms; /* [perm_cap], grown up to max_permissions; owned */
 	size_t nperm, perm_cap;
 	struct turn_chan *chans; /* [chan_cap], grown up to max_channels; owned */
@@ -100,9 +107,8 @@ struct turn_alloc {
 	struct {
 		uint64_t tx_pkts, tx_bytes, rx_pkts, rx_bytes, drop_bw;
 	} fast_seen;					/* the kernel's counters already added */
-	struct turn_alloc *next_by_tuple;		/* hash chain of t->by_tuple */
-	struct turn_alloc *next_by_user, *prev_by_user; /* chain of t->by_user (quota) */
-	struct turn_alloc *next, *prev;			/* every allocation, for sweeps */
+	struct turn_alloc *next_by_tuple; /* hash chain of t->by_tuple */
+	struct turn_alloc *next, *prev;	  /* every allocation of its thread, for sweeps */
 };
 
 /* A port held for a later Allocate with RESERVATION-TOKEN (EVEN-PORT R). */
@@ -113,7 +119,7 @@ struct turn_reservation {
 	uint64_t expire_ms;
 };
 
-/* A client's TCP connection to a listener; owned by struct turn. */
+/* A client's TCP connection to a listener; owned by the thread that accepted it. */
 struct turn_conn {
 	struct turn_sock sk;
 	struct turn *t;
@@ -125,6 +131,7 @@ struct turn_conn {
 	struct turn_conn *next, *prev;
 	struct net_tls_sock *tls; /* a tls: listener's connection; owned */
 	bool handshaking;	  /* tls: the handshake is not done yet */
+	bool counted;		  /* in sh->nconns and sh->srcs */
 	uint64_t opened_ms;
 };
 
@@ -150,32 +157,68 @@ struct turn_conf {
 
 struct turn_fast_state;
 
+/* Counts by key (per-user allocations, TCP connections per source): a
+ * chained hash of small entries, one per key with a count, freed at 0. The
+ * caller locks (sh->lock). */
+struct turn_count {
+	struct turn_count *next;
+	uint32_t n;
+	uint16_t len;
+	uint8_t key[];
+};
+struct turn_counts {
+	struct turn_count **b;
+	size_t nb; /* a power of two */
+};
+
+/* What the role's threads share. Lock order: a thread's own t->lock, then
+ * lock; never another thread's t->lock while holding either. */
+struct turn_shared {
+	struct turn **thr; /* [nthr]; thr[0] is the role's handle (owned by the caller) */
+	unsigned nthr;
+	struct stund_limiter lim;     /* per-source request budget; its own locks */
+	_Atomic size_t nallocs;	      /* counted allocations (written under lock) */
+	_Atomic uint64_t next_id;     /* allocation ids, unique over the threads */
+	_Atomic uint64_t relay_gen;   /* moves each time a relayed address leaves by_relay */
+	_Atomic unsigned nconns;      /* TCP connections over the threads */
+	pthread_mutex_t lock;	      /* guards what is below */
+	struct turn_alloc **by_relay; /* relayed address -> allocation, [nrbuckets] */
+	size_t nrbuckets;
+	struct turn_counts users; /* allocations per quota name */
+	struct turn_counts srcs;  /* TCP connections per source address (IPv6 /64) */
+	struct turn_reservation resv[TURN_RESERVE_MAX];
+};
+
+/* One thread of the role: its loop, its own SO_REUSEPORT listener sockets
+ * (the kernel hashes a client's 5-tuple, or a connection, to one of them, so
+ * every packet of an allocation's client comes to the same thread), and the
+ * allocations and connections created on it (their sockets in its loop, its
+ * sweep). The configuration fields are copies of thread 0's, read-only after
+ * start; sh is what the threads share. */
 struct turn {
+	struct turn_shared *sh;
+	unsigned idx;		      /* 0..sh->nthr-1 */
 	struct turn_conf cf;	      /* RO after start */
-	struct turn_fast_state *fast; /* the in-kernel path; NULL: user space only */
-	struct turn_filter filter;
-	struct store_cred *creds; /* borrowed */
-	uint8_t nonce_key[32];
-	struct stund_limiter lim;
+	struct turn_fast_state *fast; /* the in-kernel path (thread 0's); NULL: user space only */
+	struct turn_filter filter;    /* its host is thread 0's (thread-safe reads) */
+	struct store_cred *creds;     /* borrowed */
+	uint8_t nonce_key[32];	      /* the same in every thread */
 	struct loop *loop;
 	pthread_t thread;
 	bool running;
-	/* everything below: the role's thread, and dumps under lock */
+	/* everything below: the thread itself, and dumps under lock */
 	pthread_mutex_t lock;
 	unsigned nudp, ntcp;
 	struct turn_sock udp[TURN_MAX_LISTEN], tcp[TURN_MAX_LISTEN];
 	struct net_addr udp_addr[TURN_MAX_LISTEN], tcp_addr[TURN_MAX_LISTEN];
 	bool tcp_tls[TURN_MAX_LISTEN]; /* this stream listener is tls: */
-	struct net_tls *tls;	       /* the [tls] contexts when a listener is tls:; owned */
-	struct turn_alloc **by_tuple, **by_relay, **by_user; /* hash heads, [nbuckets] */
+	struct net_tls *tls;	       /* the [tls] contexts when a listener is tls:; thread 0's */
+	struct turn_alloc **by_tuple;  /* hash heads, [nbuckets] */
 	size_t nbuckets;
-	size_t nubuckets;	/* by_user's: an eighth (a full table: chains of about 4) */
-	struct turn_alloc *all; /* list of every allocation */
+	struct turn_alloc *all; /* list of this thread's allocations */
 	size_t nallocs;
-	uint64_t next_id;
 	struct turn_conn *conns;
 	size_t nconns;
-	struct turn_reservation resv[TURN_RESERVE_MAX];
 	struct timer sweep;
 	struct turn_userhash *uh; /* sorted by hash; owned */
 	size_t nuh;
@@ -185,15 +228,27 @@ struct turn {
 };
 
 /* ---- alloc.c: the tables ---- */
+int turn_shared_init(struct turn_shared *sh, const struct turn_conf *cf);
+void turn_shared_free(struct turn_shared *sh);
 int turn_tables_init(struct turn *t);
 void turn_tables_free(struct turn *t);
 struct turn_alloc *turn_alloc_find(struct turn *t, enum net_transport tp, unsigned li,
 				   const struct net_addr *client, struct turn_conn *conn);
-/* An allocation whose relayed address is a (IP and port), or NULL. */
-struct turn_alloc *turn_alloc_by_relay(struct turn *t, const struct net_addr *a);
-/* The allocations counted under quota (per-user quotas), up to stop: walks
- * the user's hash chain (its own allocations and hash neighbours), not all. */
-size_t turn_alloc_count_user(struct turn *t, const char *quota, size_t stop);
+/* Whether a (IP and port) is the relayed address of an allocation on any
+ * thread; *gen: the index's generation it was true at. */
+bool turn_relay_known(struct turn *t, const struct net_addr *a, uint64_t *gen);
+/* Counts a new allocation of quota against the per-user and total limits: 0,
+ * or the error code to answer (486, 508). a->counted is set on success. */
+uint16_t turn_quota_take(struct turn *t, struct turn_alloc *a, const char *quota);
+/* A TCP connection from remote against tcp_max_connections and
+ * tcp_max_connections_per_address: true (c->counted set) or false. */
+bool turn_conn_take(struct turn *t, struct turn_conn *c);
+void turn_conn_put(struct turn *t, struct turn_conn *c);
+int turn_counts_init(struct turn_counts *c, size_t nb);
+void turn_counts_free(struct turn_counts *c);
+/* Adds one to key's count unless it is at max (or out of memory): true when added. */
+bool turn_counts_take(struct turn_counts *c, const void *key, size_t len, uint32_t max);
+void turn_counts_put(struct turn_counts *c, const void *key, size_t len);
 /* A new allocation with empty relays, not yet in the tables. ENOMEM. */
 int turn_alloc_new(struct turn *t, struct turn_alloc **ap);
 /* Opens a relay socket of family fam (0 v4, 1 v6) on a port from the range;
@@ -201,14 +256,15 @@ int turn_alloc_new(struct turn *t, struct turn_alloc **ap);
  * EAFNOSUPPORT (no relay address of that family), EADDRNOTAVAIL (no port). */
 int turn_relay_open(struct turn *t, struct turn_alloc *a, unsigned fam, bool even, bool reserve,
 		    uint8_t token[8]);
-/* Takes the socket reserved under token for a's IPv4 relay: 0 or ENOENT. */
+/* Takes the socket reserved under token for a's IPv4 relay (the reservation
+ * may have been made on another thread): 0 or ENOENT. */
 int turn_relay_take(struct turn *t, struct turn_alloc *a, const uint8_t token[8]);
 /* Links a filled allocation (5-tuple, relays) into the tables. */
 void turn_alloc_link(struct turn *t, struct turn_alloc *a);
 /* Unlinks (when linked), closes its relays, frees. why: a log word or NULL. */
 void turn_alloc_delete(struct turn *t, struct turn_alloc *a, const char *why);
-/* Expires what is due: allocations, permissions, channels, reservations, idle
- * connections. */
+/* Expires what is due: the thread's allocations, permissions, channels, idle
+ * connections; thread 0 also the reservations. */
 void turn_sweep(struct turn *t, uint64_t now);
 struct turn_perm *turn_perm_find(struct turn_alloc *a, const struct net_addr *peer, uint64_t now);
 struct turn_chan *turn_chan_by_num(struct turn_alloc *a, uint16_t num, uint64_t now);
@@ -251,8 +307,11 @@ void turn_peer_packet(struct turn *t, struct turn_alloc *a, unsigned fam,
 		      const struct net_addr *peer, const uint8_t *p, size_t len, uint64_t now);
 
 /* ---- server.c: I/O ---- */
-/* Sends to the client of a 5-tuple (a datagram, or onto its connection). */
-void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len);
+/* Sends to the client of a 5-tuple (a datagram, or onto its connection).
+ * queue: a UDP datagram may wait for the end of the loop turn (relayed data;
+ * answers to requests go at once). */
+void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len,
+		      bool queue);
 void turn_conn_close(struct turn *t, struct turn_conn *c);
 
 /* ---- tls.c: TURN over TLS (RFC 8656 3.1: TLS over TCP to the server) ---- */

@@ -557,12 +557,15 @@ static void test_ipv6_and_dual(void **state)
 }
 
 /* Ages every allocation's cached nonce by s seconds (as if issued earlier). */
-static void age_keycaches(struct turn *t, int64_t s)
+static void age_keycaches(struct turn *t0, int64_t s)
 {
-	pthread_mutex_lock(&t->lock);
-	for (struct turn_alloc *a = t->all; a; a = a->next)
-		a->kc.issued -= s;
-	pthread_mutex_unlock(&t->lock);
+	for (unsigned i = 0; i < t0->sh->nthr; i++) {
+		struct turn *t = t0->sh->thr[i];
+		pthread_mutex_lock(&t->lock);
+		for (struct turn_alloc *a = t->all; a; a = a->next)
+			a->kc.issued -= s;
+		pthread_mutex_unlock(&t->lock);
+	}
 }
 
 /* The allocation's cached nonce and key serve its later requests (the
