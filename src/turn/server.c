@@ -192,13 +192,61 @@ static void conn_flush(struct turn *t, struct turn_conn *c)
 	conn_want_write(t, c, c->out.len > 0);
 }
 
+/* Sends what the turn queued on listener li: one sendmmsg (more when the
+ * kernel takes part); what the socket has no room for is dropped, as a
+ * sendto's would be. */
+static void txq_flush(struct turn *t, unsigned li)
+{
+	struct turn_txq *q = t->txq[li];
+	unsigned i = 0;
+	while (i < q->n) {
+		int r = sendmmsg(t->udp[li].fd, q->msg + i, q->n - i, MSG_DONTWAIT);
+		if (r > 0)
+			i += (unsigned)r;
+		else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS))
+			break;
+		else
+			i++; /* that one datagram refused (its address): the rest go */
+	}
+	q->n = 0;
+	q->used = 0;
+}
+
+static void on_turn_end(void *arg)
+{
+	struct turn *t = arg;
+	for (unsigned li = 0; li < t->nudp; li++)
+		if (t->txq[li] && t->txq[li]->n)
+			txq_flush(t, li);
+}
+
+static void txq_add(struct turn *t, unsigned li, const struct net_addr *to, const void *p,
+		    size_t len)
+{
+	struct turn_txq *q = t->txq[li];
+	if (q->n == TURN_TXQ_MAX || q->used + len > sizeof q->data)
+		txq_flush(t, li);
+	uint8_t *d = q->data + q->used;
+	memcpy(d, p, len);
+	q->used += len;
+	q->to[q->n] = *to;
+	q->iov[q->n] = (struct iovec){d, len};
+	q->msg[q->n].msg_hdr = (struct msghdr){.msg_name = &q->to[q->n].u.sa,
+					       .msg_namelen = net_addr_len(to),
+					       .msg_iov = &q->iov[q->n],
+					       .msg_iovlen = 1};
+	q->n++;
+}
+
 void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len,
 		      bool queue)
 {
-	(void)queue;
 	if (s->tp == NET_UDP) {
-		sendto(t->udp[s->li].fd, p, len, MSG_DONTWAIT, &s->client.u.sa,
-		       net_addr_len(&s->client));
+		if (queue && t->txq[s->li] && len <= sizeof t->txq[s->li]->data)
+			txq_add(t, s->li, &s->client, p, len);
+		else
+			sendto(t->udp[s->li].fd, p, len, MSG_DONTWAIT, &s->client.u.sa,
+			       net_addr_len(&s->client));
 		return;
 	}
 	struct turn_conn *c = s->conn;
@@ -222,17 +270,62 @@ void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, s
 
 /* ---- sockets ---- */
 
+/* Points the batch's slots at their buffers (once: recvmmsg keeps them). */
+static void rx_setup(struct turn *t)
+{
+	for (unsigned i = 0; i < TURN_RX_SLOTS; i++) {
+		t->rx_iov[i][0] = (struct iovec){t->rx[i], TURN_RX_SLOT};
+		t->rx_iov[i][1] = (struct iovec){t->rx_big, sizeof t->rx_big};
+		t->rx_msg[i].msg_hdr = (struct msghdr){.msg_name = &t->rx_from[i].u.ss,
+						       .msg_iov = t->rx_iov[i],
+						       .msg_iovlen = 2};
+	}
+}
+
+/* Up to max datagrams of fd with one recvmmsg: how many came (0: none). */
+static unsigned rx_batch(struct turn *t, int fd, unsigned max)
+{
+	for (unsigned i = 0; i < max; i++)
+		t->rx_msg[i].msg_hdr.msg_namelen = sizeof t->rx_from[i].u.ss;
+	int n = recvmmsg(fd, t->rx_msg, max, MSG_DONTWAIT, NULL);
+	return n > 0 ? (unsigned)n : 0;
+}
+
+/* Datagram i of a batch of n in one piece, or NULL (counted): one longer
+ * than a slot is whole only when no later one of the batch spilled over too. */
+static const uint8_t *rx_get(struct turn *t, unsigned i, unsigned n, size_t *len)
+{
+	*len = t->rx_msg[i].msg_len;
+	if (*len <= TURN_RX_SLOT)
+		return t->rx[i];
+	for (unsigned k = i + 1; k < n; k++)
+		if (t->rx_msg[k].msg_len > TURN_RX_SLOT) {
+			metric_inc(&turn_m_drop_bad);
+			return NULL;
+		}
+	memmove(t->rx_big + TURN_RX_SLOT, t->rx_big, *len - TURN_RX_SLOT);
+	memcpy(t->rx_big, t->rx[i], TURN_RX_SLOT);
+	return t->rx_big;
+}
+
+/* A relay socket carries one allocation's peers: a few datagrams per
+ * wake-up, read in small batches until fewer come than asked for (no
+ * read that only finds the queue empty). */
 void turn_relay_readable(struct turn *t, struct turn_alloc *a, unsigned fam, int fd)
 {
 	pthread_mutex_lock(&t->lock);
 	uint64_t now = loop_now_ms(t->loop);
-	for (int i = 0; i < 64; i++) {
-		struct net_addr peer;
-		socklen_t sl = sizeof peer.u.ss;
-		ssize_t n = recvfrom(fd, t->rx, sizeof t->rx, MSG_DONTWAIT, &peer.u.sa, &sl);
-		if (n < 0)
+	for (unsigned got = 0; got < 64;) {
+		unsigned n = rx_batch(t, fd, 8);
+		for (unsigned i = 0; i < n; i++) {
+			size_t len;
+			const uint8_t *p = rx_get(t, i, n, &len);
+			if (p)
+				turn_peer_packet(t, a, fam, &t->rx_from[i], p, len, now);
+		}
+		got += n;
+		if (n < 8)
 			break;
-		turn_peer_packet(t, a, fam, &peer, t->rx, (size_t)n, now);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -247,13 +340,18 @@ static void on_udp(int fd, uint32_t events, void *arg)
 	/* a listener carries every UDP client's traffic, a relay socket one
 	 * allocation's: it reads more per wake-up, or under load it falls
 	 * behind the relay sockets for good and its queue overflows */
-	for (int i = 0; i < TURN_LISTEN_ROUNDS; i++) {
-		struct turn_src s = {.tp = NET_UDP, .li = sk->li};
-		socklen_t sl = sizeof s.client.u.ss;
-		ssize_t n = recvfrom(fd, t->rx, sizeof t->rx, MSG_DONTWAIT, &s.client.u.sa, &sl);
-		if (n < 0)
+	for (unsigned got = 0; got < TURN_LISTEN_ROUNDS;) {
+		unsigned n = rx_batch(t, fd, TURN_RX_SLOTS);
+		for (unsigned i = 0; i < n; i++) {
+			struct turn_src s = {.tp = NET_UDP, .li = sk->li, .client = t->rx_from[i]};
+			size_t len;
+			const uint8_t *p = rx_get(t, i, n, &len);
+			if (p)
+				turn_client_packet(t, &s, p, len, now);
+		}
+		got += n;
+		if (n < TURN_RX_SLOTS)
 			break;
-		turn_client_packet(t, &s, t->rx, (size_t)n, now);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -553,6 +651,9 @@ static int udp_probe(const struct net_addr *a)
 static int open_listeners(struct turn *t)
 {
 	bool group = t->sh->nthr > 1;
+	int herr = loop_on_turn_end(t->loop, on_turn_end, t); /* the txq's flush */
+	if (herr)
+		return herr;
 	for (unsigned i = 0; i < t->nudp; i++) {
 		t->udp[i] = (struct turn_sock){TURN_SK_UDP, -1, i, NULL, 0, t};
 		/* one thread: no SO_REUSEPORT, so a [stun] on the same port is an
@@ -571,6 +672,8 @@ static int open_listeners(struct turn *t)
 		}
 		/* thread 0 resolves port 0; the others bind what it got */
 		net_sock_addr(t->udp[i].fd, &t->udp_addr[i]);
+		if (!(t->txq[i] = calloc(1, sizeof *t->txq[i])))
+			return ENOMEM;
 		if ((err = loop_fd_add(t->loop, t->udp[i].fd, EPOLLIN, on_udp, &t->udp[i])))
 			return err;
 	}
@@ -624,6 +727,7 @@ static int thread_new(struct turn_shared *sh, unsigned idx, struct turn **tp)
 		t->udp[i].fd = t->tcp[i].fd = -1;
 	t->sh = sh;
 	t->idx = idx;
+	rx_setup(t);
 	pthread_mutex_init(&t->lock, NULL);
 	buf_init(&t->tx);
 	timer_init(&t->sweep);
@@ -742,6 +846,8 @@ static void thread_close(struct turn *t)
 
 static void thread_free(struct turn *t)
 {
+	for (unsigned i = 0; i < TURN_MAX_LISTEN; i++)
+		free(t->txq[i]);
 	turn_userhash_free(t);
 	if (t->loop)
 		loop_free(t->loop);

@@ -11,7 +11,7 @@
 #include "turn.h"
 
 #define TURN_MAX_LISTEN 8
-#define TURN_RX_MAX 65536 + 64 /* a datagram, or a whole TCP frame */
+#define TURN_RX_MAX (65536 + 64) /* a datagram, or a whole TCP frame */
 #define TURN_TCP_OUT_MAX (256u * 1024u)
 #define TURN_USER_MAX (STORE_CRED_USER_MAX + 16) /* shared secret: "expiry:user" */
 #define TURN_PERM_S 300				 /* RFC 8656 9 */
@@ -189,6 +189,20 @@ struct turn_shared {
 	struct turn_reservation resv[TURN_RESERVE_MAX];
 };
 
+/* Datagrams to UDP clients a loop turn queued on one listener: sent with one
+ * sendmmsg at the turn's end (or when full). */
+#define TURN_TXQ_MAX 64
+#define TURN_RX_SLOTS 32   /* datagrams per recvmmsg */
+#define TURN_RX_SLOT 2048 /* each: a path MTU's datagram; longer ones spill over */
+struct turn_txq {
+	unsigned n;
+	size_t used; /* bytes of data[] taken */
+	struct mmsghdr msg[TURN_TXQ_MAX];
+	struct iovec iov[TURN_TXQ_MAX];
+	struct net_addr to[TURN_TXQ_MAX];
+	uint8_t data[TURN_TXQ_MAX * 1536];
+};
+
 /* One thread of the role: its loop, its own SO_REUSEPORT listener sockets
  * (the kernel hashes a client's 5-tuple, or a connection, to one of them, so
  * every packet of an allocation's client comes to the same thread), and the
@@ -223,7 +237,14 @@ struct turn {
 	struct turn_userhash *uh; /* sorted by hash; owned */
 	size_t nuh;
 	uint64_t uh_built_ms;
-	uint8_t rx[TURN_RX_MAX];
+	struct turn_txq *txq[TURN_MAX_LISTEN]; /* [nudp]; owned */
+	/* recvmmsg's: a slot per datagram, and one spill-over area the rest of
+	 * a longer one goes to (kept when no later one of the batch used it) */
+	struct mmsghdr rx_msg[TURN_RX_SLOTS];
+	struct iovec rx_iov[TURN_RX_SLOTS][2];
+	struct net_addr rx_from[TURN_RX_SLOTS];
+	uint8_t rx[TURN_RX_SLOTS][TURN_RX_SLOT];
+	uint8_t rx_big[TURN_RX_MAX];
 	struct buf tx;
 };
 

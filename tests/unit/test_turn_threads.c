@@ -257,6 +257,59 @@ static void test_reservation_across_threads(void **state)
 	tt_srv_stop(&s);
 }
 
+/* The batched reads and sends: a burst both ways arrives whole and in order,
+ * and a datagram longer than a read slot (2 KiB) is relayed intact both
+ * ways (its rest spills over into the shared area). */
+static void test_batches_and_long_datagrams(void **state)
+{
+	(void)state;
+	struct tt_srv s;
+	tt_srv_start(&s, "threads = 2\nallowed_peers = 127.0.0.0/8\n");
+	struct tt_cli c;
+	tt_cli_open(&c, &s, false, "alice", "wonder");
+	struct net_addr relay, pa, from;
+	assert_int_equal(tt_allocate(&c, &relay), 0);
+	int pfd = tt_peer_open(&pa);
+	assert_int_equal(tt_chan_bind(&c, 0x4000, &pa), 0);
+	enum { BURST = 200 };
+	for (int i = 0; i < BURST; i++) {
+		uint8_t cd[8] = {0x40, 0x00, 0x00, 0x04, (uint8_t)(i >> 8), (uint8_t)i, 0xaa, 0x55};
+		tt_cli_send(&c, cd, sizeof cd);
+	}
+	uint8_t got[8192];
+	for (int i = 0; i < BURST; i++) {
+		assert_int_equal(tt_peer_recv(pfd, got, sizeof got, &from), 4);
+		assert_int_equal(got[0] << 8 | got[1], i);
+	}
+	for (int i = 0; i < BURST; i++) {
+		uint8_t d[2] = {(uint8_t)(i >> 8), (uint8_t)i};
+		assert_int_equal(sendto(pfd, d, 2, 0, &relay.u.sa, net_addr_len(&relay)), 2);
+	}
+	for (int i = 0; i < BURST; i++) {
+		assert_true(tt_cli_recv(&c));
+		assert_int_equal(c.rxlen, 6);
+		assert_int_equal(c.rx[4] << 8 | c.rx[5], i);
+	}
+	/* 5000 bytes each way */
+	static uint8_t big[5004];
+	big[0] = 0x40;
+	big[1] = 0x00;
+	big[2] = 5000 >> 8;
+	big[3] = 5000 & 0xff;
+	for (size_t i = 4; i < sizeof big; i++)
+		big[i] = (uint8_t)(i * 7);
+	tt_cli_send(&c, big, sizeof big);
+	assert_int_equal(tt_peer_recv(pfd, got, sizeof got, &from), 5000);
+	assert_memory_equal(got, big + 4, 5000);
+	assert_int_equal(sendto(pfd, big + 4, 5000, 0, &relay.u.sa, net_addr_len(&relay)), 5000);
+	assert_true(tt_cli_recv(&c));
+	assert_int_equal(c.rxlen, 5004);
+	assert_memory_equal(c.rx, big, 5004);
+	close(pfd);
+	tt_cli_close(&c);
+	tt_srv_stop(&s);
+}
+
 int main(void)
 {
 	tt_relay_ports = "42800-42999";
@@ -264,6 +317,7 @@ int main(void)
 	    cmocka_unit_test(test_quota_across_threads),
 	    cmocka_unit_test(test_relay_across_threads),
 	    cmocka_unit_test(test_reservation_across_threads),
+	    cmocka_unit_test(test_batches_and_long_datagrams),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
