@@ -18,12 +18,16 @@
  * bounded number of permissions and channels, a bandwidth budget, and relay
  * ports from [turn] relay_ports.
  *
- * Threads: the role runs on one thread of its own with its own event loop
- * (sockets, timers); the allocation table is touched there, and by the
- * control thread's dumps under one mutex. Counters are process-wide metrics.
+ * Threads: [turn] threads of its own, each with its own event loop and its
+ * own SO_REUSEPORT socket on every listen address (the kernel keeps a
+ * client's 5-tuple on one of them); a thread owns the allocations and
+ * connections made on it, touched there and by the control thread's dumps
+ * under that thread's mutex. Quotas, the relayed-address index and EVEN-PORT
+ * reservations are shared under one more mutex (turn_int.h). Counters are
+ * process-wide metrics.
  *
- * Ownership: struct turn is owned by the caller of turn_start; it borrows the
- * credential store, which must outlive it.
+ * Ownership: struct turn (thread 0's, which frees the others) is owned by the
+ * caller of turn_start; it borrows the credential store, which must outlive it.
  */
 #ifndef PINHOLE_TURN_H
 #define PINHOLE_TURN_H
