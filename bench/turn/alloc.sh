@@ -10,8 +10,8 @@
 # its defaults (request budgets per source on, logging at info) except
 # allowed_peers (loopback, for the bench's peer), max_allocations and the
 # per-user quota (each generator session is its own user anyway).
-#   pinhole  `pinhole serve` with only [turn] on 127.0.0.1:$PORT_P (one thread:
-#            the TURN role has its own loop)
+#   pinhole  `pinhole serve` with only [turn] on 127.0.0.1:$PORT_P, [turn]
+#            threads = BENCH_PTHREADS (default: its own default, one per core)
 #   coturn   `turnserver` on 127.0.0.1:$PORT_C with --relay-threads = cores
 # bench/turn/alloc_bench.c (built here with cc -lcrypto) runs BENCH_SESSIONS
 # clients at once, each cycling through what a new client does for one
@@ -41,6 +41,7 @@
 #   BENCH_ROUNDS    rounds (5)
 #   BENCH_HOLD      allocations held for the memory figure (5000)
 #   BENCH_THREADS   coturn's --relay-threads (nproc)
+#   BENCH_PTHREADS  pinhole's [turn] threads (0: its default, one per core)
 #   BENCH_OUT       where logs go (a new /tmp/pinhole-turn-alloc.XXXXXX)
 #   BENCH_PIN       1 (default on 2+ cores): the generator on CPU 0, both
 #                   servers on the same other CPUs (1..n-1) with taskset, so
@@ -62,6 +63,7 @@ SECS=${BENCH_SECS:-5}
 ROUNDS=${BENCH_ROUNDS:-5}
 HOLD=${BENCH_HOLD:-5000}
 THREADS_SET=${BENCH_THREADS:-}
+PTHREADS=${BENCH_PTHREADS:-0}
 PIN=${BENCH_PIN:-1}
 NCPU=$(nproc)
 [ "$NCPU" -ge 2 ] || PIN=0
@@ -120,6 +122,7 @@ cat >"$OUT/pinhole.conf" <<-EOF
 	relay_ports = 20000-39999
 	allowed_peers = 127.0.0.1/32
 	max_allocations = 100000
+	threads = $PTHREADS
 	[log]
 	level = info
 EOF
@@ -162,9 +165,11 @@ run() { # run pinhole|coturn: one measured run; prints the generator's line
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 if [ "$PIN" = 1 ]; then
-	echo "pinned: generator on CPU 0, both servers on CPUs 1-$((NCPU - 1)); coturn --relay-threads $THREADS"
+	echo "pinned: generator on CPU 0, both servers on CPUs 1-$((NCPU - 1));" \
+		"coturn --relay-threads $THREADS, pinhole threads $PTHREADS (0: one per core)"
 else
-	echo "not pinned; coturn --relay-threads $THREADS"
+	echo "not pinned; coturn --relay-threads $THREADS," \
+		"pinhole threads $PTHREADS (0: one per core)"
 fi
 SUMMARY=()
 for SESSIONS in $SESSIONS_LIST; do
