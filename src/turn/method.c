@@ -34,7 +34,7 @@ static const uint16_t offered_algs[] = {STUN_PWALG_SHA256, STUN_PWALG_MD5};
 
 static void send_reply(struct req *r)
 {
-	turn_send_client(r->t, r->s, r->t->tx.data, r->t->tx.len, false);
+	turn_send_client(r->t, r->s, r->t->tx.data, r->t->tx.len);
 }
 
 static void finish(struct req *r, struct stun_enc *e, bool integrity)
@@ -786,7 +786,7 @@ void turn_client_packet(struct turn *t, const struct turn_src *s, const uint8_t 
 	if (r.m.method == STUN_METHOD_BINDING) {
 		buf_reset(&t->tx);
 		if (stund_answer(&s->client.u.sa, p, len, &t->tx) == 0)
-			turn_send_client(t, s, t->tx.data, t->tx.len, false);
+			turn_send_client(t, s, t->tx.data, t->tx.len);
 		return;
 	}
 	if (r.m.method != STUN_METHOD_ALLOCATE && r.m.method != STUN_METHOD_REFRESH &&
@@ -857,5 +857,5 @@ void turn_peer_packet(struct turn *t, struct turn_alloc *a, unsigned fam,
 	a->rx_pkts++;
 	metric_add(&turn_m_from_peer_bytes, (int64_t)len);
 	metric_inc(&turn_m_from_peer_pkts);
-	turn_send_client(t, &s, t->tx.data, t->tx.len, true);
+	turn_send_client(t, &s, t->tx.data, t->tx.len);
 }

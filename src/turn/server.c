@@ -238,11 +238,10 @@ static void txq_add(struct turn *t, unsigned li, const struct net_addr *to, cons
 	q->n++;
 }
 
-void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len,
-		      bool queue)
+void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len)
 {
 	if (s->tp == NET_UDP) {
-		if (queue && t->txq[s->li] && len <= sizeof t->txq[s->li]->data)
+		if (t->txq[s->li] && len <= sizeof t->txq[s->li]->data)
 			txq_add(t, s->li, &s->client, p, len);
 		else
 			sendto(t->udp[s->li].fd, p, len, MSG_DONTWAIT, &s->client.u.sa,

@@ -328,11 +328,10 @@ void turn_peer_packet(struct turn *t, struct turn_alloc *a, unsigned fam,
 		      const struct net_addr *peer, const uint8_t *p, size_t len, uint64_t now);
 
 /* ---- server.c: I/O ---- */
-/* Sends to the client of a 5-tuple (a datagram, or onto its connection).
- * queue: a UDP datagram may wait for the end of the loop turn (relayed data;
- * answers to requests go at once). */
-void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len,
-		      bool queue);
+/* Sends to the client of a 5-tuple: onto its connection, or a datagram
+ * queued on the listener until the end of the loop turn (one sendmmsg for
+ * the turn's answers and relayed data, in the order they were made). */
+void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len);
 void turn_conn_close(struct turn *t, struct turn_conn *c);
 
 /* ---- tls.c: TURN over TLS (RFC 8656 3.1: TLS over TCP to the server) ---- */
