@@ -218,6 +218,7 @@ struct turn {
 	struct store_cred *creds;     /* borrowed */
 	uint8_t nonce_key[32];	      /* the same in every thread */
 	struct loop *loop;
+	unsigned batch_wait_us; /* [turn] batch_wait */
 	pthread_t thread;
 	bool running;
 	/* everything below: the thread itself, and dumps under lock */
