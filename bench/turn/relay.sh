@@ -22,9 +22,11 @@
 #         of 172-byte packets at 20 ms, 50,000 packets/s in all
 # BENCH_TESTS ("rate g711") and BENCH_SERVERS ("pinhole-user pinhole-fast coturn")
 # pick a part; BENCH_PTHREADS sets pinhole's [turn] threads (0, the default: its
-# own default, one per core, as coturn's relay threads). PINHOLE_BASE: another pinhole binary (only the binary: the generator is
-# built from PINHOLE's build) run as a fourth server, pinhole-fast-base, with its fast path: the
-# program before and after a change, in the same invocation.
+# own default, one per core, as coturn's relay threads), BENCH_BATCH_WAIT its
+# [turn] batch_wait (0). PINHOLE_BASE: another pinhole binary (only the binary:
+# the generator is built from PINHOLE's build) run as a fourth server,
+# pinhole-fast-base, with its fast path: the program before and after a change,
+# in the same invocation.
 # Figures per run: relayed packets/s, lost, and two accountings of CPU per relayed
 # packet:
 #   ns/pkt   (the old one) the server's CPU (utime + stime of every thread,
@@ -84,6 +86,7 @@ fi
 RXTIME=${BENCH_RXTIME:-1}
 G711_ALLOCS=${BENCH_G711_ALLOCS:-500}
 PTHREADS=${BENCH_PTHREADS:-0}
+BATCH_WAIT=${BENCH_BATCH_WAIT:-0}
 SECRET=benchsecret
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-turn-bench.XXXXXX)}
 mkdir -p "$OUT"
@@ -146,6 +149,7 @@ start_pinhole() { # NAME PORT RELAY_PORTS FASTPATH [BINARY]
 		relay_ports = $3
 		max_allocations_per_user = 10
 		threads = $PTHREADS
+		batch_wait = $BATCH_WAIT
 		fastpath = $4
 		[store]
 		path = $OUT/$1.db
