@@ -42,6 +42,8 @@
 #   BENCH_HOLD      allocations held for the memory figure (5000)
 #   BENCH_THREADS   coturn's --relay-threads (nproc)
 #   BENCH_PTHREADS  pinhole's [turn] threads (0: its default, one per core)
+#   BENCH_GEN_PROCS generator processes sharing the sessions (1); more lets
+#                   the generator use more than one CPU when not pinned
 #   BENCH_OUT       where logs go (a new /tmp/pinhole-turn-alloc.XXXXXX)
 #   BENCH_PIN       1 (default on 2+ cores): the generator on CPU 0, both
 #                   servers on the same other CPUs (1..n-1) with taskset, so
@@ -64,6 +66,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 HOLD=${BENCH_HOLD:-5000}
 THREADS_SET=${BENCH_THREADS:-}
 PTHREADS=${BENCH_PTHREADS:-0}
+GEN_PROCS=${BENCH_GEN_PROCS:-1}
 PIN=${BENCH_PIN:-1}
 NCPU=$(nproc)
 [ "$NCPU" -ge 2 ] || PIN=0
@@ -161,7 +164,7 @@ run() { # run pinhole|coturn: one measured run; prints the generator's line
 	local port=$PORT_P pid=$PID_P
 	[ "$1" = coturn ] && { port=$PORT_C; pid=$PID_C; }
 	"${GEN_PIN[@]}" "$GEN" --server 127.0.0.1:"$port" --secret "$SECRET" --peer $PEER --sessions "$2" \
-		--sources "$SOURCES" --duration "$SECS" --warmup 1 --cpu-pid "$pid"
+		--sources "$SOURCES" --duration "$SECS" --warmup 1 --cpu-pid "$pid" --procs "$GEN_PROCS"
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 if [ "$PIN" = 1 ]; then

@@ -4,6 +4,7 @@
  *
  *   alloc_bench --server IP:PORT --secret S --peer IP:PORT [--sessions N]
  *               [--sources K] [--duration S] [--warmup S] [--cpu-pid PID]
+ *               [--procs P]
  *   alloc_bench ... --hold N [--rss-pid PID]
  *
  * Rate mode: N sessions run at once, each a UDP socket of its own bound to
@@ -29,6 +30,10 @@
  * Prints one line: allocs_s (completed cycles per second), failed, cpu_s,
  * cpu_us_per_alloc, p50_ms/p99_ms (cycle time).
  *
+ * --procs P splits the N sessions (and the K source addresses) over P
+ * processes, each as above, so that the generator is not limited to one CPU;
+ * the first one measures the server's CPU and prints the sums.
+ *
  * Hold mode: N sessions allocate and bind a channel, then hold them; with
  * --rss-pid the server's VmRSS is read before and after; prints held,
  * rss_before_kb, rss_after_kb, bytes_per_alloc; then deallocates them all.
@@ -46,6 +51,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -409,6 +415,17 @@ static void pump(struct sess *ss, unsigned n, uint64_t until)
 	}
 }
 
+static bool read_full(int fd, void *p, size_t l)
+{
+	for (size_t off = 0; off < l;) {
+		ssize_t r = read(fd, (char *)p + off, l - off);
+		if (r <= 0)
+			return false;
+		off += (size_t)r;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -422,9 +439,10 @@ int main(int argc, char **argv)
 	    {"cpu-pid", required_argument, NULL, 'c'},
 	    {"hold", required_argument, NULL, 'h'},
 	    {"rss-pid", required_argument, NULL, 'r'},
+	    {"procs", required_argument, NULL, 'P'},
 	    {NULL, 0, NULL, 0},
 	};
-	unsigned n = 64, dur = 5, warm = 1, hold = 0;
+	unsigned n = 64, dur = 5, warm = 1, hold = 0, procs = 1;
 	int cpu_pid = 0, rss_pid = 0, c;
 	bool have_srv = false, have_peer = false;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -459,6 +477,9 @@ int main(int argc, char **argv)
 		case 'r':
 			rss_pid = atoi(optarg);
 			break;
+		case 'P':
+			procs = (unsigned)atoi(optarg);
+			break;
 		default:
 			return 2;
 		}
@@ -471,7 +492,31 @@ int main(int argc, char **argv)
 	if (hold) {
 		hold_mode = true;
 		n = hold;
+		procs = 1;
 	}
+	if (procs < 1 || procs > 16 || procs > n) {
+		fprintf(stderr, "alloc_bench: --procs 1..16, at most --sessions\n");
+		return 2;
+	}
+	/* process me runs sessions [base, base + n) of the whole n; it tells
+	 * the first its counts through a pipe */
+	unsigned me = 0, base = 0, all = n;
+	int pipes[16][2];
+	pid_t kids[16];
+	for (unsigned k = 1; k < procs; k++) {
+		if (pipe(pipes[k]) < 0 || (kids[k] = fork()) < 0) {
+			perror("fork");
+			return 1;
+		}
+		if (kids[k] == 0) {
+			me = k;
+			break;
+		}
+		close(pipes[k][1]);
+	}
+	base = all / procs * me;
+	n = me == procs - 1 ? all - base : all / procs;
+	next_src = nsources / procs * me;
 	struct rlimit rl = {n + 64, n + 64};
 	setrlimit(RLIMIT_NOFILE, &rl);
 	crypto_init();
@@ -483,7 +528,7 @@ int main(int argc, char **argv)
 	tid_ctr = (uint64_t)rand() << 32;
 	long rss0 = rss_pid ? proc_rss_kb(rss_pid) : -1;
 	for (unsigned i = 0; i < n; i++) {
-		ss[i].idx = i;
+		ss[i].idx = base + i;
 		if (open_sock(&ss[i])) {
 			perror("socket");
 			return 1;
@@ -527,6 +572,22 @@ int main(int argc, char **argv)
 	uint64_t t1 = now_ms();
 	uint64_t cpu1 = cpu_pid ? proc_cpu_ticks(cpu_pid) : 0;
 	measuring = false;
+	if (me) { /* a helper process: its counts to the first */
+		ssize_t w = write(pipes[me][1], &ok_cycles, sizeof ok_cycles);
+		w += write(pipes[me][1], &failed, sizeof failed);
+		w += write(pipes[me][1], hist, sizeof hist);
+		(void)w;
+	}
+	for (unsigned k = 1; me == 0 && k < procs; k++) {
+		uint64_t v[2], h[HIST_MS + 1];
+		if (read_full(pipes[k][0], v, sizeof v) && read_full(pipes[k][0], h, sizeof h)) {
+			ok_cycles += v[0];
+			failed += v[1];
+			for (unsigned i = 0; i <= HIST_MS; i++)
+				hist[i] += h[i];
+		}
+		waitpid(kids[k], NULL, 0);
+	}
 	double secs = (double)(t1 - t0) / 1000.0;
 	double cpu_s = (double)(cpu1 - cpu0) / (double)sysconf(_SC_CLK_TCK);
 	uint64_t tot = 0, p50 = 0, p99 = 0, acc = 0;
@@ -541,11 +602,12 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
-	printf(
-	    "allocs_s=%.0f failed=%llu cpu_s=%.2f cpu_us_per_alloc=%.1f p50_ms=%llu p99_ms=%llu\n",
-	    (double)ok_cycles / secs, (unsigned long long)failed, cpu_s,
-	    ok_cycles ? cpu_s * 1e6 / (double)ok_cycles : 0.0, (unsigned long long)p50,
-	    (unsigned long long)p99);
+	if (me == 0)
+		printf("allocs_s=%.0f failed=%llu cpu_s=%.2f cpu_us_per_alloc=%.1f p50_ms=%llu "
+		       "p99_ms=%llu\n",
+		       (double)ok_cycles / secs, (unsigned long long)failed, cpu_s,
+		       ok_cycles ? cpu_s * 1e6 / (double)ok_cycles : 0.0, (unsigned long long)p50,
+		       (unsigned long long)p99);
 	/* release what is allocated now, so that runs do not pile up */
 	for (unsigned i = 0; i < n; i++)
 		if (ss[i].st == S_BIND || ss[i].st == S_REFRESH) {
