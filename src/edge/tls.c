@@ -38,6 +38,10 @@ const struct conf_key edge_tls_conf_keys[] = {
 	{"tls", "max_handshakes", CONF_INT, "256", 1, 1000000, NULL,
 	 "incoming TLS handshakes in progress at once; connections beyond are closed at "
 	 "accept and counted (tls_handshakes_limited_total)"},
+	{"tls", "park", CONF_BOOL, "yes", 0, 0, NULL,
+	 "TLS 1.3 connections (AES-GCM, ChaCha20-Poly1305) leave OpenSSL after the handshake "
+	 "for pinhole's own record layer, keeping about 0.4 KB instead of OpenSSL's 14 KB "
+	 "per connection; no = OpenSSL throughout"},
 	{"tls", "expiry_warning", CONF_INT, "21", 0, 3650, NULL,
 	 "days: a certificate expiring sooner is warned about at start"},
 	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
@@ -59,7 +63,8 @@ int edge_tls_setup(struct net *n, const struct conf *c)
 	if (!conf_section_present(c, "tls") && !wants_tls(listen)) {
 		/* no [tls]: outgoing TLS only, on the defaults (and programs
 		 * whose config tables lack [tls], such as tests, read none) */
-		struct net_tls_conf def = {.verify_server = true, .ciphers = TLS_CIPHERS_DEFAULT};
+		struct net_tls_conf def = {.verify_server = true, .ciphers = TLS_CIPHERS_DEFAULT,
+					   .park = true};
 		if (net_tls_setup(n, &def, err, sizeof err))
 			LOG_W("edge", "no outgoing TLS: %s", err);
 		return 0;
@@ -79,6 +84,7 @@ int edge_tls_setup(struct net *n, const struct conf *c)
 		.handshake_s = (unsigned)conf_int(c, "tls", "handshake_timeout"),
 		.max_handshakes = (unsigned)conf_int(c, "tls", "max_handshakes"),
 		.expiry_warn_days = (unsigned)conf_int(c, "tls", "expiry_warning"),
+		.park = conf_bool(c, "tls", "park"),
 	};
 	if (wants_tls(listen) && !tc.certificate[0]) {
 		LOG_E("edge", "[sip] listen has a tls: listener but [tls] certificate is not set");

@@ -388,6 +388,9 @@ struct net_tls_conf {
 	unsigned handshake_s;      /* a handshake not done by then is closed; 0 = 10 */
 	unsigned max_handshakes;   /* incoming handshakes at once; 0 = 256 */
 	unsigned expiry_warn_days; /* warn when a certificate expires sooner */
+	/* TLS 1.3 connections leave OpenSSL after the handshake for tls_rec.c's
+	 * record layer (a few hundred bytes instead of the SSL object's 14 KB) */
+	bool park;
 };
 /* Loads the contexts; before net_listen of a tls: listener and net_start.
  * EINVAL with err naming the file and OpenSSL's reason. */
@@ -410,6 +413,12 @@ struct net_tls_stats {
 	int64_t sessions, sessions_evicted;
 	int64_t handshaking; /* incoming handshakes in progress now */
 	int64_t cert_expiry_s; /* seconds until the first of our certificates expires */
+	/* parking: connections parked now, parked in all, TLS 1.3 ones left on
+	 * OpenSSL (a KeyUpdate before parking, sequence numbers not found), and
+	 * parked ones closed on their input: a record that did not decrypt, a
+	 * malformed or unexpected one, an alert other than close_notify */
+	int64_t parked, parked_total, park_skipped, parked_closed_decrypt, parked_closed_protocol,
+		parked_closed_alert;
 	bool have_cert;
 };
 void net_tls_stats_get(struct net *n, struct net_tls_stats *out);

@@ -217,5 +217,86 @@ ssize_t net_tls_write_locked(struct conn *c, const void *buf, size_t len);
 void net_tls_fail(struct conn *c, enum net_tls_cause cause);
 /* A handshake older than [tls] handshake_timeout. */
 bool net_tls_timed_out(const struct conn *c, uint64_t now_ms);
+/* The sweep's look at a TLS connection not parked yet: parks it once idle
+ * (an outgoing one that got no session ticket). On its owner. */
+void net_tls_sweep(struct conn *c, uint64_t now_ms);
+
+/* tls_rec.c: the TLS 1.3 record layer of a parked connection (tls.c parks
+ * an idle connection: its SSL object freed, these few hundred bytes kept) */
+enum { TLS_REC_AES128GCM = 1, TLS_REC_AES256GCM, TLS_REC_CHACHA20, TLS_REC_SUITES };
+#define TLS_REC_SECRET_MAX 48
+/* why a parked connection was closed on its input */
+enum tls_rec_why { TLS_REC_NONE, TLS_REC_DECRYPT, TLS_REC_MALFORMED, TLS_REC_UNEXPECTED,
+		   TLS_REC_ALERT, TLS_REC_SEQ_WRAP, TLS_REC_NOMEM };
+struct tls_rec_dir {
+	uint8_t secret[TLS_REC_SECRET_MAX]; /* the traffic secret (KeyUpdate derives the next) */
+	uint8_t key[32], iv[12];
+	uint64_t seq;
+};
+/* Read side on the connection's owner, write side by senders; both under
+ * the connection's TLS lock. */
+struct tls_rec {
+	struct tls_rec_dir rd, wr;
+	uint8_t suite;
+	bool client;   /* ours: the peer may send NewSessionTicket */
+	bool closed;   /* an alert, an error or close_notify: nothing more */
+	bool ku_send;  /* the peer asked for our KeyUpdate */
+	uint8_t why;   /* enum tls_rec_why of the input error that closed it */
+	uint8_t hlen;  /* header bytes of the next record, until it is whole */
+	uint8_t hdr[5];
+	/* an incoming record until whole, then its data until all delivered */
+	uint8_t *part;
+	uint32_t part_len, part_need, plain_off, plain_len;
+	/* the end of a sealed record the kernel did not take; wpend_plain of the
+	 * caller's bytes it carries (0: our KeyUpdate) */
+	uint8_t *wpend;
+	uint32_t wpend_len, wpend_off, wpend_plain;
+	uint32_t key_updates; /* received */
+};
+typedef ssize_t(tls_rec_recv_h)(void *arg, void *buf, size_t len);
+typedef ssize_t(tls_rec_send_h)(void *arg, const void *buf, size_t len);
+/* Whether libcrypto has the three AEADs and HKDF (fetched once). */
+bool tls_rec_available(void);
+/* The bytes of a suite's traffic secret (its hash's), 0 for none. */
+size_t tls_rec_secret_len(uint8_t suite);
+/* Keys from the application traffic secrets, sequence numbers 0. ENOTSUP. */
+int tls_rec_init(struct tls_rec *r, uint8_t suite, bool client, const uint8_t *read_secret,
+		 const uint8_t *write_secret);
+void tls_rec_free(struct tls_rec *r);
+/* Whether the whole record rec[0..len) opens with r's read (or write) key
+ * at seq: how tls.c finds the sequence numbers at parking. */
+bool tls_rec_opens(const struct tls_rec *r, const uint8_t *rec, size_t len, uint64_t seq,
+		   bool write_dir);
+/* recv-like, reading through rx: application data, 0 at close_notify or the
+ * peer's FIN, -1 with errno EAGAIN, or EPROTO (r->why). *more: data is held
+ * that no read(2) would show, or the buffer was filled. */
+ssize_t tls_rec_read(struct tls_rec *r, tls_rec_recv_h *rx, void *arg, void *buf, size_t len,
+		     bool *more);
+/* send-like through tx, as SSL_write with partial writes and a moving
+ * buffer: plain bytes taken (at most one record's), or -1 with errno
+ * EAGAIN: call again with the same bytes first. A KeyUpdate owed goes first. */
+ssize_t tls_rec_write(struct tls_rec *r, tls_rec_send_h *tx, void *arg, const void *buf,
+		      size_t len);
+bool tls_rec_write_pending(const struct tls_rec *r);
+/* A close_notify, if the write side is at a record boundary; no wait. */
+void tls_rec_close_notify(struct tls_rec *r, tls_rec_send_h *tx, void *arg);
+
+/* tls_park.c: what parking learns while OpenSSL runs the connection */
+struct ssl_st;
+struct ssl_ctx_st;
+struct tls_park;
+/* A context whose connections may park: its key log callback. */
+void tls_park_ctx(struct ssl_ctx_st *ctx);
+/* Watches ssl (on a socket BIO) from before its handshake: ENOTSUP, ENOMEM. */
+int tls_park_watch(struct tls_park **pp, struct ssl_st *ssl, bool server);
+/* 0: a TLS 1.3 suite tls_rec.c has, with both secrets; ENOTSUP else. */
+int tls_park_handshake_done(struct tls_park *p, struct ssl_st *ssl, uint64_t now_ms);
+/* The record layer to go on with: 0 and *out, EAGAIN not now (OpenSSL
+ * holds bytes, or an outgoing connection waits for its ticket), ENOTSUP
+ * never (stays on OpenSSL). */
+int tls_park_try(struct tls_park *p, struct ssl_st *ssl, bool write_blocked, uint64_t now_ms,
+		 struct tls_rec **out);
+/* Unhooks from ssl (NULL: freed already) and frees p. */
+void tls_park_free(struct tls_park *p, struct ssl_st *ssl);
 
 #endif

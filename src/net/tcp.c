@@ -480,6 +480,8 @@ void net_tcp_sweep(void *arg)
 			c = next;
 			continue;
 		}
+		if (c->tls)
+			net_tls_sweep(c, now); /* parks it if it is still on OpenSSL */
 		if (c->ws && net_ws_sweep(c, now)) {
 			c = next;
 			continue;

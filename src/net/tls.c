@@ -28,7 +28,13 @@
  * from any thread's send path: every SSL call holds lock (after conn_lock
  * when both are held, never the other way). */
 struct tls_conn {
-	SSL *ssl;
+	SSL *ssl; /* NULL once parked */
+	/* until parked, or found not to park (tls_park.c); owner-only */
+	struct tls_park *park;
+	/* parked: OpenSSL is done with it; the records are tls_rec.c's, and of
+	 * the peer's certificate its subject is kept (NULL: none) */
+	struct tls_rec *rec;
+	char *subject;
 	pthread_mutex_t lock;
 	/* until the handshake is done; written by the owner, read by senders
 	 * (who hold conn_lock, as does the owner when it flushes after it) */
@@ -36,6 +42,7 @@ struct tls_conn {
 	bool server;
 	bool counted;     /* in net_tls handshaking (server side) */
 	bool peeked;      /* the first byte was checked for a TLS record */
+	bool wblocked;    /* the last SSL_write left a record half written */
 };
 
 /* A session to offer the next time we connect to target. */
@@ -52,6 +59,7 @@ struct net_tls {
 	unsigned n_sni;
 	SSL_CTX *client;             /* outgoing connections */
 	bool verify_server;
+	bool park; /* [tls] park, and libcrypto has what tls_rec.c needs */
 	unsigned handshake_s, max_handshakes;
 	int64_t expiry_s; /* soonest notAfter of our certificates, unix seconds; 0 none */
 	_Atomic unsigned handshaking;
@@ -61,7 +69,8 @@ struct net_tls {
 	uint64_t resume_seq;
 	struct {
 		_Atomic int64_t handshakes, resumed, plaintext, timeout, verify, proto, closed,
-			limited, sessions_evicted;
+			limited, sessions_evicted, parked, parked_total, park_skipped, pc_decrypt,
+			pc_proto, pc_alert;
 	} st;
 };
 
@@ -433,6 +442,14 @@ int net_tls_setup(struct net *n, const struct net_tls_conf *c, char *err, size_t
 	int rc = tls_build(&t, c, err, errlen);
 	if (rc)
 		return rc;
+	/* the key log hands each connection its traffic secrets for parking */
+	t->park = c->park && tls_rec_available();
+	if (t->park) {
+		tls_park_ctx(t->server);
+		for (unsigned i = 0; i < t->n_sni; i++)
+			tls_park_ctx(t->sni[i]);
+		tls_park_ctx(t->client);
+	}
 	net_tls_free(n->tls);
 	n->tls = t;
 	return 0;
@@ -498,7 +515,7 @@ bool net_tls_can_connect(const struct net *n)
 
 /* ---- per connection ---- */
 
-static struct tls_conn *tls_conn_new(SSL_CTX *ctx, int fd, bool server)
+static struct tls_conn *tls_conn_new(SSL_CTX *ctx, int fd, bool server, bool park)
 {
 	struct tls_conn *tc = calloc(1, sizeof *tc);
 	if (!tc)
@@ -517,6 +534,8 @@ static struct tls_conn *tls_conn_new(SSL_CTX *ctx, int fd, bool server)
 		SSL_set_accept_state(tc->ssl);
 	else
 		SSL_set_connect_state(tc->ssl);
+	if (park && tls_park_watch(&tc->park, tc->ssl, server))
+		tc->park = NULL; /* this one stays on OpenSSL */
 	return tc;
 }
 
@@ -533,7 +552,7 @@ int net_tls_accept(struct conn *c)
 		t->st.limited++;
 		return EAGAIN;
 	}
-	c->tls = tls_conn_new(t->server, c->fd, true);
+	c->tls = tls_conn_new(t->server, c->fd, true, t->park);
 	if (!c->tls) {
 		atomic_fetch_sub(&t->handshaking, 1);
 		return ENOMEM;
@@ -547,7 +566,7 @@ int net_tls_connect(struct conn *c)
 	struct net_tls *t = c->owner->net->tls;
 	if (!t || !t->client)
 		return ENOTSUP;
-	c->tls = tls_conn_new(t->client, c->fd, false);
+	c->tls = tls_conn_new(t->client, c->fd, false, t->park);
 	if (!c->tls)
 		return ENOMEM;
 	SSL_set_app_data(c->tls->ssl, c);
@@ -576,16 +595,36 @@ static void handshake_done(struct net_tls *t, struct tls_conn *tc)
 	}
 }
 
+static ssize_t sock_recv(void *arg, void *buf, size_t len)
+{
+	struct conn *c = arg;
+	return recv(c->fd, buf, len, MSG_DONTWAIT);
+}
+
+static ssize_t sock_send(void *arg, const void *buf, size_t len)
+{
+	struct conn *c = arg;
+	return send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 void net_tls_conn_free(struct conn *c)
 {
 	struct tls_conn *tc = c->tls;
 	if (!tc)
 		return;
 	struct net_tls *t = c->owner->net->tls;
-	if (tc->handshaking)
+	if (tc->rec) {
+		tls_rec_close_notify(tc->rec, sock_send, c); /* as SSL_shutdown: no wait */
+		tls_rec_free(tc->rec);
+		free(tc->rec);
+		free(tc->subject);
+		t->st.parked--;
+	} else if (tc->handshaking) {
 		handshake_done(t, tc);
-	else
+	} else {
 		SSL_shutdown(tc->ssl); /* a close_notify if the kernel takes it; no wait */
+	}
+	tls_park_free(tc->park, tc->ssl);
 	SSL_free(tc->ssl);
 	pthread_mutex_destroy(&tc->lock);
 	free(tc);
@@ -689,6 +728,14 @@ int net_tls_handshake(struct conn *c, uint32_t *want)
 		net_tls_fail(c, cause);
 		return EPROTO;
 	}
+	if (tc->park) {
+		pthread_mutex_lock(&tc->lock);
+		if (tls_park_handshake_done(tc->park, tc->ssl, loop_now_ms(c->owner->loop))) {
+			tls_park_free(tc->park, tc->ssl); /* TLS 1.2, or a suite of its own */
+			tc->park = NULL;
+		}
+		pthread_mutex_unlock(&tc->lock);
+	}
 	handshake_done(t, tc);
 	t->st.handshakes++;
 	if (resumed)
@@ -697,15 +744,91 @@ int net_tls_handshake(struct conn *c, uint32_t *want)
 	return 0;
 }
 
+/* Parks c if OpenSSL holds nothing of it now: the record layer from the
+ * traffic secrets and the sequence numbers found, the SSL object freed.
+ * Once parked, never back. Caller holds the TLS lock; on the owner. */
+static void try_park(struct conn *c, uint64_t now_ms)
+{
+	struct tls_conn *tc = c->tls;
+	struct net_tls *t = c->owner->net->tls;
+	struct tls_rec *r = NULL;
+	int err = tls_park_try(tc->park, tc->ssl, tc->wblocked, now_ms, &r);
+	if (err == EAGAIN)
+		return;
+	if (!err) {
+		X509 *x = SSL_get0_peer_certificate(tc->ssl);
+		if (x) {
+			char sub[256]; /* ctl flows shows it: a bounded copy */
+			X509_NAME_oneline(X509_get_subject_name(x), sub, sizeof sub);
+			tc->subject = strdup(sub);
+		}
+	}
+	tls_park_free(tc->park, tc->ssl);
+	tc->park = NULL;
+	if (err) {
+		t->st.park_skipped++;
+		return;
+	}
+	SSL_free(tc->ssl);
+	tc->ssl = NULL;
+	tc->rec = r;
+	t->st.parked++;
+	t->st.parked_total++;
+	ERR_clear_error();
+}
+
+void net_tls_sweep(struct conn *c, uint64_t now_ms)
+{
+	struct tls_conn *tc = c->tls;
+	if (!tc || !tc->park || tc->handshaking)
+		return;
+	pthread_mutex_lock(&tc->lock);
+	try_park(c, now_ms);
+	pthread_mutex_unlock(&tc->lock);
+}
+
+/* net_tls_read of a parked c; caller holds the TLS lock. */
+static ssize_t parked_read(struct conn *c, void *buf, size_t len, bool *more)
+{
+	struct tls_conn *tc = c->tls;
+	struct net_tls *t = c->owner->net->tls;
+	ssize_t n = tls_rec_read(tc->rec, sock_recv, c, buf, len, more);
+	int err = errno;
+	if (n < 0 && err == EPROTO) {
+		if (tc->rec->why == TLS_REC_DECRYPT)
+			t->st.pc_decrypt++;
+		else if (tc->rec->why == TLS_REC_ALERT)
+			t->st.pc_alert++;
+		else
+			t->st.pc_proto++;
+	}
+	/* the peer asked for our KeyUpdate: now, unless a record waits half
+	 * written (then it follows that record, on the next write) */
+	if (tc->rec->ku_send && !tls_rec_write_pending(tc->rec))
+		tls_rec_write(tc->rec, sock_send, c, NULL, 0);
+	errno = err;
+	return n;
+}
+
 ssize_t net_tls_read(struct conn *c, void *buf, size_t len, bool *more)
 {
 	struct tls_conn *tc = c->tls;
 	size_t got = 0;
 	pthread_mutex_lock(&tc->lock);
+	if (tc->rec) {
+		ssize_t n = parked_read(c, buf, len, more);
+		int err = errno;
+		pthread_mutex_unlock(&tc->lock);
+		errno = err;
+		return n;
+	}
 	int r = SSL_read_ex(tc->ssl, buf, len, &got);
 	int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(tc->ssl, r);
 	/* read ahead: bytes OpenSSL read but has not decrypted count too */
 	*more = r == 1 && SSL_has_pending(tc->ssl);
+	/* a quiet read round: the moment to park (nothing is held then) */
+	if (e == SSL_ERROR_WANT_READ && tc->park)
+		try_park(c, loop_now_ms(c->owner->loop));
 	pthread_mutex_unlock(&tc->lock);
 	ERR_clear_error();
 	switch (e) {
@@ -728,8 +851,16 @@ ssize_t net_tls_write_locked(struct conn *c, const void *buf, size_t len)
 	struct tls_conn *tc = c->tls;
 	size_t done = 0;
 	pthread_mutex_lock(&tc->lock);
+	if (tc->rec) {
+		ssize_t n = tls_rec_write(tc->rec, sock_send, c, buf, len);
+		int err = errno;
+		pthread_mutex_unlock(&tc->lock);
+		errno = n < 0 && err != EAGAIN && err != EWOULDBLOCK ? EPIPE : err;
+		return n;
+	}
 	int r = SSL_write_ex(tc->ssl, buf, len, &done);
 	int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(tc->ssl, r);
+	tc->wblocked = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ;
 	pthread_mutex_unlock(&tc->lock);
 	ERR_clear_error();
 	if (e == SSL_ERROR_NONE)
@@ -759,7 +890,10 @@ int net_conn_tls_info(struct net *n, uint64_t conn_id, char *version, size_t vle
 		goto out;
 	}
 	pthread_mutex_lock(&c->tls->lock);
-	if (!c->tls->handshaking) {
+	if (c->tls->rec) {
+		snprintf(version, vlen, "TLSv1.3");
+		snprintf(subject, slen, "%s", c->tls->subject ? c->tls->subject : "");
+	} else if (!c->tls->handshaking) {
 		snprintf(version, vlen, "%s", SSL_get_version(c->tls->ssl));
 		X509 *x = SSL_get0_peer_certificate(c->tls->ssl);
 		if (x && slen)
@@ -786,6 +920,12 @@ void net_tls_stats_get(struct net *n, struct net_tls_stats *out)
 	out->failed_closed = t->st.closed;
 	out->limited = t->st.limited;
 	out->sessions_evicted = t->st.sessions_evicted;
+	out->parked = t->st.parked;
+	out->parked_total = t->st.parked_total;
+	out->park_skipped = t->st.park_skipped;
+	out->parked_closed_decrypt = t->st.pc_decrypt;
+	out->parked_closed_protocol = t->st.pc_proto;
+	out->parked_closed_alert = t->st.pc_alert;
 	pthread_mutex_lock(&t->resume_lock);
 	for (unsigned i = 0; i < TLS_RESUME_MAX; i++)
 		out->sessions += t->resume[i].sess != NULL;
