@@ -6,6 +6,10 @@
 #   bench/tls/run.sh hs         handshakes and REGISTERs only
 #   bench/tls/run.sh hold N     N idle TLS flows held by pinhole alone (50,000;
 #                               each side needs N + 100 descriptors)
+#   bench/tls/run.sh park       parked TLS against OpenSSL throughout: memory
+#                               per idle TLS connection and CPU per REGISTER of
+#                               pinhole ([tls] park = yes), a second pinhole
+#                               with park = no, and Kamailio, interleaved
 #
 # Both servers run at once on 127.0.0.1 (pinhole on TB_PORT, its ws: on +1;
 # Kamailio 10 above), with the same ECDSA P-256 certificate and intermediate
@@ -19,6 +23,8 @@
 # (built here with cc; OpenSSL client, epoll, connections from 127.3.0.1 up,
 # TB_PER_SOURCE per source address).
 #
+# A third pinhole with [tls] park = no listens 30 above TB_PORT ("nopark":
+# OpenSSL runs its connections throughout); the memory table has it too.
 # 1. Memory per idle connection (first, on fresh servers): each server in
 #    turn holds TB_IDLE TLS flows (each registered once, then silent; the
 #    generator frees its SSL and keeps the socket), then TB_IDLE WebSocket
@@ -127,6 +133,9 @@ path =
 [control]
 listen = 127.0.0.1:$((PORT + 2))
 EOF
+sed -e "s/127.0.0.1:$PORT, ws:127.0.0.1:$((PORT + 1))/127.0.0.1:$((PORT + 30)), ws:127.0.0.1:$((PORT + 31))/" \
+	-e "s/^listen = 127.0.0.1:$((PORT + 2))/listen = 127.0.0.1:$((PORT + 32))/" \
+	-e "s/^\[tls\]/[tls]\npark = no/" "$OUT/pinhole.conf" >"$OUT/nopark.conf"
 cat >"$OUT/tls.cfg" <<EOF
 [server:default]
 method = TLSv1.2+
@@ -142,10 +151,12 @@ sed -e 's/^workers = 2/workers = 1/' -e "s/127.0.0.1:$PORT, ws:127.0.0.1:$((PORT
 
 PPID_=
 P1PID=
+NPID=
 KPID=
 cleanup() {
 	[ -n "$PPID_" ] && kill "$PPID_" 2>/dev/null
 	[ -n "$P1PID" ] && kill "$P1PID" 2>/dev/null
+	[ -n "$NPID" ] && kill "$NPID" 2>/dev/null
 	[ -n "$KPID" ] && kill "$KPID" 2>/dev/null
 	wait 2>/dev/null
 }
@@ -156,6 +167,8 @@ PPID_=$!
 if [ "$MODE" != hold ]; then
 	"$PINHOLE" serve --config "$OUT/pinhole1.conf" >"$OUT/pinhole1.log" 2>&1 &
 	P1PID=$!
+	"$PINHOLE" serve --config "$OUT/nopark.conf" >"$OUT/nopark.log" 2>&1 &
+	NPID=$!
 	"$KAMAILIO" -f "$HERE/kamailio.cfg" -A "TLSCFG=\"$OUT/tls.cfg\"" \
 		-A "CTLSOCK=\"unix:$OUT/kamailio.ctl\"" -l "tls:127.0.0.1:$KPORT" \
 		-l "tcp:127.0.0.1:$((KPORT + 1))" -m 4096 -M 64 -x tlsf --atexit=no -DD -E -Y "$OUT" \
@@ -167,11 +180,16 @@ kill -0 "$PPID_" || {
 	cat "$OUT/pinhole.log"
 	exit 1
 }
+[ -z "$NPID" ] || kill -0 "$NPID" || {
+	cat "$OUT/nopark.log"
+	exit 1
+}
 
 pids() { # the server's processes
 	case $1 in
 	pinhole) echo "$PPID_" ;;
 	pinhole1) echo "$P1PID" ;;
+	nopark) echo "$NPID" ;;
 	*) echo "$KPID $(pgrep -P "$KPID" | tr '\n' ' ')" ;;
 	esac
 }
@@ -184,12 +202,11 @@ pss_kb() { # sum of Pss over the processes
 	echo $s
 }
 heap_b() { # allocator bytes in use
-	if [ "$1" = pinhole ]; then
-		: >"$OUT/mstats"
-		gdb -p "$PPID_" -batch -ex 'call (void)malloc_stats()' >/dev/null 2>&1
+	if [ "$1" = pinhole ] || [ "$1" = nopark ]; then
+		gdb -p "$(pids "$1")" -batch -ex 'call (void)malloc_stats()' >/dev/null 2>&1
 		sleep 0.2
 		# the last "in use bytes" of the log is malloc_stats' total
-		grep 'in use bytes' "$OUT/pinhole.log" | tail -1 | awk '{print $NF}'
+		grep 'in use bytes' "$OUT/$1.log" | tail -1 | awk '{print $NF}'
 	else
 		local shm pkg
 		shm=$(kamcmd -s "unix:$OUT/kamailio.ctl" core.shmmem | awk '$1 == "used:" {print $2}')
@@ -201,6 +218,7 @@ port_of() { # server, kind
 	local b=$PORT
 	[ "$1" = kamailio ] && b=$KPORT
 	[ "$1" = pinhole1 ] && b=$((PORT + 20))
+	[ "$1" = nopark ] && b=$((PORT + 30))
 	[ "$2" = ws ] && b=$((b + 1))
 	echo $b
 }
@@ -225,7 +243,7 @@ hold() { # server kind n: holds, measures, releases; prints bytes/conn heap and 
 	p1=$(pss_kb "$srv")
 	if [ "$srv" = pinhole ]; then # what the server says it holds
 		curl -s "http://127.0.0.1:$((PORT + 2))/metrics" |
-			grep -E '^pinhole_(net_tcp_connections|registrar_bindings|tls_handshakes_total) ' >"$OUT/held_metrics.txt"
+			grep -E '^pinhole_(net_tcp_connections|registrar_bindings|tls_handshakes_total|tls_parked) ' >"$OUT/held_metrics.txt"
 	fi
 	local held
 	held=$(awk '/held/ {print $2}' "$OUT/hold.out")
@@ -236,6 +254,41 @@ hold() { # server kind n: holds, measures, releases; prints bytes/conn heap and 
 	awk -v s="$srv" -v k="$kind" -v h="${held:-0}" -v a="$h0" -v b="$h1" -v c="$p0" -v d="$p1" \
 		'BEGIN { if (h > 0) printf "%-8s %-3s %6d idle: %6.0f B/conn allocator, %6.0f B/conn Pss\n", s, k, h, (b - a) / h, (d - c) * 1024 / h; else printf "%s %s: none held\n", s, k }'
 }
+
+warm() { # server: 200 TLS and 200 ws flows opened and closed, before measuring
+	TB_PER_SOURCE=100 "$GEN" hold "$(port_of "$1" tls)" 200 tls </dev/null >/dev/null 2>&1
+	TB_PER_SOURCE=100 "$GEN" hold "$(port_of "$1" ws)" 200 ws </dev/null >/dev/null 2>&1
+}
+
+if [ "$MODE" = park ]; then
+	# parked (pinhole) against OpenSSL throughout (nopark) and Kamailio: idle
+	# memory, then CPU per REGISTER over established TLS, interleaved
+	echo "date: $(date -u +%FT%TZ)  host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "pinhole: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)  openssl: $(openssl version)  key: $KEY"
+	echo "== memory per idle TLS connection (TB_IDLE=$IDLE; park on, park off, kamailio)"
+	for s in pinhole nopark kamailio; do warm "$s"; done
+	sleep 2
+	for r in $(seq 1 "$REPEAT"); do
+		for s in pinhole nopark kamailio; do hold "$s" tls "$IDLE"; done
+	done | tee "$OUT/park_memory.txt"
+	curl -s "http://127.0.0.1:$((PORT + 2))/metrics" | grep -E '^pinhole_tls_(park|parked)' | tee "$OUT/park_metrics.txt"
+	echo "== REGISTER over established TLS ($FLOWS flows, $RATE/s, ${REG_SECS}s runs)"
+	for r in $(seq 1 "$REPEAT"); do
+		order="pinhole nopark kamailio"
+		[ $((r % 2)) = 0 ] && order="kamailio nopark pinhole"
+		for s in $order; do
+			echo "$s $r $(TB_PIDS="$(pids $s)" "$GEN" reg "$(port_of $s tls)" "$FLOWS" "$RATE" "$REG_SECS")"
+		done
+	done | tee "$OUT/park_reg.txt"
+	awk '{ us[$1, $2] = $5 ? $9 / $5 / 1000 : 0; runs[$2] = 1 }
+		END {
+			printf "run | CPU us/REGISTER  pinhole  nopark kamailio | pinhole/nopark pinhole/kamailio\n"
+			for (r in runs)
+				printf "%3s | %8.1f %8.1f %8.1f | %5.2f %5.2f\n", r, us["pinhole", r], us["nopark", r], us["kamailio", r], us["pinhole", r] / (us["nopark", r] ? us["nopark", r] : 1), us["pinhole", r] / (us["kamailio", r] ? us["kamailio", r] : 1)
+		}' "$OUT/park_reg.txt" | tee "$OUT/park_summary.txt"
+	echo "files in $OUT"
+	exit 0
+fi
 
 if [ "$MODE" = hold ]; then
 	echo "pinhole: $HOLD_N idle TLS flows" | tee "$OUT/hold50k.txt"
@@ -254,13 +307,11 @@ fi
 
 if [ "$MODE" != hs ]; then
 echo "== memory per idle connection (TB_IDLE=$IDLE)"
-for s in pinhole kamailio; do
-	TB_PER_SOURCE=100 "$GEN" hold "$(port_of $s tls)" 200 tls </dev/null >/dev/null 2>&1
-	TB_PER_SOURCE=100 "$GEN" hold "$(port_of $s ws)" 200 ws </dev/null >/dev/null 2>&1
-done
+for s in pinhole nopark kamailio; do warm "$s"; done
 sleep 2
 for kind in tls ws; do
-	for s in pinhole kamailio; do
+	for s in pinhole nopark kamailio; do
+		[ "$kind" = ws ] && [ "$s" = nopark ] && continue # its ws: is no different
 		hold "$s" "$kind" "$IDLE"
 	done
 done | tee "$OUT/memory_table.txt"

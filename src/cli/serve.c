@@ -179,6 +179,26 @@ static struct metric m_tls_expiry = {
     .name = "tls_certificate_expiry_seconds",
     .help = "seconds until the first of the [tls] certificates expires (negative: expired)",
     .gauge = true};
+static struct metric m_tls_parked = {
+    .name = "tls_parked",
+    .help = "TLS 1.3 connections parked now: OpenSSL's state freed, pinhole's record layer "
+	    "runs them ([tls] park)",
+    .gauge = true};
+static struct metric m_tls_parked_total = {.name = "tls_parked_total",
+					   .help = "TLS connections parked"};
+static struct metric m_tls_park_skipped = {
+    .name = "tls_park_skipped_total",
+    .help = "TLS 1.3 connections left on OpenSSL: a KeyUpdate before parking, or their "
+	    "sequence numbers not found within the bound"};
+#define TLS_PARKED_CLOSED(c)                                                                       \
+	{.name = "tls_parked_closed_total",                                                        \
+	 .help = "parked TLS connections closed on bad input, by cause",                           \
+	 .labels = "cause=\"" c "\""}
+static struct metric m_tls_parked_closed[3] = {
+    TLS_PARKED_CLOSED("decrypt"),
+    TLS_PARKED_CLOSED("protocol"),
+    TLS_PARKED_CLOSED("alert"),
+};
 static struct metric m_tcp_connecting = {.name = "net_tcp_connecting",
 					 .help = "outgoing TCP connects in progress",
 					 .gauge = true};
@@ -229,6 +249,12 @@ static void refresh_gauges(struct server *s)
 	m_tls_sessions.value = ts.sessions;
 	m_tls_sessions_evicted.value = ts.sessions_evicted;
 	m_tls_expiry.value = ts.cert_expiry_s;
+	m_tls_parked.value = ts.parked;
+	m_tls_parked_total.value = ts.parked_total;
+	m_tls_park_skipped.value = ts.park_skipped;
+	m_tls_parked_closed[0].value = ts.parked_closed_decrypt;
+	m_tls_parked_closed[1].value = ts.parked_closed_protocol;
+	m_tls_parked_closed[2].value = ts.parked_closed_alert;
 }
 
 static void usage(FILE *f)
@@ -377,6 +403,11 @@ static int start_sip(struct server *s)
 	metric_register(&m_tls_handshaking);
 	metric_register(&m_tls_sessions);
 	metric_register(&m_tls_sessions_evicted);
+	metric_register(&m_tls_parked);
+	metric_register(&m_tls_parked_total);
+	metric_register(&m_tls_park_skipped);
+	for (size_t i = 0; i < ARRAY_SIZE(m_tls_parked_closed); i++)
+		metric_register(&m_tls_parked_closed[i]);
 	if (net_tls_can_listen(s->net))
 		metric_register(&m_tls_expiry);
 	metric_register(&m_rl_evictions);

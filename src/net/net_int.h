@@ -278,6 +278,9 @@ ssize_t tls_rec_read(struct tls_rec *r, tls_rec_recv_h *rx, void *arg, void *buf
 ssize_t tls_rec_write(struct tls_rec *r, tls_rec_send_h *tx, void *arg, const void *buf,
 		      size_t len);
 bool tls_rec_write_pending(const struct tls_rec *r);
+/* Seals plain[0..len) as one record of inner type into out (len + 22 bytes):
+ * EOVERFLOW at the last sequence number. */
+int tls_rec_seal(struct tls_rec *r, uint8_t type, const void *plain, size_t len, uint8_t *out);
 /* A close_notify, if the write side is at a record boundary; no wait. */
 void tls_rec_close_notify(struct tls_rec *r, tls_rec_send_h *tx, void *arg);
 

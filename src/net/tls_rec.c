@@ -210,10 +210,16 @@ bool tls_rec_opens(const struct tls_rec *r, const uint8_t *rec, size_t len, uint
 	return ok;
 }
 
+/* Closes r on its input: nothing more is read or sent, and what was kept of
+ * an unfinished record goes (no caller touches it after). */
 static int fail(struct tls_rec *r, enum tls_rec_why why)
 {
 	r->why = why;
 	r->closed = true;
+	free(r->part);
+	r->part = NULL;
+	r->part_len = r->part_need = r->plain_off = r->plain_len = 0;
+	r->hlen = 0;
 	return EPROTO;
 }
 
@@ -442,9 +448,7 @@ ssize_t tls_rec_read(struct tls_rec *r, tls_rec_recv_h *rx, void *arg, void *out
 	return take(r, buf, (size_t)k);
 }
 
-/* Seals plain[0..len) as one record of type into out (len + REC_HDR + 1 +
- * REC_TAG bytes). */
-static int seal(struct tls_rec *r, uint8_t type, const void *plain, size_t len, uint8_t *out)
+int tls_rec_seal(struct tls_rec *r, uint8_t type, const void *plain, size_t len, uint8_t *out)
 {
 	if (r->wr.seq == UINT64_MAX)
 		return EOVERFLOW; /* RFC 8446 5.3: never wrap */
@@ -517,7 +521,7 @@ static int send_key_update(struct tls_rec *r, tls_rec_send_h *tx, void *arg)
 	static const uint8_t ku[5] = {HS_KEY_UPDATE, 0, 0, 1, 0};
 	uint8_t rec[REC_HDR + sizeof ku + 1 + REC_TAG];
 	r->ku_send = false;
-	int err = seal(r, 22, ku, sizeof ku, rec);
+	int err = tls_rec_seal(r, 22, ku, sizeof ku, rec);
 	if (!err)
 		err = dir_update(r->suite, &r->wr);
 	if (err)
@@ -554,7 +558,7 @@ ssize_t tls_rec_write(struct tls_rec *r, tls_rec_send_h *tx, void *arg, const vo
 		errno = ENOMEM;
 		return -1;
 	}
-	err = seal(r, 23, plain, n, rec);
+	err = tls_rec_seal(r, 23, plain, n, rec);
 	if (!err)
 		err = send_record(r, tx, arg, rec, n + REC_HDR + 1 + REC_TAG, n);
 	free(rec);
@@ -576,7 +580,7 @@ void tls_rec_close_notify(struct tls_rec *r, tls_rec_send_h *tx, void *arg)
 {
 	static const uint8_t alert[2] = {1, 0}; /* warning, close_notify */
 	uint8_t rec[REC_HDR + sizeof alert + 1 + REC_TAG];
-	if (r->wpend || (r->closed && r->why) || seal(r, 21, alert, sizeof alert, rec))
+	if (r->wpend || (r->closed && r->why) || tls_rec_seal(r, 21, alert, sizeof alert, rec))
 		return; /* mid-record or broken: nothing more may be sent */
 	ssize_t k;
 	do
