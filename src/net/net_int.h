@@ -268,8 +268,8 @@ void tls_rec_free(struct tls_rec *r);
 bool tls_rec_opens(const struct tls_rec *r, const uint8_t *rec, size_t len, uint64_t seq,
 		   bool write_dir);
 /* recv-like, reading through rx: application data, 0 at close_notify or the
- * peer's FIN, -1 with errno EAGAIN, or EPROTO (r->why). *more: data is held
- * that no read(2) would show, or the buffer was filled. */
+ * peer's FIN, -1 with errno EAGAIN, or EPROTO (r->why). *more: opened data
+ * is held that no read(2) would show (at most one record's). */
 ssize_t tls_rec_read(struct tls_rec *r, tls_rec_recv_h *rx, void *arg, void *buf, size_t len,
 		     bool *more);
 /* send-like through tx, as SSL_write with partial writes and a moving

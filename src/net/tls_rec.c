@@ -440,11 +440,11 @@ ssize_t tls_rec_read(struct tls_rec *r, tls_rec_recv_h *rx, void *arg, void *out
 			return n;
 		/* a record of another type was taken whole: read on */
 	}
+	/* what the kernel still holds, epoll (level-triggered) reports: *more
+	 * stays false, so a peer that never stops sending gets one read a turn */
 	ssize_t k = rx(arg, buf, len);
 	if (k <= 0)
 		return k;
-	/* a full buffer: the kernel may hold more, epoll would not say again */
-	*more = (size_t)k == len;
 	return take(r, buf, (size_t)k);
 }
 
