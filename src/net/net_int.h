@@ -225,6 +225,9 @@ void net_tls_sweep(struct conn *c, uint64_t now_ms);
  * an idle connection: its SSL object freed, these few hundred bytes kept) */
 enum { TLS_REC_AES128GCM = 1, TLS_REC_AES256GCM, TLS_REC_CHACHA20, TLS_REC_SUITES };
 #define TLS_REC_SECRET_MAX 48
+/* our own KeyUpdate after this many records under one key: far below
+ * AES-GCM's 2^24.5 full-size records (RFC 8446 5.5) */
+#define TLS_REC_REKEY_AT (1ull << 23)
 /* why a parked connection was closed on its input */
 enum tls_rec_why { TLS_REC_NONE, TLS_REC_DECRYPT, TLS_REC_MALFORMED, TLS_REC_UNEXPECTED,
 		   TLS_REC_ALERT, TLS_REC_SEQ_WRAP, TLS_REC_NOMEM };

@@ -545,6 +545,8 @@ ssize_t tls_rec_write(struct tls_rec *r, tls_rec_send_h *tx, void *arg, const vo
 		if (done)
 			return (ssize_t)done; /* the caller's first bytes: gone now */
 	}
+	if (r->wr.seq >= TLS_REC_REKEY_AT)
+		r->ku_send = true;
 	if (r->ku_send) {
 		err = send_key_update(r, tx, arg);
 		if (err)
