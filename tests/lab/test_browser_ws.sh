@@ -149,4 +149,15 @@ lab_kill "$CPID"
 [ -s "$LAB_TMP/carol.png" ] || lab_fail "no screenshot of carol's page"
 cp "$LAB_TMP/carol.png" "${SHOT%.png}-wss.png" && lab_log "screenshot kept: ${SHOT%.png}-wss.png"
 lab_log "ws counters: upgrades $(counter ws_upgrades_total), messages $(counter ws_messages_total)"
+# carol's wss: connection (Chromium's TLS) was parked ([tls] park) and carried
+# her registration and the call without a fault
+i=0 # parked once OpenSSL holds nothing; the sweep tries again each second
+until [ "$(counter tls_parked_total)" -ge 1 ] || [ "$i" -ge 50 ]; do
+	sleep 0.1; i=$((i + 1))
+done
+lab_log "tls: parked $(counter tls_parked_total), closed on bad input $(counter tls_parked_closed_total 'cause="decrypt"')/$(counter tls_parked_closed_total 'cause="protocol"')"
+[ "$(counter tls_parked_total)" -ge 1 ] || lab_fail "carol's wss: connection was not parked: $(lab_exec srv "$PINHOLE" ctl metrics --control "$CTL" | grep -E "pinhole_(tls|ws)")"
+[ "$(counter tls_parked_closed_total 'cause="decrypt"')" -eq 0 ] &&
+	[ "$(counter tls_parked_closed_total 'cause="protocol"')" -eq 0 ] ||
+	lab_fail "a parked wss: connection failed"
 lab_log "PASS"

@@ -118,6 +118,12 @@ b=$(lab_exec srv "$PINHOLE" ctl registrations --json --control "$CTL" |
 # --- alice calls him: the INVITE comes down his TLS connection -----------------
 lab_call_down_flow "$CTL" "$SRV" "$SECS" tls "TLS connection" "$f"
 lab_log "tls counters: $(lab_exec srv "$PINHOLE" ctl counters --control "$CTL" | jq -c 'with_entries(select(.key | startswith("tls_")))')"
+# bob's connection left OpenSSL after its handshake ([tls] park): the call
+# ran over pinhole's own TLS 1.3 record layer, nothing failed on it
+[ "$(counter tls_parked_total)" -ge 1 ] || lab_fail "bob's TLS connection was not parked"
+[ "$(counter 'tls_parked_closed_total{cause=decrypt}')" -eq 0 ] &&
+	[ "$(counter 'tls_parked_closed_total{cause=protocol}')" -eq 0 ] ||
+	lab_fail "a parked connection failed: $(lab_exec srv "$PINHOLE" ctl counters --control "$CTL")"
 
 kill -TERM "$BPID"
 lab_wait "$BPID" 10
@@ -174,6 +180,11 @@ w.writeframes(b''.join(struct.pack('<h', int(8000 * math.sin(2 * math.pi * 440 *
 	grep -q 'Call established' "$LAB_TMP/baresip.log" || lab_fail "baresip did not see the call"
 	[ "$(counter net_tcp_connects_total)" -eq 0 ] ||
 		lab_fail "the server opened a connection for the call to baresip"
+	# baresip's connection too was parked, and carried the call without a fault
+	[ "$(counter tls_parked_total)" -ge 2 ] || lab_fail "baresip's TLS connection was not parked"
+	[ "$(counter 'tls_parked_closed_total{cause=decrypt}')" -eq 0 ] &&
+		[ "$(counter 'tls_parked_closed_total{cause=protocol}')" -eq 0 ] ||
+		lab_fail "a parked connection failed with baresip"
 	lab_kill "$CPID"
 else
 	lab_log "no baresip: its part skipped"
