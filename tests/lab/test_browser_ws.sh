@@ -156,7 +156,9 @@ until [ "$(counter tls_parked_total)" -ge 1 ] || [ "$i" -ge 50 ]; do
 	sleep 0.1; i=$((i + 1))
 done
 lab_log "tls: parked $(counter tls_parked_total), closed on bad input $(counter tls_parked_closed_total 'cause="decrypt"')/$(counter tls_parked_closed_total 'cause="protocol"')"
-[ "$(counter tls_parked_total)" -ge 1 ] || lab_fail "carol's wss: connection was not parked: $(lab_exec srv "$PINHOLE" ctl metrics --control "$CTL" | grep -E "pinhole_(tls|ws)")"
+[ "$(counter tls_parked_total)" -ge 1 ] ||
+	lab_fail "carol's wss: connection was not parked: $(lab_exec srv "$PINHOLE" ctl metrics \
+		--control "$CTL" | grep -E "pinhole_(tls|ws)")"
 [ "$(counter tls_parked_closed_total 'cause="decrypt"')" -eq 0 ] &&
 	[ "$(counter tls_parked_closed_total 'cause="protocol"')" -eq 0 ] ||
 	lab_fail "a parked wss: connection failed"

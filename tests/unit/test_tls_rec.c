@@ -67,8 +67,8 @@ static size_t drain(struct tls_rec *r, struct pipe_ *w, char *out, size_t cap, s
 	size_t got = 0;
 	for (int i = 0; i < 10000; i++) {
 		bool more;
-		ssize_t k = tls_rec_read(r, pipe_recv, w, out + got, room < cap - got ? room : cap - got,
-					 &more);
+		size_t n = room < cap - got ? room : cap - got;
+		ssize_t k = tls_rec_read(r, pipe_recv, w, out + got, n, &more);
 		if (k > 0) {
 			got += (size_t)k;
 			continue;
