@@ -50,7 +50,7 @@ static void sleep_ms(unsigned ms)
 
 /* ---- certificates, made at run time ---- */
 
-static char dir[64], ca_pem[128], srv_pem[128], srv_key[128];
+static char dir[64], ca_pem[128], srv_pem[128], srv_key[128], cli_pem[128], cli_key[128];
 
 static EVP_PKEY *new_key(void)
 {
@@ -113,21 +113,27 @@ static int make_certs(void **state)
 	snprintf(ca_pem, sizeof ca_pem, "%s/ca.pem", dir);
 	snprintf(srv_pem, sizeof srv_pem, "%s/srv.pem", dir);
 	snprintf(srv_key, sizeof srv_key, "%s/srv.key", dir);
+	snprintf(cli_pem, sizeof cli_pem, "%s/cli.pem", dir);
+	snprintf(cli_key, sizeof cli_key, "%s/cli.key", dir);
 	EVP_PKEY *cak = new_key(), *sk = new_key();
 	X509 *ca = new_cert(cak, "pinhole test CA", NULL, NULL, NULL, -60, 3600);
 	X509 *srv = new_cert(sk, "srv", "IP:127.0.0.1", ca, cak, -60, 3600);
 	write_cert(ca_pem, ca);
 	write_cert(srv_pem, srv);
 	write_key(srv_key, sk);
-	X509_free(ca), X509_free(srv);
-	EVP_PKEY_free(cak), EVP_PKEY_free(sk);
+	EVP_PKEY *ck = new_key();
+	X509 *cli = new_cert(ck, "phone 1001", NULL, ca, cak, -60, 3600);
+	write_cert(cli_pem, cli);
+	write_key(cli_key, ck);
+	X509_free(ca), X509_free(srv), X509_free(cli);
+	EVP_PKEY_free(cak), EVP_PKEY_free(sk), EVP_PKEY_free(ck);
 	return 0;
 }
 
 static int remove_certs(void **state)
 {
 	(void)state;
-	unlink(ca_pem), unlink(srv_pem), unlink(srv_key);
+	unlink(ca_pem), unlink(srv_pem), unlink(srv_key), unlink(cli_pem), unlink(cli_key);
 	rmdir(dir);
 	return 0;
 }
@@ -191,12 +197,15 @@ static struct net_tls_conf tls_conf(void)
 				     .park = true};
 }
 
+static int verify_client; /* the next net's [tls] verify_client */
+
 static struct net *net_start_tls(unsigned workers)
 {
 	struct net_conf nc = {.workers = workers, .max_msg = 65536, .tcp_handshake_s = 30};
 	struct net *n;
 	assert_int_equal(net_alloc(&n, &nc), 0);
 	struct net_tls_conf tc = tls_conf();
+	tc.verify_client = verify_client;
 	char err[512];
 	if (net_tls_setup(n, &tc, err, sizeof err))
 		fail_msg("setup: %s", err);
@@ -264,6 +273,10 @@ static void cli_open(struct cli *c, struct net *n, int max_version, const char *
 	assert_non_null(c->ctx);
 	SSL_CTX_load_verify_locations(c->ctx, ca_pem, NULL);
 	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+	if (verify_client) /* mutual TLS: our certificate too */
+		assert_true(
+		    SSL_CTX_use_certificate_file(c->ctx, cli_pem, SSL_FILETYPE_PEM) == 1 &&
+		    SSL_CTX_use_PrivateKey_file(c->ctx, cli_key, SSL_FILETYPE_PEM) == 1);
 	if (max_version)
 		SSL_CTX_set_max_proto_version(c->ctx, max_version);
 	c->ssl = SSL_new(c->ctx);
@@ -508,6 +521,31 @@ static void tls12_not_parked(void **state)
 	net_free(n);
 }
 
+/* Mutual TLS: the client's certificate subject is kept when parking, for
+ * ctl flows, and the connection goes on. */
+static void parked_keeps_peer_subject(void **state)
+{
+	(void)state;
+	verify_client = 1;
+	struct net *n = srv_start();
+	struct cli c;
+	cli_open(&c, n, 0, NULL);
+	verify_client = 0;
+	assert_true(WAIT_UNTIL(tls_stats(n).parked == 1, 3000));
+	cli_send(&c, "WHO\n", 4, false);
+	expect_echo(&c, "WHO\n");
+	char ver[16], subj[128];
+	assert_int_equal(
+	    net_conn_tls_info(n, R.last.conn_id, ver, sizeof ver, subj, sizeof subj), 0);
+	assert_string_equal(ver, "TLSv1.3");
+	assert_string_equal(subj, "/CN=phone 1001");
+	/* a short buffer gets a cut, terminated copy */
+	assert_int_equal(net_conn_tls_info(n, R.last.conn_id, ver, sizeof ver, subj, 6), 0);
+	assert_string_equal(subj, "/CN=p");
+	cli_close(&c);
+	net_free(n);
+}
+
 struct on_worker {
 	struct net *n;
 	struct flow f;
@@ -569,7 +607,8 @@ int main(void)
 	    cmocka_unit_test(parks_and_talks),	     cmocka_unit_test(message_over_records),
 	    cmocka_unit_test(records_byte_by_byte),  cmocka_unit_test(key_update_requested),
 	    cmocka_unit_test(close_notify_closes),   cmocka_unit_test(tampered_record_closes),
-	    cmocka_unit_test(tls12_not_parked),	     cmocka_unit_test(outgoing_parks),
+	    cmocka_unit_test(tls12_not_parked),	     cmocka_unit_test(parked_keeps_peer_subject),
+	    cmocka_unit_test(outgoing_parks),
 	};
 	return cmocka_run_group_tests(tests, make_certs, remove_certs);
 }
