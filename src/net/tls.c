@@ -24,9 +24,10 @@
  * so the oldest gives way */
 #define TLS_RESUME_MAX 64
 
-/* A connection's TLS state. The SSL is used from the owner's read path and
- * from any thread's send path: every SSL call holds lock (after conn_lock
- * when both are held, never the other way). */
+/* A connection's TLS state. The SSL (once parked, the record layer) is used
+ * from the owner's read path and from any thread's send path: every call
+ * into it holds lock (after conn_lock when both are held, never the other
+ * way). */
 struct tls_conn {
 	SSL *ssl; /* NULL once parked */
 	/* until parked, or found not to park (tls_park.c); owner-only */
