@@ -31,7 +31,7 @@ struct track {
 	uint32_t cur_len;
 	uint8_t *last; /* the last whole record, if application_data */
 	uint32_t last_len;
-	uint64_t n;       /* whole records */
+	uint64_t n;	  /* whole records */
 	uint64_t at_done; /* whole records when the handshake was done */
 };
 
@@ -40,7 +40,7 @@ struct tls_park {
 	uint8_t rd_len, wr_len;
 	bool server;
 	bool key_update; /* either way before parking: the secrets moved on */
-	bool ticket;     /* outgoing: a NewSessionTicket came (OpenSSL stored it) */
+	bool ticket;	 /* outgoing: a NewSessionTicket came (OpenSSL stored it) */
 	uint8_t suite;
 	uint64_t done_ms;
 	struct track in, out;

@@ -17,8 +17,8 @@
 
 #define REC_HDR 5
 #define REC_TAG 16
-#define REC_PLAIN_MAX 16384u                  /* 2^14 */
-#define REC_BODY_MAX (REC_PLAIN_MAX + 256u)   /* 2^14 + 256: the ciphertext bound */
+#define REC_PLAIN_MAX 16384u		    /* 2^14 */
+#define REC_BODY_MAX (REC_PLAIN_MAX + 256u) /* 2^14 + 256: the ciphertext bound */
 #define HS_KEY_UPDATE 24
 #define HS_NEW_SESSION_TICKET 4
 
@@ -26,9 +26,9 @@ static const struct suite {
 	const char *cipher, *digest;
 	uint8_t key_len, secret_len;
 } suites[] = {
-	[TLS_REC_AES128GCM] = {"AES-128-GCM", "SHA256", 16, 32},
-	[TLS_REC_AES256GCM] = {"AES-256-GCM", "SHA384", 32, 48},
-	[TLS_REC_CHACHA20] = {"ChaCha20-Poly1305", "SHA256", 32, 32},
+    [TLS_REC_AES128GCM] = {"AES-128-GCM", "SHA256", 16, 32},
+    [TLS_REC_AES256GCM] = {"AES-256-GCM", "SHA384", 32, 48},
+    [TLS_REC_CHACHA20] = {"ChaCha20-Poly1305", "SHA256", 32, 32},
 };
 
 /* Fetched once: the AEADs and HKDF (a provider lookup each time costs more
@@ -91,13 +91,13 @@ static int expand_label(uint8_t suite, const uint8_t *secret, const char *label,
 	info[9 + ll] = 0; /* empty context */
 	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
 	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
-						 (char *)suites[suite].digest, 0),
-		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret,
-						  suites[suite].secret_len),
-		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 10 + ll),
-		OSSL_PARAM_construct_end(),
+	    OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+	    OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)suites[suite].digest,
+					     0),
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret,
+					      suites[suite].secret_len),
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 10 + ll),
+	    OSSL_PARAM_construct_end(),
 	};
 	EVP_KDF_CTX *k = EVP_KDF_CTX_new(hkdf);
 	int rc = k && EVP_KDF_derive(k, out, len, params) == 1 ? 0 : EIO;
@@ -188,8 +188,7 @@ static int aead(uint8_t suite, const struct tls_rec_dir *d, uint64_t seq, bool e
 static int check_header(const uint8_t *h, size_t *body)
 {
 	size_t len = (size_t)h[3] << 8 | h[4];
-	if (h[0] != 0x17 || h[1] != 0x03 || h[2] != 0x03 || len > REC_BODY_MAX ||
-	    len < REC_TAG + 1)
+	if (h[0] != 0x17 || h[1] != 0x03 || h[2] != 0x03 || len > REC_BODY_MAX || len < REC_TAG + 1)
 		return EBADMSG;
 	*body = len;
 	return 0;

@@ -78,8 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memset(plain + cl + 1, 0, pad);
 			size_t t = cl + 1 + pad;
 			/* tls_rec_seal appends the type: the last byte is it */
-			if (slen + t + 21 > cap || tls_rec_seal(&peer, plain[t - 1], plain, t - 1,
-							      stream + slen))
+			if (slen + t + 21 > cap ||
+			    tls_rec_seal(&peer, plain[t - 1], plain, t - 1, stream + slen))
 				break;
 			slen += t + 21;
 		} else {
