@@ -315,7 +315,7 @@ static void test_tcp_caps(void **state)
 
 int main(void)
 {
-	tt_relay_ports = "42200-42399";
+	tt_relay_ports = "24200-24399";
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_peer_denied),
 	    cmocka_unit_test(test_quotas),

@@ -425,7 +425,7 @@ static void test_more_errors(void **state)
 {
 	(void)state;
 	struct tt_srv s;
-	tt_srv_start(&s, "allowed_peers = 127.0.0.0/8\nrelay_ports = 42198-42199\n");
+	tt_srv_start(&s, "allowed_peers = 127.0.0.0/8\nrelay_ports = 24198-24199\n");
 	struct tt_cli c[3];
 	for (int i = 0; i < 3; i++)
 		tt_cli_open(&c[i], &s, false, "alice", "wonder");
@@ -621,7 +621,7 @@ static void test_key_cache(void **state)
 
 int main(void)
 {
-	tt_relay_ports = "42000-42199";
+	tt_relay_ports = "24000-24199";
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_challenge),
 	    cmocka_unit_test(test_credentials_refused),

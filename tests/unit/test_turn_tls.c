@@ -77,7 +77,7 @@ static void srv_start(struct tt_srv *s, const char *tls_extra)
 	char text[2048], err[256];
 	snprintf(text, sizeof text,
 		 "[turn]\nlisten = udp:127.0.0.1:0, tls:127.0.0.1:0\nrealm = " REALM "\n"
-		 "relay_address = 127.0.0.1\nrelay_ports = 42800-42999\n"
+		 "relay_address = 127.0.0.1\nrelay_ports = 24800-24999\n"
 		 "allowed_peers = 127.0.0.0/8\n"
 		 "[tls]\ncertificate = %s\nprivate_key = %s\n%s",
 		 cert_pem, key_pem, tls_extra);
