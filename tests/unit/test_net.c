@@ -20,22 +20,7 @@
 #include <cmocka.h>
 
 #include "net/net.h"
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Polls cond every 2 ms for at most ms milliseconds; evaluates to its last value. */
-#define WAIT_UNTIL(cond, ms)                                                        \
-	({                                                                          \
-		uint64_t wu_end_ = time_mono_ms() + (ms);                           \
-		while (!(cond) && time_mono_ms() < wu_end_)                         \
-			sleep_ms(2);                                                \
-		(cond);                                                             \
-	})
+#include "testenv.h"
 
 static struct net_addr parse_ok(const char *s, uint16_t defport)
 {
@@ -419,7 +404,7 @@ static void *poster_main(void *arg)
 		if (loop_post(p->log->l, posted, &p->items[i]) != 0)
 			p->log->post_errors++; /* no cmocka asserts off the main thread */
 		if (i % 100 == 0)
-			sleep_ms(1); /* let the loop drain in between, empty queue again */
+			test_sleep_ms(1); /* let the loop drain in between, empty queue again */
 	}
 	return NULL;
 }
@@ -480,7 +465,7 @@ static void loop_stop_from_other_thread(void **state)
 	assert_int_equal(loop_post(l, count_call, &calls), 0);
 	assert_true(WAIT_UNTIL(calls == 1, 1000));
 	/* the loop now sleeps in epoll_wait (1 s with no timers); stop must wake it */
-	sleep_ms(20);
+	test_sleep_ms(20);
 	uint64_t t0 = time_mono_ms();
 	loop_stop(l);
 	pthread_join(lt, NULL);
@@ -1187,7 +1172,7 @@ static void net_udp_oversize_dropped(void **state)
 	assert_int_equal(sendto(fd, big, 1500, 0, &srv_addr->u.sa, net_addr_len(srv_addr)), 1500);
 	assert_int_equal(sendto(fd, "last", 4, 0, &srv_addr->u.sa, net_addr_len(srv_addr)), 4);
 	assert_true(WAIT_UNTIL(rec_count() == 2, 2000));
-	sleep_ms(20);
+	test_sleep_ms(20);
 	assert_int_equal(rec_count(), 2);
 	struct rec r0 = rec_get(0), r1 = rec_get(1);
 	assert_int_equal(r0.len, 1500);
@@ -1238,9 +1223,9 @@ static void net_tcp_framing_and_reply(void **state)
 
 	/* one message in several segments */
 	assert_int_equal(send(fd, "pi", 2, MSG_NOSIGNAL), 2);
-	sleep_ms(15);
+	test_sleep_ms(15);
 	assert_int_equal(send(fd, "ng ", 3, MSG_NOSIGNAL), 3);
-	sleep_ms(15);
+	test_sleep_ms(15);
 	assert_int_equal(rec_count(), 3); /* nothing whole yet */
 	assert_int_equal(send(fd, "d\nping", 6, MSG_NOSIGNAL), 6);
 	assert_true(WAIT_UNTIL(rec_count() == 4, 2000));
@@ -1531,7 +1516,7 @@ static void net_tcp_handshake_timeout(void **state)
 	uint64_t good_conn = rec_get(0).f.conn_id;
 
 	/* not before its second is up */
-	sleep_ms(700);
+	test_sleep_ms(700);
 	assert_int_equal(stats(s.n).tcp_open, 2);
 	/* the sweep runs once a second: closed within about two */
 	ssize_t k = recv_within(slow, buf, sizeof buf, 2500, NULL);
@@ -1674,7 +1659,7 @@ static void net_tcp_trickle_linear(void **state)
 		size_t l = MIN(7, sizeof line - i);
 		assert_int_equal(send(fd, line + i, l, MSG_NOSIGNAL), (ssize_t)l);
 		if (i % 70 == 0)
-			sleep_ms(1); /* let the server read it in many pieces */
+			test_sleep_ms(1); /* let the server read it in many pieces */
 	}
 	assert_true(WAIT_UNTIL(rec_count() == 1, 2000));
 	assert_int_equal(rec_get(0).len, sizeof line);

@@ -18,23 +18,7 @@
 #include <cmocka.h>
 
 #include "net/net.h"
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Polls cond every 2 ms for at most ms milliseconds; evaluates to its last
- * value. The bound only keeps a broken build from hanging. */
-#define WAIT_UNTIL(cond, ms)                                                                       \
-	({                                                                                         \
-		uint64_t wu_end_ = time_mono_ms() + (ms);                                          \
-		while (!(cond) && time_mono_ms() < wu_end_)                                        \
-			sleep_ms(2);                                                               \
-		(cond);                                                                            \
-	})
+#include "testenv.h"
 
 /* ---- what the net under test received ---- */
 
@@ -444,7 +428,7 @@ static int black_hole(struct net_addr *at, int fillers[2])
 		fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		connect(fillers[i], &at->u.sa, net_addr_len(at));
 	}
-	sleep_ms(50);
+	test_sleep_ms(50);
 	return lfd;
 }
 

@@ -23,22 +23,8 @@
 #include <openssl/x509v3.h>
 
 #include "net/net.h"
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Polls cond for at most ms; the bound only keeps a broken build from hanging. */
-#define WAIT_UNTIL(cond, ms)                                                                       \
-	({                                                                                         \
-		uint64_t wu_end_ = time_mono_ms() + (ms);                                          \
-		while (!(cond) && time_mono_ms() < wu_end_)                                        \
-			sleep_ms(2);                                                               \
-		(cond);                                                                            \
-	})
+#include "testenv.h"
+#include "certs.h"
 
 /* ---- certificates, made at run time ---- */
 
@@ -46,58 +32,6 @@ static char dir[64];
 static char sni_pem[128], sni_key[128];
 static char ca_pem[128], srv_pem[128], srv_key[128], other_key[128], expired_pem[128],
 	expired_key[128], junk[128];
-
-static EVP_PKEY *new_key(void)
-{
-	EVP_PKEY *k = EVP_EC_gen("P-256");
-	assert_non_null(k);
-	return k;
-}
-
-/* A certificate for cn (with an IP SAN when ip), signed by ca/cak (self-signed
- * when NULL), valid from from_s to to_s seconds from now. */
-static X509 *new_cert(EVP_PKEY *key, const char *cn, const char *san, X509 *ca, EVP_PKEY *cak,
-		      long from_s, long to_s)
-{
-	X509 *x = X509_new();
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), (long)rand_u32() & 0x7fffffff);
-	X509_gmtime_adj(X509_getm_notBefore(x), from_s);
-	X509_gmtime_adj(X509_getm_notAfter(x), to_s);
-	X509_set_pubkey(x, key);
-	X509_NAME *nm = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-	X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : nm);
-	X509V3_CTX v3;
-	X509V3_set_ctx(&v3, ca ? ca : x, x, NULL, NULL, 0);
-	X509_EXTENSION *ext =
-	    X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, ca ? "CA:FALSE" : "critical,CA:TRUE");
-	X509_add_ext(x, ext, -1);
-	X509_EXTENSION_free(ext);
-	if (san) {
-		ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
-		X509_add_ext(x, ext, -1);
-		X509_EXTENSION_free(ext);
-	}
-	assert_true(X509_sign(x, cak ? cak : key, EVP_sha256()) > 0);
-	return x;
-}
-
-static void write_cert(const char *path, X509 *x)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	PEM_write_X509(f, x);
-	fclose(f);
-}
-
-static void write_key(const char *path, EVP_PKEY *k)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
-	fclose(f);
-}
 
 static int make_certs(void **state)
 {
@@ -111,22 +45,22 @@ static int make_certs(void **state)
 	snprintf(expired_pem, sizeof expired_pem, "%s/expired.pem", dir);
 	snprintf(expired_key, sizeof expired_key, "%s/expired.key", dir);
 	snprintf(junk, sizeof junk, "%s/junk.pem", dir);
-	EVP_PKEY *cak = new_key(), *sk = new_key(), *ok = new_key(), *ek = new_key();
-	X509 *ca = new_cert(cak, "pinhole test CA", NULL, NULL, NULL, -60, 3600);
-	X509 *srv = new_cert(sk, "srv", "IP:127.0.0.1", ca, cak, -60, 3600);
-	X509 *exp = new_cert(ek, "old", "IP:127.0.0.1", ca, cak, -7200, -3600);
-	X509 *sni = new_cert(ok, "sip.other.test", "DNS:sip.other.test", ca, cak, -60, 3600);
+	EVP_PKEY *cak = tc_key(), *sk = tc_key(), *ok = tc_key(), *ek = tc_key();
+	X509 *ca = tc_cert(cak, "pinhole test CA", NULL, NULL, NULL, -60, 3600);
+	X509 *srv = tc_cert(sk, "srv", "IP:127.0.0.1", ca, cak, -60, 3600);
+	X509 *exp = tc_cert(ek, "old", "IP:127.0.0.1", ca, cak, -7200, -3600);
+	X509 *sni = tc_cert(ok, "sip.other.test", "DNS:sip.other.test", ca, cak, -60, 3600);
 	snprintf(sni_pem, sizeof sni_pem, "%s/sni.pem", dir);
 	snprintf(sni_key, sizeof sni_key, "%s/sni.key", dir);
-	write_cert(sni_pem, sni);
-	write_key(sni_key, ok);
+	tc_write_cert(sni_pem, sni);
+	tc_write_key(sni_key, ok);
 	X509_free(sni);
-	write_cert(ca_pem, ca);
-	write_cert(srv_pem, srv);
-	write_key(srv_key, sk);
-	write_key(other_key, ok);
-	write_cert(expired_pem, exp);
-	write_key(expired_key, ek);
+	tc_write_cert(ca_pem, ca);
+	tc_write_cert(srv_pem, srv);
+	tc_write_key(srv_key, sk);
+	tc_write_key(other_key, ok);
+	tc_write_cert(expired_pem, exp);
+	tc_write_key(expired_key, ek);
 	FILE *f = fopen(junk, "w");
 	fputs("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n", f);
 	fclose(f);
@@ -431,7 +365,7 @@ static void outgoing_verified(void **state)
 		} else {
 			assert_true(WAIT_UNTIL(tls_stats(cli).failed_verify == 1, 3000));
 			assert_true(WAIT_UNTIL(!net_conn_alive(cli, ow.f.conn_id), 3000));
-			sleep_ms(50);
+			test_sleep_ms(50);
 			assert_int_equal(rec_count(), 1);
 		}
 		net_free(cli);

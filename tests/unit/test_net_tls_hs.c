@@ -25,6 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "net/net.h"
+#include "certs.h"
 
 static char dir[64], cert_pem[128], key_pem[128];
 
@@ -35,25 +36,7 @@ static int make_cert(void **state)
 	assert_non_null(mkdtemp(dir));
 	snprintf(cert_pem, sizeof cert_pem, "%s/cert.pem", dir);
 	snprintf(key_pem, sizeof key_pem, "%s/key.pem", dir);
-	EVP_PKEY *k = EVP_EC_gen("P-256");
-	X509 *x = X509_new();
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	X509_set_pubkey(x, k);
-	X509_NAME *nm = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"srv", -1, -1, 0);
-	X509_set_issuer_name(x, nm);
-	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
-	FILE *f = fopen(cert_pem, "w");
-	PEM_write_X509(f, x);
-	fclose(f);
-	f = fopen(key_pem, "w");
-	PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
-	fclose(f);
-	X509_free(x);
-	EVP_PKEY_free(k);
+	tc_self_signed(cert_pem, key_pem, "srv", 3600);
 	return 0;
 }
 

@@ -31,79 +31,12 @@
 #include <openssl/x509v3.h>
 
 #include "net/net.h"
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Polls cond for at most ms; the bound only keeps a broken build from hanging. */
-#define WAIT_UNTIL(cond, ms)                                                                       \
-	({                                                                                         \
-		uint64_t wu_end_ = time_mono_ms() + (ms);                                          \
-		while (!(cond) && time_mono_ms() < wu_end_)                                        \
-			sleep_ms(2);                                                               \
-		(cond);                                                                            \
-	})
+#include "testenv.h"
+#include "certs.h"
 
 /* ---- certificates, made at run time ---- */
 
 static char dir[64], ca_pem[128], srv_pem[128], srv_key[128], cli_pem[128], cli_key[128];
-
-static EVP_PKEY *new_key(void)
-{
-	EVP_PKEY *k = EVP_EC_gen("P-256");
-	assert_non_null(k);
-	return k;
-}
-
-/* A certificate for cn (with an IP SAN when ip), signed by ca/cak (self-signed
- * when NULL), valid from from_s to to_s seconds from now. */
-static X509 *new_cert(EVP_PKEY *key, const char *cn, const char *san, X509 *ca, EVP_PKEY *cak,
-		      long from_s, long to_s)
-{
-	X509 *x = X509_new();
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), (long)rand_u32() & 0x7fffffff);
-	X509_gmtime_adj(X509_getm_notBefore(x), from_s);
-	X509_gmtime_adj(X509_getm_notAfter(x), to_s);
-	X509_set_pubkey(x, key);
-	X509_NAME *nm = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-	X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : nm);
-	X509V3_CTX v3;
-	X509V3_set_ctx(&v3, ca ? ca : x, x, NULL, NULL, 0);
-	X509_EXTENSION *ext =
-	    X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints,
-				ca ? "CA:FALSE" : "critical,CA:TRUE");
-	X509_add_ext(x, ext, -1);
-	X509_EXTENSION_free(ext);
-	if (san) {
-		ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
-		X509_add_ext(x, ext, -1);
-		X509_EXTENSION_free(ext);
-	}
-	assert_true(X509_sign(x, cak ? cak : key, EVP_sha256()) > 0);
-	return x;
-}
-
-static void write_cert(const char *path, X509 *x)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	PEM_write_X509(f, x);
-	fclose(f);
-}
-
-static void write_key(const char *path, EVP_PKEY *k)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
-	fclose(f);
-}
 
 static int make_certs(void **state)
 {
@@ -115,16 +48,16 @@ static int make_certs(void **state)
 	snprintf(srv_key, sizeof srv_key, "%s/srv.key", dir);
 	snprintf(cli_pem, sizeof cli_pem, "%s/cli.pem", dir);
 	snprintf(cli_key, sizeof cli_key, "%s/cli.key", dir);
-	EVP_PKEY *cak = new_key(), *sk = new_key();
-	X509 *ca = new_cert(cak, "pinhole test CA", NULL, NULL, NULL, -60, 3600);
-	X509 *srv = new_cert(sk, "srv", "IP:127.0.0.1", ca, cak, -60, 3600);
-	write_cert(ca_pem, ca);
-	write_cert(srv_pem, srv);
-	write_key(srv_key, sk);
-	EVP_PKEY *ck = new_key();
-	X509 *cli = new_cert(ck, "phone 1001", NULL, ca, cak, -60, 3600);
-	write_cert(cli_pem, cli);
-	write_key(cli_key, ck);
+	EVP_PKEY *cak = tc_key(), *sk = tc_key();
+	X509 *ca = tc_cert(cak, "pinhole test CA", NULL, NULL, NULL, -60, 3600);
+	X509 *srv = tc_cert(sk, "srv", "IP:127.0.0.1", ca, cak, -60, 3600);
+	tc_write_cert(ca_pem, ca);
+	tc_write_cert(srv_pem, srv);
+	tc_write_key(srv_key, sk);
+	EVP_PKEY *ck = tc_key();
+	X509 *cli = tc_cert(ck, "phone 1001", NULL, ca, cak, -60, 3600);
+	tc_write_cert(cli_pem, cli);
+	tc_write_key(cli_key, ck);
 	X509_free(ca), X509_free(srv), X509_free(cli);
 	EVP_PKEY_free(cak), EVP_PKEY_free(sk), EVP_PKEY_free(ck);
 	return 0;
@@ -251,7 +184,7 @@ static void cli_flush(struct cli *c, bool bytewise)
 		assert_true(k > 0);
 		off += k;
 		if (bytewise)
-			sleep_ms(1); /* its own segment, most likely its own read */
+			test_sleep_ms(1); /* its own segment, most likely its own read */
 	}
 	BIO_reset(c->wmem);
 }
@@ -507,7 +440,7 @@ static void tls12_not_parked(void **state)
 	cli_open(&c, n, TLS1_2_VERSION, "OLD\n");
 	expect_echo(&c, "OLD\n");
 	assert_string_equal(SSL_get_version(c.ssl), "TLSv1.2");
-	sleep_ms(1500); /* a sweep or two: the chance to park it wrongly */
+	test_sleep_ms(1500); /* a sweep or two: the chance to park it wrongly */
 	cli_send(&c, "STILL\n", 6, false);
 	expect_echo(&c, "STILL\n");
 	struct net_tls_stats st = tls_stats(n);

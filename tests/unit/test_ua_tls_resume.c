@@ -26,36 +26,11 @@
 
 #include "sip/sip.h"
 #include "ua/ua.h"
+#include "certs.h"
 
 #define WAIT_MS 20000 /* a bound on waits for things that must happen, not a measure */
 
 static char dir[64], ca_pem[128], srv_pem[128], srv_key[128];
-
-static X509 *new_cert(EVP_PKEY *key, const char *cn, const char *san, X509 *ca, EVP_PKEY *cak)
-{
-	X509 *x = X509_new();
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), (long)rand_u32() & 0x7fffffff);
-	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	X509_set_pubkey(x, key);
-	X509_NAME *nm = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-	X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : nm);
-	X509V3_CTX v3;
-	X509V3_set_ctx(&v3, ca ? ca : x, x, NULL, NULL, 0);
-	X509_EXTENSION *ext =
-	    X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, ca ? "CA:FALSE" : "critical,CA:TRUE");
-	X509_add_ext(x, ext, -1);
-	X509_EXTENSION_free(ext);
-	if (san) {
-		ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
-		X509_add_ext(x, ext, -1);
-		X509_EXTENSION_free(ext);
-	}
-	assert_true(X509_sign(x, cak ? cak : key, EVP_sha256()) > 0);
-	return x;
-}
 
 static int make_certs(void **state)
 {
@@ -65,19 +40,14 @@ static int make_certs(void **state)
 	snprintf(ca_pem, sizeof ca_pem, "%s/ca.pem", dir);
 	snprintf(srv_pem, sizeof srv_pem, "%s/srv.pem", dir);
 	snprintf(srv_key, sizeof srv_key, "%s/srv.key", dir);
-	EVP_PKEY *cak = EVP_EC_gen("P-256"), *sk = EVP_EC_gen("P-256");
-	X509 *ca = new_cert(cak, "pinhole test CA", NULL, NULL, NULL);
+	EVP_PKEY *cak = tc_key(), *sk = tc_key();
+	X509 *ca = tc_cert(cak, "pinhole test CA", NULL, NULL, NULL, -60, 3600);
 	/* one server, two names and its address */
-	X509 *srv = new_cert(sk, "srv", "IP:127.0.0.1, DNS:sip.test, DNS:other.test", ca, cak);
-	FILE *f = fopen(ca_pem, "w");
-	PEM_write_X509(f, ca);
-	fclose(f);
-	f = fopen(srv_pem, "w");
-	PEM_write_X509(f, srv);
-	fclose(f);
-	f = fopen(srv_key, "w");
-	PEM_write_PrivateKey(f, sk, NULL, NULL, 0, NULL, NULL);
-	fclose(f);
+	X509 *srv = tc_cert(sk, "srv", "IP:127.0.0.1, DNS:sip.test, DNS:other.test", ca, cak, -60,
+			    3600);
+	tc_write_cert(ca_pem, ca);
+	tc_write_cert(srv_pem, srv);
+	tc_write_key(srv_key, sk);
 	X509_free(ca), X509_free(srv);
 	EVP_PKEY_free(cak), EVP_PKEY_free(sk);
 	return 0;

@@ -1,7 +1,9 @@
 /* Test support: a network namespace of a test's own, counters (see testenv.h). */
+#include <errno.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "testenv.h"
 #include "core/core.h"
@@ -23,4 +25,11 @@ int64_t test_metric(const char *name, const char *labels)
 {
 	struct metric *m = metric_find(name, labels);
 	return m ? metric_get(m) : 0;
+}
+
+void test_sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }

@@ -15,4 +15,18 @@ bool test_own_netns(const char *const *addrs);
  * 0 when it does not exist. */
 int64_t test_metric(const char *name, const char *labels);
 
+/* Sleeps ms milliseconds, resumed after signals. */
+void test_sleep_ms(unsigned ms);
+
+/* Polls cond every 2 ms for at most ms milliseconds; evaluates to its last
+ * value. The bound only keeps a broken build from hanging; no test passes
+ * or fails on time. Needs core/core.h (time_mono_ms). */
+#define WAIT_UNTIL(cond, ms)                                                                       \
+	({                                                                                         \
+		uint64_t wu_end_ = time_mono_ms() + (ms);                                          \
+		while (!(cond) && time_mono_ms() < wu_end_)                                        \
+			test_sleep_ms(2);                                                          \
+		(cond);                                                                            \
+	})
+
 #endif
