@@ -89,17 +89,6 @@ static struct rec rec_get(size_t i)
 	return r;
 }
 
-static int frame_lines(struct net_frame_state *fs, const char *p, size_t l, size_t max,
-		       size_t *msglen)
-{
-	(void)fs, (void)max;
-	const char *nl = memchr(p, '\n', l);
-	if (!nl)
-		return ENODATA;
-	*msglen = (size_t)(nl - p) + 1;
-	return 0;
-}
-
 static struct net_addr addr_of(const char *s)
 {
 	struct net_addr a;
@@ -124,7 +113,7 @@ static struct net *srv_start(unsigned max_conns, unsigned max_connecting, unsign
 	unsigned idx;
 	assert_int_equal(net_listen(n, &t, &idx), 0);
 	assert_int_equal(idx, 0);
-	net_set_recv(n, on_recv, frame_lines, NULL);
+	net_set_recv(n, on_recv, test_frame_lines, NULL);
 	pthread_mutex_lock(&C.lock);
 	C.n = 0;
 	pthread_mutex_unlock(&C.lock);

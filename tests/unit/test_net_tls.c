@@ -109,17 +109,6 @@ static size_t rec_count(void)
 	return n;
 }
 
-static int frame_lines(struct net_frame_state *fs, const char *p, size_t l, size_t max,
-		       size_t *msglen)
-{
-	(void)fs, (void)max;
-	const char *nl = memchr(p, '\n', l);
-	if (!nl)
-		return ENODATA;
-	*msglen = (size_t)(nl - p) + 1;
-	return 0;
-}
-
 static struct net_tls_conf tls_conf(void)
 {
 	return (struct net_tls_conf){.certificate = srv_pem,
@@ -145,7 +134,7 @@ static struct net *srv_start(const struct net_tls_conf *tc)
 	struct net_listener_conf l = {.tp = NET_TLS};
 	assert_int_equal(net_addr_parse("127.0.0.1:0", 0, &l.addr), 0);
 	assert_int_equal(net_listen(n, &l, NULL), 0);
-	net_set_recv(n, on_recv, frame_lines, NULL);
+	net_set_recv(n, on_recv, test_frame_lines, NULL);
 	assert_int_equal(net_start(n), 0);
 	return n;
 }

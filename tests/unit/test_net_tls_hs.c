@@ -27,24 +27,19 @@
 #include "net/net.h"
 #include "certs.h"
 
-static char dir[64], cert_pem[128], key_pem[128];
+static struct tc_files certs;
 
 static int make_cert(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/pinhole-tlshs-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	snprintf(cert_pem, sizeof cert_pem, "%s/cert.pem", dir);
-	snprintf(key_pem, sizeof key_pem, "%s/key.pem", dir);
-	tc_self_signed(cert_pem, key_pem, "srv", 3600);
+	tc_temp_self_signed(&certs, "tlshs", "srv", 3600);
 	return 0;
 }
 
 static int remove_cert(void **state)
 {
 	(void)state;
-	unlink(cert_pem), unlink(key_pem);
-	rmdir(dir);
+	tc_temp_remove(&certs);
 	return 0;
 }
 
@@ -115,7 +110,7 @@ static struct outcome handshake(const struct net_tls_conf *conf, const char *gro
 
 static struct net_tls_conf conf(void)
 {
-	return (struct net_tls_conf){.certificate = cert_pem, .private_key = key_pem};
+	return (struct net_tls_conf){.certificate = certs.cert, .private_key = certs.key};
 }
 
 /* The attacks: a ClientHello whose only group costs the server a

@@ -24,26 +24,20 @@
 #include "turnc.h"
 #include "certs.h"
 
-static char dir[64], cert_pem[128], key_pem[128];
+static struct tc_files certs;
 
 /* A self-signed certificate for 127.0.0.1, made at run time (no key in the tree). */
 static int make_cert(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/turn_tls_XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	snprintf(cert_pem, sizeof cert_pem, "%s/srv.pem", dir);
-	snprintf(key_pem, sizeof key_pem, "%s/srv.key", dir);
-	tc_self_signed(cert_pem, key_pem, "turn test", 86400);
+	tc_temp_self_signed(&certs, "turn-tls", "turn test", 86400);
 	return 0;
 }
 
 static int remove_cert(void **state)
 {
 	(void)state;
-	unlink(cert_pem);
-	unlink(key_pem);
-	rmdir(dir);
+	tc_temp_remove(&certs);
 	return 0;
 }
 
@@ -59,7 +53,7 @@ static void srv_start(struct tt_srv *s, const char *tls_extra)
 		 "relay_address = 127.0.0.1\nrelay_ports = 24800-24999\n"
 		 "allowed_peers = 127.0.0.0/8\n"
 		 "[tls]\ncertificate = %s\nprivate_key = %s\n%s",
-		 cert_pem, key_pem, tls_extra);
+		 certs.cert, certs.key, tls_extra);
 	if (conf_load_string(s->conf, "test", text, err, sizeof err))
 		fail_msg("%s", err);
 	assert_int_equal(store_cred_alloc(&s->creds), 0);
@@ -146,7 +140,7 @@ static void pump_start(struct pump *p, const struct net_addr *to)
 	p->tls_fd = tcp_to(to);
 	p->ctx = SSL_CTX_new(TLS_client_method());
 	assert_non_null(p->ctx);
-	SSL_CTX_load_verify_locations(p->ctx, cert_pem, NULL);
+	SSL_CTX_load_verify_locations(p->ctx, certs.cert, NULL);
 	SSL_CTX_set_verify(p->ctx, SSL_VERIFY_PEER, NULL);
 	/* SSL_read must not wait for data after a ticket: the client's request
 	 * may be waiting on the other side of this thread */

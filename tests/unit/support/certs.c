@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/pem.h>
@@ -81,4 +83,20 @@ void tc_self_signed(const char *cert_path, const char *key_path, const char *cn,
 	tc_write_key(key_path, k);
 	X509_free(x);
 	EVP_PKEY_free(k);
+}
+
+void tc_temp_self_signed(struct tc_files *tf, const char *tag, const char *cn, long secs)
+{
+	snprintf(tf->dir, sizeof tf->dir, "/tmp/pinhole-%s-XXXXXX", tag);
+	assert_non_null(mkdtemp(tf->dir));
+	snprintf(tf->cert, sizeof tf->cert, "%s/cert.pem", tf->dir);
+	snprintf(tf->key, sizeof tf->key, "%s/key.pem", tf->dir);
+	tc_self_signed(tf->cert, tf->key, cn, secs);
+}
+
+void tc_temp_remove(struct tc_files *tf)
+{
+	unlink(tf->cert);
+	unlink(tf->key);
+	rmdir(tf->dir);
 }

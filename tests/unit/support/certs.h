@@ -22,4 +22,13 @@ void tc_write_key(const char *path, EVP_PKEY *k);
  * ago for secs, in cert_path; its P-256 key in key_path. */
 void tc_self_signed(const char *cert_path, const char *key_path, const char *cn, long secs);
 
+/* A temporary folder (under /tmp, named after tag) holding a self-signed
+ * certificate for cn (tc_self_signed) as cert.pem and its key as key.pem. */
+struct tc_files {
+	char dir[64], cert[128], key[128];
+};
+void tc_temp_self_signed(struct tc_files *tf, const char *tag, const char *cn, long secs);
+/* Removes the files and the folder. */
+void tc_temp_remove(struct tc_files *tf);
+
 #endif

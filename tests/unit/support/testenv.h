@@ -4,7 +4,10 @@
 #define PINHOLE_TEST_TESTENV_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+struct net_frame_state;
 
 /* Moves the process into a network namespace of its own (lo up) and gives lo
  * each IPv4 address of the NULL-ended list (as /32). False, with a line on
@@ -14,6 +17,11 @@ bool test_own_netns(const char *const *addrs);
 /* The current value of metric name{labels} (labels NULL: the unlabelled one);
  * 0 when it does not exist. */
 int64_t test_metric(const char *name, const char *labels);
+
+/* A net framer (net_set_recv) for tests that speak lines: a message ends
+ * with '\n'. */
+int test_frame_lines(struct net_frame_state *fs, const char *p, size_t l, size_t max,
+		     size_t *msglen);
 
 /* Sleeps ms milliseconds, resumed after signals. */
 void test_sleep_ms(unsigned ms);
