@@ -27,10 +27,12 @@ static void add_user(const char *user, const char *pass)
 			 0);
 }
 
+/* overload_delay: these servers are not under test for overload; on a loaded
+ * machine a REGISTER kept in the socket past the default 500 ms gets 503 */
 static int setup(void **state)
 {
 	(void)state;
-	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\n"
+	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\noverload_delay = 20000\n"
 				"[keepalive]\ninterval = 0\n"
 				"[auth]\nmax_failures = 50\n"
 				"algorithms = SHA-512-256, SHA-256, MD5\n");
@@ -89,7 +91,21 @@ static int reg(struct phone *p, const char *to_user, const char *extra, char *re
 		   "Call-ID: atk-%u@127.0.0.1\r\nCSeq: %u REGISTER\r\nMax-Forwards: 70\r\n"
 		   "%sContent-Length: 0\r\n\r\n",
 		   p->port, n, to_user, p->port, to_user, p->port, n, extra);
-	phone_expect(p, "SIP/2.0 ", resp, len);
+	/* the answer to this REGISTER. One to another phone's (another test's
+	 * late retransmission to a port this phone now holds) is said and
+	 * skipped; a second answer to one of this phone's own is a defect. */
+	char cseq[64], cid[64];
+	snprintf(cseq, sizeof cseq, "\r\nCSeq: %u REGISTER\r\n", n);
+	snprintf(cid, sizeof cid, "\r\nCall-ID: atk-%u@127.0.0.1\r\n", p->port);
+	for (int i = 0;; i++) {
+		phone_expect(p, "SIP/2.0 ", resp, len);
+		if (strstr(resp, cseq))
+			break;
+		fprintf(stderr, "phone %u: a response not to REGISTER %u:\n%.300s\n", p->port, n,
+			resp);
+		assert_null(strstr(resp, cid));
+		assert_true(i < 4);
+	}
 	int status = 0;
 	sscanf(resp, "SIP/2.0 %d", &status);
 	return status;
@@ -396,7 +412,7 @@ static void test_guessing_is_limited(void **state)
 {
 	(void)state;
 	test_server_stop(&srv);
-	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\n"
+	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\noverload_delay = 20000\n"
 				"[keepalive]\ninterval = 0\n"
 				"[auth]\nmax_failures = 3\nbackoff_min = 30\n"
 				"algorithms = SHA-512-256, SHA-256, MD5\n");
@@ -418,7 +434,7 @@ static void test_guessing_is_limited(void **state)
 static void restart_strict(void)
 {
 	test_server_stop(&srv);
-	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\n"
+	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\noverload_delay = 20000\n"
 				"[keepalive]\ninterval = 0\n"
 				"[auth]\nmax_failures = 5\nbackoff_min = 30\n"
 				"algorithms = SHA-512-256, SHA-256, MD5\n");
