@@ -419,16 +419,18 @@ static int64_t steer_run(const char *mode, bool v6, int64_t *steered, int64_t *l
 	memset(pad, 'x', sizeof pad - 1);
 	pad[sizeof pad - 1] = '\0';
 	for (int i = 0; i <= STEER_MSGS; i++) {
-		/* the last one carries its Call-ID past the first 2,047 bytes */
+		/* Call-IDs of 19 to 56 bytes, some with white space after them; the
+		 * last one carries its Call-ID past the first 2,047 bytes */
 		bool late = i == STEER_MSGS;
 		int l = snprintf(msg, sizeof msg,
 				 "OPTIONS sip:steer@127.0.0.1 SIP/2.0\r\n"
 				 "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKsteer%d\r\n"
 				 "Max-Forwards: 70\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:steer@b>\r\n"
 				 "%s%s%s"
-				 "%sq%d-%d@steer.test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+				 "%sq%d-%d@%.*ssteer.test%s\r\nCSeq: 1 OPTIONS\r\n"
+				 "Content-Length: 0\r\n\r\n",
 				 i, late ? "Subject: " : "", late ? pad : "", late ? "\r\n" : "",
-				 forms[i % 4], i, (int)getpid());
+				 forms[i % 4], i, (int)getpid(), i * 5 % 37, pad, i % 3 ? "" : " ");
 		int fd = socket(fam, SOCK_DGRAM, 0);
 		assert_true(fd >= 0);
 		assert_int_equal(sendto(fd, msg, (size_t)l, 0, &to->u.sa, net_addr_len(to)), l);
