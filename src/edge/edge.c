@@ -163,7 +163,10 @@ static int open_listeners(struct edge *e, const char *spec)
 		}
 		int err = net_listen(e->net, &lc, NULL);
 		if (err) {
-			LOG_E("edge", "[sip] listen %s: %s", item, strerror(err));
+			LOG_E("edge", "[sip] listen %s: %s%s", item, strerror(err),
+			      err == EADDRINUSE ? " (another process, or another role of this "
+						  "one, holds the port)"
+						: "");
 			return err;
 		}
 	}

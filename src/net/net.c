@@ -69,6 +69,26 @@ static int tcp_listen_socket(const struct net_addr *a, int *fdp)
 	return 0;
 }
 
+/* A bind without SO_REUSEPORT fails where any socket holds the port, with or
+ * without the option. SO_REUSEADDR on the TCP probe lets it pass a port whose
+ * only holders are connections in TIME_WAIT, as the listener's own bind does. */
+int net_port_free(const struct net_addr *a, bool stream)
+{
+	if (net_addr_port(a) == 0)
+		return 0;
+	int fd = socket(net_addr_family(a), (stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	int one = 1;
+	if (stream)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (net_addr_family(a) == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	int err = bind(fd, &a->u.sa, net_addr_len(a)) < 0 ? errno : 0;
+	close(fd);
+	return err;
+}
+
 int net_sock_addr(int fd, struct net_addr *out)
 {
 	socklen_t len = sizeof out->u.ss;
@@ -202,7 +222,11 @@ int net_listen(struct net *n, const struct net_listener_conf *lc, unsigned *idx)
 		return ENOKEY; /* no [tls] certificate */
 	struct listener *l = &n->listeners[n->n_listeners];
 	l->conf = *lc;
-	int fd, err = lc->tp == NET_UDP ? net_udp_socket(&lc->addr, true, &fd)
+	/* the workers' sockets are a SO_REUSEPORT group: first make sure it is
+	 * not someone else's (a [stun] on the SIP port, a pinhole already running) */
+	int fd, err = net_port_free(&lc->addr, lc->tp != NET_UDP);
+	if (!err)
+		err = lc->tp == NET_UDP ? net_udp_socket(&lc->addr, true, &fd)
 					: tcp_listen_socket(&lc->addr, &fd);
 	if (err)
 		return err;

@@ -478,6 +478,11 @@ void net_ratelimit_stats(const struct net_ratelimit *r, int64_t *limited, int64_
 
 /* Opens a UDP socket bound to a (SO_REUSEPORT when reuseport); nonblocking. */
 int net_udp_socket(const struct net_addr *a, bool reuseport, int *fdp);
+/* 0 when nobody holds a's port (UDP, or TCP when stream), else EADDRINUSE or
+ * another errno; port 0 is always free. Call it before making a group of
+ * SO_REUSEPORT sockets: any later socket of the same user with the option
+ * (another role, a second pinhole) joins such a group silently. */
+int net_port_free(const struct net_addr *a, bool stream);
 /* Bound address of a socket. */
 int net_sock_addr(int fd, struct net_addr *out);
 /* The source address the kernel would use towards the internet (a route

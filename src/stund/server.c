@@ -198,7 +198,11 @@ static int open_sockets(struct stund *sd, unsigned li, const struct net_addr *a1
 		struct net_addr a;
 		slot_addr(&p1, &p2, s, &a);
 		for (unsigned w = 0; w < sd->nworkers; w++) {
-			int fd, err = net_udp_socket(&a, true, &fd);
+			/* the workers' sockets are a SO_REUSEPORT group: not one a
+			 * SIP or TURN listener on the same port already makes */
+			int fd, err = w == 0 ? net_port_free(&a, false) : 0;
+			if (!err)
+				err = net_udp_socket(&a, true, &fd);
 			if (err) {
 				char t[NET_ADDR_STRLEN];
 				LOG_E("stun", "cannot bind udp:%s: %s",

@@ -893,6 +893,57 @@ static size_t srv_max_queue;
 static unsigned srv_stall_s;
 static net_conn_closed_h *srv_closed; /* with the net as its argument */
 
+/* A socket with SO_REUSEPORT on addr (UDP, or a listening TCP one), as any
+ * process of the same user could open; its port in *port. */
+static int squatter(bool stream, uint16_t *port)
+{
+	int fd = socket(AF_INET, stream ? SOCK_STREAM : SOCK_DGRAM, 0);
+	assert_true(fd >= 0);
+	int one = 1;
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one), 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	if (stream)
+		assert_int_equal(listen(fd, 8), 0);
+	socklen_t l = sizeof a;
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+/* The hijack: a process that opens its socket with SO_REUSEPORT first (a
+ * second pinhole on the same config, another role on the port) would share
+ * the listener's group and take a share of its datagrams or connections.
+ * The listener refuses to start there instead; once the port is free it
+ * starts. */
+static void net_listen_refuses_a_shared_port(void **state)
+{
+	(void)state;
+	for (int stream = 0; stream <= 1; stream++) {
+		uint16_t port;
+		int fd = squatter(stream, &port);
+		struct net_conf nc = {.workers = 2, .max_msg = 1500};
+		struct net *n;
+		assert_int_equal(net_alloc(&n, &nc), 0);
+		struct net_listener_conf lc = {.tp = stream ? NET_TCP : NET_UDP};
+		char text[32];
+		snprintf(text, sizeof text, "127.0.0.1:%u", port);
+		lc.addr = parse_ok(text, 0);
+		assert_int_equal(net_listen(n, &lc, NULL), EADDRINUSE);
+		assert_int_equal(net_port_free(&lc.addr, stream), EADDRINUSE);
+		close(fd);
+		assert_int_equal(net_port_free(&lc.addr, stream), 0);
+		assert_int_equal(net_listen(n, &lc, NULL), 0);
+		/* and now the group is ours: a later squatter is told, as a later
+		 * pinhole would be */
+		struct net *second;
+		assert_int_equal(net_alloc(&second, &nc), 0);
+		assert_int_equal(net_listen(second, &lc, NULL), EADDRINUSE);
+		net_free(second);
+		net_free(n);
+	}
+}
+
 static void srv_start(struct srv *s, unsigned max_conns, unsigned handshake_s)
 {
 	struct net_conf nc = {.workers = 2,
@@ -1741,6 +1792,7 @@ int main(void)
 		cmocka_unit_test(loop_timer_next_revolution_waits),
 		cmocka_unit_test(loop_turn_end_hook_and_fds),
 		cmocka_unit_test(net_listeners_and_workers),
+		cmocka_unit_test(net_listen_refuses_a_shared_port),
 		cmocka_unit_test(net_stop_runs_late_posts),
 		cmocka_unit_test(net_udp_recv_and_reply),
 		cmocka_unit_test(net_udp_oversize_dropped),

@@ -414,6 +414,22 @@ static void test_bad_config(void **state)
 	stop(&f);
 	assert_int_equal(start(&f, "[stun]\nlisten = udp:nonsense\n"), EINVAL);
 	stop(&f);
+	/* a port some other socket holds with SO_REUSEPORT (a SIP or TURN
+	 * listener's group): joining it would take a share of its datagrams */
+	int fd = socket(AF_INET, SOCK_DGRAM, 0), one = 1;
+	assert_true(fd >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one), 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof a;
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	char ini[64];
+	snprintf(ini, sizeof ini, "[stun]\nlisten = udp:127.0.0.1:%u\n", ntohs(a.sin_port));
+	assert_int_equal(start(&f, ini), EADDRINUSE);
+	stop(&f);
+	close(fd);
+	assert_int_equal(start(&f, ini), 0);
+	stop(&f);
 }
 
 int main(void)
