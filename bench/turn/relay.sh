@@ -26,7 +26,8 @@
 # [turn] batch_wait (0). PINHOLE_BASE: another pinhole binary (only the binary:
 # the generator is built from PINHOLE's build) run as a fourth server,
 # pinhole-fast-base, with its fast path: the program before and after a change,
-# in the same invocation.
+# in the same invocation. PINHOLE_USER_BASE: the same for user space, a server
+# pinhole-user-base (`fastpath = off`).
 # Figures per run: relayed packets/s, lost, and two accountings of CPU per relayed
 # packet:
 #   ns/pkt   (the old one) the server's CPU (utime + stime of every thread,
@@ -78,7 +79,10 @@ RATE=${BENCH_RATE:-40000}
 RATE_ALLOCS=${BENCH_RATE_ALLOCS:-100}
 TESTS=${BENCH_TESTS:-rate g711}
 PINHOLE_BASE=${PINHOLE_BASE:-}
-if [ -n "$PINHOLE_BASE" ]; then
+PINHOLE_USER_BASE=${PINHOLE_USER_BASE:-}
+if [ -n "$PINHOLE_USER_BASE" ]; then
+	SERVERS=${BENCH_SERVERS:-pinhole-user pinhole-user-base coturn}
+elif [ -n "$PINHOLE_BASE" ]; then
 	SERVERS=${BENCH_SERVERS:-pinhole-user pinhole-fast pinhole-fast-base coturn}
 else
 	SERVERS=${BENCH_SERVERS:-pinhole-user pinhole-fast coturn}
@@ -168,6 +172,11 @@ if [ -n "$PINHOLE_BASE" ]; then
 	start_pinhole pinhole-fast-base 3481 60000-64999 on "$PINHOLE_BASE"
 	STARTED="$STARTED pinhole-fast-base"
 fi
+if [ -n "$PINHOLE_USER_BASE" ]; then
+	start_pinhole pinhole-user-base 3482 35000-39999 off "$PINHOLE_USER_BASE"
+	STARTED="$STARTED pinhole-user-base"
+	PROG[pinhole-user-base]=0
+fi
 ip netns exec "$SRV" turnserver -n --listening-ip=198.18.0.1 --listening-port=3480 \
 	--relay-ip=198.18.0.1 --min-port=50000 --max-port=59999 --realm=bench \
 	--use-auth-secret --static-auth-secret="$SECRET" --no-tls --no-dtls --no-tcp --no-cli \
@@ -232,7 +241,7 @@ for r in $(seq 1 "$ROUNDS"); do
 		ratios() { # ARRAY-NAME
 			local -n a=$1
 			local out="" k
-			for k in pinhole-user pinhole-fast pinhole-fast-base; do
+			for k in pinhole-user pinhole-user-base pinhole-fast pinhole-fast-base; do
 				[[ " $SERVERS " == *" $k "* ]] || continue
 				out+=" ${k#pinhole-} $(awk -v a="${a[$r,$t,$k]:-0}" -v b="${a[$r,$t,coturn]:-0}" \
 					'BEGIN{ if (a > 0 && b > 0) printf "%.3f", a / b; else print "-" }')"
