@@ -232,7 +232,7 @@ int turn_alloc_new(struct turn *t, struct turn_alloc **ap)
 		return ENOMEM;
 	a->id = atomic_fetch_add(&t->sh->next_id, 1) + 1;
 	for (unsigned f = 0; f < 2; f++)
-		a->relay[f].sk = (struct turn_sock){TURN_SK_RELAY, -1, 0, a, f, t};
+		a->relay[f].sk = (struct turn_sock){TURN_SK_RELAY, -1, 0, a, f, t, 0};
 	a->bw_milli = t->cf.bandwidth * 1000;
 	*ap = a;
 	return 0;

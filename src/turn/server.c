@@ -218,6 +218,7 @@ static void txq_flush(struct turn *t, unsigned li)
 static void on_turn_end(void *arg)
 {
 	struct turn *t = arg;
+	t->turns++;
 	for (unsigned li = 0; li < t->nudp; li++)
 		if (t->txq[li] && t->txq[li]->n)
 			txq_flush(t, li);
@@ -284,11 +285,17 @@ static void rx_setup(struct turn *t)
 	}
 }
 
-/* Up to max datagrams of fd with one recvmmsg: how many came (0: none). */
+/* Up to max datagrams of fd with one recvmmsg (one: recvmsg, a little
+ * cheaper): how many came (0: none). */
 static unsigned rx_batch(struct turn *t, int fd, unsigned max)
 {
 	for (unsigned i = 0; i < max; i++)
 		t->rx_msg[i].msg_hdr.msg_namelen = sizeof t->rx_from[i].u.ss;
+	if (max == 1) {
+		ssize_t r = recvmsg(fd, &t->rx_msg[0].msg_hdr, MSG_DONTWAIT);
+		t->rx_msg[0].msg_len = r > 0 ? (unsigned)r : 0;
+		return r >= 0;
+	}
 	int n = recvmmsg(fd, t->rx_msg, max, MSG_DONTWAIT, NULL);
 	return n > 0 ? (unsigned)n : 0;
 }
@@ -310,15 +317,21 @@ static const uint8_t *rx_get(struct turn *t, unsigned i, unsigned n, size_t *len
 	return t->rx_big;
 }
 
-/* A relay socket carries one allocation's peers: a few datagrams per
- * wake-up, read in small batches until fewer come than asked for (no
- * read that only finds the queue empty). */
+/* A relay socket carries one allocation's peers: mostly one datagram per
+ * wake-up, so one is read. A read that finds the queue empty costs about as
+ * much as one that finds a datagram, and epoll (level-triggered) reports a
+ * socket that still holds some at the next turn: only a socket readable in
+ * the previous turn too (its queue building up) is read in batches of 8
+ * until fewer come. */
 void turn_relay_readable(struct turn *t, struct turn_alloc *a, unsigned fam, int fd)
 {
+	struct turn_sock *sk = &a->relay[fam].sk;
+	unsigned want = sk->read_turn + 1 >= t->turns ? 8 : 1;
+	sk->read_turn = t->turns;
 	pthread_mutex_lock(&t->lock);
 	uint64_t now = loop_now_ms(t->loop);
 	for (unsigned got = 0; got < 64;) {
-		unsigned n = rx_batch(t, fd, 8);
+		unsigned n = rx_batch(t, fd, want);
 		for (unsigned i = 0; i < n; i++) {
 			size_t len;
 			const uint8_t *p = rx_get(t, i, n, &len);
@@ -463,7 +476,7 @@ static void on_accept(int fd, uint32_t events, void *arg)
 		}
 		int one = 1;
 		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		c->sk = (struct turn_sock){TURN_SK_CONN, cfd, sk->li, c, 0, t};
+		c->sk = (struct turn_sock){TURN_SK_CONN, cfd, sk->li, c, 0, t, 0};
 		c->t = t;
 		c->last_ms = c->opened_ms = loop_now_ms(t->loop);
 		buf_init(&c->in);
@@ -657,7 +670,7 @@ static int open_listeners(struct turn *t)
 	if (herr)
 		return herr;
 	for (unsigned i = 0; i < t->nudp; i++) {
-		t->udp[i] = (struct turn_sock){TURN_SK_UDP, -1, i, NULL, 0, t};
+		t->udp[i] = (struct turn_sock){TURN_SK_UDP, -1, i, NULL, 0, t, 0};
 		/* one thread: no SO_REUSEPORT, so a [stun] on the same port is an
 		 * error, not a random split of the datagrams */
 		int err = group && t->idx == 0 ? udp_probe(&t->udp_addr[i]) : 0;
@@ -680,7 +693,7 @@ static int open_listeners(struct turn *t)
 			return err;
 	}
 	for (unsigned i = 0; i < t->ntcp; i++) {
-		t->tcp[i] = (struct turn_sock){TURN_SK_TCP_LISTEN, -1, i, NULL, 0, t};
+		t->tcp[i] = (struct turn_sock){TURN_SK_TCP_LISTEN, -1, i, NULL, 0, t, 0};
 		const struct net_addr *a = &t->tcp_addr[i];
 		int fd = socket(net_addr_family(a), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		int one = 1;
