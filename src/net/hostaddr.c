@@ -237,3 +237,8 @@ uint64_t net_hostaddrs_refreshes(struct net_hostaddrs *h)
 {
 	return atomic_load(&h->refreshes);
 }
+
+uint64_t net_hostaddrs_gen(struct net_hostaddrs *h)
+{
+	return atomic_load_explicit(&h->gen, memory_order_acquire);
+}

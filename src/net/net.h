@@ -510,6 +510,9 @@ void net_hostaddrs_free(struct net_hostaddrs *h);
 bool net_hostaddrs_has(struct net_hostaddrs *h, const struct net_addr *a);
 /* How many times the set was read again since alloc (tests, logs). */
 uint64_t net_hostaddrs_refreshes(struct net_hostaddrs *h);
+/* Moves on every change of the set: an answer of net_hostaddrs_has stands
+ * while this does not move (callers that cache a verdict). */
+uint64_t net_hostaddrs_gen(struct net_hostaddrs *h);
 
 /* ---- tc ingress hooks for the eBPF fast paths (relay, stund) ----
  *

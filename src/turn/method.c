@@ -613,6 +613,7 @@ static void do_channel_bind(struct req *r)
 		byn->num = num;
 		byn->peer = peer;
 		byn->relay_gen = 0; /* checked again at its first ChannelData */
+		byn->filter_gen = 0;
 	}
 	byn->expire_ms = r->now + TURN_CHANNEL_S * 1000ull;
 	add_perm(a, &peer, r->now); /* RFC 8656 11.2: binding installs or refreshes it */
@@ -694,13 +695,21 @@ static void do_channel_data(struct turn *t, const struct turn_src *s, const uint
 		return;
 	}
 	/* the filter again: a peer let through as another allocation's relayed
-	 * address stops being one when that allocation goes */
-	/* the shared index's lock is taken once per channel, not per packet,
-	 * while no relayed address left it since (its generation) */
-	if (!ch->relay_gen || ch->relay_gen != atomic_load_explicit(&t->sh->relay_gen,
-								   memory_order_acquire))
-		if (!peer_ok(t, &ch->peer, &ch->relay_gen))
+	 * address stops being one when that allocation goes, and one of the
+	 * host's addresses may be added. Its verdict stands while neither
+	 * moved (the allow and deny lists are fixed at start): the filter is
+	 * asked once per channel and change, the shared index's lock taken once
+	 * per channel while no relayed address left it since, not per packet */
+	uint64_t fg = (t->filter.host ? net_hostaddrs_gen(t->filter.host) : 0) + 1;
+	if (ch->filter_gen != fg &&
+	    (!ch->relay_gen ||
+	     ch->relay_gen != atomic_load_explicit(&t->sh->relay_gen, memory_order_acquire))) {
+		if (!peer_ok(t, &ch->peer, &ch->relay_gen)) {
+			ch->filter_gen = 0;
 			return;
+		}
+		ch->filter_gen = ch->relay_gen ? 0 : fg;
+	}
 	to_peer(t, a, &ch->peer, data, dlen, false, now);
 }
 

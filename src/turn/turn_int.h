@@ -58,6 +58,9 @@ struct turn_chan {
 	/* its peer was let through as another allocation's relayed address while
 	 * the shared relay index was at this generation (0 = not so) */
 	uint64_t relay_gen;
+	/* the peer filter let it through while the host's address set was at
+	 * this generation + 1 (0 = not so): asked again only when that moves */
+	uint64_t filter_gen;
 };
 
 /* One relayed transport address of an allocation (IPv4, IPv6). */
