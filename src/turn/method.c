@@ -827,6 +827,14 @@ void turn_client_packet(struct turn *t, const struct turn_src *s, const uint8_t 
 	}
 }
 
+static void count_to_client(struct turn_alloc *a, size_t len)
+{
+	a->rx_bytes += (int64_t)len;
+	a->rx_pkts++;
+	metric_add(&turn_m_from_peer_bytes, (int64_t)len);
+	metric_inc(&turn_m_from_peer_pkts);
+}
+
 void turn_peer_packet(struct turn *t, struct turn_alloc *a, unsigned fam,
 		      const struct net_addr *peer, const uint8_t *p, size_t len, uint64_t now)
 {
@@ -841,6 +849,14 @@ void turn_peer_packet(struct turn *t, struct turn_alloc *a, unsigned fam,
 	}
 	struct turn_src s = {a->tp, a->li, a->client, a->conn};
 	struct turn_chan *ch = turn_chan_by_peer(a, peer, now);
+	uint8_t *d;
+	if (ch && len <= 0xffff && (d = turn_txq_reserve(t, &s, STUN_CHAN_HDR + len))) {
+		/* UDP (unpadded): written straight into the send queue */
+		stun_chan_header(d, ch->num, (uint16_t)len);
+		memcpy(d + STUN_CHAN_HDR, p, len);
+		count_to_client(a, len);
+		return;
+	}
 	buf_reset(&t->tx);
 	if (ch && len <= 0xffff) {
 		uint8_t hdr[STUN_CHAN_HDR];
@@ -862,9 +878,6 @@ void turn_peer_packet(struct turn *t, struct turn_alloc *a, unsigned fam,
 	}
 	if (t->tx.failed)
 		return;
-	a->rx_bytes += (int64_t)len;
-	a->rx_pkts++;
-	metric_add(&turn_m_from_peer_bytes, (int64_t)len);
-	metric_inc(&turn_m_from_peer_pkts);
+	count_to_client(a, len);
 	turn_send_client(t, &s, t->tx.data, t->tx.len);
 }

@@ -224,14 +224,13 @@ static void on_turn_end(void *arg)
 			txq_flush(t, li);
 }
 
-static void txq_add(struct turn *t, unsigned li, const struct net_addr *to, const void *p,
-		    size_t len)
+/* Room for a datagram of len bytes to `to` at the end of listener li's queue. */
+static uint8_t *txq_slot(struct turn *t, unsigned li, const struct net_addr *to, size_t len)
 {
 	struct turn_txq *q = t->txq[li];
 	if (q->n == TURN_TXQ_MAX || q->used + len > sizeof q->data)
 		txq_flush(t, li);
 	uint8_t *d = q->data + q->used;
-	memcpy(d, p, len);
 	q->used += len;
 	q->to[q->n] = *to;
 	q->iov[q->n] = (struct iovec){d, len};
@@ -240,13 +239,21 @@ static void txq_add(struct turn *t, unsigned li, const struct net_addr *to, cons
 					       .msg_iov = &q->iov[q->n],
 					       .msg_iovlen = 1};
 	q->n++;
+	return d;
+}
+
+uint8_t *turn_txq_reserve(struct turn *t, const struct turn_src *s, size_t len)
+{
+	if (s->tp != NET_UDP || !t->txq[s->li] || len > sizeof t->txq[s->li]->data)
+		return NULL;
+	return txq_slot(t, s->li, &s->client, len);
 }
 
 void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len)
 {
 	if (s->tp == NET_UDP) {
 		if (t->txq[s->li] && len <= sizeof t->txq[s->li]->data)
-			txq_add(t, s->li, &s->client, p, len);
+			memcpy(txq_slot(t, s->li, &s->client, len), p, len);
 		else
 			sendto(t->udp[s->li].fd, p, len, MSG_DONTWAIT, &s->client.u.sa,
 			       net_addr_len(&s->client));

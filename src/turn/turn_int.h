@@ -342,6 +342,10 @@ void turn_peer_packet(struct turn *t, struct turn_alloc *a, unsigned fam,
  * queued on the listener until the end of the loop turn (one sendmmsg for
  * the turn's answers and relayed data, in the order they were made). */
 void turn_send_client(struct turn *t, const struct turn_src *s, const void *p, size_t len);
+/* Room for a datagram of len bytes to a UDP client, queued as turn_send_client
+ * queues one (the caller writes it in place, before the turn ends); NULL for a
+ * stream client or one too long: then turn_send_client. */
+uint8_t *turn_txq_reserve(struct turn *t, const struct turn_src *s, size_t len);
 void turn_conn_close(struct turn *t, struct turn_conn *c);
 
 /* ---- tls.c: TURN over TLS (RFC 8656 3.1: TLS over TCP to the server) ---- */
