@@ -138,7 +138,7 @@ record)
 		grep -v '^#' | grep -v '^$' | head -40
 	;;
 callgrind)
-	f=$(ls -t "$OUT"/callgrind.out.* | head -1)
+	f=$(ls "$OUT"/callgrind.out.*.1 | head -1) # the dump of the window (part 1)
 	ir=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
 	echo "Ir in the window: $ir, per relayed packet: $(awk -v a="$ir" -v n="$pkts" 'BEGIN { printf "%.0f", a / n }')"
 	callgrind_annotate "$f" 2>/dev/null | head -45 >"$OUT/callgrind.txt"
