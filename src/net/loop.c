@@ -52,6 +52,9 @@ struct loop {
 	/* timer wheel; worker-local. Each slot is a circular list with a sentinel. */
 	struct timer slots[WHEEL_SLOTS];
 	uint64_t tick; /* last processed tick */
+	/* the slots of every tick after tick and before this one are empty (0:
+	 * nothing known): where next_timeout's scan starts */
+	uint64_t scan_from;
 	size_t n_timers;
 	struct {
 		loop_call_h *h;
@@ -327,6 +330,11 @@ static void slot_insert(struct loop *l, struct timer *t)
 	t->prev = head->prev;
 	head->prev->next = t;
 	head->prev = t;
+	/* beyond a revolution its slot comes round before its tick: rescan */
+	if (tick > l->tick + WHEEL_SLOTS)
+		l->scan_from = MIN(l->scan_from, l->tick + 1);
+	else if (tick < l->scan_from)
+		l->scan_from = tick;
 }
 
 void timer_start(struct loop *l, struct timer *t, uint64_t delay_ms, timer_h *h, void *arg)
@@ -360,6 +368,7 @@ static void run_slot(struct loop *l, struct timer *head)
 		t->next->prev = t->prev;
 		if (t->expire_ms > l->now_ms) {
 			/* a later revolution: back into its slot */
+			l->scan_from = 0;
 			t->next = head;
 			t->prev = head->prev;
 			head->prev->next = t;
@@ -387,19 +396,27 @@ static void run_timers(struct loop *l)
 
 /* Sleeps until the tick of the first non-empty wheel slot, at most one
  * revolution; an idle worker with one 1 s timer wakes once a second, not at
- * every tick. O(empty slots ahead), paid only when about to sleep. */
+ * every tick. The scan starts where the last one found a slot (the empty
+ * ones before it stay empty until a timer goes there, which moves
+ * scan_from back): a loop that wakes thousands of times a second (relayed
+ * media) does not walk the same empty slots at every sleep. */
 static int next_timeout(struct loop *l)
 {
 	if (!l->n_timers)
 		return 1000;
 	uint64_t now = time_mono_ms();
 	/* slots after the last processed tick; ones already due give 0 */
-	for (uint64_t t = l->tick + 1; t <= l->tick + WHEEL_SLOTS; t++) {
+	for (uint64_t t = MAX(l->tick + 1, l->scan_from); t <= l->tick + WHEEL_SLOTS; t++) {
 		struct timer *head = &l->slots[t % WHEEL_SLOTS];
 		if (head->next != head) {
+			l->scan_from = t;
 			uint64_t at = t * TICK_MS;
 			return at > now ? (int)(at - now) : 0;
 		}
+	}
+	if (l->scan_from > l->tick + 1) { /* not to happen: the whole wheel again */
+		l->scan_from = 0;
+		return next_timeout(l);
 	}
 	return WHEEL_SLOTS * TICK_MS;
 }
