@@ -327,13 +327,15 @@ static const uint8_t *rx_get(struct turn *t, unsigned i, unsigned n, size_t *len
 /* A relay socket carries one allocation's peers: mostly one datagram per
  * wake-up, so one is read. A read that finds the queue empty costs about as
  * much as one that finds a datagram, and epoll (level-triggered) reports a
- * socket that still holds some at the next turn: only a socket readable in
- * the previous turn too (its queue building up) is read in batches of 8
- * until fewer come. */
+ * socket that still holds some at a later turn. Read in batches of 8 until
+ * fewer come: a socket readable in the previous turn too (its queue building
+ * up), and every socket while the thread is behind (a listener read filled a
+ * whole batch this turn or the last: then epoll's 64 events a turn come
+ * round to a socket only every few turns). */
 void turn_relay_readable(struct turn *t, struct turn_alloc *a, unsigned fam, int fd)
 {
 	struct turn_sock *sk = &a->relay[fam].sk;
-	unsigned want = sk->read_turn + 1 >= t->turns ? 8 : 1;
+	unsigned want = sk->read_turn + 1 >= t->turns || t->behind_turn + 1 >= t->turns ? 8 : 1;
 	sk->read_turn = t->turns;
 	pthread_mutex_lock(&t->lock);
 	uint64_t now = loop_now_ms(t->loop);
@@ -374,6 +376,7 @@ static void on_udp(int fd, uint32_t events, void *arg)
 		got += n;
 		if (n < TURN_RX_SLOTS)
 			break;
+		t->behind_turn = t->turns;
 	}
 	pthread_mutex_unlock(&t->lock);
 }

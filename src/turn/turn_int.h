@@ -248,6 +248,7 @@ struct turn {
 	uint64_t uh_built_ms;
 	struct turn_txq *txq[TURN_MAX_LISTEN]; /* [nudp]; owned */
 	uint64_t turns;				/* loop turns ended (relay reads) */
+	uint64_t behind_turn; /* the last turn a listener read filled a whole batch */
 	/* recvmmsg's: a slot per datagram, and one spill-over area the rest of
 	 * a longer one goes to (kept when no later one of the batch used it) */
 	struct mmsghdr rx_msg[TURN_RX_SLOTS];
