@@ -126,21 +126,26 @@ wait $GPID
 cat "$OUT/gen.txt"
 pps=$(sed -n 's/.*relayed_pps=\([0-9.]*\).*/\1/p' "$OUT/gen.txt")
 pkts=$(awk -v p="$pps" -v w="$WIN" 'BEGIN { printf "%.0f", p * w }')
-echo "# window ${WIN}s, about $pkts packets relayed in it (relayed_pps x window), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# window ${WIN}s, about $pkts packets relayed in it (relayed_pps x window)," \
+	"load $(cut -d' ' -f1-3 /proc/loadavg)"
 case $PROF in
 syscalls)
-	awk -F, -v n="$pkts" '$1 ~ /^[0-9.]+$/ && n > 0 { printf "%-40s %12s  %.3f per packet\n", $3, $1, $1 / n }' "$OUT/stat.txt"
+	awk -F, -v n="$pkts" '$1 ~ /^[0-9.]+$/ && n > 0 {
+		printf "%-40s %12s  %.3f per packet\n", $3, $1, $1 / n }' "$OUT/stat.txt"
 	;;
 record)
 	perf report -i "$OUT/perf.data" --no-children --percent-limit 0.7 --stdio 2>/dev/null |
 		grep -v '^$' >"$OUT/perf.txt"
-	perf report -i "$OUT/perf.data" --no-children --sort sym --percent-limit 0.7 --stdio -g none 2>/dev/null |
+	perf report -i "$OUT/perf.data" --no-children --sort sym --percent-limit 0.7 --stdio \
+		-g none 2>/dev/null |
 		grep -v '^#' | grep -v '^$' | head -40
 	;;
 callgrind)
 	f=$(ls "$OUT"/callgrind.out.*.1 | head -1) # the dump of the window (part 1)
-	ir=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
-	echo "Ir in the window: $ir, per relayed packet: $(awk -v a="$ir" -v n="$pkts" 'BEGIN { printf "%.0f", a / n }')"
+	ir=$(callgrind_annotate "$f" 2>/dev/null |
+		awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+	echo "Ir in the window: $ir, per relayed packet:" \
+		"$(awk -v a="$ir" -v n="$pkts" 'BEGIN { printf "%.0f", a / n }')"
 	callgrind_annotate "$f" 2>/dev/null | head -45 >"$OUT/callgrind.txt"
 	sed -n 1,45p "$OUT/callgrind.txt"
 	;;

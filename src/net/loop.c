@@ -406,7 +406,8 @@ static int next_timeout(struct loop *l)
 		return 1000;
 	uint64_t now = time_mono_ms();
 	/* slots after the last processed tick; ones already due give 0 */
-	for (uint64_t t = MAX(l->tick + 1, l->scan_from); t <= l->tick + WHEEL_SLOTS; t++) {
+	uint64_t from = MAX(l->tick + 1, l->scan_from);
+	for (uint64_t t = from; t <= l->tick + WHEEL_SLOTS; t++) {
 		struct timer *head = &l->slots[t % WHEEL_SLOTS];
 		if (head->next != head) {
 			l->scan_from = t;

@@ -335,7 +335,8 @@ static const uint8_t *rx_get(struct turn *t, unsigned i, unsigned n, size_t *len
 void turn_relay_readable(struct turn *t, struct turn_alloc *a, unsigned fam, int fd)
 {
 	struct turn_sock *sk = &a->relay[fam].sk;
-	unsigned want = sk->read_turn + 1 >= t->turns || t->behind_turn + 1 >= t->turns ? 8 : 1;
+	bool hot = sk->read_turn + 1 >= t->turns || t->behind_turn + 1 >= t->turns;
+	unsigned want = hot ? 8 : 1;
 	sk->read_turn = t->turns;
 	pthread_mutex_lock(&t->lock);
 	uint64_t now = loop_now_ms(t->loop);
