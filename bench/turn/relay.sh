@@ -5,13 +5,15 @@
 #
 #   bench/turn/relay.sh
 #
-# Two network namespaces joined by a veth pair: tbr<PID>-srv (198.18.0.1) runs the
-# three servers at once, each on its own port and relay range; tbr<PID>-gen runs the
-# generator (bench/turn/chan_bench.c, built here against the same build): clients on
-# 198.18.1.1-250 (many sources, as from many NATs), the peer on 198.18.2.1. Transmit
-# checksum offload is off on the generator's veth so that its datagrams reach the
-# server with their checksums filled in, as from a wire (a datagram whose checksum
-# the kernel left for a NIC stays in pinhole's user space path).
+# Network namespaces: tbr<PID>-gen runs the generator (bench/turn/chan_bench.c, built
+# here against the same build): clients on 198.18.1.1-250 (many sources, as from many
+# NATs), the peer on 198.18.2.1; each server runs in a namespace of its own,
+# tbr<PID>-s<N> (198.18.0.N), joined to the generator's by a veth pair of its own, so
+# that no server's packets pass another server's program and each namespace's receive
+# work is one server's. Transmit checksum offload is off on the generator's veths so
+# that its datagrams reach the servers with their checksums filled in, as from a wire
+# (a datagram whose checksum the kernel left for a NIC stays in pinhole's user space
+# path).
 #
 # Per round (BENCH_ROUNDS, default 3), for each server in turn (pinhole-user,
 # pinhole-fast, coturn): a fresh set of allocations (coturn's shared-secret
@@ -95,14 +97,14 @@ SECRET=benchsecret
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-turn-bench.XXXXXX)}
 mkdir -p "$OUT"
 NS=tbr$$
-SRV=$NS-srv
 GEN=$NS-gen
 PIDS=()
+NSLIST=()
 
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	ip netns del "$SRV" 2>/dev/null
+	for n in "${NSLIST[@]}"; do ip netns del "$n" 2>/dev/null; done
 	ip netns del "$GEN" 2>/dev/null
 	[ "${BPF_STATS_WAS:-}" = 0 ] && sysctl -qw kernel.bpf_stats_enabled=0
 }
@@ -127,29 +129,45 @@ if [ "$RXTIME" = 1 ]; then
 fi
 
 # --- the namespaces -------------------------------------------------------------------
-ip netns add "$SRV" && ip netns add "$GEN" || exit 1
-ip link add tb0 netns "$SRV" type veth peer name tb1 netns "$GEN"
-ip -n "$SRV" link set lo up
+# The generator's namespace holds the clients' and the peer's addresses (on lo); each
+# server gets a namespace and a veth pair of its own (SRVNS, SRVIP below), so that no
+# server's packets pass another's program, and what runs in a server's namespace is
+# that server's work alone.
+ip netns add "$GEN" || exit 1
 ip -n "$GEN" link set lo up
-ip -n "$SRV" addr add 198.18.0.1/16 dev tb0
-ip -n "$SRV" link set tb0 up
 {
-	for i in $(seq 1 250); do echo "addr add 198.18.1.$i/16 dev tb1"; done
-	echo "addr add 198.18.2.1/16 dev tb1"
+	for i in $(seq 1 250); do echo "addr add 198.18.1.$i/32 dev lo"; done
+	echo "addr add 198.18.2.1/32 dev lo"
 } | ip -n "$GEN" -batch -
-ip -n "$GEN" link set tb1 up
-ip netns exec "$GEN" ethtool -K tb1 tx off >/dev/null
+declare -A SRVNS SRVIP
+NSRV=0
+add_server_ns() { # NAME: a namespace and a veth pair to the generator, 198.18.0.N
+	NSRV=$((NSRV + 1))
+	local ns=$NS-s$NSRV ip=198.18.0.$NSRV
+	ip netns add "$ns" || exit 1
+	NSLIST+=("$ns")
+	ip link add tb0 netns "$ns" type veth peer name tg$NSRV netns "$GEN"
+	ip -n "$ns" link set lo up
+	ip -n "$ns" addr add $ip/16 dev tb0
+	ip -n "$ns" link set tb0 up
+	ip -n "$GEN" link set tg$NSRV up
+	ip -n "$GEN" route add $ip/32 dev tg$NSRV
+	ip netns exec "$GEN" ethtool -K tg$NSRV tx off >/dev/null
+	SRVNS[$1]=$ns SRVIP[$1]=$ip
+}
 sleep 1
 
 # --- the servers ----------------------------------------------------------------------
 declare -A PORT PID PROG
 start_pinhole() { # NAME PORT RELAY_PORTS FASTPATH [BINARY]
+	add_server_ns "$1"
+	local ip=${SRVIP[$1]}
 	cat >"$OUT/$1.conf" <<-EOF
 		[turn]
-		listen = udp:198.18.0.1:$2
+		listen = udp:$ip:$2
 		realm = bench
 		static_auth_secret = $SECRET
-		relay_address = 198.18.0.1
+		relay_address = $ip
 		relay_ports = $3
 		max_allocations_per_user = 10
 		threads = $PTHREADS
@@ -160,7 +178,7 @@ start_pinhole() { # NAME PORT RELAY_PORTS FASTPATH [BINARY]
 		[control]
 		listen = 127.0.0.1:0
 	EOF
-	ip netns exec "$SRV" "${5:-$PINHOLE}" serve -c "$OUT/$1.conf" >"$OUT/$1.log" 2>&1 &
+	ip netns exec "${SRVNS[$1]}" "${5:-$PINHOLE}" serve -c "$OUT/$1.conf" >"$OUT/$1.log" 2>&1 &
 	PID[$1]=$!
 	PIDS+=($!)
 	PORT[$1]=$2
@@ -177,8 +195,9 @@ if [ -n "$PINHOLE_USER_BASE" ]; then
 	STARTED="$STARTED pinhole-user-base"
 	PROG[pinhole-user-base]=0
 fi
-ip netns exec "$SRV" turnserver -n --listening-ip=198.18.0.1 --listening-port=3480 \
-	--relay-ip=198.18.0.1 --min-port=50000 --max-port=59999 --realm=bench \
+add_server_ns coturn
+ip netns exec "${SRVNS[coturn]}" turnserver -n --listening-ip=${SRVIP[coturn]} --listening-port=3480 \
+	--relay-ip=${SRVIP[coturn]} --min-port=50000 --max-port=59999 --realm=bench \
 	--use-auth-secret --static-auth-secret="$SECRET" --no-tls --no-dtls --no-tcp --no-cli \
 	--no-software-attribute --fingerprint --log-file=stdout --simple-log \
 	>"$OUT/coturn.log" 2>&1 &
@@ -202,12 +221,12 @@ fi
 rcvbuf_errors() { ip netns exec "$1" awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
 run() { # SERVER ALLOCS PPS_PER_ALLOC: the generator's line + srv_drops= gen_drops=
 	local s0 g0 line
-	s0=$(rcvbuf_errors "$SRV")
+	s0=$(rcvbuf_errors "${SRVNS[$1]}")
 	g0=$(rcvbuf_errors "$GEN")
-	line=$(BENCH_RXTIME_OBJ=$RXOBJ BENCH_SRV_NETNS=/run/netns/$SRV \
-		ip netns exec "$GEN" "$GENBIN" "198.18.0.1:${PORT[$1]}" "$SECRET" 198.18.2.1 198.18.1 \
+	line=$(BENCH_RXTIME_OBJ=$RXOBJ BENCH_SRV_NETNS=/run/netns/${SRVNS[$1]} \
+		ip netns exec "$GEN" "$GENBIN" "${SRVIP[$1]}:${PORT[$1]}" "$SECRET" 198.18.2.1 198.18.1 \
 		"$2" "$3" "$SECS" "${PID[$1]}" "${PROG[$1]}" 2>>"$OUT/gen.err") || return
-	echo "$line srv_drops=$(($(rcvbuf_errors "$SRV") - s0)) gen_drops=$(($(rcvbuf_errors "$GEN") - g0))"
+	echo "$line srv_drops=$(($(rcvbuf_errors "${SRVNS[$1]}") - s0)) gen_drops=$(($(rcvbuf_errors "$GEN") - g0))"
 }
 field() { sed -n "s/.*\b$1=\([-0-9.]*\).*/\1/p" <<<"$2"; }
 
