@@ -41,8 +41,12 @@ struct metric turn_m_fast_full = {.name = "turn_fast_full_total",
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -310,6 +314,24 @@ static void nl_attr(struct nlmsghdr *h, uint16_t type, const void *v, uint16_t l
 	h->nlmsg_len = NLMSG_ALIGN(h->nlmsg_len) + RTA_ALIGN(ra->rta_len);
 }
 
+/* Sends rq on the rtnetlink socket and returns its answer (in rx), or NULL on
+ * none within the socket's timeout. Under f->mu. */
+static const struct nlmsghdr *nl_ask(struct turn_fast_state *f, struct nlmsghdr *rq, void *rx,
+				     size_t cap)
+{
+	rq->nlmsg_seq = ++f->nl_seq;
+	if (f->nl_fd < 0 || send(f->nl_fd, rq, rq->nlmsg_len, 0) < 0)
+		return NULL;
+	for (;;) {
+		ssize_t n = recv(f->nl_fd, rx, cap, 0);
+		if (n <= 0)
+			return NULL;
+		for (struct nlmsghdr *h = rx; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n))
+			if (h->nlmsg_seq == rq->nlmsg_seq)
+				return h; /* else an answer to an earlier question that timed out */
+	}
+}
+
 /* The next hop the routing table gives from src to dst out of ifindex (as
  * `ip route get DST from SRC oif IF`): its gateway, or dst on a link. 0 when
  * it cannot tell, or the route leaves by another interface: the program then
@@ -335,47 +357,105 @@ static uint32_t next_hop(struct turn_fast_state *f, uint32_t src, uint32_t dst, 
 	nl_attr(&rq.h, RTA_SRC, &src, 4);
 	nl_attr(&rq.h, RTA_OIF, &ifindex, 4);
 	uint32_t hop = 0;
+	uint32_t rx[2048];
 	pthread_mutex_lock(&f->mu);
-	rq.h.nlmsg_seq = ++f->nl_seq;
-	if (f->nl_fd < 0 || send(f->nl_fd, &rq, rq.h.nlmsg_len, 0) < 0)
+	const struct nlmsghdr *h = nl_ask(f, &rq.h, rx, sizeof rx);
+	if (!h || h->nlmsg_type != RTM_NEWROUTE) /* NLMSG_ERROR: no route */
 		goto out;
-	for (;;) {
-		uint32_t rx[2048];
-		ssize_t n = recv(f->nl_fd, rx, sizeof rx, 0);
-		if (n <= 0)
-			goto out;
-		for (struct nlmsghdr *h = (struct nlmsghdr *)rx; NLMSG_OK(h, (size_t)n);
-		     h = NLMSG_NEXT(h, n)) {
-			if (h->nlmsg_seq != rq.h.nlmsg_seq)
-				continue; /* an answer to an earlier question that timed out */
-			if (h->nlmsg_type != RTM_NEWROUTE)
-				goto out; /* NLMSG_ERROR: no route */
-			const struct rtmsg *rt = NLMSG_DATA(h);
-			if (rt->rtm_type != RTN_UNICAST)
-				goto out;
-			uint32_t gw = 0, oif = 0;
-			int len = (int)RTM_PAYLOAD(h);
-			for (const struct rtattr *ra = RTM_RTA(rt); RTA_OK(ra, len);
-			     ra = RTA_NEXT(ra, len)) {
-				if (ra->rta_type == RTA_GATEWAY && RTA_PAYLOAD(ra) == 4)
-					memcpy(&gw, RTA_DATA(ra), 4);
-				else if (ra->rta_type == RTA_OIF && RTA_PAYLOAD(ra) == 4)
-					memcpy(&oif, RTA_DATA(ra), 4);
-			}
-			if (oif == ifindex)
-				hop = gw ? gw : dst;
-			goto out;
-		}
+	const struct rtmsg *rt = NLMSG_DATA(h);
+	if (rt->rtm_type != RTN_UNICAST)
+		goto out;
+	uint32_t gw = 0, oif = 0;
+	int len = (int)RTM_PAYLOAD(h);
+	for (const struct rtattr *ra = RTM_RTA(rt); RTA_OK(ra, len); ra = RTA_NEXT(ra, len)) {
+		if (ra->rta_type == RTA_GATEWAY && RTA_PAYLOAD(ra) == 4)
+			memcpy(&gw, RTA_DATA(ra), 4);
+		else if (ra->rta_type == RTA_OIF && RTA_PAYLOAD(ra) == 4)
+			memcpy(&oif, RTA_DATA(ra), 4);
 	}
+	if (oif == ifindex)
+		hop = gw ? gw : dst;
 out:
 	pthread_mutex_unlock(&f->mu);
 	return hop;
 }
 
+/* The MAC of ifindex (an Ethernet interface), false if it has none. */
+static bool if_mac(uint32_t ifindex, uint8_t mac[6])
+{
+	struct ifreq ifr = {0};
+	if (!if_indextoname(ifindex, ifr.ifr_name))
+		return false;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	bool ok = ioctl(fd, SIOCGIFHWADDR, &ifr) == 0 && ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER;
+	close(fd);
+	if (ok)
+		memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+	return ok;
+}
+
+/* The neighbour table's MAC for hop on ifindex (as `ip neigh get HOP dev IF`),
+ * false when it has none that was resolved. A stale entry's MAC is taken, and
+ * the kernel is asked to check it again (NTF_USE, as if a packet had used it:
+ * the fast path's packets do not), so that a hop that moved or went is seen
+ * by the next refresh; until then packets go to the MAC the hop had. */
+static bool neigh_mac(struct turn_fast_state *f, uint32_t hop, uint32_t ifindex, uint8_t mac[6])
+{
+	struct {
+		struct nlmsghdr h;
+		struct ndmsg nd;
+		char attrs[32];
+	} rq;
+	memset(&rq, 0, sizeof rq);
+	rq.h.nlmsg_len = NLMSG_LENGTH(sizeof rq.nd);
+	rq.h.nlmsg_type = RTM_GETNEIGH;
+	rq.h.nlmsg_flags = NLM_F_REQUEST;
+	rq.nd.ndm_family = AF_INET;
+	rq.nd.ndm_ifindex = (int)ifindex;
+	nl_attr(&rq.h, NDA_DST, &hop, 4);
+	bool ok = false;
+	uint32_t rx[2048];
+	pthread_mutex_lock(&f->mu);
+	const struct nlmsghdr *h = nl_ask(f, &rq.h, rx, sizeof rx);
+	if (!h || h->nlmsg_type != RTM_NEWNEIGH)
+		goto out;
+	const struct ndmsg *nd = NLMSG_DATA(h);
+	if (!(nd->ndm_state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT)))
+		goto out;
+	int len = (int)RTM_PAYLOAD(h);
+	for (const struct rtattr *ra = (const struct rtattr *)(nd + 1); RTA_OK(ra, len);
+	     ra = RTA_NEXT(ra, len))
+		if (ra->rta_type == NDA_LLADDR && RTA_PAYLOAD(ra) == 6) {
+			memcpy(mac, RTA_DATA(ra), 6);
+			ok = true;
+		}
+	if (ok && (nd->ndm_state & NUD_STALE)) {
+		/* no answer awaited: an error's would carry a seq no one waits for */
+		rq.h.nlmsg_type = RTM_NEWNEIGH;
+		rq.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_REPLACE;
+		rq.h.nlmsg_seq = ++f->nl_seq;
+		rq.nd.ndm_flags = NTF_USE;
+		rq.nd.ndm_state = NUD_STALE;
+		(void)send(f->nl_fd, &rq, rq.h.nlmsg_len, 0);
+	}
+out:
+	pthread_mutex_unlock(&f->mu);
+	return ok;
+}
+
+/* The entry's next hop and, where the neighbour table has it, the hop's MAC
+ * and the interface's: the program then writes the Ethernet header itself and
+ * hands the packet to the interface (bpf_redirect), no neighbour lookup. */
 static void hops(struct turn_fast_state *f, struct turn_fast_out *o)
 {
-	if (!(o->flags & TURN_FAST_LOCAL))
-		o->hop = next_hop(f, o->src_addr, o->dst_addr, o->ifindex);
+	o->flags &= (uint16_t)~TURN_FAST_L2;
+	if (o->flags & TURN_FAST_LOCAL)
+		return;
+	o->hop = next_hop(f, o->src_addr, o->dst_addr, o->ifindex);
+	if (o->hop && neigh_mac(f, o->hop, o->ifindex, o->l2) && if_mac(o->ifindex, o->l2 + 6))
+		o->flags |= TURN_FAST_L2;
 }
 
 /* The entries ch should have now, if any. */

@@ -143,6 +143,17 @@ hop=$(jq -r '[.[] | .formatted.value | "\(.dst_addr)/\(.hop)"] | join(",")' "$LA
 nat=$(jq -r '.[0].formatted.value.dst_addr' "$LAB_TMP/peer.json")
 [ "$hop" = "$nat/$nat" ] && [ "$nat" != 0 ] || lab_fail "the entry's next hop: $hop, want the NAT's address (on-link)"
 lab_log "the entry toward the client holds its next hop (the NAT, on-link)"
+# and the Ethernet header it leaves with: the NAT's MAC (from the neighbour
+# table), then the server's; the program then hands the packet to the
+# interface itself (bpf_redirect, no neighbour lookup per packet)
+mac_hex() { lab_exec "$1" cat "/sys/class/net/$2/address" | tr -d ':'; }
+want="$(mac_hex s wan)$(mac_hex srv eth0)"
+# bpftool prints the bytes as numbers
+got=$(printf '%02x' $(jq -r '.[0].formatted.value.l2[]' "$LAB_TMP/peer.json"))
+flags=$(jq -r '.[0].formatted.value.flags' "$LAB_TMP/peer.json")
+[ $((flags & 4)) = 4 ] && [ "$got" = "$want" ] ||
+	lab_fail "the entry's Ethernet header: flags $flags, l2 $got, want flag 4 and $want"
+lab_log "the entry toward the client holds the NAT's MAC and the server's ($want): no neighbour lookup per packet"
 
 # a2) the checksums the kernel writes (updated from the old, RFC 1624): odd and even
 # lengths, 1 byte to the largest the kernel takes, both ways; the receivers'

@@ -182,17 +182,47 @@ static __always_inline __u64 new_words(const struct turn_fast_out *o, __be16 ule
 	return (__u64)o->src_addr + o->dst_addr + 2 * (__u64)ulen + o->src_port + o->dst_port;
 }
 
-/* Out of the entry's interface to its next hop: given the hop, the redirect
- * skips a route lookup per packet (about 150 ns here; docs/benchmarks.md,
- * "Session 10: TURN fast path"). */
+/* Out of the entry's interface to its next hop. With the hop's MAC in the
+ * entry (written by the caller) the packet goes straight to the interface's
+ * transmit: no neighbour lookup and no header build per packet (about 300 ns
+ * of some 1,900 per packet on the bench's VM; docs/benchmarks.md, "Session 11:
+ * TURN fast path"). Else given the hop, the redirect skips a route lookup;
+ * else it looks the route up too. */
 static __always_inline int verdict(const struct turn_fast_out *o)
 {
 	if (o->flags & TURN_FAST_LOCAL)
 		return VERDICT_LOCAL; /* the destination is on this host: up the stack */
+	if (o->flags & TURN_FAST_L2)
+		return bpf_redirect(o->ifindex, 0);
 	if (!o->hop)
 		return bpf_redirect_neigh(o->ifindex, NULL, 0, 0);
 	struct bpf_redir_neigh nh = {.nh_family = 2 /* AF_INET */, .ipv4_nh = o->hop};
 	return bpf_redirect_neigh(o->ifindex, &nh, sizeof nh, 0);
+}
+
+/* The headers as the packet leaves: Ethernet (written only with TURN_FAST_L2),
+ * IPv4, UDP and, toward a client, the ChannelData header, stored in one go. */
+struct out_hdr {
+	__u16 pad; /* keeps the IP header 4-aligned */
+	__u8 mac[12]; /* destination, source */
+	__be16 proto;
+	struct iphdr ip;
+	struct udphdr u;
+	__be16 num, len;
+};
+#define OUT_TO_PEER (offsetof(struct out_hdr, num) - offsetof(struct out_hdr, mac))
+#define OUT_TO_CLIENT (sizeof(struct out_hdr) - offsetof(struct out_hdr, mac))
+
+/* len: the bytes from the Ethernet header on */
+static __always_inline int store(struct __sk_buff *skb, const struct turn_fast_out *o,
+				 struct out_hdr *h, __u32 len)
+{
+	if (o->flags & TURN_FAST_L2) {
+		__builtin_memcpy(h->mac, o->l2, 12);
+		h->proto = bpf_htons(ETH_P_IP);
+		return bpf_skb_store_bytes(skb, 0, h->mac, len, BPF_F_RECOMPUTE_CSUM);
+	}
+	return bpf_skb_store_bytes(skb, L3_OFF, &h->ip, len - L3_OFF, BPF_F_RECOMPUTE_CSUM);
 }
 
 /* ChannelData from a client to its peer: strip the header. */
@@ -222,19 +252,16 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 	if (!bw_take(st, dlen))
 		return TC_ACT_SHOT;
 
-	struct {
-		struct iphdr ip;
-		struct udphdr u;
-	} h = {.ip = *ip,
-	       .u = {.source = o->src_port,
-		     .dest = o->dst_port,
-		     .len = bpf_htons((__u16)(dlen + sizeof(struct udphdr)))}};
+	struct out_hdr h = {.ip = *ip,
+			    .u = {.source = o->src_port,
+				  .dest = o->dst_port,
+				  .len = bpf_htons((__u16)(dlen + sizeof(struct udphdr)))}};
 	h.u.check = csum_update(udp->check, old_words(ip, udp) + neg32(*(__u32 *)pay) +
 						new_words(o, h.u.len));
-	new_ip(&h.ip, o, (__u16)(sizeof h + dlen));
+	new_ip(&h.ip, o, (__u16)(sizeof h.ip + sizeof h.u + dlen));
 	if (bpf_skb_adjust_room(skb, -4, BPF_ADJ_ROOM_NET, 0))
 		return VERDICT_NEXT; /* nothing changed yet (the bucket spent: a rare miss) */
-	if (bpf_skb_store_bytes(skb, L3_OFF, &h, sizeof h, BPF_F_RECOMPUTE_CSUM))
+	if (store(skb, o, &h, OUT_TO_PEER))
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&st->to_peer_pkts, 1);
 	__sync_fetch_and_add(&st->to_peer_bytes, dlen);
@@ -261,22 +288,18 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, st
 	if (!bw_take(st, plen))
 		return TC_ACT_SHOT;
 
-	struct {
-		struct iphdr ip;
-		struct udphdr u;
-		__be16 num, len;
-	} h = {.ip = *ip,
-	       .u = {.source = o->src_port,
-		     .dest = o->dst_port,
-		     .len = bpf_htons((__u16)(sizeof(struct udphdr) + 4 + plen))},
-	       .num = bpf_htons(o->num),
-	       .len = bpf_htons((__u16)plen)};
+	struct out_hdr h = {.ip = *ip,
+			    .u = {.source = o->src_port,
+				  .dest = o->dst_port,
+				  .len = bpf_htons((__u16)(sizeof(struct udphdr) + 4 + plen))},
+			    .num = bpf_htons(o->num),
+			    .len = bpf_htons((__u16)plen)};
 	h.u.check = csum_update(udp->check, old_words(ip, udp) + new_words(o, h.u.len) + h.num +
 						h.len);
-	new_ip(&h.ip, o, (__u16)(sizeof h + plen));
+	new_ip(&h.ip, o, (__u16)(OUT_TO_CLIENT - L3_OFF + plen));
 	if (bpf_skb_adjust_room(skb, 4, BPF_ADJ_ROOM_NET, 0))
 		return VERDICT_NEXT; /* nothing changed yet */
-	if (bpf_skb_store_bytes(skb, L3_OFF, &h, sizeof h, BPF_F_RECOMPUTE_CSUM))
+	if (store(skb, o, &h, OUT_TO_CLIENT))
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&st->to_client_pkts, 1);
 	__sync_fetch_and_add(&st->to_client_bytes, plen);

@@ -27,6 +27,7 @@ struct turn_fast_peer_key {
 
 #define TURN_FAST_LOCAL 1 /* sender and destination on this host: deliver, do not redirect */
 #define TURN_FAST_DF 2	  /* set don't-fragment (DONT-FRAGMENT in the Allocate) */
+#define TURN_FAST_L2 4	  /* l2 holds the next hop's and the interface's MAC: no neighbour lookup */
 
 /* Where a packet goes: from src to dst, out of ifindex; num is the channel
  * (host order) the peer's data is framed with toward the client. */
@@ -38,6 +39,8 @@ struct turn_fast_out {
 	__u32 slot; /* the allocation's entry in turn_stats (an array: no second hash lookup) */
 	__be32 hop; /* the next hop toward dst_addr (user space asks the kernel's routing
 		     * table); 0: the kernel looks the route up for each packet */
+	__u8 l2[12]; /* with TURN_FAST_L2: the hop's MAC, then ifindex's (user space asks
+		      * the neighbour table); the packet leaves with them, unlooked-up */
 };
 
 /* Per allocation, while it has channels in the kernel (a slot of turn_stats,
