@@ -90,6 +90,7 @@ else
 	SERVERS=${BENCH_SERVERS:-pinhole-user pinhole-fast coturn}
 fi
 RXTIME=${BENCH_RXTIME:-1}
+BPF_STATS=${BENCH_BPF_STATS:-0}
 G711_ALLOCS=${BENCH_G711_ALLOCS:-500}
 PTHREADS=${BENCH_PTHREADS:-0}
 BATCH_WAIT=${BENCH_BATCH_WAIT:-0}
@@ -106,13 +107,13 @@ cleanup() {
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 	for n in "${NSLIST[@]}"; do ip netns del "$n" 2>/dev/null; done
 	ip netns del "$GEN" 2>/dev/null
-	[ "${BPF_STATS_WAS:-}" = 0 ] && sysctl -qw kernel.bpf_stats_enabled=0
+	[ -n "${BPF_STATS_WAS:-}" ] && sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 BPF_STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo '')
-[ "$BPF_STATS_WAS" = 0 ] && sysctl -qw kernel.bpf_stats_enabled=1
+sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS"
 
 # --- the generator ------------------------------------------------------------------
 GENBIN="$OUT/chan_bench"
@@ -235,10 +236,10 @@ for s in $STARTED; do run "$s" 50 100 >/dev/null; done
 
 echo "# TURN relaying, $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# rate: $RATE_ALLOCS allocations, $RATE pps offered; g711: $G711_ALLOCS allocations x 2 directions x 50 pps"
-FMT='%-5s %-5s %-17s %9s %9s %6s %4s %7s %7s %7s %7s %8s %8s %6s %9s %9s\n'
+FMT='%-5s %-5s %-17s %9s %9s %6s %4s %7s %7s %7s %7s %8s %8s %6s %9s %9s %3s\n'
 # shellcheck disable=SC2059
 printf "$FMT" round test server offered relayed lost bad cpu_s bpf_s rx_srv rx_gen ns/pkt \
-	all/pkt probe srv_drops gen_drops
+	all/pkt probe srv_drops gen_drops st
 declare -A NSPP ALLPP
 for r in $(seq 1 "$ROUNDS"); do
 	for t in $TESTS; do
@@ -253,7 +254,8 @@ for r in $(seq 1 "$ROUNDS"); do
 				"$(field lost "$line")" "$(field bad "$line")" "$(field cpu_s "$line")" \
 				"$(field bpf_s "$line")" "$(field rx_srv_s "$line")" "$(field rx_gen_s "$line")" \
 				"$(field ns_per_pkt "$line")" "$(field ns_all_per_pkt "$line")" \
-				"$(field probe_ns "$line")" "$(field srv_drops "$line")" "$(field gen_drops "$line")"
+				"$(field probe_ns "$line")" "$(field srv_drops "$line")" "$(field gen_drops "$line")" \
+				"$(field bpf_stats "$line")"
 			# shellcheck disable=SC2034 # both read through a nameref (ratios)
 			NSPP[$r,$t,$s]=$(field ns_per_pkt "$line") ALLPP[$r,$t,$s]=$(field ns_all_per_pkt "$line")
 		done
