@@ -23,7 +23,11 @@
 #   g711  BENCH_G711_ALLOCS (500) allocations, 50 packets/s each way: 1,000 streams
 #         of 172-byte packets at 20 ms, 50,000 packets/s in all
 # BENCH_TESTS ("rate g711") and BENCH_SERVERS ("pinhole-user pinhole-fast coturn")
-# pick a part; BENCH_PTHREADS sets pinhole's [turn] threads (0, the default: its
+# pick a part (a server named NAME+twin is NAME measured with a second copy of the
+# receive-time probes attached: its all/pkt less NAME's in the same round is what the
+# probes cost each server per packet, printed as "probes ... adds");
+# BENCH_BPF_STATS (0) sets kernel.bpf_stats_enabled for the run (1: the bpf_s and
+# probe columns are filled in, and every BPF program run pays two clock reads more); BENCH_PTHREADS sets pinhole's [turn] threads (0, the default: its
 # own default, one per core, as coturn's relay threads), BENCH_BATCH_WAIT its
 # [turn] batch_wait (0). PINHOLE_BASE: another pinhole binary (only the binary:
 # the generator is built from PINHOLE's build) run as a fourth server,
@@ -220,14 +224,15 @@ fi
 
 # UDP datagrams a namespace's sockets dropped for a full receive buffer
 rcvbuf_errors() { ip netns exec "$1" awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
-run() { # SERVER ALLOCS PPS_PER_ALLOC: the generator's line + srv_drops= gen_drops=
-	local s0 g0 line
-	s0=$(rcvbuf_errors "${SRVNS[$1]}")
+run() { # SERVER[+twin] ALLOCS PPS_PER_ALLOC: the generator's line + srv_drops= gen_drops=
+	local s0 g0 line s=${1%+twin} twin=0
+	[ "$s" != "$1" ] && twin=1
+	s0=$(rcvbuf_errors "${SRVNS[$s]}")
 	g0=$(rcvbuf_errors "$GEN")
-	line=$(BENCH_RXTIME_OBJ=$RXOBJ BENCH_SRV_NETNS=/run/netns/${SRVNS[$1]} \
-		ip netns exec "$GEN" "$GENBIN" "${SRVIP[$1]}:${PORT[$1]}" "$SECRET" 198.18.2.1 198.18.1 \
-		"$2" "$3" "$SECS" "${PID[$1]}" "${PROG[$1]}" 2>>"$OUT/gen.err") || return
-	echo "$line srv_drops=$(($(rcvbuf_errors "${SRVNS[$1]}") - s0)) gen_drops=$(($(rcvbuf_errors "$GEN") - g0))"
+	line=$(BENCH_RXTIME_OBJ=$RXOBJ BENCH_SRV_NETNS=/run/netns/${SRVNS[$s]} BENCH_RXTIME_TWIN=$twin \
+		ip netns exec "$GEN" "$GENBIN" "${SRVIP[$s]}:${PORT[$s]}" "$SECRET" 198.18.2.1 198.18.1 \
+		"$2" "$3" "$SECS" "${PID[$s]}" "${PROG[$s]}" 2>>"$OUT/gen.err") || return
+	echo "$line srv_drops=$(($(rcvbuf_errors "${SRVNS[$s]}") - s0)) gen_drops=$(($(rcvbuf_errors "$GEN") - g0))"
 }
 field() { sed -n "s/.*\b$1=\([-0-9.]*\).*/\1/p" <<<"$2"; }
 
@@ -271,6 +276,11 @@ for r in $(seq 1 "$ROUNDS"); do
 		}
 		printf '      ratio CPU/pkt vs coturn (round %s, %s): old accounting:%s; all:%s\n' \
 			"$r" $t "$(ratios NSPP)" "$(ratios ALLPP)"
+		for s in $SERVERS; do # what a second copy of the probes added: one copy's cost
+			[ "${s%+twin}" != "$s" ] && [ -n "${ALLPP[$r,$t,${s%+twin}]:-}" ] &&
+				printf '      probes (round %s, %s, %s): one copy adds %s ns/pkt\n' "$r" $t \
+					"${s%+twin}" $((ALLPP[$r,$t,$s] - ALLPP[$r,$t,${s%+twin}]))
+		done
 	done
 done
 echo "# logs and raw lines in $OUT"
