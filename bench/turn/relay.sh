@@ -26,8 +26,11 @@
 # pick a part (a server named NAME+twin is NAME measured with a second copy of the
 # receive-time probes attached: its all/pkt less NAME's in the same round is what the
 # probes cost each server per packet, printed as "probes ... adds");
-# BENCH_BPF_STATS (0) sets kernel.bpf_stats_enabled for the run (1: the bpf_s and
-# probe columns are filled in, and every BPF program run pays two clock reads more); BENCH_PTHREADS sets pinhole's [turn] threads (0, the default: its
+# BENCH_BPF_STATS (unset: left as it is) sets kernel.bpf_stats_enabled for the run
+# (1: the bpf_s and probe columns are filled in, and every BPF program run pays two
+# clock reads more; 0 for figures without that cost). The switch is global: other
+# benchmarks on the machine may flip it, so each run prints it at the start and end
+# of its window (column st: 00, 11, or a change); BENCH_PTHREADS sets pinhole's [turn] threads (0, the default: its
 # own default, one per core, as coturn's relay threads), BENCH_BATCH_WAIT its
 # [turn] batch_wait (0). PINHOLE_BASE: another pinhole binary (only the binary:
 # the generator is built from PINHOLE's build) run as a fourth server,
@@ -94,7 +97,7 @@ else
 	SERVERS=${BENCH_SERVERS:-pinhole-user pinhole-fast coturn}
 fi
 RXTIME=${BENCH_RXTIME:-1}
-BPF_STATS=${BENCH_BPF_STATS:-0}
+BPF_STATS=${BENCH_BPF_STATS:-}
 G711_ALLOCS=${BENCH_G711_ALLOCS:-500}
 PTHREADS=${BENCH_PTHREADS:-0}
 BATCH_WAIT=${BENCH_BATCH_WAIT:-0}
@@ -116,8 +119,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-BPF_STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo '')
-sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS"
+BPF_STATS_WAS=
+if [ -n "$BPF_STATS" ]; then
+	BPF_STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo '')
+	sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS"
+fi
 
 # --- the generator ------------------------------------------------------------------
 GENBIN="$OUT/chan_bench"
