@@ -184,10 +184,10 @@ static __always_inline __u64 new_words(const struct turn_fast_out *o, __be16 ule
 
 /* Out of the entry's interface to its next hop. With the hop's MAC in the
  * entry (written by the caller) the packet goes straight to the interface's
- * transmit: no neighbour lookup and no header build per packet (about 300 ns
- * of some 1,900 per packet on the bench's VM; docs/benchmarks.md, "Session 11:
- * TURN fast path"). Else given the hop, the redirect skips a route lookup;
- * else it looks the route up too. */
+ * transmit: no neighbour lookup and no header build per packet (about 120 ns
+ * of some 1,700 on the bench's VM; docs/benchmarks.md, "Session 11: TURN fast
+ * path"). Else given the hop, the redirect skips a route lookup; else it
+ * looks the route up too. */
 static __always_inline int verdict(const struct turn_fast_out *o)
 {
 	if (o->flags & TURN_FAST_LOCAL)
