@@ -4,6 +4,7 @@
 #
 #   bench/tls/run.sh            memory per idle connection, handshakes, REGISTERs
 #   bench/tls/run.sh hs         handshakes and REGISTERs only
+#   bench/tls/run.sh reg        REGISTERs only
 #   bench/tls/run.sh hold N     N idle TLS flows held by pinhole alone (50,000;
 #                               each side needs N + 100 descriptors)
 #   bench/tls/run.sh park       parked TLS against OpenSSL throughout: memory
@@ -305,7 +306,7 @@ fi
 	echo "openssl: $(openssl version)  key: $KEY"
 } | tee "$OUT/env.txt"
 
-if [ "$MODE" != hs ]; then
+if [ "$MODE" = all ]; then
 echo "== memory per idle connection (TB_IDLE=$IDLE)"
 for s in pinhole nopark kamailio; do warm "$s"; done
 sleep 2
@@ -327,6 +328,9 @@ order_of() {
 }
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
+if [ "$MODE" = reg ]; then
+	: >"$OUT/hs.txt"
+else
 echo "== handshakes (client $HS_CLIENT, conc $HS_CONC, ${HS_SECS}s runs)"
 for s in pinhole pinhole1 kamailio; do
 	TB_PIDS="$(pids $s)" "$GEN" "$HS_CLIENT" "$(port_of $s tls)" "$HS_CONC" "$WARMUP" >/dev/null
@@ -356,6 +360,8 @@ if [ -f "$ROOT/build/libpinhole_lib.a" ] && cc -O2 -I"$ROOT/src" -I"$ROOT/src/ne
 	"$OUT/hs_cost" 2000 "$OUT/cert.pem" "$OUT/key.pem" resume | tee -a "$OUT/hs_cost.txt"
 fi
 
+fi
+
 echo "== REGISTER over established TLS ($FLOWS flows, $RATE/s, ${REG_SECS}s runs)"
 for r in $(seq 1 "$REPEAT"); do
 	for s in $(order_of "$r"); do
@@ -373,15 +379,15 @@ awk -v secs="$HS_SECS" '
 	}
 	function q(a, b) { return b ? a / b : 0 }
 	FILENAME ~ /hs.txt/ { rate[$1, $2] = $4 / secs; us[$1, $2] = $4 ? $8 / $4 / 1000 : 0; ld[$2] = ld[$2] " " $10; runs[$2] = 1 }
-	FILENAME ~ /reg.txt/ { rus[$1, $2] = $5 ? $9 / $5 / 1000 : 0; rok[$1, $2] = $5 "/" $4 }
+	FILENAME ~ /reg.txt/ { rus[$1, $2] = $5 ? $9 / $5 / 1000 : 0; rok[$1, $2] = $5 "/" $4; runs[$2] = 1; rld[$2] = rld[$2] " " $11 }
 	END {
 		printf "\nhandshakes/s (pinhole 2 workers, pinhole1 1 worker, kamailio 1 TCP worker), server CPU us per handshake, CPU us per REGISTER; ratios to kamailio\n"
-		printf "run | hs/s p p1 k | p/k p1/k | us/hs p p1 k | p/k p1/k | us/REG p p1 k | p/k p1/k | load1\n"
+		printf "run | hs/s p p1 k | p/k p1/k | us/hs p p1 k | p/k p1/k | us/REG p p1 k | p/k p1/k | load1 hs | load1 reg\n"
 		for (r = 1; r in runs; r++) {
 			a = q(rate["pinhole", r], rate["kamailio", r]); a1 = q(rate["pinhole1", r], rate["kamailio", r])
 			b = q(us["pinhole", r], us["kamailio", r]); b1 = q(us["pinhole1", r], us["kamailio", r])
 			c = q(rus["pinhole", r], rus["kamailio", r]); c1 = q(rus["pinhole1", r], rus["kamailio", r])
-			printf "%3d | %5.0f %5.0f %5.0f | %4.2f %4.2f | %4.0f %4.0f %4.0f | %4.2f %4.2f | %5.1f %5.1f %5.1f | %4.2f %4.2f |%s\n", r, rate["pinhole", r], rate["pinhole1", r], rate["kamailio", r], a, a1, us["pinhole", r], us["pinhole1", r], us["kamailio", r], b, b1, rus["pinhole", r], rus["pinhole1", r], rus["kamailio", r], c, c1, ld[r]
+			printf "%3d | %5.0f %5.0f %5.0f | %4.2f %4.2f | %4.0f %4.0f %4.0f | %4.2f %4.2f | %5.1f %5.1f %5.1f | %4.2f %4.2f |%s\n", r, rate["pinhole", r], rate["pinhole1", r], rate["kamailio", r], a, a1, us["pinhole", r], us["pinhole1", r], us["kamailio", r], b, b1, rus["pinhole", r], rus["pinhole1", r], rus["kamailio", r], c, c1, ld[r] " |" rld[r]
 			ra = ra " " a; ra1 = ra1 " " a1; rb = rb " " b; rb1 = rb1 " " b1; rc = rc " " c; rc1 = rc1 " " c1
 		}
 		printf "median ratios to kamailio: handshakes/s %.2f (1 worker: %.2f), CPU per handshake %.2f (%.2f), CPU per REGISTER %.2f (%.2f)\n", med(ra), med(ra1), med(rb), med(rb1), med(rc), med(rc1)
