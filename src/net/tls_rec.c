@@ -32,16 +32,26 @@ static const struct suite {
 };
 
 /* Fetched once: the AEADs and HKDF (a provider lookup each time costs more
- * than sealing a REGISTER). A cipher context per thread, kept: a record is
- * sealed or opened on the thread that holds the connection's lock. */
+ * than sealing a REGISTER). Cipher contexts per thread, one per suite, kept
+ * with their provider state: a record is sealed or opened on the thread
+ * that holds the connection's lock, and only its key and nonce are set
+ * (EVP_CipherInit_ex2 with a cipher resets and rebuilds the provider's
+ * context: half of a REGISTER's AEAD instructions went there). */
 static EVP_CIPHER *ciphers[TLS_REC_SUITES];
 static EVP_KDF *hkdf;
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 static pthread_key_t ctx_key;
 
+struct thread_ctxs {
+	EVP_CIPHER_CTX *c[TLS_REC_SUITES];
+};
+
 static void ctx_free(void *p)
 {
-	EVP_CIPHER_CTX_free(p);
+	struct thread_ctxs *t = p;
+	for (int s = 1; s < TLS_REC_SUITES; s++)
+		EVP_CIPHER_CTX_free(t->c[s]);
+	free(t);
 }
 
 static void fetch(void)
@@ -52,17 +62,31 @@ static void fetch(void)
 	pthread_key_create(&ctx_key, ctx_free);
 }
 
-static EVP_CIPHER_CTX *thread_ctx(void)
+/* This thread's context of suite, its cipher set (a key and nonce each
+ * record); NULL without memory. */
+static EVP_CIPHER_CTX *thread_ctx(uint8_t suite)
 {
-	EVP_CIPHER_CTX *ctx = pthread_getspecific(ctx_key);
-	if (!ctx) {
-		ctx = EVP_CIPHER_CTX_new();
-		if (ctx && pthread_setspecific(ctx_key, ctx)) {
-			EVP_CIPHER_CTX_free(ctx);
-			ctx = NULL;
+	struct thread_ctxs *t = pthread_getspecific(ctx_key);
+	if (!t) {
+		t = calloc(1, sizeof *t);
+		if (!t)
+			return NULL;
+		if (pthread_setspecific(ctx_key, t)) {
+			free(t);
+			return NULL;
 		}
 	}
-	return ctx;
+	if (!t->c[suite]) {
+		EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+		if (!ctx)
+			return NULL;
+		if (EVP_CipherInit_ex2(ctx, ciphers[suite], NULL, NULL, 1, NULL) != 1) {
+			EVP_CIPHER_CTX_free(ctx);
+			return NULL;
+		}
+		t->c[suite] = ctx;
+	}
+	return t->c[suite];
 }
 
 bool tls_rec_available(void)
@@ -160,7 +184,7 @@ size_t tls_rec_secret_len(uint8_t suite)
 static int aead(uint8_t suite, const struct tls_rec_dir *d, uint64_t seq, bool enc,
 		const uint8_t hdr[REC_HDR], uint8_t *body, size_t len)
 {
-	EVP_CIPHER_CTX *ctx = thread_ctx();
+	EVP_CIPHER_CTX *ctx = thread_ctx(suite);
 	if (!ctx)
 		return ENOMEM;
 	uint8_t nonce[12];
@@ -169,7 +193,7 @@ static int aead(uint8_t suite, const struct tls_rec_dir *d, uint64_t seq, bool e
 		nonce[11 - i] ^= (uint8_t)(seq >> (8 * i));
 	size_t ct_len = enc ? len : len - REC_TAG;
 	int outl = 0, finl = 0;
-	if (EVP_CipherInit_ex2(ctx, ciphers[suite], d->key, nonce, enc, NULL) != 1 ||
+	if (EVP_CipherInit_ex2(ctx, NULL, d->key, nonce, enc, NULL) != 1 ||
 	    EVP_CipherUpdate(ctx, NULL, &outl, hdr, REC_HDR) != 1)
 		return EIO;
 	if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, REC_TAG, body + ct_len) != 1)
