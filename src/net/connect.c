@@ -286,12 +286,14 @@ bool net_conn_up(struct conn *c)
 {
 	struct net *n = c->owner->net;
 	pthread_mutex_lock(&n->conn_lock);
-	c->connecting = false;
 	n->n_connecting--;
+	pthread_mutex_unlock(&n->conn_lock);
+	pthread_mutex_lock(net_conn_io(n, c));
+	c->connecting = false;
 	/* what was queued while connecting leaves now; EPOLLOUT stays on only
 	 * while some of it waits */
 	int err = net_conn_flush_locked(n, c);
-	pthread_mutex_unlock(&n->conn_lock);
+	pthread_mutex_unlock(net_conn_io(n, c));
 	if (err) {
 		net_tcp_close(c);
 		return true;

@@ -151,6 +151,8 @@ int net_alloc(struct net **np, const struct net_conf *conf)
 		return ENOMEM;
 	}
 	pthread_mutex_init(&n->conn_lock, NULL);
+	for (unsigned i = 0; i < NET_IO_LOCKS; i++)
+		pthread_mutex_init(&n->io_locks[i], NULL);
 	n->next_conn_id = 1;
 	for (unsigned i = 0; i < n->n_workers; i++) {
 		struct worker *w = &n->workers[i];
@@ -204,6 +206,8 @@ void net_free(struct net *n)
 			close(n->listeners[j].first_fd);
 	net_tls_free(n->tls);
 	pthread_mutex_destroy(&n->conn_lock);
+	for (unsigned i = 0; i < NET_IO_LOCKS; i++)
+		pthread_mutex_destroy(&n->io_locks[i]);
 	free(n->conn_hash);
 	free(n->addr_hash);
 	free(n->dst_hash);

@@ -11,6 +11,8 @@
 #define MAX_LISTENERS 16
 /* Reusable connections (ours and aliased ones) are few, one per next hop. */
 #define NET_DST_BUCKETS 1024
+/* stripes of the connections' output locks (net_conn_io) */
+#define NET_IO_LOCKS 64
 #define RX_BATCH 16
 /* UDP send queue per worker: what a loop turn sends leaves in one sendmmsg
  * per socket at the turn's end (or when the queue fills), which saves a
@@ -72,10 +74,10 @@ struct conn {
 	struct flow flow;
 	struct buf in;     /* start of an unfinished message; worker-local */
 	struct net_frame_state fs; /* the framer's place in it; worker-local */
-	struct buf out;    /* unsent bytes; guarded by net->conn_lock */
-	bool want_out;     /* EPOLLOUT requested; guarded by net->conn_lock */
+	struct buf out;    /* unsent bytes; guarded by net_conn_io(c) */
+	bool want_out;     /* EPOLLOUT requested; guarded by net_conn_io(c) */
 	/* since when the queue has waited with no byte taken, 0 when empty;
-	 * written under conn_lock, read by the sweep */
+	 * written under net_conn_io(c), read by the sweep */
 	_Atomic uint64_t stall_ms;
 	_Atomic bool dead; /* a slow reader, shut down; its owner closes it */
 	/* TLS state (tls.c), NULL on a plain TCP connection; set before the
@@ -85,7 +87,7 @@ struct conn {
 	uint64_t opened_ms;
 	bool got_message;
 	/* outgoing, connect() not finished: sends only queue; guarded by
-	 * conn_lock */
+	 * net_conn_io(c) */
 	bool connecting;
 	/* in the net's destination index under (remote IP, dst_port): one we
 	 * opened (the remote port), or one the peer aliased (RFC 5923); 0 = not
@@ -127,6 +129,11 @@ struct net {
 	void *closed_arg;
 	/* connection table: id -> conn; guarded by conn_lock */
 	pthread_mutex_t conn_lock;
+	/* a connection's output side (its queue, EPOLLOUT, the send calls):
+	 * striped by id (net_conn_io), taken after conn_lock when both are,
+	 * so that a send (a syscall, and a record sealed) holds no lock that
+	 * every other worker needs for its own connections */
+	pthread_mutex_t io_locks[NET_IO_LOCKS];
 	struct conn **conn_hash;
 	size_t conn_hash_size;
 	unsigned n_conns;
@@ -161,8 +168,12 @@ void net_conn_hash_link(struct net *n, struct conn *c);
 struct conn *net_conn_find_locked(struct net *n, uint64_t id);
 int net_addr_take_locked(struct net *n, const struct net_src_key *k);
 void net_addr_put_locked(struct net *n, const struct net_src_key *k);
-/* Writes what it can of c->out; caller holds conn_lock. errno on a dead socket. */
+/* Writes what it can of c->out; caller holds net_conn_io(c). errno on a dead socket. */
 int net_conn_flush_locked(struct net *n, struct conn *c);
+/* The lock of c's output side. A sender finds c under conn_lock and takes
+ * this before letting conn_lock go; the owner takes it once after taking c
+ * out of the table, before freeing c: so no send outlives c. */
+pthread_mutex_t *net_conn_io(struct net *n, const struct conn *c);
 
 /* ws.c: a ws: listener's connection, hooked into tcp.c */
 /* Sets c up for WebSocket: 0, or ENOMEM. */

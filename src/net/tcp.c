@@ -96,6 +96,11 @@ static int buf_grow(struct net *n, struct buf *b, size_t need, size_t limit)
 	return 0;
 }
 
+pthread_mutex_t *net_conn_io(struct net *n, const struct conn *c)
+{
+	return &n->io_locks[c->id % NET_IO_LOCKS];
+}
+
 void net_tcp_close(struct conn *c)
 {
 	struct worker *w = c->owner;
@@ -110,6 +115,10 @@ void net_tcp_close(struct conn *c)
 	n->n_conns--;
 	net_addr_put_locked(n, &k);
 	pthread_mutex_unlock(&n->conn_lock);
+	/* no one finds c now; a send that found it before is over once its
+	 * output lock is free */
+	pthread_mutex_lock(net_conn_io(n, c));
+	pthread_mutex_unlock(net_conn_io(n, c));
 	if (c->prev_in_worker)
 		c->prev_in_worker->next_in_worker = c->next_in_worker;
 	else
@@ -138,7 +147,7 @@ bool net_conn_alive(struct net *n, uint64_t conn_id)
 	return alive;
 }
 
-/* send(2), or SSL_write on a TLS connection; caller holds conn_lock. */
+/* send(2), or SSL_write on a TLS connection; caller holds net_conn_io(c). */
 static ssize_t conn_send_locked(struct conn *c, const void *p, size_t len)
 {
 	if (c->tls)
@@ -158,7 +167,7 @@ static void want_out_locked(struct conn *c, bool want)
 }
 
 /* Writes what it can of c->out, and frees the queue once it is empty; caller
- * holds conn_lock. Returns errno on a dead socket. */
+ * holds net_conn_io(c). Returns errno on a dead socket. */
 int net_conn_flush_locked(struct net *n, struct conn *c)
 {
 	size_t done = 0;
@@ -190,7 +199,7 @@ int net_conn_flush_locked(struct net *n, struct conn *c)
 
 /* A peer that lets more than tcp_max_queue pile up is not reading: its queue
  * is freed at once and the socket shut down, and its owner closes it on the
- * wake-up that follows. Any thread; caller holds conn_lock. */
+ * wake-up that follows. Any thread; caller holds net_conn_io(c). */
 static void conn_kill_slow_locked(struct net *n, struct conn *c)
 {
 	c->dead = true;
@@ -249,9 +258,9 @@ static bool conn_tls_step(struct conn *c)
 	uint32_t want = EPOLLIN;
 	int err = net_tls_handshake(c, &want);
 	if (err == EAGAIN) {
-		pthread_mutex_lock(&n->conn_lock);
+		pthread_mutex_lock(net_conn_io(n, c));
 		want_out_locked(c, (want & EPOLLOUT) != 0);
-		pthread_mutex_unlock(&n->conn_lock);
+		pthread_mutex_unlock(net_conn_io(n, c));
 		return true;
 	}
 	if (err) {
@@ -260,9 +269,9 @@ static bool conn_tls_step(struct conn *c)
 	}
 	if (c->connecting) /* ours: what was queued meanwhile leaves now */
 		return net_conn_up(c);
-	pthread_mutex_lock(&n->conn_lock);
+	pthread_mutex_lock(net_conn_io(n, c));
 	want_out_locked(c, c->out.len != 0);
-	pthread_mutex_unlock(&n->conn_lock);
+	pthread_mutex_unlock(net_conn_io(n, c));
 	return false;
 }
 
@@ -288,9 +297,9 @@ void net_conn_readable(int fd, uint32_t events, void *arg)
 		events = EPOLLIN; /* what followed the handshake, if any */
 	}
 	if (events & EPOLLOUT) {
-		pthread_mutex_lock(&n->conn_lock);
+		pthread_mutex_lock(net_conn_io(n, c));
 		int err = net_conn_flush_locked(n, c);
-		pthread_mutex_unlock(&n->conn_lock);
+		pthread_mutex_unlock(net_conn_io(n, c));
 		if (err) {
 			net_tcp_close(c);
 			return;
@@ -499,10 +508,10 @@ void net_tcp_sweep(void *arg)
 		uint64_t stall = c->stall_ms;
 		if (stall && now > stall && now - stall > n->conf.tcp_stall_s * 1000ull) {
 			/* a peer that takes nothing of what we queue for it */
-			pthread_mutex_lock(&n->conn_lock);
+			pthread_mutex_lock(net_conn_io(n, c));
 			if (!c->dead)
 				conn_kill_slow_locked(n, c);
-			pthread_mutex_unlock(&n->conn_lock);
+			pthread_mutex_unlock(net_conn_io(n, c));
 		}
 		if (idle || slow || c->dead)
 			net_tcp_close(c);
@@ -529,8 +538,16 @@ int net_tcp_send(struct net *n, const struct flow *f, const void *data, size_t l
 	}
 	pthread_mutex_lock(&n->conn_lock);
 	struct conn *c = net_conn_find_locked(n, f->conn_id);
-	int err = 0;
 	if (!c || c->dead) {
+		pthread_mutex_unlock(&n->conn_lock);
+		return ENOTCONN;
+	}
+	/* the table is free for the other workers while this one sends */
+	pthread_mutex_t *io = net_conn_io(n, c);
+	pthread_mutex_lock(io);
+	pthread_mutex_unlock(&n->conn_lock);
+	int err = 0;
+	if (c->dead) {
 		err = ENOTCONN;
 		goto out;
 	}
@@ -567,6 +584,6 @@ int net_tcp_send(struct net *n, const struct flow *f, const void *data, size_t l
 	if (!hold) /* else it leaves once connected */
 		err = net_conn_flush_locked(n, c);
 out:
-	pthread_mutex_unlock(&n->conn_lock);
+	pthread_mutex_unlock(io);
 	return err;
 }

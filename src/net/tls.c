@@ -26,8 +26,8 @@
 
 /* A connection's TLS state. The SSL (once parked, the record layer) is used
  * from the owner's read path and from any thread's send path: every call
- * into it holds lock (after conn_lock when both are held, never the other
- * way). */
+ * into it holds lock (after conn_lock and net_conn_io when those are held,
+ * never the other way). */
 struct tls_conn {
 	SSL *ssl; /* NULL once parked */
 	/* until parked, or found not to park (tls_park.c); owner-only */
@@ -38,7 +38,7 @@ struct tls_conn {
 	char *subject;
 	pthread_mutex_t lock;
 	/* until the handshake is done; written by the owner, read by senders
-	 * (who hold conn_lock, as does the owner when it flushes after it) */
+	 * (who hold net_conn_io, as does the owner when it flushes after it) */
 	_Atomic bool handshaking;
 	bool server;
 	bool counted;     /* in net_tls handshaking (server side) */
