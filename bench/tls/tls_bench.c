@@ -80,9 +80,46 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The server's user and system ticks and the times its threads went to
+ * sleep and were woken (voluntary context switches): TB_DETAIL's line. */
+struct detail {
+	unsigned long long utime, stime, wakes, nonvol;
+};
+
+static void task_detail(const char *p, const char *t, struct detail *d)
+{
+	char f[300], line[256];
+	snprintf(f, sizeof f, "/proc/%s/task/%s/stat", p, t);
+	FILE *fp = fopen(f, "r");
+	if (fp) {
+		unsigned long long u = 0, s = 0;
+		char *rp = fgets(line, sizeof line, fp) ? strrchr(line, ')') : NULL;
+		/* after the name: state, then fields 4..13, utime (14), stime (15) */
+		if (rp && sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+				 &u, &s) == 2) {
+			d->utime += u;
+			d->stime += s;
+		}
+		fclose(fp);
+	}
+	snprintf(f, sizeof f, "/proc/%s/task/%s/status", p, t);
+	fp = fopen(f, "r");
+	if (!fp)
+		return;
+	unsigned long long v;
+	while (fgets(line, sizeof line, fp)) {
+		if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1)
+			d->wakes += v;
+		else if (sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1)
+			d->nonvol += v;
+	}
+	fclose(fp);
+}
+
 /* CPU time (ns, user + system, every thread) of the processes in TB_PIDS
- * (space-separated), from /proc/PID/task/TID/schedstat. */
-static uint64_t server_cpu_ns(void)
+ * (space-separated), from /proc/PID/task/TID/schedstat; d (if not NULL)
+ * gets the detail. */
+static uint64_t server_cpu_ns_detail(struct detail *det)
 {
 	const char *pids = getenv("TB_PIDS");
 	uint64_t sum = 0;
@@ -108,10 +145,17 @@ static uint64_t server_cpu_ns(void)
 				sum += ns;
 			if (fp)
 				fclose(fp);
+			if (det)
+				task_detail(p, e->d_name, det);
 		}
 		closedir(d);
 	}
 	return sum;
+}
+
+static uint64_t server_cpu_ns(void)
+{
+	return server_cpu_ns_detail(NULL);
 }
 
 static int open_conn(unsigned i, unsigned idx)
@@ -507,7 +551,8 @@ int main(int argc, char **argv)
 		usage();
 	double rate = atof(argv[4]), secs = atof(argv[5]);
 	unsigned sent = 0, okc = 0, at = 0;
-	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9), cpu0 = server_cpu_ns();
+	struct detail d0 = {0}, d1 = {0};
+	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9), cpu0 = server_cpu_ns_detail(&d0);
 	while (now_ns() < end) {
 		uint64_t due = (uint64_t)((double)(now_ns() - t0) / 1e9 * rate);
 		for (unsigned tries = 0; sent < due && tries < n; tries++) {
@@ -540,7 +585,17 @@ int main(int argc, char **argv)
 				drop(&cxs[i]);
 		}
 	}
+	uint64_t cpu1 = server_cpu_ns_detail(&d1);
 	printf("reg %u %u flows %u cpu_ns %llu\n", sent, okc, ready,
-	       (unsigned long long)(server_cpu_ns() - cpu0));
+	       (unsigned long long)(cpu1 - cpu0));
+	/* TB_DETAIL: a second line, per 200: user and system CPU (ticks, so
+	 * coarse), sleeps (voluntary switches: each a wake-up) and preemptions */
+	if (getenv("TB_DETAIL") && okc) {
+		long hz = sysconf(_SC_CLK_TCK);
+		printf("detail user_us %.1f sys_us %.1f wakeups %.3f preempted %.3f per 200\n",
+		       (double)(d1.utime - d0.utime) * 1e6 / (double)hz / okc,
+		       (double)(d1.stime - d0.stime) * 1e6 / (double)hz / okc,
+		       (double)(d1.wakes - d0.wakes) / okc, (double)(d1.nonvol - d0.nonvol) / okc);
+	}
 	return 0;
 }
