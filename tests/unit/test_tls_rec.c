@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 #include "net/net_int.h"
 
@@ -226,6 +227,67 @@ static void other_key_closes(void **state)
 	tls_rec_free(&s);
 }
 
+/* The record as a fresh OpenSSL context seals it: the key, nonce (IV xor
+ * seq) and header of RFC 8446 5.2, nothing kept between calls. */
+static void fresh_seal(uint8_t suite, const struct tls_rec_dir *d, uint64_t seq,
+		       const char *plain, size_t len, uint8_t *out)
+{
+	static const char *names[] = {NULL, "AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305"};
+	EVP_CIPHER *ci = EVP_CIPHER_fetch(NULL, names[suite], NULL);
+	EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+	assert_non_null(ci);
+	assert_non_null(x);
+	uint8_t nonce[12], body[256];
+	memcpy(nonce, d->iv, 12);
+	for (int i = 0; i < 8; i++)
+		nonce[11 - i] ^= (uint8_t)(seq >> (8 * i));
+	size_t blen = len + 1 + 16;
+	out[0] = 0x17, out[1] = out[2] = 0x03, out[3] = (uint8_t)(blen >> 8), out[4] = (uint8_t)blen;
+	memcpy(body, plain, len);
+	body[len] = 23;
+	int ol = 0, fl = 0;
+	assert_int_equal(EVP_EncryptInit_ex2(x, ci, d->key, nonce, NULL), 1);
+	assert_int_equal(EVP_EncryptUpdate(x, NULL, &ol, out, 5), 1);
+	assert_int_equal(EVP_EncryptUpdate(x, out + 5, &ol, body, (int)len + 1), 1);
+	assert_int_equal(EVP_EncryptFinal_ex(x, out + 5 + ol, &fl), 1);
+	assert_int_equal(EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, 16, out + 5 + len + 1), 1);
+	EVP_CIPHER_CTX_free(x);
+	EVP_CIPHER_free(ci);
+}
+
+/* The thread's cipher contexts are kept and only re-keyed per record: the
+ * suites and directions taken in turn, a record that fails its tag in
+ * between, and every record still the one a fresh context seals, and
+ * opened by the other end. */
+static void kept_contexts_seal_as_fresh(void **state)
+{
+	(void)state;
+	struct tls_rec c[TLS_REC_SUITES], s[TLS_REC_SUITES];
+	for (uint8_t suite = TLS_REC_AES128GCM; suite < TLS_REC_SUITES; suite++)
+		pair(&c[suite], &s[suite], suite);
+	for (int round = 0; round < 3; round++) {
+		for (uint8_t suite = TLS_REC_AES128GCM; suite < TLS_REC_SUITES; suite++) {
+			const char *msg = round == 1 ? "SIP/2.0 200 OK\r\n" : "REGISTER sip:x\r\n";
+			size_t len = strlen(msg);
+			uint8_t got[64], want[64];
+			uint64_t seq = c[suite].wr.seq;
+			fresh_seal(suite, &c[suite].wr, seq, msg, len, want);
+			assert_int_equal(tls_rec_seal(&c[suite], 23, msg, len, got), 0);
+			assert_memory_equal(got, want, 5 + len + 1 + 16);
+			/* the server end opens it; a copy with one bit changed fails first */
+			uint8_t bad[64];
+			memcpy(bad, got, sizeof bad);
+			bad[7] ^= 0x10;
+			assert_false(tls_rec_opens(&s[suite], bad, 5 + len + 1 + 16, seq, false));
+			assert_true(tls_rec_opens(&s[suite], got, 5 + len + 1 + 16, seq, false));
+		}
+	}
+	for (uint8_t suite = TLS_REC_AES128GCM; suite < TLS_REC_SUITES; suite++) {
+		tls_rec_free(&c[suite]);
+		tls_rec_free(&s[suite]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -235,6 +297,7 @@ int main(void)
 	    cmocka_unit_test(key_update_owed_goes_first),
 	    cmocka_unit_test(last_sequence_number_refused),
 	    cmocka_unit_test(other_key_closes),
+	    cmocka_unit_test(kept_contexts_seal_as_fresh),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
