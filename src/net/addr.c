@@ -32,12 +32,18 @@ static bool quad_v4(const char *s, struct in_addr *a)
 static int parse_ip(const char *ip, uint16_t port, struct net_addr *out)
 {
 	memset(out, 0, sizeof *out);
-	if (quad_v4(ip, &out->u.in.sin_addr) || inet_pton(AF_INET, ip, &out->u.in.sin_addr) == 1) {
+	/* an IPv6 address has a colon, an IPv4 one only digits and dots; a
+	 * name (a phone's "x.invalid", a domain) has neither shape and is told
+	 * so without inet_pton's two tries, for the hosts of every REGISTER */
+	bool v6 = strchr(ip, ':') != NULL;
+	bool v4 = !v6 && ip[strspn(ip, "0123456789.")] == '\0';
+	if (v4 && (quad_v4(ip, &out->u.in.sin_addr) ||
+		   inet_pton(AF_INET, ip, &out->u.in.sin_addr) == 1)) {
 		out->u.in.sin_family = AF_INET;
 		out->u.in.sin_port = htons(port);
 		return 0;
 	}
-	if (inet_pton(AF_INET6, ip, &out->u.in6.sin6_addr) == 1) {
+	if (v6 && inet_pton(AF_INET6, ip, &out->u.in6.sin6_addr) == 1) {
 		out->u.in6.sin6_family = AF_INET6;
 		out->u.in6.sin6_port = htons(port);
 		return 0;
