@@ -1511,6 +1511,64 @@ static void net_tcp_closed_hook(void **state)
 	assert_int_equal(closed_count(), 4);
 }
 
+/* Senders on other threads while the connection's owner closes it: a send
+ * holds only the connection's output lock (not the table's), and the owner
+ * frees the connection only once no send is inside it. Each sender ends on
+ * an error (the connection gone or the peer's reset), never on freed
+ * memory (the sanitizer build checks that). */
+struct racer {
+	struct net *n;
+	struct flow f;
+	int err;
+	unsigned sent;
+};
+
+static void *racer_main(void *arg)
+{
+	struct racer *r = arg;
+	for (unsigned i = 0; i < 1000000; i++) {
+		int err = net_send(r->n, &r->f, "push\n", 5);
+		if (err) {
+			r->err = err;
+			break;
+		}
+		r->sent++;
+	}
+	return NULL;
+}
+
+static void net_tcp_send_races_close(void **state)
+{
+	(void)state;
+	struct srv s;
+	srv_start(&s, 0, 0);
+	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	for (int round = 0; round < 20; round++) {
+		rec_reset();
+		int fd = tcp_client(srv_addr);
+		assert_int_equal(send(fd, "one\n", 4, MSG_NOSIGNAL), 4);
+		assert_true(WAIT_UNTIL(rec_count() == 1, 2000));
+		struct racer r[2] = {{.n = s.n, .f = rec_get(0).f}, {.n = s.n, .f = rec_get(0).f}};
+		pthread_t t[2];
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(pthread_create(&t[i], NULL, racer_main, &r[i]), 0);
+		/* the peer resets mid-stream: the owner closes the connection while
+		 * the senders are at it */
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		close(fd);
+		for (int i = 0; i < 2; i++) {
+			pthread_join(t[i], NULL);
+			if (r[i].err != ENOTCONN && r[i].err != EPIPE && r[i].err != ECONNRESET &&
+			    r[i].err != ENOBUFS)
+				fail_msg("round %d sender %d: %d after %u sends", round, i, r[i].err,
+					 r[i].sent);
+		}
+		assert_true(WAIT_UNTIL(!net_conn_alive(s.n, r[0].f.conn_id), 2000));
+	}
+	srv_stop(&s);
+}
+
 static void net_tcp_max_conns(void **state)
 {
 	(void)state;
@@ -1803,6 +1861,7 @@ int main(void)
 		cmocka_unit_test(net_tcp_backpressure),
 		cmocka_unit_test(net_tcp_broken_and_oversize),
 		cmocka_unit_test(net_tcp_closed_hook),
+		cmocka_unit_test(net_tcp_send_races_close),
 		cmocka_unit_test(net_tcp_max_conns),
 		cmocka_unit_test(net_tcp_handshake_timeout),
 		cmocka_unit_test(net_tcp_keepalive_not_first_message),
