@@ -51,7 +51,10 @@ static int find_content_length(const char *p, size_t hend, uint32_t *cl)
 		size_t colon = n;
 		while (colon < line.l && (line.p[colon] == ' ' || line.p[colon] == '\t'))
 			colon++;
-		if (n && colon < line.l && line.p[colon] == ':' &&
+		/* only "Content-Length" and "l" can name it: the others are not
+		 * looked up (this runs on every header of every message) */
+		bool may = (n == 14 && (line.p[0] | 0x20) == 'c') || n == 1;
+		if (may && colon < line.l && line.p[colon] == ':' &&
 		    sip_hdr_id_from(sip_lex_sub(line, 0, n)) == SIP_HDR_CONTENT_LENGTH) {
 			/* the value may be folded onto following lines */
 			size_t vend = next;

@@ -456,6 +456,17 @@ static void test_frame(void **state)
 	/* a header merely containing the name does not count */
 	static const char xcl[] = "OPTIONS sip:a@h SIP/2.0\r\nX-Content-Length: 2\r\n\r\n";
 	assert_int_equal(sip_frame(xcl, strlen(xcl), 65535, &n), EBADMSG);
+	/* the name in any case, compact too; a 14-letter name that is not it */
+	static const char *const cls[] = {
+	    "OPTIONS sip:a@h SIP/2.0\r\nCONTENT-LENGTH: 2\r\n\r\nab",
+	    "OPTIONS sip:a@h SIP/2.0\r\ncontent-length: 2\r\n\r\nab",
+	    "OPTIONS sip:a@h SIP/2.0\r\nL: 2\r\n\r\nab"};
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(sip_frame(cls[i], strlen(cls[i]), 65535, &n), 0);
+		assert_int_equal(n, strlen(cls[i]));
+	}
+	static const char near[] = "OPTIONS sip:a@h SIP/2.0\r\nContent-Lengtz: 2\r\n\r\nab";
+	assert_int_equal(sip_frame(near, strlen(near), 65535, &n), EBADMSG);
 }
 
 /* The attack: a large message trickled a byte at a time over TCP (62 KB took
