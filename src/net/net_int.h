@@ -228,9 +228,8 @@ ssize_t net_tls_write_locked(struct conn *c, const void *buf, size_t len);
 void net_tls_fail(struct conn *c, enum net_tls_cause cause);
 /* A handshake older than [tls] handshake_timeout. */
 bool net_tls_timed_out(const struct conn *c, uint64_t now_ms);
-/* The sweep's look at a TLS connection: parks one not parked yet once idle
- * (an outgoing one that got no session ticket); a parked one quiet for
- * TLS_REC_KEEP_MS drops its keyed cipher contexts. On its owner. */
+/* The sweep's look at a TLS connection not parked yet: parks it once idle
+ * (an outgoing one that got no session ticket). On its owner. */
 void net_tls_sweep(struct conn *c, uint64_t now_ms);
 
 /* tls_rec.c: the TLS 1.3 record layer of a parked connection (tls.c parks
@@ -243,14 +242,10 @@ enum { TLS_REC_AES128GCM = 1, TLS_REC_AES256GCM, TLS_REC_CHACHA20, TLS_REC_SUITE
 /* why a parked connection was closed on its input */
 enum tls_rec_why { TLS_REC_NONE, TLS_REC_DECRYPT, TLS_REC_MALFORMED, TLS_REC_UNEXPECTED,
 		   TLS_REC_ALERT, TLS_REC_SEQ_WRAP, TLS_REC_NOMEM };
-struct evp_cipher_ctx_st;
 struct tls_rec_dir {
 	uint8_t secret[TLS_REC_SECRET_MAX]; /* the traffic secret (KeyUpdate derives the next) */
 	uint8_t key[32], iv[12];
 	uint64_t seq;
-	/* libcrypto's context with key set, while records come or go this way
-	 * (then only the nonce is set per record); freed by tls_rec_idle */
-	struct evp_cipher_ctx_st *kept;
 };
 /* Read side on the connection's owner, write side by senders; both under
  * the connection's TLS lock. */
@@ -278,11 +273,6 @@ typedef ssize_t(tls_rec_send_h)(void *arg, const void *buf, size_t len);
 bool tls_rec_available(void);
 /* The bytes of a suite's traffic secret (its hash's), 0 for none. */
 size_t tls_rec_secret_len(uint8_t suite);
-/* Frees the keyed cipher contexts (about 1 KB each way) of a connection
- * that went quiet; the next record makes them again. Under the TLS lock. */
-void tls_rec_idle(struct tls_rec *r);
-/* a parked connection quiet this long drops its keyed contexts (the sweep) */
-#define TLS_REC_KEEP_MS 1000
 /* Keys from the application traffic secrets, sequence numbers 0. ENOTSUP. */
 int tls_rec_init(struct tls_rec *r, uint8_t suite, bool client, const uint8_t *read_secret,
 		 const uint8_t *write_secret);

@@ -781,16 +781,6 @@ static void try_park(struct conn *c, uint64_t now_ms)
 void net_tls_sweep(struct conn *c, uint64_t now_ms)
 {
 	struct tls_conn *tc = c->tls;
-	if (tc && tc->rec) {
-		/* quiet: its keyed contexts go, an idle connection keeps none (a
-		 * sender may have made one since the last look: under the lock) */
-		if (now_ms - c->last_rx_ms >= TLS_REC_KEEP_MS) {
-			pthread_mutex_lock(&tc->lock);
-			tls_rec_idle(tc->rec);
-			pthread_mutex_unlock(&tc->lock);
-		}
-		return;
-	}
 	if (!tc || !tc->park || tc->handshaking)
 		return;
 	pthread_mutex_lock(&tc->lock);

@@ -129,17 +129,10 @@ static int expand_label(uint8_t suite, const uint8_t *secret, const char *label,
 	return rc;
 }
 
-static void dir_drop_ctx(struct tls_rec_dir *d)
-{
-	EVP_CIPHER_CTX_free(d->kept);
-	d->kept = NULL;
-}
-
 /* A direction's key and IV from its secret (RFC 8446 7.3); seq from 0. */
 static int dir_keys(uint8_t suite, struct tls_rec_dir *d)
 {
 	d->seq = 0;
-	dir_drop_ctx(d); /* keyed with the key before */
 	if (expand_label(suite, d->secret, "key", d->key, suites[suite].key_len) ||
 	    expand_label(suite, d->secret, "iv", d->iv, sizeof d->iv))
 		return EIO;
@@ -174,15 +167,8 @@ int tls_rec_init(struct tls_rec *r, uint8_t suite, bool client, const uint8_t *r
 	return 0;
 }
 
-void tls_rec_idle(struct tls_rec *r)
-{
-	dir_drop_ctx(&r->rd);
-	dir_drop_ctx(&r->wr);
-}
-
 void tls_rec_free(struct tls_rec *r)
 {
-	tls_rec_idle(r);
 	free(r->part);
 	free(r->wpend);
 	OPENSSL_cleanse(r, sizeof *r);
@@ -194,23 +180,11 @@ size_t tls_rec_secret_len(uint8_t suite)
 }
 
 /* The AEAD over one record, in place: enc seals body[0..len) and appends the
- * tag; else opens body[0..len) (tag included) and checks it. keep: with
- * d's own keyed context, made if d has none (a direction is always sealed
- * or always opened with it); else with the thread's, keyed for this record
- * (trial opens at parking). Keying is a third of a record's cost. */
-static int aead(uint8_t suite, struct tls_rec_dir *d, bool keep, uint64_t seq, bool enc,
+ * tag; else opens body[0..len) (tag included) and checks it. */
+static int aead(uint8_t suite, const struct tls_rec_dir *d, uint64_t seq, bool enc,
 		const uint8_t hdr[REC_HDR], uint8_t *body, size_t len)
 {
-	EVP_CIPHER_CTX *ctx = keep ? d->kept : thread_ctx(suite);
-	const uint8_t *key = keep ? NULL : d->key;
-	if (keep && !ctx) {
-		ctx = EVP_CIPHER_CTX_new();
-		if (ctx && EVP_CipherInit_ex2(ctx, ciphers[suite], d->key, NULL, enc, NULL) != 1) {
-			EVP_CIPHER_CTX_free(ctx);
-			ctx = NULL;
-		}
-		d->kept = ctx;
-	}
+	EVP_CIPHER_CTX *ctx = thread_ctx(suite);
 	if (!ctx)
 		return ENOMEM;
 	uint8_t nonce[12];
@@ -219,7 +193,7 @@ static int aead(uint8_t suite, struct tls_rec_dir *d, bool keep, uint64_t seq, b
 		nonce[11 - i] ^= (uint8_t)(seq >> (8 * i));
 	size_t ct_len = enc ? len : len - REC_TAG;
 	int outl = 0, finl = 0;
-	if (EVP_CipherInit_ex2(ctx, NULL, key, nonce, enc, NULL) != 1 ||
+	if (EVP_CipherInit_ex2(ctx, NULL, d->key, nonce, enc, NULL) != 1 ||
 	    EVP_CipherUpdate(ctx, NULL, &outl, hdr, REC_HDR) != 1)
 		return EIO;
 	if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, REC_TAG, body + ct_len) != 1)
@@ -254,9 +228,7 @@ bool tls_rec_opens(const struct tls_rec *r, const uint8_t *rec, size_t len, uint
 	if (!copy)
 		return false;
 	memcpy(copy, rec + REC_HDR, body);
-	/* with the thread's context: d is only read */
-	struct tls_rec_dir *d = (struct tls_rec_dir *)(write_dir ? &r->wr : &r->rd);
-	bool ok = aead(r->suite, d, false, seq, false, rec, copy, body) == 0;
+	bool ok = aead(r->suite, write_dir ? &r->wr : &r->rd, seq, false, rec, copy, body) == 0;
 	free(copy);
 	return ok;
 }
@@ -310,7 +282,7 @@ static int open_record(struct tls_rec *r, uint8_t *rec, size_t body, size_t *pla
 	*plain = 0;
 	if (r->rd.seq == UINT64_MAX)
 		return fail(r, TLS_REC_SEQ_WRAP);
-	int err = aead(r->suite, &r->rd, true, r->rd.seq, false, rec, rec + REC_HDR, body);
+	int err = aead(r->suite, &r->rd, r->rd.seq, false, rec, rec + REC_HDR, body);
 	if (err)
 		return fail(r, err == EBADMSG ? TLS_REC_DECRYPT : TLS_REC_NOMEM);
 	r->rd.seq++;
@@ -510,7 +482,7 @@ int tls_rec_seal(struct tls_rec *r, uint8_t type, const void *plain, size_t len,
 	out[4] = (uint8_t)body;
 	memcpy(out + REC_HDR, plain, len);
 	out[REC_HDR + len] = type;
-	int err = aead(r->suite, &r->wr, true, r->wr.seq, true, out, out + REC_HDR, len + 1);
+	int err = aead(r->suite, &r->wr, r->wr.seq, true, out, out + REC_HDR, len + 1);
 	if (err)
 		return err;
 	r->wr.seq++;
