@@ -216,6 +216,8 @@ int net_tls_accept(struct conn *c);
 int net_tls_connect(struct conn *c);
 /* Frees c->tls, sending a close_notify when the handshake was done. */
 void net_tls_conn_free(struct conn *c);
+/* epoll said c's socket is readable (or hung up): its next read may find bytes */
+void net_tls_readable(struct conn *c);
 bool net_tls_handshaking(const struct conn *c);
 /* A handshake step: 0 done, EAGAIN with *want (epoll events) to wait for,
  * else failed (counted by cause): close c. On its owner. */

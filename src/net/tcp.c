@@ -290,6 +290,8 @@ void net_conn_readable(int fd, uint32_t events, void *arg)
 			return;
 		events &= ~(uint32_t)EPOLLOUT; /* the queue was flushed */
 	}
+	if (c->tls && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		net_tls_readable(c);
 	if (net_tls_handshaking(c)) {
 		/* TLS first: until it is done no byte is the protocol's */
 		if (conn_tls_step(c))

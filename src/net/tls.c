@@ -44,6 +44,15 @@ struct tls_conn {
 	bool counted;     /* in net_tls handshaking (server side) */
 	bool peeked;      /* the first byte was checked for a TLS record */
 	bool wblocked;    /* the last SSL_write left a record half written */
+	/* the socket BIO's (sock_bio_*), under lock but for rx_ready */
+	int fd;
+	/* epoll said readable since a read found the socket drained: without
+	 * it a read would only see EAGAIN (epoll is level-triggered, so bytes
+	 * that come meanwhile are reported on the next wait) */
+	_Atomic bool rx_ready;
+	bool eof;	  /* the peer's FIN was read */
+	bool plaintext;	  /* server: the first byte was no TLS handshake record */
+	bool peer_gone;	  /* ECONNRESET or EPIPE: no close_notify to send */
 };
 
 /* A session to offer the next time we connect to target. */
@@ -514,20 +523,134 @@ bool net_tls_can_connect(const struct net *n)
 	return n->tls && n->tls->client;
 }
 
+/* ---- the socket BIO of a connection ----
+ * OpenSSL's socket BIO reads whenever OpenSSL wants bytes: after sending its
+ * flight a server reads at once and finds EAGAIN, and a first-byte check
+ * for plain text would cost a recv(MSG_PEEK) of its own. This one reads
+ * only when epoll said there may be bytes (rx_ready), checks the first byte
+ * of a server connection as it reads it, sends without SIGPIPE, and notes
+ * a peer that went away (no close_notify is written into a reset). */
+
+static int sock_bio_read(BIO *b, char *buf, size_t len, size_t *got)
+{
+	struct tls_conn *tc = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	*got = 0;
+	if (!tc->rx_ready) {
+		BIO_set_retry_read(b);
+		return 0;
+	}
+	ssize_t n = recv(tc->fd, buf, len, MSG_DONTWAIT);
+	if (n > 0) {
+		if (tc->server && !tc->peeked) {
+			/* a TLS connection starts with a handshake record (0x16);
+			 * SIP in clear starts with a letter: closed at once and
+			 * counted, not left to OpenSSL's guesswork */
+			if ((unsigned char)buf[0] != 0x16) {
+				tc->plaintext = true;
+				return 0;
+			}
+			tc->peeked = true;
+		}
+		/* a stream socket's short read took all the kernel had */
+		if ((size_t)n < len)
+			tc->rx_ready = false;
+		*got = (size_t)n;
+		return 1;
+	}
+	if (n == 0) {
+		tc->eof = true;
+		return 0;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+		if (errno != EINTR)
+			tc->rx_ready = false;
+		BIO_set_retry_read(b);
+		return 0;
+	}
+	if (errno == ECONNRESET || errno == EPIPE)
+		tc->peer_gone = true;
+	return 0;
+}
+
+static int sock_bio_write(BIO *b, const char *buf, size_t len, size_t *done)
+{
+	struct tls_conn *tc = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	*done = 0;
+	ssize_t n = send(tc->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n >= 0) {
+		*done = (size_t)n;
+		return 1;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+		BIO_set_retry_write(b);
+		return 0;
+	}
+	if (errno == ECONNRESET || errno == EPIPE)
+		tc->peer_gone = true;
+	return 0;
+}
+
+static long sock_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)num;
+	struct tls_conn *tc = BIO_get_data(b);
+	switch (cmd) {
+	case BIO_CTRL_FLUSH: /* nothing is buffered here */
+	case BIO_CTRL_DUP:
+		return 1;
+	case BIO_CTRL_EOF:
+		return tc->eof;
+	case BIO_C_GET_FD:
+		if (ptr)
+			*(int *)ptr = tc->fd;
+		return tc->fd;
+	default:
+		return 0;
+	}
+}
+
+static BIO_METHOD *sock_bio_method;
+static pthread_once_t sock_bio_once = PTHREAD_ONCE_INIT;
+
+/* once per process; kept to its end (OpenSSL's own methods are static) */
+static void sock_bio_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK |
+					     BIO_TYPE_DESCRIPTOR,
+				     "pinhole socket");
+	if (m && (!BIO_meth_set_read_ex(m, sock_bio_read) ||
+		  !BIO_meth_set_write_ex(m, sock_bio_write) || !BIO_meth_set_ctrl(m, sock_bio_ctrl))) {
+		BIO_meth_free(m);
+		m = NULL;
+	}
+	sock_bio_method = m;
+}
+
 /* ---- per connection ---- */
 
 static struct tls_conn *tls_conn_new(SSL_CTX *ctx, int fd, bool server, bool park)
 {
+	pthread_once(&sock_bio_once, sock_bio_init);
 	struct tls_conn *tc = calloc(1, sizeof *tc);
-	if (!tc)
+	if (!tc || !sock_bio_method) {
+		free(tc);
 		return NULL;
+	}
+	tc->fd = fd;
+	tc->rx_ready = true; /* a server's ClientHello may be there already */
 	tc->ssl = SSL_new(ctx);
-	if (!tc->ssl || SSL_set_fd(tc->ssl, fd) != 1) {
+	BIO *b = tc->ssl ? BIO_new(sock_bio_method) : NULL;
+	if (!b) {
 		SSL_free(tc->ssl);
 		free(tc);
 		ERR_clear_error();
 		return NULL;
 	}
+	BIO_set_data(b, tc);
+	BIO_set_init(b, 1);
+	SSL_set_bio(tc->ssl, b, b); /* the SSL owns it */
 	pthread_mutex_init(&tc->lock, NULL);
 	tc->server = server;
 	tc->handshaking = true;
@@ -622,7 +745,7 @@ void net_tls_conn_free(struct conn *c)
 		t->st.parked--;
 	} else if (tc->handshaking) {
 		handshake_done(t, tc);
-	} else {
+	} else if (!tc->peer_gone) {
 		SSL_shutdown(tc->ssl); /* a close_notify if the kernel takes it; no wait */
 	}
 	tls_park_free(tc->park, tc->ssl);
@@ -631,6 +754,12 @@ void net_tls_conn_free(struct conn *c)
 	free(tc);
 	c->tls = NULL;
 	ERR_clear_error();
+}
+
+void net_tls_readable(struct conn *c)
+{
+	if (c->tls)
+		c->tls->rx_ready = true;
 }
 
 bool net_tls_handshaking(const struct conn *c)
@@ -682,35 +811,15 @@ int net_tls_handshake(struct conn *c, uint32_t *want)
 {
 	struct tls_conn *tc = c->tls;
 	struct net_tls *t = c->owner->net->tls;
-	if (tc->server && !tc->peeked) {
-		/* a TLS connection starts with a handshake record (0x16); SIP in
-		 * clear starts with a letter: closed at once and counted, not left
-		 * to OpenSSL's guesswork */
-		unsigned char b;
-		ssize_t k = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (k == 0) {
-			net_tls_fail(c, NET_TLS_CLOSED);
-			return ECONNRESET;
-		}
-		if (k < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-				*want = EPOLLIN;
-				return EAGAIN;
-			}
-			net_tls_fail(c, NET_TLS_CLOSED);
-			return errno;
-		}
-		if (b != 0x16) {
-			net_tls_fail(c, NET_TLS_PLAINTEXT);
-			return EPROTO;
-		}
-		tc->peeked = true;
-	}
 	pthread_mutex_lock(&tc->lock);
 	int r = SSL_do_handshake(tc->ssl);
 	int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(tc->ssl, r);
 	enum net_tls_cause cause = NET_TLS_PROTO;
-	if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+	if (tc->plaintext) /* the socket BIO saw the first byte */
+		cause = NET_TLS_PLAINTEXT, e = SSL_ERROR_SSL;
+	else if (tc->server && !tc->peeked && (tc->eof || tc->peer_gone))
+		cause = NET_TLS_CLOSED, e = SSL_ERROR_SYSCALL; /* went before a byte */
+	else if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
 		cause = fail_cause(tc, e);
 	bool resumed = r == 1 && SSL_session_reused(tc->ssl);
 	pthread_mutex_unlock(&tc->lock);
