@@ -1,6 +1,8 @@
 /* Listeners and worker threads: UDP with SO_REUSEPORT, recvmmsg and receive timestamps; TCP is in tcp.c. */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +52,9 @@ int net_udp_socket(const struct net_addr *a, bool reuseport, int *fdp)
 	return 0;
 }
 
-static int tcp_listen_socket(const struct net_addr *a, int *fdp)
+/* A TCP listening socket; defer_s > 0: TCP_DEFER_ACCEPT for that long (see
+ * net_tcp_acceptable). */
+static int tcp_listen_socket(const struct net_addr *a, int defer_s, int *fdp)
 {
 	int fd = socket(net_addr_family(a), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -58,6 +62,10 @@ static int tcp_listen_socket(const struct net_addr *a, int *fdp)
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	/* accepted sockets inherit it (Linux): no setsockopt per connection */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (defer_s > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s);
 	if (net_addr_family(a) == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 	if (bind(fd, &a->u.sa, net_addr_len(a)) < 0 || listen(fd, 1024) < 0) {
@@ -229,18 +237,24 @@ int net_listen(struct net *n, const struct net_listener_conf *lc, unsigned *idx)
 	/* the workers' sockets are a SO_REUSEPORT group: first make sure it is
 	 * not someone else's (a [stun] on the SIP port, a pinhole already running) */
 	int fd, err = net_port_free(&lc->addr, lc->tp != NET_UDP);
+	/* TLS: the client speaks first (its ClientHello), so the kernel holds a
+	 * connection until it did, and one that stays silent costs no
+	 * descriptor and no handshake slot for as long as a handshake may take */
+	int defer = lc->tp == NET_TLS || lc->tp == NET_WSS ? net_tls_defer_s(n) : 0;
+	l->deferred = defer > 0;
 	if (!err)
 		err = lc->tp == NET_UDP ? net_udp_socket(&lc->addr, true, &fd)
-					: tcp_listen_socket(&lc->addr, &fd);
+					: tcp_listen_socket(&lc->addr, defer, &fd);
 	if (err)
 		return err;
 	l->first_fd = fd;
 	net_sock_addr(fd, &l->bound);
+	l->wildcard = net_addr_is_any(&l->bound);
 	n->workers[0].fds[n->n_listeners] = fd;
 	/* the other workers get their own socket on the same (resolved) address */
 	for (unsigned i = 1; i < n->n_workers; i++) {
 		err = lc->tp == NET_UDP ? net_udp_socket(&l->bound, true, &fd)
-					: tcp_listen_socket(&l->bound, &fd);
+					: tcp_listen_socket(&l->bound, defer, &fd);
 		if (err) {
 			/* the listener is not counted, so net_free would not close these */
 			for (unsigned j = 0; j < i; j++) {

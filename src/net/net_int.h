@@ -89,6 +89,8 @@ struct conn {
 	/* outgoing, connect() not finished: sends only queue; guarded by
 	 * net_conn_io(c) */
 	bool connecting;
+	/* accepted from a TCP_DEFER_ACCEPT listener, first step not yet run */
+	bool deferred;
 	/* in the net's destination index under (remote IP, dst_port): one we
 	 * opened (the remote port), or one the peer aliased (RFC 5923); 0 = not
 	 * reusable for requests toward the peer; guarded by conn_lock */
@@ -111,6 +113,8 @@ struct listener {
 	struct net_listener_conf conf;
 	struct net_addr bound;
 	int first_fd; /* bound in net_listen; worker 0 takes it */
+	bool wildcard; /* bound to 0.0.0.0 or [::]: a connection's local address is asked */
+	bool deferred; /* TCP_DEFER_ACCEPT: a connection comes with its first bytes */
 };
 
 struct net {
@@ -219,6 +223,11 @@ void net_tls_conn_free(struct conn *c);
 /* epoll said c's socket is readable (or hung up): its next read may find bytes */
 void net_tls_readable(struct conn *c);
 bool net_tls_handshaking(const struct conn *c);
+/* Seconds a tls: listener defers accepting a silent connection ([tls]
+ * handshake_timeout); 0 without TLS. */
+int net_tls_defer_s(const struct net *n);
+/* A server connection that has not sent a byte yet. */
+bool net_tls_silent(const struct conn *c);
 /* A handshake step: 0 done, EAGAIN with *want (epoll events) to wait for,
  * else failed (counted by cause): close c. On its owner. */
 int net_tls_handshake(struct conn *c, uint32_t *want);

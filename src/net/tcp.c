@@ -249,6 +249,15 @@ static size_t conn_deliver(struct conn *c, const char *p, size_t len)
 	return off;
 }
 
+/* SYN-ACKs the kernel sent again for the connection before it was accepted. */
+static unsigned synack_retransmits(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+	memset(&ti, 0, sizeof ti);
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 ? ti.tcpi_total_retrans : 0;
+}
+
 /* One step of c's TLS handshake: true when there is nothing more to do now
  * (it goes on, or failed and c is closed), false when it is done and
  * application data may follow. On its owner. */
@@ -257,6 +266,21 @@ static bool conn_tls_step(struct conn *c)
 	struct net *n = c->owner->net;
 	uint32_t want = EPOLLIN;
 	int err = net_tls_handshake(c, &want);
+	bool first = c->deferred;
+	c->deferred = false;
+	/* A TCP_DEFER_ACCEPT listener's connection comes with its first bytes
+	 * (the ClientHello). The kernel hands one over without them in two
+	 * cases: it stayed silent through the whole deferral (accepted on the
+	 * ACK to the SYN-ACK sent again at its end), closed here at once as a
+	 * handshake that timed out, so a connect-and-say-nothing flood never
+	 * holds a descriptor or a handshake slot for longer than this; or it
+	 * came by a SYN cookie (the listen queue was full), and it waits for
+	 * its ClientHello as on any listener. */
+	if (err == EAGAIN && first && net_tls_silent(c) && synack_retransmits(c->fd)) {
+		net_tls_fail(c, NET_TLS_TIMEOUT);
+		net_tcp_close(c);
+		return true;
+	}
 	if (err == EAGAIN) {
 		pthread_mutex_lock(net_conn_io(n, c));
 		want_out_locked(c, (want & EPOLLOUT) != 0);
@@ -391,6 +415,11 @@ void net_tcp_acceptable(int fd, uint32_t events, void *arg)
 	struct fd_ctx *ctx = arg;
 	struct worker *w = ctx->w;
 	struct net *n = w->net;
+	const struct listener *l = &n->listeners[ctx->listener];
+	/* a deferred (TLS) listener: one connection per wake-up, its handshake's
+	 * first step at once; epoll is level-triggered and brings the listener
+	 * back with the connections in progress, so they do not wait behind a
+	 * backlog, and no accept4 fails for want of a connection */
 	for (;;) {
 		struct net_addr peer;
 		socklen_t plen = sizeof peer.u.ss;
@@ -431,16 +460,16 @@ void net_tcp_acceptable(int fd, uint32_t events, void *arg)
 			close(cfd);
 			continue;
 		}
-		int one = 1;
-		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		/* TCP_NODELAY came with the listening socket */
 		c->id = n->next_conn_id++;
 		c->fd = cfd;
 		c->owner = w;
 		c->flow.tp = n->listeners[ctx->listener].conf.tp;
 		c->flow.listener = (uint16_t)ctx->listener;
 		c->flow.conn_id = c->id;
-		if (net_sock_addr(cfd, &c->flow.local)) /* the address the peer used */
-			c->flow.local = n->listeners[ctx->listener].bound;
+		/* the address the peer used: the listener's unless it is a wildcard */
+		if (!l->wildcard || net_sock_addr(cfd, &c->flow.local))
+			c->flow.local = l->bound;
 		c->flow.remote = peer;
 		c->opened_ms = c->last_rx_ms = loop_now_ms(w->loop);
 		buf_init(&c->in);
@@ -469,8 +498,17 @@ void net_tcp_acceptable(int fd, uint32_t events, void *arg)
 		net_conn_hash_link(n, c);
 		pthread_mutex_unlock(&n->conn_lock);
 		n->st.tcp_accepted++;
-		if (err)
+		if (err) {
 			net_tcp_close(c);
+			continue;
+		}
+		if (l->deferred) {
+			/* its ClientHello is there: the first step now, not after
+			 * another epoll round */
+			c->deferred = true;
+			net_conn_readable(cfd, EPOLLIN, c);
+			return; /* one per wake-up (above) */
+		}
 	}
 }
 

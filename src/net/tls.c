@@ -762,6 +762,16 @@ void net_tls_readable(struct conn *c)
 		c->tls->rx_ready = true;
 }
 
+int net_tls_defer_s(const struct net *n)
+{
+	return n->tls && n->tls->server ? (int)n->tls->handshake_s : 0;
+}
+
+bool net_tls_silent(const struct conn *c)
+{
+	return c->tls && c->tls->server && c->tls->handshaking && !c->tls->peeked;
+}
+
 bool net_tls_handshaking(const struct conn *c)
 {
 	return c->tls && c->tls->handshaking;
