@@ -462,6 +462,57 @@ static void half_open_flood_bounded(void **state)
 	net_free(n);
 }
 
+/* A connect-and-say-nothing flood against the bound of max_handshakes (4):
+ * the kernel holds the silent connections (TCP_DEFER_ACCEPT), so none takes
+ * a descriptor or a handshake slot, a real client gets through at once
+ * while they sit there, and when the deferral ends each is closed at accept
+ * and counted as a handshake that timed out. (Accepted, as before the
+ * deferral, the 12 would have held all 4 slots for handshake_timeout and
+ * the client would have been refused.) */
+static void silent_flood_costs_nothing(void **state)
+{
+	(void)state;
+	struct net_tls_conf tc = tls_conf();
+	struct net *n = srv_start(&tc);
+	int fds[12];
+	for (int i = 0; i < 12; i++)
+		fds[i] = tcp_client(net_listener_addr(n, 0)); /* and then nothing */
+	struct net_tls_client *cl;
+	char why[300];
+	assert_int_equal(net_tls_client_alloc(&cl, ca_pem, true, why, sizeof why), 0);
+	int fd = tcp_client(net_listener_addr(n, 0));
+	struct net_tls_sock *s;
+	assert_int_equal(net_tls_sock_alloc(&s, cl, fd, "127.0.0.1"), 0);
+	if (client_handshake(s, fd, why, sizeof why))
+		fail_msg("handshake beside the silent ones: %s", why);
+	/* the accept queue is in order: had any silent one been accepted, it
+	 * would have been before the client */
+	assert_true(WAIT_UNTIL(tls_stats(n).handshakes == 1, 3000));
+	struct net_stats ns;
+	net_stats_get(n, &ns);
+	assert_int_equal(ns.tcp_accepted, 1);
+	assert_int_equal(tls_stats(n).limited, 0);
+	/* the deferral (handshake_timeout, 1 s here) ends: each is handed over
+	 * and closed at once, never holding a slot beside another */
+	assert_true(WAIT_UNTIL(tls_stats(n).failed_timeout == 12, 15000));
+	assert_int_equal(tls_stats(n).limited, 0);
+	assert_int_equal(tls_stats(n).handshaking, 0);
+	for (int i = 0; i < 12; i++) {
+		struct pollfd p = {.fd = fds[i], .events = POLLIN};
+		assert_int_equal(poll(&p, 1, 3000), 1);
+		char buf[8];
+		assert_true(recv(fds[i], buf, sizeof buf, 0) <= 0); /* closed, nothing said */
+		close(fds[i]);
+	}
+	/* the client's connection lives on */
+	assert_int_equal(net_tls_sock_write(s, "HELLO\n", 6), 6);
+	assert_true(WAIT_UNTIL(rec_count() == 1, 3000));
+	net_tls_sock_free(s);
+	close(fd);
+	net_tls_client_free(cl);
+	net_free(n);
+}
+
 /* Mutual TLS: with verify_client = require, a client without a certificate
  * is refused (counted as a certificate failure). */
 static void mutual_tls_required(void **state)
@@ -528,7 +579,8 @@ int main(void)
 	    cmocka_unit_test(roundtrip),		cmocka_unit_test(client_refuses_untrusted),
 	    cmocka_unit_test(outgoing_verified),	cmocka_unit_test(outgoing_resumed),
 	    cmocka_unit_test(plaintext_closed),
-	    cmocka_unit_test(half_open_flood_bounded), cmocka_unit_test(mutual_tls_required),
+	    cmocka_unit_test(half_open_flood_bounded), cmocka_unit_test(silent_flood_costs_nothing),
+	    cmocka_unit_test(mutual_tls_required),
 	    cmocka_unit_test(sni_chooses_certificate),
 	};
 	return cmocka_run_group_tests(tests, make_certs, remove_certs);
