@@ -220,6 +220,10 @@ int net_tls_accept(struct conn *c);
 int net_tls_connect(struct conn *c);
 /* Frees c->tls, sending a close_notify when the handshake was done. */
 void net_tls_conn_free(struct conn *c);
+/* Sends what a server handshake's last step and the wake-up after it
+ * corked (one send(2)); EPIPE when the kernel did not take it all (close c).
+ * On the owner. */
+int net_tls_uncork(struct conn *c);
 /* epoll said c's socket is readable (or hung up): its next read may find bytes */
 void net_tls_readable(struct conn *c);
 bool net_tls_handshaking(const struct conn *c);

@@ -399,6 +399,10 @@ void net_conn_readable(int fd, uint32_t events, void *arg)
 		if (c->tls && !more)
 			break;
 	}
+	/* a handshake's last step corked what it wrote (the ticket), and the
+	 * answer to what came with the Finished joined it: one send(2) */
+	if (c->tls && net_tls_uncork(c))
+		net_tcp_close(c);
 }
 
 static void accept_resume(void *arg)

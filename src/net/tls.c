@@ -53,7 +53,18 @@ struct tls_conn {
 	bool eof;	  /* the peer's FIN was read */
 	bool plaintext;	  /* server: the first byte was no TLS handshake record */
 	bool peer_gone;	  /* ECONNRESET or EPIPE: no close_notify to send */
+	/* server handshake steps and what follows the last one in the same
+	 * wake-up: writes wait in cork and leave in one send(2) at the end of
+	 * it (the ticket and the answer to what came with the Finished) */
+	bool corked;
+	bool broken; /* a corked write could not be sent whole */
+	char *cork;
+	size_t cork_len;
 };
+
+/* what one wake-up corks at most: a flight with a long chain; beyond it the
+ * corked bytes leave and the write goes on its own */
+#define TLS_CORK_MAX 16384
 
 /* A session to offer the next time we connect to target. */
 struct tls_resume {
@@ -573,11 +584,51 @@ static int sock_bio_read(BIO *b, char *buf, size_t len, size_t *got)
 	return 0;
 }
 
+/* Sends what is corked; false when the kernel did not take it all (the
+ * connection is then broken: a record would be cut). A fresh connection's
+ * send buffer takes a handshake's few KB. Caller holds the TLS lock. */
+static bool cork_flush(struct tls_conn *tc)
+{
+	size_t off = 0;
+	while (off < tc->cork_len) {
+		ssize_t n = send(tc->fd, tc->cork + off, tc->cork_len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0 && (errno == ECONNRESET || errno == EPIPE))
+				tc->peer_gone = true;
+			tc->broken = true;
+			break;
+		}
+		off += (size_t)n;
+	}
+	free(tc->cork);
+	tc->cork = NULL;
+	tc->cork_len = 0;
+	return !tc->broken;
+}
+
 static int sock_bio_write(BIO *b, const char *buf, size_t len, size_t *done)
 {
 	struct tls_conn *tc = BIO_get_data(b);
 	BIO_clear_retry_flags(b);
 	*done = 0;
+	if (tc->broken)
+		return 0;
+	if (tc->corked) {
+		if (tc->cork_len + len <= TLS_CORK_MAX) {
+			char *p = realloc(tc->cork, tc->cork_len + len);
+			if (p) {
+				memcpy(p + tc->cork_len, buf, len);
+				tc->cork = p;
+				tc->cork_len += len;
+				*done = len;
+				return 1;
+			}
+		}
+		if (tc->cork_len && !cork_flush(tc))
+			return 0;
+	}
 	ssize_t n = send(tc->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n >= 0) {
 		*done = (size_t)n;
@@ -737,6 +788,9 @@ void net_tls_conn_free(struct conn *c)
 	if (!tc)
 		return;
 	struct net_tls *t = c->owner->net->tls;
+	if (tc->cork_len)
+		cork_flush(tc); /* an alert, or the last of a flight: best effort */
+	tc->corked = false;
 	if (tc->rec) {
 		tls_rec_close_notify(tc->rec, sock_send, c); /* as SSL_shutdown: no wait */
 		tls_rec_free(tc->rec);
@@ -754,6 +808,18 @@ void net_tls_conn_free(struct conn *c)
 	free(tc);
 	c->tls = NULL;
 	ERR_clear_error();
+}
+
+int net_tls_uncork(struct conn *c)
+{
+	struct tls_conn *tc = c->tls;
+	if (!tc || !tc->corked) /* the owner's own flag: no lock to read it */
+		return 0;
+	pthread_mutex_lock(&tc->lock);
+	tc->corked = false;
+	bool ok = !tc->cork_len || cork_flush(tc);
+	pthread_mutex_unlock(&tc->lock);
+	return ok ? 0 : EPIPE;
 }
 
 void net_tls_readable(struct conn *c)
@@ -822,8 +888,15 @@ int net_tls_handshake(struct conn *c, uint32_t *want)
 	struct tls_conn *tc = c->tls;
 	struct net_tls *t = c->owner->net->tls;
 	pthread_mutex_lock(&tc->lock);
+	tc->corked = tc->server; /* until net_tls_uncork or the next line's wait */
 	int r = SSL_do_handshake(tc->ssl);
 	int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(tc->ssl, r);
+	/* waiting for the peer: the flight leaves now */
+	if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) && tc->corked) {
+		tc->corked = false;
+		if (tc->cork_len && !cork_flush(tc))
+			e = SSL_ERROR_SYSCALL;
+	}
 	enum net_tls_cause cause = NET_TLS_PROTO;
 	if (tc->plaintext) /* the socket BIO saw the first byte */
 		cause = NET_TLS_PLAINTEXT, e = SSL_ERROR_SSL;
@@ -872,6 +945,10 @@ static void try_park(struct conn *c, uint64_t now_ms)
 	struct tls_conn *tc = c->tls;
 	struct net_tls *t = c->owner->net->tls;
 	struct tls_rec *r = NULL;
+	/* the parked record layer writes to the socket itself: corked bytes first */
+	if (tc->cork_len && !cork_flush(tc))
+		return;
+	tc->corked = false;
 	int err = tls_park_try(tc->park, tc->ssl, tc->wblocked, now_ms, &r);
 	if (err == EAGAIN)
 		return;
