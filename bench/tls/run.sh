@@ -57,7 +57,9 @@
 # TB_IDLE (5000), TB_HS_CONC (256 with hsl, 32 with hs), TB_HS_SECS (5), TB_WARMUP_SECS (3),
 # TB_HS_CLIENT (hsl),
 # TB_FLOWS (500), TB_RATE (4000), TB_REG_SECS (5), TB_REPEAT (3), TB_KEY
-# (ec), BENCH_OUT (a new /tmp/pinhole-tls.XXXXXX).
+# (ec), TB_KAM_DEFER (1: Kamailio's tcp_defer_accept on, as pinhole's tls:
+# listeners defer accepting; 0 off, Kamailio's default), BENCH_OUT (a new
+# /tmp/pinhole-tls.XXXXXX).
 set -u -o pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -79,6 +81,8 @@ RATE=${TB_RATE:-4000}
 REG_SECS=${TB_REG_SECS:-5}
 REPEAT=${TB_REPEAT:-3}
 KEY=${TB_KEY:-ec}
+KDEFER=
+[ "${TB_KAM_DEFER:-1}" = 1 ] && KDEFER="-A DEFER_ACCEPT"
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-tls.XXXXXX)}
 MODE=${1:-all}
 HOLD_N=${2:-50000}
@@ -170,7 +174,7 @@ if [ "$MODE" != hold ]; then
 	P1PID=$!
 	"$PINHOLE" serve --config "$OUT/nopark.conf" >"$OUT/nopark.log" 2>&1 &
 	NPID=$!
-	"$KAMAILIO" -f "$HERE/kamailio.cfg" -A "TLSCFG=\"$OUT/tls.cfg\"" \
+	"$KAMAILIO" -f "$HERE/kamailio.cfg" $KDEFER -A "TLSCFG=\"$OUT/tls.cfg\"" \
 		-A "CTLSOCK=\"unix:$OUT/kamailio.ctl\"" -l "tls:127.0.0.1:$KPORT" \
 		-l "tcp:127.0.0.1:$((KPORT + 1))" -m 4096 -M 64 -x tlsf --atexit=no -DD -E -Y "$OUT" \
 		>"$OUT/kamailio.log" 2>&1 &
@@ -303,7 +307,7 @@ fi
 {
 	echo "date: $(date -u +%FT%TZ)  host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "pinhole: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)  kamailio: $("$KAMAILIO" -v | head -1)"
-	echo "openssl: $(openssl version)  key: $KEY"
+	echo "openssl: $(openssl version)  key: $KEY  kamailio tcp_defer_accept: ${TB_KAM_DEFER:-1}"
 } | tee "$OUT/env.txt"
 
 if [ "$MODE" = all ]; then
