@@ -34,7 +34,9 @@ const struct conf_key edge_tls_conf_keys[] = {
 	 "OpenSSL's own default also takes finite-field groups, which let a client make each "
 	 "handshake cost up to 500 times more (ffdhe8192)"},
 	{"tls", "handshake_timeout", CONF_INT, "5", 1, 600, NULL,
-	 "seconds a TLS handshake may take; then the connection is closed and counted"},
+	 "seconds a TLS handshake may take; then the connection is closed and counted; a "
+	 "connection that sends nothing is held that long by the kernel (TCP_DEFER_ACCEPT), "
+	 "then accepted and closed at once"},
 	{"tls", "max_handshakes", CONF_INT, "256", 1, 1000000, NULL,
 	 "incoming TLS handshakes in progress at once; connections beyond are closed at "
 	 "accept and counted (tls_handshakes_limited_total)"},
