@@ -62,9 +62,12 @@ struct tls_conn {
 	size_t cork_len;
 };
 
-/* what one wake-up corks at most: a flight with a long chain; beyond it the
- * corked bytes leave and the write goes on its own */
-#define TLS_CORK_MAX 16384
+/* what one wake-up corks at most: an ECDSA flight (1.2 KB), a ticket and a
+ * SIP answer; a fresh connection's send buffer always takes that much, so
+ * a flush that falls short means a broken connection. Beyond it (an RSA
+ * chain, a long answer) the corked bytes leave and the write goes on its
+ * own, with the usual retry when the kernel is full. */
+#define TLS_CORK_MAX 4096
 
 /* A session to offer the next time we connect to target. */
 struct tls_resume {
@@ -585,8 +588,8 @@ static int sock_bio_read(BIO *b, char *buf, size_t len, size_t *got)
 }
 
 /* Sends what is corked; false when the kernel did not take it all (the
- * connection is then broken: a record would be cut). A fresh connection's
- * send buffer takes a handshake's few KB. Caller holds the TLS lock. */
+ * connection is then broken: a record would be cut; see TLS_CORK_MAX).
+ * Caller holds the TLS lock. */
 static bool cork_flush(struct tls_conn *tc)
 {
 	size_t off = 0;
