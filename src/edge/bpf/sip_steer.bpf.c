@@ -87,6 +87,13 @@ static __always_inline __u32 lowest_byte(__u64 t)
 	return k;
 }
 
+/* Bytes of w equal to c flagged (bit 7 of each); the lowest flag is exact. */
+static __always_inline __u64 bytes_eq(__u64 w, __u8 c)
+{
+	__u64 x = w ^ (ONES * c);
+	return (x - ONES) & ~x & HIGHS;
+}
+
 static __always_inline int is_ws(__u8 c)
 {
 	return c == ' ' || c == '\t';
@@ -101,8 +108,7 @@ static long step(__u32 i, struct scan *s)
 	if (pos >= s->n)
 		return 1;
 	__u64 w = *(__u64 *)(s->h->b + (pos & MASK));
-	__u64 x = w ^ (ONES * '\n');
-	__u64 lf = (x - ONES) & ~x & HIGHS; /* the lowest flag is exact */
+	__u64 lf = bytes_eq(w, '\n');
 	if (!lf) {
 		s->pos = (pos + 8) & KEEP;
 		return 0;
@@ -149,13 +155,6 @@ struct callid {
 		    * the verifier finds the same state on every call */
 	__u64 hash;
 };
-
-/* Bytes of w equal to c flagged (bit 7 of each); the lowest flag is exact. */
-static __always_inline __u64 bytes_eq(__u64 w, __u8 c)
-{
-	__u64 x = w ^ (ONES * c);
-	return (x - ONES) & ~x & HIGHS;
-}
 
 /* Eight bytes of the Call-ID value: callid = word ["@" word] ends at white
  * space or the line's end; FNV-1a 64 as hash_fnv1a (src/core/util.c). A
