@@ -1,4 +1,5 @@
 /* `pinhole probe`: command line, name resolution, and output. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -6,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "probe.h"
 
@@ -25,18 +27,37 @@ static const char usage[] =
     "payload from a second socket of ours up through the relay and back over a channel,\n"
     "deallocate; it reports the time to allocate and the relayed address.\n"
     "  --turn                  the TURN check (SERVER is the TURN server, port 3478)\n"
-    "  --turn-tcp              to the server over TCP (the relay is UDP either way)\n"
+    "  --turn-over LIST        check each way of reaching the server in LIST, in turn:\n"
+    "                          udp, tcp, tls, each with an optional :PORT (default:\n"
+    "                          SERVER's port, else 3478, tls 5349), e.g.\n"
+    "                          udp,tcp,tls,tls:443 (default udp; the relay is UDP\n"
+    "                          either way)\n"
+    "  --turn-tcp, --turn-tls  the same as --turn-over tcp, --turn-over tls\n"
+    "  --ca FILE               tls: trust the certificates this PEM file's CAs signed\n"
+    "                          (default: the system trust store); the certificate\n"
+    "                          must name SERVER as given (a name or an address)\n"
     "  --turn-user USER        long-term credentials (the password from\n"
     "                          $PINHOLE_TURN_PASSWORD or --turn-password)\n"
     "  --turn-password PASS    (visible to ps: prefer the environment)\n"
     "  --turn-secret SECRET    coturn's shared secret (use-auth-secret): the user name is\n"
     "                          EXPIRY[:USER]; or $PINHOLE_TURN_SECRET\n"
-    "  exit status with --turn: 0 data went both ways, 1 no answer, 2 usage,\n"
-    "  4 credentials refused, 5 allocation refused, 6 allocated but no round trip\n";
+    "  exit status with --turn: 0 data went both ways, 1 no answer or no connection,\n"
+    "  2 usage, 4 credentials refused, 5 allocation refused, 6 allocated but no round\n"
+    "  trip, 7 no TLS (certificate not trusted, or not a TLS port); with several\n"
+    "  ways, 0 when every one worked, else the status of the first that did not\n";
 
-/* "host", "host:port", "[v6]:port" or a bare IPv6 literal. */
+#define PROBE_TURN_MAX_WAYS 8
+
+/* One way of reaching the TURN server: a transport and a port (0: default). */
+struct turn_way {
+	enum probe_turn_transport transport;
+	uint16_t port;
+};
+
+/* "host", "host:port", "[v6]:port" or a bare IPv6 literal; the host part
+ * into name (when not NULL) if it is a name, not an address. */
 static int resolve(const char *s, int family, uint16_t defport, struct sockaddr_storage *out,
-		   char *err, size_t errlen)
+		   char *name, size_t namelen, char *err, size_t errlen)
 {
 	char host[256], port[16];
 	snprintf(port, sizeof port, "%u", defport);
@@ -67,6 +88,9 @@ static int resolve(const char *s, int family, uint16_t defport, struct sockaddr_
 	memset(out, 0, sizeof *out);
 	memcpy(out, res->ai_addr, res->ai_addrlen);
 	freeaddrinfo(res);
+	unsigned char bin[16];
+	if (name && inet_pton(AF_INET, host, bin) != 1 && inet_pton(AF_INET6, host, bin) != 1)
+		snprintf(name, namelen, "%s", host);
 	return 0;
 }
 
@@ -81,7 +105,55 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 	return 0;
 }
 
-static int turn_main(const struct probe_opts *o, struct probe_turn_opts *to, bool json)
+/* "udp,tcp,tls:443": the ways in order; EINVAL on anything else. */
+static int parse_ways(const char *list, struct turn_way *ways, unsigned *n)
+{
+	char copy[256];
+	if (snprintf(copy, sizeof copy, "%s", list) >= (int)sizeof copy)
+		return EINVAL;
+	*n = 0;
+	char *save = NULL;
+	for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		if (*n == PROBE_TURN_MAX_WAYS)
+			return EINVAL;
+		struct turn_way *t = &ways[(*n)++];
+		char *colon = strchr(w, ':');
+		t->port = 0;
+		if (colon) {
+			unsigned port;
+			*colon = 0;
+			if (parse_uint(colon + 1, 65535, &port) || !port)
+				return EINVAL;
+			t->port = (uint16_t)port;
+		}
+		if (!strcmp(w, "udp"))
+			t->transport = PROBE_TURN_UDP;
+		else if (!strcmp(w, "tcp"))
+			t->transport = PROBE_TURN_TCP;
+		else if (!strcmp(w, "tls"))
+			t->transport = PROBE_TURN_TLS;
+		else
+			return EINVAL;
+	}
+	return *n ? 0 : EINVAL;
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	else
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+}
+
+static uint16_t get_port(const struct sockaddr_storage *ss)
+{
+	return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+					       : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
+static int turn_main(const struct probe_opts *o, struct probe_turn_opts *to,
+		     const struct turn_way *ways, unsigned nways, bool json)
 {
 	const char *env = getenv("PINHOLE_TURN_PASSWORD");
 	if (!to->cred.pass[0] && env)
@@ -94,22 +166,54 @@ static int turn_main(const struct probe_opts *o, struct probe_turn_opts *to, boo
 				"($PINHOLE_TURN_PASSWORD), or --turn-secret\n");
 		return 2;
 	}
-	to->server = o->server;
 	/* the check as a whole: a few round trips; a lost one costs an RTO */
 	to->timeout_ms = o->timeout_ms * 5;
-	struct probe_turn_result r;
-	int err = probe_turn_run(to, &r);
-	struct buf out;
+	uint16_t given = get_port(&o->server);
+	int status = 0;
+	struct buf out, works;
 	buf_init(&out);
-	if (json)
-		probe_turn_report_json(to, &r, &out);
-	else
-		probe_turn_report_text(to, &r, &out);
+	buf_init(&works);
+	if (json && nways > 1)
+		buf_append_cstr(&out, "{\"turn_checks\":[");
+	for (unsigned i = 0; i < nways; i++) {
+		struct probe_turn_result r;
+		to->server = o->server;
+		to->transport = ways[i].transport;
+		uint16_t port = ways[i].port ? ways[i].port : given;
+		if (!port)
+			port = to->transport == PROBE_TURN_TLS ? 5349 : 3478;
+		set_port(&to->server, port);
+		int rc = probe_turn_run(to, &r) ? 1 : probe_turn_exit(&r);
+		if (rc && !status)
+			status = rc;
+		const char *sep = !works.len ? "" : json ? "," : ", ", *q = json ? "\"" : "";
+		if (!rc)
+			buf_printf(&works, "%s%s%s:%u%s", sep, q,
+				   probe_turn_transport_name(to->transport), port, q);
+		if (json && nways > 1) {
+			if (i)
+				buf_append_cstr(&out, ",");
+			probe_turn_json_check(to, &r, &out);
+		} else if (json) {
+			probe_turn_report_json(to, &r, &out);
+		} else {
+			if (i)
+				buf_append_cstr(&out, "\n");
+			probe_turn_report_text(to, &r, &out);
+		}
+	}
+	if (json && nways > 1)
+		buf_printf(&out, "],\"works_over\":[%.*s],\"exit\":%d}\n", (int)works.len,
+			   works.data ? works.data : "", status);
+	else if (nways > 1)
+		buf_printf(&out, "\nTURN works over: %.*s\n", (int)(works.len ? works.len : 4),
+			   works.len ? works.data : "none");
 	fwrite(out.data, 1, out.len, stdout);
 	buf_free(&out);
+	buf_free(&works);
 	explicit_bzero(to->cred.pass, sizeof to->cred.pass);
 	explicit_bzero(to->cred.secret, sizeof to->cred.secret);
-	return err ? 1 : probe_turn_exit(&r);
+	return status;
 }
 
 int probe_main(int argc, char **argv)
@@ -124,12 +228,17 @@ int probe_main(int argc, char **argv)
 	    /* --turn */
 	    {"turn", no_argument, NULL, 'T'},
 	    {"turn-tcp", no_argument, NULL, 'C'},
+	    {"turn-tls", no_argument, NULL, 'L'},
+	    {"turn-over", required_argument, NULL, 'O'},
+	    {"ca", required_argument, NULL, 'A'},
 	    {"turn-user", required_argument, NULL, 'U'},
 	    {"turn-password", required_argument, NULL, 'P'},
 	    {"turn-secret", required_argument, NULL, 'S'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct probe_turn_opts to = {0};
+	struct turn_way ways[PROBE_TURN_MAX_WAYS] = {{PROBE_TURN_UDP, 0}};
+	unsigned nways = 1;
 	bool turn = false;
 	struct probe_opts o = {.timeout_ms = 2000, .max_wait_s = 90, .lifetime = true};
 	bool json = false;
@@ -163,7 +272,25 @@ int probe_main(int argc, char **argv)
 			turn = true;
 			break;
 		case 'C':
-			to.tcp = true;
+		case 'L':
+			ways[0] = (struct turn_way){c == 'C' ? PROBE_TURN_TCP : PROBE_TURN_TLS, 0};
+			nways = 1;
+			break;
+		case 'O':
+			if (parse_ways(optarg, ways, &nways)) {
+				fprintf(stderr,
+					"probe: --turn-over wants up to %d of udp, tcp, tls, "
+					"each with an optional :PORT, comma-separated\n",
+					PROBE_TURN_MAX_WAYS);
+				return 2;
+			}
+			break;
+		case 'A':
+			if (access(optarg, R_OK)) {
+				fprintf(stderr, "probe: --ca %s: %s\n", optarg, strerror(errno));
+				return 2;
+			}
+			to.ca_file = optarg;
 			break;
 		case 'U':
 			snprintf(to.cred.user, sizeof to.cred.user, "%s", optarg);
@@ -189,20 +316,22 @@ int probe_main(int argc, char **argv)
 	char err[256];
 	int family = AF_UNSPEC;
 	if (local) {
-		if (resolve(local, AF_UNSPEC, 0, &o.local, err, sizeof err)) {
+		if (resolve(local, AF_UNSPEC, 0, &o.local, NULL, 0, err, sizeof err)) {
 			fprintf(stderr, "probe: --local: %s\n", err);
 			return 2;
 		}
 		family = o.local.ss_family;
 	}
-	if (resolve(argv[optind], family, 3478, &o.server, err, sizeof err)) {
+	/* port 0 here: none given (--turn picks one per transport) */
+	if (resolve(argv[optind], family, turn ? 0 : 3478, &o.server, to.host, sizeof to.host, err,
+		    sizeof err)) {
 		fprintf(stderr, "probe: %s\n", err);
 		return 2;
 	}
 	if (!local)
 		o.local.ss_family = o.server.ss_family; /* any address, any port */
 	if (turn)
-		return turn_main(&o, &to, json);
+		return turn_main(&o, &to, ways, nways, json);
 
 	struct probe_result r;
 	int rc = probe_run(&o, &r);

@@ -71,9 +71,16 @@ const char *probe_behaviour_name(enum probe_behaviour b);
 
 /* ---- --turn: a TURN server's check (turn.c) ---- */
 
+/* How the probe reaches the server; the relay is UDP either way. */
+enum probe_turn_transport { PROBE_TURN_UDP, PROBE_TURN_TCP, PROBE_TURN_TLS };
+
 struct probe_turn_opts {
 	struct sockaddr_storage server;
-	bool tcp;		/* TCP to the server (the relay is UDP either way) */
+	enum probe_turn_transport transport;
+	/* tls: the name the server's certificate must carry (RFC 5922), sent as
+	 * SNI; empty: the server's address, which the certificate must then name */
+	char host[256];
+	const char *ca_file;	/* tls: trust these CAs, else the system store */
 	unsigned timeout_ms;	/* the whole check, deallocation aside */
 	struct turnc_conf cred; /* user/password or secret */
 };
@@ -83,6 +90,10 @@ struct probe_turn_result {
 	bool up, down; /* peer -> client (Data indication), client -> peer */
 	bool deallocated;
 	bool auth_refused;
+	bool reached;	 /* udp: sent; tcp: connected; tls: the handshake done */
+	bool tls_failed; /* tls: the handshake failed (tls_refused: over the certificate) */
+	bool tls_refused;
+	char tls_version[16];
 	uint16_t code; /* the error that ended it (0 = none or no answer) */
 	unsigned allocate_ms, permission_ms, round_trip_ms, lifetime_s;
 	char username[300];
@@ -90,16 +101,24 @@ struct probe_turn_result {
 	char error[256];
 };
 
-/* Allocates, permits our own NAT's address, relays a random payload from a
- * second socket of ours up through the relay and back down over a channel,
- * deallocates. Returns 0 (r says how it went) or an errno from the sockets. */
+/* Connects (tcp:, tls: with the certificate checked), allocates, permits our
+ * own NAT's address, relays a random payload from a second socket of ours
+ * up through the relay and back down over a channel, deallocates. Returns 0
+ * (r says how it went, a server out of reach too) or EINVAL for unusable
+ * credentials. */
 int probe_turn_run(const struct probe_turn_opts *o, struct probe_turn_result *r);
-/* 0 works both ways, 1 no answer, 4 credentials refused, 5 another refusal,
- * 6 allocated but the data did not make the round trip. */
+/* 0 works both ways, 1 no answer (or no connection), 4 credentials
+ * refused, 5 another refusal, 6 allocated but the data did not make the
+ * round trip, 7 the TLS handshake failed (the certificate refused, or the
+ * port does not speak TLS). */
 int probe_turn_exit(const struct probe_turn_result *r);
+const char *probe_turn_transport_name(enum probe_turn_transport t);
 int probe_turn_report_text(const struct probe_turn_opts *o, const struct probe_turn_result *r,
 			   struct buf *out);
 int probe_turn_report_json(const struct probe_turn_opts *o, const struct probe_turn_result *r,
 			   struct buf *out);
+/* The check alone as one JSON object (report_json wraps it in {"turn": }). */
+int probe_turn_json_check(const struct probe_turn_opts *o, const struct probe_turn_result *r,
+			  struct buf *out);
 
 #endif

@@ -9,11 +9,17 @@
  * indication naming the peer; we bind a channel to the peer and send back
  * over it; the peer socket must get it. Both directions and both framings
  * (Data indication up, ChannelData down) are exercised.
+ *
+ * Over tcp: and tls: the connection is opened without blocking and bounded
+ * by the check's deadline: a firewall that drops the SYN must not hold the
+ * probe for the kernel's two minutes of retries.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "probe.h"
@@ -25,17 +31,48 @@ struct pt {
 	struct probe_turn_result *r;
 	struct turnc *c;
 	int fd, pfd; /* to the server; the peer socket */
+	struct net_tls_client *tc;
+	struct net_tls_sock *ts; /* tls: over fd */
+	bool stream;		 /* tcp: or tls: (framed; rx holds a partial frame) */
+	bool pending;		 /* tls: OpenSSL holds read bytes the fd no longer shows */
 	uint8_t rx[70000];
 	size_t rxlen; /* stream bytes not framed yet */
 	bool allocated, failed, permitted, bound, closed, err;
 	char detail[256];
 };
 
+/* Whole messages onto the stream; a full send buffer waits up to a second. */
+static int stream_write(struct pt *t, const uint8_t *p, size_t len)
+{
+	uint64_t until = time_mono_ms() + 1000;
+	while (len) {
+		ssize_t n =
+		    t->ts ? net_tls_sock_write(t->ts, p, len) : send(t->fd, p, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return errno;
+		if (time_mono_ms() >= until)
+			return ETIMEDOUT;
+		struct pollfd pf = {t->fd, POLLOUT, 0};
+		poll(&pf, 1, 50);
+	}
+	return 0;
+}
+
 static void pt_send(const void *p, size_t len, void *arg)
 {
 	struct pt *t = arg;
-	if (send(t->fd, p, len, MSG_NOSIGNAL) < 0 && !t->detail[0])
-		snprintf(t->detail, sizeof t->detail, "send to the server: %s", strerror(errno));
+	int err = 0;
+	if (!t->stream)
+		err = send(t->fd, p, len, 0) < 0 ? errno : 0;
+	else
+		err = stream_write(t, p, len);
+	if (err && !t->detail[0])
+		snprintf(t->detail, sizeof t->detail, "send to the server: %s", strerror(err));
 }
 
 static void pt_event(const struct turnc_event *ev, void *arg)
@@ -81,6 +118,47 @@ static int feed(struct pt *t, const uint8_t *p, size_t n, struct turnc_data *d, 
 	return rc;
 }
 
+/* Feeds the whole frames the stream buffer holds, up to the first one that
+ * is peer data (1: it is in d; the frames after it wait for the next call). */
+static int drain(struct pt *t, struct turnc_data *d, uint8_t *dbuf, size_t *dlen)
+{
+	size_t ml;
+	while (stun_frame_turn((const char *)t->rx, t->rxlen, sizeof t->rx, &ml) == 0) {
+		int got = feed(t, t->rx, ml, d, dbuf, dlen) == 1;
+		memmove(t->rx, t->rx + ml, t->rxlen - ml);
+		t->rxlen -= ml;
+		if (got)
+			return 1;
+	}
+	return 0;
+}
+
+/* Reads what the stream has: 1 peer data in d, 0 nothing yet, else an errno. */
+static int stream_input(struct pt *t, struct turnc_data *d, uint8_t *dbuf, size_t *dlen)
+{
+	for (;;) {
+		bool more = false;
+		size_t room = sizeof t->rx - t->rxlen;
+		ssize_t k = t->ts ? net_tls_sock_read(t->ts, t->rx + t->rxlen, room, &more)
+				  : recv(t->fd, t->rx + t->rxlen, room, 0);
+		t->pending = more;
+		if (k < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (k <= 0 || !room) {
+			snprintf(t->detail, sizeof t->detail, "%s",
+				 !room	 ? "the server sent a frame larger than any TURN message"
+				 : t->ts ? "the server closed the TLS connection"
+					 : "the server closed the TCP connection");
+			return ECONNRESET;
+		}
+		t->rxlen += (size_t)k;
+		if (drain(t, d, dbuf, dlen))
+			return 1;
+		if (!t->ts) /* TLS records may hold more than the fd shows; TCP's poll says */
+			return 0;
+	}
+}
+
 /* Runs the loop until done() or the deadline; *got gets what the peer socket
  * received (when peer_buf), and data the client got comes back in d. */
 static int spin(struct pt *t, uint64_t deadline, bool (*done)(const struct pt *),
@@ -91,38 +169,26 @@ static int spin(struct pt *t, uint64_t deadline, bool (*done)(const struct pt *)
 		uint64_t now = time_mono_ms();
 		if (now >= deadline)
 			return ETIMEDOUT;
+		if (t->stream && drain(t, d, dbuf, dlen))
+			return 0;
 		uint64_t next = turnc_next_ms(t->c);
 		uint64_t until = next < deadline ? next : deadline;
 		int wait = until > now ? (int)(until - now) : 0;
 		struct pollfd pf[2] = {{t->fd, POLLIN, 0}, {t->pfd, POLLIN, 0}};
-		int n = poll(pf, 2, wait > 50 ? 50 : wait);
+		int n = poll(pf, 2, t->pending ? 0 : wait > 50 ? 50 : wait);
 		if (n < 0 && errno != EINTR)
 			return errno;
-		if (n > 0 && (pf[0].revents & (POLLIN | POLLERR | POLLHUP))) {
-			if (!t->o->tcp) {
-				ssize_t k = recv(t->fd, t->rx, sizeof t->rx, 0);
-				if (k > 0 && feed(t, t->rx, (size_t)k, d, dbuf, dlen) == 1)
-					return 0;
-			} else {
-				ssize_t k =
-				    recv(t->fd, t->rx + t->rxlen, sizeof t->rx - t->rxlen, 0);
-				if (k <= 0) {
-					snprintf(t->detail, sizeof t->detail,
-						 "the server closed the TCP connection");
-					return ECONNRESET;
-				}
-				t->rxlen += (size_t)k;
-				size_t ml;
-				int got = 0;
-				while (!got && stun_frame_turn((const char *)t->rx, t->rxlen,
-							       sizeof t->rx, &ml) == 0) {
-					got = feed(t, t->rx, ml, d, dbuf, dlen) == 1;
-					memmove(t->rx, t->rx + ml, t->rxlen - ml);
-					t->rxlen -= ml;
-				}
-				if (got)
-					return 0;
-			}
+		bool readable = n > 0 && (pf[0].revents & (POLLIN | POLLERR | POLLHUP));
+		if (!t->stream && readable) {
+			ssize_t k = recv(t->fd, t->rx, sizeof t->rx, 0);
+			if (k > 0 && feed(t, t->rx, (size_t)k, d, dbuf, dlen) == 1)
+				return 0;
+		} else if (t->stream && (readable || t->pending)) {
+			int rc = stream_input(t, d, dbuf, dlen);
+			if (rc == 1)
+				return 0;
+			if (rc)
+				return rc;
 		}
 		if (n > 0 && (pf[1].revents & POLLIN) && peer_buf) {
 			ssize_t k = recv(t->pfd, peer_buf, 1500, 0);
@@ -158,20 +224,90 @@ static bool never(const struct pt *t)
 	return false;
 }
 
-static int open_sock(const struct sockaddr_storage *server, bool tcp, int *fdp)
+/* The socket to the server, connected by the deadline (ETIMEDOUT). */
+static int open_sock(struct pt *t, uint64_t deadline)
 {
+	const struct sockaddr_storage *server = &t->o->server;
 	socklen_t sl = server->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 						     : sizeof(struct sockaddr_in);
-	int fd = socket(server->ss_family, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+	int fd = socket(server->ss_family,
+			(t->stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return errno;
-	if (connect(fd, (const struct sockaddr *)server, sl) < 0) {
-		int e = errno;
-		close(fd);
-		return e;
+	t->fd = fd;
+	if (connect(fd, (const struct sockaddr *)server, sl) == 0)
+		return 0;
+	if (errno != EINPROGRESS)
+		return errno;
+	for (;;) {
+		uint64_t now = time_mono_ms();
+		if (now >= deadline)
+			return ETIMEDOUT;
+		struct pollfd pf = {fd, POLLOUT, 0};
+		int wait = deadline - now > 50 ? 50 : (int)(deadline - now);
+		if (poll(&pf, 1, wait) > 0) {
+			int e = 0;
+			socklen_t el = sizeof e;
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
+			return e;
+		}
 	}
-	*fdp = fd;
+}
+
+/* tls: the handshake, the certificate checked against the name the user
+ * gave (or the server's address), by the deadline. */
+static int tls_start(struct pt *t, uint64_t deadline)
+{
+	struct probe_turn_result *r = t->r;
+	char why[200] = "", host[INET6_ADDRSTRLEN];
+	int err = net_tls_client_alloc(&t->tc, t->o->ca_file, true, why, sizeof why);
+	if (err) {
+		snprintf(r->error, sizeof r->error, "TLS client: %s", why);
+		return err;
+	}
+	const char *name = t->o->host;
+	if (!name[0]) {
+		const struct sockaddr_storage *a = &t->o->server;
+		const void *ip = a->ss_family == AF_INET6
+				     ? (const void *)&((const struct sockaddr_in6 *)a)->sin6_addr
+				     : (const void *)&((const struct sockaddr_in *)a)->sin_addr;
+		name = inet_ntop(a->ss_family, ip, host, sizeof host) ? host : "";
+	}
+	err = net_tls_sock_alloc(&t->ts, t->tc, t->fd, name);
+	if (err) {
+		snprintf(r->error, sizeof r->error, "TLS: %s", strerror(err));
+		return err;
+	}
+	for (;;) {
+		uint32_t want = 0;
+		err = net_tls_sock_handshake(t->ts, &want, why, sizeof why);
+		if (!err)
+			break;
+		if (err != EAGAIN) {
+			r->tls_failed = true;
+			r->tls_refused = err == EPERM;
+			snprintf(r->error, sizeof r->error, "TLS handshake with %.80s: %.150s",
+				 name, why);
+			return err;
+		}
+		uint64_t now = time_mono_ms();
+		if (now >= deadline) {
+			r->tls_failed = true;
+			snprintf(r->error, sizeof r->error,
+				 "TLS handshake with %.80s: no answer in %u ms", name,
+				 t->o->timeout_ms);
+			return ETIMEDOUT;
+		}
+		struct pollfd pf = {t->fd, (short)(want & EPOLLOUT ? POLLOUT : POLLIN), 0};
+		poll(&pf, 1, deadline - now > 50 ? 50 : (int)(deadline - now));
+	}
+	snprintf(r->tls_version, sizeof r->tls_version, "%s", net_tls_sock_version(t->ts));
 	return 0;
+}
+
+const char *probe_turn_transport_name(enum probe_turn_transport tp)
+{
+	return tp == PROBE_TURN_TLS ? "tls" : tp == PROBE_TURN_TCP ? "tcp" : "udp";
 }
 
 static void fmt(const struct net_addr *a, char *out, size_t cap)
@@ -183,18 +319,25 @@ int probe_turn_run(const struct probe_turn_opts *o, struct probe_turn_result *r)
 {
 	memset(r, 0, sizeof *r);
 	struct pt t = {.o = o, .r = r, .fd = -1, .pfd = -1};
+	t.stream = o->transport != PROBE_TURN_UDP;
+	int ret = 0;
 	uint64_t t0 = time_mono_ms();
 	uint64_t deadline = t0 + o->timeout_ms;
-	int err = open_sock(&o->server, o->tcp, &t.fd);
+	int err = open_sock(&t, deadline);
 	if (err) {
-		snprintf(r->error, sizeof r->error, "cannot reach the server: %s", strerror(err));
-		return err;
+		snprintf(r->error, sizeof r->error, "cannot reach the server: %s",
+			 err == ETIMEDOUT ? "no connection in time (dropped on the way?)"
+					  : strerror(err));
+		goto out;
 	}
+	if (o->transport == PROBE_TURN_TLS && tls_start(&t, deadline))
+		goto out;
+	r->reached = true;
 	err = turnc_alloc(&t.c, &o->cred, pt_send, pt_event, &t);
 	if (err) {
-		close(t.fd);
 		snprintf(r->error, sizeof r->error, "bad credentials: %s", strerror(err));
-		return err;
+		ret = err;
+		goto out;
 	}
 	snprintf(r->username, sizeof r->username, "%s", turnc_username(t.c));
 	struct turnc_data d;
@@ -286,16 +429,21 @@ dealloc:
 	r->deallocated = t.closed && t.r->code == 0;
 out:
 	turnc_free(t.c);
-	close(t.fd);
+	net_tls_sock_free(t.ts); /* its close_notify before the fd goes */
+	net_tls_client_free(t.tc);
+	if (t.fd >= 0)
+		close(t.fd);
 	if (t.pfd >= 0)
 		close(t.pfd);
-	return 0;
+	return ret;
 }
 
 int probe_turn_exit(const struct probe_turn_result *r)
 {
 	if (r->allocated)
 		return r->up && r->down ? 0 : 6;
+	if (r->tls_failed)
+		return 7;
 	if (r->auth_refused)
 		return 4;
 	if (r->code)
@@ -314,10 +462,17 @@ int probe_turn_report_text(const struct probe_turn_opts *o, const struct probe_t
 	char srv[NET_ADDR_STRLEN];
 	struct net_addr sa;
 	memcpy(&sa.u.ss, &o->server, sizeof sa.u.ss);
-	buf_printf(out, "turn %s:%s\n", o->tcp ? "tcp" : "udp", net_addr_fmt(&sa, srv, sizeof srv));
-	buf_printf(out, "  username:        %s%s\n", r->username,
-		   o->cred.secret[0] ? " (shared secret)" : "");
-	if (!r->allocated) {
+	buf_printf(out, "turn %s:%s\n", probe_turn_transport_name(o->transport),
+		   net_addr_fmt(&sa, srv, sizeof srv));
+	if (o->transport == PROBE_TURN_TLS && r->reached)
+		buf_printf(out, "  tls:             %s, the certificate verified for %s\n",
+			   r->tls_version, o->host[0] ? o->host : "the server's address");
+	if (r->username[0])
+		buf_printf(out, "  username:        %s%s\n", r->username,
+			   o->cred.secret[0] ? " (shared secret)" : "");
+	if (!r->reached) {
+		buf_printf(out, "  connection:      failed: %s\n", r->error);
+	} else if (!r->allocated) {
 		buf_printf(out, "  allocation:      failed: %s\n", r->error);
 	} else {
 		buf_printf(out, "  allocation:      %u ms (credentials included), lifetime %u s\n",
@@ -340,20 +495,42 @@ int probe_turn_report_text(const struct probe_turn_opts *o, const struct probe_t
 	int rc = probe_turn_exit(r);
 	const char *what = rc == 0   ? "TURN works from here: allocated, and data went both ways"
 			   : rc == 6 ? "allocated, but data did not make the round trip"
+			   : rc == 7 ? (r->tls_refused ? "the server's certificate was not trusted"
+						       : "no TLS with the server")
 			   : rc == 4 ? "the server refused the credentials"
 			   : rc == 5 ? "the server refused the allocation"
-				     : "no answer from the server";
+			   : r->reached ? "no answer from the server"
+					: "the server could not be reached";
 	return buf_printf(out, "  result:          %s (exit %d)\n", what, rc);
 }
 
 int probe_turn_report_json(const struct probe_turn_opts *o, const struct probe_turn_result *r,
 			   struct buf *out)
 {
+	buf_append_cstr(out, "{\"turn\":");
+	probe_turn_json_check(o, r, out);
+	return buf_append_cstr(out, "}\n");
+}
+
+int probe_turn_json_check(const struct probe_turn_opts *o, const struct probe_turn_result *r,
+			  struct buf *out)
+{
 	char srv[NET_ADDR_STRLEN];
 	struct net_addr sa;
 	memcpy(&sa.u.ss, &o->server, sizeof sa.u.ss);
-	buf_printf(out, "{\"turn\":{\"server\":\"%s\",\"transport\":\"%s\",\"username\":",
-		   net_addr_fmt(&sa, srv, sizeof srv), o->tcp ? "tcp" : "udp");
+	buf_printf(out, "{\"server\":\"%s\",\"transport\":\"%s\",\"reached\":%s,",
+		   net_addr_fmt(&sa, srv, sizeof srv), probe_turn_transport_name(o->transport),
+		   r->reached ? "true" : "false");
+	if (o->transport == PROBE_TURN_TLS) {
+		buf_append_cstr(out, "\"tls_version\":");
+		if (r->tls_version[0])
+			buf_append_json_str(out, r->tls_version);
+		else
+			buf_append_cstr(out, "null");
+		buf_printf(out, ",\"tls_failed\":%s,\"certificate_refused\":%s,",
+			   r->tls_failed ? "true" : "false", r->tls_refused ? "true" : "false");
+	}
+	buf_append_cstr(out, "\"username\":");
 	buf_append_json_str(out, r->username);
 	buf_printf(out,
 		   ",\"shared_secret\":%s,\"answered\":%s,\"allocated\":%s,\"allocate_ms\":%u,"
@@ -371,5 +548,5 @@ int probe_turn_report_json(const struct probe_turn_opts *o, const struct probe_t
 		buf_append_json_str(out, r->error);
 	else
 		buf_append_cstr(out, "null");
-	return buf_printf(out, ",\"exit\":%d}}\n", probe_turn_exit(r));
+	return buf_printf(out, ",\"exit\":%d}", probe_turn_exit(r));
 }

@@ -9,7 +9,13 @@
 #      allocations of this server;
 #   c) the allocations were made over TLS (ctl allocations: tls:, from the
 #      NAT's address), handshakes counted;
-#   d) TURN in plain text to the tls: port: no answer, closed, counted.
+#   d) TURN in plain text to the tls: port: no answer, closed, counted;
+#   e) `pinhole probe --turn-over udp,tcp,tls` from behind the NAT: all three
+#      work, TLS with the certificate checked against the lab's CA;
+#   f) the NAT's firewall lets only TLS out (UDP and TCP 3478 dropped): the
+#      probe says TURN works over tls only, within its bound;
+#   g) the probe without the lab's CA refuses the server's certificate (exit 7)
+#      and allocates nothing.
 # (uclient -S tries older TLS versions first: those count as protocol failures.)
 # Needs root, iptables, openssl, jq, turnutils_uclient and turnutils_peer
 # (Debian `coturn`; its server is never started) and $PINHOLE.
@@ -43,7 +49,7 @@ printf 'alicepw\n' | "$PINHOLE" user add "alice@$REALM" --db "$LAB_TMP/users.db"
 conf=$LAB_TMP/pinhole.conf
 cat >"$conf" <<-EOF2
 	[turn]
-	listen = udp:$SRV:3478, tls:$SRV:5349
+	listen = udp:$SRV:3478, tcp:$SRV:3478, tls:$SRV:5349
 	realm = $REALM
 	static_auth_secret = $SECRET
 	relay_address = $SRV
@@ -118,5 +124,54 @@ rc=$?
 bad1=$(metric 'turn_tls_handshake_failures_total{cause="protocol"}')
 [ "$bad1" -gt "$bad0" ] || lab_fail "plain text to the TLS port was not counted ($bad0 -> $bad1)"
 lab_log "plain TURN to the tls: port: refused, counted ($((bad1 - bad0)))"
+
+# e) the probe over each transport from behind the NAT
+# probe NAME ARGS...: `pinhole probe --turn --json` from the phone; its status in $prc
+probe() {
+	local name=$1; shift
+	lab_exec s-ph timeout 60 env PINHOLE_TURN_PASSWORD=alicepw "$PINHOLE" probe --turn \
+		--turn-user alice --json "$@" "$SRV" >"$LAB_TMP/$name.json" 2>"$LAB_TMP/$name.err"
+	prc=$?
+	jq -e . "$LAB_TMP/$name.json" >/dev/null ||
+		lab_fail "$name: no JSON (exit $prc): $(cat "$LAB_TMP/$name.json" "$LAB_TMP/$name.err")"
+}
+probe probe-all --turn-over udp,tcp,tls --ca "$C/ca.pem"
+[ "$prc" = 0 ] || lab_fail "probe over udp,tcp,tls: exit $prc: $(cat "$LAB_TMP/probe-all.json")"
+works=$(jq -c '.works_over' "$LAB_TMP/probe-all.json")
+[ "$works" = '["udp:3478","tcp:3478","tls:5349"]' ] || lab_fail "probe works over $works"
+jq -e --arg m "$(lab_wan_ip s)" '[.turn_checks[] | select(.peer_to_client and .client_to_peer
+	and (.mapped | startswith($m + ":")))] | length == 3' "$LAB_TMP/probe-all.json" >/dev/null ||
+	lab_fail "probe: not every check went both ways from the NAT: $(cat "$LAB_TMP/probe-all.json")"
+jq -e '.turn_checks[2].tls_version == "TLSv1.3"' "$LAB_TMP/probe-all.json" >/dev/null ||
+	lab_fail "probe: tls check without TLS 1.3: $(jq -c '.turn_checks[2]' "$LAB_TMP/probe-all.json")"
+lab_log "probe from behind the NAT: TURN works over $works"
+
+# f) a firewall on the NAT that only lets TLS out: UDP and TCP 3478 dropped
+lab_exec s iptables -w -I FORWARD -d "$SRV" -p udp --dport 3478 -j DROP
+lab_exec s iptables -w -I FORWARD -d "$SRV" -p tcp --dport 3478 -j DROP
+t0=$(date +%s)
+probe probe-fw --turn-over udp,tcp,tls --ca "$C/ca.pem" --timeout 400
+t1=$(date +%s)
+lab_exec s iptables -w -D FORWARD -d "$SRV" -p udp --dport 3478 -j DROP
+lab_exec s iptables -w -D FORWARD -d "$SRV" -p tcp --dport 3478 -j DROP
+works=$(jq -c '.works_over' "$LAB_TMP/probe-fw.json")
+[ "$works" = '["tls:5349"]' ] || lab_fail "behind the firewall the probe says TURN works over $works"
+[ "$prc" = 1 ] || lab_fail "behind the firewall: exit $prc, not 1 (no answer over udp)"
+jq -e '.turn_checks[0].answered == false and .turn_checks[1].reached == false' \
+	"$LAB_TMP/probe-fw.json" >/dev/null ||
+	lab_fail "behind the firewall: udp/tcp not reported dead: $(cat "$LAB_TMP/probe-fw.json")"
+# 2 s per check (5 x --timeout); a dropped SYN must not cost the kernel's minutes
+[ $((t1 - t0)) -le 15 ] || lab_fail "behind the firewall the probe took $((t1 - t0)) s"
+lab_log "firewall letting only TLS out: the probe says tls only ($((t1 - t0)) s, exit $prc)"
+
+# g) a certificate the probe has no reason to trust: refused, nothing allocated
+n0=$(metric turn_allocations_total)
+probe probe-untrusted --turn-tls
+[ "$prc" = 7 ] || lab_fail "untrusted certificate: exit $prc, not 7: $(cat "$LAB_TMP/probe-untrusted.json")"
+jq -e '.turn.certificate_refused and (.turn.allocated | not)' \
+	"$LAB_TMP/probe-untrusted.json" >/dev/null ||
+	lab_fail "untrusted certificate not reported: $(cat "$LAB_TMP/probe-untrusted.json")"
+[ "$(metric turn_allocations_total)" = "$n0" ] || lab_fail "an allocation was made without trust"
+lab_log "untrusted certificate: refused by the probe ($(jq -r .turn.error "$LAB_TMP/probe-untrusted.json"))"
 lab_log "PASS"
 exit 0

@@ -21,16 +21,24 @@
 #include <openssl/x509v3.h>
 
 #include "edge/edge.h"
+#include "probe/probe.h"
 #include "turnc.h"
 #include "certs.h"
 
 static struct tc_files certs;
 
-/* A self-signed certificate for 127.0.0.1, made at run time (no key in the tree). */
+/* A self-signed certificate for 127.0.0.1 (in subjectAltName, as RFC 5922
+ * wants for an address), made at run time (no key in the tree). */
 static int make_cert(void **state)
 {
 	(void)state;
 	tc_temp_self_signed(&certs, "turn-tls", "turn test", 86400);
+	EVP_PKEY *k = tc_key();
+	X509 *x = tc_cert(k, "turn test", "IP:127.0.0.1", NULL, NULL, -60, 86400);
+	tc_write_cert(certs.cert, x);
+	tc_write_key(certs.key, k);
+	X509_free(x);
+	EVP_PKEY_free(k);
 	return 0;
 }
 
@@ -292,12 +300,78 @@ static void test_handshakes_bounded(void **state)
 	tt_srv_stop(&s);
 }
 
+/* probe --turn over tls: the whole check through the server's tls: listener
+ * with its certificate trusted; then the attacks a TLS client must refuse: a
+ * certificate no trusted CA signed, one for another name (RFC 5922); and a
+ * port that does not speak TLS. None of them allocates. */
+static void test_probe_over_tls(void **state)
+{
+	(void)state;
+	struct tt_srv s;
+	srv_start(&s, "");
+	struct probe_turn_opts o = {.transport = PROBE_TURN_TLS, .timeout_ms = 5000};
+	memcpy(&o.server, &s.tcp.u.ss, sizeof o.server);
+	snprintf(o.cred.user, sizeof o.cred.user, "alice");
+	snprintf(o.cred.pass, sizeof o.cred.pass, "wonder");
+	o.ca_file = certs.cert;
+	struct probe_turn_result r;
+	assert_int_equal(probe_turn_run(&o, &r), 0);
+	assert_true(r.reached && r.allocated && r.permitted && r.up && r.down && r.channel);
+	assert_true(r.deallocated);
+	assert_string_equal(r.tls_version, "TLSv1.3");
+	assert_int_equal(probe_turn_exit(&r), 0);
+	struct buf b;
+	buf_init(&b);
+	probe_turn_report_json(&o, &r, &b);
+	buf_append(&b, "", 1);
+	assert_non_null(strstr(b.data, "\"transport\":\"tls\""));
+	assert_non_null(strstr(b.data, "\"tls_version\":\"TLSv1.3\""));
+	buf_free(&b);
+
+	int64_t hs0 = tt_counter("turn_tls_handshakes_total", NULL);
+	/* the system store does not know the test's self-signed certificate */
+	o.ca_file = NULL;
+	assert_int_equal(probe_turn_run(&o, &r), 0);
+	assert_true(r.tls_failed && r.tls_refused && !r.reached && !r.allocated);
+	assert_non_null(strstr(r.error, "certificate not trusted"));
+	assert_int_equal(probe_turn_exit(&r), 7);
+	/* trusted, but for 127.0.0.1, not the name asked for */
+	o.ca_file = certs.cert;
+	snprintf(o.host, sizeof o.host, "turn.example.net");
+	assert_int_equal(probe_turn_run(&o, &r), 0);
+	assert_true(r.tls_refused && !r.allocated);
+	assert_int_equal(probe_turn_exit(&r), 7);
+	assert_int_equal(tt_counter("turn_tls_handshakes_total", NULL), hs0);
+	o.host[0] = 0;
+	assert_int_equal(turn_allocation_count(s.t), 0);
+
+	/* a plain TCP port that answers nothing TLS: the handshake fails, bounded */
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct net_addr la;
+	assert_int_equal(net_addr_parse("127.0.0.1:0", 0, &la), 0);
+	assert_int_equal(bind(lfd, &la.u.sa, net_addr_len(&la)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	net_sock_addr(lfd, &la);
+	memcpy(&o.server, &la.u.ss, sizeof o.server);
+	o.timeout_ms = 500;
+	assert_int_equal(probe_turn_run(&o, &r), 0);
+	assert_true(r.tls_failed && !r.tls_refused && !r.reached);
+	assert_int_equal(probe_turn_exit(&r), 7);
+	close(lfd);
+	/* nobody listening: not reached, exit 1 */
+	assert_int_equal(probe_turn_run(&o, &r), 0);
+	assert_false(r.reached || r.tls_failed);
+	assert_int_equal(probe_turn_exit(&r), 1);
+	tt_srv_stop(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_relay_over_tls),
 	    cmocka_unit_test(test_plaintext_refused),
 	    cmocka_unit_test(test_handshakes_bounded),
+	    cmocka_unit_test(test_probe_over_tls),
 	};
 	return cmocka_run_group_tests(tests, make_cert, remove_cert);
 }

@@ -425,7 +425,8 @@ static void test_probe_turn(void **state)
 	struct tt_srv s;
 	tt_srv_start(&s, "allowed_peers = 127.0.0.0/8\n");
 	for (int tcp = 0; tcp < 2; tcp++) {
-		struct probe_turn_opts o = {.tcp = tcp, .timeout_ms = 3000};
+		struct probe_turn_opts o = {.transport = tcp ? PROBE_TURN_TCP : PROBE_TURN_UDP,
+					    .timeout_ms = 3000};
 		memcpy(&o.server, tcp ? &s.tcp.u.ss : &s.udp.u.ss, sizeof o.server);
 		snprintf(o.cred.user, sizeof o.cred.user, "bob");
 		snprintf(o.cred.pass, sizeof o.cred.pass, "builder");
