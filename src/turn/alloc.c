@@ -313,7 +313,8 @@ void turn_alloc_delete(struct turn *t, struct turn_alloc *a, const char *why)
 			close(a->relay[f].sk.fd);
 		}
 	metric_add(&turn_m_perms, -(int64_t)a->nperm);
-	metric_add(&turn_m_chans, -(int64_t)a->nchan);
+	for (size_t i = 0; i < a->nchan; i++)
+		metric_add(&turn_m_chans, a->chans[i].held ? 0 : -1);
 	if (a->conn)
 		a->conn->alloc = NULL;
 	free(a->perms);
@@ -493,6 +494,28 @@ struct turn_chan *turn_chan_by_peer(struct turn_alloc *a, const struct net_addr 
 	return NULL;
 }
 
+bool turn_chan_free(const struct turn_chan *ch, uint64_t now)
+{
+	return ch->expire_ms + TURN_CHANNEL_HOLD_S * 1000ull <= now;
+}
+
+struct turn_chan *turn_chan_held_num(struct turn_alloc *a, uint16_t num, uint64_t now)
+{
+	for (size_t i = 0; i < a->nchan; i++)
+		if (a->chans[i].num == num && !turn_chan_free(&a->chans[i], now))
+			return &a->chans[i];
+	return NULL;
+}
+
+struct turn_chan *turn_chan_held_peer(struct turn_alloc *a, const struct net_addr *peer,
+				      uint64_t now)
+{
+	for (size_t i = 0; i < a->nchan; i++)
+		if (!turn_chan_free(&a->chans[i], now) && net_addr_eq(&a->chans[i].peer, peer))
+			return &a->chans[i];
+	return NULL;
+}
+
 bool turn_budget_take(const struct turn *t, struct turn_budget *b, uint64_t now)
 {
 	if (!t->cf.rate)
@@ -551,11 +574,16 @@ void turn_sweep(struct turn *t, uint64_t now)
 				a->perms[k++] = a->perms[i];
 		metric_add(&turn_m_perms, (int64_t)k - (int64_t)a->nperm);
 		a->nperm = k;
-		k = 0;
-		for (size_t i = 0; i < a->nchan; i++)
-			if (a->chans[i].expire_ms > now)
-				a->chans[k++] = a->chans[i];
-		metric_add(&turn_m_chans, (int64_t)k - (int64_t)a->nchan);
+		k = 0; /* an expired channel keeps its slot while it is held */
+		for (size_t i = 0; i < a->nchan; i++) {
+			struct turn_chan *ch = &a->chans[i];
+			if (!ch->held && ch->expire_ms <= now) {
+				ch->held = true;
+				metric_add(&turn_m_chans, -1);
+			}
+			if (!turn_chan_free(ch, now))
+				a->chans[k++] = *ch;
+		}
 		a->nchan = k;
 	}
 	struct turn_shared *sh = t->sh;

@@ -568,9 +568,10 @@ static void do_channel_bind(struct req *r)
 	struct net_addr peer;
 	if (peer_of(r, a, pa, &peer))
 		return;
-	struct turn_chan *byn = turn_chan_by_num(a, num, r->now);
-	struct turn_chan *byp = turn_chan_by_peer(a, &peer, r->now);
-	/* RFC 8656 11.2: a number bound to another peer, or the peer to another number */
+	struct turn_chan *byn = turn_chan_held_num(a, num, r->now);
+	struct turn_chan *byp = turn_chan_held_peer(a, &peer, r->now);
+	/* RFC 8656 11.2: a number bound to another peer, or the peer to another
+	 * number; 12: also while the old binding is held after it expired */
 	if (byn != byp) {
 		error_reply(r, STUN_ERR_BAD_REQUEST, true);
 		return;
@@ -590,7 +591,7 @@ static void do_channel_bind(struct req *r)
 	if (!byn) {
 		size_t slot = a->nchan;
 		for (size_t i = 0; i < a->nchan; i++)
-			if (a->chans[i].expire_ms <= r->now) {
+			if (turn_chan_free(&a->chans[i], r->now)) {
 				slot = i;
 				break;
 			}
@@ -605,8 +606,8 @@ static void do_channel_bind(struct req *r)
 		byn = &a->chans[slot];
 		if (slot == a->nchan) {
 			a->nchan++;
-			metric_inc(&turn_m_chans);
 			byn->fast = false;
+			byn->held = true; /* counted below */
 		} else {
 			turn_fast_chan_drop(t, a, byn); /* a reused slot: its old entries go */
 		}
@@ -614,6 +615,13 @@ static void do_channel_bind(struct req *r)
 		byn->peer = peer;
 		byn->relay_gen = 0; /* checked again at its first ChannelData */
 		byn->filter_gen = 0;
+	} else if (byn->expire_ms <= r->now) { /* a held pair bound again */
+		byn->relay_gen = 0;
+		byn->filter_gen = 0;
+	}
+	if (byn->held) { /* new, or back from expiry: live again */
+		byn->held = false;
+		metric_inc(&turn_m_chans);
 	}
 	byn->expire_ms = r->now + TURN_CHANNEL_S * 1000ull;
 	add_perm(a, &peer, r->now); /* RFC 8656 11.2: binding installs or refreshes it */

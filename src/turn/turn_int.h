@@ -16,6 +16,10 @@
 #define TURN_USER_MAX (STORE_CRED_USER_MAX + 16) /* shared secret: "expiry:user" */
 #define TURN_PERM_S 300				 /* RFC 8656 9 */
 #define TURN_CHANNEL_S 600			 /* RFC 8656 12 */
+/* RFC 8656 12: after a binding expires, its number and its peer stay tied
+ * to each other this long (the same pair may be bound again): a late
+ * ChannelData the client sent to the old peer must never reach a new one */
+#define TURN_CHANNEL_HOLD_S 300
 #define TURN_RESERVE_S 30			 /* RFC 8656 7.2: EVEN-PORT R bit reservations */
 #define TURN_RESERVE_MAX 256			 /* reservations held at once */
 #define TURN_TCP_IDLE_S 30			 /* a connection without an allocation */
@@ -55,6 +59,7 @@ struct turn_chan {
 	struct net_addr peer;
 	uint64_t expire_ms;
 	bool fast; /* the kernel relays it (entries in both maps, fastpath.c) */
+	bool held; /* expired and held (TURN_CHANNEL_HOLD_S): out of turn_channels */
 	/* its peer was let through as another allocation's relayed address while
 	 * the shared relay index was at this generation (0 = not so) */
 	uint64_t relay_gen;
@@ -302,6 +307,13 @@ struct turn_perm *turn_perm_find(struct turn_alloc *a, const struct net_addr *pe
 struct turn_chan *turn_chan_by_num(struct turn_alloc *a, uint16_t num, uint64_t now);
 struct turn_chan *turn_chan_by_peer(struct turn_alloc *a, const struct net_addr *peer,
 				    uint64_t now);
+/* A channel bound or held (TURN_CHANNEL_HOLD_S after it expired), by number or
+ * by peer: what a new binding must agree with. */
+struct turn_chan *turn_chan_held_num(struct turn_alloc *a, uint16_t num, uint64_t now);
+struct turn_chan *turn_chan_held_peer(struct turn_alloc *a, const struct net_addr *peer,
+				      uint64_t now);
+/* Whether ch's slot may take another binding: expired and no longer held. */
+bool turn_chan_free(const struct turn_chan *ch, uint64_t now);
 /* Room for n permissions / n channels (most allocations need one or two:
  * the arrays grow on demand). 0 or ENOMEM. */
 int turn_perms_reserve(struct turn_alloc *a, size_t n);

@@ -256,6 +256,60 @@ static void test_channel_refresh_perm_bound(void **state)
 	tt_srv_stop(&s);
 }
 
+/* RFC 8656 12, as the attack: a client's channel to peer 1 expires; binding
+ * that number to peer 2, or peer 1 to another number, is refused for the
+ * 5 minutes after, so a late ChannelData meant for peer 1 cannot reach
+ * peer 2; the same pair may be bound again and relays; after the hold the
+ * number is free. The kernel's copy (when the fast path runs) goes at
+ * expiry as well: nothing reaches either peer meanwhile. */
+static void test_channel_hold(void **state)
+{
+	(void)state;
+	struct tt_srv s;
+	tt_srv_start(&s, "allowed_peers = 127.0.0.0/8\n");
+	struct tt_cli c;
+	tt_cli_open(&c, &s, false, "alice", "wonder");
+	assert_int_equal(tt_allocate(&c, NULL), 0);
+	assert_int_equal(tt_refresh(&c, 3600), 0);
+	struct net_addr p1, p2, from;
+	int f1 = tt_peer_open(&p1), f2 = tt_peer_open(&p2);
+	assert_int_equal(tt_chan_bind(&c, 0x4000, &p1), 0);
+	int64_t chans = tt_counter("turn_channels", NULL);
+	time_mono_advance(601 * 1000); /* the channel expires, the allocation lives */
+	for (int i = 0; i < 500 && tt_counter("turn_channels", NULL) == chans; i++)
+		usleep(10000);
+	assert_int_equal(tt_counter("turn_channels", NULL), chans - 1);
+	const uint8_t cd[8] = {0x40, 0x00, 0x00, 0x04, 'l', 'a', 't', 'e'};
+	tt_cli_send(&c, cd, sizeof cd); /* late: for nobody */
+	assert_int_equal(tt_chan_bind(&c, 0x4000, &p2), 400);
+	assert_int_equal(tt_chan_bind(&c, 0x4001, &p1), 400);
+	tt_cli_send(&c, cd, sizeof cd);
+	usleep(100000);
+	assert_true(tt_peer_nothing(f1));
+	assert_true(tt_peer_nothing(f2));
+	/* the same pair again: live, counted, relaying to peer 1 */
+	assert_int_equal(tt_chan_bind(&c, 0x4000, &p1), 0);
+	assert_int_equal(tt_counter("turn_channels", NULL), chans);
+	tt_cli_send(&c, cd, sizeof cd);
+	uint8_t got[16];
+	assert_int_equal(tt_peer_recv(f1, got, sizeof got, &from), 4);
+	assert_memory_equal(got, "late", 4);
+	/* expired again and past the hold: the number may go to peer 2 */
+	time_mono_advance((600 + 300 + 1) * 1000);
+	for (int i = 0; i < 500 && tt_counter("turn_channels", NULL) == chans; i++)
+		usleep(10000);
+	assert_int_equal(tt_chan_bind(&c, 0x4000, &p2), 0);
+	tt_cli_send(&c, cd, sizeof cd);
+	assert_int_equal(tt_peer_recv(f2, got, sizeof got, &from), 4);
+	usleep(50000);
+	assert_true(tt_peer_nothing(f1));
+	assert_int_equal(tt_counter("turn_channels", NULL), chans);
+	close(f1);
+	close(f2);
+	tt_cli_close(&c);
+	tt_srv_stop(&s);
+}
+
 static void test_expiry(void **state)
 {
 	(void)state;
@@ -324,6 +378,7 @@ int main(void)
 	    cmocka_unit_test(test_rate_budgets_apart),
 	    cmocka_unit_test(test_tcp_caps),
 	    cmocka_unit_test(test_channel_refresh_perm_bound),
+	    cmocka_unit_test(test_channel_hold),
 	    cmocka_unit_test(test_expiry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
