@@ -62,19 +62,20 @@ static struct turn_count **counts_slot(struct turn_counts *c, const void *key, s
 	return pp;
 }
 
-bool turn_counts_take(struct turn_counts *c, const void *key, size_t len, uint32_t max)
+struct turn_count *turn_counts_take(struct turn_counts *c, const void *key, size_t len,
+				    uint32_t max)
 {
 	struct turn_count **pp = counts_slot(c, key, len);
 	if (!*pp) {
 		if (!max || !(*pp = calloc(1, sizeof **pp + len)))
-			return false;
+			return NULL;
 		(*pp)->len = (uint16_t)len;
 		memcpy((*pp)->key, key, len);
 	}
 	if ((*pp)->n >= max)
-		return false;
+		return NULL;
 	(*pp)->n++;
-	return true;
+	return *pp;
 }
 
 void turn_counts_put(struct turn_counts *c, const void *key, size_t len)
@@ -169,16 +170,24 @@ uint16_t turn_quota_take(struct turn *t, struct turn_alloc *a, const char *quota
 	uint16_t code = 0;
 	pthread_mutex_lock(&sh->lock);
 	size_t n = atomic_load(&sh->nallocs);
-	if (!turn_counts_take(&sh->users, quota, strlen(quota), t->cf.max_allocs_user))
+	struct turn_count *u =
+	    turn_counts_take(&sh->users, quota, strlen(quota), t->cf.max_allocs_user);
+	if (!u)
 		code = STUN_ERR_QUOTA;
 	else if (n >= t->cf.max_allocs) {
 		turn_counts_put(&sh->users, quota, strlen(quota));
 		code = STUN_ERR_CAPACITY;
-	} else
+	} else {
 		atomic_store(&sh->nallocs, n + 1);
+		if (u->n == 1) { /* the user's first: the bucket starts full */
+			atomic_store(&u->bw_milli, (int64_t)(t->cf.bandwidth_user * 1000));
+			atomic_store(&u->bw_last_ms, time_mono_ms());
+		}
+	}
 	pthread_mutex_unlock(&sh->lock);
 	if (!code) {
 		a->counted = true;
+		a->user_ent = u;
 		snprintf(a->quota, sizeof a->quota, "%s", quota);
 	}
 	return code;
@@ -192,6 +201,7 @@ static void quota_put(struct turn *t, struct turn_alloc *a)
 	atomic_fetch_sub(&sh->nallocs, 1);
 	pthread_mutex_unlock(&sh->lock);
 	a->counted = false;
+	a->user_ent = NULL;
 }
 
 bool turn_conn_take(struct turn *t, struct turn_conn *c)
@@ -534,22 +544,51 @@ bool turn_budget_take(const struct turn *t, struct turn_budget *b, uint64_t now)
 	return true;
 }
 
+/* The user's bucket, shared by the threads: whoever moves bw_last_ms adds
+ * what that time refilled; a take that overdraws gives back. Races can let a
+ * packet too many through, never a second's worth. */
+static bool user_bw_take(struct turn_count *u, uint64_t rate, size_t len, uint64_t now)
+{
+	int64_t full = (int64_t)(rate * 1000); /* one second's worth */
+	uint64_t last = atomic_load_explicit(&u->bw_last_ms, memory_order_relaxed);
+	if (now > last && atomic_compare_exchange_strong(&u->bw_last_ms, &last, now)) {
+		int64_t add = (int64_t)MIN(now - last, 1000) * (int64_t)rate;
+		int64_t v = atomic_fetch_add(&u->bw_milli, add) + add;
+		if (v > full)
+			atomic_fetch_sub(&u->bw_milli, v - full);
+	}
+	int64_t cost = (int64_t)len * 1000;
+	if (atomic_fetch_sub(&u->bw_milli, cost) < cost) {
+		atomic_fetch_add(&u->bw_milli, cost);
+		return false;
+	}
+	return true;
+}
+
 bool turn_bw_take(struct turn *t, struct turn_alloc *a, size_t len, uint64_t now)
 {
 	uint64_t rate = t->cf.bandwidth;
-	if (!rate)
-		return true;
-	uint64_t full = rate * 1000; /* one second's worth */
-	if (now > a->bw_last_ms) {
-		a->bw_milli += (now - a->bw_last_ms) * rate; /* rate B/s = rate mB/ms */
-		if (a->bw_milli > full)
-			a->bw_milli = full;
-		a->bw_last_ms = now;
-	}
 	uint64_t cost = (uint64_t)len * 1000;
-	if (a->bw_milli < cost)
+	if (rate) {
+		uint64_t full = rate * 1000; /* one second's worth */
+		if (now > a->bw_last_ms) {
+			a->bw_milli += (now - a->bw_last_ms) * rate; /* rate B/s = rate mB/ms */
+			if (a->bw_milli > full)
+				a->bw_milli = full;
+			a->bw_last_ms = now;
+		}
+		if (a->bw_milli < cost) {
+			metric_inc(&turn_m_drop_bw);
+			return false;
+		}
+	}
+	if (t->cf.bandwidth_user && a->user_ent &&
+	    !user_bw_take(a->user_ent, t->cf.bandwidth_user, len, now)) {
+		metric_inc(&turn_m_drop_user_bw);
 		return false;
-	a->bw_milli -= cost;
+	}
+	if (rate)
+		a->bw_milli -= cost;
 	return true;
 }
 

@@ -463,6 +463,9 @@ static bool wanted(struct turn *t, struct turn_alloc *a, struct turn_chan *ch, u
 		   struct turn_fast_out *to_peer, struct turn_fast_out *to_client)
 {
 	const struct net_addr *l = &t->udp_addr[a->li];
+	/* the kernel keeps no per-user bucket: with a user budget, user space relays */
+	if (t->cf.bandwidth_user)
+		return false;
 	if (a->tp != NET_UDP || !specific_ip4(l) || net_addr_family(&a->client) != AF_INET ||
 	    a->relay[0].sk.fd < 0 || ch->expire_ms <= now ||
 	    net_addr_family(&ch->peer) != AF_INET || !turn_perm_find(a, &ch->peer, now) ||

@@ -639,10 +639,8 @@ static void to_peer(struct turn *t, struct turn_alloc *a, const struct net_addr 
 		metric_inc(&turn_m_drop_bad);
 		return;
 	}
-	if (!turn_bw_take(t, a, len, now)) {
-		metric_inc(&turn_m_drop_bw);
+	if (!turn_bw_take(t, a, len, now)) /* counted by cause */
 		return;
-	}
 	bool flip = df && !a->dont_fragment && f == 0;
 	int v = IP_PMTUDISC_DO;
 	if (flip)
@@ -851,10 +849,8 @@ void turn_peer_packet(struct turn *t, struct turn_alloc *a, unsigned fam,
 		metric_inc(&turn_m_drop_noperm);
 		return;
 	}
-	if (!turn_bw_take(t, a, len, now)) {
-		metric_inc(&turn_m_drop_bw);
+	if (!turn_bw_take(t, a, len, now)) /* counted by cause */
 		return;
-	}
 	struct turn_src s = {a->tp, a->li, a->client, a->conn};
 	struct turn_chan *ch = turn_chan_by_peer(a, peer, now);
 	uint8_t *d;

@@ -46,6 +46,10 @@ const struct conf_key turn_conf_keys[] = {
     {"turn", "bandwidth", CONF_INT, "10000", 0, 10000000, NULL,
      "relayed kbit/s per allocation, both directions together; over it is dropped; 0 = "
      "unlimited"},
+    {"turn", "bandwidth_per_user", CONF_INT, "0", 0, 100000000, NULL,
+     "relayed kbit/s of all of a user's allocations together (shared secret: per user part), "
+     "on top of bandwidth; 0 = no budget beyond bandwidth x max_allocations_per_user; when "
+     "set, channels stay in user space (the fast path has no per-user budget)"},
     {"turn", "allowed_peers", CONF_STR, "", 0, 0, NULL,
      "CIDR list of peers allowed even in a denied class (loopback, private, link-local, "
      "shared, multicast, this host's addresses)"},
@@ -105,6 +109,9 @@ struct metric turn_m_drop_rate = {
     .name = "turn_dropped_total", .help = "TURN packets dropped", .labels = "reason=\"rate\""};
 struct metric turn_m_drop_bw = {
     .name = "turn_dropped_total", .help = "TURN packets dropped", .labels = "reason=\"bandwidth\""};
+struct metric turn_m_drop_user_bw = {.name = "turn_dropped_total",
+				     .help = "TURN packets dropped",
+				     .labels = "reason=\"user_bandwidth\""};
 struct metric turn_m_drop_noperm = {.name = "turn_dropped_total",
 				    .help = "TURN packets dropped",
 				    .labels = "reason=\"no_permission\""};
@@ -140,14 +147,14 @@ void turn_count_error(uint16_t code)
 void turn_metrics_register(void)
 {
 	static struct metric *all[] = {
-	    &turn_m_allocs,	    &turn_m_perms,	    &turn_m_chans,
-	    &turn_m_alloc_total,    &turn_m_expired,	    &turn_m_requests,
-	    &turn_m_to_peer_bytes,  &turn_m_to_peer_pkts,   &turn_m_from_peer_bytes,
-	    &turn_m_from_peer_pkts, &turn_m_denied_peer,    &turn_m_drop_rate,
-	    &turn_m_drop_bw,	    &turn_m_drop_noperm,    &turn_m_drop_bad,
-	    &turn_m_auth_fail,	    &turn_m_conn_refused,   &m_err_other,
-	    &turn_m_fast_to_peer,   &turn_m_fast_to_client, &turn_m_fast_full,
-	    &turn_m_auth_cached,
+	    &turn_m_allocs,	    &turn_m_perms,	  &turn_m_chans,
+	    &turn_m_alloc_total,    &turn_m_expired,	  &turn_m_requests,
+	    &turn_m_to_peer_bytes,  &turn_m_to_peer_pkts, &turn_m_from_peer_bytes,
+	    &turn_m_from_peer_pkts, &turn_m_denied_peer,  &turn_m_drop_rate,
+	    &turn_m_drop_bw,	    &turn_m_drop_user_bw, &turn_m_drop_noperm,
+	    &turn_m_drop_bad,	    &turn_m_auth_fail,	  &turn_m_conn_refused,
+	    &m_err_other,	    &turn_m_fast_to_peer, &turn_m_fast_to_client,
+	    &turn_m_fast_full,	    &turn_m_auth_cached,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		metric_register(all[i]);
@@ -604,6 +611,7 @@ static int configure(struct turn *t, const struct conf *c)
 	cf->max_perms = (uint32_t)conf_int(c, "turn", "max_permissions");
 	cf->max_chans = (uint32_t)conf_int(c, "turn", "max_channels");
 	cf->bandwidth = (uint64_t)conf_int(c, "turn", "bandwidth") * 125; /* kbit/s -> B/s */
+	cf->bandwidth_user = (uint64_t)conf_int(c, "turn", "bandwidth_per_user") * 125;
 	cf->tcp_max_conns = (unsigned)conf_int(c, "turn", "tcp_max_connections");
 	cf->tcp_max_conns_src = (unsigned)conf_int(c, "turn", "tcp_max_connections_per_address");
 	cf->rate = (uint32_t)conf_int(c, "turn", "rate");

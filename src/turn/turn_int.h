@@ -116,6 +116,7 @@ struct turn_alloc {
 	uint64_t created_ms, expire_ms;
 	struct turn_relay relay[2]; /* [0] IPv4, [1] IPv6 */
 	bool counted;		    /* in the shared quotas (turn_quota_take) */
+	struct turn_count *user_ent; /* counted: its entry in the users table */
 	struct turn_budget rq;	    /* requests on its own 5-tuple */
 	bool fast_stats;	    /* the kernel keeps counters for it */
 	struct {
@@ -163,7 +164,8 @@ struct turn_conf {
 	uint16_t port_lo, port_hi;
 	uint32_t lifetime_default, lifetime_max, nonce_lifetime;
 	uint32_t max_allocs, max_allocs_user, max_perms, max_chans;
-	uint64_t bandwidth; /* bytes per second per allocation; 0 = unlimited */
+	uint64_t bandwidth;	 /* bytes per second per allocation; 0 = unlimited */
+	uint64_t bandwidth_user; /* bytes per second per user; 0 = no budget */
 	unsigned tcp_max_conns, tcp_max_conns_src;
 	uint32_t rate, burst; /* requests per second per budget; rate 0 = unlimited */
 };
@@ -177,6 +179,11 @@ struct turn_count {
 	struct turn_count *next;
 	uint32_t n;
 	uint16_t len;
+	/* users: the user's bandwidth bucket ([turn] bandwidth_per_user, bytes
+	 * x 1000), taken without the lock by whichever thread relays for one of
+	 * its allocations; the entry lives while an allocation holds it */
+	_Atomic int64_t bw_milli;
+	_Atomic uint64_t bw_last_ms;
 	uint8_t key[];
 };
 struct turn_counts {
@@ -284,7 +291,8 @@ void turn_conn_put(struct turn *t, struct turn_conn *c);
 int turn_counts_init(struct turn_counts *c, size_t nb);
 void turn_counts_free(struct turn_counts *c);
 /* Adds one to key's count unless it is at max (or out of memory): true when added. */
-bool turn_counts_take(struct turn_counts *c, const void *key, size_t len, uint32_t max);
+struct turn_count *turn_counts_take(struct turn_counts *c, const void *key, size_t len,
+				    uint32_t max);
 void turn_counts_put(struct turn_counts *c, const void *key, size_t len);
 /* A new allocation with empty relays, not yet in the tables. ENOMEM. */
 int turn_alloc_new(struct turn *t, struct turn_alloc **ap);
@@ -320,7 +328,8 @@ int turn_perms_reserve(struct turn_alloc *a, size_t n);
 int turn_chans_reserve(struct turn_alloc *a, size_t n);
 /* Takes one request token: false when over [turn] rate/burst. */
 bool turn_budget_take(const struct turn *t, struct turn_budget *b, uint64_t now);
-/* Spends len bytes of a's bandwidth: false when over budget. */
+/* Spends len bytes of a's bandwidth and of its user's: false (counted in
+ * turn_dropped_total by which) when over either budget. */
 bool turn_bw_take(struct turn *t, struct turn_alloc *a, size_t len, uint64_t now);
 unsigned turn_fam_index(const struct net_addr *a); /* 0 IPv4, 1 IPv6 */
 
@@ -399,9 +408,9 @@ bool turn_fast_on(const struct turn *t);
 /* ---- metrics ---- */
 extern struct metric turn_m_allocs, turn_m_perms, turn_m_chans, turn_m_requests,
     turn_m_to_peer_bytes, turn_m_to_peer_pkts, turn_m_from_peer_bytes, turn_m_from_peer_pkts,
-    turn_m_denied_peer, turn_m_drop_rate, turn_m_drop_bw, turn_m_drop_noperm, turn_m_drop_bad,
-    turn_m_alloc_total, turn_m_expired, turn_m_auth_fail, turn_m_conn_refused, turn_m_fast_to_peer,
-    turn_m_fast_to_client, turn_m_fast_full, turn_m_auth_cached;
+    turn_m_denied_peer, turn_m_drop_rate, turn_m_drop_bw, turn_m_drop_user_bw, turn_m_drop_noperm,
+    turn_m_drop_bad, turn_m_alloc_total, turn_m_expired, turn_m_auth_fail, turn_m_conn_refused,
+    turn_m_fast_to_peer, turn_m_fast_to_client, turn_m_fast_full, turn_m_auth_cached;
 /* Counts an error response by code. */
 void turn_count_error(uint16_t code);
 void turn_metrics_register(void);

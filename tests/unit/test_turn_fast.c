@@ -506,6 +506,44 @@ static void test_fast_off(void **state)
 	pair_close(&x);
 }
 
+/* With a per-user budget the kernel relays nothing (it keeps no per-user
+ * bucket): a burst over the budget is dropped in user space and counted, the
+ * kernel's counters do not move. Without this rule a channel in the kernel
+ * would carry the user past the budget. */
+static void test_fast_user_budget(void **state)
+{
+	(void)state;
+	if (!have_ns)
+		skip();
+	struct pair x;
+	pair_open(&x, "allowed_peers = 127.0.0.0/8\nbandwidth_per_user = 80\nfastpath = on\n");
+	struct buf out;
+	buf_init(&out);
+	struct counts c0, c1;
+	counts(&c0);
+	for (unsigned i = 0; i < 20; i++) /* 6,880 of the 10,000 B/s */
+		round_trip(&x, 172, i);
+	int64_t ubw = tt_counter("turn_dropped_total", "reason=\"user_bandwidth\"");
+	uint8_t d[400] = {0}, rx[2048];
+	for (int i = 0; i < 40; i++)
+		chan_send(&x.c, 0x4001, d, sizeof d, 0);
+	int got = 0;
+	while (!quiet(x.peer, 200)) {
+		assert_int_equal(recv(x.peer, rx, sizeof rx, 0), 400);
+		got++;
+	}
+	pull(&x.s, &out);
+	counts(&c1);
+	assert_int_equal(c1.fast_tp - c0.fast_tp, 0);
+	assert_int_equal(c1.rel_tp - c0.rel_tp, 20 + got);
+	assert_true(got < 40);
+	assert_int_equal(tt_counter("turn_dropped_total", "reason=\"user_bandwidth\"") - ubw,
+			 40 - got);
+	assert_non_null(strstr(out.data, "\"fast\":false"));
+	buf_free(&out);
+	pair_close(&x);
+}
+
 int main(void)
 {
 	if (unshare(CLONE_NEWNET) == 0 && system("ip link set lo up") == 0)
@@ -513,11 +551,9 @@ int main(void)
 	else
 		fprintf(stderr, "no network namespace of our own (not root?): skipping\n");
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_fast_both_ways),
-	    cmocka_unit_test(test_fast_checksums),
-	    cmocka_unit_test(test_fast_expiry),
-	    cmocka_unit_test(test_fast_bandwidth),
-	    cmocka_unit_test(test_fast_off),
+	    cmocka_unit_test(test_fast_both_ways), cmocka_unit_test(test_fast_checksums),
+	    cmocka_unit_test(test_fast_expiry),	   cmocka_unit_test(test_fast_bandwidth),
+	    cmocka_unit_test(test_fast_off),	   cmocka_unit_test(test_fast_user_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

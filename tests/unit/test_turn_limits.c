@@ -146,6 +146,68 @@ static void test_bandwidth(void **state)
 	tt_srv_stop(&s);
 }
 
+/* The per-user budget, as the attack: one user splits traffic over two
+ * allocations, each within its own bandwidth; together they get no more
+ * than bandwidth_per_user (1,000 B/s here: two 400-byte payloads of the
+ * first burst pass, nothing of the second allocation's), counted apart from
+ * the per-allocation drops. Another user's allocation is not touched. */
+static void test_bandwidth_per_user(void **state)
+{
+	(void)state;
+	struct tt_srv s;
+	tt_srv_start(&s, "allowed_peers = 127.0.0.0/8\nbandwidth = 800\n" /* 100,000 B/s */
+			 "bandwidth_per_user = 8\n");			  /* 1,000 B/s */
+	struct tt_cli c1, c2, other;
+	tt_cli_open(&c1, &s, false, "alice", "wonder");
+	tt_cli_open(&c2, &s, false, "alice", "wonder");
+	tt_cli_open(&other, &s, false, "bob", "builder");
+	assert_int_equal(tt_allocate(&c1, NULL), 0);
+	assert_int_equal(tt_allocate(&c2, NULL), 0);
+	assert_int_equal(tt_allocate(&other, NULL), 0);
+	struct net_addr pa, from;
+	int pfd = tt_peer_open(&pa);
+	assert_int_equal(tt_chan_bind(&c1, 0x4000, &pa), 0);
+	assert_int_equal(tt_chan_bind(&c2, 0x4000, &pa), 0);
+	assert_int_equal(tt_chan_bind(&other, 0x4000, &pa), 0);
+	int64_t bw = tt_counter("turn_dropped_total", "reason=\"bandwidth\"");
+	int64_t ubw = tt_counter("turn_dropped_total", "reason=\"user_bandwidth\"");
+	uint8_t cd[4 + 400] = {0x40, 0x00, 0x01, 0x90};
+	for (int i = 0; i < 10; i++)
+		tt_cli_send(&c1, cd, sizeof cd);
+	for (int i = 0; i < 10; i++)
+		tt_cli_send(&c2, cd, sizeof cd);
+	struct buf q;
+	buf_init(&q);
+	struct stun_enc e;
+	tt_begin(&q, &e, STUN_METHOD_BINDING); /* answered after the ChannelData */
+	assert_int_equal(tt_xchg(&c1, &q), 0);
+	tt_begin(&q, &e, STUN_METHOD_BINDING);
+	assert_int_equal(tt_xchg(&c2, &q), 0);
+	int64_t dropped = tt_counter("turn_dropped_total", "reason=\"user_bandwidth\"") - ubw;
+	if (dropped < 17 || dropped > 18) /* 1,000 B and what refilled meanwhile */
+		fail_msg("%lld dropped for the user's budget", (long long)dropped);
+	assert_int_equal(tt_counter("turn_dropped_total", "reason=\"bandwidth\""), bw);
+	uint8_t got[512];
+	int arrived = 0;
+	struct pollfd pf = {pfd, POLLIN, 0};
+	while (poll(&pf, 1, 200) == 1)
+		arrived += tt_peer_recv(pfd, got, sizeof got, &from) == 400;
+	assert_int_equal(arrived, 20 - dropped);
+	/* bob has a budget of his own */
+	for (int i = 0; i < 2; i++)
+		tt_cli_send(&other, cd, sizeof cd);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(tt_peer_recv(pfd, got, sizeof got, &from), 400);
+	assert_int_equal(tt_counter("turn_dropped_total", "reason=\"user_bandwidth\""),
+			 ubw + dropped);
+	buf_free(&q);
+	close(pfd);
+	tt_cli_close(&c1);
+	tt_cli_close(&c2);
+	tt_cli_close(&other);
+	tt_srv_stop(&s);
+}
+
 /* Per-source budget: a source over it gets no answers (counted). */
 static void test_rate_limit(void **state)
 {
@@ -371,15 +433,11 @@ int main(void)
 {
 	tt_relay_ports = "24200-24399";
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_peer_denied),
-	    cmocka_unit_test(test_quotas),
-	    cmocka_unit_test(test_bandwidth),
-	    cmocka_unit_test(test_rate_limit),
-	    cmocka_unit_test(test_rate_budgets_apart),
-	    cmocka_unit_test(test_tcp_caps),
-	    cmocka_unit_test(test_channel_refresh_perm_bound),
-	    cmocka_unit_test(test_channel_hold),
-	    cmocka_unit_test(test_expiry),
+	    cmocka_unit_test(test_peer_denied),	 cmocka_unit_test(test_quotas),
+	    cmocka_unit_test(test_bandwidth),	 cmocka_unit_test(test_bandwidth_per_user),
+	    cmocka_unit_test(test_rate_limit),	 cmocka_unit_test(test_rate_budgets_apart),
+	    cmocka_unit_test(test_tcp_caps),	 cmocka_unit_test(test_channel_refresh_perm_bound),
+	    cmocka_unit_test(test_channel_hold), cmocka_unit_test(test_expiry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
