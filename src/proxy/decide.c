@@ -79,26 +79,6 @@ bool proxy_media_direct(const struct proxy_media_policy *pol, const struct net_a
 	       net_cidr_list_has(pol->trusted, pol->n_trusted, src);
 }
 
-/* The Via below the top one: the hop before a proxy. */
-static bool via_below_top(const struct sip_msg *m, struct sip_via *out)
-{
-	bool first = true;
-	for (size_t i = m->via1_hdr; i < m->n_hdrs; i++) {
-		if (m->hdrs[i].id != SIP_HDR_VIA)
-			continue;
-		size_t pos = 0;
-		struct slice v;
-		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
-			if (first) {
-				first = false;
-				continue;
-			}
-			return sip_via_parse(v, out) == 0;
-		}
-	}
-	return false;
-}
-
 void proxy_media_caller(const struct proxy_media_policy *pol, const struct sip_msg *m,
 			const struct flow *f, struct proxy_media_party *out)
 {
@@ -118,10 +98,12 @@ void proxy_media_caller(const struct proxy_media_policy *pol, const struct sip_m
 	 * trusted sender with one Via is the party itself (a trunk). */
 	struct sip_via below;
 	if (out->direct && net_cidr_list_has(pol->trusted, pol->n_trusted, src) &&
-	    via_below_top(m, &below)) {
-		struct slice host = below.received.l ? below.received : below.host;
+	    sip_msg_via2(m, &below, NULL)) {
+		struct slice host;
+		uint16_t port;
+		sip_via_sender(&below, &host, &port);
 		struct net_addr a;
-		out->direct = net_addr_from_host(host, 0, &a) == 0 &&
+		out->direct = net_addr_from_host(host, port, &a) == 0 &&
 			      net_cidr_list_has(pol->direct, pol->n_direct, &a);
 	}
 }

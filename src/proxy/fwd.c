@@ -202,29 +202,6 @@ static int strip_via(const struct sip_msg *m, const struct buf *body, unsigned f
 	return err;
 }
 
-/* Parses the Via value after the top one (the previous hop), if any; raw
- * (may be NULL) gets its text. */
-static bool second_via(const struct sip_msg *m, struct sip_via *out, struct slice *raw)
-{
-	bool seen_first = false;
-	for (size_t i = m->via1_hdr; i < m->n_hdrs; i++) {
-		if (m->hdrs[i].id != SIP_HDR_VIA)
-			continue;
-		size_t pos = 0;
-		struct slice v;
-		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
-			if (!seen_first) {
-				seen_first = true;
-				continue;
-			}
-			if (raw)
-				*raw = v;
-			return sip_via_parse(v, out) == 0;
-		}
-	}
-	return false;
-}
-
 /* Where a response goes without a server transaction (16.11 / 18.2.2): only
  * one to what we sent, along the next Via or the flow in our Via's token. */
 static bool upstream_flow(struct proxy *p, const struct sip_msg *m, struct flow *f)
@@ -235,14 +212,13 @@ static bool upstream_flow(struct proxy *p, const struct sip_msg *m, struct flow 
 	if (sip_param_find(m->via1.params, "ft", &ft) && ft.has_value)
 		return edge_flow_token_decode(p->edge, ft.value, f) == 0;
 	struct sip_via v;
-	if (!second_via(m, &v, NULL))
+	if (!sip_msg_via2(m, &v, NULL))
 		return false;
-	struct slice host = v.received.l ? v.received : v.host;
-	uint32_t port = v.port ? v.port : 5060;
-	if (v.rport_value.l)
-		slice_to_u32(v.rport_value, 65535, &port);
+	struct slice host;
+	uint16_t port;
+	sip_via_sender(&v, &host, &port);
 	struct net_addr dst;
-	if (net_addr_from_host(host, (uint16_t)port, &dst))
+	if (net_addr_from_host(host, port, &dst))
 		return false;
 	int li = net_listener_find(edge_net(p->edge), NET_UDP, net_addr_family(&dst));
 	if (li < 0)
@@ -621,7 +597,7 @@ static bool response_ours(struct proxy *p, const struct edge_rx *rx)
 		return true;
 	struct sip_via v;
 	struct slice raw;
-	return second_via(rx->msg, &v, &raw) &&
+	return sip_msg_via2(rx->msg, &v, &raw) &&
 	       edge_branch_verify(p->edge, rx->msg->via1.branch, raw, rx->msg->call_id);
 }
 

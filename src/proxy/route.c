@@ -444,11 +444,12 @@ static int check_sender(struct proxy *p, const struct edge_rx *rx, struct route_
 		return EPERM;
 	}
 	struct auth_result ar;
-	auth_check(a, m, &rx->flow.remote, true, realm, &ar);
+	struct net_addr src;
+	registrar_auth_source(p->reg, &rx->flow, m, &src);
+	auth_check(a, m, &src, true, realm, &ar);
 	char extra[1024];
 	const char *reason;
-	uint16_t status = auth_answer(a, &ar, realm, &rx->flow.remote, true, &reason, extra,
-				      sizeof extra);
+	uint16_t status = auth_answer(a, &ar, realm, &src, true, &reason, extra, sizeof extra);
 	if (status) {
 		reply(rx, status, reason, extra[0] ? extra : NULL);
 		return status == 400 ? EBADMSG : EACCES;

@@ -183,24 +183,6 @@ uint32_t registrar_nat_claim(const struct sip_via *via, const struct sip_uri *co
  * refresh their keepalives well within this. */
 #define NAT_STUN_WINDOW_MS (300 * 1000)
 
-/* The Via below the top one (the phone's, behind an edge of ours). */
-static bool phone_via(const struct sip_msg *m, struct sip_via *out)
-{
-	bool first = true;
-	for (size_t i = m->via1_hdr; i < m->n_hdrs; i++) {
-		if (m->hdrs[i].id != SIP_HDR_VIA)
-			continue;
-		size_t pos = 0;
-		struct slice v;
-		while (sip_hdr_next_value(m->hdrs[i].value, &pos, &v)) {
-			if (!first)
-				return sip_via_parse(v, out) == 0;
-			first = false;
-		}
-	}
-	return false;
-}
-
 /* The NAT verdict of a REGISTER (nat.c). Through a trusted edge (a Path
  * from [proxy] trusted) the phone's source is what the edge wrote into the
  * phone's Via (received, rport), which we believe of a trusted hop; the
@@ -211,12 +193,11 @@ void registrar_nat_request(struct registrar *r, const struct flow *f, const stru
 {
 	struct registrar_nat_in in = {.src = f->remote, .tp = f->tp, .via = &m->via1};
 	struct sip_via pv;
-	if (has_path && phone_via(m, &pv)) {
-		struct slice host = pv.received.l ? pv.received : pv.host;
-		uint32_t port = pv.port ? pv.port : 5060;
-		if (pv.rport_value.l)
-			slice_to_u32(pv.rport_value, 65535, &port);
-		if (net_addr_from_host(host, (uint16_t)port, &in.src) == 0) {
+	if (has_path && sip_msg_via2(m, &pv, NULL)) {
+		struct slice host;
+		uint16_t port;
+		sip_via_sender(&pv, &host, &port);
+		if (net_addr_from_host(host, port, &in.src) == 0) {
 			*pvia = pv;
 			in.via = pvia;
 			in.tp = NET_UDP;

@@ -55,6 +55,20 @@ bool registrar_source_trusted(const struct registrar *r, const struct net_addr *
 	return net_cidr_list_has(r->trusted, r->n_trusted, src);
 }
 
+void registrar_auth_source(const struct registrar *r, const struct flow *f, const struct sip_msg *m,
+			   struct net_addr *out)
+{
+	*out = f->remote;
+	struct sip_via v;
+	struct slice host;
+	uint16_t port;
+	if (!registrar_source_trusted(r, &f->remote) || !sip_msg_via2(m, &v, NULL))
+		return; /* a trunk's own request: the trunk is the party */
+	sip_via_sender(&v, &host, &port);
+	if (net_addr_from_host(host, port, out))
+		*out = f->remote;
+}
+
 bool registrar_counts_flow(const struct registrar *r, const struct store_binding *b)
 {
 	return b->reg_id && !b->path[0] && !registrar_source_trusted(r, &b->flow.remote);

@@ -734,11 +734,13 @@ static bool authorize(struct registrar *r, const struct edge_rx *rx, bool *authe
 		return false;
 	}
 	struct auth_result ar;
-	auth_check(r->auth, m, &rx->flow.remote, false, realm, &ar);
+	struct net_addr src;
+	registrar_auth_source(r, &rx->flow, m, &src);
+	auth_check(r->auth, m, &src, false, realm, &ar);
 	char extra[1024];
 	const char *reason;
-	uint16_t status = auth_answer(r->auth, &ar, realm, &rx->flow.remote, false, &reason, extra,
-				      sizeof extra);
+	uint16_t status =
+	    auth_answer(r->auth, &ar, realm, &src, false, &reason, extra, sizeof extra);
 	if (status) {
 		reject(rx->st, status, reason, extra[0] ? extra : NULL);
 		return false;

@@ -62,6 +62,13 @@ bool registrar_lan_default(const struct registrar *r, const struct net_addr *src
 /* Whether src is one of [proxy] trusted: a peer whose Path the registrar
  * stores (RFC 3327; anyone else's REGISTER with a Path gets 403). */
 bool registrar_source_trusted(const struct registrar *r, const struct net_addr *src);
+/* The source a request's digest nonce is bound to and its failures count
+ * against: the packet's; from a [proxy] trusted hop (an edge of ours) the
+ * address that hop wrote into the Via below its own, which we believe of a
+ * trusted hop. So one guesser behind an edge holds only its own address,
+ * not the edge and every phone behind it. */
+void registrar_auth_source(const struct registrar *r, const struct flow *f, const struct sip_msg *m,
+			   struct net_addr *out);
 /* Logs which registration rule is in force (at start). */
 void registrar_log_rule(const struct registrar *r);
 

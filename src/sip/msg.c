@@ -395,6 +395,27 @@ const struct sip_hdr *sip_msg_hdr(const struct sip_msg *msg, enum sip_hdr_id id,
 	return NULL;
 }
 
+bool sip_msg_via2(const struct sip_msg *msg, struct sip_via *out, struct slice *raw)
+{
+	bool first = true;
+	for (size_t i = msg->via1_hdr; i < msg->n_hdrs; i++) {
+		if (msg->hdrs[i].id != SIP_HDR_VIA)
+			continue;
+		size_t pos = 0;
+		struct slice v;
+		while (sip_hdr_next_value(msg->hdrs[i].value, &pos, &v)) {
+			if (first) {
+				first = false;
+				continue;
+			}
+			if (raw)
+				*raw = v;
+			return sip_via_parse(v, out) == 0;
+		}
+	}
+	return false;
+}
+
 const struct sip_hdr *sip_msg_hdr_named(const struct sip_msg *msg, const char *name)
 {
 	struct slice n = slice_cstr(name);

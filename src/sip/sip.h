@@ -157,6 +157,9 @@ struct sip_via {
 };
 
 int sip_via_parse(struct slice s, struct sip_via *out);
+/* Where a Via's sender was seen (RFC 3581): received= else the sent-by host,
+ * rport= else the sent-by port else 5060. For a Via a hop of ours wrote. */
+void sip_via_sender(const struct sip_via *v, struct slice *host, uint16_t *port);
 
 struct sip_cseq {
 	uint32_t num;
@@ -243,6 +246,9 @@ const struct sip_hdr *sip_msg_hdr(const struct sip_msg *msg, enum sip_hdr_id id,
 /* Header by name for ids outside the table (case-insensitive). */
 const struct sip_hdr *sip_msg_hdr_named(const struct sip_msg *msg, const char *name);
 size_t sip_msg_hdr_count(const struct sip_msg *msg, enum sip_hdr_id id);
+/* The Via value after the top one (the hop before the last sender), parsed;
+ * raw (may be NULL) gets its text. false when there is none or it is bad. */
+bool sip_msg_via2(const struct sip_msg *msg, struct sip_via *out, struct slice *raw);
 
 /* Whether an option tag is listed in Supported/Require/Proxy-Require. */
 bool sip_msg_has_option(const struct sip_msg *msg, enum sip_hdr_id id, const char *tag);

@@ -100,3 +100,12 @@ int sip_via_parse(struct slice s, struct sip_via *out)
 	}
 	return r; /* 0 at the end, or EBADMSG for a malformed parameter */
 }
+
+void sip_via_sender(const struct sip_via *v, struct slice *host, uint16_t *port)
+{
+	*host = v->received.l ? v->received : v->host;
+	uint32_t p = v->port ? v->port : 5060;
+	if (v->rport_value.l)
+		slice_to_u32(v->rport_value, 65535, &p);
+	*port = (uint16_t)p;
+}

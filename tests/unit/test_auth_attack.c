@@ -79,18 +79,26 @@ static void credentials(const char *resp, const char *hdr, const char *user, con
 		 hdr, user, realm, nonce, uri, r);
 }
 
-/* One REGISTER from p for the AOR to_user@127.0.0.1 with the extra lines;
- * returns the status, the response in resp. */
-static int reg(struct phone *p, const char *to_user, const char *extra, char *resp, size_t len)
+/* One REGISTER from p for the AOR to_user@127.0.0.1 with the extra lines,
+ * and below p's Via the phone's as an edge stamps it when behind is a phone's
+ * address (p plays the edge); returns the status, the response in resp. */
+static int reg_behind(struct phone *p, const char *behind, const char *to_user, const char *extra,
+		      char *resp, size_t len)
 {
 	unsigned n = ++seq;
+	char via2[160] = "";
+	if (behind)
+		snprintf(via2, sizeof via2,
+			 "Via: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKph%u;received=%s;"
+			 "rport=40001\r\n",
+			 n, behind);
 	phone_send(p,
 		   "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
-		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKatk%u\r\n"
+		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKatk%u\r\n%s"
 		   "From: <sip:%s@127.0.0.1>;tag=f%u\r\nTo: <sip:%s@127.0.0.1>\r\n"
 		   "Call-ID: atk-%u@127.0.0.1\r\nCSeq: %u REGISTER\r\nMax-Forwards: 70\r\n"
 		   "%sContent-Length: 0\r\n\r\n",
-		   p->port, n, to_user, p->port, to_user, p->port, n, extra);
+		   p->port, n, via2, to_user, p->port, to_user, p->port, n, extra);
 	/* the answer to this REGISTER. One to another phone's (another test's
 	 * late retransmission to a port this phone now holds) is said and
 	 * skipped; a second answer to one of this phone's own is a defect. */
@@ -111,16 +119,28 @@ static int reg(struct phone *p, const char *to_user, const char *extra, char *re
 	return status;
 }
 
+static int reg(struct phone *p, const char *to_user, const char *extra, char *resp, size_t len)
+{
+	return reg_behind(p, NULL, to_user, extra, resp, len);
+}
+
 /* REGISTER challenged first, then answered with user/pass's credentials. */
-static int reg_auth(struct phone *p, const char *to_user, const char *user, const char *pass,
-		    const char *extra, char *resp, size_t len)
+static int reg_auth_behind(struct phone *p, const char *behind, const char *to_user,
+			   const char *user, const char *pass, const char *extra, char *resp,
+			   size_t len)
 {
 	char chal[4096], cred[1024], lines[2048];
-	assert_int_equal(reg(p, to_user, extra, chal, sizeof chal), 401);
+	assert_int_equal(reg_behind(p, behind, to_user, extra, chal, sizeof chal), 401);
 	credentials(chal, "Authorization", user, pass, "REGISTER", "sip:127.0.0.1", cred,
 		    sizeof cred);
 	snprintf(lines, sizeof lines, "%s%s", extra, cred);
-	return reg(p, to_user, lines, resp, len);
+	return reg_behind(p, behind, to_user, lines, resp, len);
+}
+
+static int reg_auth(struct phone *p, const char *to_user, const char *user, const char *pass,
+		    const char *extra, char *resp, size_t len)
+{
+	return reg_auth_behind(p, NULL, to_user, user, pass, extra, resp, len);
 }
 
 static size_t bindings(const char *aor, char *first_contact, size_t len)
@@ -569,6 +589,54 @@ static void test_spread_guessing_spares_alices_phone(void **state)
 	phone_close(&e3);
 }
 
+/* Behind an edge of ours (a [proxy] trusted hop) every phone arrives from the
+ * edge's address. One guesser there must not put the edge in backoff, and
+ * with it every phone behind it: failures count against the address the edge
+ * wrote into the guesser's Via. A sender that is not trusted cannot pick its
+ * key by writing such a Via itself. */
+static void test_guesser_behind_an_edge_spares_the_edge(void **state)
+{
+	(void)state;
+	test_server_stop(&srv);
+	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\noverload_delay = 20000\n"
+				"[keepalive]\ninterval = 0\n"
+				"[proxy]\ntrusted = 127.0.0.50/32\n"
+				"[auth]\nmax_failures = 5\nbackoff_min = 30\n"
+				"algorithms = SHA-512-256, SHA-256, MD5\n");
+	add_user("alice", "wonderland");
+	add_user("bob", "builder");
+	struct phone edge, mallory;
+	phone_open_at(&edge, &srv, "127.0.0.50");
+	phone_open_at(&mallory, &srv, "127.0.0.51");
+	char r[4096];
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(reg_auth_behind(&edge, "198.51.100.66", "alice", "alice", "guess",
+						 "", r, sizeof r),
+				 401);
+	/* the guesser is held, the right password included */
+	assert_int_equal(reg_auth_behind(&edge, "198.51.100.66", "alice", "alice", "wonderland", "",
+					 r, sizeof r),
+			 403);
+	assert_non_null(strstr(r, "Retry-After: "));
+	/* alice, behind the same edge, is not */
+	assert_int_equal(reg_auth_behind(&edge, "198.51.100.7", "alice", "alice", "wonderland",
+					 "Contact: <sip:alice@10.0.0.7:5060>\r\n", r, sizeof r),
+			 200);
+	/* untrusted: the Via below proves nothing, the packet's source is held */
+	char ip[32];
+	for (int i = 0; i < 5; i++) {
+		snprintf(ip, sizeof ip, "198.51.100.%d", 100 + i);
+		assert_int_equal(
+		    reg_auth_behind(&mallory, ip, "alice", "alice", "guess", "", r, sizeof r), 401);
+	}
+	/* held as a source: bob, whose name nobody guessed, too */
+	assert_int_equal(
+	    reg_auth_behind(&mallory, "198.51.100.200", "bob", "bob", "builder", "", r, sizeof r),
+	    403);
+	phone_close(&edge);
+	phone_close(&mallory);
+}
+
 /* alice computes credentials over a nonce sent to her address and sends them
  * with another address as the UDP source (a victim's): refused with a fresh
  * challenge, so no binding there and no pings aimed at the victim. From her
@@ -619,6 +687,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_spread_guessing_spares_alices_phone, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_forged_source_register_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_guesser_behind_an_edge_spares_the_edge, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests_name("auth_attack", tests, NULL, NULL);
 }
