@@ -14,6 +14,11 @@ enum fo_cause { FO_430, FO_CLOSED, FO_SEND, FO_TIMEOUT, FO_CAUSES };
 #define FO_HELP                                                                                    \
 	"requests sent again over another flow of the same instance (RFC 5626), by what failed "   \
 	"the flow before"
+static struct metric m_silent_430 = {
+    .name = "outbound_silent_flows_total",
+    .help =
+	"edge-only: INVITEs from the registrar that a phone's UDP outbound flow left unanswered "
+	"for failover_timeout, answered 430 so that the registrar tries another flow"};
 static struct metric m_failovers[FO_CAUSES] = {
 	{.name = "outbound_failovers_total", .help = FO_HELP, .labels = "cause=\"430\""},
 	{.name = "outbound_failovers_total", .help = FO_HELP, .labels = "cause=\"closed\""},
@@ -32,6 +37,9 @@ struct branch {
 	/* the current attempt drew a response (even 100): the hop has the
 	 * request, and another flow would only bring it a second copy */
 	bool heard;
+	/* ... beyond a 100: the far end has it. Only this holds back a failover
+	 * on 430, which an edge may send after its own 100 */
+	bool heard_far;
 	bool registered; /* a registered binding's flows, not some other target */
 	size_t first, cur, end;
 	struct timer t_fo; /* UDP: no answer within failover_timeout */
@@ -52,6 +60,7 @@ struct proxy_call {
 	/* edge-only: sent to the registrar for a phone (upstream.c); until
 	 * something rings, a refusal goes back once, bounded (no reflection) */
 	bool upstream, rang;
+	bool silence_430; /* route_plan's */
 	/* Only when a branch has flows to fail over to: the targets, and what
 	 * it takes to build the request again for another one (the request
 	 * itself is the server transaction's, kept until its final answer). */
@@ -269,10 +278,11 @@ static int attempt(struct branch *b, const struct edge_rx *rx, const struct rout
 		return err;
 	}
 	metric_inc(&proxy_m_forwarded);
-	b->heard = false;
+	b->heard = b->heard_far = false;
 	/* RFC 5626 5.3: a UDP flow fails silently; with another flow to go
-	 * to, silence for failover_timeout is taken for a failed flow */
-	if (t->flow.tp == NET_UDP && b->cur + 1 < b->end)
+	 * to (here, or at the registrar behind us), silence for
+	 * failover_timeout is taken for a failed flow */
+	if (t->flow.tp == NET_UDP && (b->cur + 1 < b->end || pc->silence_430))
 		timer_start(worker_loop(rx->w), &b->t_fo, p->failover_ms, failover_timer, b);
 	return 0;
 }
@@ -300,8 +310,8 @@ static bool failover(struct branch *b, enum fo_cause cause)
 	timer_cancel(&b->t_fo);
 	mark_failed(b);
 	struct edge_rx rx;
-	if (!pc->tg || b->heard || pc->cancelling || pc->final_sent || b->cur + 1 >= b->end ||
-	    !call_rx(pc, &rx))
+	if (!pc->tg || (cause == FO_430 ? b->heard_far : b->heard) || pc->cancelling ||
+	    pc->final_sent || b->cur + 1 >= b->end || !call_rx(pc, &rx))
 		return false;
 	if (b->ct) {
 		ctsx_give_up(b->ct); /* it still reports its end here */
@@ -341,6 +351,14 @@ static void failover_timer(void *arg)
 	struct branch *b = arg;
 	if (b->done || b->heard || !b->ct)
 		return;
+	if (b->pc->silence_430) {
+		metric_inc(&m_silent_430);
+		ctsx_give_up(b->ct); /* a late provisional is cancelled, a 2xx goes up */
+		b->pc->given_up++;
+		b->ct = NULL;
+		branch_end_failed(b, 430);
+		return;
+	}
 	if (failover(b, FO_TIMEOUT))
 		return;
 	/* given up, and no other flow took it: the branch failed; else no
@@ -368,6 +386,7 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 	}
 	if (status < 200) {
 		b->heard = true;
+		b->heard_far |= status > 100;
 		timer_cancel(&b->t_fo);
 	}
 	if (status == 100)
@@ -536,6 +555,7 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	pc->media = *pm;
 	pc->flow_timer = plan->flow_timer;
 	pc->upstream = plan->upstream;
+	pc->silence_430 = plan->silence_430;
 	buf_init(&pc->best);
 	buf_init(&pc->body);
 	buf_init(&pc->seen);
@@ -642,4 +662,5 @@ void proxy_fwd_init(struct proxy *p, const struct conf *c)
 	}
 	for (size_t i = 0; i < FO_CAUSES; i++)
 		metric_register(&m_failovers[i]);
+	metric_register(&m_silent_430);
 }

@@ -156,6 +156,10 @@ struct proxy_target {
  * branch), received/rport on the previous one, Max-Forwards decremented, the
  * popped Route values removed, Record-Route when asked. */
 struct route_plan {
+	/* edge-only: the registrar's INVITE to a phone's UDP outbound flow. Our
+	 * 100 hides the phone's silence from the registrar, so silence for
+	 * failover_timeout is answered 430: the registrar tries another flow */
+	bool silence_430;
 	/* Route values of ours at the top: how many to drop from each line */
 	size_t pop_lines[16];
 	size_t n_pop_lines;

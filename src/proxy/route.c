@@ -568,6 +568,12 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		targets[0].flow = tflow;
 		targets[0].ruri[0] = '\0';
 		n = 1;
+		/* edge-only: the registrar's INVITE to a phone's UDP outbound flow */
+		struct edge_flow_info fi;
+		plan.silence_430 = p->up_on && !upstream && m->method == SIP_INVITE &&
+				   !m->to_tag.l && tflow.tp == NET_UDP &&
+				   edge_flows_get(edge_flows(p->edge), &tflow, NULL, &fi) == 0 &&
+				   fi.reg_id;
 	} else if (next_route.l) {
 		/* a Route beyond us: loose routing for whoever may go there */
 		if (!proxy_may_relay(p, rx, authenticated)) {

@@ -143,6 +143,21 @@ static void reg_invite(struct phone *reg, const char *route, const char *user,
 		   user, contact_port, reg->port, call_id, route, user, call_id);
 }
 
+/* The registrar's ACK of a non-2xx final answer r to its INVITE (hop by
+ * hop, or the edge repeats the answer: Timer G). */
+static void reg_ack(struct phone *reg, const char *r)
+{
+	char via[512], from[256], to[256], cid[128];
+	msg_header(r, "Via", via, sizeof via);
+	msg_header(r, "From", from, sizeof from);
+	msg_header(r, "To", to, sizeof to);
+	msg_header(r, "Call-ID", cid, sizeof cid);
+	phone_send(reg,
+		   "ACK sip:x@10.1.1.1 SIP/2.0\r\nVia: %s\r\nMax-Forwards: 70\r\nFrom: %s\r\n"
+		   "To: %s\r\nCall-ID: %s\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+		   via, from, to, cid);
+}
+
 static struct edge_flow_info info(struct test_server *s, const struct flow *f, const char *aor)
 {
 	struct edge_flow_info fi;
@@ -429,6 +444,68 @@ static void test_colocated_failed_flow_430(void **state)
 	test_server_stop(&s);
 }
 
+/* RFC 5626 5.3, the separate shape: erin's UDP flow is alive by its
+ * keepalives, but the path to her went dead since. The edge answers the
+ * registrar's INVITE 100 at once, which hides her silence from it; so the
+ * edge answers 430 itself after failover_timeout (the registrar then tries
+ * her other flow), stops retransmitting to her, and does not mark the flow
+ * failed (one lost INVITE is not a dead flow). A phone that answers, and a
+ * phone without outbound (no other flow to go to), are left to their INVITE. */
+static void test_silent_phone_gets_430(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server s;
+	struct phone reg, erin, plain;
+	start_edge_conf(&s, &reg, "[outbound]\nfailover_timeout = 300\n");
+	phone_open(&erin, &s);
+	phone_open(&plain, &s);
+	char path[512], ppath[512], r[4096], req[4096];
+	register_phone(&erin, &reg, "erin", 8, path, sizeof path);
+	struct flow f = path_flow(&s, path);
+	struct metric *silent = metric_find("outbound_silent_flows_total", NULL);
+	assert_non_null(silent);
+	int64_t before = metric_get(silent);
+	reg_invite(&reg, path, "erin", erin.port, "ef-inv-erin");
+	phone_expect(&reg, "SIP/2.0 100", r, sizeof r);
+	phone_expect(&erin, "INVITE sip:erin@10.1.1.1:", r, sizeof r); /* and she says nothing */
+	phone_expect(&reg, "SIP/2.0 430", r, sizeof r);
+	reg_ack(&reg, r);
+	assert_int_equal(metric_get(silent), before + 1);
+	size_t bytes = 0;
+	phone_drain(&erin, 50, &bytes, NULL, 0); /* retransmissions sent before the 430 */
+	phone_expect_silence(&erin, 600);	 /* none after it (T1 100 ms) */
+	assert_false(info(&s, &f, "erin@example.org").failed);
+	/* she answers the next one: hers to finish, no 430 */
+	reg_invite(&reg, path, "erin", erin.port, "ef-inv-erin2");
+	phone_expect(&erin, "INVITE sip:erin@10.1.1.1:", req, sizeof req);
+	phone_reply(&erin, req, 180, "Ringing", "e2");
+	phone_expect(&reg, "SIP/2.0 180", r, sizeof r);
+	usleep(500 * 1000);
+	phone_reply(&erin, req, 486, "Busy Here", "e2");
+	phone_expect(&reg, "SIP/2.0 486", r, sizeof r);
+	reg_ack(&reg, r);
+	assert_int_equal(metric_get(silent), before + 1);
+	/* a phone without outbound (STUN keepalives, but no instance): the
+	 * registrar has no other flow for it */
+	send_register(&plain, "pat", 9, "<sip:pat@10.1.1.1:5060>", "");
+	phone_expect(&reg, "REGISTER sip:example.org ", req, sizeof req);
+	msg_header(req, "Path", ppath, sizeof ppath);
+	phone_reply_registrar(&reg, req, "200 OK",
+			      "Contact: <sip:pat@10.1.1.1:5060>;expires=300\r\n");
+	phone_expect(&plain, "SIP/2.0 200", r, sizeof r);
+	stun_keepalive(&plain); /* an entry in the flow table, but no instance */
+	reg_invite(&reg, ppath, "pat", 5060, "ef-inv-pat");
+	phone_expect(&reg, "SIP/2.0 100", r, sizeof r);
+	phone_expect(&plain, "INVITE sip:pat@10.1.1.1:", req, sizeof req);
+	phone_expect_silence(&reg, 600);
+	assert_int_equal(metric_get(silent), before + 1);
+	phone_close(&plain);
+	phone_close(&erin);
+	phone_close(&reg);
+	test_server_stop(&s);
+}
+
 int main(void)
 {
 	static const char *const addrs[] = {EDGE_IP, REG_IP, ATTACKER, NULL};
@@ -440,6 +517,7 @@ int main(void)
 	    cmocka_unit_test(test_ctl_flows_and_unregistration),
 	    cmocka_unit_test(test_colocated_failed_flow_430),
 	    cmocka_unit_test(test_bound_holds),
+	    cmocka_unit_test(test_silent_phone_gets_430),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -180,6 +180,49 @@ static void test_430_next_flow_then_failed_flow_last(void **state)
 	phone_close(&f2);
 }
 
+/* An edge apart from us answers 100 Trying at once, then 430 when the
+ * phone's flow behind it turned out dead (it stayed silent). The 100 was the
+ * edge's, not the phone's: the INVITE still goes over the instance's other
+ * flow. Before, any 100 held the branch to its flow and the caller got 480. A
+ * provisional beyond 100 (the phone rang) still holds it. */
+static void test_430_after_edge_100_next_flow(void **state)
+{
+	(void)state;
+	struct phone a, f1, f2;
+	phone_open(&a, &srv);
+	phone_open(&f1, &srv);
+	phone_open(&f2, &srv);
+	register_ob(&f1, "fo100", 7, 1);
+	register_ob(&f2, "fo100", 7, 2);
+	int64_t before = failovers("430");
+	char r[4096], inv[4096], inv2[4096], ack[4096];
+	phone_invite(&a, "fo100", "c-100", "z9hG4bK1001", 70);
+	int first = first_of(&f1, &f2);
+	struct phone *edge = first ? &f2 : &f1, *good = first ? &f1 : &f2;
+	phone_expect(edge, "INVITE ", inv, sizeof inv);
+	phone_reply(edge, inv, 100, "Trying", "e");
+	phone_reply(edge, inv, 430, "Flow Failed", "e");
+	phone_expect(edge, "ACK ", ack, sizeof ack);
+	phone_expect(good, "INVITE sip:fo100@10.1.1.1:", inv2, sizeof inv2);
+	assert_int_equal(failovers("430"), before + 1);
+	phone_reply(good, inv2, 200, "OK", "g");
+	expect_final(&a, r, sizeof r);
+	assert_non_null(strstr(r, "SIP/2.0 200"));
+	/* rang first, then 430: the phone has it; no second copy elsewhere */
+	phone_invite(&a, "fo100", "c-100b", "z9hG4bK1002", 70);
+	first = first_of(&f1, &f2);
+	struct phone *x = first ? &f2 : &f1, *y = first ? &f1 : &f2;
+	phone_expect(x, "INVITE sip:fo100@10.1.1.1:", inv, sizeof inv);
+	phone_reply(x, inv, 180, "Ringing", "x");
+	phone_reply(x, inv, 430, "Flow Failed", "x");
+	expect_final(&a, r, sizeof r);
+	assert_non_null(strstr(r, "SIP/2.0 480"));
+	phone_expect_silence(y, 400);
+	phone_close(&a);
+	phone_close(&f1);
+	phone_close(&f2);
+}
+
 /* All flows of the instance fail: the caller gets one final answer, 480,
  * never the 430 meant for a proxy. */
 static void test_all_flows_failed(void **state)
@@ -539,6 +582,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_one_branch_per_instance),
 	    cmocka_unit_test(test_430_next_flow_then_failed_flow_last),
+	    cmocka_unit_test(test_430_after_edge_100_next_flow),
 	    cmocka_unit_test(test_all_flows_failed),
 	    cmocka_unit_test(test_2xx_first_no_failover),
 	    cmocka_unit_test(test_udp_silence_then_next_flow),
