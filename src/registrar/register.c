@@ -963,6 +963,11 @@ void registrar_handle(struct registrar *r, const struct edge_rx *rx)
 		reject(st, status, reason, NULL);
 		return;
 	}
+	/* a user who proved its password is bounded per AOR (max_contacts);
+	 * the per-source bound is for what strangers may create (no users,
+	 * open mode), and would refuse the phones behind one carrier NAT */
+	if (authenticated)
+		j->count_src = false;
 	j->echo_path = has_path && (sip_msg_has_option(sm, SIP_HDR_SUPPORTED, "path") ||
 				    sip_msg_has_option(sm, SIP_HDR_REQUIRE, "path"));
 	j->call_id = sm->call_id;

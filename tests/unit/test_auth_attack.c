@@ -637,6 +637,37 @@ static void test_guesser_behind_an_edge_spares_the_edge(void **state)
 	phone_close(&mallory);
 }
 
+/* Phones of three users behind one carrier NAT (one public address), each
+ * with an outbound flow: [outbound] max_flows_per_source (2 here) bounds
+ * what strangers may create, not users who proved their passwords (each is
+ * bounded per AOR). Before, the third phone got 403 Too Many Flows. */
+static void test_carrier_nat_phones_not_capped(void **state)
+{
+	(void)state;
+	test_server_stop(&srv);
+	test_server_start(&srv, "[sip]\nlisten = udp:127.0.0.1:0\noverload_delay = 20000\n"
+				"[keepalive]\ninterval = 0\n"
+				"[outbound]\nmax_flows_per_source = 2\n"
+				"[auth]\nalgorithms = SHA-512-256, SHA-256, MD5\n");
+	static const char *const users[] = {"alice", "bob", "carol"};
+	struct phone ph[3];
+	char r[4096], lines[512];
+	for (int i = 0; i < 3; i++) {
+		add_user(users[i], "pw");
+		phone_open_at(&ph[i], &srv, "127.0.0.70");
+		snprintf(lines, sizeof lines,
+			 "Supported: outbound\r\nContact: <sip:%s@10.9.9.%d:5060;ob>;+sip.instance="
+			 "\"<urn:uuid:00000000-0000-4000-8000-00000000007%d>\";reg-id=1\r\n"
+			 "Expires: 300\r\n",
+			 users[i], i + 1, i);
+		assert_int_equal(reg_auth(&ph[i], users[i], users[i], "pw", lines, r, sizeof r),
+				 200);
+		assert_non_null(strstr(r, "Require: outbound"));
+	}
+	for (int i = 0; i < 3; i++)
+		phone_close(&ph[i]);
+}
+
 /* alice computes credentials over a nonce sent to her address and sends them
  * with another address as the UDP source (a victim's): refused with a fresh
  * challenge, so no binding there and no pings aimed at the victim. From her
@@ -689,6 +720,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_forged_source_register_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_guesser_behind_an_edge_spares_the_edge, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_carrier_nat_phones_not_capped, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("auth_attack", tests, NULL, NULL);
 }
