@@ -25,8 +25,13 @@ static const struct conf_key log_conf_keys[] = {
 };
 
 const struct conf_key *const cli_conf_tables[] = {
-	edge_conf_keys, edge_tls_conf_keys, proxy_conf_keys, proxy_upstream_conf_keys, registrar_conf_keys, auth_conf_keys, relay_conf_keys, stund_conf_keys, turn_conf_keys,
-	ctl_conf_keys, echo_conf_keys, log_conf_keys, NULL,
+    edge_conf_keys,	   edge_tls_conf_keys,
+    proxy_conf_keys,	   proxy_upstream_conf_keys,
+    registrar_conf_keys,   auth_conf_keys,
+    relay_conf_keys,	   stund_conf_keys,
+    turn_conf_keys,	   ctl_conf_keys,
+    echo_conf_keys,	   log_conf_keys,
+    cli_process_conf_keys, NULL,
 };
 
 struct server {
@@ -257,6 +262,19 @@ static void refresh_gauges(struct server *s)
 	m_tls_parked_closed[2].value = ts.parked_closed_alert;
 }
 
+/* [process] user: root given up now that every role has started. */
+static int drop_privileges(const struct cli_privs *p)
+{
+	char err[256];
+	int e = cli_privs_drop(p, err, sizeof err);
+	if (e)
+		LOG_E("serve", "%s: stopping", err);
+	else if (p->on)
+		LOG_I("serve", "running as user %s (uid %u, gid %u), no capabilities", p->user,
+		      (unsigned)p->uid, (unsigned)p->gid);
+	return e;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: pinhole serve [--config FILE] [--set section.key=value]... [--help-config]\n\n"
@@ -484,6 +502,12 @@ int cli_serve(int argc, char **argv)
 	enum log_level lvl = LOG_INFO;
 	log_level_parse(conf_str(s.conf, "log", "level"), &lvl);
 	log_set_level(lvl);
+	struct cli_privs privs;
+	if (cli_privs_resolve(s.conf, &privs, err, sizeof err)) {
+		fprintf(stderr, "pinhole serve: %s\n", err);
+		conf_free(s.conf);
+		return 2;
+	}
 
 	/* signals are taken by sigwait below; threads inherit the mask */
 	sigset_t sigs;
@@ -542,6 +566,8 @@ int cli_serve(int argc, char **argv)
 		/* a TURN-only host: the control endpoint and signals need no workers */
 		if (s.ctl)
 			ctl_start(s.ctl);
+		if (drop_privileges(&privs))
+			goto out;
 		LOG_I("serve", "running TURN only%s%s", s.ctl ? ", control on " : "",
 		      s.ctl ? cl : "");
 		int sig = 0;
@@ -566,6 +592,8 @@ int cli_serve(int argc, char **argv)
 	}
 	if (s.ctl)
 		ctl_start(s.ctl);
+	if (drop_privileges(&privs))
+		goto out;
 	for (unsigned i = 0; s.edge && i < net_listener_count(s.net); i++) {
 		char a[NET_ADDR_STRLEN];
 		LOG_I("serve", "sip listening on %s:%s",
