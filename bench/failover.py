@@ -21,6 +21,15 @@ sends INVITEs for the phone's AOR. Per trial:
 With --trying flow 1 first answers 100 Trying (a phone that took the
 INVITE and then lost its connection, or went silent).
 
+With --shape split the registrar and two edge-only processes run apart
+(docs/outbound.md): the registrar on 127.0.0.1, edge A on 127.0.0.2 and edge B
+on 127.0.0.3, each `pinhole serve` of its own, the edges with [proxy]
+registrar and the registrar with the edges in [proxy] trusted. Flow 1
+registers through edge A, flow 2 through edge B, the caller sends to the
+registrar. The registrar learns that flow 1 failed from edge A's 430 (the
+connection closed, or the phone silent for failover_timeout behind the
+edge's 100), so the times include edge A's part.
+
 Flow 2 answers 486 (the caller ACKs it), then flow 1 is opened again and
 registered again (that clears its failed mark and makes it the most recent),
 and the next trial starts. A trial counts as failover only if the INVITE
@@ -28,11 +37,17 @@ reached flow 1 first (tcp-reset, udp-silent) or not at all (tcp-dead); an
 INVITE forked to both flows at once is reported as such, not as a time.
 
 usage: bench/failover.py [--pinhole PATH] [--mode tcp-reset|tcp-dead|udp-silent|all]
-                         [--trials N] [--port P] [--set section.key=value ...]
+                         [--shape one|split] [--trials N] [--port P]
+                         [--set section.key=value ...]
 """
 import argparse, os, select, socket, statistics, struct, subprocess, sys, tempfile, time
 
 HOST = "127.0.0.1"
+# --shape split: the edges, and the registrar on an address of its own (an
+# edge takes whatever comes from the registrar's address for the registrar's)
+EDGE_A, EDGE_B, REG_SPLIT = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+REG = HOST  # where the caller sends
+DOMAIN = HOST  # the AOR's host: the registrar's address, or the split shape's domain
 INSTANCE = "urn:uuid:00000000-0000-4000-8000-00000000f00d"
 
 
@@ -43,8 +58,8 @@ def now_ms():
 class Flow:
     """One flow of the phone: a UDP socket or a TCP connection, with framing."""
 
-    def __init__(self, tp, port, src):
-        self.tp, self.port, self.buf = tp, port, b""
+    def __init__(self, tp, port, src, dst):
+        self.tp, self.port, self.buf, self.dst = tp, port, b"", dst
         if tp == "udp":
             self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.s.bind((src, 0))
@@ -52,12 +67,12 @@ class Flow:
             self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.s.bind((src, 0))
-            self.s.connect((HOST, port))
+            self.s.connect((dst, port))
         self.local = self.s.getsockname()
 
     def send(self, data):
         if self.tp == "udp":
-            self.s.sendto(data, (HOST, self.port))
+            self.s.sendto(data, (self.dst, self.port))
         else:
             self.s.sendall(data)
 
@@ -111,9 +126,9 @@ def header(msg, name):
 def register(flow, reg_id, seq, user):
     ip, lp = flow.local
     tp = flow.tp.upper()
-    msg = (f"REGISTER sip:{HOST} SIP/2.0\r\n"
+    msg = (f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
            f"Via: SIP/2.0/{tp} {ip}:{lp};branch=z9hG4bKfo{reg_id}x{seq}x{time.time_ns()};rport\r\n"
-           f"Max-Forwards: 70\r\nFrom: <sip:{user}@{HOST}>;tag=ph{reg_id}\r\nTo: <sip:{user}@{HOST}>\r\n"
+           f"Max-Forwards: 70\r\nFrom: <sip:{user}@{DOMAIN}>;tag=ph{reg_id}\r\nTo: <sip:{user}@{DOMAIN}>\r\n"
            f"Call-ID: fo-reg-{reg_id}-{os.getpid()}\r\nCSeq: {seq} REGISTER\r\n"
            "Supported: outbound, path\r\n"
            f"Contact: <sip:{user}@{ip}:{lp};transport={flow.tp};ob>;+sip.instance=\"<{INSTANCE}>\";reg-id={reg_id}\r\n"
@@ -149,9 +164,10 @@ def run(args, mode, port):
     tp = "tcp" if mode.startswith("tcp") else "udp"
     user = f"fo{mode.replace('-', '')}"
     src = "127.0.0.1"
-    f2 = Flow(tp, port, src)
+    via1, via2 = (EDGE_A, EDGE_B) if args.shape == "split" else (REG, REG)
+    f2 = Flow(tp, port, src, via2)
     register(f2, 2, 1, user)
-    f1 = Flow(tp, port, src)
+    f1 = Flow(tp, port, src, via1)
     register(f1, 1, 1, user)
     caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     caller.bind((HOST, 0))
@@ -164,13 +180,13 @@ def run(args, mode, port):
             time.sleep(args.dead_ms / 1000)
         branch = f"z9hG4bKfoc{trial}x{time.time_ns()}"
         callid = f"fo-call-{mode}-{trial}-{os.getpid()}"
-        inv = (f"INVITE sip:{user}@{HOST} SIP/2.0\r\n"
+        inv = (f"INVITE sip:{user}@{DOMAIN} SIP/2.0\r\n"
                f"Via: SIP/2.0/UDP {HOST}:{cport};branch={branch};rport\r\n"
-               f"Max-Forwards: 70\r\nFrom: <sip:caller@{HOST}>;tag=cl{trial}\r\nTo: <sip:{user}@{HOST}>\r\n"
+               f"Max-Forwards: 70\r\nFrom: <sip:caller@{HOST}>;tag=cl{trial}\r\nTo: <sip:{user}@{DOMAIN}>\r\n"
                f"Call-ID: {callid}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{HOST}:{cport}>\r\n"
                "Content-Length: 0\r\n\r\n").encode()
         t_inv = now_ms()
-        caller.sendto(inv, (HOST, port))
+        caller.sendto(inv, (REG, port))
         t1 = t_rst = t2 = None
         final = None
         deadline = time.time() + args.timeout
@@ -210,11 +226,11 @@ def run(args, mode, port):
                 if d.startswith(b"SIP/2.0 ") and not d.startswith(b"SIP/2.0 1") and callid in header(d, "Call-ID"):
                     final = d.split(b"\r\n")[0].decode()
                     to = header(d, "To")
-                    ack = (f"ACK sip:{user}@{HOST} SIP/2.0\r\n"
+                    ack = (f"ACK sip:{user}@{DOMAIN} SIP/2.0\r\n"
                            f"Via: SIP/2.0/UDP {HOST}:{cport};branch={branch};rport\r\n"
                            f"Max-Forwards: 70\r\nFrom: <sip:caller@{HOST}>;tag=cl{trial}\r\nTo: {to}\r\n"
                            f"Call-ID: {callid}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").encode()
-                    caller.sendto(ack, (HOST, port))
+                    caller.sendto(ack, (REG, port))
         res = {"trial": trial, "final": final or "none",
                "flow1": None if t1 is None else t1 - t_inv,
                "flow2": None if t2 is None else t2 - t_inv,
@@ -237,7 +253,7 @@ def run(args, mode, port):
         # flow 1 back, registered anew: the most recent flow again, not failed
         if f1_open:
             f1.reset()
-        f1 = Flow(tp, port, src)
+        f1 = Flow(tp, port, src, via1)
         register(f1, 1, trial + 1, user)
         time.sleep(args.pause_ms / 1000)
     return results
@@ -275,30 +291,53 @@ def main():
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds a trial may take")
     ap.add_argument("--trying", action="store_true",
                     help="flow 1 answers 100 Trying before it goes silent or is reset")
-    ap.add_argument("--set", action="append", default=[], help="section.key=value for the server")
+    ap.add_argument("--set", action="append", default=[], help="section.key=value for the server(s)")
+    ap.add_argument("--shape", default="one", choices=["one", "split"],
+                    help="one process, or a registrar and two edge-only processes")
     a = ap.parse_args()
-    conf = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
-    conf.write(f"[sip]\nlisten = udp:{HOST}:{a.port}, tcp:{HOST}:{a.port}\nworkers = 2\n"
-               "[store]\npath =\n[registrar]\nopen = yes\n[log]\nlevel = warn\n")
-    conf.close()
-    cmd = [a.pinhole, "serve", "--config", conf.name]
-    for s in a.set:
-        cmd += ["--set", s]
-    log = open(conf.name + ".log", "w")
-    srv = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    global DOMAIN, REG
+    confs = []
+    if a.shape == "one":
+        confs.append(f"[sip]\nlisten = udp:{HOST}:{a.port}, tcp:{HOST}:{a.port}\nworkers = 2\n"
+                     "[store]\npath =\n[registrar]\nopen = yes\n[log]\nlevel = warn\n")
+    else:
+        DOMAIN, REG = "fo.test", REG_SPLIT
+        common = f"domains = {DOMAIN}\nworkers = 2\n"
+        confs.append(f"[sip]\nlisten = udp:{REG}:{a.port}, tcp:{REG}:{a.port}\n{common}"
+                     f"[proxy]\ntrusted = {EDGE_A}, {EDGE_B}\n"
+                     "[store]\npath =\n[registrar]\nopen = yes\n[log]\nlevel = warn\n")
+        for e in (EDGE_A, EDGE_B):
+            confs.append(f"[sip]\nlisten = udp:{e}:{a.port}, tcp:{e}:{a.port}\n{common}"
+                         f"[proxy]\nregistrar = udp:{REG}:{a.port}\n"
+                         "[store]\npath =\n[log]\nlevel = warn\n")
+    srvs, names = [], []
+    for i, text in enumerate(confs):
+        conf = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
+        conf.write(text)
+        conf.close()
+        names.append(conf.name)
+        cmd = [a.pinhole, "serve", "--config", conf.name]
+        for s in a.set:
+            cmd += ["--set", s]
+        log = open(conf.name + ".log", "w")
+        srvs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
     lines = []
     try:
         time.sleep(1.0)
-        if srv.poll() is not None:
-            sys.exit(f"the server did not start: {conf.name}.log")
+        for srv, name in zip(srvs, names):
+            if srv.poll() is not None:
+                sys.exit(f"a server did not start: {name}.log")
         modes = ["tcp-reset", "tcp-dead", "udp-silent"] if a.mode == "all" else [a.mode]
         for m in modes:
             lines.append(summary(m, run(a, m, a.port)))
     finally:
-        srv.terminate()
-        srv.wait()
-        os.unlink(conf.name)
-    print("\n" + "\n".join(lines) + f"\n(server log: {conf.name}.log; settings: {' '.join(a.set) or 'defaults'})")
+        for srv in srvs:
+            srv.terminate()
+            srv.wait()
+        for name in names:
+            os.unlink(name)
+    print("\n" + "\n".join(lines) + f"\n(server logs: {' '.join(n + '.log' for n in names)}; "
+          f"shape {a.shape}; settings: {' '.join(a.set) or 'defaults'})")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ struct proxy_call {
 	/* edge-only: sent to the registrar for a phone (upstream.c); until
 	 * something rings, a refusal goes back once, bounded (no reflection) */
 	bool upstream, rang;
-	bool silence_430; /* route_plan's */
+	bool flow_430, silence_430; /* route_plan's */
 	/* Only when a branch has flows to fail over to: the targets, and what
 	 * it takes to build the request again for another one (the request
 	 * itself is the server transaction's, kept until its final answer). */
@@ -410,9 +410,13 @@ static void on_branch(struct ctsx *ct, const struct edge_rx *rx, uint16_t status
 			/* out of flows: an instance none of whose flows
 			 * works, or a phone whose connection closed, is
 			 * unavailable; and a 430 is never for the caller (RFC
-			 * 5626 11.5: an endpoint takes it for a 400) */
-			if (status == 430 || b->end - b->first > 1 ||
-			    (b->registered && cause == FO_CLOSED)) {
+			 * 5626 11.5: an endpoint takes it for a 400), but
+			 * it is for the registrar behind an edge-only us */
+			if (pc->flow_430 && cause == FO_CLOSED) {
+				status = 430;
+				rx = NULL;
+			} else if (status == 430 || b->end - b->first > 1 ||
+				   (b->registered && cause == FO_CLOSED)) {
 				status = 480;
 				rx = NULL;
 			}
@@ -555,6 +559,7 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 	pc->media = *pm;
 	pc->flow_timer = plan->flow_timer;
 	pc->upstream = plan->upstream;
+	pc->flow_430 = plan->flow_430;
 	pc->silence_430 = plan->silence_430;
 	buf_init(&pc->best);
 	buf_init(&pc->body);
@@ -597,7 +602,7 @@ void proxy_fork(struct proxy *p, const struct edge_rx *rx, const struct route_pl
 			continue;
 		b->done = true;
 		pc->pending--;
-		uint16_t s = end - i > 1 ? 480 : 503;
+		uint16_t s = pc->flow_430 ? 430 : end - i > 1 ? 480 : 503;
 		if (better(s, pc->best_status))
 			pc->best_status = s;
 	}

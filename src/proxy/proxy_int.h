@@ -156,9 +156,12 @@ struct proxy_target {
  * branch), received/rport on the previous one, Max-Forwards decremented, the
  * popped Route values removed, Record-Route when asked. */
 struct route_plan {
-	/* edge-only: the registrar's INVITE to a phone's UDP outbound flow. Our
-	 * 100 hides the phone's silence from the registrar, so silence for
-	 * failover_timeout is answered 430: the registrar tries another flow */
+	/* edge-only: the registrar's request over a phone's flow (its token).
+	 * RFC 5626 5.3: the flow failing under it (the connection closed, a
+	 * send refused) is answered 430, so that the registrar tries another */
+	bool flow_430;
+	/* ... an INVITE over a UDP outbound flow: our 100 hides the phone's
+	 * silence from the registrar, so silence for failover_timeout is 430 too */
 	bool silence_430;
 	/* Route values of ours at the top: how many to drop from each line */
 	size_t pop_lines[16];

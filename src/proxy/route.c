@@ -568,8 +568,10 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		targets[0].flow = tflow;
 		targets[0].ruri[0] = '\0';
 		n = 1;
-		/* edge-only: the registrar's INVITE to a phone's UDP outbound flow */
+		/* edge-only: the registrar's request over a phone's flow; an
+		 * INVITE to a phone's UDP outbound flow */
 		struct edge_flow_info fi;
+		plan.flow_430 = p->up_on && !upstream;
 		plan.silence_430 = p->up_on && !upstream && m->method == SIP_INVITE &&
 				   !m->to_tag.l && tflow.tp == NET_UDP &&
 				   edge_flows_get(edge_flows(p->edge), &tflow, NULL, &fi) == 0 &&

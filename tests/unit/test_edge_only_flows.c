@@ -255,19 +255,16 @@ static void test_failed_flow_430_while_bound(void **state)
 
 /* An outbound phone over TCP whose connection closes: its flow fails at
  * once (cause closed) and the registrar's INVITE over its token gets 430. */
-static void test_closed_tcp_flow_gets_430(void **state)
+/* erin registers an outbound flow over TCP through the edge; her socket,
+ * and in path the Path the registrar saw. */
+static int tcp_register_erin(struct test_server *s, struct phone *reg, char *path, size_t len)
 {
-	(void)state;
-	need_ns();
-	struct test_server s;
-	struct phone reg;
-	start_edge(&s, &reg);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct timeval tv = {.tv_sec = 2};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	const struct net_addr *tcp = net_listener_addr(s.net, 1);
+	const struct net_addr *tcp = net_listener_addr(s->net, 1);
 	assert_int_equal(connect(fd, &tcp->u.sa, net_addr_len(tcp)), 0);
-	char msg[1024], req[4096], path[512], r[4096], extra[512];
+	char msg[1024], req[4096], r[4096], extra[512];
 	int n = snprintf(msg, sizeof msg,
 			 "REGISTER sip:example.org SIP/2.0\r\n"
 			 "Via: SIP/2.0/TCP 10.1.1.1:5060;branch=z9hG4bKeftcp\r\n"
@@ -278,15 +275,27 @@ static void test_closed_tcp_flow_gets_430(void **state)
 			 "Content-Length: 0\r\n\r\n",
 			 5u);
 	assert_int_equal(send(fd, msg, (size_t)n, 0), n);
-	phone_expect(&reg, "REGISTER ", req, sizeof req);
-	msg_header(req, "Path", path, sizeof path);
+	phone_expect(reg, "REGISTER ", req, sizeof req);
+	msg_header(req, "Path", path, len);
 	snprintf(extra, sizeof extra,
 		 "Require: outbound\r\nContact: <sip:erin@10.1.1.1:5060;transport=tcp>;"
 		 "+sip.instance=" INST_FMT ";reg-id=2;expires=300\r\n",
 		 5u);
-	phone_reply_registrar(&reg, req, "200 OK", extra);
+	phone_reply_registrar(reg, req, "200 OK", extra);
 	ssize_t k = recv(fd, r, sizeof r - 1, 0);
 	assert_true(k > 0);
+	return fd;
+}
+
+static void test_closed_tcp_flow_gets_430(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server s;
+	struct phone reg;
+	start_edge(&s, &reg);
+	char path[512], r[4096];
+	int fd = tcp_register_erin(&s, &reg, path, sizeof path);
 	struct flow f = path_flow(&s, path);
 	assert_int_equal(info(&s, &f, "erin@example.org").check_s, 120);
 	close(fd);
@@ -297,6 +306,35 @@ static void test_closed_tcp_flow_gets_430(void **state)
 	assert_int_equal(fi.cause, EDGE_FLOW_CLOSED);
 	reg_invite(&reg, path, "erin", 5060, "ef-inv-erin");
 	phone_expect(&reg, "SIP/2.0 430", r, sizeof r);
+	phone_close(&reg);
+	test_server_stop(&s);
+}
+
+/* The connection closes while the registrar's INVITE is on it (the phone
+ * took it, then its NAT or the phone went): the registrar gets 430 after the
+ * edge's 100, and tries the instance's next flow. Before, it got the edge's
+ * 503 and the caller a 500. */
+static void test_tcp_flow_closing_under_an_invite_gets_430(void **state)
+{
+	(void)state;
+	need_ns();
+	struct test_server s;
+	struct phone reg;
+	start_edge(&s, &reg);
+	char path[512], r[4096];
+	int fd = tcp_register_erin(&s, &reg, path, sizeof path);
+	reg_invite(&reg, path, "erin", 5060, "ef-inv-erin-rst");
+	phone_expect(&reg, "SIP/2.0 100", r, sizeof r);
+	ssize_t k = recv(fd, r, sizeof r - 1, 0);
+	assert_true(k > 0);
+	r[k] = 0;
+	assert_non_null(strstr(r, "INVITE sip:erin@10.1.1.1"));
+	struct linger lg = {1, 0}; /* an RST, as a NAT that dropped the mapping sends */
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	close(fd);
+	phone_expect(&reg, "SIP/2.0 ", r, sizeof r);
+	assert_true(strncmp(r, "SIP/2.0 430", 11) == 0);
+	reg_ack(&reg, r);
 	phone_close(&reg);
 	test_server_stop(&s);
 }
@@ -514,6 +552,7 @@ int main(void)
 	    cmocka_unit_test(test_silent_flow_gets_430),
 	    cmocka_unit_test(test_failed_flow_430_while_bound),
 	    cmocka_unit_test(test_closed_tcp_flow_gets_430),
+	    cmocka_unit_test(test_tcp_flow_closing_under_an_invite_gets_430),
 	    cmocka_unit_test(test_ctl_flows_and_unregistration),
 	    cmocka_unit_test(test_colocated_failed_flow_430),
 	    cmocka_unit_test(test_bound_holds),
