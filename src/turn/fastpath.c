@@ -20,6 +20,15 @@
  * Each entry also carries its next hop, from the routing table (next_hop), so
  * that the program's redirect does not look the route up for every packet; it
  * is asked again every HOP_REFRESH_S seconds.
+ *
+ * Every channel has its two hash entries (turn_chan, turn_peer). The first
+ * channel of an allocation also has its way to the client in the relayed
+ * port's entry of turn_port (an array this file maps and writes in place,
+ * under the entry's sequence lock), with the allocation's counters: its
+ * peer's datagrams then cost the program one cache line instead of a hash
+ * bucket, an element and a counters slot. The entry is cleared before the
+ * channel's hash entries go and before the port's socket is closed, so that a
+ * port's next owner never finds the last one's client there.
  */
 #include <errno.h>
 #include <string.h>
@@ -47,6 +56,7 @@ struct metric turn_m_fast_full = {.name = "turn_fast_full_total",
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -58,28 +68,19 @@ struct metric turn_m_fast_full = {.name = "turn_fast_full_total",
 #include "turn/bpf/turn_fast.h"
 #include "turn_fast.skel.h"
 
-/* Which allocation holds which slot of turn_stats: an open-addressing table
- * by allocation id (linear probing, twice as many cells as slots). */
-#define SLOT_CELLS (2 * TURN_FAST_MAX_ALLOCS)
-struct slot_cell {
-	uint64_t id; /* 0: empty */
-	uint32_t slot;
-};
-
 struct turn_fast_state {
 	struct turn_fast *skel;
-	int chan_fd, peer_fd, stats_fd;
+	int chan_fd, peer_fd;
 	struct net_tc tc;
 	struct net_ip4_ifs ifs; /* at start: which destinations are local, and where */
-	/* Slots are given out oldest-freed first, so that a packet still in flight
-	 * on a removed entry cannot count for the slot's next owner. The lock: the
-	 * role may call in from more than one thread. */
+	/* turn_port, mapped: one entry per relayed port (port - port_lo) */
+	struct turn_fast_port *ports;
+	size_t nports, map_len;
+	/* The lock: the role may call in from more than one thread; writers of
+	 * turn_port's entries and the rtnetlink socket take it. */
 	pthread_mutex_t mu;
 	int nl_fd; /* rtnetlink, for next hops (-1: none; the kernel then looks up per packet) */
 	uint32_t nl_seq;
-	uint32_t *free_ring; /* [TURN_FAST_MAX_ALLOCS] */
-	uint32_t free_head, free_n;
-	struct slot_cell *cells; /* [SLOT_CELLS] */
 };
 
 static void fast_free(struct turn_fast_state *f)
@@ -87,86 +88,37 @@ static void fast_free(struct turn_fast_state *f)
 	if (!f)
 		return;
 	net_tc_detach(&f->tc);
+	if (f->ports)
+		munmap(f->ports, f->map_len);
 	turn_fast__destroy(f->skel);
 	if (f->nl_fd >= 0)
 		close(f->nl_fd);
 	pthread_mutex_destroy(&f->mu);
-	free(f->free_ring);
-	free(f->cells);
 	free(f);
 }
 
-static uint32_t cell_home(uint64_t id)
+/* a's entry in turn_port, NULL when its relayed port has none */
+static struct turn_fast_port *port_of(const struct turn *t, const struct turn_alloc *a)
 {
-	return (uint32_t)((id * 0x9e3779b97f4a7c15ull) >> 40) & (SLOT_CELLS - 1);
+	uint32_t i = (uint32_t)ntohs(a->relay[0].addr.u.in.sin_port) - t->cf.port_lo;
+	return i < t->fast->nports ? &t->fast->ports[i] : NULL;
 }
 
-/* The cell of id, or the empty cell where it would go. Under f->mu. */
-static struct slot_cell *cell_find(struct turn_fast_state *f, uint64_t id)
+/* Writes e's way to the client (peer, o; o NULL: none) while the program may
+ * be reading it: seq odd, the fields, seq even. A packet that read the entry
+ * in between sees seq changed and takes turn_peer's copy. Under f->mu. */
+static void port_set(struct turn_fast_port *e, uint32_t peer, const struct turn_fast_out *o)
 {
-	uint32_t i = cell_home(id);
-	while (f->cells[i].id && f->cells[i].id != id)
-		i = (i + 1) & (SLOT_CELLS - 1);
-	return &f->cells[i];
-}
-
-/* Takes id's cell out and moves up what followed it (no tombstones). Under f->mu. */
-static void cell_remove(struct turn_fast_state *f, struct slot_cell *c)
-{
-	uint32_t i = (uint32_t)(c - f->cells), j = i;
-	for (;;) {
-		f->cells[i].id = 0;
-		for (;;) {
-			j = (j + 1) & (SLOT_CELLS - 1);
-			if (!f->cells[j].id)
-				return;
-			uint32_t h = cell_home(f->cells[j].id);
-			/* j's entry may fill the hole at i unless its home lies in (i, j] */
-			if (i <= j ? (h <= i || h > j) : (h <= i && h > j))
-				break;
-		}
-		f->cells[i] = f->cells[j];
-		i = j;
+	__atomic_fetch_add(&e->seq, 1, __ATOMIC_SEQ_CST);
+	if (o) {
+		e->peer_addr = peer;
+		e->to_client = *o;
+		e->to_client.flags |= TURN_FAST_ON;
+	} else {
+		e->to_client.flags = 0;
+		e->peer_addr = 0;
 	}
-}
-
-/* a's slot, or -1 if it has none */
-static int64_t slot_of(struct turn_fast_state *f, uint64_t id)
-{
-	pthread_mutex_lock(&f->mu);
-	struct slot_cell *c = cell_find(f, id);
-	int64_t slot = c->id ? (int64_t)c->slot : -1;
-	pthread_mutex_unlock(&f->mu);
-	return slot;
-}
-
-static int64_t slot_take(struct turn_fast_state *f, uint64_t id)
-{
-	int64_t slot = -1;
-	pthread_mutex_lock(&f->mu);
-	struct slot_cell *c = cell_find(f, id);
-	if (c->id)
-		slot = c->slot;
-	else if (f->free_n) {
-		slot = f->free_ring[f->free_head];
-		f->free_head = (f->free_head + 1) % TURN_FAST_MAX_ALLOCS;
-		f->free_n--;
-		*c = (struct slot_cell){.id = id, .slot = (uint32_t)slot};
-	}
-	pthread_mutex_unlock(&f->mu);
-	return slot;
-}
-
-static void slot_give_back(struct turn_fast_state *f, uint64_t id)
-{
-	pthread_mutex_lock(&f->mu);
-	struct slot_cell *c = cell_find(f, id);
-	if (c->id) {
-		f->free_ring[(f->free_head + f->free_n) % TURN_FAST_MAX_ALLOCS] = c->slot;
-		f->free_n++;
-		cell_remove(f, c);
-	}
-	pthread_mutex_unlock(&f->mu);
+	__atomic_fetch_add(&e->seq, 1, __ATOMIC_RELEASE);
 }
 
 static bool specific_ip4(const struct net_addr *a)
@@ -184,26 +136,32 @@ static int fast_open(struct turn *t, struct turn_fast_state **out)
 	struct timeval tv = {0, 200000}; /* the kernel answers at once; never hang the role */
 	if (f->nl_fd >= 0)
 		setsockopt(f->nl_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	f->free_ring = malloc(TURN_FAST_MAX_ALLOCS * sizeof *f->free_ring);
-	f->cells = calloc(SLOT_CELLS, sizeof *f->cells);
-	if (!f->free_ring || !f->cells) {
-		fast_free(f);
-		return ENOMEM;
-	}
-	for (uint32_t i = 0; i < TURN_FAST_MAX_ALLOCS; i++)
-		f->free_ring[i] = i;
-	f->free_n = TURN_FAST_MAX_ALLOCS;
 	net_bpf_log_init();
 	int err = 0;
-	f->skel = turn_fast__open_and_load();
-	if (!f->skel) {
+	f->nports = (size_t)t->cf.port_hi - t->cf.port_lo + 1;
+	f->skel = turn_fast__open();
+	if (!f->skel || bpf_map__set_max_entries(f->skel->maps.turn_port, (uint32_t)f->nports) ||
+	    turn_fast__load(f->skel)) {
 		err = errno ? errno : EINVAL;
 		goto fail;
 	}
 	f->chan_fd = bpf_map__fd(f->skel->maps.turn_chan);
 	f->peer_fd = bpf_map__fd(f->skel->maps.turn_peer);
-	f->stats_fd = bpf_map__fd(f->skel->maps.turn_stats);
+	long page = sysconf(_SC_PAGESIZE);
+	f->map_len = (f->nports * sizeof *f->ports + (size_t)page - 1) & ~((size_t)page - 1);
+	void *m = mmap(NULL, f->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       bpf_map__fd(f->skel->maps.turn_port), 0);
+	if (m == MAP_FAILED) {
+		err = errno;
+		goto fail;
+	}
+	f->ports = m;
 	struct turn_fast_conf c = {.relay_lo = t->cf.port_lo, .relay_hi = t->cf.port_hi};
+	if (specific_ip4(&t->cf.relay_ip[0]))
+		c.relay_addr = t->cf.relay_ip[0].u.in.sin_addr.s_addr;
+#if defined(__x86_64__) || defined(__i386__)
+	c.port_first = 1; /* the program's sequence lock relies on loads in order (TSO) */
+#endif
 	for (unsigned i = 0; i < t->nudp && c.nlisten < TURN_FAST_LISTEN; i++)
 		if (specific_ip4(&t->udp_addr[i]))
 			c.listen_port[c.nlisten++] = t->udp_addr[i].u.in.sin_port;
@@ -479,15 +437,29 @@ static bool wanted(struct turn *t, struct turn_alloc *a, struct turn_chan *ch, u
 					  .src_port = a->relay[0].addr.u.in.sin_port,
 					  .dst_port = ch->peer.u.in.sin_port,
 					  .num = ch->num,
-					  .flags = a->dont_fragment ? TURN_FAST_DF : 0};
+					  .flags = a->dont_fragment ? TURN_FAST_DF : 0,
+					  .peer_port = ch->peer.u.in.sin_port};
 	*to_client = (struct turn_fast_out){.src_addr = srv,
 					    .dst_addr = client,
 					    .src_port = l->u.in.sin_port,
 					    .dst_port = a->client.u.in.sin_port,
 					    .num = ch->num,
-					    .flags = TURN_FAST_DF};
-	return route(t->fast, relay, client, peer, to_peer) &&
+					    .flags = TURN_FAST_DF,
+					    .peer_port = ch->peer.u.in.sin_port};
+	if (t->cf.bandwidth) {
+		to_peer->flags |= TURN_FAST_BW;
+		to_client->flags |= TURN_FAST_BW;
+	}
+	return port_of(t, a) && route(t->fast, relay, client, peer, to_peer) &&
 	       route(t->fast, srv, peer, client, to_client);
+}
+
+/* e holds ch's way to the client. Under f->mu. */
+static bool is_first(const struct turn_fast_port *e, const struct turn_chan *ch)
+{
+	return (e->to_client.flags & TURN_FAST_ON) && e->to_client.num == ch->num &&
+	       e->peer_addr == ch->peer.u.in.sin_addr.s_addr &&
+	       e->to_client.peer_port == ch->peer.u.in.sin_port;
 }
 
 void turn_fast_chan_drop(struct turn *t, struct turn_alloc *a, struct turn_chan *ch)
@@ -497,36 +469,50 @@ void turn_fast_chan_drop(struct turn *t, struct turn_alloc *a, struct turn_chan 
 	struct turn_fast_chan_key ck;
 	struct turn_fast_peer_key pk;
 	keys(t, a, ch, &ck, &pk);
+	struct turn_fast_port *e = port_of(t, a);
+	pthread_mutex_lock(&t->fast->mu);
+	if (e && is_first(e, ch))
+		port_set(e, 0, NULL); /* before the hash entries: never a way the hash lacks */
+	pthread_mutex_unlock(&t->fast->mu);
 	bpf_map_delete_elem(t->fast->chan_fd, &ck);
 	bpf_map_delete_elem(t->fast->peer_fd, &pk);
 	ch->fast = false;
 }
 
-/* a's slot of turn_stats, set up on first use; -1 when none is free */
+/* a's counters in its port's entry, set up on first use: the counts so far
+ * (a former owner's) are where a's start, the bucket starts full, as user
+ * space's. The entry's index, or -1 when a's port has none. */
 static int64_t stats_ensure(struct turn *t, struct turn_alloc *a)
 {
-	if (a->fast_stats)
-		return slot_of(t->fast, a->id);
-	int64_t slot = slot_take(t->fast, a->id);
-	if (slot < 0) {
-		metric_inc(&turn_m_fast_full); /* the allocation stays in user space */
+	struct turn_fast_port *e = port_of(t, a);
+	if (!e)
 		return -1;
+	if (!a->fast_stats) {
+		struct timespec ts; /* the program's clock: bpf_ktime_get_coarse_ns */
+		clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+		pthread_mutex_lock(&t->fast->mu);
+		e->rate = t->cf.bandwidth;
+		e->tokens = t->cf.bandwidth * 1000000000ull;
+		e->last_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		pthread_mutex_unlock(&t->fast->mu);
+		a->fast_seen.tx_pkts = __atomic_load_n(&e->to_peer_pkts, __ATOMIC_RELAXED);
+		a->fast_seen.tx_bytes = __atomic_load_n(&e->to_peer_bytes, __ATOMIC_RELAXED);
+		a->fast_seen.rx_pkts = __atomic_load_n(&e->to_client_pkts, __ATOMIC_RELAXED);
+		a->fast_seen.rx_bytes = __atomic_load_n(&e->to_client_bytes, __ATOMIC_RELAXED);
+		a->fast_seen.drop_bw = __atomic_load_n(&e->drop_bw, __ATOMIC_RELAXED);
+		a->fast_stats = true;
 	}
-	struct timespec ts; /* the program's clock: bpf_ktime_get_coarse_ns */
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	struct turn_fast_stats st = {
-	    .rate = t->cf.bandwidth,
-	    .tokens = t->cf.bandwidth * 1000000000ull, /* starts full, as user space's */
-	    .last_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec};
-	uint32_t key = (uint32_t)slot;
-	if (bpf_map_update_elem(t->fast->stats_fd, &key, &st, BPF_ANY)) {
-		slot_give_back(t->fast, a->id);
-		metric_inc(&turn_m_fast_full);
-		return -1;
-	}
-	a->fast_stats = true;
-	memset(&a->fast_seen, 0, sizeof a->fast_seen);
-	return slot;
+	return e - t->fast->ports;
+}
+
+/* ch's way to the client into its port's entry, if that has none or ch's */
+static void port_first(struct turn_fast_state *f, struct turn_fast_port *e,
+		       const struct turn_chan *ch, const struct turn_fast_out *tc)
+{
+	pthread_mutex_lock(&f->mu);
+	if (!(e->to_client.flags & TURN_FAST_ON) || is_first(e, ch))
+		port_set(e, ch->peer.u.in.sin_addr.s_addr, tc);
+	pthread_mutex_unlock(&f->mu);
 }
 
 void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
@@ -546,15 +532,17 @@ void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
 		bool refresh = ch->fast && (now / 1000 + a->id) % HOP_REFRESH_S == 0;
 		if ((ch->fast && !refresh) || (slot = stats_ensure(t, a)) < 0)
 			continue;
-		tp.slot = tc.slot = (uint32_t)slot;
+		tp.slot = tc.slot = (uint16_t)slot;
 		hops(t->fast, &tp);
 		hops(t->fast, &tc);
 		struct turn_fast_chan_key ck;
 		struct turn_fast_peer_key pk;
 		keys(t, a, ch, &ck, &pk);
+		struct turn_fast_port *e = &t->fast->ports[slot];
 		if (refresh) { /* both entries are there: only their hops may change */
 			bpf_map_update_elem(t->fast->peer_fd, &pk, &tc, BPF_EXIST);
 			bpf_map_update_elem(t->fast->chan_fd, &ck, &tp, BPF_EXIST);
+			port_first(t->fast, e, ch, &tc);
 			continue;
 		}
 		/* the peer's way first: a client's first ChannelData through the
@@ -569,6 +557,7 @@ void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
 			continue;
 		}
 		ch->fast = true;
+		port_first(t->fast, e, ch, &tc);
 	}
 }
 
@@ -576,11 +565,16 @@ void turn_fast_pull(struct turn *t, struct turn_alloc *a)
 {
 	if (!t->fast || !a->fast_stats)
 		return;
-	int64_t slot = slot_of(t->fast, a->id);
-	uint32_t key = (uint32_t)slot;
-	struct turn_fast_stats st;
-	if (slot < 0 || bpf_map_lookup_elem(t->fast->stats_fd, &key, &st))
+	const struct turn_fast_port *e = port_of(t, a);
+	if (!e)
 		return;
+	struct {
+		uint64_t to_peer_pkts, to_peer_bytes, to_client_pkts, to_client_bytes, drop_bw;
+	} st = {__atomic_load_n(&e->to_peer_pkts, __ATOMIC_RELAXED),
+		__atomic_load_n(&e->to_peer_bytes, __ATOMIC_RELAXED),
+		__atomic_load_n(&e->to_client_pkts, __ATOMIC_RELAXED),
+		__atomic_load_n(&e->to_client_bytes, __ATOMIC_RELAXED),
+		__atomic_load_n(&e->drop_bw, __ATOMIC_RELAXED)};
 	int64_t tp = (int64_t)(st.to_peer_pkts - a->fast_seen.tx_pkts);
 	int64_t tb = (int64_t)(st.to_peer_bytes - a->fast_seen.tx_bytes);
 	int64_t cp = (int64_t)(st.to_client_pkts - a->fast_seen.rx_pkts);
@@ -612,10 +606,7 @@ void turn_fast_forget(struct turn *t, struct turn_alloc *a)
 		turn_fast_chan_drop(t, a, &a->chans[i]);
 	/* entries are gone: what the counters hold now is final */
 	turn_fast_pull(t, a);
-	if (a->fast_stats) {
-		slot_give_back(t->fast, a->id); /* the array's entry stays until reused */
-		a->fast_stats = false;
-	}
+	a->fast_stats = false; /* the port's entry keeps its counts: its next owner starts there */
 }
 
 #else /* !PINHOLE_HAVE_BPF: built without clang/bpftool/libbpf */

@@ -106,9 +106,9 @@ lab_wait_udp srv "$LAB_SRV_IP:3478" 5 || lab_fail "no TURN listener: $(tail -n 5
 lab_wait_line "$LAB_TMP/fast.log" 'turn: fast path: ChannelData' 5 || lab_fail "no fast path: $(cat "$LAB_TMP/fast.log")"
 PROG=$(sed -n 's/.*turn: fast path:.*bpf prog id \([0-9]*\).*/\1/p' "$LAB_TMP/fast.log")
 MAP=$(bpftool prog show id "$PROG" -j | jq -r '.map_ids[]' | while read -r id; do
-	bpftool map show id "$id" -j | jq -r 'select(.name == "turn_stats") | .id'
+	bpftool map show id "$id" -j | jq -r 'select(.name == "turn_port") | .id'
 done)
-[ -n "$MAP" ] || lab_fail "no turn_stats map on prog $PROG"
+[ -n "$MAP" ] || lab_fail "no turn_port map on prog $PROG"
 PEERMAP=$(bpftool prog show id "$PROG" -j | jq -r '.map_ids[]' | while read -r id; do
 	bpftool map show id "$id" -j | jq -r 'select(.name == "turn_peer") | .id'
 done)
@@ -134,7 +134,7 @@ half=$((N / 2))
 	lab_fail "relayed packets: $(delta relayed_packets_total to_peer) to peers, $(delta relayed_packets_total to_client) to clients, want $N each"
 [ "$(delta relayed_bytes_total to_peer)" = $((N * L)) ] && [ "$(delta relayed_bytes_total to_client)" = $((N * L)) ] ||
 	lab_fail "relayed bytes: $(delta relayed_bytes_total to_peer) / $(delta relayed_bytes_total to_client), want $((N * L)) each"
-# an array of slots: the allocation's is the one with counts
+# an array by relayed port: the allocation's entry is the one with counts
 seen=$(jq -r '[.[] | .formatted.value | select(.to_peer_pkts + .to_client_pkts > 0) |
 	"\(.to_peer_pkts)/\(.to_client_pkts)"] | join(",")' "$LAB_TMP/map.json")
 [ "$seen" = "$half/$N" ] || lab_fail "the kernel's map: $seen, want $half/$N"
@@ -156,6 +156,16 @@ flags=$(jq -r '.[0].formatted.value.flags' "$LAB_TMP/peer.json")
 [ $((flags & 4)) = 4 ] && [ "$got" = "$want" ] ||
 	lab_fail "the entry's Ethernet header: flags $flags, l2 $got, want flag 4 and $want"
 lab_log "the entry toward the client holds the NAT's MAC and the server's ($want): no neighbour lookup per packet"
+# the same way in the relayed port's entry (the allocation's first channel):
+# the peer's datagrams find it without a hash lookup; live (flag 16), even seq
+port=$(jq -r '[.[] | .formatted.value | select(.to_client.flags >= 16) |
+	"\(.seq % 2)/\(.peer_addr)/\(.to_client.dst_addr)/\(.to_client.hop)/\(.to_client.flags)"] |
+	join(",")' "$LAB_TMP/map.json")
+pflags=$(jq -r '.[0].formatted.value.flags' "$LAB_TMP/peer.json")
+peer_be=$(jq -r '.[0].formatted.key.peer_addr' "$LAB_TMP/peer.json")
+[ "$port" = "0/$peer_be/$nat/$nat/$((pflags | 16))" ] ||
+	lab_fail "the relayed port's entry: $port, want 0/$peer_be/$nat/$nat/$((pflags | 16))"
+lab_log "the relayed port's entry holds the same way to the client, for the peer"
 
 # a2) the checksums the kernel writes (updated from the old, RFC 1624): odd and even
 # lengths, 1 byte to the largest the kernel takes, both ways; the receivers'

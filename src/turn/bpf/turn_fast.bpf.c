@@ -35,8 +35,14 @@
  * checksum is still to be filled in (CHECKSUM_PARTIAL, from a sender on this
  * host: its checksum field holds the pseudo-header's sum) goes to user space:
  * the kernel's metadata for it would point at the wrong bytes once the header
- * grew or shrank. Counters and the allocation's bandwidth bucket live in an
- * array slot that user space gives each allocation and names in its entries.
+ * grew or shrank.
+ *
+ * Counters and the allocation's bandwidth bucket live in its relayed port's
+ * entry of turn_port, an array: found by an address computation, not a hash.
+ * The same entry holds the way to the client of the allocation's first
+ * channel, so that its peer's datagrams cost one lookup that misses the cache
+ * once, not a hash bucket, an element and a counters slot (the media case:
+ * one peer per allocation). Other channels' peers are looked up in turn_peer.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -68,13 +74,15 @@ struct {
 	__type(value, struct turn_fast_out);
 } turn_peer SEC(".maps");
 
-/* an array: its lookup is an address computation, not a second hash */
+/* by relayed port - relay_lo; user space sets the size to the range's and
+ * maps the array to change entries in place (turn_fast_port: a sequence lock) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, TURN_FAST_MAX_ALLOCS);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
-	__type(value, struct turn_fast_stats);
-} turn_stats SEC(".maps");
+	__type(value, struct turn_fast_port);
+} turn_port SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -111,7 +119,7 @@ static __always_inline __u64 neg16(__u16 x)
 /* The allocation's bandwidth bucket ([turn] bandwidth): false when over. Two
  * CPUs may race on it: it can let a packet too many through, never count
  * one wrong. */
-static __always_inline int bw_take(struct turn_fast_stats *st, __u32 len)
+static __always_inline int bw_take(struct turn_fast_port *st, __u32 len)
 {
 	if (!st->rate)
 		return 1;
@@ -246,10 +254,10 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 	if (!o)
 		return VERDICT_NEXT;
 	__u32 slot = o->slot;
-	struct turn_fast_stats *st = bpf_map_lookup_elem(&turn_stats, &slot);
+	struct turn_fast_port *st = bpf_map_lookup_elem(&turn_port, &slot);
 	if (!st)
 		return VERDICT_NEXT;
-	if (!bw_take(st, dlen))
+	if ((o->flags & TURN_FAST_BW) && !bw_take(st, dlen))
 		return TC_ACT_SHOT;
 
 	struct out_hdr h = {.ip = *ip,
@@ -268,24 +276,55 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 	return verdict(o);
 }
 
-/* A datagram from a peer to a relayed address: frame it for the client. */
-static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, struct udphdr *udp,
-				     __u32 plen)
+/* The way to the client for a datagram from the peer at (addr, port) to the
+ * port's entry e: the entry's own when it is for that peer and did not change
+ * while it was copied (its sequence lock: read before and after; the loads
+ * stay in order on x86, whose memory model (TSO) keeps loads in program
+ * order; user space turns port_first on only there); else turn_peer's, by the
+ * whole 4-tuple, where every channel is. False: none. */
+static __always_inline int way_to_client(struct turn_fast_port *e, const struct turn_fast_conf *c,
+					 const struct iphdr *ip, const struct udphdr *udp,
+					 struct turn_fast_out *o)
 {
-	if (udp->check && csum_partial(ip, udp))
-		return VERDICT_NEXT;
+	if (c->port_first) {
+		__u32 s = *(volatile __u32 *)&e->seq;
+		if (!(s & 1) && e->peer_addr == ip->saddr &&
+		    e->to_client.peer_port == udp->source &&
+		    (e->to_client.flags & TURN_FAST_ON)) {
+			__builtin_memcpy(o, &e->to_client, sizeof *o);
+			asm volatile("" ::: "memory");
+			if (*(volatile __u32 *)&e->seq == s)
+				return 1;
+			/* changed while copied: turn_peer has the channel too */
+		}
+	}
 	struct turn_fast_peer_key k = {.relay_addr = ip->daddr,
 				       .peer_addr = ip->saddr,
 				       .relay_port = udp->dest,
 				       .peer_port = udp->source};
-	struct turn_fast_out *o = bpf_map_lookup_elem(&turn_peer, &k);
-	if (!o)
+	struct turn_fast_out *h = bpf_map_lookup_elem(&turn_peer, &k);
+	if (!h)
+		return 0;
+	__builtin_memcpy(o, h, sizeof *o);
+	return 1;
+}
+
+/* A datagram from a peer to a relayed address: frame it for the client. */
+static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, struct udphdr *udp,
+				     __u32 plen, const struct turn_fast_conf *c)
+{
+	if (udp->check && csum_partial(ip, udp))
 		return VERDICT_NEXT;
-	__u32 slot = o->slot;
-	struct turn_fast_stats *st = bpf_map_lookup_elem(&turn_stats, &slot);
-	if (!st)
+	if (ip->daddr != c->relay_addr)
 		return VERDICT_NEXT;
-	if (!bw_take(st, plen))
+	__u32 slot = (__u32)bpf_ntohs(udp->dest) - c->relay_lo;
+	struct turn_fast_port *e = bpf_map_lookup_elem(&turn_port, &slot);
+	if (!e)
+		return VERDICT_NEXT;
+	struct turn_fast_out ob, *o = &ob;
+	if (!way_to_client(e, c, ip, udp, o))
+		return VERDICT_NEXT;
+	if ((o->flags & TURN_FAST_BW) && !bw_take(e, plen))
 		return TC_ACT_SHOT;
 
 	struct out_hdr h = {.ip = *ip,
@@ -301,8 +340,8 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, st
 		return VERDICT_NEXT; /* nothing changed yet */
 	if (store(skb, o, &h, OUT_TO_CLIENT))
 		return TC_ACT_SHOT;
-	__sync_fetch_and_add(&st->to_client_pkts, 1);
-	__sync_fetch_and_add(&st->to_client_bytes, plen);
+	__sync_fetch_and_add(&e->to_client_pkts, 1);
+	__sync_fetch_and_add(&e->to_client_bytes, plen);
 	return verdict(o);
 }
 
@@ -349,7 +388,7 @@ int turn_fast(struct __sk_buff *skb)
 	if (dport >= c->relay_lo && dport <= c->relay_hi) {
 		if (plen == 0 || plen > TURN_FAST_MAX_DATA)
 			return VERDICT_NEXT;
-		return to_client(skb, ip, udp, plen);
+		return to_client(skb, ip, udp, plen, c);
 	}
 	return VERDICT_NEXT;
 }

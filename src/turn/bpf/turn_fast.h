@@ -6,7 +6,6 @@
 #include <linux/types.h>
 
 #define TURN_FAST_MAX 65536	   /* channels (one entry each way) */
-#define TURN_FAST_MAX_ALLOCS 65536 /* allocations with counters in the kernel (slots) */
 #define TURN_FAST_MAX_DATA 1400	   /* application data; larger stays in user space */
 #define TURN_FAST_LISTEN 8	   /* UDP listeners the program knows */
 
@@ -28,34 +27,52 @@ struct turn_fast_peer_key {
 #define TURN_FAST_LOCAL 1 /* sender and destination on this host: deliver, do not redirect */
 #define TURN_FAST_DF 2	  /* set don't-fragment (DONT-FRAGMENT in the Allocate) */
 #define TURN_FAST_L2 4	  /* l2 holds the next hop's and the interface's MAC: no neighbour lookup */
+#define TURN_FAST_BW 8	  /* the allocation has a bandwidth limit: its port's bucket applies */
+#define TURN_FAST_ON 16	  /* in a turn_port entry: its way to the client is live */
 
 /* Where a packet goes: from src to dst, out of ifindex; num is the channel
- * (host order) the peer's data is framed with toward the client. */
+ * (host order) the peer's data is framed with toward the client. 40 bytes. */
 struct turn_fast_out {
 	__be32 src_addr, dst_addr;
 	__be16 src_port, dst_port;
 	__u16 num, flags;
 	__u32 ifindex;
-	__u32 slot; /* the allocation's entry in turn_stats (an array: no second hash lookup) */
-	__be32 hop; /* the next hop toward dst_addr (user space asks the kernel's routing
-		     * table); 0: the kernel looks the route up for each packet */
+	__be32 hop;  /* the next hop toward dst_addr (user space asks the kernel's routing
+		      * table); 0: the kernel looks the route up for each packet */
 	__u8 l2[12]; /* with TURN_FAST_L2: the hop's MAC, then ifindex's (user space asks
 		      * the neighbour table); the packet leaves with them, unlooked-up */
+	__u16 slot;  /* the allocation's entry in turn_port: its relayed port - relay_lo */
+	__be16 peer_port; /* in a turn_port entry: the peer whose datagrams it is for */
 };
 
-/* Per allocation, while it has channels in the kernel (a slot of turn_stats,
- * given out by user space). Counters only grow; user space adds what is new to
- * its own. The bandwidth bucket is the kernel's own (rate 0: unlimited). */
-struct turn_fast_stats {
-	__u64 to_peer_pkts, to_peer_bytes, to_client_pkts, to_client_bytes;
-	__u64 drop_bw;
+/* Per relayed port (turn_port: an array indexed by port - relay_lo, mapped
+ * into user space), two cache lines. The first holds all that a datagram
+ * from the allocation's first channel's peer needs: an address computation
+ * and one line, no hash bucket. The second the counters toward peers and the
+ * bandwidth bucket. Counters only grow, also across the port's owners: user
+ * space takes an owner's start from them and adds what is new to its own.
+ *
+ * User space changes the way to the client while packets may read it (a new
+ * hop, a new channel, the allocation's end) as a sequence lock: seq odd
+ * while it writes; the program reads seq before and after its copy and sends
+ * the packet to user space when they differ or are odd. */
+struct turn_fast_port {
+	__u32 seq;
+	__be32 peer_addr;
+	struct turn_fast_out to_client; /* flags without TURN_FAST_ON: none */
+	__u64 to_client_pkts, to_client_bytes;
+	/* second line */
+	__u64 to_peer_pkts, to_peer_bytes, drop_bw;
 	__u64 rate;   /* bytes per second ([turn] bandwidth); set by user space */
 	__u64 tokens; /* bytes x 10^9 */
 	__u64 last_ns;
-};
+	__u64 spare[2];
+} __attribute__((aligned(64)));
 
 struct turn_fast_conf {
+	__be32 relay_addr;	  /* the relayed addresses' (IPv4); 0: none in the kernel */
 	__u16 relay_lo, relay_hi; /* host order */
+	__u16 port_first;	  /* 1: the peer's way looks at the port's entry first */
 	__u16 nlisten;
 	__u16 listen_port[TURN_FAST_LISTEN]; /* network order */
 };
