@@ -104,23 +104,6 @@ static struct turn_fast_port *port_of(const struct turn *t, const struct turn_al
 	return i < t->fast->nports ? &t->fast->ports[i] : NULL;
 }
 
-/* Writes e's way to the client (peer, o; o NULL: none) while the program may
- * be reading it: seq odd, the fields, seq even. A packet that read the entry
- * in between sees seq changed and takes turn_peer's copy. Under f->mu. */
-static void port_set(struct turn_fast_port *e, uint32_t peer, const struct turn_fast_out *o)
-{
-	__atomic_fetch_add(&e->seq, 1, __ATOMIC_SEQ_CST);
-	if (o) {
-		e->peer_addr = peer;
-		e->to_client = *o;
-		e->to_client.flags |= TURN_FAST_ON;
-	} else {
-		e->to_client.flags = 0;
-		e->peer_addr = 0;
-	}
-	__atomic_fetch_add(&e->seq, 1, __ATOMIC_RELEASE);
-}
-
 static bool specific_ip4(const struct net_addr *a)
 {
 	return net_addr_family(a) == AF_INET && !net_addr_is_any(a);
@@ -472,7 +455,7 @@ void turn_fast_chan_drop(struct turn *t, struct turn_alloc *a, struct turn_chan 
 	struct turn_fast_port *e = port_of(t, a);
 	pthread_mutex_lock(&t->fast->mu);
 	if (e && is_first(e, ch))
-		port_set(e, 0, NULL); /* before the hash entries: never a way the hash lacks */
+		turn_fast_port_set(e, 0, NULL); /* before the hash entries: never a way the hash lacks */
 	pthread_mutex_unlock(&t->fast->mu);
 	bpf_map_delete_elem(t->fast->chan_fd, &ck);
 	bpf_map_delete_elem(t->fast->peer_fd, &pk);
@@ -511,7 +494,7 @@ static void port_first(struct turn_fast_state *f, struct turn_fast_port *e,
 {
 	pthread_mutex_lock(&f->mu);
 	if (!(e->to_client.flags & TURN_FAST_ON) || is_first(e, ch))
-		port_set(e, ch->peer.u.in.sin_addr.s_addr, tc);
+		turn_fast_port_set(e, ch->peer.u.in.sin_addr.s_addr, tc);
 	pthread_mutex_unlock(&f->mu);
 }
 

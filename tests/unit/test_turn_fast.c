@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -544,6 +545,196 @@ static void test_fast_user_budget(void **state)
 	pair_close(&x);
 }
 
+/* The attack on the relayed port's entry (the kernel's way to the client of
+ * the allocation's first channel, found by the port alone): an allocation
+ * ends and its port goes to another user's allocation; the same peer then
+ * sends to the port. Its data must reach the new owner, never the old client,
+ * and the new owner's counts must not hold the old one's. One relayed port in
+ * all, so that the second allocation gets the first one's. */
+static void test_fast_port_reuse(void **state)
+{
+	(void)state;
+	if (!have_ns)
+		skip();
+	const char *ports = tt_relay_ports;
+	tt_relay_ports = "26000-26000";
+	struct pair x; /* alice: a channel to the peer, in the kernel */
+	pair_open(&x, "allowed_peers = 127.0.0.0/8\nbandwidth = 0\nfastpath = on\n");
+	tt_relay_ports = ports;
+	struct counts c0, c1;
+	counts(&c0);
+	round_trip(&x, 172, 1);
+	round_trip(&x, 172, 2);
+	assert_int_equal(tt_refresh(&x.c, 0), 0); /* alice's ends; her socket stays */
+
+	struct tt_cli b;
+	tt_cli_open(&b, &x.s, false, "bob", "builder");
+	no_check(b.fd, 1);
+	struct net_addr relay;
+	assert_int_equal(tt_allocate(&b, &relay), 0);
+	assert_true(net_addr_eq(&relay, &x.relay)); /* alice's port */
+	char peer[NET_ADDR_STRLEN];
+	net_addr_fmt(&x.pa, peer, sizeof peer);
+	assert_int_equal(tt_perm(&b, peer), 0);
+
+	/* bob has no channel: a Data indication from user space, nothing to alice */
+	uint8_t d[172];
+	fill(d, sizeof d, 3);
+	assert_int_equal(sendto(x.peer, d, sizeof d, 0, &relay.u.sa, net_addr_len(&relay)),
+			 (ssize_t)sizeof d);
+	assert_true(tt_cli_recv(&b));
+	assert_int_equal(b.rx[0] << 8 | b.rx[1], 0x0017);
+	assert_non_null(memmem(b.rx, b.rxlen, d, sizeof d));
+	assert_true(quiet(x.c.fd, 300));
+
+	/* bob's own channel, in the kernel: framed with his number, to him */
+	assert_int_equal(tt_chan_bind(&b, 0x4002, &x.pa), 0);
+	fill(d, sizeof d, 4);
+	assert_int_equal(sendto(x.peer, d, sizeof d, 0, &relay.u.sa, net_addr_len(&relay)),
+			 (ssize_t)sizeof d);
+	assert_true(tt_cli_recv(&b));
+	assert_int_equal(b.rxlen, 4 + sizeof d);
+	assert_int_equal(b.rx[0] << 8 | b.rx[1], 0x4002);
+	assert_memory_equal(b.rx + 4, d, sizeof d);
+	assert_true(quiet(x.c.fd, 300));
+
+	struct buf out;
+	buf_init(&out);
+	pull(&x.s, &out);
+	counts(&c1);
+	assert_int_equal(c1.fast_tc - c0.fast_tc, 3); /* alice's 2, bob's channel's 1 */
+	/* bob's: the Data indication and the ChannelData, none of alice's */
+	assert_non_null(strstr(out.data, "\"to_peer\":{\"bytes\":0,\"packets\":0},"
+					 "\"to_client\":{\"bytes\":344,\"packets\":2}"));
+	buf_free(&out);
+	tt_cli_close(&b);
+	pair_close(&x);
+}
+
+#ifdef TEST_TURN_FAST_PROG
+#include <bpf/bpf.h>
+#include <linux/pkt_cls.h>
+#include <pthread.h>
+
+#include "turn/bpf/turn_fast.h"
+#include "turn_fast.skel.h"
+
+/* The port's entry changed while packets read it: the program run on a
+ * peer's datagram (BPF_PROG_TEST_RUN) again and again while another thread
+ * switches the entry between two ways to two clients with user space's
+ * writer. Every datagram must leave framed wholly for one of the two (MAC,
+ * address, port and channel of the same way), or go up to user space
+ * unchanged (turn_peer is empty here); never a mix. The counters count
+ * exactly what left. */
+struct flipper {
+	struct turn_fast_port *e;
+	struct turn_fast_out way[2];
+	volatile int stop;
+	unsigned long flips;
+};
+
+static void *flip(void *arg)
+{
+	struct flipper *f = arg;
+	while (!f->stop) {
+		turn_fast_port_set(f->e, htonl(0x0a000009), &f->way[f->flips & 1]);
+		f->flips++;
+	}
+	return NULL;
+}
+
+static void test_fast_entry_changed(void **state)
+{
+	(void)state;
+	struct turn_fast *skel = turn_fast__open();
+	assert_non_null(skel);
+	assert_int_equal(bpf_map__set_max_entries(skel->maps.turn_port, 1), 0);
+	if (turn_fast__load(skel)) {
+		turn_fast__destroy(skel);
+		skip(); /* not root */
+	}
+	size_t len = (sizeof(struct turn_fast_port) + 4095) & ~(size_t)4095;
+	struct turn_fast_port *e = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED,
+					bpf_map__fd(skel->maps.turn_port), 0);
+	assert_true(e != MAP_FAILED);
+	struct turn_fast_conf c = {.relay_addr = htonl(0x0a000001),
+				   .relay_lo = 26001,
+				   .relay_hi = 26001,
+				   .port_first = 1};
+	uint32_t zero = 0;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.turn_conf), &zero, &c, 0), 0);
+	struct flipper f = {.e = e};
+	for (int i = 0; i < 2; i++) {
+		struct turn_fast_out *o = &f.way[i];
+		*o = (struct turn_fast_out){.src_addr = htonl(0x0a000001),
+					    .dst_addr = htonl(0x0a000100 + (uint32_t)i),
+					    .src_port = htons(3478),
+					    .dst_port = htons((uint16_t)(1000 + i)),
+					    .num = (uint16_t)(0x4001 + i),
+					    .flags = TURN_FAST_L2 | TURN_FAST_DF,
+					    .ifindex = 1,
+					    .hop = htonl(0x0a000100 + (uint32_t)i),
+					    .peer_port = htons(5000)};
+		memset(o->l2, 0x11 * (i + 1), 6);
+		memset(o->l2 + 6, 0xee, 6);
+	}
+	turn_fast_port_set(e, htonl(0x0a000009), &f.way[0]);
+
+	/* 10.0.0.9:5000 -> 10.0.0.1:26001, 64 bytes of data, checksum 0 (none) */
+	uint8_t in[14 + 20 + 8 + 64] = {0};
+	in[12] = 0x08;
+	uint8_t *ip = in + 14, *u = ip + 20;
+	ip[0] = 0x45;
+	ip[3] = 20 + 8 + 64;
+	ip[8] = 64;
+	ip[9] = IPPROTO_UDP;
+	uint32_t sa = htonl(0x0a000009), da = htonl(0x0a000001);
+	memcpy(ip + 12, &sa, 4);
+	memcpy(ip + 16, &da, 4);
+	uint16_t sp = htons(5000), dp = htons(26001), ul = htons(8 + 64);
+	memcpy(u, &sp, 2);
+	memcpy(u + 2, &dp, 2);
+	memcpy(u + 4, &ul, 2);
+	fill(u + 8, 64, 9);
+
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, flip, &f), 0);
+	int prog = bpf_program__fd(skel->progs.turn_fast);
+	unsigned long way[2] = {0, 0}, up = 0;
+	for (int n = 0; n < 100000; n++) {
+		uint8_t out[256];
+		LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = in, .data_size_in = sizeof in,
+			    .data_out = out, .data_size_out = sizeof out, .repeat = 1);
+		assert_int_equal(bpf_prog_test_run_opts(prog, &t), 0);
+		if ((int)t.retval == TC_ACT_UNSPEC) {
+			assert_int_equal(t.data_size_out, sizeof in);
+			assert_memory_equal(out, in, sizeof in);
+			up++;
+			continue;
+		}
+		assert_int_equal(t.retval, TC_ACT_REDIRECT);
+		assert_int_equal(t.data_size_out, sizeof in + 4);
+		int w = out[0] == 0x22;
+		const struct turn_fast_out *o = &f.way[w];
+		assert_memory_equal(out, o->l2, 12);
+		assert_memory_equal(out + 14 + 16, &o->dst_addr, 4);
+		assert_memory_equal(out + 14 + 20 + 2, &o->dst_port, 2);
+		assert_int_equal(out[42] << 8 | out[43], o->num);
+		assert_memory_equal(out + 46, u + 8, 64);
+		way[w]++;
+	}
+	f.stop = 1;
+	pthread_join(th, NULL);
+	fprintf(stderr, "entry changed %lu times: %lu and %lu datagrams each way, %lu to user "
+			"space\n", f.flips, way[0], way[1], up);
+	assert_true(f.flips > 0);
+	assert_int_equal(e->to_client_pkts, way[0] + way[1]);
+	assert_int_equal(e->to_client_bytes, 64 * (way[0] + way[1]));
+	munmap(e, len);
+	turn_fast__destroy(skel);
+}
+#endif
+
 int main(void)
 {
 	if (unshare(CLONE_NEWNET) == 0 && system("ip link set lo up") == 0)
@@ -554,6 +745,10 @@ int main(void)
 	    cmocka_unit_test(test_fast_both_ways), cmocka_unit_test(test_fast_checksums),
 	    cmocka_unit_test(test_fast_expiry),	   cmocka_unit_test(test_fast_bandwidth),
 	    cmocka_unit_test(test_fast_off),	   cmocka_unit_test(test_fast_user_budget),
+	    cmocka_unit_test(test_fast_port_reuse),
+#ifdef TEST_TURN_FAST_PROG
+	    cmocka_unit_test(test_fast_entry_changed),
+#endif
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,6 +69,27 @@ struct turn_fast_port {
 	__u64 spare[2];
 } __attribute__((aligned(64)));
 
+#ifndef __bpf__
+/* User space's writer of e's way to the client (peer, o; o NULL: none), while
+ * the program may be reading it: seq odd, the fields, seq even. A packet that
+ * read the entry in between sees seq changed and takes turn_peer's copy. One
+ * writer at a time (the caller's lock). */
+static inline void turn_fast_port_set(struct turn_fast_port *e, __be32 peer,
+				      const struct turn_fast_out *o)
+{
+	__atomic_fetch_add(&e->seq, 1, __ATOMIC_SEQ_CST);
+	if (o) {
+		e->peer_addr = peer;
+		e->to_client = *o;
+		e->to_client.flags |= TURN_FAST_ON;
+	} else {
+		e->to_client.flags = 0;
+		e->peer_addr = 0;
+	}
+	__atomic_fetch_add(&e->seq, 1, __ATOMIC_RELEASE);
+}
+#endif
+
 struct turn_fast_conf {
 	__be32 relay_addr;	  /* the relayed addresses' (IPv4); 0: none in the kernel */
 	__u16 relay_lo, relay_hi; /* host order */
