@@ -76,6 +76,8 @@ struct turn_fast_state {
 	/* turn_port, mapped: one entry per relayed port (port - port_lo) */
 	struct turn_fast_port *ports;
 	size_t nports, map_len;
+	struct turn_fast_chan_slot *slots; /* turn_chan_slot, mapped */
+	uint64_t seed;			   /* turn_fast_chan_home's */
 	/* The lock: the role may call in from more than one thread; writers of
 	 * turn_port's entries and the rtnetlink socket take it. */
 	pthread_mutex_t mu;
@@ -90,6 +92,8 @@ static void fast_free(struct turn_fast_state *f)
 	net_tc_detach(&f->tc);
 	if (f->ports)
 		munmap(f->ports, f->map_len);
+	if (f->slots)
+		munmap(f->slots, sizeof *f->slots << TURN_FAST_CHAN_BITS);
 	turn_fast__destroy(f->skel);
 	if (f->nl_fd >= 0)
 		close(f->nl_fd);
@@ -139,7 +143,17 @@ static int fast_open(struct turn *t, struct turn_fast_state **out)
 		goto fail;
 	}
 	f->ports = m;
-	struct turn_fast_conf c = {.relay_lo = t->cf.port_lo, .relay_hi = t->cf.port_hi};
+	m = mmap(NULL, sizeof *f->slots << TURN_FAST_CHAN_BITS, PROT_READ | PROT_WRITE, MAP_SHARED,
+		 bpf_map__fd(f->skel->maps.turn_chan_slot), 0);
+	if (m == MAP_FAILED) {
+		err = errno;
+		goto fail;
+	}
+	f->slots = m;
+	/* a seed of its own: clients cannot choose numbers that share slots */
+	f->seed = (uint64_t)rand_u32() << 32 | rand_u32();
+	struct turn_fast_conf c = {
+	    .relay_lo = t->cf.port_lo, .relay_hi = t->cf.port_hi, .seed = f->seed};
 	if (specific_ip4(&t->cf.relay_ip[0]))
 		c.relay_addr = t->cf.relay_ip[0].u.in.sin_addr.s_addr;
 #if defined(__x86_64__) || defined(__i386__)
@@ -437,6 +451,14 @@ static bool wanted(struct turn *t, struct turn_alloc *a, struct turn_chan *ch, u
 	       route(t->fast, srv, peer, client, to_client);
 }
 
+/* k's home slot when it holds k. Under f->mu. */
+static struct turn_fast_chan_slot *home_of(struct turn_fast_state *f,
+					   const struct turn_fast_chan_key *k)
+{
+	struct turn_fast_chan_slot *e = &f->slots[turn_fast_chan_home(k, f->seed)];
+	return (e->to_peer.flags & TURN_FAST_ON) && memcmp(&e->key, k, sizeof *k) == 0 ? e : NULL;
+}
+
 /* e holds ch's way to the client. Under f->mu. */
 static bool is_first(const struct turn_fast_port *e, const struct turn_chan *ch)
 {
@@ -456,6 +478,9 @@ void turn_fast_chan_drop(struct turn *t, struct turn_alloc *a, struct turn_chan 
 	pthread_mutex_lock(&t->fast->mu);
 	if (e && is_first(e, ch))
 		turn_fast_port_set(e, 0, NULL); /* before the hash entries: never a way the hash lacks */
+	struct turn_fast_chan_slot *cs = home_of(t->fast, &ck);
+	if (cs)
+		turn_fast_chan_set(cs, NULL, NULL);
 	pthread_mutex_unlock(&t->fast->mu);
 	bpf_map_delete_elem(t->fast->chan_fd, &ck);
 	bpf_map_delete_elem(t->fast->peer_fd, &pk);
@@ -488,13 +513,18 @@ static int64_t stats_ensure(struct turn *t, struct turn_alloc *a)
 	return e - t->fast->ports;
 }
 
-/* ch's way to the client into its port's entry, if that has none or ch's */
-static void port_first(struct turn_fast_state *f, struct turn_fast_port *e,
-		       const struct turn_chan *ch, const struct turn_fast_out *tc)
+/* ch's ways into the arrays: to the client into its port's entry, if that
+ * has none or ch's; to the peer into its home slot, if that is empty or ch's */
+static void arrays_set(struct turn_fast_state *f, struct turn_fast_port *e,
+		       const struct turn_chan *ch, const struct turn_fast_chan_key *ck,
+		       const struct turn_fast_out *tp, const struct turn_fast_out *tc)
 {
 	pthread_mutex_lock(&f->mu);
 	if (!(e->to_client.flags & TURN_FAST_ON) || is_first(e, ch))
 		turn_fast_port_set(e, ch->peer.u.in.sin_addr.s_addr, tc);
+	struct turn_fast_chan_slot *cs = &f->slots[turn_fast_chan_home(ck, f->seed)];
+	if (!(cs->to_peer.flags & TURN_FAST_ON) || home_of(f, ck))
+		turn_fast_chan_set(cs, ck, tp);
 	pthread_mutex_unlock(&f->mu);
 }
 
@@ -525,7 +555,7 @@ void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
 		if (refresh) { /* both entries are there: only their hops may change */
 			bpf_map_update_elem(t->fast->peer_fd, &pk, &tc, BPF_EXIST);
 			bpf_map_update_elem(t->fast->chan_fd, &ck, &tp, BPF_EXIST);
-			port_first(t->fast, e, ch, &tc);
+			arrays_set(t->fast, e, ch, &ck, &tp, &tc);
 			continue;
 		}
 		/* the peer's way first: a client's first ChannelData through the
@@ -540,7 +570,7 @@ void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
 			continue;
 		}
 		ch->fast = true;
-		port_first(t->fast, e, ch, &tc);
+		arrays_set(t->fast, e, ch, &ck, &tp, &tc);
 	}
 }
 

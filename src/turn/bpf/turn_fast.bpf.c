@@ -43,6 +43,9 @@
  * channel, so that its peer's datagrams cost one lookup that misses the cache
  * once, not a hash bucket, an element and a counters slot (the media case:
  * one peer per allocation). Other channels' peers are looked up in turn_peer.
+ * ChannelData finds its way in its home slot of turn_chan_slot (an array by a
+ * seeded hash of client, listener and channel: one line, no bucket), or,
+ * where another channel holds that slot, in turn_chan.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -73,6 +76,14 @@ struct {
 	__type(key, struct turn_fast_peer_key);
 	__type(value, struct turn_fast_out);
 } turn_peer SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << TURN_FAST_CHAN_BITS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct turn_fast_chan_slot);
+} turn_chan_slot SEC(".maps");
 
 /* by relayed port - relay_lo; user space sets the size to the range's and
  * maps the array to change entries in place (turn_fast_port: a sequence lock) */
@@ -233,9 +244,36 @@ static __always_inline int store(struct __sk_buff *skb, const struct turn_fast_o
 	return bpf_skb_store_bytes(skb, L3_OFF, &h->ip, len - L3_OFF, BPF_F_RECOMPUTE_CSUM);
 }
 
+/* The way to the peer for ChannelData with key k: its home slot's when it
+ * holds k and did not change while it was copied (the sequence lock, as in
+ * way_to_client), else turn_chan's. False: none. */
+static __always_inline int way_to_peer(const struct turn_fast_conf *c,
+				       const struct turn_fast_chan_key *k, struct turn_fast_out *o)
+{
+	if (c->port_first) {
+		__u32 i = turn_fast_chan_home(k, c->seed);
+		struct turn_fast_chan_slot *e = bpf_map_lookup_elem(&turn_chan_slot, &i);
+		__u32 s = e ? *(volatile __u32 *)&e->seq : 1;
+		if (e && !(s & 1) && (e->to_peer.flags & TURN_FAST_ON) &&
+		    e->key.client_addr == k->client_addr && e->key.client_port == k->client_port &&
+		    e->key.num == k->num && e->key.srv_addr == k->srv_addr &&
+		    e->key.srv_port == k->srv_port) {
+			__builtin_memcpy(o, &e->to_peer, sizeof *o);
+			asm volatile("" ::: "memory");
+			if (*(volatile __u32 *)&e->seq == s)
+				return 1;
+		}
+	}
+	struct turn_fast_out *h = bpf_map_lookup_elem(&turn_chan, k);
+	if (!h)
+		return 0;
+	__builtin_memcpy(o, h, sizeof *o);
+	return 1;
+}
+
 /* ChannelData from a client to its peer: strip the header. */
 static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, struct udphdr *udp,
-				   __u8 *pay, __u32 plen, void *end)
+				   __u8 *pay, __u32 plen, void *end, const struct turn_fast_conf *c)
 {
 	if (plen < 4 || (void *)(pay + 4) > end || (pay[0] & 0xc0) != 0x40)
 		return VERDICT_NEXT;
@@ -250,8 +288,8 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 				       .srv_port = udp->dest,
 				       .client_port = udp->source,
 				       .num = num};
-	struct turn_fast_out *o = bpf_map_lookup_elem(&turn_chan, &k);
-	if (!o)
+	struct turn_fast_out ob, *o = &ob;
+	if (!way_to_peer(c, &k, o))
 		return VERDICT_NEXT;
 	__u32 slot = o->slot;
 	struct turn_fast_port *st = bpf_map_lookup_elem(&turn_port, &slot);
@@ -383,7 +421,7 @@ int turn_fast(struct __sk_buff *skb)
 #pragma unroll
 	for (int i = 0; i < TURN_FAST_LISTEN; i++)
 		if (i < c->nlisten && udp->dest == c->listen_port[i])
-			return to_peer(skb, ip, udp, pay, plen, end);
+			return to_peer(skb, ip, udp, pay, plen, end, c);
 	__u16 dport = bpf_ntohs(udp->dest);
 	if (dport >= c->relay_lo && dport <= c->relay_hi) {
 		if (plen == 0 || plen > TURN_FAST_MAX_DATA)

@@ -69,6 +69,28 @@ struct turn_fast_port {
 	__u64 spare[2];
 } __attribute__((aligned(64)));
 
+/* A channel's way to its peer in its home slot of turn_chan_slot (an array
+ * indexed by a seeded hash of the key: one cache line, no hash bucket). A
+ * channel whose home slot is taken is found in turn_chan only; every channel
+ * is in turn_chan too. Changed in place under the same sequence lock as
+ * turn_fast_port's entries. */
+#define TURN_FAST_CHAN_BITS 17 /* twice TURN_FAST_MAX slots */
+struct turn_fast_chan_slot {
+	__u32 seq;
+	__u32 pad;
+	struct turn_fast_chan_key key;
+	struct turn_fast_out to_peer; /* flags without TURN_FAST_ON: empty */
+} __attribute__((aligned(64)));
+
+static inline __u32 turn_fast_chan_home(const struct turn_fast_chan_key *k, __u64 seed)
+{
+	__u64 x = ((__u64)k->client_addr << 32) | ((__u32)k->client_port << 16) | k->num;
+	__u64 y = ((__u64)k->srv_addr << 32) | k->srv_port;
+	__u64 h = (x ^ seed) * 0x9e3779b97f4a7c15ull;
+	h = (h ^ y ^ (h >> 29)) * 0xbf58476d1ce4e5b9ull;
+	return (__u32)(h >> (64 - TURN_FAST_CHAN_BITS));
+}
+
 #ifndef __bpf__
 /* User space's writer of e's way to the client (peer, o; o NULL: none), while
  * the program may be reading it: seq odd, the fields, seq even. A packet that
@@ -88,12 +110,29 @@ static inline void turn_fast_port_set(struct turn_fast_port *e, __be32 peer,
 	}
 	__atomic_fetch_add(&e->seq, 1, __ATOMIC_RELEASE);
 }
+
+/* The same for a channel's slot (k, o; o NULL: empty). */
+static inline void turn_fast_chan_set(struct turn_fast_chan_slot *e,
+				      const struct turn_fast_chan_key *k,
+				      const struct turn_fast_out *o)
+{
+	__atomic_fetch_add(&e->seq, 1, __ATOMIC_SEQ_CST);
+	if (o) {
+		e->key = *k;
+		e->to_peer = *o;
+		e->to_peer.flags |= TURN_FAST_ON;
+	} else {
+		e->to_peer.flags = 0;
+	}
+	__atomic_fetch_add(&e->seq, 1, __ATOMIC_RELEASE);
+}
 #endif
 
 struct turn_fast_conf {
 	__be32 relay_addr;	  /* the relayed addresses' (IPv4); 0: none in the kernel */
 	__u16 relay_lo, relay_hi; /* host order */
-	__u16 port_first;	  /* 1: the peer's way looks at the port's entry first */
+	__u16 port_first; /* 1: the arrays under sequence locks are looked at first */
+	__u64 seed;	  /* turn_fast_chan_home's */
 	__u16 nlisten;
 	__u16 listen_port[TURN_FAST_LISTEN]; /* network order */
 };
