@@ -102,6 +102,12 @@ struct {
 	__type(value, struct turn_fast_conf);
 } turn_conf SEC(".maps");
 
+/* The kernel's sk_buff, for its headroom (CO-RE: the running kernel's offsets) */
+struct sk_buff___room {
+	unsigned char *head, *data;
+} __attribute__((preserve_access_index));
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
 #define L3_OFF ((int)sizeof(struct ethhdr))
 #define L4_OFF (L3_OFF + (int)sizeof(struct iphdr))
 #define PAY_OFF (L4_OFF + (int)sizeof(struct udphdr))
@@ -347,6 +353,36 @@ static __always_inline int way_to_client(struct turn_fast_port *e, const struct 
 	return 1;
 }
 
+/* Room for the ChannelData header. bpf_skb_adjust_room inserts it after the
+ * IP header by moving the headers 4 bytes toward the buffer's start; with
+ * less headroom than that (a datagram sent on this host: a peer on loopback,
+ * or in a container behind a veth, leaves 2 bytes) the kernel copies the
+ * whole packet into a new buffer (pskb_expand_head) first. Then the buffer
+ * grows at its end instead and the data moves 4 bytes toward it, in place.
+ * A NIC's buffers have their headroom: the first way. 0: done; 1: nothing
+ * changed (user space may have the packet); -1: the packet is spoilt. */
+static __always_inline int make_room(struct __sk_buff *skb, __u32 plen)
+{
+	struct sk_buff___room *k = bpf_cast_to_kern_ctx(skb);
+	if (k->data - k->head >= 4)
+		return bpf_skb_adjust_room(skb, 4, BPF_ADJ_ROOM_NET, 0) ? 1 : 0;
+	if (bpf_skb_change_tail(skb, skb->len + 4, 0))
+		return 1;
+	__u8 buf[256];
+	__u32 left = plen;
+	/* from the end: each piece lands where nothing unread is */
+	for (int i = 0; i < (TURN_FAST_MAX_DATA + 255) / 256 && left; i++) {
+		__u32 n = left > sizeof buf ? sizeof buf : left;
+		left -= n;
+		/* n is 1 to 256; said so the verifier sees it: ((n - 1) & 255) + 1 */
+		asm volatile("%[n] += -1; %[n] &= 0xff; %[n] += 1" : [n] "+r"(n));
+		if (bpf_skb_load_bytes(skb, PAY_OFF + left, buf, n) ||
+		    bpf_skb_store_bytes(skb, PAY_OFF + 4 + left, buf, n, BPF_F_RECOMPUTE_CSUM))
+			return -1;
+	}
+	return left ? -1 : 0;
+}
+
 /* A datagram from a peer to a relayed address: frame it for the client. */
 static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, struct udphdr *udp,
 				     __u32 plen, const struct turn_fast_conf *c)
@@ -374,9 +410,10 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, st
 	h.u.check = csum_update(udp->check, old_words(ip, udp) + new_words(o, h.u.len) + h.num +
 						h.len);
 	new_ip(&h.ip, o, (__u16)(OUT_TO_CLIENT - L3_OFF + plen));
-	if (bpf_skb_adjust_room(skb, 4, BPF_ADJ_ROOM_NET, 0))
+	int room = make_room(skb, plen);
+	if (room > 0)
 		return VERDICT_NEXT; /* nothing changed yet */
-	if (store(skb, o, &h, OUT_TO_CLIENT))
+	if (room < 0 || store(skb, o, &h, OUT_TO_CLIENT))
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&e->to_client_pkts, 1);
 	__sync_fetch_and_add(&e->to_client_bytes, plen);
