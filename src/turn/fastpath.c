@@ -77,6 +77,7 @@ struct turn_fast_state {
 	struct turn_fast_port *ports;
 	size_t nports, map_len;
 	struct turn_fast_chan_slot *slots; /* turn_chan_slot, mapped */
+	uint32_t chan_bits;		   /* 1 << chan_bits slots */
 	uint64_t seed;			   /* turn_fast_chan_home's */
 	/* The lock: the role may call in from more than one thread; writers of
 	 * turn_port's entries and the rtnetlink socket take it. */
@@ -93,7 +94,7 @@ static void fast_free(struct turn_fast_state *f)
 	if (f->ports)
 		munmap(f->ports, f->map_len);
 	if (f->slots)
-		munmap(f->slots, sizeof *f->slots << TURN_FAST_CHAN_BITS);
+		munmap(f->slots, sizeof *f->slots << f->chan_bits);
 	turn_fast__destroy(f->skel);
 	if (f->nl_fd >= 0)
 		close(f->nl_fd);
@@ -126,8 +127,16 @@ static int fast_open(struct turn *t, struct turn_fast_state **out)
 	net_bpf_log_init();
 	int err = 0;
 	f->nports = (size_t)t->cf.port_hi - t->cf.port_lo + 1;
+	/* twice as many channel slots as relayed ports (one channel each, the
+	 * media case, fills half): no larger than that, so that the slots in use
+	 * sit in few pages (each page another TLB entry; a miss costs most in a VM) */
+	for (f->chan_bits = 10; f->chan_bits < TURN_FAST_CHAN_BITS &&
+				(1u << f->chan_bits) < 2 * f->nports;
+	     f->chan_bits++)
+		;
 	f->skel = turn_fast__open();
 	if (!f->skel || bpf_map__set_max_entries(f->skel->maps.turn_port, (uint32_t)f->nports) ||
+	    bpf_map__set_max_entries(f->skel->maps.turn_chan_slot, 1u << f->chan_bits) ||
 	    turn_fast__load(f->skel)) {
 		err = errno ? errno : EINVAL;
 		goto fail;
@@ -143,7 +152,7 @@ static int fast_open(struct turn *t, struct turn_fast_state **out)
 		goto fail;
 	}
 	f->ports = m;
-	m = mmap(NULL, sizeof *f->slots << TURN_FAST_CHAN_BITS, PROT_READ | PROT_WRITE, MAP_SHARED,
+	m = mmap(NULL, sizeof *f->slots << f->chan_bits, PROT_READ | PROT_WRITE, MAP_SHARED,
 		 bpf_map__fd(f->skel->maps.turn_chan_slot), 0);
 	if (m == MAP_FAILED) {
 		err = errno;
@@ -152,8 +161,10 @@ static int fast_open(struct turn *t, struct turn_fast_state **out)
 	f->slots = m;
 	/* a seed of its own: clients cannot choose numbers that share slots */
 	f->seed = (uint64_t)rand_u32() << 32 | rand_u32();
-	struct turn_fast_conf c = {
-	    .relay_lo = t->cf.port_lo, .relay_hi = t->cf.port_hi, .seed = f->seed};
+	struct turn_fast_conf c = {.relay_lo = t->cf.port_lo,
+				   .relay_hi = t->cf.port_hi,
+				   .chan_bits = f->chan_bits,
+				   .seed = f->seed};
 	if (specific_ip4(&t->cf.relay_ip[0]))
 		c.relay_addr = t->cf.relay_ip[0].u.in.sin_addr.s_addr;
 #if defined(__x86_64__) || defined(__i386__)
@@ -455,7 +466,7 @@ static bool wanted(struct turn *t, struct turn_alloc *a, struct turn_chan *ch, u
 static struct turn_fast_chan_slot *home_of(struct turn_fast_state *f,
 					   const struct turn_fast_chan_key *k)
 {
-	struct turn_fast_chan_slot *e = &f->slots[turn_fast_chan_home(k, f->seed)];
+	struct turn_fast_chan_slot *e = &f->slots[turn_fast_chan_home(k, f->seed, f->chan_bits)];
 	return (e->to_peer.flags & TURN_FAST_ON) && memcmp(&e->key, k, sizeof *k) == 0 ? e : NULL;
 }
 
@@ -522,7 +533,8 @@ static void arrays_set(struct turn_fast_state *f, struct turn_fast_port *e,
 	pthread_mutex_lock(&f->mu);
 	if (!(e->to_client.flags & TURN_FAST_ON) || is_first(e, ch))
 		turn_fast_port_set(e, ch->peer.u.in.sin_addr.s_addr, tc);
-	struct turn_fast_chan_slot *cs = &f->slots[turn_fast_chan_home(ck, f->seed)];
+	struct turn_fast_chan_slot *cs =
+	    &f->slots[turn_fast_chan_home(ck, f->seed, f->chan_bits)];
 	if (!(cs->to_peer.flags & TURN_FAST_ON) || home_of(f, ck))
 		turn_fast_chan_set(cs, ck, tp);
 	pthread_mutex_unlock(&f->mu);

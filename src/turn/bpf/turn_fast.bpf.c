@@ -257,7 +257,7 @@ static __always_inline int way_to_peer(const struct turn_fast_conf *c,
 				       const struct turn_fast_chan_key *k, struct turn_fast_out *o)
 {
 	if (c->port_first) {
-		__u32 i = turn_fast_chan_home(k, c->seed);
+		__u32 i = turn_fast_chan_home(k, c->seed, c->chan_bits);
 		struct turn_fast_chan_slot *e = bpf_map_lookup_elem(&turn_chan_slot, &i);
 		__u32 s = e ? *(volatile __u32 *)&e->seq : 1;
 		if (e && !(s & 1) && (e->to_peer.flags & TURN_FAST_ON) &&

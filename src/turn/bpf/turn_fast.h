@@ -74,7 +74,7 @@ struct turn_fast_port {
  * channel whose home slot is taken is found in turn_chan only; every channel
  * is in turn_chan too. Changed in place under the same sequence lock as
  * turn_fast_port's entries. */
-#define TURN_FAST_CHAN_BITS 17 /* twice TURN_FAST_MAX slots */
+#define TURN_FAST_CHAN_BITS 17 /* at most twice TURN_FAST_MAX slots; user space sizes it */
 struct turn_fast_chan_slot {
 	__u32 seq;
 	__u32 pad;
@@ -82,13 +82,14 @@ struct turn_fast_chan_slot {
 	struct turn_fast_out to_peer; /* flags without TURN_FAST_ON: empty */
 } __attribute__((aligned(64)));
 
-static inline __u32 turn_fast_chan_home(const struct turn_fast_chan_key *k, __u64 seed)
+static inline __u32 turn_fast_chan_home(const struct turn_fast_chan_key *k, __u64 seed,
+				       __u32 bits)
 {
 	__u64 x = ((__u64)k->client_addr << 32) | ((__u32)k->client_port << 16) | k->num;
 	__u64 y = ((__u64)k->srv_addr << 32) | k->srv_port;
 	__u64 h = (x ^ seed) * 0x9e3779b97f4a7c15ull;
 	h = (h ^ y ^ (h >> 29)) * 0xbf58476d1ce4e5b9ull;
-	return (__u32)(h >> (64 - TURN_FAST_CHAN_BITS));
+	return (__u32)(h >> (64 - bits));
 }
 
 #ifndef __bpf__
@@ -132,6 +133,7 @@ struct turn_fast_conf {
 	__be32 relay_addr;	  /* the relayed addresses' (IPv4); 0: none in the kernel */
 	__u16 relay_lo, relay_hi; /* host order */
 	__u16 port_first; /* 1: the arrays under sequence locks are looked at first */
+	__u32 chan_bits;  /* turn_chan_slot has 1 << chan_bits slots */
 	__u64 seed;	  /* turn_fast_chan_home's */
 	__u16 nlisten;
 	__u16 listen_port[TURN_FAST_LISTEN]; /* network order */
