@@ -488,7 +488,8 @@ void turn_fast_chan_drop(struct turn *t, struct turn_alloc *a, struct turn_chan 
 	struct turn_fast_port *e = port_of(t, a);
 	pthread_mutex_lock(&t->fast->mu);
 	if (e && is_first(e, ch))
-		turn_fast_port_set(e, 0, NULL); /* before the hash entries: never a way the hash lacks */
+		/* before the hash entries: never a way the hash lacks */
+		turn_fast_port_set(e, 0, NULL);
 	struct turn_fast_chan_slot *cs = home_of(t->fast, &ck);
 	if (cs)
 		turn_fast_chan_set(cs, NULL, NULL);

@@ -27,7 +27,7 @@ struct turn_fast_peer_key {
 #define TURN_FAST_LOCAL 1 /* sender and destination on this host: deliver, do not redirect */
 #define TURN_FAST_DF 2	  /* set don't-fragment (DONT-FRAGMENT in the Allocate) */
 #define TURN_FAST_L2 4	  /* l2 holds the next hop's and the interface's MAC: no neighbour lookup */
-#define TURN_FAST_BW 8	  /* the allocation has a bandwidth limit: its port's bucket applies */
+#define TURN_FAST_BW 8	  /* a bandwidth limit: the port entry's bucket applies */
 #define TURN_FAST_ON 16	  /* in a turn_port entry: its way to the client is live */
 
 /* Where a packet goes: from src to dst, out of ifindex; num is the channel
