@@ -36,7 +36,9 @@
 # the generator is built from PINHOLE's build) run as a fourth server,
 # pinhole-fast-base, with its fast path: the program before and after a change,
 # in the same invocation. PINHOLE_USER_BASE: the same for user space, a server
-# pinhole-user-base (`fastpath = off`).
+# pinhole-user-base (`fastpath = off`); BENCH_BASE_PTHREADS and BENCH_BASE_BATCH_WAIT
+# set its threads and batch_wait (default: as pinhole's), so that one binary may be
+# run against itself with another setting (PINHOLE_USER_BASE=$PINHOLE).
 # Figures per run: relayed packets/s, lost, and two accountings of CPU per relayed
 # packet:
 #   ns/pkt   (the old one) the server's CPU (utime + stime of every thread,
@@ -170,7 +172,7 @@ sleep 1
 
 # --- the servers ----------------------------------------------------------------------
 declare -A PORT PID PROG
-start_pinhole() { # NAME PORT RELAY_PORTS FASTPATH [BINARY]
+start_pinhole() { # NAME PORT RELAY_PORTS FASTPATH [BINARY [THREADS BATCH_WAIT]]
 	add_server_ns "$1"
 	local ip=${SRVIP[$1]}
 	cat >"$OUT/$1.conf" <<-EOF
@@ -181,8 +183,8 @@ start_pinhole() { # NAME PORT RELAY_PORTS FASTPATH [BINARY]
 		relay_address = $ip
 		relay_ports = $3
 		max_allocations_per_user = 10
-		threads = $PTHREADS
-		batch_wait = $BATCH_WAIT
+		threads = ${6:-$PTHREADS}
+		batch_wait = ${7:-$BATCH_WAIT}
 		fastpath = $4
 		[store]
 		path = $OUT/$1.db
@@ -202,7 +204,8 @@ if [ -n "$PINHOLE_BASE" ]; then
 	STARTED="$STARTED pinhole-fast-base"
 fi
 if [ -n "$PINHOLE_USER_BASE" ]; then
-	start_pinhole pinhole-user-base 3482 35000-39999 off "$PINHOLE_USER_BASE"
+	start_pinhole pinhole-user-base 3482 35000-39999 off "$PINHOLE_USER_BASE" \
+		"${BENCH_BASE_PTHREADS:-$PTHREADS}" "${BENCH_BASE_BATCH_WAIT:-$BATCH_WAIT}"
 	STARTED="$STARTED pinhole-user-base"
 	PROG[pinhole-user-base]=0
 fi
