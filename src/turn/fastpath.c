@@ -50,6 +50,7 @@ struct metric turn_m_fast_full = {.name = "turn_fast_full_total",
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/capability.h>
 #include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -59,6 +60,7 @@ struct metric turn_m_fast_full = {.name = "turn_fast_full_total",
 #include <sys/mman.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -362,11 +364,24 @@ static bool if_mac(uint32_t ifindex, uint8_t mac[6])
 	return ok;
 }
 
+/* Whether this thread may change the neighbour table (CAP_NET_ADMIN): not
+ * once [process] user has taken root away. */
+static bool may_admin_net(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d))
+		return false;
+	return d[CAP_NET_ADMIN / 32].effective & (1u << (CAP_NET_ADMIN % 32));
+}
+
 /* The neighbour table's MAC for hop on ifindex (as `ip neigh get HOP dev IF`),
  * false when it has none that was resolved. A stale entry's MAC is taken, and
  * the kernel is asked to check it again (NTF_USE, as if a packet had used it:
  * the fast path's packets do not), so that a hop that moved or went is seen
- * by the next refresh; until then packets go to the MAC the hop had. */
+ * by the next refresh; until then packets go to the MAC the hop had. Without
+ * the right to ask (after [process] user), a stale entry counts as not
+ * resolved: packets take the kernel's neighbour output, which checks it. */
 static bool neigh_mac(struct turn_fast_state *f, uint32_t hop, uint32_t ifindex, uint8_t mac[6])
 {
 	struct {
@@ -397,7 +412,9 @@ static bool neigh_mac(struct turn_fast_state *f, uint32_t hop, uint32_t ifindex,
 			memcpy(mac, RTA_DATA(ra), 6);
 			ok = true;
 		}
-	if (ok && (nd->ndm_state & NUD_STALE)) {
+	if (ok && (nd->ndm_state & NUD_STALE) && !may_admin_net())
+		ok = false;
+	else if (ok && (nd->ndm_state & NUD_STALE)) {
 		/* no answer awaited: an error's would carry a seq no one waits for */
 		rq.h.nlmsg_type = RTM_NEWNEIGH;
 		rq.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_REPLACE;
