@@ -8,112 +8,112 @@
 #include "edge_int.h"
 
 const struct conf_key edge_conf_keys[] = {
-    {"sip", "listen", CONF_STR, "udp:0.0.0.0:5060, tcp:0.0.0.0:5060", 0, 0, NULL,
-     "transport:address:port list, transports udp, tcp, tls (port 5061 by default; needs "
-     "[tls] certificate), ws and wss (SIP over WebSocket, RFC 7118; wss needs [tls] "
-     "certificate); IPv6 as udp:[::]:5060"},
-    {"sip", "ws_origins", CONF_STR, "", 0, 0, NULL,
-     "Origins a browser may open a ws: connection from, comma-separated and exact "
-     "(\"https://phone.example.org\") or a wildcard for the hosts under a domain, same "
-     "scheme and port (\"https://*.example.org\"), \"*\" = any; empty = any; others get "
-     "403; a client that sends no Origin (not a browser) passes"},
-    {"sip", "ws_ping_interval", CONF_INT, "30", 0, 3600, NULL,
-     "seconds of silence on a WebSocket before the server pings it (the flow's keepalive); "
-     "0 = never"},
-    {"sip", "ws_pong_timeout", CONF_INT, "10", 1, 600, NULL,
-     "seconds a WebSocket ping may go unanswered before the connection is closed and its "
-     "flow fails"},
-    {"sip", "advertise", CONF_STR, "", 0, 0, NULL,
-     "host to put in Via/Record-Route instead of the bound address (1:1 NAT)"},
-    {"sip", "domains", CONF_STR, "", 0, 0, NULL,
-     "(read by the registrar and proxy) domains this server is responsible for: host names "
-     "or addresses, comma-separated; empty = its own addresses, host name and advertise"},
-    {"sip", "force_rport", CONF_BOOL, "yes", 0, 0, NULL,
-     "answer UDP requests to their source port even without ;rport (RFC 3581)"},
-    {"sip", "workers", CONF_INT, "0", 0, 256, NULL, "worker threads; 0 = one per core"},
-    {"sip", "max_message", CONF_INT, "65535", 1024, 1048576, NULL,
-     "largest SIP message in bytes; larger ones are dropped and counted"},
-    {"sip", "tcp_max_connections", CONF_INT, "10000", 1, 1000000, NULL,
-     "open TCP connections; more are refused and counted"},
-    {"sip", "tcp_max_connections_per_address", CONF_INT, "128", 0, 1000000, NULL,
-     "open TCP connections per source (IPv4 address, IPv6 /64); more are refused and "
-     "counted; 0 = no bound but tcp_max_connections"},
-    {"sip", "tcp_max_queue", CONF_INT, "131072", 4096, 67108864, NULL,
-     "bytes a TCP connection may have waiting to be sent (at least 2 x max_message); a "
-     "peer that lets more pile up is closed as a slow reader and counted"},
-    {"sip", "tcp_write_timeout", CONF_INT, "32", 1, 3600, NULL,
-     "seconds a TCP peer may take none of what waits for it before it is closed as a slow "
-     "reader and counted"},
-    {"sip", "tcp_idle_timeout", CONF_INT, "600", 0, 86400, NULL,
-     "seconds before a silent TCP connection is closed; 0 = never"},
-    {"sip", "tcp_first_message_timeout", CONF_INT, "10", 0, 3600, NULL,
-     "seconds a new TCP connection has to send a whole message (half-open bound)"},
-    {"sip", "tcp_connect_timeout", CONF_INT, "10", 1, 600, NULL,
-     "seconds an outgoing TCP connection (to a transport=tcp next hop) may take to be "
-     "accepted; then it fails, counted, and so does what waited for it"},
-    {"sip", "tcp_max_connecting", CONF_INT, "64", 1, 100000, NULL,
-     "outgoing TCP connects in progress at once (they count in tcp_max_connections too); "
-     "a request needing another gets 503, counted"},
-    {"sip", "max_server_transactions", CONF_INT, "4000000", 16, 100000000, NULL,
-     "server transactions held (a UDP one lingers 32 s after its answer); new dialogs "
-     "beyond get 503 and are counted, in-dialog requests may use 1/8 more"},
-    {"sip", "max_client_transactions", CONF_INT, "200000", 16, 100000000, NULL,
-     "client transactions held (an INVITE may ring 3 minutes); new dialogs beyond get 503, "
-     "in-dialog requests may use 1/8 more"},
-    {"sip", "rate_limit", CONF_INT, "100", 0, 1000000, NULL,
-     "SIP messages per second per source (IPv4 address, IPv6 /64), shared by all workers; "
-     "more are dropped silently and counted; 0 = off"},
-    {"sip", "rate_limit_burst", CONF_INT, "200", 1, 10000000, NULL,
-     "messages a source may send at once before rate_limit applies"},
-    {"sip", "rate_limit_sources", CONF_INT, "65536", 64, 16777216, NULL,
-     "sources the rate limiter tracks at once (~40 bytes each); a new one replaces the "
-     "one with the most tokens left"},
-    {"sip", "rate_limit_exempt", CONF_STR, "127.0.0.0/8, ::1/128", 0, 0, NULL,
-     "sources never rate-limited: address/prefix list (trusted peers, gateways)"},
-    {"sip", "overload_delay", CONF_INT, "500", 0, 60000, NULL,
-     "ms a request may wait before a worker handles it (kernel receipt to handling); a "
-     "dialog-creating one older than this gets 503, in-dialog ones are still served; 0 = off"},
-    {"sip", "overload_queue", CONF_INT, "2048", 16, 1000000, NULL,
-     "messages waiting for one worker from the others; past it dialog-creating requests "
-     "get 503 where they arrive, past 4 times it every message is dropped and counted"},
-    {"sip", "retry_after", CONF_INT, "5", 1, 3600, NULL,
-     "seconds in the Retry-After of the 503s that the limits above send"},
-    {"sip", "t1", CONF_INT, "500", 50, 10000, NULL, "RFC 3261 T1 in ms (RTT estimate)"},
-    {"sip", "timer_c", CONF_INT, "180", 1, 3600, NULL,
-     "RFC 3261 Timer C in seconds: a forwarded INVITE that gets no provisional above 100 "
-     "for this long is cancelled; each one restarts it (16.7 step 2); the RFC wants over 180"},
-    {"sip", "flow_key", CONF_STR, "", 0, 0, NULL,
-     "64 hex chars keying flow-token HMACs; empty = random per start"},
-    {"sip", "steering", CONF_ENUM, "auto", 0, 0, "auto|on|off",
-     "give each UDP datagram to its Call-ID's worker in the kernel (eBPF sk_reuseport "
-     "program; needs CAP_BPF): auto = when it loads, else workers hand messages on; on = "
-     "fail to start without it"},
-    {"outbound", "flow_timer_udp", CONF_INT, "25", 5, 3600, NULL,
-     "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over UDP: how often "
-     "the phone sends keepalives; below common NAT UDP lifetimes (30 s)"},
-    {"outbound", "flow_timer_tcp", CONF_INT, "120", 5, 3600, NULL,
-     "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over TCP; at most "
-     "4/5 of [sip] tcp_idle_timeout, which would close the connection first"},
-    {"outbound", "flow_margin", CONF_INT, "10", 0, 3600, NULL,
-     "seconds a flow's keepalives may be late beyond the Flow-Timer it was promised before "
-     "the flow is failed and its bindings are marked unreachable"},
-    {"outbound", "max_flows", CONF_INT, "1000000", 64, 100000000, NULL,
-     "flows watched (about 500 bytes each with its owner, 400 without); a 16th of them may "
-     "belong to no "
-     "binding (keepalives from strangers) and give way oldest first; bound flows never give "
-     "way: past the bound a new one is not watched, and counted"},
-    /* read by the proxy (fwd.c); here so that [outbound] prints as one section */
-    {"outbound", "failover_timeout", CONF_INT, "2000", 100, 16000, NULL,
-     "ms a request sent over a UDP flow of a phone's instance may go without any answer "
-     "before it is sent over the instance's next flow (RFC 5626 flow failure; only when the "
-     "instance has another flow); kept below half of Timer B (32 x [sip] t1)"},
-    /* read by the registrar (flows.c); here so that [outbound] prints as one section */
-    {"outbound", "max_flows_per_source", CONF_INT, "64", 0, 1000000, NULL,
-     "outbound bindings (RFC 5626 flows) that phones at one source (IPv4 address, IPv6 "
-     "/64) may hold when this process is their first hop, without digest (no users, open "
-     "mode); a new one beyond gets 403 and is counted, refreshes pass; [proxy] trusted "
-     "sources and authenticated users (bounded by max_contacts) are exempt; 0 = no limit"},
-    {NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
+	{"sip", "listen", CONF_STR, "udp:0.0.0.0:5060, tcp:0.0.0.0:5060", 0, 0, NULL,
+	 "transport:address:port list, transports udp, tcp, tls (port 5061 by default; needs "
+	 "[tls] certificate), ws and wss (SIP over WebSocket, RFC 7118; wss needs [tls] "
+	 "certificate); IPv6 as udp:[::]:5060"},
+	{"sip", "ws_origins", CONF_STR, "", 0, 0, NULL,
+	 "Origins a browser may open a ws: connection from, comma-separated and exact "
+	 "(\"https://phone.example.org\") or a wildcard for the hosts under a domain, same "
+	 "scheme and port (\"https://*.example.org\"), \"*\" = any; empty = any; others get "
+	 "403; a client that sends no Origin (not a browser) passes"},
+	{"sip", "ws_ping_interval", CONF_INT, "30", 0, 3600, NULL,
+	 "seconds of silence on a WebSocket before the server pings it (the flow's keepalive); "
+	 "0 = never"},
+	{"sip", "ws_pong_timeout", CONF_INT, "10", 1, 600, NULL,
+	 "seconds a WebSocket ping may go unanswered before the connection is closed and its "
+	 "flow fails"},
+	{"sip", "advertise", CONF_STR, "", 0, 0, NULL,
+	 "host to put in Via/Record-Route instead of the bound address (1:1 NAT)"},
+	{"sip", "domains", CONF_STR, "", 0, 0, NULL,
+	 "(read by the registrar and proxy) domains this server is responsible for: host names "
+	 "or addresses, comma-separated; empty = its own addresses, host name and advertise"},
+	{"sip", "force_rport", CONF_BOOL, "yes", 0, 0, NULL,
+	 "answer UDP requests to their source port even without ;rport (RFC 3581)"},
+	{"sip", "workers", CONF_INT, "0", 0, 256, NULL, "worker threads; 0 = one per core"},
+	{"sip", "max_message", CONF_INT, "65535", 1024, 1048576, NULL,
+	 "largest SIP message in bytes; larger ones are dropped and counted"},
+	{"sip", "tcp_max_connections", CONF_INT, "10000", 1, 1000000, NULL,
+	 "open TCP connections; more are refused and counted"},
+	{"sip", "tcp_max_connections_per_address", CONF_INT, "128", 0, 1000000, NULL,
+	 "open TCP connections per source (IPv4 address, IPv6 /64); more are refused and "
+	 "counted; 0 = no bound but tcp_max_connections"},
+	{"sip", "tcp_max_queue", CONF_INT, "131072", 4096, 67108864, NULL,
+	 "bytes a TCP connection may have waiting to be sent (at least 2 x max_message); a "
+	 "peer that lets more pile up is closed as a slow reader and counted"},
+	{"sip", "tcp_write_timeout", CONF_INT, "32", 1, 3600, NULL,
+	 "seconds a TCP peer may take none of what waits for it before it is closed as a slow "
+	 "reader and counted"},
+	{"sip", "tcp_idle_timeout", CONF_INT, "600", 0, 86400, NULL,
+	 "seconds before a silent TCP connection is closed; 0 = never"},
+	{"sip", "tcp_first_message_timeout", CONF_INT, "10", 0, 3600, NULL,
+	 "seconds a new TCP connection has to send a whole message (half-open bound)"},
+	{"sip", "tcp_connect_timeout", CONF_INT, "10", 1, 600, NULL,
+	 "seconds an outgoing TCP connection (to a transport=tcp next hop) may take to be "
+	 "accepted; then it fails, counted, and so does what waited for it"},
+	{"sip", "tcp_max_connecting", CONF_INT, "64", 1, 100000, NULL,
+	 "outgoing TCP connects in progress at once (they count in tcp_max_connections too); "
+	 "a request needing another gets 503, counted"},
+	{"sip", "max_server_transactions", CONF_INT, "4000000", 16, 100000000, NULL,
+	 "server transactions held (a UDP one lingers 32 s after its answer); new dialogs "
+	 "beyond get 503 and are counted, in-dialog requests may use 1/8 more"},
+	{"sip", "max_client_transactions", CONF_INT, "200000", 16, 100000000, NULL,
+	 "client transactions held (an INVITE may ring 3 minutes); new dialogs beyond get 503, "
+	 "in-dialog requests may use 1/8 more"},
+	{"sip", "rate_limit", CONF_INT, "100", 0, 1000000, NULL,
+	 "SIP messages per second per source (IPv4 address, IPv6 /64), shared by all workers; "
+	 "more are dropped silently and counted; 0 = off"},
+	{"sip", "rate_limit_burst", CONF_INT, "200", 1, 10000000, NULL,
+	 "messages a source may send at once before rate_limit applies"},
+	{"sip", "rate_limit_sources", CONF_INT, "65536", 64, 16777216, NULL,
+	 "sources the rate limiter tracks at once (~40 bytes each); a new one replaces the "
+	 "one with the most tokens left"},
+	{"sip", "rate_limit_exempt", CONF_STR, "127.0.0.0/8, ::1/128", 0, 0, NULL,
+	 "sources never rate-limited: address/prefix list (trusted peers, gateways)"},
+	{"sip", "overload_delay", CONF_INT, "500", 0, 60000, NULL,
+	 "ms a request may wait before a worker handles it (kernel receipt to handling); a "
+	 "dialog-creating one older than this gets 503, in-dialog ones are still served; 0 = off"},
+	{"sip", "overload_queue", CONF_INT, "2048", 16, 1000000, NULL,
+	 "messages waiting for one worker from the others; past it dialog-creating requests "
+	 "get 503 where they arrive, past 4 times it every message is dropped and counted"},
+	{"sip", "retry_after", CONF_INT, "5", 1, 3600, NULL,
+	 "seconds in the Retry-After of the 503s that the limits above send"},
+	{"sip", "t1", CONF_INT, "500", 50, 10000, NULL, "RFC 3261 T1 in ms (RTT estimate)"},
+	{"sip", "timer_c", CONF_INT, "180", 1, 3600, NULL,
+	 "RFC 3261 Timer C in seconds: a forwarded INVITE that gets no provisional above 100 "
+	 "for this long is cancelled; each one restarts it (16.7 step 2); the RFC wants over 180"},
+	{"sip", "flow_key", CONF_STR, "", 0, 0, NULL,
+	 "64 hex chars keying flow-token HMACs; empty = random per start"},
+	{"sip", "steering", CONF_ENUM, "auto", 0, 0, "auto|on|off",
+	 "give each UDP datagram to its Call-ID's worker in the kernel (eBPF sk_reuseport "
+	 "program; needs CAP_BPF): auto = when it loads, else workers hand messages on; on = "
+	 "fail to start without it"},
+	{"outbound", "flow_timer_udp", CONF_INT, "25", 5, 3600, NULL,
+	 "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over UDP: how often "
+	 "the phone sends keepalives; below common NAT UDP lifetimes (30 s)"},
+	{"outbound", "flow_timer_tcp", CONF_INT, "120", 5, 3600, NULL,
+	 "Flow-Timer in seconds promised in the 2xx to an outbound REGISTER over TCP; at most "
+	 "4/5 of [sip] tcp_idle_timeout, which would close the connection first"},
+	{"outbound", "flow_margin", CONF_INT, "10", 0, 3600, NULL,
+	 "seconds a flow's keepalives may be late beyond the Flow-Timer it was promised before "
+	 "the flow is failed and its bindings are marked unreachable"},
+	{"outbound", "max_flows", CONF_INT, "1000000", 64, 100000000, NULL,
+	 "flows watched (about 500 bytes each with its owner, 400 without); a 16th of them may "
+	 "belong to no "
+	 "binding (keepalives from strangers) and give way oldest first; bound flows never give "
+	 "way: past the bound a new one is not watched, and counted"},
+	/* read by the proxy (fwd.c); here so that [outbound] prints as one section */
+	{"outbound", "failover_timeout", CONF_INT, "2000", 100, 16000, NULL,
+	 "ms a request sent over a UDP flow of a phone's instance may go without any answer "
+	 "before it is sent over the instance's next flow (RFC 5626 flow failure; only when the "
+	 "instance has another flow); kept below half of Timer B (32 x [sip] t1)"},
+	/* read by the registrar (flows.c); here so that [outbound] prints as one section */
+	{"outbound", "max_flows_per_source", CONF_INT, "64", 0, 1000000, NULL,
+	 "outbound bindings (RFC 5626 flows) that phones at one source (IPv4 address, IPv6 "
+	 "/64) may hold when this process is their first hop, without digest (no users, open "
+	 "mode); a new one beyond gets 403 and is counted, refreshes pass; [proxy] trusted "
+	 "sources and authenticated users (bounded by max_contacts) are exempt; 0 = no limit"},
+	{NULL, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
 struct metric edge_m_requests = {.name = "sip_requests_total", .help = "SIP requests received"};
