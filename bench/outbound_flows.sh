@@ -84,6 +84,20 @@ options) KIND_ARG=options ;;
 	;;
 esac
 WORKERS=${OB_WORKERS:-2}
+SHAPE=${OB_SHAPE:-colo}
+EDGES=${OB_EDGES:-6}
+LOCK=${OB_LOCK:-}
+case $SHAPE in
+colo) ;;
+split) [ "$EDGES" -ge 1 ] 2>/dev/null || {
+	echo "OB_EDGES is a count of edges" >&2
+	exit 2
+} ;;
+*)
+	echo "OB_SHAPE is colo or split" >&2
+	exit 2
+	;;
+esac
 PORT=${OB_PORT:-15180}
 CTL=127.0.0.1:$((PORT + 1))
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-obflows.XXXXXX)}
@@ -96,12 +110,16 @@ GEN=$OUT/ob_flows
 }
 cc -std=c17 -O2 -Wall -Wextra -o "$GEN" "$HERE/sip/ob_flows.c" || exit 1
 
-# the server and the generator each hold every connection, plus their own
-need=$((FLOWS + WARM + 200))
+# the server and the generator each hold every connection, plus their own;
+# split: each edge and its generator hold their share
+held=$((FLOWS + WARM))
+[ "$SHAPE" = split ] && held=$(((FLOWS + WARM + EDGES - 1) / EDGES))
+need=$((held + 200))
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
-	echo "bench: $((FLOWS + WARM)) flows need a file limit of at least $need in both processes;" >&2
-	echo "       the hard limit here is $hard (raise it as root: ulimit -Hn $need), or set OB_FLOWS below $((hard - WARM - 200))" >&2
+	echo "bench: $held flows in one process need a file limit of at least $need;" >&2
+	echo "       the hard limit here is $hard (raise it as root: ulimit -Hn $need)," >&2
+	echo "       or set OB_FLOWS lower, or OB_SHAPE=split with more OB_EDGES" >&2
 	exit 2
 fi
 ulimit -n "$need" 2>/dev/null || ulimit -n "$hard"
@@ -112,6 +130,271 @@ pinhole_key_section() { # KEY: the section of this binary's config key, if it ha
 	"$PINHOLE" serve --help-config 2>/dev/null | awk -v k="$1" '
 		/^\[/ { sec = substr($1, 2, length($1) - 2) } $1 == k && !f { print sec; f = 1 } END { exit !f }'
 }
+
+# ---- OB_SHAPE=split: EDGES edge-only processes in front of one registrar ----
+# Edge e (0-based) listens on tcp:127.0.0.(11+e):PORT, control PORT+1 on the
+# same address; the registrar on tcp:127.0.0.10:PORT, control PORT+1. One
+# generator per edge, each holding its share of the flows from its own source
+# addresses (ob_flows -b), its flows numbered apart from the others'.
+REG_ADDR=127.0.0.10
+edge_addr() { echo "127.0.0.$((11 + $1))"; }
+lock_on() { [ -n "$LOCK" ] && { exec {LOCKFD}>"$LOCK" && flock "$LOCKFD"; }; return 0; }
+lock_off() { [ -n "$LOCK" ] && [ -n "${LOCKFD:-}" ] && exec {LOCKFD}>&-; return 0; }
+wait_tcp() { # ADDR PORT: until something listens there (5 s)
+	for ((w = 0; w < 50; w++)); do
+		ss -Hltn "src $1 and sport = :$2" | grep -q . && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+split_confs() {
+	local trusted= e
+	for ((e = 0; e < EDGES; e++)); do trusted="$trusted${trusted:+, }$(edge_addr $e)"; done
+	cat >"$OUT/registrar.conf" <<CONF
+[sip]
+listen = tcp:$REG_ADDR:$PORT
+workers = $WORKERS
+domains = 127.0.0.1
+[store]
+path =
+[registrar]
+open = yes
+max_bindings = $((FLOWS + WARM + 1000))
+[proxy]
+trusted = $trusted
+[control]
+listen = $REG_ADDR:$((PORT + 1))
+[log]
+level = warn
+CONF
+	for ((e = 0; e < EDGES; e++)); do
+		cat >"$OUT/edge-$e.conf" <<CONF
+[sip]
+listen = tcp:$(edge_addr $e):$PORT
+workers = $WORKERS
+domains = 127.0.0.1
+tcp_max_connections = $((held + 1000))
+tcp_max_connections_per_address = $PER_SOURCE
+[proxy]
+registrar = tcp:$REG_ADDR:$PORT
+trusted = $REG_ADDR
+[outbound]
+max_flows = $((held + 1000))
+[control]
+listen = $(edge_addr $e):$((PORT + 1))
+[log]
+level = warn
+CONF
+	done
+}
+
+EPIDS=() GPIDS=() GIN=() GOUT=() W=() N=()
+RPID=
+split_stop() {
+	local e
+	for ((e = 0; e < ${#GPIDS[@]}; e++)); do
+		{ echo quit >&"${GIN[e]}"; } 2>/dev/null
+	done
+	[ ${#GPIDS[@]} -gt 0 ] && sleep 1
+	for ((e = 0; e < ${#GPIDS[@]}; e++)); do
+		kill "${GPIDS[e]}" 2>/dev/null
+		wait "${GPIDS[e]}" 2>/dev/null
+		exec {GIN[e]}>&- {GOUT[e]}<&-
+	done
+	for p in "${EPIDS[@]}" $RPID; do
+		kill "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	EPIDS=() GPIDS=() GIN=() GOUT=()
+	RPID=
+	lock_off
+}
+
+gen_all() { # COMMAND: sent to every generator (@W, @N: its warm-up, measured flows), answers one a line
+	local e line
+	local c
+	for ((e = 0; e < EDGES; e++)); do
+		c=${1//@W/${W[e]}}
+		echo "${c//@N/${N[e]}}" >&"${GIN[e]}"
+	done
+	for ((e = 0; e < EDGES; e++)); do
+		if read -r -t 600 line <&"${GOUT[e]}"; then echo "$line"; else echo "error: no answer from generator $e"; fi
+	done
+}
+sum_field() { # NAME LINES: the sum of NAME=.. over the lines
+	sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2" | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+anon_of() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
+rss_of() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+sum_anon() { local s=0 p; for p in "$@"; do s=$((s + $(anon_of "$p"))); done; echo $s; }
+sum_rss() { local s=0 p; for p in "$@"; do s=$((s + $(rss_of "$p"))); done; echo $s; }
+ns_of() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+sum_ns() { local s=0 p; for p in "$@"; do s=$((s + $(ns_of "$p"))); done; echo $s; }
+metric() { # FILE NAME: the value of an unlabelled metric line, or the sum of a labelled one
+	awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $2; f = 1 } END { printf "%.0f\n", f ? s : -1 }' "$1"
+}
+
+crlf_seen() { # CRLF keepalives the edges have counted, in all
+	local e s=0 x
+	for ((e = 0; e < EDGES; e++)); do
+		x=$("$PINHOLE" ctl --control "$(edge_addr $e):$((PORT + 1))" metrics 2>/dev/null |
+			awk '$1 == "pinhole_keepalives_seen_total{kind=\"crlf\"}" { print $2 }')
+		s=$((s + ${x:-0}))
+	done
+	echo $s
+}
+
+split_run() { # RUN
+	local run=$1 e a d share w0 w1
+	"$PINHOLE" serve --config "$OUT/registrar.conf" >"$OUT/registrar-$run.log" 2>&1 &
+	RPID=$!
+	wait_tcp $REG_ADDR "$PORT" || { log "the registrar did not start: $OUT/registrar-$run.log"; exit 1; }
+	for ((e = 0; e < EDGES; e++)); do
+		"$PINHOLE" serve --config "$OUT/edge-$e.conf" >"$OUT/edge-$e-$run.log" 2>&1 &
+		EPIDS[e]=$!
+	done
+	for ((e = 0; e < EDGES; e++)); do
+		wait_tcp "$(edge_addr $e)" "$PORT" || { log "edge $e did not start: $OUT/edge-$e-$run.log"; exit 1; }
+	done
+	# generators: flows [e*share, (e+1)*share) of FLOWS, warm-up flows after them
+	share=$((FLOWS / EDGES)) w0=$((WARM / EDGES))
+	for ((e = 0; e < EDGES; e++)); do
+		local n=$share
+		[ $e = $((EDGES - 1)) ] && n=$((FLOWS - share * (EDGES - 1)))
+		W[e]=$w0
+		[ $e = $((EDGES - 1)) ] && W[e]=$((WARM - w0 * (EDGES - 1)))
+		N[e]=$n
+		rm -f "$OUT/g$e.in" "$OUT/g$e.out"
+		mkfifo "$OUT/g$e.in" "$OUT/g$e.out"
+		# shellcheck disable=SC2086 # KIND_ARG is empty or one word
+		"$GEN" -d "$(edge_addr $e)" -b $((e * (share + w0 + 100))) "$PORT" $((n + W[e])) "$PER_SOURCE" \
+			"r$run" $KIND_ARG <"$OUT/g$e.in" >"$OUT/g$e.out" 2>"$OUT/gen-$e-$run.log" &
+		GPIDS[e]=$!
+		exec {a}>"$OUT/g$e.in" {d}<"$OUT/g$e.out"
+		GIN[e]=$a GOUT[e]=$d
+	done
+	local rate_e ping_e
+	rate_e=$(awk -v r="$OPEN_RATE" -v n="$EDGES" 'BEGIN { printf "%g", r / n }')
+	ping_e=$(awk -v r="$PING_RATE" -v n="$EDGES" 'BEGIN { printf "%g", r / n }')
+	# warm-up: every generator opens its warm-up flows (numbered first), pings each once
+	a=$(gen_all "open @W $rate_e")
+	log "run $run: warm-up: registered $(sum_field registered "$a") of $WARM"
+	gen_all "ping @W 1" >/dev/null
+	sleep "$SETTLE"
+	local em0 rm0 er0 rr0 s0
+	em0=$(sum_anon "${EPIDS[@]}") rm0=$(anon_of "$RPID") er0=$(sum_rss "${EPIDS[@]}") rr0=$(rss_of "$RPID")
+	s0=$(awk '/^Slab:/ { print $2 }' /proc/meminfo)
+	local o
+	o=$(gen_all "open @N $rate_e")
+	local reg
+	reg=$(sum_field registered "$o")
+	log "run $run: opened: registered $reg of $FLOWS, failed $(sum_field failed "$o"), Require: outbound in $(sum_field require_outbound "$o"); slowest generator $(sed -n 's/.* secs=\([^ ]*\).*/\1/p' <<<"$o" | sort -n | tail -1) s"
+	[ "$reg" -lt "$FLOWS" ] && log "run $run: only $reg of $FLOWS flows registered; see $OUT/*-$run.log"
+	sleep "$SETTLE"
+	local em1 rm1 er1 rr1 s1
+	em1=$(sum_anon "${EPIDS[@]}") rm1=$(anon_of "$RPID") er1=$(sum_rss "${EPIDS[@]}") rr1=$(rss_of "$RPID")
+	s1=$(awk '/^Slab:/ { print $2 }' /proc/meminfo)
+	# what the servers hold: the registrar's bindings, the edges' flow tables
+	"$PINHOLE" ctl --control "$REG_ADDR:$((PORT + 1))" metrics >"$OUT/metrics-registrar-$run.txt" 2>&1
+	local bindings eflows=0 ebound=0 x
+	bindings=$(metric "$OUT/metrics-registrar-$run.txt" pinhole_store_bindings)
+	for ((e = 0; e < EDGES; e++)); do
+		"$PINHOLE" ctl --control "$(edge_addr $e):$((PORT + 1))" metrics >"$OUT/metrics-edge-$e-$run.txt" 2>&1
+		x=$(metric "$OUT/metrics-edge-$e-$run.txt" pinhole_flows)
+		eflows=$((eflows + x))
+		# flows with an owner (a binding): the JSON of ctl flows, one object per flow
+		x=$("$PINHOLE" ctl --control "$(edge_addr $e):$((PORT + 1))" --json flows 2>/dev/null |
+			grep -o '"reg_id":[1-9][0-9]*,[^}]*"state":"alive"' | wc -l)
+		ebound=$((ebound + x))
+	done
+	# the registrar's outbound bindings, each with the edge's Path (;ob)
+	local rpath
+	rpath=$("$PINHOLE" ctl --control "$REG_ADDR:$((PORT + 1))" --json registrations 2>/dev/null |
+		grep -o '"reg_id":1,"path":"[^"]*;ob[^"]*"' | wc -l)
+	log "run $run: registrar store_bindings=$bindings, with reg-id and a Path with ;ob (ctl registrations --json)=$rpath; edges: flows=$eflows, with an owner (ctl flows --json)=$ebound"
+	# CPU: under the benchmark lock when OB_LOCK names one
+	lock_on
+	local c0 c1 c2 r0 r1 r2 i p k0 k1
+	k0=$(crlf_seen)
+	c0=$(sum_ns "${EPIDS[@]}") r0=$(ns_of "$RPID")
+	i=$(gen_all "idle $PING_SECS")
+	c1=$(sum_ns "${EPIDS[@]}") r1=$(ns_of "$RPID")
+	p=$(gen_all "ping $ping_e $PING_SECS")
+	c2=$(sum_ns "${EPIDS[@]}") r2=$(ns_of "$RPID")
+	k1=$(crlf_seen)
+	lock_off
+	local load
+	load=$(cut -d' ' -f1-3 /proc/loadavg)
+	sleep "$SETTLE"
+	local em2 rm2 cnt seen=$((k1 - k0))
+	em2=$(sum_anon "${EPIDS[@]}") rm2=$(anon_of "$RPID")
+	cnt=$(gen_all count)
+	for ((e = 0; e < EDGES; e++)); do
+		"$PINHOLE" ctl --control "$(edge_addr $e):$((PORT + 1))" metrics >"$OUT/metrics-edge-$e-$run-end.txt" 2>&1
+	done
+	"$PINHOLE" ctl --control "$REG_ADDR:$((PORT + 1))" metrics >"$OUT/metrics-registrar-$run-end.txt" 2>&1
+	log "run $run: idle: closed $(sum_field closed "$i"); ping: sent $(sum_field sent "$p"), pongs $(sum_field pongs "$p"); the edges counted $seen CRLF keepalives in that phase; still open $(sum_field open "$cnt")"
+	echo "run=$run flows=$FLOWS edges=$EDGES registered=$reg require_outbound=$(sum_field require_outbound "$o") bindings=$bindings rpath=$rpath eflows=$eflows ebound=$ebound eanon0=$em0 eanon1=$em1 eanon2=$em2 ranon0=$rm0 ranon1=$rm1 ranon2=$rm2 erss0=$er0 erss1=$er1 rrss0=$rr0 rrss1=$rr1 slab0=$s0 slab1=$s1 idle_ns=$((c1 - c0)) ping_ns=$((c2 - c1)) ridle_ns=$((r1 - r0)) rping_ns=$((r2 - r1)) sent=$(sum_field sent "$p") pongs=$(sum_field pongs "$p") seen=$seen closed=$(sum_field closed "$cnt") open=$(sum_field open "$cnt") load=${load// /,}" >>"$OUT/runs.txt"
+	split_stop
+}
+
+split_report() {
+	awk '
+	function median(a, n,   i, j, t) {
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	{
+		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+		n++; f = v["flows"]
+		ed[n] = (v["eanon1"] - v["eanon0"]) * 1024 / f
+		rg[n] = (v["ranon1"] - v["ranon0"]) * 1024 / f
+		tot[n] = ed[n] + rg[n]
+		eda[n] = (v["eanon2"] - v["eanon0"]) * 1024 / f
+		rga[n] = (v["ranon2"] - v["ranon0"]) * 1024 / f
+		slab[n] = (v["slab1"] - v["slab0"]) * 1024 / f
+		net[n] = v["pongs"] ? (v["ping_ns"] - v["idle_ns"]) / v["pongs"] : 0
+		gross[n] = v["pongs"] ? v["ping_ns"] / v["pongs"] : 0
+		rnet[n] = v["pongs"] ? (v["rping_ns"] - v["ridle_ns"]) / v["pongs"] : 0
+		idle[n] = v["idle_ns"] / 1e9
+		printf "run %d: %d edges; %d of %d flows registered (Require: outbound in %d); registrar store_bindings %d (%d with a Path with ;ob); edge flow tables %d entries, %d with an owner; anonymous memory per flow: edges (sum) +%.0f B, registrar +%.0f B, together +%.0f B (after the keepalives: %.0f + %.0f B); RSS edges +%.0f B, registrar +%.0f B; kernel slab +%.0f B per flow (machine-wide); edges CPU %.3f s idle, %.3f s with %d keepalives (%d pongs; the edges counted %d): %.2f us per keepalive net of idle, %.2f us gross; registrar CPU %.3f s idle, %.3f s in the ping phase; %s flows still open, %s closed; load %s\n",
+			v["run"], v["edges"], v["registered"], f, v["require_outbound"], v["bindings"], v["rpath"], v["eflows"], v["ebound"],
+			ed[n], rg[n], tot[n], eda[n], rga[n], (v["erss1"] - v["erss0"]) * 1024 / f, (v["rrss1"] - v["rrss0"]) * 1024 / f,
+			slab[n], v["idle_ns"] / 1e9, v["ping_ns"] / 1e9, v["sent"], v["pongs"], v["seen"], net[n] / 1000, gross[n] / 1000,
+			v["ridle_ns"] / 1e9, v["rping_ns"] / 1e9, v["open"], v["closed"], v["load"]
+	}
+	END {
+		if (!n) exit
+		printf "\nmedians of %d run(s), %d flows over %d edges and one registrar: pinhole anonymous memory per idle registered flow: edges %.0f B + registrar %.0f B = %.0f B (target 4096); after the keepalive phase %.0f + %.0f B; kernel slab %.0f B per flow; edges CPU per keepalive %.2f us net of the idle phase (%.2f us gross); edges CPU with the flows idle %.3f s per %s s\n",
+			n, v["flows"], v["edges"], median(ed, n), median(rg, n), median(tot, n), median(eda, n), median(rga, n),
+			median(slab, n), median(net, n) / 1000, median(gross, n) / 1000, median(idle, n), "'"$PING_SECS"'"
+	}' "$OUT/runs.txt" | tee "$OUT/report.txt"
+	log "files in $OUT"
+}
+
+split_main() {
+	split_confs
+	trap split_stop EXIT
+	{
+		echo "date: $(date -Is)"
+		echo "host: $(uname -srm), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), memory $(free -m | awk '/^Mem:/ { print $2 " MiB, " $7 " available" }')"
+		echo "pinhole: $PINHOLE, built $(date -r "$PINHOLE" -Is), source $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
+		echo "shape: split, $EDGES edge-only processes on $(edge_addr 0)..$(edge_addr $((EDGES - 1))):$PORT, one registrar on $REG_ADDR:$PORT ($WORKERS workers each)"
+		echo "kind: $KIND; flows: $FLOWS (+ $WARM warm-up) spread over the edges, $PER_SOURCE per source, opened at $OPEN_RATE/s in all; keepalives $PING_RATE/s in all for $PING_SECS s; file limit $(ulimit -n) per process"
+	} | tee "$OUT/env.txt" >&2
+	: >"$OUT/runs.txt"
+	for ((run = 1; run <= REPEAT; run++)); do
+		split_run "$run"
+		sleep 2
+	done
+	split_report
+}
+
+if [ "$SHAPE" = split ]; then
+	split_main
+	exit
+fi
 
 {
 	cat <<CONF
@@ -148,6 +431,7 @@ stop_all() {
 		wait "$GPID" 2>/dev/null
 	fi
 	GPID=
+	lock_off
 	if [ -n "$SRV" ]; then
 		kill "$SRV" 2>/dev/null
 		wait "$SRV" 2>/dev/null
@@ -205,11 +489,13 @@ for ((run = 1; run <= REPEAT; run++)); do
 	fi
 	sleep "$SETTLE"
 	m1=$(anon_kb) r1=$(rss_kb) s1=$(slab_kb)
+	lock_on
 	c0=$(run_ns)
 	i=$(gen "idle $PING_SECS")
 	c1=$(run_ns)
 	p=$(gen "ping $PING_RATE $PING_SECS")
 	c2=$(run_ns)
+	lock_off
 	sleep "$SETTLE"
 	m2=$(anon_kb)
 	cnt=$(gen count)

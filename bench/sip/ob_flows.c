@@ -2,13 +2,16 @@
  * ob_flows: holds many registered RFC 5626 outbound TCP flows to one SIP
  * server on loopback, for bench/outbound_flows.sh.
  *
- *   ob_flows PORT FLOWS PER_SOURCE TAG [options]
+ *   ob_flows [-d ADDR] [-b BASE] PORT FLOWS PER_SOURCE TAG [options]
  *
  * Flow i connects from 127.S1.S2.S3 (source address i / PER_SOURCE, so no
- * source holds more than PER_SOURCE connections) to 127.0.0.1:PORT and sends
- * one outbound REGISTER: Supported: outbound, a Contact with ;ob,
+ * source holds more than PER_SOURCE connections) to ADDR:PORT (ADDR
+ * 127.0.0.1 unless -d says otherwise) and sends one outbound REGISTER for
+ * the domain 127.0.0.1: Supported: outbound, a Contact with ;ob,
  * +sip.instance (a urn:uuid of its own) and reg-id=1, AOR TAG-u<i>, Expires
- * 3600. Then it stays open and sends what it is told to. With "options" as
+ * 3600. With -b BASE the flows are numbered from BASE (source addresses,
+ * AORs and instances), so that several generators, one per edge, hold
+ * disjoint sets. Then it stays open and sends what it is told to. With "options" as
  * the fifth argument each flow sends an OPTIONS instead (no binding, no flow
  * entry: a bare connection that has sent a message), to tell the outbound
  * state apart from the connection's own.
@@ -64,7 +67,8 @@ struct flow {
 };
 
 static struct flow *flows;
-static int nflows, per_source, port, epfd;
+static int nflows, per_source, port, epfd, base;
+static uint32_t dest = INADDR_LOOPBACK;
 static const char *tag;
 static int options_only;
 static int opened; /* flows started so far */
@@ -80,7 +84,7 @@ static uint64_t now_ns(void)
 
 static uint32_t source_of(int i)
 {
-	int k = i / per_source; /* 127.(1 + k/62500).(1 + k/250 % 250).(1 + k % 250) */
+	int k = (base + i) / per_source; /* 127.(1 + k/62500).(1 + k/250 % 250).(1 + k % 250) */
 	return (127u << 24) | ((uint32_t)(1 + k / 62500) << 16) |
 	       ((uint32_t)(1 + (k / 250) % 250) << 8) | (uint32_t)(1 + k % 250);
 }
@@ -114,7 +118,7 @@ static int flow_start(int i)
 	setsockopt(f->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(source_of(i))};
 	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+				 .sin_addr.s_addr = htonl(dest)};
 	if (bind(f->fd, (struct sockaddr *)&me, sizeof me) < 0)
 		return errno;
 	if (connect(f->fd, (struct sockaddr *)&to, sizeof to) < 0 && errno != EINPROGRESS)
@@ -133,6 +137,7 @@ static void flow_register(int i)
 	char ip[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &me.sin_addr, ip, sizeof ip);
 	unsigned lp = ntohs(me.sin_port);
+	int n = base + i; /* the flow's number across generators */
 	char m[1024];
 	int l = options_only
 			? snprintf(m, sizeof m,
@@ -144,7 +149,7 @@ static void flow_register(int i)
 				   "Call-ID: %s-%d\r\n"
 				   "CSeq: 1 OPTIONS\r\n"
 				   "Content-Length: 0\r\n\r\n",
-				   ip, lp, tag, i, tag, i, i, tag, i)
+				   ip, lp, tag, n, tag, n, n, tag, n)
 			: snprintf(m, sizeof m,
 			 "REGISTER sip:127.0.0.1 SIP/2.0\r\n"
 			 "Via: SIP/2.0/TCP %s:%u;branch=z9hG4bK%s%d;rport\r\n"
@@ -159,7 +164,7 @@ static void flow_register(int i)
 			 "Expires: 3600\r\n"
 			 "User-Agent: ob_flows\r\n"
 			 "Content-Length: 0\r\n\r\n",
-			 ip, lp, tag, i, tag, i, i, tag, i, tag, i, tag, i, ip, lp, (unsigned)i);
+			 ip, lp, tag, n, tag, n, n, tag, n, tag, n, tag, n, ip, lp, (unsigned)n);
 	/* a fresh connection's send buffer takes a REGISTER whole */
 	if (write(f->fd, m, (size_t)l) != l) {
 		flow_close(i, true);
@@ -347,16 +352,28 @@ static void cmd_idle(double secs)
 
 int main(int argc, char **argv)
 {
-	if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "options"))) {
-		fprintf(stderr, "usage: ob_flows PORT FLOWS PER_SOURCE TAG [options]\n");
+	int opt;
+	while ((opt = getopt(argc, argv, "d:b:")) != -1) {
+		struct in_addr a;
+		if (opt == 'd' && inet_pton(AF_INET, optarg, &a) == 1)
+			dest = ntohl(a.s_addr);
+		else if (opt == 'b')
+			base = atoi(optarg);
+		else
+			argc = 0; /* usage */
+	}
+	argv += optind;
+	argc -= optind;
+	if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "options"))) {
+		fprintf(stderr, "usage: ob_flows [-d ADDR] [-b BASE] PORT FLOWS PER_SOURCE TAG [options]\n");
 		return 2;
 	}
-	port = atoi(argv[1]);
-	nflows = atoi(argv[2]);
-	per_source = atoi(argv[3]);
-	tag = argv[4];
-	options_only = argc == 6;
-	if (port <= 0 || nflows <= 0 || per_source <= 0)
+	port = atoi(argv[0]);
+	nflows = atoi(argv[1]);
+	per_source = atoi(argv[2]);
+	tag = argv[3];
+	options_only = argc == 5;
+	if (port <= 0 || nflows <= 0 || per_source <= 0 || base < 0)
 		return 2;
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
