@@ -94,7 +94,8 @@ struct fshard {
 
 struct edge_flows {
 	struct fshard sh[FLOW_SHARDS];
-	size_t shard_max, shard_max_unowned; /* RO after alloc */
+	size_t max, shard_max_unowned; /* RO after alloc */
+	_Atomic size_t n_all;          /* entries over all shards */
 	unsigned margin_s, idle_udp_s, idle_tcp_s;
 	struct net *net; /* RO; NULL in tests without one */
 	edge_flow_fail_h *on_fail; /* RO after setup */
@@ -186,8 +187,8 @@ int edge_flows_alloc(struct edge_flows **fp, const struct edge_flows_conf *c)
 	if (!fl)
 		return ENOMEM;
 	size_t max = c->max_flows ? c->max_flows : 1000000;
-	fl->shard_max = MAX((size_t)2, (max + FLOW_SHARDS - 1) / FLOW_SHARDS);
-	fl->shard_max_unowned = MAX((size_t)1, fl->shard_max / 16);
+	fl->max = max;
+	fl->shard_max_unowned = MAX((size_t)1, (max + FLOW_SHARDS - 1) / FLOW_SHARDS / 16);
 	fl->margin_s = c->margin_s;
 	fl->net = c->net;
 	fl->idle_udp_s = c->idle_udp_s ? c->idle_udp_s : 35;
@@ -321,7 +322,7 @@ static void entry_remove(struct edge_flows *fl, struct fshard *s, struct fentry 
 	free(e->owner);
 	free(e);
 	s->n--;
-	(void)fl;
+	atomic_fetch_sub(&fl->n_all, 1);
 	metric_inc(&m_closed);
 	metric_add(&m_flows, -1);
 }
@@ -349,12 +350,16 @@ static void maybe_grow(struct fshard *s)
 	s->n_buckets = nb;
 }
 
-/* Room for one more entry in s: at the shard's bound the oldest unbound
- * entry gives way (also, for a new unbound one, at the unbound bound).
- * false when nothing may give way. */
+/* Room for one more entry in s: at the table's bound (counted over all
+ * shards, so that flows spread unevenly over the shards are not refused
+ * before the table holds max) the shard's oldest unbound entry gives way;
+ * also, for a new unbound one, at the shard's unbound bound. false when
+ * nothing may give way. The count is read outside the other shards' locks:
+ * workers racing at the bound may pass it by one each. */
 static bool make_room(struct edge_flows *fl, struct fshard *s, bool for_unowned)
 {
-	bool full = s->n >= fl->shard_max || (for_unowned && s->n_unowned >= fl->shard_max_unowned);
+	bool full = atomic_load(&fl->n_all) >= fl->max ||
+		    (for_unowned && s->n_unowned >= fl->shard_max_unowned);
 	if (!full)
 		return true;
 	if (!s->u_head)
@@ -364,7 +369,8 @@ static bool make_room(struct edge_flows *fl, struct fshard *s, bool for_unowned)
 	return true;
 }
 
-static struct fentry *entry_new(struct fshard *s, const struct flow *f, uint64_t h, uint64_t now_ms)
+static struct fentry *entry_new(struct edge_flows *fl, struct fshard *s, const struct flow *f,
+				uint64_t h, uint64_t now_ms)
 {
 	struct fentry *e = calloc(1, sizeof *e);
 	if (!e)
@@ -377,6 +383,7 @@ static struct fentry *entry_new(struct fshard *s, const struct flow *f, uint64_t
 	e->hnext = *head;
 	*head = e;
 	s->n++;
+	atomic_fetch_add(&fl->n_all, 1);
 	metric_inc(&m_opened);
 	metric_add(&m_flows, 1);
 	maybe_grow(s);
@@ -481,7 +488,7 @@ void edge_flows_keepalive(struct edge_flows *fl, const struct flow *f, enum edge
 	 * any rate, and an entry says nothing for a flow that never registers */
 	bool create = kind == EDGE_KA_STUN || f->tp != NET_UDP;
 	if (!any && create && make_room(fl, s, true)) {
-		struct fentry *e = entry_new(s, f, h, now_ms);
+		struct fentry *e = entry_new(fl, s, f, h, now_ms);
 		if (e) {
 			e->last_ka_ms = now_ms;
 			e->kind = (uint8_t)kind;
@@ -511,7 +518,7 @@ int edge_flows_bind(struct edge_flows *fl, const struct flow *f, const struct ed
 			err = ENOSPC;
 			goto out;
 		}
-		if (!(e = entry_new(s, f, h, now_ms))) {
+		if (!(e = entry_new(fl, s, f, h, now_ms))) {
 			err = ENOMEM;
 			goto out;
 		}

@@ -312,6 +312,31 @@ static void test_full_of_bound_flows_refuses(void **state)
 	edge_flows_free(fl);
 }
 
+/* The bound is the table's, not a shard's: max_flows bound flows fit, however
+ * unevenly they spread over the shards, and the next one is refused. */
+static void test_bound_is_the_whole_table(void **state)
+{
+	(void)state;
+	struct seen s;
+	struct edge_flows *fl = table(&s, 3200, 10);
+	char a[64];
+	for (unsigned i = 0; i < 3200; i++) {
+		snprintf(a, sizeof a, "127.1.%u.%u:%u", i / 100 / 250, i / 100 % 250, 40000 + i);
+		struct flow f = udp_flow(a);
+		struct edge_flow_bind b = {.aor = "u@example.com", .reg_id = 1, .check_s = 120};
+		assert_int_equal(edge_flows_bind(fl, &f, &b, T0), 0);
+	}
+	struct edge_flows_stats st0, st;
+	edge_flows_stats_get(fl, &st0); /* the counters are the process's */
+	struct flow one_more = udp_flow("127.2.0.1:40000");
+	struct edge_flow_bind b = {.aor = "u@example.com", .reg_id = 1, .check_s = 120};
+	assert_int_equal(edge_flows_bind(fl, &one_more, &b, T0), ENOSPC);
+	edge_flows_stats_get(fl, &st);
+	assert_int_equal(st.flows, 3200);
+	assert_int_equal(st.refused - st0.refused, 1);
+	edge_flows_free(fl);
+}
+
 /* A flow whose bindings moved away is not a failure: it goes, uncounted. */
 static void test_orphan_is_not_a_failure(void **state)
 {
@@ -573,6 +598,7 @@ int main(void)
 	    cmocka_unit_test(test_no_outbound_gets_pings_not_failure),
 	    cmocka_unit_test(test_flood_does_not_push_out_bound_flows),
 	    cmocka_unit_test(test_full_of_bound_flows_refuses),
+	    cmocka_unit_test(test_bound_is_the_whole_table),
 	    cmocka_unit_test(test_orphan_is_not_a_failure),
 	    cmocka_unit_test(test_dump),
 	};
