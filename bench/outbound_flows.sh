@@ -376,6 +376,7 @@ split_report() {
 split_main() {
 	split_confs
 	trap split_stop EXIT
+	trap 'exit 130' INT TERM
 	{
 		echo "date: $(date -Is)"
 		echo "host: $(uname -srm), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), memory $(free -m | awk '/^Mem:/ { print $2 " MiB, " $7 " available" }')"
