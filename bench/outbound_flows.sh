@@ -3,6 +3,7 @@
 # and its CPU per CRLF keepalive. Not part of ctest; timing decides nothing.
 #
 #   bench/outbound_flows.sh
+#   OB_SHAPE=split OB_EDGES=6 bench/outbound_flows.sh   (edges apart, below)
 #
 # The generator is bench/sip/ob_flows.c (built here with cc): FLOWS TCP
 # connections to pinhole on 127.0.0.1, PER_SOURCE from each source address
@@ -45,6 +46,28 @@
 # memory store, [log] level = warn. Loopback
 # is exempt from the per-source rate limit by default.
 #
+# OB_SHAPE=split: edges apart from the registrar (docs/outbound.md, shape 2),
+# so that more flows than one process's file limit allows are held on one
+# host. OB_EDGES edge-only `pinhole serve` processes, edge e on
+# tcp:127.0.0.(11+e):OB_PORT, each with [proxy] registrar = tcp:127.0.0.10:
+# OB_PORT (one connection each, RFC 5923) and [proxy] trusted = the registrar,
+# tcp_max_connections and [outbound] max_flows = its share + 1,000; one
+# registrar-only process on 127.0.0.10 ([proxy] trusted = the edges,
+# max_bindings = flows + 1,000, memory store, open). [sip] domains =
+# 127.0.0.1 everywhere (the generator's AORs), control on OB_PORT+1 of each
+# address. One generator per edge (ob_flows -d EDGE -b FIRST) holds that
+# edge's share of the flows and of the warm-up, from its own source addresses;
+# the generators are driven together (open and ping rates divided among them).
+# Each flow's REGISTER crosses its edge (Path with the flow token and ;ob) to
+# the registrar. Checked and printed after opening: the registrar's
+# store_bindings and its bindings with reg-id and a ;ob Path (ctl
+# registrations --json), the edges' flow-table entries and those with an
+# owner (ctl flows --json); after the ping phase, the CRLF keepalives the
+# edges counted beside the pongs the generators got. Memory per flow:
+# RssAnon growth summed over the edges, the registrar's, and both together;
+# CPU per keepalive: the edges' run time summed (the registrar's printed).
+# The co-located mode is unchanged.
+#
 # Environment (all optional):
 #   PINHOLE            pinhole binary                        (build/pinhole)
 #   OB_FLOWS           measured flows                         (100000)
@@ -60,6 +83,10 @@
 #                      no binding and no flow entry: the connection's share)
 #   OB_WORKERS         pinhole [sip] workers                  (2)
 #   OB_PORT            server TCP port                        (15180; control +1)
+#   OB_SHAPE           colo (one process) or split (edges + registrar) (colo)
+#   OB_EDGES           split: edge-only processes                 (6)
+#   OB_LOCK            a file to flock around each CPU phase (idle + ping),
+#                      e.g. a shared benchmark lock; empty = none  ()
 #   BENCH_OUT          where logs go                          (a new /tmp/pinhole-obflows.XXXXXX)
 set -u -o pipefail
 
