@@ -269,8 +269,9 @@ void edge_new_tag(char out[24]);
  * connection makes an entry that belongs to no binding.
  * Those are bounded apart (1/16 of [outbound] max_flows) and give way oldest
  * first, to each other and to bound flows; a bound entry never gives way.
- * At the bound with no unbound entry left, a bind is refused and counted
- * (the binding still works; its flow is not watched). Counters:
+ * The bound counts the whole table; at it, an unbound entry of the flow's
+ * shard gives way, and with none there a bind is refused and counted (the
+ * binding still works; its flow is not watched). Counters:
  * flows_evicted_total, flows_refused_total.
  *
  * Threads: any. Entries live in shards, each behind a mutex: the hot path (a
