@@ -176,7 +176,7 @@ wait_tcp() { # ADDR PORT: until something listens there (5 s)
 }
 
 split_confs() {
-	local trusted= e
+	local trusted='' e
 	for ((e = 0; e < EDGES; e++)); do trusted="$trusted${trusted:+, }$(edge_addr $e)"; done
 	cat >"$OUT/registrar.conf" <<CONF
 [sip]
@@ -227,7 +227,8 @@ split_stop() {
 	for ((e = 0; e < ${#GPIDS[@]}; e++)); do
 		kill "${GPIDS[e]}" 2>/dev/null
 		wait "${GPIDS[e]}" 2>/dev/null
-		exec {GIN[e]}>&- {GOUT[e]}<&-
+		local fdi=${GIN[e]} fdo=${GOUT[e]}
+		exec {fdi}>&- {fdo}<&-
 	done
 	for p in "${EPIDS[@]}" $RPID; do
 		kill "$p" 2>/dev/null
@@ -273,7 +274,7 @@ crlf_seen() { # CRLF keepalives the edges have counted, in all
 }
 
 split_run() { # RUN
-	local run=$1 e a d share w0 w1
+	local run=$1 e a d share w0
 	"$PINHOLE" serve --config "$OUT/registrar.conf" >"$OUT/registrar-$run.log" 2>&1 &
 	RPID=$!
 	wait_tcp $REG_ADDR "$PORT" || { log "the registrar did not start: $OUT/registrar-$run.log"; exit 1; }
