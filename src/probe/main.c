@@ -1,5 +1,4 @@
 /* `pinhole probe`: command line, name resolution, and output. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -88,8 +87,8 @@ static int resolve(const char *s, int family, uint16_t defport, struct sockaddr_
 	memset(out, 0, sizeof *out);
 	memcpy(out, res->ai_addr, res->ai_addrlen);
 	freeaddrinfo(res);
-	unsigned char bin[16];
-	if (name && inet_pton(AF_INET, host, bin) != 1 && inet_pton(AF_INET6, host, bin) != 1)
+	struct net_addr literal;
+	if (name && net_addr_from_host(slice_cstr(host), 0, &literal))
 		snprintf(name, namelen, "%s", host);
 	return 0;
 }
@@ -138,20 +137,6 @@ static int parse_ways(const char *list, struct turn_way *ways, unsigned *n)
 	return *n ? 0 : EINVAL;
 }
 
-static void set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-	if (ss->ss_family == AF_INET6)
-		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-	else
-		((struct sockaddr_in *)ss)->sin_port = htons(port);
-}
-
-static uint16_t get_port(const struct sockaddr_storage *ss)
-{
-	return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
-					       : ((const struct sockaddr_in *)ss)->sin_port);
-}
-
 static int turn_main(const struct probe_opts *o, struct probe_turn_opts *to,
 		     const struct turn_way *ways, unsigned nways, bool json)
 {
@@ -168,7 +153,9 @@ static int turn_main(const struct probe_opts *o, struct probe_turn_opts *to,
 	}
 	/* the check as a whole: a few round trips; a lost one costs an RTO */
 	to->timeout_ms = o->timeout_ms * 5;
-	uint16_t given = get_port(&o->server);
+	struct net_addr srv;
+	memcpy(&srv.u.ss, &o->server, sizeof srv.u.ss);
+	uint16_t given = net_addr_port(&srv);
 	int status = 0;
 	struct buf out, works;
 	buf_init(&out);
@@ -177,12 +164,12 @@ static int turn_main(const struct probe_opts *o, struct probe_turn_opts *to,
 		buf_append_cstr(&out, "{\"turn_checks\":[");
 	for (unsigned i = 0; i < nways; i++) {
 		struct probe_turn_result r;
-		to->server = o->server;
 		to->transport = ways[i].transport;
 		uint16_t port = ways[i].port ? ways[i].port : given;
 		if (!port)
 			port = to->transport == PROBE_TURN_TLS ? 5349 : 3478;
-		set_port(&to->server, port);
+		net_addr_set_port(&srv, port);
+		memcpy(&to->server, &srv.u.ss, sizeof to->server);
 		int rc = probe_turn_run(to, &r) ? 1 : probe_turn_exit(&r);
 		if (rc && !status)
 			status = rc;

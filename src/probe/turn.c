@@ -14,7 +14,6 @@
  * by the check's deadline: a firewall that drops the SYN must not hold the
  * probe for the kernel's two minutes of retries.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -259,7 +258,7 @@ static int open_sock(struct pt *t, uint64_t deadline)
 static int tls_start(struct pt *t, uint64_t deadline)
 {
 	struct probe_turn_result *r = t->r;
-	char why[200] = "", host[INET6_ADDRSTRLEN];
+	char why[200] = "", host[NET_ADDR_STRLEN];
 	int err = net_tls_client_alloc(&t->tc, t->o->ca_file, true, why, sizeof why);
 	if (err) {
 		snprintf(r->error, sizeof r->error, "TLS client: %s", why);
@@ -267,11 +266,9 @@ static int tls_start(struct pt *t, uint64_t deadline)
 	}
 	const char *name = t->o->host;
 	if (!name[0]) {
-		const struct sockaddr_storage *a = &t->o->server;
-		const void *ip = a->ss_family == AF_INET6
-				     ? (const void *)&((const struct sockaddr_in6 *)a)->sin6_addr
-				     : (const void *)&((const struct sockaddr_in *)a)->sin_addr;
-		name = inet_ntop(a->ss_family, ip, host, sizeof host) ? host : "";
+		struct net_addr sa;
+		memcpy(&sa.u.ss, &t->o->server, sizeof sa.u.ss);
+		name = net_addr_ip_fmt(&sa, host, sizeof host);
 	}
 	err = net_tls_sock_alloc(&t->ts, t->tc, t->fd, name);
 	if (err) {
