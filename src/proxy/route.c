@@ -572,8 +572,8 @@ static void on_request(const struct edge_rx *rx, void *arg)
 		 * INVITE to a phone's UDP outbound flow */
 		struct edge_flow_info fi;
 		plan.flow_430 = p->up_on && !upstream;
-		plan.silence_430 = p->up_on && !upstream && m->method == SIP_INVITE &&
-				   !m->to_tag.l && tflow.tp == NET_UDP &&
+		plan.silence_430 = plan.flow_430 && m->method == SIP_INVITE && !m->to_tag.l &&
+				   tflow.tp == NET_UDP &&
 				   edge_flows_get(edge_flows(p->edge), &tflow, NULL, &fi) == 0 &&
 				   fi.reg_id;
 	} else if (next_route.l) {
