@@ -488,27 +488,13 @@ struct turn_perm *turn_perm_find(struct turn_alloc *a, const struct net_addr *pe
 	return NULL;
 }
 
-struct turn_chan *turn_chan_by_num(struct turn_alloc *a, uint16_t num, uint64_t now)
-{
-	for (size_t i = 0; i < a->nchan; i++)
-		if (a->chans[i].num == num && a->chans[i].expire_ms > now)
-			return &a->chans[i];
-	return NULL;
-}
-
-struct turn_chan *turn_chan_by_peer(struct turn_alloc *a, const struct net_addr *peer, uint64_t now)
-{
-	for (size_t i = 0; i < a->nchan; i++)
-		if (a->chans[i].expire_ms > now && net_addr_eq(&a->chans[i].peer, peer))
-			return &a->chans[i];
-	return NULL;
-}
-
 bool turn_chan_free(const struct turn_chan *ch, uint64_t now)
 {
 	return ch->expire_ms + TURN_CHANNEL_HOLD_S * 1000ull <= now;
 }
 
+/* A number, or a peer, is in at most one slot that is not free (ChannelBind
+ * checks it against the held ones): the live channel is that one, if live. */
 struct turn_chan *turn_chan_held_num(struct turn_alloc *a, uint16_t num, uint64_t now)
 {
 	for (size_t i = 0; i < a->nchan; i++)
@@ -524,6 +510,18 @@ struct turn_chan *turn_chan_held_peer(struct turn_alloc *a, const struct net_add
 		if (!turn_chan_free(&a->chans[i], now) && net_addr_eq(&a->chans[i].peer, peer))
 			return &a->chans[i];
 	return NULL;
+}
+
+struct turn_chan *turn_chan_by_num(struct turn_alloc *a, uint16_t num, uint64_t now)
+{
+	struct turn_chan *ch = turn_chan_held_num(a, num, now);
+	return ch && ch->expire_ms > now ? ch : NULL;
+}
+
+struct turn_chan *turn_chan_by_peer(struct turn_alloc *a, const struct net_addr *peer, uint64_t now)
+{
+	struct turn_chan *ch = turn_chan_held_peer(a, peer, now);
+	return ch && ch->expire_ms > now ? ch : NULL;
 }
 
 bool turn_budget_take(const struct turn *t, struct turn_budget *b, uint64_t now)
