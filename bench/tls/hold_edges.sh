@@ -49,11 +49,9 @@ if [ "$(ulimit -n)" -lt $((PER + 200)) ]; then
 		"use more edges" >&2
 	exit 1
 fi
-cc -O2 -Wall -o "$OUT/tls_bench" "$HERE/tls_bench.c" -lssl -lcrypto || exit 1
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=127.0.0.1 \
-	-addext subjectAltName=IP:127.0.0.1 -keyout "$OUT/key.pem" -out "$OUT/cert.pem" \
-	>/dev/null 2>&1 || { echo "hold_edges: openssl failed" >&2; exit 1; }
+. "$HERE/lib.sh"
+tb_gen "$OUT" || exit 1
+tb_certs "$OUT" || exit 1
 KEY=$(openssl rand -hex 32)
 
 PIDS=()

@@ -34,25 +34,10 @@ REPEAT=${TB_REPEAT:-5}
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/pinhole-regab.XXXXXX)}
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)"
-cc -O2 -Wall -o "$OUT/tls_bench" "$HERE/tls_bench.c" "$HERE/hs_lite.c" -lssl -lcrypto || exit 1
+. "$HERE/lib.sh"
+tb_gen "$OUT" || exit 1
 GEN=$OUT/tls_bench
-
-(
-	cd "$OUT" || exit 1
-	ec="-newkey ec -pkeyopt ec_paramgen_curve:P-256"
-	openssl req -x509 $ec -nodes -keyout root.key -out root.pem -days 30 -subj /CN=bench-root \
-		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign
-	openssl req $ec -nodes -keyout int.key -out int.csr -subj /CN=bench-intermediate
-	printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign\n' >int.ext
-	openssl x509 -req -in int.csr -CA root.pem -CAkey root.key -CAcreateserial -days 30 -extfile int.ext -out int.pem
-	openssl req $ec -nodes -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1
-	printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >leaf.ext
-	openssl x509 -req -in leaf.csr -CA int.pem -CAkey int.key -CAcreateserial -days 30 -extfile leaf.ext -out leaf.pem
-	cat leaf.pem int.pem >cert.pem
-) >/dev/null 2>&1 || {
-	echo "certificates failed" >&2
-	exit 1
-}
+tb_certs "$OUT" || exit 1
 
 # server name, its build, workers, port offset
 SERVERS="a1 a2 b1 b2"
@@ -64,38 +49,9 @@ port_of() {
 	esac
 }
 for s in $SERVERS; do
-	cat >"$OUT/$s.conf" <<EOF
-[sip]
-listen = tls:127.0.0.1:$(port_of "$s")
-workers = ${s#?}
-tcp_max_connections = 120000
-tcp_max_connections_per_address = 0
-tcp_idle_timeout = 3600
-[tls]
-certificate = $OUT/cert.pem
-private_key = $OUT/key.pem
-max_handshakes = 1024
-[registrar]
-open = yes
-max_bindings = 1000000
-[outbound]
-max_flows_per_source = 0
-[keepalive]
-interval = 0
-[store]
-path =
-[control]
-listen = 127.0.0.1:$(($(port_of "$s") + 2))
-EOF
+	tb_registrar_conf "$OUT" "tls:127.0.0.1:$(port_of "$s")" "${s#?}" $(($(port_of "$s") + 2)) \
+		>"$OUT/$s.conf"
 done
-cat >"$OUT/tls.cfg" <<EOF
-[server:default]
-method = TLSv1.2+
-verify_certificate = no
-require_certificate = no
-private_key = $OUT/key.pem
-certificate = $OUT/cert.pem
-EOF
 
 declare -A PID
 cleanup() {
@@ -108,11 +64,8 @@ for s in $SERVERS; do
 	PID[$s]=$!
 done
 KP=$(port_of kamailio)
-"$KAMAILIO" -f "$HERE/kamailio.cfg" -A "TLSCFG=\"$OUT/tls.cfg\"" \
-	-A "CTLSOCK=\"unix:$OUT/kamailio.ctl\"" -l "tls:127.0.0.1:$KP" \
-	-l "tcp:127.0.0.1:$((KP + 1))" -m 4096 -M 64 -x tlsf --atexit=no -DD -E -Y "$OUT" \
-	>"$OUT/kamailio.log" 2>&1 &
-PID[kamailio]=$!
+tb_kamailio "$OUT" "$KP"
+PID[kamailio]=$TB_KPID
 sleep 3
 for s in $SERVERS kamailio; do
 	kill -0 "${PID[$s]}" 2>/dev/null || {
@@ -121,11 +74,7 @@ for s in $SERVERS kamailio; do
 	}
 done
 pids() {
-	if [ "$1" = kamailio ]; then
-		echo "${PID[kamailio]} $(pgrep -P "${PID[kamailio]}" | tr '\n' ' ')"
-	else
-		echo "${PID[$1]}"
-	fi
+	if [ "$1" = kamailio ]; then tb_pids "${PID[kamailio]}"; else echo "${PID[$1]}"; fi
 }
 
 echo "date: $(date -u +%FT%TZ)  host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"

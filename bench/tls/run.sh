@@ -91,64 +91,15 @@ mkdir -p "$OUT"
 # as many descriptors as the hard limit allows (raising it needs
 # CAP_SYS_RESOURCE; it bounds the connections one process can hold)
 ulimit -n "$(ulimit -Hn)"
-cc -O2 -Wall -o "$OUT/tls_bench" "$HERE/tls_bench.c" "$HERE/hs_lite.c" -lssl -lcrypto || exit 1
+. "$HERE/lib.sh"
+tb_gen "$OUT" || exit 1
 GEN=$OUT/tls_bench
-
-# a root, an intermediate and the server's certificate; the file the servers
-# load is the leaf then the intermediate (certbot's fullchain.pem)
-newkey() {
-	if [ "$KEY" = rsa ]; then echo "-newkey rsa:2048"; else echo "-newkey ec -pkeyopt ec_paramgen_curve:P-256"; fi
-}
-(
-	cd "$OUT" || exit 1
-	openssl req -x509 $(newkey) -nodes -keyout root.key -out root.pem -days 30 -subj /CN=bench-root \
-		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign
-	openssl req $(newkey) -nodes -keyout int.key -out int.csr -subj /CN=bench-intermediate
-	printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign\n' >int.ext
-	openssl x509 -req -in int.csr -CA root.pem -CAkey root.key -CAcreateserial -days 30 -extfile int.ext -out int.pem
-	openssl req $(newkey) -nodes -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1
-	printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >leaf.ext
-	openssl x509 -req -in leaf.csr -CA int.pem -CAkey int.key -CAcreateserial -days 30 -extfile leaf.ext -out leaf.pem
-	cat leaf.pem int.pem >cert.pem
-) >/dev/null 2>&1 || {
-	echo "certificates failed" >&2
-	exit 1
-}
-
-cat >"$OUT/pinhole.conf" <<EOF
-[sip]
-listen = tls:127.0.0.1:$PORT, ws:127.0.0.1:$((PORT + 1))
-workers = 2
-tcp_max_connections = 120000
-tcp_max_connections_per_address = 0
-tcp_idle_timeout = 3600
-[tls]
-certificate = $OUT/cert.pem
-private_key = $OUT/key.pem
-max_handshakes = 1024
-[registrar]
-open = yes
-max_bindings = 1000000
-[outbound]
-max_flows_per_source = 0
-[keepalive]
-interval = 0
-[store]
-path =
-[control]
-listen = 127.0.0.1:$((PORT + 2))
-EOF
+tb_certs "$OUT" "$KEY" || exit 1
+tb_registrar_conf "$OUT" "tls:127.0.0.1:$PORT, ws:127.0.0.1:$((PORT + 1))" 2 $((PORT + 2)) \
+	>"$OUT/pinhole.conf"
 sed -e "s/127.0.0.1:$PORT, ws:127.0.0.1:$((PORT + 1))/127.0.0.1:$((PORT + 30)), ws:127.0.0.1:$((PORT + 31))/" \
 	-e "s/^listen = 127.0.0.1:$((PORT + 2))/listen = 127.0.0.1:$((PORT + 32))/" \
 	-e "s/^\[tls\]/[tls]\npark = no/" "$OUT/pinhole.conf" >"$OUT/nopark.conf"
-cat >"$OUT/tls.cfg" <<EOF
-[server:default]
-method = TLSv1.2+
-verify_certificate = no
-require_certificate = no
-private_key = $OUT/key.pem
-certificate = $OUT/cert.pem
-EOF
 
 # like for like with Kamailio's single TCP worker: the same with 1 worker
 sed -e 's/^workers = 2/workers = 1/' -e "s/127.0.0.1:$PORT, ws:127.0.0.1:$((PORT + 1))/127.0.0.1:$((PORT + 20))/" \
@@ -174,11 +125,8 @@ if [ "$MODE" != hold ]; then
 	P1PID=$!
 	"$PINHOLE" serve --config "$OUT/nopark.conf" >"$OUT/nopark.log" 2>&1 &
 	NPID=$!
-	"$KAMAILIO" -f "$HERE/kamailio.cfg" $KDEFER -A "TLSCFG=\"$OUT/tls.cfg\"" \
-		-A "CTLSOCK=\"unix:$OUT/kamailio.ctl\"" -l "tls:127.0.0.1:$KPORT" \
-		-l "tcp:127.0.0.1:$((KPORT + 1))" -m 4096 -M 64 -x tlsf --atexit=no -DD -E -Y "$OUT" \
-		>"$OUT/kamailio.log" 2>&1 &
-	KPID=$!
+	tb_kamailio "$OUT" "$KPORT" $KDEFER
+	KPID=$TB_KPID
 fi
 sleep 3
 kill -0 "$PPID_" || {
@@ -195,7 +143,7 @@ pids() { # the server's processes
 	pinhole) echo "$PPID_" ;;
 	pinhole1) echo "$P1PID" ;;
 	nopark) echo "$NPID" ;;
-	*) echo "$KPID $(pgrep -P "$KPID" | tr '\n' ' ')" ;;
+	*) tb_pids "$KPID" ;;
 	esac
 }
 pss_kb() { # sum of Pss over the processes
