@@ -25,17 +25,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
+#include "hs_pair.h"
 
 #include "net/net_int.h" /* net_tls_server_ssl_new: the SSL a listener makes */
-
-static uint64_t cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 struct side {
 	const char *name;
@@ -47,12 +39,6 @@ struct side {
 	char suite[64], group[32];
 	unsigned resumed;
 };
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
 
 static int on_ticket(SSL *ssl, SSL_SESSION *sess)
 {
@@ -66,9 +52,9 @@ static int on_ticket(SSL *ssl, SSL_SESSION *sess)
 /* One handshake; returns the server's CPU ns, 0 on failure. */
 static uint64_t one(struct side *s, SSL_CTX *cctx, bool resume)
 {
-	uint64_t t = 0, t0 = cpu_ns();
+	uint64_t t = 0, t0 = hs_cpu_ns();
 	SSL *srv = s->pinhole ? net_tls_server_ssl_new(s->pinhole) : SSL_new(s->ctx);
-	t += cpu_ns() - t0;
+	t += hs_cpu_ns() - t0;
 	if (!srv)
 		return 0;
 	if (!s->pinhole)
@@ -78,25 +64,7 @@ static uint64_t one(struct side *s, SSL_CTX *cctx, bool resume)
 	SSL_set_connect_state(cl);
 	if (resume && s->last)
 		SSL_set_session(cl, s->last);
-	BIO *a, *b;
-	BIO_new_bio_pair(&a, 0, &b, 0);
-	SSL_set_bio(cl, a, a);
-	SSL_set_bio(srv, b, b);
-	int rc = 0, rs = 0;
-	for (int i = 0; i < 20 && (rc != 1 || rs != 1); i++) {
-		if (rc != 1)
-			rc = SSL_do_handshake(cl);
-		if (rs != 1) {
-			t0 = cpu_ns();
-			rs = SSL_do_handshake(srv);
-			t += cpu_ns() - t0;
-		}
-	}
-	/* the tickets come after the client's handshake is done */
-	char buf[64];
-	size_t got;
-	SSL_read_ex(cl, buf, sizeof buf, &got);
-	bool ok = rc == 1 && rs == 1;
+	bool ok = hs_pair_run(srv, cl, false, &t);
 	if (ok) {
 		snprintf(s->suite, sizeof s->suite, "%s", SSL_CIPHER_get_name(SSL_get_current_cipher(srv)));
 		int g = SSL_get_shared_group(srv, 0);
@@ -105,9 +73,9 @@ static uint64_t one(struct side *s, SSL_CTX *cctx, bool resume)
 	}
 	SSL_shutdown(cl); /* else OpenSSL takes the session as not resumable */
 	SSL_free(cl);
-	t0 = cpu_ns();
+	t0 = hs_cpu_ns();
 	SSL_free(srv);
-	t += cpu_ns() - t0;
+	t += hs_cpu_ns() - t0;
 	if (s->pinhole)
 		net_tls_server_handshake_done(s->pinhole);
 	ERR_clear_error();
@@ -158,7 +126,7 @@ int main(int argc, char **argv)
 		uint64_t sum = 0;
 		for (unsigned i = 0; i < n; i++)
 			sum += s->ns[i];
-		qsort(s->ns, n, sizeof *s->ns, cmp_u64);
+		qsort(s->ns, n, sizeof *s->ns, hs_cmp_u64);
 		mean[k] = (double)sum / n / 1000;
 		printf("%-8s median %6.1f us  mean %6.1f us  tickets/hs %.1f  resumed %u/%u  %s %s\n",
 		       s->name, (double)s->ns[n / 2] / 1000, mean[k], (double)s->tickets / n,

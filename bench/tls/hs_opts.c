@@ -24,17 +24,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
+#include "hs_pair.h"
 
 #define MAX_VARIANTS 8
-
-static uint64_t cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* as parking's callback does at least: look at the line */
 static void on_keylog(const SSL *ssl, const char *line)
@@ -75,47 +67,18 @@ static SSL_CTX *server_ctx(const char *cert, const char *key, int variant)
 /* One handshake; the server's CPU ns, 0 on failure. */
 static uint64_t one(SSL_CTX *sctx, SSL_CTX *cctx)
 {
-	uint64_t t = 0, t0 = cpu_ns();
+	uint64_t t = 0, t0 = hs_cpu_ns();
 	SSL *srv = SSL_new(sctx);
 	SSL_set_accept_state(srv);
-	t += cpu_ns() - t0;
+	t += hs_cpu_ns() - t0;
 	SSL *cl = SSL_new(cctx);
 	SSL_set_connect_state(cl);
-	BIO *a, *b;
-	BIO_new_bio_pair(&a, 0, &b, 0);
-	SSL_set_bio(cl, a, a);
-	SSL_set_bio(srv, b, b);
-	int rc = 0, rs = 0;
-	for (int i = 0; i < 20 && (rc != 1 || rs != 1); i++) {
-		if (rc != 1)
-			rc = SSL_do_handshake(cl);
-		if (rs != 1) {
-			t0 = cpu_ns();
-			rs = SSL_do_handshake(srv);
-			t += cpu_ns() - t0;
-		}
-	}
-	char buf[64];
-	size_t got;
-	SSL_read_ex(cl, buf, sizeof buf, &got); /* the ticket */
-	SSL_write_ex(cl, "\r\n\r\n", 4, &got);
-	t0 = cpu_ns();
-	SSL_read_ex(srv, buf, sizeof buf, &got);
-	SSL_write_ex(srv, "\r\n", 2, &got);
-	t += cpu_ns() - t0;
-	SSL_read_ex(cl, buf, sizeof buf, &got);
+	bool ok = hs_pair_run(srv, cl, true, &t);
 	SSL_free(cl);
-	t0 = cpu_ns();
+	t0 = hs_cpu_ns();
 	SSL_free(srv);
-	t += cpu_ns() - t0;
-	ERR_clear_error();
-	return rc == 1 && rs == 1 ? t : 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	t += hs_cpu_ns() - t0;
+	return ok ? t : 0;
 }
 
 int main(int argc, char **argv)
@@ -145,7 +108,7 @@ int main(int argc, char **argv)
 		uint64_t sum = 0;
 		for (unsigned j = 0; j < n; j++)
 			sum += ns[i][j];
-		qsort(ns[i], n, sizeof(uint64_t), cmp_u64);
+		qsort(ns[i], n, sizeof(uint64_t), hs_cmp_u64);
 		printf("variant %s: median %6.1f us  mean %6.1f us\n", argv[4 + i],
 		       (double)ns[i][n / 2] / 1000, (double)sum / n / 1000);
 	}
