@@ -321,6 +321,23 @@ static void connect_and_send(void *arg)
 	ow->done = true;
 }
 
+/* A net that connects out over TLS (one worker), with the listener every
+ * net needs; idle_s closes its idle connections (0: the default). */
+static struct net *cli_start(const struct net_tls_conf *cc, unsigned idle_s)
+{
+	struct net_conf nc = {.workers = 1, .max_msg = 1500, .tcp_idle_s = idle_s};
+	struct net *cli;
+	assert_int_equal(net_alloc(&cli, &nc), 0);
+	char err[512];
+	if (net_tls_setup(cli, cc, err, sizeof err))
+		fail_msg("setup: %s", err);
+	struct net_listener_conf l = {.tp = NET_TLS};
+	net_addr_parse("127.0.0.1:0", 0, &l.addr);
+	assert_int_equal(net_listen(cli, &l, NULL), 0);
+	assert_int_equal(net_start(cli), 0);
+	return cli;
+}
+
 /* Outgoing TLS from one net to another's tls: listener: verified against the
  * CA and the address (RFC 5922), the message arrives; a net that does not
  * trust the CA sends nothing and counts a certificate failure. */
@@ -333,15 +350,7 @@ static void outgoing_verified(void **state)
 		struct net_tls_conf cc = tls_conf();
 		if (!trusting)
 			cc.ca_file = ""; /* the system store */
-		struct net_conf nc = {.workers = 1, .max_msg = 1500};
-		struct net *cli;
-		assert_int_equal(net_alloc(&cli, &nc), 0);
-		char err[512];
-		assert_int_equal(net_tls_setup(cli, &cc, err, sizeof err), 0);
-		struct net_listener_conf l = {.tp = NET_TLS};
-		net_addr_parse("127.0.0.1:0", 0, &l.addr);
-		assert_int_equal(net_listen(cli, &l, NULL), 0);
-		assert_int_equal(net_start(cli), 0);
+		struct net *cli = cli_start(&cc, 0);
 		struct on_worker ow = {.n = cli};
 		net_flow_next_hop(cli, 0, net_listener_addr(srv, 0), &ow.f);
 		assert_int_equal(ow.f.tp, NET_TLS);
@@ -373,15 +382,7 @@ static void outgoing_resumed(void **state)
 	struct net *srv = srv_start(&tc);
 	struct net_tls_conf cc = tls_conf();
 	/* idle connections close after 1 s: the second message needs a new one */
-	struct net_conf nc = {.workers = 1, .max_msg = 1500, .tcp_idle_s = 1};
-	struct net *cli;
-	assert_int_equal(net_alloc(&cli, &nc), 0);
-	char err[512];
-	assert_int_equal(net_tls_setup(cli, &cc, err, sizeof err), 0);
-	struct net_listener_conf l = {.tp = NET_TLS};
-	net_addr_parse("127.0.0.1:0", 0, &l.addr);
-	assert_int_equal(net_listen(cli, &l, NULL), 0);
-	assert_int_equal(net_start(cli), 0);
+	struct net *cli = cli_start(&cc, 1);
 	uint64_t first = 0;
 	for (int round = 0; round < 2; round++) {
 		struct on_worker ow = {.n = cli};
