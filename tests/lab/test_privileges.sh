@@ -9,8 +9,11 @@
 #      the fast path loaded, the kernel forwarded the call's RTP (its maps
 #      updated after the switch); the store kept committing, without errors;
 #   c) a user that does not exist stops the start with a clear message, before
-#      any port is bound.
-# Needs root, iptables, jq, the user `nobody` and $PINHOLE.
+#      any port is bound;
+#   d) the TURN role started with it (user space: its threads' sockets and
+#      loops set up before the switch) relays after it: tests/lab/turn_check
+#      from behind a NAT through an echo peer, every payload intact both ways.
+# Needs root, iptables, jq, the user `nobody`, turnutils_peer and $PINHOLE.
 set -u
 LAB_DIR=${LAB_DIR:-$(cd "$(dirname "$0")" && pwd)}
 # shellcheck source=lib.sh
@@ -25,11 +28,22 @@ lab_require jq
 NOBODY_UID=$(id -u nobody 2>/dev/null) || lab_skip "no user nobody"
 NOBODY_GID=$(id -g nobody)
 
+lab_require turnutils_peer
 lab_setup tpv
 lab_add_nat s1 sym 30
 lab_add_nat s2 sym 30
+lab_add_host peer 198.18.0.20
 SRV=$LAB_SRV_IP
 CTL=127.0.0.1:5080
+PEER_IP=198.18.0.20
+# TURN with shared-secret credentials: a user in the store would end the
+# registrar's open mode
+TURN_USER="$(($(date +%s) + 3600)):alice"
+TURN_PASS=$(printf '%s' "$TURN_USER" | openssl dgst -sha1 -hmac turnsecret -binary | base64)
+lab_start_bg peer "$LAB_TMP/peer.log" turnutils_peer -L "$PEER_IP" -p 3480
+lab_wait_udp peer "$PEER_IP:3480" 5 || lab_fail "turnutils_peer did not start"
+cc -std=c17 -O2 -Wall -Wextra -o "$LAB_TMP/turn_check" "$LAB_DIR/turn_check.c" -lcrypto ||
+	lab_fail "cannot build turn_check"
 
 conf=$LAB_TMP/pinhole.conf
 cat >"$conf" <<-EOF2
@@ -45,6 +59,13 @@ cat >"$conf" <<-EOF2
 	address = $SRV
 	advertise = $SRV
 	ports = 30000-30039
+	[turn]
+	listen = udp:$SRV:3478
+	realm = turn.lab
+	static_auth_secret = turnsecret
+	relay_address = $SRV
+	relay_ports = 49152-49199
+	fastpath = off
 	[process]
 	user = nobody
 EOF2
@@ -112,6 +133,15 @@ c1=$(lab_counter "$CTL" store_commits_total)
 [ "$c1" -gt "$c0" ] || lab_fail "the store committed nothing after the switch"
 [ "$(lab_counter "$CTL" store_commit_errors_total)" = 0 ] || lab_fail "store commit errors as nobody"
 lab_log "b) store: $((c1 - c0)) commits as nobody, no errors"
+kill -0 "$PID" 2>/dev/null || lab_fail "pinhole exited: $(tail -n 5 "$LAB_TMP/pinhole.log")"
+
+# d) TURN relays after the switch
+grep -q 'turn: listening on udp:' "$LAB_TMP/pinhole.log" ||
+	lab_fail "no TURN start logged: $(grep turn "$LAB_TMP/pinhole.log" | tail -n 3)"
+lab_exec s1-ph timeout 60 "$LAB_TMP/turn_check" -s "$SRV:3478" -u "$TURN_USER" -w "$TURN_PASS" \
+	-n 40 -l 160 echo "$PEER_IP:3480" >"$LAB_TMP/turn.out" 2>&1 ||
+	lab_fail "TURN as nobody: $(tail -n 3 "$LAB_TMP/turn.out")"
+lab_log "d) TURN as nobody: $(tail -n 1 "$LAB_TMP/turn.out") payloads unchanged"
 kill -0 "$PID" 2>/dev/null || lab_fail "pinhole exited: $(tail -n 5 "$LAB_TMP/pinhole.log")"
 
 # c) an unknown user: refused at once, nothing bound
