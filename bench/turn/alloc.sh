@@ -42,6 +42,7 @@
 #   BENCH_HOLD      allocations held for the memory figure (5000)
 #   BENCH_THREADS   coturn's --relay-threads (nproc)
 #   BENCH_PTHREADS  pinhole's [turn] threads (0: its default, one per core)
+#   BENCH_BATCH_WAIT pinhole's [turn] batch_wait (0, its default)
 #   BENCH_GEN_PROCS generator processes sharing the sessions (1); more lets
 #                   the generator use more than one CPU when not pinned
 #   BENCH_OUT       where logs go (a new /tmp/pinhole-turn-alloc.XXXXXX)
@@ -126,6 +127,7 @@ cat >"$OUT/pinhole.conf" <<-EOF
 	allowed_peers = 127.0.0.1/32
 	max_allocations = 100000
 	threads = $PTHREADS
+	batch_wait = ${BENCH_BATCH_WAIT:-0}
 	[log]
 	level = info
 EOF
