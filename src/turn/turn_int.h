@@ -59,6 +59,8 @@ struct turn_chan {
 	struct net_addr peer;
 	uint64_t expire_ms;
 	bool fast; /* the kernel relays it (entries in both maps, fastpath.c) */
+	bool fast_home; /* fast, and in its home slot of turn_chan_slot (it counts there) */
+	uint64_t fast_count; /* fast_home: the slot's count word as last added to the totals */
 	bool held; /* expired and held (TURN_CHANNEL_HOLD_S): out of turn_channels */
 	/* its peer was let through as another allocation's relayed address while
 	 * the shared relay index was at this generation (0 = not so) */
@@ -120,7 +122,7 @@ struct turn_alloc {
 	struct turn_budget rq;	    /* requests on its own 5-tuple */
 	bool fast_stats;	    /* the kernel keeps counters for it */
 	struct {
-		uint64_t tx_pkts, tx_bytes, rx_pkts, rx_bytes, drop_bw;
+		uint64_t tx_pkts, tx_bytes, rx_pkts, rx_bytes, drop_bw, drop_user_bw;
 	} fast_seen;		      /* the kernel's counters already added */
 	struct turn_alloc *next, *prev; /* every allocation of its thread, for sweeps */
 };
@@ -172,6 +174,16 @@ struct turn_conf {
 
 struct turn_fast_state;
 
+/* A user's bandwidth bucket ([turn] bandwidth_per_user): bytes x 1000 and
+ * the time of its last refill, in ms. Taken without a lock, with atomic
+ * operations, by whichever thread relays for one of the user's allocations,
+ * and by the kernel's fast path where it lives in the kernel's per-user
+ * array (the same two fields first in struct turn_fast_user). */
+struct turn_user_bw {
+	int64_t milli;
+	uint64_t last_ms;
+};
+
 /* Counts by key (per-user allocations, TCP connections per source): a
  * chained hash of small entries, one per key with a count, freed at 0. The
  * caller locks (sh->lock). */
@@ -179,10 +191,12 @@ struct turn_count {
 	struct turn_count *next;
 	uint32_t n;
 	uint16_t len;
-	/* users: the user's bandwidth bucket ([turn] bandwidth_per_user, bytes
-	 * x 1000), taken without the lock by whichever thread relays for one of
-	 * its allocations; the entry lives while an allocation holds it */
-	_Atomic int64_t bw_milli;
+	/* users: the user's bucket while an allocation holds the entry: own, or
+	 * the kernel's entry fast_user of its per-user array (fastpath.c) */
+	int32_t fast_user; /* -1: none */
+	struct turn_user_bw *bw;
+	struct turn_user_bw own;
+	_Atomic int64_t bw_milli; /* before the buckets above; goes with their use */
 	_Atomic uint64_t bw_last_ms;
 	uint8_t key[];
 };
@@ -404,6 +418,15 @@ void turn_fast_pull(struct turn *t, struct turn_alloc *a);
 void turn_fast_forget(struct turn *t, struct turn_alloc *a);
 /* Whether the kernel path is loaded (tests, dumps). */
 bool turn_fast_on(const struct turn *t);
+/* A user's first allocation (u->n 1, under sh->lock): its bucket (full)
+ * goes to the kernel's per-user array when the fast path is on, so that
+ * both paths take from one budget; else, or when the array is full, it
+ * stays in u->own. turn_fast_user_close gives the entry back, at the last. */
+void turn_fast_user_open(struct turn *t, struct turn_count *u);
+void turn_fast_user_close(struct turn *t, struct turn_count *u);
+/* The users' buckets' clock, ms: with the fast path the kernel's own
+ * (CLOCK_MONOTONIC_COARSE, as the program reads it), else now. */
+uint64_t turn_fast_user_clock(const struct turn *t, uint64_t now);
 
 /* ---- metrics ---- */
 extern struct metric turn_m_allocs, turn_m_perms, turn_m_chans, turn_m_requests,
