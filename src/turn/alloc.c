@@ -180,8 +180,11 @@ uint16_t turn_quota_take(struct turn *t, struct turn_alloc *a, const char *quota
 	} else {
 		atomic_store(&sh->nallocs, n + 1);
 		if (u->n == 1) { /* the user's first: the bucket starts full */
-			atomic_store(&u->bw_milli, (int64_t)(t->cf.bandwidth_user * 1000));
-			atomic_store(&u->bw_last_ms, time_mono_ms());
+			u->own.milli = (int64_t)(t->cf.bandwidth_user * 1000);
+			u->own.last_ms = turn_fast_user_clock(t, time_mono_ms());
+			u->bw = &u->own;
+			u->fast_user = -1;
+			turn_fast_user_open(t, u);
 		}
 	}
 	pthread_mutex_unlock(&sh->lock);
@@ -197,6 +200,8 @@ static void quota_put(struct turn *t, struct turn_alloc *a)
 {
 	struct turn_shared *sh = t->sh;
 	pthread_mutex_lock(&sh->lock);
+	if (a->user_ent && a->user_ent->n == 1) /* the user's last: its bucket goes */
+		turn_fast_user_close(t, a->user_ent);
 	turn_counts_put(&sh->users, a->quota, strlen(a->quota));
 	atomic_fetch_sub(&sh->nallocs, 1);
 	pthread_mutex_unlock(&sh->lock);
@@ -308,6 +313,7 @@ void turn_alloc_delete(struct turn *t, struct turn_alloc *a, const char *why)
 {
 	if (a->id && (a->prev || t->all == a))
 		unlink_alloc(t, a);
+	turn_fast_forget(t, a); /* its counters final before they go, its user's bucket kept */
 	if (a->counted)
 		quota_put(t, a);
 	if (why) {
@@ -316,7 +322,6 @@ void turn_alloc_delete(struct turn *t, struct turn_alloc *a, const char *why)
 		      a->user, net_transport_name(a->tp), net_addr_fmt(&a->client, c, sizeof c),
 		      why);
 	}
-	turn_fast_forget(t, a); /* its counters final before they go */
 	for (unsigned f = 0; f < 2; f++)
 		if (a->relay[f].sk.fd >= 0) {
 			loop_fd_del(t->loop, a->relay[f].sk.fd);
@@ -542,22 +547,25 @@ bool turn_budget_take(const struct turn *t, struct turn_budget *b, uint64_t now)
 	return true;
 }
 
-/* The user's bucket, shared by the threads: whoever moves bw_last_ms adds
- * what that time refilled; a take that overdraws gives back. Races can let a
- * packet too many through, never a second's worth. */
-static bool user_bw_take(struct turn_count *u, uint64_t rate, size_t len, uint64_t now)
+/* The user's bucket, shared by the threads (and, where it lives in the
+ * kernel's array, by the fast path's program, which takes the same steps):
+ * whoever moves last_ms adds what that time refilled; a take that overdraws
+ * gives back. Races can let a packet too many through, never a second's
+ * worth. */
+static bool user_bw_take(struct turn_user_bw *u, uint64_t rate, size_t len, uint64_t now)
 {
 	int64_t full = (int64_t)(rate * 1000); /* one second's worth */
-	uint64_t last = atomic_load_explicit(&u->bw_last_ms, memory_order_relaxed);
-	if (now > last && atomic_compare_exchange_strong(&u->bw_last_ms, &last, now)) {
+	uint64_t last = __atomic_load_n(&u->last_ms, __ATOMIC_RELAXED);
+	if (now > last && __atomic_compare_exchange_n(&u->last_ms, &last, now, false,
+						      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
 		int64_t add = (int64_t)MIN(now - last, 1000) * (int64_t)rate;
-		int64_t v = atomic_fetch_add(&u->bw_milli, add) + add;
+		int64_t v = __atomic_fetch_add(&u->milli, add, __ATOMIC_SEQ_CST) + add;
 		if (v > full)
-			atomic_fetch_sub(&u->bw_milli, v - full);
+			__atomic_fetch_sub(&u->milli, v - full, __ATOMIC_SEQ_CST);
 	}
 	int64_t cost = (int64_t)len * 1000;
-	if (atomic_fetch_sub(&u->bw_milli, cost) < cost) {
-		atomic_fetch_add(&u->bw_milli, cost);
+	if (__atomic_fetch_sub(&u->milli, cost, __ATOMIC_SEQ_CST) < cost) {
+		__atomic_fetch_add(&u->milli, cost, __ATOMIC_SEQ_CST);
 		return false;
 	}
 	return true;
@@ -581,7 +589,8 @@ bool turn_bw_take(struct turn *t, struct turn_alloc *a, size_t len, uint64_t now
 		}
 	}
 	if (t->cf.bandwidth_user && a->user_ent &&
-	    !user_bw_take(a->user_ent, t->cf.bandwidth_user, len, now)) {
+	    !user_bw_take(a->user_ent->bw, t->cf.bandwidth_user, len,
+			  turn_fast_user_clock(t, now))) {
 		metric_inc(&turn_m_drop_user_bw);
 		return false;
 	}

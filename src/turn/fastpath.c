@@ -15,13 +15,19 @@
  * carries: each allocation's entry holds a token bucket of the same rate. The
  * user-space bucket of the allocation keeps counting what user space carries
  * (Send/Data indications, padded ChannelData), so an allocation that uses
- * both paths at once can reach the limit on each.
+ * both paths at once can reach the limit on each. A user's budget ([turn]
+ * bandwidth_per_user) is one bucket for both: it lives in the kernel's
+ * per-user array (turn_user, mapped here), from which user space takes too.
  *
  * Each entry also carries its next hop, from the routing table (next_hop), so
  * that the program's redirect does not look the route up for every packet; it
  * is asked again every HOP_REFRESH_S seconds.
  *
- * Every channel has its two hash entries (turn_chan, turn_peer). The first
+ * Every channel has its two hash entries (turn_chan, turn_peer). A channel
+ * in its home slot of turn_chan_slot counts there; its counts are added to
+ * the allocation's on every pull and, when it leaves the slot, exactly its
+ * last ones (the slot's owner generation moves in the same atomic step that
+ * reads them; turn_fast.h). The first
  * channel of an allocation also has its way to the client in the relayed
  * port's entry of turn_port (an array this file maps and writes in place,
  * under the entry's sequence lock), with the allocation's counters: its
@@ -80,6 +86,10 @@ struct turn_fast_state {
 	size_t nports, map_len;
 	struct turn_fast_chan_slot *slots; /* turn_chan_slot, mapped */
 	uint32_t chan_bits;		   /* 1 << chan_bits slots */
+	struct turn_fast_user *users;	   /* turn_user, mapped: [nusers] */
+	size_t nusers, users_len;
+	uint32_t *ufree; /* the free entries of users, a stack of nufree (under mu) */
+	size_t nufree;
 	uint64_t seed;			   /* turn_fast_chan_home's */
 	/* The lock: the role may call in from more than one thread; writers of
 	 * turn_port's entries and the rtnetlink socket take it. */
@@ -97,6 +107,9 @@ static void fast_free(struct turn_fast_state *f)
 		munmap(f->ports, f->map_len);
 	if (f->slots)
 		munmap(f->slots, sizeof *f->slots << f->chan_bits);
+	if (f->users)
+		munmap(f->users, f->users_len);
+	free(f->ufree);
 	turn_fast__destroy(f->skel);
 	if (f->nl_fd >= 0)
 		close(f->nl_fd);
@@ -136,9 +149,19 @@ static int fast_open(struct turn *t, struct turn_fast_state **out)
 				(1u << f->chan_bits) < 2 * f->nports;
 	     f->chan_bits++)
 		;
+	/* one entry per user with an allocation: at most max_allocations */
+	f->nusers = t->cf.max_allocs < 65536 ? t->cf.max_allocs : 65536;
+	f->ufree = calloc(f->nusers, sizeof *f->ufree);
+	if (!f->ufree) {
+		err = ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < f->nusers; i++)
+		f->ufree[f->nufree++] = (uint32_t)(f->nusers - 1 - i);
 	f->skel = turn_fast__open();
 	if (!f->skel || bpf_map__set_max_entries(f->skel->maps.turn_port, (uint32_t)f->nports) ||
 	    bpf_map__set_max_entries(f->skel->maps.turn_chan_slot, 1u << f->chan_bits) ||
+	    bpf_map__set_max_entries(f->skel->maps.turn_user, (uint32_t)f->nusers) ||
 	    turn_fast__load(f->skel)) {
 		err = errno ? errno : EINVAL;
 		goto fail;
@@ -161,6 +184,14 @@ static int fast_open(struct turn *t, struct turn_fast_state **out)
 		goto fail;
 	}
 	f->slots = m;
+	f->users_len = (f->nusers * sizeof *f->users + (size_t)page - 1) & ~((size_t)page - 1);
+	m = mmap(NULL, f->users_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+		 bpf_map__fd(f->skel->maps.turn_user), 0);
+	if (m == MAP_FAILED) {
+		err = errno;
+		goto fail;
+	}
+	f->users = m;
 	/* a seed of its own: clients cannot choose numbers that share slots */
 	f->seed = (uint64_t)rand_u32() << 32 | rand_u32();
 	struct turn_fast_conf c = {.relay_lo = t->cf.port_lo,
@@ -446,8 +477,8 @@ static bool wanted(struct turn *t, struct turn_alloc *a, struct turn_chan *ch, u
 		   struct turn_fast_out *to_peer, struct turn_fast_out *to_client)
 {
 	const struct net_addr *l = &t->udp_addr[a->li];
-	/* the kernel keeps no per-user bucket: with a user budget, user space relays */
-	if (t->cf.bandwidth_user)
+	/* a user budget: in the kernel only where the user's bucket is there too */
+	if (t->cf.bandwidth_user && (!a->user_ent || a->user_ent->fast_user < 0))
 		return false;
 	if (a->tp != NET_UDP || !specific_ip4(l) || net_addr_family(&a->client) != AF_INET ||
 	    a->relay[0].sk.fd < 0 || ch->expire_ms <= now ||
@@ -475,6 +506,10 @@ static bool wanted(struct turn *t, struct turn_alloc *a, struct turn_chan *ch, u
 		to_peer->flags |= TURN_FAST_BW;
 		to_client->flags |= TURN_FAST_BW;
 	}
+	if (t->cf.bandwidth_user) {
+		to_peer->flags |= TURN_FAST_UBW;
+		to_client->flags |= TURN_FAST_UBW;
+	}
 	return port_of(t, a) && route(t->fast, relay, client, peer, to_peer) &&
 	       route(t->fast, srv, peer, client, to_client);
 }
@@ -484,7 +519,7 @@ static struct turn_fast_chan_slot *home_of(struct turn_fast_state *f,
 					   const struct turn_fast_chan_key *k)
 {
 	struct turn_fast_chan_slot *e = &f->slots[turn_fast_chan_home(k, f->seed, f->chan_bits)];
-	return (e->to_peer.flags & TURN_FAST_ON) && memcmp(&e->key, k, sizeof *k) == 0 ? e : NULL;
+	return (e->flags & TURN_FAST_ON) && memcmp(&e->key, k, sizeof *k) == 0 ? e : NULL;
 }
 
 /* e holds ch's way to the client. Under f->mu. */
@@ -493,6 +528,19 @@ static bool is_first(const struct turn_fast_port *e, const struct turn_chan *ch)
 	return (e->to_client.flags & TURN_FAST_ON) && e->to_client.num == ch->num &&
 	       e->peer_addr == ch->peer.u.in.sin_addr.s_addr &&
 	       e->to_client.peer_port == ch->peer.u.in.sin_port;
+}
+
+/* What a slot counted for a's channel between its count words was and now,
+ * to a's totals and the metrics. */
+static void add_to_peer(struct turn_alloc *a, uint64_t was, uint64_t now)
+{
+	__u64 p, b;
+	turn_fast_count_diff(was, now, &p, &b);
+	a->tx_pkts += (int64_t)p;
+	a->tx_bytes += (int64_t)b;
+	metric_add(&turn_m_to_peer_pkts, (int64_t)p);
+	metric_add(&turn_m_to_peer_bytes, (int64_t)b);
+	metric_add(&turn_m_fast_to_peer, (int64_t)p);
 }
 
 void turn_fast_chan_drop(struct turn *t, struct turn_alloc *a, struct turn_chan *ch)
@@ -507,13 +555,14 @@ void turn_fast_chan_drop(struct turn *t, struct turn_alloc *a, struct turn_chan 
 	if (e && is_first(e, ch))
 		/* before the hash entries: never a way the hash lacks */
 		turn_fast_port_set(e, 0, NULL);
-	struct turn_fast_chan_slot *cs = home_of(t->fast, &ck);
-	if (cs)
-		turn_fast_chan_set(cs, NULL, NULL);
+	struct turn_fast_chan_slot *cs = ch->fast_home ? home_of(t->fast, &ck) : NULL;
+	uint64_t last = cs ? turn_fast_chan_set(cs, NULL, NULL) : 0;
 	pthread_mutex_unlock(&t->fast->mu);
+	if (cs) /* its last counts in the slot, taken as it left */
+		add_to_peer(a, ch->fast_count, last);
 	bpf_map_delete_elem(t->fast->chan_fd, &ck);
 	bpf_map_delete_elem(t->fast->peer_fd, &pk);
-	ch->fast = false;
+	ch->fast = ch->fast_home = false;
 }
 
 /* a's counters in its port's entry, set up on first use: the counts so far
@@ -531,30 +580,38 @@ static int64_t stats_ensure(struct turn *t, struct turn_alloc *a)
 		e->rate = t->cf.bandwidth;
 		e->tokens = t->cf.bandwidth * 1000000000ull;
 		e->last_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		const struct turn_count *u = a->user_ent;
+		e->user = u && u->fast_user >= 0 ? (uint32_t)u->fast_user : 0;
 		pthread_mutex_unlock(&t->fast->mu);
 		a->fast_seen.tx_pkts = __atomic_load_n(&e->to_peer_pkts, __ATOMIC_RELAXED);
 		a->fast_seen.tx_bytes = __atomic_load_n(&e->to_peer_bytes, __ATOMIC_RELAXED);
 		a->fast_seen.rx_pkts = __atomic_load_n(&e->to_client_pkts, __ATOMIC_RELAXED);
 		a->fast_seen.rx_bytes = __atomic_load_n(&e->to_client_bytes, __ATOMIC_RELAXED);
 		a->fast_seen.drop_bw = __atomic_load_n(&e->drop_bw, __ATOMIC_RELAXED);
+		a->fast_seen.drop_user_bw = __atomic_load_n(&e->drop_user_bw, __ATOMIC_RELAXED);
 		a->fast_stats = true;
 	}
 	return e - t->fast->ports;
 }
 
 /* ch's ways into the arrays: to the client into its port's entry, if that
- * has none or ch's; to the peer into its home slot, if that is empty or ch's */
-static void arrays_set(struct turn_fast_state *f, struct turn_fast_port *e,
-		       const struct turn_chan *ch, const struct turn_fast_chan_key *ck,
-		       const struct turn_fast_out *tp, const struct turn_fast_out *tc)
+ * has none or ch's; to the peer into its home slot, if that is empty or ch's
+ * (taken: ch counts there from the slot's counts as they are) */
+static void arrays_set(struct turn_fast_state *f, struct turn_fast_port *e, struct turn_chan *ch,
+		       const struct turn_fast_chan_key *ck, const struct turn_fast_out *tp,
+		       const struct turn_fast_out *tc)
 {
 	pthread_mutex_lock(&f->mu);
 	if (!(e->to_client.flags & TURN_FAST_ON) || is_first(e, ch))
 		turn_fast_port_set(e, ch->peer.u.in.sin_addr.s_addr, tc);
 	struct turn_fast_chan_slot *cs =
 	    &f->slots[turn_fast_chan_home(ck, f->seed, f->chan_bits)];
-	if (!(cs->to_peer.flags & TURN_FAST_ON) || home_of(f, ck))
+	if (ch->fast_home || !(cs->flags & TURN_FAST_ON)) {
+		if (!ch->fast_home) /* empty, so no packet counts there now */
+			ch->fast_count = __atomic_load_n(&cs->count, __ATOMIC_SEQ_CST);
 		turn_fast_chan_set(cs, ck, tp);
+		ch->fast_home = true;
+	}
 	pthread_mutex_unlock(&f->mu);
 }
 
@@ -600,6 +657,7 @@ void turn_fast_sync(struct turn *t, struct turn_alloc *a, uint64_t now)
 			continue;
 		}
 		ch->fast = true;
+		ch->fast_home = false;
 		arrays_set(t->fast, e, ch, &ck, &tp, &tc);
 	}
 }
@@ -611,18 +669,34 @@ void turn_fast_pull(struct turn *t, struct turn_alloc *a)
 	const struct turn_fast_port *e = port_of(t, a);
 	if (!e)
 		return;
+	for (size_t i = 0; i < a->nchan; i++) { /* the channels that count in their slots */
+		struct turn_chan *ch = &a->chans[i];
+		if (!ch->fast || !ch->fast_home)
+			continue;
+		struct turn_fast_chan_key ck;
+		struct turn_fast_peer_key pk;
+		keys(t, a, ch, &ck, &pk);
+		const struct turn_fast_chan_slot *cs =
+		    &t->fast->slots[turn_fast_chan_home(&ck, t->fast->seed, t->fast->chan_bits)];
+		uint64_t w = __atomic_load_n(&cs->count, __ATOMIC_RELAXED);
+		add_to_peer(a, ch->fast_count, w);
+		ch->fast_count = w;
+	}
 	struct {
-		uint64_t to_peer_pkts, to_peer_bytes, to_client_pkts, to_client_bytes, drop_bw;
+		uint64_t to_peer_pkts, to_peer_bytes, to_client_pkts, to_client_bytes, drop_bw,
+		    drop_user_bw;
 	} st = {__atomic_load_n(&e->to_peer_pkts, __ATOMIC_RELAXED),
 		__atomic_load_n(&e->to_peer_bytes, __ATOMIC_RELAXED),
 		__atomic_load_n(&e->to_client_pkts, __ATOMIC_RELAXED),
 		__atomic_load_n(&e->to_client_bytes, __ATOMIC_RELAXED),
-		__atomic_load_n(&e->drop_bw, __ATOMIC_RELAXED)};
+		__atomic_load_n(&e->drop_bw, __ATOMIC_RELAXED),
+		__atomic_load_n(&e->drop_user_bw, __ATOMIC_RELAXED)};
 	int64_t tp = (int64_t)(st.to_peer_pkts - a->fast_seen.tx_pkts);
 	int64_t tb = (int64_t)(st.to_peer_bytes - a->fast_seen.tx_bytes);
 	int64_t cp = (int64_t)(st.to_client_pkts - a->fast_seen.rx_pkts);
 	int64_t cb = (int64_t)(st.to_client_bytes - a->fast_seen.rx_bytes);
 	int64_t bw = (int64_t)(st.drop_bw - a->fast_seen.drop_bw);
+	int64_t ubw = (int64_t)(st.drop_user_bw - a->fast_seen.drop_user_bw);
 	a->tx_pkts += tp;
 	a->tx_bytes += tb;
 	a->rx_pkts += cp;
@@ -634,11 +708,13 @@ void turn_fast_pull(struct turn *t, struct turn_alloc *a)
 	metric_add(&turn_m_fast_to_peer, tp);
 	metric_add(&turn_m_fast_to_client, cp);
 	metric_add(&turn_m_drop_bw, bw);
+	metric_add(&turn_m_drop_user_bw, ubw);
 	a->fast_seen.tx_pkts = st.to_peer_pkts;
 	a->fast_seen.tx_bytes = st.to_peer_bytes;
 	a->fast_seen.rx_pkts = st.to_client_pkts;
 	a->fast_seen.rx_bytes = st.to_client_bytes;
 	a->fast_seen.drop_bw = st.drop_bw;
+	a->fast_seen.drop_user_bw = st.drop_user_bw;
 }
 
 void turn_fast_forget(struct turn *t, struct turn_alloc *a)
@@ -651,6 +727,55 @@ void turn_fast_forget(struct turn *t, struct turn_alloc *a)
 	turn_fast_pull(t, a);
 	a->fast_stats = false; /* the port's entry keeps its counts: its next owner starts there */
 }
+
+static uint64_t coarse_ms(void)
+{
+	struct timespec ts; /* the program's clock: bpf_ktime_get_coarse_ns */
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t turn_fast_user_clock(const struct turn *t, uint64_t now)
+{
+	return t->fast ? coarse_ms() : now;
+}
+
+void turn_fast_user_open(struct turn *t, struct turn_count *u)
+{
+	struct turn_fast_state *f = t->fast;
+	if (!f || !t->cf.bandwidth_user)
+		return;
+	pthread_mutex_lock(&f->mu);
+	if (f->nufree) {
+		uint32_t i = f->ufree[--f->nufree];
+		struct turn_fast_user *e = &f->users[i];
+		/* no allocation of any user draws on a free entry: no race */
+		e->rate = t->cf.bandwidth_user;
+		e->milli = u->own.milli;
+		e->last_ms = u->own.last_ms;
+		u->fast_user = (int32_t)i;
+		u->bw = (struct turn_user_bw *)e;
+	}
+	pthread_mutex_unlock(&f->mu);
+}
+
+void turn_fast_user_close(struct turn *t, struct turn_count *u)
+{
+	struct turn_fast_state *f = t->fast;
+	if (!f || u->fast_user < 0)
+		return;
+	pthread_mutex_lock(&f->mu);
+	f->ufree[f->nufree++] = (uint32_t)u->fast_user;
+	pthread_mutex_unlock(&f->mu);
+	u->fast_user = -1;
+	u->bw = &u->own;
+}
+
+_Static_assert(sizeof(struct turn_fast_chan_slot) == 64, "a slot is one cache line");
+_Static_assert(offsetof(struct turn_fast_user, milli) == offsetof(struct turn_user_bw, milli) &&
+		   offsetof(struct turn_fast_user, last_ms) ==
+		       offsetof(struct turn_user_bw, last_ms),
+	       "user space takes from the kernel's entry as from its own");
 
 #else /* !PINHOLE_HAVE_BPF: built without clang/bpftool/libbpf */
 
@@ -699,6 +824,24 @@ void turn_fast_forget(struct turn *t, struct turn_alloc *a)
 {
 	(void)t;
 	(void)a;
+}
+
+uint64_t turn_fast_user_clock(const struct turn *t, uint64_t now)
+{
+	(void)t;
+	return now;
+}
+
+void turn_fast_user_open(struct turn *t, struct turn_count *u)
+{
+	(void)t;
+	(void)u;
+}
+
+void turn_fast_user_close(struct turn *t, struct turn_count *u)
+{
+	(void)t;
+	(void)u;
 }
 
 #endif

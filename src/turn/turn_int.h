@@ -196,8 +196,6 @@ struct turn_count {
 	int32_t fast_user; /* -1: none */
 	struct turn_user_bw *bw;
 	struct turn_user_bw own;
-	_Atomic int64_t bw_milli; /* before the buckets above; goes with their use */
-	_Atomic uint64_t bw_last_ms;
 	uint8_t key[];
 };
 struct turn_counts {

@@ -112,6 +112,9 @@ done)
 PEERMAP=$(bpftool prog show id "$PROG" -j | jq -r '.map_ids[]' | while read -r id; do
 	bpftool map show id "$id" -j | jq -r 'select(.name == "turn_peer") | .id'
 done)
+SLOTMAP=$(bpftool prog show id "$PROG" -j | jq -r '.map_ids[]' | while read -r id; do
+	bpftool map show id "$id" -j | jq -r 'select(.name == "turn_chan_slot") | .id'
+done)
 snap
 # turn_check holds its allocation 3 s after the last payload: the kernel's
 # map is read then
@@ -123,6 +126,7 @@ for _ in $(seq 100); do
 done
 bpftool map dump id "$MAP" -j >"$LAB_TMP/map.json"
 bpftool map dump id "$PEERMAP" -j >"$LAB_TMP/peer.json"
+bpftool map dump id "$SLOTMAP" -j >"$LAB_TMP/slot.json"
 wait "$CHECK" || exit 1
 settle
 half=$((N / 2))
@@ -134,11 +138,17 @@ half=$((N / 2))
 	lab_fail "relayed packets: $(delta relayed_packets_total to_peer) to peers, $(delta relayed_packets_total to_client) to clients, want $N each"
 [ "$(delta relayed_bytes_total to_peer)" = $((N * L)) ] && [ "$(delta relayed_bytes_total to_client)" = $((N * L)) ] ||
 	lab_fail "relayed bytes: $(delta relayed_bytes_total to_peer) / $(delta relayed_bytes_total to_client), want $((N * L)) each"
-# an array by relayed port: the allocation's entry is the one with counts
+# an array by relayed port: the allocation's entry is the one with counts;
+# toward the peer the channel counts in its slot (generation 0, packets from
+# bit 35: exact in jq's doubles below 2^53)
 seen=$(jq -r '[.[] | .formatted.value | select(.to_peer_pkts + .to_client_pkts > 0) |
 	"\(.to_peer_pkts)/\(.to_client_pkts)"] | join(",")' "$LAB_TMP/map.json")
-[ "$seen" = "$half/$N" ] || lab_fail "the kernel's map: $seen, want $half/$N"
-lab_log "kernel: $half ChannelData to the peer, $N echoes to the client (its map: $seen); user space: $half Send indications; totals exact"
+slot=$(jq -r '[.[] | .formatted.value | select(.count > 0) |
+	"\((.count / 34359738368 | floor) % 16777216)/\(.count % 34359738368)"] | join(",")' \
+	"$LAB_TMP/slot.json")
+[ "$seen" = "0/$N" ] && [ "$slot" = "$half/$((half * L))" ] ||
+	lab_fail "the kernel's maps: port $seen, want 0/$N; slot $slot, want $half/$((half * L))"
+lab_log "kernel: $half ChannelData to the peer (its slot: $slot), $N echoes to the client (its port: $seen); user space: $half Send indications; totals exact"
 # the next hop toward the client (its NAT, on the server's link here) is in the
 # entry, as the routing table says: the redirect skips a route lookup per packet
 hop=$(jq -r '[.[] | .formatted.value | "\(.dst_addr)/\(.hop)"] | join(",")' "$LAB_TMP/peer.json")

@@ -44,8 +44,11 @@
  * once, not a hash bucket, an element and a counters slot (the media case:
  * one peer per allocation). Other channels' peers are looked up in turn_peer.
  * ChannelData finds its way in its home slot of turn_chan_slot (an array by a
- * seeded hash of client, listener and channel: one line, no bucket), or,
- * where another channel holds that slot, in turn_chan.
+ * seeded hash of client, listener and channel: one line, no bucket), and
+ * counts there too, so that it touches that line only; or, where another
+ * channel holds that slot, in turn_chan, counted in the port's entry. A
+ * user's budget ([turn] bandwidth_per_user) is the user's entry of
+ * turn_user, which user space takes from too.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -95,6 +98,16 @@ struct {
 	__type(value, struct turn_fast_port);
 } turn_port SEC(".maps");
 
+/* by the user's slot (user space hands them out); mapped by user space,
+ * which takes from the same buckets (turn_fast_user) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct turn_fast_user);
+} turn_user SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -133,29 +146,64 @@ static __always_inline __u64 neg16(__u16 x)
 	return (__u16)~x;
 }
 
-/* The allocation's bandwidth bucket ([turn] bandwidth): false when over. Two
- * CPUs may race on it: it can let a packet too many through, never count
- * one wrong. */
-static __always_inline int bw_take(struct turn_fast_port *st, __u32 len)
+/* The user's bucket ([turn] bandwidth_per_user), shared with user space's
+ * takes (alloc.c, the same steps): false when over. */
+static __always_inline int user_take(__u32 idx, __u32 len)
 {
-	if (!st->rate)
-		return 1;
-	__u64 now = bpf_ktime_get_coarse_ns(); /* a tick is fine for a 1 s bucket */
-	__u64 full = st->rate * 1000000000ull;
-	__u64 el = now - st->last_ns;
-	if (el > 1000000000ull)
-		el = 1000000000ull;
-	__u64 tok = st->tokens + el * st->rate;
-	if (tok > full)
-		tok = full;
-	st->last_ns = now;
-	__u64 cost = (__u64)len * 1000000000ull;
-	if (tok < cost) {
-		st->tokens = tok;
-		__sync_fetch_and_add(&st->drop_bw, 1);
+	struct turn_fast_user *u = bpf_map_lookup_elem(&turn_user, &idx);
+	if (!u)
+		return 1; /* user space hands out only slots that exist */
+	__u64 now = bpf_ktime_get_coarse_ns() / 1000000; /* user space's clock for it */
+	__u64 last = *(volatile __u64 *)&u->last_ms;
+	if (now > last && __sync_val_compare_and_swap(&u->last_ms, last, now) == last) {
+		__s64 full = (__s64)(u->rate * 1000); /* one second's worth */
+		__u64 el = now - last;
+		__s64 add = (__s64)((el < 1000 ? el : 1000) * u->rate);
+		__s64 v = (__s64)__sync_fetch_and_add(&u->milli, add) + add;
+		if (v > full)
+			__sync_fetch_and_add(&u->milli, full - v);
+	}
+	__s64 cost = (__s64)len * 1000;
+	if ((__s64)__sync_fetch_and_add(&u->milli, -cost) < cost) {
+		__sync_fetch_and_add(&u->milli, cost);
 		return 0;
 	}
-	st->tokens = tok - cost;
+	return 1;
+}
+
+/* The allocation's bandwidth bucket ([turn] bandwidth, TURN_FAST_BW) and its
+ * user's (TURN_FAST_UBW), in user space's order: the allocation's is
+ * checked, then the user's taken, then the allocation's spent; a drop is
+ * counted by the bucket that was short. False when over. Two CPUs may race
+ * on the allocation's: it can let a packet too many through, never count one
+ * wrong. */
+static __always_inline int bw_take(struct turn_fast_port *st, __u16 flags, __u32 len)
+{
+	__u64 tok = 0, cost = (__u64)len * 1000000000ull;
+	if ((flags & TURN_FAST_BW) && st->rate) {
+		__u64 now = bpf_ktime_get_coarse_ns(); /* a tick is fine for a 1 s bucket */
+		__u64 full = st->rate * 1000000000ull;
+		__u64 el = now - st->last_ns;
+		if (el > 1000000000ull)
+			el = 1000000000ull;
+		tok = st->tokens + el * st->rate;
+		if (tok > full)
+			tok = full;
+		st->last_ns = now;
+		st->tokens = tok;
+		if (tok < cost) {
+			__sync_fetch_and_add(&st->drop_bw, 1);
+			return 0;
+		}
+	} else {
+		flags &= ~TURN_FAST_BW;
+	}
+	if ((flags & TURN_FAST_UBW) && !user_take(st->user, len)) {
+		__sync_fetch_and_add(&st->drop_user_bw, 1);
+		return 0;
+	}
+	if (flags & TURN_FAST_BW)
+		st->tokens = tok - cost;
 	return 1;
 }
 
@@ -252,22 +300,35 @@ static __always_inline int store(struct __sk_buff *skb, const struct turn_fast_o
 
 /* The way to the peer for ChannelData with key k: its home slot's when it
  * holds k and did not change while it was copied (the sequence lock, as in
- * way_to_client), else turn_chan's. False: none. */
+ * way_to_client), else turn_chan's. 0: none; 1: turn_chan's; 2: the slot's,
+ * *e the slot and *gen its owner's count word as read under the lock. */
 static __always_inline int way_to_peer(const struct turn_fast_conf *c,
-				       const struct turn_fast_chan_key *k, struct turn_fast_out *o)
+				       const struct turn_fast_chan_key *k, struct turn_fast_out *o,
+				       struct turn_fast_chan_slot **es, __u64 *gen)
 {
 	if (c->port_first) {
 		__u32 i = turn_fast_chan_home(k, c->seed, c->chan_bits);
 		struct turn_fast_chan_slot *e = bpf_map_lookup_elem(&turn_chan_slot, &i);
 		__u32 s = e ? *(volatile __u32 *)&e->seq : 1;
-		if (e && !(s & 1) && (e->to_peer.flags & TURN_FAST_ON) &&
+		if (e && !(s & 1) && (e->flags & TURN_FAST_ON) &&
 		    e->key.client_addr == k->client_addr && e->key.client_port == k->client_port &&
 		    e->key.num == k->num && e->key.srv_addr == k->srv_addr &&
 		    e->key.srv_port == k->srv_port) {
-			__builtin_memcpy(o, &e->to_peer, sizeof *o);
+			o->src_addr = e->src_addr;
+			o->dst_addr = e->dst_addr;
+			o->src_port = e->src_port;
+			o->dst_port = e->dst_port;
+			o->flags = e->flags;
+			o->slot = e->slot;
+			o->ifindex = e->ifindex;
+			o->hop = e->hop;
+			__builtin_memcpy(o->l2, e->l2, sizeof o->l2);
+			*gen = *(volatile __u64 *)&e->count;
 			asm volatile("" ::: "memory");
-			if (*(volatile __u32 *)&e->seq == s)
-				return 1;
+			if (*(volatile __u32 *)&e->seq == s) {
+				*es = e;
+				return 2;
+			}
 		}
 	}
 	struct turn_fast_out *h = bpf_map_lookup_elem(&turn_chan, k);
@@ -275,6 +336,25 @@ static __always_inline int way_to_peer(const struct turn_fast_conf *c,
 		return 0;
 	__builtin_memcpy(o, h, sizeof *o);
 	return 1;
+}
+
+/* Counts a packet of dlen bytes in the slot e for the owner whose count word
+ * read w: false when the owner left the slot meanwhile (or, rarely, other
+ * CPUs' counts kept changing the word), and then nothing was counted there. */
+static __always_inline int slot_count(struct turn_fast_chan_slot *e, __u64 w, __u32 dlen)
+{
+	const __u64 gm = ~TURN_FAST_VAL_MASK, inc = (1ull << TURN_FAST_PKT_SHIFT) + dlen;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u64 n = (w & gm) | ((w + inc) & TURN_FAST_VAL_MASK); /* the generation kept */
+		__u64 got = __sync_val_compare_and_swap(&e->count, w, n);
+		if (got == w)
+			return 1;
+		if ((got ^ w) & gm)
+			return 0; /* another owner's now */
+		w = got;
+	}
+	return 0;
 }
 
 /* ChannelData from a client to its peer: strip the header. */
@@ -295,14 +375,20 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 				       .client_port = udp->source,
 				       .num = num};
 	struct turn_fast_out ob, *o = &ob;
-	if (!way_to_peer(c, &k, o))
+	struct turn_fast_chan_slot *cs = NULL;
+	__u64 w = 0;
+	int way = way_to_peer(c, &k, o, &cs, &w);
+	if (!way)
 		return VERDICT_NEXT;
-	__u32 slot = o->slot;
-	struct turn_fast_port *st = bpf_map_lookup_elem(&turn_port, &slot);
-	if (!st)
-		return VERDICT_NEXT;
-	if ((o->flags & TURN_FAST_BW) && !bw_take(st, dlen))
-		return TC_ACT_SHOT;
+	struct turn_fast_port *st = NULL;
+	if (way == 1 || (o->flags & (TURN_FAST_BW | TURN_FAST_UBW))) {
+		__u32 slot = o->slot;
+		st = bpf_map_lookup_elem(&turn_port, &slot);
+		if (!st)
+			return VERDICT_NEXT;
+		if ((o->flags & (TURN_FAST_BW | TURN_FAST_UBW)) && !bw_take(st, o->flags, dlen))
+			return TC_ACT_SHOT;
+	}
 
 	struct out_hdr h = {.ip = *ip,
 			    .u = {.source = o->src_port,
@@ -315,6 +401,17 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 		return VERDICT_NEXT; /* nothing changed yet (the bucket spent: a rare miss) */
 	if (store(skb, o, &h, OUT_TO_PEER))
 		return TC_ACT_SHOT;
+	/* in the slot, for the owner the way was read for; where that owner left
+	 * it meanwhile (its last counts are taken), in the allocation's port
+	 * entry, as turn_chan's way counts */
+	if (way == 2 && slot_count(cs, w, dlen))
+		return verdict(o);
+	if (!st) {
+		__u32 slot = o->slot;
+		st = bpf_map_lookup_elem(&turn_port, &slot);
+		if (!st)
+			return verdict(o); /* cannot be: user space writes only slots in range */
+	}
 	__sync_fetch_and_add(&st->to_peer_pkts, 1);
 	__sync_fetch_and_add(&st->to_peer_bytes, dlen);
 	return verdict(o);
@@ -398,7 +495,7 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, st
 	struct turn_fast_out ob, *o = &ob;
 	if (!way_to_client(e, c, ip, udp, o))
 		return VERDICT_NEXT;
-	if ((o->flags & TURN_FAST_BW) && !bw_take(e, plen))
+	if ((o->flags & (TURN_FAST_BW | TURN_FAST_UBW)) && !bw_take(e, o->flags, plen))
 		return TC_ACT_SHOT;
 
 	struct out_hdr h = {.ip = *ip,

@@ -29,6 +29,7 @@ struct turn_fast_peer_key {
 #define TURN_FAST_L2 4	  /* l2 holds the next hop's and the interface's MAC: no neighbour lookup */
 #define TURN_FAST_BW 8	  /* a bandwidth limit: the port entry's bucket applies */
 #define TURN_FAST_ON 16	  /* in a turn_port entry: its way to the client is live */
+#define TURN_FAST_UBW 32  /* a per-user budget: the user's entry of turn_user applies */
 
 /* Where a packet goes: from src to dst, out of ifindex; num is the channel
  * (host order) the peer's data is framed with toward the client. 40 bytes. */
@@ -48,9 +49,11 @@ struct turn_fast_out {
 /* Per relayed port (turn_port: an array indexed by port - relay_lo, mapped
  * into user space), two cache lines. The first holds all that a datagram
  * from the allocation's first channel's peer needs: an address computation
- * and one line, no hash bucket. The second the counters toward peers and the
- * bandwidth bucket. Counters only grow, also across the port's owners: user
- * space takes an owner's start from them and adds what is new to its own.
+ * and one line, no hash bucket. The second the counters toward peers of the
+ * channels that are not in their home slot (turn_fast_chan_slot counts its
+ * own), the drops and the bandwidth buckets. Counters only grow, also across
+ * the port's owners: user space takes an owner's start from them and adds
+ * what is new to its own.
  *
  * User space changes the way to the client while packets may read it (a new
  * hop, a new channel, the allocation's end) as a sequence lock: seq odd
@@ -66,21 +69,57 @@ struct turn_fast_port {
 	__u64 rate;   /* bytes per second ([turn] bandwidth); set by user space */
 	__u64 tokens; /* bytes x 10^9 */
 	__u64 last_ns;
-	__u64 spare[2];
+	__u64 drop_user_bw; /* over the user's budget (TURN_FAST_UBW) */
+	__u32 user;	    /* the user's entry in turn_user */
+	__u32 pad;
+} __attribute__((aligned(64)));
+
+/* A user's bandwidth budget ([turn] bandwidth_per_user), one token bucket
+ * for all of the user's allocations on both paths: user space (alloc.c)
+ * takes from the same entry, mapped, with the same atomic operations and
+ * the same clock (CLOCK_MONOTONIC_COARSE, in ms). Whoever moves last_ms
+ * forward adds what that time refilled; a take that overdraws gives back.
+ * Races can let a packet too many through, never a second's worth. */
+struct turn_fast_user {
+	__s64 milli;   /* bytes x 1000 */
+	__u64 last_ms; /* CLOCK_MONOTONIC_COARSE */
+	__u64 rate;    /* bytes per second */
 } __attribute__((aligned(64)));
 
 /* A channel's way to its peer in its home slot of turn_chan_slot (an array
- * indexed by a seeded hash of the key: one cache line, no hash bucket). A
- * channel whose home slot is taken is found in turn_chan only; every channel
- * is in turn_chan too. Changed in place under the same sequence lock as
- * turn_fast_port's entries. */
+ * indexed by a seeded hash of the key: one cache line, no hash bucket), with
+ * the channel's own counters, so that its ChannelData touches that line
+ * only. A channel whose home slot is taken is found in turn_chan only (and
+ * counted in its port's entry); every channel is in turn_chan too. The way
+ * is changed in place under the same sequence lock as turn_fast_port's
+ * entries; the counters are not (below). 64 bytes. */
 #define TURN_FAST_CHAN_BITS 17 /* at most twice TURN_FAST_MAX slots; user space sizes it */
 struct turn_fast_chan_slot {
 	__u32 seq;
-	__u32 pad;
 	struct turn_fast_chan_key key;
-	struct turn_fast_out to_peer; /* flags without TURN_FAST_ON: empty */
+	__be32 dst_addr;	   /* the peer */
+	__be16 src_port, dst_port; /* the relayed port, the peer's */
+	__u16 flags;		   /* TURN_FAST_*; without TURN_FAST_ON: empty */
+	__u16 slot;		   /* the allocation's entry in turn_port */
+	__u32 ifindex;
+	__be32 hop;   /* as turn_fast_out's */
+	__u8 l2[12];  /* as turn_fast_out's */
+	__be32 src_addr; /* the relayed address */
+	/* Packets and bytes toward the peer, one word changed with one
+	 * compare-and-exchange, so that the slot's owner is checked in the same
+	 * step as its counts grow: user space bumps the owner's generation
+	 * (TURN_FAST_GEN) when the channel leaves the slot, and that exchange
+	 * returns the channel's final counts exactly; a packet that read the
+	 * slot before and counts after finds the generation moved and takes
+	 * turn_chan's way (counted in the port's entry). The counts wrap: user
+	 * space takes their difference (turn_fast_count_diff) every second,
+	 * under 2^24 packets and 2^35 bytes apart. */
+	__u64 count; /* generation:5 | packets:24 | bytes:35 */
 } __attribute__((aligned(64)));
+
+#define TURN_FAST_PKT_SHIFT 35
+#define TURN_FAST_GEN_SHIFT 59
+#define TURN_FAST_VAL_MASK ((1ull << TURN_FAST_GEN_SHIFT) - 1)
 
 static inline __u32 turn_fast_chan_home(const struct turn_fast_chan_key *k, __u64 seed,
 				       __u32 bits)
@@ -112,20 +151,42 @@ static inline void turn_fast_port_set(struct turn_fast_port *e, __be32 peer,
 	__atomic_fetch_add(&e->seq, 1, __ATOMIC_RELEASE);
 }
 
-/* The same for a channel's slot (k, o; o NULL: empty). */
-static inline void turn_fast_chan_set(struct turn_fast_chan_slot *e,
-				      const struct turn_fast_chan_key *k,
-				      const struct turn_fast_out *o)
+/* The same for a channel's slot (k, o; o NULL: empty). The counts are the
+ * slot's, not the way's: untouched here. Emptied, the slot's owner
+ * generation moves (while seq is odd), and what the counts were when it
+ * moved is returned: the leaving channel's last. */
+static inline __u64 turn_fast_chan_set(struct turn_fast_chan_slot *e,
+				       const struct turn_fast_chan_key *k,
+				       const struct turn_fast_out *o)
 {
+	__u64 last = 0;
 	__atomic_fetch_add(&e->seq, 1, __ATOMIC_SEQ_CST);
 	if (o) {
 		e->key = *k;
-		e->to_peer = *o;
-		e->to_peer.flags |= TURN_FAST_ON;
+		e->dst_addr = o->dst_addr;
+		e->src_addr = o->src_addr;
+		e->src_port = o->src_port;
+		e->dst_port = o->dst_port;
+		e->slot = o->slot;
+		e->ifindex = o->ifindex;
+		e->hop = o->hop;
+		__builtin_memcpy(e->l2, o->l2, sizeof e->l2);
+		__atomic_store_n(&e->flags, (__u16)(o->flags | TURN_FAST_ON), __ATOMIC_RELAXED);
 	} else {
-		e->to_peer.flags = 0;
+		__atomic_store_n(&e->flags, 0, __ATOMIC_RELAXED);
+		last = __atomic_fetch_add(&e->count, 1ull << TURN_FAST_GEN_SHIFT,
+					  __ATOMIC_SEQ_CST);
 	}
 	__atomic_fetch_add(&e->seq, 1, __ATOMIC_RELEASE);
+	return last;
+}
+
+/* What a slot counted from count word a to b: packets and bytes. */
+static inline void turn_fast_count_diff(__u64 a, __u64 b, __u64 *pkts, __u64 *bytes)
+{
+	__u64 d = (b - a) & TURN_FAST_VAL_MASK;
+	*pkts = d >> TURN_FAST_PKT_SHIFT;
+	*bytes = d & ((1ull << TURN_FAST_PKT_SHIFT) - 1);
 }
 #endif
 
