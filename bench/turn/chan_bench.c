@@ -269,9 +269,10 @@ static uint64_t bpf_ns(int id)
 }
 
 /* the receive-time probes (rx_time.bpf.c): [0] server ns, [1] generator ns, [2] and [3]
- * the same while the server's process was current */
+ * the same while the server's process was current; body: the probes' own time there, left
+ * out of ns */
 struct rx_acc {
-	uint64_t ns[4], pkts[4];
+	uint64_t ns[4], pkts[4], body[4];
 	uint64_t probe_ns, probe_runs; /* the rx_in probe's own run time (bpf_stats) */
 };
 static struct bpf_object *rx_obj;
@@ -327,7 +328,7 @@ static void rx_read(struct rx_acc *out)
 		return;
 	int ncpu = libbpf_num_possible_cpus();
 	struct {
-		uint64_t ns[4], pkts[4]; /* rx_time.bpf.c's struct acc, one per CPU */
+		uint64_t ns[4], pkts[4], body[4]; /* rx_time.bpf.c's struct acc, one per CPU */
 	} *v = calloc((size_t)ncpu, sizeof *v);
 	uint32_t zero = 0;
 	if (v && bpf_map_lookup_elem(rx_fd, &zero, v) == 0)
@@ -335,6 +336,7 @@ static void rx_read(struct rx_acc *out)
 			for (int i = 0; i < 4; i++) {
 				out->ns[i] += v[c].ns[i];
 				out->pkts[i] += v[c].pkts[i];
+				out->body[i] += v[c].body[i];
 			}
 	free(v);
 	struct bpf_program *p = bpf_object__find_program_by_name(rx_obj, "rx_in");
@@ -462,28 +464,36 @@ int main(int argc, char **argv)
 		teardown(&s[i]);
 	uint64_t tot_sent = sent_m[0] + sent_m[1], tot_recv = recv_m[0] + recv_m[1];
 	double cpu = cpu1 - cpu0, bpf = (double)(bpf1 - bpf0) / 1e9;
-	double rx[4];
+	double rx[4], body[4];
 	uint64_t rxp[4];
 	for (int i = 0; i < 4; i++) {
 		rx[i] = (double)(rx1.ns[i] - rx0.ns[i]) / 1e9;
+		body[i] = (double)(rx1.body[i] - rx0.body[i]) / 1e9;
 		rxp[i] = rx1.pkts[i] - rx0.pkts[i];
 	}
 	/* the server's process without the receive work it happened to run (the
-	 * kernel's tick accounting charged it that), plus every packet's way through
-	 * the server's namespace, whoever ran it: the fast path's program, redirect
-	 * and transmit included (bpf_s is inside rx_srv_s) */
-	double all = cpu - rx[2] - rx[3] + rx[0];
+	 * kernel's tick accounting charged it that, the probes' own time in it
+	 * included), plus every packet's way through the server's namespace,
+	 * whoever ran it: the fast path's program, redirect and transmit included
+	 * (bpf_s is inside rx_srv_s); the probes' own work left out (all_incl: with
+	 * it, as before session 13) */
+	double all = cpu - rx[2] - rx[3] - body[2] - body[3] + rx[0];
+	double all_incl = all + body[0];
 	printf("streams=%u offered_pps=%.0f relayed_pps=%.0f sent=%llu received=%llu "
 	       "lost=%lld bad=%llu to_peer_lost=%lld to_client_lost=%lld cpu_s=%.3f bpf_s=%.3f "
 	       "ns_per_pkt=%.0f rx_srv_s=%.3f rx_srv_pkts=%llu rx_gen_s=%.3f rx_gen_pkts=%llu "
-	       "rx_in_srv_s=%.3f all_s=%.3f ns_all_per_pkt=%.0f probe_ns=%.0f bpf_stats=%d%d twin=%d\n",
+	       "rx_in_srv_s=%.3f all_s=%.3f ns_all_per_pkt=%.0f ns_all_incl_per_pkt=%.0f "
+	       "probe_body_ns=%.0f probe_ns=%.0f bpf_stats=%d%d twin=%d\n",
 	       n, 2 * rate, (double)tot_recv / secs, (unsigned long long)tot_sent,
 	       (unsigned long long)tot_recv, (long long)(tot_sent - tot_recv),
 	       (unsigned long long)bad, (long long)(sent_m[0] - recv_m[0]),
 	       (long long)(sent_m[1] - recv_m[1]), cpu, bpf,
 	       tot_recv ? (cpu + bpf) * 1e9 / (double)tot_recv : 0, rx[0],
-	       (unsigned long long)rxp[0], rx[1], (unsigned long long)rxp[1], rx[2] + rx[3], all,
+	       (unsigned long long)rxp[0], rx[1], (unsigned long long)rxp[1],
+	       rx[2] + rx[3] + body[2] + body[3], all,
 	       tot_recv && rx_obj ? all * 1e9 / (double)tot_recv : 0,
+	       tot_recv && rx_obj ? all_incl * 1e9 / (double)tot_recv : 0,
+	       rxp[0] ? body[0] * 1e9 / (double)rxp[0] : 0,
 	       rx1.probe_runs > rx0.probe_runs ? (double)(rx1.probe_ns - rx0.probe_ns) /
 						     (double)(rx1.probe_runs - rx0.probe_runs)
 					       : 0,
