@@ -58,6 +58,10 @@
 #            transmit onto the veth) and, in user space, for its sendto; the
 #            delivery in the generator's namespace (the clients' and the peer's
 #            machines, in life) is charged to no server (rx_gen_s shows it).
+#            The probes' own work is left out (each packet's time starts when
+#            its probe is done; the tracepoint's call into it stays in):
+#            all+pr is the figure with it, as before session 13, pbody that
+#            work per packet in the server's namespace.
 # Ratios are per round (pinhole / coturn in the same round). Where
 # packets were lost: srv_drops and gen_drops are the UDP receive-buffer drops of the
 # server's and the generator's namespace over the run (a starved generator, or a
@@ -250,11 +254,11 @@ for s in $STARTED; do run "$s" 50 100 >/dev/null; done
 
 echo "# TURN relaying, $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# rate: $RATE_ALLOCS allocations, $RATE pps offered; g711: $G711_ALLOCS allocations x 2 directions x 50 pps"
-FMT='%-5s %-5s %-17s %9s %9s %6s %4s %7s %7s %7s %7s %8s %8s %6s %9s %9s %3s\n'
+FMT='%-5s %-5s %-17s %9s %9s %6s %4s %7s %7s %7s %7s %8s %8s %8s %5s %6s %9s %9s %3s\n'
 # shellcheck disable=SC2059
 printf "$FMT" round test server offered relayed lost bad cpu_s bpf_s rx_srv rx_gen ns/pkt \
-	all/pkt probe srv_drops gen_drops st
-declare -A NSPP ALLPP
+	all/pkt all+pr pbody probe srv_drops gen_drops st
+declare -A NSPP ALLPP INCLPP
 for r in $(seq 1 "$ROUNDS"); do
 	for t in $TESTS; do
 		if [ $t = rate ]; then a=$RATE_ALLOCS; p=$((RATE / 2 / RATE_ALLOCS)); else a=$G711_ALLOCS; p=50; fi
@@ -268,10 +272,12 @@ for r in $(seq 1 "$ROUNDS"); do
 				"$(field lost "$line")" "$(field bad "$line")" "$(field cpu_s "$line")" \
 				"$(field bpf_s "$line")" "$(field rx_srv_s "$line")" "$(field rx_gen_s "$line")" \
 				"$(field ns_per_pkt "$line")" "$(field ns_all_per_pkt "$line")" \
+				"$(field ns_all_incl_per_pkt "$line")" "$(field probe_body_ns "$line")" \
 				"$(field probe_ns "$line")" "$(field srv_drops "$line")" "$(field gen_drops "$line")" \
 				"$(field bpf_stats "$line")"
 			# shellcheck disable=SC2034 # both read through a nameref (ratios)
 			NSPP[$r,$t,$s]=$(field ns_per_pkt "$line") ALLPP[$r,$t,$s]=$(field ns_all_per_pkt "$line")
+			INCLPP[$r,$t,$s]=$(field ns_all_incl_per_pkt "$line")
 		done
 		ratios() { # ARRAY-NAME
 			local -n a=$1
@@ -283,8 +289,8 @@ for r in $(seq 1 "$ROUNDS"); do
 			done
 			echo "$out"
 		}
-		printf '      ratio CPU/pkt vs coturn (round %s, %s): old accounting:%s; all:%s\n' \
-			"$r" $t "$(ratios NSPP)" "$(ratios ALLPP)"
+		printf '      ratio CPU/pkt vs coturn (round %s, %s): old accounting:%s; all:%s; all+pr:%s\n' \
+			"$r" $t "$(ratios NSPP)" "$(ratios ALLPP)" "$(ratios INCLPP)"
 		for s in $SERVERS; do # what a second copy of the probes added: one copy's cost
 			[ "${s%+twin}" != "$s" ] && [ -n "${ALLPP[$r,$t,${s%+twin}]:-}" ] &&
 				printf '      probes (round %s, %s, %s): one copy adds %s ns/pkt\n' "$r" $t \
