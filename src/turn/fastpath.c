@@ -129,6 +129,13 @@ static bool specific_ip4(const struct net_addr *a)
 	return net_addr_family(a) == AF_INET && !net_addr_is_any(a);
 }
 
+/* [turn] bandwidth's full bucket, bytes (a second's worth; the program's
+ * bucket holds 32 bits) */
+static uint32_t bw_full(const struct turn *t)
+{
+	return t->cf.bandwidth < UINT32_MAX ? (uint32_t)t->cf.bandwidth : UINT32_MAX;
+}
+
 static int fast_open(struct turn *t, struct turn_fast_state **out)
 {
 	struct turn_fast_state *f = calloc(1, sizeof *f);
@@ -197,7 +204,13 @@ static int fast_open(struct turn *t, struct turn_fast_state **out)
 	struct turn_fast_conf c = {.relay_lo = t->cf.port_lo,
 				   .relay_hi = t->cf.port_hi,
 				   .chan_bits = f->chan_bits,
-				   .seed = f->seed};
+				   .seed = f->seed,
+				   .bw_full = bw_full(t),
+				   .bw_piece = bw_full(t) / 64,
+				   /* bytes per tick, x 2^16: rate x 2^(16 + TICK_SHIFT) / 10^9 */
+				   .bw_tick_q16 = (uint64_t)(((unsigned __int128)t->cf.bandwidth
+							       << (16 + TURN_FAST_TICK_SHIFT)) /
+							      1000000000u)};
 	if (specific_ip4(&t->cf.relay_ip[0]))
 		c.relay_addr = t->cf.relay_ip[0].u.in.sin_addr.s_addr;
 #if defined(__x86_64__) || defined(__i386__)
@@ -576,17 +589,17 @@ static int64_t stats_ensure(struct turn *t, struct turn_alloc *a)
 	if (!a->fast_stats) {
 		struct timespec ts; /* the program's clock: bpf_ktime_get_coarse_ns */
 		clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+		uint64_t tick = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) >>
+				TURN_FAST_TICK_SHIFT;
 		pthread_mutex_lock(&t->fast->mu);
-		e->rate = t->cf.bandwidth;
-		e->tokens = t->cf.bandwidth * 1000000000ull;
-		e->last_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		/* full, as user space's */
+		e->bw = (uint64_t)bw_full(t) << 32 | (uint32_t)tick;
 		const struct turn_count *u = a->user_ent;
 		e->user = u && u->fast_user >= 0 ? (uint32_t)u->fast_user : 0;
 		pthread_mutex_unlock(&t->fast->mu);
 		a->fast_seen.tx_pkts = __atomic_load_n(&e->to_peer_pkts, __ATOMIC_RELAXED);
 		a->fast_seen.tx_bytes = __atomic_load_n(&e->to_peer_bytes, __ATOMIC_RELAXED);
-		a->fast_seen.rx_pkts = __atomic_load_n(&e->to_client_pkts, __ATOMIC_RELAXED);
-		a->fast_seen.rx_bytes = __atomic_load_n(&e->to_client_bytes, __ATOMIC_RELAXED);
+		a->fast_seen.rx_count = __atomic_load_n(&e->to_client_count, __ATOMIC_RELAXED);
 		a->fast_seen.drop_bw = __atomic_load_n(&e->drop_bw, __ATOMIC_RELAXED);
 		a->fast_seen.drop_user_bw = __atomic_load_n(&e->drop_user_bw, __ATOMIC_RELAXED);
 		a->fast_stats = true;
@@ -683,18 +696,17 @@ void turn_fast_pull(struct turn *t, struct turn_alloc *a)
 		ch->fast_count = w;
 	}
 	struct {
-		uint64_t to_peer_pkts, to_peer_bytes, to_client_pkts, to_client_bytes, drop_bw,
-		    drop_user_bw;
+		uint64_t to_peer_pkts, to_peer_bytes, to_client, drop_bw, drop_user_bw;
 	} st = {__atomic_load_n(&e->to_peer_pkts, __ATOMIC_RELAXED),
 		__atomic_load_n(&e->to_peer_bytes, __ATOMIC_RELAXED),
-		__atomic_load_n(&e->to_client_pkts, __ATOMIC_RELAXED),
-		__atomic_load_n(&e->to_client_bytes, __ATOMIC_RELAXED),
+		__atomic_load_n(&e->to_client_count, __ATOMIC_RELAXED),
 		__atomic_load_n(&e->drop_bw, __ATOMIC_RELAXED),
 		__atomic_load_n(&e->drop_user_bw, __ATOMIC_RELAXED)};
+	__u64 rp, rb;
+	turn_fast_count_diff(a->fast_seen.rx_count, st.to_client, &rp, &rb);
 	int64_t tp = (int64_t)(st.to_peer_pkts - a->fast_seen.tx_pkts);
 	int64_t tb = (int64_t)(st.to_peer_bytes - a->fast_seen.tx_bytes);
-	int64_t cp = (int64_t)(st.to_client_pkts - a->fast_seen.rx_pkts);
-	int64_t cb = (int64_t)(st.to_client_bytes - a->fast_seen.rx_bytes);
+	int64_t cp = (int64_t)rp, cb = (int64_t)rb;
 	int64_t bw = (int64_t)(st.drop_bw - a->fast_seen.drop_bw);
 	int64_t ubw = (int64_t)(st.drop_user_bw - a->fast_seen.drop_user_bw);
 	a->tx_pkts += tp;
@@ -711,8 +723,7 @@ void turn_fast_pull(struct turn *t, struct turn_alloc *a)
 	metric_add(&turn_m_drop_user_bw, ubw);
 	a->fast_seen.tx_pkts = st.to_peer_pkts;
 	a->fast_seen.tx_bytes = st.to_peer_bytes;
-	a->fast_seen.rx_pkts = st.to_client_pkts;
-	a->fast_seen.rx_bytes = st.to_client_bytes;
+	a->fast_seen.rx_count = st.to_client;
 	a->fast_seen.drop_bw = st.drop_bw;
 	a->fast_seen.drop_user_bw = st.drop_user_bw;
 }

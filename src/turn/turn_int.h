@@ -122,8 +122,9 @@ struct turn_alloc {
 	struct turn_budget rq;	    /* requests on its own 5-tuple */
 	bool fast_stats;	    /* the kernel keeps counters for it */
 	struct {
-		uint64_t tx_pkts, tx_bytes, rx_pkts, rx_bytes, drop_bw, drop_user_bw;
-	} fast_seen;		      /* the kernel's counters already added */
+		uint64_t tx_pkts, tx_bytes, drop_bw, drop_user_bw;
+		uint64_t rx_count; /* the port's to_client_count word */
+	} fast_seen;		   /* the kernel's counters already added */
 	struct turn_alloc *next, *prev; /* every allocation of its thread, for sweeps */
 };
 

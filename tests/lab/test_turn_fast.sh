@@ -139,10 +139,12 @@ half=$((N / 2))
 [ "$(delta relayed_bytes_total to_peer)" = $((N * L)) ] && [ "$(delta relayed_bytes_total to_client)" = $((N * L)) ] ||
 	lab_fail "relayed bytes: $(delta relayed_bytes_total to_peer) / $(delta relayed_bytes_total to_client), want $((N * L)) each"
 # an array by relayed port: the allocation's entry is the one with counts;
-# toward the peer the channel counts in its slot (generation 0, packets from
-# bit 35: exact in jq's doubles below 2^53)
-seen=$(jq -r '[.[] | .formatted.value | select(.to_peer_pkts + .to_client_pkts > 0) |
-	"\(.to_peer_pkts)/\(.to_client_pkts)"] | join(",")' "$LAB_TMP/map.json")
+# toward the peer the channel counts in its slot; a count word holds the
+# packets from bit 35, the bytes below (generation 0 here: exact in jq's
+# doubles below 2^53)
+seen=$(jq -r '[.[] | .formatted.value | select(.to_peer_pkts + .to_client_count > 0) |
+	"\(.to_peer_pkts)/\((.to_client_count / 34359738368 | floor) % 16777216)"] | join(",")' \
+	"$LAB_TMP/map.json")
 slot=$(jq -r '[.[] | .formatted.value | select(.count > 0) |
 	"\((.count / 34359738368 | floor) % 16777216)/\(.count % 34359738368)"] | join(",")' \
 	"$LAB_TMP/slot.json")

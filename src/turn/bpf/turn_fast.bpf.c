@@ -171,40 +171,46 @@ static __always_inline int user_take(__u32 idx, __u32 len)
 	return 1;
 }
 
-/* The allocation's bandwidth bucket ([turn] bandwidth, TURN_FAST_BW) and its
- * user's (TURN_FAST_UBW), in user space's order: the allocation's is
- * checked, then the user's taken, then the allocation's spent; a drop is
- * counted by the bucket that was short. False when over. Two CPUs may race
- * on the allocation's: it can let a packet too many through, never count one
- * wrong. */
-static __always_inline int bw_take(struct turn_fast_port *st, __u16 flags, __u32 len)
+/* Takes cost bytes from the allocation's bucket (e's, [turn] bandwidth), and
+ * more up to want where it has them: what it took, or 0 when it has not
+ * cost (the bucket filled all the same). */
+static __always_inline __u32 bucket_take(struct turn_fast_port *e, const struct turn_fast_conf *c,
+					 __u32 cost, __u32 want)
 {
-	__u64 tok = 0, cost = (__u64)len * 1000000000ull;
-	if ((flags & TURN_FAST_BW) && st->rate) {
-		__u64 now = bpf_ktime_get_coarse_ns(); /* a tick is fine for a 1 s bucket */
-		__u64 full = st->rate * 1000000000ull;
-		__u64 el = now - st->last_ns;
-		if (el > 1000000000ull)
-			el = 1000000000ull;
-		tok = st->tokens + el * st->rate;
-		if (tok > full)
-			tok = full;
-		st->last_ns = now;
-		st->tokens = tok;
-		if (tok < cost) {
-			__sync_fetch_and_add(&st->drop_bw, 1);
-			return 0;
-		}
-	} else {
-		flags &= ~TURN_FAST_BW;
+	__u32 now = (__u32)(bpf_ktime_get_coarse_ns() >> TURN_FAST_TICK_SHIFT);
+	__u64 w = e->bw;
+	__u32 last = (__u32)w, el = now - last; /* ticks wrap: only the difference counts */
+	__u64 tok = w >> 32;
+	if (el > 1024) /* a second and more: full anyway */
+		el = 1024;
+	__u64 add = ((__u64)el * c->bw_tick_q16) >> 16;
+	if (add) { /* else the ticks add up until they are worth a byte */
+		tok += add;
+		if (tok > c->bw_full)
+			tok = c->bw_full;
+		last = now;
 	}
-	if ((flags & TURN_FAST_UBW) && !user_take(st->user, len)) {
-		__sync_fetch_and_add(&st->drop_user_bw, 1);
-		return 0;
+	__u32 took = 0;
+	if (tok >= cost) {
+		took = tok >= want ? want : (__u32)tok;
+		tok -= took;
 	}
-	if (flags & TURN_FAST_BW)
-		st->tokens = tok - cost;
-	return 1;
+	e->bw = tok << 32 | last;
+	return took;
+}
+
+/* The user's budget (TURN_FAST_UBW) after the allocation's passed: false
+ * when over, counted, and (give_back) the bytes the allocation's bucket gave
+ * put back, as user space spends the allocation's only when both pass. */
+static __always_inline int user_budget(struct turn_fast_port *e, __u16 flags, __u32 len,
+				       int give_back)
+{
+	if (!(flags & TURN_FAST_UBW) || user_take(e->user, len))
+		return 1;
+	if ((flags & TURN_FAST_BW) && give_back)
+		e->bw += (__u64)len << 32;
+	__sync_fetch_and_add(&e->drop_user_bw, 1);
+	return 0;
 }
 
 /* A fresh IPv4 header from the old one: new addresses, length, TTL 64 (a
@@ -321,8 +327,10 @@ static __always_inline int way_to_peer(const struct turn_fast_conf *c,
 			o->flags = e->flags;
 			o->slot = e->slot;
 			o->ifindex = e->ifindex;
-			o->hop = e->hop;
-			__builtin_memcpy(o->l2, e->l2, sizeof o->l2);
+			if (o->flags & TURN_FAST_L2)
+				__builtin_memcpy(o->l2, e->l2, sizeof o->l2);
+			else
+				o->hop = e->hop;
 			*gen = *(volatile __u64 *)&e->count;
 			asm volatile("" ::: "memory");
 			if (*(volatile __u32 *)&e->seq == s) {
@@ -380,15 +388,33 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 	int way = way_to_peer(c, &k, o, &cs, &w);
 	if (!way)
 		return VERDICT_NEXT;
+	/* the budgets: the allocation's from the channel's credit while it
+	 * lasts (the slot's line only), else from the bucket in the port's entry */
+	__u32 credit = way == 2 ? cs->credit : 0;
+	int from_credit = (o->flags & TURN_FAST_BW) && credit >= dlen;
 	struct turn_fast_port *st = NULL;
-	if (way == 1 || (o->flags & (TURN_FAST_BW | TURN_FAST_UBW))) {
+	if (way == 1 || (o->flags & TURN_FAST_UBW) || ((o->flags & TURN_FAST_BW) && !from_credit)) {
 		__u32 slot = o->slot;
 		st = bpf_map_lookup_elem(&turn_port, &slot);
 		if (!st)
 			return VERDICT_NEXT;
-		if ((o->flags & (TURN_FAST_BW | TURN_FAST_UBW)) && !bw_take(st, o->flags, dlen))
+		if ((o->flags & TURN_FAST_BW) && !from_credit) {
+			__u32 want = way == 2 && c->bw_piece > dlen ? c->bw_piece : dlen;
+			__u32 took = bucket_take(st, c, dlen, want);
+			if (!took) {
+				__sync_fetch_and_add(&st->drop_bw, 1);
+				return TC_ACT_SHOT;
+			}
+			credit += took; /* the piece beyond this packet: the channel's */
+		}
+		if (!user_budget(st, o->flags, dlen, way == 1)) {
+			if (way == 2 && (o->flags & TURN_FAST_BW))
+				cs->credit = credit; /* this packet's bytes not spent */
 			return TC_ACT_SHOT;
+		}
 	}
+	if (way == 2 && (o->flags & TURN_FAST_BW))
+		cs->credit = credit - dlen;
 
 	struct out_hdr h = {.ip = *ip,
 			    .u = {.source = o->src_port,
@@ -495,7 +521,11 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, st
 	struct turn_fast_out ob, *o = &ob;
 	if (!way_to_client(e, c, ip, udp, o))
 		return VERDICT_NEXT;
-	if ((o->flags & (TURN_FAST_BW | TURN_FAST_UBW)) && !bw_take(e, o->flags, plen))
+	if ((o->flags & TURN_FAST_BW) && !bucket_take(e, c, plen, plen)) {
+		__sync_fetch_and_add(&e->drop_bw, 1);
+		return TC_ACT_SHOT;
+	}
+	if (!user_budget(e, o->flags, plen, 1))
 		return TC_ACT_SHOT;
 
 	struct out_hdr h = {.ip = *ip,
@@ -512,8 +542,7 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, st
 		return VERDICT_NEXT; /* nothing changed yet */
 	if (room < 0 || store(skb, o, &h, OUT_TO_CLIENT))
 		return TC_ACT_SHOT;
-	__sync_fetch_and_add(&e->to_client_pkts, 1);
-	__sync_fetch_and_add(&e->to_client_bytes, plen);
+	__sync_fetch_and_add(&e->to_client_count, (1ull << TURN_FAST_PKT_SHIFT) + plen);
 	return verdict(o);
 }
 

@@ -49,11 +49,12 @@ struct turn_fast_out {
 /* Per relayed port (turn_port: an array indexed by port - relay_lo, mapped
  * into user space), two cache lines. The first holds all that a datagram
  * from the allocation's first channel's peer needs: an address computation
- * and one line, no hash bucket. The second the counters toward peers of the
- * channels that are not in their home slot (turn_fast_chan_slot counts its
- * own), the drops and the bandwidth buckets. Counters only grow, also across
- * the port's owners: user space takes an owner's start from them and adds
- * what is new to its own.
+ * and one line, no hash bucket: the way, the counts toward the client and
+ * the allocation's bandwidth bucket. The second the counters toward peers of
+ * the channels that are not in their home slot (turn_fast_chan_slot counts
+ * its own), and the drops: touched by few packets. Counters only grow, also
+ * across the port's owners: user space takes an owner's start from them and
+ * adds what is new to its own.
  *
  * User space changes the way to the client while packets may read it (a new
  * hop, a new channel, the allocation's end) as a sequence lock: seq odd
@@ -63,16 +64,21 @@ struct turn_fast_port {
 	__u32 seq;
 	__be32 peer_addr;
 	struct turn_fast_out to_client; /* flags without TURN_FAST_ON: none */
-	__u64 to_client_pkts, to_client_bytes;
+	__u64 to_client_count;		/* packets and bytes, as turn_fast_chan_slot's count */
+	/* The allocation's bucket ([turn] bandwidth, TURN_FAST_BW; its rate in
+	 * turn_fast_conf): bytes << 32 | the tick it was last filled at (ticks:
+	 * CLOCK_MONOTONIC_COARSE ns >> TURN_FAST_TICK_SHIFT). Changed without an
+	 * atomic operation: racing CPUs can let a packet too many through. */
+	__u64 bw;
 	/* second line */
 	__u64 to_peer_pkts, to_peer_bytes, drop_bw;
-	__u64 rate;   /* bytes per second ([turn] bandwidth); set by user space */
-	__u64 tokens; /* bytes x 10^9 */
-	__u64 last_ns;
 	__u64 drop_user_bw; /* over the user's budget (TURN_FAST_UBW) */
 	__u32 user;	    /* the user's entry in turn_user */
 	__u32 pad;
+	__u64 spare[3];
 } __attribute__((aligned(64)));
+
+#define TURN_FAST_TICK_SHIFT 20 /* a bucket's tick: 2^20 ns, about a ms */
 
 /* A user's bandwidth budget ([turn] bandwidth_per_user), one token bucket
  * for all of the user's allocations on both paths: user space (alloc.c)
@@ -102,8 +108,16 @@ struct turn_fast_chan_slot {
 	__u16 flags;		   /* TURN_FAST_*; without TURN_FAST_ON: empty */
 	__u16 slot;		   /* the allocation's entry in turn_port */
 	__u32 ifindex;
-	__be32 hop;   /* as turn_fast_out's */
-	__u8 l2[12];  /* as turn_fast_out's */
+	union {
+		__be32 hop;  /* as turn_fast_out's, without TURN_FAST_L2 */
+		__u8 l2[12]; /* as turn_fast_out's, with it */
+	};
+	/* Bytes the channel may still send toward the peer without a visit to
+	 * its allocation's bucket (TURN_FAST_BW): taken from it in pieces (the
+	 * conf's bw_piece), so that most of its ChannelData touches this line
+	 * only. Unspent, it is lost to the allocation's other traffic: at most a
+	 * piece. Changed without an atomic operation, as the bucket. */
+	__u32 credit;
 	__be32 src_addr; /* the relayed address */
 	/* Packets and bytes toward the peer, one word changed with one
 	 * compare-and-exchange, so that the slot's owner is checked in the same
@@ -169,11 +183,14 @@ static inline __u64 turn_fast_chan_set(struct turn_fast_chan_slot *e,
 		e->dst_port = o->dst_port;
 		e->slot = o->slot;
 		e->ifindex = o->ifindex;
-		e->hop = o->hop;
-		__builtin_memcpy(e->l2, o->l2, sizeof e->l2);
+		if (o->flags & TURN_FAST_L2)
+			__builtin_memcpy(e->l2, o->l2, sizeof e->l2);
+		else
+			e->hop = o->hop;
 		__atomic_store_n(&e->flags, (__u16)(o->flags | TURN_FAST_ON), __ATOMIC_RELAXED);
 	} else {
 		__atomic_store_n(&e->flags, 0, __ATOMIC_RELAXED);
+		e->credit = 0; /* the next owner's allocation has its own bucket */
 		last = __atomic_fetch_add(&e->count, 1ull << TURN_FAST_GEN_SHIFT,
 					  __ATOMIC_SEQ_CST);
 	}
@@ -198,6 +215,11 @@ struct turn_fast_conf {
 	__u64 seed;	  /* turn_fast_chan_home's */
 	__u16 nlisten;
 	__u16 listen_port[TURN_FAST_LISTEN]; /* network order */
+	/* [turn] bandwidth, per allocation (TURN_FAST_BW): a full bucket (one
+	 * second's worth), the fill per tick (bytes x 2^16), and the piece a
+	 * channel's slot takes at a time (a 64th of the full bucket) */
+	__u32 bw_full, bw_piece;
+	__u64 bw_tick_q16;
 };
 
 #endif
