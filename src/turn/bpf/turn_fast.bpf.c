@@ -58,6 +58,7 @@
 #include <linux/udp.h>
 #include <stddef.h>
 
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -115,10 +116,13 @@ struct {
 	__type(value, struct turn_fast_conf);
 } turn_conf SEC(".maps");
 
-/* The kernel's sk_buff, for its headroom (CO-RE: the running kernel's offsets) */
+/* The kernel's sk_buff, for its headroom and its checksum state (CO-RE: the
+ * running kernel's offsets) */
 struct sk_buff___room {
 	unsigned char *head, *data;
+	__u8 ip_summed : 2;
 } __attribute__((preserve_access_index));
+#define CHECKSUM_COMPLETE 2
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 #define L3_OFF ((int)sizeof(struct ethhdr))
@@ -304,6 +308,30 @@ static __always_inline int store(struct __sk_buff *skb, const struct turn_fast_o
 	return bpf_skb_store_bytes(skb, L3_OFF, &h->ip, len - L3_OFF, BPF_F_RECOMPUTE_CSUM);
 }
 
+/* The same headers written in place (direct packet access: no helper call)
+ * where the buffer carries no sum of its bytes that would have to follow
+ * (a NIC's CHECKSUM_COMPLETE: then the helper, whose BPF_F_RECOMPUTE_CSUM
+ * keeps it right). len: as store's, a constant. */
+static __always_inline int store_direct(struct __sk_buff *skb, const struct turn_fast_out *o,
+					struct out_hdr *h, const __u32 len)
+{
+	struct sk_buff___room *k = bpf_cast_to_kern_ctx(skb);
+	if (BPF_CORE_READ_BITFIELD(k, ip_summed) == CHECKSUM_COMPLETE)
+		return store(skb, o, h, len);
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	if (data + len > end)
+		return store(skb, o, h, len); /* not all in the linear part: cannot be, after
+					       * the pull at the start; the helper copes */
+	if (o->flags & TURN_FAST_L2) {
+		__builtin_memcpy(h->mac, o->l2, 12);
+		h->proto = bpf_htons(ETH_P_IP);
+		__builtin_memcpy(data, h->mac, len);
+	} else {
+		__builtin_memcpy(data + L3_OFF, &h->ip, len - L3_OFF);
+	}
+	return 0;
+}
+
 /* The way to the peer for ChannelData with key k: its home slot's when it
  * holds k and did not change while it was copied (the sequence lock, as in
  * way_to_client), else turn_chan's. 0: none; 1: turn_chan's; 2: the slot's,
@@ -425,7 +453,7 @@ static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, stru
 	new_ip(&h.ip, o, (__u16)(sizeof h.ip + sizeof h.u + dlen));
 	if (bpf_skb_adjust_room(skb, -4, BPF_ADJ_ROOM_NET, 0))
 		return VERDICT_NEXT; /* nothing changed yet (the bucket spent: a rare miss) */
-	if (store(skb, o, &h, OUT_TO_PEER))
+	if (store_direct(skb, o, &h, OUT_TO_PEER))
 		return TC_ACT_SHOT;
 	/* in the slot, for the owner the way was read for; where that owner left
 	 * it meanwhile (its last counts are taken), in the allocation's port
@@ -540,7 +568,7 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, st
 	int room = make_room(skb, plen);
 	if (room > 0)
 		return VERDICT_NEXT; /* nothing changed yet */
-	if (room < 0 || store(skb, o, &h, OUT_TO_CLIENT))
+	if (room < 0 || store_direct(skb, o, &h, OUT_TO_CLIENT))
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&e->to_client_count, (1ull << TURN_FAST_PKT_SHIFT) + plen);
 	return verdict(o);
