@@ -692,7 +692,7 @@ static void test_fast_port_reuse(void **state)
 	if (!have_ns)
 		skip();
 	const char *ports = tt_relay_ports;
-	tt_relay_ports = "26000-26000";
+	tt_relay_ports = "26200-26200";
 	struct pair x; /* alice: a channel to the peer, in the kernel */
 	pair_open(&x, "allowed_peers = 127.0.0.0/8\nbandwidth = 0\nfastpath = on\n");
 	tt_relay_ports = ports;
