@@ -1057,6 +1057,44 @@ static size_t read_lines(int fd, char *buf, size_t cap, int lines, unsigned ms)
 	return got;
 }
 
+/* Reads one line within 2 s into buf; returns buf (empty if none came). */
+static const char *read_line(int fd, char *buf, size_t cap)
+{
+	read_lines(fd, buf, cap, 1, 2000);
+	return buf;
+}
+
+/* Sends a whole message on a stream, then reads one line of answer into buf. */
+static const char *ask_line(int fd, const char *msg, char *buf, size_t cap)
+{
+	assert_int_equal(send(fd, msg, strlen(msg), MSG_NOSIGNAL), (ssize_t)strlen(msg));
+	return read_line(fd, buf, cap);
+}
+
+/* Sends a whole message on a stream; once the server holds `count` messages,
+ * returns the flow of the last, this one. */
+static struct flow flow_of(int fd, const char *msg, size_t count)
+{
+	assert_int_equal(send(fd, msg, strlen(msg), MSG_NOSIGNAL), (ssize_t)strlen(msg));
+	assert_true(WAIT_UNTIL(rec_count() == count, 2000));
+	return rec_get(count - 1).f;
+}
+
+/* Whether the server ends the stream (EOF or a reset) within ms, with no data first. */
+static bool closed_within(int fd, unsigned ms)
+{
+	char buf[64];
+	ssize_t k = recv_within(fd, buf, sizeof buf, ms, NULL);
+	return k == 0 || (k < 0 && errno == ECONNRESET);
+}
+
+/* srv_start; returns the TCP listener's address. */
+static const struct net_addr *srv_start_tcp(struct srv *s, unsigned max_conns, unsigned handshake_s)
+{
+	srv_start(s, max_conns, handshake_s);
+	return net_listener_addr(s->n, s->tcp);
+}
+
 static struct net_stats stats(struct net *n)
 {
 	struct net_stats st;
@@ -1244,8 +1282,7 @@ static void net_tcp_framing_and_reply(void **state)
 {
 	(void)state;
 	struct srv s;
-	srv_start(&s, 0, 0);
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 0, 0);
 	int fd = tcp_client(srv_addr);
 	struct net_addr cli = sock_addr(fd);
 
@@ -1286,19 +1323,16 @@ static void net_tcp_framing_and_reply(void **state)
 	struct rec r = rec_get(3);
 	assert_int_equal(r.len, 7);
 	assert_memory_equal(r.data, "ping d\n", 7);
-	read_lines(fd, buf, sizeof buf, 1, 2000);
-	assert_string_equal(buf, "pong:ping d\n");
+	assert_string_equal(read_line(fd, buf, sizeof buf), "pong:ping d\n");
 	assert_int_equal(send(fd, " e\n", 3, MSG_NOSIGNAL), 3);
 	assert_true(WAIT_UNTIL(rec_count() == 5, 2000));
 	r = rec_get(4);
 	assert_memory_equal(r.data, "ping e\n", 7);
-	read_lines(fd, buf, sizeof buf, 1, 2000);
-	assert_string_equal(buf, "pong:ping e\n");
+	assert_string_equal(read_line(fd, buf, sizeof buf), "pong:ping e\n");
 
 	/* a reply from a thread that is no worker, on the saved TCP flow */
 	assert_int_equal(net_send(s.n, &r.f, "server push\n", 12), 0);
-	read_lines(fd, buf, sizeof buf, 1, 2000);
-	assert_string_equal(buf, "server push\n");
+	assert_string_equal(read_line(fd, buf, sizeof buf), "server push\n");
 	assert_int_equal(R.reply_err, 0);
 
 	struct net_stats st = stats(s.n);
@@ -1330,15 +1364,11 @@ static void net_tcp_backpressure(void **state)
 	(void)state;
 	struct srv s;
 	srv_max_queue = 16u << 20;
-	srv_start(&s, 0, 0);
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 0, 0);
 	int fd = tcp_client_rcvbuf(srv_addr, 4096);
-	assert_int_equal(send(fd, "ping\n", 5, MSG_NOSIGNAL), 5);
-	assert_true(WAIT_UNTIL(rec_count() == 1, 2000));
-	struct flow f = rec_get(0).f;
+	struct flow f = flow_of(fd, "ping\n", 1);
 	char buf[65536];
-	read_lines(fd, buf, sizeof buf, 1, 2000);
-	assert_string_equal(buf, "pong:ping\n");
+	assert_string_equal(read_line(fd, buf, sizeof buf), "pong:ping\n");
 
 	/* 20 000-byte pieces to a reader that reads nothing yet, until some wait
 	 * in our queue, and 1 MB more: what the kernel does not take is queued
@@ -1383,13 +1413,11 @@ static void net_tcp_slow_reader_closed(void **state)
 {
 	(void)state;
 	struct srv s;
-	srv_start(&s, 0, 0); /* tcp_max_queue: the default, 128 KiB */
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	/* tcp_max_queue: the default, 128 KiB */
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 0, 0);
 	int fd = tcp_client_rcvbuf(srv_addr, 4096);
 	int other = tcp_client(srv_addr);
-	assert_int_equal(send(fd, "ping\n", 5, MSG_NOSIGNAL), 5);
-	assert_true(WAIT_UNTIL(rec_count() == 1, 2000));
-	struct flow f = rec_get(0).f;
+	struct flow f = flow_of(fd, "ping\n", 1);
 	assert_int_equal(send(other, "ping 2\n", 7, MSG_NOSIGNAL), 7);
 	assert_true(WAIT_UNTIL(rec_count() == 2, 2000));
 
@@ -1414,8 +1442,7 @@ static void net_tcp_slow_reader_closed(void **state)
 		;
 	assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
 	/* the other connection is untouched */
-	read_lines(other, buf, sizeof buf, 1, 2000);
-	assert_string_equal(buf, "pong:ping 2\n");
+	assert_string_equal(read_line(other, buf, sizeof buf), "pong:ping 2\n");
 	close(fd);
 	close(other);
 	srv_stop(&s);
@@ -1425,8 +1452,7 @@ static void net_tcp_broken_and_oversize(void **state)
 {
 	(void)state;
 	struct srv s;
-	srv_start(&s, 0, 0);
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 0, 0);
 	char buf[64];
 
 	/* the framer says the stream is broken: closed and counted */
@@ -1441,8 +1467,7 @@ static void net_tcp_broken_and_oversize(void **state)
 	char big[1600];
 	memset(big, 'x', sizeof big);
 	assert_int_equal(send(fd, big, sizeof big, MSG_NOSIGNAL), (ssize_t)sizeof big);
-	ssize_t k = recv_within(fd, buf, sizeof buf, 2000, NULL);
-	assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
+	assert_true(closed_within(fd, 2000));
 	close(fd);
 	assert_true(WAIT_UNTIL(stats(s.n).tcp_oversize == 1, 1000));
 	assert_int_equal(rec_count(), 0);
@@ -1462,14 +1487,12 @@ static void net_tcp_closed_hook(void **state)
 	pthread_mutex_unlock(&C.mu);
 	struct srv s;
 	srv_closed = on_conn_closed;
-	srv_start(&s, 0, 1); /* a connection with no message is closed after 1 s */
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	/* a connection with no message is closed after 1 s */
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 0, 1);
 	char buf[64];
 	/* the peer closes */
 	int fd = tcp_client(srv_addr);
-	assert_int_equal(send(fd, "one\n", 4, MSG_NOSIGNAL), 4);
-	assert_true(WAIT_UNTIL(rec_count() == 1, 2000));
-	struct flow f1 = rec_get(0).f;
+	struct flow f1 = flow_of(fd, "one\n", 1);
 	struct net_addr me = sock_addr(fd);
 	close(fd);
 	assert_true(WAIT_UNTIL(closed_count() == 1, 2000));
@@ -1480,9 +1503,7 @@ static void net_tcp_closed_hook(void **state)
 	assert_true(C.dead_then[0]);
 	/* the peer resets */
 	fd = tcp_client(srv_addr);
-	assert_int_equal(send(fd, "two\n", 4, MSG_NOSIGNAL), 4);
-	assert_true(WAIT_UNTIL(rec_count() == 2, 2000));
-	struct flow f2 = rec_get(1).f;
+	struct flow f2 = flow_of(fd, "two\n", 2);
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 	close(fd);
@@ -1541,8 +1562,7 @@ static void net_tcp_send_races_close(void **state)
 {
 	(void)state;
 	struct srv s;
-	srv_start(&s, 0, 0);
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 0, 0);
 	for (int round = 0; round < 20; round++) {
 		rec_reset();
 		int fd = tcp_client(srv_addr);
@@ -1573,8 +1593,7 @@ static void net_tcp_max_conns(void **state)
 {
 	(void)state;
 	struct srv s;
-	srv_start(&s, 2, 0);
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 2, 0);
 	int a = tcp_client(srv_addr), b = tcp_client(srv_addr);
 	assert_true(WAIT_UNTIL(stats(s.n).tcp_accepted == 2, 2000));
 	assert_int_equal(stats(s.n).tcp_open, 2);
@@ -1583,8 +1602,7 @@ static void net_tcp_max_conns(void **state)
 	int c = tcp_client(srv_addr);
 	assert_true(WAIT_UNTIL(stats(s.n).tcp_refused == 1, 2000));
 	char buf[64];
-	ssize_t k = recv_within(c, buf, sizeof buf, 2000, NULL);
-	assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
+	assert_true(closed_within(c, 2000));
 	struct net_stats st = stats(s.n);
 	assert_int_equal(st.tcp_open, 2);
 	assert_int_equal(st.tcp_accepted, 2);
@@ -1593,10 +1611,8 @@ static void net_tcp_max_conns(void **state)
 	/* the first two still work */
 	assert_int_equal(send(a, "ping 1\n", 7, MSG_NOSIGNAL), 7);
 	assert_int_equal(send(b, "ping 2\n", 7, MSG_NOSIGNAL), 7);
-	read_lines(a, buf, sizeof buf, 1, 2000);
-	assert_string_equal(buf, "pong:ping 1\n");
-	read_lines(b, buf, sizeof buf, 1, 2000);
-	assert_string_equal(buf, "pong:ping 2\n");
+	assert_string_equal(read_line(a, buf, sizeof buf), "pong:ping 1\n");
+	assert_string_equal(read_line(b, buf, sizeof buf), "pong:ping 2\n");
 
 	/* a freed slot is usable again */
 	close(a);
@@ -1604,9 +1620,7 @@ static void net_tcp_max_conns(void **state)
 	c = tcp_client(srv_addr);
 	assert_true(WAIT_UNTIL(stats(s.n).tcp_accepted == 3, 2000));
 	assert_int_equal(stats(s.n).tcp_refused, 1);
-	assert_int_equal(send(c, "ping 3\n", 7, MSG_NOSIGNAL), 7);
-	read_lines(c, buf, sizeof buf, 1, 2000);
-	assert_string_equal(buf, "pong:ping 3\n");
+	assert_string_equal(ask_line(c, "ping 3\n", buf, sizeof buf), "pong:ping 3\n");
 	close(b);
 	close(c);
 	srv_stop(&s);
@@ -1616,23 +1630,20 @@ static void net_tcp_handshake_timeout(void **state)
 {
 	(void)state;
 	struct srv s;
-	srv_start(&s, 0, 1);
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 0, 1);
 	uint64_t t0 = time_mono_ms();
 	int slow = tcp_client(srv_addr), good = tcp_client(srv_addr);
 	assert_int_equal(send(slow, "ping but no end", 15, MSG_NOSIGNAL), 15);
 	assert_int_equal(send(good, "ping ok\n", 8, MSG_NOSIGNAL), 8);
 	char buf[64];
-	read_lines(good, buf, sizeof buf, 1, 2000);
-	assert_string_equal(buf, "pong:ping ok\n");
+	assert_string_equal(read_line(good, buf, sizeof buf), "pong:ping ok\n");
 	uint64_t good_conn = rec_get(0).f.conn_id;
 
 	/* not before its second is up */
 	test_sleep_ms(700);
 	assert_int_equal(stats(s.n).tcp_open, 2);
 	/* the sweep runs once a second: closed within about two */
-	ssize_t k = recv_within(slow, buf, sizeof buf, 2500, NULL);
-	assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
+	assert_true(closed_within(slow, 2500));
 	uint64_t took = time_mono_ms() - t0;
 	if (took < 1000 || took > 3000)
 		fail_msg("closed after %llu ms", (unsigned long long)took);
@@ -1654,12 +1665,9 @@ static void net_tcp_stalled_reader_closed(void **state)
 	(void)state;
 	struct srv s;
 	srv_stall_s = 1;
-	srv_start(&s, 0, 0);
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 0, 0);
 	int fd = tcp_client_rcvbuf(srv_addr, 4096);
-	assert_int_equal(send(fd, "ping\n", 5, MSG_NOSIGNAL), 5);
-	assert_true(WAIT_UNTIL(rec_count() == 1, 2000));
-	struct flow f = rec_get(0).f;
+	struct flow f = flow_of(fd, "ping\n", 1);
 	char chunk[2000];
 	memset(chunk, 'y', sizeof chunk);
 	size_t sent = 0;
@@ -1683,8 +1691,7 @@ static void net_tcp_keepalive_not_first_message(void **state)
 {
 	(void)state;
 	struct srv s;
-	srv_start(&s, 0, 1);
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 0, 1);
 	int pinger = tcp_client(srv_addr);
 	char buf[64];
 	ssize_t k = -1;
@@ -1717,8 +1724,7 @@ static void net_tcp_max_conns_per_addr(void **state)
 	(void)state;
 	struct srv s;
 	srv_per_addr = 3;
-	srv_start(&s, 100, 0);
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 100, 0);
 	int a[3];
 	for (int i = 0; i < 3; i++)
 		a[i] = tcp_client_from(srv_addr, "127.0.0.1:0");
@@ -1726,14 +1732,11 @@ static void net_tcp_max_conns_per_addr(void **state)
 	int extra = tcp_client_from(srv_addr, "127.0.0.1:0");
 	assert_true(WAIT_UNTIL(stats(s.n).tcp_refused_addr == 1, 2000));
 	char buf[64];
-	ssize_t k = recv_within(extra, buf, sizeof buf, 2000, NULL);
-	assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
+	assert_true(closed_within(extra, 2000));
 	close(extra);
 	int b = tcp_client_from(srv_addr, "127.0.0.2:0");
 	assert_true(WAIT_UNTIL(stats(s.n).tcp_accepted == 4, 2000));
-	assert_int_equal(send(b, "ping b\n", 7, MSG_NOSIGNAL), 7);
-	read_lines(b, buf, sizeof buf, 1, 2000);
-	assert_string_equal(buf, "pong:ping b\n");
+	assert_string_equal(ask_line(b, "ping b\n", buf, sizeof buf), "pong:ping b\n");
 	struct net_stats st = stats(s.n);
 	assert_int_equal(st.tcp_open, 4);
 	assert_int_equal(st.tcp_refused, 0);
@@ -1742,9 +1745,7 @@ static void net_tcp_max_conns_per_addr(void **state)
 	assert_true(WAIT_UNTIL(stats(s.n).tcp_open == 3, 2000));
 	extra = tcp_client_from(srv_addr, "127.0.0.1:0");
 	assert_true(WAIT_UNTIL(stats(s.n).tcp_accepted == 5, 2000));
-	assert_int_equal(send(extra, "ping c\n", 7, MSG_NOSIGNAL), 7);
-	read_lines(extra, buf, sizeof buf, 1, 2000);
-	assert_string_equal(buf, "pong:ping c\n");
+	assert_string_equal(ask_line(extra, "ping c\n", buf, sizeof buf), "pong:ping c\n");
 	assert_int_equal(stats(s.n).tcp_refused_addr, 1);
 	close(extra);
 	close(a[1]);
@@ -1760,8 +1761,7 @@ static void net_tcp_trickle_linear(void **state)
 {
 	(void)state;
 	struct srv s;
-	srv_start(&s, 0, 0);
-	const struct net_addr *srv_addr = net_listener_addr(s.n, s.tcp);
+	const struct net_addr *srv_addr = srv_start_tcp(&s, 0, 0);
 	int fd = tcp_client(srv_addr);
 	char line[1400];
 	memset(line, 'x', sizeof line);
