@@ -118,6 +118,24 @@ static void assert_buf(const struct buf *b, const char *want)
 	test_free(got);
 }
 
+/* Parses in into *s and rewrites it into *out, a buffer it initialises. */
+static void parse_and_rewrite(struct sdp *s, const char *in, const struct sdp_rw *rw,
+			      struct buf *out)
+{
+	assert_int_equal(sdp_parse(s, S(in)), 0);
+	buf_init(out);
+	assert_int_equal(sdp_rewrite(s, rw, out), 0);
+}
+
+/* Rewrites *s again into *out, emptied first, and parses the result into *o. */
+static void rewrite_again(const struct sdp *s, const struct sdp_rw *rw, struct buf *out,
+			  struct sdp *o)
+{
+	buf_reset(out);
+	assert_int_equal(sdp_rewrite(s, rw, out), 0);
+	assert_int_equal(sdp_parse(o, buf_slice(out)), 0);
+}
+
 static void test_parse_audio(void **state)
 {
 	(void)state;
@@ -425,9 +443,7 @@ static void test_rewrite_audio(void **state)
 		"a=rtcp:30001" CRLF;
 	/* clang-format on */
 
-	assert_int_equal(sdp_parse(&s, S(phone_audio)), 0);
-	buf_init(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
+	parse_and_rewrite(&s, phone_audio, &rw, &out);
 	assert_buf(&out, want);
 
 	/* the output is itself valid SDP, and carries the marker */
@@ -448,30 +464,22 @@ static void test_rewrite_version(void **state)
 	struct sdp_rw rw = {.media = &mrw, .n_media = 1, .vstate = &vs};
 	struct sdp o;
 
-	assert_int_equal(sdp_parse(&s, S(phone_audio)), 0);
-	buf_init(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
+	parse_and_rewrite(&s, phone_audio, &rw, &out);
 	assert_int_equal(sdp_parse(&o, buf_slice(&out)), 0);
 	assert_int_equal(o.origin.version, 0);
 
 	/* RFC 3264 8: the same re-offer keeps the version */
-	buf_reset(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
-	assert_int_equal(sdp_parse(&o, buf_slice(&out)), 0);
+	rewrite_again(&s, &rw, &out, &o);
 	assert_int_equal(o.origin.version, 0);
 
 	/* our port changed although the phone's SDP did not: raise it */
 	mrw.port = 30002;
-	buf_reset(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
-	assert_int_equal(sdp_parse(&o, buf_slice(&out)), 0);
+	rewrite_again(&s, &rw, &out, &o);
 	assert_int_equal(o.origin.version, 1);
 	assert_int_equal(o.media[0].port, 30002);
 	assert_slice(o.origin.sess_version, "1");
 
-	buf_reset(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
-	assert_int_equal(sdp_parse(&o, buf_slice(&out)), 0);
+	rewrite_again(&s, &rw, &out, &o);
 	assert_int_equal(o.origin.version, 1);
 
 	/* the phone re-offers with a higher version and new content */
@@ -479,9 +487,7 @@ static void test_rewrite_version(void **state)
 				      "c=IN IP4 192.168.1.23\r\nt=0 0\r\n"
 				      "m=audio 11780 RTP/AVP 0\r\na=sendonly\r\n";
 	assert_int_equal(sdp_parse(&s, S(reoffer)), 0);
-	buf_reset(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
-	assert_int_equal(sdp_parse(&o, buf_slice(&out)), 0);
+	rewrite_again(&s, &rw, &out, &o);
 	assert_int_equal(o.origin.version, 7);
 	assert_true(o.media[0].hold);
 
@@ -491,9 +497,7 @@ static void test_rewrite_version(void **state)
 				  "m=audio 11780 RTP/AVP 8\r\n";
 	vs.out_version = 99;
 	assert_int_equal(sdp_parse(&s, S(low)), 0);
-	buf_reset(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
-	assert_int_equal(sdp_parse(&o, buf_slice(&out)), 0);
+	rewrite_again(&s, &rw, &out, &o);
 	assert_int_equal(o.origin.version, 100);
 	assert_true(memmem(out.data, out.len, "o=- 20518 100 IN IP4 192.168.1.23\r\n", 35) != NULL);
 	buf_free(&out);
@@ -535,9 +539,7 @@ static void test_rewrite_keep_video(void **state)
 		"a=rtcp-fb:96 nack pli" CRLF;
 	/* clang-format on */
 
-	assert_int_equal(sdp_parse(&s, S(phone_av)), 0);
-	buf_init(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
+	parse_and_rewrite(&s, phone_av, &rw, &out);
 	assert_buf(&out, want);
 	buf_free(&out);
 }
@@ -575,9 +577,7 @@ static void test_rewrite_both_media(void **state)
 		"a=rtcp-fb:96 nack pli" CRLF;
 	/* clang-format on */
 
-	assert_int_equal(sdp_parse(&s, S(phone_av)), 0);
-	buf_init(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
+	parse_and_rewrite(&s, phone_av, &rw, &out);
 	assert_buf(&out, want);
 	buf_free(&out);
 }
@@ -612,9 +612,7 @@ static void test_rewrite_webrtc_strip_ice(void **state)
 		"a=rtpmap:111 opus/48000/2\n";
 	/* clang-format on */
 
-	assert_int_equal(sdp_parse(&s, S(webrtc_lf)), 0);
-	buf_init(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
+	parse_and_rewrite(&s, webrtc_lf, &rw, &out);
 	assert_buf(&out, want);
 
 	struct sdp o;
@@ -628,9 +626,7 @@ static void test_rewrite_webrtc_strip_ice(void **state)
 	m.rtcp_port = 30011;
 	rw.strip_ice = false;
 	rw.add_nortpproxy = false;
-	buf_reset(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
-	assert_int_equal(sdp_parse(&o, buf_slice(&out)), 0);
+	rewrite_again(&s, &rw, &out, &o);
 	assert_false(o.media[0].rtcp_mux);
 	assert_int_equal(o.media[0].rtcp_port, 30011);
 	assert_false(o.media[0].rtcp_conn.present);
@@ -662,9 +658,7 @@ static void test_rewrite_ipv6_to_ipv4(void **state)
 		"a=rtcp:30021" CRLF;
 	/* clang-format on */
 
-	assert_int_equal(sdp_parse(&s, S(phone_ip6)), 0);
-	buf_init(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
+	parse_and_rewrite(&s, phone_ip6, &rw, &out);
 	assert_buf(&out, want);
 
 	/* and the other way, with the origin replaced too */
@@ -710,9 +704,7 @@ static void test_rewrite_rejected_and_marker(void **state)
 				   "t=0 0\na=nortpproxy:yes\nm=audio 30000 RTP/AVP 0\n"
 				   "c=IN IP4 198.18.0.10\na=rtcp:30001\n"
 				   "m=video 0 RTP/AVP 96\na=inactive\n";
-	assert_int_equal(sdp_parse(&s, S(in)), 0);
-	buf_init(&out);
-	assert_int_equal(sdp_rewrite(&s, &rw, &out), 0);
+	parse_and_rewrite(&s, in, &rw, &out);
 	assert_buf(&out, want);
 
 	/* nothing to change: the input comes back byte for byte (plus a line end) */
@@ -735,9 +727,7 @@ static void test_rewrite_multicast_session(void **state)
 	    "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\n"
 	    "c=IN IP4 233.252.0.1/127/3\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n";
 	struct sdp_rw none = {0};
-	assert_int_equal(sdp_parse(&s, S(in)), 0);
-	buf_init(&out);
-	assert_int_equal(sdp_rewrite(&s, &none, &out), 0);
+	parse_and_rewrite(&s, in, &none, &out);
 	assert_buf(&out, in);
 
 	/* once the session c= is replaced, the kept section keeps its group */
