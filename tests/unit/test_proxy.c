@@ -31,6 +31,27 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* A calls user at b, b answers 200 with to_tag; the Record-Route of the 200 that A
+ * gets goes to rr. */
+static void answered_call(struct phone *a, struct phone *b, const char *user, const char *call_id,
+			  const char *branch, const char *to_tag, char *rr, size_t rr_cap)
+{
+	char r[4096], inv[4096];
+	phone_invite(a, user, call_id, branch, 70);
+	phone_expect(b, "INVITE ", inv, sizeof inv);
+	phone_reply(b, inv, 200, "OK", to_tag);
+	phone_expect(a, "SIP/2.0 200", r, sizeof r);
+	msg_header(r, "Record-Route", rr, rr_cap);
+}
+
+/* The caller's route set: our two Record-Route entries, in reverse order. */
+static void reverse_route(const char *rr, char *route, size_t cap)
+{
+	const char *comma = strstr(rr, ", ");
+	assert_non_null(comma);
+	snprintf(route, cap, "%s, %.*s", comma + 2, (int)(comma - rr), rr);
+}
+
 static void test_unknown_user_and_max_forwards(void **state)
 {
 	(void)state;
@@ -289,9 +310,7 @@ static void test_hold_then_resume_relayed(void **state)
 	msg_header(r, "Record-Route", rr, sizeof rr);
 	/* the caller's route set is the Record-Route reversed */
 	char route[1024];
-	const char *comma = strstr(rr, ", ");
-	assert_non_null(comma);
-	snprintf(route, sizeof route, "%s, %.*s", comma + 2, (int)(comma - rr), rr);
+	reverse_route(rr, route, sizeof route);
 	char bruri[64];
 	snprintf(bruri, sizeof bruri, "sip:callee@127.0.0.1:%u", b.port);
 
@@ -339,12 +358,8 @@ static void test_in_dialog_bye_follows_record_route(void **state)
 	phone_open(&a, &srv);
 	phone_open(&b, &srv);
 	phone_register(&b, "dialog");
-	char r[4096], inv[4096], rr[1024];
-	phone_invite(&a, "dialog", "c-dlg", "z9hG4bKdlg1", 70);
-	phone_expect(&b, "INVITE ", inv, sizeof inv);
-	phone_reply(&b, inv, 200, "OK", "dd");
-	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
-	msg_header(r, "Record-Route", rr, sizeof rr);
+	char r[4096], rr[1024];
+	answered_call(&a, &b, "dialog", "c-dlg", "z9hG4bKdlg1", "dd", rr, sizeof rr);
 	/* the callee hangs up: Request-URI is the caller's private Contact, the
 	 * route set is the Record-Route; it must reach the caller's real socket */
 	send_bye(&b, a.port, rr, "z9hG4bKbye1", 1);
@@ -378,12 +393,8 @@ static void test_stale_flow_token_430(void **state)
 	phone_open(&a, &old);
 	phone_open(&b, &old);
 	phone_register(&b, "rotated");
-	char r[4096], inv[4096], rr[1024];
-	phone_invite(&a, "rotated", "c-rot", "z9hG4bKrot1", 70);
-	phone_expect(&b, "INVITE ", inv, sizeof inv);
-	phone_reply(&b, inv, 200, "OK", "rt");
-	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
-	msg_header(r, "Record-Route", rr, sizeof rr);
+	char r[4096], rr[1024];
+	answered_call(&a, &b, "rotated", "c-rot", "z9hG4bKrot1", "rt", rr, sizeof rr);
 	unsigned old_port = net_addr_port(&old.addr);
 	phone_close(&a);
 	phone_close(&b);
@@ -421,12 +432,8 @@ static void test_in_dialog_rebound_sender_reaches_far_side(void **state)
 	phone_open(&a2, &srv);
 	phone_open(&b2, &srv);
 	phone_register(&b, "rebound");
-	char r[4096], inv[4096], rr[1024], bye[4096];
-	phone_invite(&a, "rebound", "c-rebind", "z9hG4bKrb1", 70);
-	phone_expect(&b, "INVITE ", inv, sizeof inv);
-	phone_reply(&b, inv, 200, "OK", "rb");
-	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
-	msg_header(r, "Record-Route", rr, sizeof rr);
+	char r[4096], rr[1024], bye[4096];
+	answered_call(&a, &b, "rebound", "c-rebind", "z9hG4bKrb1", "rb", rr, sizeof rr);
 	/* the callee, from a new port, with its route set (Record-Route as is) */
 	phone_send(&b2,
 		   "BYE sip:caller@10.2.2.2:%u SIP/2.0\r\n"
@@ -441,9 +448,7 @@ static void test_in_dialog_rebound_sender_reaches_far_side(void **state)
 	phone_expect_silence(&b, 0);
 	/* the caller, from a new port, with its route set reversed */
 	char rev[1024];
-	char *comma = strstr(rr, ", ");
-	assert_non_null(comma);
-	snprintf(rev, sizeof rev, "%s, %.*s", comma + 2, (int)(comma - rr), rr);
+	reverse_route(rr, rev, sizeof rev);
 	phone_send(&a2,
 		   "BYE sip:rebound@10.1.1.1:%u SIP/2.0\r\n"
 		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKrbye2\r\n"
@@ -471,16 +476,10 @@ static void test_in_dialog_hairpin(void **state)
 	struct phone h;
 	phone_open(&h, &srv);
 	phone_register(&h, "hairpin");
-	char r[4096], inv[4096], rr[1024], bye[4096];
-	phone_invite(&h, "hairpin", "c-hairpin", "z9hG4bKhp1", 70);
-	phone_expect(&h, "INVITE ", inv, sizeof inv);
-	phone_reply(&h, inv, 200, "OK", "hp");
-	phone_expect(&h, "SIP/2.0 200", r, sizeof r);
-	msg_header(r, "Record-Route", rr, sizeof rr);
+	char r[4096], rr[1024], bye[4096];
+	answered_call(&h, &h, "hairpin", "c-hairpin", "z9hG4bKhp1", "hp", rr, sizeof rr);
 	char rev[1024];
-	char *comma = strstr(rr, ", ");
-	assert_non_null(comma);
-	snprintf(rev, sizeof rev, "%s, %.*s", comma + 2, (int)(comma - rr), rr);
+	reverse_route(rr, rev, sizeof rev);
 	phone_send(&h,
 		   "BYE sip:hairpin@10.1.1.1:%u SIP/2.0\r\n"
 		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bKhpbye\r\n"
