@@ -538,6 +538,16 @@ lab_serve() {
 	LAB_LAST_PID=$pid
 }
 
+# lab_conf_tail DB CONTROL ADDR PORTS MEDIA: the sections that most lab servers'
+# configs end with, printed: an open registrar, the store at DB ("" for none), the
+# control endpoint on CONTROL, and the relay on ADDR (advertised as is) with PORTS
+# and media = MEDIA.
+lab_conf_tail() {
+	printf '[registrar]\nopen = yes\n[store]\npath =%s\n[control]\nlisten = %s\n' \
+		"${1:+ $1}" "$2"
+	printf '[relay]\naddress = %s\nadvertise = %s\nports = %s\nmedia = %s\n' "$3" "$3" "$4" "$5"
+}
+
 # lab_counter CONTROL NAME: one value of the srv's `pinhole ctl counters` (0 when absent).
 lab_counter() {
 	lab_exec srv "$PINHOLE" ctl counters --control "$1" | jq -r --arg k "$2" '.[$k] // 0'

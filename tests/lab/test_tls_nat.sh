@@ -49,18 +49,8 @@ cat >"$conf" <<-EOF2
 	[tls]
 	certificate = $C/srv.pem
 	private_key = $C/srv.key
-	[registrar]
-	open = yes
-	[store]
-	path = $LAB_TMP/pinhole.db
-	[control]
-	listen = $CTL
-	[relay]
-	address = $SRV
-	advertise = $SRV
-	ports = 30000-30039
-	media = auto
 EOF2
+lab_conf_tail "$LAB_TMP/pinhole.db" "$CTL" "$SRV" 30000-30039 auto >>"$conf"
 log=$LAB_TMP/pinhole.log
 lab_serve "$log" "$conf"
 grep -q "sip listening on tls:$SRV:5061" "$log" || lab_fail "no tls: listener: $(cat "$log")"

@@ -38,18 +38,8 @@ start_pinhole() {
 	cat >"$conf" <<-EOF2
 		[sip]
 		listen = udp:$addr:5060
-		[registrar]
-		open = yes
-		[store]
-		path = $LAB_TMP/pinhole-$n.db
-		[control]
-		listen = 127.0.0.1:$((5080 + n))
-		[relay]
-		address = $addr
-		advertise = $addr
-		ports = $ports
-		media = $media
 	EOF2
+	lab_conf_tail "$LAB_TMP/pinhole-$n.db" "127.0.0.1:$((5080 + n))" "$addr" "$ports" "$media" >>"$conf"
 	[ -n "${5:-}" ] && printf '[echo]\nmax_duration = 30\n' >>"$conf"
 	lab_serve "$LAB_TMP/pinhole-$n.log" "$conf" "$addr:5060"
 }

@@ -40,18 +40,8 @@ start_pinhole() {
 	cat >"$conf" <<-EOF2
 		[sip]
 		listen = udp:$addr:5060
-		[registrar]
-		open = yes
-		[store]
-		path =
-		[control]
-		listen = 127.0.0.1:$((5080 + n))
-		[relay]
-		address = $addr
-		advertise = $addr
-		ports = $ports
-		media = $media
 	EOF2
+	lab_conf_tail "" "127.0.0.1:$((5080 + n))" "$addr" "$ports" "$media" >>"$conf"
 	lab_serve "$LAB_TMP/pinhole-$n.log" "$conf" "$addr:5060"
 }
 start_pinhole 1 "$SRV1" nat-facing 30000-30199
