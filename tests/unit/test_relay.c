@@ -18,47 +18,7 @@
 #include "relayctl/relayctl.h"
 #include "rtp/rtp.h"
 #include "sdp/sdp.h"
-
-struct fixture {
-	struct conf *conf;
-	struct net *net;
-	struct relay *relay;
-	struct relayctl *rc;
-};
-
-static void start(struct fixture *f, const char *ini)
-{
-	memset(f, 0, sizeof *f);
-	const struct conf_key *const tables[] = {relay_conf_keys, NULL};
-	assert_int_equal(conf_alloc(&f->conf, tables), 0);
-	char err[256];
-	assert_int_equal(conf_load_string(f->conf, "test", ini, err, sizeof err), 0);
-	struct net_conf nc = {.workers = 2};
-	assert_int_equal(net_alloc(&f->net, &nc), 0);
-	assert_int_equal(relay_start(&f->relay, f->net, f->conf), 0);
-	assert_int_equal(net_start(f->net), 0);
-	assert_int_equal(relayctl_local(&f->rc, f->relay), 0);
-}
-
-static void stop(struct fixture *f)
-{
-	relayctl_free(f->rc);
-	net_stop(f->net);
-	relay_free(f->relay);
-	net_free(f->net);
-	conf_free(f->conf);
-}
-
-static int udp(const char *ip, uint16_t *port)
-{
-	struct net_addr a;
-	int fd;
-	assert_int_equal(net_addr_parse(ip, 0, &a), 0);
-	assert_int_equal(net_udp_socket(&a, false, &fd), 0);
-	assert_int_equal(net_sock_addr(fd, &a), 0);
-	*port = net_addr_port(&a);
-	return fd;
-}
+#include "relayfix.h"
 
 static void send_to(int fd, const void *p, size_t l, uint16_t port)
 {
@@ -138,7 +98,7 @@ static struct relayctl_req req(const char *cid, const char *ft, const char *tt, 
 	return q;
 }
 
-static void wait_ports(struct fixture *f, int64_t want)
+static void wait_ports(struct relayfix *f, int64_t want)
 {
 	struct relay_stats st;
 	for (int i = 0; i < 200; i++) {
@@ -153,26 +113,26 @@ static void wait_ports(struct fixture *f, int64_t want)
 static void test_call(void **state)
 {
 	(void)state;
-	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21000-21099\n");
+	struct relayfix f;
+	relayfix_start(&f, "[relay]\naddress = 127.0.0.1\nports = 21000-21099\n");
 	struct relay_stats st0;
 	relay_stats_get(f.relay, &st0);
 	assert_int_equal(st0.ports_free, 50);
 
 	uint16_t pa, pa2, pb, pb2, pe;
-	int a = udp("127.0.0.1:0", &pa), b = udp("127.0.0.1:0", &pb);
+	int a = relayfix_udp("127.0.0.1:0", &pa), b = relayfix_udp("127.0.0.1:0", &pb);
 	/* the RTCP sockets of the phones, on RTP + 1 (RFC 3550 11) */
-	int a2 = udp("127.0.0.1:0", &pa2), b2 = udp("127.0.0.1:0", &pb2);
+	int a2 = relayfix_udp("127.0.0.1:0", &pa2), b2 = relayfix_udp("127.0.0.1:0", &pb2);
 	close(a2);
 	close(b2);
 	pa2 = pa + 1;
 	pb2 = pb + 1;
 	char t[NET_ADDR_STRLEN];
 	snprintf(t, sizeof t, "127.0.0.1:%u", pa2);
-	a2 = udp(t, &pa2);
+	a2 = relayfix_udp(t, &pa2);
 	snprintf(t, sizeof t, "127.0.0.1:%u", pb2);
-	b2 = udp(t, &pb2);
-	int evil = udp("127.0.0.3:0", &pe);
+	b2 = relayfix_udp(t, &pb2);
+	int evil = relayfix_udp("127.0.0.3:0", &pe);
 
 	char sdp_a[512], sdp_b[512];
 	sdp_for(sdp_a, sizeof sdp_a, pa, false);
@@ -272,20 +232,20 @@ static void test_call(void **state)
 	close(a2);
 	close(b2);
 	close(evil);
-	stop(&f);
+	relayfix_stop(&f);
 }
 
 /* A muxes, B does not, and the relay demuxes between them (RFC 5761). */
 static void test_rtcp_demux(void **state)
 {
 	(void)state;
-	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21100-21199\n");
+	struct relayfix f;
+	relayfix_start(&f, "[relay]\naddress = 127.0.0.1\nports = 21100-21199\n");
 	uint16_t pa, pb, pb2;
-	int a = udp("127.0.0.1:0", &pa), b = udp("127.0.0.1:0", &pb);
+	int a = relayfix_udp("127.0.0.1:0", &pa), b = relayfix_udp("127.0.0.1:0", &pb);
 	char t[64];
 	snprintf(t, sizeof t, "127.0.0.1:%u", pb + 1);
-	int b2 = udp(t, &pb2);
+	int b2 = relayfix_udp(t, &pb2);
 	char sdp_a[512], sdp_b[512];
 	sdp_for(sdp_a, sizeof sdp_a, pa, true);
 	sdp_for(sdp_b, sizeof sdp_b, pb, false);
@@ -318,15 +278,15 @@ static void test_rtcp_demux(void **state)
 	close(a);
 	close(b);
 	close(b2);
-	stop(&f);
+	relayfix_stop(&f);
 }
 
 static void test_errors_and_pool(void **state)
 {
 	(void)state;
-	struct fixture f;
+	struct relayfix f;
 	/* two pairs only: one call of one stream */
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21200-21203\n");
+	relayfix_start(&f, "[relay]\naddress = 127.0.0.1\nports = 21200-21203\n");
 	char sdp[512];
 	sdp_for(sdp, sizeof sdp, 7078, false);
 	struct buf out;
@@ -361,7 +321,7 @@ static void test_errors_and_pool(void **state)
 	assert_int_equal(relayctl_offer(f.rc, &q, &out), ENOTSUP);
 	assert_int_equal(relayctl_ping(f.rc), 0);
 	buf_free(&out);
-	stop(&f);
+	relayfix_stop(&f);
 }
 
 /* An SDP of n m= lines, those from first on with ports (the others port 0). */
@@ -376,7 +336,7 @@ static void sdp_lines(char *out, size_t cap, int n, int first)
 	assert_true((size_t)k < cap);
 }
 
-static int offer_from(struct fixture *f, const char *cid, const char *src, const char *owner,
+static int offer_from(struct relayfix *f, const char *cid, const char *src, const char *owner,
 		      const char *sdp)
 {
 	struct buf out;
@@ -403,9 +363,9 @@ static int64_t metric_value(const char *name)
 static void test_media_bounds(void **state)
 {
 	(void)state;
-	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21600-21799\n"
-		  "max_pairs_per_source = 8\nmax_pairs_per_aor = 6\n");
+	struct relayfix f;
+	relayfix_start(&f, "[relay]\naddress = 127.0.0.1\nports = 21600-21799\n"
+			   "max_pairs_per_source = 8\nmax_pairs_per_aor = 6\n");
 	char sdp[2048];
 	int64_t m0 = metric_value("relay_limit_media_total");
 	int64_t s0 = metric_value("relay_limit_source_total");
@@ -471,7 +431,7 @@ static void test_media_bounds(void **state)
 	assert_int_equal(offer_from(&f, "aor-6", "198.18.9.14", "mallory@example.com", sdp), 0);
 	assert_string_equal(relayctl_strerror(EDQUOT),
 			    "relay ports for this source or caller used up");
-	stop(&f);
+	relayfix_stop(&f);
 }
 
 static void count_cb(struct slice cid, void *arg)
@@ -483,8 +443,8 @@ static void count_cb(struct slice cid, void *arg)
 static void test_timeout(void **state)
 {
 	(void)state;
-	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21300-21399\ntimeout = 1\n");
+	struct relayfix f;
+	relayfix_start(&f, "[relay]\naddress = 127.0.0.1\nports = 21300-21399\ntimeout = 1\n");
 	char sdp[512];
 	sdp_for(sdp, sizeof sdp, 7078, false);
 	struct buf out;
@@ -505,10 +465,10 @@ static void test_timeout(void **state)
 	assert_int_equal(st.sessions, 0);
 	assert_int_equal(st.ports_free, 50);
 	buf_free(&out);
-	stop(&f);
+	relayfix_stop(&f);
 }
 
-static bool session_alive(struct fixture *f, const char *cid)
+static bool session_alive(struct relayfix *f, const char *cid)
 {
 	struct relayctl_query q;
 	return relayctl_query(f->rc, slice_cstr(cid), SLICE_NULL, &q) == 0;
@@ -521,9 +481,9 @@ static bool session_alive(struct fixture *f, const char *cid)
 static void test_hold_timeout(void **state)
 {
 	(void)state;
-	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21800-21899\ntimeout = 1\n"
-		  "hold_timeout = 60\n");
+	struct relayfix f;
+	relayfix_start(&f, "[relay]\naddress = 127.0.0.1\nports = 21800-21899\ntimeout = 1\n"
+			   "hold_timeout = 60\n");
 	char sdp[512], held[600], answer[600];
 	sdp_for(sdp, sizeof sdp, 7078, false);
 	snprintf(held, sizeof held, "%sa=sendonly\r\n", sdp);
@@ -555,7 +515,7 @@ static void test_hold_timeout(void **state)
 		usleep(10000);
 	assert_false(session_alive(&f, "held"));
 	buf_free(&out);
-	stop(&f);
+	relayfix_stop(&f);
 }
 
 /* Sends pkt from fd to port and expects it at rx_fd from from_port. */
@@ -578,16 +538,16 @@ static void test_fastpath(void **state)
 	(void)state;
 	if (geteuid() != 0)
 		skip();
-	struct fixture f;
-	start(&f, "[relay]\naddress = 127.0.0.1\nports = 21400-21499\nfastpath = on\n"
-		  "relatch = 200\ntimeout = 1\n");
+	struct relayfix f;
+	relayfix_start(&f, "[relay]\naddress = 127.0.0.1\nports = 21400-21499\nfastpath = on\n"
+			   "relatch = 200\ntimeout = 1\n");
 	struct relay_stats s0, st;
 	relay_stats_get(f.relay, &s0);
 	assert_true(s0.fast);
 
 	uint16_t pa, pb, pe, pa3;
-	int a = udp("127.0.0.1:0", &pa), b = udp("127.0.0.1:0", &pb);
-	int evil = udp("127.0.0.3:0", &pe), a3 = udp("127.0.0.1:0", &pa3);
+	int a = relayfix_udp("127.0.0.1:0", &pa), b = relayfix_udp("127.0.0.1:0", &pb);
+	int evil = relayfix_udp("127.0.0.3:0", &pe), a3 = relayfix_udp("127.0.0.1:0", &pa3);
 	char sdp_a[512], sdp_b[512];
 	sdp_for(sdp_a, sizeof sdp_a, pa, false);
 	sdp_for(sdp_b, sizeof sdp_b, pb, false);
@@ -688,7 +648,7 @@ static void test_fastpath(void **state)
 	close(a3);
 	close(b);
 	close(evil);
-	stop(&f);
+	relayfix_stop(&f);
 }
 
 int main(void)

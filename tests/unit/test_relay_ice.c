@@ -19,50 +19,13 @@
 #include "relayctl/relayctl.h"
 #include "sdp/sdp.h"
 #include "stun/stun.h"
+#include "relayfix.h"
 
-struct fixture {
-	struct conf *conf;
-	struct net *net;
-	struct relay *relay;
-	struct relayctl *rc;
-};
-
-static void start(struct fixture *f)
+/* The relay of these cases, with its fast path off. */
+static void start(struct relayfix *f)
 {
-	memset(f, 0, sizeof *f);
-	const struct conf_key *const tables[] = {relay_conf_keys, NULL};
-	assert_int_equal(conf_alloc(&f->conf, tables), 0);
-	char err[256];
-	assert_int_equal(conf_load_string(f->conf, "test",
-					  "[relay]\naddress = 127.0.0.1\nports = 23400-23499\n"
-					  "fastpath = off\n",
-					  err, sizeof err),
-			 0);
-	struct net_conf nc = {.workers = 2};
-	assert_int_equal(net_alloc(&f->net, &nc), 0);
-	assert_int_equal(relay_start(&f->relay, f->net, f->conf), 0);
-	assert_int_equal(net_start(f->net), 0);
-	assert_int_equal(relayctl_local(&f->rc, f->relay), 0);
-}
-
-static void stop(struct fixture *f)
-{
-	relayctl_free(f->rc);
-	net_stop(f->net);
-	relay_free(f->relay);
-	net_free(f->net);
-	conf_free(f->conf);
-}
-
-static int udp(const char *ip, uint16_t *port)
-{
-	struct net_addr a;
-	int fd;
-	assert_int_equal(net_addr_parse(ip, 0, &a), 0);
-	assert_int_equal(net_udp_socket(&a, false, &fd), 0);
-	assert_int_equal(net_sock_addr(fd, &a), 0);
-	*port = net_addr_port(&a);
-	return fd;
+	relayfix_start(f, "[relay]\naddress = 127.0.0.1\nports = 23400-23499\n"
+			  "fastpath = off\n");
 }
 
 static void send_to(int fd, const struct buf *b, uint16_t port)
@@ -160,11 +123,11 @@ static void stun_msg(struct buf *b, enum stun_class cls, const uint8_t *tid, con
 static void test_pass_checks(void **state)
 {
 	(void)state;
-	struct fixture f;
+	struct relayfix f;
 	start(&f);
 	uint16_t pa, pb, pe;
-	int a = udp("127.0.0.1:0", &pa), b = udp("127.0.0.1:0", &pb);
-	int evil = udp("127.0.0.3:0", &pe);
+	int a = relayfix_udp("127.0.0.1:0", &pa), b = relayfix_udp("127.0.0.1:0", &pb);
+	int evil = relayfix_udp("127.0.0.3:0", &pe);
 	char sa[512], sb[512];
 	sdp_ice(sa, sizeof sa, pa, UFRAG_A, PWD_A);
 	sdp_ice(sb, sizeof sb, pb, UFRAG_B, PWD_B);
@@ -274,7 +237,7 @@ static void test_pass_checks(void **state)
 	close(a);
 	close(b);
 	close(evil);
-	stop(&f);
+	relayfix_stop(&f);
 }
 
 /* A party without ICE: the other's checks are answered by the relay as an
@@ -282,11 +245,11 @@ static void test_pass_checks(void **state)
 static void test_lite_agent(void **state)
 {
 	(void)state;
-	struct fixture f;
+	struct relayfix f;
 	start(&f);
 	uint16_t pa, pb, pe;
-	int a = udp("127.0.0.1:0", &pa), b = udp("127.0.0.1:0", &pb);
-	int evil = udp("127.0.0.3:0", &pe);
+	int a = relayfix_udp("127.0.0.1:0", &pa), b = relayfix_udp("127.0.0.1:0", &pb);
+	int evil = relayfix_udp("127.0.0.3:0", &pe);
 	char sa[512], sb[512];
 	sdp_ice(sa, sizeof sa, pa, UFRAG_A, PWD_A);
 	sdp_plain(sb, sizeof sb, pb);
@@ -360,17 +323,17 @@ static void test_lite_agent(void **state)
 	close(a);
 	close(b);
 	close(evil);
-	stop(&f);
+	relayfix_stop(&f);
 }
 
 /* ice = remove (the default): ICE stripped, checks dropped as before. */
 static void test_remove(void **state)
 {
 	(void)state;
-	struct fixture f;
+	struct relayfix f;
 	start(&f);
 	uint16_t pa, pb;
-	int a = udp("127.0.0.1:0", &pa), b = udp("127.0.0.1:0", &pb);
+	int a = relayfix_udp("127.0.0.1:0", &pa), b = relayfix_udp("127.0.0.1:0", &pb);
 	char sa[512], sb[512];
 	sdp_ice(sa, sizeof sa, pa, UFRAG_A, PWD_A);
 	sdp_ice(sb, sizeof sb, pb, UFRAG_B, PWD_B);
@@ -397,7 +360,7 @@ static void test_remove(void **state)
 	buf_free(&out);
 	close(a);
 	close(b);
-	stop(&f);
+	relayfix_stop(&f);
 }
 
 int main(void)
