@@ -19,87 +19,7 @@
 #include "rtp/rtp.h"
 #include "stun/stun.h"
 #include "ua/ua.h"
-
-#define MAX_EVENTS 96
-#define WAIT_MS 40000 /* a bound on waits for things that must happen, not a measure */
-
-struct rec {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct {
-		enum ua_event_kind kind;
-		int exit_code;
-		uint16_t status;
-		char detail[400];
-	} ev[MAX_EVENTS];
-	size_t n;
-};
-
-static void on_event(const struct ua_event *ev, void *arg)
-{
-	struct rec *r = arg;
-	pthread_mutex_lock(&r->mu);
-	if (r->n < MAX_EVENTS) {
-		r->ev[r->n].kind = ev->kind;
-		r->ev[r->n].exit_code = ev->exit_code;
-		r->ev[r->n].status = ev->status;
-		const char *d = ev->detail ? ev->detail : "";
-		if (ev->kind == UA_EV_VERDICT)
-			d = rtp_verdict_name(ev->verdict_out->verdict);
-		snprintf(r->ev[r->n].detail, sizeof r->ev[r->n].detail, "%s", d);
-		r->n++;
-	}
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-}
-
-/* The first event of kind (and with text in its detail, when given) at
- * index >= from; its index. */
-static size_t wait_ev(struct rec *r, enum ua_event_kind kind, const char *text, size_t from)
-{
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += WAIT_MS / 1000;
-	pthread_mutex_lock(&r->mu);
-	for (;;) {
-		for (size_t i = from; i < r->n; i++)
-			if (r->ev[i].kind == kind && (!text || strstr(r->ev[i].detail, text))) {
-				pthread_mutex_unlock(&r->mu);
-				return i;
-			}
-		if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT) {
-			pthread_mutex_unlock(&r->mu);
-			fail_msg("no %s event with '%s'", ua_event_name(kind), text ? text : "");
-		}
-	}
-}
-
-static int udp_bound(struct net_addr *a)
-{
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	struct net_addr any;
-	net_addr_parse("127.0.0.1:0", 0, &any);
-	assert_int_equal(bind(fd, &any.u.sa, net_addr_len(&any)), 0);
-	net_sock_addr(fd, a);
-	return fd;
-}
-
-static size_t recv_one(int fd, char *buf, size_t cap, struct net_addr *from)
-{
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
-	socklen_t sl = sizeof from->u.ss;
-	ssize_t n = recvfrom(fd, buf, cap - 1, 0, &from->u.sa, &sl);
-	assert_true(n > 0);
-	buf[n] = '\0';
-	return (size_t)n;
-}
-
-static void send_to(int fd, const struct net_addr *to, const void *p, size_t len)
-{
-	assert_int_equal(sendto(fd, p, len, 0, &to->u.sa, net_addr_len(to)), (ssize_t)len);
-}
+#include "uatest.h"
 
 /* The next SIP request of `method` or response to it (retransmissions of
  * others are skipped) into m; buf holds its bytes. */
@@ -107,7 +27,7 @@ static void recv_sip(int fd, char *buf, size_t cap, struct net_addr *from, struc
 		     enum sip_method method, bool response)
 {
 	for (;;) {
-		size_t n = recv_one(fd, buf, cap, from);
+		size_t n = uat_recv_one(fd, buf, cap, from);
 		if (stun_is_message(buf, n))
 			continue;
 		assert_int_equal(sip_msg_parse(m, buf, n, false, NULL), 0);
@@ -121,7 +41,7 @@ static void recv_rtp(int fd, struct rtp_hdr *h, uint8_t *pkt, size_t cap)
 {
 	for (;;) {
 		struct net_addr from;
-		size_t n = recv_one(fd, (char *)pkt, cap, &from);
+		size_t n = uat_recv_one(fd, (char *)pkt, cap, &from);
 		if (rtp_demux(pkt, n) == RTP_KIND_RTP) {
 			assert_int_equal(rtp_parse(h, pkt, n), 0);
 			return;
@@ -135,7 +55,7 @@ static void recv_rtcp(int fd, struct rtcp_report *r)
 	for (;;) {
 		uint8_t pkt[1500];
 		struct net_addr from;
-		size_t n = recv_one(fd, (char *)pkt, sizeof pkt, &from);
+		size_t n = uat_recv_one(fd, (char *)pkt, sizeof pkt, &from);
 		if (rtp_demux(pkt, n) == RTP_KIND_RTCP) {
 			assert_int_equal(rtcp_report_parse(r, pkt, n), 0);
 			return;
@@ -166,7 +86,7 @@ static void respond(int fd, const struct net_addr *to, const struct sip_msg *req
 		buf_printf(&b, "Content-Type: application/sdp\r\nContent-Length: %zu\r\n\r\n%s",
 			   strlen(sdp), sdp);
 	}
-	send_to(fd, to, b.data, b.len);
+	uat_send_to(fd, to, b.data, b.len);
 	buf_free(&b);
 }
 
@@ -215,7 +135,7 @@ static void send_req(int fd, const struct net_addr *to, const struct dlg *d, con
 			      strlen(sdp), sdp);
 	else
 		n += snprintf(b + n, sizeof b - (size_t)n, "Content-Length: 0\r\n\r\n");
-	send_to(fd, to, b, (size_t)n);
+	uat_send_to(fd, to, b, (size_t)n);
 }
 
 static const char *body_of(const struct sip_msg *m, char *out, size_t cap)
@@ -225,7 +145,7 @@ static const char *body_of(const struct sip_msg *m, char *out, size_t cap)
 }
 
 struct harness {
-	struct rec r;
+	struct uat_rec r;
 	struct ua_conf c;
 	struct loop *l;
 	struct ua *ua;
@@ -234,20 +154,13 @@ struct harness {
 	struct net_addr sip_a, rtp_a, rtcp_a;
 };
 
-static void *run_loop(void *arg)
-{
-	loop_run(arg);
-	return NULL;
-}
-
 static struct harness *h_new(void)
 {
 	struct harness *h = calloc(1, sizeof *h);
-	pthread_mutex_init(&h->r.mu, NULL);
-	pthread_cond_init(&h->r.cv, NULL);
-	h->sip = udp_bound(&h->sip_a);
-	h->rtp = udp_bound(&h->rtp_a);
-	h->rtcp = udp_bound(&h->rtcp_a);
+	uat_rec_init(&h->r, 96);
+	h->sip = uat_udp_bound(&h->sip_a);
+	h->rtp = uat_udp_bound(&h->rtp_a);
+	h->rtcp = uat_udp_bound(&h->rtcp_a);
 	snprintf(h->c.aor, sizeof h->c.aor, "sip:alice@example.test");
 	snprintf(h->c.instance, sizeof h->c.instance,
 		 "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
@@ -265,9 +178,9 @@ static struct harness *h_new(void)
 static void h_start(struct harness *h)
 {
 	assert_int_equal(loop_alloc(&h->l), 0);
-	assert_int_equal(ua_alloc(&h->ua, h->l, &h->c, on_event, &h->r), 0);
+	assert_int_equal(ua_alloc(&h->ua, h->l, &h->c, uat_on_event, &h->r), 0);
 	assert_int_equal(ua_start(h->ua), 0);
-	assert_int_equal(pthread_create(&h->th, NULL, run_loop, h->l), 0);
+	assert_int_equal(pthread_create(&h->th, NULL, uat_run_loop, h->l), 0);
 }
 
 static void post_shutdown(void *arg)
@@ -284,8 +197,7 @@ static void h_free(struct harness *h)
 	close(h->sip);
 	close(h->rtp);
 	close(h->rtcp);
-	pthread_mutex_destroy(&h->r.mu);
-	pthread_cond_destroy(&h->r.cv);
+	uat_rec_destroy(&h->r);
 	free(h);
 }
 
@@ -341,7 +253,7 @@ static void test_far_end_holds(void **state)
 	assert_int_equal(m.status, 200);
 	assert_string_equal(body_of(&m, body, sizeof body), first_answer);
 	send_req(h->sip, &ua_sip, &d, "ACK", d.cseq, "h1a", NULL);
-	wait_ev(&h->r, UA_EV_CALL, "held by the far end", 0);
+	uat_wait(&h->r, UA_EV_CALL, "held by the far end", 0);
 	/* what it sent before it took the hold is queued here already (loopback
 	 * sends are synchronous): the last of it is the last before the hold */
 	struct rtp_hdr last = rh;
@@ -387,7 +299,7 @@ static void test_far_end_holds(void **state)
 	send_req(h->sip, &ua_sip, &d, "ACK", d.cseq, "o1a",
 		 sdp_of(sdp, sizeof sdp, net_addr_port(&h->rtp_a), net_addr_port(&h->rtp_a), true,
 			"sendrecv", 4));
-	wait_ev(&h->r, UA_EV_CALL, "answered a=sendrecv in the ACK", 0);
+	uat_wait(&h->r, UA_EV_CALL, "answered a=sendrecv in the ACK", 0);
 
 	/* the end: the last RTCP (with BYE) comes on the RTP port: mux in use */
 	drain(h->rtp);
@@ -397,8 +309,8 @@ static void test_far_end_holds(void **state)
 	assert_true(rr.bye);
 	recv_sip(h->sip, buf, sizeof buf, &ua_sip, &m, SIP_BYE, false);
 	respond(h->sip, &ua_sip, &m, 200, NULL);
-	wait_ev(&h->r, UA_EV_VERDICT, NULL, 0);
-	wait_ev(&h->r, UA_EV_DONE, NULL, 0);
+	uat_wait(&h->r, UA_EV_VERDICT, NULL, 0);
+	uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 	h_free(h);
 }
 
@@ -419,7 +331,7 @@ static void test_first_rtcp_early(void **state)
 	for (;;) {
 		uint8_t pkt[1500];
 		struct net_addr from;
-		size_t n = recv_one(h->rtp, (char *)pkt, sizeof pkt, &from);
+		size_t n = uat_recv_one(h->rtp, (char *)pkt, sizeof pkt, &from);
 		enum rtp_kind k = rtp_demux(pkt, n);
 		if (k == RTP_KIND_RTP) {
 			rtp_before++;
@@ -435,7 +347,7 @@ static void test_first_rtcp_early(void **state)
 	assert_int_equal(loop_post(h->l, post_shutdown, h->ua), 0);
 	recv_sip(h->sip, buf, sizeof buf, &ua_sip, &m, SIP_BYE, false);
 	respond(h->sip, &ua_sip, &m, 200, NULL);
-	wait_ev(&h->r, UA_EV_DONE, NULL, 0);
+	uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 	h_free(h);
 }
 
@@ -467,7 +379,7 @@ static void test_we_hold(void **state)
 		       "recvonly", 2));
 	recv_sip(h->sip, buf, sizeof buf, &ua_sip, &m, SIP_ACK, false);
 	assert_int_equal(m.cseq.num, hold_cseq);
-	wait_ev(&h->r, UA_EV_CALL, "held: the far end answered a=recvonly", 0);
+	uat_wait(&h->r, UA_EV_CALL, "held: the far end answered a=recvonly", 0);
 
 	/* the resume meets glare */
 	recv_sip(h->sip, buf, sizeof buf, &ua_sip, &m, SIP_INVITE, false);
@@ -490,7 +402,7 @@ static void test_we_hold(void **state)
 		sdp_of(sdp, sizeof sdp, net_addr_port(&h->rtp_a), net_addr_port(&h->rtcp_a), false,
 		       "sendrecv", 3));
 	recv_sip(h->sip, buf, sizeof buf, &ua_sip, &m, SIP_ACK, false);
-	wait_ev(&h->r, UA_EV_CALL, "resumed: the far end answered a=sendrecv", 0);
+	uat_wait(&h->r, UA_EV_CALL, "resumed: the far end answered a=sendrecv", 0);
 
 	/* the end: the last RTCP comes to the a=rtcp port, not the RTP one */
 	drain(h->rtcp);
@@ -500,7 +412,7 @@ static void test_we_hold(void **state)
 	assert_true(rr.bye);
 	recv_sip(h->sip, buf, sizeof buf, &ua_sip, &m, SIP_BYE, false);
 	respond(h->sip, &ua_sip, &m, 200, NULL);
-	wait_ev(&h->r, UA_EV_DONE, NULL, 0);
+	uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 	h_free(h);
 }
 
@@ -550,7 +462,7 @@ static void test_wav_and_record(void **state)
 	socklen_t sl = sizeof ua_rtp.u.ss;
 	memset(&ua_rtp, 0, sizeof ua_rtp);
 	struct pollfd p = {.fd = h->rtp, .events = POLLIN};
-	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	assert_int_equal(poll(&p, 1, UAT_WAIT_MS), 1);
 	assert_true(recvfrom(h->rtp, pkt, sizeof pkt, 0, &ua_rtp.u.sa, &sl) > 0);
 	uint8_t sent[5][RTP_FRAME_SAMPLES];
 	for (unsigned k = 0; k < 5; k++) {
@@ -563,7 +475,7 @@ static void test_wav_and_record(void **state)
 		uint8_t out[12 + RTP_FRAME_SAMPLES];
 		rtp_hdr_write(out, &o);
 		memcpy(out + 12, sent[k], RTP_FRAME_SAMPLES);
-		send_to(h->rtp, &ua_rtp, out, sizeof out);
+		uat_send_to(h->rtp, &ua_rtp, out, sizeof out);
 	}
 	/* a stranger's packet (another SSRC) is not recorded */
 	{
@@ -571,15 +483,15 @@ static void test_wav_and_record(void **state)
 		uint8_t out[12 + RTP_FRAME_SAMPLES];
 		rtp_hdr_write(out, &o);
 		memset(out + 12, 0x11, RTP_FRAME_SAMPLES);
-		int other = udp_bound(&(struct net_addr){0});
-		send_to(other, &ua_rtp, out, sizeof out);
+		int other = uat_udp_bound(&(struct net_addr){0});
+		uat_send_to(other, &ua_rtp, out, sizeof out);
 		close(other);
 	}
 	usleep(200000); /* let the loop read them before it ends */
 	assert_int_equal(loop_post(h->l, post_shutdown, h->ua), 0);
 	recv_sip(h->sip, buf, sizeof buf, &ua_sip, &m, SIP_BYE, false);
 	respond(h->sip, &ua_sip, &m, 200, NULL);
-	wait_ev(&h->r, UA_EV_DONE, NULL, 0);
+	uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 	h_free(h);
 
 	FILE *f = fopen(path, "rb");
@@ -618,7 +530,7 @@ static void stun_reply(int via, const struct net_addr *to, const char *req, size
 		stun_enc_addr(&e, STUN_ATTR_OTHER_ADDRESS, &other->u.sa);
 	stun_enc_fingerprint(&e);
 	assert_int_equal(stun_enc_end(&e), 0);
-	send_to(via, to, b.data, b.len);
+	uat_send_to(via, to, b.data, b.len);
 	buf_free(&b);
 }
 
@@ -631,8 +543,8 @@ static void test_stun(void **state)
 	(void)state;
 	struct harness *h = h_new();
 	struct net_addr stun_a, other_a, stranger_a;
-	int stun = udp_bound(&stun_a), other = udp_bound(&other_a),
-	    stranger = udp_bound(&stranger_a);
+	int stun = uat_udp_bound(&stun_a), other = uat_udp_bound(&other_a),
+	    stranger = uat_udp_bound(&stranger_a);
 	h->c.stun = stun_a;
 	h->c.has_stun = true;
 	h_start(h);
@@ -646,7 +558,7 @@ static void test_stun(void **state)
 	char req[2][1500];
 	size_t len[2];
 	for (int i = 0; i < 2; i++)
-		len[i] = recv_one(stun, req[i], sizeof req[i], &from[i]);
+		len[i] = uat_recv_one(stun, req[i], sizeof req[i], &from[i]);
 	/* the stranger answers first, to both, from its own address */
 	for (int i = 0; i < 2; i++)
 		stun_reply(stranger, &from[i], req[i], len[i], &m_evil, NULL);
@@ -659,7 +571,7 @@ static void test_stun(void **state)
 	 * first (both did: the RTP one asks) */
 	struct net_addr of;
 	char oreq[1500];
-	size_t olen = recv_one(other, oreq, sizeof oreq, &of);
+	size_t olen = uat_recv_one(other, oreq, sizeof oreq, &of);
 	stun_reply(other, &of, oreq, olen, &m_other, NULL);
 
 	struct net_addr ua_sip;
@@ -674,10 +586,10 @@ static void test_stun(void **state)
 	snprintf(rline, sizeof rline, "a=rtcp:%u\r\n", rtp_is_0 ? 4343 : 4242);
 	assert_non_null(strstr(body, mline));
 	assert_non_null(strstr(body, rline));
-	wait_ev(&h->r, UA_EV_CALL, "a symmetric NAT", 0);
+	uat_wait(&h->r, UA_EV_CALL, "a symmetric NAT", 0);
 	respond(h->sip, &ua_sip, &m, 486, NULL);
 	recv_sip(h->sip, buf, sizeof buf, &ua_sip, &m, SIP_ACK, false);
-	size_t i = wait_ev(&h->r, UA_EV_DONE, NULL, 0);
+	size_t i = uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 	assert_int_equal(h->r.ev[i].exit_code, UA_EXIT_REFUSED);
 	h_free(h);
 	close(stun);

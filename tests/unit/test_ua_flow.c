@@ -18,123 +18,19 @@
 #include "auth/auth.h"
 #include "stun/stun.h"
 #include "ua/ua.h"
+#include "uatest.h"
 
-#define MAX_EVENTS 64
-#define WAIT_MS 40000 /* a bound on waits for things that must happen, not a measure */
-
-/* Events as the ua reports them, kept for the test thread. */
-struct rec {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct {
-		enum ua_event_kind kind;
-		unsigned flow;
-		bool outbound, recovered;
-		uint32_t flow_timer, expires;
-		uint64_t interval_ms, retry_ms;
-		unsigned failures;
-		int exit_code;
-		uint16_t status;
-		char local[NET_ADDR_STRLEN];
-		char detail[160];
-	} ev[MAX_EVENTS];
-	size_t n;
-};
-
-static void on_event(const struct ua_event *ev, void *arg)
-{
-	struct rec *r = arg;
-	pthread_mutex_lock(&r->mu);
-	if (r->n < MAX_EVENTS) {
-		r->ev[r->n].kind = ev->kind;
-		r->ev[r->n].flow = ev->flow;
-		r->ev[r->n].outbound = ev->outbound;
-		r->ev[r->n].recovered = ev->recovered;
-		r->ev[r->n].flow_timer = ev->flow_timer;
-		r->ev[r->n].expires = ev->expires;
-		r->ev[r->n].interval_ms = ev->interval_ms;
-		r->ev[r->n].status = ev->status;
-		r->ev[r->n].retry_ms = ev->retry_ms;
-		r->ev[r->n].failures = ev->failures;
-		r->ev[r->n].exit_code = ev->exit_code;
-		snprintf(r->ev[r->n].local, sizeof r->ev[r->n].local, "%s",
-			 ev->local ? ev->local : "");
-		snprintf(r->ev[r->n].detail, sizeof r->ev[r->n].detail, "%s",
-			 ev->detail ? ev->detail : "");
-		r->n++;
-	}
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-}
-
-/* Waits for the first event of kind at index >= from; returns its index. */
-static size_t wait_event(struct rec *r, enum ua_event_kind kind, size_t from)
-{
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += WAIT_MS / 1000;
-	pthread_mutex_lock(&r->mu);
-	for (;;) {
-		for (size_t i = from; i < r->n; i++)
-			if (r->ev[i].kind == kind) {
-				pthread_mutex_unlock(&r->mu);
-				return i;
-			}
-		if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT) {
-			pthread_mutex_unlock(&r->mu);
-			fail_msg("no %s event", ua_event_name(kind));
-		}
-	}
-}
-
-static size_t count_events(struct rec *r, enum ua_event_kind kind)
-{
-	size_t n = 0;
-	pthread_mutex_lock(&r->mu);
-	for (size_t i = 0; i < r->n; i++)
-		n += r->ev[i].kind == kind;
-	pthread_mutex_unlock(&r->mu);
-	return n;
-}
-
-static int udp_bound(struct net_addr *a)
-{
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	struct net_addr any;
-	net_addr_parse("127.0.0.1:0", 0, &any);
-	assert_int_equal(bind(fd, &any.u.sa, net_addr_len(&any)), 0);
-	net_sock_addr(fd, a);
-	return fd;
-}
-
-/* Receives one datagram (WAIT_MS at most); its source into from. */
-static size_t recv_one(int fd, char *buf, size_t cap, struct net_addr *from)
-{
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
-	socklen_t sl = sizeof from->u.ss;
-	ssize_t n = recvfrom(fd, buf, cap - 1, 0, &from->u.sa, &sl);
-	assert_true(n > 0);
-	buf[n] = '\0';
-	return (size_t)n;
-}
-
+/* Receives one datagram (UAT_WAIT_MS at most); its source into from. */
 /* The next SIP message (skipping STUN) into m. */
 static void recv_sip(int fd, char *buf, size_t cap, struct net_addr *from, struct sip_msg *m)
 {
 	for (;;) {
-		size_t n = recv_one(fd, buf, cap, from);
+		size_t n = uat_recv_one(fd, buf, cap, from);
 		if (stun_is_message(buf, n))
 			continue;
 		assert_int_equal(sip_msg_parse(m, buf, n, false, NULL), 0);
 		return;
 	}
-}
-
-static void send_to(int fd, const struct net_addr *to, const void *p, size_t len)
-{
-	assert_int_equal(sendto(fd, p, len, 0, &to->u.sa, net_addr_len(to)), (ssize_t)len);
 }
 
 /* Answers a REGISTER: status with extra header lines. */
@@ -145,7 +41,7 @@ static void reply(int fd, const struct net_addr *to, const struct sip_msg *req, 
 	buf_init(&b);
 	assert_int_equal(
 	    sip_build_response(&b, req, status, NULL, SLICE_NULL, SLICE_LIT("srv1"), extra), 0);
-	send_to(fd, to, b.data, b.len);
+	uat_send_to(fd, to, b.data, b.len);
 	buf_free(&b);
 }
 
@@ -215,7 +111,7 @@ static void stun_answer(int fd, const struct net_addr *to, const char *req, size
 	stun_enc_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, &mapped->u.sa);
 	stun_enc_fingerprint(&e);
 	assert_int_equal(stun_enc_end(&e), 0);
-	send_to(fd, to, b.data, b.len);
+	uat_send_to(fd, to, b.data, b.len);
 	buf_free(&b);
 }
 
@@ -223,16 +119,10 @@ static void stun_answer(int fd, const struct net_addr *to, const char *req, size
 static size_t recv_stun(int fd, char *buf, size_t cap, struct net_addr *from)
 {
 	for (;;) {
-		size_t n = recv_one(fd, buf, cap, from);
+		size_t n = uat_recv_one(fd, buf, cap, from);
 		if (stun_is_message(buf, n))
 			return n;
 	}
-}
-
-static void *run_loop(void *arg)
-{
-	loop_run(arg);
-	return NULL;
 }
 
 static void post_shutdown(void *arg)
@@ -243,11 +133,11 @@ static void post_shutdown(void *arg)
 static void test_register_keepalive_recover(void **state)
 {
 	(void)state;
-	static struct rec r = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	static struct uat_rec r = UAT_REC_INIT(64);
 	static char buf[8192];
 	static struct sip_msg m;
 	struct net_addr srv, from, stranger_addr;
-	int s = udp_bound(&srv), stranger = udp_bound(&stranger_addr);
+	int s = uat_udp_bound(&srv), stranger = uat_udp_bound(&stranger_addr);
 
 	struct ua_conf *c = calloc(1, sizeof *c);
 	snprintf(c->aor, sizeof c->aor, "sip:alice@example.test");
@@ -262,10 +152,10 @@ static void test_register_keepalive_recover(void **state)
 	struct loop *l;
 	assert_int_equal(loop_alloc(&l), 0);
 	struct ua *ua;
-	assert_int_equal(ua_alloc(&ua, l, c, on_event, &r), 0);
+	assert_int_equal(ua_alloc(&ua, l, c, uat_on_event, &r), 0);
 	assert_int_equal(ua_start(ua), 0);
 	pthread_t th;
-	assert_int_equal(pthread_create(&th, NULL, run_loop, l), 0);
+	assert_int_equal(pthread_create(&th, NULL, uat_run_loop, l), 0);
 
 	/* 1. REGISTER, 401 (SHA-256 beside MD5), REGISTER with credentials, 200
 	 * with Require: outbound and Flow-Timer */
@@ -287,11 +177,11 @@ static void test_register_keepalive_recover(void **state)
 	check_register(&m, &from, c->instance);
 	check_creds(&m, "n1");
 	ok_with_contact(s, &from, &m, "Require: outbound\r\nFlow-Timer: 2\r\n");
-	size_t i = wait_event(&r, UA_EV_REGISTERED, 0);
+	size_t i = uat_wait(&r, UA_EV_REGISTERED, NULL, 0);
 	assert_true(r.ev[i].outbound);
 	assert_int_equal(r.ev[i].flow_timer, 2);
 	assert_true(r.ev[i].interval_ms >= 1600 && r.ev[i].interval_ms <= 2000);
-	assert_int_equal(count_events(&r, UA_EV_NO_OUTBOUND), 0);
+	assert_int_equal(uat_count(&r, UA_EV_NO_OUTBOUND), 0);
 	struct net_addr first = from;
 
 	/* 2. a stranger's request to the ua's port is not taken (the flow's
@@ -306,23 +196,23 @@ static void test_register_keepalive_recover(void **state)
 	    "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKs1\r\n"
 	    "From: <sip:x@example.test>;tag=9\r\nTo: <sip:alice@example.test>\r\n"
 	    "Call-ID: stranger1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-	send_to(stranger, &first, sopts, sizeof sopts - 1);
+	uat_send_to(stranger, &first, sopts, sizeof sopts - 1);
 	/* 3. garbage from the proxy is counted, not fatal */
-	send_to(s, &first, "garbage\r\n\r\n", 11);
-	send_to(s, &first, opts, sizeof opts - 1);
+	uat_send_to(s, &first, "garbage\r\n\r\n", 11);
+	uat_send_to(s, &first, opts, sizeof opts - 1);
 	recv_sip(s, buf, sizeof buf, &from, &m);
 	assert_false(m.request);
 	assert_int_equal(m.status, 200);
 	assert_true(slice_eq(m.call_id, SLICE_LIT("opt1"))); /* not the stranger's */
 	assert_true(net_addr_eq(&from, &first));
-	assert_int_equal(count_events(&r, UA_EV_REQUEST), 1);
-	assert_int_equal(count_events(&r, UA_EV_BAD_MESSAGE), 1);
+	assert_int_equal(uat_count(&r, UA_EV_REQUEST), 1);
+	assert_int_equal(uat_count(&r, UA_EV_BAD_MESSAGE), 1);
 	static const char inv[] =
 	    "INVITE sip:alice@127.0.0.1 SIP/2.0\r\n"
 	    "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKi1\r\n"
 	    "From: <sip:x@example.test>;tag=9\r\nTo: <sip:alice@example.test>\r\n"
 	    "Call-ID: inv1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
-	send_to(s, &first, inv, sizeof inv - 1);
+	uat_send_to(s, &first, inv, sizeof inv - 1);
 	recv_sip(s, buf, sizeof buf, &from, &m);
 	assert_int_equal(m.status, 480);
 	assert_true(m.to_tag.l > 0);
@@ -338,17 +228,17 @@ static void test_register_keepalive_recover(void **state)
 	struct net_addr moved = from;
 	net_addr_set_port(&moved, (uint16_t)(net_addr_port(&from) ^ 1));
 	stun_answer(s, &from, buf, n, &moved);
-	i = wait_event(&r, UA_EV_KEEPALIVE_FAILED, 0);
+	i = uat_wait(&r, UA_EV_KEEPALIVE_FAILED, NULL, 0);
 	assert_non_null(strstr(r.ev[i].detail, "mapping moved"));
-	wait_event(&r, UA_EV_FLOW_DOWN, i);
+	uat_wait(&r, UA_EV_FLOW_DOWN, NULL, i);
 	recv_sip(s, buf, sizeof buf, &from, &m);
 	assert_false(net_addr_eq(&from, &first)); /* a new flow */
 	check_register(&m, &from, c->instance);
 	check_creds(&m, "n1");
 	ok_with_contact(s, &from, &m, "Require: outbound\r\nFlow-Timer: 2\r\n");
-	i = wait_event(&r, UA_EV_REGISTERED, i);
+	i = uat_wait(&r, UA_EV_REGISTERED, NULL, i);
 	assert_true(r.ev[i].recovered);
-	assert_int_equal(count_events(&r, UA_EV_RETRY), 0); /* no wait for a flow that worked */
+	assert_int_equal(uat_count(&r, UA_EV_RETRY), 0); /* no wait for a flow that worked */
 
 	/* 6. shutdown: REGISTER expires=0 with credentials, then done */
 	assert_int_equal(loop_post(l, post_shutdown, ua), 0);
@@ -357,8 +247,8 @@ static void test_register_keepalive_recover(void **state)
 	assert_non_null(ex);
 	assert_true(slice_eq(ex->value, SLICE_LIT("0")));
 	reply(s, &from, &m, 200, NULL);
-	wait_event(&r, UA_EV_UNREGISTERED, 0);
-	i = wait_event(&r, UA_EV_DONE, 0);
+	uat_wait(&r, UA_EV_UNREGISTERED, NULL, 0);
+	i = uat_wait(&r, UA_EV_DONE, NULL, 0);
 	loop_stop(l);
 	pthread_join(th, NULL);
 	struct ua_stats st;
@@ -378,11 +268,11 @@ static void test_register_keepalive_recover(void **state)
 static void test_no_outbound(void **state)
 {
 	(void)state;
-	static struct rec r = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	static struct uat_rec r = UAT_REC_INIT(64);
 	static char buf[8192];
 	static struct sip_msg m;
 	struct net_addr srv, from;
-	int s = udp_bound(&srv);
+	int s = uat_udp_bound(&srv);
 	struct ua_conf *c = calloc(1, sizeof *c);
 	snprintf(c->aor, sizeof c->aor, "sip:alice@example.test");
 	snprintf(c->instance, sizeof c->instance, "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
@@ -395,10 +285,10 @@ static void test_no_outbound(void **state)
 	struct loop *l;
 	assert_int_equal(loop_alloc(&l), 0);
 	struct ua *ua;
-	assert_int_equal(ua_alloc(&ua, l, c, on_event, &r), 0);
+	assert_int_equal(ua_alloc(&ua, l, c, uat_on_event, &r), 0);
 	assert_int_equal(ua_start(ua), 0);
 	pthread_t th;
-	assert_int_equal(pthread_create(&th, NULL, run_loop, l), 0);
+	assert_int_equal(pthread_create(&th, NULL, uat_run_loop, l), 0);
 	recv_sip(s, buf, sizeof buf, &from, &m);
 	/* a registrar that knows nothing of outbound: the contacts of the AOR
 	 * with their URI and expires only (another phone's first) */
@@ -410,25 +300,25 @@ static void test_no_outbound(void **state)
 		 "Contact: <sip:alice@192.0.2.9:5060>;expires=50, <%.*s>;expires=300\r\n",
 		 (int)na.uri_s.l, na.uri_s.p);
 	reply(s, &from, &m, 200, plain); /* no Require: outbound */
-	size_t i = wait_event(&r, UA_EV_REGISTERED, 0);
+	size_t i = uat_wait(&r, UA_EV_REGISTERED, NULL, 0);
 	assert_int_equal(r.ev[i].expires, 300);
 	assert_false(r.ev[i].outbound);
 	assert_int_equal(r.ev[i].interval_ms, 1000);
-	wait_event(&r, UA_EV_NO_OUTBOUND, 0);
+	uat_wait(&r, UA_EV_NO_OUTBOUND, NULL, 0);
 	/* the refresh comes, on the same flow, and no STUN is sent */
 	struct net_addr again;
-	size_t n = recv_one(s, buf, sizeof buf, &again);
+	size_t n = uat_recv_one(s, buf, sizeof buf, &again);
 	assert_false(stun_is_message(buf, n));
 	assert_int_equal(sip_msg_parse(&m, buf, n, false, NULL), 0);
 	assert_int_equal(m.method, SIP_REGISTER);
 	assert_true(net_addr_eq(&again, &from));
 	ok_with_contact(s, &from, &m, "");
-	wait_event(&r, UA_EV_REGISTERED, i + 1);
-	assert_int_equal(count_events(&r, UA_EV_NO_OUTBOUND), 1); /* said once */
+	uat_wait(&r, UA_EV_REGISTERED, NULL, i + 1);
+	assert_int_equal(uat_count(&r, UA_EV_NO_OUTBOUND), 1); /* said once */
 	assert_int_equal(loop_post(l, post_shutdown, ua), 0);
 	recv_sip(s, buf, sizeof buf, &from, &m);
 	reply(s, &from, &m, 200, NULL);
-	wait_event(&r, UA_EV_DONE, 0);
+	uat_wait(&r, UA_EV_DONE, NULL, 0);
 	loop_stop(l);
 	pthread_join(th, NULL);
 	ua_free(ua);
@@ -440,7 +330,7 @@ static void test_no_outbound(void **state)
 /* ---- a harness for the shorter cases ---- */
 
 struct harness {
-	struct rec r;
+	struct uat_rec r;
 	struct ua_conf c;
 	struct loop *l;
 	struct ua *ua;
@@ -450,8 +340,7 @@ struct harness {
 static struct harness *h_new(void)
 {
 	struct harness *h = calloc(1, sizeof *h);
-	pthread_mutex_init(&h->r.mu, NULL);
-	pthread_cond_init(&h->r.cv, NULL);
+	uat_rec_init(&h->r, 64);
 	snprintf(h->c.aor, sizeof h->c.aor, "sip:alice@example.test");
 	snprintf(h->c.password, sizeof h->c.password, "wonderland");
 	snprintf(h->c.instance, sizeof h->c.instance,
@@ -471,9 +360,9 @@ static void h_proxy(struct harness *h, enum net_transport tp, const struct net_a
 static void h_start(struct harness *h)
 {
 	assert_int_equal(loop_alloc(&h->l), 0);
-	assert_int_equal(ua_alloc(&h->ua, h->l, &h->c, on_event, &h->r), 0);
+	assert_int_equal(ua_alloc(&h->ua, h->l, &h->c, uat_on_event, &h->r), 0);
 	assert_int_equal(ua_start(h->ua), 0);
-	assert_int_equal(pthread_create(&h->th, NULL, run_loop, h->l), 0);
+	assert_int_equal(pthread_create(&h->th, NULL, uat_run_loop, h->l), 0);
 }
 
 static void h_free(struct harness *h)
@@ -482,8 +371,7 @@ static void h_free(struct harness *h)
 	pthread_join(h->th, NULL);
 	ua_free(h->ua);
 	loop_free(h->l);
-	pthread_mutex_destroy(&h->r.mu);
-	pthread_cond_destroy(&h->r.cv);
+	uat_rec_destroy(&h->r);
 	free(h);
 }
 
@@ -491,7 +379,7 @@ static void h_free(struct harness *h)
  * port unreachable. */
 static void closed_port(struct net_addr *a)
 {
-	int fd = udp_bound(a);
+	int fd = uat_udp_bound(a);
 	close(fd);
 }
 
@@ -522,7 +410,7 @@ static int conn_next(struct conn *c, char *out, size_t cap, struct sip_msg *m)
 		}
 		assert_int_equal(err, ENODATA);
 		struct pollfd p = {.fd = c->fd, .events = POLLIN};
-		assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+		assert_int_equal(poll(&p, 1, UAT_WAIT_MS), 1);
 		ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
 		assert_true(n > 0);
 		c->len += (size_t)n;
@@ -532,7 +420,7 @@ static int conn_next(struct conn *c, char *out, size_t cap, struct sip_msg *m)
 static void conn_accept(int lfd, struct conn *c)
 {
 	struct pollfd p = {.fd = lfd, .events = POLLIN};
-	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	assert_int_equal(poll(&p, 1, UAT_WAIT_MS), 1);
 	c->fd = accept(lfd, NULL, NULL);
 	assert_true(c->fd >= 0);
 	c->len = 0;
@@ -604,37 +492,37 @@ static void test_tcp_crlf_keepalive(void **state)
 	assert_int_equal(conn_next(&c1, buf, sizeof buf, &m), 0);
 	check_proxy_creds(&m, 1);
 	conn_reply(&c1, &m, 200, "Require: outbound\r\n");
-	size_t i = wait_event(&h->r, UA_EV_REGISTERED, 0);
+	size_t i = uat_wait(&h->r, UA_EV_REGISTERED, NULL, 0);
 	assert_true(h->r.ev[i].outbound);
 	assert_true(h->r.ev[i].interval_ms >= 800 && h->r.ev[i].interval_ms <= 1000);
 	/* a ping, answered */
 	assert_int_equal(conn_next(&c1, buf, sizeof buf, &m), 1);
 	assert_string_equal(buf, "\r\n\r\n");
 	assert_int_equal(send(c1.fd, "\r\n", 2, 0), 2);
-	wait_event(&h->r, UA_EV_KEEPALIVE_OK, 0);
+	uat_wait(&h->r, UA_EV_KEEPALIVE_OK, NULL, 0);
 	/* the next one is not */
 	assert_int_equal(conn_next(&c1, buf, sizeof buf, &m), 1);
-	i = wait_event(&h->r, UA_EV_KEEPALIVE_FAILED, 0);
+	i = uat_wait(&h->r, UA_EV_KEEPALIVE_FAILED, NULL, 0);
 	assert_non_null(strstr(h->r.ev[i].detail, "no CRLF pong"));
-	wait_event(&h->r, UA_EV_FLOW_DOWN, i);
+	uat_wait(&h->r, UA_EV_FLOW_DOWN, NULL, i);
 	/* the connection is closed by the ua */
 	struct pollfd p = {.fd = c1.fd, .events = POLLIN};
-	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	assert_int_equal(poll(&p, 1, UAT_WAIT_MS), 1);
 	assert_int_equal(recv(c1.fd, buf, sizeof buf, 0), 0);
 	conn_accept(lfd, &c2);
 	assert_int_equal(conn_next(&c2, buf, sizeof buf, &m), 0);
 	check_proxy_creds(&m, 2);
 	conn_reply(&c2, &m, 200, "Require: outbound\r\n");
-	i = wait_event(&h->r, UA_EV_REGISTERED, i);
+	i = uat_wait(&h->r, UA_EV_REGISTERED, NULL, i);
 	assert_true(h->r.ev[i].recovered);
-	assert_int_equal(count_events(&h->r, UA_EV_RETRY), 0);
+	assert_int_equal(uat_count(&h->r, UA_EV_RETRY), 0);
 	assert_int_equal(loop_post(h->l, post_shutdown, h->ua), 0);
 	/* pings may come first */
 	while (conn_next(&c2, buf, sizeof buf, &m) == 1)
 		;
 	assert_int_equal(m.method, SIP_REGISTER);
 	conn_reply(&c2, &m, 200, NULL);
-	i = wait_event(&h->r, UA_EV_DONE, 0);
+	i = uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 	h_free(h);
 	close(c1.fd);
 	close(c2.fd);
@@ -654,30 +542,30 @@ static void test_initial_failures(void **state)
 
 	/* one dead, one alive */
 	closed_port(&dead);
-	int s = udp_bound(&srv);
+	int s = uat_udp_bound(&srv);
 	struct harness *h = h_new();
 	h_proxy(h, NET_UDP, &dead);
 	h_proxy(h, NET_UDP, &srv);
 	h->c.backoff_ok_s = 100;
 	h_start(h);
-	size_t i = wait_event(&h->r, UA_EV_REG_FAILED, 0);
+	size_t i = uat_wait(&h->r, UA_EV_REG_FAILED, NULL, 0);
 	assert_int_equal(h->r.ev[i].flow, 1);
 	assert_non_null(strstr(h->r.ev[i].detail, "ICMP"));
 	recv_sip(s, buf, sizeof buf, &from, &m);
 	ok_with_contact(s, &from, &m, "Require: outbound\r\n");
-	wait_event(&h->r, UA_EV_REGISTERED, 0);
-	i = wait_event(&h->r, UA_EV_RETRY, 0);
+	uat_wait(&h->r, UA_EV_REGISTERED, NULL, 0);
+	i = uat_wait(&h->r, UA_EV_RETRY, NULL, 0);
 	assert_int_equal(h->r.ev[i].flow, 1);
 	/* 4.5: one failure, another flow works, base 100 s: 100-200 s */
 	assert_int_equal(h->r.ev[i].failures, 1);
 	assert_true(h->r.ev[i].retry_ms >= 100000 && h->r.ev[i].retry_ms <= 200000);
-	assert_int_equal(count_events(&h->r, UA_EV_DONE), 0);
+	assert_int_equal(uat_count(&h->r, UA_EV_DONE), 0);
 	assert_int_equal(loop_post(h->l, post_shutdown, h->ua), 0);
 	recv_sip(s, buf, sizeof buf, &from, &m);
 	reply(s, &from, &m, 200, NULL);
-	i = wait_event(&h->r, UA_EV_DONE, 0);
+	i = uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 	assert_int_equal(h->r.ev[i].exit_code, 0);
-	assert_int_equal(count_events(&h->r, UA_EV_UNREGISTERED), 1);
+	assert_int_equal(uat_count(&h->r, UA_EV_UNREGISTERED), 1);
 	h_free(h);
 
 	/* both dead: done, exit 5, no retry */
@@ -686,10 +574,10 @@ static void test_initial_failures(void **state)
 	h_proxy(h, NET_UDP, &dead);
 	h_proxy(h, NET_UDP, &dead2);
 	h_start(h);
-	i = wait_event(&h->r, UA_EV_DONE, 0);
+	i = uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 	assert_int_equal(h->r.ev[i].exit_code, UA_EXIT_TIMEOUT);
-	assert_int_equal(count_events(&h->r, UA_EV_REG_FAILED), 2);
-	assert_int_equal(count_events(&h->r, UA_EV_RETRY), 0);
+	assert_int_equal(uat_count(&h->r, UA_EV_REG_FAILED), 2);
+	assert_int_equal(uat_count(&h->r, UA_EV_RETRY), 0);
 	h_free(h);
 
 	/* --once with one dead flow: the live one still registers and
@@ -705,11 +593,11 @@ static void test_initial_failures(void **state)
 	const struct sip_hdr *ex = sip_msg_hdr(&m, SIP_HDR_EXPIRES, 0);
 	assert_true(ex && slice_eq(ex->value, SLICE_LIT("0")));
 	reply(s, &from, &m, 200, NULL);
-	i = wait_event(&h->r, UA_EV_DONE, 0);
+	i = uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 	assert_int_equal(h->r.ev[i].exit_code, UA_EXIT_TIMEOUT);
-	assert_int_equal(count_events(&h->r, UA_EV_REGISTERED), 1);
-	assert_int_equal(count_events(&h->r, UA_EV_UNREGISTERED), 1);
-	assert_int_equal(count_events(&h->r, UA_EV_RETRY), 0);
+	assert_int_equal(uat_count(&h->r, UA_EV_REGISTERED), 1);
+	assert_int_equal(uat_count(&h->r, UA_EV_UNREGISTERED), 1);
+	assert_int_equal(uat_count(&h->r, UA_EV_RETRY), 0);
 	h_free(h);
 
 	/* a wrong password: 401, credentials, 401 again (not stale): exit 3 */
@@ -723,8 +611,8 @@ static void test_initial_failures(void **state)
 	recv_sip(s, buf, sizeof buf, &from, &m);
 	assert_non_null(sip_msg_hdr(&m, SIP_HDR_AUTHORIZATION, 0));
 	reply(s, &from, &m, 401, chal);
-	wait_event(&h->r, UA_EV_AUTH_FAILED, 0);
-	i = wait_event(&h->r, UA_EV_DONE, 0);
+	uat_wait(&h->r, UA_EV_AUTH_FAILED, NULL, 0);
+	i = uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 	assert_int_equal(h->r.ev[i].exit_code, UA_EXIT_AUTH);
 	h_free(h);
 	close(s);
@@ -752,10 +640,10 @@ static void test_tcp_connect_bounded(void **state)
 	struct harness *h = h_new();
 	h_proxy(h, NET_TCP, &a);
 	h_start(h);
-	size_t i = wait_event(&h->r, UA_EV_DONE, 0);
+	size_t i = uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 	assert_int_equal(h->r.ev[i].exit_code, UA_EXIT_TIMEOUT);
-	assert_int_equal(count_events(&h->r, UA_EV_FLOW_UP), 0);
-	assert_int_equal(count_events(&h->r, UA_EV_FLOW_DOWN), 1);
+	assert_int_equal(uat_count(&h->r, UA_EV_FLOW_UP), 0);
+	assert_int_equal(uat_count(&h->r, UA_EV_FLOW_DOWN), 1);
 	h_free(h);
 	close(fill[0]);
 	close(fill[1]);

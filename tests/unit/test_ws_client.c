@@ -21,8 +21,7 @@
 
 #include "ua/ua.h"
 #include "ws/ws.h"
-
-#define WAIT_MS 40000 /* a bound on waits for things that must happen, not a measure */
+#include "uatest.h"
 
 /* ---- the codec ---- */
 
@@ -133,59 +132,8 @@ static void test_request_and_answer(void **state)
 
 /* ---- the ua over a scripted server ---- */
 
-struct rec {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct {
-		enum ua_event_kind kind;
-		int exit_code;
-		char detail[200];
-	} ev[64];
-	size_t n;
-};
-
-static void on_event(const struct ua_event *ev, void *arg)
-{
-	struct rec *r = arg;
-	pthread_mutex_lock(&r->mu);
-	if (r->n < 64) {
-		r->ev[r->n].kind = ev->kind;
-		r->ev[r->n].exit_code = ev->exit_code;
-		snprintf(r->ev[r->n].detail, sizeof r->ev[r->n].detail, "%s",
-			 ev->detail ? ev->detail : "");
-		r->n++;
-	}
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-}
-
-static size_t wait_event(struct rec *r, enum ua_event_kind kind, size_t from)
-{
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += WAIT_MS / 1000;
-	pthread_mutex_lock(&r->mu);
-	for (;;) {
-		for (size_t i = from; i < r->n; i++)
-			if (r->ev[i].kind == kind) {
-				pthread_mutex_unlock(&r->mu);
-				return i;
-			}
-		if (pthread_cond_timedwait(&r->cv, &r->mu, &until)) {
-			pthread_mutex_unlock(&r->mu);
-			fail_msg("no event %d", kind);
-		}
-	}
-}
-
-static void *run_loop(void *arg)
-{
-	loop_run(arg);
-	return NULL;
-}
-
 struct harness {
-	struct rec r;
+	struct uat_rec r;
 	struct ua_conf c;
 	struct loop *l;
 	struct ua *ua;
@@ -198,15 +146,14 @@ struct harness {
 static struct harness *h_start(unsigned keepalive_s)
 {
 	struct harness *h = calloc(1, sizeof *h);
-	pthread_mutex_init(&h->r.mu, NULL);
-	pthread_cond_init(&h->r.cv, NULL);
+	uat_rec_init(&h->r, 64);
 	snprintf(h->c.aor, sizeof h->c.aor, "sip:alice@example.test");
 	snprintf(h->c.instance, sizeof h->c.instance,
 		 "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
 	h->c.ws_origin = "https://phone.example";
 	h->c.keepalive_s = keepalive_s;
 	h->c.once = keepalive_s == 0; /* with keepalives: stay registered */
-	h->c.linger_ms = WAIT_MS;     /* a closing flow's queue: never cut short here */
+	h->c.linger_ms = UAT_WAIT_MS; /* a closing flow's queue: never cut short here */
 	h->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct net_addr a;
 	net_addr_parse("127.0.0.1:0", 0, &a);
@@ -219,11 +166,11 @@ static struct harness *h_start(unsigned keepalive_s)
 	snprintf(px->host, sizeof px->host, "127.0.0.1");
 	px->port = net_addr_port(&a);
 	assert_int_equal(loop_alloc(&h->l), 0);
-	assert_int_equal(ua_alloc(&h->ua, h->l, &h->c, on_event, &h->r), 0);
+	assert_int_equal(ua_alloc(&h->ua, h->l, &h->c, uat_on_event, &h->r), 0);
 	assert_int_equal(ua_start(h->ua), 0);
-	assert_int_equal(pthread_create(&h->th, NULL, run_loop, h->l), 0);
+	assert_int_equal(pthread_create(&h->th, NULL, uat_run_loop, h->l), 0);
 	struct pollfd p = {.fd = h->lfd, .events = POLLIN};
-	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	assert_int_equal(poll(&p, 1, UAT_WAIT_MS), 1);
 	h->fd = accept(h->lfd, NULL, NULL);
 	assert_true(h->fd >= 0);
 	return h;
@@ -244,7 +191,7 @@ static void h_free(struct harness *h)
 static bool more(struct harness *h)
 {
 	struct pollfd p = {.fd = h->fd, .events = POLLIN};
-	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	assert_int_equal(poll(&p, 1, UAT_WAIT_MS), 1);
 	ssize_t n = recv(h->fd, h->in + h->len, sizeof h->in - h->len, 0);
 	assert_true(n >= 0);
 	h->len += (size_t)n;
@@ -350,7 +297,7 @@ static void test_ua_over_ws(void **state)
 	snprintf(extra, sizeof extra, "Contact: %.*s;expires=600\r\nRequire: outbound\r\n",
 		 (int)c->value.l, c->value.p);
 	reply(h, &m, 200, extra);
-	wait_event(&h->r, UA_EV_REGISTERED, 0);
+	uat_wait(&h->r, UA_EV_REGISTERED, NULL, 0);
 
 	/* the server's ping: a pong with the same payload */
 	send_frame(h, WS_OP_PING, "abc", 3);
@@ -371,7 +318,7 @@ static void test_ua_over_ws(void **state)
 	memcpy(pl, out, n);
 	send_frame(h, WS_OP_PONG, "zzzz", 4);
 	send_frame(h, WS_OP_PONG, pl, n);
-	wait_event(&h->r, UA_EV_KEEPALIVE_OK, 0);
+	uat_wait(&h->r, UA_EV_KEEPALIVE_OK, NULL, 0);
 
 	/* RFC 6455 5.1: a masked frame from the server fails the connection */
 	uint8_t mask[4] = {1, 2, 3, 4}, hdr[WS_HDR_MAX];
@@ -385,7 +332,7 @@ static void test_ua_over_ws(void **state)
 	memcpy(whole + hl, body, sizeof body - 1);
 	assert_int_equal(send(h->fd, whole, hl + sizeof body - 1, 0),
 			 (ssize_t)(hl + sizeof body - 1));
-	size_t i = wait_event(&h->r, UA_EV_FLOW_DOWN, 0);
+	size_t i = uat_wait(&h->r, UA_EV_FLOW_DOWN, NULL, 0);
 	assert_non_null(strstr(h->r.ev[i].detail, "malformed WebSocket frame"));
 	while ((op = next_frame(h, out, sizeof out, &n)) == WS_OP_PING || op == WS_OP_PONG)
 		;
@@ -401,7 +348,7 @@ static void test_ua_over_ws(void **state)
 	close(h->fd);
 	h->len = 0;
 	struct pollfd lp = {.fd = h->lfd, .events = POLLIN};
-	assert_int_equal(poll(&lp, 1, WAIT_MS), 1);
+	assert_int_equal(poll(&lp, 1, UAT_WAIT_MS), 1);
 	h->fd = accept(h->lfd, NULL, NULL);
 	assert_true(h->fd >= 0);
 	upgrade(h, 101, false);
@@ -421,9 +368,9 @@ static void test_ua_refuses_bad_101(void **state)
 	for (int k = 0; k < 2; k++) {
 		struct harness *h = h_start(0);
 		upgrade(h, k ? 403 : 101, k == 0);
-		size_t i = wait_event(&h->r, UA_EV_DONE, 0);
+		size_t i = uat_wait(&h->r, UA_EV_DONE, NULL, 0);
 		assert_int_equal(h->r.ev[i].exit_code, UA_EXIT_REFUSED);
-		i = wait_event(&h->r, UA_EV_FLOW_DOWN, 0);
+		i = uat_wait(&h->r, UA_EV_FLOW_DOWN, NULL, 0);
 		assert_non_null(strstr(h->r.ev[i].detail, k ? "HTTP 403" : "breaks RFC 6455"));
 		size_t n;
 		assert_int_equal(next_frame(h, out, sizeof out, &n), -1); /* nothing sent */
@@ -452,7 +399,7 @@ static void test_ua_frame_bounds(void **state)
 		} else {
 			send_frame(h, WS_OP_CLOSE, "\x03\xe9", 2); /* 1001 going away */
 		}
-		size_t i = wait_event(&h->r, UA_EV_FLOW_DOWN, 0);
+		size_t i = uat_wait(&h->r, UA_EV_FLOW_DOWN, NULL, 0);
 		assert_non_null(
 		    strstr(h->r.ev[i].detail, k ? "closed the WebSocket (1001)" : "above 64 KiB"));
 		assert_int_equal(next_frame(h, out, sizeof out, &n), WS_OP_CLOSE);
@@ -519,7 +466,7 @@ static bool close_drains_once(void)
 	assert_int_equal(next_frame(h, out, sizeof out, &n), WS_OP_TEXT);
 	assert_int_equal(sip_msg_parse(&m, out, n, false, NULL), 0);
 	reply(h, &m, 200, NULL);
-	wait_event(&h->r, UA_EV_REGISTERED, 0);
+	uat_wait(&h->r, UA_EV_REGISTERED, NULL, 0);
 	/* bytes on the ua's own socket (the ua is idle, registered for an hour)
 	 * until its kernel takes no more */
 	int ufd = ua_socket_of(h);
@@ -547,20 +494,20 @@ static bool close_drains_once(void)
 	memcpy(whole + hl, body, sizeof body - 1);
 	assert_int_equal(send(h->fd, whole, hl + sizeof body - 1, 0),
 			 (ssize_t)(hl + sizeof body - 1));
-	wait_event(&h->r, UA_EV_FLOW_DOWN, 0);
+	uat_wait(&h->r, UA_EV_FLOW_DOWN, NULL, 0);
 	struct ua_stats st;
 	ua_stats_get(h->ua, &st); /* written by the ua's thread before the event */
 	assert_true(st.flows_lingered <= 1);
 	/* the flow connects again (while the old connection still waits, when
 	 * the frame did not fit) */
 	struct pollfd lp = {.fd = h->lfd, .events = POLLIN};
-	assert_int_equal(poll(&lp, 1, WAIT_MS), 1);
+	assert_int_equal(poll(&lp, 1, UAT_WAIT_MS), 1);
 	int fd2 = accept(h->lfd, NULL, NULL);
 	assert_true(fd2 >= 0);
 	/* now read the old one: the filler, then the close frame, then the end */
 	for (size_t got = 0; got < filled;) {
 		struct pollfd p = {.fd = h->fd, .events = POLLIN};
-		assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+		assert_int_equal(poll(&p, 1, UAT_WAIT_MS), 1);
 		size_t want = filled - got < sizeof out ? filled - got : sizeof out;
 		ssize_t k = recv(h->fd, out, want, 0);
 		assert_true(k > 0);
