@@ -1022,12 +1022,15 @@ static int tcp_client(const struct net_addr *srv)
 	return tcp_client_rcvbuf(srv, 0);
 }
 
-/* Receives one datagram or stream chunk within ms; returns its length, or -1 on timeout. */
+/* Receives one datagram or stream chunk within ms; returns its length, or -1 with errno
+ * ETIMEDOUT on timeout (a stale ECONNRESET must not pass for the server's reset). */
 static ssize_t recv_within(int fd, char *buf, size_t cap, unsigned ms, struct net_addr *from)
 {
 	struct pollfd p = {.fd = fd, .events = POLLIN};
-	if (poll(&p, 1, (int)ms) <= 0)
+	if (poll(&p, 1, (int)ms) <= 0) {
+		errno = ETIMEDOUT;
 		return -1;
+	}
 	struct net_addr tmp;
 	socklen_t sl = sizeof tmp.u.ss;
 	if (!from)
