@@ -36,6 +36,15 @@ static struct net_stats stats(struct test_server *s)
 	return st;
 }
 
+/* Waits (3 s at most) until the server holds no TCP connection; fails if one stays. */
+static void wait_no_conns(struct test_server *srv)
+{
+	struct timespec ts = {0, 10 * 1000000L};
+	for (int i = 0; i < 300 && stats(srv).tcp_open; i++)
+		nanosleep(&ts, NULL);
+	assert_int_equal(stats(srv).tcp_open, 0);
+}
+
 static const struct net_addr *tcp_addr(struct test_server *s)
 {
 	return net_listener_addr(s->net, 1);
@@ -59,6 +68,14 @@ static int accept_within(int lfd, int ms)
 	if (poll(&p, 1, ms) <= 0)
 		return -1;
 	return accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+/* The next connection to lfd, within 3 s; fails the test if none comes. */
+static int accept_one(int lfd)
+{
+	int fd = accept_within(lfd, 3000);
+	assert_true(fd >= 0);
+	return fd;
 }
 
 static int tcp_client(const struct net_addr *to)
@@ -145,8 +162,7 @@ static void next_hop_connect_and_reuse(void **state)
 	phone_open(&a, &srv);
 	char req[4096], r[4096], want[128];
 	invite_tcp_host(&a, &peer, "tcp-1", "z9hG4bKtcp1");
-	int fd = accept_within(lfd, 3000);
-	assert_true(fd >= 0);
+	int fd = accept_one(lfd);
 	stream_expect(fd, "INVITE sip:bob@", req, sizeof req);
 	snprintf(want, sizeof want,
 		 "Via: SIP/2.0/TCP 127.0.0.1:%u;branch=", net_addr_port(tcp_addr(&srv)));
@@ -187,17 +203,13 @@ static void in_dialog_after_next_hop_closed(void **state)
 	phone_open(&a, &srv);
 	char req[4096], r[4096], rr[1024];
 	invite_tcp_host(&a, &peer, "tcp-dlg", "z9hG4bKdlg1");
-	int fd = accept_within(lfd, 3000);
-	assert_true(fd >= 0);
+	int fd = accept_one(lfd);
 	stream_expect(fd, "INVITE sip:bob@", req, sizeof req);
 	msg_header(req, "Record-Route", rr, sizeof rr);
 	stream_reply_200(fd, req);
 	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
 	close(fd); /* the next hop goes away, as an idle timeout would */
-	struct timespec ts = {0, 10 * 1000000L};
-	for (int i = 0; i < 300 && stats(&srv).tcp_open; i++)
-		nanosleep(&ts, NULL);
-	assert_int_equal(stats(&srv).tcp_open, 0);
+	wait_no_conns(&srv);
 
 	/* the caller's route set is the Record-Route reversed */
 	char *comma = strstr(rr, ", ");
@@ -211,8 +223,7 @@ static void in_dialog_after_next_hop_closed(void **state)
 	    "From: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:bob@127.0.0.1>;tag=callee\r\n"
 	    "Call-ID: tcp-dlg\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
 	    net_addr_port(&peer), a.port, comma + 2, rr);
-	fd = accept_within(lfd, 3000);
-	assert_true(fd >= 0);
+	fd = accept_one(lfd);
 	stream_expect(fd, "BYE sip:bob@", req, sizeof req);
 	stream_reply_200(fd, req);
 	phone_expect(&a, "SIP/2.0 200", r, sizeof r);
@@ -285,8 +296,7 @@ static void alias_trusted_only(const char *conf, bool trusted)
 		assert_int_equal(stats(&srv).tcp_connects, 0);
 		stream_reply_200(pfd, req);
 	} else {
-		int fd = accept_within(lfd, 3000);
-		assert_true(fd >= 0);
+		int fd = accept_one(lfd);
 		stream_expect(fd, "INVITE sip:bob@", req, sizeof req);
 		assert_int_equal(stats(&srv).tcp_connects, 1);
 		stream_reply_200(fd, req);
@@ -336,10 +346,7 @@ static void phone_over_tcp_never_dialled(void **state)
 	stream_send(pfd, msg);
 	stream_expect(pfd, "SIP/2.0 200", r, sizeof r);
 	close(pfd);
-	struct timespec ts = {0, 10 * 1000000L};
-	for (int i = 0; i < 300 && stats(&srv).tcp_open; i++)
-		nanosleep(&ts, NULL);
-	assert_int_equal(stats(&srv).tcp_open, 0);
+	wait_no_conns(&srv);
 
 	struct phone a;
 	phone_open(&a, &srv);
@@ -409,14 +416,6 @@ static int edge_register_path(struct test_server *srv, const struct net_addr *ed
 	stream_send(fd, msg);
 	stream_expect(fd, "SIP/2.0 ", r, len);
 	return fd;
-}
-
-static void wait_no_conns(struct test_server *srv)
-{
-	struct timespec ts = {0, 10 * 1000000L};
-	for (int i = 0; i < 300 && stats(srv).tcp_open; i++)
-		nanosleep(&ts, NULL);
-	assert_int_equal(stats(srv).tcp_open, 0);
 }
 
 /* RFC 3327 5.3: the way to a phone registered through a Path is its first
