@@ -17,38 +17,17 @@
 
 #include <cmocka.h>
 
+#include "edgelab.h"
 #include "phone.h"
 #include "testenv.h"
 
-/* The namespace (lo only): the edge at EDGE_IP, the registrar it forwards
- * to (a raw socket playing it) at REG_IP, a stranger on the "internet" at
- * ATTACKER, LAN phones on 127.0.0.1. */
-#define EDGE_IP "198.18.0.1"
-#define REG_IP "198.18.0.3"
-#define ATTACKER "198.18.7.7"
-#define KEY_A "1111111111111111111111111111111111111111111111111111111111111111"
 #define KEY_B "2222222222222222222222222222222222222222222222222222222222222222"
 #define INSTANCE "+sip.instance=\"<urn:uuid:00000000-0000-4000-8000-000000000001>\""
 
-static bool have_ns;
-
-static void need_ns(void)
-{
-	if (!have_ns)
-		skip(); /* needs root for a network namespace of its own */
-}
-
-/* An edge-only server in front of reg (whose socket is open already). */
+/* An edge-only server in front of reg (opened here). */
 static void start_edge(struct test_server *s, struct phone *reg)
 {
-	phone_open_at(reg, s, REG_IP);
-	char conf[1024];
-	snprintf(conf, sizeof conf,
-		 "[sip]\nlisten = udp:" EDGE_IP ":0, tcp:" EDGE_IP ":0\nt1 = 100\n"
-		 "domains = example.org\nflow_key = " KEY_A "\n[keepalive]\ninterval = 0\n"
-		 "[proxy]\nrelay = none\nregistrar = udp:" REG_IP ":%u\n",
-		 reg->port);
-	test_server_start(s, conf);
+	edgelab_start(s, reg, "", false);
 }
 
 /* REGISTER for bob@example.org from p; outbound: Supported: outbound and a
@@ -105,7 +84,7 @@ static void register_bob(struct test_server *s, struct phone *ph, struct phone *
 static void test_register_2xx_seen_by_edge(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
 	start_edge(&s, &reg);
@@ -146,7 +125,7 @@ static void test_register_2xx_seen_by_edge(void **state)
 static void test_register_path_ob_flow_timer(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
 	start_edge(&s, &reg);
@@ -202,7 +181,7 @@ static void test_register_path_ob_flow_timer(void **state)
 static void test_register_without_outbound(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
 	start_edge(&s, &reg);
@@ -238,7 +217,7 @@ static void test_register_without_outbound(void **state)
 static void test_register_tcp_flow_timer(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg;
 	start_edge(&s, &reg);
@@ -294,7 +273,7 @@ static void reg_invite(struct phone *reg, const char *route, unsigned contact_po
 static void test_token_routing_403_430(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s, other;
 	struct phone reg, ph;
 	start_edge(&s, &reg);
@@ -340,7 +319,7 @@ static void test_token_routing_403_430(void **state)
 static void test_from_registrar_not_sent_back(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg;
 	start_edge(&s, &reg);
@@ -372,7 +351,7 @@ static void send_request(struct phone *p, const char *method, const char *ruri, 
 static void test_out_of_dialog_to_registrar(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
 	start_edge(&s, &reg);
@@ -409,7 +388,7 @@ static void test_out_of_dialog_to_registrar(void **state)
 static void test_stranger_cannot_relay_through_edge(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, evil;
 	start_edge(&s, &reg);
@@ -445,7 +424,7 @@ static void test_stranger_cannot_relay_through_edge(void **state)
 static void test_registrar_refusal_not_reflected(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, victim;
 	start_edge(&s, &reg);
@@ -524,7 +503,7 @@ static void stream_reply(int fd, const char *req, const char *status, const char
 static void test_registrar_over_tcp(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct net_addr ra, peer;
 	assert_int_equal(net_addr_parse(REG_IP ":0", 0, &ra), 0);
@@ -601,7 +580,7 @@ static void test_registrar_over_tcp(void **state)
 static void test_registrar_reaches_edge_after_close(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server rs, s;
 	test_server_start(&rs, "[sip]\nlisten = udp:" REG_IP ":0, tcp:" REG_IP ":0\nt1 = 100\n"
 			       "domains = example.org\ntcp_idle_timeout = 1\n"
@@ -667,8 +646,7 @@ static void test_registrar_reaches_edge_after_close(void **state)
 
 int main(void)
 {
-	static const char *const addrs[] = {EDGE_IP, REG_IP, ATTACKER, NULL};
-	have_ns = test_own_netns(addrs);
+	edgelab_setup();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_register_path_ob_flow_timer),
 	    cmocka_unit_test(test_register_2xx_seen_by_edge),

@@ -17,40 +17,18 @@
 
 #include <cmocka.h>
 
+#include "edgelab.h"
 #include "phone.h"
 #include "stund/stund.h"
 #include "testenv.h"
 
-/* The namespace (lo only): the edge at EDGE_IP, the registrar it forwards
- * to (a socket playing it) at REG_IP, a stranger at ATTACKER, phones on
- * 127.0.0.1. */
-#define EDGE_IP "198.18.0.1"
-#define REG_IP "198.18.0.3"
-#define ATTACKER "198.18.7.7"
-#define KEY_A "1111111111111111111111111111111111111111111111111111111111111111"
 #define INST_FMT "\"<urn:uuid:00000000-0000-4000-8000-%012u>\""
-
-static bool have_ns;
-
-static void need_ns(void)
-{
-	if (!have_ns)
-		skip(); /* needs root for a network namespace of its own */
-}
 
 /* An edge-only server in front of reg (Flow-Timer 25 over UDP, margin 10:
  * the defaults), answering STUN on its SIP port. */
 static void start_edge_conf(struct test_server *s, struct phone *reg, const char *extra)
 {
-	phone_open_at(reg, s, REG_IP);
-	char conf[1024];
-	snprintf(conf, sizeof conf,
-		 "[sip]\nlisten = udp:" EDGE_IP ":0, tcp:" EDGE_IP ":0\nt1 = 100\n"
-		 "domains = example.org\nflow_key = " KEY_A "\n[keepalive]\ninterval = 0\n"
-		 "[proxy]\nrelay = none\nregistrar = udp:" REG_IP ":%u\n%s",
-		 reg->port, extra);
-	test_server_start(s, conf);
-	edge_set_stun(s->edge, stund_flow_answer, NULL);
+	edgelab_start(s, reg, extra, true);
 }
 
 static void start_edge(struct test_server *s, struct phone *reg)
@@ -173,7 +151,7 @@ static struct edge_flow_info info(struct test_server *s, const struct flow *f, c
 static void test_silent_flow_gets_430(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, bob, carol, evil;
 	start_edge(&s, &reg);
@@ -228,7 +206,7 @@ static void test_silent_flow_gets_430(void **state)
 static void test_failed_flow_430_while_bound(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
 	start_edge(&s, &reg);
@@ -290,7 +268,7 @@ static int tcp_register_erin(struct test_server *s, struct phone *reg, char *pat
 static void test_closed_tcp_flow_gets_430(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg;
 	start_edge(&s, &reg);
@@ -317,7 +295,7 @@ static void test_closed_tcp_flow_gets_430(void **state)
 static void test_tcp_flow_closing_under_an_invite_gets_430(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg;
 	start_edge(&s, &reg);
@@ -346,7 +324,7 @@ static void test_tcp_flow_closing_under_an_invite_gets_430(void **state)
 static void test_ctl_flows_and_unregistration(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
 	start_edge(&s, &reg);
@@ -417,7 +395,7 @@ static void test_ctl_flows_and_unregistration(void **state)
 static void test_bound_holds(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph[100];
 	start_edge_conf(&s, &reg, "[outbound]\nmax_flows = 64\n");
@@ -448,7 +426,7 @@ static void test_bound_holds(void **state)
 static void test_colocated_failed_flow_430(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	test_server_start(&s, "[sip]\nlisten = udp:" EDGE_IP ":0\nt1 = 100\n"
 			      "domains = example.org\n[keepalive]\ninterval = 0\n"
@@ -492,7 +470,7 @@ static void test_colocated_failed_flow_430(void **state)
 static void test_silent_phone_gets_430(void **state)
 {
 	(void)state;
-	need_ns();
+	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, erin, plain;
 	start_edge_conf(&s, &reg, "[outbound]\nfailover_timeout = 300\n");
@@ -546,8 +524,7 @@ static void test_silent_phone_gets_430(void **state)
 
 int main(void)
 {
-	static const char *const addrs[] = {EDGE_IP, REG_IP, ATTACKER, NULL};
-	have_ns = test_own_netns(addrs);
+	edgelab_setup();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_silent_flow_gets_430),
 	    cmocka_unit_test(test_failed_flow_430_while_bound),
