@@ -44,6 +44,19 @@ static bool addr_eq(const struct sockaddr_storage *a, const struct sockaddr_stor
 	return memcmp(a, b, l) == 0;
 }
 
+/* Whether m carries attr, an address equal to want; says which part failed when not. */
+static bool addr_attr_is(const struct stun_msg *m, uint16_t attr,
+			 const struct sockaddr_storage *want)
+{
+	struct sockaddr_storage got;
+	int err = stun_msg_addr(m, attr, &got);
+	if (err)
+		print_error("attribute 0x%04x: stun_msg_addr = %d\n", attr, err);
+	else if (!addr_eq(&got, want))
+		print_error("attribute 0x%04x: another address\n", attr);
+	return !err && addr_eq(&got, want);
+}
+
 /* Runs the responder and decodes what it built; returns its result. */
 static int respond(const struct stund_view *v, unsigned in, const struct sockaddr_storage *src,
 		   const struct buf *req, struct buf *resp, struct stund_reply *r,
@@ -76,7 +89,7 @@ static void test_plain_binding(void **state)
 	struct stun_enc e;
 	struct stun_msg m;
 	struct stund_reply r;
-	struct sockaddr_storage src = v4("100.64.1.2", 40000), got;
+	struct sockaddr_storage src = v4("100.64.1.2", 40000);
 
 	binding(&req, &e);
 	assert_int_equal(respond(NULL, 0, &src, &req, &resp, &r, &m), 0);
@@ -85,8 +98,7 @@ static void test_plain_binding(void **state)
 	assert_int_equal(r.code, 0);
 	assert_int_equal(r.from, 0);
 	assert_true(addr_eq(&r.to, &src));
-	assert_int_equal(stun_msg_addr(&m, STUN_ATTR_XOR_MAPPED_ADDRESS, &got), 0);
-	assert_true(addr_eq(&got, &src));
+	assert_true(addr_attr_is(&m, STUN_ATTR_XOR_MAPPED_ADDRESS, &src));
 	assert_int_equal(m.nattr, 1); /* nothing optional without a view */
 	assert_int_equal(resp.len, 32);
 
@@ -95,8 +107,7 @@ static void test_plain_binding(void **state)
 	stun_enc_fingerprint(&e);
 	assert_int_equal(respond(NULL, 0, &src, &req, &resp, &r, &m), 0);
 	assert_int_equal(stun_msg_check_fingerprint(&m), 0);
-	assert_int_equal(stun_msg_addr(&m, STUN_ATTR_XOR_MAPPED_ADDRESS, &got), 0);
-	assert_true(addr_eq(&got, &src));
+	assert_true(addr_attr_is(&m, STUN_ATTR_XOR_MAPPED_ADDRESS, &src));
 
 	/* stund_answer is the same thing */
 	buf_reset(&resp);
@@ -125,12 +136,11 @@ static void test_rfc5769_request_answered(void **state)
 	buf_append(&req, vec, sizeof vec);
 	struct stun_msg m;
 	struct stund_reply r;
-	struct sockaddr_storage src = v4("192.0.2.1", 32853), got;
+	struct sockaddr_storage src = v4("192.0.2.1", 32853);
 	assert_int_equal(respond(NULL, 0, &src, &req, &resp, &r, &m), 0);
 	assert_int_equal(m.cls, STUN_CLASS_SUCCESS);
 	assert_int_equal(stun_msg_check_fingerprint(&m), 0);
-	assert_int_equal(stun_msg_addr(&m, STUN_ATTR_XOR_MAPPED_ADDRESS, &got), 0);
-	assert_true(addr_eq(&got, &src));
+	assert_true(addr_attr_is(&m, STUN_ATTR_XOR_MAPPED_ADDRESS, &src));
 
 	/* the same with one bit of the fingerprint wrong: dropped */
 	req.data[req.len - 1] ^= 1;
@@ -152,11 +162,10 @@ static void test_classic(void **state)
 	buf_append(&req, vec, sizeof vec);
 	struct stun_msg m;
 	struct stund_reply r;
-	struct sockaddr_storage src = v4("100.64.0.9", 1024), got;
+	struct sockaddr_storage src = v4("100.64.0.9", 1024);
 	assert_int_equal(respond(NULL, 0, &src, &req, &resp, &r, &m), 0);
 	assert_true(m.classic);
-	assert_int_equal(stun_msg_addr(&m, STUN_ATTR_MAPPED_ADDRESS, &got), 0);
-	assert_true(addr_eq(&got, &src));
+	assert_true(addr_attr_is(&m, STUN_ATTR_MAPPED_ADDRESS, &src));
 	assert_null(stun_msg_attr(&m, STUN_ATTR_XOR_MAPPED_ADDRESS));
 
 	/* asking for a change from a single-address server: 420 */
@@ -290,17 +299,15 @@ static void test_rfc5780(void **state)
 	struct stun_enc e;
 	struct stun_msg m;
 	struct stund_reply r;
-	struct sockaddr_storage src = v4("203.0.113.9", 61000), got;
+	struct sockaddr_storage src = v4("203.0.113.9", 61000);
 
 	/* test I: no change; RESPONSE-ORIGIN is where it came in, OTHER-ADDRESS
 	 * the diagonal */
 	binding(&req, &e);
 	assert_int_equal(respond(&v, 0, &src, &req, &resp, &r, &m), 0);
 	assert_int_equal(r.from, 0);
-	assert_int_equal(stun_msg_addr(&m, STUN_ATTR_RESPONSE_ORIGIN, &got), 0);
-	assert_true(addr_eq(&got, &v.addr[0]));
-	assert_int_equal(stun_msg_addr(&m, STUN_ATTR_OTHER_ADDRESS, &got), 0);
-	assert_true(addr_eq(&got, &v.addr[3]));
+	assert_true(addr_attr_is(&m, STUN_ATTR_RESPONSE_ORIGIN, &v.addr[0]));
+	assert_true(addr_attr_is(&m, STUN_ATTR_OTHER_ADDRESS, &v.addr[3]));
 	/* SOFTWARE fits too: 20 + 12 + 12 + 12 + 12 */
 	assert_non_null(stun_msg_attr(&m, STUN_ATTR_SOFTWARE));
 
@@ -309,16 +316,14 @@ static void test_rfc5780(void **state)
 	stun_enc_change(&e, STUN_CHANGE_IP | STUN_CHANGE_PORT);
 	assert_int_equal(respond(&v, 0, &src, &req, &resp, &r, &m), 0);
 	assert_int_equal(r.from, 3);
-	assert_int_equal(stun_msg_addr(&m, STUN_ATTR_RESPONSE_ORIGIN, &got), 0);
-	assert_true(addr_eq(&got, &v.addr[3]));
+	assert_true(addr_attr_is(&m, STUN_ATTR_RESPONSE_ORIGIN, &v.addr[3]));
 
 	/* change port only, arriving on the alternate IP */
 	binding(&req, &e);
 	stun_enc_change(&e, STUN_CHANGE_PORT);
 	assert_int_equal(respond(&v, 2, &src, &req, &resp, &r, &m), 0);
 	assert_int_equal(r.from, 3);
-	assert_int_equal(stun_msg_addr(&m, STUN_ATTR_OTHER_ADDRESS, &got), 0);
-	assert_true(addr_eq(&got, &v.addr[1]));
+	assert_true(addr_attr_is(&m, STUN_ATTR_OTHER_ADDRESS, &v.addr[1]));
 
 	/* RESPONSE-PORT: same IP, that port */
 	binding(&req, &e);
@@ -326,8 +331,8 @@ static void test_rfc5780(void **state)
 	assert_int_equal(respond(&v, 0, &src, &req, &resp, &r, &m), 0);
 	struct sockaddr_storage want = v4("203.0.113.9", 5000);
 	assert_true(addr_eq(&r.to, &want));
-	assert_int_equal(stun_msg_addr(&m, STUN_ATTR_XOR_MAPPED_ADDRESS, &got), 0);
-	assert_true(addr_eq(&got, &src)); /* still the source's own mapping */
+	/* still the source's own mapping */
+	assert_true(addr_attr_is(&m, STUN_ATTR_XOR_MAPPED_ADDRESS, &src));
 	binding(&req, &e);
 	stun_enc_response_port(&e, 0);
 	assert_int_equal(respond(&v, 0, &src, &req, &resp, &r, &m), 0);
@@ -341,10 +346,8 @@ static void test_rfc5780(void **state)
 	buf_append(&req, classic, sizeof classic);
 	assert_int_equal(respond(&v, 0, &src, &req, &resp, &r, &m), 0);
 	assert_int_equal(r.from, 3);
-	assert_int_equal(stun_msg_addr(&m, STUN_ATTR_SOURCE_ADDRESS, &got), 0);
-	assert_true(addr_eq(&got, &v.addr[3]));
-	assert_int_equal(stun_msg_addr(&m, STUN_ATTR_CHANGED_ADDRESS, &got), 0);
-	assert_true(addr_eq(&got, &v.addr[3]));
+	assert_true(addr_attr_is(&m, STUN_ATTR_SOURCE_ADDRESS, &v.addr[3]));
+	assert_true(addr_attr_is(&m, STUN_ATTR_CHANGED_ADDRESS, &v.addr[3]));
 	buf_free(&req);
 	buf_free(&resp);
 }
