@@ -84,11 +84,9 @@ static void register_bob(struct test_server *s, struct phone *ph, struct phone *
 static void test_register_2xx_seen_by_edge(void **state)
 {
 	(void)state;
-	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
-	start_edge(&s, &reg);
-	phone_open(&ph, &s);
+	edgelab_open(&s, &reg, &ph, false);
 	char req[4096], r[4096], v[1024], want[256];
 	unsigned char txt[1024];
 	size_t n = 0;
@@ -115,9 +113,7 @@ static void test_register_2xx_seen_by_edge(void **state)
 		  "Pinhole-Seen: c3JjPTE5OC4xOC4wLjE6NTA2MA==\r\n");
 	phone_expect(&ph, "SIP/2.0 401", r, sizeof r);
 	assert_null(strstr(r, "Pinhole-Seen"));
-	phone_close(&ph);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, &ph);
 }
 
 /* RFC 5626 5.1 / RFC 3327: the registrar gets a Path naming the phone's flow
@@ -125,11 +121,9 @@ static void test_register_2xx_seen_by_edge(void **state)
 static void test_register_path_ob_flow_timer(void **state)
 {
 	(void)state;
-	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
-	start_edge(&s, &reg);
-	phone_open(&ph, &s);
+	edgelab_open(&s, &reg, &ph, false);
 	char req[4096], path[512], via[256], tok[128], r[4096], v[64];
 	send_register(&ph, true, "");
 	phone_expect(&reg, "REGISTER sip:example.org ", req, sizeof req);
@@ -170,9 +164,7 @@ static void test_register_path_ob_flow_timer(void **state)
 	msg_header(r, "Flow-Timer", v, sizeof v);
 	assert_string_equal(v, "25");
 	assert_int_equal(count_lines(r, "Flow-Timer:"), 1);
-	phone_close(&ph);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, &ph);
 }
 
 /* No ;ob (and so no Flow-Timer, whatever the registrar answers) for a phone
@@ -181,11 +173,9 @@ static void test_register_path_ob_flow_timer(void **state)
 static void test_register_without_outbound(void **state)
 {
 	(void)state;
-	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
-	start_edge(&s, &reg);
-	phone_open(&ph, &s);
+	edgelab_open(&s, &reg, &ph, false);
 	char req[4096], path[512], r[4096];
 	send_register(&ph, false, "");
 	phone_expect(&reg, "REGISTER ", req, sizeof req);
@@ -208,19 +198,16 @@ static void test_register_without_outbound(void **state)
 	phone_reply_registrar(&reg, req, "200 OK", "");
 	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
 	assert_null(strstr(r, "Flow-Timer"));
-	phone_close(&ph);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, &ph);
 }
 
 /* Over TCP the promise is [outbound] flow_timer_tcp. */
 static void test_register_tcp_flow_timer(void **state)
 {
 	(void)state;
-	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg;
-	start_edge(&s, &reg);
+	edgelab_open(&s, &reg, NULL, false);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct timeval tv = {.tv_sec = 2};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -248,8 +235,7 @@ static void test_register_tcp_flow_timer(void **state)
 	msg_header(r, "Flow-Timer", v, sizeof v);
 	assert_string_equal(v, "120");
 	close(fd);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, NULL);
 }
 
 static void reg_invite(struct phone *reg, const char *route, unsigned contact_port,
@@ -309,9 +295,7 @@ static void test_token_routing_403_430(void **state)
 	phone_expect(&reg, "SIP/2.0 430", r, sizeof r);
 	phone_expect_silence(&ph, 200);
 	test_server_stop(&other);
-	phone_close(&ph);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, &ph);
 }
 
 /* What the registrar sends without our token is never sent back to it: the
@@ -319,10 +303,9 @@ static void test_token_routing_403_430(void **state)
 static void test_from_registrar_not_sent_back(void **state)
 {
 	(void)state;
-	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg;
-	start_edge(&s, &reg);
+	edgelab_open(&s, &reg, NULL, false);
 	char r[4096];
 	phone_send(&reg,
 		   "MESSAGE sip:bob@example.org SIP/2.0\r\n"
@@ -332,8 +315,7 @@ static void test_from_registrar_not_sent_back(void **state)
 		   reg.port);
 	phone_expect(&reg, "SIP/2.0 404", r, sizeof r);
 	phone_expect_silence(&reg, 200);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, NULL);
 }
 
 static void send_request(struct phone *p, const char *method, const char *ruri, const char *from)
@@ -351,11 +333,9 @@ static void send_request(struct phone *p, const char *method, const char *ruri, 
 static void test_out_of_dialog_to_registrar(void **state)
 {
 	(void)state;
-	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
-	start_edge(&s, &reg);
-	phone_open(&ph, &s);
+	edgelab_open(&s, &reg, &ph, false);
 	char req[4096], rr[1024], tok[128], r[4096];
 	send_request(&ph, "INVITE", "sip:carol@example.org", "sip:bob@example.org");
 	phone_expect(&reg, "INVITE sip:carol@example.org SIP/2.0", req, sizeof req);
@@ -374,9 +354,7 @@ static void test_out_of_dialog_to_registrar(void **state)
 	send_request(&ph, "OPTIONS", me, "sip:bob@example.org");
 	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
 	phone_expect_silence(&reg, 100);
-	phone_close(&ph);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, &ph);
 }
 
 /* The registrar trusts its edges ([proxy] trusted), so what a stranger sends
@@ -413,8 +391,7 @@ static void test_stranger_cannot_relay_through_edge(void **state)
 	send_request(&evil, "INVITE", "sip:+442079460000@gw.example.net", "sip:bob@example.org");
 	phone_expect(&reg, "INVITE sip:+442079460000@gw.example.net ", r, sizeof r);
 	phone_close(&evil);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, NULL);
 }
 
 /* No reflector: a request from a forged source that the registrar refuses
@@ -447,8 +424,7 @@ static void test_registrar_refusal_not_reflected(void **state)
 	phone_expect_silence(&victim, 500);
 	assert_int_equal(test_metric("sip_reply_oversize_total", NULL), over + 1);
 	phone_close(&victim);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, NULL);
 }
 
 /* ---- the registrar over TCP: one connection for both ways (RFC 5923) ---- */

@@ -195,8 +195,7 @@ static void test_silent_flow_gets_430(void **state)
 	phone_close(&evil);
 	phone_close(&carol);
 	phone_close(&bob);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, NULL);
 }
 
 /* A failed datagram flow stays failed while its binding lasts, not only
@@ -206,11 +205,9 @@ static void test_silent_flow_gets_430(void **state)
 static void test_failed_flow_430_while_bound(void **state)
 {
 	(void)state;
-	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
-	start_edge(&s, &reg);
-	phone_open(&ph, &s);
+	edgelab_open(&s, &reg, &ph, true);
 	char path[512], r[4096];
 	register_phone(&ph, &reg, "dave", 4, path, sizeof path);
 	struct flow f = path_flow(&s, path);
@@ -226,9 +223,7 @@ static void test_failed_flow_430_while_bound(void **state)
 	edge_flows_tick(edge_flows(s.edge), time_mono_ms());
 	struct edge_flow_info fi;
 	assert_int_equal(edge_flows_get(edge_flows(s.edge), &f, "dave@example.org", &fi), ENOENT);
-	phone_close(&ph);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, &ph);
 }
 
 /* An outbound phone over TCP whose connection closes: its flow fails at
@@ -268,10 +263,9 @@ static int tcp_register_erin(struct test_server *s, struct phone *reg, char *pat
 static void test_closed_tcp_flow_gets_430(void **state)
 {
 	(void)state;
-	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg;
-	start_edge(&s, &reg);
+	edgelab_open(&s, &reg, NULL, true);
 	char path[512], r[4096];
 	int fd = tcp_register_erin(&s, &reg, path, sizeof path);
 	struct flow f = path_flow(&s, path);
@@ -284,8 +278,7 @@ static void test_closed_tcp_flow_gets_430(void **state)
 	assert_int_equal(fi.cause, EDGE_FLOW_CLOSED);
 	reg_invite(&reg, path, "erin", 5060, "ef-inv-erin");
 	phone_expect(&reg, "SIP/2.0 430", r, sizeof r);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, NULL);
 }
 
 /* The connection closes while the registrar's INVITE is on it (the phone
@@ -295,10 +288,9 @@ static void test_closed_tcp_flow_gets_430(void **state)
 static void test_tcp_flow_closing_under_an_invite_gets_430(void **state)
 {
 	(void)state;
-	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg;
-	start_edge(&s, &reg);
+	edgelab_open(&s, &reg, NULL, true);
 	char path[512], r[4096];
 	int fd = tcp_register_erin(&s, &reg, path, sizeof path);
 	reg_invite(&reg, path, "erin", 5060, "ef-inv-erin-rst");
@@ -313,8 +305,7 @@ static void test_tcp_flow_closing_under_an_invite_gets_430(void **state)
 	phone_expect(&reg, "SIP/2.0 ", r, sizeof r);
 	assert_true(strncmp(r, "SIP/2.0 430", 11) == 0);
 	reg_ack(&reg, r);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, NULL);
 }
 
 /* `pinhole ctl flows` on the edge lists the phone's flow with its owner
@@ -324,11 +315,9 @@ static void test_tcp_flow_closing_under_an_invite_gets_430(void **state)
 static void test_ctl_flows_and_unregistration(void **state)
 {
 	(void)state;
-	edgelab_need_ns();
 	struct test_server s;
 	struct phone reg, ph;
-	start_edge(&s, &reg);
-	phone_open(&ph, &s);
+	edgelab_open(&s, &reg, &ph, true);
 	char path[512], req[4096], r[4096], want[128];
 	register_phone(&ph, &reg, "frank", 6, path, sizeof path);
 	struct flow f = path_flow(&s, path);
@@ -383,9 +372,7 @@ static void test_ctl_flows_and_unregistration(void **state)
 	phone_reply_registrar(&reg, req, "200 OK", "");
 	phone_expect(&ph, "SIP/2.0 200", r, sizeof r);
 	assert_int_equal(edge_flows_get(edge_flows(s.edge), &f, "frank@example.org", &fi), ENOENT);
-	phone_close(&ph);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, &ph);
 }
 
 /* The table's bound holds on this path too: with [outbound] max_flows =
@@ -415,8 +402,7 @@ static void test_bound_holds(void **state)
 			 (int64_t)(100 - st.flows));
 	for (unsigned i = 0; i < 100; i++)
 		phone_close(&ph[i]);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, NULL);
 }
 
 /* The same rule in one process (edge and registrar together): an
@@ -518,8 +504,7 @@ static void test_silent_phone_gets_430(void **state)
 	assert_int_equal(metric_get(silent), before + 1);
 	phone_close(&plain);
 	phone_close(&erin);
-	phone_close(&reg);
-	test_server_stop(&s);
+	edgelab_close(&s, &reg, NULL);
 }
 
 int main(void)

@@ -37,3 +37,19 @@ void edgelab_start(struct test_server *s, struct phone *reg, const char *extra, 
 	if (stun)
 		edge_set_stun(s->edge, stund_flow_answer, NULL);
 }
+
+void edgelab_open(struct test_server *s, struct phone *reg, struct phone *ph, bool stun)
+{
+	edgelab_need_ns();
+	edgelab_start(s, reg, "", stun);
+	if (ph)
+		phone_open(ph, s);
+}
+
+void edgelab_close(struct test_server *s, struct phone *reg, struct phone *ph)
+{
+	if (ph)
+		phone_close(ph);
+	phone_close(reg);
+	test_server_stop(s);
+}

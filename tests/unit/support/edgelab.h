@@ -26,4 +26,11 @@ void edgelab_need_ns(void);
  * config text ("" for none); stun: it answers STUN on its SIP port. */
 void edgelab_start(struct test_server *s, struct phone *reg, const char *extra, bool stun);
 
+/* The usual cast: skips without the namespace; else edgelab_start (no extra config) and,
+ * unless ph is NULL, a phone opened on it. */
+void edgelab_open(struct test_server *s, struct phone *reg, struct phone *ph, bool stun);
+
+/* Undoes edgelab_open: closes ph (unless NULL) and reg, stops s. */
+void edgelab_close(struct test_server *s, struct phone *reg, struct phone *ph);
+
 #endif
