@@ -39,7 +39,8 @@ start_pinhole() {
 		[sip]
 		listen = udp:$addr:5060
 	EOF2
-	lab_conf_tail "$LAB_TMP/pinhole-$n.db" "127.0.0.1:$((5080 + n))" "$addr" "$ports" "$media" >>"$conf"
+	lab_conf_tail "$LAB_TMP/pinhole-$n.db" "127.0.0.1:$((5080 + n))" "$addr" "$ports" \
+		"$media" >>"$conf"
 	[ -n "${5:-}" ] && printf '[echo]\nmax_duration = 30\n' >>"$conf"
 	lab_serve "$LAB_TMP/pinhole-$n.log" "$conf" "$addr:5060"
 }

@@ -41,7 +41,8 @@ start_pinhole() {
 		[sip]
 		listen = udp:$addr:5060
 	EOF2
-	lab_conf_tail "$LAB_TMP/pinhole-$n.db" "127.0.0.1:$((5080 + n))" "$addr" "$ports" "$media" >>"$conf"
+	lab_conf_tail "$LAB_TMP/pinhole-$n.db" "127.0.0.1:$((5080 + n))" "$addr" "$ports" \
+		"$media" >>"$conf"
 	[ -n "${5:-}" ] && printf '[stun]\nlisten = udp:%s:3478\nother = %s:3479\n[echo]\nmax_duration = 30\n' \
 		"$addr" "$SRV2" >>"$conf"
 	lab_serve "$LAB_TMP/pinhole-$n.log" "$conf" "$addr:5060"
