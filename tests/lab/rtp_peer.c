@@ -346,6 +346,18 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/* stopped by a signal: what already arrived counts too */
+	for (;;) {
+		uint8_t buf[2048];
+		struct sockaddr_in from;
+		socklen_t fl = sizeof from;
+		ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from,
+				     &fl);
+		if (n < 0)
+			break;
+		count(&from, buf, (size_t)n);
+	}
+
 	uint64_t total_sent = 0, received = 0, rtp = 0;
 	for (size_t i = 0; i < n_dest; i++) {
 		total_sent += sent[i];

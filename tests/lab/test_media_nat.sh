@@ -179,7 +179,10 @@ invite_hdr() {
 # forge LABEL SERVER: in the background, once the RTP has started, the
 # attacker sends a forged 200 and a Call-ID-only BYE; its udp_probe log is
 # $LAB_TMP/LABEL-forger.log, and an RTP listener on $ATTACKER:5006 (the port
-# its SDP names) logs to $LAB_TMP/LABEL-stolen.rtp.log.
+# its SDP names) logs to $LAB_TMP/LABEL-stolen.rtp.log. The listener runs
+# until stolen_count stops it (PID in STOLEN_PID), so that it covers the
+# whole call however long that took.
+STOLEN_PID=
 forge() {
 	local label=$1 srv=$2 via2 from to cid cseq sdp ok bye
 	via2=$(invite_hdr "$label" Via | sed -n 2p)
@@ -198,11 +201,29 @@ forge() {
 	bye="BYE sip:x@$ATTACKER:5070 SIP/2.0"$'\r\n'"Via: SIP/2.0/UDP $ATTACKER:5070;branch=z9hG4bKevilbye"$'\r\n'
 	bye+=$'Max-Forwards: 70\r\nFrom: <sip:x@'"$ATTACKER"$'>;tag=x\r\nTo: <sip:x@'"$ATTACKER"$'>\r\n'
 	bye+="$cid"$'\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n'
+	# -w: only a bound in case the test dies; stolen_count stops it
 	lab_start_bg pub "$LAB_TMP/$label-stolen.rtp.log" "$RTP_PEER" -b "$ATTACKER:5006" -t 0 \
-		-w $((RTP_SECS + 4)) -m stolen
+		-w 300 -m stolen
+	STOLEN_PID=$LAB_LAST_PID
 	lab_wait_line "$LAB_TMP/$label-stolen.rtp.log" '^bound ' 5 || lab_fail "$label: RTP listener did not start"
 	lab_probe_bg pub "$LAB_TMP/$label-forger.log" "$ATTACKER:5070" listen 1.5 \
 		send "$srv:5060" "$ok" send "$srv:5060" "$bye" listen 3
+}
+
+# stolen_count LABEL: stop the attacker's RTP listener (the call is over: the
+# phones stopped sending, the BYE was answered) and set STOLEN to how many
+# datagrams reached it; fails if the listener wrote no summary, which is not
+# the same as 0.
+STOLEN=
+stolen_count() {
+	local log=$LAB_TMP/$1-stolen.rtp.log
+	kill -0 "$STOLEN_PID" 2>/dev/null ||
+		lab_fail "$1: the attacker's RTP listener ended early: $(cat "$log")"
+	kill -TERM "$STOLEN_PID"
+	lab_wait "$STOLEN_PID" 10 || lab_fail "$1: the attacker's RTP listener failed: $(cat "$log")"
+	STOLEN=$(field "$log" received)
+	[ -n "$STOLEN" ] ||
+		lab_fail "$1: the attacker's RTP listener wrote no summary: $(cat "$log")"
 }
 
 # --- one call -----------------------------------------------------------------
@@ -353,15 +374,18 @@ lab_log "bleed: attacker $(grep '^summary' "$alog"); relay_dropped_total{reason=
 unp0=$(lab_counter "$CTL1" proxy_responses_unproven_total)
 counters_before
 call forge s1 s2 "$SRV1" "$CTL1" forge
-check_relayed forge
-check_counters forge
+# the phones have stopped sending and the call is over: all the RTP that
+# could have gone to the attacker has
+stolen_count forge
 grep -q '^sent .*SIP/2.0 200 OK' "$LAB_TMP/forge-forger.log" || lab_fail "forge: the forged 200 was not sent"
 grep -q '^sent .*BYE sip:' "$LAB_TMP/forge-forger.log" || lab_fail "forge: the forged BYE was not sent"
-stolen=$(field "$LAB_TMP/forge-stolen.rtp.log" received)
 unp1=$(lab_counter "$CTL1" proxy_responses_unproven_total)
-lab_log "forge: the attacker's RTP port got ${stolen:-?} datagrams; proxy_responses_unproven_total $unp0 -> $unp1"
-[ "$stolen" = 0 ] || lab_fail "forge: the forged 200 moved RTP to the attacker ($stolen datagrams)"
+lab_log "forge: the attacker's RTP port got $STOLEN datagrams;" \
+	"proxy_responses_unproven_total $unp0 -> $unp1"
+[ "$STOLEN" = 0 ] || lab_fail "forge: the forged 200 moved RTP to the attacker ($STOLEN datagrams)"
 [ "$unp1" -gt "$unp0" ] || lab_fail "forge: proxy_responses_unproven_total did not grow ($unp0 -> $unp1)"
+check_relayed forge
+check_counters forge
 
 # with eBPF (the fast path loaded), [sip] steering = auto is on as well: the
 # calls' datagrams, through both NATs, went to their Call-ID's worker
