@@ -400,14 +400,15 @@ if with_counter proxy_responses_unproven_total "4 forge (forged 200, Call-ID-onl
 	bye+="$CID"$'\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n'
 	st0=$(counted att stolen)
 	attacker forge send "$SRV:5060" "$ok" send "$SRV:5060" "$bye" listen 2 || lab_fail "forge: cannot send"
-	flowing "4 forge"
-	sleep 1
+	sleep 2
 	stolen=$(( $(counted att stolen) - st0 )) unp=$(( $(counter proxy_responses_unproven_total) - unp0 ))
 	sess=$(counter relay_sessions)
 	lab_log "4 forge: forged 200 and Call-ID-only BYE: proxy_responses_unproven_total +$unp, the attacker's RTP port got $stolen packets, relay_sessions $sess"
+	# the theft first: where it succeeds, the phones' RTP stops too
 	[ "$stolen" -eq 0 ] || lab_fail "forge: the forged 200 moved RTP to the attacker ($stolen packets)"
 	[ "$unp" -ge 1 ] || lab_fail "forge: proxy_responses_unproven_total did not grow"
 	[ "$sess" -ge 1 ] || lab_fail "forge: the call's relay session is gone"
+	flowing "4 forge"
 fi
 
 # --- 5: an m= line flood ------------------------------------------------------------
