@@ -279,7 +279,11 @@ int main(int argc, char **argv)
 	if (!sent)
 		return 1;
 
-	double t0 = start_at > 0 ? start_at : now_real();
+	double t_run = now_real();
+	double t0 = start_at > 0 ? start_at : t_run;
+	double first_try = -1; /* when the first packet was due and sent */
+	uint64_t send_failed = 0;
+	int send_errno = 0;
 	double send_end = t0 + secs, end = send_end + linger, period = 1.0 / pps;
 	uint64_t tick = 0; /* packets sent per destination so far */
 	while (!stop) {
@@ -293,6 +297,8 @@ int main(int argc, char **argv)
 			pkt[5] = (uint8_t)(ts >> 16);
 			pkt[6] = (uint8_t)(ts >> 8);
 			pkt[7] = (uint8_t)ts;
+			if (tick == 0)
+				first_try = t;
 			int sfd = fd;
 			if (tick == 0 && first_port) {
 				struct sockaddr_in fa = bind_sa;
@@ -310,6 +316,8 @@ int main(int argc, char **argv)
 				if (sendto(sfd, pkt, sizeof pkt, 0, (struct sockaddr *)&dests[i],
 					   sizeof dests[i]) == (ssize_t)sizeof pkt)
 					sent[i]++;
+				else
+					send_failed++, send_errno = errno;
 			}
 			if (sfd != fd)
 				close(sfd);
@@ -345,6 +353,16 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+
+	/* when a run sent less than asked, why: for the test's logs */
+	if (secs > 0 && first_try < 0)
+		printf("late: running %.3f s after the start, the sending time was over\n",
+		       t_run - t0);
+	else if (secs > 0 && first_try - t0 > 0.1)
+		printf("late: first packet %.3f s after the start\n", first_try - t0);
+	if (send_failed)
+		printf("send failed %llu times: %s\n", (unsigned long long)send_failed,
+		       strerror(send_errno));
 
 	/* stopped by a signal: what already arrived counts too */
 	for (;;) {
