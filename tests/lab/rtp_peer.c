@@ -27,6 +27,10 @@
  *   -s SSRC     (default: random)         -m TAG   sender tag (default "peer")
  *   -S EPOCH    start sending at this CLOCK_REALTIME second (fractional), so
  *               that two peers in different namespaces start together
+ *   -G          start sending when SIGUSR1 comes (listening until then): a
+ *               test starts the peers, waits until each says "bound", then
+ *               signals them together, so their start does not depend on how
+ *               long the start of a process took
  *   -r PPS      packets per second per destination (default 50)
  *   -f PORT     the first packet leaves from PORT on the -b address (a second
  *               socket, closed right after), the rest from -b: what the
@@ -77,12 +81,18 @@ static struct sockaddr_in dests[MAX_DEST];
 static size_t n_dest;
 static struct src srcs[MAX_SRC];
 static size_t n_src;
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, go;
 
 static void on_signal(int sig)
 {
 	(void)sig;
 	stop = 1;
+}
+
+static void on_go(int sig)
+{
+	(void)sig;
+	go = 1;
 }
 
 static double now_real(void)
@@ -104,7 +114,7 @@ static void die_usage(const char *why)
 	fprintf(stderr,
 		"rtp_peer: %s\n"
 		"usage: rtp_peer -b ADDR:PORT [-d ADDR:PORT[-PORT2]]... [-t SECS] [-w SECS]\n"
-		"                [-s SSRC] [-m TAG] [-S EPOCH] [-r PPS] [-f PORT]\n",
+		"                [-s SSRC] [-m TAG] [-S EPOCH | -G] [-r PPS] [-f PORT]\n",
 		why);
 	exit(2);
 }
@@ -185,6 +195,21 @@ static void count(const struct sockaddr_in *from, const uint8_t *p, size_t len)
 		s->lat_max_ns = lat;
 }
 
+/* Counts every datagram waiting on fd. */
+static void drain(int fd)
+{
+	for (;;) {
+		uint8_t buf[2048];
+		struct sockaddr_in from;
+		socklen_t fl = sizeof from;
+		ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from,
+				     &fl);
+		if (n < 0)
+			return;
+		count(&from, buf, (size_t)n);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in bind_sa;
@@ -194,11 +219,11 @@ int main(int argc, char **argv)
 	uint32_t ssrc;
 	char tag[9] = "peer";
 	unsigned lo, hi;
-	int o;
+	int o, wait_go = 0;
 
 	srandom((unsigned)(now_real_ns() ^ getpid()));
 	ssrc = (uint32_t)random() << 1 ^ (uint32_t)random();
-	while ((o = getopt(argc, argv, "b:d:t:w:s:m:S:r:f:")) != -1) {
+	while ((o = getopt(argc, argv, "b:d:t:w:s:m:S:Gr:f:")) != -1) {
 		switch (o) {
 		case 'b':
 			if (parse_addr(optarg, &bind_sa, &lo, &hi) || lo != hi)
@@ -232,6 +257,9 @@ int main(int argc, char **argv)
 		case 'S':
 			start_at = atof(optarg);
 			break;
+		case 'G':
+			wait_go = 1;
+			break;
 		case 'r':
 			pps = atof(optarg);
 			break;
@@ -244,7 +272,7 @@ int main(int argc, char **argv)
 			die_usage("bad option");
 		}
 	}
-	if (!have_bind || optind != argc || pps <= 0 || secs < 0)
+	if (!have_bind || optind != argc || pps <= 0 || secs < 0 || (wait_go && start_at > 0))
 		die_usage("need -b, no extra arguments");
 	if (secs > 0 && n_dest == 0)
 		die_usage("need -d to send");
@@ -258,6 +286,17 @@ int main(int argc, char **argv)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
+	/* SIGUSR1 blocked but while waiting in ppoll: none slips in between */
+	sigset_t usr1, waitmask;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	if (wait_go) {
+		struct sigaction sa = {.sa_handler = on_go};
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGUSR1, &sa, NULL);
+		sigprocmask(SIG_BLOCK, &usr1, &waitmask);
+		sigdelset(&waitmask, SIGUSR1);
+	}
 	char a[64];
 	printf("bound %s\n", fmt(&bind_sa, a, sizeof a));
 	fflush(stdout);
@@ -279,6 +318,16 @@ int main(int argc, char **argv)
 	if (!sent)
 		return 1;
 
+	while (wait_go && !go && !stop) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int r = ppoll(&p, 1, NULL, &waitmask);
+		if (r < 0 && errno != EINTR) {
+			perror("rtp_peer: ppoll");
+			return 1;
+		}
+		if (r > 0)
+			drain(fd);
+	}
 	double t_run = now_real();
 	double t0 = start_at > 0 ? start_at : t_run;
 	double first_try = -1; /* when the first packet was due and sent */
@@ -339,19 +388,8 @@ int main(int argc, char **argv)
 			perror("rtp_peer: poll");
 			return 1;
 		}
-		if (r > 0) {
-			uint8_t buf[2048];
-			struct sockaddr_in from;
-			socklen_t fl;
-			for (;;) {
-				fl = sizeof from;
-				ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT,
-						     (struct sockaddr *)&from, &fl);
-				if (n < 0)
-					break;
-				count(&from, buf, (size_t)n);
-			}
-		}
+		if (r > 0)
+			drain(fd);
 	}
 
 	/* when a run sent less than asked, why: for the test's logs */
@@ -364,17 +402,7 @@ int main(int argc, char **argv)
 		printf("send failed %llu times: %s\n", (unsigned long long)send_failed,
 		       strerror(send_errno));
 
-	/* stopped by a signal: what already arrived counts too */
-	for (;;) {
-		uint8_t buf[2048];
-		struct sockaddr_in from;
-		socklen_t fl = sizeof from;
-		ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from,
-				     &fl);
-		if (n < 0)
-			break;
-		count(&from, buf, (size_t)n);
-	}
+	drain(fd); /* stopped by a signal: what already arrived counts too */
 
 	uint64_t total_sent = 0, received = 0, rtp = 0;
 	for (size_t i = 0; i < n_dest; i++) {

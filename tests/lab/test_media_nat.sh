@@ -17,7 +17,8 @@
 # tests/lab/rtp_peer.c (one socket that sends and receives: symmetric RTP).
 # Once the callee has the ACK, the test reads from each sipp's message log
 # the SDP that phone received (INVITE for the callee, 200 for the caller)
-# and starts both RTP peers at the same instant, each sending 50 packets/s
+# and starts both RTP peers; once both are up, it lets them go at the same
+# instant (SIGUSR1), each sending 50 packets/s
 # of 172 bytes for $RTP_SECS s to the address:port its SDP names, from
 # $RTP_PORT. Then the caller hangs up.
 #
@@ -263,15 +264,23 @@ call() {
 		lab_fail "$label: cannot read the SDPs (callee '$CALLEE_DST', caller '$CALLER_DST')"
 	lab_log "$label: callee ($cnat) sends RTP to $CALLEE_DST, caller ($rnat) to $CALLER_DST"
 
-	local start pc pr
-	start=$(date +%s.%N | awk '{ printf "%.3f", $1 + 0.5 }')
+	local pc pr
 	[ "$attack" = forge ] && forge "$label" "$srv"
+	# the phones start sending together: what one sends before the other's
+	# first packet latched its leg is lost. So not at an instant fixed before
+	# they were started (starting a process can take seconds under load):
+	# each waits for SIGUSR1 once bound
 	lab_start_bg "$cnat-ph" "$LAB_TMP/$label-callee.rtp.log" "$RTP_PEER" \
-		-b "$(lab_phone_ip "$cnat"):$RTP_PORT" -d "$CALLEE_DST" -t "$RTP_SECS" -w 1 -S "$start" -m callee
+		-b "$(lab_phone_ip "$cnat"):$RTP_PORT" -d "$CALLEE_DST" -t "$RTP_SECS" -w 1 -G -m callee
 	pc=$LAB_LAST_PID
 	lab_start_bg "$rnat-ph" "$LAB_TMP/$label-caller.rtp.log" "$RTP_PEER" \
-		-b "$(lab_phone_ip "$rnat"):$RTP_PORT" -d "$CALLER_DST" -t "$RTP_SECS" -w 1 -S "$start" -m caller
+		-b "$(lab_phone_ip "$rnat"):$RTP_PORT" -d "$CALLER_DST" -t "$RTP_SECS" -w 1 -G -m caller
 	pr=$LAB_LAST_PID
+	lab_wait_line "$LAB_TMP/$label-callee.rtp.log" '^bound ' 10 ||
+		lab_fail "$label: callee rtp_peer did not start"
+	lab_wait_line "$LAB_TMP/$label-caller.rtp.log" '^bound ' 10 ||
+		lab_fail "$label: caller rtp_peer did not start"
+	kill -USR1 "$pc" "$pr"
 	lab_wait "$pc" $((RTP_SECS + 10)) || lab_fail "$label: callee rtp_peer failed"
 	lab_wait "$pr" $((RTP_SECS + 10)) || lab_fail "$label: caller rtp_peer failed"
 	lab_wait "$pb" 30; local rb=$?
