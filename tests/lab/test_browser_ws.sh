@@ -145,16 +145,19 @@ lab_log "wss: $inc"
 [[ $inc == *"record-route=<sips:"*"transport=ws;"* ]] || lab_fail "no sips: Record-Route over ws: $inc"
 [ "$rc" -eq 4 ] || lab_fail "the caller exited $rc, not 4: $(tail -n 5 "$LAB_TMP/bob2.log")"
 lab_wait_line "$LAB_TMP/carol.log" '^page: ended' 10 || lab_fail "carol's page saw no end of the call"
+# carol's wss: connection (Chromium's TLS) is parked ([tls] park) while it is
+# open, and carried her registration and the call without a fault. Parked
+# once OpenSSL holds nothing, by the sweep (each second; reads stop before
+# the one that would find it quiet): so asked before her page closes it,
+# which would leave it unparked for good
+i=0
+until [ "$(counter tls_parked_total)" -ge 1 ] || [ "$i" -ge 50 ]; do
+	sleep 0.1; i=$((i + 1))
+done
 lab_kill "$CPID"
 [ -s "$LAB_TMP/carol.png" ] || lab_fail "no screenshot of carol's page"
 cp "$LAB_TMP/carol.png" "${SHOT%.png}-wss.png" && lab_log "screenshot kept: ${SHOT%.png}-wss.png"
 lab_log "ws counters: upgrades $(counter ws_upgrades_total), messages $(counter ws_messages_total)"
-# carol's wss: connection (Chromium's TLS) was parked ([tls] park) and carried
-# her registration and the call without a fault
-i=0 # parked once OpenSSL holds nothing; the sweep tries again each second
-until [ "$(counter tls_parked_total)" -ge 1 ] || [ "$i" -ge 50 ]; do
-	sleep 0.1; i=$((i + 1))
-done
 lab_log "tls: parked $(counter tls_parked_total), closed on bad input $(counter tls_parked_closed_total 'cause="decrypt"')/$(counter tls_parked_closed_total 'cause="protocol"')"
 [ "$(counter tls_parked_total)" -ge 1 ] ||
 	lab_fail "carol's wss: connection was not parked: $(lab_exec srv "$PINHOLE" ctl metrics \
