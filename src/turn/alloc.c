@@ -547,30 +547,6 @@ bool turn_budget_take(const struct turn *t, struct turn_budget *b, uint64_t now)
 	return true;
 }
 
-/* The user's bucket, shared by the threads (and, where it lives in the
- * kernel's array, by the fast path's program, which takes the same steps):
- * whoever moves last_ms adds what that time refilled; a take that overdraws
- * gives back. Races can let a packet too many through, never a second's
- * worth. */
-static bool user_bw_take(struct turn_user_bw *u, uint64_t rate, size_t len, uint64_t now)
-{
-	int64_t full = (int64_t)(rate * 1000); /* one second's worth */
-	uint64_t last = __atomic_load_n(&u->last_ms, __ATOMIC_RELAXED);
-	if (now > last && __atomic_compare_exchange_n(&u->last_ms, &last, now, false,
-						      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
-		int64_t add = (int64_t)MIN(now - last, 1000) * (int64_t)rate;
-		int64_t v = __atomic_fetch_add(&u->milli, add, __ATOMIC_SEQ_CST) + add;
-		if (v > full)
-			__atomic_fetch_sub(&u->milli, v - full, __ATOMIC_SEQ_CST);
-	}
-	int64_t cost = (int64_t)len * 1000;
-	if (__atomic_fetch_sub(&u->milli, cost, __ATOMIC_SEQ_CST) < cost) {
-		__atomic_fetch_add(&u->milli, cost, __ATOMIC_SEQ_CST);
-		return false;
-	}
-	return true;
-}
-
 bool turn_bw_take(struct turn *t, struct turn_alloc *a, size_t len, uint64_t now)
 {
 	uint64_t rate = t->cf.bandwidth;
@@ -589,8 +565,8 @@ bool turn_bw_take(struct turn *t, struct turn_alloc *a, size_t len, uint64_t now
 		}
 	}
 	if (t->cf.bandwidth_user && a->user_ent &&
-	    !user_bw_take(a->user_ent->bw, t->cf.bandwidth_user, len,
-			  turn_fast_user_clock(t, now))) {
+	    !turn_fast_user_take(a->user_ent->bw, t->cf.bandwidth_user, len,
+				 turn_fast_user_clock(t, now))) {
 		metric_inc(&turn_m_drop_user_bw);
 		return false;
 	}

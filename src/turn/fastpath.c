@@ -762,10 +762,9 @@ void turn_fast_user_open(struct turn *t, struct turn_count *u)
 		struct turn_fast_user *e = &f->users[i];
 		/* no allocation of any user draws on a free entry: no race */
 		e->rate = t->cf.bandwidth_user;
-		e->milli = u->own.milli;
-		e->last_ms = u->own.last_ms;
+		e->bw = u->own;
 		u->fast_user = (int32_t)i;
-		u->bw = (struct turn_user_bw *)e;
+		u->bw = &e->bw;
 	}
 	pthread_mutex_unlock(&f->mu);
 }
@@ -783,10 +782,6 @@ void turn_fast_user_close(struct turn *t, struct turn_count *u)
 }
 
 _Static_assert(sizeof(struct turn_fast_chan_slot) == 64, "a slot is one cache line");
-_Static_assert(offsetof(struct turn_fast_user, milli) == offsetof(struct turn_user_bw, milli) &&
-		   offsetof(struct turn_fast_user, last_ms) ==
-		       offsetof(struct turn_user_bw, last_ms),
-	       "user space takes from the kernel's entry as from its own");
 
 #else /* !PINHOLE_HAVE_BPF: built without clang/bpftool/libbpf */
 

@@ -9,6 +9,7 @@
 #include "stun/stun.h"
 #include "stund/stund.h"
 #include "turn.h"
+#include "turn/bpf/turn_fast.h" /* the users' buckets: one struct, one take, both paths */
 
 #define TURN_MAX_LISTEN 8
 #define TURN_RX_MAX (65536 + 64) /* a datagram, or a whole TCP frame */
@@ -175,16 +176,6 @@ struct turn_conf {
 
 struct turn_fast_state;
 
-/* A user's bandwidth bucket ([turn] bandwidth_per_user): bytes x 1000 and
- * the time of its last refill, in ms. Taken without a lock, with atomic
- * operations, by whichever thread relays for one of the user's allocations,
- * and by the kernel's fast path where it lives in the kernel's per-user
- * array (the same two fields first in struct turn_fast_user). */
-struct turn_user_bw {
-	int64_t milli;
-	uint64_t last_ms;
-};
-
 /* Counts by key (per-user allocations, TCP connections per source): a
  * chained hash of small entries, one per key with a count, freed at 0. The
  * caller locks (sh->lock). */
@@ -195,8 +186,8 @@ struct turn_count {
 	/* users: the user's bucket while an allocation holds the entry: own, or
 	 * the kernel's entry fast_user of its per-user array (fastpath.c) */
 	int32_t fast_user; /* -1: none */
-	struct turn_user_bw *bw;
-	struct turn_user_bw own;
+	struct turn_fast_user_bw *bw;
+	struct turn_fast_user_bw own;
 	uint8_t key[];
 };
 struct turn_counts {

@@ -157,22 +157,8 @@ static __always_inline int user_take(__u32 idx, __u32 len)
 	struct turn_fast_user *u = bpf_map_lookup_elem(&turn_user, &idx);
 	if (!u)
 		return 1; /* user space hands out only slots that exist */
-	__u64 now = bpf_ktime_get_coarse_ns() / 1000000; /* user space's clock for it */
-	__u64 last = *(volatile __u64 *)&u->last_ms;
-	if (now > last && __sync_val_compare_and_swap(&u->last_ms, last, now) == last) {
-		__s64 full = (__s64)(u->rate * 1000); /* one second's worth */
-		__u64 el = now - last;
-		__s64 add = (__s64)((el < 1000 ? el : 1000) * u->rate);
-		__s64 v = (__s64)__sync_fetch_and_add(&u->milli, add) + add;
-		if (v > full)
-			__sync_fetch_and_add(&u->milli, full - v);
-	}
-	__s64 cost = (__s64)len * 1000;
-	if ((__s64)__sync_fetch_and_add(&u->milli, -cost) < cost) {
-		__sync_fetch_and_add(&u->milli, cost);
-		return 0;
-	}
-	return 1;
+	/* user space's clock for it */
+	return turn_fast_user_take(&u->bw, u->rate, len, bpf_ktime_get_coarse_ns() / 1000000);
 }
 
 /* Takes cost bytes from the allocation's bucket (e's, [turn] bandwidth), and

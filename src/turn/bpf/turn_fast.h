@@ -82,15 +82,41 @@ struct turn_fast_port {
 
 /* A user's bandwidth budget ([turn] bandwidth_per_user), one token bucket
  * for all of the user's allocations on both paths: user space (alloc.c)
- * takes from the same entry, mapped, with the same atomic operations and
- * the same clock (CLOCK_MONOTONIC_COARSE, in ms). Whoever moves last_ms
- * forward adds what that time refilled; a take that overdraws gives back.
- * Races can let a packet too many through, never a second's worth. */
-struct turn_fast_user {
+ * takes from the same entry, mapped, with turn_fast_user_take as the
+ * program does, and the same clock (CLOCK_MONOTONIC_COARSE, in ms). Without
+ * the fast path user space keeps the bucket itself (same struct, same take). */
+struct turn_fast_user_bw {
 	__s64 milli;   /* bytes x 1000 */
-	__u64 last_ms; /* CLOCK_MONOTONIC_COARSE */
-	__u64 rate;    /* bytes per second */
+	__u64 last_ms; /* the last refill */
+};
+struct turn_fast_user {
+	struct turn_fast_user_bw bw;
+	__u64 rate; /* bytes per second */
 } __attribute__((aligned(64)));
+
+/* Takes len bytes from u at now (ms): whoever moves last_ms forward adds
+ * what that time refilled, up to a second's worth (the bucket's size); a
+ * take that overdraws gives back. Races can let a packet too many through,
+ * never a second's worth. 1: taken. */
+static inline __attribute__((always_inline)) int
+turn_fast_user_take(struct turn_fast_user_bw *u, __u64 rate, __u64 len, __u64 now)
+{
+	__u64 last = *(volatile __u64 *)&u->last_ms;
+	if (now > last && __sync_val_compare_and_swap(&u->last_ms, last, now) == last) {
+		__s64 full = (__s64)(rate * 1000);
+		__u64 el = now - last;
+		__s64 add = (__s64)((el < 1000 ? el : 1000) * rate);
+		__s64 v = (__s64)__sync_fetch_and_add(&u->milli, add) + add;
+		if (v > full)
+			__sync_fetch_and_add(&u->milli, full - v);
+	}
+	__s64 cost = (__s64)len * 1000;
+	if ((__s64)__sync_fetch_and_add(&u->milli, -cost) < cost) {
+		__sync_fetch_and_add(&u->milli, cost);
+		return 0;
+	}
+	return 1;
+}
 
 /* A channel's way to its peer in its home slot of turn_chan_slot (an array
  * indexed by a seeded hash of the key: one cache line, no hash bucket), with
