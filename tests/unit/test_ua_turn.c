@@ -18,6 +18,7 @@
 
 #include "rtp/rtp.h"
 #include "turnc.h" /* tests/unit/support: the server on loopback */
+#include "uatest.h"
 #include "ua/ua.h"
 
 #define MAX_EVENTS 128
@@ -78,17 +79,6 @@ static size_t wait_ev(struct rec *r, enum ua_event_kind kind, const char *text)
 	}
 }
 
-static int udp_bound(struct net_addr *a)
-{
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	struct net_addr any;
-	net_addr_parse("127.0.0.1:0", 0, &any);
-	assert_int_equal(bind(fd, &any.u.sa, net_addr_len(&any)), 0);
-	net_sock_addr(fd, a);
-	return fd;
-}
-
 static size_t recv_one(int fd, char *b, size_t cap, struct net_addr *from)
 {
 	struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -98,11 +88,6 @@ static size_t recv_one(int fd, char *b, size_t cap, struct net_addr *from)
 	assert_true(n > 0);
 	b[n] = '\0';
 	return (size_t)n;
-}
-
-static void send_to(int fd, const struct net_addr *to, const void *p, size_t len)
-{
-	assert_int_equal(sendto(fd, p, len, 0, &to->u.sa, net_addr_len(to)), (ssize_t)len);
 }
 
 static char buf[16384];
@@ -140,7 +125,8 @@ static void test_call_through_turn(void **state)
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_cond_init(&r.cv, NULL);
 	struct net_addr sip_a, rtp_a, stranger_a;
-	int sip = udp_bound(&sip_a), rtp = udp_bound(&rtp_a), stranger = udp_bound(&stranger_a);
+	int sip = uat_udp_bound(&sip_a), rtp = uat_udp_bound(&rtp_a),
+	    stranger = uat_udp_bound(&stranger_a);
 	struct ua_conf *c = calloc(1, sizeof *c);
 	snprintf(c->aor, sizeof c->aor, "sip:alice@example.test");
 	snprintf(c->instance, sizeof c->instance, "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
@@ -196,7 +182,7 @@ static void test_call_through_turn(void **state)
 	b.len -= strlen("Content-Length: 0\r\n\r\n");
 	buf_printf(&b, "Content-Type: application/sdp\r\nContent-Length: %zu\r\n\r\n%s",
 		   strlen(sdp), sdp);
-	send_to(sip, &ua_sip, b.data, b.len);
+	uat_send_to(sip, &ua_sip, b.data, b.len);
 	buf_free(&b);
 	static char invite[sizeof buf];
 	snprintf(invite, sizeof invite, "%s", buf); /* for the BYE's dialog */
@@ -237,7 +223,7 @@ static void test_call_through_turn(void **state)
 		uint8_t cd[4 + 172];
 		stun_chan_header(cd, 0x4000, 172);
 		rtp_packet(cd + 4, 0xbad0bad0, i);
-		send_to(stranger, &ua_rtp, cd, sizeof cd);
+		uat_send_to(stranger, &ua_rtp, cd, sizeof cd);
 	}
 	usleep(100000);
 	/* the far end's own 50 packets, through the relay */
@@ -246,7 +232,7 @@ static void test_call_through_turn(void **state)
 	net_addr_set_port(&relayed, (uint16_t)mport);
 	for (uint16_t i = 0; i < 50; i++) {
 		rtp_packet(pkt, 0x600d600d, (uint16_t)(1000 + i));
-		send_to(rtp, &relayed, pkt, 172);
+		uat_send_to(rtp, &relayed, pkt, 172);
 		usleep(2000);
 	}
 	usleep(200000);
@@ -265,7 +251,7 @@ static void test_call_through_turn(void **state)
 			 "To: <sip:alice@example.test>;tag=%s\r\nCall-ID: %s\r\nCSeq: 200 BYE\r\n"
 			 "Content-Length: 0\r\n\r\n",
 			 ua_uri, tag, call_id);
-	send_to(sip, &ua_sip, bye, (size_t)n);
+	uat_send_to(sip, &ua_sip, bye, (size_t)n);
 	wait_ev(&r, UA_EV_VERDICT, NULL);
 	pthread_mutex_lock(&r.mu);
 	/* only the far end's packets, none of the stranger's */
@@ -302,7 +288,7 @@ static void test_turn_refused(void **state)
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_cond_init(&r.cv, NULL);
 	struct net_addr sip_a;
-	int sip = udp_bound(&sip_a);
+	int sip = uat_udp_bound(&sip_a);
 	struct ua_conf *c = calloc(1, sizeof *c);
 	snprintf(c->aor, sizeof c->aor, "sip:alice@example.test");
 	snprintf(c->instance, sizeof c->instance, "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
